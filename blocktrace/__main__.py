@@ -1,0 +1,7 @@
+"""``python -m blocktrace`` is the ``blocktrace`` command."""
+
+import sys
+
+from blocktrace.cli import main
+
+sys.exit(main())

@@ -1,0 +1,69 @@
+"""The ``blocktrace`` command: argument parsing and exit codes only.
+
+Each sub-command lives in its own module here with ``register(subparsers)``,
+which adds its parser and sets ``handler`` (``args -> exit code``).  The work is
+done by the library layers; a handler only calls them and reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+__all__ = ["CliError", "main"]
+
+# Sub-command modules, in the order ``blocktrace --help`` lists them.
+_COMMAND_MODULES = (
+    "blocktrace.cli.run",
+    "blocktrace.cli.verify",
+)
+
+
+class CliError(Exception):
+    """A problem to report as one line on stderr, with an exit status."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: {message} (see --help)\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from blocktrace import __version__
+
+    parser = _Parser(
+        prog="blocktrace",
+        description="Record, verify, prove and diff tamper-evident traces of Python programs.",
+    )
+    parser.add_argument("--version", action="version", version=f"blocktrace {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except CliError as exc:
+        sys.stderr.write(f"blocktrace {args.command}: {exc}\n")
+        return exc.status
+    except KeyboardInterrupt:
+        sys.stderr.write(f"blocktrace {args.command}: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 1
+    return status

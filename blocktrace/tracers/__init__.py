@@ -1,0 +1,95 @@
+"""The tracer protocol and the one active tracer (after ``ethereum.trace``).
+
+A tracer is any callable ``tracer(vm, event)``.  ``vm`` is the live stepper
+state (see :class:`VMState`) and ``event`` one of :mod:`blocktrace.events`.
+Exactly one tracer is active at a time; :func:`set_tracer` swaps it and returns
+the previous one, and :func:`discard_trace` -- which does nothing -- is the
+default and the overhead baseline.
+"""
+
+from __future__ import annotations
+
+from types import CodeType, FrameType
+from typing import Protocol
+
+from blocktrace.events import TraceEvent
+
+__all__ = [
+    "Tracer",
+    "VMState",
+    "discard_trace",
+    "emit",
+    "get_tracer",
+    "set_tracer",
+]
+
+
+class VMState(Protocol):
+    """What a tracer may read from the stepper while it handles an event.
+
+    Read it during the call only: the values change with the next event.
+    """
+
+    gas: int
+    """Steps left in the budget, before the current instruction is charged."""
+    gas_limit: int
+    """The budget the run started with."""
+    depth: int
+    """Call depth inside the traced scope of the current thread, from 1."""
+    thread: int
+    """``threading.get_ident()`` of the thread the event happened on."""
+    threads_seen: int
+    """How many threads have run traced code so far (events are tagged with the
+    thread once this exceeds 1)."""
+    code: CodeType | None
+    """The code object of the event (``None`` for ``Stop``)."""
+    offset: int
+    """Bytecode offset of the event (the ``pc``)."""
+
+    @property
+    def gas_used(self) -> int: ...
+
+    @property
+    def frame(self) -> FrameType | None:
+        """The live Python frame running ``code``, found on demand (slow)."""
+        ...
+
+
+class Tracer(Protocol):
+    """Receives every event of a traced run, in order, on the thread that ran it."""
+
+    def __call__(self, vm: VMState, event: TraceEvent, /) -> None: ...
+
+
+def discard_trace(vm: VMState, event: TraceEvent, /) -> None:
+    """The default tracer: ignores everything.  Tracing cost with it is the
+    stepper's own cost."""
+
+
+class _Active:
+    __slots__ = ("tracer",)
+
+    def __init__(self) -> None:
+        self.tracer: Tracer = discard_trace
+
+
+_active = _Active()
+"""The stepper reads ``_active.tracer`` on every event, so a swap takes effect at
+the next event."""
+
+
+def set_tracer(tracer: Tracer) -> Tracer:
+    """Make ``tracer`` the active tracer and return the one it replaces."""
+    old = _active.tracer
+    _active.tracer = tracer
+    return old
+
+
+def get_tracer() -> Tracer:
+    """The active tracer."""
+    return _active.tracer
+
+
+def emit(vm: VMState, event: TraceEvent) -> None:
+    """Send ``event`` to the active tracer."""
+    _active.tracer(vm, event)
