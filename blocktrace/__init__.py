@@ -16,11 +16,24 @@ from blocktrace.events import (
     TraceEvent,
 )
 from blocktrace.tracers import Tracer, VMState, discard_trace, emit, get_tracer, set_tracer
+from blocktrace.tracers.chain import ChainTracer
+from blocktrace.tracers.recorder import Recorder
+from blocktrace.tracers.render import Renderer
+from blocktrace.tracers.tee import Tee
+from blocktrace.vm import HaltRun, OutOfGas, Scope, Stepper, start, stop, trace
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CallStart",
+    "ChainTracer",
+    "HaltRun",
+    "OutOfGas",
+    "Recorder",
+    "Renderer",
+    "Scope",
+    "Stepper",
+    "Tee",
     "OpEnd",
     "OpException",
     "OpStart",
@@ -34,4 +47,7 @@ __all__ = [
     "emit",
     "get_tracer",
     "set_tracer",
+    "start",
+    "stop",
+    "trace",
 ]

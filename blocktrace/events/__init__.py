@@ -40,7 +40,7 @@ __all__ = [
     "TraceEvent",
 ]
 
-CallKind = Literal["call", "resume", "throw"]
+CallKind = Literal["call", "resume", "throw", "enter"]
 ReturnKind = Literal["return", "yield", "unwind"]
 ExceptionKind = Literal["raise", "reraise", "handled"]
 
@@ -51,8 +51,10 @@ class CallStart:
 
     Fires before the frame's first instruction: on a plain call (``kind="call"``),
     when a generator or coroutine is resumed by ``next``/``send``/``await``
-    (``"resume"``), or resumed by ``throw()`` (``"throw"``).  Built once per code
-    object and kind, and reused.
+    (``"resume"``), or resumed by ``throw()`` (``"throw"``).  ``"enter"``: tracing
+    started while this frame was already running (the frame that called
+    ``blocktrace.start()`` or entered ``blocktrace.trace()``).  Built once per
+    code object and kind, and reused.
     """
 
     kind: CallKind
@@ -81,8 +83,8 @@ class OpStart:
     line: int
     code: int
     line_start: bool = False
-    """True for the first instruction the stepper saw of a new source line
-    (where locals and globals snapshots are taken)."""
+    """True for the first instruction of each source-line range of the code
+    object (``co_lines``): where per-line work such as locals snapshots happens."""
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ from types import CodeType, FrameType
 from typing import Protocol
 
 from blocktrace.events import TraceEvent
+from blocktrace.tracers.render import Renderer
 
 __all__ = [
     "Tracer",
@@ -37,7 +38,8 @@ class VMState(Protocol):
     depth: int
     """Call depth inside the traced scope of the current thread, from 1."""
     thread: int
-    """``threading.get_ident()`` of the thread the event happened on."""
+    """Per-trace number of the thread the event happened on: 1 for the thread
+    that started tracing, then 2, 3, ... in order of first traced event."""
     threads_seen: int
     """How many threads have run traced code so far (events are tagged with the
     thread once this exceeds 1)."""
@@ -45,6 +47,9 @@ class VMState(Protocol):
     """The code object of the event (``None`` for ``Stop``)."""
     offset: int
     """Bytecode offset of the event (the ``pc``)."""
+
+    renderer: Renderer
+    """Bounded, side-effect-free value rendering shared by the run's tracers."""
 
     @property
     def gas_used(self) -> int: ...

@@ -1,0 +1,107 @@
+"""``blocktrace run``: run a program like ``python`` does, recording its trace."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from blocktrace.cli import CliError
+
+_VALUES = ("off", "on", "changes")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a Python program and record its hash-chained trace",
+        description="Run SCRIPT (or -m MODULE) like python would -- same argv, stdin, stdout, "
+        "stderr, exit status -- and write its instruction-level trace.",
+    )
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="trace file (default: NAME.trace.jsonl in the current directory)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing trace file")
+    p.add_argument("--gas", type=_positive_int, metavar="N",
+                   help="step budget: stop the program after N traced instructions")
+    p.add_argument("--locals", choices=_VALUES, default="off",
+                   help="record local variables at each line: every time, changes only, or not")
+    p.add_argument("--globals", choices=_VALUES, default="off",
+                   help="record module globals at each line: every time, changes only, or not")
+    p.add_argument("--include", action="append", default=[], metavar="PATH|MODULE",
+                   help="trace only this file, directory or module (repeatable)")
+    p.add_argument("--exclude", action="append", default=[], metavar="PATH|MODULE",
+                   help="never trace this file, directory or module (repeatable)")
+    p.add_argument("--target", metavar="MODULE:FUNCTION",
+                   help="trace only while this function runs (and what it calls in scope)")
+    p.add_argument("--genesis", metavar="TOKEN",
+                   help="genesis token, e.g. a nonce from whoever will verify (default: random)")
+    p.add_argument("--repr", dest="use_repr", action="store_true",
+                   help="render objects with their own __repr__ (runs program code)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print the trace file, line count and sealed head on stderr at the end")
+    p.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as a script")
+    p.add_argument("program", nargs=argparse.REMAINDER, metavar="SCRIPT [ARGS...]")
+    p.set_defaults(handler=run)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _split(values: list[str]) -> list[str]:
+    return [part for value in values for part in value.split(",") if part]
+
+
+def run(args: argparse.Namespace) -> int:
+    from blocktrace.tracers.chain import ChainTracer
+    from blocktrace.tracers.render import Renderer
+    from blocktrace.vm.runner import Program, run_program
+    from blocktrace.vm.scope import Scope, ScopeError
+    from blocktrace.vm.stepper import Stepper
+
+    if args.module:
+        program = Program(args.module, list(args.program), is_module=True)
+        name = args.module
+    elif args.program:
+        program = Program(args.program[0], list(args.program[1:]))
+        name = os.path.splitext(os.path.basename(os.path.normpath(args.program[0])))[0]
+    else:
+        raise CliError("nothing to run: give a script (or -m MODULE)")
+    problem = program.check()
+    if problem is not None:
+        raise CliError(problem)
+    output = args.output or f"{name}.trace.jsonl"
+    if os.path.isdir(output):
+        raise CliError(f"{output}: is a directory")
+    if os.path.exists(output) and not args.force:
+        raise CliError(f"{output} exists: not overwriting it (use --force, or -o another file)")
+    try:
+        scope = Scope(_split(args.include), _split(args.exclude), args.target)
+    except ScopeError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        tracer = ChainTracer(
+            output,
+            genesis=args.genesis,
+            locals=args.locals,
+            globals=args.globals,
+            argv=[program.target, *program.args],
+            force=args.force,
+        )
+    except OSError as exc:
+        raise CliError(f"{output}: cannot write: {exc.strerror or exc}") from None
+    stepper = Stepper(scope, gas=args.gas, renderer=Renderer(use_repr=args.use_repr))
+    outcome = run_program(program, tracer, stepper)
+    tracer.close(str(outcome.status), outcome.error or "tracer detached")
+    if args.verbose:
+        sys.stderr.write(
+            f"blocktrace: {tracer.lines} lines -> {output}, sealed head {tracer.head}\n"
+        )
+    return outcome.status

@@ -1,0 +1,291 @@
+"""ChainTracer: the hash-chained EIP-3155 JSON Lines writer (docs/FORMAT.md).
+
+The per-instruction path: the ``OpStart`` of an instruction site is built once
+by the stepper and reused, so its line pieces are built once here too (keyed by
+``id(event)``, the event kept alive in the value) and an op line is one bytes
+format of prebuilt prefix + gas + depth + suffix, one ``update`` of the running
+SHA-256, one ``copy().digest()``, one buffered write and a list append for the
+Merkle leaf.  Everything else -- first sight of a site, line starts when locals
+or globals are recorded, several threads, the other events -- takes the slow
+path.  No Python function is called on the fast path between the hash update
+and the write, so a signal handler cannot run between them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import secrets
+import sys
+import time
+from binascii import hexlify
+from collections.abc import Sequence
+from typing import IO, Any, Literal
+
+import msgspec
+
+from blocktrace.chain.hashing import FORMAT_VERSION, ChainHasher
+from blocktrace.chain.merkle import LINES_PER_LEAF, MerkleAccumulator
+from blocktrace.events import (
+    CallStart,
+    OpEnd,
+    OpException,
+    OpStart,
+    Return,
+    Stop,
+    TraceEvent,
+)
+from blocktrace.tracers import VMState
+
+__all__ = ["ChainTracer", "ValuesMode"]
+
+ValuesMode = Literal["off", "on", "changes"]
+
+_encode = msgspec.json.Encoder().encode
+_MID = b'","gasCost":"0x1","depth":'
+
+
+class ChainTracer:
+    """Writes a run as a hash-chained trace to a path or a binary stream.
+
+    ``genesis``: the genesis token (default: 32 random hex digits).
+    ``locals``/``globals``: ``"off"``, ``"on"`` (every line start) or
+    ``"changes"`` (only names whose rendering changed).  ``force``: overwrite an
+    existing file (otherwise an existing path is an error: nothing is
+    overwritten silently).  The header is written at construction; ``Stop``
+    writes the summary and seals the file; ``close()`` seals it if no ``Stop``
+    came (a detached or interrupted run), marking it not passed.
+    """
+
+    wants_op_end = False
+
+    def __init__(
+        self,
+        target: str | os.PathLike[str] | IO[bytes],
+        *,
+        genesis: str | None = None,
+        locals: ValuesMode = "off",
+        globals: ValuesMode = "off",
+        argv: Sequence[str] | None = None,
+        force: bool = False,
+        buffer_size: int = 1 << 16,
+    ) -> None:
+        if locals not in ("off", "on", "changes") or globals not in ("off", "on", "changes"):
+            raise ValueError("locals and globals take 'off', 'on' or 'changes'")
+        if isinstance(target, (str, os.PathLike)):
+            self.path: str | None = os.fspath(target)
+            self._out: IO[bytes] = open(self.path, "wb" if force else "xb", buffering=buffer_size)  # noqa: SIM115
+            self._owns = True
+        else:
+            self.path = None
+            self._out = target
+            self._owns = False
+        self.genesis = genesis if genesis is not None else secrets.token_hex(16)
+        self._locals = locals
+        self._globals = globals
+        self._hasher = ChainHasher()
+        self._running = self._hasher.running
+        self._sites: dict[int, tuple[bytes, bytes, OpStart]] = {}
+        self._calls: dict[int, tuple[bytes, bytes, CallStart]] = {}
+        self._multi = False
+        self._merkle = MerkleAccumulator()
+        self._group: list[bytes] = []
+        self._prev_locals: dict[tuple[int, int], dict[str, bytes]] = {}
+        self._prev_globals: dict[int, dict[str, bytes]] = {}
+        self._failure: str | None = None
+        self._started = time.perf_counter_ns()
+        self.sealed = False
+        self._sealed_lines = 0
+        self.head = ""
+        header = {
+            "blocktrace": FORMAT_VERSION,
+            "hashAlg": "sha256",
+            "genesis": self.genesis,
+            "python": platform.python_version(),
+            "implementation": sys.implementation.name,
+            "argv": list(sys.argv if argv is None else argv),
+            "start": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "pid": os.getpid(),
+        }
+        self._line(_encode(header)[:-1])
+        self._out.flush()
+
+    @property
+    def lines(self) -> int:
+        """Lines written so far (header included, summary included once sealed)."""
+        if self.sealed:
+            return self._sealed_lines
+        return self._merkle.size * LINES_PER_LEAF + len(self._group)
+
+    # -- the hot path -----------------------------------------------------------
+
+    def __call__(self, vm: VMState, event: TraceEvent, /) -> None:
+        site = self._sites.get(id(event))
+        if site is None:
+            self._slow(vm, event)
+            return
+        body = b"%b%x%b%d%b" % (site[0], vm.gas, _MID, vm.depth, site[1])
+        running = self._running
+        running.update(body + b"}\n")
+        line = b'%b,"hash":"%b"}\n' % (body, hexlify(running.copy().digest()))
+        self._out.write(line)
+        group = self._group
+        group.append(line)
+        if len(group) == LINES_PER_LEAF:
+            self._merkle.append_leaf_data(b"".join(group))
+            group.clear()
+
+    # -- everything else ----------------------------------------------------------
+
+    def _line(self, body: bytes) -> None:
+        line = self._hasher.seal(body)
+        self._out.write(line)
+        self._group.append(line)
+        if len(self._group) == LINES_PER_LEAF:
+            self._merkle.append_leaf_data(b"".join(self._group))
+            self._group.clear()
+
+    def _slow(self, vm: VMState, event: TraceEvent) -> None:
+        kind = type(event)
+        if kind is OpStart:
+            self._op(vm, event)  # type: ignore[arg-type]
+        elif kind is CallStart:
+            self._call(vm, event)  # type: ignore[arg-type]
+        elif kind is Return:
+            self._return(vm, event)  # type: ignore[arg-type]
+        elif kind is OpException:
+            self._exception(vm, event)  # type: ignore[arg-type]
+        elif kind is Stop:
+            self._stop(vm, event)  # type: ignore[arg-type]
+        elif kind is OpEnd:
+            pass  # EIP-3155 has one line per op; completion adds nothing
+
+    def _thread(self, vm: VMState) -> bytes:
+        return b',"thread":%d' % vm.thread if self._multi else b""
+
+    def _op(self, vm: VMState, ev: OpStart) -> None:
+        pre = b'{"pc":%d,"op":%d,"gas":"0x' % (ev.pc, ev.op)
+        suf = b',"opName":%b,"line":%d,"code":%d' % (_encode(ev.op_name), ev.line, ev.code)
+        per_line = ev.line_start and (self._locals != "off" or self._globals != "off")
+        if not self._multi and not per_line:
+            self._sites[id(ev)] = (pre, suf, ev)
+        extra = self._thread(vm)
+        if per_line:
+            extra += self._values(vm)
+        self._line(b"%b%x%b%d%b%b" % (pre, vm.gas, _MID, vm.depth, suf, extra))
+
+    def _call(self, vm: VMState, ev: CallStart) -> None:
+        if vm.threads_seen > 1 and not self._multi:
+            self._multi = True  # from now on every line names its thread
+            self._sites.clear()
+        cached = self._calls.get(id(ev))
+        if cached is None:
+            pre = b'{"event":"call","kind":%b,"depth":' % _encode(ev.kind)
+            suf = b',"code":%d,"name":%b,"file":%b,"firstLine":%d' % (
+                ev.code, _encode(ev.name), _encode(ev.file), ev.first_line
+            )
+            cached = self._calls[id(ev)] = (pre, suf, ev)
+        if self._locals == "changes":
+            self._prev_locals.pop((vm.thread, vm.depth), None)
+        self._line(b"%b%d%b%b" % (cached[0], vm.depth, cached[1], self._thread(vm)))
+
+    def _return(self, vm: VMState, ev: Return) -> None:
+        value = _encode(vm.renderer.render(ev.value))
+        self._line(
+            b'{"event":"return","kind":"%b","depth":%d,"code":%d,"pc":%d,"gas":"0x%x","value":%b%b'
+            % (ev.kind.encode(), vm.depth, ev.code, ev.pc, vm.gas, value, self._thread(vm))
+        )
+
+    def _exception(self, vm: VMState, ev: OpException) -> None:
+        error = _encode(f"{ev.error_type}: {ev.message}" if ev.message else ev.error_type)
+        self._line(
+            b'{"pc":%d,"op":%d,"gas":"0x%x","gasCost":"0x0","depth":%d,"opName":%b,'
+            b'"error":%b,"line":%d,"code":%d,"event":"%b"%b'
+            % (
+                ev.pc, ev.op, vm.gas, vm.depth, _encode(ev.op_name), error, ev.line,
+                ev.code, ev.kind.encode(), self._thread(vm),
+            )
+        )
+
+    def _values(self, vm: VMState) -> bytes:
+        frame = vm.frame
+        if frame is None:
+            return b""
+        out = b""
+        render = vm.renderer.render
+        if self._locals != "off":
+            names = dict(frame.f_locals)
+            fresh = {k: _encode(render(v)) for k, v in names.items()}
+            shown = fresh
+            if self._locals == "changes":
+                key = (vm.thread, vm.depth)
+                prev = self._prev_locals.get(key, {})
+                shown = {k: v for k, v in fresh.items() if prev.get(k) != v}
+                self._prev_locals[key] = fresh
+            out += b',"locals":' + _members(shown)
+        if self._globals != "off" and frame.f_globals is not frame.f_locals:
+            g = frame.f_globals
+            fresh = {
+                k: _encode(render(v))
+                for k, v in dict(g).items()
+                if not (k.startswith("__") and k.endswith("__"))
+            }
+            shown = fresh
+            if self._globals == "changes":
+                prev = self._prev_globals.get(id(g), {})
+                shown = {k: v for k, v in fresh.items() if prev.get(k) != v}
+                self._prev_globals[id(g)] = fresh
+            out += b',"globals":' + _members(shown)
+        return out
+
+    def record_failure(self, message: str) -> None:
+        """Record that a tracer of this run failed (a ``tracerError`` line)."""
+        if self.sealed:
+            return
+        self._failure = message
+        self._line(b'{"event":"tracerError","error":%b' % _encode(message))
+        self._out.flush()
+
+    def _stop(self, vm: VMState, ev: Stop) -> None:
+        self._seal(ev.output, ev.error, vm.gas_used)
+
+    def _seal(self, output: str, error: str | None, gas_used: int) -> None:
+        if self.sealed:
+            return
+        if error is None and self._failure is not None:
+            error = f"tracer failed: {self._failure}"
+        lines = self.lines
+        if self._group:  # the Merkle tree covers every line before the summary
+            self._merkle.append_leaf_data(b"".join(self._group))
+            self._group.clear()
+        summary: dict[str, Any] = {
+            "output": output,
+            "gasUsed": f"0x{gas_used:x}",
+            "pass": error is None,
+            "time": time.perf_counter_ns() - self._started,
+        }
+        if error is not None:
+            summary["error"] = error
+        summary["lines"] = lines
+        summary["head"] = self._hasher.head()
+        summary["root"] = self._merkle.root().hex()
+        summary["treeSize"] = self._merkle.size
+        line = self._hasher.seal(_encode(summary)[:-1])
+        self._out.write(line)
+        self.head = self._hasher.head()
+        self._sealed_lines = lines + 1
+        self.sealed = True
+        self._out.flush()
+        if self._owns:
+            self._out.close()
+
+    def close(self, output: str = "", error: str | None = "not stopped") -> None:
+        """Seal the trace if the run did not (no ``Stop`` reached this tracer)."""
+        if not self.sealed:
+            self._seal(output, error, 0)
+
+
+def _members(values: dict[str, bytes]) -> bytes:
+    """A JSON object from already-encoded values (names encoded here)."""
+    return b"{" + b",".join(_encode(k) + b":" + v for k, v in values.items()) + b"}"

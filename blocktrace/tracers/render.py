@@ -1,0 +1,164 @@
+"""Bounded, side-effect-free rendering of the traced program's values.
+
+Tracing must not change the program, so rendering never calls code of the
+program: only exact builtin types are looked into (a ``list`` subclass may
+override ``__iter__``; an exact ``list`` cannot), everything else is shown as
+``<TypeName #n>`` with a per-trace number for the object.  ``use_repr=True``
+opts in to calling ``repr`` -- bounded and guarded, but then the program's
+``__repr__`` does run.  ``render`` never raises.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["Renderer"]
+
+JSONValue = None | bool | int | float | str | list[Any] | dict[str, Any]
+
+_MAX_INT = 2**63
+
+
+class Renderer:
+    """Renders values for one trace; object numbers are stable within it.
+
+    Numbers are keyed by ``id()``: objects are not kept alive (that would change
+    the program's memory behaviour), so an ``id`` reused after an object dies gets
+    the same number.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_str: int = 200,
+        max_items: int = 20,
+        max_depth: int = 3,
+        use_repr: bool = False,
+    ) -> None:
+        self.max_str = max_str
+        self.max_items = max_items
+        self.max_depth = max_depth
+        self.use_repr = use_repr
+        self._numbers: dict[int, int] = {}
+
+    def object_number(self, obj: object) -> int:
+        """The per-trace number of ``obj`` (assigned on first sight)."""
+        key = id(obj)
+        n = self._numbers.get(key)
+        if n is None:
+            n = self._numbers[key] = len(self._numbers) + 1
+        return n
+
+    def render(self, value: object) -> JSONValue:
+        """A JSON-able rendering of ``value``: scalars natively, the rest as text."""
+        try:
+            t = type(value)
+            if value is None or t is bool:
+                return value  # type: ignore[return-value]
+            if t is int:
+                return value if -_MAX_INT < value < _MAX_INT else self.text(value)  # type: ignore[operator,return-value]
+            if t is float:
+                return value if math.isfinite(value) else self.text(value)  # type: ignore[arg-type,return-value]
+            return self.text(value)
+        except BaseException:  # noqa: BLE001 - rendering must never raise
+            return "<unrenderable>"
+
+    def text(self, value: object) -> str:
+        """``repr``-like text of ``value``, bounded; never runs program code
+        unless ``use_repr`` is set."""
+        try:
+            out: list[str] = []
+            self._text(value, out, self.max_depth)
+            s = "".join(out)
+        except BaseException:  # noqa: BLE001 - rendering must never raise
+            return f"<{_type_name(value)} unrenderable>"
+        if len(s) > self.max_str * 4:
+            s = s[: self.max_str * 4] + "…"
+        return s
+
+    def _text(self, v: object, out: list[str], depth: int) -> None:
+        t = type(v)
+        if v is None or t is bool or t is float or t is complex:
+            out.append(repr(v))
+        elif t is int:
+            if v.bit_length() <= 128:  # type: ignore[attr-defined]
+                out.append(repr(v))
+            else:
+                out.append(f"<int {v.bit_length()} bits>")  # type: ignore[attr-defined]
+        elif t is str or t is bytes or t is bytearray:
+            s = v[: self.max_str]  # type: ignore[index]
+            out.append(repr(s))
+            if len(v) > self.max_str:  # type: ignore[arg-type]
+                out.append("…")
+        elif t is list or t is tuple or t is set or t is frozenset:
+            self._seq(v, t, out, depth)
+        elif t is dict:
+            self._dict(v, out, depth)  # type: ignore[arg-type]
+        elif t is range:
+            out.append(repr(v))
+        elif self.use_repr:
+            self._repr(v, out)
+        else:
+            out.append(f"<{_type_name(v)} #{self.object_number(v)}>")
+
+    def _seq(self, v: Any, t: type, out: list[str], depth: int) -> None:
+        if t is list:
+            opener, closer = "[", "]"
+        elif t is tuple:
+            opener, closer = "(", ",)" if len(v) == 1 else ")"
+        elif not v:
+            out.append("set()" if t is set else "frozenset()")
+            return
+        else:
+            opener, closer = ("{", "}") if t is set else ("frozenset({", "})")
+        if depth <= 0:
+            out.append(f"{opener}…{closer}")
+            return
+        out.append(opener)
+        # Iterating an exact builtin container runs no program code.
+        for i, item in enumerate(t.__iter__(v)):
+            if i:
+                out.append(", ")
+            if i >= self.max_items:
+                out.append(f"…{len(v) - i} more")
+                break
+            self._text(item, out, depth - 1)
+        out.append(closer)
+
+    def _dict(self, v: dict[Any, Any], out: list[str], depth: int) -> None:
+        if depth <= 0:
+            out.append("{…}")
+            return
+        out.append("{")
+        for i, (k, item) in enumerate(dict.items(v)):
+            if i:
+                out.append(", ")
+            if i >= self.max_items:
+                out.append(f"…{len(v) - i} more")
+                break
+            self._text(k, out, depth - 1)
+            out.append(": ")
+            self._text(item, out, depth - 1)
+        out.append("}")
+
+    def _repr(self, v: object, out: list[str]) -> None:
+        try:
+            s = repr(v)
+            if type(s) is not str:
+                raise TypeError
+        except BaseException:  # noqa: BLE001 - the program's __repr__ may do anything
+            out.append(f"<{_type_name(v)} #{self.object_number(v)} repr failed>")
+            return
+        if len(s) > self.max_str:
+            s = s[: self.max_str] + "…"
+        out.append(s)
+
+
+def _type_name(v: object) -> str:
+    t = type(v)
+    try:
+        name = type.__getattribute__(t, "__qualname__")
+        return name if type(name) is str else "object"
+    except BaseException:  # noqa: BLE001
+        return "object"

@@ -1,0 +1,85 @@
+"""The stepper and the functions that run it: ``start``, ``stop``, ``trace``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from blocktrace.tracers import Tracer, set_tracer
+from blocktrace.tracers.render import Renderer
+from blocktrace.vm.scope import Scope, ScopeError
+from blocktrace.vm.stepper import UNLIMITED_GAS, HaltRun, OutOfGas, Stepper, active_stepper
+
+__all__ = [
+    "UNLIMITED_GAS",
+    "HaltRun",
+    "OutOfGas",
+    "Scope",
+    "ScopeError",
+    "Stepper",
+    "active_stepper",
+    "start",
+    "stop",
+    "trace",
+]
+
+
+def start(
+    *,
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+    target: str | None = None,
+    gas: int | None = None,
+    use_repr: bool = False,
+    stacklevel: int = 1,
+) -> Stepper:
+    """Start stepping with the current tracer (see ``set_tracer``).
+
+    Scope defaults to the user's own code; ``include``/``exclude`` take paths,
+    directories or module names, ``target`` a ``module:function`` to trace only
+    while it runs.  ``gas`` is a step budget (unlimited by default).  The frame
+    that calls ``start`` is traced from the next instruction on when in scope.
+    """
+    stepper = Stepper(
+        Scope(include, exclude, target), gas=gas, renderer=Renderer(use_repr=use_repr)
+    )
+    stepper.start(stacklevel=stacklevel + 1)
+    return stepper
+
+
+def stop(output: str = "", error: str | None = None) -> Stepper | None:
+    """Stop the running stepper (emitting ``Stop``) and return it."""
+    stepper = active_stepper()
+    if stepper is not None:
+        stepper.stop(output, error)
+    return stepper
+
+
+@contextmanager
+def trace(
+    tracer: Tracer,
+    *,
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+    target: str | None = None,
+    gas: int | None = None,
+    use_repr: bool = False,
+) -> Iterator[Stepper]:
+    """Trace the body of the ``with`` block into ``tracer``, then restore the
+    previous tracer.  An exception leaving the block is recorded in ``Stop``."""
+    previous = set_tracer(tracer)
+    try:
+        stepper = start(
+            include=include, exclude=exclude, target=target, gas=gas, use_repr=use_repr,
+            stacklevel=3,
+        )
+        error: str | None = None
+        try:
+            yield stepper
+        except BaseException as exc:
+            error = "OutOfGas" if isinstance(exc, OutOfGas) else f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            stepper.stop("", error)
+    finally:
+        set_tracer(previous)

@@ -1,0 +1,153 @@
+"""Running a program the way ``python script.py`` / ``python -m module`` would,
+with the stepper on, as ``coverage run`` does.
+
+Same ``sys.argv``, ``sys.path[0]``, ``__name__ == "__main__"``, stdin, stdout,
+stderr and exit status; an uncaught exception prints its usual traceback (our
+own frames and runpy's removed) through ``sys.excepthook``.  atexit handlers run
+at interpreter exit as usual, after the trace is sealed.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+from dataclasses import dataclass
+from types import TracebackType
+
+from blocktrace.tracers import Tracer, set_tracer
+from blocktrace.vm.stepper import HaltRun, OutOfGas, Stepper, exception_text
+
+__all__ = ["OUT_OF_GAS_STATUS", "Outcome", "Program", "run_program"]
+
+OUT_OF_GAS_STATUS = 124  # like timeout(1): the budget ran out
+_RUNPY_DIR = os.path.dirname(runpy.__file__)
+_BLOCKTRACE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass
+class Program:
+    """What to run: a script path or a module name, and its arguments."""
+
+    target: str
+    args: list[str]
+    is_module: bool = False
+
+    def argv0(self) -> str:
+        return self.target
+
+    def check(self) -> str | None:
+        """A one-line problem with the target, or None if it looks runnable."""
+        if self.is_module:
+            import importlib.util
+
+            try:
+                spec = importlib.util.find_spec(self.target)
+            except (ImportError, ValueError) as exc:
+                return f"no module named {self.target!r} ({exc})"
+            if spec is None:
+                return f"no module named {self.target!r}"
+            return None
+        if not os.path.exists(self.target):
+            return f"{self.target}: no such file"
+        if os.path.isdir(self.target) and not os.path.exists(
+            os.path.join(self.target, "__main__.py")
+        ):
+            return f"{self.target}: is a directory with no __main__.py"
+        if not os.access(self.target, os.R_OK):
+            return f"{self.target}: not readable"
+        return None
+
+
+@dataclass
+class Outcome:
+    """How the program ended."""
+
+    status: int
+    """The exit status ``python`` would have given."""
+    error: str | None
+    """``None``, ``"OutOfGas"``, or the uncaught exception as ``Type: message``."""
+
+
+def _trim(tb: TracebackType | None) -> TracebackType | None:
+    """Drop the leading frames of runpy and blocktrace from a traceback."""
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not (filename.startswith(_RUNPY_DIR) or filename.startswith(_BLOCKTRACE_DIR)):
+            break
+        tb = tb.tb_next
+    return tb
+
+
+def _exit_status(code: object) -> tuple[int, str | None]:
+    """What the interpreter does with ``SystemExit(code)``."""
+    if code is None:
+        return 0, None
+    if isinstance(code, int):
+        return code & 0xFF if code >= 0 else code & 0xFF, None
+    try:
+        sys.stderr.write(f"{code}\n")
+    except Exception:  # noqa: BLE001, S110
+        pass
+    return 1, None
+
+
+def run_program(program: Program, tracer: Tracer, stepper: Stepper) -> Outcome:
+    """Run ``program`` under ``stepper`` into ``tracer``; the stepper is stopped
+    (and ``Stop`` emitted) before this returns."""
+    saved_argv = sys.argv[:]
+    saved_path0 = sys.path[0] if sys.path else None
+    previous = set_tracer(tracer)
+    if program.is_module:
+        sys.argv = [program.target, *program.args]  # runpy replaces argv[0] with the file
+        if sys.path:
+            sys.path[0] = os.getcwd()
+    else:
+        sys.argv = [program.target, *program.args]
+        here = os.path.dirname(os.path.abspath(program.target))
+        if os.path.isdir(program.target):
+            here = os.path.abspath(program.target)
+        if sys.path:
+            sys.path[0] = here
+        else:
+            sys.path.insert(0, here)
+    outcome = Outcome(0, None)
+    stepper.start(stacklevel=1)
+    try:
+        try:
+            if program.is_module:
+                runpy.run_module(program.target, run_name="__main__", alter_sys=True)
+            else:
+                runpy.run_path(program.target, run_name="__main__")
+        finally:
+            sys.stdout.flush() if sys.stdout is not None else None
+    except SystemExit as exc:
+        status, _ = _exit_status(exc.code)
+        outcome = Outcome(status, None if status == 0 else f"SystemExit: {exc.code}")
+    except OutOfGas as exc:
+        outcome = Outcome(OUT_OF_GAS_STATUS, "OutOfGas")
+        _say(f"{exc}")
+    except HaltRun as exc:
+        outcome = Outcome(OUT_OF_GAS_STATUS, f"{type(exc).__name__}: {exc}")
+        _say(f"run halted: {exc}")
+    except KeyboardInterrupt as exc:
+        outcome = Outcome(130, "KeyboardInterrupt")
+        sys.excepthook(type(exc), exc, _trim(exc.__traceback__))
+    except BaseException as exc:  # noqa: BLE001 - reported exactly as Python would
+        name, message = exception_text(exc, stepper.renderer)
+        outcome = Outcome(1, f"{name}: {message}" if message else name)
+        sys.excepthook(type(exc), exc, _trim(exc.__traceback__))
+    finally:
+        stepper.stop(str(outcome.status), outcome.error)
+        set_tracer(previous)
+        sys.argv = saved_argv
+        if saved_path0 is not None and sys.path:
+            sys.path[0] = saved_path0
+    return outcome
+
+
+def _say(message: str) -> None:
+    try:
+        sys.stderr.write(f"blocktrace: {message}\n")
+    except Exception:  # noqa: BLE001, S110
+        pass

@@ -1,0 +1,588 @@
+"""The stepper: sys.monitoring callbacks turned into trace events.
+
+One ``Stepper`` owns a sys.monitoring tool id and every callback on it, and is
+the ``vm`` object tracers read dynamic state from.  How it stays cheap:
+
+- ``PY_START`` is the only event on globally (plus the exception events, which
+  CPython cannot enable per code object); out-of-scope code answers ``DISABLE``
+  at its first start and is never seen again.
+- ``INSTRUCTION`` and return/yield/resume are enabled locally, only on in-scope
+  code objects.
+- Per code object, once: a table offset -> prebuilt ``OpStart``.  The
+  per-instruction path is one dict lookup keyed by ``id(code)`` (code objects
+  hash their contents: a dict keyed by the code object itself costs ten times
+  more), one list index, a gas check and the tracer call.
+- Rare modes (several threads, ``target``, ``OpEnd``, tracers that may disable
+  sites, a halted run) swap in a general callback instead of testing flags on
+  the fast path.
+
+Nothing from here reaches the traced program except :class:`HaltRun`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dis
+import sys
+import threading
+import time
+from _thread import get_ident
+from collections.abc import Callable
+from types import CodeType, FrameType
+from typing import Any
+
+from blocktrace.events import (
+    CallKind,
+    CallStart,
+    ExceptionKind,
+    OpEnd,
+    OpException,
+    OpStart,
+    Return,
+    ReturnKind,
+    Stop,
+)
+from blocktrace.tracers import _active, discard_trace, set_tracer
+from blocktrace.tracers.render import Renderer
+from blocktrace.vm.scope import Scope
+
+__all__ = ["UNLIMITED_GAS", "HaltRun", "OutOfGas", "Stepper", "active_stepper"]
+
+_M = sys.monitoring
+_E = _M.events
+DISABLE = _M.DISABLE
+
+UNLIMITED_GAS = 2**63 - 1
+_RESUME = dis.opmap["RESUME"]
+
+_LOCAL_EVENTS = _E.INSTRUCTION | _E.PY_RETURN | _E.PY_YIELD | _E.PY_RESUME
+_GLOBAL_EVENTS = (
+    _E.PY_START | _E.PY_UNWIND | _E.PY_THROW | _E.RAISE | _E.RERAISE | _E.EXCEPTION_HANDLED
+)
+# Prefer the ids nobody standard claims; 0 (debugger) and 1 (coverage) last.
+_TOOL_PREFERENCE = (3, 4, 2, 5, 1, 0)
+
+
+class HaltRun(BaseException):
+    """Raised into the traced program to end the run.
+
+    A ``BaseException`` so that ``except Exception`` does not swallow it; once
+    raised, every further in-scope instruction raises it again, so not even
+    ``except BaseException`` lets the traced program carry on.  A tracer may
+    raise it (a step limit of its own); the stepper raises :class:`OutOfGas`.
+    """
+
+
+class OutOfGas(HaltRun):
+    """The step budget (``gas``) ran out."""
+
+
+class _CodeInfo:
+    __slots__ = ("calls", "code", "index", "offsets", "sites")
+
+    def __init__(self, code: CodeType, index: int, sites: list[OpStart | None]) -> None:
+        self.code = code  # kept alive so that id(code) is never reused while known
+        self.index = index
+        self.sites = sites
+        self.calls: dict[str, CallStart] = {}
+        self.offsets: list[int] | None = None
+
+    def site_at(self, offset: int) -> OpStart:
+        """The instruction containing ``offset`` (exception events may report an
+        offset inside an instruction's inline cache)."""
+        if self.offsets is None:
+            self.offsets = [i for i, s in enumerate(self.sites) if s is not None]
+        at = bisect.bisect_right(self.offsets, offset) - 1
+        site = self.sites[self.offsets[at]] if at >= 0 else None
+        return site if site is not None else _site_from_bytes(self.code, offset, self.index)
+
+    def call(self, kind: CallKind) -> CallStart:
+        ev = self.calls.get(kind)
+        if ev is None:
+            c = self.code
+            ev = self.calls[kind] = CallStart(
+                kind, self.index, c.co_qualname, c.co_filename, c.co_firstlineno
+            )
+        return ev
+
+
+def _build_sites(code: CodeType, index: int) -> list[OpStart | None]:
+    """offset -> the reusable ``OpStart`` of the instruction there."""
+    line_at: dict[int, int] = {}
+    starts: set[int] = set()
+    previous: int | None = -1
+    for start, end, line in code.co_lines():
+        if line != previous and line is not None:
+            starts.add(start)
+        previous = line
+        for off in range(start, end, 2):
+            line_at[off] = line or 0
+    sites: list[OpStart | None] = [None] * (len(code.co_code) + 2)
+    for ins in dis.get_instructions(code):
+        off = ins.offset
+        if ins.opcode == _RESUME:
+            continue  # left None: the stepper answers DISABLE there (see _missing_site)
+        sites[off] = OpStart(off, ins.opcode, ins.opname, line_at.get(off, 0), index, off in starts)
+    return sites
+
+
+def _site_from_bytes(code: CodeType, offset: int, index: int) -> OpStart:
+    """An instruction ``dis`` did not list (should not happen): read co_code."""
+    raw = code.co_code
+    op = raw[offset] if 0 <= offset < len(raw) else 0
+    name = dis.opname[op] if op < len(dis.opname) else f"<{op}>"
+    line = 0
+    for start, end, ln in code.co_lines():
+        if start <= offset < end:
+            line = ln or 0
+    return OpStart(offset, op, name, line, index, False)
+
+
+def exception_text(exc: BaseException, renderer: Renderer) -> tuple[str, str]:
+    """(type name, message) without running the program's ``__str__``."""
+    t = type(exc)
+    name = t.__qualname__ if type(t.__qualname__) is str else "BaseException"
+    try:
+        args = BaseException.__getattribute__(exc, "args")
+        if t.__module__ == "builtins" and all(
+            type(a) in (str, int, float, bool, type(None)) for a in args
+        ):
+            msg = BaseException.__str__(exc) if not isinstance(exc, OSError) else str(exc)
+        elif len(args) == 1 and type(args[0]) is str:
+            msg = args[0]
+        elif not args:
+            msg = ""
+        else:
+            msg = renderer.text(args)
+    except BaseException:  # noqa: BLE001 - never let rendering reach the program
+        msg = "<unrenderable>"
+    if len(msg) > 500:
+        msg = msg[:500] + "…"
+    return name, msg
+
+
+_lock = threading.Lock()
+_current: Stepper | None = None
+
+
+def active_stepper() -> Stepper | None:
+    """The running stepper, if any (one per process at a time)."""
+    return _current
+
+
+class Stepper:
+    """Runs the traced scope under sys.monitoring and is the ``vm`` of every event.
+
+    ``gas``: the step budget (``None`` for unlimited).  Attributes read by
+    tracers are documented on :class:`blocktrace.VMState`.
+    """
+
+    def __init__(
+        self,
+        scope: Scope | None = None,
+        gas: int | None = None,
+        renderer: Renderer | None = None,
+    ) -> None:
+        self.scope = scope if scope is not None else Scope()
+        self.gas_limit = UNLIMITED_GAS if gas is None else gas
+        self.gas = self.gas_limit
+        self.depth = 0
+        self.thread = 1
+        self.threads_seen = 1
+        self.thread_ident = get_ident()
+        self.code: CodeType | None = None
+        self.offset = 0
+        self.renderer = renderer if renderer is not None else Renderer()
+        self.failures: list[str] = []
+        self.halted: HaltRun | None = None
+        self.started_ns = 0
+        self.elapsed_ns = 0
+        self._tool: int | None = None
+        self._infos: dict[int, _CodeInfo] = {}
+        self._sites: dict[int, list[OpStart | None]] = {}
+        self._thread_state: dict[int, tuple[int, int]] = {}  # ident -> (number, depth)
+        self._mt_lock = threading.RLock()
+        self._multi = False
+        self._target = self.scope.target_name is not None
+        self._op_end = False
+        self._may_disable = False
+        self._open_ops: dict[tuple[int, int], OpStart] = {}
+        self._op_ends: dict[int, OpEnd] = {}
+
+    # -- what tracers read ------------------------------------------------
+
+    @property
+    def gas_used(self) -> int:
+        return self.gas_limit - self.gas
+
+    @property
+    def frame(self) -> FrameType | None:
+        """The live frame running ``self.code`` (walks the stack: slow)."""
+        f: FrameType | None = sys._getframe(1)
+        code = self.code
+        while f is not None and f.f_code is not code:
+            f = f.f_back
+        return f
+
+    def restart_events(self) -> None:
+        """Re-enable every site a tracer turned off with ``DISABLE``."""
+        _M.restart_events()
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def start(self, stacklevel: int = 1) -> None:
+        """Begin tracing; the frame ``stacklevel`` levels up is traced from here on
+        if it is in scope (as depth 1)."""
+        global _current
+        with _lock:
+            if _current is not None:
+                raise RuntimeError("blocktrace is already tracing in this process")
+            tool = self._claim_tool()
+            _current = self
+        self._tool = tool
+        tracer = _active.tracer
+        self._op_end = bool(getattr(tracer, "wants_op_end", False))
+        self._may_disable = bool(getattr(tracer, "may_disable", False))
+        self.thread_ident = get_ident()
+        self._thread_state = {self.thread_ident: (1, 0)}
+        _M.restart_events()  # a DISABLE from an earlier run with another scope must not linger
+        self._register(self._callbacks())
+        self.started_ns = time.perf_counter_ns()
+        _M.set_events(tool, _GLOBAL_EVENTS)
+        try:
+            caller: FrameType | None = sys._getframe(stacklevel)
+        except ValueError:
+            caller = None
+        if not self._target and caller is not None:
+            info = self._learn(caller.f_code)
+            if info is not None:
+                self.depth = 1
+                self.code = caller.f_code
+                self.offset = caller.f_lasti
+                self._emit(info.call("enter"))
+
+    def stop(self, output: str = "", error: str | None = None) -> None:
+        """Stop tracing, turn off everything that was turned on, emit ``Stop``."""
+        global _current
+        tool = self._tool
+        if tool is None:
+            return
+        self.elapsed_ns = time.perf_counter_ns() - self.started_ns
+        _M.set_events(tool, 0)
+        for info in self._infos.values():
+            try:
+                _M.set_local_events(tool, info.code, 0)
+            except ValueError:
+                pass
+        for event in self._callbacks():
+            _M.register_callback(tool, event, None)
+        _M.free_tool_id(tool)
+        self._tool = None
+        with _lock:
+            _current = None
+        if error is None and self.halted is not None:
+            error = type(self.halted).__name__ if isinstance(self.halted, OutOfGas) else (
+                f"{type(self.halted).__name__}: {self.halted}"
+            )
+        self.code = None
+        self._emit(Stop(output, error, self.gas_used))
+        self._infos.clear()
+        self._sites.clear()
+
+    @staticmethod
+    def _claim_tool() -> int:
+        for tool in _TOOL_PREFERENCE:
+            if _M.get_tool(tool) is None:
+                _M.use_tool_id(tool, "blocktrace")
+                return tool
+        raise RuntimeError("no free sys.monitoring tool id (all six are in use)")
+
+    def _callbacks(self) -> dict[int, Callable[..., Any] | None]:
+        general = self._multi or self._target or self._op_end or self._may_disable
+        general = general or self.halted is not None
+        cbs: dict[int, Callable[..., Any] | None] = {
+            _E.PY_START: self._on_start,
+            _E.PY_RESUME: self._on_resume,
+            _E.PY_THROW: self._on_throw,
+            _E.PY_RETURN: self._on_return,
+            _E.PY_YIELD: self._on_yield,
+            _E.PY_UNWIND: self._on_unwind,
+            _E.RAISE: self._on_raise,
+            _E.RERAISE: self._on_reraise,
+            _E.EXCEPTION_HANDLED: self._on_handled,
+            _E.INSTRUCTION: self._on_instruction_general if general else self._on_instruction,
+        }
+        if self._multi:
+            cbs = {event: self._serialised(cb) for event, cb in cbs.items() if cb is not None}
+        return cbs
+
+    def _register(self, cbs: dict[int, Callable[..., Any] | None]) -> None:
+        assert self._tool is not None
+        for event, cb in cbs.items():
+            _M.register_callback(self._tool, event, cb)
+
+    def _serialised(self, cb: Callable[..., Any]) -> Callable[..., Any]:
+        """With several threads: one event at a time, and per-thread depth."""
+        lock = self._mt_lock
+
+        def serialised(*args: Any) -> Any:
+            with lock:
+                ident = get_ident()
+                if ident != self.thread_ident:
+                    self._switch_thread(ident)
+                return cb(*args)
+
+        return serialised
+
+    def _switch_thread(self, ident: int) -> None:
+        states = self._thread_state
+        states[self.thread_ident] = (self.thread, self.depth)
+        state = states.get(ident)
+        if state is None:
+            state = states[ident] = (len(states) + 1, 0)
+            self.threads_seen = len(states)
+        self.thread_ident = ident
+        self.thread, self.depth = state
+
+    def _go_multi(self, ident: int) -> None:
+        """A second thread runs traced code: switch to serialised callbacks."""
+        self._multi = True
+        self._switch_thread(ident)
+        self._register(self._callbacks())
+
+    # -- learning code objects ------------------------------------------------
+
+    def _learn(self, code: CodeType, caller: FrameType | None = None) -> _CodeInfo | None:
+        """Decide scope for ``code`` and, if in scope, build its tables (once).
+
+        Exec'd code under a pseudo file name takes the scope of its first caller:
+        the user's ``exec`` is traced, the lambdas ``namedtuple`` and
+        ``dataclasses`` generate are not."""
+        info = self._infos.get(id(code))
+        if info is not None:
+            return info
+        try:
+            in_scope = self.scope.contains(code)
+            if in_scope is None:
+                in_scope = caller is not None and id(caller.f_code) in self._infos
+            if not in_scope:
+                return None
+            index = len(self._infos) + 1
+            info = _CodeInfo(code, index, _build_sites(code, index))
+            assert self._tool is not None
+            _M.set_local_events(self._tool, code, _LOCAL_EVENTS)
+        except Exception as exc:  # noqa: BLE001 - never reach the program
+            self._report(f"cannot trace {code.co_qualname}: {type(exc).__name__}: {exc}")
+            return None
+        self._infos[id(code)] = info
+        self._sites[id(code)] = info.sites
+        return info
+
+    # -- emitting ---------------------------------------------------------------
+
+    def _emit(self, event: Any) -> Any:
+        try:
+            return _active.tracer(self, event)
+        except BaseException as exc:  # noqa: BLE001
+            self._tracer_failed(exc)
+            return None
+
+    def _tracer_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, HaltRun):
+            self._halt(exc)
+            raise exc
+        if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit from signal handlers
+            raise exc
+        tracer = set_tracer(discard_trace)
+        where = ""
+        if self.code is not None:
+            where = f" at {self.code.co_filename}:{self.code.co_qualname}"
+        message = f"tracer {type(tracer).__name__} failed{where}: {type(exc).__name__}: {exc}"
+        self._report(message + "; detached, the program goes on")
+        record = getattr(tracer, "record_failure", None)
+        if record is not None:
+            try:
+                record(message)
+            except Exception:  # noqa: BLE001, S110 - best effort
+                pass
+
+    def _report(self, message: str) -> None:
+        self.failures.append(message)
+        try:
+            sys.__stderr__.write(f"blocktrace: {message}\n") if sys.__stderr__ else None
+        except Exception:  # noqa: BLE001, S110 - stderr may be closed
+            pass
+
+    def _halt(self, exc: HaltRun) -> None:
+        if self.halted is None:
+            self.halted = exc
+            if self._tool is not None:
+                self._register(self._callbacks())
+
+    def _rehalt(self) -> HaltRun:
+        halted = self.halted
+        assert halted is not None
+        return type(halted)(*halted.args)
+
+    def _out_of_gas(self, code: CodeType, offset: int) -> None:
+        info = self._infos[id(code)]
+        site = info.sites[offset] or _site_from_bytes(code, offset, info.index)
+        self._emit(
+            OpException(
+                "raise", offset, site.op, site.op_name, site.line, info.index,
+                "OutOfGas", f"gas exhausted after {self.gas_limit} steps",
+            )
+        )
+        exc = OutOfGas(f"blocktrace: out of gas after {self.gas_limit} steps")
+        self._halt(exc)
+        raise exc
+
+    # -- the per-instruction path -------------------------------------------
+
+    def _on_instruction(self, code: CodeType, offset: int) -> Any:
+        event = self._sites[id(code)][offset]
+        if event is None:
+            event = self._missing_site(code, offset)
+            if event is None:
+                return DISABLE
+        gas = self.gas
+        if gas <= 0:
+            self._out_of_gas(code, offset)
+        self.code = code
+        self.offset = offset
+        try:
+            _active.tracer(self, event)
+        except BaseException as exc:  # noqa: BLE001
+            self._tracer_failed(exc)
+        self.gas = gas - 1
+        return None
+
+    def _on_instruction_general(self, code: CodeType, offset: int) -> Any:
+        """The same, for the rare modes: halted, target, OpEnd, DISABLE-capable."""
+        if self.halted is not None:
+            raise self._rehalt()
+        if self.depth <= 0 and self._target:
+            return None
+        event = self._sites[id(code)][offset]
+        if event is None:
+            event = self._missing_site(code, offset)
+            if event is None:
+                return DISABLE
+        gas = self.gas
+        if gas <= 0:
+            self._out_of_gas(code, offset)
+        self.code = code
+        self.offset = offset
+        if self._op_end:
+            self._close_op((self.thread, self.depth))
+            self._open_ops[(self.thread, self.depth)] = event
+        result = self._emit(event)
+        self.gas = gas - 1
+        if result is DISABLE and self._may_disable:
+            return DISABLE
+        return None
+
+    def _missing_site(self, code: CodeType, offset: int) -> OpStart | None:
+        """``RESUME`` (CPython's entry and resume bookkeeping, which fires before
+        ``PY_START`` and would carry the caller's depth) is not reported: ``None``
+        and the site is disabled; ``CallStart`` stands for it.  Any other
+        instruction ``dis`` did not list is built from ``co_code``."""
+        raw = code.co_code
+        if 0 <= offset < len(raw) and raw[offset] == _RESUME:
+            return None
+        info = self._infos[id(code)]
+        event = info.sites[offset] = _site_from_bytes(code, offset, info.index)
+        return event
+
+    def _close_op(self, key: tuple[int, int]) -> None:
+        op = self._open_ops.pop(key, None)
+        if op is not None:
+            end = self._op_ends.get(id(op))
+            if end is None:
+                end = self._op_ends[id(op)] = OpEnd(op.pc, op.code)
+            self._emit(end)
+
+    # -- frames starting and stopping -----------------------------------------
+
+    def _on_start(self, code: CodeType, offset: int) -> Any:
+        info = self._infos.get(id(code))
+        if info is None:
+            frame = sys._getframe(1)
+            info = self._learn(code, frame.f_back if frame.f_code is code else None)
+            if info is None:
+                return DISABLE
+        self._enter(info, code, offset, "call")
+        return None
+
+    def _on_resume(self, code: CodeType, offset: int) -> None:
+        info = self._infos.get(id(code))
+        if info is not None:
+            self._enter(info, code, offset, "resume")
+
+    def _on_throw(self, code: CodeType, offset: int, exc: BaseException) -> None:
+        info = self._infos.get(id(code))
+        if info is not None:
+            self._enter(info, code, offset, "throw")
+
+    def _enter(self, info: _CodeInfo, code: CodeType, offset: int, kind: CallKind) -> None:
+        if self.halted is not None:
+            raise self._rehalt()
+        ident = get_ident()
+        if ident != self.thread_ident and not self._multi:
+            self._go_multi(ident)
+        if self._target and self.depth <= 0:
+            if kind != "call" or not self.scope.is_target(code):
+                return
+            self.depth = 0
+        self.depth += 1
+        self.code = code
+        self.offset = offset
+        self._emit(info.call(kind))
+
+    def _on_return(self, code: CodeType, offset: int, value: object) -> None:
+        self._leave(code, offset, "return", value)
+
+    def _on_yield(self, code: CodeType, offset: int, value: object) -> None:
+        self._leave(code, offset, "yield", value)
+
+    def _on_unwind(self, code: CodeType, offset: int, exc: BaseException) -> None:
+        if id(code) in self._infos:
+            self._leave(code, offset, "unwind", exc)
+
+    def _leave(self, code: CodeType, offset: int, kind: ReturnKind, value: object) -> None:
+        if self.depth <= 0:
+            return  # a frame that started before tracing, or outside the target
+        info = self._infos[id(code)]
+        self.code = code
+        self.offset = offset
+        if self._op_end:
+            self._close_op((self.thread, self.depth))
+        self._emit(Return(kind, info.index, offset, value))
+        self.depth -= 1
+
+    # -- exceptions -------------------------------------------------------------
+
+    def _on_raise(self, code: CodeType, offset: int, exc: BaseException) -> None:
+        self._exception(code, offset, exc, "raise")
+
+    def _on_reraise(self, code: CodeType, offset: int, exc: BaseException) -> None:
+        self._exception(code, offset, exc, "reraise")
+
+    def _on_handled(self, code: CodeType, offset: int, exc: BaseException) -> None:
+        self._exception(code, offset, exc, "handled")
+
+    def _exception(
+        self, code: CodeType, offset: int, exc: BaseException, kind: ExceptionKind
+    ) -> None:
+        info = self._infos.get(id(code))
+        if info is None or self.depth <= 0 or isinstance(exc, HaltRun):
+            return
+        site = info.site_at(offset)
+        name, message = exception_text(exc, self.renderer)
+        self.code = code
+        self.offset = offset
+        if self._op_end and kind != "handled":
+            self._open_ops.pop((self.thread, self.depth), None)
+        self._emit(
+            OpException(kind, site.pc, site.op, site.op_name, site.line, info.index, name, message)
+        )
