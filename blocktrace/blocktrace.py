@@ -1,0 +1,515 @@
+"""The blocktrace 0.0.16 API on the new engine: ``blocktrace.blocktrace.BlockTrace``.
+
+Code written for the 2021 tool runs unchanged::
+
+    from blocktrace import blocktrace
+    example = blocktrace.BlockTrace("Test", _globals="changes", _locals="on", _builtins="changes")
+    example.start(); fib(3); example.stop()
+    print(example.block)
+
+``example.block`` is a dict of numbered blocks: block 0 holds ``DateTime``,
+``Globals``/``Builtins``/``Locals`` (those switched on), ``sample`` (the genesis
+text) and ``Hash``; every later block ``DateTime``, ``Function``, the switched-on
+value groups, ``Line Text``, ``Event`` (``call``/``line``/``return``/
+``exception``/``opcode``), ``Arg``, ``Instruction No``, ``Opcode``, ``Module``,
+``Path``, ``Line No`` and ``Hash`` -- the hash of the block with ``Hash`` set to
+the previous block's hash.  What changed from 0.0.16 (docs/MIGRATING.md):
+
+- it is a tracer on the sys.monitoring engine (no ``sys.settrace``), tracing the
+  user's own code only, from the frames that start after ``start()``;
+- ``verifychain()`` returns ``True`` or a falsy :class:`ChainFailure` naming the
+  block and the reason, and checks block 0 too;
+- values JSON cannot encode are rendered (``<Foo #3>``), not dropped; nothing
+  is ``repr``-ed, so tracing runs none of the program's code;
+- exceptions and odd return values never raise inside the traced program;
+- ``"changes"`` is computed here (no DeepDiff); DeepDiff keyword arguments are
+  accepted and ignored;
+- ``save(path)`` writes the same run as a standard hash-chained trace
+  (docs/FORMAT.md) that ``blocktrace verify`` accepts.
+"""
+
+from __future__ import annotations
+
+import dis
+import hashlib
+import linecache
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from types import CodeType, FrameType
+from typing import IO, Any, cast
+
+import msgspec
+
+from blocktrace.events import CallStart, OpException, OpStart, Return, Stop, TraceEvent
+from blocktrace.tracers import Tracer, VMState
+
+__all__ = ["BlockTrace", "ChainFailure"]
+
+Block = dict[str, Any]
+_MODES = ("ON", "OFF", "CHANGES")
+_DATE = "%d/%m/%Y, %H:%M:%S.%f"
+_encode = msgspec.json.Encoder().encode
+
+
+class ChainFailure:
+    """Why :meth:`BlockTrace.verifychain` failed: falsy, with the block number."""
+
+    def __init__(self, block: int | None, reason: str) -> None:
+        self.block = block
+        self.reason = reason
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __str__(self) -> str:
+        where = "the chain" if self.block is None else f"block {self.block}"
+        return f"{where}: {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"ChainFailure(block={self.block!r}, reason={self.reason!r})"
+
+
+def _mode(name: str, value: str) -> str:
+    mode = str(value).upper()
+    if mode not in _MODES:
+        raise ValueError(f"{name} must be 'on', 'off' or 'changes', not {value!r}")
+    return mode
+
+
+def _dict_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """DeepDiff-style changes between two rendered dicts (values included)."""
+    out: dict[str, Any] = {}
+    added = {f"root[{k!r}]": v for k, v in new.items() if k not in old}
+    removed = {f"root[{k!r}]": v for k, v in old.items() if k not in new}
+    changed = {
+        f"root[{k!r}]": {"new_value": v, "old_value": old[k]}
+        for k, v in new.items()
+        if k in old and old[k] != v
+    }
+    if added:
+        out["dictionary_item_added"] = added
+    if removed:
+        out["dictionary_item_removed"] = removed
+    if changed:
+        out["values_changed"] = changed
+    return out
+
+
+def _list_changes(old: list[str], new: list[str]) -> dict[str, Any]:
+    if old == new:
+        return {}
+    old_set, new_set = set(old), set(new)
+    out: dict[str, Any] = {}
+    added = {f"root[{i}]": n for i, n in enumerate(new) if n not in old_set}
+    removed = {f"root[{i}]": n for i, n in enumerate(old) if n not in new_set}
+    if added:
+        out["iterable_item_added"] = added
+    if removed:
+        out["iterable_item_removed"] = removed
+    return out
+
+
+class _Site:
+    """What a block needs about one source location, computed once."""
+
+    __slots__ = ("function", "line", "module", "path", "text")
+
+    def __init__(self, code: CodeType, line: int, pathelements: int, ignored: bool) -> None:
+        self.function = code.co_name
+        self.line = line
+        filename = code.co_filename
+        self.module = Path(filename).name
+        parent = str(Path(filename).parent)
+        self.path = "/".join(parent.split("/")[-pathelements:])
+        self.text = "[OBFUSCATED]" if ignored else linecache.getline(filename, line).strip()
+
+
+class BlockTrace:
+    """The 0.0.16 ``BlockTrace`` (same constructor, methods and block shape).
+
+    ``_hash``: any algorithm in ``hashlib.algorithms_guaranteed`` (default
+    ``sha1``, as before).  ``_globals``/``_locals``/``_builtins``: ``"on"``,
+    ``"off"`` or ``"changes"`` (case-insensitive).  ``_pathelements``: how many
+    trailing directories ``Path`` shows (0: all).  ``_trace_lines`` /
+    ``_trace_opcodes``: blocks per line / per instruction.  ``_new_hash``: a
+    fresh hash object per block (False: one running hash).  ``_each_block_hook(n,
+    block)`` is called after each block (an exception from it is kept in
+    ``hook_errors``, never raised into the program).  Inline ``#*BTC
+    IGNORENEXT`` / ``IGNOREGLOBAL name`` / ``IGNORELOCAL name`` comments work as
+    before.
+    """
+
+    may_disable = False
+
+    def __init__(
+        self,
+        _genesis: str = "Genesis",
+        *,
+        _hash: str = "sha1",
+        _globals: str = "On",
+        _locals: str = "On",
+        _builtins: str = "Off",
+        _pathelements: int = 0,
+        _trace_lines: bool = True,
+        _trace_opcodes: bool = False,
+        _new_hash: bool = True,
+        _each_block_hook: Callable[[int, Block], object] | None = None,
+        **_deepdiff: Any,
+    ) -> None:
+        self._hash = _hash
+        self.hashlibwrapper(_hash)
+        self._globals = _mode("_globals", _globals)
+        self._locals = _mode("_locals", _locals)
+        self._builtins = _mode("_builtins", _builtins)
+        self._pathelements = int(_pathelements)
+        self._trace_lines = bool(_trace_lines)
+        self._trace_opcodes = bool(_trace_opcodes)
+        self._new_hash = bool(_new_hash)
+        self._each_block_hook = _each_block_hook
+        self._deepdiff = _deepdiff
+        self._genesis = str(_genesis)
+        self.iter = 0
+        self.block: dict[int, Block] = {}
+        self.hook_errors: list[BaseException] = []
+        self.globs: dict[str, Any] = {}
+        self.locals: dict[str, Any] = {}
+        self.built: list[str] = []
+        self.ignorecode: dict[str, list[int]] = {}
+        self.ignoreglobal: list[str] = []
+        self.ignorelocal: list[str] = []
+        first: Block = {"DateTime": datetime.now().strftime(_DATE)}
+        if self._globals != "OFF":
+            first["Globals"] = {}
+        if self._builtins != "OFF":
+            first["Builtins"] = []
+        if self._locals != "OFF":
+            first["Locals"] = {}
+        first["sample"] = self._genesis
+        self.hash = self._new()
+        self.hash.update(_encode(first))
+        first["Hash"] = self._hex(self.hash)
+        self.block[0] = first
+        self._sites: dict[tuple[int, int], _Site] = {}
+        self._frames: dict[int, list[int]] = {}
+        self._skip_depth = 0
+        self._previous_tracer: Tracer | None = None
+        self._spool: IO[bytes] | None = None
+        self._chain: Any = None
+        self._running = False
+
+    # -- hashing (the 0.0.16 helpers, kept) ------------------------------------
+
+    def hashlibwrapper(self, _hash: str) -> Callable[[], Any]:
+        """The hashlib constructor for ``_hash``; ``LookupError`` if not guaranteed."""
+        if _hash not in hashlib.algorithms_guaranteed:
+            raise LookupError(_hash + " is not a supported algorithm")
+        return cast(Callable[[], Any], getattr(hashlib, _hash))
+
+    def _new(self) -> Any:
+        return self.hashlibwrapper(self._hash)()
+
+    @staticmethod
+    def _hex(h: Any) -> str:
+        if h.name.startswith("shake_"):
+            return cast(str, h.hexdigest(20))
+        return cast(str, h.hexdigest())
+
+    def verifyblock(self, _block: Block, _previous_hash: str) -> bool:
+        """Whether one block's hash matches its content and the previous hash
+        (only meaningful with ``_new_hash=True``)."""
+        copy = dict(_block)
+        stored = copy.get("Hash")
+        copy["Hash"] = _previous_hash
+        h = self._new()
+        h.update(_encode(copy))
+        return stored == self._hex(h)
+
+    def verifychain(self, _block: dict[int, Block] | None = None) -> bool | ChainFailure:
+        """Recompute every hash from block 0 on: ``True``, or a falsy
+        :class:`ChainFailure` saying which block failed and why."""
+        blocks = self.block if _block is None else _block
+        if not blocks:
+            return ChainFailure(None, "no blocks")
+        numbers = sorted(blocks)
+        if numbers != list(range(len(numbers))):
+            missing = next(i for i, n in enumerate(numbers) if i != n)
+            return ChainFailure(missing, "block missing (numbers are not 0, 1, 2, ...)")
+        running = None
+        previous = ""
+        for n in numbers:
+            b = blocks[n]
+            if not isinstance(b, dict) or "Hash" not in b:
+                return ChainFailure(n, "not a block (no Hash)")
+            copy = dict(b)
+            stored = copy.pop("Hash")
+            if n:
+                copy["Hash"] = previous
+            try:
+                data = _encode(copy)
+            except (TypeError, msgspec.EncodeError) as exc:
+                return ChainFailure(n, f"cannot be encoded: {exc}")
+            if n == 0 or self._new_hash:
+                running = self._new()
+            assert running is not None
+            running.update(data)
+            computed = self._hex(running)
+            if computed != stored:
+                return ChainFailure(
+                    n, f"hash mismatch: stored {stored}, content hashes to {computed}"
+                )
+            previous = stored
+        return True
+
+    # -- running ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start tracing the frames that start from here on."""
+        import blocktrace
+        from blocktrace.tracers.chain import ChainTracer
+
+        if self._running:
+            raise RuntimeError("this BlockTrace is already running")
+        self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - kept for save()
+        self._chain = ChainTracer(
+            self._spool,
+            genesis=self._genesis,
+            locals="off" if self._locals == "OFF" else cast(Any, self._locals.lower()),
+            globals="off" if self._globals == "OFF" else cast(Any, self._globals.lower()),
+        )
+        self._frames.clear()
+        self._skip_depth = 0
+        self._previous_tracer = blocktrace.set_tracer(blocktrace.Tee(self._chain, self))
+        self._running = True
+        try:
+            blocktrace.start(stacklevel=2)
+        except BaseException:
+            blocktrace.set_tracer(self._previous_tracer)
+            self._running = False
+            raise
+
+    def stop(self) -> None:
+        """Stop tracing; the standard trace of the run is sealed (see :meth:`save`)."""
+        import blocktrace
+
+        if not self._running:
+            return
+        blocktrace.stop()
+        if self._previous_tracer is not None:
+            blocktrace.set_tracer(self._previous_tracer)
+        self._previous_tracer = None
+        self._running = False
+        if self._chain is not None:
+            self._chain.close()
+
+    def save(self, path: str | os.PathLike[str]) -> str:
+        """Write the run as a standard blocktrace trace (docs/FORMAT.md) that
+        ``blocktrace verify`` accepts; returns its sealed head."""
+        if self._spool is None or self._chain is None:
+            raise RuntimeError("nothing to save: start() and stop() a run first")
+        if self._running:
+            raise RuntimeError("stop() the run before saving it")
+        self._spool.seek(0)
+        with open(path, "wb") as out:
+            shutil.copyfileobj(self._spool, out)
+        self._spool.seek(0, os.SEEK_END)
+        return cast(str, self._chain.head)
+
+    # -- the tracer ---------------------------------------------------------------
+
+    def __call__(self, vm: VMState, event: TraceEvent, /) -> None:
+        t = type(event)
+        depth = vm.depth
+        if self._skip_depth and depth == self._skip_depth:
+            # the frame that called start(): 0.0.16 (sys.settrace) never saw it
+            if t is Return:
+                self._skip_depth = 0
+            return
+        if t is OpStart:
+            ev = cast(OpStart, event)
+            if ev.line <= 0:
+                return
+            key = (vm.thread << 20) | depth
+            state = self._frames.get(key)
+            if state is None:
+                state = self._frames[key] = [-1, 0]
+            if self._trace_lines and (ev.line != state[1] or ev.pc <= state[0]):
+                state[0] = ev.pc
+                state[1] = ev.line
+                self._emit_block(vm, "line", None, ev.pc, ev.op_name, ev.line)
+            else:
+                state[0] = ev.pc
+                state[1] = ev.line
+            if self._trace_opcodes:
+                self._emit_block(vm, "opcode", None, ev.pc, ev.op_name, ev.line)
+        elif t is CallStart:
+            ev_call = cast(CallStart, event)
+            if ev_call.kind == "enter":
+                self._skip_depth = depth
+                return
+            self._frames[(vm.thread << 20) | depth] = [-1, 0]
+            code = vm.code
+            offset = vm.offset
+            self._emit_block(
+                vm, "call", None, offset, _opname(code, offset), ev_call.first_line
+            )
+        elif t is Return:
+            ev_ret = cast(Return, event)
+            code = vm.code
+            line = _line_at(code, ev_ret.pc)
+            arg = None if ev_ret.kind == "unwind" else vm.renderer.render(ev_ret.value)
+            self._emit_block(vm, "return", arg, ev_ret.pc, _opname(code, ev_ret.pc), line)
+            self._frames.pop((vm.thread << 20) | depth, None)
+        elif t is OpException:
+            ev_exc = cast(OpException, event)
+            if ev_exc.kind == "handled":
+                return
+            self._emit_block(
+                vm, "exception", [ev_exc.error_type, ev_exc.message], ev_exc.pc,
+                ev_exc.op_name, ev_exc.line,
+            )
+        elif t is Stop:
+            self._frames.clear()
+
+    def _site(self, code: CodeType, line: int) -> _Site:
+        key = (id(code), line)
+        site = self._sites.get(key)
+        if site is None:
+            ignored = self._inline_commands(code.co_filename, line)
+            site = self._sites[key] = _Site(code, line, self._pathelements, ignored)
+        return site
+
+    def _inline_commands(self, filename: str, line: int) -> bool:
+        """Apply a ``#*BTC`` command on the line before ``line``; True if the
+        line's text is to be hidden."""
+        name = Path(filename).name
+        previous = linecache.getline(filename, line - 1).strip()
+        if previous[:5].upper() == "#*BTC":
+            words = previous.split()[1:]
+            if words:
+                command = words[0].upper()
+                if command == "IGNORENEXT":
+                    self.ignorecode.setdefault(name, []).append(line)
+                elif command == "IGNOREGLOBAL" and len(words) > 1:
+                    if words[1] not in self.ignoreglobal:
+                        self.ignoreglobal.append(words[1])
+                elif (
+                    command == "IGNORELOCAL" and len(words) > 1
+                    and words[1] not in self.ignorelocal
+                ):
+                    self.ignorelocal.append(words[1])
+        return line in self.ignorecode.get(name, ())
+
+    def _emit_block(
+        self, vm: VMState, event: str, arg: object, pc: int, opname: str, line: int
+    ) -> None:
+        code = vm.code
+        if code is None:
+            return
+        site = self._site(code, line)
+        frame = vm.frame if (self._locals != "OFF" or self._globals != "OFF"
+                             or self._builtins != "OFF") else None
+        render = vm.renderer.render
+        block: Block = {"DateTime": datetime.now().strftime(_DATE), "Function": site.function}
+        if self._globals != "OFF":
+            globs = self._values(frame.f_globals if frame is not None else {}, render,
+                                 self.ignoreglobal)
+            if self._globals == "CHANGES":
+                block["Globals"] = _dict_changes(self.globs, globs)
+            else:
+                block["Globals"] = globs
+            self.globs = globs
+        if self._builtins != "OFF":
+            built = list(frame.f_builtins) if frame is not None else []
+            if self._builtins == "CHANGES":
+                block["Builtins"] = _list_changes(self.built, built)
+            else:
+                block["Builtins"] = built
+            self.built = built
+        if self._locals != "OFF":
+            local = self._values(_frame_locals(frame), render, self.ignorelocal)
+            if self._locals == "CHANGES":
+                block["Locals"] = _dict_changes(self.locals, local)
+            else:
+                block["Locals"] = local
+            self.locals = local
+        block["Line Text"] = site.text
+        block["Event"] = event
+        block["Arg"] = arg
+        block["Instruction No"] = pc
+        block["Opcode"] = opname
+        block["Module"] = site.module
+        block["Path"] = site.path
+        block["Line No"] = line
+        self.iter += 1
+        block["Hash"] = self.block[self.iter - 1]["Hash"]
+        if self._new_hash:
+            self.hash = self._new()
+        self.hash.update(_encode(block))
+        block["Hash"] = self._hex(self.hash)
+        self.block[self.iter] = block
+        hook = self._each_block_hook
+        if hook is not None:
+            try:
+                hook(self.iter, block)
+            except Exception as exc:  # a failing hook must not stop the program
+                self.hook_errors.append(exc)
+
+    @staticmethod
+    def _values(
+        values: Any, render: Callable[[object], object], hidden: list[str]
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in values.items():
+            if type(k) is str:
+                out[k] = "[OBFUSCATED]" if k in hidden else _plain(v, render, 3)
+        return out
+
+
+_MAX_TEXT = 200
+_MAX_ITEMS = 20
+
+
+def _plain(value: object, render: Callable[[object], object], depth: int) -> object:
+    """A value as 0.0.16 stored it when JSON could encode it (strings, numbers,
+    lists and string-keyed dicts, bounded), otherwise its rendering."""
+    t = type(value)
+    if t is str:
+        s = cast(str, value)
+        return s if len(s) <= _MAX_TEXT else s[:_MAX_TEXT] + "…"
+    if value is None or t is bool or t is int or t is float:
+        return render(value)
+    if depth > 0 and (t is list or t is tuple) and len(value) <= _MAX_ITEMS:  # type: ignore[arg-type]
+        return [_plain(v, render, depth - 1) for v in cast(list[object], value)]
+    if depth > 0 and t is dict and len(value) <= _MAX_ITEMS:  # type: ignore[arg-type]
+        items = dict.items(cast(dict[object, object], value))
+        if all(type(k) is str for k, _ in items):
+            return {cast(str, k): _plain(v, render, depth - 1) for k, v in items}
+    return render(value)
+
+
+def _frame_locals(frame: FrameType | None) -> Any:
+    if frame is None:
+        return {}
+    return frame.f_locals
+
+
+def _opname(code: CodeType | None, offset: int) -> str:
+    if code is None:
+        return ""
+    raw = code.co_code
+    if 0 <= offset < len(raw):
+        return dis.opname[raw[offset]]
+    return f"<{offset}>"
+
+
+def _line_at(code: CodeType | None, offset: int) -> int:
+    if code is None:
+        return 0
+    for start, end, line in code.co_lines():
+        if start <= offset < end:
+            return line or code.co_firstlineno
+    return code.co_firstlineno

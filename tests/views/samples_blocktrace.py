@@ -1,0 +1,49 @@
+"""Functions traced by test_blocktrace_compat.py.  Line numbers matter to the
+tests: add new functions at the end."""
+
+from __future__ import annotations
+
+SECRET = "s3cr3t"
+
+
+# Demo Fibonacci function to trace (the 0.0.16 README example)
+def fib(n: int) -> int:
+    i, f1, f2 = 1, 1, 1
+    while i < n:
+        f1, f2 = f2, f1 + f2
+        i += 1
+    return f1
+
+
+def divide(a: int, b: int) -> float:
+    return a / b
+
+
+def safe_divide(a: int, b: int) -> float | None:
+    try:
+        return divide(a, b)
+    except ZeroDivisionError:
+        return None
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        raise RuntimeError("repr must not be called")
+
+
+def odd_return() -> Opaque:
+    return Opaque()
+
+
+def hidden(n: int) -> int:
+    #*BTC IGNORELOCAL password
+    password = SECRET + str(n)
+    #*BTC IGNORENEXT
+    total = len(password) + n
+    return total
+
+
+def counter(n: int) -> list[int]:
+    seen = []
+    for i in range(n): seen.append(i)  # noqa: E701
+    return seen

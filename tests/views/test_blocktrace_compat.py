@@ -1,0 +1,229 @@
+"""The blocktrace 0.0.16 API (``blocktrace.blocktrace.BlockTrace``) on the engine."""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from blocktrace import blocktrace
+from blocktrace.blocktrace import ChainFailure
+
+from . import samples_blocktrace as s
+
+FIB_LINE = s.fib.__code__.co_firstlineno
+BLOCK_KEYS = [
+    "DateTime", "Function", "Globals", "Builtins", "Locals", "Line Text", "Event", "Arg",
+    "Instruction No", "Opcode", "Module", "Path", "Line No", "Hash",
+]
+
+
+def run_readme_example() -> blocktrace.BlockTrace:
+    example = blocktrace.BlockTrace(
+        "Test", _globals="changes", _locals="on", _builtins="changes"
+    )
+    example.start()
+    s.fib(3)
+    example.stop()
+    return example
+
+
+def test_readme_example_block_shapes_and_values() -> None:
+    example = run_readme_example()
+    blocks = example.block
+    assert list(blocks) == list(range(12))
+    assert list(blocks[0]) == ["DateTime", "Globals", "Builtins", "Locals", "sample", "Hash"]
+    assert blocks[0]["sample"] == "Test"
+    assert (blocks[0]["Globals"], blocks[0]["Builtins"], blocks[0]["Locals"]) == ({}, [], {})
+    for n in range(1, 12):
+        assert list(blocks[n]) == BLOCK_KEYS
+        assert blocks[n]["Function"] == "fib"
+        assert blocks[n]["Module"] == "samples_blocktrace.py"
+        assert blocks[n]["Path"] == str(Path(s.__file__).parent)
+    events = [blocks[n]["Event"] for n in range(1, 12)]
+    assert events == ["call"] + ["line"] * 9 + ["return"]
+    lines = [blocks[n]["Line No"] - FIB_LINE for n in range(1, 12)]
+    assert lines == [0, 1, 2, 3, 4, 2, 3, 4, 2, 5, 5]
+    assert blocks[1]["Line Text"] == "def fib(n: int) -> int:"
+    assert blocks[2]["Line Text"] == "i, f1, f2 = 1, 1, 1"
+    assert blocks[11]["Line Text"] == "return f1"
+    locals_seen = [blocks[n]["Locals"] for n in range(1, 12)]
+    assert locals_seen[0] == {"n": 3}
+    assert locals_seen[2] == {"n": 3, "i": 1, "f1": 1, "f2": 1}
+    assert locals_seen[10] == {"n": 3, "i": 3, "f1": 2, "f2": 3}
+    assert blocks[11]["Arg"] == 2
+    assert blocks[11]["Opcode"] == "RETURN_VALUE"
+    assert all(blocks[n]["Arg"] is None for n in range(1, 11))
+    # "changes": everything is new in block 1, nothing changes afterwards
+    added = blocks[1]["Globals"]["dictionary_item_added"]
+    assert added["root['SECRET']"] == "s3cr3t"
+    assert added["root['fib']"].startswith("<function #")  # rendered, not dropped
+    assert len(blocks[1]["Builtins"]["iterable_item_added"]) == len(vars(builtins))
+    assert all(blocks[n]["Globals"] == {} and blocks[n]["Builtins"] == {} for n in range(2, 12))
+
+
+def test_hashes_chain_block_to_block() -> None:
+    blocks = run_readme_example().block
+    first = dict(blocks[0])
+    stored = first.pop("Hash")
+    assert hashlib.sha1(msgspec.json.encode(first)).hexdigest() == stored
+    for n in range(1, 12):
+        block = dict(blocks[n])
+        stored = block["Hash"]
+        block["Hash"] = blocks[n - 1]["Hash"]
+        assert hashlib.sha1(msgspec.json.encode(block)).hexdigest() == stored
+
+
+def test_verifychain_returns_a_real_result() -> None:
+    example = run_readme_example()
+    assert example.verifychain(example.block) is True
+    assert example.verifychain() is True
+    tampered = {n: dict(b) for n, b in example.block.items()}
+    tampered[5]["Locals"] = {"n": 30}
+    result = example.verifychain(tampered)
+    assert not result and isinstance(result, ChainFailure)
+    assert result.block == 5 and "hash mismatch" in result.reason
+    assert example.verifychain(example.block) is True  # the original is untouched
+
+
+def test_verifychain_checks_block_zero() -> None:
+    example = run_readme_example()
+    tampered = {n: dict(b) for n, b in example.block.items()}
+    tampered[0]["sample"] = "Forged"
+    result = example.verifychain(tampered)
+    assert isinstance(result, ChainFailure) and result.block == 0
+
+
+def test_verifychain_finds_a_dropped_block() -> None:
+    example = run_readme_example()
+    tampered = {n: b for n, b in example.block.items() if n != 4}
+    result = example.verifychain(tampered)
+    assert isinstance(result, ChainFailure) and result.block == 4
+
+
+def test_save_writes_a_trace_that_blocktrace_verify_accepts(tmp_path: Path) -> None:
+    example = run_readme_example()
+    path = tmp_path / "fib.jsonl"
+    head = example.save(path)
+    header = msgspec.json.decode(path.read_bytes().split(b"\n", 1)[0])
+    assert header["genesis"] == "Test"
+    proc = subprocess.run(
+        [sys.executable, "-m", "blocktrace", "verify", str(path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert head in proc.stdout
+    assert b'"name":"fib"' in path.read_bytes()
+
+
+def test_exceptions_do_not_reach_the_program() -> None:
+    example = blocktrace.BlockTrace("exc", _globals="off", _builtins="off")
+    example.start()
+    result = s.safe_divide(1, 0)
+    example.stop()
+    assert result is None
+    blocks = [example.block[n] for n in range(1, len(example.block))]
+    exceptions = [b for b in blocks if b["Event"] == "exception"]
+    assert exceptions[0]["Arg"] == ["ZeroDivisionError", "division by zero"]
+    assert exceptions[0]["Function"] == "divide"
+    unwind = [b for b in blocks if b["Event"] == "return" and b["Function"] == "divide"]
+    assert unwind[0]["Arg"] is None
+    assert example.verifychain() is True
+
+
+def test_unusual_values_are_rendered_not_repr_ed() -> None:
+    example = blocktrace.BlockTrace("odd", _globals="off")
+    example.start()
+    value = s.odd_return()
+    example.stop()
+    assert isinstance(value, s.Opaque)
+    ret = next(b for b in example.block.values() if b.get("Event") == "return")
+    assert ret["Arg"].startswith("<Opaque #")
+    assert example.verifychain() is True
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "md5", "sha3_256", "blake2b", "shake_128"])
+def test_any_guaranteed_hash_algorithm(algorithm: str) -> None:
+    example = blocktrace.BlockTrace("alg", _hash=algorithm, _globals="off")
+    example.start()
+    s.fib(2)
+    example.stop()
+    h = hashlib.new(algorithm)
+    expected_len = 40 if algorithm.startswith("shake") else h.digest_size * 2
+    assert all(len(b["Hash"]) == expected_len for b in example.block.values())
+    assert example.verifychain() is True
+
+
+def test_unknown_hash_algorithm_is_refused() -> None:
+    with pytest.raises(LookupError):
+        blocktrace.BlockTrace("x", _hash="sha0")
+
+
+def test_running_hash_mode_verifies() -> None:
+    example = blocktrace.BlockTrace("run", _new_hash=False, _globals="off")
+    example.start()
+    s.fib(3)
+    example.stop()
+    assert example.verifychain() is True
+    tampered = {n: dict(b) for n, b in example.block.items()}
+    tampered[3]["Line No"] = 1
+    assert not example.verifychain(tampered)
+
+
+def test_each_block_hook_and_a_failing_hook() -> None:
+    seen: list[tuple[int, str]] = []
+
+    def hook(n: int, block: dict[str, Any]) -> None:
+        seen.append((n, block["Event"]))
+        if n == 3:
+            raise ValueError("hook trouble")
+
+    example = blocktrace.BlockTrace("hook", _globals="off", _each_block_hook=hook)
+    example.start()
+    assert s.fib(3) == 2
+    example.stop()
+    assert seen == [(n, example.block[n]["Event"]) for n in range(1, len(example.block))]
+    assert [type(e) for e in example.hook_errors] == [ValueError]
+
+
+def test_trace_options_lines_opcodes_and_path_elements() -> None:
+    opcodes = blocktrace.BlockTrace("op", _trace_lines=False, _trace_opcodes=True,
+                                    _globals="off", _locals="off", _pathelements=1)
+    opcodes.start()
+    s.fib(2)
+    opcodes.stop()
+    events = {b.get("Event") for b in opcodes.block.values()}
+    assert "line" not in events and "opcode" in events
+    assert "Locals" not in opcodes.block[1] and "Globals" not in opcodes.block[1]
+    assert opcodes.block[1]["Path"] == "views"
+    assert opcodes.verifychain() is True
+
+
+def test_inline_btc_commands_hide_values() -> None:
+    example = blocktrace.BlockTrace("btc", _globals="on", _locals="on")
+    example.start()
+    assert s.hidden(7) == 14
+    example.stop()
+    blocks = list(example.block.values())[1:]
+    texts = [b["Line Text"] for b in blocks if b["Event"] == "line"]
+    assert "[OBFUSCATED]" in texts
+    assert not any("len(password)" in t for t in texts)
+    assert any(b["Locals"].get("password") == "[OBFUSCATED]" for b in blocks)
+    assert all("s3cr3t7" not in str(b["Locals"]) for b in blocks)
+
+
+def test_loop_on_one_line_reports_each_iteration() -> None:
+    example = blocktrace.BlockTrace("loop", _globals="off")
+    example.start()
+    s.counter(3)
+    example.stop()
+    for_line = s.counter.__code__.co_firstlineno + 2
+    hits = [b for b in example.block.values() if b.get("Line No") == for_line
+            and b["Event"] == "line"]
+    assert len(hits) >= 4  # entry plus one per iteration (settrace semantics)
