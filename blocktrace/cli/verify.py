@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
+
+from blocktrace.cli import CliError
+
+if TYPE_CHECKING:
+    from blocktrace.chain.checkpoint import AnchorReport
 
 _TEXT = {
     "sealed": "valid and sealed",
@@ -20,12 +25,21 @@ def register(sub: Any) -> None:
         "verify",
         help="verify a trace: sealed (0), tampered (1), unusable (2), unsealed (3)",
         description="Verify a trace's hash chain, streaming. Exit 0 valid and sealed, 1 tampered "
-        "(or not matching --head/--genesis), 2 unusable input, 3 valid but unsealed (cut short).",
+        "(or not matching --head/--genesis), 2 unusable input, 3 valid but unsealed (cut short), "
+        "4 checkpoint rejected (signature invalid, unknown key, other trace, rolled back, fork).",
     )
     p.add_argument("file", metavar="FILE")
     p.add_argument("--head", metavar="HEX",
                    help="the anchored head (kept elsewhere) the trace must end with")
     p.add_argument("--genesis", metavar="TOKEN", help="the genesis token the trace must carry")
+    p.add_argument("--checkpoint", metavar="CP",
+                   help="a checkpoint (blocktrace sign, or TRACE.cp.N from the run) that must "
+                   "match the trace")
+    p.add_argument("--pubkey", metavar="PUB",
+                   help="trusted public key(s) for checkpoint signatures (keygen's PREFIX.pub)")
+    p.add_argument("--since", metavar="OLD_CP",
+                   help="an earlier checkpoint the trace (or --checkpoint) must extend, "
+                   "checked with a consistency proof")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=verify)
 
@@ -34,9 +48,16 @@ def verify(args: argparse.Namespace) -> int:
     from blocktrace.chain.verify import verify_file
 
     result = verify_file(args.file, head=args.head, genesis=args.genesis)
+    anchors = _anchors(args, result.status)
     if args.json:
-        sys.stdout.write(msgspec.json.encode(result.as_json()).decode() + "\n")
-        return result.exit_status
+        out = result.as_json()
+        if anchors is not None:
+            out.update(anchors.data)
+            out["valid"] = out["valid"] and anchors.status == "ok"
+        sys.stdout.write(msgspec.json.encode(out).decode() + "\n")
+        return result.exit_status if anchors is None else anchors.combined_exit_status(
+            result.exit_status
+        )
     if result.status == "unusable":
         sys.stderr.write(f"blocktrace verify: {args.file}: {result.reason}\n")
         return result.exit_status
@@ -59,4 +80,21 @@ def verify(args: argparse.Namespace) -> int:
         if result.status == "unsealed":
             text += f" ({result.reason})"
     sys.stdout.write(text + "\n")
-    return result.exit_status
+    if anchors is None:
+        return result.exit_status
+    sys.stdout.write("".join(m + "\n" for m in anchors.messages))
+    return anchors.combined_exit_status(result.exit_status)
+
+
+def _anchors(args: argparse.Namespace, status: str) -> AnchorReport | None:
+    """Checkpoint checks (blocktrace.chain.checkpoint), once the chain is sound."""
+    if args.checkpoint is None and args.since is None:
+        if args.pubkey is not None:
+            raise CliError("--pubkey checks the signatures of --checkpoint or --since")
+        return None
+    if status not in ("sealed", "unsealed"):
+        return None
+    from blocktrace.chain.checkpoint import verify_anchors
+
+    return verify_anchors(args.file, checkpoint=args.checkpoint, pubkey=args.pubkey,
+                          since=args.since)

@@ -1,0 +1,357 @@
+"""A trace file as a Merkle tree, and proof bundles for one of its lines.
+
+The tree of a trace (docs/FORMAT.md, "Merkle tree") is built over every line
+before the summary line, header included, grouped in order into leaves of
+``LINES_PER_LEAF`` lines; a leaf's data is the exact bytes of its lines, each
+with its ``\\n``.  :class:`TraceFile` reads a trace in two streaming passes
+(count, then hash), so roots and proofs of traces of any length need O(log n)
+memory.
+
+A *proof bundle* shows that one line is in a trace with a given root without
+the rest of the trace: it carries the line's whole leaf (so it reveals the up
+to 15 lines grouped with it), the line's place in the leaf, the tree size, the
+root and the audit path.  Bundles are JSON written with msgspec in one
+canonical form; :func:`check_bundle` accepts only that exact form, so any
+change to a bundle's bytes is either a different proof that fails or a
+non-canonical encoding that is refused.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import msgspec
+
+from blocktrace.chain.merkle import (
+    LINES_PER_LEAF,
+    MerkleAccumulator,
+    ProofError,
+    RangeHasher,
+    inclusion_ranges,
+    leaf_hash,
+    verify_inclusion,
+)
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BundleError",
+    "ProofBundle",
+    "TraceError",
+    "TraceFile",
+    "check_bundle",
+    "encode_bundle",
+    "make_bundle",
+]
+
+BUNDLE_FORMAT = "blocktrace-proof/1"
+_CHUNK = 1 << 20
+_HEX64 = frozenset("0123456789abcdef")
+
+
+class TraceError(ValueError):
+    """The file cannot be used as a trace (the message names the problem)."""
+
+
+class BundleError(ValueError):
+    """A proof bundle is malformed or does not prove what it claims."""
+
+
+class _Header(msgspec.Struct):
+    blocktrace: int
+    hash: str
+
+
+class _Summary(msgspec.Struct):
+    lines: int
+    head: str
+    root: str | None = None
+    treeSize: int | None = None
+
+
+def _is_hex64(text: str) -> bool:
+    return len(text) == 64 and set(text) <= _HEX64
+
+
+class TraceFile:
+    """A trace on disk, read as bytes: its lines, its summary, its Merkle tree.
+
+    Construction makes one fast pass (count the lines, read the first and
+    last); :meth:`leaves` streams the leaves.  Chain hashes are *not* checked
+    here (that is ``blocktrace verify``); what is checked is what the tree
+    needs: a blocktrace header, and that a summary's ``lines``, ``treeSize``
+    and ``root`` agree with the file (:meth:`root`).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        try:
+            with self.path.open("rb") as f:
+                first, newlines, last, tail = self._scan(f)
+        except OSError as exc:
+            raise TraceError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        self._torn = bool(tail)
+        if not first.endswith(b"\n"):
+            raise TraceError(f"{path}: no complete first line: not a blocktrace trace")
+        try:
+            header = msgspec.json.decode(first, type=_Header)
+        except msgspec.DecodeError as exc:
+            raise TraceError(f"{path}: line 1 is not a blocktrace header ({exc})") from exc
+        if not _is_hex64(header.hash):
+            raise TraceError(f"{path}: line 1 has no valid hash")
+        self.trace_id = header.hash
+        """The header line's ``hash``: it names this trace in checkpoint origins."""
+        self.complete_lines = newlines
+        self.summary: _Summary | None = None
+        if newlines > 1:
+            try:
+                self.summary = msgspec.json.decode(last, type=_Summary)
+            except msgspec.DecodeError:
+                self.summary = None
+        self.sealed = self.summary is not None and not self._torn
+        """A summary line ends the file (and nothing is torn after it)."""
+        self.tree_lines = newlines - (1 if self.summary is not None else 0)
+        """Lines in the Merkle tree: every complete line before the summary."""
+        self.tree_size = -(-self.tree_lines // LINES_PER_LEAF)
+        """Leaves in the tree of the whole trace."""
+        self.full_leaves = self.tree_lines // LINES_PER_LEAF
+        """Leaves holding a full ``LINES_PER_LEAF`` lines (what a periodic
+        checkpoint of an unfinished run can cover)."""
+        if self.summary is not None and self.summary.lines != self.tree_lines:
+            raise TraceError(
+                f"{path}: summary says {self.summary.lines} lines came before it, "
+                f"the file has {self.tree_lines}"
+            )
+        self._root: bytes | None = None
+
+    @staticmethod
+    def _scan(f: BinaryIO) -> tuple[bytes, int, bytes, bytes]:
+        """One pass: (first line, newline count, last complete line, torn tail)."""
+        first = f.readline()
+        f.seek(0)
+        newlines, last, tail = 0, b"", b""
+        while chunk := f.read(_CHUNK):
+            end = chunk.rfind(b"\n")
+            if end < 0:
+                tail += chunk
+                continue
+            newlines += chunk.count(b"\n")
+            start = chunk.rfind(b"\n", 0, end)
+            last = tail + chunk[: end + 1] if start < 0 else chunk[start + 1 : end + 1]
+            tail = chunk[end + 1 :]
+        return first, newlines, last, tail
+
+    def lines(self, limit: int | None = None) -> Iterator[bytes]:
+        """The tree's lines (each with its ``\\n``), at most ``limit`` of them."""
+        n = self.tree_lines if limit is None else min(limit, self.tree_lines)
+        with self.path.open("rb") as f:
+            for count, line in enumerate(f):
+                if count >= n:
+                    return
+                yield line
+
+    def leaves(self, limit: int | None = None) -> Iterator[list[bytes]]:
+        """The tree's leaves as lists of lines, at most ``limit`` leaves."""
+        n = self.tree_size if limit is None else min(limit, self.tree_size)
+        group: list[bytes] = []
+        count = 0
+        if n == 0:
+            return
+        for line in self.lines(n * LINES_PER_LEAF):
+            group.append(line)
+            if len(group) == LINES_PER_LEAF:
+                yield group
+                count += 1
+                group = []
+        if group:
+            yield group
+
+    def root(self, size: int | None = None) -> bytes:
+        """The root of the tree of the first ``size`` leaves (all by default).
+
+        For the whole tree, checks the summary's ``treeSize`` and ``root``
+        when the summary carries them.
+        """
+        whole = size is None or size == self.tree_size
+        if whole and self._root is not None:
+            return self._root
+        n = self.tree_size if size is None else size
+        self._check_size(n)
+        acc = MerkleAccumulator()
+        for group in self.leaves(n):
+            acc.append_leaf_data(b"".join(group))
+        r = acc.root()
+        if whole:
+            self._check_summary(r)
+            self._root = r
+        return r
+
+    def _check_size(self, n: int) -> None:
+        if not 0 <= n <= self.tree_size:
+            raise TraceError(f"{self.path}: the trace's tree has {self.tree_size} leaves, not {n}")
+        if n < self.tree_size and n > self.full_leaves:
+            raise TraceError(f"{self.path}: leaf {n - 1} is not complete")
+
+    def _check_summary(self, r: bytes) -> None:
+        s = self.summary
+        if s is None:
+            return
+        if s.treeSize is not None and s.treeSize != self.tree_size:
+            raise TraceError(
+                f"{self.path}: summary says treeSize {s.treeSize}, the file has "
+                f"{self.tree_size} leaves"
+            )
+        if s.root is not None and s.root != r.hex():
+            raise TraceError(
+                f"{self.path}: summary root {s.root} does not match the lines before it "
+                f"(computed {r.hex()}): the trace was changed"
+            )
+
+    def range_hashes(self, ranges: list[tuple[int, int]], size: int) -> list[bytes]:
+        """Tree hashes of leaf ranges (a proof), streaming the first ``size`` leaves."""
+        self._check_size(size)
+        hasher = RangeHasher(ranges)
+        end = max((e for _, e in ranges), default=0)
+        for group in self.leaves(end):
+            hasher.add_leaf_data(b"".join(group))
+        return hasher.hashes()
+
+    def leaf(self, index: int) -> list[bytes]:
+        """The lines of leaf ``index``."""
+        if not 0 <= index < self.tree_size:
+            raise TraceError(f"{self.path}: no leaf {index} in a tree of {self.tree_size}")
+        start = index * LINES_PER_LEAF
+        out = []
+        for count, line in enumerate(self.lines(start + LINES_PER_LEAF)):
+            if count >= start:
+                out.append(line)
+        return out
+
+
+class ProofBundle(msgspec.Struct, forbid_unknown_fields=True):
+    """What ``blocktrace prove`` prints: one line, its leaf, and the audit path.
+
+    ``line`` is the 1-based line number in the trace (the header is line 1);
+    ``text`` the line's exact text without its newline; ``leafLines`` every
+    line of its leaf (``text`` is ``leafLines[indexInLeaf]``); ``auditPath``
+    the hashes from the leaf up to ``root``, lowercase hex.
+    """
+
+    format: str
+    line: int
+    text: str
+    treeSize: int
+    root: str
+    leafIndex: int
+    indexInLeaf: int
+    auditPath: list[str]
+    leafLines: list[str]
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode_bundle(bundle: ProofBundle) -> bytes:
+    """The canonical bytes of a bundle: compact JSON and one ``\\n``."""
+    return _encoder.encode(bundle) + b"\n"
+
+
+def make_bundle(trace: TraceFile, line: int, size: int | None = None) -> ProofBundle:
+    """A proof that line ``line`` (1-based) is in the tree of the first
+    ``size`` leaves of ``trace`` (the whole tree by default)."""
+    n = trace.tree_size if size is None else size
+    trace._check_size(n)
+    if not 1 <= line <= trace.complete_lines:
+        raise TraceError(f"{trace.path}: no line {line} (the trace has {trace.complete_lines})")
+    if line > trace.tree_lines:
+        raise TraceError(
+            f"{trace.path}: line {line} is the summary line, which is not in the Merkle "
+            f"tree (it carries the root)"
+        )
+    index = (line - 1) // LINES_PER_LEAF
+    if index >= n:
+        raise TraceError(
+            f"{trace.path}: line {line} is in leaf {index}, after the {n} leaves of the tree"
+        )
+    root = trace.root(n)
+    path = trace.range_hashes(inclusion_ranges(index, n), n)
+    lines = trace.leaf(index)
+    try:
+        texts = [raw[:-1].decode("utf-8") for raw in lines]
+    except UnicodeDecodeError as exc:
+        raise TraceError(f"{trace.path}: leaf {index} is not valid UTF-8") from exc
+    offset = (line - 1) % LINES_PER_LEAF
+    bundle = ProofBundle(
+        format=BUNDLE_FORMAT,
+        line=line,
+        text=texts[offset],
+        treeSize=n,
+        root=root.hex(),
+        leafIndex=index,
+        indexInLeaf=offset,
+        auditPath=[h.hex() for h in path],
+        leafLines=texts,
+    )
+    check_bundle(encode_bundle(bundle))  # never hand out a proof that does not verify
+    return bundle
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedBundle:
+    """A bundle that verified: ``line`` of the tree (``tree_size``, ``root``)."""
+
+    bundle: ProofBundle
+    root: bytes
+    tree_size: int
+
+
+def check_bundle(data: bytes) -> CheckedBundle:
+    """Verify a bundle on its own: its form, and that its audit path leads from
+    its leaf to its root.  Raises :class:`BundleError`.
+
+    The root is the bundle's own claim; compare it with a trusted checkpoint
+    or summary to learn anything (``blocktrace check-proof --checkpoint``).
+    """
+    try:
+        bundle = msgspec.json.decode(data, type=ProofBundle)
+    except msgspec.DecodeError as exc:
+        raise BundleError(f"not a proof bundle: {exc}") from exc
+    if encode_bundle(bundle) != data:
+        raise BundleError("bundle is not in canonical form (it was edited or re-encoded)")
+    if bundle.format != BUNDLE_FORMAT:
+        raise BundleError(f"unknown bundle format {bundle.format!r}, expected {BUNDLE_FORMAT!r}")
+    lines = bundle.leafLines
+    if not 1 <= len(lines) <= LINES_PER_LEAF:
+        raise BundleError(f"a leaf holds 1 to {LINES_PER_LEAF} lines, the bundle has {len(lines)}")
+    if any("\n" in t for t in lines):
+        raise BundleError("a leaf line contains a newline")
+    if not 0 <= bundle.indexInLeaf < len(lines):
+        raise BundleError(f"indexInLeaf {bundle.indexInLeaf} is outside the leaf")
+    if lines[bundle.indexInLeaf] != bundle.text:
+        raise BundleError("text is not the line at indexInLeaf of the leaf")
+    if bundle.leafIndex < 0 or bundle.treeSize <= bundle.leafIndex:
+        raise BundleError(f"leaf {bundle.leafIndex} is not in a tree of {bundle.treeSize}")
+    if bundle.line != bundle.leafIndex * LINES_PER_LEAF + bundle.indexInLeaf + 1:
+        raise BundleError(
+            f"line {bundle.line} is not line {bundle.indexInLeaf} of leaf {bundle.leafIndex}"
+        )
+    if len(lines) < LINES_PER_LEAF and bundle.leafIndex != bundle.treeSize - 1:
+        raise BundleError("only the last leaf of a tree may hold fewer than 16 lines")
+    if not _is_hex64(bundle.root) or not all(_is_hex64(h) for h in bundle.auditPath):
+        raise BundleError("root and audit path must be 64 lowercase hex digits each")
+    data_bytes = "".join(t + "\n" for t in lines).encode("utf-8")
+    root = bytes.fromhex(bundle.root)
+    try:
+        verify_inclusion(
+            bundle.leafIndex,
+            bundle.treeSize,
+            leaf_hash(data_bytes),
+            [bytes.fromhex(h) for h in bundle.auditPath],
+            root,
+        )
+    except ProofError as exc:
+        raise BundleError(f"audit path does not verify: {exc}") from exc
+    return CheckedBundle(bundle, root, bundle.treeSize)

@@ -1,0 +1,278 @@
+"""``keygen``, ``sign``, ``prove``, ``check-proof``: keys, checkpoints, proofs.
+
+Exit status of ``check-proof``: 0 the proof verifies, 1 it or its checkpoint
+is rejected, 2 unusable input.  The work is in ``blocktrace.chain``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from blocktrace.chain.checkpoint import (
+    CheckpointError,
+    check_against_trace,
+    checkpoint_of_trace,
+    load_verifiers,
+    read_checkpoint,
+)
+from blocktrace.chain.note import (
+    NoteError,
+    Signer,
+    SigningUnavailableError,
+    Verifier,
+    generate_key,
+    sign_note,
+)
+from blocktrace.chain.proof import (
+    BundleError,
+    TraceError,
+    TraceFile,
+    check_bundle,
+    encode_bundle,
+    make_bundle,
+)
+from blocktrace.cli import CliError
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "keygen",
+        help="make an Ed25519 key pair for signing checkpoints",
+        description="Write PREFIX.key (private, mode 0600) and PREFIX.pub (public: give it to "
+        "verifiers). Keys use the C2SP signed-note / Go sumdb note format.",
+    )
+    p.add_argument("name", metavar="NAME", help="key name, e.g. example.com/ci (no spaces or '+')")
+    p.add_argument("--out", required=True, metavar="PREFIX", help="write PREFIX.key and PREFIX.pub")
+    p.set_defaults(handler=_needs_crypto(_keygen))
+
+    p = subparsers.add_parser(
+        "sign",
+        help="write a signed checkpoint (tree size and Merkle root) of a sealed trace",
+        description="Sign the Merkle root of a sealed trace as a C2SP tlog-checkpoint note.",
+    )
+    p.add_argument("trace", metavar="TRACE")
+    p.add_argument("--key", required=True, metavar="PREFIX.key", help="private key from keygen")
+    p.add_argument("-o", "--output", metavar="CHECKPOINT", help="write here (default: stdout)")
+    p.set_defaults(handler=_needs_crypto(_sign))
+
+    p = subparsers.add_parser(
+        "prove",
+        help="print a proof that one line is in a trace (JSON bundle)",
+        description="Print a JSON proof bundle for line LINE (1-based, the header is line 1): "
+        "the line's exact text, the other lines of its Merkle leaf (up to 15), its index, "
+        "the tree size, the root and the audit path.",
+    )
+    p.add_argument("trace", metavar="TRACE")
+    p.add_argument("line", metavar="LINE", type=_line_number)
+    p.add_argument("--checkpoint", metavar="CP",
+                   help="prove against this checkpoint's tree (it must match the trace)")
+    p.add_argument("-o", "--output", metavar="BUNDLE", help="write here (default: stdout)")
+    p.set_defaults(handler=_prove)
+
+    p = subparsers.add_parser(
+        "check-proof",
+        help="verify a proof bundle without the trace",
+        description="Verify a proof bundle from `blocktrace prove`. With --checkpoint (and "
+        "--pubkey for its signature) the bundle's root is checked against the checkpoint; "
+        "without, the root is only the bundle's own claim. Exit status: 0 valid, 1 rejected, "
+        "2 unusable input.",
+    )
+    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("--checkpoint", metavar="CP", help="checkpoint the root must match")
+    p.add_argument("--pubkey", metavar="PUB", help="trusted public key(s), one per line")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_needs_crypto(_check_proof))
+
+
+_Handler = Callable[[argparse.Namespace], int]
+
+
+def _needs_crypto(handler: _Handler) -> _Handler:
+    """Report a missing ``cryptography`` package as one line, naming the extra."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except SigningUnavailableError as exc:
+            raise CliError(str(exc)) from exc
+
+    return run
+
+
+def _line_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a line number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"line numbers start at 1, not {value}")
+    return value
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _write_new(path: str, data: bytes, mode: int = 0o644) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        raise CliError(f"{path} exists; not overwriting it") from None
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _emit(data: bytes, output: str | None) -> None:
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        _write_new(output, data)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    try:
+        signer = generate_key(args.name)
+    except NoteError as exc:
+        raise CliError(str(exc)) from exc
+    key_path, pub_path = f"{args.out}.key", f"{args.out}.pub"
+    if os.path.exists(pub_path):
+        raise CliError(f"{pub_path} exists; not overwriting it")
+    _write_new(key_path, (signer.skey + "\n").encode(), 0o600)
+    _write_new(pub_path, (signer.verifier().vkey + "\n").encode())
+    print(f"wrote {key_path} (private, keep it secret) and {pub_path}:")
+    print(signer.verifier().vkey)
+    return 0
+
+
+def _load_signer(path: str) -> Signer:
+    try:
+        return Signer.from_skey(_read(path).decode("utf-8"))
+    except (UnicodeDecodeError, NoteError) as exc:
+        raise CliError(f"{path}: not a private key from blocktrace keygen ({exc})") from exc
+
+
+def _load_verifiers(path: str) -> list[Verifier]:
+    try:
+        return load_verifiers(_read(path), path)
+    except NoteError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _trace(path: str) -> TraceFile:
+    try:
+        return TraceFile(path)
+    except TraceError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _sign(args: argparse.Namespace) -> int:
+    signer = _load_signer(args.key)
+    trace = _trace(args.trace)
+    if not trace.sealed:
+        raise CliError(
+            f"{args.trace} is unsealed (no summary line): only a finished trace can be signed; "
+            "use the checkpoints written during the run"
+        )
+    try:
+        checkpoint = checkpoint_of_trace(trace)
+        note = sign_note(checkpoint.text(), [signer])
+    except (TraceError, NoteError) as exc:
+        raise CliError(str(exc)) from exc
+    _emit(note, args.output)
+    return 0
+
+
+def _prove(args: argparse.Namespace) -> int:
+    trace = _trace(args.trace)
+    size = None
+    if args.checkpoint is not None:
+        try:
+            read = read_checkpoint(_read(args.checkpoint))
+        except CheckpointError as exc:
+            raise CliError(f"{args.checkpoint}: {exc}") from exc
+        size = read.checkpoint.size
+    try:
+        if args.checkpoint is not None:
+            check_against_trace(read.checkpoint, trace)
+        bundle = make_bundle(trace, args.line, size)
+    except (TraceError, CheckpointError) as exc:
+        raise CliError(str(exc)) from exc
+    _emit(encode_bundle(bundle), args.output)
+    return 0
+
+
+def _check_proof(args: argparse.Namespace) -> int:
+    if args.pubkey and not args.checkpoint:
+        raise CliError("--pubkey checks a checkpoint's signature: give --checkpoint too")
+    data = _read(args.bundle)
+    verifiers = _load_verifiers(args.pubkey) if args.pubkey else None
+    cp_data = _read(args.checkpoint) if args.checkpoint else None
+    result: dict[str, Any] = {"valid": False, "bundle": args.bundle}
+    try:
+        checked = check_bundle(data)
+        b = checked.bundle
+        result.update(line=b.line, treeSize=b.treeSize, root=b.root, anchored=False)
+        message = (
+            f"proof valid: line {b.line} is leaf {b.leafIndex} (line {b.indexInLeaf + 1} of "
+            f"{len(b.leafLines)}) of the tree of {b.treeSize} leaves with root {b.root}"
+        )
+        if cp_data is not None:
+            read = read_checkpoint(cp_data, verifiers)
+            cp = read.checkpoint
+            if cp.size != b.treeSize:
+                raise CheckpointError(
+                    "mismatch",
+                    f"bundle is for a tree of {b.treeSize} leaves, the checkpoint for "
+                    f"{cp.size}: make the bundle with `blocktrace prove --checkpoint`",
+                )
+            if cp.root != checked.root:
+                raise CheckpointError(
+                    "mismatch",
+                    f"bundle root {b.root} is not the checkpoint's root {cp.root.hex()}",
+                )
+            result.update(anchored=read.verified_by != (), origin=cp.origin,
+                          signature=read.signature_state, signedBy=list(read.verified_by))
+            message += (
+                f"\ncheckpoint {args.checkpoint} ({cp.origin}) matches: {read.signature_state}"
+            )
+            if not read.verified_by:
+                message += "\nnot anchored: the checkpoint's signature was not verified (--pubkey)"
+        else:
+            message += (
+                "\nnot anchored: the root is the bundle's own claim; check it against a "
+                "trusted checkpoint (--checkpoint CP --pubkey PUB)"
+            )
+        result["valid"] = True
+    except BundleError as exc:
+        return _fail(args, result, "proof-invalid", f"{args.bundle}: {exc}")
+    except CheckpointError as exc:
+        return _fail(args, result, exc.kind, f"{args.checkpoint}: {exc}")
+    if args.json:
+        sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
+    else:
+        print(message)
+    return 0
+
+
+def _fail(args: argparse.Namespace, result: dict[str, Any], kind: str, message: str) -> int:
+    result.update(valid=False, kind=kind, error=message)
+    if args.json:
+        sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
+    else:
+        sys.stderr.write(f"blocktrace check-proof: REJECTED ({kind}): {message}\n")
+    return 1
