@@ -19,6 +19,9 @@ __all__ = ["CliError", "main"]
 _COMMAND_MODULES = (
     "blocktrace.cli.run",
     "blocktrace.cli.verify",
+    "blocktrace.cli.diff",
+    "blocktrace.cli.proofs",
+    "blocktrace.cli.snapshot",
 )
 
 

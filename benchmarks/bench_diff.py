@@ -1,0 +1,106 @@
+"""Speed and memory of ``blocktrace diff`` on two long real-client traces.
+
+Builds, in a temporary directory, two traces of ``--lines`` lines each by
+repeating the real op lines of one state test as written by two different
+clients (geth and revm by default: different dialects, same normalised steps),
+perturbing a few steps of the second so the differ also has hunks to find.
+Reports lines per second per input (reading + normalising alone, and the whole
+diff) and the peak resident memory of a child process that runs the diff, for
+the full length and for a tenth of it (memory must not grow with length).
+
+    /tmp/v13/bin/python benchmarks/bench_diff.py [--lines 400000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REFDATA = Path(__file__).resolve().parent.parent.parent / "shared" / "refdata" / "eip3155"
+
+_CHILD = """
+import sys
+from blocktrace.eip3155 import diff_files
+report = diff_files(sys.argv[1], sys.argv[2])
+print(report.steps.hunk_count, report.steps.steps_a, report.steps.steps_b)
+"""
+
+
+def _op_lines(client: str, test: str) -> list[bytes]:
+    lines = (REFDATA / client / f"{test}.jsonl").read_bytes().splitlines(keepends=True)
+    return [line for line in lines if line.startswith(b'{"pc"')]
+
+
+def build(path: Path, lines: list[bytes], total: int, perturb_every: int = 0) -> int:
+    written = 0
+    with path.open("wb") as out:
+        while written < total:
+            for line in lines:
+                if written >= total:
+                    break
+                if perturb_every and written % perturb_every == perturb_every // 2:
+                    line = line.replace(b'"pc":', b'"pc":9', 1)
+                out.write(line)
+                written += 1
+    return written
+
+
+def _rate(lines: int, seconds: float) -> str:
+    return f"{lines / seconds:,.0f} lines/s"
+
+
+def _child_peak_rss_mb(a: Path, b: Path) -> tuple[float, str]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(a), str(b)],
+                          capture_output=True, text=True, check=True)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # ru_maxrss of RUSAGE_CHILDREN is the largest child so far (KiB on Linux).
+    return max(peak, before) / 1024, done.stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=400_000)
+    parser.add_argument("--test", default="negative_refund")
+    parser.add_argument("--clients", default="geth,revm")
+    args = parser.parse_args()
+    from blocktrace.eip3155 import diff_files, normalise
+
+    client_a, client_b = args.clients.split(",")
+    with tempfile.TemporaryDirectory() as tmp:
+        a, b = Path(tmp) / "a.jsonl", Path(tmp) / "b.jsonl"
+        small_a, small_b = Path(tmp) / "sa.jsonl", Path(tmp) / "sb.jsonl"
+        build(a, _op_lines(client_a, args.test), args.lines)
+        build(b, _op_lines(client_b, args.test), args.lines, perturb_every=100_000)
+        build(small_a, _op_lines(client_a, args.test), args.lines // 10)
+        build(small_b, _op_lines(client_b, args.test), args.lines // 10, perturb_every=10_000)
+        size = (a.stat().st_size + b.stat().st_size) / 2 / 1e6
+        print(f"inputs: {args.lines:,} lines each ({client_a}, {client_b}; "
+              f"{size:.0f} MB each on average), Python {sys.version.split()[0]}")
+        for label, path in ((client_a, a), (client_b, b)):
+            start = time.perf_counter()
+            steps = sum(1 for _ in normalise(str(path)))
+            seconds = time.perf_counter() - start
+            print(f"read+normalise {label}: {_rate(args.lines, seconds)} ({steps:,} steps)")
+        start = time.perf_counter()
+        report = diff_files(str(a), str(b))
+        seconds = time.perf_counter() - start
+        print(f"diff (both inputs): {_rate(args.lines, seconds)} per input, "
+              f"{seconds:.2f} s; {report.steps.hunk_count} hunks found")
+        peak_small, _ = _child_peak_rss_mb(small_a, small_b)
+        peak, _ = _child_peak_rss_mb(a, b)
+        print(f"peak RSS of a child diffing {args.lines // 10:,}-line traces: "
+              f"{peak_small:.0f} MB; {args.lines:,}-line traces: {peak:.0f} MB")
+        print(f"ratio peak RSS {args.lines:,} / {args.lines // 10:,} lines: "
+              f"{peak / peak_small:.2f}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()

@@ -1,0 +1,260 @@
+"""From a trace file to the stream of normalised op steps (streaming).
+
+Implements the actions of ``dialects.LINE_RULES`` in that order.  Memory is
+independent of the trace's length: one pending step (a faulting op's second
+line may follow it), the summary, and for blocktrace traces the table of code
+numbers to function names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from blocktrace.eip3155.dialects import (
+    DIALECTS,
+    Evidence,
+    gas_used_meaning,
+    guess_client,
+)
+from blocktrace.eip3155.numbers import parse_int
+from blocktrace.eip3155.reader import TraceError, open_trace, raw_decoder
+from blocktrace.eip3155.records import RawLine, Step, Summary
+
+__all__ = ["TraceInfo", "normalise", "read_all"]
+
+_NOISE_BEFORE_JSON = 100
+"""Non-JSON lines tolerated before the first JSON object (startup chatter)."""
+
+
+@dataclass(slots=True)
+class TraceInfo:
+    """Everything about one input except its steps; complete once they are consumed."""
+
+    path: str
+    forced_dialect: str | None = None
+    dialect: str = "evm"
+    gas_used: str = "unknown"
+    python: str | None = None
+    lines: int = 0
+    noise: int = 0
+    op_lines: int = 0
+    steps: int = 0
+    stops_dropped: int = 0
+    merged: int = 0
+    frame_exits: int = 0
+    ignored: int = 0
+    summary: Summary | None = None
+    evidence: Evidence = field(default_factory=Evidence)
+    functions: dict[int, tuple[str, str]] = field(default_factory=dict)
+    done: bool = False
+
+
+def _error_text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
+
+
+def _num(value: int | str, path: str, lineno: int, name: str) -> int:
+    if type(value) is int:
+        return value
+    try:
+        return parse_int(value)
+    except ValueError:
+        raise TraceError(path, lineno, f"`{name}` is not a number: {value!r}") from None
+
+
+def normalise(path: str, info: TraceInfo | None = None) -> Iterator[Step]:
+    """Yield the normalised op steps of the trace at ``path``.
+
+    ``info`` (if given) is filled in as the stream is consumed: counts, dialect,
+    summary.  Raises ``TraceError`` for input that is not a trace.
+    """
+    if info is None:
+        info = TraceInfo(path)
+    forced = DIALECTS[info.forced_dialect] if info.forced_dialect else None
+    python = forced.python if forced else False
+    ev = info.evidence
+    functions = info.functions
+    decode = raw_decoder().decode
+    pending: Step | None = None
+    summary: Summary | None = None
+    summary_open = False
+    index = 0
+    lineno = 0
+    seen_json = False
+    op_lines = 0
+    with open_trace(path) as stream:
+        for lineno, line in enumerate(stream, 1):
+            if not line or line[0] != 123:  # b"{"
+                if not line.strip():
+                    continue
+                info.noise += 1
+                if not seen_json and info.noise >= _NOISE_BEFORE_JSON:
+                    raise TraceError(path, 1, "not an EIP-3155 trace (no JSON object "
+                                     f"in the first {_NOISE_BEFORE_JSON} lines)")
+                continue
+            try:
+                raw: RawLine = decode(line)
+            except msgspec.ValidationError as exc:
+                raise TraceError(path, lineno, f"not an EIP-3155 line: {exc}") from None
+            except msgspec.DecodeError:
+                info.noise += 1
+                continue
+            seen_json = True
+            pc = raw.pc
+            op = raw.op
+            if pc is not None and op is not None:
+                # rule "op" (after "implicit-stop" and "fault-duplicate")
+                op_lines += 1
+                if summary_open and not python:
+                    info.frame_exits += 1
+                    ev.frame_exit = True
+                    summary_open = False
+                    summary = None
+                if type(pc) is not int:
+                    pc = _num(pc, path, lineno, "pc")
+                if type(op) is not int:
+                    op = _num(op, path, lineno, "op")
+                gas = raw.gas
+                if gas is None:
+                    raise TraceError(path, lineno, "op line without `gas`")
+                if isinstance(gas, str):
+                    if gas.startswith("0x"):
+                        try:
+                            gas = int(gas, 16)
+                        except ValueError:
+                            gas = _num(gas, path, lineno, "gas")
+                    else:
+                        gas = _num(gas, path, lineno, "gas")
+                depth = raw.depth
+                if depth is None:
+                    depth = 1
+                elif type(depth) is not int:
+                    depth = _num(depth, path, lineno, "depth")
+                if op == 0 and not python:
+                    info.stops_dropped += 1
+                    continue
+                if (
+                    pending is not None
+                    and gas == pending.gas
+                    and pc == pending.pc
+                    and depth == pending.depth
+                    and raw.code == pending.raw.code
+                    and raw.thread == pending.raw.thread
+                ):
+                    error = _error_text(raw.error)
+                    if error is not None:
+                        pending.error = error
+                    if raw.event is not None:
+                        pending.event = raw.event
+                    info.merged += 1
+                    ev.fault_duplicate = True
+                    if error is not None and error.startswith("Opcode Dispatch Error"):
+                        ev.nimbus_error = True
+                    continue
+                if pending is not None:
+                    yield pending
+                if index == 0:
+                    _first_op_evidence(ev, raw, line)
+                code = raw.code
+                name = file = None
+                if code is not None:
+                    known = functions.get(code)
+                    if known is not None:
+                        name, file = known
+                error = raw.error
+                if error is not None:
+                    error = _error_text(error)
+                    if error is not None:
+                        if raw.gasCost is None:
+                            ev.fault_without_cost = True
+                        if error.startswith("Opcode Dispatch Error"):
+                            ev.nimbus_error = True
+                pending = Step(
+                    index, lineno, pc, op, gas, depth, raw.stack, raw, error, raw.event, name, file
+                )
+                index += 1
+                continue
+            if raw.blocktrace is not None:
+                ev.header = True
+                if forced is None:
+                    python = True
+                info.python = raw.python
+                continue
+            if raw.event is not None:
+                if raw.event == "call" and raw.code is not None:
+                    functions[raw.code] = (raw.name or "?", raw.file or "?")
+                else:
+                    info.ignored += 1
+                continue
+            if raw.output is not None or raw.gasUsed is not None or raw.passed is not None:
+                if summary is None:
+                    summary = Summary()
+                _fill_summary(summary, raw, lineno, path, ev)
+                summary_open = True
+                continue
+            if raw.stateRoot is not None:
+                if summary is None:
+                    summary = Summary(lineno=lineno)
+                summary.stateRoot = raw.stateRoot
+                ev.separate_state_root = True
+                continue
+            info.ignored += 1
+    if pending is not None:
+        yield pending
+    info.lines = lineno
+    info.op_lines = op_lines
+    info.steps = index
+    if summary is not None:
+        summary.frame_exits = info.frame_exits
+    info.summary = summary
+    if index == 0 and summary is None and not ev.header:
+        if lineno == 0:
+            raise TraceError(path, None, "empty file, not a trace")
+        raise TraceError(path, 1, "not an EIP-3155 trace (no op lines and no summary)")
+    client = forced.name if forced else guess_client(ev)
+    info.dialect = client
+    info.gas_used = gas_used_meaning(ev, DIALECTS[client])
+    info.done = True
+
+
+def _first_op_evidence(ev: Evidence, raw: RawLine, line: bytes) -> None:
+    if b'"reservoir"' in line or isinstance(raw.memSize, str):
+        ev.reservoir = True
+    if b'"memory"' in line:
+        ev.memory_field = True
+    if raw.opName is None and raw.code is None:
+        ev.no_op_name = True
+
+
+def _fill_summary(summary: Summary, raw: RawLine, lineno: int, path: str, ev: Evidence) -> None:
+    summary.lineno = lineno
+    if raw.output is not None:
+        summary.output = raw.output if isinstance(raw.output, str) else str(raw.output)
+        ev.summary_has_output = True
+    if raw.gasUsed is not None:
+        summary.gasUsed = _num(raw.gasUsed, path, lineno, "gasUsed")
+    if raw.passed is not None:
+        summary.passed = raw.passed
+    error = _error_text(raw.error)
+    if error is not None:
+        summary.error = error
+    if raw.stateRoot is not None:
+        summary.stateRoot = raw.stateRoot
+        ev.summary_with_root = True
+    if raw.test is not None and raw.fork is not None:
+        ev.summary_has_test = True
+    if raw.logsRoot is not None:
+        ev.summary_has_logs_root = True
+
+
+def read_all(path: str, dialect: str | None = None) -> tuple[list[Step], TraceInfo]:
+    """The whole normalised trace in memory (tests and small files only)."""
+    info = TraceInfo(path, forced_dialect=dialect)
+    steps = list(normalise(path, info))
+    return steps, info

@@ -1,0 +1,35 @@
+"""Opening trace files and turning decoder failures into one-line errors."""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+import msgspec
+
+from blocktrace.eip3155.records import RawLine
+
+__all__ = ["TraceError", "open_trace", "raw_decoder"]
+
+
+class TraceError(Exception):
+    """Input that cannot be used as a trace; ``str()`` is the one line to print."""
+
+    def __init__(self, path: str, lineno: int | None, problem: str) -> None:
+        where = path if lineno is None else f"{path}:{lineno}"
+        super().__init__(f"{where}: {problem}")
+        self.path = path
+        self.lineno = lineno
+        self.problem = problem
+
+
+def open_trace(path: str) -> BinaryIO:
+    """The file opened for reading as bytes, or a ``TraceError`` naming it."""
+    try:
+        return open(path, "rb", buffering=1 << 20)
+    except OSError as exc:
+        raise TraceError(path, None, f"cannot read: {exc.strerror or exc}") from None
+
+
+def raw_decoder() -> msgspec.json.Decoder[RawLine]:
+    """One decoder, built once per trace and reused for every line."""
+    return msgspec.json.Decoder(RawLine)

@@ -1,0 +1,218 @@
+"""``diff_files``: two trace files in, one ``DiffReport`` out (no printing here)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from blocktrace.eip3155.compare import (
+    Comparer,
+    canonical_stack,
+    canonical_value,
+    resolve_fields,
+)
+from blocktrace.eip3155.dialects import DIALECTS, EVM_DEFAULT_FIELDS, PYTHON_DEFAULT_FIELDS
+from blocktrace.eip3155.differ import DEFAULT_MAX_HUNKS, DEFAULT_WINDOW, StepDiff, diff_steps
+from blocktrace.eip3155.normalise import TraceInfo, normalise
+from blocktrace.eip3155.reader import TraceError, open_trace
+from blocktrace.eip3155.records import Step, Summary
+
+__all__ = ["DiffReport", "SummaryDiff", "diff_files", "sniff_python", "source_line"]
+
+
+@dataclass(slots=True)
+class SummaryDiff:
+    a: Summary | None
+    b: Summary | None
+    differences: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class DiffReport:
+    a: TraceInfo
+    b: TraceInfo
+    fields: tuple[str, ...]
+    stack_top: int | None
+    steps: StepDiff
+    summary: SummaryDiff
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def equal(self) -> bool:
+        return self.steps.equal and not self.summary.differences
+
+
+def sniff_python(path: str) -> bool:
+    """Whether the trace at ``path`` starts with a blocktrace header line."""
+    with open_trace(path) as stream:
+        for line in stream:
+            if not line.strip():
+                continue
+            try:
+                head = msgspec.json.decode(line)
+            except msgspec.DecodeError:
+                return False
+            return isinstance(head, dict) and "blocktrace" in head
+    return False
+
+
+_SOURCES: dict[str, list[str] | None] = {}
+
+
+def source_line(file: str | None, line: int | None, near: str | None = None) -> str | None:
+    """The text of ``file``'s line ``line`` when the file is readable, else None.
+
+    A relative ``file`` (``co_filename`` as the program was started) is looked
+    up from the current directory, then from the directory ``near`` (the
+    trace file's), where a trace usually sits beside its program.
+    """
+    if not file or not line or line < 1:
+        return None
+    candidates = [file]
+    if near is not None and not os.path.isabs(file):
+        candidates.append(os.path.join(os.path.dirname(os.path.abspath(near)), file))
+    for candidate in candidates:
+        if candidate not in _SOURCES:
+            if len(_SOURCES) > 256:
+                _SOURCES.clear()
+            try:
+                with open(candidate, encoding="utf-8", errors="replace") as handle:
+                    _SOURCES[candidate] = handle.read().splitlines()
+            except OSError:
+                _SOURCES[candidate] = None
+        lines = _SOURCES[candidate]
+        if lines is not None and line <= len(lines):
+            return lines[line - 1].strip()
+    return None
+
+
+def _output(summary: Summary, python: bool) -> str | None:
+    out = summary.output
+    if out is None or python:
+        return out
+    out = out.lower()
+    return out[2:] if out.startswith("0x") else out
+
+
+def compare_summaries(a: TraceInfo, b: TraceInfo) -> SummaryDiff:
+    """Summaries compared on what means the same on both sides; the rest noted."""
+    sa, sb = a.summary, b.summary
+    result = SummaryDiff(sa, sb)
+    if sa is None or sb is None:
+        for info, mine in ((a, sa), (b, sb)):
+            if mine is None:
+                result.notes.append(f"{info.path} has no summary line")
+        return result
+    python = a.dialect == "blocktrace" and b.dialect == "blocktrace"
+    if sa.stateRoot is not None and sb.stateRoot is not None and (
+        sa.stateRoot.lower() != sb.stateRoot.lower()
+    ):
+        result.differences.append("stateRoot")
+    out_a, out_b = _output(sa, python), _output(sb, python)
+    if out_a is not None and out_b is not None and out_a != out_b:
+        result.differences.append("output")
+    if sa.passed is not None and sb.passed is not None and sa.passed != sb.passed:
+        if a.dialect == b.dialect:
+            result.differences.append("pass")
+        else:
+            result.notes.append(
+                f"pass differs ({sa.passed} in {a.dialect}, {sb.passed} in {b.dialect}); "
+                "clients give it different meanings, not flagged"
+            )
+    if sa.gasUsed is not None and sb.gasUsed is not None and sa.gasUsed != sb.gasUsed:
+        if a.gas_used == b.gas_used and a.gas_used != "unknown":
+            result.differences.append("gasUsed")
+        else:
+            result.notes.append(
+                f"gasUsed differs: {sa.gasUsed} ({a.gas_used} gas, {a.dialect}) vs "
+                f"{sb.gasUsed} ({b.gas_used} gas, {b.dialect}); not flagged"
+            )
+    if (sa.error or None) != (sb.error or None):
+        if python:
+            result.differences.append("error")
+        else:
+            result.notes.append("error text differs (clients word errors differently)")
+    return result
+
+
+def diff_files(
+    path_a: str,
+    path_b: str,
+    *,
+    fields: Sequence[str] | None = None,
+    ignore: Sequence[str] | None = None,
+    stack_top: int | None = None,
+    max_hunks: int = DEFAULT_MAX_HUNKS,
+    window: int = DEFAULT_WINDOW,
+    dialect_a: str | None = None,
+    dialect_b: str | None = None,
+) -> DiffReport:
+    """Diff two trace files.  Raises ``TraceError`` (unusable input) or
+    ``ValueError`` (bad field names)."""
+    for dialect in (dialect_a, dialect_b):
+        if dialect is not None and dialect not in DIALECTS:
+            raise ValueError(f"unknown dialect {dialect!r} (known: {', '.join(DIALECTS)})")
+    python_a = DIALECTS[dialect_a].python if dialect_a else sniff_python(path_a)
+    python_b = DIALECTS[dialect_b].python if dialect_b else sniff_python(path_b)
+    defaults = PYTHON_DEFAULT_FIELDS if python_a and python_b else EVM_DEFAULT_FIELDS
+    chosen = resolve_fields(defaults, fields, ignore)
+    comparer = Comparer(chosen, stack_top)
+    info_a = TraceInfo(path_a, forced_dialect=dialect_a)
+    info_b = TraceInfo(path_b, forced_dialect=dialect_b)
+    steps = diff_steps(
+        normalise(path_a, info_a), normalise(path_b, info_b), comparer,
+        max_hunks=max_hunks, window=window,
+    )
+    report = DiffReport(info_a, info_b, chosen, stack_top, steps,
+                        compare_summaries(info_a, info_b))
+    if python_a != python_b:
+        report.notes.append("one input is a blocktrace trace and the other is not")
+    if (
+        python_a and python_b and info_a.python and info_b.python
+        and info_a.python.rsplit(".", 1)[0] != info_b.python.rsplit(".", 1)[0]
+    ):
+        report.notes.append(
+            f"recorded on Python {info_a.python} and {info_b.python}: bytecode differs "
+            "between versions; try --fields depth,line,function"
+        )
+    if steps.window_overflows:
+        report.notes.append(
+            f"{steps.window_overflows} divergent region(s) longer than the look-ahead "
+            f"window ({window} steps); hunks after them may be merged (see --window)"
+        )
+    return report
+
+
+def step_view(step: Step, near: str | None = None) -> dict[str, Any]:
+    """One step as the report shows it: canonical EIP-3155 numbers, Python context."""
+    view: dict[str, Any] = {"step": step.index, "traceLine": step.lineno, "pc": step.pc,
+                            "op": step.op, "gas": hex(step.gas)}
+    gas_cost = canonical_value("gasCost", step.gasCost)
+    if gas_cost is not None:
+        view["gasCost"] = hex(gas_cost)  # type: ignore[arg-type]
+    mem_size = canonical_value("memSize", step.memSize)
+    if mem_size is not None:
+        view["memSize"] = mem_size
+    if step.stack is not None:
+        view["stack"] = list(canonical_stack(step.stack))
+    view["depth"] = step.depth
+    refund = canonical_value("refund", step.refund)
+    if refund is not None:
+        view["refund"] = refund
+    for name in ("opName", "error", "returnData", "line", "code", "function", "file",
+                 "thread", "locals", "globals", "event"):
+        value = getattr(step, name)
+        if value is not None:
+            view[name] = value
+    source = source_line(step.file, step.line, near)
+    if source is not None:
+        view["source"] = source
+    return view
+
+
+__all__ += ["TraceError", "compare_summaries", "step_view"]
