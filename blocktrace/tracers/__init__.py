@@ -9,6 +9,7 @@ default and the overhead baseline.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Protocol
 
@@ -72,10 +73,13 @@ def discard_trace(vm: VMState, event: TraceEvent, /) -> None:
 
 
 class _Active:
-    __slots__ = ("tracer",)
+    __slots__ = ("tracer", "watcher")
 
     def __init__(self) -> None:
         self.tracer: Tracer = discard_trace
+        self.watcher: Callable[[Tracer], None] | None = None
+        """Told of every swap (the running stepper, which captures the tracer
+        in its per-instruction callback)."""
 
 
 _active = _Active()
@@ -87,6 +91,9 @@ def set_tracer(tracer: Tracer) -> Tracer:
     """Make ``tracer`` the active tracer and return the one it replaces."""
     old = _active.tracer
     _active.tracer = tracer
+    watcher = _active.watcher
+    if watcher is not None:
+        watcher(tracer)
     return old
 
 

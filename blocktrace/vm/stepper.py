@@ -28,7 +28,7 @@ import threading
 import time
 from _thread import get_ident
 from collections.abc import Callable
-from types import CodeType, FrameType
+from types import BuiltinFunctionType, CodeType, FrameType, FunctionType, MethodType
 from typing import Any
 
 from blocktrace.events import (
@@ -190,8 +190,10 @@ class Stepper:
         self.thread = 1
         self.threads_seen = 1
         self.thread_ident = get_ident()
-        self.code: CodeType | None = None
-        self.offset = 0
+        self.site: Any = None
+        """The event being handled (``code`` and ``offset`` are derived from it)."""
+        self._offset = 0
+        self._by_index: list[CodeType] = []
         self.renderer = renderer if renderer is not None else Renderer()
         self.failures: list[str] = []
         self.halted: HaltRun | None = None
@@ -206,6 +208,8 @@ class Stepper:
         self._target = self.scope.target_name is not None
         self._op_end = False
         self._may_disable = False
+        self._enter_live = False
+        """The frame that called ``start`` (depth 1 on the first thread) still runs."""
         self._open_ops: dict[tuple[int, int], OpStart] = {}
         self._op_ends: dict[int, OpEnd] = {}
 
@@ -214,6 +218,18 @@ class Stepper:
     @property
     def gas_used(self) -> int:
         return self.gas_limit - self.gas
+
+    @property
+    def code(self) -> CodeType | None:
+        """The code object of the current event (``None`` for ``Stop``)."""
+        index = getattr(self.site, "code", 0)
+        return self._by_index[index - 1] if index else None
+
+    @property
+    def offset(self) -> int:
+        """Bytecode offset of the current event."""
+        site = self.site
+        return site.pc if type(site) is OpStart else self._offset
 
     @property
     def frame(self) -> FrameType | None:
@@ -247,8 +263,8 @@ class Stepper:
         self._thread_state = {self.thread_ident: (1, 0)}
         _M.restart_events()  # a DISABLE from an earlier run with another scope must not linger
         self._register(self._callbacks())
+        _active.watcher = self._tracer_swapped
         self.started_ns = time.perf_counter_ns()
-        _M.set_events(tool, _GLOBAL_EVENTS)
         try:
             caller: FrameType | None = sys._getframe(stacklevel)
         except ValueError:
@@ -257,9 +273,13 @@ class Stepper:
             info = self._learn(caller.f_code)
             if info is not None:
                 self.depth = 1
-                self.code = caller.f_code
-                self.offset = caller.f_lasti
+                self._enter_live = True
+                self._offset = caller.f_lasti
                 self._emit(info.call("enter"))
+        # Only now: the "enter" event above is emitted outside any monitoring
+        # callback, so with PY_START already on, a tracer written in the user's
+        # own code would have traced itself.
+        _M.set_events(tool, _GLOBAL_EVENTS)
 
     def stop(self, output: str = "", error: str | None = None) -> None:
         """Stop tracing, turn off everything that was turned on, emit ``Stop``."""
@@ -268,6 +288,7 @@ class Stepper:
         if tool is None:
             return
         self.elapsed_ns = time.perf_counter_ns() - self.started_ns
+        _active.watcher = None
         _M.set_events(tool, 0)
         for info in self._infos.values():
             try:
@@ -284,7 +305,6 @@ class Stepper:
             error = type(self.halted).__name__ if isinstance(self.halted, OutOfGas) else (
                 f"{type(self.halted).__name__}: {self.halted}"
             )
-        self.code = None
         self._emit(Stop(output, error, self.gas_used))
         self._infos.clear()
         self._sites.clear()
@@ -310,11 +330,15 @@ class Stepper:
             _E.RAISE: self._on_raise,
             _E.RERAISE: self._on_reraise,
             _E.EXCEPTION_HANDLED: self._on_handled,
-            _E.INSTRUCTION: self._on_instruction_general if general else self._on_instruction,
+            _E.INSTRUCTION: self._on_instruction_general if general else self._fast_instruction(),
         }
         if self._multi:
             cbs = {event: self._serialised(cb) for event, cb in cbs.items() if cb is not None}
         return cbs
+
+    def _tracer_swapped(self, tracer: object) -> None:
+        if self._tool is not None:
+            self._register(self._callbacks())
 
     def _register(self, cbs: dict[int, Callable[..., Any] | None]) -> None:
         assert self._tool is not None
@@ -376,11 +400,13 @@ class Stepper:
             return None
         self._infos[id(code)] = info
         self._sites[id(code)] = info.sites
+        self._by_index.append(code)
         return info
 
     # -- emitting ---------------------------------------------------------------
 
     def _emit(self, event: Any) -> Any:
+        self.site = event
         try:
             return _active.tracer(self, event)
         except BaseException as exc:  # noqa: BLE001
@@ -395,8 +421,9 @@ class Stepper:
             raise exc
         tracer = set_tracer(discard_trace)
         where = ""
-        if self.code is not None:
-            where = f" at {self.code.co_filename}:{self.code.co_qualname}"
+        code = self.code
+        if code is not None:
+            where = f" at {code.co_filename}:{code.co_qualname}"
         message = f"tracer {type(tracer).__name__} failed{where}: {type(exc).__name__}: {exc}"
         self._report(message + "; detached, the program goes on")
         record = getattr(tracer, "record_failure", None)
@@ -439,27 +466,48 @@ class Stepper:
 
     # -- the per-instruction path -------------------------------------------
 
-    def _on_instruction(self, code: CodeType, offset: int) -> Any:
-        event = self._sites[id(code)][offset]
-        if event is None:
-            event = self._missing_site(code, offset)
+    def _fast_instruction(self) -> Callable[[CodeType, int], Any]:
+        """The per-instruction callback, as a closure over everything it touches
+        (a bound method and ``self.`` lookups cost more on every instruction).
+        It captures the active tracer: ``set_tracer`` tells the stepper, which
+        then registers a fresh closure."""
+        sites = self._sites
+        tracer = _active.tracer
+        if not isinstance(tracer, FunctionType | MethodType | BuiltinFunctionType):
+            bound = getattr(tracer, "__call__", None)
+            if isinstance(bound, MethodType):
+                tracer = bound  # skips the type-slot lookup of calling an instance
+        vm = self
+        missing = self._missing_site
+        out_of_gas = self._out_of_gas
+        failed = self._tracer_failed
+
+        def on_instruction(code: CodeType, offset: int) -> Any:
+            event = sites[id(code)][offset]
             if event is None:
-                return DISABLE
-        gas = self.gas
-        if gas <= 0:
-            self._out_of_gas(code, offset)
-        self.code = code
-        self.offset = offset
-        try:
-            _active.tracer(self, event)
-        except BaseException as exc:  # noqa: BLE001
-            self._tracer_failed(exc)
-        self.gas = gas - 1
-        return None
+                event = missing(code, offset)
+                if event is None:
+                    return DISABLE
+            gas = vm.gas
+            if gas <= 0:
+                out_of_gas(code, offset)
+            vm.site = event
+            try:
+                tracer(vm, event)
+            except BaseException as exc:  # noqa: BLE001
+                failed(exc)
+            vm.gas = gas - 1
+            return None
+
+        return on_instruction
 
     def _on_instruction_general(self, code: CodeType, offset: int) -> Any:
         """The same, for the rare modes: halted, target, OpEnd, DISABLE-capable."""
         if self.halted is not None:
+            if self._enter_live and self.depth == 1 and self.thread == 1:
+                # The frame that started tracing owns the halt: its ``with trace()``
+                # exit or ``except OutOfGas`` must run to stop the stepper.
+                return None
             raise self._rehalt()
         if self.depth <= 0 and self._target:
             return None
@@ -471,8 +519,7 @@ class Stepper:
         gas = self.gas
         if gas <= 0:
             self._out_of_gas(code, offset)
-        self.code = code
-        self.offset = offset
+        self._offset = offset
         if self._op_end:
             self._close_op((self.thread, self.depth))
             self._open_ops[(self.thread, self.depth)] = event
@@ -535,8 +582,7 @@ class Stepper:
                 return
             self.depth = 0
         self.depth += 1
-        self.code = code
-        self.offset = offset
+        self._offset = offset
         self._emit(info.call(kind))
 
     def _on_return(self, code: CodeType, offset: int, value: object) -> None:
@@ -553,12 +599,13 @@ class Stepper:
         if self.depth <= 0:
             return  # a frame that started before tracing, or outside the target
         info = self._infos[id(code)]
-        self.code = code
-        self.offset = offset
+        self._offset = offset
         if self._op_end:
             self._close_op((self.thread, self.depth))
         self._emit(Return(kind, info.index, offset, value))
         self.depth -= 1
+        if self.depth <= 0 and self.thread == 1:
+            self._enter_live = False
 
     # -- exceptions -------------------------------------------------------------
 
@@ -579,8 +626,7 @@ class Stepper:
             return
         site = info.site_at(offset)
         name, message = exception_text(exc, self.renderer)
-        self.code = code
-        self.offset = offset
+        self._offset = offset
         if self._op_end and kind != "handled":
             self._open_ops.pop((self.thread, self.depth), None)
         self._emit(
