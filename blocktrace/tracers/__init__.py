@@ -44,10 +44,15 @@ class VMState(Protocol):
     threads_seen: int
     """How many threads have run traced code so far (events are tagged with the
     thread once this exceeds 1)."""
-    code: CodeType | None
-    """The code object of the event (``None`` for ``Stop``)."""
-    offset: int
-    """Bytecode offset of the event (the ``pc``)."""
+    @property
+    def code(self) -> CodeType | None:
+        """The code object of the event (``None`` for ``Stop``)."""
+        ...
+
+    @property
+    def offset(self) -> int:
+        """Bytecode offset of the event (the ``pc``)."""
+        ...
 
     renderer: Renderer
     """Bounded, side-effect-free value rendering shared by the run's tracers."""

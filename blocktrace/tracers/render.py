@@ -61,7 +61,7 @@ class Renderer:
             if t is float:
                 return value if math.isfinite(value) else self.text(value)  # type: ignore[arg-type,return-value]
             return self.text(value)
-        except BaseException:  # noqa: BLE001 - rendering must never raise
+        except BaseException:
             return "<unrenderable>"
 
     def text(self, value: object) -> str:
@@ -71,7 +71,7 @@ class Renderer:
             out: list[str] = []
             self._text(value, out, self.max_depth)
             s = "".join(out)
-        except BaseException:  # noqa: BLE001 - rendering must never raise
+        except BaseException:
             return f"<{_type_name(value)} unrenderable>"
         if len(s) > self.max_str * 4:
             s = s[: self.max_str * 4] + "…"
@@ -117,7 +117,7 @@ class Renderer:
             return
         out.append(opener)
         # Iterating an exact builtin container runs no program code.
-        for i, item in enumerate(t.__iter__(v)):
+        for i, item in enumerate(t.__iter__(v)):  # type: ignore[attr-defined]
             if i:
                 out.append(", ")
             if i >= self.max_items:
@@ -147,7 +147,7 @@ class Renderer:
             s = repr(v)
             if type(s) is not str:
                 raise TypeError
-        except BaseException:  # noqa: BLE001 - the program's __repr__ may do anything
+        except BaseException:
             out.append(f"<{_type_name(v)} #{self.object_number(v)} repr failed>")
             return
         if len(s) > self.max_str:
@@ -160,5 +160,5 @@ def _type_name(v: object) -> str:
     try:
         name = type.__getattribute__(t, "__qualname__")
         return name if type(name) is str else "object"
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         return "object"

@@ -27,7 +27,7 @@ class Tee:
         for tracer in self.tracers:
             try:
                 tracer(vm, event)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._detach(tracer, exc)
 
     def _detach(self, tracer: Tracer, exc: Exception) -> None:

@@ -22,6 +22,7 @@ __all__ = ["OUT_OF_GAS_STATUS", "Outcome", "Program", "run_program"]
 
 OUT_OF_GAS_STATUS = 124  # like timeout(1): the budget ran out
 _RUNPY_DIR = os.path.dirname(runpy.__file__)
+_RUNPY_FROZEN = "<frozen runpy>"  # how runpy's frames are named where it is frozen (3.13)
 _BLOCKTRACE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -73,9 +74,19 @@ def _trim(tb: TracebackType | None) -> TracebackType | None:
     """Drop the leading frames of runpy and blocktrace from a traceback."""
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if not (filename.startswith(_RUNPY_DIR) or filename.startswith(_BLOCKTRACE_DIR)):
+        if not (
+            filename.startswith((_RUNPY_DIR, _BLOCKTRACE_DIR)) or filename == _RUNPY_FROZEN
+        ):
             break
         tb = tb.tb_next
+    return tb
+
+
+def _trimmed(exc: BaseException) -> TracebackType | None:
+    """Trim ``exc``'s own traceback: the default ``sys.excepthook`` prints
+    ``exc.__traceback__``, whatever traceback it is passed."""
+    tb = _trim(exc.__traceback__)
+    exc.__traceback__ = tb
     return tb
 
 
@@ -84,10 +95,10 @@ def _exit_status(code: object) -> tuple[int, str | None]:
     if code is None:
         return 0, None
     if isinstance(code, int):
-        return code & 0xFF if code >= 0 else code & 0xFF, None
+        return code & 0xFF, None
     try:
         sys.stderr.write(f"{code}\n")
-    except Exception:  # noqa: BLE001, S110
+    except Exception:
         pass
     return 1, None
 
@@ -120,23 +131,24 @@ def run_program(program: Program, tracer: Tracer, stepper: Stepper) -> Outcome:
             else:
                 runpy.run_path(program.target, run_name="__main__")
         finally:
-            sys.stdout.flush() if sys.stdout is not None else None
+            if sys.stdout is not None:
+                sys.stdout.flush()
     except SystemExit as exc:
         status, _ = _exit_status(exc.code)
         outcome = Outcome(status, None if status == 0 else f"SystemExit: {exc.code}")
     except OutOfGas as exc:
         outcome = Outcome(OUT_OF_GAS_STATUS, "OutOfGas")
-        _say(f"{exc}")
+        _say(str(exc).removeprefix("blocktrace: "))
     except HaltRun as exc:
         outcome = Outcome(OUT_OF_GAS_STATUS, f"{type(exc).__name__}: {exc}")
         _say(f"run halted: {exc}")
     except KeyboardInterrupt as exc:
         outcome = Outcome(130, "KeyboardInterrupt")
-        sys.excepthook(type(exc), exc, _trim(exc.__traceback__))
-    except BaseException as exc:  # noqa: BLE001 - reported exactly as Python would
+        sys.excepthook(type(exc), exc, _trimmed(exc))
+    except BaseException as exc:
         name, message = exception_text(exc, stepper.renderer)
         outcome = Outcome(1, f"{name}: {message}" if message else name)
-        sys.excepthook(type(exc), exc, _trim(exc.__traceback__))
+        sys.excepthook(type(exc), exc, _trimmed(exc))
     finally:
         stepper.stop(str(outcome.status), outcome.error)
         set_tracer(previous)
@@ -149,5 +161,5 @@ def run_program(program: Program, tracer: Tracer, stepper: Stepper) -> Outcome:
 def _say(message: str) -> None:
     try:
         sys.stderr.write(f"blocktrace: {message}\n")
-    except Exception:  # noqa: BLE001, S110
+    except Exception:
         pass

@@ -39,10 +39,7 @@ def _library_dirs() -> list[str]:
 
 
 def _under(path: str, roots: Iterable[str]) -> bool:
-    for root in roots:
-        if path == root or path.startswith(root + os.sep):
-            return True
-    return False
+    return any(path == root or path.startswith(root + os.sep) for root in roots)
 
 
 def _resolve(spec: str) -> str:
@@ -59,7 +56,7 @@ def _resolve(spec: str) -> str:
             found = None
         if found is not None:
             if found.submodule_search_locations:
-                return os.path.realpath(list(found.submodule_search_locations)[0])
+                return os.path.realpath(next(iter(found.submodule_search_locations)))
             if found.origin and os.path.exists(found.origin):
                 return os.path.realpath(found.origin)
     raise ScopeError(f"{spec!r} is neither an existing path nor an importable module")

@@ -154,7 +154,7 @@ def exception_text(exc: BaseException, renderer: Renderer) -> tuple[str, str]:
             msg = ""
         else:
             msg = renderer.text(args)
-    except BaseException:  # noqa: BLE001 - never let rendering reach the program
+    except BaseException:
         msg = "<unrenderable>"
     if len(msg) > 500:
         msg = msg[:500] + "…"
@@ -395,7 +395,7 @@ class Stepper:
             info = _CodeInfo(code, index, _build_sites(code, index))
             assert self._tool is not None
             _M.set_local_events(self._tool, code, _LOCAL_EVENTS)
-        except Exception as exc:  # noqa: BLE001 - never reach the program
+        except Exception as exc:
             self._report(f"cannot trace {code.co_qualname}: {type(exc).__name__}: {exc}")
             return None
         self._infos[id(code)] = info
@@ -409,7 +409,7 @@ class Stepper:
         self.site = event
         try:
             return _active.tracer(self, event)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             self._tracer_failed(exc)
             return None
 
@@ -430,14 +430,15 @@ class Stepper:
         if record is not None:
             try:
                 record(message)
-            except Exception:  # noqa: BLE001, S110 - best effort
+            except Exception:
                 pass
 
     def _report(self, message: str) -> None:
         self.failures.append(message)
         try:
-            sys.__stderr__.write(f"blocktrace: {message}\n") if sys.__stderr__ else None
-        except Exception:  # noqa: BLE001, S110 - stderr may be closed
+            if sys.__stderr__ is not None:
+                sys.__stderr__.write(f"blocktrace: {message}\n")
+        except Exception:
             pass
 
     def _halt(self, exc: HaltRun) -> None:
@@ -474,8 +475,9 @@ class Stepper:
         sites = self._sites
         tracer = _active.tracer
         if not isinstance(tracer, FunctionType | MethodType | BuiltinFunctionType):
-            bound = getattr(tracer, "__call__", None)
-            if isinstance(bound, MethodType):
+            bound = type(tracer).__dict__.get("__call__")
+            if isinstance(bound, FunctionType):
+                bound = MethodType(bound, tracer)
                 tracer = bound  # skips the type-slot lookup of calling an instance
         vm = self
         missing = self._missing_site
@@ -494,7 +496,7 @@ class Stepper:
             vm.site = event
             try:
                 tracer(vm, event)
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 failed(exc)
             vm.gas = gas - 1
             return None
