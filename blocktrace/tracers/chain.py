@@ -216,7 +216,7 @@ class ChainTracer:
         render = vm.renderer.render
         if self._locals != "off":
             names = dict(frame.f_locals)
-            fresh = {k: _encode(render(v)) for k, v in names.items()}
+            fresh = {k: _encode(render(v)) for k, v in names.items() if not _dunder(k)}
             shown = fresh
             if self._locals == "changes":
                 key = (vm.thread, vm.depth)
@@ -229,7 +229,7 @@ class ChainTracer:
             fresh = {
                 k: _encode(render(v))
                 for k, v in dict(g).items()
-                if not (k.startswith("__") and k.endswith("__"))
+                if not _dunder(k)
             }
             shown = fresh
             if self._globals == "changes":
@@ -284,6 +284,11 @@ class ChainTracer:
         """Seal the trace if the run did not (no ``Stop`` reached this tracer)."""
         if not self.sealed:
             self._seal(output, error, 0)
+
+
+def _dunder(name: str) -> bool:
+    """Module bookkeeping (``__name__``, ``__builtins__`` …) is left out of values."""
+    return name.startswith("__") and name.endswith("__")
 
 
 def _members(values: dict[str, bytes]) -> bytes:
