@@ -23,8 +23,9 @@ from types import CodeType
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import blocktrace  # noqa: E402
-from workloads import WORKLOADS  # noqa: E402
+from workloads import WORKLOADS
+
+import blocktrace
 
 M = sys.monitoring
 FLOOR_TOOL = 5
