@@ -151,8 +151,9 @@ def _one(refs: tuple[TypeRef, ...]) -> TypeRef:
     return TypeRef(None, _UNION, refs)
 
 
-def _sort_key(ref: TypeRef) -> tuple[int, str, str]:
-    return (1 if ref.module is None and ref.name == "NoneType" else 0, ref.module or "", ref.name)
+def _sort_key(ref: TypeRef) -> tuple[int, str, str, str]:
+    none_last = 1 if ref.module is None and ref.name == "NoneType" else 0
+    return (none_last, ref.module or "", ref.name, format_type(ref) if ref.args else "")
 
 
 def format_type(ref: TypeRef, local_module: str | None = None) -> str:
