@@ -1,0 +1,164 @@
+"""A real trace as a Merkle tree, and proof bundles for its lines."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from blocktrace.chain.checkpoint import checkpoint_of_trace
+from blocktrace.chain.merkle import LINES_PER_LEAF, root
+from blocktrace.chain.proof import (
+    BundleError,
+    ProofBundle,
+    TraceError,
+    TraceFile,
+    check_bundle,
+    encode_bundle,
+    make_bundle,
+)
+
+PROGRAM = """\
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+print(fib(6))
+"""
+
+
+def record(directory: Path, name: str = "t.jsonl", program: str = PROGRAM) -> Path:
+    """Record a real trace with ``blocktrace run``."""
+    script = directory / f"{name}.py"
+    script.write_text(program)
+    out = directory / name
+    subprocess.run(
+        [sys.executable, "-m", "blocktrace", "run", "-o", str(out), str(script)],
+        check=True, capture_output=True,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def trace_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return record(tmp_path_factory.mktemp("proof"))
+
+
+def test_tree_of_a_real_trace_matches_its_summary(trace_path: Path) -> None:
+    raw = trace_path.read_bytes().splitlines(keepends=True)
+    summary = msgspec.json.decode(raw[-1])
+    tree_lines = raw[:-1]
+    leaves = [
+        b"".join(tree_lines[i : i + LINES_PER_LEAF])
+        for i in range(0, len(tree_lines), LINES_PER_LEAF)
+    ]
+    trace = TraceFile(trace_path)
+    assert trace.sealed and trace.tree_lines == len(tree_lines) == summary["lines"]
+    assert trace.tree_size == len(leaves) == summary["treeSize"]
+    assert trace.root() == root(leaves) == bytes.fromhex(summary["root"])
+    assert trace.trace_id == msgspec.json.decode(raw[0])["hash"]
+    assert [b"".join(g) for g in trace.leaves()] == leaves
+    assert trace.root(3) == root(leaves[:3])
+
+
+def test_every_line_has_a_bundle_that_verifies(trace_path: Path) -> None:
+    raw = trace_path.read_bytes().splitlines()[:-1]  # the summary is not in the tree
+    trace = TraceFile(trace_path)
+    r = trace.root()
+    for line in range(1, trace.tree_lines + 1, 7):
+        bundle = make_bundle(trace, line)
+        assert bundle.text.encode() == raw[line - 1]
+        checked = check_bundle(encode_bundle(bundle))
+        assert checked.root == r and checked.tree_size == trace.tree_size
+        first = (line - 1) // LINES_PER_LEAF * LINES_PER_LEAF
+        leaf = b"".join(x + b"\n" for x in raw[first : first + LINES_PER_LEAF])
+        assert leaf == "".join(t + "\n" for t in bundle.leafLines).encode()
+    last = make_bundle(trace, trace.tree_lines)  # the last, partial leaf
+    check_bundle(encode_bundle(last))
+
+
+def test_bundles_for_an_earlier_tree_size(trace_path: Path) -> None:
+    trace = TraceFile(trace_path)
+    bundle = make_bundle(trace, 20, size=5)
+    assert bundle.treeSize == 5 and bundle.root == trace.root(5).hex()
+    with pytest.raises(TraceError, match="after the 5 leaves"):
+        make_bundle(trace, 5 * LINES_PER_LEAF + 1, size=5)
+
+
+def test_lines_outside_the_tree_cannot_be_proven(trace_path: Path) -> None:
+    trace = TraceFile(trace_path)
+    with pytest.raises(TraceError, match="summary line"):
+        make_bundle(trace, trace.complete_lines)
+    with pytest.raises(TraceError, match="no line"):
+        make_bundle(trace, trace.complete_lines + 1)
+    with pytest.raises(TraceError, match="no line"):
+        make_bundle(trace, 0)
+
+
+def test_every_single_byte_change_of_a_bundle_is_rejected(trace_path: Path) -> None:
+    """Rejected by the bundle check, or -- when a changed size happens to share
+    the proof's shape -- by the checkpoint the bundle is checked against."""
+    trace = TraceFile(trace_path)
+    cp = checkpoint_of_trace(trace)
+    data = encode_bundle(make_bundle(trace, 38))
+    for i in range(len(data)):
+        for delta in (0x01, 0x20):
+            changed = bytearray(data)
+            changed[i] ^= delta
+            try:
+                checked = check_bundle(bytes(changed))
+            except BundleError:
+                continue
+            assert (checked.tree_size, checked.root) != (cp.size, cp.root), (i, delta)
+
+
+def test_leaf_lines_cannot_be_regrouped(trace_path: Path) -> None:
+    """Joining two lines with an embedded newline keeps the leaf bytes but
+    would claim a line that never existed: refused."""
+    trace = TraceFile(trace_path)
+    b = make_bundle(trace, 18)
+    merged = [b.leafLines[0] + "\n" + b.leafLines[1], *b.leafLines[2:]]
+    forged = ProofBundle(
+        format=b.format, line=17, text=merged[0], treeSize=b.treeSize, root=b.root,
+        leafIndex=b.leafIndex, indexInLeaf=0, auditPath=b.auditPath, leafLines=merged,
+    )
+    with pytest.raises(BundleError, match="newline"):
+        check_bundle(encode_bundle(forged))
+    with pytest.raises(BundleError, match="canonical"):
+        check_bundle(msgspec.json.format(encode_bundle(b), indent=1))
+    with pytest.raises(BundleError, match="not a proof bundle"):
+        check_bundle(b"{}")
+
+
+def test_an_edited_summary_root_is_refused(tmp_path: Path, trace_path: Path) -> None:
+    data = trace_path.read_bytes()
+    summary = TraceFile(trace_path).summary
+    assert summary is not None and summary.root is not None
+    wrong = data.replace(summary.root.encode(), bytes(64 * b"0"))
+    edited = tmp_path / "edited.jsonl"
+    edited.write_bytes(wrong)
+    with pytest.raises(TraceError, match="summary root"):
+        TraceFile(edited).root()
+
+
+def test_unsealed_traces_cover_their_complete_leaves(tmp_path: Path, trace_path: Path) -> None:
+    raw = trace_path.read_bytes()
+    cut = tmp_path / "cut.jsonl"
+    lines = raw.splitlines(keepends=True)
+    cut.write_bytes(b"".join(lines[:50]) + lines[50][:30])  # a torn line 51
+    trace = TraceFile(cut)
+    assert not trace.sealed and trace.tree_lines == 50
+    assert trace.full_leaves == 3 and trace.tree_size == 4
+    assert trace.root(3) == TraceFile(trace_path).root(3)
+    check_bundle(encode_bundle(make_bundle(trace, 40, size=3)))
+
+
+def test_not_a_trace(tmp_path: Path) -> None:
+    for content in (b"", b"hello\n", b'{"a":1}\n', b'{"blocktrace":1,"hash":"xyz"}\n'):
+        path = tmp_path / "bad.jsonl"
+        path.write_bytes(content)
+        with pytest.raises(TraceError):
+            TraceFile(path)
+    with pytest.raises(TraceError, match="cannot read"):
+        TraceFile(tmp_path / "missing.jsonl")
