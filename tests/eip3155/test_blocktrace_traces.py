@@ -1,0 +1,115 @@
+"""Diffing blocktrace's own traces, made by ``blocktrace run`` in a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from blocktrace.eip3155 import diff_files
+
+PROGRAM = '''\
+def classify(n):
+    if n > 10:
+        return "big"
+    return "small"
+
+
+def main(n):
+    label = classify(n)
+    total = 0
+    for i in range(3):
+        total += i * n
+    return label, total
+
+
+print(main({n}))
+'''
+
+
+def _record(tmp_path: Path, name: str, n: int, *extra: str) -> Path:
+    """Run the program with input ``n`` as ``prog.py`` in its own directory; the trace."""
+    where = tmp_path / name
+    where.mkdir()
+    (where / "prog.py").write_text(PROGRAM.replace("{n}", str(n)), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "blocktrace", "run", *extra, "-o", "trace.jsonl", "prog.py"],
+        cwd=where, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return where / "trace.jsonl"
+
+
+def _diff(a: Path, b: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "blocktrace", "diff", *args, str(a), str(b)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_two_runs_of_the_same_program_are_equal(tmp_path: Path) -> None:
+    a = _record(tmp_path, "a", 5)
+    b = _record(tmp_path, "b", 5)
+    # Different genesis, start time, pid and hashes: ignored.
+    assert a.read_text().splitlines()[0] != b.read_text().splitlines()[0]
+    done = _diff(a, b)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = diff_files(str(a), str(b))
+    assert report.equal
+    assert report.a.dialect == report.b.dialect == "blocktrace"
+    assert report.fields == ("pc", "op", "depth", "line", "function", "thread", "locals",
+                             "globals")
+
+
+def test_a_different_branch_is_reported_at_its_line(tmp_path: Path) -> None:
+    a = _record(tmp_path, "a", 5)
+    b = _record(tmp_path, "b", 50)
+    done = _diff(a, b, "--json")
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    first = report["first_divergence"]
+    assert first["a"]["function"] == first["b"]["function"] == "classify"
+    assert first["a"]["line"] == 4 and first["b"]["line"] == 3
+    assert first["a"]["source"] == 'return "small"'
+    assert first["b"]["source"] == 'return "big"'
+    assert "line" in first["fields"]
+    # the last common step is the branch on line 2
+    common = report["first_divergence"]["last_common"]
+    a_lines = a.read_text().splitlines()
+    assert json.loads(a_lines[common["a_line"] - 1])["line"] == 2
+    # the summaries differ in nothing the program printed to its exit status
+    assert report["summary"]["equal"] is True
+    text = _diff(a, b).stdout
+    assert "A at classify prog.py:4  | return \"small\"" in text
+    assert "B at classify prog.py:3  | return \"big\"" in text
+
+
+def test_locals_show_where_values_part_ways(tmp_path: Path) -> None:
+    a = _record(tmp_path, "a", 5, "--locals", "on")
+    b = _record(tmp_path, "b", 6, "--locals", "on")
+    report = diff_files(str(a), str(b))
+    first = report.steps.first
+    assert first is not None and first.a is not None and first.b is not None
+    assert first.fields == ["locals"]
+    assert (first.a.function, first.a.line) == ("main", 8)  # n differs on entry to main
+    assert first.a.locals == {"n": 5} and first.b.locals == {"n": 6}
+    text = _diff(a, b).stdout
+    assert "locals n: A 5, B 6" in text
+    # without locals the two runs take the same path: equal
+    plain_a = _record(tmp_path, "pa", 5)
+    plain_b = _record(tmp_path, "pb", 6)
+    assert _diff(plain_a, plain_b).returncode == 0
+
+
+def test_an_uncaught_exception_differs_in_the_summary(tmp_path: Path) -> None:
+    ok = tmp_path / "ok"
+    bad = tmp_path / "bad"
+    for where, body in ((ok, "x = 1 + 1\n"), (bad, "x = 1 // 0\n")):
+        where.mkdir()
+        (where / "p.py").write_text(body)
+        subprocess.run([sys.executable, "-m", "blocktrace", "run", "-o", "t.jsonl", "p.py"],
+                       cwd=where, capture_output=True, timeout=120)
+    report = diff_files(str(ok / "t.jsonl"), str(bad / "t.jsonl"))
+    assert not report.equal
+    assert "pass" in report.summary.differences or "output" in report.summary.differences
+    first = report.steps.first
+    assert first is not None
