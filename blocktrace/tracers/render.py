@@ -25,8 +25,12 @@ class Renderer:
 
     Numbers are keyed by ``id()``: objects are not kept alive (that would change
     the program's memory behaviour), so an ``id`` reused after an object dies gets
-    the same number.
+    the same number.  To keep memory bounded in long runs the table is forgotten
+    after ``max_numbers`` objects; numbering goes on from where it was, so an
+    object seen again after that gets a new, still unique, number.
     """
+
+    max_numbers = 1_000_000
 
     def __init__(
         self,
@@ -41,13 +45,17 @@ class Renderer:
         self.max_depth = max_depth
         self.use_repr = use_repr
         self._numbers: dict[int, int] = {}
+        self._next = 1
 
     def object_number(self, obj: object) -> int:
         """The per-trace number of ``obj`` (assigned on first sight)."""
         key = id(obj)
         n = self._numbers.get(key)
         if n is None:
-            n = self._numbers[key] = len(self._numbers) + 1
+            if len(self._numbers) >= self.max_numbers:
+                self._numbers.clear()
+            n = self._numbers[key] = self._next
+            self._next += 1
         return n
 
     def render(self, value: object) -> JSONValue:

@@ -7,6 +7,7 @@ once per file, never per instruction.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import sys
@@ -23,7 +24,10 @@ class ScopeError(ValueError):
     """An include, exclude or target that cannot be resolved."""
 
 
-def _library_dirs() -> list[str]:
+@functools.cache
+def _library_dirs() -> tuple[str, ...]:
+    """The standard library and site-packages directories (sysconfig is slow:
+    computed once per process)."""
     dirs: set[str] = set()
     for name in ("stdlib", "platstdlib", "purelib", "platlib"):
         try:
@@ -35,7 +39,7 @@ def _library_dirs() -> list[str]:
     for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}:
         dirs.add(os.path.realpath(os.path.join(prefix, "lib")))
         dirs.add(os.path.realpath(os.path.join(prefix, "lib64")))
-    return sorted(dirs)
+    return tuple(sorted(dirs))
 
 
 def _under(path: str, roots: Iterable[str]) -> bool:
