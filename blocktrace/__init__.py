@@ -20,6 +20,7 @@ from blocktrace.tracers.chain import ChainTracer
 from blocktrace.tracers.recorder import Recorder
 from blocktrace.tracers.render import Renderer
 from blocktrace.tracers.tee import Tee
+from blocktrace.views.tracefunc import TraceResults, tracefunc
 from blocktrace.vm import HaltRun, OutOfGas, Scope, Stepper, start, stop, trace
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ __all__ = [
     "Scope",
     "Stepper",
     "Tee",
+    "TraceResults",
     "OpEnd",
     "OpException",
     "OpStart",
@@ -50,4 +52,5 @@ __all__ = [
     "start",
     "stop",
     "trace",
+    "tracefunc",
 ]

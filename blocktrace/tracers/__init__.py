@@ -60,6 +60,10 @@ class VMState(Protocol):
     @property
     def gas_used(self) -> int: ...
 
+    def restart_events(self) -> None:
+        """Turn back on every site a tracer turned off with ``DISABLE``."""
+        ...
+
     @property
     def frame(self) -> FrameType | None:
         """The live Python frame running ``code``, found on demand (slow)."""
@@ -69,7 +73,11 @@ class VMState(Protocol):
 class Tracer(Protocol):
     """Receives every event of a traced run, in order, on the thread that ran it."""
 
-    def __call__(self, vm: VMState, event: TraceEvent, /) -> None: ...
+    def __call__(self, vm: VMState, event: TraceEvent, /) -> object:
+        """Handle one event.  The result is ignored, except for a tracer with
+        ``may_disable = True``: returning ``sys.monitoring.DISABLE`` for an
+        ``OpStart`` turns that instruction site off until ``vm.restart_events()``."""
+        ...
 
 
 def discard_trace(vm: VMState, event: TraceEvent, /) -> None:
