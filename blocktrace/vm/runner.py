@@ -130,6 +130,7 @@ def run_program(program: Program, tracer: Tracer, stepper: Stepper) -> Outcome:
                 runpy.run_module(program.target, run_name="__main__", alter_sys=True)
             else:
                 runpy.run_path(program.target, run_name="__main__")
+            _join_threads()
         finally:
             if sys.stdout is not None:
                 sys.stdout.flush()
@@ -156,6 +157,17 @@ def run_program(program: Program, tracer: Tracer, stepper: Stepper) -> Outcome:
         if saved_path0 is not None and sys.path:
             sys.path[0] = saved_path0
     return outcome
+
+
+def _join_threads() -> None:
+    """Wait for non-daemon threads, as the interpreter does before it exits, so
+    that what they do is traced too."""
+    import threading
+
+    me = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is not me and not thread.daemon:
+            thread.join()
 
 
 def _say(message: str) -> None:
