@@ -201,9 +201,10 @@ class Signer:
         return f"PRIVATE+KEY+{self.name}+{self.key_id:08x}+{encoded}"
 
     def verifier(self) -> Verifier:
+        ed25519 = _ed25519()
         from cryptography.hazmat.primitives import serialization
 
-        key = _ed25519().Ed25519PrivateKey.from_private_bytes(self.seed)
+        key = ed25519.Ed25519PrivateKey.from_private_bytes(self.seed)
         public = key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
@@ -217,9 +218,10 @@ class Signer:
 def generate_key(name: str) -> Signer:
     """A new random Ed25519 key named ``name``."""
     _check_name(name)
+    ed25519 = _ed25519()
     from cryptography.hazmat.primitives import serialization
 
-    private = _ed25519().Ed25519PrivateKey.generate()
+    private = ed25519.Ed25519PrivateKey.generate()
     seed = private.private_bytes(
         serialization.Encoding.Raw,
         serialization.PrivateFormat.Raw,
