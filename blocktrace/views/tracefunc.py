@@ -24,10 +24,10 @@ import sys
 import sysconfig
 from collections.abc import Callable
 from types import BuiltinFunctionType, CodeType, FrameType, FunctionType, MethodType, ModuleType
-from typing import Any, cast
+from typing import Any
 
 from blocktrace.events import CallStart, OpStart, Return, TraceEvent
-from blocktrace.tracers import Tracer, VMState
+from blocktrace.tracers import VMState
 from blocktrace.tracers.render import Renderer
 from blocktrace.views.statements import CodeTable, StatementMap, statements_for_function
 
@@ -366,7 +366,7 @@ def tracefunc(
     filename = view.target_code.co_filename
     include = [filename] if filename.startswith("<") or os.path.exists(filename) else None
     exc: BaseException | None = None
-    with trace(cast(Tracer, view), include=include):
+    with trace(view, include=include):
         try:
             fn(*args, **kwargs)
         except Exception as e:  # a raising fn is the common case

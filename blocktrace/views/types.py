@@ -347,7 +347,7 @@ class _CodeInfo:
         self.self_name = (
             self.params[0] if self.cls is not None and code.co_argcount and self.params else None
         )
-        self.globals = tuple(dict.fromkeys(code.co_names))
+        self.globals = tuple(n for n in dict.fromkeys(code.co_names) if not n.startswith("__"))
         self.line_of: dict[int, int] = {}
         for start, end, line in code.co_lines():
             for off in range(start, end, 2):
@@ -469,9 +469,7 @@ class TypeTracer:
             info.stable.clear()
             self._disabled_since_restart = False
             self.restarts += 1
-            restart = getattr(vm, "restart_events", None)
-            if restart is not None:
-                restart()
+            vm.restart_events()
         elif info.stable:
             info.stable.clear()
         if event.kind != "call" or not info.params:

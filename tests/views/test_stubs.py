@@ -30,7 +30,7 @@ def load(path: Path, name: str) -> ModuleType:
 
 def exercise(mod: ModuleType) -> TypeTable:
     tracer = TypeTracer()
-    with blocktrace.trace(tracer, include=[mod.__file__ or ""]):  # type: ignore[arg-type]
+    with blocktrace.trace(tracer, include=[mod.__file__ or ""]):
         account = mod.Account("ann")
         account.deposit(5)
         account.deposit(2.5)
@@ -111,7 +111,7 @@ def test_existing_annotations_win(tmp_path: Path) -> None:
     src.write_text("def f(x: object) -> object:\n    return x\n\n\ndef g(y):\n    return y\n")
     mod = load(src, "ann_mod")
     tracer = TypeTracer()
-    with blocktrace.trace(tracer, include=[str(src)]):  # type: ignore[arg-type]
+    with blocktrace.trace(tracer, include=[str(src)]):
         mod.f(1)
         mod.g("s")
     write_stubs(tracer.table, tmp_path / "out", roots=[str(tmp_path)])

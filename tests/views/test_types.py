@@ -20,7 +20,7 @@ FILE = m.__file__
 
 
 def run(tracer: TypeTracer) -> None:
-    with blocktrace.trace(tracer, include=[FILE]):  # type: ignore[arg-type]
+    with blocktrace.trace(tracer, include=[FILE]):
         account = m.Account("ann")
         account.deposit(5)
         account.deposit(2.5)
@@ -87,7 +87,7 @@ def test_locals_globals_members_and_yields(table: TypeTable) -> None:
 def test_loop_optimisation_stops_watching_stable_lines() -> None:
     with_opt, without = TypeTracer(loop_limit=4), TypeTracer(loop_limit=None)
     for tracer in (with_opt, without):
-        with blocktrace.trace(tracer, include=[FILE]):  # type: ignore[arg-type]
+        with blocktrace.trace(tracer, include=[FILE]):
             m.loop(500)
     assert without.line_visits >= 500
     assert with_opt.line_visits < 50
@@ -99,7 +99,7 @@ def test_loop_optimisation_stops_watching_stable_lines() -> None:
 
 def test_loop_optimisation_restarts_on_the_next_call() -> None:
     tracer = TypeTracer(loop_limit=3)
-    with blocktrace.trace(tracer, include=[FILE]):  # type: ignore[arg-type]
+    with blocktrace.trace(tracer, include=[FILE]):
         m.loop(50)
         m.loop(50)
         m.late_change(2)
@@ -110,7 +110,7 @@ def test_loop_optimisation_restarts_on_the_next_call() -> None:
 
 def test_program_behaviour_is_unchanged() -> None:
     tracer = TypeTracer(loop_limit=2)
-    with blocktrace.trace(tracer, include=[FILE]):  # type: ignore[arg-type]
+    with blocktrace.trace(tracer, include=[FILE]):
         result = [m.loop(n) for n in range(30)]
     assert result == [sum(range(n)) for n in range(30)]
 

@@ -1,0 +1,163 @@
+"""``blocktrace lines`` (annotated source of a trace) and ``blocktrace types``
+(runtime types of a program: table, stubs, patch)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from blocktrace.cli import CliError
+
+
+def register(sub: Any) -> None:
+    lines = sub.add_parser(
+        "lines",
+        help="show a trace's source annotated with per-statement hits and values",
+        description="Print each traced source file with how often every statement ran and, "
+        "for traces recorded with --locals, sample values of the names it mentions after it "
+        "ran (tracefunc's view, from a recorded trace).",
+    )
+    lines.add_argument("trace", metavar="TRACE", help="a trace file from blocktrace run")
+    lines.add_argument("--function", metavar="NAME",
+                       help="only this function (name or qualified name)")
+    lines.add_argument("--json", action="store_true",
+                       help="one JSON object per statement instead of the annotated source")
+    lines.set_defaults(handler=_lines)
+
+    types = sub.add_parser(
+        "types",
+        help="record the runtime types of a program: table, .pyi stubs or a patch",
+        description="Run SCRIPT (or -m MODULE) like python would and record the types of "
+        "parameters, return values, locals, globals and members; or, with --from, read "
+        "tables recorded earlier (e.g. by pytest --blocktrace-types).",
+    )
+    types.add_argument("-o", "--output", metavar="FILE",
+                       help="type table to write: .jsonl, or .csv for CSV "
+                       "(default: NAME.types.jsonl when running a program)")
+    types.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
+    types.add_argument("--stubs", metavar="DIR", help="write .pyi stubs into DIR")
+    types.add_argument("--patch", metavar="FILE",
+                       help="write a unified diff adding the annotations to the source")
+    types.add_argument("--root", metavar="DIR", default=".",
+                       help="source root for --patch paths (default: current directory)")
+    types.add_argument("--from", dest="tables", action="append", default=[], metavar="TABLE",
+                       help="read a recorded .jsonl table instead of running (repeatable)")
+    types.add_argument("--loop-limit", type=_limit, default=8, metavar="K",
+                       help="stop watching a line once its types were stable for K visits, "
+                       "until the next call (0: never stop; default 8)")
+    types.add_argument("--include", action="append", default=[], metavar="PATH|MODULE",
+                       help="trace only this file, directory or module (repeatable)")
+    types.add_argument("--exclude", action="append", default=[], metavar="PATH|MODULE",
+                       help="never trace this file, directory or module (repeatable)")
+    types.add_argument("--force", action="store_true", help="overwrite existing output files")
+    types.add_argument("-m", dest="module", metavar="MODULE", help="run a library module")
+    types.add_argument("program", nargs=argparse.REMAINDER, metavar="SCRIPT [ARGS...]")
+    types.set_defaults(handler=_types)
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def _lines(args: argparse.Namespace) -> int:
+    from blocktrace.views.lines import TraceFormatError, render_json, render_text, view_trace
+
+    try:
+        views = view_trace(args.trace)
+    except OSError as exc:
+        raise CliError(f"{args.trace}: cannot read: {exc.strerror or exc}") from None
+    except TraceFormatError as exc:
+        raise CliError(f"{args.trace}: {exc}") from None
+    if args.function:
+        from blocktrace.views.lines import _selected
+
+        if not _selected(views, args.function):
+            raise CliError(f"{args.trace}: no traced source defines {args.function!r}")
+    if args.json:
+        sys.stdout.buffer.write(render_json(views, args.function))
+        sys.stdout.flush()
+    else:
+        sys.stdout.write(render_text(views, args.function))
+    return 0
+
+
+def _split(values: list[str]) -> list[str]:
+    return [part for value in values for part in value.split(",") if part]
+
+
+def _check_writable(path: str | None, force: bool) -> None:
+    if path is not None and os.path.exists(path) and not force:
+        raise CliError(f"{path} exists: not overwriting it (use --force)")
+
+
+def _types(args: argparse.Namespace) -> int:
+    from blocktrace.views.stubs import unified_patch, write_stubs
+    from blocktrace.views.types import TypeTable, TypeTracer
+
+    status = 0
+    name: str | None = None
+    if args.tables and (args.program or args.module):
+        raise CliError("give either --from TABLE or a program to run, not both")
+    for path in (args.output, args.csv, args.patch):
+        _check_writable(path, args.force)
+    if args.tables:
+        table = TypeTable()
+        for path in args.tables:
+            try:
+                table.merge(TypeTable.read(path))
+            except OSError as exc:
+                raise CliError(f"{path}: cannot read: {exc.strerror or exc}") from None
+            except ValueError as exc:
+                raise CliError(str(exc)) from None
+    else:
+        from blocktrace.tracers.render import Renderer
+        from blocktrace.vm.runner import Program, run_program
+        from blocktrace.vm.scope import Scope, ScopeError
+        from blocktrace.vm.stepper import Stepper
+
+        if args.module:
+            program = Program(args.module, list(args.program), is_module=True)
+            name = args.module
+        elif args.program:
+            program = Program(args.program[0], list(args.program[1:]))
+            name = os.path.splitext(os.path.basename(os.path.normpath(args.program[0])))[0]
+        else:
+            raise CliError("nothing to do: give a script (or -m MODULE), or --from TABLE")
+        problem = program.check()
+        if problem is not None:
+            raise CliError(problem)
+        if args.output is None:
+            args.output = f"{name}.types.jsonl"
+            _check_writable(args.output, args.force)
+        try:
+            scope = Scope(_split(args.include), _split(args.exclude), None)
+        except ScopeError as exc:
+            raise CliError(str(exc)) from None
+        tracer = TypeTracer(loop_limit=args.loop_limit or None)
+        outcome = run_program(program, tracer, Stepper(scope, renderer=Renderer()))
+        status = outcome.status
+        table = tracer.table
+    try:
+        if args.output is not None:
+            table.write(args.output)
+        if args.csv is not None:
+            with open(args.csv, "w", encoding="utf-8", newline="") as f:
+                f.write(table.to_csv())
+        if args.stubs is not None:
+            written = write_stubs(table, args.stubs)
+            sys.stderr.write(f"blocktrace types: {len(written)} stub file(s) in {args.stubs}\n")
+        if args.patch is not None:
+            patch = unified_patch(table, args.root)
+            with open(args.patch, "w", encoding="utf-8") as f:
+                f.write(patch)
+    except OSError as exc:
+        raise CliError(f"cannot write output: {exc.strerror or exc}: {exc.filename}") from None
+    return status

@@ -1,0 +1,339 @@
+"""The annotated source view of a recorded trace (``blocktrace lines TRACE``).
+
+tracefunc's per-statement view, computed after the fact from a trace file:
+each AST-level statement of the traced source files with how often it ran and,
+when the trace was recorded with ``--locals``, sample values of the names it
+mentions as they were after it ran.
+
+Instructions are mapped to statements exactly when the source file is still
+there and the trace was recorded by the same Python minor version (the file is
+compiled again and the code object found by name and first line; bytecode
+offsets then match).  Otherwise each instruction is attributed to the
+innermost statement on its source line.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import CodeType
+from typing import Any
+
+import msgspec
+
+from blocktrace.views.statements import StatementMap, statements_for_module
+
+__all__ = ["FileView", "TraceFormatError", "render_json", "render_text", "view_trace"]
+
+MAX_SAMPLES = 10
+
+
+class TraceFormatError(ValueError):
+    """The file is not a blocktrace trace this view can read (message names the line)."""
+
+
+@dataclass
+class StatementStats:
+    hits: int = 0
+    samples: dict[str, list[Any]] = field(default_factory=dict)
+
+
+@dataclass
+class FileView:
+    """One source file of the trace: its statements and what each did."""
+
+    path: str
+    source: str | None
+    smap: StatementMap | None
+    stats: dict[int, StatementStats] = field(default_factory=dict)
+    exact: bool = False
+    functions: set[str] = field(default_factory=set)
+    """Qualified names of the traced code objects of this file."""
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """function name -> (first line, last line) from its statements."""
+
+
+@dataclass
+class _Code:
+    file: FileView
+    name: str
+    table: list[int] | None
+    """pc // 2 -> statement index, when exact."""
+
+
+@dataclass
+class _Frame:
+    code: _Code | None
+    cur: int = -1
+    values: dict[str, Any] = field(default_factory=dict)
+    values_at: int = -1
+    """Op number at which values last arrived.  They are recorded at line starts
+    only, so a statement is sampled only when values arrived after it began (or,
+    at the frame's return, when it began): a stale sample is worse than none."""
+    cur_at: int = 0
+
+
+def _find_code(root: CodeType, name: str, first_line: int) -> CodeType | None:
+    stack = [root]
+    while stack:
+        code = stack.pop()
+        if code.co_qualname == name and code.co_firstlineno == first_line:
+            return code
+        stack.extend(c for c in code.co_consts if isinstance(c, CodeType))
+    return None
+
+
+class _Viewer:
+    def __init__(self, same_python: bool) -> None:
+        self.same_python = same_python
+        self.files: dict[str, FileView] = {}
+        self.compiled: dict[str, CodeType | None] = {}
+        self.codes: dict[int, _Code] = {}
+        self.frames: dict[tuple[int, int], _Frame] = {}
+        self.ops = 0
+
+    def file(self, path: str) -> FileView:
+        view = self.files.get(path)
+        if view is None:
+            source: str | None = None
+            smap: StatementMap | None = None
+            if not path.startswith("<") and os.path.isfile(path):
+                try:
+                    with open(path, encoding="utf-8") as f:
+                        source = f.read()
+                    smap = statements_for_module(source, path)
+                except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+                    source, smap = None, None
+            view = self.files[path] = FileView(path, source, smap)
+        return view
+
+    def learn(self, number: int, name: str, path: str, first_line: int) -> None:
+        view = self.file(path)
+        view.functions.add(name)
+        table: list[int] | None = None
+        if view.smap is not None and view.source is not None and self.same_python:
+            if path not in self.compiled:
+                try:
+                    self.compiled[path] = compile(view.source, path, "exec", dont_inherit=True)
+                except (SyntaxError, ValueError):
+                    self.compiled[path] = None
+            root = self.compiled[path]
+            code = _find_code(root, name, first_line) if root is not None else None
+            if code is not None:
+                table = view.smap.table(code).statement_at
+                view.exact = True
+        self.codes[number] = _Code(view, name, table)
+
+    def statement(self, code: _Code, pc: int, line: int) -> int:
+        if code.table is not None:
+            i = pc >> 1
+            return code.table[i] if 0 <= i < len(code.table) else -1
+        smap = code.file.smap
+        if smap is None:
+            return -1
+        ids = smap._by_line.get(line)
+        return ids[0] if ids else -1
+
+    def sample(self, frame: _Frame, sid: int, at_return: bool = False) -> None:
+        code = frame.code
+        if code is None or code.file.smap is None:
+            return
+        stats = code.file.stats.setdefault(sid, StatementStats())
+        stats.hits += 1
+        fresh = frame.values_at >= frame.cur_at if at_return else frame.values_at > frame.cur_at
+        if stats.hits > MAX_SAMPLES or not fresh:
+            return
+        for name in code.file.smap.statements[sid].names:
+            if name in frame.values:
+                stats.samples.setdefault(name, []).append(frame.values[name])
+
+
+def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if line.strip():
+            yield number, line
+
+
+def view_trace(path: str) -> list[FileView]:
+    """Per source file, the statements a recorded trace ran (see the module
+    docstring); raises ``OSError`` or :class:`TraceFormatError`."""
+    with open(path, "rb") as f:
+        data = f.read()
+    decoder = msgspec.json.Decoder(dict[str, Any])
+    viewer: _Viewer | None = None
+    for number, raw in _lines(data):
+        try:
+            obj = decoder.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise TraceFormatError(f"line {number}: not a JSON object: {exc}") from None
+        if viewer is None:
+            version = obj.get("blocktrace")
+            if version != 1:
+                raise TraceFormatError(
+                    "line 1: not a blocktrace trace header (format version 1)"
+                    if version is None else f"line 1: unknown format version {version!r}"
+                )
+            recorded = str(obj.get("python", ""))
+            same = recorded.split(".")[:2] == platform.python_version().split(".")[:2]
+            viewer = _Viewer(same)
+            continue
+        _event(viewer, obj, number)
+    if viewer is None:
+        raise TraceFormatError("empty file: no trace header")
+    for frame in list(viewer.frames.values()):
+        if frame.cur >= 0:
+            viewer.sample(frame, frame.cur, at_return=True)
+    return [v for v in viewer.files.values() if v.smap is not None or v.functions]
+
+
+def _event(viewer: _Viewer, obj: dict[str, Any], number: int) -> None:
+    thread = obj.get("thread", 0)
+    event = obj.get("event")
+    try:
+        if "op" in obj and event in (None, "raise", "reraise", "handled"):
+            if event is not None:
+                return
+            key = (thread, int(obj["depth"]))
+            frame = viewer.frames.get(key)
+            if frame is None:
+                frame = viewer.frames[key] = _Frame(viewer.codes.get(int(obj["code"])))
+            values = obj.get("locals")
+            viewer.ops += 1
+            if isinstance(values, dict):
+                frame.values.update(values)
+                frame.values_at = viewer.ops
+            if frame.code is None:
+                return
+            sid = viewer.statement(frame.code, int(obj["pc"]), int(obj.get("line", 0)))
+            if sid >= 0 and sid != frame.cur:
+                if frame.cur >= 0:
+                    viewer.sample(frame, frame.cur)
+                frame.cur = sid
+                frame.cur_at = viewer.ops
+        elif event == "call":
+            number_ = int(obj["code"])
+            if number_ not in viewer.codes:
+                viewer.learn(number_, str(obj["name"]), str(obj["file"]), int(obj["firstLine"]))
+            key = (thread, int(obj["depth"]))
+            viewer.frames[key] = _Frame(viewer.codes[number_])
+        elif event == "return":
+            key = (thread, int(obj["depth"]))
+            frame = viewer.frames.pop(key, None)
+            if frame is not None and frame.cur >= 0:
+                viewer.sample(frame, frame.cur, at_return=True)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TraceFormatError(f"line {number}: malformed event: {exc!r}") from None
+
+
+# -- output ---------------------------------------------------------------------------
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return msgspec.json.encode(value).decode()
+
+
+def _function_span(view: FileView, name: str) -> tuple[int, int] | None:
+    """Lines of the ``def`` (or class) whose qualified name ends with ``name``."""
+    if view.source is None:
+        return None
+    import ast
+
+    tree = ast.parse(view.source)
+    best: tuple[int, int] | None = None
+
+    def walk(node: ast.AST, prefix: str) -> None:
+        nonlocal best
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                qual = prefix + child.name
+                if best is None and (qual == name or child.name == name):
+                    first = min([child.lineno] + [d.lineno for d in child.decorator_list])
+                    best = (first, child.end_lineno or child.lineno)
+                inner = qual + (".<locals>." if not isinstance(child, ast.ClassDef) else ".")
+                walk(child, inner)
+
+    walk(tree, "")
+    return best
+
+
+def _selected(views: list[FileView], function: str | None) -> list[tuple[FileView, int, int]]:
+    out = []
+    for view in views:
+        if view.source is None:
+            continue
+        n_lines = len(view.source.splitlines())
+        if function is None:
+            out.append((view, 1, n_lines))
+            continue
+        span = _function_span(view, function)
+        if span is not None:
+            out.append((view, *span))
+    return out
+
+
+def render_text(views: list[FileView], function: str | None = None) -> str:
+    """The annotated source: hit counts in the margin, one line per statement
+    beside its source line, sample values after it."""
+    parts: list[str] = []
+    for view, first, last in _selected(views, function):
+        assert view.source is not None and view.smap is not None
+        note = "" if view.exact else "  (line-level: source or Python version differs)"
+        parts.append(f"== {view.path}{note}")
+        by_line: dict[int, list[int]] = {}
+        for st in view.smap.statements:
+            if first <= st.line <= last:
+                by_line.setdefault(st.line, []).append(st.index)
+        src = view.source.splitlines()
+        for ln in range(first, last + 1):
+            text = src[ln - 1] if ln <= len(src) else ""
+            ids = by_line.get(ln, [])
+            hits = [view.stats[i].hits if i in view.stats else 0 for i in ids]
+            if not ids:
+                margin = ""
+            elif len(ids) == 1:
+                margin = str(hits[0]) if hits[0] else "!"
+            else:
+                margin = "/".join(str(h) for h in hits)
+            parts.append(f"{margin:>8} | {text}")
+            for i in ids:
+                stats = view.stats.get(i)
+                if stats is None or not stats.samples:
+                    continue
+                shown = "  ".join(
+                    f"{name}={', '.join(_show(v) for v in values[:5])}"
+                    + (" …" if len(values) > 5 else "")
+                    for name, values in sorted(stats.samples.items())
+                )
+                label = view.smap.statements[i].key.splitlines()[0] if len(ids) > 1 else ""
+                parts.append(f"{'':>8} |     {f'[{label}] ' if label else ''}{shown}")
+    return "\n".join(parts) + ("\n" if parts else "")
+
+
+class _JsonStatement(msgspec.Struct):
+    file: str
+    line: int
+    statement: str
+    hits: int
+    samples: dict[str, list[Any]]
+
+
+def render_json(views: list[FileView], function: str | None = None) -> bytes:
+    """One JSON object per statement (file, line, statement, hits, samples), as JSON Lines."""
+    encoder = msgspec.json.Encoder()
+    out = bytearray()
+    for view, first, last in _selected(views, function):
+        assert view.smap is not None
+        for st in view.smap.statements:
+            if not first <= st.line <= last:
+                continue
+            stats = view.stats.get(st.index, StatementStats())
+            encoder.encode_into(
+                _JsonStatement(view.path, st.line, st.key, stats.hits, stats.samples),
+                out, len(out),
+            )
+            out += b"\n"
+    return bytes(out)

@@ -1,0 +1,155 @@
+"""``blocktrace lines`` and ``blocktrace types`` as a user runs them: real
+subprocesses on real files."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+
+SCRIPT = '''\
+import sys
+
+
+def demo(n):
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+
+def unused(x):
+    return x * 2
+
+
+class Box:
+    def __init__(self, size):
+        self.size = size
+
+    def grow(self, by):
+        self.size += by
+        return self.size
+
+
+print(demo(int(sys.argv[1])))
+print(Box(2).grow(1.5))
+sys.exit(3)
+'''
+
+
+def blocktrace(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "blocktrace", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def record(tmp_path: Path, locals_mode: str = "on") -> Path:
+    (tmp_path / "prog.py").write_text(SCRIPT)
+    proc = blocktrace("run", "--locals", locals_mode, "-o", "prog.jsonl", "prog.py", "4",
+                      cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    return tmp_path / "prog.jsonl"
+
+
+def test_lines_annotates_source_with_hits_and_values(tmp_path: Path) -> None:
+    record(tmp_path)
+    proc = blocktrace("lines", "prog.jsonl", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert out[0] == "== prog.py"  # as Python named it: relative to where it ran
+    margins = {line.split("|", 1)[1].strip(): line.split("|", 1)[0].strip() for line in out[1:]
+               if line.split("|", 1)[0].strip()}
+    assert margins["total = 0"] == "1"
+    assert margins["for i in range(n):"] == "5"
+    assert margins["total += i"] == "4"
+    assert margins["def demo(n):"] == "1"
+    assert margins["return x * 2"] == "!"  # never ran
+    after_for = out[out.index("       5 |     for i in range(n):") + 1]
+    assert after_for.split("|", 1)[1].split() == ["i=0,", "1,", "2,", "3,", "3", "n=4,", "4,",
+                                                  "4,", "4,", "4"]
+    after_return = out[out.index("       1 |     return total") + 1]
+    assert after_return.endswith("total=6")
+
+
+def test_lines_function_filter_and_json(tmp_path: Path) -> None:
+    record(tmp_path, "changes")
+    proc = blocktrace("lines", "prog.jsonl", "--function", "Box.grow", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = [msgspec.json.decode(line) for line in proc.stdout.splitlines()]
+    assert [r["statement"] for r in rows] == [
+        "def grow(self, by):", "self.size += by", "return self.size"
+    ]
+    assert [r["hits"] for r in rows] == [1, 1, 1]  # the def ran once, in the class body
+    assert rows[1]["samples"]["by"] == [1.5]
+    text = blocktrace("lines", "prog.jsonl", "--function", "demo", cwd=tmp_path).stdout
+    assert "def demo(n):" in text and "class Box" not in text
+
+
+def test_lines_errors_are_one_line(tmp_path: Path) -> None:
+    record(tmp_path)
+    for args, needle in (
+        (["lines", "missing.jsonl"], "cannot read"),
+        (["lines", "prog.py"], "not a JSON object"),
+        (["lines", "prog.jsonl", "--function", "nope"], "no traced source defines 'nope'"),
+    ):
+        proc = blocktrace(*args, cwd=tmp_path)
+        assert proc.returncode == 2
+        assert needle in proc.stderr and len(proc.stderr.splitlines()) == 1
+        assert "Traceback" not in proc.stderr
+
+
+def test_types_runs_a_program_and_writes_table_stubs_patch(tmp_path: Path) -> None:
+    (tmp_path / "prog.py").write_text(SCRIPT)
+    proc = blocktrace("types", "--csv", "t.csv", "--stubs", "stubs", "--patch", "p.diff",
+                      "prog.py", "5", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr  # the program's own exit status
+    assert proc.stdout == "10\n3.5\n"  # the program's output, unchanged
+    rows = [msgspec.json.decode(line) for line in
+            (tmp_path / "prog.types.jsonl").read_bytes().splitlines()]
+    grow = [r for r in rows if r["function"] == "Box.grow" and r["kind"] == "param"
+            and r["name"] == "by"]
+    assert grow[0]["types"] == [{"module": None, "name": "float"}]
+    assert grow[0]["class"] == "Box"
+    with (tmp_path / "t.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == len(rows)
+    stub = (tmp_path / "stubs" / "prog.pyi").read_text()
+    assert "def demo(n: int) -> int: ..." in stub
+    assert "    size: float | int" in stub
+    patch = (tmp_path / "p.diff").read_text()
+    assert "+def demo(n: int) -> int:" in patch
+    assert "+    def grow(self, by: float) -> float:" in patch
+
+
+def test_types_from_recorded_tables(tmp_path: Path) -> None:
+    (tmp_path / "prog.py").write_text(SCRIPT)
+    assert blocktrace("types", "-o", "a.jsonl", "prog.py", "2", cwd=tmp_path).returncode == 3
+    proc = blocktrace("types", "--from", "a.jsonl", "--from", "a.jsonl", "-o", "m.jsonl",
+                      "--stubs", "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    merged = [msgspec.json.decode(line) for line in
+              (tmp_path / "m.jsonl").read_bytes().splitlines()]
+    single = [msgspec.json.decode(line) for line in
+              (tmp_path / "a.jsonl").read_bytes().splitlines()]
+    assert [r["counts"] for r in merged] == [[2 * n for n in r["counts"]] for r in single]
+    assert (tmp_path / "out" / "prog.pyi").exists()
+
+
+def test_types_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "bad.jsonl").write_text("nonsense\n")
+    (tmp_path / "prog.py").write_text(SCRIPT)
+    (tmp_path / "taken.jsonl").write_text("")
+    for args, needle in (
+        (["types", "--from", "bad.jsonl"], "bad.jsonl:1"),
+        (["types", "--from", "nowhere.jsonl"], "cannot read"),
+        (["types"], "nothing to do"),
+        (["types", "missing.py"], "missing.py"),
+        (["types", "-o", "taken.jsonl", "prog.py"], "exists"),
+        (["types", "--from", "bad.jsonl", "prog.py"], "not both"),
+    ):
+        proc = blocktrace(*args, cwd=tmp_path)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert needle in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
