@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "blocktrace.cli.diff",
     "blocktrace.cli.proofs",
     "blocktrace.cli.snapshot",
+    "blocktrace.cli.views",
 )
 
 
