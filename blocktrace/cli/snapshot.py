@@ -1,0 +1,176 @@
+"""``blocktrace snapshot`` and ``blocktrace serve``: step-by-step snapshots of a
+program, once from the command line or as a confined HTTP service."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import msgspec
+
+from blocktrace.cli import CliError
+from blocktrace.snapshot.model import MAX_STEPS, Limits, SnapshotRequest
+from blocktrace.snapshot.runner import Confinement, run_request_sync
+
+_MAX_REQUEST = 4 * 1024 * 1024
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "snapshot",
+        help="run a program confined and print its steps (stack, heap, output) as JSON",
+        description="Read one request {\"source\", \"input\", \"steps\", \"format\"} as JSON on "
+        "stdin, or take SCRIPT with --input and --steps, run it in a confined child process "
+        "and write the response (docs/SNAPSHOTS.md) to stdout.  Exit status: 0 when the "
+        "program ended normally, 1 when it raised or hit a limit, 2 for bad input.",
+    )
+    p.add_argument("script", nargs="?", metavar="SCRIPT", help="the program (default: a request "
+                   "on stdin)")
+    p.add_argument("--input", metavar="FILE", help="the program's stdin (with SCRIPT)")
+    p.add_argument("--steps", type=_positive_int, default=1000, metavar="N",
+                   help="record at most N steps (with SCRIPT; default 1000)")
+    p.add_argument("--format", choices=("snapshots", "trace"), default=None,
+                   help="snapshots (default) or a verifiable blocktrace trace (JSON Lines)")
+    p.add_argument("--genesis", metavar="TOKEN", help="genesis token of the trace (--format trace)")
+    p.add_argument("--pretty", action="store_true", help="indent the JSON response")
+    _limit_options(p)
+    p.set_defaults(handler=snapshot)
+
+    s = sub.add_parser(
+        "serve",
+        help="serve snapshots over HTTP: POST /trace, GET /health (needs uvicorn)",
+        description="Serve POST /trace (a snapshot request as JSON) and GET /health with "
+        "uvicorn (pip install 'blocktrace[server]').  Each request runs in its own confined "
+        "child process; when all workers are busy and the queue is full the answer is 503.",
+    )
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks one)")
+    s.add_argument("--workers", type=_positive_int, default=2, metavar="N",
+                   help="programs run at once (default 2)")
+    s.add_argument("--queue", type=_non_negative_int, default=8, metavar="N",
+                   help="requests that may wait for a worker before 503 (default 8)")
+    s.add_argument("--max-body", type=_positive_int, default=256 * 1024, metavar="BYTES",
+                   help="largest request body accepted (default 262144)")
+    s.add_argument("--max-steps", type=_positive_int, default=10_000, metavar="N",
+                   help="largest 'steps' a request may ask for (default 10000)")
+    _limit_options(s)
+    s.set_defaults(handler=serve)
+
+
+def _limit_options(p: argparse.ArgumentParser) -> None:
+    d = Limits()
+    p.add_argument("--cpu", type=_positive_int, default=d.cpu_seconds, metavar="SECONDS",
+                   help=f"CPU time limit of a run (default {d.cpu_seconds})")
+    p.add_argument("--wall", type=_positive_float, default=d.wall_seconds, metavar="SECONDS",
+                   help=f"wall-clock limit of a run (default {d.wall_seconds:g})")
+    p.add_argument("--memory", type=_positive_int, default=d.memory_bytes >> 20, metavar="MIB",
+                   help=f"address-space limit in MiB (default {d.memory_bytes >> 20})")
+    p.add_argument("--sandbox", choices=("auto", "bwrap", "none"), default="auto",
+                   help="OS-level confinement: bubblewrap when it works (auto), required, or off")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    return 0 if text.strip() == "0" else _positive_int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _limits(args: argparse.Namespace, max_steps: int) -> Limits:
+    return Limits(cpu_seconds=args.cpu, wall_seconds=args.wall,
+                  memory_bytes=args.memory << 20, max_steps=max_steps)
+
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as exc:
+        raise CliError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise CliError(f"{what} {path} is not UTF-8 text") from None
+
+
+def _request(args: argparse.Namespace) -> SnapshotRequest:
+    if args.script is not None:
+        source = _read_text(args.script, "script")
+        text = _read_text(args.input, "input file") if args.input is not None else ""
+        try:
+            return SnapshotRequest(
+                source=source, input=text, steps=args.steps, format=args.format or "snapshots",
+                genesis=args.genesis,
+            )
+        except (TypeError, ValueError) as exc:
+            raise CliError(str(exc)) from None
+    if args.input is not None:
+        raise CliError("--input goes with SCRIPT; a request on stdin carries its own input")
+    raw = sys.stdin.buffer.read(_MAX_REQUEST + 1)
+    if len(raw) > _MAX_REQUEST:
+        raise CliError(f"request on stdin is over {_MAX_REQUEST} bytes")
+    try:
+        request = msgspec.json.decode(raw, type=SnapshotRequest)
+    except msgspec.ValidationError as exc:
+        raise CliError(f"invalid request on stdin: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise CliError(f"request on stdin is not JSON: {exc}") from None
+    if args.format is not None:
+        request = msgspec.structs.replace(request, format=args.format)
+    if args.genesis is not None:
+        request = msgspec.structs.replace(request, genesis=args.genesis)
+    return request
+
+
+def snapshot(args: argparse.Namespace) -> int:
+    request = _request(args)
+    try:
+        limits = _limits(args, MAX_STEPS)
+        result = run_request_sync(request, limits, Confinement(sandbox=args.sandbox))
+    except RuntimeError as exc:
+        raise CliError(str(exc)) from None
+    body = result.body
+    if args.pretty and result.content_type == "application/json":
+        body = msgspec.json.format(body, indent=2) + b"\n"
+    elif not body.endswith(b"\n"):
+        body += b"\n"
+    sys.stdout.buffer.write(body)
+    sys.stdout.flush()
+    return 0 if result.status == "ok" else 1
+
+
+def serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError:
+        raise CliError("needs uvicorn: pip install 'blocktrace[server]'") from None
+    from blocktrace.snapshot.app import SnapshotApp
+
+    app = SnapshotApp(
+        limits=_limits(args, args.max_steps), confinement=Confinement(sandbox=args.sandbox),
+        workers=args.workers, queue=args.queue, max_body=args.max_body,
+    )
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                            access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except OSError as exc:
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return 0 if server.started else 1

@@ -1,0 +1,195 @@
+"""The snapshot service: a hand-written ASGI application (no framework).
+
+``POST /trace`` takes a :class:`SnapshotRequest` as JSON and answers with the
+run's :class:`SnapshotResponse` (or, for ``"format": "trace"``, the blocktrace
+trace as JSON Lines).  ``GET /health`` says the service is up and how busy it
+is.  Every run happens in its own confined child (see
+:mod:`blocktrace.snapshot.runner`); at most ``workers`` run at once and at most
+``queue`` more wait, beyond which a request is answered ``503`` at once rather
+than piling up.  A bad request gets a 4xx whose JSON body holds a one-line
+``error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import msgspec
+
+from blocktrace.snapshot.model import Limits, SnapshotRequest
+from blocktrace.snapshot.runner import Confinement, run_request, sandbox_kind
+
+__all__ = ["SnapshotApp"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_decoder = msgspec.json.Decoder(SnapshotRequest)
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class SnapshotApp:
+    """The ASGI application; one instance serves every request of a server."""
+
+    def __init__(
+        self,
+        *,
+        limits: Limits | None = None,
+        confinement: Confinement | None = None,
+        workers: int = 2,
+        queue: int = 8,
+        max_body: int = 256 * 1024,
+    ) -> None:
+        self.limits = limits or Limits()
+        self.confinement = confinement or Confinement()
+        self.workers = max(1, workers)
+        self.queue = max(0, queue)
+        self.max_body = max_body
+        self.running = 0
+        self.waiting = 0
+        self.served = 0
+        self._slots: asyncio.Semaphore | None = None
+        self._sandbox: str | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "http":
+            try:
+                await self._http(scope, receive, send)
+            except _HTTPError as exc:
+                await _send_json(send, exc.status, {"error": exc.reason})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self._sandbox = await asyncio.to_thread(sandbox_kind, self.confinement)
+                except RuntimeError as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, method = scope["path"], scope["method"]
+        if path == "/health":
+            if method not in ("GET", "HEAD"):
+                raise _HTTPError(405, f"{method} is not allowed on /health (use GET)")
+            await _send_json(send, 200, self.health())
+        elif path == "/trace":
+            if method != "POST":
+                raise _HTTPError(405, f"{method} is not allowed on /trace (use POST)")
+            request = self._parse(await self._body(scope, receive))
+            await self._run(request, send)
+        else:
+            raise _HTTPError(404, f"no such endpoint: {path} (POST /trace, GET /health)")
+
+    def health(self) -> dict[str, Any]:
+        """What ``GET /health`` reports."""
+        if self._sandbox is None:
+            self._sandbox = sandbox_kind(self.confinement)
+        return {
+            "status": "ok", "running": self.running, "queued": self.waiting,
+            "workers": self.workers, "queue": self.queue, "served": self.served,
+            "sandbox": self._sandbox, "auditHook": self.confinement.audit_hook,
+        }
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    raise _HTTPError(400, "Content-Length is not a number") from None
+                if declared > self.max_body:
+                    raise _HTTPError(413, f"request body over {self.max_body} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _HTTPError(400, "client went away")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise _HTTPError(413, f"request body over {self.max_body} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _parse(self, body: bytes) -> SnapshotRequest:
+        try:
+            request = _decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            raise _HTTPError(422, f"invalid request: {_one_line(exc)}") from None
+        except msgspec.DecodeError as exc:
+            raise _HTTPError(400, f"malformed JSON: {_one_line(exc)}") from None
+        if request.steps > self.limits.max_steps:
+            raise _HTTPError(422, f"invalid request: steps over {self.limits.max_steps}")
+        return request
+
+    async def _run(self, request: SnapshotRequest, send: Send) -> None:
+        if self.running + self.waiting >= self.workers + self.queue:
+            await _send_json(send, 503, {"error": "busy: every worker and queue place is taken"},
+                             extra=[(b"retry-after", b"1")])
+            return
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.workers)
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        self.running += 1
+        try:
+            result = await run_request(request, self.limits, self.confinement)
+        except Exception as exc:
+            sys.stderr.write(f"blocktrace serve: run failed: {type(exc).__name__}: {exc}\n")
+            raise _HTTPError(500, f"the run could not be carried out: {_one_line(exc)}") from None
+        finally:
+            self.running -= 1
+            self._slots.release()
+        self.served += 1
+        headers = [(b"x-blocktrace-status", result.status.encode())]
+        if result.limit is not None:
+            headers.append((b"x-blocktrace-limit", result.limit.encode()))
+        await _send(send, 200, result.body, result.content_type, headers)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+async def _send_json(
+    send: Send, status: int, payload: dict[str, Any],
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    await _send(send, status, msgspec.json.encode(payload), "application/json", extra or [])
+
+
+async def _send(
+    send: Send, status: int, body: bytes, content_type: str, extra: list[tuple[bytes, bytes]]
+) -> None:
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

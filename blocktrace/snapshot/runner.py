@@ -1,0 +1,275 @@
+"""Running one request in a confined child process (the parent's side).
+
+Each request gets a fresh private temporary directory and a fresh child
+(:mod:`blocktrace.snapshot.child`), started with no inherited file descriptors,
+a minimal environment, its own session (so the whole process group can be
+killed), and bubblewrap around it when that works here.  The parent enforces
+what the child cannot enforce on itself: the wall-clock limit and the size of
+what comes back; whatever happens, the child's process group is killed and
+reaped and the directory removed before the answer is returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Literal
+
+import msgspec
+
+from blocktrace.snapshot.confine import (
+    SANDBOX_DIR,
+    bwrap_command,
+    bwrap_usable,
+    minimal_env,
+    python_dirs,
+)
+from blocktrace.snapshot.model import (
+    ChildJob,
+    EndRecord,
+    ErrorInfo,
+    LimitName,
+    Limits,
+    SnapshotRequest,
+    SnapshotResponse,
+    Status,
+    Step,
+)
+
+__all__ = ["Confinement", "RunResult", "run_request", "run_request_sync", "sandbox_kind"]
+
+_UNPRIVILEGED_UID = 65534
+_KILL_GRACE = 2.0
+
+
+@dataclass(frozen=True)
+class Confinement:
+    """Which confinement layers to use; the defaults use every layer available."""
+
+    audit_hook: bool = True
+    sandbox: Literal["auto", "bwrap", "none"] = "auto"
+    """``auto``: bubblewrap when it works here; ``bwrap``: require it."""
+    python: str = field(default_factory=lambda: sys.executable)
+
+
+@dataclass
+class RunResult:
+    """What a run produced, ready to send: the body and its media type."""
+
+    body: bytes
+    content_type: str
+    status: Status
+    limit: LimitName | None = None
+
+
+def sandbox_kind(confinement: Confinement) -> str:
+    """``bwrap`` or ``none``: the OS-level layer runs will get."""
+    if confinement.sandbox == "none":
+        return "none"
+    if bwrap_usable() is not None:
+        return "bwrap"
+    if confinement.sandbox == "bwrap":
+        raise RuntimeError("bubblewrap (bwrap) is required but cannot run here")
+    return "none"
+
+
+class _Collected:
+    def __init__(self) -> None:
+        self.steps: list[msgspec.Raw] = []
+        self.trace: list[bytes] = []
+        self.end: EndRecord | None = None
+        self.size = 0
+        self.bad = False
+        self.too_big = False
+        self.last_stdout = ""
+
+
+_step_decoder = msgspec.json.Decoder(Step)
+_end_decoder = msgspec.json.Decoder(EndRecord)
+
+
+def _take_line(line: bytes, got: _Collected) -> None:
+    kind, body = line[:1], line[1:]
+    try:
+        if kind == b"S":
+            step = _step_decoder.decode(body)
+            got.steps.append(msgspec.Raw(body))
+            got.last_stdout = step.stdout
+        elif kind == b"T":
+            got.trace.append(body + b"\n")
+        elif kind == b"E":
+            got.end = _end_decoder.decode(body)
+        else:
+            got.bad = True
+    except msgspec.DecodeError:
+        got.bad = True
+
+
+async def _read_channel(stream: asyncio.StreamReader, got: _Collected, cap: int) -> None:
+    pending = b""
+    while True:
+        chunk = await stream.read(1 << 16)
+        if not chunk:
+            break
+        got.size += len(chunk)
+        if got.size > cap:
+            got.too_big = True
+            return
+        pending += chunk
+        if b"\n" in pending:
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                _take_line(line, got)
+
+
+async def _drain(stream: asyncio.StreamReader, cap: int) -> bytes:
+    kept = b""
+    while True:
+        chunk = await stream.read(1 << 16)
+        if not chunk:
+            return kept
+        if len(kept) < cap:
+            kept += chunk[: cap - len(kept)]
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+async def run_request(
+    request: SnapshotRequest,
+    limits: Limits | None = None,
+    confinement: Confinement | None = None,
+) -> RunResult:
+    """Run ``request`` in a confined child and build the response."""
+    limits = limits or Limits()
+    confinement = confinement or Confinement()
+    kind = sandbox_kind(confinement)
+    root = os.geteuid() == 0
+    uid = _UNPRIVILEGED_UID if kind == "bwrap" and root else None
+    workdir = tempfile.mkdtemp(prefix="blocktrace-snapshot-")
+    try:
+        os.chmod(workdir, 0o700)
+        if uid is not None:
+            os.chown(workdir, uid, uid)
+        inner_dir = SANDBOX_DIR if kind == "bwrap" else workdir
+        python = [confinement.python, "-I", "-B", "-m", "blocktrace.snapshot.child"]
+        if kind == "bwrap":
+            bwrap = bwrap_usable()
+            assert bwrap is not None
+            cmd = bwrap_command(bwrap, workdir, python, setuid=uid is not None)
+        else:
+            cmd = python
+        job = ChildJob(
+            request=request, limits=limits, workdir=inner_dir,
+            audit_hook=confinement.audit_hook, uid=uid, allowed_read=python_dirs(),
+        )
+        got, killed, returncode, stderr = await _run_child(
+            cmd, msgspec.json.encode(job), workdir, limits, got=_Collected()
+        )
+        if kind == "bwrap" and returncode > 128:
+            returncode = 128 - returncode  # bwrap reports a signal death as 128 + n
+        return _result(request, got, killed, returncode, stderr, limits)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _run_child(
+    cmd: list[str], job: bytes, workdir: str, limits: Limits, got: _Collected
+) -> tuple[_Collected, bool, int, bytes]:
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, close_fds=True, start_new_session=True,
+        env=minimal_env(workdir), cwd=workdir, limit=1 << 16,
+    )
+    killed = False
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            proc.stdin.write(job)
+            await proc.stdin.drain()
+            proc.stdin.close()
+        reader = asyncio.ensure_future(_read_channel(proc.stdout, got, limits.response_bytes))
+        errors = asyncio.ensure_future(_drain(proc.stderr, 4096))
+        try:
+            await asyncio.wait_for(asyncio.shield(reader), timeout=limits.wall_seconds)
+        except TimeoutError:
+            killed = True
+        if got.too_big:
+            killed = True
+        if killed or got.end is not None:
+            _kill_group(proc.pid)
+        try:
+            returncode = await asyncio.wait_for(proc.wait(), timeout=_KILL_GRACE)
+        except TimeoutError:
+            _kill_group(proc.pid)
+            returncode = await proc.wait()
+        reader.cancel()
+        stderr = await asyncio.wait_for(errors, timeout=_KILL_GRACE)
+    except BaseException:
+        _kill_group(proc.pid)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise
+    finally:
+        _kill_group(proc.pid)
+    return got, killed and got.end is None, returncode, stderr
+
+
+def _result(
+    request: SnapshotRequest, got: _Collected, killed: bool, returncode: int, stderr: bytes,
+    limits: Limits,
+) -> RunResult:
+    end = got.end
+    if end is None:
+        end = _abnormal_end(got, killed, returncode, stderr, limits)
+    if request.format == "trace":
+        return RunResult(b"".join(got.trace), "application/jsonl", end.status, end.limit)
+    response = SnapshotResponse(
+        status=end.status, steps=got.steps, stdout=end.stdout, error=end.error, limit=end.limit
+    )
+    return RunResult(msgspec.json.encode(response), "application/json", end.status, end.limit)
+
+
+def _abnormal_end(
+    got: _Collected, killed: bool, returncode: int, stderr: bytes, limits: Limits
+) -> EndRecord:
+    """The end record for a child that did not send one."""
+    stdout = got.last_stdout
+    if got.too_big:
+        message = f"stopped: response over {limits.response_bytes} bytes"
+        return EndRecord("limit", stdout, ErrorInfo("LimitExceeded", message), "output")
+    if killed:
+        message = f"stopped: wall-clock time limit of {limits.wall_seconds:g} s reached"
+        return EndRecord("limit", stdout, ErrorInfo("LimitExceeded", message), "wall_time")
+    if returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        message = f"stopped: CPU time limit of {limits.cpu_seconds} s reached"
+        return EndRecord("limit", stdout, ErrorInfo("LimitExceeded", message), "cpu_time")
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        message = f"the program's process crashed ({name})"
+        return EndRecord("error", stdout, ErrorInfo("ProcessCrashed", message))
+    if got.bad:
+        message = "the program wrote over the tracer's result channel"
+        return EndRecord("error", stdout, ErrorInfo("ProcessCrashed", message))
+    detail = stderr.decode("utf-8", "replace").strip().splitlines()
+    tail = f": {detail[-1][:200]}" if detail else ""
+    message = f"the program's process ended with exit status {returncode}{tail}"
+    return EndRecord("error", stdout, ErrorInfo("ProcessExited", message))
+
+
+def run_request_sync(
+    request: SnapshotRequest,
+    limits: Limits | None = None,
+    confinement: Confinement | None = None,
+) -> RunResult:
+    """:func:`run_request` for callers without an event loop (the CLI)."""
+    return asyncio.run(run_request(request, limits, confinement))

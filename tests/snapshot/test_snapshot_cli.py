@@ -1,0 +1,77 @@
+"""``blocktrace snapshot`` as a user runs it: a real subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+
+
+def blocktrace(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "blocktrace", *args, "--cpu", "1", "--wall", "4"],
+        input=stdin, capture_output=True, timeout=60, check=False,
+    )
+
+
+def test_request_on_stdin() -> None:
+    request = msgspec.json.encode({"source": "x = 2\ny = x * 21\n", "steps": 50})
+    done = blocktrace("snapshot", stdin=request)
+    assert done.returncode == 0, done.stderr
+    response = msgspec.json.decode(done.stdout)
+    assert response["status"] == "ok"
+    assert response["steps"][-1]["stack"][0]["variables"] == {"x": 2, "y": 42}
+    assert done.stdout.count(b"\n") == 1  # compact
+
+
+def test_pretty() -> None:
+    done = blocktrace("snapshot", "--pretty", stdin=b'{"source": "a = 1"}')
+    assert done.returncode == 0
+    assert b'\n  "status": "ok",\n' in done.stdout
+
+
+def test_script_with_input_file_and_steps(tmp_path: Path) -> None:
+    script = tmp_path / "greet.py"
+    script.write_text("while True:\n    print('hi', input())\n")
+    feed = tmp_path / "in.txt"
+    feed.write_text("a\nb\n")
+    done = blocktrace("snapshot", str(script), "--input", str(feed), "--steps", "100")
+    assert done.returncode == 1  # the program ended with EOFError
+    response = msgspec.json.decode(done.stdout)
+    assert response["error"]["type"] == "EOFError"
+    assert response["stdout"] == "a\nhi a\nb\nhi b\n"
+
+    done = blocktrace("snapshot", str(script), "--input", str(feed), "--steps", "3")
+    response = msgspec.json.decode(done.stdout)
+    assert response["status"] == "step_limit"
+    assert len(response["steps"]) == 4
+
+
+def test_trace_format_writes_a_verifiable_trace(tmp_path: Path) -> None:
+    done = blocktrace("snapshot", "--format", "trace", "--genesis", "nonce-7",
+                      stdin=b'{"source": "print(6 * 7)"}')
+    assert done.returncode == 0, done.stderr
+    trace = tmp_path / "t.jsonl"
+    trace.write_bytes(done.stdout)
+    verified = subprocess.run([sys.executable, "-m", "blocktrace", "verify", str(trace)],
+                              capture_output=True, text=True, check=False)
+    assert verified.returncode == 0
+    assert "valid and sealed" in verified.stdout
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    for args, stdin, needle in [
+        (("snapshot",), b"{not json", b"not JSON"),
+        (("snapshot",), b'{"source": 5}', b"$.source"),
+        (("snapshot",), b'{"source": "", "stpes": 3}', b"stpes"),
+        (("snapshot",), b'{"source": "", "steps": 0}', b"$.steps"),
+        (("snapshot", str(tmp_path / "missing.py")), b"", b"cannot read script"),
+        (("snapshot", "--steps", "-3", "x.py"), b"", b"must be positive"),
+    ]:
+        done = blocktrace(*args, stdin=stdin)
+        assert done.returncode == 2, (args, stdin, done.stderr)
+        assert done.stdout == b""
+        assert done.stderr.count(b"\n") == 1 and needle in done.stderr, done.stderr
+        assert b"Traceback" not in done.stderr

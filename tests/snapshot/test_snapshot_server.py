@@ -1,0 +1,204 @@
+"""The real service: ``blocktrace serve`` in a subprocess on 127.0.0.1, real
+HTTP requests, hostile programs alongside good ones, nothing left behind."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import msgspec
+import pytest
+
+from .conftest import descendants
+
+pytest.importorskip("uvicorn")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Server:
+    def __init__(self, *args: str) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "blocktrace", "serve", "--port", str(self.port),
+             "--cpu", "1", "--wall", "3", *args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, _, _ = self.request("GET", "/health")
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the server did not start")
+            time.sleep(0.1)
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, timeout: float = 30
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers={"content-type": "application/json"})
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
+    def trace(self, payload: dict[str, Any]) -> tuple[int, Any]:
+        status, _, body = self.request("POST", "/trace", msgspec.json.encode(payload))
+        return status, msgspec.json.decode(body)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    s = Server("--workers", "2", "--queue", "16")
+    try:
+        yield s
+    finally:
+        s.stop()
+    assert descendants(os.getpid()) == []
+
+
+def test_health(server: Server) -> None:
+    status, headers, body = server.request("GET", "/health")
+    assert status == 200
+    assert headers["content-type"] == "application/json"
+    health = msgspec.json.decode(body)
+    assert health["status"] == "ok"
+    assert health["workers"] == 2
+    assert health["sandbox"] in ("bwrap", "none")
+
+
+def test_a_good_request(server: Server) -> None:
+    status, response = server.trace({"source": "x = [1, 2]\ny = x\n", "steps": 20})
+    assert status == 200
+    assert response["status"] == "ok"
+    last = response["steps"][-1]["stack"][0]["variables"]
+    assert last["x"] == last["y"] and last["x"][0] == "REF"
+
+
+def test_trace_format_over_http(server: Server) -> None:
+    status, headers, body = server.request(
+        "POST", "/trace", b'{"source": "print(1)", "format": "trace", "genesis": "n1"}'
+    )
+    assert status == 200
+    assert headers["content-type"] == "application/jsonl"
+    assert headers["x-blocktrace-status"] == "ok"
+    lines = body.splitlines()
+    assert msgspec.json.decode(lines[0])["genesis"] == "n1"
+    assert "head" in msgspec.json.decode(lines[-1])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "needle"),
+    [
+        ("POST", "/trace", b"{nope", 400, "malformed JSON"),
+        ("POST", "/trace", b"", 400, "malformed JSON"),
+        ("POST", "/trace", b'{"source": 1}', 422, "$.source"),
+        ("POST", "/trace", b'{"source": "", "steps": "9"}', 422, "$.steps"),
+        ("POST", "/trace", b'{"source": "", "sauce": 1}', 422, "sauce"),
+        ("POST", "/trace", b'{"source": "", "steps": 99999}', 422, "steps over 10000"),
+        ("POST", "/trace", b'{"source": "", "format": "xml"}', 422, "$.format"),
+        ("POST", "/trace", b'{"source": "' + b"#" * 300_000 + b'"}', 413, "over 262144 bytes"),
+        ("GET", "/trace", None, 405, "use POST"),
+        ("POST", "/health", b"", 405, "use GET"),
+        ("GET", "/nowhere", None, 404, "no such endpoint"),
+    ],
+)
+def test_bad_requests_get_a_4xx_with_one_line(
+    server: Server, method: str, path: str, body: bytes | None, status: int, needle: str
+) -> None:
+    got, _, raw = server.request(method, path, body)
+    assert got == status
+    reason = msgspec.json.decode(raw)["error"]
+    assert needle in reason and "\n" not in reason
+
+
+HOSTILE = [
+    "while True:\n    pass\n",
+    "import itertools\nsum(itertools.repeat(1))\n",
+    "x = [0] * (10 ** 10)\n",
+    "import os\nwhile True:\n    os.fork()\n",
+    "import os\nos._exit(1)\n",
+    "import ctypes\nctypes.string_at(0)\n",
+    "print('x' * 10 ** 7)\n",
+    "print(open('/etc/passwd').read())\n",
+    "import socket\nsocket.create_connection(('127.0.0.1', 22))\n",
+    "def f():\n    f()\nf()\n",
+    "while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n"
+    "        pass\n",
+    "import time\ntime.sleep(30)\n",
+]
+
+
+def test_hostile_programs_next_to_good_ones(server: Server) -> None:
+    good = {"source": "total = 0\nfor i in range(5):\n    total += i\nprint(total)\n",
+            "steps": 100}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        bad_runs = [pool.submit(server.trace, {"source": s, "steps": 500}) for s in HOSTILE]
+        good_runs = [pool.submit(server.trace, good) for _ in range(6)]
+        for future in good_runs:
+            status, response = future.result(timeout=60)
+            assert status == 200
+            assert response["status"] == "ok"
+            assert response["stdout"] == "10\n"
+        for source, future in zip(HOSTILE, bad_runs, strict=True):
+            status, response = future.result(timeout=60)
+            assert status == 200, source
+            assert response["status"] != "ok", source
+            assert response["error"]["type"], source
+    status, _, body = server.request("GET", "/health")
+    assert status == 200
+    health = msgspec.json.decode(body)
+    assert health["running"] == 0 and health["queued"] == 0
+    assert descendants(server.proc.pid) == []
+
+
+def test_a_full_queue_answers_503() -> None:
+    s = Server("--workers", "1", "--queue", "0")
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            slow = pool.submit(s.trace, {"source": "import time\ntime.sleep(30)\n"})
+            deadline = time.monotonic() + 20
+            while msgspec.json.decode(s.request("GET", "/health")[2])["running"] == 0:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            status, headers, body = s.request("POST", "/trace", b'{"source": "x = 1"}')
+            assert status == 503
+            assert headers["retry-after"] == "1"
+            assert "busy" in msgspec.json.decode(body)["error"]
+            status, response = slow.result(timeout=60)
+            assert status == 200 and response["limit"] == "wall_time"
+        status, response = s.trace({"source": "x = 1"})
+        assert status == 200 and response["status"] == "ok"
+        assert descendants(s.proc.pid) == []
+    finally:
+        s.stop()
