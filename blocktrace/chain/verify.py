@@ -160,7 +160,7 @@ def _header(result: Verification, line: bytes) -> bool:
         return False
     try:
         header = _decode(line)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         result.reason = "line 1 is not a JSON object: not a blocktrace trace"
         return False
     version = header.get("blocktrace")
@@ -189,7 +189,7 @@ def _summary(
 ) -> bool:
     try:
         summary = _decode(body + b"}")
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         _tampered(result, number, "summary line is not valid JSON")
         return False
     if summary.get("lines") != number - 1:

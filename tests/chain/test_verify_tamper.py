@@ -1,0 +1,279 @@
+"""The verifier's tamper matrix, on a real trace made by ``blocktrace run``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from blocktrace.chain.hashing import ChainHasher, split_hash
+from blocktrace.chain.merkle import LINES_PER_LEAF, MerkleAccumulator
+from blocktrace.chain.verify import Verification, verify_file
+
+Runner = Callable[..., subprocess.CompletedProcess[str]]
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+@pytest.fixture(scope="session")
+def real_trace_path(tmp_path_factory: pytest.TempPathFactory, programs: Path) -> Path:
+    """A sealed trace of a real run (a few hundred lines); do not modify."""
+    trace = tmp_path_factory.mktemp("real") / "real.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "blocktrace", "run", "--genesis", "nonce-42", "-o", str(trace),
+         str(programs / "behaves.py"), "exit3"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert len(trace.read_bytes().splitlines()) > 100
+    return trace
+
+
+@pytest.fixture
+def real_trace(real_trace_path: Path) -> bytes:
+    return real_trace_path.read_bytes()
+
+
+def _check(tmp_path: Path, data: bytes, **anchors: str) -> Verification:
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(data)
+    return verify_file(path, **anchors)
+
+
+def _lines(data: bytes) -> list[bytes]:
+    return data.splitlines(keepends=True)
+
+
+def test_the_real_trace_is_sealed(real_trace: bytes, tmp_path: Path) -> None:
+    result = _check(tmp_path, real_trace, genesis="nonce-42")
+    assert result.status == "sealed" and result.exit_status == 0
+    lines = _lines(real_trace)
+    assert result.lines == len(lines)
+    assert result.head == _decode(lines[-1])["hash"]
+    assert result.genesis == "nonce-42"
+    assert result.summary is not None and result.summary["error"] == "SystemExit: 3"
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(position=st.integers(min_value=0), new=st.integers(min_value=0, max_value=255))
+def test_any_edited_byte_is_never_sealed(
+    real_trace_path: Path, tmp_path: Path, position: int, new: int
+) -> None:
+    real_trace = real_trace_path.read_bytes()
+    position %= len(real_trace)
+    if real_trace[position] == new:
+        new = (new + 1) % 256
+    data = bytearray(real_trace)
+    data[position] = new
+    result = _check(tmp_path, bytes(data))
+    assert result.status != "sealed", (position, new)
+
+
+@pytest.mark.parametrize("where", ["first", "second", "middle", "last event"])
+def test_any_edited_byte_positions_in_the_hash_and_body(
+    real_trace: bytes, tmp_path: Path, where: str
+) -> None:
+    lines = _lines(real_trace)
+    places = {"first": 0, "second": 1, "middle": len(lines) // 2, "last event": len(lines) - 2}
+    index = places[where]
+    for offset in (0, 5, len(lines[index]) // 2, len(lines[index]) - 10, len(lines[index]) - 3):
+        edited = bytearray(lines[index])
+        edited[offset] ^= 0x01
+        result = _check(tmp_path, b"".join([*lines[:index], bytes(edited), *lines[index + 1 :]]))
+        assert result.status in ("tampered", "unusable"), (where, offset, result)
+        if result.status == "tampered":
+            assert result.line == index + 1
+
+
+def _tampered_at(result: Verification, line: int | None) -> None:
+    assert result.status == "tampered" and result.exit_status == 1, result
+    assert result.line == line, result
+
+
+def test_deleted_line(real_trace: bytes, tmp_path: Path) -> None:
+    lines = _lines(real_trace)
+    for index in (1, 7, len(lines) - 2):
+        result = _check(tmp_path, b"".join(lines[:index] + lines[index + 1 :]))
+        _tampered_at(result, index + 1)
+
+
+def test_deleted_header_is_not_a_trace(real_trace: bytes, tmp_path: Path) -> None:
+    result = _check(tmp_path, b"".join(_lines(real_trace)[1:]))
+    assert result.status == "unusable"
+
+
+def test_duplicated_line(real_trace: bytes, tmp_path: Path) -> None:
+    lines = _lines(real_trace)
+    for index in (0, 3, len(lines) - 2):
+        result = _check(tmp_path, b"".join(lines[: index + 1] + lines[index:]))
+        _tampered_at(result, index + 2)
+
+
+def test_inserted_line(real_trace: bytes, tmp_path: Path) -> None:
+    lines = _lines(real_trace)
+    # A well-formed line with a well-formed (but wrong) hash, and one from elsewhere.
+    forged = lines[5].replace(b'"depth":1', b'"depth":2')
+    for insert in (forged, lines[9]):
+        result = _check(tmp_path, b"".join([*lines[:6], insert, *lines[6:]]))
+        _tampered_at(result, 7)
+
+
+def test_swapped_lines(real_trace: bytes, tmp_path: Path) -> None:
+    lines = _lines(real_trace)
+    swapped = [*lines]
+    swapped[10], swapped[11] = swapped[11], swapped[10]
+    _tampered_at(_check(tmp_path, b"".join(swapped)), 11)
+    swapped = [*lines]
+    swapped[-1], swapped[-2] = swapped[-2], swapped[-1]
+    _tampered_at(_check(tmp_path, b"".join(swapped)), len(lines) - 1)
+
+
+@pytest.mark.parametrize("cut", [1, 2, 50])
+def test_truncated_tail_is_unsealed(real_trace: bytes, tmp_path: Path, cut: int) -> None:
+    lines = _lines(real_trace)
+    result = _check(tmp_path, b"".join(lines[:-cut]))
+    assert result.status == "unsealed" and result.exit_status == 3
+    assert result.lines == len(lines) - cut
+    assert result.head == _decode(lines[-cut - 1])["hash"]
+
+
+@pytest.mark.parametrize("keep", [1, 40, -3])
+def test_torn_last_line_is_unsealed(real_trace: bytes, tmp_path: Path, keep: int) -> None:
+    lines = _lines(real_trace)
+    torn = lines[-5][:keep]
+    result = _check(tmp_path, b"".join([*lines[:-5], torn]))
+    assert result.status == "unsealed" and result.exit_status == 3
+    assert result.lines == len(lines) - 5
+    assert result.line == len(lines) - 4
+    assert "torn" in result.reason
+
+
+def test_torn_summary_is_not_sealed(real_trace: bytes, tmp_path: Path) -> None:
+    result = _check(tmp_path, real_trace[:-1])  # the summary's newline gone
+    assert result.status != "sealed"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b"\n",
+        b"junk",
+        b"junk\n",
+        b'{"event":"call","hash":"' + b"0" * 64 + b'"}\n',
+    ],
+)
+def test_anything_after_the_summary(real_trace: bytes, tmp_path: Path, extra: bytes) -> None:
+    result = _check(tmp_path, real_trace + extra)
+    _tampered_at(result, len(_lines(real_trace)) + 1)
+
+
+def test_appended_copy_of_a_line(real_trace: bytes, tmp_path: Path) -> None:
+    lines = _lines(real_trace)
+    _tampered_at(_check(tmp_path, real_trace + lines[-1]), len(lines) + 1)
+    _tampered_at(_check(tmp_path, real_trace + lines[3]), len(lines) + 1)
+
+
+def test_byte_order_mark(real_trace: bytes, tmp_path: Path) -> None:
+    _tampered_at(_check(tmp_path, b"\xef\xbb\xbf" + real_trace), 1)
+
+
+def test_crlf_line_endings(real_trace: bytes, tmp_path: Path) -> None:
+    _tampered_at(_check(tmp_path, real_trace.replace(b"\n", b"\r\n")), 1)
+    lines = _lines(real_trace)
+    one = b"".join([*lines[:20], lines[20].replace(b"\n", b"\r\n"), *lines[21:]])
+    _tampered_at(_check(tmp_path, one), 21)
+
+
+def _rechain(data: bytes, edit: Callable[[int, bytes], bytes]) -> bytes:
+    """A forger who knows the format: edit line bodies, then recompute every
+    hash, the summary's counts, head and Merkle root, so the chain checks."""
+    hasher = ChainHasher()
+    merkle = MerkleAccumulator()
+    group: list[bytes] = []
+    out: list[bytes] = []
+    lines = data.splitlines()
+    for number, raw in enumerate(lines[:-1]):
+        parts = split_hash(raw)
+        assert parts is not None
+        line = hasher.seal(edit(number, parts[0]))
+        out.append(line)
+        group.append(line)
+        if len(group) == LINES_PER_LEAF:
+            merkle.append_leaf_data(b"".join(group))
+            group.clear()
+    if group:
+        merkle.append_leaf_data(b"".join(group))
+    summary = _decode(lines[-1])
+    del summary["hash"]
+    summary["lines"] = len(out)
+    summary["head"] = hasher.head()
+    summary["root"] = merkle.root().hex()
+    summary["treeSize"] = merkle.size
+    out.append(hasher.seal(msgspec.json.encode(summary)[:-1]))
+    return b"".join(out)
+
+
+def test_rechained_forgery_is_caught_only_with_the_head(real_trace: bytes, tmp_path: Path) -> None:
+    honest_head = _decode(_lines(real_trace)[-1])["hash"]
+
+    def edit(number: int, body: bytes) -> bytes:
+        return body.replace(b'"line":14', b'"line":15') if number > 0 else body
+
+    forged = _rechain(real_trace, edit)
+    assert forged != real_trace
+    # The forger's tool is right: unchanged bodies give back the same bytes.
+    assert _rechain(real_trace, lambda n, b: b) == real_trace
+
+    alone = _check(tmp_path, forged)
+    assert alone.status == "sealed"  # a chain alone proves nothing against a rewrite
+    anchored = _check(tmp_path, forged, head=honest_head)
+    _tampered_at(anchored, None)
+    assert "anchored head" in anchored.reason
+    # And the honest file matches its anchor, in either case of hex.
+    assert _check(tmp_path, real_trace, head=honest_head.upper()).status == "sealed"
+
+
+def test_forged_genesis(real_trace: bytes, tmp_path: Path) -> None:
+    edited = real_trace.replace(b'"genesis":"nonce-42"', b'"genesis":"nonce-41"', 1)
+    _tampered_at(_check(tmp_path, edited), 1)
+    # Re-chained with the new genesis: sealed alone, caught by the expected genesis.
+    forged = _rechain(
+        real_trace, lambda n, b: b.replace(b'"genesis":"nonce-42"', b'"genesis":"nonce-41"')
+    )
+    assert _check(tmp_path, forged).status == "sealed"
+    _tampered_at(_check(tmp_path, forged, genesis="nonce-42"), 1)
+    _tampered_at(_check(tmp_path, real_trace, genesis="another"), 1)
+
+
+def test_head_of_a_cut_file_does_not_match(real_trace: bytes, tmp_path: Path) -> None:
+    lines = _lines(real_trace)
+    head = _decode(lines[-1])["hash"]
+    result = _check(tmp_path, b"".join(lines[:-1]), head=head)
+    _tampered_at(result, None)
+
+
+def test_summary_that_lies_about_the_count(real_trace: bytes, tmp_path: Path) -> None:
+    def edit(number: int, body: bytes) -> bytes:
+        return body
+
+    lines = _lines(real_trace)
+    # Drop an event, re-chain, but keep the old summary numbers: a careless forger.
+    shorter = b"".join([*lines[:30], *lines[31:]])
+    rechained = _rechain(shorter, edit).splitlines(keepends=True)
+    summary = _decode(lines[-1])
+    summary.pop("hash")
+    hasher = ChainHasher()
+    for line in rechained[:-1]:
+        parts = split_hash(line[:-1])
+        assert parts is not None
+        hasher.check(parts[0])
+    careless = b"".join(rechained[:-1]) + hasher.seal(msgspec.json.encode(summary)[:-1])
+    _tampered_at(_check(tmp_path, careless), len(lines) - 1)

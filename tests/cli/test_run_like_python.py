@@ -1,0 +1,143 @@
+"""``blocktrace run`` behaves like ``python``: real subprocesses side by side,
+then the trace they left must verify sealed."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+import pytest
+
+Runner = Callable[..., subprocess.CompletedProcess[str]]
+
+_decode = msgspec.json.Decoder(dict[str, object]).decode
+
+
+def _summary(trace: Path) -> dict[str, object]:
+    return _decode(trace.read_bytes().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    ("mode", "status"),
+    [
+        ("ok", 0),
+        ("exit0", 0),
+        ("exitnone", 0),
+        ("exit3", 3),  # sys.exit(3) from six frames down
+        ("exitmsg", 1),  # sys.exit("msg"): the message on stderr, status 1
+        ("raise", 1),  # uncaught exception: its traceback on stderr, status 1
+        ("stdin", 0),
+    ],
+)
+def test_same_output_status_and_a_sealed_trace(
+    mode: str, status: int, tmp_path: Path, programs: Path,
+    blocktrace_cli: Runner, python_cli: Runner,
+) -> None:
+    script = programs / "behaves.py"
+    args = [mode, "two words", "--flag", "-o", "x"]  # options after the script are the program's
+    stdin = "line one\nline two\n" if mode == "stdin" else None
+    plain = python_cli(script, *args, input=stdin)
+    trace = tmp_path / "t.jsonl"
+    traced = blocktrace_cli("run", "-o", trace, script, *args, input=stdin)
+
+    assert plain.returncode == status
+    assert traced.returncode == status
+    assert traced.stdout == plain.stdout
+    # The traceback of an uncaught exception, too: blocktrace's own frames are not in it.
+    assert traced.stderr == plain.stderr
+    assert "atexit handler ran" in traced.stdout
+    assert f"argv={args!r}" in traced.stdout
+    assert "name=__main__" in traced.stdout
+    if mode == "stdin":
+        assert "stdin='line one\\nline two\\n'" in traced.stdout
+
+    check = blocktrace_cli("verify", trace)
+    assert check.returncode == 0, check.stdout + check.stderr
+    summary = _summary(trace)
+    assert summary["output"] == str(status)
+    assert summary["pass"] is (mode in ("ok", "exit0", "exitnone", "stdin"))
+    if mode == "raise":
+        assert summary["error"] == "ValueError: deep failure"
+    header = _decode(trace.read_bytes().split(b"\n", 1)[0])
+    assert header["argv"] == [str(script), *args]
+
+
+def test_uncaught_exception_traceback_matches_python(
+    tmp_path: Path, programs: Path, blocktrace_cli: Runner, python_cli: Runner
+) -> None:
+    script = programs / "behaves.py"
+    plain = python_cli(script, "raise")
+    traced = blocktrace_cli("run", "-o", tmp_path / "t.jsonl", script, "raise")
+    assert traced.stderr.splitlines()[1] == "Traceback (most recent call last):"
+    assert "blocktrace" not in traced.stderr.replace(str(programs), "")
+    assert "runpy" not in traced.stderr
+    assert traced.stderr == plain.stderr
+
+
+def test_dash_m_module(
+    tmp_path: Path, programs: Path, blocktrace_cli: Runner, python_cli: Runner
+) -> None:
+    plain = python_cli("-m", "btprog", "4", "z", cwd=programs)
+    trace = tmp_path / "m.jsonl"
+    traced = blocktrace_cli("run", "-o", trace, "-m", "btprog", "4", "z", cwd=programs)
+    assert plain.returncode == traced.returncode == 4
+    assert traced.stdout == plain.stdout == "argv0=True argv=['4', 'z'] name=__main__\ndouble=42\n"
+    assert traced.stderr == plain.stderr == ""
+    assert blocktrace_cli("verify", trace).returncode == 0
+    names = [
+        _decode(line)["name"]
+        for line in trace.read_bytes().splitlines()
+        if line.startswith(b'{"event":"call"')
+    ]
+    assert "double" in names  # the package's own modules are the user's code: traced
+
+
+def test_default_output_name_and_verbose_head(
+    tmp_path: Path, programs: Path, blocktrace_cli: Runner
+) -> None:
+    proc = blocktrace_cli("run", "-v", programs / "behaves.py", cwd=tmp_path)
+    assert proc.returncode == 0
+    trace = tmp_path / "behaves.trace.jsonl"
+    assert trace.exists()
+    head = _summary(trace)["hash"]
+    assert isinstance(head, str) and head in proc.stderr
+    assert blocktrace_cli("verify", "--head", head, trace, cwd=tmp_path).returncode == 0
+
+
+def test_out_of_gas_exit_124_and_sealed_trace(
+    tmp_path: Path, programs: Path, blocktrace_cli: Runner
+) -> None:
+    trace = tmp_path / "g.jsonl"
+    proc = blocktrace_cli("run", "--gas", "500", "-o", trace, programs / "gasloop.py")
+    assert proc.returncode == 124
+    # Neither ``except Exception`` swallowed it nor ``except BaseException`` went on.
+    assert proc.stdout == "start\n"
+    assert "out of gas" in proc.stderr and "Traceback" not in proc.stderr
+    check = blocktrace_cli("verify", trace)
+    assert check.returncode == 0, check.stdout
+    summary = _summary(trace)
+    assert summary["error"] == "OutOfGas"
+    assert summary["pass"] is False
+    assert summary["gasUsed"] == "0x1f4"
+    assert summary["output"] == "124"
+
+
+def test_locals_and_globals_change_nothing(
+    tmp_path: Path, programs: Path, blocktrace_cli: Runner, python_cli: Runner
+) -> None:
+    """Objects whose __repr__ raises, mutates or is huge: same result, no call made."""
+    plain = python_cli(programs / "nasty.py")
+    assert plain.returncode == 0 and plain.stdout == "result=1000101 calls=[]\n"
+    for mode in ("on", "changes"):
+        trace = tmp_path / f"n-{mode}.jsonl"
+        traced = blocktrace_cli(
+            "run", "--locals", mode, "--globals", mode, "-o", trace, programs / "nasty.py"
+        )
+        assert (traced.returncode, traced.stdout, traced.stderr) == (0, plain.stdout, "")
+        assert blocktrace_cli("verify", trace).returncode == 0
+        data = trace.read_bytes()
+        assert b'"locals":' in data and b'"globals":' in data
+        assert b"<Raises #" in data and b"<Mutates #" in data
+        assert len(data) < 2_000_000  # the million-character string is bounded

@@ -1,0 +1,162 @@
+"""``blocktrace verify``: exit statuses, the human line, ``--json``, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+Runner = Callable[..., subprocess.CompletedProcess[str]]
+Check = Callable[[subprocess.CompletedProcess[str]], None]
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+@pytest.fixture(scope="module")
+def sealed(tmp_path_factory: pytest.TempPathFactory, programs: Path) -> Path:
+    trace = tmp_path_factory.mktemp("verify") / "sealed.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "blocktrace", "run", "--genesis", "g-1", "-o", str(trace),
+         str(programs / "behaves.py")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return trace
+
+
+def _head(trace: Path) -> str:
+    head = _decode(trace.read_bytes().splitlines()[-1])["hash"]
+    assert isinstance(head, str)
+    return head
+
+
+def test_sealed(sealed: Path, blocktrace_cli: Runner) -> None:
+    proc = blocktrace_cli("verify", sealed)
+    assert proc.returncode == 0
+    assert proc.stderr == ""
+    assert "valid and sealed" in proc.stdout and _head(sealed) in proc.stdout
+    anchored = blocktrace_cli("verify", "--head", _head(sealed), "--genesis", "g-1", sealed)
+    assert anchored.returncode == 0
+
+
+def test_json_shape_sealed(sealed: Path, blocktrace_cli: Runner) -> None:
+    proc = blocktrace_cli("verify", "--json", sealed)
+    assert proc.returncode == 0
+    out = _decode(proc.stdout)
+    assert proc.stdout.count("\n") == 1
+    assert out["file"] == str(sealed)
+    assert out["status"] == "sealed" and out["valid"] is True
+    assert out["lines"] == len(sealed.read_bytes().splitlines())
+    assert out["head"] == _head(sealed)
+    assert out["genesis"] == "g-1"
+    assert out["summary"]["pass"] is True and out["summary"]["output"] == "0"
+    assert "hash" not in out["summary"]
+    assert "reason" not in out and "line" not in out
+
+
+def test_tampered_exit_1(sealed: Path, tmp_path: Path, blocktrace_cli: Runner) -> None:
+    lines = sealed.read_bytes().splitlines(keepends=True)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"".join(lines[:4] + lines[5:]))
+    proc = blocktrace_cli("verify", bad)
+    assert proc.returncode == 1
+    assert "TAMPERED at line 5" in proc.stdout
+    out = _decode(blocktrace_cli("verify", "--json", bad).stdout)
+    assert out["status"] == "tampered" and out["valid"] is False and out["line"] == 5
+    assert out["reason"]
+    wrong_head = blocktrace_cli("verify", "--head", "0" * 64, sealed)
+    assert wrong_head.returncode == 1
+    wrong_genesis = blocktrace_cli("verify", "--genesis", "g-2", sealed)
+    assert wrong_genesis.returncode == 1
+
+
+def test_unsealed_exit_3(sealed: Path, tmp_path: Path, blocktrace_cli: Runner) -> None:
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(b"".join(sealed.read_bytes().splitlines(keepends=True)[:-1]))
+    proc = blocktrace_cli("verify", cut)
+    assert proc.returncode == 3
+    assert "UNSEALED" in proc.stdout
+    out = _decode(blocktrace_cli("verify", "--json", cut).stdout)
+    assert out["status"] == "unsealed" and out["valid"] is False
+    assert "summary" not in out
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        None,  # missing
+        b"",  # empty
+        b"not json at all\n",
+        b'{"name": "another JSON file", "version": 3}\n',
+        b"[1, 2, 3]\n",
+        b"\x00\xff\xfe binary\n\x01",
+        b'{"blocktrace":99,"hashAlg":"sha256","hash":"' + b"0" * 64 + b'"}\n',
+        b'{"blocktrace":1,"hashAlg":"md5","hash":"' + b"0" * 64 + b'"}\n',
+    ],
+)
+def test_unusable_input_exit_2_one_line(
+    content: bytes | None, tmp_path: Path, blocktrace_cli: Runner, one_line_error: Check
+) -> None:
+    path = tmp_path / "input.jsonl"
+    if content is not None:
+        path.write_bytes(content)
+    proc = blocktrace_cli("verify", path)
+    assert proc.returncode == 2
+    one_line_error(proc)
+    assert str(path) in proc.stderr
+    assert proc.stdout == ""
+    out = _decode(blocktrace_cli("verify", "--json", path).stdout)
+    assert out["status"] == "unusable" and out["valid"] is False and out["reason"]
+
+
+def test_a_directory_is_unusable(
+    tmp_path: Path, blocktrace_cli: Runner, one_line_error: Check
+) -> None:
+    proc = blocktrace_cli("verify", tmp_path)
+    assert proc.returncode == 2
+    one_line_error(proc)
+    assert "directory" in proc.stderr
+
+
+def test_usage_errors(blocktrace_cli: Runner, one_line_error: Check) -> None:
+    one_line_error(blocktrace_cli("verify"))
+    one_line_error(blocktrace_cli("verify", "--bogus", "x"))
+
+
+def test_killed_mid_run_leaves_an_unsealed_trace(
+    tmp_path: Path, programs: Path, blocktrace_cli: Runner
+) -> None:
+    """SIGKILL a traced endless loop once it has flushed a good part of its trace:
+    the complete lines check, the file says unsealed, never valid."""
+    trace = tmp_path / "killed.jsonl"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "blocktrace", "run", "-o", str(trace), str(programs / "endless.py")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if trace.exists() and trace.stat().st_size > 300_000:
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("the traced program wrote too little")
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.communicate(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    proc = blocktrace_cli("verify", "--json", trace)
+    assert proc.returncode == 3, proc.stdout
+    out = _decode(proc.stdout)
+    assert out["status"] == "unsealed"
+    assert out["lines"] > 1000
+    # Every complete line is there up to the reported head.
+    lines = trace.read_bytes().split(b"\n")
+    assert _decode(lines[out["lines"] - 1])["hash"] == out["head"]

@@ -1,0 +1,61 @@
+"""Shared fixtures: the test programs and running the real ``blocktrace`` command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+PROGRAMS = Path(__file__).parent / "programs"
+
+Runner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def _run(
+    argv: list[str], *, cwd: Path | str | None = None, input: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, cwd=cwd, input=input if input is not None else "", capture_output=True,
+        text=True, timeout=timeout, check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def programs() -> Path:
+    """The directory of little real programs the tests trace."""
+    return PROGRAMS
+
+
+@pytest.fixture(scope="session")
+def blocktrace_cli() -> Runner:
+    """``blocktrace_cli("run", "-o", f, script)``: the real command in a subprocess."""
+
+    def run(*args: str | Path, **kw: object) -> subprocess.CompletedProcess[str]:
+        return _run([sys.executable, "-m", "blocktrace", *map(str, args)], **kw)  # type: ignore[arg-type]
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def python_cli() -> Runner:
+    """``python_cli(script, *args)``: the same interpreter, without blocktrace."""
+
+    def run(*args: str | Path, **kw: object) -> subprocess.CompletedProcess[str]:
+        return _run([sys.executable, *map(str, args)], **kw)  # type: ignore[arg-type]
+
+    return run
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str]) -> None:
+    """Bad input: a non-zero exit and exactly one line on stderr, no traceback."""
+    assert proc.returncode != 0, proc
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.endswith("\n") and proc.stderr.count("\n") == 1, repr(proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def one_line_error() -> Callable[[subprocess.CompletedProcess[str]], None]:
+    return assert_one_line_error
