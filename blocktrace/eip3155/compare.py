@@ -22,6 +22,7 @@ from blocktrace.eip3155.records import Step
 
 __all__ = ["Comparer", "canonical_stack", "canonical_value", "resolve_fields"]
 
+_RAW_NAMES = {"stack": "stack_raw", "locals": "locals_raw", "globals": "globals_raw"}
 _ADDRESS = re.compile(rb" at 0x[0-9a-fA-F]+")
 _ENCODE = msgspec.json.Encoder(order="sorted").encode
 
@@ -56,8 +57,10 @@ def canonical_value(name: str, value: Any, stack_top: int | None = None) -> Hash
     return value  # type: ignore[no-any-return]
 
 
-def canonical_stack(words: list[int | str], top: int | None = None) -> tuple[str, ...]:
+def canonical_stack(words: Any, top: int | None = None) -> tuple[str, ...]:
     """Stack words (bottom first, as written) canonicalised; only the top N if given."""
+    if not isinstance(words, list):
+        return (f"<stack is not a list: {words!r}>",)
     if top is not None:
         words = words[len(words) - top:] if top < len(words) else words
     try:
@@ -92,7 +95,8 @@ class Comparer:
     def __init__(self, fields: Sequence[str], stack_top: int | None = None) -> None:
         self.fields = tuple(fields)
         self.stack_top = stack_top
-        getter = attrgetter(*self.fields)
+        # Raw comparisons read stack/locals/globals as their undecoded JSON bytes.
+        getter = attrgetter(*(_RAW_NAMES.get(name, name) for name in self.fields))
         self._raw: Callable[[Step], Any] = getter if len(self.fields) > 1 else (
             lambda step: (getter(step),))
         if stack_top is not None and "stack" in self.fields:
@@ -109,13 +113,15 @@ class Comparer:
         """Whether two steps agree on every compared field."""
 
     def _raw_without_stack(self) -> Callable[[Step], Any]:
-        others = [name for name in self.fields if name != "stack"]
+        others = [_RAW_NAMES.get(name, name) for name in self.fields if name != "stack"]
         top = self.stack_top or 0
         getter = attrgetter(*others) if others else (lambda step: ())
 
         def raw(step: Step) -> Any:
             stack = step.stack
-            return (getter(step), None if stack is None else stack[-top:] if top else [])
+            if isinstance(stack, list):
+                stack = stack[-top:] if top else []
+            return (getter(step), stack)
 
         return raw
 

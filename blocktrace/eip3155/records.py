@@ -14,9 +14,18 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["Header", "RawLine", "Step", "Summary"]
+__all__ = ["ABSENT", "Header", "RawLine", "Step", "Summary", "decode_raw"]
 
 Num = int | str
+ABSENT = msgspec.Raw()
+"""An absent ``stack``/``locals``/``globals``: those stay raw JSON until a
+comparison needs their values (decoding every stack word of every line is the
+largest cost of reading a trace)."""
+
+
+def decode_raw(raw: msgspec.Raw) -> Any:
+    """The value of a raw JSON member (``None`` when absent)."""
+    return msgspec.json.decode(raw) if raw else None
 
 
 class RawLine(msgspec.Struct):
@@ -27,7 +36,7 @@ class RawLine(msgspec.Struct):
     gas: Num | None = None
     gasCost: Num | None = None
     memSize: Num | None = None
-    stack: list[Num] | None = None
+    stack: msgspec.Raw = ABSENT
     depth: Num | None = None
     refund: Num | None = None
     opName: str | None = None
@@ -37,8 +46,8 @@ class RawLine(msgspec.Struct):
     line: int | None = None
     code: int | None = None
     thread: int | None = None
-    locals: dict[str, Any] | None = None
-    globals: dict[str, Any] | None = None
+    locals: msgspec.Raw = ABSENT
+    globals: msgspec.Raw = ABSENT
     event: str | None = None
     kind: str | None = None
     name: str | None = None
@@ -74,12 +83,17 @@ class Step(msgspec.Struct, gc=False):
     op: int
     gas: int
     depth: int
-    stack: list[Num] | None
+    stack_raw: msgspec.Raw
     raw: RawLine
     error: str | None = None
     event: str | None = None
     function: str | None = None
     file: str | None = None
+
+    @property
+    def stack(self) -> Any:
+        """The stack as written (a list, bottom first), or None."""
+        return decode_raw(self.stack_raw)
 
     @property
     def gasCost(self) -> Num | None:
@@ -114,11 +128,19 @@ class Step(msgspec.Struct, gc=False):
         return self.raw.thread
 
     @property
-    def locals(self) -> dict[str, Any] | None:
+    def locals(self) -> Any:
+        return decode_raw(self.raw.locals)
+
+    @property
+    def globals(self) -> Any:
+        return decode_raw(self.raw.globals)
+
+    @property
+    def locals_raw(self) -> msgspec.Raw:
         return self.raw.locals
 
     @property
-    def globals(self) -> dict[str, Any] | None:
+    def globals_raw(self) -> msgspec.Raw:
         return self.raw.globals
 
 

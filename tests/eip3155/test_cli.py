@@ -93,10 +93,10 @@ def test_not_a_trace_exit_2_names_file_and_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert f"{bad}:4: `pc` is not a number" in done.stderr
     assert done.stderr.count("\n") == 1
-    wrong = write_lines(tmp_path / "wrong.jsonl", ['{"pc":1,"op":1,"gas":"0x1","stack":5}'])
+    wrong = write_lines(tmp_path / "wrong.jsonl", ['{"pc":1,"op":1,"gas":"0x1","depth":[1]}'])
     done = _diff(str(wrong), str(trace("geth", "statetest1")))
     assert done.returncode == 2
-    assert f"{wrong}:1: not an EIP-3155 line" in done.stderr and "$.stack" in done.stderr
+    assert f"{wrong}:1: not an EIP-3155 line" in done.stderr and "$.depth" in done.stderr
 
 
 @pytest.mark.parametrize("args", [["--fields", "pc,nonsense"], ["--stack-top", "-1"],
