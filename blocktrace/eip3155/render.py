@@ -112,6 +112,8 @@ def _short(text: str, width: int) -> str:
 
 
 def _value_text(step: Step, name: str, stack_top: int | None) -> str:
+    if name == "opName":
+        return _op_name(step)
     value = getattr(step, name)
     if value is None:
         return "-"
@@ -166,12 +168,14 @@ def _side_by_side(report: DiffReport, a: Step, b: Step, marked: list[str],
                   style: _Style) -> list[str]:
     names = list(report.fields)
     for extra in ("opName", "error"):
-        if extra not in names and (getattr(a, extra) or getattr(b, extra)):
+        if extra not in names and (extra == "opName" or getattr(a, extra) or getattr(b, extra)):
             names.append(extra)
     width = 44
-    out = [f"    {'':<10} {style.bold(_short(f'A line {a.lineno}', width)):<{width}} "
-           f"{style.bold(f'B line {b.lineno}')}"]
+    head_a = f"{'A line ' + str(a.lineno):<{width}}"
+    out = [f"    {'':<10} {style.bold(head_a)} {style.bold(f'B line {b.lineno}')}"]
     for name in names:
+        if name not in marked and getattr(a, name) is None and getattr(b, name) is None:
+            continue  # absent on both sides (thread, locals, ... when not recorded)
         va = _short(_value_text(a, name, report.stack_top), width)
         vb = _short(_value_text(b, name, report.stack_top), width)
         if name in marked:
