@@ -123,7 +123,14 @@ class MerkleAccumulator:
         """Append one leaf given its data (hashed as ``SHA-256(0x00 || data)``)."""
         h = sha256(_LEAF_PREFIX)
         h.update(data)
-        self.append_leaf_hash(h.digest())
+        digest = h.digest()
+        stack = self._stack
+        n = self._size
+        while n & 1:  # inlined append_leaf_hash: this runs once per 16 trace lines
+            digest = sha256(_NODE_PREFIX + stack.pop() + digest).digest()
+            n >>= 1
+        stack.append(digest)
+        self._size += 1
 
     def append_leaf_hash(self, digest: bytes) -> None:
         """Append one leaf given its leaf hash."""
