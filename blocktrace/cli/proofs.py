@@ -174,6 +174,16 @@ def _load_verifiers(path: str) -> list[Verifier]:
 
 
 def _trace(path: str) -> TraceFile:
+    """The trace at ``path``, once its hash chain has verified: nothing is signed
+    or proven about a file that was edited after it was written."""
+    from blocktrace.chain.verify import verify_file
+
+    result = verify_file(path)
+    if result.status == "unusable":
+        raise CliError(f"{path}: {result.reason}")
+    if result.status == "tampered":
+        where = f" at line {result.line}" if result.line is not None else ""
+        raise CliError(f"{path} is TAMPERED{where}: {result.reason}", status=1)
     try:
         return TraceFile(path)
     except TraceError as exc:

@@ -89,6 +89,10 @@ def test_sign_refuses_bad_input(work: Path, tmp_path: Path) -> None:
     cut = tmp_path / "cut.jsonl"
     cut.write_bytes(b"".join(lines[:40]))
     one_line_error(bt("sign", cut, "--key", work / "k.key"), 2, "unsealed")
+    edited = tmp_path / "edited.jsonl"
+    edited.write_bytes(b"".join(lines).replace(b'"depth":2', b'"depth":3', 1))
+    one_line_error(bt("sign", edited, "--key", work / "k.key"), 1, "TAMPERED at line")
+    one_line_error(bt("prove", edited, "3"), 1, "TAMPERED at line")
 
 
 def test_verify_names_each_checkpoint_failure(work: Path, tmp_path: Path) -> None:
