@@ -78,6 +78,8 @@ HOSTILE = {
     "sleep": ("import time\ntime.sleep(60)\n", "limit", "wall_time"),
     "raise-limits": ("import resource\nresource.setrlimit(resource.RLIMIT_CPU, (100, 100))\n",
                      "error", None),
+    "big-file": ("f = open('big.bin', 'wb')\nf.write(b'x' * (2 * 1024 * 1024))\n", "error", None),
+    "many-files": ("files = list(map(lambda i: open(f'f{i}', 'w'), range(100)))\n", "error", None),
     "kill-parent": ("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n", "error", None),
     "patch-the-hook": ("import sys\nf = sys.modules['os'].path.realpath\n"
                        "f.__code__ = (lambda p: '/sandbox').__code__\n", "error", None),
