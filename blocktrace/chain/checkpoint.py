@@ -44,8 +44,10 @@ from blocktrace.chain.merkle import (
 from blocktrace.chain.note import (
     InvalidSignatureError,
     MalformedNoteError,
+    NoteError,
     NoteSignature,
     Signer,
+    SigningUnavailableError,
     UnverifiedNoteError,
     Verifier,
     open_note,
@@ -65,6 +67,7 @@ __all__ = [
     "check_against_trace",
     "check_extends",
     "checkpoint_of_trace",
+    "load_signer",
     "load_verifiers",
     "origin_for",
     "read_checkpoint",
@@ -214,6 +217,28 @@ def read_checkpoint(data: bytes, verifiers: Sequence[Verifier] | None = None) ->
     except UnverifiedNoteError as exc:
         kind: ErrorKind = "unknown-key" if exc.signatures else "unsigned"
         raise CheckpointError(kind, str(exc)) from exc
+
+
+def load_signer(path: str | os.PathLike[str]) -> Signer:
+    """The private key in a ``PREFIX.key`` file written by ``blocktrace keygen``.
+
+    Raises :class:`~blocktrace.chain.note.NoteError` with a message naming the
+    file (:class:`~blocktrace.chain.note.SigningUnavailableError` when the
+    ``cryptography`` package is missing).
+    """
+    try:
+        text = Path(path).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise MalformedNoteError(f"cannot read private key {os.fspath(path)}: {reason}") from exc
+    try:
+        return Signer.from_skey(text)
+    except SigningUnavailableError:
+        raise
+    except NoteError as exc:
+        raise MalformedNoteError(
+            f"{os.fspath(path)}: not a private key from blocktrace keygen ({exc})"
+        ) from exc
 
 
 def load_verifiers(data: bytes, where: str = "public key file") -> list[Verifier]:

@@ -19,6 +19,7 @@ from blocktrace.chain.checkpoint import (
     CheckpointError,
     check_against_trace,
     checkpoint_of_trace,
+    load_signer,
     load_verifiers,
     read_checkpoint,
 )
@@ -161,9 +162,11 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _load_signer(path: str) -> Signer:
     try:
-        return Signer.from_skey(_read(path).decode("utf-8"))
-    except (UnicodeDecodeError, NoteError) as exc:
-        raise CliError(f"{path}: not a private key from blocktrace keygen ({exc})") from exc
+        return load_signer(path)
+    except SigningUnavailableError:
+        raise
+    except NoteError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def _load_verifiers(path: str) -> list[Verifier]:

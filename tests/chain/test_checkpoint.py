@@ -18,13 +18,21 @@ from blocktrace.chain.checkpoint import (
     check_against_trace,
     check_extends,
     checkpoint_of_trace,
+    load_signer,
     origin_for,
     read_checkpoint,
     verify_anchors,
 )
 from blocktrace.chain.hashing import ChainHasher, split_hash
 from blocktrace.chain.merkle import LINES_PER_LEAF, MerkleAccumulator, verify_consistency
-from blocktrace.chain.note import Signer, Verifier, generate_key, parse_note, sign_note
+from blocktrace.chain.note import (
+    NoteError,
+    Signer,
+    Verifier,
+    generate_key,
+    parse_note,
+    sign_note,
+)
 from blocktrace.chain.proof import TraceFile
 
 REFDATA = Path(__file__).resolve().parents[3] / "shared" / "refdata" / "merkle"
@@ -340,3 +348,14 @@ def test_verify_anchors_reports(traces: dict[str, Path], key: Signer, tmp_path: 
         "unusable"
     )
     assert Verifier.from_vkey(pub.read_text().splitlines()[1]) == key.verifier()
+
+
+def test_load_signer_names_the_file(tmp_path: Path, key: Signer) -> None:
+    path = tmp_path / "k.key"
+    path.write_text(key.skey + "\n")
+    assert load_signer(path) == key
+    with pytest.raises(NoteError, match="cannot read private key"):
+        load_signer(tmp_path / "missing.key")
+    path.write_text(key.verifier().vkey + "\n")
+    with pytest.raises(NoteError, match="not a private key"):
+        load_signer(path)
