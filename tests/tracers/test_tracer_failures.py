@@ -1,0 +1,120 @@
+"""Nothing of blocktrace reaches the traced program: a tracer that raises is
+detached, the program's result is the same, the failure is reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import blocktrace
+from blocktrace import CallStart, OpStart, Recorder, Stop, Tee
+from blocktrace.chain.verify import verify_file
+from blocktrace.events import TraceEvent
+from blocktrace.tracers import VMState
+
+
+class Breaks:
+    """A tracer written by a user (in scope: this file is the user's code)."""
+
+    def __init__(self, after: int, error: type[BaseException] = RuntimeError) -> None:
+        self.after = after
+        self.calls = 0
+        self.error = error
+
+    def __call__(self, vm: VMState, event: TraceEvent, /) -> None:
+        self.calls += 1
+        if self.calls == self.after + 1:  # once, as a signal handler's Ctrl-C would
+            raise self.error("tracer broke")
+
+
+def _program() -> int:
+    total = 0
+    for i in range(30):
+        try:
+            total += 10 // (i % 7)
+        except ZeroDivisionError:
+            total -= 1
+    return total
+
+
+EXPECTED = _program()
+
+
+@pytest.mark.parametrize("after", [0, 1, 5, 100])
+def test_failing_tracer_is_detached(after: int, capfd: pytest.CaptureFixture[str]) -> None:
+    tracer = Breaks(after)
+    before = blocktrace.get_tracer()
+    with blocktrace.trace(tracer) as stepper:
+        result = _program()
+    assert result == EXPECTED
+    assert tracer.calls == after + 1  # never called again once it failed
+    assert blocktrace.get_tracer() is before
+    assert len(stepper.failures) == 1 and "tracer broke" in stepper.failures[0]
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1
+    assert "blocktrace: tracer Breaks failed" in err and "RuntimeError: tracer broke" in err
+
+
+def test_a_tracer_of_the_users_own_code_does_not_trace_itself() -> None:
+    seen: list[str] = []
+
+    def mine(vm: VMState, event: TraceEvent, /) -> None:
+        if type(event) is CallStart:
+            seen.append(event.name)
+
+    with blocktrace.trace(mine):
+        _program()
+    assert seen[:2] == [
+        "test_a_tracer_of_the_users_own_code_does_not_trace_itself",
+        "_program",
+    ]
+    assert not any("mine" in name for name in seen)
+
+
+def test_tee_records_the_failure_and_the_chain_still_verifies(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tee.jsonl"
+    chain = blocktrace.ChainTracer(path, genesis="tee")
+    rec = Recorder()
+    broken = Breaks(20)
+    with blocktrace.trace(Tee(broken, chain, rec)):
+        result = _program()
+    assert result == EXPECTED
+    assert broken.calls == 21
+    assert isinstance(rec.events[-1], Stop)
+    assert len(rec.of_type(OpStart)) > 100  # the others went on
+    result_check = verify_file(path, genesis="tee")
+    assert result_check.status == "sealed", result_check.reason
+    lines = path.read_bytes().splitlines()
+    errors = [line for line in lines if line.startswith(b'{"event":"tracerError"')]
+    assert len(errors) == 1 and b"RuntimeError: tracer broke" in errors[0]
+    assert lines.index(errors[0]) > 20
+    summary = result_check.summary
+    assert summary is not None and summary["pass"] is False
+    assert "tracer failed" in summary["error"]
+    assert "detached" in capfd.readouterr().err
+
+
+def test_failing_chain_writer_detached_and_program_unchanged(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The trace's own stream fails (closed under it, as a full disk would)."""
+    path = tmp_path / "closed.jsonl"
+    chain = blocktrace.ChainTracer(path)
+    with blocktrace.trace(chain):
+        chain._out.close()  # the stream goes away mid-run
+        result = _program()
+    assert result == EXPECTED
+    assert "ValueError" in capfd.readouterr().err
+    # What was written before the failure still checks, unsealed.
+    assert verify_file(path).status == "unsealed"
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
+def test_non_exception_errors_from_a_tracer_pass_through(error: type[BaseException]) -> None:
+    """Ctrl-C during tracing interrupts the program as it would untraced."""
+    with pytest.raises(error), blocktrace.trace(Breaks(3, error)):
+        _program()
+    assert blocktrace.vm.active_stepper() is None

@@ -1,0 +1,89 @@
+"""Several threads: depth per thread, events tagged with the thread, and the
+chain written from all of them still verifies."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+import blocktrace
+from blocktrace import CallStart, OpStart, Recorder, Return
+from blocktrace.chain.verify import verify_file
+
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def _leaf(n: int) -> int:
+    return n * 2
+
+
+def _work(n: int, out: list[int], gate: threading.Barrier) -> None:
+    gate.wait()  # both threads run traced code at the same time
+    total = 0
+    for i in range(n):
+        total += _leaf(i)
+    out.append(total)
+
+
+def _two_threads() -> list[int]:
+    out: list[int] = []
+    gate = threading.Barrier(2)
+    threads = [threading.Thread(target=_work, args=(200, out, gate)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def test_depth_per_thread_and_thread_numbers() -> None:
+    rec = Recorder()
+    with blocktrace.trace(rec):
+        result = _two_threads()
+    assert result == [39800, 39800]
+    assert {r.thread for r in rec.records} == {1, 2, 3}
+    stacks: dict[int, list[int]] = {}
+    for r in rec.records:
+        e = r.event
+        stack = stacks.setdefault(r.thread, [])
+        if type(e) is CallStart:
+            assert r.depth == len(stack) + 1, r
+            stack.append(e.code)
+        elif type(e) is Return:
+            assert stack.pop() == e.code and r.depth == len(stack) + 1, r
+        elif type(e) is OpStart:
+            assert stack and stack[-1] == e.code, r
+    for thread in (2, 3):
+        calls = [r for r in rec.records if r.thread == thread and type(r.event) is CallStart]
+        # Thread.run is the stdlib: _work is at depth 1 of its own thread.
+        assert calls[0].event.name == "_work" and calls[0].depth == 1  # type: ignore[union-attr]
+        assert len(calls) == 201 and {c.depth for c in calls[1:]} == {2}
+        assert stacks[thread] == []
+    # Gas is one budget for the run, charged by every thread.
+    gases = [r.gas for r in rec.records if type(r.event) is OpStart]
+    assert gases == sorted(gases, reverse=True) and len(set(gases)) == len(gases)
+
+
+def test_the_chain_of_a_threaded_run_verifies(tmp_path: Path) -> None:
+    path = tmp_path / "threads.jsonl"
+    tracer = blocktrace.ChainTracer(path, genesis="threads")
+    with blocktrace.trace(tracer):
+        result = _two_threads()
+    assert result == [39800, 39800]
+    check = verify_file(path, genesis="threads")
+    assert check.status == "sealed", check.reason
+    lines = path.read_bytes().splitlines()
+    tagged = [_decode(line).get("thread") for line in lines[1:-1]]
+    first = tagged.index(2) if 2 in tagged else len(tagged)
+    # Once a second thread runs traced code, every line names its thread.
+    assert set(tagged[first:]) == {1, 2, 3}
+    assert all(t is None for t in tagged[:first])
+    threads_of = {}
+    for line in lines[1:-1]:
+        event = _decode(line)
+        if event.get("event") == "call" and event["name"] == "_work":
+            threads_of[event["thread"]] = event["depth"]
+    assert threads_of == {2: 1, 3: 1}
