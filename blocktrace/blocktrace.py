@@ -36,6 +36,7 @@ import linecache
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -161,7 +162,8 @@ class BlockTrace:
         **_deepdiff: Any,
     ) -> None:
         self._hash = _hash
-        self.hashlibwrapper(_hash)
+        self._ctor = self.hashlibwrapper(_hash)
+        self._shake = _hash.startswith("shake_")
         self._globals = _mode("_globals", _globals)
         self._locals = _mode("_locals", _locals)
         self._builtins = _mode("_builtins", _builtins)
@@ -191,15 +193,23 @@ class BlockTrace:
         first["sample"] = self._genesis
         self.hash = self._new()
         self.hash.update(_encode(first))
-        first["Hash"] = self._hex(self.hash)
+        first["Hash"] = self._last_hash = self._hex(self.hash)
         self.block[0] = first
         self._sites: dict[tuple[int, int], _Site] = {}
-        self._frames: dict[int, list[int]] = {}
+        self._frames: dict[int, tuple[int, int]] = {}
         self._skip_depth = 0
         self._previous_tracer: Tracer | None = None
+        self._running = False
+        self._chain_locals = self._locals != "OFF"
+        self._wants_frame = "ON" in (self._locals, self._globals, self._builtins) or (
+            "CHANGES" in (self._locals, self._globals, self._builtins)
+        )
+        self._clock = _Clock()
+        self._record: list[tuple[TraceEvent, int, int, int, dict[str, Any] | None]] = []
+        self._gas_used = 0
         self._spool: IO[bytes] | None = None
         self._chain: Any = None
-        self._running = False
+        self._replayed = False
 
     # -- hashing (the 0.0.16 helpers, kept) ------------------------------------
 
@@ -210,11 +220,10 @@ class BlockTrace:
         return cast(Callable[[], Any], getattr(hashlib, _hash))
 
     def _new(self) -> Any:
-        return self.hashlibwrapper(self._hash)()
+        return self._ctor()
 
-    @staticmethod
-    def _hex(h: Any) -> str:
-        if h.name.startswith("shake_"):
+    def _hex(self, h: Any) -> str:
+        if self._shake:
             return cast(str, h.hexdigest(20))
         return cast(str, h.hexdigest())
 
@@ -273,16 +282,19 @@ class BlockTrace:
 
         if self._running:
             raise RuntimeError("this BlockTrace is already running")
-        self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - kept for save()
-        self._chain = ChainTracer(
-            self._spool,
-            genesis=self._genesis,
-            locals="off" if self._locals == "OFF" else cast(Any, self._locals.lower()),
-            globals="off" if self._globals == "OFF" else cast(Any, self._globals.lower()),
-        )
+        self._record = []
         self._frames.clear()
         self._skip_depth = 0
-        self._previous_tracer = blocktrace.set_tracer(blocktrace.Tee(self._chain, self))
+        self._replayed = False
+        if self._spool is not None:
+            self._spool.close()
+        self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - kept until save()
+        # the header (start time, argv) is written now; the events only by save()
+        self._chain = ChainTracer(
+            self._spool, genesis=self._genesis,
+            locals=cast(Any, self._locals.lower()) if self._chain_locals else "off",
+        )
+        self._previous_tracer = blocktrace.set_tracer(self)
         self._running = True
         try:
             blocktrace.start(stacklevel=2)
@@ -292,7 +304,7 @@ class BlockTrace:
             raise
 
     def stop(self) -> None:
-        """Stop tracing; the standard trace of the run is sealed (see :meth:`save`)."""
+        """Stop tracing."""
         import blocktrace
 
         if not self._running:
@@ -302,20 +314,38 @@ class BlockTrace:
             blocktrace.set_tracer(self._previous_tracer)
         self._previous_tracer = None
         self._running = False
-        if self._chain is not None:
-            self._chain.close()
 
     def save(self, path: str | os.PathLike[str]) -> str:
-        """Write the run as a standard blocktrace trace (docs/FORMAT.md) that
-        ``blocktrace verify`` accepts; returns its sealed head."""
-        if self._spool is None or self._chain is None:
-            raise RuntimeError("nothing to save: start() and stop() a run first")
+        """Write the run as a standard blocktrace trace (docs/FORMAT.md: every
+        instruction, with locals when ``_locals`` is on) that ``blocktrace
+        verify`` accepts, overwriting ``path``; returns its sealed head.
+
+        The run is kept as a compact record (events, gas, depth, rendered
+        values) and written here by the standard ``ChainTracer``, so a run that
+        is never saved does not pay for it.  The header (start time, argv) is
+        the run's; the summary's ``time`` runs until the first ``save()``.
+        """
         if self._running:
             raise RuntimeError("stop() the run before saving it")
+        if self._chain is None or self._spool is None:
+            raise RuntimeError("nothing to save: start() and stop() a run first")
+        if not self._replayed:
+            vm = _ReplayVM(self._gas_used)
+            chain = self._chain
+            for event, gas, depth, thread, values in self._record:
+                vm.gas = gas
+                vm.depth = depth
+                vm.thread = thread
+                if thread > vm.threads_seen:
+                    vm.threads_seen = thread
+                vm.values = values
+                chain(vm, event)
+            chain.close()
+            self._replayed = True
+            self._record = []
         self._spool.seek(0)
         with open(path, "wb") as out:
             shutil.copyfileobj(self._spool, out)
-        self._spool.seek(0, os.SEEK_END)
         return cast(str, self._chain.head)
 
     # -- the tracer ---------------------------------------------------------------
@@ -323,55 +353,72 @@ class BlockTrace:
     def __call__(self, vm: VMState, event: TraceEvent, /) -> None:
         t = type(event)
         depth = vm.depth
-        if self._skip_depth and depth == self._skip_depth:
-            # the frame that called start(): 0.0.16 (sys.settrace) never saw it
-            if t is Return:
-                self._skip_depth = 0
-            return
+        record = self._record
         if t is OpStart:
-            ev = cast(OpStart, event)
-            if ev.line <= 0:
-                return
-            key = (vm.thread << 20) | depth
-            state = self._frames.get(key)
-            if state is None:
-                state = self._frames[key] = [-1, 0]
-            if self._trace_lines and (ev.line != state[1] or ev.pc <= state[0]):
-                state[0] = ev.pc
-                state[1] = ev.line
-                self._emit_block(vm, "line", None, ev.pc, ev.op_name, ev.line)
+            ev: OpStart = event  # type: ignore[assignment]
+            thread = vm.thread
+            frame: FrameType | None = None
+            if ev.line_start and self._chain_locals:
+                frame = vm.frame
+                render = vm.renderer.render
+                values = (
+                    {k: render(v) for k, v in frame.f_locals.items() if type(k) is str}
+                    if frame is not None else {}
+                )
+                record.append((ev, vm.gas, depth, thread, values))
             else:
-                state[0] = ev.pc
-                state[1] = ev.line
+                record.append((ev, vm.gas, depth, thread, None))
+            line = ev.line
+            if line <= 0 or depth == self._skip_depth:
+                return
+            pc = ev.pc
+            key = (thread << 20) | depth
+            last = self._frames.get(key)
+            self._frames[key] = (pc, line)
+            # settrace's "line": a new line, or a jump back (a loop on one line)
+            if self._trace_lines and (last is None or line != last[1] or pc <= last[0]):
+                self._emit_block(vm, "line", None, pc, ev.op_name, line, frame)
             if self._trace_opcodes:
-                self._emit_block(vm, "opcode", None, ev.pc, ev.op_name, ev.line)
+                self._emit_block(vm, "opcode", None, pc, ev.op_name, line, frame)
         elif t is CallStart:
-            ev_call = cast(CallStart, event)
+            ev_call: CallStart = event  # type: ignore[assignment]
+            record.append((ev_call, vm.gas, depth, vm.thread, None))
             if ev_call.kind == "enter":
+                # the frame that called start(): 0.0.16 (sys.settrace) never saw it
                 self._skip_depth = depth
                 return
-            self._frames[(vm.thread << 20) | depth] = [-1, 0]
+            self._frames.pop((vm.thread << 20) | depth, None)
             code = vm.code
             offset = vm.offset
             self._emit_block(
                 vm, "call", None, offset, _opname(code, offset), ev_call.first_line
             )
         elif t is Return:
-            ev_ret = cast(Return, event)
+            ev_ret: Return = event  # type: ignore[assignment]
+            value = vm.renderer.render(ev_ret.value)
+            # the record keeps the rendering, never the object (no lifetime changes)
+            record.append((Return(ev_ret.kind, ev_ret.code, ev_ret.pc, value), vm.gas, depth,
+                           vm.thread, None))
+            if depth == self._skip_depth:
+                self._skip_depth = 0
+                return
             code = vm.code
             line = _line_at(code, ev_ret.pc)
-            arg = None if ev_ret.kind == "unwind" else vm.renderer.render(ev_ret.value)
+            arg = None if ev_ret.kind == "unwind" else value
             self._emit_block(vm, "return", arg, ev_ret.pc, _opname(code, ev_ret.pc), line)
             self._frames.pop((vm.thread << 20) | depth, None)
         elif t is OpException:
-            ev_exc = cast(OpException, event)
-            if ev_exc.kind == "handled":
+            ev_exc: OpException = event  # type: ignore[assignment]
+            record.append((ev_exc, vm.gas, depth, vm.thread, None))
+            if ev_exc.kind == "handled" or depth == self._skip_depth:
                 return
             self._emit_block(
                 vm, "exception", [ev_exc.error_type, ev_exc.message], ev_exc.pc,
                 ev_exc.op_name, ev_exc.line,
             )
         elif t is Stop:
+            record.append((event, vm.gas, 0, vm.thread, None))
+            self._gas_used = vm.gas_used
             self._frames.clear()
 
     def _site(self, code: CodeType, line: int) -> _Site:
@@ -404,16 +451,17 @@ class BlockTrace:
         return line in self.ignorecode.get(name, ())
 
     def _emit_block(
-        self, vm: VMState, event: str, arg: object, pc: int, opname: str, line: int
+        self, vm: VMState, event: str, arg: object, pc: int, opname: str, line: int,
+        frame: FrameType | None = None,
     ) -> None:
         code = vm.code
         if code is None:
             return
-        site = self._site(code, line)
-        frame = vm.frame if (self._locals != "OFF" or self._globals != "OFF"
-                             or self._builtins != "OFF") else None
+        site = self._sites.get((id(code), line)) or self._site(code, line)
+        if frame is None and self._wants_frame:
+            frame = vm.frame
         render = vm.renderer.render
-        block: Block = {"DateTime": datetime.now().strftime(_DATE), "Function": site.function}
+        block: Block = {"DateTime": self._clock.now(), "Function": site.function}
         if self._globals != "OFF":
             globs = self._values(frame.f_globals if frame is not None else {}, render,
                                  self.ignoreglobal)
@@ -445,11 +493,13 @@ class BlockTrace:
         block["Path"] = site.path
         block["Line No"] = line
         self.iter += 1
-        block["Hash"] = self.block[self.iter - 1]["Hash"]
+        block["Hash"] = self._last_hash
         if self._new_hash:
-            self.hash = self._new()
+            self.hash = self._ctor()
         self.hash.update(_encode(block))
-        block["Hash"] = self._hex(self.hash)
+        self._last_hash = block["Hash"] = (
+            self.hash.hexdigest(20) if self._shake else self.hash.hexdigest()
+        )
         self.block[self.iter] = block
         hook = self._each_block_hook
         if hook is not None:
@@ -464,7 +514,7 @@ class BlockTrace:
     ) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for k, v in values.items():
-            if type(k) is str:
+            if type(k) is str and k != "__builtins__":  # builtins have their own group
                 out[k] = "[OBFUSCATED]" if k in hidden else _plain(v, render, 3)
         return out
 
@@ -489,6 +539,68 @@ def _plain(value: object, render: Callable[[object], object], depth: int) -> obj
         if all(type(k) is str for k, _ in items):
             return {cast(str, k): _plain(v, render, depth - 1) for k, v in items}
     return render(value)
+
+
+class _Clock:
+    """``datetime.now().strftime(_DATE)``, formatting the date and time only
+    once a second (a block is made every few microseconds)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def now(self) -> str:
+        t = time.time()
+        second = int(t)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second).strftime("%d/%m/%Y, %H:%M:%S.")
+        return f"{self._prefix}{int((t - second) * 1_000_000):06d}"
+
+
+class _ReplayFrame:
+    """What ChainTracer reads from a frame, from the record."""
+
+    __slots__ = ("f_globals", "f_locals")
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.f_locals = values
+        self.f_globals = values
+
+
+class _Identity:
+    """The record holds renderings already: rendering them again is identity."""
+
+    @staticmethod
+    def render(value: object) -> object:
+        return value
+
+
+class _ReplayVM:
+    """The ``vm`` of a recorded run, replayed into the standard ChainTracer."""
+
+    def __init__(self, gas_used: int) -> None:
+        self.gas = 0
+        self.gas_limit = 0
+        self.depth = 0
+        self.thread = 1
+        self.threads_seen = 1
+        self.code = None
+        self.offset = 0
+        self.values: dict[str, Any] | None = None
+        self.renderer = _Identity()
+        self._gas_used = gas_used
+
+    @property
+    def gas_used(self) -> int:
+        return self._gas_used
+
+    @property
+    def frame(self) -> _ReplayFrame | None:
+        return _ReplayFrame(self.values) if self.values is not None else None
+
+    def restart_events(self) -> None:
+        """Nothing to restart in a replay."""
 
 
 def _frame_locals(frame: FrameType | None) -> Any:
