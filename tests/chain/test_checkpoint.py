@@ -359,3 +359,23 @@ def test_load_signer_names_the_file(tmp_path: Path, key: Signer) -> None:
     path.write_text(key.verifier().vkey + "\n")
     with pytest.raises(NoteError, match="not a private key"):
         load_signer(path)
+
+
+def test_merkle_modules_never_import_the_stepper() -> None:
+    """chain/ works on bytes and files: a verifier never needs the traced program."""
+    import ast
+
+    import blocktrace.chain
+
+    root_dir = Path(blocktrace.chain.__file__).parent
+    for name in ("merkle.py", "note.py", "proof.py", "checkpoint.py"):
+        tree = ast.parse((root_dir / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            else:
+                continue
+            for module in modules:
+                assert not module.startswith(("blocktrace.vm", "blocktrace.tracers")), name
