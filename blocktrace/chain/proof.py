@@ -157,14 +157,12 @@ class TraceFile:
         """The tree's leaves as lists of lines, at most ``limit`` leaves."""
         n = self.tree_size if limit is None else min(limit, self.tree_size)
         group: list[bytes] = []
-        count = 0
         if n == 0:
             return
         for line in self.lines(n * LINES_PER_LEAF):
             group.append(line)
             if len(group) == LINES_PER_LEAF:
                 yield group
-                count += 1
                 group = []
         if group:
             yield group
@@ -192,8 +190,6 @@ class TraceFile:
     def _check_size(self, n: int) -> None:
         if not 0 <= n <= self.tree_size:
             raise TraceError(f"{self.path}: the trace's tree has {self.tree_size} leaves, not {n}")
-        if n < self.tree_size and n > self.full_leaves:
-            raise TraceError(f"{self.path}: leaf {n - 1} is not complete")
 
     def _check_summary(self, r: bytes) -> None:
         s = self.summary
