@@ -151,8 +151,9 @@ class HeapEncoder:
         name = type_name(tp)
         cap = self.max_members
         if issubclass(tp, list):
-            items = list.copy(obj)
-            members, cut = self._members(list(enumerate(items[:cap])), len(items))
+            total = list.__len__(obj)
+            first = list.__getitem__(obj, slice(0, cap))  # no copy of a huge list per step
+            members, cut = self._members(list(enumerate(first)), total)
             return HeapObject(type=name, category="list", members=members, truncated=cut)
         if issubclass(tp, tuple):
             total = tuple.__len__(obj)

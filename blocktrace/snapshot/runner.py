@@ -211,8 +211,13 @@ async def _run_child(
         except TimeoutError:
             _kill_group(proc.pid)
             returncode = await proc.wait()
-        reader.cancel()
-        stderr = await asyncio.wait_for(errors, timeout=_KILL_GRACE)
+        # The child is gone, so both pipes are at end of file (or about to be).
+        for task in (reader, errors):
+            try:
+                await asyncio.wait_for(task, timeout=_KILL_GRACE)
+            except TimeoutError:
+                pass  # wait_for has cancelled it
+        stderr = errors.result() if errors.done() and not errors.cancelled() else b""
     except BaseException:
         _kill_group(proc.pid)
         with contextlib.suppress(ProcessLookupError):

@@ -183,7 +183,7 @@ def test_hostile_programs_next_to_good_ones(server: Server) -> None:
 
 
 def test_a_full_queue_answers_503() -> None:
-    s = Server("--workers", "1", "--queue", "0")
+    s = Server("--workers", "1", "--queue", "0", "--wall", "8")
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:
             slow = pool.submit(s.trace, {"source": "import time\ntime.sleep(30)\n"})
