@@ -9,9 +9,13 @@ at interpreter exit as usual, after the trace is sealed.
 
 from __future__ import annotations
 
+import builtins
+import importlib.machinery
+import io
 import os
 import runpy
 import sys
+import types
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -22,6 +26,7 @@ __all__ = ["OUT_OF_GAS_STATUS", "Outcome", "Program", "run_program"]
 
 OUT_OF_GAS_STATUS = 124  # like timeout(1): the budget ran out
 _RUNPY_DIR = os.path.dirname(runpy.__file__)
+_MAIN_GLOBALS = {"__builtins__": builtins}  # in __main__ it is the module, not its dict
 _RUNPY_FROZEN = "<frozen runpy>"  # how runpy's frames are named where it is frozen (3.13)
 _BLOCKTRACE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -90,6 +95,36 @@ def _trimmed(exc: BaseException) -> TracebackType | None:
     return tb
 
 
+def _run_script(path: str) -> None:
+    """Run a script as ``python path`` does, where ``runpy.run_path`` would not:
+    ``__file__`` absolute while ``sys.argv[0]`` stays as given, a source loader,
+    ``__package__`` None.  Directories and zip files go through runpy."""
+    if os.path.isdir(path) or (not path.endswith((".py", ".pyw")) and _is_zip(path)):
+        runpy.run_path(path, _MAIN_GLOBALS, run_name="__main__")
+        return
+    full = os.path.abspath(path)
+    main = types.ModuleType("__main__")
+    main.__dict__.update(
+        __file__=full, __cached__=None, __package__=None, __spec__=None,
+        __loader__=importlib.machinery.SourceFileLoader("__main__", full), **_MAIN_GLOBALS,
+    )
+    with io.open_code(full) as source:
+        code = compile(source.read(), full, "exec", dont_inherit=True)
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = main
+    try:
+        exec(code, main.__dict__)  # running the user's program is the point
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
+
+
+def _is_zip(path: str) -> bool:
+    import zipfile
+
+    return zipfile.is_zipfile(path)
+
+
 def _exit_status(code: object) -> tuple[int, str | None]:
     """What the interpreter does with ``SystemExit(code)``."""
     if code is None:
@@ -127,9 +162,11 @@ def run_program(program: Program, tracer: Tracer, stepper: Stepper) -> Outcome:
     try:
         try:
             if program.is_module:
-                runpy.run_module(program.target, run_name="__main__", alter_sys=True)
+                runpy.run_module(
+                    program.target, _MAIN_GLOBALS, run_name="__main__", alter_sys=True
+                )
             else:
-                runpy.run_path(program.target, run_name="__main__")
+                _run_script(program.target)
             _join_threads()
         finally:
             if sys.stdout is not None:

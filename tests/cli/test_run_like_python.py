@@ -141,3 +141,63 @@ def test_locals_and_globals_change_nothing(
         assert b'"locals":' in data and b'"globals":' in data
         assert b"<Raises #" in data and b"<Mutates #" in data
         assert len(data) < 2_000_000  # the million-character string is bounded
+
+
+def test_relative_script_sees_what_python_shows_it(
+    programs: Path, blocktrace_cli: Runner, python_cli: Runner, tmp_path: Path
+) -> None:
+    plain = python_cli("mainfacts.py", cwd=programs)
+    traced = blocktrace_cli("run", "-o", tmp_path / "t.jsonl", "mainfacts.py", cwd=programs)
+    assert plain.returncode == traced.returncode == 7
+    assert traced.stdout == plain.stdout
+    assert "argv0=mainfacts.py\n" in traced.stdout
+    assert f"file={programs / 'mainfacts.py'}\n" in traced.stdout  # absolute, as python makes it
+    assert "builtins=module\n" in traced.stdout and "main_is_me=True\n" in traced.stdout
+    assert traced.stderr == plain.stderr
+    assert "DeprecationWarning" in traced.stderr
+
+
+def test_syntax_error_in_the_script(
+    tmp_path: Path, blocktrace_cli: Runner, python_cli: Runner
+) -> None:
+    script = tmp_path / "broken.py"
+    script.write_text("x = 1\ndef (\n")
+    plain = python_cli("broken.py", cwd=tmp_path)
+    traced = blocktrace_cli("run", "-o", "t.jsonl", "broken.py", cwd=tmp_path)
+    assert plain.returncode == traced.returncode == 1
+    assert traced.stderr == plain.stderr
+    assert "SyntaxError" in traced.stderr and "Traceback" not in traced.stderr
+    summary = _summary(tmp_path / "t.jsonl")
+    assert summary["pass"] is False and str(summary["error"]).startswith("SyntaxError")
+
+
+def test_keyboard_interrupt(
+    tmp_path: Path, programs: Path, blocktrace_cli: Runner, python_cli: Runner
+) -> None:
+    plain = python_cli(programs / "interrupted.py")
+    traced = blocktrace_cli("run", "-o", tmp_path / "t.jsonl", programs / "interrupted.py")
+    # python dies of SIGINT (a shell shows 130); blocktrace exits 130 after sealing.
+    assert plain.returncode in (-2, 130) and traced.returncode == 130
+    assert traced.stderr == plain.stderr
+    assert traced.stderr.endswith("KeyboardInterrupt\n")
+    assert blocktrace_cli("verify", tmp_path / "t.jsonl").returncode == 0
+
+
+def test_directory_and_zip_application(
+    tmp_path: Path, blocktrace_cli: Runner, python_cli: Runner
+) -> None:
+    import zipapp
+
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "__main__.py").write_text(
+        "import sys\nprint('app', sys.argv, __name__)\nsys.exit(len(sys.argv))\n"
+    )
+    zipapp.create_archive(app, tmp_path / "app.pyz")
+    for target in ("app", "app.pyz"):
+        plain = python_cli(target, "x", cwd=tmp_path)
+        traced = blocktrace_cli("run", "-o", f"{target}.jsonl", target, "x", cwd=tmp_path)
+        assert (traced.returncode, traced.stdout, traced.stderr) == (
+            plain.returncode, plain.stdout, plain.stderr
+        ) == (2, f"app ['{target}', 'x'] __main__\n", "")
+        assert blocktrace_cli("verify", f"{target}.jsonl", cwd=tmp_path).returncode == 0
