@@ -24,6 +24,7 @@ from typing import IO, Any, NoReturn, cast
 import msgspec
 
 from blocktrace.snapshot.confine import apply_limits, count_processes, install_audit_hook
+from blocktrace.snapshot.heap import clean_text, type_name
 from blocktrace.snapshot.model import ChildJob, EndRecord, ErrorInfo, Status
 from blocktrace.snapshot.streams import CappedOutput, FeedInput
 from blocktrace.snapshot.tracer import SnapshotTracer
@@ -74,7 +75,7 @@ def _error_line(exc: BaseException, filename: str) -> int | None:
 
 def _describe(exc: BaseException) -> str:
     try:
-        return str(exc)[:1000]
+        return clean_text(str(exc)[:1000])
     except Exception:
         return f"<unprintable {type(exc).__name__}>"
 
@@ -138,7 +139,7 @@ def main() -> NoReturn:
         code = compile(request.source, main_path, "exec")
     except (SyntaxError, ValueError) as exc:
         status = "error"
-        error = ErrorInfo(type=type(exc).__name__, message=_describe(exc),
+        error = ErrorInfo(type=type_name(type(exc)), message=_describe(exc),
                           line=_error_line(exc, main_path))
     else:
         sys.stdout = sys.stderr = out
@@ -158,7 +159,7 @@ def main() -> NoReturn:
                                   line=_error_line(exc, main_path))
         except BaseException as exc:
             status = "error"
-            error = ErrorInfo(type=type(exc).__qualname__, message=_describe(exc),
+            error = ErrorInfo(type=type_name(type(exc)), message=_describe(exc),
                               line=_error_line(exc, main_path))
             if tracer.halted is None:
                 tracer.final_step(error)

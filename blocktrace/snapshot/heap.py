@@ -24,7 +24,7 @@ from typing import Any
 
 from blocktrace.snapshot.model import HeapObject
 
-__all__ = ["HeapEncoder", "type_name"]
+__all__ = ["HeapEncoder", "clean_text", "type_name"]
 
 _TYPE_QUALNAME = type.__dict__["__qualname__"]
 _TYPE_NAME = type.__dict__["__name__"]
@@ -40,13 +40,25 @@ def type_name(tp: type) -> str:
     """``tp.__qualname__`` without consulting a metaclass."""
     try:
         name = _TYPE_QUALNAME.__get__(tp)
-        return name if isinstance(name, str) else "?"
+        return clean_text(name) if isinstance(name, str) else "?"
     except Exception:  # never raise while encoding
         return "?"
 
 
+def clean_text(text: str) -> str:
+    """``text`` made encodable as UTF-8: a lone surrogate (``"\\udcff"``, from
+    ``os.fsdecode`` or a ``\\u`` escape) becomes its backslash escape."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + "…"
+    return clean_text(text if len(text) <= limit else text[:limit] + "…")
 
 
 def _instance_dict(obj: object) -> dict[str, Any] | None:
@@ -189,12 +201,12 @@ class HeapEncoder:
             bound = [("self", self.value(obj.__self__))]
             return HeapObject(type=name, category="function", name=fname, members=bound)
         if issubclass(tp, types.BuiltinFunctionType):
-            return HeapObject(type=name, category="function", name=obj.__qualname__)
+            return HeapObject(type=name, category="function", name=clean_text(obj.__qualname__))
         if issubclass(tp, types.ModuleType):
             d = _instance_dict(obj)
             mname = d.get("__name__") if d is not None else None
             return HeapObject(
-                type=name, category="module", name=mname if type(mname) is str else None
+                type=name, category="module", name=clean_text(mname) if type(mname) is str else None
             )
         if tp in _SHOWN_WHOLE:
             return HeapObject(type=name, category="other", value=_short(repr(obj), self.max_str))
@@ -209,7 +221,7 @@ class HeapEncoder:
             for k, v in dict.items(attrs):
                 if len(pairs2) >= cap:
                     break
-                pairs2.append((k if type(k) is str else self.value(k), v))
+                pairs2.append((clean_text(k) if type(k) is str else self.value(k), v))
         pairs2.extend(slots[: max(0, cap - len(pairs2))])
         members, cut = self._members(pairs2, total)
         return HeapObject(type=name, category="object", members=members, truncated=cut)
@@ -225,10 +237,11 @@ class HeapEncoder:
                 continue
             total += 1
             if len(pairs) < self.max_members:
-                pairs.append((k, v))
+                pairs.append((clean_text(k) if type(k) is str else self.value(k), v))
         members, cut = self._members(pairs, total)
         bases = ", ".join(type_name(b) for b in _TYPE_BASES.__get__(cls) if b is not object)
-        label = f"{_TYPE_NAME.__get__(cls)}({bases})" if bases else _TYPE_NAME.__get__(cls)
+        own = clean_text(_TYPE_NAME.__get__(cls))
+        label = f"{own}({bases})" if bases else own
         return HeapObject(
             type=type_name(type(cls)), category="class", name=label, members=members, truncated=cut
         )
@@ -249,4 +262,4 @@ def _signature(code: types.CodeType) -> str:
     params.extend(names[n_pos : n_pos + n_kw])
     if code.co_flags & 0x08:  # CO_VARKEYWORDS
         params.append("**" + names[i])
-    return f"{code.co_qualname}({', '.join(params)})"
+    return clean_text(f"{code.co_qualname}({', '.join(params)})")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 
+from blocktrace.snapshot.heap import clean_text
+
 __all__ = ["CappedOutput", "FeedInput"]
 
 
@@ -45,6 +47,7 @@ class CappedOutput(io.TextIOBase):
         n = len(s)
         if self.exceeded or not n:
             return n
+        s = clean_text(s)
         room = self.limit - self._size
         if n > room:
             s = s[:room]

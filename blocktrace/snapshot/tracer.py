@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from blocktrace.events import CallStart, OpException, OpStart, Return, TraceEvent
-from blocktrace.snapshot.heap import HeapEncoder
+from blocktrace.snapshot.heap import HeapEncoder, clean_text
 from blocktrace.snapshot.model import ErrorInfo, Frame, HeapObject, LimitName, Step
 from blocktrace.snapshot.streams import CappedOutput
 from blocktrace.tracers import VMState
@@ -105,7 +105,8 @@ class SnapshotTracer:
         elif t is OpException:
             ex: OpException = event  # type: ignore[assignment]
             if ex.kind == "raise":
-                error = ErrorInfo(type=ex.error_type, message=ex.message, line=ex.line or None)
+                error = ErrorInfo(type=clean_text(ex.error_type), message=clean_text(ex.message),
+                                  line=ex.line or None)
                 self._step(vm, "exception", ex.line, error=error)
 
     # -- events -------------------------------------------------------------
@@ -210,10 +211,9 @@ class SnapshotTracer:
             variables = self._variables(fr, module)
             if top and returned is not _NOTHING and not module:
                 variables["__return__"] = self.heap.value(returned)
-            out.append(
-                Frame(id=fid, name=fr.f_code.co_qualname, line=line if top else fr.f_lineno or 0,
-                      variables=variables)
-            )
+            at = line if top else fr.f_lineno or 0
+            name = clean_text(fr.f_code.co_qualname)
+            out.append(Frame(id=fid, name=name, line=at, variables=variables))
         return out
 
     def _variables(self, frame: FrameType, module: bool) -> dict[str, Any]:
@@ -226,7 +226,7 @@ class SnapshotTracer:
                 continue  # __name__, __builtins__, a class body's __qualname__ ...
             if name.startswith("."):
                 continue
-            out[name] = self.heap.value(value)
+            out[clean_text(name)] = self.heap.value(value)
         return out
 
     def _halt(self, limit: LimitName, line: int, frame: FrameType | None) -> None:

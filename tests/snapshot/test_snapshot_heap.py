@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from hypothesis import given
+from hypothesis import strategies as st
 
 from blocktrace.snapshot import HeapEncoder
 
@@ -150,3 +152,53 @@ def test_never_runs_the_programs_code() -> None:
     assert heap["1"]["members"] == [[0, 1], [1, 2]]
     assert heap["1"]["category"] == "list"
     assert heap["2"]["category"] == "other"
+
+
+# -- property: the encoding is faithful ----------------------------------------
+
+_scalars = (
+    st.none() | st.booleans() | st.integers()
+    | st.floats(allow_nan=False) | st.text(max_size=8)
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=4) | st.integers(), inner, max_size=4),
+    max_leaves=25,
+)
+
+
+def _rebuild(value: Any, heap: dict[str, Any], memo: dict[int, Any]) -> Any:
+    if type(value) is not list:
+        return value
+    tag, arg = value
+    if tag == "SPECIAL_FLOAT":
+        return float(arg)
+    assert tag == "REF"
+    if arg in memo:
+        return memo[arg]
+    obj = heap[str(arg)]
+    members = obj.get("members", [])  # omitted when empty
+    out: Any
+    if obj["category"] == "list":
+        out = memo[arg] = []
+        out.extend(_rebuild(v, heap, memo) for _, v in members)
+        assert [k for k, _ in members] == list(range(len(members)))
+    elif obj["category"] == "tuple":
+        out = memo[arg] = tuple(_rebuild(v, heap, memo) for _, v in members)
+    else:
+        assert obj["category"] == "dict"
+        out = memo[arg] = {_rebuild(k, heap, memo): _rebuild(v, heap, memo) for k, v in members}
+    return out
+
+
+@given(_values)
+def test_encoding_rebuilds_the_value_and_its_sharing(value: Any) -> None:
+    shared = [value, value, [value]]
+    refs, heap = encode(shared)
+    rebuilt = _rebuild(refs[0], heap, {})
+    assert rebuilt == shared
+    if isinstance(value, list | tuple | dict):
+        # the same object everywhere it appears, not three copies
+        assert rebuilt[0] is rebuilt[1] is rebuilt[2][0]

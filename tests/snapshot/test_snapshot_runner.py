@@ -196,3 +196,16 @@ def test_bwrap_process_limit_stops_a_fork_bomb() -> None:
     r = snap(source, steps=5000, confinement=OS_ONLY)
     assert r["status"] == "error"
     assert r["error"]["type"] == "BlockingIOError"  # EAGAIN from fork: RLIMIT_NPROC
+
+
+def test_unencodable_text_is_escaped_not_fatal() -> None:
+    source = (
+        "s = 'a\\udcffb'\nprint(s)\nglobals()['\\udcfe'] = {s: s}\nx = 1\nraise ValueError(s)\n"
+    )
+    r = snap(source)
+    assert r["status"] == "error"
+    assert r["stdout"] == "a\\udcffb\n"
+    assert r["error"] == {"type": "ValueError", "message": "a\\udcffb", "line": 5}
+    module = r["steps"][-2]["stack"][0]["variables"]
+    assert module["s"] == "a\\udcffb"
+    assert "\\udcfe" in module
