@@ -9,6 +9,7 @@ default and the overhead baseline.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Protocol
@@ -19,6 +20,7 @@ from blocktrace.tracers.render import Renderer
 __all__ = [
     "Tracer",
     "VMState",
+    "at_recursion_limit",
     "discard_trace",
     "emit",
     "get_tracer",
@@ -118,3 +120,17 @@ def get_tracer() -> Tracer:
 def emit(vm: VMState, event: TraceEvent) -> None:
     """Send ``event`` to the active tracer."""
     _active.tracer(vm, event)
+
+
+def at_recursion_limit(margin: int = 50) -> bool:
+    """Whether this thread's stack is within ``margin`` frames of the recursion
+    limit.  A ``RecursionError`` from a tracer there is the traced program's own
+    depth (it would hit the limit a few frames later untraced), not a tracer bug:
+    it goes to the program instead of detaching the tracer.  Walks the stack, so
+    only for failure paths."""
+    depth = 0
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back
+    return depth >= sys.getrecursionlimit() - margin

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from blocktrace.events import TraceEvent
-from blocktrace.tracers import Tracer, VMState
+from blocktrace.tracers import Tracer, VMState, at_recursion_limit
 
 __all__ = ["Tee"]
 
@@ -28,6 +28,8 @@ class Tee:
             try:
                 tracer(vm, event)
             except Exception as exc:
+                if isinstance(exc, RecursionError) and at_recursion_limit():
+                    raise  # the program's own depth, not this tracer's fault
                 self._detach(tracer, exc)
 
     def _detach(self, tracer: Tracer, exc: Exception) -> None:

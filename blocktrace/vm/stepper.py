@@ -42,7 +42,7 @@ from blocktrace.events import (
     ReturnKind,
     Stop,
 )
-from blocktrace.tracers import _active, discard_trace, set_tracer
+from blocktrace.tracers import _active, at_recursion_limit, discard_trace, set_tracer
 from blocktrace.tracers.render import Renderer
 from blocktrace.vm.scope import Scope
 
@@ -419,6 +419,8 @@ class Stepper:
             raise exc
         if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit from signal handlers
             raise exc
+        if isinstance(exc, RecursionError) and at_recursion_limit():
+            raise exc  # the program is at the recursion limit: its error, not the tracer's
         tracer = set_tracer(discard_trace)
         where = ""
         code = self.code

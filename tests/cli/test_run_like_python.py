@@ -6,16 +6,17 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
-_decode = msgspec.json.Decoder(dict[str, object]).decode
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-def _summary(trace: Path) -> dict[str, object]:
+def _summary(trace: Path) -> dict[str, Any]:
     return _decode(trace.read_bytes().splitlines()[-1])
 
 
@@ -201,3 +202,25 @@ def test_directory_and_zip_application(
             plain.returncode, plain.stdout, plain.stderr
         ) == (2, f"app ['{target}', 'x'] __main__\n", "")
         assert blocktrace_cli("verify", f"{target}.jsonl", cwd=tmp_path).returncode == 0
+
+
+def test_program_that_hits_the_recursion_limit(
+    tmp_path: Path, programs: Path, blocktrace_cli: Runner, python_cli: Runner
+) -> None:
+    """The RecursionError is the program's, not a tracer failure: nothing is
+    detached, the whole run is in a sealed trace, calls and returns balance."""
+    script = programs / "recursion_limit.py"
+    plain = python_cli(script)
+    trace = tmp_path / "r.jsonl"
+    traced = blocktrace_cli("run", "-o", trace, script)
+    assert (traced.returncode, traced.stdout, traced.stderr) == (0, plain.stdout, "")
+    assert plain.stdout == "caught RecursionError\n45\n"
+    assert blocktrace_cli("verify", trace).returncode == 0
+    summary = _summary(trace)
+    assert summary["pass"] is True and "error" not in summary
+    events = [_decode(line) for line in trace.read_bytes().splitlines()[1:-1]]
+    calls = [e for e in events if e.get("event") == "call"]
+    returns = [e for e in events if e.get("event") == "return"]
+    assert len(calls) == len(returns) > 900
+    assert max(e["depth"] for e in calls) > 900
+    assert not any(e.get("event") == "tracerError" for e in events)

@@ -118,3 +118,52 @@ def test_non_exception_errors_from_a_tracer_pass_through(error: type[BaseExcepti
     with pytest.raises(error), blocktrace.trace(Breaks(3, error)):
         _program()
     assert blocktrace.vm.active_stepper() is None
+
+
+def _runaway(n: int) -> int:
+    return _runaway(n + 1)
+
+
+def test_a_tracer_that_recurses_forever_is_detached(capfd: pytest.CaptureFixture[str]) -> None:
+    calls = 0
+
+    def bottomless(vm: VMState, event: TraceEvent, /) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 10:
+            _runaway(0)
+
+    with blocktrace.trace(bottomless) as stepper:
+        result = _program()
+    assert result == EXPECTED
+    assert len(stepper.failures) == 1 and "RecursionError" in stepper.failures[0]
+    assert "RecursionError" in capfd.readouterr().err
+
+
+def _down(n: int) -> int:
+    return _down(n + 1)
+
+
+def _to_the_limit() -> str:
+    try:
+        _down(0)
+    except RecursionError as exc:
+        return type(exc).__name__
+    return "no limit"
+
+
+def test_the_programs_own_recursion_error_detaches_nothing(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "deep.jsonl"
+    chain = blocktrace.ChainTracer(path)
+    rec = Recorder()
+    tee = Tee(rec, chain)
+    with blocktrace.trace(tee) as stepper:
+        result = _to_the_limit()
+    assert result == "RecursionError"
+    assert stepper.failures == [] and tee.tracers == [rec, chain]
+    assert "detached" not in capfd.readouterr().err
+    assert verify_file(path).status == "sealed"
+    downs = [e for e in rec.of_type(CallStart) if e.name == "_down"]
+    assert len(downs) > 500
