@@ -205,7 +205,10 @@ class BlockTrace:
             "CHANGES" in (self._locals, self._globals, self._builtins)
         )
         self._clock = _Clock()
-        self._record: list[tuple[TraceEvent, int, int, int, dict[str, Any] | None]] = []
+        self._record: list[Any] = []
+        """OpStart alone when in the same frame as the entry before (gas is one
+        less than there), else (event, gas, depth, thread, rendered locals)."""
+        self._rec_at = -1
         self._gas_used = 0
         self._spool: IO[bytes] | None = None
         self._chain: Any = None
@@ -283,6 +286,7 @@ class BlockTrace:
         if self._running:
             raise RuntimeError("this BlockTrace is already running")
         self._record = []
+        self._rec_at = -1
         self._frames.clear()
         self._skip_depth = 0
         self._replayed = False
@@ -332,14 +336,21 @@ class BlockTrace:
         if not self._replayed:
             vm = _ReplayVM(self._gas_used)
             chain = self._chain
-            for event, gas, depth, thread, values in self._record:
-                vm.gas = gas
-                vm.depth = depth
+            gas = 0
+            for entry in self._record:
+                if type(entry) is OpStart:  # same frame as before: only gas moved on
+                    vm.gas = gas
+                    vm.values = None
+                    chain(vm, entry)
+                    gas -= 1
+                    continue
+                event, vm.gas, vm.depth, thread, vm.values = entry
                 vm.thread = thread
                 if thread > vm.threads_seen:
                     vm.threads_seen = thread
-                vm.values = values
                 chain(vm, event)
+                # the stepper charges an instruction after its OpStart, nothing else
+                gas = vm.gas - 1 if type(event) is OpStart else vm.gas
             chain.close()
             self._replayed = True
             self._record = []
@@ -366,8 +377,13 @@ class BlockTrace:
                     if frame is not None else {}
                 )
                 record.append((ev, vm.gas, depth, thread, values))
+                self._rec_at = (thread << 20) | depth
+            elif (thread << 20) | depth == self._rec_at:
+                # the common case: same frame as the entry before, gas one less
+                record.append(ev)
             else:
                 record.append((ev, vm.gas, depth, thread, None))
+                self._rec_at = (thread << 20) | depth
             line = ev.line
             if line <= 0 or depth == self._skip_depth:
                 return
@@ -383,6 +399,7 @@ class BlockTrace:
         elif t is CallStart:
             ev_call: CallStart = event  # type: ignore[assignment]
             record.append((ev_call, vm.gas, depth, vm.thread, None))
+            self._rec_at = (vm.thread << 20) | depth
             if ev_call.kind == "enter":
                 # the frame that called start(): 0.0.16 (sys.settrace) never saw it
                 self._skip_depth = depth
@@ -399,6 +416,7 @@ class BlockTrace:
             # the record keeps the rendering, never the object (no lifetime changes)
             record.append((Return(ev_ret.kind, ev_ret.code, ev_ret.pc, value), vm.gas, depth,
                            vm.thread, None))
+            self._rec_at = -1
             if depth == self._skip_depth:
                 self._skip_depth = 0
                 return
@@ -410,6 +428,7 @@ class BlockTrace:
         elif t is OpException:
             ev_exc: OpException = event  # type: ignore[assignment]
             record.append((ev_exc, vm.gas, depth, vm.thread, None))
+            self._rec_at = (vm.thread << 20) | depth
             if ev_exc.kind == "handled" or depth == self._skip_depth:
                 return
             self._emit_block(

@@ -17,8 +17,11 @@ The loop optimisation (``loop_limit=K``, on by default): once the types seen at
 a line start have not changed for K visits, that instruction site answers
 ``sys.monitoring.DISABLE`` and costs nothing more; the next call of a function
 with switched-off sites calls ``vm.restart_events()`` so new types in later
-calls are still seen.  ``loop_limit=None`` turns it off.  Instructions that do
-not start a line are switched off at once: this tracer never needs them.
+calls are still seen.  A restart is global (CPython re-arms every site), so when
+restarts of a function keep finding nothing new, the calls between them double,
+up to :data:`MAX_INTERVAL`; a new type resets that.  ``loop_limit=None`` turns
+the optimisation off.  Instructions that do not start a line are switched off
+at once: this tracer never needs them.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ RowKind = Literal["param", "return", "yield", "local", "global", "member"]
 
 _DISABLE: Any = sys.monitoring.DISABLE
 _SAMPLE = 8
+MAX_INTERVAL = 64
+"""Most calls between two restarts of a function whose restarts keep finding nothing."""
 _GENERIC = (list, set, frozenset, dict, tuple)
 _CO_GENERATOR = inspect.CO_GENERATOR
 _CO_COROUTINE = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
@@ -328,8 +333,8 @@ class _CodeInfo:
     """Per code object, computed once."""
 
     __slots__ = (
-        "cls", "code", "disabled", "file", "function", "globals", "is_async", "is_gen",
-        "is_module", "line_of", "params", "self_name", "stable",
+        "calls_waiting", "cls", "code", "disabled", "file", "found_new", "function", "globals",
+        "interval", "is_async", "is_gen", "is_module", "line_of", "params", "self_name", "stable",
     )
 
     def __init__(self, code: CodeType) -> None:
@@ -355,6 +360,11 @@ class _CodeInfo:
         self.stable: dict[int, int] = {}
         """line-start offset -> visits without a new type"""
         self.disabled = False
+        self.found_new = False
+        """A new type was seen in this code since its last restart."""
+        self.interval = 1
+        """Restart after this many calls (doubles while restarts find nothing new)."""
+        self.calls_waiting = 0
 
 
 def _skip_global(value: object) -> bool:
@@ -422,8 +432,12 @@ class TypeTracer:
         ref = type_of(value)
         slot = self.table.slot(info.file, info.cls, info.function, line, kind, name)
         n = slot.get(ref)
-        slot[ref] = 1 if n is None else n + 1
-        return n is None
+        if n is None:
+            slot[ref] = 1
+            info.found_new = True
+            return True
+        slot[ref] = n + 1
+        return False
 
     def _line(self, vm: VMState, info: _CodeInfo, pc: int) -> object:
         self.line_visits += 1
@@ -464,12 +478,18 @@ class TypeTracer:
 
     def _call(self, vm: VMState, info: _CodeInfo, event: CallStart) -> None:
         if info.disabled and self._disabled_since_restart:
-            for other in self._infos.values():
-                other.disabled = False
-            info.stable.clear()
-            self._disabled_since_restart = False
-            self.restarts += 1
-            vm.restart_events()
+            info.calls_waiting += 1
+            if info.calls_waiting >= info.interval:
+                # a restart that found nothing new in this code: wait longer next time
+                info.interval = 1 if info.found_new else min(info.interval * 2, MAX_INTERVAL)
+                info.found_new = False
+                info.calls_waiting = 0
+                for other in self._infos.values():
+                    other.disabled = False
+                info.stable.clear()
+                self._disabled_since_restart = False
+                self.restarts += 1
+                vm.restart_events()
         elif info.stable:
             info.stable.clear()
         if event.kind != "call" or not info.params:

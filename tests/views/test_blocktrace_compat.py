@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -227,3 +228,36 @@ def test_loop_on_one_line_reports_each_iteration() -> None:
     hits = [b for b in example.block.values() if b.get("Line No") == for_line
             and b["Event"] == "line"]
     assert len(hits) >= 4  # entry plus one per iteration (settrace semantics)
+
+
+def test_saved_trace_is_the_whole_run_instruction_by_instruction(tmp_path: Path) -> None:
+    example = blocktrace.BlockTrace("whole", _globals="off", _locals="on")
+    example.start()
+    s.fib(4)
+    s.safe_divide(1, 0)
+    example.stop()
+    path = tmp_path / "run.jsonl"
+    example.save(path)
+    lines = [msgspec.json.decode(line) for line in path.read_bytes().splitlines()]
+    header, events, summary = lines[0], lines[1:-1], lines[-1]
+    assert header["blocktrace"] == 1 and summary["pass"] is True
+    ops = [e for e in events if "op" in e and "event" not in e]
+    # one op line per instruction, gas falling by exactly one each time
+    assert len(ops) == int(summary["gasUsed"], 16)
+    gases = [int(e["gas"], 16) for e in ops]
+    assert all(a - b == 1 for a, b in itertools.pairwise(gases))
+    fib_code = next(e["code"] for e in events if e.get("event") == "call"
+                    and e.get("name") == "fib")
+    fib_ops = [e for e in ops if e["code"] == fib_code]
+    assert {e["depth"] for e in fib_ops} == {2}  # the test's own frame is depth 1
+    with_locals = [e["locals"] for e in fib_ops if "locals" in e]
+    assert with_locals[0] == {"n": 4}
+    assert {"n": 4, "i": 1, "f1": 1, "f2": 1} in with_locals
+    assert any(e.get("event") == "raise" and e["error"].startswith("ZeroDivisionError")
+               for e in events)
+    returns = [e for e in events if e.get("event") == "return" and e["code"] == fib_code]
+    assert returns[0]["value"] == 3
+    # saving again writes the same bytes
+    again = tmp_path / "again.jsonl"
+    example.save(again)
+    assert again.read_bytes() == path.read_bytes()
