@@ -4,6 +4,7 @@ program, once from the command line or as a confined HTTP service."""
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from typing import Any
 
@@ -45,7 +46,8 @@ def register(sub: Any) -> None:
         "child process; when all workers are busy and the queue is full the answer is 503.",
     )
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks one)")
+    s.add_argument("--port", type=_port, default=8000,
+                   help="port (default 8000; 0 picks a free one, printed at start)")
     s.add_argument("--workers", type=_positive_int, default=2, metavar="N",
                    help="programs run at once (default 2)")
     s.add_argument("--queue", type=_non_negative_int, default=8, metavar="N",
@@ -77,6 +79,13 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = 0 if text.strip() == "0" else _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
     return value
 
 
@@ -166,11 +175,32 @@ def serve(args: argparse.Namespace) -> int:
         limits=_limits(args, args.max_steps), confinement=Confinement(sandbox=args.sandbox),
         workers=args.workers, queue=args.queue, max_body=args.max_body,
     )
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
-                            access_log=False, lifespan="on")
+    sock = _listen(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    sys.stderr.write(f"blocktrace serve: listening on http://{shown}:{port} "
+                     f"(POST /trace, GET /health)\n")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     try:
-        server.run()
-    except OSError as exc:
-        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
     return 0 if server.started else 1
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A bound socket for the server, so a bad address is one line and exit 2."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+        except OSError:
+            sock.close()
+            raise
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock

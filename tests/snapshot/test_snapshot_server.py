@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,21 +24,26 @@ from .conftest import descendants
 pytest.importorskip("uvicorn")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class Server:
+    """``blocktrace serve --port 0`` in a subprocess; the port comes from its
+    "listening on" line."""
+
     def __init__(self, *args: str) -> None:
-        self.port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "blocktrace", "serve", "--port", str(self.port),
+            [sys.executable, "-m", "blocktrace", "serve", "--port", "0",
              "--cpu", "1", "--wall", "3", *args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
+        assert self.proc.stderr is not None
+        first = self.proc.stderr.readline()
+        match = re.search(r"listening on http://127\.0\.0\.1:(\d+) ", first)
+        if match is None:
+            self.stop()
+            raise RuntimeError(f"the server did not start: {first!r}")
+        self.port = int(match.group(1))
+        self.log: list[str] = []
+        self._drain = threading.Thread(target=self._read_log, daemon=True)
+        self._drain.start()
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -49,6 +56,11 @@ class Server:
                 self.stop()
                 raise RuntimeError("the server did not start")
             time.sleep(0.1)
+
+    def _read_log(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.log.append(line)
 
     def request(
         self, method: str, path: str, body: bytes | None = None, timeout: float = 30
@@ -73,7 +85,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc.stderr is not None:
+        if self.proc.stderr is not None and not hasattr(self, "_drain"):
             self.proc.stderr.close()
 
 
@@ -202,3 +214,17 @@ def test_a_full_queue_answers_503() -> None:
         assert descendants(s.proc.pid) == []
     finally:
         s.stop()
+
+
+def test_an_address_in_use_is_one_line_and_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "blocktrace", "serve", "--port", str(port)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+    assert done.returncode == 2
+    expected = f"blocktrace serve: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    assert done.stderr == expected
