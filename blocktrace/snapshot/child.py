@@ -17,6 +17,7 @@ import io
 import os
 import signal
 import sys
+import threading
 import traceback
 import types
 from typing import IO, Any, NoReturn, cast
@@ -119,6 +120,15 @@ def main() -> NoReturn:
     signal.signal(signal.SIGXCPU, on_xcpu)
 
     import blocktrace
+
+    report_thread_error = threading.excepthook
+
+    def thread_error(args: Any) -> None:
+        # A thread stopped by the step limit is not the program's error.
+        if not isinstance(args.exc_value, blocktrace.HaltRun):
+            report_thread_error(args)
+
+    threading.excepthook = thread_error
 
     chain: Any = None
     active: Any = tracer

@@ -209,3 +209,14 @@ def test_unencodable_text_is_escaped_not_fatal() -> None:
     module = r["steps"][-2]["stack"][0]["variables"]
     assert module["s"] == "a\\udcffb"
     assert "\\udcfe" in module
+
+
+def test_a_thread_that_spins_is_stopped_by_the_step_limit() -> None:
+    source = (
+        "import threading\ndef spin():\n    while True:\n        pass\n"
+        "t = threading.Thread(target=spin)\nt.start()\nt.join()\nprint('never')\n"
+    )
+    r = snap(source, steps=100)
+    assert r["status"] == "step_limit"
+    assert r["stdout"] == ""  # no traceback of the halted thread, no 'never'
+    assert r["steps"][-1]["event"] == "step_limit"
