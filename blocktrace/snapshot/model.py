@@ -41,7 +41,7 @@ Value = Any
 StepEvent = Literal["call", "line", "return", "exception", "uncaught_exception", "step_limit"]
 Category = Literal["list", "tuple", "set", "dict", "object", "class", "function", "module", "other"]
 Status = Literal["ok", "error", "step_limit", "limit"]
-LimitName = Literal["steps", "cpu_time", "wall_time", "memory", "output"]
+LimitName = Literal["steps", "cpu_time", "wall_time", "output"]
 
 
 class SnapshotRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
