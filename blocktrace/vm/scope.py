@@ -95,9 +95,11 @@ class Scope:
             self.target_name = function
             self.target_module = module
             try:
-                self.target_file = _resolve(module)
+                # ``__main__`` is the traced program, matched by name: resolving it
+                # here would find the running ``python -m blocktrace`` instead.
+                self.target_file = None if module == "__main__" else _resolve(module)
             except ScopeError:
-                self.target_file = None  # matched by module name (e.g. __main__)
+                self.target_file = None  # matched by module name
 
     def contains(self, code: CodeType) -> bool | None:
         """True or False by file; ``None`` for exec'd code under a pseudo file name

@@ -154,3 +154,50 @@ def test_renderer_direct() -> None:
     nested.append(nested)  # self-reference: bounded by depth
     assert isinstance(r.render(nested), str)
     assert CALLS == []
+
+
+def _assigns() -> list[int]:
+    a = 1
+    b = 2
+    a = 3
+    c = [a, b]
+    c.append(4)
+    return c
+
+
+def _locals_by_line(mode: str) -> list[tuple[int, dict[str, Any]]]:
+    out = io.BytesIO()
+    with blocktrace.trace(blocktrace.ChainTracer(out, locals=mode)):  # type: ignore[arg-type]
+        _assigns()
+    lines = [_decode(line) for line in out.getvalue().splitlines()]
+    code = next(e["code"] for e in lines if e.get("name") == "_assigns")
+    first = _assigns.__code__.co_firstlineno
+    return [
+        (e["line"] - first, e["locals"])
+        for e in lines
+        if e.get("code") == code and "locals" in e
+    ]
+
+
+def test_locals_on_and_changes() -> None:
+    """``on``: every name at each line start; ``changes``: only what changed."""
+    assert _locals_by_line("on") == [
+        (1, {}),
+        (2, {"a": 1}),
+        (3, {"a": 1, "b": 2}),
+        (4, {"a": 3, "b": 2}),
+        (5, {"a": 3, "b": 2, "c": "[3, 2]"}),
+        (6, {"a": 3, "b": 2, "c": "[3, 2, 4]"}),
+    ]
+    assert _locals_by_line("changes") == [
+        (1, {}),
+        (2, {"a": 1}),
+        (3, {"b": 2}),
+        (4, {"a": 3}),
+        (5, {"c": "[3, 2]"}),
+        (6, {"c": "[3, 2, 4]"}),  # mutated in place: its rendering changed
+    ]
+    out = io.BytesIO()
+    with blocktrace.trace(blocktrace.ChainTracer(out)):
+        _assigns()
+    assert b'"locals"' not in out.getvalue()
