@@ -40,7 +40,8 @@ def register(sub: Any) -> None:
                    help="render objects with their own __repr__ (runs program code)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="print the trace file, line count and sealed head on stderr at the end")
-    p.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as a script")
+    p.add_argument("-m", dest="module", metavar="MODULE ...", nargs=argparse.REMAINDER,
+                   help="run a library module as a script (the rest of the line is its arguments)")
     p.add_argument("program", nargs=argparse.REMAINDER, metavar="SCRIPT [ARGS...]")
     p.set_defaults(handler=run)
 
@@ -66,9 +67,11 @@ def run(args: argparse.Namespace) -> int:
     from blocktrace.vm.scope import Scope, ScopeError
     from blocktrace.vm.stepper import Stepper
 
-    if args.module:
-        program = Program(args.module, list(args.program), is_module=True)
-        name = args.module
+    if args.module is not None:
+        if not args.module:
+            raise CliError("argument -m: expected a module name")
+        program = Program(args.module[0], list(args.module[1:]), is_module=True)
+        name = args.module[0]
     elif args.program:
         program = Program(args.program[0], list(args.program[1:]))
         name = os.path.splitext(os.path.basename(os.path.normpath(args.program[0])))[0]

@@ -53,6 +53,16 @@ class Program:
                 return f"no module named {self.target!r} ({exc})"
             if spec is None:
                 return f"no module named {self.target!r}"
+            if spec.submodule_search_locations is not None:
+                try:
+                    main = importlib.util.find_spec(f"{self.target}.__main__")
+                except (ImportError, ValueError):
+                    main = None
+                if main is None:
+                    return (
+                        f"no module named {self.target}.__main__; {self.target!r} is a "
+                        "package and cannot be directly executed"
+                    )
             return None
         if not os.path.exists(self.target):
             return f"{self.target}: no such file"
@@ -169,7 +179,8 @@ def run_program(program: Program, tracer: Tracer, stepper: Stepper) -> Outcome:
                 _run_script(program.target)
             _join_threads()
         finally:
-            if sys.stdout is not None:
+            # As the interpreter does at exit: a closed stdout is not an error.
+            if sys.stdout is not None and not getattr(sys.stdout, "closed", False):
                 sys.stdout.flush()
     except SystemExit as exc:
         status, _ = _exit_status(exc.code)

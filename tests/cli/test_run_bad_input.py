@@ -18,7 +18,7 @@ Check = Callable[[subprocess.CompletedProcess[str]], None]
     [
         (["no_such_script.py"], "no such file"),
         (["-m", "no_such_module_here"], "no module named"),
-        (["-m"], "expected one argument"),
+        (["-m"], "-m: expected"),
         ([], "nothing to run"),
         (["--gas", "abc", "x.py"], "--gas"),
         (["--gas", "0", "x.py"], "--gas"),
@@ -74,3 +74,16 @@ def test_existing_trace_is_not_overwritten_without_force(
     forced = blocktrace_cli("run", "--force", "-o", trace, programs / "behaves.py")
     assert forced.returncode == 0
     assert blocktrace_cli("verify", trace).returncode == 0
+
+
+def test_a_package_without_main(
+    tmp_path: Path, blocktrace_cli: Runner, python_cli: Runner, one_line_error: Check
+) -> None:
+    (tmp_path / "pkg_no_main").mkdir()
+    (tmp_path / "pkg_no_main" / "__init__.py").write_text("")
+    plain = python_cli("-m", "pkg_no_main", cwd=tmp_path)
+    traced = blocktrace_cli("run", "-o", "t.jsonl", "-m", "pkg_no_main", cwd=tmp_path)
+    assert plain.returncode != 0
+    one_line_error(traced)
+    assert "cannot be directly executed" in traced.stderr
+    assert not (tmp_path / "t.jsonl").exists()

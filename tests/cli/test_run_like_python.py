@@ -224,3 +224,41 @@ def test_program_that_hits_the_recursion_limit(
     assert len(calls) == len(returns) > 900
     assert max(e["depth"] for e in calls) > 900
     assert not any(e.get("event") == "tracerError" for e in events)
+
+
+def test_everything_after_dash_m_module_is_the_modules(
+    tmp_path: Path, programs: Path, blocktrace_cli: Runner, python_cli: Runner
+) -> None:
+    args = ["5", "-o", "elsewhere", "--gas", "1", "--help"]
+    plain = python_cli("-m", "btprog", *args, cwd=programs)
+    trace = tmp_path / "m.jsonl"
+    traced = blocktrace_cli("run", "-o", trace, "-m", "btprog", *args, cwd=programs)
+    assert plain.returncode == traced.returncode == 5
+    assert traced.stdout == plain.stdout
+    assert f"argv={args!r}" in traced.stdout
+    assert not (programs / "elsewhere").exists()
+    summary = _summary(trace)
+    assert int(summary["gasUsed"], 16) > 1  # --gas 1 was the module's, not ours
+
+
+def test_a_program_that_closes_its_stdout(
+    tmp_path: Path, blocktrace_cli: Runner, python_cli: Runner
+) -> None:
+    script = tmp_path / "closes.py"
+    script.write_text("import sys\nprint('hi')\nsys.stdout.close()\n")
+    plain = python_cli(script)
+    traced = blocktrace_cli("run", "-o", tmp_path / "t.jsonl", script)
+    assert (traced.returncode, traced.stdout, traced.stderr) == (0, "hi\n", "")
+    assert (plain.returncode, plain.stdout, plain.stderr) == (0, "hi\n", "")
+    assert blocktrace_cli("verify", tmp_path / "t.jsonl").returncode == 0
+
+
+def test_os_exit_keeps_its_status_and_leaves_an_unsealed_trace(
+    tmp_path: Path, blocktrace_cli: Runner
+) -> None:
+    script = tmp_path / "quits.py"
+    script.write_text("import os\nprint('bye', flush=True)\nos._exit(5)\n")
+    traced = blocktrace_cli("run", "-o", tmp_path / "t.jsonl", script)
+    assert (traced.returncode, traced.stdout) == (5, "bye\n")
+    # No chance to seal: like a kill, the trace is unsealed, never valid.
+    assert blocktrace_cli("verify", tmp_path / "t.jsonl").returncode == 3
