@@ -118,6 +118,47 @@ def main() -> None:
               f"{peak_small:.0f} MB; {args.lines:,}-line traces: {peak:.0f} MB")
         print(f"ratio peak RSS {args.lines:,} / {args.lines // 10:,} lines: "
               f"{peak / peak_small:.2f}")
+        _blocktrace_traces(Path(tmp), args.lines)
+
+
+_PROGRAM = """
+def step(i, n):
+    return (i * 7 + n) % 1000
+
+
+def main(n):
+    total = 0
+    for i in range(LOOPS):
+        total += step(i, n)
+    return total
+
+
+print(main(N))
+"""
+
+
+def _blocktrace_traces(tmp: Path, lines: int) -> None:
+    """Two real ``blocktrace run`` traces (with locals) of about ``lines`` lines each."""
+    from blocktrace.eip3155 import diff_files
+
+    loops = max(1, lines // 17)
+    paths = []
+    for name, n in (("p", 1), ("q", 2)):
+        where = tmp / name
+        where.mkdir()
+        program = _PROGRAM.replace("LOOPS", str(loops)).replace("N", str(n))
+        (where / "prog.py").write_text(program, encoding="utf-8")
+        subprocess.run([sys.executable, "-m", "blocktrace", "run", "--locals", "on", "-o",
+                        "trace.jsonl", "prog.py"], cwd=where, check=True,
+                       stdout=subprocess.DEVNULL)
+        paths.append(where / "trace.jsonl")
+    count = sum(1 for _ in paths[0].open("rb"))
+    seconds, report = _best(lambda: diff_files(str(paths[0]), str(paths[1])))
+    print(f"blocktrace traces with --locals on ({count:,} lines each, every step's locals "
+          f"differ): diff {_rate(count, seconds)} per input; "
+          f"{report.steps.hunk_count} hunk(s), {report.steps.differing_a:,} differing steps")
+    seconds, report = _best(lambda: diff_files(str(paths[0]), str(paths[0])))
+    print(f"the same trace against itself: diff {_rate(count, seconds)} per input")
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ DIALECTS: dict[str, Dialect] = {
                 "a header line with `blocktrace`"),
         _evm("besu", "transaction", "summary with `stateRoot`, `test` and `fork`, no `logsRoot`"),
         _evm("eels", "execution", "op line for a fault without `gasCost` "
-             "(otherwise reported as geth-like)"),
+             "(without one, eels and geth read as `evm`)"),
         _evm("erigon", "execution", "op lines with `memory`"),
         _evm("evmone", "transaction", "summary with `pass` and `stateRoot`, no `output`"),
         _evm("geth", "execution", "per-frame exit lines, or a duplicate line for a "

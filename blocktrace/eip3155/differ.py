@@ -24,6 +24,8 @@ DEFAULT_MAX_HUNKS = 5
 DEFAULT_WINDOW = 2000
 SYNC = 3
 """Steps that must agree in a row for the streams to count as back in step."""
+FIRST_WINDOW = 8
+"""The first look-ahead after a divergence (then x8 up to the full window)."""
 SHOWN = 5
 """Steps kept per side of a hunk for the report."""
 
@@ -93,8 +95,9 @@ class _Ahead:
 
 def _resync(
     wa: list[Step], wb: list[Step], comparer: Comparer, a_done: bool, b_done: bool
-) -> tuple[int, int]:
-    """How many steps of each window to put in the hunk (nearest resync point)."""
+) -> tuple[int, int] | None:
+    """How many steps of each window to put in the hunk (the nearest resync point), or
+    None when the windows hold none.  ``a_done``/``b_done``: the stream ends with its window."""
     key = comparer.key
     ka: list[Hashable] = [key(step) for step in wa]
     kb: list[Hashable] = [key(step) for step in wb]
@@ -102,8 +105,8 @@ def _resync(
     where: dict[Hashable, list[int]] = {}
     for j, k in enumerate(kb):
         where.setdefault(k, []).append(j)
-    best = (na, nb)
-    best_sum = na + nb if a_done and b_done else None
+    best = (na, nb) if a_done and b_done else None
+    best_sum = na + nb if best is not None else None
 
     def agree(i: int, j: int) -> bool:
         for t in range(1, SYNC):
@@ -126,6 +129,34 @@ def _resync(
                 best, best_sum = (i, j), i + j
                 break
     return best
+
+
+def _look_ahead(
+    ahead_a: _Ahead, ahead_b: _Ahead, comparer: Comparer, window: int, result: StepDiff
+) -> tuple[int, int]:
+    """The size of the divergent region at the head of both buffers.
+
+    Searches growing windows (most divergences are one changed step, and a
+    full window per divergence would make a trace that differs everywhere
+    quadratic); a point found in a window counts once no nearer one could lie
+    beyond it.
+    """
+    size = min(FIRST_WINDOW, window)
+    while True:
+        wa = ahead_a.peek(size)
+        wb = ahead_b.peek(size)
+        a_end = ahead_a.done and len(ahead_a.buffer) <= size
+        b_end = ahead_b.done and len(ahead_b.buffer) <= size
+        found = _resync(wa, wb, comparer, a_end, b_end)
+        if found is not None and (found[0] + found[1] + SYNC <= size or (a_end and b_end)):
+            return found
+        if size >= window:
+            if found is not None:
+                return found
+            if not (a_end and b_end):
+                result.window_overflows += 1
+            return len(wa), len(wb)
+        size = min(size * 8, window)
 
 
 def _record(
@@ -202,8 +233,6 @@ def diff_steps(
             last_a, last_b = wa[0], wb[0]
             continue
         # A divergence: look ahead for the nearest point where the streams agree again.
-        wa = ahead_a.peek(window)
-        wb = ahead_b.peek(window)
         if result.first is None:
             sa0 = wa[0] if wa else None
             sb0 = wb[0] if wb else None
@@ -211,9 +240,9 @@ def diff_steps(
             result.first = Divergence(common, fields, sa0, sb0)
             if last_a is not None and last_b is not None:
                 result.last_common = (last_a, last_b)
-        da, db = _resync(wa, wb, comparer, ahead_a.done, ahead_b.done)
-        if (da, db) == (len(wa), len(wb)) and not (ahead_a.done and ahead_b.done):
-            result.window_overflows += 1
+        da, db = _look_ahead(ahead_a, ahead_b, comparer, window, result)
+        wa = ahead_a.peek(da)
+        wb = ahead_b.peek(db)
         if da == db:
             # A changed region: pair its steps; pairs that agree are common steps.
             i = 0

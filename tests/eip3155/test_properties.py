@@ -20,9 +20,13 @@ SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
+def _as_int(value: Any) -> int:
+    return int(value, 16) if isinstance(value, str) and value.startswith("0x") else int(value)
+
+
 def _respell(value: Any, how: int) -> Any:
     """A number in another EIP-7756 spelling: JSON number, hex string, decimal string."""
-    number = int(value, 16) if isinstance(value, str) and value.startswith("0x") else int(value)
+    number = _as_int(value)
     if number < 0:
         return number
     return (number, hex(number), str(number))[how % 3]
@@ -48,9 +52,9 @@ def traces(draw: st.DrawFn) -> list[str]:
             if not isinstance(obj, dict) or "pc" not in obj:
                 continue
             if kind == "pc":
-                obj["pc"] = int(obj["pc"]) + draw(st.integers(1, 5))
+                obj["pc"] = _as_int(obj["pc"]) + draw(st.integers(1, 5))
             elif kind == "gas":
-                obj["gas"] = hex(int(obj["gas"], 16) - draw(st.integers(1, 5)))
+                obj["gas"] = hex(_as_int(obj["gas"]) - draw(st.integers(1, 5)))
             elif kind == "stack" and obj.get("stack"):
                 obj["stack"][-1] = hex(draw(st.integers(0, 2**256 - 1)))
             else:
