@@ -205,10 +205,16 @@ class BlockTrace:
             "CHANGES" in (self._locals, self._globals, self._builtins)
         )
         self._clock = _Clock()
+        self._opaque: dict[int, tuple[type, object]] = {}
         self._record: list[Any] = []
         """OpStart alone when in the same frame as the entry before (gas is one
         less than there), else (event, gas, depth, thread, rendered locals)."""
         self._rec_at = -1
+        self._cur = -1
+        """(thread << 20 | depth) of the frame of the last instruction, whose
+        pc and line are in _lpc and _lline (other frames' in _frames)."""
+        self._lpc = -1
+        self._lline = 0
         self._gas_used = 0
         self._spool: IO[bytes] | None = None
         self._chain: Any = None
@@ -216,11 +222,11 @@ class BlockTrace:
 
     # -- hashing (the 0.0.16 helpers, kept) ------------------------------------
 
-    def hashlibwrapper(self, _hash: str) -> Callable[[], Any]:
+    def hashlibwrapper(self, _hash: str) -> Callable[..., Any]:
         """The hashlib constructor for ``_hash``; ``LookupError`` if not guaranteed."""
         if _hash not in hashlib.algorithms_guaranteed:
             raise LookupError(_hash + " is not a supported algorithm")
-        return cast(Callable[[], Any], getattr(hashlib, _hash))
+        return cast(Callable[..., Any], getattr(hashlib, _hash))
 
     def _new(self) -> Any:
         return self._ctor()
@@ -287,6 +293,7 @@ class BlockTrace:
             raise RuntimeError("this BlockTrace is already running")
         self._record = []
         self._rec_at = -1
+        self._cur = -1
         self._frames.clear()
         self._skip_depth = 0
         self._replayed = False
@@ -368,34 +375,46 @@ class BlockTrace:
         if t is OpStart:
             ev: OpStart = event  # type: ignore[assignment]
             thread = vm.thread
+            key = (thread << 20) | depth
+            line = ev.line
+            pc = ev.pc
+            if key == self._cur:  # same frame as the instruction before
+                last_pc = self._lpc
+                last_line = self._lline
+            else:
+                if self._cur >= 0:
+                    self._frames[self._cur] = (self._lpc, self._lline)
+                last_pc, last_line = self._frames.pop(key, (-1, 0))
+                self._cur = key
+            self._lpc = pc
+            self._lline = line
+            emit = (
+                line > 0 and depth != self._skip_depth
+                and ((self._trace_lines and (line != last_line or pc <= last_pc))
+                     or self._trace_opcodes)
+            )
             frame: FrameType | None = None
+            local: dict[str, Any] | None = None
             if ev.line_start and self._chain_locals:
                 frame = vm.frame
-                render = vm.renderer.render
-                values = (
-                    {k: render(v) for k, v in frame.f_locals.items() if type(k) is str}
-                    if frame is not None else {}
-                )
+                f_locals = frame.f_locals if frame is not None else {}
+                local, values = self._values(f_locals, vm.renderer.render, self.ignorelocal,
+                                             for_chain=True)
                 record.append((ev, vm.gas, depth, thread, values))
-                self._rec_at = (thread << 20) | depth
-            elif (thread << 20) | depth == self._rec_at:
+                self._rec_at = key
+            elif key == self._rec_at:
                 # the common case: same frame as the entry before, gas one less
                 record.append(ev)
             else:
                 record.append((ev, vm.gas, depth, thread, None))
-                self._rec_at = (thread << 20) | depth
-            line = ev.line
-            if line <= 0 or depth == self._skip_depth:
+                self._rec_at = key
+            if not emit:
                 return
-            pc = ev.pc
-            key = (thread << 20) | depth
-            last = self._frames.get(key)
-            self._frames[key] = (pc, line)
             # settrace's "line": a new line, or a jump back (a loop on one line)
-            if self._trace_lines and (last is None or line != last[1] or pc <= last[0]):
-                self._emit_block(vm, "line", None, pc, ev.op_name, line, frame)
+            if self._trace_lines and (line != last_line or pc <= last_pc):
+                self._emit_block(vm, "line", None, pc, ev.op_name, line, frame, local)
             if self._trace_opcodes:
-                self._emit_block(vm, "opcode", None, pc, ev.op_name, line, frame)
+                self._emit_block(vm, "opcode", None, pc, ev.op_name, line, frame, local)
         elif t is CallStart:
             ev_call: CallStart = event  # type: ignore[assignment]
             record.append((ev_call, vm.gas, depth, vm.thread, None))
@@ -404,7 +423,7 @@ class BlockTrace:
                 # the frame that called start(): 0.0.16 (sys.settrace) never saw it
                 self._skip_depth = depth
                 return
-            self._frames.pop((vm.thread << 20) | depth, None)
+            self._forget_frame((vm.thread << 20) | depth)
             code = vm.code
             offset = vm.offset
             self._emit_block(
@@ -419,12 +438,13 @@ class BlockTrace:
             self._rec_at = -1
             if depth == self._skip_depth:
                 self._skip_depth = 0
+                self._forget_frame((vm.thread << 20) | depth)
                 return
             code = vm.code
             line = _line_at(code, ev_ret.pc)
             arg = None if ev_ret.kind == "unwind" else value
             self._emit_block(vm, "return", arg, ev_ret.pc, _opname(code, ev_ret.pc), line)
-            self._frames.pop((vm.thread << 20) | depth, None)
+            self._forget_frame((vm.thread << 20) | depth)
         elif t is OpException:
             ev_exc: OpException = event  # type: ignore[assignment]
             record.append((ev_exc, vm.gas, depth, vm.thread, None))
@@ -439,6 +459,12 @@ class BlockTrace:
             record.append((event, vm.gas, 0, vm.thread, None))
             self._gas_used = vm.gas_used
             self._frames.clear()
+
+    def _forget_frame(self, key: int) -> None:
+        """A frame starts or ends at ``key``: no line seen there yet."""
+        self._frames.pop(key, None)
+        if self._cur == key:
+            self._cur = -1
 
     def _site(self, code: CodeType, line: int) -> _Site:
         key = (id(code), line)
@@ -471,7 +497,7 @@ class BlockTrace:
 
     def _emit_block(
         self, vm: VMState, event: str, arg: object, pc: int, opname: str, line: int,
-        frame: FrameType | None = None,
+        frame: FrameType | None = None, local: dict[str, Any] | None = None,
     ) -> None:
         code = vm.code
         if code is None:
@@ -483,7 +509,7 @@ class BlockTrace:
         block: Block = {"DateTime": self._clock.now(), "Function": site.function}
         if self._globals != "OFF":
             globs = self._values(frame.f_globals if frame is not None else {}, render,
-                                 self.ignoreglobal)
+                                 self.ignoreglobal)[0]
             if self._globals == "CHANGES":
                 block["Globals"] = _dict_changes(self.globs, globs)
             else:
@@ -497,7 +523,8 @@ class BlockTrace:
                 block["Builtins"] = built
             self.built = built
         if self._locals != "OFF":
-            local = self._values(_frame_locals(frame), render, self.ignorelocal)
+            if local is None:
+                local = self._values(_frame_locals(frame), render, self.ignorelocal)[0]
             if self._locals == "CHANGES":
                 block["Locals"] = _dict_changes(self.locals, local)
             else:
@@ -514,11 +541,11 @@ class BlockTrace:
         self.iter += 1
         block["Hash"] = self._last_hash
         if self._new_hash:
-            self.hash = self._ctor()
-        self.hash.update(_encode(block))
-        self._last_hash = block["Hash"] = (
-            self.hash.hexdigest(20) if self._shake else self.hash.hexdigest()
-        )
+            h = self.hash = self._ctor(_encode(block))
+        else:
+            h = self.hash
+            h.update(_encode(block))
+        self._last_hash = block["Hash"] = h.hexdigest(20) if self._shake else h.hexdigest()
         self.block[self.iter] = block
         hook = self._each_block_hook
         if hook is not None:
@@ -527,18 +554,55 @@ class BlockTrace:
             except Exception as exc:  # a failing hook must not stop the program
                 self.hook_errors.append(exc)
 
-    @staticmethod
     def _values(
-        values: Any, render: Callable[[object], object], hidden: list[str]
-    ) -> dict[str, Any]:
+        self, values: Any, render: Callable[[object], object], hidden: list[str],
+        for_chain: bool = False,
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The block's view of ``values`` (JSON values as they are, the rest
+        rendered) and, ``for_chain``, the standard trace's (everything rendered),
+        in one pass; hidden names are hidden in both."""
         out: dict[str, Any] = {}
+        chain: dict[str, Any] | None = {} if for_chain else None
+        opaque = self._opaque
         for k, v in values.items():
-            if type(k) is str and k != "__builtins__":  # builtins have their own group
-                out[k] = "[OBFUSCATED]" if k in hidden else _plain(v, render, 3)
-        return out
+            if type(k) is not str or k == "__builtins__":  # builtins have their own group
+                continue
+            t = type(v)
+            if hidden and k in hidden:
+                out[k] = "[OBFUSCATED]"
+                if chain is not None:
+                    chain[k] = "[OBFUSCATED]"
+                continue
+            if (t is int and -_MAX_INT < v < _MAX_INT) or t is bool or v is None:
+                out[k] = v  # JSON as it is (the common case, without a call)
+            elif t is str and len(v) <= _MAX_TEXT:
+                out[k] = v
+                if chain is not None:
+                    chain[k] = render(v)
+                continue
+            elif t in _LOOKED_INTO:
+                out[k] = _plain(v, render, 3)
+                if chain is not None:
+                    chain[k] = render(v)
+                continue
+            else:
+                # shown as <Type #n>: a function of type and id only, so keep it
+                hit = opaque.get(id(v))
+                if hit is None or hit[0] is not t:
+                    hit = opaque[id(v)] = (t, render(v))
+                out[k] = hit[1]
+            if chain is not None:
+                chain[k] = out[k]
+        return out, chain
 
 
 _MAX_TEXT = 200
+_MAX_INT = 2**63
+_LOOKED_INTO = frozenset(
+    {int, float, complex, bool, str, bytes, bytearray, list, tuple, set, frozenset, dict, range,
+     type(None)}
+)
+"""Types the renderer shows by value; everything else is ``<Type #n>``."""
 _MAX_ITEMS = 20
 
 
@@ -569,12 +633,12 @@ class _Clock:
         self._prefix = ""
 
     def now(self) -> str:
-        t = time.time()
-        second = int(t)
+        t = time.time_ns()
+        second, ns = divmod(t, 1_000_000_000)
         if second != self._second:
             self._second = second
             self._prefix = datetime.fromtimestamp(second).strftime("%d/%m/%Y, %H:%M:%S.")
-        return f"{self._prefix}{int((t - second) * 1_000_000):06d}"
+        return self._prefix + str(ns // 1000 + 1_000_000)[1:]
 
 
 class _ReplayFrame:

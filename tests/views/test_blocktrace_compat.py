@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import itertools
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,8 @@ def test_readme_example_block_shapes_and_values() -> None:
     assert list(blocks[0]) == ["DateTime", "Globals", "Builtins", "Locals", "sample", "Hash"]
     assert blocks[0]["sample"] == "Test"
     assert (blocks[0]["Globals"], blocks[0]["Builtins"], blocks[0]["Locals"]) == ({}, [], {})
+    for n in range(12):
+        assert re.fullmatch(r"\d\d/\d\d/\d{4}, \d\d:\d\d:\d\d\.\d{6}", blocks[n]["DateTime"])
     for n in range(1, 12):
         assert list(blocks[n]) == BLOCK_KEYS
         assert blocks[n]["Function"] == "fib"
@@ -206,7 +209,7 @@ def test_trace_options_lines_opcodes_and_path_elements() -> None:
     assert opcodes.verifychain() is True
 
 
-def test_inline_btc_commands_hide_values() -> None:
+def test_inline_btc_commands_hide_values(tmp_path: Path) -> None:
     example = blocktrace.BlockTrace("btc", _globals="on", _locals="on")
     example.start()
     assert s.hidden(7) == 14
@@ -217,6 +220,11 @@ def test_inline_btc_commands_hide_values() -> None:
     assert not any("len(password)" in t for t in texts)
     assert any(b["Locals"].get("password") == "[OBFUSCATED]" for b in blocks)
     assert all("s3cr3t7" not in str(b["Locals"]) for b in blocks)
+    # nor does it leak into the standard trace
+    path = tmp_path / "btc.jsonl"
+    example.save(path)
+    assert b"s3cr3t7" not in path.read_bytes()
+    assert b'"password":"[OBFUSCATED]"' in path.read_bytes()
 
 
 def test_loop_on_one_line_reports_each_iteration() -> None:
