@@ -16,6 +16,7 @@ import contextlib
 import os
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -122,7 +123,7 @@ async def _read_channel(stream: asyncio.StreamReader, got: _Collected, cap: int)
             got.too_big = True
             return
         pending += chunk
-        if b"\n" in pending:
+        if b"\n" in chunk:  # not in pending: a huge line must not be rescanned per chunk
             *lines, pending = pending.split(b"\n")
             for line in lines:
                 _take_line(line, got)
@@ -178,7 +179,20 @@ async def run_request(
             returncode = 128 - returncode  # bwrap reports a signal death as 128 + n
         return _result(request, got, killed, returncode, stderr, limits)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        _remove_tree(workdir)
+
+
+def _remove_tree(path: str) -> None:
+    """Remove the run's directory, even where the program took away its own
+    write permission (which stops an unprivileged ``rmtree``).  Symbolic links
+    are never followed: the program may have pointed them anywhere."""
+    for root, dirs, _ in os.walk(path):
+        for name in dirs:
+            full = os.path.join(root, name)
+            with contextlib.suppress(OSError):
+                if stat.S_ISDIR(os.lstat(full).st_mode):
+                    os.chmod(full, 0o700)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 async def _run_child(

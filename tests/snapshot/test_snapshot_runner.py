@@ -220,3 +220,23 @@ def test_a_thread_that_spins_is_stopped_by_the_step_limit() -> None:
     assert r["status"] == "step_limit"
     assert r["stdout"] == ""  # no traceback of the halted thread, no 'never'
     assert r["steps"][-1]["event"] == "step_limit"
+
+
+def test_the_working_directory_is_removed_whatever_the_program_did(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    runs, outside = tmp_path / "runs", tmp_path / "outside"
+    runs.mkdir()
+    outside.mkdir()
+    outside.chmod(0o755)
+    monkeypatch.setattr(tempfile, "tempdir", str(runs))
+    source = (
+        "import os\nos.makedirs('a/b')\nopen('a/b/f', 'w').write('x')\n"
+        f"os.symlink({str(outside)!r}, 'a/link')\nos.chmod('a/b', 0o500)\nos.chmod('a', 0o500)\n"
+    )
+    r = snap(source, confinement=Confinement(audit_hook=False))
+    assert r["status"] == "ok", r["error"]
+    assert os.listdir(runs) == []
+    assert outside.stat().st_mode & 0o777 == 0o755  # the link was not followed
