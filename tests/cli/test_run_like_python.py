@@ -11,6 +11,8 @@ from typing import Any
 import msgspec
 import pytest
 
+from blocktrace.chain.verify import verify_file
+
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
@@ -54,8 +56,8 @@ def test_same_output_status_and_a_sealed_trace(
     if mode == "stdin":
         assert "stdin='line one\\nline two\\n'" in traced.stdout
 
-    check = blocktrace_cli("verify", trace)
-    assert check.returncode == 0, check.stdout + check.stderr
+    check = verify_file(trace)
+    assert check.status == "sealed", check.reason
     summary = _summary(trace)
     assert summary["output"] == str(status)
     assert summary["pass"] is (mode in ("ok", "exit0", "exitnone", "stdin"))
@@ -86,7 +88,7 @@ def test_dash_m_module(
     assert plain.returncode == traced.returncode == 4
     assert traced.stdout == plain.stdout == "argv0=True argv=['4', 'z'] name=__main__\ndouble=42\n"
     assert traced.stderr == plain.stderr == ""
-    assert blocktrace_cli("verify", trace).returncode == 0
+    assert verify_file(trace).status == "sealed"
     names = [
         _decode(line)["name"]
         for line in trace.read_bytes().splitlines()
@@ -116,8 +118,8 @@ def test_out_of_gas_exit_124_and_sealed_trace(
     # Neither ``except Exception`` swallowed it nor ``except BaseException`` went on.
     assert proc.stdout == "start\n"
     assert "out of gas" in proc.stderr and "Traceback" not in proc.stderr
-    check = blocktrace_cli("verify", trace)
-    assert check.returncode == 0, check.stdout
+    check = verify_file(trace)
+    assert check.status == "sealed", check.reason
     summary = _summary(trace)
     assert summary["error"] == "OutOfGas"
     assert summary["pass"] is False
@@ -137,7 +139,7 @@ def test_locals_and_globals_change_nothing(
             "run", "--locals", mode, "--globals", mode, "-o", trace, programs / "nasty.py"
         )
         assert (traced.returncode, traced.stdout, traced.stderr) == (0, plain.stdout, "")
-        assert blocktrace_cli("verify", trace).returncode == 0
+        assert verify_file(trace).status == "sealed"
         data = trace.read_bytes()
         assert b'"locals":' in data and b'"globals":' in data
         assert b"<Raises #" in data and b"<Mutates #" in data
@@ -181,7 +183,7 @@ def test_keyboard_interrupt(
     assert plain.returncode in (-2, 130) and traced.returncode == 130
     assert traced.stderr == plain.stderr
     assert traced.stderr.endswith("KeyboardInterrupt\n")
-    assert blocktrace_cli("verify", tmp_path / "t.jsonl").returncode == 0
+    assert verify_file(tmp_path / "t.jsonl").status == "sealed"
 
 
 def test_directory_and_zip_application(
@@ -201,7 +203,7 @@ def test_directory_and_zip_application(
         assert (traced.returncode, traced.stdout, traced.stderr) == (
             plain.returncode, plain.stdout, plain.stderr
         ) == (2, f"app ['{target}', 'x'] __main__\n", "")
-        assert blocktrace_cli("verify", f"{target}.jsonl", cwd=tmp_path).returncode == 0
+        assert verify_file(tmp_path / f"{target}.jsonl").status == "sealed"
 
 
 def test_program_that_hits_the_recursion_limit(
@@ -215,7 +217,7 @@ def test_program_that_hits_the_recursion_limit(
     traced = blocktrace_cli("run", "-o", trace, script)
     assert (traced.returncode, traced.stdout, traced.stderr) == (0, plain.stdout, "")
     assert plain.stdout == "caught RecursionError\n45\n"
-    assert blocktrace_cli("verify", trace).returncode == 0
+    assert verify_file(trace).status == "sealed"
     summary = _summary(trace)
     assert summary["pass"] is True and "error" not in summary
     events = [_decode(line) for line in trace.read_bytes().splitlines()[1:-1]]
@@ -250,7 +252,7 @@ def test_a_program_that_closes_its_stdout(
     traced = blocktrace_cli("run", "-o", tmp_path / "t.jsonl", script)
     assert (traced.returncode, traced.stdout, traced.stderr) == (0, "hi\n", "")
     assert (plain.returncode, plain.stdout, plain.stderr) == (0, "hi\n", "")
-    assert blocktrace_cli("verify", tmp_path / "t.jsonl").returncode == 0
+    assert verify_file(tmp_path / "t.jsonl").status == "sealed"
 
 
 def test_os_exit_keeps_its_status_and_leaves_an_unsealed_trace(
@@ -261,4 +263,4 @@ def test_os_exit_keeps_its_status_and_leaves_an_unsealed_trace(
     traced = blocktrace_cli("run", "-o", tmp_path / "t.jsonl", script)
     assert (traced.returncode, traced.stdout) == (5, "bye\n")
     # No chance to seal: like a kill, the trace is unsealed, never valid.
-    assert blocktrace_cli("verify", tmp_path / "t.jsonl").returncode == 3
+    assert verify_file(tmp_path / "t.jsonl").status == "unsealed"

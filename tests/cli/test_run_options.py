@@ -11,6 +11,8 @@ from typing import Any
 import msgspec
 import pytest
 
+from blocktrace.chain.verify import verify_file
+
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
@@ -54,7 +56,7 @@ def test_scope_options(
     trace = tmp_path / "t.jsonl"
     proc = blocktrace_cli("run", *options, "-o", trace, "scoped.py", cwd=programs)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "10 2\n", "")
-    assert blocktrace_cli("verify", trace).returncode == 0
+    assert verify_file(trace).status == "sealed"
     assert _called(trace) == expected
 
 
@@ -67,8 +69,8 @@ def test_genesis_and_values_options(tmp_path: Path, programs: Path, blocktrace_c
     assert proc.returncode == 0
     events = _events(trace)
     assert events[0]["genesis"] == "verifier-nonce-7"
-    assert blocktrace_cli("verify", "--genesis", "verifier-nonce-7", trace).returncode == 0
-    assert blocktrace_cli("verify", "--genesis", "other", trace).returncode == 1
+    assert verify_file(trace, genesis="verifier-nonce-7").status == "sealed"
+    assert verify_file(trace, genesis="other").status == "tampered"
     with_locals = [e for e in events if "locals" in e]
     assert any(e["locals"].get("x") == 5 for e in with_locals)
     assert any("globals" in e for e in events)
@@ -83,7 +85,7 @@ def test_threads_that_outlive_the_main_module(
     traced = blocktrace_cli("run", "-o", trace, script)
     assert (traced.returncode, traced.stdout, traced.stderr) == (0, plain.stdout, "")
     assert plain.stdout == "main done\nworker done 285\n"
-    assert blocktrace_cli("verify", trace).returncode == 0
+    assert verify_file(trace).status == "sealed"
     events = _events(trace)
     worker = [e for e in events if e.get("thread") == 2]
     assert any(e.get("name") == "worker" for e in worker)

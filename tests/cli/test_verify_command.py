@@ -14,6 +14,8 @@ from typing import Any
 import msgspec
 import pytest
 
+from blocktrace.chain.verify import verify_file
+
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 Check = Callable[[subprocess.CompletedProcess[str]], None]
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
@@ -112,8 +114,10 @@ def test_unusable_input_exit_2_one_line(
     one_line_error(proc)
     assert str(path) in proc.stderr
     assert proc.stdout == ""
-    out = _decode(blocktrace_cli("verify", "--json", path).stdout)
-    assert out["status"] == "unusable" and out["valid"] is False and out["reason"]
+    if content in (None, b"[1, 2, 3]\n"):
+        out = _decode(blocktrace_cli("verify", "--json", path).stdout)
+        assert out["status"] == "unusable" and out["valid"] is False and out["reason"]
+    assert verify_file(path).status == "unusable"
 
 
 def test_a_directory_is_unusable(
