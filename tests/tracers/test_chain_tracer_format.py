@@ -92,7 +92,7 @@ def test_every_line_has_its_documented_shape(values: str) -> None:
             assert line["gasCost"] == "0x1"
             assert line["opName"] == dis.opname[line["op"]]
         elif "op" in line:
-            kinds.add(event)
+            kinds.add(str(event))
             assert event in ("raise", "reraise", "handled")
             _shape(keys, ["pc", "op", "gas", "gasCost", "depth", "opName", "error", "line",
                           "code", "event"], ("thread",))
