@@ -264,3 +264,16 @@ def test_os_exit_keeps_its_status_and_leaves_an_unsealed_trace(
     assert (traced.returncode, traced.stdout) == (5, "bye\n")
     # No chance to seal: like a kill, the trace is unsealed, never valid.
     assert verify_file(tmp_path / "t.jsonl").status == "unsealed"
+
+
+@pytest.mark.parametrize("mode", ["on", "changes"])
+def test_reading_locals_changes_no_local_variable(
+    mode: str, tmp_path: Path, programs: Path, blocktrace_cli: Runner, python_cli: Runner
+) -> None:
+    script = programs / "locals_tricky.py"
+    plain = python_cli(script)
+    trace = tmp_path / "t.jsonl"
+    traced = blocktrace_cli("run", "--locals", mode, "--globals", mode, "-o", trace, script)
+    assert plain.returncode == 0 and "8 10\n" in plain.stdout
+    assert (traced.returncode, traced.stdout, traced.stderr) == (0, plain.stdout, plain.stderr)
+    assert verify_file(trace).status == "sealed"
