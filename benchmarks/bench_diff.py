@@ -154,8 +154,8 @@ def _blocktrace_traces(tmp: Path, lines: int) -> None:
         paths.append(where / "trace.jsonl")
     count = sum(1 for _ in paths[0].open("rb"))
     seconds, report = _best(lambda: diff_files(str(paths[0]), str(paths[1])))
-    print(f"blocktrace traces with --locals on ({count:,} lines each, every step's locals "
-          f"differ): diff {_rate(count, seconds)} per input; "
+    print(f"blocktrace traces with --locals on ({count:,} lines each; inputs 1 and 2, so "
+          f"the locals differ at every line start): diff {_rate(count, seconds)} per input; "
           f"{report.steps.hunk_count} hunk(s), {report.steps.differing_a:,} differing steps")
     seconds, report = _best(lambda: diff_files(str(paths[0]), str(paths[0])))
     print(f"the same trace against itself: diff {_rate(count, seconds)} per input")

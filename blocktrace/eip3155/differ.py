@@ -141,6 +141,12 @@ def _look_ahead(
     quadratic); a point found in a window counts once no nearer one could lie
     beyond it.
     """
+    # The common case first, on cheap raw comparisons: one changed step on each side.
+    same = comparer.same
+    wa = ahead_a.peek(1 + SYNC)
+    wb = ahead_b.peek(1 + SYNC)
+    if len(wa) == len(wb) == 1 + SYNC and all(same(wa[t], wb[t]) for t in range(1, 1 + SYNC)):
+        return 1, 1
     size = min(FIRST_WINDOW, window)
     while True:
         wa = ahead_a.peek(size)

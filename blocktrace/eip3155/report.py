@@ -173,7 +173,7 @@ def diff_files(
     if python_a != python_b:
         report.notes.append("one input is a blocktrace trace and the other is not")
     if (
-        python_a and python_b and info_a.python and info_b.python
+        fields is None and python_a and python_b and info_a.python and info_b.python
         and info_a.python.rsplit(".", 1)[0] != info_b.python.rsplit(".", 1)[0]
     ):
         report.notes.append(

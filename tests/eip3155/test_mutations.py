@@ -144,3 +144,22 @@ def test_a_trace_that_ends_early(tmp_path: Path) -> None:
     assert first is not None and first.step == 100 and first.b is None
     assert report.steps.differing_a == 311 and report.steps.differing_b == 0
     assert any("no summary" in note for note in report.summary.notes)
+
+
+@pytest.mark.parametrize("window", [16, 2000])
+def test_gas_shifted_from_one_step_on_is_one_hunk_to_the_end(tmp_path: Path, window: int) -> None:
+    lines = lines_of("geth", TEST)
+    numbers = _step_line_numbers("geth")
+    for n in range(numbers[100] - 1, len(lines)):  # every op line from step 100 on
+        obj = json.loads(lines[n])
+        if "pc" in obj:
+            obj["gas"] = hex(int(obj["gas"], 16) - 3)
+            lines[n] = json.dumps(obj)
+    mutated = str(write_lines(tmp_path / "m.jsonl", lines))
+    report = diff_files(str(trace("geth", TEST)), mutated, window=window)
+    assert report.steps.hunk_count == 1
+    assert report.steps.first is not None and report.steps.first.step == 100
+    assert report.steps.differing_a == report.steps.differing_b == len(numbers) - 100
+    overflowed = any("look-ahead window" in note for note in report.notes)
+    assert overflowed == (window == 16)
+    assert diff_files(str(trace("geth", TEST)), mutated, ignore=["gas"], window=window).equal
