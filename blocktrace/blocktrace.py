@@ -35,6 +35,7 @@ import hashlib
 import linecache
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -396,7 +397,7 @@ class BlockTrace:
             frame: FrameType | None = None
             local: dict[str, Any] | None = None
             if ev.line_start and self._chain_locals:
-                frame = vm.frame
+                frame = _frame_of(vm)
                 f_locals = frame.f_locals if frame is not None else {}
                 local, values = self._values(f_locals, vm.renderer.render, self.ignorelocal,
                                              for_chain=True)
@@ -504,7 +505,7 @@ class BlockTrace:
             return
         site = self._sites.get((id(code), line)) or self._site(code, line)
         if frame is None and self._wants_frame:
-            frame = vm.frame
+            frame = _frame_of(vm)
         render = vm.renderer.render
         block: Block = {"DateTime": self._clock.now(), "Function": site.function}
         if self._globals != "OFF":
@@ -684,6 +685,20 @@ class _ReplayVM:
 
     def restart_events(self) -> None:
         """Nothing to restart in a replay."""
+
+
+def _frame_of(vm: VMState) -> FrameType | None:
+    """``vm.frame``, looking first the few frames up where the stepper calls a
+    tracer from (checked by code object, so any other caller still works)."""
+    code = vm.code
+    f: FrameType | None = sys._getframe(3)
+    for _ in range(3):
+        if f is None:
+            break
+        if f.f_code is code:
+            return f
+        f = f.f_back
+    return vm.frame
 
 
 def _frame_locals(frame: FrameType | None) -> Any:
