@@ -118,3 +118,26 @@ def test_existing_annotations_win(tmp_path: Path) -> None:
     text = (tmp_path / "out" / "ann.pyi").read_text()
     assert "def f(x: object) -> object: ..." in text
     assert "def g(y: str) -> str: ..." in text
+
+
+def test_coroutines_and_threads(tmp_path: Path) -> None:
+    src = tmp_path / "conc.py"
+    src.write_text(
+        "import asyncio\n\n\n"
+        "async def fetch(x):\n    await asyncio.sleep(0)\n    return str(x)\n\n\n"
+        "def worker(n):\n    return [i * 2.0 for i in range(n)]\n"
+    )
+    mod = load(src, "conc_mod")
+    import asyncio
+    import threading
+
+    tracer = TypeTracer()
+    with blocktrace.trace(tracer, include=[str(src)]):
+        assert asyncio.run(mod.fetch(3)) == "3"
+        thread = threading.Thread(target=mod.worker, args=(4,))
+        thread.start()
+        thread.join()
+    write_stubs(tracer.table, tmp_path / "out", roots=[str(tmp_path)])
+    text = (tmp_path / "out" / "conc.pyi").read_text()
+    assert "async def fetch(x: int) -> str: ..." in text  # the awaited result, not a coroutine
+    assert "def worker(n: int) -> list[float]: ..." in text  # recorded on another thread

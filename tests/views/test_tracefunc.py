@@ -148,3 +148,10 @@ def test_function_without_source_is_refused() -> None:
 
     with pytest.raises(ValueError, match="source"):
         tracefunc(len, [1])
+
+
+def test_exported_from_the_package() -> None:
+    import blocktrace
+
+    assert blocktrace.tracefunc is tracefunc
+    assert blocktrace.TraceResults is TraceResults
