@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--fields", type=_names, metavar="F,G",
         help="compare exactly these fields (default: pc,op,gas,depth,stack; for blocktrace "
-        "traces pc,op,depth,line,function,thread,locals,globals)",
+        "traces pc,op,depth,line,function,thread,error,locals,globals)",
     )
     parser.add_argument("--ignore", type=_names, metavar="F,G",
                         help="leave these fields out of the comparison")

@@ -24,6 +24,7 @@ __all__ = ["Comparer", "canonical_stack", "canonical_value", "resolve_fields"]
 
 _RAW_NAMES = {"stack": "stack_raw", "locals": "locals_raw", "globals": "globals_raw"}
 _ADDRESS = re.compile(rb" at 0x[0-9a-fA-F]+")
+_ADDRESS_TEXT = re.compile(r" at 0x[0-9a-fA-F]+")
 _ENCODE = msgspec.json.Encoder(order="sorted").encode
 
 
@@ -50,6 +51,8 @@ def canonical_value(name: str, value: Any, stack_top: int | None = None) -> Hash
     if name in ("locals", "globals"):
         # Object addresses (``<... at 0x7f...>``) change from run to run.
         return _ADDRESS.sub(b" at 0x?", _ENCODE(value))
+    if name == "error" and isinstance(value, str):
+        return _ADDRESS_TEXT.sub(" at 0x?", value)
     if name == "returnData" and isinstance(value, str):
         return value.lower()
     if isinstance(value, list | dict):

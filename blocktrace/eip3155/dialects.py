@@ -60,8 +60,9 @@ LINE_RULES: tuple[LineRule, ...] = (
              "implicit STOP at the end of code, others do not", Action.DROP),
     LineRule("fault-duplicate", "geth, nimbus; blocktrace exception lines",
              "an op line with the same (pc, depth, gas, code, thread) as the step just "
-             "before it: the second line for a faulting op. The step keeps the first "
-             "line's stack and takes the second line's error", Action.MERGE),
+             "before it (for a blocktrace exception line, any gas): the second line for a "
+             "faulting op. The step keeps the first line's stack and takes the second "
+             "line's error", Action.MERGE),
     LineRule("op", "all", "an object with both `pc` and `op`", Action.STEP),
     LineRule("call", "blocktrace", "`event` is `call`: names the function and file of a "
              "code number", Action.CONTEXT),
@@ -86,7 +87,7 @@ FIELDS: tuple[str, ...] = (
 )
 EVM_DEFAULT_FIELDS: tuple[str, ...] = ("pc", "op", "gas", "depth", "stack")
 PYTHON_DEFAULT_FIELDS: tuple[str, ...] = (
-    "pc", "op", "depth", "line", "function", "thread", "locals", "globals",
+    "pc", "op", "depth", "line", "function", "thread", "error", "locals", "globals",
 )
 
 

@@ -141,7 +141,7 @@ def normalise(path: str, info: TraceInfo | None = None) -> Iterator[Step]:
                     continue
                 if (
                     pending is not None
-                    and gas == pending.gas
+                    and (gas == pending.gas or (python and raw.event is not None))
                     and pc == pending.pc
                     and depth == pending.depth
                     and raw.code == pending.raw.code

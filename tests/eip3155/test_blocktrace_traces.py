@@ -56,8 +56,8 @@ def test_two_runs_of_the_same_program_are_equal(tmp_path: Path) -> None:
     report = diff_files(str(a), str(b))
     assert report.equal
     assert report.a.dialect == report.b.dialect == "blocktrace"
-    assert report.fields == ("pc", "op", "depth", "line", "function", "thread", "locals",
-                             "globals")
+    assert report.fields == ("pc", "op", "depth", "line", "function", "thread", "error",
+                             "locals", "globals")
 
 
 def test_a_different_branch_is_reported_at_its_line(tmp_path: Path) -> None:
@@ -115,3 +115,38 @@ def test_an_uncaught_exception_differs_in_the_summary(tmp_path: Path) -> None:
     assert "pass" in report.summary.differences or "output" in report.summary.differences
     first = report.steps.first
     assert first is not None
+
+
+def test_an_exception_line_joins_its_instruction_and_is_compared(tmp_path: Path) -> None:
+    body = (
+        "def f(x):\n"
+        "    try:\n"
+        "        return 1 // x\n"
+        "    except ZeroDivisionError:\n"
+        "        return -1\n"
+        "\n"
+        "\n"
+        "print(f(X))\n"
+    )
+    traces = []
+    for name, x in (("zero", 0), ("one", 1)):
+        where = tmp_path / name
+        where.mkdir()
+        (where / "p.py").write_text(body.replace("X", str(x)))
+        done = subprocess.run([sys.executable, "-m", "blocktrace", "run", "-o", "t.jsonl", "p.py"],
+                              cwd=where, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        traces.append(where / "t.jsonl")
+    raw = [json.loads(line) for line in traces[0].read_text().splitlines()]
+    raise_line = next(i for i, obj in enumerate(raw) if obj.get("event") == "raise")
+    op_line = raw[raise_line - 1]
+    assert (op_line["pc"], op_line["opName"]) == (raw[raise_line]["pc"], "BINARY_OP")
+    report = diff_files(str(traces[0]), str(traces[1]))
+    first = report.steps.first
+    assert first is not None and first.a is not None and first.b is not None
+    # the raise line merged into the BINARY_OP step: the divergence is that step's error
+    assert first.fields == ["error"]
+    assert (first.a.opName, first.a.line, first.a.lineno) == ("BINARY_OP", 3, raise_line)
+    assert first.a.error == "ZeroDivisionError: integer division or modulo by zero"
+    assert first.a.event == "raise" and first.b.error is None
+    assert report.a.merged >= 1
