@@ -64,6 +64,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--window", type=_count, default=DEFAULT_WINDOW, metavar="N",
                         help="steps looked ahead on each side to resynchronise after a "
                         f"divergence (default {DEFAULT_WINDOW})")
+    parser.add_argument("--by-line", action="store_true",
+                        help="blocktrace traces: compare one executed source line at a time "
+                        "instead of one instruction (runs on different Python versions)")
     parser.add_argument("--dialect", choices=sorted(DIALECTS), metavar="NAME",
                         help="treat both inputs as this dialect instead of detecting it "
                         f"({', '.join(sorted(DIALECTS))})")
@@ -77,7 +80,7 @@ def _handle(args: argparse.Namespace) -> int:
         report = diff_files(
             args.a, args.b, fields=args.fields, ignore=args.ignore,
             stack_top=args.stack_top, max_hunks=args.max_hunks, window=args.window,
-            dialect_a=args.dialect, dialect_b=args.dialect,
+            dialect_a=args.dialect, dialect_b=args.dialect, by_line=args.by_line,
         )
     except TraceError as exc:
         raise CliError(str(exc)) from None

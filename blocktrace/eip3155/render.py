@@ -57,6 +57,7 @@ def report_object(report: DiffReport) -> dict[str, Any]:
         "equal": report.equal,
         "steps": [steps.steps_a, steps.steps_b],
         "fields": list(report.fields),
+        "byLine": report.by_line,
         "stackTop": report.stack_top,
         "first_divergence": None if first is None else {
             "step": first.step,
@@ -238,7 +239,8 @@ def render_text(report: DiffReport, colour: bool = False) -> str:
     style = _Style(colour)
     steps = report.steps
     out = [_info_line("A", report.a), _info_line("B", report.b),
-           f"compared: {', '.join(report.fields)}"
+           ("compared per source line: " if report.by_line else "compared: ")
+           + ", ".join(report.fields)
            + (f" (stack: top {report.stack_top})" if report.stack_top is not None else "")]
     first = steps.first
     if first is not None:
@@ -290,9 +292,10 @@ def render_text(report: DiffReport, colour: bool = False) -> str:
     for note in report.notes:
         out.append(style.dim(f"note: {note}"))
     out.append("")
+    unit = "source lines" if report.by_line else "steps"
     if report.equal:
         out.append(style.green(
-            f"same: {steps.steps_a} steps agree on {', '.join(report.fields)}"))
+            f"same: {steps.steps_a} {unit} agree on {', '.join(report.fields)}"))
     else:
         parts = []
         if steps.hunk_count:
@@ -302,7 +305,7 @@ def render_text(report: DiffReport, colour: bool = False) -> str:
         if summary.differences:
             parts.append(f"summary differs on {', '.join(summary.differences)}")
         out.append(style.red("different: " + "; ".join(parts)
-                             + f" (A {steps.steps_a} steps, B {steps.steps_b})"))
+                             + f" (A {steps.steps_a} {unit}, B {steps.steps_b})"))
     return "\n".join(out) + "\n"
 
 

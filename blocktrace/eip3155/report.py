@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
+from blocktrace.eip3155 import lines
 from blocktrace.eip3155.compare import (
     Comparer,
     canonical_stack,
@@ -17,6 +18,7 @@ from blocktrace.eip3155.compare import (
 )
 from blocktrace.eip3155.dialects import DIALECTS, EVM_DEFAULT_FIELDS, PYTHON_DEFAULT_FIELDS
 from blocktrace.eip3155.differ import DEFAULT_MAX_HUNKS, DEFAULT_WINDOW, StepDiff, diff_steps
+from blocktrace.eip3155.lines import LINE_DEFAULT_FIELDS
 from blocktrace.eip3155.normalise import TraceInfo, normalise
 from blocktrace.eip3155.reader import TraceError, open_trace
 from blocktrace.eip3155.records import Step, Summary
@@ -40,6 +42,7 @@ class DiffReport:
     stack_top: int | None
     steps: StepDiff
     summary: SummaryDiff
+    by_line: bool = False
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -99,8 +102,10 @@ def _output(summary: Summary, python: bool) -> str | None:
     return out[2:] if out.startswith("0x") else out
 
 
-def compare_summaries(a: TraceInfo, b: TraceInfo) -> SummaryDiff:
-    """Summaries compared on what means the same on both sides; the rest noted."""
+def compare_summaries(a: TraceInfo, b: TraceInfo, by_line: bool = False) -> SummaryDiff:
+    """Summaries compared on what means the same on both sides; the rest noted.
+
+    ``by_line``: instruction counts (blocktrace's ``gasUsed``) are not compared."""
     sa, sb = a.summary, b.summary
     result = SummaryDiff(sa, sb)
     if sa is None or sb is None:
@@ -125,8 +130,11 @@ def compare_summaries(a: TraceInfo, b: TraceInfo) -> SummaryDiff:
                 "clients give it different meanings, not flagged"
             )
     if sa.gasUsed is not None and sb.gasUsed is not None and sa.gasUsed != sb.gasUsed:
-        if a.gas_used == b.gas_used and a.gas_used != "unknown":
+        if a.gas_used == b.gas_used and a.gas_used != "unknown" and not by_line:
             result.differences.append("gasUsed")
+        elif by_line:
+            result.notes.append(f"instructions traced differ: {sa.gasUsed} vs {sb.gasUsed}; "
+                                "not compared per source line")
         else:
             result.notes.append(
                 f"gasUsed differs: {sa.gasUsed} ({a.gas_used} gas, {a.dialect}) vs "
@@ -151,34 +159,43 @@ def diff_files(
     window: int = DEFAULT_WINDOW,
     dialect_a: str | None = None,
     dialect_b: str | None = None,
+    by_line: bool = False,
 ) -> DiffReport:
     """Diff two trace files.  Raises ``TraceError`` (unusable input) or
-    ``ValueError`` (bad field names)."""
+    ``ValueError`` (bad field names, ``by_line`` on client traces).
+
+    ``by_line`` compares blocktrace traces one executed source line at a time
+    (see ``lines.by_line``) instead of one instruction at a time."""
     for dialect in (dialect_a, dialect_b):
         if dialect is not None and dialect not in DIALECTS:
             raise ValueError(f"unknown dialect {dialect!r} (known: {', '.join(DIALECTS)})")
     python_a = DIALECTS[dialect_a].python if dialect_a else sniff_python(path_a)
     python_b = DIALECTS[dialect_b].python if dialect_b else sniff_python(path_b)
+    if by_line and not (python_a and python_b):
+        raise ValueError("--by-line compares blocktrace traces (source lines); "
+                         "an input is a client trace")
     defaults = PYTHON_DEFAULT_FIELDS if python_a and python_b else EVM_DEFAULT_FIELDS
-    chosen = resolve_fields(defaults, fields, ignore)
+    chosen = resolve_fields(LINE_DEFAULT_FIELDS if by_line else defaults, fields, ignore)
     comparer = Comparer(chosen, stack_top)
     info_a = TraceInfo(path_a, forced_dialect=dialect_a)
     info_b = TraceInfo(path_b, forced_dialect=dialect_b)
-    steps = diff_steps(
-        normalise(path_a, info_a), normalise(path_b, info_b), comparer,
-        max_hunks=max_hunks, window=window,
-    )
+    stream_a: Iterator[Step] = normalise(path_a, info_a)
+    stream_b: Iterator[Step] = normalise(path_b, info_b)
+    if by_line:
+        stream_a, stream_b = lines.by_line(stream_a), lines.by_line(stream_b)
+    steps = diff_steps(stream_a, stream_b, comparer, max_hunks=max_hunks, window=window)
     report = DiffReport(info_a, info_b, chosen, stack_top, steps,
-                        compare_summaries(info_a, info_b))
+                        compare_summaries(info_a, info_b, by_line), by_line=by_line)
     if python_a != python_b:
         report.notes.append("one input is a blocktrace trace and the other is not")
     if (
-        fields is None and python_a and python_b and info_a.python and info_b.python
+        fields is None and not by_line and python_a and python_b
+        and info_a.python and info_b.python
         and info_a.python.rsplit(".", 1)[0] != info_b.python.rsplit(".", 1)[0]
     ):
         report.notes.append(
             f"recorded on Python {info_a.python} and {info_b.python}: bytecode differs "
-            "between versions; try --fields depth,line,function"
+            "between versions; compare source lines with --by-line"
         )
     if steps.window_overflows:
         report.notes.append(

@@ -150,3 +150,52 @@ def test_an_exception_line_joins_its_instruction_and_is_compared(tmp_path: Path)
     assert first.a.error == "ZeroDivisionError: integer division or modulo by zero"
     assert first.a.event == "raise" and first.b.error is None
     assert report.a.merged >= 1
+
+
+def _record_source(tmp_path: Path, name: str, source: str) -> Path:
+    where = tmp_path / name
+    where.mkdir()
+    (where / "prog.py").write_text(source, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "blocktrace", "run", "-o", "trace.jsonl", "prog.py"],
+        cwd=where, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return where / "trace.jsonl"
+
+
+def test_by_line_compares_source_lines_not_instructions(tmp_path: Path) -> None:
+    # Same lines executed in the same order, different bytecode on line 2.
+    a = _record_source(tmp_path, "a", "x = -3\ny = abs(x)\nprint(y)\n")
+    b = _record_source(tmp_path, "b", "x = -3\ny = x if x > 0 else -x\nprint(y)\n")
+    assert not diff_files(str(a), str(b)).equal
+    report = diff_files(str(a), str(b), by_line=True)
+    assert report.equal, report.steps.first
+    assert report.steps.steps_a == report.steps.steps_b == 3
+    done = _diff(a, b, "--by-line")
+    assert done.returncode == 0
+    assert "compared per source line: depth, line, function" in done.stdout
+    assert done.stdout.rstrip().endswith("same: 3 source lines agree on depth, line, function, "
+                                         "thread, error, locals, globals")
+
+
+def test_by_line_finds_the_line_where_runs_part_ways(tmp_path: Path) -> None:
+    a = _record(tmp_path, "a", 5)
+    b = _record(tmp_path, "b", 50)
+    report = diff_files(str(a), str(b), by_line=True)
+    first = report.steps.first
+    assert first is not None and first.a is not None and first.b is not None
+    assert (first.a.function, first.a.line, first.b.line) == ("classify", 4, 3)
+    assert first.fields == ["line"]
+    # the line before, in both: the test on line 2
+    assert report.steps.last_common is not None
+    assert report.steps.last_common[0].line == report.steps.last_common[1].line == 2
+
+
+def test_by_line_refuses_client_traces() -> None:
+    from .helpers import trace
+
+    done = _diff(trace("geth", "statetest1"), trace("besu", "statetest1"), "--by-line")
+    assert done.returncode == 2
+    assert "--by-line compares blocktrace traces" in done.stderr
+    assert done.stderr.count("\n") == 1
