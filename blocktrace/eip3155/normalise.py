@@ -26,6 +26,7 @@ from blocktrace.eip3155.records import RawLine, Step, Summary
 
 __all__ = ["TraceInfo", "normalise", "read_all"]
 
+_BOM = b"\xef\xbb\xbf"
 _NOISE_BEFORE_JSON = 100
 """Non-JSON lines tolerated before the first JSON object (startup chatter)."""
 
@@ -91,13 +92,16 @@ def normalise(path: str, info: TraceInfo | None = None) -> Iterator[Step]:
     with open_trace(path) as stream:
         for lineno, line in enumerate(stream, 1):
             if not line or line[0] != 123:  # b"{"
-                if not line.strip():
+                if line.startswith(_BOM) and line[3:4] == b"{":
+                    line = line[3:]  # a byte-order mark (files saved by some editors)
+                else:
+                    if not line.strip():
+                        continue
+                    info.noise += 1
+                    if not seen_json and info.noise >= _NOISE_BEFORE_JSON:
+                        raise TraceError(path, 1, "not an EIP-3155 trace (no JSON object "
+                                         f"in the first {_NOISE_BEFORE_JSON} lines)")
                     continue
-                info.noise += 1
-                if not seen_json and info.noise >= _NOISE_BEFORE_JSON:
-                    raise TraceError(path, 1, "not an EIP-3155 trace (no JSON object "
-                                     f"in the first {_NOISE_BEFORE_JSON} lines)")
-                continue
             try:
                 raw: RawLine = decode(line)
             except msgspec.ValidationError as exc:

@@ -57,7 +57,7 @@ def sniff_python(path: str) -> bool:
             if not line.strip():
                 continue
             try:
-                head = msgspec.json.decode(line)
+                head = msgspec.json.decode(line.removeprefix(b"\xef\xbb\xbf"))
             except msgspec.DecodeError:
                 return False
             return isinstance(head, dict) and "blocktrace" in head

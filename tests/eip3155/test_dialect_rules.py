@@ -147,3 +147,22 @@ def test_extra_fields_are_ignored(tmp_path: Path) -> None:
     report = diff_files(str(trace("besu", "statetest1")),
                         str(write_lines(tmp_path / "extra.jsonl", extra)))
     assert report.equal
+
+
+def test_byte_order_mark_and_crlf_line_endings(tmp_path: Path) -> None:
+    text = "\r\n".join(lines_of("nimbus", "statetest1")) + "\r\n"
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    report = diff_files(str(trace("nimbus", "statetest1")), str(path))
+    assert report.equal
+    assert report.b.noise == 0 and report.b.steps == 6
+
+
+def test_blank_lines_and_a_torn_last_line(tmp_path: Path) -> None:
+    lines = lines_of("geth", "statetest1")
+    torn = [*lines[:3], "", *lines[3:6], lines[6][:20]]
+    path = write_lines(tmp_path / "torn.jsonl", torn)
+    report = diff_files(str(trace("geth", "statetest1")), str(path))
+    assert report.steps.equal  # all six steps are there; the torn summary is noise
+    assert report.b.noise == 1
+    assert any("no summary" in note for note in report.summary.notes)
