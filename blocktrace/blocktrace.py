@@ -33,6 +33,7 @@ from __future__ import annotations
 import dis
 import hashlib
 import linecache
+import operator
 import os
 import shutil
 import sys
@@ -206,7 +207,9 @@ class BlockTrace:
             "CHANGES" in (self._locals, self._globals, self._builtins)
         )
         self._clock = _Clock()
+        self._plain_ops = not self._trace_opcodes
         self._opaque: dict[int, tuple[type, object]] = {}
+        self._seqs: dict[int, tuple[int, tuple[object, ...], object, object, type]] = {}
         self._record: list[Any] = []
         """OpStart alone when in the same frame as the entry before (gas is one
         less than there), else (event, gas, depth, thread, rendered locals)."""
@@ -371,6 +374,15 @@ class BlockTrace:
 
     def __call__(self, vm: VMState, event: TraceEvent, /) -> None:
         t = type(event)
+        if t is OpStart and not event.line_start and self._plain_ops:  # type: ignore[union-attr]
+            # most instructions: same frame, same line, going forward -- only recorded
+            key = (vm.thread << 20) | vm.depth
+            pc = event.pc  # type: ignore[union-attr]
+            if (key == self._cur and key == self._rec_at and pc > self._lpc
+                    and event.line == self._lline):  # type: ignore[union-attr]
+                self._lpc = pc
+                self._record.append(event)
+                return
         depth = vm.depth
         record = self._record
         if t is OpStart:
@@ -581,10 +593,28 @@ class BlockTrace:
                 if chain is not None:
                     chain[k] = render(v)
                 continue
-            elif t in _LOOKED_INTO:
-                out[k] = _plain(v, render, 3)
+            elif t is list or t is tuple:
+                # a sequence of scalars that did not change since it was last shown
+                # (same length, same first items) is shown the same: keep that
+                n = len(v)
+                head = tuple(v[:_MAX_ITEMS])  # exact list/tuple: no program code runs
+                seen = self._seqs.get(id(v))
+                if (seen is None or seen[0] != n or seen[4] is not t
+                        or not all(map(operator.is_, seen[1], head))):
+                    rendered = render(v)
+                    seen = (n, head, rendered, _plain(v, render, 3, rendered), t)
+                    if all(type(x) in _SCALARS for x in head):
+                        self._seqs[id(v)] = seen
+                out[k] = seen[3]
                 if chain is not None:
-                    chain[k] = render(v)
+                    chain[k] = seen[2]
+                continue
+            elif t in _LOOKED_INTO:
+                if chain is not None:
+                    rendered = chain[k] = render(v)
+                    out[k] = _plain(v, render, 3, rendered)
+                else:
+                    out[k] = _plain(v, render, 3)
                 continue
             else:
                 # shown as <Type #n>: a function of type and id only, so keep it
@@ -598,6 +628,8 @@ class BlockTrace:
 
 
 _MAX_TEXT = 200
+_UNSET: Any = object()
+_SCALARS = frozenset({int, float, bool, str, type(None)})
 _MAX_INT = 2**63
 _LOOKED_INTO = frozenset(
     {int, float, complex, bool, str, bytes, bytearray, list, tuple, set, frozenset, dict, range,
@@ -607,22 +639,25 @@ _LOOKED_INTO = frozenset(
 _MAX_ITEMS = 20
 
 
-def _plain(value: object, render: Callable[[object], object], depth: int) -> object:
+def _plain(
+    value: object, render: Callable[[object], object], depth: int, rendered: object = _UNSET,
+) -> object:
     """A value as 0.0.16 stored it when JSON could encode it (strings, numbers,
-    lists and string-keyed dicts, bounded), otherwise its rendering."""
+    lists and string-keyed dicts, bounded), otherwise its rendering
+    (``rendered`` when the caller has it already)."""
     t = type(value)
     if t is str:
         s = cast(str, value)
         return s if len(s) <= _MAX_TEXT else s[:_MAX_TEXT] + "…"
     if value is None or t is bool or t is int or t is float:
-        return render(value)
+        return render(value) if rendered is _UNSET else rendered
     if depth > 0 and (t is list or t is tuple) and len(value) <= _MAX_ITEMS:  # type: ignore[arg-type]
         return [_plain(v, render, depth - 1) for v in cast(list[object], value)]
     if depth > 0 and t is dict and len(value) <= _MAX_ITEMS:  # type: ignore[arg-type]
         items = dict.items(cast(dict[object, object], value))
         if all(type(k) is str for k, _ in items):
             return {cast(str, k): _plain(v, render, depth - 1) for k, v in items}
-    return render(value)
+    return render(value) if rendered is _UNSET else rendered
 
 
 class _Clock:
