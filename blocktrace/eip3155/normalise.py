@@ -50,7 +50,7 @@ class TraceInfo:
     ignored: int = 0
     summary: Summary | None = None
     evidence: Evidence = field(default_factory=Evidence)
-    functions: dict[int, tuple[str, str]] = field(default_factory=dict)
+    functions: dict[int | str, tuple[str, str]] = field(default_factory=dict)
     done: bool = False
 
 

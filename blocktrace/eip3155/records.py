@@ -44,8 +44,8 @@ class RawLine(msgspec.Struct):
     returnData: str | None = None
     # blocktrace's Python fields
     line: int | None = None
-    code: int | None = None
-    thread: int | None = None
+    code: int | str | None = None
+    thread: int | str | None = None
     locals: msgspec.Raw = ABSENT
     globals: msgspec.Raw = ABSENT
     event: str | None = None
@@ -120,11 +120,11 @@ class Step(msgspec.Struct, gc=False):
         return self.raw.line
 
     @property
-    def code(self) -> int | None:
+    def code(self) -> int | str | None:
         return self.raw.code
 
     @property
-    def thread(self) -> int | None:
+    def thread(self) -> int | str | None:
         return self.raw.thread
 
     @property
