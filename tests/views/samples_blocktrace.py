@@ -47,3 +47,18 @@ def counter(n: int) -> list[int]:
     seen = []
     for i in range(n): seen.append(i)  # noqa: E701
     return seen
+
+
+def mutate() -> list[float]:
+    items = [1, 2]
+    items[0] = 1.0
+    items.append(3)
+    items[1] = True
+    return items
+
+
+def mutate_long() -> int:
+    items = list(range(50))
+    items[5] = -5
+    items.append(50)
+    return len(items)

@@ -269,3 +269,27 @@ def test_saved_trace_is_the_whole_run_instruction_by_instruction(tmp_path: Path)
     again = tmp_path / "again.jsonl"
     example.save(again)
     assert again.read_bytes() == path.read_bytes()
+
+
+def test_values_follow_in_place_mutation() -> None:
+    example = blocktrace.BlockTrace("mut", _globals="off")
+    example.start()
+    s.mutate()
+    example.stop()
+    seen = [b["Locals"].get("items") for b in example.block.values()
+            if b.get("Event") == "line" and b["Function"] == "mutate"]
+    # 1 and 1.0 and True compare equal: each must still be shown as what it is
+    assert seen == [None, [1, 2], [1.0, 2], [1.0, 2, 3], [1.0, True, 3]]
+    assert msgspec.json.encode(seen[-1]) == b"[1.0,true,3]"
+
+
+def test_long_sequences_follow_mutation_too() -> None:
+    example = blocktrace.BlockTrace("mut", _globals="off")
+    example.start()
+    s.mutate_long()
+    example.stop()
+    seen = [b["Locals"].get("items") for b in example.block.values()
+            if b.get("Event") == "line" and b["Function"] == "mutate_long"]
+    assert seen[1].startswith("[0, 1, 2, 3, 4, 5, 6,") and seen[1].endswith("…30 more]")
+    assert seen[2].startswith("[0, 1, 2, 3, 4, -5, 6,") and seen[2].endswith("…30 more]")
+    assert seen[3].endswith("…31 more]")
