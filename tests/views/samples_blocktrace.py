@@ -49,8 +49,8 @@ def counter(n: int) -> list[int]:
     return seen
 
 
-def mutate() -> list[float]:
-    items = [1, 2]
+def mutate() -> list[object]:
+    items: list[object] = [1, 2]
     items[0] = 1.0
     items.append(3)
     items[1] = True
