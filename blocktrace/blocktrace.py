@@ -86,6 +86,8 @@ def _mode(name: str, value: str) -> str:
 def _dict_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """DeepDiff-style changes between two rendered dicts (values included)."""
     out: dict[str, Any] = {}
+    if old is new:
+        return out
     added = {f"root[{k!r}]": v for k, v in new.items() if k not in old}
     removed = {f"root[{k!r}]": v for k, v in old.items() if k not in new}
     changed = {
@@ -208,8 +210,10 @@ class BlockTrace:
         )
         self._clock = _Clock()
         self._plain_ops = not self._trace_opcodes
-        self._opaque: dict[int, tuple[type, object]] = {}
+        self._opaque: dict[int, tuple[int, object]] = {}
         self._seqs: dict[int, tuple[int, tuple[object, ...], object, object, type]] = {}
+        self._globals_seen: dict[int, tuple[list[str], list[int], list[int],
+                                            dict[str, Any], int, list[object]]] = {}
         self._record: list[Any] = []
         """OpStart alone when in the same frame as the entry before (gas is one
         less than there), else (event, gas, depth, thread, rendered locals)."""
@@ -521,8 +525,7 @@ class BlockTrace:
         render = vm.renderer.render
         block: Block = {"DateTime": self._clock.now(), "Function": site.function}
         if self._globals != "OFF":
-            globs = self._values(frame.f_globals if frame is not None else {}, render,
-                                 self.ignoreglobal)[0]
+            globs = self._module_values(frame.f_globals if frame is not None else {}, render)
             if self._globals == "CHANGES":
                 block["Globals"] = _dict_changes(self.globs, globs)
             else:
@@ -566,6 +569,31 @@ class BlockTrace:
                 hook(self.iter, block)
             except Exception as exc:  # a failing hook must not stop the program
                 self.hook_errors.append(exc)
+
+    def _module_values(
+        self, values: dict[str, Any], render: Callable[[object], object]
+    ) -> dict[str, Any]:
+        """``_values`` of a module's globals, which seldom change: while the same
+        names hold the same objects, all of them shown by identity alone (scalars,
+        ``<Type #n>`` objects), the previous rendering is the rendering."""
+        keys = list(values)
+        objects = list(values.values())
+        ids = list(map(id, objects))
+        type_ids = [id(type(v)) for v in objects]
+        hidden = self.ignoreglobal
+        seen = self._globals_seen.get(id(values))
+        if (seen is not None and seen[0] == keys and seen[1] == ids and seen[2] == type_ids
+                and seen[4] == len(hidden)):
+            return seen[3]
+        shown = self._values(values, render, hidden)[0]
+        if all(type(v) in _SCALARS or type(v) not in _LOOKED_INTO for v in objects):
+            # scalars are kept (so their ids stay theirs); other objects only by id:
+            # their rendering is a function of type and id, and nothing is kept alive
+            keep = [v for v in objects if type(v) in _SCALARS]
+            self._globals_seen[id(values)] = (keys, ids, type_ids, shown, len(hidden), keep)
+        else:
+            self._globals_seen.pop(id(values), None)
+        return shown
 
     def _values(
         self, values: Any, render: Callable[[object], object], hidden: list[str],
@@ -619,8 +647,8 @@ class BlockTrace:
             else:
                 # shown as <Type #n>: a function of type and id only, so keep it
                 hit = opaque.get(id(v))
-                if hit is None or hit[0] is not t:
-                    hit = opaque[id(v)] = (t, render(v))
+                if hit is None or hit[0] != id(t):
+                    hit = opaque[id(v)] = (id(t), render(v))
                 out[k] = hit[1]
             if chain is not None:
                 chain[k] = out[k]

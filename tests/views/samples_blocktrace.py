@@ -62,3 +62,14 @@ def mutate_long() -> int:
     items[5] = -5
     items.append(50)
     return len(items)
+
+
+COUNTER = 0
+SEEN: list[int] = []
+
+
+def bump() -> int:
+    global COUNTER
+    COUNTER += 1
+    SEEN.append(COUNTER)
+    return COUNTER

@@ -293,3 +293,26 @@ def test_long_sequences_follow_mutation_too() -> None:
     assert seen[1].startswith("[0, 1, 2, 3, 4, 5, 6,") and seen[1].endswith("…30 more]")
     assert seen[2].startswith("[0, 1, 2, 3, 4, -5, 6,") and seen[2].endswith("…30 more]")
     assert seen[3].endswith("…31 more]")
+
+
+@pytest.mark.parametrize("mode", ["on", "changes"])
+def test_globals_follow_rebinding_and_mutation(mode: str) -> None:
+    s.COUNTER = 0
+    s.SEEN.clear()
+    example = blocktrace.BlockTrace("glob", _globals=mode, _locals="off")
+    example.start()
+    s.bump()
+    s.bump()
+    example.stop()
+    blocks = [b for b in example.block.values() if b.get("Function") == "bump"]
+    if mode == "on":
+        shown = [(b["Globals"]["COUNTER"], b["Globals"]["SEEN"]) for b in blocks]
+        assert (1, [1]) in shown and (2, [1, 2]) in shown
+        assert shown[-1] == (2, [1, 2])
+    else:
+        changed = [b["Globals"].get("values_changed", {}) for b in blocks]
+        counters = [c["root['COUNTER']"]["new_value"] for c in changed
+                    if "root['COUNTER']" in c]
+        seens = [c["root['SEEN']"]["new_value"] for c in changed if "root['SEEN']" in c]
+        assert counters == [1, 2] and seens == [[1], [1, 2]]
+    assert example.verifychain() is True
