@@ -215,16 +215,23 @@ class TraceFile:
             hasher.add_leaf_data(b"".join(group))
         return hasher.hashes()
 
-    def leaf(self, index: int) -> list[bytes]:
-        """The lines of leaf ``index``."""
-        if not 0 <= index < self.tree_size:
-            raise TraceError(f"{self.path}: no leaf {index} in a tree of {self.tree_size}")
-        start = index * LINES_PER_LEAF
-        out = []
-        for count, line in enumerate(self.lines(start + LINES_PER_LEAF)):
-            if count >= start:
-                out.append(line)
-        return out
+    def inclusion(self, index: int, size: int) -> tuple[bytes, list[bytes], list[bytes]]:
+        """Root of the first ``size`` leaves, audit path of leaf ``index`` and that
+        leaf's lines, in one streaming pass."""
+        self._check_size(size)
+        acc = MerkleAccumulator()
+        hasher = RangeHasher(inclusion_ranges(index, size))
+        lines: list[bytes] = []
+        for i, group in enumerate(self.leaves(size)):
+            digest = leaf_hash(b"".join(group))
+            acc.append_leaf_hash(digest)
+            hasher.add_leaf_hash(digest)
+            if i == index:
+                lines = group
+        r = acc.root()
+        if size == self.tree_size:
+            self._check_summary(r)
+        return r, hasher.hashes(), lines
 
 
 class ProofBundle(msgspec.Struct, forbid_unknown_fields=True):
@@ -272,9 +279,7 @@ def make_bundle(trace: TraceFile, line: int, size: int | None = None) -> ProofBu
         raise TraceError(
             f"{trace.path}: line {line} is in leaf {index}, after the {n} leaves of the tree"
         )
-    root = trace.root(n)
-    path = trace.range_hashes(inclusion_ranges(index, n), n)
-    lines = trace.leaf(index)
+    root, path, lines = trace.inclusion(index, n)
     try:
         texts = [raw[:-1].decode("utf-8") for raw in lines]
     except UnicodeDecodeError as exc:
