@@ -213,7 +213,7 @@ class BlockTrace:
         self._opaque: dict[int, tuple[int, object]] = {}
         self._seqs: dict[int, tuple[int, tuple[object, ...], object, object, type]] = {}
         self._globals_seen: dict[int, tuple[list[str], list[int], list[int],
-                                            dict[str, Any], int, list[object]]] = {}
+                                            dict[str, Any], int, list[str], list[object]]] = {}
         self._record: list[Any] = []
         """OpStart alone when in the same frame as the entry before (gas is one
         less than there), else (event, gas, depth, thread, rendered locals)."""
@@ -584,15 +584,22 @@ class BlockTrace:
         seen = self._globals_seen.get(id(values))
         if (seen is not None and seen[0] == keys and seen[1] == ids and seen[2] == type_ids
                 and seen[4] == len(hidden)):
-            return seen[3]
+            volatile = seen[5]
+            if not volatile:
+                return seen[3]
+            # same names, same objects: only containers can have changed inside
+            shown = dict(seen[3])
+            shown.update(self._values({k: values[k] for k in volatile}, render, hidden)[0])
+            return shown
         shown = self._values(values, render, hidden)[0]
-        if all(type(v) in _SCALARS or type(v) not in _LOOKED_INTO for v in objects):
-            # scalars are kept (so their ids stay theirs); other objects only by id:
-            # their rendering is a function of type and id, and nothing is kept alive
-            keep = [v for v in objects if type(v) in _SCALARS]
-            self._globals_seen[id(values)] = (keys, ids, type_ids, shown, len(hidden), keep)
-        else:
-            self._globals_seen.pop(id(values), None)
+        # scalars are kept (so their ids stay theirs); other objects only by id:
+        # an object's rendering is a function of its type and id, and nothing of the
+        # program is kept alive; containers are rendered again every time
+        volatile = [k for k, v in zip(keys, objects, strict=True)
+                    if type(v) in _LOOKED_INTO and type(v) not in _SCALARS
+                    and k != "__builtins__"]
+        keep = [v for v in objects if type(v) in _SCALARS]
+        self._globals_seen[id(values)] = (keys, ids, type_ids, shown, len(hidden), volatile, keep)
         return shown
 
     def _values(
