@@ -126,25 +126,61 @@ class ChainTracer:
             self._slow(vm, event)
             return
         body = b"%b%x%b%d%b" % (site[0], vm.gas, _MID, vm.depth, site[1])
-        running = self._running
+        # The program's signal handlers (Ctrl-C's KeyboardInterrupt among them) run
+        # after any call made here: the new chain state is built on a copy and
+        # committed with the write, so an interrupted line is written and chained
+        # or neither (a handler's exception comes after a call, never inside write).
+        running = self._running.copy()
         running.update(body + b"}\n")
-        line = b'%b,"hash":"%b"}\n' % (body, hexlify(running.copy().digest()))
-        self._out.write(line)
+        line = b'%b,"hash":"%b"}\n' % (body, hexlify(running.digest()))
         group = self._group
+        try:
+            self._out.write(line)
+        except (OSError, ValueError):
+            raise  # the write itself failed: nothing written, nothing chained
+        except BaseException:
+            self._running = self._hasher.running = running  # interrupted once written
+            group.append(line)
+            raise
+        self._running = self._hasher.running = running
         group.append(line)
-        if len(group) == LINES_PER_LEAF:
-            self._merkle.append_leaf_data(b"".join(group))
-            group.clear()
+        if len(group) >= LINES_PER_LEAF:
+            self._push_leaf(group)
 
     # -- everything else ----------------------------------------------------------
 
     def _line(self, body: bytes) -> None:
-        line = self._hasher.seal(body)
-        self._out.write(line)
-        self._group.append(line)
-        if len(self._group) == LINES_PER_LEAF:
-            self._merkle.append_leaf_data(b"".join(self._group))
-            self._group.clear()
+        """Write one line (the hot path's steps, see there)."""
+        running = self._running.copy()
+        running.update(body + b"}\n")
+        line = b'%b,"hash":"%b"}\n' % (body, hexlify(running.digest()))
+        group = self._group
+        try:
+            self._out.write(line)
+        except (OSError, ValueError):
+            raise  # the write itself failed: nothing written, nothing chained
+        except BaseException:
+            self._running = self._hasher.running = running  # interrupted once written
+            group.append(line)
+            raise
+        self._running = self._hasher.running = running
+        group.append(line)
+        if len(group) >= LINES_PER_LEAF:
+            self._push_leaf(group)
+
+    def _push_leaf(self, group: list[bytes]) -> None:
+        """Hash the first ``LINES_PER_LEAF`` lines of ``group`` into the Merkle tree
+        and drop them, or, interrupted anywhere (a signal handler raising), leave
+        tree and group as they were: the next line retries."""
+        merkle = self._merkle
+        stack, size = merkle._stack[:], merkle._size
+        try:
+            merkle.append_leaf_data(b"".join(group[:LINES_PER_LEAF]))
+            del group[:LINES_PER_LEAF]
+        except BaseException:
+            merkle._stack[:] = stack  # no call here, so no signal handler runs either
+            merkle._size = size
+            raise
 
     def _slow(self, vm: VMState, event: TraceEvent) -> None:
         kind = type(event)
@@ -256,9 +292,9 @@ class ChainTracer:
         if error is None and self._failure is not None:
             error = f"tracer failed: {self._failure}"
         lines = self.lines
-        if self._group:  # the Merkle tree covers every line before the summary
-            self._merkle.append_leaf_data(b"".join(self._group))
-            self._group.clear()
+        while self._group:  # the Merkle tree covers every line before the summary
+            self._merkle.append_leaf_data(b"".join(self._group[:LINES_PER_LEAF]))
+            del self._group[:LINES_PER_LEAF]
         summary: dict[str, Any] = {
             "output": output,
             "gasUsed": f"0x{gas_used:x}",
