@@ -175,6 +175,9 @@ class StatementMap:
         iteration: dict[int, int] = {}
         comp = -1
         is_comp_code = code.co_name in COMP_CODE_NAMES
+        if code.co_name == "<lambda>":
+            # a lambda runs inside its statement, which it must not count again
+            return CodeTable(at, iteration, comp, code)
         for ins in dis.get_instructions(code):
             pos = ins.positions
             if pos is None or pos.lineno is None or pos.col_offset is None:

@@ -87,3 +87,8 @@ def long_loop(n: int) -> int:
     for i in range(n):
         total += i
     return total
+
+
+def sort_desc(values: list[int]) -> list[int]:
+    ordered = sorted(values, key=lambda v: -v)
+    return ordered

@@ -155,3 +155,9 @@ def test_exported_from_the_package() -> None:
 
     assert blocktrace.tracefunc is tracefunc
     assert blocktrace.TraceResults is TraceResults
+
+
+def test_a_lambda_does_not_count_its_statement_again() -> None:
+    _, res = tracefunc(s.sort_desc, [1, 3, 2])[0]
+    assert res["ordered = sorted(values, key=lambda v: -v)"][0] == 1
+    assert res["return ordered"] == (1, {"ordered": [("list", "[3, 2, 1]")]})
