@@ -120,26 +120,35 @@ class MerkleAccumulator:
         return self._size
 
     def append_leaf_data(self, data: Buffer) -> None:
-        """Append one leaf given its data (hashed as ``SHA-256(0x00 || data)``)."""
+        """Append one leaf given its data (hashed as ``SHA-256(0x00 || data)``).
+
+        All or nothing: the new state is computed first and committed by
+        statements that make no call, so an exception from a signal handler
+        (Ctrl-C) leaves the accumulator either unchanged or with the leaf.
+        """
         h = sha256(_LEAF_PREFIX)
         h.update(data)
         digest = h.digest()
         stack = self._stack
         n = self._size
+        i = len(stack)
         while n & 1:  # inlined append_leaf_hash: this runs once per 16 trace lines
-            digest = sha256(_NODE_PREFIX + stack.pop() + digest).digest()
+            i -= 1
+            digest = sha256(_NODE_PREFIX + stack[i] + digest).digest()
             n >>= 1
-        stack.append(digest)
+        stack[i:] = (digest,)
         self._size += 1
 
     def append_leaf_hash(self, digest: bytes) -> None:
-        """Append one leaf given its leaf hash."""
+        """Append one leaf given its leaf hash (all or nothing, as above)."""
         stack = self._stack
         n = self._size
+        i = len(stack)
         while n & 1:
-            digest = sha256(_NODE_PREFIX + stack.pop() + digest).digest()
+            i -= 1
+            digest = sha256(_NODE_PREFIX + stack[i] + digest).digest()
             n >>= 1
-        stack.append(digest)
+        stack[i:] = (digest,)
         self._size += 1
 
     def root(self) -> bytes:

@@ -348,3 +348,47 @@ def test_proofs_in_trees_of_billions_of_leaves(size: int) -> None:
         verify_consistency(size1, size, proof, _uniform_mth(size1), r)
         with pytest.raises(ProofError):
             verify_consistency(size1, size, proof[:-1], _uniform_mth(size1), r)
+
+
+def test_append_is_all_or_nothing_under_signals() -> None:
+    """A signal handler raising (Ctrl-C) at any moment leaves the accumulator
+    with or without the leaf, never half-merged: real SIGALRMs, every 50 µs."""
+    import signal
+    import time
+
+    if not hasattr(signal, "setitimer"):
+        pytest.skip("no setitimer on this platform")
+
+    class Tick(Exception):
+        pass
+
+    armed = [False]
+
+    def handler(signum: int, frame: object) -> None:
+        if armed[0]:  # raise only around the append, and once per arming
+            armed[0] = False
+            raise Tick
+
+    acc = MerkleAccumulator()
+    leaves: list[bytes] = []
+    interrupted = 0
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.00005, 0.00005)
+    try:
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            data = len(leaves).to_bytes(4, "big") * 8
+            before = acc.size
+            try:
+                armed[0] = True
+                acc.append_leaf_data(data)
+                armed[0] = False
+            except Tick:
+                interrupted += 1
+            if acc.size > before:
+                leaves.append(data)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert interrupted > 0
+    assert acc.size == len(leaves) and acc.root() == root(leaves)
