@@ -21,6 +21,7 @@ __all__ = [
     "Tracer",
     "VMState",
     "at_recursion_limit",
+    "belongs_to_program",
     "discard_trace",
     "emit",
     "get_tracer",
@@ -134,3 +135,32 @@ def at_recursion_limit(margin: int = 50) -> bool:
         depth += 1
         frame = frame.f_back
     return depth >= sys.getrecursionlimit() - margin
+
+
+def belongs_to_program(exc: BaseException) -> bool:
+    """Whether ``exc``, caught in blocktrace's own code, is the traced program's.
+
+    Python runs signal handlers wherever the main thread is, inside a tracer or
+    the stepper too: Ctrl-C's ``KeyboardInterrupt``, a ``SystemExit`` from a
+    SIGTERM handler, a timeout a ``SIGALRM`` handler raises.  Those must reach
+    the program as they would untraced, not be taken for a tracer failure or a
+    value that would not render.  (Walks the traceback: failure paths only.)"""
+    if not isinstance(exc, Exception):
+        return True
+    import signal
+
+    handlers = set()
+    for signum in signal.valid_signals():
+        try:
+            handler = signal.getsignal(signum)
+        except (OSError, ValueError):
+            continue
+        code = getattr(getattr(handler, "__func__", handler), "__code__", None)
+        if code is not None:
+            handlers.add(code)
+    tb = exc.__traceback__
+    while tb is not None and handlers:
+        if tb.tb_frame.f_code in handlers:
+            return True
+        tb = tb.tb_next
+    return False

@@ -81,6 +81,10 @@ class ChainTracer:
             self.path = None
             self._out = target
             self._owns = False
+        # Bytes the file's buffer still takes without flushing (see __call__);
+        # a stream of the caller's is not managed.
+        self._buffer_size = buffer_size if self._owns else sys.maxsize
+        self._room = self._buffer_size
         self.genesis = genesis if genesis is not None else secrets.token_hex(16)
         self._locals = locals
         self._globals = globals
@@ -129,10 +133,16 @@ class ChainTracer:
         # The program's signal handlers (Ctrl-C's KeyboardInterrupt among them) run
         # after any call made here: the new chain state is built on a copy and
         # committed with the write, so an interrupted line is written and chained
-        # or neither (a handler's exception comes after a call, never inside write).
+        # or neither (a handler's exception comes after a call, and never from
+        # inside a write() that fits in the buffer).
         running = self._running.copy()
         running.update(body + b"}\n")
         line = b'%b,"hash":"%b"}\n' % (body, hexlify(running.digest()))
+        room = self._room - len(line)
+        if room < 0:  # flush here: a write() that has to flush may run a signal
+            self._out.flush()  # handler and fail before the line is in the buffer
+            room = self._buffer_size - len(line)
+        self._room = room
         group = self._group
         try:
             self._out.write(line)
@@ -154,6 +164,11 @@ class ChainTracer:
         running = self._running.copy()
         running.update(body + b"}\n")
         line = b'%b,"hash":"%b"}\n' % (body, hexlify(running.digest()))
+        room = self._room - len(line)
+        if room < 0:  # flush here: a write() that has to flush may run a signal
+            self._out.flush()  # handler and fail before the line is in the buffer
+            room = self._buffer_size - len(line)
+        self._room = room
         group = self._group
         try:
             self._out.write(line)
@@ -293,8 +308,7 @@ class ChainTracer:
             error = f"tracer failed: {self._failure}"
         lines = self.lines
         while self._group:  # the Merkle tree covers every line before the summary
-            self._merkle.append_leaf_data(b"".join(self._group[:LINES_PER_LEAF]))
-            del self._group[:LINES_PER_LEAF]
+            self._push_leaf(self._group)
         summary: dict[str, Any] = {
             "output": output,
             "gasUsed": f"0x{gas_used:x}",
@@ -307,11 +321,12 @@ class ChainTracer:
         summary["head"] = self._hasher.head()
         summary["root"] = self._merkle.root().hex()
         summary["treeSize"] = self._merkle.size
-        line = self._hasher.seal(_encode(summary)[:-1])
-        self._out.write(line)
-        self.head = self._hasher.head()
         self._sealed_lines = lines + 1
+        # Sealed before the write: a seal interrupted by a signal handler leaves an
+        # unsealed file (or a sealed one), never a second summary line.
         self.sealed = True
+        self._line(_encode(summary)[:-1])
+        self.head = self._hasher.head()
         self._out.flush()
         if self._owns:
             self._out.close()

@@ -69,7 +69,9 @@ class Renderer:
             if t is float:
                 return value if math.isfinite(value) else self.text(value)  # type: ignore[arg-type,return-value]
             return self.text(value)
-        except BaseException:
+        except BaseException as exc:
+            if not isinstance(exc, RecursionError) and _belongs_to_program(exc):
+                raise
             return "<unrenderable>"
 
     def text(self, value: object) -> str:
@@ -79,7 +81,9 @@ class Renderer:
             out: list[str] = []
             self._text(value, out, self.max_depth)
             s = "".join(out)
-        except BaseException:
+        except BaseException as exc:
+            if not isinstance(exc, RecursionError) and _belongs_to_program(exc):
+                raise
             return f"<{_type_name(value)} unrenderable>"
         if len(s) > self.max_str * 4:
             s = s[: self.max_str * 4] + "…"
@@ -155,12 +159,23 @@ class Renderer:
             s = repr(v)
             if type(s) is not str:
                 raise TypeError
-        except BaseException:
+        except BaseException as exc:
+            if not isinstance(exc, RecursionError) and _belongs_to_program(exc):
+                raise
             out.append(f"<{_type_name(v)} #{self.object_number(v)} repr failed>")
             return
         if len(s) > self.max_str:
             s = s[: self.max_str] + "…"
         out.append(s)
+
+
+def _belongs_to_program(exc: BaseException) -> bool:
+    """Ctrl-C or the program's signal handler, not a value that will not render.
+    (Callers leave RecursionError out before calling: at the recursion limit
+    the call itself would fail, and the value is just unrenderable.)"""
+    from blocktrace.tracers import belongs_to_program
+
+    return belongs_to_program(exc)
 
 
 def _type_name(v: object) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from blocktrace.events import TraceEvent
-from blocktrace.tracers import Tracer, VMState, at_recursion_limit
+from blocktrace.tracers import Tracer, VMState, at_recursion_limit, belongs_to_program
 
 __all__ = ["Tee"]
 
@@ -30,6 +30,8 @@ class Tee:
             except Exception as exc:
                 if isinstance(exc, RecursionError) and at_recursion_limit():
                     raise  # the program's own depth, not this tracer's fault
+                if belongs_to_program(exc):
+                    raise  # raised by the program's signal handler
                 self._detach(tracer, exc)
 
     def _detach(self, tracer: Tracer, exc: Exception) -> None:

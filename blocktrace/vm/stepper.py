@@ -42,7 +42,13 @@ from blocktrace.events import (
     ReturnKind,
     Stop,
 )
-from blocktrace.tracers import _active, at_recursion_limit, discard_trace, set_tracer
+from blocktrace.tracers import (
+    _active,
+    at_recursion_limit,
+    belongs_to_program,
+    discard_trace,
+    set_tracer,
+)
 from blocktrace.tracers.render import Renderer
 from blocktrace.vm.scope import Scope
 
@@ -154,7 +160,9 @@ def exception_text(exc: BaseException, renderer: Renderer) -> tuple[str, str]:
             msg = ""
         else:
             msg = renderer.text(args)
-    except BaseException:
+    except BaseException as error:
+        if not isinstance(error, RecursionError) and belongs_to_program(error):
+            raise
         msg = "<unrenderable>"
     if len(msg) > 500:
         msg = msg[:500] + "…"
@@ -421,6 +429,8 @@ class Stepper:
             raise exc
         if isinstance(exc, RecursionError) and at_recursion_limit():
             raise exc  # the program is at the recursion limit: its error, not the tracer's
+        if belongs_to_program(exc):
+            raise exc  # raised by the program's signal handler while the tracer ran
         tracer = set_tracer(discard_trace)
         where = ""
         code = self.code
@@ -606,10 +616,12 @@ class Stepper:
         self._offset = offset
         if self._op_end:
             self._close_op((self.thread, self.depth))
-        self._emit(Return(kind, info.index, offset, value))
-        self.depth -= 1
-        if self.depth <= 0 and self.thread == 1:
-            self._enter_live = False
+        try:
+            self._emit(Return(kind, info.index, offset, value))
+        finally:  # the frame leaves even if the program's exception interrupts the tracer
+            self.depth -= 1
+            if self.depth <= 0 and self.thread == 1:
+                self._enter_live = False
 
     # -- exceptions -------------------------------------------------------------
 

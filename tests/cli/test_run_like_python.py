@@ -277,3 +277,20 @@ def test_reading_locals_changes_no_local_variable(
     assert plain.returncode == 0 and "8 10\n" in plain.stdout
     assert (traced.returncode, traced.stdout, traced.stderr) == (0, plain.stdout, plain.stderr)
     assert verify_file(trace).status == "sealed"
+
+
+def test_a_signal_handlers_exception_reaches_the_program(
+    tmp_path: Path, programs: Path, blocktrace_cli: Runner, python_cli: Runner
+) -> None:
+    """A SIGALRM timeout raised while the tracer runs is the program's: it is not
+    taken for a tracer failure (which detached the tracer and left the program
+    spinning for ever)."""
+    script = programs / "alarm_timeout.py"
+    plain = python_cli(script, "6")
+    trace = tmp_path / "t.jsonl"
+    traced = blocktrace_cli("run", "-o", trace, script, "6", timeout=60)
+    assert plain.stdout == "[" + ", ".join(["'too slow'"] * 6) + "]\n"
+    assert (traced.returncode, traced.stdout, traced.stderr) == (0, plain.stdout, "")
+    check = verify_file(trace)
+    assert check.status == "sealed", check.reason
+    assert check.summary is not None and check.summary["pass"] is True

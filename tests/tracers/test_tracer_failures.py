@@ -3,6 +3,7 @@ detached, the program's result is the same, the failure is reported."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,66 @@ def test_the_programs_own_recursion_error_detaches_nothing(
     assert verify_file(path).status == "sealed"
     downs = [e for e in rec.of_type(CallStart) if e.name == "_down"]
     assert len(downs) > 500
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    raise _Timeout("too slow")
+
+
+def _spin() -> None:
+    n = 0
+    while True:
+        n += 1
+
+
+def test_signal_handler_exceptions_are_the_programs(tmp_path: Path) -> None:
+    import signal
+
+    path = tmp_path / "alarm.jsonl"
+    chain = blocktrace.ChainTracer(path)
+    rec = Recorder()
+    tee = Tee(rec, chain)
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    outcomes = []
+    try:
+        with blocktrace.trace(tee) as stepper:
+            for _ in range(4):
+                signal.setitimer(signal.ITIMER_REAL, 0.005)
+                try:
+                    _spin()
+                except _Timeout as exc:
+                    outcomes.append(str(exc))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert outcomes == ["too slow"] * 4
+    assert stepper.failures == [] and tee.tracers == [rec, chain]
+    assert verify_file(path).status == "sealed"
+
+
+def test_belongs_to_program() -> None:
+    import signal
+
+    from blocktrace.tracers import belongs_to_program
+
+    def caught(fn: Callable[[], object]) -> BaseException:
+        try:
+            fn()
+        except BaseException as exc:
+            return exc
+        raise AssertionError("did not raise")
+
+    assert belongs_to_program(KeyboardInterrupt())
+    assert belongs_to_program(SystemExit(0))
+    assert not belongs_to_program(caught(lambda: 1 // 0))
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    try:
+        assert belongs_to_program(caught(lambda: _on_alarm(signal.SIGALRM, None)))
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    # Once the handler is gone, the same exception is nobody's handler's.
+    assert not belongs_to_program(caught(lambda: _on_alarm(signal.SIGALRM, None)))
