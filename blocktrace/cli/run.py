@@ -36,6 +36,12 @@ def register(sub: Any) -> None:
                    help="trace only while this function runs (and what it calls in scope)")
     p.add_argument("--genesis", metavar="TOKEN",
                    help="genesis token, e.g. a nonce from whoever will verify (default: random)")
+    p.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
+                   help="write a checkpoint FILE.cp.SIZE every N lines (and one at the end)")
+    p.add_argument("--checkpoint-seconds", type=_positive_float, metavar="T",
+                   help="write a checkpoint every T seconds (and one at the end)")
+    p.add_argument("--sign-key", metavar="PREFIX.key",
+                   help="sign the checkpoints with this key (blocktrace keygen; needs [sign])")
     p.add_argument("--repr", dest="use_repr", action="store_true",
                    help="render objects with their own __repr__ (runs program code)")
     p.add_argument("-v", "--verbose", action="store_true",
@@ -52,6 +58,16 @@ def _positive_int(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
     return value
 
@@ -89,6 +105,18 @@ def run(args: argparse.Namespace) -> int:
         scope = Scope(_split(args.include), _split(args.exclude), args.target)
     except ScopeError as exc:
         raise CliError(str(exc)) from None
+    signer = None
+    if args.sign_key:
+        if args.checkpoint_every is None and args.checkpoint_seconds is None:
+            raise CliError("--sign-key signs checkpoints: give --checkpoint-every or "
+                           "--checkpoint-seconds too (or sign later: blocktrace sign)")
+        from blocktrace.chain.checkpoint import load_signer
+        from blocktrace.chain.note import NoteError
+
+        try:
+            signer = load_signer(args.sign_key)
+        except NoteError as exc:
+            raise CliError(str(exc)) from None
     try:
         tracer = ChainTracer(
             output,
@@ -97,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
             globals=args.globals,
             argv=[program.target, *program.args],
             force=args.force,
+            checkpoint_every=args.checkpoint_every,
+            checkpoint_seconds=args.checkpoint_seconds,
+            signer=signer,
         )
     except OSError as exc:
         raise CliError(f"{output}: cannot write: {exc.strerror or exc}") from None

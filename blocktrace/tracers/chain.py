@@ -21,10 +21,11 @@ import sys
 import time
 from binascii import hexlify
 from collections.abc import Sequence
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import msgspec
 
+from blocktrace.chain.checkpoint import Checkpointer
 from blocktrace.chain.hashing import FORMAT_VERSION, ChainHasher
 from blocktrace.chain.merkle import LINES_PER_LEAF, MerkleAccumulator
 from blocktrace.events import (
@@ -37,6 +38,9 @@ from blocktrace.events import (
     TraceEvent,
 )
 from blocktrace.tracers import VMState
+
+if TYPE_CHECKING:
+    from blocktrace.chain.note import Signer
 
 __all__ = ["ChainTracer", "ValuesMode"]
 
@@ -53,7 +57,10 @@ class ChainTracer:
     ``locals``/``globals``: ``"off"``, ``"on"`` (every line start) or
     ``"changes"`` (only names whose rendering changed).  ``force``: overwrite an
     existing file (otherwise an existing path is an error: nothing is
-    overwritten silently).  The header is written at construction; ``Stop``
+    overwritten silently).  ``checkpoint_every`` (lines) and/or
+    ``checkpoint_seconds``: write a checkpoint ``PATH.cp.<size>`` that often
+    while the run goes on, and a last one at the seal, signed by ``signer`` when
+    given (see ``blocktrace.chain.checkpoint``).  The header is written at construction; ``Stop``
     writes the summary and seals the file; ``close()`` seals it if no ``Stop``
     came (a detached or interrupted run), marking it not passed.
     """
@@ -70,6 +77,9 @@ class ChainTracer:
         argv: Sequence[str] | None = None,
         force: bool = False,
         buffer_size: int = 1 << 16,
+        checkpoint_every: int | None = None,
+        checkpoint_seconds: float | None = None,
+        signer: Signer | None = None,
     ) -> None:
         if locals not in ("off", "on", "changes") or globals not in ("off", "on", "changes"):
             raise ValueError("locals and globals take 'off', 'on' or 'changes'")
@@ -114,6 +124,15 @@ class ChainTracer:
         }
         self._line(_encode(header)[:-1])
         self._out.flush()
+        self._checkpoints: Checkpointer | None = None
+        if checkpoint_every is not None or checkpoint_seconds is not None:
+            if self.path is None:
+                raise ValueError("periodic checkpoints need a trace path, not a stream")
+            self._checkpoints = Checkpointer(
+                self.path, self._hasher.head(),  # the trace's id: the hash of line 1
+                every_lines=checkpoint_every, every_seconds=checkpoint_seconds,
+                signer=signer, flush=self._out.flush,
+            )
 
     @property
     def lines(self) -> int:
@@ -196,6 +215,8 @@ class ChainTracer:
             merkle._stack[:] = stack  # no call here, so no signal handler runs either
             merkle._size = size
             raise
+        if self._checkpoints is not None:  # the root is computed only when one is due
+            self._checkpoints.maybe_write(merkle.size, merkle.root)
 
     def _slow(self, vm: VMState, event: TraceEvent) -> None:
         kind = type(event)
@@ -328,6 +349,8 @@ class ChainTracer:
         self._line(_encode(summary)[:-1])
         self.head = self._hasher.head()
         self._out.flush()
+        if self._checkpoints is not None:  # a last checkpoint covering the whole tree
+            self._checkpoints.write(self._merkle.size, self._merkle.root())
         if self._owns:
             self._out.close()
 
