@@ -288,7 +288,7 @@ def test_a_signal_handlers_exception_reaches_the_program(
     script = programs / "alarm_timeout.py"
     plain = python_cli(script, "6")
     trace = tmp_path / "t.jsonl"
-    traced = blocktrace_cli("run", "-o", trace, script, "6", timeout=60)
+    traced = blocktrace_cli("run", "--gas", "400000", "-o", trace, script, "6", timeout=60)
     assert plain.stdout == "[" + ", ".join(["'too slow'"] * 6) + "]\n"
     assert (traced.returncode, traced.stdout, traced.stderr) == (0, plain.stdout, "")
     check = verify_file(trace)

@@ -141,7 +141,8 @@ def test_killed_mid_run_leaves_an_unsealed_trace(
     the complete lines check, the file says unsealed, never valid."""
     trace = tmp_path / "killed.jsonl"
     child = subprocess.Popen(
-        [sys.executable, "-m", "blocktrace", "run", "-o", str(trace), str(programs / "endless.py")],
+        [sys.executable, "-m", "blocktrace", "run", "--gas", "1000000", "-o", str(trace),
+         str(programs / "endless.py")],  # the budget bounds the file if the kill is late
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     try:

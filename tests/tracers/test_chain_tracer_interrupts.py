@@ -87,7 +87,7 @@ def test_ctrl_c_on_a_traced_run_leaves_a_sealed_trace(tmp_path: Path, programs: 
     for attempt in range(3):
         trace = tmp_path / f"int{attempt}.jsonl"
         child = subprocess.Popen(
-            [sys.executable, "-m", "blocktrace", "run", "-o", str(trace),
+            [sys.executable, "-m", "blocktrace", "run", "--gas", "1000000", "-o", str(trace),
              str(programs / "endless.py")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )

@@ -178,9 +178,9 @@ def _on_alarm(signum: int, frame: object) -> None:
     raise _Timeout("too slow")
 
 
-def _spin() -> None:
+def _spin(limit: int = -1) -> None:
     n = 0
-    while True:
+    while n != limit:
         n += 1
 
 
@@ -194,9 +194,11 @@ def test_signal_handler_exceptions_are_the_programs(tmp_path: Path) -> None:
     previous = signal.signal(signal.SIGALRM, _on_alarm)
     outcomes = []
     try:
-        with blocktrace.trace(tee) as stepper:
+        # The budget bounds the run (and its file) should a timeout ever be lost.
+        with blocktrace.trace(tee, gas=200_000) as stepper:
+            _spin(1)  # learnt before any alarm: the alarm lands in the traced loop
             for _ in range(4):
-                signal.setitimer(signal.ITIMER_REAL, 0.005)
+                signal.setitimer(signal.ITIMER_REAL, 0.02)
                 try:
                     _spin()
                 except _Timeout as exc:
