@@ -201,7 +201,7 @@ class Stepper:
         self.site: Any = None
         """The event being handled (``code`` and ``offset`` are derived from it)."""
         self._offset = 0
-        self._by_index: list[CodeType] = []
+        self._by_index: dict[int, CodeType] = {}
         self.renderer = renderer if renderer is not None else Renderer()
         self.failures: list[str] = []
         self.halted: HaltRun | None = None
@@ -230,8 +230,7 @@ class Stepper:
     @property
     def code(self) -> CodeType | None:
         """The code object of the current event (``None`` for ``Stop``)."""
-        index = getattr(self.site, "code", 0)
-        return self._by_index[index - 1] if index else None
+        return self._by_index.get(getattr(self.site, "code", 0))
 
     @property
     def offset(self) -> int:
@@ -390,7 +389,8 @@ class Stepper:
         Exec'd code under a pseudo file name takes the scope of its first caller:
         the user's ``exec`` is traced, the lambdas ``namedtuple`` and
         ``dataclasses`` generate are not."""
-        info = self._infos.get(id(code))
+        key = id(code)
+        info = self._infos.get(key)
         if info is not None:
             return info
         try:
@@ -401,14 +401,23 @@ class Stepper:
                 return None
             index = len(self._infos) + 1
             info = _CodeInfo(code, index, _build_sites(code, index))
-            assert self._tool is not None
-            _M.set_local_events(self._tool, code, _LOCAL_EVENTS)
         except Exception as exc:
+            if belongs_to_program(exc):
+                raise  # the program's signal handler ran while we were learning
             self._report(f"cannot trace {code.co_qualname}: {type(exc).__name__}: {exc}")
             return None
-        self._infos[id(code)] = info
-        self._sites[id(code)] = info.sites
-        self._by_index.append(code)
+        # Stores only (no call, so no signal handler runs between them); the
+        # events come last, so an instruction event never finds a code unknown.
+        self._infos[key] = info
+        self._sites[key] = info.sites
+        self._by_index[index] = code
+        assert self._tool is not None
+        try:
+            _M.set_local_events(self._tool, code, _LOCAL_EVENTS)
+        except Exception as exc:
+            if belongs_to_program(exc):
+                raise
+            self._report(f"cannot trace {code.co_qualname}: {type(exc).__name__}: {exc}")
         return info
 
     # -- emitting ---------------------------------------------------------------
