@@ -8,7 +8,14 @@ from contextlib import contextmanager
 from blocktrace.tracers import Tracer, set_tracer
 from blocktrace.tracers.render import Renderer
 from blocktrace.vm.scope import Scope, ScopeError
-from blocktrace.vm.stepper import UNLIMITED_GAS, HaltRun, OutOfGas, Stepper, active_stepper
+from blocktrace.vm.stepper import (
+    UNLIMITED_GAS,
+    HaltRun,
+    OutOfGas,
+    Stepper,
+    active_stepper,
+    exception_text,
+)
 
 __all__ = [
     "UNLIMITED_GAS",
@@ -77,7 +84,10 @@ def trace(
         try:
             yield stepper
         except BaseException as exc:
-            error = "OutOfGas" if isinstance(exc, OutOfGas) else f"{type(exc).__name__}: {exc}"
+            name, message = exception_text(exc, stepper.renderer)
+            error = "OutOfGas" if isinstance(exc, OutOfGas) else (
+                f"{name}: {message}" if message else name
+            )
             raise
         finally:
             stepper.stop("", error)
