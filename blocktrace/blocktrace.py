@@ -49,6 +49,7 @@ import msgspec
 
 from blocktrace.events import CallStart, OpException, OpStart, Return, Stop, TraceEvent
 from blocktrace.tracers import Tracer, VMState
+from blocktrace.vm.stepper import DISABLE
 
 __all__ = ["BlockTrace", "ChainFailure"]
 
@@ -210,6 +211,13 @@ class BlockTrace:
         )
         self._clock = _Clock()
         self._plain_ops = not self._trace_opcodes
+        self.may_disable = self._plain_ops
+        """Without ``_trace_opcodes`` the sites that cannot make a block are
+        turned off (``sys.monitoring.DISABLE``) until the run stops."""
+        self._watch: dict[int, frozenset[int]] = {}
+        self._skipped = 0
+        """Steps of instructions turned off on their first run (the stepper has
+        charged them gas): the record counts only the watched ones."""
         self._opaque: dict[int, tuple[int, object]] = {}
         self._seqs: dict[int, tuple[int, tuple[object, ...], object, object, type]] = {}
         self._globals_seen: dict[int, tuple[list[str], list[int], list[int],
@@ -305,6 +313,8 @@ class BlockTrace:
         self._frames.clear()
         self._skip_depth = 0
         self._replayed = False
+        self._watch.clear()
+        self._skipped = 0
         if self._spool is not None:
             self._spool.close()
         self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - kept until save()
@@ -328,7 +338,11 @@ class BlockTrace:
 
         if not self._running:
             return
-        blocktrace.stop()
+        try:
+            blocktrace.stop()
+        finally:
+            # the sites this run turned off are off for every tool until restarted
+            sys.monitoring.restart_events()
         if self._previous_tracer is not None:
             blocktrace.set_tracer(self._previous_tracer)
         self._previous_tracer = None
@@ -376,9 +390,19 @@ class BlockTrace:
 
     # -- the tracer ---------------------------------------------------------------
 
-    def __call__(self, vm: VMState, event: TraceEvent, /) -> None:
+    def __call__(self, vm: VMState, event: TraceEvent, /) -> object:
         t = type(event)
         if t is OpStart and not event.line_start and self._plain_ops:  # type: ignore[union-attr]
+            # Without _trace_opcodes only the instructions that can make a "line"
+            # block are watched (_watched); every other site is turned off for
+            # the rest of the run, and its first, charged step is given back.
+            code = vm.code
+            watch = self._watch.get(id(code))
+            if watch is None:
+                watch = self._watch[id(code)] = _watched(code)
+            if event.pc not in watch:  # type: ignore[union-attr]
+                self._skipped += 1
+                return DISABLE
             # most instructions: same frame, same line, going forward -- only recorded
             key = (vm.thread << 20) | vm.depth
             pc = event.pc  # type: ignore[union-attr]
@@ -386,7 +410,7 @@ class BlockTrace:
                     and event.line == self._lline):  # type: ignore[union-attr]
                 self._lpc = pc
                 self._record.append(event)
-                return
+                return None
         depth = vm.depth
         record = self._record
         if t is OpStart:
@@ -417,16 +441,16 @@ class BlockTrace:
                 f_locals = frame.f_locals if frame is not None else {}
                 local, values = self._values(f_locals, vm.renderer.render, self.ignorelocal,
                                              for_chain=True)
-                record.append((ev, vm.gas, depth, thread, values))
+                record.append((ev, vm.gas + self._skipped, depth, thread, values))
                 self._rec_at = key
             elif key == self._rec_at:
                 # the common case: same frame as the entry before, gas one less
                 record.append(ev)
             else:
-                record.append((ev, vm.gas, depth, thread, None))
+                record.append((ev, vm.gas + self._skipped, depth, thread, None))
                 self._rec_at = key
             if not emit:
-                return
+                return None
             # settrace's "line": a new line, or a jump back (a loop on one line)
             if self._trace_lines and (line != last_line or pc <= last_pc):
                 self._emit_block(vm, "line", None, pc, ev.op_name, line, frame, local)
@@ -434,12 +458,12 @@ class BlockTrace:
                 self._emit_block(vm, "opcode", None, pc, ev.op_name, line, frame, local)
         elif t is CallStart:
             ev_call: CallStart = event  # type: ignore[assignment]
-            record.append((ev_call, vm.gas, depth, vm.thread, None))
+            record.append((ev_call, vm.gas + self._skipped, depth, vm.thread, None))
             self._rec_at = (vm.thread << 20) | depth
             if ev_call.kind == "enter":
                 # the frame that called start(): 0.0.16 (sys.settrace) never saw it
                 self._skip_depth = depth
-                return
+                return None
             self._forget_frame((vm.thread << 20) | depth)
             code = vm.code
             offset = vm.offset
@@ -450,13 +474,13 @@ class BlockTrace:
             ev_ret: Return = event  # type: ignore[assignment]
             value = vm.renderer.render(ev_ret.value)
             # the record keeps the rendering, never the object (no lifetime changes)
-            record.append((Return(ev_ret.kind, ev_ret.code, ev_ret.pc, value), vm.gas, depth,
-                           vm.thread, None))
+            record.append((Return(ev_ret.kind, ev_ret.code, ev_ret.pc, value),
+                           vm.gas + self._skipped, depth, vm.thread, None))
             self._rec_at = -1
             if depth == self._skip_depth:
                 self._skip_depth = 0
                 self._forget_frame((vm.thread << 20) | depth)
-                return
+                return None
             code = vm.code
             line = _line_at(code, ev_ret.pc)
             arg = None if ev_ret.kind == "unwind" else value
@@ -464,18 +488,19 @@ class BlockTrace:
             self._forget_frame((vm.thread << 20) | depth)
         elif t is OpException:
             ev_exc: OpException = event  # type: ignore[assignment]
-            record.append((ev_exc, vm.gas, depth, vm.thread, None))
+            record.append((ev_exc, vm.gas + self._skipped, depth, vm.thread, None))
             self._rec_at = (vm.thread << 20) | depth
             if ev_exc.kind == "handled" or depth == self._skip_depth:
-                return
+                return None
             self._emit_block(
                 vm, "exception", [ev_exc.error_type, ev_exc.message], ev_exc.pc,
                 ev_exc.op_name, ev_exc.line,
             )
         elif t is Stop:
-            record.append((event, vm.gas, 0, vm.thread, None))
-            self._gas_used = vm.gas_used
+            record.append((event, vm.gas + self._skipped, 0, vm.thread, None))
+            self._gas_used = vm.gas_used - self._skipped
             self._frames.clear()
+        return None
 
     def _forget_frame(self, key: int) -> None:
         """A frame starts or ends at ``key``: no line seen there yet."""
@@ -755,6 +780,31 @@ class _ReplayVM:
 
     def restart_events(self) -> None:
         """Nothing to restart in a replay."""
+
+
+_JUMPS = frozenset(dis.hasjrel) | frozenset(getattr(dis, "hasjump", ())) | frozenset(dis.hasjabs)
+
+
+def _watched(code: CodeType | None) -> frozenset[int]:
+    """The offsets of ``code`` at which a settrace-style "line" can start: the
+    first instruction of each line range, jump targets and exception handlers
+    (entered from another line or from further on), jumps (a jump back to a
+    target on the same line is a new "line"), the first instruction and the
+    one after each ``RESUME`` (a generator resuming).  Every other instruction
+    is only reached by falling through from the one before it, on the same
+    line and going forward, so it can never make a block."""
+    if code is None:
+        return frozenset()
+    out = {0}
+    out.update(start for start, _end, _line in code.co_lines())
+    bytecode = dis.Bytecode(code)
+    out.update(entry.target for entry in cast(Any, bytecode).exception_entries)
+    after_resume = False
+    for ins in bytecode:
+        if after_resume or ins.is_jump_target or ins.opcode in _JUMPS:
+            out.add(ins.offset)
+        after_resume = ins.opname == "RESUME"
+    return frozenset(out)
 
 
 def _frame_of(vm: VMState) -> FrameType | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import itertools
 import re
@@ -316,3 +317,119 @@ def test_globals_follow_rebinding_and_mutation(mode: str) -> None:
         seens = [c["root['SEEN']"]["new_value"] for c in changed if "root['SEEN']" in c]
         assert counters == [1, 2] and seens == [[1], [1, 2]]
     assert example.verifychain() is True
+
+
+# -- watching only the instructions that can make a block --------------------------
+
+
+def _gen(n: int) -> Any:
+    for i in range(n):
+        x = i * 2; yield x  # noqa: E702
+    yield -1
+
+
+def _workload(n: int) -> int:
+    total = 0
+    k = 0
+    while k < n: k += 1  # noqa: E701
+    for v in _gen(n):
+        try:
+            total += 10 // (v - 2)
+        except ZeroDivisionError:
+            total -= 1
+        finally:
+            total += 1
+    squares = [j * j for j in range(n) if j % 2]
+    match total:
+        case 0:
+            total = 1
+        case _:
+            total += sum(squares)
+    with contextlib.nullcontext(3) as three:
+        total += three
+    return total + k
+
+
+def _shown(example: blocktrace.BlockTrace, event_kinds: set[str]) -> list[tuple[Any, ...]]:
+    keys = ["Function", "Event", "Arg", "Line No", "Line Text", "Instruction No", "Opcode",
+            "Locals"]
+    return [tuple(repr(b.get(k)) for k in keys) for n, b in sorted(example.block.items())
+            if n and b["Event"] in event_kinds]
+
+
+def test_line_blocks_are_those_of_a_run_watching_every_instruction() -> None:
+    lines_only = blocktrace.BlockTrace("l", _globals="off", _locals="on")
+    lines_only.start()
+    first = _workload(5)
+    lines_only.stop()
+    both = blocktrace.BlockTrace("b", _globals="off", _locals="on", _trace_opcodes=True)
+    both.start()
+    second = _workload(5)
+    both.stop()
+    assert first == second
+    kinds = {"call", "line", "return", "exception"}
+    shown = _shown(lines_only, kinds)
+    assert shown == _shown(both, kinds)
+    assert len(both.block) > 2 * len(lines_only.block)  # the opcode blocks
+    assert sum(1 for b in shown if "'line'" in b[1]) > 40
+    assert lines_only.verifychain() is True
+
+
+def test_turned_off_sites_are_restarted_at_stop() -> None:
+    example = blocktrace.BlockTrace("off", _globals="off", _locals="off")
+    example.start()
+    s.fib(6)
+    example.stop()
+    # a fresh tool after the run sees every instruction of fib again
+    mon = sys.monitoring
+    tool = next(t for t in range(6) if mon.get_tool(t) is None)
+    counts = [0]
+
+    def on_instruction(code: Any, offset: int) -> None:
+        if code is s.fib.__code__:
+            counts[0] += 1
+
+    mon.use_tool_id(tool, "test")
+    try:
+        mon.register_callback(tool, mon.events.INSTRUCTION, on_instruction)
+        mon.set_local_events(tool, s.fib.__code__, mon.events.INSTRUCTION)
+        s.fib(6)
+        s.fib(6)
+    finally:
+        mon.set_local_events(tool, s.fib.__code__, 0)
+        mon.register_callback(tool, mon.events.INSTRUCTION, None)
+        mon.free_tool_id(tool)
+    assert counts[0] > 0 and counts[0] % 2 == 0
+    # and a second BlockTrace run of the same code makes the same blocks
+    again = blocktrace.BlockTrace("off", _globals="off", _locals="off")
+    again.start()
+    s.fib(6)
+    again.stop()
+    assert _shown(again, {"call", "line", "return"}) == _shown(example, {"call", "line", "return"})
+
+
+def test_saved_trace_holds_the_watched_instructions(tmp_path: Path) -> None:
+    def saved(opcodes: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        example = blocktrace.BlockTrace("w", _globals="off", _trace_opcodes=opcodes)
+        example.start()
+        _workload(4)
+        example.stop()
+        path = tmp_path / f"w{opcodes}.jsonl"
+        example.save(path)
+        proc = subprocess.run(
+            [sys.executable, "-m", "blocktrace", "verify", str(path)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        lines = [msgspec.json.decode(line) for line in path.read_bytes().splitlines()]
+        ops = [e for e in lines[1:-1] if "op" in e and "event" not in e]
+        assert len(ops) == int(lines[-1]["gasUsed"], 16)
+        gases = [int(e["gas"], 16) for e in ops]
+        assert all(a - b == 1 for a, b in itertools.pairwise(gases))
+        return ops, lines[-1]
+
+    every, _ = saved(True)
+    watched, _ = saved(False)
+    assert 0 < len(watched) < len(every)
+    key = [(e["code"], e["pc"]) for e in watched]
+    assert set(key) <= {(e["code"], e["pc"]) for e in every}
