@@ -782,27 +782,38 @@ class _ReplayVM:
         """Nothing to restart in a replay."""
 
 
-_JUMPS = frozenset(dis.hasjrel) | frozenset(getattr(dis, "hasjump", ())) | frozenset(dis.hasjabs)
+_BACK = frozenset(dis.opmap[name] for name in ("JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT")
+                  if name in dis.opmap)
 
 
 def _watched(code: CodeType | None) -> frozenset[int]:
     """The offsets of ``code`` at which a settrace-style "line" can start: the
     first instruction of each line range, jump targets and exception handlers
-    (entered from another line or from further on), jumps (a jump back to a
-    target on the same line is a new "line"), the first instruction and the
-    one after each ``RESUME`` (a generator resuming).  Every other instruction
-    is only reached by falling through from the one before it, on the same
-    line and going forward, so it can never make a block."""
+    (entered from another line or from further on), the first instruction and
+    the one after each ``RESUME`` (a generator resuming), and the jumps back to
+    a target on their own line (the target is a new "line" because it comes
+    again).  Every other instruction is only reached by falling through from
+    the one before it, on the same line and going forward, so it can never make
+    a block; a jump back from another line makes the target's line differ."""
     if code is None:
         return frozenset()
     out = {0}
-    out.update(start for start, _end, _line in code.co_lines())
+    line_of: dict[int, int | None] = {}
+    for start, end, line in code.co_lines():
+        out.add(start)
+        for offset in range(start, end, 2):
+            line_of[offset] = line
     bytecode = dis.Bytecode(code)
     out.update(entry.target for entry in cast(Any, bytecode).exception_entries)
     after_resume = False
     for ins in bytecode:
-        if after_resume or ins.is_jump_target or ins.opcode in _JUMPS:
+        if after_resume or ins.is_jump_target:
             out.add(ins.offset)
+        elif ins.opcode in _BACK:
+            here = line_of.get(ins.offset)
+            there = line_of.get(cast(int, ins.argval))
+            if here is None or there is None or here == there:
+                out.add(ins.offset)
         after_resume = ins.opname == "RESUME"
     return frozenset(out)
 
