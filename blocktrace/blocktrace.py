@@ -39,6 +39,7 @@ import shutil
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -399,7 +400,7 @@ class BlockTrace:
             code = vm.code
             watch = self._watch.get(id(code))
             if watch is None:
-                watch = self._watch[id(code)] = _watched(code)
+                watch = self._watch[id(code)] = _watched_cached(code)
             if event.pc not in watch:  # type: ignore[union-attr]
                 self._skipped += 1
                 return DISABLE
@@ -604,7 +605,7 @@ class BlockTrace:
         keys = list(values)
         objects = list(values.values())
         ids = list(map(id, objects))
-        type_ids = [id(type(v)) for v in objects]
+        type_ids = list(map(id, map(type, objects)))
         hidden = self.ignoreglobal
         seen = self._globals_seen.get(id(values))
         if (seen is not None and seen[0] == keys and seen[1] == ids and seen[2] == type_ids
@@ -784,6 +785,20 @@ class _ReplayVM:
 
 _BACK = frozenset(dis.opmap[name] for name in ("JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT")
                   if name in dis.opmap)
+
+
+_WATCHED: weakref.WeakKeyDictionary[CodeType, frozenset[int]] = weakref.WeakKeyDictionary()
+"""``_watched`` per code object, across runs (a code object's bytecode never
+changes; the cache keeps no code object alive)."""
+
+
+def _watched_cached(code: CodeType | None) -> frozenset[int]:
+    if code is None:
+        return frozenset()
+    watch = _WATCHED.get(code)
+    if watch is None:
+        watch = _WATCHED[code] = _watched(code)
+    return watch
 
 
 def _watched(code: CodeType | None) -> frozenset[int]:
