@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-__all__ = ["CliError", "main"]
+__all__ = ["CliError", "main", "positive_float", "positive_int"]
 
 # Sub-command modules, in the order ``blocktrace --help`` lists them.
 _COMMAND_MODULES = (
@@ -32,6 +32,31 @@ class CliError(Exception):
     def __init__(self, message: str, status: int = 2) -> None:
         super().__init__(message)
         self.status = status
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number above 0 (decimal, or 0x/0o/0b-prefixed)."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        try:
+            value = int(text)  # "010"
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
 
 
 class _Parser(argparse.ArgumentParser):

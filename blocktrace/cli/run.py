@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from blocktrace.cli import CliError
+from blocktrace.cli import CliError, positive_float, positive_int
 
 _VALUES = ("off", "on", "changes")
 
@@ -22,7 +22,7 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--output", metavar="FILE",
                    help="trace file (default: NAME.trace.jsonl in the current directory)")
     p.add_argument("--force", action="store_true", help="overwrite an existing trace file")
-    p.add_argument("--gas", type=_positive_int, metavar="N",
+    p.add_argument("--gas", type=positive_int, metavar="N",
                    help="step budget: stop the program after N traced instructions")
     p.add_argument("--locals", choices=_VALUES, default="off",
                    help="record local variables at each line: every time, changes only, or not")
@@ -36,9 +36,9 @@ def register(sub: Any) -> None:
                    help="trace only while this function runs (and what it calls in scope)")
     p.add_argument("--genesis", metavar="TOKEN",
                    help="genesis token, e.g. a nonce from whoever will verify (default: random)")
-    p.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
+    p.add_argument("--checkpoint-every", type=positive_int, metavar="N",
                    help="write a checkpoint FILE.cp.SIZE every N lines (and one at the end)")
-    p.add_argument("--checkpoint-seconds", type=_positive_float, metavar="T",
+    p.add_argument("--checkpoint-seconds", type=positive_float, metavar="T",
                    help="write a checkpoint every T seconds (and one at the end)")
     p.add_argument("--sign-key", metavar="PREFIX.key",
                    help="sign the checkpoints with this key (blocktrace keygen; needs [sign])")
@@ -52,24 +52,6 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
 
 
 def _split(values: list[str]) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from blocktrace.cli import CliError
+from blocktrace.cli import CliError, positive_float, positive_int
 from blocktrace.snapshot.model import MAX_STEPS, Limits, SnapshotRequest
 from blocktrace.snapshot.runner import Confinement, run_request_sync
 
@@ -29,7 +29,7 @@ def register(sub: Any) -> None:
     p.add_argument("script", nargs="?", metavar="SCRIPT", help="the program (default: a request "
                    "on stdin)")
     p.add_argument("--input", metavar="FILE", help="the program's stdin (with SCRIPT)")
-    p.add_argument("--steps", type=_positive_int, default=1000, metavar="N",
+    p.add_argument("--steps", type=positive_int, default=1000, metavar="N",
                    help="record at most N steps (with SCRIPT; default 1000)")
     p.add_argument("--format", choices=("snapshots", "trace"), default=None,
                    help="snapshots (default) or a verifiable blocktrace trace (JSON Lines)")
@@ -48,13 +48,13 @@ def register(sub: Any) -> None:
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=_port, default=8000,
                    help="port (default 8000; 0 picks a free one, printed at start)")
-    s.add_argument("--workers", type=_positive_int, default=2, metavar="N",
+    s.add_argument("--workers", type=positive_int, default=2, metavar="N",
                    help="programs run at once (default 2)")
     s.add_argument("--queue", type=_non_negative_int, default=8, metavar="N",
                    help="requests that may wait for a worker before 503 (default 8)")
-    s.add_argument("--max-body", type=_positive_int, default=256 * 1024, metavar="BYTES",
+    s.add_argument("--max-body", type=positive_int, default=256 * 1024, metavar="BYTES",
                    help="largest request body accepted (default 262144)")
-    s.add_argument("--max-steps", type=_positive_int, default=10_000, metavar="N",
+    s.add_argument("--max-steps", type=positive_int, default=10_000, metavar="N",
                    help="largest 'steps' a request may ask for (default 10000)")
     _limit_options(s)
     s.set_defaults(handler=serve)
@@ -62,45 +62,27 @@ def register(sub: Any) -> None:
 
 def _limit_options(p: argparse.ArgumentParser) -> None:
     d = Limits()
-    p.add_argument("--cpu", type=_positive_int, default=d.cpu_seconds, metavar="SECONDS",
+    p.add_argument("--cpu", type=positive_int, default=d.cpu_seconds, metavar="SECONDS",
                    help=f"CPU time limit of a run (default {d.cpu_seconds})")
-    p.add_argument("--wall", type=_positive_float, default=d.wall_seconds, metavar="SECONDS",
+    p.add_argument("--wall", type=positive_float, default=d.wall_seconds, metavar="SECONDS",
                    help=f"wall-clock limit of a run (default {d.wall_seconds:g})")
-    p.add_argument("--memory", type=_positive_int, default=d.memory_bytes >> 20, metavar="MIB",
+    p.add_argument("--memory", type=positive_int, default=d.memory_bytes >> 20, metavar="MIB",
                    help=f"address-space limit in MiB (default {d.memory_bytes >> 20})")
     p.add_argument("--sandbox", choices=("auto", "bwrap", "none"), default="auto",
                    help="OS-level confinement: bubblewrap when it works (auto), required, or off")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
 
 def _port(text: str) -> int:
-    value = 0 if text.strip() == "0" else _positive_int(text)
+    value = 0 if text.strip() == "0" else positive_int(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
     return value
 
 
 def _non_negative_int(text: str) -> int:
-    return 0 if text.strip() == "0" else _positive_int(text)
+    return 0 if text.strip() == "0" else positive_int(text)
 
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
 
 
 def _limits(args: argparse.Namespace, max_steps: int) -> Limits:
