@@ -22,12 +22,16 @@ import msgspec
 from blocktrace.chain.hashing import FORMAT_VERSION, ChainHasher, split_hash
 from blocktrace.chain.merkle import LINES_PER_LEAF, MerkleAccumulator
 
-__all__ = ["EXIT_STATUS", "Status", "Verification", "verify_file"]
+__all__ = ["EXIT_STATUS", "MAX_LINE_BYTES", "Status", "Verification", "verify_file"]
 
 Status = Literal["sealed", "tampered", "unusable", "unsealed"]
 EXIT_STATUS: dict[Status, int] = {"sealed": 0, "tampered": 1, "unusable": 2, "unsealed": 3}
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
+
+MAX_LINE_BYTES = 64 << 20
+"""A line longer than this is refused (memory stays bounded on any input,
+``/dev/zero`` included); the writer's lines are far shorter."""
 
 
 @dataclass
@@ -107,8 +111,11 @@ def _walk(stream: Any, result: Verification) -> None:
     group: list[bytes] = []
     number = 0
     summary_at: int | None = None
-    for raw in stream:
+    for raw in iter(lambda: stream.readline(MAX_LINE_BYTES + 1), b""):
         number += 1
+        if len(raw) > MAX_LINE_BYTES:
+            _too_long(result, number)
+            return
         if not raw.endswith(b"\n"):
             _torn(result, number, raw)
             return
@@ -210,6 +217,14 @@ def _summary(
         return False
     result.summary = summary
     return True
+
+
+def _too_long(result: Verification, number: int) -> None:
+    reason = f"line {number} is longer than {MAX_LINE_BYTES >> 20} MiB"
+    if number == 1:
+        result.reason = reason + ": not a blocktrace trace"
+    else:
+        _tampered(result, number, reason + ": no blocktrace line is that long")
 
 
 def _torn(result: Verification, number: int, raw: bytes) -> None:

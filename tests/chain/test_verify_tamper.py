@@ -277,3 +277,29 @@ def test_summary_that_lies_about_the_count(real_trace: bytes, tmp_path: Path) ->
         hasher.check(parts[0])
     careless = b"".join(rechained[:-1]) + hasher.seal(msgspec.json.encode(summary)[:-1])
     _tampered_at(_check(tmp_path, careless), len(lines) - 1)
+
+
+
+def test_an_endless_line_is_refused_in_bounded_memory() -> None:
+    """/dev/zero has no newline: the verifier stops at its line limit instead of
+    reading it all into memory."""
+    code = (
+        "import resource; from blocktrace.chain.verify import verify_file; "
+        "r = verify_file('/dev/zero'); "
+        "print(r.status, r.reason); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.splitlines()
+    assert out[0].startswith("unusable line 1 is longer than 64 MiB"), out
+    assert int(out[1]) < 400 * 1024  # KiB: bounded by the line limit, not by the input
+
+
+def test_an_overlong_line_after_the_header_is_tampering(
+    real_trace: bytes, tmp_path: Path
+) -> None:
+    from blocktrace.chain.verify import MAX_LINE_BYTES
+
+    data = _lines(real_trace)[0] + b"x" * (MAX_LINE_BYTES + 10) + b"\n"
+    result = _check(tmp_path, data)
+    assert result.status == "tampered" and result.line == 2, result.reason
