@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-__all__ = ["CliError", "main", "positive_float", "positive_int"]
+if TYPE_CHECKING:
+    from blocktrace.vm.runner import Program
+
+__all__ = ["CliError", "chosen_program", "comma_list", "main", "positive_float", "positive_int"]
 
 # Sub-command modules, in the order ``blocktrace --help`` lists them.
 _COMMAND_MODULES = (
@@ -57,6 +61,31 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
     return value
+
+
+def comma_list(values: list[str]) -> list[str]:
+    """Repeatable options that also take comma-separated values, flattened."""
+    return [part for value in values for part in value.split(",") if part]
+
+
+def chosen_program(
+    module: str | None, module_args: list[str], program: list[str], nothing: str
+) -> tuple[Program, str]:
+    """The program a command runs -- ``-m MODULE ARGS`` or ``SCRIPT ARGS`` -- checked,
+    and the name its default output file takes.  ``nothing``: the error when neither."""
+    from blocktrace.vm.runner import Program
+
+    if module:
+        chosen, name = Program(module, list(module_args), is_module=True), module
+    elif program:
+        chosen = Program(program[0], list(program[1:]))
+        name = os.path.splitext(os.path.basename(os.path.normpath(program[0])))[0]
+    else:
+        raise CliError(nothing)
+    problem = chosen.check()
+    if problem is not None:
+        raise CliError(problem)
+    return chosen, name
 
 
 class _Parser(argparse.ArgumentParser):

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from blocktrace.cli import CliError, positive_float, positive_int
+from blocktrace.cli import CliError, chosen_program, comma_list, positive_float, positive_int
 
 _VALUES = ("off", "on", "changes")
 
@@ -54,37 +54,27 @@ def register(sub: Any) -> None:
 
 
 
-def _split(values: list[str]) -> list[str]:
-    return [part for value in values for part in value.split(",") if part]
-
-
 def run(args: argparse.Namespace) -> int:
     from blocktrace.tracers.chain import ChainTracer
     from blocktrace.tracers.render import Renderer
-    from blocktrace.vm.runner import Program, run_program
+    from blocktrace.vm.runner import run_program
     from blocktrace.vm.scope import Scope, ScopeError
     from blocktrace.vm.stepper import Stepper
 
-    if args.module is not None:
-        if not args.module:
-            raise CliError("argument -m: expected a module name")
-        program = Program(args.module[0], list(args.module[1:]), is_module=True)
-        name = args.module[0]
-    elif args.program:
-        program = Program(args.program[0], list(args.program[1:]))
-        name = os.path.splitext(os.path.basename(os.path.normpath(args.program[0])))[0]
-    else:
-        raise CliError("nothing to run: give a script (or -m MODULE)")
-    problem = program.check()
-    if problem is not None:
-        raise CliError(problem)
+    if args.module is not None and not args.module:
+        raise CliError("argument -m: expected a module name")
+    module = args.module[0] if args.module else None
+    program, name = chosen_program(
+        module, args.module[1:] if args.module else [], args.program,
+        "nothing to run: give a script (or -m MODULE)",
+    )
     output = args.output or f"{name}.trace.jsonl"
     if os.path.isdir(output):
         raise CliError(f"{output}: is a directory")
     if os.path.exists(output) and not args.force:
         raise CliError(f"{output} exists: not overwriting it (use --force, or -o another file)")
     try:
-        scope = Scope(_split(args.include), _split(args.exclude), args.target)
+        scope = Scope(comma_list(args.include), comma_list(args.exclude), args.target)
     except ScopeError as exc:
         raise CliError(str(exc)) from None
     signer = None

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from blocktrace.cli import CliError
+from blocktrace.cli import CliError, chosen_program, comma_list
 
 
 def register(sub: Any) -> None:
@@ -89,10 +89,6 @@ def _lines(args: argparse.Namespace) -> int:
     return 0
 
 
-def _split(values: list[str]) -> list[str]:
-    return [part for value in values for part in value.split(",") if part]
-
-
 def _check_writable(path: str | None, force: bool) -> None:
     if path is not None and os.path.exists(path) and not force:
         raise CliError(f"{path} exists: not overwriting it (use --force)")
@@ -119,26 +115,19 @@ def _types(args: argparse.Namespace) -> int:
                 raise CliError(str(exc)) from None
     else:
         from blocktrace.tracers.render import Renderer
-        from blocktrace.vm.runner import Program, run_program
+        from blocktrace.vm.runner import run_program
         from blocktrace.vm.scope import Scope, ScopeError
         from blocktrace.vm.stepper import Stepper
 
-        if args.module:
-            program = Program(args.module, list(args.program), is_module=True)
-            name = args.module
-        elif args.program:
-            program = Program(args.program[0], list(args.program[1:]))
-            name = os.path.splitext(os.path.basename(os.path.normpath(args.program[0])))[0]
-        else:
-            raise CliError("nothing to do: give a script (or -m MODULE), or --from TABLE")
-        problem = program.check()
-        if problem is not None:
-            raise CliError(problem)
+        program, name = chosen_program(
+            args.module, args.program, args.program,
+            "nothing to do: give a script (or -m MODULE), or --from TABLE",
+        )
         if args.output is None:
             args.output = f"{name}.types.jsonl"
             _check_writable(args.output, args.force)
         try:
-            scope = Scope(_split(args.include), _split(args.exclude), None)
+            scope = Scope(comma_list(args.include), comma_list(args.exclude), None)
         except ScopeError as exc:
             raise CliError(str(exc)) from None
         tracer = TypeTracer(loop_limit=args.loop_limit or None)
