@@ -1,0 +1,27 @@
+"""Optional C speed-ups, built when a C compiler and the Python headers are there.
+
+blocktrace works without them (the pure-Python paths are the reference and stay tested);
+with them the per-instruction path runs without a Python frame.  A build failure is a
+warning, never an install failure.  ``BLOCKTRACE_PURE=1`` at run time ignores them.
+"""
+
+from setuptools import Extension, setup
+
+_FLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+
+setup(
+    ext_modules=[
+        Extension(
+            "blocktrace.chain._cwriter",
+            ["blocktrace/chain/_cwriter.c"],
+            extra_compile_args=_FLAGS,
+            optional=True,
+        ),
+        Extension(
+            "blocktrace.vm._chook",
+            ["blocktrace/vm/_chook.c"],
+            extra_compile_args=_FLAGS,
+            optional=True,
+        ),
+    ],
+)
