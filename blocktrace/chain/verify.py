@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from blocktrace.chain.hashing import FORMAT_VERSION, ChainHasher, split_hash
+from blocktrace.chain.hashing import KNOWN_VERSIONS, ChainHasher, LeafChain, split_hash
 from blocktrace.chain.merkle import LINES_PER_LEAF, MerkleAccumulator
 
 __all__ = ["EXIT_STATUS", "MAX_LINE_BYTES", "Status", "Verification", "verify_file"]
@@ -106,9 +106,11 @@ def verify_file(
 
 
 def _walk(stream: Any, result: Verification) -> None:
-    chain = ChainHasher()
     merkle = MerkleAccumulator()
+    v1 = ChainHasher()  # version 1: one running hash; leaves hashed separately
     group: list[bytes] = []
+    v2 = LeafChain(LINES_PER_LEAF, merkle.append_leaf_hash)  # version 2: one stream a leaf
+    version = 0
     number = 0
     summary_at: int | None = None
     for raw in iter(lambda: stream.readline(MAX_LINE_BYTES + 1), b""):
@@ -123,8 +125,10 @@ def _walk(stream: Any, result: Verification) -> None:
             _tampered(result, number, f"a line follows the summary (line {summary_at})")
             return
         line = raw[:-1]
-        if number == 1 and not _header(result, line):
-            return
+        if number == 1:
+            version = _header(result, line)
+            if not version:
+                return
         if line.endswith(b"\r"):
             _tampered(result, number, "carriage return at end of line (line endings changed)")
             return
@@ -133,18 +137,28 @@ def _walk(stream: Any, result: Verification) -> None:
             _tampered(result, number, "line does not end with a hash member")
             return
         body, stored = parts
-        if chain.check(body) != stored:
+        is_summary = body.startswith(b'{"output":')
+        if version == 1:
+            computed = v1.check(body)
+        elif is_summary:
+            computed = v2.check_summary(body)
+        else:
+            computed = v2.check(body, raw)
+        if computed != stored:
             _tampered(
                 result, number,
                 "hash does not match: this line, or one before it, was edited, inserted, "
                 "deleted or moved",
             )
             return
-        if body.startswith(b'{"output":'):
-            if not _summary(result, number, body, chain, merkle, group):
+        if is_summary:
+            if group:
+                merkle.append_leaf_data(b"".join(group))
+                group.clear()
+            if not _summary(result, number, body, merkle):
                 return
             summary_at = number
-        else:
+        elif version == 1:
             group.append(raw)
             if len(group) == LINES_PER_LEAF:
                 merkle.append_leaf_data(b"".join(group))
@@ -161,39 +175,37 @@ def _walk(stream: Any, result: Verification) -> None:
         result.status = "sealed"
 
 
-def _header(result: Verification, line: bytes) -> bool:
+def _header(result: Verification, line: bytes) -> int:
+    """The header's format version, or 0 (with the reason set) when it is unusable."""
     if line.startswith(b"\xef\xbb\xbf"):
         _tampered(result, 1, "byte-order mark before the header")
-        return False
+        return 0
     try:
         header = _decode(line)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         result.reason = "line 1 is not a JSON object: not a blocktrace trace"
-        return False
+        return 0
     version = header.get("blocktrace")
     if version is None:
         result.reason = "line 1 is not a blocktrace header: not a blocktrace trace"
-        return False
-    if version != FORMAT_VERSION or header.get("hashAlg") != "sha256":
+        return 0
+    if (
+        type(version) is not int
+        or version not in KNOWN_VERSIONS
+        or header.get("hashAlg") != "sha256"
+    ):
         result.reason = (
             f"format version {version!r} with hash {header.get('hashAlg')!r} "
-            f"is not one this blocktrace knows (1, sha256)"
+            f"is not one this blocktrace knows (1 or 2, sha256)"
         )
-        return False
+        return 0
     result.header = {k: v for k, v in header.items() if k != "hash"}
     genesis = header.get("genesis")
     result.genesis = genesis if isinstance(genesis, str) else None
-    return True
+    return version
 
 
-def _summary(
-    result: Verification,
-    number: int,
-    body: bytes,
-    chain: ChainHasher,
-    merkle: MerkleAccumulator,
-    group: list[bytes],
-) -> bool:
+def _summary(result: Verification, number: int, body: bytes, merkle: MerkleAccumulator) -> bool:
     try:
         summary = _decode(body + b"}")
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
@@ -205,9 +217,6 @@ def _summary(
     if summary.get("head") != result.head:
         _tampered(result, number, "summary head is not the hash of the line before it")
         return False
-    if group:
-        merkle.append_leaf_data(b"".join(group))
-        group.clear()
     result.root = merkle.root().hex()
     result.tree_size = merkle.size
     if "root" in summary and (

@@ -1,14 +1,14 @@
 """ChainTracer: the hash-chained EIP-3155 JSON Lines writer (docs/FORMAT.md).
 
 The per-instruction path: the ``OpStart`` of an instruction site is built once
-by the stepper and reused, so its line pieces are built once here too (keyed by
-``id(event)``, the event kept alive in the value) and an op line is one bytes
-format of prebuilt prefix + gas + depth + suffix, one ``update`` of the running
-SHA-256, one ``copy().digest()``, one buffered write and a list append for the
-Merkle leaf.  Everything else -- first sight of a site, line starts when locals
-or globals are recorded, several threads, the other events -- takes the slow
-path.  No Python function is called on the fast path between the hash update
-and the write, so a signal handler cannot run between them.
+by the stepper and reused, so its line pieces are built once here too and given
+to the line writer (``blocktrace.chain.writer``), keyed by ``id(event)`` with
+the event kept alive.  The writer is the stepper's direct callable
+(``fast_call``): an op line is one call into it -- in C when the extension was
+built -- that formats prefix + gas + depth + suffix, seals the line and buffers
+it.  Everything else -- first sight of a site, line starts when locals or
+globals are recorded, several threads, the other events -- comes back here
+through ``slow``.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ import platform
 import secrets
 import sys
 import time
-from binascii import hexlify
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 import msgspec
 
 from blocktrace.chain.checkpoint import Checkpointer
-from blocktrace.chain.hashing import FORMAT_VERSION, ChainHasher
-from blocktrace.chain.merkle import LINES_PER_LEAF, MerkleAccumulator
+from blocktrace.chain.hashing import FORMAT_VERSION
+from blocktrace.chain.merkle import LINES_PER_LEAF
+from blocktrace.chain.writer import LineWriter
 from blocktrace.events import (
     CallStart,
     OpEnd,
@@ -48,6 +48,44 @@ ValuesMode = Literal["off", "on", "changes"]
 
 _encode = msgspec.json.Encoder().encode
 _MID = b'","gasCost":"0x1","depth":'
+
+
+def _write_all(stream: IO[bytes]) -> Any:
+    """The line writer's ``write`` for a caller's stream: takes everything, or
+    raises saying how much it took (``characters_written``).  A signal handler
+    (Ctrl-C) can raise inside a Python-level stream's ``write`` after the data
+    went in: the stream's position tells, when it has one; otherwise an
+    interruption that is not an error (``KeyboardInterrupt``, ``SystemExit``)
+    is taken to have come after the data, an error (``OSError``) before it."""
+    write = stream.write
+    try:
+        seekable = stream.seekable()
+    except Exception:
+        seekable = False
+
+    def write_all(data: bytes) -> int:
+        view = memoryview(data)
+        done = 0
+        while done < len(data):
+            before = stream.tell() if seekable else 0
+            try:
+                n = write(view[done:])
+            except BaseException as exc:
+                taken = 0
+                try:
+                    taken = stream.tell() - before if seekable else (
+                        len(data) - done if not isinstance(exc, Exception) else 0
+                    )
+                except BaseException:
+                    pass
+                exc.characters_written = done + max(0, min(taken, len(data) - done))  # type: ignore[attr-defined]
+                raise
+            if not isinstance(n, int) or n >= len(data) - done:
+                break
+            done += max(n, 0)
+        return len(data)
+
+    return write_all
 
 
 class ChainTracer:
@@ -85,33 +123,36 @@ class ChainTracer:
             raise ValueError("locals and globals take 'off', 'on' or 'changes'")
         if isinstance(target, (str, os.PathLike)):
             self.path: str | None = os.fspath(target)
-            self._out: IO[bytes] = open(self.path, "wb" if force else "xb", buffering=buffer_size)  # noqa: SIM115
+            # Unbuffered: the line writer buffers (and knows what a flush may do).
+            self._out: IO[bytes] = open(self.path, "wb" if force else "xb", buffering=0)  # noqa: SIM115
             self._owns = True
+            write: Any = self._out.write
         else:
             self.path = None
             self._out = target
             self._owns = False
-        # Bytes the file's buffer still takes without flushing (see __call__);
-        # a stream of the caller's is not managed.
-        self._buffer_size = buffer_size if self._owns else sys.maxsize
-        self._room = self._buffer_size
+            write = _write_all(target)
         self.genesis = genesis if genesis is not None else secrets.token_hex(16)
         self._locals = locals
         self._globals = globals
-        self._hasher = ChainHasher()
-        self._running = self._hasher.running
-        self._sites: dict[int, tuple[bytes, bytes, OpStart]] = {}
-        self._calls: dict[int, tuple[bytes, bytes, CallStart]] = {}
         self._multi = False
-        self._merkle = MerkleAccumulator()
-        self._group: list[bytes] = []
+        self._calls: dict[int, tuple[bytes, bytes, CallStart]] = {}
         self._prev_locals: dict[tuple[int, int], dict[str, bytes]] = {}
         self._prev_globals: dict[int, dict[str, bytes]] = {}
         self._failure: str | None = None
         self._started = time.perf_counter_ns()
         self.sealed = False
-        self._sealed_lines = 0
         self.head = ""
+        self._checkpoints: Checkpointer | None = None
+        periodic = checkpoint_every is not None or checkpoint_seconds is not None
+        if periodic and self.path is None:
+            raise ValueError("periodic checkpoints need a trace path, not a stream")
+        self._writer = LineWriter(
+            write, buffer_size=buffer_size, lines_per_leaf=LINES_PER_LEAF,
+            slow=self._slow, on_leaf=self._leaf_done if periodic else None,
+        )
+        self.fast_call = self._writer
+        """What the stepper calls for each event (same as calling this tracer)."""
         header = {
             "blocktrace": FORMAT_VERSION,
             "hashAlg": "sha256",
@@ -123,100 +164,37 @@ class ChainTracer:
             "pid": os.getpid(),
         }
         self._line(_encode(header)[:-1])
-        self._out.flush()
-        self._checkpoints: Checkpointer | None = None
-        if checkpoint_every is not None or checkpoint_seconds is not None:
-            if self.path is None:
-                raise ValueError("periodic checkpoints need a trace path, not a stream")
+        self.flush()
+        if periodic:
+            assert self.path is not None
             self._checkpoints = Checkpointer(
-                self.path, self._hasher.head(),  # the trace's id: the hash of line 1
+                self.path, self._writer.head,  # the trace's id: the hash of line 1
                 every_lines=checkpoint_every, every_seconds=checkpoint_seconds,
-                signer=signer, flush=self._out.flush,
+                signer=signer, flush=self.flush,
             )
 
     @property
     def lines(self) -> int:
         """Lines written so far (header included, summary included once sealed)."""
-        if self.sealed:
-            return self._sealed_lines
-        return self._merkle.size * LINES_PER_LEAF + len(self._group)
-
-    # -- the hot path -----------------------------------------------------------
+        return int(self._writer.lines)
 
     def __call__(self, vm: VMState, event: TraceEvent, /) -> None:
-        site = self._sites.get(id(event))
-        if site is None:
-            self._slow(vm, event)
-            return
-        body = b"%b%x%b%d%b" % (site[0], vm.gas, _MID, vm.depth, site[1])
-        # The program's signal handlers (Ctrl-C's KeyboardInterrupt among them) run
-        # after any call made here: the new chain state is built on a copy and
-        # committed with the write, so an interrupted line is written and chained
-        # or neither (a handler's exception comes after a call, and never from
-        # inside a write() that fits in the buffer).
-        running = self._running.copy()
-        running.update(body + b"}\n")
-        line = b'%b,"hash":"%b"}\n' % (body, hexlify(running.digest()))
-        room = self._room - len(line)
-        if room < 0:  # flush here: a write() that has to flush may run a signal
-            self._out.flush()  # handler and fail before the line is in the buffer
-            room = self._buffer_size - len(line)
-        self._room = room
-        group = self._group
-        try:
-            self._out.write(line)
-        except (OSError, ValueError):
-            raise  # the write itself failed: nothing written, nothing chained
-        except BaseException:
-            self._running = self._hasher.running = running  # interrupted once written
-            group.append(line)
-            raise
-        self._running = self._hasher.running = running
-        group.append(line)
-        if len(group) >= LINES_PER_LEAF:
-            self._push_leaf(group)
+        self._writer(vm, event)
+
+    def flush(self) -> None:
+        """Hand everything written so far to the file (or stream)."""
+        self._writer.flush()
+        if not self._owns:
+            self._out.flush()
 
     # -- everything else ----------------------------------------------------------
 
     def _line(self, body: bytes) -> None:
-        """Write one line (the hot path's steps, see there)."""
-        running = self._running.copy()
-        running.update(body + b"}\n")
-        line = b'%b,"hash":"%b"}\n' % (body, hexlify(running.digest()))
-        room = self._room - len(line)
-        if room < 0:  # flush here: a write() that has to flush may run a signal
-            self._out.flush()  # handler and fail before the line is in the buffer
-            room = self._buffer_size - len(line)
-        self._room = room
-        group = self._group
-        try:
-            self._out.write(line)
-        except (OSError, ValueError):
-            raise  # the write itself failed: nothing written, nothing chained
-        except BaseException:
-            self._running = self._hasher.running = running  # interrupted once written
-            group.append(line)
-            raise
-        self._running = self._hasher.running = running
-        group.append(line)
-        if len(group) >= LINES_PER_LEAF:
-            self._push_leaf(group)
+        self._writer.line(body)
 
-    def _push_leaf(self, group: list[bytes]) -> None:
-        """Hash the first ``LINES_PER_LEAF`` lines of ``group`` into the Merkle tree
-        and drop them, or, interrupted anywhere (a signal handler raising), leave
-        tree and group as they were: the next line retries."""
-        merkle = self._merkle
-        stack, size = merkle._stack[:], merkle._size
-        try:
-            merkle.append_leaf_data(b"".join(group[:LINES_PER_LEAF]))
-            del group[:LINES_PER_LEAF]
-        except BaseException:
-            merkle._stack[:] = stack  # no call here, so no signal handler runs either
-            merkle._size = size
-            raise
+    def _leaf_done(self) -> None:
         if self._checkpoints is not None:  # the root is computed only when one is due
-            self._checkpoints.maybe_write(merkle.size, merkle.root)
+            self._checkpoints.maybe_write(self._writer.tree_size, self._writer.root)
 
     def _slow(self, vm: VMState, event: TraceEvent) -> None:
         kind = type(event)
@@ -241,7 +219,7 @@ class ChainTracer:
         suf = b',"opName":%b,"line":%d,"code":%d' % (_encode(ev.op_name), ev.line, ev.code)
         per_line = ev.line_start and (self._locals != "off" or self._globals != "off")
         if not self._multi and not per_line:
-            self._sites[id(ev)] = (pre, suf, ev)
+            self._writer.add_site(id(ev), pre, suf, ev)
         extra = self._thread(vm)
         if per_line:
             extra += self._values(vm)
@@ -250,7 +228,7 @@ class ChainTracer:
     def _call(self, vm: VMState, ev: CallStart) -> None:
         if vm.threads_seen > 1 and not self._multi:
             self._multi = True  # from now on every line names its thread
-            self._sites.clear()
+            self._writer.clear_sites()
         cached = self._calls.get(id(ev))
         if cached is None:
             pre = b'{"event":"call","kind":%b,"depth":' % _encode(ev.kind)
@@ -317,7 +295,7 @@ class ChainTracer:
             return
         self._failure = message
         self._line(b'{"event":"tracerError","error":%b' % _encode(message))
-        self._out.flush()
+        self.flush()
 
     def _stop(self, vm: VMState, ev: Stop) -> None:
         self._seal(ev.output, ev.error, vm.gas_used)
@@ -327,9 +305,9 @@ class ChainTracer:
             return
         if error is None and self._failure is not None:
             error = f"tracer failed: {self._failure}"
-        lines = self.lines
-        while self._group:  # the Merkle tree covers every line before the summary
-            self._push_leaf(self._group)
+        writer = self._writer
+        lines = writer.lines
+        writer.close_leaf()  # the Merkle tree covers every line before the summary
         summary: dict[str, Any] = {
             "output": output,
             "gasUsed": f"0x{gas_used:x}",
@@ -339,18 +317,17 @@ class ChainTracer:
         if error is not None:
             summary["error"] = error
         summary["lines"] = lines
-        summary["head"] = self._hasher.head()
-        summary["root"] = self._merkle.root().hex()
-        summary["treeSize"] = self._merkle.size
-        self._sealed_lines = lines + 1
+        summary["head"] = writer.head
+        summary["root"] = writer.root().hex()
+        summary["treeSize"] = writer.tree_size
         # Sealed before the write: a seal interrupted by a signal handler leaves an
         # unsealed file (or a sealed one), never a second summary line.
         self.sealed = True
-        self._line(_encode(summary)[:-1])
-        self.head = self._hasher.head()
-        self._out.flush()
+        writer.summary(_encode(summary)[:-1])
+        self.head = writer.head
+        self.flush()
         if self._checkpoints is not None:  # a last checkpoint covering the whole tree
-            self._checkpoints.write(self._merkle.size, self._merkle.root())
+            self._checkpoints.write(writer.tree_size, writer.root())
         if self._owns:
             self._out.close()
 

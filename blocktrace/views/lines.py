@@ -23,6 +23,7 @@ from typing import Any
 
 import msgspec
 
+from blocktrace.chain.hashing import KNOWN_VERSIONS
 from blocktrace.views.statements import StatementMap, statements_for_module
 
 __all__ = ["FileView", "TraceFormatError", "render_json", "render_text", "view_trace"]
@@ -170,9 +171,9 @@ def view_trace(path: str) -> list[FileView]:
             raise TraceFormatError(f"line {number}: not a JSON object: {exc}") from None
         if viewer is None:
             version = obj.get("blocktrace")
-            if version != 1:
+            if type(version) is not int or version not in KNOWN_VERSIONS:
                 raise TraceFormatError(
-                    "line 1: not a blocktrace trace header (format version 1)"
+                    "line 1: not a blocktrace trace header (format version 1 or 2)"
                     if version is None else f"line 1: unknown format version {version!r}"
                 )
             recorded = str(obj.get("python", ""))

@@ -23,7 +23,7 @@ from blocktrace.chain.checkpoint import (
     read_checkpoint,
     verify_anchors,
 )
-from blocktrace.chain.hashing import ChainHasher, split_hash
+from blocktrace.chain.hashing import LeafChain, split_hash
 from blocktrace.chain.merkle import LINES_PER_LEAF, MerkleAccumulator, verify_consistency
 from blocktrace.chain.note import (
     NoteError,
@@ -58,9 +58,8 @@ def record(directory: Path, name: str, program: str = PROGRAM) -> Path:
 def rewrite(src: Path, dst: Path, line: int) -> None:
     """What a writer who lies does: change line ``line`` (1-based) and
     recompute every hash, the summary's head and its Merkle root."""
-    chain = ChainHasher()
     acc = MerkleAccumulator()
-    group: list[bytes] = []
+    chain = LeafChain(LINES_PER_LEAF, acc.append_leaf_hash)
     out = []
     raw = src.read_bytes().splitlines()
     for number, text in enumerate(raw, 1):
@@ -71,20 +70,14 @@ def rewrite(src: Path, dst: Path, line: int) -> None:
             body = body.replace(b'"depth":', b'"depth":1', 1)
             assert body != parts[0]
         if number == len(raw):  # the summary
-            if group:
-                acc.append_leaf_data(b"".join(group))
+            chain.close_leaf()
             summary: dict[str, Any] = msgspec.json.decode(body + b"}")
             summary["head"] = chain.head()
             summary["root"] = acc.root().hex()
             summary["treeSize"] = acc.size
-            body = msgspec.json.encode(summary)[:-1]
-        sealed = chain.seal(body)
-        out.append(sealed)
-        if number < len(raw):
-            group.append(sealed)
-            if len(group) == LINES_PER_LEAF:
-                acc.append_leaf_data(b"".join(group))
-                group = []
+            out.append(chain.seal_summary(msgspec.json.encode(summary)[:-1]))
+        else:
+            out.append(chain.seal(body))
     dst.write_bytes(b"".join(out))
 
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from blocktrace.chain.hashing import ChainHasher, split_hash
+from blocktrace.chain.hashing import LeafChain, split_hash
 from blocktrace.chain.merkle import LINES_PER_LEAF, MerkleAccumulator
 from blocktrace.chain.verify import Verification, verify_file
 
@@ -195,29 +195,22 @@ def test_crlf_line_endings(real_trace: bytes, tmp_path: Path) -> None:
 def _rechain(data: bytes, edit: Callable[[int, bytes], bytes]) -> bytes:
     """A forger who knows the format: edit line bodies, then recompute every
     hash, the summary's counts, head and Merkle root, so the chain checks."""
-    hasher = ChainHasher()
     merkle = MerkleAccumulator()
-    group: list[bytes] = []
+    hasher = LeafChain(LINES_PER_LEAF, merkle.append_leaf_hash)
     out: list[bytes] = []
     lines = data.splitlines()
     for number, raw in enumerate(lines[:-1]):
         parts = split_hash(raw)
         assert parts is not None
-        line = hasher.seal(edit(number, parts[0]))
-        out.append(line)
-        group.append(line)
-        if len(group) == LINES_PER_LEAF:
-            merkle.append_leaf_data(b"".join(group))
-            group.clear()
-    if group:
-        merkle.append_leaf_data(b"".join(group))
+        out.append(hasher.seal(edit(number, parts[0])))
+    hasher.close_leaf()
     summary = _decode(lines[-1])
     del summary["hash"]
     summary["lines"] = len(out)
     summary["head"] = hasher.head()
     summary["root"] = merkle.root().hex()
     summary["treeSize"] = merkle.size
-    out.append(hasher.seal(msgspec.json.encode(summary)[:-1]))
+    out.append(hasher.seal_summary(msgspec.json.encode(summary)[:-1]))
     return b"".join(out)
 
 
@@ -270,12 +263,12 @@ def test_summary_that_lies_about_the_count(real_trace: bytes, tmp_path: Path) ->
     rechained = _rechain(shorter, edit).splitlines(keepends=True)
     summary = _decode(lines[-1])
     summary.pop("hash")
-    hasher = ChainHasher()
+    hasher = LeafChain(LINES_PER_LEAF)
     for line in rechained[:-1]:
         parts = split_hash(line[:-1])
         assert parts is not None
-        hasher.check(parts[0])
-    careless = b"".join(rechained[:-1]) + hasher.seal(msgspec.json.encode(summary)[:-1])
+        hasher.check(parts[0], line)
+    careless = b"".join(rechained[:-1]) + hasher.seal_summary(msgspec.json.encode(summary)[:-1])
     _tampered_at(_check(tmp_path, careless), len(lines) - 1)
 
 

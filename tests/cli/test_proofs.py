@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from blocktrace.chain.checkpoint import Checkpoint, origin_for
-from blocktrace.chain.hashing import ChainHasher, split_hash
+from blocktrace.chain.hashing import LeafChain, split_hash
 from blocktrace.chain.merkle import LINES_PER_LEAF, MerkleAccumulator
 from blocktrace.chain.note import Signer, sign_note
 from blocktrace.chain.proof import TraceFile
@@ -119,8 +119,8 @@ def test_verify_names_each_checkpoint_failure(work: Path, tmp_path: Path) -> Non
 
 def _rewrite(src: Path, dst: Path, line: int) -> None:
     """A writer who lies: edit one line, recompute every hash, head and root."""
-    chain, acc = ChainHasher(), MerkleAccumulator()
-    group: list[bytes] = []
+    acc = MerkleAccumulator()
+    chain = LeafChain(LINES_PER_LEAF, acc.append_leaf_hash)
     out: list[bytes] = []
     raw = src.read_bytes().splitlines()
     for number, text in enumerate(raw, 1):
@@ -128,17 +128,12 @@ def _rewrite(src: Path, dst: Path, line: int) -> None:
         assert parts is not None
         body = parts[0].replace(b'"depth":', b'"depth":1', 1) if number == line else parts[0]
         if number == len(raw):
-            if group:
-                acc.append_leaf_data(b"".join(group))
+            chain.close_leaf()
             summary = msgspec.json.decode(body + b"}")
             summary.update(head=chain.head(), root=acc.root().hex(), treeSize=acc.size)
-            body = msgspec.json.encode(summary)[:-1]
-        out.append(chain.seal(body))
-        if number < len(raw):
-            group.append(out[-1])
-            if len(group) == LINES_PER_LEAF:
-                acc.append_leaf_data(b"".join(group))
-                group = []
+            out.append(chain.seal_summary(msgspec.json.encode(summary)[:-1]))
+        else:
+            out.append(chain.seal(body))
     dst.write_bytes(b"".join(out))
 
 

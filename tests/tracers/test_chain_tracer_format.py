@@ -70,7 +70,7 @@ def test_every_line_has_its_documented_shape(values: str) -> None:
         "blocktrace", "hashAlg", "genesis", "python", "implementation", "argv", "start", "pid",
         "hash",
     ]
-    assert header["blocktrace"] == 1 and header["hashAlg"] == "sha256"
+    assert header["blocktrace"] == 2 and header["hashAlg"] == "sha256"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", header["start"])
     assert isinstance(header["pid"], int) and isinstance(header["argv"], list)
 

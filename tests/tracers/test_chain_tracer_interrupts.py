@@ -50,7 +50,7 @@ def _loop() -> int:
 @pytest.mark.parametrize("at", [5, 16, 17, 33, 300])
 def test_interrupted_after_a_write_the_chain_still_verifies(at: int, tmp_path: Path) -> None:
     stream = InterruptingStream(at, fails=False)
-    tracer = blocktrace.ChainTracer(stream)
+    tracer = blocktrace.ChainTracer(stream, buffer_size=1)  # a write() per line
     with pytest.raises(KeyboardInterrupt), blocktrace.trace(tracer):
         _loop()
     assert tracer.sealed
@@ -66,7 +66,7 @@ def test_a_failed_write_detaches_and_what_was_written_verifies(
     at: int, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     stream = InterruptingStream(at, fails=True)
-    tracer = blocktrace.ChainTracer(stream)
+    tracer = blocktrace.ChainTracer(stream, buffer_size=1)  # a write() per line
     with blocktrace.trace(tracer):
         result = _loop()
     assert result == sum(range(400))  # the program goes on

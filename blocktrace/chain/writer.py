@@ -1,0 +1,203 @@
+"""The line writer of format version 2: seals lines, buffers them, builds the tree.
+
+:class:`PyLineWriter` is the reference, in Python; ``blocktrace.chain._cwriter``
+(built from ``_cwriter.c`` when a C compiler is present) has the same interface
+and the same bytes, with the per-instruction path in C.  :data:`LineWriter` is
+the C one when it was built and ``BLOCKTRACE_PURE`` is not set, else the
+reference.
+
+Both keep the rules that make a trace survive Ctrl-C and signal handlers: a line
+is sealed, buffered and chained as one step (no Python code runs in between,
+so a handler cannot run half-way); the only Python code a writer runs is the
+``write`` callable (when flushing, *before* adding a line that would not fit),
+``slow`` and ``on_leaf``; a failed ``write`` loses nothing (unwritten bytes stay
+buffered, the line being added is not sealed; an exception from ``write`` means
+nothing was taken unless it carries ``characters_written``, as ``BlockingIOError``
+does); a flush that a handler's traced
+code re-enters does not flush again (the nested line is buffered).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from binascii import hexlify
+from collections.abc import Callable
+from typing import Any
+
+from blocktrace.chain.hashing import DOMAIN, LINK_PREFIX
+from blocktrace.chain.merkle import MerkleAccumulator
+
+__all__ = ["ACCELERATED", "LineWriter", "PyLineWriter"]
+
+_MID = b'","gasCost":"0x1","depth":'
+_sha256 = hashlib.sha256
+
+
+class PyLineWriter:
+    """Seal lines per docs/FORMAT.md (version 2) and hand them to ``write``.
+
+    ``write``: called with a bytes object; may return how many bytes it took (a
+    partial write: the rest is written next) or anything else for all of them.
+    ``lines_per_leaf``: 16 in traces; 0 = no tree (one stream for the whole
+    file; for measuring what the tree costs).  ``slow(vm, event)``: what
+    ``__call__`` does for an event without a site.  ``on_leaf()``: called after
+    each completed leaf.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[bytes], Any],
+        *,
+        buffer_size: int = 1 << 16,
+        lines_per_leaf: int = 16,
+        slow: Callable[[Any, Any], Any] | None = None,
+        on_leaf: Callable[[], Any] | None = None,
+    ) -> None:
+        if buffer_size < 1 or lines_per_leaf < 0:
+            raise ValueError("buffer_size must be positive and lines_per_leaf not negative")
+        self._write = write
+        self._size = buffer_size
+        self._per_leaf = lines_per_leaf
+        self._slow = slow
+        self._on_leaf = on_leaf
+        self._prev = _sha256(DOMAIN).digest()
+        self._stream = _sha256(b"\x00")
+        self._in_leaf = 0
+        self._lines = 0
+        self._tree = MerkleAccumulator()
+        self._buf = bytearray()
+        self._flushing = False
+        self._done = False
+        self._sites: dict[int, tuple[bytes, bytes, object]] = {}
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def head(self) -> str:
+        return self._prev.hex()
+
+    @property
+    def lines(self) -> int:
+        return self._lines
+
+    @property
+    def tree_size(self) -> int:
+        return self._tree.size
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def root(self) -> bytes:
+        return self._tree.root()
+
+    # -- sites ----------------------------------------------------------------
+
+    def add_site(self, key: int, prefix: bytes, suffix: bytes, keep: object) -> None:
+        self._sites[key] = (prefix, suffix, keep)
+
+    def clear_sites(self) -> None:
+        self._sites.clear()
+
+    def __call__(self, vm: Any, event: object) -> Any:
+        site = self._sites.get(id(event))
+        if site is None:
+            return self._slow(vm, event) if self._slow is not None else None
+        self.line(b"%b%x%b%d%b" % (site[0], vm.gas, _MID, vm.depth, site[1]))
+        return None
+
+    # -- lines ----------------------------------------------------------------
+
+    def line(self, body: bytes) -> None:
+        """Seal and buffer one line of the tree; ``body`` is the line up to its hash member."""
+        if self._in_leaf and self._in_leaf == self._per_leaf:
+            self._finish_leaf()  # a leaf whose completion a signal handler interrupted
+        self._add(body, self._in_leaf == 0)
+        if self._in_leaf == self._per_leaf:
+            self._finish_leaf()
+
+    def close_leaf(self) -> None:
+        """End a partial leaf now (before the summary)."""
+        if self._in_leaf and self._per_leaf:
+            self._finish_leaf()
+
+    def summary(self, body: bytes) -> None:
+        """Seal and buffer the summary line (link form, not in the tree); the last line."""
+        self.close_leaf()
+        self._add(body, True, last=True)
+
+    def flush(self) -> None:
+        """Hand every buffered byte to ``write`` (not re-entrantly)."""
+        if self._flushing:
+            return
+        self._flushing = True
+        try:
+            buf = self._buf
+            while buf:
+                chunk = bytes(buf)
+                try:
+                    n = self._write(chunk)
+                except BaseException as exc:
+                    # Took nothing, unless it says how much (BlockingIOError's convention).
+                    taken = getattr(exc, "characters_written", 0)
+                    if isinstance(taken, int) and 0 < taken <= len(chunk):
+                        del buf[:taken]
+                    raise
+                taken = n if isinstance(n, int) and 0 <= n < len(chunk) else len(chunk)
+                del buf[:taken]
+        finally:
+            self._flushing = False
+
+    def _add(self, body: bytes, link: bool, last: bool = False) -> None:
+        if self._done:
+            raise ValueError("the trace is sealed: no line follows the summary")
+        if b"\n" in body:
+            raise ValueError("a line body cannot contain a newline")
+        stream = self._stream.copy()
+        stream.update(body)
+        digest = _sha256(LINK_PREFIX + self._prev + body).digest() if link else stream.digest()
+        tail = b',"hash":"%b"}\n' % hexlify(digest)
+        if not last:
+            stream.update(tail)
+        buf = self._buf
+        if buf and len(buf) + len(body) + len(tail) > self._size:
+            self.flush()  # may raise: then nothing of this line happened
+        # The commit: stores and in-place operations only, no call, so no signal
+        # handler runs between them.
+        buf += body
+        buf += tail
+        self._prev = digest
+        self._lines += 1
+        if last:
+            self._done = True
+        else:
+            self._stream = stream
+            self._in_leaf += 1
+
+    def _finish_leaf(self) -> None:
+        tree = self._tree
+        stack, size = tree._stack[:], tree._size
+        try:
+            fresh = _sha256(b"\x00")
+            tree.append_leaf_hash(self._stream.digest())
+            self._stream = fresh  # these two: no call between, so no handler either
+            self._in_leaf = 0
+        except BaseException:
+            if self._in_leaf:  # not committed: the next line retries
+                tree._stack[:] = stack
+                tree._size = size
+            raise
+        if self._on_leaf is not None:
+            self._on_leaf()
+
+
+LineWriter: Any = PyLineWriter
+ACCELERATED = False
+if not os.environ.get("BLOCKTRACE_PURE"):
+    try:
+        from blocktrace.chain._cwriter import LineWriter  # type: ignore[import-not-found,no-redef]
+
+        ACCELERATED = True
+    except ImportError:
+        pass
