@@ -38,11 +38,11 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 import weakref
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from time import time_ns as _time_ns
 from types import CodeType, FrameType
 from typing import IO, Any, cast
 
@@ -200,6 +200,7 @@ class BlockTrace:
         self.hash = self._new()
         self.hash.update(_encode(first))
         first["Hash"] = self._last_hash = self._hex(self.hash)
+        self._last_hash_bytes = self._last_hash.encode()
         self.block[0] = first
         self._sites: dict[tuple[int, int], _Site] = {}
         self._frames: dict[int, tuple[int, int]] = {}
@@ -210,7 +211,19 @@ class BlockTrace:
         self._wants_frame = "ON" in (self._locals, self._globals, self._builtins) or (
             "CHANGES" in (self._locals, self._globals, self._builtins)
         )
-        self._clock = _Clock()
+        self._plain_locals = (
+            self._locals == "ON" and self._builtins == "OFF" and self._globals != "CHANGES"
+            and self._new_hash and not self._shake
+        )
+        """The configurations whose line blocks are made inline in ``__call__``."""
+        self._second_starts = 0
+        self._second_ends = 0
+        self._second_text = ""
+        self._ops: dict[int, _Op] = {}
+        """The watched instruction sites met in this run, by ``id`` of their
+        ``OpStart`` (the stepper keeps one per site alive for the run)."""
+        self._shapes: dict[tuple[int, int, str, int, str], _Shape] = {}
+        self._built_piece = b"[]"
         self._plain_ops = not self._trace_opcodes
         self.may_disable = self._plain_ops
         """Without ``_trace_opcodes`` the sites that cannot make a block are
@@ -221,8 +234,7 @@ class BlockTrace:
         charged them gas): the record counts only the watched ones."""
         self._opaque: dict[int, tuple[int, object]] = {}
         self._seqs: dict[int, tuple[int, tuple[object, ...], object, object, type]] = {}
-        self._globals_seen: dict[int, tuple[list[str], list[int], list[int],
-                                            dict[str, Any], int, list[str], list[object]]] = {}
+        self._globals_seen: dict[int, _Seen] = {}
         self._record: list[Any] = []
         """OpStart alone when in the same frame as the entry before (gas is one
         less than there), else (event, gas, depth, thread, rendered locals)."""
@@ -315,6 +327,13 @@ class BlockTrace:
         self._skip_depth = 0
         self._replayed = False
         self._watch.clear()
+        self._ops.clear()
+        self._shapes.clear()
+        self._sites.clear()
+        # renderings by id are the run's renderer's (its object numbers are per run)
+        self._opaque.clear()
+        self._seqs.clear()
+        self._globals_seen.clear()
         self._skipped = 0
         if self._spool is not None:
             self._spool.close()
@@ -374,6 +393,12 @@ class BlockTrace:
                     chain(vm, entry)
                     gas -= 1
                     continue
+                if len(entry) == 2:  # a line start in the same frame: gas one less
+                    vm.gas = gas
+                    vm.values = entry[1]
+                    chain(vm, entry[0])
+                    gas -= 1
+                    continue
                 event, vm.gas, vm.depth, thread, vm.values = entry
                 vm.thread = thread
                 if thread > vm.threads_seen:
@@ -392,72 +417,134 @@ class BlockTrace:
     # -- the tracer ---------------------------------------------------------------
 
     def __call__(self, vm: VMState, event: TraceEvent, /) -> object:
-        t = type(event)
-        if t is OpStart and not event.line_start and self._plain_ops:  # type: ignore[union-attr]
-            # Without _trace_opcodes only the instructions that can make a "line"
-            # block are watched (_watched); every other site is turned off for
-            # the rest of the run, and its first, charged step is given back.
-            code = vm.code
-            watch = self._watch.get(id(code))
-            if watch is None:
-                watch = self._watch[id(code)] = _watched_cached(code)
-            if event.pc not in watch:  # type: ignore[union-attr]
+        if type(event) is not OpStart:
+            return self._on_other(vm, event)
+        op = self._ops.get(id(event))
+        if op is None:
+            op = self._learn_op(vm, event)
+            if op is None:
+                # Without _trace_opcodes only the instructions that can make a
+                # "line" block are watched (_watched); every other site is turned
+                # off for the rest of the run, and its first, charged step is
+                # given back.
                 self._skipped += 1
                 return DISABLE
-            # most instructions: same frame, same line, going forward -- only recorded
-            key = (vm.thread << 20) | vm.depth
-            pc = event.pc  # type: ignore[union-attr]
-            if (key == self._cur and key == self._rec_at and pc > self._lpc
-                    and event.line == self._lline):  # type: ignore[union-attr]
+        depth = vm.depth
+        key = (vm.thread << 20) | depth
+        pc = op.pc
+        line = op.line
+        if key == self._cur:  # same frame as the instruction before
+            last_pc = self._lpc
+            last_line = self._lline
+            if op.mid_line and key == self._rec_at and pc > last_pc and line == last_line:
+                # most watched instructions: same line, going forward -- only recorded
                 self._lpc = pc
                 self._record.append(event)
                 return None
+        else:
+            if self._cur >= 0:
+                self._frames[self._cur] = (self._lpc, self._lline)
+            last_pc, last_line = self._frames.pop(key, (-1, 0))
+            self._cur = key
+        self._lpc = pc
+        self._lline = line
+        frame: FrameType | None = None
+        local: dict[str, Any] | None = None
+        if op.line_start and self._chain_locals:
+            # locals are rendered once, for the block and for the standard trace
+            try:
+                frame = sys._getframe(3)  # the tracer <- emit <- callback <- the frame
+            except ValueError:
+                frame = None
+            if frame is None or frame.f_code is not op.code:
+                frame = _frame_at(op.code, vm, 1)
+            local, values = self._values(
+                frame.f_locals if frame is not None else {}, vm.renderer.render, self.ignorelocal
+            )
+            if key == self._rec_at:
+                self._record.append((event, values))  # same frame: gas one less
+            else:
+                self._record.append((event, vm.gas + self._skipped, depth, vm.thread, values))
+                self._rec_at = key
+        elif key == self._rec_at:
+            # the common case: same frame as the entry before, gas one less
+            self._record.append(event)
+        else:
+            self._record.append((event, vm.gas + self._skipped, depth, vm.thread, None))
+            self._rec_at = key
+        if line <= 0 or depth == self._skip_depth:
+            return None
+        # settrace's "line": a new line, or a jump back (a loop on one line)
+        if self._trace_lines and (line != last_line or pc <= last_pc):
+            shape = op.line_shape
+            if shape is None:
+                shape = op.line_shape = self._shape(op.code, "line", pc, op.op_name, line)
+            if local is None or not self._plain_locals:
+                self._emit_block(vm, shape, None, frame, local)
+            else:
+                # _emit_block for the common case (locals "on", module globals "on"
+                # or "off", builtins "off", a fresh hash per block), inline
+                ns = _time_ns()
+                if ns >= self._second_ends:
+                    self._new_second(ns)
+                now = self._second_text + str((ns - self._second_starts) // 1000 + 1_000_000)[1:]
+                block = shape.template.copy()
+                block["DateTime"] = now
+                block["Locals"] = self.locals = local
+                if self._globals == "ON":
+                    globs = frame.f_globals if frame is not None else {}
+                    seen = self._globals_seen.get(id(globs))
+                    if (seen is not None and seen.version_view is not None and not seen.volatile
+                            and seen.version_view.value == seen.version
+                            and seen.hidden == len(self.ignoreglobal)):
+                        shown = seen.shown
+                        piece = seen.encoded
+                    else:
+                        shown, piece = self._module_values(globs, vm.renderer.render)
+                    block["Globals"] = self.globs = shown
+                    data = b"".join((b'{"DateTime":"', now.encode(), shape.function,
+                                     b',"Globals":', piece, b',"Locals":', _encode(local),
+                                     shape.tail_null, self._last_hash_bytes, b'"}'))
+                else:
+                    data = b"".join((b'{"DateTime":"', now.encode(), shape.function,
+                                     b',"Locals":', _encode(local),
+                                     shape.tail_null, self._last_hash_bytes, b'"}'))
+                h = self.hash = self._ctor(data)
+                digest = h.hexdigest()
+                block["Hash"] = self._last_hash = digest
+                self._last_hash_bytes = digest.encode()
+                n = self.iter = self.iter + 1
+                self.block[n] = block
+                if self._each_block_hook is not None:
+                    self._call_hook(n, block)
+        if self._trace_opcodes:
+            shape = op.opcode_shape
+            if shape is None:
+                shape = op.opcode_shape = self._shape(op.code, "opcode", pc, op.op_name, line)
+            self._emit_block(vm, shape, None, frame, local)
+        return None
+
+    def _learn_op(self, vm: VMState, event: OpStart) -> _Op | None:
+        """The watched instruction ``event`` (met the first time), or None when
+        it cannot make a block."""
+        code = vm.code
+        if code is None:
+            return None
+        if self._plain_ops and not event.line_start:
+            watch = self._watch.get(id(code))
+            if watch is None:
+                watch = self._watch[id(code)] = _watched_cached(code)
+            if event.pc not in watch:
+                return None
+        op = self._ops[id(event)] = _Op(code, event, self._plain_ops)
+        return op
+
+    def _on_other(self, vm: VMState, event: TraceEvent) -> object:
+        """Calls, returns, exceptions and the end of the run (few: no fast path)."""
+        t = type(event)
         depth = vm.depth
         record = self._record
-        if t is OpStart:
-            ev: OpStart = event  # type: ignore[assignment]
-            thread = vm.thread
-            key = (thread << 20) | depth
-            line = ev.line
-            pc = ev.pc
-            if key == self._cur:  # same frame as the instruction before
-                last_pc = self._lpc
-                last_line = self._lline
-            else:
-                if self._cur >= 0:
-                    self._frames[self._cur] = (self._lpc, self._lline)
-                last_pc, last_line = self._frames.pop(key, (-1, 0))
-                self._cur = key
-            self._lpc = pc
-            self._lline = line
-            emit = (
-                line > 0 and depth != self._skip_depth
-                and ((self._trace_lines and (line != last_line or pc <= last_pc))
-                     or self._trace_opcodes)
-            )
-            frame: FrameType | None = None
-            local: dict[str, Any] | None = None
-            if ev.line_start and self._chain_locals:
-                frame = _frame_of(vm)
-                f_locals = frame.f_locals if frame is not None else {}
-                local, values = self._values(f_locals, vm.renderer.render, self.ignorelocal,
-                                             for_chain=True)
-                record.append((ev, vm.gas + self._skipped, depth, thread, values))
-                self._rec_at = key
-            elif key == self._rec_at:
-                # the common case: same frame as the entry before, gas one less
-                record.append(ev)
-            else:
-                record.append((ev, vm.gas + self._skipped, depth, thread, None))
-                self._rec_at = key
-            if not emit:
-                return None
-            # settrace's "line": a new line, or a jump back (a loop on one line)
-            if self._trace_lines and (line != last_line or pc <= last_pc):
-                self._emit_block(vm, "line", None, pc, ev.op_name, line, frame, local)
-            if self._trace_opcodes:
-                self._emit_block(vm, "opcode", None, pc, ev.op_name, line, frame, local)
-        elif t is CallStart:
+        if t is CallStart:
             ev_call: CallStart = event  # type: ignore[assignment]
             record.append((ev_call, vm.gas + self._skipped, depth, vm.thread, None))
             self._rec_at = (vm.thread << 20) | depth
@@ -468,9 +555,10 @@ class BlockTrace:
             self._forget_frame((vm.thread << 20) | depth)
             code = vm.code
             offset = vm.offset
-            self._emit_block(
-                vm, "call", None, offset, _opname(code, offset), ev_call.first_line
-            )
+            if code is not None:
+                shape = self._shape(code, "call", offset, _opname(code, offset),
+                                    ev_call.first_line)
+                self._emit_block(vm, shape, None)
         elif t is Return:
             ev_ret: Return = event  # type: ignore[assignment]
             value = vm.renderer.render(ev_ret.value)
@@ -483,9 +571,11 @@ class BlockTrace:
                 self._forget_frame((vm.thread << 20) | depth)
                 return None
             code = vm.code
-            line = _line_at(code, ev_ret.pc)
-            arg = None if ev_ret.kind == "unwind" else value
-            self._emit_block(vm, "return", arg, ev_ret.pc, _opname(code, ev_ret.pc), line)
+            if code is not None:
+                arg = None if ev_ret.kind == "unwind" else value
+                shape = self._shape(code, "return", ev_ret.pc, _opname(code, ev_ret.pc),
+                                    _line_at(code, ev_ret.pc))
+                self._emit_block(vm, shape, arg)
             self._forget_frame((vm.thread << 20) | depth)
         elif t is OpException:
             ev_exc: OpException = event  # type: ignore[assignment]
@@ -493,14 +583,16 @@ class BlockTrace:
             self._rec_at = (vm.thread << 20) | depth
             if ev_exc.kind == "handled" or depth == self._skip_depth:
                 return None
-            self._emit_block(
-                vm, "exception", [ev_exc.error_type, ev_exc.message], ev_exc.pc,
-                ev_exc.op_name, ev_exc.line,
-            )
+            code = vm.code
+            if code is not None:
+                shape = self._shape(code, "exception", ev_exc.pc, ev_exc.op_name, ev_exc.line)
+                self._emit_block(vm, shape, [ev_exc.error_type, ev_exc.message])
         elif t is Stop:
             record.append((event, vm.gas + self._skipped, 0, vm.thread, None))
             self._gas_used = vm.gas_used - self._skipped
             self._frames.clear()
+            self._ops.clear()
+            self._shapes.clear()
         return None
 
     def _forget_frame(self, key: int) -> None:
@@ -527,7 +619,9 @@ class BlockTrace:
             if words:
                 command = words[0].upper()
                 if command == "IGNORENEXT":
-                    self.ignorecode.setdefault(name, []).append(line)
+                    lines = self.ignorecode.setdefault(name, [])
+                    if line not in lines:
+                        lines.append(line)
                 elif command == "IGNOREGLOBAL" and len(words) > 1:
                     if words[1] not in self.ignoreglobal:
                         self.ignoreglobal.append(words[1])
@@ -538,154 +632,377 @@ class BlockTrace:
                     self.ignorelocal.append(words[1])
         return line in self.ignorecode.get(name, ())
 
+    def _shape(self, code: CodeType, event: str, pc: int, opname: str, line: int) -> _Shape:
+        """The fixed part of the blocks of one event at one site (made once a run)."""
+        key = (id(code), line, event, pc, opname)
+        shape = self._shapes.get(key)
+        if shape is None:
+            site = self._sites.get((id(code), line)) or self._site(code, line)
+            shape = self._shapes[key] = _Shape(
+                code, site, event, pc, opname, line,
+                (self._globals, self._builtins, self._locals),
+            )
+        return shape
+
     def _emit_block(
-        self, vm: VMState, event: str, arg: object, pc: int, opname: str, line: int,
+        self, vm: VMState, shape: _Shape, arg: object,
         frame: FrameType | None = None, local: dict[str, Any] | None = None,
     ) -> None:
-        code = vm.code
-        if code is None:
-            return
-        site = self._sites.get((id(code), line)) or self._site(code, line)
-        if frame is None and self._wants_frame:
-            frame = _frame_of(vm)
-        render = vm.renderer.render
-        block: Block = {"DateTime": self._clock.now(), "Function": site.function}
-        if self._globals != "OFF":
-            globs = self._module_values(frame.f_globals if frame is not None else {}, render)
-            if self._globals == "CHANGES":
-                block["Globals"] = _dict_changes(self.globs, globs)
-            else:
-                block["Globals"] = globs
-            self.globs = globs
-        if self._builtins != "OFF":
-            built = list(frame.f_builtins) if frame is not None else []
-            if self._builtins == "CHANGES":
-                block["Builtins"] = _list_changes(self.built, built)
-            else:
-                block["Builtins"] = built
-            self.built = built
-        if self._locals != "OFF":
-            if local is None:
-                local = self._values(_frame_locals(frame), render, self.ignorelocal)[0]
-            if self._locals == "CHANGES":
-                block["Locals"] = _dict_changes(self.locals, local)
-            else:
-                block["Locals"] = local
-            self.locals = local
-        block["Line Text"] = site.text
-        block["Event"] = event
-        block["Arg"] = arg
-        block["Instruction No"] = pc
-        block["Opcode"] = opname
-        block["Module"] = site.module
-        block["Path"] = site.path
-        block["Line No"] = line
-        self.iter += 1
-        block["Hash"] = self._last_hash
+        """Make the next block: a copy of the shape's template with the time,
+        the value groups, ``Arg`` and ``Hash`` filled in, hashed as the JSON
+        ``msgspec`` would make of it, assembled from encoded pieces (the fixed
+        ones encoded once per shape, unchanged module globals once)."""
+        ns = _time_ns()
+        if ns >= self._second_ends:
+            self._new_second(ns)
+        now = self._second_text + str((ns - self._second_starts) // 1000 + 1_000_000)[1:]
+        block = shape.template.copy()
+        block["DateTime"] = now
+        parts = [b'{"DateTime":"', now.encode(), shape.function]
+        if self._wants_frame:
+            if frame is None:
+                frame = _frame_at(shape.code, vm, 4)
+            render = vm.renderer.render
+            mode = self._globals
+            if mode != "OFF":
+                globs, piece = self._module_values(
+                    frame.f_globals if frame is not None else {}, render
+                )
+                if mode == "CHANGES":
+                    changes = _dict_changes(self.globs, globs)
+                    block["Globals"] = changes
+                    piece = _encode(changes) if changes else b"{}"
+                else:
+                    block["Globals"] = globs
+                self.globs = globs
+                parts.append(b',"Globals":')
+                parts.append(piece)
+            mode = self._builtins
+            if mode != "OFF":
+                built = list(frame.f_builtins) if frame is not None else []
+                if built == self.built:  # the same names: the same rendering, kept
+                    built = self.built
+                    piece = self._built_piece
+                else:
+                    piece = self._built_piece = _encode(built)
+                if mode == "CHANGES":
+                    diff = _list_changes(self.built, built)
+                    block["Builtins"] = diff
+                    piece = _encode(diff) if diff else b"{}"
+                else:
+                    block["Builtins"] = built
+                self.built = built
+                parts.append(b',"Builtins":')
+                parts.append(piece)
+            mode = self._locals
+            if mode != "OFF":
+                if local is None:
+                    local = self._values(
+                        frame.f_locals if frame is not None else {}, render, self.ignorelocal
+                    )[0]
+                if mode == "CHANGES":
+                    changes = _dict_changes(self.locals, local)
+                    block["Locals"] = changes
+                    parts.append(b',"Locals":')
+                    parts.append(_encode(changes) if changes else b"{}")
+                else:
+                    block["Locals"] = local
+                    parts.append(b',"Locals":')
+                    parts.append(_encode(local))
+                self.locals = local
+        if arg is None:
+            parts.append(shape.tail_null)
+        else:
+            block["Arg"] = arg
+            parts.append(shape.tail_arg)
+            parts.append(_encode(arg))
+            parts.append(shape.tail_end)
+        parts.append(self._last_hash_bytes)
+        parts.append(b'"}')
+        data = b"".join(parts)
         if self._new_hash:
-            h = self.hash = self._ctor(_encode(block))
+            h = self.hash = self._ctor(data)
         else:
             h = self.hash
-            h.update(_encode(block))
-        self._last_hash = block["Hash"] = h.hexdigest(20) if self._shake else h.hexdigest()
-        self.block[self.iter] = block
+            h.update(data)
+        digest = h.hexdigest(20) if self._shake else h.hexdigest()
+        block["Hash"] = self._last_hash = digest
+        self._last_hash_bytes = digest.encode()
+        n = self.iter = self.iter + 1
+        self.block[n] = block
+        if self._each_block_hook is not None:
+            self._call_hook(n, block)
+
+    def _call_hook(self, n: int, block: Block) -> None:
         hook = self._each_block_hook
-        if hook is not None:
-            try:
-                hook(self.iter, block)
-            except Exception as exc:  # a failing hook must not stop the program
-                self.hook_errors.append(exc)
+        assert hook is not None
+        try:
+            hook(n, block)
+        except Exception as exc:  # a failing hook must not stop the program
+            self.hook_errors.append(exc)
+
+    def _new_second(self, ns: int) -> None:
+        """``DateTime`` as ``datetime.now().strftime(_DATE)``: the date and time
+        are formatted once a second, the microseconds every block."""
+        second = ns // 1_000_000_000
+        self._second_starts = second * 1_000_000_000
+        self._second_ends = self._second_starts + 1_000_000_000
+        self._second_text = datetime.fromtimestamp(second).strftime("%d/%m/%Y, %H:%M:%S.")
 
     def _module_values(
         self, values: dict[str, Any], render: Callable[[object], object]
-    ) -> dict[str, Any]:
-        """``_values`` of a module's globals, which seldom change: while the same
-        names hold the same objects, all of them shown by identity alone (scalars,
-        ``<Type #n>`` objects), the previous rendering is the rendering."""
-        keys = list(values)
-        objects = list(values.values())
-        ids = list(map(id, objects))
-        type_ids = list(map(id, map(type, objects)))
+    ) -> tuple[dict[str, Any], bytes]:
+        """``_values`` of a module's globals, which seldom change, and its JSON.
+
+        While the dict is unchanged -- its version tag (``_dict_version_view``)
+        is the same, or where there is none the same names hold the same
+        objects -- every value but the containers (rendered again each time)
+        shows as before: scalars are immutable and everything else is shown
+        by type and identity alone (``<Type #n>``)."""
         hidden = self.ignoreglobal
         seen = self._globals_seen.get(id(values))
-        if (seen is not None and seen[0] == keys and seen[1] == ids and seen[2] == type_ids
-                and seen[4] == len(hidden)):
-            volatile = seen[5]
-            if not volatile:
-                return seen[3]
-            # same names, same objects: only containers can have changed inside
-            shown = dict(seen[3])
-            shown.update(self._values({k: values[k] for k in volatile}, render, hidden)[0])
-            return shown
+        if seen is not None and seen.hidden == len(hidden):
+            view = seen.version_view
+            if view is not None:
+                # the dict at this address is ``values`` (alive: we hold it)
+                unchanged = view.value == seen.version
+            else:
+                objects = list(values.values())
+                unchanged = (seen.ids == list(map(id, objects)) and seen.keys == list(values)
+                             and seen.type_ids == list(map(id, map(type, objects))))
+            if unchanged:
+                if not seen.volatile:
+                    return seen.shown, seen.encoded
+                shown = dict(seen.shown)
+                shown.update(
+                    self._values({k: values[k] for k in seen.volatile}, render, hidden)[0]
+                )
+                encoded = _encode(shown)
+                if encoded != seen.encoded:
+                    seen.shown = shown
+                    seen.encoded = encoded
+                return seen.shown, seen.encoded
+        view = _dict_version_view(values)
+        version = view.value if view is not None else 0
         shown = self._values(values, render, hidden)[0]
-        # scalars are kept (so their ids stay theirs); other objects only by id:
-        # an object's rendering is a function of its type and id, and nothing of the
-        # program is kept alive; containers are rendered again every time
+        keys = list(values)
+        objects = list(values.values())
         volatile = [k for k, v in zip(keys, objects, strict=True)
                     if type(v) in _LOOKED_INTO and type(v) not in _SCALARS
                     and k != "__builtins__"]
-        keep = [v for v in objects if type(v) in _SCALARS]
-        self._globals_seen[id(values)] = (keys, ids, type_ids, shown, len(hidden), volatile, keep)
-        return shown
+        encoded = _encode(shown)
+        if view is not None:
+            seen = _Seen(shown, encoded, len(hidden), volatile, view, version)
+        else:
+            # without a version tag, the objects' identities: scalars are kept (so
+            # their ids stay theirs), other objects only by id and type, so
+            # nothing of the program is kept alive
+            seen = _Seen(shown, encoded, len(hidden), volatile, None, 0)
+            seen.keys = keys
+            seen.ids = list(map(id, objects))
+            seen.type_ids = list(map(id, map(type, objects)))
+            seen.keep = [v for v in objects if type(v) in _SCALARS]
+        self._globals_seen[id(values)] = seen
+        return shown, encoded
 
     def _values(
         self, values: Any, render: Callable[[object], object], hidden: list[str],
-        for_chain: bool = False,
-    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The block's view of ``values`` (JSON values as they are, the rest
-        rendered) and, ``for_chain``, the standard trace's (everything rendered),
-        in one pass; hidden names are hidden in both."""
+        rendered) and the standard trace's (everything rendered), in one pass;
+        hidden names are hidden in both.  The two are one dict while every
+        value shows the same in both (numbers, ``None``, ``<Type #n>``)."""
         out: dict[str, Any] = {}
-        chain: dict[str, Any] | None = {} if for_chain else None
+        chain = out
         opaque = self._opaque
+        shown: object
+        rendered: object
         for k, v in values.items():
             if type(k) is not str or k == "__builtins__":  # builtins have their own group
                 continue
-            t = type(v)
             if hidden and k in hidden:
-                out[k] = "[OBFUSCATED]"
-                if chain is not None:
-                    chain[k] = "[OBFUSCATED]"
-                continue
-            if (t is int and -_MAX_INT < v < _MAX_INT) or t is bool or v is None:
-                out[k] = v  # JSON as it is (the common case, without a call)
-            elif t is str and len(v) <= _MAX_TEXT:
-                out[k] = v
-                if chain is not None:
-                    chain[k] = render(v)
-                continue
-            elif t is list or t is tuple:
-                # a sequence of scalars that did not change since it was last shown
-                # (same length, same first items) is shown the same: keep that
-                n = len(v)
-                head = tuple(v[:_MAX_ITEMS])  # exact list/tuple: no program code runs
-                seen = self._seqs.get(id(v))
-                if (seen is None or seen[0] != n or seen[4] is not t
-                        or not all(map(operator.is_, seen[1], head))):
-                    rendered = render(v)
-                    seen = (n, head, rendered, _plain(v, render, 3, rendered), t)
-                    if all(type(x) in _SCALARS for x in head):
-                        self._seqs[id(v)] = seen
-                out[k] = seen[3]
-                if chain is not None:
-                    chain[k] = seen[2]
-                continue
-            elif t in _LOOKED_INTO:
-                if chain is not None:
-                    rendered = chain[k] = render(v)
-                    out[k] = _plain(v, render, 3, rendered)
-                else:
-                    out[k] = _plain(v, render, 3)
-                continue
+                shown = rendered = "[OBFUSCATED]"
             else:
-                # shown as <Type #n>: a function of type and id only, so keep it
-                hit = opaque.get(id(v))
-                if hit is None or hit[0] != id(t):
-                    hit = opaque[id(v)] = (id(t), render(v))
-                out[k] = hit[1]
-            if chain is not None:
-                chain[k] = out[k]
+                t = type(v)
+                if t is int:
+                    shown = rendered = v if -_MAX_INT < v < _MAX_INT else render(v)
+                elif t is float:
+                    shown = rendered = v if v - v == 0.0 else render(v)  # finite: as it is
+                elif v is None or t is bool:
+                    shown = rendered = v
+                elif t is str:
+                    shown = v if len(v) <= _MAX_TEXT else v[:_MAX_TEXT] + "…"
+                    rendered = render(v)
+                elif t is list or t is tuple:
+                    # a sequence of scalars that did not change since it was last
+                    # shown (same length, same first items) is shown the same
+                    n = len(v)
+                    head = tuple(v[:_MAX_ITEMS])  # exact list/tuple: no program code runs
+                    seen = self._seqs.get(id(v))
+                    if (seen is None or seen[0] != n or seen[4] is not t
+                            or not all(map(operator.is_, seen[1], head))):
+                        rendered = render(v)
+                        seen = (n, head, rendered, _plain(v, render, 3, rendered), t)
+                        if all(type(x) in _SCALARS for x in head):
+                            self._seqs[id(v)] = seen
+                    shown = seen[3]
+                    rendered = seen[2]
+                elif t in _LOOKED_INTO:
+                    rendered = render(v)
+                    shown = _plain(v, render, 3, rendered)
+                else:
+                    # shown as <Type #n>: a function of type and id only, so keep it
+                    hit = opaque.get(id(v))
+                    if hit is None or hit[0] != id(t):
+                        hit = opaque[id(v)] = (id(t), render(v))
+                    shown = rendered = hit[1]
+            out[k] = shown
+            if chain is not out:
+                chain[k] = rendered
+            elif rendered is not shown:
+                chain = out.copy()
+                chain[k] = rendered
         return out, chain
+
+
+class _Op:
+    """A watched instruction site, for the run: what its blocks need, found once."""
+
+    __slots__ = ("code", "line", "line_shape", "line_start", "mid_line", "op_name",
+                 "opcode_shape", "pc")
+
+    def __init__(self, code: CodeType, event: OpStart, plain_ops: bool) -> None:
+        self.code = code
+        self.pc = event.pc
+        self.line = event.line
+        self.op_name = event.op_name
+        self.line_start = event.line_start
+        self.mid_line = plain_ops and not event.line_start
+        """Within a line: when reached going forward in the same frame, it makes
+        no block (without _trace_opcodes)."""
+        self.line_shape: _Shape | None = None
+        self.opcode_shape: _Shape | None = None
+
+
+class _Shape:
+    """The blocks of one event at one site: the template (every key in block
+    order, the fixed values set) and the encoded JSON around the changing values."""
+
+    __slots__ = ("code", "function", "tail_arg", "tail_end", "tail_null", "template")
+
+    def __init__(
+        self, code: CodeType, site: _Site, event: str, pc: int, opname: str, line: int,
+        modes: tuple[str, str, str],
+    ) -> None:
+        self.code = code
+        template: Block = {"DateTime": "", "Function": site.function}
+        for name, mode in zip(("Globals", "Builtins", "Locals"), modes, strict=True):
+            if mode != "OFF":
+                template[name] = None
+        template.update({
+            "Line Text": site.text, "Event": event, "Arg": None, "Instruction No": pc,
+            "Opcode": opname, "Module": site.module, "Path": site.path, "Line No": line,
+            "Hash": "",
+        })
+        self.template = template
+        self.function = b'","Function":' + _encode(site.function)
+        self.tail_arg = (b',"Line Text":' + _encode(site.text) + b',"Event":' + _encode(event)
+                         + b',"Arg":')
+        self.tail_end = (b',"Instruction No":' + _encode(pc) + b',"Opcode":' + _encode(opname)
+                         + b',"Module":' + _encode(site.module) + b',"Path":'
+                         + _encode(site.path) + b',"Line No":' + _encode(line) + b',"Hash":"')
+        self.tail_null = self.tail_arg + b"null" + self.tail_end
+
+
+class _Seen:
+    """A module's globals as last shown, and what says they are unchanged."""
+
+    __slots__ = ("encoded", "hidden", "ids", "keep", "keys", "shown", "type_ids", "version",
+                 "version_view", "volatile")
+
+    def __init__(
+        self, shown: dict[str, Any], encoded: bytes, hidden: int, volatile: list[str],
+        version_view: Any, version: int,
+    ) -> None:
+        self.shown = shown
+        self.encoded = encoded
+        self.hidden = hidden
+        self.volatile = volatile
+        self.version_view = version_view
+        self.version = version
+        self.keys: list[str] = []
+        self.ids: list[int] = []
+        self.type_ids: list[int] = []
+        self.keep: list[object] = []
+
+
+def _probe_dict_version() -> int | None:
+    """Where CPython 3.12 and 3.13 keep a dict's version tag, or None.
+
+    ``PyDictObject.ma_version_tag`` (PEP 509; deprecated for C extensions in
+    3.12 but still maintained by CPython itself, gone in 3.14) is given a new,
+    globally unique value by every change to the dict (storing a different
+    object, adding or deleting a key, clearing) and by the creation of a dict;
+    storing the same object again leaves it.  There is no Python API for it,
+    so it is read with ``ctypes`` -- only where the layout is the one known
+    (checked here on live dicts: the length field right after the object
+    header, the tag after it, changing and not changing as it must); anywhere
+    else the callers compare the objects' identities instead."""
+    if sys.implementation.name != "cpython" or sys.version_info[:2] not in ((3, 12), (3, 13)):
+        return None
+    if not getattr(sys, "_is_gil_enabled", lambda: True)():
+        return None
+    head = object.__basicsize__
+    if dict.__basicsize__ != head + 32:
+        return None
+    try:
+        import ctypes
+    except ImportError:
+        return None
+
+    def used(d: dict[str, object]) -> int:
+        return ctypes.c_ssize_t.from_address(id(d) + head).value
+
+    def version(d: dict[str, object]) -> int:
+        return ctypes.c_uint64.from_address(id(d) + head + 8).value
+
+    empty: dict[str, object] = {}
+    probe: dict[str, object] = {"x": 1}
+    checks = [used(empty) == 0, used(probe) == 1, version(empty) != version(probe)]
+    before = version(probe)
+    probe["x"] = probe["x"]  # the same object again: no change
+    checks.append(version(probe) == before)
+    marker = object()
+    changes: list[Callable[[], object]] = [
+        lambda: probe.__setitem__("x", marker), lambda: probe.__setitem__("y", 2),
+        lambda: probe.__delitem__("y"), lambda: probe.update(z=3), lambda: probe.pop("z"),
+        lambda: probe.setdefault("w", 4), probe.clear,
+    ]
+    for change in changes:
+        before = version(probe)
+        change()
+        checks.append(version(probe) != before)
+    checks.append(used(probe) == 0)
+    return head + 8 if all(checks) else None
+
+
+_dict_version_at: list[int | None] = []
+"""The offset of a dict's version tag (``_probe_dict_version``, on first use;
+None where unknown)."""
+
+
+def _dict_version_view(values: dict[str, Any]) -> Any:
+    """A live ``ctypes`` view of the version tag of ``values`` (None where
+    unknown); read it only while ``values`` itself is in hand, so that the
+    address is still that dict's."""
+    if not _dict_version_at:
+        _dict_version_at.append(_probe_dict_version())
+    at = _dict_version_at[0]
+    if at is None or type(values) is not dict:
+        return None
+    import ctypes
+
+    return ctypes.c_uint64.from_address(id(values) + at)
 
 
 _MAX_TEXT = 200
@@ -719,23 +1036,6 @@ def _plain(
         if all(type(k) is str for k, _ in items):
             return {cast(str, k): _plain(v, render, depth - 1) for k, v in items}
     return render(value) if rendered is _UNSET else rendered
-
-
-class _Clock:
-    """``datetime.now().strftime(_DATE)``, formatting the date and time only
-    once a second (a block is made every few microseconds)."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
-
-    def now(self) -> str:
-        t = time.time_ns()
-        second, ns = divmod(t, 1_000_000_000)
-        if second != self._second:
-            self._second = second
-            self._prefix = datetime.fromtimestamp(second).strftime("%d/%m/%Y, %H:%M:%S.")
-        return self._prefix + str(ns // 1000 + 1_000_000)[1:]
 
 
 class _ReplayFrame:
@@ -833,24 +1133,21 @@ def _watched(code: CodeType | None) -> frozenset[int]:
     return frozenset(out)
 
 
-def _frame_of(vm: VMState) -> FrameType | None:
-    """``vm.frame``, looking first the few frames up where the stepper calls a
-    tracer from (checked by code object, so any other caller still works)."""
-    code = vm.code
-    f: FrameType | None = sys._getframe(3)
-    for _ in range(3):
+def _frame_at(code: CodeType, vm: VMState, up: int) -> FrameType | None:
+    """The live frame running ``code``: looked for from ``up`` frames above the
+    caller (where the stepper's callback was called from), a few frames on,
+    else found by ``vm.frame``."""
+    try:
+        f: FrameType | None = sys._getframe(up + 1)
+    except ValueError:
+        f = None
+    for _ in range(4):
         if f is None:
             break
         if f.f_code is code:
             return f
         f = f.f_back
     return vm.frame
-
-
-def _frame_locals(frame: FrameType | None) -> Any:
-    if frame is None:
-        return {}
-    return frame.f_locals
 
 
 def _opname(code: CodeType | None, offset: int) -> str:
