@@ -226,19 +226,29 @@ static void sha_update(sha_ctx *c, const uint8_t *p, size_t len)
 }
 
 /* The digest of what `c` has been fed; `c` itself is left as it was. */
+static inline void store_be64(uint8_t *p, uint64_t v)
+{
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+    memcpy(p, &v, 8);  /* one store, so the compression's loads get it forwarded */
+#else
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
+#endif
+}
+
+/* The digest of what `c` has been fed; `c` itself is left as it was. */
 static void sha_digest(const sha_ctx *c, uint8_t out[32])
 {
     uint32_t h[8];
     uint8_t blk[128];
     size_t used = (size_t)(c->n & 63);
     memcpy(h, c->h, sizeof h);
+    memset(blk, 0, sizeof blk);
     memcpy(blk, c->blk, used);
-    blk[used++] = 0x80;
-    size_t total = used <= 56 ? 64 : 128;
-    memset(blk + used, 0, total - 8 - used);
-    uint64_t bits = c->n << 3;
-    for (int i = 0; i < 8; i++)
-        blk[total - 1 - i] = (uint8_t)(bits >> (8 * i));
+    blk[used] = 0x80;
+    size_t total = used < 56 ? 64 : 128;
+    store_be64(blk + total - 8, c->n << 3);
     compress(h, blk, total >> 6);
     for (int i = 0; i < 8; i++)
         store_be32(out + 4 * i, h[i]);
@@ -607,7 +617,7 @@ static PyObject *writer_summary(Writer *w, PyObject *arg)
 
 static PyObject *writer_close_leaf(Writer *w, PyObject *Py_UNUSED(ignored))
 {
-    if (check_open(w) < 0 || close_leaf_impl(w) < 0)
+    if (close_leaf_impl(w) < 0)  /* after the summary there is no partial leaf */
         return NULL;
     Py_RETURN_NONE;
 }
@@ -652,10 +662,9 @@ static PyObject *writer_add_site(Writer *w, PyObject *const *args, Py_ssize_t na
         return NULL;
     }
     unsigned long long k = PyLong_AsUnsignedLongLong(args[0]);
-    if (k == (unsigned long long)-1 && PyErr_Occurred())
-        return NULL;
-    if (k > (unsigned long long)UINTPTR_MAX) {
-        PyErr_SetString(PyExc_OverflowError, "add_site(): key is not an address");
+    if ((k == (unsigned long long)-1 && PyErr_Occurred()) || k > (unsigned long long)UINTPTR_MAX) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_ValueError, "add_site(): key must be an id(), an address");
         return NULL;
     }
     uintptr_t key = (uintptr_t)k;

@@ -1,0 +1,172 @@
+"""The C line writer (``blocktrace.chain._cwriter``), measured in one run.
+
+    python benchmarks/bench_cwriter.py [--repeat 7] [--n 200000]
+
+1. ns per ``__call__`` of a site (a real ``OpStart`` and a VM-like object with
+   ``gas``/``depth``): the whole op line built, sealed and buffered in C, into a
+   real unbuffered file (os.devnull), with the tree (16 lines per leaf) and
+   without (``lines_per_leaf=0``), next to the loop's own cost of calling a
+   two-argument C function (``operator.is_``) and to the pure-Python reference
+   writer (``PyLineWriter``) doing the same.
+2. ns per ``line(body)`` for a 100-byte op-line body, C and Python.
+3. MB/s of ``sha256`` (this module's, SHA-NI when the CPU has it, and the
+   portable C one in a subprocess with ``BLOCKTRACE_SHA_PORTABLE=1``) against
+   ``hashlib.sha256`` on 1 MiB inputs, and ns per 64-byte hash.
+
+CPU time (``process_time``), best of N runs, since the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import operator
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from itertools import repeat
+from typing import Any
+
+from blocktrace.chain.writer import PyLineWriter
+from blocktrace.events import OpStart
+
+try:
+    from blocktrace.chain import _cwriter
+except ImportError:
+    sys.exit("bench_cwriter: the C extension is not built (python setup.py build_ext --inplace)")
+
+PREFIX = b'{"pc":12,"op":100,"gas":"0x'
+SUFFIX = b',"opName":"LOAD_FAST","line":5,"code":3'
+BODY = PREFIX + b'2540be3f6","gasCost":"0x1","depth":1' + SUFFIX
+
+
+class VM:
+    """What the writer reads for an op line: the stepper's ``gas`` and ``depth``."""
+
+    __slots__ = ("depth", "gas")
+
+    def __init__(self) -> None:
+        self.gas = 9_999_999_990
+        self.depth = 1
+
+
+def _best(run: Callable[[], int], repeat_: int) -> float:
+    return float(min(run() for _ in range(repeat_)))
+
+
+def _calls(fn: Callable[[Any, Any], Any], a: Any, b: Any, n: int) -> Callable[[], int]:
+    def run() -> int:
+        t = time.process_time_ns()
+        for _ in repeat(None, n):
+            fn(a, b)
+        return time.process_time_ns() - t
+
+    return run
+
+
+def _lines(line: Callable[[bytes], None], body: bytes, n: int) -> Callable[[], int]:
+    def run() -> int:
+        t = time.process_time_ns()
+        for _ in repeat(None, n):
+            line(body)
+        return time.process_time_ns() - t
+
+    return run
+
+
+def _writer(cls: Any, sink: Any, per_leaf: int, event: OpStart) -> Any:
+    w = cls(sink.write, lines_per_leaf=per_leaf)
+    w.add_site(id(event), PREFIX, SUFFIX, event)
+    return w
+
+
+def _sha_rates(repeat_: int) -> dict[str, float]:
+    """MB/s on 1 MiB and ns per 64-byte input, for this process's implementation."""
+    big = os.urandom(1 << 20)
+    small = os.urandom(64)
+    out: dict[str, float] = {}
+    for name, fn in (("own", _cwriter.sha256), ("hashlib", lambda d: hashlib.sha256(d).digest())):
+        def run_big(fn: Callable[[bytes], bytes] = fn) -> int:
+            t = time.process_time_ns()
+            for _ in range(20):
+                fn(big)
+            return time.process_time_ns() - t
+
+        def run_small(fn: Callable[[bytes], bytes] = fn) -> int:
+            t = time.process_time_ns()
+            for _ in repeat(None, 100_000):
+                fn(small)
+            return time.process_time_ns() - t
+
+        out[name + "_mbs"] = 20 * len(big) / 1e6 / (_best(run_big, repeat_) / 1e9)
+        out[name + "_small_ns"] = _best(run_small, repeat_) / 100_000
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--n", type=int, default=200_000)
+    ap.add_argument("--sha-only", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.sha_only:  # the portable run, in a subprocess
+        rates = _sha_rates(args.repeat)
+        print(f"{_cwriter.IMPLEMENTATION} {rates['own_mbs']:.1f} {rates['own_small_ns']:.1f}")
+        return
+    n, rep = args.n, args.repeat
+    event = OpStart(pc=12, op=100, op_name="LOAD_FAST", line=5, code=3)
+    vm = VM()
+    print(f"Python {platform.python_version()} on {platform.machine()}, "
+          f"{os.cpu_count()} CPUs; SHA-256: {_cwriter.IMPLEMENTATION}")
+    line_len = len(BODY) + 77
+    print(f"op line: {line_len} bytes; CPU time, best of {rep} x {n}\n")
+
+    with open(os.devnull, "wb", buffering=0) as sink:
+        c16 = _writer(_cwriter.LineWriter, sink, 16, event)
+        c0 = _writer(_cwriter.LineWriter, sink, 0, event)
+        py16 = _writer(PyLineWriter, sink, 16, event)
+        floor = _best(_calls(operator.is_, vm, event, n), rep) / n
+        # interleaved, so that a busy neighbour hits every figure alike
+        t_c16 = t_c0 = t_py = float("inf")
+        for _ in range(rep):
+            t_c16 = min(t_c16, _best(_calls(c16, vm, event, n), 1) / n)
+            t_c0 = min(t_c0, _best(_calls(c0, vm, event, n), 1) / n)
+            t_py = min(t_py, _best(_calls(py16, vm, event, n // 4), 1) / (n // 4))
+        l_c = _best(_lines(_cwriter.LineWriter(sink.write).line, BODY, n), rep) / n
+        l_py = _best(_lines(PyLineWriter(sink.write).line, BODY, n // 4), rep) / (n // 4)
+
+    print("per op line through __call__(vm, event)           ns")
+    print(f"  loop + a 2-argument C call (operator.is_)   {floor:7.1f}")
+    print(f"  C writer, 16 lines per leaf (the tree)      {t_c16:7.1f}   "
+          f"(net of the loop {t_c16 - floor:.1f})")
+    print(f"  C writer, no tree (lines_per_leaf=0)        {t_c0:7.1f}   "
+          f"(net of the loop {t_c0 - floor:.1f})")
+    print(f"  Python reference writer, 16 per leaf        {t_py:7.1f}")
+    share = 100 * (t_c16 - t_c0) / (t_c0 - floor)
+    print(f"  the tree's share of the C writer            {share:6.1f} %")
+    print(f"  C against Python                            {t_py / t_c16:6.1f} x faster")
+    print("\nper line(body), 16 lines per leaf               ns")
+    print(f"  C                                           {l_c:7.1f}")
+    print(f"  Python reference                            {l_py:7.1f}   ({l_py / l_c:.1f} x)")
+
+    rates = _sha_rates(rep)
+    portable = subprocess.run(
+        [sys.executable, __file__, "--sha-only", "--repeat", str(rep)],
+        env={**os.environ, "BLOCKTRACE_SHA_PORTABLE": "1"},
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    print("\nSHA-256                                  MB/s (1 MiB)   ns per 64 bytes")
+    print(f"  hashlib (OpenSSL)                     {rates['hashlib_mbs']:9.1f}   "
+          f"{rates['hashlib_small_ns']:9.1f}")
+    base = rates["hashlib_mbs"]
+    for impl, mbs, small in ((_cwriter.IMPLEMENTATION, rates["own_mbs"], rates["own_small_ns"]),
+                             (portable[0], float(portable[1]), float(portable[2]))):
+        print(f"  _cwriter.sha256 ({impl:8})           {mbs:9.1f}   {small:9.1f}   "
+              f"({mbs / base:.2f} x hashlib)")
+
+
+if __name__ == "__main__":
+    main()
