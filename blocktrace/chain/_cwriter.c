@@ -321,7 +321,7 @@ typedef struct {
     size_t site_mask, site_count;
 } Writer;
 
-static PyObject *str_gas, *str_depth;
+static PyObject *str_gas, *str_depth, *str_characters_written;
 
 /* -- sites ---------------------------------------------------------------- */
 
@@ -391,6 +391,29 @@ static void sites_clear(Writer *w)
 
 /* -- buffer and flush ----------------------------------------------------- */
 
+/* `write` raised: it took nothing, unless the exception says how much in
+ * `characters_written` (BlockingIOError's convention), 0 < it <= n. */
+static void drop_written_on_error(Writer *w, size_t n)
+{
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *cw = PyObject_GetAttr(exc, str_characters_written);
+    if (cw == NULL) {
+        PyErr_Clear();
+    } else {
+        if (PyLong_Check(cw)) {
+            Py_ssize_t k = PyLong_AsSsize_t(cw);
+            if (k == -1 && PyErr_Occurred())
+                PyErr_Clear();
+            else if (k > 0 && (size_t)k <= n) {
+                memmove(w->buf, w->buf + k, w->len - (size_t)k);
+                w->len -= (size_t)k;
+            }
+        }
+        Py_DECREF(cw);
+    }
+    PyErr_SetRaisedException(exc);
+}
+
 /* Hand every buffered byte to `write`.  Not re-entrant: a nested call (from
  * code that `write` ran) returns at once, and lines added meanwhile are
  * appended behind the bytes being written.  On an exception the unwritten
@@ -407,8 +430,10 @@ static int writer_flush_impl(Writer *w)
             goto fail;
         PyObject *res = PyObject_CallOneArg(w->write, chunk);
         Py_DECREF(chunk);
-        if (res == NULL)
+        if (res == NULL) {
+            drop_written_on_error(w, n);
             goto fail;
+        }
         size_t taken = n;
         if (PyLong_Check(res)) {
             Py_ssize_t k = PyLong_AsSsize_t(res);
@@ -1004,6 +1029,9 @@ PyMODINIT_FUNC PyInit__cwriter(void)
     if (str_gas == NULL && (str_gas = PyUnicode_InternFromString("gas")) == NULL)
         return NULL;
     if (str_depth == NULL && (str_depth = PyUnicode_InternFromString("depth")) == NULL)
+        return NULL;
+    if (str_characters_written == NULL &&
+        (str_characters_written = PyUnicode_InternFromString("characters_written")) == NULL)
         return NULL;
     if (PyType_Ready(&WriterType) < 0)
         return NULL;

@@ -604,6 +604,56 @@ def test_a_failing_write_loses_nothing_and_writes_nothing_twice() -> None:
     assert w.head == ref.head and w.root() == ref.root()
 
 
+def test_an_exception_that_says_how_much_was_written() -> None:
+    """``characters_written`` on the exception (BlockingIOError's convention, also
+    what ChainTracer's stream wrapper sets when Ctrl-C interrupts after the data
+    went in): exactly those bytes are dropped, the rest stays buffered."""
+    out = bytearray()
+    plan = iter(["block", "interrupt", "bad", "huge", "ok", "block", "zero"] * 30)
+
+    class Odd(Exception):
+        characters_written = "many"
+
+    def write(data: bytes) -> None:
+        step = next(plan, "ok")
+        if step == "block":  # took a third of it
+            n = len(data) // 3
+            out.extend(data[:n])
+            raise BlockingIOError(11, "try again", n)
+        if step == "interrupt":  # took all of it, then Ctrl-C
+            out.extend(data)
+            exc = KeyboardInterrupt()
+            exc.characters_written = len(data)  # type: ignore[attr-defined]
+            raise exc
+        if step == "bad":
+            raise Odd  # a count that is not an int: nothing taken
+        if step == "huge":
+            exc2 = OSError(5, "I/O error")
+            exc2.characters_written = len(data) + 1  # type: ignore[attr-defined]
+            raise exc2  # more than it was given: nothing taken
+        if step == "zero":
+            raise BlockingIOError(11, "try again", 0)
+        out.extend(data)
+
+    w = LineWriter(write, buffer_size=100, lines_per_leaf=2)
+    ref = Reference(2)
+    for i in range(40):
+        body = b'{"i":%d,"pad":"%s"' % (i, b"q" * (i % 7 * 9))
+        while True:
+            try:
+                w.line(body)
+                break
+            except (OSError, KeyboardInterrupt, Odd):
+                pass
+        ref.line(body)
+    while w.buffered:
+        try:
+            w.flush()
+        except (OSError, KeyboardInterrupt, Odd):
+            pass
+    assert bytes(out) == bytes(ref.out)
+
+
 def test_reentrant_lines_during_a_flush() -> None:
     """``write`` (a signal handler, say) adds lines to the writer it is flushing."""
     out = bytearray()
