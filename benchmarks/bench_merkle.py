@@ -5,15 +5,16 @@
 1. Proof verification in trees of 2^32+ leaves (never built: a proof is
    O(log n)); the trees hold identical leaves so the proofs can be computed in
    O(log^2 n) by the benchmark itself.
-2. ``MerkleAccumulator.append_leaf_data`` per leaf of 16 real op lines, and per
-   line, against the chain's own per-line cost (one running-SHA-256 update and
-   a digest copy).
-3. The trace writer (ChainTracer, driven by the real stepper over
-   benchmarks/workloads.py) per event with the root, and with the accumulator
-   replaced by one that does nothing (the lines are still grouped); CPU time,
-   best of N, interleaved, since the machine is shared; the cost of
-   grouping (a list append per line, a join per leaf) is timed on its own.  The
-   root's share is (with - without + grouping) / without.
+2. The tree's own work per leaf and per line: in format 2 the leaf hash is the
+   chain's per-leaf stream, so what is left is ``append_leaf_hash`` (on average
+   one node hash) and the link hash of each leaf's first line; for comparison,
+   format 1's separate leaf hashing (``append_leaf_data`` of 16 op lines).
+3. The trace writer (ChainTracer driven by the real stepper over
+   benchmarks/workloads.py), per event, with the tree (16 lines per leaf, what
+   blocktrace writes) and without it (the same writer with ``lines_per_leaf=0``:
+   one stream for the whole file, no leaves, no root), for the C line writer and
+   the pure-Python one; CPU time, best of N, interleaved, since the machine is
+   shared.  The root's share is (with - without) / without.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Buffer, Callable
+from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -98,54 +99,36 @@ def bench_accumulator(repeat: int) -> None:
     leaf = OP_LINE * LINES_PER_LEAF
     n = 20_000
     acc = MerkleAccumulator()
+    digest = hashlib.sha256(leaf).digest()
 
-    def append() -> None:
-        acc.append_leaf_data(leaf)
+    def append_hash() -> None:
+        acc.append_leaf_hash(digest)
 
-    per_leaf = _per_call(append, n, repeat)
-    running = hashlib.sha256(b"blocktrace-chain/1\n")
-    body = OP_LINE[:-80]
+    per_leaf_hash = _per_call(append_hash, n, repeat)
+    prev = digest
+    body = OP_LINE[:-78]
 
-    def chain_line() -> None:
-        running.update(body)
-        running.copy().digest()
+    def link() -> None:
+        hashlib.sha256(b"\x02" + prev + body).digest()
 
-    per_chain_line = _per_call(chain_line, n, repeat)
-    group: list[bytes] = []
+    per_link = _per_call(link, n, repeat)
+    v1 = MerkleAccumulator()
 
-    def grouping() -> None:
-        group.append(OP_LINE)
-        if len(group) == LINES_PER_LEAF:
-            b"".join(group)
-            group.clear()
+    def append_data() -> None:
+        v1.append_leaf_data(leaf)
 
-    per_group_line = _per_call(grouping, n * 4, repeat)
-    print("### Accumulator\n")
+    per_leaf_data = _per_call(append_data, n, repeat)
+    print("### The tree's own work (Python)\n")
     print(f"leaf of {LINES_PER_LEAF} op lines = {len(leaf)} bytes\n")
-    print("| what | ns |")
-    print("|---|---|")
-    print(f"| `append_leaf_data` per leaf (leaf hash + amortised node hashes) | {per_leaf:.0f} |")
-    print(f"| the same per line | {per_leaf / LINES_PER_LEAF:.0f} |")
-    for lines in (1, 64, 256):  # what other leaf sizes would cost, per line
-        other = OP_LINE * lines
-        append_other = functools.partial(MerkleAccumulator().append_leaf_data, other)
-        cost = _per_call(append_other, max(500, n * 16 // lines), repeat)
-        print(f"| per line if a leaf held {lines} line(s) | {cost / lines:.0f} |")
-    print(f"| grouping lines into leaves, per line (append + join/16) | {per_group_line:.0f} |")
-    print(f"| the chain's own hashing per line (update + copy().digest()) | "
-          f"{per_chain_line:.0f} |")
+    print("| what | per leaf ns | per line ns |")
+    print("|---|---|---|")
+    print(f"| `append_leaf_hash` (amortised node hashes) | {per_leaf_hash:.0f} | "
+          f"{per_leaf_hash / LINES_PER_LEAF:.0f} |")
+    print(f"| link hash of a leaf's first line | {per_link:.0f} | "
+          f"{per_link / LINES_PER_LEAF:.0f} |")
+    print(f"| format 1: `append_leaf_data` (hash the leaf's bytes again) | {per_leaf_data:.0f} | "
+          f"{per_leaf_data / LINES_PER_LEAF:.0f} |")
     print()
-
-
-class _NoRoot(MerkleAccumulator):
-    """Stands in for the accumulator to time the writer without the root: it
-    counts leaves and hashes nothing."""
-
-    def append_leaf_data(self, data: Buffer) -> None:
-        self._size += 1
-
-    def root(self) -> bytes:
-        return b"\0" * 32
 
 
 def _stepped(fn: Callable[[], object], tracer: Any) -> tuple[int, int]:
@@ -165,45 +148,47 @@ def _stepped(fn: Callable[[], object], tracer: Any) -> tuple[int, int]:
 def bench_writer(repeat: int, workloads: list[str] | None = None) -> None:
     from workloads import WORKLOADS
 
+    import blocktrace.tracers.chain as chain_module
+    from blocktrace.chain.writer import ACCELERATED, PyLineWriter
+
     tmp = tempfile.mkdtemp(prefix="bt-bench-merkle-")
     counter = [0]
+    writers: dict[str, Any] = {"python": PyLineWriter}
+    if ACCELERATED:
+        writers = {"C": chain_module.LineWriter, **writers}
+    else:
+        print("(the C line writer is not built: pure Python only)\n")
 
-    def make(root: bool) -> Any:
+    def make(writer: Any, per_leaf: int) -> Any:
         counter[0] += 1
         path = os.path.join(tmp, f"t{counter[0]}.jsonl")
-        tracer = blocktrace.ChainTracer(path, genesis="bench")
-        if not root:
-            tracer._merkle = _NoRoot()
-        return tracer
+        saved = chain_module.LineWriter, chain_module.LINES_PER_LEAF
+        chain_module.LineWriter, chain_module.LINES_PER_LEAF = writer, per_leaf
+        try:
+            return blocktrace.ChainTracer(path, genesis="bench")
+        finally:
+            chain_module.LineWriter, chain_module.LINES_PER_LEAF = saved
 
-    group: list[bytes] = []
-
-    def grouping() -> None:
-        group.append(OP_LINE)
-        if len(group) == LINES_PER_LEAF:
-            b"".join(group)
-            group.clear()
-
-    per_group_line = _per_call(grouping, 80_000, repeat)
-    print("### Writer per event, with and without the root\n")
-    print("| workload | events | without root ns/ev | with root ns/ev | root share "
-          "(incl. grouping) |")
-    print("|---|---|---|---|---|")
+    print("### Writer per event, with and without the tree\n")
+    print("| writer | workload | events | without tree ns/ev | with tree ns/ev | root share |")
+    print("|---|---|---|---|---|---|")
     for name, fn in WORKLOADS.items():
         if workloads and name not in workloads:
             continue
         fn()
-        best = {True: 1 << 62, False: 1 << 62}
-        events = 0
-        for _ in range(repeat):
-            for root in (False, True):
-                ns, events = _stepped(fn, make(root))
-                best[root] = min(best[root], ns)
-        with_root, without = best[True] / events, best[False] / events
-        share = (with_root - without + per_group_line) / without
-        print(f"| {name} | {events} | {without:.0f} | {with_root:.0f} | {share * 100:.1f}% |")
-        for entry in os.listdir(tmp):
-            os.unlink(os.path.join(tmp, entry))
+        for label, writer in writers.items():
+            best = {0: 1 << 62, LINES_PER_LEAF: 1 << 62}
+            events = 0
+            for _ in range(repeat):
+                for per_leaf in best:
+                    ns, events = _stepped(fn, make(writer, per_leaf))
+                    best[per_leaf] = min(best[per_leaf], ns)
+            with_root, without = best[LINES_PER_LEAF] / events, best[0] / events
+            share = (with_root - without) / without
+            print(f"| {label} | {name} | {events} | {without:.0f} | {with_root:.0f} | "
+                  f"{share * 100:.1f}% |")
+            for entry in os.listdir(tmp):
+                os.unlink(os.path.join(tmp, entry))
     print()
 
 

@@ -31,6 +31,7 @@ from blocktrace.chain.merkle import MerkleAccumulator
 __all__ = ["ACCELERATED", "LineWriter", "PyLineWriter"]
 
 _MID = b'","gasCost":"0x1","depth":'
+_TAIL = len(b',"hash":""}\n') + 64
 _sha256 = hashlib.sha256
 
 
@@ -104,7 +105,29 @@ class PyLineWriter:
         site = self._sites.get(id(event))
         if site is None:
             return self._slow(vm, event) if self._slow is not None else None
-        self.line(b"%b%x%b%d%b" % (site[0], vm.gas, _MID, vm.depth, site[1]))
+        body = b"%b%x%b%d%b" % (site[0], vm.gas, _MID, vm.depth, site[1])
+        in_leaf = self._in_leaf
+        if in_leaf == 0 or in_leaf == self._per_leaf or self._done:
+            self.line(body)  # a link, a leaf to finish, an error: the general path
+            return None
+        # ``_add`` inlined, for a line inside a leaf: the per-instruction path.
+        buf = self._buf
+        if len(buf) + len(body) + _TAIL > self._size and buf:
+            self.line(body)  # flushing first may change the state: the general path
+            return None
+        stream = self._stream.copy()
+        stream.update(body)
+        digest = stream.digest()
+        tail = b',"hash":"%b"}\n' % hexlify(digest)
+        stream.update(tail)
+        buf += body
+        buf += tail
+        self._prev = digest
+        self._lines += 1
+        self._stream = stream
+        self._in_leaf = in_leaf = in_leaf + 1
+        if in_leaf == self._per_leaf:
+            self._finish_leaf()
         return None
 
     # -- lines ----------------------------------------------------------------
@@ -154,15 +177,17 @@ class PyLineWriter:
             raise ValueError("the trace is sealed: no line follows the summary")
         if b"\n" in body:
             raise ValueError("a line body cannot contain a newline")
+        buf = self._buf
+        if buf and len(buf) + len(body) + _TAIL > self._size:
+            # Before sealing: it may raise (then nothing of this line happened), or
+            # run a handler whose traced code adds lines (then this one follows them).
+            self.flush()
         stream = self._stream.copy()
         stream.update(body)
         digest = _sha256(LINK_PREFIX + self._prev + body).digest() if link else stream.digest()
         tail = b',"hash":"%b"}\n' % hexlify(digest)
         if not last:
             stream.update(tail)
-        buf = self._buf
-        if buf and len(buf) + len(body) + len(tail) > self._size:
-            self.flush()  # may raise: then nothing of this line happened
         # The commit: stores and in-place operations only, no call, so no signal
         # handler runs between them.
         buf += body
