@@ -62,10 +62,15 @@ static inline uint32_t load_be32(const uint8_t *p)
 
 static inline void store_be32(uint8_t *p, uint32_t v)
 {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap32(v);
+    memcpy(p, &v, 4);
+#else
     p[0] = (uint8_t)(v >> 24);
     p[1] = (uint8_t)(v >> 16);
     p[2] = (uint8_t)(v >> 8);
     p[3] = (uint8_t)v;
+#endif
 }
 
 static void compress_portable(uint32_t st[8], const uint8_t *p, size_t nblocks)
@@ -272,13 +277,12 @@ static void node_hash(const uint8_t left[32], const uint8_t right[32], uint8_t o
 }
 
 static const char HEXDIGITS[] = "0123456789abcdef";
+static char HEXPAIRS[512];  /* byte b -> its two lowercase hex digits at 2b */
 
 static void hex32(const uint8_t d[32], char *out)
 {
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = HEXDIGITS[d[i] >> 4];
-        out[2 * i + 1] = HEXDIGITS[d[i] & 15];
-    }
+    for (int i = 0; i < 32; i++)
+        memcpy(out + 2 * i, HEXPAIRS + 2 * d[i], 2);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1020,6 +1024,10 @@ PyMODINIT_FUNC PyInit__cwriter(void)
         impl = "sha-ni";
     }
 #endif
+    for (int b = 0; b < 256; b++) {
+        HEXPAIRS[2 * b] = HEXDIGITS[b >> 4];
+        HEXPAIRS[2 * b + 1] = HEXDIGITS[b & 15];
+    }
     static const uint8_t zero = 0x00;
     sha_init(&FRESH_STREAM);
     sha_update(&FRESH_STREAM, &zero, 1);
