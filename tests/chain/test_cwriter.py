@@ -814,3 +814,32 @@ def test_pure_python_writer_agrees_when_both_are_there() -> None:
         outs.append((bytes(out), w.head, root, w.tree_size, w.lines))
     assert outs[0] == outs[1]
 
+
+
+def _workload() -> int:
+    total = 0
+    for i in range(300):
+        total += i * 3 if i % 2 else i
+    return total
+
+
+def test_a_real_trace_through_chain_tracer(tmp_path: Path) -> None:
+    """The stepper drives ChainTracer, whose writer is this module: the file
+    verifies with blocktrace's verifier and with the reference above."""
+    import blocktrace
+    from blocktrace.chain import writer
+    from blocktrace.chain.verify import verify_file
+
+    if not writer.ACCELERATED:
+        pytest.skip("BLOCKTRACE_PURE is set: ChainTracer uses the Python writer")
+    path = tmp_path / "t.jsonl"
+    tracer = blocktrace.ChainTracer(path)
+    assert isinstance(tracer.fast_call, LineWriter)
+    with blocktrace.trace(tracer):
+        assert _workload() == sum(i * 3 if i % 2 else i for i in range(300))
+    data = path.read_bytes()
+    result = verify_file(path)
+    assert result.status == "sealed", result.reason
+    bodies = verify_reference(data, 16, True)
+    assert len(bodies) > 1000
+    assert sum(b'"opName":' in b for b in bodies) > 1000
