@@ -73,34 +73,48 @@ static inline void store_be32(uint8_t *p, uint32_t v)
 #endif
 }
 
+#define BT_S0(x) (rotr((x), 2) ^ rotr((x), 13) ^ rotr((x), 22))
+#define BT_S1(x) (rotr((x), 6) ^ rotr((x), 11) ^ rotr((x), 25))
+#define BT_s0(x) (rotr((x), 7) ^ rotr((x), 18) ^ ((x) >> 3))
+#define BT_s1(x) (rotr((x), 17) ^ rotr((x), 19) ^ ((x) >> 10))
+/* One round with the working variables named in place (no register shuffle):
+ * d and h are the ones that change. */
+#define BT_ROUND(a, b, c, d, e, f, g, h, k, wt)                                  \
+    do {                                                                         \
+        uint32_t t1_ = (h) + BT_S1(e) + (((e) & (f)) ^ (~(e) & (g))) + (k) + (wt); \
+        (d) += t1_;                                                              \
+        (h) = t1_ + BT_S0(a) + (((a) & (b)) ^ ((a) & (c)) ^ ((b) & (c)));        \
+    } while (0)
+/* W[t] for t >= 16, kept in a ring of 16 words. */
+#define BT_W(t) (w[(t) & 15] += BT_s1(w[((t) - 2) & 15]) + w[((t) - 7) & 15] + BT_s0(w[((t) - 15) & 15]))
+
 static void compress_portable(uint32_t st[8], const uint8_t *p, size_t nblocks)
 {
-    uint32_t w[64];
+    uint32_t w[16];
     while (nblocks--) {
-        for (int t = 0; t < 16; t++)
-            w[t] = load_be32(p + 4 * t);
-        for (int t = 16; t < 64; t++) {
-            uint32_t s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3);
-            uint32_t s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10);
-            w[t] = w[t - 16] + s0 + w[t - 7] + s1;
-        }
         uint32_t a = st[0], b = st[1], c = st[2], d = st[3];
         uint32_t e = st[4], f = st[5], g = st[6], h = st[7];
-        for (int t = 0; t < 64; t++) {
-            uint32_t S1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25);
-            uint32_t ch = (e & f) ^ (~e & g);
-            uint32_t t1 = h + S1 + ch + K256[t] + w[t];
-            uint32_t S0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22);
-            uint32_t maj = (a & b) ^ (a & c) ^ (b & c);
-            uint32_t t2 = S0 + maj;
-            h = g;
-            g = f;
-            f = e;
-            e = d + t1;
-            d = c;
-            c = b;
-            b = a;
-            a = t1 + t2;
+        for (int t = 0; t < 16; t++)
+            w[t] = load_be32(p + 4 * t);
+        for (int t = 0; t < 16; t += 8) {
+            BT_ROUND(a, b, c, d, e, f, g, h, K256[t + 0], w[t + 0]);
+            BT_ROUND(h, a, b, c, d, e, f, g, K256[t + 1], w[t + 1]);
+            BT_ROUND(g, h, a, b, c, d, e, f, K256[t + 2], w[t + 2]);
+            BT_ROUND(f, g, h, a, b, c, d, e, K256[t + 3], w[t + 3]);
+            BT_ROUND(e, f, g, h, a, b, c, d, K256[t + 4], w[t + 4]);
+            BT_ROUND(d, e, f, g, h, a, b, c, K256[t + 5], w[t + 5]);
+            BT_ROUND(c, d, e, f, g, h, a, b, K256[t + 6], w[t + 6]);
+            BT_ROUND(b, c, d, e, f, g, h, a, K256[t + 7], w[t + 7]);
+        }
+        for (int t = 16; t < 64; t += 8) {
+            BT_ROUND(a, b, c, d, e, f, g, h, K256[t + 0], BT_W(t + 0));
+            BT_ROUND(h, a, b, c, d, e, f, g, K256[t + 1], BT_W(t + 1));
+            BT_ROUND(g, h, a, b, c, d, e, f, K256[t + 2], BT_W(t + 2));
+            BT_ROUND(f, g, h, a, b, c, d, e, K256[t + 3], BT_W(t + 3));
+            BT_ROUND(e, f, g, h, a, b, c, d, K256[t + 4], BT_W(t + 4));
+            BT_ROUND(d, e, f, g, h, a, b, c, K256[t + 5], BT_W(t + 5));
+            BT_ROUND(c, d, e, f, g, h, a, b, K256[t + 6], BT_W(t + 6));
+            BT_ROUND(b, c, d, e, f, g, h, a, K256[t + 7], BT_W(t + 7));
         }
         st[0] += a;
         st[1] += b;
