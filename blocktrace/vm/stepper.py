@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import dis
+import os
 import sys
 import threading
 import time
@@ -178,6 +179,16 @@ def active_stepper() -> Stepper | None:
     return _current
 
 
+_InstructionHook: Any = None
+if not os.environ.get("BLOCKTRACE_PURE"):
+    try:
+        from blocktrace.vm._chook import (  # type: ignore[import-not-found,no-redef]
+            InstructionHook as _InstructionHook,
+        )
+    except ImportError:  # not built (no C compiler at install): the closure below
+        pass
+
+
 def _fast_call(tracer: object) -> Any:
     """A tracer may name, as ``fast_call``, a callable that does exactly what
     calling it does, more directly; the stepper calls that one."""
@@ -224,6 +235,7 @@ class Stepper:
         self._sites: dict[int, list[OpStart | None]] = {}
         self._thread_state: dict[int, tuple[int, int]] = {}  # ident -> (number, depth)
         self._mt_lock = threading.RLock()
+        self._retired: list[object] = []
         self._multi = False
         self._target = self.scope.target_name is not None
         self._op_end = False
@@ -315,7 +327,9 @@ class Stepper:
             except ValueError:
                 pass
         for event in self._callbacks():
-            _M.register_callback(tool, event, None)
+            old = _M.register_callback(tool, event, None)
+            if old is not None:
+                self._retired.append(old)  # stop() may be called from inside one
         _M.free_tool_id(tool)
         self._tool = None
         with _lock:
@@ -362,7 +376,11 @@ class Stepper:
     def _register(self, cbs: dict[int, Callable[..., Any] | None]) -> None:
         assert self._tool is not None
         for event, cb in cbs.items():
-            _M.register_callback(self._tool, event, cb)
+            old = _M.register_callback(self._tool, event, cb)
+            if old is not None:
+                # sys.monitoring does not hold a callback it is calling: one replaced
+                # from inside itself (a tracer detached mid-call) must outlive the call.
+                self._retired.append(old)
 
     def _serialised(self, cb: Callable[..., Any]) -> Callable[..., Any]:
         """With several threads: one event at a time, and per-thread depth."""
@@ -519,6 +537,8 @@ class Stepper:
         missing = self._missing_site
         out_of_gas = self._out_of_gas
         failed = self._tracer_failed
+        if _InstructionHook is not None:  # the same callback in C, without a Python frame
+            return _InstructionHook(sites, vm, tracer, missing, out_of_gas, failed, DISABLE)  # type: ignore[no-any-return]
 
         def on_instruction(code: CodeType, offset: int) -> Any:
             event = sites[id(code)][offset]
