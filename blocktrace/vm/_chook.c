@@ -35,7 +35,14 @@
  * stepper does while tracing -- leaves the cache alone.  If no dict watcher id
  * is free, or ``sites`` is not an exact dict, there is no cache.
  *
- * Public C API only (3.12+).
+ * vm attributes: when ``gas`` and ``site`` are plain instance attributes of
+ * vm's type (the stepper's case; see learn_vm_type), they are read and written
+ * in vm's instance dict directly, skipping the three MRO lookups a generic
+ * getattr/setattr makes; a type watcher notices any change to the type.  Any
+ * other vm goes through its type's tp_getattro/tp_setattro.
+ *
+ * Public C API only (3.12+); the one struct field read beyond the slots is
+ * tp_version_tag, as a yes/no guard (see learn_vm_type).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -54,6 +61,20 @@ static int watcher_id = -1;
 /* Bumped whenever a watched dict changes other than by adding a key. */
 static uint64_t cache_epoch = 1;
 
+/* -1 when no type watcher could be had: then vm attributes always go
+ * through the type's getattro/setattro. */
+static int type_watcher_id = -1;
+/* Bumped whenever a watched type is modified (PyType_Modified). */
+static uint64_t type_epoch = 1;
+
+static int
+type_changed(PyTypeObject *type)
+{
+    (void)type;
+    type_epoch++;
+    return 0;
+}
+
 static int
 sites_changed(PyDict_WatchEvent event, PyObject *dict, PyObject *key, PyObject *new_value)
 {
@@ -64,6 +85,23 @@ sites_changed(PyDict_WatchEvent event, PyObject *dict, PyObject *key, PyObject *
         cache_epoch++;
     }
     return 0;
+}
+
+/* vm.<name> and vm.<name> = value through the type's slots, as PyObject_GetAttr
+ * and PyObject_SetAttr do once they have checked (and, 3.13, re-interned) the
+ * name: ours are interned exact strs already. */
+static inline PyObject *
+get_attr(PyObject *obj, PyObject *name)
+{
+    getattrofunc get = Py_TYPE(obj)->tp_getattro;
+    return get != NULL ? get(obj, name) : PyObject_GetAttr(obj, name);
+}
+
+static inline int
+set_attr(PyObject *obj, PyObject *name, PyObject *value)
+{
+    setattrofunc set = Py_TYPE(obj)->tp_setattro;
+    return set != NULL ? set(obj, name, value) : PyObject_SetAttr(obj, name, value);
 }
 
 typedef struct {
@@ -81,7 +119,114 @@ typedef struct {
     PyObject *last_code;
     PyObject *last_list;
     uint64_t last_epoch; /* 0: caching is off for this hook */
+    /* what is known of type(vm) (a strong reference, or NULL), see plain_dict */
+    PyObject *vm_type;
+    uint64_t vm_type_epoch;
+    int vm_plain;
 } InstructionHook;
+
+/* Whether ``gas`` and ``site`` are plain instance attributes of vm's type
+ * ``tp``: generic getattro/setattro, an instance dict, and neither name
+ * anywhere in the MRO (so no descriptor, no class attribute, no __getattr__).
+ * Then ``vm.gas`` is exactly ``vm.__dict__["gas"]`` (AttributeError when
+ * absent) and ``vm.site = x`` exactly ``vm.__dict__["site"] = x``.  What it
+ * decides stays true while tp is not modified: tp is watched (a type watcher
+ * bumps type_epoch on PyType_Modified, which any change to tp or to a base
+ * calls), and the answer is used only while type_epoch has not moved.
+ * CPython calls a type's watchers only if the type has a version tag (one was
+ * assigned by an attribute lookup since the last change), so the lookup below
+ * assigns one, and without one (tags exhausted) the answer is "not plain". */
+static int
+learn_vm_type(InstructionHook *self, PyTypeObject *tp)
+{
+    uint64_t epoch = type_epoch;
+    int plain = type_watcher_id >= 0
+                && ((tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) || tp->tp_dictoffset != 0)
+                && tp->tp_getattro == PyObject_GenericGetAttr
+                && tp->tp_setattro == PyObject_GenericSetAttr && tp->tp_mro != NULL
+                && PyTuple_Check(tp->tp_mro);
+    if (plain && PyType_Watch(type_watcher_id, (PyObject *)tp) < 0) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; plain && i < PyTuple_GET_SIZE(tp->tp_mro); i++) {
+        PyObject *base = PyTuple_GET_ITEM(tp->tp_mro, i);
+        if (!PyType_Check(base)) {
+            plain = 0;
+            break;
+        }
+        PyObject *dict = PyType_GetDict((PyTypeObject *)base);
+        if (dict == NULL) {
+            plain = 0;
+            break;
+        }
+        /* type dicts have exact str keys: no Python code runs here */
+        int has = PyDict_Contains(dict, str_gas);
+        if (has == 0) {
+            has = PyDict_Contains(dict, str_site);
+        }
+        Py_DECREF(dict);
+        if (has < 0) {
+            return -1;
+        }
+        plain = !has;
+    }
+    if (plain) {
+        /* The lookup that gives tp a version tag (neither name is in the MRO,
+         * so this reads the instance dict and runs no Python code). */
+        PyObject *value = PyObject_GenericGetAttr(self->vm, str_gas);
+        if (value != NULL) {
+            Py_DECREF(value);
+        }
+        else if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear();
+        }
+        else {
+            return -1;
+        }
+        plain = tp->tp_version_tag != 0;
+    }
+    PyObject *old = self->vm_type;
+    self->vm_type = Py_NewRef((PyObject *)tp);
+    self->vm_type_epoch = epoch;
+    self->vm_plain = plain;
+    Py_XDECREF(old);
+    return 0;
+}
+
+/* vm's instance dict (a new reference) when vm.gas and vm.site are plain
+ * instance attributes; NULL without an exception when they may not be (then
+ * the type's slots do the work), NULL with one on error. */
+static PyObject *
+plain_dict(InstructionHook *self)
+{
+    PyTypeObject *tp = Py_TYPE(self->vm);
+    if ((PyObject *)tp != self->vm_type || self->vm_type_epoch != type_epoch) {
+        if (learn_vm_type(self, tp) < 0) {
+            return NULL;
+        }
+    }
+    if (!self->vm_plain || tp->tp_getattro != PyObject_GenericGetAttr
+        || tp->tp_setattro != PyObject_GenericSetAttr) {
+        return NULL;
+    }
+    return PyObject_GenericGetDict(self->vm, NULL);
+}
+
+/* vm.<name> = value */
+static int
+vm_set(InstructionHook *self, PyObject *name, PyObject *value)
+{
+    PyObject *dict = plain_dict(self);
+    if (dict != NULL) {
+        int done = PyDict_SetItem(dict, name, value);
+        Py_DECREF(dict);
+        return done;
+    }
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    return set_attr(self->vm, name, value);
+}
 
 /* sites[id(code)], a new reference (NULL with an exception set). */
 static PyObject *
@@ -188,7 +333,7 @@ generic_gas(InstructionHook *self, PyObject *const *args, PyObject *event, PyObj
         }
         Py_DECREF(r);
     }
-    if (PyObject_SetAttr(self->vm, str_site, event) < 0) {
+    if (vm_set(self, str_site, event) < 0) {
         goto done;
     }
     PyObject *stack[3] = {NULL, self->vm, event};
@@ -206,7 +351,7 @@ generic_gas(InstructionHook *self, PyObject *const *args, PyObject *event, PyObj
     if (left == NULL) {
         goto done;
     }
-    int set = PyObject_SetAttr(self->vm, str_gas, left);
+    int set = vm_set(self, str_gas, left);
     Py_DECREF(left);
     if (set < 0) {
         goto done;
@@ -218,9 +363,8 @@ done:
 }
 
 static PyObject *
-hook_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+hook_call(InstructionHook *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    InstructionHook *self = (InstructionHook *)callable;
     if (self->sites == NULL) {
         /* only after tp_clear, from a finalizer that still reaches the hook */
         PyErr_SetString(PyExc_RuntimeError, "InstructionHook was cleared");
@@ -259,8 +403,21 @@ hook_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
     }
 
     PyObject *result = NULL;
-    PyObject *gas = PyObject_GetAttr(self->vm, str_gas);
+    PyObject *dict = plain_dict(self); /* shared by reading gas and setting site */
+    PyObject *gas;
+    if (dict != NULL) {
+        gas = PyDict_GetItemWithError(dict, str_gas);
+        Py_XINCREF(gas);
+        if (gas == NULL && !PyErr_Occurred()) {
+            Py_CLEAR(dict);
+            gas = get_attr(self->vm, str_gas); /* absent: the AttributeError */
+        }
+    }
+    else {
+        gas = PyErr_Occurred() ? NULL : get_attr(self->vm, str_gas);
+    }
     if (gas == NULL) {
+        Py_XDECREF(dict);
         goto done;
     }
     long long left = 0;
@@ -270,23 +427,35 @@ hook_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
         left = PyLong_AsLongLongAndOverflow(gas, &overflow);
         fast = overflow == 0 && !(left == -1 && PyErr_Occurred());
         if (!fast && PyErr_Occurred()) {
+            Py_XDECREF(dict);
             Py_DECREF(gas);
             goto done;
         }
     }
     if (!fast) {
+        Py_XDECREF(dict);
         result = generic_gas(self, args, event, gas); /* takes gas */
         goto done;
     }
     Py_DECREF(gas); /* an exact int: only its value matters from here on */
     if (left <= 0) {
+        Py_XDECREF(dict);
+        dict = NULL; /* out_of_gas may change anything */
         PyObject *r = PyObject_Vectorcall(self->out_of_gas, args, 2, NULL);
         if (r == NULL) {
             goto done;
         }
         Py_DECREF(r);
     }
-    if (PyObject_SetAttr(self->vm, str_site, event) < 0) {
+    int set_site;
+    if (dict != NULL) {
+        set_site = PyDict_SetItem(dict, str_site, event);
+        Py_DECREF(dict);
+    }
+    else {
+        set_site = vm_set(self, str_site, event);
+    }
+    if (set_site < 0) {
         goto done;
     }
     PyObject *stack[3] = {NULL, self->vm, event};
@@ -312,7 +481,7 @@ hook_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
     if (after == NULL) {
         goto done;
     }
-    int set = PyObject_SetAttr(self->vm, str_gas, after);
+    int set = vm_set(self, str_gas, after);
     Py_DECREF(after);
     if (set < 0) {
         goto done;
@@ -320,6 +489,20 @@ hook_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
     result = Py_NewRef(Py_None);
 done:
     Py_DECREF(event);
+    return result;
+}
+
+/* sys.monitoring calls its callback through a borrowed reference, and the
+ * stepper re-registers its callbacks from inside some of the calls the hook
+ * makes (a tracer failing or swapped, the run halting): the hook holds itself
+ * for the duration of the call, as a running Python function's frame holds
+ * the function. */
+static PyObject *
+hook_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_INCREF(callable);
+    PyObject *result = hook_call((InstructionHook *)callable, args, nargsf, kwnames);
+    Py_DECREF(callable);
     return result;
 }
 
@@ -365,6 +548,9 @@ hook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->last_code = NULL;
     self->last_list = NULL;
     self->last_epoch = cache ? cache_epoch : 0;
+    self->vm_type = NULL;
+    self->vm_type_epoch = 0;
+    self->vm_plain = 0;
     return (PyObject *)self;
 }
 
@@ -381,6 +567,7 @@ hook_traverse(InstructionHook *self, visitproc visit, void *arg)
     Py_VISIT(self->disable);
     Py_VISIT(self->last_code);
     Py_VISIT(self->last_list);
+    Py_VISIT(self->vm_type);
     return 0;
 }
 
@@ -392,6 +579,8 @@ hook_clear(InstructionHook *self)
     self->last_epoch = 0;
     Py_CLEAR(self->last_code);
     Py_CLEAR(self->last_list);
+    self->vm_plain = 0;
+    Py_CLEAR(self->vm_type);
     Py_CLEAR(self->sites);
     Py_CLEAR(self->vm);
     Py_CLEAR(self->tracer);
@@ -506,7 +695,14 @@ PyInit__chook(void)
         return NULL;
     }
     Py_DECREF(type);
-    if (PyModule_AddIntConstant(module, "CACHE", watcher_id >= 0) < 0) {
+    if (type_watcher_id < 0) {
+        type_watcher_id = PyType_AddWatcher(type_changed);
+        if (type_watcher_id < 0) {
+            PyErr_Clear(); /* all type watcher ids taken: vm attributes take the slow path */
+        }
+    }
+    if (PyModule_AddIntConstant(module, "CACHE", watcher_id >= 0) < 0
+        || PyModule_AddIntConstant(module, "PLAIN_ATTRIBUTES", type_watcher_id >= 0) < 0) {
         Py_DECREF(module);
         return NULL;
     }

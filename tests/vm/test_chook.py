@@ -14,7 +14,7 @@ import dis
 import gc
 import sys
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import CodeType
 from typing import Any
@@ -386,6 +386,227 @@ def test_plain_vm_same_as_logging_vm() -> None:
     same(lambda: Scenario(logging_vm=False), [(CODE, 0), (CODE, 1), (CODE, 2), (CODE, 3)])
 
 
+# -- vm attributes: plain instance attributes fast, anything else exactly as Python --
+
+
+Step = Callable[[Any, list[object]], None]
+
+
+def _attr_one(
+    factory: Factory,
+    make_vm: Callable[[list[object]], Any],
+    steps: Sequence[Step],
+    out_of_gas: Callable[[Any], None] | None,
+) -> tuple[list[object], list[tuple[object, ...]]]:
+    log: list[object] = []
+    vm = make_vm(log)
+    calls = iter(steps)
+
+    def oog(code: CodeType, offset: int) -> None:
+        log.append("oog")
+        if out_of_gas is not None:
+            out_of_gas(vm)
+
+    def tracer(vm: Any, event: object) -> None:
+        log.append(("tracer", event))
+        next(calls)(vm, log)
+
+    hook = factory(
+        {id(CODE): ["e0", "e1", "e2", "e3"]}, vm, tracer, lambda c, o: None, oog,
+        lambda e: log.append(("failed", e)), DISABLE,
+    )
+    results = [outcome(lambda i=i: hook(CODE, i % 4)) for i in range(len(steps))]  # type: ignore[misc]
+    state = vars(vm) if hasattr(vm, "__dict__") else {}
+    kept = sorted((k, state[k]) for k in ("gas", "site") if k in state)
+    log.append(("final", type(vm).__name__, kept))
+    return log, results
+
+
+def _attr_run(
+    make_vm: Callable[[list[object]], Any],
+    steps: Sequence[Step],
+    out_of_gas: Callable[[Any], None] | None = None,
+) -> dict[str, tuple[list[object], list[tuple[object, ...]]]]:
+    """Call each hook once per step; ``steps[i](vm, log)`` runs inside the tracer
+    of call i (it may change vm, its dict, its class...); ``out_of_gas(vm)``
+    inside out_of_gas, which returns."""
+    out = {name: _attr_one(f, make_vm, steps, out_of_gas) for name, f in IMPLEMENTATIONS.items()}
+    assert out["c"] == out["python"]
+    return out
+
+
+def _nothing(vm: Any, log: list[object]) -> None:
+    pass
+
+
+def test_class_attribute_default_gas() -> None:
+    class Defaults:
+        gas = 3
+
+    out = _attr_run(lambda log: Defaults(), [_nothing] * 5)
+    assert out["c"][0][-1] == ("final", "Defaults", [("gas", -2), ("site", "e0")])
+
+
+def test_properties_on_the_vm_type() -> None:
+    class Props:
+        def __init__(self, log: list[object]) -> None:
+            self.log = log
+            self._gas = 2
+
+        @property
+        def gas(self) -> int:
+            self.log.append(("get gas", self._gas))
+            return self._gas
+
+        @gas.setter
+        def gas(self, value: int) -> None:
+            self.log.append(("set gas", value))
+            self._gas = value
+
+        @property
+        def site(self) -> None:
+            return None
+
+        @site.setter
+        def site(self, value: object) -> None:
+            self.log.append(("set site", value))
+
+    log, _ = _attr_run(Props, [_nothing] * 4)["c"]
+    assert ("set site", "e1") in log and ("set gas", -1) in log
+
+
+class Plain:
+    def __init__(self, log: list[object]) -> None:
+        self.gas = 5
+        self.site: object = None
+
+
+def test_class_changed_between_calls() -> None:
+    """A property appears on the class, then goes: the hook must notice both."""
+    created: list[type] = []
+
+    def make(log: list[object]) -> Any:
+        class Changing(Plain):
+            pass
+
+        created.append(Changing)
+        return Changing(log)
+
+    def add_property(vm: Any, log: list[object]) -> None:
+        def setter(self: Any, value: object, log: list[object] = log) -> None:
+            log.append(("property set site", value))
+
+        type(vm).site = property(lambda self: "from property", setter)
+
+    def remove_property(vm: Any, log: list[object]) -> None:
+        del type(vm).site
+
+    def add_gas_class_attr_on_base(vm: Any, log: list[object]) -> None:
+        type(vm).__bases__[0].gas = property(lambda self: 100)  # type: ignore[attr-defined]
+
+    steps = [_nothing, add_property, _nothing, remove_property, _nothing]
+    log, _ = _attr_run(make, steps)["c"]
+    # set in call 1's tracer, deleted in call 3's (after call 3 set its site)
+    assert [e for e in log if e[0] == "property set site"] == [  # type: ignore[index]
+        ("property set site", "e2"), ("property set site", "e3"),
+    ]
+    assert log[-1] == ("final", "Changing", [("gas", 0), ("site", "e0")])
+    def make_with_own_base(log: list[object]) -> Any:
+        class Base(Plain):
+            pass
+
+        class Derived(Base):
+            pass
+
+        return Derived(log)
+
+    steps = [_nothing, add_gas_class_attr_on_base, _nothing]
+    log, results = _attr_run(make_with_own_base, steps)["c"]
+    # gas became a read-only property of the base class: setting it fails, as in Python
+    assert results[1][:2] == ("raised", AttributeError)
+
+
+def test_vm_dict_and_class_replaced_by_the_tracer() -> None:
+    class Other:
+        @property
+        def gas(self) -> int:
+            return 42
+
+        @gas.setter
+        def gas(self, value: int) -> None:
+            vars(self)["set_by_property"] = value
+
+    def new_dict(vm: Any, log: list[object]) -> None:
+        vm.__dict__ = {"gas": 1000, "marker": True}
+
+    def new_class(vm: Any, log: list[object]) -> None:
+        vm.__class__ = Other
+
+    def back(vm: Any, log: list[object]) -> None:
+        vm.__class__ = Plain
+
+    steps = [_nothing, new_dict, _nothing, new_class, _nothing, back, _nothing]
+    log, _ = _attr_run(Plain, steps)["c"]
+    # the new dict got gas 3, then 2; Other's property read 42 and stored 41 as
+    # set_by_property; back to Plain in call 5 (gas read as 42): 41, then 40.
+    assert log[-1] == ("final", "Plain", [("gas", 40), ("site", "e2")])
+
+
+def test_out_of_gas_returning_after_changing_the_vm() -> None:
+    class Low(Plain):
+        def __init__(self, log: list[object]) -> None:
+            self.gas = 0
+            self.site = None
+
+    class Recording:
+        @property
+        def site(self) -> str:
+            return "recording"
+
+        @site.setter
+        def site(self, value: object) -> None:
+            vars(self)["recorded"] = value
+
+    def new_dict(vm: Any) -> None:
+        vm.__dict__ = {"gas": -50}
+
+    def new_class(vm: Any) -> None:
+        vm.__class__ = Recording
+
+    log, _ = _attr_run(Low, [_nothing] * 2, out_of_gas=new_dict)["c"]
+    assert log[-1] == ("final", "Low", [("gas", -2), ("site", "e1")])
+    log, _ = _attr_run(Low, [_nothing] * 2, out_of_gas=new_class)["c"]
+    assert log[-1] == ("final", "Recording", [("gas", -2), ("site", None)])  # set: "recorded"
+
+
+def test_vm_with_slots_or_custom_getattr() -> None:
+    class Slotted:
+        __slots__ = ("gas", "site")
+
+        def __init__(self, log: list[object]) -> None:
+            self.gas = 2
+
+    class Hooked(Plain):
+        def __getattr__(self, name: str) -> int:
+            return 7
+
+    def without_gas(log: list[object]) -> Plain:
+        vm = Plain(log)
+        del vm.gas
+        return vm
+
+    def delete_gas(vm: Any, log: list[object]) -> None:
+        del vm.gas
+
+    _attr_run(Slotted, [_nothing] * 3)
+    _, results = _attr_run(lambda log: Hooked(log), [delete_gas, _nothing])["c"]
+    assert results == [("returned", None)] * 2
+    _, results = _attr_run(Plain, [delete_gas, _nothing])["c"]
+    assert results == [("returned", None)] * 2  # deleted, then set again
+    _, results = _attr_run(without_gas, [_nothing])["c"]
+    assert results[0][:2] == ("raised", AttributeError)
+
+
 # -- the one-entry cache never serves a stale list ---------------------------------
 
 
@@ -730,3 +951,87 @@ def test_monitoring_failed_raising_propagates_into_the_program() -> None:
     assert first[:3] == ("raised", Halt, ("tracer halts",))  # not swallowed by `except Exception`
     assert again == ("returned", [str(i) for i in range(50)])
     assert gas == 10**6 - len(events) + 1  # the halting instruction was not charged
+
+
+_DROP_SCRIPT = """
+import gc, sys
+from blocktrace.vm._chook import InstructionHook
+
+M = sys.monitoring
+tool = next(t for t in (1, 2, 3, 4, 5) if M.get_tool(t) is None)
+WHERE = sys.argv[1]
+
+
+class VM:
+    def __init__(self):
+        self.gas = 1000
+        self.site = None
+
+
+def work():
+    total = 0
+    for i in range(20):
+        total += i
+    return total
+
+
+def drop():
+    # the registration is the hook's only reference: this frees it mid-call
+    M.register_callback(tool, M.events.INSTRUCTION, None)
+    gc.collect()
+
+
+calls = []
+
+
+def tracer(vm, event):
+    calls.append(event)
+    if len(calls) == 3:
+        if WHERE == "tracer":
+            drop()
+        else:
+            raise ValueError("tracer broke")
+
+
+def failed(exc):
+    drop()
+
+
+vm = VM()
+table = [None] * (len(work.__code__.co_code) + 2)
+for i in range(2, len(table), 2):
+    table[i] = i
+M.use_tool_id(tool, "drop")
+M.register_callback(
+    tool, M.events.INSTRUCTION,
+    InstructionHook({id(work.__code__): table}, vm, tracer, lambda c, o: None, print, failed,
+                    M.DISABLE),
+)
+M.set_local_events(tool, work.__code__, M.events.INSTRUCTION)
+result = work()
+M.set_local_events(tool, work.__code__, 0)
+M.free_tool_id(tool)
+print(result, len(calls), vm.gas, vm.site)
+"""
+
+
+@pytest.mark.parametrize("where", ["tracer", "failed"])
+def test_hook_unregistered_from_inside_its_own_call(tmp_path: Any, where: str) -> None:
+    """The stepper re-registers its callbacks from inside the hook's calls (a
+    failing tracer is detached, a halt swaps in the general callback): the hook
+    must outlive the call that dropped the last reference to it.  Debug malloc
+    poisons freed memory, so a use after free crashes the subprocess."""
+    import os
+    import subprocess
+
+    script = tmp_path / "drop.py"
+    script.write_text(_DROP_SCRIPT)
+    env = dict(os.environ, PYTHONMALLOC="debug")
+    done = subprocess.run(
+        [sys.executable, str(script), where], capture_output=True, text=True, env=env,
+        timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    # three events (offsets 2, 4, 6 after RESUME), the third charged after the
+    # hook was dropped; then untraced
+    assert done.stdout.split() == ["190", "3", "997", "6"]
