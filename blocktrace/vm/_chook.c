@@ -66,6 +66,10 @@ static uint64_t cache_epoch = 1;
 static int type_watcher_id = -1;
 /* Bumped whenever a watched type is modified (PyType_Modified). */
 static uint64_t type_epoch = 1;
+/* Watcher ids belong to one interpreter: the one that loaded the module.  In
+ * any other, the same id may be someone else's watcher, so no hook made there
+ * relies on them. */
+static PyInterpreterState *watch_interp;
 
 static int
 type_changed(PyTypeObject *type)
@@ -140,7 +144,7 @@ static int
 learn_vm_type(InstructionHook *self, PyTypeObject *tp)
 {
     uint64_t epoch = type_epoch;
-    int plain = type_watcher_id >= 0
+    int plain = type_watcher_id >= 0 && PyInterpreterState_Get() == watch_interp
                 && ((tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) || tp->tp_dictoffset != 0)
                 && tp->tp_getattro == PyObject_GenericGetAttr
                 && tp->tp_setattro == PyObject_GenericSetAttr && tp->tp_mro != NULL
@@ -526,7 +530,7 @@ hook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         }
     }
     int cache = 0;
-    if (watcher_id >= 0 && PyDict_CheckExact(sites)) {
+    if (watcher_id >= 0 && PyDict_CheckExact(sites) && PyInterpreterState_Get() == watch_interp) {
         if (PyDict_Watch(watcher_id, sites) < 0) {
             return NULL;
         }
@@ -677,6 +681,9 @@ PyInit__chook(void)
     int_one = PyLong_FromLong(1);
     if (str_gas == NULL || str_site == NULL || int_zero == NULL || int_one == NULL) {
         return NULL;
+    }
+    if (watch_interp == NULL) {
+        watch_interp = PyInterpreterState_Get();
     }
     if (watcher_id < 0) {
         watcher_id = PyDict_AddWatcher(sites_changed);
