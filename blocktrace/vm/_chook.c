@@ -665,11 +665,32 @@ static PyType_Spec hook_spec = {
     .slots = hook_slots,
 };
 
+/* discard(vm, event): blocktrace.discard_trace in C.  The stepper calls this one
+ * in its place: the same no-op without a Python frame. */
+static PyObject *
+discard(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    (void)args;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "discard() takes 2 positional arguments (%zd given)", nargs);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef chook_methods[] = {
+    {"discard", (PyCFunction)(void (*)(void))discard, METH_FASTCALL,
+     "discard(vm, event, /)\n--\n\nblocktrace.discard_trace without a Python frame: does nothing."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef chook_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "blocktrace.vm._chook",
     .m_doc = "The stepper's per-instruction sys.monitoring callback, in C.",
     .m_size = -1,
+    .m_methods = chook_methods,
 };
 
 PyMODINIT_FUNC

@@ -185,6 +185,7 @@ if not os.environ.get("BLOCKTRACE_PURE"):
         from blocktrace.vm._chook import (  # type: ignore[import-not-found,no-redef]
             InstructionHook as _InstructionHook,
         )
+        from blocktrace.vm._chook import discard as _c_discard
     except ImportError:  # not built (no C compiler at install): the closure below
         pass
 
@@ -538,6 +539,8 @@ class Stepper:
         out_of_gas = self._out_of_gas
         failed = self._tracer_failed
         if _InstructionHook is not None:  # the same callback in C, without a Python frame
+            if tracer is discard_trace:
+                tracer = _c_discard  # the same no-op, without a Python frame either
             return _InstructionHook(sites, vm, tracer, missing, out_of_gas, failed, DISABLE)  # type: ignore[no-any-return]
 
         def on_instruction(code: CodeType, offset: int) -> Any:
@@ -644,7 +647,23 @@ class Stepper:
         self._emit(info.call(kind))
 
     def _on_return(self, code: CodeType, offset: int, value: object) -> None:
-        self._leave(code, offset, "return", value)
+        if self.depth <= 0 or self._op_end:
+            self._leave(code, offset, "return", value)
+            return
+        # ``_leave`` and ``_emit`` inlined for the common case.  (Leaving needs no
+        # more stack than entering: at the recursion limit a frame whose call was
+        # recorded must have room for its return too.)
+        self._offset = offset
+        event = Return("return", self._infos[id(code)].index, offset, value)
+        self.site = event
+        try:
+            _active.tracer(self, event)
+        except BaseException as exc:
+            self._tracer_failed(exc)
+        finally:  # the frame leaves even if the program's exception interrupts the tracer
+            self.depth -= 1
+            if self.depth <= 0 and self.thread == 1:
+                self._enter_live = False
 
     def _on_yield(self, code: CodeType, offset: int, value: object) -> None:
         self._leave(code, offset, "yield", value)

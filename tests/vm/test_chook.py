@@ -1035,3 +1035,18 @@ def test_hook_unregistered_from_inside_its_own_call(tmp_path: Any, where: str) -
     # three events (offsets 2, 4, 6 after RESUME), the third charged after the
     # hook was dropped; then untraced
     assert done.stdout.split() == ["190", "3", "997", "6"]
+
+
+def test_discard_is_the_default_tracer_without_a_frame() -> None:
+    """The stepper calls ``_chook.discard`` in place of ``discard_trace``: the same
+    no-op, so a run with the default tracer records nothing and changes nothing."""
+    import blocktrace
+    from blocktrace.vm import _chook
+
+    assert _chook.discard(object(), object()) is None
+    with pytest.raises(TypeError):
+        _chook.discard(1)  # type: ignore[call-arg]
+    assert blocktrace.get_tracer() is blocktrace.discard_trace
+    with blocktrace.trace(blocktrace.discard_trace) as stepper:
+        total = sum(i * i for i in range(50))
+    assert total == 40425 and stepper.gas_used > 50
