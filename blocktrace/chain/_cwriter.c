@@ -461,6 +461,10 @@ static int writer_flush_impl(Writer *w)
                 taken = (size_t)k;
         }
         Py_DECREF(res);
+        if (taken == 0) {  /* would loop for ever: a stream that takes nothing is broken */
+            PyErr_SetString(PyExc_OSError, "the trace's write() took no bytes");
+            goto fail;
+        }
         /* Lines a nested call added went behind the chunk: drop only what was
          * written, from the front. */
         memmove(w->buf, w->buf + taken, w->len - taken);

@@ -168,6 +168,8 @@ class PyLineWriter:
                         del buf[:taken]
                     raise
                 taken = n if isinstance(n, int) and 0 <= n < len(chunk) else len(chunk)
+                if not taken:  # would loop for ever: a stream that takes nothing is broken
+                    raise OSError("the trace's write() took no bytes")
                 del buf[:taken]
         finally:
             self._flushing = False

@@ -82,7 +82,9 @@ def _write_all(stream: IO[bytes]) -> Any:
                 raise
             if not isinstance(n, int) or n >= len(data) - done:
                 break
-            done += max(n, 0)
+            if n <= 0:
+                raise OSError("the trace's stream took no bytes")
+            done += n
         return len(data)
 
     return write_all

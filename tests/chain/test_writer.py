@@ -211,3 +211,12 @@ def test_lines_per_leaf_zero_is_one_stream_without_a_tree(cls: Any) -> None:
     for line in out.getvalue().split(b"\n")[:-1]:
         parts = split_hash(line)
         assert parts is not None and chain.check(parts[0], line + b"\n") == parts[1]
+
+
+@pytest.mark.parametrize("cls", WRITERS)
+def test_a_stream_that_takes_nothing_is_an_error_not_a_hang(cls: Any) -> None:
+    w = cls(lambda data: 0, buffer_size=10)
+    w.line(b'{"a":1')
+    with pytest.raises(OSError, match="took no bytes"):
+        w.flush()
+    assert w.buffered > 0 and w.lines == 1  # kept, for a flush that works
