@@ -23,7 +23,7 @@ from blocktrace.tracers.tee import Tee
 from blocktrace.views.tracefunc import TraceResults, tracefunc
 from blocktrace.vm import HaltRun, OutOfGas, Scope, Stepper, start, stop, trace
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "CallStart",
