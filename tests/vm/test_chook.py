@@ -1050,3 +1050,39 @@ def test_discard_is_the_default_tracer_without_a_frame() -> None:
     with blocktrace.trace(blocktrace.discard_trace) as stepper:
         total = sum(i * i for i in range(50))
     assert total == 40425 and stepper.gas_used > 50
+
+
+# -- isolation ------------------------------------------------------------------
+# Each test runs on a fresh thread, whose handled-exception state starts empty:
+# several tests check what ``sys.exception()`` and ``__context__`` are, and an
+# earlier test's run halted by OutOfGas at a ``PUSH_EXC_INFO`` leaves the
+# interpreter's handled exception set on the main thread (CPython's cleanup
+# handler pops a value that instruction never pushed; docs/FORMAT.md, gas).
+
+
+def _in_fresh_thread(fn: Callable[..., None]) -> Callable[..., None]:
+    import functools
+    import threading
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> None:
+        failure: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                fn(*args, **kwargs)
+            except BaseException as exc:
+                failure.append(exc)
+
+        thread = threading.Thread(target=target)
+        thread.start()
+        thread.join()
+        if failure:
+            raise failure[0]
+
+    return run
+
+
+for _name, _fn in list(globals().items()):
+    if _name.startswith("test_") and callable(_fn):
+        globals()[_name] = _in_fresh_thread(_fn)
