@@ -150,7 +150,21 @@ class BlockTrace:
     before.
     """
 
-    may_disable = False
+    # slots: a block reads and writes a few dozen of these (an instance dict this
+    # size would be a hash lookup each time); __dict__ keeps other attributes
+    # settable, as they were
+    __slots__ = (
+        "__dict__", "__weakref__", "_built_piece", "_builtins", "_chain", "_chain_locals",
+        "_ctor", "_cur",
+        "_deepdiff", "_each_block_hook", "_frames", "_gas_used", "_genesis", "_globals",
+        "_globals_seen", "_hash", "_last_hash", "_last_hash_bytes", "_lline", "_locals",
+        "_lpc", "_new_hash", "_opaque", "_ops", "_pathelements", "_plain_locals",
+        "_plain_ops", "_previous_tracer", "_rec_at", "_record", "_replayed", "_running",
+        "_second_ends", "_second_starts", "_second_text", "_seqs", "_shake", "_shapes",
+        "_sites", "_skip_depth", "_skipped", "_spool", "_trace_lines", "_trace_opcodes",
+        "_wants_frame", "_watch", "block", "built", "globs", "hash", "hook_errors",
+        "ignorecode", "ignoreglobal", "ignorelocal", "iter", "locals", "may_disable",
+    )
 
     def __init__(
         self,
@@ -813,55 +827,73 @@ class BlockTrace:
         hidden names are hidden in both.  The two are one dict while every
         value shows the same in both (numbers, ``None``, ``<Type #n>``)."""
         out: dict[str, Any] = {}
-        chain = out
+        differ: list[tuple[str, object]] | None = None
+        """(name, the trace's view) where it is not the block's"""
+        lo = _MIN_INT
+        hi = _MAX_INT
         opaque = self._opaque
         shown: object
         rendered: object
         for k, v in values.items():
-            if type(k) is not str or k == "__builtins__":  # builtins have their own group
+            if type(k) is not str:
+                continue
+            t = type(v)
+            # numbers and None, the common case: as they are, in both views
+            if t is int:
+                if lo < v < hi and not hidden:
+                    out[k] = v
+                    continue
+            elif t is float:
+                if v - v == 0.0 and not hidden:  # finite
+                    out[k] = v
+                    continue
+            elif (v is None or t is bool) and not hidden:
+                out[k] = v
+                continue
+            if k == "__builtins__":  # builtins have their own group
                 continue
             if hidden and k in hidden:
                 shown = rendered = "[OBFUSCATED]"
+            elif t is int or t is float:  # out of range, or not finite
+                shown = rendered = render(v)
+            elif v is None or t is bool:
+                shown = rendered = v
+            elif t is str:
+                shown = v if len(v) <= _MAX_TEXT else v[:_MAX_TEXT] + "…"
+                rendered = render(v)
+            elif t is list or t is tuple:
+                # a sequence of scalars that did not change since it was last
+                # shown (same length, same first items) is shown the same
+                n = len(v)
+                head = tuple(v[:_MAX_ITEMS])  # exact list/tuple: no program code runs
+                seen = self._seqs.get(id(v))
+                if (seen is None or seen[0] != n or seen[4] is not t
+                        or not all(map(operator.is_, seen[1], head))):
+                    rendered = render(v)
+                    seen = (n, head, rendered, _plain(v, render, 3, rendered), t)
+                    if all(type(x) in _SCALARS for x in head):
+                        self._seqs[id(v)] = seen
+                shown = seen[3]
+                rendered = seen[2]
+            elif t in _LOOKED_INTO:
+                rendered = render(v)
+                shown = _plain(v, render, 3, rendered)
             else:
-                t = type(v)
-                if t is int:
-                    shown = rendered = v if -_MAX_INT < v < _MAX_INT else render(v)
-                elif t is float:
-                    shown = rendered = v if v - v == 0.0 else render(v)  # finite: as it is
-                elif v is None or t is bool:
-                    shown = rendered = v
-                elif t is str:
-                    shown = v if len(v) <= _MAX_TEXT else v[:_MAX_TEXT] + "…"
-                    rendered = render(v)
-                elif t is list or t is tuple:
-                    # a sequence of scalars that did not change since it was last
-                    # shown (same length, same first items) is shown the same
-                    n = len(v)
-                    head = tuple(v[:_MAX_ITEMS])  # exact list/tuple: no program code runs
-                    seen = self._seqs.get(id(v))
-                    if (seen is None or seen[0] != n or seen[4] is not t
-                            or not all(map(operator.is_, seen[1], head))):
-                        rendered = render(v)
-                        seen = (n, head, rendered, _plain(v, render, 3, rendered), t)
-                        if all(type(x) in _SCALARS for x in head):
-                            self._seqs[id(v)] = seen
-                    shown = seen[3]
-                    rendered = seen[2]
-                elif t in _LOOKED_INTO:
-                    rendered = render(v)
-                    shown = _plain(v, render, 3, rendered)
-                else:
-                    # shown as <Type #n>: a function of type and id only, so keep it
-                    hit = opaque.get(id(v))
-                    if hit is None or hit[0] != id(t):
-                        hit = opaque[id(v)] = (id(t), render(v))
-                    shown = rendered = hit[1]
+                # shown as <Type #n>: a function of type and id only, so keep it
+                hit = opaque.get(id(v))
+                if hit is None or hit[0] != id(t):
+                    hit = opaque[id(v)] = (id(t), render(v))
+                shown = rendered = hit[1]
             out[k] = shown
-            if chain is not out:
-                chain[k] = rendered
-            elif rendered is not shown:
-                chain = out.copy()
-                chain[k] = rendered
+            if rendered is not shown:
+                if differ is None:
+                    differ = []
+                differ.append((k, rendered))
+        out.pop("__builtins__", None)  # a number under that name took the fast path
+        if differ is None:
+            return out, out
+        chain = out.copy()
+        chain.update(differ)
         return out, chain
 
 
@@ -1009,6 +1041,7 @@ _MAX_TEXT = 200
 _UNSET: Any = object()
 _SCALARS = frozenset({int, float, bool, str, type(None)})
 _MAX_INT = 2**63
+_MIN_INT = -_MAX_INT
 _LOOKED_INTO = frozenset(
     {int, float, complex, bool, str, bytes, bytearray, list, tuple, set, frozenset, dict, range,
      type(None)}
