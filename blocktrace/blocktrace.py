@@ -129,10 +129,22 @@ class _Site:
         self.function = code.co_name
         self.line = line
         filename = code.co_filename
-        self.module = Path(filename).name
-        parent = str(Path(filename).parent)
-        self.path = "/".join(parent.split("/")[-pathelements:])
+        self.module, self.path = _file_parts(filename, pathelements)
         self.text = "[OBFUSCATED]" if ignored else linecache.getline(filename, line).strip()
+
+
+_FILE_PARTS: dict[tuple[str, int], tuple[str, str]] = {}
+
+
+def _file_parts(filename: str, pathelements: int) -> tuple[str, str]:
+    """``Module`` and ``Path`` of a file (the same in every run: kept)."""
+    parts = _FILE_PARTS.get((filename, pathelements))
+    if parts is None:
+        parent = str(Path(filename).parent)
+        parts = _FILE_PARTS[(filename, pathelements)] = (
+            Path(filename).name, "/".join(parent.split("/")[-pathelements:])
+        )
+    return parts
 
 
 class BlockTrace:
@@ -494,7 +506,7 @@ class BlockTrace:
             if shape is None:
                 shape = op.line_shape = self._shape(op.code, "line", pc, op.op_name, line)
             if local is None or not self._plain_locals:
-                self._emit_block(vm, shape, None, frame, local)
+                self._emit_block(vm, op.code, shape, None, frame, local)
             else:
                 # _emit_block for the common case (locals "on", module globals "on"
                 # or "off", builtins "off", a fresh hash per block), inline
@@ -535,7 +547,7 @@ class BlockTrace:
             shape = op.opcode_shape
             if shape is None:
                 shape = op.opcode_shape = self._shape(op.code, "opcode", pc, op.op_name, line)
-            self._emit_block(vm, shape, None, frame, local)
+            self._emit_block(vm, op.code, shape, None, frame, local)
         return None
 
     def _learn_op(self, vm: VMState, event: OpStart) -> _Op | None:
@@ -572,7 +584,7 @@ class BlockTrace:
             if code is not None:
                 shape = self._shape(code, "call", offset, _opname(code, offset),
                                     ev_call.first_line)
-                self._emit_block(vm, shape, None)
+                self._emit_block(vm, code, shape, None)
         elif t is Return:
             ev_ret: Return = event  # type: ignore[assignment]
             value = vm.renderer.render(ev_ret.value)
@@ -589,7 +601,7 @@ class BlockTrace:
                 arg = None if ev_ret.kind == "unwind" else value
                 shape = self._shape(code, "return", ev_ret.pc, _opname(code, ev_ret.pc),
                                     _line_at(code, ev_ret.pc))
-                self._emit_block(vm, shape, arg)
+                self._emit_block(vm, code, shape, arg)
             self._forget_frame((vm.thread << 20) | depth)
         elif t is OpException:
             ev_exc: OpException = event  # type: ignore[assignment]
@@ -600,7 +612,7 @@ class BlockTrace:
             code = vm.code
             if code is not None:
                 shape = self._shape(code, "exception", ev_exc.pc, ev_exc.op_name, ev_exc.line)
-                self._emit_block(vm, shape, [ev_exc.error_type, ev_exc.message])
+                self._emit_block(vm, code, shape, [ev_exc.error_type, ev_exc.message])
         elif t is Stop:
             record.append((event, vm.gas + self._skipped, 0, vm.thread, None))
             self._gas_used = vm.gas_used - self._skipped
@@ -626,7 +638,7 @@ class BlockTrace:
     def _inline_commands(self, filename: str, line: int) -> bool:
         """Apply a ``#*BTC`` command on the line before ``line``; True if the
         line's text is to be hidden."""
-        name = Path(filename).name
+        name = _file_parts(filename, 0)[0]
         previous = linecache.getline(filename, line - 1).strip()
         if previous[:5].upper() == "#*BTC":
             words = previous.split()[1:]
@@ -652,14 +664,13 @@ class BlockTrace:
         shape = self._shapes.get(key)
         if shape is None:
             site = self._sites.get((id(code), line)) or self._site(code, line)
-            shape = self._shapes[key] = _Shape(
-                code, site, event, pc, opname, line,
-                (self._globals, self._builtins, self._locals),
+            shape = self._shapes[key] = _shape_of(
+                site, event, pc, opname, line, (self._globals, self._builtins, self._locals)
             )
         return shape
 
     def _emit_block(
-        self, vm: VMState, shape: _Shape, arg: object,
+        self, vm: VMState, code: CodeType, shape: _Shape, arg: object,
         frame: FrameType | None = None, local: dict[str, Any] | None = None,
     ) -> None:
         """Make the next block: a copy of the shape's template with the time,
@@ -675,7 +686,7 @@ class BlockTrace:
         parts = [b'{"DateTime":"', now.encode(), shape.function]
         if self._wants_frame:
             if frame is None:
-                frame = _frame_at(shape.code, vm, 4)
+                frame = _frame_at(code, vm, 4)
             render = vm.renderer.render
             mode = self._globals
             if mode != "OFF":
@@ -916,17 +927,34 @@ class _Op:
         self.opcode_shape: _Shape | None = None
 
 
+_SHAPES: dict[tuple[str, str, str, str, str, int, str, int, tuple[str, str, str]],
+              _Shape] = {}
+
+
+def _shape_of(
+    site: _Site, event: str, pc: int, opname: str, line: int, modes: tuple[str, str, str],
+) -> _Shape:
+    """The ``_Shape`` of these fixed values (made once per process: a shape is
+    a function of them alone, and never changed)."""
+    key = (site.function, site.text, site.module, site.path, event, pc, opname, line, modes)
+    shape = _SHAPES.get(key)
+    if shape is None:
+        if len(_SHAPES) >= 100_000:
+            _SHAPES.clear()
+        shape = _SHAPES[key] = _Shape(site, event, pc, opname, line, modes)
+    return shape
+
+
 class _Shape:
     """The blocks of one event at one site: the template (every key in block
     order, the fixed values set) and the encoded JSON around the changing values."""
 
-    __slots__ = ("code", "function", "tail_arg", "tail_end", "tail_null", "template")
+    __slots__ = ("function", "tail_arg", "tail_end", "tail_null", "template")
 
     def __init__(
-        self, code: CodeType, site: _Site, event: str, pc: int, opname: str, line: int,
+        self, site: _Site, event: str, pc: int, opname: str, line: int,
         modes: tuple[str, str, str],
     ) -> None:
-        self.code = code
         template: Block = {"DateTime": "", "Function": site.function}
         for name, mode in zip(("Globals", "Builtins", "Locals"), modes, strict=True):
             if mode != "OFF":
