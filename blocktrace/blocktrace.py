@@ -95,7 +95,7 @@ def _dict_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     changed = {
         f"root[{k!r}]": {"new_value": v, "old_value": old[k]}
         for k, v in new.items()
-        if k in old and old[k] != v
+        if k in old and _differs(old[k], v)
     }
     if added:
         out["dictionary_item_added"] = added
@@ -104,6 +104,16 @@ def _dict_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     if changed:
         out["values_changed"] = changed
     return out
+
+
+def _differs(old: object, new: object) -> bool:
+    """Whether two renderings differ, ``1``, ``1.0`` and ``True`` included
+    (equal in Python, not in JSON)."""
+    if old is new:
+        return False
+    if type(old) is not type(new) or old != new:
+        return True
+    return type(new) in (list, dict) and _encode(old) != _encode(new)
 
 
 def _list_changes(old: list[str], new: list[str]) -> dict[str, Any]:

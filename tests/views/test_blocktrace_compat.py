@@ -249,7 +249,7 @@ def test_saved_trace_is_the_whole_run_instruction_by_instruction(tmp_path: Path)
     example.save(path)
     lines = [msgspec.json.decode(line) for line in path.read_bytes().splitlines()]
     header, events, summary = lines[0], lines[1:-1], lines[-1]
-    assert header["blocktrace"] == 1 and summary["pass"] is True
+    assert header["blocktrace"] == 2 and summary["pass"] is True
     ops = [e for e in events if "op" in e and "event" not in e]
     # one op line per instruction, gas falling by exactly one each time
     assert len(ops) == int(summary["gasUsed"], 16)
@@ -437,3 +437,217 @@ def test_saved_trace_holds_the_watched_instructions(tmp_path: Path) -> None:
     assert 0 < len(watched) < len(every)
     key = [(e["code"], e["pc"]) for e in watched]
     assert set(key) <= {(e["code"], e["pc"]) for e in every}
+
+
+# -- what is cached or assembled from pieces must never show stale values -----------
+
+GLOBALS_SOURCE = '''\
+X = 1
+ITEMS = [1, 2]
+TABLE = {"a": 1}
+
+
+def flip():
+    global X, NEW
+    X = True
+    X = 1.0
+    ITEMS.append(3)
+    TABLE["b"] = 2
+    setattr(sys.modules[__name__], "X", "via setattr")
+    globals().update(X=5)
+    NEW = 7
+    del NEW
+    return 0
+
+
+import sys
+'''
+
+
+def _module_from(tmp_path: Path, name: str, source: str) -> Any:
+    """A real module file, imported (so its functions are the user's own code)."""
+    import importlib.util
+
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _flip_globals(tmp_path: Path, mode: str, name: str) -> list[dict[str, Any]]:
+    module = _module_from(tmp_path, name, GLOBALS_SOURCE)
+    try:
+        example = blocktrace.BlockTrace("g", _globals=mode, _locals="on")
+        example.start()
+        module.flip()
+        example.stop()
+    finally:
+        del sys.modules[name]
+    assert example.verifychain() is True
+    return [b for n, b in sorted(example.block.items())
+            if n and b["Function"] == "flip" and b["Event"] in ("line", "return")]
+
+
+# what flip()'s globals are at each of its line starts, then at its return:
+# X (as JSON), ITEMS, TABLE, NEW
+FLIP_STATES: list[tuple[bytes, list[int], dict[str, int], int | None]] = [
+    (b"1", [1, 2], {"a": 1}, None),
+    (b"true", [1, 2], {"a": 1}, None),
+    (b"1.0", [1, 2], {"a": 1}, None),
+    (b"1.0", [1, 2, 3], {"a": 1}, None),
+    (b"1.0", [1, 2, 3], {"a": 1, "b": 2}, None),
+    (b'"via setattr"', [1, 2, 3], {"a": 1, "b": 2}, None),
+    (b"5", [1, 2, 3], {"a": 1, "b": 2}, None),
+    (b"5", [1, 2, 3], {"a": 1, "b": 2}, 7),
+    (b"5", [1, 2, 3], {"a": 1, "b": 2}, None),
+    (b"5", [1, 2, 3], {"a": 1, "b": 2}, None),
+]
+
+
+@pytest.mark.parametrize("version_tag", [True, False], ids=["dict-version", "identities"])
+def test_globals_on_follow_every_change_between_two_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version_tag: bool
+) -> None:
+    if not version_tag:  # the identity check used where no dict version tag is known
+        monkeypatch.setattr(blocktrace, "_dict_version_at", [None])
+    blocks = _flip_globals(tmp_path, "on", f"flipmod_on_{version_tag}")
+    shown = [(msgspec.json.encode(b["Globals"]["X"]), b["Globals"]["ITEMS"],
+              b["Globals"]["TABLE"], b["Globals"].get("NEW")) for b in blocks]
+    assert shown == FLIP_STATES
+
+
+@pytest.mark.parametrize("version_tag", [True, False], ids=["dict-version", "identities"])
+def test_globals_changes_follow_every_change_between_two_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version_tag: bool
+) -> None:
+    if not version_tag:
+        monkeypatch.setattr(blocktrace, "_dict_version_at", [None])
+    blocks = _flip_globals(tmp_path, "changes", f"flipmod_changes_{version_tag}")
+    changed = [b["Globals"].get("values_changed", {}) for b in blocks]
+    xs = [msgspec.json.encode(c["root['X']"]["new_value"]) for c in changed
+          if "root['X']" in c]
+    assert xs == [b"true", b"1.0", b'"via setattr"', b"5"]
+    items = [c["root['ITEMS']"]["new_value"] for c in changed if "root['ITEMS']" in c]
+    tables = [c["root['TABLE']"]["new_value"] for c in changed if "root['TABLE']" in c]
+    assert items == [[1, 2, 3]] and tables == [{"a": 1, "b": 2}]
+    added = [b["Globals"].get("dictionary_item_added", {}) for b in blocks]
+    removed = [b["Globals"].get("dictionary_item_removed", {}) for b in blocks]
+    assert [a for a in added if a] == [{"root['NEW']": 7}]
+    assert [r for r in removed if r] == [{"root['NEW']": 7}]
+
+
+def test_the_dict_version_tag_is_known_here() -> None:
+    # CPython 3.12 and 3.13 (what this project supports) have it; without it
+    # globals are checked by identity, correct but slower
+    assert blocktrace._probe_dict_version() is not None
+
+
+LOCALS_SOURCE = '''\
+def odd_locals():
+    big = 2 ** 70
+    nan = float("nan")
+    inf = float("-inf")
+    flag = True
+    one = 1
+    real = 1.0
+    none = None
+    text = 'say "hi" \\\\ ünïcode ☃'
+    long_text = "x" * 300
+    pair = (1, "two")
+    return 0
+'''
+
+
+def test_blocks_hash_as_msgspec_encodes_them_in_every_configuration(tmp_path: Path) -> None:
+    module = _module_from(tmp_path, "oddlocals", LOCALS_SOURCE)
+    try:
+        for g, loc, b in itertools.product(["on", "off", "changes"], repeat=3):
+            for options in ({}, {"_new_hash": False}, {"_hash": "sha256"}):
+                example = blocktrace.BlockTrace("odd", _globals=g, _locals=loc, _builtins=b,
+                                                **options)
+                example.start()
+                module.odd_locals()
+                s.fib(3)
+                example.stop()
+                assert example.verifychain() is True, (g, loc, b, options)
+                if options:
+                    continue
+                blocks = example.block
+                for n in range(1, len(blocks)):
+                    block = dict(blocks[n])
+                    stored = block["Hash"]
+                    block["Hash"] = blocks[n - 1]["Hash"]
+                    assert hashlib.sha1(msgspec.json.encode(block)).hexdigest() == stored
+    finally:
+        del sys.modules["oddlocals"]
+
+
+def test_locals_show_as_before_on_the_fast_path_and_off_it(tmp_path: Path) -> None:
+    module = _module_from(tmp_path, "oddlocals2", LOCALS_SOURCE)
+    try:
+        example = blocktrace.BlockTrace("odd", _globals="off", _locals="on")
+        example.start()
+        module.odd_locals()
+        example.stop()
+    finally:
+        del sys.modules["oddlocals2"]
+    last = next(b for b in example.block.values() if b.get("Event") == "return")["Locals"]
+    assert last["big"] == str(2**70)  # beyond 64 bits: text, as the renderer shows it
+    assert last["nan"] == "nan" and last["inf"] == "-inf"
+    assert msgspec.json.encode([last["flag"], last["one"], last["real"], last["none"]]) == (
+        b"[true,1,1.0,null]"
+    )
+    assert last["text"] == 'say "hi" \\ ünïcode ☃'
+    assert last["long_text"] == "x" * 200 + "…"
+    assert last["pair"] == [1, "two"]
+
+
+def test_the_saved_trace_renders_what_the_block_shows_as_is(tmp_path: Path) -> None:
+    module = _module_from(tmp_path, "oddlocals3", LOCALS_SOURCE)
+    try:
+        example = blocktrace.BlockTrace("odd", _globals="off", _locals="on")
+        example.start()
+        module.odd_locals()
+        example.stop()
+    finally:
+        del sys.modules["oddlocals3"]
+    path = tmp_path / "odd.jsonl"
+    example.save(path)
+    events = [msgspec.json.decode(line) for line in path.read_bytes().splitlines()[1:-1]]
+    last = [e["locals"] for e in events if "locals" in e and e["depth"] == 2][-1]
+    # one rendering pass, two views: the trace shows every value rendered
+    assert last["text"] == repr('say "hi" \\ ünïcode ☃')
+    assert last["one"] == 1 and last["real"] == 1.0 and last["flag"] is True
+    assert last["big"] == str(2**70)
+
+
+def test_every_watched_instruction_makes_its_opcode_block_with_locals_on() -> None:
+    example = blocktrace.BlockTrace("op", _globals="on", _locals="on", _trace_opcodes=True)
+    example.start()
+    s.fib(3)
+    example.stop()
+    blocks = [example.block[n] for n in range(1, len(example.block))]
+    for n, block in enumerate(blocks):
+        if block["Event"] == "line":
+            after = blocks[n + 1]
+            assert after["Event"] == "opcode"
+            assert (after["Instruction No"], after["Line No"], after["Locals"]) == (
+                block["Instruction No"], block["Line No"], block["Locals"])
+    assert example.verifychain() is True
+
+
+def test_a_second_run_of_the_same_blocktrace_shows_fresh_values() -> None:
+    example = blocktrace.BlockTrace("twice", _globals="on", _locals="on")
+    for expected in (1, 2):
+        s.COUNTER = 0
+        example.start()
+        s.bump()
+        example.stop()
+        ret = next(b for b in reversed(example.block.values()) if b.get("Event") == "return")
+        assert ret["Globals"]["COUNTER"] == 1 and ret["Arg"] == 1
+        assert ret["Globals"]["SEEN"][-expected:] == [1] * expected
+    assert example.verifychain() is True
