@@ -180,14 +180,31 @@ def active_stepper() -> Stepper | None:
 
 
 _InstructionHook: Any = None
+_c_discard: Any = None
 if not os.environ.get("BLOCKTRACE_PURE"):
     try:
         from blocktrace.vm._chook import (  # type: ignore[import-not-found,no-redef]
             InstructionHook as _InstructionHook,
         )
-        from blocktrace.vm._chook import discard as _c_discard
+        from blocktrace.vm._chook import discard as _c_discard  # type: ignore[no-redef]
     except ImportError:  # not built (no C compiler at install): the closure below
         pass
+
+
+def _direct_callable(tracer: Any) -> Any:
+    """What the stepper calls for ``tracer``: its ``fast_call`` if it has one
+    (ChainTracer's line writer), an instance's bound ``__call__`` (skips the
+    type-slot lookup), the C no-op for ``discard_trace`` when built; else itself."""
+    fast = _fast_call(tracer)
+    if fast is not None:
+        return fast
+    if tracer is discard_trace and _c_discard is not None:
+        return _c_discard
+    if not isinstance(tracer, FunctionType | MethodType | BuiltinFunctionType):
+        bound = type(tracer).__dict__.get("__call__")
+        if isinstance(bound, FunctionType):
+            return MethodType(bound, tracer)
+    return tracer
 
 
 def _fast_call(tracer: object) -> Any:
@@ -237,6 +254,8 @@ class Stepper:
         self._thread_state: dict[int, tuple[int, int]] = {}  # ident -> (number, depth)
         self._mt_lock = threading.RLock()
         self._retired: list[object] = []
+        self._direct: Any = discard_trace
+        """The active tracer as the stepper calls it (see ``_direct_callable``)."""
         self._multi = False
         self._target = self.scope.target_name is not None
         self._op_end = False
@@ -352,6 +371,7 @@ class Stepper:
         raise RuntimeError("no free sys.monitoring tool id (all six are in use)")
 
     def _callbacks(self) -> dict[int, Callable[..., Any] | None]:
+        self._direct = _direct_callable(_active.tracer)
         general = self._multi or self._target or self._op_end or self._may_disable
         general = general or self.halted is not None
         cbs: dict[int, Callable[..., Any] | None] = {
@@ -456,7 +476,7 @@ class Stepper:
     def _emit(self, event: Any) -> Any:
         self.site = event
         try:
-            return _active.tracer(self, event)
+            return self._direct(self, event)
         except BaseException as exc:
             self._tracer_failed(exc)
             return None
@@ -525,22 +545,12 @@ class Stepper:
         It captures the active tracer: ``set_tracer`` tells the stepper, which
         then registers a fresh closure."""
         sites = self._sites
-        tracer = _active.tracer
-        fast = _fast_call(tracer)
-        if fast is not None:
-            tracer = fast  # the tracer's own direct callable (ChainTracer's line writer)
-        elif not isinstance(tracer, FunctionType | MethodType | BuiltinFunctionType):
-            bound = type(tracer).__dict__.get("__call__")
-            if isinstance(bound, FunctionType):
-                bound = MethodType(bound, tracer)
-                tracer = bound  # skips the type-slot lookup of calling an instance
+        tracer = self._direct
         vm = self
         missing = self._missing_site
         out_of_gas = self._out_of_gas
         failed = self._tracer_failed
         if _InstructionHook is not None:  # the same callback in C, without a Python frame
-            if tracer is discard_trace:
-                tracer = _c_discard  # the same no-op, without a Python frame either
             return _InstructionHook(sites, vm, tracer, missing, out_of_gas, failed, DISABLE)  # type: ignore[no-any-return]
 
         def on_instruction(code: CodeType, offset: int) -> Any:
@@ -619,7 +629,19 @@ class Stepper:
             info = self._learn(code, frame.f_back if frame.f_code is code else None)
             if info is None:
                 return DISABLE
-        self._enter(info, code, offset, "call")
+        if self.halted is not None or self._target or get_ident() != self.thread_ident:
+            self._enter(info, code, offset, "call")
+            return None
+        # ``_enter`` and ``_emit`` inlined for the common case.  (At the recursion
+        # limit, entering and leaving must need the same stack: see ``_on_unwind``.)
+        self.depth += 1
+        self._offset = offset
+        event = info.calls.get("call") or info.call("call")
+        self.site = event
+        try:
+            self._direct(self, event)
+        except BaseException as exc:
+            self._tracer_failed(exc)
         return None
 
     def _on_resume(self, code: CodeType, offset: int) -> None:
@@ -657,7 +679,7 @@ class Stepper:
         event = Return("return", self._infos[id(code)].index, offset, value)
         self.site = event
         try:
-            _active.tracer(self, event)
+            self._direct(self, event)
         except BaseException as exc:
             self._tracer_failed(exc)
         finally:  # the frame leaves even if the program's exception interrupts the tracer
@@ -669,8 +691,25 @@ class Stepper:
         self._leave(code, offset, "yield", value)
 
     def _on_unwind(self, code: CodeType, offset: int, exc: BaseException) -> None:
-        if id(code) in self._infos:
+        info = self._infos.get(id(code))
+        if info is None:
+            return
+        if self.depth <= 0 or self._op_end:
             self._leave(code, offset, "unwind", exc)
+            return
+        # Inlined like ``_on_start``, so that a frame whose call was recorded at the
+        # recursion limit has the same stack to record its unwind with.
+        self._offset = offset
+        event = Return("unwind", info.index, offset, exc)
+        self.site = event
+        try:
+            self._direct(self, event)
+        except BaseException as failure:
+            self._tracer_failed(failure)
+        finally:
+            self.depth -= 1
+            if self.depth <= 0 and self.thread == 1:
+                self._enter_live = False
 
     def _leave(self, code: CodeType, offset: int, kind: ReturnKind, value: object) -> None:
         if self.depth <= 0:
