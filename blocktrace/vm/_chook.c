@@ -1,7 +1,9 @@
 /* The per-instruction sys.monitoring callback, without a Python frame.
  *
- * InstructionHook(sites, vm, tracer, missing, out_of_gas, failed, disable) is
- * a callable that behaves exactly like this Python (the stepper's fast path):
+ * InstructionHook(sites, vm, tracer, missing, out_of_gas, failed, disable,
+ * *, may_disable=False) is a callable that behaves exactly like this Python (the
+ * stepper's fast path; with may_disable, ``tracer(vm, event)`` returning
+ * ``disable`` makes the hook return ``disable`` too, once gas is decremented):
  *
  *     def on_instruction(code, offset):
  *         event = sites[id(code)][offset]
@@ -119,6 +121,7 @@ typedef struct {
     PyObject *out_of_gas;
     PyObject *failed;
     PyObject *disable;
+    int may_disable; /* the tracer's DISABLE for an OpStart is passed on */
     /* the one-entry cache (strong references, or NULL) */
     PyObject *last_code;
     PyObject *last_list;
@@ -343,12 +346,14 @@ generic_gas(InstructionHook *self, PyObject *const *args, PyObject *event, PyObj
     PyObject *stack[3] = {NULL, self->vm, event};
     PyObject *r = PyObject_Vectorcall(
         self->tracer, stack + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    int pass_disable = 0;
     if (r == NULL) {
         if (call_failed(self) < 0) {
             goto done;
         }
     }
     else {
+        pass_disable = self->may_disable && r == self->disable;
         Py_DECREF(r);
     }
     PyObject *left = PyNumber_Subtract(gas, int_one);
@@ -360,7 +365,7 @@ generic_gas(InstructionHook *self, PyObject *const *args, PyObject *event, PyObj
     if (set < 0) {
         goto done;
     }
-    result = Py_NewRef(Py_None);
+    result = Py_NewRef(pass_disable ? self->disable : Py_None);
 done:
     Py_DECREF(gas);
     return result;
@@ -465,12 +470,14 @@ hook_call(InstructionHook *self, PyObject *const *args, size_t nargsf, PyObject 
     PyObject *stack[3] = {NULL, self->vm, event};
     PyObject *r = PyObject_Vectorcall(
         self->tracer, stack + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    int pass_disable = 0;
     if (r == NULL) {
         if (call_failed(self) < 0) {
             goto done;
         }
     }
     else {
+        pass_disable = self->may_disable && r == self->disable;
         Py_DECREF(r);
     }
     PyObject *after;
@@ -490,7 +497,7 @@ hook_call(InstructionHook *self, PyObject *const *args, size_t nargsf, PyObject 
     if (set < 0) {
         goto done;
     }
-    result = Py_NewRef(Py_None);
+    result = Py_NewRef(pass_disable ? self->disable : Py_None);
 done:
     Py_DECREF(event);
     return result;
@@ -513,11 +520,13 @@ hook_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
 static PyObject *
 hook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {
-        "sites", "vm", "tracer", "missing", "out_of_gas", "failed", "disable", NULL};
+    static char *kwlist[] = {"sites", "vm", "tracer", "missing", "out_of_gas", "failed",
+                             "disable", "may_disable", NULL};
     PyObject *sites, *vm, *tracer, *missing, *out_of_gas, *failed, *disable;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO:InstructionHook", kwlist, &sites,
-                                     &vm, &tracer, &missing, &out_of_gas, &failed, &disable)) {
+    int may_disable = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO|$p:InstructionHook", kwlist, &sites,
+                                     &vm, &tracer, &missing, &out_of_gas, &failed, &disable,
+                                     &may_disable)) {
         return NULL;
     }
     PyObject *const callables[] = {tracer, missing, out_of_gas, failed};
@@ -541,6 +550,7 @@ hook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     self->vectorcall = hook_vectorcall;
+    self->may_disable = may_disable;
     self->weakrefs = NULL;
     self->sites = Py_NewRef(sites);
     self->vm = Py_NewRef(vm);

@@ -372,8 +372,10 @@ class Stepper:
 
     def _callbacks(self) -> dict[int, Callable[..., Any] | None]:
         self._direct = _direct_callable(_active.tracer)
-        general = self._multi or self._target or self._op_end or self._may_disable
+        general = self._multi or self._target or self._op_end
         general = general or self.halted is not None
+        # A tracer that may answer DISABLE gets the general path only without the C hook.
+        general = general or (self._may_disable and _InstructionHook is None)
         cbs: dict[int, Callable[..., Any] | None] = {
             _E.PY_START: self._on_start,
             _E.PY_RESUME: self._on_resume,
@@ -551,7 +553,10 @@ class Stepper:
         out_of_gas = self._out_of_gas
         failed = self._tracer_failed
         if _InstructionHook is not None:  # the same callback in C, without a Python frame
-            return _InstructionHook(sites, vm, tracer, missing, out_of_gas, failed, DISABLE)  # type: ignore[no-any-return]
+            return _InstructionHook(  # type: ignore[no-any-return]
+                sites, vm, tracer, missing, out_of_gas, failed, DISABLE,
+                may_disable=self._may_disable,
+            )
 
         def on_instruction(code: CodeType, offset: int) -> Any:
             event = sites[id(code)][offset]

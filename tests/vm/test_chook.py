@@ -1052,6 +1052,29 @@ def test_discard_is_the_default_tracer_without_a_frame() -> None:
     assert total == 40425 and stepper.gas_used > 50
 
 
+
+@pytest.mark.parametrize("may_disable", [False, True])
+def test_a_tracers_disable_is_passed_on_only_when_it_may(may_disable: bool) -> None:
+    """``may_disable=True`` (a tracer with ``may_disable``): the tracer's DISABLE
+    for an op is the hook's answer, after gas is paid; otherwise it is ignored."""
+    sc = Scenario()
+    answers: list[object] = []
+
+    def tracer(vm: object, event: object) -> object:
+        answers.append(event)
+        return DISABLE
+
+    hook = InstructionHook(
+        sc.sites, sc.vm, tracer, sc.missing, sc.out_of_gas, sc.failed, DISABLE,
+        may_disable=may_disable,
+    )
+    gas = sc.vm.gas
+    assert hook(CODE, 0) is (DISABLE if may_disable else None)
+    assert sc.vm.gas == gas - 1 and len(answers) == 1
+    sc.vm.gas = 10**30  # the generic number path passes it on too
+    assert hook(CODE, 0) is (DISABLE if may_disable else None)
+    assert sc.vm.gas == 10**30 - 1
+
 # -- isolation ------------------------------------------------------------------
 # Each test runs on a fresh thread, whose handled-exception state starts empty:
 # several tests check what ``sys.exception()`` and ``__context__`` are, and an
