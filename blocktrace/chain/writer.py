@@ -40,6 +40,7 @@ class PyLineWriter:
 
     ``write``: called with a bytes object; may return how many bytes it took (a
     partial write: the rest is written next) or anything else for all of them.
+    ``tell``: the stream's position, when it has one (see ``flush``).
     ``lines_per_leaf``: 16 in traces; 0 = no tree (one stream for the whole
     file; for measuring what the tree costs).  ``slow(vm, event)``: what
     ``__call__`` does for an event without a site.  ``on_leaf()``: called after
@@ -54,10 +55,12 @@ class PyLineWriter:
         lines_per_leaf: int = 16,
         slow: Callable[[Any, Any], Any] | None = None,
         on_leaf: Callable[[], Any] | None = None,
+        tell: Callable[[], int] | None = None,
     ) -> None:
         if buffer_size < 1 or lines_per_leaf < 0:
             raise ValueError("buffer_size must be positive and lines_per_leaf not negative")
         self._write = write
+        self._tell = tell
         self._size = buffer_size
         self._per_leaf = lines_per_leaf
         self._slow = slow
@@ -157,13 +160,22 @@ class PyLineWriter:
         self._flushing = True
         try:
             buf = self._buf
+            tell = self._tell
             while buf:
                 chunk = bytes(buf)
+                before = tell() if tell is not None else 0
                 try:
                     n = self._write(chunk)
                 except BaseException as exc:
-                    # Took nothing, unless it says how much (BlockingIOError's convention).
+                    # Took nothing, unless it says how much (BlockingIOError's
+                    # convention) or the position moved: in Python a signal
+                    # handler can raise just *after* a write returned.
                     taken = getattr(exc, "characters_written", 0)
+                    if not taken and tell is not None:
+                        try:
+                            taken = tell() - before
+                        except BaseException:
+                            taken = 0
                     if isinstance(taken, int) and 0 < taken <= len(chunk):
                         del buf[:taken]
                     raise

@@ -27,7 +27,7 @@ import msgspec
 from blocktrace.chain.checkpoint import Checkpointer
 from blocktrace.chain.hashing import FORMAT_VERSION
 from blocktrace.chain.merkle import LINES_PER_LEAF
-from blocktrace.chain.writer import LineWriter
+from blocktrace.chain.writer import LineWriter, PyLineWriter
 from blocktrace.events import (
     CallStart,
     OpEnd,
@@ -48,6 +48,14 @@ ValuesMode = Literal["off", "on", "changes"]
 
 _encode = msgspec.json.Encoder().encode
 _MID = b'","gasCost":"0x1","depth":'
+
+
+def _position(stream: IO[bytes]) -> Any:
+    """The stream's ``tell``, when it can seek (else None)."""
+    try:
+        return stream.tell if stream.seekable() else None
+    except Exception:
+        return None
 
 
 def _write_all(stream: IO[bytes]) -> Any:
@@ -149,9 +157,12 @@ class ChainTracer:
         periodic = checkpoint_every is not None or checkpoint_seconds is not None
         if periodic and self.path is None:
             raise ValueError("periodic checkpoints need a trace path, not a stream")
+        extra: dict[str, Any] = {}
+        if LineWriter is PyLineWriter:  # Python code can be interrupted after a write: see flush
+            extra["tell"] = _position(self._out)
         self._writer = LineWriter(
             write, buffer_size=buffer_size, lines_per_leaf=LINES_PER_LEAF,
-            slow=self._slow, on_leaf=self._leaf_done if periodic else None,
+            slow=self._slow, on_leaf=self._leaf_done if periodic else None, **extra,
         )
         self.fast_call = self._writer
         """What the stepper calls for each event (same as calling this tracer)."""
