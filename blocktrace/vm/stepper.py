@@ -27,6 +27,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from _thread import get_ident
 from collections.abc import Callable
 from types import BuiltinFunctionType, CodeType, FrameType, FunctionType, MethodType
@@ -111,6 +112,31 @@ class _CodeInfo:
                 kind, self.index, c.co_qualname, c.co_filename, c.co_firstlineno
             )
         return ev
+
+
+_SITE_CACHE: dict[int, tuple[weakref.ref[CodeType], int, list[OpStart | None]]] = {}
+"""id(code) -> (the code, its index, its sites) from an earlier run: a program traced
+again (a test suite, a view started per call) learns its code objects in the same
+order, and an ``OpStart`` depends only on the code and that index."""
+
+
+def _sites_for(code: CodeType, index: int) -> list[OpStart | None]:
+    """``_build_sites``, or the same list from an earlier run with the same index."""
+    key = id(code)
+    cached = _SITE_CACHE.get(key)
+    if cached is not None and cached[0]() is code and cached[1] == index:
+        return cached[2]
+    sites = _build_sites(code, index)
+
+    def forget(_: object) -> None:
+        _SITE_CACHE.pop(key, None)
+
+    try:
+        ref = weakref.ref(code, forget)
+    except TypeError:  # a code object without weak references: not cached
+        return sites
+    _SITE_CACHE[key] = (ref, index, sites)
+    return sites
 
 
 def _build_sites(code: CodeType, index: int) -> list[OpStart | None]:
@@ -453,7 +479,7 @@ class Stepper:
             if not in_scope:
                 return None
             index = len(self._infos) + 1
-            info = _CodeInfo(code, index, _build_sites(code, index))
+            info = _CodeInfo(code, index, _sites_for(code, index))
         except Exception as exc:
             if belongs_to_program(exc):
                 raise  # the program's signal handler ran while we were learning
