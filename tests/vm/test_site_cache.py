@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import blocktrace
-from blocktrace.events import OpStart
 from blocktrace import Recorder
+from blocktrace.events import OpStart
 from blocktrace.vm import stepper
 
 
