@@ -279,7 +279,6 @@ class Stepper:
         self._sites: dict[int, list[OpStart | None]] = {}
         self._thread_state: dict[int, tuple[int, int]] = {}  # ident -> (number, depth)
         self._mt_lock = threading.RLock()
-        self._retired: list[object] = []
         self._direct: Any = discard_trace
         """The active tracer as the stepper calls it (see ``_direct_callable``)."""
         self._multi = False
@@ -373,9 +372,7 @@ class Stepper:
             except ValueError:
                 pass
         for event in self._callbacks():
-            old = _M.register_callback(tool, event, None)
-            if old is not None:
-                self._retired.append(old)  # stop() may be called from inside one
+            _M.register_callback(tool, event, None)
         _M.free_tool_id(tool)
         self._tool = None
         with _lock:
@@ -424,12 +421,11 @@ class Stepper:
 
     def _register(self, cbs: dict[int, Callable[..., Any] | None]) -> None:
         assert self._tool is not None
+        # sys.monitoring does not hold a callback while it calls it, and this runs from
+        # inside one (a tracer detached mid-call): Python callbacks are held by their
+        # frames, the C hook holds itself for the call.
         for event, cb in cbs.items():
-            old = _M.register_callback(self._tool, event, cb)
-            if old is not None:
-                # sys.monitoring does not hold a callback it is calling: one replaced
-                # from inside itself (a tracer detached mid-call) must outlive the call.
-                self._retired.append(old)
+            _M.register_callback(self._tool, event, cb)
 
     def _serialised(self, cb: Callable[..., Any]) -> Callable[..., Any]:
         """With several threads: one event at a time, and per-thread depth."""
