@@ -25,7 +25,7 @@ from typing import Any
 
 import blocktrace
 from blocktrace.events import OpStart
-from blocktrace.vm.stepper import Stepper
+from blocktrace.vm.stepper import Stepper, python_instruction_hook
 
 try:
     InstructionHook: Any = importlib.import_module("blocktrace.vm._chook").InstructionHook
@@ -72,25 +72,7 @@ def python_closure(
     sites: dict[int, list[OpStart | None]], vm: Any, tracer: Callable[[Any, Any], object]
 ) -> Callable[[CodeType, int], object]:
     """The stepper's fast path as a Python closure (what the hook replaces)."""
-
-    def on_instruction(code: CodeType, offset: int) -> object:
-        event = sites[id(code)][offset]
-        if event is None:
-            event = missing(code, offset)
-            if event is None:
-                return DISABLE
-        gas = vm.gas
-        if gas <= 0:
-            out_of_gas(code, offset)
-        vm.site = event
-        try:
-            tracer(vm, event)
-        except BaseException as exc:
-            failed(exc)
-        vm.gas = gas - 1
-        return None
-
-    return on_instruction
+    return python_instruction_hook(sites, vm, tracer, missing, out_of_gas, failed, DISABLE)
 
 
 def free_tool() -> int:

@@ -217,6 +217,39 @@ if not os.environ.get("BLOCKTRACE_PURE"):
         pass
 
 
+def python_instruction_hook(
+    sites: dict[int, list[OpStart | None]],
+    vm: Any,
+    tracer: Callable[[Any, Any], object],
+    missing: Callable[[CodeType, int], OpStart | None],
+    out_of_gas: Callable[[CodeType, int], object],
+    failed: Callable[[BaseException], object],
+    disable: object,
+) -> Callable[[CodeType, int], Any]:
+    """The per-instruction callback in Python: what ``_chook.InstructionHook``
+    does in C (its contract, and the stepper's callback where it is not built),
+    as a closure over everything it touches."""
+
+    def on_instruction(code: CodeType, offset: int) -> Any:
+        event = sites[id(code)][offset]
+        if event is None:
+            event = missing(code, offset)
+            if event is None:
+                return disable
+        gas = vm.gas
+        if gas <= 0:
+            out_of_gas(code, offset)
+        vm.site = event
+        try:
+            tracer(vm, event)
+        except BaseException as exc:
+            failed(exc)
+        vm.gas = gas - 1
+        return None
+
+    return on_instruction
+
+
 def _direct_callable(tracer: Any) -> Any:
     """What the stepper calls for ``tracer``: its ``fast_call`` if it has one
     (ChainTracer's line writer), an instance's bound ``__call__`` (skips the
@@ -579,25 +612,7 @@ class Stepper:
                 sites, vm, tracer, missing, out_of_gas, failed, DISABLE,
                 may_disable=self._may_disable,
             )
-
-        def on_instruction(code: CodeType, offset: int) -> Any:
-            event = sites[id(code)][offset]
-            if event is None:
-                event = missing(code, offset)
-                if event is None:
-                    return DISABLE
-            gas = vm.gas
-            if gas <= 0:
-                out_of_gas(code, offset)
-            vm.site = event
-            try:
-                tracer(vm, event)
-            except BaseException as exc:
-                failed(exc)
-            vm.gas = gas - 1
-            return None
-
-        return on_instruction
+        return python_instruction_hook(sites, vm, tracer, missing, out_of_gas, failed, DISABLE)
 
     def _on_instruction_general(self, code: CodeType, offset: int) -> Any:
         """The same, for the rare modes: halted, target, OpEnd, DISABLE-capable."""

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from blocktrace.vm.stepper import python_instruction_hook
+
 _chook = pytest.importorskip(
     "blocktrace.vm._chook",
     reason="the C extension is not built (python setup.py build_ext --inplace)",
@@ -33,29 +35,8 @@ Hook = Callable[[CodeType, int], object]
 Factory = Callable[..., Hook]
 
 
-def reference(
-    sites: Any, vm: Any, tracer: Any, missing: Any, out_of_gas: Any, failed: Any, disable: Any
-) -> Hook:
-    """The contract: the stepper's per-instruction closure."""
-
-    def on_instruction(code: CodeType, offset: int) -> object:
-        event = sites[id(code)][offset]
-        if event is None:
-            event = missing(code, offset)
-            if event is None:
-                return disable
-        gas = vm.gas
-        if gas <= 0:
-            out_of_gas(code, offset)
-        vm.site = event
-        try:
-            tracer(vm, event)
-        except BaseException as exc:
-            failed(exc)
-        vm.gas = gas - 1
-        return None
-
-    return on_instruction
+# The contract: the stepper's per-instruction callback in Python.
+reference: Factory = python_instruction_hook
 
 
 IMPLEMENTATIONS: dict[str, Factory] = {"python": reference, "c": InstructionHook}
