@@ -323,6 +323,23 @@ call_failed(InstructionHook *self)
     return 0;
 }
 
+/* tracer(vm, event), and failed(exc) if it raised: 1 when the tracer's answer
+ * is to be passed on (may_disable and it returned DISABLE), 0 otherwise, -1
+ * with failed's exception set. */
+static int
+call_tracer(InstructionHook *self, PyObject *event)
+{
+    PyObject *stack[3] = {NULL, self->vm, event};
+    PyObject *r = PyObject_Vectorcall(
+        self->tracer, stack + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (r == NULL) {
+        return call_failed(self);
+    }
+    int pass_disable = self->may_disable && r == self->disable;
+    Py_DECREF(r);
+    return pass_disable;
+}
+
 /* The rest of the instruction once gas was read and found not an exact int
  * that fits: the generic number protocol, same order of effects. */
 static PyObject *
@@ -343,18 +360,9 @@ generic_gas(InstructionHook *self, PyObject *const *args, PyObject *event, PyObj
     if (vm_set(self, str_site, event) < 0) {
         goto done;
     }
-    PyObject *stack[3] = {NULL, self->vm, event};
-    PyObject *r = PyObject_Vectorcall(
-        self->tracer, stack + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-    int pass_disable = 0;
-    if (r == NULL) {
-        if (call_failed(self) < 0) {
-            goto done;
-        }
-    }
-    else {
-        pass_disable = self->may_disable && r == self->disable;
-        Py_DECREF(r);
+    int pass_disable = call_tracer(self, event);
+    if (pass_disable < 0) {
+        goto done;
     }
     PyObject *left = PyNumber_Subtract(gas, int_one);
     if (left == NULL) {
@@ -467,18 +475,9 @@ hook_call(InstructionHook *self, PyObject *const *args, size_t nargsf, PyObject 
     if (set_site < 0) {
         goto done;
     }
-    PyObject *stack[3] = {NULL, self->vm, event};
-    PyObject *r = PyObject_Vectorcall(
-        self->tracer, stack + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-    int pass_disable = 0;
-    if (r == NULL) {
-        if (call_failed(self) < 0) {
-            goto done;
-        }
-    }
-    else {
-        pass_disable = self->may_disable && r == self->disable;
-        Py_DECREF(r);
+    int pass_disable = call_tracer(self, event);
+    if (pass_disable < 0) {
+        goto done;
     }
     PyObject *after;
     if (left > LLONG_MIN) {
