@@ -183,7 +183,8 @@ class BlockTrace:
         "_lpc", "_new_hash", "_opaque", "_ops", "_pathelements", "_plain_locals",
         "_plain_ops", "_previous_tracer", "_rec_at", "_record", "_replayed", "_running",
         "_second_ends", "_second_starts", "_second_text", "_seqs", "_shake", "_shapes",
-        "_sites", "_skip_depth", "_skipped", "_spool", "_trace_lines", "_trace_opcodes",
+        "_sites", "_skip_depth", "_skipped", "_spool", "_spool_closer", "_trace_lines",
+        "_trace_opcodes",
         "_wants_frame", "_watch", "block", "built", "globs", "hash", "hook_errors",
         "ignorecode", "ignoreglobal", "ignorelocal", "iter", "locals", "may_disable",
     )
@@ -282,6 +283,7 @@ class BlockTrace:
         self._lline = 0
         self._gas_used = 0
         self._spool: IO[bytes] | None = None
+        self._spool_closer: _Closer | None = None
         self._chain: Any = None
         self._replayed = False
 
@@ -374,6 +376,7 @@ class BlockTrace:
         if self._spool is not None:
             self._spool.close()
         self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - kept until save()
+        self._spool_closer = _Closer(self._spool)  # closed with this object, quietly
         # the header (start time, argv) is written now; the events only by save()
         self._chain = ChainTracer(
             self._spool, genesis=self._genesis,
@@ -916,6 +919,22 @@ class BlockTrace:
         chain = out.copy()
         chain.update(differ)
         return out, chain
+
+
+class _Closer:
+    """Closes the spool of a BlockTrace when the BlockTrace goes away (it is kept
+    open for ``save()``, which may come at any time), without a ResourceWarning."""
+
+    __slots__ = ("_file",)
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+
+    def __del__(self) -> None:
+        try:
+            self._file.close()
+        except Exception:
+            pass
 
 
 class _Op:
