@@ -59,6 +59,28 @@ _MODES = ("ON", "OFF", "CHANGES")
 _DATE = "%d/%m/%Y, %H:%M:%S.%f"
 _encode = msgspec.json.Encoder().encode
 
+_sha1_hex: Callable[..., str] | None = None
+"""SHA-1 of a block's pieces in C, where the SHA extensions make it faster
+than hashlib's (one call, no joined copy, no hash object)."""
+_plain_values: Callable[[Any], dict[str, Any] | None] | None = None
+"""A frame's locals as a new dict when every one shows the same in a block and
+in the standard trace (numbers, None, bools), in C; else None."""
+if not os.environ.get("BLOCKTRACE_PURE"):
+    try:
+        from blocktrace.chain._cwriter import (  # type: ignore[import-not-found]
+            IMPLEMENTATION as _SHA_IMPLEMENTATION,
+        )
+        from blocktrace.chain._cwriter import sha1_hex
+
+        if _SHA_IMPLEMENTATION == "sha-ni":
+            _sha1_hex = sha1_hex
+    except ImportError:
+        pass
+    try:
+        from blocktrace.vm._chook import plain_values as _plain_values  # type: ignore[import-not-found,no-redef]
+    except ImportError:
+        pass
+
 
 class ChainFailure:
     """Why :meth:`BlockTrace.verifychain` failed: falsy, with the block number."""
@@ -177,16 +199,15 @@ class BlockTrace:
     # settable, as they were
     __slots__ = (
         "__dict__", "__weakref__", "_built_piece", "_builtins", "_chain", "_chain_locals",
-        "_ctor", "_cur",
-        "_deepdiff", "_each_block_hook", "_frames", "_gas_used", "_genesis", "_globals",
-        "_globals_seen", "_hash", "_last_hash", "_last_hash_bytes", "_lline", "_locals",
-        "_lpc", "_new_hash", "_opaque", "_ops", "_pathelements", "_plain_locals",
-        "_plain_ops", "_previous_tracer", "_rec_at", "_record", "_replayed", "_running",
-        "_second_ends", "_second_starts", "_second_text", "_seqs", "_shake", "_shapes",
-        "_sites", "_skip_depth", "_skipped", "_spool", "_spool_closer", "_trace_lines",
-        "_trace_opcodes",
-        "_wants_frame", "_watch", "block", "built", "globs", "hash", "hook_errors",
-        "ignorecode", "ignoreglobal", "ignorelocal", "iter", "locals", "may_disable",
+        "_ctor", "_cur", "_deepdiff", "_each_block_hook", "_frames", "_gas_used", "_genesis",
+        "_globals", "_globals_seen", "_hash", "_hash_obj", "_last_hash", "_last_hash_bytes",
+        "_lline", "_locals", "_lpc", "_new_hash", "_opaque", "_ops", "_pathelements",
+        "_plain_locals", "_plain_ops", "_previous_tracer", "_rec_at", "_record", "_replayed",
+        "_running", "_second_ends", "_second_starts", "_second_text", "_seqs", "_sha1_hex",
+        "_shake", "_shapes", "_sites", "_skip_depth", "_skipped", "_spool", "_spool_closer",
+        "_trace_lines", "_trace_opcodes", "_up", "_wants_frame", "_watch", "block", "built",
+        "globs", "hook_errors", "ignorecode", "ignoreglobal", "ignorelocal", "iter", "locals",
+        "may_disable",
     )
 
     def __init__(
@@ -234,10 +255,15 @@ class BlockTrace:
         if self._locals != "OFF":
             first["Locals"] = {}
         first["sample"] = self._genesis
-        self.hash = self._new()
-        self.hash.update(_encode(first))
-        first["Hash"] = self._last_hash = self._hex(self.hash)
+        self._hash_obj: Any = self._new()
+        self._hash_obj.update(_encode(first))
+        first["Hash"] = self._last_hash = self._hex(self._hash_obj)
         self._last_hash_bytes = self._last_hash.encode()
+        self._sha1_hex = (
+            _sha1_hex if _hash == "sha1" and self._new_hash else None
+        )
+        """SHA-1 of a block's pieces in C, without joining them (where the
+        SHA extensions make it faster than hashlib's)."""
         self.block[0] = first
         self._sites: dict[tuple[int, int], _Site] = {}
         self._frames: dict[int, tuple[int, int]] = {}
@@ -286,6 +312,7 @@ class BlockTrace:
         self._spool_closer: _Closer | None = None
         self._chain: Any = None
         self._replayed = False
+        self._up = 1
 
     # -- hashing (the 0.0.16 helpers, kept) ------------------------------------
 
@@ -297,6 +324,22 @@ class BlockTrace:
 
     def _new(self) -> Any:
         return self._ctor()
+
+    @property
+    def hash(self) -> Any:
+        """The hash object of the last block (0.0.16's attribute), made from
+        the block when a block was hashed in C."""
+        if self._hash_obj is None:
+            last = self.block[self.iter]
+            copy = dict(last)
+            copy["Hash"] = self.block[self.iter - 1]["Hash"]
+            self._hash_obj = self._new()
+            self._hash_obj.update(_encode(copy))
+        return self._hash_obj
+
+    @hash.setter
+    def hash(self, value: Any) -> None:
+        self._hash_obj = value
 
     def _hex(self, h: Any) -> str:
         if self._shake:
@@ -492,14 +535,21 @@ class BlockTrace:
         if op.line_start and self._chain_locals:
             # locals are rendered once, for the block and for the standard trace
             try:
-                frame = sys._getframe(3)  # the tracer <- emit <- callback <- the frame
+                # the frame is this many above: 1 when the C hook calls the tracer
+                frame = sys._getframe(self._up)
             except ValueError:
                 frame = None
             if frame is None or frame.f_code is not op.code:
-                frame = _frame_at(op.code, vm, 1)
-            local, values = self._values(
-                frame.f_locals if frame is not None else {}, vm.renderer.render, self.ignorelocal
-            )
+                frame = self._find_frame(op.code, vm)
+            f_locals = frame.f_locals if frame is not None else {}
+            if _plain_values is None or self.ignorelocal:
+                local, values = self._values(f_locals, vm.renderer.render, self.ignorelocal)
+            else:
+                local = _plain_values(f_locals)  # numbers only: one dict for both views
+                if local is None:
+                    local, values = self._values(f_locals, vm.renderer.render, self.ignorelocal)
+                else:
+                    values = local
             if key == self._rec_at:
                 self._record.append((event, values))  # same frame: gas one less
             else:
@@ -541,17 +591,33 @@ class BlockTrace:
                     else:
                         shown, piece = self._module_values(globs, vm.renderer.render)
                     block["Globals"] = self.globs = shown
-                    data = b"".join((b'{"DateTime":"', now.encode(), shape.function,
-                                     b',"Globals":', piece, b',"Locals":', _encode(local),
-                                     shape.tail_null, self._last_hash_bytes, b'"}'))
+                    sha1_hex = self._sha1_hex
+                    if sha1_hex is not None:
+                        digest = sha1_hex(b'{"DateTime":"', now, shape.function,
+                                          b',"Globals":', piece, b',"Locals":', _encode(local),
+                                          shape.tail_null, self._last_hash, b'"}')
+                    else:
+                        h = self._hash_obj = self._ctor(b"".join((
+                            b'{"DateTime":"', now.encode(), shape.function,
+                            b',"Globals":', piece, b',"Locals":', _encode(local),
+                            shape.tail_null, self._last_hash_bytes, b'"}')))
+                        digest = h.hexdigest()
+                        self._last_hash_bytes = digest.encode()
                 else:
-                    data = b"".join((b'{"DateTime":"', now.encode(), shape.function,
-                                     b',"Locals":', _encode(local),
-                                     shape.tail_null, self._last_hash_bytes, b'"}'))
-                h = self.hash = self._ctor(data)
-                digest = h.hexdigest()
+                    sha1_hex = self._sha1_hex
+                    if sha1_hex is not None:
+                        digest = sha1_hex(b'{"DateTime":"', now, shape.function,
+                                          b',"Locals":', _encode(local),
+                                          shape.tail_null, self._last_hash, b'"}')
+                    else:
+                        h = self._hash_obj = self._ctor(b"".join((
+                            b'{"DateTime":"', now.encode(), shape.function,
+                            b',"Locals":', _encode(local),
+                            shape.tail_null, self._last_hash_bytes, b'"}')))
+                        digest = h.hexdigest()
+                        self._last_hash_bytes = digest.encode()
                 block["Hash"] = self._last_hash = digest
-                self._last_hash_bytes = digest.encode()
+                self._hash_obj = None  # made from the block if asked for
                 n = self.iter = self.iter + 1
                 self.block[n] = block
                 if self._each_block_hook is not None:
@@ -634,6 +700,19 @@ class BlockTrace:
             self._shapes.clear()
         return None
 
+    def _find_frame(self, code: CodeType, vm: VMState) -> FrameType | None:
+        """The live frame running ``code``, a few frames above the tracer (or
+        ``vm.frame``); where it was is where ``__call__`` looks first next time."""
+        f: FrameType | None = sys._getframe(2)  # the tracer's caller
+        for up in range(2, 8):
+            if f is None:
+                break
+            if f.f_code is code:
+                self._up = up - 1
+                return f
+            f = f.f_back
+        return vm.frame
+
     def _forget_frame(self, key: int) -> None:
         """A frame starts or ends at ``key``: no line seen there yet."""
         self._frames.pop(key, None)
@@ -696,10 +775,10 @@ class BlockTrace:
         now = self._second_text + str((ns - self._second_starts) // 1000 + 1_000_000)[1:]
         block = shape.template.copy()
         block["DateTime"] = now
-        parts = [b'{"DateTime":"', now.encode(), shape.function]
+        parts: list[bytes | str] = [b'{"DateTime":"', now.encode(), shape.function]
         if self._wants_frame:
             if frame is None:
-                frame = _frame_at(code, vm, 4)
+                frame = _frame_at(code, vm, 2)  # from __call__ on
             render = vm.renderer.render
             mode = self._globals
             if mode != "OFF":
@@ -755,17 +834,24 @@ class BlockTrace:
             parts.append(shape.tail_arg)
             parts.append(_encode(arg))
             parts.append(shape.tail_end)
-        parts.append(self._last_hash_bytes)
-        parts.append(b'"}')
-        data = b"".join(parts)
-        if self._new_hash:
-            h = self.hash = self._ctor(data)
+        sha1_hex = self._sha1_hex
+        if sha1_hex is not None:
+            parts.append(self._last_hash)
+            parts.append(b'"}')
+            digest = sha1_hex(*parts)
+            self._hash_obj = None  # made from the block if asked for
         else:
-            h = self.hash
-            h.update(data)
-        digest = h.hexdigest(20) if self._shake else h.hexdigest()
+            parts.append(self._last_hash_bytes)
+            parts.append(b'"}')
+            data = b"".join(cast(list[bytes], parts))
+            if self._new_hash:
+                h = self._hash_obj = self._ctor(data)
+            else:
+                h = self.hash
+                h.update(data)
+            digest = h.hexdigest(20) if self._shake else h.hexdigest()
+            self._last_hash_bytes = digest.encode()
         block["Hash"] = self._last_hash = digest
-        self._last_hash_bytes = digest.encode()
         n = self.iter = self.iter + 1
         self.block[n] = block
         if self._each_block_hook is not None:

@@ -85,6 +85,26 @@ def test_hashes_chain_block_to_block() -> None:
         assert hashlib.sha1(msgspec.json.encode(block)).hexdigest() == stored
 
 
+@pytest.mark.parametrize("options", [{}, {"_new_hash": False}, {"_hash": "sha256"},
+                                     {"_globals": "off"}, {"_locals": "off"}])
+def test_hash_attribute_is_the_last_blocks_hash_object(options: dict[str, Any]) -> None:
+    example = blocktrace.BlockTrace("Test", **options)
+    assert example.hash.hexdigest() == example.block[0]["Hash"]
+    example.start()
+    s.fib(3)
+    example.stop()
+    last = example.block[example.iter]
+    assert example.hash.name == options.get("_hash", "sha1")
+    assert example.hash.hexdigest() == last["Hash"]
+    if not options:  # a fresh hash object per block: the last block's bytes alone
+        block = dict(last)
+        block["Hash"] = example.block[example.iter - 1]["Hash"]
+        expected = hashlib.sha1(msgspec.json.encode(block))
+        assert example.hash.digest() == expected.digest()
+    example.hash = replacement = hashlib.sha1(b"set by the user")
+    assert example.hash is replacement
+
+
 def test_verifychain_returns_a_real_result() -> None:
     example = run_readme_example()
     assert example.verifychain(example.block) is True

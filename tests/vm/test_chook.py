@@ -1090,3 +1090,71 @@ def _in_fresh_thread(fn: Callable[..., None]) -> Callable[..., None]:
 for _name, _fn in list(globals().items()):
     if _name.startswith("test_") and callable(_fn):
         globals()[_name] = _in_fresh_thread(_fn)
+
+
+# -- plain_values (BlockTrace's locals) --------------------------------------------------
+
+
+def test_plain_values_copies_numbers_none_and_bools_in_order() -> None:
+    plain = _chook.plain_values
+    d = {"a": 1, "b": -2.5, "c": None, "d": True, "e": 2**63 - 1, "f": -(2**63) + 1, "g": 0.0}
+    out = plain(d)
+    assert out == d and list(out) == list(d)
+    assert out is not d
+    assert plain({}) == {}
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["text", [1], (1,), 2**63, -(2**63), 10**30, float("nan"), float("inf"), -float("inf"),
+     object(), 1j, b"x"],
+)
+def test_plain_values_is_none_when_a_value_would_be_rendered(value: object) -> None:
+    assert _chook.plain_values({"a": 1, "b": value}) is None
+
+
+def test_plain_values_wants_exact_types_and_str_keys() -> None:
+    class Int(int):
+        pass
+
+    class Float(float):
+        pass
+
+    class Str(str):
+        pass
+
+    assert _chook.plain_values({"a": Int(1)}) is None
+    assert _chook.plain_values({"a": Float(1.0)}) is None
+    assert _chook.plain_values({Str("a"): 1}) is None
+    assert _chook.plain_values({1: 1}) is None
+    assert _chook.plain_values({"__builtins__": 1}) is None
+
+
+def test_plain_values_reads_a_frames_locals() -> None:
+    def f(n: int, x: float) -> Any:
+        i = 3
+        flag = False
+        nothing = None
+        del nothing
+        return sys._getframe(), i, flag
+
+    frame = f(7, 1.5)[0]
+    out = _chook.plain_values(frame.f_locals)
+    assert out == {"n": 7, "x": 1.5, "i": 3, "flag": False}
+    assert type(out) is dict
+
+    def g(items: list[int]) -> Any:
+        return sys._getframe()
+
+    assert _chook.plain_values(g([1]).f_locals) is None
+
+
+def test_plain_values_of_a_mapping_that_fails() -> None:
+    class Broken(dict[str, int]):
+        def items(self) -> Any:
+            raise KeyError("boom")
+
+    with pytest.raises(KeyError):
+        _chook.plain_values(Broken(a=1))
+    with pytest.raises(AttributeError):  # no items(): what the caller would have met
+        _chook.plain_values(3)
