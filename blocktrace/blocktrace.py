@@ -576,7 +576,7 @@ class BlockTrace:
                 ns = _time_ns()
                 if ns >= self._second_ends:
                     self._new_second(ns)
-                now = self._second_text + str((ns - self._second_starts) // 1000 + 1_000_000)[1:]
+                now = self._second_text + "%06d" % ((ns - self._second_starts) // 1000)  # noqa: UP031
                 block = shape.template.copy()
                 block["DateTime"] = now
                 block["Locals"] = self.locals = local
@@ -772,7 +772,7 @@ class BlockTrace:
         ns = _time_ns()
         if ns >= self._second_ends:
             self._new_second(ns)
-        now = self._second_text + str((ns - self._second_starts) // 1000 + 1_000_000)[1:]
+        now = self._second_text + "%06d" % ((ns - self._second_starts) // 1000)  # noqa: UP031
         block = shape.template.copy()
         block["DateTime"] = now
         parts: list[bytes | str] = [b'{"DateTime":"', now.encode(), shape.function]
@@ -814,9 +814,11 @@ class BlockTrace:
             mode = self._locals
             if mode != "OFF":
                 if local is None:
-                    local = self._values(
-                        frame.f_locals if frame is not None else {}, render, self.ignorelocal
-                    )[0]
+                    f_locals = frame.f_locals if frame is not None else {}
+                    if _plain_values is not None and not self.ignorelocal:
+                        local = _plain_values(f_locals)
+                    if local is None:
+                        local = self._values(f_locals, render, self.ignorelocal)[0]
                 if mode == "CHANGES":
                     changes = _dict_changes(self.locals, local)
                     block["Locals"] = changes
@@ -867,7 +869,8 @@ class BlockTrace:
 
     def _new_second(self, ns: int) -> None:
         """``DateTime`` as ``datetime.now().strftime(_DATE)``: the date and time
-        are formatted once a second, the microseconds every block."""
+        are formatted once a second, the microseconds every block (with ``%``:
+        measured faster than an f-string or slicing ``str()``)."""
         second = ns // 1_000_000_000
         self._second_starts = second * 1_000_000_000
         self._second_ends = self._second_starts + 1_000_000_000
