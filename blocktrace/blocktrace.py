@@ -596,6 +596,7 @@ class BlockTrace:
                         digest = sha1_hex(b'{"DateTime":"', now, shape.function,
                                           b',"Globals":', piece, b',"Locals":', _encode(local),
                                           shape.tail_null, self._last_hash, b'"}')
+                        self._hash_obj = None  # made from the block if asked for
                     else:
                         h = self._hash_obj = self._ctor(b"".join((
                             b'{"DateTime":"', now.encode(), shape.function,
@@ -609,6 +610,7 @@ class BlockTrace:
                         digest = sha1_hex(b'{"DateTime":"', now, shape.function,
                                           b',"Locals":', _encode(local),
                                           shape.tail_null, self._last_hash, b'"}')
+                        self._hash_obj = None  # made from the block if asked for
                     else:
                         h = self._hash_obj = self._ctor(b"".join((
                             b'{"DateTime":"', now.encode(), shape.function,
@@ -617,7 +619,6 @@ class BlockTrace:
                         digest = h.hexdigest()
                         self._last_hash_bytes = digest.encode()
                 block["Hash"] = self._last_hash = digest
-                self._hash_obj = None  # made from the block if asked for
                 n = self.iter = self.iter + 1
                 self.block[n] = block
                 if self._each_block_hook is not None:
