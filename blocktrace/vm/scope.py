@@ -42,6 +42,14 @@ def _library_dirs() -> tuple[str, ...]:
     return tuple(sorted(dirs))
 
 
+@functools.lru_cache(maxsize=4096)
+def _code_file(filename: str) -> str:
+    """The real path of a code object's file name, kept for the process (each
+    run decides its scope afresh; resolving the same names again cost every
+    run a few ``lstat`` calls per file)."""
+    return os.path.realpath(filename)
+
+
 def _under(path: str, roots: Iterable[str]) -> bool:
     return any(path == root or path.startswith(root + os.sep) for root in roots)
 
@@ -124,12 +132,12 @@ class Scope:
         if code.co_qualname != self.target_name:
             return False
         if self.target_file is not None:
-            return os.path.realpath(code.co_filename) == self.target_file
+            return _code_file(code.co_filename) == self.target_file
         stem = os.path.splitext(os.path.basename(code.co_filename))[0]
         return stem == self.target_module or self.target_module == "__main__"
 
     def _decide(self, filename: str) -> bool:
-        path = os.path.realpath(filename)
+        path = _code_file(filename)
         if _under(path, self.exclude) or _under(path, [_BLOCKTRACE_DIR]):
             return False
         if self.include:
