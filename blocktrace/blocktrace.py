@@ -309,7 +309,7 @@ class BlockTrace:
         self._lline = 0
         self._gas_used = 0
         self._spool: IO[bytes] | None = None
-        self._spool_closer: _Closer | None = None
+        self._spool_closer: weakref.finalize[Any, Any] | None = None
         self._chain: Any = None
         self._replayed = False
         self._up = 1
@@ -416,10 +416,13 @@ class BlockTrace:
         self._seqs.clear()
         self._globals_seen.clear()
         self._skipped = 0
-        if self._spool is not None:
-            self._spool.close()
+        if self._spool_closer is not None:
+            self._spool_closer()  # the last run's spool
         self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - kept until save()
-        self._spool_closer = _Closer(self._spool)  # closed with this object, quietly
+        # closed when this object goes away, also when the garbage collector takes it
+        # in a cycle: a finalizer's callback runs before the file could be finalized
+        # (unclosed, with a ResourceWarning) as garbage along with it
+        self._spool_closer = weakref.finalize(self, self._spool.close)
         # the header (start time, argv) is written now; the events only by save()
         self._chain = ChainTracer(
             self._spool, genesis=self._genesis,
@@ -1009,22 +1012,6 @@ class BlockTrace:
         chain = out.copy()
         chain.update(differ)
         return out, chain
-
-
-class _Closer:
-    """Closes the spool of a BlockTrace when the BlockTrace goes away (it is kept
-    open for ``save()``, which may come at any time), without a ResourceWarning."""
-
-    __slots__ = ("_file",)
-
-    def __init__(self, file: IO[bytes]) -> None:
-        self._file = file
-
-    def __del__(self) -> None:
-        try:
-            self._file.close()
-        except Exception:
-            pass
 
 
 class _Op:
