@@ -673,24 +673,29 @@ def test_a_second_run_of_the_same_blocktrace_shows_fresh_values() -> None:
     assert example.verifychain() is True
 
 
+def _blocktrace_in_a_cycle() -> Any:
+    """Run a BlockTrace, leave it in cycles, return a weak reference to its spool."""
+    import weakref
+
+    example = blocktrace.BlockTrace("cycle", _globals="off")
+    example.start()
+    s.fib(2)
+    example.stop()
+    example.me = example  # a cycle: only the garbage collector can free it
+    try:
+        raise ValueError("kept with its traceback")
+    except ValueError as exc:
+        example.hook_errors.append(exc)  # this frame holds `example`: another cycle
+    return weakref.ref(example._spool)
+
+
 def test_the_spool_is_closed_quietly_when_a_blocktrace_in_a_cycle_is_collected() -> None:
     import gc
     import warnings
-    import weakref
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        example = blocktrace.BlockTrace("cycle", _globals="off")
-        example.start()
-        s.fib(2)
-        example.stop()
-        spool = weakref.ref(example._spool)
-        example.me = example  # a cycle: only the garbage collector can free it
-        try:
-            raise ValueError("kept with its traceback")
-        except ValueError as exc:
-            example.hook_errors.append(exc)  # the frame holding `example`: another cycle
-        del example
+        spool = _blocktrace_in_a_cycle()
         gc.collect()
         assert spool() is None
     assert [w.message for w in caught if issubclass(w.category, ResourceWarning)] == []
