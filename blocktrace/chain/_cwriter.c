@@ -51,7 +51,8 @@ static const uint32_t H256[8] = {
     0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
 };
 
-typedef void (*compress_fn)(uint32_t st[8], const uint8_t *p, size_t nblocks);
+/* A compression function of SHA-256 (8 state words) or SHA-1 (5): nblocks 64-byte blocks. */
+typedef void (*compress_fn)(uint32_t *st, const uint8_t *p, size_t nblocks);
 
 static inline uint32_t rotr(uint32_t x, unsigned n) { return (x >> n) | (x << (32 - n)); }
 
@@ -207,6 +208,8 @@ static int cpu_has_shani(void)
 
 static compress_fn compress = compress_portable;
 
+/* The state of a SHA-256 or SHA-1 hash (SHA-1 uses h[0..4]): both pad and
+ * buffer the same way (FIPS 180-4, 5.1.1), only their compressions differ. */
 typedef struct {
     uint32_t h[8];
     uint64_t n;       /* bytes fed so far */
@@ -219,7 +222,7 @@ static inline void sha_init(sha_ctx *c)
     c->n = 0;
 }
 
-static void sha_update(sha_ctx *c, const uint8_t *p, size_t len)
+static inline void md_update(sha_ctx *c, compress_fn compress, const uint8_t *p, size_t len)
 {
     size_t used = (size_t)(c->n & 63);
     c->n += len;
@@ -244,7 +247,11 @@ static void sha_update(sha_ctx *c, const uint8_t *p, size_t len)
         memcpy(c->blk, p, len);
 }
 
-/* The digest of what `c` has been fed; `c` itself is left as it was. */
+static void sha_update(sha_ctx *c, const uint8_t *p, size_t len)
+{
+    md_update(c, compress, p, len);
+}
+
 static inline void store_be64(uint8_t *p, uint64_t v)
 {
 #if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -256,19 +263,26 @@ static inline void store_be64(uint8_t *p, uint64_t v)
 #endif
 }
 
-/* The digest of what `c` has been fed; `c` itself is left as it was. */
-static void sha_digest(const sha_ctx *c, uint8_t out[32])
+/* The final state words (padded) of what `c` has been fed, in h; `c` itself
+ * is left as it was. */
+static inline void md_final(const sha_ctx *c, compress_fn compress, uint32_t h[8])
 {
-    uint32_t h[8];
     uint8_t blk[128];
     size_t used = (size_t)(c->n & 63);
-    memcpy(h, c->h, sizeof h);
+    memcpy(h, c->h, 8 * sizeof h[0]);
     memset(blk, 0, sizeof blk);
     memcpy(blk, c->blk, used);
     blk[used] = 0x80;
     size_t total = used < 56 ? 64 : 128;
     store_be64(blk + total - 8, c->n << 3);
     compress(h, blk, total >> 6);
+}
+
+/* The digest of what `c` has been fed; `c` itself is left as it was. */
+static void sha_digest(const sha_ctx *c, uint8_t out[32])
+{
+    uint32_t h[8];
+    md_final(c, compress, h);
     for (int i = 0; i < 8; i++)
         store_be32(out + 4 * i, h[i]);
 }
@@ -277,11 +291,9 @@ static void sha_digest(const sha_ctx *c, uint8_t out[32])
 /* SHA-1 (FIPS 180-4), for BlockTrace's blocks (the 0.0.16 default algorithm)  */
 /* ------------------------------------------------------------------------ */
 
-typedef void (*compress1_fn)(uint32_t st[5], const uint8_t *p, size_t nblocks);
-
 static inline uint32_t rotl(uint32_t x, unsigned n) { return (x << n) | (x >> (32 - n)); }
 
-static void compress1_portable(uint32_t st[5], const uint8_t *p, size_t nblocks)
+static void compress1_portable(uint32_t *st, const uint8_t *p, size_t nblocks)
 {
     uint32_t w[80];
     while (nblocks--) {
@@ -343,7 +355,7 @@ static void compress1_portable(uint32_t st[5], const uint8_t *p, size_t nblocks)
     } while (0)
 
 BT_SHA_TARGET
-static void compress1_shani(uint32_t st[5], const uint8_t *p, size_t nblocks)
+static void compress1_shani(uint32_t *st, const uint8_t *p, size_t nblocks)
 {
     const __m128i bswap = _mm_set_epi64x(0x0001020304050607ULL, 0x08090a0b0c0d0e0fULL);
     __m128i abcd = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)st), 0x1B);
@@ -368,51 +380,17 @@ static void compress1_shani(uint32_t st[5], const uint8_t *p, size_t nblocks)
 }
 #endif /* BT_X86 */
 
-static compress1_fn compress1 = compress1_portable;
+static compress_fn compress1 = compress1_portable;
 
-typedef struct {
-    uint32_t h[5];
-    uint64_t n;
-    uint8_t blk[64];
-} sha1_ctx;
+static const uint32_t H1[5] = {0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u,
+                                0xC3D2E1F0u};
 
-static void sha1_update(sha1_ctx *c, const uint8_t *p, size_t len)
+static void sha1_digest(const sha_ctx *c, uint8_t out[20])
 {
-    size_t used = (size_t)(c->n & 63);
-    c->n += len;
-    if (used) {
-        size_t take = 64 - used;
-        if (len < take) {
-            memcpy(c->blk + used, p, len);
-            return;
-        }
-        memcpy(c->blk + used, p, take);
-        compress1(c->h, c->blk, 1);
-        p += take;
-        len -= take;
-    }
-    size_t nb = len >> 6;
-    if (nb) {
-        compress1(c->h, p, nb);
-        p += nb << 6;
-        len &= 63;
-    }
-    if (len)
-        memcpy(c->blk, p, len);
-}
-
-static void sha1_digest(sha1_ctx *c, uint8_t out[20])
-{
-    uint8_t blk[128];
-    size_t used = (size_t)(c->n & 63);
-    memset(blk, 0, sizeof blk);
-    memcpy(blk, c->blk, used);
-    blk[used] = 0x80;
-    size_t total = used < 56 ? 64 : 128;
-    store_be64(blk + total - 8, c->n << 3);
-    compress1(c->h, blk, total >> 6);
+    uint32_t h[8];
+    md_final(c, compress1, h);
     for (int i = 0; i < 5; i++)
-        store_be32(out + 4 * i, c->h[i]);
+        store_be32(out + 4 * i, h[i]);
 }
 
 static void sha256_once(const uint8_t *p, size_t len, uint8_t out[32])
@@ -1164,23 +1142,25 @@ static PyObject *mod_sha256(PyObject *Py_UNUSED(module), PyObject *arg)
 static PyObject *mod_sha1_hex(PyObject *Py_UNUSED(module), PyObject *const *args,
                               Py_ssize_t nargs)
 {
-    sha1_ctx c = {{0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u, 0xC3D2E1F0u}, 0, {0}};
+    sha_ctx c;
+    memcpy(c.h, H1, sizeof H1);
+    c.n = 0;
     for (Py_ssize_t i = 0; i < nargs; i++) {
         PyObject *part = args[i];
         if (PyBytes_CheckExact(part)) {
-            sha1_update(&c, (const uint8_t *)PyBytes_AS_STRING(part),
-                        (size_t)PyBytes_GET_SIZE(part));
+            md_update(&c, compress1, (const uint8_t *)PyBytes_AS_STRING(part),
+                      (size_t)PyBytes_GET_SIZE(part));
         } else if (PyUnicode_Check(part)) {
             Py_ssize_t len;
             const char *text = PyUnicode_AsUTF8AndSize(part, &len);
             if (text == NULL)
                 return NULL;
-            sha1_update(&c, (const uint8_t *)text, (size_t)len);
+            md_update(&c, compress1, (const uint8_t *)text, (size_t)len);
         } else {
             Py_buffer view;
             if (PyObject_GetBuffer(part, &view, PyBUF_SIMPLE) < 0)
                 return NULL;
-            sha1_update(&c, view.buf, (size_t)view.len);
+            md_update(&c, compress1, view.buf, (size_t)view.len);
             PyBuffer_Release(&view);
         }
     }
