@@ -259,9 +259,7 @@ class BlockTrace:
         self._hash_obj.update(_encode(first))
         first["Hash"] = self._last_hash = self._hex(self._hash_obj)
         self._last_hash_bytes = self._last_hash.encode()
-        self._sha1_hex = (
-            _sha1_hex if _hash == "sha1" and self._new_hash else None
-        )
+        self._sha1_hex = _sha1_hex if _hash == "sha1" and self._new_hash else None
         """SHA-1 of a block's pieces in C, without joining them (where the
         SHA extensions make it faster than hashlib's)."""
         self.block[0] = first
@@ -594,33 +592,22 @@ class BlockTrace:
                     else:
                         shown, piece = self._module_values(globs, vm.renderer.render)
                     block["Globals"] = self.globs = shown
-                    sha1_hex = self._sha1_hex
-                    if sha1_hex is not None:
-                        digest = sha1_hex(b'{"DateTime":"', now, shape.function,
-                                          b',"Globals":', piece, b',"Locals":', _encode(local),
-                                          shape.tail_null, self._last_hash, b'"}')
-                        self._hash_obj = None  # made from the block if asked for
-                    else:
-                        h = self._hash_obj = self._ctor(b"".join((
-                            b'{"DateTime":"', now.encode(), shape.function,
-                            b',"Globals":', piece, b',"Locals":', _encode(local),
-                            shape.tail_null, self._last_hash_bytes, b'"}')))
-                        digest = h.hexdigest()
-                        self._last_hash_bytes = digest.encode()
+                    member = b',"Globals":'
                 else:
-                    sha1_hex = self._sha1_hex
-                    if sha1_hex is not None:
-                        digest = sha1_hex(b'{"DateTime":"', now, shape.function,
-                                          b',"Locals":', _encode(local),
-                                          shape.tail_null, self._last_hash, b'"}')
-                        self._hash_obj = None  # made from the block if asked for
-                    else:
-                        h = self._hash_obj = self._ctor(b"".join((
-                            b'{"DateTime":"', now.encode(), shape.function,
-                            b',"Locals":', _encode(local),
-                            shape.tail_null, self._last_hash_bytes, b'"}')))
-                        digest = h.hexdigest()
-                        self._last_hash_bytes = digest.encode()
+                    member = piece = b""
+                sha1_hex = self._sha1_hex
+                if sha1_hex is not None:
+                    digest = sha1_hex(b'{"DateTime":"', now, shape.function, member, piece,
+                                      b',"Locals":', _encode(local), shape.tail_null,
+                                      self._last_hash, b'"}')
+                    self._hash_obj = None  # made from the block if asked for
+                else:
+                    h = self._hash_obj = self._ctor(b"".join((
+                        b'{"DateTime":"', now.encode(), shape.function, member, piece,
+                        b',"Locals":', _encode(local), shape.tail_null,
+                        self._last_hash_bytes, b'"}')))
+                    digest = h.hexdigest()
+                    self._last_hash_bytes = digest.encode()
                 block["Hash"] = self._last_hash = digest
                 n = self.iter = self.iter + 1
                 self.block[n] = block
