@@ -17,7 +17,10 @@ from typing import TYPE_CHECKING, NoReturn
 if TYPE_CHECKING:
     from blocktrace.vm.runner import Program
 
-__all__ = ["CliError", "chosen_program", "comma_list", "main", "positive_float", "positive_int"]
+__all__ = [
+    "CliError", "ProgramInterrupted", "chosen_program", "comma_list", "main", "positive_float",
+    "positive_int",
+]
 
 # Sub-command modules, in the order ``blocktrace --help`` lists them.
 _COMMAND_MODULES = (
@@ -28,6 +31,15 @@ _COMMAND_MODULES = (
     "blocktrace.cli.snapshot",
     "blocktrace.cli.views",
 )
+
+
+class ProgramInterrupted(Exception):
+    """The traced program ended by Ctrl-C (its traceback printed, its output
+    written): the command ends as ``python`` would, by ``SIGINT``."""
+
+    def __init__(self, status: int = 130) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 class CliError(Exception):
@@ -112,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command (``argv`` None: ``sys.argv``); returns the exit status.
+
+    Ctrl-C ends the command as it ends ``python``: run as the command, the
+    process dies of ``SIGINT`` once the interpreter has finished (so a shell
+    loop running it stops too); called with an ``argv``, 130 is returned."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -119,9 +136,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         sys.stderr.write(f"blocktrace {args.command}: {exc}\n")
         return exc.status
+    except ProgramInterrupted as exc:
+        return exc.status if argv is not None else _end_interrupted()
     except KeyboardInterrupt:
         sys.stderr.write(f"blocktrace {args.command}: interrupted\n")
-        return 130
+        return 130 if argv is not None else _end_interrupted()
     except BrokenPipeError:
         return 1
     return status
+
+
+def _end_interrupted() -> NoReturn:
+    """Raise a ``KeyboardInterrupt`` out of the command, printing nothing more
+    (what there was to say is said): the interpreter then finishes as after a
+    program's uncaught Ctrl-C -- ``atexit`` handlers, buffered files -- and
+    ends by ``SIGINT`` as ``python`` does (an exit status of 130 where it
+    cannot)."""
+    marker = KeyboardInterrupt()
+    previous = sys.excepthook
+
+    def quiet(kind: type[BaseException], value: BaseException, tb: object) -> None:
+        if value is not marker:
+            previous(kind, value, tb)  # type: ignore[arg-type]
+
+    sys.excepthook = quiet
+    raise marker

@@ -7,7 +7,14 @@ import os
 import sys
 from typing import Any
 
-from blocktrace.cli import CliError, chosen_program, comma_list, positive_float, positive_int
+from blocktrace.cli import (
+    CliError,
+    ProgramInterrupted,
+    chosen_program,
+    comma_list,
+    positive_float,
+    positive_int,
+)
 
 _VALUES = ("off", "on", "changes")
 
@@ -110,4 +117,6 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(
             f"blocktrace: {tracer.lines} lines -> {output}, sealed head {tracer.head}\n"
         )
+    if outcome.interrupted:
+        raise ProgramInterrupted(outcome.status)
     return outcome.status

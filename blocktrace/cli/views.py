@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from blocktrace.cli import CliError, chosen_program, comma_list
+from blocktrace.cli import CliError, ProgramInterrupted, chosen_program, comma_list
 
 
 def register(sub: Any) -> None:
@@ -99,6 +99,7 @@ def _types(args: argparse.Namespace) -> int:
     from blocktrace.views.types import TypeTable, TypeTracer
 
     status = 0
+    interrupted = False
     name: str | None = None
     if args.tables and (args.program or args.module):
         raise CliError("give either --from TABLE or a program to run, not both")
@@ -133,6 +134,7 @@ def _types(args: argparse.Namespace) -> int:
         tracer = TypeTracer(loop_limit=args.loop_limit or None)
         outcome = run_program(program, tracer, Stepper(scope, renderer=Renderer()))
         status = outcome.status
+        interrupted = outcome.interrupted
         table = tracer.table
     try:
         if args.output is not None:
@@ -149,4 +151,6 @@ def _types(args: argparse.Namespace) -> int:
                 f.write(patch)
     except OSError as exc:
         raise CliError(f"cannot write output: {exc.strerror or exc}: {exc.filename}") from None
+    if interrupted:
+        raise ProgramInterrupted(status)
     return status

@@ -4,7 +4,13 @@ with the stepper on, as ``coverage run`` does.
 Same ``sys.argv``, ``sys.path[0]``, ``__name__ == "__main__"``, stdin, stdout,
 stderr and exit status; an uncaught exception prints its usual traceback (our
 own frames and runpy's removed) through ``sys.excepthook``.  atexit handlers run
-at interpreter exit as usual, after the trace is sealed.
+at interpreter exit as usual, after the trace is sealed.  The program's
+``__main__`` module stays ``sys.modules["__main__"]`` after the run, as under
+python: its exit handlers see it, and the interpreter tears it down as it tears
+down ``__main__`` (its globals cleared one by one, so a file the program left
+open is flushed before its buffer is closed; were it freed by the garbage
+collector instead, a cycle through a function's ``__globals__`` would close the
+buffer first and lose what was written).
 """
 
 from __future__ import annotations
@@ -84,23 +90,46 @@ class Outcome:
     error: str | None
     """``None``, ``"OutOfGas"``, or the uncaught exception as ``Type: message``."""
 
+    @property
+    def interrupted(self) -> bool:
+        """Ended by an uncaught ``KeyboardInterrupt`` (Ctrl-C): ``python`` prints
+        the traceback, finishes, and then dies of ``SIGINT``; ``status`` is what a
+        shell shows for that (130)."""
+        return self.error == "KeyboardInterrupt"
 
-def _trim(tb: TracebackType | None) -> TracebackType | None:
-    """Drop the leading frames of runpy and blocktrace from a traceback."""
+
+def _trim(tb: TracebackType | None, trailing: bool = False) -> TracebackType | None:
+    """Drop the leading frames of blocktrace from a traceback, and runpy's but
+    those python shows too (``python -m`` runs the module through
+    ``runpy._run_module_as_main``, and its tracebacks start there); with
+    ``trailing``, the trailing frames of blocktrace too (where a Ctrl-C landed
+    in the stepper's callback: python would show the program's frame last)."""
     while tb is not None:
-        filename = tb.tb_frame.f_code.co_filename
-        if not (
-            filename.startswith((_RUNPY_DIR, _BLOCKTRACE_DIR)) or filename == _RUNPY_FROZEN
+        code = tb.tb_frame.f_code
+        filename = code.co_filename
+        runpy_frame = filename.startswith(_RUNPY_DIR) or filename == _RUNPY_FROZEN
+        if not (filename.startswith(_BLOCKTRACE_DIR) or runpy_frame) or (
+            runpy_frame and code.co_name == "_run_module_as_main"
         ):
             break
         tb = tb.tb_next
+    if not trailing:
+        return tb
+    last = None
+    entry = tb
+    while entry is not None:
+        if not entry.tb_frame.f_code.co_filename.startswith(_BLOCKTRACE_DIR):
+            last = entry
+        entry = entry.tb_next
+    if last is not None:
+        last.tb_next = None
     return tb
 
 
-def _trimmed(exc: BaseException) -> TracebackType | None:
+def _trimmed(exc: BaseException, trailing: bool = False) -> TracebackType | None:
     """Trim ``exc``'s own traceback: the default ``sys.excepthook`` prints
     ``exc.__traceback__``, whatever traceback it is passed."""
-    tb = _trim(exc.__traceback__)
+    tb = _trim(exc.__traceback__, trailing)
     exc.__traceback__ = tb
     return tb
 
@@ -113,20 +142,31 @@ def _run_script(path: str) -> None:
         runpy.run_path(path, _MAIN_GLOBALS, run_name="__main__")
         return
     full = os.path.abspath(path)
-    main = types.ModuleType("__main__")
+    main = _new_main()
     main.__dict__.update(
         __file__=full, __cached__=None, __package__=None, __spec__=None,
-        __loader__=importlib.machinery.SourceFileLoader("__main__", full), **_MAIN_GLOBALS,
+        __loader__=importlib.machinery.SourceFileLoader("__main__", full),
     )
     with io.open_code(full) as source:
         code = compile(source.read(), full, "exec", dont_inherit=True)
-    saved = sys.modules.get("__main__")
+    exec(code, main.__dict__)  # running the user's program is the point
+
+
+def _run_module(name: str) -> None:
+    """Run a module as ``python -m name`` does: with what it calls,
+    ``runpy._run_module_as_main``, in a fresh ``__main__`` (``runpy.run_module``
+    would run it in a temporary module, dropped afterwards)."""
+    _new_main()
+    run_as_main = getattr(runpy, "_run_module_as_main")  # noqa: B009 - private, stable since 2.x
+    run_as_main(name)
+
+
+def _new_main() -> types.ModuleType:
+    """A fresh ``__main__`` module, made ``sys.modules["__main__"]`` for good."""
+    main = types.ModuleType("__main__")
+    main.__dict__.update(_MAIN_GLOBALS)
     sys.modules["__main__"] = main
-    try:
-        exec(code, main.__dict__)  # running the user's program is the point
-    finally:
-        if saved is not None:
-            sys.modules["__main__"] = saved
+    return main
 
 
 def _is_zip(path: str) -> bool:
@@ -172,9 +212,7 @@ def run_program(program: Program, tracer: Tracer, stepper: Stepper) -> Outcome:
     try:
         try:
             if program.is_module:
-                runpy.run_module(
-                    program.target, _MAIN_GLOBALS, run_name="__main__", alter_sys=True
-                )
+                _run_module(program.target)
             else:
                 _run_script(program.target)
             _join_threads()
@@ -193,7 +231,7 @@ def run_program(program: Program, tracer: Tracer, stepper: Stepper) -> Outcome:
         _say(f"run halted: {exc}")
     except KeyboardInterrupt as exc:
         outcome = Outcome(130, "KeyboardInterrupt")
-        sys.excepthook(type(exc), exc, _trimmed(exc))
+        sys.excepthook(type(exc), exc, _trimmed(exc, trailing=True))
     except BaseException as exc:
         name, message = exception_text(exc, stepper.renderer)
         outcome = Outcome(1, f"{name}: {message}" if message else name)

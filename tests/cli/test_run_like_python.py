@@ -3,7 +3,10 @@ then the trace they left must verify sealed."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -177,12 +180,43 @@ def test_syntax_error_in_the_script(
 def test_keyboard_interrupt(
     tmp_path: Path, programs: Path, blocktrace_cli: Runner, python_cli: Runner
 ) -> None:
-    plain = python_cli(programs / "interrupted.py")
-    traced = blocktrace_cli("run", "-o", tmp_path / "t.jsonl", programs / "interrupted.py")
-    # python dies of SIGINT (a shell shows 130); blocktrace exits 130 after sealing.
-    assert plain.returncode in (-2, 130) and traced.returncode == 130
+    plain = python_cli(programs / "interrupted.py", tmp_path / "plain.txt")
+    traced = blocktrace_cli(
+        "run", "-o", tmp_path / "t.jsonl", programs / "interrupted.py", tmp_path / "traced.txt"
+    )
+    # python finishes (exit handlers, files it closes) and then dies of SIGINT (a shell
+    # shows 130, and a shell loop stops); blocktrace seals the trace and does the same
+    expected = -signal.SIGINT if os.name == "posix" else 130
+    assert plain.returncode == traced.returncode == expected
     assert traced.stderr == plain.stderr
     assert traced.stderr.endswith("KeyboardInterrupt\n")
+    assert plain.stdout == traced.stdout == "atexit ran\n"
+    assert (tmp_path / "traced.txt").read_text() == "written before Ctrl-C\n"
+    assert (tmp_path / "plain.txt").read_text() == "written before Ctrl-C\n"
+    assert verify_file(tmp_path / "t.jsonl").status == "sealed"
+    types = blocktrace_cli(
+        "types", "-o", tmp_path / "types.jsonl", programs / "interrupted.py", cwd=tmp_path
+    )
+    assert types.returncode == expected
+    assert types.stderr == plain.stderr
+    assert (tmp_path / "types.jsonl").exists()
+
+
+def test_main_called_as_a_function_returns_130_for_ctrl_c(
+    programs: Path, tmp_path: Path
+) -> None:
+    code = (
+        "import sys\n"
+        "from blocktrace.cli import main\n"
+        f"status = main(['run', '-o', {str(tmp_path / 't.jsonl')!r},"
+        f" {str(programs / 'interrupted.py')!r}])\n"
+        "print('status', status)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "status 130\natexit ran\n"
+    assert proc.stderr.endswith("KeyboardInterrupt\n")
     assert verify_file(tmp_path / "t.jsonl").status == "sealed"
 
 
@@ -294,3 +328,22 @@ def test_a_signal_handlers_exception_reaches_the_program(
     check = verify_file(trace)
     assert check.status == "sealed", check.reason
     assert check.summary is not None and check.summary["pass"] is True
+
+
+@pytest.mark.parametrize("how", ["end", "raise"])
+@pytest.mark.parametrize("as_module", [False, True])
+def test_a_file_left_open_is_flushed_and_exit_handlers_see_the_programs_main(
+    tmp_path: Path, programs: Path, blocktrace_cli: Runner, python_cli: Runner,
+    how: str, as_module: bool,
+) -> None:
+    target = ["-m", "leaves_open"] if as_module else ["leaves_open.py"]
+    plain = python_cli(*target, tmp_path / "plain.txt", how, cwd=programs)
+    traced = blocktrace_cli(
+        "run", "-o", tmp_path / "t.jsonl", *target, tmp_path / "traced.txt", how, cwd=programs
+    )
+    assert plain.returncode == traced.returncode == (1 if how == "raise" else 0)
+    assert plain.stdout == traced.stdout == "at exit: the program's own __main__\n"
+    assert traced.stderr == plain.stderr
+    expected = "written, never flushed by the program\n"
+    assert (tmp_path / "plain.txt").read_text() == (tmp_path / "traced.txt").read_text() == expected
+    assert verify_file(tmp_path / "t.jsonl").status == "sealed"
