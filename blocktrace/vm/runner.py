@@ -137,9 +137,10 @@ def _trimmed(exc: BaseException, trailing: bool = False) -> TracebackType | None
 def _run_script(path: str) -> None:
     """Run a script as ``python path`` does, where ``runpy.run_path`` would not:
     ``__file__`` absolute while ``sys.argv[0]`` stays as given, a source loader,
-    ``__package__`` None.  Directories and zip files go through runpy."""
-    if os.path.isdir(path) or (not path.endswith((".py", ".pyw")) and _is_zip(path)):
-        runpy.run_path(path, _MAIN_GLOBALS, run_name="__main__")
+    ``__package__`` None.  A directory or zip file (``sys.path[0]``) runs its
+    ``__main__`` module as python runs it."""
+    if _is_app(path):
+        _run_module("__main__", alter_argv=False)
         return
     full = os.path.abspath(path)
     main = _new_main()
@@ -152,13 +153,14 @@ def _run_script(path: str) -> None:
     exec(code, main.__dict__)  # running the user's program is the point
 
 
-def _run_module(name: str) -> None:
-    """Run a module as ``python -m name`` does: with what it calls,
-    ``runpy._run_module_as_main``, in a fresh ``__main__`` (``runpy.run_module``
-    would run it in a temporary module, dropped afterwards)."""
+def _run_module(name: str, alter_argv: bool = True) -> None:
+    """Run a module as ``python -m name`` (or python with a directory or zip
+    file) does: with what it calls, ``runpy._run_module_as_main``, in a fresh
+    ``__main__`` (``runpy.run_module`` and ``run_path`` would run it in a
+    temporary module, dropped afterwards)."""
     _new_main()
     run_as_main = getattr(runpy, "_run_module_as_main")  # noqa: B009 - private, stable since 2.x
-    run_as_main(name)
+    run_as_main(name, alter_argv)
 
 
 def _new_main() -> types.ModuleType:
@@ -169,7 +171,12 @@ def _new_main() -> types.ModuleType:
     return main
 
 
-def _is_zip(path: str) -> bool:
+def _is_app(path: str) -> bool:
+    """A directory or a zip file: python runs the ``__main__`` module in it."""
+    if os.path.isdir(path):
+        return True
+    if path.endswith((".py", ".pyw")):
+        return False
     import zipfile
 
     return zipfile.is_zipfile(path)
@@ -200,9 +207,9 @@ def run_program(program: Program, tracer: Tracer, stepper: Stepper) -> Outcome:
             sys.path[0] = os.getcwd()
     else:
         sys.argv = [program.target, *program.args]
-        here = os.path.dirname(os.path.abspath(program.target))
-        if os.path.isdir(program.target):
-            here = os.path.abspath(program.target)
+        here = os.path.abspath(program.target)  # a directory or zip file is the path
+        if not _is_app(program.target):
+            here = os.path.dirname(here)
         if sys.path:
             sys.path[0] = here
         else:

@@ -240,6 +240,37 @@ def test_directory_and_zip_application(
         assert verify_file(tmp_path / f"{target}.jsonl").status == "sealed"
 
 
+def test_directory_and_zip_application_paths_traceback_and_open_file(
+    tmp_path: Path, blocktrace_cli: Runner, python_cli: Runner
+) -> None:
+    import zipapp
+
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "__main__.py").write_text(
+        "import sys\n"
+        "print(sys.path[0], __file__, __spec__.name, __package__)\n"
+        "out = open(sys.argv[1], 'w')\n"
+        "out.write('buffered\\n')\n"
+        "def fail():\n"
+        "    raise ValueError('from the app')\n"
+        "fail()\n"
+    )
+    zipapp.create_archive(app, tmp_path / "app.pyz")
+    for target in ("app", "app.pyz"):
+        plain = python_cli(target, "plain.txt", cwd=tmp_path)
+        traced = blocktrace_cli("run", "-o", f"{target}.jsonl", target, "traced.txt",
+                                cwd=tmp_path)
+        assert (traced.returncode, traced.stdout, traced.stderr) == (
+            plain.returncode, plain.stdout, plain.stderr
+        )
+        assert plain.returncode == 1 and plain.stderr.endswith("ValueError: from the app\n")
+        assert plain.stdout.startswith(f"{tmp_path / target} ")
+        assert (tmp_path / "plain.txt").read_text() == "buffered\n"
+        assert (tmp_path / "traced.txt").read_text() == "buffered\n"
+        assert verify_file(tmp_path / f"{target}.jsonl").status == "sealed"
+
+
 def test_program_that_hits_the_recursion_limit(
     tmp_path: Path, programs: Path, blocktrace_cli: Runner, python_cli: Runner
 ) -> None:
