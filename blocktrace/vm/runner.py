@@ -197,9 +197,9 @@ def _exit_status(code: object) -> tuple[int, str | None]:
 
 def run_program(program: Program, tracer: Tracer, stepper: Stepper) -> Outcome:
     """Run ``program`` under ``stepper`` into ``tracer``; the stepper is stopped
-    (and ``Stop`` emitted) before this returns."""
-    saved_argv = sys.argv[:]
-    saved_path0 = sys.path[0] if sys.path else None
+    (and ``Stop`` emitted) before this returns.  ``sys.argv``, ``sys.path[0]``
+    and ``__main__`` stay the program's, as under python, for its exit handlers:
+    this is the last thing a process does."""
     previous = set_tracer(tracer)
     if program.is_module:
         sys.argv = [program.target, *program.args]  # runpy replaces argv[0] with the file
@@ -246,9 +246,6 @@ def run_program(program: Program, tracer: Tracer, stepper: Stepper) -> Outcome:
     finally:
         stepper.stop(str(outcome.status), outcome.error)
         set_tracer(previous)
-        sys.argv = saved_argv
-        if saved_path0 is not None and sys.path:
-            sys.path[0] = saved_path0
     return outcome
 
 

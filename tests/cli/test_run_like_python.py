@@ -373,7 +373,8 @@ def test_a_file_left_open_is_flushed_and_exit_handlers_see_the_programs_main(
         "run", "-o", tmp_path / "t.jsonl", *target, tmp_path / "traced.txt", how, cwd=programs
     )
     assert plain.returncode == traced.returncode == (1 if how == "raise" else 0)
-    assert plain.stdout == traced.stdout == "at exit: the program's own __main__\n"
+    argv0 = str(programs / "leaves_open.py") if as_module else "leaves_open.py"
+    assert plain.stdout == traced.stdout == f"at exit: the program's own __main__ {argv0} 3\n"
     assert traced.stderr == plain.stderr
     expected = "written, never flushed by the program\n"
     assert (tmp_path / "plain.txt").read_text() == (tmp_path / "traced.txt").read_text() == expected

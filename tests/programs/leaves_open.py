@@ -13,7 +13,7 @@ marker = "the program's own __main__"
 def at_exit() -> None:
     import __main__
 
-    print("at exit:", getattr(__main__, "marker", "another __main__"))
+    print("at exit:", getattr(__main__, "marker", "another __main__"), sys.argv[0], len(sys.argv))
 
 
 atexit.register(at_exit)
