@@ -3,7 +3,8 @@ with the stepper on, as ``coverage run`` does.
 
 Same ``sys.argv``, ``sys.path[0]``, ``__name__ == "__main__"``, stdin, stdout,
 stderr and exit status; an uncaught exception prints its usual traceback (our
-own frames and runpy's removed) through ``sys.excepthook``.  atexit handlers run
+own frames removed, and runpy's where python shows none) through
+``sys.excepthook``.  atexit handlers run
 at interpreter exit as usual, after the trace is sealed.  The program's
 ``__main__`` module stays ``sys.modules["__main__"]`` after the run, as under
 python: its exit handlers see it, and the interpreter tears it down as it tears
