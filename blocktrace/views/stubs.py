@@ -93,24 +93,46 @@ def module_name(path: str, roots: Iterable[str] | None = None) -> str:
 # -- choosing the annotation text ---------------------------------------------------
 
 
-def _modules_of(refs: Iterable[TypeRef], local: str) -> set[str]:
+def _modules_of(refs: Iterable[TypeRef]) -> set[str]:
+    """The modules an annotation of ``refs`` names (the file's own included: its
+    classes may not exist yet where the annotation is evaluated)."""
     found: set[str] = set()
     for r in refs:
-        if r.module is not None and r.module != local and "<locals>" not in r.name:
+        if r.module is not None and "<locals>" not in r.name:
             found.add(r.module)
-        found |= _modules_of(r.args, local)
+        found |= _modules_of(r.args)
     return found
 
 
-def _clean(refs: Iterable[TypeRef]) -> list[TypeRef]:
-    """Types that cannot be named in an annotation (local classes) become ``object``."""
+def _clean(
+    refs: Iterable[TypeRef], local: str = "", main_classes: frozenset[str] = frozenset()
+) -> list[TypeRef]:
+    """Types that cannot be named in an annotation (local classes) become
+    ``object``; ``__main__``'s classes that this file defines (it ran as the
+    program) are this module's."""
     out = []
     for r in refs:
         if "<locals>" in r.name:
             out.append(TypeRef(None, "object"))
         else:
-            out.append(TypeRef(r.module, r.name, tuple(_clean(r.args)), r.variadic))
+            module = local if r.module == "__main__" and r.name in main_classes else r.module
+            out.append(TypeRef(module, r.name, tuple(_clean(r.args, local, main_classes)),
+                               r.variadic))
     return out
+
+
+def _classes_of(tree: ast.Module) -> frozenset[str]:
+    """The qualified names of the classes a file defines outside functions."""
+    names: set[str] = set()
+
+    def visit(nodes: list[ast.stmt], prefix: str) -> None:
+        for node in nodes:
+            if isinstance(node, ast.ClassDef):
+                names.add(prefix + node.name)
+                visit(node.body, prefix + node.name + ".")
+
+    visit(tree.body, "")
+    return frozenset(names)
 
 
 def _elements(refs: Iterable[TypeRef], container: str) -> list[TypeRef]:
@@ -136,17 +158,22 @@ class _Spelling:
     quote: bool
     imported: set[str] = field(default_factory=set)
     """Modules the file imports itself at top level (no quoting needed)."""
+    main_classes: frozenset[str] = frozenset()
+    """The file's classes, which are ``__main__``'s where the file ran as the program."""
     modules: set[str] = field(default_factory=set)
 
     def _finish(self, text: str, found: set[str]) -> str:
-        self.modules |= found
+        """Quoted where evaluating it could fail: it names a module the file does
+        not import, or one of the file's own classes (a method returning its
+        class, a class defined further down)."""
+        self.modules |= found - {self.local}
         if self.quote and found - self.imported:
             return repr(text)
         return text
 
     def _text(self, refs: Iterable[TypeRef]) -> tuple[str, set[str]]:
-        cleaned = _clean(refs)
-        return format_union(cleaned, self.local), _modules_of(cleaned, self.local)
+        cleaned = _clean(refs, self.local, self.main_classes)
+        return format_union(cleaned, self.local), _modules_of(cleaned)
 
     def union(self, refs: Iterable[TypeRef]) -> str:
         return self._finish(*self._text(refs))
@@ -241,7 +268,7 @@ def _decorator_name(d: ast.expr) -> str:
 def stub_for_file(types: FileTypes, source: str, module: str) -> str:
     """The ``.pyi`` text for one source file."""
     tree = ast.parse(source)
-    spell = _Spelling(module, quote=False)
+    spell = _Spelling(module, quote=False, main_classes=_classes_of(tree))
     body: list[str] = []
 
     def functions(nodes: list[ast.stmt], prefix: str, indent: str, is_method: bool) -> None:
@@ -371,7 +398,8 @@ def annotate_source(types: FileTypes, source: str, module: str) -> str:
         and any(a.name == "annotations" for a in n.names)
         for n in tree.body
     )
-    spell = _Spelling(module, quote=not future, imported=_top_imports(tree))
+    spell = _Spelling(module, quote=not future, imported=_top_imports(tree),
+                      main_classes=_classes_of(tree))
     tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
     edits: list[tuple[int, int, str, int]] = []  # (line, char col, text, chars replaced)
 

@@ -141,3 +141,51 @@ def test_coroutines_and_threads(tmp_path: Path) -> None:
     text = (tmp_path / "out" / "conc.pyi").read_text()
     assert "async def fetch(x: int) -> str: ..." in text  # the awaited result, not a coroutine
     assert "def worker(n: int) -> list[float]: ..." in text  # recorded on another thread
+
+
+def test_a_program_run_as_main_names_its_own_classes_and_its_patch_still_runs(
+    tmp_path: Path,
+) -> None:
+    """The program's classes are ``__main__.X`` at run time; in its own stub and
+    patch they are its own (no ``import __main__``).  The patch quotes them: a
+    method returning its class, or a class defined further down, does not exist
+    yet where the annotation is evaluated."""
+    script = tmp_path / "prog.py"
+    script.write_text(
+        "class Box:\n"
+        "    class Lid:\n"
+        "        pass\n"
+        "    def __init__(self, size):\n"
+        "        self.size = size\n"
+        "        self.lid = Box.Lid()\n"
+        "    def bigger(self):\n"
+        "        return Box(self.size + 1)\n"
+        "def make():\n"
+        "    return Later()\n"
+        "class Later:\n"
+        "    pass\n"
+        "b = Box(1).bigger()\n"
+        "print(type(make()).__name__, b.size)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "blocktrace", "types", "-o", "t.jsonl", "--stubs", "stubs",
+         "--patch", "p.diff", "prog.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "Later 2\n"
+    stub = (tmp_path / "stubs" / "prog.pyi").read_text()
+    assert "__main__" not in stub
+    assert "b: Box\n" in stub and "    lid: Box.Lid\n" in stub
+    assert "    def bigger(self) -> Box: ..." in stub
+    assert "def make() -> Later: ..." in stub
+    ast.parse(stub)
+    patch = (tmp_path / "p.diff").read_text()
+    assert "__main__" not in patch
+    subprocess.run(["git", "apply", "p.diff"], cwd=tmp_path, check=True, timeout=60)
+    source = script.read_text()
+    assert "    def bigger(self) -> 'Box':\n" in source
+    assert "def make() -> 'Later':\n" in source
+    patched = subprocess.run([sys.executable, "prog.py"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=60, check=False)
+    assert (patched.returncode, patched.stdout, patched.stderr) == (0, "Later 2\n", "")
