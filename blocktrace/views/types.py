@@ -427,8 +427,11 @@ class TypeTracer:
                 self._return(vm, self._info(code), event)
         return None
 
-    def _observe(self, info: _CodeInfo, line: int, kind: str, name: str, value: object) -> bool:
-        """Record one value; True when its type was new for that row."""
+    def _observe(
+        self, info: _CodeInfo, line: int, kind: str, name: str, value: object, count: bool = True
+    ) -> bool:
+        """Record one value; True when its type was new for that row (without
+        ``count``, a type already there is not counted again)."""
         ref = type_of(value)
         slot = self.table.slot(info.file, info.cls, info.function, line, kind, name)
         n = slot.get(ref)
@@ -436,7 +439,8 @@ class TypeTracer:
             slot[ref] = 1
             info.found_new = True
             return True
-        slot[ref] = n + 1
+        if count:
+            slot[ref] = n + 1
         return False
 
     def _line(self, vm: VMState, info: _CodeInfo, pc: int) -> object:
@@ -449,21 +453,7 @@ class TypeTracer:
         frame = vm.frame
         if frame is None:
             return None
-        line = info.line_of.get(pc, 0)
-        changed = False
-        if self.record_locals and not info.is_module:
-            for name, value in frame.f_locals.items():
-                if self._observe(info, line, "local", name, value):
-                    changed = True
-        if self.record_globals and info.globals:
-            f_globals = frame.f_globals
-            for name in info.globals:
-                if name in f_globals:
-                    value = f_globals[name]
-                    if not _skip_global(value) and self._observe(
-                        info, line, "global", name, value
-                    ):
-                        changed = True
+        changed = self._sample(info, frame, info.line_of.get(pc, 0))
         if limit is None:
             return None
         if changed:
@@ -475,6 +465,26 @@ class TypeTracer:
             self._disabled_since_restart = True
             return _DISABLE
         return None
+
+    def _sample(self, info: _CodeInfo, frame: FrameType, line: int, count: bool = True) -> bool:
+        """Record the frame's locals and the globals its code names, as they are
+        when ``line`` starts (after the statement before it); True if a type was
+        new."""
+        changed = False
+        if self.record_locals and not info.is_module:
+            for name, value in frame.f_locals.items():
+                if self._observe(info, line, "local", name, value, count):
+                    changed = True
+        if self.record_globals and info.globals:
+            f_globals = frame.f_globals
+            for name in info.globals:
+                if name in f_globals:
+                    value = f_globals[name]
+                    if not _skip_global(value) and self._observe(
+                        info, line, "global", name, value, count
+                    ):
+                        changed = True
+        return changed
 
     def _call(self, vm: VMState, info: _CodeInfo, event: CallStart) -> None:
         if info.disabled and self._disabled_since_restart:
@@ -504,9 +514,19 @@ class TypeTracer:
                 self._observe(info, line, "param", name, f_locals[name])
 
     def _return(self, vm: VMState, info: _CodeInfo, event: Return) -> None:
-        if event.kind == "unwind" or info.is_module:
+        if event.kind == "unwind":
             return
         line = info.line_of.get(event.pc, info.code.co_firstlineno)
+        if event.kind == "return" and not info.disabled:
+            # the state after the last statement, which no line start shows (a
+            # module's last assignment, a function's before an implicit return):
+            # new types only, so the counts stay those of the line starts; not
+            # while the code's lines are switched off as stable
+            frame = vm.frame
+            if frame is not None:
+                self._sample(info, frame, line, count=False)
+        if info.is_module:
+            return
         if event.kind == "yield":
             if not info.is_async:
                 self._observe(info, line, "yield", "", event.value)

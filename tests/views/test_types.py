@@ -151,3 +151,37 @@ def test_bad_table_line_is_named(tmp_path: Path) -> None:
     path.write_text('{"file": "x"}\n')
     with pytest.raises(ValueError, match=r"bad\.jsonl:1"):
         TypeTable.read(path)
+
+
+def test_the_state_after_a_frames_last_statement_is_recorded(tmp_path: Path) -> None:
+    """No line start follows a frame's last statement: a module's last
+    assignment and a function's local set just before an implicit return are
+    sampled when the frame returns (new types only: counts stay per line start)."""
+    import importlib.util
+    import sys
+
+    source = tmp_path / "ends.py"
+    source.write_text(
+        "def setup(n):\n"
+        "    total = n * 2\n"
+        "    cache = {'n': total}\n"
+        "def twice(n):\n"
+        "    doubled = n * 2\n"
+        "    return doubled\n"
+        "setup(1)\n"
+        "result = twice(3)\n"
+        "label = 'last'\n"
+    )
+    spec = importlib.util.spec_from_file_location("ends", source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    tracer = TypeTracer(loop_limit=None)
+    with blocktrace.trace(tracer, include=[str(source)]):
+        spec.loader.exec_module(module)
+    sys.modules.pop("ends", None)
+    rows = {(r.function, r.kind, r.name): r for r in tracer.table.rows() if r.line in (3, 6, 9)}
+    assert format_union(rows[("setup", "local", "cache")].types) == "dict[str, int]"
+    assert format_union(rows[("<module>", "global", "label")].types) == "str"
+    assert rows[("<module>", "global", "result")].counts == [1]
+    # `return doubled` starts a line: its locals were sampled there, and once only
+    assert rows[("twice", "local", "doubled")].counts == [1]
