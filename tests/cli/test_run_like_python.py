@@ -220,52 +220,45 @@ def test_main_called_as_a_function_returns_130_for_ctrl_c(
     assert verify_file(tmp_path / "t.jsonl").status == "sealed"
 
 
+@pytest.mark.parametrize("ending", ["exit", "raise"])
 def test_directory_and_zip_application(
-    tmp_path: Path, blocktrace_cli: Runner, python_cli: Runner
+    tmp_path: Path, blocktrace_cli: Runner, python_cli: Runner, ending: str
 ) -> None:
-    import zipapp
-
-    app = tmp_path / "app"
-    app.mkdir()
-    (app / "__main__.py").write_text(
-        "import sys\nprint('app', sys.argv, __name__)\nsys.exit(len(sys.argv))\n"
-    )
-    zipapp.create_archive(app, tmp_path / "app.pyz")
-    for target in ("app", "app.pyz"):
-        plain = python_cli(target, "x", cwd=tmp_path)
-        traced = blocktrace_cli("run", "-o", f"{target}.jsonl", target, "x", cwd=tmp_path)
-        assert (traced.returncode, traced.stdout, traced.stderr) == (
-            plain.returncode, plain.stdout, plain.stderr
-        ) == (2, f"app ['{target}', 'x'] __main__\n", "")
-        assert verify_file(tmp_path / f"{target}.jsonl").status == "sealed"
-
-
-def test_directory_and_zip_application_paths_traceback_and_open_file(
-    tmp_path: Path, blocktrace_cli: Runner, python_cli: Runner
-) -> None:
+    """Run as python runs them: argv, __name__, an absolute sys.path[0] and
+    __file__, python's traceback frames, and a file left open flushed at exit."""
     import zipapp
 
     app = tmp_path / "app"
     app.mkdir()
     (app / "__main__.py").write_text(
         "import sys\n"
-        "print(sys.path[0], __file__, __spec__.name, __package__)\n"
+        "print('app', sys.argv[0], sys.argv[2:], __name__, sys.path[0], __file__,"
+        " __spec__.name)\n"
         "out = open(sys.argv[1], 'w')\n"
         "out.write('buffered\\n')\n"
         "def fail():\n"
         "    raise ValueError('from the app')\n"
+        "if sys.argv[2] == 'exit':\n"
+        "    sys.exit(len(sys.argv))\n"
         "fail()\n"
     )
     zipapp.create_archive(app, tmp_path / "app.pyz")
     for target in ("app", "app.pyz"):
-        plain = python_cli(target, "plain.txt", cwd=tmp_path)
-        traced = blocktrace_cli("run", "-o", f"{target}.jsonl", target, "traced.txt",
+        plain = python_cli(target, "plain.txt", ending, cwd=tmp_path)
+        traced = blocktrace_cli("run", "-o", f"{target}.jsonl", target, "traced.txt", ending,
                                 cwd=tmp_path)
         assert (traced.returncode, traced.stdout, traced.stderr) == (
             plain.returncode, plain.stdout, plain.stderr
         )
-        assert plain.returncode == 1 and plain.stderr.endswith("ValueError: from the app\n")
-        assert plain.stdout.startswith(f"{tmp_path / target} ")
+        main = tmp_path / target / "__main__.py"
+        assert plain.stdout == (
+            f"app {target} ['{ending}'] __main__ {tmp_path / target} {main} __main__\n"
+        )
+        if ending == "exit":
+            assert (plain.returncode, plain.stderr) == (3, "")
+        else:
+            assert plain.returncode == 1
+            assert plain.stderr.endswith("ValueError: from the app\n")
         assert (tmp_path / "plain.txt").read_text() == "buffered\n"
         assert (tmp_path / "traced.txt").read_text() == "buffered\n"
         assert verify_file(tmp_path / f"{target}.jsonl").status == "sealed"
