@@ -103,8 +103,9 @@ def _trim(tb: TracebackType | None, trailing: bool = False) -> TracebackType | N
     """Drop the leading frames of blocktrace from a traceback, and runpy's but
     those python shows too (``python -m`` runs the module through
     ``runpy._run_module_as_main``, and its tracebacks start there); with
-    ``trailing``, the trailing frames of blocktrace too (where a Ctrl-C landed
-    in the stepper's callback: python would show the program's frame last)."""
+    ``trailing``, also every frame from the first of blocktrace's on (where a
+    Ctrl-C landed in the stepper's callback: python would show the program's
+    frame last)."""
     while tb is not None:
         code = tb.tb_frame.f_code
         filename = code.co_filename
@@ -114,16 +115,16 @@ def _trim(tb: TracebackType | None, trailing: bool = False) -> TracebackType | N
         ):
             break
         tb = tb.tb_next
-    if not trailing:
+    if not trailing or tb is None:
         return tb
-    last = None
+    # the program never runs inside our frames: from the first of them on, the
+    # frames are ours (and what they called, such as a dataclass's __init__)
     entry = tb
-    while entry is not None:
-        if not entry.tb_frame.f_code.co_filename.startswith(_BLOCKTRACE_DIR):
-            last = entry
+    while entry.tb_next is not None:
+        if entry.tb_next.tb_frame.f_code.co_filename.startswith(_BLOCKTRACE_DIR):
+            entry.tb_next = None
+            break
         entry = entry.tb_next
-    if last is not None:
-        last.tb_next = None
     return tb
 
 
