@@ -48,6 +48,7 @@ from typing import IO, Any, cast
 
 import msgspec
 
+from blocktrace._native import extension
 from blocktrace.events import CallStart, OpException, OpStart, Return, Stop, TraceEvent
 from blocktrace.tracers import Tracer, VMState
 from blocktrace.vm.stepper import DISABLE
@@ -65,21 +66,12 @@ than hashlib's (one call, no joined copy, no hash object)."""
 _plain_values: Callable[[Any], dict[str, Any] | None] | None = None
 """A frame's locals as a new dict when every one shows the same in a block and
 in the standard trace (numbers, None, bools), in C; else None."""
-if not os.environ.get("BLOCKTRACE_PURE"):
-    try:
-        from blocktrace.chain._cwriter import (  # type: ignore[import-not-found]
-            IMPLEMENTATION as _SHA_IMPLEMENTATION,
-        )
-        from blocktrace.chain._cwriter import sha1_hex
-
-        if _SHA_IMPLEMENTATION == "sha-ni":
-            _sha1_hex = sha1_hex
-    except ImportError:
-        pass
-    try:
-        from blocktrace.vm._chook import plain_values as _plain_values  # type: ignore[import-not-found,no-redef]
-    except ImportError:
-        pass
+_cwriter = extension("blocktrace.chain._cwriter")
+if _cwriter is not None and _cwriter.IMPLEMENTATION == "sha-ni":
+    _sha1_hex = _cwriter.sha1_hex
+_chook = extension("blocktrace.vm._chook")
+if _chook is not None:
+    _plain_values = _chook.plain_values
 
 
 class ChainFailure:

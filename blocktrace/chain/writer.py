@@ -3,7 +3,7 @@
 :class:`PyLineWriter` is the reference, in Python; ``blocktrace.chain._cwriter``
 (built from ``_cwriter.c`` when a C compiler is present) has the same interface
 and the same bytes, with the per-instruction path in C.  :data:`LineWriter` is
-the C one when it was built and ``BLOCKTRACE_PURE`` is not set, else the
+the C one when ``blocktrace._native`` says the C paths are used, else the
 reference.
 
 Both keep the rules that make a trace survive Ctrl-C and signal handlers: a line
@@ -20,11 +20,11 @@ code re-enters does not flush again (the nested line is buffered).
 from __future__ import annotations
 
 import hashlib
-import os
 from binascii import hexlify
 from collections.abc import Callable
 from typing import Any
 
+from blocktrace._native import extension
 from blocktrace.chain.hashing import DOMAIN, LINK_PREFIX
 from blocktrace.chain.merkle import MerkleAccumulator
 
@@ -231,12 +231,6 @@ class PyLineWriter:
             self._on_leaf()
 
 
-LineWriter: Any = PyLineWriter
-ACCELERATED = False
-if not os.environ.get("BLOCKTRACE_PURE"):
-    try:
-        from blocktrace.chain._cwriter import LineWriter  # type: ignore[import-not-found,no-redef]
-
-        ACCELERATED = True
-    except ImportError:
-        pass
+_c = extension("blocktrace.chain._cwriter")
+LineWriter: Any = PyLineWriter if _c is None else _c.LineWriter
+ACCELERATED = _c is not None

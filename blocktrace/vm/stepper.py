@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import bisect
 import dis
-import os
 import sys
 import threading
 import time
@@ -33,6 +32,7 @@ from collections.abc import Callable
 from types import BuiltinFunctionType, CodeType, FrameType, FunctionType, MethodType
 from typing import Any
 
+from blocktrace._native import extension
 from blocktrace.events import (
     CallKind,
     CallStart,
@@ -205,16 +205,9 @@ def active_stepper() -> Stepper | None:
     return _current
 
 
-_InstructionHook: Any = None
-_c_discard: Any = None
-if not os.environ.get("BLOCKTRACE_PURE"):
-    try:
-        from blocktrace.vm._chook import (  # type: ignore[import-not-found,no-redef]
-            InstructionHook as _InstructionHook,
-        )
-        from blocktrace.vm._chook import discard as _c_discard  # type: ignore[no-redef]
-    except ImportError:  # not built (no C compiler at install): the closure below
-        pass
+_chook = extension("blocktrace.vm._chook")  # None: not built, or BLOCKTRACE_PURE
+_InstructionHook: Any = None if _chook is None else _chook.InstructionHook
+_c_discard: Any = None if _chook is None else _chook.discard
 
 
 def python_instruction_hook(
