@@ -227,10 +227,17 @@ def load_signer(path: str | os.PathLike[str]) -> Signer:
     ``cryptography`` package is missing).
     """
     try:
-        text = Path(path).read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise MalformedNoteError(f"cannot read private key {os.fspath(path)}: {reason}") from exc
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise MalformedNoteError(
+            f"cannot read private key {os.fspath(path)}: {exc.strerror or exc}"
+        ) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedNoteError(
+            f"{os.fspath(path)}: not a private key from blocktrace keygen (not UTF-8 text)"
+        ) from exc
     try:
         return Signer.from_skey(text)
     except SigningUnavailableError:

@@ -39,6 +39,7 @@ from blocktrace.chain.merkle import (
 __all__ = [
     "BUNDLE_FORMAT",
     "BundleError",
+    "NotABundleError",
     "ProofBundle",
     "TraceError",
     "TraceFile",
@@ -58,6 +59,11 @@ class TraceError(ValueError):
 
 class BundleError(ValueError):
     """A proof bundle is malformed or does not prove what it claims."""
+
+
+class NotABundleError(BundleError):
+    """The input is not a proof bundle at all (empty, not JSON, not the bundle's
+    shape): unusable input rather than a proof that fails."""
 
 
 class _Header(msgspec.Struct):
@@ -316,10 +322,14 @@ def check_bundle(data: bytes) -> CheckedBundle:
     The root is the bundle's own claim; compare it with a trusted checkpoint
     or summary to learn anything (``blocktrace check-proof --checkpoint``).
     """
+    if not data.strip():
+        raise NotABundleError("empty file: not a proof bundle")
     try:
         bundle = msgspec.json.decode(data, type=ProofBundle)
+    except msgspec.ValidationError as exc:
+        raise NotABundleError(f"not a proof bundle from blocktrace prove: {exc}") from exc
     except msgspec.DecodeError as exc:
-        raise BundleError(f"not a proof bundle: {exc}") from exc
+        raise NotABundleError("not a proof bundle: not JSON") from exc
     if encode_bundle(bundle) != data:
         raise BundleError("bundle is not in canonical form (it was edited or re-encoded)")
     if bundle.format != BUNDLE_FORMAT:

@@ -33,6 +33,7 @@ from blocktrace.chain.note import (
 )
 from blocktrace.chain.proof import (
     BundleError,
+    NotABundleError,
     TraceError,
     TraceFile,
     check_bundle,
@@ -271,6 +272,8 @@ def _check_proof(args: argparse.Namespace) -> int:
                 "trusted checkpoint (--checkpoint CP --pubkey PUB)"
             )
         result["valid"] = True
+    except NotABundleError as exc:
+        return _fail(args, result, "unusable", f"{args.bundle}: {exc}")
     except BundleError as exc:
         return _fail(args, result, "proof-invalid", f"{args.bundle}: {exc}")
     except CheckpointError as exc:
@@ -283,9 +286,12 @@ def _check_proof(args: argparse.Namespace) -> int:
 
 
 def _fail(args: argparse.Namespace, result: dict[str, Any], kind: str, message: str) -> int:
+    """Report a proof that fails (1), or input that is no proof at all (2)."""
     result.update(valid=False, kind=kind, error=message)
     if args.json:
         sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
+    elif kind == "unusable":
+        sys.stderr.write(f"blocktrace check-proof: {message}\n")
     else:
         sys.stderr.write(f"blocktrace check-proof: REJECTED ({kind}): {message}\n")
-    return 1
+    return 2 if kind == "unusable" else 1

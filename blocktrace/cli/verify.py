@@ -23,14 +23,16 @@ _TEXT = {
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "verify",
-        help="verify a trace: sealed (0), tampered (1), unusable (2), unsealed (3)",
+        help="verify a trace: sealed (0), tampered (1), unusable (2), unsealed (3), "
+        "checkpoint rejected (4)",
         description="Verify a trace's hash chain, streaming. Exit 0 valid and sealed, 1 tampered "
         "(or not matching --head/--genesis), 2 unusable input, 3 valid but unsealed (cut short), "
         "4 checkpoint rejected (signature invalid, unknown key, other trace, rolled back, fork).",
     )
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--head", metavar="HEX",
-                   help="the anchored head (kept elsewhere) the trace must end with")
+    p.add_argument("--head", metavar="HEX", type=_head,
+                   help="the anchored head (kept elsewhere) the trace must end with: "
+                   "64 hex digits")
     p.add_argument("--genesis", metavar="TOKEN", help="the genesis token the trace must carry")
     p.add_argument("--checkpoint", metavar="CP",
                    help="a checkpoint (blocktrace sign, or TRACE.cp.N from the run) that must "
@@ -44,11 +46,22 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=verify)
 
 
+def _head(text: str) -> str:
+    """An argparse type: a chain head, 64 hex digits (any case, spaces around)."""
+    head = text.strip().lower()
+    if len(head) != 64 or any(c not in "0123456789abcdef" for c in head):
+        raise argparse.ArgumentTypeError(f"not a head (64 hex digits): {text!r}")
+    return head
+
+
 def verify(args: argparse.Namespace) -> int:
     from blocktrace.chain.verify import verify_file
 
     result = verify_file(args.file, head=args.head, genesis=args.genesis)
     anchors = _anchors(args, result.status)
+    if anchors is not None and anchors.status == "unusable" and not args.json:
+        # a checkpoint or key file that cannot be used is an input error, not a verdict
+        raise CliError(anchors.messages[-1])
     if args.json:
         out = result.as_json()
         if anchors is not None:

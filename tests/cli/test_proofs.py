@@ -113,8 +113,7 @@ def test_verify_names_each_checkpoint_failure(work: Path, tmp_path: Path) -> Non
     data = msgspec.json.decode(bt("verify", a, *cases["UNKNOWN KEY"], "--json").stdout)
     assert data["valid"] is False and data["anchor"]["kind"] == "unknown-key"
     one_line_error(bt("verify", a, "--pubkey", pub), 2, "--checkpoint")
-    done = bt("verify", a, "--checkpoint", tmp_path / "missing.cp")
-    assert done.returncode == 2 and "cannot read" in done.stdout
+    one_line_error(bt("verify", a, "--checkpoint", tmp_path / "missing.cp"), 2, "cannot read")
 
 
 def _rewrite(src: Path, dst: Path, line: int) -> None:
@@ -199,3 +198,67 @@ def test_missing_cryptography_is_one_line(work: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     one_line_error(done, 2, "install blocktrace[sign]")
     assert not (work / "nocrypto.key").exists()
+
+
+def test_unusable_checkpoint_and_key_files_are_one_line_on_stderr(
+    work: Path, tmp_path: Path
+) -> None:
+    """A checkpoint or key file that cannot be used is an input error: one line on stderr
+    with the command's prefix, exit 2, and no verdict on stdout before it."""
+    a = work / "a.jsonl"
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"junk\n")
+    binary = tmp_path / "binary"
+    binary.write_bytes(bytes(range(256)))
+    cases = [
+        (("--checkpoint", tmp_path / "missing.cp"), "cannot read"),
+        (("--checkpoint", work / "a.cp", "--pubkey", junk), "verifier key"),
+        (("--checkpoint", work / "a.cp", "--pubkey", binary), "not UTF-8"),
+        (("--checkpoint", work / "a.cp", "--pubkey", tmp_path / "missing.pub"), "cannot read"),
+        (("--since", tmp_path / "missing.cp"), "cannot read"),
+    ]
+    for args, text in cases:
+        done = bt("verify", a, *args)
+        one_line_error(done, 2, text)
+        assert done.stderr.startswith("blocktrace verify: ") and done.stdout == "", args
+        data = msgspec.json.decode(bt("verify", a, *args, "--json").stdout)
+        assert data["valid"] is False and data["anchor"]["status"] == "unusable"
+
+
+def test_check_proof_of_something_that_is_no_bundle_is_unusable(
+    work: Path, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "b.json"
+    ok("prove", work / "a.jsonl", "5", "-o", bundle)
+    data = msgspec.json.decode(bundle.read_bytes())
+    del data["root"]
+    inputs = {
+        "empty": (b"", "empty file"),
+        "blank": (b"\n\n", "empty file"),
+        "junk": (b"junk\n", "not JSON"),
+        "binary": (bytes(range(256)), "not JSON"),
+        "number": (b"17\n", "not a proof bundle"),
+        "no-root": (msgspec.json.encode(data) + b"\n", "root"),
+    }
+    for name, (content, text) in inputs.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        done = bt("check-proof", path)
+        one_line_error(done, 2, text)
+        assert "REJECTED" not in done.stderr and str(path) in done.stderr, done.stderr
+        done = bt("check-proof", path, "--json")
+        assert done.returncode == 2
+        result = msgspec.json.decode(done.stdout)
+        assert result["valid"] is False and result["kind"] == "unusable"
+
+
+def test_a_junk_signing_key_is_one_clear_line(work: Path, tmp_path: Path) -> None:
+    binary = tmp_path / "binary.key"
+    binary.write_bytes(bytes(range(128, 256)))
+    for args in (("sign", work / "a.jsonl", "--key", binary),
+                 ("run", "--checkpoint-every", "16", "--sign-key", binary,
+                  "-o", tmp_path / "t.jsonl", work / "a.jsonl.py")):
+        done = bt(*args)
+        one_line_error(done, 2, "not a private key from blocktrace keygen (not UTF-8 text)")
+        assert "codec" not in done.stderr
+    assert not (tmp_path / "t.jsonl").exists()

@@ -165,3 +165,21 @@ def test_killed_mid_run_leaves_an_unsealed_trace(
     # Every complete line is there up to the reported head.
     lines = trace.read_bytes().split(b"\n")
     assert _decode(lines[out["lines"] - 1])["hash"] == out["head"]
+
+
+@pytest.mark.parametrize("head", ["zzz", "", "0" * 63, "g" * 64, "0" * 65])
+def test_a_head_that_is_not_64_hex_digits_is_a_usage_error(
+    head: str, sealed: Path, blocktrace_cli: Runner, one_line_error: Check
+) -> None:
+    proc = blocktrace_cli("verify", "--head", head, sealed)
+    assert proc.returncode == 2 and proc.stdout == ""
+    one_line_error(proc)
+    assert "64 hex digits" in proc.stderr
+    # a head in capitals, with spaces around it (pasted), is still the head
+    assert blocktrace_cli("verify", "--head", f" {_head(sealed).upper()}\n", sealed).returncode == 0
+
+
+def test_help_lists_every_exit_status(blocktrace_cli: Runner) -> None:
+    listing = blocktrace_cli("--help").stdout
+    assert "checkpoint rejected (4)" in " ".join(listing.split())
+    assert "4 checkpoint rejected" in " ".join(blocktrace_cli("verify", "--help").stdout.split())
