@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from types import CodeType, FrameType
-from typing import Protocol
+from dataclasses import dataclass
+from types import BuiltinFunctionType, CodeType, FrameType, FunctionType, MethodType
+from typing import Any, Protocol
 
 from blocktrace.events import TraceEvent
 from blocktrace.tracers.render import Renderer
 
 __all__ = [
+    "Capabilities",
     "Tracer",
     "VMState",
     "at_recursion_limit",
     "belongs_to_program",
+    "capabilities_changed",
+    "capabilities_of",
+    "direct_call",
     "discard_trace",
     "emit",
     "get_tracer",
@@ -76,15 +81,87 @@ class VMState(Protocol):
 class Tracer(Protocol):
     """Receives every event of a traced run, in order, on the thread that ran it.
 
-    A tracer object may also carry an instance attribute ``fast_call``: a
-    callable doing exactly what calling the tracer does, which the stepper then
-    calls per instruction instead (``ChainTracer`` offers its C line writer)."""
+    Any callable ``tracer(vm, event)`` is a tracer.  A tracer object may also
+    declare what it needs from the stepper, as attributes; each is optional, an
+    absent one means its default, and :func:`capabilities_of` reads them all
+    (the stepper does, on every :func:`set_tracer` and every change of a
+    ``Tee``):
+
+    ``wants_op_end: bool = False``
+        send ``OpEnd`` events too (they cost a second call per instruction).
+    ``may_disable: bool = False``
+        the tracer may answer ``sys.monitoring.DISABLE`` for an ``OpStart`` to
+        turn that instruction site off (until ``vm.restart_events()``); without
+        it the answer is ignored.
+    ``fast_call: Callable[[VMState, TraceEvent], object] | None = None``
+        a callable doing exactly what calling the tracer does, more directly,
+        which the stepper calls instead (``ChainTracer`` offers its C line
+        writer: no Python frame per instruction).
+    ``record_failure: Callable[[str], object] | None = None``
+        told, with a one-line message, when this tracer (or one beside it in a
+        ``Tee``) failed and was detached: ``ChainTracer`` writes it into the trace.
+
+    They are declared on :class:`Capabilities`, not here, so that a plain
+    function stays a ``Tracer`` for the type checker.
+    """
 
     def __call__(self, vm: VMState, event: TraceEvent, /) -> object:
         """Handle one event.  The result is ignored, except for a tracer with
-        ``may_disable = True``: returning ``sys.monitoring.DISABLE`` for an
-        ``OpStart`` turns that instruction site off until ``vm.restart_events()``."""
+        ``may_disable = True`` (see above)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a tracer asked of the stepper, its optional attributes resolved once
+    (see :class:`Tracer` for what each means).  The defaults are a plain
+    function's: only ``OpStart``/``CallStart``/... events, no ``DISABLE``, called
+    as it is, nobody to tell of failures."""
+
+    wants_op_end: bool = False
+    may_disable: bool = False
+    fast_call: Callable[[Any, Any], object] | None = None
+    record_failure: Callable[[str], object] | None = None
+
+
+_PLAIN = Capabilities()
+_FUNCTIONS = (FunctionType, MethodType, BuiltinFunctionType)
+
+
+def capabilities_of(tracer: object) -> Capabilities:
+    """The capabilities ``tracer`` declares, defaults for those it does not.
+
+    A function or method has none (its attributes are not read: a function's
+    ``__dict__`` is the program's business).  ``fast_call`` is read from the
+    instance only, so that a method named so on a class is not taken for one.
+    An attribute that cannot be read counts as absent."""
+    if isinstance(tracer, _FUNCTIONS):
+        return _PLAIN
+    try:
+        fast = vars(tracer).get("fast_call") if hasattr(tracer, "__dict__") else None
+        record = getattr(tracer, "record_failure", None)
+        return Capabilities(
+            wants_op_end=bool(getattr(tracer, "wants_op_end", False)),
+            may_disable=bool(getattr(tracer, "may_disable", False)),
+            fast_call=fast if callable(fast) else None,
+            record_failure=record if callable(record) else None,
+        )
+    except Exception:
+        return _PLAIN
+
+
+def direct_call(tracer: object, caps: Capabilities | None = None) -> Callable[[Any, Any], object]:
+    """What to call for ``tracer``: its ``fast_call`` if it has one, an
+    instance's bound ``__call__`` (skips the type-slot lookup on every call),
+    else the tracer itself."""
+    fast = (caps if caps is not None else capabilities_of(tracer)).fast_call
+    if fast is not None:
+        return fast
+    if not isinstance(tracer, _FUNCTIONS):
+        bound = type(tracer).__dict__.get("__call__")
+        if isinstance(bound, FunctionType):
+            return MethodType(bound, tracer)
+    return tracer  # type: ignore[return-value]
 
 
 def discard_trace(vm: VMState, event: TraceEvent, /) -> None:
@@ -109,13 +186,38 @@ the next event."""
 
 
 def set_tracer(tracer: Tracer) -> Tracer:
-    """Make ``tracer`` the active tracer and return the one it replaces."""
+    """Make ``tracer`` the active tracer and return the one it replaces.
+
+    A running stepper re-reads the new tracer's capabilities at once (see
+    :class:`Tracer`)."""
     old = _active.tracer
     _active.tracer = tracer
     watcher = _active.watcher
     if watcher is not None:
         watcher(tracer)
     return old
+
+
+def capabilities_changed(tracer: object) -> None:
+    """``tracer`` (a ``Tee`` whose children changed) declares other capabilities
+    now: if it is the active tracer, or inside it, the stepper re-reads them."""
+    active = _active.tracer
+    watcher = _active.watcher
+    if watcher is not None and (active is tracer or _contains(active, tracer)):
+        watcher(active)
+
+
+def _contains(outer: object, inner: object) -> bool:
+    children = getattr(outer, "tracers", None) if not isinstance(outer, _FUNCTIONS) else None
+    if not isinstance(children, list):
+        return False
+    for child in children:
+        if child is inner or _contains(child, inner):
+            refresh = getattr(outer, "refresh", None)
+            if callable(refresh):
+                refresh()  # an outer Tee combines again, from the inner one's new state
+            return True
+    return False
 
 
 def get_tracer() -> Tracer:

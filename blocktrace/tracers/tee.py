@@ -3,15 +3,37 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any
 
-from blocktrace.events import TraceEvent
-from blocktrace.tracers import Tracer, VMState, at_recursion_limit, belongs_to_program
+from blocktrace.events import OpEnd, TraceEvent
+from blocktrace.tracers import (
+    Tracer,
+    VMState,
+    at_recursion_limit,
+    belongs_to_program,
+    capabilities_changed,
+    capabilities_of,
+    direct_call,
+)
 
 __all__ = ["Tee"]
+
+_DISABLE = sys.monitoring.DISABLE
 
 
 class Tee:
     """Sends every event to each tracer in turn.
+
+    Its capabilities combine its tracers' (see :class:`blocktrace.Tracer`):
+    ``OpEnd`` events are asked for when any tracer wants them (and go only to
+    those that do), a site may be turned off only when every tracer may do so
+    (and then only once every tracer answered ``DISABLE`` there), and a Tee of
+    one tracer with a ``fast_call`` has that one (a Tee of a ``ChainTracer``
+    keeps the C line writer).  Each tracer is called through its own
+    ``fast_call`` when it has one.  Change the tracers with :meth:`add` and
+    :meth:`remove` (or call :meth:`refresh` after changing ``tracers``), so that
+    a running stepper hears of it.
 
     A tracer that raises is detached (the others go on); the failure is passed to
     the remaining tracers' ``record_failure`` (the chain writer records it in the
@@ -21,21 +43,52 @@ class Tee:
 
     def __init__(self, *tracers: Tracer) -> None:
         self.tracers: list[Tracer] = list(tracers)
-        self.wants_op_end = any(getattr(t, "wants_op_end", False) for t in tracers)
+        self.refresh()
 
-    def __call__(self, vm: VMState, event: TraceEvent, /) -> None:
-        for tracer in self.tracers:
+    def refresh(self) -> None:
+        """Combine the tracers' capabilities again (after ``tracers`` changed)."""
+        caps = [capabilities_of(t) for t in self.tracers]
+        calls = [(t, direct_call(t, c)) for t, c in zip(self.tracers, caps, strict=True)]
+        self._calls: list[tuple[Tracer, Callable[[Any, Any], object]]] = calls
+        self._op_end_calls = [tc for tc, c in zip(calls, caps, strict=True) if c.wants_op_end]
+        self.wants_op_end = bool(self._op_end_calls)
+        self.may_disable = bool(caps) and all(c.may_disable for c in caps)
+        fast = caps[0].fast_call if len(caps) == 1 else None
+        self.fast_call = fast
+        """The one tracer's ``fast_call``, when it is alone (else ``None``)."""
+
+    def add(self, tracer: Tracer) -> None:
+        """Send the events from the next one on to ``tracer`` too."""
+        self.tracers.append(tracer)
+        self._changed()
+
+    def remove(self, tracer: Tracer) -> None:
+        """Stop sending events to ``tracer``."""
+        self.tracers = [t for t in self.tracers if t is not tracer]
+        self._changed()
+
+    def _changed(self) -> None:
+        self.refresh()
+        capabilities_changed(self)
+
+    def __call__(self, vm: VMState, event: TraceEvent, /) -> object:
+        calls = self._op_end_calls if type(event) is OpEnd else self._calls
+        answer: object = _DISABLE if self.may_disable else None
+        for tracer, call in calls:
             try:
-                tracer(vm, event)
+                if call(vm, event) is not _DISABLE:
+                    answer = None
             except Exception as exc:
+                answer = None
                 if isinstance(exc, RecursionError) and at_recursion_limit():
                     raise  # the program's own depth, not this tracer's fault
                 if belongs_to_program(exc):
                     raise  # raised by the program's signal handler
                 self._detach(tracer, exc)
+        return answer
 
     def _detach(self, tracer: Tracer, exc: Exception) -> None:
-        self.tracers = [t for t in self.tracers if t is not tracer]
+        self.remove(tracer)
         message = f"tracer {type(tracer).__name__} failed: {type(exc).__name__}: {exc}"
         if sys.__stderr__ is not None:
             sys.__stderr__.write(f"blocktrace: {message}; detached, the others go on\n")
@@ -43,6 +96,6 @@ class Tee:
 
     def record_failure(self, message: str) -> None:
         for tracer in self.tracers:
-            record = getattr(tracer, "record_failure", None)
+            record = capabilities_of(tracer).record_failure
             if record is not None:
                 record(message)

@@ -29,7 +29,7 @@ import time
 import weakref
 from _thread import get_ident
 from collections.abc import Callable
-from types import BuiltinFunctionType, CodeType, FrameType, FunctionType, MethodType
+from types import CodeType, FrameType
 from typing import Any
 
 from blocktrace._native import extension
@@ -45,9 +45,12 @@ from blocktrace.events import (
     Stop,
 )
 from blocktrace.tracers import (
+    Capabilities,
     _active,
     at_recursion_limit,
     belongs_to_program,
+    capabilities_of,
+    direct_call,
     discard_trace,
     set_tracer,
 )
@@ -66,6 +69,10 @@ _RESUME = dis.opmap["RESUME"]
 _LOCAL_EVENTS = _E.INSTRUCTION | _E.PY_RETURN | _E.PY_YIELD | _E.PY_RESUME
 _GLOBAL_EVENTS = (
     _E.PY_START | _E.PY_UNWIND | _E.PY_THROW | _E.RAISE | _E.RERAISE | _E.EXCEPTION_HANDLED
+)
+_CALLBACK_EVENTS = (
+    _E.PY_START, _E.PY_RESUME, _E.PY_THROW, _E.PY_RETURN, _E.PY_YIELD, _E.PY_UNWIND,
+    _E.RAISE, _E.RERAISE, _E.EXCEPTION_HANDLED, _E.INSTRUCTION,
 )
 # Prefer the ids nobody standard claims; 0 (debugger) and 1 (coverage) last.
 _TOOL_PREFERENCE = (3, 4, 2, 5, 1, 0)
@@ -243,32 +250,12 @@ def python_instruction_hook(
     return on_instruction
 
 
-def _direct_callable(tracer: Any) -> Any:
-    """What the stepper calls for ``tracer``: its ``fast_call`` if it has one
-    (ChainTracer's line writer), an instance's bound ``__call__`` (skips the
-    type-slot lookup), the C no-op for ``discard_trace`` when built; else itself."""
-    fast = _fast_call(tracer)
-    if fast is not None:
-        return fast
+def _direct_callable(tracer: object, caps: Capabilities) -> Any:
+    """What the stepper calls for ``tracer`` (see ``direct_call``), with the C
+    no-op for ``discard_trace`` when built."""
     if tracer is discard_trace and _c_discard is not None:
         return _c_discard
-    if not isinstance(tracer, FunctionType | MethodType | BuiltinFunctionType):
-        bound = type(tracer).__dict__.get("__call__")
-        if isinstance(bound, FunctionType):
-            return MethodType(bound, tracer)
-    return tracer
-
-
-def _fast_call(tracer: object) -> Any:
-    """A tracer may name, as ``fast_call``, a callable that does exactly what
-    calling it does, more directly; the stepper calls that one."""
-    if isinstance(tracer, FunctionType | MethodType | BuiltinFunctionType):
-        return None
-    try:
-        fast = tracer.__dict__.get("fast_call") if hasattr(tracer, "__dict__") else None
-    except Exception:
-        return None
-    return fast if callable(fast) else None
+    return direct_call(tracer, caps)
 
 
 class Stepper:
@@ -358,9 +345,6 @@ class Stepper:
             tool = self._claim_tool()
             _current = self
         self._tool = tool
-        tracer = _active.tracer
-        self._op_end = bool(getattr(tracer, "wants_op_end", False))
-        self._may_disable = bool(getattr(tracer, "may_disable", False))
         self.thread_ident = get_ident()
         self._thread_state = {self.thread_ident: (1, 0)}
         _M.restart_events()  # a DISABLE from an earlier run with another scope must not linger
@@ -397,7 +381,7 @@ class Stepper:
                 _M.set_local_events(tool, info.code, 0)
             except ValueError:
                 pass
-        for event in self._callbacks():
+        for event in _CALLBACK_EVENTS:
             _M.register_callback(tool, event, None)
         _M.free_tool_id(tool)
         self._tool = None
@@ -420,7 +404,15 @@ class Stepper:
         raise RuntimeError("no free sys.monitoring tool id (all six are in use)")
 
     def _callbacks(self) -> dict[int, Callable[..., Any] | None]:
-        self._direct = _direct_callable(_active.tracer)
+        """The callbacks for the current tracer and mode; the tracer's
+        capabilities are read here, so on every start and every swap."""
+        tracer = _active.tracer
+        caps = capabilities_of(tracer)
+        self._direct = _direct_callable(tracer, caps)
+        if self._op_end and not caps.wants_op_end:
+            self._open_ops.clear()  # ops opened for the tracer before: nobody closes them now
+        self._op_end = caps.wants_op_end
+        self._may_disable = caps.may_disable
         general = self._multi or self._target or self._op_end
         general = general or self.halted is not None
         # A tracer that may answer DISABLE gets the general path only without the C hook.
@@ -443,6 +435,8 @@ class Stepper:
 
     def _tracer_swapped(self, tracer: object) -> None:
         if self._tool is not None:
+            if self._may_disable:  # sites the tracer before turned off: the new one sees them
+                _M.restart_events()
             self._register(self._callbacks())
 
     def _register(self, cbs: dict[int, Callable[..., Any] | None]) -> None:
@@ -548,7 +542,7 @@ class Stepper:
             where = f" at {code.co_filename}:{code.co_qualname}"
         message = f"tracer {type(tracer).__name__} failed{where}: {type(exc).__name__}: {exc}"
         self._report(message + "; detached, the program goes on")
-        record = getattr(tracer, "record_failure", None)
+        record = capabilities_of(tracer).record_failure
         if record is not None:
             try:
                 record(message)
