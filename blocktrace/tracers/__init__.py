@@ -171,13 +171,18 @@ def discard_trace(vm: VMState, event: TraceEvent, /) -> None:
 
 
 class _Active:
-    __slots__ = ("tracer", "watcher")
+    __slots__ = ("started", "starter", "tracer", "watcher")
 
     def __init__(self) -> None:
         self.tracer: Tracer = discard_trace
         self.watcher: Callable[[Tracer], None] | None = None
         """Told of every swap (the running stepper, which captures the tracer
         in its per-instruction callback)."""
+        self.starter: Callable[[], None] | None = None
+        """Starts a stepper for a tracer set while none runs (``blocktrace.vm``
+        installs it: this layer does not import the stepper)."""
+        self.started: Callable[[], None] | None = None
+        """Stops the running stepper if ``starter`` started it."""
 
 
 _active = _Active()
@@ -189,7 +194,28 @@ def set_tracer(tracer: Tracer) -> Tracer:
     """Make ``tracer`` the active tracer and return the one it replaces.
 
     A running stepper re-reads the new tracer's capabilities at once (see
-    :class:`Tracer`)."""
+    :class:`Tracer`).
+
+    Setting a real tracer (anything but :func:`discard_trace`) while no stepper
+    runs starts one, as ``blocktrace.start()`` with its defaults would, from the
+    caller's next instruction on; like every stepper it stops at interpreter
+    exit, and the tracer gets ``Stop`` with the program's outcome (a
+    ``ChainTracer`` seals its file).  A ``start()`` right after ``set_tracer``
+    takes over from it, with its own arguments (see ``blocktrace.start``).
+    Setting :func:`discard_trace` stops the stepper ``set_tracer`` started (the
+    tracer it replaces gets ``Stop``); one started by ``start()`` runs on until
+    ``stop()``."""
+    started = _active.started
+    if tracer is discard_trace and started is not None:
+        started()
+    old = _swap(tracer)
+    if _active.watcher is None and tracer is not discard_trace and _active.starter is not None:
+        _active.starter()
+    return old
+
+
+def _swap(tracer: Tracer) -> Tracer:
+    """``set_tracer`` without starting or stopping anything."""
     old = _active.tracer
     _active.tracer = tracer
     watcher = _active.watcher

@@ -50,6 +50,26 @@ _encode = msgspec.json.Encoder().encode
 _MID = b'","gasCost":"0x1","depth":'
 
 
+DEFAULT_NAME = "blocktrace.jsonl"
+
+
+def _new_default_file() -> tuple[str, IO[bytes]]:
+    """``ChainTracer()``'s file: the first of ``blocktrace.jsonl``,
+    ``blocktrace-1.jsonl`` … that does not exist, created exclusively."""
+    stem, ext = os.path.splitext(DEFAULT_NAME)
+    n = 0
+    while True:
+        path = os.path.abspath(DEFAULT_NAME if n == 0 else f"{stem}-{n}{ext}")
+        try:
+            out = open(path, "xb", buffering=0)  # noqa: SIM115
+        except FileExistsError:
+            n += 1
+            continue
+        if sys.__stderr__ is not None:
+            sys.__stderr__.write(f"blocktrace: writing the trace to {path}\n")
+        return path, out
+
+
 def _position(stream: IO[bytes]) -> Any:
     """The stream's ``tell``, when it can seek (else None)."""
     try:
@@ -101,6 +121,10 @@ def _write_all(stream: IO[bytes]) -> Any:
 class ChainTracer:
     """Writes a run as a hash-chained trace to a path or a binary stream.
 
+    Without either it writes to ``blocktrace.jsonl`` in the current directory
+    (``blocktrace-1.jsonl``, ``-2`` … if that exists: never over a file) and says
+    where on stderr.
+
     ``genesis``: the genesis token (default: 32 random hex digits).
     ``locals``/``globals``: ``"off"``, ``"on"`` (every line start) or
     ``"changes"`` (only names whose rendering changed).  ``force``: overwrite an
@@ -117,7 +141,7 @@ class ChainTracer:
 
     def __init__(
         self,
-        target: str | os.PathLike[str] | IO[bytes],
+        target: str | os.PathLike[str] | IO[bytes] | None = None,
         *,
         genesis: str | None = None,
         locals: ValuesMode = "off",
@@ -131,12 +155,19 @@ class ChainTracer:
     ) -> None:
         if locals not in ("off", "on", "changes") or globals not in ("off", "on", "changes"):
             raise ValueError("locals and globals take 'off', 'on' or 'changes'")
-        if isinstance(target, (str, os.PathLike)):
-            self.path: str | None = os.fspath(target)
-            # Unbuffered: the line writer buffers (and knows what a flush may do).
-            self._out: IO[bytes] = open(self.path, "wb" if force else "xb", buffering=0)  # noqa: SIM115
+        self.path: str | None
+        self._out: IO[bytes]
+        write: Any
+        if target is None:
+            self.path, self._out = _new_default_file()
             self._owns = True
-            write: Any = self._out.write
+            write = self._out.write
+        elif isinstance(target, (str, os.PathLike)):
+            self.path = os.fspath(target)
+            # Unbuffered: the line writer buffers (and knows what a flush may do).
+            self._out = open(self.path, "wb" if force else "xb", buffering=0)  # noqa: SIM115
+            self._owns = True
+            write = self._out.write
         else:
             self.path = None
             self._out = target

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from blocktrace.tracers import Tracer, set_tracer
+from blocktrace.tracers import Tracer, _active, set_tracer
 from blocktrace.tracers.render import Renderer
 from blocktrace.vm.scope import Scope, ScopeError
 from blocktrace.vm.stepper import (
@@ -46,6 +47,15 @@ def start(
     directories or module names, ``target`` a ``module:function`` to trace only
     while it runs.  ``gas`` is a step budget (unlimited by default).  The frame
     that calls ``start`` is traced from the next instruction on when in scope.
+
+    ``set_tracer`` of a real tracer already starts a stepper with these
+    defaults when none runs; calling ``start`` right after it (before the
+    program has run more than a few instructions or called anything in scope)
+    takes over from that one, as if it had never run.  Either way the stepper
+    stops at interpreter exit if ``stop`` was not called: the tracer gets
+    ``Stop`` with the exit status as ``output`` and the uncaught exception or
+    ``SystemExit`` as ``error`` (``os._exit`` skips this: the trace is then
+    left unsealed).
     """
     stepper = Stepper(
         Scope(include, exclude, target), gas=gas, renderer=Renderer(use_repr=use_repr)
@@ -93,3 +103,15 @@ def trace(
             stepper.stop("", error)
     finally:
         set_tracer(previous)
+
+
+def _start_for_set_tracer() -> None:
+    """``set_tracer`` of a real tracer while no stepper runs (see ``start``)."""
+    try:
+        Stepper(Scope(), renderer=Renderer()).start(stacklevel=3, hold=True)
+    except Exception as exc:  # all tool ids taken: the program goes on untraced
+        if sys.__stderr__ is not None:
+            sys.__stderr__.write(f"blocktrace: set_tracer could not start tracing: {exc}\n")
+
+
+_active.starter = _start_for_set_tracer

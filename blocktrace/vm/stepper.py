@@ -21,6 +21,7 @@ Nothing from here reaches the traced program except :class:`HaltRun`.
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import dis
 import sys
@@ -47,12 +48,12 @@ from blocktrace.events import (
 from blocktrace.tracers import (
     Capabilities,
     _active,
+    _swap,
     at_recursion_limit,
     belongs_to_program,
     capabilities_of,
     direct_call,
     discard_trace,
-    set_tracer,
 )
 from blocktrace.tracers.render import Renderer
 from blocktrace.vm.scope import Scope
@@ -206,6 +207,33 @@ def exception_text(exc: BaseException, renderer: Renderer) -> tuple[str, str]:
 _lock = threading.Lock()
 _current: Stepper | None = None
 
+HOLD_EVENTS = 32
+"""How many events the stepper ``set_tracer`` starts holds back at most (see
+``Stepper.start``)."""
+
+
+class _StopAtExit:
+    """Stops the running stepper at interpreter exit, with the program's outcome,
+    so that the tracer seals its record (as coverage.py saves its data at exit).
+    Registered with ``atexit`` at the first start: handlers the program registers
+    later run before it, traced."""
+
+    def __init__(self) -> None:
+        self.armed = False
+
+    def arm(self) -> None:
+        if not self.armed:
+            self.armed = True
+            atexit.register(self)
+
+    def __call__(self) -> None:
+        stepper = _current
+        if stepper is not None:
+            stepper.stop(*stepper.exit_outcome())
+
+
+_stop_at_exit = _StopAtExit()
+
 
 def active_stepper() -> Stepper | None:
     """The running stepper, if any (one per process at a time)."""
@@ -302,6 +330,28 @@ class Stepper:
         """The frame that called ``start`` (depth 1 on the first thread) still runs."""
         self._open_ops: dict[tuple[int, int], OpStart] = {}
         self._op_ends: dict[int, OpEnd] = {}
+        self._held: list[tuple[Any, int, int, int, int, int]] | None = None
+        """Events kept back while ``start()`` may still take over (see ``start``)."""
+        self._held_for: object = discard_trace
+        self.exit_exception: BaseException | None = None
+        """A ``SystemExit`` raised and not (yet) handled: how the program is ending."""
+
+    def exit_outcome(self) -> tuple[str, str | None]:
+        """(output, error) of ``Stop`` for a program that is ending now: the exit
+        status as text and the uncaught exception or ``SystemExit``, if any."""
+        uncaught = getattr(sys, "last_exc", None)  # set by the interpreter's report
+        if uncaught is not None and not isinstance(uncaught, SystemExit):
+            name, message = exception_text(uncaught, self.renderer)
+            status = 130 if isinstance(uncaught, KeyboardInterrupt) else 1
+            return str(status), f"{name}: {message}" if message else name
+        leaving = self.exit_exception
+        if isinstance(leaving, SystemExit):
+            code = leaving.code
+            if code is None:
+                return "0", None
+            status = code & 0xFF if isinstance(code, int) else 1
+            return str(status), None if status == 0 else f"SystemExit: {code}"
+        return "0", None
 
     # -- what tracers read ------------------------------------------------
 
@@ -335,15 +385,29 @@ class Stepper:
 
     # -- lifecycle ----------------------------------------------------------
 
-    def start(self, stacklevel: int = 1) -> None:
+    def start(self, stacklevel: int = 1, *, hold: bool = False) -> None:
         """Begin tracing; the frame ``stacklevel`` levels up is traced from here on
-        if it is in scope (as depth 1)."""
+        if it is in scope (as depth 1).
+
+        ``hold``: the stepper ``set_tracer`` starts when none runs.  It keeps its
+        first events (at most ``HOLD_EVENTS`` instructions of the calling frame)
+        before handing them to the tracer, so that a ``start()`` right after
+        ``set_tracer`` takes over from it as if it had never run."""
         global _current
+        with _lock:
+            running = _current
+        if running is not None and running._held is not None:
+            running._abandon()  # started by set_tracer, nothing handed over yet
         with _lock:
             if _current is not None:
                 raise RuntimeError("blocktrace is already tracing in this process")
             tool = self._claim_tool()
             _current = self
+        _stop_at_exit.arm()
+        self._held = [] if hold else None
+        if hold:
+            _active.started = self.stop
+        self._held_for = _active.tracer
         self._tool = tool
         self.thread_ident = get_ident()
         self._thread_state = {self.thread_ident: (1, 0)}
@@ -369,12 +433,34 @@ class Stepper:
 
     def stop(self, output: str = "", error: str | None = None) -> None:
         """Stop tracing, turn off everything that was turned on, emit ``Stop``."""
+        if self._tool is None:
+            return
+        if self._held is not None:
+            self._release()
+        self._shut_down()
+        if error is None and self.halted is not None:
+            error = type(self.halted).__name__ if isinstance(self.halted, OutOfGas) else (
+                f"{type(self.halted).__name__}: {self.halted}"
+            )
+        self._emit(Stop(output, error, self.gas_used))
+        self._infos.clear()
+        self._sites.clear()
+
+    def _abandon(self) -> None:
+        """Stop without a word to the tracer: a ``start()`` takes over from the
+        stepper ``set_tracer`` started, before it handed anything over."""
+        self._held = None
+        self._shut_down()
+        self._infos.clear()
+        self._sites.clear()
+
+    def _shut_down(self) -> None:
         global _current
         tool = self._tool
-        if tool is None:
-            return
+        assert tool is not None
         self.elapsed_ns = time.perf_counter_ns() - self.started_ns
         _active.watcher = None
+        _active.started = None
         _M.set_events(tool, 0)
         for info in self._infos.values():
             try:
@@ -387,13 +473,6 @@ class Stepper:
         self._tool = None
         with _lock:
             _current = None
-        if error is None and self.halted is not None:
-            error = type(self.halted).__name__ if isinstance(self.halted, OutOfGas) else (
-                f"{type(self.halted).__name__}: {self.halted}"
-            )
-        self._emit(Stop(output, error, self.gas_used))
-        self._infos.clear()
-        self._sites.clear()
 
     @staticmethod
     def _claim_tool() -> int:
@@ -408,7 +487,7 @@ class Stepper:
         capabilities are read here, so on every start and every swap."""
         tracer = _active.tracer
         caps = capabilities_of(tracer)
-        self._direct = _direct_callable(tracer, caps)
+        self._direct = self._hold if self._held is not None else _direct_callable(tracer, caps)
         if self._op_end and not caps.wants_op_end:
             self._open_ops.clear()  # ops opened for the tracer before: nobody closes them now
         self._op_end = caps.wants_op_end
@@ -434,10 +513,45 @@ class Stepper:
         return cbs
 
     def _tracer_swapped(self, tracer: object) -> None:
+        if self._held is not None:
+            self._release()  # what the tracer set before saw goes to it, not to this one
         if self._tool is not None:
             if self._may_disable:  # sites the tracer before turned off: the new one sees them
                 _M.restart_events()
             self._register(self._callbacks())
+
+    def _hold(self, vm: Any, event: Any) -> None:
+        """The tracer while events are held (see ``start``): keeps each event with
+        the state a tracer reads, until the calling frame does more than run its
+        own next few instructions."""
+        held = self._held
+        assert held is not None
+        held.append((event, self.gas, self.depth, self.thread, self.threads_seen, self._offset))
+        if len(held) >= HOLD_EVENTS or (len(held) > 1 and type(event) is not OpStart):
+            self._release()
+
+    def _release(self) -> None:
+        """Hand the held events to the tracer they were held for, as they were."""
+        held, self._held = self._held, None
+        assert held is not None
+        if self._tool is not None and _active.tracer is self._held_for:
+            self._register(self._callbacks())
+        saved = (self.gas, self.depth, self.thread, self.threads_seen, self._offset, self.site)
+        caps = capabilities_of(self._held_for)
+        direct = _direct_callable(self._held_for, caps)
+        try:
+            for event, self.gas, self.depth, self.thread, self.threads_seen, self._offset in held:
+                if type(event) is OpEnd and not caps.wants_op_end:
+                    continue
+                self.site = event
+                try:
+                    direct(self, event)
+                except BaseException as exc:
+                    self._tracer_failed(exc)
+                    if _active.tracer is not self._held_for:
+                        break  # detached
+        finally:
+            self.gas, self.depth, self.thread, self.threads_seen, self._offset, self.site = saved
 
     def _register(self, cbs: dict[int, Callable[..., Any] | None]) -> None:
         assert self._tool is not None
@@ -535,7 +649,7 @@ class Stepper:
             raise exc  # the program is at the recursion limit: its error, not the tracer's
         if belongs_to_program(exc):
             raise exc  # raised by the program's signal handler while the tracer ran
-        tracer = set_tracer(discard_trace)
+        tracer = _swap(discard_trace)
         where = ""
         code = self.code
         if code is not None:
@@ -757,12 +871,16 @@ class Stepper:
     # -- exceptions -------------------------------------------------------------
 
     def _on_raise(self, code: CodeType, offset: int, exc: BaseException) -> None:
+        if type(exc) is SystemExit:
+            self.exit_exception = exc
         self._exception(code, offset, exc, "raise")
 
     def _on_reraise(self, code: CodeType, offset: int, exc: BaseException) -> None:
         self._exception(code, offset, exc, "reraise")
 
     def _on_handled(self, code: CodeType, offset: int, exc: BaseException) -> None:
+        if exc is self.exit_exception:
+            self.exit_exception = None
         self._exception(code, offset, exc, "handled")
 
     def _exception(

@@ -52,12 +52,12 @@ def test_emit_goes_to_the_active_tracer() -> None:
     with blocktrace.trace(rec) as stepper:
         pass
     count = len(rec.events)
-    previous = blocktrace.set_tracer(rec)
+    previous = blocktrace.set_tracer(rec)  # starts a stepper (issue 17): its events come too
     try:
         blocktrace.emit(stepper, Stop("by hand", None, 0))
     finally:
         blocktrace.set_tracer(previous)
-    assert len(rec.events) == count + 1 and rec.events[-1] == Stop("by hand", None, 0)
+    assert rec.events[count:].count(Stop("by hand", None, 0)) == 1
 
 
 def test_vm_state_during_events() -> None:
