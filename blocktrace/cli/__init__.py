@@ -11,15 +11,17 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from blocktrace.vm.runner import Program
 
 __all__ = [
-    "CliError", "ProgramInterrupted", "chosen_program", "comma_list", "main", "positive_float",
-    "positive_int",
+    "PROGRAM_ARGS_HELP", "CliError", "ProgramInterrupted", "chosen_program", "comma_list",
+    "gas_budget",
+    "main", "own_options_among", "positive_float", "positive_int", "refuse_overwriting",
+    "split_program",
 ]
 
 # Sub-command modules, in the order ``blocktrace --help`` lists them.
@@ -31,6 +33,14 @@ _COMMAND_MODULES = (
     "blocktrace.cli.snapshot",
     "blocktrace.cli.views",
 )
+
+
+# Sub-commands that run a program: everything after their SCRIPT or ``-m MODULE``
+# is the program's, as with ``python`` and ``coverage run``.
+_RUNS_A_PROGRAM = ("run", "types")
+
+PROGRAM_ARGS_HELP = ("blocktrace's options go before SCRIPT (or -m MODULE): everything after "
+                     "it is the program's own arguments, as with python.")
 
 
 class ProgramInterrupted(Exception):
@@ -64,6 +74,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+UINT64_MAX = 2**64 - 1
+
+
+def gas_budget(text: str) -> int:
+    """An argparse type: a step budget, 1 to 2**64-1 (EIP-3155's ``gas`` is a
+    uint64, and readers of the trace expect one)."""
+    value = positive_int(text)
+    if value > UINT64_MAX:
+        raise argparse.ArgumentTypeError(
+            f"above 2**64-1 (18446744073709551615), the largest EIP-3155 gas: {text!r}")
+    return value
+
+
 def positive_float(text: str) -> float:
     """An argparse type: a number above 0."""
     try:
@@ -75,20 +98,108 @@ def positive_float(text: str) -> float:
     return value
 
 
+def refuse_overwriting(outputs: Iterable[tuple[str, str | None]],
+                       inputs: Iterable[tuple[str, str | None]]) -> None:
+    """A :class:`CliError` when an output path is a file the command reads (the
+    program, a key), or two outputs are one file -- ``--force`` or not: the run
+    would destroy what it runs on.  Each item is (what it is, path or None)."""
+    seen: list[tuple[str, str]] = [(what, path) for what, path in inputs if path]
+    for what, path in outputs:
+        if not path:
+            continue
+        for other_what, other in seen:
+            if _same_file(path, other):
+                raise CliError(f"{path}: is {other_what}; not writing the {what} over it "
+                               "(choose another file)")
+        seen.append((f"the {what}", path))
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them is not there (yet)
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
 def comma_list(values: list[str]) -> list[str]:
     """Repeatable options that also take comma-separated values, flattened."""
     return [part for value in values for part in value.split(",") if part]
 
 
+def split_program(
+    parser: argparse.ArgumentParser, args: Sequence[str]
+) -> tuple[list[str], str | None, list[str]]:
+    """Split a sub-command's arguments where the program's begin: at its first
+    positional argument (SCRIPT), at ``-m MODULE`` or after ``--``.
+
+    Returns (blocktrace's own arguments, the module or None, the program's
+    arguments: ``[SCRIPT, *ARGS]``, or the module's ``ARGS``).  argparse alone
+    cannot be told this: it reads every ``--word`` of the line as an option of
+    its own, prefix-matched, before it hands out positionals."""
+    options = parser._option_string_actions  # argparse's table of option strings
+    own: list[str] = []
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            return own, None, list(args[i + 1:])
+        if not token.startswith("-") or token == "-":
+            return own, None, list(args[i:])
+        i += 1
+        if token.startswith("--"):
+            name, eq, _ = token.partition("=")
+            action = options.get(name)
+            wants = 0 if eq or action is None else _values_taken(action)
+        else:  # a cluster of short options: -v, -vo FILE, -oFILE, -mMODULE
+            wants = 0
+            for j in range(1, len(token)):
+                if token[j] == "m":
+                    if j > 1:
+                        own.append(token[:j])
+                    if j + 1 < len(token):
+                        return own, token[j + 1:], list(args[i:])
+                    return own, (args[i] if i < len(args) else ""), list(args[i + 1:])
+                action = options.get(f"-{token[j]}")
+                if action is None:
+                    break  # argparse says what is wrong with it
+                if _values_taken(action):
+                    wants = 0 if j + 1 < len(token) else _values_taken(action)
+                    break
+        own.append(token)
+        own.extend(args[i:i + wants])
+        i += wants
+    return own, None, []
+
+
+def own_options_among(parser: argparse.ArgumentParser, program_args: Sequence[str]) -> list[str]:
+    """The program's arguments that are spelled as one of the command's own
+    options: most likely put after SCRIPT by mistake."""
+    options = parser._option_string_actions
+    return [a for a in program_args
+            if a.startswith("-") and a.partition("=")[0] in options and a not in ("-h", "--help")]
+
+
+def _values_taken(action: argparse.Action) -> int:
+    if action.nargs is None:
+        return 1
+    if isinstance(action.nargs, int):
+        return action.nargs
+    raise AssertionError(f"{action.option_strings}: an option before SCRIPT takes a fixed "
+                         "number of values")
+
+
 def chosen_program(
-    module: str | None, module_args: list[str], program: list[str], nothing: str
+    module: str | None, program: list[str], nothing: str
 ) -> tuple[Program, str]:
-    """The program a command runs -- ``-m MODULE ARGS`` or ``SCRIPT ARGS`` -- checked,
-    and the name its default output file takes.  ``nothing``: the error when neither."""
+    """The program a command runs -- ``-m MODULE ARGS`` or ``SCRIPT ARGS``, as
+    :func:`split_program` found them -- checked, and the name its default output
+    file takes.  ``nothing``: the error when neither."""
     from blocktrace.vm.runner import Program
 
-    if module:
-        chosen, name = Program(module, list(module_args), is_module=True), module
+    if module is not None:
+        if not module:
+            raise CliError("argument -m: expected a module name")
+        chosen, name = Program(module, list(program), is_module=True), module
     elif program:
         chosen = Program(program[0], list(program[1:]))
         name = os.path.splitext(os.path.basename(os.path.normpath(program[0])))[0]
@@ -101,7 +212,13 @@ def chosen_program(
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line on stderr and exit 2."""
+    """argparse, but a usage mistake is one line on stderr and exit 2, and no
+    option may be abbreviated (``--check`` is a program's, never a prefix of
+    ``--checkpoint-every``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: {message} (see --help)\n")
@@ -130,7 +247,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     process dies of ``SIGINT`` once the interpreter has finished (so a shell
     loop running it stops too); called with an ``argv``, 130 is returned."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    split = None
+    if words and words[0] in _RUNS_A_PROGRAM:
+        command = _subparser(parser, words[0])
+        own, module, program = split = split_program(command, words[1:])
+        words = [words[0], *own]
+    args = parser.parse_args(words)
+    if split is not None:
+        args.module, args.program = module, program
     try:
         status: int = args.handler(args)
     except CliError as exc:
@@ -144,6 +269,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 1
     return status
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:  # argparse keeps sub-commands as an action
+        if isinstance(action.choices, dict) and name in action.choices:
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
+    raise LookupError(name)
 
 
 def _end_interrupted() -> NoReturn:

@@ -8,12 +8,15 @@ import sys
 from typing import Any
 
 from blocktrace.cli import (
+    PROGRAM_ARGS_HELP,
     CliError,
     ProgramInterrupted,
     chosen_program,
     comma_list,
+    gas_budget,
     positive_float,
     positive_int,
+    refuse_overwriting,
 )
 
 _VALUES = ("off", "on", "changes")
@@ -25,12 +28,14 @@ def register(sub: Any) -> None:
         help="run a Python program and record its hash-chained trace",
         description="Run SCRIPT (or -m MODULE) like python would -- same argv, stdin, stdout, "
         "stderr, exit status -- and write its instruction-level trace.",
+        epilog=PROGRAM_ARGS_HELP,
     )
     p.add_argument("-o", "--output", metavar="FILE",
                    help="trace file (default: NAME.trace.jsonl in the current directory)")
     p.add_argument("--force", action="store_true", help="overwrite an existing trace file")
-    p.add_argument("--gas", type=positive_int, metavar="N",
-                   help="step budget: stop the program after N traced instructions")
+    p.add_argument("--gas", type=gas_budget, metavar="N",
+                   help="step budget: stop the program after N traced instructions "
+                   "(1 to 2**64-1: the trace's gas is an EIP-3155 uint64)")
     p.add_argument("--locals", choices=_VALUES, default="off",
                    help="record local variables at each line: every time, changes only, or not")
     p.add_argument("--globals", choices=_VALUES, default="off",
@@ -53,9 +58,9 @@ def register(sub: Any) -> None:
                    help="render objects with their own __repr__ (runs program code)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="print the trace file, line count and sealed head on stderr at the end")
-    p.add_argument("-m", dest="module", metavar="MODULE ...", nargs=argparse.REMAINDER,
+    p.add_argument("-m", dest="module", metavar="MODULE ...",
                    help="run a library module as a script (the rest of the line is its arguments)")
-    p.add_argument("program", nargs=argparse.REMAINDER, metavar="SCRIPT [ARGS...]")
+    p.add_argument("program", nargs="*", metavar="SCRIPT [ARGS...]")
     p.set_defaults(handler=run)
 
 
@@ -68,20 +73,22 @@ def run(args: argparse.Namespace) -> int:
     from blocktrace.vm.scope import Scope, ScopeError
     from blocktrace.vm.stepper import Stepper
 
-    if args.module is not None and not args.module:
-        raise CliError("argument -m: expected a module name")
-    module = args.module[0] if args.module else None
     program, name = chosen_program(
-        module, args.module[1:] if args.module else [], args.program,
-        "nothing to run: give a script (or -m MODULE)",
+        args.module, args.program, "nothing to run: give a script (or -m MODULE)"
     )
     output = args.output or f"{name}.trace.jsonl"
     if os.path.isdir(output):
         raise CliError(f"{output}: is a directory")
+    refuse_overwriting(
+        [("trace", output)],
+        [*(("the program", path) for path in program.source_files()),
+         ("the signing key", args.sign_key)],
+    )
     if os.path.exists(output) and not args.force:
         raise CliError(f"{output} exists: not overwriting it (use --force, or -o another file)")
     try:
-        scope = Scope(comma_list(args.include), comma_list(args.exclude), args.target)
+        with program.on_path():
+            scope = Scope(comma_list(args.include), comma_list(args.exclude), args.target)
     except ScopeError as exc:
         raise CliError(str(exc)) from None
     signer = None

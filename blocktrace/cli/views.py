@@ -8,7 +8,15 @@ import os
 import sys
 from typing import Any
 
-from blocktrace.cli import CliError, ProgramInterrupted, chosen_program, comma_list
+from blocktrace.cli import (
+    PROGRAM_ARGS_HELP,
+    CliError,
+    ProgramInterrupted,
+    chosen_program,
+    comma_list,
+    own_options_among,
+    refuse_overwriting,
+)
 
 
 def register(sub: Any) -> None:
@@ -32,6 +40,7 @@ def register(sub: Any) -> None:
         description="Run SCRIPT (or -m MODULE) like python would and record the types of "
         "parameters, return values, locals, globals and members; or, with --from, read "
         "tables recorded earlier (e.g. by pytest --blocktrace-types).",
+        epilog=PROGRAM_ARGS_HELP,
     )
     types.add_argument("-o", "--output", metavar="FILE",
                        help="type table to write: .jsonl, or .csv for CSV "
@@ -52,9 +61,10 @@ def register(sub: Any) -> None:
     types.add_argument("--exclude", action="append", default=[], metavar="PATH|MODULE",
                        help="never trace this file, directory or module (repeatable)")
     types.add_argument("--force", action="store_true", help="overwrite existing output files")
-    types.add_argument("-m", dest="module", metavar="MODULE", help="run a library module")
-    types.add_argument("program", nargs=argparse.REMAINDER, metavar="SCRIPT [ARGS...]")
-    types.set_defaults(handler=_types)
+    types.add_argument("-m", dest="module", metavar="MODULE ...",
+                       help="run a library module (the rest of the line is its arguments)")
+    types.add_argument("program", nargs="*", metavar="SCRIPT [ARGS...]")
+    types.set_defaults(handler=_types, parser=types)
 
 
 def _limit(text: str) -> int:
@@ -94,6 +104,13 @@ def _check_writable(path: str | None, force: bool) -> None:
         raise CliError(f"{path} exists: not overwriting it (use --force)")
 
 
+def _refuse_overwriting(args: argparse.Namespace, sources: list[str], what: str) -> None:
+    refuse_overwriting(
+        [("type table", args.output), ("CSV table", args.csv), ("patch", args.patch)],
+        [(what, path) for path in sources],
+    )
+
+
 def _types(args: argparse.Namespace) -> int:
     from blocktrace.views.stubs import unified_patch, write_stubs
     from blocktrace.views.types import TypeTable, TypeTracer
@@ -121,14 +138,16 @@ def _types(args: argparse.Namespace) -> int:
         from blocktrace.vm.stepper import Stepper
 
         program, name = chosen_program(
-            args.module, args.program, args.program,
+            args.module, args.program,
             "nothing to do: give a script (or -m MODULE), or --from TABLE",
         )
         if args.output is None:
             args.output = f"{name}.types.jsonl"
             _check_writable(args.output, args.force)
+        _refuse_overwriting(args, program.source_files(), "the program")
         try:
-            scope = Scope(comma_list(args.include), comma_list(args.exclude), None)
+            with program.on_path():
+                scope = Scope(comma_list(args.include), comma_list(args.exclude), None)
         except ScopeError as exc:
             raise CliError(str(exc)) from None
         tracer = TypeTracer(loop_limit=args.loop_limit or None)
@@ -136,6 +155,7 @@ def _types(args: argparse.Namespace) -> int:
         status = outcome.status
         interrupted = outcome.interrupted
         table = tracer.table
+    _refuse_overwriting(args, sorted({row.file for row in table.rows()}), "a traced source file")
     try:
         if args.output is not None:
             table.write(args.output)
@@ -151,6 +171,11 @@ def _types(args: argparse.Namespace) -> int:
                 f.write(patch)
     except OSError as exc:
         raise CliError(f"cannot write output: {exc.strerror or exc}: {exc.filename}") from None
+    misplaced = own_options_among(args.parser, args.program[0 if args.module else 1:])
+    if misplaced:
+        sys.stderr.write(f"blocktrace types: note: {', '.join(misplaced)} came after the program, "
+                         "so the program got them as its arguments: put blocktrace's options "
+                         "before SCRIPT (or -m MODULE)\n")
     if interrupted:
         raise ProgramInterrupted(status)
     return status

@@ -19,7 +19,7 @@ import io
 import os
 import sys
 import tokenize
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from blocktrace.views.types import TypeRef, TypeTable, format_union
@@ -201,9 +201,29 @@ def _defaults(args: ast.arguments) -> dict[str, bool]:
     return has
 
 
+_NONE = TypeRef(None, "NoneType")
+
+
+def _none_defaults(args: ast.arguments) -> set[str]:
+    """Parameters whose default is ``None``: their annotation must admit None
+    (``x: str = None`` is an implicit Optional that type checkers reject)."""
+    positional = [*args.posonlyargs, *args.args]
+    pairs = [*zip(positional[len(positional) - len(args.defaults):], args.defaults, strict=True),
+             *zip(args.kwonlyargs, args.kw_defaults, strict=True)]
+    return {a.arg for a, d in pairs if isinstance(d, ast.Constant) and d.value is None}
+
+
+def _admitting_none(
+    chosen: list[TypeRef], name: str, none_default: Collection[str]
+) -> list[TypeRef]:
+    if name in none_default and _NONE not in chosen:
+        return [*chosen, _NONE]
+    return chosen
+
+
 def _param_text(
     a: ast.arg, refs: set[TypeRef] | None, spell: _Spelling, prefix: str, default: bool,
-    container: str | None, skip: bool,
+    container: str | None, skip: bool, none_default: Collection[str] = (),
 ) -> str:
     text = prefix + a.arg
     if a.annotation is not None:
@@ -211,7 +231,7 @@ def _param_text(
     elif refs and not skip:
         chosen = _elements(refs, container) if container else list(refs)
         if chosen:
-            text += ": " + spell.union(chosen)
+            text += ": " + spell.union(_admitting_none(chosen, a.arg, none_default))
     if default:
         text += " = ..."
     return text
@@ -223,6 +243,7 @@ def _signature(
 ) -> str:
     args = node.args
     defaults = _defaults(args)
+    none_default = _none_defaults(args)
     params = fn.params if fn is not None else {}
     decorators = {_decorator_name(d) for d in node.decorator_list}
     first_is_self = is_method and "staticmethod" not in decorators
@@ -231,7 +252,7 @@ def _signature(
     for i, a in enumerate(positional):
         skip = first_is_self and i == 0
         parts.append(_param_text(a, params.get(a.arg), spell, "", defaults.get(a.arg, False),
-                                 None, skip))
+                                 None, skip, none_default))
         if args.posonlyargs and i == len(args.posonlyargs) - 1:
             parts.append("/")
     if args.vararg is not None:
@@ -241,7 +262,7 @@ def _signature(
         parts.append("*")
     for a in args.kwonlyargs:
         parts.append(_param_text(a, params.get(a.arg), spell, "", defaults.get(a.arg, False),
-                                 None, False))
+                                 None, False, none_default))
     if args.kwarg is not None:
         parts.append(_param_text(args.kwarg, params.get(args.kwarg.arg), spell, "**", False,
                                  "dict", False))
@@ -416,6 +437,7 @@ def annotate_source(types: FileTypes, source: str, module: str) -> str:
         node: ast.FunctionDef | ast.AsyncFunctionDef, fn: FunctionTypes, is_method: bool
     ) -> None:
         args = node.args
+        none_default = _none_defaults(args)
         decorators = {_decorator_name(d) for d in node.decorator_list}
         first_is_self = is_method and "staticmethod" not in decorators
         positional = [*args.posonlyargs, *args.args]
@@ -437,7 +459,7 @@ def annotate_source(types: FileTypes, source: str, module: str) -> str:
             if chosen:
                 end = a.end_col_offset if a.end_col_offset is not None else a.col_offset
                 col = _char_col(lines, a.lineno, end)
-                text = ": " + spell.union(chosen)
+                text = ": " + spell.union(_admitting_none(chosen, a.arg, none_default))
                 rest = lines[a.lineno - 1][col:]
                 if rest.startswith("=") and not rest.startswith("=="):
                     # an annotated parameter's default is spelled ``x: T = 0``

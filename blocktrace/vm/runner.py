@@ -17,12 +17,14 @@ buffer first and lose what was written).
 from __future__ import annotations
 
 import builtins
+import contextlib
 import importlib.machinery
 import io
 import os
 import runpy
 import sys
 import types
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -49,28 +51,35 @@ class Program:
     def argv0(self) -> str:
         return self.target
 
+    def path0(self) -> str:
+        """What python makes ``sys.path[0]`` for this program: the current
+        directory for ``-m``, the script's directory, or the directory or zip
+        file itself."""
+        if self.is_module:
+            return os.getcwd()
+        here = os.path.abspath(self.target)
+        return here if _is_app(self.target) else os.path.dirname(here)
+
+    @contextlib.contextmanager
+    def on_path(self) -> Iterator[None]:
+        """Look modules up as the program will (``sys.path[0]`` its own) while
+        blocktrace is still choosing what to run; restored afterwards, so that
+        blocktrace's own imports are never shadowed by the program's files."""
+        saved = list(sys.path)
+        if sys.path:
+            sys.path[0] = self.path0()
+        else:
+            sys.path.insert(0, self.path0())
+        try:
+            yield
+        finally:
+            sys.path[:] = saved
+
     def check(self) -> str | None:
         """A one-line problem with the target, or None if it looks runnable."""
         if self.is_module:
-            import importlib.util
-
-            try:
-                spec = importlib.util.find_spec(self.target)
-            except (ImportError, ValueError) as exc:
-                return f"no module named {self.target!r} ({exc})"
-            if spec is None:
-                return f"no module named {self.target!r}"
-            if spec.submodule_search_locations is not None:
-                try:
-                    main = importlib.util.find_spec(f"{self.target}.__main__")
-                except (ImportError, ValueError):
-                    main = None
-                if main is None:
-                    return (
-                        f"no module named {self.target}.__main__; {self.target!r} is a "
-                        "package and cannot be directly executed"
-                    )
-            return None
+            with self.on_path():
+                return _check_module(self.target)
         if not os.path.exists(self.target):
             return f"{self.target}: no such file"
         if os.path.isdir(self.target) and not os.path.exists(
@@ -80,6 +89,68 @@ class Program:
         if not os.access(self.target, os.R_OK):
             return f"{self.target}: not readable"
         return None
+
+    def source_files(self) -> list[str]:
+        """The files python reads to start the program: the script, or the
+        module's (or package's ``__main__``) file -- never to be overwritten by
+        blocktrace's own output."""
+        if not self.is_module:
+            main = os.path.join(self.target, "__main__.py")
+            return [self.target, main] if os.path.isdir(self.target) else [self.target]
+        with self.on_path():
+            spec = _find_spec_unimported(self.target)
+            if spec is not None and spec.submodule_search_locations is not None:
+                spec = _find_spec_unimported(f"{self.target}.__main__")
+        origin = spec.origin if spec is not None else None
+        return [origin] if origin and os.path.isfile(origin) else []
+
+
+def _check_module(name: str) -> str | None:
+    """Whether ``python -m name`` would find something to run -- found without
+    importing anything (a package imported here would run its ``__init__``
+    before the stepper starts, untraced)."""
+    try:
+        spec = _find_spec_unimported(name)
+    except (ImportError, ValueError) as exc:
+        return f"no module named {name!r} ({exc})"
+    if spec is None:
+        return f"no module named {name!r}"
+    if spec.submodule_search_locations is not None:
+        try:
+            main = _find_spec_unimported(f"{name}.__main__")
+        except (ImportError, ValueError):
+            main = None
+        if main is None:
+            return (
+                f"no module named {name}.__main__; {name!r} is a "
+                "package and cannot be directly executed"
+            )
+    return None
+
+
+def _find_spec_unimported(name: str) -> importlib.machinery.ModuleSpec | None:
+    """``importlib.util.find_spec(name)``, but a dotted name's parent packages
+    are looked up, not imported: each level is searched in the previous one's
+    ``submodule_search_locations`` by the import system's finders."""
+    import importlib.util
+
+    parent, _, _ = name.rpartition(".")
+    if not parent or name in sys.modules or parent in sys.modules:
+        return importlib.util.find_spec(name)
+    outer = _find_spec_unimported(parent)
+    if outer is None:
+        return None
+    if outer.submodule_search_locations is None:
+        raise ImportError(f"{parent!r} is not a package")
+    where = list(outer.submodule_search_locations)
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        if find is None:
+            continue
+        found: importlib.machinery.ModuleSpec | None = find(name, where)
+        if found is not None:
+            return found
+    return None
 
 
 @dataclass
@@ -203,19 +274,11 @@ def run_program(program: Program, tracer: Tracer, stepper: Stepper) -> Outcome:
     and ``__main__`` stay the program's, as under python, for its exit handlers:
     this is the last thing a process does."""
     previous = set_tracer(tracer)
-    if program.is_module:
-        sys.argv = [program.target, *program.args]  # runpy replaces argv[0] with the file
-        if sys.path:
-            sys.path[0] = os.getcwd()
+    sys.argv = [program.target, *program.args]  # runpy replaces argv[0] with the file
+    if sys.path:
+        sys.path[0] = program.path0()
     else:
-        sys.argv = [program.target, *program.args]
-        here = os.path.abspath(program.target)  # a directory or zip file is the path
-        if not _is_app(program.target):
-            here = os.path.dirname(here)
-        if sys.path:
-            sys.path[0] = here
-        else:
-            sys.path.insert(0, here)
+        sys.path.insert(0, program.path0())
     outcome = Outcome(0, None)
     stepper.start(stacklevel=1)
     try:

@@ -154,3 +154,50 @@ def test_types_errors_are_one_line(tmp_path: Path) -> None:
         proc = blocktrace(*args, cwd=tmp_path)
         assert proc.returncode == 2, (args, proc.stderr)
         assert needle in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+def test_types_options_after_the_script_are_the_programs_and_types_says_so(
+    tmp_path: Path,
+) -> None:
+    """The README once showed ``types script.py --stubs DIR --patch FILE``: the
+    options went to the program and nothing was said."""
+    (tmp_path / "prog.py").write_text(SCRIPT)
+    proc = blocktrace("types", "prog.py", "5", "--stubs", "stubs", "--patch=p.diff", cwd=tmp_path)
+    assert proc.returncode == 3 and proc.stdout == "10\n3.5\n"
+    assert not (tmp_path / "stubs").exists() and not (tmp_path / "p.diff").exists()
+    assert proc.stderr.count("\n") == 1
+    assert "--stubs, --patch=p.diff came after the program" in proc.stderr
+    assert "before SCRIPT" in proc.stderr
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert "blocktrace types --stubs DIR --patch types.diff script.py" in readme
+
+
+def test_types_patch_admits_none_for_a_none_default(tmp_path: Path) -> None:
+    (tmp_path / "greet.py").write_text(
+        "def greet(name, prefix=None, *, sep=None, n=0):\n"
+        "    return (prefix or 'Hi') + (sep or ', ') + name * n\n\n"
+        "greet('a', 'Yo', sep='; ', n=1)\n"
+    )
+    proc = blocktrace("types", "--stubs", "stubs", "--patch", "p.diff", "greet.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    patch = (tmp_path / "p.diff").read_text()
+    assert ("+def greet(name: str, prefix: str | None = None, *, sep: str | None = None, "
+            "n: int = 0) -> str:") in patch
+    stub = (tmp_path / "stubs" / "greet.pyi").read_text()
+    assert ("def greet(name: str, prefix: str | None = ..., *, sep: str | None = ..., "
+            "n: int = ...) -> str: ...") in stub
+
+
+def test_types_never_writes_over_the_program_or_its_sources(tmp_path: Path) -> None:
+    (tmp_path / "prog.py").write_text(SCRIPT)
+    (tmp_path / "lib.py").write_text("def f(x):\n    return x\n")
+    (tmp_path / "main.py").write_text("import lib\nlib.f(1)\n")
+    for args in (["--patch", "prog.py", "--force", "prog.py", "1"],
+                 ["-o", "prog.py", "--force", "prog.py", "1"],
+                 ["--patch", "lib.py", "--force", "main.py"],
+                 ["-o", "t.jsonl", "--csv", "t.jsonl", "--force", "main.py"]):
+        proc = blocktrace("types", *args, cwd=tmp_path)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and "not writing" in proc.stderr, proc.stderr
+    assert (tmp_path / "prog.py").read_text() == SCRIPT
+    assert (tmp_path / "lib.py").read_text() == "def f(x):\n    return x\n"
