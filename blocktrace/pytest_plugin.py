@@ -8,6 +8,9 @@ the standard library or site-packages); ``--blocktrace-types-include`` narrows
 that.  At the end DIR holds ``types.jsonl`` (``types-<worker>.jsonl`` under
 pytest-xdist), ``types.csv`` and ``stubs/``; ``blocktrace types --from
 DIR/types.jsonl --patch FILE`` turns a table into a patch.
+
+The same entry point registers the golden-trace plugin (``--blocktrace-golden``,
+see ``blocktrace.golden.plugin`` and docs/GOLDEN.md).
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ __all__ = ["pytest_addoption", "pytest_configure"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    from blocktrace.golden.plugin import add_options
+
+    add_options(parser)
     group = parser.getgroup("blocktrace", "blocktrace runtime type collection")
     group.addoption(
         "--blocktrace-types", metavar="DIR", default=None,
@@ -39,6 +45,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from blocktrace.golden.plugin import configure
+
+    configure(config)
     out = config.getoption("blocktrace_types")
     if out:
         config.pluginmanager.register(

@@ -61,6 +61,8 @@ class StepDiff:
     differing_b: int = 0
     window_overflows: int = 0
     """Divergent regions longer than the look-ahead window (resync gave up)."""
+    stopped: bool = False
+    """The comparison stopped at ``stop_after`` hunks: the counts cover what was read."""
 
     @property
     def equal(self) -> bool:
@@ -195,8 +197,10 @@ def diff_steps(
     *,
     max_hunks: int = DEFAULT_MAX_HUNKS,
     window: int = DEFAULT_WINDOW,
+    stop_after: int | None = None,
 ) -> StepDiff:
-    """Compare two step streams; consumes both to the end."""
+    """Compare two step streams; consumes both to the end, or stops once
+    ``stop_after`` hunks were found (``stopped`` says so)."""
     result = StepDiff()
     same = comparer.same
     ahead_a, ahead_b = _Ahead(a), _Ahead(b)
@@ -270,6 +274,9 @@ def diff_steps(
             common_since_hunk = 0
         ahead_a.take(da)
         ahead_b.take(db)
+        if stop_after is not None and result.hunk_count >= stop_after:
+            result.stopped = True
+            break
     result.common = common
     result.steps_a = common + result.differing_a
     result.steps_b = common + result.differing_b

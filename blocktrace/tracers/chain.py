@@ -38,6 +38,7 @@ from blocktrace.events import (
     TraceEvent,
 )
 from blocktrace.tracers import VMState
+from blocktrace.tracers.level import Level
 
 if TYPE_CHECKING:
     from blocktrace.chain.note import Signer
@@ -134,7 +135,9 @@ class ChainTracer:
     while the run goes on, and a last one at the seal, signed by ``signer`` when
     given (see ``blocktrace.chain.checkpoint``).  The header is written at construction; ``Stop``
     writes the summary and seals the file; ``close()`` seals it if no ``Stop``
-    came (a detached or interrupted run), marking it not passed.
+    came (a detached or interrupted run), marking it not passed.  ``level``
+    (``"op"``, ``"line"``, ``"call"``) is written in the header; the events of
+    that level are chosen by whoever calls the tracer (``LevelFilter``).
     """
 
     wants_op_end = False
@@ -152,6 +155,7 @@ class ChainTracer:
         checkpoint_every: int | None = None,
         checkpoint_seconds: float | None = None,
         signer: Signer | None = None,
+        level: Level = "op",
     ) -> None:
         if locals not in ("off", "on", "changes") or globals not in ("off", "on", "changes"):
             raise ValueError("locals and globals take 'off', 'on' or 'changes'")
@@ -207,6 +211,8 @@ class ChainTracer:
             "start": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "pid": os.getpid(),
         }
+        if level != "op":  # the events kept are chosen by LevelFilter (tracers/level.py)
+            header["level"] = level
         self._line(_encode(header)[:-1])
         self.flush()
         if periodic:

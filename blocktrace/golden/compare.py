@@ -1,0 +1,227 @@
+"""Comparing a fresh golden-form trace with the stored golden, and saying how they differ.
+
+Both files are golden bytes (``stabilise``), so the same behaviour gives the
+same bytes: a byte comparison settles the common case.  Otherwise the stored
+file is verified (a golden edited by hand or damaged is reported as such, never
+compared), then both are compared step by step with the diff engine
+(``blocktrace.eip3155``), which stops after the requested number of hunks.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from blocktrace.chain.verify import verify_file
+from blocktrace.eip3155.compare import Comparer, resolve_fields
+from blocktrace.eip3155.differ import StepDiff, diff_steps
+from blocktrace.eip3155.normalise import TraceInfo, normalise
+from blocktrace.eip3155.reader import TraceError
+from blocktrace.eip3155.records import Step
+from blocktrace.eip3155.report import SummaryDiff, compare_summaries, source_line
+from blocktrace.golden.read import Frame, call_steps, read_header, source_hashes, stack_at
+from blocktrace.golden.stabilise import GOLDEN_GENESIS
+from blocktrace.tracers.level import Level
+
+__all__ = ["FIELDS_BY_LEVEL", "GoldenCorrupt", "GoldenDiff", "compare_golden", "fields_for"]
+
+FIELDS_BY_LEVEL: dict[Level, tuple[str, ...]] = {
+    "op": ("pc", "op", "depth", "line", "function", "file", "thread", "error", "locals",
+           "globals"),
+    "line": ("depth", "line", "function", "file", "thread", "error", "locals", "globals"),
+    "call": ("event", "depth", "function", "file", "thread", "error", "locals"),
+}
+"""What must stay the same at each level (a call-level step's ``locals`` is a
+return's value, compared when values are recorded)."""
+
+
+class GoldenCorrupt(Exception):
+    """The stored golden is not a trace this plugin wrote (edited, damaged, other level)."""
+
+
+@dataclass
+class GoldenDiff:
+    """The outcome of one comparison; ``text`` is the report for a failed test."""
+
+    golden: str
+    fresh: str
+    level: Level
+    fields: tuple[str, ...]
+    steps: StepDiff | None = None
+    summary: SummaryDiff | None = None
+    text: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def equal(self) -> bool:
+        return self.steps is None or (
+            self.steps.equal and (self.summary is None or not self.summary.differences)
+        )
+
+
+def fields_for(level: Level, ignore: Sequence[str] = ()) -> tuple[str, ...]:
+    """The compared fields of ``level`` minus ``ignore`` (``ValueError`` for an unknown name)."""
+    return resolve_fields(FIELDS_BY_LEVEL[level], None, list(ignore))
+
+
+def check_golden(path: str, level: Level) -> None:
+    """Raise ``GoldenCorrupt`` unless ``path`` is a sealed golden trace of ``level``."""
+    result = verify_file(path)
+    if result.status != "sealed":
+        where = f" at line {result.line}" if result.line else ""
+        raise GoldenCorrupt(
+            f"golden trace {path} is {result.status}{where}: {result.reason} -- it was edited "
+            "by hand or damaged; re-create it with --blocktrace-golden-update"
+        )
+    if result.genesis != GOLDEN_GENESIS:
+        raise GoldenCorrupt(f"golden trace {path} was not written by the golden plugin "
+                            f"(genesis {result.genesis!r}); re-create it with "
+                            "--blocktrace-golden-update")
+    recorded = result.header.get("level", "op")
+    if recorded != level:
+        raise GoldenCorrupt(f"golden trace {path} was recorded at level {recorded!r}, the test "
+                            f"asks for {level!r}; re-record it with --blocktrace-golden-update")
+
+
+def _stream(path: str, info: TraceInfo, level: Level, values: bool) -> Iterator[Step]:
+    if level == "call":
+        return call_steps(path, info, values)
+    return normalise(path, info)
+
+
+def compare_golden(
+    golden: str,
+    fresh: str,
+    level: Level,
+    *,
+    ignore: Sequence[str] = (),
+    values: bool = False,
+    hunks: int = 3,
+    root: str = ".",
+) -> GoldenDiff:
+    """Compare ``fresh`` with ``golden`` (both golden bytes).  Raises ``GoldenCorrupt``
+    for a stored golden that is not sound, ``ValueError`` for a bad ``ignore``."""
+    fields = fields_for(level, ignore)
+    result = GoldenDiff(golden, fresh, level, fields)
+    if filecmp.cmp(golden, fresh, shallow=False):
+        return result
+    check_golden(golden, level)
+    info_g = TraceInfo(golden)
+    info_f = TraceInfo(fresh)
+    comparer = Comparer(fields)
+    try:
+        steps = diff_steps(_stream(golden, info_g, level, values),
+                           _stream(fresh, info_f, level, values), comparer,
+                           max_hunks=max(hunks, 1), stop_after=max(hunks, 1) + 1)
+    except TraceError as exc:
+        raise GoldenCorrupt(f"golden trace {exc}; re-create it with "
+                            "--blocktrace-golden-update") from None
+    result.steps = steps
+    if not steps.stopped:
+        result.summary = compare_summaries(info_g, info_f, by_line=level != "op")
+    if result.equal:
+        return result
+    result.text = _report(result, root, read_header(golden).get("python"),
+                          read_header(fresh).get("python"))
+    return result
+
+
+# -- the report -------------------------------------------------------------------
+
+
+_DIGESTS: dict[str, str | None] = {}
+
+
+def _digest(path: str) -> str | None:
+    if path not in _DIGESTS:
+        try:
+            with open(path, "rb") as handle:
+                _DIGESTS[path] = hashlib.sha256(handle.read()).hexdigest()
+        except OSError:
+            _DIGESTS[path] = None
+    return _DIGESTS[path]
+
+
+def _source(root: str, file: str | None, line: int | None,
+            hashes: dict[str, str] | None = None) -> str:
+    """The text of ``file:line`` -- for a golden's step (``hashes``: its source lines)
+    only when the file still has the content the golden was recorded with."""
+    if file is None or not line:
+        return ""
+    path = file if os.path.isabs(file) else os.path.join(root, file)
+    if hashes is not None and hashes.get(file) != _digest(path):
+        return "  | (source changed since the golden was recorded)"
+    text = source_line(path, line)
+    return f"  | {text}" if text else ""
+
+
+def _describe(step: Step | None, root: str, level: Level,
+              hashes: dict[str, str] | None = None) -> str:
+    if step is None:
+        return "(nothing: the trace ends here)"
+    what = step.event if level == "call" else (step.raw.opName or f"op {step.op}")
+    if level == "op":
+        what = f"pc {step.pc} {what}"
+    elif level == "line":
+        what = ""
+    place = f"{step.function or '?'}  {step.file or '?'}:{step.line or '?'}"
+    text = f"{what + '  ' if what else ''}{place}{_source(root, step.file, step.line, hashes)}"
+    if step.error:
+        text += f"  [{step.event or 'error'}: {step.error}]"
+    if level == "call" and step.raw.locals:
+        text += f"  -> {bytes(step.raw.locals).decode()}"
+    return text
+
+
+def _stack(frames: list[Frame], root: str) -> list[str]:
+    return [f"      {f.function}  {f.file}:{f.line}{_source(root, f.file, f.line)}"
+            for f in frames[-12:]]
+
+
+def _report(diff: GoldenDiff, root: str, py_golden: str | None, py_now: str | None) -> str:
+    steps = diff.steps
+    assert steps is not None
+    unit = {"op": "instruction", "line": "source line", "call": "call event"}[diff.level]
+    out = [f"blocktrace golden: the test's behaviour changed (level {diff.level}, "
+           f"compared: {', '.join(diff.fields)})",
+           f"  golden: {diff.golden}"]
+    first = steps.first
+    if first is not None:
+        fields = f" (differs in: {', '.join(first.fields)})" if first.fields else ""
+        out.append(f"  first divergence at {unit} {first.step}{fields}")
+        if steps.last_common is not None:
+            last = steps.last_common[1]
+            out.append(f"  last common {unit} {last.index}: {_describe(last, root, diff.level)}")
+        else:
+            out.append("  (no common step before it)")
+        hashes = source_hashes(diff.golden)
+        out.append(f"  golden: {_describe(first.a, root, diff.level, hashes)}")
+        out.append(f"  now:    {_describe(first.b, root, diff.level)}")
+        for label, path, step in (("now", diff.fresh, first.b), ("golden", diff.golden, first.a)):
+            if step is not None:
+                out.append(f"  call stack ({label}), outermost first:")
+                out.extend(_stack(stack_at(path, step.lineno), root))
+                break
+        further = steps.hunk_count - 1
+        if steps.stopped:
+            out.append(f"  {further} further hunk(s) at least (the comparison stopped there)")
+        else:
+            out.append(f"  {further} further hunk(s); {unit}s: {steps.steps_a} in the golden, "
+                       f"{steps.steps_b} now")
+    summary = diff.summary
+    if summary is not None and summary.differences:
+        a, b = summary.a, summary.b
+        for name in summary.differences:
+            key = {"pass": "passed"}.get(name, name)
+            out.append(f"  outcome differs in {name}: golden {getattr(a, key, None)!r}, "
+                       f"now {getattr(b, key, None)!r}")
+    if py_golden and py_now and py_golden != py_now:
+        out.append(f"  note: the golden was recorded on Python {py_golden}, this is {py_now}")
+    if not os.environ.get("PYTHONHASHSEED"):
+        out.append("  note: PYTHONHASHSEED is not set: the iteration order of sets of strings "
+                   "may change between runs")
+    out.append("  if the change is intended, re-record with --blocktrace-golden-update")
+    return "\n".join(out)
