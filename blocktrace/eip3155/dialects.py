@@ -20,13 +20,17 @@ __all__ = [
     "EVM_DEFAULT_FIELDS",
     "FIELDS",
     "LINE_RULES",
+    "PLACEHOLDERS",
     "PYTHON_DEFAULT_FIELDS",
     "Action",
     "Dialect",
     "Evidence",
     "LineRule",
+    "Placeholder",
     "gas_used_meaning",
     "guess_client",
+    "halt_not_error",
+    "placeholder_root",
 ]
 
 
@@ -77,6 +81,44 @@ LINE_RULES: tuple[LineRule, ...] = (
              "an object with `output`, `gasUsed` or `pass` and no `pc`", Action.SUMMARY),
     LineRule("other", "any", "any other JSON value", Action.IGNORE),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Placeholder:
+    """A value a writer puts in a field when it has nothing to say there: read
+    as "not reported", and the report says so."""
+
+    field: str
+    writers: str
+    value: str
+    meaning: str
+
+
+PLACEHOLDERS: tuple[Placeholder, ...] = (
+    Placeholder("stateRoot", "revm (its EIP-3155 inspector, as pyrevm and foundry use it)",
+                "32 zero bytes (any all-zero hex)",
+                "the tracer does not compute the root; no real state root is zero (the empty "
+                "trie's is 0x56e8...b421): not compared"),
+    Placeholder("error", "revm", "`Stop`, `Return`, `SelfDestruct` on the op that ends a frame",
+                "the frame's normal end (revm's halt reason), not a fault: read as no error"),
+)
+
+_NORMAL_HALTS = frozenset({"Stop", "Return", "SelfDestruct"})
+
+
+def placeholder_root(value: str | None) -> bool:
+    """Whether a ``stateRoot`` is the all-zero placeholder (see ``PLACEHOLDERS``)."""
+    if value is None:
+        return False
+    digits = value[2:] if value[:2] in ("0x", "0X") else value
+    return not digits.strip("0")
+
+
+def halt_not_error(error: str) -> bool:
+    """Whether an op line's ``error`` is revm's name for a normal halt (see
+    ``PLACEHOLDERS``): no other writer words an error this way."""
+    return error in _NORMAL_HALTS
+
 
 # User-facing field names, as they appear in the trace lines.  ``function`` and
 # ``file`` are resolved from blocktrace's ``call`` lines.

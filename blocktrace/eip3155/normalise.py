@@ -19,6 +19,7 @@ from blocktrace.eip3155.dialects import (
     Evidence,
     gas_used_meaning,
     guess_client,
+    halt_not_error,
 )
 from blocktrace.eip3155.numbers import parse_int
 from blocktrace.eip3155.reader import TraceError, open_trace, raw_decoder
@@ -48,6 +49,9 @@ class TraceInfo:
     merged: int = 0
     frame_exits: int = 0
     ignored: int = 0
+    halts_not_errors: int = 0
+    """``error`` values that name a normal halt (revm's ``Stop``, ``Return``), read
+    as no error."""
     summary: Summary | None = None
     evidence: Evidence = field(default_factory=Evidence)
     functions: dict[int | str, tuple[str, str]] = field(default_factory=dict)
@@ -174,6 +178,9 @@ def normalise(path: str, info: TraceInfo | None = None) -> Iterator[Step]:
                 error = raw.error
                 if error is not None:
                     error = _error_text(error)
+                    if error is not None and not python and halt_not_error(error):
+                        info.halts_not_errors += 1
+                        error = None
                     if error is not None:
                         if raw.gasCost is None:
                             ev.fault_without_cost = True

@@ -13,7 +13,11 @@ from blocktrace.eip3155.opcodes import evm_op_name
 from blocktrace.eip3155.records import Step, Summary
 from blocktrace.eip3155.report import DiffReport, source_line, step_view
 
-__all__ = ["render_json", "render_text"]
+__all__ = ["DIFF_JSON_VERSION", "render_json", "render_text"]
+
+DIFF_JSON_VERSION = 2
+"""The schema of ``diff --json`` (docs/DIFF.md): 2 since 0.2, every key camelCase;
+0.1's object had no version and mixed key styles."""
 
 
 def _summary_view(summary: Summary | None) -> dict[str, Any] | None:
@@ -35,15 +39,16 @@ def _input_view(info: TraceInfo) -> dict[str, Any]:
         "opLines": info.op_lines, "stopsDropped": info.stops_dropped,
         "faultLinesMerged": info.merged, "frameExits": info.frame_exits,
         "noiseLines": info.noise, "ignoredLines": info.ignored,
+        "haltsNotErrors": info.halts_not_errors,
     }
 
 
 def _hunk_view(hunk: Hunk, report: DiffReport) -> dict[str, Any]:
     return {
-        "a_start": hunk.a_start, "a_count": hunk.a_count,
-        "b_start": hunk.b_start, "b_count": hunk.b_count,
-        "a_lines": [hunk.a_steps[0].lineno, hunk.a_steps[-1].lineno] if hunk.a_steps else None,
-        "b_lines": [hunk.b_steps[0].lineno, hunk.b_steps[-1].lineno] if hunk.b_steps else None,
+        "aStart": hunk.a_start, "aCount": hunk.a_count,
+        "bStart": hunk.b_start, "bCount": hunk.b_count,
+        "aLines": [hunk.a_steps[0].lineno, hunk.a_steps[-1].lineno] if hunk.a_steps else None,
+        "bLines": [hunk.b_steps[0].lineno, hunk.b_steps[-1].lineno] if hunk.b_steps else None,
         "a": [step_view(step, report.a.path) for step in hunk.a_steps],
         "b": [step_view(step, report.b.path) for step in hunk.b_steps],
     }
@@ -54,22 +59,23 @@ def report_object(report: DiffReport) -> dict[str, Any]:
     first = steps.first
     last = steps.last_common
     return {
+        "version": DIFF_JSON_VERSION,
         "equal": report.equal,
         "steps": [steps.steps_a, steps.steps_b],
         "fields": list(report.fields),
         "byLine": report.by_line,
         "stackTop": report.stack_top,
-        "first_divergence": None if first is None else {
+        "firstDivergence": None if first is None else {
             "step": first.step,
             "fields": first.fields,
             "a": None if first.a is None else step_view(first.a, report.a.path),
             "b": None if first.b is None else step_view(first.b, report.b.path),
-            "last_common": None if last is None else {
-                "step": last[0].index, "a_line": last[0].lineno, "b_line": last[1].lineno,
+            "lastCommon": None if last is None else {
+                "step": last[0].index, "aLine": last[0].lineno, "bLine": last[1].lineno,
             },
         },
         "hunks": [_hunk_view(hunk, report) for hunk in steps.hunks],
-        "hunk_count": steps.hunk_count,
+        "hunkCount": steps.hunk_count,
         "differing": [steps.differing_a, steps.differing_b],
         "common": steps.common,
         "summary": {

@@ -16,7 +16,12 @@ from blocktrace.eip3155.compare import (
     canonical_value,
     resolve_fields,
 )
-from blocktrace.eip3155.dialects import DIALECTS, EVM_DEFAULT_FIELDS, PYTHON_DEFAULT_FIELDS
+from blocktrace.eip3155.dialects import (
+    DIALECTS,
+    EVM_DEFAULT_FIELDS,
+    PYTHON_DEFAULT_FIELDS,
+    placeholder_root,
+)
 from blocktrace.eip3155.differ import DEFAULT_MAX_HUNKS, DEFAULT_WINDOW, StepDiff, diff_steps
 from blocktrace.eip3155.lines import LINE_DEFAULT_FIELDS
 from blocktrace.eip3155.normalise import TraceInfo, normalise
@@ -114,9 +119,16 @@ def compare_summaries(a: TraceInfo, b: TraceInfo, by_line: bool = False) -> Summ
                 result.notes.append(f"{info.path} has no summary line")
         return result
     python = a.dialect == "blocktrace" and b.dialect == "blocktrace"
-    if sa.stateRoot is not None and sb.stateRoot is not None and (
-        sa.stateRoot.lower() != sb.stateRoot.lower()
-    ):
+    root_a, root_b = sa.stateRoot, sb.stateRoot
+    for info, root in ((a, root_a), (b, root_b)):
+        if placeholder_root(root):
+            result.notes.append(
+                f"stateRoot of {info.path} is all zeros, a placeholder (revm's EIP-3155 tracer "
+                "does not compute the root; no real state root is zero): not reported, "
+                "not compared")
+    if root_a is not None and root_b is not None and not (
+        placeholder_root(root_a) or placeholder_root(root_b)
+    ) and root_a.lower() != root_b.lower():
         result.differences.append("stateRoot")
     out_a, out_b = _output(sa, python), _output(sb, python)
     if out_a is not None and out_b is not None and out_a != out_b:
@@ -188,6 +200,11 @@ def diff_files(
                         compare_summaries(info_a, info_b, by_line), by_line=by_line)
     if python_a != python_b:
         report.notes.append("one input is a blocktrace trace and the other is not")
+    for info in (info_a, info_b):
+        if info.halts_not_errors:
+            report.notes.append(
+                f"{info.path}: {info.halts_not_errors} `error` value(s) naming a normal halt "
+                "(Stop, Return, SelfDestruct: revm writes a frame's end so) read as no error")
     if (
         fields is None and not by_line and python_a and python_b
         and info_a.python and info_b.python

@@ -66,16 +66,16 @@ def test_a_different_branch_is_reported_at_its_line(tmp_path: Path) -> None:
     done = _diff(a, b, "--json")
     assert done.returncode == 1, done.stderr
     report = json.loads(done.stdout)
-    first = report["first_divergence"]
+    first = report["firstDivergence"]
     assert first["a"]["function"] == first["b"]["function"] == "classify"
     assert first["a"]["line"] == 4 and first["b"]["line"] == 3
     assert first["a"]["source"] == 'return "small"'
     assert first["b"]["source"] == 'return "big"'
     assert "line" in first["fields"]
     # the last common step is the branch on line 2
-    common = report["first_divergence"]["last_common"]
+    common = report["firstDivergence"]["lastCommon"]
     a_lines = a.read_text().splitlines()
-    assert json.loads(a_lines[common["a_line"] - 1])["line"] == 2
+    assert json.loads(a_lines[common["aLine"] - 1])["line"] == 2
     # the summaries differ in nothing the program printed to its exit status
     assert report["summary"]["equal"] is True
     text = _diff(a, b).stdout

@@ -50,15 +50,15 @@ def test_json_output(tmp_path: Path) -> None:
     done = _diff("--json", str(trace("besu", "negative_refund")), str(mutated))
     assert done.returncode == 1, done.stderr
     report = json.loads(done.stdout)
-    assert {"equal", "steps", "first_divergence", "hunks", "summary"} <= set(report)
+    assert {"equal", "steps", "firstDivergence", "hunks", "summary"} <= set(report)
     assert report["equal"] is False
     assert report["steps"] == [411, 410]
-    first = report["first_divergence"]
+    first = report["firstDivergence"]
     assert first["step"] == 299
     assert first["a"]["traceLine"] == first["b"]["traceLine"] == 300  # B line 300 was 301
     assert set(first["fields"]) <= {"pc", "op", "gas", "depth", "stack"} and first["fields"]
     assert first["a"]["depth"] == 2  # inside the CREATE2
-    assert [(h["a_start"], h["a_count"], h["b_count"]) for h in report["hunks"]] == [(299, 1, 0)]
+    assert [(h["aStart"], h["aCount"], h["bCount"]) for h in report["hunks"]] == [(299, 1, 0)]
     assert report["summary"]["equal"] is True
     assert report["inputs"]["b"]["dialect"] == "revm"
     assert report["inputs"]["b"]["noiseLines"] == 14
@@ -68,7 +68,7 @@ def test_json_for_equal_traces() -> None:
     done = _diff("--json", str(trace("eels", "statetest1")), str(trace("nimbus", "statetest1")))
     assert done.returncode == 0
     report = json.loads(done.stdout)
-    assert report["equal"] is True and report["first_divergence"] is None
+    assert report["equal"] is True and report["firstDivergence"] is None
     assert report["hunks"] == [] and report["steps"] == [6, 6]
 
 
@@ -134,3 +134,67 @@ def test_colour_only_on_a_terminal_without_no_color(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
     assert "\x1b[31m" in _run_in_pty([base, mutated], env)
     assert "\x1b[" not in _run_in_pty([base, mutated], {**env, "NO_COLOR": "1"})
+
+
+def _revm_inspector_trace(tmp_path: Path, test: str) -> Path:
+    """revm's op lines for ``test``, ended as revm's EIP-3155 inspector (pyrevm,
+    foundry) ends a trace: one summary line whose ``stateRoot`` is 32 zero bytes,
+    a placeholder -- the inspector does not compute the root."""
+    ops = [line for line in lines_of("revm", test) if line.startswith('{"pc"')]
+    last_gas = int(json.loads(ops[-1])["gas"], 16)
+    summary = {"stateRoot": "0x" + "00" * 32, "output": "0x",
+               "gasUsed": hex(0x2D1CC4 - last_gas), "pass": True, "fork": "CANCUN"}
+    return write_lines(tmp_path / "revm-inspector.jsonl", [*ops, json.dumps(summary)])
+
+
+def test_a_zero_state_root_is_a_placeholder_not_a_difference(tmp_path: Path) -> None:
+    inspector = _revm_inspector_trace(tmp_path, "statetest1")
+    done = _diff(str(trace("eels", "statetest1")), str(inspector))
+    assert done.returncode == 0, done.stdout
+    assert "stateRoot" in done.stdout and "placeholder" in done.stdout
+    assert done.stdout.rstrip().splitlines()[-1].startswith("same: 6 steps")
+    report = json.loads(_diff("--json", str(trace("eels", "statetest1")), str(inspector)).stdout)
+    assert report["summary"]["differences"] == []
+    assert any("all zeros" in note for note in report["summary"]["notes"])
+    # a real root that differs is still a difference
+    other = [line.replace('"0x' + "00" * 32, '"0x01' + "00" * 31, 1)
+             for line in inspector.read_text().splitlines()]
+    changed = write_lines(tmp_path / "other-root.jsonl", other)
+    done = _diff(str(trace("eels", "statetest1")), str(changed))
+    assert done.returncode == 1 and "stateRoot" in done.stdout
+
+
+def test_revm_normal_halts_are_not_errors() -> None:
+    """revm writes ``"error":"Return"`` on the RETURN that ends a frame normally."""
+    done = _diff("--fields", "pc,op,error", str(trace("eels", "negative_refund")),
+                 str(trace("revm", "negative_refund")))
+    assert done.returncode == 1  # the TSTORE fault is worded differently: a real difference
+    assert "@@ hunk 1: -408,1 +408,1 @@" in done.stdout and "hunk 2" not in done.stdout
+    assert "1 `error` value(s) naming a normal halt" in done.stdout
+
+
+def _keys(value: object) -> set[str]:
+    if isinstance(value, dict):
+        return set(value) | {k for v in value.values() for k in _keys(v)}
+    if isinstance(value, list):
+        return {k for v in value for k in _keys(v)}
+    return set()
+
+
+def test_json_keys_are_camel_case_and_versioned(tmp_path: Path) -> None:
+    lines = lines_of("geth", "00000936-mixed-1")
+    lines[9] = lines[9].replace('"gas":"0x', '"gas":"0x1', 1)
+    mutated = write_lines(tmp_path / "m.jsonl", lines)
+    done = _diff("--json", str(trace("erigon", "00000936-mixed-1")), str(mutated))
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert next(iter(report)) == "version" and report["version"] == 2
+    keys = _keys(report)
+    assert not [k for k in keys if "_" in k], keys
+    assert {"firstDivergence", "lastCommon", "aLine", "bLine", "aStart", "aCount", "bStart",
+            "bCount", "aLines", "bLines", "hunkCount", "byLine", "stackTop"} <= keys
+    assert report["firstDivergence"]["lastCommon"] == {"step": 8, "aLine": 9, "bLine": 9}
+    # every top-level key is documented in docs/DIFF.md's schema
+    schema = (Path(__file__).parents[2] / "docs" / "DIFF.md").read_text()
+    undocumented = [key for key in report if f'"{key}"' not in schema]
+    assert not undocumented
