@@ -55,6 +55,7 @@ from blocktrace.chain.note import (
     sign_note,
 )
 from blocktrace.chain.proof import TraceError, TraceFile
+from blocktrace.limits import MAX_KEY_FILE_BYTES, InputTooLargeError, read_small_file
 
 __all__ = [
     "ORIGIN_PREFIX",
@@ -227,11 +228,13 @@ def load_signer(path: str | os.PathLike[str]) -> Signer:
     ``cryptography`` package is missing).
     """
     try:
-        data = Path(path).read_bytes()
+        data = read_small_file(path, MAX_KEY_FILE_BYTES, "a private key file")
     except OSError as exc:
         raise MalformedNoteError(
             f"cannot read private key {os.fspath(path)}: {exc.strerror or exc}"
         ) from exc
+    except InputTooLargeError as exc:
+        raise MalformedNoteError(str(exc)) from exc
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -396,11 +399,13 @@ class AnchorReport:
         self.data["anchor"] = {"status": status, "kind": kind, "error": message}
 
 
-def _read_file(path: str) -> bytes:
+def _read_file(path: str, what: str) -> bytes:
     try:
-        return Path(path).read_bytes()
+        return read_small_file(path, MAX_KEY_FILE_BYTES, what)
     except OSError as exc:
         raise _Unusable(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except InputTooLargeError as exc:
+        raise _Unusable(str(exc)) from exc
 
 
 class _Unusable(Exception):
@@ -421,9 +426,11 @@ def verify_anchors(
     """
     report = AnchorReport()
     try:
-        verifiers = load_verifiers(_read_file(pubkey), pubkey) if pubkey else None
-        cp_data = _read_file(checkpoint) if checkpoint else None
-        old_data = _read_file(since) if since else None
+        verifiers = None
+        if pubkey:
+            verifiers = load_verifiers(_read_file(pubkey, "a public key file"), pubkey)
+        cp_data = _read_file(checkpoint, "a checkpoint") if checkpoint else None
+        old_data = _read_file(since, "a checkpoint") if since else None
         trace = TraceFile(trace_path)
     except (_Unusable, MalformedNoteError, TraceError) as exc:
         report._fail("unusable", "unusable", str(exc))

@@ -35,6 +35,7 @@ from blocktrace.chain.merkle import (
     leaf_hash,
     verify_inclusion,
 )
+from blocktrace.limits import MAX_LINE_BYTES, LineTooLongError
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -99,6 +100,8 @@ class TraceFile:
                 first, newlines, last, tail = self._scan(f)
         except OSError as exc:
             raise TraceError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        except LineTooLongError as exc:
+            raise TraceError(f"{path}: {exc}: not a blocktrace trace") from exc
         self._torn = bool(tail)
         if not first.endswith(b"\n"):
             raise TraceError(f"{path}: no complete first line: not a blocktrace trace")
@@ -135,14 +138,19 @@ class TraceFile:
 
     @staticmethod
     def _scan(f: BinaryIO) -> tuple[bytes, int, bytes, bytes]:
-        """One pass: (first line, newline count, last complete line, torn tail)."""
-        first = f.readline()
+        """One pass: (first line, newline count, last complete line, torn tail).
+        A line longer than ``MAX_LINE_BYTES`` raises ``LineTooLongError``."""
+        first = f.readline(MAX_LINE_BYTES + 1)
+        if len(first) > MAX_LINE_BYTES:
+            raise LineTooLongError(1, MAX_LINE_BYTES)
         f.seek(0)
         newlines, last, tail = 0, b"", b""
         while chunk := f.read(_CHUNK):
             end = chunk.rfind(b"\n")
             if end < 0:
                 tail += chunk
+                if len(tail) > MAX_LINE_BYTES:
+                    raise LineTooLongError(newlines + 1, MAX_LINE_BYTES)
                 continue
             newlines += chunk.count(b"\n")
             start = chunk.rfind(b"\n", 0, end)

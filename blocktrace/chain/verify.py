@@ -21,6 +21,7 @@ import msgspec
 
 from blocktrace.chain.hashing import KNOWN_VERSIONS, ChainHasher, LeafChain, split_hash
 from blocktrace.chain.merkle import LINES_PER_LEAF, MerkleAccumulator
+from blocktrace.limits import MAX_LINE_BYTES, size_text
 
 __all__ = ["EXIT_STATUS", "MAX_LINE_BYTES", "Status", "Verification", "verify_file"]
 
@@ -28,10 +29,6 @@ Status = Literal["sealed", "tampered", "unusable", "unsealed"]
 EXIT_STATUS: dict[Status, int] = {"sealed": 0, "tampered": 1, "unusable": 2, "unsealed": 3}
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
-
-MAX_LINE_BYTES = 64 << 20
-"""A line longer than this is refused (memory stays bounded on any input,
-``/dev/zero`` included); the writer's lines are far shorter."""
 
 
 @dataclass
@@ -229,7 +226,7 @@ def _summary(result: Verification, number: int, body: bytes, merkle: MerkleAccum
 
 
 def _too_long(result: Verification, number: int) -> None:
-    reason = f"line {number} is longer than {MAX_LINE_BYTES >> 20} MiB"
+    reason = f"line {number} is longer than {size_text(MAX_LINE_BYTES)}"
     if number == 1:
         result.reason = reason + ": not a blocktrace trace"
     else:

@@ -17,6 +17,7 @@ from blocktrace.eip3155 import (
     render_json,
     render_text,
 )
+from blocktrace.limits import MAX_LINE_BYTES, size_text
 
 __all__ = ["register"]
 
@@ -43,7 +44,8 @@ def register(subparsers: Any) -> None:
             "Compare two EIP-3155 traces (blocktrace's own or any client's: geth, revm, "
             "besu, nethermind, evmone, nimbus, erigon, eels) and report the first step "
             "where they differ, then each further divergent region as a hunk. "
-            "Exit status: 0 same, 1 different, 2 unusable input."
+            "Exit status: 0 same, 1 different, 2 unusable input (a line over "
+            f"{size_text(MAX_LINE_BYTES)} is)."
         ),
     )
     parser.add_argument("a", metavar="A", help="first trace file (JSON Lines)")

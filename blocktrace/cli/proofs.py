@@ -10,7 +10,6 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -41,6 +40,13 @@ from blocktrace.chain.proof import (
     make_bundle,
 )
 from blocktrace.cli import CliError
+from blocktrace.limits import (
+    MAX_BUNDLE_BYTES,
+    MAX_KEY_FILE_BYTES,
+    InputTooLargeError,
+    read_small_file,
+    size_text,
+)
 
 __all__ = ["register"]
 
@@ -59,7 +65,8 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "sign",
         help="write a signed checkpoint (tree size and Merkle root) of a sealed trace",
-        description="Sign the Merkle root of a sealed trace as a C2SP tlog-checkpoint note.",
+        description="Sign the Merkle root of a sealed trace as a C2SP tlog-checkpoint note. "
+        f"A key file is read up to {size_text(MAX_KEY_FILE_BYTES)}.",
     )
     p.add_argument("trace", metavar="TRACE")
     p.add_argument("--key", required=True, metavar="PREFIX.key", help="private key from keygen")
@@ -71,7 +78,8 @@ def register(subparsers: Any) -> None:
         help="print a proof that one line is in a trace (JSON bundle)",
         description="Print a JSON proof bundle for line LINE (1-based, the header is line 1): "
         "the line's exact text, the other lines of its Merkle leaf (up to 15), its index, "
-        "the tree size, the root and the audit path.",
+        "the tree size, the root and the audit path. A bundle larger than "
+        f"{size_text(MAX_BUNDLE_BYTES)} (what check-proof reads) is refused.",
     )
     p.add_argument("trace", metavar="TRACE")
     p.add_argument("line", metavar="LINE", type=_line_number)
@@ -86,7 +94,8 @@ def register(subparsers: Any) -> None:
         description="Verify a proof bundle from `blocktrace prove`. With --checkpoint (and "
         "--pubkey for its signature) the bundle's root is checked against the checkpoint; "
         "without, the root is only the bundle's own claim. Exit status: 0 valid, 1 rejected, "
-        "2 unusable input.",
+        f"2 unusable input. A bundle is read up to {size_text(MAX_BUNDLE_BYTES)}, checkpoint "
+        f"and key files up to {size_text(MAX_KEY_FILE_BYTES)}.",
     )
     p.add_argument("bundle", metavar="BUNDLE")
     p.add_argument("--checkpoint", metavar="CP", help="checkpoint the root must match")
@@ -120,11 +129,13 @@ def _line_number(text: str) -> int:
     return value
 
 
-def _read(path: str) -> bytes:
+def _read(path: str, what: str, limit: int = MAX_KEY_FILE_BYTES) -> bytes:
     try:
-        return Path(path).read_bytes()
+        return read_small_file(path, limit, what)
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except InputTooLargeError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def _write_new(path: str, data: bytes, mode: int = 0o644) -> None:
@@ -172,7 +183,7 @@ def _load_signer(path: str) -> Signer:
 
 def _load_verifiers(path: str) -> list[Verifier]:
     try:
-        return load_verifiers(_read(path), path)
+        return load_verifiers(_read(path, "a public key file"), path)
     except NoteError as exc:
         raise CliError(str(exc)) from exc
 
@@ -216,7 +227,7 @@ def _prove(args: argparse.Namespace) -> int:
     size = None
     if args.checkpoint is not None:
         try:
-            read = read_checkpoint(_read(args.checkpoint))
+            read = read_checkpoint(_read(args.checkpoint, "a checkpoint"))
         except CheckpointError as exc:
             raise CliError(f"{args.checkpoint}: {exc}") from exc
         size = read.checkpoint.size
@@ -226,16 +237,21 @@ def _prove(args: argparse.Namespace) -> int:
         bundle = make_bundle(trace, args.line, size)
     except (TraceError, CheckpointError) as exc:
         raise CliError(str(exc)) from exc
-    _emit(encode_bundle(bundle), args.output)
+    data = encode_bundle(bundle)
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise CliError(f"the proof of line {args.line} would be larger than "
+                       f"{size_text(MAX_BUNDLE_BYTES)}, more than check-proof reads: its leaf's "
+                       "lines are too long")
+    _emit(data, args.output)
     return 0
 
 
 def _check_proof(args: argparse.Namespace) -> int:
     if args.pubkey and not args.checkpoint:
         raise CliError("--pubkey checks a checkpoint's signature: give --checkpoint too")
-    data = _read(args.bundle)
+    data = _read(args.bundle, "a proof bundle", MAX_BUNDLE_BYTES)
     verifiers = _load_verifiers(args.pubkey) if args.pubkey else None
-    cp_data = _read(args.checkpoint) if args.checkpoint else None
+    cp_data = _read(args.checkpoint, "a checkpoint") if args.checkpoint else None
     result: dict[str, Any] = {"valid": False, "bundle": args.bundle}
     try:
         checked = check_bundle(data)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from blocktrace.cli import CliError
+from blocktrace.limits import MAX_KEY_FILE_BYTES, MAX_LINE_BYTES, size_text
 
 if TYPE_CHECKING:
     from blocktrace.chain.checkpoint import AnchorReport
@@ -27,7 +28,9 @@ def register(sub: Any) -> None:
         "checkpoint rejected (4)",
         description="Verify a trace's hash chain, streaming. Exit 0 valid and sealed, 1 tampered "
         "(or not matching --head/--genesis), 2 unusable input, 3 valid but unsealed (cut short), "
-        "4 checkpoint rejected (signature invalid, unknown key, other trace, rolled back, fork).",
+        "4 checkpoint rejected (signature invalid, unknown key, other trace, rolled back, fork). "
+        f"A trace line over {size_text(MAX_LINE_BYTES)} is refused; checkpoint and key files "
+        f"are read up to {size_text(MAX_KEY_FILE_BYTES)}.",
     )
     p.add_argument("file", metavar="FILE")
     p.add_argument("--head", metavar="HEX", type=_head,

@@ -17,6 +17,7 @@ from blocktrace.cli import (
     own_options_among,
     refuse_overwriting,
 )
+from blocktrace.limits import MAX_LINE_BYTES, MAX_SOURCE_BYTES, MAX_TABLE_BYTES, size_text
 
 
 def register(sub: Any) -> None:
@@ -25,7 +26,9 @@ def register(sub: Any) -> None:
         help="show a trace's source annotated with per-statement hits and values",
         description="Print each traced source file with how often every statement ran and, "
         "for traces recorded with --locals, sample values of the names it mentions after it "
-        "ran (tracefunc's view, from a recorded trace).",
+        "ran (tracefunc's view, from a recorded trace). A trace line over "
+        f"{size_text(MAX_LINE_BYTES)} is refused (exit 2); a source file over "
+        f"{size_text(MAX_SOURCE_BYTES)} is not shown.",
     )
     lines.add_argument("trace", metavar="TRACE", help="a trace file from blocktrace run")
     lines.add_argument("--function", metavar="NAME",
@@ -52,7 +55,8 @@ def register(sub: Any) -> None:
     types.add_argument("--root", metavar="DIR", default=".",
                        help="source root for --patch paths (default: current directory)")
     types.add_argument("--from", dest="tables", action="append", default=[], metavar="TABLE",
-                       help="read a recorded .jsonl table instead of running (repeatable)")
+                       help="read a recorded .jsonl table instead of running (repeatable; "
+                       f"at most {size_text(MAX_TABLE_BYTES)} each)")
     types.add_argument("--loop-limit", type=_limit, default=8, metavar="K",
                        help="stop watching a line once its types were stable for K visits, "
                        "until the next call (0: never stop; default 8)")

@@ -22,7 +22,7 @@ from blocktrace.eip3155.dialects import (
     halt_not_error,
 )
 from blocktrace.eip3155.numbers import parse_int
-from blocktrace.eip3155.reader import TraceError, open_trace, raw_decoder
+from blocktrace.eip3155.reader import TraceError, open_trace, raw_decoder, trace_lines
 from blocktrace.eip3155.records import RawLine, Step, Summary
 
 __all__ = ["TraceInfo", "normalise", "read_all"]
@@ -94,7 +94,7 @@ def normalise(path: str, info: TraceInfo | None = None) -> Iterator[Step]:
     seen_json = False
     op_lines = 0
     with open_trace(path) as stream:
-        for lineno, line in enumerate(stream, 1):
+        for lineno, line in enumerate(trace_lines(stream, path), 1):
             if not line or line[0] != 123:  # b"{"
                 if line.startswith(_BOM) and line[3:4] == b"{":
                     line = line[3:]  # a byte-order mark (files saved by some editors)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import BinaryIO
 
 import msgspec
 
 from blocktrace.eip3155.records import RawLine
+from blocktrace.limits import LineTooLongError, bounded_lines
 
-__all__ = ["TraceError", "open_trace", "raw_decoder"]
+__all__ = ["TraceError", "open_trace", "raw_decoder", "trace_lines"]
 
 
 class TraceError(Exception):
@@ -28,6 +30,15 @@ def open_trace(path: str) -> BinaryIO:
         return open(path, "rb", buffering=1 << 20)
     except OSError as exc:
         raise TraceError(path, None, f"cannot read: {exc.strerror or exc}") from None
+
+
+def trace_lines(stream: BinaryIO, path: str) -> Iterator[bytes]:
+    """The lines of an open trace, each at most ``MAX_LINE_BYTES``
+    (``blocktrace.limits``); a longer one is a ``TraceError``."""
+    try:
+        yield from bounded_lines(stream)
+    except LineTooLongError as exc:
+        raise TraceError(path, exc.number, f"{exc}: not a trace line") from None
 
 
 def raw_decoder() -> msgspec.json.Decoder[RawLine]:

@@ -25,7 +25,7 @@ from blocktrace.eip3155.dialects import (
 from blocktrace.eip3155.differ import DEFAULT_MAX_HUNKS, DEFAULT_WINDOW, StepDiff, diff_steps
 from blocktrace.eip3155.lines import LINE_DEFAULT_FIELDS
 from blocktrace.eip3155.normalise import TraceInfo, normalise
-from blocktrace.eip3155.reader import TraceError, open_trace
+from blocktrace.eip3155.reader import TraceError, open_trace, trace_lines
 from blocktrace.eip3155.records import Step, Summary
 
 __all__ = ["DiffReport", "SummaryDiff", "diff_files", "sniff_python", "source_line"]
@@ -58,7 +58,7 @@ class DiffReport:
 def sniff_python(path: str) -> bool:
     """Whether the trace at ``path`` starts with a blocktrace header line."""
     with open_trace(path) as stream:
-        for line in stream:
+        for line in trace_lines(stream, path):
             if not line.strip():
                 continue
             try:

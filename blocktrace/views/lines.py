@@ -24,6 +24,13 @@ from typing import Any
 import msgspec
 
 from blocktrace.chain.hashing import KNOWN_VERSIONS
+from blocktrace.limits import (
+    MAX_SOURCE_BYTES,
+    InputTooLargeError,
+    LineTooLongError,
+    bounded_lines,
+    read_small_file,
+)
 from blocktrace.views.statements import StatementMap, statements_for_module
 
 __all__ = ["FileView", "TraceFormatError", "render_json", "render_text", "view_trace"]
@@ -102,10 +109,11 @@ class _Viewer:
             smap: StatementMap | None = None
             if not path.startswith("<") and os.path.isfile(path):
                 try:
-                    with open(path, encoding="utf-8") as f:
-                        source = f.read()
+                    data = read_small_file(path, MAX_SOURCE_BYTES, "a source file")
+                    # as text mode reads it: universal newlines
+                    source = data.decode().replace("\r\n", "\n").replace("\r", "\n")
                     smap = statements_for_module(source, path)
-                except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+                except (OSError, InputTooLargeError, UnicodeDecodeError, SyntaxError, ValueError):
                     source, smap = None, None
             view = self.files[path] = FileView(path, source, smap)
         return view
@@ -151,20 +159,23 @@ class _Viewer:
                 stats.samples.setdefault(name, []).append(frame.values[name])
 
 
-def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
-    for number, line in enumerate(data.split(b"\n"), 1):
-        if line.strip():
-            yield number, line
+def _lines(path: str) -> Iterator[tuple[int, bytes]]:
+    """The trace's non-blank lines, streamed, each at most ``MAX_LINE_BYTES``."""
+    with open(path, "rb") as f:
+        try:
+            for number, line in enumerate(bounded_lines(f), 1):
+                if line.strip():
+                    yield number, line.removesuffix(b"\n")
+        except LineTooLongError as exc:
+            raise TraceFormatError(f"{exc}: not a blocktrace trace line") from None
 
 
 def view_trace(path: str) -> list[FileView]:
     """Per source file, the statements a recorded trace ran (see the module
     docstring); raises ``OSError`` or :class:`TraceFormatError`."""
-    with open(path, "rb") as f:
-        data = f.read()
     decoder = msgspec.json.Decoder(dict[str, Any])
     viewer: _Viewer | None = None
-    for number, raw in _lines(data):
+    for number, raw in _lines(path):
         try:
             obj = decoder.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:

@@ -38,6 +38,7 @@ from typing import Any, Literal
 import msgspec
 
 from blocktrace.events import CallStart, OpStart, Return, TraceEvent
+from blocktrace.limits import MAX_TABLE_BYTES, read_small_file
 from blocktrace.tracers import VMState
 
 __all__ = [
@@ -310,8 +311,10 @@ class TypeTable:
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> TypeTable:
-        with open(path, "rb") as f:
-            return cls.read_jsonl(f.read(), os.fspath(path))
+        """The table in a ``.jsonl`` file; ``OSError``, or ``ValueError`` naming
+        the problem (a bad row, a file over ``MAX_TABLE_BYTES``)."""
+        data = read_small_file(path, MAX_TABLE_BYTES, "a type table")
+        return cls.read_jsonl(data, os.fspath(path))
 
 
 def _qualified(ref: TypeRef) -> str:
