@@ -29,6 +29,11 @@ def register(sub: Any) -> None:
         "ran (tracefunc's view, from a recorded trace). A trace line over "
         f"{size_text(MAX_LINE_BYTES)} is refused (exit 2); a source file over "
         f"{size_text(MAX_SOURCE_BYTES)} is not shown.",
+        epilog="The hit column: one count per statement; a line holding several shows them "
+        "as a/b/...: the statement first, then each comprehension (one hit per element it "
+        "produced) and each lambda (one hit per call) in it, in source order. '!' marks a "
+        "statement that never ran. Counts per statement need the source file unchanged and "
+        "the same Python minor version as the recording; otherwise they are per line.",
     )
     lines.add_argument("trace", metavar="TRACE", help="a trace file from blocktrace run")
     lines.add_argument("--function", metavar="NAME",

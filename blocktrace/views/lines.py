@@ -31,11 +31,14 @@ from blocktrace.limits import (
     bounded_lines,
     read_small_file,
 )
-from blocktrace.views.statements import StatementMap, statements_for_module
+from blocktrace.views.statements import CodeTable, StatementMap, statements_for_module
 
-__all__ = ["FileView", "TraceFormatError", "render_json", "render_text", "view_trace"]
+__all__ = ["LEGEND", "FileView", "TraceFormatError", "render_json", "render_text", "view_trace"]
 
 MAX_SAMPLES = 10
+LEGEND = ("hits: how often each statement ran; 1/4 on a line that holds several: the "
+          "statement, then each comprehension (per element) and lambda (per call) in it, "
+          "in order; ! never ran")
 
 
 class TraceFormatError(ValueError):
@@ -69,6 +72,12 @@ class _Code:
     name: str
     table: list[int] | None
     """pc // 2 -> statement index, when exact."""
+    iteration: dict[int, int] = field(default_factory=dict)
+    """pc of an instruction producing a comprehension's element -> the
+    comprehension (a generator expression's own code, or a comprehension
+    inlined into its function), when exact."""
+    function: int = -1
+    """The lambda statement this code object is, when exact."""
 
 
 @dataclass
@@ -112,7 +121,7 @@ class _Viewer:
                     data = read_small_file(path, MAX_SOURCE_BYTES, "a source file")
                     # as text mode reads it: universal newlines
                     source = data.decode().replace("\r\n", "\n").replace("\r", "\n")
-                    smap = statements_for_module(source, path)
+                    smap = statements_for_module(source, path, lambdas=True)
                 except (OSError, InputTooLargeError, UnicodeDecodeError, SyntaxError, ValueError):
                     source, smap = None, None
             view = self.files[path] = FileView(path, source, smap)
@@ -121,7 +130,7 @@ class _Viewer:
     def learn(self, number: int, name: str, path: str, first_line: int) -> None:
         view = self.file(path)
         view.functions.add(name)
-        table: list[int] | None = None
+        table: CodeTable | None = None
         if view.smap is not None and view.source is not None and self.same_python:
             if path not in self.compiled:
                 try:
@@ -131,9 +140,13 @@ class _Viewer:
             root = self.compiled[path]
             code = _find_code(root, name, first_line) if root is not None else None
             if code is not None:
-                table = view.smap.table(code).statement_at
+                table = view.smap.table(code)
                 view.exact = True
-        self.codes[number] = _Code(view, name, table)
+        if table is None:
+            self.codes[number] = _Code(view, name, None)
+        else:
+            self.codes[number] = _Code(view, name, table.statement_at, table.iteration,
+                                       table.function)
 
     def statement(self, code: _Code, pc: int, line: int) -> int:
         if code.table is not None:
@@ -144,6 +157,11 @@ class _Viewer:
             return -1
         ids = smap._by_line.get(line)
         return ids[0] if ids else -1
+
+    def element(self, code: _Code, sid: int) -> None:
+        """One element produced by a comprehension: one hit (its values are not
+        sampled: they are recorded at line starts, not per element)."""
+        code.file.stats.setdefault(sid, StatementStats()).hits += 1
 
     def sample(self, frame: _Frame, sid: int, at_return: bool = False) -> None:
         code = frame.code
@@ -218,7 +236,12 @@ def _event(viewer: _Viewer, obj: dict[str, Any], number: int) -> None:
                 frame.values_at = viewer.ops
             if frame.code is None:
                 return
-            sid = viewer.statement(frame.code, int(obj["pc"]), int(obj.get("line", 0)))
+            pc = int(obj["pc"])
+            if frame.code.iteration:
+                comp = frame.code.iteration.get(pc)
+                if comp is not None:
+                    viewer.element(frame.code, comp)
+            sid = viewer.statement(frame.code, pc, int(obj.get("line", 0)))
             if sid >= 0 and sid != frame.cur:
                 if frame.cur >= 0:
                     viewer.sample(frame, frame.cur)
@@ -229,7 +252,10 @@ def _event(viewer: _Viewer, obj: dict[str, Any], number: int) -> None:
             if number_ not in viewer.codes:
                 viewer.learn(number_, str(obj["name"]), str(obj["file"]), int(obj["firstLine"]))
             key = (thread, int(obj["depth"]))
-            viewer.frames[key] = _Frame(viewer.codes[number_])
+            called = viewer.codes[number_]
+            frame = viewer.frames[key] = _Frame(called)
+            if called.function >= 0:  # a lambda: one hit per call, sampled at its return
+                frame.cur, frame.cur_at = called.function, viewer.ops
         elif event == "return":
             key = (thread, int(obj["depth"]))
             frame = viewer.frames.pop(key, None)
@@ -322,6 +348,8 @@ def render_text(views: list[FileView], function: str | None = None) -> str:
                 )
                 label = view.smap.statements[i].key.splitlines()[0] if len(ids) > 1 else ""
                 parts.append(f"{'':>8} |     {f'[{label}] ' if label else ''}{shown}")
+    if parts:
+        parts.insert(0, LEGEND)
     return "\n".join(parts) + ("\n" if parts else "")
 
 

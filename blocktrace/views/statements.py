@@ -2,12 +2,14 @@
 
 A *statement* here is an AST-level line: every ``ast.stmt`` (a compound
 statement by its header only), every ``except`` clause and ``match`` case, and
-every comprehension (its own entry, one sample per iteration).  ``x = 1; y = 2``
-is two statements.  Each has a key (its source snippet, made unique by trailing
-spaces as tracefunc did), the names it mentions, and a span in file
-coordinates; an instruction belongs to the smallest span containing the start
-of its source position (PEP 657), so the table is computed once per code object
-and the per-instruction work is one list index.
+every comprehension (its own entry, one sample per iteration); for the
+annotated source of a whole file (``blocktrace lines``) also every lambda (its
+own entry, one hit per call).  ``x = 1; y = 2`` is two statements.  Each has
+a key (its source snippet, made unique by trailing spaces as tracefunc did),
+the names it mentions, and a span in file coordinates; an instruction belongs
+to the smallest span containing the start of its source position (PEP 657), so
+the table is computed once per code object and the per-instruction work is one
+list index.
 """
 
 from __future__ import annotations
@@ -62,6 +64,13 @@ class _Names(ast.NodeVisitor):
 
     visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _named
 
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        if node is self.root:
+            a = node.args
+            self.names.update(arg.arg for arg in (*a.posonlyargs, *a.args, *a.kwonlyargs))
+            self.names.update(arg.arg for arg in (a.vararg, a.kwarg) if arg is not None)
+            self.visit(node.body)
+
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
         if node is self.root:
             if node.name:
@@ -95,6 +104,7 @@ class Statement:
     end_line: int
     end_col: int
     is_comprehension: bool
+    is_lambda: bool = False
 
     def contains(self, line: int, col: int) -> bool:
         if line < self.line or line > self.end_line:
@@ -117,6 +127,9 @@ class CodeTable:
     iteration: dict[int, int]
     comprehension: int
     code: CodeType
+    function: int = -1
+    """The lambda statement a ``<lambda>`` code object implements (-1 otherwise;
+    only in maps made with lambda entries)."""
 
 
 @dataclass(slots=True)
@@ -129,14 +142,17 @@ class StatementMap:
     statements: list[Statement]
     _by_line: dict[int, list[int]] = field(default_factory=dict)
     _comp_by_line: dict[int, list[int]] = field(default_factory=dict)
+    _lambda_by_line: dict[int, list[int]] = field(default_factory=dict)
     _tables: dict[int, CodeTable] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for st in self.statements:
-            target = self._comp_by_line if st.is_comprehension else self._by_line
+            target = (self._comp_by_line if st.is_comprehension
+                      else self._lambda_by_line if st.is_lambda else self._by_line)
             for ln in range(st.line, st.end_line + 1):
                 target.setdefault(ln, []).append(st.index)
-        for ids in (*self._by_line.values(), *self._comp_by_line.values()):
+        for ids in (*self._by_line.values(), *self._comp_by_line.values(),
+                    *self._lambda_by_line.values()):
             ids.sort(key=lambda i: self._size(self.statements[i]))
 
     @staticmethod
@@ -162,6 +178,12 @@ class StatementMap:
                 return i
         return -1
 
+    def lambda_at(self, line: int, col: int) -> int:
+        for i in self._lambda_by_line.get(line, ()):
+            if self.statements[i].contains(line, col):
+                return i
+        return -1
+
     def table(self, code: CodeType) -> CodeTable:
         """The table for ``code``, built once (keyed by ``id``; the table keeps
         the code object alive so the id cannot be reused)."""
@@ -176,8 +198,16 @@ class StatementMap:
         comp = -1
         is_comp_code = code.co_name in COMP_CODE_NAMES
         if code.co_name == "<lambda>":
-            # a lambda runs inside its statement, which it must not count again
-            return CodeTable(at, iteration, comp, code)
+            # a lambda runs inside its statement, which it must not count again;
+            # it is an entry of its own where the map has lambda entries
+            function = -1
+            for ins in dis.get_instructions(code):
+                pos = ins.positions
+                if pos is not None and pos.lineno is not None and pos.col_offset is not None:
+                    function = self.lambda_at(pos.lineno, pos.col_offset)
+                    if function >= 0:
+                        break
+            return CodeTable(at, iteration, comp, code, function)
         for ins in dis.get_instructions(code):
             pos = ins.positions
             if pos is None or pos.lineno is None or pos.col_offset is None:
@@ -212,12 +242,13 @@ def _header_end(node: ast.AST) -> tuple[int, int]:
     return cast(int, line), cast(int, col)
 
 
-def _collect(root: ast.AST, include_root: bool) -> list[ast.AST]:
+def _collect(root: ast.AST, include_root: bool, lambdas: bool = False) -> list[ast.AST]:
     nodes: list[ast.AST] = []
+    kinds = (*LINE_NODES, ast.Lambda) if lambdas else LINE_NODES
 
     def walk(n: ast.AST) -> None:
         for child in ast.iter_child_nodes(n):
-            if isinstance(child, LINE_NODES):
+            if isinstance(child, kinds):
                 nodes.append(child)
             walk(child)
 
@@ -236,9 +267,11 @@ def _build_map(
     col_shift: int,
     first_line: int,
     last_line: int,
+    lambdas: bool = False,
 ) -> StatementMap:
     """``line_shift``/``col_shift`` turn parsed coordinates into file coordinates
-    (a function's source is parsed dedented, on its own)."""
+    (a function's source is parsed dedented, on its own); ``lambdas``: lambdas
+    are entries of their own."""
     raw = [ln.encode() for ln in source.splitlines(keepends=True)]
     starts = [0]
     for ln in raw:
@@ -254,7 +287,7 @@ def _build_map(
 
     statements: list[Statement] = []
     used: set[str] = set()
-    for node in _collect(root, include_root=False):
+    for node in _collect(root, include_root=False, lambdas=lambdas):
         lineno: int = node.lineno  # type: ignore[attr-defined]
         col: int = node.col_offset  # type: ignore[attr-defined]
         end_line, end_col = _header_end(node)
@@ -284,6 +317,7 @@ def _build_map(
                 end_line=end_line + line_shift,
                 end_col=end_col + col_shift,
                 is_comprehension=isinstance(node, COMP_NODES),
+                is_lambda=isinstance(node, ast.Lambda),
             )
         )
     del tree
@@ -322,8 +356,9 @@ def statements_for_function(
     )
 
 
-def statements_for_module(source: str, filename: str) -> StatementMap:
-    """Every statement of a whole source file (module level and all bodies)."""
+def statements_for_module(source: str, filename: str, lambdas: bool = False) -> StatementMap:
+    """Every statement of a whole source file (module level and all bodies);
+    ``lambdas``: every lambda too, as an entry of its own."""
     tree = ast.parse(source, filename)
     n_lines = len(source.splitlines()) or 1
-    return _build_map(source, tree, tree, filename, 0, 0, 1, n_lines)
+    return _build_map(source, tree, tree, filename, 0, 0, 1, n_lines, lambdas)

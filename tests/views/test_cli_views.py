@@ -59,7 +59,8 @@ def test_lines_annotates_source_with_hits_and_values(tmp_path: Path) -> None:
     record(tmp_path)
     proc = blocktrace("lines", "prog.jsonl", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    out = proc.stdout.splitlines()
+    legend, *out = proc.stdout.splitlines()  # the hit column explained first (issue 17)
+    assert legend.startswith("hits: how often each statement ran; 1/4 on a line")
     # the file as Python named it (relative or absolute depends on the version)
     assert out[0] in ("== prog.py", f"== {tmp_path / 'prog.py'}")
     margins = {line.split("|", 1)[1].strip(): line.split("|", 1)[0].strip() for line in out[1:]
@@ -201,3 +202,38 @@ def test_types_never_writes_over_the_program_or_its_sources(tmp_path: Path) -> N
         assert proc.stderr.count("\n") == 1 and "not writing" in proc.stderr, proc.stderr
     assert (tmp_path / "prog.py").read_text() == SCRIPT
     assert (tmp_path / "lib.py").read_text() == "def f(x):\n    return x\n"
+
+
+GENERATORS = """\
+def sq(x):
+    return x * x
+
+
+total = sum(sq(i) for i in range(4))
+squares = [sq(i) for i in range(3)]
+double = lambda v: v * 2
+print(total, squares, double(5), list(map(lambda w: w + 1, [1, 2])))
+"""
+
+
+def test_lines_counts_generator_expressions_comprehensions_and_lambdas(tmp_path: Path) -> None:
+    (tmp_path / "gen.py").write_text(GENERATORS)
+    proc = blocktrace("run", "--locals", "on", "-o", "gen.jsonl", "gen.py", cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (0, "14 [0, 1, 4] 10 [2, 3]\n"), proc.stderr
+    proc = blocktrace("lines", "--json", "gen.jsonl", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    hits = {r["statement"]: r["hits"] for r in map(msgspec.json.decode, proc.stdout.splitlines())}
+    assert hits["total = sum(sq(i) for i in range(4))"] == 1
+    assert hits["(sq(i) for i in range(4))"] == 4  # once "hits: 0": one per element
+    assert hits["[sq(i) for i in range(3)]"] == 3
+    assert hits["lambda v: v * 2"] == 1  # lambdas had no entry at all
+    assert hits["lambda w: w + 1"] == 2
+    assert hits["return x * x"] == 7
+    text = blocktrace("lines", "gen.jsonl", cwd=tmp_path).stdout.splitlines()
+    margins = {line.split("|", 1)[1].strip(): line.split("|", 1)[0].strip()
+               for line in text[2:] if "|" in line}
+    assert margins["total = sum(sq(i) for i in range(4))"] == "1/4"
+    assert margins["double = lambda v: v * 2"] == "1/1"
+    assert margins["print(total, squares, double(5), list(map(lambda w: w + 1, [1, 2])))"] == "1/2"
+    assert "1/4 on a line that holds several" in text[0]
+    assert "comprehension" in blocktrace("lines", "--help", cwd=tmp_path).stdout
