@@ -29,6 +29,7 @@ _COMMAND_MODULES = (
     "blocktrace.cli.run",
     "blocktrace.cli.verify",
     "blocktrace.cli.diff",
+    "blocktrace.cli.replay",
     "blocktrace.cli.proofs",
     "blocktrace.cli.snapshot",
     "blocktrace.cli.views",

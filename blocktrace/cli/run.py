@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from blocktrace.cli import (
@@ -56,6 +57,12 @@ def register(sub: Any) -> None:
                    help="sign the checkpoints with this key (blocktrace keygen; needs [sign])")
     p.add_argument("--repr", dest="use_repr", action="store_true",
                    help="render objects with their own __repr__ (runs program code)")
+    p.add_argument("--record-inputs", action="store_true",
+                   help="also record what the run read from outside (stdin, the environment "
+                   "variables it looked up, cwd, hash seed, Python version) so that "
+                   "blocktrace replay can re-run it (docs/FORMAT.md)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="seed random with 0 and fix the hash seed (PYTHONHASHSEED=0 unless set)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="print the trace file, line count and sealed head on stderr at the end")
     p.add_argument("-m", dest="module", metavar="MODULE ...",
@@ -66,6 +73,27 @@ def register(sub: Any) -> None:
 
 
 
+def _fix_hash_seed(deterministic: bool) -> None:
+    """Run again with ``PYTHONHASHSEED`` fixed (0 for ``--deterministic``, else a
+    random seed that the inputs line records): the seed is chosen when the
+    interpreter starts, so this process is replaced by one that has it."""
+    import secrets
+
+    started = os.path.basename(sys.argv[0]) in ("blocktrace", "__main__.py")
+    if not (started and sys.argv[1:2] == ["run"]):
+        raise CliError("--record-inputs/--deterministic need PYTHONHASHSEED set when "
+                       "blocktrace run is called from Python")
+    seed = "0" if deterministic else str(1 + secrets.randbelow(4294967295))
+    env = dict(os.environ, PYTHONHASHSEED=seed)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(sys.executable, [sys.executable, "-m", "blocktrace", *sys.argv[1:]], env)
+    except OSError as exc:
+        raise CliError(f"cannot fix the hash seed (re-running {sys.executable}: "
+                       f"{exc.strerror or exc})") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from blocktrace.tracers.chain import ChainTracer
     from blocktrace.tracers.render import Renderer
@@ -73,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     from blocktrace.vm.scope import Scope, ScopeError
     from blocktrace.vm.stepper import Stepper
 
+    if (args.record_inputs or args.deterministic) and not os.environ.get("PYTHONHASHSEED"):
+        _fix_hash_seed(args.deterministic)
     program, name = chosen_program(
         args.module, args.program, "nothing to run: give a script (or -m MODULE)"
     )
@@ -118,7 +148,25 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"{output}: cannot write: {exc.strerror or exc}") from None
     stepper = Stepper(scope, gas=args.gas, renderer=Renderer(use_repr=args.use_repr))
-    outcome = run_program(program, tracer, stepper)
+    before_stop: Callable[[], None] | None = None
+    if args.record_inputs or args.deterministic:
+        from blocktrace.replay.inputs import INPUTS_EVENT, InputRecorder
+
+        recorder = InputRecorder(deterministic=args.deterministic)
+        options = {
+            "module": program.is_module, "locals": args.locals, "globals": args.globals,
+            "include": comma_list(args.include), "exclude": comma_list(args.exclude),
+            "target": args.target, "gas": args.gas, "repr": args.use_repr,
+        }
+
+        def write_inputs() -> None:
+            members = recorder.inputs()
+            if args.record_inputs:
+                tracer.write_event(INPUTS_EVENT, {**members, "options": options})
+
+        before_stop = write_inputs
+        recorder.install()
+    outcome = run_program(program, tracer, stepper, before_stop)
     tracer.close(str(outcome.status), outcome.error or "tracer detached")
     if args.verbose:
         sys.stderr.write(

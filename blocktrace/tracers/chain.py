@@ -339,6 +339,13 @@ class ChainTracer:
             out += b',"globals":' + _members(shown)
         return out
 
+    def write_event(self, event: str, members: dict[str, Any]) -> None:
+        """Write one ``{"event": event, ...members}`` line now (a line kind readers
+        that do not know it skip, such as ``inputs``); nothing once sealed."""
+        if self.sealed:
+            return
+        self._line(_encode({"event": event, **members})[:-1])
+
     def record_failure(self, message: str) -> None:
         """Record that a tracer of this run failed (a ``tracerError`` line)."""
         if self.sealed:

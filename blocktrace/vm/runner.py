@@ -24,7 +24,7 @@ import os
 import runpy
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -268,9 +268,13 @@ def _exit_status(code: object) -> tuple[int, str | None]:
     return 1, None
 
 
-def run_program(program: Program, tracer: Tracer, stepper: Stepper) -> Outcome:
+def run_program(
+    program: Program, tracer: Tracer, stepper: Stepper,
+    before_stop: Callable[[], object] | None = None,
+) -> Outcome:
     """Run ``program`` under ``stepper`` into ``tracer``; the stepper is stopped
-    (and ``Stop`` emitted) before this returns.  ``sys.argv``, ``sys.path[0]``
+    (and ``Stop`` emitted) before this returns, after ``before_stop()`` (which
+    may add a last line to the trace: ``--record-inputs``).  ``sys.argv``, ``sys.path[0]``
     and ``__main__`` stay the program's, as under python, for its exit handlers:
     this is the last thing a process does."""
     previous = set_tracer(tracer)
@@ -309,6 +313,8 @@ def run_program(program: Program, tracer: Tracer, stepper: Stepper) -> Outcome:
         outcome = Outcome(1, f"{name}: {message}" if message else name)
         sys.excepthook(type(exc), exc, _trimmed(exc))
     finally:
+        if before_stop is not None:
+            before_stop()
         stepper.stop(str(outcome.status), outcome.error)
         set_tracer(previous)
     return outcome
