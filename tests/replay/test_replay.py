@@ -23,9 +23,11 @@ for word in {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta
         name += "!"
 if os.getenv("LOUD"):
     line = line.upper()
-if random.random() < 0.5:
-    name = name.title()
 print(name, line)
+'''
+RANDOM = PROGRAM + '''
+if random.random() < 0.5:
+    print("heads")
 '''
 
 
@@ -117,7 +119,7 @@ def test_other_python_version_is_refused_unless_by_line(tmp_path: Path) -> None:
 
 
 def test_deterministic_fixes_random_and_hash_seed(tmp_path: Path) -> None:
-    (tmp_path / "prog.py").write_text(PROGRAM)
+    (tmp_path / "prog.py").write_text(RANDOM)
     outs = []
     for name in ("a.jsonl", "b.jsonl"):
         run = blocktrace("run", "--deterministic", "--record-inputs", "-o", name, "prog.py",
