@@ -1,0 +1,121 @@
+"""The inputs that found reader bugs, kept as regression tests (tests/fuzz/corpus/).
+
+Every file of the corpus goes through every trace reader -- ``verify`` (and
+``verify --json``, which must give the same answer), ``prove``, ``lines``
+(text and JSON) and ``diff`` against ``reference.jsonl`` -- in-process, with no
+known bug tolerated; a handful also run as real processes, with their address
+space capped.  The corpus (see corpus/README.md for how each file was made):
+
+- ``reference.jsonl``: a real trace of ``fuzzcorpus.py`` (the others are edits of it);
+- ``summary-gasused-not-hex.jsonl``: re-chained, the summary's ``gasUsed`` is ``"zz"``
+  (``verify`` raised ValueError and exited 1 while ``verify --json`` said valid);
+- ``deep-header.jsonl``: a 20 KB header nested 10,000 levels deep, and
+  ``deep-summary.jsonl``/``deep-event.jsonl``: re-chained traces with such a value in the
+  summary / an op line (RecursionError tracebacks in verify, prove, lines and diff);
+- ``source-dev-zero.jsonl``: re-chained, it names ``/dev/zero`` as its source file and
+  differs from the reference at its first op, so ``diff`` quotes that source (and read
+  ``/dev/zero`` until memory ran out).
+"""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from .harness import run_cli
+
+CORPUS = Path(__file__).parent / "corpus"
+REFERENCE = CORPUS / "reference.jsonl"
+TRACES = sorted(p.name for p in CORPUS.glob("*.jsonl"))
+
+Argv = Callable[[Path], list[str | Path]]
+READERS: dict[str, tuple[Argv, tuple[int, ...]]] = {
+    "verify": (lambda f: ["verify", f], (0, 1, 2, 3)),
+    "prove": (lambda f: ["prove", f, "3"], (0, 1, 2)),
+    "lines": (lambda f: ["lines", f], (0, 1, 2)),
+    "lines --json": (lambda f: ["lines", "--json", f], (0, 1, 2)),
+    "diff": (lambda f: ["diff", REFERENCE, f], (0, 1, 2)),
+}
+
+# Not fixed yet (issue 11 item 2): the one reader (blocktrace/format/) fixes them.
+_FORMAT_FIXES = "fixed by the format reader (issue 11 item 2)"
+_SOURCE_FIX = "diff must quote only the source the trace committed to (issue 11 item 3)"
+KNOWN: dict[tuple[str, str], str] = {
+    ("summary-gasused-not-hex.jsonl", "verify"): _FORMAT_FIXES,
+    **{(f"deep-{part}.jsonl", reader): _FORMAT_FIXES
+       for part in ("header", "summary") for reader in READERS},
+    **{("deep-event.jsonl", reader): _FORMAT_FIXES for reader in ("lines", "lines --json", "diff")},
+    ("source-dev-zero.jsonl", "diff"): _SOURCE_FIX,
+}
+
+
+def _cases() -> list[object]:
+    cases = []
+    for name in TRACES:
+        for reader in READERS:
+            reason = KNOWN.get((name, reader))
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            cases.append(pytest.param(name, reader, marks=marks, id=f"{name}-{reader}"))
+    return cases
+
+
+@pytest.mark.parametrize(("name", "reader"), _cases())
+def test_every_reader_on_the_corpus(name: str, reader: str) -> None:
+    argv, allowed = READERS[reader]
+    path = CORPUS / name
+    answer = run_cli(*argv(path), tolerate_known_bugs=False)
+    answer.check(allowed, f"{reader} {name}")
+    if reader == "verify":  # one answer, from one code path
+        machine = run_cli("verify", "--json", path, tolerate_known_bugs=False)
+        machine.check(allowed, f"verify --json {name}")
+        assert machine.status == answer.status, (answer, machine)
+        assert msgspec.json.decode(machine.stdout)["valid"] is (machine.status == 0)
+
+
+def test_the_reference_is_a_good_trace() -> None:
+    """The corpus's base is what it claims: sealed, provable, viewable, equal to itself."""
+    assert run_cli("verify", REFERENCE).status == 0
+    assert run_cli("prove", REFERENCE, "3").status == 0
+    assert run_cli("lines", REFERENCE).status == 0
+    assert run_cli("diff", REFERENCE, REFERENCE).status == 0
+
+
+MEMORY_CAP = 768 << 20
+
+
+def _cap() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+
+
+REAL_PROCESSES = [
+    ("summary-gasused-not-hex.jsonl", "verify"),
+    ("deep-header.jsonl", "verify"),
+    ("deep-header.jsonl", "prove"),
+    ("deep-summary.jsonl", "lines"),
+    ("deep-event.jsonl", "diff"),
+    ("source-dev-zero.jsonl", "diff"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "reader"),
+    [pytest.param(n, r, id=f"{n}-{r}", marks=[pytest.mark.xfail(strict=True, reason=KNOWN[n, r])]
+                  if (n, r) in KNOWN else []) for n, r in REAL_PROCESSES],
+)
+def test_as_a_real_process(name: str, reader: str, tmp_path: Path) -> None:
+    """The same, as the command really runs: no traceback, one line at most on
+    stderr, in bounded memory and time."""
+    argv, allowed = READERS[reader]
+    done = subprocess.run(
+        [sys.executable, "-m", "blocktrace", *map(str, argv(CORPUS / name))],
+        capture_output=True, text=True, timeout=120, preexec_fn=_cap, cwd=tmp_path, check=False,
+    )
+    assert done.returncode in allowed, (done.returncode, done.stderr[-2000:])
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.count("\n") <= 1, done.stderr
