@@ -12,7 +12,7 @@ import msgspec
 
 from blocktrace.cli import CliError, positive_float, positive_int
 from blocktrace.snapshot.model import MAX_STEPS, Limits, SnapshotRequest
-from blocktrace.snapshot.runner import Confinement, run_request_sync
+from blocktrace.snapshot.runner import Confinement, run_request_sync, sandbox_kind
 
 _MAX_REQUEST = 4 * 1024 * 1024
 
@@ -68,8 +68,15 @@ def _limit_options(p: argparse.ArgumentParser) -> None:
                    help=f"wall-clock limit of a run (default {d.wall_seconds:g})")
     p.add_argument("--memory", type=positive_int, default=d.memory_bytes >> 20, metavar="MIB",
                    help=f"address-space limit in MiB (default {d.memory_bytes >> 20})")
-    p.add_argument("--sandbox", choices=("auto", "bwrap", "none"), default="auto",
-                   help="OS-level confinement: bubblewrap when it works (auto), required, or off")
+    p.add_argument("--disk", type=positive_int, default=d.disk_bytes >> 20, metavar="MIB",
+                   help=f"all the program's files together, in MiB (default {d.disk_bytes >> 20})")
+    p.add_argument("--sandbox", choices=("auto", "bwrap", "landlock", "none"), default="auto",
+                   help="kernel-enforced confinement: bubblewrap when it works, else Landlock "
+                   "and seccomp (auto, the default), or require one of them; none needs "
+                   "--unsafe-no-sandbox")
+    p.add_argument("--unsafe-no-sandbox", action="store_true",
+                   help="run untrusted code with no kernel-enforced confinement (only the "
+                   "audit hook and resource limits); every response says so")
 
 
 
@@ -86,8 +93,34 @@ def _non_negative_int(text: str) -> int:
 
 
 def _limits(args: argparse.Namespace, max_steps: int) -> Limits:
-    return Limits(cpu_seconds=args.cpu, wall_seconds=args.wall,
-                  memory_bytes=args.memory << 20, max_steps=max_steps)
+    return Limits(cpu_seconds=args.cpu, wall_seconds=args.wall, memory_bytes=args.memory << 20,
+                  disk_bytes=args.disk << 20, max_steps=max_steps)
+
+
+UNSAFE_WARNING = ("WARNING: running untrusted code WITHOUT kernel-enforced confinement "
+                  "(--unsafe-no-sandbox): a program can read and write this machine's files "
+                  "and start processes")
+
+
+def _confinement(args: argparse.Namespace, command: str) -> tuple[Confinement, str]:
+    """The confinement asked for and the layer it gives here; refuses to run
+    without a kernel layer unless told ``--unsafe-no-sandbox``."""
+    if args.unsafe_no_sandbox:
+        if args.sandbox not in ("auto", "none"):
+            raise CliError(f"--unsafe-no-sandbox contradicts --sandbox {args.sandbox}")
+        confinement = Confinement(sandbox="none")
+    elif args.sandbox == "none":
+        raise CliError("--sandbox none runs untrusted code unconfined: say so with "
+                       "--unsafe-no-sandbox")
+    else:
+        confinement = Confinement(sandbox=args.sandbox)
+    try:
+        kind = sandbox_kind(confinement)
+    except RuntimeError as exc:
+        raise CliError(f"{exc} (--unsafe-no-sandbox runs it anyway)") from None
+    if kind == "none":
+        sys.stderr.write(f"blocktrace {command}: {UNSAFE_WARNING}\n")
+    return confinement, kind
 
 
 def _read_text(path: str, what: str) -> str:
@@ -131,9 +164,10 @@ def _request(args: argparse.Namespace) -> SnapshotRequest:
 
 def snapshot(args: argparse.Namespace) -> int:
     request = _request(args)
+    confinement, _ = _confinement(args, "snapshot")
     try:
         limits = _limits(args, MAX_STEPS)
-        result = run_request_sync(request, limits, Confinement(sandbox=args.sandbox))
+        result = run_request_sync(request, limits, confinement)
     except RuntimeError as exc:
         raise CliError(str(exc)) from None
     body = result.body
@@ -153,8 +187,9 @@ def serve(args: argparse.Namespace) -> int:
         raise CliError("needs uvicorn: pip install 'blocktrace[server]'") from None
     from blocktrace.snapshot.app import SnapshotApp
 
+    confinement, _ = _confinement(args, "serve")
     app = SnapshotApp(
-        limits=_limits(args, args.max_steps), confinement=Confinement(sandbox=args.sandbox),
+        limits=_limits(args, args.max_steps), confinement=confinement,
         workers=args.workers, queue=args.queue, max_body=args.max_body,
     )
     sock = _listen(args.host, args.port)

@@ -8,6 +8,12 @@ is.  Every run happens in its own confined child (see
 ``queue`` more wait, beyond which a request is answered ``503`` at once rather
 than piling up.  A bad request gets a 4xx whose JSON body holds a one-line
 ``error``.
+
+Every response names the kernel-enforced layer in ``X-Blocktrace-Sandbox``
+(``bwrap``, ``landlock`` or ``none``).  With none (``sandbox="none"``, the
+command line's ``--unsafe-no-sandbox``) every response also carries
+``X-Blocktrace-Warning`` and JSON bodies a ``warning`` member saying that the
+program ran unconfined.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _decoder = msgspec.json.Decoder(SnapshotRequest)
+
+UNCONFINED = ("this server runs programs WITHOUT kernel-enforced confinement "
+              "(--unsafe-no-sandbox): only the audit hook and resource limits")
 
 
 class _HTTPError(Exception):
@@ -62,15 +71,60 @@ class SnapshotApp:
         self._slots: asyncio.Semaphore | None = None
         self._sandbox: str | None = None
 
+    @property
+    def sandbox(self) -> str:
+        """The kernel-enforced layer of this server's runs."""
+        if self._sandbox is None:
+            self._sandbox = sandbox_kind(self.confinement)
+        return self._sandbox
+
+    def _marks(self) -> list[tuple[bytes, bytes]]:
+        headers = [(b"x-blocktrace-sandbox", self.sandbox.encode())]
+        if self.sandbox == "none":
+            headers.append((b"x-blocktrace-warning", UNCONFINED.encode()))
+        return headers
+
+    def _mark_json(self, body: bytes) -> bytes:
+        """``body`` (a JSON object) with the unconfined warning as its first member."""
+        if self.sandbox != "none" or not body.startswith(b"{"):
+            return body
+        rest = body[1:]
+        warning = b'"warning":' + msgspec.json.encode(UNCONFINED)
+        return b"{" + warning + (b"," + rest if rest.lstrip() != b"}" else rest)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "http":
+            marked = self._marker(send)
             try:
-                await self._http(scope, receive, send)
+                await self._http(scope, receive, marked)
             except _HTTPError as exc:
-                await _send_json(send, exc.status, {"error": exc.reason})
+                await _send_json(marked, exc.status, {"error": exc.reason})
+
+    def _marker(self, send: Send) -> Send:
+        """``send`` that adds the sandbox header, and when unconfined the warning
+        (so the start of a response waits for its one body message)."""
+        start: Message | None = None
+
+        async def marked(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if message["type"] == "http.response.body" and start is not None:
+                headers = [(k, v) for k, v in start["headers"] if k != b"content-length"]
+                body = message.get("body", b"")
+                if dict(headers).get(b"content-type") == b"application/json":
+                    body = self._mark_json(body)
+                headers += [(b"content-length", str(len(body)).encode()), *self._marks()]
+                await send({**start, "headers": headers})
+                start = None
+                message = {**message, "body": body}
+            await send(message)
+
+        return marked
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -102,12 +156,10 @@ class SnapshotApp:
 
     def health(self) -> dict[str, Any]:
         """What ``GET /health`` reports."""
-        if self._sandbox is None:
-            self._sandbox = sandbox_kind(self.confinement)
         return {
             "status": "ok", "running": self.running, "queued": self.waiting,
             "workers": self.workers, "queue": self.queue, "served": self.served,
-            "sandbox": self._sandbox, "auditHook": self.confinement.audit_hook,
+            "sandbox": self.sandbox, "auditHook": self.confinement.audit_hook,
         }
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:

@@ -3,18 +3,26 @@
 Started by :mod:`blocktrace.snapshot.runner` as ``python -I -B -m
 blocktrace.snapshot.child``.  It reads a :class:`ChildJob` on stdin, moves its
 result channel off fd 1 (so the program's own writes to fd 1 go nowhere), sets
-its resource limits, switches user if told, installs the audit hook, and runs
-the program under the snapshot tracer.  The channel carries one record per
+its resource limits, switches user if told, applies the kernel layer (Landlock
+and seccomp, :mod:`blocktrace.snapshot.oslayer`), installs the audit hook, and
+runs the program under the snapshot tracer.  The channel carries one record per
 line: ``S`` + a step's JSON, ``T`` + a trace line (``format: trace``), and last
 ``E`` + the :class:`EndRecord`.  Steps are sent as they are taken, so a run
 killed for its time still leaves the steps it took.
+
+Only a writer thread started before the program writes to the channel: the
+seccomp filter of the program's thread (inherited by every thread and process
+the program starts) refuses every write to, copy of and close of the channel's
+descriptor, so the program cannot forge its report through it.
 """
 
 from __future__ import annotations
 
+import _thread
 import builtins
 import io
 import os
+import queue
 import signal
 import sys
 import threading
@@ -27,6 +35,7 @@ import msgspec
 from blocktrace.snapshot.confine import apply_limits, count_processes, install_audit_hook
 from blocktrace.snapshot.heap import clean_text, type_name
 from blocktrace.snapshot.model import ChildJob, EndRecord, ErrorInfo, Status
+from blocktrace.snapshot.oslayer import SYSTEM_DIRS, Layer, OsLayerError
 from blocktrace.snapshot.streams import CappedOutput, FeedInput
 from blocktrace.snapshot.tracer import SnapshotTracer
 
@@ -43,12 +52,74 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+class _Channel:
+    """The report channel, written only by a thread of its own.
+
+    ``send`` hands bytes to the writer thread, confined like the program but
+    without the seccomp rule that guards the channel's descriptor, and waits
+    until they are written: a step is on its way to the server before the
+    program goes on (a loop inside C code holds the interpreter lock until the
+    CPU limit kills it, and must not take the steps before it along).  Only
+    ``bytes`` are written, so nothing of the program's (a ``__buffer__``
+    method) ever runs on the writer thread.
+    """
+
+    def __init__(self, fd: int, layer: Layer | None) -> None:
+        self._fd = fd
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._started = _thread.allocate_lock()
+        self._done = _thread.allocate_lock()
+        self._written = _thread.allocate_lock()
+        self._sending = _thread.allocate_lock()
+        self._failure: BaseException | None = None
+        self._started.acquire()
+        self._done.acquire()
+        self._written.acquire()
+        _thread.start_new_thread(self._run, (layer,))
+        self._started.acquire()
+        if self._failure is not None:
+            raise self._failure
+
+    def _run(self, layer: Layer | None) -> None:
+        try:
+            if layer is not None:
+                layer.restrict(protect=False)
+        except BaseException as exc:
+            self._failure = exc
+            self._started.release()
+            return
+        self._started.release()
+        get, write_all, fd, written = self._queue.get, _write_all, self._fd, self._written
+        broken = False
+        while True:
+            item = get()
+            if item is None:
+                break
+            if type(item) is bytes and not broken:
+                try:
+                    write_all(fd, item)
+                except OSError:
+                    broken = True  # the server stopped reading: nothing left to tell it
+            written.release()
+        self._done.release()
+
+    def send(self, data: bytes) -> None:
+        with self._sending:
+            self._queue.put(data)
+            self._written.acquire()
+
+    def close(self) -> None:
+        """Send what is queued and stop the writer."""
+        self._queue.put(None)
+        self._done.acquire()
+
+
 class _LineForwarder(io.RawIOBase):
     """A binary stream that sends each complete line to the channel as ``T`` + line."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, channel: _Channel) -> None:
         super().__init__()
-        self._fd = fd
+        self._channel = channel
         self._buf = b""
 
     def writable(self) -> bool:
@@ -59,7 +130,7 @@ class _LineForwarder(io.RawIOBase):
         self._buf += data
         if b"\n" in self._buf:
             *lines, self._buf = self._buf.split(b"\n")
-            _write_all(self._fd, b"".join(b"T" + line + b"\n" for line in lines))
+            self._channel.send(b"".join(b"T" + line + b"\n" for line in lines))
         return len(data)
 
 
@@ -87,7 +158,6 @@ def main() -> NoReturn:
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
-    os.close(devnull)
 
     base = None
     if job.uid is not None:
@@ -101,13 +171,35 @@ def main() -> NoReturn:
         os.setuid(job.uid)
     os.chdir(job.workdir)
 
+    import blocktrace
+
+    layer = None
+    if job.os_layer != "none":
+        # Landlock and seccomp are the boundary in "landlock" mode; inside
+        # bubblewrap, seccomp guards the channel and refuses exec and the rest.
+        try:
+            layer = Layer(readable=[*job.allowed_read, *SYSTEM_DIRS], writable=[job.workdir],
+                          landlock=job.os_layer == "landlock",
+                          deny_fork=job.os_layer == "landlock", protect_fd=chan)
+        except OsLayerError as exc:
+            sys.stderr.write(f"the kernel confinement could not be applied: {exc}\n")
+            os._exit(70)
+    channel = _Channel(chan, layer)
+    if layer is not None:
+        layer.restrict(protect=True)
+        layer.close()
+    # From here on the program's stderr goes nowhere either: nothing it writes
+    # reaches the server except through the tracer.
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
     request = job.request
     main_path = os.path.join(job.workdir, MAIN_NAME)
     out = CappedOutput(job.limits.stdout_chars)
     emit_steps = request.format == "snapshots"
 
     def emit(data: bytes) -> None:
-        _write_all(chan, b"S" + data + b"\n")
+        channel.send(b"S" + data + b"\n")
 
     tracer = SnapshotTracer(
         max_steps=request.steps, output=out, emit=emit if emit_steps else None,
@@ -118,8 +210,6 @@ def main() -> NoReturn:
         tracer.cpu_exceeded = True
 
     signal.signal(signal.SIGXCPU, on_xcpu)
-
-    import blocktrace
 
     report_thread_error = threading.excepthook
 
@@ -133,7 +223,7 @@ def main() -> NoReturn:
     chain: Any = None
     active: Any = tracer
     if not emit_steps:
-        stream = cast(IO[bytes], _LineForwarder(chan))
+        stream = cast(IO[bytes], _LineForwarder(channel))
         chain = blocktrace.ChainTracer(stream, genesis=request.genesis, argv=[MAIN_NAME])
         active = blocktrace.Tee(chain, tracer)
 
@@ -184,7 +274,8 @@ def main() -> NoReturn:
         error = getattr(tracer, "halt_error", error)
     limit = tracer.halted if tracer.halted is not None else None
     end = EndRecord(status=status, stdout=out.getvalue(), error=error, limit=limit)
-    _write_all(chan, b"E" + msgspec.json.encode(end) + b"\n")
+    channel.send(b"E" + msgspec.json.encode(end) + b"\n")
+    channel.close()
     # Leave now: the program's leftover threads and atexit handlers do not
     # get to run untraced after the report.
     os._exit(0)

@@ -23,7 +23,6 @@ import functools
 import os
 import resource
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -36,6 +35,7 @@ __all__ = [
     "bwrap_command",
     "bwrap_usable",
     "install_audit_hook",
+    "landlock_usable",
     "python_dirs",
 ]
 
@@ -47,10 +47,12 @@ _BLOCKED_EVENTS = frozenset(
         "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
         "os.startfile", "subprocess.Popen", "os.kill", "os.killpg", "signal.pthread_kill",
         "resource.setrlimit", "resource.prlimit", "sys.remote_exec", "os.setns", "os.unshare",
+        # the way to this hook's own closure (and the tracer's objects)
+        "gc.get_objects", "gc.get_referrers", "gc.get_referents",
     }
 )
 _BLOCKED_PREFIXES = ("socket.", "ctypes.", "_ctypes.", "winreg.", "msvcrt.")
-_BLOCKED_IMPORTS = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend"})
+_BLOCKED_IMPORTS = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend", "_posixsubprocess"})
 _PROTECTED_ATTRS = frozenset({"__code__", "__defaults__", "__kwdefaults__"})
 _READ_PATH_EVENTS = frozenset({"os.listdir", "os.scandir", "glob.glob", "os.chdir", "os.getxattr",
                                "os.listxattr", "shutil.copyfile", "shutil.copytree"})
@@ -182,6 +184,8 @@ def _make_hook(rw: tuple[str, ...], ro: tuple[str, ...]) -> Callable[[str, tuple
 @functools.cache
 def bwrap_usable() -> str | None:
     """The path of a ``bwrap`` that can create its namespaces here, else None."""
+    import subprocess  # not at the top: the child must not have it loaded
+
     path = shutil.which("bwrap")
     if path is None:
         return None
@@ -193,6 +197,26 @@ def bwrap_usable() -> str | None:
     return path if done.returncode == 0 else None
 
 
+@functools.cache
+def landlock_usable(python: str) -> str | None:
+    """Why the Landlock and seccomp layer cannot be applied by ``python`` here,
+    or None when it can (tried in a throwaway process, as the child will)."""
+    import subprocess
+
+    probe = ("from blocktrace.snapshot.oslayer import Layer\n"
+             "layer = Layer(readable=[], writable=[], landlock=True, deny_fork=True, "
+             "protect_fd=None)\nlayer.restrict(protect=True)\n")
+    try:
+        done = subprocess.run([python, "-I", "-B", "-c", probe], capture_output=True, timeout=30,
+                              check=False, env=minimal_env("/"), cwd="/")
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if done.returncode == 0:
+        return None
+    lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+    return lines[-1] if lines else f"exit status {done.returncode}"
+
+
 def _namespace_args() -> list[str]:
     args = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
@@ -201,16 +225,21 @@ def _namespace_args() -> list[str]:
     return args
 
 
-def bwrap_command(bwrap: str, workdir: str, python: Sequence[str], *, setuid: bool) -> list[str]:
-    """``bwrap`` arguments that run ``python`` with only Python and ``workdir``
-    (at :data:`SANDBOX_DIR`) visible, no network, and a cleared environment."""
+def bwrap_command(
+    bwrap: str, python: Sequence[str], *, setuid: bool, disk_bytes: int
+) -> list[str]:
+    """``bwrap`` arguments that run ``python`` with only Python and a fresh
+    tmpfs of ``disk_bytes`` (at :data:`SANDBOX_DIR`) visible, no network, and a
+    cleared environment."""
     cmd = [bwrap, *_namespace_args()]
     for d in ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin"):
         if os.path.islink(d):
             cmd += ["--symlink", os.readlink(d), d]
         elif os.path.isdir(d):
             cmd += ["--ro-bind", d, d]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    # No /proc: through /proc/self/fd the program could reopen the report
+    # channel's pipe; Python does not need it.
+    cmd += ["--dev", "/dev", "--tmpfs", "/tmp"]
     binds = python_dirs()
     parents: set[str] = set()
     for d in binds:
@@ -223,7 +252,8 @@ def bwrap_command(bwrap: str, workdir: str, python: Sequence[str], *, setuid: bo
         cmd += ["--perms", "0755", "--dir", p]
     for d in binds:
         cmd += ["--ro-bind", d, d]
-    cmd += ["--bind", workdir, SANDBOX_DIR, "--chdir", SANDBOX_DIR, "--clearenv"]
+    cmd += ["--perms", "01777", "--size", str(disk_bytes), "--tmpfs", SANDBOX_DIR,
+            "--chdir", SANDBOX_DIR, "--clearenv"]
     for k, v in minimal_env(SANDBOX_DIR).items():
         cmd += ["--setenv", k, v]
     if setuid:

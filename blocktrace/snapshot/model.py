@@ -41,7 +41,7 @@ Value = Any
 StepEvent = Literal["call", "line", "return", "exception", "uncaught_exception", "step_limit"]
 Category = Literal["list", "tuple", "set", "dict", "object", "class", "function", "module", "other"]
 Status = Literal["ok", "error", "step_limit", "limit"]
-LimitName = Literal["steps", "cpu_time", "wall_time", "output"]
+LimitName = Literal["steps", "cpu_time", "wall_time", "output", "disk"]
 
 
 class SnapshotRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -140,6 +140,9 @@ class Limits(msgspec.Struct, frozen=True):
     """Processes the run's user may have beyond those it had at start."""
     file_bytes: int = 1024 * 1024
     """Largest file the program may write in its directory."""
+    disk_bytes: int = 8 * 1024 * 1024
+    """All the program's files together (a size-limited tmpfs under bubblewrap,
+    otherwise the server measures the directory and stops the run past it)."""
     open_files: int = 64
     stdout_chars: int = 64 * 1024
     """Output kept (characters); printing more stops the run with ``limit: output``."""
@@ -165,6 +168,10 @@ class ChildJob(msgspec.Struct):
     limits: Limits
     workdir: str
     audit_hook: bool = True
+    os_layer: Literal["bwrap", "landlock", "none"] = "none"
+    """``landlock``: Landlock and seccomp are the boundary (the child applies
+    them); ``bwrap``: bubblewrap is, with seccomp (and Landlock where the kernel
+    has it) inside; ``none``: no kernel layer."""
     uid: int | None = None
     """Switch to this user id (and group) before running the program."""
     allowed_read: list[str] = []

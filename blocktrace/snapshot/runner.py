@@ -3,10 +3,13 @@
 Each request gets a fresh private temporary directory and a fresh child
 (:mod:`blocktrace.snapshot.child`), started with no inherited file descriptors,
 a minimal environment, its own session (so the whole process group can be
-killed), and bubblewrap around it when that works here.  The parent enforces
-what the child cannot enforce on itself: the wall-clock limit and the size of
-what comes back; whatever happens, the child's process group is killed and
-reaped and the directory removed before the answer is returned.
+killed), and a kernel-enforced layer: bubblewrap when it works here, else
+Landlock and seccomp (:mod:`blocktrace.snapshot.oslayer`); running without one
+must be asked for (``sandbox="none"``).  The parent enforces what the child
+cannot enforce on itself: the wall-clock limit, the size of what comes back
+and (outside bubblewrap, whose tmpfs has a size) the disk the program's files
+take; whatever happens, the child's process group is killed and reaped and the
+directory removed before the answer is returned.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import stat
 import sys
 import tempfile
@@ -28,6 +32,7 @@ from blocktrace.snapshot.confine import (
     SANDBOX_DIR,
     bwrap_command,
     bwrap_usable,
+    landlock_usable,
     minimal_env,
     python_dirs,
 )
@@ -43,10 +48,16 @@ from blocktrace.snapshot.model import (
     Step,
 )
 
-__all__ = ["Confinement", "RunResult", "run_request", "run_request_sync", "sandbox_kind"]
+__all__ = [
+    "Confinement", "RunResult", "SandboxKind", "run_request", "run_request_sync", "sandbox_kind",
+]
 
 _UNPRIVILEGED_UID = 65534
 _KILL_GRACE = 2.0
+_DISK_POLL = 0.05
+_DISK_MAX_ENTRIES = 10_000
+
+SandboxKind = Literal["bwrap", "landlock", "none"]
 
 
 @dataclass(frozen=True)
@@ -54,8 +65,10 @@ class Confinement:
     """Which confinement layers to use; the defaults use every layer available."""
 
     audit_hook: bool = True
-    sandbox: Literal["auto", "bwrap", "none"] = "auto"
-    """``auto``: bubblewrap when it works here; ``bwrap``: require it."""
+    sandbox: Literal["auto", "bwrap", "landlock", "none"] = "auto"
+    """``auto``: bubblewrap when it works here, else Landlock and seccomp, else
+    refuse; ``bwrap`` or ``landlock``: require that one; ``none``: no kernel
+    layer at all (unsafe for untrusted code: only the audit hook and limits)."""
     python: str = field(default_factory=lambda: sys.executable)
 
 
@@ -69,15 +82,25 @@ class RunResult:
     limit: LimitName | None = None
 
 
-def sandbox_kind(confinement: Confinement) -> str:
-    """``bwrap`` or ``none``: the OS-level layer runs will get."""
-    if confinement.sandbox == "none":
+def sandbox_kind(confinement: Confinement) -> SandboxKind:
+    """The kernel-enforced layer runs will get; RuntimeError when the one asked
+    for (or, for ``auto``, any) cannot work here."""
+    wanted = confinement.sandbox
+    if wanted == "none":
         return "none"
-    if bwrap_usable() is not None:
+    if wanted in ("auto", "bwrap") and bwrap_usable() is not None:
         return "bwrap"
-    if confinement.sandbox == "bwrap":
+    if wanted == "bwrap":
         raise RuntimeError("bubblewrap (bwrap) is required but cannot run here")
-    return "none"
+    why = landlock_usable(confinement.python)
+    if why is None:
+        return "landlock"
+    if wanted == "landlock":
+        raise RuntimeError(f"Landlock and seccomp are required but cannot be applied here: {why}")
+    raise RuntimeError(
+        "no kernel-enforced confinement works here (bubblewrap cannot run; Landlock and "
+        f"seccomp: {why}); refusing to run untrusted code without it"
+    )
 
 
 class _Collected:
@@ -88,6 +111,8 @@ class _Collected:
         self.size = 0
         self.bad = False
         self.too_big = False
+        self.disk_used: int | None = None
+        """Set when the program's files passed the disk quota (bytes seen)."""
         self.last_stdout = ""
 
 
@@ -144,6 +169,42 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def _disk_usage(path: str) -> int:
+    """Bytes the files under ``path`` take on disk; past the entry bound, more
+    than any quota.  Links are not followed."""
+    total = 0
+    entries = 0
+    stack = [path]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    entries += 1
+                    if entries > _DISK_MAX_ENTRIES:
+                        return 1 << 62
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    total += st.st_blocks * 512
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append(entry.path)
+        except OSError:
+            continue
+    return total
+
+
+async def _watch_disk(workdir: str, quota: int, pid: int, got: _Collected) -> None:
+    """Measure the program's directory until cancelled; kill it past ``quota``."""
+    while True:
+        await asyncio.sleep(_DISK_POLL)
+        used = await asyncio.to_thread(_disk_usage, workdir)
+        if used > quota:
+            got.disk_used = used
+            _kill_group(pid)
+            return
+
+
 async def run_request(
     request: SnapshotRequest,
     limits: Limits | None = None,
@@ -158,22 +219,23 @@ async def run_request(
     workdir = tempfile.mkdtemp(prefix="blocktrace-snapshot-")
     try:
         os.chmod(workdir, 0o700)
-        if uid is not None:
-            os.chown(workdir, uid, uid)
         inner_dir = SANDBOX_DIR if kind == "bwrap" else workdir
         python = [confinement.python, "-I", "-B", "-m", "blocktrace.snapshot.child"]
         if kind == "bwrap":
             bwrap = bwrap_usable()
             assert bwrap is not None
-            cmd = bwrap_command(bwrap, workdir, python, setuid=uid is not None)
+            cmd = bwrap_command(bwrap, python, setuid=uid is not None,
+                                disk_bytes=limits.disk_bytes)
         else:
             cmd = python
         job = ChildJob(
             request=request, limits=limits, workdir=inner_dir,
-            audit_hook=confinement.audit_hook, uid=uid, allowed_read=python_dirs(),
+            audit_hook=confinement.audit_hook, os_layer=kind, uid=uid,
+            allowed_read=python_dirs(),
         )
         got, killed, returncode, stderr = await _run_child(
-            cmd, msgspec.json.encode(job), workdir, limits, got=_Collected()
+            cmd, msgspec.json.encode(job), workdir, limits, got=_Collected(),
+            watch_disk=kind != "bwrap",
         )
         if kind == "bwrap" and returncode > 128:
             returncode = 128 - returncode  # bwrap reports a signal death as 128 + n
@@ -196,22 +258,35 @@ def _remove_tree(path: str) -> None:
 
 
 async def _run_child(
-    cmd: list[str], job: bytes, workdir: str, limits: Limits, got: _Collected
+    cmd: list[str], job: bytes, workdir: str, limits: Limits, got: _Collected, watch_disk: bool
 ) -> tuple[_Collected, bool, int, bytes]:
-    proc = await asyncio.create_subprocess_exec(
-        *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, close_fds=True, start_new_session=True,
-        env=minimal_env(workdir), cwd=workdir, limit=1 << 16,
-    )
+    # The report channel is a socket, not a pipe: a pipe can be opened anew
+    # through /proc/self/fd, which no filesystem rule (Landlock's) covers.
+    ours, theirs = socket.socketpair()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, stdin=asyncio.subprocess.PIPE, stdout=theirs.fileno(),
+            stderr=asyncio.subprocess.PIPE, close_fds=True, start_new_session=True,
+            env=minimal_env(workdir), cwd=workdir,
+        )
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    channel, channel_end = await asyncio.open_connection(sock=ours, limit=1 << 16)
     killed = False
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    disk: asyncio.Future[None] | None = None
+    assert proc.stdin is not None and proc.stderr is not None
     try:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             proc.stdin.write(job)
             await proc.stdin.drain()
             proc.stdin.close()
-        reader = asyncio.ensure_future(_read_channel(proc.stdout, got, limits.response_bytes))
+        reader = asyncio.ensure_future(_read_channel(channel, got, limits.response_bytes))
         errors = asyncio.ensure_future(_drain(proc.stderr, 4096))
+        disk = (asyncio.ensure_future(_watch_disk(workdir, limits.disk_bytes, proc.pid, got))
+                if watch_disk else None)
         try:
             await asyncio.wait_for(asyncio.shield(reader), timeout=limits.wall_seconds)
         except TimeoutError:
@@ -232,6 +307,14 @@ async def _run_child(
             except TimeoutError:
                 pass  # wait_for has cancelled it
         stderr = errors.result() if errors.done() and not errors.cancelled() else b""
+        if disk is not None:
+            disk.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await disk
+            if got.disk_used is None:  # a last look: a short run may fill it between polls
+                used = await asyncio.to_thread(_disk_usage, workdir)
+                if used > limits.disk_bytes:
+                    got.disk_used = used
     except BaseException:
         _kill_group(proc.pid)
         with contextlib.suppress(ProcessLookupError):
@@ -240,6 +323,9 @@ async def _run_child(
         raise
     finally:
         _kill_group(proc.pid)
+        if disk is not None:
+            disk.cancel()
+        channel_end.close()
     return got, killed and got.end is None, returncode, stderr
 
 
@@ -248,7 +334,12 @@ def _result(
     limits: Limits,
 ) -> RunResult:
     end = got.end
-    if end is None:
+    if got.disk_used is not None:
+        message = (f"stopped: the program's files took {got.disk_used} bytes, over the disk "
+                   f"quota of {limits.disk_bytes}")
+        stdout = end.stdout if end is not None else got.last_stdout
+        end = EndRecord("limit", stdout, ErrorInfo("LimitExceeded", message), "disk")
+    elif end is None:
         end = _abnormal_end(got, killed, returncode, stderr, limits)
     if request.format == "trace":
         return RunResult(b"".join(got.trace), "application/jsonl", end.status, end.limit)

@@ -1,8 +1,16 @@
-"""Shared helpers for the snapshot tests: run a request confined, find leftovers."""
+"""Shared helpers for the snapshot tests: run a request confined, find leftovers,
+run the real server."""
 
 from __future__ import annotations
 
+import http.client
 import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +18,7 @@ import msgspec
 import pytest
 
 from blocktrace.snapshot import Confinement, Limits, SnapshotRequest, run_request_sync
-from blocktrace.snapshot.confine import bwrap_usable
+from blocktrace.snapshot.confine import bwrap_usable, landlock_usable
 
 # Small limits keep every hostile program fast.
 TEST_LIMITS = Limits(cpu_seconds=1, wall_seconds=4.0, memory_bytes=256 * 1024 * 1024)
@@ -66,3 +74,77 @@ needs_bwrap = pytest.mark.skipif(
     bwrap_usable() is None,
     reason="bubblewrap (bwrap) is not installed or cannot create namespaces here",
 )
+
+needs_landlock = pytest.mark.skipif(
+    landlock_usable(sys.executable) is not None,
+    reason=f"Landlock and seccomp cannot be applied here: {landlock_usable(sys.executable)}",
+)
+
+
+class Server:
+    """``blocktrace serve --port 0`` in a subprocess; the port comes from its
+    "listening on" line."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "blocktrace", "serve", "--port", "0",
+             "--cpu", "1", "--wall", "3", *args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        assert self.proc.stderr is not None
+        self.log: list[str] = []
+        while True:
+            line = self.proc.stderr.readline()
+            self.log.append(line)
+            match = re.search(r"listening on http://127\.0\.0\.1:(\d+) ", line)
+            if match is not None:
+                break
+            if not line:
+                self.stop()
+                raise RuntimeError(f"the server did not start: {''.join(self.log)!r}")
+        self.port = int(match.group(1))
+        self._drain = threading.Thread(target=self._read_log, daemon=True)
+        self._drain.start()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, _, _ = self.request("GET", "/health")
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the server did not start")
+            time.sleep(0.1)
+
+    def _read_log(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.log.append(line)
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, timeout: float = 30
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers={"content-type": "application/json"})
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
+    def trace(self, payload: dict[str, Any]) -> tuple[int, Any]:
+        status, _, body = self.request("POST", "/trace", msgspec.json.encode(payload))
+        return status, msgspec.json.decode(body)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stderr is not None and not hasattr(self, "_drain"):
+            self.proc.stderr.close()

@@ -3,90 +3,20 @@ HTTP requests, hostile programs alongside good ones, nothing left behind."""
 
 from __future__ import annotations
 
-import http.client
 import os
-import re
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import msgspec
 import pytest
 
-from .conftest import descendants
+from .conftest import Server, descendants
 
 pytest.importorskip("uvicorn")
-
-
-class Server:
-    """``blocktrace serve --port 0`` in a subprocess; the port comes from its
-    "listening on" line."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "blocktrace", "serve", "--port", "0",
-             "--cpu", "1", "--wall", "3", *args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )
-        assert self.proc.stderr is not None
-        first = self.proc.stderr.readline()
-        match = re.search(r"listening on http://127\.0\.0\.1:(\d+) ", first)
-        if match is None:
-            self.stop()
-            raise RuntimeError(f"the server did not start: {first!r}")
-        self.port = int(match.group(1))
-        self.log: list[str] = []
-        self._drain = threading.Thread(target=self._read_log, daemon=True)
-        self._drain.start()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                status, _, _ = self.request("GET", "/health")
-                if status == 200:
-                    return
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the server did not start")
-            time.sleep(0.1)
-
-    def _read_log(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.log.append(line)
-
-    def request(
-        self, method: str, path: str, body: bytes | None = None, timeout: float = 30
-    ) -> tuple[int, dict[str, str], bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers={"content-type": "application/json"})
-            resp = conn.getresponse()
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-        finally:
-            conn.close()
-
-    def trace(self, payload: dict[str, Any]) -> tuple[int, Any]:
-        status, _, body = self.request("POST", "/trace", msgspec.json.encode(payload))
-        return status, msgspec.json.decode(body)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stderr is not None and not hasattr(self, "_drain"):
-            self.proc.stderr.close()
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +36,9 @@ def test_health(server: Server) -> None:
     health = msgspec.json.decode(body)
     assert health["status"] == "ok"
     assert health["workers"] == 2
-    assert health["sandbox"] in ("bwrap", "none")
+    assert health["sandbox"] in ("bwrap", "landlock")
+    assert headers["x-blocktrace-sandbox"] == health["sandbox"]
+    assert "x-blocktrace-warning" not in headers and "warning" not in health
 
 
 def test_a_good_request(server: Server) -> None:
