@@ -88,13 +88,15 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--sandbox", choices=("auto", "bwrap", "none"), default="auto")
+    parser.add_argument("--sandbox", choices=("auto", "bwrap", "landlock", "none"),
+                        default="auto", help="none runs the server with --unsafe-no-sandbox")
     args = parser.parse_args()
 
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "blocktrace", "serve", "--port", str(port), "--workers",
-         str(args.workers), "--queue", str(args.clients * 2), "--sandbox", args.sandbox],
+         str(args.workers), "--queue", str(args.clients * 2),
+         *(["--unsafe-no-sandbox"] if args.sandbox == "none" else ["--sandbox", args.sandbox])],
     )
     try:
         sandbox = wait_healthy(port, proc)

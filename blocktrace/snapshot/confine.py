@@ -1,20 +1,23 @@
 """Confinement of the child process that runs untrusted source.
 
-Three layers, each useful alone (docs/SECURITY.md says what each stops):
+Layers, each useful alone (docs/SECURITY.md says what each stops):
 
 1. Resource limits (``setrlimit``) set by the child bootstrap before the
    program starts: CPU seconds, address space, process count, file size, open
    files, no core dumps.
 2. An audit hook (PEP 578) installed just before the program runs, refusing
    file access outside the private working directory and Python's own library,
-   sockets, new processes, signals to other processes, ``ctypes`` and changes
-   to the limits.  CPython's documentation is plain that audit hooks are not a
-   sandbox against code that attacks the interpreter itself; this layer turns
+   sockets, new processes, signals to other processes, ``ctypes``, the ``gc``
+   calls that lead to the hook's own closure and changes to the limits.
+   CPython's documentation is plain that audit hooks are not a sandbox
+   (``dir_fd``, ``os.stat`` and ``os.write`` pass it by); this layer turns
    ordinary hostile or mistaken programs into clean ``PermissionError``\\ s.
-3. bubblewrap (``bwrap``), when it is installed and works here: new PID, net,
-   IPC and UTS namespaces, a filesystem holding only Python, its libraries and
+3. A kernel-enforced layer, the boundary: bubblewrap (``bwrap``) when it is
+   installed and works here — new PID, net, IPC and UTS namespaces, a
+   filesystem holding only Python, its libraries and a size-limited tmpfs as
    the working directory, a cleared environment, and (when the server runs as
-   root) a switch to an unprivileged user so the process limit applies.
+   root) a switch to an unprivileged user so the process limit applies — else
+   Landlock and seccomp (:mod:`blocktrace.snapshot.oslayer`).
 """
 
 from __future__ import annotations
