@@ -384,15 +384,6 @@ class AnchorReport:
     messages: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def exit_status(self) -> int:
-        """0 ok, 4 rejected, 2 unusable (``blocktrace verify``'s numbering)."""
-        return {"ok": 0, "rejected": 4, "unusable": 2}[self.status]
-
-    def combined_exit_status(self, chain_status: int) -> int:
-        """The verify exit status: the chain's when the anchors are fine."""
-        return chain_status if self.status == "ok" else self.exit_status
-
     def _fail(self, status: Literal["rejected", "unusable"], kind: str, message: str) -> None:
         self.status, self.kind = status, kind
         self.messages.append(message)
@@ -448,7 +439,10 @@ def verify_anchors(
                 else f"the first {match.checkpoint.size} of {match.trace_size} leaves "
                 f"(lines 1-{match.lines_covered})"
             )
-            text = f"checkpoint {checkpoint}: matches {covers}; {read.signature_state}"
+            outcome = _outcome_coverage(trace, match)
+            text = (
+                f"checkpoint {checkpoint}: matches {covers}; {read.signature_state}; {outcome}"
+            )
             if read.ignored:
                 text += f" ({len(read.ignored)} signature(s) by other keys ignored)"
             report.messages.append(text)
@@ -458,6 +452,7 @@ def verify_anchors(
                 "size": new.size,
                 "root": new.root.hex(),
                 "whole": match.whole,
+                "outcomeCovered": trace.sealed and trace.outcome_in_tree and match.whole,
                 "linesCovered": match.lines_covered,
                 "signature": read.signature_state,
                 "signedBy": list(read.verified_by),
@@ -485,6 +480,24 @@ def verify_anchors(
     except TraceError as exc:
         report._fail("unusable", "unusable", str(exc))
     return report
+
+
+def _outcome_coverage(trace: TraceFile, match: CheckpointMatch) -> str:
+    """Whether the checkpoint covers the run's outcome (the summary line)."""
+    if not trace.sealed:
+        return "the trace is unsealed: there is no outcome to cover"
+    if not trace.outcome_in_tree:
+        return (
+            f"the outcome is not covered: format version {trace.version} keeps the summary "
+            f"(pass, output, error, gasUsed, time) outside the Merkle tree, so only the "
+            f"steps are signed"
+        )
+    if match.whole:
+        return "the run's outcome (the summary line) is covered"
+    return (
+        "the outcome is not covered: the checkpoint covers only a prefix of the trace, "
+        "not its summary line"
+    )
 
 
 _KIND_TEXT: dict[ErrorKind, str] = {

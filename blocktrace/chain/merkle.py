@@ -26,6 +26,9 @@ from __future__ import annotations
 from collections.abc import Buffer, Iterable, Sequence
 from hashlib import sha256
 
+from blocktrace.format.rules import LEAF_PREFIX, NODE_PREFIX
+from blocktrace.format.versions import LINES_PER_LEAF
+
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
@@ -45,16 +48,13 @@ __all__ = [
     "verify_inclusion",
 ]
 
-LINES_PER_LEAF = 16
-"""Trace lines per Merkle leaf (docs/FORMAT.md, "Merkle tree"): one SHA-256 per
-line would cost about half of the writer, one per 16 lines a few per cent."""
 
 HASH_SIZE = 32
 EMPTY_ROOT = sha256(b"").digest()
 """Root of the tree with no leaves (RFC 9162: the hash of the empty string)."""
 
-_LEAF_PREFIX = b"\x00"
-_NODE_PREFIX = b"\x01"
+_LEAF_PREFIX = LEAF_PREFIX
+_NODE_PREFIX = NODE_PREFIX
 
 
 class ProofError(ValueError):

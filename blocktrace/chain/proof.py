@@ -27,7 +27,6 @@ from typing import BinaryIO
 import msgspec
 
 from blocktrace.chain.merkle import (
-    LINES_PER_LEAF,
     MerkleAccumulator,
     ProofError,
     RangeHasher,
@@ -35,6 +34,9 @@ from blocktrace.chain.merkle import (
     leaf_hash,
     verify_inclusion,
 )
+from blocktrace.format.errors import TraceError
+from blocktrace.format.lines import Header
+from blocktrace.format.versions import KNOWN_VERSIONS, LINES_PER_LEAF, SUMMARY_IN_TREE
 from blocktrace.limits import MAX_LINE_BYTES, LineTooLongError
 
 __all__ = [
@@ -54,10 +56,6 @@ _CHUNK = 1 << 20
 _HEX64 = frozenset("0123456789abcdef")
 
 
-class TraceError(ValueError):
-    """The file cannot be used as a trace (the message names the problem)."""
-
-
 class BundleError(ValueError):
     """A proof bundle is malformed or does not prove what it claims."""
 
@@ -67,14 +65,9 @@ class NotABundleError(BundleError):
     shape): unusable input rather than a proof that fails."""
 
 
-class _Header(msgspec.Struct):
-    blocktrace: int
-    hash: str
-
-
 class _Summary(msgspec.Struct):
     lines: int
-    head: str
+    head: str | None = None
     root: str | None = None
     treeSize: int | None = None
 
@@ -95,44 +88,54 @@ class TraceFile:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        name = os.fspath(path)
         try:
             with self.path.open("rb") as f:
                 first, newlines, last, tail = self._scan(f)
         except OSError as exc:
-            raise TraceError(f"cannot read {path}: {exc.strerror or exc}") from exc
+            raise TraceError(name, None, f"cannot read: {exc.strerror or exc}") from None
         except LineTooLongError as exc:
-            raise TraceError(f"{path}: {exc}: not a blocktrace trace") from exc
+            raise TraceError(name, exc.number, f"{exc}: not a blocktrace trace") from None
         self._torn = bool(tail)
         if not first.endswith(b"\n"):
-            raise TraceError(f"{path}: no complete first line: not a blocktrace trace")
+            raise TraceError(name, None, "no complete first line: not a blocktrace trace")
         try:
-            header = msgspec.json.decode(first, type=_Header)
-        except msgspec.DecodeError as exc:
-            raise TraceError(f"{path}: line 1 is not a blocktrace header ({exc})") from exc
+            header = msgspec.json.decode(first, type=Header)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            raise TraceError(name, 1, f"not a blocktrace header ({exc})") from None
+        if header.blocktrace not in KNOWN_VERSIONS:
+            raise TraceError(name, 1, f"unknown format version {header.blocktrace!r}")
         if not _is_hex64(header.hash):
-            raise TraceError(f"{path}: line 1 has no valid hash")
+            raise TraceError(name, 1, "the header has no valid hash")
+        self.version = header.blocktrace
         self.trace_id = header.hash
         """The header line's ``hash``: it names this trace in checkpoint origins."""
         self.complete_lines = newlines
         self.summary: _Summary | None = None
-        if newlines > 1:
+        if newlines > 1 and last.startswith(b'{"output":'):
             try:
                 self.summary = msgspec.json.decode(last, type=_Summary)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, RecursionError):
                 self.summary = None
         self.sealed = self.summary is not None and not self._torn
         """A summary line ends the file (and nothing is torn after it)."""
-        self.tree_lines = newlines - (1 if self.summary is not None else 0)
-        """Lines in the Merkle tree: every complete line before the summary."""
+        self.outcome_in_tree = self.version in SUMMARY_IN_TREE
+        """The summary is in the tree (version 3): a checkpoint of the whole tree
+        covers the run's outcome."""
+        in_tree = self.summary is None or self.outcome_in_tree
+        self.tree_lines = newlines - (0 if in_tree else 1)
+        """Lines in the Merkle tree: every complete line (versions 1 and 2: but the
+        summary)."""
         self.tree_size = -(-self.tree_lines // LINES_PER_LEAF)
         """Leaves in the tree of the whole trace."""
         self.full_leaves = self.tree_lines // LINES_PER_LEAF
         """Leaves holding a full ``LINES_PER_LEAF`` lines (what a periodic
         checkpoint of an unfinished run can cover)."""
-        if self.summary is not None and self.summary.lines != self.tree_lines:
+        if self.summary is not None and self.summary.lines != newlines - 1:
             raise TraceError(
-                f"{path}: summary says {self.summary.lines} lines came before it, "
-                f"the file has {self.tree_lines}"
+                name, newlines,
+                f"summary says {self.summary.lines} lines came before it, the file has "
+                f"{newlines - 1}",
             )
         self._root: bytes | None = None
 
@@ -203,21 +206,24 @@ class TraceFile:
 
     def _check_size(self, n: int) -> None:
         if not 0 <= n <= self.tree_size:
-            raise TraceError(f"{self.path}: the trace's tree has {self.tree_size} leaves, not {n}")
+            raise TraceError(
+                str(self.path), None, f"the trace's tree has {self.tree_size} leaves, not {n}"
+            )
 
     def _check_summary(self, r: bytes) -> None:
         s = self.summary
-        if s is None:
+        if s is None or self.outcome_in_tree:
             return
         if s.treeSize is not None and s.treeSize != self.tree_size:
             raise TraceError(
-                f"{self.path}: summary says treeSize {s.treeSize}, the file has "
-                f"{self.tree_size} leaves"
+                str(self.path), self.complete_lines,
+                f"summary says treeSize {s.treeSize}, the file has {self.tree_size} leaves",
             )
         if s.root is not None and s.root != r.hex():
             raise TraceError(
-                f"{self.path}: summary root {s.root} does not match the lines before it "
-                f"(computed {r.hex()}): the trace was changed"
+                str(self.path), self.complete_lines,
+                f"summary root {s.root} does not match the lines before it "
+                f"(computed {r.hex()}): the trace was changed",
             )
 
     def range_hashes(self, ranges: list[tuple[int, int]], size: int) -> list[bytes]:
@@ -281,23 +287,25 @@ def make_bundle(trace: TraceFile, line: int, size: int | None = None) -> ProofBu
     ``size`` leaves of ``trace`` (the whole tree by default)."""
     n = trace.tree_size if size is None else size
     trace._check_size(n)
+    where = str(trace.path)
     if not 1 <= line <= trace.complete_lines:
-        raise TraceError(f"{trace.path}: no line {line} (the trace has {trace.complete_lines})")
+        raise TraceError(where, None, f"no line {line} (the trace has {trace.complete_lines})")
     if line > trace.tree_lines:
         raise TraceError(
-            f"{trace.path}: line {line} is the summary line, which is not in the Merkle "
-            f"tree (it carries the root)"
+            where, None,
+            f"line {line} is the summary line, which format version {trace.version} keeps "
+            f"out of the Merkle tree (it carries the root)",
         )
     index = (line - 1) // LINES_PER_LEAF
     if index >= n:
         raise TraceError(
-            f"{trace.path}: line {line} is in leaf {index}, after the {n} leaves of the tree"
+            where, None, f"line {line} is in leaf {index}, after the {n} leaves of the tree"
         )
     root, path, lines = trace.inclusion(index, n)
     try:
         texts = [raw[:-1].decode("utf-8") for raw in lines]
     except UnicodeDecodeError as exc:
-        raise TraceError(f"{trace.path}: leaf {index} is not valid UTF-8") from exc
+        raise TraceError(where, None, f"leaf {index} is not valid UTF-8") from exc
     offset = (line - 1) % LINES_PER_LEAF
     bundle = ProofBundle(
         format=BUNDLE_FORMAT,

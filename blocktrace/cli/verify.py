@@ -13,6 +13,19 @@ from blocktrace.limits import MAX_KEY_FILE_BYTES, MAX_LINE_BYTES, size_text
 
 if TYPE_CHECKING:
     from blocktrace.chain.checkpoint import AnchorReport
+    from blocktrace.format import Verification
+
+EXIT_STATUS = {"sealed": 0, "tampered": 1, "unusable": 2, "unsealed": 3}
+"""``blocktrace verify``'s exit status for each chain status."""
+ANCHOR_EXIT_STATUS = {"ok": 0, "rejected": 4, "unusable": 2}
+"""... and for each checkpoint status (used when the anchors are not ok)."""
+
+
+def exit_status(result: Verification, anchors: AnchorReport | None = None) -> int:
+    """The verify exit status: the chain's, unless the anchors are not fine."""
+    if anchors is None or anchors.status == "ok":
+        return EXIT_STATUS[result.status]
+    return ANCHOR_EXIT_STATUS[anchors.status]
 
 _TEXT = {
     "sealed": "valid and sealed",
@@ -71,12 +84,10 @@ def verify(args: argparse.Namespace) -> int:
             out.update(anchors.data)
             out["valid"] = out["valid"] and anchors.status == "ok"
         sys.stdout.write(msgspec.json.encode(out).decode() + "\n")
-        return result.exit_status if anchors is None else anchors.combined_exit_status(
-            result.exit_status
-        )
+        return exit_status(result, anchors)
     if result.status == "unusable":
         sys.stderr.write(f"blocktrace verify: {args.file}: {result.reason}\n")
-        return result.exit_status
+        return exit_status(result)
     where = f" at line {result.line}" if result.line is not None else ""
     text = f"{args.file}: {_TEXT[result.status]}{where}"
     if result.status == "tampered":
@@ -88,7 +99,7 @@ def verify(args: argparse.Namespace) -> int:
         if result.summary is not None:
             s = result.summary
             text += f"; run {'passed' if s.get('pass') else 'failed'}"
-            text += f", {int(str(s.get('gasUsed', '0x0')), 16)} steps"
+            text += f", {int(s['gasUsed'], 16)} steps"
             if s.get("error"):
                 text += f", error {s['error']!r}"
             if result.root:
@@ -97,9 +108,9 @@ def verify(args: argparse.Namespace) -> int:
             text += f" ({result.reason})"
     sys.stdout.write(text + "\n")
     if anchors is None:
-        return result.exit_status
+        return exit_status(result)
     sys.stdout.write("".join(m + "\n" for m in anchors.messages))
-    return anchors.combined_exit_status(result.exit_status)
+    return exit_status(result, anchors)
 
 
 def _anchors(args: argparse.Namespace, status: str) -> AnchorReport | None:

@@ -25,8 +25,6 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 import msgspec
 
 from blocktrace.chain.checkpoint import Checkpointer
-from blocktrace.chain.hashing import FORMAT_VERSION
-from blocktrace.chain.merkle import LINES_PER_LEAF
 from blocktrace.chain.writer import LineWriter, PyLineWriter
 from blocktrace.events import (
     CallStart,
@@ -37,6 +35,9 @@ from blocktrace.events import (
     Stop,
     TraceEvent,
 )
+from blocktrace.format.rules import OP_MID
+from blocktrace.format.source import fingerprint
+from blocktrace.format.versions import FORMAT_VERSION, LINES_PER_LEAF
 from blocktrace.tracers import VMState
 from blocktrace.tracers.level import Level
 
@@ -48,7 +49,7 @@ __all__ = ["ChainTracer", "ValuesMode"]
 ValuesMode = Literal["off", "on", "changes"]
 
 _encode = msgspec.json.Encoder().encode
-_MID = b'","gasCost":"0x1","depth":'
+_MID = OP_MID
 
 
 DEFAULT_NAME = "blocktrace.jsonl"
@@ -182,6 +183,7 @@ class ChainTracer:
         self._globals = globals
         self._multi = False
         self._calls: dict[int, tuple[bytes, bytes, CallStart]] = {}
+        self._sources: set[str] = set()
         self._prev_locals: dict[tuple[int, int], dict[str, bytes]] = {}
         self._prev_globals: dict[int, dict[str, bytes]] = {}
         self._failure: str | None = None
@@ -210,6 +212,7 @@ class ChainTracer:
             "argv": list(sys.argv if argv is None else argv),
             "start": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "pid": os.getpid(),
+            "level": "op",
         }
         if level != "op":  # the events kept are chosen by LevelFilter (tracers/level.py)
             header["level"] = level
@@ -281,6 +284,8 @@ class ChainTracer:
             self._writer.clear_sites()
         cached = self._calls.get(id(ev))
         if cached is None:
+            if ev.file not in self._sources:
+                self._source(ev.file)
             pre = b'{"event":"call","kind":%b,"depth":' % _encode(ev.kind)
             suf = b',"code":%d,"name":%b,"file":%b,"firstLine":%d' % (
                 ev.code, _encode(ev.name), _encode(ev.file), ev.first_line
@@ -289,6 +294,22 @@ class ChainTracer:
         if self._locals == "changes":
             self._prev_locals.pop((vm.thread, vm.depth), None)
         self._line(b"%b%d%b%b" % (cached[0], vm.depth, cached[1], self._thread(vm)))
+
+    def _source(self, file: str) -> None:
+        """The source line committing to ``file``'s content, before the first
+        call line naming it (once per file; nothing for ``<string>`` and other
+        code without a readable regular file)."""
+        self._sources.add(file)
+        if file.startswith("<"):
+            return
+        found = fingerprint(file)
+        if found is None:
+            return
+        digest, size = found
+        self._line(
+            b'{"event":"source","file":%b,"sha256":"%b","size":%d'
+            % (_encode(file), digest.encode(), size)
+        )
 
     def _return(self, vm: VMState, ev: Return) -> None:
         value = _encode(vm.renderer.render(ev.value))
@@ -364,7 +385,6 @@ class ChainTracer:
             error = f"tracer failed: {self._failure}"
         writer = self._writer
         lines = writer.lines
-        writer.close_leaf()  # the Merkle tree covers every line before the summary
         summary: dict[str, Any] = {
             "output": output,
             "gasUsed": f"0x{gas_used:x}",
@@ -374,13 +394,13 @@ class ChainTracer:
         if error is not None:
             summary["error"] = error
         summary["lines"] = lines
-        summary["head"] = writer.head
-        summary["root"] = writer.root().hex()
-        summary["treeSize"] = writer.tree_size
         # Sealed before the write: a seal interrupted by a signal handler leaves an
         # unsealed file (or a sealed one), never a second summary line.
         self.sealed = True
-        writer.summary(_encode(summary)[:-1])
+        # Version 3: the summary is an ordinary line, the last of the last leaf,
+        # so the tree (and a checkpoint of all of it) covers the outcome.
+        writer.line(_encode(summary)[:-1])
+        writer.close_leaf()
         self.head = writer.head
         self.flush()
         if self._checkpoints is not None:  # a last checkpoint covering the whole tree

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from blocktrace.chain.hashing import KNOWN_VERSIONS
+from blocktrace.format.versions import KNOWN_VERSIONS
 from blocktrace.limits import (
     MAX_SOURCE_BYTES,
     InputTooLargeError,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -15,15 +16,17 @@ from hypothesis import strategies as st
 import blocktrace
 from blocktrace.chain import merkle
 from blocktrace.chain.hashing import DOMAIN, DOMAIN_V1, ChainHasher, LeafChain, split_hash
+from blocktrace.chain.rewrite import rechain_trace
 from blocktrace.chain.verify import verify_file
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-def _independent_heads(data: bytes) -> list[str]:
-    """Version 2, from docs/FORMAT.md's words: lines before the summary in leaves
-    of 16; H_0 = SHA-256("blocktrace-chain/2\\n"); the first line of a leaf and the
-    summary: SHA-256(0x02 || H_{i-1} || B_i); any other line:
+def _independent_heads(data: bytes, version: int = 3) -> list[str]:
+    """Versions 2 and 3, from docs/FORMAT.md's words: lines (version 2: before the
+    summary) in leaves of 16; H_0 = SHA-256("blocktrace-chain/2\\n"); the first
+    line of a leaf (and version 2's summary): SHA-256(0x02 || H_{i-1} || B_i); any
+    other line:
     SHA-256(0x00 || L_f || ... || L_{i-1} || B_i), L = exact line bytes, B = the
     bytes before ',"hash":"'."""
     lines = [line + b"\n" for line in data.split(b"\n")[:-1]]
@@ -32,7 +35,7 @@ def _independent_heads(data: bytes) -> list[str]:
     for i, line in enumerate(lines):
         body = line[: line.rindex(b',"hash":"')]
         first = i - i % 16
-        if i % 16 == 0 or body.startswith(b'{"output":'):
+        if i % 16 == 0 or (version == 2 and body.startswith(b'{"output":')):
             prev = hashlib.sha256(b"\x02" + prev + body).digest()
         else:
             prev = hashlib.sha256(b"\x00" + b"".join(lines[first:i]) + body).digest()
@@ -47,7 +50,7 @@ def _work(n: int) -> int:
     return total
 
 
-def test_a_real_trace_follows_the_documented_definition() -> None:
+def test_a_real_trace_follows_the_documented_definition(tmp_path: Path) -> None:
     out = io.BytesIO()
     tracer = blocktrace.ChainTracer(out, genesis="doc-check", argv=["x"])
     with blocktrace.trace(tracer):
@@ -63,18 +66,47 @@ def test_a_real_trace_follows_the_documented_definition() -> None:
         committed = _decode(line[: line.rindex(b',"hash":"')] + b"}")  # B_i + "}" is JSON
         assert "hash" not in committed
     header = _decode(lines[0])
-    assert header["blocktrace"] == 2 and header["hashAlg"] == "sha256"
+    assert header["blocktrace"] == 3 and header["hashAlg"] == "sha256"
     assert header["genesis"] == "doc-check" and header["argv"] == ["x"]
+    assert header["level"] == "op"
     summary = _decode(lines[-1])
     assert summary["lines"] == len(lines) - 1
-    assert summary["head"] == stored[-2]
+    assert not {"head", "root", "treeSize"} & summary.keys()  # version 3
     assert tracer.head == stored[-1]
     assert tracer.sealed
-    # The tree: leaves of 16 exact lines (with their newlines), RFC 9162 hashing.
+    # The tree: leaves of 16 exact lines (with their newlines), RFC 9162 hashing,
+    # over every line, the summary included (version 3).
+    tree_lines = [line + b"\n" for line in lines]
+    leaves = [b"".join(tree_lines[k : k + 16]) for k in range(0, len(tree_lines), 16)]
+    result = verify_file(_write_tmp(data, tmp_path))
+    assert result.status == "sealed"
+    assert result.tree_size == len(leaves)
+    assert result.root == merkle.root(leaves).hex()
+
+
+def test_version_2_follows_its_documented_definition(tmp_path: Path) -> None:
+    """The version 2 summary (a link, outside the tree, with head/root/treeSize)."""
+    out = io.BytesIO()
+    with blocktrace.trace(blocktrace.ChainTracer(out, genesis="doc-check", argv=["x"])):
+        _work(12)
+    data = rechain_trace(out.getvalue(), version=2)
+    lines = data.split(b"\n")[:-1]
+    stored = [_decode(line)["hash"] for line in lines]
+    assert stored == _independent_heads(data, version=2)
+    summary = _decode(lines[-1])
+    assert _decode(lines[0])["blocktrace"] == 2
+    assert summary["head"] == stored[-2]
     tree_lines = [line + b"\n" for line in lines[:-1]]
     leaves = [b"".join(tree_lines[k : k + 16]) for k in range(0, len(tree_lines), 16)]
     assert summary["treeSize"] == len(leaves)
     assert summary["root"] == merkle.root(leaves).hex()
+    assert verify_file(_write_tmp(data, tmp_path)).status == "sealed"
+
+
+def _write_tmp(data: bytes, where: Path) -> Path:
+    path = where / "t.jsonl"
+    path.write_bytes(data)
+    return path
 
 
 def test_domain_strings() -> None:

@@ -20,6 +20,8 @@ from blocktrace.chain.proof import (
     encode_bundle,
     make_bundle,
 )
+from blocktrace.chain.rewrite import rechain_trace
+from blocktrace.chain.verify import verify_file
 
 PROGRAM = """\
 def fib(n):
@@ -45,7 +47,31 @@ def trace_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return record(tmp_path_factory.mktemp("proof"))
 
 
-def test_tree_of_a_real_trace_matches_its_summary(trace_path: Path) -> None:
+@pytest.fixture(scope="module")
+def v2_trace_path(trace_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same run as format version 2 (the summary outside the tree)."""
+    path = tmp_path_factory.mktemp("proof-v2") / "v2.jsonl"
+    path.write_bytes(rechain_trace(trace_path.read_bytes(), version=2))
+    return path
+
+
+def test_tree_of_a_real_trace_covers_every_line(trace_path: Path) -> None:
+    """Version 3: the summary is the last line of the tree."""
+    raw = trace_path.read_bytes().splitlines(keepends=True)
+    summary = msgspec.json.decode(raw[-1])
+    leaves = [b"".join(raw[i : i + LINES_PER_LEAF]) for i in range(0, len(raw), LINES_PER_LEAF)]
+    trace = TraceFile(trace_path)
+    assert trace.sealed and trace.outcome_in_tree
+    assert trace.tree_lines == len(raw) == summary["lines"] + 1
+    assert trace.tree_size == len(leaves)
+    result = verify_file(trace_path)
+    assert trace.root() == root(leaves) == bytes.fromhex(result.root)
+    assert result.tree_size == trace.tree_size
+    assert [b"".join(g) for g in trace.leaves()] == leaves
+
+
+def test_tree_of_a_version_2_trace_matches_its_summary(v2_trace_path: Path) -> None:
+    trace_path = v2_trace_path
     raw = trace_path.read_bytes().splitlines(keepends=True)
     summary = msgspec.json.decode(raw[-1])
     tree_lines = raw[:-1]
@@ -63,7 +89,7 @@ def test_tree_of_a_real_trace_matches_its_summary(trace_path: Path) -> None:
 
 
 def test_every_line_has_a_bundle_that_verifies(trace_path: Path) -> None:
-    raw = trace_path.read_bytes().splitlines()[:-1]  # the summary is not in the tree
+    raw = trace_path.read_bytes().splitlines()  # version 3: the summary too
     trace = TraceFile(trace_path)
     r = trace.root()
     for line in range(1, trace.tree_lines + 1, 7):
@@ -74,8 +100,9 @@ def test_every_line_has_a_bundle_that_verifies(trace_path: Path) -> None:
         first = (line - 1) // LINES_PER_LEAF * LINES_PER_LEAF
         leaf = b"".join(x + b"\n" for x in raw[first : first + LINES_PER_LEAF])
         assert leaf == "".join(t + "\n" for t in bundle.leafLines).encode()
-    last = make_bundle(trace, trace.tree_lines)  # the last, partial leaf
-    check_bundle(encode_bundle(last))
+    last = make_bundle(trace, trace.tree_lines)  # the summary, in the last (partial) leaf
+    assert last.text.startswith('{"output":')
+    assert check_bundle(encode_bundle(last)).root == r
 
 
 def test_bundles_for_an_earlier_tree_size(trace_path: Path) -> None:
@@ -86,10 +113,11 @@ def test_bundles_for_an_earlier_tree_size(trace_path: Path) -> None:
         make_bundle(trace, 5 * LINES_PER_LEAF + 1, size=5)
 
 
-def test_lines_outside_the_tree_cannot_be_proven(trace_path: Path) -> None:
+def test_lines_outside_the_tree_cannot_be_proven(trace_path: Path, v2_trace_path: Path) -> None:
+    with pytest.raises(TraceError, match="summary line"):  # version 2 only
+        make_bundle(TraceFile(v2_trace_path), TraceFile(v2_trace_path).complete_lines)
     trace = TraceFile(trace_path)
-    with pytest.raises(TraceError, match="summary line"):
-        make_bundle(trace, trace.complete_lines)
+    make_bundle(trace, trace.complete_lines)  # version 3: the summary is in the tree
     with pytest.raises(TraceError, match="no line"):
         make_bundle(trace, trace.complete_lines + 1)
     with pytest.raises(TraceError, match="no line"):
@@ -131,7 +159,8 @@ def test_leaf_lines_cannot_be_regrouped(trace_path: Path) -> None:
         check_bundle(b"{}")
 
 
-def test_an_edited_summary_root_is_refused(tmp_path: Path, trace_path: Path) -> None:
+def test_an_edited_summary_root_is_refused(tmp_path: Path, v2_trace_path: Path) -> None:
+    trace_path = v2_trace_path  # only versions 1 and 2 carry a root in the summary
     data = trace_path.read_bytes()
     summary = TraceFile(trace_path).summary
     assert summary is not None and summary.root is not None

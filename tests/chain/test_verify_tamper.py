@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from blocktrace.chain.hashing import LeafChain, split_hash
-from blocktrace.chain.merkle import LINES_PER_LEAF, MerkleAccumulator
+from blocktrace.chain.rewrite import rechain_trace
 from blocktrace.chain.verify import Verification, verify_file
+from blocktrace.cli.verify import EXIT_STATUS
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
@@ -52,7 +52,7 @@ def _lines(data: bytes) -> list[bytes]:
 
 def test_the_real_trace_is_sealed(real_trace: bytes, tmp_path: Path) -> None:
     result = _check(tmp_path, real_trace, genesis="nonce-42")
-    assert result.status == "sealed" and result.exit_status == 0
+    assert result.status == "sealed" and EXIT_STATUS[result.status] == 0
     lines = _lines(real_trace)
     assert result.lines == len(lines)
     assert result.head == _decode(lines[-1])["hash"]
@@ -94,7 +94,7 @@ def test_any_edited_byte_positions_in_the_hash_and_body(
 
 
 def _tampered_at(result: Verification, line: int | None) -> None:
-    assert result.status == "tampered" and result.exit_status == 1, result
+    assert result.status == "tampered" and EXIT_STATUS[result.status] == 1, result
     assert result.line == line, result
 
 
@@ -105,9 +105,22 @@ def test_deleted_line(real_trace: bytes, tmp_path: Path) -> None:
         _tampered_at(result, index + 1)
 
 
-def test_deleted_header_is_not_a_trace(real_trace: bytes, tmp_path: Path) -> None:
+def test_deleted_header_is_tampering(real_trace: bytes, tmp_path: Path) -> None:
+    # Issue 11: a chained line where the header belongs is a tampered trace (1),
+    # not some other file (2).
     result = _check(tmp_path, b"".join(_lines(real_trace)[1:]))
-    assert result.status == "unusable"
+    _tampered_at(result, 1)
+    assert "header" in result.reason
+
+
+def test_swapped_first_lines_is_tampering(real_trace: bytes, tmp_path: Path) -> None:
+    lines = _lines(real_trace)
+    _tampered_at(_check(tmp_path, b"".join([lines[1], lines[0], *lines[2:]])), 1)
+
+
+def test_a_file_that_is_no_trace_is_unusable(tmp_path: Path) -> None:
+    assert _check(tmp_path, b'{"pc":1,"op":2}\n').status == "unusable"
+    assert _check(tmp_path, b"hello\n").status == "unusable"
 
 
 def test_duplicated_line(real_trace: bytes, tmp_path: Path) -> None:
@@ -140,7 +153,7 @@ def test_swapped_lines(real_trace: bytes, tmp_path: Path) -> None:
 def test_truncated_tail_is_unsealed(real_trace: bytes, tmp_path: Path, cut: int) -> None:
     lines = _lines(real_trace)
     result = _check(tmp_path, b"".join(lines[:-cut]))
-    assert result.status == "unsealed" and result.exit_status == 3
+    assert result.status == "unsealed" and EXIT_STATUS[result.status] == 3
     assert result.lines == len(lines) - cut
     assert result.head == _decode(lines[-cut - 1])["hash"]
 
@@ -150,7 +163,7 @@ def test_torn_last_line_is_unsealed(real_trace: bytes, tmp_path: Path, keep: int
     lines = _lines(real_trace)
     torn = lines[-5][:keep]
     result = _check(tmp_path, b"".join([*lines[:-5], torn]))
-    assert result.status == "unsealed" and result.exit_status == 3
+    assert result.status == "unsealed" and EXIT_STATUS[result.status] == 3
     assert result.lines == len(lines) - 5
     assert result.line == len(lines) - 4
     assert "torn" in result.reason
@@ -193,25 +206,11 @@ def test_crlf_line_endings(real_trace: bytes, tmp_path: Path) -> None:
 
 
 def _rechain(data: bytes, edit: Callable[[int, bytes], bytes]) -> bytes:
-    """A forger who knows the format: edit line bodies, then recompute every
-    hash, the summary's counts, head and Merkle root, so the chain checks."""
-    merkle = MerkleAccumulator()
-    hasher = LeafChain(LINES_PER_LEAF, merkle.append_leaf_hash)
-    out: list[bytes] = []
-    lines = data.splitlines()
-    for number, raw in enumerate(lines[:-1]):
-        parts = split_hash(raw)
-        assert parts is not None
-        out.append(hasher.seal(edit(number, parts[0])))
-    hasher.close_leaf()
-    summary = _decode(lines[-1])
-    del summary["hash"]
-    summary["lines"] = len(out)
-    summary["head"] = hasher.head()
-    summary["root"] = merkle.root().hex()
-    summary["treeSize"] = merkle.size
-    out.append(hasher.seal_summary(msgspec.json.encode(summary)[:-1]))
-    return b"".join(out)
+    """A forger who knows the format: edit line bodies (not the summary's), then
+    recompute every hash and the summary's count (and, before version 3, its
+    head and Merkle root), so the chain checks."""
+    last = len(data.splitlines()) - 1
+    return rechain_trace(data, lambda n, body: body if n == last else edit(n, body))
 
 
 def test_rechained_forgery_is_caught_only_with_the_head(real_trace: bytes, tmp_path: Path) -> None:
@@ -260,16 +259,11 @@ def test_summary_that_lies_about_the_count(real_trace: bytes, tmp_path: Path) ->
     lines = _lines(real_trace)
     # Drop an event, re-chain, but keep the old summary numbers: a careless forger.
     shorter = b"".join([*lines[:30], *lines[31:]])
-    rechained = _rechain(shorter, edit).splitlines(keepends=True)
-    summary = _decode(lines[-1])
-    summary.pop("hash")
-    hasher = LeafChain(LINES_PER_LEAF)
-    for line in rechained[:-1]:
-        parts = split_hash(line[:-1])
-        assert parts is not None
-        hasher.check(parts[0], line)
-    careless = b"".join(rechained[:-1]) + hasher.seal_summary(msgspec.json.encode(summary)[:-1])
+    careless = rechain_trace(shorter, fix_summary=False)
     _tampered_at(_check(tmp_path, careless), len(lines) - 1)
+    # The same in version 2, whose summary is hashed by its own rule.
+    careless_v2 = rechain_trace(shorter, version=2, fix_summary=False)
+    _tampered_at(_check(tmp_path, careless_v2), len(lines) - 1)
 
 
 

@@ -6,16 +6,17 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
 from blocktrace.chain.checkpoint import Checkpoint, origin_for
-from blocktrace.chain.hashing import LeafChain, split_hash
-from blocktrace.chain.merkle import LINES_PER_LEAF, MerkleAccumulator
 from blocktrace.chain.note import Signer, sign_note
 from blocktrace.chain.proof import TraceFile
+from blocktrace.chain.rewrite import rechain_trace
 
 PROGRAM = """\
 def fib(n):
@@ -117,23 +118,11 @@ def test_verify_names_each_checkpoint_failure(work: Path, tmp_path: Path) -> Non
 
 
 def _rewrite(src: Path, dst: Path, line: int) -> None:
-    """A writer who lies: edit one line, recompute every hash, head and root."""
-    acc = MerkleAccumulator()
-    chain = LeafChain(LINES_PER_LEAF, acc.append_leaf_hash)
-    out: list[bytes] = []
-    raw = src.read_bytes().splitlines()
-    for number, text in enumerate(raw, 1):
-        parts = split_hash(text)
-        assert parts is not None
-        body = parts[0].replace(b'"depth":', b'"depth":1', 1) if number == line else parts[0]
-        if number == len(raw):
-            chain.close_leaf()
-            summary = msgspec.json.decode(body + b"}")
-            summary.update(head=chain.head(), root=acc.root().hex(), treeSize=acc.size)
-            out.append(chain.seal_summary(msgspec.json.encode(summary)[:-1]))
-        else:
-            out.append(chain.seal(body))
-    dst.write_bytes(b"".join(out))
+    """A writer who lies: edit one line, recompute every hash (and the summary)."""
+    def edit(index: int, body: bytes) -> bytes:
+        return body.replace(b'"depth":', b'"depth":1', 1) if index + 1 == line else body
+
+    dst.write_bytes(rechain_trace(src.read_bytes(), edit))
 
 
 def test_verify_since_extends_rollback_and_fork(work: Path, tmp_path: Path) -> None:
@@ -186,7 +175,16 @@ def test_prove_and_check_proof(work: Path, tmp_path: Path) -> None:
     one_line_error(bt("check-proof", tmp_path / "missing.json"), 2, "cannot read")
     one_line_error(bt("prove", work / "a.jsonl", "0"), 2, "line numbers start at 1")
     lines = len((work / "a.jsonl").read_text().splitlines())
-    one_line_error(bt("prove", work / "a.jsonl", str(lines)), 2, "summary line")
+    # Format version 3: the summary line is in the tree, so it can be proven.
+    summary_bundle = tmp_path / "summary.json"
+    ok("prove", work / "a.jsonl", str(lines), "-o", summary_bundle)
+    out = ok("check-proof", summary_bundle, "--checkpoint", work / "a.cp",
+             "--pubkey", work / "k.pub")
+    assert f"proof valid: line {lines}" in out
+    # Version 2 kept it out of the tree.
+    v2 = tmp_path / "v2.jsonl"
+    v2.write_bytes(rechain_trace((work / "a.jsonl").read_bytes(), version=2))
+    one_line_error(bt("prove", v2, str(lines)), 2, "summary line")
 
 
 def test_missing_cryptography_is_one_line(work: Path) -> None:
@@ -262,3 +260,93 @@ def test_a_junk_signing_key_is_one_clear_line(work: Path, tmp_path: Path) -> Non
         one_line_error(done, 2, "not a private key from blocktrace keygen (not UTF-8 text)")
         assert "codec" not in done.stderr
     assert not (tmp_path / "t.jsonl").exists()
+
+
+def _forge_summary(data: bytes, change: Callable[[dict[str, Any]], None]) -> bytes:
+    """Rewrite the summary line and recompute its hash (and nothing else)."""
+    last = len(data.splitlines()) - 1
+
+    def edit(index: int, body: bytes) -> bytes:
+        if index != last:
+            return body
+        summary = msgspec.json.decode(body + b"}")
+        change(summary)
+        return msgspec.json.encode(summary)[:-1]
+
+    return rechain_trace(data, edit, fix_summary=False)
+
+
+_SUMMARY_FORGERIES: dict[str, Callable[[dict[str, Any]], None]] = {
+    "pass": lambda s: s.update({"pass": not s["pass"]}),
+    "output": lambda s: s.update(output="1"),
+    "error": lambda s: s.update({"pass": False, "error": "ZeroDivisionError: forged"}),
+    "gasUsed": lambda s: s.update(gasUsed="0x1"),
+    "time": lambda s: s.update(time=s["time"] + 1),
+    "drop-output": lambda s: s.pop("output"),
+    "drop-gasUsed": lambda s: s.pop("gasUsed"),
+    "drop-pass": lambda s: s.pop("pass"),
+    "drop-time": lambda s: s.pop("time"),
+    "hash-only": lambda s: None,
+}
+
+
+@pytest.mark.parametrize("forgery", sorted(_SUMMARY_FORGERIES))
+def test_every_summary_forgery_is_caught_by_a_checkpoint(
+    work: Path, tmp_path: Path, forgery: str
+) -> None:
+    """Issue 11: a signed checkpoint of a version 3 trace covers the outcome."""
+    a, cp, pub = work / "a.jsonl", work / "a.cp", work / "k.pub"
+    honest = ok("verify", a, "--checkpoint", cp, "--pubkey", pub)
+    assert "the run's outcome (the summary line) is covered" in honest
+    forged = tmp_path / "forged.jsonl"
+    data = a.read_bytes()
+    forged.write_bytes(_forge_summary(data, _SUMMARY_FORGERIES[forgery]))
+    if forgery != "hash-only":
+        assert forged.read_bytes() != data
+    done = bt("verify", forged, "--checkpoint", cp, "--pubkey", pub)
+    if forgery == "hash-only":  # the same bytes: nothing was forged
+        assert done.returncode == 0
+        return
+    assert done.returncode in (1, 4), (done.stdout, done.stderr)
+    assert any(w in done.stdout for w in ("TAMPERED", "DOES NOT MATCH", "ROLLED BACK")), done
+    js = msgspec.json.decode(bt("verify", forged, "--checkpoint", cp, "--pubkey", pub,
+                                "--json").stdout)
+    assert js["valid"] is False
+
+
+@pytest.mark.parametrize("forgery", ["pass", "output", "error", "gasUsed", "time"])
+def test_a_version_2_checkpoint_says_the_outcome_is_not_covered(
+    work: Path, tmp_path: Path, forgery: str
+) -> None:
+    v2, cp, pub = tmp_path / "v2.jsonl", tmp_path / "v2.cp", work / "k.pub"
+    v2.write_bytes(rechain_trace((work / "a.jsonl").read_bytes(), version=2))
+    ok("sign", v2, "--key", work / "k.key", "-o", cp)
+    forged = tmp_path / "forged.jsonl"
+    forged.write_bytes(_forge_summary(v2.read_bytes(), _SUMMARY_FORGERIES[forgery]))
+    out = ok("verify", forged, "--checkpoint", cp, "--pubkey", pub)  # the known limitation
+    assert "the outcome is not covered: format version 2" in out
+    js = msgspec.json.decode(ok("verify", forged, "--checkpoint", cp, "--pubkey", pub, "--json"))
+    assert js["checkpoint"]["outcomeCovered"] is False
+
+
+def test_a_prefix_checkpoint_does_not_cover_the_outcome(work: Path, tmp_path: Path) -> None:
+    a = work / "a.jsonl"
+    trace = TraceFile(a)
+    signer = Signer.from_skey((work / "k.key").read_text())
+    prefix = tmp_path / "prefix.cp"
+    prefix.write_bytes(sign_note(Checkpoint(origin_for(trace.trace_id), 3, trace.root(3)).text(),
+                                 [signer]))
+    out = ok("verify", a, "--checkpoint", prefix, "--pubkey", work / "k.pub")
+    assert "the outcome is not covered: the checkpoint covers only a prefix" in out
+
+
+def test_head_given_the_version_2_summary_head_names_the_sealed_head(
+    work: Path, tmp_path: Path
+) -> None:
+    """Issue 17 item 7: the v2 summary's ``head`` is not the head to anchor."""
+    v2 = tmp_path / "v2.jsonl"
+    v2.write_bytes(rechain_trace((work / "a.jsonl").read_bytes(), version=2))
+    summary = msgspec.json.decode(v2.read_bytes().splitlines()[-1])
+    done = bt("verify", v2, "--head", summary["head"])
+    one_line_error(done, 2, f"anchor the sealed head {summary['hash']}")
+    assert "valid and sealed" in ok("verify", v2, "--head", summary["hash"])

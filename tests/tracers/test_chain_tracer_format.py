@@ -5,6 +5,7 @@ before use."""
 from __future__ import annotations
 
 import dis
+import hashlib
 import io
 import re
 import threading
@@ -68,13 +69,15 @@ def test_every_line_has_its_documented_shape(values: str) -> None:
     header, events, summary = lines[0], lines[1:-1], lines[-1]
     assert list(header) == [
         "blocktrace", "hashAlg", "genesis", "python", "implementation", "argv", "start", "pid",
-        "hash",
+        "level", "hash",
     ]
-    assert header["blocktrace"] == 2 and header["hashAlg"] == "sha256"
+    assert header["blocktrace"] == 3 and header["hashAlg"] == "sha256"
+    assert header["level"] == "op"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", header["start"])
     assert isinstance(header["pid"], int) and isinstance(header["argv"], list)
 
     codes: set[int] = set()
+    files: set[str] = set()
     kinds: set[str] = set()
     thread_seen = False
     for line in events:
@@ -104,6 +107,17 @@ def test_every_line_has_its_documented_shape(values: str) -> None:
                    ("thread",))
             assert line["kind"] in ("call", "resume", "throw", "enter")
             codes.add(line["code"])
+            if not line["file"].startswith("<"):
+                assert line["file"] in files  # its source line came first
+
+        elif event == "source":
+            kinds.add("source")
+            _shape(keys, ["event", "file", "sha256", "size"], ("text",))
+            with open(line["file"], "rb") as f:
+                content = f.read()
+            assert line["sha256"] == hashlib.sha256(content).hexdigest()
+            assert line["size"] == len(content)
+            files.add(line["file"])
         elif event == "return":
             kinds.add("return")
             _shape(keys, ["event", "kind", "depth", "code", "pc", "gas", "value"], ("thread",))
@@ -118,15 +132,13 @@ def test_every_line_has_its_documented_shape(values: str) -> None:
             assert line["depth"] >= 1, line
         if values == "on" and line.get("event") is None and "locals" in line:
             assert isinstance(line["locals"], dict)
-    assert kinds >= {"op", "call", "return", "raise", "handled"}
+    assert kinds >= {"op", "call", "return", "raise", "handled", "source"}
     assert thread_seen
 
-    assert list(summary) == [
-        "output", "gasUsed", "pass", "time", "lines", "head", "root", "treeSize", "hash",
-    ]
+    assert list(summary) == ["output", "gasUsed", "pass", "time", "lines", "hash"]  # version 3
     assert _HEX.match(summary["gasUsed"]) and summary["pass"] is True
     assert int(summary["gasUsed"], 16) == sum(1 for e in events if "op" in e and "event" not in e)
-    assert summary["lines"] == len(lines) - 1 and summary["head"] == events[-1]["hash"]
+    assert summary["lines"] == len(lines) - 1
 
 
 def test_out_of_gas_lines() -> None:

@@ -1,0 +1,460 @@
+"""The one reader of trace files: streaming, bounded, with ranges and the chain check.
+
+:class:`TraceReader` opens a trace (its header must be usable, else
+:class:`~blocktrace.format.TraceError`) and reads its lines by number, raw or
+as Structs, one at a time or in batches.  Ranges are found by a scan today; an
+index (issue 13) will answer the same calls without reading what lies before
+the range.  :func:`check_chain` is the verifier's walk over a file (every
+line's hash, the summary's rules, a cheap well-formedness check); verify,
+``TraceReader.verify`` and every consumer that must say what ``verify`` says of
+its input use it.  Every bound and every "not a trace" answer lives here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, Literal, Protocol
+
+import msgspec
+
+from blocktrace.format.errors import TraceError
+from blocktrace.format.lines import Header, Line, SourceLine, Summary, decode_line
+from blocktrace.format.rules import ChainHasher, LeafChain, leaf_hash, split_hash
+from blocktrace.format.versions import (
+    HASH_ALG,
+    KNOWN_LEVELS,
+    KNOWN_VERSIONS,
+    LINES_PER_LEAF,
+    MAX_LINE_BYTES,
+    SUMMARY_IN_TREE,
+    SUMMARY_PREFIX,
+)
+from blocktrace.limits import size_text
+
+__all__ = ["Status", "TraceReader", "Tree", "Verification", "check_chain"]
+
+Status = Literal["sealed", "tampered", "unusable", "unsealed"]
+
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeError)
+_decode_dict = msgspec.json.Decoder(dict[str, Any]).decode
+_header_decoder = msgspec.json.Decoder(Header)
+_summary_decoder = msgspec.json.Decoder(Summary)
+_GAS_HEX = re.compile(r"0x[0-9a-f]+\Z")
+
+
+class _Object(msgspec.Struct):
+    """Any JSON object (members skipped): the cheap well-formedness check."""
+
+
+_check_object = msgspec.json.Decoder(_Object).decode
+
+
+class Tree(Protocol):
+    """What :func:`check_chain` feeds the leaves to (a ``MerkleAccumulator``)."""
+
+    @property
+    def size(self) -> int: ...
+
+    def append_leaf_hash(self, digest: bytes) -> None: ...
+
+    def root(self) -> bytes: ...
+
+
+@dataclass
+class Verification:
+    """What verifying one file found: ``status`` is one of
+
+    - ``sealed``: every line's hash checks, the summary closes the chain;
+    - ``tampered``: the first line where the file differs from what was
+      written, and how (also: a head that does not match an anchor);
+    - ``unusable``: not a blocktrace trace at all (missing, empty, a directory,
+      not JSON, an unknown format version);
+    - ``unsealed``: every complete line checks but there is no summary -- the
+      run was cut short.  Never reported as valid.
+    """
+
+    path: str
+    status: Status
+    reason: str = ""
+    line: int | None = None
+    """1-based line number the reason is about, when it is about one."""
+    lines: int = 0
+    """Complete lines whose hash checked."""
+    head: str = ""
+    """The hash of the last line that checked (the sealed head when sealed)."""
+    genesis: str | None = None
+    version: int = 0
+    header: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] | None = None
+    root: str = ""
+    """The Merkle root of the whole tree (hex), when a tree was given and the
+    trace is sealed.  Version 3: every line; versions 1 and 2: the lines before
+    the summary."""
+    tree_size: int = 0
+
+    @property
+    def outcome_in_tree(self) -> bool:
+        """The run's outcome (the summary) is in the Merkle tree (version 3), so a
+        checkpoint of the whole tree covers it."""
+        return self.version in SUMMARY_IN_TREE
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "file": self.path,
+            "status": self.status,
+            "valid": self.status == "sealed",
+            "lines": self.lines,
+            "head": self.head,
+        }
+        if self.version:
+            out["version"] = self.version
+        if self.reason:
+            out["reason"] = self.reason
+        if self.line is not None:
+            out["line"] = self.line
+        if self.genesis is not None:
+            out["genesis"] = self.genesis
+        if self.summary is not None:
+            out["summary"] = {k: v for k, v in self.summary.items() if k != "hash"}
+        if self.root:
+            out["root"] = self.root
+            out["treeSize"] = self.tree_size
+        return out
+
+
+def _open(path: str) -> IO[bytes]:
+    if os.path.isdir(path):
+        raise TraceError(path, None, "is a directory, not a trace file")
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise TraceError(path, None, f"cannot read: {exc.strerror or exc}") from None
+
+
+class TraceReader:
+    """A trace file, read line by line, never whole.
+
+    Construction reads the header (raising :class:`TraceError` when the file is
+    not a usable trace); ``header``, ``version`` and ``level`` describe it.
+    Line numbers are 1-based and count every line, header included.  The
+    iterators open the file themselves (a reader holds no descriptor) and stop
+    before a torn last line.  Reading does not check hashes: :meth:`verify`
+    does (what ``blocktrace verify`` says of the file); a consumer that shows a
+    trace shows that answer with it.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        with _open(self.path) as stream:
+            first = stream.readline(MAX_LINE_BYTES + 1)
+        if not first:
+            raise TraceError(self.path, None, "empty file: not a blocktrace trace")
+        if not first.endswith(b"\n"):
+            raise TraceError(self.path, 1, "no complete first line: not a blocktrace trace")
+        header = _parse_header(self.path, first[:-1])
+        if isinstance(header, str):
+            raise TraceError(self.path, 1, header)
+        self.header: Header = header
+        self.version: int = header.blocktrace
+        self.level: str = header.level
+
+    def raw_lines(self, start: int = 1, count: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """``(number, exact bytes with the newline)`` for lines ``start`` ..
+        ``start + count - 1`` (to the end when ``count`` is None)."""
+        if start < 1 or (count is not None and count < 0):
+            raise ValueError("lines are numbered from 1 and counts are not negative")
+        end = None if count is None else start + count
+        with _open(self.path) as stream:
+            lines = iter(lambda: stream.readline(MAX_LINE_BYTES + 1), b"")
+            for number, raw in enumerate(lines, 1):
+                if end is not None and number >= end:
+                    return
+                if len(raw) > MAX_LINE_BYTES:
+                    raise TraceError(
+                        self.path, number, f"line longer than {size_text(MAX_LINE_BYTES)}"
+                    )
+                if not raw.endswith(b"\n"):
+                    return  # torn: the run was cut short mid-line
+                if number >= start:
+                    yield number, raw
+
+    def lines(self, start: int = 1, count: int | None = None) -> Iterator[tuple[int, Line]]:
+        """``(number, Struct)`` for the lines of :meth:`raw_lines`; a line that is
+        not one of the format's kinds raises :class:`TraceError` naming it."""
+        for number, raw in self.raw_lines(start, count):
+            yield number, self.decode(number, raw)
+
+    def decode(self, number: int, raw: bytes) -> Line:
+        """One line's Struct, or :class:`TraceError` naming line ``number``."""
+        try:
+            return decode_line(raw)
+        except _DECODE_ERRORS as exc:
+            problem = (
+                "JSON nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            )
+            raise TraceError(self.path, number, f"not a trace line: {problem}") from None
+
+    def batches(
+        self, size: int = 4096, start: int = 1, count: int | None = None
+    ) -> Iterator[list[tuple[int, bytes]]]:
+        """:meth:`raw_lines` in lists of up to ``size`` (for consumers that hand
+        lines on in bulk: exports, a viewer's page)."""
+        if size < 1:
+            raise ValueError("batch size must be positive")
+        batch: list[tuple[int, bytes]] = []
+        for item in self.raw_lines(start, count):
+            batch.append(item)
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def sources(self) -> dict[str, SourceLine]:
+        """The source lines of the trace (version 3), by file name."""
+        out: dict[str, SourceLine] = {}
+        for number, raw in self.raw_lines():
+            if raw.startswith(b'{"event":"source"'):
+                line = self.decode(number, raw)
+                if isinstance(line, SourceLine):
+                    out.setdefault(line.file, line)
+        return out
+
+    def verify(self, tree: Tree | None = None) -> Verification:
+        """What ``blocktrace verify`` says of this file's chain (see :func:`check_chain`)."""
+        return check_chain(self.path, tree=tree)
+
+
+def _parse_header(path: str, line: bytes) -> Header | str:
+    """Line 1 (without its newline) as a Header, or why it is not one."""
+    if line.startswith(b"\xef\xbb\xbf"):
+        return "byte-order mark before the header"
+    try:
+        obj = _decode_dict(line)
+    except _DECODE_ERRORS:
+        return "line 1 is not a JSON object: not a blocktrace trace"
+    version = obj.get("blocktrace")
+    if version is None:
+        return "line 1 is not a blocktrace header: not a blocktrace trace"
+    if type(version) is not int or version not in KNOWN_VERSIONS or obj.get("hashAlg") != HASH_ALG:
+        return (
+            f"format version {version!r} with hash {obj.get('hashAlg')!r} is not one this "
+            f"blocktrace knows ({', '.join(map(str, KNOWN_VERSIONS))}; {HASH_ALG})"
+        )
+    try:
+        header = _header_decoder.decode(line)
+    except _DECODE_ERRORS as exc:
+        return f"malformed header: {exc}"
+    if version >= 3 and header.level not in KNOWN_LEVELS:
+        return f"unknown trace level {header.level!r} (this blocktrace reads {KNOWN_LEVELS})"
+    return header
+
+
+# -- the chain check -----------------------------------------------------------------
+
+
+def check_chain(path: str | os.PathLike[str], *, tree: Tree | None = None) -> Verification:
+    """Verify the file at ``path`` against docs/FORMAT.md, streaming, in constant
+    memory.  ``tree`` (a Merkle accumulator) is fed the leaf hashes; with one,
+    the result carries the root and a version 2 summary's root is checked.
+    Never raises for bad input: the answer is in the result."""
+    name = os.fspath(path)
+    result = Verification(name, "unusable")
+    try:
+        stream = _open(name)
+    except TraceError as exc:
+        result.reason = exc.problem
+        return result
+    with stream:
+        _walk(stream, result, tree)
+    return result
+
+
+def _walk(stream: IO[bytes], result: Verification, tree: Tree | None) -> None:
+    on_leaf = tree.append_leaf_hash if tree is not None else None
+    v1 = ChainHasher()
+    group: list[bytes] = []  # version 1: leaves are hashed apart from the chain
+    chain = LeafChain(LINES_PER_LEAF, on_leaf)
+    version = 0
+    number = 0
+    summary_at: int | None = None
+    for raw in iter(lambda: stream.readline(MAX_LINE_BYTES + 1), b""):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES:
+            _too_long(result, number)
+            return
+        if not raw.endswith(b"\n"):
+            _torn(result, number, raw)
+            return
+        if summary_at is not None:
+            _tampered(result, number, f"a line follows the summary (line {summary_at})")
+            return
+        line = raw[:-1]
+        if number == 1:
+            version = _header(result, line)
+            if not version:
+                return
+        if line.endswith(b"\r"):
+            _tampered(result, number, "carriage return at end of line (line endings changed)")
+            return
+        parts = split_hash(line)
+        if parts is None:
+            _tampered(result, number, "line does not end with a hash member")
+            return
+        body, stored = parts
+        is_summary = body.startswith(SUMMARY_PREFIX)
+        if version == 1:
+            computed = v1.check(body)
+        elif is_summary and version == 2:
+            computed = chain.check_summary(body)
+        else:
+            computed = chain.check(body, raw)
+        if computed != stored:
+            _tampered(
+                result, number,
+                "hash does not match: this line, or one before it, was edited, inserted, "
+                "deleted or moved",
+            )
+            return
+        problem = _not_an_object(line)
+        if problem:
+            _tampered(result, number, problem)
+            return
+        if is_summary:
+            if version == 1 and group:
+                if on_leaf is not None:
+                    on_leaf(leaf_hash(b"".join(group)))
+                group.clear()
+            if version in SUMMARY_IN_TREE:
+                chain.close_leaf()
+            if not _summary(result, number, body, version, tree):
+                return
+            summary_at = number
+        elif version == 1:
+            group.append(raw)
+            if len(group) == LINES_PER_LEAF:
+                if on_leaf is not None:
+                    on_leaf(leaf_hash(b"".join(group)))
+                group.clear()
+        result.lines = number
+        result.head = stored
+    if number == 0:
+        result.reason = "empty file"
+        return
+    if summary_at is None:
+        result.status = "unsealed"
+        result.reason = "no summary line: the run was cut short (or the tail was removed)"
+    else:
+        result.status = "sealed"
+
+
+def _not_an_object(line: bytes) -> str:
+    """Why a line (whose hash checked) is not a UTF-8 JSON object, or ''."""
+    try:
+        if not line.isascii():
+            line.decode("utf-8")
+        _check_object(line)
+    except UnicodeDecodeError:
+        return "line is not valid UTF-8"
+    except RecursionError:
+        return "line is JSON nested too deeply"
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return "line is not a JSON object"
+    return ""
+
+
+def _header(result: Verification, line: bytes) -> int:
+    """The header's format version, or 0 (with the status set) when it is not a header."""
+    header = _parse_header(result.path, line)
+    if isinstance(header, str):
+        if header.startswith("byte-order mark"):
+            _tampered(result, 1, header)
+        elif "not a blocktrace header" in header and split_hash(line) is not None:
+            # A chained blocktrace line where the header belongs: the header was
+            # deleted or lines were moved -- tampering, not some other file.
+            _tampered(
+                result, 1,
+                "line 1 is not the trace's header (the header was deleted, or lines were "
+                "moved): " + header,
+            )
+        else:
+            result.reason = header
+        return 0
+    result.version = header.blocktrace
+    result.header = {k: v for k, v in _decode_dict(line).items() if k != "hash"}
+    result.genesis = header.genesis
+    return header.blocktrace
+
+
+def _summary(
+    result: Verification, number: int, body: bytes, version: int, tree: Tree | None
+) -> bool:
+    text = body + b"}"
+    try:
+        summary = _summary_decoder.decode(text)
+        as_dict = _decode_dict(text)
+    except _DECODE_ERRORS as exc:
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        _tampered(result, number, f"summary line is malformed: {problem}")
+        return False
+    if not _GAS_HEX.match(summary.gasUsed):
+        _tampered(result, number, f"summary gasUsed {summary.gasUsed!r} is not 0x-prefixed hex")
+        return False
+    if summary.lines != number - 1:
+        _tampered(result, number, f"summary counts {summary.lines} lines, not {number - 1}")
+        return False
+    if version in SUMMARY_IN_TREE:
+        extra = [k for k in ("head", "root", "treeSize") if k in as_dict]
+        if extra:
+            _tampered(
+                result, number,
+                f"a version {version} summary carries no {'/'.join(extra)} (it is in the tree)",
+            )
+            return False
+    elif summary.head != result.head:
+        _tampered(result, number, "summary head is not the hash of the line before it")
+        return False
+    if tree is not None:
+        result.root = tree.root().hex()
+        result.tree_size = tree.size
+        if version not in SUMMARY_IN_TREE and "root" in as_dict and (
+            summary.root != result.root or summary.treeSize != tree.size
+        ):
+            _tampered(result, number, "summary Merkle root does not match the lines before it")
+            return False
+    result.summary = as_dict
+    return True
+
+
+def _too_long(result: Verification, number: int) -> None:
+    reason = f"line {number} is longer than {size_text(MAX_LINE_BYTES)}"
+    if number == 1:
+        result.reason = reason + ": not a blocktrace trace"
+    else:
+        _tampered(result, number, reason + ": no blocktrace line is that long")
+
+
+def _torn(result: Verification, number: int, raw: bytes) -> None:
+    if number == 1:
+        result.reason = "the only line is incomplete (no newline): not a complete trace"
+        return
+    if result.summary is not None:
+        _tampered(result, number, "bytes after the summary line")
+        return
+    result.status = "unsealed"
+    result.line = number
+    result.reason = (
+        f"line {number} is torn ({len(raw)} bytes without a newline): the run was cut "
+        "short mid-line; the lines before it check"
+    )
+
+
+def _tampered(result: Verification, number: int, reason: str) -> None:
+    result.status = "tampered"
+    result.line = number
+    result.reason = reason
+
+

@@ -1,0 +1,111 @@
+"""The format's chain and leaf rules are one definition: both line writers and
+the C sources are checked against ``blocktrace.format.rules``."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from blocktrace.chain import merkle, writer
+from blocktrace.format import rules
+from blocktrace.format.versions import LINES_PER_LEAF
+
+_C_SOURCES = sorted((Path(rules.__file__).parents[1]).rglob("*.c"))
+
+
+def _c_literal(data: bytes) -> str:
+    """``data`` as it is spelled inside a C string literal."""
+    out = []
+    for byte in data:
+        ch = chr(byte)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\\":
+            out.append("\\\\")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def test_the_c_writer_spells_the_format_constants_of_the_reference() -> None:
+    if not _C_SOURCES:
+        pytest.skip("no C sources in this checkout")
+    text = "\n".join(p.read_text() for p in _C_SOURCES)
+    for constant in (rules.DOMAIN, rules.OP_MID, rules.HASH_FIELD):
+        assert _c_literal(constant) in text, constant
+    # The tail: ,"hash":"<64 hex>"}\n
+    assert rules.LINE_TAIL_LEN == len(rules.HASH_FIELD) + 64 + 3 == 76
+
+
+def _bodies() -> st.SearchStrategy[list[bytes]]:
+    body = st.binary(max_size=200).map(
+        lambda b: b'{"x":"' + b.replace(b"\n", b"").hex().encode() + b'"'
+    )
+    return st.lists(body, min_size=1, max_size=70)
+
+
+def _written(cls: type, bodies: list[bytes]) -> tuple[bytes, bytes]:
+    out: list[bytes] = []
+    w = cls(out.append, buffer_size=1 << 12, lines_per_leaf=LINES_PER_LEAF)
+    for body in bodies:
+        w.line(body)
+    w.close_leaf()
+    w.flush()
+    return b"".join(out), w.root()
+
+
+def _writers() -> list[type]:
+    found = [writer.PyLineWriter]
+    try:
+        from blocktrace.chain._cwriter import LineWriter  # type: ignore[import-not-found]
+    except ImportError:
+        pass
+    else:
+        found.append(LineWriter)
+    return found
+
+
+@settings(max_examples=60, deadline=None)
+@given(bodies=_bodies(), summary=st.booleans())
+def test_both_writers_write_exactly_the_reference_bytes(bodies: list[bytes], summary: bool) -> None:
+    """Version 3: every line, the summary too, by the ordinary rule; the tree is
+    the leaves of every line."""
+    if summary:
+        bodies = [*bodies, b'{"output":"0","gasUsed":"0x1","pass":true,"time":1,"lines":%d'
+                  % len(bodies)]
+    leaves: list[bytes] = []
+    expected = rules.rechain(bodies, 3, leaves.append)
+    lines = expected.splitlines(keepends=True)
+    groups = [b"".join(lines[i : i + 16]) for i in range(0, len(lines), 16)]
+    assert leaves == [hashlib.sha256(b"\x00" + g).digest() for g in groups]
+    for cls in _writers():
+        data, root = _written(cls, bodies)
+        assert data == expected, cls
+        assert root == merkle.root(groups), cls
+
+
+def test_rechain_of_the_three_versions_verifies(tmp_path: Path) -> None:
+    from blocktrace.chain.verify import verify_file
+
+    header = b'{"blocktrace":%d,"hashAlg":"sha256","genesis":"g"'
+    for version in (1, 2, 3):
+        bodies = [header % version] + [b'{"event":"x","n":%d' % i for i in range(40)]
+        count = len(bodies)
+        summary = b'{"output":"0","gasUsed":"0x0","pass":true,"time":1,"lines":%d' % count
+        path = tmp_path / f"v{version}.jsonl"
+        if version == 3:
+            path.write_bytes(rules.rechain([*bodies, summary], 3))
+        else:
+            from blocktrace.chain.rewrite import rechain_trace
+
+            path.write_bytes(rechain_trace(rules.rechain([*bodies, summary], 3), version=version))
+        result = verify_file(path)
+        assert result.status == "sealed", (version, result.reason)
+        assert result.version == version
+        assert result.outcome_in_tree == (version == 3)
