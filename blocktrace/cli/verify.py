@@ -27,6 +27,7 @@ def exit_status(result: Verification, anchors: AnchorReport | None = None) -> in
         return EXIT_STATUS[result.status]
     return ANCHOR_EXIT_STATUS[anchors.status]
 
+
 _TEXT = {
     "sealed": "valid and sealed",
     "unsealed": "valid but UNSEALED",
