@@ -8,20 +8,10 @@ from typing import BinaryIO
 import msgspec
 
 from blocktrace.eip3155.records import RawLine
+from blocktrace.format.errors import TraceError
 from blocktrace.limits import LineTooLongError, bounded_lines
 
 __all__ = ["TraceError", "open_trace", "raw_decoder", "trace_lines"]
-
-
-class TraceError(Exception):
-    """Input that cannot be used as a trace; ``str()`` is the one line to print."""
-
-    def __init__(self, path: str, lineno: int | None, problem: str) -> None:
-        where = path if lineno is None else f"{path}:{lineno}"
-        super().__init__(f"{where}: {problem}")
-        self.path = path
-        self.lineno = lineno
-        self.problem = problem
 
 
 def open_trace(path: str) -> BinaryIO:

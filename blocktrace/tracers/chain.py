@@ -212,10 +212,8 @@ class ChainTracer:
             "argv": list(sys.argv if argv is None else argv),
             "start": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "pid": os.getpid(),
-            "level": "op",
+            "level": level,  # the events kept are chosen by LevelFilter (tracers/level.py)
         }
-        if level != "op":  # the events kept are chosen by LevelFilter (tracers/level.py)
-            header["level"] = level
         self._line(_encode(header)[:-1])
         self.flush()
         if periodic:
