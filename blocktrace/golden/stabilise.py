@@ -183,12 +183,15 @@ def stabilise(source: IO[bytes], target: IO[bytes], rules: Normaliser) -> int:
             summary["time"] = 0
             if "lines" in summary:
                 summary["lines"] = writer.lines
-            writer.close_leaf()
             if "head" in summary:  # format version 2: the chain before the summary
+                writer.close_leaf()
                 summary["head"] = writer.head
                 summary["root"] = writer.root().hex()
                 summary["treeSize"] = writer.tree_size
-            writer.summary(_encode(summary)[:-1])
+                writer.summary(_encode(summary)[:-1])
+            else:  # version 3: an ordinary line, the last of the tree
+                writer.line(_encode(summary)[:-1])
+                writer.close_leaf()
             sealed = True
             break
         if body.startswith(b'{"event":"source"'):

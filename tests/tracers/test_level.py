@@ -47,7 +47,7 @@ def _record(tmp_path: Path, level: Any) -> list[dict[str, Any]]:
 
 def test_levels_keep_their_events_and_count_every_instruction(tmp_path: Path) -> None:
     op, line, call = (_record(tmp_path, level) for level in ("op", "line", "call"))
-    assert "level" not in op[0]
+    assert op[0]["level"] == "op"  # format version 3: every header says its level
     assert line[0]["level"] == "line" and call[0]["level"] == "call"
     # Gas is instructions executed, whatever the level.
     assert op[-1]["gasUsed"] == line[-1]["gasUsed"] == call[-1]["gasUsed"]
