@@ -15,11 +15,10 @@ import stat
 from dataclasses import dataclass
 
 from blocktrace.format.lines import SourceLine
+from blocktrace.limits import MAX_SOURCE_BYTES
 
 __all__ = ["MAX_SOURCE_BYTES", "SourceText", "fingerprint", "read_source"]
 
-MAX_SOURCE_BYTES = 8 << 20
-"""The largest source file read (8 MiB); larger ones are not quoted."""
 
 
 @dataclass(frozen=True, slots=True)
