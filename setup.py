@@ -23,5 +23,11 @@ setup(
             extra_compile_args=_FLAGS,
             optional=True,
         ),
+        Extension(
+            "blocktrace.views.blocks._cvalues",
+            ["blocktrace/views/blocks/_cvalues.c"],
+            extra_compile_args=_FLAGS,
+            optional=True,
+        ),
     ],
 )

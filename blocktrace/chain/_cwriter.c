@@ -51,7 +51,7 @@ static const uint32_t H256[8] = {
     0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
 };
 
-/* A compression function of SHA-256 (8 state words) or SHA-1 (5): nblocks 64-byte blocks. */
+/* A SHA-256 compression function: nblocks 64-byte blocks into the 8 state words. */
 typedef void (*compress_fn)(uint32_t *st, const uint8_t *p, size_t nblocks);
 
 static inline uint32_t rotr(uint32_t x, unsigned n) { return (x >> n) | (x << (32 - n)); }
@@ -208,8 +208,7 @@ static int cpu_has_shani(void)
 
 static compress_fn compress = compress_portable;
 
-/* The state of a SHA-256 or SHA-1 hash (SHA-1 uses h[0..4]): both pad and
- * buffer the same way (FIPS 180-4, 5.1.1), only their compressions differ. */
+/* The state of a SHA-256 hash (padding and buffering: FIPS 180-4, 5.1.1). */
 typedef struct {
     uint32_t h[8];
     uint64_t n;       /* bytes fed so far */
@@ -284,112 +283,6 @@ static void sha_digest(const sha_ctx *c, uint8_t out[32])
     uint32_t h[8];
     md_final(c, compress, h);
     for (int i = 0; i < 8; i++)
-        store_be32(out + 4 * i, h[i]);
-}
-
-/* ------------------------------------------------------------------------ */
-/* SHA-1 (FIPS 180-4), for BlockTrace's blocks (the 0.0.16 default algorithm)  */
-/* ------------------------------------------------------------------------ */
-
-static inline uint32_t rotl(uint32_t x, unsigned n) { return (x << n) | (x >> (32 - n)); }
-
-static void compress1_portable(uint32_t *st, const uint8_t *p, size_t nblocks)
-{
-    uint32_t w[80];
-    while (nblocks--) {
-        for (int t = 0; t < 16; t++)
-            w[t] = load_be32(p + 4 * t);
-        for (int t = 16; t < 80; t++)
-            w[t] = rotl(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
-        uint32_t a = st[0], b = st[1], c = st[2], d = st[3], e = st[4];
-        for (int t = 0; t < 80; t++) {
-            uint32_t f, k;
-            if (t < 20) {
-                f = (b & c) | (~b & d);
-                k = 0x5A827999u;
-            } else if (t < 40) {
-                f = b ^ c ^ d;
-                k = 0x6ED9EBA1u;
-            } else if (t < 60) {
-                f = (b & c) | (b & d) | (c & d);
-                k = 0x8F1BBCDCu;
-            } else {
-                f = b ^ c ^ d;
-                k = 0xCA62C1D6u;
-            }
-            uint32_t tmp = rotl(a, 5) + f + e + k + w[t];
-            e = d;
-            d = c;
-            c = rotl(b, 30);
-            b = a;
-            a = tmp;
-        }
-        st[0] += a;
-        st[1] += b;
-        st[2] += c;
-        st[3] += d;
-        st[4] += e;
-        p += 64;
-    }
-}
-
-#ifdef BT_X86
-/* ABCD in one vector (A in the high lane), E in the high lane of another;
- * sha1rnds4 does four rounds with the function given by its immediate,
- * sha1nexte adds E (rotated) to the next four message words, and
- * sha1msg1/sha1msg2 compute the message schedule four words at a time:
- * W[g] = msg2(msg1(W[g-4], W[g-3]) ^ W[g-2], W[g-1]). */
-#define BT_SHA1_GROUP(g, f)                                                       \
-    do {                                                                          \
-        if ((g) < 4)                                                              \
-            m[(g) & 3] = _mm_shuffle_epi8(                                        \
-                _mm_loadu_si128((const __m128i *)(p + 16 * ((g) & 3))), bswap);   \
-        else                                                                      \
-            m[(g) & 3] = _mm_sha1msg2_epu32(                                      \
-                _mm_xor_si128(_mm_sha1msg1_epu32(m[(g) & 3], m[((g) + 1) & 3]),   \
-                              m[((g) + 2) & 3]),                                  \
-                m[((g) + 3) & 3]);                                                \
-        ee = (g) == 0 ? _mm_add_epi32(e0, m[0]) : _mm_sha1nexte_epu32(prev, m[(g) & 3]); \
-        prev = abcd;                                                              \
-        abcd = _mm_sha1rnds4_epu32(abcd, ee, (f));                                \
-    } while (0)
-
-BT_SHA_TARGET
-static void compress1_shani(uint32_t *st, const uint8_t *p, size_t nblocks)
-{
-    const __m128i bswap = _mm_set_epi64x(0x0001020304050607ULL, 0x08090a0b0c0d0e0fULL);
-    __m128i abcd = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)st), 0x1B);
-    __m128i e0 = _mm_set_epi32((int)st[4], 0, 0, 0);
-    while (nblocks--) {
-        __m128i m[4], ee, prev = abcd;
-        __m128i abcd_save = abcd, e_save = e0;
-        BT_SHA1_GROUP(0, 0); BT_SHA1_GROUP(1, 0); BT_SHA1_GROUP(2, 0);
-        BT_SHA1_GROUP(3, 0); BT_SHA1_GROUP(4, 0);
-        BT_SHA1_GROUP(5, 1); BT_SHA1_GROUP(6, 1); BT_SHA1_GROUP(7, 1);
-        BT_SHA1_GROUP(8, 1); BT_SHA1_GROUP(9, 1);
-        BT_SHA1_GROUP(10, 2); BT_SHA1_GROUP(11, 2); BT_SHA1_GROUP(12, 2);
-        BT_SHA1_GROUP(13, 2); BT_SHA1_GROUP(14, 2);
-        BT_SHA1_GROUP(15, 3); BT_SHA1_GROUP(16, 3); BT_SHA1_GROUP(17, 3);
-        BT_SHA1_GROUP(18, 3); BT_SHA1_GROUP(19, 3);
-        e0 = _mm_sha1nexte_epu32(prev, e_save);
-        abcd = _mm_add_epi32(abcd, abcd_save);
-        p += 64;
-    }
-    _mm_storeu_si128((__m128i *)st, _mm_shuffle_epi32(abcd, 0x1B));
-    st[4] = (uint32_t)_mm_extract_epi32(e0, 3);
-}
-#endif /* BT_X86 */
-
-static compress_fn compress1 = compress1_portable;
-
-static const uint32_t H1[5] = {0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u,
-                                0xC3D2E1F0u};
-
-static void sha1_digest(const sha_ctx *c, uint8_t out[20])
-{
-    uint32_t h[8];
-    md_final(c, compress1, h);
-    for (int i = 0; i < 5; i++)
         store_be32(out + 4 * i, h[i]);
 }
 
@@ -1137,50 +1030,9 @@ static PyObject *mod_sha256(PyObject *Py_UNUSED(module), PyObject *arg)
     return PyBytes_FromStringAndSize((const char *)out, 32);
 }
 
-/* sha1_hex(*parts): the SHA-1 hex digest of the parts (bytes-like, or str as
- * UTF-8) one after another, as hashlib.sha1(b"".join(...)).hexdigest(). */
-static PyObject *mod_sha1_hex(PyObject *Py_UNUSED(module), PyObject *const *args,
-                              Py_ssize_t nargs)
-{
-    sha_ctx c;
-    memcpy(c.h, H1, sizeof H1);
-    c.n = 0;
-    for (Py_ssize_t i = 0; i < nargs; i++) {
-        PyObject *part = args[i];
-        if (PyBytes_CheckExact(part)) {
-            md_update(&c, compress1, (const uint8_t *)PyBytes_AS_STRING(part),
-                      (size_t)PyBytes_GET_SIZE(part));
-        } else if (PyUnicode_Check(part)) {
-            Py_ssize_t len;
-            const char *text = PyUnicode_AsUTF8AndSize(part, &len);
-            if (text == NULL)
-                return NULL;
-            md_update(&c, compress1, (const uint8_t *)text, (size_t)len);
-        } else {
-            Py_buffer view;
-            if (PyObject_GetBuffer(part, &view, PyBUF_SIMPLE) < 0)
-                return NULL;
-            md_update(&c, compress1, view.buf, (size_t)view.len);
-            PyBuffer_Release(&view);
-        }
-    }
-    uint8_t digest[20];
-    sha1_digest(&c, digest);
-    PyObject *out = PyUnicode_New(40, 127);
-    if (out == NULL)
-        return NULL;
-    char *hex = (char *)PyUnicode_1BYTE_DATA(out);
-    for (int i = 0; i < 20; i++)
-        memcpy(hex + 2 * i, HEXPAIRS + 2 * digest[i], 2);
-    return out;
-}
-
 static PyMethodDef module_methods[] = {
     {"sha256", mod_sha256, METH_O,
      "sha256(data)\n--\n\nSHA-256 of a bytes-like object, with this module's implementation."},
-    {"sha1_hex", (PyCFunction)(void (*)(void))mod_sha1_hex, METH_FASTCALL,
-     "sha1_hex(*parts)\n--\n\nThe SHA-1 hex digest of the parts (bytes-like, or str as UTF-8) "
-     "in order: hashlib.sha1(b''.join(parts)).hexdigest()."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1200,7 +1052,6 @@ PyMODINIT_FUNC PyInit__cwriter(void)
     int forced = force != NULL && force[0] != '\0' && strcmp(force, "0") != 0;
     if (!forced && cpu_has_shani()) {
         compress = compress_shani;
-        compress1 = compress1_shani;
         impl = "sha-ni";
     }
 #endif

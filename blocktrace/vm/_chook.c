@@ -51,7 +51,6 @@
 #include <Python.h>
 
 #include <limits.h>
-#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -690,85 +689,9 @@ discard(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* plain_values(mapping): a new dict of mapping's items when every key is a str
- * (not "__builtins__") and every value shows the same in a BlockTrace block and
- * in the standard trace (an int in (-2**63, 2**63), a finite float, None, a
- * bool: the exact types); else None, and the caller renders them one by one.
- * A dict is read without running Python code; another mapping (a frame's
- * f_locals proxy) through its items(). */
-static int plain_value(PyObject *v)
-{
-    if (v == Py_None || PyBool_Check(v))
-        return 1;
-    if (PyLong_CheckExact(v)) {
-        int overflow;
-        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
-        if (x == -1 && PyErr_Occurred()) {
-            PyErr_Clear();
-            return 0;
-        }
-        return overflow == 0 && x != LLONG_MIN;
-    }
-    if (PyFloat_CheckExact(v))
-        return isfinite(PyFloat_AS_DOUBLE(v));
-    return 0;
-}
-
-static int plain_key(PyObject *k)
-{
-    return PyUnicode_CheckExact(k) && PyUnicode_CompareWithASCIIString(k, "__builtins__") != 0;
-}
-
-static PyObject *plain_values(PyObject *module, PyObject *mapping)
-{
-    (void)module;
-    PyObject *out = PyDict_New();
-    if (out == NULL)
-        return NULL;
-    if (PyDict_CheckExact(mapping)) {
-        Py_ssize_t pos = 0;
-        PyObject *k, *v;
-        while (PyDict_Next(mapping, &pos, &k, &v)) {
-            if (!plain_key(k) || !plain_value(v))
-                goto not_plain;
-            if (PyDict_SetItem(out, k, v) < 0)
-                goto error;
-        }
-        return out;
-    }
-    PyObject *items = PyMapping_Items(mapping);
-    if (items == NULL)
-        goto error;
-    Py_ssize_t n = PyList_GET_SIZE(items);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *pair = PyList_GET_ITEM(items, i);
-        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2
-            || !plain_key(PyTuple_GET_ITEM(pair, 0)) || !plain_value(PyTuple_GET_ITEM(pair, 1))) {
-            Py_DECREF(items);
-            goto not_plain;
-        }
-        if (PyDict_SetItem(out, PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1)) < 0) {
-            Py_DECREF(items);
-            goto error;
-        }
-    }
-    Py_DECREF(items);
-    return out;
-not_plain:
-    Py_DECREF(out);
-    Py_RETURN_NONE;
-error:
-    Py_DECREF(out);
-    return NULL;
-}
-
 static PyMethodDef chook_methods[] = {
     {"discard", (PyCFunction)(void (*)(void))discard, METH_FASTCALL,
      "discard(vm, event, /)\n--\n\nblocktrace.discard_trace without a Python frame: does nothing."},
-    {"plain_values", (PyCFunction)plain_values, METH_O,
-     "plain_values(mapping, /)\n--\n\nA new dict of the items when every key is a str (not "
-     "'__builtins__') and every value an int in (-2**63, 2**63), a finite float, None or a bool "
-     "(exact types); else None."},
     {NULL, NULL, 0, NULL},
 };
 

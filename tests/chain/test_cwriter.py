@@ -206,47 +206,6 @@ def test_implementation_is_sha_ni_exactly_when_the_cpu_has_it() -> None:
     assert expected == _cwriter.IMPLEMENTATION
 
 
-# -- SHA-1 (BlockTrace's blocks) ----------------------------------------------------
-
-
-def _sha1(data: bytes) -> str:
-    return hashlib.sha1(data).hexdigest()
-
-
-def test_sha1_hex_matches_hashlib_for_every_short_length_and_large_inputs() -> None:
-    data = os.urandom(300)
-    for n in range(301):
-        assert _cwriter.sha1_hex(data[:n]) == _sha1(data[:n]), n
-    for n in (1 << 20, (1 << 20) + 55, 3_000_017):
-        big = os.urandom(n)
-        assert _cwriter.sha1_hex(big) == _sha1(big)
-        assert _cwriter.sha1_hex(bytearray(big), memoryview(big)[:0]) == _sha1(big)
-
-
-def test_sha1_known_vectors() -> None:  # FIPS 180-4 examples
-    assert _cwriter.sha1_hex(b"abc") == "a9993e364706816aba3e25717850c26c9cd0d89d"
-    assert _cwriter.sha1_hex() == "da39a3ee5e6b4b0d3255bfef95601890afd80709"
-    assert _cwriter.sha1_hex(b"a" * 1_000_000) == "34aa973cd4c4daa4f61eeb2bdbad27316534016f"
-    assert _cwriter.sha1_hex(
-        b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
-    ) == "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
-
-
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.one_of(st.binary(max_size=200), st.text(max_size=80)), max_size=12))
-def test_sha1_hex_of_parts_is_sha1_of_their_concatenation(parts: list[bytes | str]) -> None:
-    joined = b"".join(p.encode() if isinstance(p, str) else p for p in parts)
-    assert _cwriter.sha1_hex(*parts) == _sha1(joined)
-
-
-def test_sha1_hex_rejects_what_is_not_bytes_or_text() -> None:
-    for bad in (3, None, [1, 2]):
-        with pytest.raises(TypeError):
-            _cwriter.sha1_hex(b"ok", bad)
-    with pytest.raises(UnicodeEncodeError):
-        _cwriter.sha1_hex("\ud800")  # a lone surrogate has no UTF-8
-
-
 _PORTABLE_SCRIPT = textwrap.dedent(
     """
     import os, sys, msgspec
@@ -266,7 +225,6 @@ _PORTABLE_SCRIPT = textwrap.dedent(
         "impl": _cwriter.IMPLEMENTATION,
         "data": [d.hex() for d in data],
         "digests": [_cwriter.sha256(d).hex() for d in data],
-        "sha1": [_cwriter.sha1_hex(d[:len(d) // 3], d[len(d) // 3:]) for d in data],
         "bodies": [b.hex() for b in bodies],
         "out": out.hex(), "root": root.hex(),
     }))
@@ -290,12 +248,6 @@ def test_portable_sha256_matches_hashlib(portable_run: dict[str, Any]) -> None:
     assert portable_run["impl"] == "portable"
     for data, digest in zip(portable_run["data"], portable_run["digests"], strict=True):
         assert bytes.fromhex(digest) == _sha(bytes.fromhex(data))
-
-
-def test_portable_sha1_matches_hashlib(portable_run: dict[str, Any]) -> None:
-    assert portable_run["impl"] == "portable"
-    for data, digest in zip(portable_run["data"], portable_run["sha1"], strict=True):
-        assert digest == _sha1(bytes.fromhex(data))
 
 
 def test_portable_writer_matches_the_reference(portable_run: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from blocktrace import blocktrace
 from blocktrace.blocktrace import ChainFailure
+from blocktrace.views.blocks import values as blocks_values
 
 from . import samples_blocktrace as s
 
@@ -532,8 +533,8 @@ FLIP_STATES: list[tuple[bytes, list[int], dict[str, int], int | None]] = [
 def test_globals_on_follow_every_change_between_two_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version_tag: bool
 ) -> None:
-    if not version_tag:  # the identity check used where no dict version tag is known
-        monkeypatch.setattr(blocktrace, "_dict_version_at", [None])
+    if not version_tag:  # the identity check used where no dict watcher is had
+        monkeypatch.setattr(blocks_values, "_watch", None)
     blocks = _flip_globals(tmp_path, "on", f"flipmod_on_{version_tag}")
     shown = [(msgspec.json.encode(b["Globals"]["X"]), b["Globals"]["ITEMS"],
               b["Globals"]["TABLE"], b["Globals"].get("NEW")) for b in blocks]
@@ -545,7 +546,7 @@ def test_globals_changes_follow_every_change_between_two_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version_tag: bool
 ) -> None:
     if not version_tag:
-        monkeypatch.setattr(blocktrace, "_dict_version_at", [None])
+        monkeypatch.setattr(blocks_values, "_watch", None)
     blocks = _flip_globals(tmp_path, "changes", f"flipmod_changes_{version_tag}")
     changed = [b["Globals"].get("values_changed", {}) for b in blocks]
     xs = [msgspec.json.encode(c["root['X']"]["new_value"]) for c in changed
@@ -560,10 +561,12 @@ def test_globals_changes_follow_every_change_between_two_lines(
     assert [r for r in removed if r] == [{"root['NEW']": 7}]
 
 
-def test_the_dict_version_tag_is_known_here() -> None:
-    # CPython 3.12 and 3.13 (what this project supports) have it; without it
-    # globals are checked by identity, correct but slower
-    assert blocktrace._probe_dict_version() is not None
+def test_globals_are_watched_where_the_c_helper_is_built() -> None:
+    # a dict watcher (public C API since 3.12) tells when a module's globals
+    # changed; without it globals are checked by identity, correct but slower
+    if blocks_values.plain_values is None:
+        pytest.skip("the C helper is not built, or BLOCKTRACE_PURE is set")
+    assert blocks_values._watch is not None
 
 
 LOCALS_SOURCE = '''\
