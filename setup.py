@@ -7,13 +7,17 @@ warning, never an install failure.  ``BLOCKTRACE_PURE=1`` at run time ignores th
 
 from setuptools import Extension, setup
 
-_FLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+# hidden: the helpers of one extension (sha256_init ...) are never seen by another library
+_FLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"]
 
 setup(
     ext_modules=[
         Extension(
             "blocktrace.chain._cwriter",
-            ["blocktrace/chain/_cwriter.c"],
+            [f"blocktrace/chain/csrc/{name}.c"
+             for name in ("writer", "buffer", "sites", "merkle", "sha256", "cpu")],
+            depends=[f"blocktrace/chain/csrc/{name}.h"
+                     for name in ("buffer", "cpu", "hex", "merkle", "opline", "sha256", "sites")],
             extra_compile_args=_FLAGS,
             optional=True,
         ),

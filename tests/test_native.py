@@ -64,3 +64,93 @@ def test_the_extensions_load_when_built() -> None:
     except ImportError:
         pytest.skip("the C extensions are not built")
     assert _native.extension("blocktrace.chain._cwriter") is cwriter
+
+
+_EXTENSIONS = ("blocktrace.chain._cwriter", "blocktrace.vm._chook",
+               "blocktrace.views.blocks._cvalues")
+
+
+def _built() -> dict[str, str]:
+    """Module name -> the file of every extension that is built here."""
+    import importlib.util
+
+    found = {}
+    for name in _EXTENSIONS:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin is not None:
+            found[name] = spec.origin
+    return found
+
+
+def test_the_stubs_say_what_the_extensions_have() -> None:
+    """``mypy.stubtest``: each ``.pyi`` matches its module's names and signatures."""
+    pytest.importorskip("mypy.stubtest", reason="mypy is not installed (the dev extra)")
+    built = _built()
+    if len(built) != len(_EXTENSIONS):
+        pytest.skip("the C extensions are not all built")
+    out = subprocess.run([sys.executable, "-m", "mypy.stubtest", *_EXTENSIONS],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+_IN_SUBINTERPRETER = """
+import importlib.util
+def load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+files = {files!r}
+w = load("blocktrace.chain._cwriter", files["blocktrace.chain._cwriter"])
+out = bytearray()
+writer = w.LineWriter(out.extend, lines_per_leaf=2)
+for body in (b'{{"a":1', b'{{"b":2', b'{{"c":3'):
+    writer.line(body)
+writer.flush()
+assert bytes(out) == {expected!r}, bytes(out)
+assert writer.root() == {root!r}
+h = load("blocktrace.vm._chook", files["blocktrace.vm._chook"])
+assert h.CACHE == 1 and h.PLAIN_ATTRIBUTES == 1
+class VM:
+    pass
+vm = VM()
+vm.gas = 5
+seen = []
+def f():
+    return 1
+code = f.__code__
+hook = h.InstructionHook({{id(code): [b"event"]}}, vm, lambda v, e: seen.append(e),
+                         lambda c, o: None, lambda c, o: None, lambda e: None, object())
+hook(code, 0)
+assert seen == [b"event"] and vm.gas == 4 and vm.site == b"event"
+"""
+
+
+def test_the_extensions_work_in_a_subinterpreter() -> None:
+    """Multi-phase init and per-module state: each interpreter that loads an
+    extension gets its own module (its own types, watcher ids, interned names)."""
+    built = _built()
+    if len(built) != len(_EXTENSIONS) or _native.PURE:
+        pytest.skip("the C extensions are not all built, or BLOCKTRACE_PURE is set")
+    interpreters = pytest.importorskip("_interpreters" if sys.version_info >= (3, 13)
+                                       else "_xxsubinterpreters")
+    from blocktrace.chain import _cwriter
+
+    out = bytearray()
+    writer = _cwriter.LineWriter(out.extend, lines_per_leaf=2)
+    for body in (b'{"a":1', b'{"b":2', b'{"c":3'):
+        writer.line(body)
+    writer.flush()
+    code = _IN_SUBINTERPRETER.format(files=built, expected=bytes(out), root=writer.root())
+    # in a child: a subinterpreter's failure must not take the test run with it; the
+    # modules are loaded from their files alone (the blocktrace package imports
+    # msgspec, which does not load in subinterpreters)
+    script = (f"import {interpreters.__name__} as interpreters\n"
+              "interp = interpreters.create()\n"
+              f"err = interpreters.run_string(interp, {code!r})\n"
+              "interpreters.destroy(interp)\n"
+              "assert err is None, err\n"
+              "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr

@@ -54,31 +54,41 @@
 #include <stddef.h>
 #include <stdint.h>
 
-static PyObject *str_gas;   /* interned "gas" */
-static PyObject *str_site;  /* interned "site" */
-static PyObject *int_zero;
-static PyObject *int_one;
+/* Per module (multi-phase init: one per interpreter that imports it). */
+typedef struct {
+    PyObject *hook_type;
+    PyObject *str_gas;  /* interned "gas" */
+    PyObject *str_site; /* interned "site" */
+    PyObject *int_zero;
+    PyObject *int_one;
+    /* 0 when no dict watcher could be had: then no hook caches. */
+    int watching_dicts;
+    int dict_watcher_id;
+    /* 0 when no type watcher could be had: then vm attributes always go
+     * through the type's getattro/setattro. */
+    int watching_types;
+    int type_watcher_id;
+} chook_state;
 
-/* -1 when no dict watcher could be had: then no hook caches. */
-static int watcher_id = -1;
-/* Bumped whenever a watched dict changes other than by adding a key. */
+/* Bumped whenever a watched dict changes other than by adding a key, and
+ * whenever a watched type is modified (PyType_Modified).  A watcher callback
+ * is told no more than the dict or type, so these are process-wide, shared by
+ * the watchers of every interpreter (atomic: interpreters may have their own
+ * GIL); a bump only ever makes a hook look again. */
 static uint64_t cache_epoch = 1;
-
-/* -1 when no type watcher could be had: then vm attributes always go
- * through the type's getattro/setattro. */
-static int type_watcher_id = -1;
-/* Bumped whenever a watched type is modified (PyType_Modified). */
 static uint64_t type_epoch = 1;
-/* Watcher ids belong to one interpreter: the one that loaded the module.  In
- * any other, the same id may be someone else's watcher, so no hook made there
- * relies on them. */
-static PyInterpreterState *watch_interp;
+
+static inline uint64_t
+load_epoch(const uint64_t *epoch)
+{
+    return __atomic_load_n(epoch, __ATOMIC_RELAXED);
+}
 
 static int
 type_changed(PyTypeObject *type)
 {
     (void)type;
-    type_epoch++;
+    __atomic_add_fetch(&type_epoch, 1, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -89,7 +99,7 @@ sites_changed(PyDict_WatchEvent event, PyObject *dict, PyObject *key, PyObject *
     (void)key;
     (void)new_value;
     if (event != PyDict_EVENT_ADDED) {
-        cache_epoch++;
+        __atomic_add_fetch(&cache_epoch, 1, __ATOMIC_RELAXED);
     }
     return 0;
 }
@@ -115,6 +125,7 @@ typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
     PyObject *weakrefs;
+    chook_state *st; /* the module's (its type holds the module) */
     PyObject *sites;
     PyObject *vm;
     PyObject *tracer;
@@ -147,13 +158,13 @@ typedef struct {
 static int
 learn_vm_type(InstructionHook *self, PyTypeObject *tp)
 {
-    uint64_t epoch = type_epoch;
-    int plain = type_watcher_id >= 0 && PyInterpreterState_Get() == watch_interp
+    uint64_t epoch = load_epoch(&type_epoch);
+    int plain = self->st->watching_types
                 && ((tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) || tp->tp_dictoffset != 0)
                 && tp->tp_getattro == PyObject_GenericGetAttr
                 && tp->tp_setattro == PyObject_GenericSetAttr && tp->tp_mro != NULL
                 && PyTuple_Check(tp->tp_mro);
-    if (plain && PyType_Watch(type_watcher_id, (PyObject *)tp) < 0) {
+    if (plain && PyType_Watch(self->st->type_watcher_id, (PyObject *)tp) < 0) {
         return -1;
     }
     for (Py_ssize_t i = 0; plain && i < PyTuple_GET_SIZE(tp->tp_mro); i++) {
@@ -168,9 +179,9 @@ learn_vm_type(InstructionHook *self, PyTypeObject *tp)
             break;
         }
         /* type dicts have exact str keys: no Python code runs here */
-        int has = PyDict_Contains(dict, str_gas);
+        int has = PyDict_Contains(dict, self->st->str_gas);
         if (has == 0) {
-            has = PyDict_Contains(dict, str_site);
+            has = PyDict_Contains(dict, self->st->str_site);
         }
         Py_DECREF(dict);
         if (has < 0) {
@@ -181,7 +192,7 @@ learn_vm_type(InstructionHook *self, PyTypeObject *tp)
     if (plain) {
         /* The lookup that gives tp a version tag (neither name is in the MRO,
          * so this reads the instance dict and runs no Python code). */
-        PyObject *value = PyObject_GenericGetAttr(self->vm, str_gas);
+        PyObject *value = PyObject_GenericGetAttr(self->vm, self->st->str_gas);
         if (value != NULL) {
             Py_DECREF(value);
         }
@@ -208,7 +219,7 @@ static PyObject *
 plain_dict(InstructionHook *self)
 {
     PyTypeObject *tp = Py_TYPE(self->vm);
-    if ((PyObject *)tp != self->vm_type || self->vm_type_epoch != type_epoch) {
+    if ((PyObject *)tp != self->vm_type || self->vm_type_epoch != load_epoch(&type_epoch)) {
         if (learn_vm_type(self, tp) < 0) {
             return NULL;
         }
@@ -240,7 +251,7 @@ vm_set(InstructionHook *self, PyObject *name, PyObject *value)
 static PyObject *
 sites_for(InstructionHook *self, PyObject *code)
 {
-    if (self->last_code == code && self->last_epoch == cache_epoch) {
+    if (self->last_code == code && self->last_epoch == load_epoch(&cache_epoch)) {
         return Py_NewRef(self->last_list);
     }
     PyObject *key = PyLong_FromVoidPtr(code);
@@ -275,7 +286,7 @@ sites_for(InstructionHook *self, PyObject *code)
         PyObject *old_list = self->last_list;
         self->last_code = Py_NewRef(code);
         self->last_list = Py_NewRef(list);
-        self->last_epoch = cache_epoch;
+        self->last_epoch = load_epoch(&cache_epoch);
         Py_XDECREF(old_code);
         Py_XDECREF(old_list);
     }
@@ -347,7 +358,7 @@ static PyObject *
 generic_gas(InstructionHook *self, PyObject *const *args, PyObject *event, PyObject *gas)
 {
     PyObject *result = NULL;
-    int empty = PyObject_RichCompareBool(gas, int_zero, Py_LE);
+    int empty = PyObject_RichCompareBool(gas, self->st->int_zero, Py_LE);
     if (empty < 0) {
         goto done;
     }
@@ -358,18 +369,18 @@ generic_gas(InstructionHook *self, PyObject *const *args, PyObject *event, PyObj
         }
         Py_DECREF(r);
     }
-    if (vm_set(self, str_site, event) < 0) {
+    if (vm_set(self, self->st->str_site, event) < 0) {
         goto done;
     }
     int pass_disable = call_tracer(self, event);
     if (pass_disable < 0) {
         goto done;
     }
-    PyObject *left = PyNumber_Subtract(gas, int_one);
+    PyObject *left = PyNumber_Subtract(gas, self->st->int_one);
     if (left == NULL) {
         goto done;
     }
-    int set = vm_set(self, str_gas, left);
+    int set = vm_set(self, self->st->str_gas, left);
     Py_DECREF(left);
     if (set < 0) {
         goto done;
@@ -424,15 +435,15 @@ hook_call(InstructionHook *self, PyObject *const *args, size_t nargsf, PyObject 
     PyObject *dict = plain_dict(self); /* shared by reading gas and setting site */
     PyObject *gas;
     if (dict != NULL) {
-        gas = PyDict_GetItemWithError(dict, str_gas);
+        gas = PyDict_GetItemWithError(dict, self->st->str_gas);
         Py_XINCREF(gas);
         if (gas == NULL && !PyErr_Occurred()) {
             Py_CLEAR(dict);
-            gas = get_attr(self->vm, str_gas); /* absent: the AttributeError */
+            gas = get_attr(self->vm, self->st->str_gas); /* absent: the AttributeError */
         }
     }
     else {
-        gas = PyErr_Occurred() ? NULL : get_attr(self->vm, str_gas);
+        gas = PyErr_Occurred() ? NULL : get_attr(self->vm, self->st->str_gas);
     }
     if (gas == NULL) {
         Py_XDECREF(dict);
@@ -467,11 +478,11 @@ hook_call(InstructionHook *self, PyObject *const *args, size_t nargsf, PyObject 
     }
     int set_site;
     if (dict != NULL) {
-        set_site = PyDict_SetItem(dict, str_site, event);
+        set_site = PyDict_SetItem(dict, self->st->str_site, event);
         Py_DECREF(dict);
     }
     else {
-        set_site = vm_set(self, str_site, event);
+        set_site = vm_set(self, self->st->str_site, event);
     }
     if (set_site < 0) {
         goto done;
@@ -486,13 +497,13 @@ hook_call(InstructionHook *self, PyObject *const *args, size_t nargsf, PyObject 
     }
     else { /* out_of_gas returned at the very bottom: LLONG_MIN - 1 needs a big int */
         PyObject *bottom = PyLong_FromLongLong(left);
-        after = bottom == NULL ? NULL : PyNumber_Subtract(bottom, int_one);
+        after = bottom == NULL ? NULL : PyNumber_Subtract(bottom, self->st->int_one);
         Py_XDECREF(bottom);
     }
     if (after == NULL) {
         goto done;
     }
-    int set = vm_set(self, str_gas, after);
+    int set = vm_set(self, self->st->str_gas, after);
     Py_DECREF(after);
     if (set < 0) {
         goto done;
@@ -538,9 +549,13 @@ hook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
             return NULL;
         }
     }
+    chook_state *st = PyType_GetModuleState(type);
+    if (st == NULL) {
+        return NULL;
+    }
     int cache = 0;
-    if (watcher_id >= 0 && PyDict_CheckExact(sites) && PyInterpreterState_Get() == watch_interp) {
-        if (PyDict_Watch(watcher_id, sites) < 0) {
+    if (st->watching_dicts && PyDict_CheckExact(sites)) {
+        if (PyDict_Watch(st->dict_watcher_id, sites) < 0) {
             return NULL;
         }
         cache = 1;
@@ -552,6 +567,7 @@ hook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->vectorcall = hook_vectorcall;
     self->may_disable = may_disable;
     self->weakrefs = NULL;
+    self->st = st;
     self->sites = Py_NewRef(sites);
     self->vm = Py_NewRef(vm);
     self->tracer = Py_NewRef(tracer);
@@ -561,7 +577,7 @@ hook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->disable = Py_NewRef(disable);
     self->last_code = NULL;
     self->last_list = NULL;
-    self->last_epoch = cache ? cache_epoch : 0;
+    self->last_epoch = cache ? load_epoch(&cache_epoch) : 0;
     self->vm_type = NULL;
     self->vm_type_epoch = 0;
     self->vm_plain = 0;
@@ -649,7 +665,7 @@ hook_tp_call(PyObject *callable, PyObject *args, PyObject *kwargs)
 }
 
 PyDoc_STRVAR(hook_doc,
-"InstructionHook(sites, vm, tracer, missing, out_of_gas, failed, disable)\n"
+"InstructionHook(sites, vm, tracer, missing, out_of_gas, failed, disable, *, may_disable=False)\n"
 "--\n\n"
 "The stepper's per-instruction callback in C: called as hook(code, offset), it\n"
 "does exactly what the Python closure in blocktrace/vm/_chook.c's header does.");
@@ -695,54 +711,103 @@ static PyMethodDef chook_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static int
+chook_exec(PyObject *module)
+{
+    chook_state *st = PyModule_GetState(module);
+    st->str_gas = PyUnicode_InternFromString("gas");
+    st->str_site = PyUnicode_InternFromString("site");
+    st->int_zero = PyLong_FromLong(0);
+    st->int_one = PyLong_FromLong(1);
+    if (st->str_gas == NULL || st->str_site == NULL || st->int_zero == NULL
+        || st->int_one == NULL) {
+        return -1;
+    }
+    int id = PyDict_AddWatcher(sites_changed);
+    if (id < 0) {
+        PyErr_Clear(); /* all dict watcher ids taken: hooks run without the cache */
+    }
+    else {
+        st->dict_watcher_id = id;
+        st->watching_dicts = 1;
+    }
+    id = PyType_AddWatcher(type_changed);
+    if (id < 0) {
+        PyErr_Clear(); /* all type watcher ids taken: vm attributes take the slow path */
+    }
+    else {
+        st->type_watcher_id = id;
+        st->watching_types = 1;
+    }
+    st->hook_type = PyType_FromModuleAndSpec(module, &hook_spec, NULL);
+    if (st->hook_type == NULL || PyModule_AddObjectRef(module, "InstructionHook", st->hook_type) < 0
+        || PyModule_AddIntConstant(module, "CACHE", st->watching_dicts) < 0
+        || PyModule_AddIntConstant(module, "PLAIN_ATTRIBUTES", st->watching_types) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int
+chook_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    chook_state *st = PyModule_GetState(module);
+    Py_VISIT(st->hook_type);
+    return 0;
+}
+
+static int
+chook_clear(PyObject *module)
+{
+    chook_state *st = PyModule_GetState(module);
+    Py_CLEAR(st->hook_type);
+    Py_CLEAR(st->str_gas);
+    Py_CLEAR(st->str_site);
+    Py_CLEAR(st->int_zero);
+    Py_CLEAR(st->int_one);
+    return 0;
+}
+
+static void
+chook_free(void *module)
+{
+    chook_state *st = PyModule_GetState((PyObject *)module);
+    chook_clear((PyObject *)module);
+    /* dicts and types still marked with an id call nothing once it is cleared */
+    if (st->watching_dicts) {
+        st->watching_dicts = 0;
+        if (PyDict_ClearWatcher(st->dict_watcher_id) < 0) {
+            PyErr_WriteUnraisable((PyObject *)module);
+        }
+    }
+    if (st->watching_types) {
+        st->watching_types = 0;
+        if (PyType_ClearWatcher(st->type_watcher_id) < 0) {
+            PyErr_WriteUnraisable((PyObject *)module);
+        }
+    }
+}
+
+static PyModuleDef_Slot chook_slots[] = {
+    {Py_mod_exec, chook_exec},
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+    {0, NULL},
+};
+
 static struct PyModuleDef chook_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "blocktrace.vm._chook",
     .m_doc = "The stepper's per-instruction sys.monitoring callback, in C.",
-    .m_size = -1,
+    .m_size = sizeof(chook_state),
     .m_methods = chook_methods,
+    .m_slots = chook_slots,
+    .m_traverse = chook_traverse,
+    .m_clear = chook_clear,
+    .m_free = chook_free,
 };
 
 PyMODINIT_FUNC
 PyInit__chook(void)
 {
-    str_gas = PyUnicode_InternFromString("gas");
-    str_site = PyUnicode_InternFromString("site");
-    int_zero = PyLong_FromLong(0);
-    int_one = PyLong_FromLong(1);
-    if (str_gas == NULL || str_site == NULL || int_zero == NULL || int_one == NULL) {
-        return NULL;
-    }
-    if (watch_interp == NULL) {
-        watch_interp = PyInterpreterState_Get();
-    }
-    if (watcher_id < 0) {
-        watcher_id = PyDict_AddWatcher(sites_changed);
-        if (watcher_id < 0) {
-            PyErr_Clear(); /* all dict watcher ids taken: hooks run without the cache */
-        }
-    }
-    PyObject *module = PyModule_Create(&chook_module);
-    if (module == NULL) {
-        return NULL;
-    }
-    PyObject *type = PyType_FromSpec(&hook_spec);
-    if (type == NULL || PyModule_AddObjectRef(module, "InstructionHook", type) < 0) {
-        Py_XDECREF(type);
-        Py_DECREF(module);
-        return NULL;
-    }
-    Py_DECREF(type);
-    if (type_watcher_id < 0) {
-        type_watcher_id = PyType_AddWatcher(type_changed);
-        if (type_watcher_id < 0) {
-            PyErr_Clear(); /* all type watcher ids taken: vm attributes take the slow path */
-        }
-    }
-    if (PyModule_AddIntConstant(module, "CACHE", watcher_id >= 0) < 0
-        || PyModule_AddIntConstant(module, "PLAIN_ATTRIBUTES", type_watcher_id >= 0) < 0) {
-        Py_DECREF(module);
-        return NULL;
-    }
-    return module;
+    return PyModuleDef_Init(&chook_module);
 }

@@ -1,0 +1,26 @@
+/* The writer's output buffer and its flush to the `write` callable.
+ *
+ * A flush is not re-entrant: a nested call (from code that `write` ran)
+ * returns at once, and lines added meanwhile go behind the bytes being
+ * written.  On an exception the unwritten bytes stay buffered. */
+
+#ifndef BT_BUFFER_H
+#define BT_BUFFER_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    size_t limit;  /* flush before a line that would take len past it */
+    int flushing;
+} line_buffer;
+
+/* Hand every buffered byte to write(bytes); 0, or -1 with its exception. */
+int buffer_flush(line_buffer *b, PyObject *write);
+
+/* Room for need bytes in all (len included); -1 with MemoryError. */
+int buffer_reserve(line_buffer *b, size_t need);
+
+#endif /* BT_BUFFER_H */

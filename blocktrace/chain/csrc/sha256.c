@@ -1,0 +1,185 @@
+/* SHA-256 (FIPS 180-4): the compression function, portable and with the x86
+ * SHA extensions, and the choice between them (see sha256.h). */
+
+#include "sha256.h"
+
+#include "cpu.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define BT_X86 1
+#endif
+
+static const uint32_t K256[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1,
+    0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
+    0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
+    0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
+    0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
+    0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
+    0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
+    0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+
+const uint32_t SHA256_H0[8] = {
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+};
+
+static inline uint32_t rotr(uint32_t x, unsigned n) { return (x >> n) | (x << (32 - n)); }
+
+static inline uint32_t load_be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+#define BT_S0(x) (rotr((x), 2) ^ rotr((x), 13) ^ rotr((x), 22))
+#define BT_S1(x) (rotr((x), 6) ^ rotr((x), 11) ^ rotr((x), 25))
+#define BT_s0(x) (rotr((x), 7) ^ rotr((x), 18) ^ ((x) >> 3))
+#define BT_s1(x) (rotr((x), 17) ^ rotr((x), 19) ^ ((x) >> 10))
+/* One round with the working variables named in place (no register shuffle):
+ * d and h are the ones that change. */
+#define BT_ROUND(a, b, c, d, e, f, g, h, k, wt)                                  \
+    do {                                                                         \
+        uint32_t t1_ = (h) + BT_S1(e) + (((e) & (f)) ^ (~(e) & (g))) + (k) + (wt); \
+        (d) += t1_;                                                              \
+        (h) = t1_ + BT_S0(a) + (((a) & (b)) ^ ((a) & (c)) ^ ((b) & (c)));        \
+    } while (0)
+/* W[t] for t >= 16, kept in a ring of 16 words. */
+#define BT_W(t) (w[(t) & 15] += BT_s1(w[((t) - 2) & 15]) + w[((t) - 7) & 15] + BT_s0(w[((t) - 15) & 15]))
+
+void sha256_compress_portable(uint32_t st[8], const uint8_t *p, size_t nblocks)
+{
+    uint32_t w[16];
+    while (nblocks--) {
+        uint32_t a = st[0], b = st[1], c = st[2], d = st[3];
+        uint32_t e = st[4], f = st[5], g = st[6], h = st[7];
+        for (int t = 0; t < 16; t++)
+            w[t] = load_be32(p + 4 * t);
+        for (int t = 0; t < 16; t += 8) {
+            BT_ROUND(a, b, c, d, e, f, g, h, K256[t + 0], w[t + 0]);
+            BT_ROUND(h, a, b, c, d, e, f, g, K256[t + 1], w[t + 1]);
+            BT_ROUND(g, h, a, b, c, d, e, f, K256[t + 2], w[t + 2]);
+            BT_ROUND(f, g, h, a, b, c, d, e, K256[t + 3], w[t + 3]);
+            BT_ROUND(e, f, g, h, a, b, c, d, K256[t + 4], w[t + 4]);
+            BT_ROUND(d, e, f, g, h, a, b, c, K256[t + 5], w[t + 5]);
+            BT_ROUND(c, d, e, f, g, h, a, b, K256[t + 6], w[t + 6]);
+            BT_ROUND(b, c, d, e, f, g, h, a, K256[t + 7], w[t + 7]);
+        }
+        for (int t = 16; t < 64; t += 8) {
+            BT_ROUND(a, b, c, d, e, f, g, h, K256[t + 0], BT_W(t + 0));
+            BT_ROUND(h, a, b, c, d, e, f, g, K256[t + 1], BT_W(t + 1));
+            BT_ROUND(g, h, a, b, c, d, e, f, K256[t + 2], BT_W(t + 2));
+            BT_ROUND(f, g, h, a, b, c, d, e, K256[t + 3], BT_W(t + 3));
+            BT_ROUND(e, f, g, h, a, b, c, d, K256[t + 4], BT_W(t + 4));
+            BT_ROUND(d, e, f, g, h, a, b, c, K256[t + 5], BT_W(t + 5));
+            BT_ROUND(c, d, e, f, g, h, a, b, K256[t + 6], BT_W(t + 6));
+            BT_ROUND(b, c, d, e, f, g, h, a, K256[t + 7], BT_W(t + 7));
+        }
+        st[0] += a;
+        st[1] += b;
+        st[2] += c;
+        st[3] += d;
+        st[4] += e;
+        st[5] += f;
+        st[6] += g;
+        st[7] += h;
+        p += 64;
+    }
+}
+
+#ifdef BT_X86
+/* The SHA extensions keep the state as two vectors, ABEF and CDGH; each
+ * sha256rnds2 does two rounds, taking W+K for them in the low 64 bits.
+ * sha256msg1/sha256msg2 compute the message schedule four words at a time. */
+#define BT_SHA_TARGET __attribute__((target("sha,sse4.1,ssse3")))
+
+#define BT_RND4(wv, r)                                                           \
+    do {                                                                         \
+        __m128i m_ = _mm_add_epi32((wv), _mm_loadu_si128((const __m128i *)&K256[4 * (r)])); \
+        s1 = _mm_sha256rnds2_epu32(s1, s0, m_);                                  \
+        m_ = _mm_shuffle_epi32(m_, 0x0E);                                        \
+        s0 = _mm_sha256rnds2_epu32(s0, s1, m_);                                  \
+    } while (0)
+
+/* a = W[t-16..t-13] becomes W[t..t+3]; b, c, d are the next three groups. */
+#define BT_SCHED(a, b, c, d)                                                     \
+    (a) = _mm_sha256msg2_epu32(                                                  \
+        _mm_add_epi32(_mm_sha256msg1_epu32((a), (b)), _mm_alignr_epi8((d), (c), 4)), (d))
+
+BT_SHA_TARGET
+static void compress_shani(uint32_t st[8], const uint8_t *p, size_t nblocks)
+{
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i dcba = _mm_loadu_si128((const __m128i *)&st[0]);
+    __m128i hgfe = _mm_loadu_si128((const __m128i *)&st[4]);
+    __m128i cdab = _mm_shuffle_epi32(dcba, 0xB1);
+    __m128i efgh = _mm_shuffle_epi32(hgfe, 0x1B);
+    __m128i s0 = _mm_alignr_epi8(cdab, efgh, 8);     /* ABEF */
+    __m128i s1 = _mm_blend_epi16(efgh, cdab, 0xF0);  /* CDGH */
+    while (nblocks--) {
+        __m128i save0 = s0, save1 = s1;
+        __m128i w0 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 0)), bswap);
+        __m128i w1 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16)), bswap);
+        __m128i w2 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 32)), bswap);
+        __m128i w3 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 48)), bswap);
+        BT_RND4(w0, 0);
+        BT_RND4(w1, 1);
+        BT_RND4(w2, 2);
+        BT_RND4(w3, 3);
+        BT_SCHED(w0, w1, w2, w3); BT_RND4(w0, 4);
+        BT_SCHED(w1, w2, w3, w0); BT_RND4(w1, 5);
+        BT_SCHED(w2, w3, w0, w1); BT_RND4(w2, 6);
+        BT_SCHED(w3, w0, w1, w2); BT_RND4(w3, 7);
+        BT_SCHED(w0, w1, w2, w3); BT_RND4(w0, 8);
+        BT_SCHED(w1, w2, w3, w0); BT_RND4(w1, 9);
+        BT_SCHED(w2, w3, w0, w1); BT_RND4(w2, 10);
+        BT_SCHED(w3, w0, w1, w2); BT_RND4(w3, 11);
+        BT_SCHED(w0, w1, w2, w3); BT_RND4(w0, 12);
+        BT_SCHED(w1, w2, w3, w0); BT_RND4(w1, 13);
+        BT_SCHED(w2, w3, w0, w1); BT_RND4(w2, 14);
+        BT_SCHED(w3, w0, w1, w2); BT_RND4(w3, 15);
+        s0 = _mm_add_epi32(s0, save0);
+        s1 = _mm_add_epi32(s1, save1);
+        p += 64;
+    }
+    __m128i feba = _mm_shuffle_epi32(s0, 0x1B);
+    __m128i dchg = _mm_shuffle_epi32(s1, 0xB1);
+    dcba = _mm_blend_epi16(feba, dchg, 0xF0);
+    hgfe = _mm_alignr_epi8(dchg, feba, 8);
+    _mm_storeu_si128((__m128i *)&st[0], dcba);
+    _mm_storeu_si128((__m128i *)&st[4], hgfe);
+}
+#endif /* BT_X86 */
+
+sha256_compress_fn sha256_compress = sha256_compress_portable;
+
+const char *
+sha256_select(int force_portable)
+{
+    sha256_compress_fn chosen = sha256_compress_portable;
+    const char *name = "portable";
+#ifdef BT_X86
+    if (!force_portable && cpu_has_sha_extensions()) {
+        chosen = compress_shani;
+        name = "sha-ni";
+    }
+#else
+    (void)force_portable;
+#endif
+    /* every interpreter that loads the module chooses the same one */
+    __atomic_store_n(&sha256_compress, chosen, __ATOMIC_RELAXED);
+    return name;
+}
+
+void
+sha256_once(const uint8_t *p, size_t len, uint8_t out[32])
+{
+    sha256_ctx c;
+    sha256_init(&c);
+    sha256_update(&c, p, len);
+    sha256_digest(&c, out);
+}

@@ -1,0 +1,121 @@
+/* SHA-256 (FIPS 180-4): a streaming context, and the compression function
+ * chosen once per process (sha256.c): portable C, or on x86-64 the SHA
+ * extensions when the CPU has them and BLOCKTRACE_SHA_PORTABLE is not set.
+ *
+ * Update and digest are inline here: the writer calls them for every line. */
+
+#ifndef BT_SHA256_H
+#define BT_SHA256_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Compress nblocks 64-byte blocks at p into the 8 state words st. */
+typedef void (*sha256_compress_fn)(uint32_t st[8], const uint8_t *p, size_t nblocks);
+
+/* The compression in use (set by sha256_select; portable until then). */
+extern sha256_compress_fn sha256_compress;
+
+/* Choose the compression: the SHA extensions when the CPU has them, unless
+ * force_portable.  Returns the name of the one chosen ("sha-ni" or
+ * "portable").  Process-wide, and the same answer every time it is asked. */
+const char *sha256_select(int force_portable);
+
+/* The portable compression, whatever sha256_select chose (tests compare). */
+void sha256_compress_portable(uint32_t st[8], const uint8_t *p, size_t nblocks);
+
+typedef struct {
+    uint32_t h[8];
+    uint64_t n;      /* bytes fed so far */
+    uint8_t blk[64]; /* the first n % 64 bytes are pending */
+} sha256_ctx;
+
+extern const uint32_t SHA256_H0[8];
+
+static inline void
+sha256_init(sha256_ctx *c)
+{
+    memcpy(c->h, SHA256_H0, sizeof c->h);
+    c->n = 0;
+}
+
+static inline void
+sha256_update(sha256_ctx *c, const uint8_t *p, size_t len)
+{
+    sha256_compress_fn compress = sha256_compress;
+    size_t used = (size_t)(c->n & 63);
+    c->n += len;
+    if (used) {
+        size_t take = 64 - used;
+        if (len < take) {
+            memcpy(c->blk + used, p, len);
+            return;
+        }
+        memcpy(c->blk + used, p, take);
+        compress(c->h, c->blk, 1);
+        p += take;
+        len -= take;
+    }
+    size_t nb = len >> 6;
+    if (nb) {
+        compress(c->h, p, nb);
+        p += nb << 6;
+        len &= 63;
+    }
+    if (len) {
+        memcpy(c->blk, p, len);
+    }
+}
+
+static inline void
+sha256_store_be32(uint8_t *p, uint32_t v)
+{
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap32(v);
+    memcpy(p, &v, 4);
+#else
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+#endif
+}
+
+static inline void
+sha256_store_be64(uint8_t *p, uint64_t v)
+{
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+    memcpy(p, &v, 8); /* one store, so the compression's loads get it forwarded */
+#else
+    for (int i = 0; i < 8; i++) {
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
+    }
+#endif
+}
+
+/* The digest of what c has been fed (padded per FIPS 180-4, 5.1.1); c itself
+ * is left as it was, so a stream can go on after a digest. */
+static inline void
+sha256_digest(const sha256_ctx *c, uint8_t out[32])
+{
+    uint8_t blk[128];
+    uint32_t h[8];
+    size_t used = (size_t)(c->n & 63);
+    memcpy(h, c->h, sizeof h);
+    memset(blk, 0, sizeof blk);
+    memcpy(blk, c->blk, used);
+    blk[used] = 0x80;
+    size_t total = used < 56 ? 64 : 128;
+    sha256_store_be64(blk + total - 8, c->n << 3);
+    sha256_compress(h, blk, total >> 6);
+    for (int i = 0; i < 8; i++) {
+        sha256_store_be32(out + 4 * i, h[i]);
+    }
+}
+
+/* SHA-256 of len bytes at p. */
+void sha256_once(const uint8_t *p, size_t len, uint8_t out[32]);
+
+#endif /* BT_SHA256_H */

@@ -1,0 +1,41 @@
+"""Stubs of ``blocktrace.vm._chook``: the stepper's per-instruction callback in C."""
+
+from collections.abc import Callable
+from types import CodeType
+from typing import Any, Final, final
+
+CACHE: Final[int]
+"""1 when this interpreter's dict watcher was had: hooks keep a one-entry code cache."""
+PLAIN_ATTRIBUTES: Final[int]
+"""1 when this interpreter's type watcher was had: ``vm.gas`` and ``vm.site`` are read
+and written in vm's instance dict when they are plain instance attributes."""
+
+def discard(vm: object, event: object, /) -> None:
+    """``blocktrace.discard_trace`` without a Python frame: does nothing."""
+
+@final
+class InstructionHook:
+    """The per-instruction ``sys.monitoring`` callback: ``hook(code, offset)`` does
+    what ``blocktrace.vm.stepper.python_instruction_hook``'s closure does."""
+
+    sites: Final[dict[int, list[Any]]]
+    vm: Final[Any]
+    tracer: Final[Callable[[Any, Any], object]]
+    missing: Final[Callable[[CodeType, int], Any]]
+    out_of_gas: Final[Callable[[CodeType, int], object]]
+    failed: Final[Callable[[BaseException], object]]
+    disable: Final[object]
+
+    def __new__(
+        cls,
+        sites: dict[int, list[Any]],
+        vm: Any,
+        tracer: Callable[[Any, Any], object],
+        missing: Callable[[CodeType, int], Any],
+        out_of_gas: Callable[[CodeType, int], object],
+        failed: Callable[[BaseException], object],
+        disable: object,
+        *,
+        may_disable: bool = False,
+    ) -> InstructionHook: ...
+    def __call__(self, code: CodeType, offset: int, /) -> Any: ...
