@@ -33,6 +33,8 @@ _COMMAND_MODULES = (
     "blocktrace.cli.proofs",
     "blocktrace.cli.snapshot",
     "blocktrace.cli.views",
+    "blocktrace.cli.query",
+    "blocktrace.cli.export",
 )
 
 

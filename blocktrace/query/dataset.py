@@ -1,0 +1,281 @@
+"""Parquet datasets of traces: exporting, finding traces, the query cache.
+
+A dataset is a directory::
+
+    DIR/dataset.json                         {"format": "blocktrace-query", "schema": 1}
+    DIR/<table>/run=<id>/part-0.parquet      one file per table and run (zstd)
+
+partitioned by run in the Hive layout that DuckDB, pyarrow, polars and Spark
+read unchanged; exporting more traces into the same directory adds runs (one
+run's export replaces its own partition, nothing else).  A run's files are
+written into ``DIR/.incoming-*`` and moved into place once complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from blocktrace.eip3155.reader import TraceError
+from blocktrace.query.lines import first_object
+from blocktrace.query.schema import SCHEMA_VERSION, TABLES, arrow_schema
+from blocktrace.query.tables import RunFacts, runs_batch, trace_batches
+
+if TYPE_CHECKING:
+    from blocktrace.chain.verify import Verification
+
+__all__ = [
+    "DATASET_FILE",
+    "Exported",
+    "QueryInputError",
+    "TamperedTrace",
+    "cache_dir",
+    "cached_dataset",
+    "export_trace",
+    "find_inputs",
+]
+
+DATASET_FILE = "dataset.json"
+_DATASET_KIND = "blocktrace-query"
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+class QueryInputError(Exception):
+    """Input that cannot be queried or exported; ``str()`` is the one line to print."""
+
+
+class TamperedTrace(QueryInputError):
+    """A trace whose chain does not verify, refused without ``allow_unverified``."""
+
+
+@dataclass
+class Exported:
+    """One trace written into a dataset."""
+
+    path: str
+    run: str
+    status: str
+    lines: int
+    seconds: float
+    refusal: str | None = None
+    """For a tampered trace: why it is refused without ``allow_unverified``."""
+
+
+def _run_id(path: str, first: dict[str, Any] | None) -> str:
+    """``<file stem>-<12 hex>``: the hex is the trace's id (its header line's hash,
+    as in checkpoint origins) or, for a client trace, its content's SHA-256."""
+    stem = os.path.basename(path)
+    for suffix in (".jsonl", ".trace"):
+        stem = stem.removesuffix(suffix)
+    stem = _SAFE.sub("_", stem)[:40].strip("._") or "trace"
+    digest = first.get("hash") if first is not None and "blocktrace" in first else None
+    if not isinstance(digest, str) or len(digest) < 12:
+        sha = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                sha.update(chunk)
+        digest = sha.hexdigest()
+    return f"{stem}-{digest[:12]}"
+
+
+def _verify(path: str, allow_unverified: bool) -> Verification:
+    from blocktrace.chain.verify import verify_file
+
+    result = verify_file(path)
+    if result.status == "unusable":
+        raise QueryInputError(f"{path}: {result.reason}")
+    if result.status == "tampered" and not allow_unverified:
+        raise TamperedTrace(f"{path}: {_refusal(result)}")
+    return result
+
+
+def _refusal(result: Verification) -> str:
+    where = f" at line {result.line}" if result.line is not None else ""
+    return (
+        f"TAMPERED{where}: {result.reason} "
+        "(refused; --allow-unverified takes it, marked in runs.status)"
+    )
+
+
+def _check_dataset(out_dir: str) -> None:
+    marker = os.path.join(out_dir, DATASET_FILE)
+    if os.path.exists(marker):
+        _read_marker(out_dir)
+        return
+    if os.path.isdir(out_dir) and any(not n.startswith(".") for n in os.listdir(out_dir)):
+        raise QueryInputError(
+            f"{out_dir}: not empty and not a blocktrace dataset: not writing into it"
+        )
+    os.makedirs(out_dir, exist_ok=True)
+    with open(marker, "wb") as f:
+        f.write(msgspec.json.encode({"format": _DATASET_KIND, "schema": SCHEMA_VERSION}))
+
+
+def _read_marker(directory: str) -> None:
+    try:
+        with open(os.path.join(directory, DATASET_FILE), "rb") as f:
+            marker = msgspec.json.decode(f.read())
+    except (OSError, msgspec.DecodeError) as exc:
+        raise QueryInputError(f"{directory}: unreadable {DATASET_FILE}: {exc}") from None
+    if not isinstance(marker, dict) or marker.get("format") != _DATASET_KIND:
+        raise QueryInputError(f"{directory}: {DATASET_FILE} is not a blocktrace dataset's")
+    if marker.get("schema") != SCHEMA_VERSION:
+        raise QueryInputError(
+            f"{directory}: a dataset of schema {marker.get('schema')!r}, this blocktrace "
+            f"reads schema {SCHEMA_VERSION}: export the traces again"
+        )
+
+
+def export_trace(path: str, out_dir: str, *, allow_unverified: bool = False) -> Exported:
+    """Write the query tables of the trace at ``path`` into the dataset ``out_dir``
+    (created if missing), streaming.  A blocktrace trace is verified first; a
+    tampered one is refused (``TamperedTrace``) unless ``allow_unverified``."""
+    import pyarrow.parquet as pq
+
+    started = time.perf_counter()
+    if os.path.isdir(path):
+        raise QueryInputError(f"{path}: is a directory, not a trace file")
+    try:
+        first = first_object(path)
+    except TraceError as exc:
+        raise QueryInputError(str(exc)) from None
+    blocktrace = first is not None and "blocktrace" in first
+    verification = _verify(path, allow_unverified) if blocktrace else None
+    _check_dataset(out_dir)
+    run = _run_id(path, first)
+    facts = RunFacts(path)
+    incoming = tempfile.mkdtemp(prefix=".incoming-", dir=out_dir)
+    try:
+        writers: dict[str, Any] = {}
+        try:
+            for table, batch in trace_batches(path, facts):
+                writer = writers.get(table)
+                if writer is None:
+                    os.mkdir(os.path.join(incoming, table))
+                    writer = writers[table] = pq.ParquetWriter(
+                        os.path.join(incoming, table, "part-0.parquet"),
+                        arrow_schema(table), compression="zstd",
+                    )
+                writer.write_batch(batch)
+            os.mkdir(os.path.join(incoming, "runs"))
+            writers["runs"] = pq.ParquetWriter(
+                os.path.join(incoming, "runs", "part-0.parquet"), arrow_schema("runs"),
+                compression="zstd",
+            )
+            writers["runs"].write_batch(runs_batch(facts, verification))
+        except TraceError as exc:
+            raise QueryInputError(str(exc)) from None
+        finally:
+            for writer in writers.values():
+                writer.close()
+        for table in TABLES:
+            target = os.path.join(out_dir, table, f"run={run}")
+            if os.path.exists(target):
+                shutil.rmtree(target)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.rename(os.path.join(incoming, table), target)
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
+    status = verification.status if verification is not None else "no chain"
+    refusal = _refusal(verification) if verification is not None and status == "tampered" else None
+    return Exported(path, run, status, facts.lines, time.perf_counter() - started, refusal)
+
+
+# -- the query cache ----------------------------------------------------------------------
+
+
+def cache_dir() -> str:
+    """Where ``query`` keeps the datasets it exports on the fly:
+    ``$BLOCKTRACE_CACHE``, else ``$XDG_CACHE_HOME/blocktrace/query``, else
+    ``~/.cache/blocktrace/query``."""
+    explicit = os.environ.get("BLOCKTRACE_CACHE")
+    if explicit:
+        return explicit
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "blocktrace", "query")
+
+
+def cached_dataset(
+    path: str, *, allow_unverified: bool = False,
+    on_export: Callable[[Exported], None] | None = None,
+) -> str:
+    """The dataset directory holding the trace at ``path``, exported into the cache
+    the first time (``on_export`` is told what that cost).  The cache entry is
+    keyed by the file's real path, size, modification time and inode, so a
+    changed file is exported again; the verify status is kept with it, so a
+    tampered trace is refused from the cache as it is from the file."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise QueryInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    key = hashlib.sha256(
+        f"{os.path.realpath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0"
+        f"{SCHEMA_VERSION}".encode()
+    ).hexdigest()[:32]
+    entry = os.path.join(cache_dir(), key)
+    status_file = os.path.join(entry, "status.json")
+    if os.path.exists(status_file):
+        with open(status_file, "rb") as f:
+            status = msgspec.json.decode(f.read())
+        if status.get("status") == "tampered" and not allow_unverified:
+            raise TamperedTrace(f"{path}: {status.get('refusal')}")
+        return entry
+    os.makedirs(cache_dir(), exist_ok=True)
+    building = tempfile.mkdtemp(prefix=f".{key}-", dir=cache_dir())
+    try:
+        exported = export_trace(path, building, allow_unverified=allow_unverified)
+        with open(os.path.join(building, "status.json"), "wb") as f:
+            f.write(msgspec.json.encode({"status": exported.status, "refusal": exported.refusal}))
+        try:
+            os.rename(building, entry)
+        except OSError:  # another process cached it first
+            pass
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    if on_export is not None:
+        on_export(exported)
+    return entry
+
+
+# -- what the user named ------------------------------------------------------------------
+
+
+def find_inputs(paths: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(datasets, traces)`` named by ``paths``: a dataset directory, a directory of
+    ``.jsonl`` traces (searched recursively), or a trace file."""
+    datasets: list[str] = []
+    traces: list[str] = []
+    if not paths:
+        raise QueryInputError("no traces given")
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(str(p) for p in Path(path).rglob("*.jsonl") if p.is_file())
+            if os.path.exists(os.path.join(path, DATASET_FILE)):
+                if found:
+                    raise QueryInputError(
+                        f"{path}: mixed formats: a Parquet dataset and .jsonl traces in one "
+                        "directory; give one or the other"
+                    )
+                _read_marker(path)
+                datasets.append(path)
+            elif found:
+                traces.extend(found)
+            else:
+                raise QueryInputError(
+                    f"{path}: no traces in this directory (no .jsonl files, no {DATASET_FILE})"
+                )
+        elif os.path.exists(path):
+            traces.append(path)
+        else:
+            raise QueryInputError(f"{path}: no such file or directory")
+    return datasets, traces

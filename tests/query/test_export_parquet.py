@@ -1,0 +1,170 @@
+"""``blocktrace export --to parquet``: a dataset partitioned by run that pyarrow,
+DuckDB (and polars, Spark where installed) read unchanged; client traces; the API."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from blocktrace.query import TABLES, TamperedTrace, connect, export_trace
+
+from .helpers import CLIENTS, Check, Runner, client_trace, lines_of
+
+
+def _export(blocktrace_cli, out: Path, *traces: Path, extra: tuple[str, ...] = ()) -> str:
+    done = blocktrace_cli("export", *traces, "--to", "parquet", out, *extra)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def dataset(
+    tmp_path_factory: pytest.TempPathFactory, queried: Path, fib: Path, blocktrace_cli: Runner
+) -> Path:
+    out = tmp_path_factory.mktemp("ds") / "dataset"
+    _export(blocktrace_cli, out, queried)
+    _export(blocktrace_cli, out, fib)  # a second export adds a run
+    return out
+
+
+def test_layout_is_hive_partitioned_by_run(dataset: Path, queried: Path, fib: Path) -> None:
+    assert json.loads((dataset / "dataset.json").read_text())["schema"] == 1
+    for table in TABLES:
+        runs = sorted(p.name for p in (dataset / table).iterdir())
+        assert len(runs) == 2 and all(r.startswith("run=") for r in runs), runs
+        assert {r.split("=")[1].rsplit("-", 1)[0] for r in runs} == {"queried", "fib"}
+    assert not [p for p in dataset.iterdir() if p.name.startswith(".incoming")]
+
+
+def test_pyarrow_reads_the_dataset(dataset: Path, queried: Path, fib: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    part = ds.partitioning(pa.schema([("run", pa.string())]), flavor="hive")
+    ops = ds.dataset(dataset / "ops", format="parquet", partitioning=part).to_table()
+    expected = {
+        trace.stem: sum(1 for d in lines_of(trace) if "pc" in d and "event" not in d)
+        for trace in (queried, fib)
+    }
+    counts = {
+        r["run"].rsplit("-", 1)[0]: r["step_count"]
+        for r in ops.group_by("run").aggregate([("step", "count")]).to_pylist()
+    }
+    assert counts == expected
+    runs = ds.dataset(dataset / "runs", format="parquet", partitioning=part).to_table()
+    assert sorted(runs.column("status").to_pylist()) == ["sealed", "sealed"]
+    assert set(ops.schema.names) == {"run"} | {c for c, _, _ in TABLES["ops"]}
+
+
+def test_duckdb_reads_the_dataset_and_query_accepts_it(
+    dataset: Path, blocktrace_cli: Runner
+) -> None:
+    done = blocktrace_cli("query", dataset, "SELECT r.name, count(*) AS n FROM calls c JOIN runs "
+                          "r USING (run) GROUP BY 1 ORDER BY 1", "--json")
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    rows = json.loads(done.stdout)
+    assert [r["name"] for r in rows] == ["fib.jsonl", "queried.jsonl"]
+    import duckdb
+
+    plain = duckdb.connect().execute(
+        f"SELECT count(DISTINCT run) FROM read_parquet('{dataset}/ops/*/*.parquet', "
+        "hive_partitioning = true)"
+    ).fetchone()
+    assert plain == (2,)
+
+
+def test_polars_reads_the_dataset(dataset: Path) -> None:
+    pl = pytest.importorskip("polars", reason="polars is not installed (optional)")
+    frame = pl.read_parquet(dataset / "calls" / "**" / "*.parquet", hive_partitioning=True)
+    assert frame.select(pl.col("run").n_unique()).item() == 2
+
+
+def test_spark_reads_the_dataset(dataset: Path) -> None:
+    if shutil.which("java") is None:
+        pytest.skip("no Java runtime: Spark cannot start (the dataset is plain Hive-style Parquet)")
+    pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed")
+    spark = pyspark.sql.SparkSession.builder.master("local[1]").appName("bt").getOrCreate()
+    try:
+        frame = spark.read.parquet(str(dataset / "ops"))
+        assert frame.select("run").distinct().count() == 2
+    finally:
+        spark.stop()
+
+
+def test_tampered_export_needs_allow_unverified(
+    queried: Path, tmp_path: Path, blocktrace_cli: Runner, one_line_error: Check
+) -> None:
+    data = queried.read_bytes().replace(b'"opName":"LOAD_CONST"', b'"opName":"LOAD_CONSX"', 1)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(data)
+    out = tmp_path / "ds"
+    done = blocktrace_cli("export", bad, "--to", "parquet", out)
+    assert done.returncode == 1 and "TAMPERED" in done.stderr
+    one_line_error(done)
+    assert not (out / "ops").exists()
+    with pytest.raises(TamperedTrace):
+        export_trace(str(bad), str(out))
+    _export(blocktrace_cli, out, bad, extra=("--allow-unverified",))
+    con = connect([str(out)])
+    assert con.execute("SELECT status, verified FROM runs").fetchall() == [("tampered", False)]
+    assert con.execute("SELECT count(*) FROM ops WHERE opName = 'LOAD_CONSX'").fetchone() == (1,)
+
+
+def test_export_usage_errors(
+    tmp_path: Path, blocktrace_cli: Runner, one_line_error: Check, queried: Path
+) -> None:
+    done = blocktrace_cli("export", queried, "--to", "xls", tmp_path / "x")
+    assert done.returncode == 2
+    one_line_error(done)
+    notempty = tmp_path / "notempty"
+    notempty.mkdir()
+    (notempty / "precious.txt").write_text("keep")
+    done = blocktrace_cli("export", queried, "--to", "parquet", notempty)
+    assert done.returncode == 2 and "not a blocktrace dataset" in done.stderr
+    one_line_error(done)
+
+
+def test_connect_api_is_read_only(dataset: Path, tmp_path: Path) -> None:
+    import duckdb
+
+    con = connect(str(dataset))
+    assert con.execute("SELECT count(*) FROM runs").fetchone() == (2,)
+    with pytest.raises(duckdb.Error):
+        con.execute(f"COPY (SELECT 1) TO '{tmp_path / 'x.csv'}'")
+    with pytest.raises(duckdb.Error):
+        con.execute("SET enable_external_access = true")
+    assert not (tmp_path / "x.csv").exists()
+    writable = connect(str(dataset), read_only=False)
+    writable.execute(f"COPY (SELECT 1) TO '{tmp_path / 'x.csv'}'")
+    assert (tmp_path / "x.csv").exists()
+
+
+def test_client_traces_have_their_own_columns(tmp_path: Path) -> None:
+    out = tmp_path / "clients"
+    for client in CLIENTS:
+        export_trace(str(client_trace(client, "negative_refund")), str(out))
+    con = connect(str(out))
+    from blocktrace.eip3155 import read_all
+
+    clients = con.execute("SELECT path, client, format, status FROM runs").fetchall()
+    assert len(clients) == len(CLIENTS)
+    for path, client, fmt, status in clients:  # the writer as blocktrace diff tells it
+        assert client == read_all(path)[1].dialect
+        assert (fmt, status) == ("eip3155", "no chain")
+    # every client's normalised steps agree on pc, op, gas, depth (as blocktrace diff finds)
+    per_client = con.execute(
+        "SELECT client, count(*), sum(pc), sum(gas), max(depth) FROM ops JOIN runs USING (run) "
+        "GROUP BY client").fetchall()
+    assert len({row[1:] for row in per_client}) == 1, per_client
+    refunds = dict(con.execute(
+        "SELECT split_part(path, '/', -2), min(refund) FROM ops JOIN runs USING (run) "
+        "GROUP BY ALL").fetchall())
+    assert refunds["revm"] == refunds["evmone"] == -4800  # revm's wrapped value reads signed
+    assert refunds["nethermind"] is None
+    stack = con.execute(
+        "SELECT stack FROM ops JOIN runs USING (run) WHERE path LIKE '%/geth/%' AND step = 2"
+    ).fetchone()
+    assert stack == (["0x0", "0x0"],)
