@@ -3,30 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
 from blocktrace.cli import CliError
+from blocktrace.eip3155.reader import TraceError
 
-_FORMATS = ("parquet",)
+_FORMATS = ("parquet", "perfetto", "speedscope")
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "export",
-        help="export traces as a Parquet dataset (needs [query])",
+        help="export traces: a Parquet dataset (needs [query]), a Perfetto timeline, a "
+        "speedscope flame graph",
         description="Export traces. --to parquet DIR: the query tables (docs/QUERY.md) as a "
         "Parquet dataset partitioned by run, which DuckDB, pyarrow, polars and Spark read "
-        "unchanged; exporting into an existing dataset adds runs. Each trace is verified "
-        "first: a tampered one is refused (exit 1) unless --allow-unverified, and runs.status "
-        "says what verify says. Exit 0 done, 1 tampered (refused), 2 bad input.",
+        "unchanged; exporting into an existing dataset adds runs. --to perfetto FILE: Chrome "
+        "trace-event JSON (ui.perfetto.dev, chrome://tracing), a track per thread and "
+        "process, calls as nested slices, exceptions as instant events; on the instruction "
+        "clock (1 step = 1 us) unless the run was recorded with --clock. --to speedscope "
+        "FILE: a flame graph by steps (www.speedscope.app). Each trace is verified first: a "
+        "tampered one is refused (exit 1) unless --allow-unverified, and is then marked. "
+        "Exit 0 done, 1 tampered (refused), 2 bad input.",
     )
     p.add_argument("traces", nargs="+", metavar="TRACE|DIR",
                    help="trace files, or directories of .jsonl traces")
     p.add_argument("--to", nargs=2, required=True, metavar=("FORMAT", "OUT"),
                    help=f"what to write ({', '.join(_FORMATS)}) and where")
     p.add_argument("--allow-unverified", action="store_true",
-                   help="export tampered traces too, marked in runs.status")
+                   help="export tampered traces too, marked (runs.status; the process name)")
+    p.add_argument("--clock", choices=("auto", "steps", "wall"), default="auto",
+                   help="timelines: instructions (1 step = 1 us), wall clock (recorded with "
+                   "blocktrace run --clock), or auto: wall clock when recorded (perfetto)")
     p.set_defaults(handler=export)
 
 
@@ -34,7 +44,41 @@ def export(args: argparse.Namespace) -> int:
     kind, args.output = args.to
     if kind not in _FORMATS:
         raise CliError(f"--to {kind}: not a format blocktrace exports ({', '.join(_FORMATS)})")
-    return _parquet(args)
+    if kind == "parquet":
+        return _parquet(args)
+    return _timeline(args, kind)
+
+
+def _timeline(args: argparse.Namespace, kind: str) -> int:
+    from blocktrace.query import QueryInputError, TamperedTrace
+    from blocktrace.query.dataset import find_inputs, verify_or_refuse
+    from blocktrace.query.timeline import TimelineError, write_perfetto, write_speedscope
+
+    try:
+        datasets, traces = find_inputs(args.traces)
+        if datasets:
+            raise QueryInputError(f"{datasets[0]}: a Parquet dataset: give the traces instead")
+        statuses = [verify_or_refuse(t, args.allow_unverified).status for t in traces]
+        write = write_perfetto if kind == "perfetto" else write_speedscope
+        clock = args.clock if kind == "perfetto" or args.clock != "auto" else "steps"
+        try:
+            with open(args.output, "wb") as out:
+                write(traces, statuses, out, clock=clock)
+        except BaseException:
+            try:
+                os.unlink(args.output)
+            except OSError:
+                pass
+            raise
+    except TamperedTrace as exc:
+        raise CliError(str(exc), status=1) from None
+    except (QueryInputError, TimelineError, TraceError) as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"{args.output}: cannot write: {exc.strerror or exc}") from None
+    sys.stdout.write(f"{len(traces)} trace{'s' if len(traces) != 1 else ''} -> {args.output} "
+                     f"({kind})\n")
+    return 0
 
 
 def _parquet(args: argparse.Namespace) -> int:

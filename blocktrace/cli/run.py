@@ -55,6 +55,9 @@ def register(sub: Any) -> None:
                    help="write a checkpoint every T seconds (and one at the end)")
     p.add_argument("--sign-key", metavar="PREFIX.key",
                    help="sign the checkpoints with this key (blocktrace keygen; needs [sign])")
+    p.add_argument("--clock", action="store_true",
+                   help="record wall-clock times (ns since the start) on call, return and "
+                   "exception lines, for timelines (blocktrace export --to perfetto)")
     p.add_argument("--repr", dest="use_repr", action="store_true",
                    help="render objects with their own __repr__ (runs program code)")
     p.add_argument("--record-inputs", action="store_true",
@@ -144,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
             checkpoint_every=args.checkpoint_every,
             checkpoint_seconds=args.checkpoint_seconds,
             signer=signer,
+            clock=args.clock,
         )
     except OSError as exc:
         raise CliError(f"{output}: cannot write: {exc.strerror or exc}") from None

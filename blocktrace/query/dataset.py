@@ -43,6 +43,7 @@ __all__ = [
     "cached_dataset",
     "export_trace",
     "find_inputs",
+    "verify_or_refuse",
 ]
 
 DATASET_FILE = "dataset.json"
@@ -88,7 +89,9 @@ def _run_id(path: str, first: dict[str, Any] | None) -> str:
     return f"{stem}-{digest[:12]}"
 
 
-def _verify(path: str, allow_unverified: bool) -> Verification:
+def verify_or_refuse(path: str, allow_unverified: bool) -> Verification:
+    """What verify says of a blocktrace trace; ``TamperedTrace`` for a tampered one
+    unless ``allow_unverified``, ``QueryInputError`` when it is not a trace."""
     from blocktrace.chain.verify import verify_file
 
     result = verify_file(path)
@@ -150,7 +153,7 @@ def export_trace(path: str, out_dir: str, *, allow_unverified: bool = False) -> 
     except TraceError as exc:
         raise QueryInputError(str(exc)) from None
     blocktrace = first is not None and "blocktrace" in first
-    verification = _verify(path, allow_unverified) if blocktrace else None
+    verification = verify_or_refuse(path, allow_unverified) if blocktrace else None
     _check_dataset(out_dir)
     run = _run_id(path, first)
     facts = RunFacts(path)

@@ -134,7 +134,9 @@ class ChainTracer:
     overwritten silently).  ``checkpoint_every`` (lines) and/or
     ``checkpoint_seconds``: write a checkpoint ``PATH.cp.<size>`` that often
     while the run goes on, and a last one at the seal, signed by ``signer`` when
-    given (see ``blocktrace.chain.checkpoint``).  The header is written at construction; ``Stop``
+    given (see ``blocktrace.chain.checkpoint``).  ``clock``: call, return and
+    exception lines carry ``clock``, ns since the run started (monotonic; never
+    op lines).  The header is written at construction; ``Stop``
     writes the summary and seals the file; ``close()`` seals it if no ``Stop``
     came (a detached or interrupted run), marking it not passed.  ``level``
     (``"op"``, ``"line"``, ``"call"``) is written in the header; the events of
@@ -157,6 +159,7 @@ class ChainTracer:
         checkpoint_seconds: float | None = None,
         signer: Signer | None = None,
         level: Level = "op",
+        clock: bool = False,
     ) -> None:
         if locals not in ("off", "on", "changes") or globals not in ("off", "on", "changes"):
             raise ValueError("locals and globals take 'off', 'on' or 'changes'")
@@ -188,6 +191,7 @@ class ChainTracer:
         self._prev_globals: dict[int, dict[str, bytes]] = {}
         self._failure: str | None = None
         self._started = time.perf_counter_ns()
+        self._clock = clock
         self.sealed = False
         self.head = ""
         self._checkpoints: Checkpointer | None = None
@@ -265,6 +269,13 @@ class ChainTracer:
     def _thread(self, vm: VMState) -> bytes:
         return b',"thread":%d' % vm.thread if self._multi else b""
 
+    def _tail(self, vm: VMState) -> bytes:
+        """The end of a call, return or exception line: the thread and, with
+        ``clock``, ns since the run started (never on op lines)."""
+        if not self._clock:
+            return self._thread(vm)
+        return self._thread(vm) + b',"clock":%d' % (time.perf_counter_ns() - self._started)
+
     def _op(self, vm: VMState, ev: OpStart) -> None:
         pre = b'{"pc":%d,"op":%d,"gas":"0x' % (ev.pc, ev.op)
         suf = b',"opName":%b,"line":%d,"code":%d' % (_encode(ev.op_name), ev.line, ev.code)
@@ -291,7 +302,7 @@ class ChainTracer:
             cached = self._calls[id(ev)] = (pre, suf, ev)
         if self._locals == "changes":
             self._prev_locals.pop((vm.thread, vm.depth), None)
-        self._line(b"%b%d%b%b" % (cached[0], vm.depth, cached[1], self._thread(vm)))
+        self._line(b"%b%d%b%b" % (cached[0], vm.depth, cached[1], self._tail(vm)))
 
     def _source(self, file: str) -> None:
         """The source line committing to ``file``'s content, before the first
@@ -313,7 +324,7 @@ class ChainTracer:
         value = _encode(vm.renderer.render(ev.value))
         self._line(
             b'{"event":"return","kind":"%b","depth":%d,"code":%d,"pc":%d,"gas":"0x%x","value":%b%b'
-            % (ev.kind.encode(), vm.depth, ev.code, ev.pc, vm.gas, value, self._thread(vm))
+            % (ev.kind.encode(), vm.depth, ev.code, ev.pc, vm.gas, value, self._tail(vm))
         )
 
     def _exception(self, vm: VMState, ev: OpException) -> None:
@@ -323,7 +334,7 @@ class ChainTracer:
             b'"error":%b,"line":%d,"code":%d,"event":"%b"%b'
             % (
                 ev.pc, ev.op, vm.gas, vm.depth, _encode(ev.op_name), error, ev.line,
-                ev.code, ev.kind.encode(), self._thread(vm),
+                ev.code, ev.kind.encode(), self._tail(vm),
             )
         )
 

@@ -1,0 +1,137 @@
+"""``export --to perfetto`` / ``--to speedscope`` and ``run --clock``: checked against
+the trace's own lines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .helpers import Check, Runner, client_trace, lines_of, record
+
+
+@pytest.fixture(scope="module")
+def clocked(tmp_path_factory: pytest.TempPathFactory, blocktrace_cli: Runner,
+            programs: Path) -> Path:
+    out = tmp_path_factory.mktemp("clocked") / "clocked.jsonl"
+    return record(blocktrace_cli, out, programs / "queried.py", "--clock")
+
+
+def _export(blocktrace_cli: Runner, kind: str, out: Path, *traces: Path,
+            extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    done = blocktrace_cli("export", *traces, "--to", kind, out, *extra)
+    assert done.returncode == 0, done.stderr
+    return json.loads(out.read_text())  # type: ignore[no-any-return]
+
+
+def _ops_before(lines: list[dict[str, Any]]) -> list[int]:
+    """For each line, the number of op lines before it (the instruction clock)."""
+    out, step = [], 0
+    for d in lines:
+        out.append(step)
+        if "pc" in d and "event" not in d:
+            step += 1
+    return out
+
+
+def test_run_clock_stamps_calls_returns_exceptions_only(clocked: Path,
+                                                        blocktrace_cli: Runner) -> None:
+    lines = lines_of(clocked)
+    for d in lines:
+        stamped = d.get("event") in ("call", "return", "raise", "reraise", "handled")
+        assert ("clock" in d) == stamped, d
+    clocks = [d["clock"] for d in lines if "clock" in d]
+    assert clocks == sorted(clocks) and clocks[0] > 0
+    assert clocks[-1] <= lines[-1]["time"]  # within the run (the summary's run time)
+    assert blocktrace_cli("verify", clocked).returncode == 0
+    done = blocktrace_cli("query", clocked, "SELECT count(*) AS n FROM calls WHERE clock_in "
+                          "IS NOT NULL AND clock_out >= clock_in", "--json")
+    assert json.loads(done.stdout) == [{"n": sum(1 for d in lines if d.get("event") == "call")}]
+
+
+def test_perfetto_on_the_instruction_clock(queried: Path, blocktrace_cli: Runner,
+                                           tmp_path: Path) -> None:
+    doc = _export(blocktrace_cli, "perfetto", tmp_path / "t.json", queried)
+    lines = lines_of(queried)
+    steps = _ops_before(lines)
+    events = doc["traceEvents"]
+    pid = lines[0]["pid"]
+    assert {e["pid"] for e in events} == {pid}
+    meta = [e for e in events if e["ph"] == "M"]
+    assert {m["name"] for m in meta} == {"process_name", "thread_name"}
+    begins = [e for e in events if e["ph"] == "B"]
+    calls = [(n, d) for n, d in enumerate(lines) if d.get("event") == "call"]
+    assert [(b["name"], b["ts"]) for b in begins] == [(d["name"], steps[n]) for n, d in calls]
+    depth = 0  # slices nest: every E closes the last open B, time never goes back
+    open_: list[str] = []
+    last = 0
+    for e in events:
+        if e["ph"] in ("B", "E", "i"):
+            assert e["ts"] >= last
+            last = e["ts"]
+        if e["ph"] == "B":
+            open_.append(e["name"])
+            depth = max(depth, len(open_))
+        elif e["ph"] == "E":
+            assert open_.pop() == e["name"]
+    assert open_ == [] and depth == max(d["depth"] for d in lines if "depth" in d)
+    instants = [e for e in events if e["ph"] == "i"]
+    raised = [(n, d) for n, d in enumerate(lines) if d.get("event") in ("raise", "handled")]
+    assert [(i["name"], i["ts"]) for i in instants] == [
+        (f"{d['event']} ValueError", steps[n]) for n, d in raised]
+    assert "instruction clock" in doc["otherData"]["clock"]
+
+
+def test_perfetto_on_the_wall_clock(clocked: Path, blocktrace_cli: Runner,
+                                    tmp_path: Path) -> None:
+    doc = _export(blocktrace_cli, "perfetto", tmp_path / "t.json", clocked)
+    lines = lines_of(clocked)
+    begins = [e["ts"] for e in doc["traceEvents"] if e["ph"] == "B"]
+    assert begins == [d["clock"] / 1000 for d in lines if d.get("event") == "call"]
+    assert "wall clock" in doc["otherData"]["clock"] and doc["displayTimeUnit"] == "ns"
+    steps = _export(blocktrace_cli, "perfetto", tmp_path / "s.json", clocked,
+                    extra=("--clock", "steps"))
+    assert "instruction clock" in steps["otherData"]["clock"]
+
+
+def test_speedscope_by_steps(queried: Path, blocktrace_cli: Runner, tmp_path: Path) -> None:
+    doc = _export(blocktrace_cli, "speedscope", tmp_path / "s.json", queried)
+    lines = lines_of(queried)
+    frames = doc["shared"]["frames"]
+    assert {f["name"] for f in frames} == {d["name"] for d in lines if d.get("event") == "call"}
+    (profile,) = doc["profiles"]
+    assert profile["type"] == "evented" and profile["unit"] == "none"
+    ops = sum(1 for d in lines if "pc" in d and "event" not in d)
+    assert profile["endValue"] == ops
+    stack: list[int] = []
+    last = 0
+    for e in profile["events"]:
+        assert e["at"] >= last
+        last = e["at"]
+        if e["type"] == "O":
+            stack.append(e["frame"])
+        else:
+            assert stack.pop() == e["frame"]
+    assert stack == []
+    fact = next(i for i, f in enumerate(frames) if f["name"] == "fact")
+    assert sum(1 for e in profile["events"] if e["type"] == "O" and e["frame"] == fact) == 6
+
+
+def test_timeline_bad_input(queried: Path, blocktrace_cli: Runner, one_line_error: Check,
+                            tmp_path: Path) -> None:
+    out = tmp_path / "t.json"
+    done = blocktrace_cli("export", client_trace("geth", "statetest1"), "--to", "perfetto", out)
+    assert done.returncode == 2 and "not a blocktrace trace" in done.stderr
+    one_line_error(done)
+    done = blocktrace_cli("export", queried, "--to", "perfetto", out, "--clock", "wall")
+    assert done.returncode == 2 and "--clock" in done.stderr and not out.exists()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(queried.read_bytes().replace(b'"name":"fact"', b'"name":"fakt"', 1))
+    done = blocktrace_cli("export", bad, "--to", "speedscope", out)
+    assert done.returncode == 1 and "TAMPERED" in done.stderr and not out.exists()
+    one_line_error(done)
+    doc = _export(blocktrace_cli, "perfetto", out, bad, extra=("--allow-unverified",))
+    (name,) = [e["args"]["name"] for e in doc["traceEvents"] if e["name"] == "process_name"]
+    assert name.endswith("[tampered]")
