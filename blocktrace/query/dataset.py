@@ -94,7 +94,37 @@ def verify_or_refuse(path: str, allow_unverified: bool) -> Verification:
     unless ``allow_unverified``, ``QueryInputError`` when it is not a trace."""
     from blocktrace.chain.verify import verify_file
 
-    result = verify_file(path)
+    return _judged(path, verify_file(path), allow_unverified)
+
+
+PARALLEL_VERIFY_BYTES = 64 << 20
+"""From this size on, a trace is verified in a second process while it is converted."""
+
+
+def _start_verify(path: str) -> Callable[[], Verification]:
+    """Verify ``path``: at once for a small trace, beside the conversion (another
+    process, another core) for a large one; the callable returns the result."""
+    from blocktrace.chain.verify import verify_file
+
+    if os.path.getsize(path) < PARALLEL_VERIFY_BYTES:
+        done = verify_file(path)
+        return lambda: done
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    future = pool.submit(verify_file, path)
+
+    def result() -> Verification:
+        try:
+            return future.result()
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+    return result
+
+
+def _judged(path: str, result: Verification, allow_unverified: bool) -> Verification:
     if result.status == "unusable":
         raise QueryInputError(f"{path}: {result.reason}")
     if result.status == "tampered" and not allow_unverified:
@@ -153,8 +183,16 @@ def export_trace(path: str, out_dir: str, *, allow_unverified: bool = False) -> 
     except TraceError as exc:
         raise QueryInputError(str(exc)) from None
     blocktrace = first is not None and "blocktrace" in first
-    verification = verify_or_refuse(path, allow_unverified) if blocktrace else None
-    _check_dataset(out_dir)
+    verified = _start_verify(path) if blocktrace else None
+    verification: Verification | None = None
+    try:
+        if verified is not None and os.path.getsize(path) < PARALLEL_VERIFY_BYTES:
+            verification = _judged(path, verified(), allow_unverified)  # refused before work
+        _check_dataset(out_dir)
+    except BaseException:
+        if verified is not None:
+            verified()  # the second process ends
+        raise
     run = _run_id(path, first)
     facts = RunFacts(path)
     incoming = tempfile.mkdtemp(prefix=".incoming-", dir=out_dir)
@@ -170,6 +208,8 @@ def export_trace(path: str, out_dir: str, *, allow_unverified: bool = False) -> 
                         arrow_schema(table), compression="zstd",
                     )
                 writer.write_batch(batch)
+            if verified is not None and verification is None:
+                verification = _judged(path, verified(), allow_unverified)
             os.mkdir(os.path.join(incoming, "runs"))
             writers["runs"] = pq.ParquetWriter(
                 os.path.join(incoming, "runs", "part-0.parquet"), arrow_schema("runs"),
@@ -177,8 +217,12 @@ def export_trace(path: str, out_dir: str, *, allow_unverified: bool = False) -> 
             )
             writers["runs"].write_batch(runs_batch(facts, verification))
         except TraceError as exc:
+            if verified is not None and verification is None:  # a tampered line: say so
+                verification = _judged(path, verified(), allow_unverified)
             raise QueryInputError(str(exc)) from None
         finally:
+            if verified is not None and verification is None:
+                verified()
             for writer in writers.values():
                 writer.close()
         for table in TABLES:

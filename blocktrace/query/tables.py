@@ -148,6 +148,7 @@ def _blocktrace_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.Re
             "code": codes,
             "function": names.take(idx),
             "file": where.take(idx),
+            "gas": pc.cast(pa.array(oc["gas"], type=pa.string()), pa.int64()),
             "gasCost": pa.array([1] * rows, type=pa.int64()) if rows else None,
         })
         step_batch += rows
@@ -165,7 +166,7 @@ def _blocktrace_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.Re
                         o_pc(d.pc)
                         o_op(d.op)
                         o_name(d.opName)
-                        o_gas(int(d.gas, 16) if d.gas else None)
+                        o_gas(d.gas)  # hex text, cast by Arrow per batch
                         o_line(d.line)
                         o_code(d.code)
                         if d.locals or d.globals:

@@ -49,6 +49,7 @@ __all__ = ["ChainTracer", "ValuesMode"]
 ValuesMode = Literal["off", "on", "changes"]
 
 _encode = msgspec.json.Encoder().encode
+_perf_counter_ns = time.perf_counter_ns
 _MID = OP_MID
 
 
@@ -191,7 +192,8 @@ class ChainTracer:
         self._prev_globals: dict[int, dict[str, bytes]] = {}
         self._failure: str | None = None
         self._started = time.perf_counter_ns()
-        self._clock = clock
+        self._tail = self._clocked if clock else self._thread
+        """The end of a call, return or exception line (never an op line's)."""
         self.sealed = False
         self.head = ""
         self._checkpoints: Checkpointer | None = None
@@ -269,12 +271,12 @@ class ChainTracer:
     def _thread(self, vm: VMState) -> bytes:
         return b',"thread":%d' % vm.thread if self._multi else b""
 
-    def _tail(self, vm: VMState) -> bytes:
-        """The end of a call, return or exception line: the thread and, with
-        ``clock``, ns since the run started (never on op lines)."""
-        if not self._clock:
-            return self._thread(vm)
-        return self._thread(vm) + b',"clock":%d' % (time.perf_counter_ns() - self._started)
+    def _clocked(self, vm: VMState) -> bytes:
+        """``_tail`` with ``clock``: the thread, then ns since the run started."""
+        now = _perf_counter_ns() - self._started
+        if self._multi:
+            return b',"thread":%d,"clock":%d' % (vm.thread, now)
+        return b',"clock":%d' % now
 
     def _op(self, vm: VMState, ev: OpStart) -> None:
         pre = b'{"pc":%d,"op":%d,"gas":"0x' % (ev.pc, ev.op)

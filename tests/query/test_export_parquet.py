@@ -168,3 +168,20 @@ def test_client_traces_have_their_own_columns(tmp_path: Path) -> None:
         "SELECT stack FROM ops JOIN runs USING (run) WHERE path LIKE '%/geth/%' AND step = 2"
     ).fetchone()
     assert stack == (["0x0", "0x0"],)
+
+
+def test_a_large_trace_is_verified_beside_the_conversion(
+    queried: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from blocktrace.query import dataset
+
+    monkeypatch.setattr(dataset, "PARALLEL_VERIFY_BYTES", 0)  # every trace counts as large
+    done = export_trace(str(queried), str(tmp_path / "ok"))
+    assert done.status == "sealed"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(queried.read_bytes().replace(b'"name":"fact"', b'"name":"fakt"', 1))
+    with pytest.raises(TamperedTrace):
+        export_trace(str(bad), str(tmp_path / "no"))
+    assert not (tmp_path / "no" / "ops").exists()
+    assert export_trace(str(bad), str(tmp_path / "yes"), allow_unverified=True).status == (
+        "tampered")

@@ -1,0 +1,181 @@
+"""What querying traces costs, measured in one run.
+
+    python benchmarks/bench_query.py [--fib 22] [--repeat 5]
+
+1. ``run --clock``: ChainTracer with and without ``clock=True`` on the objects workload
+   (benchmarks/workloads.py), interleaved, best of N: the ratio.
+2. Export: records ``examples/fib.py N`` (``--fib``; 22 is ~1.2 million lines, 26 ~8 million),
+   then times, in CPU seconds: decoding alone (msgspec, the floor of this reader), the
+   conversion to the tables (no verify, no Parquet), verify alone, and the whole export
+   (verify + conversion + Parquet; for a large trace verify runs in a second process, so
+   wall time is also given). Peak memory of an export, in a fresh process, for the trace
+   and for one 4x smaller, to show it does not grow with the trace.
+3. The Parquet dataset's size against the .jsonl.
+4. ``GROUP BY line`` over ops, and a GROUP BY over calls, on the exported dataset (best of N,
+   wall clock, the connection opened once); and a query on the .jsonl itself, which exports
+   into the cache first (its one-time cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from workloads import WORKLOADS
+
+import blocktrace
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _chain_run(path: str, clock: bool) -> int:
+    tracer = blocktrace.ChainTracer(path, genesis="bench", clock=clock, force=True)
+    previous = blocktrace.set_tracer(tracer)
+    try:
+        t = time.process_time_ns()  # CPU time: steadier than wall time on a shared machine
+        blocktrace.start()
+        WORKLOADS["objects"]()
+        blocktrace.stop()
+        return time.process_time_ns() - t
+    finally:
+        blocktrace.set_tracer(previous)
+        tracer.close()
+
+
+def clock_cost(tmp: str, repeat: int) -> None:
+    WORKLOADS["objects"]()
+    best = {False: 1 << 62, True: 1 << 62}
+    for _ in range(repeat):
+        for clock in (False, True):
+            best[clock] = min(best[clock], _chain_run(os.path.join(tmp, "c.jsonl"), clock))
+    print(f"run --clock, objects workload, best of {repeat} (CPU): ChainTracer "
+          f"{best[False] / 1e6:.1f} ms, with clock {best[True] / 1e6:.1f} ms: "
+          f"{best[True] / best[False]:.3f}x (+{(best[True] / best[False] - 1) * 100:.1f}%)")
+
+
+def _cpu() -> float:
+    self_, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return self_.ru_utime + self_.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _record(tmp: str, n: int) -> str:
+    out = os.path.join(tmp, f"fib{n}.jsonl")
+    subprocess.run([sys.executable, "-m", "blocktrace", "run", "-o", out, "--force",
+                    os.path.join(ROOT, "examples", "fib.py"), str(n)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return out
+
+
+_PEAK = """
+import resource, sys
+from blocktrace.query import export_trace
+export_trace(sys.argv[1], sys.argv[2])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _peak_mib(trace: str, out: str) -> float:
+    done = subprocess.run([sys.executable, "-c", _PEAK, trace, out], check=True,
+                          capture_output=True, text=True)
+    return int(done.stdout.split()[-1]) / 1024
+
+
+def export_costs(tmp: str, n: int, repeat: int) -> str:
+    from blocktrace.chain.verify import verify_file
+    from blocktrace.query import export_trace
+    from blocktrace.query.lines import line_decoder
+    from blocktrace.query.tables import RunFacts, trace_batches
+
+    trace = _record(tmp, n)
+    size = os.path.getsize(trace)
+    with open(trace, "rb") as f:
+        lines = sum(1 for _ in f)
+    print(f"\ntrace: examples/fib.py {n}: {lines} lines, {size / 2**20:.0f} MiB")
+
+    def rate(label: str, seconds: float) -> None:
+        print(f"| {label} | {seconds:.2f} | {lines / seconds / 1e6:.2f} |")
+
+    print("\n| step | CPU s | M lines/s |\n|---|---|---|")
+    decode = line_decoder().decode
+    t = _cpu()
+    with open(trace, "rb") as f:
+        for raw in f:
+            decode(raw)
+    rate("read + msgspec decode of every line (the floor)", _cpu() - t)
+    t = _cpu()
+    for _ in trace_batches(trace, RunFacts(trace)):
+        pass
+    rate("conversion to the tables (Arrow batches)", _cpu() - t)
+    t = _cpu()
+    verify_file(trace)
+    rate("verify alone", _cpu() - t)
+    out = os.path.join(tmp, "dataset")
+    t, wall = _cpu(), time.perf_counter()
+    export_trace(trace, out)
+    cpu, wall = _cpu() - t, time.perf_counter() - wall
+    rate("whole export (verify + conversion + Parquet), CPU", cpu)
+    print(f"| whole export, wall clock | {wall:.2f} | {lines / wall / 1e6:.2f} |")
+    parquet = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
+    print(f"\nParquet dataset {parquet / 2**20:.1f} MiB: the .jsonl is {size / parquet:.1f}x "
+          "larger")
+    small = _record(tmp, n - 3)  # ~4.2x fewer lines
+    print(f"peak memory of an export (fresh process): {_peak_mib(trace, out + '-p1'):.0f} MiB "
+          f"for {lines} lines, {_peak_mib(small, out + '-p2'):.0f} MiB for fib.py {n - 3}")
+    return trace
+
+
+def query_costs(tmp: str, trace: str, repeat: int) -> None:
+    from blocktrace.query import connect
+
+    con = connect([os.path.join(tmp, "dataset")])
+    for label, sql in (
+        ("GROUP BY line over ops",
+         "SELECT line, count(*) FROM ops GROUP BY line"),
+        ("GROUP BY file, line over ops",
+         "SELECT file, line, count(*) FROM ops GROUP BY ALL ORDER BY 3 DESC LIMIT 10"),
+        ("GROUP BY function over calls",
+         "SELECT function, count(*), sum(self_steps) FROM calls GROUP BY ALL"),
+    ):
+        best = 1e9
+        for _ in range(repeat):
+            t = time.perf_counter()
+            con.execute(sql).fetchall()
+            best = min(best, time.perf_counter() - t)
+        print(f"{label}: {best:.3f} s (best of {repeat})")
+    os.environ["BLOCKTRACE_CACHE"] = os.path.join(tmp, "cache")
+    t = time.perf_counter()
+    connect([trace]).execute("SELECT line, count(*) FROM ops GROUP BY line").fetchall()
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    connect([trace]).execute("SELECT line, count(*) FROM ops GROUP BY line").fetchall()
+    print(f"the same query on the .jsonl: {first:.2f} s the first time (exported into the "
+          f"cache), {time.perf_counter() - t:.3f} s after")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--fib", type=int, default=22)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--skip-clock", action="store_true")
+    args = ap.parse_args()
+    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory(prefix="bt-bench-query-") as tmp:
+        if not args.skip_clock:
+            clock_cost(tmp, args.repeat)
+        trace = export_costs(tmp, args.fib, args.repeat)
+        query_costs(tmp, trace, args.repeat)
+
+
+if __name__ == "__main__":
+    main()
