@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,21 @@ from .helpers import ROOT, Runner, record
 
 pytest.importorskip("duckdb", reason="the query extra is not installed (pip install '.[query]')")
 pytest.importorskip("pyarrow", reason="the query extra is not installed (pip install '.[query]')")
+
+
+@pytest.fixture(scope="session")
+def blocktrace_cli() -> Runner:
+    """The real command in a subprocess, as tests/conftest.py's, with room for a loaded
+    machine (importing DuckDB and pyarrow, exporting into the cache)."""
+
+    def run(*args: str | Path, cwd: Path | str | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "blocktrace", *map(str, args)], cwd=cwd, input="",
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+
+    return run
 
 
 @pytest.fixture(autouse=True)
