@@ -185,3 +185,27 @@ def test_a_large_trace_is_verified_beside_the_conversion(
     assert not (tmp_path / "no" / "ops").exists()
     assert export_trace(str(bad), str(tmp_path / "yes"), allow_unverified=True).status == (
         "tampered")
+
+
+def test_sources_and_client_memory(tmp_path: Path) -> None:
+    import hashlib
+
+    import blocktrace
+
+    program = b"print('hi')\n"
+    trace = tmp_path / "sourced.jsonl"
+    tracer = blocktrace.ChainTracer(trace, genesis="g")
+    tracer.write_event("source", {"file": "/src/p.py", "sha256": hashlib.sha256(program)
+                                  .hexdigest(), "size": len(program), "text": program.decode()})
+    tracer.close()
+    out = tmp_path / "ds"
+    export_trace(str(trace), str(out))
+    export_trace(str(client_trace("erigon", "negative_refund")), str(out))
+    con = connect(str(out))
+    assert con.execute("SELECT file, sha256, size, text, line_no FROM sources").fetchall() == [
+        ("/src/p.py", hashlib.sha256(program).hexdigest(), len(program), "print('hi')\n", 2)]
+    (with_memory,) = con.execute(
+        "SELECT count(memory) FROM ops JOIN runs USING (run) WHERE client = 'erigon'").fetchone()
+    erigon_lines = [json.loads(x) for x in client_trace("erigon", "negative_refund")
+                    .read_text().splitlines() if x.startswith("{")]
+    assert with_memory > 0 and with_memory <= sum(1 for d in erigon_lines if "memory" in d)

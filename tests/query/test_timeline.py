@@ -135,3 +135,12 @@ def test_timeline_bad_input(queried: Path, blocktrace_cli: Runner, one_line_erro
     doc = _export(blocktrace_cli, "perfetto", out, bad, extra=("--allow-unverified",))
     (name,) = [e["args"]["name"] for e in doc["traceEvents"] if e["name"] == "process_name"]
     assert name.endswith("[tampered]")
+
+
+def test_several_traces_are_several_processes(queried: Path, fib: Path, blocktrace_cli: Runner,
+                                              tmp_path: Path) -> None:
+    doc = _export(blocktrace_cli, "perfetto", tmp_path / "t.json", queried, fib)
+    names = {e["pid"]: e["args"]["name"] for e in doc["traceEvents"]
+             if e["name"] == "process_name"}
+    assert set(names) == {lines_of(queried)[0]["pid"], lines_of(fib)[0]["pid"]}
+    assert [t["status"] for t in doc["otherData"]["traces"]] == ["sealed", "sealed"]
