@@ -64,14 +64,21 @@ def test_verify_and_verify_json_give_one_answer(
 
 
 @FUZZ
-@given(data=st.data(), line=st.integers(1, 40))
-def test_prove(data: st.DataObject, line: int, traces: Inputs, scratch: Path) -> None:
+@given(data=st.data(), line=st.integers(1, 40), anchored=st.booleans())
+def test_prove_and_sign(
+    data: st.DataObject, line: int, anchored: bool, seeds: Seeds, traces: Inputs, scratch: Path
+) -> None:
     path = _write(scratch, data.draw(mutated(traces)))
-    answer = run_cli("prove", path, str(line))
-    answer.check((0, 1, 2), f"prove {path} {line}")
+    argv = ["prove", str(path), str(line)]
+    if anchored:  # a checkpoint of the unmutated trace, or a mutated one
+        cp = data.draw(mutated(Inputs([seeds.checkpoint.read_bytes()]), rechain_share=0))
+        argv += ["--checkpoint", str(_write(scratch, cp, ".cp"))]
+    answer = run_cli(*argv)
+    answer.check((0, 1, 2), " ".join(argv))
     if answer.status == 0:  # a bundle prove hands out verifies
         bundle = _write(scratch, answer.stdout, ".json")
-        run_cli("check-proof", bundle).check((0,), f"check-proof of prove {path} {line}")
+        run_cli("check-proof", bundle).check((0,), f"check-proof of {' '.join(argv)}")
+    run_cli("sign", path, "--key", seeds.key).check((0, 1, 2), f"sign {path}")
 
 
 @FUZZ
@@ -109,11 +116,13 @@ def test_diff_of_client_traces(
 
 
 @FUZZ
-@given(data=st.data(), anchored=st.booleans())
-def test_check_proof(data: st.DataObject, anchored: bool, seeds: Seeds, scratch: Path) -> None:
+@given(data=st.data(), anchored=st.booleans(), as_json=st.booleans())
+def test_check_proof(
+    data: st.DataObject, anchored: bool, as_json: bool, seeds: Seeds, scratch: Path
+) -> None:
     original = Inputs([seeds.bundle.read_bytes()])
     bundle = _write(scratch, data.draw(mutated(original, rechain_share=0)), ".json")
-    argv = ["check-proof", str(bundle)]
+    argv = ["check-proof", str(bundle), *(["--json"] if as_json else [])]
     if anchored:
         cp = seeds.checkpoint.read_bytes()
         if data.draw(st.booleans(), label="mutate the checkpoint too"):
