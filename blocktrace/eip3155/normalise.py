@@ -110,6 +110,8 @@ def normalise(path: str, info: TraceInfo | None = None) -> Iterator[Step]:
                 raw: RawLine = decode(line)
             except msgspec.ValidationError as exc:
                 raise TraceError(path, lineno, f"not an EIP-3155 line: {exc}") from None
+            except RecursionError:
+                raise TraceError(path, lineno, "JSON nested too deeply") from None
             except msgspec.DecodeError:
                 info.noise += 1
                 continue

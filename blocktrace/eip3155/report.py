@@ -63,7 +63,7 @@ def sniff_python(path: str) -> bool:
                 continue
             try:
                 head = msgspec.json.decode(line.removeprefix(b"\xef\xbb\xbf"))
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, RecursionError):
                 return False
             return isinstance(head, dict) and "blocktrace" in head
     return False

@@ -198,6 +198,8 @@ def view_trace(path: str) -> list[FileView]:
             obj = decoder.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise TraceFormatError(f"line {number}: not a JSON object: {exc}") from None
+        except RecursionError:
+            raise TraceFormatError(f"line {number}: JSON nested too deeply") from None
         if viewer is None:
             version = obj.get("blocktrace")
             if type(version) is not int or version not in KNOWN_VERSIONS:
