@@ -152,8 +152,12 @@ def _source(root: str, file: str | None, line: int | None,
     if file is None or not line:
         return ""
     path = file if os.path.isabs(file) else os.path.join(root, file)
-    if hashes is not None and hashes.get(file) != _digest(path):
-        return "  | (source changed since the golden was recorded)"
+    if hashes is not None:
+        now = _digest(path)
+        if now is None:
+            return "  | (source not found)"
+        if hashes.get(file) != now:
+            return "  | (source changed since the golden was recorded)"
     text = source_line(path, line)
     return f"  | {text}" if text else ""
 

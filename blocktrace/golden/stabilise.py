@@ -28,13 +28,13 @@ import os
 import platform
 import re
 import sysconfig
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import msgspec
 
-from blocktrace.chain.hashing import split_hash
+from blocktrace.chain.hashing import HASH_HEX_LEN
 from blocktrace.chain.merkle import LINES_PER_LEAF
 from blocktrace.chain.writer import LineWriter
 
@@ -44,6 +44,7 @@ GOLDEN_GENESIS = "blocktrace-golden"
 """The genesis token of every golden trace (a golden proves no time of making)."""
 EPOCH = "1970-01-01T00:00:00.000000Z"
 
+_TAIL = len(b',"hash":""}') + HASH_HEX_LEN
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
@@ -81,11 +82,14 @@ class Normaliser:
         # The longest prefix first: a virtual environment may live inside the project.
         self._places = sorted(places, key=lambda place: -len(place[0]))
 
-    def needs(self, body: bytes) -> bool:
-        """Whether a line body may hold a volatile value (a cheap byte test)."""
+    def probe(self) -> Callable[[bytes], object]:
+        """``search(body)``: not None when a line body may hold a volatile value (one
+        byte search: a file, an address, the root or temporary path, a summary line,
+        anything at all when there are masks)."""
         if self._masks:
-            return True
-        return any(probe in body for probe in self._probes)
+            return lambda body: True
+        alternatives = [re.escape(p) for p in (*self._probes, b'{"output":')]
+        return re.compile(b"|".join(alternatives)).search
 
     def path(self, value: str) -> str:
         """A ``file`` value: relative to the root when under it, else to the
@@ -129,11 +133,6 @@ class Normaliser:
         return value
 
 
-def _lines(source: IO[bytes]) -> Iterable[tuple[int, bytes]]:
-    for number, line in enumerate(source, 1):
-        yield number, line.rstrip(b"\n")
-
-
 class StabiliseError(ValueError):
     """The recorded trace is not one this module can rewrite (a bug or a torn file)."""
 
@@ -156,27 +155,37 @@ def _source_line(file: str) -> dict[str, Any] | None:
 
 
 def stabilise(source: IO[bytes], target: IO[bytes], rules: Normaliser) -> int:
-    """Copy the trace ``source`` to ``target`` as golden bytes; returns the lines written."""
-    out = target.write
-    writer = LineWriter(out, buffer_size=1 << 16, lines_per_leaf=LINES_PER_LEAF)
+    """Copy the trace ``source`` to ``target`` as golden bytes; returns the lines written.
+
+    ``source`` is a trace this process just wrote, so its lines are taken as well
+    formed (a line without its hash member is a ``StabiliseError``); the loop does
+    one byte search per line and hands the line to the C writer."""
+    writer = LineWriter(target.write, buffer_size=1 << 20, lines_per_leaf=LINES_PER_LEAF)
+    add = writer.line
+    volatile = rules.probe()
+    tail = -_TAIL - 1  # ,"hash":"<64 hex>"}\n
     sealed = False
     sources: set[str] = set()
-    for number, line in _lines(source):
-        split = split_hash(line)
-        if split is None:
-            raise StabiliseError(f"line {number} has no hash member")
-        body = split[0]
-        if number == 1:
-            header = _decode(body + b"}")
-            header["genesis"] = GOLDEN_GENESIS
-            if "start" in header:
-                header["start"] = EPOCH
-            if "pid" in header:
-                header["pid"] = 0
-            if "python" in header:
-                header["python"] = ".".join(platform.python_version_tuple()[:2])
-            header["argv"] = list(rules.argv)
-            writer.line(_encode(header)[:-1])
+    lines = iter(source)
+    first = next(lines, b"")
+    if not first.endswith(b'"}\n') or first[tail:tail + 9] != b',"hash":"':
+        raise StabiliseError("the recorded trace has no header line")
+    header = _decode(first[:tail] + b"}")
+    header["genesis"] = GOLDEN_GENESIS
+    if "start" in header:
+        header["start"] = EPOCH
+    if "pid" in header:
+        header["pid"] = 0
+    if "python" in header:
+        header["python"] = ".".join(platform.python_version_tuple()[:2])
+    header["argv"] = list(rules.argv)
+    add(_encode(header)[:-1])
+    for line in lines:
+        if line[tail:tail + 9] != b',"hash":"':
+            raise StabiliseError(f"line {writer.lines + 1} has no hash member")
+        body = line[:tail]
+        if volatile(body) is None:
+            add(body)
             continue
         if body.startswith(b'{"output":'):
             summary = rules.value(_decode(body + b"}"))
@@ -194,20 +203,18 @@ def stabilise(source: IO[bytes], target: IO[bytes], rules: Normaliser) -> int:
                 writer.close_leaf()
             sealed = True
             break
-        if body.startswith(b'{"event":"source"'):
-            members = _decode(body + b"}")
-            sources.add(members.get("file", ""))
-            body = _encode(rules.value(members))[:-1]
-        elif rules.needs(body):
-            members = _decode(body + b"}")
-            file = members.get("file")
-            if members.get("event") == "call" and isinstance(file, str) and file not in sources:
+        members = _decode(body + b"}")
+        file = members.get("file")
+        if isinstance(file, str):
+            event = members.get("event")
+            if event == "source":
+                sources.add(file)
+            elif event == "call" and file not in sources:
                 sources.add(file)
                 committed = _source_line(file)
                 if committed is not None:
-                    writer.line(_encode(rules.value(committed))[:-1])
-            body = _encode(rules.value(members))[:-1]
-        writer.line(body)
+                    add(_encode(rules.value(committed))[:-1])
+        add(_encode(rules.value(members))[:-1])
     if not sealed:
         raise StabiliseError("the recorded trace has no summary line")
     writer.flush()

@@ -1,0 +1,92 @@
+"""Golden traces at ``ops`` level: comparing a 1-million-step test against recording it.
+
+    python benchmarks/bench_golden.py [--steps 1000000] [--repeat 3]
+
+In one process, for a loop of about ``--steps`` traced instructions, keeping
+the best of N: recording it as the plugin does (ChainTracer at ``op`` level,
+then the golden form -- volatile values replaced and the chain re-sealed); the
+comparison with an identical golden (the plugin's common case: a byte
+comparison); and the comparison with a golden that differs in one instruction
+near the start (verify the stored golden, then the diff engine over both files,
+stopping after 3 hunks -- with one hunk it reads both to the end).  Prints
+seconds and the ratios to recording, as Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import tempfile
+import time
+
+from blocktrace.golden.compare import compare_golden
+from blocktrace.golden.record import Recording
+from blocktrace.golden.stabilise import Normaliser
+
+
+def work(n: int, changed: bool = False) -> int:
+    total = 0
+    if changed:  # the changed run executes one more line here
+        total = 1
+    for i in range(n):
+        total += i & 7
+    return total
+
+
+def record(n: int, root: str, changed: bool = False) -> tuple[float, Recording]:
+    rec = Recording(level="op", values=False, include=[os.path.abspath(__file__)], exclude=None,
+                    rules=Normaliser(root, ["bench"]))
+    start = time.perf_counter()
+    rec.start()
+    work(n, changed)
+    rec.finish(None)
+    return time.perf_counter() - start, rec
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    n = args.steps // 7  # about 7 instructions per iteration
+    root = os.path.dirname(os.path.abspath(__file__))
+    keep = tempfile.mkdtemp(prefix="bench-golden-")
+    golden = os.path.join(keep, "golden.jsonl")
+    rec_times, same_times, diff_times = [], [], []
+    steps = 0
+    for _ in range(args.repeat):
+        seconds, rec = record(n, root)
+        rec_times.append(seconds)
+        shutil.copyfile(rec.path, golden)
+        rec.cleanup()
+        _, again = record(n, root)
+        start = time.perf_counter()
+        same = compare_golden(golden, again.path, "op")
+        same_times.append(time.perf_counter() - start)
+        assert same.equal
+        again.cleanup()
+        _, changed = record(n, root, changed=True)
+        start = time.perf_counter()
+        diff = compare_golden(golden, changed.path, "op")
+        diff_times.append(time.perf_counter() - start)
+        assert not diff.equal and diff.steps is not None
+        steps = diff.steps.steps_a
+        changed.cleanup()
+    size = os.path.getsize(golden)
+    shutil.rmtree(keep)
+    best_rec, best_same, best_diff = min(rec_times), min(same_times), min(diff_times)
+    print(f"Python {platform.python_version()}, {steps:,} steps at ops level "
+          f"({size / 1e6:.0f} MB golden), best of {args.repeat}\n")
+    print("| what | seconds | vs recording |")
+    print("|---|---|---|")
+    print(f"| record the test (trace + golden form) | {best_rec:.2f} | 1.00x |")
+    print(f"| compare, same behaviour (byte comparison) | {best_same:.2f} | "
+          f"{best_same / best_rec:.2f}x |")
+    print(f"| compare, one instruction differs (verify + diff to the end) | {best_diff:.2f} | "
+          f"{best_diff / best_rec:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Golden traces on a real third-party test suite: more-itertools, from its sdist.
+
+    python benchmarks/golden_thirdparty.py [--work DIR] [--version 11.2.1] [-k EXPR]
+
+Needs network access to PyPI or the pip cache (``pip download`` of the sdist);
+not part of the test suite (it runs the package's suite about eight times).
+
+1. Speed: the suite untraced, then with goldens at ``calls`` and ``lines``
+   level (the project's own code in scope: the package and its tests): the run
+   that records the goldens (``--blocktrace-golden-update``) and the run that
+   compares with them.  Ratios to the untraced run.
+2. Behaviour check, at ``ops`` level with only ``more_itertools/recipes.py`` in
+   scope: record goldens, run again unchanged (tests that differ between two
+   unchanged runs are non-deterministic and set aside), change one line of
+   ``take()`` to an expression with the same value but other instructions, and
+   compare.  The tests that fail must be exactly the tests that executed that
+   line -- found independently, by a ``sys.settrace`` plugin in a separate run
+   -- and each report's first divergence must be at that line.
+
+Prints Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+
+PACKAGE = "more-itertools"
+TARGET_FILE = "more_itertools/recipes.py"
+BEFORE = "    return list(islice(iterable, n))\n"
+AFTER = "    return (list(islice(iterable, n)), None)[0]\n"
+
+TRUTH_PLUGIN = '''
+import os, sys, threading
+import pytest
+
+TARGET = (os.path.realpath(os.environ["TRUTH_FILE"]), int(os.environ["TRUTH_LINE"]))
+HIT = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    seen = []
+
+    def local(frame, event, arg):
+        if event == "line" and frame.f_lineno == TARGET[1]:
+            seen.append(1)
+        return local
+
+    def anywhere(frame, event, arg):
+        if os.path.realpath(frame.f_code.co_filename) == TARGET[0]:
+            return local
+        return None
+
+    sys.settrace(anywhere)
+    threading.settrace(anywhere)
+    try:
+        return (yield)
+    finally:
+        sys.settrace(None)
+        threading.settrace(None)
+        if seen:
+            HIT.append(item.nodeid)
+
+
+def pytest_sessionfinish(session):
+    with open(os.environ["TRUTH_OUT"], "w") as out:
+        out.write("\\n".join(HIT))
+'''
+
+_FAILED = re.compile(r"^FAILED (\S+)", re.M)
+
+
+def fetch(work: str, version: str) -> str:
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
+                    "-q", f"{PACKAGE}=={version}", "-d", work], check=True)
+    archive = glob.glob(os.path.join(work, "more_itertools-*.tar.gz"))[0]
+    with tarfile.open(archive) as tar:
+        tar.extractall(work, filter="data")
+    return archive[: -len(".tar.gz")]
+
+
+def pytest(project: str, *args: str, env: dict[str, str] | None = None,
+           ) -> tuple[float, subprocess.CompletedProcess[str]]:
+    environ = dict(os.environ, PYTHONPATH=project, PYTHONHASHSEED="0", **(env or {}))
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests", *args],
+        cwd=project, env=environ, capture_output=True, text=True, check=False)
+    return time.perf_counter() - start, result
+
+
+def failed(result: subprocess.CompletedProcess[str]) -> set[str]:
+    return set(_FAILED.findall(result.stdout))
+
+
+def last_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stdout.strip().splitlines()
+    return lines[-1] if lines else result.stderr.strip()[-200:]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--work", help="directory to work in (default: a new temporary one)")
+    parser.add_argument("--version", default="11.2.1")
+    parser.add_argument("-k", dest="select", help="pytest -k expression (a subset of the suite)")
+    parser.add_argument("--skip-speed", action="store_true")
+    args = parser.parse_args()
+    work = args.work or tempfile.mkdtemp(prefix="golden-thirdparty-")
+    project = fetch(work, args.version)
+    select = ("-k", args.select) if args.select else ()
+    print(f"{PACKAGE} {args.version}, Python {sys.version.split()[0]}, in {project}\n")
+
+    if not args.skip_speed:
+        base, plain = pytest(project, *select)
+        print(f"untraced: {last_line(plain)}\n")
+        print("| run | seconds | vs untraced |")
+        print("|---|---|---|")
+        print(f"| untraced | {base:.1f} | 1.00x |")
+        for level in ("calls", "lines"):
+            opts = ("--blocktrace-golden", "--blocktrace-golden-level", level, *select)
+            rec, recorded = pytest(project, *opts, "--blocktrace-golden-update")
+            cmp, compared = pytest(project, *opts)
+            print(f"| {level}: record goldens | {rec:.1f} | {rec / base:.2f}x |")
+            print(f"| {level}: compare with goldens | {cmp:.1f} | {cmp / base:.2f}x |")
+            print(f"|   ({last_line(compared)}) | | |")
+            for path in glob.glob(os.path.join(project, "tests", "__traces__", "*", "*")):
+                os.unlink(path)
+        print()
+
+    target = os.path.join(project, TARGET_FILE)
+    with open(target) as handle:
+        source = handle.read()
+    line = source.splitlines(keepends=True).index(BEFORE) + 1
+    opts = ("--blocktrace-golden", "--blocktrace-golden-level", "ops",
+            "--blocktrace-golden-include", TARGET_FILE, *select)
+    _, recorded = pytest(project, *opts, "--blocktrace-golden-update")
+    _, again = pytest(project, *opts)
+    flaky = failed(again)
+    with open(target, "w") as out:
+        out.write(source.replace(BEFORE, AFTER))
+    truth_dir = tempfile.mkdtemp(prefix="truth-", dir=work)
+    with open(os.path.join(truth_dir, "truth_plugin.py"), "w") as out:
+        out.write(TRUTH_PLUGIN)
+    truth_out = os.path.join(truth_dir, "hit.txt")
+    pytest(project, "-p", "truth_plugin", *select, env={
+        "PYTHONPATH": f"{project}{os.pathsep}{truth_dir}", "TRUTH_FILE": target,
+        "TRUTH_LINE": str(line), "TRUTH_OUT": truth_out})
+    with open(truth_out) as handle:
+        executed = set(handle.read().split())
+    _, changed = pytest(project, *opts)
+    failing = failed(changed)
+    reports = changed.stdout.split("\n___")
+    at_line = sum(1 for r in reports if "now:    pc " in r and f"recipes.py:{line}" in
+                  r.split("now:", 1)[1].split("\n", 1)[0])
+    print(f"one-line change: {TARGET_FILE}:{line} `{BEFORE.strip()}` -> `{AFTER.strip()}`\n")
+    print(f"- goldens recorded (ops level, {TARGET_FILE} in scope): {last_line(recorded)}")
+    print(f"- unchanged re-run: {last_line(again)}; non-deterministic tests: {len(flaky)}"
+          + (f" ({', '.join(sorted(flaky))})" if flaky else ""))
+    print(f"- tests that executed line {line} (sys.settrace, separate run): {len(executed)}")
+    print(f"- tests failing after the change: {len(failing)} ({last_line(changed)})")
+    print(f"- failing == executed (non-deterministic ones set aside): "
+          f"{failing - flaky == executed - flaky}")
+    print(f"  failing but not executed: {sorted(failing - flaky - executed)}")
+    print(f"  executed but not failing: {sorted(executed - flaky - failing)}")
+    print(f"- reports whose first divergence ('now:') is at recipes.py:{line}: {at_line} "
+          f"of {len(failing)}")
+    with open(target, "w") as out:
+        out.write(source)
+
+
+if __name__ == "__main__":
+    main()
