@@ -10,7 +10,6 @@ compared), then both are compared step by step with the diff engine
 from __future__ import annotations
 
 import filecmp
-import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,8 +20,8 @@ from blocktrace.eip3155.differ import StepDiff, diff_steps
 from blocktrace.eip3155.normalise import TraceInfo, normalise
 from blocktrace.eip3155.reader import TraceError
 from blocktrace.eip3155.records import Step
-from blocktrace.eip3155.report import SummaryDiff, compare_summaries, source_line
-from blocktrace.golden.read import Frame, call_steps, read_header, source_hashes, stack_at
+from blocktrace.eip3155.report import SummaryDiff, compare_summaries
+from blocktrace.golden.read import Frame, call_steps, header_of, source_text, stack_at
 from blocktrace.golden.stabilise import GOLDEN_GENESIS
 from blocktrace.tracers.level import Level
 
@@ -124,46 +123,30 @@ def compare_golden(
         result.summary = compare_summaries(info_g, info_f, by_line=level != "op")
     if result.equal:
         return result
-    result.text = _report(result, root, read_header(golden).get("python"),
-                          read_header(fresh).get("python"))
+    result.text = _report(result, root, header_of(golden).python, header_of(fresh).python)
     return result
 
 
 # -- the report -------------------------------------------------------------------
 
 
-_DIGESTS: dict[str, str | None] = {}
+Sources = dict[str, "list[str] | str"]
 
 
-def _digest(path: str) -> str | None:
-    if path not in _DIGESTS:
-        try:
-            with open(path, "rb") as handle:
-                _DIGESTS[path] = hashlib.sha256(handle.read()).hexdigest()
-        except OSError:
-            _DIGESTS[path] = None
-    return _DIGESTS[path]
-
-
-def _source(root: str, file: str | None, line: int | None,
-            hashes: dict[str, str] | None = None) -> str:
-    """The text of ``file:line`` -- for a golden's step (``hashes``: its source lines)
-    only when the file still has the content the golden was recorded with."""
+def _source(sources: Sources, file: str | None, line: int | None) -> str:
+    """The text of ``file:line`` as the trace committed to it (its source lines), or why
+    it cannot be shown."""
     if file is None or not line:
         return ""
-    path = file if os.path.isabs(file) else os.path.join(root, file)
-    if hashes is not None:
-        now = _digest(path)
-        if now is None:
-            return "  | (source not found)"
-        if hashes.get(file) != now:
-            return "  | (source changed since the golden was recorded)"
-    text = source_line(path, line)
-    return f"  | {text}" if text else ""
+    text = sources.get(file)
+    if text is None:
+        return ""
+    if isinstance(text, str):
+        return f"  | ({text})"
+    return f"  | {text[line - 1].strip()}" if line <= len(text) else ""
 
 
-def _describe(step: Step | None, root: str, level: Level,
-              hashes: dict[str, str] | None = None) -> str:
+def _describe(step: Step | None, sources: Sources, level: Level) -> str:
     if step is None:
         return "(nothing: the trace ends here)"
     what = step.event if level == "call" else (step.raw.opName or f"op {step.op}")
@@ -172,7 +155,7 @@ def _describe(step: Step | None, root: str, level: Level,
     elif level == "line":
         what = ""
     place = f"{step.function or '?'}  {step.file or '?'}:{step.line or '?'}"
-    text = f"{what + '  ' if what else ''}{place}{_source(root, step.file, step.line, hashes)}"
+    text = f"{what + '  ' if what else ''}{place}{_source(sources, step.file, step.line)}"
     if step.error:
         text += f"  [{step.event or 'error'}: {step.error}]"
     if level == "call" and step.raw.locals:
@@ -180,8 +163,8 @@ def _describe(step: Step | None, root: str, level: Level,
     return text
 
 
-def _stack(frames: list[Frame], root: str) -> list[str]:
-    return [f"      {f.function}  {f.file}:{f.line}{_source(root, f.file, f.line)}"
+def _stack(frames: list[Frame], sources: Sources) -> list[str]:
+    return [f"      {f.function}  {f.file}:{f.line}{_source(sources, f.file, f.line)}"
             for f in frames[-12:]]
 
 
@@ -193,21 +176,24 @@ def _report(diff: GoldenDiff, root: str, py_golden: str | None, py_now: str | No
            f"compared: {', '.join(diff.fields)})",
            f"  golden: {diff.golden}"]
     first = steps.first
+    golden_sources = source_text(diff.golden, root)
+    now_sources = source_text(diff.fresh, root)
     if first is not None:
         fields = f" (differs in: {', '.join(first.fields)})" if first.fields else ""
         out.append(f"  first divergence at {unit} {first.step}{fields}")
         if steps.last_common is not None:
             last = steps.last_common[1]
-            out.append(f"  last common {unit} {last.index}: {_describe(last, root, diff.level)}")
+            out.append(f"  last common {unit} {last.index}: "
+                       f"{_describe(last, now_sources, diff.level)}")
         else:
             out.append("  (no common step before it)")
-        hashes = source_hashes(diff.golden)
-        out.append(f"  golden: {_describe(first.a, root, diff.level, hashes)}")
-        out.append(f"  now:    {_describe(first.b, root, diff.level)}")
+        out.append(f"  golden: {_describe(first.a, golden_sources, diff.level)}")
+        out.append(f"  now:    {_describe(first.b, now_sources, diff.level)}")
         for label, path, step in (("now", diff.fresh, first.b), ("golden", diff.golden, first.a)):
             if step is not None:
                 out.append(f"  call stack ({label}), outermost first:")
-                out.extend(_stack(stack_at(path, step.lineno), root))
+                sources = now_sources if path == diff.fresh else golden_sources
+                out.extend(_stack(stack_at(path, step.lineno), sources))
                 break
         further = steps.hunk_count - 1
         if steps.stopped:

@@ -1,71 +1,30 @@
-"""Reading golden traces: the header, the call-level steps, the call stack at a line.
-
-# TODO(format): use blocktrace.format -- these read lines with msgspec in one
-# small private decoder until the format module's reader lands.
-"""
+"""Reading golden traces through the format's reader: call-level steps, the call stack
+at a line, the source text a trace committed to."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 
 from blocktrace.eip3155.normalise import TraceInfo
-from blocktrace.eip3155.reader import TraceError, open_trace
 from blocktrace.eip3155.records import ABSENT, RawLine, Step, Summary
+from blocktrace.format import (
+    CallLine,
+    ExceptionLine,
+    Header,
+    OpLine,
+    ReturnLine,
+    TraceReader,
+    read_source,
+)
+from blocktrace.format import Summary as SummaryLine
 
-__all__ = ["Frame", "call_steps", "read_header", "source_hashes", "stack_at"]
+__all__ = ["Frame", "call_steps", "source_text", "stack_at"]
 
-
-class _Line(msgspec.Struct):
-    """The members of a blocktrace line the golden comparison reads."""
-
-    pc: int | None = None
-    op: int | None = None
-    depth: int | None = None
-    line: int | None = None
-    code: int | None = None
-    thread: int | None = None
-    event: str | None = None
-    kind: str | None = None
-    name: str | None = None
-    file: str | None = None
-    firstLine: int | None = None
-    error: str | None = None
-    value: msgspec.Raw = ABSENT
-    sha256: str | None = None
-    blocktrace: int | None = None
-    python: str | None = None
-    output: Any = None
-    gasUsed: str | None = None
-    passed: bool | None = msgspec.field(default=None, name="pass")
-
-
-_decode = msgspec.json.Decoder(_Line).decode
-
-
-def _lines(path: str) -> Iterator[tuple[int, _Line]]:
-    with open_trace(path) as stream:
-        for number, line in enumerate(stream, 1):
-            try:
-                yield number, _decode(line)
-            except msgspec.MsgspecError as exc:
-                raise TraceError(path, number, f"not a blocktrace line: {exc}") from None
-
-
-def read_header(path: str) -> dict[str, Any]:
-    """The first line of the trace as a dict (``TraceError`` if it is not a header)."""
-    with open_trace(path) as stream:
-        first = stream.readline()
-    try:
-        header = msgspec.json.decode(first)
-    except msgspec.DecodeError:
-        header = None
-    if not isinstance(header, dict) or "blocktrace" not in header:
-        raise TraceError(path, 1, "not a blocktrace trace (no header line)")
-    return header
+_encode = msgspec.json.encode
 
 
 def call_steps(path: str, info: TraceInfo, values: bool = False) -> Iterator[Step]:
@@ -74,44 +33,39 @@ def call_steps(path: str, info: TraceInfo, values: bool = False) -> Iterator[Ste
     ``event`` says what happened (``call``/``resume``/``throw``/``enter``,
     ``return``/``yield``/``unwind``, ``raise``/``reraise``/``handled``);
     ``values``: a return's value is carried as the step's ``locals``."""
+    reader = TraceReader(path)
+    info.python = reader.header.python
+    info.dialect = "blocktrace"
+    info.gas_used = "instructions"
+    info.evidence.header = True
     functions: dict[int, tuple[str, str]] = {}
     index = 0
-    for number, line in _lines(path):
-        if line.blocktrace is not None:
-            info.python = line.python
-            info.dialect = "blocktrace"
-            info.gas_used = "instructions"
-            info.evidence.header = True
+    for number, line in reader.lines(2):
+        kind = type(line)
+        if kind is SummaryLine:
+            assert isinstance(line, SummaryLine)
+            info.summary = Summary(number, line.output, int(line.gasUsed, 16), line.passed,
+                                   line.error or None)
             continue
-        event = line.event
-        if line.output is not None or line.gasUsed is not None:
-            gas = int(line.gasUsed, 16) if line.gasUsed else None
-            error = line.error or None
-            output = line.output if isinstance(line.output, str) else str(line.output)
-            info.summary = Summary(number, output, gas, line.passed, error)
-            continue
-        if line.pc is None and event not in ("call", "return"):
-            continue  # source lines, tracer errors, kinds a later version adds
-        name = file = None
-        if line.code is not None:
-            known = functions.get(line.code)
-            if event == "call" or known is None:
-                known = (line.name or "?", line.file or "?")
-                if event == "call":
-                    functions[line.code] = known
-            name, file = known
-        raw = RawLine(line=line.firstLine if event == "call" else line.line, code=line.code,
-                      thread=line.thread)
-        if event == "call":
-            what = line.kind or "call"
-        elif event == "return":
-            what = line.kind or "return"
+        if kind is CallLine:
+            assert isinstance(line, CallLine)
+            functions[line.code] = (line.name, line.file)
+            raw = RawLine(line=line.firstLine, code=line.code, thread=line.thread)
+            what, depth, error, pc, op = line.kind_, line.depth, None, 0, 0
+        elif kind is ReturnLine:
+            assert isinstance(line, ReturnLine)
+            raw = RawLine(code=line.code, thread=line.thread)
             if values:
-                raw.locals = line.value
+                raw.locals = msgspec.Raw(_encode(line.value))
+            what, depth, error, pc, op = line.kind_, line.depth, None, line.pc, 0
+        elif kind is ExceptionLine:
+            assert isinstance(line, ExceptionLine)
+            raw = RawLine(line=line.line, code=line.code, thread=line.thread)
+            what, depth, error, pc, op = line.event, line.depth, line.error, line.pc, line.op
         else:
-            what = event or "op"
-        yield Step(index, number, line.pc or 0, line.op or 0, 0, line.depth or 1, ABSENT, raw,
-                   line.error, what, name, file)
+            continue
+        name, file = functions.get(raw.code if isinstance(raw.code, int) else 0, ("?", "?"))
+        yield Step(index, number, pc, op, 0, depth, ABSENT, raw, error, what, name, file)
         index += 1
     info.lines = index
     info.steps = index
@@ -129,30 +83,38 @@ def stack_at(path: str, lineno: int) -> list[Frame]:
     """The call stack (outermost first) when line ``lineno`` of the trace was written,
     on that line's thread."""
     stacks: dict[int, list[Frame]] = {}
-    target_thread = 1
-    for number, line in _lines(path):
-        if number > lineno:
-            break
-        thread = line.thread or 1
+    target = 1
+    for number, line in TraceReader(path).lines(2, max(0, lineno - 1)):
+        thread = getattr(line, "thread", None) or 1
         stack = stacks.setdefault(thread, [])
-        depth = line.depth
         if number == lineno:
-            target_thread = thread
-        if line.event == "call" and depth:
-            del stack[depth - 1:]
-            stack.append(Frame(line.name or "?", line.file or "?", line.firstLine or 0))
-        elif line.event == "return" and depth:
+            target = thread
+        if isinstance(line, CallLine):
+            del stack[line.depth - 1:]
+            stack.append(Frame(line.name, line.file, line.firstLine))
+        elif isinstance(line, ReturnLine):
             if number < lineno:
-                del stack[depth - 1:]
-        elif line.line and depth and 0 < depth <= len(stack):
-            stack[depth - 1].line = line.line
-    return stacks.get(target_thread, [])
+                del stack[line.depth - 1:]
+        elif isinstance(line, OpLine | ExceptionLine) and line.line and 0 < line.depth <= len(
+                stack):
+            stack[line.depth - 1].line = line.line
+    return stacks.get(target, [])
 
 
-def source_hashes(path: str) -> dict[str, str]:
-    """``file`` -> SHA-256 of its content when the trace was written (its ``source`` lines)."""
-    found: dict[str, str] = {}
-    for _, line in _lines(path):
-        if line.event == "source" and line.file is not None and line.sha256 is not None:
-            found[line.file] = line.sha256
-    return found
+def source_text(path: str, root: str) -> dict[str, list[str] | str]:
+    """For each file the trace at ``path`` committed to (its ``source`` lines; a
+    relative name is under ``root``): its lines, or why they cannot be shown
+    ("source missing or changed: ...")."""
+    out: dict[str, list[str] | str] = {}
+    for name, entry in TraceReader(path).sources().items():
+        where = name if os.path.isabs(name) else os.path.join(root, name)
+        text = read_source(msgspec.structs.replace(entry, file=where))
+        out[name] = text.text.splitlines() if text.text is not None else text.reason
+    return out
+
+
+def header_of(path: str) -> Header:
+    return TraceReader(path).header
+
+
+__all__ += ["header_of"]

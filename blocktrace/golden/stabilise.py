@@ -8,9 +8,6 @@ does not is replaced, never a key:
 - header: ``genesis`` (a fixed token), ``start`` (the epoch), ``pid`` (0),
   ``python`` (major.minor only), ``argv`` (the test's id);
 - summary: ``time`` (0); the chain members are recomputed;
-- a ``source`` line (format version 3: the file's SHA-256 and size) is added
-  before the first call into each file when the writer did not write one, so a
-  report can tell whether a golden's source line still reads the same;
 - every string value: the project root's absolute path (a ``file`` becomes
   relative to the root; paths elsewhere under it lose the prefix), object
   addresses (`` at 0x7f...`` -> `` at 0x?``), pytest's temporary directory
@@ -23,7 +20,6 @@ writer, so the file verifies.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import re
@@ -137,23 +133,6 @@ class StabiliseError(ValueError):
     """The recorded trace is not one this module can rewrite (a bug or a torn file)."""
 
 
-_SOURCE_LIMIT = 16 << 20
-
-
-def _source_line(file: str) -> dict[str, Any] | None:
-    """The format's ``source`` line for ``file`` (what its content was when the test
-    ran), for traces whose writer did not add it; None when it is not a readable file."""
-    try:
-        if not os.path.isfile(file) or os.path.getsize(file) > _SOURCE_LIMIT:
-            return None
-        with open(file, "rb") as handle:
-            data = handle.read(_SOURCE_LIMIT + 1)
-    except OSError:
-        return None
-    return {"event": "source", "file": file, "sha256": hashlib.sha256(data).hexdigest(),
-            "size": len(data)}
-
-
 def stabilise(source: IO[bytes], target: IO[bytes], rules: Normaliser) -> int:
     """Copy the trace ``source`` to ``target`` as golden bytes; returns the lines written.
 
@@ -165,7 +144,6 @@ def stabilise(source: IO[bytes], target: IO[bytes], rules: Normaliser) -> int:
     volatile = rules.probe()
     tail = -_TAIL - 1  # ,"hash":"<64 hex>"}\n
     sealed = False
-    sources: set[str] = set()
     lines = iter(source)
     first = next(lines, b"")
     if not first.endswith(b'"}\n') or first[tail:tail + 9] != b',"hash":"':
@@ -204,16 +182,6 @@ def stabilise(source: IO[bytes], target: IO[bytes], rules: Normaliser) -> int:
             sealed = True
             break
         members = _decode(body + b"}")
-        file = members.get("file")
-        if isinstance(file, str):
-            event = members.get("event")
-            if event == "source":
-                sources.add(file)
-            elif event == "call" and file not in sources:
-                sources.add(file)
-                committed = _source_line(file)
-                if committed is not None:
-                    add(_encode(rules.value(committed))[:-1])
         add(_encode(rules.value(members))[:-1])
     if not sealed:
         raise StabiliseError("the recorded trace has no summary line")

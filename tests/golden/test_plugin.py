@@ -136,7 +136,7 @@ def test_a_change_fails_exactly_the_tests_that_run_it(tmp_path: Path) -> None:
     # The golden's side quotes its source only while the file still reads as recorded.
     (root / "calc.py").write_text(CALC.replace("    return a + b", "    c = a + b\n    return c"))
     shifted = pytest_run(root, "--blocktrace-golden").stdout
-    assert "golden: fib  calc.py:6  | (source changed since the golden was recorded)" in shifted
+    assert "golden: fib  calc.py:6  | (source missing or changed:" in shifted
     assert "now:    fib  calc.py:7  | a, b = 0, 1" in shifted
 
     updated = pytest_run(root, "--blocktrace-golden", "--blocktrace-golden-update")
