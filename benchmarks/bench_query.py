@@ -91,8 +91,8 @@ def _peak_mib(trace: str, out: str) -> float:
 
 def export_costs(tmp: str, n: int, repeat: int) -> str:
     from blocktrace.chain.verify import verify_file
+    from blocktrace.format import decode_line
     from blocktrace.query import export_trace
-    from blocktrace.query.lines import line_decoder
     from blocktrace.query.tables import RunFacts, trace_batches
 
     trace = _record(tmp, n)
@@ -105,12 +105,11 @@ def export_costs(tmp: str, n: int, repeat: int) -> str:
         print(f"| {label} | {seconds:.2f} | {lines / seconds / 1e6:.2f} |")
 
     print("\n| step | CPU s | M lines/s |\n|---|---|---|")
-    decode = line_decoder().decode
     t = _cpu()
     with open(trace, "rb") as f:
         for raw in f:
-            decode(raw)
-    rate("read + msgspec decode of every line (the floor)", _cpu() - t)
+            decode_line(raw)
+    rate("read + blocktrace.format.decode_line of every line (the floor)", _cpu() - t)
     t = _cpu()
     for _ in trace_batches(trace, RunFacts(trace)):
         pass

@@ -81,6 +81,8 @@ class ExceptionLine(msgspec.Struct, kw_only=True):
     code: int = 0
     event: str
     thread: int | None = None
+    clock: int | None = None
+    """``run --clock``: ns since the run started."""
 
 
 class CallLine(msgspec.Struct, kw_only=True):
@@ -95,6 +97,7 @@ class CallLine(msgspec.Struct, kw_only=True):
     file: str
     firstLine: int
     thread: int | None = None
+    clock: int | None = None
 
 
 class ReturnLine(msgspec.Struct, kw_only=True):
@@ -109,6 +112,7 @@ class ReturnLine(msgspec.Struct, kw_only=True):
     gas: str
     value: Any = None
     thread: int | None = None
+    clock: int | None = None
 
 
 class TracerErrorLine(msgspec.Struct, kw_only=True):

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from blocktrace.eip3155.reader import TraceError
-from blocktrace.query.lines import first_object
+from blocktrace.query.lines import blocktrace_header
 from blocktrace.query.schema import SCHEMA_VERSION, TABLES, arrow_schema
 from blocktrace.query.tables import RunFacts, runs_batch, trace_batches
 
@@ -79,7 +79,7 @@ def _run_id(path: str, first: dict[str, Any] | None) -> str:
     for suffix in (".jsonl", ".trace"):
         stem = stem.removesuffix(suffix)
     stem = _SAFE.sub("_", stem)[:40].strip("._") or "trace"
-    digest = first.get("hash") if first is not None and "blocktrace" in first else None
+    digest = first.get("hash") if first is not None else None
     if not isinstance(digest, str) or len(digest) < 12:
         sha = hashlib.sha256()
         with open(path, "rb") as f:
@@ -179,10 +179,12 @@ def export_trace(path: str, out_dir: str, *, allow_unverified: bool = False) -> 
     if os.path.isdir(path):
         raise QueryInputError(f"{path}: is a directory, not a trace file")
     try:
-        first = first_object(path)
+        first = blocktrace_header(path)
     except TraceError as exc:
         raise QueryInputError(str(exc)) from None
-    blocktrace = first is not None and "blocktrace" in first
+    except OSError as exc:
+        raise QueryInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    blocktrace = first is not None
     verified = _start_verify(path) if blocktrace else None
     verification: Verification | None = None
     try:

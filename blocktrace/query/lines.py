@@ -1,102 +1,50 @@
-"""Reading a blocktrace trace's lines for the query tables and the timelines.
-
-One decoder struct for every line kind, decoded once per line; the consumers
-(``tables``, ``timeline``) branch on which members are present.  Header and
-summary lines are rare and decoded as plain objects.
-"""
-
-# TODO(format): use blocktrace.format (its streaming reader and line Structs)
-# once it lands; this module is the only place query/ decodes trace lines.
+"""Telling blocktrace traces from client traces, and their header and summary as
+plain objects for the ``runs`` row.  Lines themselves are read and decoded by the
+format's one reader (``blocktrace.format``); nothing here parses them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 
-from blocktrace.eip3155.reader import TraceError, open_trace
+from blocktrace.format import Header, Summary, TraceReader
+from blocktrace.format.lines import line_type
+from blocktrace.format.versions import MAX_LINE_BYTES
 
-__all__ = [
-    "ABSENT", "TraceLine", "bad_line", "decode_object", "first_object", "line_decoder",
-    "trace_lines",
-]
+__all__ = ["blocktrace_header", "header_object", "json_text", "summary_object"]
 
-ABSENT = msgspec.Raw()
-"""An absent raw member (``locals``, ``globals``, ``value``): falsy."""
+_encode = msgspec.json.Encoder().encode
 
 
-class TraceLine(msgspec.Struct, gc=False):
-    """Every member of a blocktrace line the query tables use (others are skipped)."""
-
-    pc: int | None = None
-    op: int | None = None
-    gas: str | None = None
-    depth: int | None = None
-    opName: str | None = None
-    error: str | None = None
-    line: int | None = None
-    code: int | None = None
-    thread: int | None = None
-    event: str | None = None
-    kind: str | None = None
-    name: str | None = None
-    file: str | None = None
-    firstLine: int | None = None
-    value: msgspec.Raw = ABSENT
-    locals: msgspec.Raw = ABSENT
-    globals: msgspec.Raw = ABSENT
-    clock: int | None = None
-    sha256: str | None = None
-    size: int | None = None
-    text: str | None = None
-
-
-_object = msgspec.json.Decoder(dict[str, Any]).decode
-
-
-def decode_object(raw: bytes, path: str, line_no: int) -> dict[str, Any]:
-    """A header or summary line as a plain object."""
+def blocktrace_header(path: str) -> dict[str, Any] | None:
+    """The header of the blocktrace trace at ``path`` as an object, or None when
+    the file does not start with a blocktrace header (an EIP-3155 client trace,
+    or no trace: the client reader says which).  A blocktrace header the format
+    refuses (an unknown version) is its ``TraceError``."""
+    with open(path, "rb") as stream:
+        first = stream.readline(MAX_LINE_BYTES + 1)
     try:
-        return _object(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise TraceError(path, line_no, f"not a JSON object: {exc}") from None
-
-
-def first_object(path: str) -> dict[str, Any] | None:
-    """The first line of ``path`` as a JSON object, or None when it is not one
-    (a client trace can start with noise; a blocktrace trace never does)."""
-    with open_trace(path) as stream:
-        first = stream.readline(1 << 20)
-    try:
-        value = msgspec.json.decode(first)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+        if line_type(first) is not Header:
+            return None
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeDecodeError):
         return None
-    return value if isinstance(value, dict) else None
+    return header_object(TraceReader(path).header)
 
 
-def line_decoder() -> msgspec.json.Decoder[TraceLine]:
-    """One decoder per trace, reused for every line."""
-    return msgspec.json.Decoder(TraceLine)
+def header_object(h: Header) -> dict[str, Any]:
+    return {
+        "blocktrace": h.blocktrace, "level": h.level, "genesis": h.genesis, "python": h.python,
+        "implementation": h.implementation, "argv": h.argv, "start": h.start, "pid": h.pid,
+        "hash": h.hash,
+    }
 
 
-def bad_line(path: str, line_no: int, exc: Exception) -> TraceError:
-    """The error for a line the decoder refused."""
-    if isinstance(exc, msgspec.ValidationError):
-        return TraceError(path, line_no, f"not a blocktrace line: {exc}")
-    return TraceError(path, line_no, "not a JSON line")
+def summary_object(s: Summary) -> dict[str, Any]:
+    return {"output": s.output, "gasUsed": s.gasUsed, "pass": s.passed, "time": s.time,
+            "error": s.error}
 
 
-def trace_lines(path: str) -> Iterator[tuple[int, bytes, TraceLine]]:
-    """``(line number, raw bytes, decoded line)`` for every line, streaming.
-
-    A line that is not a JSON object of the expected shape is a ``TraceError``
-    naming it (a trace that verified never has one)."""
-    decode = line_decoder().decode
-    with open_trace(path) as stream:
-        for line_no, raw in enumerate(stream, 1):
-            try:
-                line = decode(raw)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                raise bad_line(path, line_no, exc) from None
-            yield line_no, raw, line
+def json_text(value: Any) -> str:
+    """A decoded value (a rendered local, a return value) as JSON text again."""
+    return _encode(value).decode()

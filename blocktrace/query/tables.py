@@ -22,8 +22,18 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from blocktrace.eip3155.numbers import parse_int
-from blocktrace.eip3155.reader import TraceError, open_trace
-from blocktrace.query.lines import bad_line, decode_object, line_decoder
+from blocktrace.eip3155.reader import open_trace
+from blocktrace.format import (
+    CallLine,
+    ExceptionLine,
+    OpLine,
+    ReturnLine,
+    SourceLine,
+    Summary,
+    TraceReader,
+    decode_line,
+)
+from blocktrace.query.lines import blocktrace_header, header_object, json_text, summary_object
 from blocktrace.query.schema import TABLES, arrow_schema
 
 if TYPE_CHECKING:
@@ -36,7 +46,7 @@ __all__ = ["BATCH_ROWS", "RunFacts", "runs_batch", "trace_batches"]
 BATCH_ROWS = 1 << 17
 """Rows a table's buffer holds before it becomes an Arrow batch."""
 
-_values_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 _INT64_MAX = (1 << 63) - 1
 
 
@@ -98,10 +108,7 @@ def _error_parts(error: str | None) -> tuple[str | None, str | None]:
 
 def trace_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.RecordBatch]]:
     """The query tables' rows of the trace at ``path`` (blocktrace or EIP-3155)."""
-    from blocktrace.query.lines import first_object
-
-    first = first_object(path)
-    if first is not None and "blocktrace" in first:
+    if blocktrace_header(path) is not None:
         yield from _blocktrace_batches(path, facts)
     else:
         yield from _client_batches(path, facts)
@@ -130,8 +137,10 @@ def _blocktrace_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.Re
     step_batch = 0  # the step of the first row in ops_buf
     calls = 0
     max_depth = 0
-    decode = line_decoder().decode
+    reader = TraceReader(path)
+    facts.header = header_object(reader.header)
     line_no = 0
+    raw = b""
 
     def ops_batch() -> pa.RecordBatch:
         nonlocal step_batch
@@ -154,90 +163,83 @@ def _blocktrace_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.Re
         step_batch += rows
         return batch
 
-    with open_trace(path) as stream:
-        try:
-            for line_no, raw in enumerate(stream, 1):
-                d = decode(raw)
-                if d.pc is not None and d.op is not None:
-                    if d.event is None:  # an op line: the hot path
-                        o_line_no(line_no)
-                        o_thread(d.thread)
-                        o_depth(d.depth)
-                        o_pc(d.pc)
-                        o_op(d.op)
-                        o_name(d.opName)
-                        o_gas(d.gas)  # hex text, cast by Arrow per batch
-                        o_line(d.line)
-                        o_code(d.code)
-                        if d.locals or d.globals:
-                            _values(val_buf, d, step, line_no, functions)
-                        step += 1
-                        if o_len() >= BATCH_ROWS:
-                            yield "ops", ops_batch()
-                            if len(val_buf) >= BATCH_ROWS:
-                                yield "values", val_buf.take()
-                        continue
-                    _exception(exc_buf, d, step, line_no, functions, files)
-                    if d.event != "handled":
-                        last_error[(d.thread or 1, d.depth or 0)] = d.error or ""
-                    if len(exc_buf) >= BATCH_ROWS:
-                        yield "exceptions", exc_buf.take()
-                    continue
-                event = d.event
-                if event == "call":
-                    code = d.code or 0
-                    while len(functions) <= code:
-                        functions.append(None)
-                        files.append(None)
-                        first_lines.append(None)
-                    functions[code] = d.name
-                    files[code] = d.file
-                    first_lines[code] = d.firstLine
-                    thread = d.thread or 1
-                    stack = stacks.setdefault(thread, [])
-                    depth = d.depth or 0
-                    max_depth = max(max_depth, depth)
-                    parent = stack[-1][0] if stack else None
-                    # call_id, parent, depth, code, kind, step_in, line_in, clock_in, child steps
-                    stack.append([calls, parent, depth, code, d.kind, step, line_no, d.clock, 0])
-                    calls += 1
-                elif event == "return":
-                    stack = stacks.get(d.thread or 1) or []
+    try:
+        for line_no, raw in reader.raw_lines():
+            d: Any = decode_line(raw)  # dispatched on its type below
+            kind = type(d)
+            if kind is OpLine:  # the hot path
+                o_line_no(line_no)
+                o_thread(d.thread)
+                o_depth(d.depth)
+                o_pc(d.pc)
+                o_op(d.op)
+                o_name(d.opName)
+                o_gas(d.gas)  # hex text, cast by Arrow per batch
+                o_line(d.line)
+                o_code(d.code)
+                if d.locals is not None or d.globals is not None:
+                    _values(val_buf, d, step, line_no, functions)
+                step += 1
+                if o_len() >= BATCH_ROWS:
+                    yield "ops", ops_batch()
+                    if len(val_buf) >= BATCH_ROWS:
+                        yield "values", val_buf.take()
+            elif kind is ExceptionLine:
+                _exception(exc_buf, d, step, line_no, functions, files)
+                if d.event != "handled":
+                    last_error[(d.thread or 1, d.depth)] = d.error
+                if len(exc_buf) >= BATCH_ROWS:
+                    yield "exceptions", exc_buf.take()
+            elif kind is CallLine:
+                code = d.code
+                while len(functions) <= code:
+                    functions.append(None)
+                    files.append(None)
+                    first_lines.append(None)
+                functions[code] = d.name
+                files[code] = d.file
+                first_lines[code] = d.firstLine
+                stack = stacks.setdefault(d.thread or 1, [])
+                max_depth = max(max_depth, d.depth)
+                parent = stack[-1][0] if stack else None
+                # call_id, parent, depth, code, kind, step_in, line_in, clock_in, child steps
+                stack.append([calls, parent, d.depth, code, d.kind_, step, line_no, d.clock, 0])
+                calls += 1
+            elif kind is ReturnLine:
+                thread = d.thread or 1
+                stack = stacks.get(thread) or []
+                if stack:
+                    frame = stack.pop()
+                    steps = step - frame[5]
                     if stack:
-                        frame = stack.pop()
-                        steps = step - frame[5]
-                        if stack:
-                            stack[-1][8] += steps
-                        _call_row(calls_buf, d.thread or 1, frame, functions, files,
-                                  first_lines, step, steps, d.kind, line_no, d.clock,
-                                  last_error.pop((d.thread or 1, frame[2]), None), d.value)
-                        if len(calls_buf) >= BATCH_ROWS:
-                            yield "calls", calls_buf.take()
-                elif event == "source":
-                    s = src_buf.columns
-                    s["line_no"].append(line_no)
-                    s["file"].append(d.file)
-                    s["sha256"].append(d.sha256)
-                    s["size"].append(d.size)
-                    s["text"].append(d.text)
-                elif line_no == 1 and raw.startswith(b'{"blocktrace":'):
-                    facts.header = decode_object(raw, path, line_no)
-                elif raw.startswith(b'{"output":'):
-                    facts.summary = decode_object(raw, path, line_no)
-                # any other kind of line (tracerError, kinds added later) is skipped
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise bad_line(path, line_no, exc) from None
+                        stack[-1][8] += steps
+                    _call_row(calls_buf, thread, frame, functions, files, first_lines, step,
+                              steps, d.kind_, line_no, d.clock,
+                              last_error.pop((thread, frame[2]), None), json_text(d.value))
+                    if len(calls_buf) >= BATCH_ROWS:
+                        yield "calls", calls_buf.take()
+            elif kind is SourceLine:
+                c = src_buf.columns
+                c["line_no"].append(line_no)
+                c["file"].append(d.file)
+                c["sha256"].append(d.sha256)
+                c["size"].append(d.size)
+                c["text"].append(d.text)
+            elif kind is Summary:
+                facts.summary = summary_object(d)
+            # the header, tracerError lines and kinds added later are skipped
+    except _DECODE_ERRORS:
+        reader.decode(line_no, raw)  # raises the format's TraceError naming the line
+        raise
     for thread, stack in stacks.items():  # frames that never returned
         while stack:
             frame = stack.pop()
             _call_row(calls_buf, thread, frame, functions, files, first_lines, None, None,
-                      None, None, None, None, msgspec.Raw())
+                      None, None, None, None, None)
     facts.lines = line_no
     facts.ops = step
     facts.calls = calls
     facts.max_depth = max_depth
-    if line_no == 0:
-        raise TraceError(path, None, "empty file, not a trace")
     yield "ops", ops_batch()
     yield "calls", calls_buf.take()
     yield "exceptions", exc_buf.take()
@@ -247,10 +249,10 @@ def _blocktrace_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.Re
 
 def _values(buf: _Buffer, d: Any, step: int, line_no: int, functions: list[str | None]) -> None:
     c = buf.columns
-    for scope, raw in (("local", d.locals), ("global", d.globals)):
-        if not raw:
+    for scope, values in (("local", d.locals), ("global", d.globals)):
+        if not values:
             continue
-        for name, value in _values_decoder.decode(raw).items():
+        for name, value in values.items():
             c["step"].append(step)
             c["line_no"].append(line_no)
             c["thread"].append(d.thread or 1)
@@ -260,7 +262,7 @@ def _values(buf: _Buffer, d: Any, step: int, line_no: int, functions: list[str |
             c["line"].append(d.line)
             c["scope"].append(scope)
             c["name"].append(name)
-            c["value"].append(bytes(value).decode())
+            c["value"].append(json_text(value))
 
 
 def _at(names: list[Any], code: int | None) -> Any:
@@ -291,7 +293,7 @@ def _exception(buf: _Buffer, d: Any, step: int, line_no: int,
 def _call_row(buf: _Buffer, thread: int, frame: list[Any], functions: list[str | None],
               files: list[str | None], first_lines: list[int | None], step_out: int | None,
               steps: int | None, ended: str | None, line_out: int | None, clock_out: int | None,
-              error: str | None, value: msgspec.Raw) -> None:
+              error: str | None, value: str | None) -> None:
     c = buf.columns
     call_id, parent, depth, code, kind, step_in, line_in, clock_in, child = frame
     c["call_id"].append(call_id)
@@ -309,7 +311,7 @@ def _call_row(buf: _Buffer, thread: int, frame: list[Any], functions: list[str |
     c["self_steps"].append(None if steps is None else steps - child)
     c["ended"].append(ended)
     c["exception"].append(_error_parts(error)[0] if ended == "unwind" else None)
-    c["value"].append(bytes(value).decode() if value else None)
+    c["value"].append(value)
     c["line_in"].append(line_in)
     c["line_out"].append(line_out)
     c["clock_in"].append(clock_in)

@@ -20,7 +20,8 @@ from typing import IO, Any
 
 import msgspec
 
-from blocktrace.query.lines import decode_object, first_object, trace_lines
+from blocktrace.format import CallLine, ExceptionLine, OpLine, ReturnLine, Summary, TraceReader
+from blocktrace.query.lines import blocktrace_header, json_text
 
 __all__ = ["Clock", "TimelineError", "write_perfetto", "write_speedscope"]
 
@@ -48,11 +49,9 @@ class _Source:
 
 def _has_clock(path: str) -> bool:
     """Whether the run recorded wall-clock times (its first call line says)."""
-    for _, raw, line in trace_lines(path):
-        if line.event == "call":
+    for _, line in TraceReader(path).lines():
+        if type(line) is CallLine:
             return line.clock is not None
-        if raw.startswith(b'{"output":'):
-            break
     return False
 
 
@@ -60,8 +59,8 @@ def _sources(paths: Sequence[str], statuses: Sequence[str]) -> list[_Source]:
     out: list[_Source] = []
     used: set[int] = set()
     for index, (path, status) in enumerate(zip(paths, statuses, strict=True)):
-        first = first_object(path)
-        if first is None or "blocktrace" not in first:
+        first = blocktrace_header(path)
+        if first is None:
             raise TimelineError(
                 f"{path}: not a blocktrace trace (an EIP-3155 client trace has no call lines "
                 "to put on a timeline)"
@@ -125,29 +124,18 @@ def _events(source: _Source, wall: bool) -> Any:
     step = 0
     now = 0.0
     threads: dict[int, list[tuple[str, float]]] = {}
-    names: dict[int, tuple[str | None, str | None]] = {}
-    for line_no, raw, d in trace_lines(source.path):
-        if d.pc is not None and d.op is not None:
-            if d.event is None:
-                step += 1
-                continue
-            tid = d.thread or 1
-            if wall and d.clock is not None:
-                now = d.clock / 1000
-            ts = now if wall else step
-            function, file = names.get(d.code or 0, (None, None))
-            kind, _, message = (d.error or "").partition(": ")
-            yield {"ph": "i", "s": "t", "name": f"{d.event} {kind}", "cat": "exception",
-                   "pid": pid, "tid": tid, "ts": ts,
-                   "args": {"message": message, "function": function, "file": file,
-                            "line": d.line, "step": step, "traceLine": line_no}}
+    names: dict[int, tuple[str, str]] = {}
+    for line_no, line in TraceReader(source.path).lines():
+        d: Any = line
+        kind = type(d)
+        if kind is OpLine:
+            step += 1
             continue
-        event = d.event
-        if event not in ("call", "return"):
-            if wall and raw.startswith(b'{"output":'):  # the run's end
-                end = decode_object(raw, source.path, line_no).get("time")
-                if isinstance(end, int):
-                    now = max(now, end / 1000)
+        if kind is Summary:
+            if wall:  # the run's end
+                now = max(now, d.time / 1000)
+            continue
+        if kind not in (CallLine, ReturnLine, ExceptionLine):
             continue
         tid = d.thread or 1
         if wall and d.clock is not None:
@@ -158,18 +146,23 @@ def _events(source: _Source, wall: bool) -> Any:
             stack = threads[tid] = []
             yield {"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
                    "args": {"name": f"thread {tid}"}}
-        if event == "call":
-            names[d.code or 0] = (d.name, d.file)
-            name = d.name or "?"
-            stack.append((name, ts))
-            yield {"ph": "B", "name": name, "cat": d.kind or "call", "pid": pid, "tid": tid,
+        if kind is ExceptionLine:
+            function, file = names.get(d.code, (None, None))
+            error, _, message = d.error.partition(": ")
+            yield {"ph": "i", "s": "t", "name": f"{d.event} {error}", "cat": "exception",
+                   "pid": pid, "tid": tid, "ts": ts,
+                   "args": {"message": message, "function": function, "file": file,
+                            "line": d.line, "step": step, "traceLine": line_no}}
+        elif kind is CallLine:
+            names[d.code] = (d.name, d.file)
+            stack.append((d.name, ts))
+            yield {"ph": "B", "name": d.name, "cat": d.kind_, "pid": pid, "tid": tid,
                    "ts": ts, "args": {"file": d.file, "firstLine": d.firstLine,
                                       "depth": d.depth, "step": step, "traceLine": line_no}}
         elif stack:
             name, _ = stack.pop()
             yield {"ph": "E", "name": name, "pid": pid, "tid": tid, "ts": ts,
-                   "args": {"ended": d.kind, "value": bytes(d.value).decode() or None,
-                            "step": step}}
+                   "args": {"ended": d.kind_, "value": json_text(d.value), "step": step}}
     end = now if wall else step
     for tid, stack in threads.items():  # frames still open when the trace ends
         while stack:
@@ -196,12 +189,13 @@ def write_speedscope(
         step = 0
         now = 0.0
         try:
-            for _, _, d in trace_lines(source.path):
-                if d.pc is not None and d.op is not None:
-                    if d.event is None:
-                        step += 1
+            for _, line in TraceReader(source.path).lines():
+                d: Any = line
+                kind = type(d)
+                if kind is OpLine:
+                    step += 1
                     continue
-                if d.event not in ("call", "return"):
+                if kind is not CallLine and kind is not ReturnLine:
                     continue
                 tid = d.thread or 1
                 if wall and d.clock is not None:
@@ -212,17 +206,17 @@ def write_speedscope(
                     spool = spools[tid] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
                         max_size=8 << 20)  # closed in the finally below
                 stack = stacks.setdefault(tid, [])
-                if d.event == "call":
-                    key = (d.name or "?", d.file or "", d.firstLine or 0)
+                if kind is CallLine:
+                    key = (d.name, d.file, d.firstLine)
                     index = frames.setdefault(key, len(frames))
                     stack.append(index)
-                    kind = b"O"
+                    mark = b"O"
                 elif stack:
                     index = stack.pop()
-                    kind = b"C"
+                    mark = b"C"
                 else:
                     continue
-                spool.write(b'{"type":"%b","frame":%d,"at":%b},' % (kind, index, _num(at)))
+                spool.write(b'{"type":"%b","frame":%d,"at":%b},' % (mark, index, _num(at)))
                 ends[tid] = at
             for tid, spool in sorted(spools.items()):
                 end = ends[tid]
