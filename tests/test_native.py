@@ -154,3 +154,17 @@ def test_the_extensions_work_in_a_subinterpreter() -> None:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60, check=False)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
+
+def test_skips_under_blocktrace_pure_say_switched_off_not_not_built() -> None:
+    """A skipped C test under BLOCKTRACE_PURE=1 once said "C line writer not built"
+    on a machine where it was built."""
+    if _native.PURE or _native.extension("blocktrace.chain._cwriter") is None:
+        pytest.skip("needs the C line writer built and BLOCKTRACE_PURE unset")
+    env = {**os.environ, "BLOCKTRACE_PURE": "1"}
+    test_file = os.path.join(os.path.dirname(__file__), "chain", "test_writer.py")
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                          test_file], env=env, capture_output=True, text=True, timeout=300,
+                         check=False)
+    assert out.returncode == 0, out.stdout[-2000:]
+    assert "switched off (BLOCKTRACE_PURE is set)" in out.stdout
+    assert "not built" not in out.stdout

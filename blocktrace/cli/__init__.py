@@ -21,7 +21,7 @@ __all__ = [
     "PROGRAM_ARGS_HELP", "CliError", "ProgramInterrupted", "chosen_program", "comma_list",
     "gas_budget",
     "main", "own_options_among", "positive_float", "positive_int", "refuse_overwriting",
-    "split_program",
+    "say_if_nothing_traced", "split_program",
 ]
 
 # Sub-command modules, in the order ``blocktrace --help`` lists them.
@@ -122,6 +122,27 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.samefile(a, b)
     except OSError:  # one of them is not there (yet)
         return os.path.realpath(a) == os.path.realpath(b)
+
+
+def say_if_nothing_traced(command: str, steps: int, program: Program, error: str | None,
+                          target: str | None = None) -> None:
+    """One line on stderr when a run traced no instruction: the scope left out
+    everything that ran (a library module run with ``-m``, a target that never
+    ran), and the user should hear how to widen it.  Not when the program died
+    of an uncaught exception (a syntax error: nothing ran, and its traceback
+    says why)."""
+    if steps or (error is not None and not error.startswith("SystemExit")):
+        return
+    if target is not None:
+        hint = f"--target {target} never ran"
+    elif program.is_module:
+        top = program.target.split(".")[0]
+        hint = (f"by default only your own code is traced, not the standard library or "
+                f"site-packages: add --include {top} to trace {program.target}")
+    else:
+        hint = ("nothing in scope ran (--include PATH|MODULE traces library code, "
+                "--exclude leaves code out)")
+    sys.stderr.write(f"blocktrace {command}: 0 steps recorded: {hint}\n")
 
 
 def comma_list(values: list[str]) -> list[str]:

@@ -18,6 +18,7 @@ from blocktrace.cli import (
     positive_float,
     positive_int,
     refuse_overwriting,
+    say_if_nothing_traced,
 )
 
 _VALUES = ("off", "on", "changes")
@@ -100,7 +101,7 @@ def _fix_hash_seed(deterministic: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     from blocktrace.tracers.chain import ChainTracer
     from blocktrace.tracers.render import Renderer
-    from blocktrace.vm.runner import run_program
+    from blocktrace.vm.runner import run_program, target_problem
     from blocktrace.vm.scope import Scope, ScopeError
     from blocktrace.vm.stepper import Stepper
 
@@ -124,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
             scope = Scope(comma_list(args.include), comma_list(args.exclude), args.target)
     except ScopeError as exc:
         raise CliError(str(exc)) from None
+    problem = target_problem(program, args.target) if args.target else None
+    if problem is not None:
+        raise CliError(problem)
     signer = None
     if args.sign_key:
         if args.checkpoint_every is None and args.checkpoint_seconds is None:
@@ -172,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
         recorder.install()
     outcome = run_program(program, tracer, stepper, before_stop)
     tracer.close(str(outcome.status), outcome.error or "tracer detached")
+    say_if_nothing_traced("run", stepper.gas_used, program, outcome.error, args.target)
     if args.verbose:
         sys.stderr.write(
             f"blocktrace: {tracer.lines} lines -> {output}, sealed head {tracer.head}\n"

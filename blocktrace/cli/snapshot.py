@@ -184,7 +184,8 @@ def serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
     except ImportError:
-        raise CliError("needs uvicorn: pip install 'blocktrace[server]'") from None
+        raise CliError("needs uvicorn: pip install 'blocktrace[server]' "
+                       "(in a checkout: pip install -e '.[server]')") from None
     from blocktrace.snapshot.app import SnapshotApp
 
     confinement, _ = _confinement(args, "serve")

@@ -16,6 +16,7 @@ from blocktrace.cli import (
     comma_list,
     own_options_among,
     refuse_overwriting,
+    say_if_nothing_traced,
 )
 from blocktrace.limits import MAX_LINE_BYTES, MAX_SOURCE_BYTES, MAX_TABLE_BYTES, size_text
 
@@ -160,7 +161,9 @@ def _types(args: argparse.Namespace) -> int:
         except ScopeError as exc:
             raise CliError(str(exc)) from None
         tracer = TypeTracer(loop_limit=args.loop_limit or None)
-        outcome = run_program(program, tracer, Stepper(scope, renderer=Renderer()))
+        stepper = Stepper(scope, renderer=Renderer())
+        outcome = run_program(program, tracer, stepper)
+        say_if_nothing_traced("types", stepper.gas_used, program, outcome.error)
         status = outcome.status
         interrupted = outcome.interrupted
         table = tracer.table

@@ -31,7 +31,7 @@ from types import TracebackType
 from blocktrace.tracers import Tracer, set_tracer
 from blocktrace.vm.stepper import HaltRun, OutOfGas, Stepper, exception_text
 
-__all__ = ["OUT_OF_GAS_STATUS", "Outcome", "Program", "run_program"]
+__all__ = ["OUT_OF_GAS_STATUS", "Outcome", "Program", "run_program", "target_problem"]
 
 OUT_OF_GAS_STATUS = 124  # like timeout(1): the budget ran out
 _RUNPY_DIR = os.path.dirname(runpy.__file__)
@@ -103,6 +103,51 @@ class Program:
                 spec = _find_spec_unimported(f"{self.target}.__main__")
         origin = spec.origin if spec is not None else None
         return [origin] if origin and os.path.isfile(origin) else []
+
+
+def target_problem(program: Program, target: str) -> str | None:
+    """What is wrong with ``--target MODULE:FUNCTION`` for this program, found
+    without running anything: a module that cannot be found where the program
+    starts, or a source file that defines no function of that qualified name.
+    ``__main__`` is the program itself; MODULE may also be a file path."""
+    module, _, function = target.partition(":")
+    if not module or not function:
+        return None  # the scope says what form it takes
+    if module == "__main__":
+        sources = program.source_files()
+        source = sources[-1] if sources else None
+    elif os.path.exists(module):
+        source = module if os.path.isfile(module) else None
+    else:
+        with program.on_path():
+            try:
+                spec = _find_spec_unimported(module)
+            except (ImportError, ValueError):
+                spec = None
+        if spec is None:
+            return (f"--target {target}: no module named {module!r} where the program starts "
+                    "(a file path works too: --target path/to/module.py:FUNCTION)")
+        source = spec.origin if spec.origin and spec.origin.endswith(".py") else None
+    if source is None or not os.path.isfile(source):
+        return None  # a built-in or extension module: its functions cannot be listed
+    try:
+        with io.open_code(source) as f:
+            code = compile(f.read(), source, "exec", dont_inherit=True)
+    except (OSError, SyntaxError, ValueError):
+        return None  # python will say what is wrong with it when it runs
+    if function in _qualified_names(code):
+        return None
+    return f"--target {target}: {source} defines no function {function!r}"
+
+
+def _qualified_names(code: types.CodeType) -> set[str]:
+    names: set[str] = set()
+    stack = [code]
+    while stack:
+        code = stack.pop()
+        names.add(code.co_qualname)
+        stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return names
 
 
 def _check_module(name: str) -> str | None:

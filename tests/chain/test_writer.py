@@ -8,16 +8,19 @@ from typing import Any
 
 import pytest
 
+from blocktrace import _native
 from blocktrace.chain import merkle
 from blocktrace.chain.hashing import LeafChain, split_hash
 from blocktrace.chain.writer import ACCELERATED, LineWriter, PyLineWriter
 from blocktrace.events import OpStart
 
+NO_C_WRITER = ("C line writer switched off (BLOCKTRACE_PURE is set)" if _native.PURE
+               else "C line writer not built")
 WRITERS: list[Any] = [pytest.param(PyLineWriter, id="python")]
 if ACCELERATED:
     WRITERS.append(pytest.param(LineWriter, id="c"))
 else:
-    WRITERS.append(pytest.param(None, id="c", marks=pytest.mark.skip("C line writer not built")))
+    WRITERS.append(pytest.param(None, id="c", marks=pytest.mark.skip(NO_C_WRITER)))
 
 
 def _bodies(n: int) -> list[bytes]:
@@ -84,7 +87,7 @@ def test_lines_sites_and_summary_are_the_documented_bytes(cls: Any) -> None:
 
 def test_both_writers_write_the_same_bytes() -> None:
     if not ACCELERATED:
-        pytest.skip("C line writer not built")
+        pytest.skip(NO_C_WRITER)
     outs = []
     for cls in (PyLineWriter, LineWriter):
         out = io.BytesIO()

@@ -55,9 +55,54 @@ def test_scope_options(
 ) -> None:
     trace = tmp_path / "t.jsonl"
     proc = blocktrace_cli("run", *options, "-o", trace, "scoped.py", cwd=programs)
-    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "10 2\n", "")
+    # a run that traced nothing says so, in one line (issue 17); any other says nothing
+    said = "" if expected else ("blocktrace run: 0 steps recorded: nothing in scope ran "
+                                "(--include PATH|MODULE traces library code, --exclude leaves "
+                                "code out)\n")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "10 2\n", said)
     assert verify_file(trace).status == "sealed"
     assert _called(trace) == expected
+
+
+def test_a_library_module_with_the_default_scope_says_how_to_widen_it(
+    tmp_path: Path, blocktrace_cli: Runner, python_cli: Runner
+) -> None:
+    plain = python_cli("-m", "json.tool", input='{"a": 1}')
+    proc = blocktrace_cli("run", "-o", tmp_path / "t.jsonl", "-m", "json.tool", input='{"a": 1}')
+    assert (proc.returncode, proc.stdout) == (0, plain.stdout)
+    assert proc.stderr == ("blocktrace run: 0 steps recorded: by default only your own code is "
+                           "traced, not the standard library or site-packages: add --include "
+                           "json to trace json.tool\n")
+    widened = blocktrace_cli("run", "--include", "json", "-o", tmp_path / "w.jsonl", "-m",
+                             "json.tool", input='{"a": 1}')
+    assert (widened.returncode, widened.stdout, widened.stderr) == (0, plain.stdout, "")
+    assert any(e.get("event") == "call" for e in _events(tmp_path / "w.jsonl"))
+
+
+def test_a_target_that_never_ran_says_so(tmp_path: Path, blocktrace_cli: Runner) -> None:
+    (tmp_path / "never.py").write_text("def f():\n    pass\n\n\nif 0:\n    f()\n")
+    proc = blocktrace_cli("run", "--target", "never:f", "-o", "t.jsonl", "never.py", cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (0, "")
+    assert proc.stderr == "blocktrace run: 0 steps recorded: --target never:f never ran\n"
+
+
+@pytest.mark.parametrize(
+    ("target", "says"),
+    [
+        ("no_such_module_here:f", "no module named 'no_such_module_here'"),
+        ("scopelib:no_such_function", "defines no function 'no_such_function'"),
+        ("__main__:nope", "scoped.py defines no function 'nope'"),
+        ("scopelib.py:nope", "defines no function 'nope'"),
+    ],
+)
+def test_a_target_that_does_not_exist_is_an_error(
+    target: str, says: str, tmp_path: Path, programs: Path, blocktrace_cli: Runner,
+) -> None:
+    trace = tmp_path / "t.jsonl"
+    proc = blocktrace_cli("run", "--target", target, "-o", trace, "scoped.py", cwd=programs)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.count("\n") == 1 and says in proc.stderr, proc.stderr
+    assert not trace.exists()
 
 
 def test_genesis_and_values_options(tmp_path: Path, programs: Path, blocktrace_cli: Runner) -> None:

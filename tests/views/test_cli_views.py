@@ -237,3 +237,11 @@ def test_lines_counts_generator_expressions_comprehensions_and_lambdas(tmp_path:
     assert margins["print(total, squares, double(5), list(map(lambda w: w + 1, [1, 2])))"] == "1/2"
     assert "1/4 on a line that holds several" in text[0]
     assert "comprehension" in blocktrace("lines", "--help", cwd=tmp_path).stdout
+
+
+def test_types_says_when_nothing_was_traced(tmp_path: Path) -> None:
+    proc = blocktrace("types", "-m", "json.tool", "--no-such-flag-for-json-tool", cwd=tmp_path)
+    assert proc.returncode == 2  # json.tool's own usage error, as under python
+    assert proc.stderr.splitlines()[-1] == (
+        "blocktrace types: 0 steps recorded: by default only your own code is traced, not the "
+        "standard library or site-packages: add --include json to trace json.tool")
