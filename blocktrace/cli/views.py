@@ -94,8 +94,8 @@ def _lines(args: argparse.Namespace) -> int:
         views = view_trace(args.trace)
     except OSError as exc:
         raise CliError(f"{args.trace}: cannot read: {exc.strerror or exc}") from None
-    except TraceFormatError as exc:
-        raise CliError(f"{args.trace}: {exc}") from None
+    except TraceFormatError as exc:  # its message names the file
+        raise CliError(str(exc)) from None
     if args.function:
         from blocktrace.views.lines import _selected
 

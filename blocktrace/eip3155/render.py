@@ -11,7 +11,7 @@ from blocktrace.eip3155.differ import Hunk
 from blocktrace.eip3155.normalise import TraceInfo
 from blocktrace.eip3155.opcodes import evm_op_name
 from blocktrace.eip3155.records import Step, Summary
-from blocktrace.eip3155.report import DiffReport, source_line, step_view
+from blocktrace.eip3155.report import DiffReport, quote_source, step_view
 
 __all__ = ["DIFF_JSON_VERSION", "render_json", "render_text"]
 
@@ -152,8 +152,8 @@ def _where(step: Step, near: str | None) -> str:
     if step.function is None and step.line is None:
         return ""
     place = f"{step.function or '?'} {step.file or '?'}:{step.line}"
-    source = source_line(step.file, step.line, near)
-    return place + (f"  | {source}" if source else "")
+    source, missing = quote_source(step.file, step.line, near)
+    return place + (f"  | {source}" if source else f"  ({missing})" if missing else "")
 
 
 def _step_line(step: Step, near: str | None) -> str:

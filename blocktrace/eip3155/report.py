@@ -27,8 +27,12 @@ from blocktrace.eip3155.lines import LINE_DEFAULT_FIELDS
 from blocktrace.eip3155.normalise import TraceInfo, normalise
 from blocktrace.eip3155.reader import TraceError, open_trace, trace_lines
 from blocktrace.eip3155.records import Step, Summary
+from blocktrace.format import SourceLine, TraceReader, read_source
+from blocktrace.format.source import read_local_text
 
-__all__ = ["DiffReport", "SummaryDiff", "diff_files", "sniff_python", "source_line"]
+__all__ = [
+    "DiffReport", "SummaryDiff", "diff_files", "quote_source", "sniff_python", "source_line",
+]
 
 
 @dataclass(slots=True)
@@ -69,34 +73,75 @@ def sniff_python(path: str) -> bool:
     return False
 
 
-_SOURCES: dict[str, list[str] | None] = {}
+_SOURCES: dict[tuple[str, str | None], list[str] | str] = {}
+_TRACE_SOURCES: dict[str, dict[str, SourceLine]] = {}
+
+
+def _trace_sources(trace: str) -> dict[str, SourceLine]:
+    """The source lines of the blocktrace trace at ``trace`` (none for others)."""
+    found = _TRACE_SOURCES.get(trace)
+    if found is None:
+        try:
+            found = TraceReader(trace).sources()
+        except TraceError:
+            found = {}
+        if len(_TRACE_SOURCES) > 16:
+            _TRACE_SOURCES.clear()
+        _TRACE_SOURCES[trace] = found
+    return found
+
+
+def _source_lines(path: str, entry: SourceLine | None) -> list[str] | str:
+    """The lines of ``path`` as ``entry`` committed to them, or why not."""
+    key = (path, None if entry is None else entry.sha256)
+    if key not in _SOURCES:
+        if len(_SOURCES) > 256:
+            _SOURCES.clear()
+        got = (
+            read_local_text(path) if entry is None
+            else read_source(msgspec.structs.replace(entry, file=path))
+        )
+        _SOURCES[key] = got.text.splitlines() if got.text is not None else got.reason
+    return _SOURCES[key]
+
+
+def quote_source(
+    file: str | None, line: int | None, near: str | None = None
+) -> tuple[str | None, str]:
+    """``(the text of file's line, "")``, or ``(None, why not)``.
+
+    With ``near`` (the trace the step came from) a file is quoted only as that
+    trace committed to it: its source line's SHA-256 and size, or embedded text
+    (``blocktrace.format.read_source``), so a forged trace naming ``/etc/shadow``
+    or ``/dev/zero`` gets nothing quoted.  A relative ``file`` (``co_filename``
+    as the program was started) is looked up from the current directory, then
+    from the trace's directory, where a trace usually sits beside its program.
+    Without ``near`` the caller vouches for ``file`` (it checked the content
+    itself): it is read if it is a bounded regular file.
+    """
+    if not file or not line or line < 1 or file.startswith("<"):
+        return None, ""
+    entry: SourceLine | None = None
+    candidates = [file]
+    if near is not None:
+        entry = _trace_sources(near).get(file)
+        if entry is None:
+            return None, "source missing or changed: the trace records no hash of it"
+        if not os.path.isabs(file) and entry.text is None:
+            candidates.append(os.path.join(os.path.dirname(os.path.abspath(near)), file))
+    reason = ""
+    for candidate in candidates:
+        lines = _source_lines(candidate, entry)
+        if isinstance(lines, str):
+            reason = reason or lines
+            continue
+        return (lines[line - 1].strip() if line <= len(lines) else None), ""
+    return None, reason
 
 
 def source_line(file: str | None, line: int | None, near: str | None = None) -> str | None:
-    """The text of ``file``'s line ``line`` when the file is readable, else None.
-
-    A relative ``file`` (``co_filename`` as the program was started) is looked
-    up from the current directory, then from the directory ``near`` (the
-    trace file's), where a trace usually sits beside its program.
-    """
-    if not file or not line or line < 1:
-        return None
-    candidates = [file]
-    if near is not None and not os.path.isabs(file):
-        candidates.append(os.path.join(os.path.dirname(os.path.abspath(near)), file))
-    for candidate in candidates:
-        if candidate not in _SOURCES:
-            if len(_SOURCES) > 256:
-                _SOURCES.clear()
-            try:
-                with open(candidate, encoding="utf-8", errors="replace") as handle:
-                    _SOURCES[candidate] = handle.read().splitlines()
-            except OSError:
-                _SOURCES[candidate] = None
-        lines = _SOURCES[candidate]
-        if lines is not None and line <= len(lines):
-            return lines[line - 1].strip()
-    return None
+    """The text of ``file``'s line ``line`` (see :func:`quote_source`), else None."""
+    return quote_source(file, line, near)[0]
 
 
 def _output(summary: Summary, python: bool) -> str | None:
@@ -243,9 +288,11 @@ def step_view(step: Step, near: str | None = None) -> dict[str, Any]:
         value = getattr(step, name)
         if value is not None:
             view[name] = value
-    source = source_line(step.file, step.line, near)
+    source, missing = quote_source(step.file, step.line, near)
     if source is not None:
         view["source"] = source
+    elif missing:
+        view["sourceMissing"] = missing
     return view
 
 

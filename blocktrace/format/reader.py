@@ -152,6 +152,10 @@ class TraceReader:
             first = stream.readline(MAX_LINE_BYTES + 1)
         if not first:
             raise TraceError(self.path, None, "empty file: not a blocktrace trace")
+        if len(first) > MAX_LINE_BYTES:
+            raise TraceError(
+                self.path, 1, f"line 1 is longer than {size_text(MAX_LINE_BYTES)}: not a trace"
+            )
         if not first.endswith(b"\n"):
             raise TraceError(self.path, 1, "no complete first line: not a blocktrace trace")
         header = _parse_header(self.path, first[:-1])
@@ -173,9 +177,8 @@ class TraceReader:
                 if end is not None and number >= end:
                     return
                 if len(raw) > MAX_LINE_BYTES:
-                    raise TraceError(
-                        self.path, number, f"line longer than {size_text(MAX_LINE_BYTES)}"
-                    )
+                    too_long = f"line {number} is longer than {size_text(MAX_LINE_BYTES)}"
+                    raise TraceError(self.path, number, too_long)
                 if not raw.endswith(b"\n"):
                     return  # torn: the run was cut short mid-line
                 if number >= start:

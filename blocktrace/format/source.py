@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from blocktrace.format.lines import SourceLine
 from blocktrace.limits import MAX_SOURCE_BYTES
 
-__all__ = ["MAX_SOURCE_BYTES", "SourceText", "fingerprint", "read_source"]
+__all__ = ["MAX_SOURCE_BYTES", "SourceText", "fingerprint", "read_local_text", "read_source"]
 
 
 
@@ -66,6 +66,19 @@ def fingerprint(path: str, limit: int = MAX_SOURCE_BYTES) -> tuple[str, int] | N
     if isinstance(data, str):
         return None
     return hashlib.sha256(data).hexdigest(), len(data)
+
+
+def read_local_text(path: str, *, limit: int = MAX_SOURCE_BYTES) -> SourceText:
+    """The UTF-8 text of a regular file of at most ``limit`` bytes, with no hash
+    to match: only for a file the caller vouches for (one it checked itself,
+    or the program being run), never for a name taken from a trace."""
+    data = _read_regular(path, limit)
+    if isinstance(data, str):
+        return SourceText(None, f"{path}: {data}")
+    try:
+        return SourceText(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return SourceText(None, f"{path} is not UTF-8")
 
 
 def read_source(entry: SourceLine | None, *, limit: int = MAX_SOURCE_BYTES) -> SourceText:

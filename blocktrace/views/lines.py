@@ -14,23 +14,14 @@ innermost statement on its source line.
 
 from __future__ import annotations
 
-import os
 import platform
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any
 
 import msgspec
 
-from blocktrace.format.versions import KNOWN_VERSIONS
-from blocktrace.limits import (
-    MAX_SOURCE_BYTES,
-    InputTooLargeError,
-    LineTooLongError,
-    bounded_lines,
-    read_small_file,
-)
+from blocktrace.format import SourceLine, TraceError, TraceReader, read_source
 from blocktrace.views.statements import CodeTable, StatementMap, statements_for_module
 
 __all__ = ["LEGEND", "FileView", "TraceFormatError", "render_json", "render_text", "view_trace"]
@@ -41,8 +32,9 @@ LEGEND = ("hits: how often each statement ran; 1/4 on a line that holds several:
           "in order; ! never ran")
 
 
-class TraceFormatError(ValueError):
-    """The file is not a blocktrace trace this view can read (message names the line)."""
+TraceFormatError = TraceError
+"""The file is not a blocktrace trace this view can read (the message names the
+file and the line): the format's one error, under the name this module had."""
 
 
 @dataclass
@@ -105,6 +97,8 @@ def _find_code(root: CodeType, name: str, first_line: int) -> CodeType | None:
 class _Viewer:
     def __init__(self, same_python: bool) -> None:
         self.same_python = same_python
+        self.sources: dict[str, SourceLine] = {}
+        """The trace's source lines: a file is read only as the trace committed to it."""
         self.files: dict[str, FileView] = {}
         self.compiled: dict[str, CodeType | None] = {}
         self.codes: dict[int, _Code] = {}
@@ -116,13 +110,13 @@ class _Viewer:
         if view is None:
             source: str | None = None
             smap: StatementMap | None = None
-            if not path.startswith("<") and os.path.isfile(path):
+            text = None if path.startswith("<") else read_source(self.sources.get(path)).text
+            if text is not None:
+                # as text mode reads it: universal newlines
+                source = text.replace("\r\n", "\n").replace("\r", "\n")
                 try:
-                    data = read_small_file(path, MAX_SOURCE_BYTES, "a source file")
-                    # as text mode reads it: universal newlines
-                    source = data.decode().replace("\r\n", "\n").replace("\r", "\n")
                     smap = statements_for_module(source, path, lambdas=True)
-                except (OSError, InputTooLargeError, UnicodeDecodeError, SyntaxError, ValueError):
+                except (SyntaxError, ValueError, RecursionError, MemoryError):
                     source, smap = None, None
             view = self.files[path] = FileView(path, source, smap)
         return view
@@ -177,50 +171,36 @@ class _Viewer:
                 stats.samples.setdefault(name, []).append(frame.values[name])
 
 
-def _lines(path: str) -> Iterator[tuple[int, bytes]]:
-    """The trace's non-blank lines, streamed, each at most ``MAX_LINE_BYTES``."""
-    with open(path, "rb") as f:
-        try:
-            for number, line in enumerate(bounded_lines(f), 1):
-                if line.strip():
-                    yield number, line.removesuffix(b"\n")
-        except LineTooLongError as exc:
-            raise TraceFormatError(f"{exc}: not a blocktrace trace line") from None
-
-
 def view_trace(path: str) -> list[FileView]:
     """Per source file, the statements a recorded trace ran (see the module
-    docstring); raises ``OSError`` or :class:`TraceFormatError`."""
+    docstring); raises :class:`~blocktrace.format.TraceError`.  A source file
+    is read only as the trace's source line committed to it (format version 3;
+    older traces show no source)."""
+    reader = TraceReader(path)
     decoder = msgspec.json.Decoder(dict[str, Any])
-    viewer: _Viewer | None = None
-    for number, raw in _lines(path):
+    recorded = reader.header.python or ""
+    viewer = _Viewer(recorded.split(".")[:2] == platform.python_version().split(".")[:2])
+    for number, raw in reader.raw_lines(2):
+        if raw.startswith(b'{"event":"source"'):
+            line = reader.decode(number, raw)
+            if isinstance(line, SourceLine):
+                viewer.sources.setdefault(line.file, line)
+            continue
+        if not raw.strip():
+            continue
         try:
             obj = decoder.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise TraceFormatError(f"line {number}: not a JSON object: {exc}") from None
-        except RecursionError:
-            raise TraceFormatError(f"line {number}: JSON nested too deeply") from None
-        if viewer is None:
-            version = obj.get("blocktrace")
-            if type(version) is not int or version not in KNOWN_VERSIONS:
-                raise TraceFormatError(
-                    "line 1: not a blocktrace trace header (format version 1 or 2)"
-                    if version is None else f"line 1: unknown format version {version!r}"
-                )
-            recorded = str(obj.get("python", ""))
-            same = recorded.split(".")[:2] == platform.python_version().split(".")[:2]
-            viewer = _Viewer(same)
-            continue
-        _event(viewer, obj, number)
-    if viewer is None:
-        raise TraceFormatError("empty file: no trace header")
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+            problem = "JSON nested too deeply" if isinstance(exc, RecursionError) else exc
+            raise TraceError(path, number, f"not a JSON object: {problem}") from None
+        _event(viewer, obj, number, path)
     for frame in list(viewer.frames.values()):
         if frame.cur >= 0:
             viewer.sample(frame, frame.cur, at_return=True)
     return [v for v in viewer.files.values() if v.smap is not None or v.functions]
 
 
-def _event(viewer: _Viewer, obj: dict[str, Any], number: int) -> None:
+def _event(viewer: _Viewer, obj: dict[str, Any], number: int, path: str) -> None:
     thread = obj.get("thread", 0)
     event = obj.get("event")
     try:
@@ -264,7 +244,7 @@ def _event(viewer: _Viewer, obj: dict[str, Any], number: int) -> None:
             if frame is not None and frame.cur >= 0:
                 viewer.sample(frame, frame.cur, at_return=True)
     except (KeyError, TypeError, ValueError) as exc:
-        raise TraceFormatError(f"line {number}: malformed event: {exc!r}") from None
+        raise TraceError(path, number, f"malformed event: {exc!r}") from None
 
 
 # -- output ---------------------------------------------------------------------------

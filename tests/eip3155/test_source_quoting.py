@@ -1,0 +1,81 @@
+"""``blocktrace diff`` quotes a source file only as the trace committed to it:
+a forged trace naming ``/dev/zero``, a FIFO or a file with other content gets
+nothing quoted, and the report says why (issue 11)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from blocktrace.chain.rewrite import rechain_trace
+
+PROGRAM = "def f(x):\n    if x > 1:\n        return x * 2\n    return x\nprint(f({n}))\n"
+
+
+def _bt(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "blocktrace", *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _record(tmp_path: Path, name: str, n: int) -> tuple[Path, Path]:
+    where = tmp_path / name
+    where.mkdir()
+    prog = where / "prog.py"
+    prog.write_text(PROGRAM.format(n=n))
+    trace = where / "t.jsonl"
+    done = _bt("run", "-o", trace, prog)
+    assert done.returncode == 0, done.stderr
+    return trace, prog
+
+
+def _rename(trace: Path, old: Path, new: str) -> None:
+    """A forger's edit: the trace names another file (its hash left as it was)."""
+    old_json, new_json = msgspec.json.encode(str(old)), msgspec.json.encode(new)
+    trace.write_bytes(rechain_trace(
+        trace.read_bytes(), lambda _, body: body.replace(old_json, new_json)
+    ))
+
+
+def _first(a: Path, b: Path) -> tuple[dict[str, object], str]:
+    done = _bt("diff", a, b, "--json")
+    assert done.returncode == 1, done.stderr
+    first = msgspec.json.decode(done.stdout)["firstDivergence"]
+    text = _bt("diff", a, b)
+    assert "Traceback" not in text.stderr
+    return first["a"], text.stdout
+
+
+def test_a_recorded_source_is_quoted(tmp_path: Path) -> None:
+    a, _ = _record(tmp_path, "a", 1)
+    b, _ = _record(tmp_path, "b", 2)
+    step, _ = _first(a, b)
+    assert "source" in step and "sourceMissing" not in step
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "fifo", "other-content"])
+def test_a_forged_trace_gets_nothing_quoted(tmp_path: Path, target: str) -> None:
+    a, prog = _record(tmp_path, "a", 1)
+    b, _ = _record(tmp_path, "b", 2)
+    if target == "fifo":
+        name = str(tmp_path / "pipe")
+        os.mkfifo(name)
+        why = "not a regular file"
+    elif target == "other-content":
+        secret = tmp_path / "secret.py"
+        secret.write_text("PASSWORD = 'hunter2'\n" * 3)
+        name = str(secret)
+        why = "is not the file the trace recorded"
+    else:
+        name, why = target, "not a regular file"
+    _rename(a, prog, name)
+    step, text = _first(a, b)
+    assert "source" not in step
+    assert "source missing or changed" in str(step["sourceMissing"]) and why in str(
+        step["sourceMissing"]
+    )
+    assert "hunter2" not in text and "source missing or changed" in text
