@@ -44,10 +44,7 @@ READERS: dict[str, tuple[Argv, tuple[int, ...]]] = {
 }
 
 # Not fixed yet: xfail(strict) until they are.
-_SOURCE_FIX = "diff must quote only the source the trace committed to (issue 11 item 3)"
-KNOWN: dict[tuple[str, str], str] = {
-    ("source-dev-zero.jsonl", "diff"): _SOURCE_FIX,
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def _cases() -> list[object]:
