@@ -105,6 +105,11 @@ def verify(args: argparse.Namespace) -> int:
                 text += f", error {s['error']!r}"
             if result.root:
                 text += f"; Merkle root {result.root} over {result.tree_size} leaves"
+            if not result.outcome_in_tree:
+                text += (
+                    f" (format version {result.version}: the summary is outside the tree, "
+                    "so no checkpoint covers this outcome; only the head does)"
+                )
         if result.status == "unsealed":
             text += f" ({result.reason})"
     sys.stdout.write(text + "\n")

@@ -325,6 +325,8 @@ def test_a_version_2_checkpoint_says_the_outcome_is_not_covered(
     forged.write_bytes(_forge_summary(v2.read_bytes(), _SUMMARY_FORGERIES[forgery]))
     out = ok("verify", forged, "--checkpoint", cp, "--pubkey", pub)  # the known limitation
     assert "the outcome is not covered: format version 2" in out
+    assert "format version 2: the summary is outside the tree" in out  # said without -c too
+    assert "no checkpoint covers this outcome" in ok("verify", forged)
     js = msgspec.json.decode(ok("verify", forged, "--checkpoint", cp, "--pubkey", pub, "--json"))
     assert js["checkpoint"]["outcomeCovered"] is False
 

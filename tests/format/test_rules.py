@@ -4,6 +4,7 @@ the C sources are checked against ``blocktrace.format.rules``."""
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ from blocktrace.chain import merkle, writer
 from blocktrace.format import rules
 from blocktrace.format.versions import LINES_PER_LEAF
 
-_C_SOURCES = sorted((Path(rules.__file__).parents[1]).rglob("*.c"))
+_C_SOURCES = sorted(
+    p for ext in ("*.c", "*.h") for p in Path(rules.__file__).parents[1].rglob(ext)
+)
 
 
 def _c_literal(data: bytes) -> str:
@@ -37,8 +40,14 @@ def test_the_c_writer_spells_the_format_constants_of_the_reference() -> None:
     if not _C_SOURCES:
         pytest.skip("no C sources in this checkout")
     text = "\n".join(p.read_text() for p in _C_SOURCES)
-    for constant in (rules.DOMAIN, rules.OP_MID, rules.HASH_FIELD):
+    for constant in (rules.OP_MID, rules.HASH_FIELD):
         assert _c_literal(constant) in text, constant
+    # H_0: the domain string, or its SHA-256 precomputed as a byte array.
+    arrays = {
+        bytes(int(x, 16) for x in re.findall(r"0x([0-9a-fA-F]{2})\b", body))
+        for body in re.findall(r"\{([0-9a-fA-Fx,\s]+)\}", text)
+    }
+    assert _c_literal(rules.DOMAIN) in text or hashlib.sha256(rules.DOMAIN).digest() in arrays
     # The tail: ,"hash":"<64 hex>"}\n
     assert rules.LINE_TAIL_LEN == len(rules.HASH_FIELD) + 64 + 3 == 76
 
