@@ -302,8 +302,15 @@ class TypeTable:
                 raise ValueError(f"{source}:{number}: not a type table row: {exc}") from None
             except msgspec.DecodeError as exc:
                 raise ValueError(f"{source}:{number}: not JSON: {exc}") from None
+            except RecursionError:
+                raise ValueError(f"{source}:{number}: nested too deeply") from None
             if len(row.counts) != len(row.types):
                 raise ValueError(f"{source}:{number}: types and counts differ in length")
+            if any(_nesting(ref) > MAX_TYPE_NESTING for ref in row.types):
+                raise ValueError(
+                    f"{source}:{number}: a type nested more than {MAX_TYPE_NESTING} deep "
+                    "(the recorder never writes one)"
+                )
             slot = table.slot(row.file, row.cls, row.function, row.line, row.kind, row.name)
             for ref, n in zip(row.types, row.counts, strict=True):
                 slot[ref] = slot.get(ref, 0) + n
@@ -315,6 +322,21 @@ class TypeTable:
         the problem (a bad row, a file over ``MAX_TABLE_BYTES``)."""
         data = read_small_file(path, MAX_TABLE_BYTES, "a type table")
         return cls.read_jsonl(data, os.fspath(path))
+
+
+MAX_TYPE_NESTING = 16
+"""How deep a type read from a table may nest (``type_of`` records two levels of
+element types); deeper ones would only exhaust the stack of what formats them."""
+
+
+def _nesting(ref: TypeRef) -> int:
+    """How deep ``ref``'s element types nest (1: no elements), without recursion."""
+    deepest, todo = 0, [(ref, 1)]
+    while todo:
+        item, depth = todo.pop()
+        deepest = max(deepest, depth)
+        todo.extend((arg, depth + 1) for arg in item.args)
+    return deepest
 
 
 def _qualified(ref: TypeRef) -> str:

@@ -37,6 +37,8 @@ class Seeds:
     """The first checkpoint written while ``locals`` ran."""
     bundle: Path
     """``blocktrace prove locals 20``."""
+    table: Path
+    """``blocktrace types`` of the program: a type table."""
     clients: tuple[Path, ...]
 
     def traces(self) -> list[bytes]:
@@ -61,10 +63,11 @@ def seeds(tmp_path_factory: pytest.TempPathFactory) -> Seeds:
     unsealed.write_bytes(b"".join(lines[:-1]))
     _bt("sign", traced, "--key", d / "k.key", "-o", d / "whole.cp")
     _bt("prove", traced, "20", "-o", d / "bundle.json")
+    _bt("types", "-o", d / "table.jsonl", PROGRAM)
     early = sorted(d.glob("locals.jsonl.cp.*"), key=lambda p: int(p.suffix[1:]))
     assert early, "the run wrote no checkpoint"
     clients = tuple(
         p for p in (REFDATA / f"{name}.jsonl" for name in CLIENT_TRACES) if p.is_file()
     )
     return Seeds(d, plain, traced, unsealed, d / "k.key", d / "k.pub", d / "whole.cp",
-                 early[0], d / "bundle.json", clients)
+                 early[0], d / "bundle.json", d / "table.jsonl", clients)

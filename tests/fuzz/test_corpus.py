@@ -14,7 +14,9 @@ space capped.  The corpus (see corpus/README.md for how each file was made):
   summary / an op line (RecursionError tracebacks in verify, prove, lines and diff);
 - ``source-dev-zero.jsonl``: re-chained, it names ``/dev/zero`` as its source file and
   differs from the reference at its first op, so ``diff`` quotes that source (and read
-  ``/dev/zero`` until memory ran out).
+  ``/dev/zero`` until memory ran out);
+- ``tables/deep-type-*.jsonl``: type tables (``types --from``) with a type nested 1,000 and
+  900 levels deep (RecursionError tracebacks decoding and formatting it).
 """
 
 from __future__ import annotations
@@ -76,6 +78,17 @@ def test_the_reference_is_a_good_trace() -> None:
     assert run_cli("prove", REFERENCE, "3").status == 0
     assert run_cli("lines", REFERENCE).status == 0
     assert run_cli("diff", REFERENCE, REFERENCE).status == 0
+
+
+TABLES = sorted(p.name for p in (CORPUS / "tables").glob("*.jsonl"))
+
+
+@pytest.mark.parametrize("name", TABLES)
+def test_types_from_the_corpus_tables(name: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    argv = ["types", "--from", CORPUS / "tables" / name, "-o", f"{out}.jsonl",
+            "--stubs", out, "--patch", f"{out}.diff"]
+    run_cli(*argv, tolerate_known_bugs=False).check((0, 2), f"types --from {name}")
 
 
 MEMORY_CAP = 768 << 20

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from .conftest import Seeds
+from .conftest import PROGRAM, Seeds
 from .harness import FUZZ, Inputs, mutated, run_cli
 
 _counter = itertools.count()
@@ -146,6 +146,17 @@ def test_verify_checkpoint_pubkey_since(
     for option, path in files.items():
         argv += [f"--{option}", str(path)]
     run_cli(*argv).check((0, 2, 4), " ".join(argv))
+
+
+@FUZZ
+@given(data=st.data())
+def test_types_from_a_table(data: st.DataObject, seeds: Seeds, scratch: Path) -> None:
+    table = _write(scratch, data.draw(mutated(Inputs([seeds.table.read_bytes()]),
+                                              rechain_share=0)))
+    out = scratch / f"out-{next(_counter)}"
+    argv = ["types", "--from", str(table), "-o", f"{out}.jsonl", "--stubs", str(out),
+            "--patch", f"{out}.diff", "--root", str(PROGRAM.parent)]
+    run_cli(*argv).check((0, 2), " ".join(argv))
 
 
 _REQUEST = msgspec.json.encode(
