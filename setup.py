@@ -15,9 +15,10 @@ setup(
         Extension(
             "blocktrace.chain._cwriter",
             [f"blocktrace/chain/csrc/{name}.c"
-             for name in ("writer", "buffer", "sites", "merkle", "sha256", "cpu")],
+             for name in ("writer", "buffer", "sites", "merkle", "sha256", "cpu", "bench")],
             depends=[f"blocktrace/chain/csrc/{name}.h"
-                     for name in ("buffer", "cpu", "hex", "merkle", "opline", "sha256", "sites")],
+                     for name in ("bench", "buffer", "cpu", "hex", "merkle", "opline", "sha256",
+                                  "sites")],
             extra_compile_args=_FLAGS,
             optional=True,
         ),

@@ -106,6 +106,25 @@ def _sha_rates(repeat_: int) -> dict[str, float]:
     return out
 
 
+LINE_SIZES = (50, 100, 200, 400)
+
+
+def _streamed(repeat_: int, n: int) -> dict[int, tuple[float, float]]:
+    """Line size -> (own, hashlib) ns per line to hash lines as the writer does
+    (one stream per 16-line leaf: update, digest, update with the tail), both
+    driven from C (``_cwriter.hash_lines``): hashlib's objects called as the
+    writer would call them if it used OpenSSL instead of its own SHA-256."""
+    out = {}
+    for size in LINE_SIZES:
+        body = bytes(i % 251 for i in range(size))
+        own = hl = float("inf")
+        for _ in range(repeat_):  # interleaved
+            own = min(own, _cwriter.hash_lines(body, n, 16, False) / n)
+            hl = min(hl, _cwriter.hash_lines(body, n, 16, True) / n)
+        out[size] = (own, hl)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=7)
@@ -114,7 +133,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.sha_only:  # the portable run, in a subprocess
         rates = _sha_rates(args.repeat)
-        print(f"{_cwriter.IMPLEMENTATION} {rates['own_mbs']:.1f} {rates['own_small_ns']:.1f}")
+        streamed = _streamed(args.repeat, args.n // 4)
+        print(f"{_cwriter.IMPLEMENTATION} {rates['own_mbs']:.1f} {rates['own_small_ns']:.1f}",
+              *(f"{own:.1f} {hl:.1f}" for own, hl in streamed.values()))
         return
     n, rep = args.n, args.repeat
     event = OpStart(pc=12, op=100, op_name="LOAD_FAST", line=5, code=3)
@@ -166,6 +187,14 @@ def main() -> None:
                              (portable[0], float(portable[1]), float(portable[2]))):
         print(f"  _cwriter.sha256 ({impl:8})           {mbs:9.1f}   {small:9.1f}   "
               f"({mbs / base:.2f} x hashlib)")
+    streamed = _streamed(rep, n // 4)
+    print("\nSHA-256 streamed per 16-line leaf, as the writer hashes (driven from C), ns per line")
+    print("  line bytes   own             hashlib (OpenSSL)   hashlib / own")
+    for k, size in enumerate(LINE_SIZES):
+        for impl, own, hl in ((_cwriter.IMPLEMENTATION, *streamed[size]),
+                              (portable[0], float(portable[3 + 2 * k]),
+                               float(portable[4 + 2 * k]))):
+            print(f"  {size:10}   {own:7.1f} {impl:8}  {hl:9.1f}          {hl / own:6.2f} x")
 
 
 if __name__ == "__main__":
