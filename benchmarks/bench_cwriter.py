@@ -2,11 +2,11 @@
 
     python benchmarks/bench_cwriter.py [--repeat 7] [--n 200000]
 
-1. ns per ``__call__`` of a site (a real ``OpStart`` and a VM-like object with
-   ``gas``/``depth``): the whole op line built, sealed and buffered in C, into a
-   real unbuffered file (os.devnull), with the tree (16 lines per leaf) and
-   without (``lines_per_leaf=0``), next to the loop's own cost of calling a
-   two-argument C function (``operator.is_``) and to the pure-Python reference
+1. ns per ``op(event, gas, depth)`` of a site (a real ``OpStart``, plain ints):
+   the whole op line built, sealed and buffered in C, into a real unbuffered
+   file (os.devnull), with the tree (16 lines per leaf) and without
+   (``lines_per_leaf=0``), next to the loop's own cost of calling a
+   three-argument C function (``slice``) and to the pure-Python reference
    writer (``PyLineWriter``) doing the same.
 2. ns per ``line(body)`` for a 100-byte op-line body, C and Python.
 3. MB/s of ``sha256`` (this module's, SHA-NI when the CPU has it, and the
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import operator
 import os
 import platform
 import subprocess
@@ -43,25 +42,22 @@ SUFFIX = b',"opName":"LOAD_FAST","line":5,"code":3'
 BODY = PREFIX + b'2540be3f6","gasCost":"0x1","depth":1' + SUFFIX
 
 
-class VM:
-    """What the writer reads for an op line: the stepper's ``gas`` and ``depth``."""
-
-    __slots__ = ("depth", "gas")
-
-    def __init__(self) -> None:
-        self.gas = 9_999_999_990
-        self.depth = 1
+_three = slice  # a C call of 3 arguments doing next to nothing, for the loop's floor
 
 
 def _best(run: Callable[[], int], repeat_: int) -> float:
     return float(min(run() for _ in range(repeat_)))
 
 
-def _calls(fn: Callable[[Any, Any], Any], a: Any, b: Any, n: int) -> Callable[[], int]:
+GAS = 9_999_999_990
+
+
+def _calls(fn: Callable[[Any, int, int], Any], event: Any, n: int) -> Callable[[], int]:
+    """n calls fn(event, GAS, 1): a writer's op(), as the stepper's hook makes them."""
     def run() -> int:
         t = time.process_time_ns()
         for _ in repeat(None, n):
-            fn(a, b)
+            fn(event, GAS, 1)
         return time.process_time_ns() - t
 
     return run
@@ -139,7 +135,6 @@ def main() -> None:
         return
     n, rep = args.n, args.repeat
     event = OpStart(pc=12, op=100, op_name="LOAD_FAST", line=5, code=3)
-    vm = VM()
     print(f"Python {platform.python_version()} on {platform.machine()}, "
           f"{os.cpu_count()} CPUs; SHA-256: {_cwriter.IMPLEMENTATION}")
     line_len = len(BODY) + 77
@@ -149,18 +144,18 @@ def main() -> None:
         c16 = _writer(_cwriter.LineWriter, sink, 16, event)
         c0 = _writer(_cwriter.LineWriter, sink, 0, event)
         py16 = _writer(PyLineWriter, sink, 16, event)
-        floor = _best(_calls(operator.is_, vm, event, n), rep) / n
+        floor = _best(_calls(_three, event, n), rep) / n
         # interleaved, so that a busy neighbour hits every figure alike
         t_c16 = t_c0 = t_py = float("inf")
         for _ in range(rep):
-            t_c16 = min(t_c16, _best(_calls(c16, vm, event, n), 1) / n)
-            t_c0 = min(t_c0, _best(_calls(c0, vm, event, n), 1) / n)
-            t_py = min(t_py, _best(_calls(py16, vm, event, n // 4), 1) / (n // 4))
+            t_c16 = min(t_c16, _best(_calls(c16.op, event, n), 1) / n)
+            t_c0 = min(t_c0, _best(_calls(c0.op, event, n), 1) / n)
+            t_py = min(t_py, _best(_calls(py16.op, event, n // 4), 1) / (n // 4))
         l_c = _best(_lines(_cwriter.LineWriter(sink.write).line, BODY, n), rep) / n
         l_py = _best(_lines(PyLineWriter(sink.write).line, BODY, n // 4), rep) / (n // 4)
 
-    print("per op line through __call__(vm, event)           ns")
-    print(f"  loop + a 2-argument C call (operator.is_)   {floor:7.1f}")
+    print("per op line through op(event, gas, depth)         ns")
+    print(f"  loop + a 3-argument C call (slice)          {floor:7.1f}")
     print(f"  C writer, 16 lines per leaf (the tree)      {t_c16:7.1f}   "
           f"(net of the loop {t_c16 - floor:.1f})")
     print(f"  C writer, no tree (lines_per_leaf=0)        {t_c0:7.1f}   "

@@ -2,15 +2,15 @@
 
 :class:`PyLineWriter` is the reference, in Python; ``blocktrace.chain._cwriter``
 (built from ``_cwriter.c`` when a C compiler is present) has the same interface
-and the same bytes, with the per-instruction path in C.  :data:`LineWriter` is
+and the same bytes, with the per-instruction path (``op``) in C.  :data:`LineWriter` is
 the C one when ``blocktrace._native`` says the C paths are used, else the
 reference.
 
 Both keep the rules that make a trace survive Ctrl-C and signal handlers: a line
 is sealed, buffered and chained as one step (no Python code runs in between,
 so a handler cannot run half-way); the only Python code a writer runs is the
-``write`` callable (when flushing, *before* adding a line that would not fit),
-``slow`` and ``on_leaf``; a failed ``write`` loses nothing (unwritten bytes stay
+``write`` callable (when flushing, *before* adding a line that would not fit)
+and ``on_leaf``; a failed ``write`` loses nothing (unwritten bytes stay
 buffered, the line being added is not sealed; an exception from ``write`` means
 nothing was taken unless it carries ``characters_written``, as ``BlockingIOError``
 does); a flush that a handler's traced
@@ -42,9 +42,10 @@ class PyLineWriter:
     partial write: the rest is written next) or anything else for all of them.
     ``tell``: the stream's position, when it has one (see ``flush``).
     ``lines_per_leaf``: 16 in traces; 0 = no tree (one stream for the whole
-    file; for measuring what the tree costs).  ``slow(vm, event)``: what
-    ``__call__`` does for an event without a site.  ``on_leaf()``: called after
-    each completed leaf.
+    file; for measuring what the tree costs).  ``on_leaf()``: called after
+    each completed leaf.  An op line is made from plain values (``op(event,
+    gas, depth)`` with the pieces ``add_site`` gave): the writer knows nothing
+    of the stepper.
     """
 
     def __init__(
@@ -53,7 +54,6 @@ class PyLineWriter:
         *,
         buffer_size: int = 1 << 16,
         lines_per_leaf: int = 16,
-        slow: Callable[[Any, Any], Any] | None = None,
         on_leaf: Callable[[], Any] | None = None,
         tell: Callable[[], int] | None = None,
     ) -> None:
@@ -63,7 +63,6 @@ class PyLineWriter:
         self._tell = tell
         self._size = buffer_size
         self._per_leaf = lines_per_leaf
-        self._slow = slow
         self._on_leaf = on_leaf
         self._prev = _sha256(DOMAIN).digest()
         self._stream = _sha256(b"\x00")
@@ -104,20 +103,23 @@ class PyLineWriter:
     def clear_sites(self) -> None:
         self._sites.clear()
 
-    def __call__(self, vm: Any, event: object) -> Any:
+    def op(self, event: object, gas: int, depth: int) -> bool:
+        """The op line of ``event``'s site (see ``add_site``) with this gas and
+        depth: True when written, False (nothing written) when ``event`` has no
+        site; the caller then writes the line itself."""
         site = self._sites.get(id(event))
         if site is None:
-            return self._slow(vm, event) if self._slow is not None else None
-        body = b"%b%x%b%d%b" % (site[0], vm.gas, _MID, vm.depth, site[1])
+            return False
+        body = b"%b%x%b%d%b" % (site[0], gas, _MID, depth, site[1])
         in_leaf = self._in_leaf
         if in_leaf == 0 or in_leaf == self._per_leaf or self._done:
             self.line(body)  # a link, a leaf to finish, an error: the general path
-            return None
+            return True
         # ``_add`` inlined, for a line inside a leaf: the per-instruction path.
         buf = self._buf
         if len(buf) + len(body) + _TAIL > self._size and buf:
             self.line(body)  # flushing first may change the state: the general path
-            return None
+            return True
         stream = self._stream.copy()
         stream.update(body)
         digest = stream.digest()
@@ -131,7 +133,7 @@ class PyLineWriter:
         self._in_leaf = in_leaf = in_leaf + 1
         if in_leaf == self._per_leaf:
             self._finish_leaf()
-        return None
+        return True
 
     # -- lines ----------------------------------------------------------------
 

@@ -97,6 +97,12 @@ class Tracer(Protocol):
         a callable doing exactly what calling the tracer does, more directly,
         which the stepper calls instead (``ChainTracer`` offers its C line
         writer: no Python frame per instruction).
+    ``op_line: Callable[[OpStart, int, int], bool] | None = None``
+        a callable that handles an ``OpStart`` from plain values,
+        ``op_line(event, gas, depth)``, returning True when it did (what the
+        tracer would have done) and False when it did not, and the tracer is
+        then called as usual; the stepper's hook passes gas and depth itself
+        (``ChainTracer`` offers its line writer's ``op``).
     ``record_failure: Callable[[str], object] | None = None``
         told, with a one-line message, when this tracer (or one beside it in a
         ``Tee``) failed and was detached: ``ChainTracer`` writes it into the trace.
@@ -121,6 +127,7 @@ class Capabilities:
     wants_op_end: bool = False
     may_disable: bool = False
     fast_call: Callable[[Any, Any], object] | None = None
+    op_line: Callable[[Any, int, int], bool] | None = None
     record_failure: Callable[[str], object] | None = None
 
 
@@ -132,18 +139,21 @@ def capabilities_of(tracer: object) -> Capabilities:
     """The capabilities ``tracer`` declares, defaults for those it does not.
 
     A function or method has none (its attributes are not read: a function's
-    ``__dict__`` is the program's business).  ``fast_call`` is read from the
-    instance only, so that a method named so on a class is not taken for one.
+    ``__dict__`` is the program's business).  ``fast_call`` and ``op_line`` are read
+    from the instance only, so that a method named so on a class is not taken for one.
     An attribute that cannot be read counts as absent."""
     if isinstance(tracer, _FUNCTIONS):
         return _PLAIN
     try:
-        fast = vars(tracer).get("fast_call") if hasattr(tracer, "__dict__") else None
+        own = vars(tracer) if hasattr(tracer, "__dict__") else {}
+        fast = own.get("fast_call")
+        op_line = own.get("op_line")
         record = getattr(tracer, "record_failure", None)
         return Capabilities(
             wants_op_end=bool(getattr(tracer, "wants_op_end", False)),
             may_disable=bool(getattr(tracer, "may_disable", False)),
             fast_call=fast if callable(fast) else None,
+            op_line=op_line if callable(op_line) else None,
             record_failure=record if callable(record) else None,
         )
     except Exception:

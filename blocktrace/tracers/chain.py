@@ -3,12 +3,13 @@
 The per-instruction path: the ``OpStart`` of an instruction site is built once
 by the stepper and reused, so its line pieces are built once here too and given
 to the line writer (``blocktrace.chain.writer``), keyed by ``id(event)`` with
-the event kept alive.  The writer is the stepper's direct callable
-(``fast_call``): an op line is one call into it -- in C when the extension was
-built -- that formats prefix + gas + depth + suffix, seals the line and buffers
-it.  Everything else -- first sight of a site, line starts when locals or
-globals are recorded, several threads, the other events -- comes back here
-through ``slow``.
+the event kept alive.  The writer's ``op(event, gas, depth)`` is this tracer's
+``op_line``: the stepper's hook calls it with plain values, and an op line is
+one call -- in C when the extension was built -- that formats prefix + gas +
+depth + suffix, seals the line and buffers it (the writer never reads the
+stepper).  Everything else -- first sight of a site, line starts when locals
+or globals are recorded, several threads, the other events -- comes to
+``__call__`` and from there to ``_slow``.
 """
 
 from __future__ import annotations
@@ -205,10 +206,11 @@ class ChainTracer:
             extra["tell"] = _position(self._out)
         self._writer = LineWriter(
             write, buffer_size=buffer_size, lines_per_leaf=LINES_PER_LEAF,
-            slow=self._slow, on_leaf=self._leaf_done if periodic else None, **extra,
+            on_leaf=self._leaf_done if periodic else None, **extra,
         )
-        self.fast_call = self._writer
-        """What the stepper calls for each event (same as calling this tracer)."""
+        self.op_line = self._writer.op
+        """An op line from plain values (``Capabilities.op_line``): the stepper's
+        hook passes gas and depth; False for a site not added yet (then ``_slow``)."""
         header = {
             "blocktrace": FORMAT_VERSION,
             "hashAlg": "sha256",
@@ -236,7 +238,8 @@ class ChainTracer:
         return int(self._writer.lines)
 
     def __call__(self, vm: VMState, event: TraceEvent, /) -> None:
-        self._writer(vm, event)
+        if not self._writer.op(event, vm.gas, vm.depth):
+            self._slow(vm, event)
 
     def flush(self) -> None:
         """Hand everything written so far to the file (or stream)."""

@@ -29,8 +29,8 @@ class Tee:
     ``OpEnd`` events are asked for when any tracer wants them (and go only to
     those that do), a site may be turned off only when every tracer may do so
     (and then only once every tracer answered ``DISABLE`` there), and a Tee of
-    one tracer with a ``fast_call`` has that one (a Tee of a ``ChainTracer``
-    keeps the C line writer).  Each tracer is called through its own
+    one tracer has that one's ``fast_call`` and ``op_line`` (a Tee of a
+    ``ChainTracer`` keeps the C line writer).  Each tracer is called through its own
     ``fast_call`` when it has one.  Change the tracers with :meth:`add` and
     :meth:`remove` (or call :meth:`refresh` after changing ``tracers``), so that
     a running stepper hears of it.
@@ -56,6 +56,8 @@ class Tee:
         fast = caps[0].fast_call if len(caps) == 1 else None
         self.fast_call = fast
         """The one tracer's ``fast_call``, when it is alone (else ``None``)."""
+        self.op_line = caps[0].op_line if len(caps) == 1 else None
+        """The one tracer's ``op_line``, when it is alone (else ``None``)."""
 
     def add(self, tracer: Tracer) -> None:
         """Send the events from the next one on to ``tracer`` too."""

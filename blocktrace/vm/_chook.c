@@ -59,6 +59,7 @@ typedef struct {
     PyObject *hook_type;
     PyObject *str_gas;  /* interned "gas" */
     PyObject *str_site; /* interned "site" */
+    PyObject *str_depth; /* interned "depth" */
     PyObject *int_zero;
     PyObject *int_one;
     /* 0 when no dict watcher could be had: then no hook caches. */
@@ -133,6 +134,7 @@ typedef struct {
     PyObject *out_of_gas;
     PyObject *failed;
     PyObject *disable;
+    PyObject *op_line; /* NULL: none; else op_line(event, gas, depth) comes first */
     int may_disable; /* the tracer's DISABLE for an OpStart is passed on */
     /* the one-entry cache (strong references, or NULL) */
     PyObject *last_code;
@@ -352,6 +354,40 @@ call_tracer(InstructionHook *self, PyObject *event)
     return pass_disable;
 }
 
+/* op_line(event, gas, vm.depth), and the tracer when that did not handle the
+ * event (returned false); failed(exc) if either raised (or reading depth did).
+ * Takes `dict` (vm's instance dict when plain, else NULL) to read depth from.
+ * Returns as call_tracer. */
+static int
+call_op_line(InstructionHook *self, PyObject *event, PyObject *gas, PyObject *dict)
+{
+    PyObject *depth = NULL;
+    if (dict != NULL) {
+        depth = PyDict_GetItemWithError(dict, self->st->str_depth);
+        Py_XINCREF(depth);
+        Py_DECREF(dict);
+    }
+    if (depth == NULL && !PyErr_Occurred()) {
+        depth = get_attr(self->vm, self->st->str_depth);
+    }
+    if (depth == NULL) {
+        return call_failed(self);
+    }
+    PyObject *stack[4] = {NULL, event, gas, depth};
+    PyObject *r = PyObject_Vectorcall(
+        self->op_line, stack + 1, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(depth);
+    if (r == NULL) {
+        return call_failed(self);
+    }
+    int done = r == Py_True ? 1 : r == Py_False ? 0 : PyObject_IsTrue(r);
+    Py_DECREF(r);
+    if (done < 0) {
+        return call_failed(self);
+    }
+    return done ? 0 : call_tracer(self, event);
+}
+
 /* The rest of the instruction once gas was read and found not an exact int
  * that fits: the generic number protocol, same order of effects. */
 static PyObject *
@@ -372,7 +408,8 @@ generic_gas(InstructionHook *self, PyObject *const *args, PyObject *event, PyObj
     if (vm_set(self, self->st->str_site, event) < 0) {
         goto done;
     }
-    int pass_disable = call_tracer(self, event);
+    int pass_disable = self->op_line != NULL ? call_op_line(self, event, gas, NULL)
+                                             : call_tracer(self, event);
     if (pass_disable < 0) {
         goto done;
     }
@@ -432,6 +469,7 @@ hook_call(InstructionHook *self, PyObject *const *args, size_t nargsf, PyObject 
     }
 
     PyObject *result = NULL;
+    PyObject *gas_held = NULL; /* the exact int gas, for op_line */
     PyObject *dict = plain_dict(self); /* shared by reading gas and setting site */
     PyObject *gas;
     if (dict != NULL) {
@@ -466,7 +504,7 @@ hook_call(InstructionHook *self, PyObject *const *args, size_t nargsf, PyObject 
         result = generic_gas(self, args, event, gas); /* takes gas */
         goto done;
     }
-    Py_DECREF(gas); /* an exact int: only its value matters from here on */
+    gas_held = gas; /* an exact int: its value is `left` */
     if (left <= 0) {
         Py_XDECREF(dict);
         dict = NULL; /* out_of_gas may change anything */
@@ -479,15 +517,22 @@ hook_call(InstructionHook *self, PyObject *const *args, size_t nargsf, PyObject 
     int set_site;
     if (dict != NULL) {
         set_site = PyDict_SetItem(dict, self->st->str_site, event);
-        Py_DECREF(dict);
     }
     else {
         set_site = vm_set(self, self->st->str_site, event);
     }
     if (set_site < 0) {
+        Py_XDECREF(dict);
         goto done;
     }
-    int pass_disable = call_tracer(self, event);
+    int pass_disable;
+    if (self->op_line != NULL) {
+        pass_disable = call_op_line(self, event, gas, dict); /* takes dict */
+    }
+    else {
+        Py_XDECREF(dict);
+        pass_disable = call_tracer(self, event);
+    }
     if (pass_disable < 0) {
         goto done;
     }
@@ -510,6 +555,7 @@ hook_call(InstructionHook *self, PyObject *const *args, size_t nargsf, PyObject 
     }
     result = Py_NewRef(pass_disable ? self->disable : Py_None);
 done:
+    Py_XDECREF(gas_held);
     Py_DECREF(event);
     return result;
 }
@@ -532,12 +578,18 @@ static PyObject *
 hook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"sites", "vm", "tracer", "missing", "out_of_gas", "failed",
-                             "disable", "may_disable", NULL};
+                             "disable", "may_disable", "op_line", NULL};
     PyObject *sites, *vm, *tracer, *missing, *out_of_gas, *failed, *disable;
+    PyObject *op_line = Py_None;
     int may_disable = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO|$p:InstructionHook", kwlist, &sites,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO|$pO:InstructionHook", kwlist, &sites,
                                      &vm, &tracer, &missing, &out_of_gas, &failed, &disable,
-                                     &may_disable)) {
+                                     &may_disable, &op_line)) {
+        return NULL;
+    }
+    if (op_line != Py_None && !PyCallable_Check(op_line)) {
+        PyErr_Format(PyExc_TypeError, "InstructionHook: op_line must be callable or None, not %.100s",
+                     Py_TYPE(op_line)->tp_name);
         return NULL;
     }
     PyObject *const callables[] = {tracer, missing, out_of_gas, failed};
@@ -575,6 +627,7 @@ hook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->out_of_gas = Py_NewRef(out_of_gas);
     self->failed = Py_NewRef(failed);
     self->disable = Py_NewRef(disable);
+    self->op_line = op_line == Py_None ? NULL : Py_NewRef(op_line);
     self->last_code = NULL;
     self->last_list = NULL;
     self->last_epoch = cache ? load_epoch(&cache_epoch) : 0;
@@ -595,6 +648,7 @@ hook_traverse(InstructionHook *self, visitproc visit, void *arg)
     Py_VISIT(self->out_of_gas);
     Py_VISIT(self->failed);
     Py_VISIT(self->disable);
+    Py_VISIT(self->op_line);
     Py_VISIT(self->last_code);
     Py_VISIT(self->last_list);
     Py_VISIT(self->vm_type);
@@ -618,6 +672,7 @@ hook_clear(InstructionHook *self)
     Py_CLEAR(self->out_of_gas);
     Py_CLEAR(self->failed);
     Py_CLEAR(self->disable);
+    Py_CLEAR(self->op_line);
     return 0;
 }
 
@@ -659,13 +714,25 @@ static PyMemberDef hook_members[] = {
 };
 
 static PyObject *
+hook_get_op_line(InstructionHook *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->op_line != NULL ? self->op_line : Py_None);
+}
+
+static PyGetSetDef hook_getset[] = {
+    {"op_line", (getter)hook_get_op_line, NULL, "op_line(event, gas, depth), or None.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyObject *
 hook_tp_call(PyObject *callable, PyObject *args, PyObject *kwargs)
 {
     return PyVectorcall_Call(callable, args, kwargs);
 }
 
 PyDoc_STRVAR(hook_doc,
-"InstructionHook(sites, vm, tracer, missing, out_of_gas, failed, disable, *, may_disable=False)\n"
+"InstructionHook(sites, vm, tracer, missing, out_of_gas, failed, disable, *, may_disable=False,\n"
+"                op_line=None)\n"
 "--\n\n"
 "The stepper's per-instruction callback in C: called as hook(code, offset), it\n"
 "does exactly what the Python closure in blocktrace/vm/_chook.c's header does.");
@@ -678,6 +745,7 @@ static PyType_Slot hook_slots[] = {
     {Py_tp_repr, hook_repr},
     {Py_tp_call, hook_tp_call},
     {Py_tp_members, hook_members},
+    {Py_tp_getset, hook_getset},
     {Py_tp_doc, (void *)hook_doc},
     {0, NULL},
 };
@@ -717,9 +785,11 @@ chook_exec(PyObject *module)
     chook_state *st = PyModule_GetState(module);
     st->str_gas = PyUnicode_InternFromString("gas");
     st->str_site = PyUnicode_InternFromString("site");
+    st->str_depth = PyUnicode_InternFromString("depth");
     st->int_zero = PyLong_FromLong(0);
     st->int_one = PyLong_FromLong(1);
-    if (st->str_gas == NULL || st->str_site == NULL || st->int_zero == NULL
+    if (st->str_gas == NULL || st->str_site == NULL || st->str_depth == NULL
+        || st->int_zero == NULL
         || st->int_one == NULL) {
         return -1;
     }
@@ -763,6 +833,7 @@ chook_clear(PyObject *module)
     Py_CLEAR(st->hook_type);
     Py_CLEAR(st->str_gas);
     Py_CLEAR(st->str_site);
+    Py_CLEAR(st->str_depth);
     Py_CLEAR(st->int_zero);
     Py_CLEAR(st->int_one);
     return 0;

@@ -253,10 +253,34 @@ def python_instruction_hook(
     out_of_gas: Callable[[CodeType, int], object],
     failed: Callable[[BaseException], object],
     disable: object,
+    op_line: Callable[[OpStart, int, int], bool] | None = None,
 ) -> Callable[[CodeType, int], Any]:
     """The per-instruction callback in Python: what ``_chook.InstructionHook``
     does in C (its contract, and the stepper's callback where it is not built),
-    as a closure over everything it touches."""
+    as a closure over everything it touches.  With ``op_line`` (the tracer's,
+    see ``Capabilities``) an ``OpStart`` goes to ``op_line(event, gas,
+    vm.depth)`` first, and to the tracer only when that returns False."""
+    if op_line is not None:
+
+        def on_instruction_op_line(code: CodeType, offset: int) -> Any:
+            event = sites[id(code)][offset]
+            if event is None:
+                event = missing(code, offset)
+                if event is None:
+                    return disable
+            gas = vm.gas
+            if gas <= 0:
+                out_of_gas(code, offset)
+            vm.site = event
+            try:
+                if not op_line(event, gas, vm.depth):
+                    tracer(vm, event)
+            except BaseException as exc:
+                failed(exc)
+            vm.gas = gas - 1
+            return None
+
+        return on_instruction_op_line
 
     def on_instruction(code: CodeType, offset: int) -> Any:
         event = sites[id(code)][offset]
@@ -322,6 +346,8 @@ class Stepper:
         self._mt_lock = threading.RLock()
         self._direct: Any = discard_trace
         """The active tracer as the stepper calls it (see ``_direct_callable``)."""
+        self._op_line: Callable[[OpStart, int, int], bool] | None = None
+        """The active tracer's ``op_line`` (see ``Capabilities``), passed to the hook."""
         self._multi = False
         self._target = self.scope.target_name is not None
         self._op_end = False
@@ -488,6 +514,7 @@ class Stepper:
         tracer = _active.tracer
         caps = capabilities_of(tracer)
         self._direct = self._hold if self._held is not None else _direct_callable(tracer, caps)
+        self._op_line = caps.op_line if self._held is None else None
         if self._op_end and not caps.wants_op_end:
             self._open_ops.clear()  # ops opened for the tracer before: nobody closes them now
         self._op_end = caps.wants_op_end
@@ -708,12 +735,15 @@ class Stepper:
         missing = self._missing_site
         out_of_gas = self._out_of_gas
         failed = self._tracer_failed
+        op_line = self._op_line
         if _InstructionHook is not None:  # the same callback in C, without a Python frame
             return _InstructionHook(  # type: ignore[no-any-return]
                 sites, vm, tracer, missing, out_of_gas, failed, DISABLE,
-                may_disable=self._may_disable,
+                may_disable=self._may_disable, op_line=op_line,
             )
-        return python_instruction_hook(sites, vm, tracer, missing, out_of_gas, failed, DISABLE)
+        return python_instruction_hook(
+            sites, vm, tracer, missing, out_of_gas, failed, DISABLE, op_line
+        )
 
     def _on_instruction_general(self, code: CodeType, offset: int) -> Any:
         """The same, for the rare modes: halted, target, OpEnd, DISABLE-capable."""

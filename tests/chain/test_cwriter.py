@@ -131,7 +131,7 @@ def _bodies(max_len: int = 3000) -> st.SearchStrategy[bytes]:
 
 
 class VM:
-    """What the writer reads from the stepper's state for an op line."""
+    """A stepper state, which the writer must not take (it takes plain values)."""
 
     def __init__(self, gas: object = 1000, depth: object = 1) -> None:
         self.gas = gas
@@ -345,9 +345,9 @@ def test_nothing_follows_the_summary() -> None:
     with pytest.raises(ValueError):
         w.summary(b"{")
     with pytest.raises(ValueError):
-        w(VM(), ev)
+        w.op(ev, 1000, 1)
     with pytest.raises(ValueError):
-        w(VM(), object())
+        w.op(object(), 1000, 1)
     w.close_leaf()  # no partial leaf: nothing to do
     assert w.lines == 2
 
@@ -397,7 +397,7 @@ def test_call_on_a_site_writes_the_op_line_as_line_would() -> None:
     cases = [(0, 1), (1, 0), (2**63 - 1, 7), (9_999_999_990, 123456789), (255, 2**62),
              (-26, -3), (-(2**63), 5)]
     for gas, depth in cases:
-        assert w(VM(gas, depth), ev) is None
+        assert w.op(ev, gas, depth) is True
         ref.line(_op_body(gas, depth))
     assert w.lines == len(cases)
     _check_same(w, ref, out)
@@ -405,38 +405,20 @@ def test_call_on_a_site_writes_the_op_line_as_line_would() -> None:
     assert b'"gas":"0x-1a","gasCost":"0x1","depth":-3,' in out  # format(-26, "x")
 
 
-def test_unknown_events_and_odd_values_go_to_slow() -> None:
-    calls: list[tuple[object, object]] = []
-
-    def slow(vm: object, event: object) -> object:
-        calls.append((vm, event))
-        return "from slow"
-
-    w = LineWriter(bytearray().extend, slow=slow)
-    ev = _event()
-    w.add_site(id(ev), PREFIX, SUFFIX, ev)
-    other = _event(14)
-    vm = VM()
-    assert w(vm, other) == "from slow"
-    assert calls == [(vm, other)]
-    for gas, depth in [(2**63, 1), (True, 1), (1.0, 1), (None, 1), (1, False), (1, 2**70),
-                       (1, "1"), (-(2**63) - 1, 1)]:
-        odd = VM(gas, depth)
-        assert w(odd, ev) == "from slow"
-        assert calls[-1] == (odd, ev)
-    assert w.lines == 0
-    w.clear_sites()
-    assert w(vm, ev) == "from slow"
-    assert w.lines == 0
-    assert LineWriter(bytearray().extend)(vm, other) is None  # no slow: nothing
-
-
-def test_a_missing_attribute_raises() -> None:
+def test_unknown_events_and_odd_values_are_left_to_the_caller() -> None:
+    """op() writes nothing and says False for an event without a site, and for gas
+    or depth that are not exact ints fitting 64 bits (the caller formats those)."""
     w = LineWriter(bytearray().extend)
     ev = _event()
     w.add_site(id(ev), PREFIX, SUFFIX, ev)
-    with pytest.raises(AttributeError):
-        w(object(), ev)
+    other = _event(14)
+    assert w.op(other, 1000, 1) is False
+    for gas, depth in [(2**63, 1), (True, 1), (1.0, 1), (None, 1), (1, False), (1, 2**70),
+                       (1, "1"), (-(2**63) - 1, 1)]:
+        assert w.op(ev, gas, depth) is False, (gas, depth)
+    assert w.lines == 0
+    w.clear_sites()
+    assert w.op(ev, 1000, 1) is False
     assert w.lines == 0
 
 
@@ -456,7 +438,7 @@ def test_add_site_replaces_and_keeps_the_event_alive() -> None:
     assert ref() is not None  # held by the writer: its id cannot be reused
     w2 = LineWriter(out.extend, lines_per_leaf=0)
     w2.add_site(key, PREFIX, SUFFIX, ref())
-    w2(VM(5, 2), ref())
+    w2.op(ref(), 5, 2)
     w2.flush()
     assert out.startswith(_op_body(5, 2) + b',"hash":"')
     w.clear_sites()
@@ -473,7 +455,7 @@ def test_many_sites() -> None:
     for ev in events:
         w.add_site(id(ev), b'{"pc":%d,"gas":"0x' % ev.pc, SUFFIX, ev)
     for i, ev in enumerate(events * 2):
-        w(VM(i, 1 + i % 5), ev)
+        w.op(ev, i, 1 + i % 5)
         ref.line(b'{"pc":%d,"gas":"0x%x' % (ev.pc, i) + MID + b"%d" % (1 + i % 5) + SUFFIX)
     _check_same(w, ref, out)
 
@@ -494,7 +476,7 @@ def test_site_dropped_by_the_flush_it_triggers() -> None:
     for i in range(6):
         w.add_site(id(ev), PREFIX + b"%d" % i, SUFFIX + b"%d" % i, _event(i))
         w.add_site(id(ev), PREFIX + b"%d" % i, SUFFIX + b"%d" % i, ev)
-        w(VM(i, i), ev)
+        w.op(ev, i, i)
         ref.line(PREFIX + b"%d%x" % (i, i) + MID + b"%d" % i + SUFFIX + b"%d" % i)
     _check_same(w, ref, out)
 
@@ -510,7 +492,7 @@ def test_writes_to_a_real_file(tmp_path: Path) -> None:
         ev = _event()
         w.add_site(id(ev), PREFIX, SUFFIX, ev)
         for i in range(500):
-            w(VM(10_000 - i, 1), ev)
+            w.op(ev, 10_000 - i, 1)
             ref.line(_op_body(10_000 - i, 1))
         w.close_leaf()
         ref.close_leaf()
@@ -582,7 +564,7 @@ def test_a_failing_write_loses_nothing_and_writes_nothing_twice() -> None:
             before = (w.head, w.lines, w.tree_size, w.buffered)
             try:
                 if i % 2:
-                    w(VM(i, 1), ev)
+                    w.op(ev, i, 1)
                 else:
                     w.line(body)
             except (OSError, KeyboardInterrupt):
@@ -666,7 +648,7 @@ def test_reentrant_lines_during_a_flush() -> None:
             body = b'{"nested":%d' % len(nested)
             nested.append(body)
             w.line(body)  # buffered behind: never flushed from in here
-            w(VM(len(nested), 9), ev)
+            w.op(ev, len(nested), 9)
             nested.append(_op_body(len(nested), 9))
             w.flush()  # nested flush: does nothing
         n = max(1, len(data) // 3)
@@ -730,7 +712,7 @@ def test_bad_arguments_raise() -> None:
         ((sink,), {"buffer_size": 0}, ValueError),
         ((sink,), {"lines_per_leaf": -1}, ValueError),
         ((sink,), {"buffer_size": "big"}, TypeError),
-        ((sink,), {"slow": 3}, TypeError),
+        ((sink,), {"slow": print}, TypeError),  # the writer has no slow path any more
         ((sink,), {"on_leaf": "x"}, TypeError),
         ((sink,), {"nope": 1}, TypeError),
     ]
@@ -758,7 +740,8 @@ def test_bad_arguments_raise() -> None:
         with pytest.raises(exc):
             w.add_site(*args)
     bad_calls: list[Callable[[], object]] = [
-        lambda: w(), lambda: w(VM()), lambda: w(VM(), ev, 3), lambda: w(VM(), event=ev),
+        lambda: w.op(), lambda: w.op(ev), lambda: w.op(ev, 1), lambda: w.op(ev, 1, 1, 1),
+        lambda: w.op(ev, 1, depth=1), lambda: w(VM(), ev),  # the writer reads no vm
     ]
     for call in bad_calls:
         with pytest.raises(TypeError):
@@ -772,15 +755,12 @@ def test_reference_cycles_are_collected() -> None:
     class Sink:
         def __init__(self) -> None:
             self.data = bytearray()
-            self.writer: Any = LineWriter(self.write, slow=self.slow, on_leaf=self.leaf)
+            self.writer: Any = LineWriter(self.write, on_leaf=self.leaf)
             ev = _event()
             self.writer.add_site(id(ev), PREFIX, SUFFIX, (ev, self))
 
         def write(self, data: bytes) -> None:
             self.data.extend(data)
-
-        def slow(self, vm: object, event: object) -> None:
-            pass
 
         def leaf(self) -> None:
             pass
@@ -804,7 +784,7 @@ def test_pure_python_writer_agrees_when_both_are_there() -> None:
         w.add_site(id(ev), PREFIX, SUFFIX, ev)
         for i in range(100):
             if i % 3:
-                w(VM(i * 977, i % 4), ev)
+                w.op(ev, i * 977, i % 4)
             else:
                 w.line(b'{"i":%d' % i)
         w.close_leaf()
@@ -834,7 +814,7 @@ def test_a_real_trace_through_chain_tracer(tmp_path: Path) -> None:
         pytest.skip("BLOCKTRACE_PURE is set: ChainTracer uses the Python writer")
     path = tmp_path / "t.jsonl"
     tracer = blocktrace.ChainTracer(path)
-    assert isinstance(tracer.fast_call, LineWriter)
+    assert isinstance(tracer.op_line.__self__, LineWriter)  # the stepper passes gas and depth
     with blocktrace.trace(tracer):
         assert _workload() == sum(i * 3 if i % 2 else i for i in range(300))
     data = path.read_bytes()

@@ -44,24 +44,18 @@ def _check(data: bytes, summary: bool) -> list[bytes]:
     return leaves
 
 
-class _Vm:
-    def __init__(self, gas: int, depth: int) -> None:
-        self.gas, self.depth = gas, depth
-
-
 @pytest.mark.parametrize("cls", WRITERS)
 def test_lines_sites_and_summary_are_the_documented_bytes(cls: Any) -> None:
     out = io.BytesIO()
-    slow_calls: list[object] = []
-    w = cls(out.write, buffer_size=100, slow=lambda vm, ev: slow_calls.append(ev) or "slow")
+    w = cls(out.write, buffer_size=100)
     for body in _bodies(20):
         w.line(body)
     site = OpStart(4, 100, "LOAD_FAST", 3, 1)
     w.add_site(id(site), b'{"pc":4,"op":100,"gas":"0x', b',"opName":"LOAD_FAST","line":3', site)
     for gas in range(30):
-        assert w(_Vm(10**12 + gas, 2), site) is None
+        assert w.op(site, 10**12 + gas, 2) is True
     other = OpStart(6, 100, "LOAD_FAST", 3, 1)
-    assert w(_Vm(5, 1), other) == "slow" and slow_calls == [other]
+    assert w.op(other, 5, 1) is False  # no site: nothing written, the caller's to do
     assert w.lines == 50
     w.close_leaf()
     assert w.tree_size == 4  # 16 + 16 + 16 + 2

@@ -149,11 +149,13 @@ def test_every_built_in_tracer_swapped_in_mid_run_gets_what_it_asked_for(
     lone = Tee(lone_chain)
     after = Recorder()
     used: dict[str, Any] = {}
+    op_lines: dict[str, Any] = {}
     with blocktrace.trace(discard_trace) as stepper:
         for name, tracer in [*tracers.items(), ("chain", chain), ("tee", tee),
                              ("lone", lone), ("discard", discard_trace), ("after", after)]:
             blocktrace.set_tracer(tracer)
             used[name] = (stepper._direct, stepper._op_end, stepper._may_disable)
+            op_lines[name] = stepper._op_line
             _work()
             blocktrace.set_tracer(discard_trace)
     for name, tracer in tracers.items():
@@ -162,9 +164,10 @@ def test_every_built_in_tracer_swapped_in_mid_run_gets_what_it_asked_for(
         assert used[name][1:] == (caps.wants_op_end, caps.may_disable), name
     # A site a tracer turned off does not stay off for the next one.
     assert _window(after.events) == plain
-    # The C writer (or its Python twin) is called directly, alone or in a Tee of one.
-    assert used["chain"][0] is chain.fast_call
-    assert used["lone"][0] is lone_chain.fast_call
+    # The C writer (or its Python twin) gets op lines from the hook, alone or in a Tee of one.
+    assert op_lines["chain"] is chain.op_line
+    assert op_lines["lone"] is lone_chain.op_line
+    assert op_lines["tee"] is None
     assert used["tee"][1:] == (True, False)
     # In a Tee, each tracer gets its own kind: OpEnd only for the one that asked.
     assert _window(tee_rec.events) == plain
@@ -185,8 +188,8 @@ def test_tee_combines_its_tracers_capabilities(tmp_path: Path) -> None:
             return DISABLE if type(event) is OpStart else None
 
     chain = ChainTracer(tmp_path / "t.jsonl")
-    assert capabilities_of(Tee(chain)).fast_call is chain.fast_call
-    assert capabilities_of(Tee(chain, Recorder())).fast_call is None
+    assert capabilities_of(Tee(chain)).op_line is chain.op_line
+    assert capabilities_of(Tee(chain, Recorder())).op_line is None
     assert capabilities_of(Tee(Disabling(), Disabling())).may_disable is True
     assert capabilities_of(Tee(Disabling(), Recorder())).may_disable is False
     assert capabilities_of(Tee()).may_disable is False

@@ -10,12 +10,14 @@
  *
  * Atomicity: between starting a line and having it buffered with the chain,
  * stream and tree advanced, no Python code runs.  The only Python code the
- * writer runs is `write` (in a flush, before a line is added), `slow` and
- * `on_leaf`.  Everything a line needs (buffer room, the pieces of a site) is
+ * writer runs is `write` (in a flush, before a line is added) and `on_leaf`.  Everything a line needs (buffer room, the pieces of a site) is
  * secured before that point; after it nothing can fail.
  *
- * The module has per-module state (multi-phase init): the LineWriter type and
- * the interned names it reads are its own in each interpreter.
+ * The writer knows nothing of the stepper: an op line is made from plain values
+ * (op(event, gas, depth)), which the stepper's hook passes.
+ *
+ * The module has per-module state (multi-phase init): the LineWriter type is its
+ * own in each interpreter.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -45,15 +47,11 @@ static const uint8_t H0[32] = {
 
 typedef struct {
     PyTypeObject *writer_type;
-    PyObject *str_gas;
-    PyObject *str_depth;
 } module_state;
 
 typedef struct {
     PyObject_HEAD
-    vectorcallfunc vectorcall;
     PyObject *write;
-    PyObject *slow;    /* NULL: none */
     PyObject *on_leaf; /* NULL: none */
     line_buffer out;
     int done;
@@ -347,76 +345,46 @@ write_op(Writer *w, PyObject *event, long long gas, long long depth)
     return 1;
 }
 
+/* op(event, gas, depth): the op line of event's site (added with add_site) with
+ * these values; True when written, False when the event has no site or gas
+ * and depth are not exact ints that fit 64 bits (nothing written: the caller
+ * writes the line itself). */
 static PyObject *
-call_slow(Writer *w, PyObject *const *args)
+writer_op(Writer *w, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (w->slow == NULL) {
-        Py_RETURN_NONE;
-    }
-    PyObject *slow = Py_NewRef(w->slow); /* the call may clear it */
-    PyObject *r = PyObject_Vectorcall(slow, args, 2, NULL);
-    Py_DECREF(slow);
-    return r;
-}
-
-/* An exact int attribute of `vm` fitting a long long: 1; not one: 0; error: -1. */
-static int
-read_int(PyObject *vm, PyObject *name, long long *out)
-{
-    PyObject *v = PyObject_GetAttr(vm, name);
-    if (v == NULL) {
-        return -1;
-    }
-    int ok = 0;
-    if (PyLong_CheckExact(v)) {
-        int overflow;
-        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
-        if (x == -1 && PyErr_Occurred()) {
-            PyErr_Clear();
-        }
-        else if (!overflow) {
-            *out = x;
-            ok = 1;
-        }
-    }
-    Py_DECREF(v);
-    return ok;
-}
-
-static PyObject *
-writer_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
-{
-    Writer *w = (Writer *)self;
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs != 2 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
-        PyErr_SetString(PyExc_TypeError,
-                        "LineWriter() takes exactly 2 positional arguments (vm, event)");
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "op() takes 3 arguments (event, gas, depth), %zd given",
+                     nargs);
         return NULL;
     }
     if (check_open(w) < 0) {
         return NULL;
     }
-    if (site_find(&w->sites, (uintptr_t)args[1]) == NULL) {
-        return call_slow(w, args);
+    long long v[2];
+    for (int i = 0; i < 2; i++) {
+        PyObject *x = args[1 + i];
+        if (!PyLong_CheckExact(x)) {
+            Py_RETURN_FALSE;
+        }
+        int overflow;
+        v[i] = PyLong_AsLongLongAndOverflow(x, &overflow);
+        if (overflow) {
+            Py_RETURN_FALSE;
+        }
     }
-    module_state *st = PyType_GetModuleState(Py_TYPE(self));
-    long long gas, depth;
-    int r = read_int(args[0], st->str_gas, &gas);
-    if (r == 1) {
-        r = read_int(args[0], st->str_depth, &depth);
-    }
-    if (r < 0) {
-        return NULL;
-    }
-    /* Reading attributes may have run code: the site is looked up again. */
-    int written = r ? write_op(w, args[1], gas, depth) : 0;
+    int written = write_op(w, args[0], v[0], v[1]);
     if (written < 0) {
         return NULL;
     }
     if (written == 0) {
-        return call_slow(w, args);
+        Py_RETURN_FALSE;
     }
-    return after_line(w);
+    PyObject *r = after_line(w);
+    if (r == NULL) {
+        return NULL;
+    }
+    Py_DECREF(r);
+    Py_RETURN_TRUE;
 }
 
 /* -- the type ---------------------------------------------------------------------- */
@@ -424,20 +392,19 @@ writer_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject
 static PyObject *
 writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"write", "buffer_size", "lines_per_leaf", "slow", "on_leaf", NULL};
-    PyObject *write, *slow = Py_None, *on_leaf = Py_None;
+    static char *kwlist[] = {"write", "buffer_size", "lines_per_leaf", "on_leaf", NULL};
+    PyObject *write, *on_leaf = Py_None;
     Py_ssize_t buffer_size = 65536, per_leaf = 16;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$nnOO:LineWriter", kwlist, &write,
-                                     &buffer_size, &per_leaf, &slow, &on_leaf)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$nnO:LineWriter", kwlist, &write,
+                                     &buffer_size, &per_leaf, &on_leaf)) {
         return NULL;
     }
     if (!PyCallable_Check(write)) {
         PyErr_SetString(PyExc_TypeError, "LineWriter(): write must be callable");
         return NULL;
     }
-    if ((slow != Py_None && !PyCallable_Check(slow))
-        || (on_leaf != Py_None && !PyCallable_Check(on_leaf))) {
-        PyErr_SetString(PyExc_TypeError, "LineWriter(): slow and on_leaf must be callable or None");
+    if (on_leaf != Py_None && !PyCallable_Check(on_leaf)) {
+        PyErr_SetString(PyExc_TypeError, "LineWriter(): on_leaf must be callable or None");
         return NULL;
     }
     if (buffer_size < 1 || per_leaf < 0) {
@@ -449,9 +416,7 @@ writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (w == NULL) {
         return NULL;
     }
-    w->vectorcall = writer_vectorcall;
     w->write = Py_NewRef(write);
-    w->slow = slow == Py_None ? NULL : Py_NewRef(slow);
     w->on_leaf = on_leaf == Py_None ? NULL : Py_NewRef(on_leaf);
     w->out.buf = NULL;
     w->out.len = w->out.cap = 0;
@@ -473,7 +438,6 @@ writer_traverse(Writer *w, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(w));
     Py_VISIT(w->write);
-    Py_VISIT(w->slow);
     Py_VISIT(w->on_leaf);
     return sites_traverse(&w->sites, visit, arg);
 }
@@ -482,7 +446,6 @@ static int
 writer_clear(Writer *w)
 {
     sites_clear(&w->sites);
-    Py_CLEAR(w->slow);
     Py_CLEAR(w->on_leaf);
     Py_CLEAR(w->write);
     return 0;
@@ -553,30 +516,27 @@ static PyMethodDef writer_methods[] = {
      "for events whose id() is key; keep (the event) is held so the id stays valid."},
     {"clear_sites", (PyCFunction)writer_clear_sites, METH_NOARGS,
      "clear_sites($self, /)\n--\n\nForget every site."},
+    {"op", (PyCFunction)(void (*)(void))writer_op, METH_FASTCALL,
+     "op($self, event, gas, depth, /)\n--\n\nThe op line of event's site with this gas and "
+     "depth: True when written; False (nothing written) when event has no site, or gas or "
+     "depth is not an int that fits 64 bits."},
     {NULL, NULL, 0, NULL},
 };
 
-static PyMemberDef writer_members[] = {
-    {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(Writer, vectorcall), Py_READONLY, NULL},
-    {NULL, 0, 0, 0, NULL},
-};
-
 PyDoc_STRVAR(writer_doc,
-"LineWriter(write, *, buffer_size=65536, lines_per_leaf=16, slow=None, on_leaf=None)\n"
+"LineWriter(write, *, buffer_size=65536, lines_per_leaf=16, on_leaf=None)\n"
 "--\n\n"
 "Seal lines per docs/FORMAT.md (version 2), buffer them and hand them to write;\n"
-"keep the Merkle tree of the leaves.  Calling it with (vm, event) writes the op\n"
-"line of a site added with add_site, or returns slow(vm, event).");
+"keep the Merkle tree of the leaves.  op(event, gas, depth) writes the op line of\n"
+"a site added with add_site from those plain values.");
 
 static PyType_Slot writer_slots[] = {
     {Py_tp_new, writer_new},
     {Py_tp_dealloc, writer_dealloc},
     {Py_tp_traverse, writer_traverse},
     {Py_tp_clear, writer_clear},
-    {Py_tp_call, PyVectorcall_Call},
     {Py_tp_methods, writer_methods},
     {Py_tp_getset, writer_getset},
-    {Py_tp_members, writer_members},
     {Py_tp_doc, (void *)writer_doc},
     {0, NULL},
 };
@@ -585,8 +545,7 @@ static PyType_Spec writer_spec = {
     .name = "blocktrace.chain._cwriter.LineWriter",
     .basicsize = sizeof(Writer),
     .itemsize = 0,
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
-             | Py_TPFLAGS_IMMUTABLETYPE,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = writer_slots,
 };
 
@@ -629,11 +588,6 @@ cwriter_exec(PyObject *m)
     const char *force = getenv("BLOCKTRACE_SHA_PORTABLE");
     int forced = force != NULL && force[0] != '\0' && strcmp(force, "0") != 0;
     const char *impl = sha256_select(forced);
-    st->str_gas = PyUnicode_InternFromString("gas");
-    st->str_depth = PyUnicode_InternFromString("depth");
-    if (st->str_gas == NULL || st->str_depth == NULL) {
-        return -1;
-    }
     st->writer_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &writer_spec, NULL);
     if (st->writer_type == NULL) {
         return -1;
@@ -658,8 +612,6 @@ cwriter_clear(PyObject *m)
 {
     module_state *st = PyModule_GetState(m);
     Py_CLEAR(st->writer_type);
-    Py_CLEAR(st->str_gas);
-    Py_CLEAR(st->str_depth);
     return 0;
 }
 
