@@ -260,27 +260,6 @@ def python_instruction_hook(
     as a closure over everything it touches.  With ``op_line`` (the tracer's,
     see ``Capabilities``) an ``OpStart`` goes to ``op_line(event, gas,
     vm.depth)`` first, and to the tracer only when that returns False."""
-    if op_line is not None:
-
-        def on_instruction_op_line(code: CodeType, offset: int) -> Any:
-            event = sites[id(code)][offset]
-            if event is None:
-                event = missing(code, offset)
-                if event is None:
-                    return disable
-            gas = vm.gas
-            if gas <= 0:
-                out_of_gas(code, offset)
-            vm.site = event
-            try:
-                if not op_line(event, gas, vm.depth):
-                    tracer(vm, event)
-            except BaseException as exc:
-                failed(exc)
-            vm.gas = gas - 1
-            return None
-
-        return on_instruction_op_line
 
     def on_instruction(code: CodeType, offset: int) -> Any:
         event = sites[id(code)][offset]
@@ -293,7 +272,8 @@ def python_instruction_hook(
             out_of_gas(code, offset)
         vm.site = event
         try:
-            tracer(vm, event)
+            if op_line is None or not op_line(event, gas, vm.depth):
+                tracer(vm, event)
         except BaseException as exc:
             failed(exc)
         vm.gas = gas - 1
