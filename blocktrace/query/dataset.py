@@ -22,17 +22,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
 from blocktrace.eip3155.reader import TraceError
+from blocktrace.format import Verification
 from blocktrace.query.lines import blocktrace_header
 from blocktrace.query.schema import SCHEMA_VERSION, TABLES, arrow_schema
 from blocktrace.query.tables import RunFacts, runs_batch, trace_batches
-
-if TYPE_CHECKING:
-    from blocktrace.chain.verify import Verification
 
 __all__ = [
     "DATASET_FILE",
@@ -101,25 +99,50 @@ PARALLEL_VERIFY_BYTES = 64 << 20
 """From this size on, a trace is verified in a second process while it is converted."""
 
 
+_VERIFY_CHILD = (
+    "import sys, msgspec\n"
+    "from blocktrace.chain.verify import verify_file\n"
+    "sys.stdout.buffer.write(msgspec.json.encode(verify_file(sys.argv[1]).as_json()))\n"
+)
+
+
 def _start_verify(path: str) -> Callable[[], Verification]:
     """Verify ``path``: at once for a small trace, beside the conversion (another
-    process, another core) for a large one; the callable returns the result."""
+    process, another core) for a large one; the callable returns the result.
+    The second process is a fresh interpreter (not ``multiprocessing``, which
+    would import the caller's main script again)."""
     from blocktrace.chain.verify import verify_file
 
     if os.path.getsize(path) < PARALLEL_VERIFY_BYTES:
         done = verify_file(path)
         return lambda: done
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    import subprocess
+    import sys
 
-    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-    future = pool.submit(verify_file, path)
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-c", _VERIFY_CHILD, path],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        )
+    except OSError:
+        done = verify_file(path)
+        return lambda: done
+    answer: list[Verification] = []
 
     def result() -> Verification:
-        try:
-            return future.result()
-        finally:
-            pool.shutdown(cancel_futures=True)
+        if not answer:
+            out, _ = child.communicate()
+            try:
+                data = msgspec.json.decode(out)
+                answer.append(Verification(
+                    path, data["status"], reason=data.get("reason", ""),
+                    line=data.get("line"), lines=data.get("lines", 0),
+                    head=data.get("head", ""), genesis=data.get("genesis"),
+                    version=data.get("version", 0), root=data.get("root", ""),
+                ))
+            except (msgspec.DecodeError, KeyError, TypeError):  # the child failed: here
+                answer.append(verify_file(path))
+        return answer[0]
 
     return result
 

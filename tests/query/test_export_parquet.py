@@ -209,3 +209,21 @@ def test_sources_and_client_memory(tmp_path: Path) -> None:
     erigon_lines = [json.loads(x) for x in client_trace("erigon", "negative_refund")
                     .read_text().splitlines() if x.startswith("{")]
     assert with_memory > 0 and with_memory <= sum(1 for d in erigon_lines if "memory" in d)
+
+
+def test_a_script_without_a_main_guard_can_export_a_large_trace(
+    queried: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "notebook_like.py"  # no `if __name__ == "__main__":`
+    script.write_text(
+        "from blocktrace.query import dataset, export_trace\n"
+        "dataset.PARALLEL_VERIFY_BYTES = 0\n"
+        f"print(export_trace({str(queried)!r}, {str(tmp_path / 'ds')!r}).status)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["sealed"]
