@@ -48,6 +48,8 @@ def test_the_c_writer_spells_the_format_constants_of_the_reference() -> None:
         for body in re.findall(r"\{([0-9a-fA-Fx,\s]+)\}", text)
     }
     assert _c_literal(rules.DOMAIN) in text or hashlib.sha256(rules.DOMAIN).digest() in arrays
+    # The Python writer's op-line piece, when it keeps its own copy.
+    assert getattr(writer, "_MID", rules.OP_MID) == rules.OP_MID
     # The tail: ,"hash":"<64 hex>"}\n
     assert rules.LINE_TAIL_LEN == len(rules.HASH_FIELD) + 64 + 3 == 76
 
