@@ -70,7 +70,6 @@ class Hang(Exception):
 KNOWN_BUGS: dict[str, Callable[[BaseException], bool]] = {
     # Crashes with a strict-xfail regression test in test_corpus.py, tolerated here
     # until they are fixed (then the entry goes, and the fuzz tests hold them too).
-    "diff quotes any file a trace names": lambda e: isinstance(e, MemoryError),
 }
 
 
