@@ -29,7 +29,7 @@ __all__ = ["LEGEND", "FileView", "TraceFormatError", "render_json", "render_text
 MAX_SAMPLES = 10
 LEGEND = ("hits: how often each statement ran; 1/4 on a line that holds several: the "
           "statement, then each comprehension (per element) and lambda (per call) in it, "
-          "in order; ! never ran")
+          "in order; ! never ran; - or blank: no code of its own (a docstring)")
 
 
 TraceFormatError = TraceError
@@ -56,6 +56,9 @@ class FileView:
     """Qualified names of the traced code objects of this file."""
     spans: dict[str, tuple[int, int]] = field(default_factory=dict)
     """function name -> (first line, last line) from its statements."""
+    no_code: set[int] = field(default_factory=set)
+    """Statements that compile to no instruction (a docstring): they cannot run,
+    so they are not shown as "never ran".  Known when ``exact``."""
 
 
 @dataclass
@@ -197,7 +200,26 @@ def view_trace(path: str) -> list[FileView]:
     for frame in list(viewer.frames.values()):
         if frame.cur >= 0:
             viewer.sample(frame, frame.cur, at_return=True)
+    for file, root in viewer.compiled.items():
+        view = viewer.files[file]
+        if root is not None and view.exact and view.smap is not None:
+            view.no_code = _without_code(view.smap, root)
     return [v for v in viewer.files.values() if v.smap is not None or v.functions]
+
+
+def _without_code(smap: StatementMap, root: CodeType) -> set[int]:
+    """The statements of a file no instruction of any of its code objects
+    belongs to."""
+    mapped: set[int] = set()
+    stack = [root]
+    while stack:
+        code = stack.pop()
+        table = smap.table(code)
+        mapped.update(table.statement_at)
+        mapped.update(table.iteration.values())
+        mapped.update((table.comprehension, table.function))
+        stack.extend(c for c in code.co_consts if isinstance(c, CodeType))
+    return {st.index for st in smap.statements} - mapped
 
 
 def _event(viewer: _Viewer, obj: dict[str, Any], number: int, path: str) -> None:
@@ -312,12 +334,14 @@ def render_text(views: list[FileView], function: str | None = None) -> str:
             text = src[ln - 1] if ln <= len(src) else ""
             ids = by_line.get(ln, [])
             hits = [view.stats[i].hits if i in view.stats else 0 for i in ids]
-            if not ids:
-                margin = ""
+            marks = [str(h) if h else "-" if i in view.no_code else "!"
+                     for i, h in zip(ids, hits, strict=True)]
+            if not ids or marks == ["-"]:
+                margin = ""  # no statement, or one without code (a docstring)
             elif len(ids) == 1:
-                margin = str(hits[0]) if hits[0] else "!"
+                margin = marks[0]
             else:
-                margin = "/".join(str(h) for h in hits)
+                margin = "/".join(marks)
             parts.append(f"{margin:>8} | {text}")
             for i in ids:
                 stats = view.stats.get(i)

@@ -245,3 +245,14 @@ def test_types_says_when_nothing_was_traced(tmp_path: Path) -> None:
     assert proc.stderr.splitlines()[-1] == (
         "blocktrace types: 0 steps recorded: by default only your own code is traced, not the "
         "standard library or site-packages: add --include json to trace json.tool")
+
+
+def test_lines_does_not_call_a_docstring_never_run(tmp_path: Path) -> None:
+    (tmp_path / "doc.py").write_text('"""A module."""\n\n\ndef f():\n    """Say hi."""\n'
+                                     '    return 1\n\n\nf()\n')
+    assert blocktrace("run", "-o", "doc.jsonl", "doc.py", cwd=tmp_path).returncode == 0
+    text = blocktrace("lines", "doc.jsonl", cwd=tmp_path).stdout.splitlines()
+    margins = {line.split("|", 1)[1].strip(): line.split("|", 1)[0].strip()
+               for line in text[2:] if "|" in line}
+    assert margins['"""Say hi."""'] == ""  # it has no code: not "!" (never ran)
+    assert margins["return 1"] == "1" and margins["f()"] == "1"
