@@ -23,6 +23,7 @@ import socket
 import stat
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -54,7 +55,7 @@ __all__ = [
 
 _UNPRIVILEGED_UID = 65534
 _KILL_GRACE = 2.0
-_DISK_POLL = 0.05
+_DISK_POLL = 0.02
 _DISK_MAX_ENTRIES = 10_000
 
 SandboxKind = Literal["bwrap", "landlock", "none"]
@@ -194,15 +195,31 @@ def _disk_usage(path: str) -> int:
     return total
 
 
-async def _watch_disk(workdir: str, quota: int, pid: int, got: _Collected) -> None:
-    """Measure the program's directory until cancelled; kill it past ``quota``."""
-    while True:
-        await asyncio.sleep(_DISK_POLL)
-        used = await asyncio.to_thread(_disk_usage, workdir)
-        if used > quota:
-            got.disk_used = used
-            _kill_group(pid)
-            return
+class _DiskWatch:
+    """A thread that measures the program's directory every ``_DISK_POLL``
+    seconds and kills the run past ``quota`` (a thread of its own, so a busy
+    event loop does not let the program write on between looks)."""
+
+    def __init__(self, workdir: str, quota: int, pid: int, got: _Collected) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(workdir, quota, pid, got),
+                                        name="blocktrace-disk-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self, workdir: str, quota: int, pid: int, got: _Collected) -> None:
+        while not self._stop.wait(_DISK_POLL):
+            used = _disk_usage(workdir)
+            if used > quota:
+                got.disk_used = used
+                _kill_group(pid)
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def finish(self) -> None:
+        self._stop.set()
+        await asyncio.to_thread(self._thread.join)
 
 
 async def run_request(
@@ -276,7 +293,7 @@ async def _run_child(
         theirs.close()
     channel, channel_end = await asyncio.open_connection(sock=ours, limit=1 << 16)
     killed = False
-    disk: asyncio.Future[None] | None = None
+    disk: _DiskWatch | None = None
     assert proc.stdin is not None and proc.stderr is not None
     try:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -285,8 +302,7 @@ async def _run_child(
             proc.stdin.close()
         reader = asyncio.ensure_future(_read_channel(channel, got, limits.response_bytes))
         errors = asyncio.ensure_future(_drain(proc.stderr, 4096))
-        disk = (asyncio.ensure_future(_watch_disk(workdir, limits.disk_bytes, proc.pid, got))
-                if watch_disk else None)
+        disk = _DiskWatch(workdir, limits.disk_bytes, proc.pid, got) if watch_disk else None
         try:
             await asyncio.wait_for(asyncio.shield(reader), timeout=limits.wall_seconds)
         except TimeoutError:
@@ -308,9 +324,7 @@ async def _run_child(
                 pass  # wait_for has cancelled it
         stderr = errors.result() if errors.done() and not errors.cancelled() else b""
         if disk is not None:
-            disk.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await disk
+            await disk.finish()
             if got.disk_used is None:  # a last look: a short run may fill it between polls
                 used = await asyncio.to_thread(_disk_usage, workdir)
                 if used > limits.disk_bytes:
@@ -324,7 +338,7 @@ async def _run_child(
     finally:
         _kill_group(proc.pid)
         if disk is not None:
-            disk.cancel()
+            disk.stop()
         channel_end.close()
     return got, killed and got.end is None, returncode, stderr
 

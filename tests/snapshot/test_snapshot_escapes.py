@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -280,3 +281,55 @@ def test_without_any_layer_every_escape_succeeds(target: Target) -> None:
     assert results["fd3_forgery"]["status"] == "ok"
     assert results["fd3_forgery"]["stdout"] == "forged"
     assert results["disk_fill"]["limit"] == "disk"  # accounted even here
+
+
+# A kernel without Landlock, as old kernels answer: landlock_create_ruleset
+# fails with ENOSYS (a seccomp filter on the server's process and its
+# children), and no bwrap on PATH.
+NO_LANDLOCK = """
+import ctypes, os, struct, sys
+filt = b"".join(struct.pack("=HBBI", *i) for i in [
+    (0x20, 0, 0, 0), (0x15, 0, 1, 444), (0x06, 0, 0, 0x00050000 | 38), (0x06, 0, 0, 0x7FFF0000)])
+libc = ctypes.CDLL(None, use_errno=True)
+buf = ctypes.create_string_buffer(filt, len(filt))
+prog = ctypes.create_string_buffer(struct.pack("=HxxxxxxQ", 4, ctypes.addressof(buf)), 16)
+assert libc.prctl(38, 1, 0, 0, 0) == 0 and libc.prctl(22, 2, prog, 0, 0) == 0
+os.execv(sys.executable, [sys.executable, "-m", "blocktrace", *sys.argv[1:]])
+"""
+
+
+@pytest.mark.skipif(landlock_usable(sys.executable) is not None, reason="needs a seccomp filter")
+@pytest.mark.parametrize("command", ["serve", "snapshot"])
+def test_with_no_kernel_layer_it_refuses_to_run(command: str, tmp_path: Path) -> None:
+    script = tmp_path / "no_landlock.py"
+    script.write_text(NO_LANDLOCK)
+    env = {**os.environ, "PATH": str(tmp_path)}
+    args = ["--port", "0"] if command == "serve" else []
+    done = subprocess.run([sys.executable, str(script), command, *args],
+                          input=b'{"source": "print(1)"}', capture_output=True, timeout=60,
+                          env=env, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == b"" and b"listening" not in done.stderr
+    assert done.stderr.count(b"\n") == 1, done.stderr
+    assert b"no kernel-enforced confinement works here" in done.stderr
+    assert b"--unsafe-no-sandbox runs it anyway" in done.stderr
+    if command == "snapshot":  # told, it runs, and says so
+        done = subprocess.run([sys.executable, str(script), command, "--unsafe-no-sandbox"],
+                              input=b'{"source": "print(1)"}', capture_output=True,
+                              timeout=60, env=env, check=False)
+        assert done.returncode == 0, done.stderr
+        assert msgspec.json.decode(done.stdout)["stdout"] == "1\n"
+        assert b"WARNING: running untrusted code WITHOUT kernel-enforced" in done.stderr
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--sandbox", "none"], "--sandbox none runs untrusted code unconfined: say so with "
+                            "--unsafe-no-sandbox"),
+    (["--unsafe-no-sandbox", "--sandbox", "bwrap"], "--unsafe-no-sandbox contradicts"),
+])
+def test_unconfined_must_be_asked_for_by_name(args: list[str], needle: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "blocktrace", "serve", "--port", "0", *args],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stderr.startswith("blocktrace serve: ") and needle in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1
