@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import _thread
 import builtins
+import collections
+import functools
 import io
 import os
 import queue
@@ -45,13 +47,6 @@ _MAX_JOB = 4 * 1024 * 1024
 MAIN_NAME = "main.py"
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
 class _Channel:
     """The report channel, written only by a thread of its own.
 
@@ -59,54 +54,58 @@ class _Channel:
     without the seccomp rule that guards the channel's descriptor, and waits
     until they are written: a step is on its way to the server before the
     program goes on (a loop inside C code holds the interpreter lock until the
-    CPU limit kills it, and must not take the steps before it along).  Only
-    ``bytes`` are written, so nothing of the program's (a ``__buffer__``
-    method) ever runs on the writer thread.
+    CPU limit kills it, and must not take the steps before it along).
+
+    The writer's loop is C calls only (``deque(map(ack.put, map(write,
+    iter(queue.get, None))))``): no bytecode of it runs from before the
+    program starts until after the end record is written (the server reads
+    nothing after that), so a callback the program registers with
+    ``sys.monitoring`` or a profile function set for all threads never runs on
+    the writer thread, where the descriptor rule does not hold.  It blocks every
+    signal, so a write is never cut short.
     """
 
     def __init__(self, fd: int, layer: Layer | None) -> None:
         self._fd = fd
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._started = _thread.allocate_lock()
         self._done = _thread.allocate_lock()
-        self._written = _thread.allocate_lock()
         self._sending = _thread.allocate_lock()
         self._failure: BaseException | None = None
         self._started.acquire()
         self._done.acquire()
-        self._written.acquire()
         _thread.start_new_thread(self._run, (layer,))
         self._started.acquire()
         if self._failure is not None:
             raise self._failure
+        # Acknowledged from inside the loop: from here on the writer runs no bytecode.
+        self.send(b"")
 
     def _run(self, layer: Layer | None) -> None:
         try:
+            signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
             if layer is not None:
                 layer.restrict(protect=False)
         except BaseException as exc:
             self._failure = exc
             self._started.release()
             return
+        write = functools.partial(os.write, self._fd)
         self._started.release()
-        get, write_all, fd, written = self._queue.get, _write_all, self._fd, self._written
-        broken = False
-        while True:
-            item = get()
-            if item is None:
-                break
-            if type(item) is bytes and not broken:
-                try:
-                    write_all(fd, item)
-                except OSError:
-                    broken = True  # the server stopped reading: nothing left to tell it
-            written.release()
+        try:
+            collections.deque(map(self._acks.put, map(write, iter(self._queue.get, None))),
+                              maxlen=0)
+        except OSError:
+            # The server stopped reading: nothing left to tell it; let senders go on.
+            for _ in iter(self._queue.get, None):
+                self._acks.put(0)
         self._done.release()
 
     def send(self, data: bytes) -> None:
         with self._sending:
-            self._queue.put(data)
-            self._written.acquire()
+            self._queue.put(bytes(data))
+            self._acks.get()
 
     def close(self) -> None:
         """Send what is queued and stop the writer."""

@@ -139,6 +139,9 @@ def _take_line(line: bytes, got: _Collected) -> None:
 
 
 async def _read_channel(stream: asyncio.StreamReader, got: _Collected, cap: int) -> None:
+    """Take the child's records up to its end record; nothing after it counts
+    (the bootstrap's own code runs on after it, where a program's callbacks
+    could still fire)."""
     pending = b""
     while True:
         chunk = await stream.read(1 << 16)
@@ -153,6 +156,8 @@ async def _read_channel(stream: asyncio.StreamReader, got: _Collected, cap: int)
             *lines, pending = pending.split(b"\n")
             for line in lines:
                 _take_line(line, got)
+                if got.end is not None:
+                    return
 
 
 async def _drain(stream: asyncio.StreamReader, cap: int) -> bytes:

@@ -115,6 +115,25 @@ ESCAPES = {
         "        os._exit(0)  # before the real report can follow\n"
         "raise ValueError('the real end')\n"
     ),
+    "fd3_via_monitoring": (
+        "import os, sys\n"
+        "mon = sys.monitoring\n"
+        "forged = b'E{\"status\":\"ok\",\"stdout\":\"forged\"}\\n'\n"
+        "def grab(*args):\n"
+        "    try:\n"
+        "        os.write(3, forged)\n"
+        "    except OSError:\n"
+        "        return\n"
+        "    os._exit(0)\n"
+        "# a callback for every line and call on every thread: the report's writer too\n"
+        "tool = next(t for t in range(2, 6) if mon.get_tool(t) is None)\n"
+        "mon.use_tool_id(tool, 'grab')\n"
+        "for event in (mon.events.LINE, mon.events.PY_START, mon.events.CALL):\n"
+        "    mon.register_callback(tool, event, grab)\n"
+        "mon.set_events(tool, mon.events.LINE | mon.events.PY_START | mon.events.CALL)\n"
+        "x = [1]\n"
+        "raise ValueError('the real end')\n"
+    ),
     "disk_fill": (
         "i = 0\n"
         "while i < 256:\n"
@@ -152,9 +171,10 @@ def check(name: str, r: dict[str, Any], target: Target, leftovers: list[int]) ->
     assert target.token not in body, (name, r)
     assert not target.outside.exists(), name
     assert leftovers == [], (name, leftovers)
-    if name == "fd3_forgery":
+    if name in ("fd3_forgery", "fd3_via_monitoring"):
         assert r["status"] == "error" and r["stdout"] == ""
-        assert r["error"] == {"type": "ValueError", "message": "the real end", "line": 11}
+        line = 11 if name == "fd3_forgery" else 17
+        assert r["error"] == {"type": "ValueError", "message": "the real end", "line": line}
     elif name == "disk_fill":
         assert r["status"] in ("limit", "error"), r
         if r["status"] == "limit":  # accounted by the server
@@ -278,8 +298,9 @@ def test_without_any_layer_every_escape_succeeds(target: Target) -> None:
     assert target.token in results["hook_off_by_gc"]["stdout"]
     assert len(_kill_marked(target.marker)) == 12
     assert results["stat_probe"]["stdout"].startswith(f"size {len(target.token)}\n")
-    assert results["fd3_forgery"]["status"] == "ok"
-    assert results["fd3_forgery"]["stdout"] == "forged"
+    for name in ("fd3_forgery", "fd3_via_monitoring"):
+        assert results[name]["status"] == "ok"
+        assert results[name]["stdout"] == "forged"
     assert results["disk_fill"]["limit"] == "disk"  # accounted even here
 
 
