@@ -18,7 +18,7 @@ import msgspec
 import pytest
 
 from blocktrace.snapshot import Confinement, Limits, SnapshotRequest, run_request_sync
-from blocktrace.snapshot.confine import bwrap_usable, landlock_usable
+from blocktrace.snapshot.confine import bwrap_usable
 
 # Small limits keep every hostile program fast.
 TEST_LIMITS = Limits(cpu_seconds=1, wall_seconds=4.0, memory_bytes=256 * 1024 * 1024)
@@ -73,11 +73,6 @@ def no_leftovers() -> Iterator[None]:
 needs_bwrap = pytest.mark.skipif(
     bwrap_usable() is None,
     reason="bubblewrap (bwrap) is not installed or cannot create namespaces here",
-)
-
-needs_landlock = pytest.mark.skipif(
-    landlock_usable(sys.executable) is not None,
-    reason=f"Landlock and seccomp cannot be applied here: {landlock_usable(sys.executable)}",
 )
 
 
