@@ -65,26 +65,34 @@ class _Channel:
     signal, so a write is never cut short.
     """
 
-    def __init__(self, fd: int, layer: Layer | None) -> None:
+    def __init__(self, fd: int) -> None:
+        """Start the writer thread: before the process limit and the switch of
+        user, so that other runs of the same user cannot leave it no room."""
         self._fd = fd
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._layers: queue.SimpleQueue[Layer | None] = queue.SimpleQueue()
         self._started = _thread.allocate_lock()
         self._done = _thread.allocate_lock()
         self._sending = _thread.allocate_lock()
         self._failure: BaseException | None = None
         self._started.acquire()
         self._done.acquire()
-        _thread.start_new_thread(self._run, (layer,))
+        _thread.start_new_thread(self._run, ())
+
+    def begin(self, layer: Layer | None) -> None:
+        """Confine the writer with ``layer`` and wait until it is in its loop."""
+        self._layers.put(layer)
         self._started.acquire()
         if self._failure is not None:
             raise self._failure
         # Acknowledged from inside the loop: from here on the writer runs no bytecode.
         self.send(b"")
 
-    def _run(self, layer: Layer | None) -> None:
+    def _run(self) -> None:
         try:
             signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+            layer = self._layers.get()
             if layer is not None:
                 layer.restrict(protect=False)
         except BaseException as exc:
@@ -157,6 +165,7 @@ def main() -> NoReturn:
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
+    channel = _Channel(chan)
 
     base = None
     if job.uid is not None:
@@ -183,7 +192,7 @@ def main() -> NoReturn:
         except OsLayerError as exc:
             sys.stderr.write(f"the kernel confinement could not be applied: {exc}\n")
             os._exit(70)
-    channel = _Channel(chan, layer)
+    channel.begin(layer)
     if layer is not None:
         layer.restrict(protect=True)
         layer.close()
