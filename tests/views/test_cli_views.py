@@ -256,3 +256,17 @@ def test_lines_does_not_call_a_docstring_never_run(tmp_path: Path) -> None:
                for line in text[2:] if "|" in line}
     assert margins['"""Say hi."""'] == ""  # it has no code: not "!" (never ran)
     assert margins["return 1"] == "1" and margins["f()"] == "1"
+
+
+def test_types_stub_keeps_a_dataclass_its_decorator_and_fields(tmp_path: Path) -> None:
+    (tmp_path / "pt.py").write_text(
+        "from dataclasses import dataclass\n\n\n@dataclass\nclass Point:\n    x: float\n"
+        "    y: float = 0.0\n\n\ndef norm(p):\n    return abs(p.x) + abs(p.y)\n\n\n"
+        "print(norm(Point(1, 2)))\n")
+    proc = blocktrace("types", "--stubs", "stubs", "pt.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    stub = (tmp_path / "stubs" / "pt.pyi").read_text()
+    # once "class Point: ...": Point(1, 2) did not type-check against the stub
+    assert "from dataclasses import dataclass\n" in stub
+    assert "@dataclass\nclass Point:\n    x: float\n    y: float = ...\n" in stub
+    assert "def norm(p: Point) -> int: ..." in stub
