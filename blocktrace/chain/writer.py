@@ -1,7 +1,7 @@
 """The line writer of format version 2: seals lines, buffers them, builds the tree.
 
 :class:`PyLineWriter` is the reference, in Python; ``blocktrace.chain._cwriter``
-(built from ``_cwriter.c`` when a C compiler is present) has the same interface
+(built from ``chain/csrc/*.c`` when a C compiler is present) has the same interface
 and the same bytes, with the per-instruction path (``op``) in C.  :data:`LineWriter` is
 the C one when ``blocktrace._native`` says the C paths are used, else the
 reference.
