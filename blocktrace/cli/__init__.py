@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PROGRAM_ARGS_HELP", "CliError", "ProgramInterrupted", "chosen_program", "comma_list",
     "gas_budget",
-    "main", "own_options_among", "positive_float", "positive_int", "refuse_overwriting",
+    "main", "one_line", "own_options_among", "positive_float", "positive_int", "refuse_overwriting",
     "say_if_nothing_traced", "split_program",
 ]
 
@@ -53,6 +53,12 @@ class ProgramInterrupted(Exception):
     def __init__(self, status: int = 130) -> None:
         super().__init__(status)
         self.status = status
+
+
+def one_line(text: str) -> str:
+    """``text`` made one line for stderr: line breaks it carries from the input
+    (a file name, a field name in a request) shown escaped."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class CliError(Exception):
@@ -245,7 +251,7 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: {message} (see --help)\n")
+        sys.stderr.write(f"{self.prog}: {one_line(message)} (see --help)\n")
         raise SystemExit(2)
 
 
@@ -283,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.handler(args)
     except CliError as exc:
-        sys.stderr.write(f"blocktrace {args.command}: {exc}\n")
+        sys.stderr.write(f"blocktrace {args.command}: {one_line(str(exc))}\n")
         return exc.status
     except ProgramInterrupted as exc:
         return exc.status if argv is not None else _end_interrupted()

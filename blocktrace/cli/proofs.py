@@ -39,7 +39,7 @@ from blocktrace.chain.proof import (
     encode_bundle,
     make_bundle,
 )
-from blocktrace.cli import CliError
+from blocktrace.cli import CliError, one_line
 from blocktrace.limits import (
     MAX_BUNDLE_BYTES,
     MAX_KEY_FILE_BYTES,
@@ -307,7 +307,7 @@ def _fail(args: argparse.Namespace, result: dict[str, Any], kind: str, message: 
     if args.json:
         sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
     elif kind == "unusable":
-        sys.stderr.write(f"blocktrace check-proof: {message}\n")
+        sys.stderr.write(f"blocktrace check-proof: {one_line(message)}\n")
     else:
-        sys.stderr.write(f"blocktrace check-proof: REJECTED ({kind}): {message}\n")
+        sys.stderr.write(f"blocktrace check-proof: REJECTED ({kind}): {one_line(message)}\n")
     return 2 if kind == "unusable" else 1

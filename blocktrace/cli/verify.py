@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from blocktrace.cli import CliError
+from blocktrace.cli import CliError, one_line
 from blocktrace.limits import MAX_KEY_FILE_BYTES, MAX_LINE_BYTES, size_text
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def verify(args: argparse.Namespace) -> int:
         sys.stdout.write(msgspec.json.encode(out).decode() + "\n")
         return exit_status(result, anchors)
     if result.status == "unusable":
-        sys.stderr.write(f"blocktrace verify: {args.file}: {result.reason}\n")
+        sys.stderr.write(f"blocktrace verify: {one_line(f'{args.file}: {result.reason}')}\n")
         return exit_status(result)
     where = f" at line {result.line}" if result.line is not None else ""
     text = f"{args.file}: {_TEXT[result.status]}{where}"

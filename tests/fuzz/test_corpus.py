@@ -16,7 +16,9 @@ space capped.  The corpus (see corpus/README.md for how each file was made):
   differs from the reference at its first op, so ``diff`` quotes that source (and read
   ``/dev/zero`` until memory ran out);
 - ``tables/deep-type-*.jsonl``: type tables (``types --from``) with a type nested 1,000 and
-  900 levels deep (RecursionError tracebacks decoding and formatting it).
+  900 levels deep (RecursionError tracebacks decoding and formatting it);
+- ``requests/newline-in-unknown-field.json``: a snapshot request whose unknown member's name
+  holds a line break (the error about it took two lines on stderr).
 """
 
 from __future__ import annotations
@@ -89,6 +91,24 @@ def test_types_from_the_corpus_tables(name: str, tmp_path: Path) -> None:
     argv = ["types", "--from", CORPUS / "tables" / name, "-o", f"{out}.jsonl",
             "--stubs", out, "--patch", f"{out}.diff"]
     run_cli(*argv, tolerate_known_bugs=False).check((0, 2), f"types --from {name}")
+
+
+REQUESTS = sorted(p.name for p in (CORPUS / "requests").glob("*.json"))
+
+
+@pytest.mark.parametrize("name", REQUESTS)
+def test_snapshot_of_the_corpus_requests(name: str) -> None:
+    request = (CORPUS / "requests" / name).read_bytes()
+    run_cli("snapshot", stdin=request, tolerate_known_bugs=False).check((0, 1, 2), name)
+
+
+def test_a_line_break_in_a_file_name_stays_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "two\nlines.jsonl"
+    for argv in (["verify", missing], ["lines", missing], ["check-proof", missing],
+                 ["diff", missing, missing]):
+        answer = run_cli(*argv, tolerate_known_bugs=False)
+        answer.check((2,), " ".join(map(str, argv)))
+        assert "two\\nlines" in answer.stderr
 
 
 MEMORY_CAP = 768 << 20
