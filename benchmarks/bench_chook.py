@@ -25,7 +25,8 @@ from typing import Any
 
 import blocktrace
 from blocktrace.events import OpStart
-from blocktrace.vm.stepper import Stepper, python_instruction_hook
+from blocktrace.vm.hook import python_instruction_hook
+from blocktrace.vm.stepper import Stepper
 
 try:
     InstructionHook: Any = importlib.import_module("blocktrace.vm._chook").InstructionHook

@@ -15,14 +15,14 @@ _REPORT = """
 import json
 from blocktrace import _native
 from blocktrace.chain import writer
-from blocktrace.vm import stepper
+from blocktrace.vm import hook
 print(json.dumps({
     "pure": _native.PURE,
     "cwriter": _native.extension("blocktrace.chain._cwriter") is not None,
     "chook": _native.extension("blocktrace.vm._chook") is not None,
     "accelerated": writer.ACCELERATED,
     "c_writer": writer.LineWriter is not writer.PyLineWriter,
-    "c_hook": stepper._InstructionHook is not None,
+    "c_hook": hook.InstructionHook is not None,
 }))
 """
 

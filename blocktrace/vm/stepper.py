@@ -8,13 +8,15 @@ the ``vm`` object tracers read dynamic state from.  How it stays cheap:
   at its first start and is never seen again.
 - ``INSTRUCTION`` and return/yield/resume are enabled locally, only on in-scope
   code objects.
-- Per code object, once: a table offset -> prebuilt ``OpStart``.  The
+- Per code object, once: a table offset -> prebuilt ``OpStart``
+  (:mod:`blocktrace.vm.sites`).  The
   per-instruction path is one dict lookup keyed by ``id(code)`` (code objects
   hash their contents: a dict keyed by the code object itself costs ten times
   more), one list index, a gas check and the tracer call.
-- Rare modes (several threads, ``target``, ``OpEnd``, tracers that may disable
-  sites, a halted run) swap in a general callback instead of testing flags on
-  the fast path.
+- The per-instruction callback is C when built, its Python reference otherwise
+  (:mod:`blocktrace.vm.hook`).  Rare modes (several threads, ``target``,
+  ``OpEnd``, tracers that may disable sites, a halted run) swap in a general
+  callback instead of testing flags on the fast path.
 
 Nothing from here reaches the traced program except :class:`HaltRun`.
 """
@@ -22,21 +24,16 @@ Nothing from here reaches the traced program except :class:`HaltRun`.
 from __future__ import annotations
 
 import atexit
-import bisect
-import dis
 import sys
 import threading
 import time
-import weakref
 from _thread import get_ident
 from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
 
-from blocktrace._native import extension
 from blocktrace.events import (
     CallKind,
-    CallStart,
     ExceptionKind,
     OpEnd,
     OpException,
@@ -46,17 +43,17 @@ from blocktrace.events import (
     Stop,
 )
 from blocktrace.tracers import (
-    Capabilities,
     _active,
     _swap,
     at_recursion_limit,
     belongs_to_program,
     capabilities_of,
-    direct_call,
     discard_trace,
 )
 from blocktrace.tracers.render import Renderer
+from blocktrace.vm.hook import C_HOOK, direct_callable, instruction_hook
 from blocktrace.vm.scope import Scope
+from blocktrace.vm.sites import RESUME, CodeInfo, site_from_bytes, sites_for
 
 __all__ = ["UNLIMITED_GAS", "HaltRun", "OutOfGas", "Stepper", "active_stepper"]
 
@@ -65,7 +62,6 @@ _E = _M.events
 DISABLE = _M.DISABLE
 
 UNLIMITED_GAS = 2**63 - 1
-_RESUME = dis.opmap["RESUME"]
 
 _LOCAL_EVENTS = _E.INSTRUCTION | _E.PY_RETURN | _E.PY_YIELD | _E.PY_RESUME
 _GLOBAL_EVENTS = (
@@ -91,92 +87,6 @@ class HaltRun(BaseException):
 
 class OutOfGas(HaltRun):
     """The step budget (``gas``) ran out."""
-
-
-class _CodeInfo:
-    __slots__ = ("calls", "code", "index", "offsets", "sites")
-
-    def __init__(self, code: CodeType, index: int, sites: list[OpStart | None]) -> None:
-        self.code = code  # kept alive so that id(code) is never reused while known
-        self.index = index
-        self.sites = sites
-        self.calls: dict[str, CallStart] = {}
-        self.offsets: list[int] | None = None
-
-    def site_at(self, offset: int) -> OpStart:
-        """The instruction containing ``offset`` (exception events may report an
-        offset inside an instruction's inline cache)."""
-        if self.offsets is None:
-            self.offsets = [i for i, s in enumerate(self.sites) if s is not None]
-        at = bisect.bisect_right(self.offsets, offset) - 1
-        site = self.sites[self.offsets[at]] if at >= 0 else None
-        return site if site is not None else _site_from_bytes(self.code, offset, self.index)
-
-    def call(self, kind: CallKind) -> CallStart:
-        ev = self.calls.get(kind)
-        if ev is None:
-            c = self.code
-            ev = self.calls[kind] = CallStart(
-                kind, self.index, c.co_qualname, c.co_filename, c.co_firstlineno
-            )
-        return ev
-
-
-_SITE_CACHE: dict[int, tuple[weakref.ref[CodeType], int, list[OpStart | None]]] = {}
-"""id(code) -> (the code, its index, its sites) from an earlier run: a program traced
-again (a test suite, a view started per call) learns its code objects in the same
-order, and an ``OpStart`` depends only on the code and that index."""
-
-
-def _sites_for(code: CodeType, index: int) -> list[OpStart | None]:
-    """``_build_sites``, or the same list from an earlier run with the same index."""
-    key = id(code)
-    cached = _SITE_CACHE.get(key)
-    if cached is not None and cached[0]() is code and cached[1] == index:
-        return cached[2]
-    sites = _build_sites(code, index)
-
-    def forget(_: object) -> None:
-        _SITE_CACHE.pop(key, None)
-
-    try:
-        ref = weakref.ref(code, forget)
-    except TypeError:  # a code object without weak references: not cached
-        return sites
-    _SITE_CACHE[key] = (ref, index, sites)
-    return sites
-
-
-def _build_sites(code: CodeType, index: int) -> list[OpStart | None]:
-    """offset -> the reusable ``OpStart`` of the instruction there."""
-    line_at: dict[int, int] = {}
-    starts: set[int] = set()
-    previous: int | None = -1
-    for start, end, line in code.co_lines():
-        if line != previous and line is not None:
-            starts.add(start)
-        previous = line
-        for off in range(start, end, 2):
-            line_at[off] = line or 0
-    sites: list[OpStart | None] = [None] * (len(code.co_code) + 2)
-    for ins in dis.get_instructions(code):
-        off = ins.offset
-        if ins.opcode == _RESUME:
-            continue  # left None: the stepper answers DISABLE there (see _missing_site)
-        sites[off] = OpStart(off, ins.opcode, ins.opname, line_at.get(off, 0), index, off in starts)
-    return sites
-
-
-def _site_from_bytes(code: CodeType, offset: int, index: int) -> OpStart:
-    """An instruction ``dis`` did not list (should not happen): read co_code."""
-    raw = code.co_code
-    op = raw[offset] if 0 <= offset < len(raw) else 0
-    name = dis.opname[op] if op < len(dis.opname) else f"<{op}>"
-    line = 0
-    for start, end, ln in code.co_lines():
-        if start <= offset < end:
-            line = ln or 0
-    return OpStart(offset, op, name, line, index, False)
 
 
 def exception_text(exc: BaseException, renderer: Renderer) -> tuple[str, str]:
@@ -240,56 +150,6 @@ def active_stepper() -> Stepper | None:
     return _current
 
 
-_chook = extension("blocktrace.vm._chook")  # None: not built, or BLOCKTRACE_PURE
-_InstructionHook: Any = None if _chook is None else _chook.InstructionHook
-_c_discard: Any = None if _chook is None else _chook.discard
-
-
-def python_instruction_hook(
-    sites: dict[int, list[OpStart | None]],
-    vm: Any,
-    tracer: Callable[[Any, Any], object],
-    missing: Callable[[CodeType, int], OpStart | None],
-    out_of_gas: Callable[[CodeType, int], object],
-    failed: Callable[[BaseException], object],
-    disable: object,
-    op_line: Callable[[OpStart, int, int], bool] | None = None,
-) -> Callable[[CodeType, int], Any]:
-    """The per-instruction callback in Python: what ``_chook.InstructionHook``
-    does in C (its contract, and the stepper's callback where it is not built),
-    as a closure over everything it touches.  With ``op_line`` (the tracer's,
-    see ``Capabilities``) an ``OpStart`` goes to ``op_line(event, gas,
-    vm.depth)`` first, and to the tracer only when that returns False."""
-
-    def on_instruction(code: CodeType, offset: int) -> Any:
-        event = sites[id(code)][offset]
-        if event is None:
-            event = missing(code, offset)
-            if event is None:
-                return disable
-        gas = vm.gas
-        if gas <= 0:
-            out_of_gas(code, offset)
-        vm.site = event
-        try:
-            if op_line is None or not op_line(event, gas, vm.depth):
-                tracer(vm, event)
-        except BaseException as exc:
-            failed(exc)
-        vm.gas = gas - 1
-        return None
-
-    return on_instruction
-
-
-def _direct_callable(tracer: object, caps: Capabilities) -> Any:
-    """What the stepper calls for ``tracer`` (see ``direct_call``), with the C
-    no-op for ``discard_trace`` when built."""
-    if tracer is discard_trace and _c_discard is not None:
-        return _c_discard
-    return direct_call(tracer, caps)
-
-
 class Stepper:
     """Runs the traced scope under sys.monitoring and is the ``vm`` of every event.
 
@@ -320,7 +180,7 @@ class Stepper:
         self.started_ns = 0
         self.elapsed_ns = 0
         self._tool: int | None = None
-        self._infos: dict[int, _CodeInfo] = {}
+        self._infos: dict[int, CodeInfo] = {}
         self._sites: dict[int, list[OpStart | None]] = {}
         self._thread_state: dict[int, tuple[int, int]] = {}  # ident -> (number, depth)
         self._mt_lock = threading.RLock()
@@ -493,7 +353,7 @@ class Stepper:
         capabilities are read here, so on every start and every swap."""
         tracer = _active.tracer
         caps = capabilities_of(tracer)
-        self._direct = self._hold if self._held is not None else _direct_callable(tracer, caps)
+        self._direct = self._hold if self._held is not None else direct_callable(tracer, caps)
         self._op_line = caps.op_line if self._held is None else None
         if self._op_end and not caps.wants_op_end:
             self._open_ops.clear()  # ops opened for the tracer before: nobody closes them now
@@ -502,7 +362,7 @@ class Stepper:
         general = self._multi or self._target or self._op_end
         general = general or self.halted is not None
         # A tracer that may answer DISABLE gets the general path only without the C hook.
-        general = general or (self._may_disable and _InstructionHook is None)
+        general = general or (self._may_disable and not C_HOOK)
         cbs: dict[int, Callable[..., Any] | None] = {
             _E.PY_START: self._on_start,
             _E.PY_RESUME: self._on_resume,
@@ -545,7 +405,7 @@ class Stepper:
             self._register(self._callbacks())
         saved = (self.gas, self.depth, self.thread, self.threads_seen, self._offset, self.site)
         caps = capabilities_of(self._held_for)
-        direct = _direct_callable(self._held_for, caps)
+        direct = direct_callable(self._held_for, caps)
         try:
             for event, self.gas, self.depth, self.thread, self.threads_seen, self._offset in held:
                 if type(event) is OpEnd and not caps.wants_op_end:
@@ -599,7 +459,7 @@ class Stepper:
 
     # -- learning code objects ------------------------------------------------
 
-    def _learn(self, code: CodeType, caller: FrameType | None = None) -> _CodeInfo | None:
+    def _learn(self, code: CodeType, caller: FrameType | None = None) -> CodeInfo | None:
         """Decide scope for ``code`` and, if in scope, build its tables (once).
 
         Exec'd code under a pseudo file name takes the scope of its first caller:
@@ -616,7 +476,7 @@ class Stepper:
             if not in_scope:
                 return None
             index = len(self._infos) + 1
-            info = _CodeInfo(code, index, _sites_for(code, index))
+            info = CodeInfo(code, index, sites_for(code, index))
         except Exception as exc:
             if belongs_to_program(exc):
                 raise  # the program's signal handler ran while we were learning
@@ -691,7 +551,7 @@ class Stepper:
 
     def _out_of_gas(self, code: CodeType, offset: int) -> None:
         info = self._infos[id(code)]
-        site = info.sites[offset] or _site_from_bytes(code, offset, info.index)
+        site = info.sites[offset] or site_from_bytes(code, offset, info.index)
         self._emit(
             OpException(
                 "raise", offset, site.op, site.op_name, site.line, info.index,
@@ -716,13 +576,9 @@ class Stepper:
         out_of_gas = self._out_of_gas
         failed = self._tracer_failed
         op_line = self._op_line
-        if _InstructionHook is not None:  # the same callback in C, without a Python frame
-            return _InstructionHook(  # type: ignore[no-any-return]
-                sites, vm, tracer, missing, out_of_gas, failed, DISABLE,
-                may_disable=self._may_disable, op_line=op_line,
-            )
-        return python_instruction_hook(
-            sites, vm, tracer, missing, out_of_gas, failed, DISABLE, op_line
+        return instruction_hook(
+            sites, vm, tracer, missing, out_of_gas, failed, DISABLE,
+            may_disable=self._may_disable, op_line=op_line,
         )
 
     def _on_instruction_general(self, code: CodeType, offset: int) -> Any:
@@ -759,10 +615,10 @@ class Stepper:
         and the site is disabled; ``CallStart`` stands for it.  Any other
         instruction ``dis`` did not list is built from ``co_code``."""
         raw = code.co_code
-        if 0 <= offset < len(raw) and raw[offset] == _RESUME:
+        if 0 <= offset < len(raw) and raw[offset] == RESUME:
             return None
         info = self._infos[id(code)]
-        event = info.sites[offset] = _site_from_bytes(code, offset, info.index)
+        event = info.sites[offset] = site_from_bytes(code, offset, info.index)
         return event
 
     def _close_op(self, key: tuple[int, int]) -> None:
@@ -807,7 +663,7 @@ class Stepper:
         if info is not None:
             self._enter(info, code, offset, "throw")
 
-    def _enter(self, info: _CodeInfo, code: CodeType, offset: int, kind: CallKind) -> None:
+    def _enter(self, info: CodeInfo, code: CodeType, offset: int, kind: CallKind) -> None:
         if self.halted is not None:
             raise self._rehalt()
         ident = get_ident()

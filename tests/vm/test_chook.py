@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from blocktrace.vm.stepper import python_instruction_hook
+from blocktrace.vm.hook import python_instruction_hook
 
 _chook = pytest.importorskip(
     "blocktrace.vm._chook",

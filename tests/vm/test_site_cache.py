@@ -5,7 +5,7 @@ from __future__ import annotations
 import blocktrace
 from blocktrace import Recorder
 from blocktrace.events import OpStart
-from blocktrace.vm import stepper
+from blocktrace.vm import sites
 
 
 def _work(n: int) -> int:
@@ -32,15 +32,15 @@ def test_a_second_run_reuses_the_sites_and_records_the_same() -> None:
 
 def test_another_index_or_a_dead_code_object_is_not_reused() -> None:
     code = compile("x = 1\ny = x + 1\n", "<cache-test>", "exec")
-    one = stepper._sites_for(code, 7)
-    assert stepper._sites_for(code, 7) is one
-    other = stepper._sites_for(code, 8)
+    one = sites.sites_for(code, 7)
+    assert sites.sites_for(code, 7) is one
+    other = sites.sites_for(code, 8)
     assert other is not one
     assert {s.code for s in other if s is not None} == {8}
     key = id(code)
-    assert key in stepper._SITE_CACHE
+    assert key in sites.SITE_CACHE
     del code, one, other
     import gc
 
     gc.collect()
-    assert key not in stepper._SITE_CACHE  # forgotten with the code object
+    assert key not in sites.SITE_CACHE  # forgotten with the code object

@@ -1,0 +1,108 @@
+"""Site tables: per code object, once, offset -> the prebuilt ``OpStart``.
+
+The per-instruction path is one dict lookup keyed by ``id(code)`` and one list
+index into the table built here; an ``OpStart`` depends only on the code object
+and its per-run index, so tables are kept (weakly) across runs.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dis
+import weakref
+from types import CodeType
+
+from blocktrace.events import CallKind, CallStart, OpStart
+
+__all__ = ["RESUME", "SITE_CACHE", "CodeInfo", "build_sites", "site_from_bytes", "sites_for"]
+
+RESUME = dis.opmap["RESUME"]
+
+
+class CodeInfo:
+    """What the stepper knows of one in-scope code object: its per-run index,
+    its site table and its ``CallStart`` events, built once."""
+
+    __slots__ = ("calls", "code", "index", "offsets", "sites")
+
+    def __init__(self, code: CodeType, index: int, sites: list[OpStart | None]) -> None:
+        self.code = code  # kept alive so that id(code) is never reused while known
+        self.index = index
+        self.sites = sites
+        self.calls: dict[str, CallStart] = {}
+        self.offsets: list[int] | None = None
+
+    def site_at(self, offset: int) -> OpStart:
+        """The instruction containing ``offset`` (exception events may report an
+        offset inside an instruction's inline cache)."""
+        if self.offsets is None:
+            self.offsets = [i for i, s in enumerate(self.sites) if s is not None]
+        at = bisect.bisect_right(self.offsets, offset) - 1
+        site = self.sites[self.offsets[at]] if at >= 0 else None
+        return site if site is not None else site_from_bytes(self.code, offset, self.index)
+
+    def call(self, kind: CallKind) -> CallStart:
+        ev = self.calls.get(kind)
+        if ev is None:
+            c = self.code
+            ev = self.calls[kind] = CallStart(
+                kind, self.index, c.co_qualname, c.co_filename, c.co_firstlineno
+            )
+        return ev
+
+
+SITE_CACHE: dict[int, tuple[weakref.ref[CodeType], int, list[OpStart | None]]] = {}
+"""id(code) -> (the code, its index, its sites) from an earlier run: a program traced
+again (a test suite, a view started per call) learns its code objects in the same
+order, and an ``OpStart`` depends only on the code and that index."""
+
+
+def sites_for(code: CodeType, index: int) -> list[OpStart | None]:
+    """``build_sites``, or the same list from an earlier run with the same index."""
+    key = id(code)
+    cached = SITE_CACHE.get(key)
+    if cached is not None and cached[0]() is code and cached[1] == index:
+        return cached[2]
+    sites = build_sites(code, index)
+
+    def forget(_: object) -> None:
+        SITE_CACHE.pop(key, None)
+
+    try:
+        ref = weakref.ref(code, forget)
+    except TypeError:  # a code object without weak references: not cached
+        return sites
+    SITE_CACHE[key] = (ref, index, sites)
+    return sites
+
+
+def build_sites(code: CodeType, index: int) -> list[OpStart | None]:
+    """offset -> the reusable ``OpStart`` of the instruction there."""
+    line_at: dict[int, int] = {}
+    starts: set[int] = set()
+    previous: int | None = -1
+    for start, end, line in code.co_lines():
+        if line != previous and line is not None:
+            starts.add(start)
+        previous = line
+        for off in range(start, end, 2):
+            line_at[off] = line or 0
+    sites: list[OpStart | None] = [None] * (len(code.co_code) + 2)
+    for ins in dis.get_instructions(code):
+        off = ins.offset
+        if ins.opcode == RESUME:
+            continue  # left None: the stepper answers DISABLE there (see _missing_site)
+        sites[off] = OpStart(off, ins.opcode, ins.opname, line_at.get(off, 0), index, off in starts)
+    return sites
+
+
+def site_from_bytes(code: CodeType, offset: int, index: int) -> OpStart:
+    """An instruction ``dis`` did not list (should not happen): read co_code."""
+    raw = code.co_code
+    op = raw[offset] if 0 <= offset < len(raw) else 0
+    name = dis.opname[op] if op < len(dis.opname) else f"<{op}>"
+    line = 0
+    for start, end, ln in code.co_lines():
+        if start <= offset < end:
+            line = ln or 0
+    return OpStart(offset, op, name, line, index, False)
