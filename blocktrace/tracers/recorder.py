@@ -36,8 +36,9 @@ class Recorder:
     def __call__(self, vm: VMState, event: TraceEvent, /) -> None:
         if type(event) is OpEnd and not self.wants_op_end:
             return
+        record = Recorded(event, vm.depth, vm.gas, vm.thread)  # first: a call may be retried
         self.events.append(event)
-        self.records.append(Recorded(event, vm.depth, vm.gas, vm.thread))
+        self.records.append(record)
 
     def of_type[T](self, kind: type[T]) -> list[T]:
         """The recorded events of one type, in order."""

@@ -16,6 +16,7 @@ from blocktrace.tracers import (
     capabilities_of,
     direct_call,
 )
+from blocktrace.tracers.depth import call_with_room
 
 __all__ = ["Tee"]
 
@@ -83,11 +84,27 @@ class Tee:
             except Exception as exc:
                 answer = None
                 if isinstance(exc, RecursionError) and at_recursion_limit():
-                    raise  # the program's own depth, not this tracer's fault
+                    self._again(tracer, call, vm, event)
+                    continue
                 if belongs_to_program(exc):
                     raise  # raised by the program's signal handler
                 self._detach(tracer, exc)
         return answer
+
+    def _again(
+        self, tracer: Tracer, call: Callable[[Any, Any], object], vm: VMState, event: TraceEvent
+    ) -> None:
+        """A tracer that hit the recursion limit the program is near is called
+        again with room (the program keeps its own depth); failing again, at
+        the limit still, is the program's error."""
+        try:
+            call_with_room(call, vm, event)
+        except Exception as exc:
+            if isinstance(exc, RecursionError) and at_recursion_limit():
+                raise
+            if belongs_to_program(exc):
+                raise
+            self._detach(tracer, exc)
 
     def _detach(self, tracer: Tracer, exc: Exception) -> None:
         self.remove(tracer)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from blocktrace.tracers import Tracer, set_tracer
+from blocktrace.tracers.depth import as_program_bottom
 from blocktrace.vm.stepper import HaltRun, OutOfGas, Stepper, exception_text
 
 __all__ = ["OUT_OF_GAS_STATUS", "Outcome", "Program", "run_program", "target_problem"]
@@ -268,7 +269,8 @@ def _run_script(path: str) -> None:
     )
     with io.open_code(full) as source:
         code = compile(source.read(), full, "exec", dont_inherit=True)
-    exec(code, main.__dict__)  # running the user's program is the point
+    with as_program_bottom():  # the program's recursion depth is python's
+        exec(code, main.__dict__)  # running the user's program is the point
 
 
 def _run_module(name: str, alter_argv: bool = True) -> None:
@@ -278,7 +280,8 @@ def _run_module(name: str, alter_argv: bool = True) -> None:
     temporary module, dropped afterwards)."""
     _new_main()
     run_as_main = getattr(runpy, "_run_module_as_main")  # noqa: B009 - private, stable since 2.x
-    run_as_main(name, alter_argv)
+    with as_program_bottom():  # the program's recursion depth is python's
+        run_as_main(name, alter_argv)
 
 
 def _new_main() -> types.ModuleType:

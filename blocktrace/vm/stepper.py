@@ -50,9 +50,11 @@ from blocktrace.tracers import (
     capabilities_of,
     discard_trace,
 )
+from blocktrace.tracers.depth import CALLBACK_ROOM, ROOM, counter
 from blocktrace.tracers.render import Renderer
 from blocktrace.vm.hook import C_HOOK, direct_callable, instruction_hook
 from blocktrace.vm.scope import Scope
+from blocktrace.vm.signals import SignalRelays
 from blocktrace.vm.sites import RESUME, CodeInfo, site_from_bytes, sites_for
 
 __all__ = ["UNLIMITED_GAS", "HaltRun", "OutOfGas", "Stepper", "active_stepper"]
@@ -199,6 +201,11 @@ class Stepper:
         self._held: list[tuple[Any, int, int, int, int, int]] | None = None
         """Events kept back while ``start()`` may still take over (see ``start``)."""
         self._held_for: object = discard_trace
+        self._room: Any = None
+        """The starting thread's frames-left counter, while it is lent room."""
+        self._room_thread = 0
+        self._refused: CodeType | None = None
+        self._relays = SignalRelays()
         self.exit_exception: BaseException | None = None
         """A ``SystemExit`` raised and not (yet) handled: how the program is ending."""
 
@@ -296,6 +303,11 @@ class Stepper:
         # callback, so with PY_START already on, a tracer written in the user's
         # own code would have traced itself.
         _M.set_events(tool, _GLOBAL_EVENTS)
+        self._relays.install()  # a signal handler gets the program's frame (vm/signals.py)
+        room = counter()  # the program keeps its own depth (see blocktrace.tracers.depth)
+        if room is not None:
+            room.value += CALLBACK_ROOM
+            self._room, self._room_thread = room, get_ident()
 
     def stop(self, output: str = "", error: str | None = None) -> None:
         """Stop tracing, turn off everything that was turned on, emit ``Stop``."""
@@ -337,6 +349,11 @@ class Stepper:
             _M.register_callback(tool, event, None)
         _M.free_tool_id(tool)
         self._tool = None
+        self._relays.remove()
+        room = self._room
+        if room is not None and get_ident() == self._room_thread:
+            room.value -= CALLBACK_ROOM
+            self._room = None
         with _lock:
             _current = None
 
@@ -470,18 +487,25 @@ class Stepper:
         if info is not None:
             return info
         try:
-            in_scope = self.scope.contains(code)
-            if in_scope is None:
-                in_scope = caller is not None and id(caller.f_code) in self._infos
-            if not in_scope:
-                return None
-            index = len(self._infos) + 1
-            info = CodeInfo(code, index, sites_for(code, index))
+            try:
+                info = self._new_info(code, caller)
+            except RecursionError:
+                room = self._room if get_ident() == self._room_thread else None
+                if room is None:
+                    raise
+                room.value += ROOM  # the program is at its limit: learning must not cost it
+                try:
+                    info = self._new_info(code, caller)
+                finally:
+                    room.value -= ROOM
         except Exception as exc:
             if belongs_to_program(exc):
                 raise  # the program's signal handler ran while we were learning
             self._report(f"cannot trace {code.co_qualname}: {type(exc).__name__}: {exc}")
             return None
+        if info is None:
+            return None
+        index = info.index
         # Stores only (no call, so no signal handler runs between them); the
         # events come last, so an instruction event never finds a code unknown.
         self._infos[key] = info
@@ -495,6 +519,15 @@ class Stepper:
                 raise
             self._report(f"cannot trace {code.co_qualname}: {type(exc).__name__}: {exc}")
         return info
+
+    def _new_info(self, code: CodeType, caller: FrameType | None) -> CodeInfo | None:
+        in_scope = self.scope.contains(code)
+        if in_scope is None:
+            in_scope = caller is not None and id(caller.f_code) in self._infos
+        if not in_scope:
+            return None
+        index = len(self._infos) + 1
+        return CodeInfo(code, index, sites_for(code, index))
 
     # -- emitting ---------------------------------------------------------------
 
@@ -512,8 +545,23 @@ class Stepper:
             raise exc
         if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit from signal handlers
             raise exc
-        if isinstance(exc, RecursionError) and at_recursion_limit():
-            raise exc  # the program is at the recursion limit: its error, not the tracer's
+        if isinstance(exc, RecursionError):
+            # The program may be near its limit: the tracer is called again with
+            # room, so that the program meets the limit where it would untraced.
+            room = self._room if get_ident() == self._room_thread else None
+            if room is not None:
+                room.value += ROOM  # first: this pushes no frame
+                try:
+                    failure = self._again_with_room(exc)
+                finally:
+                    room.value -= ROOM
+                if failure is None:
+                    return
+                exc = failure
+            if isinstance(exc, HaltRun) or not isinstance(exc, Exception):
+                raise exc from None
+            if isinstance(exc, RecursionError) and at_recursion_limit():
+                raise exc  # the program is at the recursion limit: its error
         if belongs_to_program(exc):
             raise exc  # raised by the program's signal handler while the tracer ran
         tracer = _swap(discard_trace)
@@ -529,6 +577,18 @@ class Stepper:
                 record(message)
             except Exception:
                 pass
+
+    def _again_with_room(self, exc: RecursionError) -> BaseException | None:
+        """With room lent: if the program is near its recursion limit (its own
+        depth, not the tracer's fault), call the tracer again.  What the second
+        call raised (or ``exc`` when the tracer recursed on its own), or None."""
+        try:
+            if not at_recursion_limit(ROOM + 50):
+                return exc  # the tracer's own recursion
+            self._direct(self, self.site)
+            return None
+        except BaseException as again:
+            return again
 
     def _report(self, message: str) -> None:
         self.failures.append(message)
@@ -632,6 +692,9 @@ class Stepper:
     # -- frames starting and stopping -----------------------------------------
 
     def _on_start(self, code: CodeType, offset: int) -> Any:
+        room = self._room
+        if room is not None and room.value < CALLBACK_ROOM - 1:
+            self._refuse(code)  # the program is past its recursion limit
         info = self._infos.get(id(code))
         if info is None:
             frame = sys._getframe(1)
@@ -652,6 +715,15 @@ class Stepper:
         except BaseException as exc:
             self._tracer_failed(exc)
         return None
+
+    def _refuse(self, code: CodeType) -> None:
+        """A frame the program pushed into the room lent to the callbacks (see
+        ``blocktrace.tracers.depth``): python would not have pushed it, so it
+        fails at its start, unrecorded, as the call would have failed."""
+        if get_ident() != self._room_thread:
+            return
+        self._refused = code
+        raise RecursionError("maximum recursion depth exceeded")
 
     def _on_resume(self, code: CodeType, offset: int) -> None:
         info = self._infos.get(id(code))
@@ -703,6 +775,9 @@ class Stepper:
         info = self._infos.get(id(code))
         if info is None:
             return
+        if self._refused is code:
+            self._refused = None  # a frame refused at its start (see _refuse)
+            return
         if self.depth <= 0 or self._op_end:
             self._leave(code, offset, "unwind", exc)
             return
@@ -752,8 +827,25 @@ class Stepper:
     def _exception(
         self, code: CodeType, offset: int, exc: BaseException, kind: ExceptionKind
     ) -> None:
+        try:
+            self._exception_event(code, offset, exc, kind)
+        except RecursionError:
+            # The program is at its recursion limit (this is how it finds out):
+            # recording the exception must not cost it frames.
+            room = self._room if get_ident() == self._room_thread else None
+            if room is None:
+                raise
+            room.value += ROOM
+            try:
+                self._exception_event(code, offset, exc, kind)
+            finally:
+                room.value -= ROOM
+
+    def _exception_event(
+        self, code: CodeType, offset: int, exc: BaseException, kind: ExceptionKind
+    ) -> None:
         info = self._infos.get(id(code))
-        if info is None or self.depth <= 0 or isinstance(exc, HaltRun):
+        if info is None or self.depth <= 0 or isinstance(exc, HaltRun) or self._refused is code:
             return
         site = info.site_at(offset)
         name, message = exception_text(exc, self.renderer)

@@ -1,0 +1,119 @@
+"""A signal handler gets the program's frame, not blocktrace's.
+
+Python runs a signal handler in whatever frame the main thread is in, and passes
+that frame to it: under tracing, often one of the stepper's callbacks or a
+tracer (``frame.f_code`` named ``_on_start``, ``traceback.print_stack(frame)``
+showing blocktrace).  While a stepper runs, the program's Python-level handlers
+are installed behind a small relay that hands them the frame the callback was
+called for -- the program's -- instead.  ``signal.signal`` and
+``signal.getsignal`` are replaced for as long, so that the program installs and
+reads its own handlers as it would untraced.  Nothing of this runs per event.
+
+What remains visible (docs/ARCHITECTURE.md): ``signal.signal`` is not the
+built-in while tracing; a handler that raises has the relay's frame in its
+traceback; a module that bound ``signal.signal`` before tracing started
+installs its handler without the relay.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from types import BuiltinFunctionType, FrameType
+from typing import Any
+
+__all__ = ["SignalRelays", "programs_frame"]
+
+_signal = signal.signal
+_getsignal = signal.getsignal
+
+
+class _Relay:
+    """Installed in place of a program's handler: calls it with the program's frame."""
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler: Callable[[int, FrameType | None], Any]) -> None:
+        self.handler = handler
+
+    def __call__(self, signum: int, frame: FrameType | None) -> Any:
+        return self.handler(signum, programs_frame(frame))
+
+
+_BLOCKTRACE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_UNDER_THE_PROGRAM = tuple(
+    _BLOCKTRACE_DIR + name for name in ("__main__.py", "cli" + os.sep, "vm" + os.sep + "runner.py")
+)
+
+
+def programs_frame(frame: FrameType | None) -> FrameType | None:
+    """The program's frame for a signal that arrived in ``frame``: when that is
+    blocktrace's callback side (the stepper, a tracer, or what they called), the
+    frame whose event they were handling; else ``frame`` itself."""
+    f = frame
+    while f is not None and not f.f_code.co_filename.startswith(_BLOCKTRACE_DIR):
+        f = f.f_back
+    if f is None or f.f_code.co_filename.startswith(_UNDER_THE_PROGRAM):
+        return frame  # the program's own code (above the frames that run it)
+    while f is not None and f.f_code.co_filename.startswith(_BLOCKTRACE_DIR):
+        f = f.f_back
+    return f if f is not None else frame
+
+
+def _wrappable(handler: object) -> bool:
+    return callable(handler) and not isinstance(handler, BuiltinFunctionType | _Relay)
+
+
+def _unwrapped(handler: Any) -> Any:
+    return handler.handler if isinstance(handler, _Relay) else handler
+
+
+class SignalRelays:
+    """Relays for the program's handlers while a stepper runs (main thread only:
+    signal handlers can be set only there)."""
+
+    def __init__(self) -> None:
+        self.active = False
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        def set_handler(signalnum: int, handler: Any, /) -> Any:
+            wrapped = _Relay(handler) if _wrappable(handler) else handler
+            return _unwrapped(_signal(signalnum, wrapped))
+
+        def get_handler(signalnum: int, /) -> Any:
+            return _unwrapped(_getsignal(signalnum))
+
+        for name, fn in (("signal", set_handler), ("getsignal", get_handler)):
+            original = getattr(signal, name)
+            fn.__name__ = fn.__qualname__ = name
+            fn.__doc__ = original.__doc__
+            fn.__module__ = "signal"
+        for signum in signal.valid_signals():
+            try:
+                handler = _getsignal(signum)
+                if _wrappable(handler):
+                    _signal(signum, _Relay(handler))  # type: ignore[arg-type]
+            except (OSError, ValueError, TypeError):
+                continue
+        signal.signal = set_handler  # type: ignore[assignment]
+        signal.getsignal = get_handler  # type: ignore[assignment]
+        self.active = True
+
+    def remove(self) -> None:
+        """Put the program's own handlers back (those it set while traced too)."""
+        if not self.active or threading.current_thread() is not threading.main_thread():
+            return
+        self.active = False
+        signal.signal = _signal
+        signal.getsignal = _getsignal
+        for signum in signal.valid_signals():
+            try:
+                handler = _getsignal(signum)
+                if isinstance(handler, _Relay):
+                    _signal(signum, handler.handler)
+            except (OSError, ValueError, TypeError):
+                continue
