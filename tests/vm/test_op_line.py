@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from blocktrace._native import extension
-from blocktrace.vm.stepper import python_instruction_hook
+from blocktrace.vm.hook import python_instruction_hook
 
 DISABLE = sys.monitoring.DISABLE
 
