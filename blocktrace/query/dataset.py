@@ -28,6 +28,7 @@ import msgspec
 
 from blocktrace.eip3155.reader import TraceError
 from blocktrace.format import Verification
+from blocktrace.limits import MAX_KEY_FILE_BYTES, read_small_file
 from blocktrace.query.lines import blocktrace_header
 from blocktrace.query.schema import SCHEMA_VERSION, TABLES, arrow_schema
 from blocktrace.query.tables import RunFacts, runs_batch, trace_batches
@@ -179,9 +180,9 @@ def _check_dataset(out_dir: str) -> None:
 
 def _read_marker(directory: str) -> None:
     try:
-        with open(os.path.join(directory, DATASET_FILE), "rb") as f:
-            marker = msgspec.json.decode(f.read())
-    except (OSError, msgspec.DecodeError) as exc:
+        marker = msgspec.json.decode(read_small_file(
+            os.path.join(directory, DATASET_FILE), MAX_KEY_FILE_BYTES, DATASET_FILE))
+    except (OSError, ValueError) as exc:
         raise QueryInputError(f"{directory}: unreadable {DATASET_FILE}: {exc}") from None
     if not isinstance(marker, dict) or marker.get("format") != _DATASET_KIND:
         raise QueryInputError(f"{directory}: {DATASET_FILE} is not a blocktrace dataset's")
