@@ -26,8 +26,6 @@ C_HOOK = InstructionHook is not None
 """The per-instruction callback runs in C (without a Python frame)."""
 
 
-
-
 def python_instruction_hook(
     sites: dict[int, list[OpStart | None]],
     vm: Any,
