@@ -1,0 +1,150 @@
+"""Progress of long reads and writes, on a terminal only.
+
+A 1.6 GB ``verify`` takes half a minute; silent, it looks hung.  Every command
+that reads or writes a large trace wraps its pass in :class:`Progress` and tells
+it how far it got, once per batch::
+
+    with Progress(os.path.getsize(path), f"verify {path}") as progress:
+        for batch in batches:
+            ...
+            progress.update(bytes_done)
+
+It draws one line on stderr, redrawn in place, and wipes it at the end -- only
+when stderr is a terminal and the work has already taken more than a second
+(``BLOCKTRACE_PROGRESS_DELAY`` seconds, if set).  In a pipe, a file or a CI
+log it writes nothing, ever: there ``update`` is a no-op, and costs a call.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from types import TracebackType
+from typing import TextIO
+
+__all__ = ["DELAY", "Progress"]
+
+DELAY = 1.0
+"""Seconds of work before the line first appears: quick commands stay quiet."""
+
+_REDRAW = 0.1  # seconds between redraws (a terminal need not repaint faster)
+
+
+def _delay() -> float:
+    text = os.environ.get("BLOCKTRACE_PROGRESS_DELAY")
+    if text:
+        try:
+            return max(0.0, float(text))
+        except ValueError:
+            pass
+    return DELAY
+
+
+def _is_terminal(stream: TextIO | None) -> bool:
+    if stream is None:
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):  # closed, or not a real file
+        return False
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds + 0.5)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class Progress:
+    """How far a pass over ``total_bytes`` got (``None`` or 0 when the total is
+    not known: then only the bytes done and the rate are shown), labelled
+    ``what`` (``"verify trace.jsonl"``).  A context manager; :meth:`update`
+    takes the bytes done so far (not an increment)."""
+
+    def __init__(self, total_bytes: int | None, what: str, *,
+                 stream: TextIO | None = None) -> None:
+        self.total = total_bytes if total_bytes and total_bytes > 0 else None
+        self.what = what
+        self.done = 0
+        self._stream = sys.stderr if stream is None else stream
+        self._drawn = False
+        self._started = time.monotonic()
+        self._first = self._started + _delay()
+        self._next = self._first
+        if not _is_terminal(self._stream):
+            self.update = self._count  # type: ignore[method-assign]
+
+    def __enter__(self) -> Progress:
+        self._started = time.monotonic()
+        self._first = self._next = self._started + _delay()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _count(self, done_bytes: int) -> None:
+        self.done = done_bytes
+
+    def update(self, done_bytes: int) -> None:
+        """``done_bytes`` of the total are done.  Cheap: a clock read, and a
+        redraw at most ten times a second once the first second has passed."""
+        self.done = done_bytes
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + _REDRAW
+        self._draw(self._line(now))
+
+    def close(self) -> None:
+        """Wipe the line, if one was drawn: what the command prints next starts
+        on a clean line."""
+        if self._drawn:
+            self._drawn = False
+            self._write("\r\x1b[K")
+
+    def _line(self, now: float) -> str:
+        elapsed = now - self._started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        parts = [f"{self.what}:"]
+        if self.total is not None:
+            share = min(self.done, self.total) / self.total
+            parts.append(f"{share * 100:3.0f}% of {_size(self.total)}")
+        else:
+            parts.append(_size(self.done))
+        if rate > 0:
+            parts.append(f"{_size(rate)}/s")
+            if self.total is not None and self.done < self.total:
+                parts.append(f"{_duration((self.total - self.done) / rate)} left")
+        return ", ".join([" ".join(parts[:2]), *parts[2:]])
+
+    def _draw(self, line: str) -> None:
+        try:
+            width = os.get_terminal_size(self._stream.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            width = 80
+        if width > 1 and len(line) >= width:
+            line = line[:width - 4] + "..."
+        self._drawn = True
+        self._write(f"\r{line}\x1b[K")
+
+    def _write(self, text: str) -> None:
+        try:
+            self._stream.write(text)
+            self._stream.flush()
+        except (OSError, ValueError):  # the terminal went away: the work goes on
+            self.update = self._count  # type: ignore[method-assign]
+            self._drawn = False

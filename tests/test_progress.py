@@ -1,0 +1,109 @@
+"""blocktrace.progress: a line on a terminal after a second of work, nothing in a pipe.
+
+Each test runs a real process whose stderr is a pseudo-terminal (``os.openpty``)
+or a pipe, and reads what it wrote there.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pty")
+
+# A pass over 1,000,000 bytes in 20 batches taking ``SECONDS`` in all.
+_WORK = textwrap.dedent("""
+    import sys, time
+    from blocktrace.progress import Progress
+    seconds = float(sys.argv[1])
+    total = 1_000_000
+    with Progress(total if sys.argv[2] == "known" else None, "verify big.jsonl") as progress:
+        for i in range(1, 21):
+            time.sleep(seconds / 20)
+            progress.update(total * i // 20)
+    sys.stderr.write("done\\n")
+    print("out")
+""")
+
+
+def _on_pty(*argv: str, env: dict[str, str] | None = None) -> tuple[bytes, bytes, int]:
+    """Run ``python -c WORK argv`` with stderr on a pty: (stdout, stderr bytes, status)."""
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", _WORK, *argv], stdout=subprocess.PIPE,
+                                stderr=slave, stdin=subprocess.DEVNULL,
+                                env={**os.environ, **(env or {})})
+    finally:
+        os.close(slave)
+    seen = bytearray()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: every writer closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    proc.stdout.close()
+    return out, bytes(seen), proc.wait(timeout=30)
+
+
+def test_a_terminal_shows_the_line_after_a_second_and_wipes_it() -> None:
+    out, err, status = _on_pty("2.0", "known")
+    assert status == 0 and out == b"out\n"
+    assert b"verify big.jsonl:" in err and b"% of 1.0 MB" in err
+    assert b"/s" in err  # the rate
+    drawn = err.rindex(b"verify big.jsonl:")
+    wiped = err.rindex(b"\r\x1b[K")
+    assert wiped > drawn  # the last thing before "done" is the wipe
+    assert err.endswith(b"done\r\n")  # the pty turns \n into \r\n
+    assert b"\n" not in err[:err.rindex(b"done")]  # redrawn in place, one line
+
+
+def test_an_unknown_total_shows_the_bytes_done() -> None:
+    _, err, status = _on_pty("1.6", "unknown")
+    assert status == 0
+    assert b"verify big.jsonl: " in err and b"%" not in err
+
+
+def test_work_under_a_second_draws_nothing_on_a_terminal() -> None:
+    out, err, status = _on_pty("0.3", "known")
+    assert status == 0 and out == b"out\n"
+    assert err == b"done\r\n"
+
+
+def test_the_delay_can_be_set() -> None:
+    _, err, _ = _on_pty("0.5", "known", env={"BLOCKTRACE_PROGRESS_DELAY": "0"})
+    assert b"verify big.jsonl:" in err
+
+
+def test_a_pipe_gets_nothing_however_long_the_work() -> None:
+    proc = subprocess.run([sys.executable, "-c", _WORK, "1.6", "known"], capture_output=True,
+                          env={**os.environ, "BLOCKTRACE_PROGRESS_DELAY": "0"}, timeout=60)
+    assert proc.returncode == 0
+    assert proc.stderr == b"done\n" and proc.stdout == b"out\n"
+
+
+def test_a_file_gets_nothing(tmp_path: Path) -> None:
+    log = tmp_path / "err.log"
+    with log.open("wb") as f:
+        proc = subprocess.run([sys.executable, "-c", _WORK, "0.4", "known"], stderr=f,
+                              stdout=subprocess.DEVNULL,
+                              env={**os.environ, "BLOCKTRACE_PROGRESS_DELAY": "0"}, timeout=60)
+    assert proc.returncode == 0
+    assert log.read_bytes() == b"done\n"
