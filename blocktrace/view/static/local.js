@@ -78,11 +78,17 @@ function valuesAt(trace, step) {
   return [...list("locals", locals), ...list("globals", globals)];
 }
 
+// Whether step k enters its line: the frame's previous step (over the calls it made) is on
+// another line, or there is none. A return from a call into the same line is not an entry.
 function isLineEntry(trace, k) {
   const s = trace.steps[k];
-  const before = trace.steps[k - 1];
-  return !before || before.lineno !== s.lineno || before.file !== s.file
-    || before.depth !== s.depth || !sameThread(before, s);
+  for (let j = k - 1; j >= 0; j--) {
+    const before = trace.steps[j];
+    if (!sameThread(before, s) || before.depth > s.depth) continue;
+    if (before.depth < s.depth) return true;
+    return before.lineno !== s.lineno || before.file !== s.file;
+  }
+  return true;
 }
 
 function scan(trace, step, forward, test) {

@@ -16,13 +16,21 @@ const SEARCH_LIMIT = 200;
 export function alignStep(hunks, step, fromA) {
   let shift = 0;
   for (const h of hunks) {
-    const [start, count, otherStart, otherCount] = fromA
-      ? [h.aStart, h.aCount, h.bStart, h.bCount] : [h.bStart, h.bCount, h.aStart, h.aCount];
+    const [start, count] = hunkSteps(h, fromA ? "a" : "b");
+    const [otherStart, otherCount] = hunkSteps(h, fromA ? "b" : "a");
     if (step < start) break;
     if (step < start + count) return otherStart + Math.min(step - start, Math.max(otherCount - 1, 0));
     shift = otherStart + otherCount - (start + count);
   }
   return Math.max(0, step + shift);
+}
+
+// A hunk's first step and step count on one side ("a" or "b"), in the viewer's step numbers
+// (the server's aSteps/bSteps, [start, end)); the differ's own numbers where it gives no others.
+export function hunkSteps(hunk, side) {
+  const range = hunk[side + "Steps"];
+  if (Array.isArray(range)) return [range[0], range[1] - range[0]];
+  return [hunk[side + "Start"], hunk[side + "Count"]];
 }
 
 const EVIDENCE = {
@@ -69,11 +77,12 @@ class App {
     if (this.diffMode) {
       this.diff = await this.waitForDiff();
       this.drawDiffBar();
-      if (Number.isNaN(first) && this.diff && this.diff.firstDivergence) first = this.diff.firstDivergence.step;
+      if (Number.isNaN(first) && this.diff && this.diff.firstDivergence) first = this.divergenceStep();
     }
     await this.go(0, Number.isNaN(first) ? 0 : first);
     await this.whenReady();
     for (const line of this.timelines) await line.zoomTo(0, line.steps);
+    document.body.dataset.readyMs = String(Math.round(performance.now()));
     document.body.dataset.ready = "true";
   }
 
@@ -130,6 +139,11 @@ class App {
 
   hunks() {
     return (this.diff && this.diff.hunks) || [];
+  }
+
+  divergenceStep() {
+    const first = this.diff.firstDivergence;
+    return first.aStep ?? first.step;
   }
 
   setActive(t) {
@@ -225,7 +239,7 @@ class App {
         const first = this.diff && this.diff.firstDivergence;
         if (!first) return this.say("no divergence: the traces agree step by step");
         this.setActive(0);
-        return this.go(0, first.step);
+        return this.go(0, this.divergenceStep());
       }
       case "next-hunk":
       case "prev-hunk": return this.jumpHunk(name === "next-hunk");
@@ -259,7 +273,7 @@ class App {
     const hunks = this.hunks();
     if (!this.diffMode || hunks.length === 0) return this.say(this.diffMode ? "no hunks: the traces agree" : "not a diff");
     const t = this.active;
-    const startOf = (h) => (t === 0 ? h.aStart : h.bStart);
+    const startOf = (h) => hunkSteps(h, t === 0 ? "a" : "b")[0];
     const step = this.step[t];
     const found = forward ? hunks.find((h) => startOf(h) > step) : hunks.filter((h) => startOf(h) < step).pop();
     if (!found) return this.say(`no ${forward ? "next" : "previous"} hunk`);
@@ -342,12 +356,16 @@ class App {
     } else {
       const first = d.firstDivergence;
       bar.append(el("button", { type: "button", class: "divergence", onclick: () => this.act("divergence"),
-        text: `first divergence at step ${first.step}` }),
+        text: `first divergence at step ${this.divergenceStep()}` }),
       el("span", { class: "muted", text: first.fields && first.fields.length ? ` in ${first.fields.join(", ")} ` : " (one trace ended) " }));
-      this.hunkButtons = this.hunks().map((h, i) => el("button", { type: "button", class: "hunk", dataset: { hunk: String(i) },
-        title: `A steps ${h.aStart}–${h.aStart + h.aCount - 1}, B steps ${h.bStart}–${h.bStart + h.bCount - 1}`,
-        onclick: () => { this.setActive(0); this.go(0, h.aStart); },
-        text: `-${h.aStart},${h.aCount} +${h.bStart},${h.bCount}` }));
+      this.hunkButtons = this.hunks().map((h, i) => {
+        const [a, aCount] = hunkSteps(h, "a");
+        const [b, bCount] = hunkSteps(h, "b");
+        return el("button", { type: "button", class: "hunk", dataset: { hunk: String(i), step: String(a) },
+          title: `A steps ${a}–${a + aCount - 1}, B steps ${b}–${b + bCount - 1}`,
+          onclick: () => { this.setActive(0); this.go(0, a); },
+          text: `-${a},${aCount} +${b},${bCount}` });
+      });
       bar.append(el("span", { class: "hunks" }, `${d.hunkCount ?? this.hunkButtons.length} hunk(s): `, this.hunkButtons));
     }
     if (d && d.summary && !d.summary.equal) {
@@ -360,7 +378,8 @@ class App {
     if (!this.hunkButtons) return;
     const step = this.step[0];
     this.hunks().forEach((h, i) => {
-      const inside = step >= h.aStart && step < h.aStart + Math.max(1, h.aCount);
+      const [start, count] = hunkSteps(h, "a");
+      const inside = step >= start && step < start + Math.max(1, count);
       this.hunkButtons[i].classList.toggle("current", inside);
       if (inside) this.hunkButtons[i].setAttribute("aria-current", "true");
       else this.hunkButtons[i].removeAttribute("aria-current");

@@ -85,10 +85,10 @@ export class Pane {
         el("thead", {}, el("tr", {}, el("th", { text: "name" }), el("th", { text: "value" }), el("th", { text: "changed at" }))),
         this.valueBody));
     boxes.push(this.valueBox);
-    if (this.client) {
-      boxes.push(el("div", { class: "box evm-box" }, this.evmBox));
-      boxes.push(this.summaryBox());
-    }
+    if (this.client) boxes.push(el("div", { class: "box evm-box" }, this.evmBox));
+    this.summaryList = el("dl", { class: "summary" });
+    boxes.push(el("div", { class: "box summary-box" }, el("h3", { class: "box-title", text: "Summary" }), this.summaryList));
+    this.drawSummary(this.info);
     this.root = el("section", { class: `pane ${this.client ? "client" : "ours"}`, dataset: { t: String(this.t) },
       "aria-label": side ? `Trace ${side}` : "Trace" },
     title,
@@ -105,17 +105,17 @@ export class Pane {
     const steps = info.steps === null || info.steps === undefined ? "counting steps…" : `${info.steps} steps`;
     this.countLabel.textContent = ` ${info.dialect || info.kind} · ${steps}`;
     if (this.valueBox) this.valueBox.hidden = !info.hasValues;
+    if (this.summaryList) this.drawSummary(info);
   }
 
-  summaryBox() {
-    const summary = this.info.summary;
-    const list = el("dl", { class: "summary" });
+  drawSummary(info) {
+    const summary = info.summary;
     if (summary && typeof summary === "object") {
-      for (const [key, value] of Object.entries(summary)) list.append(el("dt", { text: key }), el("dd", { text: show(value) }));
+      clear(this.summaryList, Object.entries(summary).filter(([, value]) => value !== null && value !== undefined)
+        .map(([key, value]) => [el("dt", { text: key }), el("dd", { text: show(value) })]));
     } else {
-      list.append(el("dd", { class: "muted", text: "no summary line" }));
+      clear(this.summaryList, el("dd", { class: "muted", text: info.ready === false ? "reading the trace…" : "no summary line (the run did not end normally)" }));
     }
-    return el("div", { class: "box summary-box" }, el("h3", { class: "box-title", text: "Summary" }), list);
   }
 
   // Everything one step needs, fetched together.
