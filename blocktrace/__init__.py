@@ -6,22 +6,60 @@ is hash-chained; verify it, prove a line is in it, diff it against another.
 
 from __future__ import annotations
 
-from blocktrace.events import (
-    CallStart,
-    OpEnd,
-    OpException,
-    OpStart,
-    Return,
-    Stop,
-    TraceEvent,
-)
-from blocktrace.tracers import Tracer, VMState, discard_trace, emit, get_tracer, set_tracer
-from blocktrace.tracers.chain import ChainTracer
-from blocktrace.tracers.recorder import Recorder
-from blocktrace.tracers.render import Renderer
-from blocktrace.tracers.tee import Tee
-from blocktrace.views.tracefunc import TraceResults, tracefunc
-from blocktrace.vm import HaltRun, OutOfGas, Scope, Stepper, start, stop, trace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from blocktrace.events import (
+        CallStart,
+        OpEnd,
+        OpException,
+        OpStart,
+        Return,
+        Stop,
+        TraceEvent,
+    )
+    from blocktrace.tracers import Tracer, VMState, discard_trace, emit, get_tracer, set_tracer
+    from blocktrace.tracers.chain import ChainTracer
+    from blocktrace.tracers.recorder import Recorder
+    from blocktrace.tracers.render import Renderer
+    from blocktrace.tracers.tee import Tee
+    from blocktrace.views.tracefunc import TraceResults, tracefunc
+    from blocktrace.vm import HaltRun, OutOfGas, Scope, Stepper, start, stop, trace
+
+# Each public name is imported from its module when first used (PEP 562):
+# ``import blocktrace`` alone -- as every ``blocktrace`` command does -- costs
+# nothing, and ``blocktrace run`` loads only what a run needs.
+_HOMES = {
+    "CallStart": "blocktrace.events", "OpEnd": "blocktrace.events",
+    "OpException": "blocktrace.events", "OpStart": "blocktrace.events",
+    "Return": "blocktrace.events", "Stop": "blocktrace.events",
+    "TraceEvent": "blocktrace.events",
+    "Tracer": "blocktrace.tracers", "VMState": "blocktrace.tracers",
+    "discard_trace": "blocktrace.tracers", "emit": "blocktrace.tracers",
+    "get_tracer": "blocktrace.tracers", "set_tracer": "blocktrace.tracers",
+    "ChainTracer": "blocktrace.tracers.chain", "Recorder": "blocktrace.tracers.recorder",
+    "Renderer": "blocktrace.tracers.render", "Tee": "blocktrace.tracers.tee",
+    "TraceResults": "blocktrace.views.tracefunc", "tracefunc": "blocktrace.views.tracefunc",
+    "HaltRun": "blocktrace.vm", "OutOfGas": "blocktrace.vm", "Scope": "blocktrace.vm",
+    "Stepper": "blocktrace.vm", "start": "blocktrace.vm", "stop": "blocktrace.vm",
+    "trace": "blocktrace.vm",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'blocktrace' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
+
 
 __version__ = "0.2.0"
 

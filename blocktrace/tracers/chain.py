@@ -25,7 +25,6 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from blocktrace.chain.checkpoint import Checkpointer
 from blocktrace.chain.writer import LineWriter, PyLineWriter
 from blocktrace.events import (
     CallStart,
@@ -43,6 +42,7 @@ from blocktrace.tracers import VMState
 from blocktrace.tracers.level import Level
 
 if TYPE_CHECKING:
+    from blocktrace.chain.checkpoint import Checkpointer
     from blocktrace.chain.note import Signer
 
 __all__ = ["ChainTracer", "ValuesMode"]
@@ -226,6 +226,8 @@ class ChainTracer:
         self.flush()
         if periodic:
             assert self.path is not None
+            from blocktrace.chain.checkpoint import Checkpointer  # only then: costs start-up
+
             self._checkpoints = Checkpointer(
                 self.path, self._writer.head,  # the trace's id: the hash of line 1
                 every_lines=checkpoint_every, every_seconds=checkpoint_seconds,
