@@ -52,6 +52,8 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'blocktrace' has no attribute {name!r}")
     import importlib
 
+    if name == "set_tracer":
+        importlib.import_module("blocktrace.vm")  # its starter: set_tracer starts tracing
     value = getattr(importlib.import_module(home), name)
     globals()[name] = value
     return value
