@@ -31,6 +31,7 @@ __all__ = [
 _COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "blocktrace.cli.run": ("run",),
     "blocktrace.cli.verify": ("verify",),
+    "blocktrace.cli.show": ("show",),
     "blocktrace.cli.diff": ("diff",),
     "blocktrace.cli.replay": ("replay",),
     "blocktrace.cli.proofs": ("keygen", "sign", "prove", "check-proof"),

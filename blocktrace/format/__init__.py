@@ -11,12 +11,15 @@ rules' reference, the one reader, and the safe way to read a named source.
 - :mod:`~blocktrace.format.reader`: :class:`TraceReader` (lines by number, raw
   or parsed, batches, sources, :meth:`~TraceReader.verify`) and
   :func:`check_chain`;
+- :mod:`~blocktrace.format.index`: :class:`TraceIndex`, the random-access index;
+- :mod:`~blocktrace.format.compressed`: ``.jsonl.zst`` / ``.jsonl.gz`` read frame by frame;
 - :class:`TraceError`: the one "not a (usable) trace" error.
 
 This package imports nothing else of blocktrace: every layer may read traces.
 """
 
 from blocktrace.format.errors import TraceError
+from blocktrace.format.index import TraceIndex
 from blocktrace.format.lines import (
     CallLine,
     ExceptionLine,
@@ -64,6 +67,7 @@ __all__ = [
     "Status",
     "Summary",
     "TraceError",
+    "TraceIndex",
     "TraceReader",
     "TracerErrorLine",
     "UnknownLine",

@@ -2,16 +2,20 @@
 
 :class:`TraceReader` opens a trace (its header must be usable, else
 :class:`~blocktrace.format.TraceError`) and reads its lines by number, raw or
-as Structs, one at a time or in batches.  Ranges are found by a scan today; an
-index (issue 13) will answer the same calls without reading what lies before
-the range.  :func:`check_chain` is the verifier's walk over a file (every
-line's hash, the summary's rules, a cheap well-formedness check); verify,
+as Structs, one at a time or in batches.  The index
+(:mod:`blocktrace.format.index`, built by :meth:`TraceReader.index` in the
+chain check's one pass and kept beside the trace) answers ranges and steps
+without reading what lies before them.  Compressed traces (``.jsonl.zst``,
+``.jsonl.gz``: :mod:`blocktrace.format.compressed`) read the same as plain
+ones.  :func:`check_chain` is the verifier's walk over a file (every line's
+hash, the summary's rules, a cheap well-formedness check); verify,
 ``TraceReader.verify`` and every consumer that must say what ``verify`` says of
 its input use it.  Every bound and every "not a trace" answer lives here.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Iterator
@@ -20,7 +24,24 @@ from typing import IO, Any, Literal, Protocol
 
 import msgspec
 
+from blocktrace.format.compressed import (
+    CompressedDataError,
+    FrameStream,
+    Kind,
+    Position,
+    kind_of,
+    open_at,
+)
 from blocktrace.format.errors import TraceError
+from blocktrace.format.index import (
+    EVERY,
+    IndexBuilder,
+    StepCounter,
+    TraceIndex,
+    load_index,
+    stamp_of,
+    store_index,
+)
 from blocktrace.format.lines import Header, Line, SourceLine, Summary, decode_line
 from blocktrace.format.rules import ChainHasher, LeafChain, leaf_hash, split_hash
 from blocktrace.format.versions import (
@@ -94,6 +115,8 @@ class Verification:
     trace is sealed.  Version 3: every line; versions 1 and 2: the lines before
     the summary."""
     tree_size: int = 0
+    index: TraceIndex | None = field(default=None, repr=False)
+    """The index the check built, when asked to (``check_chain(build_index=True)``)."""
 
     @property
     def outcome_in_tree(self) -> bool:
@@ -125,13 +148,24 @@ class Verification:
         return out
 
 
-def _open(path: str) -> IO[bytes]:
+def _kind(path: str) -> Kind:
     if os.path.isdir(path):
         raise TraceError(path, None, "is a directory, not a trace file")
     try:
-        return open(path, "rb")
+        return kind_of(path)
     except OSError as exc:
         raise TraceError(path, None, f"cannot read: {exc.strerror or exc}") from None
+
+
+def _lines_of(stream: IO[bytes]) -> Iterator[bytes]:
+    """``readline`` until the end; compressed data that cannot be read on ends
+    the lines as a torn line ends a plain file's."""
+    readline = stream.readline
+    try:
+        while raw := readline(MAX_LINE_BYTES + 1):
+            yield raw
+    except CompressedDataError:
+        return
 
 
 class TraceReader:
@@ -148,8 +182,14 @@ class TraceReader:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        with _open(self.path) as stream:
-            first = stream.readline(MAX_LINE_BYTES + 1)
+        self.kind: Kind = _kind(self.path)
+        """``plain``, ``zstd`` or ``gzip`` (sniffed from the magic bytes)."""
+        self._index: TraceIndex | None = None
+        with open_at(self.path, self.kind) as stream:
+            try:
+                first = stream.readline(MAX_LINE_BYTES + 1)
+            except CompressedDataError as exc:
+                raise TraceError(self.path, None, f"{exc.reason}: not a usable trace") from None
         if not first:
             raise TraceError(self.path, None, "empty file: not a blocktrace trace")
         if len(first) > MAX_LINE_BYTES:
@@ -171,9 +211,20 @@ class TraceReader:
         if start < 1 or (count is not None and count < 0):
             raise ValueError("lines are numbered from 1 and counts are not negative")
         end = None if count is None else start + count
-        with _open(self.path) as stream:
-            lines = iter(lambda: stream.readline(MAX_LINE_BYTES + 1), b"")
-            for number, raw in enumerate(lines, 1):
+        first, at = 1, None
+        if start > EVERY:
+            index = self.index(build=False)
+            if index is not None:
+                k = index.checkpoint_for_line(start)
+                first, at = k * EVERY + 1, index.position(k)
+        yield from self._numbered(first, at, start, end)
+
+    def _numbered(
+        self, first: int, at: Position | None, start: int, end: int | None
+    ) -> Iterator[tuple[int, bytes]]:
+        """Lines from the one numbered ``first`` (at ``at``), those in [start, end)."""
+        with open_at(self.path, self.kind, at) as stream:
+            for number, raw in enumerate(_lines_of(stream), first):
                 if end is not None and number >= end:
                     return
                 if len(raw) > MAX_LINE_BYTES:
@@ -215,6 +266,94 @@ class TraceReader:
                 batch = []
         if batch:
             yield batch
+
+    # -- the index ---------------------------------------------------------------
+
+    def index(self, build: bool = True, progress: Any = None) -> TraceIndex | None:
+        """The trace's index (:mod:`blocktrace.format.index`): the one kept beside
+        the trace (or in the cache) when it is intact and commits to the trace as
+        it is now, else -- with ``build`` -- built in one streaming pass (the
+        chain check's) and stored.  None without ``build`` when there is none
+        usable, or when the file is no usable trace.  ``progress``: an object
+        with ``update(done_bytes)`` (``blocktrace.progress.Progress``)."""
+        try:
+            stamp = stamp_of(self.path, self.kind)
+        except OSError as exc:
+            raise TraceError(self.path, None, f"cannot read: {exc.strerror or exc}") from None
+        if self._index is not None and self._index.stamp == stamp:
+            return self._index
+        self._index = None
+        found = load_index(self.path, stamp)
+        if found is not None and self._head_matches(found):
+            self._index = found
+            return found
+        if not build:
+            return None
+        result = check_chain(self.path, build_index=True, progress=progress)
+        built = result.index
+        if built is None:
+            return None
+        try:
+            unchanged = stamp_of(self.path, self.kind) == built.stamp
+        except OSError:
+            unchanged = False
+        if unchanged:  # a trace still being written is indexed again next time
+            store_index(self.path, built)
+        self._index = built
+        return built
+
+    def _head_matches(self, index: TraceIndex) -> bool:
+        """The last indexed line is where the index says, with the hash it says."""
+        if index.lines == 0:
+            return False
+        try:
+            with open_at(self.path, self.kind, index.last) as stream:
+                raw = stream.readline(MAX_LINE_BYTES + 1)
+        except (TraceError, CompressedDataError, OSError):
+            return False
+        parts = split_hash(raw[:-1]) if raw.endswith(b"\n") else None
+        return parts is not None and parts[1] == index.head
+
+    def _from_checkpoint(self, k: int) -> Iterator[tuple[int, bytes]]:
+        """Lines from checkpoint ``k``'s, to the end."""
+        index = self._index
+        assert index is not None
+        yield from self._numbered(k * EVERY + 1, index.position(k), 1, None)
+
+    def line_of_step(self, step: int) -> int:
+        """The line number of step ``step`` (0-based, as ``diff`` numbers steps);
+        builds the index when there is none.  ``IndexError`` when there is no
+        such step among the lines the chain check accepted."""
+        index = self.index()
+        if index is None:
+            raise TraceError(self.path, None, "not a usable trace: no index")
+        if not 0 <= step < index.steps:
+            raise IndexError(f"no step {step}: the trace has {index.steps} steps")
+        k = index.checkpoint_for_step(step)
+        count = index.steps_before(k)
+        for number, starts in StepCounter().steps(self._from_checkpoint(k), index.first_step(k)):
+            if starts:
+                if count == step:
+                    return number
+                count += 1
+        raise IndexError(f"no step {step} (the trace changed while it was read)")
+
+    def step_of_line(self, lineno: int) -> int | None:
+        """The step line ``lineno`` belongs to: its own when it is an op line, else
+        the last step before it (an exception line belongs to the op before it);
+        None before the first step."""
+        index = self.index()
+        if index is None:
+            raise TraceError(self.path, None, "not a usable trace: no index")
+        if not 1 <= lineno <= index.lines:
+            raise IndexError(f"no line {lineno}: the trace has {index.lines} lines")
+        k = index.checkpoint_for_line(lineno)
+        count = index.steps_before(k)
+        for number, starts in StepCounter().steps(self._from_checkpoint(k), index.first_step(k)):
+            count += starts
+            if number == lineno:
+                break
+        return count - 1 if count > 0 else None
 
     def sources(self) -> dict[str, SourceLine]:
         """The source lines of the trace (version 3), by file name."""
@@ -259,25 +398,77 @@ def _parse_header(path: str, line: bytes) -> Header | str:
 # -- the chain check -----------------------------------------------------------------
 
 
-def check_chain(path: str | os.PathLike[str], *, tree: Tree | None = None) -> Verification:
+def check_chain(
+    path: str | os.PathLike[str],
+    *,
+    tree: Tree | None = None,
+    build_index: bool = False,
+    progress: Any = None,
+) -> Verification:
     """Verify the file at ``path`` against docs/FORMAT.md, streaming, in constant
     memory.  ``tree`` (a Merkle accumulator) is fed the leaf hashes; with one,
     the result carries the root and a version 2 summary's root is checked.
+    ``build_index``: the same pass builds the trace's index (``result.index``;
+    it computes the root itself, so no ``tree`` is needed).  ``progress``: an
+    object with ``update(done_bytes)``, told once per 1,024 lines.
     Never raises for bad input: the answer is in the result."""
     name = os.fspath(path)
     result = Verification(name, "unusable")
     try:
-        stream = _open(name)
+        kind = _kind(name)
+        stamp = stamp_of(name, kind)
+        stream = open_at(name, kind)
     except TraceError as exc:
         result.reason = exc.problem
         return result
+    except OSError as exc:
+        result.reason = f"cannot read: {exc.strerror or exc}"
+        return result
+    builder = None
+    if build_index:
+        raw = stream.raw if isinstance(stream, io.BufferedReader) else None
+        builder = IndexBuilder(stamp, raw if isinstance(raw, FrameStream) else None)
+        tree = builder
     with stream:
-        _walk(stream, result, tree)
+        try:
+            _walk(stream, result, tree, builder, progress)
+        except CompressedDataError as exc:
+            _unreadable(result, exc)
+    if builder is not None and result.status != "unusable":
+        result.index = builder.finish(result)
     return result
 
 
-def _walk(stream: IO[bytes], result: Verification, tree: Tree | None) -> None:
+def _unreadable(result: Verification, exc: CompressedDataError) -> None:
+    """Compressed data that cannot be read on: as a torn plain file (unsealed,
+    the lines before it check) or, before any line, unusable."""
+    number = result.lines + 1
+    if result.lines == 0:
+        result.status = "unusable"
+        result.reason = f"{exc.reason}: not a usable trace"
+        return
+    if result.summary is not None:
+        _tampered(result, number, f"bytes after the summary line: {exc.reason}")
+        return
+    result.status = "unsealed"
+    result.line = number
+    result.reason = (
+        f"line {number} cannot be read: {exc.reason}: the run was cut short (or the file "
+        f"damaged) there; the lines before it check"
+    )
+
+
+def _walk(
+    stream: IO[bytes],
+    result: Verification,
+    tree: Tree | None,
+    index: IndexBuilder | None = None,
+    progress: Any = None,
+) -> None:
     on_leaf = tree.append_leaf_hash if tree is not None else None
+    on_line = index.line if index is not None else None
+    tell = progress.update if progress is not None else None
+    done = 0
     v1 = ChainHasher()
     group: list[bytes] = []  # version 1: leaves are hashed apart from the chain
     chain = LeafChain(LINES_PER_LEAF, on_leaf)
@@ -344,6 +535,12 @@ def _walk(stream: IO[bytes], result: Verification, tree: Tree | None) -> None:
                 group.clear()
         result.lines = number
         result.head = stored
+        if on_line is not None:
+            on_line(raw)
+        if tell is not None:
+            done += len(raw)
+            if not number % EVERY:
+                tell(done)
     if number == 0:
         result.reason = "empty file"
         return

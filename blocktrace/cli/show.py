@@ -1,0 +1,80 @@
+"""``blocktrace show``: the lines of a step range, through the trace's index."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from blocktrace.cli import CliError, one_line
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "show",
+        help="print the lines of steps STEP[:COUNT] (random access through the index)",
+        description="Print the exact lines of COUNT steps (default 1) from STEP (0-based, as "
+        "`blocktrace diff` numbers steps), with the call, return and exception lines among "
+        "them; --line numbers file lines instead (the header is line 1). The first use builds "
+        "the trace's index (TRACE.idx, or in $XDG_CACHE_HOME/blocktrace when the trace's "
+        "directory is not writable) in one pass; after that any range is read without reading "
+        "what comes before it. Reads .jsonl, .jsonl.zst and .jsonl.gz alike.",
+    )
+    p.add_argument("trace", metavar="TRACE")
+    p.add_argument("range", metavar="STEP[:COUNT]", type=_range)
+    p.add_argument("--line", action="store_true",
+                   help="STEP[:COUNT] numbers file lines (from 1), not steps")
+    p.set_defaults(handler=_show)
+
+
+def _range(text: str) -> tuple[int, int]:
+    first, colon, count = text.partition(":")
+    try:
+        start = int(first)
+        n = int(count) if colon else 1
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not STEP or STEP:COUNT: {text!r}") from None
+    if start < 0 or n < 1:
+        raise argparse.ArgumentTypeError(
+            f"STEP is 0 or more and COUNT 1 or more: {text!r}"
+        )
+    return start, n
+
+
+def _show(args: argparse.Namespace) -> int:
+    from blocktrace.format import TraceError, TraceReader
+
+    start, count = args.range
+    try:
+        reader = TraceReader(args.trace)
+        index = reader.index()
+        if index is None:
+            raise CliError(f"{args.trace}: not a usable trace")
+        if args.line:
+            if start < 1:
+                raise CliError("line numbers start at 1")
+            if start > index.lines:
+                raise CliError(f"{args.trace}: no line {start} (the trace has {index.lines})")
+            first, n = start, count
+        else:
+            if start >= index.steps:
+                raise CliError(f"{args.trace}: no step {start} (the trace has {index.steps} "
+                               "steps)")
+            first = reader.line_of_step(start)
+            end = start + count
+            last = reader.line_of_step(end) if end < index.steps else index.lines + 1
+            n = last - first
+        out = sys.stdout.buffer
+        for _, raw in reader.raw_lines(first, n):
+            out.write(raw)
+        out.flush()
+    except TraceError as exc:
+        raise CliError(str(exc)) from exc
+    if index.status in ("tampered", "unsealed"):
+        where = f" at line {index.line}" if index.line is not None else ""
+        sys.stderr.write(
+            f"blocktrace show: note: {one_line(args.trace)} is "
+            f"{'TAMPERED' if index.status == 'tampered' else 'UNSEALED'}{where} "
+            f"(blocktrace verify says why): {one_line(index.reason)}\n"
+        )
+    return 0

@@ -1,0 +1,438 @@
+"""The random-access index of a trace: built once, in the chain check's pass.
+
+An index is a sparse table kept beside the trace (``TRACE.idx``; in
+``$XDG_CACHE_HOME/blocktrace/`` when the trace's directory is not writable).
+Every ``EVERY`` lines (1,024: 64 Merkle leaves) it records where the line
+starts (byte offset; for a compressed trace also the frame holding it) and how
+many steps came before it; for every 64 complete leaves it keeps their Merkle
+subtree hash, so a proof or a root needs no pass over the trace.  It also keeps
+what the chain check found (status, lines, head, root), so a consumer can say
+what ``verify`` said without a pass.
+
+An index commits to the trace (its size, modification time, kind, and the
+head: the last indexed line is re-read and its hash compared on every load)
+and to its own bytes (a SHA-256 over them): a stale, truncated or hand-edited
+index is detected and rebuilt, never trusted.  It is a cache, not an anchor:
+a proof made from it verifies against the root the chain check computed when
+it was built, and only a checkpoint or an anchored head establishes trust.
+
+A **step** is the 0-based ordinal of an op line, as ``blocktrace diff`` numbers
+steps: an exception line at the same ``pc``, ``depth``, ``code`` and
+``thread`` as the op line before it belongs to that op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable, Iterator
+from typing import Any, Final
+
+import msgspec
+
+from blocktrace.format.compressed import FrameStream, Kind, Position
+from blocktrace.format.rules import NODE_PREFIX, split_hash
+from blocktrace.format.versions import LINES_PER_LEAF
+
+__all__ = [
+    "EVERY",
+    "INDEX_FORMAT",
+    "LEAVES_PER_CHUNK",
+    "IndexBuilder",
+    "StepCounter",
+    "TraceIndex",
+    "cache_path",
+    "index_paths",
+    "load_index",
+    "mth",
+    "range_hash",
+    "store_index",
+]
+
+INDEX_FORMAT: Final = b"blocktrace-index/1\n"
+LEAVES_PER_CHUNK: Final = 64
+EVERY: Final = LEAVES_PER_CHUNK * LINES_PER_LEAF
+"""Lines between two checkpoints of the index (a chunk of 64 leaves)."""
+_OP: Final = b'{"pc":'
+_PLAIN_OP: Final = b'"gasCost":"0x1"'
+_HEAD_SCAN: Final = 160
+_decode_dict = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+class Stamp(msgspec.Struct, array_like=True, frozen=True):
+    """What the index knows of the file it was built from."""
+
+    size: int
+    mtime_ns: int
+    kind: str
+
+
+class TraceIndex(msgspec.Struct, array_like=True, dict=True):
+    """A loaded (or just built) index.  Line numbers are 1-based; ``checkpoint
+    k`` is line ``k * every + 1``."""
+
+    stamp: Stamp
+    every: int
+    lines: int
+    """Lines indexed: every line the chain check accepted."""
+    steps: int
+    """Steps among them."""
+    status: str
+    reason: str
+    line: int | None
+    head: str
+    version: int
+    leaves: int
+    """Complete leaves (their hashes were fed to the tree)."""
+    root: str
+    """The Merkle root the chain check computed (sealed traces), hex; or ''."""
+    tree_size: int
+    last: tuple[int, int, int]
+    """Position of the last indexed line (its hash is ``head``)."""
+    offsets: bytes
+    """array('Q'): the uncompressed offset of each checkpoint line."""
+    steps_at: bytes
+    """array('Q'): steps before each checkpoint line."""
+    first_steps: bytes
+    """array('Q'): the line of the first step at or after each checkpoint line
+    (0: none); the lines before it belong to a step begun before the checkpoint."""
+    frames: bytes
+    """array('Q'): pairs (file offset, uncompressed offset) of the frame holding
+    each checkpoint line; empty for a plain trace."""
+    chunks: bytes
+    """32-byte Merkle subtree hashes of leaves [64k, 64k + 64), complete chunks only."""
+
+    def __post_init__(self) -> None:
+        self._offsets = array("Q", self.offsets)
+        self._steps = array("Q", self.steps_at)
+        self._first_steps = array("Q", self.first_steps)
+        self._frames = array("Q", self.frames)
+
+    @property
+    def checkpoints(self) -> int:
+        return len(self._offsets)
+
+    def position(self, k: int) -> Position:
+        """Where checkpoint ``k``'s line starts."""
+        u = self._offsets[k]
+        if self._frames:
+            return (self._frames[2 * k], self._frames[2 * k + 1], u)
+        return (u, u, u)
+
+    def checkpoint_for_line(self, lineno: int) -> int:
+        """The last checkpoint at or before line ``lineno``."""
+        return min((lineno - 1) // self.every, len(self._offsets) - 1)
+
+    def checkpoint_for_step(self, step: int) -> int:
+        """The last checkpoint with no more than ``step`` steps before it."""
+        return max(bisect_right(self._steps, step) - 1, 0)
+
+    def steps_before(self, k: int) -> int:
+        return self._steps[k]
+
+    def first_step(self, k: int) -> int:
+        return self._first_steps[k]
+
+    def chunk(self, i: int) -> bytes | None:
+        """The subtree hash of leaves [64 i, 64 i + 64), when complete and kept."""
+        if i >= 0 and (i + 1) * 32 <= len(self.chunks):
+            return self.chunks[i * 32 : (i + 1) * 32]
+        return None
+
+
+class StepCounter:
+    """Tells which lines are steps, as ``blocktrace diff`` merges lines: a
+    ``{"pc":`` line at the ``pc``, ``depth``, ``code`` and ``thread`` of the step
+    before it, with its ``gas`` (or an ``event``: an exception line), belongs to
+    that step.  An op line after an op line never does (each costs gas), so
+    only lines next to an exception line are decoded."""
+
+    __slots__ = ("_last", "_last_plain")
+
+    def __init__(self) -> None:
+        self._last: bytes | None = None
+        self._last_plain = True
+
+    def is_step(self, raw: bytes) -> bool:
+        """Whether ``raw`` (the next line) starts a step."""
+        if not raw.startswith(_OP):
+            return False
+        plain = _PLAIN_OP in raw[:_HEAD_SCAN]
+        if not (plain and self._last_plain) and _merges(raw, self._last):
+            return False
+        self._last = raw
+        self._last_plain = plain
+        return True
+
+    def start(self, raw: bytes) -> None:
+        """``raw`` is known to start a step (the first after an index checkpoint)."""
+        self._last = raw
+        self._last_plain = _PLAIN_OP in raw[:_HEAD_SCAN]
+
+    def steps(self, lines: Iterator[tuple[int, bytes]], first: int) -> Iterator[tuple[int, bool]]:
+        """``(number, starts a step)`` for lines read from an index checkpoint
+        whose first step is line ``first`` (0: none)."""
+        is_step = self.is_step
+        for number, raw in lines:
+            if first == 0 or number < first:
+                yield number, False
+            elif number == first:
+                self.start(raw)
+                yield number, True
+            else:
+                yield number, is_step(raw)
+
+
+def _merges(raw: bytes, step: bytes | None) -> bool:
+    if step is None:
+        return False
+    try:
+        line, op = _decode_dict(raw), _decode_dict(step)
+    except (msgspec.DecodeError, RecursionError):
+        return False
+    if line.get("gas") != op.get("gas") and line.get("event") is None:
+        return False
+    return all(line.get(k) == op.get(k) for k in ("pc", "depth", "code", "thread"))
+
+
+class IndexBuilder:
+    """Fed by the chain check (``check_chain(..., index=builder)``): each
+    accepted line (:meth:`line`) and, as its tree, each complete leaf's hash."""
+
+    def __init__(self, stamp: Stamp, frames: FrameStream | None) -> None:
+        self.stamp = stamp
+        self._frames = frames
+        self.lines = 0
+        self.steps = 0
+        self.offset = 0
+        self._last_raw = b""
+        self._is_step = StepCounter().is_step
+        self._offsets = array("Q")
+        self._steps_at = array("Q")
+        self._first_steps = array("Q")
+        self._waiting = False
+        self._frame_pos = array("Q")
+        self._chunks = bytearray()
+        self._pending: list[bytes] = []
+        self._leaves = 0
+
+    # -- the Tree protocol (leaf hashes) -----------------------------------------
+
+    @property
+    def size(self) -> int:
+        return self._leaves
+
+    def append_leaf_hash(self, digest: bytes) -> None:
+        self._leaves += 1
+        pending = self._pending
+        pending.append(digest)
+        if len(pending) == LEAVES_PER_CHUNK:
+            self._chunks += perfect_root(pending)
+            pending.clear()
+
+    def root(self) -> bytes:
+        chunks, pending = bytes(self._chunks), self._pending
+        first = len(chunks) // 32 * LEAVES_PER_CHUNK
+
+        def chunk(i: int) -> bytes | None:
+            return chunks[i * 32 : i * 32 + 32] if (i + 1) * 32 <= len(chunks) else None
+
+        return range_hash(0, self._leaves, chunk, lambda lo, hi: pending[lo - first : hi - first])
+
+    # -- lines ---------------------------------------------------------------------
+
+    def line(self, raw: bytes) -> None:
+        n = self.lines
+        if n % EVERY == 0:
+            self._checkpoint()
+        self.lines = n + 1
+        self.offset += len(raw)
+        self._last_raw = raw
+        if raw[:6] == _OP and self._is_step(raw):
+            self.steps += 1
+            if self._waiting:
+                self._first_steps[-1] = n + 1
+                self._waiting = False
+
+    def _checkpoint(self) -> None:
+        self._offsets.append(self.offset)
+        self._steps_at.append(self.steps)
+        self._first_steps.append(0)
+        self._waiting = True
+        if self._frames is not None:
+            self._frame_pos.extend(self._frames.frame_before(self.offset))
+
+    def finish(self, result: Any) -> TraceIndex:
+        """The index, given the chain check's ``Verification``."""
+        last_u = self.offset - len(self._last_raw)
+        if self._frames is not None and self.lines:
+            last: Position = (*self._frames.frame_before(last_u), last_u)
+        else:
+            last = (last_u, last_u, last_u)
+        return TraceIndex(
+            stamp=self.stamp,
+            every=EVERY,
+            lines=self.lines,
+            steps=self.steps,
+            status=result.status,
+            reason=result.reason,
+            line=result.line,
+            head=_hash_of(self._last_raw) if self.lines else "",
+            version=result.version,
+            leaves=self._leaves,
+            root=result.root,
+            tree_size=result.tree_size,
+            last=last,
+            offsets=self._offsets.tobytes(),
+            steps_at=self._steps_at.tobytes(),
+            first_steps=self._first_steps.tobytes(),
+            frames=self._frame_pos.tobytes(),
+            chunks=bytes(self._chunks),
+        )
+
+
+def perfect_root(hashes: list[bytes]) -> bytes:
+    """The Merkle root of a power-of-two number of leaf hashes."""
+    level = hashes
+    sha = hashlib.sha256
+    while len(level) > 1:
+        level = [
+            sha(NODE_PREFIX + level[i] + level[i + 1]).digest() for i in range(0, len(level), 2)
+        ]
+    return level[0]
+
+
+def range_hash(
+    lo: int,
+    hi: int,
+    chunk: Callable[[int], bytes | None],
+    leaf_hashes: Callable[[int, int], list[bytes]],
+) -> bytes:
+    """The Merkle tree hash (RFC 9162 MTH) of leaves [lo, hi): whole aligned
+    chunks from ``chunk(i)`` when it has them, the rest from
+    ``leaf_hashes(lo, hi)`` (asked once per stretch inside one chunk)."""
+    if hi <= lo:
+        return hashlib.sha256(b"").digest()
+    if hi - lo == LEAVES_PER_CHUNK and lo % LEAVES_PER_CHUNK == 0:
+        known = chunk(lo // LEAVES_PER_CHUNK)
+        if known is not None:
+            return known
+    if hi - lo <= LEAVES_PER_CHUNK and lo // LEAVES_PER_CHUNK == (hi - 1) // LEAVES_PER_CHUNK:
+        return mth(leaf_hashes(lo, hi))
+    k = 1 << ((hi - lo - 1).bit_length() - 1)
+    left = range_hash(lo, lo + k, chunk, leaf_hashes)
+    right = range_hash(lo + k, hi, chunk, leaf_hashes)
+    return hashlib.sha256(NODE_PREFIX + left + right).digest()
+
+
+def mth(hashes: list[bytes]) -> bytes:
+    """The Merkle tree hash of a list of leaf hashes (RFC 9162)."""
+    if not hashes:
+        return hashlib.sha256(b"").digest()
+    if len(hashes) == 1:
+        return hashes[0]
+    k = 1 << ((len(hashes) - 1).bit_length() - 1)
+    return hashlib.sha256(NODE_PREFIX + mth(hashes[:k]) + mth(hashes[k:])).digest()
+
+
+def _hash_of(raw: bytes) -> str:
+    parts = split_hash(raw.rstrip(b"\n"))
+    return parts[1] if parts is not None else ""
+
+
+# -- where an index lives --------------------------------------------------------------
+
+
+def stamp_of(path: str, kind: Kind) -> Stamp:
+    st = os.stat(path)
+    return Stamp(st.st_size, st.st_mtime_ns, kind)
+
+
+def cache_path(path: str) -> str:
+    """The index's place in the cache directory (for a trace in a directory
+    this user cannot write)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    key = hashlib.sha256(os.path.realpath(path).encode("utf-8", "surrogateescape")).hexdigest()
+    return os.path.join(base, "blocktrace", key[:32] + ".idx")
+
+
+def index_paths(path: str) -> tuple[str, str]:
+    """Beside the trace, then in the cache."""
+    return path + ".idx", cache_path(path)
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(TraceIndex)
+
+
+def encode_index(index: TraceIndex) -> bytes:
+    body = _encoder.encode(index)
+    return INDEX_FORMAT + hashlib.sha256(body).digest() + body
+
+
+def decode_index(data: bytes) -> TraceIndex | None:
+    """The index in ``data``, or None when it is not an intact index."""
+    start = len(INDEX_FORMAT) + 32
+    if not data.startswith(INDEX_FORMAT) or len(data) < start:
+        return None
+    body = data[start:]
+    if hashlib.sha256(body).digest() != data[len(INDEX_FORMAT) : start]:
+        return None
+    try:
+        index = _decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError, RecursionError):
+        return None
+    n = len(index._offsets)
+    if (
+        index.every != EVERY
+        or len(index._steps) != n
+        or len(index._first_steps) != n
+        or len(index._frames) not in (0, 2 * n)
+        or len(index.chunks) % 32
+        or n != -(-index.lines // EVERY)
+    ):
+        return None
+    return index
+
+
+def load_index(path: str, stamp: Stamp) -> TraceIndex | None:
+    """The intact index of the trace at ``path`` whose stamp is ``stamp``, or None.
+    (The head is checked by the reader, which can read the last line.)"""
+    for candidate in index_paths(path):
+        try:
+            with open(candidate, "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        index = decode_index(data)
+        if index is not None and index.stamp == stamp:
+            return index
+    return None
+
+
+def store_index(path: str, index: TraceIndex) -> str | None:
+    """Write the index beside the trace, or in the cache; its path, or None
+    when neither place takes it (the index is then only kept in memory)."""
+    data = encode_index(index)
+    for candidate in index_paths(path):
+        directory = os.path.dirname(candidate) or "."
+        try:
+            os.makedirs(directory, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".blocktrace-idx-", dir=directory)
+        except OSError:
+            continue
+        try:
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), 0o644)  # mkstemp's 0600: readers of the trace read it too
+                f.write(data)
+            os.replace(tmp, candidate)
+            return candidate
+        except OSError:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    return None

@@ -1,0 +1,185 @@
+"""The random-access index: built once, kept beside the trace, never trusted when stale."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from blocktrace.eip3155.normalise import normalise
+from blocktrace.format import TraceReader
+from blocktrace.format.index import EVERY, cache_path, index_paths
+
+_PROGRAM = """\
+def g(i):
+    raise KeyError(i)
+def f(i):
+    try:
+        g(i)
+    except KeyError:
+        return i
+for i in range(N):
+    f(i)
+"""
+
+
+def _record(tmp: Path, n: int, name: str = "t.jsonl") -> Path:
+    program = tmp / "exceptions.py"
+    program.write_text(_PROGRAM.replace("N", str(n)))
+    trace = tmp / name
+    proc = subprocess.run(
+        [sys.executable, "-m", "blocktrace", "run", "-o", str(trace), str(program)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return trace
+
+
+@pytest.fixture(scope="module")
+def trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trace of ~9,600 lines full of exception lines (which diff merges into steps)."""
+    return _record(tmp_path_factory.mktemp("index"), 300)
+
+
+@pytest.fixture
+def copy(trace: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy.jsonl"
+    shutil.copyfile(trace, target)
+    return target
+
+
+def test_steps_are_diffs_steps(copy: Path) -> None:
+    """line_of_step / step_of_line number steps exactly as ``blocktrace diff`` does,
+    across many index checkpoints."""
+    reader = TraceReader(copy)
+    index = reader.index()
+    assert index is not None and index.status == "sealed"
+    steps = [step.lineno for step in normalise(str(copy))]
+    assert index.steps == len(steps)
+    assert index.lines == len(copy.read_bytes().splitlines())
+    assert index.checkpoints == -(-index.lines // EVERY) > 5
+    for step in [*range(0, len(steps), 37), len(steps) - 1]:
+        assert reader.line_of_step(step) == steps[step]
+        assert reader.step_of_line(steps[step]) == step
+    # a merged exception line belongs to the step before it
+    lines = copy.read_bytes().splitlines()
+    merged = next(
+        i for i, raw in enumerate(lines, 1) if b'"event":"raise"' in raw and i not in set(steps)
+    )
+    assert reader.step_of_line(merged) == reader.step_of_line(merged - 1)
+    assert reader.step_of_line(1) is None
+    with pytest.raises(IndexError):
+        reader.line_of_step(len(steps))
+
+
+def test_ranges_read_through_the_index_are_the_files_lines(copy: Path) -> None:
+    reader = TraceReader(copy)
+    assert reader.index() is not None
+    lines = copy.read_bytes().splitlines(keepends=True)
+    for start in (1, EVERY, EVERY + 1, 3 * EVERY + 17, len(lines) - 2):
+        got = list(reader.raw_lines(start, 5))
+        assert got == [(n, lines[n - 1]) for n in range(start, min(start + 5, len(lines) + 1))]
+    batches = list(reader.batches(3, 2 * EVERY + 5, 7))
+    assert [n for batch in batches for n, _ in batch] == list(range(2 * EVERY + 5, 2 * EVERY + 12))
+
+
+def test_the_index_is_kept_and_reused(copy: Path) -> None:
+    beside, _ = index_paths(str(copy))
+    assert not os.path.exists(beside)
+    TraceReader(copy).index()
+    assert os.path.exists(beside)
+    before = os.stat(beside).st_mtime_ns
+    again = TraceReader(copy).index(build=False)
+    assert again is not None and os.stat(beside).st_mtime_ns == before
+
+
+def test_a_hand_edited_index_is_rebuilt(copy: Path) -> None:
+    beside, _ = index_paths(str(copy))
+    good = TraceReader(copy).index()
+    assert good is not None
+    data = bytearray(Path(beside).read_bytes())
+    data[-40] ^= 1  # a checkpoint offset or a chunk hash
+    Path(beside).write_bytes(bytes(data))
+    assert TraceReader(copy).index(build=False) is None
+    rebuilt = TraceReader(copy).index()
+    assert rebuilt is not None and rebuilt.chunks == good.chunks
+
+
+def test_a_changed_trace_is_indexed_again(copy: Path) -> None:
+    """Same size, same modification time, another last line: the head check
+    refuses the old index; the new one says the trace is tampered."""
+    reader = TraceReader(copy)
+    assert reader.index() is not None
+    st = os.stat(copy)
+    data = bytearray(copy.read_bytes())
+    at = data.rindex(b'"hash":"') + 8
+    data[at] = ord("0") if data[at] != ord("0") else ord("1")
+    copy.write_bytes(bytes(data))
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert TraceReader(copy).index(build=False) is None
+    fresh = TraceReader(copy).index()
+    assert fresh is not None and fresh.status == "tampered"
+    assert fresh.line == len(data.splitlines())
+
+
+def test_a_grown_trace_is_indexed_again(copy: Path) -> None:
+    assert TraceReader(copy).index() is not None
+    with open(copy, "ab") as f:
+        f.write(b'{"torn": ')
+    index = TraceReader(copy).index()
+    assert index is not None and index.status == "tampered"  # bytes after the summary
+
+
+def test_unwritable_place_falls_back_to_the_cache(
+    copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    beside, cached = index_paths(str(copy))
+    os.mkdir(beside)  # something that is not an index is in the way
+    assert cached == cache_path(str(copy)) and cached.startswith(str(tmp_path / "cache"))
+    assert TraceReader(copy).index() is not None
+    assert os.path.isfile(cached)
+    assert TraceReader(copy).index(build=False) is not None
+
+
+def test_show_prints_the_lines_of_steps(copy: Path, blocktrace_cli) -> None:  # type: ignore[no-untyped-def]
+    steps = [step.lineno for step in normalise(str(copy))]
+    lines = copy.read_text().splitlines(keepends=True)
+    proc = blocktrace_cli("show", copy, f"{len(steps) // 2}:3")
+    assert proc.returncode == 0, proc.stderr
+    first, end = steps[len(steps) // 2], steps[len(steps) // 2 + 3]
+    assert proc.stdout == "".join(lines[first - 1 : end - 1])
+    assert proc.stderr == ""
+    last = blocktrace_cli("show", copy, f"{len(steps) - 1}:5")
+    assert last.stdout == "".join(lines[steps[-1] - 1 :])  # to the summary
+    by_line = blocktrace_cli("show", "--line", copy, "1:2")
+    assert by_line.stdout == "".join(lines[:2])
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["{trace}", "999999"], "no step 999999"),
+        (["{trace}", "x:1"], "not STEP or STEP:COUNT"),
+        (["{trace}", "3:0"], "COUNT 1 or more"),
+        (["{missing}", "0"], "cannot read"),
+    ],
+)
+def test_show_bad_input_is_one_line(copy: Path, blocktrace_cli, args: list[str], says: str) -> None:  # type: ignore[no-untyped-def]
+    argv = [a.format(trace=copy, missing=copy.with_name("none.jsonl")) for a in args]
+    proc = blocktrace_cli("show", *argv)
+    assert proc.returncode == 2
+    assert says in proc.stderr and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_show_of_a_tampered_trace_says_so(copy: Path, blocktrace_cli) -> None:  # type: ignore[no-untyped-def]
+    lines = copy.read_bytes().splitlines(keepends=True)
+    lines[20] = lines[20].replace(b'"depth":', b'"depth": ', 1)
+    copy.write_bytes(b"".join(lines))
+    proc = blocktrace_cli("show", copy, "0")
+    assert proc.returncode == 0
+    assert "TAMPERED at line 21" in proc.stderr
