@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,14 @@ def test_no_page_file_reaches_the_network(name: str) -> None:
     text = (STATIC / name).read_text()
     assert not re.search(r"https?://", text)
     assert "@import" not in text and "url(" not in text
+
+
+def test_the_bundle_is_one_valid_classic_script(tmp_path: Path) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("no node to check the bundle's syntax (the browser tests run it)")
+    script = tmp_path / "bundle.js"
+    script.write_text(bundle())
+    proc = subprocess.run([node, "--check", str(script)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr

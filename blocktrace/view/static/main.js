@@ -57,6 +57,7 @@ class App {
     // tests wait on these instead of sleeping.
     this.pending = 0;
     this.settled = 0;
+    this.queue = Promise.resolve();
     this.evidence = this.traces.map(() => null);
     this.message = document.getElementById("message");
     this.panes = this.traces.map((info, t) => new Pane(this, t, info));
@@ -73,13 +74,20 @@ class App {
     this.wireControls();
     this.drawHelp();
     this.traces.forEach((_, t) => this.watchEvidence(t));
-    let first = Number.parseInt((location.hash.match(/step=(\d+)/) || [])[1] ?? "", 10);
+    const linked = Number.parseInt((location.hash.match(/step=(\d+)/) || [])[1] ?? "", 10);
+    // The first step shows at once; the diff (the differ reads both traces whole) and the
+    // server's tables come when they come.
+    await this.go(0, Number.isNaN(linked) ? 0 : linked);
+    const shown = this.step[0];
     if (this.diffMode) {
       this.diff = await this.waitForDiff();
       this.drawDiffBar();
-      if (Number.isNaN(first) && this.diff && this.diff.firstDivergence) first = this.divergenceStep();
+      if (Number.isNaN(linked) && this.step[0] === shown && this.diff && this.diff.firstDivergence) {
+        await this.go(0, this.divergenceStep());
+      } else {
+        await this.render(); // the alignment is known now
+      }
     }
-    await this.go(0, Number.isNaN(first) ? 0 : first);
     await this.whenReady();
     for (const line of this.timelines) await line.zoomTo(0, line.steps);
     document.body.dataset.readyMs = String(Math.round(performance.now()));
@@ -209,8 +217,12 @@ class App {
     return pane.data && pane.data.here ? pane.data.here : null;
   }
 
+  // Actions run one after the other, each from where the one before left the page (a held
+  // key must not start ten "next" from the same step).
   act(name) {
-    return this.busy(() => this.perform(name));
+    const run = this.queue.then(() => this.perform(name));
+    this.queue = run.catch(() => undefined);
+    return this.busy(() => run);
   }
 
   async perform(name) {
@@ -422,6 +434,7 @@ class App {
       const act = actionForKey(event.key);
       if (!act) return;
       event.preventDefault();
+      if (event.repeat && this.pending > 2) return; // a held key: drop what the page cannot keep up with
       this.act(act);
     });
   }
