@@ -18,6 +18,7 @@ __all__ = [
     "MAX_BUNDLE_BYTES",
     "MAX_KEY_FILE_BYTES",
     "MAX_LINE_BYTES",
+    "MAX_SNAPSHOT_INPUT_BYTES",
     "MAX_SOURCE_BYTES",
     "MAX_TABLE_BYTES",
     "InputTooLargeError",
@@ -43,6 +44,11 @@ MAX_SOURCE_BYTES = 16 << 20
 
 MAX_TABLE_BYTES = 256 << 20
 """A type table read by ``blocktrace types --from``."""
+
+MAX_SNAPSHOT_INPUT_BYTES = 4 << 20
+"""What ``blocktrace snapshot`` reads: a request on stdin, or each of SCRIPT and
+``--input FILE`` (a script's source is further held to a request's 1,000,000
+characters)."""
 
 
 def size_text(n: int) -> str:

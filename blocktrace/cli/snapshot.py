@@ -11,10 +11,15 @@ from typing import Any
 import msgspec
 
 from blocktrace.cli import CliError, positive_float, positive_int
+from blocktrace.limits import (
+    MAX_SNAPSHOT_INPUT_BYTES,
+    InputTooLargeError,
+    read_small_file,
+    size_text,
+)
 from blocktrace.snapshot.model import MAX_STEPS, Limits, SnapshotRequest
 from blocktrace.snapshot.runner import Confinement, run_request_sync, sandbox_kind
 
-_MAX_REQUEST = 4 * 1024 * 1024
 
 
 def register(sub: Any) -> None:
@@ -124,11 +129,15 @@ def _confinement(args: argparse.Namespace, command: str) -> tuple[Confinement, s
 
 
 def _read_text(path: str, what: str) -> str:
+    article = "an" if what[0] in "aeiou" else "a"
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+        data = read_small_file(path, MAX_SNAPSHOT_INPUT_BYTES, f"{article} {what}")
     except OSError as exc:
         raise CliError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except InputTooLargeError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise CliError(f"{what} {path} is not UTF-8 text") from None
 
@@ -137,18 +146,17 @@ def _request(args: argparse.Namespace) -> SnapshotRequest:
     if args.script is not None:
         source = _read_text(args.script, "script")
         text = _read_text(args.input, "input file") if args.input is not None else ""
-        try:
-            return SnapshotRequest(
-                source=source, input=text, steps=args.steps, format=args.format or "snapshots",
-                genesis=args.genesis,
-            )
-        except (TypeError, ValueError) as exc:
-            raise CliError(str(exc)) from None
+        fields = {"source": source, "input": text, "steps": args.steps,
+                  "format": args.format or "snapshots", "genesis": args.genesis}
+        try:  # held to what a request may hold, as one on stdin is
+            return msgspec.convert(fields, SnapshotRequest)
+        except msgspec.ValidationError as exc:
+            raise CliError(f"script {args.script}: {exc}") from None
     if args.input is not None:
         raise CliError("--input goes with SCRIPT; a request on stdin carries its own input")
-    raw = sys.stdin.buffer.read(_MAX_REQUEST + 1)
-    if len(raw) > _MAX_REQUEST:
-        raise CliError(f"request on stdin is over {_MAX_REQUEST} bytes")
+    raw = sys.stdin.buffer.read(MAX_SNAPSHOT_INPUT_BYTES + 1)
+    if len(raw) > MAX_SNAPSHOT_INPUT_BYTES:
+        raise CliError(f"request on stdin is larger than {size_text(MAX_SNAPSHOT_INPUT_BYTES)}")
     try:
         request = msgspec.json.decode(raw, type=SnapshotRequest)
     except msgspec.ValidationError as exc:

@@ -75,3 +75,26 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         assert done.stdout == b""
         assert done.stderr.count(b"\n") == 1 and needle in done.stderr, done.stderr
         assert b"Traceback" not in done.stderr
+
+
+def test_script_and_input_file_are_read_bounded(tmp_path: Path) -> None:
+    """SCRIPT and --input are read through limits.read_small_file (4 MiB, as a
+    request on stdin): /dev/zero stops at the bound instead of filling memory,
+    and a script is held to a request's 1,000,000 characters."""
+    big = tmp_path / "big.py"
+    big.write_bytes(b"#" * ((4 << 20) + 1))
+    long = tmp_path / "long.py"
+    long.write_bytes(b"#" * 1_000_001)
+    script = tmp_path / "ok.py"
+    script.write_text("print(input())\n")
+    for args, needle in [
+        (("snapshot", "/dev/zero"), b"/dev/zero is larger than 4 MiB: too big for a script"),
+        (("snapshot", str(big)), b"big.py is larger than 4 MiB: too big for a script"),
+        (("snapshot", str(script), "--input", "/dev/zero"),
+         b"/dev/zero is larger than 4 MiB: too big for an input file"),
+        (("snapshot", str(long)), b"length <= 1000000 - at `$.source`"),
+    ]:
+        done = blocktrace(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stdout == b""
+        assert done.stderr.count(b"\n") == 1 and needle in done.stderr, done.stderr
