@@ -21,7 +21,6 @@ from blocktrace.snapshot.model import MAX_STEPS, Limits, SnapshotRequest
 from blocktrace.snapshot.runner import Confinement, run_request_sync, sandbox_kind
 
 
-
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "snapshot",
