@@ -26,7 +26,13 @@ from typing import Any
 import msgspec
 
 from blocktrace.snapshot.model import Limits, SnapshotRequest
-from blocktrace.snapshot.runner import Confinement, run_request, sandbox_kind
+from blocktrace.snapshot.runner import (
+    Confinement,
+    SandboxKind,
+    confinement_facts,
+    run_request,
+    sandbox_kind,
+)
 
 __all__ = ["SnapshotApp"]
 
@@ -69,14 +75,22 @@ class SnapshotApp:
         self.waiting = 0
         self.served = 0
         self._slots: asyncio.Semaphore | None = None
-        self._sandbox: str | None = None
+        self._sandbox: SandboxKind | None = None
+        self._facts: dict[str, Any] | None = None
 
     @property
-    def sandbox(self) -> str:
+    def sandbox(self) -> SandboxKind:
         """The kernel-enforced layer of this server's runs."""
         if self._sandbox is None:
             self._sandbox = sandbox_kind(self.confinement)
         return self._sandbox
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        """What the runs can see of the host and how their disk quota holds."""
+        if self._facts is None:
+            self._facts = confinement_facts(self.sandbox, self.confinement)
+        return self._facts
 
     def _marks(self) -> list[tuple[bytes, bytes]]:
         headers = [(b"x-blocktrace-sandbox", self.sandbox.encode())]
@@ -131,7 +145,10 @@ class SnapshotApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    self._sandbox = await asyncio.to_thread(sandbox_kind, self.confinement)
+                    kind = await asyncio.to_thread(sandbox_kind, self.confinement)
+                    self._facts = await asyncio.to_thread(confinement_facts, kind,
+                                                          self.confinement)
+                    self._sandbox = kind
                 except RuntimeError as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
@@ -159,7 +176,7 @@ class SnapshotApp:
         return {
             "status": "ok", "running": self.running, "queued": self.waiting,
             "workers": self.workers, "queue": self.queue, "served": self.served,
-            "sandbox": self.sandbox, "auditHook": self.confinement.audit_hook,
+            "sandbox": self.sandbox, "auditHook": self.confinement.audit_hook, **self.facts,
         }
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:

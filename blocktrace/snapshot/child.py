@@ -2,7 +2,8 @@
 
 Started by :mod:`blocktrace.snapshot.runner` as ``python -I -B -m
 blocktrace.snapshot.child``.  It reads a :class:`ChildJob` on stdin, moves its
-result channel off fd 1 (so the program's own writes to fd 1 go nowhere), sets
+result channel off fd 1 (so the program's own writes to fd 1 go nowhere), moves
+into its private file tree when told (:mod:`blocktrace.snapshot.mountns`), sets
 its resource limits, switches user if told, applies the kernel layer (Landlock
 and seccomp, :mod:`blocktrace.snapshot.oslayer`), installs the audit hook, and
 runs the program under the snapshot tracer.  The channel carries one record per
@@ -37,6 +38,7 @@ import msgspec
 from blocktrace.snapshot.confine import apply_limits, count_processes, install_audit_hook
 from blocktrace.snapshot.heap import clean_text, type_name
 from blocktrace.snapshot.model import ChildJob, EndRecord, ErrorInfo, Status
+from blocktrace.snapshot.mountns import enter_private_tree
 from blocktrace.snapshot.oslayer import SYSTEM_DIRS, Layer, OsLayerError
 from blocktrace.snapshot.streams import CappedOutput, FeedInput
 from blocktrace.snapshot.tracer import SnapshotTracer
@@ -165,13 +167,24 @@ def main() -> NoReturn:
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
-    channel = _Channel(chan)
 
+    # Counted while /proc is there (not in the private tree), with the writer
+    # thread about to start.
     base = None
     if job.uid is not None:
-        base = count_processes(job.uid)
+        base = count_processes(job.uid) + 1
     elif os.geteuid() != 0:
-        base = count_processes(os.geteuid())
+        base = count_processes(os.geteuid()) + 1
+    if job.private_tree:
+        # Before any thread: the kernel makes a user namespace only for a
+        # single-threaded process.
+        try:
+            enter_private_tree([*job.allowed_read, *SYSTEM_DIRS], job.workdir,
+                               disk_bytes=job.limits.disk_bytes)
+        except OSError as exc:
+            sys.stderr.write(f"the private file tree could not be made: {exc}\n")
+            os._exit(70)
+    channel = _Channel(chan)
     apply_limits(job.limits, extra_processes_base=base)
     if job.uid is not None:
         os.setgroups([])

@@ -39,6 +39,7 @@ __all__ = [
     "bwrap_usable",
     "install_audit_hook",
     "landlock_usable",
+    "private_tree_usable",
     "python_dirs",
 ]
 
@@ -214,6 +215,32 @@ def landlock_usable(python: str) -> str | None:
                               check=False, env=minimal_env("/"), cwd="/")
     except (OSError, subprocess.TimeoutExpired) as exc:
         return str(exc)
+    if done.returncode == 0:
+        return None
+    lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+    return lines[-1] if lines else f"exit status {done.returncode}"
+
+
+@functools.cache
+def private_tree_usable(python: str) -> str | None:
+    """Why ``python`` cannot make the Landlock layer's private file tree here
+    (:mod:`blocktrace.snapshot.mountns`: a user and mount namespace), or None
+    when it can (tried in a throwaway process and directory, as the child will)."""
+    import subprocess
+    import tempfile
+
+    probe = ("import os, sys\n"
+             "from blocktrace.snapshot.mountns import enter_private_tree\n"
+             "from blocktrace.snapshot.oslayer import SYSTEM_DIRS\n"
+             "enter_private_tree([*sys.argv[2:], *SYSTEM_DIRS], sys.argv[1], disk_bytes=1 << 16)\n"
+             "assert not os.path.exists('/etc') and os.listdir('.') == []\n")
+    with tempfile.TemporaryDirectory(prefix="blocktrace-probe-") as workdir:
+        try:
+            done = subprocess.run([python, "-I", "-B", "-c", probe, workdir, *python_dirs()],
+                                  capture_output=True, timeout=30, check=False,
+                                  env=minimal_env("/"), cwd="/")
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return str(exc)
     if done.returncode == 0:
         return None
     lines = done.stderr.decode("utf-8", "replace").strip().splitlines()

@@ -141,8 +141,9 @@ class Limits(msgspec.Struct, frozen=True):
     file_bytes: int = 1024 * 1024
     """Largest file the program may write in its directory."""
     disk_bytes: int = 8 * 1024 * 1024
-    """All the program's files together (a size-limited tmpfs under bubblewrap,
-    otherwise the server measures the directory and stops the run past it)."""
+    """All the program's files together: a size-limited tmpfs under bubblewrap and
+    in the Landlock layer's private tree; where neither is, the server measures
+    the directory and stops the run past it."""
     open_files: int = 64
     stdout_chars: int = 64 * 1024
     """Output kept (characters); printing more stops the run with ``limit: output``."""
@@ -176,3 +177,7 @@ class ChildJob(msgspec.Struct):
     """Switch to this user id (and group) before running the program."""
     allowed_read: list[str] = []
     """Directories the program may read (Python's library), besides ``workdir``."""
+    private_tree: bool = False
+    """``landlock`` only: first move into a user and mount namespace holding only
+    ``allowed_read`` and a tmpfs of the disk quota at ``workdir``
+    (:mod:`blocktrace.snapshot.mountns`)."""

@@ -386,7 +386,7 @@ class Layer:
                  "deny_sockets": landlock}
         self._filter = build_filter(**rules, protect_fd=None)
         self._protecting_filter = build_filter(**rules, protect_fd=protect_fd)
-        if os.geteuid() == 0 and landlock:
+        if landlock:  # root's powers, and those a user namespace gives
             _drop_capabilities(self._libc)
         self._libc.check(self._libc.lib.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
 

@@ -4,12 +4,13 @@ Each request gets a fresh private temporary directory and a fresh child
 (:mod:`blocktrace.snapshot.child`), started with no inherited file descriptors,
 a minimal environment, its own session (so the whole process group can be
 killed), and a kernel-enforced layer: bubblewrap when it works here, else
-Landlock and seccomp (:mod:`blocktrace.snapshot.oslayer`); running without one
-must be asked for (``sandbox="none"``).  The parent enforces what the child
-cannot enforce on itself: the wall-clock limit, the size of what comes back
-and (outside bubblewrap, whose tmpfs has a size) the disk the program's files
-take; whatever happens, the child's process group is killed and reaped and the
-directory removed before the answer is returned.
+Landlock and seccomp (:mod:`blocktrace.snapshot.oslayer`), in a private file
+tree of its own where user namespaces work (:mod:`blocktrace.snapshot.mountns`);
+running without one must be asked for (``sandbox="none"``).  The parent enforces
+what the child cannot enforce on itself: the wall-clock limit, the size of what
+comes back and (where no size-limited tmpfs holds the working directory) the
+disk the program's files take; whatever happens, the child's process group is
+killed and reaped and the directory removed before the answer is returned.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -35,6 +36,7 @@ from blocktrace.snapshot.confine import (
     bwrap_usable,
     landlock_usable,
     minimal_env,
+    private_tree_usable,
     python_dirs,
 )
 from blocktrace.snapshot.model import (
@@ -50,7 +52,8 @@ from blocktrace.snapshot.model import (
 )
 
 __all__ = [
-    "Confinement", "RunResult", "SandboxKind", "run_request", "run_request_sync", "sandbox_kind",
+    "Confinement", "RunResult", "SandboxKind", "confinement_facts", "run_request",
+    "run_request_sync", "sandbox_kind",
 ]
 
 _UNPRIVILEGED_UID = 65534
@@ -102,6 +105,19 @@ def sandbox_kind(confinement: Confinement) -> SandboxKind:
         "no kernel-enforced confinement works here (bubblewrap cannot run; Landlock and "
         f"seccomp: {why}); refusing to run untrusted code without it"
     )
+
+
+def _private_tree(kind: SandboxKind, confinement: Confinement) -> bool:
+    return kind == "landlock" and private_tree_usable(confinement.python) is None
+
+
+def confinement_facts(kind: SandboxKind, confinement: Confinement) -> dict[str, Any]:
+    """What runs under ``kind`` can see and how their disk quota holds (for
+    ``GET /health``): ``hostFilesHidden`` (host paths are not there, so not even
+    ``os.stat`` finds them) and ``diskQuota`` (``tmpfs``: the kernel refuses
+    past it; ``accounted``: the server measures and stops the run)."""
+    hidden = kind == "bwrap" or _private_tree(kind, confinement)
+    return {"hostFilesHidden": hidden, "diskQuota": "tmpfs" if hidden else "accounted"}
 
 
 class _Collected:
@@ -250,14 +266,15 @@ async def run_request(
                                 disk_bytes=limits.disk_bytes)
         else:
             cmd = python
+        private = _private_tree(kind, confinement)
         job = ChildJob(
             request=request, limits=limits, workdir=inner_dir,
             audit_hook=confinement.audit_hook, os_layer=kind, uid=uid,
-            allowed_read=python_dirs(),
+            allowed_read=python_dirs(), private_tree=private,
         )
         got, killed, returncode, stderr = await _run_child(
             cmd, msgspec.json.encode(job), workdir, limits, got=_Collected(),
-            watch_disk=kind != "bwrap",
+            watch_disk=kind != "bwrap" and not private,
         )
         if kind == "bwrap" and returncode > 128:
             returncode = 128 - returncode  # bwrap reports a signal death as 128 + n

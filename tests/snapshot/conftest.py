@@ -80,9 +80,11 @@ class Server:
     """``blocktrace serve --port 0`` in a subprocess; the port comes from its
     "listening on" line."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, launcher: list[str] | None = None) -> None:
+        """``launcher`` stands for ``python -m blocktrace`` (a script that sets
+        the server's process up first and then runs it)."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "blocktrace", "serve", "--port", "0",
+            [*(launcher or [sys.executable, "-m", "blocktrace"]), "serve", "--port", "0",
              "--cpu", "1", "--wall", "3", *args],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import msgspec
@@ -62,15 +63,18 @@ def test_trace_format_writes_a_verifiable_trace(tmp_path: Path) -> None:
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    for args, stdin, needle in [
+    cases = [
         (("snapshot",), b"{not json", b"not JSON"),
         (("snapshot",), b'{"source": 5}', b"$.source"),
         (("snapshot",), b'{"source": "", "stpes": 3}', b"stpes"),
         (("snapshot",), b'{"source": "", "steps": 0}', b"$.steps"),
         (("snapshot", str(tmp_path / "missing.py")), b"", b"cannot read script"),
         (("snapshot", "--steps", "-3", "x.py"), b"", b"must be positive"),
-    ]:
-        done = blocktrace(*args, stdin=stdin)
+    ]
+    with ThreadPoolExecutor(max_workers=len(cases)) as pool:
+        runs = [pool.submit(blocktrace, *args, stdin=stdin) for args, stdin, _ in cases]
+        dones = [r.result(timeout=120) for r in runs]
+    for (args, stdin, needle), done in zip(cases, dones, strict=True):
         assert done.returncode == 2, (args, stdin, done.stderr)
         assert done.stdout == b""
         assert done.stderr.count(b"\n") == 1 and needle in done.stderr, done.stderr
@@ -87,14 +91,16 @@ def test_script_and_input_file_are_read_bounded(tmp_path: Path) -> None:
     long.write_bytes(b"#" * 1_000_001)
     script = tmp_path / "ok.py"
     script.write_text("print(input())\n")
-    for args, needle in [
+    cases = [
         (("snapshot", "/dev/zero"), b"/dev/zero is larger than 4 MiB: too big for a script"),
         (("snapshot", str(big)), b"big.py is larger than 4 MiB: too big for a script"),
         (("snapshot", str(script), "--input", "/dev/zero"),
          b"/dev/zero is larger than 4 MiB: too big for an input file"),
         (("snapshot", str(long)), b"length <= 1000000 - at `$.source`"),
-    ]:
-        done = blocktrace(*args)
+    ]
+    with ThreadPoolExecutor(max_workers=len(cases)) as pool:
+        dones = list(pool.map(lambda case: blocktrace(*case[0]), cases))
+    for (args, needle), done in zip(cases, dones, strict=True):
         assert done.returncode == 2, (args, done.stderr)
         assert done.stdout == b""
         assert done.stderr.count(b"\n") == 1 and needle in done.stderr, done.stderr

@@ -21,7 +21,7 @@ pytest.importorskip("uvicorn")
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    s = Server("--workers", "2", "--queue", "16")
+    s = Server("--workers", "4", "--queue", "32")
     try:
         yield s
     finally:
@@ -35,7 +35,7 @@ def test_health(server: Server) -> None:
     assert headers["content-type"] == "application/json"
     health = msgspec.json.decode(body)
     assert health["status"] == "ok"
-    assert health["workers"] == 2
+    assert health["workers"] == 4
     assert health["sandbox"] in ("bwrap", "landlock")
     assert headers["x-blocktrace-sandbox"] == health["sandbox"]
     assert "x-blocktrace-warning" not in headers and "warning" not in health
@@ -127,7 +127,9 @@ def test_hostile_programs_next_to_good_ones(server: Server) -> None:
 
 
 def test_a_full_queue_answers_503() -> None:
-    s = Server("--workers", "1", "--queue", "0", "--wall", "8")
+    # The slow run holds the only worker for --wall seconds: time enough to
+    # see it running and be refused, whatever the load.
+    s = Server("--workers", "1", "--queue", "0", "--wall", "4")
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:
             slow = pool.submit(s.trace, {"source": "import time\ntime.sleep(30)\n"})
