@@ -201,7 +201,8 @@ def main() -> NoReturn:
         try:
             layer = Layer(readable=[*job.allowed_read, *SYSTEM_DIRS], writable=[job.workdir],
                           landlock=job.os_layer == "landlock",
-                          deny_fork=job.os_layer == "landlock", protect_fd=chan)
+                          deny_fork=job.os_layer == "landlock", protect_fd=chan,
+                          deny_metadata=job.os_layer == "landlock" and not job.private_tree)
         except OsLayerError as exc:
             sys.stderr.write(f"the kernel confinement could not be applied: {exc}\n")
             os._exit(70)

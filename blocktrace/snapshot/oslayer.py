@@ -16,7 +16,9 @@ undone.  So they work in containers that forbid the namespaces bubblewrap needs.
   calls a teaching program never needs and an attacker wants — ``execve``,
   sockets, ``ptrace``, namespaces and mounts, keyrings, ``bpf``,
   ``io_uring``, ``setsid``/``setpgid`` (so nothing leaves the process group
-  the server kills) — optionally ``fork`` (where there is no PID namespace), and
+  the server kills) — optionally ``fork`` (where there is no PID namespace) and
+  every change of a file's mode, owner, times or extended attributes (where no
+  private tree, :mod:`blocktrace.snapshot.mountns`, hides the host's files), and
   on the program's thread every way of writing to, duplicating or closing the
   report channel's descriptor.
 
@@ -124,6 +126,11 @@ _ARCHES: dict[str, tuple[int, dict[str, int]]] = {
         "sendfile": 40, "splice": 275, "tee": 276, "vmsplice": 278, "copy_file_range": 326,
         "dup": 32, "dup2": 33, "dup3": 292, "fcntl": 72, "close": 3, "close_range": 436,
         "ioctl": 16, "sendto": 44, "sendmsg": 46, "sendmmsg": 307, "shutdown": 48,
+        "chmod": 90, "fchmod": 91, "fchmodat": 268, "fchmodat2": 452, "chown": 92,
+        "fchown": 93, "lchown": 94, "fchownat": 260, "utime": 132, "utimes": 235,
+        "futimesat": 261, "utimensat": 280, "setxattr": 188, "lsetxattr": 189,
+        "fsetxattr": 190, "setxattrat": 463, "removexattr": 197, "lremovexattr": 198,
+        "fremovexattr": 199, "removexattrat": 466,
     }),
     "aarch64": (0xC00000B7, {
         "execve": 221, "execveat": 281, "clone": 220, "clone3": 435, "setsid": 157,
@@ -143,7 +150,10 @@ _ARCHES: dict[str, tuple[int, dict[str, int]]] = {
         "pwritev2": 287, "sendfile": 71, "splice": 76, "tee": 77, "vmsplice": 75,
         "copy_file_range": 285, "dup": 23, "dup3": 24, "fcntl": 25, "close": 57,
         "close_range": 436, "ioctl": 29, "sendto": 206, "sendmsg": 211, "sendmmsg": 269,
-        "shutdown": 210,
+        "shutdown": 210, "fchmod": 52, "fchmodat": 53, "fchmodat2": 452, "fchown": 55,
+        "fchownat": 54, "utimensat": 88, "setxattr": 5, "lsetxattr": 6, "fsetxattr": 7,
+        "setxattrat": 463, "removexattr": 14, "lremovexattr": 15, "fremovexattr": 16,
+        "removexattrat": 466,
     }),
 }
 
@@ -157,6 +167,14 @@ _DENIED = (
     "quotactl", "syslog", "open_by_handle_at", "name_to_handle_at", "mknod", "mknodat",
     "personality", "iopl", "ioperm", "setrlimit",
 )
+_METADATA = ("chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown",
+             "fchownat", "utime", "utimes", "futimesat", "utimensat", "setxattr", "lsetxattr",
+             "fsetxattr", "setxattrat", "removexattr", "lremovexattr", "fremovexattr",
+             "removexattrat")
+"""Changes to a file's mode, owner, times and extended attributes, which Landlock
+does not mediate: by path or through any descriptor (a file opened only for
+reading will do), so refused outright where no private tree makes the host's
+files unreachable or read-only."""
 _SOCKETS = ("socket", "socketpair")
 _SIGNALS = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_send_signal")
 _FD_FIRST_ARG = ("write", "writev", "pwrite64", "pwritev", "pwritev2", "sendfile", "vmsplice",
@@ -215,7 +233,8 @@ def _arg_hi(index: int) -> int:
 
 
 def build_filter(
-    *, deny_fork: bool, deny_signals: bool, deny_sockets: bool, protect_fd: int | None
+    *, deny_fork: bool, deny_signals: bool, deny_sockets: bool, protect_fd: int | None,
+    deny_metadata: bool = False,
 ) -> bytes:
     """The seccomp filter as BPF bytes (see the module docstring for what it refuses)."""
     arch = seccomp_arch()
@@ -236,6 +255,8 @@ def build_filter(
         names += _SIGNALS
     if deny_fork:
         names += [n for n in ("fork", "vfork") if n in nr]
+    if deny_metadata:
+        names += _METADATA
     for name in names:
         if name in nr:
             p.op(_JEQ, nr[name], "deny", 0)
@@ -372,7 +393,7 @@ class Layer:
     """
 
     def __init__(self, *, readable: Sequence[str], writable: Sequence[str], landlock: bool,
-                 deny_fork: bool, protect_fd: int | None) -> None:
+                 deny_fork: bool, protect_fd: int | None, deny_metadata: bool = False) -> None:
         self._libc = _Libc()
         self.abi = landlock_abi(self._libc) if landlock else 0
         if landlock and self.abi == 0:
@@ -383,7 +404,7 @@ class Layer:
         # server's other processes of its user; inside bubblewrap there are none.
         # Sockets: inside bubblewrap the network namespace has no interface.
         rules = {"deny_fork": deny_fork, "deny_signals": landlock and self.abi < 6,
-                 "deny_sockets": landlock}
+                 "deny_sockets": landlock, "deny_metadata": deny_metadata}
         self._filter = build_filter(**rules, protect_fd=None)
         self._protecting_filter = build_filter(**rules, protect_fd=protect_fd)
         if landlock:  # root's powers, and those a user namespace gives

@@ -110,6 +110,17 @@ ESCAPES = {
         "print('size', st.st_size)\n"
         "print(sorted(os.listdir(os.path.dirname(SECRET))))\n"
     ),
+    "metadata": (
+        "import os\n"
+        "# Landlock does not mediate mode, owner, times or xattrs; a library file\n"
+        "# opened for reading is given its own mode again (no change if allowed)\n"
+        "st = os.stat(os.__file__)\n"
+        "fd = os.open(os.__file__, os.O_RDONLY)\n"
+        "os.fchmod(fd, st.st_mode & 0o7777)\n"
+        "print('fchmod')\n"
+        "os.chmod(SECRET, 0o600)\n"
+        "print('chmod')\n"
+    ),
     "fd3_forgery": (
         "import os\n"
         "forged = b'E{\"status\":\"ok\",\"stdout\":\"forged\"}\\n'\n"
@@ -186,6 +197,7 @@ def check(name: str, r: dict[str, Any], target: Target, leftovers: list[int],
     assert target.token not in body, (name, r)
     assert not target.outside.exists(), name
     assert leftovers == [], (name, leftovers)
+    assert target.secret.stat().st_mode & 0o777 == 0o644, name
     if name in ("fd3_forgery", "fd3_via_monitoring"):
         assert r["status"] == "error" and r["stdout"] == ""
         line = 11 if name == "fd3_forgery" else 17
@@ -207,6 +219,10 @@ def check(name: str, r: dict[str, Any], target: Target, leftovers: list[int],
     elif name == "stat_probe":  # not there at all
         assert r["status"] == "error" and r["error"]["type"] == "FileNotFoundError", r
         assert r["stdout"] == "", r
+    elif name == "metadata":  # refused (EPERM), or a read-only mount (EROFS)
+        assert r["status"] == "error" and r["stdout"] == "", r
+        assert r["error"]["type"] in ("PermissionError", "OSError"), r
+        assert r["error"]["line"] == 6, r
     elif name == "fork_exec":
         pass  # refused, or forked but never executed: nothing left running (above)
     else:
@@ -433,6 +449,8 @@ def test_without_any_layer_every_escape_succeeds(batches: dict[str, Batch]) -> N
     assert results["fork_exec"]["stdout"] == "started\n"
     assert len(batch.leftovers) >= 1  # outlived the request
     assert results["stat_probe"]["stdout"].startswith(f"size {len(target.token)}\n")
+    assert results["metadata"]["stdout"] == "fchmod\nchmod\n"
+    assert target.secret.stat().st_mode & 0o777 == 0o600
     for name in ("fd3_forgery", "fd3_via_monitoring"):
         assert results[name]["status"] == "ok"
         assert results[name]["stdout"] == "forged"
