@@ -201,18 +201,14 @@ def bwrap_usable() -> str | None:
     return path if done.returncode == 0 else None
 
 
-@functools.cache
-def landlock_usable(python: str) -> str | None:
-    """Why the Landlock and seccomp layer cannot be applied by ``python`` here,
-    or None when it can (tried in a throwaway process, as the child will)."""
-    import subprocess
+def _probe(python: str, probe: str, *args: str) -> str | None:
+    """Run ``probe`` as the child would run (isolated, minimal environment, in
+    a throwaway process): None when it succeeds, else why not in one line."""
+    import subprocess  # not at the top: the child must not have it loaded
 
-    probe = ("from blocktrace.snapshot.oslayer import Layer\n"
-             "layer = Layer(readable=[], writable=[], landlock=True, deny_fork=True, "
-             "protect_fd=None)\nlayer.restrict(protect=True)\n")
     try:
-        done = subprocess.run([python, "-I", "-B", "-c", probe], capture_output=True, timeout=30,
-                              check=False, env=minimal_env("/"), cwd="/")
+        done = subprocess.run([python, "-I", "-B", "-c", probe, *args], capture_output=True,
+                              timeout=30, check=False, env=minimal_env("/"), cwd="/")
     except (OSError, subprocess.TimeoutExpired) as exc:
         return str(exc)
     if done.returncode == 0:
@@ -222,11 +218,19 @@ def landlock_usable(python: str) -> str | None:
 
 
 @functools.cache
+def landlock_usable(python: str) -> str | None:
+    """Why the Landlock and seccomp layer cannot be applied by ``python`` here,
+    or None when it can."""
+    return _probe(python, "from blocktrace.snapshot.oslayer import Layer\n"
+                  "layer = Layer(readable=[], writable=[], landlock=True, deny_fork=True, "
+                  "protect_fd=None)\nlayer.restrict(protect=True)\n")
+
+
+@functools.cache
 def private_tree_usable(python: str) -> str | None:
     """Why ``python`` cannot make the Landlock layer's private file tree here
     (:mod:`blocktrace.snapshot.mountns`: a user and mount namespace), or None
-    when it can (tried in a throwaway process and directory, as the child will)."""
-    import subprocess
+    when it can (tried in a throwaway directory too)."""
     import tempfile
 
     probe = ("import os, sys\n"
@@ -235,16 +239,7 @@ def private_tree_usable(python: str) -> str | None:
              "enter_private_tree([*sys.argv[2:], *SYSTEM_DIRS], sys.argv[1], disk_bytes=1 << 16)\n"
              "assert not os.path.exists('/etc') and os.listdir('.') == []\n")
     with tempfile.TemporaryDirectory(prefix="blocktrace-probe-") as workdir:
-        try:
-            done = subprocess.run([python, "-I", "-B", "-c", probe, workdir, *python_dirs()],
-                                  capture_output=True, timeout=30, check=False,
-                                  env=minimal_env("/"), cwd="/")
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return str(exc)
-    if done.returncode == 0:
-        return None
-    lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
-    return lines[-1] if lines else f"exit status {done.returncode}"
+        return _probe(python, probe, workdir, *python_dirs())
 
 
 def _namespace_args() -> list[str]:
