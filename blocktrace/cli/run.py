@@ -38,6 +38,10 @@ def register(sub: Any) -> None:
     p.add_argument("--gas", type=gas_budget, metavar="N",
                    help="step budget: stop the program after N traced instructions "
                    "(1 to 2**64-1: the trace's gas is an EIP-3155 uint64)")
+    p.add_argument("--level", choices=("op", "line", "call"), default="op",
+                   help="what to record: every instruction (op), the first instruction of "
+                   "each source line run (line), or only calls, returns and exceptions "
+                   "(call); gas counts every instruction at every level")
     p.add_argument("--locals", choices=_VALUES, default="off",
                    help="record local variables at each line: every time, changes only, or not")
     p.add_argument("--globals", choices=_VALUES, default="off",
@@ -152,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
             checkpoint_seconds=args.checkpoint_seconds,
             signer=signer,
             clock=args.clock,
+            level=args.level,
         )
     except OSError as exc:
         raise CliError(f"{output}: cannot write: {exc.strerror or exc}") from None
@@ -165,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
             "module": program.is_module, "locals": args.locals, "globals": args.globals,
             "include": comma_list(args.include), "exclude": comma_list(args.exclude),
             "target": args.target, "gas": args.gas, "repr": args.use_repr,
+            "level": args.level,
         }
 
         def write_inputs() -> None:

@@ -1,11 +1,12 @@
 """Recording one test call as a golden-form trace.
 
-``Recording`` wraps the call phase of a test: a ``ChainTracer`` (behind the
-level filter) writes the run to a temporary file, which ``finish`` turns into
-golden bytes (``stabilise``).  A test that starts another process is noticed
-through an audit hook (``subprocess.Popen``, ``os.fork``, ``os.exec*``,
-``os.posix_spawn``, ``os.system``, ...): what the child does is in no trace,
-so such a test is reported instead of compared.
+``Recording`` wraps the call phase of a test: a ``ChainTracer`` at the test's
+level (the stepper produces only that level's events) writes the run to a
+temporary file, which ``finish`` turns into golden bytes (``stabilise``). A
+test that starts another process is noticed through an audit hook
+(``subprocess.Popen``, ``os.fork``, ``os.exec*``, ``os.posix_spawn``,
+``os.system``, ...): what the child does is in no trace, so such a test is
+reported instead of compared.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from blocktrace.golden.stabilise import GOLDEN_GENESIS, Normaliser, stabilise
 from blocktrace.tracers import Tracer, set_tracer
 from blocktrace.tracers.chain import ChainTracer, ValuesMode
-from blocktrace.tracers.level import Level, level_tracer
+from blocktrace.tracers.level import Level
 
 __all__ = ["Recording", "RecordingError"]
 
@@ -91,7 +92,7 @@ class Recording:
         mode: ValuesMode = "changes" if self.values else "off"
         self._chain = ChainTracer(self.raw_path, genesis=GOLDEN_GENESIS, level=self.level,
                                   argv=list(self.rules.argv), locals=mode, force=True)
-        self._previous = set_tracer(level_tracer(self._chain, self.level))
+        self._previous = set_tracer(self._chain)  # the stepper produces only its level
         try:
             blocktrace.start(include=self.include, exclude=self.exclude, stacklevel=2)
         except (RuntimeError, ScopeError) as exc:

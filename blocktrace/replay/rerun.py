@@ -104,6 +104,8 @@ def _command(header: dict[str, Any], inputs: dict[str, Any], output: str) -> lis
         cmd += ["--gas", str(options["gas"])]
     if options.get("repr"):
         cmd.append("--repr")
+    if header.get("level") in ("line", "call"):  # re-recorded at the trace's level
+        cmd += ["--level", str(header["level"])]
     if "randomSeed" in inputs:
         cmd += ["--deterministic"]
     if options.get("module"):

@@ -13,13 +13,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import BuiltinFunctionType, CodeType, FrameType, FunctionType, MethodType
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from blocktrace.events import TraceEvent
 from blocktrace.tracers.render import Renderer
 
 __all__ = [
+    "LEVELS",
     "Capabilities",
+    "Level",
     "Tracer",
     "VMState",
     "at_recursion_limit",
@@ -29,9 +31,21 @@ __all__ = [
     "direct_call",
     "discard_trace",
     "emit",
+    "finest",
     "get_tracer",
     "set_tracer",
 ]
+
+
+Level = Literal["op", "line", "call"]
+"""How much of a run a tracer is sent (see ``Tracer.level``)."""
+LEVELS: tuple[Level, ...] = ("op", "line", "call")
+"""The levels, finest first."""
+
+
+def finest(levels: list[Level]) -> Level:
+    """The finest of ``levels`` (``call`` for none: nobody wants instructions)."""
+    return min(levels, key=LEVELS.index, default="call")
 
 
 class VMState(Protocol):
@@ -103,6 +117,12 @@ class Tracer(Protocol):
         tracer would have done) and False when it did not, and the tracer is
         then called as usual; the stepper's hook passes gas and depth itself
         (``ChainTracer`` offers its line writer's ``op``).
+    ``level: "op" | "line" | "call" = "op"``
+        which events the stepper produces: ``op`` every one; ``line`` the
+        ``OpStart`` of the first instruction of each source-line range
+        (``OpStart.line_start``) and no other, with every call, return,
+        exception and ``Stop``; ``call`` no ``OpStart`` at all.  Gas still
+        counts every instruction executed.  (Any other value reads as ``op``.)
     ``record_failure: Callable[[str], object] | None = None``
         told, with a one-line message, when this tracer (or one beside it in a
         ``Tee``) failed and was detached: ``ChainTracer`` writes it into the trace.
@@ -129,6 +149,7 @@ class Capabilities:
     fast_call: Callable[[Any, Any], object] | None = None
     op_line: Callable[[Any, int, int], bool] | None = None
     record_failure: Callable[[str], object] | None = None
+    level: Level = "op"
 
 
 _PLAIN = Capabilities()
@@ -149,12 +170,14 @@ def capabilities_of(tracer: object) -> Capabilities:
         fast = own.get("fast_call")
         op_line = own.get("op_line")
         record = getattr(tracer, "record_failure", None)
+        level = getattr(tracer, "level", "op")
         return Capabilities(
             wants_op_end=bool(getattr(tracer, "wants_op_end", False)),
             may_disable=bool(getattr(tracer, "may_disable", False)),
             fast_call=fast if callable(fast) else None,
             op_line=op_line if callable(op_line) else None,
             record_failure=record if callable(record) else None,
+            level=level if isinstance(level, str) and level in LEVELS else "op",
         )
     except Exception:
         return _PLAIN

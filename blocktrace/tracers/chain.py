@@ -39,7 +39,7 @@ from blocktrace.format.rules import OP_MID
 from blocktrace.format.source import fingerprint
 from blocktrace.format.versions import FORMAT_VERSION, LINES_PER_LEAF
 from blocktrace.tracers import VMState
-from blocktrace.tracers.level import Level
+from blocktrace.tracers.level import Level, check_level
 
 if TYPE_CHECKING:
     from blocktrace.chain.checkpoint import Checkpointer
@@ -141,8 +141,9 @@ class ChainTracer:
     op lines).  The header is written at construction; ``Stop``
     writes the summary and seals the file; ``close()`` seals it if no ``Stop``
     came (a detached or interrupted run), marking it not passed.  ``level``
-    (``"op"``, ``"line"``, ``"call"``) is written in the header; the events of
-    that level are chosen by whoever calls the tracer (``LevelFilter``).
+    (``"op"``, ``"line"``, ``"call"``) is written in the header and declared
+    to the stepper (``Tracer.level``), which then produces only that level's
+    events.
     """
 
     wants_op_end = False
@@ -165,6 +166,8 @@ class ChainTracer:
     ) -> None:
         if locals not in ("off", "on", "changes") or globals not in ("off", "on", "changes"):
             raise ValueError("locals and globals take 'off', 'on' or 'changes'")
+        self.level: Level = check_level(level)
+        """The events this trace holds (a capability: the stepper produces only these)."""
         self.path: str | None
         self._out: IO[bytes]
         write: Any
@@ -220,7 +223,7 @@ class ChainTracer:
             "argv": list(sys.argv if argv is None else argv),
             "start": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "pid": os.getpid(),
-            "level": level,  # the events kept are chosen by LevelFilter (tracers/level.py)
+            "level": level,
         }
         self._line(_encode(header)[:-1])
         self.flush()

@@ -15,8 +15,10 @@ from blocktrace.tracers import (
     capabilities_changed,
     capabilities_of,
     direct_call,
+    finest,
 )
 from blocktrace.tracers.depth import call_with_room
+from blocktrace.tracers.level import only_level
 
 __all__ = ["Tee"]
 
@@ -31,10 +33,12 @@ class Tee:
     those that do), a site may be turned off only when every tracer may do so
     (and then only once every tracer answered ``DISABLE`` there), and a Tee of
     one tracer has that one's ``fast_call`` and ``op_line`` (a Tee of a
-    ``ChainTracer`` keeps the C line writer).  Each tracer is called through its own
-    ``fast_call`` when it has one.  Change the tracers with :meth:`add` and
-    :meth:`remove` (or call :meth:`refresh` after changing ``tracers``), so that
-    a running stepper hears of it.
+    ``ChainTracer`` keeps the C line writer), and the Tee's ``level`` is the
+    finest any tracer declares, each tracer being sent only its own level's
+    events. Each tracer is called through its own ``fast_call`` when it has one.
+    Change the tracers with :meth:`add` and :meth:`remove` (or call
+    :meth:`refresh` after changing ``tracers``), so that a running stepper hears
+    of it.
 
     A tracer that raises is detached (the others go on); the failure is passed to
     the remaining tracers' ``record_failure`` (the chain writer records it in the
@@ -49,7 +53,11 @@ class Tee:
     def refresh(self) -> None:
         """Combine the tracers' capabilities again (after ``tracers`` changed)."""
         caps = [capabilities_of(t) for t in self.tracers]
-        calls = [(t, direct_call(t, c)) for t, c in zip(self.tracers, caps, strict=True)]
+        self.level = finest([c.level for c in caps])
+        """The finest level a tracer declares (what the stepper produces)."""
+        calls = [(t, direct_call(t, c) if c.level == self.level
+                  else only_level(direct_call(t, c), c.level))
+                 for t, c in zip(self.tracers, caps, strict=True)]
         self._calls: list[tuple[Tracer, Callable[[Any, Any], object]]] = calls
         self._op_end_calls = [tc for tc, c in zip(calls, caps, strict=True) if c.wants_op_end]
         self.wants_op_end = bool(self._op_end_calls)

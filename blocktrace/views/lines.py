@@ -56,6 +56,11 @@ class FileView:
     """Qualified names of the traced code objects of this file."""
     spans: dict[str, tuple[int, int]] = field(default_factory=dict)
     """function name -> (first line, last line) from its statements."""
+    calls: dict[str, int] = field(default_factory=dict)
+    """function name -> how many times it was called (every level records calls)."""
+    level: str = "op"
+    """The trace's level: at ``line`` each op line is a line start (a hit of its
+    statement); at ``call`` no statement is recorded, only calls."""
     no_code: set[int] = field(default_factory=set)
     """Statements that compile to no instruction (a docstring): they cannot run,
     so they are not shown as "never ran".  Known when ``exact``."""
@@ -107,6 +112,8 @@ class _Viewer:
         self.codes: dict[int, _Code] = {}
         self.frames: dict[tuple[int, int], _Frame] = {}
         self.ops = 0
+        self.line_level = False
+        """Every op line starts a source line (a ``line`` trace): each is a hit."""
 
     def file(self, path: str) -> FileView:
         view = self.files.get(path)
@@ -183,6 +190,7 @@ def view_trace(path: str) -> list[FileView]:
     decoder = msgspec.json.Decoder(dict[str, Any])
     recorded = reader.header.python or ""
     viewer = _Viewer(recorded.split(".")[:2] == platform.python_version().split(".")[:2])
+    viewer.line_level = reader.level == "line"
     for number, raw in reader.raw_lines(2):
         if raw.startswith(b'{"event":"source"'):
             line = reader.decode(number, raw)
@@ -204,7 +212,10 @@ def view_trace(path: str) -> list[FileView]:
         view = viewer.files[file]
         if root is not None and view.exact and view.smap is not None:
             view.no_code = _without_code(view.smap, root)
-    return [v for v in viewer.files.values() if v.smap is not None or v.functions]
+    views = [v for v in viewer.files.values() if v.smap is not None or v.functions]
+    for view in views:
+        view.level = reader.level
+    return views
 
 
 def _without_code(smap: StatementMap, root: CodeType) -> set[int]:
@@ -246,7 +257,7 @@ def _event(viewer: _Viewer, obj: dict[str, Any], number: int, path: str) -> None
                 if comp is not None:
                     viewer.element(frame.code, comp)
             sid = viewer.statement(frame.code, pc, int(obj.get("line", 0)))
-            if sid >= 0 and sid != frame.cur:
+            if sid >= 0 and (sid != frame.cur or viewer.line_level):
                 if frame.cur >= 0:
                     viewer.sample(frame, frame.cur)
                 frame.cur = sid
@@ -257,6 +268,9 @@ def _event(viewer: _Viewer, obj: dict[str, Any], number: int, path: str) -> None
                 viewer.learn(number_, str(obj["name"]), str(obj["file"]), int(obj["firstLine"]))
             key = (thread, int(obj["depth"]))
             called = viewer.codes[number_]
+            if obj.get("kind") == "call":
+                calls = called.file.calls
+                calls[called.name] = calls.get(called.name, 0) + 1
             frame = viewer.frames[key] = _Frame(called)
             if called.function >= 0:  # a lambda: one hit per call, sampled at its return
                 frame.cur, frame.cur_at = called.function, viewer.ops
@@ -320,6 +334,8 @@ def _selected(views: list[FileView], function: str | None) -> list[tuple[FileVie
 def render_text(views: list[FileView], function: str | None = None) -> str:
     """The annotated source: hit counts in the margin, one line per statement
     beside its source line, sample values after it."""
+    if any(v.level == "call" for v in views):
+        return _calls_text(views, function)
     parts: list[str] = []
     for view, first, last in _selected(views, function):
         assert view.source is not None and view.smap is not None
@@ -359,6 +375,28 @@ def render_text(views: list[FileView], function: str | None = None) -> str:
     return "\n".join(parts) + ("\n" if parts else "")
 
 
+CALL_LEVEL_NOTE = ("a call-level trace records calls, returns and exceptions, not which "
+                   "statements ran (record with --level line or op for that): calls per "
+                   "function")
+
+
+def _calls_text(views: list[FileView], function: str | None) -> str:
+    """A call-level trace: how often each function was called, per file."""
+    parts = [CALL_LEVEL_NOTE]
+    for view in views:
+        names = [n for n in sorted(view.calls) if function is None or n == function]
+        if names:
+            parts.append(f"== {view.path}")
+            parts.extend(f"{view.calls[n]:>8} | {n}" for n in names)
+    return "\n".join(parts) + "\n"
+
+
+class _JsonCalls(msgspec.Struct):
+    file: str
+    function: str
+    calls: int
+
+
 class _JsonStatement(msgspec.Struct):
     file: str
     line: int
@@ -368,9 +406,18 @@ class _JsonStatement(msgspec.Struct):
 
 
 def render_json(views: list[FileView], function: str | None = None) -> bytes:
-    """One JSON object per statement (file, line, statement, hits, samples), as JSON Lines."""
+    """One JSON object per statement (file, line, statement, hits, samples), as JSON
+    Lines; for a call-level trace one per function (file, function, calls)."""
     encoder = msgspec.json.Encoder()
     out = bytearray()
+    if any(v.level == "call" for v in views):  # no statements: one object per function
+        for view in views:
+            for name in sorted(view.calls):
+                if function is None or name == function:
+                    encoder.encode_into(_JsonCalls(view.path, name, view.calls[name]), out,
+                                        len(out))
+                    out += b"\n"
+        return bytes(out)
     for view, first, last in _selected(views, function):
         assert view.smap is not None
         for st in view.smap.statements:

@@ -6,7 +6,8 @@ import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from blocktrace.tracers import Tracer, _active, set_tracer
+from blocktrace.tracers import Level, Tracer, _active, set_tracer
+from blocktrace.tracers.level import level_tracer
 from blocktrace.tracers.render import Renderer
 from blocktrace.vm.scope import Scope, ScopeError
 from blocktrace.vm.stepper import (
@@ -81,9 +82,17 @@ def trace(
     target: str | None = None,
     gas: int | None = None,
     use_repr: bool = False,
+    level: Level | None = None,
 ) -> Iterator[Stepper]:
     """Trace the body of the ``with`` block into ``tracer``, then restore the
-    previous tracer.  An exception leaving the block is recorded in ``Stop``."""
+    previous tracer.  An exception leaving the block is recorded in ``Stop``.
+
+    ``level`` (``"op"``, ``"line"``, ``"call"``): send ``tracer`` only that
+    level's events (the stepper produces no others; see ``Tracer.level``).
+    ``None``: the tracer's own level (a ``ChainTracer``'s ``level=``, else
+    ``op``).  A tracer that declares another level is refused (``ValueError``)."""
+    if level is not None:
+        tracer = level_tracer(tracer, level)
     previous = set_tracer(tracer)
     try:
         stepper = start(

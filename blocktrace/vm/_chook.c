@@ -57,6 +57,7 @@
 /* Per module (multi-phase init: one per interpreter that imports it). */
 typedef struct {
     PyObject *hook_type;
+    PyObject *meter_type;
     PyObject *str_gas;  /* interned "gas" */
     PyObject *str_site; /* interned "site" */
     PyObject *str_depth; /* interned "depth" */
@@ -122,6 +123,28 @@ set_attr(PyObject *obj, PyObject *name, PyObject *value)
     return set != NULL ? set(obj, name, value) : PyObject_SetAttr(obj, name, value);
 }
 
+/* Meter: the step budget in C.  ``used`` instructions charged so far and the
+ * ``limit``; ``gas`` (what tracers read as ``vm.gas``) is limit - used.  A hook
+ * given a meter charges it without making an int object per instruction. */
+typedef struct {
+    PyObject_HEAD
+    unsigned long long used;
+    unsigned long long limit;
+} Meter;
+
+/* limit - used as a Python int (negative once an out_of_gas that returned let
+ * a run go past its budget). */
+static PyObject *
+meter_gas_value(const Meter *m)
+{
+    if (m->used <= m->limit) {
+        return PyLong_FromUnsignedLongLong(m->limit - m->used);
+    }
+    unsigned long long over = m->used - m->limit;
+    return over <= (unsigned long long)LLONG_MAX ? PyLong_FromLongLong(-(long long)over)
+                                                 : PyLong_FromLongLong(LLONG_MIN);
+}
+
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
@@ -136,6 +159,8 @@ typedef struct {
     PyObject *disable;
     PyObject *op_line; /* NULL: none; else op_line(event, gas, depth) comes first */
     int may_disable; /* the tracer's DISABLE for an OpStart is passed on */
+    PyObject *meter; /* NULL: gas is vm.gas; else the Meter charged (vm.gas is not touched) */
+    PyObject *skip;  /* NULL, or the site value meaning "charge, emit nothing" (needs a meter) */
     /* the one-entry cache (strong references, or NULL) */
     PyObject *last_code;
     PyObject *last_list;
@@ -181,7 +206,7 @@ learn_vm_type(InstructionHook *self, PyTypeObject *tp)
             break;
         }
         /* type dicts have exact str keys: no Python code runs here */
-        int has = PyDict_Contains(dict, self->st->str_gas);
+        int has = self->meter != NULL ? 0 : PyDict_Contains(dict, self->st->str_gas);
         if (has == 0) {
             has = PyDict_Contains(dict, self->st->str_site);
         }
@@ -194,7 +219,8 @@ learn_vm_type(InstructionHook *self, PyTypeObject *tp)
     if (plain) {
         /* The lookup that gives tp a version tag (neither name is in the MRO,
          * so this reads the instance dict and runs no Python code). */
-        PyObject *value = PyObject_GenericGetAttr(self->vm, self->st->str_gas);
+        PyObject *value = PyObject_GenericGetAttr(
+            self->vm, self->meter != NULL ? self->st->str_site : self->st->str_gas);
         if (value != NULL) {
             Py_DECREF(value);
         }
@@ -428,6 +454,78 @@ done:
     return result;
 }
 
+/* The rest of the instruction with a meter (takes `event`): gas is the
+ * meter's, so no int object is made unless op_line is given it.
+ *
+ *     used = meter.used
+ *     if used >= meter.limit:
+ *         out_of_gas(code, offset)
+ *     if event is skip:
+ *         meter.used = used + 1
+ *         return None
+ *     vm.site = event
+ *     try:
+ *         if op_line is None or not op_line(event, meter.gas, vm.depth):
+ *             tracer(vm, event)
+ *     except BaseException as exc:
+ *         failed(exc)
+ *     meter.used = used + 1
+ *     return None
+ */
+static PyObject *
+metered_call(InstructionHook *self, PyObject *const *args, PyObject *event)
+{
+    Meter *m = (Meter *)self->meter;
+    PyObject *result = NULL;
+    unsigned long long used = m->used;
+    if (used >= m->limit) {
+        PyObject *r = PyObject_Vectorcall(self->out_of_gas, args, 2, NULL);
+        if (r == NULL) {
+            goto done;
+        }
+        Py_DECREF(r);
+    }
+    if (event == self->skip) {
+        m->used = used + 1;
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    PyObject *dict = plain_dict(self);
+    int set_site;
+    if (dict != NULL) {
+        set_site = PyDict_SetItem(dict, self->st->str_site, event);
+    }
+    else {
+        set_site = PyErr_Occurred() ? -1 : set_attr(self->vm, self->st->str_site, event);
+    }
+    if (set_site < 0) {
+        Py_XDECREF(dict);
+        goto done;
+    }
+    int pass_disable;
+    if (self->op_line != NULL) {
+        PyObject *gas = meter_gas_value(m);
+        if (gas == NULL) {
+            Py_XDECREF(dict);
+            goto done;
+        }
+        pass_disable = call_op_line(self, event, gas, dict); /* takes dict */
+        Py_DECREF(gas);
+    }
+    else {
+        Py_XDECREF(dict);
+        pass_disable = call_tracer(self, event);
+    }
+    if (pass_disable < 0) {
+        goto done;
+    }
+    m->used = used + 1;
+    result = Py_NewRef(pass_disable ? self->disable : Py_None);
+done:
+    Py_DECREF(event);
+    return result;
+}
+
 static PyObject *
 hook_call(InstructionHook *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -466,6 +564,9 @@ hook_call(InstructionHook *self, PyObject *const *args, size_t nargsf, PyObject 
             Py_DECREF(event);
             return Py_NewRef(self->disable);
         }
+    }
+    if (self->meter != NULL) {
+        return metered_call(self, args, event); /* takes event */
     }
 
     PyObject *result = NULL;
@@ -578,13 +679,15 @@ static PyObject *
 hook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"sites", "vm", "tracer", "missing", "out_of_gas", "failed",
-                             "disable", "may_disable", "op_line", NULL};
+                             "disable", "may_disable", "op_line", "meter", "skip", NULL};
     PyObject *sites, *vm, *tracer, *missing, *out_of_gas, *failed, *disable;
     PyObject *op_line = Py_None;
+    PyObject *meter = Py_None;
+    PyObject *skip = Py_None;
     int may_disable = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO|$pO:InstructionHook", kwlist, &sites,
-                                     &vm, &tracer, &missing, &out_of_gas, &failed, &disable,
-                                     &may_disable, &op_line)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO|$pOOO:InstructionHook", kwlist,
+                                     &sites, &vm, &tracer, &missing, &out_of_gas, &failed,
+                                     &disable, &may_disable, &op_line, &meter, &skip)) {
         return NULL;
     }
     if (op_line != Py_None && !PyCallable_Check(op_line)) {
@@ -603,6 +706,15 @@ hook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     chook_state *st = PyType_GetModuleState(type);
     if (st == NULL) {
+        return NULL;
+    }
+    if (meter != Py_None && !PyObject_TypeCheck(meter, (PyTypeObject *)st->meter_type)) {
+        PyErr_Format(PyExc_TypeError, "InstructionHook: meter must be a Meter or None, not %.100s",
+                     Py_TYPE(meter)->tp_name);
+        return NULL;
+    }
+    if (skip != Py_None && meter == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "InstructionHook: skip needs a meter");
         return NULL;
     }
     int cache = 0;
@@ -628,6 +740,8 @@ hook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->failed = Py_NewRef(failed);
     self->disable = Py_NewRef(disable);
     self->op_line = op_line == Py_None ? NULL : Py_NewRef(op_line);
+    self->meter = meter == Py_None ? NULL : Py_NewRef(meter);
+    self->skip = skip == Py_None ? NULL : Py_NewRef(skip);
     self->last_code = NULL;
     self->last_list = NULL;
     self->last_epoch = cache ? load_epoch(&cache_epoch) : 0;
@@ -649,6 +763,8 @@ hook_traverse(InstructionHook *self, visitproc visit, void *arg)
     Py_VISIT(self->failed);
     Py_VISIT(self->disable);
     Py_VISIT(self->op_line);
+    Py_VISIT(self->meter);
+    Py_VISIT(self->skip);
     Py_VISIT(self->last_code);
     Py_VISIT(self->last_list);
     Py_VISIT(self->vm_type);
@@ -673,6 +789,8 @@ hook_clear(InstructionHook *self)
     Py_CLEAR(self->failed);
     Py_CLEAR(self->disable);
     Py_CLEAR(self->op_line);
+    Py_CLEAR(self->meter);
+    Py_CLEAR(self->skip);
     return 0;
 }
 
@@ -719,8 +837,23 @@ hook_get_op_line(InstructionHook *self, void *Py_UNUSED(closure))
     return Py_NewRef(self->op_line != NULL ? self->op_line : Py_None);
 }
 
+static PyObject *
+hook_get_meter(InstructionHook *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->meter != NULL ? self->meter : Py_None);
+}
+
+static PyObject *
+hook_get_skip(InstructionHook *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->skip != NULL ? self->skip : Py_None);
+}
+
 static PyGetSetDef hook_getset[] = {
     {"op_line", (getter)hook_get_op_line, NULL, "op_line(event, gas, depth), or None.", NULL},
+    {"meter", (getter)hook_get_meter, NULL, "The Meter charged per instruction, or None.", NULL},
+    {"skip", (getter)hook_get_skip, NULL, "The site value charged without an event, or None.",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -732,7 +865,7 @@ hook_tp_call(PyObject *callable, PyObject *args, PyObject *kwargs)
 
 PyDoc_STRVAR(hook_doc,
 "InstructionHook(sites, vm, tracer, missing, out_of_gas, failed, disable, *, may_disable=False,\n"
-"                op_line=None)\n"
+"                op_line=None, meter=None, skip=None)\n"
 "--\n\n"
 "The stepper's per-instruction callback in C: called as hook(code, offset), it\n"
 "does exactly what the Python closure in blocktrace/vm/_chook.c's header does.");
@@ -757,6 +890,145 @@ static PyType_Spec hook_spec = {
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
              | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = hook_slots,
+};
+
+/* -- Meter ------------------------------------------------------------- */
+
+static int
+to_u64(PyObject *value, unsigned long long *out, const char *what)
+{
+    if (!PyLong_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "Meter.%s must be an int, not %.100s", what,
+                     Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    unsigned long long v = PyLong_AsUnsignedLongLong(value);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyErr_Format(PyExc_ValueError, "Meter.%s must be 0 to 2**64-1", what);
+        }
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static PyObject *
+meter_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"limit", NULL};
+    PyObject *limit;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:Meter", kwlist, &limit)) {
+        return NULL;
+    }
+    unsigned long long value;
+    if (to_u64(limit, &value, "limit") < 0) {
+        return NULL;
+    }
+    Meter *self = (Meter *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->used = 0;
+    self->limit = value;
+    return (PyObject *)self;
+}
+
+static void
+meter_dealloc(Meter *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static PyObject *
+meter_get_used(Meter *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLongLong(self->used);
+}
+
+static int
+meter_set_used(Meter *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete Meter.used");
+        return -1;
+    }
+    return to_u64(value, &self->used, "used");
+}
+
+static PyObject *
+meter_get_limit(Meter *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLongLong(self->limit);
+}
+
+static PyObject *
+meter_get_gas(Meter *self, void *Py_UNUSED(closure))
+{
+    return meter_gas_value(self);
+}
+
+/* gas = value: used becomes limit - value (0 to 2**64-1). */
+static int
+meter_set_gas(Meter *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete Meter.gas");
+        return -1;
+    }
+    if (!PyLong_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "Meter.gas must be an int, not %.100s",
+                     Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    PyObject *limit = PyLong_FromUnsignedLongLong(self->limit);
+    if (limit == NULL) {
+        return -1;
+    }
+    PyObject *used = PyNumber_Subtract(limit, value);
+    Py_DECREF(limit);
+    if (used == NULL) {
+        return -1;
+    }
+    unsigned long long v;
+    int done = to_u64(used, &v, "used (limit - gas)");
+    Py_DECREF(used);
+    if (done == 0) {
+        self->used = v;
+    }
+    return done;
+}
+
+static PyGetSetDef meter_getset[] = {
+    {"used", (getter)meter_get_used, (setter)meter_set_used, "Instructions charged so far.", NULL},
+    {"limit", (getter)meter_get_limit, NULL, "The budget.", NULL},
+    {"gas", (getter)meter_get_gas, (setter)meter_set_gas, "limit - used.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(meter_doc,
+"Meter(limit)\n"
+"--\n\n"
+"The stepper's step budget in C: ``used`` instructions of ``limit``; ``gas`` is\n"
+"limit - used.  An InstructionHook given it charges it per instruction without\n"
+"making an int object.");
+
+static PyType_Slot meter_slots[] = {
+    {Py_tp_new, meter_new},
+    {Py_tp_dealloc, meter_dealloc},
+    {Py_tp_getset, meter_getset},
+    {Py_tp_doc, (void *)meter_doc},
+    {0, NULL},
+};
+
+static PyType_Spec meter_spec = {
+    .name = "blocktrace.vm._chook.Meter",
+    .basicsize = sizeof(Meter),
+    .itemsize = 0,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = meter_slots,
 };
 
 /* discard(vm, event): blocktrace.discard_trace in C.  The stepper calls this one
@@ -810,7 +1082,10 @@ chook_exec(PyObject *module)
         st->watching_types = 1;
     }
     st->hook_type = PyType_FromModuleAndSpec(module, &hook_spec, NULL);
-    if (st->hook_type == NULL || PyModule_AddObjectRef(module, "InstructionHook", st->hook_type) < 0
+    st->meter_type = PyType_FromModuleAndSpec(module, &meter_spec, NULL);
+    if (st->hook_type == NULL || st->meter_type == NULL
+        || PyModule_AddObjectRef(module, "InstructionHook", st->hook_type) < 0
+        || PyModule_AddObjectRef(module, "Meter", st->meter_type) < 0
         || PyModule_AddIntConstant(module, "CACHE", st->watching_dicts) < 0
         || PyModule_AddIntConstant(module, "PLAIN_ATTRIBUTES", st->watching_types) < 0) {
         return -1;
@@ -823,6 +1098,7 @@ chook_traverse(PyObject *module, visitproc visit, void *arg)
 {
     chook_state *st = PyModule_GetState(module);
     Py_VISIT(st->hook_type);
+    Py_VISIT(st->meter_type);
     return 0;
 }
 
@@ -831,6 +1107,7 @@ chook_clear(PyObject *module)
 {
     chook_state *st = PyModule_GetState(module);
     Py_CLEAR(st->hook_type);
+    Py_CLEAR(st->meter_type);
     Py_CLEAR(st->str_gas);
     Py_CLEAR(st->str_site);
     Py_CLEAR(st->str_depth);

@@ -14,6 +14,18 @@ def discard(vm: object, event: object, /) -> None:
     """``blocktrace.discard_trace`` without a Python frame: does nothing."""
 
 @final
+class Meter:
+    """The stepper's step budget: ``used`` instructions of ``limit``; ``gas`` is
+    limit - used (an InstructionHook given it charges it without an int object)."""
+
+    used: int
+    @property
+    def limit(self) -> int: ...
+    gas: int
+    def __new__(cls, limit: int) -> Meter: ...
+
+
+@final
 class InstructionHook:
     """The per-instruction ``sys.monitoring`` callback: ``hook(code, offset)`` does
     what ``blocktrace.vm.stepper.python_instruction_hook``'s closure does."""
@@ -38,7 +50,13 @@ class InstructionHook:
         *,
         may_disable: bool = False,
         op_line: Callable[[Any, int, int], bool] | None = None,
+        meter: Meter | None = None,
+        skip: object = None,
     ) -> InstructionHook: ...
     @property
     def op_line(self) -> Callable[[Any, int, int], bool] | None: ...
+    @property
+    def meter(self) -> Meter | None: ...
+    @property
+    def skip(self) -> object: ...
     def __call__(self, code: CodeType, offset: int, /) -> Any: ...

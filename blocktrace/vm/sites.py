@@ -11,19 +11,35 @@ import bisect
 import dis
 import weakref
 from types import CodeType
+from typing import Any
 
 from blocktrace.events import CallKind, CallStart, OpStart
 
-__all__ = ["RESUME", "SITE_CACHE", "CodeInfo", "build_sites", "site_from_bytes", "sites_for"]
+__all__ = ["RESUME", "SITE_CACHE", "SKIP", "CodeInfo", "build_sites", "level_table",
+           "site_from_bytes", "sites_for"]
 
 RESUME = dis.opmap["RESUME"]
+
+
+class _Skip:
+    """The type of :data:`SKIP`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "SKIP"
+
+
+SKIP: Any = _Skip()
+"""A site table entry for an instruction the trace level does not report: the
+hook charges its gas and emits nothing."""
 
 
 class CodeInfo:
     """What the stepper knows of one in-scope code object: its per-run index,
     its site table and its ``CallStart`` events, built once."""
 
-    __slots__ = ("calls", "code", "index", "offsets", "sites")
+    __slots__ = ("calls", "code", "index", "offsets", "sites", "tables")
 
     def __init__(self, code: CodeType, index: int, sites: list[OpStart | None]) -> None:
         self.code = code  # kept alive so that id(code) is never reused while known
@@ -31,6 +47,25 @@ class CodeInfo:
         self.sites = sites
         self.calls: dict[str, CallStart] = {}
         self.offsets: list[int] | None = None
+        self.tables: dict[str, list[Any]] = {}
+
+    def table(self, level: str) -> list[Any]:
+        """The site table of a trace level, built once: ``sites`` itself at
+        ``op``; at ``line`` the same with :data:`SKIP` for every instruction that
+        does not start a source-line range; at ``call`` :data:`SKIP` for every
+        instruction.  (``None`` stays ``None``: never reported, not charged.)"""
+        if level == "op":
+            return self.sites
+        table = self.tables.get(level)
+        if table is None:
+            table = self.tables[level] = level_table(self.sites, level)
+        return table
+
+    def set_site(self, offset: int, site: OpStart) -> None:
+        """A site found late (see ``site_from_bytes``), in every table built."""
+        self.sites[offset] = site
+        for level, table in self.tables.items():
+            table[offset] = level_table([site], level)[0]
 
     def site_at(self, offset: int) -> OpStart:
         """The instruction containing ``offset`` (exception events may report an
@@ -49,6 +84,12 @@ class CodeInfo:
                 kind, self.index, c.co_qualname, c.co_filename, c.co_firstlineno
             )
         return ev
+
+
+def level_table(sites: list[OpStart | None], level: str) -> list[Any]:
+    """``sites`` as ``level`` reports them (see ``CodeInfo.table``)."""
+    lines = level == "line"
+    return [s if s is None or (lines and s.line_start) else SKIP for s in sites]
 
 
 SITE_CACHE: dict[int, tuple[weakref.ref[CodeType], int, list[OpStart | None]]] = {}

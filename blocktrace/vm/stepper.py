@@ -13,6 +13,11 @@ the ``vm`` object tracers read dynamic state from.  How it stays cheap:
   per-instruction path is one dict lookup keyed by ``id(code)`` (code objects
   hash their contents: a dict keyed by the code object itself costs ten times
   more), one list index, a gas check and the tracer call.
+- Gas lives in a ``Meter`` (C when the hook is), charged per instruction
+  without an int object; ``vm.gas`` reads it.
+- Levels: the active tracer's ``level`` picks the site tables (``CodeInfo.table``):
+  at ``line`` and ``call`` an instruction the level does not report is ``SKIP``,
+  which the hook only charges -- no event, no tracer call.
 - The per-instruction callback is C when built, its Python reference otherwise
   (:mod:`blocktrace.vm.hook`).  Rare modes (several threads, ``target``,
   ``OpEnd``, tracers that may disable sites, a halted run) swap in a general
@@ -43,6 +48,7 @@ from blocktrace.events import (
     Stop,
 )
 from blocktrace.tracers import (
+    Level,
     _active,
     _swap,
     at_recursion_limit,
@@ -52,10 +58,10 @@ from blocktrace.tracers import (
 )
 from blocktrace.tracers.depth import CALLBACK_ROOM, ROOM, counter
 from blocktrace.tracers.render import Renderer
-from blocktrace.vm.hook import C_HOOK, direct_callable, instruction_hook
+from blocktrace.vm.hook import C_HOOK, Meter, direct_callable, instruction_hook
 from blocktrace.vm.scope import Scope
 from blocktrace.vm.signals import SignalRelays
-from blocktrace.vm.sites import RESUME, CodeInfo, site_from_bytes, sites_for
+from blocktrace.vm.sites import RESUME, SKIP, CodeInfo, site_from_bytes, sites_for
 
 __all__ = ["UNLIMITED_GAS", "HaltRun", "OutOfGas", "Stepper", "active_stepper"]
 
@@ -167,7 +173,9 @@ class Stepper:
     ) -> None:
         self.scope = scope if scope is not None else Scope()
         self.gas_limit = UNLIMITED_GAS if gas is None else gas
-        self.gas = self.gas_limit
+        self._meter = Meter(self.gas_limit)
+        """The budget and the instructions charged (C when the hook is: no int
+        object per instruction); ``gas`` reads it."""
         self.depth = 0
         self.thread = 1
         self.threads_seen = 1
@@ -183,7 +191,10 @@ class Stepper:
         self.elapsed_ns = 0
         self._tool: int | None = None
         self._infos: dict[int, CodeInfo] = {}
-        self._sites: dict[int, list[OpStart | None]] = {}
+        self._sites: dict[int, list[Any]] = {}
+        """id(code) -> the site table of ``_level`` (see ``CodeInfo.table``)."""
+        self._level: Level = "op"
+        """The active tracer's level: which events the hook produces."""
         self._thread_state: dict[int, tuple[int, int]] = {}  # ident -> (number, depth)
         self._mt_lock = threading.RLock()
         self._direct: Any = discard_trace
@@ -229,8 +240,22 @@ class Stepper:
     # -- what tracers read ------------------------------------------------
 
     @property
+    def gas(self) -> int:
+        """Steps left in the budget (``gas_limit`` minus instructions executed)."""
+        return self._meter.gas  # type: ignore[no-any-return]
+
+    @gas.setter
+    def gas(self, value: int) -> None:
+        self._meter.gas = value
+
+    @property
     def gas_used(self) -> int:
-        return self.gas_limit - self.gas
+        return self._meter.used  # type: ignore[no-any-return]
+
+    @property
+    def level(self) -> Level:
+        """The level of the events produced now (the active tracer's)."""
+        return self._level
 
     @property
     def code(self) -> CodeType | None:
@@ -376,6 +401,9 @@ class Stepper:
             self._open_ops.clear()  # ops opened for the tracer before: nobody closes them now
         self._op_end = caps.wants_op_end
         self._may_disable = caps.may_disable
+        if caps.level != self._level:
+            self._level = caps.level
+            self._sites = {key: info.table(caps.level) for key, info in self._infos.items()}
         general = self._multi or self._target or self._op_end
         general = general or self.halted is not None
         # A tracer that may answer DISABLE gets the general path only without the C hook.
@@ -509,7 +537,7 @@ class Stepper:
         # Stores only (no call, so no signal handler runs between them); the
         # events come last, so an instruction event never finds a code unknown.
         self._infos[key] = info
-        self._sites[key] = info.sites
+        self._sites[key] = info.table(self._level)
         self._by_index[index] = code
         assert self._tool is not None
         try:
@@ -638,7 +666,7 @@ class Stepper:
         op_line = self._op_line
         return instruction_hook(
             sites, vm, tracer, missing, out_of_gas, failed, DISABLE,
-            may_disable=self._may_disable, op_line=op_line,
+            may_disable=self._may_disable, op_line=op_line, meter=self._meter, skip=SKIP,
         )
 
     def _on_instruction_general(self, code: CodeType, offset: int) -> Any:
@@ -656,30 +684,35 @@ class Stepper:
             event = self._missing_site(code, offset)
             if event is None:
                 return DISABLE
-        gas = self.gas
-        if gas <= 0:
+        meter = self._meter
+        used = meter.used
+        if used >= meter.limit:
             self._out_of_gas(code, offset)
+        if event is SKIP:
+            meter.used = used + 1
+            return None
         self._offset = offset
         if self._op_end:
             self._close_op((self.thread, self.depth))
             self._open_ops[(self.thread, self.depth)] = event
         result = self._emit(event)
-        self.gas = gas - 1
+        meter.used = used + 1
         if result is DISABLE and self._may_disable:
             return DISABLE
         return None
 
-    def _missing_site(self, code: CodeType, offset: int) -> OpStart | None:
+    def _missing_site(self, code: CodeType, offset: int) -> Any:
         """``RESUME`` (CPython's entry and resume bookkeeping, which fires before
         ``PY_START`` and would carry the caller's depth) is not reported: ``None``
         and the site is disabled; ``CallStart`` stands for it.  Any other
-        instruction ``dis`` did not list is built from ``co_code``."""
+        instruction ``dis`` did not list is built from ``co_code`` (the level's
+        table entry for it is returned: the site or ``SKIP``)."""
         raw = code.co_code
         if 0 <= offset < len(raw) and raw[offset] == RESUME:
             return None
         info = self._infos[id(code)]
-        event = info.sites[offset] = site_from_bytes(code, offset, info.index)
-        return event
+        info.set_site(offset, site_from_bytes(code, offset, info.index))
+        return info.table(self._level)[offset]
 
     def _close_op(self, key: tuple[int, int]) -> None:
         op = self._open_ops.pop(key, None)

@@ -1,0 +1,103 @@
+"""Cost and size of the trace levels (op, line, call), measured in one run.
+
+    python benchmarks/bench_levels.py [--repeat 7] [--clock thread|wall]
+
+For each workload (benchmarks/workloads.py) it records the workload with
+``ChainTracer(level=...)`` at each level, interleaved, best of N, and prints per
+executed source line (the op lines of the line-level trace: the line starts the
+run executed): the cost of each level, its ratio to ``op``'s, the trace bytes and
+op's bytes over each level's.  Cost is the traced run's time minus the untraced
+run's (the tracing overhead); the ratios of whole traced runs are printed too.
+``--clock thread`` (the default) times CPU time of the tracing thread, which a
+loaded machine disturbs less than wall time.
+
+Targets (issue 13): ``line`` at most half of ``op``'s cost per executed source
+line and at least 4x fewer bytes; ``call`` at most a quarter of ``op``'s cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from workloads import WORKLOADS
+
+import blocktrace
+
+LEVELS = ("op", "line", "call")
+
+
+def recorded(fn: Callable[[], object], path: str, level: str,
+             clock: Callable[[], int]) -> tuple[int, int]:
+    """(ns, bytes) of one run of ``fn`` recorded at ``level``."""
+    tracer = blocktrace.ChainTracer(path, genesis="bench", level=level,  # type: ignore[arg-type]
+                                    force=True)
+    previous = blocktrace.set_tracer(tracer)
+    try:
+        t = clock()
+        blocktrace.start()
+        fn()
+        blocktrace.stop()
+        elapsed = clock() - t
+    finally:
+        blocktrace.set_tracer(previous)
+        tracer.close()
+    return elapsed, os.path.getsize(path)
+
+
+def source_lines(path: str) -> int:
+    """Op lines of a line-level trace: the source lines the run executed."""
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.startswith(b'{"pc":') and b'"event"' not in line)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--workload", choices=sorted(WORKLOADS), action="append")
+    ap.add_argument("--clock", choices=("thread", "wall"), default="thread")
+    args = ap.parse_args()
+    clock = time.thread_time_ns if args.clock == "thread" else time.perf_counter_ns
+    tmp = tempfile.mkdtemp(prefix="bt-levels-")
+    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores, "
+          f"best of {args.repeat}, interleaved, {args.clock} clock\n")
+    print("| workload | source lines | untraced ns/line | op ns/line | line ns/line (x op) "
+          "| call ns/line (x op) | whole run line/op, call/op | bytes op / line / call "
+          "| op/line bytes |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in args.workload or list(WORKLOADS):
+        fn = WORKLOADS[name]
+        fn()  # warm up: specialisation, imports
+        best: dict[str, int] = {}
+        size: dict[str, int] = {}
+        for _ in range(args.repeat):
+            t = clock()
+            fn()
+            best["untraced"] = min(best.get("untraced", 1 << 62), clock() - t)
+            for level in LEVELS:
+                path = os.path.join(tmp, f"{name}-{level}.jsonl")
+                ns, size[level] = recorded(fn, path, level, clock)
+                best[level] = min(best.get(level, 1 << 62), ns)
+        lines = source_lines(os.path.join(tmp, f"{name}-line.jsonl"))
+        base = best["untraced"]
+        cost = {lv: max(best[lv] - base, 1) / lines for lv in LEVELS}
+        print(
+            f"| {name} | {lines} | {base / lines:.0f} | {cost['op']:.0f} "
+            f"| {cost['line']:.0f} ({cost['line'] / cost['op']:.2f}x) "
+            f"| {cost['call']:.0f} ({cost['call'] / cost['op']:.2f}x) "
+            f"| {best['line'] / best['op']:.2f}, {best['call'] / best['op']:.2f} "
+            f"| {size['op']:,} / {size['line']:,} / {size['call']:,} "
+            f"| {size['op'] / size['line']:.1f}x |"
+        )
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

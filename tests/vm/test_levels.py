@@ -1,0 +1,340 @@
+"""Levels in the stepper: at ``line`` and ``call`` the hook produces only the
+level's events, the bytes written are those of the reference (``op`` events
+filtered in Python), C and pure Python agree, gas counts every instruction, and
+every command reads every level."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import blocktrace
+from blocktrace import ChainTracer, OpStart, Recorder, Tee
+from blocktrace.chain.rewrite import rechain_trace
+from blocktrace.chain.verify import verify_file
+from blocktrace.tracers import VMState, capabilities_of, set_tracer
+from blocktrace.tracers.level import LevelFilter, level_tracer, only_level
+from blocktrace.vm.hook import C_HOOK, Meter, PyMeter, python_instruction_hook
+from blocktrace.vm.sites import SKIP
+
+LEVELS = ("op", "line", "call")
+
+PROGRAM = '''\
+def square(x):
+    y = x * x
+    return y
+
+
+def main():
+    total = 0
+    for i in range(6):
+        total += square(i)
+    try:
+        {}["k"]
+    except KeyError:
+        total += 1
+    values = [v * 2 for v in range(3)]
+    print(total, values)
+
+
+main()
+'''
+
+
+def _square(x: int) -> int:
+    y = x * x
+    return y
+
+
+def _program() -> int:
+    total = 0
+    for i in range(5):
+        total += _square(i)
+    try:
+        {}["k"]
+    except KeyError:
+        total += 1
+    return total
+
+
+class _OpFiltered:
+    """The reference: a tracer that declares ``op`` (the stepper sends every
+    event) and drops in Python what ``level`` does not keep."""
+
+    level = "op"
+
+    def __init__(self, chain: ChainTracer, level: Any) -> None:
+        self._call = only_level(chain, level)
+        self.record_failure = chain.record_failure
+
+    def __call__(self, vm: VMState, event: Any, /) -> object:
+        return self._call(vm, event)
+
+
+def _stable(data: bytes) -> bytes:
+    """The trace with what differs between two recordings of one run (start time,
+    pid, argv, the run's duration) fixed, re-chained: equal bytes mean equal traces."""
+
+    def edit(index: int, body: bytes) -> bytes:
+        obj = json.loads(body + b"}")
+        if index == 0:
+            obj.update(start="", pid=0, argv=[])
+        elif "gasUsed" in obj:
+            obj["time"] = 0
+        return json.dumps(obj, separators=(",", ":")).encode()[:-1]
+
+    return rechain_trace(data, edit)
+
+
+def _record(path: Path, tracer: Callable[[ChainTracer], Any], level: Any,
+            **options: Any) -> bytes:
+    chain = ChainTracer(path, genesis="levels", level=level, force=True, **options)
+    with blocktrace.trace(tracer(chain)):
+        _program()
+    assert verify_file(path).status == "sealed"
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("locals_mode", ["off", "changes"])
+@pytest.mark.parametrize("level", ["line", "call"])
+def test_stepper_writes_the_bytes_of_the_python_filter(
+    tmp_path: Path, level: str, locals_mode: str
+) -> None:
+    produced = _record(tmp_path / "stepper.jsonl", lambda c: c, level, locals=locals_mode)
+    reference = _record(tmp_path / "filtered.jsonl", lambda c: _OpFiltered(c, level), level,
+                        locals=locals_mode)
+    assert _stable(produced) == _stable(reference)
+    op = _record(tmp_path / "op.jsonl", lambda c: c, "op", locals=locals_mode)
+    assert len(produced) < len(op) / (2 if level == "line" else 4)
+
+
+def _bodies(data: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def test_gas_counts_every_instruction_at_every_level(tmp_path: Path) -> None:
+    traces = {lv: _bodies(_record(tmp_path / f"{lv}.jsonl", lambda c: c, lv)) for lv in LEVELS}
+    used = {lv: t[-1]["gasUsed"] for lv, t in traces.items()}
+    assert used["op"] == used["line"] == used["call"]
+    # Every line the coarser level keeps is, with its gas, a line of the finer one.
+    op_lines = [{k: v for k, v in d.items() if k not in ("hash", "clock")} for d in traces["op"]]
+    for lv in ("line", "call"):
+        kept = [{k: v for k, v in d.items() if k != "hash"} for d in traces[lv][1:-1]]
+        it = iter(op_lines[1:-1])
+        assert all(any(line == other for other in it) for line in kept)
+    assert not [d for d in traces["call"] if "pc" in d and "event" not in d]
+
+
+def test_a_tee_sends_each_tracer_its_own_level(tmp_path: Path) -> None:
+    recorder = Recorder()
+    tees: list[Tee] = []
+
+    def tee(chain: ChainTracer) -> Tee:
+        tees.append(Tee(chain, recorder))
+        return tees[-1]
+
+    teed = _record(tmp_path / "tee.jsonl", tee, "line")
+    alone = _record(tmp_path / "alone.jsonl", lambda c: c, "line")
+    assert _stable(teed) == _stable(alone)
+    assert tees[0].level == "op" and Tee(recorder).level == "op" and Tee().level == "call"
+    assert len(recorder.of_type(OpStart)) == int(_bodies(alone)[-1]["gasUsed"], 16)
+
+
+def test_a_level_change_mid_run_switches_the_tables(tmp_path: Path) -> None:
+    chain = ChainTracer(tmp_path / "switch.jsonl", genesis="levels", level="call")
+    recorder = Recorder()
+    tee = Tee(chain)
+    with blocktrace.trace(tee) as stepper:
+        _program()
+        assert stepper.level == "call"
+        tee.add(recorder)  # an op-level tracer: every instruction from here on
+        assert stepper.level == "op"
+        _program()
+        tee.remove(recorder)
+        assert stepper.level == "call"
+        _program()
+    lines = _bodies((tmp_path / "switch.jsonl").read_bytes())
+    assert not [d for d in lines if "pc" in d and "event" not in d]
+    ops = recorder.of_type(OpStart)
+    assert ops and all(op.code == ops[0].code or op.pc >= 0 for op in ops)
+    assert sum(1 for d in lines if d.get("event") == "call" and d["name"] == "_square") == 15
+
+
+def test_out_of_gas_between_line_starts(tmp_path: Path) -> None:
+    """A budget that ends on an instruction the level does not report halts
+    there, as at ``op``: same exception line, same gas used."""
+    results = {}
+    for level in LEVELS:
+        path = tmp_path / f"{level}.jsonl"
+        chain = ChainTracer(path, genesis="levels", level=level)
+        with pytest.raises(blocktrace.OutOfGas), blocktrace.trace(chain, gas=23):
+            _program()
+        lines = _bodies(path.read_bytes())
+        errors = [{k: v for k, v in d.items() if k != "hash"} for d in lines
+                  if d.get("error") and "pc" in d]
+        results[level] = (errors, lines[-1]["gasUsed"])
+    assert results["op"] == results["line"] == results["call"]
+    assert results["op"][0][0]["error"].startswith("OutOfGas")
+
+
+def test_trace_level_argument_and_refusals(tmp_path: Path) -> None:
+    recorder = Recorder()
+    with blocktrace.trace(recorder, level="line"):
+        _program()
+    starts = recorder.of_type(OpStart)
+    assert starts and all(op.line_start for op in starts)
+    chain = ChainTracer(tmp_path / "op.jsonl", level="op")
+    with pytest.raises(ValueError, match="records level 'op'"):
+        level_tracer(chain, "line")
+    assert level_tracer(chain, "op") is chain
+    assert capabilities_of(LevelFilter(recorder, "call")).level == "call"
+    with pytest.raises(ValueError, match="level must be one of"):
+        ChainTracer(tmp_path / "bad.jsonl", level="lines")  # type: ignore[arg-type]
+    chain.close()
+
+
+def test_set_tracer_started_stepper_honours_the_level(tmp_path: Path) -> None:
+    chain = ChainTracer(tmp_path / "set.jsonl", genesis="levels", level="call")
+    set_tracer(chain)
+    try:
+        _program()
+    finally:
+        set_tracer(blocktrace.discard_trace)
+    lines = _bodies((tmp_path / "set.jsonl").read_bytes())
+    assert lines[-1]["pass"] and not [d for d in lines if "pc" in d and "event" not in d]
+
+
+# -- the hook with a meter, C against the Python reference ---------------------------------
+
+
+class _VM:
+    def __init__(self) -> None:
+        self.site: object = None
+        self.depth = 3
+
+
+def _drive(factory: Callable[..., Any], meter_type: Any) -> list[Any]:
+    code = _square.__code__
+    first = OpStart(0, 1, "NOP", 1, 1, True)
+    sites = {id(code): [first, SKIP, None, first]}
+    log: list[Any] = []
+    vm = _VM()
+    meter = meter_type(3)
+
+    def tracer(vm_: Any, event: Any) -> None:
+        log.append(("tracer", event.pc, meter.used))
+
+    def op_line(event: Any, gas: int, depth: int) -> bool:
+        log.append(("op_line", gas, depth))
+        return gas != 3  # the first: passed on to the tracer
+
+    def missing(code_: Any, offset: int) -> Any:
+        log.append(("missing", offset))
+        return SKIP if offset == 2 else None
+
+    def out_of_gas(code_: Any, offset: int) -> None:
+        log.append(("out_of_gas", offset, meter.used))
+        raise blocktrace.OutOfGas("out")
+
+    def failed(exc: BaseException) -> None:
+        log.append(("failed", type(exc).__name__))
+
+    for with_op_line in (False, True):
+        meter.gas = 3
+        hook = factory(sites, vm, tracer, missing, out_of_gas, failed, "DISABLE",
+                       op_line=op_line if with_op_line else None, meter=meter, skip=SKIP)
+        for offset in (0, 1, 2, 3, 1):
+            try:
+                log.append(("result", hook(code, offset), meter.used, vm.site is first))
+            except blocktrace.OutOfGas:
+                log.append(("halted", meter.used))
+    return log
+
+
+@pytest.mark.skipif(not C_HOOK, reason="the C extension is not built (or BLOCKTRACE_PURE)")
+def test_the_c_hook_with_a_meter_does_what_the_reference_does() -> None:
+    from blocktrace.vm import _chook
+
+    def c_hook(*args: Any, op_line: Any, meter: Any, skip: Any) -> Any:
+        return _chook.InstructionHook(*args, op_line=op_line, meter=meter, skip=skip)
+
+    def py_hook(*args: Any, op_line: Any, meter: Any, skip: Any) -> Any:
+        return python_instruction_hook(*args, op_line, meter, skip)
+
+    reference = _drive(py_hook, PyMeter)
+    assert reference == _drive(c_hook, Meter)
+    assert ("halted", 3) in reference and ("op_line", 3, 3) in reference
+
+
+def test_meters_agree() -> None:
+    for meter_type in {Meter, PyMeter}:
+        m = meter_type(10)
+        assert (m.gas, m.used, m.limit) == (10, 0, 10)
+        m.gas = 4
+        assert m.used == 6
+        m.used = 12
+        assert m.gas == -2
+        with pytest.raises(ValueError):
+            meter_type(-1)
+        with pytest.raises(ValueError):
+            m.gas = 11
+
+
+# -- every level, the real commands ---------------------------------------------------------
+
+
+def _cli(*args: str | Path, pure: bool = False) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if pure:
+        env["BLOCKTRACE_PURE"] = "1"
+    return subprocess.run([sys.executable, "-m", "blocktrace", *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("levels")
+    (work / "prog.py").write_text(PROGRAM)
+    for level in LEVELS:
+        for pure in (False, True):
+            out = work / f"{level}{'-pure' if pure else ''}.jsonl"
+            proc = _cli("run", "--level", level, "--genesis", "g", "-o", out, work / "prog.py",
+                        pure=pure)
+            assert proc.returncode == 0 and proc.stdout == "56 [0, 2, 4]\n", proc
+    return work
+
+
+@pytest.mark.skipif(not C_HOOK, reason="the C extension is not built (or BLOCKTRACE_PURE)")
+@pytest.mark.parametrize("level", LEVELS)
+def test_c_and_pure_python_write_the_same_trace(recorded: Path, level: str) -> None:
+    c = (recorded / f"{level}.jsonl").read_bytes()
+    pure = (recorded / f"{level}-pure.jsonl").read_bytes()
+    assert json.loads(c.splitlines()[0])["level"] == level
+    assert _stable(c) == _stable(pure)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_verify_prove_diff_and_lines_read_every_level(
+    recorded: Path, level: str, tmp_path: Path
+) -> None:
+    trace = recorded / f"{level}.jsonl"
+    done = _cli("verify", trace)
+    assert done.returncode == 0 and "valid and sealed" in done.stdout, done
+    bundle = tmp_path / "bundle.json"
+    assert _cli("prove", trace, "3", "-o", bundle).returncode == 0
+    assert _cli("check-proof", bundle).returncode == 0
+    same = _cli("diff", trace, recorded / f"{level}-pure.jsonl")
+    assert same.returncode == 0, same
+    lines = _cli("lines", trace)
+    assert lines.returncode == 0, lines
+    if level == "call":
+        assert "call-level trace" in lines.stdout and "       6 | square" in lines.stdout
+    else:
+        assert "       6 |         total += square(i)" in lines.stdout, lines.stdout
