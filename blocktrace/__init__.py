@@ -50,13 +50,30 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'blocktrace' has no attribute {name!r}")
-    import importlib
-
     if name == "set_tracer":
-        importlib.import_module("blocktrace.vm")  # its starter: set_tracer starts tracing
-    value = getattr(importlib.import_module(home), name)
+        _import("blocktrace.vm")  # its starter: set_tracer starts tracing
+    value = getattr(_import(home), name)
     globals()[name] = value
     return value
+
+
+def _import(module: str) -> Any:
+    """``importlib.import_module``, with room when the program is near its recursion
+    limit: blocktrace's imports, made when a name is first used, must not cost it
+    frames (they cost none when ``import blocktrace`` loaded everything)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except RecursionError:
+        from blocktrace.tracers.depth import ROOM, shift
+
+        if not shift(ROOM):
+            raise
+        try:
+            return importlib.import_module(module)
+        finally:
+            shift(-ROOM)
 
 
 def __dir__() -> list[str]:
