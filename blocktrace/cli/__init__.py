@@ -11,14 +11,15 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from blocktrace.vm.runner import Program
+    from blocktrace.vm.runner import Launch, Outcome, Program
 
 __all__ = [
-    "PROGRAM_ARGS_HELP", "CliError", "ProgramInterrupted", "chosen_program", "comma_list",
+    "PROGRAM_ARGS_HELP", "CliError", "Command", "ProgramInterrupted", "ProgramRun",
+    "chosen_program", "comma_list",
     "gas_budget",
     "main", "one_line", "own_options_among", "positive_float", "positive_int", "refuse_overwriting",
     "say_if_nothing_traced", "split_program",
@@ -277,35 +278,89 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class ProgramRun:
+    """What a handler returns to have a program run (``blocktrace run``): the
+    program made ready, the stepper on (``launch``), and what the command does
+    with its outcome (``then``: the exit status).  :func:`main` runs it from
+    its own frame, so that no frame of the command's lies under the program."""
+
+    def __init__(self, launch: Launch, then: Callable[[Outcome], int]) -> None:
+        self.launch = launch
+        self.then = then
+
+
+class Command:
+    """A command line, parsed, its handler called: done (``program`` None, the
+    exit status in ``status``), or a program to run (``program``), whose end
+    :meth:`finish` reports.  Errors are one line on stderr and an exit status,
+    as :func:`main` promises."""
+
+    def __init__(self, argv: Sequence[str] | None) -> None:
+        self._as_command = argv is None
+        words = list(sys.argv[1:] if argv is None else argv)
+        parser = build_parser(words[0] if words else None)
+        split = None
+        if words and words[0] in _RUNS_A_PROGRAM:
+            command = _subparser(parser, words[0])
+            own, module, program = split = split_program(command, words[1:])
+            words = [words[0], *own]
+        args = parser.parse_args(words)
+        if split is not None:
+            args.module, args.program = module, program
+        self.name: str = args.command
+        self.program: Launch | None = None
+        self._then: Callable[[Outcome], int] | None = None
+        self.status = self._guarded(lambda: self._handle(args))
+
+    def _handle(self, args: argparse.Namespace) -> int:
+        result = args.handler(args)
+        if isinstance(result, ProgramRun):
+            self.program, self._then = result.launch, result.then
+            return 0
+        status: int = result
+        return status
+
+    def finish(self, exc: BaseException | None) -> int:
+        """The exit status, once the program's call returned or raised ``exc``."""
+        launch, then = self.program, self._then
+        assert launch is not None and then is not None
+        return self._guarded(lambda: then(launch.finish(exc)))
+
+    def _guarded(self, work: Callable[[], int]) -> int:
+        try:
+            return work()
+        except CliError as exc:
+            sys.stderr.write(f"blocktrace {self.name}: {one_line(str(exc))}\n")
+            return exc.status
+        except ProgramInterrupted as exc:
+            return _end_interrupted() if self._as_command else exc.status
+        except KeyboardInterrupt:
+            sys.stderr.write(f"blocktrace {self.name}: interrupted\n")
+            return _end_interrupted() if self._as_command else 130
+        except BrokenPipeError:
+            return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command (``argv`` None: ``sys.argv``); returns the exit status.
 
     Ctrl-C ends the command as it ends ``python``: run as the command, the
     process dies of ``SIGINT`` once the interpreter has finished (so a shell
-    loop running it stops too); called with an ``argv``, 130 is returned."""
-    words = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(words[0] if words else None)
-    split = None
-    if words and words[0] in _RUNS_A_PROGRAM:
-        command = _subparser(parser, words[0])
-        own, module, program = split = split_program(command, words[1:])
-        words = [words[0], *own]
-    args = parser.parse_args(words)
-    if split is not None:
-        args.module, args.program = module, program
-    try:
-        status: int = args.handler(args)
-    except CliError as exc:
-        sys.stderr.write(f"blocktrace {args.command}: {one_line(str(exc))}\n")
-        return exc.status
-    except ProgramInterrupted as exc:
-        return exc.status if argv is not None else _end_interrupted()
-    except KeyboardInterrupt:
-        sys.stderr.write(f"blocktrace {args.command}: interrupted\n")
-        return 130 if argv is not None else _end_interrupted()
-    except BrokenPipeError:
-        return 1
-    return status
+    loop running it stops too); called with an ``argv``, 130 is returned.
+
+    A program (``blocktrace run``) is called from this frame, the fewest frames
+    of blocktrace's under it: this one and the ``blocktrace`` script's
+    (``python -m blocktrace`` does the same in its ``__main__`` module)."""
+    command = Command(argv)
+    ready = command.program
+    if ready is None:
+        return command.status
+    with ready.bottom():
+        try:
+            ready.call(*ready.args)
+        except BaseException as exc:
+            return command.finish(exc)
+    return command.finish(None)
 
 
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:

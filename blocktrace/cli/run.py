@@ -12,6 +12,7 @@ from blocktrace.cli import (
     PROGRAM_ARGS_HELP,
     CliError,
     ProgramInterrupted,
+    ProgramRun,
     chosen_program,
     comma_list,
     gas_budget,
@@ -102,10 +103,10 @@ def _fix_hash_seed(deterministic: bool) -> None:
                        f"{exc.strerror or exc})") from None
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> ProgramRun:
     from blocktrace.tracers.chain import ChainTracer
     from blocktrace.tracers.render import Renderer
-    from blocktrace.vm.runner import run_program, target_problem
+    from blocktrace.vm.runner import Outcome, launch, target_problem
     from blocktrace.vm.scope import Scope, ScopeError
     from blocktrace.vm.stepper import Stepper
 
@@ -180,13 +181,17 @@ def run(args: argparse.Namespace) -> int:
 
         before_stop = write_inputs
         recorder.install()
-    outcome = run_program(program, tracer, stepper, before_stop)
-    tracer.close(str(outcome.status), outcome.error or "tracer detached")
-    say_if_nothing_traced("run", stepper.gas_used, program, outcome.error, args.target)
-    if args.verbose:
-        sys.stderr.write(
-            f"blocktrace: {tracer.lines} lines -> {output}, sealed head {tracer.head}\n"
-        )
-    if outcome.interrupted:
-        raise ProgramInterrupted(outcome.status)
-    return outcome.status
+
+    def then(outcome: Outcome) -> int:
+        tracer.close(str(outcome.status), outcome.error or "tracer detached")
+        say_if_nothing_traced("run", stepper.gas_used, program, outcome.error, args.target)
+        if args.verbose:
+            sys.stderr.write(
+                f"blocktrace: {tracer.lines} lines -> {output}, sealed head {tracer.head}\n"
+            )
+        if outcome.interrupted:
+            raise ProgramInterrupted(outcome.status)
+        return outcome.status
+
+    # run from blocktrace.cli.main's own frame: the fewest frames under the program
+    return ProgramRun(launch(program, tracer, stepper, before_stop), then)

@@ -32,7 +32,9 @@ from blocktrace.tracers import Tracer, set_tracer
 from blocktrace.tracers.depth import as_program_bottom
 from blocktrace.vm.stepper import HaltRun, OutOfGas, Stepper, exception_text
 
-__all__ = ["OUT_OF_GAS_STATUS", "Outcome", "Program", "run_program", "target_problem"]
+__all__ = [
+    "OUT_OF_GAS_STATUS", "Launch", "Outcome", "Program", "launch", "run_program", "target_problem",
+]
 
 OUT_OF_GAS_STATUS = 124  # like timeout(1): the budget ran out
 _RUNPY_DIR = os.path.dirname(runpy.__file__)
@@ -253,35 +255,42 @@ def _trimmed(exc: BaseException, trailing: bool = False) -> TracebackType | None
     return tb
 
 
-def _run_script(path: str) -> None:
-    """Run a script as ``python path`` does, where ``runpy.run_path`` would not:
-    ``__file__`` absolute while ``sys.argv[0]`` stays as given, a source loader,
-    ``__package__`` None.  A directory or zip file (``sys.path[0]``) runs its
-    ``__main__`` module as python runs it."""
+def _script_call(path: str) -> tuple[Callable[..., object], tuple[object, ...]]:
+    """How to run a script as ``python path`` does, where ``runpy.run_path``
+    would not: ``__file__`` absolute while ``sys.argv[0]`` stays as given, a
+    source loader, ``__package__`` None.  A directory or zip file
+    (``sys.path[0]``) runs its ``__main__`` module as python runs it.  A script
+    that cannot be read or compiled is a call that raises what python would
+    have said."""
     if _is_app(path):
-        _run_module("__main__", alter_argv=False)
-        return
+        return _module_call("__main__", alter_argv=False)
     full = os.path.abspath(path)
     main = _new_main()
     main.__dict__.update(
         __file__=full, __cached__=None, __package__=None, __spec__=None,
         __loader__=importlib.machinery.SourceFileLoader("__main__", full),
     )
-    with io.open_code(full) as source:
-        code = compile(source.read(), full, "exec", dont_inherit=True)
-    with as_program_bottom():  # the program's recursion depth is python's
-        exec(code, main.__dict__)  # running the user's program is the point
+    try:
+        with io.open_code(full) as source:
+            code = compile(source.read(), full, "exec", dont_inherit=True)
+    except Exception as exc:  # OSError, SyntaxError, ValueError (a null byte)
+        return _raise, (exc,)
+    return exec, (code, main.__dict__)  # running the user's program is the point
 
 
-def _run_module(name: str, alter_argv: bool = True) -> None:
-    """Run a module as ``python -m name`` (or python with a directory or zip
-    file) does: with what it calls, ``runpy._run_module_as_main``, in a fresh
-    ``__main__`` (``runpy.run_module`` and ``run_path`` would run it in a
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+def _module_call(name: str, alter_argv: bool = True) -> tuple[Callable[..., object],
+                                                           tuple[object, ...]]:
+    """How to run a module as ``python -m name`` (or python with a directory or
+    zip file) does: with what it calls, ``runpy._run_module_as_main``, in a
+    fresh ``__main__`` (``runpy.run_module`` and ``run_path`` would run it in a
     temporary module, dropped afterwards)."""
     _new_main()
     run_as_main = getattr(runpy, "_run_module_as_main")  # noqa: B009 - private, stable since 2.x
-    with as_program_bottom():  # the program's recursion depth is python's
-        run_as_main(name, alter_argv)
+    return run_as_main, (name, alter_argv)
 
 
 def _new_main() -> types.ModuleType:
@@ -316,56 +325,121 @@ def _exit_status(code: object) -> tuple[int, str | None]:
     return 1, None
 
 
-def run_program(
+@dataclass
+class Launch:
+    """A program made ready to run by :func:`launch`, the stepper on.
+
+    Whoever runs it calls ``call(*args)`` from its own frame -- that frame is
+    then the only one of blocktrace's right under the program's -- inside
+    ``with bottom():`` (the program's recursion depth stays python's), and
+    passes :meth:`finish` what the call raised, or None::
+
+        with ready.bottom():
+            try:
+                ready.call(*ready.args)
+            except BaseException as exc:
+                return ready.finish(exc)
+        return ready.finish(None)
+
+    (:func:`run_program` does exactly that; ``blocktrace run`` does it in
+    ``blocktrace.cli.main`` and ``python -m blocktrace``'s module.)"""
+
+    call: Callable[..., object]
+    """``exec``, or ``runpy``'s ``_run_module_as_main`` for ``-m``: no frame of ours."""
+    args: tuple[object, ...]
+    stepper: Stepper
+    previous: Tracer
+    before_stop: Callable[[], object] | None = None
+
+    @staticmethod
+    def bottom() -> contextlib.AbstractContextManager[None]:
+        """The ``with`` around the call: the frame that writes it counts as
+        depth 0, as the C code under a program run by python does."""
+        return as_program_bottom()
+
+    def finish(self, exc: BaseException | None) -> Outcome:
+        """How the program ended, from what its call raised: waits for its
+        threads, flushes stdout, prints an uncaught exception's traceback as
+        python would, then stops the stepper (after ``before_stop()``, which
+        may add a last line to the trace: ``--record-inputs``)."""
+        outcome = Outcome(0, None)
+        try:
+            if exc is None:
+                try:
+                    _join_threads()
+                except BaseException as late:  # Ctrl-C while waiting for them
+                    exc = late
+            try:
+                # As the interpreter does at exit: a closed stdout is not an error.
+                if sys.stdout is not None and not getattr(sys.stdout, "closed", False):
+                    sys.stdout.flush()
+            except BaseException as late:
+                exc = late
+            outcome = _outcome(exc, self.stepper)
+        finally:
+            if self.before_stop is not None:
+                self.before_stop()
+            self.stepper.stop(str(outcome.status), outcome.error)
+            set_tracer(self.previous)
+        return outcome
+
+
+def launch(
     program: Program, tracer: Tracer, stepper: Stepper,
     before_stop: Callable[[], object] | None = None,
-) -> Outcome:
-    """Run ``program`` under ``stepper`` into ``tracer``; the stepper is stopped
-    (and ``Stop`` emitted) before this returns, after ``before_stop()`` (which
-    may add a last line to the trace: ``--record-inputs``).  ``sys.argv``, ``sys.path[0]``
-    and ``__main__`` stay the program's, as under python, for its exit handlers:
-    this is the last thing a process does."""
+) -> Launch:
+    """Make ``program`` ready to run under ``stepper`` into ``tracer`` (see
+    :class:`Launch`).  ``sys.argv``, ``sys.path[0]`` and ``__main__`` become the
+    program's, and stay so, as under python, for its exit handlers: running it
+    is the last thing a process does."""
     previous = set_tracer(tracer)
     sys.argv = [program.target, *program.args]  # runpy replaces argv[0] with the file
     if sys.path:
         sys.path[0] = program.path0()
     else:
         sys.path.insert(0, program.path0())
-    outcome = Outcome(0, None)
+    if program.is_module:
+        call, args = _module_call(program.target)
+    else:
+        call, args = _script_call(program.target)
     stepper.start(stacklevel=1)
-    try:
+    return Launch(call, args, stepper, previous, before_stop)
+
+
+def run_program(
+    program: Program, tracer: Tracer, stepper: Stepper,
+    before_stop: Callable[[], object] | None = None,
+) -> Outcome:
+    """Run ``program`` under ``stepper`` into ``tracer``; the stepper is stopped
+    (and ``Stop`` emitted) before this returns (see :class:`Launch`)."""
+    ready = launch(program, tracer, stepper, before_stop)
+    with ready.bottom():
         try:
-            if program.is_module:
-                _run_module(program.target)
-            else:
-                _run_script(program.target)
-            _join_threads()
-        finally:
-            # As the interpreter does at exit: a closed stdout is not an error.
-            if sys.stdout is not None and not getattr(sys.stdout, "closed", False):
-                sys.stdout.flush()
-    except SystemExit as exc:
+            ready.call(*ready.args)
+        except BaseException as exc:
+            return ready.finish(exc)
+    return ready.finish(None)
+
+
+def _outcome(exc: BaseException | None, stepper: Stepper) -> Outcome:
+    """What python's exit status and error would be, the traceback printed."""
+    if exc is None:
+        return Outcome(0, None)
+    if isinstance(exc, SystemExit):
         status, _ = _exit_status(exc.code)
-        outcome = Outcome(status, None if status == 0 else f"SystemExit: {exc.code}")
-    except OutOfGas as exc:
-        outcome = Outcome(OUT_OF_GAS_STATUS, "OutOfGas")
+        return Outcome(status, None if status == 0 else f"SystemExit: {exc.code}")
+    if isinstance(exc, OutOfGas):
         _say(str(exc).removeprefix("blocktrace: "))
-    except HaltRun as exc:
-        outcome = Outcome(OUT_OF_GAS_STATUS, f"{type(exc).__name__}: {exc}")
+        return Outcome(OUT_OF_GAS_STATUS, "OutOfGas")
+    if isinstance(exc, HaltRun):
         _say(f"run halted: {exc}")
-    except KeyboardInterrupt as exc:
-        outcome = Outcome(130, "KeyboardInterrupt")
+        return Outcome(OUT_OF_GAS_STATUS, f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, KeyboardInterrupt):
         sys.excepthook(type(exc), exc, _trimmed(exc, trailing=True))
-    except BaseException as exc:
-        name, message = exception_text(exc, stepper.renderer)
-        outcome = Outcome(1, f"{name}: {message}" if message else name)
-        sys.excepthook(type(exc), exc, _trimmed(exc))
-    finally:
-        if before_stop is not None:
-            before_stop()
-        stepper.stop(str(outcome.status), outcome.error)
-        set_tracer(previous)
-    return outcome
+        return Outcome(130, "KeyboardInterrupt")
+    name, message = exception_text(exc, stepper.renderer)
+    sys.excepthook(type(exc), exc, _trimmed(exc))
+    return Outcome(1, f"{name}: {message}" if message else name)
 
 
 def _join_threads() -> None:
