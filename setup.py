@@ -23,6 +23,16 @@ setup(
             optional=True,
         ),
         Extension(
+            "blocktrace.format._cscan",
+            ["blocktrace/format/csrc/scan.c", "blocktrace/chain/csrc/sha256.c",
+             "blocktrace/chain/csrc/cpu.c"],
+            depends=["blocktrace/chain/csrc/sha256.h", "blocktrace/chain/csrc/hex.h",
+                     "blocktrace/chain/csrc/cpu.h"],
+            include_dirs=["blocktrace/chain/csrc"],
+            extra_compile_args=_FLAGS,
+            optional=True,
+        ),
+        Extension(
             "blocktrace.vm._chook",
             ["blocktrace/vm/_chook.c"],
             extra_compile_args=_FLAGS,

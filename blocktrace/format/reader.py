@@ -24,6 +24,7 @@ from typing import IO, Any, Literal, Protocol
 
 import msgspec
 
+from blocktrace._native import extension
 from blocktrace.format.compressed import (
     CompressedDataError,
     FrameStream,
@@ -429,9 +430,15 @@ def check_chain(
         raw = stream.raw if isinstance(stream, io.BufferedReader) else None
         builder = IndexBuilder(stamp, raw if isinstance(raw, FrameStream) else None)
         tree = builder
+    native = extension("blocktrace.format._cscan")
     with stream:
         try:
-            _walk(stream, result, tree, builder, progress)
+            if native is None:
+                _walk(stream, result, tree, builder, progress)
+            else:
+                from blocktrace.format import fastcheck  # the same answers, in C (imports us)
+
+                fastcheck.walk(native, stream, result, tree, builder, progress)
         except CompressedDataError as exc:
             _unreadable(result, exc)
     if builder is not None and result.status != "unusable":
@@ -456,6 +463,19 @@ def _unreadable(result: Verification, exc: CompressedDataError) -> None:
         f"line {number} cannot be read: {exc.reason}: the run was cut short (or the file "
         f"damaged) there; the lines before it check"
     )
+
+
+# What the walks say of a line (both: this one and blocktrace.format.fastcheck's).
+CR_AT_END = "carriage return at end of line (line endings changed)"
+NO_HASH_MEMBER = "line does not end with a hash member"
+HASH_MISMATCH = (
+    "hash does not match: this line, or one before it, was edited, inserted, deleted or moved"
+)
+NO_SUMMARY = "no summary line: the run was cut short (or the tail was removed)"
+
+
+def after_summary(summary_at: int) -> str:
+    return f"a line follows the summary (line {summary_at})"
 
 
 def _walk(
@@ -484,7 +504,7 @@ def _walk(
             _torn(result, number, raw)
             return
         if summary_at is not None:
-            _tampered(result, number, f"a line follows the summary (line {summary_at})")
+            _tampered(result, number, after_summary(summary_at))
             return
         line = raw[:-1]
         if number == 1:
@@ -492,11 +512,11 @@ def _walk(
             if not version:
                 return
         if line.endswith(b"\r"):
-            _tampered(result, number, "carriage return at end of line (line endings changed)")
+            _tampered(result, number, CR_AT_END)
             return
         parts = split_hash(line)
         if parts is None:
-            _tampered(result, number, "line does not end with a hash member")
+            _tampered(result, number, NO_HASH_MEMBER)
             return
         body, stored = parts
         is_summary = body.startswith(SUMMARY_PREFIX)
@@ -507,11 +527,7 @@ def _walk(
         else:
             computed = chain.check(body, raw)
         if computed != stored:
-            _tampered(
-                result, number,
-                "hash does not match: this line, or one before it, was edited, inserted, "
-                "deleted or moved",
-            )
+            _tampered(result, number, HASH_MISMATCH)
             return
         problem = _not_an_object(line)
         if problem:
@@ -546,7 +562,7 @@ def _walk(
         return
     if summary_at is None:
         result.status = "unsealed"
-        result.reason = "no summary line: the run was cut short (or the tail was removed)"
+        result.reason = NO_SUMMARY
     else:
         result.status = "sealed"
 

@@ -1,0 +1,37 @@
+"""Stubs of ``blocktrace.format._cscan`` (csrc/scan.c): the chain check at hashing speed."""
+
+from collections.abc import Buffer
+from typing import Final, final
+
+IMPLEMENTATION: Final[str]
+"""The SHA-256 compression in use: ``"sha-ni"`` or ``"portable"``."""
+END: Final[int]
+TOO_LONG: Final[int]
+CR: Final[int]
+NO_HASH: Final[int]
+UNSURE: Final[int]
+MISMATCH: Final[int]
+MALFORMED: Final[int]
+SUMMARY: Final[int]
+
+def plain_json_object(line: Buffer, /) -> bool:
+    """For tests: True when the C check settles that ``line`` is a JSON object
+    msgspec accepts, False when it leaves the answer to Python."""
+
+@final
+class ChainScan:
+    """The chain check of one trace (see :mod:`blocktrace.format.fastcheck`)."""
+
+    def __init__(self, version: int, per_leaf: int, max_line: int, leaves: bool) -> None: ...
+    def scan(self, buffer: Buffer, pos: int, number: int, trust: int, /) -> tuple[int, int, int]:
+        """Check the complete lines of ``buffer`` from byte ``pos`` (line ``number``);
+        returns (stop code, pos, number) of the line it stopped at.  ``trust``: 0, or
+        1/2 when Python found the first line a JSON object / not one."""
+    def take_leaves(self) -> bytes:
+        """The leaf hashes completed since the last call, 32 bytes each."""
+    @property
+    def lines(self) -> int:
+        """Number of the last line that checked (0: none)."""
+    @property
+    def head(self) -> str:
+        """Hash of the last line that checked ('' if none)."""

@@ -1,0 +1,663 @@
+/* blocktrace.format._cscan: the chain check of blocktrace.format.reader at
+ * hashing speed.
+ *
+ * ChainScan walks the complete lines of a buffer, recomputes each line's hash
+ * by its format version's rules (blocktrace.format.rules is the reference:
+ * ChainHasher for version 1, LeafChain for versions 2 and 3), compares it with
+ * the hash the line carries, checks cheaply that the line is a JSON object, and
+ * keeps the leaf hashes for the Merkle tree.  It stops at the first line it
+ * cannot settle alone -- the header is parsed by Python before, the summary's
+ * members and every tampered line's answer are Python's
+ * (blocktrace.format.fastcheck) -- so the answers are the Python walk's own.
+ *
+ * The well-formedness check here only ever says "a JSON object msgspec accepts"
+ * or "not sure": anything unusual (whitespace outside strings, a float, a long
+ * number, a control character, an escaped surrogate, deep nesting, bad UTF-8)
+ * goes back to Python, which decides with msgspec as the pure walk does. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "hex.h"
+#include "sha256.h"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define BT_SSE2 1
+#endif
+
+/* Why scan() stopped; blocktrace/format/fastcheck.py names them. */
+enum {
+    STOP_END = 0,       /* no complete line left at pos */
+    STOP_TOO_LONG = 1,  /* the line at pos is longer than max_line */
+    STOP_CR = 2,        /* ends with a carriage return */
+    STOP_NO_HASH = 3,   /* does not end with a well-formed hash member */
+    STOP_UNSURE = 4,    /* the JSON check needs Python (nothing was fed) */
+    STOP_MISMATCH = 5,  /* the hash does not match */
+    STOP_MALFORMED = 6, /* hash matches, but Python said it is not an object */
+    STOP_SUMMARY = 7,   /* a summary whose hash matches: Python reads it */
+};
+
+static const uint8_t HASH_FIELD[] = ",\"hash\":\"";
+#define HASH_FIELD_LEN 9
+#define HASH_HEX_LEN 64
+#define TAIL_LEN (HASH_FIELD_LEN + HASH_HEX_LEN + 2) /* without the newline */
+static const uint8_t SUMMARY_PREFIX[] = "{\"output\":";
+#define SUMMARY_PREFIX_LEN 10
+static const uint8_t DOMAIN_V1[] = "blocktrace-chain/1\n";
+static const uint8_t DOMAIN_V2[] = "blocktrace-chain/2\n";
+#define DOMAIN_LEN 19
+#define MAX_DEPTH 64
+
+/* -- the cheap JSON check ------------------------------------------------------ */
+
+/* The end of a string whose opening quote is just before p, or NULL when unsure. */
+static const uint8_t *
+json_string(const uint8_t *p, const uint8_t *end)
+{
+    while (p < end) {
+#ifdef BT_SSE2
+        /* 16 plain bytes at a time: none a quote, a backslash, below 0x20 or above 0x7f */
+        while (end - p >= 16) {
+            __m128i x = _mm_loadu_si128((const __m128i *)p);
+            __m128i special = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
+                             _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
+                _mm_cmplt_epi8(x, _mm_set1_epi8(0x20))); /* signed: 0x80-0xff too */
+            int mask = _mm_movemask_epi8(special);
+            if (mask) {
+                p += __builtin_ctz((unsigned)mask);
+                break;
+            }
+            p += 16;
+        }
+        if (p >= end) {
+            break;
+        }
+#endif
+        uint8_t c = *p;
+        if (c == '"') {
+            return p + 1;
+        }
+        if (c >= 0x20 && c < 0x80 && c != '\\') {
+            p++;
+            continue;
+        }
+        if (c == '\\') {
+            if (p + 1 >= end) {
+                return NULL;
+            }
+            uint8_t e = p[1];
+            if (e == 'u') {
+                if (p + 6 > end) {
+                    return NULL;
+                }
+                unsigned v = 0;
+                for (int i = 2; i < 6; i++) {
+                    uint8_t h = p[i];
+                    v <<= 4;
+                    if (h >= '0' && h <= '9') {
+                        v |= (unsigned)(h - '0');
+                    } else if (h >= 'a' && h <= 'f') {
+                        v |= (unsigned)(h - 'a' + 10);
+                    } else if (h >= 'A' && h <= 'F') {
+                        v |= (unsigned)(h - 'A' + 10);
+                    } else {
+                        return NULL;
+                    }
+                }
+                if (v >= 0xD800 && v <= 0xDFFF) {
+                    return NULL; /* surrogates: msgspec's rules, Python's answer */
+                }
+                p += 6;
+                continue;
+            }
+            if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n'
+                || e == 'r' || e == 't') {
+                p += 2;
+                continue;
+            }
+            return NULL;
+        }
+        if (c < 0x20) {
+            return NULL;
+        }
+        /* UTF-8, strictly (what bytes.decode("utf-8") accepts) */
+        Py_ssize_t left = end - p;
+        if (c >= 0xC2 && c <= 0xDF) {
+            if (left < 2 || (p[1] & 0xC0) != 0x80) {
+                return NULL;
+            }
+            p += 2;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            if (left < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80
+                || (c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] > 0x9F)) {
+                return NULL;
+            }
+            p += 3;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            if (left < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80
+                || (p[3] & 0xC0) != 0x80 || (c == 0xF0 && p[1] < 0x90)
+                || (c == 0xF4 && p[1] > 0x8F)) {
+                return NULL;
+            }
+            p += 4;
+        } else {
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* 1 when [p, end) is a JSON object msgspec accepts, 0 when not sure. */
+static int
+plain_json_object(const uint8_t *p, const uint8_t *end)
+{
+    uint8_t kind[MAX_DEPTH];
+    int depth = 0;
+    if (p >= end || *p != '{') {
+        return 0;
+    }
+value:
+    if (p >= end) {
+        return 0;
+    }
+    switch (*p) {
+    case '{':
+        if (depth == MAX_DEPTH) {
+            return 0;
+        }
+        kind[depth++] = '{';
+        p++;
+        if (p < end && *p == '}') {
+            p++;
+            depth--;
+            goto after;
+        }
+        goto key;
+    case '[':
+        if (depth == MAX_DEPTH) {
+            return 0;
+        }
+        kind[depth++] = '[';
+        p++;
+        if (p < end && *p == ']') {
+            p++;
+            depth--;
+            goto after;
+        }
+        goto value;
+    case '"':
+        p = json_string(p + 1, end);
+        if (p == NULL) {
+            return 0;
+        }
+        goto after;
+    case 't':
+        if (end - p < 4 || memcmp(p, "true", 4) != 0) {
+            return 0;
+        }
+        p += 4;
+        goto after;
+    case 'f':
+        if (end - p < 5 || memcmp(p, "false", 5) != 0) {
+            return 0;
+        }
+        p += 5;
+        goto after;
+    case 'n':
+        if (end - p < 4 || memcmp(p, "null", 4) != 0) {
+            return 0;
+        }
+        p += 4;
+        goto after;
+    default: {
+        /* integers of up to 18 digits only; fractions and exponents: Python */
+        const uint8_t *start;
+        if (*p == '-') {
+            p++;
+        }
+        start = p;
+        if (p >= end || *p < '0' || *p > '9') {
+            return 0;
+        }
+        if (*p == '0') {
+            p++;
+        } else {
+            while (p < end && *p >= '0' && *p <= '9') {
+                p++;
+            }
+        }
+        if (p - start > 18) {
+            return 0;
+        }
+        goto after;
+    }
+    }
+key:
+    if (p >= end || *p != '"') {
+        return 0;
+    }
+    p = json_string(p + 1, end);
+    if (p == NULL || p >= end || *p != ':') {
+        return 0;
+    }
+    p++;
+    goto value;
+after:
+    if (depth == 0) {
+        return p == end;
+    }
+    if (p >= end) {
+        return 0;
+    }
+    if (*p == ',') {
+        p++;
+        if (kind[depth - 1] == '{') {
+            goto key;
+        }
+        goto value;
+    }
+    if (*p == (kind[depth - 1] == '{' ? '}' : ']')) {
+        p++;
+        depth--;
+        goto after;
+    }
+    return 0;
+}
+
+/* -- the scanner ----------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    int version;
+    Py_ssize_t per_leaf;
+    Py_ssize_t max_line;
+    int want_leaves;
+    sha256_ctx running; /* version 1: the chain */
+    uint8_t prev[32];   /* versions 2, 3: the last line's hash */
+    sha256_ctx stream;  /* the open leaf's stream (every version) */
+    Py_ssize_t in_leaf;
+    long long lines;    /* the number of the last line that checked, 0 if none */
+    char head[HASH_HEX_LEN];
+    uint8_t *leaves;    /* leaf hashes not yet taken */
+    size_t nleaves, cap;
+    int failed;         /* out of memory */
+} ScanObject;
+
+static void
+leaf_reset(ScanObject *s)
+{
+    static const uint8_t zero = 0x00;
+    sha256_init(&s->stream);
+    sha256_update(&s->stream, &zero, 1);
+    s->in_leaf = 0;
+}
+
+static void
+leaf_emit(ScanObject *s)
+{
+    if (s->want_leaves && !s->failed) {
+        if (s->nleaves == s->cap) {
+            size_t cap = s->cap ? 2 * s->cap : 1024;
+            uint8_t *more = PyMem_RawRealloc(s->leaves, cap * 32);
+            if (more == NULL) {
+                s->failed = 1;
+                return;
+            }
+            s->leaves = more;
+            s->cap = cap;
+        }
+        sha256_digest(&s->stream, s->leaves + 32 * s->nleaves);
+        s->nleaves++;
+    }
+    leaf_reset(s);
+}
+
+/* LeafChain.close_leaf */
+static void
+close_leaf(ScanObject *s)
+{
+    if (s->in_leaf && s->per_leaf) {
+        leaf_emit(s);
+    }
+}
+
+/* SHA-256(0x02 || prev || body) */
+static void
+link_hash(const uint8_t prev[32], const uint8_t *body, size_t len, uint8_t out[32])
+{
+    static const uint8_t two = 0x02;
+    sha256_ctx c;
+    sha256_init(&c);
+    sha256_update(&c, &two, 1);
+    sha256_update(&c, prev, 32);
+    sha256_update(&c, body, len);
+    sha256_digest(&c, out);
+}
+
+/* The hash line [raw, raw + rawlen) (newline included; body its first
+ * bodylen bytes) must carry, by the version's rules, feeding the state. */
+static void
+chain_line(ScanObject *s, const uint8_t *raw, size_t rawlen, size_t bodylen, int summary,
+           uint8_t out[32])
+{
+    if (s->version == 1) {
+        static const uint8_t close[2] = {'}', '\n'};
+        sha256_update(&s->running, raw, bodylen);
+        sha256_update(&s->running, close, 2);
+        sha256_digest(&s->running, out);
+        return;
+    }
+    if (summary && s->version == 2) { /* LeafChain.check_summary */
+        close_leaf(s);
+        link_hash(s->prev, raw, bodylen, out);
+        memcpy(s->prev, out, 32);
+        return;
+    }
+    /* LeafChain.check */
+    sha256_update(&s->stream, raw, bodylen);
+    if (s->in_leaf == 0) {
+        link_hash(s->prev, raw, bodylen, out);
+    } else {
+        sha256_digest(&s->stream, out);
+    }
+    sha256_update(&s->stream, raw + bodylen, rawlen - bodylen);
+    memcpy(s->prev, out, 32);
+    s->in_leaf++;
+    if (s->in_leaf == s->per_leaf) {
+        close_leaf(s);
+    }
+}
+
+static int
+is_lower_hex(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = p[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int
+scan_lines(ScanObject *s, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos,
+           long long *number, int trust)
+{
+    Py_ssize_t at = *pos;
+    long long n = *number;
+    int code = STOP_END;
+    while (at < len) {
+        const uint8_t *line = buf + at;
+        const uint8_t *nl = memchr(line, '\n', (size_t)(len - at));
+        if (nl == NULL) {
+            break;
+        }
+        size_t rawlen = (size_t)(nl - line) + 1;
+        size_t linelen = rawlen - 1;
+        if ((Py_ssize_t)rawlen > s->max_line) {
+            code = STOP_TOO_LONG;
+            break;
+        }
+        if (linelen && line[linelen - 1] == '\r') {
+            code = STOP_CR;
+            break;
+        }
+        if (linelen < TAIL_LEN || line[linelen - 1] != '}' || line[linelen - 2] != '"') {
+            code = STOP_NO_HASH;
+            break;
+        }
+        size_t bodylen = linelen - TAIL_LEN;
+        const uint8_t *stored = line + bodylen + HASH_FIELD_LEN;
+        if (memcmp(line + bodylen, HASH_FIELD, HASH_FIELD_LEN) != 0) {
+            code = STOP_NO_HASH;
+            break;
+        }
+        /* whether the stored hash is lowercase hex is asked only when it does not
+         * match (a match is lowercase hex), with the answer the reference gives first */
+        int wellformed = trust ? trust == 1 : plain_json_object(line, line + linelen);
+        if (!trust && !wellformed) {
+            code = STOP_UNSURE;
+            break;
+        }
+        trust = 0;
+        int summary = bodylen >= SUMMARY_PREFIX_LEN
+                      && memcmp(line, SUMMARY_PREFIX, SUMMARY_PREFIX_LEN) == 0;
+        uint8_t digest[32];
+        char hexed[HASH_HEX_LEN];
+        chain_line(s, line, rawlen, bodylen, summary, digest);
+        hex32(digest, hexed);
+        if (memcmp(hexed, stored, HASH_HEX_LEN) != 0) {
+            code = is_lower_hex(stored, HASH_HEX_LEN) ? STOP_MISMATCH : STOP_NO_HASH;
+            break;
+        }
+        if (!wellformed) {
+            code = STOP_MALFORMED;
+            break;
+        }
+        if (summary) {
+            if (s->version == 1) {
+                if (s->in_leaf) {
+                    leaf_emit(s); /* the lines before the summary */
+                }
+            } else if (s->version == 3) {
+                close_leaf(s);
+            }
+            code = STOP_SUMMARY;
+            break;
+        }
+        if (s->version == 1) { /* leaves are groups of raw lines, apart from the chain */
+            sha256_update(&s->stream, line, rawlen);
+            s->in_leaf++;
+            if (s->in_leaf == s->per_leaf) {
+                leaf_emit(s);
+            }
+        }
+        memcpy(s->head, stored, HASH_HEX_LEN);
+        s->lines = n;
+        at += (Py_ssize_t)rawlen;
+        n++;
+    }
+    *pos = at;
+    *number = n;
+    return code;
+}
+
+static PyObject *
+scan_scan(ScanObject *s, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "scan(buffer, pos, number, trust)");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    long long number = PyLong_AsLongLong(args[2]);
+    long trust = PyLong_AsLong(args[3]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (pos < 0 || pos > view.len || trust < 0 || trust > 2) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "pos outside the buffer, or trust not 0, 1 or 2");
+        return NULL;
+    }
+    int code;
+    Py_BEGIN_ALLOW_THREADS
+    code = scan_lines(s, view.buf, view.len, &pos, &number, (int)trust);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (s->failed) {
+        return PyErr_NoMemory();
+    }
+    return Py_BuildValue("(inL)", code, pos, number);
+}
+
+static PyObject *
+scan_take_leaves(ScanObject *s, PyObject *unused)
+{
+    PyObject *out = PyBytes_FromStringAndSize((const char *)s->leaves, (Py_ssize_t)(32 * s->nleaves));
+    if (out != NULL) {
+        s->nleaves = 0;
+    }
+    return out;
+}
+
+static PyObject *
+scan_get_lines(ScanObject *s, void *closure)
+{
+    return PyLong_FromLongLong(s->lines);
+}
+
+static PyObject *
+scan_get_head(ScanObject *s, void *closure)
+{
+    if (s->lines == 0) {
+        return PyUnicode_FromStringAndSize("", 0);
+    }
+    return PyUnicode_FromStringAndSize(s->head, HASH_HEX_LEN);
+}
+
+static int
+scan_init(ScanObject *s, PyObject *args, PyObject *kwds)
+{
+    static char *names[] = {"version", "per_leaf", "max_line", "leaves", NULL};
+    int version, leaves;
+    Py_ssize_t per_leaf, max_line;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "innp", names, &version, &per_leaf, &max_line,
+                                     &leaves)) {
+        return -1;
+    }
+    if (version < 1 || version > 3 || per_leaf < 1 || max_line < 1) {
+        PyErr_SetString(PyExc_ValueError, "version 1-3, per_leaf and max_line positive");
+        return -1;
+    }
+    s->version = version;
+    s->per_leaf = per_leaf;
+    s->max_line = max_line;
+    s->want_leaves = leaves;
+    sha256_init(&s->running);
+    sha256_update(&s->running, DOMAIN_V1, DOMAIN_LEN);
+    sha256_once(DOMAIN_V2, DOMAIN_LEN, s->prev);
+    leaf_reset(s);
+    s->lines = 0;
+    s->nleaves = 0;
+    s->failed = 0;
+    return 0;
+}
+
+static void
+scan_dealloc(ScanObject *s)
+{
+    PyTypeObject *tp = Py_TYPE(s);
+    PyMem_RawFree(s->leaves);
+    tp->tp_free((PyObject *)s);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef scan_methods[] = {
+    {"scan", (PyCFunction)(void (*)(void))scan_scan, METH_FASTCALL,
+     "scan(buffer, pos, number, trust, /)\n--\n\nCheck the complete lines of buffer from byte "
+     "pos (line number `number`); returns (stop code, pos, number) of the line it stopped at. "
+     "trust: 0, or 1/2 when Python found the first line a JSON object / not one."},
+    {"take_leaves", (PyCFunction)scan_take_leaves, METH_NOARGS,
+     "take_leaves()\n--\n\nThe leaf hashes completed since the last call, 32 bytes each."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef scan_getset[] = {
+    {"lines", (getter)scan_get_lines, NULL, "number of the last line that checked (0: none)", NULL},
+    {"head", (getter)scan_get_head, NULL, "hash of the last line that checked ('' if none)", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot scan_slots[] = {
+    {Py_tp_init, scan_init},
+    {Py_tp_dealloc, scan_dealloc},
+    {Py_tp_methods, scan_methods},
+    {Py_tp_getset, scan_getset},
+    {Py_tp_doc, "ChainScan(version, per_leaf, max_line, leaves)\n--\n\nThe chain check of one "
+                "trace (see blocktrace.format.fastcheck)."},
+    {0, NULL},
+};
+
+static PyType_Spec scan_spec = {
+    .name = "blocktrace.format._cscan.ChainScan",
+    .basicsize = sizeof(ScanObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = scan_slots,
+};
+
+static PyObject *
+mod_plain_json_object(PyObject *m, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    int ok = plain_json_object(view.buf, (const uint8_t *)view.buf + view.len);
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(ok);
+}
+
+static PyMethodDef module_methods[] = {
+    {"plain_json_object", mod_plain_json_object, METH_O,
+     "plain_json_object(line, /)\n--\n\nFor tests: True when the C check settles that line is a "
+     "JSON object msgspec accepts, False when it leaves the answer to Python."},
+    {NULL, NULL, 0, NULL},
+};
+
+static int
+cscan_exec(PyObject *m)
+{
+    const char *force = getenv("BLOCKTRACE_SHA_PORTABLE");
+    int forced = force != NULL && force[0] != '\0' && strcmp(force, "0") != 0;
+    const char *impl = sha256_select(forced);
+    PyObject *type = PyType_FromModuleAndSpec(m, &scan_spec, NULL);
+    if (type == NULL) {
+        return -1;
+    }
+    int rc = PyModule_AddObjectRef(m, "ChainScan", type);
+    Py_DECREF(type);
+    if (rc < 0 || PyModule_AddStringConstant(m, "IMPLEMENTATION", impl) < 0
+        || PyModule_AddIntConstant(m, "END", STOP_END) < 0
+        || PyModule_AddIntConstant(m, "TOO_LONG", STOP_TOO_LONG) < 0
+        || PyModule_AddIntConstant(m, "CR", STOP_CR) < 0
+        || PyModule_AddIntConstant(m, "NO_HASH", STOP_NO_HASH) < 0
+        || PyModule_AddIntConstant(m, "UNSURE", STOP_UNSURE) < 0
+        || PyModule_AddIntConstant(m, "MISMATCH", STOP_MISMATCH) < 0
+        || PyModule_AddIntConstant(m, "MALFORMED", STOP_MALFORMED) < 0
+        || PyModule_AddIntConstant(m, "SUMMARY", STOP_SUMMARY) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static PyModuleDef_Slot cscan_slots[] = {
+    {Py_mod_exec, cscan_exec},
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+    {0, NULL},
+};
+
+static struct PyModuleDef cscan_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "blocktrace.format._cscan",
+    .m_doc = "The chain check at hashing speed (see blocktrace.format.fastcheck).",
+    .m_size = 0,
+    .m_methods = module_methods,
+    .m_slots = cscan_slots,
+};
+
+PyMODINIT_FUNC
+PyInit__cscan(void)
+{
+    return PyModuleDef_Init(&cscan_module);
+}

@@ -1,0 +1,151 @@
+"""The chain check in native code: :func:`blocktrace.format.reader.check_chain`'s fast path.
+
+The pure-Python walk (``reader._walk``) is the reference; this one gives the
+same :class:`~blocktrace.format.reader.Verification` for every input, at the
+speed the machine hashes.  The C scanner (``blocktrace.format._cscan``, built
+from ``blocktrace/format/csrc/scan.c``) checks runs of ordinary lines in large
+buffers -- each line's hash by its version's rules, a cheap "is a JSON object"
+test, the leaf hashes -- and stops at whatever needs more than that: the
+header is parsed here before it starts, and the summary, a line its JSON test
+is unsure of, and every line that fails are answered here with the reference
+walk's own helpers and words.  Memory is one buffer of :data:`CHUNK` bytes plus
+at most one line (bounded by ``MAX_LINE_BYTES``), whatever the trace's size.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import IO, Any
+
+from blocktrace.format import reader
+from blocktrace.format.index import IndexBuilder
+from blocktrace.format.reader import Tree, Verification
+from blocktrace.format.rules import split_hash
+from blocktrace.format.versions import LINES_PER_LEAF, MAX_LINE_BYTES
+
+__all__ = ["CHUNK", "walk"]
+
+CHUNK = 1 << 20
+"""Bytes read at a time."""
+
+
+def walk(
+    native: ModuleType,
+    stream: IO[bytes],
+    result: Verification,
+    tree: Tree | None,
+    index: IndexBuilder | None = None,
+    progress: Any = None,
+) -> None:
+    """``reader._walk``'s answer for ``stream`` (a binary stream at its start),
+    computed by the scanner of extension module ``native``; ``index`` is fed
+    every accepted line as there, ``progress`` told once per buffer."""
+    on_line = index.line if index is not None else None
+    tell = progress.update if progress is not None else None
+    done = 0
+    first = stream.readline(MAX_LINE_BYTES + 1)
+    if not first:
+        result.reason = "empty file"
+        return
+    if len(first) > MAX_LINE_BYTES:
+        reader._too_long(result, 1)
+        return
+    if not first.endswith(b"\n"):
+        reader._torn(result, 1, first)
+        return
+    version = reader._header(result, first[:-1])
+    if not version:
+        return
+    scan = native.ChainScan(version, LINES_PER_LEAF, MAX_LINE_BYTES, tree is not None)
+    buf = first
+    pos = 0
+    number = 1
+    trust = 0
+    eof = False
+    while True:
+        start = pos
+        code, pos, number = scan.scan(buf, pos, number, trust)
+        trust = 0
+        if tree is not None:
+            _feed(tree, scan.take_leaves())
+        if scan.lines:
+            result.lines = scan.lines
+            result.head = scan.head
+        if pos > start:
+            if on_line is not None:
+                for raw in buf[start:pos].splitlines(keepends=True):
+                    on_line(raw)
+            if tell is not None:
+                done += pos - start
+                tell(done)
+        if code == native.END:
+            rest = buf[pos:]
+            if len(rest) > MAX_LINE_BYTES:
+                reader._too_long(result, number)
+                return
+            if eof:
+                if rest:
+                    reader._torn(result, number, rest)
+                    return
+                break
+            chunk = stream.read(max(CHUNK, len(rest)))
+            eof = not chunk
+            buf = rest + chunk if rest else chunk
+            pos = 0
+            continue
+        line = buf[pos : buf.index(b"\n", pos)]
+        if code == native.UNSURE:
+            trust = 2 if reader._not_an_object(line) else 1
+            continue
+        if code == native.SUMMARY:
+            body, stored = split_hash(line) or (b"", "")  # the scanner checked it has one
+            if not reader._summary(result, number, body, version, tree):
+                return
+            result.lines = number
+            result.head = stored
+            if on_line is not None:
+                on_line(line + b"\n")
+            _after_summary(stream, buf, pos + len(line) + 1, number + 1, result)
+            return
+        if code == native.TOO_LONG:
+            reader._too_long(result, number)
+        elif code == native.CR:
+            reader._tampered(result, number, reader.CR_AT_END)
+        elif code == native.NO_HASH:
+            reader._tampered(result, number, reader.NO_HASH_MEMBER)
+        elif code == native.MISMATCH:
+            reader._tampered(result, number, reader.HASH_MISMATCH)
+        else:  # MALFORMED
+            reader._tampered(result, number, reader._not_an_object(line))
+        return
+    result.status = "unsealed"
+    result.reason = reader.NO_SUMMARY
+
+
+def _feed(tree: Tree, leaves: bytes) -> None:
+    append = tree.append_leaf_hash
+    for at in range(0, len(leaves), 32):
+        append(leaves[at : at + 32])
+
+
+def _after_summary(
+    stream: IO[bytes], buf: bytes, pos: int, number: int, result: Verification
+) -> None:
+    """What follows a summary whose members checked: nothing (sealed), or the
+    answer the reference gives for the line ``number`` starting at ``pos``."""
+    rest = buf[pos:]
+    while b"\n" not in rest and len(rest) <= MAX_LINE_BYTES:
+        chunk = stream.read(CHUNK)
+        if not chunk:
+            break
+        rest += chunk
+    end = rest.find(b"\n")
+    raw = rest if end < 0 else rest[: end + 1]
+    if len(raw) > MAX_LINE_BYTES:
+        reader._too_long(result, number)
+    elif not raw:
+        result.status = "sealed"
+    elif end < 0:
+        reader._torn(result, number, raw)
+    else:
+        reader._tampered(result, number, reader.after_summary(number - 1))
