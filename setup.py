@@ -24,9 +24,11 @@ setup(
         ),
         Extension(
             "blocktrace.format._cscan",
-            ["blocktrace/format/csrc/scan.c", "blocktrace/chain/csrc/sha256.c",
+            ["blocktrace/format/csrc/scan.c", "blocktrace/format/csrc/columns.c",
+             "blocktrace/chain/csrc/sha256.c",
              "blocktrace/chain/csrc/cpu.c"],
-            depends=["blocktrace/chain/csrc/sha256.h", "blocktrace/chain/csrc/hex.h",
+            depends=["blocktrace/format/csrc/columns.h",
+                     "blocktrace/chain/csrc/sha256.h", "blocktrace/chain/csrc/hex.h",
                      "blocktrace/chain/csrc/cpu.h"],
             include_dirs=["blocktrace/chain/csrc"],
             extra_compile_args=_FLAGS,

@@ -67,7 +67,7 @@ def test_the_extensions_load_when_built() -> None:
 
 
 _EXTENSIONS = ("blocktrace.chain._cwriter", "blocktrace.vm._chook",
-               "blocktrace.views.blocks._cvalues")
+               "blocktrace.views.blocks._cvalues", "blocktrace.format._cscan")
 
 
 def _built() -> dict[str, str]:

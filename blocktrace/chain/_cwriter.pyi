@@ -4,10 +4,15 @@ from collections.abc import Buffer, Callable
 from typing import Any, Final, final
 
 IMPLEMENTATION: Final[str]
-"""The SHA-256 compression in use: ``"sha-ni"`` or ``"portable"``."""
+"""The SHA-256 compression in use: ``"sha-ni"``, ``"openssl"`` or ``"portable"``
+(chosen once per process: csrc/sha256.h)."""
 
 def sha256(data: Buffer, /) -> bytes:
     """SHA-256 of a bytes-like object, with this module's implementation."""
+
+def sha256_with(name: str, data: Buffer, /) -> bytes:
+    """For tests: SHA-256 of ``data`` with the compression called ``name`` (``"sha-ni"``,
+    ``"openssl"``, ``"portable"``); ValueError when this process cannot use it."""
 
 def hash_lines(body: bytes, count: int, per_leaf: int, use_hashlib: bool, /) -> int:
     """For benchmarks: CPU ns to hash ``count`` lines of ``body`` as the writer does,

@@ -4,7 +4,7 @@ from collections.abc import Buffer
 from typing import Final, final
 
 IMPLEMENTATION: Final[str]
-"""The SHA-256 compression in use: ``"sha-ni"`` or ``"portable"``."""
+"""The SHA-256 compression in use: ``"sha-ni"``, ``"openssl"`` or ``"portable"``."""
 END: Final[int]
 TOO_LONG: Final[int]
 CR: Final[int]
@@ -35,3 +35,27 @@ class ChainScan:
     @property
     def head(self) -> str:
         """Hash of the last line that checked ('' if none)."""
+
+@final
+class OpColumns:
+    """The ``ops`` table's columns, filled from op lines (see ``blocktrace.query.tables``)."""
+
+    def __init__(self) -> None: ...
+    def feed(
+        self, buffer: Buffer, pos: int, line_no: int, max_rows: int, /
+    ) -> tuple[int, int, int]:
+        """Add the plain op lines of ``buffer`` from byte ``pos`` (line ``line_no``);
+        returns (stop, pos, line_no): 0 no complete line left, 1 the line at pos is
+        for Python, 2 ``max_rows`` reached."""
+    def append(
+        self, line_no: int, thread: int, depth: int, pc: int, op: int, opName: str, gas: int,
+        line: int, code: int, /,
+    ) -> None:
+        """Add one row read by Python."""
+    def take(self) -> tuple[int, bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes,
+                            bytes]:
+        """(rows, line_no, thread, depth, pc, op, opName offsets, opName data, gas, line,
+        code) as Arrow buffers; empties the columns."""
+    @property
+    def rows(self) -> int:
+        """Rows held."""

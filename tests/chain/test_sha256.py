@@ -1,9 +1,10 @@
 """SHA-256 in C (``blocktrace/chain/csrc/sha256.c``), both compressions, against the
 published vectors and against ``hashlib``.
 
-The in-process module uses the SHA extensions when the CPU has them; a child process
-with ``BLOCKTRACE_SHA_PORTABLE=1`` runs the portable C.  Each answers the same list of
-messages, so every vector is checked on both paths.
+The in-process module uses the SHA extensions when the CPU has them, else OpenSSL's
+compression (found at run time in the libcrypto hashlib uses), else the portable C; child
+processes with ``BLOCKTRACE_SHA256=portable`` / ``openssl`` force the others.  Each answers
+the same list of messages, so every vector is checked on every path.
 """
 
 from __future__ import annotations
@@ -65,19 +66,48 @@ def _expected() -> list[str]:
                                          for n in LONG_LENGTHS]
 
 
-@pytest.fixture(scope="module", params=["default", "portable"])
+def _available(name: str) -> bool:
+    try:
+        _cwriter.sha256_with(name, b"")
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module", params=["default", "portable", "openssl", "openssl-no-sha-ni"])
 def digests(request: pytest.FixtureRequest) -> tuple[str, list[str]]:
-    """(implementation, the digest of every message) from each path."""
+    """(implementation, the digest of every message) from each path: the one this
+    process chose, and in child processes each one forced (OpenSSL's also with its own
+    use of the SHA extensions masked, as on a CPU without them)."""
     messages = _messages()
     if request.param == "default":
         return _cwriter.IMPLEMENTATION, [_cwriter.sha256(m).hex() for m in messages]
-    env = {**os.environ, "BLOCKTRACE_SHA_PORTABLE": "1"}
+    name = request.param.removesuffix("-no-sha-ni")
+    if not _available(name):
+        pytest.skip(f"no {name} SHA-256 compression in this process (libcrypto not found)")
+    env = {**os.environ, "BLOCKTRACE_SHA256": name}
+    if request.param.endswith("-no-sha-ni"):
+        env["OPENSSL_ia32cap"] = ":~0x20000000"  # CPUID.7 EBX bit 29: the SHA extensions
     proc = subprocess.run([sys.executable, "-c", _CHILD], input=msgspec.json.encode(messages),
                           env=env, capture_output=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr.decode()
     out: dict[str, Any] = msgspec.json.decode(proc.stdout)
-    assert out["impl"] == "portable"
+    assert out["impl"] == name
     return out["impl"], out["digests"]
+
+
+@pytest.mark.parametrize("name", ["portable", "openssl", "sha-ni"])
+def test_each_compression_in_process(name: str) -> None:
+    """Every compression this process can use answers the vectors and long messages."""
+    if not _available(name):
+        pytest.skip(f"no {name} SHA-256 compression on this machine")
+    for message, want in zip(_messages(), _expected(), strict=True):
+        assert _cwriter.sha256_with(name, message).hex() == want, (name, len(message))
+
+
+def test_an_unknown_compression_is_refused() -> None:
+    with pytest.raises(ValueError, match="no SHA-256 compression"):
+        _cwriter.sha256_with("md5", b"")
 
 
 def test_the_nist_vectors(digests: tuple[str, list[str]]) -> None:

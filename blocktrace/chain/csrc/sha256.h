@@ -17,10 +17,21 @@ typedef void (*sha256_compress_fn)(uint32_t st[8], const uint8_t *p, size_t nblo
 /* The compression in use (set by sha256_select; portable until then). */
 extern sha256_compress_fn sha256_compress;
 
-/* Choose the compression: the SHA extensions when the CPU has them, unless
- * force_portable.  Returns the name of the one chosen ("sha-ni" or
- * "portable").  Process-wide, and the same answer every time it is asked. */
-const char *sha256_select(int force_portable);
+/* Choose the compression, once per process (every module that compiles this file
+ * makes the same choice): `force` names one ("sha-ni", "openssl", "portable") when it
+ * is available; otherwise, and when force is NULL or "", the SHA extensions when the
+ * CPU has them, else OpenSSL's SHA256_Transform from the libcrypto hashlib uses (found
+ * at run time; vectorised for CPUs without the extensions), else the portable C.
+ * Returns the name of the one chosen. */
+const char *sha256_select(const char *force);
+
+/* sha256_select with `force` from the environment: BLOCKTRACE_SHA256 (a name), or
+ * "portable" when BLOCKTRACE_SHA_PORTABLE is set to anything but "" or "0". */
+const char *sha256_select_from_env(void);
+
+/* The compression called `name`, when this process can use it (tests compare them):
+ * 1 and *out set, or 0. */
+int sha256_compress_named(const char *name, sha256_compress_fn *out);
 
 /* The portable compression, whatever sha256_select chose (tests compare). */
 void sha256_compress_portable(uint32_t st[8], const uint8_t *p, size_t nblocks);

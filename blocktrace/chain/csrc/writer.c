@@ -571,7 +571,53 @@ mod_sha256(PyObject *Py_UNUSED(module), PyObject *arg)
     return PyBytes_FromStringAndSize((const char *)out, 32);
 }
 
+static PyObject *
+mod_sha256_with(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "sha256_with(name: str, data)");
+        return NULL;
+    }
+    const char *name = PyUnicode_AsUTF8(args[0]);
+    sha256_compress_fn compress;
+    if (name == NULL) {
+        return NULL;
+    }
+    if (!sha256_compress_named(name, &compress)) {
+        PyErr_Format(PyExc_ValueError, "no SHA-256 compression %R in this process", args[0]);
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    /* the streaming context with this compression, block by block */
+    uint32_t h[8];
+    uint8_t blk[128], out[32];
+    const uint8_t *p = view.buf;
+    size_t len = (size_t)view.len, full = len & ~(size_t)63, rest = len - full;
+    memcpy(h, SHA256_H0, sizeof h);
+    if (full) {
+        compress(h, p, full >> 6);
+    }
+    memset(blk, 0, sizeof blk);
+    memcpy(blk, p + full, rest);
+    blk[rest] = 0x80;
+    size_t total = rest < 56 ? 64 : 128;
+    sha256_store_be64(blk + total - 8, (uint64_t)len << 3);
+    compress(h, blk, total >> 6);
+    for (int i = 0; i < 8; i++) {
+        sha256_store_be32(out + 4 * i, h[i]);
+    }
+    PyBuffer_Release(&view);
+    return PyBytes_FromStringAndSize((const char *)out, 32);
+}
+
 static PyMethodDef module_methods[] = {
+    {"sha256_with", (PyCFunction)(void (*)(void))mod_sha256_with, METH_FASTCALL,
+     "sha256_with(name, data, /)\n--\n\nFor tests: SHA-256 of data with the compression "
+     "called name (\"sha-ni\", \"openssl\", \"portable\"); ValueError when this process "
+     "cannot use it."},
     {"sha256", mod_sha256, METH_O,
      "sha256(data, /)\n--\n\nSHA-256 of a bytes-like object, with this module's implementation."},
     {"hash_lines", (PyCFunction)(void (*)(void))bench_hash_lines, METH_FASTCALL,
@@ -585,9 +631,7 @@ static int
 cwriter_exec(PyObject *m)
 {
     module_state *st = PyModule_GetState(m);
-    const char *force = getenv("BLOCKTRACE_SHA_PORTABLE");
-    int forced = force != NULL && force[0] != '\0' && strcmp(force, "0") != 0;
-    const char *impl = sha256_select(forced);
+    const char *impl = sha256_select_from_env();
     st->writer_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &writer_spec, NULL);
     if (st->writer_type == NULL) {
         return -1;

@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "columns.h"
 #include "hex.h"
 #include "sha256.h"
 
@@ -565,11 +566,11 @@ scan_dealloc(ScanObject *s)
 
 static PyMethodDef scan_methods[] = {
     {"scan", (PyCFunction)(void (*)(void))scan_scan, METH_FASTCALL,
-     "scan(buffer, pos, number, trust, /)\n--\n\nCheck the complete lines of buffer from byte "
+     "scan($self, buffer, pos, number, trust, /)\n--\n\nCheck the complete lines of buffer from byte "
      "pos (line number `number`); returns (stop code, pos, number) of the line it stopped at. "
      "trust: 0, or 1/2 when Python found the first line a JSON object / not one."},
     {"take_leaves", (PyCFunction)scan_take_leaves, METH_NOARGS,
-     "take_leaves()\n--\n\nThe leaf hashes completed since the last call, 32 bytes each."},
+     "take_leaves($self, /)\n--\n\nThe leaf hashes completed since the last call, 32 bytes each."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -618,14 +619,22 @@ static PyMethodDef module_methods[] = {
 static int
 cscan_exec(PyObject *m)
 {
-    const char *force = getenv("BLOCKTRACE_SHA_PORTABLE");
-    int forced = force != NULL && force[0] != '\0' && strcmp(force, "0") != 0;
-    const char *impl = sha256_select(forced);
+    const char *impl = sha256_select_from_env();
     PyObject *type = PyType_FromModuleAndSpec(m, &scan_spec, NULL);
     if (type == NULL) {
         return -1;
     }
     int rc = PyModule_AddObjectRef(m, "ChainScan", type);
+    Py_DECREF(type);
+    if (rc < 0) {
+        return -1;
+    }
+    columns_init_tables();
+    type = PyType_FromModuleAndSpec(m, &columns_spec, NULL);
+    if (type == NULL) {
+        return -1;
+    }
+    rc = PyModule_AddObjectRef(m, "OpColumns", type);
     Py_DECREF(type);
     if (rc < 0 || PyModule_AddStringConstant(m, "IMPLEMENTATION", impl) < 0
         || PyModule_AddIntConstant(m, "END", STOP_END) < 0
