@@ -73,8 +73,8 @@ def walk(
             result.head = scan.head
         if pos > start:
             if on_line is not None:
-                for raw in buf[start:pos].splitlines(keepends=True):
-                    on_line(raw)
+                for raw in buf[start : pos - 1].split(b"\n"):  # lines without a newline
+                    on_line(raw + b"\n")
             if tell is not None:
                 done += pos - start
                 tell(done)

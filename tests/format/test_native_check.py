@@ -18,6 +18,8 @@ from blocktrace._native import extension
 from blocktrace.chain.merkle import MerkleAccumulator
 from blocktrace.chain.rewrite import rechain_trace
 from blocktrace.format import fastcheck, reader
+from blocktrace.format.compressed import kind_of
+from blocktrace.format.index import IndexBuilder, stamp_of
 from blocktrace.format.reader import Verification
 
 NATIVE = extension("blocktrace.format._cscan")
@@ -38,6 +40,25 @@ def _walks(path: Path) -> tuple[tuple[Verification, bytes], tuple[Verification, 
             else:
                 reader._walk(stream, result, tree)
         answers.append((result, tree.root() + tree.size.to_bytes(8, "big")))
+    return answers[0], answers[1]
+
+
+def _indexes(path: Path) -> tuple[bytes, bytes]:
+    """The index each walk builds in its pass (as the index file's bytes), with the
+    progress each reports at its end."""
+    answers = []
+    for native in (False, True):
+        result = Verification(str(path), "unusable")
+        builder = IndexBuilder(stamp_of(str(path), kind_of(str(path))), None)
+        told: list[int] = []
+        progress = type("P", (), {"update": staticmethod(told.append)})()
+        with open(path, "rb") as stream:
+            if native:
+                fastcheck.walk(NATIVE, stream, result, builder, builder, progress)
+            else:
+                reader._walk(stream, result, builder, builder, progress)
+        index = builder.finish(result) if result.status != "unusable" else None
+        answers.append(msgspec.msgpack.encode([index, result.lines]))
     return answers[0], answers[1]
 
 
@@ -146,6 +167,17 @@ def test_every_tamper_class_gets_the_pure_answer(
         seen.add(answer.status)
         assert name or answer
     assert seen == {"sealed", "unsealed", "tampered", "unusable"}
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_the_index_built_in_the_pass_is_the_pure_one(
+    traces: dict[int, bytes], tmp_path: Path, version: int
+) -> None:
+    path = tmp_path / "t.jsonl"
+    for name, data in list(_tampers(traces[version]))[:40]:
+        path.write_bytes(data)
+        pure, native = _indexes(path)
+        assert native == pure, name
 
 
 def test_the_fuzz_corpus_gets_the_pure_answers() -> None:
