@@ -3,9 +3,11 @@
 The tree of a trace (docs/FORMAT.md, "Merkle tree") is built over every line
 before the summary line, header included, grouped in order into leaves of
 ``LINES_PER_LEAF`` lines; a leaf's data is the exact bytes of its lines, each
-with its ``\\n``.  :class:`TraceFile` reads a trace in two streaming passes
-(count, then hash), so roots and proofs of traces of any length need O(log n)
-memory.
+with its ``\\n``.  :class:`TraceFile` answers roots and proofs from the
+trace's index (``TraceFile(path, index=...)``: the index keeps the subtree hash
+of every 64 leaves, so only the one chunk of 1,024 lines a proof needs is read,
+and checked against the index), or without one in two streaming passes (count,
+then hash) in O(log n) memory.
 
 A *proof bundle* shows that one line is in a trace with a given root without
 the rest of the trace: it carries the line's whole leaf (so it reveals the up
@@ -22,7 +24,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import msgspec
 
@@ -34,7 +36,9 @@ from blocktrace.chain.merkle import (
     leaf_hash,
     verify_inclusion,
 )
+from blocktrace.format.compressed import CompressedDataError, kind_of, open_at
 from blocktrace.format.errors import TraceError
+from blocktrace.format.index import LEAVES_PER_CHUNK, TraceIndex, perfect_root, range_hash
 from blocktrace.format.lines import Header
 from blocktrace.format.versions import KNOWN_VERSIONS, LINES_PER_LEAF, SUMMARY_IN_TREE
 from blocktrace.limits import MAX_LINE_BYTES, LineTooLongError
@@ -44,6 +48,7 @@ __all__ = [
     "BundleError",
     "NotABundleError",
     "ProofBundle",
+    "StaleIndexError",
     "TraceError",
     "TraceFile",
     "check_bundle",
@@ -86,16 +91,23 @@ class TraceFile:
     and ``root`` agree with the file (:meth:`root`).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], index: TraceIndex | None = None) -> None:
         self.path = Path(path)
         name = os.fspath(path)
+        self._index = index
         try:
-            with self.path.open("rb") as f:
-                first, newlines, last, tail = self._scan(f)
+            self._kind = kind_of(name)
+            if index is not None:
+                first, newlines, last, tail = self._from_index(index)
+            else:
+                with open_at(name, self._kind) as f:
+                    first, newlines, last, tail = self._scan(f)
         except OSError as exc:
             raise TraceError(name, None, f"cannot read: {exc.strerror or exc}") from None
         except LineTooLongError as exc:
             raise TraceError(name, exc.number, f"{exc}: not a blocktrace trace") from None
+        except CompressedDataError as exc:
+            raise TraceError(name, None, exc.reason) from None
         self._torn = bool(tail)
         if not first.endswith(b"\n"):
             raise TraceError(name, None, "no complete first line: not a blocktrace trace")
@@ -139,8 +151,25 @@ class TraceFile:
             )
         self._root: bytes | None = None
 
+    def _from_index(self, index: TraceIndex) -> tuple[bytes, int, bytes, bytes]:
+        """What :meth:`_scan` finds, from the index (the first and last indexed
+        lines are read; a tampered trace's index covers only what checked)."""
+        if index.lines == 0:
+            return b"", 0, b"", b""
+        first = b"".join(raw for _, raw in self._raw_lines(1, 1))
+        last = b"".join(raw for _, raw in self._raw_lines(index.lines, 1))
+        torn = b"" if index.status == "sealed" or index.line is None else b"?"
+        return first, index.lines, last, torn
+
+    def _raw_lines(self, start: int, count: int) -> Iterator[tuple[int, bytes]]:
+        from blocktrace.format.reader import TraceReader
+
+        reader = TraceReader(self.path)
+        reader._index = self._index
+        return reader.raw_lines(start, count)
+
     @staticmethod
-    def _scan(f: BinaryIO) -> tuple[bytes, int, bytes, bytes]:
+    def _scan(f: IO[bytes]) -> tuple[bytes, int, bytes, bytes]:
         """One pass: (first line, newline count, last complete line, torn tail).
         A line longer than ``MAX_LINE_BYTES`` raises ``LineTooLongError``."""
         first = f.readline(MAX_LINE_BYTES + 1)
@@ -164,7 +193,7 @@ class TraceFile:
     def lines(self, limit: int | None = None) -> Iterator[bytes]:
         """The tree's lines (each with its ``\\n``), at most ``limit`` of them."""
         n = self.tree_lines if limit is None else min(limit, self.tree_lines)
-        with self.path.open("rb") as f:
+        with open_at(os.fspath(self.path), self._kind) as f:
             for count, line in enumerate(f):
                 if count >= n:
                     return
@@ -195,10 +224,15 @@ class TraceFile:
             return self._root
         n = self.tree_size if size is None else size
         self._check_size(n)
-        acc = MerkleAccumulator()
-        for group in self.leaves(n):
-            acc.append_leaf_data(b"".join(group))
-        r = acc.root()
+        if self._index is not None:
+            r = self._range_hash(0, n)
+            if whole and self._index.root and r.hex() != self._index.root:
+                raise self._changed()
+        else:
+            acc = MerkleAccumulator()
+            for group in self.leaves(n):
+                acc.append_leaf_data(b"".join(group))
+            r = acc.root()
         if whole:
             self._check_summary(r)
             self._root = r
@@ -229,6 +263,8 @@ class TraceFile:
     def range_hashes(self, ranges: list[tuple[int, int]], size: int) -> list[bytes]:
         """Tree hashes of leaf ranges (a proof), streaming the first ``size`` leaves."""
         self._check_size(size)
+        if self._index is not None:
+            return [self._range_hash(lo, hi) for lo, hi in ranges]
         hasher = RangeHasher(ranges)
         end = max((e for _, e in ranges), default=0)
         for group in self.leaves(end):
@@ -239,6 +275,9 @@ class TraceFile:
         """Root of the first ``size`` leaves, audit path of leaf ``index`` and that
         leaf's lines, in one streaming pass."""
         self._check_size(size)
+        if self._index is not None:
+            leaf = self._leaf_lines(index)
+            return self.root(size), self.range_hashes(inclusion_ranges(index, size), size), leaf
         acc = MerkleAccumulator()
         hasher = RangeHasher(inclusion_ranges(index, size))
         lines: list[bytes] = []
@@ -252,6 +291,58 @@ class TraceFile:
         if size == self.tree_size:
             self._check_summary(r)
         return r, hasher.hashes(), lines
+
+
+    # -- through the index ---------------------------------------------------------
+
+    def _range_hash(self, lo: int, hi: int) -> bytes:
+        index = self._index
+        assert index is not None
+        return range_hash(lo, hi, index.chunk, self._leaf_hashes)
+
+    def _leaf_lines(self, leaf: int) -> list[bytes]:
+        start = leaf * LINES_PER_LEAF
+        count = min(LINES_PER_LEAF, self.tree_lines - start)
+        self._leaf_hashes(leaf, leaf + 1)  # the chunk it is in is the one indexed
+        return [raw for _, raw in self._raw_lines(start + 1, count)]
+
+    def _leaf_hashes(self, lo: int, hi: int) -> list[bytes]:
+        """Leaf hashes of leaves [lo, hi), read from the trace; a complete chunk
+        is read whole and must hash to what the index kept."""
+        index = self._index
+        assert index is not None
+        chunk = lo // LEAVES_PER_CHUNK
+        stored = index.chunk(chunk)
+        first = chunk * LEAVES_PER_CHUNK if stored is not None else lo
+        last = first + LEAVES_PER_CHUNK if stored is not None else hi
+        start = first * LINES_PER_LEAF
+        count = min((last - first) * LINES_PER_LEAF, self.tree_lines - start)
+        hashes: list[bytes] = []
+        group: list[bytes] = []
+        for _, raw in self._raw_lines(start + 1, count):
+            group.append(raw)
+            if len(group) == LINES_PER_LEAF:
+                hashes.append(leaf_hash(b"".join(group)))
+                group = []
+        if group:
+            hashes.append(leaf_hash(b"".join(group)))
+        if stored is not None and (
+            len(hashes) != LEAVES_PER_CHUNK or perfect_root(hashes) != stored
+        ):
+            raise self._changed()
+        return hashes[lo - first : hi - first]
+
+    def _changed(self) -> StaleIndexError:
+        return StaleIndexError(
+            os.fspath(self.path), None,
+            "the trace's lines are not the ones its index was built from (the file was "
+            "changed after it was indexed)",
+        )
+
+
+class StaleIndexError(TraceError):
+    """The trace no longer matches its index (found while reading the chunk a
+    proof needs): the index must be built again, which checks the chain."""
 
 
 class ProofBundle(msgspec.Struct, forbid_unknown_fields=True):

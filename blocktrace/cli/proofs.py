@@ -33,6 +33,7 @@ from blocktrace.chain.note import (
 from blocktrace.chain.proof import (
     BundleError,
     NotABundleError,
+    StaleIndexError,
     TraceError,
     TraceFile,
     check_bundle,
@@ -190,24 +191,53 @@ def _load_verifiers(path: str) -> list[Verifier]:
 
 def _trace(path: str) -> TraceFile:
     """The trace at ``path``, once its hash chain has verified: nothing is signed
-    or proven about a file that was edited after it was written."""
-    from blocktrace.chain.verify import verify_file
+    or proven about a file that was edited after it was written.  The chain
+    check is the one that built the trace's index (built now when there is
+    none: one pass); roots and proofs then come from the index."""
+    from blocktrace.format import TraceReader
+    from blocktrace.progress import Progress
 
-    result = verify_file(path)
-    if result.status == "unusable":
-        raise CliError(f"{path}: {result.reason}")
-    if result.status == "tampered":
-        where = f" at line {result.line}" if result.line is not None else ""
-        raise CliError(f"{path} is TAMPERED{where}: {result.reason}", status=1)
     try:
-        return TraceFile(path)
+        reader = TraceReader(path)
+        with Progress(os.path.getsize(path), f"indexing {path}") as progress:
+            index = reader.index(progress=progress)
     except TraceError as exc:
         raise CliError(str(exc)) from exc
+    if index is None:
+        from blocktrace.chain.verify import verify_file
+
+        raise CliError(f"{path}: {verify_file(path).reason}")
+    if index.status == "tampered":
+        where = f" at line {index.line}" if index.line is not None else ""
+        raise CliError(f"{path} is TAMPERED{where}: {index.reason}", status=1)
+    try:
+        return TraceFile(path, index=index)
+    except TraceError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _rebuilt(path: str) -> TraceFile:
+    """After :class:`StaleIndexError`: the index built again (which checks the
+    chain again), then the trace."""
+    from blocktrace.format import TraceReader
+    from blocktrace.format.index import index_paths
+
+    for candidate in index_paths(path):
+        try:
+            os.unlink(candidate)
+        except OSError:
+            pass
+    TraceReader(path).index()
+    return _trace(path)
 
 
 def _sign(args: argparse.Namespace) -> int:
     signer = _load_signer(args.key)
     trace = _trace(args.trace)
+    try:
+        trace.root()
+    except StaleIndexError:
+        trace = _rebuilt(args.trace)
     if not trace.sealed:
         raise CliError(
             f"{args.trace} is unsealed (no summary line): only a finished trace can be signed; "
@@ -232,9 +262,15 @@ def _prove(args: argparse.Namespace) -> int:
             raise CliError(f"{args.checkpoint}: {exc}") from exc
         size = read.checkpoint.size
     try:
-        if args.checkpoint is not None:
-            check_against_trace(read.checkpoint, trace)
-        bundle = make_bundle(trace, args.line, size)
+        try:
+            if args.checkpoint is not None:
+                check_against_trace(read.checkpoint, trace)
+            bundle = make_bundle(trace, args.line, size)
+        except StaleIndexError:
+            trace = _rebuilt(args.trace)
+            if args.checkpoint is not None:
+                check_against_trace(read.checkpoint, trace)
+            bundle = make_bundle(trace, args.line, size)
     except (TraceError, CheckpointError) as exc:
         raise CliError(str(exc)) from exc
     data = encode_bundle(bundle)

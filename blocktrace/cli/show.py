@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -43,11 +44,13 @@ def _range(text: str) -> tuple[int, int]:
 
 def _show(args: argparse.Namespace) -> int:
     from blocktrace.format import TraceError, TraceReader
+    from blocktrace.progress import Progress
 
     start, count = args.range
     try:
         reader = TraceReader(args.trace)
-        index = reader.index()
+        with Progress(os.path.getsize(args.trace), f"indexing {args.trace}") as progress:
+            index = reader.index(progress=progress)
         if index is None:
             raise CliError(f"{args.trace}: not a usable trace")
         if args.line:

@@ -30,11 +30,15 @@ from blocktrace.format.errors import TraceError
 __all__ = [
     "ZSTD_MISSING",
     "CompressedDataError",
+    "CompressionUnavailableError",
     "FrameStream",
+    "FrameWriter",
     "Kind",
     "Position",
+    "kind_for_name",
     "kind_of",
     "open_at",
+    "seek_table",
     "sniff",
     "zstd_available",
 ]
@@ -50,12 +54,19 @@ ZSTD_MISSING: Final = (
 _INPUT_CHUNK: Final = 1 << 13
 """Compressed bytes fed to a decompressor at a time: what one call may produce
 stays bounded (zstd's worst case is ~32,000x, so ~256 MiB; real traces ~10x)."""
+_HOLD: Final = 8 << 20
+"""Output held back until the frame's end (and checksum) is reached; blocktrace's
+frames are ~256 KiB, so each is checked whole before a line of it is read."""
 _MAX_OUT: Final = 1 << 20
 """gzip: at most this much output per call (zlib takes a limit)."""
 
 Position = tuple[int, int, int]
 """Where a line starts: (file offset of its frame, uncompressed offset of that
 frame's start, uncompressed offset of the line).  A plain file's is (u, u, u)."""
+
+
+class CompressionUnavailableError(OSError):
+    """A compressed trace was asked for, and its library is not installed."""
 
 
 class CompressedDataError(Exception):
@@ -155,9 +166,9 @@ class FrameStream(io.RawIOBase):
 
     def __init__(self, raw: IO[bytes], kind: Kind, offset: int = 0, uoffset: int = 0) -> None:
         super().__init__()
+        self._raw = raw
         if kind == "zstd" and not zstd_available():
             raise CompressedDataError(ZSTD_MISSING, offset, truncated=False)
-        self._raw = raw
         self._kind = kind
         raw.seek(offset)
         self._coffset = offset
@@ -187,6 +198,11 @@ class FrameStream(io.RawIOBase):
         buffer[:n] = self._out[self._out_pos : self._out_pos + n]
         self._out_pos += n
         return n
+
+    @property
+    def position(self) -> int:
+        """File offset of the compressed bytes read so far."""
+        return self._coffset
 
     def frame_before(self, uoffset: int) -> tuple[int, int]:
         """The start of the frame holding uncompressed offset ``uoffset`` (at or
@@ -245,17 +261,27 @@ class FrameStream(io.RawIOBase):
                 f"the file ends inside the {self._kind} frame at offset {self._frame_at}",
                 self._frame_at, truncated=True,
             )
-        data = self._input
-        chunk = data[:_INPUT_CHUNK]
-        out, done = frame.feed(chunk)
-        consumed = len(chunk) - len(frame.rest)
-        self._input = frame.rest + data[len(chunk) :]
-        self._coffset += consumed
-        if done:
-            self._frame = None
-        self._out = out
+        # A frame's output is held until its checksum has been checked at its end
+        # (up to _HOLD bytes): a corrupt frame is an error, not lines of garbage.
+        held: list[bytes] = []
+        size = 0
+        while True:
+            data = self._input
+            chunk = data[:_INPUT_CHUNK]
+            out, done = frame.feed(chunk)
+            consumed = len(chunk) - len(frame.rest)
+            self._input = frame.rest + data[len(chunk) :]
+            self._coffset += consumed
+            held.append(out)
+            size += len(out)
+            if done:
+                self._frame = None
+                break
+            if size >= _HOLD or (not self._input and not self._more()):
+                break
+        self._out = b"".join(held)
         self._out_pos = 0
-        self.uoffset += len(out)
+        self.uoffset += len(self._out)
         return True
 
     def _skip_frame(self) -> bool:
@@ -325,3 +351,189 @@ def _skip(stream: IO[bytes], n: int) -> None:
         if not got:
             return
         n -= len(got)
+
+
+# -- writing ---------------------------------------------------------------------------
+
+SEEKABLE_MAGIC: Final = 0x8F92EAB1
+"""The zstd seekable format's footer magic (its seek table is a skippable frame)."""
+_SEEK_TABLE_FRAME: Final = 0x184D2A5E
+FRAME_BYTES: Final = 1 << 18
+"""Uncompressed bytes per frame, about (frames end at a Merkle leaf's end)."""
+_QUEUE_FRAMES: Final = 4
+
+
+def kind_for_name(path: str) -> Kind:
+    """The compression a new trace file's name asks for (``.zst``, ``.gz``)."""
+    if path.endswith((".zst", ".zstd")):
+        return "zstd"
+    if path.endswith(".gz"):
+        return "gzip"
+    return "plain"
+
+
+def _compressor(kind: Kind, level: int | None) -> Any:
+    """``compress(bytes) -> one independent frame``."""
+    if kind == "gzip":
+        import gzip
+
+        gz_level = 6 if level is None else level
+        return lambda data: gzip.compress(data, compresslevel=gz_level, mtime=0)
+    zstandard = _zstd_module()
+    zstd_level = 3 if level is None else level
+    if zstandard is not None:
+        return zstandard.ZstdCompressor(
+            level=zstd_level, write_checksum=True, write_content_size=True
+        ).compress
+    stdlib = _stdlib_zstd()
+    if stdlib is None:
+        raise CompressionUnavailableError(ZSTD_MISSING)
+    return lambda data: stdlib.compress(data, zstd_level)
+
+
+class FrameWriter:
+    """The ``write`` of a compressed trace: takes the line writer's flushed
+    buffers and writes them to ``raw`` as independent frames, each ending at the
+    end of a Merkle leaf (``lines_per_leaf`` lines) once it holds about
+    ``frame_bytes``.  Compression runs on a worker thread (zstd and zlib let go
+    of the GIL), behind a queue of a few frames: back-pressure, never unbounded
+    memory.  :meth:`flush` writes everything handed over so far as a frame (a
+    frame then ends where the flush came, mid-leaf perhaps: readers only need
+    frames to hold whole lines) and waits until it is in the file;
+    :meth:`close` adds the zstd seek table.  A crash loses what was not yet
+    written, as the plain writer's buffer does; what was written decompresses to
+    a prefix of the trace, its last frame perhaps cut (read as a torn line).
+    """
+
+    def __init__(
+        self,
+        raw: IO[bytes],
+        kind: Kind,
+        *,
+        level: int | None = None,
+        frame_bytes: int = FRAME_BYTES,
+        lines_per_leaf: int = 16,
+    ) -> None:
+        import queue
+        import threading
+
+        if kind == "plain":
+            raise ValueError("FrameWriter compresses: zstd or gzip")
+        if kind == "zstd" and not zstd_available():
+            raise CompressionUnavailableError(ZSTD_MISSING)
+        self._raw = raw
+        self.kind: Kind = kind
+        self._compress = _compressor(kind, level)
+        self._frame_bytes = frame_bytes
+        self._per_leaf = lines_per_leaf
+        self._pending = bytearray()
+        self._lines = 0
+        """Lines handed to frames so far."""
+        self.frames: list[tuple[int, int]] = []
+        """(compressed size, uncompressed size) of each frame written (the seek table)."""
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[bytes | None] = queue.Queue(_QUEUE_FRAMES)
+        self._pid = os.getpid()
+        self._worker = threading.Thread(
+            target=self._work, name="blocktrace-compress", daemon=True
+        )
+        self._worker.start()
+        self._closed = False
+
+    def write(self, data: bytes) -> int:
+        self._check()
+        self._pending += data
+        if len(self._pending) >= self._frame_bytes:
+            self._cut()
+        return len(data)
+
+    def _cut(self) -> None:
+        """Hand over the pending lines up to the last complete leaf."""
+        pending = self._pending
+        count = pending.count(b"\n")
+        whole = count - (self._lines + count) % self._per_leaf if self._per_leaf else count
+        if whole <= 0:
+            return
+        end = len(pending)
+        for _ in range(count - whole + 1):
+            end = pending.rfind(b"\n", 0, end)
+        frame = bytes(pending[: end + 1])
+        del pending[: end + 1]
+        self._lines += whole
+        self._submit(frame)
+
+    def _submit(self, frame: bytes) -> None:
+        if os.getpid() != self._pid:  # a forked child has no worker: write it here
+            self._write_frame(frame)
+            return
+        self._queue.put(frame)
+
+    def _work(self) -> None:
+        while True:
+            frame = self._queue.get()
+            try:
+                if frame is not None and self._error is None:
+                    self._write_frame(frame)
+            except BaseException as exc:
+                self._error = exc
+            finally:
+                self._queue.task_done()
+            if frame is None:
+                return
+
+    def _write_frame(self, frame: bytes) -> None:
+        packed = self._compress(frame)
+        view = memoryview(packed)
+        while view:
+            n = self._raw.write(view)
+            if n is None or n <= 0:
+                raise OSError("the trace file took no bytes")
+            view = view[n:]
+        self.frames.append((len(packed), len(frame)))
+
+    def _check(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise OSError(f"writing the compressed trace failed: {error}") from error
+
+    def flush(self) -> None:
+        """Everything written so far, compressed and in the file."""
+        if self._pending:
+            self._lines += self._pending.count(b"\n")
+            frame = bytes(self._pending)
+            self._pending.clear()
+            self._submit(frame)
+        if os.getpid() == self._pid:
+            self._queue.join()
+        self._check()
+
+    def close(self) -> None:
+        """Flush, stop the worker and (zstd) write the seek table."""
+        if self._closed:
+            return
+        self.flush()
+        self._closed = True
+        if os.getpid() == self._pid:
+            self._queue.put(None)
+            self._worker.join()
+        if self.kind == "zstd":
+            self._write_all(seek_table(self.frames))
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = self._raw.write(view)
+            if n is None or n <= 0:
+                raise OSError("the trace file took no bytes")
+            view = view[n:]
+
+
+def seek_table(frames: list[tuple[int, int]]) -> bytes:
+    """The zstd seekable format's seek table (a skippable frame): one entry
+    (compressed size, uncompressed size) per frame, no checksums."""
+    entries = b"".join(
+        c.to_bytes(4, "little") + u.to_bytes(4, "little") for c, u in frames
+    )
+    footer = len(frames).to_bytes(4, "little") + b"\x00" + SEEKABLE_MAGIC.to_bytes(4, "little")
+    body = entries + footer
+    return _SEEK_TABLE_FRAME.to_bytes(4, "little") + len(body).to_bytes(4, "little") + body

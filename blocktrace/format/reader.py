@@ -425,10 +425,13 @@ def check_chain(
     except OSError as exc:
         result.reason = f"cannot read: {exc.strerror or exc}"
         return result
+    raw = stream.raw if isinstance(stream, io.BufferedReader) else None
+    frames = raw if isinstance(raw, FrameStream) else None
+    if progress is not None and frames is not None:
+        progress = _FileProgress(progress, frames)  # compressed: count the file's bytes
     builder = None
     if build_index:
-        raw = stream.raw if isinstance(stream, io.BufferedReader) else None
-        builder = IndexBuilder(stamp, raw if isinstance(raw, FrameStream) else None)
+        builder = IndexBuilder(stamp, frames)
         tree = builder
     native = extension("blocktrace.format._cscan")
     with stream:
@@ -444,6 +447,17 @@ def check_chain(
     if builder is not None and result.status != "unusable":
         result.index = builder.finish(result)
     return result
+
+
+class _FileProgress:
+    """Progress in the compressed file's bytes (what its size counts)."""
+
+    def __init__(self, progress: Any, frames: FrameStream) -> None:
+        self._update = progress.update
+        self._frames = frames
+
+    def update(self, done_bytes: int) -> None:
+        self._update(self._frames.position)
 
 
 def _unreadable(result: Verification, exc: CompressedDataError) -> None:

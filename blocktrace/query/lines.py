@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from blocktrace.format import Header, Summary, TraceReader
+from blocktrace.format.compressed import CompressedDataError, kind_of, open_at
 from blocktrace.format.lines import line_type
 from blocktrace.format.versions import MAX_LINE_BYTES
 
@@ -22,8 +23,11 @@ def blocktrace_header(path: str) -> dict[str, Any] | None:
     the file does not start with a blocktrace header (an EIP-3155 client trace,
     or no trace: the client reader says which).  A blocktrace header the format
     refuses (an unknown version) is its ``TraceError``."""
-    with open(path, "rb") as stream:
-        first = stream.readline(MAX_LINE_BYTES + 1)
+    try:
+        with open_at(path, kind_of(path)) as stream:
+            first = stream.readline(MAX_LINE_BYTES + 1)
+    except CompressedDataError:
+        return None
     try:
         if line_type(first) is not Header:
             return None

@@ -22,6 +22,7 @@ import msgspec
 
 from blocktrace.chain.verify import verify_file
 from blocktrace.eip3155.report import DiffReport, diff_files
+from blocktrace.format import TraceReader
 from blocktrace.replay.inputs import INPUTS_EVENT
 
 __all__ = ["ReplayError", "Replayed", "read_inputs", "replay"]
@@ -47,19 +48,16 @@ _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 def read_inputs(path: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The trace's header and its ``inputs`` line (None when it has none).
-
-    # TODO(format): use blocktrace.format"""
+    """The trace's header and its ``inputs`` line (None when it has none)."""
     header: dict[str, Any] = {}
-    with open(path, "rb") as stream:
-        for number, line in enumerate(stream, 1):
-            if number == 1:
-                header = _decode(line)
-                continue
-            if b'"event":"inputs"' not in line:
-                continue
-            if _decode_event(line).event == INPUTS_EVENT:
-                return header, _decode(line)
+    for number, line in TraceReader(path).raw_lines():
+        if number == 1:
+            header = _decode(line)
+            continue
+        if b'"event":"inputs"' not in line:
+            continue
+        if _decode_event(line).event == INPUTS_EVENT:
+            return header, _decode(line)
     return header, None
 
 

@@ -35,6 +35,13 @@ from blocktrace.events import (
     Stop,
     TraceEvent,
 )
+from blocktrace.format.compressed import (
+    ZSTD_MISSING,
+    CompressionUnavailableError,
+    FrameWriter,
+    kind_for_name,
+    zstd_available,
+)
 from blocktrace.format.rules import OP_MID
 from blocktrace.format.source import fingerprint
 from blocktrace.format.versions import FORMAT_VERSION, LINES_PER_LEAF
@@ -125,6 +132,12 @@ def _write_all(stream: IO[bytes]) -> Any:
 class ChainTracer:
     """Writes a run as a hash-chained trace to a path or a binary stream.
 
+    A path ending in ``.zst`` or ``.gz`` is written compressed, in independent
+    frames of whole Merkle leaves (``blocktrace.format.compressed``); the chain
+    and the tree commit to the uncompressed lines, and decompressing the file
+    gives exactly the ``.jsonl``.  Without a zstd library, a ``.zst`` path is a
+    ``CompressionUnavailableError`` (an ``OSError``) naming the extra to install.
+
     Without either it writes to ``blocktrace.jsonl`` in the current directory
     (``blocktrace-1.jsonl``, ``-2`` … if that exists: never over a file) and says
     where on stderr.
@@ -170,6 +183,7 @@ class ChainTracer:
         """The events this trace holds (a capability: the stepper produces only these)."""
         self.path: str | None
         self._out: IO[bytes]
+        self._frames: FrameWriter | None = None
         write: Any
         if target is None:
             self.path, self._out = _new_default_file()
@@ -177,16 +191,23 @@ class ChainTracer:
             write = self._out.write
         elif isinstance(target, (str, os.PathLike)):
             self.path = os.fspath(target)
+            kind = kind_for_name(self.path)
+            if kind == "zstd" and not zstd_available():
+                raise CompressionUnavailableError(ZSTD_MISSING)
             # Unbuffered: the line writer buffers (and knows what a flush may do).
             self._out = open(self.path, "wb" if force else "xb", buffering=0)  # noqa: SIM115
             self._owns = True
             write = self._out.write
+            if kind != "plain":  # .zst, .gz: frames of whole leaves, compressed off-thread
+                self._frames = FrameWriter(self._out, kind, lines_per_leaf=LINES_PER_LEAF)
+                write = self._frames.write
         else:
             self.path = None
             self._out = target
             self._owns = False
             write = _write_all(target)
         self.genesis = genesis if genesis is not None else secrets.token_hex(16)
+        frames = self._frames
         self._locals = locals
         self._globals = globals
         self._multi = False
@@ -205,7 +226,7 @@ class ChainTracer:
         if periodic and self.path is None:
             raise ValueError("periodic checkpoints need a trace path, not a stream")
         extra: dict[str, Any] = {}
-        if LineWriter is PyLineWriter:  # Python code can be interrupted after a write: see flush
+        if LineWriter is PyLineWriter and frames is None:  # see PyLineWriter.flush
             extra["tell"] = _position(self._out)
         self._writer = LineWriter(
             write, buffer_size=buffer_size, lines_per_leaf=LINES_PER_LEAF,
@@ -249,6 +270,8 @@ class ChainTracer:
     def flush(self) -> None:
         """Hand everything written so far to the file (or stream)."""
         self._writer.flush()
+        if self._frames is not None:
+            self._frames.flush()
         if not self._owns:
             self._out.flush()
 
@@ -424,6 +447,8 @@ class ChainTracer:
         self.flush()
         if self._checkpoints is not None:  # a last checkpoint covering the whole tree
             self._checkpoints.write(writer.tree_size, writer.root())
+        if self._frames is not None:
+            self._frames.close()  # the zstd seek table
         if self._owns:
             self._out.close()
 

@@ -183,3 +183,41 @@ def test_show_of_a_tampered_trace_says_so(copy: Path, blocktrace_cli) -> None:  
     proc = blocktrace_cli("show", copy, "0")
     assert proc.returncode == 0
     assert "TAMPERED at line 21" in proc.stderr
+
+
+def test_prove_and_sign_come_from_the_index(copy: Path, blocktrace_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """prove builds the index once (its one chain check) and answers from it; a
+    proof from the index is byte for byte the one a full pass gives."""
+    from blocktrace.chain.proof import TraceFile, encode_bundle, make_bundle
+
+    lines = len(copy.read_bytes().splitlines())
+    first = blocktrace_cli("prove", copy, str(lines - 40))
+    assert first.returncode == 0, first.stderr
+    beside, _ = index_paths(str(copy))
+    assert os.path.exists(beside)
+    again = blocktrace_cli("prove", copy, str(lines - 40))
+    assert again.stdout == first.stdout
+    for line in (1, 17, EVERY + 3, 5 * EVERY + 16, lines):
+        index = TraceReader(copy).index()
+        assert encode_bundle(make_bundle(TraceFile(copy, index=index), line)) == encode_bundle(
+            make_bundle(TraceFile(copy), line)
+        )
+    assert TraceFile(copy, index=TraceReader(copy).index()).root(40) == TraceFile(copy).root(40)
+
+
+def test_prove_notices_a_trace_edited_behind_its_index(copy: Path, blocktrace_cli) -> None:  # type: ignore[no-untyped-def]
+    """An edit that keeps the size, the time and the last line: the chunk the
+    proof reads no longer hashes to what the index kept, so the index is built
+    again, which finds the tampering."""
+    assert blocktrace_cli("prove", copy, "3").returncode == 0
+    st = os.stat(copy)
+    lines = copy.read_bytes().splitlines(keepends=True)
+    target = 2 * EVERY + 100
+    lines[target - 1] = lines[target - 1].replace(b'"depth":1', b'"depth":7', 1).replace(
+        b'"depth":2', b'"depth":8', 1
+    )
+    copy.write_bytes(b"".join(lines))
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    proc = blocktrace_cli("prove", copy, str(target))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"TAMPERED at line {target}" in proc.stderr
