@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from blocktrace.eip3155 import lines
+from blocktrace.eip3155 import levels, lines
 from blocktrace.eip3155.compare import (
     Comparer,
     canonical_stack,
@@ -239,13 +239,18 @@ def diff_files(
     comparer = Comparer(chosen, stack_top)
     info_a = TraceInfo(path_a, forced_dialect=dialect_a)
     info_b = TraceInfo(path_b, forced_dialect=dialect_b)
-    stream_a: Iterator[Step] = normalise(path_a, info_a)
-    stream_b: Iterator[Step] = normalise(path_b, info_b)
+    level_note = None
+    if python_a and python_b:
+        stream_a, stream_b, level_note = _at_one_level(info_a, info_b)
+    else:
+        stream_a, stream_b = normalise(path_a, info_a), normalise(path_b, info_b)
     if by_line:
         stream_a, stream_b = lines.by_line(stream_a), lines.by_line(stream_b)
     steps = diff_steps(stream_a, stream_b, comparer, max_hunks=max_hunks, window=window)
     report = DiffReport(info_a, info_b, chosen, stack_top, steps,
                         compare_summaries(info_a, info_b, by_line), by_line=by_line)
+    if level_note is not None:
+        report.notes.append(level_note)
     if python_a != python_b:
         report.notes.append("one input is a blocktrace trace and the other is not")
     for info in (info_a, info_b):
@@ -268,6 +273,48 @@ def diff_files(
             f"window ({window} steps); hunks after them may be merged (see --window)"
         )
     return report
+
+
+def _level(path: str) -> str:
+    from blocktrace.format import TraceError as FormatError
+    from blocktrace.format import TraceReader
+
+    try:
+        return TraceReader(path).level
+    except FormatError:
+        return "op"  # not readable as a trace: normalise says why
+
+
+def _at_one_level(
+    info_a: TraceInfo, info_b: TraceInfo
+) -> tuple[Iterator[Step], Iterator[Step], str | None]:
+    """The two blocktrace traces' steps at the coarser of their levels (see
+    ``levels``), and the note saying so when the levels differ."""
+    level_a, level_b = _level(info_a.path), _level(info_b.path)
+    level = levels.coarser(level_a, level_b)
+    if level == "call":  # the call tree and its exceptions, at any level
+        stream_a = levels.call_steps(info_a.path, info_a)
+        stream_b = levels.call_steps(info_b.path, info_b)
+    else:
+        stream_a, stream_b = normalise(info_a.path, info_a), normalise(info_b.path, info_b)
+    if level_a == level_b:
+        return stream_a, stream_b, None
+    coarse_path = info_a.path if level == level_a else info_b.path
+
+    def starts() -> set[levels.StartKey]:
+        return levels.line_starts_of(normalise(coarse_path))
+
+    if level == "line":
+        stream_a = levels.project(stream_a, level, starts) if level_a == "op" else stream_a
+        stream_b = levels.project(stream_b, level, starts) if level_b == "op" else stream_b
+    note = (f"compared at level {level}: A is {_a(level_a)}-level trace, B {_a(level_b)}-level"
+            " one" + (" (line starts taken from the line-level trace: a line only the "
+                      "op-level run started is not compared)" if level == "line" else ""))
+    return stream_a, stream_b, note
+
+
+def _a(level: str) -> str:
+    return f"an {level}" if level == "op" else f"a {level}"
 
 
 def step_view(step: Step, near: str | None = None) -> dict[str, Any]:

@@ -338,3 +338,21 @@ def test_verify_prove_diff_and_lines_read_every_level(
         assert "call-level trace" in lines.stdout and "       6 | square" in lines.stdout
     else:
         assert "       6 |         total += square(i)" in lines.stdout, lines.stdout
+
+
+def test_diff_of_two_levels_compares_at_the_coarser(recorded: Path, tmp_path: Path) -> None:
+    for a, b, level in (("op", "line", "line"), ("line", "call", "call"), ("call", "op", "call")):
+        same = _cli("diff", recorded / f"{a}.jsonl", recorded / f"{b}-pure.jsonl")
+        assert same.returncode == 0, same
+        assert f"compared at level {level}" in same.stdout
+    (tmp_path / "prog.py").write_text(PROGRAM.replace("range(6)", "range(5)"))
+    for level in ("line", "call"):
+        out = tmp_path / f"{level}.jsonl"
+        assert _cli("run", "--level", level, "-o", out, tmp_path / "prog.py").returncode == 0
+    # One iteration fewer: found against the op-level trace, at the coarser level.
+    differs = _cli("diff", recorded / "op.jsonl", tmp_path / "line.jsonl")
+    assert differs.returncode == 1, differs
+    assert "total += square(i)" in differs.stdout
+    calls = _cli("diff", recorded / "call.jsonl", tmp_path / "call.jsonl")  # same level: call
+    assert calls.returncode == 1 and "square" in calls.stdout, calls
+    assert "compared at level" not in calls.stdout

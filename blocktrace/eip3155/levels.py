@@ -1,0 +1,112 @@
+"""Comparing blocktrace traces of different levels (``op``, ``line``, ``call``).
+
+A coarser trace holds a subset of the finer trace's lines (docs/FORMAT.md,
+header ``level``): the same calls, returns and exceptions, and at ``line`` only
+the op lines that start a source-line range.  ``diff`` of two traces of
+different levels compares at the coarser level: the finer trace's steps are
+projected to it here, before the differ aligns them.
+
+- at ``call`` (either trace is call-level): the steps compared are each
+  trace's call, return and exception lines (``call_steps``), in order -- the
+  call tree and its exceptions -- not op steps (an op trace's ops are skipped).
+- ``op`` to ``line``: an op step stays when it starts a source-line range.  An
+  op trace does not mark those, so they are taken from the line trace itself:
+  the (function, pc) of its op steps.  This is exact when both runs
+  execute the same lines; a line start only the op trace's run reached is not
+  compared (the report says so), though what it leads to -- other lines, calls,
+  exceptions -- still is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from blocktrace.eip3155.numbers import parse_int
+from blocktrace.eip3155.reader import open_trace, raw_decoder, trace_lines
+from blocktrace.eip3155.records import Step
+
+if TYPE_CHECKING:
+    from blocktrace.eip3155.normalise import TraceInfo
+
+__all__ = ["RANK", "call_steps", "coarser", "line_starts_of", "project"]
+
+_CALL_EVENTS = frozenset({"call", "return", "raise", "reraise", "handled"})
+
+RANK = {"op": 0, "line": 1, "call": 2}
+"""Levels, finest first."""
+
+
+def coarser(a: str, b: str) -> str:
+    """The coarser of two levels."""
+    return a if RANK.get(a, 0) >= RANK.get(b, 0) else b
+
+
+StartKey = tuple[str | None, int]
+
+
+def line_starts_of(steps: Iterator[Step]) -> set[StartKey]:
+    """(function, pc) of a line-level trace's op steps (its line starts): the steps
+    made from an op line, an exception merged into one or not.  (Not the file:
+    two runs of one program are often recorded from two paths.)"""
+    return {(s.function, s.pc) for s in steps if s.raw.event is None}
+
+
+def project(
+    steps: Iterator[Step], level: str, starts: Callable[[], set[StartKey]] | None = None
+) -> Iterator[Step]:
+    """``steps`` of a finer trace as a ``level`` trace holds them, renumbered from 0.
+    ``starts`` gives the line starts (see ``line_starts_of``) for ``level`` ``line``."""
+    if level == "op":
+        yield from steps
+        return
+    known = starts() if level == "line" and starts is not None else set()
+    index = 0
+    for step in steps:
+        if step.event is None and (level == "call" or (step.function, step.pc) not in known):
+            continue
+        if step.index != index:
+            step = Step(index, step.lineno, step.pc, step.op, step.gas, step.depth,
+                        step.stack_raw, step.raw, step.error, step.event, step.function,
+                        step.file)
+        index += 1
+        yield step
+
+
+def call_steps(path: str, info: TraceInfo) -> Iterator[Step]:
+    """The call, return and exception lines of a blocktrace trace as steps (a
+    call's ``pc`` and ``op`` are 0, its ``function`` the called one), after a
+    first pass of ``normalise`` has filled ``info`` (summary, counts) and
+    checked the input."""
+    from blocktrace.eip3155.normalise import normalise
+
+    for _ in normalise(path, info):
+        pass
+    decode = raw_decoder().decode
+    functions: dict[int | str, tuple[str | None, str | None]] = {}
+    index = 0
+    with open_trace(path) as stream:
+        for lineno, line in enumerate(trace_lines(stream, path), 1):
+            if not line.startswith(b'{"'):
+                continue
+            try:
+                raw = decode(line)
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                continue  # normalise read past it too
+            event = raw.event
+            if event not in _CALL_EVENTS:
+                continue
+            code = raw.code
+            if event == "call" and code is not None:
+                functions[code] = (raw.name, raw.file)
+            name, file = functions.get(code, (None, None)) if code is not None else (None, None)
+            try:
+                pc, op, gas, depth = (0 if v is None else v if type(v) is int else parse_int(v)
+                                      for v in (raw.pc, raw.op, raw.gas, raw.depth))
+            except ValueError:
+                continue
+            error = raw.error if isinstance(raw.error, str) and raw.error else None
+            yield Step(index, lineno, pc, op, gas, depth, raw.stack, raw, error, event, name, file)
+            index += 1
