@@ -102,6 +102,16 @@ class _Spy:
 
         tracer.__class__ = type("Spied" + cls.__name__, (cls,), {"__call__": __call__})
         tracer.spied = []
+        op_line = vars(tracer).get("op_line")
+        if op_line is not None:  # OpStarts it takes from plain values (Recorder)
+
+            def spied_op_line(event: OpStart, gas: int, depth: int) -> bool:
+                done = bool(op_line(event, gas, depth))
+                if done:
+                    tracer.spied.append((event, None))
+                return done
+
+            tracer.op_line = spied_op_line
         return tracer
 
 
