@@ -54,4 +54,13 @@ def stdlib(n: int = 30) -> int:
     return size
 
 
-WORKLOADS = {"arithmetic": arithmetic, "objects": objects, "stdlib": stdlib}
+def _fib(n: int) -> int:
+    return n if n < 2 else _fib(n - 1) + _fib(n - 2)
+
+
+def fib(n: int = 20) -> int:
+    """Recursive calls: a call and a return every few instructions (issue 18)."""
+    return _fib(n)
+
+
+WORKLOADS = {"arithmetic": arithmetic, "objects": objects, "stdlib": stdlib, "fib": fib}
