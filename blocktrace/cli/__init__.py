@@ -34,6 +34,7 @@ _COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "blocktrace.cli.verify": ("verify",),
     "blocktrace.cli.show": ("show",),
     "blocktrace.cli.diff": ("diff",),
+    "blocktrace.cli.view": ("view",),
     "blocktrace.cli.replay": ("replay",),
     "blocktrace.cli.proofs": ("keygen", "sign", "prove", "check-proof"),
     "blocktrace.cli.snapshot": ("snapshot", "serve"),

@@ -1,0 +1,798 @@
+"""What the viewer knows about one trace: the answers behind the JSON API.
+
+:class:`TraceModel` is a blocktrace trace, read through
+:class:`blocktrace.format.TraceReader`; its tables (:mod:`.tables`) are built
+in a background thread while the page already shows the first steps, and the
+verdict of ``blocktrace verify`` is computed in another.  :class:`ClientModel`
+is an EIP-3155 client trace, read through the differ's normaliser (the eight
+dialects).  Both answer the same questions (docs/VIEW.md); every answer is a
+plain JSON-able dict.  Nothing here holds a whole trace: windows of steps are
+read on demand, the tables are on disk and read by position.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+from blocktrace.eip3155.normalise import TraceInfo, normalise
+from blocktrace.eip3155.reader import TraceError as ClientTraceError
+from blocktrace.eip3155.reader import open_trace, trace_lines
+from blocktrace.eip3155.records import Step
+from blocktrace.format import (
+    CallLine,
+    ExceptionLine,
+    OpLine,
+    SourceLine,
+    TraceError,
+    TraceReader,
+    read_source,
+)
+from blocktrace.view.tables import CallTable, StepRecord, Tables, load_or_build
+
+__all__ = [
+    "EARLY_STEPS",
+    "MAX_WINDOW",
+    "BadRequest",
+    "ClientModel",
+    "Model",
+    "NotReady",
+    "TraceModel",
+    "open_model",
+]
+
+MAX_WINDOW = 5000
+"""Steps one ``window`` request returns at most."""
+EARLY_STEPS = 20000
+"""Before the tables are built, windows ending below this step are read from
+the start of the file (the first screen shows at once); later ones wait."""
+MAX_SEARCH = 1000
+MAX_TIMELINE = 5000
+
+HOWS = (
+    "next", "prev", "over", "back-over", "out", "back-out", "next-hit", "prev-hit",
+    "next-call", "prev-call", "next-exception", "prev-exception",
+)
+
+_value_text = msgspec.json.Encoder(order="sorted").encode
+
+
+class NotReady(Exception):
+    """The answer needs the tables, which are still being built (HTTP 503)."""
+
+    def __init__(self, progress: dict[str, Any]) -> None:
+        super().__init__("the trace's tables are still being built")
+        self.progress = progress
+
+
+class BadRequest(ValueError):
+    """A request the API cannot answer as asked (HTTP 400)."""
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else _value_text(value).decode()
+
+
+class _Background:
+    """A result computed in a daemon thread: ``value`` once done, ``error`` if it failed."""
+
+    def __init__(self, work: Any, name: str) -> None:
+        self.value: Any = None
+        self.error: str | None = None
+        self.done = threading.Event()
+        self._work = work
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.value = self._work()
+        except (TraceError, ClientTraceError) as exc:
+            self.error = str(exc)
+        except (OSError, ValueError, MemoryError) as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.done.set()
+
+
+class Model:
+    """The questions every kind of trace answers; the navigation shared by both.
+
+    Subclasses provide :meth:`tables` (step records and the call table) and
+    the reading of steps, values and sources."""
+
+    kind = "?"
+    path: str
+
+    # -- provided by the kinds -----------------------------------------------------
+
+    def tables(self) -> Tables | _MemoryTables:
+        raise NotImplementedError
+
+    def meta(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def verify(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def window(self, start: int, count: int) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def values(self, step: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def source(self, file: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def search(self, name: str, text: str, limit: int, start: int = 0) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def function_of(self, code: int) -> tuple[str, str]:
+        raise NotImplementedError
+
+    def thread_name(self, index: int) -> int | None:
+        return None
+
+    # -- shared ----------------------------------------------------------------------
+
+    def _record(self, step: int) -> StepRecord:
+        tables = self.tables()
+        if not 0 <= step < tables.steps:
+            raise BadRequest(f"no step {step} (the trace has {tables.steps})")
+        return tables.step(step)
+
+    def stack(self, step: int) -> dict[str, Any]:
+        tables = self.tables()
+        here = self._record(step)
+        calls = tables.calls
+        chain = calls.calls_of(calls.innermost(here.thread, step))
+        frames = []
+        lineno = here.lineno
+        for index in chain:
+            function, file = self.function_of(calls.code[index])
+            start = calls.start[index]
+            frames.append({
+                "function": function, "file": file, "line": lineno,
+                "depth": calls.depth[index], "thread": self.thread_name(calls.thread[index]),
+                "callStep": start,
+            })
+            lineno = tables.step(start - 1).lineno if start > 0 else 0
+        return {"step": step, "frames": frames}
+
+    def nav(self, step: int, how: str, file: str | None = None, line: int | None = None,
+            function: str | None = None) -> int | None:
+        """The step a navigation leads to from ``step``, or None (nowhere to go)."""
+        if how not in HOWS:
+            raise BadRequest(f"unknown how={how!r} (one of {', '.join(HOWS)})")
+        tables = self.tables()
+        total = tables.steps
+        if how in ("next", "prev"):
+            target = step + 1 if how == "next" else step - 1
+            return target if 0 <= target < total else None
+        if how in ("next-exception", "prev-exception"):
+            return _neighbour(self.exception_steps(), step, how.startswith("next"))
+        if how in ("next-call", "prev-call"):
+            if not function:
+                raise BadRequest(f"how={how} needs function=")
+            starts = sorted(itertools.chain.from_iterable(
+                self.call_starts(code) for code in self.codes_named(function)))
+            return _neighbour(starts, step, how.startswith("next"))
+        if how in ("next-hit", "prev-hit"):
+            if not file or line is None:
+                raise BadRequest(f"how={how} needs file= and line=")
+            return self.find_line(file, line, step, how.startswith("next"))
+        here = self._record(step)
+        calls = tables.calls
+        frame = calls.innermost(here.thread, step)
+        if how == "out":
+            if frame < 0:
+                return None
+            return self._forward(calls.end[frame] + 1, here.thread, here.depth - 1)
+        if how == "back-out":
+            if frame < 0 or calls.start[frame] == 0:
+                return None
+            return self._backward(calls.start[frame] - 1, here.thread, here.depth - 1)
+        if how == "over":
+            return self._forward(step + 1, here.thread, here.depth)
+        return self._backward(step - 1, here.thread, here.depth)  # back-over
+
+    def _forward(self, at: int, thread: int, depth: int) -> int | None:
+        """The first step from ``at`` on ``thread`` at ``depth`` or shallower,
+        jumping over the calls in between by the call table."""
+        tables = self.tables()
+        calls = tables.calls
+        while at < tables.steps:
+            rec = tables.step(at)
+            if rec.thread != thread:
+                at += 1
+                continue
+            if rec.depth <= depth:
+                return at
+            inner = calls.innermost(thread, at)
+            inner = _outermost_below(calls, inner, depth)
+            at = calls.end[inner] + 1 if inner >= 0 and calls.end[inner] >= at else at + 1
+        return None
+
+    def _backward(self, at: int, thread: int, depth: int) -> int | None:
+        tables = self.tables()
+        calls = tables.calls
+        while at >= 0:
+            rec = tables.step(at)
+            if rec.thread != thread:
+                at -= 1
+                continue
+            if rec.depth <= depth:
+                return at
+            inner = calls.innermost(thread, at)
+            inner = _outermost_below(calls, inner, depth)
+            at = calls.start[inner] - 1 if inner >= 0 and calls.start[inner] <= at else at - 1
+        return None
+
+    def exception_steps(self) -> list[int]:
+        raise NotImplementedError
+
+    def codes_named(self, function: str) -> list[int]:
+        raise NotImplementedError
+
+    def call_starts(self, code: int) -> list[int]:
+        raise NotImplementedError
+
+    def find_line(self, file: str, line: int, step: int, forward: bool) -> int | None:
+        return None
+
+    def timeline(self, start: int, end: int, buckets: int) -> dict[str, Any]:
+        tables = self.tables()
+        calls = tables.calls
+        if end < start:
+            raise BadRequest("timeline: to is before from")
+        shortest = max(1, (end - start + 1) // max(1, buckets))
+        chosen: list[int] = []
+        for thread in calls.by_thread:  # the frames already open at `start`
+            chosen.extend(reversed(calls.calls_of(calls.innermost(thread, start))))
+        first = bisect_left(calls.start, start)
+        last = bisect_right(calls.start, end)
+        truncated = False
+        starts, ends = calls.start, calls.end
+        for index in range(first, last):
+            if ends[index] - starts[index] + 1 >= shortest and starts[index] > start - 1:
+                if len(chosen) >= MAX_TIMELINE:
+                    truncated = True
+                    break
+                chosen.append(index)
+        seen = set()
+        out = []
+        for index in chosen:
+            if index in seen:
+                continue
+            seen.add(index)
+            function, file = self.function_of(calls.code[index])
+            out.append({
+                "start": starts[index], "end": ends[index], "depth": calls.depth[index],
+                "function": function, "file": file,
+                "thread": self.thread_name(calls.thread[index]),
+            })
+        return {"from": start, "to": end, "shortest": shortest, "calls": out,
+                "truncated": truncated}
+
+
+def _outermost_below(calls: CallTable, index: int, depth: int) -> int:
+    """The outermost call of ``index``'s chain still deeper than ``depth``."""
+    while index >= 0 and calls.parent[index] >= 0 and calls.depth[calls.parent[index]] > depth:
+        index = calls.parent[index]
+    return index
+
+
+def _neighbour(sorted_steps: list[int] | array[int], step: int, forward: bool) -> int | None:
+    if forward:
+        at = bisect_right(sorted_steps, step)
+        return sorted_steps[at] if at < len(sorted_steps) else None
+    at = bisect_left(sorted_steps, step)
+    return sorted_steps[at - 1] if at > 0 else None
+
+
+# -- blocktrace traces ------------------------------------------------------------------
+
+
+class TraceModel(Model):
+    """A blocktrace trace (any version the reader knows)."""
+
+    kind = "blocktrace"
+
+    def __init__(self, path: str, *, background: bool = True) -> None:
+        self.path = path
+        self.reader = TraceReader(path)  # TraceError: not a usable trace
+        self._progress = 0
+        index = getattr(self.reader, "index", None)
+        self._verify = _Background(self.reader.verify, "blocktrace-view-verify")
+        self._tables = _Background(lambda: self._build(index), "blocktrace-view-tables")
+        if not background:
+            self._tables.done.wait()
+
+    def _build(self, index: Any) -> Tables:
+        if index is not None:
+            index(build=True)  # the reader's random access (store's index)
+        return load_or_build(self.reader, self._on_progress)
+
+    def _on_progress(self, line: int) -> None:
+        self._progress = line
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the tables (tests, ``--html``); True once built."""
+        return self._tables.done.wait(timeout)
+
+    def tables(self) -> Tables:
+        if not self._tables.done.is_set():
+            raise NotReady({"building": True, "linesRead": self._progress})
+        if self._tables.error is not None:
+            raise BadRequest(f"{self.path}: {self._tables.error}")
+        tables: Tables = self._tables.value
+        return tables
+
+    def _ready(self) -> Tables | None:
+        try:
+            return self.tables()
+        except NotReady:
+            return None
+
+    def meta(self) -> dict[str, Any]:
+        header = msgspec.structs.asdict(self.reader.header)
+        header.pop("hash", None)
+        tables = self._ready()
+        out: dict[str, Any] = {
+            "path": self.path, "kind": self.kind, "dialect": "blocktrace",
+            "version": self.reader.version, "level": self.reader.level,
+            "header": header, "ready": tables is not None,
+            "lines": None, "steps": None, "summary": None, "hasValues": None, "threads": None,
+            "files": None,
+        }
+        if self._tables.done.is_set() and self._tables.error is not None:
+            out["error"] = self._tables.error
+        if tables is not None:
+            meta = tables.meta
+            out.update(
+                lines=meta.lines, steps=meta.steps, hasValues=meta.has_values,
+                threads=meta.threads if len(meta.threads) > 1 else [],
+                files=sorted({file for _, file in meta.codes.values()}),
+                calls=meta.calls, exceptions=len(meta.exceptions),
+            )
+            if meta.summary_line is not None:
+                for _, summary in self.reader.lines(meta.summary_line, 1):
+                    out["summary"] = msgspec.structs.asdict(summary)
+                    out["summary"].pop("hash", None)
+                    out["summary"]["pass"] = out["summary"].pop("passed", None)
+        else:
+            out["progress"] = {"linesRead": self._progress}
+        return out
+
+    def verify(self) -> dict[str, Any]:
+        if not self._verify.done.is_set():
+            return {"status": "pending", "line": None, "head": None, "reason": ""}
+        if self._verify.error is not None:
+            return {"status": "unusable", "line": None, "head": None, "reason": self._verify.error}
+        result = self._verify.value
+        return {"status": result.status, "line": result.line, "head": result.head or None,
+                "reason": result.reason, "lines": result.lines, "version": result.version}
+
+    def function_of(self, code: int) -> tuple[str, str]:
+        tables = self._ready()
+        found = tables.meta.codes.get(code) if tables is not None else None
+        return found if found is not None else ("?", "?")
+
+    def thread_name(self, index: int) -> int | None:
+        tables = self.tables()
+        threads = tables.meta.threads
+        return threads[index] if len(threads) > 1 and index < len(threads) else None
+
+    # -- steps ------------------------------------------------------------------
+
+    def window(self, start: int, count: int) -> list[dict[str, Any]]:
+        if start < 0 or count < 0:
+            raise BadRequest("from and count are not negative")
+        count = min(count, MAX_WINDOW)
+        tables = self._ready()
+        if tables is None:
+            if start + count > EARLY_STEPS:
+                raise NotReady({"building": True, "linesRead": self._progress})
+            return self._early_window(start, count)
+        records = tables.records(start, count)
+        if not records:
+            return []
+        first_line = records[0].line
+        after = start + len(records)
+        stop = tables.step(after).line if after < tables.steps else None
+        codes = tables.meta.codes
+        lines = self.reader.lines(first_line, None if stop is None else stop - first_line)
+        return self._steps_from(lines, start, len(records), codes)
+
+    def _early_window(self, start: int, count: int) -> list[dict[str, Any]]:
+        codes: dict[int, tuple[str, str]] = {}
+        return self._steps_from(self.reader.lines(2), start, count, codes, learn=True)
+
+    def _steps_from(self, lines: Iterator[tuple[int, Any]], start: int, count: int,
+                    codes: dict[int, tuple[str, str]], learn: bool = False,
+                    ) -> list[dict[str, Any]]:
+        """Steps ``start`` .. from parsed lines; the lines' first op is step
+        ``start`` unless ``learn`` (counting from the trace's start)."""
+        out: list[dict[str, Any]] = []
+        step = start if not learn else 0
+        threads = self.tables().meta.threads if not learn else []
+        for number, line in lines:
+            kind = type(line)
+            if kind is OpLine:
+                if step >= start + count:
+                    break
+                if step >= start:
+                    out.append(self._op_view(step, number, line, codes, threads))
+                step += 1
+            elif kind is ExceptionLine:
+                if out and step - 1 == out[-1]["step"]:
+                    last = out[-1]
+                    if last["event"] is None:
+                        last["error"] = line.error
+                        last["event"] = line.event
+                    last.setdefault("exceptions", []).append(
+                        {"event": line.event, "error": line.error, "pc": line.pc,
+                         "lineno": line.line})
+            elif kind is CallLine and learn:
+                codes.setdefault(line.code, (line.name, line.file))
+        return out
+
+    @staticmethod
+    def _op_view(step: int, number: int, line: OpLine, codes: dict[int, tuple[str, str]],
+                 threads: list[int | None]) -> dict[str, Any]:
+        function, file = codes.get(line.code, ("?", "?"))
+        values = None
+        if line.locals is not None or line.globals is not None:
+            values = {}
+            if line.locals is not None:
+                values["locals"] = line.locals
+            if line.globals is not None:
+                values["globals"] = line.globals
+        return {
+            "step": step, "line": number, "pc": line.pc, "op": line.op, "opName": line.opName,
+            "gas": line.gas, "gasCost": line.gasCost, "depth": line.depth, "event": None,
+            "error": None, "file": file, "lineno": line.line, "function": function,
+            "thread": line.thread, "values": values,
+        }
+
+    def _op_line(self, step: int) -> OpLine:
+        rec = self.tables().step(step)
+        for _, line in self.reader.lines(rec.line, 1):
+            if isinstance(line, OpLine):
+                return line
+        raise BadRequest(f"step {step}: its line {rec.line} is not an op line")
+
+    def values(self, step: int) -> dict[str, Any]:
+        tables = self.tables()
+        here = self._record(step)
+        calls = tables.calls
+        frame = calls.innermost(here.thread, step)
+        wanted: list[tuple[str, str, int]] = []
+        if frame >= 0 and calls.values_count[frame]:
+            for name, at in tables.changes_at(calls.values_at[frame], calls.values_count[frame],
+                                              step).items():
+                wanted.append(("locals", name, at))
+        file = self.function_of(here.code)[1]
+        block = tables.meta.globals_blocks.get(file)
+        if block is not None:
+            for name, at in tables.changes_at(block[0], block[1], step).items():
+                wanted.append(("globals", name, at))
+        lines: dict[int, OpLine] = {}
+        out = []
+        for scope, name, at in wanted:
+            line = lines.get(at)
+            if line is None:
+                line = lines[at] = self._op_line(at)
+            members = line.locals if scope == "locals" else line.globals
+            if members is None or name not in members:
+                continue
+            out.append({"scope": scope, "name": name, "value": members[name], "changedAt": at})
+        out.sort(key=lambda item: (item["scope"] != "locals", item["name"]))
+        return {"step": step, "frameStep": calls.start[frame] if frame >= 0 else None,
+                "values": out}
+
+    # -- sources ----------------------------------------------------------------
+
+    def source(self, file: str) -> dict[str, Any]:
+        tables = self.tables()
+        meta = tables.meta
+        hits: dict[int, int] = {}
+        named = False
+        for code, (_, code_file) in meta.codes.items():
+            if code_file == file:
+                named = True
+                for lineno, count in meta.hits.get(code, {}).items():
+                    hits[lineno] = hits.get(lineno, 0) + count
+        if not named and file not in meta.sources:
+            return {"file": file, "text": None, "hits": {},
+                    "reason": "the trace names no such file"}
+        at = meta.sources.get(file)
+        entry: SourceLine | None = None
+        if at is not None:
+            for _, line in self.reader.lines(at, 1):
+                if isinstance(line, SourceLine):
+                    entry = line
+        got = read_source(entry)
+        beside_trace = entry is not None and entry.text is None and not os.path.isabs(file)
+        if got.text is None and beside_trace and entry is not None:
+            beside = os.path.join(os.path.dirname(os.path.abspath(self.path)), file)
+            retry = read_source(msgspec.structs.replace(entry, file=beside))
+            if retry.text is not None:
+                got = retry
+        return {"file": file, "text": got.text, "reason": got.reason,
+                "embedded": entry is not None and entry.text is not None,
+                "hits": {str(k): v for k, v in sorted(hits.items())}}
+
+    # -- navigation helpers -------------------------------------------------------
+
+    def exception_steps(self) -> list[int]:
+        return self.tables().meta.exceptions
+
+    def codes_named(self, function: str) -> list[int]:
+        codes = self.tables().meta.codes
+        return [code for code, (name, file) in codes.items()
+                if function in (name, f"{file}:{name}")]
+
+    def call_starts(self, code: int) -> list[int]:
+        return self.tables().meta.code_calls.get(code, [])
+
+    def find_line(self, file: str, line: int, step: int, forward: bool) -> int | None:
+        tables = self.tables()
+        found: list[int] = []
+        for code, (_, code_file) in tables.meta.codes.items():
+            if code_file == file and line in tables.meta.hits.get(code, {}):
+                at = tables.find(code, line, step + 1 if forward else step - 1, forward)
+                if at is not None:
+                    found.append(at)
+        if not found:
+            return None
+        return min(found) if forward else max(found)
+
+    # -- search ---------------------------------------------------------------------
+
+    def search(self, name: str, text: str, limit: int, start: int = 0) -> dict[str, Any]:
+        """Steps where ``name``'s recorded value changed to one whose JSON text
+        contains ``text``, from step ``start`` on, at most ``limit``."""
+        tables = self.tables()
+        limit = max(1, min(limit, MAX_SEARCH))
+        if not name:
+            raise BadRequest("search needs name=")
+        if name not in tables.meta.names:
+            return {"name": name, "text": text, "matches": [], "truncated": False}
+        needle = b'"' + msgspec.json.encode(name)[1:-1] + b'":'
+        records = tables.records(start, 1) if start < tables.steps else []
+        first_line = records[0].line if records else tables.meta.lines + 1
+        last: dict[tuple[Any, ...], Any] = {}
+        matches: list[dict[str, Any]] = []
+        step = start - 1
+        truncated = False
+        for batch in self.reader.batches(8192, first_line):
+            for number, raw in batch:
+                if not raw.startswith(b'{"pc"') or b'"event":"' in raw:
+                    continue
+                step += 1
+                if needle not in raw:
+                    continue
+                line = self.reader.decode(number, raw)
+                if not isinstance(line, OpLine):
+                    continue
+                for scope, members in (("locals", line.locals), ("globals", line.globals)):
+                    if not members or name not in members:
+                        continue
+                    value = members[name]
+                    key = (scope, line.thread, line.depth if scope == "locals" else line.code)
+                    if key in last and last[key] == value:
+                        continue
+                    last[key] = value
+                    if text in _text(value):
+                        matches.append({"step": step, "scope": scope, "name": name,
+                                        "value": value})
+                if len(matches) >= limit:
+                    truncated = True
+                    break
+            if truncated:
+                break
+        return {"name": name, "text": text, "matches": matches[:limit], "truncated": truncated}
+
+
+# -- EIP-3155 client traces --------------------------------------------------------------
+
+
+class _MemoryTables:
+    """The step records and call table of a client trace, in memory (client
+    traces are small: a transaction, not a program run)."""
+
+    def __init__(self) -> None:
+        self.line = array("Q")
+        self.depth = array("I")
+        self.pc = array("Q")
+        self.calls = CallTable()
+        self.steps = 0
+
+    def step(self, step: int) -> StepRecord:
+        return StepRecord(step, self.line[step], 0, 0, self.depth[step], 0)
+
+    def records(self, start: int, count: int) -> list[StepRecord]:
+        return [self.step(i) for i in range(max(0, start), min(self.steps, start + count))]
+
+
+class _Memory(msgspec.Struct):
+    memory: Any = None
+
+
+_memory_decoder = msgspec.json.Decoder(_Memory)
+
+
+class ClientModel(Model):
+    """An EIP-3155 trace of an Ethereum client (geth, revm, besu, nethermind,
+    evmone, nimbus, erigon, execution-specs), through the differ's normaliser."""
+
+    kind = "eip3155"
+
+    def __init__(self, path: str, dialect: str | None = None) -> None:
+        self.path = path
+        self.info = TraceInfo(path, forced_dialect=dialect)
+        self._mem = _MemoryTables()
+        self._errors: list[int] = []
+        self._op_names: dict[str, int] = {}
+        stack: list[int] = []
+        calls = self._mem.calls
+        previous: Step | None = None
+        for step in normalise(path, self.info):  # ClientTraceError: not a trace
+            self._mem.line.append(step.lineno)
+            self._mem.depth.append(step.depth)
+            self._mem.pc.append(step.pc)
+            if step.error is not None:
+                self._errors.append(step.index)
+            while stack and calls.depth[stack[-1]] > step.depth:
+                calls.end[stack.pop()] = step.index - 1
+            if not stack or calls.depth[stack[-1]] < step.depth:
+                name = (previous.opName or "call") if previous is not None else "transaction"
+                code = self._op_names.setdefault(name, len(self._op_names))
+                stack.append(calls.add(step.index, step.depth, code, 0,
+                                       stack[-1] if stack else -1))
+            previous = step
+        self._mem.steps = self.info.steps
+        for index in stack:
+            calls.end[index] = self.info.steps - 1
+        self._names = {code: name for name, code in self._op_names.items()}
+
+    def tables(self) -> _MemoryTables:
+        return self._mem
+
+    def function_of(self, code: int) -> tuple[str, str]:
+        return self._names.get(code, "?"), ""
+
+    def stack(self, step: int) -> dict[str, Any]:
+        """EVM call frames: the call's opcode (``transaction`` outermost), the
+        frame's ``pc`` (for callers, the pc of their call), no file or line."""
+        answer = super().stack(step)
+        mem = self._mem
+        pc = mem.pc[step]
+        for frame in answer["frames"]:
+            frame["file"] = frame["line"] = None
+            frame["pc"] = pc
+            start = frame["callStep"]
+            pc = mem.pc[start - 1] if start > 0 else 0
+        return answer
+
+    def meta(self) -> dict[str, Any]:
+        summary = self.info.summary
+        return {
+            "path": self.path, "kind": self.kind, "dialect": self.info.dialect,
+            "version": None, "level": "op", "header": None, "ready": True,
+            "lines": self.info.lines, "steps": self.info.steps,
+            "summary": None if summary is None else {
+                "output": summary.output, "gasUsed": summary.gasUsed, "pass": summary.passed,
+                "error": summary.error, "stateRoot": summary.stateRoot,
+                "gasUsedMeaning": self.info.gas_used,
+            },
+            "hasValues": False, "threads": [], "files": [],
+            "calls": len(self._mem.calls), "exceptions": len(self._errors),
+        }
+
+    def verify(self) -> dict[str, Any]:
+        return {"status": "unchained", "line": None, "head": None,
+                "reason": f"an EIP-3155 trace written by {self.info.dialect} carries no hash "
+                "chain: there is nothing to verify"}
+
+    def window(self, start: int, count: int) -> list[dict[str, Any]]:
+        if start < 0 or count < 0:
+            raise BadRequest("from and count are not negative")
+        count = min(count, MAX_WINDOW)
+        steps = list(itertools.islice(normalise(self.path, TraceInfo(
+            self.path, forced_dialect=self.info.forced_dialect or self.info.dialect)),
+            start, start + count))
+        memory = self._memory({step.lineno for step in steps})
+        out = []
+        for step in steps:
+            stack = step.stack
+            out.append({
+                "step": step.index, "line": step.lineno, "pc": step.pc, "op": step.op,
+                "opName": step.opName, "gas": hex(step.gas), "gasCost": step.gasCost,
+                "depth": step.depth, "event": None, "error": step.error, "file": None,
+                "lineno": None, "function": self.function_of(self._code_at(step.index))[0],
+                "thread": None, "values": None,
+                "stack": list(reversed(stack)) if isinstance(stack, list) else stack,
+                "memory": memory.get(step.lineno), "returnData": step.returnData,
+                "refund": step.refund, "memSize": step.memSize,
+            })
+        return out
+
+    def _code_at(self, step: int) -> int:
+        calls = self._mem.calls
+        index = calls.innermost(0, step)
+        return calls.code[index] if index >= 0 else -1
+
+    def _memory(self, wanted: set[int]) -> dict[int, Any]:
+        found: dict[int, Any] = {}
+        if not wanted:
+            return found
+        last = max(wanted)
+        with open_trace(self.path) as stream:
+            for number, raw in enumerate(trace_lines(stream, self.path), 1):
+                if number in wanted and b'"memory"' in raw:
+                    try:
+                        found[number] = _memory_decoder.decode(raw).memory
+                    except (msgspec.DecodeError, RecursionError):
+                        pass
+                if number >= last:
+                    break
+        return found
+
+    def values(self, step: int) -> dict[str, Any]:
+        self._record(step)
+        return {"step": step, "frameStep": None, "values": []}
+
+    def source(self, file: str) -> dict[str, Any]:
+        return {"file": file, "text": None, "hits": {},
+                "reason": "an EIP-3155 client trace names no source files"}
+
+    def search(self, name: str, text: str, limit: int, start: int = 0) -> dict[str, Any]:
+        return {"name": name, "text": text, "matches": [], "truncated": False}
+
+    def exception_steps(self) -> list[int]:
+        return self._errors
+
+    def codes_named(self, function: str) -> list[int]:
+        return [code for name, code in self._op_names.items() if name == function]
+
+    def call_starts(self, code: int) -> list[int]:
+        calls = self._mem.calls
+        return [calls.start[i] for i in range(len(calls)) if calls.code[i] == code]
+
+
+def _first_line(path: str) -> bytes:
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(64)
+    except OSError:
+        return b""
+
+
+def is_blocktrace(path: str) -> bool:
+    """Whether ``path`` is (or claims to be) a blocktrace trace, not a client's:
+    a blocktrace header, or a compressed file (only blocktrace writes those)."""
+    head = _first_line(path).lstrip(b"\xef\xbb\xbf")
+    if head.startswith(b"\x28\xb5\x2f\xfd") or head.startswith(b"\x1f\x8b"):
+        return True
+    return head.startswith(b'{"blocktrace"')
+
+
+def open_model(path: str, dialect: str | None = None) -> Model:
+    """The model of the trace at ``path``; TraceError (or the eip3155 reader's)
+    when it is not a usable trace."""
+    if os.path.isdir(path):
+        raise TraceError(path, None, "is a directory, not a trace file")
+    if not os.path.exists(path):
+        raise TraceError(path, None, "no such file")
+    if dialect is None and is_blocktrace(path):
+        return TraceModel(path)
+    return ClientModel(path, dialect)

@@ -1,0 +1,227 @@
+"""The viewer's local HTTP server: the page's static files and the JSON API.
+
+A :class:`http.server.ThreadingHTTPServer` (the standard library: ``view``
+needs no extra) bound to 127.0.0.1 by default.  Every path starts with a random
+token (as Jupyter's), so another local user or a web page in the browser cannot
+read the trace: without it every request is a 404.  Read-only: GET and HEAD
+only.  It serves exactly two things: the files under
+``blocktrace/view/static`` (resolved, and refused if they leave it) and the
+API of docs/VIEW.md, whose ``source`` answers only what the trace committed
+to (``blocktrace.format.read_source``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import mimetypes
+import os
+import secrets
+import threading
+from collections.abc import Callable, Sequence
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import msgspec
+
+from blocktrace.view.model import BadRequest, Model, NotReady
+from blocktrace.view.session import Session
+
+__all__ = ["STATIC_DIR", "ViewServer", "is_loopback", "serve"]
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+
+_TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css",
+          ".html": "text/html", ".svg": "image/svg+xml", ".json": "application/json",
+          ".png": "image/png", ".ico": "image/x-icon", ".woff2": "font/woff2"}
+_encode = msgspec.json.Encoder().encode
+
+FALLBACK_PAGE = b"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>blocktrace view</title></head>
+<body><h1>blocktrace view</h1>
+<p>The page is not installed (blocktrace/view/static/index.html is missing);
+the JSON API answers under <a href="api/meta">api/meta</a>.</p></body></html>
+"""
+
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+    ("X-Frame-Options", "DENY"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+    ("Content-Security-Policy",
+     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ViewServer
+    protocol_version = "HTTP/1.1"
+    server_version = "blocktrace-view"
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass  # one line per request would bury what matters
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.log is not None:
+            self.server.log(format % args)
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in SECURITY_HEADERS:
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, obj: Any) -> None:
+        self._send(status, _encode(obj), "application/json; charset=utf-8")
+
+    def _not_found(self) -> None:
+        self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
+
+    def _refuse(self) -> None:
+        self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
+        self.send_header("Allow", "GET, HEAD")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse  # read-only
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        try:
+            self._get()
+        except (ConnectionError, TimeoutError):
+            pass  # the browser went away
+        except Exception as exc:  # a bug: one line in the log, a 500, the server goes on
+            self.log_message("internal error on %s: %s: %s", self.path.split("?")[0][:200],
+                             type(exc).__name__, exc)
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR,
+                       {"error": f"internal error: {type(exc).__name__}"})
+
+    def _get(self) -> None:
+        if not self._host_ok():
+            self._send(HTTPStatus.FORBIDDEN, b"unexpected Host header\n",
+                       "text/plain; charset=utf-8")
+            return
+        parts = urlsplit(self.path)
+        path = parts.path
+        prefix = f"/{self.server.token}/"
+        if not secrets.compare_digest(path[:len(prefix)].encode(), prefix.encode()):
+            self._not_found()
+            return
+        rest = path[len(prefix):]
+        if rest.startswith("api/"):
+            self._api(unquote(rest[4:]), parse_qs(parts.query, keep_blank_values=True))
+        elif rest in ("", "index.html"):
+            self._static("index.html")
+        elif rest.startswith("static/"):
+            self._static(unquote(rest[len("static/"):]))
+        else:
+            self._not_found()
+
+    def _host_ok(self) -> bool:
+        """A DNS-rebinding page reaches us under its own name: when bound to
+        loopback, only loopback names are answered."""
+        if not is_loopback(self.server.host):
+            return True
+        host = self.headers.get("Host", "")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        name = name.strip("[]")
+        return name == "" or is_loopback(name)
+
+    def _static(self, relative: str) -> None:
+        if "\0" in relative:
+            self._not_found()
+            return
+        root = os.path.realpath(self.server.static_dir)
+        target = os.path.realpath(os.path.join(root, relative))
+        if os.path.commonpath([root, target]) != root:
+            self._not_found()
+            return
+        if not os.path.isfile(target):
+            if relative == "index.html":
+                self._send(HTTPStatus.OK, FALLBACK_PAGE, "text/html; charset=utf-8")
+            else:
+                self._not_found()
+            return
+        ext = os.path.splitext(target)[1].lower()
+        kind = _TYPES.get(ext) or mimetypes.guess_type(target)[0] or "application/octet-stream"
+        if kind.startswith("text/") or kind == "application/json":
+            kind += "; charset=utf-8"
+        with open(target, "rb") as f:
+            body = f.read()
+        self._send(HTTPStatus.OK, body, kind)
+
+    def _api(self, name: str, query: dict[str, list[str]]) -> None:
+        session = self.server.session
+        try:
+            self._json(HTTPStatus.OK, session.answer(name, query))
+        except NotReady as exc:
+            self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc), **exc.progress})
+        except LookupError as exc:
+            self._json(HTTPStatus.NOT_FOUND, {"error": str(exc.args[0] if exc.args else exc)})
+        except BadRequest as exc:
+            self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+
+
+class ViewServer(ThreadingHTTPServer):
+    """The server of one session (one trace, or two in a diff)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, session: Session, host: str = "127.0.0.1", port: int = 0, *,
+                 token: str | None = None, static_dir: str = STATIC_DIR,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.session = session
+        self.host = host
+        self.token = token or secrets.token_urlsafe(24)
+        self.static_dir = static_dir
+        self.log = log
+        if ":" in host:
+            self.address_family = __import__("socket").AF_INET6
+        super().__init__((host, port), _Handler)
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/{self.token}/"
+
+    def start(self) -> threading.Thread:
+        """Serve in a daemon thread (tests); ``shutdown()`` stops it."""
+        thread = threading.Thread(target=self.serve_forever, name="blocktrace-view",
+                                  daemon=True)
+        thread.start()
+        return thread
+
+
+def serve(models: Sequence[Model], host: str = "127.0.0.1", port: int = 0) -> ViewServer:
+    """A started server for ``models`` (tests and embedders)."""
+    server = ViewServer(Session(list(models)), host, port)
+    server.start()
+    return server
+

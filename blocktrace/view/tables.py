@@ -1,0 +1,504 @@
+"""The viewer's per-trace tables, built in one streaming pass and cached.
+
+A trace of millions of lines cannot be held in memory, and the questions the
+page asks -- the call stack at step N, the value ``total`` had at step N, the
+next hit of line 12, the calls between steps A and B -- cannot be answered by
+reading from the start each time.  :func:`build_tables` reads a blocktrace
+trace once, through :class:`blocktrace.format.TraceReader`, and writes:
+
+- ``steps.bin``: one fixed-size record per step (the trace line it is on, its
+  code number, source line, depth and thread), read back by ``pread``: the
+  server never holds it;
+- the call table (start step, end step, depth, code, thread, parent) as
+  compact arrays held in memory (about 20 bytes a call);
+- ``values.bin``: per scope (a call's locals, a module's globals) the steps
+  where each name's recorded value changed, sorted by (name, step), so "the
+  value of ``x`` at step N, and where it last changed" is a binary search;
+- the small parts (code names, hit counts per source line, source lines'
+  positions, exception steps, names) in ``tables.msgpack``.
+
+The cache entry is keyed by the trace's real path, size, modification time,
+inode and last line (its hash: the head), so a changed trace is read again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import struct
+import tempfile
+import threading
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from blocktrace.format import (
+    CallLine,
+    ExceptionLine,
+    OpLine,
+    ReturnLine,
+    SourceLine,
+    Summary,
+    TraceReader,
+)
+
+__all__ = [
+    "STEP",
+    "CallTable",
+    "StepRecord",
+    "Tables",
+    "build_tables",
+    "cache_root",
+    "load_or_build",
+]
+
+SCHEMA = 1
+"""Bumped when the cached files change shape (old entries are then rebuilt)."""
+
+STEP = struct.Struct("<IIIHH")
+"""A step record: trace line, code number, source line, depth, thread index."""
+
+NAME_SHIFT = 40
+"""A value change is packed as ``name_id << 40 | step`` (steps below 2**40)."""
+STEP_MASK = (1 << NAME_SHIFT) - 1
+
+_U32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One step as the step table keeps it."""
+
+    step: int
+    line: int
+    """The trace file's line (1-based, header = 1)."""
+    code: int
+    lineno: int
+    """The source line."""
+    depth: int
+    thread: int
+    """Index into :attr:`Tables.threads`."""
+
+
+class CallTable:
+    """Every frame the trace entered, in the order the calls started.
+
+    ``end`` is the last step inside the frame (``start - 1`` for a frame with
+    no step of its own); ``parent`` the index of the caller's entry or -1."""
+
+    def __init__(self) -> None:
+        self.start = array("q")
+        self.end = array("q")
+        self.depth = array("I")
+        self.code = array("I")
+        self.thread = array("I")
+        self.parent = array("q")
+        self.values_at = array("q")
+        """Offset (in entries) of the call's block in ``values.bin``, or -1."""
+        self.values_count = array("I")
+        self.by_thread: dict[int, array[int]] = {}
+        """Per thread index: its calls' indices (in start order)."""
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def add(self, start: int, depth: int, code: int, thread: int, parent: int) -> int:
+        index = len(self.start)
+        self.start.append(start)
+        self.end.append(start)
+        self.depth.append(depth)
+        self.code.append(code)
+        self.thread.append(thread)
+        self.parent.append(parent)
+        self.values_at.append(-1)
+        self.values_count.append(0)
+        self.by_thread.setdefault(thread, array("Q")).append(index)
+        return index
+
+    _ARRAYS = ("start", "end", "depth", "code", "thread", "parent", "values_at", "values_count")
+
+    def save(self, directory: str) -> None:
+        with open(os.path.join(directory, "calls.bin"), "wb") as out:
+            for name in self._ARRAYS:
+                getattr(self, name).tofile(out)
+
+    @classmethod
+    def load(cls, directory: str, count: int) -> CallTable:
+        table = cls()
+        with open(os.path.join(directory, "calls.bin"), "rb") as stream:
+            for name in cls._ARRAYS:
+                getattr(table, name).fromfile(stream, count)
+        for index, thread in enumerate(table.thread):
+            table.by_thread.setdefault(thread, array("Q")).append(index)
+        return table
+
+    def innermost(self, thread: int, step: int) -> int:
+        """The index of the innermost call on ``thread`` whose frame holds
+        ``step``, or -1."""
+        mine = self.by_thread.get(thread)
+        if not mine:
+            return -1
+        starts = self.start
+        lo, hi = 0, len(mine)
+        while lo < hi:  # the last call on the thread started at or before step
+            mid = (lo + hi) // 2
+            if starts[mine[mid]] <= step:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == 0:
+            return -1
+        index = mine[lo - 1]
+        while index >= 0 and self.end[index] < step:
+            index = self.parent[index]
+        return index
+
+    def calls_of(self, index: int) -> list[int]:
+        """The chain from call ``index`` out to the outermost (innermost first)."""
+        chain = []
+        while index >= 0:
+            chain.append(index)
+            index = self.parent[index]
+        return chain
+
+
+class _Meta(msgspec.Struct):
+    """The small tables, kept as one msgpack object."""
+
+    schema: int
+    steps: int
+    lines: int
+    calls: int
+    codes: dict[int, tuple[str, str]]
+    hits: dict[int, dict[int, int]]
+    """code -> source line -> times the line was entered."""
+    sources: dict[str, int]
+    """file -> trace line of its source line."""
+    exceptions: list[int]
+    names: list[str]
+    globals_blocks: dict[str, tuple[int, int]]
+    """file -> (offset, count) of its module globals' block in values.bin."""
+    threads: list[int | None]
+    has_values: bool
+    summary_line: int | None
+    code_calls: dict[int, list[int]] = msgspec.field(default_factory=dict)
+    """code -> the start steps of its calls (for next/prev call)."""
+
+
+@dataclass
+class _Scope:
+    """A scope's recorded values while the pass is inside it."""
+
+    last: dict[str, Any] = field(default_factory=dict)
+    changes: array[int] = field(default_factory=lambda: array("q"))
+
+
+@dataclass
+class Tables:
+    """The built tables of one trace (see the module docstring)."""
+
+    directory: str
+    meta: _Meta
+    calls: CallTable
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def steps(self) -> int:
+        return self.meta.steps
+
+    def step(self, step: int) -> StepRecord:
+        """The record of ``step`` (0-based); IndexError past the end."""
+        if not 0 <= step < self.meta.steps:
+            raise IndexError(step)
+        with open(os.path.join(self.directory, "steps.bin"), "rb") as stream:
+            data = os.pread(stream.fileno(), STEP.size, step * STEP.size)
+        return StepRecord(step, *STEP.unpack(data))
+
+    def records(self, start: int, count: int) -> list[StepRecord]:
+        """The records of steps ``start`` .. ``start + count - 1`` (clipped)."""
+        start = max(0, start)
+        count = max(0, min(count, self.meta.steps - start))
+        if not count:
+            return []
+        with open(os.path.join(self.directory, "steps.bin"), "rb") as stream:
+            data = os.pread(stream.fileno(), STEP.size * count, start * STEP.size)
+        return [StepRecord(start + i, *fields) for i, fields in enumerate(STEP.iter_unpack(data))]
+
+    def scan(self, start: int, forward: bool, chunk: int = 1 << 16) -> Any:
+        """Records from ``start`` onwards (or backwards), read in chunks."""
+        if forward:
+            at = start
+            while at < self.meta.steps:
+                block = self.records(at, chunk)
+                yield from block
+                at += len(block)
+        else:
+            at = start
+            while at >= 0:
+                first = max(0, at - chunk + 1)
+                yield from reversed(self.records(first, at - first + 1))
+                at = first - 1
+
+    def find(self, code: int, lineno: int, start: int, forward: bool) -> int | None:
+        """The first step from ``start`` (forwards or backwards, inclusive) at
+        source line ``lineno`` of code ``code``, by a byte search of the table."""
+        needle = struct.pack("<II", code, lineno)
+        size = STEP.size
+        chunk = 1 << 16
+        with open(os.path.join(self.directory, "steps.bin"), "rb") as stream:
+            fd = stream.fileno()
+            if forward:
+                at = max(0, start)
+                while at < self.meta.steps:
+                    count = min(chunk, self.meta.steps - at)
+                    data = os.pread(fd, size * count, at * size)
+                    pos = data.find(needle)
+                    while pos >= 0:
+                        if pos % size == 4:
+                            return at + pos // size
+                        pos = data.find(needle, pos + 1)
+                    at += count
+            else:
+                at = min(start, self.meta.steps - 1)
+                while at >= 0:
+                    first = max(0, at - chunk + 1)
+                    data = os.pread(fd, size * (at - first + 1), first * size)
+                    pos = data.rfind(needle)
+                    while pos >= 0:
+                        if pos % size == 4:
+                            return first + pos // size
+                        pos = data.rfind(needle, 0, pos + len(needle) - 1)
+                    at = first - 1
+        return None
+
+    def value_block(self, offset: int, count: int) -> array[int]:
+        block = array("q")
+        if count:
+            with open(os.path.join(self.directory, "values.bin"), "rb") as stream:
+                block.frombytes(os.pread(stream.fileno(), 8 * count, 8 * offset))
+        return block
+
+    def changes_at(self, offset: int, count: int, step: int) -> dict[str, int]:
+        """For a scope's block: each name recorded at or before ``step`` -> the
+        step where its value last changed."""
+        block = self.value_block(offset, count)
+        out: dict[str, int] = {}
+        i = 0
+        names = self.meta.names
+        while i < len(block):
+            name = block[i] >> NAME_SHIFT
+            group_end = bisect_left(block, (name + 1) << NAME_SHIFT, i)
+            j = bisect_right(block, (name << NAME_SHIFT) | step, i, group_end) - 1
+            if j >= i:
+                out[names[name]] = block[j] & STEP_MASK
+            i = group_end
+        return out
+
+
+def cache_root() -> str:
+    """``$BLOCKTRACE_VIEW_CACHE``, else ``$XDG_CACHE_HOME/blocktrace/view``, else
+    ``~/.cache/blocktrace/view``."""
+    explicit = os.environ.get("BLOCKTRACE_VIEW_CACHE")
+    if explicit:
+        return explicit
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "blocktrace", "view")
+
+
+def _last_line_hash(path: str) -> str:
+    """The hash member of an uncompressed trace's last line (its head), or ''."""
+    try:
+        with open(path, "rb") as stream:
+            stream.seek(0, os.SEEK_END)
+            size = stream.tell()
+            stream.seek(max(0, size - 4096))
+            tail = stream.read()
+    except OSError:
+        return ""
+    at = tail.rfind(b'"hash":"')
+    return tail[at + 8: at + 72].decode("ascii", "replace") if at >= 0 else ""
+
+
+def cache_key(path: str) -> str:
+    st = os.stat(path)
+    text = (f"{os.path.realpath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0"
+            f"{_last_line_hash(path)}\0{SCHEMA}")
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def load_or_build(
+    reader: TraceReader, progress: Callable[[int], None] | None = None
+) -> Tables:
+    """The trace's tables from the cache, or built now (and cached)."""
+    key = cache_key(reader.path)
+    root = cache_root()
+    entry = os.path.join(root, key)
+    meta_file = os.path.join(entry, "tables.msgpack")
+    if os.path.exists(meta_file):
+        try:
+            with open(meta_file, "rb") as f:
+                meta = msgspec.msgpack.decode(f.read(), type=_Meta)
+            if meta.schema == SCHEMA:
+                return Tables(entry, meta, CallTable.load(entry, meta.calls))
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError, EOFError, ValueError):
+            pass  # a broken entry: build it again
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    building = tempfile.mkdtemp(prefix=f".{key}-", dir=root)
+    try:
+        meta, calls = build_tables(reader, building, progress)
+        if os.path.exists(entry):
+            shutil.rmtree(entry, ignore_errors=True)
+        try:
+            os.rename(building, entry)
+        except OSError:  # another viewer built it first
+            shutil.rmtree(building, ignore_errors=True)
+        return Tables(entry, meta, calls)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+
+
+def build_tables(
+    reader: TraceReader, directory: str, progress: Callable[[int], None] | None = None
+) -> tuple[_Meta, CallTable]:
+    """Read the trace once and write its tables into ``directory``."""
+    calls = CallTable()
+    codes: dict[int, tuple[str, str]] = {}
+    hits: dict[int, dict[int, int]] = {}
+    sources: dict[str, int] = {}
+    exceptions: list[int] = []
+    names: dict[str, int] = {}
+    threads: dict[int | None, int] = {}
+    stacks: dict[int, list[tuple[int, _Scope]]] = {}
+    module_scopes: dict[str, _Scope] = {}
+    last_line: dict[tuple[int, int], tuple[int, int]] = {}
+    code_calls: dict[int, list[int]] = {}
+    has_values = False
+    summary_line = None
+    steps = 0
+    number = 0
+    pack = STEP.pack
+    buffer: list[bytes] = []
+    values_out = open(os.path.join(directory, "values.bin"), "wb")  # noqa: SIM115
+    values_written = 0
+
+    def record(scope: _Scope, members: dict[str, Any], step: int) -> None:
+        last = scope.last
+        for name, value in members.items():
+            if name in last and last[name] == value:
+                continue
+            last[name] = value
+            nid = names.get(name)
+            if nid is None:
+                nid = names[name] = len(names)
+            scope.changes.append((nid << NAME_SHIFT) | step)
+
+    def flush_scope(scope: _Scope) -> tuple[int, int]:
+        nonlocal values_written
+        block = sorted(scope.changes)
+        offset = values_written
+        array("q", block).tofile(values_out)
+        values_written += len(block)
+        return offset, len(block)
+
+    def close_call(thread: int) -> None:
+        index, scope = stacks[thread].pop()
+        calls.end[index] = steps - 1  # start - 1 for a frame without a step of its own
+        if scope.changes:
+            offset, count = flush_scope(scope)
+            calls.values_at[index] = offset
+            calls.values_count[index] = count
+
+    with open(os.path.join(directory, "steps.bin"), "wb") as steps_out, values_out:
+        for batch in reader.batches(8192):
+            for number, raw in batch:
+                if number == 1:
+                    continue
+                line = reader.decode(number, raw)
+                kind = type(line)
+                if kind is OpLine:
+                    assert isinstance(line, OpLine)
+                    tid = threads.get(line.thread)
+                    if tid is None:
+                        tid = threads[line.thread] = len(threads)
+                    depth = line.depth
+                    key = (tid, depth)
+                    here = (line.code, line.line)
+                    if last_line.get(key) != here and line.line > 0:
+                        last_line[key] = here
+                        per_code = hits.get(line.code)
+                        if per_code is None:
+                            per_code = hits[line.code] = {}
+                        per_code[line.line] = per_code.get(line.line, 0) + 1
+                    buffer.append(pack(number & _U32, line.code & _U32, line.line & _U32,
+                                       min(depth, 0xFFFF), min(tid, 0xFFFF)))
+                    if line.locals is not None:
+                        has_values = True
+                        stack = stacks.get(tid)
+                        if stack:
+                            record(stack[-1][1], line.locals, steps)
+                    if line.globals is not None:
+                        has_values = True
+                        file = codes.get(line.code, ("", ""))[1]
+                        scope = module_scopes.get(file)
+                        if scope is None:
+                            scope = module_scopes[file] = _Scope()
+                        record(scope, line.globals, steps)
+                    steps += 1
+                    continue
+                if kind is CallLine:
+                    assert isinstance(line, CallLine)
+                    tid = threads.get(line.thread)
+                    if tid is None:
+                        tid = threads[line.thread] = len(threads)
+                    codes.setdefault(line.code, (line.name, line.file))
+                    stack = stacks.setdefault(tid, [])
+                    parent = stack[-1][0] if stack else -1
+                    index = calls.add(steps, line.depth, line.code, tid, parent)
+                    code_calls.setdefault(line.code, []).append(steps)
+                    stack.append((index, _Scope()))
+                    last_line.pop((tid, line.depth), None)
+                elif kind is ReturnLine:
+                    assert isinstance(line, ReturnLine)
+                    tid = threads.get(line.thread, 0)
+                    if stacks.get(tid):
+                        close_call(tid)
+                elif kind is ExceptionLine:
+                    if steps and (not exceptions or exceptions[-1] != steps - 1):
+                        exceptions.append(steps - 1)
+                elif kind is SourceLine:
+                    assert isinstance(line, SourceLine)
+                    sources.setdefault(line.file, number)
+                elif kind is Summary:
+                    summary_line = number
+            if buffer:
+                steps_out.write(b"".join(buffer))
+                buffer.clear()
+            if progress is not None:
+                progress(number)
+        for tid in list(stacks):
+            while stacks[tid]:
+                close_call(tid)
+        globals_blocks = {}
+        for file, scope in module_scopes.items():
+            if scope.changes:
+                globals_blocks[file] = flush_scope(scope)
+    calls.save(directory)
+    meta = _Meta(
+        schema=SCHEMA, steps=steps, lines=number, calls=len(calls), codes=codes, hits=hits,
+        sources=sources, exceptions=exceptions, names=list(names),
+        globals_blocks=globals_blocks,
+        threads=[t for t, _ in sorted(threads.items(), key=lambda item: item[1])],
+        has_values=has_values, summary_line=summary_line, code_calls=code_calls,
+    )
+    with open(os.path.join(directory, "tables.msgpack"), "wb") as f:
+        f.write(msgspec.msgpack.encode(meta))
+    with contextlib.suppress(OSError):
+        os.chmod(directory, 0o700)
+    return meta, calls
