@@ -64,6 +64,10 @@ def register(sub: Any) -> None:
     p.add_argument("--clock", action="store_true",
                    help="record wall-clock times (ns since the start) on call, return and "
                    "exception lines, for timelines (blocktrace export --to perfetto)")
+    p.add_argument("--embed-source", action=argparse.BooleanOptionalAction, default=True,
+                   help="put each traced source file's text into the trace once (a chained "
+                   "source line), so the trace alone shows the code that ran (default: on; "
+                   "--no-embed-source records only the files' SHA-256)")
     p.add_argument("--repr", dest="use_repr", action="store_true",
                    help="render objects with their own __repr__ (runs program code)")
     p.add_argument("--record-inputs", action="store_true",
@@ -158,6 +162,7 @@ def run(args: argparse.Namespace) -> ProgramRun:
             signer=signer,
             clock=args.clock,
             level=args.level,
+            embed_source=args.embed_source,
         )
     except OSError as exc:
         raise CliError(f"{output}: cannot write: {exc.strerror or exc}") from None

@@ -15,6 +15,7 @@ or globals are recorded, several threads, the other events -- comes to
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import platform
 import secrets
@@ -43,8 +44,8 @@ from blocktrace.format.compressed import (
     zstd_available,
 )
 from blocktrace.format.rules import OP_MID
-from blocktrace.format.source import fingerprint
-from blocktrace.format.versions import FORMAT_VERSION, LINES_PER_LEAF
+from blocktrace.format.source import fingerprint, read_local_text
+from blocktrace.format.versions import FORMAT_VERSION, LINES_PER_LEAF, MAX_LINE_BYTES
 from blocktrace.tracers import VMState
 from blocktrace.tracers.level import Level, check_level
 
@@ -157,6 +158,8 @@ class ChainTracer:
     (``"op"``, ``"line"``, ``"call"``) is written in the header and declared
     to the stepper (``Tracer.level``), which then produces only that level's
     events.
+    ``embed_source``: each source line also carries the file's text
+    (``run --embed-source``), so the trace alone shows the code that ran.
     """
 
     wants_op_end = False
@@ -176,6 +179,7 @@ class ChainTracer:
         signer: Signer | None = None,
         level: Level = "op",
         clock: bool = False,
+        embed_source: bool = False,
     ) -> None:
         if locals not in ("off", "on", "changes") or globals not in ("off", "on", "changes"):
             raise ValueError("locals and globals take 'off', 'on' or 'changes'")
@@ -213,6 +217,7 @@ class ChainTracer:
         self._multi = False
         self._calls: dict[int, tuple[bytes, bytes, CallStart]] = {}
         self._sources: set[str] = set()
+        self._embed_source = embed_source
         self._prev_locals: dict[tuple[int, int], dict[str, bytes]] = {}
         self._prev_globals: dict[int, dict[str, bytes]] = {}
         self._failure: str | None = None
@@ -344,6 +349,8 @@ class ChainTracer:
         self._sources.add(file)
         if file.startswith("<"):
             return
+        if self._embed_source and self._embedded_source(file):
+            return
         found = fingerprint(file)
         if found is None:
             return
@@ -352,6 +359,22 @@ class ChainTracer:
             b'{"event":"source","file":%b,"sha256":"%b","size":%d'
             % (_encode(file), digest.encode(), size)
         )
+
+    def _embedded_source(self, file: str) -> bool:
+        """``embed_source``: the source line with the file's text (read once,
+        hashed as read), unless it is not UTF-8 or the line would pass the
+        line bound; False then (the caller writes the hash alone)."""
+        got = read_local_text(file)
+        if got.text is None:
+            return False
+        data = got.text.encode("utf-8")  # the file's bytes: strict UTF-8 round-trips
+        line = b'{"event":"source","file":%b,"sha256":"%b","size":%d,"text":%b' % (
+            _encode(file), hashlib.sha256(data).hexdigest().encode(), len(data),
+            _encode(got.text))
+        if len(line) > MAX_LINE_BYTES - 100:  # room for the hash member
+            return False
+        self._line(line)
+        return True
 
     def _return(self, vm: VMState, ev: Return) -> None:
         value = _encode(vm.renderer.render(ev.value))

@@ -247,6 +247,13 @@ class Model:
     def find_line(self, file: str, line: int, step: int, forward: bool) -> int | None:
         return None
 
+    def step_of_line(self, line: int) -> int | None:
+        raise NotImplementedError
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the model answers everything (its tables built)."""
+        return True
+
     def timeline(self, start: int, end: int, buckets: int) -> dict[str, Any]:
         tables = self.tables()
         calls = tables.calls
@@ -544,16 +551,45 @@ class TraceModel(Model):
         return self.tables().meta.code_calls.get(code, [])
 
     def find_line(self, file: str, line: int, step: int, forward: bool) -> int | None:
+        """The next (previous) entry into ``line`` of ``file``: a step on it
+        whose frame's step before was on another line (what ``hits`` count)."""
         tables = self.tables()
         found: list[int] = []
         for code, (_, code_file) in tables.meta.codes.items():
-            if code_file == file and line in tables.meta.hits.get(code, {}):
-                at = tables.find(code, line, step + 1 if forward else step - 1, forward)
-                if at is not None:
-                    found.append(at)
+            if code_file != file or line not in tables.meta.hits.get(code, {}):
+                continue
+            at: int | None = step + 1 if forward else step - 1
+            while at is not None and at >= 0:
+                at = tables.find(code, line, at, forward)
+                if at is None or self._entry(tables, at):
+                    break
+                at = at + 1 if forward else at - 1
+            if at is not None and at >= 0:
+                found.append(at)
         if not found:
             return None
         return min(found) if forward else max(found)
+
+    @staticmethod
+    def _entry(tables: Tables, step: int) -> bool:
+        """Whether ``step`` enters its line (the frame's previous step is on
+        another line, or there is none)."""
+        if step == 0:
+            return True
+        here = tables.step(step)
+        before = tables.step(step - 1)
+        if before.thread != here.thread or before.depth < here.depth:
+            return True
+        if before.depth > here.depth:  # a call returned: the frame's step before it
+            calls = tables.calls
+            inner = _outermost_below(calls, calls.innermost(here.thread, step - 1), here.depth)
+            if inner < 0 or calls.start[inner] == 0:
+                return True
+            before = tables.step(calls.start[inner] - 1)
+        return (before.code, before.lineno) != (here.code, here.lineno)
+
+    def step_of_line(self, line: int) -> int | None:
+        return self.tables().step_of_line(line)
 
     # -- search ---------------------------------------------------------------------
 
@@ -576,6 +612,10 @@ class TraceModel(Model):
         for batch in self.reader.batches(8192, first_line):
             for number, raw in batch:
                 if not raw.startswith(b'{"pc"') or b'"event":"' in raw:
+                    if raw.startswith(b'{"event":"call"'):
+                        call = self.reader.decode(number, raw)
+                        if isinstance(call, CallLine):  # a new frame: nothing recorded yet
+                            last.pop(("locals", call.thread, call.depth), None)
                     continue
                 step += 1
                 if needle not in raw:
@@ -725,6 +765,10 @@ class ClientModel(Model):
                 "refund": step.refund, "memSize": step.memSize,
             })
         return out
+
+    def step_of_line(self, line: int) -> int | None:
+        at = bisect_left(self._mem.line, line)
+        return at if at < len(self._mem.line) and self._mem.line[at] == line else None
 
     def _code_at(self, step: int) -> int:
         calls = self._mem.calls

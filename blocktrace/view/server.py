@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import mimetypes
 import os
+import re
 import secrets
 import threading
 from collections.abc import Callable, Sequence
@@ -36,6 +37,8 @@ _TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css
           ".html": "text/html", ".svg": "image/svg+xml", ".json": "application/json",
           ".png": "image/png", ".ico": "image/x-icon", ".woff2": "font/woff2"}
 _encode = msgspec.json.Encoder().encode
+_ASSET = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\.(?:html|js|css|svg|png|ico|woff2)")
+"""The page's files: flat names with a web extension (never ``__init__.py``)."""
 
 FALLBACK_PAGE = b"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>blocktrace view</title></head>
@@ -150,7 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
         return name == "" or is_loopback(name)
 
     def _static(self, relative: str) -> None:
-        if "\0" in relative:
+        if not _ASSET.fullmatch(relative):
             self._not_found()
             return
         root = os.path.realpath(self.server.static_dir)

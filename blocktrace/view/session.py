@@ -56,7 +56,11 @@ class Session:
     def _compute_diff(self) -> None:
         try:
             a, b = self.models
-            self._diff = diff_object(a.path, b.path, max_hunks=self._max_hunks)
+            a.wait()
+            b.wait()
+            self._diff = diff_object(a.path, b.path, max_hunks=self._max_hunks,
+                                     step_of_line_a=a.step_of_line,
+                                     step_of_line_b=b.step_of_line)
         except (ValueError, OSError) as exc:
             self._diff_error = str(exc)
         finally:

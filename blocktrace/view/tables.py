@@ -230,20 +230,23 @@ class Tables:
             data = os.pread(stream.fileno(), STEP.size * count, start * STEP.size)
         return [StepRecord(start + i, *fields) for i, fields in enumerate(STEP.iter_unpack(data))]
 
-    def scan(self, start: int, forward: bool, chunk: int = 1 << 16) -> Any:
-        """Records from ``start`` onwards (or backwards), read in chunks."""
-        if forward:
-            at = start
-            while at < self.meta.steps:
-                block = self.records(at, chunk)
-                yield from block
-                at += len(block)
-        else:
-            at = start
-            while at >= 0:
-                first = max(0, at - chunk + 1)
-                yield from reversed(self.records(first, at - first + 1))
-                at = first - 1
+    def step_of_line(self, line: int) -> int | None:
+        """The step on trace line ``line``, or None (not an op line)."""
+        lo, hi = 0, self.meta.steps
+        with open(os.path.join(self.directory, "steps.bin"), "rb") as stream:
+            fd = stream.fileno()
+            while lo < hi:
+                mid = (lo + hi) // 2
+                (at,) = struct.unpack_from("<I", os.pread(fd, 4, mid * STEP.size))
+                if at < line:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo < self.meta.steps:
+                (at,) = struct.unpack_from("<I", os.pread(fd, 4, lo * STEP.size))
+                if at == line:
+                    return lo
+        return None
 
     def find(self, code: int, lineno: int, start: int, forward: bool) -> int | None:
         """The first step from ``start`` (forwards or backwards, inclusive) at

@@ -159,13 +159,29 @@ def test_source_gives_the_committed_text_and_hit_counts(base: str, traced: Path)
 
 
 def test_source_of_a_changed_file_is_withheld(tmp_path: Path, cache: Path) -> None:
-    trace = record(tmp_path)
+    trace = record(tmp_path, "--locals", "changes", "--no-embed-source")
     (tmp_path / "prog.py").write_text(PROGRAM.replace("boom", "bang"))
     server = _serve([TraceModel(str(trace))])
     try:
         answer = api(server.url, "source", file=str(tmp_path / "prog.py"))
         assert answer["text"] is None and "missing or changed" in answer["reason"]
         assert answer["hits"]  # the counts come from the trace, not the file
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_embedded_source_shows_what_ran_when_the_file_is_gone(
+    tmp_path: Path, cache: Path
+) -> None:
+    trace = record(tmp_path)  # run embeds the source by default
+    (tmp_path / "prog.py").write_text("changed after the run\n")
+    server = _serve([TraceModel(str(trace))])
+    try:
+        answer = api(server.url, "source", file=str(tmp_path / "prog.py"))
+        assert answer["text"] == PROGRAM and answer["embedded"] is True
+        (tmp_path / "prog.py").unlink()
+        assert api(server.url, "source", file=str(tmp_path / "prog.py"))["text"] == PROGRAM
     finally:
         server.shutdown()
         server.server_close()
@@ -206,12 +222,14 @@ def test_nav_moves_as_a_debugger_does(base: str) -> None:
     assert nav("prev-call", calls[2], function="add") == calls[1]
     file = steps[calls[0]]["file"]
     body = _line_of("    total = a + b")
-    hits = [s["step"] for s in steps if s["lineno"] == body]
+    hits = [s["step"] for s in steps if s["lineno"] == body and s["function"] == "add"
+            and steps[s["step"] - 1]["function"] != "add"]  # entries into the line
+    assert len(hits) == 4
     assert nav("next-hit", 0, file=file, line=body) == hits[0]
-    assert nav("next-hit", hits[0], file=file, line=body) == next(
-        h for h in hits if h > hits[0])
-    assert nav("prev-hit", hits[-1], file=file, line=body) == max(
-        h for h in hits if h < hits[-1])
+    assert nav("next-hit", hits[0], file=file, line=body) == hits[1]
+    assert nav("next-hit", hits[0] + 1, file=file, line=body) == hits[1]
+    assert nav("prev-hit", hits[-1], file=file, line=body) == hits[-2]
+    assert nav("prev-hit", hits[-1] + 2, file=file, line=body) == hits[-1]
     assert nav("next-hit", hits[-1], file=file, line=body) is None
 
 
@@ -343,6 +361,7 @@ def test_diff_of_two_runs_marks_the_divergence(tmp_path: Path, cache: Path) -> N
         assert hunk["aSteps"] == [hunk["aStart"], hunk["aStart"] + hunk["aCount"]]
         assert hunk["bSteps"] == [hunk["bStart"], hunk["bStart"] + hunk["bCount"]]
         assert diff["segments"][0] == {"a": 0, "b": 0, "count": first["step"]}
+        assert first["aStep"] == first["step"] == first["bStep"]
         steps_a, steps_b = _steps(server.url, 0), _steps(server.url, 1)
         at = first["step"]
         assert steps_a[at - 1]["pc"] == steps_b[at - 1]["pc"]
