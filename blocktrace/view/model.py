@@ -12,6 +12,7 @@ read on demand, the tables are on disk and read by position.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
@@ -54,6 +55,8 @@ EARLY_STEPS = 20000
 """Before the tables are built, windows ending below this step are read from
 the start of the file (the first screen shows at once); later ones wait."""
 MAX_SEARCH = 1000
+SEARCH_BUDGET = 20000
+"""Value changes one search request reads at most (then it answers ``next``)."""
 MAX_TIMELINE = 5000
 
 HOWS = (
@@ -181,9 +184,12 @@ class Model:
         if how in ("next-call", "prev-call"):
             if not function:
                 raise BadRequest(f"how={how} needs function=")
-            starts = sorted(itertools.chain.from_iterable(
-                self.call_starts(code) for code in self.codes_named(function)))
-            return _neighbour(starts, step, how.startswith("next"))
+            forward = how.startswith("next")
+            found = [at for code in self.codes_named(function)
+                     if (at := _neighbour(self.call_starts(code), step, forward)) is not None]
+            if not found:
+                return None
+            return min(found) if forward else max(found)
         if how in ("next-hit", "prev-hit"):
             if not file or line is None:
                 raise BadRequest(f"how={how} needs file= and line=")
@@ -238,10 +244,13 @@ class Model:
     def exception_steps(self) -> list[int]:
         raise NotImplementedError
 
+    def _call_levels(self) -> list[tuple[array[int], array[int]]]:
+        return self.tables().call_levels
+
     def codes_named(self, function: str) -> list[int]:
         raise NotImplementedError
 
-    def call_starts(self, code: int) -> list[int]:
+    def call_starts(self, code: int) -> array[int] | list[int]:
         raise NotImplementedError
 
     def find_line(self, file: str, line: int, step: int, forward: bool) -> int | None:
@@ -263,16 +272,15 @@ class Model:
         chosen: list[int] = []
         for thread in calls.by_thread:  # the frames already open at `start`
             chosen.extend(reversed(calls.calls_of(calls.innermost(thread, start))))
-        first = bisect_left(calls.start, start)
-        last = bisect_right(calls.start, end)
-        truncated = False
         starts, ends = calls.start, calls.end
-        for index in range(first, last):
-            if ends[index] - starts[index] + 1 >= shortest and starts[index] > start - 1:
-                if len(chosen) >= MAX_TIMELINE:
-                    truncated = True
-                    break
-                chosen.append(index)
+        found: list[int] = []
+        for level_starts, indices in self._call_levels()[shortest.bit_length():]:
+            first = bisect_left(level_starts, start)
+            last = bisect_right(level_starts, end)
+            found.extend(i for i in indices[first:last] if ends[i] - starts[i] + 1 >= shortest)
+        found.sort()
+        truncated = len(chosen) + len(found) > MAX_TIMELINE
+        chosen.extend(found[:max(0, MAX_TIMELINE - len(chosen))])
         seen = set()
         out = []
         for index in chosen:
@@ -547,8 +555,8 @@ class TraceModel(Model):
         return [code for code, (name, file) in codes.items()
                 if function in (name, f"{file}:{name}")]
 
-    def call_starts(self, code: int) -> list[int]:
-        return self.tables().meta.code_calls.get(code, [])
+    def call_starts(self, code: int) -> array[int]:
+        return self.tables().call_starts(code)
 
     def find_line(self, file: str, line: int, step: int, forward: bool) -> int | None:
         """The next (previous) entry into ``line`` of ``file``: a step on it
@@ -594,52 +602,31 @@ class TraceModel(Model):
     # -- search ---------------------------------------------------------------------
 
     def search(self, name: str, text: str, limit: int, start: int = 0) -> dict[str, Any]:
-        """Steps where ``name``'s recorded value changed to one whose JSON text
-        contains ``text``, from step ``start`` on, at most ``limit``."""
+        """Steps (from ``start`` on) where ``name``'s recorded value changed to
+        one whose text (JSON, or the string itself) contains ``text``: the
+        tables list the steps where it changed; only those lines are read.
+        At most ``limit`` matches, and ``next`` (the step to go on from) when
+        the answer stopped early (the limit, or :data:`SEARCH_BUDGET` lines read)."""
         tables = self.tables()
         limit = max(1, min(limit, MAX_SEARCH))
         if not name:
             raise BadRequest("search needs name=")
-        if name not in tables.meta.names:
-            return {"name": name, "text": text, "matches": [], "truncated": False}
-        needle = b'"' + msgspec.json.encode(name)[1:-1] + b'":'
-        records = tables.records(start, 1) if start < tables.steps else []
-        first_line = records[0].line if records else tables.meta.lines + 1
-        last: dict[tuple[Any, ...], Any] = {}
         matches: list[dict[str, Any]] = []
-        step = start - 1
-        truncated = False
-        for batch in self.reader.batches(8192, first_line):
-            for number, raw in batch:
-                if not raw.startswith(b'{"pc"') or b'"event":"' in raw:
-                    if raw.startswith(b'{"event":"call"'):
-                        call = self.reader.decode(number, raw)
-                        if isinstance(call, CallLine):  # a new frame: nothing recorded yet
-                            last.pop(("locals", call.thread, call.depth), None)
-                    continue
-                step += 1
-                if needle not in raw:
-                    continue
-                line = self.reader.decode(number, raw)
-                if not isinstance(line, OpLine):
-                    continue
-                for scope, members in (("locals", line.locals), ("globals", line.globals)):
-                    if not members or name not in members:
-                        continue
+        next_step = None
+        for read, step in enumerate(tables.changes_of(name, max(0, start))):
+            if len(matches) >= limit or read >= SEARCH_BUDGET:
+                next_step = step
+                break
+            line = self._op_line(step)
+            for scope, members in (("locals", line.locals), ("globals", line.globals)):
+                if members and name in members:
                     value = members[name]
-                    key = (scope, line.thread, line.depth if scope == "locals" else line.code)
-                    if key in last and last[key] == value:
-                        continue
-                    last[key] = value
                     if text in _text(value):
                         matches.append({"step": step, "scope": scope, "name": name,
                                         "value": value})
-                if len(matches) >= limit:
-                    truncated = True
                     break
-            if truncated:
-                break
-        return {"name": name, "text": text, "matches": matches[:limit], "truncated": truncated}
+        return {"name": name, "text": text, "matches": matches,
+                "truncated": next_step is not None, "next": next_step}
 
 
 # -- EIP-3155 client traces --------------------------------------------------------------
@@ -658,6 +645,10 @@ class _MemoryTables:
 
     def step(self, step: int) -> StepRecord:
         return StepRecord(step, self.line[step], 0, 0, self.depth[step], 0)
+
+    @functools.cached_property
+    def call_levels(self) -> list[tuple[array[int], array[int]]]:
+        return self.calls.levels()
 
     def records(self, start: int, count: int) -> list[StepRecord]:
         return [self.step(i) for i in range(max(0, start), min(self.steps, start + count))]

@@ -24,15 +24,15 @@ inode and last line (its hash: the head), so a changed trace is read again.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
 import struct
 import tempfile
-import threading
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +58,7 @@ __all__ = [
     "load_or_build",
 ]
 
-SCHEMA = 1
+SCHEMA = 3
 """Bumped when the cached files change shape (old entries are then rebuilt)."""
 
 STEP = struct.Struct("<IIIHH")
@@ -69,6 +69,8 @@ NAME_SHIFT = 40
 STEP_MASK = (1 << NAME_SHIFT) - 1
 
 _U32 = 0xFFFFFFFF
+_SITES = 1 << 14
+"""Op lines (without values) kept decoded, by their bytes less gas and hash."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +140,19 @@ class CallTable:
             table.by_thread.setdefault(thread, array("Q")).append(index)
         return table
 
+    def levels(self) -> list[tuple[array[int], array[int]]]:
+        """The calls by length class: level L holds (starts, indices) of the
+        calls whose length in steps has ``bit_length() == L``, in start order
+        (a timeline of a wide window reads only the long calls' levels)."""
+        levels: list[tuple[array[int], array[int]]] = []
+        for index, (start, end) in enumerate(zip(self.start, self.end, strict=True)):
+            level = max(0, end - start + 1).bit_length()
+            while len(levels) <= level:
+                levels.append((array("q"), array("q")))
+            levels[level][0].append(start)
+            levels[level][1].append(index)
+        return levels
+
     def innermost(self, thread: int, step: int) -> int:
         """The index of the innermost call on ``thread`` whose frame holds
         ``step``, or -1."""
@@ -187,8 +202,12 @@ class _Meta(msgspec.Struct):
     threads: list[int | None]
     has_values: bool
     summary_line: int | None
-    code_calls: dict[int, list[int]] = msgspec.field(default_factory=dict)
-    """code -> the start steps of its calls (for next/prev call)."""
+    postings: list[tuple[int, int]] = msgspec.field(default_factory=list)
+    """name id -> (offset, count) in postings.bin: the steps where that name's
+    value changed in some scope, in step order (for search)."""
+    code_calls: dict[int, bytes] = msgspec.field(default_factory=dict)
+    """code -> the start steps of its calls (for next/prev call), an
+    ``array("q")``'s bytes."""
 
 
 @dataclass
@@ -206,7 +225,6 @@ class Tables:
     directory: str
     meta: _Meta
     calls: CallTable
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def steps(self) -> int:
@@ -279,6 +297,47 @@ class Tables:
                         pos = data.rfind(needle, 0, pos + len(needle) - 1)
                     at = first - 1
         return None
+
+    def changes_of(self, name: str, start: int, chunk: int = 4096) -> Iterator[int]:
+        """The steps from ``start`` on where ``name``'s recorded value changed."""
+        index = self._name_ids.get(name)
+        if index is None:
+            return
+        offset, count = self.meta.postings[index]
+        with open(os.path.join(self.directory, "postings.bin"), "rb") as stream:
+            fd = stream.fileno()
+
+            def at(i: int) -> int:
+                value: int = struct.unpack("<q", os.pread(fd, 8, 8 * (offset + i)))[0]
+                return value
+
+            lo, hi = 0, count
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if at(mid) < start:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            while lo < count:
+                block = array("q")
+                block.frombytes(os.pread(fd, 8 * min(chunk, count - lo), 8 * (offset + lo)))
+                yield from block
+                lo += len(block)
+
+    @functools.cached_property
+    def _name_ids(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.meta.names)}
+
+    @functools.cached_property
+    def call_levels(self) -> list[tuple[array[int], array[int]]]:
+        """:meth:`CallTable.levels`, computed once."""
+        return self.calls.levels()
+
+    def call_starts(self, code: int) -> array[int]:
+        """The first steps of the calls of ``code``, in order."""
+        starts = array("q")
+        starts.frombytes(self.meta.code_calls.get(code, b""))
+        return starts
 
     def value_block(self, offset: int, count: int) -> array[int]:
         block = array("q")
@@ -381,12 +440,14 @@ def build_tables(
     stacks: dict[int, list[tuple[int, _Scope]]] = {}
     module_scopes: dict[str, _Scope] = {}
     last_line: dict[tuple[int, int], tuple[int, int]] = {}
-    code_calls: dict[int, list[int]] = {}
+    code_calls: dict[int, array[int]] = {}
     has_values = False
     summary_line = None
     steps = 0
     number = 0
     pack = STEP.pack
+    sites: dict[bytes, Any] = {}
+    postings: dict[int, array[int]] = {}
     buffer: list[bytes] = []
     values_out = open(os.path.join(directory, "values.bin"), "wb")  # noqa: SIM115
     values_written = 0
@@ -401,6 +462,11 @@ def build_tables(
             if nid is None:
                 nid = names[name] = len(names)
             scope.changes.append((nid << NAME_SHIFT) | step)
+            steps_of = postings.get(nid)
+            if steps_of is None:
+                steps_of = postings[nid] = array("q")
+            if not steps_of or steps_of[-1] != step:
+                steps_of.append(step)
 
     def flush_scope(scope: _Scope) -> tuple[int, int]:
         nonlocal values_written
@@ -423,7 +489,22 @@ def build_tables(
             for number, raw in batch:
                 if number == 1:
                     continue
-                line = reader.decode(number, raw)
+                line = None
+                site = None
+                if raw.startswith(b'{"pc"') and b'ls":' not in raw:  # no locals/globals
+                    # An op site's lines differ only in gas and hash: decode once per site.
+                    gas = raw.find(b'"gas":"')
+                    end = raw.find(b'"', gas + 7)
+                    tail = raw.rfind(b',"hash":"')
+                    if 0 < gas < end < tail:
+                        site = raw[:gas] + raw[end:tail]
+                        line = sites.get(site)
+                if line is None:
+                    line = reader.decode(number, raw)
+                    if site is not None:
+                        if len(sites) >= _SITES:
+                            sites.clear()
+                        sites[site] = line
                 kind = type(line)
                 if kind is OpLine:
                     assert isinstance(line, OpLine)
@@ -464,7 +545,10 @@ def build_tables(
                     stack = stacks.setdefault(tid, [])
                     parent = stack[-1][0] if stack else -1
                     index = calls.add(steps, line.depth, line.code, tid, parent)
-                    code_calls.setdefault(line.code, []).append(steps)
+                    starts_of = code_calls.get(line.code)
+                    if starts_of is None:
+                        starts_of = code_calls[line.code] = array("q")
+                    starts_of.append(steps)
                     stack.append((index, _Scope()))
                     last_line.pop((tid, line.depth), None)
                 elif kind is ReturnLine:
@@ -493,12 +577,22 @@ def build_tables(
             if scope.changes:
                 globals_blocks[file] = flush_scope(scope)
     calls.save(directory)
+    posting_blocks = []
+    with open(os.path.join(directory, "postings.bin"), "wb") as out:
+        at = 0
+        for nid in range(len(names)):
+            steps_of = postings.pop(nid, array("q"))
+            steps_of.tofile(out)
+            posting_blocks.append((at, len(steps_of)))
+            at += len(steps_of)
     meta = _Meta(
         schema=SCHEMA, steps=steps, lines=number, calls=len(calls), codes=codes, hits=hits,
         sources=sources, exceptions=exceptions, names=list(names),
         globals_blocks=globals_blocks,
         threads=[t for t, _ in sorted(threads.items(), key=lambda item: item[1])],
-        has_values=has_values, summary_line=summary_line, code_calls=code_calls,
+        has_values=has_values, summary_line=summary_line,
+        code_calls={code: starts.tobytes() for code, starts in code_calls.items()},
+        postings=posting_blocks,
     )
     with open(os.path.join(directory, "tables.msgpack"), "wb") as f:
         f.write(msgspec.msgpack.encode(meta))

@@ -246,6 +246,10 @@ def test_search_finds_when_a_name_became_a_value(base: str) -> None:
     assert api(base, "search", name="nosuchname", text="")["matches"] == []
     limited = api(base, "search", name="total", text="", limit=2)
     assert len(limited["matches"]) == 2 and limited["truncated"]
+    rest = api(base, "search", name="total", text="", limit=1000, **{"from": limited["next"]})
+    assert limited["matches"] + rest["matches"] == api(base, "search", name="total",
+                                                       text="")["matches"]
+    assert rest["next"] is None and not rest["truncated"]
 
 
 def test_timeline_gives_calls_as_nested_bars(base: str) -> None:
