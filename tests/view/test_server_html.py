@@ -17,7 +17,7 @@ from .api_support import PROGRAM, REFDATA, record
 def _blob(page: Path) -> dict:  # type: ignore[type-arg]
     text = page.read_text()
     found = re.search(
-        r'<script type="application/json" id="blocktrace-data">(.*?)</script>', text, re.S)
+        r'<script[^>]*id="blocktrace-data"[^>]*>(.*?)</script>', text, re.S)
     assert found, text[:500]
     return json.loads(found.group(1))  # type: ignore[no-any-return]
 
