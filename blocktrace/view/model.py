@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import subprocess
+import sys
 import threading
 from array import array
 from bisect import bisect_left, bisect_right
@@ -97,7 +99,7 @@ class _Background:
     def _run(self) -> None:
         try:
             self.value = self._work()
-        except (TraceError, ClientTraceError) as exc:
+        except (TraceError, ClientTraceError, BadRequest) as exc:
             self.error = str(exc)
         except (OSError, ValueError, MemoryError) as exc:
             self.error = f"{type(exc).__name__}: {exc}"
@@ -297,6 +299,25 @@ class Model:
                 "truncated": truncated}
 
 
+def _merge_line(view: dict[str, Any], line: OpLine | ExceptionLine) -> None:
+    """A line that belongs to the step of ``view`` (an exception line at its
+    pc; an op line after the exception line that started the step)."""
+    if isinstance(line, ExceptionLine):
+        if view["event"] is None:
+            view["error"] = line.error
+            view["event"] = line.event
+        view.setdefault("exceptions", []).append(
+            {"event": line.event, "error": line.error, "pc": line.pc, "lineno": line.line})
+        return
+    if line.locals is not None or line.globals is not None:
+        values = view["values"] or {}
+        if line.locals is not None:
+            values["locals"] = line.locals
+        if line.globals is not None:
+            values["globals"] = line.globals
+        view["values"] = values
+
+
 def _outermost_below(calls: CallTable, index: int, depth: int) -> int:
     """The outermost call of ``index``'s chain still deeper than ``depth``."""
     while index >= 0 and calls.parent[index] >= 0 and calls.depth[calls.parent[index]] > depth:
@@ -331,8 +352,27 @@ class TraceModel(Model):
             self._tables.done.wait()
 
     def _build(self, index: Any) -> Tables:
+        """The tables, built by ``python -m blocktrace.view.build`` (a process
+        of its own: the server stays responsive and small), then loaded from
+        the cache; built here when that process cannot be run."""
+        try:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "blocktrace.view.build", self.path],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True,
+            )
+        except OSError:
+            child = None
+        if child is not None:
+            assert child.stdout is not None and child.stderr is not None
+            for line in child.stdout:
+                if line.startswith("lines "):
+                    self._progress = int(line.split()[1])
+            problem = child.stderr.read().strip()
+            if child.wait() == 2 and problem:
+                raise BadRequest(problem.splitlines()[-1])
         if index is not None:
-            index(build=True)  # the reader's random access (store's index)
+            index(build=True)  # the reader's random access (store's index), loaded
         return load_or_build(self.reader, self._on_progress)
 
     def _on_progress(self, line: int) -> None:
@@ -433,56 +473,75 @@ class TraceModel(Model):
     def _steps_from(self, lines: Iterator[tuple[int, Any]], start: int, count: int,
                     codes: dict[int, tuple[str, str]], learn: bool = False,
                     ) -> list[dict[str, Any]]:
-        """Steps ``start`` .. from parsed lines; the lines' first op is step
-        ``start`` unless ``learn`` (counting from the trace's start)."""
+        """Steps ``start`` .. from parsed lines; the lines' first step is step
+        ``start`` unless ``learn`` (counting from the trace's start).  As diff
+        numbers steps: an exception line at the pc, depth, code and thread of
+        the step before it belongs to that step; any other is a step itself."""
         out: list[dict[str, Any]] = []
         step = start if not learn else 0
         threads = self.tables().meta.threads if not learn else []
+        last: tuple[int, int, int, int | None] | None = None
+        last_gas = ""
         for number, line in lines:
             kind = type(line)
-            if kind is OpLine:
-                if step >= start + count:
-                    break
-                if step >= start:
-                    out.append(self._op_view(step, number, line, codes, threads))
-                step += 1
-            elif kind is ExceptionLine:
+            if kind is not OpLine and kind is not ExceptionLine:
+                if kind is CallLine and learn:
+                    codes.setdefault(line.code, (line.name, line.file))
+                continue
+            where = (line.pc, line.depth, line.code, line.thread)
+            if where == last and (kind is ExceptionLine or line.gas == last_gas):
                 if out and step - 1 == out[-1]["step"]:
-                    last = out[-1]
-                    if last["event"] is None:
-                        last["error"] = line.error
-                        last["event"] = line.event
-                    last.setdefault("exceptions", []).append(
-                        {"event": line.event, "error": line.error, "pc": line.pc,
-                         "lineno": line.line})
-            elif kind is CallLine and learn:
-                codes.setdefault(line.code, (line.name, line.file))
+                    _merge_line(out[-1], line)
+                continue
+            if step >= start + count:
+                break
+            last, last_gas = where, line.gas
+            if step >= start:
+                out.append(self._op_view(step, number, line, codes, threads))
+            step += 1
         return out
 
     @staticmethod
-    def _op_view(step: int, number: int, line: OpLine, codes: dict[int, tuple[str, str]],
-                 threads: list[int | None]) -> dict[str, Any]:
+    def _op_view(step: int, number: int, line: OpLine | ExceptionLine,
+                 codes: dict[int, tuple[str, str]], threads: list[int | None],
+                 ) -> dict[str, Any]:
         function, file = codes.get(line.code, ("?", "?"))
         values = None
-        if line.locals is not None or line.globals is not None:
+        event = error = None
+        exceptions = None
+        if isinstance(line, ExceptionLine):
+            event, error = line.event, line.error
+            exceptions = [{"event": event, "error": error, "pc": line.pc, "lineno": line.line}]
+        elif line.locals is not None or line.globals is not None:
             values = {}
             if line.locals is not None:
                 values["locals"] = line.locals
             if line.globals is not None:
                 values["globals"] = line.globals
-        return {
+        view = {
             "step": step, "line": number, "pc": line.pc, "op": line.op, "opName": line.opName,
-            "gas": line.gas, "gasCost": line.gasCost, "depth": line.depth, "event": None,
-            "error": None, "file": file, "lineno": line.line, "function": function,
+            "gas": line.gas, "gasCost": line.gasCost, "depth": line.depth, "event": event,
+            "error": error, "file": file, "lineno": line.line, "function": function,
             "thread": line.thread, "values": values,
         }
+        if exceptions is not None:
+            view["exceptions"] = exceptions
+        return view
 
-    def _op_line(self, step: int) -> OpLine:
-        rec = self.tables().step(step)
-        for _, line in self.reader.lines(rec.line, 1):
+    def _recorded(self, step: int) -> dict[str, dict[str, Any]]:
+        """What the lines of ``step`` recorded: ``{"locals": ..., "globals": ...}``
+        (an op line that belongs to an exception line's step included)."""
+        tables = self.tables()
+        first = tables.step(step).line
+        count = tables.step(step + 1).line - first if step + 1 < tables.steps else 8
+        out: dict[str, dict[str, Any]] = {}
+        for _, line in self.reader.lines(first, count):
             if isinstance(line, OpLine):
-                return line
-        raise BadRequest(f"step {step}: its line {rec.line} is not an op line")
+                if line.locals is not None:
+                    out["locals"] = line.locals
+                if line.globals is not None:
+                    out["globals"] = line.globals
+        return out
 
     def values(self, step: int) -> dict[str, Any]:
         tables = self.tables()
@@ -499,13 +558,13 @@ class TraceModel(Model):
         if block is not None:
             for name, at in tables.changes_at(block[0], block[1], step).items():
                 wanted.append(("globals", name, at))
-        lines: dict[int, OpLine] = {}
+        recorded: dict[int, dict[str, dict[str, Any]]] = {}
         out = []
         for scope, name, at in wanted:
-            line = lines.get(at)
-            if line is None:
-                line = lines[at] = self._op_line(at)
-            members = line.locals if scope == "locals" else line.globals
+            got = recorded.get(at)
+            if got is None:
+                got = recorded[at] = self._recorded(at)
+            members = got.get(scope)
             if members is None or name not in members:
                 continue
             out.append({"scope": scope, "name": name, "value": members[name], "changedAt": at})
@@ -617,8 +676,9 @@ class TraceModel(Model):
             if len(matches) >= limit or read >= SEARCH_BUDGET:
                 next_step = step
                 break
-            line = self._op_line(step)
-            for scope, members in (("locals", line.locals), ("globals", line.globals)):
+            got = self._recorded(step)
+            for scope in ("locals", "globals"):
+                members = got.get(scope)
                 if members and name in members:
                     value = members[name]
                     if text in _text(value):

@@ -448,6 +448,8 @@ def build_tables(
     pack = STEP.pack
     sites: dict[bytes, Any] = {}
     postings: dict[int, array[int]] = {}
+    last_step: tuple[int, int, int, int | None] | None = None
+    last_gas = ""
     buffer: list[bytes] = []
     values_out = open(os.path.join(directory, "values.bin"), "wb")  # noqa: SIM115
     values_written = 0
@@ -506,35 +508,46 @@ def build_tables(
                             sites.clear()
                         sites[site] = line
                 kind = type(line)
-                if kind is OpLine:
-                    assert isinstance(line, OpLine)
+                if kind is OpLine or kind is ExceptionLine:
+                    assert isinstance(line, OpLine | ExceptionLine)
+                    where = (line.pc, line.depth, line.code, line.thread)
                     tid = threads.get(line.thread)
                     if tid is None:
                         tid = threads[line.thread] = len(threads)
-                    depth = line.depth
-                    key = (tid, depth)
-                    here = (line.code, line.line)
-                    if last_line.get(key) != here and line.line > 0:
-                        last_line[key] = here
-                        per_code = hits.get(line.code)
-                        if per_code is None:
-                            per_code = hits[line.code] = {}
-                        per_code[line.line] = per_code.get(line.line, 0) + 1
-                    buffer.append(pack(number & _U32, line.code & _U32, line.line & _U32,
-                                       min(depth, 0xFFFF), min(tid, 0xFFFF)))
+                    if where == last_step and (kind is ExceptionLine or line.gas == last_gas):
+                        at = steps - 1  # it belongs to the step before, as diff merges lines
+                    else:
+                        at = steps
+                        steps += 1
+                        last_step, last_gas = where, line.gas
+                        depth = line.depth
+                        key = (tid, depth)
+                        here = (line.code, line.line)
+                        if last_line.get(key) != here and line.line > 0:
+                            last_line[key] = here
+                            per_code = hits.get(line.code)
+                            if per_code is None:
+                                per_code = hits[line.code] = {}
+                            per_code[line.line] = per_code.get(line.line, 0) + 1
+                        buffer.append(pack(number & _U32, line.code & _U32, line.line & _U32,
+                                           min(depth, 0xFFFF), min(tid, 0xFFFF)))
+                    if kind is ExceptionLine:
+                        if not exceptions or exceptions[-1] != at:
+                            exceptions.append(at)
+                        continue
+                    assert isinstance(line, OpLine)
                     if line.locals is not None:
                         has_values = True
                         stack = stacks.get(tid)
                         if stack:
-                            record(stack[-1][1], line.locals, steps)
+                            record(stack[-1][1], line.locals, at)
                     if line.globals is not None:
                         has_values = True
                         file = codes.get(line.code, ("", ""))[1]
                         scope = module_scopes.get(file)
                         if scope is None:
                             scope = module_scopes[file] = _Scope()
-                        record(scope, line.globals, steps)
-                    steps += 1
+                        record(scope, line.globals, at)
                     continue
                 if kind is CallLine:
                     assert isinstance(line, CallLine)
@@ -556,9 +569,6 @@ def build_tables(
                     tid = threads.get(line.thread, 0)
                     if stacks.get(tid):
                         close_call(tid)
-                elif kind is ExceptionLine:
-                    if steps and (not exceptions or exceptions[-1] != steps - 1):
-                        exceptions.append(steps - 1)
                 elif kind is SourceLine:
                     assert isinstance(line, SourceLine)
                     sources.setdefault(line.file, number)

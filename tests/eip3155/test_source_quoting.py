@@ -22,13 +22,15 @@ def _bt(*args: str | Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120)
 
 
-def _record(tmp_path: Path, name: str, n: int) -> tuple[Path, Path]:
+def _record(tmp_path: Path, name: str, n: int, *options: str) -> tuple[Path, Path]:
+    """A trace of PROGRAM; by default without embedded source (these tests are
+    about reading the files a trace names)."""
     where = tmp_path / name
     where.mkdir()
     prog = where / "prog.py"
     prog.write_text(PROGRAM.format(n=n))
     trace = where / "t.jsonl"
-    done = _bt("run", "-o", trace, prog)
+    done = _bt("run", *(options or ("--no-embed-source",)), "-o", trace, prog)
     assert done.returncode == 0, done.stderr
     return trace, prog
 
@@ -79,3 +81,16 @@ def test_a_forged_trace_gets_nothing_quoted(tmp_path: Path, target: str) -> None
         step["sourceMissing"]
     )
     assert "hunter2" not in text and "source missing or changed" in text
+
+
+def test_an_embedded_source_is_quoted_from_the_trace_never_the_named_file(
+    tmp_path: Path,
+) -> None:
+    a, prog = _record(tmp_path, "a", 1, "--embed-source")
+    b, _ = _record(tmp_path, "b", 2, "--embed-source")
+    secret = tmp_path / "secret.py"
+    secret.write_text("PASSWORD = 'hunter2'\n" * 3)
+    _rename(a, prog, str(secret))
+    step, text = _first(a, b)
+    assert "source" in step and "hunter2" not in str(step["source"])
+    assert "hunter2" not in text

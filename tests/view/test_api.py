@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from blocktrace.eip3155 import read_all
 from blocktrace.view.model import ClientModel, Model, TraceModel, open_model
 from blocktrace.view.server import ViewServer
 from blocktrace.view.session import Session
@@ -64,7 +66,7 @@ def test_meta_describes_the_trace(base: str, traced: Path) -> None:
     assert trace["kind"] == "blocktrace" and trace["dialect"] == "blocktrace"
     assert trace["version"] == 3 and trace["level"] == "op" and trace["ready"]
     assert trace["hasValues"] is True and trace["threads"] == []
-    assert trace["steps"] == int(trace["summary"]["gasUsed"], 16)
+    assert trace["steps"] == len(read_all(str(traced))[0])  # as blocktrace diff counts them
     assert trace["lines"] == len(traced.read_bytes().splitlines())
     assert trace["summary"]["pass"] is True
     assert trace["header"]["blocktrace"] == 3 and "hash" not in trace["header"]
@@ -72,11 +74,53 @@ def test_meta_describes_the_trace(base: str, traced: Path) -> None:
 
 
 def test_verify_says_what_blocktrace_verify_says(base: str) -> None:
-    for _ in range(200):
-        answer = api(base, "verify")
-        if answer["status"] != "pending":
-            break
+    answer = _verdict(base)
     assert answer["status"] == "sealed" and len(answer["head"]) == 64
+
+
+def _verdict(base: str, t: int = 0) -> dict:  # type: ignore[type-arg]
+    for _ in range(600):
+        answer = api(base, "verify", t=t)
+        if answer["status"] != "pending":
+            return answer  # type: ignore[no-any-return]
+        time.sleep(0.05)
+    raise AssertionError("verify never finished")
+
+
+def test_a_tampered_trace_opens_and_is_never_shown_valid(
+    traced: Path, tmp_path: Path, cache: Path
+) -> None:
+    lines = traced.read_bytes().splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if b'"total":11' in line)
+    lines[at] = lines[at].replace(b'"total":11', b'"total":12')
+    forged = tmp_path / "forged.jsonl"
+    forged.write_bytes(b"".join(lines))
+    server = _serve([TraceModel(str(forged))])
+    try:
+        answer = _verdict(server.url)
+        assert answer["status"] == "tampered" and answer["line"] == at + 1
+        steps = _steps(server.url)  # it still opens: every step is there
+        assert any(s["values"] and s["values"]["locals"].get("total") == 12 for s in steps)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_trace_cut_short_opens_as_unsealed(traced: Path, tmp_path: Path, cache: Path) -> None:
+    lines = traced.read_bytes().splitlines(keepends=True)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(b"".join(lines[:40]) + lines[40][:25])
+    server = _serve([TraceModel(str(cut))])
+    try:
+        assert _verdict(server.url)["status"] == "unsealed"
+        meta = api(server.url, "meta")["traces"][0]
+        assert meta["summary"] is None and meta["steps"] > 0
+        last = meta["steps"] - 1
+        assert api(server.url, "stack", step=last)["frames"]  # open frames end at the cut
+        assert api(server.url, "nav", step=last, how="out")["step"] is None
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_window_gives_each_step_in_order(base: str, traced: Path) -> None:
@@ -93,6 +137,18 @@ def test_window_gives_each_step_in_order(base: str, traced: Path) -> None:
     part = api(base, "window", **{"from": 5, "count": 3})
     assert part["steps"] == steps[5:8]
     assert api(base, "window", **{"from": len(steps), "count": 3})["steps"] == []
+
+
+def test_steps_are_numbered_as_blocktrace_diff_numbers_them(base: str, traced: Path) -> None:
+    """An exception line at the pc of the step before it belongs to that step; the
+    ``handled`` line (the handler's pc) is a step of its own, in diff as here."""
+    differ_steps, _ = read_all(str(traced))
+    steps = _steps(base)
+    assert [(s["pc"], s["line"]) for s in steps] == [(d.pc, d.lineno) for d in differ_steps]
+    handled = [s for s in steps if s["event"] == "handled"]
+    assert len(handled) == 1 and handled[0]["opName"] == "PUSH_EXC_INFO"
+    assert api(base, "nav", step=0, how="next-exception")["step"] == next(
+        s["step"] for s in steps if s["event"] == "raise")
 
 
 def test_stack_lists_the_frames_innermost_first(base: str) -> None:
@@ -213,7 +269,9 @@ def test_nav_moves_as_a_debugger_does(base: str) -> None:
     raised = nav("next-exception", 0)
     assert steps[raised]["event"] == "raise"
     assert nav("prev-exception", raised) is None
-    assert nav("next-exception", raised) is None
+    handled = nav("next-exception", raised)  # the handler's step, a step of its own
+    assert steps[handled]["event"] == "handled"
+    assert nav("next-exception", handled) is None
     calls = [s["step"] for s in steps if s["function"] == "add"
              and (s["step"] == 0 or steps[s["step"] - 1]["function"] != "add")]
     assert len(calls) == 4

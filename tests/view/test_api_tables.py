@@ -1,0 +1,61 @@
+"""The viewer's tables: cached by the trace's identity and head, rebuilt when the
+trace changes or the cache entry is damaged (real traces, real files)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from blocktrace.view.model import TraceModel
+
+from .api_support import PROGRAM, record
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    directory = tmp_path / "cache"
+    monkeypatch.setenv("BLOCKTRACE_VIEW_CACHE", str(directory))
+    return directory
+
+
+def _entries(cache: Path) -> list[str]:
+    return sorted(name for name in os.listdir(cache) if not name.startswith("."))
+
+
+def _steps(trace: Path) -> int:
+    model = TraceModel(str(trace))
+    assert model.wait(120)
+    steps: int = model.meta()["steps"]
+    return steps
+
+
+def test_the_tables_are_cached_and_rebuilt_when_the_trace_changes(
+    tmp_path: Path, cache: Path
+) -> None:
+    trace = record(tmp_path)
+    first = _steps(trace)
+    (entry,) = _entries(cache)
+    assert _steps(trace) == first and _entries(cache) == [entry]  # read from the cache
+    record(tmp_path, program=PROGRAM.replace("range(4)", "range(6)"))  # same path, new run
+    second = _steps(trace)
+    assert second > first
+    assert len(_entries(cache)) == 2
+
+
+def test_a_damaged_cache_entry_is_built_again(tmp_path: Path, cache: Path) -> None:
+    trace = record(tmp_path)
+    steps = _steps(trace)
+    (entry,) = _entries(cache)
+    (cache / entry / "tables.msgpack").write_bytes(b"\x00garbage")
+    assert _steps(trace) == steps
+    (cache / entry / "calls.bin").write_bytes(b"")
+    assert _steps(trace) == steps
+
+
+def test_the_cache_is_private(tmp_path: Path, cache: Path) -> None:
+    _steps(record(tmp_path))
+    assert (cache.stat().st_mode & 0o077) == 0
+    (entry,) = _entries(cache)
+    assert ((cache / entry).stat().st_mode & 0o077) == 0
