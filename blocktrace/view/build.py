@@ -5,9 +5,9 @@
 The server starts this so that the streaming pass (pure Python, minutes for
 a trace of millions of lines) neither holds the server's interpreter lock
 while the page asks questions, nor counts in the server's memory.  It writes
-the cache entry (:func:`blocktrace.view.tables.load_or_build`; the reader's
-index too, when the reader has one), prints ``lines N`` on stdout as it goes,
-and exits 0; 2 with one line on stderr when the trace is not usable.
+the cache entry (:func:`blocktrace.view.tables.load_or_build`), prints
+``lines N`` on stdout as it goes, and exits 0; 2 with one line on stderr when
+the trace is not usable.
 """
 
 from __future__ import annotations
@@ -35,11 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
 
     try:
-        reader = TraceReader(args[0])
-        index = getattr(reader, "index", None)
-        if index is not None:
-            index(build=True)
-        load_or_build(reader, progress)
+        load_or_build(TraceReader(args[0]), progress)
     except TraceError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2

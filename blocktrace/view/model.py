@@ -36,8 +36,11 @@ from blocktrace.format import (
     SourceLine,
     TraceError,
     TraceReader,
+    Verification,
+    check_chain,
     read_source,
 )
+from blocktrace.format.index import stamp_of, store_index
 from blocktrace.view.tables import CallTable, StepRecord, Tables, load_or_build
 
 __all__ = [
@@ -345,13 +348,27 @@ class TraceModel(Model):
         self.path = path
         self.reader = TraceReader(path)  # TraceError: not a usable trace
         self._progress = 0
-        index = getattr(self.reader, "index", None)
-        self._verify = _Background(self.reader.verify, "blocktrace-view-verify")
-        self._tables = _Background(lambda: self._build(index), "blocktrace-view-tables")
+        self._verify = _Background(self._check, "blocktrace-view-verify")
+        self._tables = _Background(self._build, "blocktrace-view-tables")
         if not background:
             self._tables.done.wait()
 
-    def _build(self, index: Any) -> Tables:
+    def _check(self) -> Verification:
+        """What ``blocktrace verify`` says of the file; the same pass builds the
+        reader's index (random access: windows read only what they show),
+        stored when the trace did not change meanwhile."""
+        result = check_chain(self.path, build_index=True)
+        built = result.index
+        if built is not None:
+            try:
+                unchanged = stamp_of(self.path, self.reader.kind) == built.stamp
+            except OSError:
+                unchanged = False
+            if unchanged:
+                store_index(self.path, built)
+        return result
+
+    def _build(self) -> Tables:
         """The tables, built by ``python -m blocktrace.view.build`` (a process
         of its own: the server stays responsive and small), then loaded from
         the cache; built here when that process cannot be run."""
@@ -371,8 +388,6 @@ class TraceModel(Model):
             problem = child.stderr.read().strip()
             if child.wait() == 2 and problem:
                 raise BadRequest(problem.splitlines()[-1])
-        if index is not None:
-            index(build=True)  # the reader's random access (store's index), loaded
         return load_or_build(self.reader, self._on_progress)
 
     def _on_progress(self, line: int) -> None:
