@@ -202,6 +202,7 @@ class Stepper:
         self._op_line: Callable[[OpStart, int, int], bool] | None = None
         """The active tracer's ``op_line`` (see ``Capabilities``), passed to the hook."""
         self._multi = False
+        self._quiet = False
         self._target = self.scope.target_name is not None
         self._op_end = False
         self._may_disable = False
@@ -396,6 +397,8 @@ class Stepper:
         tracer = _active.tracer
         caps = capabilities_of(tracer)
         self._direct = self._hold if self._held is not None else direct_callable(tracer, caps)
+        self._quiet = self._held is None and tracer is discard_trace
+        """Nobody listens (the discard tracer): calls and returns only keep the depth."""
         self._op_line = caps.op_line if self._held is None else None
         if self._op_end and not caps.wants_op_end:
             self._open_ops.clear()  # ops opened for the tracer before: nobody closes them now
@@ -740,6 +743,8 @@ class Stepper:
         # ``_enter`` and ``_emit`` inlined for the common case.  (At the recursion
         # limit, entering and leaving must need the same stack: see ``_on_unwind``.)
         self.depth += 1
+        if self._quiet:
+            return None
         self._offset = offset
         event = info.calls.get("call") or info.call("call")
         self.site = event
@@ -789,6 +794,11 @@ class Stepper:
         # ``_leave`` and ``_emit`` inlined for the common case.  (Leaving needs no
         # more stack than entering: at the recursion limit a frame whose call was
         # recorded must have room for its return too.)
+        if self._quiet:  # no ``Return`` object when nobody would read it
+            self.depth -= 1
+            if self.depth <= 0 and self.thread == 1:
+                self._enter_live = False
+            return
         self._offset = offset
         event = Return("return", self._infos[id(code)].index, offset, value)
         self.site = event
