@@ -30,9 +30,12 @@ from blocktrace.format import (
     ReturnLine,
     SourceLine,
     Summary,
+    TraceError,
     TraceReader,
     decode_line,
 )
+from blocktrace.limits import LineTooLongError, size_text
+from blocktrace.query.columns import END, FULL, complete_lines, op_columns
 from blocktrace.query.lines import blocktrace_header, header_object, json_text, summary_object
 from blocktrace.query.schema import TABLES, arrow_schema
 
@@ -82,7 +85,7 @@ class _Buffer:
         import pyarrow as pa
 
         schema = arrow_schema(self.table)
-        rows = len(self)
+        rows = max([len(self), *(len(a) for a in (overrides or {}).values() if a is not None)])
         arrays = []
         for f in schema:
             given = (overrides or {}).get(f.name)
@@ -117,24 +120,20 @@ def trace_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.RecordBa
 def _blocktrace_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.RecordBatch]]:
     import pyarrow as pa
 
-    ops_buf = _Buffer("ops")
     calls_buf = _Buffer("calls")
     exc_buf = _Buffer("exceptions")
     val_buf = _Buffer("values")
     src_buf = _Buffer("sources")
-    oc = ops_buf.columns
-    o_line_no, o_thread, o_depth = oc["line_no"].append, oc["thread"].append, oc["depth"].append
-    o_pc, o_op, o_name = oc["pc"].append, oc["op"].append, oc["opName"].append
-    o_gas, o_line, o_code = oc["gas"].append, oc["line"].append, oc["code"].append
-    o_len = oc["pc"].__len__
+    # the ops: plain op lines straight into column buffers (C), the others decoded here
+    columns = op_columns()
+    append_op = columns.append
     # code number -> (function, file); index = code number
     functions: list[str | None] = [None]
     files: list[str | None] = [None]
     first_lines: list[int | None] = [None]
     stacks: dict[int, list[list[Any]]] = {}
     last_error: dict[tuple[int, int], str] = {}
-    step = 0
-    step_batch = 0  # the step of the first row in ops_buf
+    step_batch = 0  # the step of the first row in the columns
     calls = 0
     max_depth = 0
     reader = TraceReader(path)
@@ -144,93 +143,117 @@ def _blocktrace_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.Re
 
     def ops_batch() -> pa.RecordBatch:
         nonlocal step_batch
-        codes = pa.array(oc["code"], type=pa.int32())
-        rows = len(codes)
+        rows, line_nos, thread, depth, pcs, op, offsets, names_, gas, line, code = columns.take()
+
+        def fixed(kind: pa.DataType, data: bytes) -> pa.Array:
+            return pa.Array.from_buffers(kind, rows, [None, pa.py_buffer(data)])
+
+        codes = fixed(pa.int32(), code)
         names = pa.array(functions, type=pa.string())
         where = pa.array(files, type=pa.string())
-        import pyarrow.compute as pc
-
-        idx = pc.fill_null(codes, 0)
-        batch = ops_buf.take({
+        batch = _Buffer("ops").take({
             "step": pa.array(range(step_batch, step_batch + rows), type=pa.int64()),
-            "thread": pc.fill_null(pa.array(oc["thread"], type=pa.int32()), 1),
+            "line_no": fixed(pa.int64(), line_nos),
+            "thread": fixed(pa.int32(), thread),
+            "depth": fixed(pa.int32(), depth),
+            "pc": fixed(pa.int64(), pcs),
+            "op": fixed(pa.int32(), op),
+            "opName": pa.Array.from_buffers(
+                pa.string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(names_)]
+            ),
+            "gas": fixed(pa.int64(), gas),
+            "gasCost": pa.repeat(pa.scalar(1, pa.int64()), rows),
+            "line": fixed(pa.int32(), line),
             "code": codes,
-            "function": names.take(idx),
-            "file": where.take(idx),
-            "gas": pc.cast(pa.array(oc["gas"], type=pa.string()), pa.int64()),
-            "gasCost": pa.array([1] * rows, type=pa.int64()) if rows else None,
+            "function": names.take(codes),
+            "file": where.take(codes),
         })
         step_batch += rows
         return batch
 
     try:
-        for line_no, raw in reader.raw_lines():
-            d: Any = decode_line(raw)  # dispatched on its type below
-            kind = type(d)
-            if kind is OpLine:  # the hot path
-                o_line_no(line_no)
-                o_thread(d.thread)
-                o_depth(d.depth)
-                o_pc(d.pc)
-                o_op(d.op)
-                o_name(d.opName)
-                o_gas(d.gas)  # hex text, cast by Arrow per batch
-                o_line(d.line)
-                o_code(d.code)
-                if d.locals is not None or d.globals is not None:
-                    _values(val_buf, d, step, line_no, functions)
-                step += 1
-                if o_len() >= BATCH_ROWS:
+        for buf in complete_lines(reader):
+            pos = 0
+            while True:
+                stop, pos, line_no = columns.feed(buf, pos, line_no + 1, BATCH_ROWS)
+                line_no -= 1  # the last line read
+                if stop == FULL:
                     yield "ops", ops_batch()
                     if len(val_buf) >= BATCH_ROWS:
                         yield "values", val_buf.take()
-            elif kind is ExceptionLine:
-                _exception(exc_buf, d, step, line_no, functions, files)
-                if d.event != "handled":
-                    last_error[(d.thread or 1, d.depth)] = d.error
-                if len(exc_buf) >= BATCH_ROWS:
-                    yield "exceptions", exc_buf.take()
-            elif kind is CallLine:
-                code = d.code
-                while len(functions) <= code:
-                    functions.append(None)
-                    files.append(None)
-                    first_lines.append(None)
-                functions[code] = d.name
-                files[code] = d.file
-                first_lines[code] = d.firstLine
-                stack = stacks.setdefault(d.thread or 1, [])
-                max_depth = max(max_depth, d.depth)
-                parent = stack[-1][0] if stack else None
-                # call_id, parent, depth, code, kind, step_in, line_in, clock_in, child steps
-                stack.append([calls, parent, d.depth, code, d.kind_, step, line_no, d.clock, 0])
-                calls += 1
-            elif kind is ReturnLine:
-                thread = d.thread or 1
-                stack = stacks.get(thread) or []
-                if stack:
-                    frame = stack.pop()
-                    steps = step - frame[5]
+                    continue
+                if stop == END:
+                    break
+                end = buf.index(b"\n", pos) + 1
+                raw = buf[pos:end]
+                pos = end
+                line_no += 1
+                step = step_batch + columns.rows
+                d: Any = decode_line(raw)  # dispatched on its type below
+                kind = type(d)
+                if kind is OpLine:  # one the C path left (values, threads) or the reference
+                    thread = 1 if d.thread is None else d.thread
+                    append_op(line_no, thread, d.depth, d.pc, d.op, d.opName,
+                              _gas(d.gas, path, line_no), d.line, d.code)
+                    if d.locals is not None or d.globals is not None:
+                        _values(val_buf, d, step, line_no, functions)
+                    if columns.rows >= BATCH_ROWS:
+                        yield "ops", ops_batch()
+                        if len(val_buf) >= BATCH_ROWS:
+                            yield "values", val_buf.take()
+                elif kind is ExceptionLine:
+                    _exception(exc_buf, d, step, line_no, functions, files)
+                    if d.event != "handled":
+                        last_error[(d.thread or 1, d.depth)] = d.error
+                    if len(exc_buf.columns["step"]) >= BATCH_ROWS:
+                        yield "exceptions", exc_buf.take()
+                elif kind is CallLine:
+                    code = d.code
+                    while len(functions) <= code:
+                        functions.append(None)
+                        files.append(None)
+                        first_lines.append(None)
+                    functions[code] = d.name
+                    files[code] = d.file
+                    first_lines[code] = d.firstLine
+                    stack = stacks.setdefault(d.thread or 1, [])
+                    max_depth = max(max_depth, d.depth)
+                    parent = stack[-1][0] if stack else None
+                    # call_id, parent, depth, code, kind, step_in, line_in, clock_in, child steps
+                    stack.append([calls, parent, d.depth, code, d.kind_, step, line_no, d.clock,
+                                  0])
+                    calls += 1
+                elif kind is ReturnLine:
+                    thread = d.thread or 1
+                    stack = stacks.get(thread) or []
                     if stack:
-                        stack[-1][8] += steps
-                    _call_row(calls_buf, thread, frame, functions, files, first_lines, step,
-                              steps, d.kind_, line_no, d.clock,
-                              last_error.pop((thread, frame[2]), None), json_text(d.value))
-                    if len(calls_buf) >= BATCH_ROWS:
-                        yield "calls", calls_buf.take()
-            elif kind is SourceLine:
-                c = src_buf.columns
-                c["line_no"].append(line_no)
-                c["file"].append(d.file)
-                c["sha256"].append(d.sha256)
-                c["size"].append(d.size)
-                c["text"].append(d.text)
-            elif kind is Summary:
-                facts.summary = summary_object(d)
-            # the header, tracerError lines and kinds added later are skipped
+                        frame = stack.pop()
+                        steps = step - frame[5]
+                        if stack:
+                            stack[-1][8] += steps
+                        _call_row(calls_buf, thread, frame, functions, files, first_lines,
+                                  step, steps, d.kind_, line_no, d.clock,
+                                  last_error.pop((thread, frame[2]), None), json_text(d.value))
+                        if len(calls_buf.columns["call_id"]) >= BATCH_ROWS:
+                            yield "calls", calls_buf.take()
+                elif kind is SourceLine:
+                    c = src_buf.columns
+                    c["line_no"].append(line_no)
+                    c["file"].append(d.file)
+                    c["sha256"].append(d.sha256)
+                    c["size"].append(d.size)
+                    c["text"].append(d.text)
+                elif kind is Summary:
+                    facts.summary = summary_object(d)
+                # the header, tracerError lines and kinds added later are skipped
     except _DECODE_ERRORS:
         reader.decode(line_no, raw)  # raises the format's TraceError naming the line
         raise
+    except LineTooLongError as exc:
+        number = line_no + exc.number
+        too_long = f"line {number} is longer than {size_text(exc.limit)}"
+        raise TraceError(path, number, too_long) from None
+    step = step_batch + columns.rows
     for thread, stack in stacks.items():  # frames that never returned
         while stack:
             frame = stack.pop()
@@ -245,6 +268,17 @@ def _blocktrace_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.Re
     yield "exceptions", exc_buf.take()
     yield "values", val_buf.take()
     yield "sources", src_buf.take()
+
+
+def _gas(text: str, path: str, line_no: int) -> int:
+    """An op line's ``gas`` (0x-prefixed hex) as the int64 the column holds."""
+    try:
+        value = int(text, 16) if text[:2] in ("0x", "0X") else int(text)
+    except ValueError:
+        raise TraceError(path, line_no, f"gas {text!r} is not a number") from None
+    if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+        raise TraceError(path, line_no, f"gas {text!r} does not fit the column (int64)")
+    return value
 
 
 def _values(buf: _Buffer, d: Any, step: int, line_no: int, functions: list[str | None]) -> None:

@@ -124,9 +124,12 @@ op_row(ColumnsObject *c, const uint8_t *p, const uint8_t *end, int64_t line_no)
     while (p < end && HEXVAL[*p] != 255) {
         gas = (gas << 4) | HEXVAL[*p];
         p++;
-        if (++digits > 15) { /* beyond int64: Python's path says what happens */
+        if (++digits > 16) {
             return -1;
         }
+    }
+    if (gas > (uint64_t)INT64_MAX) { /* beyond the column: Python's path says so */
+        return -1;
     }
     if (digits == 0 || EXPECT("\",\"gasCost\":\"0x1\",\"depth\":") || read_uint(&p, end, &depth)
         || EXPECT(",\"opName\":\"")) {

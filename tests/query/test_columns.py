@@ -1,0 +1,115 @@
+"""The ``ops`` columns read in C (``_cscan.OpColumns``) are the reference's
+(``query.columns.PyOpColumns``, every line decoded by the format's Structs):
+the same tables from the same trace, whichever lines the C path leaves to Python."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from blocktrace._native import extension
+from blocktrace.format import TraceError
+from blocktrace.query import columns, tables
+from blocktrace.query.tables import RunFacts, trace_batches
+
+NATIVE = extension("blocktrace.format._cscan")
+pytestmark = pytest.mark.skipif(
+    NATIVE is None, reason="the C extension is not built, or BLOCKTRACE_PURE is set"
+)
+
+
+def _tables(path: Path, reference: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    with monkeypatch.context() as m:
+        if reference:
+            m.setattr(tables, "op_columns", columns.PyOpColumns)
+        m.setattr(columns, "CHUNK", 4096)  # many buffers, lines across their ends
+        m.setattr(tables, "BATCH_ROWS", 100)  # many batches
+        import pyarrow as pa
+
+        out: dict[str, list[pa.RecordBatch]] = {}
+        for table, batch in trace_batches(str(path), RunFacts(str(path))):
+            out.setdefault(table, []).append(batch)
+    return {t: pa.Table.from_batches(b).combine_chunks() for t, b in out.items()}
+
+
+def _same(path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    native = _tables(path, False, monkeypatch)
+    assert native == _tables(path, True, monkeypatch)
+    return native
+
+
+def test_a_trace_with_values_and_calls(queried: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    got = _same(queried, monkeypatch)
+    assert got["ops"].num_rows > 100 and got["values"].num_rows > 0  # type: ignore[attr-defined]
+
+
+def _edited(trace: Path, out: Path, edit: Callable[[bytes], bytes]) -> Path:
+    lines = trace.read_bytes().splitlines(keepends=True)
+    ops = [i for i, line in enumerate(lines) if line.startswith(b'{"pc":')]
+    for i in ops[3:40:4]:  # every fourth of some op lines
+        lines[i] = edit(lines[i])
+    out.write_bytes(b"".join(lines))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("name", "edit"),
+    [
+        ("thread member", lambda b: b.replace(b',"hash":', b',"thread":2,"hash":')),
+        ("escaped name", lambda b: b.replace(b'"opName":"', b'"opName":"\\u0041')),
+        ("unicode name", lambda b: b.replace(b'"opName":"', '"opName":"é'.encode())),
+        ("members reordered", lambda b: b.replace(b'{"pc":', b'{"op":0,"pc":', 1)),
+        ("uppercase gas", lambda b: b.replace(b'"gas":"0x7f', b'"gas":"0x7F', 1)),
+        ("big pc", lambda b: b.replace(b'{"pc":', b'{"pc":1234567890123456', 1)),
+        ("negative depth", lambda b: b.replace(b'"depth":', b'"depth":-', 1)),
+        ("space", lambda b: b.replace(b'"line":', b'"line": ', 1)),
+        ("uppercase hash", lambda b: b[:-12] + b[-12:-3].upper() + b[-3:]),
+        ("no hash", lambda b: b.replace(b',"hash":', b',"x":', 1)),
+    ],
+)
+def test_lines_the_c_path_leaves_to_python(
+    fib: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str,
+    edit: Callable[[bytes], bytes],
+) -> None:
+    _same(_edited(fib, tmp_path / "t.jsonl", edit), monkeypatch)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda b: b.replace(b'"gas":"0x', b'"gas":"0xzz', 1),  # not hex
+        lambda b: b.replace(b'"gas":"0x', b'"gas":"0x1', 1),  # beyond int64
+        lambda b: b.replace(b'{"pc":', b'{"pc":01', 1),  # not JSON
+    ],
+)
+def test_bad_op_lines_are_the_same_error(
+    fib: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit: Callable[[bytes], bytes]
+) -> None:
+    path = _edited(fib, tmp_path / "t.jsonl", edit)
+    problems = []
+    for reference in (False, True):
+        with pytest.raises(TraceError) as caught:
+            _tables(path, reference, monkeypatch)
+        problems.append(str(caught.value))
+    assert problems[0] == problems[1]
+
+
+def test_a_line_longer_than_the_bound_is_named(
+    fib: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = fib.read_bytes().splitlines(keepends=True)
+    bound = max(map(len, lines)) + 10
+    monkeypatch.setattr(columns, "MAX_LINE_BYTES", bound)
+    path = tmp_path / "t.jsonl"
+    for data, number in [
+        (b"".join([*lines[:50], b"x" * bound + b"\n", *lines[50:]]), 51),
+        (b"".join(lines[:60]) + b"x" * (bound + 1), 61),
+    ]:
+        path.write_bytes(data)
+        for reference in (False, True):
+            with pytest.raises(TraceError, match=f"line {number} is longer"):
+                _tables(path, reference, monkeypatch)
+    path.write_bytes(b"".join(lines[:60]) + b"x" * 100)  # torn: not read, as raw_lines does
+    assert _same(path, monkeypatch)["ops"].num_rows > 0  # type: ignore[attr-defined]
