@@ -218,8 +218,12 @@ class ChainTracer:
         self._calls: dict[int, tuple[bytes, bytes, CallStart]] = {}
         self._sources: set[str] = set()
         self._embed_source = embed_source
-        self._prev_locals: dict[tuple[int, int], dict[str, bytes]] = {}
-        self._prev_globals: dict[int, dict[str, bytes]] = {}
+        self._prev_locals: dict[tuple[int, int], dict[str, tuple[object, bytes]]] = {}
+        self._prev_globals: dict[int, dict[str, tuple[object, bytes]]] = {}
+        """Per frame (thread, depth) / per module: name -> (the value, when it is kept,
+        and its member bytes ``"name":value``) at the last line start (see ``_rendered``)."""
+        self._line_sites: dict[int, tuple[bytes, bytes, OpStart]] = {}
+        """id(site) -> its op line's pieces, for line starts written with values."""
         self._failure: str | None = None
         self._started = time.perf_counter_ns()
         self._tail = self._clocked if clock else self._thread
@@ -315,9 +319,15 @@ class ChainTracer:
         return b',"clock":%d' % now
 
     def _op(self, vm: VMState, ev: OpStart) -> None:
-        pre = b'{"pc":%d,"op":%d,"gas":"0x' % (ev.pc, ev.op)
-        suf = b',"opName":%b,"line":%d,"code":%d' % (_encode(ev.op_name), ev.line, ev.code)
         per_line = ev.line_start and (self._locals != "off" or self._globals != "off")
+        pieces = self._line_sites.get(id(ev)) if per_line else None
+        if pieces is None:
+            pre = b'{"pc":%d,"op":%d,"gas":"0x' % (ev.pc, ev.op)
+            suf = b',"opName":%b,"line":%d,"code":%d' % (_encode(ev.op_name), ev.line, ev.code)
+            if per_line:
+                self._line_sites[id(ev)] = (pre, suf, ev)  # the event kept: its id stays its own
+        else:
+            pre, suf, _ = pieces
         if not self._multi and not per_line:
             self._writer.add_site(id(ev), pre, suf, ev)
         extra = self._thread(vm)
@@ -338,7 +348,7 @@ class ChainTracer:
                 ev.code, _encode(ev.name), _encode(ev.file), ev.first_line
             )
             cached = self._calls[id(ev)] = (pre, suf, ev)
-        if self._locals == "changes":
+        if self._locals != "off":
             self._prev_locals.pop((vm.thread, vm.depth), None)
         self._line(b"%b%d%b%b" % (cached[0], vm.depth, cached[1], self._tail(vm)))
 
@@ -401,28 +411,17 @@ class ChainTracer:
         out = b""
         render = vm.renderer.render
         if self._locals != "off":
-            names = dict(frame.f_locals)
-            fresh = {k: _encode(render(v)) for k, v in names.items() if not _dunder(k)}
-            shown = fresh
-            if self._locals == "changes":
-                key = (vm.thread, vm.depth)
-                prev = self._prev_locals.get(key, {})
-                shown = {k: v for k, v in fresh.items() if prev.get(k) != v}
-                self._prev_locals[key] = fresh
-            out += b',"locals":' + _members(shown)
+            key = (vm.thread, vm.depth)
+            prev = self._prev_locals.get(key, _NOTHING)
+            fresh = _rendered(dict(frame.f_locals), prev, render)
+            self._prev_locals[key] = fresh
+            out += b',"locals":' + _object(fresh, prev if self._locals == "changes" else None)
         if self._globals != "off" and frame.f_globals is not frame.f_locals:
             g = frame.f_globals
-            fresh = {
-                k: _encode(render(v))
-                for k, v in dict(g).items()
-                if not _dunder(k)
-            }
-            shown = fresh
-            if self._globals == "changes":
-                prev = self._prev_globals.get(id(g), {})
-                shown = {k: v for k, v in fresh.items() if prev.get(k) != v}
-                self._prev_globals[id(g)] = fresh
-            out += b',"globals":' + _members(shown)
+            prev = self._prev_globals.get(id(g), _NOTHING)
+            fresh = _rendered(dict(g), prev, render)
+            self._prev_globals[id(g)] = fresh
+            out += b',"globals":' + _object(fresh, prev if self._globals == "changes" else None)
         return out
 
     def write_event(self, event: str, members: dict[str, Any]) -> None:
@@ -486,6 +485,42 @@ def _dunder(name: str) -> bool:
     return name.startswith("__") and name.endswith("__")
 
 
-def _members(values: dict[str, bytes]) -> bytes:
-    """A JSON object from already-encoded values (names encoded here)."""
-    return b"{" + b",".join(_encode(k) + b":" + v for k, v in values.items()) + b"}"
+_KEPT_TYPES = frozenset({int, float, complex, bool, str, bytes, type(None)})
+"""Exact immutable builtins: the same object renders to the same bytes, so a name
+still bound to the object it had at the last line start is not rendered again
+(only these are kept: any other value may have changed inside, or renders by a
+per-trace number that may be reassigned)."""
+_NOT_KEPT = object()
+_NOTHING: dict[str, tuple[object, bytes]] = {}
+
+
+def _rendered(
+    names: dict[str, Any], prev: dict[str, tuple[object, bytes]], render: Any
+) -> dict[str, tuple[object, bytes]]:
+    """name -> (the value when of a kept type, else a marker; ``"name":value`` as
+    JSON), rendering only the names whose value is not the same kept object as in
+    ``prev``.  Module bookkeeping (``__name__`` ...) is left out."""
+    fresh: dict[str, tuple[object, bytes]] = {}
+    for name, value in names.items():
+        if _dunder(name):
+            continue
+        old = prev.get(name)
+        if old is not None and old[0] is value and type(value) in _KEPT_TYPES:
+            fresh[name] = old
+        else:
+            kept = value if type(value) in _KEPT_TYPES else _NOT_KEPT
+            fresh[name] = (kept, _encode(name) + b":" + _encode(render(value)))
+    return fresh
+
+
+def _object(
+    fresh: dict[str, tuple[object, bytes]], prev: dict[str, tuple[object, bytes]] | None
+) -> bytes:
+    """The JSON object of ``fresh``'s members, or (``prev`` given: ``changes``) of
+    those whose rendering differs from ``prev``'s."""
+    if prev is None:
+        members = [m for _, m in fresh.values()]
+    else:
+        members = [m for name, (_, m) in fresh.items()
+                   if (old := prev.get(name)) is None or old[1] != m]
+    return b"{" + b",".join(members) + b"}"
