@@ -115,7 +115,27 @@ class Viewer:
             trace = meta["traces"][0]
             if trace["ready"]:
                 return time.perf_counter() - self.started, trace
+            self.builder_peak = max(self.builder_peak, self._children_peak())
             time.sleep(0.05)
+
+    builder_peak = 0
+
+    def _children_peak(self) -> int:
+        """The largest VmHWM (KiB) among the server's child processes (the
+        table builder), 0 when there is none."""
+        pid = self.proc.pid
+        peak = 0
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:
+            return 0
+        for child in children:
+            try:
+                peak = max(peak, rss(child)[1])
+            except (OSError, KeyError):
+                pass
+        return peak
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -174,6 +194,7 @@ def main() -> None:
                 time_it("timeline (400 buckets)", "timeline",
                         **{"from": start, "to": start + width - 1, "buckets": 400})
             now_rss, peak_rss = rss(viewer.proc.pid)
+            builder_peak = viewer.builder_peak
         finally:
             viewer.stop()
         again = Viewer(trace, cache)
@@ -198,6 +219,8 @@ def main() -> None:
           f"{cached_ready:.2f} s |")
     print(f"| server resident memory after the requests (peak) | {now_rss / 1024:.0f} MiB "
           f"({peak_rss / 1024:.0f} MiB) |")
+    print(f"| table builder process, peak resident memory (sampled) | "
+          f"{builder_peak / 1024:.0f} MiB |")
     print(f"\n{args.requests} requests of each kind at random steps, ms:\n")
     print("| request | median | worst |\n|---|---|---|")
     for kind, values in latencies.items():

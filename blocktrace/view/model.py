@@ -63,6 +63,7 @@ MAX_SEARCH = 1000
 SEARCH_BUDGET = 20000
 """Value changes one search request reads at most (then it answers ``next``)."""
 MAX_TIMELINE = 5000
+CLIENT_SEARCHABLE = ("stack", "memory", "returnData", "refund")
 
 HOWS = (
     "next", "prev", "over", "back-over", "out", "back-out", "next-hit", "prev-hit",
@@ -518,7 +519,7 @@ class TraceModel(Model):
 
     @staticmethod
     def _op_view(step: int, number: int, line: OpLine | ExceptionLine,
-                 codes: dict[int, tuple[str, str]], threads: list[int | None],
+                 codes: dict[int, tuple[str, str]], threads: list[int],
                  ) -> dict[str, Any]:
         function, file = codes.get(line.code, ("?", "?"))
         values = None
@@ -537,7 +538,8 @@ class TraceModel(Model):
             "step": step, "line": number, "pc": line.pc, "op": line.op, "opName": line.opName,
             "gas": line.gas, "gasCost": line.gasCost, "depth": line.depth, "event": event,
             "error": error, "file": file, "lineno": line.line, "function": function,
-            "thread": line.thread, "values": values,
+            "thread": 1 if line.thread is None and len(threads) > 1 else line.thread,
+            "values": values,
         }
         if exceptions is not None:
             view["exceptions"] = exceptions
@@ -866,7 +868,40 @@ class ClientModel(Model):
                 "reason": "an EIP-3155 client trace names no source files"}
 
     def search(self, name: str, text: str, limit: int, start: int = 0) -> dict[str, Any]:
-        return {"name": name, "text": text, "matches": [], "truncated": False}
+        """Steps (from ``start``) where ``name`` -- ``stack``, ``memory``,
+        ``returnData`` or ``refund`` -- changed to a value whose text contains
+        ``text`` (for ``stack``: one of its words)."""
+        if name not in CLIENT_SEARCHABLE:
+            raise BadRequest(f"a client trace is searched by {', '.join(CLIENT_SEARCHABLE)}, "
+                             f"not {name!r}")
+        limit = max(1, min(limit, MAX_SEARCH))
+        matches: list[dict[str, Any]] = []
+        previous: Any = None
+        next_step = None
+        wanted = self._memory(set(self._mem.line)) if name == "memory" else {}
+        for step in normalise(self.path, TraceInfo(
+                self.path, forced_dialect=self.info.forced_dialect or self.info.dialect)):
+            if name == "stack":
+                value = step.stack
+                value = list(reversed(value)) if isinstance(value, list) else value
+            elif name == "memory":
+                value = wanted.get(step.lineno)
+            else:
+                value = getattr(step, name)
+            if value == previous:
+                continue
+            previous = value
+            if step.index < start or value is None:
+                continue
+            if len(matches) >= limit:
+                next_step = step.index
+                break
+            words = value if name == "stack" and isinstance(value, list) else [value]
+            if any(text in _text(word) for word in words):
+                matches.append({"step": step.index, "scope": "step", "name": name,
+                                "value": value})
+        return {"name": name, "text": text, "matches": matches,
+                "truncated": next_step is not None, "next": next_step}
 
     def exception_steps(self) -> list[int]:
         return self._errors

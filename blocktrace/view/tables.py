@@ -58,7 +58,7 @@ __all__ = [
     "load_or_build",
 ]
 
-SCHEMA = 3
+SCHEMA = 4
 """Bumped when the cached files change shape (old entries are then rebuilt)."""
 
 STEP = struct.Struct("<IIIHH")
@@ -199,7 +199,9 @@ class _Meta(msgspec.Struct):
     names: list[str]
     globals_blocks: dict[str, tuple[int, int]]
     """file -> (offset, count) of its module globals' block in values.bin."""
-    threads: list[int | None]
+    threads: list[int]
+    """The thread numbers, in order of appearance (lines without one are thread 1's:
+    a trace names threads once a second one ran)."""
     has_values: bool
     summary_line: int | None
     postings: list[tuple[int, int]] = msgspec.field(default_factory=list)
@@ -436,7 +438,7 @@ def build_tables(
     sources: dict[str, int] = {}
     exceptions: list[int] = []
     names: dict[str, int] = {}
-    threads: dict[int | None, int] = {}
+    threads: dict[int, int] = {}
     stacks: dict[int, list[tuple[int, _Scope]]] = {}
     module_scopes: dict[str, _Scope] = {}
     last_line: dict[tuple[int, int], tuple[int, int]] = {}
@@ -511,9 +513,10 @@ def build_tables(
                 if kind is OpLine or kind is ExceptionLine:
                     assert isinstance(line, OpLine | ExceptionLine)
                     where = (line.pc, line.depth, line.code, line.thread)
-                    tid = threads.get(line.thread)
+                    thread = 1 if line.thread is None else line.thread  # before a 2nd: 1
+                    tid = threads.get(thread)
                     if tid is None:
-                        tid = threads[line.thread] = len(threads)
+                        tid = threads[thread] = len(threads)
                     if where == last_step and (kind is ExceptionLine or line.gas == last_gas):
                         at = steps - 1  # it belongs to the step before, as diff merges lines
                     else:
@@ -551,9 +554,10 @@ def build_tables(
                     continue
                 if kind is CallLine:
                     assert isinstance(line, CallLine)
-                    tid = threads.get(line.thread)
+                    thread = 1 if line.thread is None else line.thread  # before a 2nd: 1
+                    tid = threads.get(thread)
                     if tid is None:
-                        tid = threads[line.thread] = len(threads)
+                        tid = threads[thread] = len(threads)
                     codes.setdefault(line.code, (line.name, line.file))
                     stack = stacks.setdefault(tid, [])
                     parent = stack[-1][0] if stack else -1
@@ -566,7 +570,7 @@ def build_tables(
                     last_line.pop((tid, line.depth), None)
                 elif kind is ReturnLine:
                     assert isinstance(line, ReturnLine)
-                    tid = threads.get(line.thread, 0)
+                    tid = threads.get(1 if line.thread is None else line.thread, 0)
                     if stacks.get(tid):
                         close_call(tid)
                 elif kind is SourceLine:

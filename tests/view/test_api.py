@@ -387,6 +387,23 @@ def test_client_call_frames_come_from_the_depth(client: str, cache: Path) -> Non
         server.server_close()
 
 
+@pytest.mark.parametrize("client", ["geth", "revm"])
+def test_client_search_finds_a_stack_word(client: str, cache: Path) -> None:
+    server = _serve([open_model(str(_client(client, "negative_refund")))])
+    try:
+        steps = _steps(server.url)
+        found = api(server.url, "search", name="stack", text="0xff", limit=5)
+        assert found["matches"]
+        for match in found["matches"]:
+            assert match["value"] == steps[match["step"]]["stack"]
+            assert any("0xff" in word for word in match["value"])
+        status, _, _ = get(f"{server.url}api/search?name=nosuch&text=1")
+        assert status == 400
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_memory_is_shown_when_the_client_writes_it(cache: Path) -> None:
     path = _client("geth", "00000936-mixed-1")
     with_memory = [i for i, line in enumerate(path.read_bytes().splitlines())
