@@ -87,13 +87,19 @@ HOSTILE = {
 }
 
 
+# A generous wall clock, so that on a loaded machine the CPU limit still comes first.
+CPU_IN_C = ("import itertools\nsum(itertools.repeat(1))\n",
+            Limits(cpu_seconds=1, wall_seconds=30.0))
+
+
 @pytest.fixture(scope="module")
 def hostile_runs() -> dict[str, dict[str, Any]]:
-    """Every hostile program run at once (most only wait for a limit), then the
-    test for each checks its own."""
+    """Every hostile program run at once (most only wait for a limit), and the
+    loop in C of the CPU limit's test with them; then each test checks its own."""
     with ThreadPoolExecutor(max_workers=6) as pool:
         futures = {name: pool.submit(snap, source, steps=300)
                    for name, (source, _, _) in HOSTILE.items()}
+        futures["cpu-in-c"] = pool.submit(snap, CPU_IN_C[0], limits=CPU_IN_C[1])
         return {name: f.result(timeout=120) for name, f in futures.items()}
 
 
@@ -109,10 +115,8 @@ def test_hostile_program_gets_a_clean_error(
     assert not os.path.exists("/tmp/blocktrace-escape")
 
 
-def test_cpu_limit_stops_a_loop_inside_c() -> None:
-    # A generous wall clock, so that on a loaded machine the CPU limit still comes first.
-    limits = Limits(cpu_seconds=1, wall_seconds=30.0)
-    r = snap("import itertools\nsum(itertools.repeat(1))\n", limits=limits)
+def test_cpu_limit_stops_a_loop_inside_c(hostile_runs: dict[str, dict[str, Any]]) -> None:
+    r = hostile_runs["cpu-in-c"]
     assert r["status"] == "limit"
     assert r["limit"] == "cpu_time"
     assert [s["line"] for s in r["steps"]] == [1, 2]
