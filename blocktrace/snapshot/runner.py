@@ -254,7 +254,8 @@ async def run_request(
     kind = sandbox_kind(confinement)
     root = os.geteuid() == 0
     uid = _UNPRIVILEGED_UID if kind == "bwrap" and root else None
-    workdir = tempfile.mkdtemp(prefix="blocktrace-snapshot-")
+    # Its real path: the private tree and Landlock's rules hold real paths only.
+    workdir = os.path.realpath(tempfile.mkdtemp(prefix="blocktrace-snapshot-"))
     try:
         os.chmod(workdir, 0o700)
         inner_dir = SANDBOX_DIR if kind == "bwrap" else workdir

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from blocktrace.snapshot import Confinement, Limits, SnapshotRequest, run_request_sync
+from blocktrace.snapshot.confine import private_tree_usable
 
 from .conftest import TEST_LIMITS, needs_bwrap, snap
 
@@ -258,3 +259,22 @@ def test_the_working_directory_is_removed_whatever_the_program_did(
     assert r["status"] == "ok", r["error"]
     assert os.listdir(runs) == []
     assert outside.stat().st_mode & 0o777 == 0o755  # the link was not followed
+
+
+@pytest.mark.skipif(private_tree_usable(sys.executable) is not None,
+                    reason="needs the Landlock layer's private tree (user namespaces)")
+def test_the_private_tree_works_under_a_symlinked_temporary_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tree holds real paths only: a run directory reached through a link
+    (TMPDIR=/tmp on a system where /tmp is one) must still be found there."""
+    import tempfile
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "link"))
+    r = snap("import os\nopen('f', 'w').write('x')\nprint(os.listdir('.'))\n",
+             confinement=Confinement(sandbox="landlock"))
+    assert r["status"] == "ok", r["error"]
+    assert r["stdout"] == "['f']\n"
+    assert os.listdir(tmp_path / "real") == []
