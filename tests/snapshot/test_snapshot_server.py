@@ -38,6 +38,9 @@ def test_health(server: Server) -> None:
     assert health["workers"] == 4
     assert health["sandbox"] in ("bwrap", "landlock")
     assert headers["x-blocktrace-sandbox"] == health["sandbox"]
+    # bubblewrap's tree holds no host file; the disk quota is a tmpfs wherever that holds
+    assert health["hostFilesHidden"] is True or health["sandbox"] == "landlock"
+    assert health["diskQuota"] == ("tmpfs" if health["hostFilesHidden"] else "accounted")
     assert "x-blocktrace-warning" not in headers and "warning" not in health
 
 
