@@ -360,7 +360,6 @@ SEEKABLE_MAGIC: Final = 0x8F92EAB1
 _SEEK_TABLE_FRAME: Final = 0x184D2A5E
 FRAME_BYTES: Final = 1 << 18
 """Uncompressed bytes per frame, about (frames end at a Merkle leaf's end)."""
-_QUEUE_FRAMES: Final = 4
 
 
 def kind_for_name(path: str) -> Kind:
@@ -372,37 +371,64 @@ def kind_for_name(path: str) -> Kind:
     return "plain"
 
 
-def _compressor(kind: Kind, level: int | None) -> Any:
-    """``compress(bytes) -> one independent frame``."""
-    if kind == "gzip":
-        import gzip
+class _Stream:
+    """One frame at a time: ``feed(data) -> compressed bytes ready``,
+    ``end() -> the rest of the frame``; a new frame starts after ``end``."""
 
-        gz_level = 6 if level is None else level
-        return lambda data: gzip.compress(data, compresslevel=gz_level, mtime=0)
-    zstandard = _zstd_module()
-    zstd_level = 3 if level is None else level
-    if zstandard is not None:
-        return zstandard.ZstdCompressor(
-            level=zstd_level, write_checksum=True, write_content_size=True
-        ).compress
-    stdlib = _stdlib_zstd()
-    if stdlib is None:
-        raise CompressionUnavailableError(ZSTD_MISSING)
-    return lambda data: stdlib.compress(data, zstd_level)
+    def __init__(self, kind: Kind, level: int | None) -> None:
+        self.kind = kind
+        self._level = level
+        self._zstd = _zstd_module() if kind == "zstd" else None
+        if self._zstd is not None:
+            # zstd's own worker thread compresses while the program runs on: no
+            # Python thread, no GIL hand-over.
+            self._cctx = self._zstd.ZstdCompressor(
+                level=1 if level is None else level, threads=1, write_checksum=True
+            )
+        self._obj: Any = None
+        self._held: list[bytes] = []
+
+    def _new(self) -> Any:
+        if self._zstd is not None:
+            return self._cctx.compressobj()
+        if self.kind == "gzip":
+            return zlib.compressobj(1 if self._level is None else self._level, zlib.DEFLATED, 31)
+        return None  # the standard library's zstd: the frame is compressed at its end
+
+    def feed(self, data: bytes) -> bytes:
+        if self._obj is None:
+            self._obj = self._new()
+            if self._obj is None:
+                self._held = []
+        if self._obj is None:
+            self._held.append(data)
+            return b""
+        out: bytes = self._obj.compress(data)
+        return out
+
+    def end(self) -> bytes:
+        obj, self._obj = self._obj, None
+        if obj is None:
+            stdlib = _stdlib_zstd()
+            held, self._held = self._held, []
+            return bytes(stdlib.compress(b"".join(held), 1 if self._level is None else self._level))
+        if self._zstd is not None:
+            return bytes(obj.flush(self._zstd.COMPRESSOBJ_FLUSH_FINISH))
+        return bytes(obj.flush(zlib.Z_FINISH))
 
 
 class FrameWriter:
     """The ``write`` of a compressed trace: takes the line writer's flushed
     buffers and writes them to ``raw`` as independent frames, each ending at the
     end of a Merkle leaf (``lines_per_leaf`` lines) once it holds about
-    ``frame_bytes``.  Compression runs on a worker thread (zstd and zlib let go
-    of the GIL), behind a queue of a few frames: back-pressure, never unbounded
-    memory.  :meth:`flush` writes everything handed over so far as a frame (a
-    frame then ends where the flush came, mid-leaf perhaps: readers only need
-    frames to hold whole lines) and waits until it is in the file;
-    :meth:`close` adds the zstd seek table.  A crash loses what was not yet
-    written, as the plain writer's buffer does; what was written decompresses to
-    a prefix of the trace, its last frame perhaps cut (read as a torn line).
+    ``frame_bytes``.  zstd compresses on its own native worker thread while the
+    program runs on (the ``zstandard`` package; the standard library's zstd and
+    gzip compress here, at level 1).  :meth:`flush` ends the current frame
+    wherever the flush came (mid-leaf perhaps: readers only need frames to hold
+    whole lines) and writes it; :meth:`close` adds the zstd seek table.  A crash
+    loses what was not yet written, as the plain writer's buffer does; what was
+    written decompresses to a prefix of the trace, its last frame perhaps cut
+    (read as a torn line).
     """
 
     def __init__(
@@ -414,108 +440,72 @@ class FrameWriter:
         frame_bytes: int = FRAME_BYTES,
         lines_per_leaf: int = 16,
     ) -> None:
-        import queue
-        import threading
-
         if kind == "plain":
             raise ValueError("FrameWriter compresses: zstd or gzip")
         if kind == "zstd" and not zstd_available():
             raise CompressionUnavailableError(ZSTD_MISSING)
         self._raw = raw
         self.kind: Kind = kind
-        self._compress = _compressor(kind, level)
+        self._stream = _Stream(kind, level)
         self._frame_bytes = frame_bytes
         self._per_leaf = lines_per_leaf
-        self._pending = bytearray()
         self._lines = 0
-        """Lines handed to frames so far."""
+        """Lines handed over so far."""
+        self._in_frame = 0
+        """Uncompressed bytes in the open frame."""
+        self._packed = 0
+        """Compressed bytes of the open frame written so far."""
         self.frames: list[tuple[int, int]] = []
         """(compressed size, uncompressed size) of each frame written (the seek table)."""
-        self._error: BaseException | None = None
-        self._queue: queue.Queue[bytes | None] = queue.Queue(_QUEUE_FRAMES)
-        self._pid = os.getpid()
-        self._worker = threading.Thread(
-            target=self._work, name="blocktrace-compress", daemon=True
-        )
-        self._worker.start()
         self._closed = False
 
     def write(self, data: bytes) -> int:
-        self._check()
-        self._pending += data
-        if len(self._pending) >= self._frame_bytes:
-            self._cut()
+        count = data.count(b"\n")
+        cut = -1
+        if self._in_frame + len(data) >= self._frame_bytes and self._per_leaf:
+            whole = count - (self._lines + count) % self._per_leaf
+            if whole > 0:
+                cut = len(data)
+                for _ in range(count - whole + 1):
+                    cut = data.rfind(b"\n", 0, cut)
+                cut += 1
+        if cut < 0:
+            self._feed(data)
+        else:
+            self._feed(data[:cut])
+            self._end()
+            if cut < len(data):
+                self._feed(data[cut:])
+        self._lines += count
         return len(data)
 
-    def _cut(self) -> None:
-        """Hand over the pending lines up to the last complete leaf."""
-        pending = self._pending
-        count = pending.count(b"\n")
-        whole = count - (self._lines + count) % self._per_leaf if self._per_leaf else count
-        if whole <= 0:
+    def _feed(self, data: bytes) -> None:
+        self._in_frame += len(data)
+        self._put(self._stream.feed(data))
+
+    def _end(self) -> None:
+        if not self._in_frame:
             return
-        end = len(pending)
-        for _ in range(count - whole + 1):
-            end = pending.rfind(b"\n", 0, end)
-        frame = bytes(pending[: end + 1])
-        del pending[: end + 1]
-        self._lines += whole
-        self._submit(frame)
+        self._put(self._stream.end())
+        self.frames.append((self._packed, self._in_frame))
+        self._packed = 0
+        self._in_frame = 0
 
-    def _submit(self, frame: bytes) -> None:
-        if os.getpid() != self._pid:  # a forked child has no worker: write it here
-            self._write_frame(frame)
-            return
-        self._queue.put(frame)
-
-    def _work(self) -> None:
-        while True:
-            frame = self._queue.get()
-            try:
-                if frame is not None and self._error is None:
-                    self._write_frame(frame)
-            except BaseException as exc:
-                self._error = exc
-            finally:
-                self._queue.task_done()
-            if frame is None:
-                return
-
-    def _write_frame(self, frame: bytes) -> None:
-        packed = self._compress(frame)
-        view = memoryview(packed)
-        while view:
-            n = self._raw.write(view)
-            if n is None or n <= 0:
-                raise OSError("the trace file took no bytes")
-            view = view[n:]
-        self.frames.append((len(packed), len(frame)))
-
-    def _check(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise OSError(f"writing the compressed trace failed: {error}") from error
+    def _put(self, packed: bytes) -> None:
+        if packed:
+            self._write_all(packed)
+            self._packed += len(packed)
 
     def flush(self) -> None:
         """Everything written so far, compressed and in the file."""
-        if self._pending:
-            self._lines += self._pending.count(b"\n")
-            frame = bytes(self._pending)
-            self._pending.clear()
-            self._submit(frame)
-        if os.getpid() == self._pid:
-            self._queue.join()
-        self._check()
+        self._end()
 
     def close(self) -> None:
-        """Flush, stop the worker and (zstd) write the seek table."""
+        """End the last frame and (zstd) write the seek table."""
         if self._closed:
             return
-        self.flush()
+        self._end()
         self._closed = True
-        if os.getpid() == self._pid:
-            self._queue.put(None)
-            self._worker.join()
         if self.kind == "zstd":
             self._write_all(seek_table(self.frames))
 

@@ -1,0 +1,162 @@
+"""Compressed traces and the random-access index, measured as ratios in one run.
+
+    python benchmarks/bench_store.py [--big TRACE]
+
+1. Recording the three workloads with ChainTracer to ``.jsonl``, ``.jsonl.zst`` and
+   ``.jsonl.gz``, interleaved (minimum of rounds): cost and size ratios.
+2. ``verify`` of each compressed trace against the plain one.
+3. With ``--big TRACE`` (a large plain trace; it is also compressed to zstd for
+   the run): the index build against ``verify`` on it, then ``show``
+   (``line_of_step`` + the lines) of random steps and ``prove`` of random lines
+   through the index, in milliseconds, in-process (a fresh ``TraceReader`` each
+   time, as a new command would have).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from workloads import WORKLOADS
+
+from blocktrace import trace
+from blocktrace.chain.proof import TraceFile, make_bundle
+from blocktrace.chain.verify import verify_file
+from blocktrace.format import TraceReader
+from blocktrace.format.compressed import FrameWriter
+from blocktrace.format.index import index_paths
+from blocktrace.tracers.chain import ChainTracer
+
+SUFFIXES = (".jsonl", ".jsonl.zst", ".jsonl.gz")
+
+
+def _record(run: Callable[[], object], path: str) -> tuple[float, float]:
+    """Wall seconds, and CPU seconds of every thread of the process (zstd's worker too)."""
+    start, cpu = time.perf_counter(), time.process_time()
+    tracer = ChainTracer(path, force=True)
+    with trace(tracer):
+        run()
+    tracer.close()
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def _untraced(run: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def recording(rounds: int, tmp: str) -> None:
+    print("recording (ChainTracer, minimum of interleaved rounds)")
+    print("(cost: wall-clock ratio to the plain trace's, and in brackets CPU time of all threads)")
+    print(f"{'workload':<12}{'plain s':>9}{'zst/plain':>17}{'gz/plain':>17}"
+          f"{'plain MB':>10}{'zst ratio':>11}{'gz ratio':>10}")
+    for name, fn in WORKLOADS.items():
+        best = {s: float("inf") for s in SUFFIXES}
+        cpu = {s: float("inf") for s in SUFFIXES}
+        size: dict[str, int] = {}
+        for _ in range(rounds):
+            for suffix in SUFFIXES:
+                path = os.path.join(tmp, name + suffix)
+                wall, used = _record(fn, path)
+                best[suffix] = min(best[suffix], wall)
+                cpu[suffix] = min(cpu[suffix], used)
+                size[suffix] = os.path.getsize(path)
+        plain, plain_cpu = best[".jsonl"], cpu[".jsonl"]
+        zst = f"{best['.jsonl.zst'] / plain:.2f} ({cpu['.jsonl.zst'] / plain_cpu:.2f})"
+        gz = f"{best['.jsonl.gz'] / plain:.2f} ({cpu['.jsonl.gz'] / plain_cpu:.2f})"
+        print(f"{name:<12}{plain:>9.3f}{zst:>17}{gz:>17}{size['.jsonl'] / 1e6:>10.1f}"
+              f"{size['.jsonl'] / size['.jsonl.zst']:>11.2f}"
+              f"{size['.jsonl'] / size['.jsonl.gz']:>10.2f}")
+        verify: dict[str, float] = {s: float("inf") for s in SUFFIXES}
+        for _ in range(rounds):
+            for suffix in SUFFIXES:
+                start = time.perf_counter()
+                assert verify_file(os.path.join(tmp, name + suffix)).status == "sealed"
+                verify[suffix] = min(verify[suffix], time.perf_counter() - start)
+        print(f"{'':<12}verify zst/plain {verify['.jsonl.zst'] / verify['.jsonl']:.2f}, "
+              f"gz/plain {verify['.jsonl.gz'] / verify['.jsonl']:.2f}")
+
+
+def _compress(src: str, dst: str) -> None:
+    with open(src, "rb") as f, open(dst, "wb", buffering=0) as out:
+        writer = FrameWriter(out, "zstd")
+        while chunk := f.read(1 << 16):
+            writer.write(chunk)
+        writer.close()
+
+
+def big(path: str, samples: int, tmp: str) -> None:
+    zst = os.path.join(tmp, os.path.basename(path) + ".zst")
+    _compress(path, zst)
+    print(f"\n{path}: {os.path.getsize(path) / 1e9:.2f} GB, zstd copy "
+          f"{os.path.getsize(path) / os.path.getsize(zst):.2f}x smaller")
+    for target in (path, zst):
+        for candidate in index_paths(target):
+            if os.path.exists(candidate):
+                os.unlink(candidate)
+        start = time.perf_counter()
+        result = verify_file(target)
+        verify_s = time.perf_counter() - start
+        start = time.perf_counter()
+        index = TraceReader(target).index()
+        build_s = time.perf_counter() - start
+        assert index is not None and result.status == index.status
+        print(f"{os.path.basename(target)}: {index.lines:,} lines, {index.steps:,} steps; "
+              f"verify {verify_s:.1f} s ({index.lines / verify_s / 1e6:.2f} M lines/s), "
+              f"index build {build_s:.1f} s (verify/build {verify_s / build_s:.2f}); "
+              f"index {os.path.getsize(index_paths(target)[0]) / 1e3:.0f} kB")
+        rng = random.Random(1)
+        show_ms: list[float] = []
+        for step in rng.sample(range(index.steps), samples):
+            start = time.perf_counter()
+            reader = TraceReader(target)
+            first = reader.line_of_step(step)
+            lines = list(reader.raw_lines(first, 5))
+            show_ms.append((time.perf_counter() - start) * 1e3)
+            assert lines
+        prove_ms: list[float] = []
+        for line in rng.sample(range(1, index.lines + 1), samples):
+            start = time.perf_counter()
+            reader = TraceReader(target)
+            found = reader.index(build=False)
+            make_bundle(TraceFile(target, index=found), line)
+            prove_ms.append((time.perf_counter() - start) * 1e3)
+        for what, ms in (("show (step -> 5 lines)", show_ms), ("prove (one line)", prove_ms)):
+            ms.sort()
+            print(f"  {what}: median {ms[len(ms) // 2]:.1f} ms, max {ms[-1]:.1f} ms "
+                  f"over {len(ms)} random picks")
+    os.unlink(zst)
+    for candidate in index_paths(zst):
+        if os.path.exists(candidate):
+            os.unlink(candidate)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--big", metavar="TRACE", help="a large plain trace")
+    parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument("--skip-recording", action="store_true")
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="bench-store-")
+    try:
+        print(f"Python {sys.version.split()[0]}")
+        if not args.skip_recording:
+            recording(args.rounds, tmp)
+        if args.big:
+            big(args.big, args.samples, tmp)
+    finally:
+        shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    main()
