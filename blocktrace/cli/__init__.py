@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PROGRAM_ARGS_HELP", "CliError", "Command", "ProgramInterrupted", "ProgramRun",
-    "chosen_program", "comma_list",
+    "byte_size", "chosen_program", "comma_list",
     "gas_budget",
     "main", "one_line", "own_options_among", "positive_float", "positive_int", "refuse_overwriting",
     "say_if_nothing_traced", "split_program",
@@ -99,6 +99,24 @@ def gas_budget(text: str) -> int:
     if value > UINT64_MAX:
         raise argparse.ArgumentTypeError(
             f"above 2**64-1 (18446744073709551615), the largest EIP-3155 gas: {text!r}")
+    return value
+
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def byte_size(text: str) -> int:
+    """An argparse type: a size in bytes, ``100``, ``64K``, ``10M``, ``2G``
+    (K = 1024 bytes, as ``head -c`` counts), above 0."""
+    digits = text.strip()
+    unit = digits[-1:].upper() if digits[-1:].isalpha() else ""
+    digits = digits[:len(digits) - len(unit)]
+    if unit not in _SIZE_UNITS or not digits.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"not a size in bytes (a whole number, optionally with K, M or G): {text!r}")
+    value = int(digits) * _SIZE_UNITS[unit]
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
     return value
 
 

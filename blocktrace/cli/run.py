@@ -13,6 +13,7 @@ from blocktrace.cli import (
     CliError,
     ProgramInterrupted,
     ProgramRun,
+    byte_size,
     chosen_program,
     comma_list,
     gas_budget,
@@ -55,6 +56,10 @@ def register(sub: Any) -> None:
                    help="trace only while this function runs (and what it calls in scope)")
     p.add_argument("--genesis", metavar="TOKEN",
                    help="genesis token, e.g. a nonce from whoever will verify (default: random)")
+    p.add_argument("--max-size", type=byte_size, metavar="BYTES",
+                   help="stop recording when the trace reaches about BYTES (K, M, G: "
+                   "1024-based); the program runs on to its end and the trace is sealed "
+                   "saying so (error TraceSizeLimit, the step reached)")
     p.add_argument("--checkpoint-every", type=positive_int, metavar="N",
                    help="write a checkpoint FILE.cp.SIZE every N lines (and one at the end)")
     p.add_argument("--checkpoint-seconds", type=positive_float, metavar="T",
@@ -161,6 +166,7 @@ def run(args: argparse.Namespace) -> ProgramRun:
             checkpoint_seconds=args.checkpoint_seconds,
             signer=signer,
             clock=args.clock,
+            max_size=args.max_size,
             level=args.level,
             embed_source=args.embed_source,
         )
@@ -189,6 +195,12 @@ def run(args: argparse.Namespace) -> ProgramRun:
 
     def then(outcome: Outcome) -> int:
         tracer.close(str(outcome.status), outcome.error or "tracer detached")
+        if tracer.size_limited:
+            from blocktrace.limits import size_text
+
+            sys.stderr.write(
+                f"blocktrace run: the trace reached --max-size {size_text(args.max_size)} at "
+                f"step {tracer.limit_step}: recording stopped, the program ran on to its end\n")
         say_if_nothing_traced("run", stepper.gas_used, program, outcome.error, args.target)
         if args.verbose:
             sys.stderr.write(

@@ -46,7 +46,7 @@ from blocktrace.format.compressed import (
 from blocktrace.format.rules import OP_MID
 from blocktrace.format.source import fingerprint, read_local_text
 from blocktrace.format.versions import FORMAT_VERSION, LINES_PER_LEAF, MAX_LINE_BYTES
-from blocktrace.tracers import VMState
+from blocktrace.tracers import VMState, capabilities_changed
 from blocktrace.tracers.level import Level, check_level
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ class ChainTracer:
     came (a detached or interrupted run), marking it not passed.  ``level``
     (``"op"``, ``"line"``, ``"call"``) is written in the header and declared
     to the stepper (``Tracer.level``), which then produces only that level's
-    events.
+    events.  ``max_size`` (bytes, uncompressed): see :meth:`limit_size`.
     ``embed_source``: each source line also carries the file's text
     (``run --embed-source``), so the trace alone shows the code that ran.
     """
@@ -180,6 +180,7 @@ class ChainTracer:
         level: Level = "op",
         clock: bool = False,
         embed_source: bool = False,
+        max_size: int | None = None,
     ) -> None:
         if locals not in ("off", "on", "changes") or globals not in ("off", "on", "changes"):
             raise ValueError("locals and globals take 'off', 'on' or 'changes'")
@@ -234,6 +235,19 @@ class ChainTracer:
         periodic = checkpoint_every is not None or checkpoint_seconds is not None
         if periodic and self.path is None:
             raise ValueError("periodic checkpoints need a trace path, not a stream")
+        self.max_size: int | None = None
+        self.size_limited = False
+        """The trace reached ``max_size``: nothing more is recorded."""
+        self.limit_step: int | None = None
+        """Once sealed after the limit: the step recording stopped at (see ``limit_size``)."""
+        self._written = 0
+        self._gas_at_limit: int | None = None
+        if max_size is not None:
+            self._check_size(max_size)
+            # flushed in pieces of at most 1/16 of the limit: it stops close to it
+            buffer_size = min(buffer_size, max(256, max_size // 16))
+        self._buffer_size = buffer_size
+        write = self._counted(write)
         extra: dict[str, Any] = {}
         if LineWriter is PyLineWriter and frames is None:  # see PyLineWriter.flush
             extra["tell"] = _position(self._out)
@@ -256,6 +270,8 @@ class ChainTracer:
             "level": level,
         }
         self._line(_encode(header)[:-1])
+        if max_size is not None:
+            self.limit_size(max_size)
         self.flush()
         if periodic:
             assert self.path is not None
@@ -273,8 +289,64 @@ class ChainTracer:
         return int(self._writer.lines)
 
     def __call__(self, vm: VMState, event: TraceEvent, /) -> None:
-        if not self._writer.op(event, vm.gas, vm.depth):
+        if not self.op_line(event, vm.gas, vm.depth):
             self._slow(vm, event)
+
+    # -- the size limit -----------------------------------------------------------
+
+    def limit_size(self, max_size: int) -> None:
+        """Stop recording once the trace holds about ``max_size`` bytes
+        (uncompressed): the program runs on, and the seal's summary says
+        ``"error": "TraceSizeLimit"`` with ``maxSize`` and ``step``, the
+        instruction count (as ``gasUsed`` counts) when recording stopped -- at
+        level ``op``, the number of op lines recorded.
+
+        Bytes are counted as the writer hands them on, a buffer at a time.  With
+        ``max_size`` given to the constructor, the buffer is at most 1/16 of it
+        and recording stops while the next buffer still fits: the file ends
+        within the limit, but for the line being written then and the summary
+        (a single line larger than the buffer may pass it by more).  A limit set
+        later (``blocktrace.trace(max_size=)``) stops at the first buffer past
+        it: up to ``buffer_size`` (64 KiB) more."""
+        self._check_size(max_size)
+        self.max_size = max_size
+        self._check_limit()
+
+    @staticmethod
+    def _check_size(max_size: int) -> None:
+        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
+            raise ValueError(f"max_size must be a positive number of bytes, not {max_size!r}")
+
+    def _counted(self, write: Any) -> Any:
+        """``write``, counting the bytes handed to it: once per buffer, never per line."""
+
+        def counted(data: bytes) -> Any:
+            n = write(data)
+            self._written += n if isinstance(n, int) and 0 <= n < len(data) else len(data)
+            if self.max_size is not None:
+                self._check_limit()
+            return n
+
+        return counted
+
+    def _check_limit(self) -> None:
+        assert self.max_size is not None
+        if self.size_limited or self.sealed:
+            return
+        # A buffer small against the limit: stop while the next one still fits.  A
+        # large one (a limit set after construction): stop once past the limit.
+        margin = self._buffer_size if self._buffer_size * 16 <= self.max_size else 0
+        if self._written + margin >= self.max_size:
+            self.size_limited = True
+            self.op_line = self._past_limit
+            capabilities_changed(self)  # a running stepper calls _past_limit from now on
+
+    def _past_limit(self, event: object, gas: int, depth: int) -> bool:
+        """``op_line`` once the limit is reached: writes nothing; only ``Stop``
+        goes on (to seal the trace)."""
+        if self._gas_at_limit is None:
+            self._gas_at_limit = gas
+        return type(event) is not Stop
 
     def flush(self) -> None:
         """Hand everything written so far to the file (or stream)."""
@@ -440,12 +512,17 @@ class ChainTracer:
         self.flush()
 
     def _stop(self, vm: VMState, ev: Stop) -> None:
+        if self.size_limited:
+            self.limit_step = vm.gas_used if self._gas_at_limit is None else (
+                vm.gas_limit - self._gas_at_limit)
         self._seal(ev.output, ev.error, vm.gas_used)
 
     def _seal(self, output: str, error: str | None, gas_used: int) -> None:
         if self.sealed:
             return
-        if error is None and self._failure is not None:
+        if self.size_limited:
+            error = "TraceSizeLimit"  # the program's own outcome is in ``output``
+        elif error is None and self._failure is not None:
             error = f"tracer failed: {self._failure}"
         writer = self._writer
         lines = writer.lines
@@ -457,6 +534,10 @@ class ChainTracer:
         }
         if error is not None:
             summary["error"] = error
+        if self.size_limited:
+            summary["maxSize"] = self.max_size
+            if self.limit_step is not None:
+                summary["step"] = self.limit_step
         summary["lines"] = lines
         # Sealed before the write: a seal interrupted by a signal handler leaves an
         # unsealed file (or a sealed one), never a second summary line.

@@ -83,6 +83,7 @@ def trace(
     gas: int | None = None,
     use_repr: bool = False,
     level: Level | None = None,
+    max_size: int | None = None,
 ) -> Iterator[Stepper]:
     """Trace the body of the ``with`` block into ``tracer``, then restore the
     previous tracer.  An exception leaving the block is recorded in ``Stop``.
@@ -90,7 +91,17 @@ def trace(
     ``level`` (``"op"``, ``"line"``, ``"call"``): send ``tracer`` only that
     level's events (the stepper produces no others; see ``Tracer.level``).
     ``None``: the tracer's own level (a ``ChainTracer``'s ``level=``, else
-    ``op``).  A tracer that declares another level is refused (``ValueError``)."""
+    ``op``).  A tracer that declares another level is refused (``ValueError``).
+
+    ``max_size`` (bytes): the tracer stops recording at about that size, the
+    block runs on, and the seal says so (``ChainTracer.limit_size``; a tracer
+    without ``limit_size`` is refused with ``TypeError``)."""
+    if max_size is not None:
+        limit_size = getattr(tracer, "limit_size", None)
+        if not callable(limit_size):
+            raise TypeError(f"max_size needs a tracer that writes a trace (a ChainTracer), "
+                            f"not {type(tracer).__name__}")
+        limit_size(max_size)
     if level is not None:
         tracer = level_tracer(tracer, level)
     previous = set_tracer(tracer)

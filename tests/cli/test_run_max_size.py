@@ -1,0 +1,178 @@
+"""``blocktrace run --max-size`` (issue 13 item 4): past the limit recording
+stops, the program runs on to its own end (same output, same exit status), and
+the trace is sealed saying why -- never a file cut short.
+
+Real subprocesses, with the C extensions and with BLOCKTRACE_PURE=1.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from blocktrace.chain.verify import verify_file
+
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
+
+# Busy enough to write far more than the limits below, with output after the
+# point where recording stops, and an exit status of its own.
+PROGRAM = """\
+import sys
+
+def work(n):
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+print("start", flush=True)
+print("total", work(int(sys.argv[1])))
+print("end")
+sys.exit(int(sys.argv[2]))
+"""
+
+_MODES = ["C", "pure"]
+
+
+def _env(mode: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "BLOCKTRACE_PURE"}
+    if mode == "pure":
+        env["BLOCKTRACE_PURE"] = "1"
+    return env
+
+
+def _run(argv: list[str], tmp_path: Path, mode: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                          env=_env(mode), check=False)
+
+
+def _blocktrace(tmp_path: Path, mode: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return _run([sys.executable, "-m", "blocktrace", *args], tmp_path, mode)
+
+
+def _lines(trace: Path) -> list[dict[str, Any]]:
+    return [_decode(line) for line in trace.read_bytes().splitlines()]
+
+
+@pytest.mark.parametrize("mode", _MODES)
+def test_past_the_limit_the_program_runs_on_and_the_trace_is_sealed(tmp_path: Path,
+                                                                    mode: str) -> None:
+    (tmp_path / "prog.py").write_text(PROGRAM)
+    python = _run([sys.executable, "prog.py", "20000", "3"], tmp_path, mode)
+    trace = tmp_path / "t.jsonl"
+    traced = _blocktrace(tmp_path, mode, "run", "--max-size", "64K", "-o", str(trace),
+                         "prog.py", "20000", "3")
+    assert python.returncode == traced.returncode == 3
+    total = sum(i * i for i in range(20000))
+    assert traced.stdout == python.stdout == f"start\ntotal {total}\nend\n"
+    assert "blocktrace run: the trace reached --max-size 64 KiB at step " in traced.stderr
+    assert "recording stopped, the program ran on" in traced.stderr
+
+    size = trace.stat().st_size
+    lines = _lines(trace)
+    summary = lines[-1]
+    assert summary["error"] == "TraceSizeLimit"
+    assert summary["pass"] is False
+    assert summary["output"] == "3"  # the program's own exit status
+    assert summary["maxSize"] == 64 * 1024
+    ops = [line for line in lines if "pc" in line and "event" not in line]
+    assert summary["step"] == len(ops)  # op lines recorded: the step recording stopped at
+    assert int(summary["gasUsed"], 16) > len(ops)  # the program went on: every instruction counted
+    # within the limit but for the last line written and the summary
+    assert size - len(trace.read_bytes().splitlines(keepends=True)[-1]) <= 64 * 1024 + 1024
+    assert size > 32 * 1024  # most of the room was used
+
+    result = verify_file(trace)
+    assert result.status == "sealed", result.reason
+    check = _blocktrace(tmp_path, mode, "verify", str(trace))
+    assert check.returncode == 0, check.stderr
+    assert "valid and sealed" in check.stdout and "TraceSizeLimit" in check.stdout
+
+
+@pytest.mark.parametrize("mode", _MODES)
+def test_a_run_within_the_limit_is_untouched(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "prog.py").write_text(PROGRAM)
+    trace = tmp_path / "t.jsonl"
+    traced = _blocktrace(tmp_path, mode, "run", "--max-size", "1M", "-o", str(trace),
+                         "prog.py", "10", "0")
+    assert traced.returncode == 0, traced.stderr
+    assert traced.stderr == ""
+    summary = _lines(trace)[-1]
+    assert summary["pass"] is True and "error" not in summary and "maxSize" not in summary
+    assert verify_file(trace).status == "sealed"
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("0", "must be positive"), ("-5", "not a size"), ("1X", "not a size"),
+    ("", "not a size"), ("1.5M", "not a size"), ("K", "not a size"),
+])
+def test_a_bad_size_is_one_line_and_exit_2(tmp_path: Path, text: str, problem: str) -> None:
+    (tmp_path / "prog.py").write_text(PROGRAM)
+    proc = _blocktrace(tmp_path, "C", "run", f"--max-size={text}", "prog.py", "1", "0")
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and problem in proc.stderr and "--max-size" in proc.stderr
+    assert not (tmp_path / "prog.trace.jsonl").exists()
+
+
+def test_sizes_take_k_m_g_suffixes() -> None:
+    from blocktrace.cli import byte_size
+
+    assert byte_size("100") == 100
+    assert byte_size("4K") == byte_size("4k") == 4096
+    assert byte_size("2M") == 2 << 20
+    assert byte_size("1G") == 1 << 30
+
+
+@pytest.mark.parametrize("mode", _MODES)
+def test_chain_tracer_max_size_in_a_program(tmp_path: Path, mode: str) -> None:
+    """The library: ``ChainTracer(max_size=)`` under ``blocktrace.trace``."""
+    (tmp_path / "lib.py").write_text(
+        "import blocktrace\n"
+        "tracer = blocktrace.ChainTracer('lib.jsonl', max_size=20_000)\n"
+        "with blocktrace.trace(tracer):\n"
+        "    total = 0\n"
+        "    for i in range(20000):\n"
+        "        total += i\n"
+        "print(total, tracer.size_limited)\n")
+    proc = _run([sys.executable, "lib.py"], tmp_path, mode)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{sum(range(20000))} True\n"
+    summary = _lines(tmp_path / "lib.jsonl")[-1]
+    assert summary["error"] == "TraceSizeLimit" and summary["maxSize"] == 20_000
+    assert verify_file(tmp_path / "lib.jsonl").status == "sealed"
+
+
+@pytest.mark.parametrize("mode", _MODES)
+def test_trace_max_size_in_a_program(tmp_path: Path, mode: str) -> None:
+    """The library: ``blocktrace.trace(tracer, max_size=)``; a tracer that
+    writes no trace is refused."""
+    (tmp_path / "lib.py").write_text(
+        "import blocktrace\n"
+        "tracer = blocktrace.ChainTracer('lib.jsonl')\n"
+        "with blocktrace.trace(tracer, max_size=8192):\n"
+        "    total = 0\n"
+        "    for i in range(5000):\n"
+        "        total += i\n"
+        "print(total, tracer.size_limited, tracer.limit_step)\n"
+        "try:\n"
+        "    with blocktrace.trace(blocktrace.Recorder(), max_size=10):\n"
+        "        pass\n"
+        "except TypeError as exc:\n"
+        "    print(exc)\n")
+    proc = _run([sys.executable, "lib.py"], tmp_path, mode)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    summary = _lines(tmp_path / "lib.jsonl")[-1]
+    assert out[0] == f"{sum(range(5000))} True {summary['step']}"
+    assert out[1] == "max_size needs a tracer that writes a trace (a ChainTracer), not Recorder"
+    assert summary["error"] == "TraceSizeLimit" and summary["maxSize"] == 8192
+    assert summary["step"] > 0
+    # set after the tracer was made: the limit is met a write buffer (64 KiB) at a time
+    assert 8192 <= (tmp_path / "lib.jsonl").stat().st_size < 8192 + 65536 + 1024
+    assert verify_file(tmp_path / "lib.jsonl").status == "sealed"
