@@ -255,7 +255,7 @@ class ChainTracer:
             write, buffer_size=buffer_size, lines_per_leaf=LINES_PER_LEAF,
             on_leaf=self._leaf_done if periodic else None, **extra,
         )
-        self.op_line = self._writer.op
+        self.op_line = self._write_op = self._writer.op
         """An op line from plain values (``Capabilities.op_line``): the stepper's
         hook passes gas and depth; False for a site not added yet (then ``_slow``)."""
         header = {
@@ -289,7 +289,7 @@ class ChainTracer:
         return int(self._writer.lines)
 
     def __call__(self, vm: VMState, event: TraceEvent, /) -> None:
-        if not self.op_line(event, vm.gas, vm.depth):
+        if not self._write_op(event, vm.gas, vm.depth):
             self._slow(vm, event)
 
     # -- the size limit -----------------------------------------------------------
@@ -338,7 +338,7 @@ class ChainTracer:
         margin = self._buffer_size if self._buffer_size * 16 <= self.max_size else 0
         if self._written + margin >= self.max_size:
             self.size_limited = True
-            self.op_line = self._past_limit
+            self.op_line = self._write_op = self._past_limit
             capabilities_changed(self)  # a running stepper calls _past_limit from now on
 
     def _past_limit(self, event: object, gas: int, depth: int) -> bool:
