@@ -35,7 +35,7 @@ export function hunkSteps(hunk, side) {
 
 const EVIDENCE = {
   pending: (v) => ["pending", "checking the hash chain in the background… nothing is vouched for yet"],
-  sealed: (v) => ["sealed", `valid and sealed · head ${v.head || "?"}`],
+  sealed: (v, short) => ["sealed", `valid and sealed · head ${short && v.head ? v.head.slice(0, 16) + "…" : v.head || "?"}`],
   unsealed: (v) => ["unsealed", `valid but UNSEALED: intact up to line ${v.line ?? "?"}, the run's end is missing (cut short?) — not proof of a complete run`],
   tampered: (v) => ["tampered", `TAMPERED at line ${v.line ?? "?"}${v.reason ? ": " + v.reason : ""} — the steps shown may be forged`],
   unusable: (v) => ["tampered", `UNUSABLE${v.line ? " at line " + v.line : ""}${v.reason ? ": " + v.reason : ""}`],
@@ -196,6 +196,7 @@ class App {
       pane.load(this.step[pane.t]).catch((error) => ({ step: this.step[pane.t], here: null, error }))));
     if (drawn !== this.drawn) return;
     this.panes.forEach((pane, i) => pane.draw(data[i], this.diffMode ? data[1 - i] : null));
+    requestAnimationFrame(() => this.panes.forEach((pane) => pane.recenter()));
     const failed = data.find((d) => d.error);
     if (failed) this.say(`could not load step ${failed.step}: ${failed.error.message || failed.error}`);
     const here = this.step[this.active];
@@ -346,10 +347,10 @@ class App {
     const parts = this.evidence.map((v, t) => {
       const info = this.traces[t] || {};
       const [kind, text] = v === null ? EVIDENCE.pending({}) : (EVIDENCE[v.status] || (() => ["unchained",
-        `not verifiable: ${info.kind === "eip3155" ? "a " + (info.dialect || "client") + " trace carries" : "this file carries"} no hash chain`]))(v);
+        `not verifiable: ${info.kind === "eip3155" ? "a " + (info.dialect || "client") + " trace carries" : "this file carries"} no hash chain`]))(v, this.diffMode);
       if (order.indexOf(kind) < order.indexOf(worst)) worst = kind;
       const label = this.diffMode ? (t === 0 ? "A: " : "B: ") : "";
-      return el("span", { class: `evidence-part ${kind}`, title: v && v.reason ? v.reason : null,
+      return el("span", { class: `evidence-part ${kind}`, title: v ? [v.reason, v.head && "head " + v.head].filter(Boolean).join("\n") || null : null,
         dataset: { status: v ? v.status : "pending" } }, label + text);
     });
     banner.className = `evidence ${worst}`;

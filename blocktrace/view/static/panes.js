@@ -296,6 +296,13 @@ export class Pane {
     }
   }
 
+  // Once the panes are laid out (their heights depend on what the others show), bring the
+  // current line into view again.
+  recenter() {
+    const current = this.sourceList.querySelector(".current");
+    if (current) scrollInto(this.sourceList, current);
+  }
+
   drawOps(around, here) {
     clear(this.sourceList, around.map((s) => {
       const item = el("li", { class: ["op-row", s.step === here.step ? "current" : "", s.error ? "error" : ""].join(" ").trim(),
