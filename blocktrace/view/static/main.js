@@ -414,6 +414,8 @@ class App {
   wireControls() {
     for (const button of document.querySelectorAll("[data-act]")) {
       button.addEventListener("click", () => this.act(button.dataset.act));
+      // Glyphs like ◀ are no name for a screen reader: the title (with its key) is.
+      if (!button.hasAttribute("aria-label")) button.setAttribute("aria-label", button.title);
     }
     document.getElementById("help-button").addEventListener("click", () => this.toggleHelp());
     document.getElementById("goto").addEventListener("submit", (event) => {
