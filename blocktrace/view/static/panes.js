@@ -123,6 +123,11 @@ export class Pane {
     const api = this.app.backend;
     const here = await this.cache.get(step);
     if (!here) return { step, here: null };
+    if (this.info.ready === false) {
+      // The server shows the first steps while it reads the trace; the stack, values and
+      // source need its tables, and come with the redraw once it has them.
+      return { step, here, frames: [], values: [], around: null, early: true };
+    }
     const asks = [api.stack(this.t, step)];
     asks.push(this.info.hasValues ? api.values(this.t, step) : Promise.resolve({ values: [] }));
     if (this.client) {
@@ -163,11 +168,12 @@ export class Pane {
     }
     this.drawOp(here, differs);
     this.drawFrames(data.frames);
+    if (data.early) this.frameList.replaceChildren(el("li", { class: "muted", text: "reading the trace…" }));
     if (this.info.hasValues) this.drawValues(data.values, other && other.here ? other.values : null);
     if (this.client) {
       this.drawOps(data.around || [], here);
       this.drawEvm(here, other && other.here ? other.here : null);
-    } else {
+    } else if (!data.early) {
       this.drawSource(here, data.around);
     }
   }
