@@ -68,3 +68,13 @@ def test_the_bundle_is_one_valid_classic_script(tmp_path: Path) -> None:
     proc = subprocess.run([node, "--check", str(script)], capture_output=True, text=True,
                           timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_docs_list_every_key_the_page_knows() -> None:
+    keys = re.findall(r'label: "([^"]*)", what: "([^"]*)"',
+                      (STATIC / "keys.js").read_text())
+    assert len(keys) > 15
+    docs = (STATIC.parents[2] / "docs" / "VIEW.md").read_text()
+    for label, what in keys:
+        shown = " or ".join(f"`{key}`" for key in label.split(" or "))
+        assert f"| {shown} | {what} |" in docs, label
