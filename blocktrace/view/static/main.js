@@ -269,6 +269,13 @@ class App {
   }
 
   async navigate(t, step, how, extra, what) {
+    if (how === "next" || how === "prev") {
+      // One op forward or back needs no question to the server (nor its tables).
+      const target = step + (how === "next" ? 1 : -1);
+      if (target < 0 || target >= this.total(t)) return this.say(`no ${how} step from step ${step}`);
+      this.say("");
+      return this.go(t, target);
+    }
     let answer;
     try {
       answer = await this.backend.nav(t, step, how, extra);
