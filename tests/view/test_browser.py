@@ -24,31 +24,10 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-REFDATA = ROOT.parent / "shared" / "refdata" / "eip3155"
+from .api_support import PROGRAM, REFDATA, record
+
 CHROMIUM = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
-
-PROGRAM = '''\
-def add(a, b):
-    total = a + b
-    return total
-
-
-def main():
-    total = 0
-    for i in range(4):
-        total = add(total, i * 11)
-    try:
-        raise ValueError("boom")
-    except ValueError:
-        pass
-    print(total)
-
-
-main()
-'''
-"""total becomes 0, 0, 11, 33, 66 in main; add is called four times; one handled exception."""
-LOOP_BODY = 9  # the line calling add, entered four times
+LOOP_BODY = 9  # PROGRAM's line calling add, entered four times (total: 0, 0, 11, 33, 66)
 
 playwright_api = pytest.importorskip(
     "playwright.sync_api", reason="Playwright is not installed (pip install -e '.[test]')")
@@ -162,21 +141,13 @@ def _run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProc
                           capture_output=True, text=True, timeout=120, check=False, cwd=cwd)
 
 
-def _record(folder: Path, name: str, program: str) -> Path:
-    script = folder / f"{name}.py"
-    script.write_text(program)
-    trace = folder / f"{name}.trace.jsonl"
-    proc = _run("run", "--locals", "on", "-o", trace, script, cwd=folder)
-    assert proc.returncode == 0, proc.stderr
-    return trace
-
-
 @pytest.fixture(scope="module")
 def traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("view-traces")
-    ours = _record(folder, "prog", PROGRAM)
-    # B calls add with one more argument computed: its steps part from A's in the loop.
-    other = _record(folder / "..", "prog_b", PROGRAM.replace("i * 11", "i * 11 + (i == 2)"))
+    ours = record(folder, "--locals", "on")
+    # B computes add's argument with more ops: its steps part from A's in the loop.
+    other = record(folder, "--locals", "on", name="prog_b",
+                   program=PROGRAM.replace("i * 11", "i * 11 + (i == 2)"))
     return {"ours": ours, "other": other}
 
 
