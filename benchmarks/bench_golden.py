@@ -24,6 +24,7 @@ import time
 from blocktrace.golden.compare import compare_golden
 from blocktrace.golden.record import Recording
 from blocktrace.golden.stabilise import Normaliser
+from blocktrace.tracers import Level
 
 
 def work(n: int, changed: bool = False) -> int:
@@ -35,8 +36,10 @@ def work(n: int, changed: bool = False) -> int:
     return total
 
 
-def record(n: int, root: str, changed: bool = False) -> tuple[float, Recording]:
-    rec = Recording(level="op", values=False, include=[os.path.abspath(__file__)], exclude=None,
+def record(
+    n: int, root: str, changed: bool = False, level: Level = "op"
+) -> tuple[float, Recording]:
+    rec = Recording(level=level, values=False, include=[os.path.abspath(__file__)], exclude=None,
                     rules=Normaliser(root, ["bench"]))
     start = time.perf_counter()
     rec.start()
@@ -45,13 +48,41 @@ def record(n: int, root: str, changed: bool = False) -> tuple[float, Recording]:
     return time.perf_counter() - start, rec
 
 
+def levels(n: int, root: str, repeat: int) -> None:
+    """``--levels``: recording cost at each golden level (the stepper produces only the
+    level's events), against the untraced loop, interleaved, best of ``repeat``."""
+    best: dict[str, float] = {}
+    sizes: dict[str, int] = {}
+    for _ in range(repeat):
+        start = time.perf_counter()
+        work(n)
+        best["untraced"] = min(best.get("untraced", 1e9), time.perf_counter() - start)
+        for level in ("op", "line", "call"):
+            seconds, rec = record(n, root, level=level)
+            best[level] = min(best.get(level, 1e9), seconds)
+            sizes[level] = os.path.getsize(rec.path)
+            rec.cleanup()
+    print(f"Python {platform.python_version()}, a loop of about {n * 7:,} instructions, "
+          f"best of {repeat}, interleaved\n")
+    print("| golden level | seconds | x untraced | x ops level | golden bytes |")
+    print("|---|---|---|---|---|")
+    for level, name in (("op", "ops"), ("line", "lines"), ("call", "calls")):
+        print(f"| {name} | {best[level]:.3f} | {best[level] / best['untraced']:.1f}x "
+              f"| {best[level] / best['op']:.2f}x | {sizes[level]:,} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--levels", action="store_true",
+                        help="only the recording cost at each level (ops, lines, calls)")
     args = parser.parse_args()
     n = args.steps // 7  # about 7 instructions per iteration
     root = os.path.dirname(os.path.abspath(__file__))
+    if args.levels:
+        levels(n, root, args.repeat)
+        return
     keep = tempfile.mkdtemp(prefix="bench-golden-")
     golden = os.path.join(keep, "golden.jsonl")
     rec_times, same_times, diff_times = [], [], []
