@@ -16,9 +16,11 @@ setup(
             "blocktrace.chain._cwriter",
             [f"blocktrace/chain/csrc/{name}.c"
              for name in ("writer", "buffer", "sites", "merkle", "sha256", "cpu", "bench")],
-            depends=[f"blocktrace/chain/csrc/{name}.h"
-                     for name in ("bench", "buffer", "cpu", "hex", "merkle", "opline", "sha256",
-                                  "sites")],
+            depends=[*(f"blocktrace/chain/csrc/{name}.h"
+                       for name in ("bench", "buffer", "cpu", "hex", "merkle", "sha256", "sites")),
+                     "blocktrace/format/csrc/opline.h"],
+            # the op line's layout is the format's (format/csrc/opline.h)
+            include_dirs=["blocktrace/chain/csrc", "blocktrace/format/csrc"],
             extra_compile_args=_FLAGS,
             optional=True,
         ),

@@ -27,10 +27,10 @@ from typing import Any
 from blocktrace._native import extension
 from blocktrace.chain.hashing import DOMAIN, LINK_PREFIX
 from blocktrace.chain.merkle import MerkleAccumulator
+from blocktrace.format.opline import op_body
 
 __all__ = ["ACCELERATED", "LineWriter", "PyLineWriter"]
 
-_MID = b'","gasCost":"0x1","depth":'
 _TAIL = len(b',"hash":""}\n') + 64
 _sha256 = hashlib.sha256
 
@@ -44,8 +44,9 @@ class PyLineWriter:
     ``lines_per_leaf``: 16 in traces; 0 = no tree (one stream for the whole
     file; for measuring what the tree costs).  ``on_leaf()``: called after
     each completed leaf.  An op line is made from plain values (``op(event,
-    gas, depth)`` with the pieces ``add_site`` gave): the writer knows nothing
-    of the stepper.
+    gas, depth)`` with the pieces ``add_site`` gave) by the format's
+    :func:`~blocktrace.format.opline.op_body`; the writer seals it and knows
+    nothing of the stepper or of the line's layout.
     """
 
     def __init__(
@@ -110,7 +111,7 @@ class PyLineWriter:
         site = self._sites.get(id(event))
         if site is None:
             return False
-        body = b"%b%x%b%d%b" % (site[0], gas, _MID, depth, site[1])
+        body = op_body(site[0], gas, depth, site[1])  # the layout is the format's
         in_leaf = self._in_leaf
         if in_leaf == 0 or in_leaf == self._per_leaf or self._done:
             self.line(body)  # a link, a leaf to finish, an error: the general path

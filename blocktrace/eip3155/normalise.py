@@ -9,6 +9,7 @@ numbers to function names.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,9 @@ from blocktrace.eip3155.dialects import (
 from blocktrace.eip3155.numbers import parse_int
 from blocktrace.eip3155.reader import TraceError, open_trace, raw_decoder, trace_lines
 from blocktrace.eip3155.records import RawLine, Step, Summary
+from blocktrace.format import TraceReader
+from blocktrace.format.compressed import CompressedDataError
+from blocktrace.format.versions import MAX_LINE_BYTES
 
 __all__ = ["TraceInfo", "normalise", "read_all"]
 
@@ -93,8 +97,8 @@ def normalise(path: str, info: TraceInfo | None = None) -> Iterator[Step]:
     lineno = 0
     seen_json = False
     op_lines = 0
-    with open_trace(path) as stream:
-        for lineno, line in enumerate(trace_lines(stream, path), 1):
+    with _trace_lines(path) as numbered:
+        for lineno, line in numbered:
             if not line or line[0] != 123:  # b"{"
                 if line.startswith(_BOM) and line[3:4] == b"{":
                     line = line[3:]  # a byte-order mark (files saved by some editors)
@@ -234,6 +238,34 @@ def normalise(path: str, info: TraceInfo | None = None) -> Iterator[Step]:
     info.dialect = client
     info.gas_used = gas_used_meaning(ev, DIALECTS[client])
     info.done = True
+
+
+@contextmanager
+def _trace_lines(path: str) -> Iterator[Iterator[tuple[int, bytes]]]:
+    """``(number, line)`` of the trace at ``path``: a blocktrace trace's through the
+    format's reader (:class:`blocktrace.format.TraceReader`: its bounds, its end at a
+    torn line, compressed traces), a client's through the EIP-3155 reader.  A file
+    whose header the format does not take is read as any client's would be."""
+    reader = _blocktrace_reader(path)
+    if reader is not None:
+        yield reader.raw_lines()
+        return
+    with open_trace(path) as stream:
+        yield enumerate(trace_lines(stream, path), 1)
+
+
+def _blocktrace_reader(path: str) -> TraceReader | None:
+    with open_trace(path) as stream:
+        try:
+            first = stream.readline(MAX_LINE_BYTES + 1)
+        except CompressedDataError:
+            return None
+    if not first.startswith(b'{"blocktrace":'):
+        return None
+    try:
+        return TraceReader(path)
+    except TraceError:
+        return None
 
 
 def _first_op_evidence(ev: Evidence, raw: RawLine, line: bytes) -> None:

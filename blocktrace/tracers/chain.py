@@ -43,7 +43,7 @@ from blocktrace.format.compressed import (
     kind_for_name,
     zstd_available,
 )
-from blocktrace.format.rules import OP_MID
+from blocktrace.format.opline import op_body, op_site
 from blocktrace.format.source import fingerprint, read_local_text
 from blocktrace.format.versions import FORMAT_VERSION, LINES_PER_LEAF, MAX_LINE_BYTES
 from blocktrace.tracers import VMState, capabilities_changed
@@ -59,7 +59,6 @@ ValuesMode = Literal["off", "on", "changes"]
 
 _encode = msgspec.json.Encoder().encode
 _perf_counter_ns = time.perf_counter_ns
-_MID = OP_MID
 
 
 DEFAULT_NAME = "blocktrace.jsonl"
@@ -394,8 +393,7 @@ class ChainTracer:
         per_line = ev.line_start and (self._locals != "off" or self._globals != "off")
         pieces = self._line_sites.get(id(ev)) if per_line else None
         if pieces is None:
-            pre = b'{"pc":%d,"op":%d,"gas":"0x' % (ev.pc, ev.op)
-            suf = b',"opName":%b,"line":%d,"code":%d' % (_encode(ev.op_name), ev.line, ev.code)
+            pre, suf = op_site(ev.pc, ev.op, ev.op_name, ev.line, ev.code)
             if per_line:
                 self._line_sites[id(ev)] = (pre, suf, ev)  # the event kept: its id stays its own
         else:
@@ -405,7 +403,7 @@ class ChainTracer:
         extra = self._thread(vm)
         if per_line:
             extra += self._values(vm)
-        self._line(b"%b%x%b%d%b%b" % (pre, vm.gas, _MID, vm.depth, suf, extra))
+        self._line(op_body(pre, vm.gas, vm.depth, suf + extra))
 
     def _call(self, vm: VMState, ev: CallStart) -> None:
         if vm.threads_seen > 1 and not self._multi:

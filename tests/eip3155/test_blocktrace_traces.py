@@ -199,3 +199,48 @@ def test_by_line_refuses_client_traces() -> None:
     assert done.returncode == 2
     assert "--by-line compares blocktrace traces" in done.stderr
     assert done.stderr.count("\n") == 1
+
+
+# -- blocktrace traces are read through the format's reader (issue 12) -------------------
+
+
+def _recorded(tmp_path: Path, programs: Path) -> Path:
+    trace = tmp_path / "b.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "blocktrace", "run", "-o", str(trace), str(programs / "behaves.py")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert trace.exists(), done.stderr
+    return trace
+
+
+def test_a_torn_last_line_is_not_read_as_the_format_says(tmp_path: Path, programs: Path) -> None:
+    """TraceReader stops before a torn line (the run was cut short there); the
+    client reader would hand it on as a line that is not JSON (noise)."""
+    from blocktrace.eip3155.normalise import read_all
+
+    trace = _recorded(tmp_path, programs)
+    lines = trace.read_bytes().splitlines(keepends=True)
+    torn = tmp_path / "torn.jsonl"
+    torn.write_bytes(b"".join(lines[:-2]) + lines[-2][:30])
+    steps, info = read_all(str(torn))
+    assert info.noise == 0
+    assert info.lines == len(lines) - 2
+    whole, _ = read_all(str(trace))
+    assert [s.pc for s in steps] == [s.pc for s in whole][: len(steps)]
+
+
+def test_a_compressed_blocktrace_trace_normalises_as_the_plain_one(
+    tmp_path: Path, programs: Path
+) -> None:
+    import gzip
+
+    from blocktrace.eip3155.normalise import read_all
+
+    trace = _recorded(tmp_path, programs)
+    packed = tmp_path / "b.jsonl.gz"
+    packed.write_bytes(gzip.compress(trace.read_bytes()))
+    plain, info = read_all(str(trace))
+    steps, packed_info = read_all(str(packed))
+    assert [(s.pc, s.op, s.depth) for s in steps] == [(s.pc, s.op, s.depth) for s in plain]
+    assert packed_info.python == info.python and info.python

@@ -6,7 +6,7 @@
  * and the summary link as SHA-256(0x02 || previous hash || body)), buffers
  * them (buffer.c), and keeps the RFC 9162 Merkle tree of the leaves
  * (merkle.c).  SHA-256 is sha256.c; an op line's body is made from plain
- * values (opline.h) with the pieces of its site (sites.c).
+ * values (format/csrc/opline.h: the layout is the format's) with the pieces of its site (sites.c).
  *
  * Atomicity: between starting a line and having it buffered with the chain,
  * stream and tree advanced, no Python code runs.  The only Python code the

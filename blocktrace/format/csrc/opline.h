@@ -1,6 +1,8 @@
 /* An op line's body from plain values: the site's prefix (up to the gas
  * digits), gas in hex, the fixed middle, depth in decimal, the site's suffix.
- * The same bytes as ChainTracer's op line in Python (docs/FORMAT.md):
+ * The format's C spelling of the layout (it lives with the format; the C line
+ * writer in chain/csrc only includes it and seals what it makes), the same
+ * bytes as blocktrace.format.opline.op_body (docs/FORMAT.md):
  *
  *     prefix + b"%x" % gas + OPLINE_MID + b"%d" % depth + suffix
  */
