@@ -58,7 +58,8 @@ MAX_WINDOW = 5000
 """Steps one ``window`` request returns at most."""
 EARLY_STEPS = 20000
 """Before the tables are built, windows ending below this step are read from
-the start of the file (the first screen shows at once); later ones wait."""
+the start of the file (the first screen shows at once); later ones through
+the reader's index once verify's pass built it, else they wait (503)."""
 MAX_SEARCH = 1000
 SEARCH_BUDGET = 20000
 """Value changes one search request reads at most (then it answers ``next``)."""
@@ -469,9 +470,16 @@ class TraceModel(Model):
         count = min(count, MAX_WINDOW)
         tables = self._ready()
         if tables is None:
-            if start + count > EARLY_STEPS:
+            if start + count <= EARLY_STEPS:
+                return self._early_window(start, count)
+            if self.reader.index(build=False) is None:  # verify's pass builds it
                 raise NotReady({"building": True, "linesRead": self._progress})
-            return self._early_window(start, count)
+            try:
+                first = self.reader.line_of_step(start)
+            except IndexError:
+                return []
+            # The reader's index finds the step; names of functions wait for the tables.
+            return self._steps_from(self.reader.lines(first), start, count, {}, threads=[])
         records = tables.records(start, count)
         if not records:
             return []
@@ -488,14 +496,15 @@ class TraceModel(Model):
 
     def _steps_from(self, lines: Iterator[tuple[int, Any]], start: int, count: int,
                     codes: dict[int, tuple[str, str]], learn: bool = False,
-                    ) -> list[dict[str, Any]]:
+                    threads: list[int] | None = None) -> list[dict[str, Any]]:
         """Steps ``start`` .. from parsed lines; the lines' first step is step
         ``start`` unless ``learn`` (counting from the trace's start).  As diff
         numbers steps: an exception line at the pc, depth, code and thread of
         the step before it belongs to that step; any other is a step itself."""
         out: list[dict[str, Any]] = []
         step = start if not learn else 0
-        threads = self.tables().meta.threads if not learn else []
+        if threads is None:
+            threads = self.tables().meta.threads if not learn else []
         last: tuple[int, int, int, int | None] | None = None
         last_gas = ""
         for number, line in lines:

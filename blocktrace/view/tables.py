@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import os
 import shutil
 import struct
@@ -58,7 +59,7 @@ __all__ = [
     "load_or_build",
 ]
 
-SCHEMA = 4
+SCHEMA = 5
 """Bumped when the cached files change shape (old entries are then rebuilt)."""
 
 STEP = struct.Struct("<IIIHH")
@@ -69,8 +70,8 @@ NAME_SHIFT = 40
 STEP_MASK = (1 << NAME_SHIFT) - 1
 
 _U32 = 0xFFFFFFFF
-_SITES = 1 << 14
-"""Op lines (without values) kept decoded, by their bytes less gas and hash."""
+_SITES = 1 << 16
+"""Op sites (a plain op line's bytes less gas and hash) whose step record is kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,14 +448,29 @@ def build_tables(
     summary_line = None
     steps = 0
     number = 0
-    pack = STEP.pack
-    sites: dict[bytes, Any] = {}
+    pack_line = struct.Struct("<I").pack
+    pack_tail = struct.Struct("<IIHH").pack
+    fast_sites: dict[bytes, tuple[Any, tuple[int, int, int, int], bytes]] = {}
+    last_frame_line: tuple[int, int, int, int] | None = None
+    after_exception = False
     postings: dict[int, array[int]] = {}
     last_step: tuple[int, int, int, int | None] | None = None
     last_gas = ""
     buffer: list[bytes] = []
     values_out = open(os.path.join(directory, "values.bin"), "wb")  # noqa: SIM115
     values_written = 0
+
+    def count_hit(frame_line: tuple[int, int, int, int]) -> None:
+        """A step on a line of a frame: a hit when the frame was on another line."""
+        tid, depth, code, lineno = frame_line
+        key = (tid, depth)
+        here = (code, lineno)
+        if last_line.get(key) != here and lineno > 0:
+            last_line[key] = here
+            per_code = hits.get(code)
+            if per_code is None:
+                per_code = hits[code] = {}
+            per_code[lineno] = per_code.get(lineno, 0) + 1
 
     def record(scope: _Scope, members: dict[str, Any], step: int) -> None:
         last = scope.last
@@ -489,26 +505,36 @@ def build_tables(
             calls.values_count[index] = count
 
     with open(os.path.join(directory, "steps.bin"), "wb") as steps_out, values_out:
-        for batch in reader.batches(8192):
+        numbered = reader.raw_lines()
+        for batch in iter(lambda: list(itertools.islice(numbered, 8192)), []):
             for number, raw in batch:
                 if number == 1:
                     continue
-                line = None
                 site = None
-                if raw.startswith(b'{"pc"') and b'ls":' not in raw:  # no locals/globals
-                    # An op site's lines differ only in gas and hash: decode once per site.
+                if raw.startswith(b'{"pc"') and b'ls":' not in raw and b'"event"' not in raw:
+                    # A plain op line (no values, no event): the lines of one site differ
+                    # only in gas and hash, so what the tables need of it is known once
+                    # the site was decoded once.
                     gas = raw.find(b'"gas":"')
                     end = raw.find(b'"', gas + 7)
                     tail = raw.rfind(b',"hash":"')
                     if 0 < gas < end < tail:
                         site = raw[:gas] + raw[end:tail]
-                        line = sites.get(site)
-                if line is None:
-                    line = reader.decode(number, raw)
-                    if site is not None:
-                        if len(sites) >= _SITES:
-                            sites.clear()
-                        sites[site] = line
+                        fast = fast_sites.get(site)
+                        if fast is not None:
+                            where, frame_line, rec_tail = fast
+                            if not (after_exception and where == last_step
+                                    and raw[gas + 7:end].decode() == last_gas):
+                                after_exception = False
+                                last_step = where
+                                if frame_line != last_frame_line:
+                                    last_frame_line = frame_line
+                                    count_hit(frame_line)
+                                buffer.append(pack_line(number & _U32))
+                                buffer.append(rec_tail)
+                                steps += 1
+                            continue  # (a merged plain op line adds nothing)
+                line = reader.decode(number, raw)
                 kind = type(line)
                 if kind is OpLine or kind is ExceptionLine:
                     assert isinstance(line, OpLine | ExceptionLine)
@@ -517,23 +543,23 @@ def build_tables(
                     tid = threads.get(thread)
                     if tid is None:
                         tid = threads[thread] = len(threads)
+                    frame_line = (tid, line.depth, line.code, line.line)
+                    rec_tail = pack_tail(line.code & _U32, line.line & _U32,
+                                         min(line.depth, 0xFFFF), min(tid, 0xFFFF))
+                    if site is not None and len(fast_sites) < _SITES:
+                        fast_sites[site] = (where, frame_line, rec_tail)
                     if where == last_step and (kind is ExceptionLine or line.gas == last_gas):
                         at = steps - 1  # it belongs to the step before, as diff merges lines
                     else:
                         at = steps
                         steps += 1
                         last_step, last_gas = where, line.gas
-                        depth = line.depth
-                        key = (tid, depth)
-                        here = (line.code, line.line)
-                        if last_line.get(key) != here and line.line > 0:
-                            last_line[key] = here
-                            per_code = hits.get(line.code)
-                            if per_code is None:
-                                per_code = hits[line.code] = {}
-                            per_code[line.line] = per_code.get(line.line, 0) + 1
-                        buffer.append(pack(number & _U32, line.code & _U32, line.line & _U32,
-                                           min(depth, 0xFFFF), min(tid, 0xFFFF)))
+                        after_exception = kind is ExceptionLine
+                        if frame_line != last_frame_line:
+                            last_frame_line = frame_line
+                            count_hit(frame_line)
+                        buffer.append(pack_line(number & _U32))
+                        buffer.append(rec_tail)
                     if kind is ExceptionLine:
                         if not exceptions or exceptions[-1] != at:
                             exceptions.append(at)
@@ -552,6 +578,7 @@ def build_tables(
                             scope = module_scopes[file] = _Scope()
                         record(scope, line.globals, at)
                     continue
+                last_frame_line = None  # a call or return: the next step is counted afresh
                 if kind is CallLine:
                     assert isinstance(line, CallLine)
                     thread = 1 if line.thread is None else line.thread  # before a 2nd: 1
