@@ -125,9 +125,11 @@ class Viewer:
         table builder), 0 when there is none."""
         pid = self.proc.pid
         peak = 0
-        try:
-            with open(f"/proc/{pid}/task/{pid}/children") as f:
-                children = [int(c) for c in f.read().split()]
+        children = []
+        try:  # children are listed per thread: the builder is started by a worker thread
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    children += [int(c) for c in f.read().split()]
         except OSError:
             return 0
         for child in children:
