@@ -72,9 +72,8 @@ def walk(
             result.lines = scan.lines
             result.head = scan.head
         if pos > start:
-            if on_line is not None:
-                for raw in buf[start : pos - 1].split(b"\n"):  # lines without a newline
-                    on_line(raw + b"\n")
+            if index is not None:
+                index.block(buf, start, pos)
             if tell is not None:
                 done += pos - start
                 tell(done)

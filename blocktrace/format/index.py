@@ -58,6 +58,8 @@ EVERY: Final = LEAVES_PER_CHUNK * LINES_PER_LEAF
 """Lines between two checkpoints of the index (a chunk of 64 leaves)."""
 _OP: Final = b'{"pc":'
 _PLAIN_OP: Final = b'"gasCost":"0x1"'
+_EXCEPTION_OP: Final = b'"gasCost":"0x0"'
+_NL_OP: Final = b'\n{"pc":'
 _HEAD_SCAN: Final = 160
 _decode_dict = msgspec.json.Decoder(dict[str, Any]).decode
 
@@ -209,7 +211,8 @@ class IndexBuilder:
         self.steps = 0
         self.offset = 0
         self._last_raw = b""
-        self._is_step = StepCounter().is_step
+        self._counter = StepCounter()
+        self._is_step = self._counter.is_step
         self._offsets = array("Q")
         self._steps_at = array("Q")
         self._first_steps = array("Q")
@@ -245,9 +248,13 @@ class IndexBuilder:
     # -- lines ---------------------------------------------------------------------
 
     def line(self, raw: bytes) -> None:
-        n = self.lines
-        if n % EVERY == 0:
+        """One accepted line (with its newline)."""
+        if self.lines % EVERY == 0:
             self._checkpoint()
+        self._one(raw)
+
+    def _one(self, raw: bytes) -> None:
+        n = self.lines
         self.lines = n + 1
         self.offset += len(raw)
         self._last_raw = raw
@@ -256,6 +263,68 @@ class IndexBuilder:
             if self._waiting:
                 self._first_steps[-1] = n + 1
                 self._waiting = False
+
+    def block(self, buf: bytes, start: int, end: int) -> None:
+        """The accepted lines ``buf[start:end]`` (each with its newline): what as
+        many :meth:`line` calls do, with runs of op lines counted in bulk (only
+        the lines next to an exception line are looked at one by one)."""
+        pos = start
+        left = buf.count(b"\n", start, end)
+        while pos < end:
+            if self.lines % EVERY == 0:
+                self._checkpoint()
+            room = EVERY - self.lines % EVERY
+            if left <= room:
+                cut = end
+            else:
+                cut = pos
+                index = buf.index
+                for _ in range(room):
+                    cut = index(b"\n", cut) + 1
+            left -= room
+            self._segment(buf, pos, cut)
+            pos = cut
+
+    def _segment(self, buf: bytes, start: int, end: int) -> None:
+        """Lines between two checkpoints."""
+        counter = self._counter
+        pos = start
+        while pos < end:
+            if counter._last_plain:
+                marker = buf.find(_EXCEPTION_OP, pos, end)
+                stop = end if marker < 0 else buf.rfind(b"\n", pos, marker) + 1 or pos
+                if stop > pos and self._plain_run(buf, pos, stop):
+                    pos = stop
+                    continue
+            while pos < end:  # one by one, until a plain step has been seen again
+                nl = buf.index(b"\n", pos) + 1
+                self._one(buf[pos:nl])
+                pos = nl
+                if counter._last_plain:
+                    break
+
+    def _plain_run(self, buf: bytes, start: int, end: int) -> bool:
+        """Count lines [start, end) in bulk when every op line among them is a
+        plain op line (so each is a step); False (nothing done) otherwise."""
+        first_op = start if buf.startswith(_OP, start) else -1
+        ops = buf.count(_NL_OP, start, end) + (first_op == start)
+        if buf.count(_PLAIN_OP, start, end) != ops:
+            return False
+        count = buf.count(b"\n", start, end)
+        if ops:
+            if self._waiting:
+                at = first_op if first_op >= 0 else buf.find(_NL_OP, start, end) + 1
+                self._first_steps[-1] = self.lines + buf.count(b"\n", start, at) + 1
+                self._waiting = False
+            last = buf.rfind(_NL_OP, start, end)
+            line_start = last + 1 if last >= 0 else start
+            self._counter.start(buf[line_start : buf.index(b"\n", line_start) + 1])
+            self.steps += ops
+        self.lines += count
+        self.offset += end - start
+        before_last = buf.rfind(b"\n", start, end - 1)
+        self._last_raw = buf[before_last + 1 if before_last >= 0 else start : end]
+        return True
 
     def _checkpoint(self) -> None:
         self._offsets.append(self.offset)

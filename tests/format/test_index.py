@@ -221,3 +221,24 @@ def test_prove_notices_a_trace_edited_behind_its_index(copy: Path, blocktrace_cl
     proc = blocktrace_cli("prove", copy, str(target))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"TAMPERED at line {target}" in proc.stderr
+
+
+def test_the_native_check_builds_the_index_the_reference_walk_builds(copy: Path) -> None:
+    """The chain check's C path feeds the index whole buffers (runs of op lines
+    counted in bulk); the pure-Python walk feeds it line by line: same index."""
+    script = (
+        "import sys; from blocktrace.format.reader import check_chain; "
+        "from blocktrace.format.index import encode_index; "
+        "sys.stdout.buffer.write(encode_index(check_chain(sys.argv[1], build_index=True).index))"
+    )
+    out = {}
+    for pure in ("0", "1"):
+        env = {**os.environ, "BLOCKTRACE_PURE": pure}
+        if pure == "0":
+            env.pop("BLOCKTRACE_PURE")
+        proc = subprocess.run(
+            [sys.executable, "-c", script, str(copy)], capture_output=True, env=env,
+            timeout=120, check=True,
+        )
+        out[pure] = proc.stdout
+    assert out["0"] == out["1"] and len(out["0"]) > 100
