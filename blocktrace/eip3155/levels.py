@@ -107,6 +107,10 @@ def call_steps(path: str, info: TraceInfo) -> Iterator[Step]:
                                       for v in (raw.pc, raw.op, raw.gas, raw.depth))
             except ValueError:
                 continue
+            if event in ("call", "return"):  # shown as what they are, a call at its def line
+                raw.opName = event if raw.kind in (None, event) else f"{event} ({raw.kind})"
+                if event == "call" and raw.line is None:
+                    raw.line = raw.firstLine
             error = raw.error if isinstance(raw.error, str) and raw.error else None
             yield Step(index, lineno, pc, op, gas, depth, raw.stack, raw, error, event, name, file)
             index += 1

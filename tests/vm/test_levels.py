@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -355,4 +356,5 @@ def test_diff_of_two_levels_compares_at_the_coarser(recorded: Path, tmp_path: Pa
     assert "total += square(i)" in differs.stdout
     calls = _cli("diff", recorded / "call.jsonl", tmp_path / "call.jsonl")  # same level: call
     assert calls.returncode == 1 and "square" in calls.stdout, calls
+    assert re.search(r"pc 0 +call +square", calls.stdout), calls.stdout  # a call step, named so
     assert "compared at level" not in calls.stdout
