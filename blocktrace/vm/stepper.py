@@ -173,6 +173,8 @@ class Stepper:
     ) -> None:
         self.scope = scope if scope is not None else Scope()
         self.gas_limit = UNLIMITED_GAS if gas is None else gas
+        if not 0 <= self.gas_limit < 2**64:
+            raise ValueError(f"gas must be 0 to 2**64-1 steps, not {gas}")
         self._meter = Meter(self.gas_limit)
         """The budget and the instructions charged (C when the hook is: no int
         object per instruction); ``gas`` reads it."""

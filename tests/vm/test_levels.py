@@ -286,6 +286,9 @@ def test_meters_agree() -> None:
             meter_type(-1)
         with pytest.raises(ValueError):
             m.gas = 11
+    with pytest.raises(ValueError, match="gas must be 0 to 2"):
+        blocktrace.Stepper(gas=-1)
+    assert blocktrace.Stepper(gas=2**64 - 1).gas == 2**64 - 1  # run --gas takes up to this
 
 
 # -- every level, the real commands ---------------------------------------------------------
