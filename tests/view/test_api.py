@@ -204,6 +204,27 @@ def test_values_in_locals_on_mode_keep_the_step_of_the_change(tmp_path: Path, ca
         server.server_close()
 
 
+def test_a_line_level_trace_steps_line_by_line(tmp_path: Path, cache: Path) -> None:
+    trace = record(tmp_path, "--level", "line", "--locals", "changes", name="lines")
+    server = _serve([TraceModel(str(trace))])
+    try:
+        meta = api(server.url, "meta")["traces"][0]
+        assert meta["level"] == "line"
+        steps = _steps(server.url)
+        assert len(steps) == meta["steps"] > 0
+        printing = next(s for s in steps if s["lineno"] == _line_of("    print(total)"))
+        assert _values(server.url, printing["step"])["total"][0] == 66
+        frames = api(server.url, "stack", step=printing["step"])["frames"]
+        assert [f["function"] for f in frames] == ["main", "<module>"]
+        loop_body = _line_of("        total = add(total, i * 11)")
+        call = next(s for s in steps if s["lineno"] == loop_body)
+        over = api(server.url, "nav", step=call["step"], how="over")["step"]
+        assert steps[over]["function"] == "main"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_source_gives_the_committed_text_and_hit_counts(base: str, traced: Path) -> None:
     file = str(traced.parent / "prog.py")
     answer = api(base, "source", file=file)
