@@ -7,8 +7,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from blocktrace.chain.rewrite import rechain_trace
 from blocktrace.eip3155 import read_all
 from blocktrace.view.model import ClientModel, Model, TraceModel, open_model
 from blocktrace.view.server import ViewServer
@@ -270,6 +272,34 @@ def test_source_serves_no_file_the_trace_does_not_name(base: str, name: str) -> 
     status, _, body = get(f"{base}api/source?file={name}")
     assert status in (200, 400)
     assert b"root:" not in body and b"def add" not in body
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "/dev/zero", "secret"])
+def test_a_forged_trace_naming_another_file_gets_nothing_of_it(
+    tmp_path: Path, cache: Path, target: str
+) -> None:
+    """A re-chained trace (valid!) that names another file: its hash cannot match."""
+    trace = record(tmp_path, "--locals", "changes", "--no-embed-source")
+    if target == "secret":
+        secret = tmp_path / "secret.py"
+        secret.write_text("PASSWORD = 'hunter2'\n")
+        target = str(secret)
+    old = msgspec.json.encode(str(tmp_path / "prog.py"))
+    new = msgspec.json.encode(target)
+    trace.write_bytes(rechain_trace(trace.read_bytes(),
+                                    lambda _, body: body.replace(old, new)))
+    server = _serve([TraceModel(str(trace))])
+    try:
+        assert _verdict(server.url)["status"] == "sealed"  # the forger re-chained it
+        assert target in api(server.url, "meta")["traces"][0]["files"]
+        status, _, body = get(f"{server.url}api/source?file={target}")
+        answer = msgspec.json.decode(body)
+        assert status == 200 and answer["text"] is None
+        assert "missing or changed" in answer["reason"]
+        assert b"root:" not in body and b"hunter2" not in body
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_nav_moves_as_a_debugger_does(base: str) -> None:
