@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TextIO
 
-__all__ = ["DELAY", "Progress"]
+__all__ = ["DELAY", "Progress", "following"]
 
 DELAY = 1.0
 """Seconds of work before the line first appears: quick commands stay quiet."""
@@ -68,6 +70,39 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def _read_positions(paths: set[str]) -> int | None:
+    """The sum of this process's read positions in the files ``paths`` (the
+    furthest per file), or None when none is open."""
+    furthest: dict[str, int] = {}
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target not in paths:
+                continue
+            with open(f"/proc/self/fdinfo/{fd}", "rb") as info:
+                pos = int(info.readline().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        furthest[target] = max(pos, furthest.get(target, 0))
+    return sum(furthest.values()) if furthest else None
+
+
+def following(paths: Sequence[str], what: str) -> Progress:
+    """``Progress(total size of paths, what).follow(paths)``: progress of a
+    pass over files read by code that does not report it."""
+    total = 0
+    for path in paths:
+        try:
+            total += os.path.getsize(path)
+        except OSError:
+            pass
+    return Progress(total or None, what).follow(paths)
+
+
 class Progress:
     """How far a pass over ``total_bytes`` got (``None`` or 0 when the total is
     not known: then only the bytes done and the rate are shown), labelled
@@ -81,6 +116,8 @@ class Progress:
         self.done = 0
         self._stream = sys.stderr if stream is None else stream
         self._drawn = False
+        self._follower: threading.Thread | None = None
+        self._stop_following = threading.Event()
         self._started = time.monotonic()
         self._first = self._started + _delay()
         self._next = self._first
@@ -95,6 +132,28 @@ class Progress:
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+    def follow(self, paths: Sequence[str]) -> Progress:
+        """Tell the progress from how far this process has read ``paths``,
+        looked up a few times a second by a thread (on Linux, in
+        ``/proc/self/fdinfo``), for commands whose reading loop is not theirs
+        to change (``diff``, ``lines``, exports): the reading costs nothing
+        more.  Where the line is never drawn (no terminal) or the positions
+        cannot be read, nothing is started."""
+        if self.update == self._count or not os.path.isdir("/proc/self/fdinfo"):
+            return self
+        wanted = {os.path.realpath(p) for p in paths}
+        stop = self._stop_following
+
+        def poll() -> None:
+            while not stop.wait(_REDRAW):
+                done = _read_positions(wanted)
+                if done is not None and not stop.is_set():
+                    self.update(done)
+
+        self._follower = threading.Thread(target=poll, name="blocktrace-progress", daemon=True)
+        self._follower.start()
+        return self
 
     def _count(self, done_bytes: int) -> None:
         self.done = done_bytes
@@ -112,6 +171,11 @@ class Progress:
     def close(self) -> None:
         """Wipe the line, if one was drawn: what the command prints next starts
         on a clean line."""
+        follower = self._follower
+        if follower is not None:
+            self._stop_following.set()
+            follower.join()
+            self._follower = None
         if self._drawn:
             self._drawn = False
             self._write("\r\x1b[K")

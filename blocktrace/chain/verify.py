@@ -9,6 +9,7 @@ answer is one of four statuses (``sealed``, ``tampered``, ``unusable``,
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from blocktrace.chain.merkle import MerkleAccumulator
 from blocktrace.format.reader import Status, Verification, check_chain
@@ -22,10 +23,12 @@ def verify_file(
     *,
     head: str | None = None,
     genesis: str | None = None,
+    progress: Any = None,
 ) -> Verification:
     """Verify the trace at ``path``.  ``head``: the anchored head to compare the
-    file's final hash with; ``genesis``: the genesis token the trace must carry."""
-    result = check_chain(path, tree=MerkleAccumulator())
+    file's final hash with; ``genesis``: the genesis token the trace must carry;
+    ``progress``: told the bytes read (``blocktrace.progress.Progress``)."""
+    result = check_chain(path, tree=MerkleAccumulator(), progress=progress)
     if result.status in ("sealed", "unsealed"):
         _check_anchors(result, head, genesis)
     return result

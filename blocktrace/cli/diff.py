@@ -78,12 +78,15 @@ def register(subparsers: Any) -> None:
 def _handle(args: argparse.Namespace) -> int:
     if args.window < 1:
         raise CliError("--window must be at least 1")
+    from blocktrace.progress import following
+
     try:
-        report = diff_files(
-            args.a, args.b, fields=args.fields, ignore=args.ignore,
-            stack_top=args.stack_top, max_hunks=args.max_hunks, window=args.window,
-            dialect_a=args.dialect, dialect_b=args.dialect, by_line=args.by_line,
-        )
+        with following([args.a, args.b], f"diff {args.a} {args.b}"):
+            report = diff_files(
+                args.a, args.b, fields=args.fields, ignore=args.ignore,
+                stack_top=args.stack_top, max_hunks=args.max_hunks, window=args.window,
+                dialect_a=args.dialect, dialect_b=args.dialect, by_line=args.by_line,
+            )
     except TraceError as exc:
         raise CliError(str(exc)) from None
     except ValueError as exc:

@@ -61,8 +61,10 @@ def _timeline(args: argparse.Namespace, kind: str) -> int:
         statuses = [verify_or_refuse(t, args.allow_unverified).status for t in traces]
         write = write_perfetto if kind == "perfetto" else write_speedscope
         clock = args.clock if kind == "perfetto" or args.clock != "auto" else "steps"
+        from blocktrace.progress import following
+
         try:
-            with open(args.output, "wb") as out:
+            with open(args.output, "wb") as out, following(traces, f"export {kind}"):
                 write(traces, statuses, out, clock=clock)
         except BaseException:
             try:
@@ -90,8 +92,11 @@ def _parquet(args: argparse.Namespace) -> int:
         datasets, traces = find_inputs(args.traces)
         if datasets:
             raise QueryInputError(f"{datasets[0]}: is a dataset already, not a trace")
+        from blocktrace.progress import following
+
         for path in traces:
-            done = export_trace(path, args.output, allow_unverified=args.allow_unverified)
+            with following([path], f"export {path}"):
+                done = export_trace(path, args.output, allow_unverified=args.allow_unverified)
             sys.stdout.write(
                 f"{done.path}: run {done.run} ({done.status}, {done.lines} lines) -> "
                 f"{args.output} in {done.seconds:.2f} s\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,14 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=verify)
 
 
+def _size_of(path: str) -> int | None:
+    """The file's size for a progress line (None when it has none: a pipe)."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
 def _head(text: str) -> str:
     """An argparse type: a chain head, 64 hex digits (any case, spaces around)."""
     head = text.strip().lower()
@@ -73,8 +82,11 @@ def _head(text: str) -> str:
 
 def verify(args: argparse.Namespace) -> int:
     from blocktrace.chain.verify import verify_file
+    from blocktrace.progress import Progress
 
-    result = verify_file(args.file, head=args.head, genesis=args.genesis)
+    with Progress(_size_of(args.file), f"verify {args.file}") as progress:
+        result = verify_file(args.file, head=args.head, genesis=args.genesis,
+                             progress=progress)
     anchors = _anchors(args, result.status)
     if anchors is not None and anchors.status == "unusable" and not args.json:
         # a checkpoint or key file that cannot be used is an input error, not a verdict

@@ -88,10 +88,12 @@ def _limit(text: str) -> int:
 
 
 def _lines(args: argparse.Namespace) -> int:
+    from blocktrace.progress import following
     from blocktrace.views.lines import TraceFormatError, render_json, render_text, view_trace
 
     try:
-        views = view_trace(args.trace)
+        with following([args.trace], f"lines {args.trace}"):
+            views = view_trace(args.trace)
     except OSError as exc:
         raise CliError(f"{args.trace}: cannot read: {exc.strerror or exc}") from None
     except TraceFormatError as exc:  # its message names the file
