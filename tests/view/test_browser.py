@@ -432,6 +432,12 @@ def test_a_diff_side_by_side(browser: Any, serve: Callable[..., str],
     page.press("j")
     shown_b = page.op("step", t=1)
     assert shown_b == "1"
+    # s: the keys step B instead; A follows.
+    page.press("s")
+    assert page.tab.locator('.pane.active[data-t="1"]').count() == 1
+    page.press("j", "j")
+    assert page.op("step", t=1) == "3"
+    assert page.step() == 3  # before the first divergence the two run in lockstep
     page.close()
 
 
