@@ -379,6 +379,13 @@ def test_a_geth_trace(browser: Any, serve: Callable[..., str], shots: Path) -> N
     page.press("j", "j", "j", "j", "j", "j")  # GAS, then the DELEGATECALL
     seven = page.tab.locator('.pane .evm-stack li').all_inner_texts()
     assert len(seven) == 6 and seven[0].startswith("0x35")  # GAS pushed the gas left
+    # Search a client trace's stack: the steps where it came to hold that word.
+    page.tab.fill("#search-name", "stack")
+    page.tab.fill("#search-text", seven[0])
+    page.tab.press("#search-text", "Enter")
+    page.tab.wait_for_selector("#search-results li button")
+    page.click("#search-results li button >> nth=0")
+    assert seven[0] in page.tab.locator(".pane .evm-stack li").all_inner_texts()
     page.shoot("geth")
     page.close()
 

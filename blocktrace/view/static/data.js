@@ -38,7 +38,7 @@ export function httpBackend(base) {
     values: (t, step) => get("values", { t, step }),
     source: (t, file) => get("source", { t, file }),
     nav: (t, step, how, extra) => get("nav", { t, step, how, ...(extra || {}) }),
-    search: (t, name, text, limit) => get("search", { t, name, text, limit }),
+    search: (t, name, text, limit, from) => get("search", { t, name, text, limit, from }),
     timeline: (t, from, to, buckets) => get("timeline", { t, from, to, buckets }),
     diff: () => get("diff"),
   };

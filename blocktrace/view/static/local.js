@@ -136,10 +136,10 @@ function navigate(trace, step, how, extra) {
 
 // Steps where a recorded value (of `name`, or of any name) that contains `text` was recorded,
 // each only when it differs from that name's previous value in the same frame.
-function searchValues(trace, name, text, limit) {
+function searchValues(trace, name, text, limit, from) {
   const matches = [];
   const frames = new Map();
-  const clientFields = ["stack", "memory", "returnData"];
+  const clientFields = ["stack", "memory", "returnData", "refund"];
   const last = new Map();
   for (const s of trace.steps) {
     const key = `${s.thread ?? ""}|${s.depth}`;
@@ -153,7 +153,7 @@ function searchValues(trace, name, text, limit) {
           const id = scope + " " + n;
           if (seen.get(id) === shown) continue;
           seen.set(id, shown);
-          if (shown.includes(text)) matches.push({ step: s.step, scope, name: n, value });
+          if (shown.includes(text) && s.step >= from) matches.push({ step: s.step, scope, name: n, value });
         }
       }
     } else {
@@ -162,14 +162,16 @@ function searchValues(trace, name, text, limit) {
         const shown = textOf(s[field]).toLowerCase();
         const had = last.get(field);
         last.set(field, shown);
-        if (had !== shown && shown.includes(text.toLowerCase())) {
+        if (had !== shown && shown.includes(text.toLowerCase()) && s.step >= from) {
           matches.push({ step: s.step, name: field, value: s[field] });
         }
       }
     }
-    if (matches.length > limit) return { matches: matches.slice(0, limit), truncated: true };
+    if (matches.length >= limit && s.step + 1 < trace.steps.length) {
+      return { matches, truncated: true, next: s.step + 1 };
+    }
   }
-  return { matches, truncated: false };
+  return { matches, truncated: false, next: null };
 }
 
 // `to` is the last step of the range (inclusive), as the server reads it.
@@ -200,7 +202,7 @@ export function localBackend(blob) {
     source: (t, file) => answer(() => trace(t).sources[file]
       || { text: null, reason: "this page holds no source for this file", hits: {} }),
     nav: (t, step, how, extra) => answer(() => ({ step: navigate(trace(t), Number(step), how, extra) })),
-    search: (t, name, text, limit) => answer(() => searchValues(trace(t), name || "", text || "", limit || SEARCH_LIMIT)),
+    search: (t, name, text, limit, from) => answer(() => searchValues(trace(t), name || "", text || "", limit || SEARCH_LIMIT, Number(from || 0))),
     timeline: (t, from, to, buckets) => answer(() => timeline(trace(t), Number(from), Number(to), Number(buckets))),
     diff: () => answer(() => blob.diff || { status: "unusable", error: "this page holds no diff" }),
   };

@@ -449,25 +449,39 @@ class App {
     });
   }
 
-  async search() {
+  // The steps where a name's value changed to one containing a text; "more" asks on from
+  // where the answer stopped (the server reads a bounded part of a huge trace per question).
+  async search(from = 0) {
     const name = document.getElementById("search-name").value.trim();
     const text = document.getElementById("search-text").value;
     const list = document.getElementById("search-results");
     const t = this.active;
     let answer;
     try {
-      answer = await this.backend.search(t, name, text, SEARCH_LIMIT);
+      answer = await this.backend.search(t, name, text, SEARCH_LIMIT, from || undefined);
     } catch (error) {
       clear(list, el("li", { class: "muted", text: `search failed: ${error.message || error}` }));
       return;
     }
     const matches = answer.matches || [];
-    clear(list, matches.map((m) => el("li", {},
+    const items = matches.map((m) => el("li", {},
       el("button", { type: "button", class: "link", dataset: { step: String(m.step) }, onclick: () => this.go(t, m.step) },
-        `step ${m.step}`), ` ${m.name} = ${show(m.value)}`)));
-    if (matches.length === 0) list.append(el("li", { class: "muted", text: "no step recorded such a value" }));
-    if (answer.truncated) list.append(el("li", { class: "muted", text: `first ${matches.length} matches shown` }));
-    this.say(`${matches.length}${answer.truncated ? "+" : ""} match(es)${this.diffMode ? " in " + (t === 0 ? "A" : "B") : ""}`);
+        `step ${m.step}`), ` ${m.name} = ${show(m.value)}`));
+    if (from) {
+      const more = list.querySelector(".more");
+      if (more) more.remove();
+      list.append(...items);
+    } else {
+      clear(list, items);
+    }
+    const shown = list.querySelectorAll("li button[data-step]").length;
+    if (shown === 0) list.append(el("li", { class: "muted", text: "no step recorded such a value" }));
+    const next = answer.next ?? null;
+    if (next !== null) {
+      list.append(el("li", { class: "more" }, el("button", { type: "button", class: "link",
+        onclick: () => this.busy(() => this.search(next)), text: `more, from step ${next}…` })));
+    }
+    this.say(`${shown}${next !== null ? "+" : ""} match(es)${this.diffMode ? " in " + (t === 0 ? "A" : "B") : ""}`);
   }
 }
 
