@@ -23,6 +23,7 @@ inode and last line (its hash: the head), so a changed trace is read again.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import hashlib
@@ -413,8 +414,14 @@ def load_or_build(
                 return Tables(entry, meta, CallTable.load(entry, meta.calls))
         except (OSError, msgspec.DecodeError, msgspec.ValidationError, EOFError, ValueError):
             pass  # a broken entry: build it again
-    os.makedirs(root, mode=0o700, exist_ok=True)
-    building = tempfile.mkdtemp(prefix=f".{key}-", dir=root)
+    try:
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        building = tempfile.mkdtemp(prefix=f".{key}-", dir=root)
+    except OSError:  # no cache to write: this process keeps its own, removed at exit
+        root = tempfile.mkdtemp(prefix="blocktrace-view-")
+        atexit.register(shutil.rmtree, root, True)
+        entry = os.path.join(root, key)
+        building = tempfile.mkdtemp(prefix=f".{key}-", dir=root)
     try:
         meta, calls = build_tables(reader, building, progress)
         if os.path.exists(entry):

@@ -59,3 +59,17 @@ def test_the_cache_is_private(tmp_path: Path, cache: Path) -> None:
     assert (cache.stat().st_mode & 0o077) == 0
     (entry,) = _entries(cache)
     assert ((cache / entry).stat().st_mode & 0o077) == 0
+
+
+def test_without_a_writable_cache_the_tables_are_built_anyway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the cache would go\n")
+    monkeypatch.setenv("BLOCKTRACE_VIEW_CACHE", str(blocked / "view"))
+    trace = record(tmp_path)
+    model = TraceModel(str(trace))
+    assert model.wait(120)
+    meta = model.meta()
+    assert meta["ready"] and meta["steps"] > 0 and "error" not in meta
+    assert model.stack(meta["steps"] // 2)["frames"]
