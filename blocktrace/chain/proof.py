@@ -38,7 +38,13 @@ from blocktrace.chain.merkle import (
 )
 from blocktrace.format.compressed import CompressedDataError, kind_of, open_at
 from blocktrace.format.errors import TraceError
-from blocktrace.format.index import LEAVES_PER_CHUNK, TraceIndex, perfect_root, range_hash
+from blocktrace.format.index import (
+    LEAVES_PER_CHUNK,
+    ChunkTree,
+    TraceIndex,
+    perfect_root,
+    range_hash,
+)
 from blocktrace.format.lines import Header
 from blocktrace.format.versions import KNOWN_VERSIONS, LINES_PER_LEAF, SUMMARY_IN_TREE
 from blocktrace.limits import MAX_LINE_BYTES, LineTooLongError
@@ -95,6 +101,7 @@ class TraceFile:
         self.path = Path(path)
         name = os.fspath(path)
         self._index = index
+        self._tree: ChunkTree | None = None
         try:
             self._kind = kind_of(name)
             if index is not None:
@@ -298,7 +305,9 @@ class TraceFile:
     def _range_hash(self, lo: int, hi: int) -> bytes:
         index = self._index
         assert index is not None
-        return range_hash(lo, hi, index.chunk, self._leaf_hashes)
+        if self._tree is None:
+            self._tree = ChunkTree(index.chunks)
+        return range_hash(lo, hi, self._tree.subtree, self._leaf_hashes)
 
     def _leaf_lines(self, leaf: int) -> list[bytes]:
         start = leaf * LINES_PER_LEAF

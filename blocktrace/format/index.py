@@ -41,6 +41,7 @@ __all__ = [
     "EVERY",
     "INDEX_FORMAT",
     "LEAVES_PER_CHUNK",
+    "ChunkTree",
     "IndexBuilder",
     "StepCounter",
     "TraceIndex",
@@ -240,10 +241,10 @@ class IndexBuilder:
         chunks, pending = bytes(self._chunks), self._pending
         first = len(chunks) // 32 * LEAVES_PER_CHUNK
 
-        def chunk(i: int) -> bytes | None:
-            return chunks[i * 32 : i * 32 + 32] if (i + 1) * 32 <= len(chunks) else None
-
-        return range_hash(0, self._leaves, chunk, lambda lo, hi: pending[lo - first : hi - first])
+        tree = ChunkTree(chunks)
+        return range_hash(
+            0, self._leaves, tree.subtree, lambda lo, hi: pending[lo - first : hi - first]
+        )
 
     # -- lines ---------------------------------------------------------------------
 
@@ -377,24 +378,52 @@ def perfect_root(hashes: list[bytes]) -> bytes:
 def range_hash(
     lo: int,
     hi: int,
-    chunk: Callable[[int], bytes | None],
+    subtree: Callable[[int, int], bytes | None],
     leaf_hashes: Callable[[int, int], list[bytes]],
 ) -> bytes:
-    """The Merkle tree hash (RFC 9162 MTH) of leaves [lo, hi): whole aligned
-    chunks from ``chunk(i)`` when it has them, the rest from
-    ``leaf_hashes(lo, hi)`` (asked once per stretch inside one chunk)."""
+    """The Merkle tree hash (RFC 9162 MTH) of leaves [lo, hi): perfect aligned
+    subtrees of whole chunks from ``subtree(lo, size)`` when it has them (size a
+    power of two, at least a chunk), the rest from ``leaf_hashes(lo, hi)``
+    (asked once per stretch inside one chunk)."""
     if hi <= lo:
         return hashlib.sha256(b"").digest()
-    if hi - lo == LEAVES_PER_CHUNK and lo % LEAVES_PER_CHUNK == 0:
-        known = chunk(lo // LEAVES_PER_CHUNK)
+    size = hi - lo
+    if size >= LEAVES_PER_CHUNK and not size & (size - 1) and not lo % size:
+        known = subtree(lo, size)
         if known is not None:
             return known
-    if hi - lo <= LEAVES_PER_CHUNK and lo // LEAVES_PER_CHUNK == (hi - 1) // LEAVES_PER_CHUNK:
+    if size <= LEAVES_PER_CHUNK and lo // LEAVES_PER_CHUNK == (hi - 1) // LEAVES_PER_CHUNK:
         return mth(leaf_hashes(lo, hi))
-    k = 1 << ((hi - lo - 1).bit_length() - 1)
-    left = range_hash(lo, lo + k, chunk, leaf_hashes)
-    right = range_hash(lo + k, hi, chunk, leaf_hashes)
+    k = 1 << ((size - 1).bit_length() - 1)
+    left = range_hash(lo, lo + k, subtree, leaf_hashes)
+    right = range_hash(lo + k, hi, subtree, leaf_hashes)
     return hashlib.sha256(NODE_PREFIX + left + right).digest()
+
+
+class ChunkTree:
+    """Every perfect aligned subtree above the chunks, level by level (chunks,
+    pairs of chunks, ...), built once from the chunk hashes: a range hash is
+    then O(log n) node hashes (as C2SP tiles keep them, computed on load)."""
+
+    def __init__(self, chunks: bytes) -> None:
+        level = [chunks[i : i + 32] for i in range(0, len(chunks) - 31, 32)]
+        self.levels = [level]
+        sha = hashlib.sha256
+        while len(level) > 1:
+            level = [
+                sha(NODE_PREFIX + level[i] + level[i + 1]).digest()
+                for i in range(0, len(level) - 1, 2)
+            ]
+            self.levels.append(level)
+
+    def subtree(self, lo: int, size: int) -> bytes | None:
+        """The hash of leaves [lo, lo + size) when it is kept."""
+        j = (size // LEAVES_PER_CHUNK).bit_length() - 1
+        if j >= len(self.levels):
+            return None
+        level = self.levels[j]
+        i = lo // size
+        return level[i] if i < len(level) else None
 
 
 def mth(hashes: list[bytes]) -> bytes:
