@@ -7,14 +7,14 @@ or a pipe, and reads what it wrote there.
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.terminal import on_pty
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pty")
 
@@ -35,32 +35,9 @@ _WORK = textwrap.dedent("""
 
 def _on_pty(*argv: str, env: dict[str, str] | None = None) -> tuple[bytes, bytes, int]:
     """Run ``python -c WORK argv`` with stderr on a pty: (stdout, stderr bytes, status)."""
-    master, slave = os.openpty()
-    try:
-        proc = subprocess.Popen([sys.executable, "-c", _WORK, *argv], stdout=subprocess.PIPE,
-                                stderr=slave, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})})
-    finally:
-        os.close(slave)
-    seen = bytearray()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # EIO: every writer closed the terminal
-                break
-            if not chunk:
-                break
-            seen += chunk
-        elif proc.poll() is not None:
-            break
-    os.close(master)
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    proc.stdout.close()
-    return out, bytes(seen), proc.wait(timeout=30)
+    status, out, err = on_pty([sys.executable, "-c", _WORK, *argv],
+                              env={**os.environ, **(env or {})})
+    return out, err, status
 
 
 def test_a_terminal_shows_the_line_after_a_second_and_wipes_it() -> None:

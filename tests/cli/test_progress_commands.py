@@ -6,13 +6,13 @@ trace of a few megabytes is enough (the default waits a second)."""
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.terminal import on_pty
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pty")
 
@@ -22,36 +22,6 @@ for i in range(60000):
     total += i % 7
 print(total)
 """
-
-
-def _on_pty(argv: list[str], cwd: Path) -> tuple[int, bytes, bytes]:
-    """(status, stdout, what reached the terminal on stderr)."""
-    master, slave = os.openpty()
-    try:
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=slave,
-                                stdin=subprocess.DEVNULL,
-                                env={**os.environ, "BLOCKTRACE_PROGRESS_DELAY": "0"})
-    finally:
-        os.close(slave)
-    assert proc.stdout is not None
-    seen = bytearray()
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # EIO: every writer closed the terminal
-                break
-            if not chunk:
-                break
-            seen += chunk
-        elif proc.poll() is not None:
-            break
-    os.close(master)
-    out = proc.stdout.read()
-    proc.stdout.close()
-    return proc.wait(timeout=60), out, bytes(seen)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +43,7 @@ def traces(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_terminal_shows_progress_and_a_pipe_nothing(traces: Path, command: list[str],
                                                       label: bytes) -> None:
     argv = [sys.executable, "-m", "blocktrace", *command]
-    status, out, err = _on_pty(argv, traces)
+    status, out, err = on_pty(argv, traces, {**os.environ, "BLOCKTRACE_PROGRESS_DELAY": "0"})
     assert status == 0, err
     assert label in err and b"% of " in err
     assert err.endswith(b"\r\x1b[K")  # wiped: what follows starts on a clean line

@@ -11,12 +11,13 @@ Real subprocesses, with the C extensions and with BLOCKTRACE_PURE=1.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.vm.processes import mode_env
 
 STACK = """\
 import inspect, sys, traceback
@@ -38,16 +39,9 @@ _CONSOLE = Path(sys.executable).with_name("blocktrace")
 _MODES = ["C", "pure"]
 
 
-def _env(mode: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "BLOCKTRACE_PURE"}
-    if mode == "pure":
-        env["BLOCKTRACE_PURE"] = "1"
-    return env
-
-
 def _run(argv: list[str], tmp_path: Path, mode: str) -> list[str]:
     proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          env=_env(mode), check=False)
+                          env=mode_env(mode == "pure"), check=False)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.splitlines()
 

@@ -7,7 +7,6 @@ Real subprocesses, with the C extensions and with BLOCKTRACE_PURE=1.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import msgspec
 import pytest
 
 from blocktrace.chain.verify import verify_file
+from tests.vm.processes import mode_env
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
@@ -40,16 +40,9 @@ sys.exit(int(sys.argv[2]))
 _MODES = ["C", "pure"]
 
 
-def _env(mode: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "BLOCKTRACE_PURE"}
-    if mode == "pure":
-        env["BLOCKTRACE_PURE"] = "1"
-    return env
-
-
 def _run(argv: list[str], tmp_path: Path, mode: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=180,
-                          env=_env(mode), check=False)
+                          env=mode_env(mode == "pure"), check=False)
 
 
 def _blocktrace(tmp_path: Path, mode: str, *args: str) -> subprocess.CompletedProcess[str]:
