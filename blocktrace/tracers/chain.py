@@ -22,6 +22,7 @@ import secrets
 import sys
 import time
 from collections.abc import Sequence
+from types import CodeType
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -89,6 +90,13 @@ def _position(stream: IO[bytes]) -> Any:
         return None
 
 
+WRITE_PATH: set[CodeType] = {FrameWriter.write.__code__}
+"""Code on the trace's write path, between the line writer and the file: a
+program's signal handler that would run here runs just after instead
+(blocktrace.vm.signals), since an exception raised between bytes handed on and
+the writer's note of them would write them twice."""
+
+
 def _write_all(stream: IO[bytes]) -> Any:
     """The line writer's ``write`` for a caller's stream: takes everything, or
     raises saying how much it took (``characters_written``).  A signal handler
@@ -126,6 +134,7 @@ def _write_all(stream: IO[bytes]) -> Any:
             done += n
         return len(data)
 
+    WRITE_PATH.add(write_all.__code__)
     return write_all
 
 
@@ -326,6 +335,7 @@ class ChainTracer:
                 self._check_limit()
             return n
 
+        WRITE_PATH.add(counted.__code__)
         return counted
 
     def _check_limit(self) -> None:

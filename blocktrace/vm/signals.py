@@ -17,8 +17,10 @@ installs its handler without the relay.
 
 from __future__ import annotations
 
+import _thread
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from types import BuiltinFunctionType, FrameType
@@ -39,7 +41,41 @@ class _Relay:
         self.handler = handler
 
     def __call__(self, signum: int, frame: FrameType | None) -> Any:
-        return self.handler(signum, programs_frame(frame))
+        program = programs_frame(frame)
+        if program is not frame and _writing(frame, program) and _defer(signum):
+            return None  # arrived while the trace's bytes were handed on: run it after
+        return self.handler(signum, program)
+
+
+def _writing(frame: FrameType | None, program: FrameType | None) -> bool:
+    """Whether a frame between ``frame`` and the program's is on the trace's
+    write path (``blocktrace.tracers.chain.WRITE_PATH``)."""
+    chain = sys.modules.get("blocktrace.tracers.chain")
+    path = getattr(chain, "WRITE_PATH", ())
+    f = frame
+    while f is not None and f is not program:
+        if f.f_code in path:
+            return True
+        f = f.f_back
+    return False
+
+
+def _defer(signum: int) -> bool:
+    """Send ``signum`` to this thread again from a short-lived thread of no
+    Python code, so that its handler runs once the trace's write path on top
+    has returned (to the program, or to a tracer that copes with it).
+
+    A handler that raises (a timeout, Ctrl-C) must not raise on the write path:
+    an exception between a buffer handed to the file and the writer's note of it
+    would write that buffer twice, and the trace would no longer verify.  The
+    signal is not sent from here: sending it to oneself (``pthread_kill``,
+    ``interrupt_main``) runs the handler at once, inside this relay, which would
+    defer again without end.  Nothing of this runs per event."""
+    try:
+        _thread.start_new_thread(signal.pthread_kill, (threading.get_ident(), signum))
+    except (OSError, ValueError, RuntimeError):
+        return False  # e.g. at interpreter shutdown: run it now
+    return True
 
 
 _BLOCKTRACE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
