@@ -59,9 +59,11 @@ def pytest_run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONHASHSEED="0")
     env.pop("PYTEST_XDIST_WORKER", None)
     env.pop("PYTEST_ADDOPTS", None)
+    # Hypothesis's plugin (installed with the test extras, unused by the project) would cost
+    # each run most of its start-up.
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly",
-         "-q", *args],
+         "-p", "no:hypothesispytest", "-q", *args],
         cwd=root, capture_output=True, text=True, timeout=300, env=env, check=False,
     )
 
