@@ -163,8 +163,8 @@ def test_skips_under_blocktrace_pure_say_switched_off_not_not_built() -> None:
     env = {**os.environ, "BLOCKTRACE_PURE": "1"}
     test_file = os.path.join(os.path.dirname(__file__), "chain", "test_writer.py")
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-                          "-p", "no:hypothesispytest", test_file], env=env, capture_output=True, text=True, timeout=300,
-                         check=False)
+                          "-p", "no:hypothesispytest", test_file], env=env,
+                         capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stdout[-2000:]
     assert "switched off (BLOCKTRACE_PURE is set)" in out.stdout
     assert "not built" not in out.stdout
