@@ -696,6 +696,7 @@ def test_the_spool_is_closed_quietly_when_a_blocktrace_in_a_cycle_is_collected()
     import gc
     import warnings
 
+    gc.collect()  # other tests' garbage (a file they left open) is not this test's
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         spool = _blocktrace_in_a_cycle()
