@@ -59,3 +59,32 @@ def test_masks_replace_values_never_keys(tmp_path: Path) -> None:
     golden = _golden(tmp_path, "masked", masks=(r"Thing object",))
     assert b"<masked>" in golden and b'"value":' in golden
     assert verify_file(tmp_path / "masked.jsonl").status == "sealed"
+
+
+def _calls_thing(times: int) -> list[str]:
+    return [_program() for _ in range(times)]
+
+
+def test_repeated_lines_get_the_same_golden_form_as_the_first(tmp_path: Path) -> None:
+    """Bodies rewritten once are reused: every line must still be what the rules
+    make of it on its own (addresses masked, files relative), the chain intact."""
+    raw = tmp_path / "raw.jsonl"
+    with blocktrace.trace(blocktrace.ChainTracer(raw, level="call")):
+        _calls_thing(20)
+    root = os.path.dirname(os.path.dirname(__file__))
+    rules = Normaliser(root, ["the-test"])
+    out = io.BytesIO()
+    with open(raw, "rb") as source:
+        stabilise(source, out, rules)
+    before = raw.read_bytes().splitlines()[1:-1]
+    after = out.getvalue().splitlines()[1:-1]
+    assert len(before) == len(after)
+    hash_member = 75  # ,"hash":"<64 hex>"}
+    bodies = [line[:-hash_member] for line in before]
+    assert max(bodies.count(b) for b in bodies) >= 20  # the same call line, again and again
+    for old, new in zip(bodies, after, strict=True):
+        expected = msgspec.json.encode(rules.value(_decode(old + b"}")))[:-1]
+        assert new[:-hash_member] == expected
+    golden = tmp_path / "golden.jsonl"
+    golden.write_bytes(out.getvalue())
+    assert verify_file(str(golden)).status == "sealed"
