@@ -71,13 +71,60 @@ def levels(n: int, root: str, repeat: int) -> None:
               f"| {best[level] / best['op']:.2f}x | {sizes[level]:,} |")
 
 
+def fib(n: int) -> int:
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+def golden_form(repeat: int) -> None:
+    """``--golden-form``: the golden form (``stabilise``) of a calls-level trace of a
+    recursive ``fib(24)`` (300k call and return lines, each call line naming its file),
+    with rewritten line bodies reused and without (``_SEEN_BODIES = 0``), against
+    recording it, interleaved, best of ``repeat``."""
+    import io
+    import sys
+
+    import blocktrace
+    import blocktrace.golden.stabilise  # the module, not the function it exports
+
+    module = sys.modules["blocktrace.golden.stabilise"]
+    keep = tempfile.mkdtemp(prefix="bench-golden-form-")
+    raw = os.path.join(keep, "calls.jsonl")
+    best: dict[str, float] = {}
+    for _ in range(repeat):
+        start = time.perf_counter()
+        with blocktrace.trace(blocktrace.ChainTracer(raw, level="call", force=True)):
+            fib(24)
+        best["record"] = min(best.get("record", 1e9), time.perf_counter() - start)
+        for name, size in (("reused", 1 << 16), ("not reused", 0)):
+            module._SEEN_BODIES = size
+            start = time.perf_counter()
+            with open(raw, "rb") as source:
+                module.stabilise(source, io.BytesIO(), Normaliser(keep, ["bench"]))
+            best[name] = min(best.get(name, 1e9), time.perf_counter() - start)
+    with open(raw, "rb") as trace:
+        lines = sum(1 for _ in trace)
+    shutil.rmtree(keep)
+    print(f"Python {platform.python_version()}, fib(24) at calls level, {lines:,} lines, "
+          f"best of {repeat}, interleaved\n")
+    print("| what | seconds | vs recording |")
+    print("|---|---|---|")
+    for name in ("record", "reused", "not reused"):
+        label = "record (ChainTracer, calls)" if name == "record" else f"golden form, {name}"
+        print(f"| {label} | {best[name]:.2f} | {best[name] / best['record']:.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--levels", action="store_true",
                         help="only the recording cost at each level (ops, lines, calls)")
+    parser.add_argument("--golden-form", action="store_true",
+                        help="only the golden form of a calls-level trace, bodies reused or not")
     args = parser.parse_args()
+    if args.golden_form:
+        golden_form(args.repeat)
+        return
     n = args.steps // 7  # about 7 instructions per iteration
     root = os.path.dirname(os.path.abspath(__file__))
     if args.levels:
