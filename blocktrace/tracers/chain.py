@@ -255,7 +255,10 @@ class ChainTracer:
             # flushed in pieces of at most 1/16 of the limit: it stops close to it
             buffer_size = min(buffer_size, max(256, max_size // 16))
         self._buffer_size = buffer_size
-        write = self._counted(write)
+        # the file's position tells how much went in, for a plain file (the writers
+        # of a compressed file and of a caller's stream say it themselves)
+        position = self._out.tell if self._frames is None and self._owns else None
+        write = self._counted(write, position)
         extra: dict[str, Any] = {}
         if LineWriter is PyLineWriter and frames is None:  # see PyLineWriter.flush
             extra["tell"] = _position(self._out)
@@ -325,14 +328,29 @@ class ChainTracer:
         if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
             raise ValueError(f"max_size must be a positive number of bytes, not {max_size!r}")
 
-    def _counted(self, write: Any) -> Any:
-        """``write``, counting the bytes handed to it: once per buffer, never per line."""
+    def _counted(self, write: Any, position: Any) -> Any:
+        """``write``, counting the bytes handed to it: once per buffer, never per line.
+
+        A program's signal handler can raise anywhere in here, also after the
+        bytes went to the file: the exception then says how many went
+        (``characters_written``, from the file's position when it has one), so
+        that the line writer never hands them on twice."""
 
         def counted(data: bytes) -> Any:
-            n = write(data)
-            self._written += n if isinstance(n, int) and 0 <= n < len(data) else len(data)
-            if self.max_size is not None:
-                self._check_limit()
+            before = position() if position is not None else 0
+            try:
+                n = write(data)
+                self._written += n if isinstance(n, int) and 0 <= n < len(data) else len(data)
+                if self.max_size is not None:
+                    self._check_limit()
+            except BaseException as exc:
+                if position is not None and not hasattr(exc, "characters_written"):
+                    try:
+                        taken = position() - before
+                        exc.characters_written = max(0, min(taken, len(data)))  # type: ignore[attr-defined]
+                    except BaseException:
+                        pass
+                raise
             return n
 
         WRITE_PATH.add(counted.__code__)

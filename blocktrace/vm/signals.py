@@ -42,9 +42,23 @@ class _Relay:
 
     def __call__(self, signum: int, frame: FrameType | None) -> Any:
         program = programs_frame(frame)
-        if program is not frame and _writing(frame, program) and _defer(signum):
+        if (
+            program is not frame
+            and _DEFERRED.get(signum, 0) < _MAX_DEFERRALS
+            and _writing(frame, program)
+            and _defer(signum)
+        ):
+            _DEFERRED[signum] = _DEFERRED.get(signum, 0) + 1
             return None  # arrived while the trace's bytes were handed on: run it after
+        _DEFERRED.pop(signum, None)
         return self.handler(signum, program)
+
+
+_MAX_DEFERRALS = 8
+"""A signal put off this many times in a row runs where it lands: a program is
+never kept from its handler (the write path also says how much it wrote when
+interrupted, for a plain file)."""
+_DEFERRED: dict[int, int] = {}
 
 
 def _writing(frame: FrameType | None, program: FrameType | None) -> bool:
