@@ -353,7 +353,8 @@ class ChainTracer:
                 raise
             return n
 
-        WRITE_PATH.add(counted.__code__)
+        if position is None:  # it cannot say what went in: signals wait until it returns
+            WRITE_PATH.add(counted.__code__)
         return counted
 
     def _check_limit(self) -> None:
