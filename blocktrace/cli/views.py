@@ -12,6 +12,7 @@ from blocktrace.cli import (
     PROGRAM_ARGS_HELP,
     CliError,
     ProgramInterrupted,
+    ProgramRun,
     chosen_program,
     comma_list,
     own_options_among,
@@ -123,13 +124,9 @@ def _refuse_overwriting(args: argparse.Namespace, sources: list[str], what: str)
     )
 
 
-def _types(args: argparse.Namespace) -> int:
-    from blocktrace.views.stubs import unified_patch, write_stubs
+def _types(args: argparse.Namespace) -> int | ProgramRun:
     from blocktrace.views.types import TypeTable, TypeTracer
 
-    status = 0
-    interrupted = False
-    name: str | None = None
     if args.tables and (args.program or args.module):
         raise CliError("give either --from TABLE or a program to run, not both")
     for path in (args.output, args.csv, args.patch):
@@ -143,32 +140,45 @@ def _types(args: argparse.Namespace) -> int:
                 raise CliError(f"{path}: cannot read: {exc.strerror or exc}") from None
             except ValueError as exc:
                 raise CliError(str(exc)) from None
-    else:
-        from blocktrace.tracers.render import Renderer
-        from blocktrace.vm.runner import run_program
-        from blocktrace.vm.scope import Scope, ScopeError
-        from blocktrace.vm.stepper import Stepper
+        return _write_types(args, table)
 
-        program, name = chosen_program(
-            args.module, args.program,
-            "nothing to do: give a script (or -m MODULE), or --from TABLE",
-        )
-        if args.output is None:
-            args.output = f"{name}.types.jsonl"
-            _check_writable(args.output, args.force)
-        _refuse_overwriting(args, program.source_files(), "the program")
-        try:
-            with program.on_path():
-                scope = Scope(comma_list(args.include), comma_list(args.exclude), None)
-        except ScopeError as exc:
-            raise CliError(str(exc)) from None
-        tracer = TypeTracer(loop_limit=args.loop_limit or None)
-        stepper = Stepper(scope, renderer=Renderer())
-        outcome = run_program(program, tracer, stepper)
+    from blocktrace.tracers.render import Renderer
+    from blocktrace.vm.runner import Outcome, launch
+    from blocktrace.vm.scope import Scope, ScopeError
+    from blocktrace.vm.stepper import Stepper
+
+    program, name = chosen_program(
+        args.module, args.program,
+        "nothing to do: give a script (or -m MODULE), or --from TABLE",
+    )
+    if args.output is None:
+        args.output = f"{name}.types.jsonl"
+        _check_writable(args.output, args.force)
+    _refuse_overwriting(args, program.source_files(), "the program")
+    try:
+        with program.on_path():
+            scope = Scope(comma_list(args.include), comma_list(args.exclude), None)
+    except ScopeError as exc:
+        raise CliError(str(exc)) from None
+    tracer = TypeTracer(loop_limit=args.loop_limit or None)
+    stepper = Stepper(scope, renderer=Renderer())
+
+    def then(outcome: Outcome) -> int:
         say_if_nothing_traced("types", stepper.gas_used, program, outcome.error)
-        status = outcome.status
-        interrupted = outcome.interrupted
-        table = tracer.table
+        _write_types(args, tracer.table)
+        if outcome.interrupted:
+            raise ProgramInterrupted(outcome.status)
+        return outcome.status
+
+    # run from blocktrace.cli.main's own frame, as `blocktrace run` does: the
+    # fewest frames of blocktrace's under the program
+    return ProgramRun(launch(program, tracer, stepper), then)
+
+
+def _write_types(args: argparse.Namespace, table: Any) -> int:
+    """Write the table where the options say (type table, CSV, stubs, patch)."""
+    from blocktrace.views.stubs import unified_patch, write_stubs
+
     _refuse_overwriting(args, sorted({row.file for row in table.rows()}), "a traced source file")
     try:
         if args.output is not None:
@@ -190,6 +200,4 @@ def _types(args: argparse.Namespace) -> int:
         sys.stderr.write(f"blocktrace types: note: {', '.join(misplaced)} came after the program, "
                          "so the program got them as its arguments: put blocktrace's options "
                          "before SCRIPT (or -m MODULE)\n")
-    if interrupted:
-        raise ProgramInterrupted(status)
-    return status
+    return 0

@@ -97,3 +97,17 @@ def test_a_module_run_with_dash_m_has_python_s_runpy_frames_and_ours(tmp_path: P
     names = [line.split()[1] for line in lines if line.startswith("module")]
     assert names == ["<module>", "_run_code", "_run_module_as_main", "<module>", "_run_code",
                      "_run_module_as_main"]
+
+
+@pytest.mark.parametrize("mode", _MODES)
+def test_blocktrace_types_leaves_the_same_frames_as_run(tmp_path: Path, mode: str) -> None:
+    """``blocktrace types`` runs its program from ``main``'s frame too, not
+    from its command's handler and a runner (it did until session 6)."""
+    (tmp_path / "stk.py").write_text(STACK)
+    table = str(tmp_path / "stk.types.jsonl")
+    lines = _run([sys.executable, "-m", "blocktrace", "types", "-o", table, "--force", "stk.py"],
+                 tmp_path, mode)
+    assert _counts(lines) == (4, 5, 4, 4)
+    below = [line.split(maxsplit=2)[1:] for line in lines if line.startswith("module")][1:]
+    assert below[0] == ["<module>", str(Path(__file__).parents[2] / "blocktrace" / "__main__.py")]
+    assert Path(table).stat().st_size > 0

@@ -94,6 +94,9 @@ def make_project(root: Path) -> None:
 def pytest_run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH="src", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     env.pop("PYTEST_ADDOPTS", None)
+    # run under pytest-xdist itself, this test's worker id must not reach the
+    # inner pytest (the plugin would name its table types-gwN.jsonl)
+    env.pop("PYTEST_XDIST_WORKER", None)
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "blocktrace.pytest_plugin",
          "-p", "no:cacheprovider", *args, "tests"],
