@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from types import ModuleType
 
 __all__ = ["PURE", "extension"]
@@ -32,7 +33,60 @@ def extension(name: str) -> ModuleType | None:
         return None
     if name not in _loaded:
         try:
-            _loaded[name] = importlib.import_module(name)
+            module: ModuleType | None = importlib.import_module(name)
         except ImportError:
-            _loaded[name] = None
+            module = None
+        built = getattr(module, "__file__", None)
+        if module is not None and built is not None and older_than_sources(built, _PACKAGE):
+            _say(f"the C extension {name} is older than its C sources (rebuild it: "
+                 "pip install -e .); using the pure-Python paths")
+            module = None
+        _loaded[name] = module
     return _loaded[name]
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def older_than_sources(built: str, package: str) -> bool:
+    """In a source checkout (an editable install: ``setup.py`` beside the
+    package), whether some C source of the package is newer than the built
+    extension ``built``: the extension was built from other sources and may
+    lack what the Python code now asks of it, so it is not used.  An
+    installed wheel has no ``setup.py`` there and is never second-guessed."""
+    if not os.path.exists(os.path.join(os.path.dirname(package), "setup.py")):
+        return False
+    try:
+        built_at = os.stat(built).st_mtime_ns
+    except OSError:
+        return False
+    if package not in _newest:
+        _newest[package] = _newest_source(package)
+    return _newest[package] > built_at
+
+
+_newest: dict[str, int] = {}
+
+
+def _newest_source(package: str) -> int:
+    """The newest modification time of the package's C sources: ``*.c`` and
+    ``*.h`` in its subpackages and their ``csrc`` folders (read once)."""
+    newest = 0
+    with os.scandir(package) as top:
+        folders = [e.path for e in top if e.is_dir() and not e.name.startswith((".", "_"))]
+    for folder in folders + [os.path.join(f, "csrc") for f in folders]:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.endswith((".c", ".h")):
+                newest = max(newest, entry.stat().st_mtime_ns)
+    return newest
+
+
+def _say(message: str) -> None:
+    try:
+        sys.stderr.write(f"blocktrace: {message}\n")
+    except Exception:  # no stderr: the pure paths run all the same
+        pass

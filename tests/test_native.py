@@ -6,10 +6,12 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from blocktrace import _native
+from blocktrace._native import older_than_sources
 
 _REPORT = """
 import json
@@ -168,3 +170,47 @@ def test_skips_under_blocktrace_pure_say_switched_off_not_not_built() -> None:
     assert out.returncode == 0, out.stdout[-2000:]
     assert "switched off (BLOCKTRACE_PURE is set)" in out.stdout
     assert "not built" not in out.stdout
+
+
+# A C extension older than the C sources of the checkout it sits in is not used
+# (it may lack what the Python code asks of it: an editable install not rebuilt
+# after a pull); an installed package is never second-guessed.  Real files.
+
+
+def _tree(root: Path, *, setup: bool) -> tuple[Path, Path, Path]:
+    package = root / "blocktrace"
+    (package / "vm").mkdir(parents=True)
+    (package / "chain" / "csrc").mkdir(parents=True)
+    if setup:
+        (root / "setup.py").write_text("")
+    built = package / "vm" / "_chook.cpython-313-x86_64-linux-gnu.so"
+    built.write_bytes(b"")
+    source = package / "chain" / "csrc" / "writer.c"
+    source.write_text("")
+    return package, built, source
+
+
+def _age(path: Path, seconds: int) -> None:
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - seconds * 1_000_000_000))
+
+
+def test_an_extension_built_before_its_sources_changed_is_stale(tmp_path: Path) -> None:
+    package, built, _ = _tree(tmp_path, setup=True)
+    _age(built, 60)
+    assert older_than_sources(str(built), str(package))
+
+
+def test_an_extension_built_after_its_sources_is_used(tmp_path: Path) -> None:
+    package, _, source = _tree(tmp_path, setup=True)
+    _age(source, 60)
+    (package / "vm" / "_chook.c").write_text("")
+    _age(package / "vm" / "_chook.c", 60)
+    assert not older_than_sources(str(package / "vm" / "_chook.cpython-313-x86_64-linux-gnu.so"),
+                                  str(package))
+
+
+def test_an_installed_package_is_never_second_guessed(tmp_path: Path) -> None:
+    package, built, _ = _tree(tmp_path, setup=False)
+    _age(built, 60)
+    assert not older_than_sources(str(built), str(package))
