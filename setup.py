@@ -6,11 +6,25 @@ warning, never an install failure.  ``BLOCKTRACE_PURE=1`` at run time ignores th
 """
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+class _BuildAll(build_ext):
+    """Every build rebuilds every extension: they share C sources, and in a
+    checkout ``blocktrace._native`` leaves unused an extension older than any
+    C source (built from other sources), so an incremental build that skipped
+    an unchanged extension would switch it off."""
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        self.force = True
+
 
 # hidden: the helpers of one extension (sha256_init ...) are never seen by another library
 _FLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"]
 
 setup(
+    cmdclass={"build_ext": _BuildAll},
     ext_modules=[
         Extension(
             "blocktrace.chain._cwriter",

@@ -69,19 +69,14 @@ _newest: dict[str, int] = {}
 
 
 def _newest_source(package: str) -> int:
-    """The newest modification time of the package's C sources: ``*.c`` and
-    ``*.h`` in its subpackages and their ``csrc`` folders (read once)."""
+    """The newest modification time of the package's C sources (``*.c`` and
+    ``*.h`` anywhere below it; read once per process, ~0.3 ms)."""
     newest = 0
-    with os.scandir(package) as top:
-        folders = [e.path for e in top if e.is_dir() and not e.name.startswith((".", "_"))]
-    for folder in folders + [os.path.join(f, "csrc") for f in folders]:
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.name.endswith((".c", ".h")):
-                newest = max(newest, entry.stat().st_mtime_ns)
+    for folder, subfolders, files in os.walk(package):
+        subfolders[:] = [d for d in subfolders if d not in ("__pycache__", "static")]
+        for name in files:
+            if name.endswith((".c", ".h")):
+                newest = max(newest, os.stat(os.path.join(folder, name)).st_mtime_ns)
     return newest
 
 

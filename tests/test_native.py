@@ -181,6 +181,7 @@ def _tree(root: Path, *, setup: bool) -> tuple[Path, Path, Path]:
     package = root / "blocktrace"
     (package / "vm").mkdir(parents=True)
     (package / "chain" / "csrc").mkdir(parents=True)
+    (package / "views" / "blocks").mkdir(parents=True)
     if setup:
         (root / "setup.py").write_text("")
     built = package / "vm" / "_chook.cpython-313-x86_64-linux-gnu.so"
@@ -208,6 +209,16 @@ def test_an_extension_built_after_its_sources_is_used(tmp_path: Path) -> None:
     _age(package / "vm" / "_chook.c", 60)
     assert not older_than_sources(str(package / "vm" / "_chook.cpython-313-x86_64-linux-gnu.so"),
                                   str(package))
+
+
+def test_a_source_deeper_in_the_package_counts_too(tmp_path: Path) -> None:
+    package, built, source = _tree(tmp_path, setup=True)
+    _age(source, 120)
+    _age(built, 60)
+    assert not older_than_sources(str(built), str(package))
+    (package / "views" / "blocks" / "_cvalues.c").write_text("")
+    _native._newest.clear()
+    assert older_than_sources(str(built), str(package))
 
 
 def test_an_installed_package_is_never_second_guessed(tmp_path: Path) -> None:
