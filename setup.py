@@ -57,6 +57,12 @@ setup(
             optional=True,
         ),
         Extension(
+            "blocktrace.golden._cstabilise",
+            ["blocktrace/golden/csrc/stabilise.c"],
+            extra_compile_args=_FLAGS,
+            optional=True,
+        ),
+        Extension(
             "blocktrace.views.blocks._cvalues",
             ["blocktrace/views/blocks/_cvalues.c"],
             extra_compile_args=_FLAGS,

@@ -69,7 +69,8 @@ def test_the_extensions_load_when_built() -> None:
 
 
 _EXTENSIONS = ("blocktrace.chain._cwriter", "blocktrace.vm._chook",
-               "blocktrace.views.blocks._cvalues", "blocktrace.format._cscan")
+               "blocktrace.views.blocks._cvalues", "blocktrace.format._cscan",
+               "blocktrace.golden._cstabilise")
 
 
 def _built() -> dict[str, str]:

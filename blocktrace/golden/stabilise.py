@@ -78,14 +78,13 @@ class Normaliser:
         # The longest prefix first: a virtual environment may live inside the project.
         self._places = sorted(places, key=lambda place: -len(place[0]))
 
-    def probe(self) -> Callable[[bytes], object]:
-        """``search(body)``: not None when a line body may hold a volatile value (one
-        byte search: a file, an address, the root or temporary path, a summary line,
-        anything at all when there are masks)."""
+    def probes(self) -> tuple[bytes, ...] | None:
+        """What a line body that may hold a volatile value contains (one of these byte
+        strings: a file, an address, the root or temporary path, a summary line), or
+        None when any body may (there are masks)."""
         if self._masks:
-            return lambda body: True
-        alternatives = [re.escape(p) for p in (*self._probes, b'{"output":')]
-        return re.compile(b"|".join(alternatives)).search
+            return None
+        return (*self._probes, b'{"output":')
 
     def path(self, value: str) -> str:
         """A ``file`` value: relative to the root when under it, else to the
@@ -133,25 +132,70 @@ _SEEN_BODIES = 1 << 16
 """Rewritten line bodies kept for reuse (a call line recurs byte for byte each time
 the same function is called at the same depth)."""
 
+_CHUNK = 1 << 22
+"""Bytes of the recorded trace read at a time."""
+
 
 class StabiliseError(ValueError):
     """The recorded trace is not one this module can rewrite (a bug or a torn file)."""
 
 
-def stabilise(source: IO[bytes], target: IO[bytes], rules: Normaliser) -> int:
+def _py_scan(data: bytes, start: int, probes: tuple[bytes, ...] | None,
+             seen: dict[bytes, bytes], add: Callable[[bytes], object]) -> tuple[int, int]:
+    """Hand the bodies of ``data``'s complete lines from ``start`` to ``add`` while
+    Python has nothing to do for them; ``(offset, why)`` where it stopped (the
+    reference of ``_cstabilise.scan``, whose comment says it in full): why 0, all
+    complete lines done (``offset``: the incomplete rest); 1, the line at ``offset``
+    needs Python (a summary, or a body that may hold a volatile value and was not
+    rewritten yet); 2, the line at ``offset`` has no hash member."""
+    pos = start
+    size = len(data)
+    find = data.find
+    search = None if probes is None else re.compile(b"|".join(map(re.escape, probes))).search
+    while pos < size:
+        end = find(b"\n", pos)
+        if end < 0:
+            break
+        if end - pos < _TAIL or data[end - _TAIL:end - _TAIL + 9] != b',"hash":"' or \
+                data[end - 2:end] != b'"}':
+            return pos, 2
+        body = data[pos:end - _TAIL]
+        if body.startswith(b'{"output":'):
+            return pos, 1
+        if search is None or search(body) is not None:
+            done = seen.get(body)
+            if done is None:
+                return pos, 1
+            add(done)
+        else:
+            add(body)
+        pos = end + 1
+    return pos, 0
+
+
+def _scanner() -> Callable[..., tuple[int, int]]:
+    from blocktrace import _native
+
+    native = _native.extension("blocktrace.golden._cstabilise")
+    return _py_scan if native is None else native.scan
+
+
+def stabilise(source: IO[bytes], target: IO[bytes], rules: Normaliser, *,
+              chunk: int = _CHUNK) -> int:
     """Copy the trace ``source`` to ``target`` as golden bytes; returns the lines written.
 
     ``source`` is a trace this process just wrote, so its lines are taken as well
-    formed (a line without its hash member is a ``StabiliseError``); the loop does
-    one byte search per line and hands the line to the C writer."""
+    formed (a line without its hash member is a ``StabiliseError``).  It is read in
+    large pieces; the lines that hold nothing volatile, or whose golden form was
+    made before (calls repeat), go from a C loop to the C writer (``scan``); Python
+    rewrites the others, each body once.  ``chunk``: bytes read at a time."""
     writer = LineWriter(target.write, buffer_size=1 << 20, lines_per_leaf=LINES_PER_LEAF)
     add = writer.line
-    volatile = rules.probe()
+    probes = rules.probes()
+    scan = _scanner()
     tail = -_TAIL - 1  # ,"hash":"<64 hex>"}\n
-    sealed = False
     seen: dict[bytes, bytes] = {}
-    lines = iter(source)
-    first = next(lines, b"")
+    first = source.readline()
     if not first.endswith(b'"}\n') or first[tail:tail + 9] != b',"hash":"':
         raise StabiliseError("the recorded trace has no header line")
     header = _decode(first[:tail] + b"}")
@@ -164,36 +208,49 @@ def stabilise(source: IO[bytes], target: IO[bytes], rules: Normaliser) -> int:
         header["python"] = ".".join(platform.python_version_tuple()[:2])
     header["argv"] = list(rules.argv)
     add(_encode(header)[:-1])
-    for line in lines:
-        if line[tail:tail + 9] != b',"hash":"':
-            raise StabiliseError(f"line {writer.lines + 1} has no hash member")
-        body = line[:tail]
-        if volatile(body) is None:
-            add(body)
-            continue
-        if body.startswith(b'{"output":'):
-            summary = rules.value(_decode(body + b"}"))
-            summary["time"] = 0
-            if "lines" in summary:
-                summary["lines"] = writer.lines
-            if "head" in summary:  # format version 2: the chain before the summary
-                writer.close_leaf()
-                summary["head"] = writer.head
-                summary["root"] = writer.root().hex()
-                summary["treeSize"] = writer.tree_size
-                writer.summary(_encode(summary)[:-1])
-            else:  # version 3: an ordinary line, the last of the tree
-                writer.line(_encode(summary)[:-1])
-                writer.close_leaf()
-            sealed = True
+    rest = b""
+    while True:
+        piece = source.read(chunk)
+        if not piece:
             break
-        done = seen.get(body)
-        if done is None:  # the golden form is a function of the body: calls repeat
+        data = rest + piece if rest else piece
+        pos = 0
+        while True:
+            pos, why = scan(data, pos, probes, seen, add)
+            if why == 0:
+                break
+            if why == 2:
+                raise StabiliseError(f"line {writer.lines + 1} has no hash member")
+            end = data.index(b"\n", pos)
+            body = data[pos:end - _TAIL]
+            if body.startswith(b'{"output":'):
+                _seal(writer, body, rules)
+                writer.flush()
+                return int(writer.lines)
+            # the golden form is a function of the body: calls repeat
             done = _encode(rules.value(_decode(body + b"}")))[:-1]
             if len(seen) < _SEEN_BODIES:
                 seen[body] = done
-        add(done)
-    if not sealed:
-        raise StabiliseError("the recorded trace has no summary line")
-    writer.flush()
-    return int(writer.lines)
+            add(done)
+            pos = end + 1
+        rest = data[pos:]
+    if rest:
+        raise StabiliseError(f"line {writer.lines + 1} has no hash member")
+    raise StabiliseError("the recorded trace has no summary line")
+
+
+def _seal(writer: Any, body: bytes, rules: Normaliser) -> None:
+    """Write the summary line ``body`` in golden form and close the chain."""
+    summary = rules.value(_decode(body + b"}"))
+    summary["time"] = 0
+    if "lines" in summary:
+        summary["lines"] = writer.lines
+    if "head" in summary:  # format version 2: the chain before the summary
+        writer.close_leaf()
+        summary["head"] = writer.head
+        summary["root"] = writer.root().hex()
+        summary["treeSize"] = writer.tree_size
+        writer.summary(_encode(summary)[:-1])
+    else:  # version 3: an ordinary line, the last of the tree
+        writer.line(_encode(summary)[:-1])
+        writer.close_leaf()

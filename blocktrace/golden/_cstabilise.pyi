@@ -1,0 +1,15 @@
+"""Stubs of ``blocktrace.golden._cstabilise`` (csrc/stabilise.c): the golden form's line loop."""
+
+from collections.abc import Buffer, Callable
+
+def scan(
+    data: Buffer,
+    start: int,
+    probes: tuple[bytes, ...] | None,
+    seen: dict[bytes, bytes],
+    add: Callable[[bytes], object],
+    /,
+) -> tuple[int, int]:
+    """Hand the bodies of ``data``'s lines from ``start`` to ``add`` while Python has
+    nothing to do for them: ``(offset, why)`` (0: done to the incomplete rest, 1: the
+    line at ``offset`` needs Python, 2: it has no hash member)."""

@@ -1,0 +1,186 @@
+/* blocktrace.golden._cstabilise: the per-line loop of the golden form, in C.
+ *
+ * scan(data, start, probes, seen, add) walks the complete lines of ``data``
+ * (a trace's bytes, each line ``<body>,"hash":"<64 hex>"}\n``) from offset
+ * ``start`` and hands each line's body to ``add`` (the golden's line writer)
+ * as long as Python has nothing to do for it:
+ *
+ * - a body in which none of ``probes`` occurs (byte strings: a file member,
+ *   an address, the root's path ...) holds no volatile value: handed on as it is;
+ * - a body that may hold one (``probes`` None: every body may) and that was
+ *   rewritten before (a key of ``seen``, the dict of rewritten bodies): its
+ *   rewritten form, ``seen[body]``, is handed on.
+ *
+ * It stops at the first line Python must see and returns ``(offset, why)``:
+ * why 0: every complete line was handed on, ``offset`` is where the first
+ * incomplete one starts (``len(data)`` when there is none); why 1: the line at
+ * ``offset`` needs Python (a body not seen yet, or the summary line
+ * ``{"output":...``); why 2: the line at ``offset`` has no hash member.
+ *
+ * blocktrace.golden.stabilise._py_scan is the reference (same results, same
+ * calls of ``add``); BLOCKTRACE_PURE=1 runs it.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <string.h>
+
+#define HASH_HEX 64
+/* ,"hash":"<64 hex>"} -- what follows a body on its line (before the newline) */
+#define TAIL (9 + HASH_HEX + 2)
+
+static const char SUMMARY[] = "{\"output\":";
+
+/* Whether the ``nlen`` bytes of ``needle`` occur in the ``len`` bytes at ``hay``. */
+static int
+contains(const char *hay, Py_ssize_t len, const char *needle, Py_ssize_t nlen)
+{
+    const char *end = hay + len - nlen + 1; /* the last place a match can start, + 1 */
+    const char *at = hay;
+    while (at < end) {
+        at = memchr(at, needle[0], (size_t)(end - at));
+        if (at == NULL) {
+            return 0;
+        }
+        if (memcmp(at, needle, (size_t)nlen) == 0) {
+            return 1;
+        }
+        at++;
+    }
+    return 0;
+}
+
+static int
+has_probe(const char *body, Py_ssize_t len, PyObject *probes)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(probes);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *p = PyTuple_GET_ITEM(probes, i);
+        Py_ssize_t plen = PyBytes_GET_SIZE(p);
+        if (plen == 0 || plen > len) {
+            continue;
+        }
+        if (contains(body, len, PyBytes_AS_STRING(p), plen)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "scan(data, start, probes, seen, add)");
+        return NULL;
+    }
+    PyObject *probes = args[2], *seen = args[3], *add = args[4];
+    if (probes != Py_None) {
+        if (!PyTuple_Check(probes)) {
+            PyErr_SetString(PyExc_TypeError, "probes must be a tuple of bytes or None");
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(probes); i++) {
+            if (!PyBytes_Check(PyTuple_GET_ITEM(probes, i))) {
+                PyErr_SetString(PyExc_TypeError, "probes must be a tuple of bytes or None");
+                return NULL;
+            }
+        }
+    }
+    if (!PyDict_Check(seen)) {
+        PyErr_SetString(PyExc_TypeError, "seen must be a dict");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const char *data = (const char *)view.buf;
+    Py_ssize_t size = view.len;
+    int why = 0;
+    if (pos < 0 || pos > size) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "start is outside data");
+        return NULL;
+    }
+    while (pos < size) {
+        const char *line = data + pos;
+        const char *nl = memchr(line, '\n', (size_t)(size - pos));
+        if (nl == NULL) {
+            break; /* an incomplete line: the caller reads on */
+        }
+        Py_ssize_t len = nl - line; /* without the newline */
+        if (len < TAIL || memcmp(line + len - TAIL, ",\"hash\":\"", 9) != 0
+            || line[len - 2] != '"' || line[len - 1] != '}') {
+            why = 2;
+            break;
+        }
+        Py_ssize_t blen = len - TAIL;
+        if (blen >= (Py_ssize_t)(sizeof SUMMARY - 1)
+            && memcmp(line, SUMMARY, sizeof SUMMARY - 1) == 0) {
+            why = 1;
+            break;
+        }
+        PyObject *body = PyBytes_FromStringAndSize(line, blen);
+        if (body == NULL) {
+            goto error;
+        }
+        PyObject *out = body;
+        if (probes == Py_None || has_probe(line, blen, probes)) {
+            PyObject *done = PyDict_GetItemWithError(seen, body); /* borrowed */
+            if (done == NULL) {
+                Py_DECREF(body);
+                if (PyErr_Occurred()) {
+                    goto error;
+                }
+                why = 1;
+                break;
+            }
+            out = done;
+        }
+        PyObject *r = PyObject_CallOneArg(add, out);
+        Py_DECREF(body);
+        if (r == NULL) {
+            goto error;
+        }
+        Py_DECREF(r);
+        pos += len + 1;
+    }
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(ni)", pos, why);
+error:
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
+static PyMethodDef stabilise_methods[] = {
+    {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
+     "scan(data, start, probes, seen, add) -> (offset, why): hand the bodies of data's "
+     "lines from start to add while Python has nothing to do for them (see the module)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyModuleDef_Slot stabilise_slots[] = {
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+    {0, NULL},
+};
+
+static struct PyModuleDef stabilise_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "blocktrace.golden._cstabilise",
+    .m_doc = "The per-line loop of the golden form (blocktrace.golden.stabilise), in C.",
+    .m_size = 0,
+    .m_methods = stabilise_methods,
+    .m_slots = stabilise_slots,
+};
+
+PyMODINIT_FUNC
+PyInit__cstabilise(void)
+{
+    return PyModuleDef_Init(&stabilise_module);
+}
