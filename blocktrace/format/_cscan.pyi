@@ -13,6 +13,11 @@ UNSURE: Final[int]
 MISMATCH: Final[int]
 MALFORMED: Final[int]
 SUMMARY: Final[int]
+STEP: Final[int]
+
+def perfect_roots(hashes: Buffer, per: int, /) -> bytes:
+    """The Merkle root (RFC 9162) of each complete group of ``per`` (a power of two)
+    32-byte leaf hashes."""
 
 def plain_json_object(line: Buffer, /) -> bool:
     """For tests: True when the C check settles that ``line`` is a JSON object
@@ -22,13 +27,30 @@ def plain_json_object(line: Buffer, /) -> bool:
 class ChainScan:
     """The chain check of one trace (see :mod:`blocktrace.format.fastcheck`)."""
 
-    def __init__(self, version: int, per_leaf: int, max_line: int, leaves: bool) -> None: ...
+    def __init__(
+        self, version: int, per_leaf: int, max_line: int, leaves: bool, every: int = 0
+    ) -> None:
+        """``every`` > 0: also keep the index's bookkeeping (steps, a checkpoint
+        every ``every`` lines) of the lines that check."""
     def scan(self, buffer: Buffer, pos: int, number: int, trust: int, /) -> tuple[int, int, int]:
         """Check the complete lines of ``buffer`` from byte ``pos`` (line ``number``);
         returns (stop code, pos, number) of the line it stopped at.  ``trust``: 0, or
         1/2 when Python found the first line a JSON object / not one."""
     def take_leaves(self) -> bytes:
         """The leaf hashes completed since the last call, 32 bytes each."""
+    def decide(self, starts_step: bool, /) -> None:
+        """After STEP: whether the line the scan stopped at starts a step."""
+    def checkpoint_offset(self, k: int, /) -> int:
+        """The uncompressed offset of checkpoint ``k``'s line."""
+    def index_state(self) -> tuple[int, int, int, int, bytes]:
+        """(steps, offset, last line's offset, waiting, checkpoints as native
+        uint64 triples (offset, steps before, first step's line))."""
+    @property
+    def last_step(self) -> bytes | None:
+        """The last step's line (with its newline), or None."""
+    @property
+    def checkpoints(self) -> int:
+        """Checkpoints so far."""
     @property
     def lines(self) -> int:
         """Number of the last line that checked (0: none)."""

@@ -8,8 +8,13 @@ buffers -- each line's hash by its version's rules, a cheap "is a JSON object"
 test, the leaf hashes -- and stops at whatever needs more than that: the
 header is parsed here before it starts, and the summary, a line its JSON test
 is unsure of, and every line that fails are answered here with the reference
-walk's own helpers and words.  Memory is one buffer of :data:`CHUNK` bytes plus
-at most one line (bounded by ``MAX_LINE_BYTES``), whatever the trace's size.
+walk's own helpers and words.  Building an index in the same pass, the scanner
+also keeps its bookkeeping (steps, a checkpoint every 1,024 lines, the first
+step after each), so the index costs the check next to nothing; an op line
+whose step it cannot settle (one next to an exception line, written unusually)
+is Python's to decide with ``index.merges``.  Memory is one buffer of
+:data:`CHUNK` bytes plus at most one line (bounded by ``MAX_LINE_BYTES``),
+whatever the trace's size.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from types import ModuleType
 from typing import IO, Any
 
 from blocktrace.format import reader
-from blocktrace.format.index import IndexBuilder
+from blocktrace.format.index import EVERY, IndexBuilder, merges
 from blocktrace.format.reader import Tree, Verification
 from blocktrace.format.rules import split_hash
 from blocktrace.format.versions import LINES_PER_LEAF, MAX_LINE_BYTES
@@ -38,11 +43,9 @@ def walk(
     progress: Any = None,
 ) -> None:
     """``reader._walk``'s answer for ``stream`` (a binary stream at its start),
-    computed by the scanner of extension module ``native``; ``index`` is fed
-    every accepted line as there, ``progress`` told once per buffer."""
-    on_line = index.line if index is not None else None
-    tell = progress.update if progress is not None else None
-    done = 0
+    computed by the scanner of extension module ``native``; ``index`` ends up
+    as the reference walk's (the scanner counts, :meth:`IndexBuilder.absorb`
+    takes its counts), ``progress`` is told once per buffer."""
     first = stream.readline(MAX_LINE_BYTES + 1)
     if not first:
         result.reason = "empty file"
@@ -56,7 +59,29 @@ def walk(
     version = reader._header(result, first[:-1])
     if not version:
         return
-    scan = native.ChainScan(version, LINES_PER_LEAF, MAX_LINE_BYTES, tree is not None)
+    scan = native.ChainScan(
+        version, LINES_PER_LEAF, MAX_LINE_BYTES, tree is not None, EVERY if index is not None else 0
+    )
+    try:
+        _scan(native, scan, stream, first, version, result, tree, index, progress)
+    finally:
+        if index is not None and not index.absorbed:
+            index.absorb(scan)
+
+
+def _scan(
+    native: ModuleType,
+    scan: Any,
+    stream: IO[bytes],
+    first: bytes,
+    version: int,
+    result: Verification,
+    tree: Tree | None,
+    index: IndexBuilder | None,
+    progress: Any,
+) -> None:
+    tell = progress.update if progress is not None else None
+    done = 0
     buf = first
     pos = 0
     number = 1
@@ -73,7 +98,7 @@ def walk(
             result.head = scan.head
         if pos > start:
             if index is not None:
-                index.block(buf, start, pos)
+                index.follow(scan)
             if tell is not None:
                 done += pos - start
                 tell(done)
@@ -93,6 +118,9 @@ def walk(
             pos = 0
             continue
         line = buf[pos : buf.index(b"\n", pos)]
+        if code == native.STEP:
+            scan.decide(not merges(line, scan.last_step))
+            continue
         if code == native.UNSURE:
             trust = 2 if reader._not_an_object(line) else 1
             continue
@@ -102,8 +130,9 @@ def walk(
                 return
             result.lines = number
             result.head = stored
-            if on_line is not None:
-                on_line(line + b"\n")
+            if index is not None:
+                index.absorb(scan)
+                index.line(line + b"\n")
             _after_summary(stream, buf, pos + len(line) + 1, number + 1, result)
             return
         if code == native.TOO_LONG:
@@ -122,6 +151,9 @@ def walk(
 
 
 def _feed(tree: Tree, leaves: bytes) -> None:
+    if isinstance(tree, IndexBuilder):
+        tree.append_leaves(leaves)
+        return
     append = tree.append_leaf_hash
     for at in range(0, len(leaves), 32):
         append(leaves[at : at + 32])

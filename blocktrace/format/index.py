@@ -33,6 +33,7 @@ from typing import Any, Final
 
 import msgspec
 
+from blocktrace._native import extension
 from blocktrace.format.compressed import FrameStream, Kind, Position
 from blocktrace.format.rules import NODE_PREFIX, split_hash
 from blocktrace.format.versions import LINES_PER_LEAF
@@ -59,8 +60,6 @@ EVERY: Final = LEAVES_PER_CHUNK * LINES_PER_LEAF
 """Lines between two checkpoints of the index (a chunk of 64 leaves)."""
 _OP: Final = b'{"pc":'
 _PLAIN_OP: Final = b'"gasCost":"0x1"'
-_EXCEPTION_OP: Final = b'"gasCost":"0x0"'
-_NL_OP: Final = b'\n{"pc":'
 _HEAD_SCAN: Final = 160
 _decode_dict = msgspec.json.Decoder(dict[str, Any]).decode
 
@@ -164,7 +163,7 @@ class StepCounter:
         if not raw.startswith(_OP):
             return False
         plain = _PLAIN_OP in raw[:_HEAD_SCAN]
-        if not (plain and self._last_plain) and _merges(raw, self._last):
+        if not (plain and self._last_plain) and merges(raw, self._last):
             return False
         self._last = raw
         self._last_plain = plain
@@ -189,7 +188,8 @@ class StepCounter:
                 yield number, is_step(raw)
 
 
-def _merges(raw: bytes, step: bytes | None) -> bool:
+def merges(raw: bytes, step: bytes | None) -> bool:
+    """Whether line ``raw`` belongs to the step whose line is ``step``."""
     if step is None:
         return False
     try:
@@ -220,8 +220,12 @@ class IndexBuilder:
         self._waiting = False
         self._frame_pos = array("Q")
         self._chunks = bytearray()
-        self._pending: list[bytes] = []
+        self._pending = bytearray()
         self._leaves = 0
+        self._last_u = 0
+        self._head = ""
+        self.absorbed = False
+        """The lines so far were counted by the native scanner (:meth:`absorb`)."""
 
     # -- the Tree protocol (leaf hashes) -----------------------------------------
 
@@ -230,15 +234,21 @@ class IndexBuilder:
         return self._leaves
 
     def append_leaf_hash(self, digest: bytes) -> None:
-        self._leaves += 1
+        self.append_leaves(digest)
+
+    def append_leaves(self, digests: bytes) -> None:
+        """Leaf hashes in bulk (32 bytes each)."""
+        self._leaves += len(digests) // 32
         pending = self._pending
-        pending.append(digest)
-        if len(pending) == LEAVES_PER_CHUNK:
-            self._chunks += perfect_root(pending)
-            pending.clear()
+        pending += digests
+        full = len(pending) // _CHUNK_BYTES * _CHUNK_BYTES
+        if full:
+            self._chunks += perfect_roots(bytes(pending[:full]))
+            del pending[:full]
 
     def root(self) -> bytes:
-        chunks, pending = bytes(self._chunks), self._pending
+        chunks, tail = bytes(self._chunks), self._pending
+        pending = [bytes(tail[i : i + 32]) for i in range(0, len(tail), 32)]
         first = len(chunks) // 32 * LEAVES_PER_CHUNK
 
         tree = ChunkTree(chunks)
@@ -265,67 +275,38 @@ class IndexBuilder:
                 self._first_steps[-1] = n + 1
                 self._waiting = False
 
-    def block(self, buf: bytes, start: int, end: int) -> None:
-        """The accepted lines ``buf[start:end]`` (each with its newline): what as
-        many :meth:`line` calls do, with runs of op lines counted in bulk (only
-        the lines next to an exception line are looked at one by one)."""
-        pos = start
-        left = buf.count(b"\n", start, end)
-        while pos < end:
-            if self.lines % EVERY == 0:
-                self._checkpoint()
-            room = EVERY - self.lines % EVERY
-            if left <= room:
-                cut = end
-            else:
-                cut = pos
-                index = buf.index
-                for _ in range(room):
-                    cut = index(b"\n", cut) + 1
-            left -= room
-            self._segment(buf, pos, cut)
-            pos = cut
+    # -- from the native scanner (blocktrace.format.fastcheck) -------------------------
 
-    def _segment(self, buf: bytes, start: int, end: int) -> None:
-        """Lines between two checkpoints."""
-        counter = self._counter
-        pos = start
-        while pos < end:
-            if counter._last_plain:
-                marker = buf.find(_EXCEPTION_OP, pos, end)
-                stop = end if marker < 0 else buf.rfind(b"\n", pos, marker) + 1 or pos
-                if stop > pos and self._plain_run(buf, pos, stop):
-                    pos = stop
-                    continue
-            while pos < end:  # one by one, until a plain step has been seen again
-                nl = buf.index(b"\n", pos) + 1
-                self._one(buf[pos:nl])
-                pos = nl
-                if counter._last_plain:
-                    break
+    def follow(self, scan: Any) -> None:
+        """After each of the scanner's passes (``ChainScan(..., every=EVERY)``, which
+        keeps the lines' bookkeeping itself): the frames of its new checkpoints."""
+        frames = self._frames
+        if frames is None:
+            return
+        known = len(self._frame_pos) // 2
+        for k in range(known, scan.checkpoints):
+            self._frame_pos.extend(frames.frame_before(scan.checkpoint_offset(k)))
 
-    def _plain_run(self, buf: bytes, start: int, end: int) -> bool:
-        """Count lines [start, end) in bulk when every op line among them is a
-        plain op line (so each is a step); False (nothing done) otherwise."""
-        first_op = start if buf.startswith(_OP, start) else -1
-        ops = buf.count(_NL_OP, start, end) + (first_op == start)
-        if buf.count(_PLAIN_OP, start, end) != ops:
-            return False
-        count = buf.count(b"\n", start, end)
-        if ops:
-            if self._waiting:
-                at = first_op if first_op >= 0 else buf.find(_NL_OP, start, end) + 1
-                self._first_steps[-1] = self.lines + buf.count(b"\n", start, at) + 1
-                self._waiting = False
-            last = buf.rfind(_NL_OP, start, end)
-            line_start = last + 1 if last >= 0 else start
-            self._counter.start(buf[line_start : buf.index(b"\n", line_start) + 1])
-            self.steps += ops
-        self.lines += count
-        self.offset += end - start
-        before_last = buf.rfind(b"\n", start, end - 1)
-        self._last_raw = buf[before_last + 1 if before_last >= 0 else start : end]
-        return True
+    def absorb(self, scan: Any) -> None:
+        """Take the scanner's bookkeeping of the lines it accepted (before a line
+        Python reads itself: the summary)."""
+        self.absorbed = True
+        self.follow(scan)
+        steps, offset, last_offset, waiting, checkpoints = scan.index_state()
+        table = array("Q", checkpoints)
+        self._offsets = table[0::3]
+        self._steps_at = table[1::3]
+        self._first_steps = table[2::3]
+        self.lines = scan.lines
+        self.steps = steps
+        self.offset = offset
+        self._waiting = bool(waiting)
+        self._last_u = last_offset
+        self._head = scan.head
+        self._last_raw = b""
+        last = scan.last_step
+        if last is not None:
+            self._counter.start(last)
 
     def _checkpoint(self) -> None:
         self._offsets.append(self.offset)
@@ -337,7 +318,10 @@ class IndexBuilder:
 
     def finish(self, result: Any) -> TraceIndex:
         """The index, given the chain check's ``Verification``."""
-        last_u = self.offset - len(self._last_raw)
+        if self._last_raw:
+            last_u, head = self.offset - len(self._last_raw), _hash_of(self._last_raw)
+        else:
+            last_u, head = self._last_u, self._head
         if self._frames is not None and self.lines:
             last: Position = (*self._frames.frame_before(last_u), last_u)
         else:
@@ -350,7 +334,7 @@ class IndexBuilder:
             status=result.status,
             reason=result.reason,
             line=result.line,
-            head=_hash_of(self._last_raw) if self.lines else "",
+            head=head if self.lines else "",
             version=result.version,
             leaves=self._leaves,
             root=result.root,
@@ -362,6 +346,20 @@ class IndexBuilder:
             frames=self._frame_pos.tobytes(),
             chunks=bytes(self._chunks),
         )
+
+
+_CHUNK_BYTES: Final = 32 * LEAVES_PER_CHUNK
+_native = extension("blocktrace.format._cscan")
+
+
+def perfect_roots(hashes: bytes) -> bytes:
+    """The root of each whole chunk (64 leaf hashes) in ``hashes``, concatenated."""
+    if _native is not None:
+        return bytes(_native.perfect_roots(hashes, LEAVES_PER_CHUNK))
+    return b"".join(
+        perfect_root([hashes[i + j : i + j + 32] for j in range(0, _CHUNK_BYTES, 32)])
+        for i in range(0, len(hashes) - _CHUNK_BYTES + 1, _CHUNK_BYTES)
+    )
 
 
 def perfect_root(hashes: list[bytes]) -> bytes:

@@ -251,3 +251,92 @@ def test_the_c_json_check_never_accepts_what_msgspec_refuses(line: bytes) -> Non
     """It may leave any line to Python, but what it settles, msgspec accepts."""
     if NATIVE.plain_json_object(line):
         assert reader._not_an_object(line) == ""
+
+
+_STEP_PROGRAM = """\
+def g(i):
+    raise KeyError(i)
+def f(i):
+    try:
+        g(i)
+    except KeyError:
+        return i
+for i in range(130):
+    f(i)
+"""
+
+# Rewrites of an op or exception line's members that decide whether it joins the
+# step before it: the scanner settles the plain forms and leaves the rest to Python.
+_STEP_EDITS: list[tuple[bytes, bytes]] = [
+    (b'"pc":', b'"pc" :'),
+    (b'"pc":', b'"p\\u0063":'),
+    (b'"depth":', b'"depth":1,"depth":'),
+    (b'"depth":1', b'"depth":1.0'),
+    (b'"depth":1', b'"depth":true'),
+    (b'"depth":1', b'"depth":-0'),
+    (b'"depth":1', b'"depth":null'),
+    (b'"depth":1', b'"depth":"1"'),
+    (b'"gasCost":"0x0"', b'"gasCost":"0x0","event":null'),
+    (b'"gasCost":"0x0"', b'"gasCost":"0x0","thread":[1]'),
+    (b'"gasCost":"0x1"', b'"gasCost":"0x1","event":"x"'),
+    (b'"gasCost":"0x1"', b'"gasCost":"0x1","event":"\\u0078"'),
+    (b'"code":', b'"x":{"code":[1,"}"]},"code":'),
+    (b'"gas":"0x', b'"gas":"0X'),
+]
+
+
+@pytest.fixture(scope="module")
+def step_trace(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A real trace of ~4,000 lines, full of exception lines, over a few checkpoints."""
+    tmp = tmp_path_factory.mktemp("steps")
+    (tmp / "p.py").write_text(_STEP_PROGRAM)
+    subprocess.run(
+        [sys.executable, "-m", "blocktrace", "run", "-o", str(tmp / "t.jsonl"), str(tmp / "p.py")],
+        capture_output=True, timeout=120, check=True,
+    )
+    return (tmp / "t.jsonl").read_bytes()
+
+
+def test_steps_decided_in_c_are_the_reference_ones(step_trace: bytes, tmp_path: Path) -> None:
+    """The scanner counts steps (and checkpoints' first steps) itself; the lines it
+    is unsure of go to Python's rule: the index is the pure walk's either way."""
+    path = tmp_path / "t.jsonl"
+    pure, native = _indexes(_written(path, step_trace))
+    assert native == pure
+    lines = step_trace.count(b"\n")
+    for old, new in _STEP_EDITS:
+        for every in (1, 7, 97):
+            def edit(number: int, body: bytes, old: bytes = old, new: bytes = new,
+                     every: int = every) -> bytes:
+                if number % every or not body.startswith(b'{"pc":'):
+                    return body
+                return body.replace(old, new, 1)
+            edited = rechain_trace(step_trace, edit)
+            pure, native = _indexes(_written(path, edited))
+            assert native == pure, (old, new, every)
+    assert lines > 2 * 1024
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(_STEP_EDITS)),
+                      min_size=1, max_size=40))
+def test_random_step_edits_give_the_reference_index(
+    step_trace: bytes, tmp_path: Path, edits: list[tuple[int, tuple[bytes, bytes]]]
+) -> None:
+    n = step_trace.count(b"\n")
+    where = {at % n: edit for at, edit in edits}
+
+    def edit(number: int, body: bytes) -> bytes:
+        if number in where and body.startswith(b'{"pc":'):
+            old, new = where[number]
+            return body.replace(old, new, 1)
+        return body
+    path = _written(tmp_path / "t.jsonl", rechain_trace(step_trace, edit))
+    pure, native = _indexes(path)
+    assert native == pure
+
+
+def _written(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path

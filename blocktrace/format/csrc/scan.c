@@ -40,6 +40,7 @@ enum {
     STOP_MISMATCH = 5,  /* the hash does not match */
     STOP_MALFORMED = 6, /* hash matches, but Python said it is not an object */
     STOP_SUMMARY = 7,   /* a summary whose hash matches: Python reads it */
+    STOP_STEP = 8,      /* index: whether this op line starts a step is Python's to say */
 };
 
 static const uint8_t HASH_FIELD[] = ",\"hash\":\"";
@@ -287,6 +288,20 @@ typedef struct {
     uint8_t *leaves;    /* leaf hashes not yet taken */
     size_t nleaves, cap;
     int failed;         /* out of memory */
+    /* the index (blocktrace.format.index.IndexBuilder's bookkeeping), when every > 0 */
+    long long every;
+    unsigned long long offset;      /* uncompressed offset of the next line */
+    unsigned long long last_offset; /* of the last line that checked */
+    unsigned long long steps;
+    uint64_t *cps;                  /* (offset, steps before, first step's line) triples */
+    size_t ncps, cpcap;
+    int waiting;                    /* the last checkpoint's first step is still to come */
+    int last_plain;                 /* the last step is a plain op line */
+    int decided;                    /* Python's answer for the line at pos: 0, 1 step, 2 not */
+    const uint8_t *step;            /* the last step's line (newline included), or NULL */
+    size_t step_len;
+    uint8_t *step_own;              /* its copy once the caller's buffer goes */
+    size_t step_cap;
 } ScanObject;
 
 static void
@@ -400,6 +415,256 @@ is_lower_hex(const uint8_t *p, size_t n)
     return (int)ok;
 }
 
+
+/* -- steps (blocktrace.format.index.StepCounter) ---------------------------------- */
+
+static const uint8_t OP_PREFIX[] = "{\"pc\":";
+#define OP_PREFIX_LEN 6
+static const uint8_t PLAIN_OP[] = "\"gasCost\":\"0x1\"";
+#define PLAIN_OP_LEN 15
+#define HEAD_SCAN 160
+
+enum { F_GAS, F_EVENT, F_PC, F_DEPTH, F_CODE, F_THREAD, F_COUNT };
+static const char *const FIELD_NAMES[F_COUNT] = {"gas", "event", "pc", "depth", "code", "thread"};
+
+typedef struct {
+    const uint8_t *at[F_COUNT]; /* the value's bytes; NULL: absent or null */
+    size_t len[F_COUNT];
+} Fields;
+
+/* The end of the JSON value at p (not validated: the line is checked apart),
+ * or NULL when it is not one whose bytes compare as its value does: only
+ * strings without escapes, integers other than -0 and null are. *null is set
+ * for null. */
+static const uint8_t *
+simple_value(const uint8_t *p, const uint8_t *end, int *null)
+{
+    *null = 0;
+    if (p >= end) {
+        return NULL;
+    }
+    if (*p == '"') {
+        const uint8_t *q = p + 1;
+        while (q < end && *q != '"') {
+            if (*q == '\\') {
+                return NULL;
+            }
+            q++;
+        }
+        return q < end ? q + 1 : NULL;
+    }
+    if (*p == 'n') {
+        if (end - p >= 4 && memcmp(p, "null", 4) == 0) {
+            *null = 1;
+            return p + 4;
+        }
+        return NULL;
+    }
+    const uint8_t *q = p;
+    if (*q == '-') {
+        q++;
+    }
+    const uint8_t *digits = q;
+    while (q < end && *q >= '0' && *q <= '9') {
+        q++;
+    }
+    if (q == digits || (*digits == '0' && q - digits > 1) || (digits != p && *digits == '0')) {
+        return NULL; /* no digits, a leading zero, or -0 */
+    }
+    if (q < end && (*q == '.' || *q == 'e' || *q == 'E')) {
+        return NULL;
+    }
+    return q;
+}
+
+/* The end of any JSON value at p, skipped without judging it (strings with
+ * their escapes, nesting by brackets outside strings), or NULL. */
+static const uint8_t *
+skip_value(const uint8_t *p, const uint8_t *end)
+{
+    int depth = 0;
+    while (p < end) {
+        uint8_t c = *p;
+        if (c == '"') {
+            p++;
+            while (p < end && *p != '"') {
+                p += *p == '\\' ? 2 : 1;
+            }
+            if (p >= end) {
+                return NULL;
+            }
+            p++;
+        } else if (c == '{' || c == '[') {
+            depth++;
+            p++;
+        } else if (c == '}' || c == ']' || c == ',') {
+            if (depth == 0) {
+                return p;
+            }
+            depth -= c != ',';
+            p++;
+        } else {
+            p++;
+        }
+    }
+    return NULL;
+}
+
+/* The six members a step's merge looks at, from the top level of the object
+ * [p, end); 0 when not sure (escaped or repeated keys, whitespace, a value of
+ * those members that is not a plain string, integer or null). */
+static int
+step_fields(const uint8_t *p, const uint8_t *end, Fields *f)
+{
+    memset(f, 0, sizeof *f);
+    unsigned seen = 0;
+    if (p >= end || *p != '{') {
+        return 0;
+    }
+    p++;
+    if (p < end && *p == '}') {
+        return 1;
+    }
+    for (;;) {
+        if (p >= end || *p != '"') {
+            return 0;
+        }
+        const uint8_t *key = ++p;
+        while (p < end && *p != '"') {
+            if (*p == '\\') {
+                return 0;
+            }
+            p++;
+        }
+        if (p + 1 >= end || p[1] != ':') {
+            return 0;
+        }
+        size_t klen = (size_t)(p - key);
+        p += 2;
+        int which = -1;
+        for (int i = 0; i < F_COUNT; i++) {
+            if (strlen(FIELD_NAMES[i]) == klen && memcmp(FIELD_NAMES[i], key, klen) == 0) {
+                which = i;
+                break;
+            }
+        }
+        const uint8_t *after;
+        if (which >= 0) {
+            int null;
+            if (seen & (1u << which)) {
+                return 0;
+            }
+            seen |= 1u << which;
+            after = simple_value(p, end, &null);
+            if (after == NULL) {
+                return 0;
+            }
+            if (!null) {
+                f->at[which] = p;
+                f->len[which] = (size_t)(after - p);
+            }
+        } else {
+            after = skip_value(p, end);
+            if (after == NULL) {
+                return 0;
+            }
+        }
+        p = after;
+        if (p >= end) {
+            return 0;
+        }
+        if (*p == '}') {
+            return p + 1 == end;
+        }
+        if (*p != ',') {
+            return 0;
+        }
+        p++;
+    }
+}
+
+static int
+same_field(const Fields *a, const Fields *b, int i)
+{
+    if (a->at[i] == NULL || b->at[i] == NULL) {
+        return a->at[i] == b->at[i];
+    }
+    return a->len[i] == b->len[i] && memcmp(a->at[i], b->at[i], a->len[i]) == 0;
+}
+
+/* index._merges: 1 when the line [p, p + len) belongs to the step s->step, 0
+ * when it starts its own, -1 when Python must say. */
+static int
+merges(const ScanObject *s, const uint8_t *p, size_t len)
+{
+    if (s->step == NULL) {
+        return 0;
+    }
+    Fields line, step;
+    if (!step_fields(p, p + len, &line) || !step_fields(s->step, s->step + s->step_len - 1, &step)) {
+        return -1;
+    }
+    if (!same_field(&line, &step, F_GAS) && line.at[F_EVENT] == NULL) {
+        return 0;
+    }
+    return same_field(&line, &step, F_PC) && same_field(&line, &step, F_DEPTH)
+           && same_field(&line, &step, F_CODE) && same_field(&line, &step, F_THREAD);
+}
+
+static int
+has_plain_op(const uint8_t *line, size_t rawlen)
+{
+    size_t n = rawlen < HEAD_SCAN ? rawlen : HEAD_SCAN;
+    for (size_t i = 0; i + PLAIN_OP_LEN <= n; i++) {
+        if (line[i] == '"' && memcmp(line + i, PLAIN_OP, PLAIN_OP_LEN) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Keep the last step's line past the caller's buffer [buf, buf + len). */
+static void
+keep_step(ScanObject *s, const uint8_t *buf, Py_ssize_t len)
+{
+    if (s->step == NULL || s->step < buf || s->step >= buf + len) {
+        return;
+    }
+    if (s->step_cap < s->step_len) {
+        uint8_t *more = PyMem_RawRealloc(s->step_own, s->step_len);
+        if (more == NULL) {
+            s->failed = 1;
+            s->step = NULL;
+            return;
+        }
+        s->step_own = more;
+        s->step_cap = s->step_len;
+    }
+    memcpy(s->step_own, s->step, s->step_len);
+    s->step = s->step_own;
+}
+
+/* IndexBuilder._checkpoint */
+static void
+checkpoint(ScanObject *s)
+{
+    if (s->ncps == s->cpcap) {
+        size_t cap = s->cpcap ? 2 * s->cpcap : 256;
+        uint64_t *more = PyMem_RawRealloc(s->cps, cap * 3 * sizeof(uint64_t));
+        if (more == NULL) {
+            s->failed = 1;
+            return;
+        }
+        s->cps = more;
+        s->cpcap = cap;
+    }
+    uint64_t *cp = s->cps + 3 * s->ncps++;
+    cp[0] = s->offset;
+    cp[1] = s->steps;
+    cp[2] = 0;
+    s->waiting = 1;
+}
+
 static int
 scan_lines(ScanObject *s, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos,
            long long *number, int trust)
@@ -433,6 +698,23 @@ scan_lines(ScanObject *s, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos,
             || !is_lower_hex(stored, HASH_HEX_LEN)) {
             code = STOP_NO_HASH;
             break;
+        }
+        int op = 0, plain = 0, step = 0;
+        if (s->every && linelen >= OP_PREFIX_LEN && memcmp(line, OP_PREFIX, OP_PREFIX_LEN) == 0) {
+            op = 1;
+            plain = has_plain_op(line, rawlen);
+            if (s->decided) {
+                step = s->decided == 1;
+            } else if (plain && s->last_plain) {
+                step = 1;
+            } else {
+                int m = merges(s, line, linelen);
+                if (m < 0) {
+                    code = STOP_STEP;
+                    break;
+                }
+                step = !m;
+            }
         }
         int wellformed = trust ? trust == 1 : plain_json_object(line, line + linelen);
         if (!trust && !wellformed) {
@@ -472,10 +754,31 @@ scan_lines(ScanObject *s, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos,
                 leaf_emit(s);
             }
         }
+        if (s->every) {
+            if ((n - 1) % s->every == 0) {
+                checkpoint(s);
+            }
+            if (op && step) {
+                s->steps++;
+                s->last_plain = plain;
+                s->step = line;
+                s->step_len = rawlen;
+                if (s->waiting && s->ncps) {
+                    s->cps[3 * s->ncps - 1] = (uint64_t)n;
+                    s->waiting = 0;
+                }
+            }
+            s->decided = 0;
+            s->last_offset = s->offset;
+            s->offset += rawlen;
+        }
         memcpy(s->head, stored, HASH_HEX_LEN);
         s->lines = n;
         at += (Py_ssize_t)rawlen;
         n++;
+    }
+    if (s->every) {
+        keep_step(s, buf, len);
     }
     *pos = at;
     *number = n;
@@ -540,20 +843,84 @@ scan_get_head(ScanObject *s, void *closure)
     return PyUnicode_FromStringAndSize(s->head, HASH_HEX_LEN);
 }
 
+static PyObject *
+scan_decide(ScanObject *s, PyObject *arg)
+{
+    int yes = PyObject_IsTrue(arg);
+    if (yes < 0) {
+        return NULL;
+    }
+    s->decided = yes ? 1 : 2;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+scan_checkpoint_offset(ScanObject *s, PyObject *arg)
+{
+    Py_ssize_t k = PyLong_AsSsize_t(arg);
+    if (k == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (k < 0 || (size_t)k >= s->ncps) {
+        PyErr_SetString(PyExc_IndexError, "no such checkpoint");
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong(s->cps[3 * k]);
+}
+
+static PyObject *
+scan_index_state(ScanObject *s, PyObject *unused)
+{
+    PyObject *cps = PyBytes_FromStringAndSize((const char *)s->cps,
+                                              (Py_ssize_t)(3 * sizeof(uint64_t) * s->ncps));
+    if (cps == NULL) {
+        return NULL;
+    }
+    return Py_BuildValue("(KKKiN)", s->steps, s->offset, s->last_offset, s->waiting, cps);
+}
+
+static PyObject *
+scan_get_last_step(ScanObject *s, void *closure)
+{
+    if (s->step == NULL) {
+        Py_RETURN_NONE;
+    }
+    return PyBytes_FromStringAndSize((const char *)s->step, (Py_ssize_t)s->step_len);
+}
+
+static PyObject *
+scan_get_checkpoints(ScanObject *s, void *closure)
+{
+    return PyLong_FromSize_t(s->ncps);
+}
+
 static int
 scan_init(ScanObject *s, PyObject *args, PyObject *kwds)
 {
-    static char *names[] = {"version", "per_leaf", "max_line", "leaves", NULL};
+    static char *names[] = {"version", "per_leaf", "max_line", "leaves", "every", NULL};
     int version, leaves;
-    Py_ssize_t per_leaf, max_line;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "innp", names, &version, &per_leaf, &max_line,
-                                     &leaves)) {
+    Py_ssize_t per_leaf, max_line, every = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "innp|n", names, &version, &per_leaf,
+                                     &max_line, &leaves, &every)) {
         return -1;
     }
-    if (version < 1 || version > 3 || per_leaf < 1 || max_line < 1) {
-        PyErr_SetString(PyExc_ValueError, "version 1-3, per_leaf and max_line positive");
+    if (version < 1 || version > 3 || per_leaf < 1 || max_line < 1 || every < 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "version 1-3, per_leaf and max_line positive, every not negative");
         return -1;
     }
+    if (s->leaves != NULL || s->cps != NULL || s->step_own != NULL) {
+        PyErr_SetString(PyExc_TypeError, "a ChainScan is initialised once");
+        return -1;
+    }
+    s->every = every;
+    s->offset = s->last_offset = s->steps = 0;
+    s->ncps = s->cpcap = 0;
+    s->waiting = 0;
+    s->last_plain = 1;
+    s->decided = 0;
+    s->step = NULL;
+    s->step_len = s->step_cap = 0;
     s->version = version;
     s->per_leaf = per_leaf;
     s->max_line = max_line;
@@ -573,6 +940,8 @@ scan_dealloc(ScanObject *s)
 {
     PyTypeObject *tp = Py_TYPE(s);
     PyMem_RawFree(s->leaves);
+    PyMem_RawFree(s->cps);
+    PyMem_RawFree(s->step_own);
     tp->tp_free((PyObject *)s);
     Py_DECREF(tp);
 }
@@ -584,12 +953,22 @@ static PyMethodDef scan_methods[] = {
      "trust: 0, or 1/2 when Python found the first line a JSON object / not one."},
     {"take_leaves", (PyCFunction)scan_take_leaves, METH_NOARGS,
      "take_leaves($self, /)\n--\n\nThe leaf hashes completed since the last call, 32 bytes each."},
+    {"decide", (PyCFunction)scan_decide, METH_O,
+     "decide($self, starts_step, /)\n--\n\nAfter STEP: whether the line scan stopped at starts "
+     "a step."},
+    {"checkpoint_offset", (PyCFunction)scan_checkpoint_offset, METH_O,
+     "checkpoint_offset($self, k, /)\n--\n\nThe uncompressed offset of checkpoint k's line."},
+    {"index_state", (PyCFunction)scan_index_state, METH_NOARGS,
+     "index_state($self, /)\n--\n\n(steps, offset, last line's offset, waiting, checkpoints: "
+     "(offset, steps before, first step's line) as native uint64 triples)."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef scan_getset[] = {
     {"lines", (getter)scan_get_lines, NULL, "number of the last line that checked (0: none)", NULL},
     {"head", (getter)scan_get_head, NULL, "hash of the last line that checked ('' if none)", NULL},
+    {"last_step", (getter)scan_get_last_step, NULL, "the last step's line (index), or None", NULL},
+    {"checkpoints", (getter)scan_get_checkpoints, NULL, "checkpoints so far (index)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -622,7 +1001,56 @@ mod_plain_json_object(PyObject *m, PyObject *arg)
     return PyBool_FromLong(ok);
 }
 
+static PyObject *
+mod_perfect_roots(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const uint8_t one = 0x01;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "perfect_roots(hashes, per)");
+        return NULL;
+    }
+    Py_ssize_t per = PyLong_AsSsize_t(args[1]);
+    if (per == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (per < 1 || per > 1024 || (per & (per - 1))) {
+        PyErr_SetString(PyExc_ValueError, "per: a power of two up to 1024");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    Py_ssize_t groups = view.len / (32 * per);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, groups * 32);
+    if (out == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    uint8_t *dst = (uint8_t *)PyBytes_AS_STRING(out);
+    const uint8_t *src = view.buf;
+    uint8_t level[1024 * 32];
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        memcpy(level, src + g * 32 * per, (size_t)(32 * per));
+        for (Py_ssize_t n = per; n > 1; n /= 2) {
+            for (Py_ssize_t i = 0; i < n / 2; i++) {
+                sha256_ctx c;
+                sha256_init(&c);
+                sha256_update(&c, &one, 1);
+                sha256_update(&c, level + 64 * i, 64);
+                sha256_digest(&c, level + 32 * i);
+            }
+        }
+        memcpy(dst + 32 * g, level, 32);
+    }
+    PyBuffer_Release(&view);
+    return out;
+}
+
 static PyMethodDef module_methods[] = {
+    {"perfect_roots", (PyCFunction)(void (*)(void))mod_perfect_roots, METH_FASTCALL,
+     "perfect_roots(hashes, per, /)\n--\n\nThe Merkle root (RFC 9162) of each complete group of "
+     "`per` (a power of two) 32-byte leaf hashes."},
     {"plain_json_object", mod_plain_json_object, METH_O,
      "plain_json_object(line, /)\n--\n\nFor tests: True when the C check settles that line is a "
      "JSON object msgspec accepts, False when it leaves the answer to Python."},
@@ -658,7 +1086,8 @@ cscan_exec(PyObject *m)
         || PyModule_AddIntConstant(m, "UNSURE", STOP_UNSURE) < 0
         || PyModule_AddIntConstant(m, "MISMATCH", STOP_MISMATCH) < 0
         || PyModule_AddIntConstant(m, "MALFORMED", STOP_MALFORMED) < 0
-        || PyModule_AddIntConstant(m, "SUMMARY", STOP_SUMMARY) < 0) {
+        || PyModule_AddIntConstant(m, "SUMMARY", STOP_SUMMARY) < 0
+        || PyModule_AddIntConstant(m, "STEP", STOP_STEP) < 0) {
         return -1;
     }
     return 0;
