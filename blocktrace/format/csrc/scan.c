@@ -977,7 +977,7 @@ static PyType_Slot scan_slots[] = {
     {Py_tp_dealloc, scan_dealloc},
     {Py_tp_methods, scan_methods},
     {Py_tp_getset, scan_getset},
-    {Py_tp_doc, "ChainScan(version, per_leaf, max_line, leaves)\n--\n\nThe chain check of one "
+    {Py_tp_doc, "ChainScan(version, per_leaf, max_line, leaves, every=0)\n--\n\nThe chain check of one "
                 "trace (see blocktrace.format.fastcheck)."},
     {0, NULL},
 };
