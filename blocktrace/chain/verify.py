@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from blocktrace.chain.merkle import MerkleAccumulator
+from blocktrace.format import index
 from blocktrace.format.reader import Status, Verification, check_chain
 from blocktrace.format.versions import MAX_LINE_BYTES
 
@@ -24,11 +25,20 @@ def verify_file(
     head: str | None = None,
     genesis: str | None = None,
     progress: Any = None,
+    keep_index: bool = False,
 ) -> Verification:
     """Verify the trace at ``path``.  ``head``: the anchored head to compare the
     file's final hash with; ``genesis``: the genesis token the trace must carry;
-    ``progress``: told the bytes read (``blocktrace.progress.Progress``)."""
-    result = check_chain(path, tree=MerkleAccumulator(), progress=progress)
+    ``progress``: told the bytes read (``blocktrace.progress.Progress``);
+    ``keep_index``: build the trace's index in the same pass and keep it (beside
+    the trace or in the cache, as ``TraceReader.index()`` does), so readers
+    after this verify need no pass of their own."""
+    if keep_index:
+        result = check_chain(path, build_index=True, progress=progress)
+        if result.index is not None:
+            index.keep_index(os.fspath(path), result.index)
+    else:
+        result = check_chain(path, tree=MerkleAccumulator(), progress=progress)
     if result.status in ("sealed", "unsealed"):
         _check_anchors(result, head, genesis)
     return result

@@ -61,6 +61,9 @@ def register(sub: Any) -> None:
                    help="an earlier checkpoint the trace (or --checkpoint) must extend, "
                    "checked with a consistency proof")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-index", dest="index", action="store_false",
+                   help="do not keep the trace's index (TRACE.idx, or in the cache), which "
+                   "verify otherwise writes in the same pass for show, prove, view and exports")
     p.set_defaults(handler=verify)
 
 
@@ -86,7 +89,7 @@ def verify(args: argparse.Namespace) -> int:
 
     with Progress(_size_of(args.file), f"verify {args.file}") as progress:
         result = verify_file(args.file, head=args.head, genesis=args.genesis,
-                             progress=progress)
+                             progress=progress, keep_index=args.index)
     anchors = _anchors(args, result.status)
     if anchors is not None and anchors.status == "unusable" and not args.json:
         # a checkpoint or key file that cannot be used is an input error, not a verdict

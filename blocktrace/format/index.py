@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from array import array
 from bisect import bisect_right
@@ -48,6 +49,7 @@ __all__ = [
     "TraceIndex",
     "cache_path",
     "index_paths",
+    "keep_index",
     "load_index",
     "mth",
     "range_hash",
@@ -507,6 +509,21 @@ def load_index(path: str, stamp: Stamp) -> TraceIndex | None:
         if index is not None and index.stamp == stamp:
             return index
     return None
+
+
+def keep_index(path: str, index: TraceIndex) -> str | None:
+    """Store an index just built by the chain check (:func:`store_index`) when
+    the trace is a regular file that did not change while it was read (a trace
+    still being written is indexed again next time); its path, or None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    if Stamp(st.st_size, st.st_mtime_ns, index.stamp.kind) != index.stamp:
+        return None
+    return store_index(path, index)
 
 
 def store_index(path: str, index: TraceIndex) -> str | None:

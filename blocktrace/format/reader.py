@@ -39,9 +39,9 @@ from blocktrace.format.index import (
     IndexBuilder,
     StepCounter,
     TraceIndex,
+    keep_index,
     load_index,
     stamp_of,
-    store_index,
 )
 from blocktrace.format.lines import Header, Line, SourceLine, Summary, decode_line
 from blocktrace.format.rules import ChainHasher, LeafChain, leaf_hash, split_hash
@@ -294,12 +294,7 @@ class TraceReader:
         built = result.index
         if built is None:
             return None
-        try:
-            unchanged = stamp_of(self.path, self.kind) == built.stamp
-        except OSError:
-            unchanged = False
-        if unchanged:  # a trace still being written is indexed again next time
-            store_index(self.path, built)
+        keep_index(self.path, built)
         self._index = built
         return built
 
