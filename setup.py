@@ -51,6 +51,12 @@ setup(
             optional=True,
         ),
         Extension(
+            "blocktrace.eip3155._cskip",
+            ["blocktrace/eip3155/csrc/skip.c"],
+            extra_compile_args=_FLAGS,
+            optional=True,
+        ),
+        Extension(
             "blocktrace.vm._chook",
             ["blocktrace/vm/_chook.c"],
             extra_compile_args=_FLAGS,

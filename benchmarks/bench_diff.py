@@ -11,6 +11,11 @@ process that runs the diff, for the full length and for a tenth of it (memory
 must not grow with length).
 
     /tmp/v13/bin/python benchmarks/bench_diff.py [--lines 400000]
+    python benchmarks/bench_diff.py --fib 22 [--repeat 3] [--tmp /tmp/diff-x]
+
+``--fib N`` instead diffs two real recordings of ``examples/fib.py N`` (blocktrace
+traces of ~1.2 M lines for N = 22), with and without the byte-level pass over the
+steps both have in common (``blocktrace.eip3155.skip``), interleaved.
 """
 
 from __future__ import annotations
@@ -84,12 +89,75 @@ def _child_peak_rss_mb(a: Path, b: Path) -> tuple[float, str]:
     return max(peak, before) / 1024, done.stdout.strip()
 
 
+def _cpu_of_child(argv: list[str], env: dict[str, str] | None = None) -> float:
+    """CPU seconds (user + system) of a child process running ``argv``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(argv, check=False, stdout=subprocess.DEVNULL, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def fib_traces(n: int, where: Path, repeat: int) -> None:
+    """Issue 18 item 3: ``blocktrace diff`` of two real recordings of ``examples/fib.py n``
+    (the same behaviour; and one whose module code differs by a statement near the
+    start, so the rest differs in gas), with the byte-level pass over the common steps
+    and without it (the reference path), interleaved; CPU time, best of ``repeat``."""
+    from blocktrace.eip3155 import diff_files, skip
+
+    fib = Path(__file__).resolve().parent.parent / "examples" / "fib.py"
+    changed = where / "fib_changed.py"
+    changed.write_text(fib.read_text().replace("import sys\n", "import sys; _ = 0\n", 1))
+    traces = {}
+    for name, program in (("a", fib), ("b", fib), ("c", changed)):
+        traces[name] = where / f"{name}.jsonl"
+        subprocess.run([sys.executable, "-m", "blocktrace", "run", "--force", "-o",
+                        str(traces[name]), str(program), str(n)], check=True,
+                       stdout=subprocess.DEVNULL)
+    count = sum(1 for _ in traces["a"].open("rb"))
+    print(f"examples/fib.py {n}: {count:,} lines per trace "
+          f"({traces['a'].stat().st_size / 1e6:.0f} MB), Python {sys.version.split()[0]}, "
+          f"C pass {'built' if skip._c is not None else 'NOT built'}")
+    native = skip._c
+    for label, other in (("same behaviour", "b"), ("one statement added near the start", "c")):
+        best = {"pass": float("inf"), "reference": float("inf")}
+        report = None
+        for _ in range(repeat):
+            for mode in best:
+                skip._c = native if mode == "pass" else None
+                start = time.process_time()
+                report = diff_files(str(traces["a"]), str(traces[other]))
+                best[mode] = min(best[mode], time.process_time() - start)
+        skip._c = native
+        assert report is not None
+        print(f"  {label} ({report.steps.hunk_count} hunk(s), {report.steps.common:,} common "
+              f"steps): with the pass {_rate(count, best['pass'])} per input "
+              f"({best['pass']:.2f} s), reference {_rate(count, best['reference'])} "
+              f"({best['reference']:.2f} s): {best['reference'] / best['pass']:.1f}x")
+    cli = [sys.executable, "-m", "blocktrace", "diff", str(traces["a"]), str(traces["b"])]
+    pure = dict(os.environ, BLOCKTRACE_PURE="1")
+    seconds = {"C": float("inf"), "pure": float("inf")}
+    for _ in range(repeat):
+        seconds["C"] = min(seconds["C"], _cpu_of_child(cli))
+        seconds["pure"] = min(seconds["pure"], _cpu_of_child(cli, pure))
+    print(f"  `blocktrace diff A B` (whole process, CPU): {seconds['C']:.2f} s = "
+          f"{_rate(count, seconds['C'])} per input; BLOCKTRACE_PURE=1 {seconds['pure']:.2f} s = "
+          f"{_rate(count, seconds['pure'])}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=400_000)
     parser.add_argument("--test", default="negative_refund")
     parser.add_argument("--clients", default="geth,revm")
+    parser.add_argument("--fib", type=int, metavar="N",
+                        help="only diff two recordings of examples/fib.py N (issue 18 item 3)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--tmp", help="where the --fib traces go (deleted after)")
     args = parser.parse_args()
+    if args.fib is not None:
+        with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+            fib_traces(args.fib, Path(tmp), args.repeat)
+        return
     from blocktrace.eip3155 import diff_files, normalise
 
     client_a, client_b = args.clients.split(",")

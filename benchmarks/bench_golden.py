@@ -21,6 +21,7 @@ import shutil
 import tempfile
 import time
 
+from blocktrace.eip3155 import skip
 from blocktrace.golden.compare import compare_golden
 from blocktrace.golden.record import Recording
 from blocktrace.golden.stabilise import Normaliser
@@ -119,6 +120,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--levels", action="store_true",
                         help="only the recording cost at each level (ops, lines, calls)")
+    parser.add_argument("--tmp", help="where the goldens go (deleted after)")
     parser.add_argument("--golden-form", action="store_true",
                         help="only the golden form of a calls-level trace, bodies reused or not")
     args = parser.parse_args()
@@ -130,40 +132,61 @@ def main() -> None:
     if args.levels:
         levels(n, root, args.repeat)
         return
-    keep = tempfile.mkdtemp(prefix="bench-golden-")
+    keep = tempfile.mkdtemp(prefix="bench-golden-", dir=args.tmp)
     golden = os.path.join(keep, "golden.jsonl")
-    rec_times, same_times, diff_times = [], [], []
+    rec_times, same_times, diff_times, reference_times = [], [], [], []
+    rec_cpu, same_cpu, diff_cpu, reference_cpu = [], [], [], []
     steps = 0
+    text = ""
+    native = skip._c
     for _ in range(args.repeat):
+        cpu = time.process_time()
         seconds, rec = record(n, root)
+        rec_cpu.append(time.process_time() - cpu)
         rec_times.append(seconds)
         shutil.copyfile(rec.path, golden)
         rec.cleanup()
         _, again = record(n, root)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         same = compare_golden(golden, again.path, "op")
         same_times.append(time.perf_counter() - start)
+        same_cpu.append(time.process_time() - cpu)
         assert same.equal
         again.cleanup()
         _, changed = record(n, root, changed=True)
-        start = time.perf_counter()
-        diff = compare_golden(golden, changed.path, "op")
-        diff_times.append(time.perf_counter() - start)
-        assert not diff.equal and diff.steps is not None
-        steps = diff.steps.steps_a
+        # with the byte-level pass over the common tail, then the reference path
+        for c, walls, cpus in ((native, diff_times, diff_cpu),
+                               (None, reference_times, reference_cpu)):
+            skip._c = c
+            start, cpu = time.perf_counter(), time.process_time()
+            diff = compare_golden(golden, changed.path, "op")
+            walls.append(time.perf_counter() - start)
+            cpus.append(time.process_time() - cpu)
+            assert not diff.equal and diff.steps is not None
+            assert text in ("", diff.text)  # the same report either way
+            text = diff.text
+            steps = diff.steps.steps_a
+        skip._c = native
         changed.cleanup()
     size = os.path.getsize(golden)
     shutil.rmtree(keep)
     best_rec, best_same, best_diff = min(rec_times), min(same_times), min(diff_times)
     print(f"Python {platform.python_version()}, {steps:,} steps at ops level "
-          f"({size / 1e6:.0f} MB golden), best of {args.repeat}\n")
-    print("| what | seconds | vs recording |")
-    print("|---|---|---|")
-    print(f"| record the test (trace + golden form) | {best_rec:.2f} | 1.00x |")
-    print(f"| compare, same behaviour (byte comparison) | {best_same:.2f} | "
-          f"{best_same / best_rec:.2f}x |")
-    print(f"| compare, one instruction differs (verify + diff to the end) | {best_diff:.2f} | "
-          f"{best_diff / best_rec:.2f}x |")
+          f"({size / 1e6:.0f} MB golden), best of {args.repeat}; C pass "
+          f"{'built' if native is not None else 'NOT built'}\n")
+    print("| what | seconds (wall) | vs recording | CPU seconds | vs recording |")
+    print("|---|---|---|---|---|")
+    rows = (
+        ("record the test (trace + golden form)", best_rec, min(rec_cpu)),
+        ("compare, same behaviour (byte comparison)", best_same, min(same_cpu)),
+        ("compare, one instruction differs (verify + diff to the end)", best_diff,
+         min(diff_cpu)),
+        ("the same without the byte-level pass (reference path)", min(reference_times),
+         min(reference_cpu)),
+    )
+    for what, wall, cpu in rows:
+        print(f"| {what} | {wall:.2f} | {wall / best_rec:.2f}x | {cpu:.2f} | "
+              f"{cpu / min(rec_cpu):.2f}x |")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ steps only in B, like a diff(1) hunk) and carries on.  Only the first
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 
 from blocktrace.eip3155.compare import Comparer
@@ -28,6 +28,11 @@ FIRST_WINDOW = 8
 """The first look-ahead after a divergence (then x8 up to the full window)."""
 SHOWN = 5
 """Steps kept per side of a hunk for the report."""
+SKIP_AGAIN = 2
+"""Common steps compared one by one before ``skip`` is asked again after it passed some."""
+SKIP_PATIENCE = 1024
+"""At most this many common steps compared one by one between two asks of ``skip``
+(the count doubles each time it passes none)."""
 
 
 @dataclass(slots=True)
@@ -198,9 +203,15 @@ def diff_steps(
     max_hunks: int = DEFAULT_MAX_HUNKS,
     window: int = DEFAULT_WINDOW,
     stop_after: int | None = None,
+    skip: Callable[[], int] | None = None,
 ) -> StepDiff:
     """Compare two step streams; consumes both to the end, or stops once
-    ``stop_after`` hunks were found (``stopped`` says so)."""
+    ``stop_after`` hunks were found (``stopped`` says so).
+
+    ``skip``: asked, while both streams are in step and nothing is buffered, to
+    pass over the steps that lie ahead of both in common; it answers how many
+    it passed (each of ``a`` and ``b`` then goes on after them; see
+    ``blocktrace.eip3155.skip``)."""
     result = StepDiff()
     same = comparer.same
     ahead_a, ahead_b = _Ahead(a), _Ahead(b)
@@ -209,10 +220,17 @@ def diff_steps(
     last_b: Step | None = None
     common = 0
     common_since_hunk = 0
+    patience = -1 if skip is None else SKIP_AGAIN
     while True:
         # Lockstep fast path: straight from the sources while nothing is buffered.
         if not buf_a and not buf_b and not ahead_a.done and not ahead_b.done:
+            if skip is not None and (last_a is not None or result.hunk_count):
+                passed = skip()
+                common += passed
+                common_since_hunk += passed
+                patience = SKIP_AGAIN if passed else min(patience * 2, SKIP_PATIENCE)
             run = 0
+            paused = False
             for sa in a:
                 sb = next(b, None)
                 if sb is None:
@@ -223,6 +241,9 @@ def diff_steps(
                     run += 1
                     last_a = sa
                     last_b = sb
+                    if run == patience:
+                        paused = True  # ask ``skip`` again
+                        break
                     continue
                 buf_a.append(sa)
                 buf_b.append(sb)
@@ -231,6 +252,8 @@ def diff_steps(
                 ahead_a.done = True
             common += run
             common_since_hunk += run
+            if paused:
+                continue
         wa = ahead_a.peek(1)
         wb = ahead_b.peek(1)
         if not wa and not wb:

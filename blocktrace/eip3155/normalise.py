@@ -8,10 +8,10 @@ numbers to function names.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Generator, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -29,7 +29,7 @@ from blocktrace.format import TraceReader
 from blocktrace.format.compressed import CompressedDataError
 from blocktrace.format.versions import MAX_LINE_BYTES
 
-__all__ = ["TraceInfo", "normalise", "read_all"]
+__all__ = ["LineSource", "TraceInfo", "blocktrace_reader", "normalise", "read_all", "steps_of"]
 
 _BOM = b"\xef\xbb\xbf"
 _NOISE_BEFORE_JSON = 100
@@ -83,8 +83,30 @@ def normalise(path: str, info: TraceInfo | None = None) -> Iterator[Step]:
     ``info`` (if given) is filled in as the stream is consumed: counts, dialect,
     summary.  Raises ``TraceError`` for input that is not a trace.
     """
-    if info is None:
-        info = TraceInfo(path)
+    return steps_of(path, TraceInfo(path) if info is None else info, None)
+
+
+class LineSource(Protocol):
+    """Where :func:`steps_of` reads a trace's lines from, when not from the file
+    itself (``blocktrace.eip3155.skip``: a buffer the diff can pass over in bulk)."""
+
+    def numbered(self) -> AbstractContextManager[Iterator[tuple[int, bytes]]]: ...
+
+    def called(self, code: int | str, line: bytes) -> None:
+        """A call line naming ``code`` was read (``line``: its bytes)."""
+
+
+def steps_of(
+    path: str, info: TraceInfo, source: LineSource | None
+) -> Generator[Step, int | None, None]:
+    """:func:`normalise` with the lines from ``source`` (None: the file).
+
+    While suspended after a step, the generator holds the op line of the next
+    one (already read: the last line ``source`` gave).  ``send(n)`` says that
+    line and the lines after it up to where ``source`` now stands were passed
+    over as ``n`` steps (see ``blocktrace.eip3155.skip``); it answers None and
+    reads on from there.
+    """
     forced = DIALECTS[info.forced_dialect] if info.forced_dialect else None
     python = forced.python if forced else False
     ev = info.evidence
@@ -97,7 +119,7 @@ def normalise(path: str, info: TraceInfo | None = None) -> Iterator[Step]:
     lineno = 0
     seen_json = False
     op_lines = 0
-    with _trace_lines(path) as numbered:
+    with _trace_lines(path) if source is None else source.numbered() as numbered:
         for lineno, line in numbered:
             if not line or line[0] != 123:  # b"{"
                 if line.startswith(_BOM) and line[3:4] == b"{":
@@ -172,7 +194,13 @@ def normalise(path: str, info: TraceInfo | None = None) -> Iterator[Step]:
                         ev.nimbus_error = True
                     continue
                 if pending is not None:
-                    yield pending
+                    skipped = yield pending
+                    if skipped is not None:  # this line and what follows were passed over
+                        index += skipped
+                        op_lines += skipped - 1
+                        pending = None
+                        yield None  # type: ignore[misc]
+                        continue
                 if index == 0:
                     _first_op_evidence(ev, raw, line)
                 code = raw.code
@@ -206,6 +234,8 @@ def normalise(path: str, info: TraceInfo | None = None) -> Iterator[Step]:
             if raw.event is not None:
                 if raw.event == "call" and raw.code is not None:
                     functions[raw.code] = (raw.name or "?", raw.file or "?")
+                    if source is not None:
+                        source.called(raw.code, line)
                 else:
                     info.ignored += 1
                 continue
@@ -246,7 +276,7 @@ def _trace_lines(path: str) -> Iterator[Iterator[tuple[int, bytes]]]:
     format's reader (:class:`blocktrace.format.TraceReader`: its bounds, its end at a
     torn line, compressed traces), a client's through the EIP-3155 reader.  A file
     whose header the format does not take is read as any client's would be."""
-    reader = _blocktrace_reader(path)
+    reader = blocktrace_reader(path)
     if reader is not None:
         yield reader.raw_lines()
         return
@@ -254,7 +284,7 @@ def _trace_lines(path: str) -> Iterator[Iterator[tuple[int, bytes]]]:
         yield enumerate(trace_lines(stream, path), 1)
 
 
-def _blocktrace_reader(path: str) -> TraceReader | None:
+def blocktrace_reader(path: str) -> TraceReader | None:
     with open_trace(path) as stream:
         try:
             first = stream.readline(MAX_LINE_BYTES + 1)

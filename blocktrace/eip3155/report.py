@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
-from blocktrace.eip3155 import levels, lines
+from blocktrace.eip3155 import levels, lines, skip
 from blocktrace.eip3155.compare import (
     Comparer,
     canonical_stack,
@@ -25,7 +25,7 @@ from blocktrace.eip3155.dialects import (
 from blocktrace.eip3155.differ import DEFAULT_MAX_HUNKS, DEFAULT_WINDOW, StepDiff, diff_steps
 from blocktrace.eip3155.lines import LINE_DEFAULT_FIELDS
 from blocktrace.eip3155.normalise import TraceInfo, normalise
-from blocktrace.eip3155.reader import TraceError, open_trace, trace_lines
+from blocktrace.eip3155.reader import TraceError, open_trace, trace_lines, trace_sources
 from blocktrace.eip3155.records import Step, Summary
 from blocktrace.format import SourceLine, TraceReader, read_source
 from blocktrace.format.source import read_local_text
@@ -82,7 +82,7 @@ def _trace_sources(trace: str) -> dict[str, SourceLine]:
     found = _TRACE_SOURCES.get(trace)
     if found is None:
         try:
-            found = TraceReader(trace).sources()
+            found = trace_sources(TraceReader(trace))
         except TraceError:
             found = {}
         if len(_TRACE_SOURCES) > 16:
@@ -240,13 +240,16 @@ def diff_files(
     info_a = TraceInfo(path_a, forced_dialect=dialect_a)
     info_b = TraceInfo(path_b, forced_dialect=dialect_b)
     level_note = None
+    skipper = None
     if python_a and python_b:
-        stream_a, stream_b, level_note = _at_one_level(info_a, info_b)
+        stream_a, stream_b, level_note, skipper = _at_one_level(info_a, info_b, chosen)
     else:
         stream_a, stream_b = normalise(path_a, info_a), normalise(path_b, info_b)
     if by_line:
         stream_a, stream_b = lines.by_line(stream_a), lines.by_line(stream_b)
-    steps = diff_steps(stream_a, stream_b, comparer, max_hunks=max_hunks, window=window)
+        skipper = None
+    steps = diff_steps(stream_a, stream_b, comparer, max_hunks=max_hunks, window=window,
+                       skip=skipper)
     report = DiffReport(info_a, info_b, chosen, stack_top, steps,
                         compare_summaries(info_a, info_b, by_line), by_line=by_line)
     if level_note is not None:
@@ -286,19 +289,22 @@ def _level(path: str) -> str:
 
 
 def _at_one_level(
-    info_a: TraceInfo, info_b: TraceInfo
-) -> tuple[Iterator[Step], Iterator[Step], str | None]:
+    info_a: TraceInfo, info_b: TraceInfo, fields: Sequence[str]
+) -> tuple[Iterator[Step], Iterator[Step], str | None, Callable[[], int] | None]:
     """The two blocktrace traces' steps at the coarser of their levels (see
-    ``levels``), and the note saying so when the levels differ."""
+    ``levels``), the note saying so when the levels differ, and the differ's
+    ``skip`` when the steps can be passed over as bytes (``skip.pair``)."""
     level_a, level_b = _level(info_a.path), _level(info_b.path)
     level = levels.coarser(level_a, level_b)
     if level == "call":  # the call tree and its exceptions, at any level
         stream_a = levels.call_steps(info_a.path, info_a)
         stream_b = levels.call_steps(info_b.path, info_b)
+    elif level_a == level_b and (fast := skip.pair(info_a, info_b, fields)) is not None:
+        return fast[0], fast[1], None, fast[2]
     else:
         stream_a, stream_b = normalise(info_a.path, info_a), normalise(info_b.path, info_b)
     if level_a == level_b:
-        return stream_a, stream_b, None
+        return stream_a, stream_b, None, None
     coarse_path = info_a.path if level == level_a else info_b.path
 
     def starts() -> set[levels.StartKey]:
@@ -310,7 +316,7 @@ def _at_one_level(
     note = (f"compared at level {level}: A is {_a(level_a)}-level trace, B {_a(level_b)}-level"
             " one" + (" (line starts taken from the line-level trace: a line only the "
                       "op-level run started is not compared)" if level == "line" else ""))
-    return stream_a, stream_b, note
+    return stream_a, stream_b, note, None
 
 
 def _a(level: str) -> str:

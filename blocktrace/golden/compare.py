@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import filecmp
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from blocktrace.chain.verify import verify_file
+from blocktrace.eip3155 import skip
 from blocktrace.eip3155.compare import Comparer, resolve_fields
 from blocktrace.eip3155.differ import StepDiff, diff_steps
 from blocktrace.eip3155.normalise import TraceInfo, normalise
@@ -85,10 +86,18 @@ def check_golden(path: str, level: Level) -> None:
                             f"asks for {level!r}; re-record it with --blocktrace-golden-update")
 
 
-def _stream(path: str, info: TraceInfo, level: Level, values: bool) -> Iterator[Step]:
+def _streams(
+    info_g: TraceInfo, info_f: TraceInfo, level: Level, values: bool, fields: Sequence[str]
+) -> tuple[Iterator[Step], Iterator[Step], Callable[[], int] | None]:
+    """Both step streams, and the differ's ``skip`` where the steps can be passed
+    over as bytes once the streams are back in step (``eip3155.skip``)."""
     if level == "call":
-        return call_steps(path, info, values)
-    return normalise(path, info)
+        return (call_steps(info_g.path, info_g, values), call_steps(info_f.path, info_f, values),
+                None)
+    fast = skip.pair(info_g, info_f, fields)
+    if fast is not None:
+        return fast
+    return normalise(info_g.path, info_g), normalise(info_f.path, info_f), None
 
 
 def compare_golden(
@@ -112,9 +121,9 @@ def compare_golden(
     info_f = TraceInfo(fresh)
     comparer = Comparer(fields)
     try:
-        steps = diff_steps(_stream(golden, info_g, level, values),
-                           _stream(fresh, info_f, level, values), comparer,
-                           max_hunks=max(hunks, 1), stop_after=max(hunks, 1) + 1)
+        stream_g, stream_f, skipper = _streams(info_g, info_f, level, values, fields)
+        steps = diff_steps(stream_g, stream_f, comparer, max_hunks=max(hunks, 1),
+                           stop_after=max(hunks, 1) + 1, skip=skipper)
     except TraceError as exc:
         raise GoldenCorrupt(f"golden trace {exc}; re-create it with "
                             "--blocktrace-golden-update") from None

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import msgspec
 
 from blocktrace.eip3155.normalise import TraceInfo
+from blocktrace.eip3155.reader import trace_sources
 from blocktrace.eip3155.records import ABSENT, RawLine, Step, Summary
 from blocktrace.format import (
     CallLine,
@@ -17,7 +18,6 @@ from blocktrace.format import (
     Header,
     OpLine,
     ReturnLine,
-    SourceLine,
     TraceReader,
     read_source,
 )
@@ -107,48 +107,10 @@ def source_text(path: str, root: str) -> dict[str, list[str] | str]:
     relative name is under ``root``): its lines, or why they cannot be shown
     ("source missing or changed: ...")."""
     out: dict[str, list[str] | str] = {}
-    for name, entry in _sources(TraceReader(path)).items():
+    for name, entry in trace_sources(TraceReader(path)).items():
         where = name if os.path.isabs(name) else os.path.join(root, name)
         text = read_source(msgspec.structs.replace(entry, file=where))
         out[name] = text.text.splitlines() if text.text is not None else text.reason
-    return out
-
-
-_SOURCE_START = b'\n{"event":"source"'
-_CHUNK = 1 << 22
-
-
-def _sources(reader: TraceReader) -> dict[str, SourceLine]:
-    """``reader.sources()``, found in a plain file by a byte search instead of a
-    line-by-line walk (the report needs them after a comparison of a large trace)."""
-    if reader.kind != "plain":
-        return reader.sources()
-    out: dict[str, SourceLine] = {}
-    with open(reader.path, "rb") as stream:
-        buf = b""
-        newlines = 0  # in the file before ``buf``
-        ended = False
-        while not ended:
-            chunk = stream.read(_CHUNK)
-            ended = not chunk
-            buf += chunk
-            keep = max(buf.rfind(b"\n"), 0)
-            counted = 0
-            find = buf.find(_SOURCE_START)
-            while find >= 0:
-                end = buf.find(b"\n", find + 1)
-                if end < 0 and not ended:
-                    keep = find  # the line goes on in the next chunk
-                    break
-                end = len(buf) if end < 0 else end + 1
-                newlines += buf.count(b"\n", counted, find + 1)
-                counted = find + 1
-                line = reader.decode(newlines + 1, buf[find + 1:end])
-                if isinstance(line, SourceLine):
-                    out.setdefault(line.file, line)
-                find = buf.find(_SOURCE_START, end - 1)
-            newlines += buf.count(b"\n", counted, keep)
-            buf = buf[keep:]
     return out
 
 

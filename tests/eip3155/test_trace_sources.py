@@ -1,4 +1,4 @@
-"""Reading golden traces: the source lines a report quotes, found by a byte search."""
+"""The source lines a report quotes (diff, golden), found by a byte search."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import blocktrace
+from blocktrace.eip3155 import reader as read
 from blocktrace.format import TraceReader
-from blocktrace.golden import read
 
 
 def _loop(n: int) -> int:
@@ -41,7 +41,7 @@ def test_sources_by_byte_search_are_the_readers(
     expected = TraceReader(str(path)).sources()
     assert len(expected) == 2
     monkeypatch.setattr(read, "_CHUNK", chunk)
-    assert read._sources(TraceReader(str(path))) == expected
+    assert read.trace_sources(TraceReader(str(path))) == expected
 
 
 @pytest.mark.parametrize("chunk", [7, 1000, 1 << 22])
@@ -58,5 +58,5 @@ def test_a_source_line_that_does_not_decode_names_its_line(
         TraceReader(str(path)).sources()
     monkeypatch.setattr(read, "_CHUNK", chunk)
     with pytest.raises(blocktrace.format.TraceError) as ours:
-        read._sources(TraceReader(str(path)))
+        read.trace_sources(TraceReader(str(path)))
     assert str(ours.value) == str(caught.value) and f":{number}: " in str(ours.value)

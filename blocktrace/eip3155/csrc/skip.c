@@ -1,0 +1,393 @@
+/* The diff's common-run skip over two blocktrace traces (blocktrace.eip3155._cskip).
+ *
+ * Two traces that agree are walked line by line in lockstep as bytes: an op line
+ * equal in both but for its hash member (and its gas when gas is not compared)
+ * is the same step in both, so no step object is made and nothing is decoded.
+ * Only lines whose meaning is known from their bytes are passed over:
+ *
+ *   - op lines  ({"pc":N,"op":N,"gas":"0x..",...} with no "event" or "error"
+ *     member: no exception line, which merges into the op before it), whose gas
+ *     differs from the op line before them in the same trace (a line with the
+ *     same gas could merge too);
+ *   - call lines whose code, name and file values (as bytes) are those of the call
+ *     line last read for that code number in their trace (the caller's set:
+ *     reading them again would not change the code table);
+ *   - return lines (read as ignored lines; their content does not matter).
+ *
+ * The two traces' lines are taken in pairs: an op line must be in both, the
+ * others may pair with one another in any mix.
+ *
+ * Anything else -- a line that differs, another kind of line, a line too long, the
+ * end of the buffer -- ends the walk.  The walk then gives back everything before
+ * the second-to-last op line it passed: the caller's reference path reads on from
+ * there, so the last common step and whatever follows are its own work (see
+ * blocktrace/eip3155/skip.py, which holds the rules' other half).
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#define REASON_STOP 0   /* a line the walk does not pass over */
+#define REASON_MORE 1   /* a line runs past the end of a buffer */
+
+static int
+starts(const char *s, Py_ssize_t n, const char *prefix, Py_ssize_t k)
+{
+    return n >= k && memcmp(s, prefix, (size_t)k) == 0;
+}
+
+/* Whether s[0:n] holds "<one of the keys>": (each key given with its quotes and colon,
+ * all starting with '"' and the same second byte); one pass, no memmem (glibc's
+ * costs ~1 ns a byte on these short lines, more than the rest of the walk). */
+static int
+has_key(const char *s, Py_ssize_t n, const char *k1, Py_ssize_t n1, const char *k2,
+        Py_ssize_t n2)
+{
+    const char second = k1[1];
+    const char *end = s + n - 1, *p = s;
+    while (p < end && (p = memchr(p, '"', (size_t)(end - p))) != NULL) {
+        Py_ssize_t left = s + n - p;
+        if (p[1] == second && ((left >= n1 && memcmp(p, k1, (size_t)n1) == 0) ||
+                               (k2 != NULL && left >= n2 && memcmp(p, k2, (size_t)n2) == 0)))
+            return 1;
+        p++;
+    }
+    return 0;
+}
+
+typedef struct {
+    const char *at;
+    Py_ssize_t n;
+} Span;
+
+/* The end of the JSON string starting at s[i] == '"' (the index after its closing
+ * quote), or -1. */
+static Py_ssize_t
+string_end(const char *s, Py_ssize_t n, Py_ssize_t i)
+{
+    for (i++; i < n; i++) {
+        if (s[i] == '\\')
+            i++;
+        else if (s[i] == '"')
+            return i + 1;
+    }
+    return -1;
+}
+
+/* A call line read as a flat object: the raw values of "code", "name" and "file"
+ * (absent: n == 0).  0 when it is not one (a nested value, a repeated member, a
+ * header's member, both "pc" and "op": the reference would read it otherwise). */
+static int
+call_members(const char *s, Py_ssize_t n, Span *code, Span *name, Span *file)
+{
+    Span found[3] = {{NULL, 0}, {NULL, 0}, {NULL, 0}};
+    int pc = 0, op = 0, event = 0;
+    Py_ssize_t i = 1;
+    if (n < 2 || s[0] != '{' || s[n - 1] != '}')
+        return 0;
+    for (;;) {
+        if (i >= n || s[i] != '"')
+            return 0;
+        Py_ssize_t k = i, ke = string_end(s, n, i);
+        if (ke < 0 || ke >= n || s[ke] != ':')
+            return 0;
+        Py_ssize_t v = ke + 1, ve;
+        if (v >= n)
+            return 0;
+        if (s[v] == '"') {
+            ve = string_end(s, n, v);
+            if (ve < 0)
+                return 0;
+        } else {
+            if (s[v] == '{' || s[v] == '[')
+                return 0;
+            ve = v;
+            while (ve < n && s[ve] != ',' && s[ve] != '}')
+                ve++;
+        }
+        const char *key = s + k + 1;
+        Py_ssize_t kn = ke - k - 2;
+        int slot = -1;
+        if (kn == 4 && memcmp(key, "code", 4) == 0)
+            slot = 0;
+        else if (kn == 4 && memcmp(key, "name", 4) == 0)
+            slot = 1;
+        else if (kn == 4 && memcmp(key, "file", 4) == 0)
+            slot = 2;
+        else if (kn == 10 && memcmp(key, "blocktrace", 10) == 0)
+            return 0;
+        else if (kn == 2 && memcmp(key, "pc", 2) == 0)
+            pc++;
+        else if (kn == 2 && memcmp(key, "op", 2) == 0)
+            op++;
+        else if (kn == 5 && memcmp(key, "event", 5) == 0)
+            event++;
+        if (slot >= 0) {
+            if (found[slot].at != NULL)
+                return 0;
+            found[slot] = (Span){s + v, ve - v};
+        }
+        if (ve >= n)
+            return 0;
+        if (s[ve] == '}') {
+            if (ve != n - 1)
+                return 0;
+            break;
+        }
+        i = ve + 1; /* after the comma */
+    }
+    if ((pc && op) || event != 1 || found[0].at == NULL)
+        return 0;
+    *code = found[0];
+    *name = found[1];
+    *file = found[2];
+    return 1;
+}
+
+/* What a call line does to the code table, as bytes: its code, name and file values
+ * (NULL when it is not a call line the walk can read; a new reference). */
+static PyObject *
+call_identity(const char *s, Py_ssize_t n)
+{
+    Span code, name, file;
+    if (!call_members(s, n, &code, &name, &file))
+        Py_RETURN_NONE;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, code.n + name.n + file.n + 2);
+    if (out == NULL)
+        return NULL;
+    char *p = PyBytes_AS_STRING(out);
+    memcpy(p, code.at, (size_t)code.n);
+    p += code.n;
+    *p++ = 0;
+    if (name.n)
+        memcpy(p, name.at, (size_t)name.n);
+    p += name.n;
+    *p++ = 0;
+    if (file.n)
+        memcpy(p, file.at, (size_t)file.n);
+    return out;
+}
+
+/* Where the line's body ends: before a final ,"hash":"<hex>"} member (the line
+ * without its newline is s[0:n]); n when it has none. */
+static Py_ssize_t
+body_end(const char *s, Py_ssize_t n)
+{
+    static const char member[] = ",\"hash\":\"";
+    const Py_ssize_t m = (Py_ssize_t)sizeof(member) - 1;
+    if (n < m + 2 || s[n - 1] != '}' || s[n - 2] != '"')
+        return n;
+    /* the usual digest, 64 digits (SHA-256): a plain string there (no quote, no
+     * escape) is enough for the member to be the object's own, its last */
+    if (n >= m + 66 && memcmp(s + n - 66 - m, member, (size_t)m) == 0 &&
+        memchr(s + n - 66, '"', 64) == NULL && memchr(s + n - 66, '\\', 64) == NULL)
+        return n - 66 - m;
+    Py_ssize_t i = n - 3;
+    while (i >= 0 && ((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+        i--;
+    /* s[i] is the opening quote of the hex digits */
+    if (i < m - 1 || i == n - 3 || memcmp(s + i - (m - 1), member, (size_t)m) != 0)
+        return n;
+    return i - (m - 1);
+}
+
+/* An op line's gas digits [*g0, *g1): {"pc":D,"op":D,"gas":"<0x hex>" starts the line. */
+static int
+op_gas(const char *s, Py_ssize_t n, Py_ssize_t *g0, Py_ssize_t *g1)
+{
+    Py_ssize_t i = 6; /* after {"pc": */
+    if (!starts(s, n, "{\"pc\":", 6))
+        return 0;
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+        i++;
+    if (i == 6 || !starts(s + i, n - i, ",\"op\":", 6))
+        return 0;
+    i += 6;
+    Py_ssize_t d = i;
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+        i++;
+    if (i == d || !starts(s + i, n - i, ",\"gas\":\"", 8))
+        return 0;
+    i += 8;
+    *g0 = i;
+    while (i < n && ((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') || s[i] == 'x'))
+        i++;
+    if (i >= n || s[i] != '"' || i == *g0)
+        return 0;
+    *g1 = i;
+    return 1;
+}
+
+/* 1 when s[0:n] is a call line whose identity is in ``set``, 0 when not, -1 on error. */
+static int
+known_call(PyObject *set, const char *s, Py_ssize_t n)
+{
+    PyObject *identity = call_identity(s, n);
+    if (identity == NULL)
+        return -1;
+    int found = identity == Py_None ? 0 : PySet_Contains(set, identity);
+    Py_DECREF(identity);
+    return found;
+}
+
+#define CALL 1    /* a call line that leaves the code table as it is */
+#define IGNORED 2 /* a return line: read and ignored */
+
+/* What the reference does with a line that is not an op line, when it makes no
+ * step and changes nothing the steps are made of: CALL, IGNORED, else 0 (-1: error). */
+static int
+passable(PyObject *calls, const char *s, Py_ssize_t n)
+{
+    if (starts(s, n, "{\"event\":\"call\",", 16))
+    {
+        int known = known_call(calls, s, n);
+        return known > 0 ? CALL : known;
+    }
+    if (starts(s, n, "{\"event\":\"return\",", 18) && s[n - 1] == '}' &&
+        !has_key(s, n, "\"op\":", 5, NULL, 0) && !has_key(s, n, "\"blocktrace\":", 13, NULL, 0))
+        return IGNORED;
+    return 0;
+}
+
+typedef struct {
+    Py_ssize_t a, b, lines, ignored_a, ignored_b, steps;
+} Mark;
+
+/* skip(a, pa, b, pb, mask_gas, calls_a, calls_b, max_line)
+ *   -> (steps, lines, ignored_a, ignored_b, ra, rb, reason)
+ * a, b: buffers of the two traces; pa, pb: the start of an op line in each (its
+ * step is the first to pass over).  Lines are complete when they end in b"\n"
+ * before the end of their buffer.  What is given back lies before ra/rb, the
+ * second-to-last op line passed over (0 steps, pa, pb when fewer than three). */
+static PyObject *
+skip(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "skip() takes 8 arguments");
+        return NULL;
+    }
+    if (!PyBytes_Check(args[0]) || !PyBytes_Check(args[2]) || !PyAnySet_Check(args[5]) ||
+        !PyAnySet_Check(args[6])) {
+        PyErr_SetString(PyExc_TypeError, "skip(bytes, int, bytes, int, bool, set, set, int)");
+        return NULL;
+    }
+    const char *a = PyBytes_AS_STRING(args[0]);
+    const char *b = PyBytes_AS_STRING(args[2]);
+    Py_ssize_t na = PyBytes_GET_SIZE(args[0]), nb = PyBytes_GET_SIZE(args[2]);
+    Py_ssize_t pa = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t pb = PyLong_AsSsize_t(args[3]);
+    int mask_gas = PyObject_IsTrue(args[4]);
+    Py_ssize_t max_line = PyLong_AsSsize_t(args[7]);
+    if (PyErr_Occurred() || mask_gas < 0)
+        return NULL;
+    if (pa < 0 || pa > na || pb < 0 || pb > nb) {
+        PyErr_SetString(PyExc_ValueError, "position outside the buffer");
+        return NULL;
+    }
+    PyObject *calls_a = args[5], *calls_b = args[6];
+    Mark start = {pa, pb, 0, 0, 0, 0};
+    Mark last = start, before_last = start;
+    Py_ssize_t lines = 0, ignored_a = 0, ignored_b = 0, steps = 0;
+    const char *gas_a = NULL, *gas_b = NULL;
+    Py_ssize_t gas_na = 0, gas_nb = 0;
+    int reason = REASON_STOP;
+    for (;;) {
+        const char *la = a + pa, *lb = b + pb;
+        const char *ea = memchr(la, '\n', (size_t)(na - pa));
+        const char *eb = memchr(lb, '\n', (size_t)(nb - pb));
+        if (ea == NULL || eb == NULL) {
+            reason = REASON_MORE;
+            break;
+        }
+        Py_ssize_t sa = ea - la, sb = eb - lb; /* without the newline */
+        if (sa + 1 > max_line || sb + 1 > max_line || sa < 2 || sb < 2)
+            break;
+        if (la[1] == '"' && la[2] == 'p') {
+            Py_ssize_t ga0, ga1, gb0, gb1;
+            if (!op_gas(la, sa, &ga0, &ga1) || !op_gas(lb, sb, &gb0, &gb1))
+                break;
+            Py_ssize_t ba = body_end(la, sa), bb = body_end(lb, sb);
+            if (mask_gas) {
+                if (ga0 != gb0 || memcmp(la, lb, (size_t)ga0) != 0 || ba - ga1 != bb - gb1 ||
+                    memcmp(la + ga1, lb + gb1, (size_t)(ba - ga1)) != 0)
+                    break;
+            } else if (ba != bb || memcmp(la, lb, (size_t)ba) != 0) {
+                break;
+            }
+            /* b's line is a's but for gas and hash digits: its members are a's */
+            if (la[sa - 1] != '}' || has_key(la, ba, "\"event\":", 8, "\"error\":", 8))
+                break;
+            if (gas_a != NULL &&
+                ((ga1 - ga0 == gas_na && memcmp(la + ga0, gas_a, (size_t)gas_na) == 0) ||
+                 (gb1 - gb0 == gas_nb && memcmp(lb + gb0, gas_b, (size_t)gas_nb) == 0)))
+                break; /* may be the second line of a faulting op */
+            gas_a = la + ga0;
+            gas_na = ga1 - ga0;
+            gas_b = lb + gb0;
+            gas_nb = gb1 - gb0;
+            before_last = last;
+            last = (Mark){pa, pb, lines, ignored_a, ignored_b, steps};
+            steps++;
+        } else {
+            /* any mix of lines the reference reads without making a step */
+            int kind_a = passable(calls_a, la, sa), kind_b;
+            if (kind_a <= 0) {
+                if (kind_a < 0)
+                    return NULL;
+                break;
+            }
+            kind_b = passable(calls_b, lb, sb);
+            if (kind_b <= 0) {
+                if (kind_b < 0)
+                    return NULL;
+                break;
+            }
+            ignored_a += kind_a == IGNORED;
+            ignored_b += kind_b == IGNORED;
+        }
+        pa += sa + 1;
+        pb += sb + 1;
+        lines++;
+    }
+    Mark end = before_last; /* op lines O1..Ok passed: what lies before O(k-1) */
+    return Py_BuildValue("(nnnnnni)", end.steps, end.lines, end.ignored_a, end.ignored_b,
+                         end.a, end.b, reason);
+}
+
+/* call_key(line) -> what a call line does to the code table, as bytes (its code,
+ * name and file values), or None when the walk does not read it. */
+static PyObject *
+call_key(PyObject *self, PyObject *arg)
+{
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "call_key() takes bytes");
+        return NULL;
+    }
+    const char *s = PyBytes_AS_STRING(arg);
+    Py_ssize_t n = PyBytes_GET_SIZE(arg);
+    if (n > 0 && s[n - 1] == '\n')
+        n--;
+    if (!starts(s, n, "{\"event\":\"call\",", 16))
+        Py_RETURN_NONE;
+    return call_identity(s, n);
+}
+
+static PyMethodDef methods[] = {
+    {"skip", (PyCFunction)(void (*)(void))skip, METH_FASTCALL,
+     "Pass over the lines two blocktrace traces have in common (see the module)."},
+    {"call_key", call_key, METH_O, "What a call line does to the code table, as bytes."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "blocktrace.eip3155._cskip",
+    "The diff's common-run skip over two blocktrace traces.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__cskip(void)
+{
+    return PyModule_Create(&module);
+}

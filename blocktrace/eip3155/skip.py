@@ -1,0 +1,215 @@
+"""Passing over what two blocktrace traces have in common, as bytes.
+
+Two recordings of the same behaviour differ in every line's hash member (and,
+past a divergence, in the gas), nowhere else.  So while the differ walks two
+blocktrace traces in step, the lines ahead of both are compared as bytes
+(``_cskip.skip``, C): an op line equal in both but for its hash (and its gas,
+when gas is not a compared field) is the same step in both whatever fields are
+compared, provided both traces' code tables give each code number the same
+function and file as far as the compared fields see them -- no line is decoded,
+no step object made.  The walk gives back the steps it passed;
+the reference path (``normalise.steps_of``) reads on from the second-to-last op
+line it passed, so the last common step, every divergence and everything the C
+walk does not know (exception lines, a line that may merge, headers, sources,
+summaries) are read as before and the report is the same.
+
+The rules the walk keeps (the C file says which lines it passes over) are only
+half of it; the other half is here: the code tables agreeing on both sides, a
+call line passed over only when it says what the last one read for its code
+number said (the ``calls`` sets), both generators suspended after a step (so
+each holds the op line of its next step, the last line its source gave).
+
+Lines passed over are not decoded: a line that is not JSON, or not a trace line,
+but is the same in both inputs at the same step, is counted as the op (or return)
+line it starts as.  Only plain files are read this way (compressed ones take the
+reference path), and only where the C extension is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
+from inspect import GEN_SUSPENDED, getgeneratorstate
+from types import ModuleType
+from typing import BinaryIO
+
+from blocktrace._native import extension
+from blocktrace.eip3155.normalise import TraceInfo, blocktrace_reader, steps_of
+from blocktrace.eip3155.reader import TraceError
+from blocktrace.eip3155.records import Step
+from blocktrace.limits import MAX_LINE_BYTES, size_text
+
+__all__ = ["Pair", "pair"]
+
+_c: ModuleType | None = extension("blocktrace.eip3155._cskip")
+
+CHUNK = 1 << 22
+"""Bytes read at a time."""
+_MORE = 1  # _cskip: a line runs past the end of a buffer
+
+Pair = tuple[Iterator[Step], Iterator[Step], Callable[[], int]]
+
+
+class _Source:
+    """A trace's lines from a buffer of the file (``normalise.LineSource``), as the
+    format's reader gives them: numbered from 1, each at most ``MAX_LINE_BYTES``
+    (a longer one is a ``TraceError``), none after a torn last line."""
+
+    __slots__ = ("buf", "by_code", "calls", "done", "file", "lineno", "path", "pos", "start")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.file: BinaryIO | None = None
+        self.buf = b""
+        self.pos = 0
+        """Where the next line starts."""
+        self.start = 0
+        """Where the last line given starts."""
+        self.lineno = 0
+        self.done = False
+        self.calls: set[bytes] = set()
+        """What the call lines last read for each code number said (``_cskip.call_key``)."""
+        self.by_code: dict[int | str, bytes] = {}
+
+    @contextmanager
+    def numbered(self) -> Iterator[Iterator[tuple[int, bytes]]]:
+        try:
+            stream = open(self.path, "rb")  # noqa: SIM115 (held while the lines are read)
+        except OSError as exc:
+            raise TraceError(self.path, None, f"cannot read: {exc.strerror or exc}") from None
+        with stream:
+            self.file = stream
+            try:
+                yield self._lines()
+            finally:
+                self.file = None
+
+    def _lines(self) -> Iterator[tuple[int, bytes]]:
+        while True:
+            buf = self.buf
+            pos = self.pos
+            end = buf.find(b"\n", pos)
+            if end < 0 or end - pos >= MAX_LINE_BYTES:
+                if len(buf) - pos > MAX_LINE_BYTES:
+                    number = self.lineno + 1
+                    raise TraceError(self.path, number, f"line {number} is longer than "
+                                     f"{size_text(MAX_LINE_BYTES)}")
+                if end < 0:
+                    if not self.more():
+                        self.done = True  # the end, or a torn last line
+                        return
+                    continue
+            self.lineno += 1
+            self.start = pos
+            self.pos = end + 1
+            yield self.lineno, buf[pos:end + 1]
+
+    def more(self) -> bool:
+        """Read on (keeping the bytes from the last line given); False at the end."""
+        stream = self.file
+        chunk = stream.read(CHUNK) if stream is not None else b""
+        if not chunk:
+            return False
+        start = self.start
+        self.buf = self.buf[start:] + chunk
+        self.pos -= start
+        self.start = 0
+        return True
+
+    def called(self, code: int | str, line: bytes) -> None:
+        assert _c is not None
+        key: bytes | None = _c.call_key(line)
+        old = self.by_code.pop(code, None)
+        if old is not None:
+            self.calls.discard(old)
+        if key is not None:
+            self.by_code[code] = key
+            self.calls.add(key)
+
+
+def pair(info_a: TraceInfo, info_b: TraceInfo, fields: Sequence[str]) -> Pair | None:
+    """The step streams of two blocktrace traces and the function that passes over
+    what lies ahead of both in common (returning the steps passed), or None where
+    only the reference path reads them (no C extension, a compressed file, a
+    forced client dialect)."""
+    if _c is None:
+        return None
+    for info in (info_a, info_b):
+        if info.forced_dialect not in (None, "blocktrace"):
+            return None
+        reader = blocktrace_reader(info.path)
+        if reader is None or reader.kind != "plain":
+            return None
+    source_a, source_b = _Source(info_a.path), _Source(info_b.path)
+    steps_a = steps_of(info_a.path, info_a, source_a)
+    steps_b = steps_of(info_b.path, info_b, source_b)
+    mask_gas = "gas" not in fields
+    # What of a code's (function, file) the compared fields see.
+    seen = tuple(i for i, name in enumerate(("function", "file")) if name in fields)
+
+    def skip() -> int:
+        return _skip(source_a, source_b, steps_a, steps_b, info_a, info_b, mask_gas, seen)
+
+    return steps_a, steps_b, skip
+
+
+def _skip(
+    a: _Source, b: _Source, steps_a: Generator[Step, int | None, None],
+    steps_b: Generator[Step, int | None, None], info_a: TraceInfo, info_b: TraceInfo,
+    mask_gas: bool, seen: tuple[int, ...],
+) -> int:
+    """Pass over the steps both traces have in common from here (see the module)."""
+    assert _c is not None
+    if (
+        a.lineno == 0 or b.lineno == 0 or a.done or b.done
+        or getgeneratorstate(steps_a) != GEN_SUSPENDED
+        or getgeneratorstate(steps_b) != GEN_SUSPENDED
+        or not _agree(info_a.functions, info_b.functions, seen)
+    ):
+        return 0
+    # Each generator holds the op line of its next step: the last line its source gave.
+    given_a, given_b = a.pos - a.start, b.pos - b.start
+    pa, pb = a.start, b.start
+    steps = lines = ignored_a = ignored_b = 0
+    while True:
+        n: int
+        n, n_lines, n_ignored_a, n_ignored_b, pa, pb, reason = _c.skip(
+            a.buf, pa, b.buf, pb, mask_gas, a.calls, b.calls, MAX_LINE_BYTES)
+        steps += n
+        lines += n_lines
+        ignored_a += n_ignored_a
+        ignored_b += n_ignored_b
+        if reason != _MORE:
+            break
+        a.start, b.start = pa, pb  # what ``more`` keeps
+        a.pos, b.pos = pa + given_a, pb + given_b
+        grew_a, grew_b = a.more(), b.more()
+        pa, pb = a.start, b.start
+        if not (grew_a and grew_b) and (n == 0 or not (grew_a or grew_b)):
+            break  # an input's end (a torn line, or nothing more in common to pass)
+    if steps == 0:
+        a.start, b.start = pa, pb
+        a.pos, b.pos = pa + given_a, pb + given_b
+        return 0
+    for source, steps_x, info, at, ignored in (
+        (a, steps_a, info_a, pa, ignored_a), (b, steps_b, info_b, pb, ignored_b)
+    ):
+        source.start = source.pos = at
+        source.lineno += lines - 1
+        info.ignored += ignored
+        steps_x.send(steps)
+    return steps
+
+
+def _agree(
+    a: dict[int | str, tuple[str, str]], b: dict[int | str, tuple[str, str]],
+    seen: tuple[int, ...],
+) -> bool:
+    """Whether two code tables give every code number the same function and file, as
+    far as the compared fields see them (``seen``: 0 the function, 1 the file): then
+    an op line's bytes say the same step in both traces."""
+    if a == b or not seen:
+        return True
+    if a.keys() != b.keys():
+        return False
+    return all(a[code][i] == b[code][i] for code in a for i in seen)

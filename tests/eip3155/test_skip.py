@@ -1,0 +1,314 @@
+"""The diff's byte-level pass over what two blocktrace traces have in common
+(``blocktrace.eip3155.skip``, C) against the reference path (every line decoded and
+compared as steps): the same report, byte for byte, on many pairs of real traces
+and on traces edited where the pass must hand over to the reference."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import blocktrace
+from blocktrace.eip3155 import diff_files, skip
+from blocktrace.eip3155.render import render_json, render_text
+from blocktrace.eip3155.report import DiffReport
+from blocktrace.golden.compare import compare_golden
+
+pytestmark = pytest.mark.skipif(skip._c is None, reason="the C extension is not built "
+                                "(or BLOCKTRACE_PURE is set): only the reference path runs")
+
+
+def helper(i: int, odd: int) -> int:
+    if i == odd:
+        return -1
+    return i * 3 % 7
+
+
+def work(n: int = 60, odd: int = -1, extra: int = 0, fail: bool = False) -> int:
+    total = 0
+    for i in range(n):
+        total += helper(i, odd)
+    if extra:
+        total += sum(helper(j, odd) for j in range(extra))
+    try:
+        if fail:
+            total //= 0
+    except ZeroDivisionError:
+        total -= 1
+    return total
+
+
+def threaded(n: int = 30, odd: int = -1) -> int:
+    out: list[int] = []
+    worker = threading.Thread(target=lambda: out.append(work(n, odd)))
+    worker.start()
+    worker.join()
+    return work(n // 2) + out[0]
+
+
+def _record(path: Path, program: Callable[..., int], args: dict[str, Any], **options: Any
+            ) -> Path:
+    with blocktrace.trace(blocktrace.ChainTracer(path, **options)):
+        program(**args)
+    return path
+
+
+def _both(a: Path, b: Path, monkeypatch: pytest.MonkeyPatch, **options: Any
+          ) -> tuple[DiffReport, DiffReport, int]:
+    """The report with the pass, the reference's, and the steps the pass passed over."""
+    passed: list[int] = []
+    real = skip._skip
+
+    def counting(*args: Any) -> int:
+        got = real(*args)
+        passed.append(got)
+        return got
+
+    with monkeypatch.context() as patch:
+        patch.setattr(skip, "_skip", counting)
+        fast = diff_files(str(a), str(b), **options)
+    with monkeypatch.context() as patch:
+        patch.setattr(skip, "_c", None)
+        reference = diff_files(str(a), str(b), **options)
+    return fast, reference, sum(passed)
+
+
+def _same(fast: DiffReport, reference: DiffReport) -> None:
+    assert render_text(fast) == render_text(reference)
+    assert render_json(fast) == render_json(reference)
+    for mine, theirs in ((fast.a, reference.a), (fast.b, reference.b)):
+        assert mine == theirs
+    assert fast.steps.common == reference.steps.common
+    assert fast.steps.last_common == reference.steps.last_common
+    assert fast.steps.hunks == reference.steps.hunks
+    assert fast.steps.first == reference.steps.first
+
+
+W = work
+T = threaded
+PAIRS: dict[str, tuple[Callable[..., int], dict[str, Any], dict[str, Any], dict[str, Any]]] = {
+    # name: (program, its arguments for A, for B, the tracer's options)
+    "same behaviour": (W, {}, {}, {}),
+    "one step changed": (W, {}, {"odd": 30}, {}),
+    "steps inserted": (W, {}, {"extra": 4}, {}),
+    "steps removed": (W, {"extra": 4}, {}, {}),
+    "a longer loop": (W, {}, {"n": 75}, {}),
+    "exceptions on both sides": (W, {"fail": True}, {"fail": True}, {}),
+    "an exception on one side": (W, {}, {"fail": True}, {}),
+    "threads": (T, {}, {}, {}),
+    "threads, one changed": (T, {}, {"odd": 5}, {}),
+    "values that differ": (W, {"odd": 2}, {"odd": 40}, {"locals": "on"}),
+    "values, same behaviour": (W, {}, {}, {"locals": "on", "globals": "on"}),
+    "line level": (W, {}, {"odd": 30}, {"level": "line"}),
+}
+
+
+@pytest.fixture(params=[skip.CHUNK, 97, 4096], ids=["4MiB", "97B", "4KiB"])
+def chunk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    monkeypatch.setattr(skip, "CHUNK", request.param)
+    yield request.param
+
+
+@pytest.mark.parametrize("name", list(PAIRS))
+def test_the_pass_reports_what_the_reference_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, name: str
+) -> None:
+    program, args_a, args_b, options = PAIRS[name]
+    a = _record(tmp_path / "a.jsonl", program, args_a, **options)
+    b = _record(tmp_path / "b.jsonl", program, args_b, **options)
+    fast, reference, passed = _both(a, b, monkeypatch)
+    _same(fast, reference)
+    if name != "values that differ":  # (a hunk every few steps: little to pass over)
+        assert passed > fast.steps.common // 2, "the pass should cover most common steps"
+    if name in ("same behaviour", "exceptions on both sides", "values, same behaviour"):
+        assert fast.equal
+
+
+@pytest.mark.parametrize("options", [
+    {"fields": ["pc", "op", "gas", "line"]},  # gas compared: not masked
+    {"ignore": ["locals"]},
+    {"max_hunks": 1},
+    {"window": 4},
+    {"stack_top": 2},
+    {"by_line": True},
+])
+def test_options_report_what_the_reference_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: dict[str, Any]
+) -> None:
+    a = _record(tmp_path / "a.jsonl", work, {"odd": 10}, locals="on")
+    b = _record(tmp_path / "b.jsonl", work, {"odd": 50, "extra": 3}, locals="on")
+    fast, reference, _ = _both(a, b, monkeypatch, **options)
+    _same(fast, reference)
+    assert fast.steps.hunk_count >= 1
+
+
+def test_levels_that_differ_report_what_the_reference_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = _record(tmp_path / "a.jsonl", work, {}, level="op")
+    b = _record(tmp_path / "b.jsonl", work, {}, level="line")
+    fast, reference, passed = _both(a, b, monkeypatch)
+    _same(fast, reference)
+    assert passed == 0  # projected to line level: the reference path
+
+
+# -- traces edited where the pass must hand over --------------------------------
+
+
+def _lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def _edited(tmp_path: Path, edit: Callable[[list[bytes]], list[bytes]], **options: Any
+            ) -> tuple[Path, Path]:
+    a = _record(tmp_path / "a.jsonl", work, {}, **options)
+    b = tmp_path / "b.jsonl"
+    b.write_bytes(b"".join(edit(_lines(_record(tmp_path / "b0.jsonl", work, {}, **options)))))
+    return a, b
+
+
+def _last_index(lines: list[bytes], prefix: bytes) -> int:
+    return max(i for i, line in enumerate(lines) if line.startswith(prefix))
+
+
+def _rename_helper_late(lines: list[bytes]) -> list[bytes]:
+    """The last call line of ``helper`` names another function: the code number maps
+    to ``other`` from there on (the code tables differ)."""
+    i = _last_index(lines, b'{"event":"call"') - 8
+    i = max(j for j in range(i) if b'"name":"helper"' in lines[j])
+    lines[i] = lines[i].replace(b'"name":"helper"', b'"name":"other"')
+    return lines
+
+
+def _same_gas_twice(lines: list[bytes]) -> list[bytes]:
+    """An op line written twice (same gas): the reference merges the second into the
+    first as the second line of a faulting op."""
+    i = len(lines) // 2
+    while not lines[i].startswith(b'{"pc"'):
+        i += 1
+    return [*lines[:i + 1], lines[i], *lines[i + 1:]]
+
+
+def _return_values(lines: list[bytes]) -> list[bytes]:
+    return [line.replace(b'"value":', b'"value":"x",  "was":') if line.startswith(
+        b'{"event":"return"') else line for line in lines]
+
+
+def _torn_end(lines: list[bytes]) -> list[bytes]:
+    return [*lines[:-3], lines[-3][:40]]
+
+
+def _noise_line(lines: list[bytes]) -> list[bytes]:
+    i = len(lines) // 3
+    return [*lines[:i], b"not json at all\n", *lines[i:]]
+
+
+def _blank_line(lines: list[bytes]) -> list[bytes]:
+    i = len(lines) // 3
+    return [*lines[:i], b"\n", *lines[i:]]
+
+
+def _other_line_number(lines: list[bytes]) -> list[bytes]:
+    i = 2 * len(lines) // 3
+    while not lines[i].startswith(b'{"pc"'):
+        i += 1
+    line = lines[i]
+    at = line.index(b'"line":') + 7
+    lines[i] = line[:at] + b"9" + line[at:]
+    return lines
+
+
+@pytest.mark.parametrize("edit", [_rename_helper_late, _same_gas_twice, _return_values,
+                                  _torn_end, _noise_line, _blank_line, _other_line_number])
+def test_edited_traces_report_what_the_reference_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int,
+    edit: Callable[[list[bytes]], list[bytes]],
+) -> None:
+    a, b = _edited(tmp_path, edit)
+    fast, reference, passed = _both(a, b, monkeypatch)
+    _same(fast, reference)
+    fast, reference, _ = _both(b, a, monkeypatch)
+    _same(fast, reference)
+    assert passed > 0
+
+
+def test_the_same_noise_in_both_is_read_by_the_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = _edited(tmp_path, _noise_line)
+    a.write_bytes(b"".join(_noise_line(_lines(a))))
+    fast, reference, _ = _both(a, b, monkeypatch)
+    _same(fast, reference)
+    assert fast.a.noise == 1 and fast.equal
+
+
+def test_a_compressed_trace_takes_the_reference_path(tmp_path: Path) -> None:
+    zstd = pytest.importorskip("zstandard")
+    a = _record(tmp_path / "a.jsonl", work, {})
+    packed = tmp_path / "b.jsonl.zst"
+    packed.write_bytes(zstd.ZstdCompressor().compress(a.read_bytes()))
+    from blocktrace.eip3155.normalise import TraceInfo
+
+    assert skip.pair(TraceInfo(str(a)), TraceInfo(str(packed)), ("pc",)) is None
+    assert skip.pair(TraceInfo(str(a)), TraceInfo(str(a)), ("pc",)) is not None
+    assert diff_files(str(a), str(packed)).equal
+
+
+@pytest.mark.parametrize("level", ["op", "line"])
+def test_golden_comparison_reports_what_the_reference_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, level: str
+) -> None:
+    from blocktrace.golden.stabilise import Normaliser, stabilise
+
+    paths = []
+    for name, args in (("golden", {}), ("now", {"odd": 20, "extra": 2})):
+        raw = _record(tmp_path / f"{name}-raw.jsonl", work, args, level=level)
+        out = tmp_path / f"{name}.jsonl"
+        with raw.open("rb") as source, out.open("wb") as sink:
+            stabilise(source, sink, Normaliser(str(tmp_path), [name]))
+        paths.append(out)
+    texts = []
+    for c in (skip._c, None):
+        with monkeypatch.context() as patch:
+            patch.setattr(skip, "_c", c)
+            for hunks in (1, 3):
+                result = compare_golden(str(paths[0]), str(paths[1]), level,  # type: ignore[arg-type]
+                                        hunks=hunks, root=str(tmp_path))
+                texts.append((result.text, result.steps))
+    assert texts[:2] == texts[2:]
+    assert "further hunk" in texts[0][0]
+
+
+def _module(where: Path, source: str) -> Any:
+    where.mkdir()
+    (where / "prog.py").write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(f"prog_{where.name}", where / "prog.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("fields", [None, ["pc", "op", "line", "function", "file"]])
+def test_programs_in_other_files_report_what_the_reference_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fields: list[str] | None
+) -> None:
+    """The code tables differ in every file name: passed over where ``file`` is not
+    compared, handed to the reference where it is."""
+    source = inspect.getsource(helper) + "\n\n" + inspect.getsource(work)
+    traces = []
+    for name in ("a", "b"):
+        module = _module(tmp_path / name, source)
+        traces.append(_record(tmp_path / f"{name}.jsonl", module.work, {"odd": 7}))
+    fast, reference, passed = _both(*traces, monkeypatch, fields=fields)
+    _same(fast, reference)
+    if fields is None:
+        assert fast.equal and passed > fast.steps.common // 2
+    else:  # (only the few steps of ``_record``, before the first call line, are passed)
+        assert not fast.equal and passed < 10
