@@ -1,7 +1,7 @@
 """Stubs of ``blocktrace.format._cscan`` (csrc/scan.c): the chain check at hashing speed."""
 
 from collections.abc import Buffer
-from typing import Final, final
+from typing import Any, Final, final
 
 IMPLEMENTATION: Final[str]
 """The SHA-256 compression in use: ``"sha-ni"``, ``"openssl"`` or ``"portable"``."""
@@ -60,24 +60,70 @@ class ChainScan:
 
 @final
 class OpColumns:
-    """The ``ops`` table's columns, filled from op lines (see ``blocktrace.query.tables``)."""
+    """The ``ops``, ``calls`` and ``exceptions`` tables' columns, filled from a
+    trace's lines (see ``blocktrace.query.columns``, whose ``PyColumns`` is the
+    reference)."""
 
     def __init__(self) -> None: ...
     def feed(
         self, buffer: Buffer, pos: int, line_no: int, max_rows: int, /
     ) -> tuple[int, int, int]:
-        """Add the plain op lines of ``buffer`` from byte ``pos`` (line ``line_no``);
-        returns (stop, pos, line_no): 0 no complete line left, 1 the line at pos is
-        for Python, 2 ``max_rows`` reached."""
-    def append(
+        """Add the op, exception, call and return lines of ``buffer`` from byte
+        ``pos`` (line ``line_no``) in the writer's forms; returns (stop, pos,
+        line_no): 0 no complete line left, 1 the line at pos is for Python, 2 a
+        table holds ``max_rows``."""
+    def op(
         self, line_no: int, thread: int, depth: int, pc: int, op: int, opName: str, gas: int,
         line: int, code: int, /,
     ) -> None:
-        """Add one row read by Python."""
+        """An op line read by Python."""
+    def call(
+        self, line_no: int, thread: int, depth: int, code: int, kind: str, name: str, file: str,
+        first_line: int, clock: int | None, /,
+    ) -> None:
+        """A call line read by Python."""
+    def ret(self, line_no: int, thread: int, kind: str, value: str, clock: int | None, /) -> None:
+        """A return line read by Python (``value``: its JSON text again)."""
+    def exception(
+        self, line_no: int, thread: int, depth: int, pc: int, op: int, opName: str, line: int,
+        code: int, event: str, error: str, clock: int | None, /,
+    ) -> None:
+        """An exception line read by Python."""
+    def finish(self) -> None:
+        """The calls rows of the frames that never stopped."""
     def take(self) -> tuple[int, bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes,
-                            bytes]:
-        """(rows, line_no, thread, depth, pc, op, opName offsets, opName data, gas, line,
-        code) as Arrow buffers; empties the columns."""
+                            bytes, bytes]:
+        """(rows, step, line_no, thread, depth, pc, op, opName offsets, opName data, gas,
+        line, code) of ops as Arrow buffers; empties them."""
+    def take_calls(self) -> tuple[Any, ...]:
+        """(rows, 8 plain columns, 9 (data, validity) columns, ((offsets, validity),
+        data) of ``value``) of the calls rows held; empties them."""
+    def take_exceptions(self) -> tuple[Any, ...]:
+        """(rows, 11 plain columns, 2 (data, validity) columns, the ``message``
+        column) of the exceptions rows held; empties them."""
+    def strings(self, start: int, /) -> list[str]:
+        """The interned strings from number ``start`` on."""
+    def function(self, code: int, /) -> str | None:
+        """The function name code number ``code`` has now."""
+    def entries(self) -> bytes:
+        """(name, file, first line) of every entry, int32 each (entry 0: none)."""
+    def code_entries(self) -> bytes:
+        """The entry of each code number now, int32 each."""
     @property
     def rows(self) -> int:
-        """Rows held."""
+        """Ops rows held."""
+    @property
+    def steps(self) -> int:
+        """Ops rows ever."""
+    @property
+    def calls(self) -> int:
+        """Calls entered."""
+    @property
+    def max_depth(self) -> int:
+        """The deepest call line's depth."""
+    @property
+    def call_rows(self) -> int:
+        """Calls rows held."""
+    @property
+    def exception_rows(self) -> int:
+        """Exceptions rows held."""

@@ -1,11 +1,16 @@
-"""The ``ops`` table's columns, filled in bulk: the C path and its Python reference.
+"""The ``ops``, ``calls`` and ``exceptions`` tables' columns, filled in bulk: the C
+path and its Python reference.
 
-:class:`PyOpColumns` is the reference: rows added one at a time (``append``),
-and ``feed`` takes none (every line goes to the caller's decoder).  The C
-``blocktrace.format._cscan.OpColumns`` has the same interface and, in ``feed``,
-reads the plain op lines the writer writes straight into its buffers, leaving
-every other line to the caller; ``take`` gives the same Arrow buffers either
-way.  :func:`op_columns` says which one to use (``blocktrace._native``).
+:class:`PyColumns` is the reference: the caller decodes every line with the
+format's Structs and hands its fields to ``op``, ``call``, ``ret`` or
+``exception`` (``feed`` takes no line); it keeps the call stacks, pairs each
+return with its call and makes the rows.  The C
+``blocktrace.format._cscan.OpColumns`` (``format/csrc/columns.c``, wrapped by
+:class:`NativeColumns`) has the same methods and, in ``feed``, reads the op,
+exception, call and return lines in the forms the writer writes straight into
+its buffers, leaving every other line to the caller; ``take_ops``,
+``take_calls`` and ``take_exceptions`` give the same Arrow arrays either way.
+:func:`table_columns` says which one to use (``blocktrace._native``).
 :func:`complete_lines` reads a trace's uncompressed bytes in large buffers of
 whole lines, as :meth:`blocktrace.format.TraceReader.raw_lines` reads lines
 (the same bound, the same end at a torn line).
@@ -13,81 +18,360 @@ whole lines, as :meth:`blocktrace.format.TraceReader.raw_lines` reads lines
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from blocktrace._native import extension
 from blocktrace.format import TraceReader
 from blocktrace.format.compressed import CompressedDataError, open_at
 from blocktrace.format.versions import MAX_LINE_BYTES
 from blocktrace.limits import LineTooLongError
+from blocktrace.query.schema import TABLES, arrow_schema
 
-__all__ = ["CHUNK", "END", "FULL", "OTHER", "PyOpColumns", "complete_lines", "op_columns"]
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = [
+    "CHUNK", "END", "FULL", "MAX_CODE", "OTHER", "NativeColumns", "PyColumns", "complete_lines",
+    "error_parts",
+    "table_columns",
+]
 
 CHUNK = 1 << 20
 """Bytes read at a time."""
 END, OTHER, FULL = 0, 1, 2
 """Why ``feed`` stopped: no complete line left, the line at ``pos`` is the
-caller's, ``max_rows`` reached."""
+caller's, a table holds ``max_rows``."""
+MAX_CODE = 1 << 24
+"""Code numbers from here on are refused (the tables by code number stay small)."""
 
 
-class PyOpColumns:
-    """The reference of ``_cscan.OpColumns`` (see the module's docstring)."""
+def error_parts(error: str | None) -> tuple[str | None, str | None]:
+    """An error's text as (type, message): the text before ``": "`` and after."""
+    if not error:
+        return None, None
+    kind, sep, message = error.partition(": ")
+    return (kind, message) if sep else (error, None)
+
+
+class PyColumns:
+    """The reference of ``_cscan.OpColumns`` (see the module's docstring): the rows
+    of ``ops``, ``calls`` and ``exceptions`` from lines the caller decoded."""
 
     def __init__(self) -> None:
-        self._reset()
-
-    def _reset(self) -> None:
-        # line_no, pc, gas (int64); thread, depth, op, line, code (int32)
-        self._int64 = [array("q") for _ in range(3)]
-        self._int32 = [array("i") for _ in range(5)]
-        self._names = bytearray()
-        self._offsets = array("i", [0])
-        (self._line_no, self._pc, self._gas) = (c.append for c in self._int64)
-        (self._thread, self._depth, self._op, self._line, self._code) = (
-            c.append for c in self._int32
-        )
+        self.steps = 0  # ops rows ever
+        self.calls = 0  # calls entered
+        self.max_depth = 0
+        # code number -> (function, file, first line); index = code number
+        self._functions: list[str | None] = []
+        self._files: list[str | None] = []
+        self._first_lines: list[int | None] = []
+        self._stacks: dict[int, list[list[Any]]] = {}
+        self._last_error: dict[tuple[int, int], str] = {}
+        self._ops: dict[str, list[Any]] = {n: [] for n in _OPS}
+        self._calls: dict[str, list[Any]] = {n: [] for n in _CALLS}
+        self._exceptions: dict[str, list[Any]] = {n: [] for n in _EXCEPTIONS}
 
     @property
     def rows(self) -> int:
-        return len(self._int64[0])
+        return len(self._ops["line_no"])
+
+    @property
+    def call_rows(self) -> int:
+        return len(self._calls["call_id"])
+
+    @property
+    def exception_rows(self) -> int:
+        return len(self._exceptions["step"])
 
     def feed(self, buffer: bytes, pos: int, line_no: int, max_rows: int) -> tuple[int, int, int]:
-        if self.rows >= max_rows and pos < len(buffer):
+        if pos >= len(buffer):
+            return END, pos, line_no
+        if max(self.rows, self.call_rows, self.exception_rows) >= max_rows:
             return FULL, pos, line_no
-        return (OTHER if pos < len(buffer) else END), pos, line_no
+        return OTHER, pos, line_no
 
-    def append(
-        self, line_no: int, thread: int, depth: int, pc: int, op: int, opName: str, gas: int,
-        line: int, code: int,
-    ) -> None:
-        self._line_no(line_no)
-        self._pc(pc)
-        self._gas(gas)
-        self._thread(thread)
-        self._depth(depth)
-        self._op(op)
-        self._line(line)
-        self._code(code)
-        self._names += opName.encode()
-        self._offsets.append(len(self._names))
+    def function(self, code: int) -> str | None:
+        name: str | None = _at(self._functions, code)
+        return name
 
-    def take(self) -> tuple[int, bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes,
-                            bytes]:
-        rows = self.rows
-        line_no, pc, gas = (c.tobytes() for c in self._int64)
-        thread, depth, op, line, code = (c.tobytes() for c in self._int32)
-        out = (rows, line_no, thread, depth, pc, op, self._offsets.tobytes(),
-               bytes(self._names), gas, line, code)
-        self._reset()
-        return out
+    def op(self, line_no: int, thread: int, depth: int, pc: int, op: int, opName: str, gas: int,
+           line: int, code: int) -> None:
+        o = self._ops
+        row = (self.steps, line_no, thread, depth, pc, op, opName, gas, line, code)
+        for name, value in zip(_OPS, row, strict=True):
+            o[name].append(value)
+        self.steps += 1
+
+    def call(self, line_no: int, thread: int, depth: int, code: int, kind: str, name: str,
+             file: str, first_line: int, clock: int | None) -> None:
+        if not 0 <= code < MAX_CODE:
+            raise ValueError(f"code number {code} is beyond {MAX_CODE}")
+        while len(self._functions) <= code:
+            self._functions.append(None)
+            self._files.append(None)
+            self._first_lines.append(None)
+        self._functions[code] = name
+        self._files[code] = file
+        self._first_lines[code] = first_line
+        stack = self._stacks.setdefault(thread, [])
+        self.max_depth = max(self.max_depth, depth)
+        parent = stack[-1][0] if stack else None
+        # call_id, parent, depth, code, kind, step_in, line_in, clock_in, child steps
+        stack.append([self.calls, parent, depth, code, kind, self.steps, line_no, clock, 0])
+        self.calls += 1
+
+    def ret(self, line_no: int, thread: int, kind: str, value: str, clock: int | None) -> None:
+        stack = self._stacks.get(thread)
+        if not stack:
+            return
+        frame = stack.pop()
+        steps = self.steps - frame[5]
+        if stack:
+            stack[-1][8] += steps
+        error = self._last_error.pop((thread, frame[2]), None)
+        self._call_row(thread, frame, self.steps, steps, kind, line_no, clock,
+                       error_parts(error)[0] if kind == "unwind" else None, value)
+
+    def exception(self, line_no: int, thread: int, depth: int, pc: int, op: int, opName: str,
+                  line: int, code: int, event: str, error: str, clock: int | None) -> None:
+        kind, message = error_parts(error)
+        row = (self.steps, line_no, thread, depth, pc, op, opName, line, code,
+               _at(self._functions, code), _at(self._files, code), event, kind, message, clock)
+        e = self._exceptions
+        for name, value in zip(_EXCEPTIONS, row, strict=True):
+            e[name].append(value)
+        if event != "handled":
+            self._last_error[(thread, depth)] = error
+
+    def finish(self) -> None:
+        for thread, stack in self._stacks.items():  # frames that never returned
+            while stack:
+                self._call_row(thread, stack.pop(), None, None, None, None, None, None, None)
+
+    def _call_row(self, thread: int, frame: list[Any], step_out: int | None, steps: int | None,
+                  ended: str | None, line_out: int | None, clock_out: int | None,
+                  exception: str | None, value: str | None) -> None:
+        call_id, parent, depth, code, kind, step_in, line_in, clock_in, child = frame
+        row = (
+            call_id, parent, thread, depth, code, _at(self._functions, code),
+            _at(self._files, code), _at(self._first_lines, code), kind, step_in, step_out,
+            steps, None if steps is None else steps - child, ended, exception, value, line_in,
+            line_out, clock_in, clock_out,
+        )
+        c = self._calls
+        for name, v in zip(_CALLS, row, strict=True):
+            c[name].append(v)
+
+    def take_ops(self) -> dict[str, pa.Array]:
+        """The ops rows held as columns (all but ``gasCost``)."""
+        o = self._ops
+        o["function"] = [_at(self._functions, c) for c in o["code"]]
+        o["file"] = [_at(self._files, c) for c in o["code"]]
+        return _arrays("ops", o)
+
+    def take_calls(self) -> dict[str, pa.Array]:
+        return _arrays("calls", self._calls)
+
+    def take_exceptions(self) -> dict[str, pa.Array]:
+        return _arrays("exceptions", self._exceptions)
 
 
-def op_columns() -> Any:
-    """A fresh ``OpColumns``: the C one when the C paths are used, else the reference."""
+_OPS = ("step", "line_no", "thread", "depth", "pc", "op", "opName", "gas", "line", "code")
+_CALLS = tuple(name for name, _, _ in TABLES["calls"])
+_EXCEPTIONS = tuple(name for name, _, _ in TABLES["exceptions"])
+
+
+def _at(names: list[Any], code: int | None) -> Any:
+    return names[code] if code is not None and 0 <= code < len(names) else None
+
+
+def _arrays(table: str, columns: dict[str, list[Any]]) -> dict[str, pa.Array]:
+    """The lists as Arrow arrays of the table's types; the lists empty."""
+    import pyarrow as pa
+
+    out = {}
+    for f in arrow_schema(table):
+        values = columns.get(f.name)
+        if values is not None:
+            out[f.name] = pa.array(values, type=f.type)
+            values.clear()
+    return out
+
+
+class NativeColumns:
+    """``_cscan.OpColumns`` with its buffers taken as Arrow arrays: the C path."""
+
+    def __init__(self, native: Any) -> None:
+        self._c = c = native.OpColumns()
+        self.feed = c.feed
+        self.op = c.op
+        self.call = c.call
+        self.ret = c.ret
+        self.exception = c.exception
+        self.finish = c.finish
+        self.function = c.function
+        self._strings: list[str] = []
+        self._names: pa.Array | None = None  # the strings as an Arrow array
+
+    rows = property(lambda self: self._c.rows)
+    steps = property(lambda self: self._c.steps)
+    calls = property(lambda self: self._c.calls)
+    max_depth = property(lambda self: self._c.max_depth)
+    call_rows = property(lambda self: self._c.call_rows)
+    exception_rows = property(lambda self: self._c.exception_rows)
+
+    def _interned(self) -> pa.Array:
+        import pyarrow as pa
+
+        more = self._c.strings(len(self._strings))
+        if more or self._names is None:
+            self._strings += more
+            self._names = pa.array(self._strings, type=pa.string())
+        return self._names
+
+    def _entries(self) -> tuple[pa.Array, pa.Array, pa.Array]:
+        """(function, file, first line) of each entry (entry 0: none)."""
+        import pyarrow as pa
+
+        strings = self._interned()
+        data = self._c.entries() or b"\xff" * 12  # none yet: entry 0 alone (-1s)
+        count = len(data) // 12
+        triples = pa.Array.from_buffers(pa.int32(), count * 3, [None, pa.py_buffer(data)])
+        names = _ids(triples[0::3])
+        files = _ids(triples[1::3])
+        first = pa.concat_arrays([pa.nulls(1, pa.int32()), triples[2::3][1:]])  # entry 0: none
+        return strings.take(names), strings.take(files), first
+
+    def take_ops(self) -> dict[str, pa.Array]:
+        import pyarrow as pa
+
+        (rows, step, line_no, thread, depth, pcs, op, offsets, names, gas, line,
+         code) = self._c.take()
+
+        def fixed(kind: pa.DataType, data: bytes) -> pa.Array:
+            return pa.Array.from_buffers(kind, rows, [None, pa.py_buffer(data)])
+
+        codes = fixed(pa.int32(), code)
+        functions, files, _ = self._entries()
+        by_code = self._c.code_entries()
+        entry = pa.Array.from_buffers(pa.int32(), len(by_code) // 4, [None, pa.py_buffer(by_code)])
+        # a code beyond the table (no call line named it): entry 0, none
+        known = pa.compute.less(codes, len(entry))
+        at = pa.compute.if_else(known, codes, 0) if len(entry) else pa.repeat(
+            pa.scalar(0, pa.int32()), rows)
+        entries = entry.take(at) if len(entry) else at
+        return {
+            "step": fixed(pa.int64(), step),
+            "line_no": fixed(pa.int64(), line_no),
+            "thread": fixed(pa.int32(), thread),
+            "depth": fixed(pa.int32(), depth),
+            "pc": fixed(pa.int64(), pcs),
+            "op": fixed(pa.int32(), op),
+            "opName": pa.Array.from_buffers(
+                pa.string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(names)]),
+            "gas": fixed(pa.int64(), gas),
+            "line": fixed(pa.int32(), line),
+            "code": codes,
+            "function": functions.take(entries),
+            "file": files.take(entries),
+        }
+
+    def take_calls(self) -> dict[str, pa.Array]:
+        import pyarrow as pa
+
+        (rows, call_id, thread, depth, code, entry, kind, step_in, line_in, *nullable,
+         value) = self._c.take_calls()
+        parent, step_out, steps, self_steps, ended, exception, line_out, clock_in, clock_out = (
+            nullable)
+        i32, i64 = pa.int32(), pa.int64()
+        strings = self._interned()
+        functions, files, first_lines = self._entries()
+        entries = _fixed(i32, rows, entry)
+        return {
+            "call_id": _fixed(i64, rows, call_id),
+            "parent_id": _nullable(i64, rows, parent),
+            "thread": _fixed(i32, rows, thread),
+            "depth": _fixed(i32, rows, depth),
+            "code": _fixed(i32, rows, code),
+            "function": functions.take(entries),
+            "file": files.take(entries),
+            "first_line": first_lines.take(entries),
+            "kind": strings.take(_fixed(i32, rows, kind)),
+            "step_in": _fixed(i64, rows, step_in),
+            "step_out": _nullable(i64, rows, step_out),
+            "steps": _nullable(i64, rows, steps),
+            "self_steps": _nullable(i64, rows, self_steps),
+            "ended": strings.take(_nullable(i32, rows, ended)),
+            "exception": strings.take(_nullable(i32, rows, exception)),
+            "value": _text(rows, value),
+            "line_in": _fixed(i64, rows, line_in),
+            "line_out": _nullable(i64, rows, line_out),
+            "clock_in": _nullable(i64, rows, clock_in),
+            "clock_out": _nullable(i64, rows, clock_out),
+        }
+
+    def take_exceptions(self) -> dict[str, pa.Array]:
+        import pyarrow as pa
+
+        (rows, step, line_no, thread, depth, pc, op, op_name, line, code, entry, kind, type_,
+         clock, message) = self._c.take_exceptions()
+        i32, i64 = pa.int32(), pa.int64()
+        strings = self._interned()
+        functions, files, _ = self._entries()
+        entries = _fixed(i32, rows, entry)
+        return {
+            "step": _fixed(i64, rows, step),
+            "line_no": _fixed(i64, rows, line_no),
+            "thread": _fixed(i32, rows, thread),
+            "depth": _fixed(i32, rows, depth),
+            "pc": _fixed(i64, rows, pc),
+            "op": _fixed(i32, rows, op),
+            "opName": strings.take(_fixed(i32, rows, op_name)),
+            "line": _fixed(i32, rows, line),
+            "code": _fixed(i32, rows, code),
+            "function": functions.take(entries),
+            "file": files.take(entries),
+            "kind": strings.take(_fixed(i32, rows, kind)),
+            "type": strings.take(_nullable(i32, rows, type_)),
+            "message": _text(rows, message),
+            "clock": _nullable(i64, rows, clock),
+        }
+
+
+def _fixed(kind: Any, rows: int, data: bytes) -> pa.Array:
+    import pyarrow as pa
+
+    return pa.Array.from_buffers(kind, rows, [None, pa.py_buffer(data)])
+
+
+def _nullable(kind: Any, rows: int, column: tuple[bytes, bytes | None]) -> pa.Array:
+    import pyarrow as pa
+
+    data, bits = column
+    return pa.Array.from_buffers(
+        kind, rows, [None if bits is None else pa.py_buffer(bits), pa.py_buffer(data)])
+
+
+def _text(rows: int, column: tuple[tuple[bytes, bytes | None], bytes]) -> pa.Array:
+    import pyarrow as pa
+
+    (offsets, bits), data = column
+    return pa.Array.from_buffers(pa.string(), rows, [
+        None if bits is None else pa.py_buffer(bits), pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def _ids(ids: pa.Array) -> pa.Array:
+    """Numbers into the strings, -1 as NULL."""
+    import pyarrow as pa
+
+    return pa.compute.if_else(pa.compute.less(ids, 0), pa.scalar(None, pa.int32()), ids)
+
+
+def table_columns() -> Any:
+    """Fresh columns: the C ones when the C paths are used, else the reference."""
     native = extension("blocktrace.format._cscan")
-    return PyOpColumns() if native is None else native.OpColumns()
+    return PyColumns() if native is None else NativeColumns(native)
 
 
 def complete_lines(reader: TraceReader) -> Iterator[bytes]:

@@ -197,8 +197,6 @@ def export_trace(path: str, out_dir: str, *, allow_unverified: bool = False) -> 
     """Write the query tables of the trace at ``path`` into the dataset ``out_dir``
     (created if missing), streaming.  A blocktrace trace is verified first; a
     tampered one is refused (``TamperedTrace``) unless ``allow_unverified``."""
-    import pyarrow.parquet as pq
-
     started = time.perf_counter()
     if os.path.isdir(path):
         raise QueryInputError(f"{path}: is a directory, not a trace file")
@@ -229,18 +227,14 @@ def export_trace(path: str, out_dir: str, *, allow_unverified: bool = False) -> 
                 writer = writers.get(table)
                 if writer is None:
                     os.mkdir(os.path.join(incoming, table))
-                    writer = writers[table] = pq.ParquetWriter(
-                        os.path.join(incoming, table, "part-0.parquet"),
-                        arrow_schema(table), compression="zstd",
-                    )
+                    writer = writers[table] = _parquet_writer(
+                        os.path.join(incoming, table, "part-0.parquet"), table)
                 writer.write_batch(batch)
             if verified is not None and verification is None:
                 verification = _judged(path, verified(), allow_unverified)
             os.mkdir(os.path.join(incoming, "runs"))
-            writers["runs"] = pq.ParquetWriter(
-                os.path.join(incoming, "runs", "part-0.parquet"), arrow_schema("runs"),
-                compression="zstd",
-            )
+            writers["runs"] = _parquet_writer(
+                os.path.join(incoming, "runs", "part-0.parquet"), "runs")
             writers["runs"].write_batch(runs_batch(facts, verification))
         except TraceError as exc:
             if verified is not None and verification is None:  # a tampered line: say so
@@ -262,6 +256,25 @@ def export_trace(path: str, out_dir: str, *, allow_unverified: bool = False) -> 
     status = verification.status if verification is not None else "no chain"
     refusal = _refusal(verification) if verification is not None and status == "tampered" else None
     return Exported(path, run, status, facts.lines, time.perf_counter() - started, refusal)
+
+
+ZSTD_LEVEL = 3
+"""Parquet's compression: zstd at this level (docs/PERFORMANCE.md: level 1 was
+no faster here, and larger)."""
+
+
+def _parquet_writer(path: str, table: str) -> Any:
+    """A Parquet writer of ``table``'s schema: integer columns delta-encoded (steps,
+    line numbers and gas count up by small amounts: ~4x smaller than dictionary
+    pages and half the CPU), string columns dictionary-encoded, zstd."""
+    import pyarrow.parquet as pq
+
+    ints = [name for name, kind, _ in TABLES[table] if kind in ("int64", "int32")]
+    strings = [name for name, kind, _ in TABLES[table] if kind == "string"]
+    return pq.ParquetWriter(
+        path, arrow_schema(table), compression="zstd", compression_level=ZSTD_LEVEL,
+        use_dictionary=strings, column_encoding=dict.fromkeys(ints, "DELTA_BINARY_PACKED"),
+    )
 
 
 # -- the query cache ----------------------------------------------------------------------

@@ -35,7 +35,14 @@ from blocktrace.format import (
     decode_line,
 )
 from blocktrace.limits import LineTooLongError, size_text
-from blocktrace.query.columns import END, FULL, complete_lines, op_columns
+from blocktrace.query.columns import (
+    END,
+    FULL,
+    MAX_CODE,
+    complete_lines,
+    error_parts,
+    table_columns,
+)
 from blocktrace.query.lines import blocktrace_header, header_object, json_text, summary_object
 from blocktrace.query.schema import TABLES, arrow_schema
 
@@ -102,13 +109,6 @@ class _Buffer:
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _error_parts(error: str | None) -> tuple[str | None, str | None]:
-    if not error:
-        return None, None
-    kind, sep, message = error.partition(": ")
-    return (kind, message) if sep else (error, None)
-
-
 def trace_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.RecordBatch]]:
     """The query tables' rows of the trace at ``path`` (blocktrace or EIP-3155)."""
     if blocktrace_header(path) is not None:
@@ -120,56 +120,31 @@ def trace_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.RecordBa
 def _blocktrace_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.RecordBatch]]:
     import pyarrow as pa
 
-    calls_buf = _Buffer("calls")
-    exc_buf = _Buffer("exceptions")
     val_buf = _Buffer("values")
     src_buf = _Buffer("sources")
-    # the ops: plain op lines straight into column buffers (C), the others decoded here
-    columns = op_columns()
-    append_op = columns.append
-    # code number -> (function, file); index = code number
-    functions: list[str | None] = [None]
-    files: list[str | None] = [None]
-    first_lines: list[int | None] = [None]
-    stacks: dict[int, list[list[Any]]] = {}
-    last_error: dict[tuple[int, int], str] = {}
-    step_batch = 0  # the step of the first row in the columns
-    calls = 0
-    max_depth = 0
+    # ops, calls, exceptions: the lines in the writer's forms straight into column
+    # buffers (C), the others decoded here and handed over
+    columns = table_columns()
     reader = TraceReader(path)
     facts.header = header_object(reader.header)
     line_no = 0
     raw = b""
 
     def ops_batch() -> pa.RecordBatch:
-        nonlocal step_batch
-        rows, line_nos, thread, depth, pcs, op, offsets, names_, gas, line, code = columns.take()
+        rows = columns.rows
+        arrays = columns.take_ops()
+        arrays["gasCost"] = pa.repeat(pa.scalar(1, pa.int64()), rows)
+        return _Buffer("ops").take(arrays)
 
-        def fixed(kind: pa.DataType, data: bytes) -> pa.Array:
-            return pa.Array.from_buffers(kind, rows, [None, pa.py_buffer(data)])
-
-        codes = fixed(pa.int32(), code)
-        names = pa.array(functions, type=pa.string())
-        where = pa.array(files, type=pa.string())
-        batch = _Buffer("ops").take({
-            "step": pa.array(range(step_batch, step_batch + rows), type=pa.int64()),
-            "line_no": fixed(pa.int64(), line_nos),
-            "thread": fixed(pa.int32(), thread),
-            "depth": fixed(pa.int32(), depth),
-            "pc": fixed(pa.int64(), pcs),
-            "op": fixed(pa.int32(), op),
-            "opName": pa.Array.from_buffers(
-                pa.string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(names_)]
-            ),
-            "gas": fixed(pa.int64(), gas),
-            "gasCost": pa.repeat(pa.scalar(1, pa.int64()), rows),
-            "line": fixed(pa.int32(), line),
-            "code": codes,
-            "function": names.take(codes),
-            "file": where.take(codes),
-        })
-        step_batch += rows
-        return batch
+    def full() -> Iterator[tuple[str, pa.RecordBatch]]:
+        if columns.rows >= BATCH_ROWS:
+            yield "ops", ops_batch()
+        if columns.call_rows >= BATCH_ROWS:
+            yield "calls", _Buffer("calls").take(columns.take_calls())
+        if columns.exception_rows >= BATCH_ROWS:
+            yield "exceptions", _Buffer("exceptions").take(columns.take_exceptions())
+        if len(val_buf) >= BATCH_ROWS:
+            yield "values", val_buf.take()
 
     try:
         for buf in complete_lines(reader):
@@ -177,75 +152,17 @@ def _blocktrace_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.Re
             while True:
                 stop, pos, line_no = columns.feed(buf, pos, line_no + 1, BATCH_ROWS)
                 line_no -= 1  # the last line read
-                if stop == FULL:
-                    yield "ops", ops_batch()
-                    if len(val_buf) >= BATCH_ROWS:
-                        yield "values", val_buf.take()
-                    continue
                 if stop == END:
                     break
+                if stop == FULL:
+                    yield from full()
+                    continue
                 end = buf.index(b"\n", pos) + 1
                 raw = buf[pos:end]
                 pos = end
                 line_no += 1
-                step = step_batch + columns.rows
-                d: Any = decode_line(raw)  # dispatched on its type below
-                kind = type(d)
-                if kind is OpLine:  # one the C path left (values, threads) or the reference
-                    thread = 1 if d.thread is None else d.thread
-                    append_op(line_no, thread, d.depth, d.pc, d.op, d.opName,
-                              _gas(d.gas, path, line_no), d.line, d.code)
-                    if d.locals is not None or d.globals is not None:
-                        _values(val_buf, d, step, line_no, functions)
-                    if columns.rows >= BATCH_ROWS:
-                        yield "ops", ops_batch()
-                        if len(val_buf) >= BATCH_ROWS:
-                            yield "values", val_buf.take()
-                elif kind is ExceptionLine:
-                    _exception(exc_buf, d, step, line_no, functions, files)
-                    if d.event != "handled":
-                        last_error[(d.thread or 1, d.depth)] = d.error
-                    if len(exc_buf.columns["step"]) >= BATCH_ROWS:
-                        yield "exceptions", exc_buf.take()
-                elif kind is CallLine:
-                    code = d.code
-                    while len(functions) <= code:
-                        functions.append(None)
-                        files.append(None)
-                        first_lines.append(None)
-                    functions[code] = d.name
-                    files[code] = d.file
-                    first_lines[code] = d.firstLine
-                    stack = stacks.setdefault(d.thread or 1, [])
-                    max_depth = max(max_depth, d.depth)
-                    parent = stack[-1][0] if stack else None
-                    # call_id, parent, depth, code, kind, step_in, line_in, clock_in, child steps
-                    stack.append([calls, parent, d.depth, code, d.kind_, step, line_no, d.clock,
-                                  0])
-                    calls += 1
-                elif kind is ReturnLine:
-                    thread = d.thread or 1
-                    stack = stacks.get(thread) or []
-                    if stack:
-                        frame = stack.pop()
-                        steps = step - frame[5]
-                        if stack:
-                            stack[-1][8] += steps
-                        _call_row(calls_buf, thread, frame, functions, files, first_lines,
-                                  step, steps, d.kind_, line_no, d.clock,
-                                  last_error.pop((thread, frame[2]), None), json_text(d.value))
-                        if len(calls_buf.columns["call_id"]) >= BATCH_ROWS:
-                            yield "calls", calls_buf.take()
-                elif kind is SourceLine:
-                    c = src_buf.columns
-                    c["line_no"].append(line_no)
-                    c["file"].append(d.file)
-                    c["sha256"].append(d.sha256)
-                    c["size"].append(d.size)
-                    c["text"].append(d.text)
-                elif kind is Summary:
-                    facts.summary = summary_object(d)
-                # the header, tracerError lines and kinds added later are skipped
+                _line(columns, decode_line(raw), line_no, path, val_buf, src_buf, facts)
+                yield from full()
     except _DECODE_ERRORS:
         reader.decode(line_no, raw)  # raises the format's TraceError naming the line
         raise
@@ -253,21 +170,49 @@ def _blocktrace_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.Re
         number = line_no + exc.number
         too_long = f"line {number} is longer than {size_text(exc.limit)}"
         raise TraceError(path, number, too_long) from None
-    step = step_batch + columns.rows
-    for thread, stack in stacks.items():  # frames that never returned
-        while stack:
-            frame = stack.pop()
-            _call_row(calls_buf, thread, frame, functions, files, first_lines, None, None,
-                      None, None, None, None, None)
+    columns.finish()
     facts.lines = line_no
-    facts.ops = step
-    facts.calls = calls
-    facts.max_depth = max_depth
+    facts.ops = columns.steps
+    facts.calls = columns.calls
+    facts.max_depth = columns.max_depth
     yield "ops", ops_batch()
-    yield "calls", calls_buf.take()
-    yield "exceptions", exc_buf.take()
+    yield "calls", _Buffer("calls").take(columns.take_calls())
+    yield "exceptions", _Buffer("exceptions").take(columns.take_exceptions())
     yield "values", val_buf.take()
     yield "sources", src_buf.take()
+
+
+def _line(columns: Any, d: Any, line_no: int, path: str, val_buf: _Buffer, src_buf: _Buffer,
+          facts: RunFacts) -> None:
+    """One line ``columns.feed`` left (or every line, for the reference), decoded."""
+    kind = type(d)
+    if kind is OpLine:  # with values or in another form
+        step = columns.steps
+        columns.op(line_no, 1 if d.thread is None else d.thread, d.depth, d.pc, d.op,
+                   d.opName, _gas(d.gas, path, line_no), d.line, d.code)
+        if d.locals is not None or d.globals is not None:
+            _values(val_buf, d, step, line_no, columns.function(d.code))
+    elif kind is ExceptionLine:
+        columns.exception(line_no, d.thread or 1, d.depth, d.pc, d.op, d.opName, d.line,
+                          d.code, d.event, d.error, d.clock)
+    elif kind is CallLine:
+        if not 0 <= d.code < MAX_CODE:
+            raise TraceError(path, line_no, f"code {d.code} is not a code number this reader "
+                             f"takes (0 to {MAX_CODE - 1})")
+        columns.call(line_no, d.thread or 1, d.depth, d.code, d.kind_, d.name, d.file,
+                     d.firstLine, d.clock)
+    elif kind is ReturnLine:
+        columns.ret(line_no, d.thread or 1, d.kind_, json_text(d.value), d.clock)
+    elif kind is SourceLine:
+        c = src_buf.columns
+        c["line_no"].append(line_no)
+        c["file"].append(d.file)
+        c["sha256"].append(d.sha256)
+        c["size"].append(d.size)
+        c["text"].append(d.text)
+    elif kind is Summary:
+        facts.summary = summary_object(d)
+    # the header, tracerError lines and kinds added later are skipped
 
 
 def _gas(text: str, path: str, line_no: int) -> int:
@@ -281,7 +226,7 @@ def _gas(text: str, path: str, line_no: int) -> int:
     return value
 
 
-def _values(buf: _Buffer, d: Any, step: int, line_no: int, functions: list[str | None]) -> None:
+def _values(buf: _Buffer, d: Any, step: int, line_no: int, function: str | None) -> None:
     c = buf.columns
     for scope, values in (("local", d.locals), ("global", d.globals)):
         if not values:
@@ -292,64 +237,11 @@ def _values(buf: _Buffer, d: Any, step: int, line_no: int, functions: list[str |
             c["thread"].append(d.thread or 1)
             c["depth"].append(d.depth)
             c["code"].append(d.code)
-            c["function"].append(_at(functions, d.code))
+            c["function"].append(function)
             c["line"].append(d.line)
             c["scope"].append(scope)
             c["name"].append(name)
             c["value"].append(json_text(value))
-
-
-def _at(names: list[Any], code: int | None) -> Any:
-    return names[code] if code is not None and 0 <= code < len(names) else None
-
-
-def _exception(buf: _Buffer, d: Any, step: int, line_no: int,
-               functions: list[str | None], files: list[str | None]) -> None:
-    c = buf.columns
-    kind, message = _error_parts(d.error)
-    c["step"].append(step)
-    c["line_no"].append(line_no)
-    c["thread"].append(d.thread or 1)
-    c["depth"].append(d.depth)
-    c["pc"].append(d.pc)
-    c["op"].append(d.op)
-    c["opName"].append(d.opName)
-    c["line"].append(d.line)
-    c["code"].append(d.code)
-    c["function"].append(_at(functions, d.code))
-    c["file"].append(_at(files, d.code))
-    c["kind"].append(d.event)
-    c["type"].append(kind)
-    c["message"].append(message)
-    c["clock"].append(d.clock)
-
-
-def _call_row(buf: _Buffer, thread: int, frame: list[Any], functions: list[str | None],
-              files: list[str | None], first_lines: list[int | None], step_out: int | None,
-              steps: int | None, ended: str | None, line_out: int | None, clock_out: int | None,
-              error: str | None, value: str | None) -> None:
-    c = buf.columns
-    call_id, parent, depth, code, kind, step_in, line_in, clock_in, child = frame
-    c["call_id"].append(call_id)
-    c["parent_id"].append(parent)
-    c["thread"].append(thread)
-    c["depth"].append(depth)
-    c["code"].append(code)
-    c["function"].append(_at(functions, code))
-    c["file"].append(_at(files, code))
-    c["first_line"].append(_at(first_lines, code))
-    c["kind"].append(kind)
-    c["step_in"].append(step_in)
-    c["step_out"].append(step_out)
-    c["steps"].append(steps)
-    c["self_steps"].append(None if steps is None else steps - child)
-    c["ended"].append(ended)
-    c["exception"].append(_error_parts(error)[0] if ended == "unwind" else None)
-    c["value"].append(value)
-    c["line_in"].append(line_in)
-    c["line_out"].append(line_out)
-    c["clock_in"].append(clock_in)
-    c["clock_out"].append(clock_out)
 
 
 # -- EIP-3155 client traces ---------------------------------------------------------------
@@ -402,7 +294,7 @@ def _client_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.Record
         o["returnData"].append(raw.returnData)
         max_depth = max(max_depth, s.depth)
         if s.error is not None:
-            kind, message = _error_parts(s.error)
+            kind, message = error_parts(s.error)
             e["step"].append(s.index)
             e["line_no"].append(s.lineno)
             e["thread"].append(1)

@@ -49,6 +49,16 @@ def queried(
 
 
 @pytest.fixture(scope="session")
+def oddlines(
+    tmp_path_factory: pytest.TempPathFactory, blocktrace_cli: Runner, programs: Path
+) -> Path:
+    """tests/programs/oddlines.py recorded with --clock (threads, generators, unwinds,
+    non-ASCII names, escapes, every form of return value)."""
+    out = tmp_path_factory.mktemp("traces") / "oddlines.jsonl"
+    return record(blocktrace_cli, out, programs / "oddlines.py", "--clock")
+
+
+@pytest.fixture(scope="session")
 def fib(tmp_path_factory: pytest.TempPathFactory, blocktrace_cli: Runner) -> Path:
     """examples/fib.py 12 recorded."""
     out = tmp_path_factory.mktemp("traces") / "fib.jsonl"

@@ -1,11 +1,13 @@
-"""The ``ops`` columns read in C (``_cscan.OpColumns``) are the reference's
-(``query.columns.PyOpColumns``, every line decoded by the format's Structs):
-the same tables from the same trace, whichever lines the C path leaves to Python."""
+"""The ``ops``, ``calls`` and ``exceptions`` columns read in C (``_cscan.OpColumns``)
+are the reference's (``query.columns.PyColumns``, every line decoded by the
+format's Structs): the same tables from the same trace, whichever lines the C
+path leaves to Python."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +25,7 @@ pytestmark = pytest.mark.skipif(
 def _tables(path: Path, reference: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     with monkeypatch.context() as m:
         if reference:
-            m.setattr(tables, "op_columns", columns.PyOpColumns)
+            m.setattr(tables, "table_columns", columns.PyColumns)
         m.setattr(columns, "CHUNK", 4096)  # many buffers, lines across their ends
         m.setattr(tables, "BATCH_ROWS", 100)  # many batches
         import pyarrow as pa
@@ -45,13 +47,86 @@ def test_a_trace_with_values_and_calls(queried: Path, monkeypatch: pytest.Monkey
     assert got["ops"].num_rows > 100 and got["values"].num_rows > 0  # type: ignore[attr-defined]
 
 
-def _edited(trace: Path, out: Path, edit: Callable[[bytes], bytes]) -> Path:
+def test_odd_lines(oddlines: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads, clocks, generators resumed and thrown into, unwinds, non-ASCII
+    names, escapes, return values of every JSON form: the same tables."""
+    got: Any = _same(oddlines, monkeypatch)
+    calls = got["calls"].to_pydict()
+    assert {"call", "resume", "throw"} <= set(calls["kind"])
+    assert {"return", "yield", "unwind"} <= set(calls["ended"])
+    assert "KeyError" in calls["exception"] and "café" in calls["function"]
+    assert len(set(calls["thread"])) >= 2 and None not in calls["clock_in"]
+    assert {"null", "true", "false", "0", "-7", "1.5", "-0.0"} <= set(calls["value"])
+    exceptions = got["exceptions"].to_pydict()
+    assert {"raise", "handled"} <= set(exceptions["kind"])
+    assert "the 'key' \"here\"" in "".join(filter(None, exceptions["message"]))
+    assert None in exceptions["message"]  # ValueError() has none
+
+
+def test_the_writers_lines_are_read_in_c(fib: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the header, the source lines and the summary reach Python's decoder."""
+    left: list[str] = []
+    line = tables._line
+
+    def counted(columns: Any, d: Any, *args: Any) -> None:
+        left.append(type(d).__name__)
+        line(columns, d, *args)
+
+    monkeypatch.setattr(tables, "_line", counted)
+    got: Any = _tables(fib, False, monkeypatch)
+    assert got["calls"].num_rows > 100 and got["exceptions"].num_rows == 2
+    assert sorted(set(left)) == ["Header", "SourceLine", "Summary"]
+
+
+def _edited(trace: Path, out: Path, edit: Callable[[bytes], bytes],
+            prefix: bytes = b'{"pc":') -> Path:
     lines = trace.read_bytes().splitlines(keepends=True)
-    ops = [i for i, line in enumerate(lines) if line.startswith(b'{"pc":')]
-    for i in ops[3:40:4]:  # every fourth of some op lines
+    ops = [i for i, line in enumerate(lines) if line.startswith(prefix)]
+    for i in ops[3:40:4]:  # every fourth of some lines
         lines[i] = edit(lines[i])
     out.write_bytes(b"".join(lines))
     return out
+
+
+_CALL, _RETURN = b'{"event":"call"', b'{"event":"return"'
+
+
+@pytest.mark.parametrize(
+    ("name", "prefix", "edit"),
+    [
+        ("escaped function", _CALL, lambda b: b.replace(b'"name":"', b'"name":"\\u00e9')),
+        ("unicode file", _CALL, lambda b: b.replace(b'"file":"', '"file":"é/'.encode())),
+        ("thread 0", _CALL, lambda b: b.replace(b',"hash":', b',"thread":0,"hash":')),
+        ("thread 2", _CALL, lambda b: b.replace(b',"hash":', b',"thread":2,"hash":')),
+        ("clock", _CALL, lambda b: b.replace(b',"hash":', b',"clock":5,"hash":')),
+        ("clock before thread", _CALL,
+         lambda b: b.replace(b',"hash":', b',"clock":5,"thread":2,"hash":')),
+        ("another kind", _CALL, lambda b: b.replace(b'"kind":"call"', b'"kind":"enter"')),
+        ("big first line", _CALL, lambda b: b.replace(b'"firstLine":', b'"firstLine":99999')),
+        ("float value", _RETURN, lambda b: b.replace(b'"value":', b'"value":1.0e3,"x":')),
+        ("escaped value", _RETURN, lambda b: b.replace(b'"value":', b'"value":"\\/","x":')),
+        ("negative value", _RETURN, lambda b: b.replace(b'"value":', b'"value":-0,"x":')),
+        ("list value", _RETURN, lambda b: b.replace(b'"value":', b'"value":[1,"a"],"x":')),
+        ("unwind", _RETURN, lambda b: b.replace(b'"kind":"return"', b'"kind":"unwind"')),
+        ("return's thread", _RETURN, lambda b: b.replace(b',"hash":', b',"thread":3,"hash":')),
+        ("uppercase gas", _RETURN, lambda b: b.replace(b'"gas":"0x7f', b'"gas":"0x7F')),
+        ("error with escapes", b'{"pc"', lambda b: b.replace(b'"error":"', b'"error":"\\"x')),
+        ("error kinds", b'{"pc"', lambda b: b.replace(b'"event":"raise"', b'"event":"reraise"')
+         .replace(b'"error":"', b'"error":"a: b: ')),
+        ("exception's thread", b'{"pc"', lambda b: b.replace(b',"hash":', b',"thread":2,"hash":')
+         if b'"event"' in b else b),
+    ],
+)
+def test_call_return_exception_lines_the_c_path_leaves_to_python(
+    fib: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, prefix: bytes,
+    edit: Callable[[bytes], bytes],
+) -> None:
+    edited = _edited(fib, tmp_path / "t.jsonl", edit, prefix)
+    if prefix == b'{"pc"':  # the two exception lines
+        lines = fib.read_bytes().splitlines(keepends=True)
+        edited.write_bytes(b"".join(edit(x) if b'"event":"' in x else x for x in lines))
+    assert edited.read_bytes() != fib.read_bytes()
+    _same(edited, monkeypatch)
 
 
 @pytest.mark.parametrize(
