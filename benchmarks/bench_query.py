@@ -5,11 +5,13 @@
 1. ``run --clock``: ChainTracer with and without ``clock=True`` on the objects workload
    (benchmarks/workloads.py), interleaved, best of N: the ratio.
 2. Export: records ``examples/fib.py N`` (``--fib``; 22 is ~1.2 million lines, 26 ~8 million),
-   then times, in CPU seconds: decoding alone (msgspec, the floor of this reader), the
-   conversion to the tables (no verify, no Parquet), verify alone, and the whole export
-   (verify + conversion + Parquet; for a large trace verify runs in a second process, so
-   wall time is also given). Peak memory of an export, in a fresh process, for the trace
-   and for one 4x smaller, to show it does not grow with the trace.
+   then times, in CPU seconds (best of N): decoding alone (msgspec, a Python reader's
+   floor), the conversion to the tables (no verify, no Parquet), conversion + Parquet,
+   verify alone, the whole export in this process (verify reads the conversion's buffers
+   in a thread: CPU of all threads, and wall time), the ``blocktrace export`` command in a
+   fresh process (start-up included), and the perfetto and speedscope exports. Peak
+   memory of an export, in a fresh process, for the trace and for one 4x smaller, to show
+   it does not grow with the trace.
 3. The Parquet dataset's size against the .jsonl.
 4. ``GROUP BY line`` over ops, and a GROUP BY over calls, on the exported dataset (best of N,
    wall clock, the connection opened once); and a query on the .jsonl itself, which exports
@@ -89,10 +91,22 @@ def _peak_mib(trace: str, out: str) -> float:
     return int(done.stdout.split()[-1]) / 1024
 
 
+def _command_cpu(*args: str) -> float:
+    """CPU seconds of ``blocktrace ARGS`` in a fresh process (start-up included)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([sys.executable, "-m", "blocktrace", *args], check=True,
+                   stdout=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+
 def export_costs(tmp: str, n: int, repeat: int) -> str:
+    import shutil
+
     from blocktrace.chain.verify import verify_file
     from blocktrace.format import decode_line
     from blocktrace.query import export_trace
+    from blocktrace.query.dataset import _convert
     from blocktrace.query.tables import RunFacts, trace_batches
 
     trace = _record(tmp, n)
@@ -104,31 +118,59 @@ def export_costs(tmp: str, n: int, repeat: int) -> str:
     def rate(label: str, seconds: float) -> None:
         print(f"| {label} | {seconds:.2f} | {lines / seconds / 1e6:.2f} |")
 
-    print("\n| step | CPU s | M lines/s |\n|---|---|---|")
-    t = _cpu()
-    with open(trace, "rb") as f:
-        for raw in f:
-            decode_line(raw)
-    rate("read + blocktrace.format.decode_line of every line (the floor)", _cpu() - t)
-    t = _cpu()
-    for _ in trace_batches(trace, RunFacts(trace)):
-        pass
-    rate("conversion to the tables (Arrow batches)", _cpu() - t)
-    t = _cpu()
-    verify_file(trace)
-    rate("verify alone", _cpu() - t)
+    def best(run: object) -> float:
+        times = []
+        for _ in range(repeat):
+            t = _cpu()
+            run()  # type: ignore[operator]
+            times.append(_cpu() - t)
+        return min(times)
+
+    print(f"\nCPU seconds, best of {repeat}:\n\n| step | CPU s | M lines/s |\n|---|---|---|")
+
+    def decode() -> None:
+        with open(trace, "rb") as f:
+            for raw in f:
+                decode_line(raw)
+
+    rate("read + blocktrace.format.decode_line of every line (a Python reader's floor)",
+         best(decode))
+    rate("conversion to the tables (Arrow batches)",
+         best(lambda: [None for _ in trace_batches(trace, RunFacts(trace))]))
+    incoming = os.path.join(tmp, "incoming")
+
+    def convert_and_write() -> None:
+        shutil.rmtree(incoming, ignore_errors=True)
+        os.mkdir(incoming)
+        _convert(trace, incoming, RunFacts(trace), None, False)
+
+    rate("conversion + Parquet writing (no verify)", best(convert_and_write))
+    rate("verify alone (verify_file)", best(lambda: verify_file(trace)))
     out = os.path.join(tmp, "dataset")
-    t, wall = _cpu(), time.perf_counter()
-    export_trace(trace, out)
-    cpu, wall = _cpu() - t, time.perf_counter() - wall
-    rate("whole export (verify + conversion + Parquet), CPU", cpu)
-    print(f"| whole export, wall clock | {wall:.2f} | {lines / wall / 1e6:.2f} |")
+    walls = []
+
+    def whole() -> None:
+        shutil.rmtree(out, ignore_errors=True)
+        t = time.perf_counter()
+        export_trace(trace, out)
+        walls.append(time.perf_counter() - t)
+
+    rate("whole export_trace: verify + conversion + Parquet, one pass, all threads", best(whole))
+    print(f"| the same, wall clock | {min(walls):.2f} | {lines / min(walls) / 1e6:.2f} |")
+    shutil.rmtree(out, ignore_errors=True)
+    rate("`blocktrace export --to parquet`, a fresh process (start-up included)",
+         min(_command_cpu("export", trace, "--to", "parquet", out) for _ in range(repeat)))
+    for kind in ("perfetto", "speedscope"):
+        rate(f"`blocktrace export --to {kind}` (fresh process)",
+             _command_cpu("export", trace, "--to", kind, os.path.join(tmp, f"t.{kind}")))
+        os.unlink(os.path.join(tmp, f"t.{kind}"))
     parquet = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
     print(f"\nParquet dataset {parquet / 2**20:.1f} MiB: the .jsonl is {size / parquet:.1f}x "
           "larger")
     small = _record(tmp, n - 3)  # ~4.2x fewer lines
     print(f"peak memory of an export (fresh process): {_peak_mib(trace, out + '-p1'):.0f} MiB "
           f"for {lines} lines, {_peak_mib(small, out + '-p2'):.0f} MiB for fib.py {n - 3}")
+    os.unlink(small)
     return trace
 
 

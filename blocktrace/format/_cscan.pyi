@@ -64,7 +64,8 @@ class OpColumns:
     trace's lines (see ``blocktrace.query.columns``, whose ``PyColumns`` is the
     reference)."""
 
-    def __init__(self) -> None: ...
+    def __init__(self, ops_only: bool = False, /) -> None:
+        """``ops_only``: ``feed`` takes the plain op lines only (a skim)."""
     def feed(
         self, buffer: Buffer, pos: int, line_no: int, max_rows: int, /
     ) -> tuple[int, int, int]:

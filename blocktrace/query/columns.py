@@ -18,14 +18,15 @@ whole lines, as :meth:`blocktrace.format.TraceReader.raw_lines` reads lines
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 from blocktrace._native import extension
-from blocktrace.format import TraceReader
+from blocktrace.format import TraceError, TraceReader
 from blocktrace.format.compressed import CompressedDataError, open_at
+from blocktrace.format.lines import Line
 from blocktrace.format.versions import MAX_LINE_BYTES
-from blocktrace.limits import LineTooLongError
+from blocktrace.limits import LineTooLongError, size_text
 from blocktrace.query.schema import TABLES, arrow_schema
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHUNK", "END", "FULL", "MAX_CODE", "OTHER", "NativeColumns", "PyColumns", "complete_lines",
-    "error_parts",
+    "error_parts", "skim",
     "table_columns",
 ]
 
@@ -374,24 +375,75 @@ def table_columns() -> Any:
     return PyColumns() if native is None else NativeColumns(native)
 
 
-def complete_lines(reader: TraceReader) -> Iterator[bytes]:
+SKIM_ROWS = 1 << 16
+"""Op lines a skim holds before it drops them."""
+
+
+def skim(path: str) -> Iterator[tuple[int, int, Line | None]]:
+    """The lines of the trace at ``path`` that are not plain op lines, decoded:
+    ``(line_no, ops, Struct)``, ``ops`` the op lines passed over since the
+    previous one (read, not decoded, by ``_cscan.OpColumns(ops_only=True)``;
+    an op line in another form comes decoded).  Last ``(line_no, ops, None)``
+    for the op lines after the last line given.  Errors as
+    :meth:`~blocktrace.format.TraceReader.lines` raises them."""
+    reader = TraceReader(path)
+    native = extension("blocktrace.format._cscan")
+    if native is None:
+        line_no = 0
+        for line_no, line in reader.lines():
+            yield line_no, 0, line
+        yield line_no, 0, None
+        return
+    columns = native.OpColumns(True)
+    line_no = taken = 0
+    try:
+        for buf in complete_lines(reader):
+            pos = 0
+            while True:
+                stop, pos, line_no = columns.feed(buf, pos, line_no + 1, SKIM_ROWS)
+                line_no -= 1  # the last line read
+                if stop == FULL:
+                    columns.take()
+                    continue
+                if stop == END:
+                    break
+                end = buf.index(b"\n", pos) + 1
+                raw = buf[pos:end]
+                pos = end
+                line_no += 1
+                ops, taken = columns.steps - taken, columns.steps
+                yield line_no, ops, reader.decode(line_no, raw)
+    except LineTooLongError as exc:
+        number = line_no + exc.number
+        raise TraceError(path, number,
+                         f"line {number} is longer than {size_text(exc.limit)}") from None
+    yield line_no, columns.steps - taken, None
+
+
+def complete_lines(
+    reader: TraceReader, feed: Callable[[bytes], object] | None = None
+) -> Iterator[bytes]:
     """The trace's lines in buffers of whole lines (each ending with a newline),
     from the header on; stops before a torn last line (or unreadable compressed
     data), as :meth:`~blocktrace.format.TraceReader.raw_lines` does.  A line
     longer than the bound raises :class:`~blocktrace.limits.LineTooLongError`
     after the lines before it were given (its ``number`` is the count of lines
-    in that last buffer plus one: the caller, who counts lines, names it)."""
+    in that last buffer plus one: the caller, who counts lines, names it).
+    ``feed``: given every buffer as read from the file, ``b""`` at its end (the
+    export's verifier reads the same bytes)."""
     with open_at(reader.path, reader.kind) as stream:
-        yield from _buffers(stream)
+        yield from _buffers(stream, feed)
 
 
-def _buffers(stream: IO[bytes]) -> Iterator[bytes]:
+def _buffers(stream: IO[bytes], feed: Callable[[bytes], object] | None) -> Iterator[bytes]:
     rest = b""
     while True:
         try:
             chunk = stream.read(max(CHUNK, len(rest)))
         except CompressedDataError:
             chunk = b""
+        if feed is not None:
+            feed(chunk)
         if not chunk:
             if len(rest) > MAX_LINE_BYTES:
                 raise LineTooLongError(1, MAX_LINE_BYTES)

@@ -33,10 +33,10 @@ class MissingExtra(QueryInputError):
     """DuckDB or pyarrow is not installed."""
 
 
-def require_extra() -> None:
-    """Raise ``MissingExtra`` (one line saying what to install) unless DuckDB and
-    pyarrow import."""
-    for module in ("duckdb", "pyarrow"):
+def require_extra(*modules: str) -> None:
+    """Raise ``MissingExtra`` (one line saying what to install) unless ``modules``
+    (by default DuckDB and pyarrow) import."""
+    for module in modules or ("duckdb", "pyarrow"):
         try:
             __import__(module)
         except ImportError:

@@ -32,6 +32,7 @@ from blocktrace.limits import MAX_KEY_FILE_BYTES, read_small_file
 from blocktrace.query.lines import blocktrace_header
 from blocktrace.query.schema import SCHEMA_VERSION, TABLES, arrow_schema
 from blocktrace.query.tables import RunFacts, runs_batch, trace_batches
+from blocktrace.query.verifying import Verifier, start_verify
 
 __all__ = [
     "DATASET_FILE",
@@ -96,56 +97,37 @@ def verify_or_refuse(path: str, allow_unverified: bool) -> Verification:
     return _judged(path, verify_file(path), allow_unverified)
 
 
-PARALLEL_VERIFY_BYTES = 64 << 20
-"""From this size on, a trace is verified in a second process while it is converted."""
-
-
-_VERIFY_CHILD = (
-    "import sys, msgspec\n"
-    "from blocktrace.chain.verify import verify_file\n"
-    "sys.stdout.buffer.write(msgspec.json.encode(verify_file(sys.argv[1]).as_json()))\n"
-)
-
-
-def _start_verify(path: str) -> Callable[[], Verification]:
-    """Verify ``path``: at once for a small trace, beside the conversion (another
-    process, another core) for a large one; the callable returns the result.
-    The second process is a fresh interpreter (not ``multiprocessing``, which
-    would import the caller's main script again)."""
-    from blocktrace.chain.verify import verify_file
-
-    if os.path.getsize(path) < PARALLEL_VERIFY_BYTES:
-        done = verify_file(path)
-        return lambda: done
-    import subprocess
-    import sys
-
+def _convert(path: str, incoming: str, facts: RunFacts, verifier: Verifier | None,
+             allow_unverified: bool) -> Verification | None:
+    """The tables of the trace into ``incoming``, one Parquet file each; verify's
+    answer (judged: a tampered trace refused unless ``allow_unverified``)."""
+    writers: dict[str, Any] = {}
+    verification: Verification | None = None
     try:
-        child = subprocess.Popen(
-            [sys.executable, "-c", _VERIFY_CHILD, path],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-        )
-    except OSError:
-        done = verify_file(path)
-        return lambda: done
-    answer: list[Verification] = []
-
-    def result() -> Verification:
-        if not answer:
-            out, _ = child.communicate()
-            try:
-                data = msgspec.json.decode(out)
-                answer.append(Verification(
-                    path, data["status"], reason=data.get("reason", ""),
-                    line=data.get("line"), lines=data.get("lines", 0),
-                    head=data.get("head", ""), genesis=data.get("genesis"),
-                    version=data.get("version", 0), root=data.get("root", ""),
-                ))
-            except (msgspec.DecodeError, KeyError, TypeError):  # the child failed: here
-                answer.append(verify_file(path))
-        return answer[0]
-
-    return result
+        feed = verifier.feed if verifier is not None else None
+        for table, batch in trace_batches(path, facts, feed):
+            writer = writers.get(table)
+            if writer is None:
+                os.mkdir(os.path.join(incoming, table))
+                writer = writers[table] = _parquet_writer(
+                    os.path.join(incoming, table, "part-0.parquet"), table)
+            writer.write_batch(batch)
+        if verifier is not None:
+            verification = _judged(path, verifier.result(), allow_unverified)
+        os.mkdir(os.path.join(incoming, "runs"))
+        writers["runs"] = _parquet_writer(os.path.join(incoming, "runs", "part-0.parquet"),
+                                          "runs")
+        writers["runs"].write_batch(runs_batch(facts, verification))
+    except TraceError as exc:
+        if verifier is not None and verification is None:  # a tampered line: say so
+            _judged(path, verifier.result(), allow_unverified)
+        raise QueryInputError(str(exc)) from None
+    finally:
+        if verifier is not None:
+            verifier.close()
+        for writer in writers.values():
+            writer.close()
+    return verification
 
 
 def _judged(path: str, result: Verification, allow_unverified: bool) -> Verification:
@@ -195,8 +177,9 @@ def _read_marker(directory: str) -> None:
 
 def export_trace(path: str, out_dir: str, *, allow_unverified: bool = False) -> Exported:
     """Write the query tables of the trace at ``path`` into the dataset ``out_dir``
-    (created if missing), streaming.  A blocktrace trace is verified first; a
-    tampered one is refused (``TamperedTrace``) unless ``allow_unverified``."""
+    (created if missing), streaming.  A blocktrace trace is verified in the same
+    pass over its bytes (``verifying``); a tampered one is refused
+    (``TamperedTrace``, nothing written) unless ``allow_unverified``."""
     started = time.perf_counter()
     if os.path.isdir(path):
         raise QueryInputError(f"{path}: is a directory, not a trace file")
@@ -206,53 +189,34 @@ def export_trace(path: str, out_dir: str, *, allow_unverified: bool = False) -> 
         raise QueryInputError(str(exc)) from None
     except OSError as exc:
         raise QueryInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    blocktrace = first is not None
-    verified = _start_verify(path) if blocktrace else None
+    # a blocktrace trace is verified from the conversion's own reads (one pass)
+    verifier = start_verify(path) if first is not None else None
     verification: Verification | None = None
+    created = not os.path.exists(out_dir)
     try:
-        if verified is not None and os.path.getsize(path) < PARALLEL_VERIFY_BYTES:
-            verification = _judged(path, verified(), allow_unverified)  # refused before work
-        _check_dataset(out_dir)
-    except BaseException:
-        if verified is not None:
-            verified()  # the second process ends
-        raise
-    run = _run_id(path, first)
-    facts = RunFacts(path)
-    incoming = tempfile.mkdtemp(prefix=".incoming-", dir=out_dir)
-    try:
-        writers: dict[str, Any] = {}
         try:
-            for table, batch in trace_batches(path, facts):
-                writer = writers.get(table)
-                if writer is None:
-                    os.mkdir(os.path.join(incoming, table))
-                    writer = writers[table] = _parquet_writer(
-                        os.path.join(incoming, table, "part-0.parquet"), table)
-                writer.write_batch(batch)
-            if verified is not None and verification is None:
-                verification = _judged(path, verified(), allow_unverified)
-            os.mkdir(os.path.join(incoming, "runs"))
-            writers["runs"] = _parquet_writer(
-                os.path.join(incoming, "runs", "part-0.parquet"), "runs")
-            writers["runs"].write_batch(runs_batch(facts, verification))
-        except TraceError as exc:
-            if verified is not None and verification is None:  # a tampered line: say so
-                verification = _judged(path, verified(), allow_unverified)
-            raise QueryInputError(str(exc)) from None
+            _check_dataset(out_dir)
+            run = _run_id(path, first)
+            facts = RunFacts(path)
+            incoming = tempfile.mkdtemp(prefix=".incoming-", dir=out_dir)
+        except BaseException:
+            if verifier is not None:
+                verifier.close()
+            raise
+        try:
+            verification = _convert(path, incoming, facts, verifier, allow_unverified)
+            for table in TABLES:
+                target = os.path.join(out_dir, table, f"run={run}")
+                if os.path.exists(target):
+                    shutil.rmtree(target)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.rename(os.path.join(incoming, table), target)
         finally:
-            if verified is not None and verification is None:
-                verified()
-            for writer in writers.values():
-                writer.close()
-        for table in TABLES:
-            target = os.path.join(out_dir, table, f"run={run}")
-            if os.path.exists(target):
-                shutil.rmtree(target)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.rename(os.path.join(incoming, table), target)
-    finally:
-        shutil.rmtree(incoming, ignore_errors=True)
+            shutil.rmtree(incoming, ignore_errors=True)
+    except QueryInputError:
+        if created:  # refused: no dataset left behind that this call began
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
     status = verification.status if verification is not None else "no chain"
     refusal = _refusal(verification) if verification is not None and status == "tampered" else None
     return Exported(path, run, status, facts.lines, time.perf_counter() - started, refusal)

@@ -15,7 +15,7 @@ compares (implicit STOP lines dropped, a faulting op's second line merged).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -109,15 +109,20 @@ class _Buffer:
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def trace_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.RecordBatch]]:
-    """The query tables' rows of the trace at ``path`` (blocktrace or EIP-3155)."""
+def trace_batches(
+    path: str, facts: RunFacts, feed: Callable[[bytes], object] | None = None
+) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """The query tables' rows of the trace at ``path`` (blocktrace or EIP-3155);
+    ``feed`` (a blocktrace trace) is given the file's bytes as they are read."""
     if blocktrace_header(path) is not None:
-        yield from _blocktrace_batches(path, facts)
+        yield from _blocktrace_batches(path, facts, feed)
     else:
         yield from _client_batches(path, facts)
 
 
-def _blocktrace_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.RecordBatch]]:
+def _blocktrace_batches(
+    path: str, facts: RunFacts, feed: Callable[[bytes], object] | None
+) -> Iterator[tuple[str, pa.RecordBatch]]:
     import pyarrow as pa
 
     val_buf = _Buffer("values")
@@ -147,7 +152,7 @@ def _blocktrace_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.Re
             yield "values", val_buf.take()
 
     try:
-        for buf in complete_lines(reader):
+        for buf in complete_lines(reader, feed):
             pos = 0
             while True:
                 stop, pos, line_no = columns.feed(buf, pos, line_no + 1, BATCH_ROWS)

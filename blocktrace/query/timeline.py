@@ -21,6 +21,7 @@ from typing import IO, Any
 import msgspec
 
 from blocktrace.format import CallLine, ExceptionLine, OpLine, ReturnLine, Summary, TraceReader
+from blocktrace.query.columns import skim
 from blocktrace.query.lines import blocktrace_header, json_text
 
 __all__ = ["Clock", "TimelineError", "write_perfetto", "write_speedscope"]
@@ -125,7 +126,8 @@ def _events(source: _Source, wall: bool) -> Any:
     now = 0.0
     threads: dict[int, list[tuple[str, float]]] = {}
     names: dict[int, tuple[str, str]] = {}
-    for line_no, line in TraceReader(source.path).lines():
+    for line_no, ops, line in skim(source.path):  # plain op lines counted, not decoded
+        step += ops
         d: Any = line
         kind = type(d)
         if kind is OpLine:
@@ -189,7 +191,8 @@ def write_speedscope(
         step = 0
         now = 0.0
         try:
-            for _, line in TraceReader(source.path).lines():
+            for _, ops, line in skim(source.path):
+                step += ops
                 d: Any = line
                 kind = type(d)
                 if kind is OpLine:

@@ -4,6 +4,7 @@ DuckDB (and polars, Spark where installed) read unchanged; client traces; the AP
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -170,19 +171,18 @@ def test_client_traces_have_their_own_columns(tmp_path: Path) -> None:
     assert stack == (["0x0", "0x0"],)
 
 
-def test_a_large_trace_is_verified_beside_the_conversion(
-    queried: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from blocktrace.query import dataset
-
-    monkeypatch.setattr(dataset, "PARALLEL_VERIFY_BYTES", 0)  # every trace counts as large
+def test_a_trace_is_verified_in_the_same_pass(queried: Path, tmp_path: Path) -> None:
     done = export_trace(str(queried), str(tmp_path / "ok"))
     assert done.status == "sealed"
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(queried.read_bytes().replace(b'"name":"fact"', b'"name":"fakt"', 1))
     with pytest.raises(TamperedTrace):
         export_trace(str(bad), str(tmp_path / "no"))
-    assert not (tmp_path / "no" / "ops").exists()
+    assert not (tmp_path / "no").exists()  # refused: no dataset begun
+    (tmp_path / "given").mkdir()
+    with pytest.raises(TamperedTrace):
+        export_trace(str(bad), str(tmp_path / "given"))
+    assert [p.name for p in (tmp_path / "given").iterdir()] == ["dataset.json"]
     assert export_trace(str(bad), str(tmp_path / "yes"), allow_unverified=True).status == (
         "tampered")
 
@@ -227,3 +227,20 @@ def test_a_script_without_a_main_guard_can_export_a_large_trace(
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["sealed"]
+
+
+def test_export_needs_no_duckdb(
+    fib: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, blocktrace_cli: Runner,
+    one_line_error: Check,
+) -> None:
+    """Writing Parquet is pyarrow's; DuckDB (~0.1 s to import) is for querying."""
+    blocked = tmp_path / "blocked" / "duckdb"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('duckdb blocked by the test')\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(blocked.parent), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    _export(blocktrace_cli, tmp_path / "ds", fib)
+    assert (tmp_path / "ds" / "ops").is_dir()
+    done = blocktrace_cli("query", tmp_path / "ds", "SELECT count(*) FROM ops")
+    assert done.returncode == 2 and "duckdb is not installed" in done.stderr
+    one_line_error(done)

@@ -144,3 +144,33 @@ def test_several_traces_are_several_processes(queried: Path, fib: Path, blocktra
              if e["name"] == "process_name"}
     assert set(names) == {lines_of(queried)[0]["pid"], lines_of(fib)[0]["pid"]}
     assert [t["status"] for t in doc["otherData"]["traces"]] == ["sealed", "sealed"]
+
+
+@pytest.mark.parametrize("kind", ["perfetto", "speedscope"])
+def test_op_lines_skimmed_in_c_give_the_same_timeline(
+    oddlines: Path, fib: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """The timelines count plain op lines in C (``columns.skim``) and decode the rest:
+    the same file as decoding every line, op lines in other forms included."""
+    import io
+
+    from blocktrace._native import extension
+    from blocktrace.query import columns
+    from blocktrace.query.timeline import write_perfetto, write_speedscope
+
+    if extension("blocktrace.format._cscan") is None:
+        pytest.skip("the C extension is not built, or BLOCKTRACE_PURE is set")
+    lines = fib.read_bytes().splitlines(keepends=True)
+    lines[40] = lines[40].replace(b',"hash":', b',"thread":1,"hash":')  # an op line Python reads
+    edited = tmp_path / "edited.jsonl"
+    edited.write_bytes(b"".join(lines[:-1]))  # no summary: op lines after the last call
+    paths = [str(oddlines), str(edited)]
+    write = write_perfetto if kind == "perfetto" else write_speedscope
+    monkeypatch.setattr(columns, "CHUNK", 4096)
+    monkeypatch.setattr(columns, "SKIM_ROWS", 50)
+    got = io.BytesIO()
+    write(paths, ["sealed", "unsealed"], got, clock="steps")
+    monkeypatch.setattr(columns, "extension", lambda name: None)  # the reference: all decoded
+    want = io.BytesIO()
+    write(paths, ["sealed", "unsealed"], want, clock="steps")
+    assert got.getvalue() == want.getvalue() and len(got.getvalue()) > 1000

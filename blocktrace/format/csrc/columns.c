@@ -279,6 +279,7 @@ typedef struct {
     int64_t rows; /* ops rows held */
     int32_t name_end;
     int failed;
+    int ops_only;  /* feed: plain op lines only (a skim: every other line is Python's) */
     int64_t steps; /* ops rows ever */
     int64_t calls; /* calls entered */
     int64_t max_depth;
@@ -781,6 +782,9 @@ read_line(ColumnsObject *c, const uint8_t *p, const uint8_t *end, int64_t line_n
             return add_op(c, line_no, thread, depth, pc, op, (const char *)s1, n1,
                           (int64_t)gas, line, code) < 0 ? -1 : 0;
         }
+        if (c->ops_only) {
+            return 1;
+        }
         /* an exception line */
         if (EXPECT("0\",\"depth\":") || read_uint(&p, end, &depth) || EXPECT(",\"opName\":\"")
             || read_str(&p, end, &s1, &n1) || EXPECT(",\"error\":\"")
@@ -794,6 +798,9 @@ read_line(ColumnsObject *c, const uint8_t *p, const uint8_t *end, int64_t line_n
         thread += thread == 0; /* `thread or 1`, as the reference */
         return add_exception(c, line_no, thread, depth, pc, op, s1, n1, line, code, s3, n3, s2,
                              n2, has_clock, clock) < 0 ? -1 : 0;
+    }
+    if (c->ops_only) {
+        return 1;
     }
     if (EXPECT("{\"event\":\"call\",\"kind\":\"") == 0) {
         int64_t first;
@@ -1257,9 +1264,11 @@ columns_get(ColumnsObject *c, void *closure)
 static int
 columns_init(ColumnsObject *c, PyObject *args, PyObject *kwds)
 {
-    if (!PyArg_ParseTuple(args, ":OpColumns")) {
+    int ops_only = 0;
+    if (!PyArg_ParseTuple(args, "|p:OpColumns", &ops_only)) {
         return -1;
     }
+    c->ops_only = ops_only;
     if (c->col[C_NAME_OFF].cap == 0) {
         int32_t zero = 0;
         if (grow_put(&c->col[C_NAME_OFF], &zero, 4) < 0
@@ -1368,8 +1377,9 @@ static PyType_Slot columns_slots[] = {
     {Py_tp_dealloc, columns_dealloc},
     {Py_tp_methods, columns_methods},
     {Py_tp_getset, columns_getset},
-    {Py_tp_doc, "OpColumns()\n--\n\nThe ops, calls and exceptions tables' columns, filled from "
-                "a trace's lines."},
+    {Py_tp_doc, "OpColumns(ops_only=False, /)\n--\n\nThe ops, calls and exceptions tables' "
+                "columns, filled from a trace's lines (ops_only: feed takes the plain op lines "
+                "only)."},
     {0, NULL},
 };
 

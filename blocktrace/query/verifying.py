@@ -1,0 +1,174 @@
+"""Verifying a trace while it is exported, from the same reads of its bytes.
+
+The export reads the trace once: every buffer the conversion reads
+(:func:`blocktrace.query.columns.complete_lines`) is also handed to a thread
+that runs the format's native chain check (:func:`blocktrace.format.fastcheck.walk`,
+the walk of ``verify``) over them, so the file's bytes are read once and
+hashed beside the conversion (the scanner and the columns' reader both let
+go of the interpreter's lock while they work, so the two use both cores
+without a second process).  The answer is ``verify_file``'s for the same
+file: the same walk over the same bytes.
+
+Memory stays bounded: at most :data:`QUEUED` buffers wait for the verifier
+(the conversion waits when they are there).  When the conversion stops early
+(a line it cannot read), the verifier reads the rest of the file itself, so
+verify's answer is still there to say whether the trace was tampered with.
+
+Plain (uncompressed) traces with the C scanner only; otherwise
+:func:`start_verify` verifies in a thread reading the file itself.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from blocktrace._native import extension
+from blocktrace.format import Verification
+from blocktrace.format.compressed import kind_of
+
+__all__ = ["QUEUED", "Verifier", "start_verify"]
+
+QUEUED = 8
+"""Buffers (of ``columns.CHUNK`` bytes) that may wait for the verifier."""
+
+_READ = 1 << 20
+_CANCEL, _FROM_FILE = object(), object()
+
+
+class Verifier:
+    """Verify the trace at ``path`` in a thread; ``feed`` takes the file's bytes in
+    order (``b""`` at the end), ``result()`` waits for the answer."""
+
+    def __init__(self, path: str, *, tee: bool) -> None:
+        self.path = path
+        self._tee = tee
+        self._queue: queue.Queue[Any] = queue.Queue(QUEUED)
+        self._stopped = threading.Event()  # the walk needs no more bytes
+        self._answer: list[Verification] = []
+        self._failure: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, name="blocktrace-verify", daemon=True)
+        self._thread.start()
+
+    @property
+    def feed(self) -> Callable[[bytes], None] | None:
+        """Where the conversion hands its buffers (None: the verifier reads the file)."""
+        return self._put if self._tee else None
+
+    def _put(self, chunk: bytes) -> None:
+        if self._stopped.is_set():
+            return  # the walk has its answer (a tampered line, the end of the chain)
+        self._queue.put(chunk)
+
+    def _run(self) -> None:
+        try:
+            if self._tee:
+                from blocktrace.chain.merkle import MerkleAccumulator
+                from blocktrace.format import fastcheck
+
+                native = extension("blocktrace.format._cscan")
+                assert native is not None  # start_verify checked
+                result = Verification(self.path, "unusable")
+                stream: Any = _Chunks(self)  # what walk reads of a stream
+                fastcheck.walk(native, stream, result, MerkleAccumulator())
+            else:
+                from blocktrace.chain.verify import verify_file
+
+                result = verify_file(self.path)
+            self._answer.append(result)
+        except BaseException as exc:  # handed to result()'s caller
+            self._failure.append(exc)
+        finally:
+            self._stopped.set()
+            while True:  # a put waiting for room goes on
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+
+    def result(self) -> Verification:
+        """Verify's answer.  When the conversion stopped before the end of the
+        file, the verifier reads the rest of it itself."""
+        if self._tee:
+            self._put_end(_FROM_FILE)
+        self._thread.join()
+        if self._failure:
+            raise self._failure[0]
+        return self._answer[0]
+
+    def close(self) -> None:
+        """The answer is not needed (any more): the walk is told the file ended."""
+        if self._tee:
+            self._put_end(_CANCEL)
+        self._thread.join()
+
+    def _put_end(self, mark: object) -> None:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(mark, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+
+class _Chunks:
+    """The stream ``fastcheck.walk`` reads: the buffers fed, then (after
+    ``_FROM_FILE``) the rest of the file read here."""
+
+    def __init__(self, verifier: Verifier) -> None:
+        self._v = verifier
+        self._pending = b""
+        self._file: Any = None
+        self._at = 0  # bytes of the file given to the walk or pending
+        self._eof = False
+
+    def _next(self) -> bytes:
+        if self._eof:
+            return b""
+        if self._file is not None:
+            chunk = self._file.read(_READ)
+        else:
+            item = self._v._queue.get()
+            if item is _FROM_FILE:
+                self._file = open(self._v.path, "rb")  # noqa: SIM115 (closed at its end)
+                self._file.seek(self._at)
+                chunk = self._file.read(_READ)
+            elif item is _CANCEL:
+                chunk = b""
+            else:
+                chunk = item
+        if not chunk:
+            self._eof = True
+            if self._file is not None:
+                self._file.close()
+        self._at += len(chunk)
+        return chunk  # type: ignore[no-any-return]
+
+    def readline(self, limit: int = -1) -> bytes:
+        data = self._pending
+        while b"\n" not in data and (limit < 0 or len(data) < limit):
+            chunk = self._next()
+            if not chunk:
+                break
+            data += chunk
+        end = data.find(b"\n") + 1 or len(data)
+        if limit >= 0:
+            end = min(end, limit)
+        self._pending = data[end:]
+        return data[:end]
+
+    def read(self, size: int = -1) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        return self._next()
+
+
+def start_verify(path: str) -> Verifier:
+    """Verify the blocktrace trace at ``path`` beside its conversion: from the
+    conversion's own buffers (a plain trace, the C scanner present), else in a
+    thread reading the file."""
+    tee = kind_of(path) == "plain" and extension("blocktrace.format._cscan") is not None
+    return Verifier(path, tee=tee)
