@@ -3,14 +3,16 @@
 Both files are golden bytes (``stabilise``), so the same behaviour gives the
 same bytes: a byte comparison settles the common case.  Otherwise the stored
 file is verified (a golden edited by hand or damaged is reported as such, never
-compared), then both are compared step by step with the diff engine
-(``blocktrace.eip3155``), which stops after the requested number of hunks.
+as a comparison) while both are compared step by step with the diff engine
+(``blocktrace.eip3155``), which passes over their common steps as bytes and
+stops after the requested number of hunks.
 """
 
 from __future__ import annotations
 
 import filecmp
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -86,6 +88,28 @@ def check_golden(path: str, level: Level) -> None:
                             f"asks for {level!r}; re-record it with --blocktrace-golden-update")
 
 
+class _Check(threading.Thread):
+    """``check_golden`` on a thread of its own; ``verdict`` waits for it and raises
+    what it raised."""
+
+    def __init__(self, path: str, level: Level) -> None:
+        super().__init__(name="blocktrace-golden-check", daemon=True)
+        self.path = path
+        self.level: Level = level
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            check_golden(self.path, self.level)
+        except BaseException as exc:  # handed to the caller by ``verdict``
+            self.error = exc
+
+    def verdict(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
 def _streams(
     info_g: TraceInfo, info_f: TraceInfo, level: Level, values: bool, fields: Sequence[str]
 ) -> tuple[Iterator[Step], Iterator[Step], Callable[[], int] | None]:
@@ -116,7 +140,11 @@ def compare_golden(
     result = GoldenDiff(golden, fresh, level, fields)
     if filecmp.cmp(golden, fresh, shallow=False):
         return result
-    check_golden(golden, level)
+    # The stored golden is verified while both are compared (the chain check runs in
+    # C without the GIL): its verdict comes first, and a golden that is not sound is
+    # reported as such, whatever the comparison found.
+    check = _Check(golden, level)
+    check.start()
     info_g = TraceInfo(golden)
     info_f = TraceInfo(fresh)
     comparer = Comparer(fields)
@@ -125,8 +153,13 @@ def compare_golden(
         steps = diff_steps(stream_g, stream_f, comparer, max_hunks=max(hunks, 1),
                            stop_after=max(hunks, 1) + 1, skip=skipper)
     except TraceError as exc:
+        check.verdict()
         raise GoldenCorrupt(f"golden trace {exc}; re-create it with "
                             "--blocktrace-golden-update") from None
+    except BaseException:
+        check.join()
+        raise
+    check.verdict()
     result.steps = steps
     if not steps.stopped:
         result.summary = compare_summaries(info_g, info_f, by_line=level != "op")

@@ -312,3 +312,28 @@ def test_programs_in_other_files_report_what_the_reference_does(
         assert fast.equal and passed > fast.steps.common // 2
     else:  # (only the few steps of ``_record``, before the first call line, are passed)
         assert not fast.equal and passed < 10
+
+
+@pytest.mark.parametrize("damage", ["edit", "garbage"])
+def test_a_damaged_golden_is_reported_as_such_not_compared(
+    tmp_path: Path, damage: str
+) -> None:
+    """The golden is verified while the two are compared: its verdict wins."""
+    from blocktrace.golden.compare import GoldenCorrupt
+    from blocktrace.golden.stabilise import Normaliser, stabilise
+
+    paths = []
+    for name, args in (("golden", {}), ("now", {"odd": 20})):
+        raw = _record(tmp_path / f"{name}-raw.jsonl", work, args)
+        out = tmp_path / f"{name}.jsonl"
+        with raw.open("rb") as source, out.open("wb") as sink:
+            stabilise(source, sink, Normaliser(str(tmp_path), [name]))
+        paths.append(out)
+    lines = _lines(paths[0])
+    if damage == "edit":
+        lines[len(lines) // 2] = lines[len(lines) // 2].replace(b'"line":', b'"line":1', 1)
+    else:
+        lines[1:] = [b"not a trace line\n"]
+    paths[0].write_bytes(b"".join(lines))
+    with pytest.raises(GoldenCorrupt, match="tampered" if damage == "edit" else "golden trace"):
+        compare_golden(str(paths[0]), str(paths[1]), "op", root=str(tmp_path))
