@@ -1,14 +1,20 @@
 """Golden traces on a real third-party test suite: more-itertools, from its sdist.
 
     python benchmarks/golden_thirdparty.py [--work DIR] [--version 11.2.1] [-k EXPR]
+        [--rounds 2] [--runs untraced,calls,lines,ops,run-ops] [--skip-speed]
 
 Needs network access to PyPI or the pip cache (``pip download`` of the sdist);
 not part of the test suite (it runs the package's suite about eight times).
 
-1. Speed: the suite untraced, then with goldens at ``calls`` and ``lines``
-   level (the project's own code in scope: the package and its tests): the run
-   that records the goldens (``--blocktrace-golden-update``) and the run that
-   compares with them.  Ratios to the untraced run.
+1. Speed, interleaved (``--rounds`` rounds of every run, one after the other):
+   the suite untraced; with goldens at ``calls`` and ``lines`` level (the
+   project's own code in scope: the package and its tests), the run that records
+   the goldens (``--blocktrace-golden-update``) and the run that compares with
+   them; the run that records ``ops``-level goldens; and ``blocktrace run`` of
+   the suite at ``--level op`` (the plain recording cost, one trace, same
+   scope).  CPU time of the pytest process (user + system: the machine may be
+   loaded) and wall time, best and median of the rounds; ratios to the
+   untraced run's.  Goldens and traces are deleted after each run.
 2. Behaviour check, at ``ops`` level with only ``more_itertools/recipes.py`` in
    scope: record goldens, run again unchanged (tests that differ between two
    unchanged runs are non-deterministic and set aside), change one line of
@@ -26,6 +32,9 @@ import argparse
 import glob
 import os
 import re
+import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -79,23 +88,38 @@ _FAILED = re.compile(r"^FAILED (\S+)", re.M)
 
 
 def fetch(work: str, version: str) -> str:
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
-                    "-q", f"{PACKAGE}=={version}", "-d", work], check=True)
-    archive = glob.glob(os.path.join(work, "more_itertools-*.tar.gz"))[0]
+    if not glob.glob(os.path.join(work, f"more_itertools-{version}.tar.gz")):
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:",
+                        "--no-deps", "-q", f"{PACKAGE}=={version}", "-d", work], check=True)
+    archive = glob.glob(os.path.join(work, f"more_itertools-{version}.tar.gz"))[0]
     with tarfile.open(archive) as tar:
         tar.extractall(work, filter="data")
     return archive[: -len(".tar.gz")]
 
 
-def pytest(project: str, *args: str, env: dict[str, str] | None = None,
+def pytest(project: str, *args: str, env: dict[str, str] | None = None, run: str | None = None,
            ) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """Run the suite; ``run``: under ``blocktrace run --level op -o RUN`` instead."""
+    seconds, _, result = timed(project, *args, env=env, run=run)
+    return seconds, result
+
+
+def timed(project: str, *args: str, env: dict[str, str] | None = None, run: str | None = None,
+          ) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+    """``pytest``, and the CPU seconds (user + system) the process took."""
     environ = dict(os.environ, PYTHONPATH=project, PYTHONHASHSEED="0")
     environ.update(env or {})
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests", *args]
+    if run is not None:
+        command[1:1] = ["-m", "blocktrace", "run", "--level", "op", "-o", run, "--force"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests", *args],
-        cwd=project, env=environ, capture_output=True, text=True, check=False)
-    return time.perf_counter() - start, result
+    result = subprocess.run(command, cwd=project, env=environ, capture_output=True, text=True,
+                            check=False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, result
 
 
 def failed(result: subprocess.CompletedProcess[str]) -> set[str]:
@@ -107,12 +131,76 @@ def last_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[-1] if lines else result.stderr.strip()[-200:]
 
 
+def _clear(project: str) -> int:
+    """Delete the goldens (and their folders); returns their total size in bytes."""
+    traces = os.path.join(project, "tests", "__traces__")
+    size = sum(os.path.getsize(p) for p in glob.glob(os.path.join(traces, "*", "*")))
+    shutil.rmtree(traces, ignore_errors=True)
+    return size
+
+
+def speed(project: str, select: tuple[str, ...], rounds: int, runs: list[str]) -> None:
+    """The interleaved speed runs (see the module's docstring); prints a Markdown table."""
+    wall: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+    sizes: dict[str, int] = {}
+    outcome: dict[str, str] = {}
+
+    def note(name: str, result: tuple[float, float, subprocess.CompletedProcess[str]]) -> None:
+        wall.setdefault(name, []).append(result[0])
+        cpu.setdefault(name, []).append(result[1])
+        outcome[name] = last_line(result[2])
+        print(f"  {name}: {result[1]:.1f} s CPU, {result[0]:.1f} s wall; {outcome[name]}",
+              file=sys.stderr, flush=True)
+
+    _clear(project)
+    for round_ in range(rounds):
+        print(f"round {round_ + 1} of {rounds}", file=sys.stderr, flush=True)
+        for run in runs:
+            if run == "untraced":
+                note("untraced", timed(project, *select))
+            elif run in ("calls", "lines", "ops"):
+                opts = ("--blocktrace-golden", "--blocktrace-golden-level", run, *select)
+                note(f"{run}: record goldens", timed(project, *opts, "--blocktrace-golden-update"))
+                if run != "ops":
+                    note(f"{run}: compare with goldens", timed(project, *opts))
+                sizes[run] = _clear(project)
+            elif run == "run-ops":
+                trace = os.path.join(project, "suite.trace.jsonl")
+                note("blocktrace run --level op", timed(project, *select, run=trace))
+                sizes[run] = os.path.getsize(trace) if os.path.exists(trace) else 0
+                for path in glob.glob(trace + "*"):
+                    os.unlink(path)
+            else:
+                raise SystemExit(f"unknown run {run!r}")
+    base = min(cpu["untraced"]) if "untraced" in cpu else None
+    print(f"untraced: {outcome.get('untraced', '?')}\n")
+    print(f"CPU seconds (user + system) of the pytest process, {rounds} interleaved round(s)\n")
+    print("| run | CPU best | CPU median | vs untraced (best) | wall median | written |")
+    print("|---|---|---|---|---|---|")
+    for name, times in cpu.items():
+        ratio = f"{min(times) / base:.2f}x" if base else "-"
+        kind = name.split(":")[0] if ":" in name else ("run-ops" if "run" in name else "")
+        shown = kind in sizes and ("record" in name or kind == "run-ops")
+        written = f"{sizes[kind] / 1e6:,.1f} MB" if shown else ""
+        print(f"| {name} | {min(times):.2f} | {statistics.median(times):.2f} | {ratio} "
+              f"| {statistics.median(wall[name]):.2f} | {written} |")
+    for name, text in outcome.items():
+        if name != "untraced":
+            print(f"\n- {name}: {text}", end="")
+    print("\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--work", help="directory to work in (default: a new temporary one)")
     parser.add_argument("--version", default="11.2.1")
     parser.add_argument("-k", dest="select", help="pytest -k expression (a subset of the suite)")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-behaviour", action="store_true")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
+    parser.add_argument("--runs", default="untraced,calls,lines,ops,run-ops",
+                        help="which runs, comma-separated (default: all)")
     parser.add_argument("--reuse-goldens", action="store_true",
                         help="keep the ops-level goldens already in --work (no re-recording, "
                         "no unchanged re-run)")
@@ -123,22 +211,10 @@ def main() -> None:
     print(f"{PACKAGE} {args.version}, Python {sys.version.split()[0]}, in {project}\n")
 
     if not args.skip_speed:
-        base, plain = pytest(project, *select)
-        print(f"untraced: {last_line(plain)}\n")
-        print("| run | seconds | vs untraced |")
-        print("|---|---|---|")
-        print(f"| untraced | {base:.1f} | 1.00x |")
-        for level in ("calls", "lines"):
-            opts = ("--blocktrace-golden", "--blocktrace-golden-level", level, *select)
-            rec, recorded = pytest(project, *opts, "--blocktrace-golden-update")
-            cmp, compared = pytest(project, *opts)
-            print(f"| {level}: record goldens | {rec:.1f} | {rec / base:.2f}x |")
-            print(f"| {level}: compare with goldens | {cmp:.1f} | {cmp / base:.2f}x |")
-            print(f"|   ({last_line(compared)}) | | |")
-            for path in glob.glob(os.path.join(project, "tests", "__traces__", "*", "*")):
-                os.unlink(path)
-        print()
+        speed(project, select, args.rounds, args.runs.split(","))
 
+    if args.skip_behaviour:
+        return
     target = os.path.join(project, TARGET_FILE)
     with open(target) as handle:
         source = handle.read()

@@ -11,6 +11,8 @@ them.  Registered through blocktrace's pytest11 entry point
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +22,13 @@ import pytest
 from blocktrace.golden.compare import GoldenCorrupt, compare_golden, fields_for
 from blocktrace.golden.record import Recording, RecordingError
 from blocktrace.golden.stabilise import Normaliser
-from blocktrace.golden.storage import golden_path, prune, unused_goldens, write_golden
+from blocktrace.golden.storage import (
+    golden_path,
+    partial_path,
+    prune,
+    unused_goldens,
+    write_golden,
+)
 from blocktrace.tracers.level import Level
 
 __all__ = ["GoldenPlugin", "add_options", "configure"]
@@ -101,6 +109,18 @@ class GoldenPlugin:
         self.outcomes: dict[str, list[str]] = {}
         self.unused: list[str] = []
         self.used = False
+        self._workdir: str | None = None
+        """This process's directory for the recordings' files (made on first use)."""
+
+    def _work(self) -> str:
+        if self._workdir is None:
+            self._workdir = tempfile.mkdtemp(prefix="blocktrace-golden-")
+        return self._workdir
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
 
     # -- which tests, and how ------------------------------------------------------
 
@@ -168,7 +188,8 @@ class GoldenPlugin:
         rules = Normaliser(self.root, [item.nodeid], str(temp) if temp else None,
                            settings.masks)
         recording = Recording(level=settings.level, values=settings.values,
-                              include=settings.include, exclude=settings.exclude, rules=rules)
+                              include=settings.include, exclude=settings.exclude, rules=rules,
+                              workdir=self._work())
         try:
             try:
                 recording.start()
@@ -182,18 +203,24 @@ class GoldenPlugin:
                 result = yield
             except BaseException as exc:
                 try:
-                    recording.finish(type(exc).__name__)
+                    recording.finish(type(exc).__name__, write=False)
                 except RecordingError:
                     pass  # the test's own failure is what pytest reports
                 raise
+            # compared with the stored golden as it is made: the same bytes are not
+            # written at all; an update writes beside the golden (renamed into place)
+            stored = path if os.path.exists(path) else None
+            fresh = None
+            if self.update and os.path.isdir(os.path.dirname(path)):
+                fresh = partial_path(path)
             try:
-                recording.finish(None)
+                recording.finish(None, against=stored, fresh=fresh)
             except RecordingError as exc:
                 problem = str(exc)
             if problem is not None:
                 item.user_properties.append((_PROPERTY, (self._shown(path), "not traced")))
                 pytest.fail(f"blocktrace golden: {problem}", pytrace=False)
-            self._check(item, settings, recording.path, path)
+            self._check(item, settings, recording.path, path, recording.same)
             return result
         finally:
             recording.cleanup()
@@ -204,12 +231,16 @@ class GoldenPlugin:
         except ValueError:
             return path
 
-    def _check(self, item: pytest.Item, settings: _Settings, fresh: str, path: str) -> None:
+    def _check(self, item: pytest.Item, settings: _Settings, fresh: str, path: str,
+               same: bool) -> None:
         shown = self._shown(path)
 
         def note(outcome: str) -> None:
             item.user_properties.append((_PROPERTY, (shown, outcome)))
 
+        if same:
+            note("same")
+            return
         if not os.path.exists(path):
             if self.update:
                 write_golden(fresh, path)

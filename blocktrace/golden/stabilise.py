@@ -20,13 +20,14 @@ writer, so the file verifies.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import re
 import sysconfig
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import msgspec
 
@@ -44,6 +45,20 @@ _TAIL = len(b',"hash":""}') + HASH_HEX_LEN
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+@functools.cache
+def _library_places() -> tuple[tuple[str, str], ...]:
+    """This interpreter's library directories and their names in golden form (asked
+    of ``sysconfig`` once: about a millisecond each time, for every test)."""
+    places = []
+    for key, name in (("purelib", "<site-packages>"), ("platlib", "<site-packages>"),
+                      ("stdlib", "<stdlib>"), ("platstdlib", "<stdlib>")):
+        try:
+            places.append((os.path.realpath(sysconfig.get_path(key)), name))
+        except KeyError:
+            pass
+    return tuple(places)
 
 
 @dataclass
@@ -68,15 +83,9 @@ class Normaliser:
         if self.temp:
             self.temp = os.path.realpath(self.temp)
             self._probes.append(self.temp.encode())
-        places = [(self.root, "")]
-        for key, name in (("purelib", "<site-packages>"), ("platlib", "<site-packages>"),
-                          ("stdlib", "<stdlib>"), ("platstdlib", "<stdlib>")):
-            try:
-                places.append((os.path.realpath(sysconfig.get_path(key)), name))
-            except KeyError:
-                pass
         # The longest prefix first: a virtual environment may live inside the project.
-        self._places = sorted(places, key=lambda place: -len(place[0]))
+        self._places = sorted([(self.root, ""), *_library_places()],
+                              key=lambda place: -len(place[0]))
 
     def probes(self) -> tuple[bytes, ...] | None:
         """What a line body that may hold a volatile value contains (one of these byte
@@ -136,6 +145,12 @@ _CHUNK = 1 << 22
 """Bytes of the recorded trace read at a time."""
 
 
+class Writable(Protocol):
+    """Where golden bytes go (a binary file, or anything with its ``write``)."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
 class StabiliseError(ValueError):
     """The recorded trace is not one this module can rewrite (a bug or a torn file)."""
 
@@ -180,7 +195,7 @@ def _scanner() -> Callable[..., tuple[int, int]]:
     return _py_scan if native is None else native.scan
 
 
-def stabilise(source: IO[bytes], target: IO[bytes], rules: Normaliser, *,
+def stabilise(source: IO[bytes], target: Writable, rules: Normaliser, *,
               chunk: int = _CHUNK) -> int:
     """Copy the trace ``source`` to ``target`` as golden bytes; returns the lines written.
 

@@ -14,7 +14,8 @@ import re
 import shutil
 from collections.abc import Iterable
 
-__all__ = ["TRACES_DIR", "golden_path", "safe_name", "unused_goldens", "write_golden"]
+__all__ = ["TRACES_DIR", "golden_path", "partial_path", "safe_name", "unused_goldens",
+           "write_golden"]
 
 TRACES_DIR = "__traces__"
 SUFFIX = ".jsonl"
@@ -41,10 +42,22 @@ def golden_path(module_path: str, test_name: str) -> str:
     return os.path.join(folder, TRACES_DIR, stem, safe_name(test_name) + SUFFIX)
 
 
+def partial_path(target: str) -> str:
+    """Where this process writes a golden before it becomes ``target`` (in its folder,
+    so that ``write_golden`` renames it; not a name ``unused_goldens`` lists)."""
+    return f"{target}.{os.getpid()}.tmp"
+
+
 def write_golden(source: str, target: str) -> None:
-    """Put ``source`` at ``target`` in one step (a reader never sees half a golden)."""
+    """Move ``source`` to ``target`` in one step (a reader never sees half a golden):
+    renamed when it is ``partial_path(target)`` or on the same file system, else copied."""
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    partial = f"{target}.{os.getpid()}.tmp"
+    try:
+        os.replace(source, target)
+        return
+    except OSError:
+        pass
+    partial = partial_path(target)
     shutil.copyfile(source, partial)
     os.replace(partial, target)
 

@@ -55,8 +55,11 @@ def make_project(root: Path, tests: str = TESTS, calc: str = CALC) -> Path:
     return root
 
 
-def pytest_run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def pytest_run(root: Path, *args: str, tmpdir: Path | None = None,
+               ) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONHASHSEED="0")
+    if tmpdir is not None:
+        env["TMPDIR"] = str(tmpdir)
     env.pop("PYTEST_XDIST_WORKER", None)
     env.pop("PYTEST_ADDOPTS", None)
     # Hypothesis's plugin (installed with the test extras, unused by the project) would cost
@@ -141,10 +144,16 @@ def test_a_change_fails_exactly_the_tests_that_run_it(tmp_path: Path) -> None:
     assert "golden: fib  calc.py:6  | (source missing or changed:" in shifted
     assert "now:    fib  calc.py:7  | a, b = 0, 1" in shifted
 
-    updated = pytest_run(root, "--blocktrace-golden", "--blocktrace-golden-update")
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    updated = pytest_run(root, "--blocktrace-golden", "--blocktrace-golden-update", tmpdir=temp)
     assert "4 golden trace(s) rewritten" in updated.stdout
     assert "tests/__traces__/test_calc/test_shout.jsonl" in updated.stdout
-    assert pytest_run(root, "--blocktrace-golden").returncode == 0
+    # rewritten in place: nothing else left beside the goldens, nothing in the temp dir
+    assert {p.name for p in (root / "tests" / "__traces__" / "test_calc").iterdir()} == {
+        os.path.basename(name) for name in goldens(root)}
+    assert pytest_run(root, "--blocktrace-golden", tmpdir=temp).returncode == 0
+    assert [p.name for p in temp.iterdir() if "blocktrace" in p.name] == []
 
 
 def test_levels_pin_more_or_less(tmp_path: Path) -> None:
