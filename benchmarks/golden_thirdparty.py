@@ -139,8 +139,11 @@ def _clear(project: str) -> int:
     return size
 
 
-def speed(project: str, select: tuple[str, ...], rounds: int, runs: list[str]) -> None:
-    """The interleaved speed runs (see the module's docstring); prints a Markdown table."""
+def speed(project: str, select: tuple[str, ...], rounds: int, runs: list[str],
+          other: str | None = None) -> None:
+    """The interleaved speed runs (see the module's docstring); prints a Markdown table.
+    ``other``: a directory holding another blocktrace (a checkout with its C extensions
+    built): each calls and lines run is done with it too, right after (an A/B in one run)."""
     wall: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
     sizes: dict[str, int] = {}
@@ -161,10 +164,15 @@ def speed(project: str, select: tuple[str, ...], rounds: int, runs: list[str]) -
                 note("untraced", timed(project, *select))
             elif run in ("calls", "lines", "ops"):
                 opts = ("--blocktrace-golden", "--blocktrace-golden-level", run, *select)
-                note(f"{run}: record goldens", timed(project, *opts, "--blocktrace-golden-update"))
-                if run != "ops":
-                    note(f"{run}: compare with goldens", timed(project, *opts))
-                sizes[run] = _clear(project)
+                for label, env in (("", None), (" (other)", {"PYTHONPATH": f"{project}"
+                                                             f"{os.pathsep}{other}"})):
+                    if env is not None and (other is None or run == "ops"):
+                        continue
+                    note(f"{run}: record goldens{label}",
+                         timed(project, *opts, "--blocktrace-golden-update", env=env))
+                    if run != "ops":
+                        note(f"{run}: compare with goldens{label}", timed(project, *opts, env=env))
+                    sizes[run] = _clear(project)
             elif run == "run-ops":
                 trace = os.path.join(project, "suite.trace.jsonl")
                 note("blocktrace run --level op", timed(project, *select, run=trace))
@@ -198,6 +206,8 @@ def main() -> None:
     parser.add_argument("-k", dest="select", help="pytest -k expression (a subset of the suite)")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-behaviour", action="store_true")
+    parser.add_argument("--other", metavar="DIR", help="also run the goldens with the "
+                        "blocktrace package found in DIR (another checkout, C extensions built)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
     parser.add_argument("--runs", default="untraced,calls,lines,ops,run-ops",
                         help="which runs, comma-separated (default: all)")
@@ -211,7 +221,7 @@ def main() -> None:
     print(f"{PACKAGE} {args.version}, Python {sys.version.split()[0]}, in {project}\n")
 
     if not args.skip_speed:
-        speed(project, select, args.rounds, args.runs.split(","))
+        speed(project, select, args.rounds, args.runs.split(","), args.other)
 
     if args.skip_behaviour:
         return
