@@ -204,6 +204,9 @@ def main() -> None:
     parser.add_argument("--work", help="directory to work in (default: a new temporary one)")
     parser.add_argument("--version", default="11.2.1")
     parser.add_argument("-k", dest="select", help="pytest -k expression (a subset of the suite)")
+    parser.add_argument("--deselect", metavar="NODEID", action="append", default=[],
+                        help="leave this test out (repeatable; e.g. tests that make millions "
+                        "of calls)")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-behaviour", action="store_true")
     parser.add_argument("--other", metavar="DIR", help="also run the goldens with the "
@@ -217,7 +220,8 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work or tempfile.mkdtemp(prefix="golden-thirdparty-")
     project = fetch(work, args.version)
-    select = ("-k", args.select) if args.select else ()
+    select = (*(("-k", args.select) if args.select else ()),
+              *(f"--deselect={node}" for node in args.deselect))
     print(f"{PACKAGE} {args.version}, Python {sys.version.split()[0]}, in {project}\n")
 
     if not args.skip_speed:
