@@ -62,6 +62,12 @@ setup(
             extra_compile_args=_FLAGS,
             optional=True,
         ),
+        Extension(  # the viewer's table pass (blocktrace/view/tables.py)
+            "blocktrace.view._ctables",
+            ["blocktrace/view/csrc/tables.c"],
+            extra_compile_args=_FLAGS,
+            optional=True,
+        ),
         Extension(
             "blocktrace.golden._cstabilise",
             ["blocktrace/golden/csrc/stabilise.c"],

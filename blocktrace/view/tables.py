@@ -40,6 +40,7 @@ from typing import Any
 
 import msgspec
 
+from blocktrace._native import extension
 from blocktrace.format import (
     CallLine,
     ExceptionLine,
@@ -47,8 +48,11 @@ from blocktrace.format import (
     ReturnLine,
     SourceLine,
     Summary,
+    TraceError,
     TraceReader,
 )
+from blocktrace.limits import MAX_LINE_BYTES, LineTooLongError, size_text
+from blocktrace.query.columns import complete_lines
 
 __all__ = [
     "STEP",
@@ -60,7 +64,7 @@ __all__ = [
     "load_or_build",
 ]
 
-SCHEMA = 5
+SCHEMA = 6
 """Bumped when the cached files change shape (old entries are then rebuilt)."""
 
 STEP = struct.Struct("<IIIHH")
@@ -214,11 +218,24 @@ class _Meta(msgspec.Struct):
     ``array("q")``'s bytes."""
 
 
+class _RawValues(msgspec.Struct):
+    """An op line's recorded values, each as its JSON text (``msgspec.Raw``)."""
+
+    locals: dict[str, msgspec.Raw] | None = None
+    globals: dict[str, msgspec.Raw] | None = None
+
+
+_raw_values = msgspec.json.Decoder(_RawValues)
+
+_NO_THREAD = -(1 << 63)
+"""The native pass's spelling of a line without a thread member."""
+
+
 @dataclass
 class _Scope:
-    """A scope's recorded values while the pass is inside it."""
+    """A scope's recorded values (each name's JSON text) while the pass is inside it."""
 
-    last: dict[str, Any] = field(default_factory=dict)
+    last: dict[str, bytes] = field(default_factory=dict)
     changes: array[int] = field(default_factory=lambda: array("q"))
 
 
@@ -439,7 +456,26 @@ def load_or_build(
 def build_tables(
     reader: TraceReader, directory: str, progress: Callable[[int], None] | None = None
 ) -> tuple[_Meta, CallTable]:
-    """Read the trace once and write its tables into ``directory``."""
+    """Read the trace once and write its tables into ``directory``: in C
+    (``blocktrace.view._ctables``) when it is built, else by the reference."""
+    native = extension("blocktrace.view._ctables")
+    if native is not None:
+        try:
+            return _build_native(native, reader, directory, progress)
+        except OverflowError:
+            pass  # a number beyond the native pass's 64-bit fields: the reference decides
+    return build_tables_reference(reader, directory, progress)
+
+
+def build_tables_reference(
+    reader: TraceReader, directory: str, progress: Callable[[int], None] | None = None
+) -> tuple[_Meta, CallTable]:
+    """The tables' reference pass, in Python (the native one must match its
+    files byte for byte).  A step: an op line, or an exception line, that is not
+    the instruction of the step before again (same pc, depth, code and thread,
+    and for an op line the same gas); such a line belongs to the step before,
+    as ``blocktrace diff`` merges them.  A recorded value changed when its JSON
+    text did."""
     calls = CallTable()
     codes: dict[int, tuple[str, str]] = {}
     hits: dict[int, dict[int, int]] = {}
@@ -459,10 +495,9 @@ def build_tables(
     pack_tail = struct.Struct("<IIHH").pack
     fast_sites: dict[bytes, tuple[Any, tuple[int, int, int, int], bytes]] = {}
     last_frame_line: tuple[int, int, int, int] | None = None
-    after_exception = False
     postings: dict[int, array[int]] = {}
     last_step: tuple[int, int, int, int | None] | None = None
-    last_gas = ""
+    last_gas = b""
     buffer: list[bytes] = []
     values_out = open(os.path.join(directory, "values.bin"), "wb")  # noqa: SIM115
     values_written = 0
@@ -479,10 +514,11 @@ def build_tables(
                 per_code = hits[code] = {}
             per_code[lineno] = per_code.get(lineno, 0) + 1
 
-    def record(scope: _Scope, members: dict[str, Any], step: int) -> None:
+    def record(scope: _Scope, members: dict[str, msgspec.Raw], step: int) -> None:
         last = scope.last
-        for name, value in members.items():
-            if name in last and last[name] == value:
+        for name, raw_value in members.items():
+            value = bytes(raw_value)
+            if last.get(name) == value:
                 continue
             last[name] = value
             nid = names.get(name)
@@ -518,7 +554,8 @@ def build_tables(
                 if number == 1:
                     continue
                 site = None
-                if raw.startswith(b'{"pc"') and b'ls":' not in raw and b'"event"' not in raw:
+                if (raw.startswith(b'{"pc"') and b'ls":' not in raw and b'"event"' not in raw
+                        and b"\\" not in raw):
                     # A plain op line (no values, no event): the lines of one site differ
                     # only in gas and hash, so what the tables need of it is known once
                     # the site was decoded once.
@@ -530,10 +567,9 @@ def build_tables(
                         fast = fast_sites.get(site)
                         if fast is not None:
                             where, frame_line, rec_tail = fast
-                            if not (after_exception and where == last_step
-                                    and raw[gas + 7:end].decode() == last_gas):
-                                after_exception = False
-                                last_step = where
+                            gas_text = raw[gas + 7:end]
+                            if not (where == last_step and gas_text == last_gas):
+                                last_step, last_gas = where, gas_text
                                 if frame_line != last_frame_line:
                                     last_frame_line = frame_line
                                     count_hit(frame_line)
@@ -555,13 +591,13 @@ def build_tables(
                                          min(line.depth, 0xFFFF), min(tid, 0xFFFF))
                     if site is not None and len(fast_sites) < _SITES:
                         fast_sites[site] = (where, frame_line, rec_tail)
-                    if where == last_step and (kind is ExceptionLine or line.gas == last_gas):
+                    gas_text = line.gas.encode("utf-8", "surrogatepass")
+                    if where == last_step and (kind is ExceptionLine or gas_text == last_gas):
                         at = steps - 1  # it belongs to the step before, as diff merges lines
                     else:
                         at = steps
                         steps += 1
-                        last_step, last_gas = where, line.gas
-                        after_exception = kind is ExceptionLine
+                        last_step, last_gas = where, gas_text
                         if frame_line != last_frame_line:
                             last_frame_line = frame_line
                             count_hit(frame_line)
@@ -572,18 +608,20 @@ def build_tables(
                             exceptions.append(at)
                         continue
                     assert isinstance(line, OpLine)
-                    if line.locals is not None:
-                        has_values = True
+                    if line.locals is None and line.globals is None:
+                        continue
+                    has_values = True
+                    values = _raw_values.decode(raw)
+                    if values.locals is not None:
                         stack = stacks.get(tid)
                         if stack:
-                            record(stack[-1][1], line.locals, at)
-                    if line.globals is not None:
-                        has_values = True
+                            record(stack[-1][1], values.locals, at)
+                    if values.globals is not None:
                         file = codes.get(line.code, ("", ""))[1]
                         scope = module_scopes.get(file)
                         if scope is None:
                             scope = module_scopes[file] = _Scope()
-                        record(scope, line.globals, at)
+                        record(scope, values.globals, at)
                     continue
                 last_frame_line = None  # a call or return: the next step is counted afresh
                 if kind is CallLine:
@@ -624,26 +662,151 @@ def build_tables(
         for file, scope in module_scopes.items():
             if scope.changes:
                 globals_blocks[file] = flush_scope(scope)
+    posting_lists = [postings.pop(nid, array("q")) for nid in range(len(names))]
+    return _finish(
+        directory, calls, posting_lists,
+        steps=steps, lines=number, codes=codes, hits=hits, sources=sources,
+        exceptions=exceptions, names=list(names), globals_blocks=globals_blocks,
+        threads=[t for t, _ in sorted(threads.items(), key=lambda item: item[1])],
+        has_values=has_values, summary_line=summary_line,
+        code_calls={code: starts.tobytes() for code, starts in code_calls.items()},
+    )
+
+
+def _finish(
+    directory: str, calls: CallTable, posting_lists: list[array[int]], **fields: Any
+) -> tuple[_Meta, CallTable]:
+    """Write the call table, the postings and the small tables into ``directory``."""
     calls.save(directory)
     posting_blocks = []
     with open(os.path.join(directory, "postings.bin"), "wb") as out:
         at = 0
-        for nid in range(len(names)):
-            steps_of = postings.pop(nid, array("q"))
+        for steps_of in posting_lists:
             steps_of.tofile(out)
             posting_blocks.append((at, len(steps_of)))
             at += len(steps_of)
-    meta = _Meta(
-        schema=SCHEMA, steps=steps, lines=number, calls=len(calls), codes=codes, hits=hits,
-        sources=sources, exceptions=exceptions, names=list(names),
-        globals_blocks=globals_blocks,
-        threads=[t for t, _ in sorted(threads.items(), key=lambda item: item[1])],
-        has_values=has_values, summary_line=summary_line,
-        code_calls={code: starts.tobytes() for code, starts in code_calls.items()},
-        postings=posting_blocks,
-    )
+    meta = _Meta(schema=SCHEMA, calls=len(calls), postings=posting_blocks, **fields)
     with open(os.path.join(directory, "tables.msgpack"), "wb") as f:
         f.write(msgspec.msgpack.encode(meta))
     with contextlib.suppress(OSError):
         os.chmod(directory, 0o700)
     return meta, calls
+
+
+def _build_native(
+    native: Any, reader: TraceReader, directory: str,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[_Meta, CallTable]:
+    """The tables by ``_ctables.TablesPass``: it reads the lines of the writer's
+    usual shapes itself and leaves every other line here, where the format's
+    Structs decode it and the pass is told what it says."""
+    tables = native.TablesPass(MAX_LINE_BYTES)
+    codes: dict[int, tuple[str, str]] = {}
+    files: dict[str, int] = {}
+    sources: dict[str, int] = {}
+    summary_line = None
+    number = 0  # the last line read
+
+    def file_id(file: str) -> int:
+        return files.setdefault(file, len(files))
+
+    def members(values: dict[str, msgspec.Raw] | None) -> list[tuple[bytes, bytes]] | None:
+        if values is None:
+            return None
+        return [(name.encode("utf-8", "surrogatepass"), bytes(text))
+                for name, text in values.items()]
+
+    with (open(os.path.join(directory, "steps.bin"), "wb") as steps_out,
+          open(os.path.join(directory, "values.bin"), "wb") as values_out):
+        try:
+            for buf in complete_lines(reader):
+                pos = 0
+                while True:
+                    stop, pos, following = tables.feed(buf, pos, number + 1)
+                    number = following - 1
+                    if not stop:
+                        break
+                    end = buf.index(b"\n", pos) + 1
+                    raw = buf[pos:end]
+                    pos = end
+                    number += 1
+                    if len(raw) > MAX_LINE_BYTES:
+                        raise LineTooLongError(number, MAX_LINE_BYTES)
+                    if number == 1:
+                        continue
+                    line = reader.decode(number, raw)
+                    kind = type(line)
+                    if kind is OpLine or kind is ExceptionLine:
+                        assert isinstance(line, OpLine | ExceptionLine)
+                        locals_ = globals_ = None
+                        module = 0
+                        if kind is OpLine and (line.locals is not None  # type: ignore[union-attr]
+                                               or line.globals is not None):  # type: ignore[union-attr]
+                            values = _raw_values.decode(raw)
+                            locals_, globals_ = members(values.locals), members(values.globals)
+                            if globals_ is not None:
+                                module = file_id(codes.get(line.code, ("", ""))[1])
+                        tables.op(number, line.pc, line.depth, line.code, line.line,
+                                  _NO_THREAD if line.thread is None else line.thread,
+                                  line.gas.encode("utf-8", "surrogatepass"),
+                                  kind is ExceptionLine, locals_, globals_, module)
+                    elif kind is CallLine:
+                        assert isinstance(line, CallLine)
+                        if line.code not in codes:
+                            codes[line.code] = (line.name, line.file)
+                            tables.code(line.code, file_id(line.file))
+                        tables.call(_NO_THREAD if line.thread is None else line.thread,
+                                    line.depth, line.code)
+                    elif kind is ReturnLine:
+                        assert isinstance(line, ReturnLine)
+                        tables.ret(_NO_THREAD if line.thread is None else line.thread)
+                    else:
+                        tables.other()
+                        if kind is SourceLine:
+                            assert isinstance(line, SourceLine)
+                            sources.setdefault(line.file, number)
+                        elif kind is Summary:
+                            summary_line = number
+                step_bytes, value_bytes = tables.take()
+                steps_out.write(step_bytes)
+                values_out.write(value_bytes)
+                if progress is not None:
+                    progress(number)
+        except LineTooLongError:
+            number += 1
+            raise TraceError(reader.path, number,
+                             f"line {number} is longer than {size_text(MAX_LINE_BYTES)}") from None
+        module_blocks = tables.finish()
+        step_bytes, value_bytes = tables.take()
+        steps_out.write(step_bytes)
+        values_out.write(value_bytes)
+    (steps, columns, hit_list, name_list, posting_bytes, code_call_list, exception_bytes,
+     thread_list, has_values) = tables.result()
+    calls = CallTable()
+    for name in CallTable._ARRAYS:
+        wide = array("q")
+        wide.frombytes(columns[name])
+        column = getattr(calls, name)
+        column.extend(wide) if column.typecode == "q" else column.fromlist(wide.tolist())
+    for index, thread in enumerate(calls.thread):
+        calls.by_thread.setdefault(thread, array("Q")).append(index)
+    hits: dict[int, dict[int, int]] = {}
+    for code, lineno, count in hit_list:
+        hits.setdefault(code, {})[lineno] = count
+    file_of = {fid: file for file, fid in files.items()}
+    exceptions = array("q")
+    exceptions.frombytes(exception_bytes)
+    posting_lists = []
+    for data in posting_bytes:
+        steps_of = array("q")
+        steps_of.frombytes(data)
+        posting_lists.append(steps_of)
+    return _finish(
+        directory, calls, posting_lists,
+        steps=steps, lines=number, codes=codes, hits=hits, sources=sources,
+        exceptions=exceptions.tolist(),
+        names=[name.decode("utf-8", "surrogatepass") for name in name_list],
+        globals_blocks={file_of[fid]: (offset, count) for fid, offset, count in module_blocks},
+        threads=thread_list, has_values=bool(has_values), summary_line=summary_line,
+        code_calls=dict(code_call_list),
+    )
