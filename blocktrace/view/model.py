@@ -33,6 +33,7 @@ from blocktrace.format import (
     CallLine,
     ExceptionLine,
     OpLine,
+    ReturnLine,
     SourceLine,
     TraceError,
     TraceReader,
@@ -41,7 +42,13 @@ from blocktrace.format import (
     read_source,
 )
 from blocktrace.format.index import stamp_of, store_index
-from blocktrace.view.tables import CallTable, StepRecord, Tables, load_or_build
+from blocktrace.view.tables import (
+    CallTable,
+    StepRecord,
+    Tables,
+    counts_events,
+    load_or_build,
+)
 
 __all__ = [
     "EARLY_STEPS",
@@ -62,6 +69,13 @@ the start of the file (the first screen shows at once); later ones through
 the reader's index once verify's pass built it, else they wait (503)."""
 MAX_SEARCH = 1000
 SEARCH_BUDGET = 20000
+_STEP_NOTES = {
+    "call": "call-level trace: a step is a call, a return or an exception "
+            "(blocktrace diff and show count only the exceptions)",
+    "line": "line-level trace: a step is the first instruction of a source line "
+            "(as blocktrace diff and show count them)",
+}
+"""What a step is, said on the page, where the trace's level makes it worth saying."""
 """Value changes one search request reads at most (then it answers ``next``)."""
 MAX_TIMELINE = 5000
 CLIENT_SEARCHABLE = ("stack", "memory", "returnData", "refund")
@@ -355,6 +369,11 @@ class TraceModel(Model):
         if not background:
             self._tables.done.wait()
 
+    @property
+    def _events(self) -> bool:
+        """Calls and returns are steps (a call-level trace)."""
+        return counts_events(self.reader)
+
     def _check(self) -> Verification:
         """What ``blocktrace verify`` says of the file; the same pass builds the
         reader's index (random access: windows read only what they show),
@@ -420,6 +439,7 @@ class TraceModel(Model):
         out: dict[str, Any] = {
             "path": self.path, "kind": self.kind, "dialect": "blocktrace",
             "version": self.reader.version, "level": self.reader.level,
+            "stepNote": _STEP_NOTES.get(self.reader.level),
             "header": header, "ready": tables is not None,
             "lines": None, "steps": None, "summary": None, "hasValues": None, "threads": None,
             "files": None,
@@ -472,7 +492,8 @@ class TraceModel(Model):
         if tables is None:
             if start + count <= EARLY_STEPS:
                 return self._early_window(start, count)
-            if self.reader.index(build=False) is None:  # verify's pass builds it
+            if self._events or self.reader.index(build=False) is None:
+                # (verify's pass builds the index; it counts no call as a step)
                 raise NotReady({"building": True, "linesRead": self._progress})
             try:
                 first = self.reader.line_of_step(start)
@@ -500,7 +521,9 @@ class TraceModel(Model):
         """Steps ``start`` .. from parsed lines; the lines' first step is step
         ``start`` unless ``learn`` (counting from the trace's start).  As diff
         numbers steps: an exception line at the pc, depth, code and thread of
-        the step before it belongs to that step; any other is a step itself."""
+        the step before it belongs to that step; any other is a step itself.
+        In a call-level trace each call and each return is a step too."""
+        events = self._events
         out: list[dict[str, Any]] = []
         step = start if not learn else 0
         if threads is None:
@@ -512,6 +535,13 @@ class TraceModel(Model):
             if kind is not OpLine and kind is not ExceptionLine:
                 if kind is CallLine and learn:
                     codes.setdefault(line.code, (line.name, line.file))
+                if events and (kind is CallLine or kind is ReturnLine):
+                    if step >= start + count:
+                        break
+                    last = None
+                    if step >= start:
+                        out.append(self._event_view(step, number, line, codes, threads))
+                    step += 1
                 continue
             where = (line.pc, line.depth, line.code, line.thread)
             if where == last and (kind is ExceptionLine or line.gas == last_gas):
@@ -525,6 +555,25 @@ class TraceModel(Model):
                 out.append(self._op_view(step, number, line, codes, threads))
             step += 1
         return out
+
+    @staticmethod
+    def _event_view(step: int, number: int, line: CallLine | ReturnLine,
+                    codes: dict[int, tuple[str, str]], threads: list[int],
+                    ) -> dict[str, Any]:
+        """A call or a return as a step of a call-level trace: no op; a call is
+        on its function's first line, a return says its pc and gas."""
+        function, file = codes.get(line.code, ("?", "?"))
+        view: dict[str, Any] = {
+            "step": step, "line": number, "opName": line.kind_, "depth": line.depth,
+            "event": line.event, "error": None, "file": file, "function": function,
+            "thread": 1 if line.thread is None and len(threads) > 1 else line.thread,
+            "values": None,
+        }
+        if isinstance(line, CallLine):
+            view["lineno"] = line.firstLine
+        else:
+            view.update(pc=line.pc, gas=line.gas, lineno=None, value=line.value)
+        return view
 
     @staticmethod
     def _op_view(step: int, number: int, line: OpLine | ExceptionLine,

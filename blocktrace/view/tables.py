@@ -453,6 +453,13 @@ def load_or_build(
         raise
 
 
+def counts_events(reader: TraceReader) -> bool:
+    """Whether the viewer counts a call and a return as a step of ``reader``'s
+    trace: in a call-level trace, whose only op-like lines are exceptions
+    (``blocktrace diff`` and ``show`` count only those)."""
+    return reader.level == "call"
+
+
 def build_tables(
     reader: TraceReader, directory: str, progress: Callable[[int], None] | None = None
 ) -> tuple[_Meta, CallTable]:
@@ -474,8 +481,10 @@ def build_tables_reference(
     files byte for byte).  A step: an op line, or an exception line, that is not
     the instruction of the step before again (same pc, depth, code and thread,
     and for an op line the same gas); such a line belongs to the step before,
-    as ``blocktrace diff`` merges them.  A recorded value changed when its JSON
-    text did."""
+    as ``blocktrace diff`` merges them.  In a call-level trace (no op lines)
+    each call line and each return line is a step too (:func:`counts_events`).
+    A recorded value changed when its JSON text did."""
+    events = counts_events(reader)
     calls = CallTable()
     codes: dict[int, tuple[str, str]] = {}
     hits: dict[int, dict[int, int]] = {}
@@ -640,9 +649,22 @@ def build_tables_reference(
                     starts_of.append(steps)
                     stack.append((index, _Scope()))
                     last_line.pop((tid, line.depth), None)
+                    if events:  # the call is a step, on the function's first line
+                        last_step = None
+                        count_hit((tid, line.depth, line.code, line.firstLine))
+                        buffer.append(pack_line(number & _U32))
+                        buffer.append(pack_tail(line.code & _U32, line.firstLine & _U32,
+                                                min(line.depth, 0xFFFF), min(tid, 0xFFFF)))
+                        steps += 1
                 elif kind is ReturnLine:
                     assert isinstance(line, ReturnLine)
                     tid = threads.get(1 if line.thread is None else line.thread, 0)
+                    if events:  # the return is a step, the last of its frame
+                        last_step = None
+                        buffer.append(pack_line(number & _U32))
+                        buffer.append(pack_tail(line.code & _U32, 0, min(line.depth, 0xFFFF),
+                                                min(tid, 0xFFFF)))
+                        steps += 1
                     if stacks.get(tid):
                         close_call(tid)
                 elif kind is SourceLine:
@@ -700,7 +722,7 @@ def _build_native(
     """The tables by ``_ctables.TablesPass``: it reads the lines of the writer's
     usual shapes itself and leaves every other line here, where the format's
     Structs decode it and the pass is told what it says."""
-    tables = native.TablesPass(MAX_LINE_BYTES)
+    tables = native.TablesPass(MAX_LINE_BYTES, counts_events(reader))
     codes: dict[int, tuple[str, str]] = {}
     files: dict[str, int] = {}
     sources: dict[str, int] = {}
@@ -755,11 +777,12 @@ def _build_native(
                         if line.code not in codes:
                             codes[line.code] = (line.name, line.file)
                             tables.code(line.code, file_id(line.file))
-                        tables.call(_NO_THREAD if line.thread is None else line.thread,
-                                    line.depth, line.code)
+                        tables.call(number, _NO_THREAD if line.thread is None else line.thread,
+                                    line.depth, line.code, line.firstLine)
                     elif kind is ReturnLine:
                         assert isinstance(line, ReturnLine)
-                        tables.ret(_NO_THREAD if line.thread is None else line.thread)
+                        tables.ret(number, _NO_THREAD if line.thread is None else line.thread,
+                                   line.depth, line.code)
                     else:
                         tables.other()
                         if kind is SourceLine:

@@ -519,3 +519,48 @@ def test_diff_of_two_clients(cache: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_call_level_trace_steps_through_calls_and_returns(tmp_path: Path, cache: Path) -> None:
+    """Each call and each return is a step (and the exception): stepping, the
+    stack, over/out, the timeline and hit counts (calls per function) work; the
+    page is told that diff and show count only the exceptions."""
+    trace = record(tmp_path, "--level", "call", name="calls")
+    server = _serve([TraceModel(str(trace))])
+    try:
+        meta = api(server.url, "meta")["traces"][0]
+        assert meta["level"] == "call" and "a step is a call, a return" in meta["stepNote"]
+        steps = _steps(server.url)
+        assert len(steps) == meta["steps"]
+        events = [(s["event"], s["function"]) for s in steps]
+        # <module> and main called, add four times, the raise, then returns
+        assert events[:4] == [("call", "<module>"), ("call", "main"), ("call", "add"),
+                              ("return", "add")]
+        assert events.count(("call", "add")) == events.count(("return", "add")) == 4
+        assert events[-1] == ("return", "<module>")
+        assert any(s["event"] == "raise" and "boom" in s["error"] for s in steps)
+        first_add = steps[2]
+        assert first_add["lineno"] == _line_of("def add(a, b):")
+        frames = api(server.url, "stack", step=first_add["step"])["frames"]
+        assert [f["function"] for f in frames] == ["add", "main", "<module>"]
+        over = api(server.url, "nav", step=first_add["step"], how="over")["step"]
+        assert steps[over]["event"] == "return" and steps[over]["function"] == "add"
+        assert steps[over]["pc"] is not None and steps[over]["gas"].startswith("0x")
+        out = api(server.url, "nav", step=first_add["step"], how="out")["step"]
+        # main's next event after the four adds: its raise
+        assert (steps[out]["event"], steps[out]["function"]) == ("raise", "main")
+        nxt = api(server.url, "nav", step=first_add["step"], how="next-call",
+                  function="add")["step"]
+        assert steps[nxt]["event"] == "call" and nxt > over
+        exception = api(server.url, "nav", step=0, how="next-exception")["step"]
+        assert steps[exception]["event"] == "raise"
+        timeline = api(server.url, "timeline", **{"from": 0, "to": len(steps) - 1,
+                                                  "buckets": 400})
+        adds = [c for c in timeline["calls"] if c["function"] == "add"]
+        assert len(adds) == 4 and all(c["end"] == c["start"] + 1 for c in adds)
+        hits = api(server.url, "source", file=str(tmp_path / "calls.py"))["hits"]
+        assert hits[str(_line_of("def add(a, b):"))] == 5  # add's 4 calls, <module>'s line 1
+        assert hits[str(_line_of("def main():"))] == 1
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -303,6 +303,36 @@ def test_timeline_calls_hits_and_exceptions(browser: Any, serve: Callable[..., s
     page.close()
 
 
+def test_a_call_level_trace_steps_through_calls(browser: Any, serve: Callable[..., str],
+                                                tmp_path: Path, shots: Path) -> None:
+    """A call-level trace (run --level call): each call and return is a step; the page
+    says what it counts (diff and show count only the exceptions); over/out, the stack and
+    the timeline work on calls."""
+    trace = record(tmp_path, "--level", "call", name="calls")
+    page = Page(browser, serve(trace), shots)
+    page.tab.wait_for_selector(".step-note:not([hidden])", timeout=20_000)
+    assert "a step is a call, a return or an exception" in page.text(".step-note")
+    assert page.op("event") == "call" and page.op("function") == "<module>"
+    assert page.press("j", "j") == 2
+    assert (page.op("event"), page.op("function")) == ("call", "add")
+    assert page.op("line") == "1"  # add's first line
+    frames = page.tab.locator(".frames .fn").all_inner_texts()
+    assert frames[:3] == ["add", "main", "<module>"]
+    assert page.press("n") == 3  # over add's call: its return
+    assert (page.op("event"), page.op("function")) == ("return", "add")
+    bars = page.tab.locator('.timeline .bar[data-function="add"]')
+    assert bars.count() == 4
+    third = int(bars.nth(2).get_attribute("data-start"))
+    assert page.click('.timeline .bar[data-function="add"] >> nth=2') == third
+    assert page.op("event") == "call"
+    page.press("e")
+    assert "ValueError: boom" in page.op("error")
+    last = page.press("End")
+    assert (page.op("event"), page.op("function")) == ("return", "<module>") and last > 10
+    page.shoot("calls-level")
+    page.close()
+
+
 def test_keys_are_listed_and_goto_works(browser: Any, serve: Callable[..., str],
                                         traces: dict[str, Path], shots: Path) -> None:
     page = Page(browser, serve(traces["ours"]), shots, dark=True)

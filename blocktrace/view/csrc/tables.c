@@ -279,6 +279,7 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     Py_ssize_t max_line;
+    int events;      /* a call-level trace: calls and returns are steps too */
     int64_t steps;
     /* the step before: where (pc, depth, code, thread or -1) and its gas */
     int have_last;
@@ -595,7 +596,8 @@ close_call(PassObject *s, int64_t tid)
 }
 
 static int
-do_call(PassObject *s, int64_t thread_raw, int64_t depth, int64_t code)
+do_call(PassObject *s, int64_t number, int64_t thread_raw, int64_t depth, int64_t code,
+        int64_t first_line)
 {
     int64_t tid;
     if (depth < 0 || depth > 0xFFFFFFFFLL || code < 0 || code > 0xFFFFFFFFLL) {
@@ -668,15 +670,34 @@ do_call(PassObject *s, int64_t thread_raw, int64_t depth, int64_t code)
     if (ll >= 0) {
         s->line_no.p[ll] = NO_LINE;  /* popped: the next line of this depth is a hit */
     }
+    if (s->events) {  /* the call is a step, on the function's first line */
+        s->have_last = 0;
+        s->steps++;
+        if (count_hit(s, tid, depth, code, first_line) < 0
+            || put_step(s, number, code, first_line, depth, tid) < 0) {
+            return -1;
+        }
+    }
     return 0;
 }
 
 static int
-do_return(PassObject *s, int64_t thread_raw)
+do_return(PassObject *s, int64_t number, int64_t thread_raw, int64_t depth, int64_t code)
 {
     int64_t tid;
     tid_of(s, thread_raw, 0, &tid);
     s->have_frame_line = 0;
+    if (s->events) {  /* the return is a step, the last of its frame */
+        if (depth < 0) {
+            PyErr_SetString(PyExc_OverflowError, "depth out of the step record's range");
+            return -1;
+        }
+        s->have_last = 0;
+        s->steps++;
+        if (put_step(s, number, code, 0, depth, tid) < 0) {
+            return -1;
+        }
+    }
     if ((size_t)tid < s->nstacks && s->stacks[tid].n) {
         return close_call(s, tid);
     }
@@ -1033,7 +1054,7 @@ kind_word(cp *pp, cp end)
 }
 
 static int
-call_line(PassObject *s, cp p, cp end)
+call_line(PassObject *s, cp p, cp end, int64_t number)
 {
     int64_t depth, code, first, thread = NO_THREAD, clock;
     int escapes = 0;
@@ -1046,11 +1067,11 @@ call_line(PassObject *s, cp p, cp end)
         || map_find(&s->codes, code, 0) < 0) {
         return 0;
     }
-    return do_call(s, thread, depth, code) < 0 ? -1 : 1;
+    return do_call(s, number, thread, depth, code, first) < 0 ? -1 : 1;
 }
 
 static int
-return_line(PassObject *s, cp p, cp end)
+return_line(PassObject *s, cp p, cp end, int64_t number)
 {
     int64_t depth, code, pc, thread = NO_THREAD, clock;
     if (LIT("{\"event\":\"return\",\"kind\":\"") || kind_word(&p, end) || LIT(",\"depth\":")
@@ -1065,7 +1086,7 @@ return_line(PassObject *s, cp p, cp end)
         || hash_end(p, end) < 0) {
         return 0;
     }
-    return do_return(s, thread) < 0 ? -1 : 1;
+    return do_return(s, number, thread, depth, code) < 0 ? -1 : 1;
 }
 
 static PyObject *
@@ -1096,9 +1117,9 @@ Pass_feed(PassObject *s, PyObject *args)
             if (line[1] == '"' && line[2] == 'p') {
                 r = op_line(s, line, nl, number);
             } else if (nl - line > 16 && memcmp(line, "{\"event\":\"call\"", 15) == 0) {
-                r = call_line(s, line, nl);
+                r = call_line(s, line, nl, number);
             } else if (nl - line > 18 && memcmp(line, "{\"event\":\"return\"", 17) == 0) {
-                r = return_line(s, line, nl);
+                r = return_line(s, line, nl, number);
             }
         }
         if (r < 0) {
@@ -1194,11 +1215,11 @@ Pass_code(PassObject *s, PyObject *args)
 static PyObject *
 Pass_call(PassObject *s, PyObject *args)
 {
-    long long thread, depth, code;
-    if (!PyArg_ParseTuple(args, "LLL", &thread, &depth, &code)) {
+    long long number, thread, depth, code, first_line;
+    if (!PyArg_ParseTuple(args, "LLLLL", &number, &thread, &depth, &code, &first_line)) {
         return NULL;
     }
-    if (do_call(s, thread, depth, code) < 0) {
+    if (do_call(s, number, thread, depth, code, first_line) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -1207,11 +1228,11 @@ Pass_call(PassObject *s, PyObject *args)
 static PyObject *
 Pass_ret(PassObject *s, PyObject *args)
 {
-    long long thread;
-    if (!PyArg_ParseTuple(args, "L", &thread)) {
+    long long number, thread, depth, code;
+    if (!PyArg_ParseTuple(args, "LLLL", &number, &thread, &depth, &code)) {
         return NULL;
     }
-    if (do_return(s, thread) < 0) {
+    if (do_return(s, number, thread, depth, code) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -1373,10 +1394,12 @@ static int
 Pass_init(PassObject *s, PyObject *args, PyObject *kwds)
 {
     Py_ssize_t max_line;
-    if (!PyArg_ParseTuple(args, "n", &max_line)) {
+    int events = 0;
+    if (!PyArg_ParseTuple(args, "n|p", &max_line, &events)) {
         return -1;
     }
     s->max_line = max_line;
+    s->events = events;
     return 0;
 }
 

@@ -67,6 +67,7 @@ export class Pane {
       side ? el("span", { class: "side-label", text: side }) : null,
       el("span", { class: "path", title: this.info.path, text: shortPath(this.info.path) }),
       this.countLabel = el("span", { class: "muted" }));
+    this.stepNote = el("p", { class: "note muted step-note", hidden: true });
     this.updateInfo(this.info);
     this.sourceTitle = el("h3", { class: "box-title", text: this.client ? "Ops" : "Source" });
     this.sourceList = el("ol", { class: "source", tabindex: "0", "aria-label": this.client ? "Ops around this step" : "Source" });
@@ -92,6 +93,7 @@ export class Pane {
     this.root = el("section", { class: `pane ${this.client ? "client" : "ours"}`, dataset: { t: String(this.t) },
       "aria-label": side ? `Trace ${side}` : "Trace" },
     title,
+    this.stepNote,
     el("div", { class: "pane-body" },
       el("div", { class: "box source-box" }, this.sourceTitle, this.sourceNote, this.sourceList),
       el("div", { class: "side" }, boxes)));
@@ -104,6 +106,12 @@ export class Pane {
     this.info = info;
     const steps = info.steps === null || info.steps === undefined ? "counting steps…" : `${info.steps} steps`;
     this.countLabel.textContent = ` ${info.dialect || info.kind} · ${steps}`;
+    // What a step is, where the trace's level makes it worth saying (a call-level trace's steps
+    // are its calls, returns and exceptions; diff and show count only the exceptions).
+    if (this.stepNote) {
+      this.stepNote.textContent = info.stepNote || "";
+      this.stepNote.hidden = !info.stepNote;
+    }
     if (this.valueBox) this.valueBox.hidden = !info.hasValues;
     if (this.summaryList) this.drawSummary(info);
   }
