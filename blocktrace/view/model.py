@@ -67,6 +67,8 @@ EARLY_STEPS = 20000
 """Before the tables are built, windows ending below this step are read from
 the start of the file (the first screen shows at once); later ones through
 the reader's index once verify's pass built it, else they wait (503)."""
+EARLY_LINES = 50_000
+"""Lines read from the file's start, when the index is not built yet, at most."""
 MAX_SEARCH = 1000
 SEARCH_BUDGET = 20000
 _STEP_NOTES = {
@@ -454,11 +456,7 @@ class TraceModel(Model):
                 files=sorted({file for _, file in meta.codes.values()}),
                 calls=meta.calls, exceptions=len(meta.exceptions),
             )
-            if meta.summary_line is not None:
-                for _, summary in self.reader.lines(meta.summary_line, 1):
-                    out["summary"] = msgspec.structs.asdict(summary)
-                    out["summary"].pop("hash", None)
-                    out["summary"]["pass"] = out["summary"].pop("passed", None)
+            out["summary"] = meta.summary
         else:
             out["progress"] = {"linesRead": self._progress}
         return out
@@ -508,8 +506,17 @@ class TraceModel(Model):
         after = start + len(records)
         stop = tables.step(after).line if after < tables.steps else None
         codes = tables.meta.codes
-        lines = self.reader.lines(first_line, None if stop is None else stop - first_line)
+        lines = self._lines(first_line, None if stop is None else stop - first_line)
         return self._steps_from(lines, start, len(records), codes)
+
+    def _lines(self, first: int, count: int | None) -> Iterator[tuple[int, Any]]:
+        """``reader.lines``; a read far into the trace waits (503) while verify's
+        pass is still building the reader's index, without which it would read
+        from the file's start (tens of seconds into a large trace)."""
+        if (first > EARLY_LINES and not self._verify.done.is_set()
+                and self.reader.index(build=False) is None):
+            raise NotReady({"building": True, "linesRead": self._progress, "indexing": True})
+        return self.reader.lines(first, count)
 
     def _early_window(self, start: int, count: int) -> list[dict[str, Any]]:
         codes: dict[int, tuple[str, str]] = {}
@@ -610,7 +617,7 @@ class TraceModel(Model):
         first = tables.step(step).line
         count = tables.step(step + 1).line - first if step + 1 < tables.steps else 8
         out: dict[str, dict[str, Any]] = {}
-        for _, line in self.reader.lines(first, count):
+        for _, line in self._lines(first, count):
             if isinstance(line, OpLine):
                 if line.locals is not None:
                     out["locals"] = line.locals
@@ -665,7 +672,7 @@ class TraceModel(Model):
         at = meta.sources.get(file)
         entry: SourceLine | None = None
         if at is not None:
-            for _, line in self.reader.lines(at, 1):
+            for _, line in self._lines(at, 1):
                 if isinstance(line, SourceLine):
                     entry = line
         got = read_source(entry)

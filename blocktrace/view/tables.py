@@ -216,6 +216,9 @@ class _Meta(msgspec.Struct):
     code_calls: dict[int, bytes] = msgspec.field(default_factory=dict)
     """code -> the start steps of its calls (for next/prev call), an
     ``array("q")``'s bytes."""
+    summary: dict[str, Any] | None = None
+    """The summary line as the viewer's meta shows it (read once here: it is the
+    last line, which a large trace reaches only through its index)."""
 
 
 class _RawValues(msgspec.Struct):
@@ -453,6 +456,15 @@ def load_or_build(
         raise
 
 
+def summary_object(line: Summary) -> dict[str, Any]:
+    """A summary line as the viewer's ``meta`` gives it: its members (``pass``
+    spelled so), without its hash."""
+    out = msgspec.structs.asdict(line)
+    out.pop("hash", None)
+    out["pass"] = out.pop("passed", None)
+    return out
+
+
 def counts_events(reader: TraceReader) -> bool:
     """Whether the viewer counts a call and a return as a step of ``reader``'s
     trace: in a call-level trace, whose only op-like lines are exceptions
@@ -498,6 +510,7 @@ def build_tables_reference(
     code_calls: dict[int, array[int]] = {}
     has_values = False
     summary_line = None
+    summary = None
     steps = 0
     number = 0
     pack_line = struct.Struct("<I").pack
@@ -671,7 +684,8 @@ def build_tables_reference(
                     assert isinstance(line, SourceLine)
                     sources.setdefault(line.file, number)
                 elif kind is Summary:
-                    summary_line = number
+                    assert isinstance(line, Summary)
+                    summary_line, summary = number, summary_object(line)
             if buffer:
                 steps_out.write(b"".join(buffer))
                 buffer.clear()
@@ -690,7 +704,7 @@ def build_tables_reference(
         steps=steps, lines=number, codes=codes, hits=hits, sources=sources,
         exceptions=exceptions, names=list(names), globals_blocks=globals_blocks,
         threads=[t for t, _ in sorted(threads.items(), key=lambda item: item[1])],
-        has_values=has_values, summary_line=summary_line,
+        has_values=has_values, summary_line=summary_line, summary=summary,
         code_calls={code: starts.tobytes() for code, starts in code_calls.items()},
     )
 
@@ -727,6 +741,7 @@ def _build_native(
     files: dict[str, int] = {}
     sources: dict[str, int] = {}
     summary_line = None
+    summary = None
     number = 0  # the last line read
 
     def file_id(file: str) -> int:
@@ -789,7 +804,8 @@ def _build_native(
                             assert isinstance(line, SourceLine)
                             sources.setdefault(line.file, number)
                         elif kind is Summary:
-                            summary_line = number
+                            assert isinstance(line, Summary)
+                            summary_line, summary = number, summary_object(line)
                 step_bytes, value_bytes = tables.take()
                 steps_out.write(step_bytes)
                 values_out.write(value_bytes)
@@ -831,5 +847,6 @@ def _build_native(
         names=[name.decode("utf-8", "surrogatepass") for name in name_list],
         globals_blocks={file_of[fid]: (offset, count) for fid, offset, count in module_blocks},
         threads=thread_list, has_values=bool(has_values), summary_line=summary_line,
+        summary=summary,
         code_calls=dict(code_call_list),
     )

@@ -73,3 +73,51 @@ def test_without_a_writable_cache_the_tables_are_built_anyway(
     meta = model.meta()
     assert meta["ready"] and meta["steps"] > 0 and "error" not in meta
     assert model.stack(meta["steps"] // 2)["frames"]
+
+
+LONG = """\
+def step(n):
+    s = 0
+    for k in range(n):
+        s += k
+    return s
+
+
+total = 0
+for i in range(2000):
+    total += step(i % 7)
+"""
+
+
+def test_a_far_window_waits_for_the_index_instead_of_reading_from_the_start(
+    tmp_path: Path, cache: Path
+) -> None:
+    """Tables built before verify's pass has built the reader's index: a window far
+    into the trace is 503 (the page asks again), not a read from the file's start;
+    the meta's summary comes from the tables, not from the last line."""
+    import threading
+
+    from blocktrace.format.index import index_paths
+    from blocktrace.view.model import EARLY_LINES, NotReady, _Background
+
+    trace = record(tmp_path, "--locals", "changes", program=LONG, name="long")
+    model = TraceModel(str(trace))
+    assert model.wait(120)
+    model._verify.done.wait(120)
+    for path in index_paths(str(trace)):  # as if verify's pass had not got there yet
+        if os.path.exists(path):
+            os.remove(path)
+    model.reader._index = None
+    gate = threading.Event()
+    model._verify = _Background(gate.wait, "blocktrace-view-verify-held")
+    meta = model.meta()
+    assert meta["lines"] > EARLY_LINES + 20_000 and meta["summary"]["pass"] is True
+    far = meta["steps"] - 10
+    with pytest.raises(NotReady):
+        model.window(far, 5)
+    with pytest.raises(NotReady):
+        model.values(far)
+    assert [s["step"] for s in model.window(0, 3)] == [0, 1, 2]  # near the start: read
+    gate.set()
+    model._verify.done.wait(10)
+    assert [s["step"] for s in model.window(far, 5)] == list(range(far, far + 5))
