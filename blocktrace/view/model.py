@@ -411,7 +411,9 @@ class TraceModel(Model):
             problem = child.stderr.read().strip()
             if child.wait() == 2 and problem:
                 raise BadRequest(problem.splitlines()[-1])
-        return load_or_build(self.reader, self._on_progress)
+        tables = load_or_build(self.reader, self._on_progress)
+        tables.call_levels  # noqa: B018 (the timeline's levels, computed before ready)
+        return tables
 
     def _on_progress(self, line: int) -> None:
         self._progress = line
