@@ -70,7 +70,8 @@ def test_the_extensions_load_when_built() -> None:
 
 _EXTENSIONS = ("blocktrace.chain._cwriter", "blocktrace.vm._chook",
                "blocktrace.views.blocks._cvalues", "blocktrace.format._cscan",
-               "blocktrace.golden._cstabilise", "blocktrace.eip3155._cskip")
+               "blocktrace.golden._cstabilise", "blocktrace.eip3155._cskip",
+               "blocktrace.view._ctables")
 
 
 def _built() -> dict[str, str]:
@@ -126,6 +127,9 @@ hook = h.InstructionHook({{id(code): [b"event"]}}, vm, lambda v, e: seen.append(
                          lambda c, o: None, lambda c, o: None, lambda e: None, object())
 hook(code, 0)
 assert seen == [b"event"] and vm.gas == 4 and vm.site == b"event"
+t = load("blocktrace.view._ctables", files["blocktrace.view._ctables"])
+tables = t.TablesPass(1 << 20)
+assert tables.feed(b"x\\n", 0, 1) == (1, 0, 1)
 """
 
 

@@ -320,8 +320,6 @@ typedef struct {
     int finished;
 } PassObject;
 
-static PyTypeObject PassType;
-
 static int
 tid_of(PassObject *s, int64_t thread_raw, int add, int64_t *tid)
 {
@@ -1440,59 +1438,86 @@ Pass_dealloc(PassObject *s)
     buf_free(&s->last_gas);
     buf_free(&s->names);
     buf_free(&s->steps_out);
-    Py_TYPE(s)->tp_free((PyObject *)s);
+    PyTypeObject *tp = Py_TYPE(s);
+    tp->tp_free((PyObject *)s);
+    Py_DECREF(tp);
 }
 
 static PyMethodDef Pass_methods[] = {
-    {"feed", (PyCFunction)Pass_feed, METH_VARARGS, NULL},
-    {"op", (PyCFunction)Pass_op, METH_VARARGS, NULL},
-    {"code", (PyCFunction)Pass_code, METH_VARARGS, NULL},
-    {"call", (PyCFunction)Pass_call, METH_VARARGS, NULL},
-    {"ret", (PyCFunction)Pass_ret, METH_VARARGS, NULL},
-    {"other", (PyCFunction)Pass_other, METH_NOARGS, NULL},
-    {"take", (PyCFunction)Pass_take, METH_NOARGS, NULL},
-    {"finish", (PyCFunction)Pass_finish, METH_NOARGS, NULL},
-    {"result", (PyCFunction)Pass_result, METH_NOARGS, NULL},
+    {"feed", (PyCFunction)Pass_feed, METH_VARARGS,
+     "feed($self, buffer, pos, number, /)\n--\n\nTake the lines of buffer from byte pos (line "
+     "number) that are read here; (stop, pos, number): stop 0 at the end of the buffer, 1 "
+     "before a line for Python."},
+    {"op", (PyCFunction)Pass_op, METH_VARARGS,
+     "op($self, number, pc, depth, code, line, thread, gas, exception, locals, globals, "
+     "module, /)\n--\n\nAn op or exception line read by Python; the step it is on."},
+    {"code", (PyCFunction)Pass_code, METH_VARARGS,
+     "code($self, code, file, /)\n--\n\nA code number first named by a call line, and its "
+     "file's number (its module scope)."},
+    {"call", (PyCFunction)Pass_call, METH_VARARGS,
+     "call($self, number, thread, depth, code, first_line, /)\n--\n\nA call line read by Python."},
+    {"ret", (PyCFunction)Pass_ret, METH_VARARGS,
+     "ret($self, number, thread, depth, code, /)\n--\n\nA return line read by Python."},
+    {"other", (PyCFunction)Pass_other, METH_NOARGS,
+     "other($self, /)\n--\n\nAny other line read by Python (source, summary, ...)."},
+    {"take", (PyCFunction)Pass_take, METH_NOARGS,
+     "take($self, /)\n--\n\n(step records, values.bin bytes) made since the last call."},
+    {"finish", (PyCFunction)Pass_finish, METH_NOARGS,
+     "finish($self, /)\n--\n\nClose the open frames and module scopes: [(file, offset, "
+     "count)] of the module scopes' blocks."},
+    {"result", (PyCFunction)Pass_result, METH_NOARGS,
+     "result($self, /)\n--\n\nThe other tables, as Python objects."},
     {NULL, NULL, 0, NULL},
 };
 
-static PyTypeObject PassType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "blocktrace.view._ctables.TablesPass",
-    .tp_basicsize = sizeof(PassObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)Pass_init,
-    .tp_dealloc = (destructor)Pass_dealloc,
-    .tp_methods = Pass_methods,
+static PyType_Slot Pass_slots[] = {
+    {Py_tp_init, Pass_init},
+    {Py_tp_dealloc, Pass_dealloc},
+    {Py_tp_methods, Pass_methods},
+    {Py_tp_doc, "TablesPass(max_line, events=False)\n--\n\nThe viewer's table pass over one "
+                "trace (see blocktrace.view.tables)."},
+    {0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT,
-    .m_name = "blocktrace.view._ctables",
-    .m_doc = "The viewer's table pass in C (see blocktrace/view/tables.py).",
-    .m_size = -1,
+static PyType_Spec Pass_spec = {
+    .name = "blocktrace.view._ctables.TablesPass",
+    .basicsize = sizeof(PassObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = Pass_slots,
 };
 
-PyMODINIT_FUNC
-PyInit__ctables(void)
+static int
+ctables_exec(PyObject *m)
 {
     memset(NOT_HEX, 1, sizeof NOT_HEX);
     for (const char *c = "0123456789abcdef"; *c; c++) {
         NOT_HEX[(uint8_t)*c] = 0;
     }
-    if (PyType_Ready(&PassType) < 0) {
-        return NULL;
+    PyObject *type = PyType_FromModuleAndSpec(m, &Pass_spec, NULL);
+    if (type == NULL) {
+        return -1;
     }
-    PyObject *m = PyModule_Create(&module);
-    if (m == NULL) {
-        return NULL;
-    }
-    Py_INCREF(&PassType);
-    if (PyModule_AddObject(m, "TablesPass", (PyObject *)&PassType) < 0) {
-        Py_DECREF(&PassType);
-        Py_DECREF(m);
-        return NULL;
-    }
-    return m;
+    int rc = PyModule_AddObjectRef(m, "TablesPass", type);
+    Py_DECREF(type);
+    return rc;
+}
+
+static PyModuleDef_Slot ctables_slots[] = {
+    {Py_mod_exec, ctables_exec},
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+    {0, NULL},
+};
+
+static struct PyModuleDef ctables_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "blocktrace.view._ctables",
+    .m_doc = "The viewer's table pass in C (see blocktrace/view/tables.py).",
+    .m_size = 0,
+    .m_slots = ctables_slots,
+};
+
+PyMODINIT_FUNC
+PyInit__ctables(void)
+{
+    return PyModuleDef_Init(&ctables_module);
 }
