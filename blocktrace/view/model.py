@@ -47,6 +47,7 @@ from blocktrace.view.tables import (
     StepRecord,
     Tables,
     counts_events,
+    load_cached,
     load_or_build,
 )
 
@@ -394,7 +395,12 @@ class TraceModel(Model):
     def _build(self) -> Tables:
         """The tables, built by ``python -m blocktrace.view.build`` (a process
         of its own: the server stays responsive and small), then loaded from
-        the cache; built here when that process cannot be run."""
+        the cache; built here when that process cannot be run.  Tables already
+        in the cache are loaded at once."""
+        cached = load_cached(self.reader)
+        if cached is not None:
+            cached.call_levels  # noqa: B018 (the timeline's levels, computed before ready)
+            return cached
         try:
             child = subprocess.Popen(
                 [sys.executable, "-m", "blocktrace.view.build", self.path],

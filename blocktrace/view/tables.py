@@ -61,6 +61,7 @@ __all__ = [
     "Tables",
     "build_tables",
     "cache_root",
+    "load_cached",
     "load_or_build",
 ]
 
@@ -418,22 +419,32 @@ def cache_key(path: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def load_cached(reader: TraceReader) -> Tables | None:
+    """The trace's tables from the cache, or None (none there, or a broken entry)."""
+    entry = os.path.join(cache_root(), cache_key(reader.path))
+    meta_file = os.path.join(entry, "tables.msgpack")
+    if not os.path.exists(meta_file):
+        return None
+    try:
+        with open(meta_file, "rb") as f:
+            meta = msgspec.msgpack.decode(f.read(), type=_Meta)
+        if meta.schema == SCHEMA:
+            return Tables(entry, meta, CallTable.load(entry, meta.calls))
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError, EOFError, ValueError):
+        pass  # a broken entry: build it again
+    return None
+
+
 def load_or_build(
     reader: TraceReader, progress: Callable[[int], None] | None = None
 ) -> Tables:
     """The trace's tables from the cache, or built now (and cached)."""
+    cached = load_cached(reader)
+    if cached is not None:
+        return cached
     key = cache_key(reader.path)
     root = cache_root()
     entry = os.path.join(root, key)
-    meta_file = os.path.join(entry, "tables.msgpack")
-    if os.path.exists(meta_file):
-        try:
-            with open(meta_file, "rb") as f:
-                meta = msgspec.msgpack.decode(f.read(), type=_Meta)
-            if meta.schema == SCHEMA:
-                return Tables(entry, meta, CallTable.load(entry, meta.calls))
-        except (OSError, msgspec.DecodeError, msgspec.ValidationError, EOFError, ValueError):
-            pass  # a broken entry: build it again
     try:
         os.makedirs(root, mode=0o700, exist_ok=True)
         building = tempfile.mkdtemp(prefix=f".{key}-", dir=root)
