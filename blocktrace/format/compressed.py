@@ -19,8 +19,11 @@ standard library's ``compression.zstd`` where the Python has it; gzip from
 
 from __future__ import annotations
 
+import _thread
 import io
 import os
+import queue
+import threading
 import zlib
 from collections import deque
 from typing import IO, Any, Final, Literal
@@ -35,6 +38,7 @@ __all__ = [
     "FrameWriter",
     "Kind",
     "Position",
+    "ReadAhead",
     "kind_for_name",
     "kind_of",
     "open_at",
@@ -195,7 +199,7 @@ class FrameStream(io.RawIOBase):
             if not self._fill():
                 return 0
         n = min(len(buffer), len(self._out) - self._out_pos)
-        buffer[:n] = self._out[self._out_pos : self._out_pos + n]
+        buffer[:n] = memoryview(self._out)[self._out_pos : self._out_pos + n]  # one copy
         self._out_pos += n
         return n
 
@@ -279,7 +283,7 @@ class FrameStream(io.RawIOBase):
                 break
             if size >= _HOLD or (not self._input and not self._more()):
                 break
-        self._out = b"".join(held)
+        self._out = held[0] if len(held) == 1 else b"".join(held)
         self._out_pos = 0
         self.uoffset += len(self._out)
         return True
@@ -317,6 +321,74 @@ class FrameStream(io.RawIOBase):
             self._raw.close()
         finally:
             super().close()
+
+
+class ReadAhead:
+    """``read`` of a stream (a compressed trace's), done ahead by a thread, so that
+    decompressing (zstd and zlib release the GIL) overlaps the caller's work on
+    the blocks before (the chain check's scan releases it too).  At most
+    ``depth`` blocks of ``block`` bytes wait; blocks come in order, then the
+    stream's end (``b""``) or the exception its read raised.  ``readline``
+    before the first ``read`` is the stream's own."""
+
+    def __init__(self, stream: IO[bytes], block: int = 1 << 20, depth: int = 4) -> None:
+        self._stream = stream
+        self._block = block
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._ended = False
+
+    def readline(self, limit: int = -1) -> bytes:
+        if self._thread is not None:
+            raise ValueError("readline after read")
+        return self._stream.readline(limit)
+
+    def read(self, n: int = -1) -> bytes:
+        """The next block (its size is the reader's, whatever ``n``)."""
+        if self._ended:
+            return b""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="blocktrace-read-ahead", daemon=True
+            )
+            self._thread.start()
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._ended = True
+            raise item
+        if not item:
+            self._ended = True
+        return item
+
+    def _run(self) -> None:
+        try:
+            while not self._stop:
+                data = self._stream.read(self._block)
+                self._put(data)
+                if not data:
+                    return
+        except BaseException as exc:  # handed to the reader, in order
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._stop:
+            try:
+                self._queue.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        """Stop the thread (before the stream is closed)."""
+        self._stop = True
+        thread = self._thread
+        if thread is not None:
+            while thread.is_alive():
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    thread.join(0.05)
 
 
 def open_at(path: str, kind: Kind, at: Position | None = None) -> IO[bytes]:
@@ -371,64 +443,54 @@ def kind_for_name(path: str) -> Kind:
     return "plain"
 
 
-class _Stream:
-    """One frame at a time: ``feed(data) -> compressed bytes ready``,
-    ``end() -> the rest of the frame``; a new frame starts after ``end``."""
+def _one_shot(kind: Kind, level: int | None) -> Any:
+    """``compress(data) -> one complete frame`` (a gzip member for gzip), level 1
+    unless told; each frame carries its checksum."""
+    lvl = 1 if level is None else level
+    zstd = _zstd_module() if kind == "zstd" else None
+    if zstd is not None:
+        return zstd.ZstdCompressor(level=lvl, write_checksum=True).compress  # frees the GIL
+    if kind == "zstd":
+        stdlib = _stdlib_zstd()
 
-    def __init__(self, kind: Kind, level: int | None) -> None:
-        self.kind = kind
-        self._level = level
-        self._zstd = _zstd_module() if kind == "zstd" else None
-        if self._zstd is not None:
-            # zstd's own worker thread compresses while the program runs on: no
-            # Python thread, no GIL hand-over.
-            self._cctx = self._zstd.ZstdCompressor(
-                level=1 if level is None else level, threads=1, write_checksum=True
-            )
-        self._obj: Any = None
-        self._held: list[bytes] = []
+        def compress(data: bytes) -> bytes:
+            return bytes(stdlib.compress(data, lvl))
 
-    def _new(self) -> Any:
-        if self._zstd is not None:
-            return self._cctx.compressobj()
-        if self.kind == "gzip":
-            return zlib.compressobj(1 if self._level is None else self._level, zlib.DEFLATED, 31)
-        return None  # the standard library's zstd: the frame is compressed at its end
+        return compress
 
-    def feed(self, data: bytes) -> bytes:
-        if self._obj is None:
-            self._obj = self._new()
-            if self._obj is None:
-                self._held = []
-        if self._obj is None:
-            self._held.append(data)
-            return b""
-        out: bytes = self._obj.compress(data)
-        return out
+    def gzip(data: bytes) -> bytes:
+        obj = zlib.compressobj(lvl, zlib.DEFLATED, 31)
+        return obj.compress(data) + obj.flush(zlib.Z_FINISH)
 
-    def end(self) -> bytes:
-        obj, self._obj = self._obj, None
-        if obj is None:
-            stdlib = _stdlib_zstd()
-            held, self._held = self._held, []
-            return bytes(stdlib.compress(b"".join(held), 1 if self._level is None else self._level))
-        if self._zstd is not None:
-            return bytes(obj.flush(self._zstd.COMPRESSOBJ_FLUSH_FINISH))
-        return bytes(obj.flush(zlib.Z_FINISH))
+    return gzip
+
+
+_FLUSH: Final = object()
+"""In the writer's log: end the open frame here."""
+_PENDING_FRAMES: Final = 8
+"""Frames' worth of bytes handed over and not yet compressed before ``write``
+waits for the worker (memory stays bounded whatever the program's pace)."""
 
 
 class FrameWriter:
     """The ``write`` of a compressed trace: takes the line writer's flushed
     buffers and writes them to ``raw`` as independent frames, each ending at the
     end of a Merkle leaf (``lines_per_leaf`` lines) once it holds about
-    ``frame_bytes``.  zstd compresses on its own native worker thread while the
-    program runs on (the ``zstandard`` package; the standard library's zstd and
-    gzip compress here, at level 1).  :meth:`flush` ends the current frame
-    wherever the flush came (mid-leaf perhaps: readers only need frames to hold
-    whole lines) and writes it; :meth:`close` adds the zstd seek table.  A crash
-    loses what was not yet written, as the plain writer's buffer does; what was
-    written decompresses to a prefix of the trace, its last frame perhaps cut
-    (read as a torn line).
+    ``frame_bytes``.  :meth:`flush` ends the current frame wherever the flush
+    came (mid-leaf perhaps: readers only need frames to hold whole lines) and
+    waits until it is in the file; :meth:`close` adds the zstd seek table.
+
+    ``write`` only appends the buffer to a log (one step a signal handler cannot
+    split: a handler that raises in ``write`` finds the buffer either taken
+    whole -- the exception says so in ``characters_written``, as
+    ``BlockingIOError`` does -- or not at all; :meth:`position` says how many
+    bytes were taken in all).  A worker thread of this writer (started on the
+    first write with ``_thread``, so the program's ``threading`` does not list
+    it; Python runs signal handlers only in the main thread, so none runs there)
+    cuts the frames, compresses each (zstd and zlib release the GIL while they
+    do) and writes it.  A crash loses what was not yet written, as the plain
+    writer's buffer does; what was written decompresses to a prefix of the
+    trace, its last frame perhaps cut (read as a torn line).
     """
 
     def __init__(
@@ -446,76 +508,156 @@ class FrameWriter:
             raise CompressionUnavailableError(ZSTD_MISSING)
         self._raw = raw
         self.kind: Kind = kind
-        self._stream = _Stream(kind, level)
+        self._compress = _one_shot(kind, level)
         self._frame_bytes = frame_bytes
         self._per_leaf = lines_per_leaf
-        self._lines = 0
-        """Lines handed over so far."""
-        self._in_frame = 0
-        """Uncompressed bytes in the open frame."""
-        self._packed = 0
-        """Compressed bytes of the open frame written so far."""
         self.frames: list[tuple[int, int]] = []
         """(compressed size, uncompressed size) of each frame written (the seek table)."""
+        self._log: list[tuple[int, Any]] = []
+        """(bytes taken up to the end of this entry, the buffer; None once the
+        worker has it, ``_FLUSH`` for a frame's end asked for)."""
+        self._done = 0
+        """Log entries the worker has dealt with (its frames written)."""
+        self._wake: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._pid = 0
         self._closed = False
+        # the worker's own
+        self._open = bytearray()
+        self._lines = 0
+
+    # -- the caller's side (the interpreter's thread) ----------------------------------
+
+    def position(self) -> int:
+        """Uncompressed bytes taken so far."""
+        log = self._log
+        return log[-1][0] if log else 0
 
     def write(self, data: bytes) -> int:
-        count = data.count(b"\n")
-        cut = -1
-        if self._in_frame + len(data) >= self._frame_bytes and self._per_leaf:
-            whole = count - (self._lines + count) % self._per_leaf
-            if whole > 0:
-                cut = len(data)
-                for _ in range(count - whole + 1):
-                    cut = data.rfind(b"\n", 0, cut)
-                cut += 1
-        if cut < 0:
-            self._feed(data)
-        else:
-            self._feed(data[:cut])
-            self._end()
-            if cut < len(data):
-                self._feed(data[cut:])
-        self._lines += count
+        if not data:
+            return 0
+        self._check()
+        taken = self.position() + len(data)
+        log = self._log
+        n = len(log)
+        try:
+            log.append((taken, bytes(data)))  # the one step that takes it
+            self._wake.put(n)
+            while taken - self._done_bytes() > _PENDING_FRAMES * self._frame_bytes:
+                self._wait()
+        except BaseException as exc:
+            if len(log) > n and not hasattr(exc, "characters_written"):
+                exc.characters_written = len(data)  # type: ignore[attr-defined]
+            raise
         return len(data)
-
-    def _feed(self, data: bytes) -> None:
-        self._in_frame += len(data)
-        self._put(self._stream.feed(data))
-
-    def _end(self) -> None:
-        if not self._in_frame:
-            return
-        self._put(self._stream.end())
-        self.frames.append((self._packed, self._in_frame))
-        self._packed = 0
-        self._in_frame = 0
-
-    def _put(self, packed: bytes) -> None:
-        if packed:
-            self._write_all(packed)
-            self._packed += len(packed)
 
     def flush(self) -> None:
         """Everything written so far, compressed and in the file."""
-        self._end()
+        self._check()
+        log = self._log
+        n = len(log)
+        if n and log[-1][1] is _FLUSH:
+            n -= 1  # asked already (a flush a handler interrupted): wait for that one
+        else:
+            log.append((self.position(), _FLUSH))
+            self._wake.put(n)
+        while self._done <= n:
+            self._wait()
+        self._check()
 
     def close(self) -> None:
-        """End the last frame and (zstd) write the seek table."""
+        """End the last frame, (zstd) write the seek table, end the worker."""
         if self._closed:
             return
-        self._end()
+        if self._pid:
+            self.flush()
+            self._wake.put(-1)
         self._closed = True
         if self.kind == "zstd":
-            self._write_all(seek_table(self.frames))
+            _write_all(self._raw, seek_table(self.frames))
 
-    def _write_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            n = self._raw.write(view)
-            if n is None or n <= 0:
-                raise OSError("the trace file took no bytes")
-            view = view[n:]
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._closed:
+            raise ValueError("write to a closed compressed trace")
+        pid = os.getpid()
+        if self._pid != pid:
+            if self._pid:
+                raise OSError("a compressed trace is written only by the process that opened it")
+            self._pid = pid
+            _thread.start_new_thread(self._work, ())
+
+    def _done_bytes(self) -> int:
+        done = self._done
+        return self._log[done - 1][0] if done else 0
+
+    def _wait(self) -> None:
+        """Until the worker has dealt with more of the log (or failed)."""
+        try:
+            self._acks.get(timeout=1.0)
+        except queue.Empty:
+            pass
+        if self._error is not None:
+            raise self._error
+
+    # -- the worker's side -------------------------------------------------------------
+
+    def _work(self) -> None:
+        log, wake, acks = self._log, self._wake, self._acks
+        try:
+            while wake.get() >= 0:
+                while self._done < len(log):
+                    i = self._done
+                    data: Any = log[i][1]
+                    if data is _FLUSH:
+                        self._end(len(self._open))
+                    elif data is not None:
+                        log[i] = (log[i][0], None)
+                        self._take(data)
+                    self._done = i + 1
+                    acks.put(i)
+        except BaseException as exc:  # the disk is full, the file was closed...
+            self._error = exc
+            acks.put(-1)
+
+    def _take(self, data: bytes) -> None:
+        """Add a buffer to the open frame; write the frame when it holds enough
+        and ends a leaf."""
+        buf = self._open
+        buf += data
+        if len(buf) < self._frame_bytes or not self._per_leaf:
+            return
+        count = buf.count(b"\n")
+        whole = count - (self._lines + count) % self._per_leaf
+        if whole <= 0:
+            return
+        cut = len(buf)
+        for _ in range(count - whole + 1):
+            cut = buf.rfind(b"\n", 0, cut)
+        self._end(cut + 1, whole)
+
+    def _end(self, cut: int, lines: int | None = None) -> None:
+        """Write ``_open[:cut]`` as one frame."""
+        if not cut:
+            return
+        buf = self._open
+        data = bytes(buf[:cut])
+        packed = self._compress(data)
+        _write_all(self._raw, packed)
+        self.frames.append((len(packed), cut))
+        del buf[:cut]
+        self._lines += data.count(b"\n") if lines is None else lines
+
+
+def _write_all(raw: IO[bytes], data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = raw.write(view)
+        if n is None or n <= 0:
+            raise OSError("the trace file took no bytes")
+        view = view[n:]
 
 
 def seek_table(frames: list[tuple[int, int]]) -> bytes:

@@ -30,6 +30,7 @@ from blocktrace.format.compressed import (
     FrameStream,
     Kind,
     Position,
+    ReadAhead,
     kind_of,
     open_at,
 )
@@ -433,10 +434,18 @@ def check_chain(
         try:
             if native is None:
                 _walk(stream, result, tree, builder, progress)
-            else:
+            elif frames is None:
                 from blocktrace.format import fastcheck  # the same answers, in C (imports us)
 
                 fastcheck.walk(native, stream, result, tree, builder, progress)
+            else:  # decompressed by a thread while the scanner checks the blocks before
+                from blocktrace.format import fastcheck
+
+                ahead = ReadAhead(stream)
+                try:
+                    fastcheck.walk(native, ahead, result, tree, builder, progress)  # type: ignore[arg-type]
+                finally:
+                    ahead.close()
         except CompressedDataError as exc:
             _unreadable(result, exc)
     if builder is not None and result.status != "unusable":

@@ -90,7 +90,7 @@ def _position(stream: IO[bytes]) -> Any:
         return None
 
 
-WRITE_PATH: set[CodeType] = {FrameWriter.write.__code__}
+WRITE_PATH: set[CodeType] = set()
 """Code on the trace's write path, between the line writer and the file: a
 program's signal handler that would run here runs just after instead
 (blocktrace.vm.signals), since an exception raised between bytes handed on and
@@ -255,9 +255,12 @@ class ChainTracer:
             # flushed in pieces of at most 1/16 of the limit: it stops close to it
             buffer_size = min(buffer_size, max(256, max_size // 16))
         self._buffer_size = buffer_size
-        # the file's position tells how much went in, for a plain file (the writers
-        # of a compressed file and of a caller's stream say it themselves)
-        position = self._out.tell if self._frames is None and self._owns else None
+        # the file's position tells how much went in, for a plain file; the writer of
+        # a compressed file counts what it took (that of a caller's stream cannot)
+        position = (
+            self._frames.position if self._frames is not None
+            else self._out.tell if self._owns else None
+        )
         write = self._counted(write, position)
         extra: dict[str, Any] = {}
         if LineWriter is PyLineWriter and frames is None:  # see PyLineWriter.flush

@@ -10,12 +10,13 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from blocktrace.chain.verify import verify_file
 from blocktrace.format import TraceReader
-from blocktrace.format.compressed import SEEKABLE_MAGIC, sniff
+from blocktrace.format.compressed import SEEKABLE_MAGIC, CompressedDataError, sniff
 
 zstandard = pytest.importorskip("zstandard", reason="the zstd extra is not installed")
 
@@ -249,3 +250,41 @@ def test_without_the_zstd_library_one_line_names_the_extra(
     if sys.version_info < (3, 14):  # no compression.zstd in the standard library
         assert write.returncode == 2 and "blocktrace[zstd]" in write.stderr
         assert write.stderr.count("\n") == 1 and not out.exists()
+
+
+def test_read_ahead_hands_out_the_blocks_then_the_error_in_order(tmp_path: Path) -> None:
+    """The chain check reads a compressed trace through a thread that decompresses
+    ahead: every byte before a problem comes first, then the problem; closed
+    early, the thread stops."""
+    import io
+    import threading
+
+    from blocktrace.format.compressed import ReadAhead
+
+    class Failing(io.RawIOBase):
+        def __init__(self) -> None:
+            self.left = 5
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: Any) -> int:
+            if not self.left:
+                raise CompressedDataError("corrupt", 7, truncated=False)
+            self.left -= 1
+            buffer[:3] = b"ab\n"
+            return 3
+
+    ahead = ReadAhead(io.BufferedReader(Failing(), 4), block=3, depth=2)
+    assert ahead.readline() == b"ab\n"
+    got = b""
+    with pytest.raises(CompressedDataError):
+        while chunk := ahead.read():
+            got += chunk
+    assert got == b"ab\n" * 4
+    ahead.close()
+    before = threading.active_count()
+    early = ReadAhead(io.BytesIO(b"x" * 10_000), block=10, depth=1)
+    assert early.read() == b"x" * 10
+    early.close()
+    assert threading.active_count() <= before
