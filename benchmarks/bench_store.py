@@ -1,6 +1,6 @@
 """Compressed traces and the random-access index, measured as ratios in one run.
 
-    python benchmarks/bench_store.py [--big TRACE]
+    python benchmarks/bench_store.py [--big TRACE] [--options TRACE]
 
 1. Recording the three workloads with ChainTracer to ``.jsonl``, ``.jsonl.zst`` and
    ``.jsonl.gz``, interleaved (minimum of rounds): cost and size ratios.
@@ -10,6 +10,8 @@
    (``line_of_step`` + the lines) of random steps and ``prove`` of random lines
    through the index, in milliseconds, in-process (a fresh ``TraceReader`` each
    time, as a new command would have).
+4. With ``--options TRACE``: the compression ratio of zstd levels, frame sizes and
+   long-distance matching on the trace's first 64 MiB.
 """
 
 from __future__ import annotations
@@ -77,13 +79,47 @@ def recording(rounds: int, tmp: str) -> None:
               f"{size['.jsonl'] / size['.jsonl.zst']:>11.2f}"
               f"{size['.jsonl'] / size['.jsonl.gz']:>10.2f}")
         verify: dict[str, float] = {s: float("inf") for s in SUFFIXES}
+        vcpu: dict[str, float] = {s: float("inf") for s in SUFFIXES}
         for _ in range(rounds):
             for suffix in SUFFIXES:
-                start = time.perf_counter()
+                start, cpu0 = time.perf_counter(), time.process_time()
                 assert verify_file(os.path.join(tmp, name + suffix)).status == "sealed"
                 verify[suffix] = min(verify[suffix], time.perf_counter() - start)
-        print(f"{'':<12}verify zst/plain {verify['.jsonl.zst'] / verify['.jsonl']:.2f}, "
-              f"gz/plain {verify['.jsonl.gz'] / verify['.jsonl']:.2f}")
+                vcpu[suffix] = min(vcpu[suffix], time.process_time() - cpu0)
+        print(f"{'':<12}verify zst/plain {verify['.jsonl.zst'] / verify['.jsonl']:.2f} "
+              f"(CPU {vcpu['.jsonl.zst'] / vcpu['.jsonl']:.2f}), "
+              f"gz/plain {verify['.jsonl.gz'] / verify['.jsonl']:.2f} "
+              f"(CPU {vcpu['.jsonl.gz'] / vcpu['.jsonl']:.2f})")
+
+
+def options(path: str) -> None:
+    """What zstd options do to the size: level, frame size, long-distance matching
+    (a long window), on the first 64 MiB of the trace at ``path`` (frames cut at
+    whole lines, as the writer cuts them; the per-line SHA-256 bounds the ratio)."""
+    import zstandard
+
+    with open(path, "rb") as f:
+        data = f.read(64 << 20)
+    data = data[: data.rfind(b"\n") + 1]
+    hashes = data.count(b"\n") * 32  # the random bytes every line carries
+    print(f"\nzstd options on {len(data) / 1e6:.0f} MB of {os.path.basename(path)} "
+          f"(bound with incompressible hashes: {len(data) / hashes:.2f}x)")
+    print(f"{'level':>6}{'frame':>9}{'long':>6}{'ratio':>8}{'MB/s':>8}")
+    for level, frame, long in [(1, 1 << 18, False), (3, 1 << 18, False), (1, 1 << 20, False),
+                               (1, 4 << 20, False), (1, 4 << 20, True), (3, 4 << 20, True),
+                               (9, 1 << 20, False), (19, 1 << 20, False)]:
+        params = zstandard.ZstdCompressionParameters.from_level(
+            level, enable_ldm=long, window_log=27 if long else 0, write_checksum=True
+        )
+        cctx = zstandard.ZstdCompressor(compression_params=params)
+        start, size, at = time.process_time(), 0, 0
+        while at < len(data):
+            cut = data.rfind(b"\n", at, at + frame) + 1 or len(data)
+            size += len(cctx.compress(data[at:cut]))
+            at = cut
+        spent = time.process_time() - start
+        print(f"{level:>6}{frame >> 10:>8}K{'yes' if long else 'no':>6}"
+              f"{len(data) / size:>8.2f}{len(data) / spent / 1e6:>8.0f}")
 
 
 def _compress(src: str, dst: str) -> None:
@@ -99,20 +135,24 @@ def big(path: str, samples: int, tmp: str) -> None:
     _compress(path, zst)
     print(f"\n{path}: {os.path.getsize(path) / 1e9:.2f} GB, zstd copy "
           f"{os.path.getsize(path) / os.path.getsize(zst):.2f}x smaller")
+    times: dict[str, tuple[float, float]] = {}
     for target in (path, zst):
         for candidate in index_paths(target):
             if os.path.exists(candidate):
                 os.unlink(candidate)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = verify_file(target)
-        verify_s = time.perf_counter() - start
-        start = time.perf_counter()
+        verify_s, verify_cpu = time.perf_counter() - start, time.process_time() - cpu
+        start, cpu = time.perf_counter(), time.process_time()
         index = TraceReader(target).index()
-        build_s = time.perf_counter() - start
+        build_s, build_cpu = time.perf_counter() - start, time.process_time() - cpu
         assert index is not None and result.status == index.status
+        times[target] = (verify_s, verify_cpu)
         print(f"{os.path.basename(target)}: {index.lines:,} lines, {index.steps:,} steps; "
-              f"verify {verify_s:.1f} s ({index.lines / verify_s / 1e6:.2f} M lines/s), "
-              f"index build {build_s:.1f} s (verify/build {verify_s / build_s:.2f}); "
+              f"verify {verify_s:.1f} s, CPU {verify_cpu:.1f} s "
+              f"({index.lines / verify_cpu / 1e6:.2f} M lines/s of CPU), "
+              f"index build {build_s:.1f} s, CPU {build_cpu:.1f} s (build/verify "
+              f"{build_s / verify_s:.2f}, CPU {build_cpu / verify_cpu:.2f}); "
               f"index {os.path.getsize(index_paths(target)[0]) / 1e3:.0f} kB")
         rng = random.Random(1)
         show_ms: list[float] = []
@@ -134,6 +174,8 @@ def big(path: str, samples: int, tmp: str) -> None:
             ms.sort()
             print(f"  {what}: median {ms[len(ms) // 2]:.1f} ms, max {ms[-1]:.1f} ms "
                   f"over {len(ms)} random picks")
+    (pw, pc), (zw, zc) = times[path], times[zst]
+    print(f"verify zst/plain: wall {zw / pw:.2f}, CPU {zc / pc:.2f}")
     os.unlink(zst)
     for candidate in index_paths(zst):
         if os.path.exists(candidate):
@@ -146,6 +188,8 @@ def main() -> None:
     parser.add_argument("--big", metavar="TRACE", help="a large plain trace")
     parser.add_argument("--samples", type=int, default=30)
     parser.add_argument("--skip-recording", action="store_true")
+    parser.add_argument("--options", metavar="TRACE",
+                        help="compare zstd options (level, frame size, long window) on a trace")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench-store-")
     try:
@@ -154,6 +198,8 @@ def main() -> None:
             recording(args.rounds, tmp)
         if args.big:
             big(args.big, args.samples, tmp)
+        if args.options:
+            options(args.options)
     finally:
         shutil.rmtree(tmp)
 
