@@ -28,6 +28,7 @@ import zlib
 from collections import deque
 from typing import IO, Any, Final, Literal
 
+from blocktrace import own_threads
 from blocktrace.format.errors import TraceError
 
 __all__ = [
@@ -606,6 +607,8 @@ class FrameWriter:
 
     def _work(self) -> None:
         log, wake, acks = self._log, self._wake, self._acks
+        me = _thread.get_ident()
+        own_threads.IDS.add(me)  # the stepper does not wait for its lock here
         try:
             while wake.get() >= 0:
                 while self._done < len(log):
@@ -621,6 +624,8 @@ class FrameWriter:
         except BaseException as exc:  # the disk is full, the file was closed...
             self._error = exc
             acks.put(-1)
+        finally:
+            own_threads.IDS.discard(me)
 
     def _take(self, data: bytes) -> None:
         """Add a buffer to the open frame; write the frame when it holds enough

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
 
+from blocktrace import own_threads
 from blocktrace.events import (
     CallKind,
     ExceptionKind,
@@ -482,7 +483,11 @@ class Stepper:
         """With several threads: one event at a time, and per-thread depth."""
         lock = self._mt_lock
 
+        own = own_threads.IDS
+
         def serialised(*args: Any) -> Any:
+            if own and get_ident() in own:
+                return None  # a writer's thread of blocktrace's: never the program's code
             with lock:
                 ident = get_ident()
                 if ident != self.thread_ident:

@@ -288,3 +288,36 @@ def test_read_ahead_hands_out_the_blocks_then_the_error_in_order(tmp_path: Path)
     assert early.read() == b"x" * 10
     early.close()
     assert threading.active_count() <= before
+
+
+_THREADS = """\
+import threading
+def work(n):
+    t = 0
+    for i in range(n):
+        t += i
+    return t
+threads = [threading.Thread(target=work, args=(20000,)) for _ in range(3)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(work(10))
+"""
+
+
+def test_a_threaded_program_with_checkpoints_records_a_compressed_trace(tmp_path: Path) -> None:
+    """With several program threads the stepper serialises its callbacks under a
+    lock the program's thread holds while a checkpoint's flush waits for the
+    compressed writer's thread: that thread's events must not wait for the lock
+    (it hung before)."""
+    script = tmp_path / "threads.py"
+    script.write_text(_THREADS)
+    trace = tmp_path / "t.jsonl.zst"
+    proc = subprocess.run(
+        [sys.executable, "-m", "blocktrace", "run", "--checkpoint-every", "5000", "-o",
+         str(trace), str(script)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert (proc.returncode, proc.stdout) == (0, "45\n"), proc.stderr
+    assert verify_file(trace).status == "sealed"
