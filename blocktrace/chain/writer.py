@@ -15,11 +15,23 @@ buffered, the line being added is not sealed; an exception from ``write`` means
 nothing was taken unless it carries ``characters_written``, as ``BlockingIOError``
 does); a flush that a handler's traced
 code re-enters does not flush again (the nested line is buffered).
+
+The C writer can also make its lines on a thread of its own
+(``LineWriter(threaded=True)``, :func:`threaded_by_default`): the calls then only
+queue a record (an op line's site, gas and depth; a pre-built body) in a bounded
+ring, and a native thread that never takes the GIL formats, hashes and buffers
+the lines with the same code, closing chunks where the inline writer would
+flush.  ``write`` still runs on the caller's thread, with the GIL, at points that
+depend only on the lines (a chunk is handed on when the fourth chunk after it
+closes); given the file's descriptor (``fd=``) the thread writes the file itself.
+The same bytes, chain and tree; reading the chain's state, ``flush``, dropping
+sites, a fork and ``stop_thread`` first wait until every queued line is made.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from binascii import hexlify
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +41,7 @@ from blocktrace.chain.hashing import DOMAIN, LINK_PREFIX
 from blocktrace.chain.merkle import MerkleAccumulator
 from blocktrace.format.opline import op_body
 
-__all__ = ["ACCELERATED", "LineWriter", "PyLineWriter"]
+__all__ = ["ACCELERATED", "LineWriter", "PyLineWriter", "threaded_by_default"]
 
 _TAIL = len(b',"hash":""}\n') + 64
 _sha256 = hashlib.sha256
@@ -237,3 +249,20 @@ class PyLineWriter:
 _c = extension("blocktrace.chain._cwriter")
 LineWriter: Any = PyLineWriter if _c is None else _c.LineWriter
 ACCELERATED = _c is not None
+
+
+def threaded_by_default() -> bool:
+    """Whether a trace's C writer makes its lines on a thread of its own
+    (``LineWriter(threaded=True)``: the interpreter's thread only queues them).
+    ``BLOCKTRACE_WRITER_THREAD=1`` says yes, ``=0`` no; unset, yes when this
+    process may run on two CPUs or more (on one, the thread's hand-offs cost more
+    than they save: docs/PERFORMANCE.md).  False without the C writer."""
+    if _c is None:
+        return False
+    wanted = os.environ.get("BLOCKTRACE_WRITER_THREAD", "")
+    if wanted in ("0", "1"):
+        return wanted == "1"
+    try:
+        return len(os.sched_getaffinity(0)) >= 2
+    except (AttributeError, OSError):  # no affinity masks here
+        return (os.cpu_count() or 1) >= 2

@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from blocktrace.chain.writer import LineWriter, PyLineWriter
+from blocktrace.chain.writer import LineWriter, PyLineWriter, threaded_by_default
 from blocktrace.events import (
     CallStart,
     OpEnd,
@@ -168,6 +168,11 @@ class ChainTracer:
     events.  ``max_size`` (bytes, uncompressed): see :meth:`limit_size`.
     ``embed_source``: each source line also carries the file's text
     (``run --embed-source``), so the trace alone shows the code that ran.
+
+    With the C writer and two CPUs or more (``chain.writer.threaded_by_default``;
+    ``BLOCKTRACE_WRITER_THREAD=0``/``1`` decide), the lines are made, hashed and
+    (for a plain file) written on the writer's own thread; the program's thread
+    only queues them.  The same bytes; the seal waits for every line.
     """
 
     wants_op_end = False
@@ -263,8 +268,16 @@ class ChainTracer:
         )
         write = self._counted(write, position)
         extra: dict[str, Any] = {}
-        if LineWriter is PyLineWriter and frames is None:  # see PyLineWriter.flush
-            extra["tell"] = _position(self._out)
+        if LineWriter is PyLineWriter:
+            if frames is None:  # see PyLineWriter.flush
+                extra["tell"] = _position(self._out)
+        elif max_size is None:  # (a size limit counts what `write` took)
+            if self._owns and frames is None:  # a plain file of its own: written from C
+                extra["fd"] = self._out.fileno()
+            if not periodic and threaded_by_default():
+                # Lines made on the writer's thread; `write` still runs here, with the
+                # same chunks.  Checkpoints (on_leaf) keep the inline writer.
+                extra["threaded"] = True
         self._writer = LineWriter(
             write, buffer_size=buffer_size, lines_per_leaf=LINES_PER_LEAF,
             on_leaf=self._leaf_done if periodic else None, **extra,
@@ -323,6 +336,9 @@ class ChainTracer:
         later (``blocktrace.trace(max_size=)``) stops at the first buffer past
         it: up to ``buffer_size`` (64 KiB) more."""
         self._check_size(max_size)
+        stop_thread = getattr(self._writer, "stop_thread", None)
+        if stop_thread is not None:  # the limit counts what `write` takes: inline, write
+            stop_thread()
         self.max_size = max_size
         self._check_limit()
 
@@ -578,6 +594,9 @@ class ChainTracer:
         writer.close_leaf()
         self.head = writer.head
         self.flush()
+        stop_thread = getattr(writer, "stop_thread", None)
+        if stop_thread is not None:  # nothing more to make: end the writer's thread
+            stop_thread()
         if self._checkpoints is not None:  # a last checkpoint covering the whole tree
             self._checkpoints.write(writer.tree_size, writer.root())
         if self._frames is not None:

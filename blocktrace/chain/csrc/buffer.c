@@ -75,7 +75,7 @@ fail:
 }
 
 int
-buffer_reserve(line_buffer *b, size_t need)
+buffer_grow_raw(line_buffer *b, size_t need)
 {
     if (need <= b->cap) {
         return 0;
@@ -88,12 +88,21 @@ buffer_reserve(line_buffer *b, size_t need)
         }
         ncap *= 2;
     }
-    char *nb = PyMem_Realloc(b->buf, ncap);
+    char *nb = PyMem_RawRealloc(b->buf, ncap);
     if (nb == NULL) {
-        PyErr_NoMemory();
         return -1;
     }
     b->buf = nb;
     b->cap = ncap;
+    return 0;
+}
+
+int
+buffer_reserve(line_buffer *b, size_t need)
+{
+    if (buffer_grow_raw(b, need) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
     return 0;
 }

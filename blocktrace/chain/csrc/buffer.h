@@ -20,7 +20,12 @@ typedef struct {
 /* Hand every buffered byte to write(bytes); 0, or -1 with its exception. */
 int buffer_flush(line_buffer *b, PyObject *write);
 
-/* Room for need bytes in all (len included); -1 with MemoryError. */
+/* Room for need bytes in all (len included); -1 with MemoryError.  The
+ * memory is PyMem_Raw's (free with PyMem_RawFree): the writer's thread grows
+ * buffers without the GIL. */
 int buffer_reserve(line_buffer *b, size_t need);
+
+/* As buffer_reserve, without the GIL: -1 and no exception when out of memory. */
+int buffer_grow_raw(line_buffer *b, size_t need);
 
 #endif /* BT_BUFFER_H */

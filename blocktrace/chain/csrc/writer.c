@@ -22,6 +22,12 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <pthread.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -49,6 +55,73 @@ typedef struct {
     PyTypeObject *writer_type;
 } module_state;
 
+/* -- the writer's thread (threaded=True): types ------------------------------ */
+
+/* A record in the ring: a header, then its payload, padded to 8 bytes. */
+enum { REC_PAD, REC_OP, REC_OP_WIDE, REC_LINE, REC_BIG, REC_SUMMARY, REC_BIG_SUMMARY,
+       REC_CLOSE_LEAF };
+
+typedef struct {
+    uint32_t kind;
+    uint32_t len; /* payload bytes, before padding; REC_OP: the depth */
+} rec_hdr;
+
+typedef struct {
+    PyObject *prefix, *suffix; /* bytes the site table holds: read, never counted */
+    long long gas;
+    long long depth; /* REC_OP_WIDE only: a REC_OP (32 bytes) stops before it */
+} rec_op;
+
+#define OP_BYTES (sizeof(rec_hdr) + offsetof(rec_op, depth))
+
+typedef struct {
+    char *data; /* PyMem_RawMalloc'd copy, freed by whoever takes the record */
+    size_t len;
+} rec_big;
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} chunk_t;
+
+#define RING_BYTES ((size_t)1 << 18)  /* records waiting for the thread: bounded */
+#define BODY_IN_RING (RING_BYTES / 4) /* longer bodies go by pointer (REC_BIG) */
+#define LAG 4 /* a chunk is handed to write when the LAG-th chunk after it closes */
+
+typedef struct {
+    int on;     /* a thread owns the chain state (the fields below are in use) */
+    int forked; /* this is a fork's child: the thread is gone (see settle) */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t wake_thread, wake_caller;
+    char *ring;
+    uint64_t phead;              /* the caller's (GIL holder's) next byte */
+    uint64_t tail_seen;          /* the caller's last look at tail */
+    uint64_t wake_checked;       /* phead when the caller last looked whether the thread sleeps */
+    _Atomic uint64_t head, tail; /* published by the caller / by the thread */
+    _Atomic int thread_sleeps, caller_waits;
+    _Atomic uint64_t pushed; /* chunks the thread closed */
+    uint64_t closed, taken;  /* the caller's: chunks closed by its count, handed on */
+    size_t vlen;             /* the caller's count of the thread's chunk's bytes */
+    int stop, drain, delivering, failed; /* under mu */
+    _Atomic int werr;                    /* its write failed with this errno */
+    int done;                            /* the caller queued the summary */
+    uint64_t lines;                      /* lines queued (the caller's count) */
+    chunk_t *ready;                      /* FIFO (circular) of finished chunks, under mu */
+    size_t ready_cap, ready_first, ready_count;
+    chunk_t spare[LAG + 2]; /* empty buffers to reuse */
+    size_t nspare;
+    line_buffer pend; /* a chunk being handed to write */
+} pipe_state;
+
+/* A plain file the writer writes itself (fd=): its own copy of the descriptor. */
+typedef struct {
+    int fd;        /* -1: none (write is called) */
+    int caller_fd; /* the descriptor fd is a copy of */
+    dev_t dev;     /* and what it was open on */
+    ino_t ino;
+} own_file;
+
 typedef struct {
     PyObject_HEAD
     PyObject *write;
@@ -60,6 +133,8 @@ typedef struct {
     sha256_ctx stream;
     merkle_tree tree;
     site_table sites;
+    own_file file;
+    pipe_state p;
 } Writer;
 
 /* A leaf stream before its first line: fed the one byte 0x00. */
@@ -74,11 +149,32 @@ fresh_stream(sha256_ctx *c)
 static int
 check_open(Writer *w)
 {
-    if (w->done) {
+    if (w->p.on ? w->p.done : w->done) {
         PyErr_SetString(PyExc_ValueError, "the trace is sealed: no line follows the summary");
         return -1;
     }
     return 0;
+}
+
+static int same_file(const own_file *f);
+static int write_fd(int fd, line_buffer *b);
+
+/* The inline path's flush: with a file of its own (fd=) written directly, else
+ * (or once the caller's file was closed under it: its write says what is
+ * wrong) handed to `write`. */
+static int
+flush_out(Writer *w)
+{
+    if (w->file.fd >= 0 && w->out.len > 0 && !w->out.flushing && same_file(&w->file)) {
+        int err = write_fd(w->file.fd, &w->out);
+        if (err) {
+            errno = err;
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        return 0;
+    }
+    return buffer_flush(&w->out, w->write);
 }
 
 /* Make room for a line of `total` bytes: flush first when it would not fit
@@ -91,7 +187,7 @@ prepare(Writer *w, size_t total)
         return -1;
     }
     if (w->out.len > 0 && w->out.len + total > w->out.limit) {
-        if (buffer_flush(&w->out, w->write) < 0) {
+        if (flush_out(w) < 0) {
             return -1;
         }
         if (check_open(w) < 0) { /* sealed by code the flush ran */
@@ -197,6 +293,870 @@ close_leaf_impl(Writer *w)
     return 0;
 }
 
+/* -- the writer's thread -------------------------------------------------------------
+ *
+ * With threaded=True the caller (the interpreter's thread, holding the GIL) only
+ * queues records -- an op line's site pieces, gas and depth; a pre-built body; a
+ * leaf's end; the summary -- in a bounded ring.  A native thread that never takes
+ * the GIL and runs no Python code makes the lines from them exactly as the inline
+ * path does (the same commit, finish_leaf, opline_write), into chunks that close
+ * where the inline path would flush (a line that would take the chunk past
+ * buffer_size), so `write` gets the same bytes in the same pieces.  The caller hands
+ * finished chunks to `write` itself, before queuing its next record (as the inline
+ * path flushes before adding a line), so `write` runs where it always did: on the
+ * interpreter's thread, with the GIL.
+ *
+ * Bounded: the ring holds RING_BYTES; a full ring makes the caller wait (handing
+ * finished chunks to write meanwhile); the thread waits when MAX_READY chunks are
+ * not yet taken, unless the caller cannot take them (it is inside write, or waits
+ * for the thread to catch up: drain) -- then it keeps them, as the inline buffer
+ * grows for lines added during a flush.
+ *
+ * Reading the chain's state (head, root, tree size, the buffered bytes), flush,
+ * dropping sites, a fork and stopping the thread first wait until the thread has
+ * made every queued line (drain).  A fork's child has no thread: its first call
+ * goes on inline from the drained state (settle).  A SIGKILL or os._exit loses the
+ * records not yet written, as it loses the inline buffer; what went to the file
+ * is a prefix of whole chunks. */
+
+static inline size_t
+rec_size(uint32_t len)
+{
+    return sizeof(rec_hdr) + (((size_t)len + 7) & ~(size_t)7);
+}
+
+static inline size_t
+rec_bytes(const rec_hdr *r)
+{
+    return r->kind == REC_OP ? OP_BYTES : rec_size(r->len);
+}
+
+/* Write all of b to fd (no GIL needed, no Python code); what went is dropped
+ * from b.  0, or the errno of a failed write (the rest stays in b). */
+static int
+write_fd(int fd, line_buffer *b)
+{
+    size_t done = 0;
+    int err = 0;
+    while (done < b->len) {
+        ssize_t n = write(fd, b->buf + done, b->len - done);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            err = errno;
+            break;
+        }
+        if (n == 0) {
+            err = EIO;
+            break;
+        }
+        done += (size_t)n;
+    }
+    memmove(b->buf, b->buf + done, b->len - done);
+    b->len -= done;
+    return err;
+}
+
+/* The thread: room for a line of `total` bytes in its chunk, closing the chunk
+ * first where the inline path would flush (writing it, with a file of its own).
+ * -1: out of memory. */
+static int thread_room(Writer *w, size_t total);
+
+static int
+thread_line(Writer *w, const char *body, size_t blen, int last)
+{
+    if (last && w->per_leaf && w->in_leaf) {
+        finish_leaf(w);
+    }
+    if (thread_room(w, blen + TAIL_LEN) < 0) {
+        return -1;
+    }
+    memcpy(w->out.buf + w->out.len, body, blen);
+    commit(w, blen, last);
+    if (!last && w->per_leaf && w->in_leaf == w->per_leaf) {
+        finish_leaf(w);
+    }
+    return 0;
+}
+
+/* Make the record's line(s); -1: out of memory (the record is not consumed). */
+static int
+thread_record(Writer *w, const rec_hdr *r)
+{
+    const char *payload = (const char *)(r + 1);
+    switch (r->kind) {
+    case REC_OP:
+    case REC_OP_WIDE: {
+        const rec_op *o = (const rec_op *)payload;
+        size_t plen = (size_t)PyBytes_GET_SIZE(o->prefix);
+        size_t slen = (size_t)PyBytes_GET_SIZE(o->suffix);
+        long long depth = r->kind == REC_OP ? (long long)r->len : o->depth;
+        opline_layout l;
+        opline_measure(&l, plen, o->gas, depth, slen);
+        if (thread_room(w, l.len + TAIL_LEN) < 0) {
+            return -1;
+        }
+        opline_write(w->out.buf + w->out.len, &l, PyBytes_AS_STRING(o->prefix), plen,
+                     PyBytes_AS_STRING(o->suffix), slen);
+        commit(w, l.len, 0);
+        if (w->per_leaf && w->in_leaf == w->per_leaf) {
+            finish_leaf(w);
+        }
+        return 0;
+    }
+    case REC_LINE:
+    case REC_SUMMARY:
+        return thread_line(w, payload, r->len, r->kind == REC_SUMMARY);
+    case REC_BIG:
+    case REC_BIG_SUMMARY: {
+        const rec_big *b = (const rec_big *)payload;
+        if (thread_line(w, b->data, b->len, r->kind == REC_BIG_SUMMARY) < 0) {
+            return -1;
+        }
+        PyMem_RawFree(b->data);
+        return 0;
+    }
+    case REC_CLOSE_LEAF:
+        if (w->per_leaf && w->in_leaf) {
+            finish_leaf(w);
+        }
+        return 0;
+    default: /* REC_PAD */
+        return 0;
+    }
+}
+
+/* Under mu: a chunk buffer for the thread to fill (a spare, or an empty one). */
+static void
+take_spare(pipe_state *p, line_buffer *out)
+{
+    if (p->nspare > 0) {
+        chunk_t c = p->spare[--p->nspare];
+        out->buf = c.buf;
+        out->cap = c.cap;
+    }
+    else {
+        out->buf = NULL;
+        out->cap = 0;
+    }
+    out->len = 0;
+}
+
+/* Under mu: keep an emptied buffer for reuse, or free it. */
+static void
+give_spare(pipe_state *p, char *buf, size_t cap)
+{
+    if (buf == NULL) {
+        return;
+    }
+    if (p->nspare < LAG + 2) {
+        p->spare[p->nspare].buf = buf;
+        p->spare[p->nspare].cap = cap;
+        p->spare[p->nspare].len = 0;
+        p->nspare++;
+    }
+    else {
+        PyMem_RawFree(buf);
+    }
+}
+
+/* Under mu: the thread's chunk (out) to the back of the ready FIFO; out gets a
+ * fresh buffer.  -1: out of memory (nothing changed). */
+static int
+push_ready(Writer *w)
+{
+    pipe_state *p = &w->p;
+    if (p->ready_count == p->ready_cap) {
+        size_t ncap = p->ready_cap ? p->ready_cap * 2 : 8;
+        chunk_t *nr = PyMem_RawMalloc(ncap * sizeof(chunk_t));
+        if (nr == NULL) {
+            return -1;
+        }
+        for (size_t i = 0; i < p->ready_count; i++) {
+            nr[i] = p->ready[(p->ready_first + i) % p->ready_cap];
+        }
+        PyMem_RawFree(p->ready);
+        p->ready = nr;
+        p->ready_cap = ncap;
+        p->ready_first = 0;
+    }
+    chunk_t *c = &p->ready[(p->ready_first + p->ready_count) % p->ready_cap];
+    c->buf = w->out.buf;
+    c->len = w->out.len;
+    c->cap = w->out.cap;
+    p->ready_count++;
+    atomic_store(&p->pushed, atomic_load(&p->pushed) + 1);
+    take_spare(p, &w->out);
+    return 0;
+}
+
+static int
+thread_room(Writer *w, size_t total)
+{
+    pipe_state *p = &w->p;
+    if (w->file.fd >= 0) {
+        if (w->out.len > 0 && w->out.len + total > w->out.limit && !atomic_load(&p->werr)) {
+            int err = write_fd(w->file.fd, &w->out);
+            if (err) { /* the bytes stay; the caller sees it at its next call */
+                atomic_store(&p->werr, err);
+            }
+        }
+    }
+    else if (w->out.len > 0 && w->out.len + total > w->out.limit) {
+        pthread_mutex_lock(&p->mu);
+        int rc = push_ready(w);
+        if (atomic_load(&p->caller_waits)) {
+            pthread_cond_signal(&p->wake_caller);
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    if (total > PY_SSIZE_T_MAX - w->out.len) {
+        return -1;
+    }
+    return buffer_grow_raw(&w->out, w->out.len + total);
+}
+
+/* Wake the caller if it waits (for room, for a drain, for chunks). */
+static void
+wake_caller(pipe_state *p)
+{
+    /* the tail just stored, then the flag read: a store-load pair needs the fence
+     * (the caller sets the flag, then reads the tail) */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load(&p->caller_waits)) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_signal(&p->wake_caller);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+static void *
+thread_main(void *arg)
+{
+    Writer *w = arg;
+    pipe_state *p = &w->p;
+    /* Signals go to the program's threads, never here: a signal this thread took
+     * would not interrupt the main thread's sleep or read (Ctrl-C would wait). */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    uint64_t t = atomic_load(&p->tail);
+    for (;;) {
+        uint64_t h = atomic_load_explicit(&p->head, memory_order_acquire);
+        if (t == h) {
+            pthread_mutex_lock(&p->mu);
+            atomic_store(&p->thread_sleeps, 1);
+            while (!p->stop && atomic_load(&p->head) == t) {
+                if (atomic_load(&p->caller_waits)) {
+                    pthread_cond_signal(&p->wake_caller); /* a drain is done */
+                }
+                pthread_cond_wait(&p->wake_thread, &p->mu);
+            }
+            atomic_store(&p->thread_sleeps, 0);
+            int stop = p->stop;
+            pthread_mutex_unlock(&p->mu);
+            if (stop) {
+                return NULL;
+            }
+            continue;
+        }
+        unsigned k = 0;
+        while (t != h) {
+            const rec_hdr *r = (const rec_hdr *)(p->ring + (t & (RING_BYTES - 1)));
+            if (thread_record(w, r) < 0) {
+                pthread_mutex_lock(&p->mu);
+                p->failed = 1;
+                pthread_cond_signal(&p->wake_caller);
+                pthread_mutex_unlock(&p->mu);
+                atomic_store_explicit(&p->tail, t, memory_order_release);
+                return NULL;
+            }
+            t += rec_bytes(r);
+            if ((++k & 255) == 0) {
+                atomic_store_explicit(&p->tail, t, memory_order_release);
+                wake_caller(p);
+            }
+        }
+        atomic_store_explicit(&p->tail, t, memory_order_release);
+        wake_caller(p);
+    }
+}
+
+static int
+thread_failed(pipe_state *p)
+{
+    PyErr_SetString(PyExc_MemoryError, "the trace's writer thread ran out of memory");
+    return -1;
+}
+
+/* Hand the finished chunks up to number `target` (1-based, in closing order) to
+ * write, oldest first, waiting for the thread to close them; then the bytes of a
+ * partly written one.  Not re-entrant: a nested call (code that write ran)
+ * returns at once.  On an exception the unwritten bytes stay, in order. */
+static int
+deliver_to(Writer *w, uint64_t target)
+{
+    pipe_state *p = &w->p;
+    if (p->delivering) {
+        return 0;
+    }
+    if (target > p->closed) {
+        target = p->closed;
+    }
+    p->delivering = 1;
+    int rc = 0;
+    for (;;) {
+        if (p->pend.len == 0) {
+            if (p->taken >= target) {
+                break;
+            }
+            pthread_mutex_lock(&p->mu);
+            if (p->ready_count == 0) {
+                /* wait for the thread; until it caught up with what is closed (fewer waits) */
+                atomic_store(&p->caller_waits, 1);
+                pthread_cond_signal(&p->wake_thread);
+                while (!p->failed && atomic_load(&p->pushed) < p->closed) {
+                    pthread_cond_wait(&p->wake_caller, &p->mu);
+                }
+                atomic_store(&p->caller_waits, 0);
+                if (p->failed) {
+                    pthread_mutex_unlock(&p->mu);
+                    rc = thread_failed(p);
+                    break;
+                }
+            }
+            chunk_t c = p->ready[p->ready_first];
+            p->ready_first = (p->ready_first + 1) % p->ready_cap;
+            p->ready_count--;
+            give_spare(p, p->pend.buf, p->pend.cap);
+            p->pend.buf = c.buf;
+            p->pend.len = c.len;
+            p->pend.cap = c.cap;
+            p->taken++;
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (buffer_flush(&p->pend, w->write) < 0) {
+            rc = -1;
+            break;
+        }
+    }
+    p->delivering = 0;
+    return rc;
+}
+
+/* The caller's count of the thread's chunk: a line of `total` bytes closes the
+ * chunk where the thread will close it (thread_room's rule).  Before queuing the
+ * line: 1 when it closes one and a chunk is due to write first. */
+static inline int
+closes_due(const pipe_state *p, size_t total, size_t limit)
+{
+    return p->vlen > 0 && p->vlen + total > limit && p->closed + 1 > p->taken + LAG;
+}
+
+static inline void
+count_line(pipe_state *p, size_t total, size_t limit)
+{
+    if (p->vlen > 0 && p->vlen + total > limit) {
+        p->closed++;
+        p->vlen = total;
+    }
+    else {
+        p->vlen += total;
+    }
+}
+
+/* Wait (holding the GIL: no other thread may queue meanwhile) until the thread
+ * has made every queued line.  Runs no Python code.  -1 when the thread failed
+ * (no exception set: see drain). */
+static int
+drain_quiet(pipe_state *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->drain++;
+    pthread_cond_signal(&p->wake_thread);
+    atomic_store(&p->caller_waits, 1);
+    while (!p->failed && atomic_load(&p->tail) != p->phead) {
+        pthread_cond_wait(&p->wake_caller, &p->mu);
+    }
+    atomic_store(&p->caller_waits, 0);
+    p->drain--;
+    int failed = p->failed;
+    pthread_mutex_unlock(&p->mu);
+    return failed ? -1 : 0;
+}
+
+static int
+drain(Writer *w)
+{
+    if (drain_quiet(&w->p) < 0) {
+        return thread_failed(&w->p);
+    }
+    return 0;
+}
+
+static void end_thread(Writer *w);
+
+/* With a file of its own: whether the caller's descriptor is still open on the
+ * same file (closed under the trace, it is the inline path's write that fails,
+ * as it would have without the thread). */
+static int
+same_file(const own_file *f)
+{
+    struct stat st;
+    return fstat(f->caller_fd, &st) == 0 && st.st_dev == f->dev && st.st_ino == f->ino;
+}
+
+/* The thread's write failed, or the caller's file is gone: every queued line is
+ * made, then the writer goes on inline, the bytes not written its buffer, so
+ * that `write` (the inline path's) tries them and says what is wrong, as it would
+ * have without the thread. */
+static void
+go_inline(Writer *w)
+{
+    (void)drain_quiet(&w->p);
+    end_thread(w);
+}
+
+/* Contiguous room for a record of `size` bytes at the ring's head, waiting while
+ * the ring is full (for the thread only: no Python code runs).  Returns where
+ * to write. */
+static rec_hdr *
+claim(Writer *w, size_t size)
+{
+    pipe_state *p = &w->p;
+    for (;;) {
+        if (p->failed) {
+            thread_failed(p);
+            return NULL;
+        }
+        size_t at = (size_t)(p->phead & (RING_BYTES - 1));
+        size_t pad = RING_BYTES - at < size ? RING_BYTES - at : 0;
+        if (RING_BYTES - (size_t)(p->phead - p->tail_seen) < pad + size) {
+            p->tail_seen = atomic_load_explicit(&p->tail, memory_order_acquire);
+        }
+        if (RING_BYTES - (size_t)(p->phead - p->tail_seen) >= pad + size) {
+            if (pad) {
+                rec_hdr *h = (rec_hdr *)(p->ring + at);
+                h->kind = REC_PAD;
+                h->len = (uint32_t)(pad - sizeof(rec_hdr));
+                p->phead += pad;
+                atomic_store_explicit(&p->head, p->phead, memory_order_release);
+            }
+            return (rec_hdr *)(p->ring + (p->phead & (RING_BYTES - 1)));
+        }
+        /* Full: wait until a quarter is free (fewer wake-ups). */
+        size_t want = pad + size > RING_BYTES / 4 ? pad + size : RING_BYTES / 4;
+        pthread_mutex_lock(&p->mu);
+        atomic_store(&p->caller_waits, 1);
+        pthread_cond_signal(&p->wake_thread);
+        while (!p->failed && RING_BYTES - (size_t)(p->phead - atomic_load(&p->tail)) < want) {
+            pthread_cond_wait(&p->wake_caller, &p->mu);
+        }
+        atomic_store(&p->caller_waits, 0);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+/* Publish the record claimed at r (payload written); wake the thread when it
+ * sleeps and there is enough to do. */
+static void
+publish(Writer *w, rec_hdr *r)
+{
+    pipe_state *p = &w->p;
+    p->phead += rec_bytes(r);
+    atomic_store_explicit(&p->head, p->phead, memory_order_release);
+    /* A sleeping thread is woken once enough waits (fewer wake-ups): checked
+     * every RING_BYTES / 16 bytes, without a fence -- a wake missed here only
+     * delays the lines; whoever waits for the thread (drain, claim, deliver_to)
+     * always wakes it under the mutex. */
+    if (p->phead - p->wake_checked >= RING_BYTES / 16) {
+        p->wake_checked = p->phead;
+        if (atomic_load_explicit(&p->thread_sleeps, memory_order_relaxed)) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->wake_thread);
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
+}
+
+/* Before queuing a line of `total` bytes that closes a chunk: hand the chunk due
+ * to write (Python code runs).  0: go on; 2: code ran, look at the state again;
+ * 1: that code stopped the thread (go on inline); -1: error. */
+static int
+hand_due(Writer *w, size_t total)
+{
+    pipe_state *p = &w->p;
+    if (w->file.fd >= 0) {
+        /* at the points the inline path would write: is the file still there? */
+        if (atomic_load_explicit(&p->werr, memory_order_relaxed)
+            || (p->vlen > 0 && p->vlen + total > w->out.limit && !same_file(&w->file))) {
+            go_inline(w);
+            return 1;
+        }
+        return 0;
+    }
+    if (p->delivering || !closes_due(p, total, w->out.limit)) {
+        return 0;
+    }
+    if (deliver_to(w, p->closed + 1 - LAG) < 0) {
+        return -1;
+    }
+    if (!p->on) {
+        return 1;
+    }
+    return check_open(w) < 0 ? -1 : 2;
+}
+
+/* Queue a body (line or summary): 0, 1 the thread is gone (go on inline), -1. */
+static int
+queue_body(Writer *w, const char *body, size_t blen, int summary)
+{
+    pipe_state *p = &w->p;
+    int d;
+    while ((d = hand_due(w, blen + TAIL_LEN)) == 2) {
+    }
+    if (d != 0) {
+        return d;
+    }
+    char *copy = NULL;
+    if (blen > BODY_IN_RING) {
+        copy = PyMem_RawMalloc(blen);
+        if (copy == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(copy, body, blen);
+    }
+    rec_hdr *r = claim(w, rec_size(copy ? (uint32_t)sizeof(rec_big) : (uint32_t)blen));
+    if (r == NULL) {
+        PyMem_RawFree(copy);
+        return -1;
+    }
+    if (copy == NULL) {
+        r->kind = summary ? REC_SUMMARY : REC_LINE;
+        r->len = (uint32_t)blen;
+        memcpy(r + 1, body, blen);
+    }
+    else {
+        r->kind = summary ? REC_BIG_SUMMARY : REC_BIG;
+        r->len = sizeof(rec_big);
+        rec_big *b = (rec_big *)(r + 1);
+        b->data = copy;
+        b->len = blen;
+    }
+    publish(w, r);
+    count_line(p, blen + TAIL_LEN, w->out.limit);
+    p->lines++;
+    if (summary) {
+        p->done = 1;
+    }
+    return 0;
+}
+
+static int
+queue_close_leaf(Writer *w)
+{
+    rec_hdr *r = claim(w, rec_size(0));
+    if (r == NULL) {
+        return -1;
+    }
+    r->kind = REC_CLOSE_LEAF;
+    r->len = 0;
+    publish(w, r);
+    return 0;
+}
+
+/* An op line's record: 1 queued, 0 the event has no site, 2 the thread is
+ * gone (go on inline), -1 error. */
+static int
+queue_op(Writer *w, PyObject *event, long long gas, long long depth)
+{
+    pipe_state *p = &w->p;
+    for (;;) {
+        site_t *s = site_find(&w->sites, (uintptr_t)event);
+        if (s == NULL) {
+            return 0;
+        }
+        opline_layout l;
+        opline_measure(&l, (size_t)PyBytes_GET_SIZE(s->prefix), gas, depth,
+                       (size_t)PyBytes_GET_SIZE(s->suffix));
+        size_t total = l.len + TAIL_LEN;
+        int d = hand_due(w, total);
+        if (d == 2) {
+            continue; /* the site may be gone */
+        }
+        if (d != 0) {
+            return d < 0 ? -1 : 2;
+        }
+        int narrow = depth >= 0 && depth <= (long long)UINT32_MAX;
+        rec_hdr *r = claim(w, narrow ? OP_BYTES : rec_size(sizeof(rec_op)));
+        if (r == NULL) {
+            return -1;
+        }
+        rec_op *o = (rec_op *)(r + 1);
+        o->prefix = s->prefix;
+        o->suffix = s->suffix;
+        o->gas = gas;
+        if (narrow) {
+            r->kind = REC_OP;
+            r->len = (uint32_t)depth;
+        }
+        else {
+            r->kind = REC_OP_WIDE;
+            r->len = sizeof(rec_op);
+            o->depth = depth;
+        }
+        publish(w, r);
+        count_line(p, total, w->out.limit);
+        p->lines++;
+        return 1;
+    }
+}
+
+/* Every queued line made and the closed chunks handed to write; with `all`, the
+ * thread's partial chunk too (a flush). */
+static int
+thread_flush(Writer *w, int all)
+{
+    pipe_state *p = &w->p;
+    if (drain(w) < 0) {
+        return -1;
+    }
+    if (w->file.fd >= 0) { /* the thread wrote the closed chunks; the rest from here */
+        if (atomic_load(&p->werr) || (all && w->out.len > 0 && !same_file(&w->file))) {
+            go_inline(w); /* the caller goes on with the inline path's flush */
+            return 1;
+        }
+        int err = all ? write_fd(w->file.fd, &w->out) : 0;
+        if (err) {
+            atomic_store(&p->werr, err);
+            go_inline(w);
+            return 1;
+        }
+        return 0;
+    }
+    if (all && w->out.len > 0) {
+        pthread_mutex_lock(&p->mu);
+        int rc = push_ready(w);
+        pthread_mutex_unlock(&p->mu);
+        if (rc < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        p->closed++;
+        p->vlen = 0;
+    }
+    return deliver_to(w, p->closed);
+}
+
+/* -- starting, stopping, fork ------------------------------------------------- */
+
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static Writer **registry; /* the writers with a thread, for a fork */
+static size_t registry_len, registry_cap;
+
+static int
+registry_add(Writer *w)
+{
+    pthread_mutex_lock(&registry_mu);
+    if (registry_len == registry_cap) {
+        size_t ncap = registry_cap ? registry_cap * 2 : 8;
+        Writer **nr = PyMem_RawRealloc(registry, ncap * sizeof(Writer *));
+        if (nr == NULL) {
+            pthread_mutex_unlock(&registry_mu);
+            return -1;
+        }
+        registry = nr;
+        registry_cap = ncap;
+    }
+    registry[registry_len++] = w;
+    pthread_mutex_unlock(&registry_mu);
+    return 0;
+}
+
+static void
+registry_remove(Writer *w)
+{
+    pthread_mutex_lock(&registry_mu);
+    for (size_t i = 0; i < registry_len; i++) {
+        if (registry[i] == w) {
+            registry[i] = registry[--registry_len];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_mu);
+}
+
+/* Before fork(): every thread has made its queued lines and sleeps; the
+ * registry stays locked until after. */
+static void
+atfork_prepare(void)
+{
+    pthread_mutex_lock(&registry_mu);
+    for (size_t i = 0; i < registry_len; i++) {
+        if (!registry[i]->p.forked) {
+            (void)drain_quiet(&registry[i]->p);
+        }
+    }
+}
+
+static void
+atfork_parent(void)
+{
+    pthread_mutex_unlock(&registry_mu);
+}
+
+/* In the child: no thread.  Each writer goes on inline at its next call. */
+static void
+atfork_child(void)
+{
+    for (size_t i = 0; i < registry_len; i++) {
+        pipe_state *p = &registry[i]->p;
+        p->forked = 1;
+        pthread_mutex_init(&p->mu, NULL);
+        pthread_cond_init(&p->wake_thread, NULL);
+        pthread_cond_init(&p->wake_caller, NULL);
+        p->delivering = 0;
+        p->drain = 0;
+    }
+    registry_len = 0;
+    pthread_mutex_init(&registry_mu, NULL);
+}
+
+static int
+start_thread(Writer *w)
+{
+    pipe_state *p = &w->p;
+    memset(p, 0, sizeof *p);
+    p->ring = PyMem_RawMalloc(RING_BYTES);
+    if (p->ring == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake_thread, NULL);
+    pthread_cond_init(&p->wake_caller, NULL);
+    p->pend.limit = w->out.limit;
+    if (registry_add(w) < 0) {
+        PyMem_RawFree(p->ring);
+        p->ring = NULL;
+        PyErr_NoMemory();
+        return -1;
+    }
+    p->on = 1; /* before the thread reads anything */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old); /* the thread starts with signals blocked */
+    int err = pthread_create(&p->thread, NULL, thread_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err != 0) {
+        p->on = 0;
+        registry_remove(w);
+        PyMem_RawFree(p->ring);
+        p->ring = NULL;
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->wake_thread);
+        pthread_cond_destroy(&p->wake_caller);
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return 0;
+}
+
+/* Free what records between tail and head own (a thread stopped early). */
+static void
+free_queued(pipe_state *p)
+{
+    uint64_t t = atomic_load(&p->tail);
+    while (t != p->phead) {
+        const rec_hdr *r = (const rec_hdr *)(p->ring + (t & (RING_BYTES - 1)));
+        if (r->kind == REC_BIG || r->kind == REC_BIG_SUMMARY) {
+            PyMem_RawFree(((const rec_big *)(r + 1))->data);
+        }
+        t += rec_bytes(r);
+    }
+}
+
+/* End the thread (after a drain, or dropping what is queued); the writer goes
+ * on inline: the bytes not yet written -- the chunk being written, the finished
+ * ones, the thread's partial one -- become the inline buffer, in order. */
+static void
+end_thread(Writer *w)
+{
+    pipe_state *p = &w->p;
+    if (!p->on) {
+        return;
+    }
+    if (!p->forked) {
+        pthread_mutex_lock(&p->mu);
+        p->stop = 1;
+        pthread_cond_signal(&p->wake_thread);
+        pthread_mutex_unlock(&p->mu);
+        pthread_join(p->thread, NULL); /* it never takes the GIL */
+        registry_remove(w);
+    }
+    free_queued(p);
+    /* one buffer: pend, then ready in order, then out */
+    size_t total = p->pend.len + w->out.len;
+    for (size_t i = 0; i < p->ready_count; i++) {
+        total += p->ready[(p->ready_first + i) % p->ready_cap].len;
+    }
+    line_buffer all = {NULL, 0, 0, w->out.limit, 0};
+    int ok = total == 0 || buffer_grow_raw(&all, total) == 0;
+    if (ok) {
+        memcpy(all.buf, p->pend.buf, p->pend.len);
+        all.len = p->pend.len;
+        for (size_t i = 0; i < p->ready_count; i++) {
+            chunk_t *c = &p->ready[(p->ready_first + i) % p->ready_cap];
+            memcpy(all.buf + all.len, c->buf, c->len);
+            all.len += c->len;
+        }
+        memcpy(all.buf + all.len, w->out.buf, w->out.len);
+        all.len += w->out.len;
+    }
+    for (size_t i = 0; i < p->ready_count; i++) {
+        PyMem_RawFree(p->ready[(p->ready_first + i) % p->ready_cap].buf);
+    }
+    for (size_t i = 0; i < p->nspare; i++) {
+        PyMem_RawFree(p->spare[i].buf);
+    }
+    PyMem_RawFree(p->ready);
+    PyMem_RawFree(p->pend.buf);
+    PyMem_RawFree(p->ring);
+    PyMem_RawFree(w->out.buf);
+    w->out = ok ? all : (line_buffer){NULL, 0, 0, w->out.limit, 0};
+    if (!p->forked) {
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->wake_thread);
+        pthread_cond_destroy(&p->wake_caller);
+    }
+    memset(p, 0, sizeof *p);
+}
+
+/* At every call while a thread is on: in a fork's child, go on inline. */
+static inline void
+settle(Writer *w)
+{
+    if (w->p.forked) {
+        end_thread(w);
+    }
+}
+
+/* Before reading the chain's state: every queued line made. */
+static int
+synced(Writer *w)
+{
+    if (w->p.on) {
+        settle(w);
+    }
+    return w->p.on ? drain(w) : 0;
+}
+
 /* -- lines -------------------------------------------------------------------- */
 
 static int
@@ -213,6 +1173,25 @@ get_body(PyObject *arg, Py_buffer *view)
     return 0;
 }
 
+/* With the thread on, queue the body: 1 done, -1 error (the view released
+ * then), 0 go on inline. */
+static int
+thread_body(Writer *w, Py_buffer *view, int summary)
+{
+    if (w->p.on) {
+        settle(w);
+    }
+    if (!w->p.on) {
+        return 0;
+    }
+    int rc = queue_body(w, view->buf, (size_t)view->len, summary);
+    if (rc > 0) {
+        return 0;
+    }
+    PyBuffer_Release(view);
+    return rc < 0 ? -1 : 1;
+}
+
 static PyObject *
 writer_line(Writer *w, PyObject *arg)
 {
@@ -221,6 +1200,10 @@ writer_line(Writer *w, PyObject *arg)
         return NULL;
     }
     size_t blen = (size_t)view.len;
+    int queued = thread_body(w, &view, 0);
+    if (queued != 0) {
+        return queued < 0 ? NULL : Py_NewRef(Py_None);
+    }
     /* The buffer export keeps a bytearray from resizing while `write` runs. */
     if (prepare(w, blen + TAIL_LEN) < 0) {
         PyBuffer_Release(&view);
@@ -240,6 +1223,10 @@ writer_summary(Writer *w, PyObject *arg)
         return NULL;
     }
     size_t blen = (size_t)view.len;
+    int queued = thread_body(w, &view, 1);
+    if (queued != 0) {
+        return queued < 0 ? NULL : Py_NewRef(Py_None);
+    }
     if (close_leaf_impl(w) < 0 || prepare(w, blen + TAIL_LEN) < 0) {
         PyBuffer_Release(&view);
         return NULL;
@@ -253,6 +1240,18 @@ writer_summary(Writer *w, PyObject *arg)
 static PyObject *
 writer_close_leaf(Writer *w, PyObject *Py_UNUSED(ignored))
 {
+    if (w->p.on) {
+        settle(w);
+    }
+    if (w->p.on) {
+        int rc = queue_close_leaf(w);
+        if (rc < 0) {
+            return NULL;
+        }
+        if (rc == 0) {
+            Py_RETURN_NONE;
+        }
+    }
     if (close_leaf_impl(w) < 0) { /* after the summary there is no partial leaf */
         return NULL;
     }
@@ -262,7 +1261,19 @@ writer_close_leaf(Writer *w, PyObject *Py_UNUSED(ignored))
 static PyObject *
 writer_flush(Writer *w, PyObject *Py_UNUSED(ignored))
 {
-    if (buffer_flush(&w->out, w->write) < 0) {
+    if (w->p.on) {
+        settle(w);
+    }
+    if (w->p.on) {
+        int rc = thread_flush(w, 1);
+        if (rc < 0) {
+            return NULL;
+        }
+        if (rc == 0) {
+            Py_RETURN_NONE;
+        } /* 1: gone inline: the inline flush below */
+    }
+    if (flush_out(w) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -271,6 +1282,9 @@ writer_flush(Writer *w, PyObject *Py_UNUSED(ignored))
 static PyObject *
 writer_root(Writer *w, PyObject *Py_UNUSED(ignored))
 {
+    if (synced(w) < 0) {
+        return NULL;
+    }
     uint8_t r[32];
     merkle_root(&w->tree, r);
     return PyBytes_FromStringAndSize((const char *)r, 32);
@@ -304,6 +1318,10 @@ writer_add_site(Writer *w, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "add_site(): key must be an id(), an address");
         return NULL;
     }
+    /* queued op lines read the pieces a replacement drops */
+    if (w->p.on && site_find(&w->sites, (uintptr_t)k) != NULL && synced(w) < 0) {
+        return NULL;
+    }
     if (site_put(&w->sites, (uintptr_t)k, args[1], args[2], args[3]) < 0) {
         return NULL;
     }
@@ -313,6 +1331,9 @@ writer_add_site(Writer *w, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 writer_clear_sites(Writer *w, PyObject *Py_UNUSED(ignored))
 {
+    if (synced(w) < 0) { /* queued op lines read the pieces */
+        return NULL;
+    }
     sites_clear(&w->sites);
     Py_RETURN_NONE;
 }
@@ -372,6 +1393,18 @@ writer_op(Writer *w, PyObject *const *args, Py_ssize_t nargs)
             Py_RETURN_FALSE;
         }
     }
+    if (w->p.on) {
+        settle(w);
+    }
+    if (w->p.on) {
+        int queued = queue_op(w, args[0], v[0], v[1]);
+        if (queued < 0) {
+            return NULL;
+        }
+        if (queued < 2) {
+            return Py_NewRef(queued ? Py_True : Py_False);
+        }
+    }
     int written = write_op(w, args[0], v[0], v[1]);
     if (written < 0) {
         return NULL;
@@ -392,11 +1425,18 @@ writer_op(Writer *w, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"write", "buffer_size", "lines_per_leaf", "on_leaf", NULL};
+    static char *kwlist[] = {"write", "buffer_size", "lines_per_leaf", "on_leaf", "threaded",
+                             "fd", NULL};
     PyObject *write, *on_leaf = Py_None;
     Py_ssize_t buffer_size = 65536, per_leaf = 16;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$nnO:LineWriter", kwlist, &write,
-                                     &buffer_size, &per_leaf, &on_leaf)) {
+    int threaded = 0, fd = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$nnOpi:LineWriter", kwlist, &write,
+                                     &buffer_size, &per_leaf, &on_leaf, &threaded, &fd)) {
+        return NULL;
+    }
+    if (threaded && on_leaf != Py_None) {
+        PyErr_SetString(PyExc_ValueError,
+                        "LineWriter(): on_leaf runs Python code after each leaf: not with threaded");
         return NULL;
     }
     if (!PyCallable_Check(write)) {
@@ -416,6 +1456,7 @@ writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (w == NULL) {
         return NULL;
     }
+    w->file.fd = -1;
     w->write = Py_NewRef(write);
     w->on_leaf = on_leaf == Py_None ? NULL : Py_NewRef(on_leaf);
     w->out.buf = NULL;
@@ -430,6 +1471,23 @@ writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     merkle_init(&w->tree);
     w->sites.slots = NULL;
     w->sites.mask = w->sites.count = 0;
+    memset(&w->p, 0, sizeof w->p);
+    w->file.fd = -1;
+    if (fd >= 0) { /* its own descriptor: the caller's may be closed, its number reused */
+        struct stat st;
+        if (fstat(fd, &st) < 0 || (w->file.fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            Py_DECREF(w);
+            return NULL;
+        }
+        w->file.caller_fd = fd;
+        w->file.dev = st.st_dev;
+        w->file.ino = st.st_ino;
+    }
+    if (threaded && start_thread(w) < 0) {
+        Py_DECREF(w);
+        return NULL;
+    }
     return (PyObject *)w;
 }
 
@@ -445,6 +1503,7 @@ writer_traverse(Writer *w, visitproc visit, void *arg)
 static int
 writer_clear(Writer *w)
 {
+    end_thread(w); /* queued op lines read the sites' pieces */
     sites_clear(&w->sites);
     Py_CLEAR(w->on_leaf);
     Py_CLEAR(w->write);
@@ -457,7 +1516,11 @@ writer_dealloc(Writer *w)
     PyTypeObject *type = Py_TYPE(w);
     PyObject_GC_UnTrack(w);
     writer_clear(w);
-    PyMem_Free(w->out.buf);
+    if (w->file.fd >= 0) {
+        close(w->file.fd);
+        w->file.fd = -1;
+    }
+    PyMem_RawFree(w->out.buf);
     w->out.buf = NULL;
     type->tp_free((PyObject *)w);
     Py_DECREF(type); /* instances of a heap type own a reference to it */
@@ -466,6 +1529,9 @@ writer_dealloc(Writer *w)
 static PyObject *
 writer_get_head(Writer *w, void *Py_UNUSED(closure))
 {
+    if (synced(w) < 0) {
+        return NULL;
+    }
     char hex[64];
     hex32(w->prev, hex);
     return PyUnicode_FromStringAndSize(hex, 64);
@@ -474,19 +1540,64 @@ writer_get_head(Writer *w, void *Py_UNUSED(closure))
 static PyObject *
 writer_get_lines(Writer *w, void *Py_UNUSED(closure))
 {
+    if (w->p.on) {
+        return PyLong_FromUnsignedLongLong(w->p.lines);
+    }
     return PyLong_FromUnsignedLongLong(w->lines);
 }
 
 static PyObject *
 writer_get_tree_size(Writer *w, void *Py_UNUSED(closure))
 {
+    if (synced(w) < 0) {
+        return NULL;
+    }
     return PyLong_FromUnsignedLongLong(w->tree.size);
 }
 
 static PyObject *
 writer_get_buffered(Writer *w, void *Py_UNUSED(closure))
 {
-    return PyLong_FromSize_t(w->out.len);
+    if (synced(w) < 0) {
+        return NULL;
+    }
+    size_t n = w->out.len;
+    if (w->p.on) {
+        pthread_mutex_lock(&w->p.mu);
+        n += w->p.pend.len;
+        for (size_t i = 0; i < w->p.ready_count; i++) {
+            n += w->p.ready[(w->p.ready_first + i) % w->p.ready_cap].len;
+        }
+        pthread_mutex_unlock(&w->p.mu);
+    }
+    return PyLong_FromSize_t(n);
+}
+
+static PyObject *
+writer_get_threaded(Writer *w, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(w->p.on && !w->p.forked);
+}
+
+static PyObject *
+writer_stop_thread(Writer *w, PyObject *Py_UNUSED(ignored))
+{
+    /* the finished chunks go to write first: the inline buffer then holds what
+     * the inline path would (the lines since the last flush point) */
+    if (w->p.on && w->p.delivering) {
+        /* another thread of the program is inside write, with a chunk of ours: the
+         * thread stays (it ends with the writer) */
+        Py_RETURN_NONE;
+    }
+    if (synced(w) < 0 || (w->p.on && thread_flush(w, 0) < 0)) { /* 1: gone inline */
+        return NULL;
+    }
+    end_thread(w);
+    if (w->file.fd >= 0) { /* from now on write says what went (a size limit counts it) */
+        close(w->file.fd);
+        w->file.fd = -1;
+    }
+    Py_RETURN_NONE;
 }
 
 static PyGetSetDef writer_getset[] = {
@@ -495,6 +1606,8 @@ static PyGetSetDef writer_getset[] = {
     {"lines", (getter)writer_get_lines, NULL, "Lines sealed so far (the summary included).", NULL},
     {"tree_size", (getter)writer_get_tree_size, NULL, "Leaves in the Merkle tree so far.", NULL},
     {"buffered", (getter)writer_get_buffered, NULL, "Bytes not yet handed to write.", NULL},
+    {"threaded", (getter)writer_get_threaded, NULL,
+     "Whether a thread of the writer makes the lines (threaded=True, until stop_thread).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -514,6 +1627,9 @@ static PyMethodDef writer_methods[] = {
     {"add_site", (PyCFunction)(void (*)(void))writer_add_site, METH_FASTCALL,
      "add_site($self, key, prefix, suffix, keep, /)\n--\n\nThe pieces of an instruction site's op line, "
      "for events whose id() is key; keep (the event) is held so the id stays valid."},
+    {"stop_thread", (PyCFunction)writer_stop_thread, METH_NOARGS,
+     "stop_thread($self, /)\n--\n\nLet the writer's thread make every queued line, hand "
+     "its finished chunks on, end it and go on inline, through write (not fd)."},
     {"clear_sites", (PyCFunction)writer_clear_sites, METH_NOARGS,
      "clear_sites($self, /)\n--\n\nForget every site."},
     {"op", (PyCFunction)(void (*)(void))writer_op, METH_FASTCALL,
@@ -524,11 +1640,16 @@ static PyMethodDef writer_methods[] = {
 };
 
 PyDoc_STRVAR(writer_doc,
-"LineWriter(write, *, buffer_size=65536, lines_per_leaf=16, on_leaf=None)\n"
+"LineWriter(write, *, buffer_size=65536, lines_per_leaf=16, on_leaf=None, threaded=False,\n"
+"           fd=-1)\n"
 "--\n\n"
 "Seal lines per docs/FORMAT.md (version 2), buffer them and hand them to write;\n"
 "keep the Merkle tree of the leaves.  op(event, gas, depth) writes the op line of\n"
-"a site added with add_site from those plain values.");
+"a site added with add_site from those plain values.  threaded: the calls only\n"
+"queue records; a thread of the writer (no GIL) makes, hashes and buffers the\n"
+"lines, and the calls hand finished buffers to write: the same bytes.  With fd\n"
+"(write's file descriptor), the thread writes them there itself (write is used\n"
+"only once the thread is stopped, or after a failed write).");
 
 static PyType_Slot writer_slots[] = {
     {Py_tp_new, writer_new},
@@ -630,6 +1751,14 @@ static PyMethodDef module_methods[] = {
 static int
 cwriter_exec(PyObject *m)
 {
+    static int atfork_registered;
+    if (!atfork_registered) { /* the handlers never run Python code */
+        if (pthread_atfork(atfork_prepare, atfork_parent, atfork_child) != 0) {
+            PyErr_SetString(PyExc_RuntimeError, "pthread_atfork failed");
+            return -1;
+        }
+        atfork_registered = 1;
+    }
     module_state *st = PyModule_GetState(m);
     const char *impl = sha256_select_from_env();
     st->writer_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &writer_spec, NULL);

@@ -1,0 +1,131 @@
+"""ChainTracer with the line writer inline and on its own thread (issue 18 item 1),
+per instruction event, against the floor, measured in one run.
+
+    python benchmarks/bench_writer_thread.py [--repeat 5] [--workload arithmetic ...]
+    taskset -c 0 python benchmarks/bench_writer_thread.py   # one CPU
+
+For each workload (benchmarks/workloads.py) it runs, interleaved, best of N: the
+floor (a no-op ``sys.monitoring`` INSTRUCTION callback, bench_tracers.floor), the
+discard tracer, and ChainTracer writing a file with the inline C writer and with
+``LineWriter(threaded=True)``; each measured three ways at once: CPU time of the
+interpreter's thread, CPU time of the whole process (the writer's thread
+included), and wall time.  The ratios are to the floor measured the same way
+(the floor has no other thread: its three figures differ only by load).  On a
+machine shared with other jobs, the CPU figures are the ones to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench_tracers
+from workloads import WORKLOADS
+
+import blocktrace
+
+Clocks = tuple[int, int, int]
+
+
+def _now() -> Clocks:
+    return time.thread_time_ns(), time.process_time_ns(), time.perf_counter_ns()
+
+
+def _measured(run: Callable[..., tuple[int, int]], *args: Any) -> tuple[Clocks, int]:
+    """bench_tracers' ``floor``, timed on the three clocks at once."""
+    got: list[Clocks] = []
+
+    def clock() -> int:  # read twice by run: keep all three each time
+        got.append(_now())
+        return 0
+
+    bench_tracers.clock = clock
+    _, n = run(*args)
+    a, b = got
+    return (b[0] - a[0], b[1] - a[1], b[2] - a[2]), n
+
+
+def _stepped(fn: Callable[[], object], make: Callable[[], Any]) -> Clocks:
+    """bench_tracers.stepped, timed on the three clocks (read before set_tracer: no
+    Python code may run between it and start())."""
+    tracer = make()
+    a = _now()
+    previous = blocktrace.set_tracer(tracer)
+    try:
+        blocktrace.start()
+        fn()
+        blocktrace.stop()
+        b = _now()
+    finally:
+        blocktrace.set_tracer(previous)
+        close = getattr(tracer, "close", None)
+        if close is not None:
+            close()
+    return b[0] - a[0], b[1] - a[1], b[2] - a[2]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--workload", choices=sorted(WORKLOADS), action="append")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="bt-bench-thread-")
+    counter = [0]
+
+    def chain(threaded: str) -> Callable[[], Any]:
+        def make() -> Any:
+            counter[0] += 1
+            os.environ["BLOCKTRACE_WRITER_THREAD"] = threaded
+            path = os.path.join(tmp, f"t{counter[0]}.jsonl")
+            tracer = blocktrace.ChainTracer(path, genesis="bench")
+            if threaded == "1":
+                assert tracer._writer.threaded, "the C writer with a thread is not there"
+            return tracer
+        return make
+
+    configs: dict[str, Callable[[Callable[[], object]], Clocks]] = {
+        "discard": lambda fn: _stepped(fn, lambda: blocktrace.discard_trace),
+        "inline": lambda fn: _stepped(fn, chain("0")),
+        "threaded": lambda fn: _stepped(fn, chain("1")),
+    }
+    cpus = len(os.sched_getaffinity(0))
+    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores "
+          f"({cpus} in this process's affinity mask), best of {args.repeat}, interleaved; "
+          f"load average {os.getloadavg()[0]:.1f}\n")
+    print("| workload | clock | floor ns/ev | discard (x floor) | ChainTracer inline (x floor) "
+          "| ChainTracer threaded (x floor) |")
+    print("|---|---|---|---|---|---|")
+    for name in args.workload or ["arithmetic", "objects"]:
+        fn = WORKLOADS[name]
+        fn()
+        best: dict[str, list[int]] = {}
+        events = 0
+        for _ in range(args.repeat):
+            got, events = _measured(bench_tracers.floor, fn)
+            runs = {"floor": got, **{label: run(fn) for label, run in configs.items()}}
+            for label, clocks in runs.items():
+                old = best.setdefault(label, [1 << 62] * 3)
+                best[label] = [min(o, c) for o, c in zip(old, clocks, strict=True)]
+            for entry in os.listdir(tmp):
+                os.unlink(os.path.join(tmp, entry))
+        for i, clock in enumerate(("thread CPU", "process CPU", "wall")):
+            f = best["floor"][i] / events
+            cells = " | ".join(
+                f"{best[k][i] / events:.0f} ({best[k][i] / events / f:.1f}x)"
+                for k in ("discard", "inline", "threaded")
+            )
+            print(f"| {name} | {clock} | {f:.1f} | {cells} |")
+        sys.stdout.flush()
+    os.rmdir(tmp)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,517 @@
+"""The C line writer with its own thread (``LineWriter(threaded=True)``, issue 18
+item 1): the same bytes, chain, tree and write behaviour as the inline C writer and
+the pure-Python reference, whatever the interleaving; fork, exit, signals.
+
+The thread makes the lines; the calls only queue records, and hand finished chunks
+to ``write`` at points that depend only on the lines (never on the thread's
+timing), so these tests compare whole outputs and states, not timings."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import blocktrace
+from blocktrace.chain.verify import verify_file
+from blocktrace.chain.writer import PyLineWriter
+
+_cwriter = pytest.importorskip(
+    "blocktrace.chain._cwriter",
+    reason="the C extension is not built (python setup.py build_ext --inplace)",
+)
+LineWriter: Any = _cwriter.LineWriter
+
+PREFIX = b'{"pc":12,"op":100,"gas":"0x'
+SUFFIX = b',"opName":"LOAD_FAST","line":5,"code":3'
+ROOT = Path(__file__).resolve().parents[2]
+
+_step = st.one_of(
+    st.tuples(st.just("op"), st.integers(0, 5), st.integers(-(2**63), 2**63 - 1),
+              st.integers(-(2**63), 2**63 - 1)),
+    st.tuples(st.just("line"), st.binary(max_size=300).map(lambda b: b.replace(b"\n", b" "))),
+    st.tuples(st.just("big"), st.integers(60_000, 200_000)),
+    st.tuples(st.just("close_leaf")),
+    st.tuples(st.just("flush")),
+    st.tuples(st.just("state")),
+)
+
+
+def _run(writer_args: dict[str, Any], steps: list[tuple[Any, ...]], *, pure: bool = False,
+         ops_per_step: int = 1, seal: bool = True) -> tuple[bytes, list[Any]]:
+    out = bytearray()
+    make = PyLineWriter if pure else LineWriter
+    w = make(out.extend, **writer_args)
+    events = [object() for _ in range(6)]
+    for i, e in enumerate(events[:5]):  # the sixth has no site: the caller's to write
+        w.add_site(id(e), PREFIX + b"%d" % i, SUFFIX, e)
+    seen: list[Any] = []
+    for step in steps:
+        kind = step[0]
+        if kind == "op":
+            for k in range(ops_per_step):
+                seen.append(w.op(events[step[1]], step[2] + k if step[2] < 2**62 else step[2],
+                                 step[3]))
+        elif kind == "line":
+            w.line(b'{"x":' + step[1].hex().encode())
+        elif kind == "big":
+            w.line(b'{"big":"' + b"y" * step[1] + b'"')
+        elif kind == "close_leaf":
+            w.close_leaf()
+        elif kind == "flush":
+            w.flush()
+        else:  # (buffered: the thread's writer holds up to LAG more chunks)
+            seen.append((w.head, w.lines, w.tree_size, w.root()))
+    if seal:
+        w.summary(b'{"output":""')
+    w.flush()
+    seen.append((w.head, w.lines, w.tree_size, w.root(), w.buffered))
+    return bytes(out), seen
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    steps=st.lists(_step, max_size=40),
+    buffer_size=st.sampled_from([1, 100, 4096, 65536]),
+    per_leaf=st.sampled_from([0, 1, 3, 16]),
+    ops_per_step=st.sampled_from([1, 50, 2000]),
+    seal=st.booleans(),
+)
+def test_threaded_matches_inline_and_the_reference(
+    steps: list[tuple[Any, ...]], buffer_size: int, per_leaf: int, ops_per_step: int, seal: bool
+) -> None:
+    args = {"buffer_size": buffer_size, "lines_per_leaf": per_leaf}
+    threaded = _run({**args, "threaded": True}, steps, ops_per_step=ops_per_step, seal=seal)
+    assert threaded == _run(args, steps, ops_per_step=ops_per_step, seal=seal)
+    assert threaded == _run(args, steps, pure=True, ops_per_step=ops_per_step, seal=seal)
+
+
+def test_write_is_called_at_points_that_depend_on_the_lines_only() -> None:
+    """Chunks are handed on by the calls, LAG chunks behind the thread's closing
+    of them: the same calls get the same writes, run after run."""
+    def calls() -> list[tuple[int, int]]:
+        got: list[tuple[int, int]] = []
+        n = [0]
+        w = LineWriter(lambda b: got.append((n[0], len(b))), buffer_size=1000, threaded=True)
+        e = object()
+        w.add_site(id(e), PREFIX, SUFFIX, e)
+        for n[0] in range(20_000):
+            w.op(e, n[0], 1)
+        w.flush()
+        return got
+
+    first = calls()
+    assert len(first) > 100
+    for _ in range(3):
+        assert calls() == first
+
+
+def test_the_thread_ends_with_stop_thread_and_the_writer_goes_on_inline() -> None:
+    out = bytearray()
+    w = LineWriter(out.extend, buffer_size=500, lines_per_leaf=3, threaded=True)
+    ref_out = bytearray()
+    ref = PyLineWriter(ref_out.extend, buffer_size=500, lines_per_leaf=3)
+    e = object()
+    for x in (w, ref):
+        x.add_site(id(e), PREFIX, SUFFIX, e)
+    assert w.threaded
+    for i in range(3000):
+        w.op(e, i, 2)
+        ref.op(e, i, 2)
+    w.stop_thread()
+    assert not w.threaded
+    assert w.buffered < 500  # the finished chunks went to write: what the inline path holds
+    for i in range(100):
+        w.op(e, i, 3)
+        ref.op(e, i, 3)
+    w.summary(b'{"output":""')
+    ref.summary(b'{"output":""')
+    w.flush()
+    ref.flush()
+    assert bytes(out) == bytes(ref_out)
+    assert w.head == ref.head
+
+
+def test_on_leaf_needs_the_inline_writer() -> None:
+    with pytest.raises(ValueError, match="threaded"):
+        LineWriter(bytearray().extend, on_leaf=lambda: None, threaded=True)
+
+
+def test_a_failing_write_loses_nothing_and_writes_nothing_twice() -> None:
+    out = bytearray()
+    fail = [False]
+
+    def write(data: bytes) -> None:
+        if fail[0]:
+            fail[0] = False
+            raise OSError(28, "No space left on device")
+        out.extend(data)
+
+    w = LineWriter(write, buffer_size=300, lines_per_leaf=2, threaded=True)
+    e = object()
+    w.add_site(id(e), PREFIX, SUFFIX, e)
+    done = 0
+    failures = 0
+    while done < 5000:
+        if done % 997 == 0:
+            fail[0] = True
+        try:
+            w.op(e, done, 1)
+        except OSError:
+            failures += 1
+            continue  # the line was not added: added again
+        done += 1
+    w.summary(b'{"output":""')
+    w.flush()
+    assert failures >= 4
+    ref_out = bytearray()
+    ref = PyLineWriter(ref_out.extend, buffer_size=300, lines_per_leaf=2)
+    ref.add_site(id(e), PREFIX, SUFFIX, e)
+    for i in range(5000):
+        ref.op(e, i, 1)
+    ref.summary(b'{"output":""')
+    ref.flush()
+    assert bytes(out) == bytes(ref_out)
+
+
+def _python(code: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path, capture_output=True,
+        text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+    )
+
+
+def test_fork_the_child_and_the_parent_go_on(tmp_path: Path) -> None:
+    """A fork while lines are queued: the child (no thread) goes on inline from the
+    same state, the parent with its thread; both end with the reference's bytes."""
+    result = _python(
+        """
+        import os, sys
+        from blocktrace.chain._cwriter import LineWriter
+        from blocktrace.chain.writer import PyLineWriter
+        PRE = b'{"pc":1,"op":2,"gas":"0x'; SUF = b',"opName":"NOP","line":1,"code":1'
+        e = object()
+        def run(make, who):
+            out = bytearray()
+            w = make(out.extend, buffer_size=4096, lines_per_leaf=16,
+                     **({"threaded": True} if make is LineWriter else {}))
+            w.add_site(id(e), PRE, SUF, e)
+            for i in range(30000):
+                w.op(e, i, 1)
+            return w, out
+        w, out = run(LineWriter, "c")
+        pid = os.fork()
+        who = b"child" if pid == 0 else b"parent"
+        for i in range(20000):
+            w.op(e, i, 2)
+        w.line(b'{"who":"' + who + b'"')
+        w.summary(b'{"output":""'); w.flush()
+        ref, ref_out = run(PyLineWriter, "r")
+        for i in range(20000):
+            ref.op(e, i, 2)
+        ref.line(b'{"who":"' + who + b'"')
+        ref.summary(b'{"output":""'); ref.flush()
+        ok = bytes(out) == bytes(ref_out) and w.head == ref.head
+        if pid == 0:
+            os._exit(0 if ok and not w.threaded else 3)
+        _, status = os.waitpid(pid, 0)
+        print(ok, w.threaded, os.waitstatus_to_exitcode(status))
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True", "0"]
+
+
+_TRACED = """
+import os, signal, sys, time
+import blocktrace
+from blocktrace.tracers.chain import ChainTracer
+tracer = ChainTracer(sys.argv[1])
+assert tracer._writer.threaded, "not threaded"
+def work(n):
+    total = 0
+    for i in range(n):
+        total += i * 2
+    return total
+cm = blocktrace.trace(tracer)
+cm.__enter__()
+work(20000)
+how = sys.argv[2]
+if how == "exit":
+    sys.exit(0)  # the stepper's atexit stop seals
+elif how == "_exit":
+    os._exit(0)
+elif how == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("how,status", [("exit", "sealed"), ("_exit", "unsealed"),
+                                        ("kill", "unsealed")])
+def test_exits_leave_a_sealed_trace_or_a_verifiable_prefix(
+    how: str, status: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "t.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-c", _TRACED, str(path), how], cwd=tmp_path, capture_output=True,
+        text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "BLOCKTRACE_WRITER_THREAD": "1"},
+    )
+    assert "not threaded" not in result.stderr
+    assert path.exists(), result.stderr
+    assert verify_file(path).status == status
+
+
+def test_signals_reach_the_main_thread_not_the_writers(tmp_path: Path) -> None:
+    """The writer's thread blocks every signal: SIGALRM interrupts the program's
+    sleep in the main thread at once (a thread that took it would let the sleep
+    run its course)."""
+    result = _python(
+        """
+        import signal, time, blocktrace
+        from blocktrace.chain._cwriter import LineWriter
+        writers = [LineWriter(bytearray().extend, threaded=True) for _ in range(8)]
+        class Alarm(Exception):
+            pass
+        def handler(signum, frame):
+            raise Alarm
+        signal.signal(signal.SIGALRM, handler)
+        t = time.monotonic()
+        for _ in range(5):
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            try:
+                time.sleep(30)
+            except Alarm:
+                pass
+        print(round(time.monotonic() - t, 1), all(w.threaded for w in writers))
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    elapsed, threaded = result.stdout.split()
+    assert threaded == "True"
+    assert float(elapsed) < 10
+
+
+def test_chain_tracer_switch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BLOCKTRACE_WRITER_THREAD=1: a plain trace's lines are made on the thread
+    (ended at the seal); checkpoints and a size limit keep the inline writer; the
+    trace is the one the inline writer makes."""
+    from blocktrace.tracers.chain import ChainTracer
+
+    def traced(path: Path, **kw: Any) -> tuple[bool, ChainTracer]:
+        tracer = ChainTracer(path, genesis="g", argv=["x"], **kw)
+        threaded = bool(getattr(tracer._writer, "threaded", False))
+        with blocktrace.trace(tracer):
+            sum(i * i for i in range(3000))
+        return threaded, tracer
+
+    monkeypatch.setenv("BLOCKTRACE_WRITER_THREAD", "1")
+    threaded, tracer = traced(tmp_path / "a.jsonl")
+    assert threaded and not tracer._writer.threaded  # ended at the seal
+    assert not traced(tmp_path / "b.jsonl", max_size=10**7)[0]
+    assert not traced(tmp_path / "c.jsonl", checkpoint_every=1000)[0]
+    monkeypatch.setenv("BLOCKTRACE_WRITER_THREAD", "0")
+    assert not traced(tmp_path / "d.jsonl")[0]
+    for name in "abcd":
+        assert verify_file(tmp_path / f"{name}.jsonl").status == "sealed"
+    a = (tmp_path / "a.jsonl").read_bytes().splitlines()
+    d = (tmp_path / "d.jsonl").read_bytes().splitlines()
+    # the same program, the same lines but for the header's start and the summary's
+    # time (so every hash differs)
+    def bodies(lines: list[bytes]) -> list[bytes]:
+        return [line.rsplit(b',"hash":', 1)[0] for line in lines[1:-1]]
+
+    assert len(a) == len(d) > 3000
+    assert bodies(a) == bodies(d)
+
+
+def test_a_signal_during_a_threaded_trace_seals_it(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT from outside) while a threaded trace is written: the program
+    gets KeyboardInterrupt, the trace is sealed with it."""
+    path = tmp_path / "t.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(
+            """
+            import sys, blocktrace
+            from blocktrace.tracers.chain import ChainTracer
+            tracer = ChainTracer(sys.argv[1])
+            assert tracer._writer.threaded
+            with blocktrace.trace(tracer):
+                print("go", flush=True)
+                while True:
+                    pass
+            """), str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "BLOCKTRACE_WRITER_THREAD": "1"},
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "go"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert "KeyboardInterrupt" in err
+    result = verify_file(path)
+    assert result.status == "sealed", result.reason
+    assert result.summary is not None and result.summary["error"] == "KeyboardInterrupt"
+
+
+def test_with_a_file_of_its_own_the_thread_writes_it(tmp_path: Path) -> None:
+    """fd: the thread writes the chunks to its own copy of the descriptor; the file
+    is the reference's bytes.  (Closed under the writer, the caller's file makes it
+    go on inline, where `write` fails as it would have: tests/tracers'
+    test_failing_chain_writer_detached_and_program_unchanged.)"""
+    path = tmp_path / "t.jsonl"
+    f = open(path, "wb", buffering=0)  # noqa: SIM115
+    w = LineWriter(f.write, buffer_size=4096, lines_per_leaf=16, threaded=True, fd=f.fileno())
+    e = object()
+    w.add_site(id(e), PREFIX, SUFFIX, e)
+    for i in range(50_000):
+        w.op(e, i, 1)
+    w.line(b'{"big":"' + b"z" * 300_000 + b'"')
+    assert w.threaded
+    for i in range(1000):
+        w.op(e, i, 2)
+    w.summary(b'{"output":""')
+    w.flush()
+    w.stop_thread()
+    f.close()
+    ref_out = bytearray()
+    ref = PyLineWriter(ref_out.extend, buffer_size=4096, lines_per_leaf=16)
+    ref.add_site(id(e), PREFIX, SUFFIX, e)
+    for i in range(50_000):
+        ref.op(e, i, 1)
+    ref.line(b'{"big":"' + b"z" * 300_000 + b'"')
+    for i in range(1000):
+        ref.op(e, i, 2)
+    ref.summary(b'{"output":""')
+    ref.flush()
+    assert path.read_bytes() == bytes(ref_out)
+
+
+def test_a_failed_write_of_the_thread_is_raised_and_nothing_is_lost() -> None:
+    """/dev/full: the thread's write fails (ENOSPC); the next call raises it, the
+    writer goes on inline holding every byte not written."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    with open("/dev/full", "wb", buffering=0) as f:
+        w = LineWriter(f.write, buffer_size=1000, lines_per_leaf=4, threaded=True,
+                       fd=f.fileno())
+        e = object()
+        w.add_site(id(e), PREFIX, SUFFIX, e)
+        ref_out = bytearray()
+        ref = PyLineWriter(ref_out.extend, buffer_size=1000, lines_per_leaf=4)
+        ref.add_site(id(e), PREFIX, SUFFIX, e)
+        with pytest.raises(OSError) as raised:
+            for i in range(1_000_000):
+                w.op(e, i, 1)
+                ref.op(e, i, 1)
+        assert raised.value.errno == errno.ENOSPC
+        assert not w.threaded
+        assert w.lines == ref.lines
+        assert w.buffered == len(ref_out) + ref.buffered  # nothing was written, nothing lost
+        assert w.head == ref.head
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no affinity masks here")
+def test_by_default_the_thread_is_used_with_two_cpus_or_more(tmp_path: Path) -> None:
+    """Unset BLOCKTRACE_WRITER_THREAD: a thread when the process may run on two
+    CPUs or more; pinned to one, the inline writer (cheaper there)."""
+    env = {k: v for k, v in os.environ.items() if k != "BLOCKTRACE_WRITER_THREAD"}
+    code = textwrap.dedent(
+        """
+        import os, sys
+        from blocktrace.tracers.chain import ChainTracer
+        if sys.argv[1] == "one":
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        tracer = ChainTracer(sys.argv[2])
+        print(tracer._writer.threaded, len(os.sched_getaffinity(0)))
+        tracer.close()
+        """
+    )
+    for cpus in ("one", "all"):
+        result = subprocess.run(
+            [sys.executable, "-c", code, cpus, str(tmp_path / f"{cpus}.jsonl")],
+            capture_output=True, text=True, timeout=60,
+            env={**env, "PYTHONPATH": str(ROOT)},
+        )
+        assert result.returncode == 0, result.stderr
+        threaded, n = result.stdout.split()
+        assert threaded == str(int(n) >= 2)
+        assert verify_file(tmp_path / f"{cpus}.jsonl").status == "sealed"
+
+
+def test_inline_with_a_file_of_its_own_write_is_not_called_until_the_file_goes(
+    tmp_path: Path,
+) -> None:
+    """fd= without a thread: the inline writer writes the file itself (no bytes
+    object, no Python call per buffer); once the caller's file is closed under
+    it, `write` is called again and says what is wrong, as without fd."""
+    path = tmp_path / "t.jsonl"
+    f = open(path, "wb", buffering=0)  # noqa: SIM115
+    calls: list[int] = []
+
+    def write(data: bytes) -> int:
+        calls.append(len(data))
+        return f.write(data)
+
+    w = LineWriter(write, buffer_size=1000, lines_per_leaf=3, fd=f.fileno())
+    e = object()
+    w.add_site(id(e), PREFIX, SUFFIX, e)
+    for i in range(5000):
+        w.op(e, i, 1)
+    w.flush()
+    assert calls == []
+    ref_out = bytearray()
+    ref = PyLineWriter(ref_out.extend, buffer_size=1000, lines_per_leaf=3)
+    ref.add_site(id(e), PREFIX, SUFFIX, e)
+    for i in range(5000):
+        ref.op(e, i, 1)
+    ref.flush()
+    assert path.read_bytes() == bytes(ref_out)
+    f.close()
+    with pytest.raises(ValueError, match="closed file"):
+        for i in range(5000):
+            w.op(e, i, 2)
+    assert calls  # the caller's write said it
+
+
+def test_stop_thread_from_inside_write_leaves_the_thread_to_the_end() -> None:
+    """Code that write runs (a signal handler, another thread while write let the GIL
+    go) asks to stop the thread while a chunk of the writer's is being written: the
+    thread stays, nothing is lost."""
+    out = bytearray()
+    calls = [0]
+
+    def write(data: bytes) -> None:
+        out.extend(data)
+        calls[0] += 1
+        if calls[0] == 3:
+            w.stop_thread()
+            assert w.threaded
+
+    w = LineWriter(write, buffer_size=500, lines_per_leaf=3, threaded=True)
+    ref_out = bytearray()
+    ref = PyLineWriter(ref_out.extend, buffer_size=500, lines_per_leaf=3)
+    e = object()
+    for x in (w, ref):
+        x.add_site(id(e), PREFIX, SUFFIX, e)
+        for i in range(5000):
+            x.op(e, i, 1)
+        x.summary(b'{"output":""')
+        x.flush()
+    assert calls[0] > 3
+    w.stop_thread()
+    assert not w.threaded
+    assert bytes(out) == bytes(ref_out)
