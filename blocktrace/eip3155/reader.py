@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mmap
+import os
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -15,7 +16,9 @@ from blocktrace.format.lines import SourceLine
 from blocktrace.format.reader import TraceReader
 from blocktrace.limits import LineTooLongError, bounded_lines
 
-__all__ = ["TraceError", "open_trace", "raw_decoder", "trace_lines", "trace_sources"]
+__all__ = [
+    "TraceError", "open_trace", "raw_decoder", "read_sources", "trace_lines", "trace_sources",
+]
 
 
 def open_trace(path: str) -> BinaryIO:
@@ -50,13 +53,43 @@ _SOURCE_START = b'\n{"event":"source"'
 _CHUNK = 1 << 22
 
 
+_READ: dict[str, tuple[tuple[int, int], list[tuple[int, bytes]]]] = {}
+"""Source lines of plain traces read to the end by another pass (``read_sources``)."""
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
+
+
+def read_sources(path: str, lines: list[tuple[int, bytes]]) -> None:
+    """Say that a pass that read the plain trace at ``path`` to its end found these
+    ``(number, line)`` lines starting ``{"event":"source"``: :func:`trace_sources` of
+    the file, unchanged, then decodes them instead of searching the file again."""
+    stamp = _stamp(path)
+    if stamp is not None:
+        if len(_READ) > 16:
+            _READ.clear()
+        _READ[path] = stamp, lines
+
+
 def trace_sources(reader: TraceReader) -> dict[str, SourceLine]:
     """``reader.sources()``, found in a plain file by a byte search over the file
     mapped into memory instead of a line-by-line walk (reports need them for traces
-    of millions of lines)."""
+    of millions of lines), or taken from a pass that just read it (``read_sources``)."""
     if reader.kind != "plain":
         return reader.sources()
     out: dict[str, SourceLine] = {}
+    read = _READ.pop(reader.path, None)
+    if read is not None and read[0] == _stamp(reader.path):
+        for number, raw in read[1]:
+            line = reader.decode(number, raw)
+            if isinstance(line, SourceLine):
+                out.setdefault(line.file, line)
+        return out
     with open(reader.path, "rb") as stream:
         try:
             data = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)

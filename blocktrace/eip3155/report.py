@@ -228,9 +228,6 @@ def diff_files(
             raise ValueError(f"unknown dialect {dialect!r} (known: {', '.join(DIALECTS)})")
     python_a = DIALECTS[dialect_a].python if dialect_a else sniff_python(path_a)
     python_b = DIALECTS[dialect_b].python if dialect_b else sniff_python(path_b)
-    for path, python in ((path_a, python_a), (path_b, python_b)):
-        if python:  # read the trace's source commitments while the file is there
-            _trace_sources(path)
     if by_line and not (python_a and python_b):
         raise ValueError("--by-line compares blocktrace traces (source lines); "
                          "an input is a client trace")
@@ -250,6 +247,9 @@ def diff_files(
         skipper = None
     steps = diff_steps(stream_a, stream_b, comparer, max_hunks=max_hunks, window=window,
                        skip=skipper)
+    for path, python in ((path_a, python_a), (path_b, python_b)):
+        if python:  # read the trace's source commitments while the file is there
+            _trace_sources(path)  # (from the pass that just read it, if it did)
     report = DiffReport(info_a, info_b, chosen, stack_top, steps,
                         compare_summaries(info_a, info_b, by_line), by_line=by_line)
     if level_note is not None:

@@ -35,7 +35,7 @@ from typing import BinaryIO
 
 from blocktrace._native import extension
 from blocktrace.eip3155.normalise import TraceInfo, blocktrace_reader, steps_of
-from blocktrace.eip3155.reader import TraceError
+from blocktrace.eip3155.reader import TraceError, read_sources
 from blocktrace.eip3155.records import Step
 from blocktrace.limits import MAX_LINE_BYTES, size_text
 
@@ -46,6 +46,7 @@ _c: ModuleType | None = extension("blocktrace.eip3155._cskip")
 CHUNK = 1 << 22
 """Bytes read at a time."""
 _MORE = 1  # _cskip: a line runs past the end of a buffer
+_SOURCE = b'{"event":"source"'
 
 Pair = tuple[Iterator[Step], Iterator[Step], Callable[[], int]]
 
@@ -55,7 +56,8 @@ class _Source:
     format's reader gives them: numbered from 1, each at most ``MAX_LINE_BYTES``
     (a longer one is a ``TraceError``), none after a torn last line."""
 
-    __slots__ = ("buf", "by_code", "calls", "done", "file", "lineno", "path", "pos", "start")
+    __slots__ = ("buf", "by_code", "calls", "done", "file", "lineno", "path", "pos", "sources",
+                 "start")
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -67,6 +69,8 @@ class _Source:
         """Where the last line given starts."""
         self.lineno = 0
         self.done = False
+        self.sources: list[tuple[int, bytes]] = []
+        """The source lines read (for the report: ``reader.read_sources``)."""
         self.calls: set[bytes] = set()
         """What the call lines last read for each code number said (``_cskip.call_key``)."""
         self.by_code: dict[int | str, bytes] = {}
@@ -97,12 +101,16 @@ class _Source:
                 if end < 0:
                     if not self.more():
                         self.done = True  # the end, or a torn last line
+                        read_sources(self.path, self.sources)
                         return
                     continue
             self.lineno += 1
             self.start = pos
             self.pos = end + 1
-            yield self.lineno, buf[pos:end + 1]
+            line = buf[pos:end + 1]
+            if line.startswith(_SOURCE):  # (the C pass stops at every other line)
+                self.sources.append((self.lineno, line))
+            yield self.lineno, line
 
     def more(self) -> bool:
         """Read on (keeping the bytes from the last line given); False at the end."""

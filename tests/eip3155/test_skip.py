@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import blocktrace
-from blocktrace.eip3155 import diff_files, skip
+from blocktrace.eip3155 import diff_files, report, skip
 from blocktrace.eip3155.render import render_json, render_text
 from blocktrace.eip3155.report import DiffReport
 from blocktrace.golden.compare import compare_golden
@@ -72,10 +72,14 @@ def _both(a: Path, b: Path, monkeypatch: pytest.MonkeyPatch, **options: Any
 
     with monkeypatch.context() as patch:
         patch.setattr(skip, "_skip", counting)
+        patch.setattr(report, "_TRACE_SOURCES", {})
         fast = diff_files(str(a), str(b), **options)
+        fast_text = render_text(fast), render_json(fast)
     with monkeypatch.context() as patch:
         patch.setattr(skip, "_c", None)
+        patch.setattr(report, "_TRACE_SOURCES", {})
         reference = diff_files(str(a), str(b), **options)
+        assert fast_text == (render_text(reference), render_json(reference))
     return fast, reference, sum(passed)
 
 

@@ -60,3 +60,19 @@ def test_a_source_line_that_does_not_decode_names_its_line(
     with pytest.raises(blocktrace.format.TraceError) as ours:
         read.trace_sources(TraceReader(str(path)))
     assert str(ours.value) == str(caught.value) and f":{number}: " in str(ours.value)
+
+
+def test_sources_from_the_diffs_pass_are_the_readers(tmp_path: Path) -> None:
+    """A diff that read a plain trace to its end hands its source lines on (no second
+    search of the file); a file changed since is searched again."""
+    from blocktrace.eip3155 import diff_files
+
+    path = _trace_two_files(tmp_path)
+    expected = TraceReader(str(path)).sources()
+    diff_files(str(path), str(path))
+    read.read_sources(str(path), [(2, path.read_bytes().splitlines(keepends=True)[1])])
+    assert read.trace_sources(TraceReader(str(path))) == dict(list(expected.items())[:1])
+    read.read_sources(str(path), [])
+    with path.open("ab") as grow:
+        grow.write(b"\n")
+    assert read.trace_sources(TraceReader(str(path))) == expected
