@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from blocktrace.cli import CliError
-from blocktrace.eip3155.reader import TraceError
+from blocktrace.format.errors import TraceError
 
 _FORMATS = ("parquet", "perfetto", "speedscope")
 

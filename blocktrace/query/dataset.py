@@ -26,8 +26,8 @@ from typing import Any
 
 import msgspec
 
-from blocktrace.eip3155.reader import TraceError
 from blocktrace.format import Verification
+from blocktrace.format.errors import TraceError
 from blocktrace.limits import MAX_KEY_FILE_BYTES, read_small_file
 from blocktrace.query.lines import blocktrace_header
 from blocktrace.query.schema import SCHEMA_VERSION, TABLES, arrow_schema

@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from blocktrace.eip3155.numbers import parse_int
-from blocktrace.eip3155.reader import open_trace
 from blocktrace.format import (
     CallLine,
     ExceptionLine,
@@ -258,7 +256,14 @@ def _int64(value: Any, *, wrap: bool = False) -> int | None:
     if value is None:
         return None
     try:
-        number = value if type(value) is int else parse_int(value)
+        if type(value) is int:
+            number = value
+        elif type(value) is str and value[:2] == "0x" and value[2:].isalnum():
+            number = int(value[2:], 16)  # parse_int's answer, without the client reader
+        else:
+            from blocktrace.eip3155.numbers import parse_int  # not at import: client traces'
+
+            number = parse_int(value)
     except (ValueError, TypeError):
         return None
     if wrap and _INT64_MAX < number < (1 << 64):
@@ -333,6 +338,8 @@ def _client_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.Record
 def _client_memory(path: str) -> dict[int, str]:
     """``memory`` as written by the clients that write it (erigon), by line number;
     the normaliser does not carry it, and only a cheap byte test finds the lines."""
+    from blocktrace.eip3155.reader import open_trace
+
     found: dict[int, str] = {}
     decode = msgspec.json.Decoder(dict[str, Any]).decode
     with open_trace(path) as stream:

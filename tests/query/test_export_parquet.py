@@ -262,3 +262,35 @@ def test_integer_columns_are_delta_encoded(dataset: Path) -> None:
             elif kinds[name] == "string":
                 assert "RLE_DICTIONARY" in encodings or meta.row_group(0).num_rows == 0
         assert meta.row_group(0).column(0).compression == "ZSTD"
+
+
+_LIST_MODULES = """
+import runpy, sys
+sys.argv = ["blocktrace", *sys.argv[1:]]
+try:
+    runpy.run_module("blocktrace", run_name="__main__", alter_sys=True)
+finally:
+    with open(OUT, "w") as f:
+        f.write("\\n".join(sorted(sys.modules)))
+"""
+
+
+def test_a_parquet_export_imports_no_duckdb_nor_the_client_reader(
+    fib: Path, tmp_path: Path
+) -> None:
+    """What every export paid before its first line: DuckDB (querying's) and the
+    EIP-3155 client reader (client traces') are imported only when needed."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "modules.txt"
+    done = subprocess.run(
+        [sys.executable, "-c", f"OUT = {str(out)!r}\n{_LIST_MODULES}", "export", str(fib),
+         "--to", "parquet", str(tmp_path / "ds")],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    modules = set(out.read_text().splitlines())
+    assert "pyarrow.parquet" in modules and "blocktrace.query.verifying" in modules
+    heavy = sorted(m for m in modules if m.split(".")[0] == "duckdb"
+                   or m.startswith("blocktrace.eip3155"))
+    assert heavy == []
