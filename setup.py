@@ -59,6 +59,9 @@ setup(
         Extension(
             "blocktrace.vm._chook",
             ["blocktrace/vm/_chook.c"],
+            depends=["blocktrace/format/csrc/callline.h"],
+            # the call and return lines' layout is the format's (format/csrc/callline.h)
+            include_dirs=["blocktrace/format/csrc"],
             extra_compile_args=_FLAGS,
             optional=True,
         ),

@@ -117,6 +117,16 @@ class Tracer(Protocol):
         tracer would have done) and False when it did not, and the tracer is
         then called as usual; the stepper's hook passes gas and depth itself
         (``ChainTracer`` offers its line writer's ``op``).
+    ``call_lines: tuple[line, pieces] | None = None``
+        the tracer's call and return lines may be written by the stepper's C
+        call hooks, read from the instance like ``op_line``: ``line(body)``
+        writes a line body (``ChainTracer`` offers its line writer's ``line``)
+        and ``pieces(event)`` gives, after the tracer handled a code object's
+        first ``CallStart``, the two pieces of its call lines
+        (``blocktrace.format.callline.call_pieces``) or None when its lines are
+        not that plain (threads, a clock, values); returns are then written as
+        ``blocktrace.format.callline.return_body`` with the value rendered by
+        ``vm.renderer``, and the tracer gets no ``CallStart``/``Return`` for them.
     ``level: "op" | "line" | "call" = "op"``
         which events the stepper produces: ``op`` every one; ``line`` the
         ``OpStart`` of the first instruction of each source-line range
@@ -137,6 +147,10 @@ class Tracer(Protocol):
         ...
 
 
+CallPieces = tuple[bytes, bytes] | None
+"""A code object's call-line pieces (see ``Capabilities.call_lines``), or None."""
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """What a tracer asked of the stepper, its optional attributes resolved once
@@ -148,6 +162,7 @@ class Capabilities:
     may_disable: bool = False
     fast_call: Callable[[Any, Any], object] | None = None
     op_line: Callable[[Any, int, int], bool] | None = None
+    call_lines: tuple[Callable[[bytes], object], Callable[[Any], CallPieces]] | None = None
     record_failure: Callable[[str], object] | None = None
     level: Level = "op"
 
@@ -169,6 +184,10 @@ def capabilities_of(tracer: object) -> Capabilities:
         own = vars(tracer) if hasattr(tracer, "__dict__") else {}
         fast = own.get("fast_call")
         op_line = own.get("op_line")
+        call_lines = own.get("call_lines")
+        if not (type(call_lines) is tuple and len(call_lines) == 2
+                and callable(call_lines[0]) and callable(call_lines[1])):
+            call_lines = None
         record = getattr(tracer, "record_failure", None)
         level = getattr(tracer, "level", "op")
         return Capabilities(
@@ -176,6 +195,7 @@ def capabilities_of(tracer: object) -> Capabilities:
             may_disable=bool(getattr(tracer, "may_disable", False)),
             fast_call=fast if callable(fast) else None,
             op_line=op_line if callable(op_line) else None,
+            call_lines=call_lines,
             record_failure=record if callable(record) else None,
             level=level if isinstance(level, str) and level in LEVELS else "op",
         )

@@ -37,6 +37,7 @@ from blocktrace.events import (
     Stop,
     TraceEvent,
 )
+from blocktrace.format.callline import call_body, call_pieces, return_body
 from blocktrace.format.compressed import (
     ZSTD_MISSING,
     CompressionUnavailableError,
@@ -241,6 +242,7 @@ class ChainTracer:
         self._failure: str | None = None
         self._started = time.perf_counter_ns()
         self._tail = self._clocked if clock else self._thread
+        self._clock = clock
         """The end of a call, return or exception line (never an op line's)."""
         self.sealed = False
         self.head = ""
@@ -283,6 +285,9 @@ class ChainTracer:
             on_leaf=self._leaf_done if periodic else None, **extra,
         )
         self.op_line = self._write_op = self._writer.op
+        self.call_lines: tuple[Any, Any] | None = (self._writer.line, self._call_pieces)
+        """Call and return lines written by the stepper's C hooks
+        (``Capabilities.call_lines``): this writer's ``line`` and ``_call_pieces``."""
         """An op line from plain values (``Capabilities.op_line``): the stepper's
         hook passes gas and depth; False for a site not added yet (then ``_slow``)."""
         header = {
@@ -386,6 +391,7 @@ class ChainTracer:
         if self._written + margin >= self.max_size:
             self.size_limited = True
             self.op_line = self._write_op = self._past_limit
+            self.call_lines = None
             capabilities_changed(self)  # a running stepper calls _past_limit from now on
 
     def _past_limit(self, event: object, gas: int, depth: int) -> bool:
@@ -461,14 +467,21 @@ class ChainTracer:
         if cached is None:
             if ev.file not in self._sources:
                 self._source(ev.file)
-            pre = b'{"event":"call","kind":%b,"depth":' % _encode(ev.kind)
-            suf = b',"code":%d,"name":%b,"file":%b,"firstLine":%d' % (
-                ev.code, _encode(ev.name), _encode(ev.file), ev.first_line
-            )
+            pre, suf = call_pieces(ev.kind, ev.code, ev.name, ev.file, ev.first_line)
             cached = self._calls[id(ev)] = (pre, suf, ev)
         if self._locals != "off":
             self._prev_locals.pop((vm.thread, vm.depth), None)
-        self._line(b"%b%d%b%b" % (cached[0], vm.depth, cached[1], self._tail(vm)))
+        self._line(call_body(cached[0], vm.depth, cached[1], self._tail(vm)))
+
+    def _call_pieces(self, ev: CallStart) -> tuple[bytes, bytes] | None:
+        """``call_lines``' pieces of ``ev``'s call lines, once ``_call`` made
+        them; None while its lines carry more than the pieces and the depth
+        (a thread, a clock) or a call does more than write (locals kept per
+        frame), or once the size limit stopped recording."""
+        if self._multi or self._clock or self._locals != "off" or self.size_limited:
+            return None
+        cached = self._calls.get(id(ev))
+        return None if cached is None else (cached[0], cached[1])
 
     def _source(self, file: str) -> None:
         """The source line committing to ``file``'s content, before the first
@@ -506,10 +519,7 @@ class ChainTracer:
 
     def _return(self, vm: VMState, ev: Return) -> None:
         value = _encode(vm.renderer.render(ev.value))
-        self._line(
-            b'{"event":"return","kind":"%b","depth":%d,"code":%d,"pc":%d,"gas":"0x%x","value":%b%b'
-            % (ev.kind.encode(), vm.depth, ev.code, ev.pc, vm.gas, value, self._tail(vm))
-        )
+        self._line(return_body(ev.kind, vm.depth, ev.code, ev.pc, vm.gas, value, self._tail(vm)))
 
     def _exception(self, vm: VMState, ev: OpException) -> None:
         error = _encode(f"{ev.error_type}: {ev.message}" if ev.message else ev.error_type)

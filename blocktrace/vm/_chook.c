@@ -58,6 +58,7 @@
 typedef struct {
     PyObject *hook_type;
     PyObject *meter_type;
+    PyObject *callhook_type;
     PyObject *str_gas;  /* interned "gas" */
     PyObject *str_site; /* interned "site" */
     PyObject *str_depth; /* interned "depth" */
@@ -892,6 +893,519 @@ static PyType_Spec hook_spec = {
     .slots = hook_slots,
 };
 
+/* -- CallHook: calls and returns ------------------------------------------
+ *
+ * CallHook(kind, vm, meter, entries, fallback, failed, *, line=None, render=None,
+ * room=0, thread=0, max_str=200) is the PY_START (kind 0) or PY_RETURN (kind 1)
+ * callback of the stepper's common case: one thread, a tracer whose call and
+ * return lines the hook may write itself (``line``: the line writer's
+ * ``line(body)``) or nobody listening (``line`` None: only the depth is kept).
+ * ``entries`` maps id(code) -> (call event, call prefix, call suffix, code
+ * index), filled by the stepper when a code object's first call went through
+ * ``fallback`` (the stepper's Python callback for the event, called with the
+ * same arguments whenever the hook does not handle an event: a code object
+ * not in ``entries``, another thread, the program in the room lent to the
+ * callbacks, depth 1 or less at a return, a gas count past 2**63).
+ *
+ * Start, as Stepper._on_start's common case:   Return:
+ *     depth += 1                                   line(return_body(depth, index,
+ *     line(call_body(prefix, depth, suffix))           offset, gas, render(value)))
+ *                                                  depth -= 1 (also when line failed)
+ * A failure of line or render goes to failed(event or None, code, offset,
+ * value, exc) as the stepper's except block would (the line's depth as it was).
+ *
+ * The return value is rendered here for None, bool, int (|v| < 2**63) and str
+ * (the renderer's text: repr of at most max_str characters, as JSON) exactly as
+ * blocktrace.tracers.render.Renderer.render + msgspec encode it; any other value
+ * by ``render(value) -> bytes`` (the stepper's renderer and encoder). */
+
+#include "callline.h"
+
+#define CALLBACK_ROOM 2 /* blocktrace.tracers.depth.CALLBACK_ROOM */
+#define RENDER_ROOM 32  /* frames a Python render of a return value may want */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    chook_state *st;
+    int kind; /* 0: PY_START, 1: PY_RETURN */
+    PyObject *vm;
+    PyObject *meter;
+    PyObject *entries;
+    PyObject *fallback;
+    PyObject *failed;
+    PyObject *line;   /* NULL: nobody listens */
+    PyObject *render; /* NULL: every value rendered here or not at all */
+    int *room;        /* the starting thread's frames left, or NULL */
+    unsigned long thread;
+    Py_ssize_t max_str;
+} CallHook;
+
+static PyObject *
+callhook_fallback(CallHook *self, PyObject *const *args, size_t nargs)
+{
+    return PyObject_Vectorcall(self->fallback, args, nargs, NULL);
+}
+
+/* failed(event, code, offset, value, exc) with exc the exception being raised,
+ * as call_failed does; 0, or -1 with failed's exception set. */
+static int
+callhook_failed(CallHook *self, PyObject *event, PyObject *const *args, PyObject *value)
+{
+    PyObject *exc = PyErr_GetRaisedException();
+    if (exc == NULL) {
+        PyErr_SetString(PyExc_SystemError, "CallHook: failed without an exception");
+        return -1;
+    }
+    PyObject *outer = PyErr_GetHandledException();
+    PyErr_SetHandledException(exc);
+    PyObject *stack[5] = {event, args[0], args[1], value, exc};
+    PyObject *result = PyObject_Vectorcall(self->failed, stack, 5, NULL);
+    PyErr_SetHandledException(outer);
+    Py_XDECREF(outer);
+    Py_DECREF(exc);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+/* vm.depth as a C long long: 0 and *out set, 1 when it is not a small exact
+ * int (the caller falls back), -1 on error. */
+static int
+callhook_depth(CallHook *self, long long *out)
+{
+    PyObject *depth = get_attr(self->vm, self->st->str_depth);
+    if (depth == NULL) {
+        return -1;
+    }
+    int fast = 0;
+    if (PyLong_CheckExact(depth)) {
+        int overflow;
+        long long d = PyLong_AsLongLongAndOverflow(depth, &overflow);
+        fast = overflow == 0 && d > -(1LL << 40) && d < (1LL << 40);
+        *out = d;
+    }
+    Py_DECREF(depth);
+    return fast ? 0 : 1;
+}
+
+static int
+callhook_set_depth(CallHook *self, long long depth)
+{
+    PyObject *value = PyLong_FromLongLong(depth);
+    if (value == NULL) {
+        return -1;
+    }
+    int done = set_attr(self->vm, self->st->str_depth, value);
+    Py_DECREF(value);
+    return done;
+}
+
+/* entries[id(code)], borrowed (NULL without an exception: absent). */
+static PyObject *
+callhook_entry(CallHook *self, PyObject *code)
+{
+    PyObject *key = PyLong_FromVoidPtr(code);
+    if (key == NULL) {
+        return NULL;
+    }
+    PyObject *entry = PyDict_GetItemWithError(self->entries, key);
+    Py_DECREF(key);
+    if (entry != NULL && (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 4)) {
+        PyErr_SetString(PyExc_TypeError, "CallHook: an entry must be a 4-tuple");
+        return NULL;
+    }
+    return entry;
+}
+
+static PyObject *
+callhook_start(CallHook *self, PyObject *const *args)
+{
+    /* Stepper._on_start refuses below CALLBACK_ROOM - 1 frames left, counted in
+     * its own frame: one fewer than here, where no frame was pushed. */
+    if ((self->room != NULL && *self->room < CALLBACK_ROOM)
+        || PyThread_get_thread_ident() != self->thread) {
+        return callhook_fallback(self, args, 2);
+    }
+    PyObject *entry = callhook_entry(self, args[0]);
+    if (entry == NULL) {
+        return PyErr_Occurred() ? NULL : callhook_fallback(self, args, 2);
+    }
+    long long depth;
+    int got = callhook_depth(self, &depth);
+    if (got != 0) {
+        return got < 0 ? NULL : callhook_fallback(self, args, 2);
+    }
+    Py_INCREF(entry);
+    PyObject *result = NULL;
+    depth += 1;
+    if (callhook_set_depth(self, depth) < 0) {
+        goto done;
+    }
+    if (self->line == NULL) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    PyObject *pre = PyTuple_GET_ITEM(entry, 1);
+    PyObject *suf = PyTuple_GET_ITEM(entry, 2);
+    if (!PyBytes_CheckExact(pre) || !PyBytes_CheckExact(suf)) {
+        PyErr_SetString(PyExc_TypeError, "CallHook: call pieces must be bytes");
+        goto done;
+    }
+    Py_ssize_t pre_len = PyBytes_GET_SIZE(pre), suf_len = PyBytes_GET_SIZE(suf);
+    PyObject *body = PyBytes_FromStringAndSize(NULL, pre_len + suf_len + 24);
+    if (body == NULL) {
+        goto done;
+    }
+    char *start = PyBytes_AS_STRING(body);
+    char *end = callline_call(start, PyBytes_AS_STRING(pre), (size_t)pre_len, depth,
+                              PyBytes_AS_STRING(suf), (size_t)suf_len);
+    if (_PyBytes_Resize(&body, end - start) < 0) {
+        goto done;
+    }
+    PyObject *r = PyObject_CallOneArg(self->line, body);
+    Py_DECREF(body);
+    if (r == NULL) {
+        if (callhook_failed(self, PyTuple_GET_ITEM(entry, 0), args, Py_None) < 0) {
+            goto done;
+        }
+    }
+    else {
+        Py_DECREF(r);
+    }
+    result = Py_NewRef(Py_None);
+done:
+    Py_DECREF(entry);
+    return result;
+}
+
+/* The JSON of the renderer's text of an exact str: repr(s) (s of at most
+ * max_str characters, and the repr within max_str * 4), escaped as msgspec
+ * escapes a str.  A new bytes object, NULL without an exception when the value
+ * is not one this renders exactly, NULL with one on error. */
+static PyObject *
+render_str(CallHook *self, PyObject *s)
+{
+    if (PyUnicode_GET_LENGTH(s) > self->max_str) {
+        return NULL;
+    }
+    PyObject *text = PyObject_Repr(s); /* unicode_repr: no program code */
+    if (text == NULL) {
+        return NULL;
+    }
+    PyObject *out = NULL;
+    Py_ssize_t n;
+    const char *u = NULL;
+    if (PyUnicode_GET_LENGTH(text) <= self->max_str * 4) {
+        u = PyUnicode_AsUTF8AndSize(text, &n);
+    }
+    if (u == NULL) {
+        goto done; /* too long (truncated by the renderer), or an error */
+    }
+    Py_ssize_t extra = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)u[i];
+        if (c < 0x20) {
+            goto done; /* repr never leaves these; not ours to spell */
+        }
+        extra += c == '"' || c == '\\';
+    }
+    out = PyBytes_FromStringAndSize(NULL, n + extra + 2);
+    if (out == NULL) {
+        goto done;
+    }
+    char *o = PyBytes_AS_STRING(out);
+    *o++ = '"';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = u[i];
+        if (c == '"' || c == '\\') {
+            *o++ = '\\';
+        }
+        *o++ = c;
+    }
+    *o = '"';
+done:
+    Py_DECREF(text);
+    return out;
+}
+
+/* The rendered value as JSON: in `buf` (returns its length, >= 0) for None,
+ * bools and ints; else in *obj (a new bytes object; returns -2); -3 when the
+ * Python render would be needed near the recursion limit; -1 on error. */
+static Py_ssize_t
+render_value(CallHook *self, PyObject *value, char *buf, PyObject **obj)
+{
+    if (value == Py_None) {
+        memcpy(buf, "null", 4);
+        return 4;
+    }
+    if (value == Py_True) {
+        memcpy(buf, "true", 4);
+        return 4;
+    }
+    if (value == Py_False) {
+        memcpy(buf, "false", 5);
+        return 5;
+    }
+    if (PyLong_CheckExact(value)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (v == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (overflow == 0 && v != LLONG_MIN) {
+            return callline_dec(buf, v) - buf;
+        }
+    }
+    else if (PyUnicode_CheckExact(value)) {
+        *obj = render_str(self, value);
+        if (*obj != NULL) {
+            return -2;
+        }
+        if (PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    if (self->render == NULL) {
+        PyErr_SetString(PyExc_TypeError, "CallHook: no render for this value");
+        return -1;
+    }
+    if (self->room != NULL && *self->room < RENDER_ROOM) {
+        return -3; /* near the recursion limit: the stepper's Python path, which lends room */
+    }
+    *obj = PyObject_CallOneArg(self->render, value);
+    if (*obj == NULL) {
+        return -1;
+    }
+    if (!PyBytes_Check(*obj)) {
+        Py_CLEAR(*obj);
+        PyErr_SetString(PyExc_TypeError, "CallHook: render must return bytes");
+        return -1;
+    }
+    return -2;
+}
+
+static PyObject *
+callhook_return(CallHook *self, PyObject *const *args)
+{
+    PyObject *value = args[2];
+    long long depth;
+    int got = callhook_depth(self, &depth);
+    if (got != 0) {
+        return got < 0 ? NULL : callhook_fallback(self, args, 3);
+    }
+    Meter *m = (Meter *)self->meter;
+    if (depth <= 1 || m->used > m->limit || m->limit - m->used > (unsigned long long)LLONG_MAX
+        || !PyLong_CheckExact(args[1])) {
+        return callhook_fallback(self, args, 3);
+    }
+    PyObject *entry = callhook_entry(self, args[0]);
+    if (entry == NULL) {
+        return PyErr_Occurred() ? NULL : callhook_fallback(self, args, 3);
+    }
+    Py_INCREF(entry);
+    PyObject *result = NULL;
+    if (self->line != NULL) {
+        PyObject *index = PyTuple_GET_ITEM(entry, 3);
+        long long code = PyLong_Check(index) ? PyLong_AsLongLong(index) : -1;
+        long long pc = PyLong_AsLongLong(args[1]);
+        if ((code == -1 || pc == -1) && PyErr_Occurred()) {
+            goto done;
+        }
+        char small[24];
+        PyObject *rendered = NULL;
+        PyObject *body = NULL;
+        Py_ssize_t n = render_value(self, value, small, &rendered);
+        if (n == -3) {
+            Py_DECREF(entry);
+            return callhook_fallback(self, args, 3);
+        }
+        if (n != -1) {
+            const char *v = n >= 0 ? small : PyBytes_AS_STRING(rendered);
+            size_t v_len = n >= 0 ? (size_t)n : (size_t)PyBytes_GET_SIZE(rendered);
+            body = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(CALLLINE_RETURN_FIXED + v_len));
+            if (body != NULL) {
+                char *start = PyBytes_AS_STRING(body);
+                long long gas = (long long)(m->limit - m->used);
+                char *end = callline_return(start, depth, code, pc, gas, v, v_len);
+                if (_PyBytes_Resize(&body, end - start) < 0) {
+                    body = NULL;
+                }
+            }
+        }
+        Py_XDECREF(rendered);
+        PyObject *r = body == NULL ? NULL : PyObject_CallOneArg(self->line, body);
+        Py_XDECREF(body);
+        if (r == NULL) {
+            /* the frame leaves even if the program's exception interrupts the tracer */
+            int failed = callhook_failed(self, Py_None, args, value);
+            if (callhook_set_depth(self, depth - 1) < 0 || failed < 0) {
+                goto done;
+            }
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        Py_DECREF(r);
+    }
+    if (callhook_set_depth(self, depth - 1) < 0) {
+        goto done;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    Py_DECREF(entry);
+    return result;
+}
+
+static PyObject *
+callhook_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    CallHook *self = (CallHook *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t want = self->kind == 0 ? 2 : 3;
+    if (nargs != want || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        PyErr_Format(PyExc_TypeError, "CallHook takes exactly %zd positional arguments (%zd given)",
+                     want, nargs);
+        return NULL;
+    }
+    if (self->vm == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "CallHook was cleared");
+        return NULL;
+    }
+    Py_INCREF(callable); /* held for the call: the stepper may re-register from inside it */
+    PyObject *result = self->kind == 0 ? callhook_start(self, args) : callhook_return(self, args);
+    Py_DECREF(callable);
+    return result;
+}
+
+static PyObject *
+callhook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"kind", "vm", "meter", "entries", "fallback", "failed",
+                             "line", "render", "room", "thread", "max_str", NULL};
+    int kind;
+    PyObject *vm, *meter, *entries, *fallback, *failed;
+    PyObject *line = Py_None, *render = Py_None;
+    unsigned long long room = 0;
+    unsigned long thread = 0;
+    Py_ssize_t max_str = 200;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iOOO!OO|$OOKkn:CallHook", kwlist, &kind,
+                                     &vm, &meter, &PyDict_Type, &entries, &fallback, &failed,
+                                     &line, &render, &room, &thread, &max_str)) {
+        return NULL;
+    }
+    chook_state *st = PyType_GetModuleState(type);
+    if (st == NULL) {
+        return NULL;
+    }
+    if (kind != 0 && kind != 1) {
+        PyErr_SetString(PyExc_ValueError, "CallHook: kind is 0 (start) or 1 (return)");
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(meter, (PyTypeObject *)st->meter_type)) {
+        PyErr_SetString(PyExc_TypeError, "CallHook: meter must be a Meter");
+        return NULL;
+    }
+    if (!PyCallable_Check(fallback) || !PyCallable_Check(failed)
+        || (line != Py_None && !PyCallable_Check(line))
+        || (render != Py_None && !PyCallable_Check(render))) {
+        PyErr_SetString(PyExc_TypeError, "CallHook: fallback, failed, line, render must be callable");
+        return NULL;
+    }
+    if (max_str < 0) {
+        max_str = 0;
+    }
+    CallHook *self = (CallHook *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = callhook_vectorcall;
+    self->st = st;
+    self->kind = kind;
+    self->vm = Py_NewRef(vm);
+    self->meter = Py_NewRef(meter);
+    self->entries = Py_NewRef(entries);
+    self->fallback = Py_NewRef(fallback);
+    self->failed = Py_NewRef(failed);
+    self->line = line == Py_None ? NULL : Py_NewRef(line);
+    self->render = render == Py_None ? NULL : Py_NewRef(render);
+    self->room = (int *)(uintptr_t)room;
+    self->thread = thread;
+    self->max_str = max_str;
+    return (PyObject *)self;
+}
+
+static int
+callhook_traverse(CallHook *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->vm);
+    Py_VISIT(self->meter);
+    Py_VISIT(self->entries);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->failed);
+    Py_VISIT(self->line);
+    Py_VISIT(self->render);
+    return 0;
+}
+
+static int
+callhook_clear(CallHook *self)
+{
+    Py_CLEAR(self->vm);
+    Py_CLEAR(self->meter);
+    Py_CLEAR(self->entries);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->failed);
+    Py_CLEAR(self->line);
+    Py_CLEAR(self->render);
+    return 0;
+}
+
+static void
+callhook_dealloc(CallHook *self)
+{
+    PyObject_GC_UnTrack(self);
+    callhook_clear(self);
+    PyTypeObject *type = Py_TYPE(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static PyMemberDef callhook_members[] = {
+    {"entries", Py_T_OBJECT_EX, offsetof(CallHook, entries), Py_READONLY, NULL},
+    {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(CallHook, vectorcall), Py_READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+PyDoc_STRVAR(callhook_doc,
+"CallHook(kind, vm, meter, entries, fallback, failed, *, line=None, render=None,\n"
+"         room=0, thread=0, max_str=200)\n"
+"--\n\n"
+"The stepper's PY_START (kind 0) or PY_RETURN (kind 1) callback in C for the\n"
+"common case (see the comment in blocktrace/vm/_chook.c).");
+
+static PyType_Slot callhook_slots[] = {
+    {Py_tp_new, callhook_new},
+    {Py_tp_dealloc, callhook_dealloc},
+    {Py_tp_traverse, callhook_traverse},
+    {Py_tp_clear, callhook_clear},
+    {Py_tp_call, hook_tp_call},
+    {Py_tp_members, callhook_members},
+    {Py_tp_doc, (void *)callhook_doc},
+    {0, NULL},
+};
+
+static PyType_Spec callhook_spec = {
+    .name = "blocktrace.vm._chook.CallHook",
+    .basicsize = sizeof(CallHook),
+    .itemsize = 0,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
+             | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = callhook_slots,
+};
+
 /* -- Meter ------------------------------------------------------------- */
 
 static int
@@ -1083,7 +1597,9 @@ chook_exec(PyObject *module)
     }
     st->hook_type = PyType_FromModuleAndSpec(module, &hook_spec, NULL);
     st->meter_type = PyType_FromModuleAndSpec(module, &meter_spec, NULL);
-    if (st->hook_type == NULL || st->meter_type == NULL
+    st->callhook_type = PyType_FromModuleAndSpec(module, &callhook_spec, NULL);
+    if (st->hook_type == NULL || st->meter_type == NULL || st->callhook_type == NULL
+        || PyModule_AddObjectRef(module, "CallHook", st->callhook_type) < 0
         || PyModule_AddObjectRef(module, "InstructionHook", st->hook_type) < 0
         || PyModule_AddObjectRef(module, "Meter", st->meter_type) < 0
         || PyModule_AddIntConstant(module, "CACHE", st->watching_dicts) < 0
@@ -1099,6 +1615,7 @@ chook_traverse(PyObject *module, visitproc visit, void *arg)
     chook_state *st = PyModule_GetState(module);
     Py_VISIT(st->hook_type);
     Py_VISIT(st->meter_type);
+    Py_VISIT(st->callhook_type);
     return 0;
 }
 
@@ -1108,6 +1625,7 @@ chook_clear(PyObject *module)
     chook_state *st = PyModule_GetState(module);
     Py_CLEAR(st->hook_type);
     Py_CLEAR(st->meter_type);
+    Py_CLEAR(st->callhook_type);
     Py_CLEAR(st->str_gas);
     Py_CLEAR(st->str_site);
     Py_CLEAR(st->str_depth);

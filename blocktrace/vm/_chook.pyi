@@ -60,3 +60,32 @@ class InstructionHook:
     @property
     def skip(self) -> object: ...
     def __call__(self, code: CodeType, offset: int, /) -> Any: ...
+
+
+@final
+class CallHook:
+    """The stepper's PY_START (``kind`` 0) or PY_RETURN (``kind`` 1) callback in C
+    for the common case: keeps ``vm.depth`` and writes the call or return line
+    through ``line`` from ``entries`` (id(code) -> (call event, call prefix, call
+    suffix, code index)); ``fallback`` (the stepper's Python callback) gets every
+    event it does not handle, ``failed(event, code, offset, value, exc)`` a failed
+    line (see blocktrace/vm/_chook.c)."""
+
+    entries: Final[dict[int, tuple[Any, Any, Any, int]]]
+
+    def __new__(
+        cls,
+        kind: int,
+        vm: Any,
+        meter: Meter,
+        entries: dict[int, tuple[Any, Any, Any, int]],
+        fallback: Callable[..., Any],
+        failed: Callable[[Any, CodeType, int, object, BaseException], object],
+        *,
+        line: Callable[[bytes], object] | None = None,
+        render: Callable[[object], bytes] | None = None,
+        room: int = 0,
+        thread: int = 0,
+        max_str: int = 200,
+    ) -> CallHook: ...
+    def __call__(self, code: CodeType, offset: int, value: object = ..., /) -> Any: ...

@@ -37,6 +37,8 @@ from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
 
+import msgspec
+
 from blocktrace import own_threads
 from blocktrace.events import (
     CallKind,
@@ -59,13 +61,14 @@ from blocktrace.tracers import (
 )
 from blocktrace.tracers.depth import CALLBACK_ROOM, ROOM, counter
 from blocktrace.tracers.render import Renderer
-from blocktrace.vm.hook import C_HOOK, Meter, direct_callable, instruction_hook
+from blocktrace.vm.hook import C_HOOK, CallHook, Meter, direct_callable, instruction_hook
 from blocktrace.vm.scope import Scope
 from blocktrace.vm.signals import SignalRelays
 from blocktrace.vm.sites import RESUME, SKIP, CodeInfo, site_from_bytes, sites_for
 
 __all__ = ["UNLIMITED_GAS", "HaltRun", "OutOfGas", "Stepper", "active_stepper"]
 
+_encode = msgspec.json.Encoder().encode
 _M = sys.monitoring
 _E = _M.events
 DISABLE = _M.DISABLE
@@ -206,6 +209,11 @@ class Stepper:
         """The active tracer's ``op_line`` (see ``Capabilities``), passed to the hook."""
         self._multi = False
         self._quiet = False
+        self._call_entries: dict[int, tuple[Any, Any, Any, int]] | None = None
+        """With the C call hooks (``_c_call_hooks``): id(code) -> (call event, call line
+        prefix, suffix, code index) of the code objects whose calls and returns they
+        handle; filled at each code object's first call (see ``_note_call``)."""
+        self._call_pieces: Callable[[Any], tuple[bytes, bytes] | None] | None = None
         self._target = self.scope.target_name is not None
         self._op_end = False
         self._may_disable = False
@@ -337,6 +345,8 @@ class Stepper:
         if room is not None:
             room.value += CALLBACK_ROOM
             self._room, self._room_thread = room, get_ident()
+            if self._call_entries is not None:  # the C call hooks check the room too
+                self._register(self._callbacks())
 
     def stop(self, output: str = "", error: str | None = None) -> None:
         """Stop tracing, turn off everything that was turned on, emit ``Stop``."""
@@ -414,11 +424,12 @@ class Stepper:
         general = general or self.halted is not None
         # A tracer that may answer DISABLE gets the general path only without the C hook.
         general = general or (self._may_disable and not C_HOOK)
+        start, leave = self._c_call_hooks(general, caps)
         cbs: dict[int, Callable[..., Any] | None] = {
-            _E.PY_START: self._on_start,
+            _E.PY_START: start,
             _E.PY_RESUME: self._on_resume,
             _E.PY_THROW: self._on_throw,
-            _E.PY_RETURN: self._on_return,
+            _E.PY_RETURN: leave,
             _E.PY_YIELD: self._on_yield,
             _E.PY_UNWIND: self._on_unwind,
             _E.RAISE: self._on_raise,
@@ -429,6 +440,69 @@ class Stepper:
         if self._multi:
             cbs = {event: self._serialised(cb) for event, cb in cbs.items() if cb is not None}
         return cbs
+
+    def _c_call_hooks(
+        self, general: bool, caps: Any
+    ) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        """The PY_START and PY_RETURN callbacks: C ones (``_chook.CallHook``) in
+        the common case -- one thread, nothing held, no ``OpEnd``, not halted, and
+        either nobody listening or a tracer that lets them write its call and
+        return lines (``Capabilities.call_lines``) with the stock renderer --
+        else the Python ones, which the C ones also fall back on."""
+        self._call_entries = None
+        self._call_pieces = None
+        lines = caps.call_lines
+        usable = CallHook is not None and not general and self._held is None and (
+            self._quiet or (lines is not None and type(self.renderer) is Renderer))
+        if not usable:
+            return self._on_start, self._on_return
+        entries: dict[int, tuple[Any, Any, Any, int]] = {}
+        self._call_entries = entries
+        line = None
+        if not self._quiet:
+            line, self._call_pieces = lines
+        room = self._room
+        address = 0
+        if room is not None and self._room_thread == self.thread_ident:
+            import ctypes
+
+            address = ctypes.addressof(room)
+        common = dict(
+            line=line, render=self._value_json, room=address, thread=self.thread_ident,
+            max_str=self.renderer.max_str,
+        )
+        return (
+            CallHook(0, self, self._meter, entries, self._on_start, self._call_failed, **common),
+            CallHook(1, self, self._meter, entries, self._on_return, self._call_failed, **common),
+        )
+
+    def _note_call(self, code: CodeType, info: CodeInfo, event: Any) -> None:
+        """After a code object's first call through Python: its entry for the C
+        call hooks, when they may write its lines (the tracer gives the pieces)."""
+        entries = self._call_entries
+        if entries is None:
+            return
+        if self._call_pieces is None:
+            entries[id(code)] = (event, None, None, info.index)
+            return
+        pieces = self._call_pieces(event)
+        if pieces is not None:
+            entries[id(code)] = (event, pieces[0], pieces[1], info.index)
+
+    def _value_json(self, value: object) -> bytes:
+        """A return value as the C return hook writes it when it cannot render it itself."""
+        return _encode(self.renderer.render(value))
+
+    def _call_failed(
+        self, event: Any, code: CodeType, offset: int, value: object, exc: BaseException
+    ) -> None:
+        """The C call hooks' except block: the tracer's line failed (``event`` None:
+        a return's, whose ``Return`` is made only now)."""
+        self._offset = offset
+        if event is None:
+            event = Return("return", self._infos[id(code)].index, offset, value)
+        self.site = event
+        self._tracer_failed(exc)
 
     def _tracer_swapped(self, tracer: object) -> None:
         if self._held is not None:
@@ -751,6 +825,8 @@ class Stepper:
         # limit, entering and leaving must need the same stack: see ``_on_unwind``.)
         self.depth += 1
         if self._quiet:
+            if self._call_entries is not None:
+                self._note_call(code, info, None)
             return None
         self._offset = offset
         event = info.calls.get("call") or info.call("call")
@@ -759,6 +835,9 @@ class Stepper:
             self._direct(self, event)
         except BaseException as exc:
             self._tracer_failed(exc)
+        else:
+            if self._call_entries is not None:
+                self._note_call(code, info, event)
         return None
 
     def _refuse(self, code: CodeType) -> None:

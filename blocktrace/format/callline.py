@@ -1,0 +1,45 @@
+"""Call and return lines' bytes from plain values: the format's one Python spelling of their layout.
+
+A call line is ``{"event":"call","kind":"call","depth":N,"code":N,"name":"...",
+"file":"...","firstLine":N`` and a return line ``{"event":"return","kind":"return",
+"depth":N,"code":N,"pc":N,"gas":"0x<gas hex>","value":<JSON>``; either ends with
+its tail (``"thread"``, ``"clock"`` when written) and then its hash member.  A code
+object fixes everything of its call line but the depth, so a writer keeps two
+pieces per code object (:func:`call_pieces`) and makes each line with
+:func:`call_body`.  The C spelling is ``format/csrc/callline.h`` (used by the
+stepper's C call and return callbacks, ``vm/_chook.c``), checked byte for byte
+against this one by tests/vm/test_ccalls.py.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = ["call_body", "call_pieces", "return_body"]
+
+_encode = msgspec.json.encode
+
+
+def call_pieces(kind: str, code: int, name: str, file: str, first_line: int) -> tuple[bytes, bytes]:
+    """The two pieces of a code object's call lines: before the depth digits, after them."""
+    return (
+        b'{"event":"call","kind":%b,"depth":' % _encode(kind),
+        b',"code":%d,"name":%b,"file":%b,"firstLine":%d'
+        % (code, _encode(name), _encode(file), first_line),
+    )
+
+
+def call_body(prefix: bytes, depth: int, suffix: bytes, tail: bytes = b"") -> bytes:
+    """A call line's body (up to its hash member)."""
+    return b"%b%d%b%b" % (prefix, depth, suffix, tail)
+
+
+def return_body(
+    kind: str, depth: int, code: int, pc: int, gas: int, value: bytes, tail: bytes = b""
+) -> bytes:
+    """A return line's body (up to its hash member); ``value`` is the rendered
+    value as JSON, ``kind`` one of ``return``, ``yield``, ``unwind``."""
+    return (
+        b'{"event":"return","kind":"%b","depth":%d,"code":%d,"pc":%d,"gas":"0x%x","value":%b%b'
+        % (kind.encode(), depth, code, pc, gas, value, tail)
+    )

@@ -1,0 +1,232 @@
+"""Calls and returns in C (``_chook.CallHook``): the stepper's PY_START/PY_RETURN
+callbacks of the common case write the same bytes as the pure-Python reference
+(``BLOCKTRACE_PURE=1``), on programs with recursion, generators, exceptions,
+threads and odd return values, at every level and with the options that take
+the Python path (a clock, values, a size limit); real processes."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from blocktrace._native import extension
+from blocktrace.format.callline import call_body, call_pieces, return_body
+from tests.vm.processes import mode_env, run_in_mode
+
+_chook = extension("blocktrace.vm._chook")
+
+PROGRAM = r'''
+import sys, threading
+
+sys.setswitchinterval(100)  # threads take turns only where they block: one order
+KEEP = []  # exceptions kept alive: object numbers are by id, which a dead one frees
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+class Thing:
+    pass
+
+class Str(str):
+    pass
+
+ODD = [None, True, False, 0, -1, 2**63 - 1, -(2**63) + 1, 2**63, -(2**63), 10**40,
+       "", "plain", 'quote " and \\ and \n tab\t', "é\u2028\x7f\x00\udc80", "x" * 200,
+       "y" * 201, "\x01" * 200, "\U0001f600" * 90, 1.5, -0.0, float("nan"), float("inf"),
+       1e100, (1, "a"), [1, [2, [3, [4]]]], {"k": (1,)}, b"bytes", Thing(), Str("s"), 3j,
+       range(3), {1, 2}]
+
+def odd(i):
+    return ODD[i]
+
+def gen(n):
+    for i in range(n):
+        got = yield i
+        if got:
+            yield got
+
+def deep(n):
+    if n == 0:
+        raise ValueError("bottom")
+    return deep(n - 1)
+
+def caught():
+    try:
+        deep(5)
+    except ValueError as exc:
+        KEEP.append(exc)
+        return str(exc)
+
+GATE = threading.Lock()
+
+def worker(out):
+    with GATE:  # runs once the main thread waits in join (untraced): one order
+        out.append(fib(6))
+
+def main():
+    fib(10)
+    for i in range(len(ODD)):
+        odd(i)
+    g = gen(3)
+    next(g)
+    g.send("hi")
+    list(g)
+    g2 = gen(5)
+    next(g2)
+    try:
+        g2.throw(KeyError("k"))
+    except KeyError as exc:
+        KEEP.append(exc)
+    caught()
+    if len(sys.argv) > 1 and sys.argv[1] == "threads":
+        out = []
+        t = threading.Thread(target=worker, args=(out,))
+        GATE.acquire()
+        t.start()
+        GATE.release()
+        t.join()
+        fib(5)
+    print("done", fib(12))
+
+main()
+'''
+
+_HASH = re.compile(rb',"hash":"[0-9a-f]{64}"\}$')
+_CLOCK = re.compile(rb',"clock":\d+')
+_ADDRESS = re.compile(rb" at 0x[0-9a-f]+")  # --repr of an object: where it lives
+
+
+def _lines(path: Path) -> list[bytes]:
+    """The trace's lines without what differs between two runs of one program:
+    hash members, the header's and summary's times and process, clock values."""
+    out = []
+    for raw in path.read_bytes().splitlines():
+        body = _ADDRESS.sub(b" at 0x0", _CLOCK.sub(b',"clock":0', _HASH.sub(b"}", raw)))
+        member = json.loads(body)
+        if "blocktrace" in member or "gasUsed" in member:
+            for key in ("start", "pid", "argv", "time"):
+                member.pop(key, None)
+            body = json.dumps(member, sort_keys=True).encode()
+        out.append(body)
+    return out
+
+
+def _record(tmp_path: Path, pure: bool, options: list[str], argv: list[str]) -> list[bytes]:
+    script = tmp_path / "prog.py"
+    script.write_text(PROGRAM)
+    out = tmp_path / ("pure.jsonl" if pure else "c.jsonl")
+    printed = run_in_mode(
+        [sys.executable, "-m", "blocktrace", "run", "--force", "-o", str(out),
+         "--genesis", "00" * 16, *options, str(script), *argv],
+        tmp_path, pure,
+    )
+    assert "done" in printed
+    return _lines(out)
+
+
+@pytest.mark.skipif(_chook is None, reason="the C hook is not built")
+@pytest.mark.parametrize(
+    ("options", "argv"),
+    [
+        ([], []),
+        (["--level", "call"], []),
+        (["--level", "line"], []),
+        (["--level", "call"], ["threads"]),
+        ([], ["threads"]),
+        (["--clock", "--level", "call"], []),
+        (["--locals", "changes", "--level", "line"], []),
+        (["--max-size", "20K", "--level", "call"], []),
+        (["--repr", "--level", "call"], []),
+    ],
+    ids=["op", "call", "line", "call-threads", "op-threads", "clock", "locals", "max-size",
+         "repr"],
+)
+def test_the_c_calls_write_the_pure_paths_bytes(
+    tmp_path: Path, options: list[str], argv: list[str]
+) -> None:
+    c = _record(tmp_path, False, options, argv)
+    pure = _record(tmp_path, True, options, argv)
+    assert len(c) == len(pure)
+    for i, (a, b) in enumerate(zip(c, pure, strict=True)):
+        assert a == b, f"line {i + 1}"
+    assert sum(b'"event":"return"' in line for line in c) > 10
+
+
+INCODE = r'''
+import sys, blocktrace
+from blocktrace.vm.stepper import active_stepper
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+tracer = blocktrace.ChainTracer(sys.argv[1], force=True, level="call")
+with blocktrace.trace(tracer):
+    fib(6)
+    entries = active_stepper()._call_entries
+    print("entries", None if entries is None else len(entries))
+'''
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["c", "pure"])
+def test_the_c_calls_are_used_where_built(tmp_path: Path, pure: bool) -> None:
+    script = tmp_path / "incode.py"
+    script.write_text(INCODE)
+    printed = run_in_mode([sys.executable, str(script), str(tmp_path / "t.jsonl")], tmp_path, pure)
+    built = _chook is not None and not pure
+    assert printed.split() == ["entries", "1" if built else "None"]
+
+
+FAILING = r'''
+import sys, blocktrace
+
+class Stream:
+    """Takes 8 writes (one a line), then fails: a line the C hooks write."""
+    def __init__(self):
+        self.calls = 0
+    def write(self, data):
+        self.calls += 1
+        if self.calls > 8:
+            raise OSError("disk gone")
+        return len(data)
+    def flush(self):
+        pass
+    def seekable(self):
+        return False
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+tracer = blocktrace.ChainTracer(Stream(), level="call", buffer_size=1)
+with blocktrace.trace(tracer):
+    print(fib(10))
+'''
+
+
+def test_a_failing_line_detaches_the_tracer_as_in_python(tmp_path: Path) -> None:
+    import subprocess
+
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING)
+    seen = []
+    for pure in (False, True):
+        proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=mode_env(pure),
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == "55\n"
+        seen.append(proc.stderr)
+    assert "failed at" in seen[0] and "detached" in seen[0]
+    assert seen[0] == seen[1]
+
+
+def test_call_and_return_bodies() -> None:
+    pre, suf = call_pieces("call", 3, "f", "/x/a.py", 7)
+    assert call_body(pre, 2, suf) == (
+        b'{"event":"call","kind":"call","depth":2,"code":3,"name":"f","file":"/x/a.py",'
+        b'"firstLine":7')
+    assert return_body("return", 2, 3, 10, 255, b"null") == (
+        b'{"event":"return","kind":"return","depth":2,"code":3,"pc":10,"gas":"0xff",'
+        b'"value":null')
