@@ -59,6 +59,7 @@ typedef struct {
     PyObject *hook_type;
     PyObject *meter_type;
     PyObject *callhook_type;
+    PyObject *filter_type;
     PyObject *str_gas;  /* interned "gas" */
     PyObject *str_site; /* interned "site" */
     PyObject *str_depth; /* interned "depth" */
@@ -1406,6 +1407,175 @@ static PyType_Spec callhook_spec = {
     .slots = callhook_slots,
 };
 
+/* -- ScopeFilter: exception events outside the traced code ----------------
+ *
+ * ScopeFilter(infos, fallback, vm, exit) is a RAISE, RERAISE, EXCEPTION_HANDLED,
+ * PY_UNWIND or PY_THROW callback: those events cannot be turned off per code
+ * object, so library code out of scope sends them on every exception it
+ * raises and handles.  The filter calls ``fallback(code, offset, exc)`` (the
+ * stepper's Python callback) only when id(code) is in ``infos`` (code in
+ * scope), or when the stepper's callback would do something for code out of
+ * scope too: ``exit`` 1 (RAISE) a SystemExit; ``exit`` 2 (EXCEPTION_HANDLED) a
+ * SystemExit or ``exc is vm.exit_exception``.  Otherwise it returns None, as
+ * the stepper's callback would after finding the code unknown. */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *infos;
+    PyObject *fallback;
+    PyObject *vm;
+    PyObject *str_exit; /* interned "exit_exception" */
+    int exit;
+} ScopeFilter;
+
+static PyObject *
+filter_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    ScopeFilter *self = (ScopeFilter *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 3 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        PyErr_Format(PyExc_TypeError, "ScopeFilter takes exactly 3 positional arguments (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    if (self->infos == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ScopeFilter was cleared");
+        return NULL;
+    }
+    int pass = 0;
+    if (self->exit != 0) {
+        PyObject *exc = args[2];
+        pass = Py_IS_TYPE(exc, (PyTypeObject *)PyExc_SystemExit);
+        if (!pass && self->exit == 2) {
+            PyObject *leaving = PyObject_GetAttr(self->vm, self->str_exit);
+            if (leaving == NULL) {
+                return NULL;
+            }
+            pass = leaving == exc;
+            Py_DECREF(leaving);
+        }
+    }
+    if (!pass) {
+        PyObject *key = PyLong_FromVoidPtr(args[0]);
+        if (key == NULL) {
+            return NULL;
+        }
+        pass = PyDict_Contains(self->infos, key);
+        Py_DECREF(key);
+        if (pass < 0) {
+            return NULL;
+        }
+    }
+    if (!pass) {
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(callable); /* held for the call, as the other hooks are */
+    PyObject *result = PyObject_Vectorcall(self->fallback, args, 3, NULL);
+    Py_DECREF(callable);
+    return result;
+}
+
+static PyObject *
+filter_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"infos", "fallback", "vm", "exit", NULL};
+    PyObject *infos, *fallback, *vm;
+    int exit = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO|i:ScopeFilter", kwlist, &PyDict_Type,
+                                     &infos, &fallback, &vm, &exit)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "ScopeFilter: fallback must be callable");
+        return NULL;
+    }
+    if (exit < 0 || exit > 2) {
+        PyErr_SetString(PyExc_ValueError, "ScopeFilter: exit is 0, 1 or 2");
+        return NULL;
+    }
+    PyObject *name = PyUnicode_InternFromString("exit_exception");
+    if (name == NULL) {
+        return NULL;
+    }
+    ScopeFilter *self = (ScopeFilter *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    self->vectorcall = filter_vectorcall;
+    self->infos = Py_NewRef(infos);
+    self->fallback = Py_NewRef(fallback);
+    self->vm = Py_NewRef(vm);
+    self->str_exit = name;
+    self->exit = exit;
+    return (PyObject *)self;
+}
+
+static int
+filter_traverse(ScopeFilter *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->infos);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->vm);
+    return 0;
+}
+
+static int
+filter_clear(ScopeFilter *self)
+{
+    Py_CLEAR(self->infos);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->vm);
+    Py_CLEAR(self->str_exit);
+    return 0;
+}
+
+static void
+filter_dealloc(ScopeFilter *self)
+{
+    PyObject_GC_UnTrack(self);
+    filter_clear(self);
+    PyTypeObject *type = Py_TYPE(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static PyMemberDef filter_members[] = {
+    {"fallback", Py_T_OBJECT_EX, offsetof(ScopeFilter, fallback), Py_READONLY, NULL},
+    {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(ScopeFilter, vectorcall), Py_READONLY,
+     NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+PyDoc_STRVAR(filter_doc,
+"ScopeFilter(infos, fallback, vm, exit=0)\n"
+"--\n\n"
+"An exception-event callback that calls fallback(code, offset, exc) only for code\n"
+"in scope (id(code) in infos) or a SystemExit the stepper keeps track of (see\n"
+"blocktrace/vm/_chook.c).");
+
+static PyType_Slot filter_slots[] = {
+    {Py_tp_new, filter_new},
+    {Py_tp_dealloc, filter_dealloc},
+    {Py_tp_traverse, filter_traverse},
+    {Py_tp_clear, filter_clear},
+    {Py_tp_call, hook_tp_call},
+    {Py_tp_members, filter_members},
+    {Py_tp_doc, (void *)filter_doc},
+    {0, NULL},
+};
+
+static PyType_Spec filter_spec = {
+    .name = "blocktrace.vm._chook.ScopeFilter",
+    .basicsize = sizeof(ScopeFilter),
+    .itemsize = 0,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
+             | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = filter_slots,
+};
+
 /* -- Meter ------------------------------------------------------------- */
 
 static int
@@ -1598,7 +1768,10 @@ chook_exec(PyObject *module)
     st->hook_type = PyType_FromModuleAndSpec(module, &hook_spec, NULL);
     st->meter_type = PyType_FromModuleAndSpec(module, &meter_spec, NULL);
     st->callhook_type = PyType_FromModuleAndSpec(module, &callhook_spec, NULL);
+    st->filter_type = PyType_FromModuleAndSpec(module, &filter_spec, NULL);
     if (st->hook_type == NULL || st->meter_type == NULL || st->callhook_type == NULL
+        || st->filter_type == NULL
+        || PyModule_AddObjectRef(module, "ScopeFilter", st->filter_type) < 0
         || PyModule_AddObjectRef(module, "CallHook", st->callhook_type) < 0
         || PyModule_AddObjectRef(module, "InstructionHook", st->hook_type) < 0
         || PyModule_AddObjectRef(module, "Meter", st->meter_type) < 0
@@ -1616,6 +1789,7 @@ chook_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->hook_type);
     Py_VISIT(st->meter_type);
     Py_VISIT(st->callhook_type);
+    Py_VISIT(st->filter_type);
     return 0;
 }
 
@@ -1626,6 +1800,7 @@ chook_clear(PyObject *module)
     Py_CLEAR(st->hook_type);
     Py_CLEAR(st->meter_type);
     Py_CLEAR(st->callhook_type);
+    Py_CLEAR(st->filter_type);
     Py_CLEAR(st->str_gas);
     Py_CLEAR(st->str_site);
     Py_CLEAR(st->str_depth);

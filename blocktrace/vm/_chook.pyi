@@ -89,3 +89,22 @@ class CallHook:
         max_str: int = 200,
     ) -> CallHook: ...
     def __call__(self, code: CodeType, offset: int, value: object = ..., /) -> Any: ...
+
+
+@final
+class ScopeFilter:
+    """An exception event's callback (RAISE, RERAISE, EXCEPTION_HANDLED, PY_UNWIND,
+    PY_THROW) that calls ``fallback(code, offset, exc)`` only for code in scope
+    (id(code) in ``infos``) or, ``exit`` 1, a ``SystemExit``; ``exit`` 2, a
+    ``SystemExit`` or ``vm.exit_exception``; None otherwise."""
+
+    fallback: Final[Callable[[CodeType, int, BaseException], object]]
+
+    def __new__(
+        cls,
+        infos: dict[int, Any],
+        fallback: Callable[[CodeType, int, BaseException], object],
+        vm: Any,
+        exit: int = 0,
+    ) -> ScopeFilter: ...
+    def __call__(self, code: CodeType, offset: int, exc: BaseException, /) -> Any: ...

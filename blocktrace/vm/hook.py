@@ -16,14 +16,25 @@ from blocktrace._native import extension
 from blocktrace.events import OpStart
 from blocktrace.tracers import Capabilities, direct_call, discard_trace
 
-__all__ = ["C_HOOK", "CallHook", "InstructionHook", "Meter", "PyMeter", "direct_callable",
-           "instruction_hook", "python_instruction_hook"]
+__all__ = [
+    "C_HOOK",
+    "CallHook",
+    "InstructionHook",
+    "Meter",
+    "PyMeter",
+    "ScopeFilter",
+    "direct_callable",
+    "instruction_hook",
+    "python_instruction_hook",
+]
 
 _chook = extension("blocktrace.vm._chook")  # None: not built, or BLOCKTRACE_PURE
 InstructionHook: Any = None if _chook is None else _chook.InstructionHook
 _c_discard: Any = None if _chook is None else _chook.discard
 CallHook: Any = None if _chook is None else _chook.CallHook
 """The PY_START/PY_RETURN callbacks in C (the stepper's common case), or None."""
+ScopeFilter: Any = None if _chook is None else _chook.ScopeFilter
+"""The exception events' callbacks behind a C filter of code out of scope, or None."""
 C_HOOK = InstructionHook is not None
 """The per-instruction callback runs in C (without a Python frame)."""
 

@@ -17,6 +17,7 @@ installs its handler without the relay.
 
 from __future__ import annotations
 
+import _signal as _csignal  # type: ignore[import-not-found]  # (no stubs)
 import _thread
 import os
 import signal
@@ -30,6 +31,9 @@ __all__ = ["SignalRelays", "programs_frame"]
 
 _signal = signal.signal
 _getsignal = signal.getsignal
+# the C module's: plain ints, no enum made per signal (install and remove run per start)
+_raw_getsignal = _csignal.getsignal
+_raw_signals = _csignal.valid_signals
 
 
 class _Relay:
@@ -142,11 +146,11 @@ class SignalRelays:
             fn.__name__ = fn.__qualname__ = name
             fn.__doc__ = original.__doc__
             fn.__module__ = "signal"
-        for signum in signal.valid_signals():
+        for signum in _raw_signals():
             try:
-                handler = _getsignal(signum)
+                handler = _raw_getsignal(signum)
                 if _wrappable(handler):
-                    _signal(signum, _Relay(handler))  # type: ignore[arg-type]
+                    _signal(signum, _Relay(handler))
             except (OSError, ValueError, TypeError):
                 continue
         signal.signal = set_handler  # type: ignore[assignment]
@@ -160,9 +164,9 @@ class SignalRelays:
         self.active = False
         signal.signal = _signal
         signal.getsignal = _getsignal
-        for signum in signal.valid_signals():
+        for signum in _raw_signals():
             try:
-                handler = _getsignal(signum)
+                handler = _raw_getsignal(signum)
                 if isinstance(handler, _Relay):
                     _signal(signum, handler.handler)
             except (OSError, ValueError, TypeError):

@@ -61,7 +61,14 @@ from blocktrace.tracers import (
 )
 from blocktrace.tracers.depth import CALLBACK_ROOM, ROOM, counter
 from blocktrace.tracers.render import Renderer
-from blocktrace.vm.hook import C_HOOK, CallHook, Meter, direct_callable, instruction_hook
+from blocktrace.vm.hook import (
+    C_HOOK,
+    CallHook,
+    Meter,
+    ScopeFilter,
+    direct_callable,
+    instruction_hook,
+)
 from blocktrace.vm.scope import Scope
 from blocktrace.vm.signals import SignalRelays
 from blocktrace.vm.sites import RESUME, SKIP, CodeInfo, site_from_bytes, sites_for
@@ -132,6 +139,18 @@ _current: Stepper | None = None
 HOLD_EVENTS = 32
 """How many events the stepper ``set_tracer`` starts holds back at most (see
 ``Stepper.start``)."""
+
+
+def _room_address() -> tuple[int, int]:
+    """(this thread's ident, the address of its count of frames left, or 0 where
+    it cannot be found): what the C call hooks read to refuse a frame at the
+    recursion limit as ``Stepper._on_start`` does (see ``Stepper._refuse``)."""
+    room = counter()
+    if room is None:
+        return get_ident(), 0
+    import ctypes  # loaded already: counter() uses it
+
+    return get_ident(), ctypes.addressof(room)
 
 
 class _StopAtExit:
@@ -214,6 +233,9 @@ class Stepper:
         prefix, suffix, code index) of the code objects whose calls and returns they
         handle; filled at each code object's first call (see ``_note_call``)."""
         self._call_pieces: Callable[[Any], tuple[bytes, bytes] | None] | None = None
+        self._room_address = (0, 0)
+        """(thread ident, address of its frames-left count or 0), for the C call hooks:
+        where they find the room ``_room`` lends (``blocktrace.tracers.depth``)."""
         self._target = self.scope.target_name is not None
         self._op_end = False
         self._may_disable = False
@@ -321,6 +343,7 @@ class Stepper:
         self._tool = tool
         self.thread_ident = get_ident()
         self._thread_state = {self.thread_ident: (1, 0)}
+        self._room_address = _room_address()  # for the C call hooks, before they are made
         _M.restart_events()  # a DISABLE from an earlier run with another scope must not linger
         self._register(self._callbacks())
         _active.watcher = self._tracer_swapped
@@ -345,8 +368,6 @@ class Stepper:
         if room is not None:
             room.value += CALLBACK_ROOM
             self._room, self._room_thread = room, get_ident()
-            if self._call_entries is not None:  # the C call hooks check the room too
-                self._register(self._callbacks())
 
     def stop(self, output: str = "", error: str | None = None) -> None:
         """Stop tracing, turn off everything that was turned on, emit ``Stop``."""
@@ -428,13 +449,13 @@ class Stepper:
         cbs: dict[int, Callable[..., Any] | None] = {
             _E.PY_START: start,
             _E.PY_RESUME: self._on_resume,
-            _E.PY_THROW: self._on_throw,
+            _E.PY_THROW: self._in_scope(self._on_throw),
             _E.PY_RETURN: leave,
             _E.PY_YIELD: self._on_yield,
-            _E.PY_UNWIND: self._on_unwind,
-            _E.RAISE: self._on_raise,
-            _E.RERAISE: self._on_reraise,
-            _E.EXCEPTION_HANDLED: self._on_handled,
+            _E.PY_UNWIND: self._in_scope(self._on_unwind),
+            _E.RAISE: self._in_scope(self._on_raise, 1),
+            _E.RERAISE: self._in_scope(self._on_reraise),
+            _E.EXCEPTION_HANDLED: self._in_scope(self._on_handled, 2),
             _E.INSTRUCTION: self._on_instruction_general if general else self._fast_instruction(),
         }
         if self._multi:
@@ -461,20 +482,26 @@ class Stepper:
         line = None
         if not self._quiet:
             line, self._call_pieces = lines
-        room = self._room
-        address = 0
-        if room is not None and self._room_thread == self.thread_ident:
-            import ctypes
-
-            address = ctypes.addressof(room)
+        ident, address = self._room_address
+        if ident != self.thread_ident:
+            return self._on_start, self._on_return  # where the room is, is not known
         common = dict(
-            line=line, render=self._value_json, room=address, thread=self.thread_ident,
+            line=line, render=self._value_json, room=address, thread=ident,
             max_str=self.renderer.max_str,
         )
         return (
             CallHook(0, self, self._meter, entries, self._on_start, self._call_failed, **common),
             CallHook(1, self, self._meter, entries, self._on_return, self._call_failed, **common),
         )
+
+    def _in_scope(self, callback: Callable[..., Any], exit: int = 0) -> Callable[..., Any]:
+        """An exception-event callback (those events cannot be turned off per code
+        object: library code sends one per exception it raises or handles) behind
+        a C filter that calls it only for code in scope, and for a ``SystemExit``
+        (``exit`` 1: RAISE, 2: EXCEPTION_HANDLED) -- when built and one thread runs."""
+        if ScopeFilter is None or self._multi:
+            return callback
+        return ScopeFilter(self._infos, callback, self, exit)  # type: ignore[no-any-return]
 
     def _note_call(self, code: CodeType, info: CodeInfo, event: Any) -> None:
         """After a code object's first call through Python: its entry for the C

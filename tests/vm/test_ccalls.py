@@ -230,3 +230,71 @@ def test_call_and_return_bodies() -> None:
     assert return_body("return", 2, 3, 10, 255, b"null") == (
         b'{"event":"return","kind":"return","depth":2,"code":3,"pc":10,"gas":"0xff",'
         b'"value":null')
+
+
+class _Leaving:
+    def __init__(self) -> None:
+        self.exit_exception: BaseException | None = None
+
+
+@pytest.mark.skipif(_chook is None, reason="the C hook is not built")
+def test_the_scope_filter_passes_code_in_scope_and_the_exits_only() -> None:
+    def inside() -> None:
+        pass
+
+    def outside() -> None:
+        pass
+
+    infos = {id(inside.__code__): object()}
+    vm = _Leaving()
+    seen: list[tuple[object, int, BaseException]] = []
+
+    def fallback(code: object, offset: int, exc: BaseException) -> str:
+        seen.append((code, offset, exc))
+        return "handled"
+
+    plain = _chook.ScopeFilter(infos, fallback, vm)
+    raising = _chook.ScopeFilter(infos, fallback, vm, 1)
+    handling = _chook.ScopeFilter(infos, fallback, vm, 2)
+    error, leave, leave_sub = ValueError("v"), SystemExit(3), type("Sub", (SystemExit,), {})()
+    assert plain(inside.__code__, 4, error) == "handled"
+    assert plain(outside.__code__, 4, error) is None
+    assert plain(outside.__code__, 4, leave) is None  # RERAISE, PY_UNWIND, PY_THROW
+    assert raising(outside.__code__, 6, leave) == "handled"  # RAISE keeps a SystemExit
+    assert raising(outside.__code__, 6, leave_sub) is None  # as the stepper: exact type only
+    assert handling(outside.__code__, 8, error) is None
+    vm.exit_exception = error
+    assert handling(outside.__code__, 8, error) == "handled"  # the exit being handled
+    assert seen == [(inside.__code__, 4, error), (outside.__code__, 6, leave),
+                    (outside.__code__, 8, error)]
+    with pytest.raises(TypeError):
+        plain(inside.__code__, 4)
+
+
+LIBRARY_EXIT = r'''
+import argparse, sys
+parser = argparse.ArgumentParser()
+parser.add_argument("--n", type=int)
+try:
+    parser.parse_args(["--n", "x"])  # argparse (out of scope) raises SystemExit(2)
+except SystemExit as exc:
+    print("caught", exc.code)
+raise SystemExit(5)
+'''
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["c", "pure"])
+def test_a_systemexit_from_library_code_is_the_programs_exit(tmp_path: Path, pure: bool) -> None:
+    import subprocess
+
+    script = tmp_path / "leave.py"
+    script.write_text(LIBRARY_EXIT)
+    out = tmp_path / "t.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "blocktrace", "run", "-o", str(out), "--level", "call", str(script)],
+        cwd=tmp_path, env=mode_env(pure), capture_output=True, text=True, timeout=120,
+        check=False)
+    assert proc.returncode == 5, proc.stderr
+    assert "caught 2" in proc.stdout
+    summary = json.loads(out.read_bytes().splitlines()[-1])
+    assert summary["output"] == "5" and summary["error"] == "SystemExit: 5"
