@@ -173,11 +173,12 @@ with blocktrace.trace(tracer):
 
 @pytest.mark.parametrize("pure", [False, True], ids=["c", "pure"])
 def test_the_c_calls_are_used_where_built(tmp_path: Path, pure: bool) -> None:
+    if not pure and _chook is None:
+        pytest.skip("the C hook is not built (or BLOCKTRACE_PURE is set here)")
     script = tmp_path / "incode.py"
     script.write_text(INCODE)
     printed = run_in_mode([sys.executable, str(script), str(tmp_path / "t.jsonl")], tmp_path, pure)
-    built = _chook is not None and not pure
-    assert printed.split() == ["entries", "1" if built else "None"]
+    assert printed.split() == ["entries", "None" if pure else "1"]
 
 
 FAILING = r'''
