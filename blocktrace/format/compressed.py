@@ -24,6 +24,7 @@ import io
 import os
 import queue
 import threading
+import time
 import zlib
 from collections import deque
 from typing import IO, Any, Final, Literal
@@ -523,6 +524,11 @@ class FrameWriter:
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._error: BaseException | None = None
         self._pid = 0
+        self._running = False
+        """A worker thread is on (from the first write to ``close`` or ``pause``)."""
+        self._exited = _thread.allocate_lock()
+        """Held while a worker runs; it releases it as it ends."""
+        self._worker_id = 0
         self._closed = False
         # the worker's own
         self._open = bytearray()
@@ -571,12 +577,26 @@ class FrameWriter:
         """End the last frame, (zstd) write the seek table, end the worker."""
         if self._closed:
             return
-        if self._pid:
+        if self._running:
             self.flush()
             self._wake.put(-1)
+            self._running = False
         self._closed = True
         if self.kind == "zstd":
             _write_all(self._raw, seek_table(self.frames))
+
+    def pause(self) -> None:
+        """Everything written so far compressed and in the file, and the worker
+        thread ended (gone from the process: a fork is coming, and Python warns
+        a program that forks with threads); the next write starts a new one."""
+        if not self._running or self._closed:
+            return
+        self.flush()
+        self._wake.put(-1)
+        self._exited.acquire()  # released by the worker as it ends
+        self._exited.release()
+        self._running = False
+        _until_gone(self._worker_id)
 
     def _check(self) -> None:
         if self._error is not None:
@@ -584,10 +604,12 @@ class FrameWriter:
         if self._closed:
             raise ValueError("write to a closed compressed trace")
         pid = os.getpid()
-        if self._pid != pid:
-            if self._pid:
-                raise OSError("a compressed trace is written only by the process that opened it")
+        if self._pid and self._pid != pid:
+            raise OSError("a compressed trace is written only by the process that opened it")
+        if not self._running:
             self._pid = pid
+            self._running = True
+            self._exited.acquire()
             _thread.start_new_thread(self._work, ())
 
     def _done_bytes(self) -> int:
@@ -608,6 +630,7 @@ class FrameWriter:
     def _work(self) -> None:
         log, wake, acks = self._log, self._wake, self._acks
         me = _thread.get_ident()
+        self._worker_id = _thread.get_native_id()
         own_threads.IDS.add(me)  # the stepper does not wait for its lock here
         try:
             while wake.get() >= 0:
@@ -626,6 +649,7 @@ class FrameWriter:
             acks.put(-1)
         finally:
             own_threads.IDS.discard(me)
+            self._exited.release()
 
     def _take(self, data: bytes) -> None:
         """Add a buffer to the open frame; write the frame when it holds enough
@@ -654,6 +678,16 @@ class FrameWriter:
         self.frames.append((len(packed), cut))
         del buf[:cut]
         self._lines += data.count(b"\n") if lines is None else lines
+
+
+def _until_gone(native_id: int) -> None:
+    """Wait (at most ~0.1 s) until the thread ``native_id``, which has returned,
+    is gone from the process (Linux: ``/proc/self/task``; elsewhere at once)."""
+    task = f"/proc/self/task/{native_id}"
+    for _ in range(1000):
+        if not native_id or not os.path.exists(task):
+            return
+        time.sleep(0.0001)
 
 
 def _write_all(raw: IO[bytes], data: bytes) -> None:

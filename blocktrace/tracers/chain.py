@@ -21,6 +21,7 @@ import platform
 import secrets
 import sys
 import time
+import weakref
 from collections.abc import Sequence
 from types import CodeType
 from typing import IO, TYPE_CHECKING, Any, Literal
@@ -48,7 +49,7 @@ from blocktrace.format.compressed import (
 from blocktrace.format.opline import op_body, op_site
 from blocktrace.format.source import fingerprint, read_local_text
 from blocktrace.format.versions import FORMAT_VERSION, LINES_PER_LEAF, MAX_LINE_BYTES
-from blocktrace.tracers import VMState, capabilities_changed
+from blocktrace.tracers import VMState, capabilities_changed, discard_trace, get_tracer, set_tracer
 from blocktrace.tracers.level import Level, check_level
 
 if TYPE_CHECKING:
@@ -96,6 +97,24 @@ WRITE_PATH: set[CodeType] = set()
 program's signal handler that would run here runs just after instead
 (blocktrace.vm.signals), since an exception raised between bytes handed on and
 the writer's note of them would write them twice."""
+
+
+_LIVE: weakref.WeakSet[ChainTracer] = weakref.WeakSet()
+"""The ChainTracers of this process not yet sealed, for a fork (see ``_forked``)."""
+
+
+def _before_fork() -> None:
+    for tracer in list(_LIVE):
+        tracer._before_fork()
+
+
+def _in_fork_child() -> None:
+    for tracer in list(_LIVE):
+        tracer._forked()
+    _LIVE.clear()
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_in_fork_child)
 
 
 def _write_all(stream: IO[bytes]) -> Any:
@@ -245,6 +264,8 @@ class ChainTracer:
         self._clock = clock
         """The end of a call, return or exception line (never an op line's)."""
         self.sealed = False
+        self.forked_away = False
+        """This process is a fork's child of the one that records the trace: it writes nothing."""
         self.head = ""
         self._checkpoints: Checkpointer | None = None
         periodic = checkpoint_every is not None or checkpoint_seconds is not None
@@ -302,6 +323,7 @@ class ChainTracer:
             "level": level,
         }
         self._line(_encode(header)[:-1])
+        _LIVE.add(self)
         if max_size is not None:
             self.limit_size(max_size)
         self.flush()
@@ -400,6 +422,39 @@ class ChainTracer:
         if self._gas_at_limit is None:
             self._gas_at_limit = gas
         return type(event) is not Stop
+
+    # -- fork -----------------------------------------------------------------------
+
+    def _before_fork(self) -> None:
+        """``os.fork`` is about to run: everything so far goes to the file, and the
+        writer's threads end (the parent's writer goes on inline, a compressed
+        trace's worker starts again at the next write), so that the program
+        forks a process with no thread of ours: Python warns of a fork with
+        threads (``DeprecationWarning``), which would change what it prints."""
+        if self.sealed:
+            return
+        try:
+            self.flush()
+            stop_thread = getattr(self._writer, "stop_thread", None)
+            if stop_thread is not None:
+                stop_thread()
+            if self._frames is not None:
+                self._frames.pause()
+        except Exception:  # a fork is the program's: it goes on, the trace says what it says
+            pass
+
+    def _forked(self) -> None:
+        """In a fork's child: the trace is the parent's, and this process writes
+        nothing more to it (a line from the child would break the parent's
+        chain).  The child runs on untraced by this tracer; when it is the
+        active one, the child's stepper gets ``discard_trace``."""
+        self.sealed = True  # no seal, no line, no flush from this process
+        self.forked_away = True
+        self.op_line = self._write_op = _written_elsewhere
+        if get_tracer() is self:
+            set_tracer(discard_trace)
+        else:
+            capabilities_changed(self)  # inside a Tee: the others go on
 
     def flush(self) -> None:
         """Hand everything written so far to the file (or stream)."""
@@ -618,6 +673,11 @@ class ChainTracer:
         """Seal the trace if the run did not (no ``Stop`` reached this tracer)."""
         if not self.sealed:
             self._seal(output, error, 0)
+
+
+def _written_elsewhere(event: object, gas: int, depth: int) -> bool:
+    """``op_line`` of a ChainTracer in a fork's child: nothing is written."""
+    return True
 
 
 def _dunder(name: str) -> bool:
