@@ -71,6 +71,12 @@ setup(
             extra_compile_args=_FLAGS,
             optional=True,
         ),
+        Extension(  # a line start's values (owner: values; reference tracers/chain.py, render.py)
+            "blocktrace.tracers._cvalues",
+            ["blocktrace/tracers/csrc/values.c"],
+            extra_compile_args=_FLAGS,
+            optional=True,
+        ),
         Extension(
             "blocktrace.golden._cstabilise",
             ["blocktrace/golden/csrc/stabilise.c"],

@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import msgspec
 
+from blocktrace._native import extension
 from blocktrace.chain.writer import LineWriter, PyLineWriter, threaded_by_default
 from blocktrace.events import (
     CallStart,
@@ -55,12 +56,15 @@ from blocktrace.tracers.level import Level, check_level
 if TYPE_CHECKING:
     from blocktrace.chain.checkpoint import Checkpointer
     from blocktrace.chain.note import Signer
+    from blocktrace.tracers.render import Renderer
 
 __all__ = ["ChainTracer", "ValuesMode"]
 
 ValuesMode = Literal["off", "on", "changes"]
 
 _encode = msgspec.json.Encoder().encode
+_cvalues: Any = extension("blocktrace.tracers._cvalues")
+"""A line start's values in C (``_scan``), or None: the Python reference."""
 _perf_counter_ns = time.perf_counter_ns
 
 
@@ -256,8 +260,8 @@ class ChainTracer:
         self._prev_globals: dict[int, dict[str, tuple[object, bytes]]] = {}
         """Per frame (thread, depth) / per module: name -> (the value, when it is kept,
         and its member bytes ``"name":value``) at the last line start (see ``_rendered``)."""
-        self._line_sites: dict[int, tuple[bytes, bytes, OpStart]] = {}
-        """id(site) -> its op line's pieces, for line starts written with values."""
+        self._line_sites: dict[int, tuple[bytes, bytes, OpStart, CodeType | None]] = {}
+        """id(site) -> its op line's pieces (and code), for line starts written with values."""
         self._failure: str | None = None
         self._started = time.perf_counter_ns()
         self._tail = self._clocked if clock else self._thread
@@ -503,15 +507,16 @@ class ChainTracer:
         pieces = self._line_sites.get(id(ev)) if per_line else None
         if pieces is None:
             pre, suf = op_site(ev.pc, ev.op, ev.op_name, ev.line, ev.code)
-            if per_line:
-                self._line_sites[id(ev)] = (pre, suf, ev)  # the event kept: its id stays its own
+            code = vm.code if per_line else None
+            if per_line:  # the event kept: its id stays its own
+                self._line_sites[id(ev)] = (pre, suf, ev, code)
         else:
-            pre, suf, _ = pieces
+            pre, suf, _, code = pieces
         if not self._multi and not per_line:
             self._writer.add_site(id(ev), pre, suf, ev)
         extra = self._thread(vm)
         if per_line:
-            extra += self._values(vm)
+            extra += self._values(vm, code)
         self._line(op_body(pre, vm.gas, vm.depth, suf + extra))
 
     def _call(self, vm: VMState, ev: CallStart) -> None:
@@ -587,24 +592,26 @@ class ChainTracer:
             )
         )
 
-    def _values(self, vm: VMState) -> bytes:
-        frame = vm.frame
+    def _values(self, vm: VMState, code: CodeType | None) -> bytes:
+        """The ``locals`` / ``globals`` members of a line start's op line (in C when
+        the extension is there: ``tracers/csrc/values.c``; the same bytes)."""
+        frame = vm.frame if _cvalues is None else _cvalues.frame_of(code)
         if frame is None:
             return b""
         out = b""
-        render = vm.renderer.render
+        renderer = vm.renderer
         if self._locals != "off":
             key = (vm.thread, vm.depth)
             prev = self._prev_locals.get(key, _NOTHING)
-            fresh = _rendered(dict(frame.f_locals), prev, render)
+            fresh, members = _scan(frame.f_locals, prev, renderer, self._locals == "changes")
             self._prev_locals[key] = fresh
-            out += b',"locals":' + _object(fresh, prev if self._locals == "changes" else None)
+            out += b',"locals":' + members
         if self._globals != "off" and frame.f_globals is not frame.f_locals:
             g = frame.f_globals
             prev = self._prev_globals.get(id(g), _NOTHING)
-            fresh = _rendered(dict(g), prev, render)
+            fresh, members = _scan(g, prev, renderer, self._globals == "changes")
             self._prev_globals[id(g)] = fresh
-            out += b',"globals":' + _object(fresh, prev if self._globals == "changes" else None)
+            out += b',"globals":' + members
         return out
 
     def write_event(self, event: str, members: dict[str, Any]) -> None:
@@ -692,6 +699,20 @@ still bound to the object it had at the last line start is not rendered again
 per-trace number that may be reassigned)."""
 _NOT_KEPT = object()
 _NOTHING: dict[str, tuple[object, bytes]] = {}
+
+
+def _scan(
+    names: Any, prev: dict[str, tuple[object, bytes]], renderer: Renderer, changes: bool
+) -> tuple[dict[str, tuple[object, bytes]], bytes]:
+    """``names``' rendered members (see ``_rendered``) and the JSON object of them
+    (of those that changed, with ``changes``): in C when the extension is there,
+    which hands a name or value it does not render back to this reference."""
+    if _cvalues is not None:
+        done = _cvalues.scan(names, prev, renderer, changes, _NOT_KEPT, _encode)
+        if done is not None:
+            return done  # type: ignore[no-any-return]
+    fresh = _rendered(dict(names), prev, renderer.render)
+    return fresh, _object(fresh, prev if changes else None)
 
 
 def _rendered(

@@ -1,0 +1,788 @@
+/* blocktrace.tracers._cvalues: a line start's values (``--locals``/``--globals``)
+ * in C, byte for byte what the Python reference in tracers/chain.py
+ * (``_rendered`` + ``_object``) and tracers/render.py (``Renderer``) make.
+ *
+ * frame_of(code): the innermost live frame running ``code`` (the Python
+ *     reference: ``Stepper.frame``), or None.
+ * scan(names, prev, renderer, changes, not_kept, encode) -> (fresh, object):
+ *     ``_rendered(dict(names), prev, renderer.render)`` and ``_object(fresh,
+ *     prev if changes else None)`` in one pass.  The common kinds are rendered
+ *     here: None, bools, ints of 64 bits, and the text of str, bytes, lists,
+ *     tuples, sets, dicts, ranges, floats inside containers and objects shown
+ *     as ``<Type #n>`` (numbered in the renderer's own table).  Anything else
+ *     -- a finite float on its own (msgspec's float text), an int past 64 bits,
+ *     ``use_repr``, a name that is not a str, text that is not UTF-8, any
+ *     error -- is given to the reference: ``encode(renderer.render(value))``
+ *     (object numbers are keyed by id, so rendering again numbers the same).
+ *
+ * Nothing here runs code of the traced program: only exact builtin types are
+ * looked into, with their own C-level repr and iteration.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* -- a growable byte buffer, on the stack while small ---------------------- */
+
+typedef struct {
+    char *p;
+    Py_ssize_t len, cap;
+    char small[512];
+} buf;
+
+static void
+buf_init(buf *b)
+{
+    b->p = b->small;
+    b->len = 0;
+    b->cap = (Py_ssize_t)sizeof b->small;
+}
+
+static void
+buf_free(buf *b)
+{
+    if (b->p != b->small) {
+        PyMem_Free(b->p);
+    }
+    buf_init(b);
+}
+
+static int
+buf_room(buf *b, Py_ssize_t n)
+{
+    if (b->len + n <= b->cap) {
+        return 0;
+    }
+    Py_ssize_t cap = b->cap * 2;
+    while (cap < b->len + n) {
+        cap *= 2;
+    }
+    char *p = b->p == b->small ? PyMem_Malloc((size_t)cap) : PyMem_Realloc(b->p, (size_t)cap);
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (b->p == b->small) {
+        memcpy(p, b->small, (size_t)b->len);
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static int
+buf_add(buf *b, const char *s, Py_ssize_t n)
+{
+    if (buf_room(b, n) < 0) {
+        return -1;
+    }
+    memcpy(b->p + b->len, s, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+#define BUF_LIT(b, s) buf_add((b), (s), (Py_ssize_t)(sizeof(s) - 1))
+
+/* The UTF-8 of a str; -1 with an error set (a lone surrogate) */
+static int
+buf_str(buf *b, PyObject *s)
+{
+    Py_ssize_t n;
+    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
+    if (u == NULL) {
+        return -1;
+    }
+    return buf_add(b, u, n);
+}
+
+/* repr(v) of an exact builtin (its own C repr: no program code) */
+static int
+buf_repr(buf *b, PyObject *v)
+{
+    PyObject *r = PyObject_Repr(v);
+    if (r == NULL) {
+        return -1;
+    }
+    int rc = PyUnicode_CheckExact(r) ? buf_str(b, r) : -1;
+    if (rc < 0 && !PyErr_Occurred()) {
+        PyErr_SetString(PyExc_TypeError, "repr is not a str");
+    }
+    Py_DECREF(r);
+    return rc;
+}
+
+/* JSON string of UTF-8 text, escaped as msgspec escapes: '"', '\\', and
+ * control characters below 0x20 (\b \t \n \f \r, else \u00xx) */
+static int
+buf_json_string(buf *out, const char *s, Py_ssize_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (buf_room(out, n + 2) < 0) {
+        return -1;
+    }
+    out->p[out->len++] = '"';
+    Py_ssize_t start = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            continue;
+        }
+        if (buf_add(out, s + start, i - start) < 0) {
+            return -1;
+        }
+        start = i + 1;
+        char esc[6] = {'\\', 0, 0, 0, 0, 0};
+        Py_ssize_t len = 2;
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\r': esc[1] = 'r'; break;
+        default:
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            len = 6;
+        }
+        if (buf_add(out, esc, len) < 0) {
+            return -1;
+        }
+    }
+    if (buf_add(out, s + start, n - start) < 0) {
+        return -1;
+    }
+    return BUF_LIT(out, "\"");
+}
+
+/* -- the renderer's text (render.py ``Renderer._text``) -------------------- */
+
+#define UNSUPPORTED (-2) /* not rendered here: the reference renders the value */
+
+typedef struct {
+    PyObject *renderer;
+    PyObject *numbers; /* renderer._numbers: id -> number */
+    Py_ssize_t max_str, max_items, max_depth, max_numbers;
+    int use_repr;
+    buf text;
+} render_ctx;
+
+static PyObject *one; /* the int 1 */
+static PyObject *s_render, *s_numbers, *s_next, *s_max_str, *s_max_items, *s_max_depth, *s_use_repr,
+    *s_max_numbers;
+
+static int
+get_size(PyObject *obj, PyObject *name, Py_ssize_t *out)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL) {
+        return -1;
+    }
+    *out = PyLong_Check(v) ? PyLong_AsSsize_t(v) : -1;
+    Py_DECREF(v);
+    if (*out == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (*out < 0) {
+        PyErr_SetString(PyExc_ValueError, "renderer bounds must be ints >= 0");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+ctx_init(render_ctx *ctx, PyObject *renderer)
+{
+    ctx->renderer = renderer;
+    PyObject *use_repr = PyObject_GetAttr(renderer, s_use_repr);
+    if (use_repr == NULL) {
+        return -1;
+    }
+    ctx->use_repr = PyObject_IsTrue(use_repr);
+    Py_DECREF(use_repr);
+    if (ctx->use_repr < 0 || get_size(renderer, s_max_str, &ctx->max_str) < 0 ||
+        get_size(renderer, s_max_items, &ctx->max_items) < 0 ||
+        get_size(renderer, s_max_depth, &ctx->max_depth) < 0 ||
+        get_size(renderer, s_max_numbers, &ctx->max_numbers) < 0) {
+        return -1;
+    }
+    ctx->numbers = PyObject_GetAttr(renderer, s_numbers);
+    if (ctx->numbers == NULL) {
+        return -1;
+    }
+    if (!PyDict_CheckExact(ctx->numbers)) {
+        Py_CLEAR(ctx->numbers);
+        PyErr_SetString(PyExc_TypeError, "renderer._numbers is not a dict");
+        return -1;
+    }
+    return 0;
+}
+
+static void
+ctx_free(render_ctx *ctx)
+{
+    Py_XDECREF(ctx->numbers);
+    buf_free(&ctx->text);
+}
+
+/* Renderer.object_number(v), on the renderer's own table */
+static long long
+object_number(render_ctx *ctx, PyObject *v)
+{
+    PyObject *key = PyLong_FromVoidPtr(v);
+    if (key == NULL) {
+        return -1;
+    }
+    PyObject *n = PyDict_GetItemWithError(ctx->numbers, key); /* borrowed */
+    long long out = -1;
+    if (n != NULL) {
+        out = PyLong_AsLongLong(n);
+    }
+    else if (!PyErr_Occurred()) {
+        if (PyDict_GET_SIZE(ctx->numbers) >= ctx->max_numbers) {
+            PyDict_Clear(ctx->numbers);
+        }
+        PyObject *next = PyObject_GetAttr(ctx->renderer, s_next);
+        if (next != NULL) {
+            PyObject *after = PyNumber_Add(next, one);
+            if (after != NULL && PyDict_SetItem(ctx->numbers, key, next) == 0 &&
+                PyObject_SetAttr(ctx->renderer, s_next, after) == 0) {
+                out = PyLong_AsLongLong(next);
+            }
+            Py_XDECREF(after);
+            Py_DECREF(next);
+        }
+    }
+    Py_DECREF(key);
+    return out;
+}
+
+static int text(render_ctx *ctx, PyObject *v, Py_ssize_t depth);
+
+static int
+add_count(buf *b, const char *before, Py_ssize_t n, const char *after)
+{
+    char num[48];
+    int len = snprintf(num, sizeof num, "%s%zd%s", before, n, after);
+    return buf_add(b, num, len);
+}
+
+/* Renderer._seq */
+static int
+text_seq(render_ctx *ctx, PyObject *v, PyTypeObject *t, Py_ssize_t depth)
+{
+    buf *b = &ctx->text;
+    const char *opener, *closer;
+    Py_ssize_t size = PyObject_Size(v);
+    if (size < 0) {
+        return -1;
+    }
+    if (t == &PyList_Type) {
+        opener = "[";
+        closer = "]";
+    }
+    else if (t == &PyTuple_Type) {
+        opener = "(";
+        closer = size == 1 ? ",)" : ")";
+    }
+    else if (size == 0) {
+        return t == &PySet_Type ? BUF_LIT(b, "set()") : BUF_LIT(b, "frozenset()");
+    }
+    else if (t == &PySet_Type) {
+        opener = "{";
+        closer = "}";
+    }
+    else {
+        opener = "frozenset({";
+        closer = "})";
+    }
+    if (buf_add(b, opener, (Py_ssize_t)strlen(opener)) < 0) {
+        return -1;
+    }
+    if (depth <= 0) {
+        if (BUF_LIT(b, "\xe2\x80\xa6") < 0) { /* … */
+            return -1;
+        }
+    }
+    else {
+        PyObject *it = PyObject_GetIter(v);
+        if (it == NULL) {
+            return -1;
+        }
+        PyObject *item;
+        Py_ssize_t i = 0;
+        int rc = 0;
+        while ((item = PyIter_Next(it)) != NULL) {
+            if (i && BUF_LIT(b, ", ") < 0) {
+                rc = -1;
+            }
+            else if (i >= ctx->max_items) {
+                rc = add_count(b, "\xe2\x80\xa6", size - i, " more");
+                Py_DECREF(item);
+                break;
+            }
+            else {
+                rc = text(ctx, item, depth - 1);
+            }
+            Py_DECREF(item);
+            if (rc != 0) {
+                break;
+            }
+            i++;
+        }
+        Py_DECREF(it);
+        if (rc != 0) {
+            return rc;
+        }
+        if (PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    return buf_add(b, closer, (Py_ssize_t)strlen(closer));
+}
+
+/* Renderer._dict */
+static int
+text_dict(render_ctx *ctx, PyObject *v, Py_ssize_t depth)
+{
+    buf *b = &ctx->text;
+    if (depth <= 0) {
+        return BUF_LIT(b, "{\xe2\x80\xa6}");
+    }
+    if (BUF_LIT(b, "{") < 0) {
+        return -1;
+    }
+    Py_ssize_t size = PyDict_GET_SIZE(v), pos = 0, i = 0;
+    PyObject *key, *item;
+    while (PyDict_Next(v, &pos, &key, &item)) {
+        if (i && BUF_LIT(b, ", ") < 0) {
+            return -1;
+        }
+        if (i >= ctx->max_items) {
+            if (add_count(b, "\xe2\x80\xa6", size - i, " more") < 0) {
+                return -1;
+            }
+            break;
+        }
+        Py_INCREF(key);
+        Py_INCREF(item);
+        int rc = text(ctx, key, depth - 1);
+        if (rc == 0) {
+            rc = BUF_LIT(b, ": ");
+        }
+        if (rc == 0) {
+            rc = text(ctx, item, depth - 1);
+        }
+        Py_DECREF(key);
+        Py_DECREF(item);
+        if (rc != 0) {
+            return rc;
+        }
+        if (PyDict_GET_SIZE(v) != size) {
+            return UNSUPPORTED; /* changed under us: the reference says what */
+        }
+        i++;
+    }
+    return BUF_LIT(b, "}");
+}
+
+/* str, bytes, bytearray: repr of the first max_str, then … if longer */
+static int
+text_string(render_ctx *ctx, PyObject *v, PyTypeObject *t)
+{
+    Py_ssize_t size = PyObject_Size(v);
+    if (size < 0) {
+        return -1;
+    }
+    PyObject *head;
+    if (size <= ctx->max_str) {
+        head = Py_NewRef(v);
+    }
+    else if (t == &PyUnicode_Type) {
+        head = PyUnicode_Substring(v, 0, ctx->max_str);
+    }
+    else {
+        head = PySequence_GetSlice(v, 0, ctx->max_str);
+    }
+    if (head == NULL) {
+        return -1;
+    }
+    int rc = buf_repr(&ctx->text, head);
+    Py_DECREF(head);
+    if (rc == 0 && size > ctx->max_str) {
+        rc = BUF_LIT(&ctx->text, "\xe2\x80\xa6");
+    }
+    return rc;
+}
+
+/* Renderer._text: 0, -1 (an error set), or UNSUPPORTED */
+static int
+text(render_ctx *ctx, PyObject *v, Py_ssize_t depth)
+{
+    PyTypeObject *t = Py_TYPE(v);
+    if (v == Py_None || t == &PyBool_Type || t == &PyFloat_Type || t == &PyComplex_Type ||
+        t == &PyRange_Type) {
+        return buf_repr(&ctx->text, v);
+    }
+    if (t == &PyLong_Type) {
+        int overflow;
+        (void)PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow) {
+            return UNSUPPORTED; /* past 64 bits: bit_length() is the reference's */
+        }
+        return buf_repr(&ctx->text, v);
+    }
+    if (t == &PyUnicode_Type || t == &PyBytes_Type || t == &PyByteArray_Type) {
+        return text_string(ctx, v, t);
+    }
+    if (t == &PyList_Type || t == &PyTuple_Type || t == &PySet_Type || t == &PyFrozenSet_Type) {
+        return text_seq(ctx, v, t, depth);
+    }
+    if (t == &PyDict_Type) {
+        return text_dict(ctx, v, depth);
+    }
+    if (ctx->use_repr) {
+        return UNSUPPORTED;
+    }
+    long long n = object_number(ctx, v);
+    if (n < 0) {
+        return -1;
+    }
+    PyObject *name = PyType_GetQualName(t);
+    if (name == NULL) {
+        return -1;
+    }
+    int rc = BUF_LIT(&ctx->text, "<");
+    if (rc == 0) {
+        rc = PyUnicode_CheckExact(name) ? buf_str(&ctx->text, name) : BUF_LIT(&ctx->text, "object");
+    }
+    Py_DECREF(name);
+    if (rc == 0) {
+        rc = add_count(&ctx->text, " #", (Py_ssize_t)n, ">");
+    }
+    return rc;
+}
+
+/* Renderer.render(v) as JSON into out: 0, -1 (an error set) or UNSUPPORTED */
+static int
+render_json(render_ctx *ctx, PyObject *v, buf *out)
+{
+    PyTypeObject *t = Py_TYPE(v);
+    if (v == Py_None) {
+        return BUF_LIT(out, "null");
+    }
+    if (t == &PyBool_Type) {
+        return v == Py_True ? BUF_LIT(out, "true") : BUF_LIT(out, "false");
+    }
+    if (t == &PyLong_Type) {
+        int overflow;
+        long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow || n == LLONG_MIN) {
+            return UNSUPPORTED;
+        }
+        char num[32];
+        return buf_add(out, num, snprintf(num, sizeof num, "%lld", n));
+    }
+    if (t == &PyFloat_Type && isfinite(PyFloat_AS_DOUBLE(v))) {
+        return UNSUPPORTED; /* msgspec's float text */
+    }
+    buf *b = &ctx->text;
+    b->len = 0;
+    int rc = text(ctx, v, ctx->max_depth);
+    if (rc != 0) {
+        return rc;
+    }
+    /* Renderer.text: at most max_str * 4 characters, then … */
+    Py_ssize_t limit = ctx->max_str * 4, chars = 0, cut = -1;
+    for (Py_ssize_t i = 0; i < b->len; i++) {
+        if (((unsigned char)b->p[i] & 0xC0) != 0x80) {
+            if (chars == limit) {
+                cut = i;
+                break;
+            }
+            chars++;
+        }
+    }
+    if (cut >= 0) {
+        b->len = cut;
+        if (BUF_LIT(b, "\xe2\x80\xa6") < 0) {
+            return -1;
+        }
+    }
+    return buf_json_string(out, b->p, b->len);
+}
+
+/* -- scan --------------------------------------------------------------------- */
+
+static int
+kept_type(PyTypeObject *t)
+{
+    return t == &PyLong_Type || t == &PyFloat_Type || t == &PyComplex_Type ||
+           t == &PyBool_Type || t == &PyUnicode_Type || t == &PyBytes_Type ||
+           t == Py_TYPE(Py_None);
+}
+
+static int
+dunder(PyObject *name)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(name);
+    return n >= 2 && PyUnicode_READ_CHAR(name, 0) == '_' && PyUnicode_READ_CHAR(name, 1) == '_' &&
+           PyUnicode_READ_CHAR(name, n - 1) == '_' && PyUnicode_READ_CHAR(name, n - 2) == '_';
+}
+
+/* "name":value of one name into out; 0, -1 (error: raised as the reference
+ * raises), or UNSUPPORTED for a name the reference should take */
+static int
+member(render_ctx *ctx, PyObject *name, PyObject *value, PyObject *encode, buf *out)
+{
+    Py_ssize_t n;
+    const char *u = PyUnicode_AsUTF8AndSize(name, &n);
+    if (u == NULL) {
+        PyErr_Clear();
+        return UNSUPPORTED;
+    }
+    if (buf_json_string(out, u, n) < 0 || BUF_LIT(out, ":") < 0) {
+        return -1;
+    }
+    Py_ssize_t mark = out->len;
+    int rc = render_json(ctx, value, out);
+    if (rc == 0) {
+        return 0;
+    }
+    if (rc == -1) {
+        PyErr_Clear(); /* the reference renders it, and says what went wrong */
+    }
+    out->len = mark;
+    PyObject *rendered = PyObject_CallMethodOneArg(ctx->renderer, s_render, value);
+    if (rendered == NULL) {
+        return -1;
+    }
+    PyObject *json = PyObject_CallOneArg(encode, rendered);
+    Py_DECREF(rendered);
+    if (json == NULL) {
+        return -1;
+    }
+    rc = PyBytes_Check(json) ? buf_add(out, PyBytes_AS_STRING(json), PyBytes_GET_SIZE(json)) : -1;
+    if (rc < 0 && !PyErr_Occurred()) {
+        PyErr_SetString(PyExc_TypeError, "encode did not return bytes");
+    }
+    Py_DECREF(json);
+    return rc;
+}
+
+/* the member bytes of prev[name], borrowed, or NULL */
+static PyObject *
+prev_member(PyObject *prev, PyObject *name, PyObject **kept)
+{
+    PyObject *old = PyDict_GetItemWithError(prev, name);
+    if (old == NULL || !PyTuple_CheckExact(old) || PyTuple_GET_SIZE(old) != 2) {
+        return NULL;
+    }
+    if (kept != NULL) {
+        *kept = PyTuple_GET_ITEM(old, 0);
+    }
+    return PyTuple_GET_ITEM(old, 1);
+}
+
+static PyObject *
+scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "scan(names, prev, renderer, changes, not_kept, encode) takes 6 arguments");
+        return NULL;
+    }
+    PyObject *names = args[0], *prev = args[1], *renderer = args[2], *not_kept = args[4],
+             *encode = args[5];
+    int changes = PyObject_IsTrue(args[3]);
+    if (changes < 0) {
+        return NULL;
+    }
+    if (!PyDict_CheckExact(prev)) {
+        PyErr_SetString(PyExc_TypeError, "scan: prev must be a dict");
+        return NULL;
+    }
+    PyObject *d = PyDict_New();
+    if (d == NULL) {
+        return NULL;
+    }
+    if (PyDict_Update(d, names) < 0) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    PyObject *fresh = PyDict_New(), *result = NULL;
+    render_ctx ctx = {.renderer = NULL, .numbers = NULL};
+    buf_init(&ctx.text);
+    buf out;
+    buf_init(&out);
+    if (fresh == NULL || ctx_init(&ctx, renderer) < 0) {
+        goto done;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *name, *value;
+    while (PyDict_Next(d, &pos, &name, &value)) {
+        if (!PyUnicode_CheckExact(name)) {
+            result = Py_NewRef(Py_None); /* the reference says what becomes of it */
+            goto done;
+        }
+        if (dunder(name)) {
+            continue;
+        }
+        PyObject *kept = NULL;
+        PyObject *old_member = prev_member(prev, name, &kept);
+        if (old_member == NULL && PyErr_Occurred()) {
+            goto done;
+        }
+        int keeps = kept_type(Py_TYPE(value));
+        if (old_member != NULL && kept == value && keeps) {
+            if (PyDict_SetItem(fresh, name, PyDict_GetItem(prev, name)) < 0) {
+                goto done;
+            }
+            continue;
+        }
+        out.len = 0;
+        int rc = member(&ctx, name, value, encode, &out);
+        if (rc == UNSUPPORTED) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        if (rc < 0) {
+            goto done;
+        }
+        PyObject *m = PyBytes_FromStringAndSize(out.p, out.len);
+        if (m == NULL) {
+            goto done;
+        }
+        PyObject *entry = PyTuple_Pack(2, keeps ? value : not_kept, m);
+        Py_DECREF(m);
+        if (entry == NULL) {
+            goto done;
+        }
+        rc = PyDict_SetItem(fresh, name, entry);
+        Py_DECREF(entry);
+        if (rc < 0) {
+            goto done;
+        }
+    }
+    /* _object: every member, or (changes) those whose bytes differ from prev's */
+    out.len = 0;
+    if (BUF_LIT(&out, "{") < 0) {
+        goto done;
+    }
+    pos = 0;
+    PyObject *entry;
+    int first = 1;
+    while (PyDict_Next(fresh, &pos, &name, &entry)) {
+        PyObject *m = PyTuple_GET_ITEM(entry, 1);
+        if (changes) {
+            PyObject *old = prev_member(prev, name, NULL);
+            if (old == NULL && PyErr_Occurred()) {
+                goto done;
+            }
+            if (old != NULL && (old == m || (PyBytes_Check(old) &&
+                                             PyBytes_GET_SIZE(old) == PyBytes_GET_SIZE(m) &&
+                                             memcmp(PyBytes_AS_STRING(old), PyBytes_AS_STRING(m),
+                                                    (size_t)PyBytes_GET_SIZE(m)) == 0))) {
+                continue;
+            }
+        }
+        if ((!first && BUF_LIT(&out, ",") < 0) ||
+            buf_add(&out, PyBytes_AS_STRING(m), PyBytes_GET_SIZE(m)) < 0) {
+            goto done;
+        }
+        first = 0;
+    }
+    if (BUF_LIT(&out, "}") < 0) {
+        goto done;
+    }
+    PyObject *obj = PyBytes_FromStringAndSize(out.p, out.len);
+    if (obj != NULL) {
+        result = PyTuple_Pack(2, fresh, obj);
+        Py_DECREF(obj);
+    }
+done:
+    ctx_free(&ctx);
+    buf_free(&out);
+    Py_XDECREF(fresh);
+    Py_DECREF(d);
+    return result;
+}
+
+/* frame_of(code): the innermost live frame running code, or None */
+static PyObject *
+frame_of(PyObject *module, PyObject *code)
+{
+    PyFrameObject *f = PyEval_GetFrame(); /* borrowed */
+    Py_XINCREF(f);
+    while (f != NULL) {
+        PyCodeObject *c = PyFrame_GetCode(f);
+        int found = (PyObject *)c == code;
+        Py_DECREF(c);
+        if (found) {
+            return (PyObject *)f;
+        }
+        PyFrameObject *back = PyFrame_GetBack(f);
+        Py_DECREF(f);
+        f = back;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
+     "scan(names, prev, renderer, changes, not_kept, encode) -> (fresh, object) or None"},
+    {"frame_of", frame_of, METH_O, "frame_of(code) -> the innermost frame running code, or None"},
+    {NULL, NULL, 0, NULL},
+};
+
+static int
+exec_module(PyObject *module)
+{
+    (void)module;
+    if (one == NULL) {
+        one = PyLong_FromLong(1);
+        s_render = PyUnicode_InternFromString("render");
+        s_numbers = PyUnicode_InternFromString("_numbers");
+        s_next = PyUnicode_InternFromString("_next");
+        s_max_str = PyUnicode_InternFromString("max_str");
+        s_max_items = PyUnicode_InternFromString("max_items");
+        s_max_depth = PyUnicode_InternFromString("max_depth");
+        s_max_numbers = PyUnicode_InternFromString("max_numbers");
+        s_use_repr = PyUnicode_InternFromString("use_repr");
+        if (one == NULL || s_render == NULL || s_numbers == NULL || s_next == NULL || s_max_str == NULL ||
+            s_max_items == NULL || s_max_depth == NULL || s_max_numbers == NULL ||
+            s_use_repr == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyModuleDef_Slot slots[] = {
+    {Py_mod_exec, exec_module},
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "blocktrace.tracers._cvalues",
+    "A line start's values in C (the reference: tracers/chain.py, tracers/render.py).", 0,
+    methods, slots, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__cvalues(void)
+{
+    return PyModuleDef_Init(&module_def);
+}

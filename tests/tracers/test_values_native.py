@@ -1,0 +1,240 @@
+"""The values of a line start in C (``blocktrace.tracers._cvalues``) are byte for
+byte what the Python reference makes (``_rendered`` + ``_object``, ``Renderer``):
+the same members, the same kept objects, the same object numbers, the same
+``changes``; and whole traces of programs with every kind of value are the same
+bytes with and without the C paths (``BLOCKTRACE_PURE=1``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from blocktrace import Renderer
+from blocktrace._native import extension
+from blocktrace.tracers import chain
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vm"))
+from processes import run_in_mode
+
+_cvalues = extension("blocktrace.tracers._cvalues")
+needs_c = pytest.mark.skipif(_cvalues is None,
+                             reason="the C extension is not built (or BLOCKTRACE_PURE)")
+
+
+class Plain:
+    pass
+
+
+class CountedRepr:
+    calls = 0
+
+    def __repr__(self) -> str:
+        CountedRepr.calls += 1
+        return "CountedRepr()"
+
+
+class Renamed:
+    pass
+
+
+Renamed.__qualname__ = 'We"ird\\ näme\n'
+Renamed.__repr__ = lambda self: "Renamed()"  # type: ignore[method-assign,assignment]
+
+
+class Surrogate:
+    def __repr__(self) -> str:  # Hypothesis shows examples (its report is UTF-8)
+        return "Surrogate()"
+
+
+Surrogate.__qualname__ = "S\udc80"
+
+OBJECTS = [Plain(), Plain(), CountedRepr(), Renamed(), Surrogate()]
+
+scalars = st.one_of(
+    st.none(), st.booleans(),
+    st.integers(), st.integers(min_value=-(2**200), max_value=2**200),
+    st.sampled_from([2**63 - 1, 2**63, -(2**63), -(2**63) + 1, 2**64, 2**128 - 1, 2**128,
+                     -(2**128)]),
+    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([-0.0, 1e16, 1e-7, 5e-324]),
+    st.complex_numbers(allow_nan=True),
+    st.text(), st.text(alphabet=st.characters(codec="utf-8", categories=None), max_size=300),
+    st.binary(max_size=300), st.binary().map(bytearray), st.sampled_from(OBJECTS),
+    st.builds(range, st.integers(-5, 5), st.integers(-5, 50), st.integers(1, 3)),
+)
+hashables = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5),
+                      st.binary(max_size=5), st.sampled_from(OBJECTS))
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=25), st.lists(inner, max_size=3).map(tuple),
+        st.sets(hashables, max_size=25), st.frozensets(hashables, max_size=4),
+        st.dictionaries(hashables, inner, max_size=25),
+    ),
+    max_leaves=60,
+)
+names = st.one_of(
+    st.sampled_from(["x", "y", "__x__", "__", "_", "___", "__a", "a__", "ünï", 'q"\\\x01\n']),
+    st.text(max_size=4))
+namespaces = st.dictionaries(names, values, max_size=6)
+renderers = st.builds(
+    lambda s, i, d: Renderer(max_str=s, max_items=i, max_depth=d),
+    st.sampled_from([0, 1, 3, 200]), st.sampled_from([0, 1, 2, 20]), st.sampled_from([0, 1, 3]),
+)
+
+
+def reference(names: dict[str, Any], prev: Any, renderer: Renderer, changes: bool) -> Any:
+    fresh = chain._rendered(dict(names), prev, renderer.render)
+    return fresh, chain._object(fresh, prev if changes else None)
+
+
+def outcome(f: Any, *args: Any) -> Any:
+    try:
+        return "ok", f(*args)
+    except Exception as exc:  # the reference raises (a surrogate in a name): so must C
+        return "raised", type(exc)
+
+
+def same_renderers() -> tuple[Renderer, Renderer]:
+    return Renderer(), Renderer()
+
+
+@needs_c
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(first=namespaces, second=namespaces, changes=st.booleans(), rend=renderers)
+def test_c_scan_is_the_reference(first: dict[str, Any], second: dict[str, Any], changes: bool,
+                                 rend: Renderer) -> None:
+    assert _cvalues is not None
+    calls = CountedRepr.calls
+    ours = Renderer(max_str=rend.max_str, max_items=rend.max_items, max_depth=rend.max_depth)
+    theirs = Renderer(max_str=rend.max_str, max_items=rend.max_items, max_depth=rend.max_depth)
+    prev_ours: Any = chain._NOTHING
+    prev_theirs: Any = chain._NOTHING
+    # two line starts: the second sees the first's names (some rebound, some gone)
+    for names in (first, {**first, **second}, second):
+        got = outcome(chain._scan, names, prev_ours, ours, changes)
+        want = outcome(reference, names, prev_theirs, theirs, changes)
+        assert got[0] == want[0]
+        if got[0] == "raised":
+            assert got[1] == want[1]
+            return
+        (fresh_ours, obj_ours), (fresh_theirs, obj_theirs) = got[1], want[1]
+        assert obj_ours == obj_theirs
+        assert list(fresh_ours) == list(fresh_theirs)
+        for name, (kept, member) in fresh_ours.items():
+            assert member == fresh_theirs[name][1]
+            assert kept is fresh_theirs[name][0] or (
+                kept is chain._NOT_KEPT and fresh_theirs[name][0] is chain._NOT_KEPT)
+        assert ours._numbers == theirs._numbers and ours._next == theirs._next
+        json.loads(obj_ours)  # valid JSON
+        prev_ours, prev_theirs = fresh_ours, fresh_theirs
+    assert CountedRepr.calls == calls  # no program code ran
+
+
+@needs_c
+def test_c_scan_hands_what_it_does_not_render_to_the_reference() -> None:
+    assert _cvalues is not None
+    r = Renderer(use_repr=True)
+    _, obj = chain._scan({"o": Plain(), "n": 1}, chain._NOTHING, r, False)
+    assert obj.startswith(b'{"o":"<') and b"Plain object at" in obj and obj.endswith(b',"n":1}')
+    # not a str name: the reference's, whatever it does
+    assert _cvalues.scan({1: 2}, {}, Renderer(), False, chain._NOT_KEPT, chain._encode) is None
+    # a float on its own is msgspec's text
+    assert chain._scan({"f": 1e16}, chain._NOTHING, Renderer(), False)[1] == b'{"f":1e16}'
+    assert chain._scan({"f": math.inf}, chain._NOTHING, Renderer(), False)[1] == b'{"f":"inf"}'
+
+
+@needs_c
+def test_object_numbers_wrap_as_the_reference() -> None:
+    ours, theirs = Renderer(), Renderer()
+    ours.max_numbers = theirs.max_numbers = 3
+    objs = [Plain() for _ in range(7)]
+    for i in range(len(objs)):
+        names = {"xs": objs[: i + 1]}
+        assert chain._scan(names, {}, ours, False)[1] == reference(names, {}, theirs, False)[1]
+        assert ours._numbers == theirs._numbers and ours._next == theirs._next
+
+
+PROGRAM = textwrap.dedent('''
+    import sys, threading
+
+    class Obj:
+        pass
+
+    class Bad:
+        def __repr__(self):
+            raise RuntimeError("no")
+
+    G = [1]
+    KEEP = []
+    counter = 0
+
+    def gen(n):
+        for i in range(n):
+            yield i, [i] * i
+
+    def work(k):
+        global counter
+        cyc = [1]
+        cyc.append(cyc)
+        d = {"a": cyc, 1: b"\\xff\\x00", (1, 2): frozenset({1.5})}
+        big = 2 ** 200 + k
+        odd = [float("nan"), float("inf"), -0.0, 1e16, 1e-7, 3.25, complex(1, -2)]
+        s = "caf\\u00e9 \\udc80 \\n\\t\\"q\\" " * k + "x" * 300
+        b = bytearray(b"\\x00\\x7f\\x80")
+        o, bad = Obj(), Bad()
+        KEEP.append((o, bad))  # numbered by id: one that died could give its number on
+        for v in gen(3):
+            d[len(d)] = v            # a dict that changes size
+        del big                       # a name deleted and re-bound
+        big = -(2 ** 63)
+        G.append(k)
+        counter += 1
+        t = (o,)
+        return len(s) + len(t) + len(b) + len(odd)
+
+    work(1)
+    th = threading.Thread(target=work, args=(2,))
+    th.start(); th.join()
+    x = 5                             # module level: locals are the globals
+    x = "now a str"
+''')
+
+
+def per_thread(lines: list[bytes]) -> dict[bytes, list[bytes]]:
+    """Each thread's lines without hash and gas (the threads' instructions
+    interleave as the interpreter switches: not the same from run to run)."""
+    out: dict[bytes, list[bytes]] = {}
+    for line in lines:
+        body = re.sub(rb',"gas":"0x[0-9a-f]+"', b"", line[: line.rindex(b',"hash":')])
+        thread = re.search(rb',"thread":(\d+)', body)
+        out.setdefault(thread.group(1) if thread else b"1", []).append(body)
+    return out
+
+
+@needs_c
+@pytest.mark.parametrize("mode", ["changes", "on"])
+def test_whole_traces_are_the_same_bytes_as_pure(tmp_path: Path, mode: str) -> None:
+    prog = tmp_path / "prog.py"
+    prog.write_text(PROGRAM)
+    bodies = []
+    for pure in (False, True):
+        out = tmp_path / f"t-{pure}.jsonl"
+        run_in_mode([sys.executable, "-m", "blocktrace", "run", "--genesis", "g", "--locals", mode,
+                     "--globals", mode, "-o", str(out), str(prog)], tmp_path, pure)
+        lines = out.read_bytes().splitlines()[1:-1]  # the header and summary name pid and time
+        assert len(lines) > 200
+        bodies.append(per_thread(lines))
+    assert bodies[0] == bodies[1]
+    text = b"\n".join(b"\n".join(body) for body in bodies[0].values())
+    for seen in (b'"locals":', b'"globals":', b"<Obj #", b"<int 201 bits>", b"\\\\udc80",
+                 "[1, [1, [1, […]]]]".encode()):
+        assert seen in text, seen
