@@ -52,11 +52,11 @@ from blocktrace.format.source import fingerprint, read_local_text
 from blocktrace.format.versions import FORMAT_VERSION, LINES_PER_LEAF, MAX_LINE_BYTES
 from blocktrace.tracers import VMState, capabilities_changed, discard_trace, get_tracer, set_tracer
 from blocktrace.tracers.level import Level, check_level
+from blocktrace.tracers.render import Renderer
 
 if TYPE_CHECKING:
     from blocktrace.chain.checkpoint import Checkpointer
     from blocktrace.chain.note import Signer
-    from blocktrace.tracers.render import Renderer
 
 __all__ = ["ChainTracer", "ValuesMode"]
 
@@ -65,6 +65,16 @@ ValuesMode = Literal["off", "on", "changes"]
 _encode = msgspec.json.Encoder().encode
 _cvalues: Any = extension("blocktrace.tracers._cvalues")
 """A line start's values in C (``_scan``), or None: the Python reference."""
+_Stepper: Any = None
+"""``blocktrace.vm.stepper.Stepper`` once values were recorded (vm imports this module)."""
+
+
+def _live_stepper() -> None:
+    global _Stepper
+    if _Stepper is None:
+        from blocktrace.vm.stepper import Stepper
+
+        _Stepper = Stepper
 _perf_counter_ns = time.perf_counter_ns
 
 
@@ -315,6 +325,9 @@ class ChainTracer:
         (``Capabilities.call_lines``): this writer's ``line`` and ``_call_pieces``."""
         """An op line from plain values (``Capabilities.op_line``): the stepper's
         hook passes gas and depth; False for a site not added yet (then ``_slow``)."""
+        if locals != "off" or globals != "off":
+            self.fast_call = self._with_values
+            """``Capabilities.fast_call``: a line start with values straight to its line."""
         header = {
             "blocktrace": FORMAT_VERSION,
             "hashAlg": "sha256",
@@ -349,6 +362,18 @@ class ChainTracer:
     def __call__(self, vm: VMState, event: TraceEvent, /) -> None:
         if not self._write_op(event, vm.gas, vm.depth):
             self._slow(vm, event)
+
+    def _with_values(self, vm: VMState, event: TraceEvent, /) -> None:
+        """``__call__`` when values are recorded: a line start seen before (its
+        pieces kept in ``_line_sites``) is written here, not through ``_slow``."""
+        pieces = self._line_sites.get(id(event))
+        if pieces is None or self.size_limited:
+            if not self._write_op(event, vm.gas, vm.depth):
+                self._slow(vm, event)
+            return
+        pre, suf, _, code = pieces
+        extra = self._thread(vm) + self._values(vm, code)
+        self._line(op_body(pre, vm.gas, vm.depth, suf + extra))
 
     # -- the size limit -----------------------------------------------------------
 
@@ -509,6 +534,7 @@ class ChainTracer:
             pre, suf = op_site(ev.pc, ev.op, ev.op_name, ev.line, ev.code)
             code = vm.code if per_line else None
             if per_line:  # the event kept: its id stays its own
+                _live_stepper()
                 self._line_sites[id(ev)] = (pre, suf, ev, code)
         else:
             pre, suf, _, code = pieces
@@ -595,21 +621,28 @@ class ChainTracer:
     def _values(self, vm: VMState, code: CodeType | None) -> bytes:
         """The ``locals`` / ``globals`` members of a line start's op line (in C when
         the extension is there: ``tracers/csrc/values.c``; the same bytes)."""
-        frame = vm.frame if _cvalues is None else _cvalues.frame_of(code)
+        renderer = vm.renderer
+        # C only for the live stepper's frames and renderer (a replay brings its own)
+        c = _cvalues if type(vm) is _Stepper and type(renderer) is Renderer else None
+        frame = vm.frame if c is None else c.frame_of(code)
         if frame is None:
             return b""
         out = b""
-        renderer = vm.renderer
         if self._locals != "off":
             key = (vm.thread, vm.depth)
             prev = self._prev_locals.get(key, _NOTHING)
-            fresh, members = _scan(frame.f_locals, prev, renderer, self._locals == "changes")
+            names = frame.f_locals
+            changes = self._locals == "changes"
+            done = None if c is None else c.scan(names, prev, renderer, changes, _NOT_KEPT, _encode)
+            fresh, members = _scan(names, prev, renderer, changes) if done is None else done
             self._prev_locals[key] = fresh
             out += b',"locals":' + members
         if self._globals != "off" and frame.f_globals is not frame.f_locals:
             g = frame.f_globals
             prev = self._prev_globals.get(id(g), _NOTHING)
-            fresh, members = _scan(g, prev, renderer, self._globals == "changes")
+            changes = self._globals == "changes"
+            done = None if c is None else c.scan(g, prev, renderer, changes, _NOT_KEPT, _encode)
+            fresh, members = _scan(g, prev, renderer, changes) if done is None else done
             self._prev_globals[id(g)] = fresh
             out += b',"globals":' + members
         return out
@@ -702,13 +735,14 @@ _NOTHING: dict[str, tuple[object, bytes]] = {}
 
 
 def _scan(
-    names: Any, prev: dict[str, tuple[object, bytes]], renderer: Renderer, changes: bool
+    names: Any, prev: dict[str, tuple[object, bytes]], renderer: Renderer, changes: bool,
+    c: Any = None,
 ) -> tuple[dict[str, tuple[object, bytes]], bytes]:
     """``names``' rendered members (see ``_rendered``) and the JSON object of them
-    (of those that changed, with ``changes``): in C when the extension is there,
+    (of those that changed, with ``changes``); with ``c`` (``_cvalues``) in C,
     which hands a name or value it does not render back to this reference."""
-    if _cvalues is not None:
-        done = _cvalues.scan(names, prev, renderer, changes, _NOT_KEPT, _encode)
+    if c is not None:
+        done = c.scan(names, prev, renderer, changes, _NOT_KEPT, _encode)
         if done is not None:
             return done  # type: ignore[no-any-return]
     fresh = _rendered(dict(names), prev, renderer.render)

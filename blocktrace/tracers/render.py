@@ -40,12 +40,46 @@ class Renderer:
         max_depth: int = 3,
         use_repr: bool = False,
     ) -> None:
-        self.max_str = max_str
-        self.max_items = max_items
-        self.max_depth = max_depth
-        self.use_repr = use_repr
+        self._limits = (max_str, max_items, max_depth, use_repr)
+        """The bounds in one tuple (the C renderer, tracers/csrc/values.c, reads it at once)."""
         self._numbers: dict[int, int] = {}
         self._next = 1
+
+    @property
+    def max_str(self) -> int:
+        """Characters of a string shown (then ``…``); a text is cut at 4x this."""
+        return self._limits[0]
+
+    @max_str.setter
+    def max_str(self, value: int) -> None:
+        self._limits = (value, *self._limits[1:])
+
+    @property
+    def max_items(self) -> int:
+        """Items of a container shown (then ``…N more``)."""
+        return self._limits[1]
+
+    @max_items.setter
+    def max_items(self, value: int) -> None:
+        self._limits = (self._limits[0], value, *self._limits[2:])
+
+    @property
+    def max_depth(self) -> int:
+        """Containers nested this deep are looked into (deeper: ``[…]``)."""
+        return self._limits[2]
+
+    @max_depth.setter
+    def max_depth(self, value: int) -> None:
+        self._limits = (*self._limits[:2], value, self._limits[3])
+
+    @property
+    def use_repr(self) -> bool:
+        """Other objects are shown by their (guarded, bounded) ``repr``."""
+        return self._limits[3]
+
+    @use_repr.setter
+    def use_repr(self, value: bool) -> None:
+        self._limits = (*self._limits[:3], value)
 
     def object_number(self, obj: object) -> int:
         """The per-trace number of ``obj`` (assigned on first sight)."""

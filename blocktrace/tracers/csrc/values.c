@@ -171,24 +171,19 @@ buf_json_string(buf *out, const char *s, Py_ssize_t n)
 typedef struct {
     PyObject *renderer;
     PyObject *numbers; /* renderer._numbers: id -> number */
-    Py_ssize_t max_str, max_items, max_depth, max_numbers;
+    Py_ssize_t max_str, max_items, max_depth;
     int use_repr;
     buf text;
 } render_ctx;
 
 static PyObject *one; /* the int 1 */
-static PyObject *s_render, *s_numbers, *s_next, *s_max_str, *s_max_items, *s_max_depth, *s_use_repr,
-    *s_max_numbers;
+static PyObject *s_render, *s_numbers, *s_next, *s_limits, *s_max_numbers;
 
 static int
-get_size(PyObject *obj, PyObject *name, Py_ssize_t *out)
+get_size(PyObject *limits, Py_ssize_t i, Py_ssize_t *out)
 {
-    PyObject *v = PyObject_GetAttr(obj, name);
-    if (v == NULL) {
-        return -1;
-    }
+    PyObject *v = PyTuple_GET_ITEM(limits, i);
     *out = PyLong_Check(v) ? PyLong_AsSsize_t(v) : -1;
-    Py_DECREF(v);
     if (*out == -1 && PyErr_Occurred()) {
         return -1;
     }
@@ -199,20 +194,27 @@ get_size(PyObject *obj, PyObject *name, Py_ssize_t *out)
     return 0;
 }
 
+/* The renderer's bounds (its ``_limits``: max_str, max_items, max_depth,
+ * use_repr) and number table */
 static int
 ctx_init(render_ctx *ctx, PyObject *renderer)
 {
     ctx->renderer = renderer;
-    PyObject *use_repr = PyObject_GetAttr(renderer, s_use_repr);
-    if (use_repr == NULL) {
+    PyObject *limits = PyObject_GetAttr(renderer, s_limits);
+    if (limits == NULL) {
         return -1;
     }
-    ctx->use_repr = PyObject_IsTrue(use_repr);
-    Py_DECREF(use_repr);
-    if (ctx->use_repr < 0 || get_size(renderer, s_max_str, &ctx->max_str) < 0 ||
-        get_size(renderer, s_max_items, &ctx->max_items) < 0 ||
-        get_size(renderer, s_max_depth, &ctx->max_depth) < 0 ||
-        get_size(renderer, s_max_numbers, &ctx->max_numbers) < 0) {
+    int rc = -1;
+    if (!PyTuple_CheckExact(limits) || PyTuple_GET_SIZE(limits) != 4) {
+        PyErr_SetString(PyExc_TypeError, "renderer._limits is not a 4-tuple");
+    }
+    else if (get_size(limits, 0, &ctx->max_str) == 0 && get_size(limits, 1, &ctx->max_items) == 0 &&
+             get_size(limits, 2, &ctx->max_depth) == 0 &&
+             (ctx->use_repr = PyObject_IsTrue(PyTuple_GET_ITEM(limits, 3))) >= 0) {
+        rc = 0;
+    }
+    Py_DECREF(limits);
+    if (rc < 0) {
         return -1;
     }
     ctx->numbers = PyObject_GetAttr(renderer, s_numbers);
@@ -220,7 +222,6 @@ ctx_init(render_ctx *ctx, PyObject *renderer)
         return -1;
     }
     if (!PyDict_CheckExact(ctx->numbers)) {
-        Py_CLEAR(ctx->numbers);
         PyErr_SetString(PyExc_TypeError, "renderer._numbers is not a dict");
         return -1;
     }
@@ -248,7 +249,19 @@ object_number(render_ctx *ctx, PyObject *v)
         out = PyLong_AsLongLong(n);
     }
     else if (!PyErr_Occurred()) {
-        if (PyDict_GET_SIZE(ctx->numbers) >= ctx->max_numbers) {
+        Py_ssize_t max_numbers;
+        PyObject *limit = PyObject_GetAttr(ctx->renderer, s_max_numbers);
+        if (limit == NULL) {
+            Py_DECREF(key);
+            return -1;
+        }
+        max_numbers = PyLong_Check(limit) ? PyLong_AsSsize_t(limit) : 0;
+        Py_DECREF(limit);
+        if (max_numbers == -1 && PyErr_Occurred()) {
+            Py_DECREF(key);
+            return -1;
+        }
+        if (PyDict_GET_SIZE(ctx->numbers) >= max_numbers) {
             PyDict_Clear(ctx->numbers);
         }
         PyObject *next = PyObject_GetAttr(ctx->renderer, s_next);
@@ -268,12 +281,30 @@ object_number(render_ctx *ctx, PyObject *v)
 
 static int text(render_ctx *ctx, PyObject *v, Py_ssize_t depth);
 
+/* the decimal digits of n */
 static int
-add_count(buf *b, const char *before, Py_ssize_t n, const char *after)
+buf_int(buf *b, long long n)
 {
-    char num[48];
-    int len = snprintf(num, sizeof num, "%s%zd%s", before, n, after);
-    return buf_add(b, num, len);
+    char digits[24];
+    int i = (int)sizeof digits;
+    unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    do {
+        digits[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (n < 0) {
+        digits[--i] = '-';
+    }
+    return buf_add(b, digits + i, (Py_ssize_t)sizeof digits - i);
+}
+
+static int
+add_count(buf *b, const char *before, long long n, const char *after)
+{
+    if (buf_add(b, before, (Py_ssize_t)strlen(before)) < 0 || buf_int(b, n) < 0) {
+        return -1;
+    }
+    return buf_add(b, after, (Py_ssize_t)strlen(after));
 }
 
 /* Renderer._seq */
@@ -467,7 +498,7 @@ text(render_ctx *ctx, PyObject *v, Py_ssize_t depth)
     }
     Py_DECREF(name);
     if (rc == 0) {
-        rc = add_count(&ctx->text, " #", (Py_ssize_t)n, ">");
+        rc = add_count(&ctx->text, " #", n, ">");
     }
     return rc;
 }
@@ -489,8 +520,7 @@ render_json(render_ctx *ctx, PyObject *v, buf *out)
         if (overflow || n == LLONG_MIN) {
             return UNSUPPORTED;
         }
-        char num[32];
-        return buf_add(out, num, snprintf(num, sizeof num, "%lld", n));
+        return buf_int(out, n);
     }
     if (t == &PyFloat_Type && isfinite(PyFloat_AS_DOUBLE(v))) {
         return UNSUPPORTED; /* msgspec's float text */
@@ -611,19 +641,28 @@ scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "scan: prev must be a dict");
         return NULL;
     }
-    PyObject *d = PyDict_New();
+    PyObject *d = PyDict_CheckExact(names) ? PyDict_Copy(names) : PyDict_New();
     if (d == NULL) {
         return NULL;
     }
-    if (PyDict_Update(d, names) < 0) {
+    if (!PyDict_CheckExact(names) && PyDict_Update(d, names) < 0) { /* dict(names) */
         Py_DECREF(d);
         return NULL;
     }
     PyObject *fresh = PyDict_New(), *result = NULL;
-    render_ctx ctx = {.renderer = NULL, .numbers = NULL};
+    /* prev's member bytes of each name of fresh, in fresh's order (borrowed) */
+    PyObject **olds = PyMem_Malloc(sizeof(PyObject *) * (size_t)(PyDict_GET_SIZE(d) + 1));
+    Py_ssize_t nolds = 0;
+    render_ctx ctx;
+    ctx.renderer = NULL;
+    ctx.numbers = NULL;
     buf_init(&ctx.text);
     buf out;
     buf_init(&out);
+    if (olds == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
     if (fresh == NULL || ctx_init(&ctx, renderer) < 0) {
         goto done;
     }
@@ -642,6 +681,7 @@ scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (old_member == NULL && PyErr_Occurred()) {
             goto done;
         }
+        olds[nolds++] = old_member;
         int keeps = kept_type(Py_TYPE(value));
         if (old_member != NULL && kept == value && keeps) {
             if (PyDict_SetItem(fresh, name, PyDict_GetItem(prev, name)) < 0) {
@@ -681,13 +721,10 @@ scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     pos = 0;
     PyObject *entry;
     int first = 1;
-    while (PyDict_Next(fresh, &pos, &name, &entry)) {
+    for (Py_ssize_t i = 0; PyDict_Next(fresh, &pos, &name, &entry); i++) {
         PyObject *m = PyTuple_GET_ITEM(entry, 1);
         if (changes) {
-            PyObject *old = prev_member(prev, name, NULL);
-            if (old == NULL && PyErr_Occurred()) {
-                goto done;
-            }
+            PyObject *old = i < nolds ? olds[i] : NULL;
             if (old != NULL && (old == m || (PyBytes_Check(old) &&
                                              PyBytes_GET_SIZE(old) == PyBytes_GET_SIZE(m) &&
                                              memcmp(PyBytes_AS_STRING(old), PyBytes_AS_STRING(m),
@@ -710,6 +747,7 @@ scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(obj);
     }
 done:
+    PyMem_Free(olds);
     ctx_free(&ctx);
     buf_free(&out);
     Py_XDECREF(fresh);
@@ -753,14 +791,10 @@ exec_module(PyObject *module)
         s_render = PyUnicode_InternFromString("render");
         s_numbers = PyUnicode_InternFromString("_numbers");
         s_next = PyUnicode_InternFromString("_next");
-        s_max_str = PyUnicode_InternFromString("max_str");
-        s_max_items = PyUnicode_InternFromString("max_items");
-        s_max_depth = PyUnicode_InternFromString("max_depth");
+        s_limits = PyUnicode_InternFromString("_limits");
         s_max_numbers = PyUnicode_InternFromString("max_numbers");
-        s_use_repr = PyUnicode_InternFromString("use_repr");
-        if (one == NULL || s_render == NULL || s_numbers == NULL || s_next == NULL || s_max_str == NULL ||
-            s_max_items == NULL || s_max_depth == NULL || s_max_numbers == NULL ||
-            s_use_repr == NULL) {
+        if (one == NULL || s_render == NULL || s_numbers == NULL || s_next == NULL || s_limits == NULL ||
+            s_max_numbers == NULL) {
             return -1;
         }
     }
