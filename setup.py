@@ -74,6 +74,8 @@ setup(
         Extension(  # a line start's values (owner: values; reference tracers/chain.py, render.py)
             "blocktrace.tracers._cvalues",
             ["blocktrace/tracers/csrc/values.c"],
+            depends=["blocktrace/format/csrc/opline.h", "blocktrace/chain/csrc/hex.h"],
+            include_dirs=["blocktrace/format/csrc", "blocktrace/chain/csrc"],
             extra_compile_args=_FLAGS,
             optional=True,
         ),

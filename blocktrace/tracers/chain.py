@@ -65,16 +65,6 @@ ValuesMode = Literal["off", "on", "changes"]
 _encode = msgspec.json.Encoder().encode
 _cvalues: Any = extension("blocktrace.tracers._cvalues")
 """A line start's values in C (``_scan``), or None: the Python reference."""
-_Stepper: Any = None
-"""``blocktrace.vm.stepper.Stepper`` once values were recorded (vm imports this module)."""
-
-
-def _live_stepper() -> None:
-    global _Stepper
-    if _Stepper is None:
-        from blocktrace.vm.stepper import Stepper
-
-        _Stepper = Stepper
 _perf_counter_ns = time.perf_counter_ns
 
 
@@ -372,6 +362,15 @@ class ChainTracer:
                 self._slow(vm, event)
             return
         pre, suf, _, code = pieces
+        renderer = vm.renderer
+        if _cvalues is not None and code is not None and type(renderer) is Renderer:
+            # the same as below, in one C call (tracers/csrc/values.c)
+            self._line(_cvalues.line(
+                code, pre, suf + self._thread(vm), vm.gas, vm.depth, vm.thread,
+                self._prev_locals, _MODES[self._locals], self._prev_globals,
+                _MODES[self._globals], renderer, _NOT_KEPT, _encode, _scan,
+            ))
+            return
         extra = self._thread(vm) + self._values(vm, code)
         self._line(op_body(pre, vm.gas, vm.depth, suf + extra))
 
@@ -534,7 +533,6 @@ class ChainTracer:
             pre, suf = op_site(ev.pc, ev.op, ev.op_name, ev.line, ev.code)
             code = vm.code if per_line else None
             if per_line:  # the event kept: its id stays its own
-                _live_stepper()
                 self._line_sites[id(ev)] = (pre, suf, ev, code)
         else:
             pre, suf, _, code = pieces
@@ -622,8 +620,9 @@ class ChainTracer:
         """The ``locals`` / ``globals`` members of a line start's op line (in C when
         the extension is there: ``tracers/csrc/values.c``; the same bytes)."""
         renderer = vm.renderer
-        # C only for the live stepper's frames and renderer (a replay brings its own)
-        c = _cvalues if type(vm) is _Stepper and type(renderer) is Renderer else None
+        # C finds the live frame running code (VMState.frame), with a Renderer's
+        # rendering; a vm without code (BlockTrace's replay) gives its own frame
+        c = _cvalues if code is not None and type(renderer) is Renderer else None
         frame = vm.frame if c is None else c.frame_of(code)
         if frame is None:
             return b""
@@ -731,6 +730,8 @@ still bound to the object it had at the last line start is not rendered again
 (only these are kept: any other value may have changed inside, or renders by a
 per-trace number that may be reassigned)."""
 _NOT_KEPT = object()
+_MODES = {"off": 0, "on": 1, "changes": 2}
+"""A values mode as ``_cvalues.line`` takes it."""
 _NOTHING: dict[str, tuple[object, bytes]] = {}
 
 

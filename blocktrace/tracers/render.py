@@ -44,6 +44,9 @@ class Renderer:
         """The bounds in one tuple (the C renderer, tracers/csrc/values.c, reads it at once)."""
         self._numbers: dict[int, int] = {}
         self._next = 1
+        self._cleared = 0
+        """How often the number table was forgotten (the C renderer keeps a value
+        shown by number only while this stays)."""
 
     @property
     def max_str(self) -> int:
@@ -88,6 +91,7 @@ class Renderer:
         if n is None:
             if len(self._numbers) >= self.max_numbers:
                 self._numbers.clear()
+                self._cleared += 1
             n = self._numbers[key] = self._next
             self._next += 1
         return n

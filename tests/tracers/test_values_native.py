@@ -135,8 +135,10 @@ def test_c_scan_is_the_reference(first: dict[str, Any], second: dict[str, Any], 
         assert list(fresh_ours) == list(fresh_theirs)
         for name, (kept, member) in fresh_ours.items():
             assert member == fresh_theirs[name][1]
+            # C keeps what an object shown by number depends on (never the object)
             assert kept is fresh_theirs[name][0] or (
-                kept is chain._NOT_KEPT and fresh_theirs[name][0] is chain._NOT_KEPT)
+                fresh_theirs[name][0] is chain._NOT_KEPT and (
+                    kept is chain._NOT_KEPT or type(kept) is tuple))
         assert ours._numbers == theirs._numbers and ours._next == theirs._next
         json.loads(obj_ours)  # valid JSON
         prev_ours, prev_theirs = fresh_ours, fresh_theirs
@@ -165,6 +167,44 @@ def test_object_numbers_wrap_as_the_reference() -> None:
         names = {"xs": objs[: i + 1]}
         assert in_c(names, {}, ours, False)[1] == reference(names, {}, theirs, False)[1]
         assert ours._numbers == theirs._numbers and ours._next == theirs._next
+
+
+@needs_c
+def test_objects_shown_by_number_are_shown_again_when_anything_they_depend_on_changes() -> None:
+    ours, theirs = Renderer(), Renderer()
+    ours.max_numbers = theirs.max_numbers = 4
+    prev_ours: Any = {}
+    prev_theirs: Any = {}
+
+    def step(names: dict[str, Any]) -> bytes:
+        nonlocal prev_ours, prev_theirs
+        got = in_c(names, prev_ours, ours, True)
+        want = reference(names, prev_theirs, theirs, True)
+        assert got[1] == want[1]
+        assert ours._numbers == theirs._numbers and ours._next == theirs._next
+        prev_ours, prev_theirs = got[0], want[0]
+        return got[1]
+
+    class Thing:
+        pass
+
+    a, b = Thing(), Thing()
+    assert step({"a": a, "m": math}) == (
+        b'{"a":"<test_objects_shown_by_number_are_shown_again_when_anything_they_depend_on_changes'
+        b'.<locals>.Thing #1>","m":"<module #2>"}')
+    assert step({"a": a, "m": math}) == b"{}"  # nothing changed
+    Thing.__qualname__ = "Renamed"
+    assert step({"a": a, "m": math}) == b'{"a":"<Renamed #1>"}'
+    assert step({"a": b, "m": math}) == b'{"a":"<Renamed #3>"}'  # rebound
+    # the table forgotten (max_numbers): the same object numbered anew
+    assert step({"a": b, "m": math, "xs": [Thing(), Thing()]}).startswith(b'{"xs":')
+    out = step({"a": b, "m": math, "xs": []})
+    assert b'"a":"<Renamed #' in out and b'"m":"<module #' in out
+    ours.max_str = theirs.max_str = 2  # bounds changed: shown again, cut
+    assert "…".encode() in step({"a": b, "m": math, "xs": []})
+    del a
+    c = Thing()  # may take a's address: numbered by id, as the reference does
+    step({"a": c, "m": math, "xs": []})
 
 
 PROGRAM = textwrap.dedent('''

@@ -24,6 +24,8 @@
 
 #include <limits.h>
 #include <math.h>
+
+#include "opline.h" /* the op line's layout: the format's (format/csrc/opline.h) */
 #include <stdint.h>
 #include <string.h>
 
@@ -173,11 +175,13 @@ typedef struct {
     PyObject *numbers; /* renderer._numbers: id -> number */
     Py_ssize_t max_str, max_items, max_depth;
     int use_repr;
+    PyObject *limits;  /* renderer._limits */
+    PyObject *cleared; /* renderer._cleared (its table's clears), once read, or NULL */
     buf text;
 } render_ctx;
 
 static PyObject *one; /* the int 1 */
-static PyObject *s_render, *s_numbers, *s_next, *s_limits, *s_max_numbers;
+static PyObject *s_cleared, *s_render, *s_numbers, *s_next, *s_limits, *s_max_numbers;
 
 static int
 get_size(PyObject *limits, Py_ssize_t i, Py_ssize_t *out)
@@ -213,7 +217,7 @@ ctx_init(render_ctx *ctx, PyObject *renderer)
              (ctx->use_repr = PyObject_IsTrue(PyTuple_GET_ITEM(limits, 3))) >= 0) {
         rc = 0;
     }
-    Py_DECREF(limits);
+    ctx->limits = limits;
     if (rc < 0) {
         return -1;
     }
@@ -232,6 +236,8 @@ static void
 ctx_free(render_ctx *ctx)
 {
     Py_XDECREF(ctx->numbers);
+    Py_XDECREF(ctx->limits);
+    Py_XDECREF(ctx->cleared);
     buf_free(&ctx->text);
 }
 
@@ -263,6 +269,19 @@ object_number(render_ctx *ctx, PyObject *v)
         }
         if (PyDict_GET_SIZE(ctx->numbers) >= max_numbers) {
             PyDict_Clear(ctx->numbers);
+            /* Renderer.object_number: the table's clears counted */
+            PyObject *cleared = PyObject_GetAttr(ctx->renderer, s_cleared), *more = NULL;
+            if (cleared != NULL) {
+                more = PyNumber_Add(cleared, one);
+                Py_DECREF(cleared);
+            }
+            int failed = more == NULL || PyObject_SetAttr(ctx->renderer, s_cleared, more) < 0;
+            Py_XDECREF(more);
+            Py_CLEAR(ctx->cleared);
+            if (failed) {
+                Py_DECREF(key);
+                return -1;
+            }
         }
         PyObject *next = PyObject_GetAttr(ctx->renderer, s_next);
         if (next != NULL) {
@@ -572,8 +591,10 @@ dunder(PyObject *name)
 /* "name":value of one name into out; 0, -1 (error: raised as the reference
  * raises), or UNSUPPORTED for a name the reference should take */
 static int
-member(render_ctx *ctx, PyObject *name, PyObject *value, PyObject *encode, buf *out)
+member(render_ctx *ctx, PyObject *name, PyObject *value, PyObject *encode, buf *out,
+       int *by_reference)
 {
+    *by_reference = 0;
     Py_ssize_t n;
     const char *u = PyUnicode_AsUTF8AndSize(name, &n);
     if (u == NULL) {
@@ -592,6 +613,7 @@ member(render_ctx *ctx, PyObject *name, PyObject *value, PyObject *encode, buf *
         PyErr_Clear(); /* the reference renders it, and says what went wrong */
     }
     out->len = mark;
+    *by_reference = 1;
     PyObject *rendered = PyObject_CallMethodOneArg(ctx->renderer, s_render, value);
     if (rendered == NULL) {
         return -1;
@@ -623,20 +645,90 @@ prev_member(PyObject *prev, PyObject *name, PyObject **kept)
     return PyTuple_GET_ITEM(old, 1);
 }
 
-static PyObject *
-scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* Shown as ``<Type #n>`` (no builtin looked into, no repr): its text depends only
+ * on its id (the renderer numbers by id), its type's qualname, the bounds and
+ * the number table (until it is cleared). */
+static int
+opaque(render_ctx *ctx, PyObject *v)
 {
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError,
-                        "scan(names, prev, renderer, changes, not_kept, encode) takes 6 arguments");
+    PyTypeObject *t = Py_TYPE(v);
+    return !ctx->use_repr && v != Py_None && t != &PyBool_Type && t != &PyFloat_Type &&
+           t != &PyComplex_Type && t != &PyRange_Type && t != &PyLong_Type &&
+           t != &PyUnicode_Type && t != &PyBytes_Type && t != &PyByteArray_Type &&
+           t != &PyList_Type && t != &PyTuple_Type && t != &PySet_Type &&
+           t != &PyFrozenSet_Type && t != &PyDict_Type;
+}
+
+static PyObject *
+ctx_cleared(render_ctx *ctx)
+{
+    if (ctx->cleared == NULL) {
+        ctx->cleared = PyObject_GetAttr(ctx->renderer, s_cleared);
+    }
+    return ctx->cleared;
+}
+
+/* What an opaque value's rendering depends on, kept in place of the value
+ * (never the object itself: keeping it alive would change the program):
+ * (id, id of its type, the type's qualname, the table's clears, the bounds) */
+static PyObject *
+opaque_marker(render_ctx *ctx, PyObject *v)
+{
+    PyObject *cleared = ctx_cleared(ctx);
+    if (cleared == NULL) {
         return NULL;
     }
-    PyObject *names = args[0], *prev = args[1], *renderer = args[2], *not_kept = args[4],
-             *encode = args[5];
-    int changes = PyObject_IsTrue(args[3]);
-    if (changes < 0) {
+    PyObject *qualname = PyType_GetQualName(Py_TYPE(v));
+    if (qualname == NULL) {
         return NULL;
     }
+    PyObject *id = PyLong_FromVoidPtr(v), *type_id = PyLong_FromVoidPtr(Py_TYPE(v)), *marker = NULL;
+    if (id != NULL && type_id != NULL) {
+        marker = PyTuple_Pack(5, id, type_id, qualname, cleared, ctx->limits);
+    }
+    Py_XDECREF(id);
+    Py_XDECREF(type_id);
+    Py_DECREF(qualname);
+    return marker;
+}
+
+/* 1 when marker (from opaque_marker) says v renders as it did then; -1 error */
+static int
+opaque_same(render_ctx *ctx, PyObject *marker, PyObject *v)
+{
+    if (!PyTuple_CheckExact(marker) || PyTuple_GET_SIZE(marker) != 5 || !opaque(ctx, v) ||
+        PyTuple_GET_ITEM(marker, 4) != ctx->limits ||
+        PyLong_AsVoidPtr(PyTuple_GET_ITEM(marker, 0)) != (void *)v ||
+        PyLong_AsVoidPtr(PyTuple_GET_ITEM(marker, 1)) != (void *)Py_TYPE(v)) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    PyObject *cleared = ctx_cleared(ctx);
+    if (cleared == NULL) {
+        return -1;
+    }
+    int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(marker, 3), cleared, Py_EQ);
+    if (same != 1) {
+        return same;
+    }
+    if (!PyType_HasFeature(Py_TYPE(v), Py_TPFLAGS_HEAPTYPE)) {
+        return 1; /* a static type's name never changes */
+
+    }
+    PyObject *qualname = PyType_GetQualName(Py_TYPE(v));
+    if (qualname == NULL) {
+        return -1;
+    }
+    same = qualname == PyTuple_GET_ITEM(marker, 2) ||
+           (PyUnicode_CheckExact(qualname) && PyUnicode_Compare(qualname, PyTuple_GET_ITEM(marker, 2)) == 0);
+    Py_DECREF(qualname);
+    return PyErr_Occurred() ? -1 : same;
+}
+
+/* (fresh, object), None (the reference's to do), or NULL (an error) */
+static PyObject *
+scan_names(PyObject *names, PyObject *prev, PyObject *renderer, int changes, PyObject *not_kept,
+           PyObject *encode)
+{
     if (!PyDict_CheckExact(prev)) {
         PyErr_SetString(PyExc_TypeError, "scan: prev must be a dict");
         return NULL;
@@ -656,6 +748,8 @@ scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     render_ctx ctx;
     ctx.renderer = NULL;
     ctx.numbers = NULL;
+    ctx.limits = NULL;
+    ctx.cleared = NULL;
     buf_init(&ctx.text);
     buf out;
     buf_init(&out);
@@ -683,14 +777,22 @@ scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         olds[nolds++] = old_member;
         int keeps = kept_type(Py_TYPE(value));
-        if (old_member != NULL && kept == value && keeps) {
+        int same = old_member != NULL && kept == value && keeps;
+        if (!same && old_member != NULL && kept != NULL && PyTuple_CheckExact(kept)) {
+            same = opaque_same(&ctx, kept, value);
+            if (same < 0) {
+                goto done;
+            }
+        }
+        if (same) {
             if (PyDict_SetItem(fresh, name, PyDict_GetItem(prev, name)) < 0) {
                 goto done;
             }
             continue;
         }
         out.len = 0;
-        int rc = member(&ctx, name, value, encode, &out);
+        int by_reference;
+        int rc = member(&ctx, name, value, encode, &out, &by_reference);
         if (rc == UNSUPPORTED) {
             result = Py_NewRef(Py_None);
             goto done;
@@ -702,7 +804,16 @@ scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (m == NULL) {
             goto done;
         }
-        PyObject *entry = PyTuple_Pack(2, keeps ? value : not_kept, m);
+        PyObject *marker = NULL;
+        if (!keeps && !by_reference && opaque(&ctx, value)) {
+            marker = opaque_marker(&ctx, value);
+            if (marker == NULL) {
+                Py_DECREF(m);
+                goto done;
+            }
+        }
+        PyObject *entry = PyTuple_Pack(2, keeps ? value : marker != NULL ? marker : not_kept, m);
+        Py_XDECREF(marker);
         Py_DECREF(m);
         if (entry == NULL) {
             goto done;
@@ -755,6 +866,21 @@ done:
     return result;
 }
 
+static PyObject *
+scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "scan(names, prev, renderer, changes, not_kept, encode) takes 6 arguments");
+        return NULL;
+    }
+    int changes = PyObject_IsTrue(args[3]);
+    if (changes < 0) {
+        return NULL;
+    }
+    return scan_names(args[0], args[1], args[2], changes, args[4], args[5]);
+}
+
 /* frame_of(code): the innermost live frame running code, or None */
 static PyObject *
 frame_of(PyObject *module, PyObject *code)
@@ -775,7 +901,166 @@ frame_of(PyObject *module, PyObject *code)
     Py_RETURN_NONE;
 }
 
+static PyObject *empty_prev; /* prev of a scope seen first: {} */
+
+/* One scope's values: prev = state.get(key, {}); (fresh, object) = scan, or
+ * fallback(names, prev, renderer, changes) where the reference renders;
+ * state[key] = fresh; ``,"<member>":<object>`` added to out. */
+static int
+scope_values(buf *out, const char *member, PyObject *names, PyObject *state, PyObject *key,
+             int changes, PyObject *renderer, PyObject *not_kept, PyObject *encode,
+             PyObject *fallback)
+{
+    if (!PyDict_CheckExact(state)) {
+        PyErr_SetString(PyExc_TypeError, "line: the values' state must be a dict");
+        return -1;
+    }
+    PyObject *prev = PyDict_GetItemWithError(state, key); /* borrowed */
+    if (prev == NULL) {
+        if (PyErr_Occurred()) {
+            return -1;
+        }
+        prev = empty_prev;
+    }
+    Py_INCREF(prev);
+    PyObject *done = scan_names(names, prev, renderer, changes, not_kept, encode);
+    if (done == Py_None) {
+        Py_DECREF(done);
+        PyObject *call[4] = {names, prev, renderer, changes ? Py_True : Py_False};
+        done = PyObject_Vectorcall(fallback, call, 4, NULL);
+    }
+    Py_DECREF(prev);
+    if (done == NULL) {
+        return -1;
+    }
+    int rc = -1;
+    if (!PyTuple_Check(done) || PyTuple_GET_SIZE(done) != 2 ||
+        !PyBytes_Check(PyTuple_GET_ITEM(done, 1))) {
+        PyErr_SetString(PyExc_TypeError, "line: a scope's values are not (fresh, bytes)");
+    }
+    else if (PyDict_SetItem(state, key, PyTuple_GET_ITEM(done, 0)) == 0) {
+        PyObject *obj = PyTuple_GET_ITEM(done, 1);
+        rc = buf_add(out, member, (Py_ssize_t)strlen(member));
+        if (rc == 0) {
+            rc = buf_add(out, PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj));
+        }
+    }
+    Py_DECREF(done);
+    return rc;
+}
+
+/* line(code, prefix, suffix, gas, depth, thread, locals_state, locals_mode,
+ *      globals_state, globals_mode, renderer, not_kept, encode, fallback) -> body
+ *
+ * A line start's op line body with its values: ChainTracer._with_values's
+ * ``op_body(prefix, gas, depth, suffix + _values(...))`` in one call.  A mode
+ * is 0 (off), 1 (on) or 2 (changes); the states are ChainTracer's
+ * ``_prev_locals`` (keyed (thread, depth)) and ``_prev_globals`` (keyed by
+ * id of the module's dict); fallback is the reference ``_scan``. */
+static PyObject *
+line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 14) {
+        PyErr_SetString(PyExc_TypeError, "line takes 14 arguments");
+        return NULL;
+    }
+    PyObject *code = args[0], *prefix = args[1], *suffix = args[2], *gas = args[3],
+             *depth = args[4], *thread = args[5], *lstate = args[6], *gstate = args[8],
+             *renderer = args[10], *not_kept = args[11], *encode = args[12],
+             *fallback = args[13];
+    long lmode = PyLong_AsLong(args[7]), gmode = PyLong_AsLong(args[9]);
+    if ((lmode == -1 || gmode == -1) && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!PyBytes_Check(prefix) || !PyBytes_Check(suffix)) {
+        PyErr_SetString(PyExc_TypeError, "line: prefix and suffix must be bytes");
+        return NULL;
+    }
+    int overflow_gas, overflow_depth;
+    long long g = PyLong_AsLongLongAndOverflow(gas, &overflow_gas);
+    long long d = PyLong_AsLongLongAndOverflow(depth, &overflow_depth);
+    if ((g == -1 || d == -1) && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (overflow_gas || overflow_depth) {
+        PyErr_SetString(PyExc_OverflowError, "line: gas or depth past 64 bits");
+        return NULL;
+    }
+    buf vals;
+    buf_init(&vals);
+    PyObject *frame = frame_of(module, code), *result = NULL, *names = NULL, *key = NULL;
+    if (frame == NULL) {
+        return NULL;
+    }
+    if (frame != Py_None) {
+        PyFrameObject *f = (PyFrameObject *)frame;
+        names = PyFrame_GetLocals(f);
+        if (names == NULL) {
+            goto done;
+        }
+        if (lmode) {
+            key = PyTuple_Pack(2, thread, depth);
+            if (key == NULL || scope_values(&vals, ",\"locals\":", names, lstate, key, lmode == 2,
+                                            renderer, not_kept, encode, fallback) < 0) {
+                goto done;
+            }
+            Py_CLEAR(key);
+        }
+        if (gmode) {
+            PyObject *globals = PyFrame_GetGlobals(f);
+            if (globals == NULL) {
+                goto done;
+            }
+            int module_level = 0;
+            if (lmode) { /* the reference reads f_locals again: the same mapping */
+                PyObject *again = PyFrame_GetLocals(f);
+                module_level = again == globals;
+                Py_XDECREF(again);
+                if (again == NULL) {
+                    Py_DECREF(globals);
+                    goto done;
+                }
+            }
+            else {
+                module_level = names == globals;
+            }
+            int rc = 0;
+            if (!module_level) {
+                key = PyLong_FromVoidPtr(globals);
+                rc = key == NULL ? -1
+                                 : scope_values(&vals, ",\"globals\":", globals, gstate, key,
+                                                gmode == 2, renderer, not_kept, encode, fallback);
+            }
+            Py_DECREF(globals);
+            if (rc < 0) {
+                goto done;
+            }
+        }
+    }
+    opline_layout l;
+    opline_measure(&l, (size_t)PyBytes_GET_SIZE(prefix), g, d,
+                   (size_t)PyBytes_GET_SIZE(suffix) + (size_t)vals.len);
+    result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)l.len);
+    if (result != NULL) {
+        char *o = PyBytes_AS_STRING(result);
+        size_t head = l.len - (size_t)vals.len;
+        /* the body up to the suffix's end, then the values */
+        opline_write(o, &l, PyBytes_AS_STRING(prefix), (size_t)PyBytes_GET_SIZE(prefix),
+                     PyBytes_AS_STRING(suffix), (size_t)PyBytes_GET_SIZE(suffix));
+        memcpy(o + head, vals.p, (size_t)vals.len);
+    }
+done:
+    Py_XDECREF(key);
+    Py_XDECREF(names);
+    Py_DECREF(frame);
+    buf_free(&vals);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"line", (PyCFunction)(void (*)(void))line, METH_FASTCALL,
+     "line(code, prefix, suffix, gas, depth, thread, locals_state, locals_mode, globals_state,\n"
+     "     globals_mode, renderer, not_kept, encode, fallback) -> a line start's op line body"},
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
      "scan(names, prev, renderer, changes, not_kept, encode) -> (fresh, object) or None"},
     {"frame_of", frame_of, METH_O, "frame_of(code) -> the innermost frame running code, or None"},
@@ -788,12 +1073,14 @@ exec_module(PyObject *module)
     (void)module;
     if (one == NULL) {
         one = PyLong_FromLong(1);
+        empty_prev = PyDict_New();
         s_render = PyUnicode_InternFromString("render");
+        s_cleared = PyUnicode_InternFromString("_cleared");
         s_numbers = PyUnicode_InternFromString("_numbers");
         s_next = PyUnicode_InternFromString("_next");
         s_limits = PyUnicode_InternFromString("_limits");
         s_max_numbers = PyUnicode_InternFromString("max_numbers");
-        if (one == NULL || s_render == NULL || s_numbers == NULL || s_next == NULL || s_limits == NULL ||
+        if (one == NULL || empty_prev == NULL || s_cleared == NULL || s_render == NULL || s_numbers == NULL || s_next == NULL || s_limits == NULL ||
             s_max_numbers == NULL) {
             return -1;
         }
