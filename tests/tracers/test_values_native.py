@@ -254,12 +254,15 @@ PROGRAM = textwrap.dedent('''
 
 
 def per_thread(lines: list[bytes]) -> dict[bytes, list[bytes]]:
-    """Each thread's lines without hash and gas (the threads' instructions
+    """Each thread's lines without hash, gas and thread (the threads' instructions
     interleave as the interpreter switches: not the same from run to run)."""
     out: dict[bytes, list[bytes]] = {}
     for line in lines:
         body = re.sub(rb',"gas":"0x[0-9a-f]+"', b"", line[: line.rindex(b',"hash":')])
         thread = re.search(rb',"thread":(\d+)', body)
+        # lines name their thread from the second thread's first event on: when that
+        # came, the first thread's lines with or without it, as they interleaved
+        body = re.sub(rb',"thread":\d+', b"", body)
         out.setdefault(thread.group(1) if thread else b"1", []).append(body)
     return out
 
