@@ -246,6 +246,7 @@ PROGRAM = textwrap.dedent('''
         return len(s) + len(t) + len(b) + len(odd)
 
     work(1)
+    sys.setswitchinterval(100)  # fewer switches: the threads' lines interleave less
     th = threading.Thread(target=work, args=(2,))
     th.start(); th.join()
     x = 5                             # module level: locals are the globals
