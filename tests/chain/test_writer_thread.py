@@ -23,9 +23,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import blocktrace
+from blocktrace import _native
 from blocktrace.chain.verify import verify_file
 from blocktrace.chain.writer import PyLineWriter
 
+if _native.PURE:  # the traced runs here would record with the pure writer: no thread
+    pytest.skip("C line writer switched off (BLOCKTRACE_PURE is set)", allow_module_level=True)
 _cwriter = pytest.importorskip(
     "blocktrace.chain._cwriter",
     reason="the C extension is not built (python setup.py build_ext --inplace)",
