@@ -128,7 +128,7 @@ def _record(tmp_path: Path, pure: bool, options: list[str], argv: list[str]) -> 
     return _lines(out)
 
 
-@pytest.mark.skipif(_chook is None, reason="the C hook is not built")
+@pytest.mark.skipif(_chook is None, reason="the C hook is not built (or BLOCKTRACE_PURE is set)")
 @pytest.mark.parametrize(
     ("options", "argv"),
     [
@@ -238,7 +238,7 @@ class _Leaving:
         self.exit_exception: BaseException | None = None
 
 
-@pytest.mark.skipif(_chook is None, reason="the C hook is not built")
+@pytest.mark.skipif(_chook is None, reason="the C hook is not built (or BLOCKTRACE_PURE is set)")
 def test_the_scope_filter_passes_code_in_scope_and_the_exits_only() -> None:
     def inside() -> None:
         pass
