@@ -43,7 +43,7 @@ setup(
             ["blocktrace/format/csrc/scan.c", "blocktrace/format/csrc/columns.c",
              "blocktrace/chain/csrc/sha256.c",
              "blocktrace/chain/csrc/cpu.c"],
-            depends=["blocktrace/format/csrc/columns.h",
+            depends=["blocktrace/format/csrc/columns.h", "blocktrace/format/csrc/jsonint.h",
                      "blocktrace/chain/csrc/sha256.h", "blocktrace/chain/csrc/hex.h",
                      "blocktrace/chain/csrc/cpu.h"],
             include_dirs=["blocktrace/chain/csrc"],
@@ -68,6 +68,8 @@ setup(
         Extension(  # the viewer's table pass (blocktrace/view/tables.py)
             "blocktrace.view._ctables",
             ["blocktrace/view/csrc/tables.c"],
+            depends=["blocktrace/format/csrc/jsonint.h"],
+            include_dirs=["blocktrace/format/csrc"],
             extra_compile_args=_FLAGS,
             optional=True,
         ),

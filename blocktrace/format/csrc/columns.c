@@ -35,6 +35,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "jsonint.h"
+
 #include "columns.h"
 
 enum { COL_END = 0, COL_OTHER = 1, COL_FULL = 2 };
@@ -303,31 +305,6 @@ typedef struct {
     int64_t exc_rows;
 } ColumnsObject;
 
-/* a non-negative JSON integer of at most 18 digits at *p, else -1 */
-static int
-read_uint(const uint8_t **pp, const uint8_t *end, int64_t *out)
-{
-    const uint8_t *p = *pp;
-    int64_t v = 0;
-    int n = 0;
-    if (p < end && *p == '0') {
-        p++;
-        n = 1;
-    } else {
-        while (p < end && *p >= '0' && *p <= '9' && n < 19) {
-            v = v * 10 + (*p - '0');
-            p++;
-            n++;
-        }
-    }
-    if (n == 0 || n > 18 || (p < end && *p >= '0' && *p <= '9')) {
-        return -1;
-    }
-    *out = v;
-    *pp = p;
-    return 0;
-}
-
 static int
 expect(const uint8_t **pp, const uint8_t *end, const char *lit, size_t n)
 {
@@ -413,13 +390,13 @@ read_tail(const uint8_t *p, const uint8_t *end, int64_t *thread, int64_t *clock,
     *has_clock = 0;
     if (end - p > 10 && memcmp(p, ",\"thread\":", 10) == 0) {
         p += 10;
-        if (read_uint(&p, end, thread) || *thread > INT32_MAX) {
+        if (json_uint(&p, end, thread) || *thread > INT32_MAX) {
             return -1;
         }
     }
     if (clock_ok && end - p > 9 && memcmp(p, ",\"clock\":", 9) == 0) {
         p += 9;
-        if (read_uint(&p, end, clock)) {
+        if (json_uint(&p, end, clock)) {
             return -1;
         }
         *has_clock = 1;
@@ -755,7 +732,7 @@ read_line(ColumnsObject *c, const uint8_t *p, const uint8_t *end, int64_t line_n
     const uint8_t *s1, *s2, *s3;
     size_t n1, n2, n3;
     if (EXPECT("{\"pc\":") == 0) {
-        if (read_uint(&p, end, &pc) || EXPECT(",\"op\":") || read_uint(&p, end, &op)
+        if (json_uint(&p, end, &pc) || EXPECT(",\"op\":") || json_uint(&p, end, &op)
             || EXPECT(",\"gas\":\"") || read_gas(&p, end, &gas) || EXPECT(",\"gasCost\":\"0x")
             || p >= end) {
             return 1;
@@ -763,7 +740,7 @@ read_line(ColumnsObject *c, const uint8_t *p, const uint8_t *end, int64_t line_n
         if (*p == '1') { /* an op line */
             p++;
             if (gas > (uint64_t)INT64_MAX /* beyond the column: Python's path says so */
-                || EXPECT("\",\"depth\":") || read_uint(&p, end, &depth)
+                || EXPECT("\",\"depth\":") || json_uint(&p, end, &depth)
                 || EXPECT(",\"opName\":\"")) {
                 return 1;
             }
@@ -773,8 +750,8 @@ read_line(ColumnsObject *c, const uint8_t *p, const uint8_t *end, int64_t line_n
                 p++;
             }
             n1 = (size_t)(p - s1);
-            if (EXPECT("\",\"line\":") || read_uint(&p, end, &line) || EXPECT(",\"code\":")
-                || read_uint(&p, end, &code) || read_tail(p, end, &thread, &clock, &has_clock, 0)
+            if (EXPECT("\",\"line\":") || json_uint(&p, end, &line) || EXPECT(",\"code\":")
+                || json_uint(&p, end, &code) || read_tail(p, end, &thread, &clock, &has_clock, 0)
                 || depth > INT32_MAX || op > INT32_MAX || line > INT32_MAX
                 || code > INT32_MAX) {
                 return 1;
@@ -786,10 +763,10 @@ read_line(ColumnsObject *c, const uint8_t *p, const uint8_t *end, int64_t line_n
             return 1;
         }
         /* an exception line */
-        if (EXPECT("0\",\"depth\":") || read_uint(&p, end, &depth) || EXPECT(",\"opName\":\"")
+        if (EXPECT("0\",\"depth\":") || json_uint(&p, end, &depth) || EXPECT(",\"opName\":\"")
             || read_str(&p, end, &s1, &n1) || EXPECT(",\"error\":\"")
-            || read_str(&p, end, &s2, &n2) || EXPECT(",\"line\":") || read_uint(&p, end, &line)
-            || EXPECT(",\"code\":") || read_uint(&p, end, &code) || EXPECT(",\"event\":\"")
+            || read_str(&p, end, &s2, &n2) || EXPECT(",\"line\":") || json_uint(&p, end, &line)
+            || EXPECT(",\"code\":") || json_uint(&p, end, &code) || EXPECT(",\"event\":\"")
             || read_str(&p, end, &s3, &n3)
             || read_tail(p, end, &thread, &clock, &has_clock, 1) || depth > INT32_MAX
             || op > INT32_MAX || line > INT32_MAX || code > INT32_MAX) {
@@ -804,11 +781,11 @@ read_line(ColumnsObject *c, const uint8_t *p, const uint8_t *end, int64_t line_n
     }
     if (EXPECT("{\"event\":\"call\",\"kind\":\"") == 0) {
         int64_t first;
-        if (read_str(&p, end, &s1, &n1) || EXPECT(",\"depth\":") || read_uint(&p, end, &depth)
-            || EXPECT(",\"code\":") || read_uint(&p, end, &code) || EXPECT(",\"name\":\"")
+        if (read_str(&p, end, &s1, &n1) || EXPECT(",\"depth\":") || json_uint(&p, end, &depth)
+            || EXPECT(",\"code\":") || json_uint(&p, end, &code) || EXPECT(",\"name\":\"")
             || read_str(&p, end, &s2, &n2) || EXPECT(",\"file\":\"")
             || read_str(&p, end, &s3, &n3) || EXPECT(",\"firstLine\":")
-            || read_uint(&p, end, &first) || read_tail(p, end, &thread, &clock, &has_clock, 1)
+            || json_uint(&p, end, &first) || read_tail(p, end, &thread, &clock, &has_clock, 1)
             || depth > INT32_MAX || code >= MAX_CODE || first > INT32_MAX) {
             return 1;
         }
@@ -817,9 +794,9 @@ read_line(ColumnsObject *c, const uint8_t *p, const uint8_t *end, int64_t line_n
                         has_clock, clock) < 0 ? -1 : 0;
     }
     if (EXPECT("{\"event\":\"return\",\"kind\":\"") == 0) {
-        if (read_str(&p, end, &s1, &n1) || EXPECT(",\"depth\":") || read_uint(&p, end, &depth)
-            || EXPECT(",\"code\":") || read_uint(&p, end, &code) || EXPECT(",\"pc\":")
-            || read_uint(&p, end, &pc) || EXPECT(",\"gas\":\"") || read_gas(&p, end, &gas)
+        if (read_str(&p, end, &s1, &n1) || EXPECT(",\"depth\":") || json_uint(&p, end, &depth)
+            || EXPECT(",\"code\":") || json_uint(&p, end, &code) || EXPECT(",\"pc\":")
+            || json_uint(&p, end, &pc) || EXPECT(",\"gas\":\"") || read_gas(&p, end, &gas)
             || EXPECT(",\"value\":") || p >= end) {
             return 1;
         }
@@ -838,7 +815,7 @@ read_line(ColumnsObject *c, const uint8_t *p, const uint8_t *end, int64_t line_n
                     return 1; /* -0 is written 0 */
                 }
             }
-            if (read_uint(&p, end, &v) || (p < end && (*p == '.' || *p == 'e' || *p == 'E'))) {
+            if (json_uint(&p, end, &v) || (p < end && (*p == '.' || *p == 'e' || *p == 'E'))) {
                 return 1;
             }
         }

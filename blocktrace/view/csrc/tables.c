@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonint.h"
+
 #define NAME_SHIFT 40
 #define NO_LINE INT64_MIN
 #define NO_THREAD INT64_MIN /* a line without a thread member (thread 1's) */
@@ -718,31 +720,6 @@ lit(cp *pp, cp end, const char *s, size_t n)
 
 #define LIT(s) lit(&p, end, s, sizeof(s) - 1)
 
-/* a non-negative integer of at most 18 digits, no leading zero */
-static int
-uint_at(cp *pp, cp end, int64_t *out)
-{
-    cp p = *pp;
-    int64_t v = 0;
-    int n = 0;
-    if (p < end && *p == '0') {
-        p++;
-        n = 1;
-    } else {
-        while (p < end && *p >= '0' && *p <= '9' && n < 19) {
-            v = v * 10 + (*p - '0');
-            p++;
-            n++;
-        }
-    }
-    if (n == 0 || n > 18 || (p < end && *p >= '0' && *p <= '9')) {
-        return -1;
-    }
-    *out = v;
-    *pp = p;
-    return 0;
-}
-
 /* lowercase hex digits (1 to 16) then the closing quote */
 static int
 hex_str(cp *pp, cp end)
@@ -846,7 +823,7 @@ scalar_at(cp *pp, cp end)
     }
     int64_t v;
     cp digits = p;
-    if (uint_at(&p, end, &v) < 0) {
+    if (json_uint(&p, end, &v) < 0) {
         return -1;
     }
     if (p < end && *p == '.') {
@@ -950,7 +927,7 @@ opt_uint(cp *pp, cp end, const char *key, size_t n, int64_t *out)
     if (lit(&p, end, key, n) < 0) {
         return 0;
     }
-    if (uint_at(&p, end, out) < 0) {
+    if (json_uint(&p, end, out) < 0) {
         return -1;
     }
     *pp = p;
@@ -966,7 +943,7 @@ op_line(PassObject *s, cp p, cp end, int64_t number)
     int64_t pc, op, depth, lineno, code, thread = NO_THREAD, clock;
     member_t loc[MAX_MEMBERS], glob[MAX_MEMBERS];
     int nloc = -1, nglob = -1;
-    if (LIT("{\"pc\":") || uint_at(&p, end, &pc) || LIT(",\"op\":") || uint_at(&p, end, &op)
+    if (LIT("{\"pc\":") || json_uint(&p, end, &pc) || LIT(",\"op\":") || json_uint(&p, end, &op)
         || LIT(",\"gas\":\"")) {
         return 0;
     }
@@ -976,15 +953,15 @@ op_line(PassObject *s, cp p, cp end, int64_t number)
     }
     size_t gas_len = (size_t)(p - 1 - gas);
     if (LIT(",\"gasCost\":\"0x") || hex_str(&p, end) || LIT(",\"depth\":")
-        || uint_at(&p, end, &depth) || LIT(",\"opName\":\"")) {
+        || json_uint(&p, end, &depth) || LIT(",\"opName\":\"")) {
         return 0;
     }
     while (p < end && ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')
                        || (*p >= '0' && *p <= '9') || *p == '_')) {
         p++;
     }
-    if (LIT("\",\"line\":") || uint_at(&p, end, &lineno) || LIT(",\"code\":")
-        || uint_at(&p, end, &code) || OPT_UINT(",\"thread\":", &thread) < 0
+    if (LIT("\",\"line\":") || json_uint(&p, end, &lineno) || LIT(",\"code\":")
+        || json_uint(&p, end, &code) || OPT_UINT(",\"thread\":", &thread) < 0
         || OPT_UINT(",\"clock\":", &clock) < 0) {
         return 0;
     }
@@ -1057,9 +1034,9 @@ call_line(PassObject *s, cp p, cp end, int64_t number)
     int64_t depth, code, first, thread = NO_THREAD, clock;
     int escapes = 0;
     if (LIT("{\"event\":\"call\",\"kind\":\"") || kind_word(&p, end) || LIT(",\"depth\":")
-        || uint_at(&p, end, &depth) || LIT(",\"code\":") || uint_at(&p, end, &code)
+        || json_uint(&p, end, &depth) || LIT(",\"code\":") || json_uint(&p, end, &code)
         || LIT(",\"name\":\"") || string_at(&p, end, &escapes) || LIT(",\"file\":\"")
-        || string_at(&p, end, &escapes) || LIT(",\"firstLine\":") || uint_at(&p, end, &first)
+        || string_at(&p, end, &escapes) || LIT(",\"firstLine\":") || json_uint(&p, end, &first)
         || OPT_UINT(",\"thread\":", &thread) < 0 || OPT_UINT(",\"clock\":", &clock) < 0
         || hash_end(p, end) < 0 || depth > 0xFFFFFFFFLL || code > 0xFFFFFFFFLL
         || map_find(&s->codes, code, 0) < 0) {
@@ -1073,8 +1050,8 @@ return_line(PassObject *s, cp p, cp end, int64_t number)
 {
     int64_t depth, code, pc, thread = NO_THREAD, clock;
     if (LIT("{\"event\":\"return\",\"kind\":\"") || kind_word(&p, end) || LIT(",\"depth\":")
-        || uint_at(&p, end, &depth) || LIT(",\"code\":") || uint_at(&p, end, &code)
-        || LIT(",\"pc\":") || uint_at(&p, end, &pc) || LIT(",\"gas\":\"0x") || hex_str(&p, end)) {
+        || json_uint(&p, end, &depth) || LIT(",\"code\":") || json_uint(&p, end, &code)
+        || LIT(",\"pc\":") || json_uint(&p, end, &pc) || LIT(",\"gas\":\"0x") || hex_str(&p, end)) {
         return 0;
     }
     if (LIT(",\"value\":") == 0 && scalar_at(&p, end) < 0) {
