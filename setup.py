@@ -32,9 +32,11 @@ setup(
              for name in ("writer", "buffer", "sites", "merkle", "sha256", "cpu", "bench")],
             depends=[*(f"blocktrace/chain/csrc/{name}.h"
                        for name in ("bench", "buffer", "cpu", "hex", "merkle", "sha256", "sites")),
-                     "blocktrace/format/csrc/opline.h"],
-            # the op line's layout is the format's (format/csrc/opline.h)
-            include_dirs=["blocktrace/chain/csrc", "blocktrace/format/csrc"],
+                     "blocktrace/format/csrc/opline.h", "blocktrace/events/csrc/sink.h"],
+            # the op line's layout is the format's (format/csrc/opline.h); the stepper's
+            # hooks call op and line through events/csrc/sink.h
+            include_dirs=["blocktrace/chain/csrc", "blocktrace/format/csrc",
+                          "blocktrace/events/csrc"],
             extra_compile_args=_FLAGS,
             optional=True,
         ),
@@ -59,9 +61,10 @@ setup(
         Extension(
             "blocktrace.vm._chook",
             ["blocktrace/vm/_chook.c"],
-            depends=["blocktrace/format/csrc/callline.h"],
-            # the call and return lines' layout is the format's (format/csrc/callline.h)
-            include_dirs=["blocktrace/format/csrc"],
+            depends=["blocktrace/format/csrc/callline.h", "blocktrace/events/csrc/sink.h"],
+            # the call and return lines' layout is the format's (format/csrc/callline.h);
+            # a tracer's sink is called through events/csrc/sink.h
+            include_dirs=["blocktrace/format/csrc", "blocktrace/events/csrc"],
             extra_compile_args=_FLAGS,
             optional=True,
         ),

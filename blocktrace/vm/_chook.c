@@ -54,6 +54,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sink.h"
+
 /* Per module (multi-phase init: one per interpreter that imports it). */
 typedef struct {
     PyObject *hook_type;
@@ -160,6 +162,10 @@ typedef struct {
     PyObject *failed;
     PyObject *disable;
     PyObject *op_line; /* NULL: none; else op_line(event, gas, depth) comes first */
+    /* op_line's C entry when it is a sink's op (events/csrc/sink.h), else NULL;
+     * the sink is op_line's self (op_line holds it) */
+    const bt_sink_api *sink_api;
+    PyObject *sink;
     int may_disable; /* the tracer's DISABLE for an OpStart is passed on */
     PyObject *meter; /* NULL: gas is vm.gas; else the Meter charged (vm.gas is not touched) */
     PyObject *skip;  /* NULL, or the site value meaning "charge, emit nothing" (needs a meter) */
@@ -382,12 +388,10 @@ call_tracer(InstructionHook *self, PyObject *event)
     return pass_disable;
 }
 
-/* op_line(event, gas, vm.depth), and the tracer when that did not handle the
- * event (returned false); failed(exc) if either raised (or reading depth did).
- * Takes `dict` (vm's instance dict when plain, else NULL) to read depth from.
- * Returns as call_tracer. */
-static int
-call_op_line(InstructionHook *self, PyObject *event, PyObject *gas, PyObject *dict)
+/* vm.depth, a new reference, read from `dict` (vm's instance dict when plain,
+ * else NULL; taken) or through the type; NULL with an exception on error. */
+static PyObject *
+read_depth(InstructionHook *self, PyObject *dict)
 {
     PyObject *depth = NULL;
     if (dict != NULL) {
@@ -398,9 +402,15 @@ call_op_line(InstructionHook *self, PyObject *event, PyObject *gas, PyObject *di
     if (depth == NULL && !PyErr_Occurred()) {
         depth = get_attr(self->vm, self->st->str_depth);
     }
-    if (depth == NULL) {
-        return call_failed(self);
-    }
+    return depth;
+}
+
+/* op_line(event, gas, depth) (takes depth), and the tracer when that did not
+ * handle the event (returned false); failed(exc) if either raised.  Returns as
+ * call_tracer. */
+static int
+call_op_line_with(InstructionHook *self, PyObject *event, PyObject *gas, PyObject *depth)
+{
     PyObject *stack[4] = {NULL, event, gas, depth};
     PyObject *r = PyObject_Vectorcall(
         self->op_line, stack + 1, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
@@ -414,6 +424,53 @@ call_op_line(InstructionHook *self, PyObject *event, PyObject *gas, PyObject *di
         return call_failed(self);
     }
     return done ? 0 : call_tracer(self, event);
+}
+
+/* op_line(event, gas, vm.depth), and the tracer when that did not handle the
+ * event (returned false); failed(exc) if either raised (or reading depth did).
+ * Takes `dict` (vm's instance dict when plain, else NULL) to read depth from.
+ * Returns as call_tracer. */
+static int
+call_op_line(InstructionHook *self, PyObject *event, PyObject *gas, PyObject *dict)
+{
+    PyObject *depth = read_depth(self, dict);
+    if (depth == NULL) {
+        return call_failed(self);
+    }
+    return call_op_line_with(self, event, gas, depth);
+}
+
+/* The same with the meter's gas: through the sink's C entry (no int object, no
+ * call) when op_line is a sink's op and gas and depth fit 64 bits, else as
+ * call_op_line with gas made an int. */
+static int
+metered_op_line(InstructionHook *self, PyObject *event, Meter *m, PyObject *dict)
+{
+    PyObject *depth = read_depth(self, dict);
+    if (depth == NULL) {
+        return call_failed(self);
+    }
+    if (self->sink_api != NULL && PyLong_CheckExact(depth) && m->used <= m->limit
+        && m->limit - m->used <= (unsigned long long)LLONG_MAX) {
+        int overflow;
+        long long d = PyLong_AsLongLongAndOverflow(depth, &overflow); /* cannot fail */
+        if (overflow == 0) {
+            Py_DECREF(depth);
+            int done = self->sink_api->op(self->sink, event, (long long)(m->limit - m->used), d);
+            if (done < 0) {
+                return call_failed(self);
+            }
+            return done ? 0 : call_tracer(self, event);
+        }
+    }
+    PyObject *gas = meter_gas_value(m);
+    if (gas == NULL) {
+        Py_DECREF(depth);
+        return call_failed(self);
+    }
+    int pass_disable = call_op_line_with(self, event, gas, depth);
+    Py_DECREF(gas);
+    return pass_disable;
 }
 
 /* The rest of the instruction once gas was read and found not an exact int
@@ -506,13 +563,7 @@ metered_call(InstructionHook *self, PyObject *const *args, PyObject *event)
     }
     int pass_disable;
     if (self->op_line != NULL) {
-        PyObject *gas = meter_gas_value(m);
-        if (gas == NULL) {
-            Py_XDECREF(dict);
-            goto done;
-        }
-        pass_disable = call_op_line(self, event, gas, dict); /* takes dict */
-        Py_DECREF(gas);
+        pass_disable = metered_op_line(self, event, m, dict); /* takes dict */
     }
     else {
         Py_XDECREF(dict);
@@ -742,6 +793,8 @@ hook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->failed = Py_NewRef(failed);
     self->disable = Py_NewRef(disable);
     self->op_line = op_line == Py_None ? NULL : Py_NewRef(op_line);
+    self->sink = NULL;
+    self->sink_api = bt_sink_of(self->op_line, 0, &self->sink);
     self->meter = meter == Py_None ? NULL : Py_NewRef(meter);
     self->skip = skip == Py_None ? NULL : Py_NewRef(skip);
     self->last_code = NULL;
@@ -790,6 +843,8 @@ hook_clear(InstructionHook *self)
     Py_CLEAR(self->out_of_gas);
     Py_CLEAR(self->failed);
     Py_CLEAR(self->disable);
+    self->sink_api = NULL;
+    self->sink = NULL;
     Py_CLEAR(self->op_line);
     Py_CLEAR(self->meter);
     Py_CLEAR(self->skip);
@@ -851,8 +906,16 @@ hook_get_skip(InstructionHook *self, void *Py_UNUSED(closure))
     return Py_NewRef(self->skip != NULL ? self->skip : Py_None);
 }
 
+static PyObject *
+hook_get_sink(InstructionHook *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->sink_api != NULL ? self->sink : Py_None);
+}
+
 static PyGetSetDef hook_getset[] = {
     {"op_line", (getter)hook_get_op_line, NULL, "op_line(event, gas, depth), or None.", NULL},
+    {"sink", (getter)hook_get_sink, NULL,
+     "The sink whose C entry takes op_line's calls (events/csrc/sink.h), or None.", NULL},
     {"meter", (getter)hook_get_meter, NULL, "The Meter charged per instruction, or None.", NULL},
     {"skip", (getter)hook_get_skip, NULL, "The site value charged without an event, or None.",
      NULL},
@@ -936,6 +999,10 @@ typedef struct {
     PyObject *fallback;
     PyObject *failed;
     PyObject *line;   /* NULL: nobody listens */
+    /* line's C entry when it is a sink's line (events/csrc/sink.h), else NULL:
+     * then api->line takes the bodies, or api->call/ret the values */
+    const bt_sink_api *sink_api;
+    PyObject *sink; /* line's self (line holds it) */
     PyObject *render; /* NULL: every value rendered here or not at all */
     int *room;        /* the starting thread's frames left, or NULL */
     unsigned long thread;
@@ -1021,6 +1088,50 @@ callhook_entry(CallHook *self, PyObject *code)
     return entry;
 }
 
+/* A call line (`pre` not NULL: callline_call) or a return line (callline_return
+ * of depth, code, pc, gas and the rendered value v) of at most `room` bytes,
+ * handed to line: through the sink's C entry from a buffer of ours, else as a
+ * bytes object to the callable.  None, or NULL with an exception. */
+static PyObject *
+callhook_line(CallHook *self, size_t room, const char *pre, size_t pre_len, long long depth,
+              const char *v_or_suf, size_t v_or_suf_len, long long code, long long pc,
+              long long gas)
+{
+    char small[512];
+    PyObject *bytes = NULL;
+    char *start;
+    int own = self->sink_api != NULL && self->sink_api->line != NULL;
+    if (own) {
+        start = room <= sizeof small ? small : PyMem_Malloc(room);
+        if (start == NULL) {
+            return PyErr_NoMemory();
+        }
+    }
+    else {
+        bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)room);
+        if (bytes == NULL) {
+            return NULL;
+        }
+        start = PyBytes_AS_STRING(bytes);
+    }
+    char *end = pre != NULL
+        ? callline_call(start, pre, pre_len, depth, v_or_suf, v_or_suf_len)
+        : callline_return(start, depth, code, pc, gas, v_or_suf, v_or_suf_len);
+    PyObject *r;
+    if (own) {
+        int done = self->sink_api->line(self->sink, start, (size_t)(end - start));
+        if (start != small) {
+            PyMem_Free(start);
+        }
+        r = done < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    else {
+        r = _PyBytes_Resize(&bytes, end - start) < 0 ? NULL : PyObject_CallOneArg(self->line, bytes);
+        Py_XDECREF(bytes);
+    }
+    return r;
+}
+
 static PyObject *
 callhook_start(CallHook *self, PyObject *const *args)
 {
@@ -1039,6 +1150,12 @@ callhook_start(CallHook *self, PyObject *const *args)
     if (got != 0) {
         return got < 0 ? NULL : callhook_fallback(self, args, 2);
     }
+    Meter *m = (Meter *)self->meter;
+    const bt_sink_api *api = self->sink_api;
+    if (api != NULL && api->call != NULL
+        && (m->used > m->limit || m->limit - m->used > (unsigned long long)LLONG_MAX)) {
+        return callhook_fallback(self, args, 2); /* gas does not fit: the event in Python */
+    }
     Py_INCREF(entry);
     PyObject *result = NULL;
     depth += 1;
@@ -1049,25 +1166,23 @@ callhook_start(CallHook *self, PyObject *const *args)
         result = Py_NewRef(Py_None);
         goto done;
     }
-    PyObject *pre = PyTuple_GET_ITEM(entry, 1);
-    PyObject *suf = PyTuple_GET_ITEM(entry, 2);
-    if (!PyBytes_CheckExact(pre) || !PyBytes_CheckExact(suf)) {
-        PyErr_SetString(PyExc_TypeError, "CallHook: call pieces must be bytes");
-        goto done;
+    PyObject *r;
+    if (api != NULL && api->call != NULL) {
+        int called = api->call(self->sink, PyTuple_GET_ITEM(entry, 0),
+                               (long long)(m->limit - m->used), depth);
+        r = called < 0 ? NULL : Py_NewRef(Py_None);
     }
-    Py_ssize_t pre_len = PyBytes_GET_SIZE(pre), suf_len = PyBytes_GET_SIZE(suf);
-    PyObject *body = PyBytes_FromStringAndSize(NULL, pre_len + suf_len + 24);
-    if (body == NULL) {
-        goto done;
+    else {
+        PyObject *pre = PyTuple_GET_ITEM(entry, 1);
+        PyObject *suf = PyTuple_GET_ITEM(entry, 2);
+        if (!PyBytes_CheckExact(pre) || !PyBytes_CheckExact(suf)) {
+            PyErr_SetString(PyExc_TypeError, "CallHook: call pieces must be bytes");
+            goto done;
+        }
+        size_t pre_len = (size_t)PyBytes_GET_SIZE(pre), suf_len = (size_t)PyBytes_GET_SIZE(suf);
+        r = callhook_line(self, pre_len + suf_len + 24, PyBytes_AS_STRING(pre), pre_len,
+                          depth, PyBytes_AS_STRING(suf), suf_len, 0, 0, 0);
     }
-    char *start = PyBytes_AS_STRING(body);
-    char *end = callline_call(start, PyBytes_AS_STRING(pre), (size_t)pre_len, depth,
-                              PyBytes_AS_STRING(suf), (size_t)suf_len);
-    if (_PyBytes_Resize(&body, end - start) < 0) {
-        goto done;
-    }
-    PyObject *r = PyObject_CallOneArg(self->line, body);
-    Py_DECREF(body);
     if (r == NULL) {
         if (callhook_failed(self, PyTuple_GET_ITEM(entry, 0), args, Py_None) < 0) {
             goto done;
@@ -1215,30 +1330,28 @@ callhook_return(CallHook *self, PyObject *const *args)
         if ((code == -1 || pc == -1) && PyErr_Occurred()) {
             goto done;
         }
-        char small[24];
-        PyObject *rendered = NULL;
-        PyObject *body = NULL;
-        Py_ssize_t n = render_value(self, value, small, &rendered);
-        if (n == -3) {
-            Py_DECREF(entry);
-            return callhook_fallback(self, args, 3);
+        long long gas = (long long)(m->limit - m->used);
+        PyObject *r = NULL;
+        if (self->sink_api != NULL && self->sink_api->ret != NULL) {
+            int done = self->sink_api->ret(self->sink, code, pc, value, gas, depth);
+            r = done < 0 ? NULL : Py_NewRef(Py_None);
         }
-        if (n != -1) {
-            const char *v = n >= 0 ? small : PyBytes_AS_STRING(rendered);
-            size_t v_len = n >= 0 ? (size_t)n : (size_t)PyBytes_GET_SIZE(rendered);
-            body = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(CALLLINE_RETURN_FIXED + v_len));
-            if (body != NULL) {
-                char *start = PyBytes_AS_STRING(body);
-                long long gas = (long long)(m->limit - m->used);
-                char *end = callline_return(start, depth, code, pc, gas, v, v_len);
-                if (_PyBytes_Resize(&body, end - start) < 0) {
-                    body = NULL;
-                }
+        else {
+            char small[24];
+            PyObject *rendered = NULL;
+            Py_ssize_t n = render_value(self, value, small, &rendered);
+            if (n == -3) {
+                Py_DECREF(entry);
+                return callhook_fallback(self, args, 3);
             }
+            if (n != -1) {
+                const char *v = n >= 0 ? small : PyBytes_AS_STRING(rendered);
+                size_t v_len = n >= 0 ? (size_t)n : (size_t)PyBytes_GET_SIZE(rendered);
+                r = callhook_line(self, CALLLINE_RETURN_FIXED + v_len, NULL, 0, depth, v, v_len,
+                                  code, pc, gas);
+            }
+            Py_XDECREF(rendered);
         }
-        Py_XDECREF(rendered);
-        PyObject *r = body == NULL ? NULL : PyObject_CallOneArg(self->line, body);
-        Py_XDECREF(body);
         if (r == NULL) {
             /* the frame leaves even if the program's exception interrupts the tracer */
             int failed = callhook_failed(self, Py_None, args, value);
@@ -1330,6 +1443,8 @@ callhook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->fallback = Py_NewRef(fallback);
     self->failed = Py_NewRef(failed);
     self->line = line == Py_None ? NULL : Py_NewRef(line);
+    self->sink = NULL;
+    self->sink_api = bt_sink_of(self->line, 1, &self->sink);
     self->render = render == Py_None ? NULL : Py_NewRef(render);
     self->room = (int *)(uintptr_t)room;
     self->thread = thread;
@@ -1354,6 +1469,8 @@ callhook_traverse(CallHook *self, visitproc visit, void *arg)
 static int
 callhook_clear(CallHook *self)
 {
+    self->sink_api = NULL;
+    self->sink = NULL;
     Py_CLEAR(self->vm);
     Py_CLEAR(self->meter);
     Py_CLEAR(self->entries);
@@ -1373,6 +1490,18 @@ callhook_dealloc(CallHook *self)
     type->tp_free((PyObject *)self);
     Py_DECREF(type);
 }
+
+static PyObject *
+callhook_get_sink(CallHook *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->sink_api != NULL ? self->sink : Py_None);
+}
+
+static PyGetSetDef callhook_getset[] = {
+    {"sink", (getter)callhook_get_sink, NULL,
+     "The sink whose C entry takes line's calls (events/csrc/sink.h), or None.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
 
 static PyMemberDef callhook_members[] = {
     {"entries", Py_T_OBJECT_EX, offsetof(CallHook, entries), Py_READONLY, NULL},
@@ -1394,6 +1523,7 @@ static PyType_Slot callhook_slots[] = {
     {Py_tp_clear, callhook_clear},
     {Py_tp_call, hook_tp_call},
     {Py_tp_members, callhook_members},
+    {Py_tp_getset, callhook_getset},
     {Py_tp_doc, (void *)callhook_doc},
     {0, NULL},
 };

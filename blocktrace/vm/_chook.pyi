@@ -59,6 +59,10 @@ class InstructionHook:
     def meter(self) -> Meter | None: ...
     @property
     def skip(self) -> object: ...
+    @property
+    def sink(self) -> object:
+        """op_line's object when op_line is a sink's ``op`` whose C entry the hook
+        calls in its place (blocktrace/events/csrc/sink.h), else None."""
     def __call__(self, code: CodeType, offset: int, /) -> Any: ...
 
 
@@ -72,6 +76,10 @@ class CallHook:
     line (see blocktrace/vm/_chook.c)."""
 
     entries: Final[dict[int, tuple[Any, Any, Any, int]]]
+    @property
+    def sink(self) -> object:
+        """line's object when line is a sink's whose C entry the hook calls in its
+        place (blocktrace/events/csrc/sink.h), else None."""
 
     def __new__(
         cls,

@@ -156,6 +156,19 @@ def test_the_c_calls_write_the_pure_paths_bytes(
     assert sum(b'"event":"return"' in line for line in c) > 10
 
 
+@pytest.mark.skipif(_chook is None, reason="the C hook is not built (or BLOCKTRACE_PURE is set)")
+@pytest.mark.parametrize("options", [[], ["--level", "call"]], ids=["op", "call"])
+def test_the_inline_writers_c_entries_write_the_pure_paths_bytes(
+    tmp_path: Path, options: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the writer's thread (one CPU's default) the hooks call the inline
+    writer's C entries (events/csrc/sink.h): the same bytes."""
+    monkeypatch.setenv("BLOCKTRACE_WRITER_THREAD", "0")
+    c = _record(tmp_path, False, options, [])
+    assert c == _record(tmp_path, True, options, [])
+    assert sum(b'"event":"return"' in line for line in c) > 10
+
+
 INCODE = r'''
 import sys, blocktrace
 from blocktrace.vm.stepper import active_stepper

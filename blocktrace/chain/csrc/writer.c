@@ -40,6 +40,7 @@
 #include "opline.h"
 #include "sha256.h"
 #include "sites.h"
+#include "sink.h"
 
 #define TAIL_HEAD ",\"hash\":\""
 #define TAIL_HEAD_LEN 9
@@ -1192,6 +1193,40 @@ thread_body(Writer *w, Py_buffer *view, int summary)
     return rc < 0 ? -1 : 1;
 }
 
+/* A body from C (the sink api's line: the stepper's call hook): as writer_line. */
+static int
+api_line(PyObject *self, const char *body, size_t blen)
+{
+    Writer *w = (Writer *)self;
+    if (check_open(w) < 0) {
+        return -1;
+    }
+    if (memchr(body, '\n', blen) != NULL) {
+        PyErr_SetString(PyExc_ValueError, "a line body cannot contain a newline");
+        return -1;
+    }
+    if (w->p.on) {
+        settle(w);
+    }
+    if (w->p.on) {
+        int rc = queue_body(w, body, blen, 0);
+        if (rc <= 0) {
+            return rc;
+        } /* 1: go on inline */
+    }
+    if (prepare(w, blen + TAIL_LEN) < 0) {
+        return -1;
+    }
+    memcpy(w->out.buf + w->out.len, body, blen);
+    commit(w, blen, 0);
+    PyObject *r = after_line(w);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
 static PyObject *
 writer_line(Writer *w, PyObject *arg)
 {
@@ -1366,6 +1401,36 @@ write_op(Writer *w, PyObject *event, long long gas, long long depth)
     return 1;
 }
 
+/* The op line of event's site with these gas and depth (the sink api's op):
+ * 1 written, 0 the event has no site (nothing written), -1 error. */
+static int
+api_op(PyObject *self, PyObject *event, long long gas, long long depth)
+{
+    Writer *w = (Writer *)self;
+    if (check_open(w) < 0) {
+        return -1;
+    }
+    if (w->p.on) {
+        settle(w);
+    }
+    if (w->p.on) {
+        int queued = queue_op(w, event, gas, depth);
+        if (queued < 2) {
+            return queued;
+        }
+    }
+    int written = write_op(w, event, gas, depth);
+    if (written <= 0) {
+        return written;
+    }
+    PyObject *r = after_line(w);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 1;
+}
+
 /* op(event, gas, depth): the op line of event's site (added with add_site) with
  * these values; True when written, False when the event has no site or gas
  * and depth are not exact ints that fit 64 bits (nothing written: the caller
@@ -1393,32 +1458,22 @@ writer_op(Writer *w, PyObject *const *args, Py_ssize_t nargs)
             Py_RETURN_FALSE;
         }
     }
-    if (w->p.on) {
-        settle(w);
-    }
-    if (w->p.on) {
-        int queued = queue_op(w, args[0], v[0], v[1]);
-        if (queued < 0) {
-            return NULL;
-        }
-        if (queued < 2) {
-            return Py_NewRef(queued ? Py_True : Py_False);
-        }
-    }
-    int written = write_op(w, args[0], v[0], v[1]);
-    if (written < 0) {
+    int done = api_op((PyObject *)w, args[0], v[0], v[1]);
+    if (done < 0) {
         return NULL;
     }
-    if (written == 0) {
-        Py_RETURN_FALSE;
-    }
-    PyObject *r = after_line(w);
-    if (r == NULL) {
-        return NULL;
-    }
-    Py_DECREF(r);
-    Py_RETURN_TRUE;
+    return Py_NewRef(done ? Py_True : Py_False);
 }
+
+/* The stepper's hooks call op and line through this (events/csrc/sink.h). */
+static const bt_sink_api writer_sink = {
+    .op_meth = (PyCFunction)(void (*)(void))writer_op,
+    .op = api_op,
+    .line_meth = (PyCFunction)writer_line,
+    .line = api_line,
+    .call = NULL,
+    .ret = NULL,
+};
 
 /* -- the type ---------------------------------------------------------------------- */
 
@@ -1765,6 +1820,15 @@ cwriter_exec(PyObject *m)
     if (st->writer_type == NULL) {
         return -1;
     }
+    PyObject *api = PyCapsule_New((void *)&writer_sink, BT_SINK_CAPSULE, NULL);
+    PyObject *dict = api == NULL ? NULL : PyType_GetDict(st->writer_type);
+    int added = dict == NULL ? -1 : PyDict_SetItemString(dict, "_sink_api", api);
+    Py_XDECREF(dict);
+    Py_XDECREF(api);
+    if (added < 0) {
+        return -1;
+    }
+    PyType_Modified(st->writer_type);
     if (PyModule_AddStringConstant(m, "IMPLEMENTATION", impl) < 0
         || PyModule_AddObjectRef(m, "LineWriter", (PyObject *)st->writer_type) < 0) {
         return -1;
