@@ -84,6 +84,14 @@ setup(
             extra_compile_args=_FLAGS,
             optional=True,
         ),
+        Extension(  # the Recorder's log, a sink of the stepper's C hooks (owner: core)
+            "blocktrace.tracers._crecord",
+            ["blocktrace/tracers/csrc/record.c"],
+            depends=["blocktrace/events/csrc/sink.h"],
+            include_dirs=["blocktrace/events/csrc"],
+            extra_compile_args=_FLAGS,
+            optional=True,
+        ),
         Extension(
             "blocktrace.golden._cstabilise",
             ["blocktrace/golden/csrc/stabilise.c"],

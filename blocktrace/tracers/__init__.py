@@ -127,6 +127,12 @@ class Tracer(Protocol):
         not that plain (threads, a clock, values); returns are then written as
         ``blocktrace.format.callline.return_body`` with the value rendered by
         ``vm.renderer``, and the tracer gets no ``CallStart``/``Return`` for them.
+
+    When ``op_line`` or ``line`` is a builtin method of a *sink* (a C type that
+    names it in its ``_sink_api``, blocktrace/events/csrc/sink.h: the C line
+    writer, the ``Recorder``'s log), the stepper's C hooks call its C function
+    instead, with plain C values; a sink may take calls and returns as values
+    (``Recorder``) rather than lines.
     ``level: "op" | "line" | "call" = "op"``
         which events the stepper produces: ``op`` every one; ``line`` the
         ``OpStart`` of the first instruction of each source-line range

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from blocktrace.events import OpEnd, OpStart, TraceEvent
+from blocktrace._native import extension
+from blocktrace.events import OpEnd, OpStart, Return, TraceEvent
 from blocktrace.tracers import VMState
 
 __all__ = ["Recorded", "Recorder"]
@@ -21,6 +23,15 @@ class Recorded:
     thread: int
 
 
+_c = extension("blocktrace.tracers._crecord")
+
+
+def _no_pieces(event: object) -> tuple[bytes, bytes]:
+    """``Capabilities.call_lines``' pieces: a Recorder's calls carry none (its log
+    takes them as values)."""
+    return b"", b""
+
+
 class Recorder:
     """Keeps events in ``.events`` and, beside them, ``.records`` with the
     depth, gas and thread of each (an ``OpStart`` object is shared by every run
@@ -28,17 +39,31 @@ class Recorder:
 
     ``op_end=True`` asks the stepper for ``OpEnd`` events too.
 
-    While recording it keeps one tuple per event (its ``op_line`` takes an
-    ``OpStart`` with gas and depth straight from the stepper's hook); ``events``
-    and ``records`` are built from them when read.
+    While recording it keeps one entry per event, from which ``events`` and
+    ``records`` are built when read.  With the C extensions the log is
+    ``blocktrace.tracers._crecord.Log``, a sink the stepper's C hooks append
+    ops, calls and returns to as plain values (a return's ``Return`` is made
+    when read); else a list of tuples, and ``op_line`` takes an ``OpStart`` with
+    gas and depth straight from the stepper's hook.
     """
 
     def __init__(self, *, op_end: bool = False) -> None:
-        self._log: list[tuple[Any, int, int, int]] = []
         self._events: list[TraceEvent] = []
         self._records: list[Recorded] = []
+        self._done: list[tuple[Any, int, int, int]] = []
         self.wants_op_end = op_end
-        append = self._log.append
+        if _c is not None:
+            log = _c.Log(Return)
+            self._log: Any = log
+            self._append: Callable[[tuple[Any, int, int, int]], object] = log.append
+            self.op_line: Callable[[OpStart, int, int], bool] = log.op
+            """``Capabilities.op_line``: the log's ``op`` (the C hook calls its C entry)."""
+            self.call_lines = (log.line, _no_pieces)
+            """``Capabilities.call_lines``: the log's C entries take calls and returns."""
+            return
+        plain: list[tuple[Any, int, int, int]] = []
+        self._log = plain
+        self._append = append = plain.append
 
         def op_line(event: OpStart, gas: int, depth: int) -> bool:
             # The hook's fast path runs while one thread is traced: thread 1.
@@ -46,27 +71,37 @@ class Recorder:
             return True
 
         self.op_line = op_line
-        """``Capabilities.op_line``: an ``OpStart`` from plain values, one append."""
 
     def __call__(self, vm: VMState, event: TraceEvent, /) -> None:
         if type(event) is OpEnd and not self.wants_op_end:
             return
-        self._log.append((event, vm.depth, vm.gas, vm.thread))  # one append: all or nothing
+        self._append((event, vm.depth, vm.gas, vm.thread))  # one append: all or nothing
+
+    def _built(self) -> list[tuple[Any, int, int, int]]:
+        """Every entry as an (event, depth, gas, thread) tuple, each made once (so
+        ``events`` and ``records`` share the event objects)."""
+        log = self._log
+        if type(log) is list:
+            return log
+        built = self._done
+        if len(built) != len(log):
+            built.extend(log.entries(len(built)))
+        return built
 
     @property
     def events(self) -> list[TraceEvent]:
         """The recorded events, in order."""
-        events, log = self._events, self._log
-        if len(events) != len(log):
-            events.extend(entry[0] for entry in log[len(events):])
+        events, built = self._events, self._built()
+        if len(events) != len(built):
+            events.extend(entry[0] for entry in built[len(events):])
         return events
 
     @property
     def records(self) -> list[Recorded]:
         """Each event with its depth, gas and thread, in order."""
-        records, log = self._records, self._log
-        if len(records) != len(log):
-            records.extend(Recorded(*entry) for entry in log[len(records):])
+        records, built = self._records, self._built()
+        if len(records) != len(built):
+            records.extend(Recorded(*entry) for entry in built[len(records):])
         return records
 
     def of_type[T](self, kind: type[T]) -> list[T]:

@@ -75,12 +75,12 @@ def _run(kind: str, via: str, steps: list[tuple[int, int]], limit: int) -> tuple
     code = _code()
     ops = [Op(0), Op(2), Op(4)]
     for op, pieces in zip(ops[:2], [(b'{"pc":0,"gas":"0x', b',"x":1}'),
-                                    (b'{"pc":2,"gas":"0x', b"")]):
+                                    (b'{"pc":2,"gas":"0x', b"")], strict=True):
         writer.add_site(id(op), pieces[0], pieces[1], op)
     sites = {id(code): [ops[0], None, ops[1], None, ops[2]]}
     vm = VM()
     told: list[Any] = []
-    hook = _hook(writer if kind != "pure" else writer, via, vm, sites, limit,
+    hook = _hook(writer, via, vm, sites, limit,
                  lambda v, e: told.append((e.pc, v.depth)), told.append)
     if kind != "pure" and via == "entry":
         assert hook.sink is writer
