@@ -112,6 +112,10 @@ class _Spy:
                 return done
 
             tracer.op_line = spied_op_line
+        if vars(tracer).get("call_lines") is not None:
+            # calls and returns the C call hooks hand a sink as values (Recorder's log)
+            # never reach Python: the spy sees them through __call__ instead
+            tracer.call_lines = None
         return tracer
 
 
