@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 import threading
-from types import CodeType
 from typing import Any
 
 import pytest
@@ -17,6 +16,8 @@ from hypothesis import strategies as st
 from blocktrace._native import extension
 from blocktrace.chain.writer import PyLineWriter
 from blocktrace.format.callline import call_pieces
+from tests.vm.test_op_line import Event as Op
+from tests.vm.test_op_line import _code
 
 _chook = extension("blocktrace.vm._chook")
 _cwriter = extension("blocktrace.chain._cwriter")
@@ -32,20 +33,6 @@ class VM:
     def __init__(self, depth: object = 1) -> None:
         self.depth = depth
         self.site: object = None
-
-
-class Op:
-    """An instruction site's event: the writer keys its pieces by id()."""
-
-    def __init__(self, pc: int) -> None:
-        self.pc = pc
-
-
-def _code() -> CodeType:
-    def f() -> int:
-        return 1
-
-    return f.__code__
 
 
 def _writer(kind: str, out: list[bytes]) -> Any:
