@@ -33,6 +33,7 @@ _COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "blocktrace.cli.run": ("run",),
     "blocktrace.cli.verify": ("verify",),
     "blocktrace.cli.show": ("show",),
+    "blocktrace.cli.cat": ("cat",),
     "blocktrace.cli.diff": ("diff",),
     "blocktrace.cli.view": ("view",),
     "blocktrace.cli.replay": ("replay",),

@@ -19,6 +19,24 @@ def perfect_roots(hashes: Buffer, per: int, /) -> bytes:
     """The Merkle root (RFC 9162) of each complete group of ``per`` (a power of two)
     32-byte leaf hashes."""
 
+def strip(full: Buffer, /) -> tuple[bytes, bytes, int]:
+    """(compact lines, the last line's hash as hex bytes, lines): the hash members
+    taken out of whole lines; ValueError for a line without one."""
+
+@final
+class Expander:
+    """Puts the hash members back into compact lines (``blocktrace.format.compact``)."""
+
+    def __init__(
+        self, prev: Buffer, carry: Buffer, lines: int, per_leaf: int, leaves: bool = False
+    ) -> None: ...
+    def expand(self, compact: Buffer, /) -> bytes: ...
+    def take_leaves(self, upto: int, /) -> bytes: ...
+    @property
+    def head(self) -> bytes: ...
+    @property
+    def lines(self) -> int: ...
+
 def plain_json_object(line: Buffer, /) -> bool:
     """For tests: True when the C check settles that ``line`` is a JSON object
     msgspec accepts, False when it leaves the answer to Python."""
@@ -28,10 +46,13 @@ class ChainScan:
     """The chain check of one trace (see :mod:`blocktrace.format.fastcheck`)."""
 
     def __init__(
-        self, version: int, per_leaf: int, max_line: int, leaves: bool, every: int = 0
+        self, version: int, per_leaf: int, max_line: int, leaves: bool, every: int = 0,
+        hashed: bool = False,
     ) -> None:
         """``every`` > 0: also keep the index's bookkeeping (steps, a checkpoint
-        every ``every`` lines) of the lines that check."""
+        every ``every`` lines) of the lines that check.  ``hashed``: the lines'
+        hashes were put in by an :class:`Expander` from compact frames (version
+        3, no leaves here: the expander has them), so they are not recomputed."""
     def scan(self, buffer: Buffer, pos: int, number: int, trust: int, /) -> tuple[int, int, int]:
         """Check the complete lines of ``buffer`` from byte ``pos`` (line ``number``);
         returns (stop code, pos, number) of the line it stopped at.  ``trust``: 0, or

@@ -30,7 +30,9 @@ from collections import deque
 from typing import IO, Any, Final, Literal
 
 from blocktrace import own_threads
+from blocktrace.format import compact
 from blocktrace.format.errors import TraceError
+from blocktrace.format.versions import LINES_PER_LEAF
 
 __all__ = [
     "ZSTD_MISSING",
@@ -80,11 +82,16 @@ class CompressedDataError(Exception):
     ends inside a frame) or corrupt (a decompressor refused it).  ``offset`` is
     the file offset of the frame at fault."""
 
-    def __init__(self, reason: str, offset: int, *, truncated: bool) -> None:
+    def __init__(
+        self, reason: str, offset: int, *, truncated: bool, line: int | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.offset = offset
         self.truncated = truncated
+        self.line = line
+        """Compact frames: the first line of a frame whose stored head or line
+        numbers do not match its lines (tampering there, not a torn file)."""
 
 
 def sniff(head: bytes) -> Kind:
@@ -188,8 +195,35 @@ class FrameStream(io.RawIOBase):
         self.uoffset = uoffset
         """Uncompressed bytes produced so far (from the start of the file)."""
         self.frames: deque[tuple[int, int]] = deque()
-        """(file offset, uncompressed offset) of frame starts seen, oldest first."""
+        """(file offset, uncompressed offset) of frame starts seen, oldest first
+        (compact frames: the offset of the head frame before the data frame, or
+        of the marker, where a reader starting there finds the chain's state)."""
         self._error: CompressedDataError | None = None
+        self._expander: compact.Expander | None = None
+        """Compact frames: puts the hashes back (None: full lines)."""
+        self._state_at = offset
+        """Compact frames: where the state for the next data frame was read."""
+        self._carry = b""
+        """Compact frames: the full lines of the leaf open before the next frame."""
+        self._headless = False
+        """Compact frames: the last data frame had no head frame after it."""
+        self._leaves = False
+
+    def keep_leaves(self) -> None:
+        """Keep the leaf hashes the expander computes (:meth:`take_leaves`); call
+        before the first read."""
+        self._leaves = True
+
+    @property
+    def compact(self) -> bool:
+        """The frames hold compact lines (known once the first frame was read)."""
+        return self._expander is not None
+
+    def take_leaves(self, upto: int) -> bytes:
+        """Compact frames, with :meth:`keep_leaves`: the leaf hashes of the lines
+        handed out, not yet taken, up to leaf ``upto`` (-1: all)."""
+        expander = self._expander
+        return expander.take_leaves(upto) if expander is not None else b""
 
     def readable(self) -> bool:
         return True
@@ -249,18 +283,28 @@ class FrameStream(io.RawIOBase):
                 pass
             if not self._input:
                 return False
+            if len(self._input) < 4:  # (at the end of the file)
+                raise CompressedDataError(
+                    f"the file ends inside a frame's magic number at offset {self._coffset}",
+                    self._coffset, truncated=True,
+                )
             if self._kind == "zstd" and len(self._input) >= 4 and (
                 int.from_bytes(self._input[:4], "little") & _SKIPPABLE_MASK == _SKIPPABLE
             ):
+                if int.from_bytes(self._input[:4], "little") == compact.COMPACT_MAGIC:
+                    return self._state_frame()
                 return self._skip_frame()
             if sniff(self._input[:4]) != self._kind:
                 raise CompressedDataError(
                     f"bytes at offset {self._coffset} are not a {self._kind} frame",
                     self._coffset, truncated=False,
                 )
+            if self._expander is not None and self._headless:
+                raise self._tampered("no head frame after the frame before it")
             self._frame = _Frame(self._kind)
             self._frame_at = self._coffset
-            self.frames.append((self._coffset, self.uoffset))
+            at = self._state_at if self._expander is not None else self._coffset
+            self.frames.append((at, self.uoffset))
         frame = self._frame
         if not self._input and not self._more():
             raise CompressedDataError(
@@ -283,12 +327,117 @@ class FrameStream(io.RawIOBase):
             if done:
                 self._frame = None
                 break
+            if size >= _HOLD and self._expander is not None:
+                raise CompressedDataError(
+                    f"the compact frame at offset {self._frame_at} holds more than "
+                    f"{_HOLD} bytes: no blocktrace frame does", self._frame_at, truncated=False,
+                )
+            if not self._input and not self._more() and self._expander is not None:
+                # compact lines are handed out only from a whole, checked frame
+                raise CompressedDataError(
+                    f"the file ends inside the {self._kind} frame at offset {self._frame_at}",
+                    self._frame_at, truncated=True,
+                )
             if size >= _HOLD or (not self._input and not self._more()):
                 break
         self._out = held[0] if len(held) == 1 else b"".join(held)
+        if self._expander is not None and self._frame is None:
+            self._out = self._expand(self._out)
         self._out_pos = 0
         self.uoffset += len(self._out)
         return True
+
+    def _tampered(self, why: str) -> CompressedDataError:
+        assert self._expander is not None
+        line = self._expander.lines + 1
+        return CompressedDataError(
+            f"line {line}: {why} (compressed frame at offset {self._frame_at})",
+            self._frame_at, truncated=False, line=line,
+        )
+
+    def _read_skippable(self) -> tuple[int, bytes] | None:
+        """(offset, payload) of the skippable frame at the input's start, read
+        whole (bounded), or None when the file ends inside it."""
+        while len(self._input) < 8 and self._more():
+            pass
+        if len(self._input) < 8:
+            return None
+        size = int.from_bytes(self._input[4:8], "little")
+        if size > _HOLD:
+            raise CompressedDataError(
+                f"a blocktrace frame of {size} bytes at offset {self._coffset}: no blocktrace "
+                "frame is that large", self._coffset, truncated=False,
+            )
+        while len(self._input) < 8 + size and self._more():
+            pass
+        if len(self._input) < 8 + size:
+            return None
+        at = self._coffset
+        payload = self._input[8 : 8 + size]
+        self._input = self._input[8 + size :]
+        self._coffset += 8 + size
+        return at, payload
+
+    def _state_frame(self) -> bool:
+        """A blocktrace skippable frame where a data frame could start: the
+        marker, or the head frame a reader starting mid-file starts from."""
+        at = self._coffset
+        got = self._read_skippable()
+        if got is None:
+            raise CompressedDataError(
+                f"the file ends inside a skippable frame at offset {at}", at, truncated=True
+            )
+        state = _parse(got)
+        if self._expander is not None:  # mid-stream: the frame it closed is gone
+            self._frame_at = at
+            raise self._tampered("a head frame without its data frame")
+        if state is None:
+            self._expander = compact.make_expander(leaves=self._leaves)
+        else:
+            self._expander = compact.make_expander(
+                state.head, state.carry, state.last, LINES_PER_LEAF, self._leaves
+            )
+            self._carry = state.carry
+        self._state_at = at
+        self._out = b""
+        self._out_pos = 0
+        return True
+
+    def _expand(self, data: bytes) -> bytes:
+        """A whole compact data frame's full lines, checked against the head
+        frame after it (read here) when there is one."""
+        expander = self._expander
+        assert expander is not None
+        head: compact.HeadFrame | None = None
+        at = self._coffset
+        while len(self._input) < 4 and self._more():
+            pass
+        if self._input[:4] == compact.COMPACT_MAGIC.to_bytes(4, "little"):
+            got = self._read_skippable()
+            if got is not None:
+                head = _parse(got)
+                if head is None:
+                    raise self._tampered("a second start marker after a frame")
+        self._headless = head is None
+        if head is not None and head.first != expander.lines + 1:
+            raise self._tampered(
+                f"the frame holds lines {head.first}-{head.last} by its stored head: lines "
+                "were deleted, inserted or moved"
+            )
+        full = expander.expand(data)
+        carry = compact.open_leaf(self._carry, full, expander.lines % LINES_PER_LEAF)
+        self._carry = carry
+        if head is not None:
+            if expander.lines != head.last or expander.head != head.head or carry != head.carry:
+                first = head.first
+                raise CompressedDataError(
+                    f"line {first}: lines {first}-{head.last} (the compressed frame at offset "
+                    f"{self._frame_at}) do not match the hash stored after them: one of them "
+                    "was edited, inserted, deleted or moved",
+                    self._frame_at, truncated=False, line=first,
+                )
+            self._state_at = at
+        return full
 
     def _skip_frame(self) -> bool:
         while len(self._input) < 8 and self._more():
@@ -323,6 +472,15 @@ class FrameStream(io.RawIOBase):
             self._raw.close()
         finally:
             super().close()
+
+
+def _parse(frame: tuple[int, bytes]) -> compact.HeadFrame | None:
+    """A blocktrace skippable frame (offset, payload): the marker (None) or a head frame."""
+    try:
+        return compact.parse(frame[1])
+    except ValueError as exc:
+        at = frame[0]
+        raise CompressedDataError(f"{exc} at offset {at}", at, truncated=False) from None
 
 
 class ReadAhead:
@@ -364,9 +522,12 @@ class ReadAhead:
         return item
 
     def _run(self) -> None:
+        # read1: one raw read at most, so the bytes before a problem are never
+        # lost with it (BufferedReader.read drops what it gathered when a raw read raises)
+        read = getattr(self._stream, "read1", self._stream.read)
         try:
             while not self._stop:
-                data = self._stream.read(self._block)
+                data = read(self._block)
                 self._put(data)
                 if not data:
                     return
@@ -503,6 +664,7 @@ class FrameWriter:
         level: int | None = None,
         frame_bytes: int = FRAME_BYTES,
         lines_per_leaf: int = 16,
+        compact_frames: bool | None = None,
     ) -> None:
         if kind == "plain":
             raise ValueError("FrameWriter compresses: zstd or gzip")
@@ -513,6 +675,12 @@ class FrameWriter:
         self._compress = _one_shot(kind, level)
         self._frame_bytes = frame_bytes
         self._per_leaf = lines_per_leaf
+        self.compact = (kind == "zstd") if compact_frames is None else compact_frames
+        """Frames hold compact lines (:mod:`blocktrace.format.compact`): zstd's default."""
+        if self.compact and (kind != "zstd" or lines_per_leaf < 1):
+            raise ValueError("compact frames are zstd frames of whole leaves")
+        self._carry = b""
+        """Compact: the full lines of the leaf open after the last frame."""
         self.frames: list[tuple[int, int]] = []
         """(compressed size, uncompressed size) of each frame written (the seek table)."""
         self._log: list[tuple[int, Any]] = []
@@ -673,11 +841,31 @@ class FrameWriter:
             return
         buf = self._open
         data = bytes(buf[:cut])
-        packed = self._compress(data)
-        _write_all(self._raw, packed)
-        self.frames.append((len(packed), cut))
+        if self.compact:
+            self._end_compact(data)
+        else:
+            packed = self._compress(data)
+            _write_all(self._raw, packed)
+            self.frames.append((len(packed), cut))
+            self._lines += data.count(b"\n") if lines is None else lines
         del buf[:cut]
-        self._lines += data.count(b"\n") if lines is None else lines
+
+    def _end_compact(self, data: bytes) -> None:
+        """Write ``data`` (whole lines) as a compact frame and its head frame,
+        in one write (a crash leaves the frame with its head, or neither whole)."""
+        body, last_hex, count = compact.strip(data)
+        first = self._lines + 1
+        last = self._lines + count
+        self._carry = compact.open_leaf(self._carry, data, last % self._per_leaf)
+        packed = self._compress(body)
+        out = b"".join((
+            b"" if self._lines or self.frames else compact.marker(),
+            packed,
+            compact.head_frame(first, last, bytes.fromhex(last_hex.decode()), self._carry),
+        ))
+        _write_all(self._raw, out)
+        self.frames.append((len(out), len(body)))
+        self._lines = last
 
 
 def _until_gone(native_id: int) -> None:

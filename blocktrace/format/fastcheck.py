@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import IO, Any
 
 from blocktrace.format import reader
+from blocktrace.format.compressed import FrameStream
 from blocktrace.format.index import EVERY, IndexBuilder, merges
 from blocktrace.format.reader import Tree, Verification
 from blocktrace.format.rules import split_hash
@@ -41,11 +42,16 @@ def walk(
     tree: Tree | None,
     index: IndexBuilder | None = None,
     progress: Any = None,
+    frames: FrameStream | None = None,
 ) -> None:
     """``reader._walk``'s answer for ``stream`` (a binary stream at its start),
     computed by the scanner of extension module ``native``; ``index`` ends up
     as the reference walk's (the scanner counts, :meth:`IndexBuilder.absorb`
-    takes its counts), ``progress`` is told once per buffer."""
+    takes its counts), ``progress`` is told once per buffer.  ``frames``: the
+    compressed trace's frames under ``stream``; when they are compact, their
+    expander computed every hash from the stored lines and checked each frame's
+    stored head (and keeps the leaf hashes: :meth:`FrameStream.keep_leaves`),
+    so the scanner checks everything but the hashes."""
     first = stream.readline(MAX_LINE_BYTES + 1)
     if not first:
         result.reason = "empty file"
@@ -59,11 +65,14 @@ def walk(
     version = reader._header(result, first[:-1])
     if not version:
         return
+    hashed = frames is not None and frames.compact and version == 3
     scan = native.ChainScan(
-        version, LINES_PER_LEAF, MAX_LINE_BYTES, tree is not None, EVERY if index is not None else 0
+        version, LINES_PER_LEAF, MAX_LINE_BYTES, tree is not None and not hashed,
+        EVERY if index is not None else 0, hashed,
     )
     try:
-        _scan(native, scan, stream, first, version, result, tree, index, progress)
+        _scan(native, scan, stream, first, version, result, tree, index, progress,
+              frames if hashed else None)
     finally:
         if index is not None and not index.absorbed:
             index.absorb(scan)
@@ -79,6 +88,7 @@ def _scan(
     tree: Tree | None,
     index: IndexBuilder | None,
     progress: Any,
+    hashed: FrameStream | None,
 ) -> None:
     tell = progress.update if progress is not None else None
     done = 0
@@ -91,8 +101,9 @@ def _scan(
         start = pos
         code, pos, number = scan.scan(buf, pos, number, trust)
         trust = 0
-        if tree is not None:
-            _feed(tree, scan.take_leaves())
+        if tree is not None:  # the leaves of the lines that checked
+            _feed(tree, scan.take_leaves() if hashed is None
+                  else hashed.take_leaves(scan.lines // LINES_PER_LEAF))
         if scan.lines:
             result.lines = scan.lines
             result.head = scan.head
@@ -126,6 +137,8 @@ def _scan(
             continue
         if code == native.SUMMARY:
             body, stored = split_hash(line) or (b"", "")  # the scanner checked it has one
+            if tree is not None and hashed is not None:  # the summary closes the last leaf
+                _feed(tree, hashed.take_leaves(-(-number // LINES_PER_LEAF)))
             if not reader._summary(result, number, body, version, tree):
                 return
             result.lines = number

@@ -429,6 +429,8 @@ def check_chain(
     if build_index:
         builder = IndexBuilder(stamp, frames)
         tree = builder
+    if frames is not None and tree is not None:
+        frames.keep_leaves()  # compact frames: the expander's leaf hashes feed the tree
     native = extension("blocktrace.format._cscan")
     with stream:
         try:
@@ -443,7 +445,9 @@ def check_chain(
 
                 ahead = ReadAhead(stream)
                 try:
-                    fastcheck.walk(native, ahead, result, tree, builder, progress)  # type: ignore[arg-type]
+                    fastcheck.walk(
+                        native, ahead, result, tree, builder, progress, frames  # type: ignore[arg-type]
+                    )
                 finally:
                     ahead.close()
         except CompressedDataError as exc:
@@ -468,6 +472,9 @@ def _unreadable(result: Verification, exc: CompressedDataError) -> None:
     """Compressed data that cannot be read on: as a torn plain file (unsealed,
     the lines before it check) or, before any line, unusable."""
     number = result.lines + 1
+    if exc.line is not None:  # compact frames: a frame that does not match its stored head
+        _tampered(result, exc.line, exc.reason)
+        return
     if result.lines == 0:
         result.status = "unusable"
         result.reason = f"{exc.reason}: not a usable trace"
@@ -490,6 +497,11 @@ HASH_MISMATCH = (
     "hash does not match: this line, or one before it, was edited, inserted, deleted or moved"
 )
 NO_SUMMARY = "no summary line: the run was cut short (or the tail was removed)"
+HASHLESS = (
+    "line 1 is a header without a hash member: these are the hash-less lines a compact "
+    ".jsonl.zst stores (zstd -d gives them); verify the .zst itself, or write the full "
+    "trace with: blocktrace cat TRACE.jsonl.zst -o TRACE.jsonl"
+)
 
 
 def after_summary(summary_at: int) -> str:
@@ -616,6 +628,9 @@ def _header(result: Verification, line: bytes) -> int:
             )
         else:
             result.reason = header
+        return 0
+    if b',"hash":' not in line:  # not even an edited one: the compact form's lines
+        result.reason = HASHLESS
         return 0
     result.version = header.blocktrace
     result.header = {k: v for k, v in _decode_dict(line).items() if k != "hash"}

@@ -83,8 +83,16 @@ def traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {"zst": _record(tmp, "t.jsonl.zst"), "gz": _record(tmp, "t.jsonl.gz")}
     for kind in ("zst", "gz"):
         plain = tmp / f"{kind}-plain.jsonl"
-        plain.write_bytes(_decompress(out[kind]))
+        # gzip -d gives the .jsonl; a compact .zst's lines need their hashes put back
+        if kind == "gz":
+            plain.write_bytes(_decompress(out[kind]))
+        else:
+            proc = _run("cat", out[kind], "-o", plain)
+            assert proc.returncode == 0, proc.stderr
         out[f"{kind}-plain"] = plain
+    hashless = tmp / "zst-hashless.jsonl"
+    hashless.write_bytes(_decompress(out["zst"]))
+    out["zst-hashless"] = hashless
     return out
 
 
@@ -101,6 +109,18 @@ def test_decompressing_gives_the_trace_that_verifies_the_same(
     reader = TraceReader(packed)
     assert reader.kind == ("zstd" if kind == "zst" else "gzip")
     assert [raw for _, raw in reader.raw_lines()] == plain.read_bytes().splitlines(keepends=True)
+
+
+def test_zstd_d_of_a_compact_trace_gives_the_lines_without_their_hashes(
+    traces: dict[str, Path],
+) -> None:
+    """What the compact frames store: each line as the bytes its hash commits to."""
+    full = traces["zst-plain"].read_bytes().splitlines(keepends=True)
+    hashless = traces["zst-hashless"].read_bytes().splitlines(keepends=True)
+    assert hashless == [line[:-76] + b"}\n" for line in full]
+    proc = _run("verify", traces["zst-hashless"])
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "blocktrace cat" in proc.stderr
 
 
 def test_zstd_frames_hold_whole_leaves_and_a_seek_table_ends_the_file(

@@ -279,6 +279,7 @@ typedef struct {
     Py_ssize_t per_leaf;
     Py_ssize_t max_line;
     int want_leaves;
+    int hashed; /* the hashes were put in by an Expander (compact frames): not rechecked */
     sha256_ctx running; /* version 1: the chain */
     uint8_t prev[32];   /* versions 2, 3: the last line's hash */
     sha256_ctx stream;  /* the open leaf's stream (every version) */
@@ -724,13 +725,15 @@ scan_lines(ScanObject *s, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos,
         trust = 0;
         int summary = bodylen >= SUMMARY_PREFIX_LEN
                       && memcmp(line, SUMMARY_PREFIX, SUMMARY_PREFIX_LEN) == 0;
-        uint8_t digest[32];
-        char hexed[HASH_HEX_LEN];
-        chain_line(s, line, rawlen, bodylen, summary, digest);
-        hex32(digest, hexed);
-        if (memcmp(hexed, stored, HASH_HEX_LEN) != 0) {
-            code = STOP_MISMATCH;
-            break;
+        if (!s->hashed) {
+            uint8_t digest[32];
+            char hexed[HASH_HEX_LEN];
+            chain_line(s, line, rawlen, bodylen, summary, digest);
+            hex32(digest, hexed);
+            if (memcmp(hexed, stored, HASH_HEX_LEN) != 0) {
+                code = STOP_MISMATCH;
+                break;
+            }
         }
         if (!wellformed) {
             code = STOP_MALFORMED;
@@ -897,11 +900,15 @@ scan_get_checkpoints(ScanObject *s, void *closure)
 static int
 scan_init(ScanObject *s, PyObject *args, PyObject *kwds)
 {
-    static char *names[] = {"version", "per_leaf", "max_line", "leaves", "every", NULL};
-    int version, leaves;
+    static char *names[] = {"version", "per_leaf", "max_line", "leaves", "every", "hashed", NULL};
+    int version, leaves, hashed = 0;
     Py_ssize_t per_leaf, max_line, every = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "innp|n", names, &version, &per_leaf,
-                                     &max_line, &leaves, &every)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "innp|np", names, &version, &per_leaf,
+                                     &max_line, &leaves, &every, &hashed)) {
+        return -1;
+    }
+    if (hashed && (version != 3 || leaves)) {
+        PyErr_SetString(PyExc_ValueError, "hashed: version 3, leaves from the Expander");
         return -1;
     }
     if (version < 1 || version > 3 || per_leaf < 1 || max_line < 1 || every < 0) {
@@ -925,6 +932,7 @@ scan_init(ScanObject *s, PyObject *args, PyObject *kwds)
     s->per_leaf = per_leaf;
     s->max_line = max_line;
     s->want_leaves = leaves;
+    s->hashed = hashed;
     sha256_init(&s->running);
     sha256_update(&s->running, DOMAIN_V1, DOMAIN_LEN);
     sha256_once(DOMAIN_V2, DOMAIN_LEN, s->prev);
@@ -977,7 +985,8 @@ static PyType_Slot scan_slots[] = {
     {Py_tp_dealloc, scan_dealloc},
     {Py_tp_methods, scan_methods},
     {Py_tp_getset, scan_getset},
-    {Py_tp_doc, "ChainScan(version, per_leaf, max_line, leaves, every=0)\n--\n\nThe chain check of one "
+    {Py_tp_doc, "ChainScan(version, per_leaf, max_line, leaves, every=0, hashed=False)\n--\n\n"
+                "The chain check of one "
                 "trace (see blocktrace.format.fastcheck)."},
     {0, NULL},
 };
@@ -987,6 +996,333 @@ static PyType_Spec scan_spec = {
     .basicsize = sizeof(ScanObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = scan_slots,
+};
+
+
+/* -- compact frames (blocktrace.format.compact): hash members out and back in ---- */
+
+#define COMPACT_EXTRA (TAIL_LEN - 1) /* ,"hash":"<64 hex>"} less the } a compact line keeps */
+
+/* The number of the first line of [p, end) lacking a well-formed hash member
+ * (1-based), or 0 when every line has one; *lines counts the lines. */
+static Py_ssize_t
+strip_lines(const uint8_t *p, const uint8_t *end, uint8_t *out, size_t *outlen,
+            const uint8_t **last_hash, Py_ssize_t *lines)
+{
+    uint8_t *o = out;
+    Py_ssize_t n = 0;
+    while (p < end) {
+        const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
+        n++;
+        if (nl == NULL) {
+            return n;
+        }
+        size_t linelen = (size_t)(nl - p);
+        if (linelen < TAIL_LEN + 1 || p[linelen - 1] != '}' || p[linelen - 2] != '"') {
+            return n;
+        }
+        size_t bodylen = linelen - TAIL_LEN;
+        if (memcmp(p + bodylen, HASH_FIELD, HASH_FIELD_LEN) != 0
+            || !is_lower_hex(p + bodylen + HASH_FIELD_LEN, HASH_HEX_LEN)) {
+            return n;
+        }
+        memcpy(o, p, bodylen);
+        o += bodylen;
+        *o++ = '}';
+        *o++ = '\n';
+        *last_hash = p + bodylen + HASH_FIELD_LEN;
+        p = nl + 1;
+    }
+    *outlen = (size_t)(o - out);
+    *lines = n;
+    return 0;
+}
+
+static PyObject *
+mod_strip(PyObject *m, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, view.len);
+    if (out == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    const uint8_t *last = NULL;
+    size_t outlen = 0;
+    Py_ssize_t lines = 0, bad;
+    Py_BEGIN_ALLOW_THREADS
+    bad = strip_lines(view.buf, (const uint8_t *)view.buf + view.len,
+                      (uint8_t *)PyBytes_AS_STRING(out), &outlen, &last, &lines);
+    Py_END_ALLOW_THREADS
+    PyObject *hash = NULL;
+    if (bad) {
+        PyErr_Format(PyExc_ValueError, "line %zd of the buffer has no hash member", bad);
+    } else {
+        hash = last ? PyBytes_FromStringAndSize((const char *)last, HASH_HEX_LEN)
+                    : PyBytes_FromStringAndSize(NULL, 0);
+    }
+    PyBuffer_Release(&view);
+    if (hash == NULL || _PyBytes_Resize(&out, (Py_ssize_t)outlen) < 0) {
+        Py_XDECREF(hash);
+        Py_XDECREF(out);
+        return NULL;
+    }
+    return Py_BuildValue("(NNn)", out, hash, lines);
+}
+
+typedef struct {
+    PyObject_HEAD
+    sha256_ctx stream; /* the open leaf's, fed 0x00 and its full lines */
+    uint8_t prev[32];
+    Py_ssize_t in_leaf, per_leaf;
+    long long lines;
+    int broken;        /* a line that is no compact line was met: the rest is copied */
+    int want_leaves;
+    uint8_t *leaves;   /* every leaf hash completed (a verify keeps them: 2 MB per 1 M leaves) */
+    size_t nleaves, cap;
+    long long base;    /* the number (from the trace's start) of the first leaf kept */
+} ExpandObject;
+
+/* The leaf hashes one expand() call completes: filled without the GIL, then
+ * appended to the expander's own (which take_leaves reads with the GIL). */
+typedef struct {
+    uint8_t *p;
+    size_t n, cap;
+} LeafOut;
+
+static void
+expand_leaf(ExpandObject *e, LeafOut *out)
+{
+    if (out != NULL && out->n < out->cap) {
+        sha256_digest(&e->stream, out->p + 32 * out->n);
+        out->n++;
+    }
+    static const uint8_t zero = 0x00;
+    sha256_init(&e->stream);
+    sha256_update(&e->stream, &zero, 1);
+    e->in_leaf = 0;
+}
+
+/* Version 3's chain over compact lines [p, end), writing the full lines to o;
+ * returns the end of what it wrote. */
+static uint8_t *
+expand_lines(ExpandObject *e, const uint8_t *p, const uint8_t *end, uint8_t *o, LeafOut *leaves)
+{
+    while (p < end) {
+        const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t rawlen = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+        if (e->broken || nl == NULL || rawlen < 2 || p[rawlen - 2] != '}') {
+            /* not a compact line: copied as it is (the chain check says what it is) */
+            e->broken = 1;
+            memcpy(o, p, (size_t)(end - p));
+            return o + (end - p);
+        }
+        size_t bodylen = rawlen - 2;
+        uint8_t digest[32];
+        sha256_update(&e->stream, p, bodylen);
+        if (e->in_leaf == 0) {
+            link_hash(e->prev, p, bodylen, digest);
+        } else {
+            sha256_digest(&e->stream, digest);
+        }
+        memcpy(o, p, bodylen);
+        uint8_t *tail = o + bodylen;
+        memcpy(tail, HASH_FIELD, HASH_FIELD_LEN);
+        hex32(digest, (char *)tail + HASH_FIELD_LEN);
+        tail[HASH_FIELD_LEN + HASH_HEX_LEN] = '"';
+        tail[HASH_FIELD_LEN + HASH_HEX_LEN + 1] = '}';
+        tail[HASH_FIELD_LEN + HASH_HEX_LEN + 2] = '\n';
+        sha256_update(&e->stream, tail, TAIL_LEN + 1);
+        memcpy(e->prev, digest, 32);
+        o = tail + TAIL_LEN + 1;
+        e->lines++;
+        e->in_leaf++;
+        if (e->in_leaf == e->per_leaf
+            || (bodylen >= SUMMARY_PREFIX_LEN && memcmp(p, SUMMARY_PREFIX, SUMMARY_PREFIX_LEN) == 0)) {
+            expand_leaf(e, leaves); /* version 3: the summary closes the last leaf */
+        }
+        p += rawlen;
+    }
+    return o;
+}
+
+static PyObject *
+expand_expand(ExpandObject *e, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const uint8_t *p = view.buf, *end = p + view.len;
+    size_t count = 0;
+    for (const uint8_t *q = p; (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++) {
+        count++;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, view.len + (Py_ssize_t)(count * COMPACT_EXTRA));
+    if (out == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    /* at most one leaf per line, and fewer by far: lines / per_leaf + every summary */
+    LeafOut leaves = {NULL, 0, 0};
+    if (e->want_leaves) {
+        leaves.cap = count; /* a summary may close a leaf on any line */
+        if (leaves.cap && (leaves.p = PyMem_RawMalloc(leaves.cap * 32)) == NULL) {
+            PyBuffer_Release(&view);
+            Py_DECREF(out);
+            return PyErr_NoMemory();
+        }
+    }
+    uint8_t *o = (uint8_t *)PyBytes_AS_STRING(out), *done;
+    Py_BEGIN_ALLOW_THREADS
+    done = expand_lines(e, p, end, o, e->want_leaves ? &leaves : NULL);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (leaves.n) {
+        if (e->nleaves + leaves.n > e->cap) {
+            size_t cap = e->cap ? e->cap : 1024;
+            while (cap < e->nleaves + leaves.n) {
+                cap *= 2;
+            }
+            uint8_t *more = PyMem_RawRealloc(e->leaves, cap * 32);
+            if (more == NULL) {
+                PyMem_RawFree(leaves.p);
+                Py_DECREF(out);
+                return PyErr_NoMemory();
+            }
+            e->leaves = more;
+            e->cap = cap;
+        }
+        memcpy(e->leaves + 32 * e->nleaves, leaves.p, 32 * leaves.n);
+        e->nleaves += leaves.n;
+    }
+    PyMem_RawFree(leaves.p);
+    if (_PyBytes_Resize(&out, (Py_ssize_t)(done - o)) < 0) {
+        return NULL;
+    }
+    return out;
+}
+
+static PyObject *
+expand_take_leaves(ExpandObject *e, PyObject *arg)
+{
+    long long upto = PyLong_AsLongLong(arg);
+    if (upto == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    size_t k = e->nleaves;
+    if (upto >= 0) {
+        k = upto <= e->base ? 0 : (size_t)(upto - e->base) < k ? (size_t)(upto - e->base) : k;
+    }
+    PyObject *out = PyBytes_FromStringAndSize((const char *)e->leaves, (Py_ssize_t)(32 * k));
+    if (out != NULL && k) {
+        memmove(e->leaves, e->leaves + 32 * k, 32 * (e->nleaves - k));
+        e->nleaves -= k;
+        e->base += (long long)k;
+    }
+    return out;
+}
+
+static PyObject *
+expand_get_head(ExpandObject *e, void *closure)
+{
+    return PyBytes_FromStringAndSize((const char *)e->prev, 32);
+}
+
+static PyObject *
+expand_get_lines(ExpandObject *e, void *closure)
+{
+    return PyLong_FromLongLong(e->lines);
+}
+
+static int
+expand_init(ExpandObject *e, PyObject *args, PyObject *kwds)
+{
+    static char *names[] = {"prev", "carry", "lines", "per_leaf", "leaves", NULL};
+    Py_buffer prev, carry;
+    long long lines;
+    Py_ssize_t per_leaf;
+    int leaves = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*y*Ln|p", names, &prev, &carry, &lines,
+                                     &per_leaf, &leaves)) {
+        return -1;
+    }
+    int bad = (prev.len != 0 && prev.len != 32) || per_leaf < 1 || lines < 0;
+    if (!bad) {
+        if (prev.len) {
+            memcpy(e->prev, prev.buf, 32);
+        } else {
+            sha256_once(DOMAIN_V2, DOMAIN_LEN, e->prev);
+        }
+        e->per_leaf = per_leaf;
+        e->lines = lines;
+        e->broken = 0;
+        e->want_leaves = leaves;
+        e->nleaves = 0;
+        e->base = lines / per_leaf;
+        expand_leaf(e, NULL);
+        const uint8_t *c = carry.buf, *cend = c + carry.len;
+        while (c < cend) {
+            const uint8_t *nl = memchr(c, '\n', (size_t)(cend - c));
+            const uint8_t *stop = nl ? nl + 1 : cend;
+            sha256_update(&e->stream, c, (size_t)(stop - c));
+            e->in_leaf++;
+            c = stop;
+        }
+        bad = e->in_leaf >= per_leaf;
+    }
+    PyBuffer_Release(&prev);
+    PyBuffer_Release(&carry);
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError,
+                        "prev: 32 bytes or none; carry: fewer lines than per_leaf; lines >= 0");
+        return -1;
+    }
+    return 0;
+}
+
+static void
+expand_dealloc(ExpandObject *e)
+{
+    PyTypeObject *tp = Py_TYPE(e);
+    PyMem_RawFree(e->leaves);
+    tp->tp_free((PyObject *)e);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef expand_methods[] = {
+    {"expand", (PyCFunction)expand_expand, METH_O,
+     "expand($self, compact, /)\n--\n\nThe full lines of compact lines (hash members put back)."},
+    {"take_leaves", (PyCFunction)expand_take_leaves, METH_O,
+     "take_leaves($self, upto, /)\n--\n\nThe leaf hashes not yet taken, up to the upto-th leaf "
+     "of the trace (-1: all)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef expand_getset[] = {
+    {"head", (getter)expand_get_head, NULL, "the last line's hash (32 bytes)", NULL},
+    {"lines", (getter)expand_get_lines, NULL, "lines so far, counted from the trace's start", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot expand_slots[] = {
+    {Py_tp_init, expand_init},
+    {Py_tp_dealloc, expand_dealloc},
+    {Py_tp_methods, expand_methods},
+    {Py_tp_getset, expand_getset},
+    {Py_tp_doc, "Expander(prev, carry, lines, per_leaf, leaves=False)\n--\n\nPuts the hash "
+                "members back into compact lines (see blocktrace.format.compact)."},
+    {0, NULL},
+};
+
+static PyType_Spec expand_spec = {
+    .name = "blocktrace.format._cscan.Expander",
+    .basicsize = sizeof(ExpandObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = expand_slots,
 };
 
 static PyObject *
@@ -1051,6 +1387,9 @@ static PyMethodDef module_methods[] = {
     {"perfect_roots", (PyCFunction)(void (*)(void))mod_perfect_roots, METH_FASTCALL,
      "perfect_roots(hashes, per, /)\n--\n\nThe Merkle root (RFC 9162) of each complete group of "
      "`per` (a power of two) 32-byte leaf hashes."},
+    {"strip", mod_strip, METH_O,
+     "strip(full, /)\n--\n\n(compact lines, the last line's hash as hex bytes, lines): the hash "
+     "members taken out of whole lines; ValueError for a line without one."},
     {"plain_json_object", mod_plain_json_object, METH_O,
      "plain_json_object(line, /)\n--\n\nFor tests: True when the C check settles that line is a "
      "JSON object msgspec accepts, False when it leaves the answer to Python."},
@@ -1067,6 +1406,15 @@ cscan_exec(PyObject *m)
         return -1;
     }
     int rc = PyModule_AddObjectRef(m, "ChainScan", type);
+    Py_DECREF(type);
+    if (rc < 0) {
+        return -1;
+    }
+    type = PyType_FromModuleAndSpec(m, &expand_spec, NULL);
+    if (type == NULL) {
+        return -1;
+    }
+    rc = PyModule_AddObjectRef(m, "Expander", type);
     Py_DECREF(type);
     if (rc < 0) {
         return -1;

@@ -1,0 +1,66 @@
+"""``blocktrace cat``: a trace's ``.jsonl``, whatever form it is stored in."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import IO, Any
+
+from blocktrace.cli import CliError, one_line, refuse_overwriting
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "cat",
+        help="write a trace's .jsonl (a .jsonl.zst or .jsonl.gz uncompressed, hashes in)",
+        description="Write the exact .jsonl a plain recording would have written: a compact "
+        ".jsonl.zst's lines with their hash members put back (zstd -d gives the lines without "
+        "them), a .jsonl.gz uncompressed, a .jsonl as it is. Nothing is verified here (blocktrace "
+        "verify does that); compressed data that cannot be read ends the output with one line "
+        "on stderr and exit status 2.",
+    )
+    p.add_argument("trace", metavar="TRACE")
+    p.add_argument("-o", "--output", metavar="OUT", help="write to OUT instead of stdout")
+    p.set_defaults(handler=_cat)
+
+
+def _cat(args: argparse.Namespace) -> int:
+    from blocktrace.format.compressed import CompressedDataError, kind_of, open_at
+    from blocktrace.format.errors import TraceError
+
+    refuse_overwriting([("output", args.output)], [("the trace", args.trace)])
+    try:
+        kind = kind_of(args.trace)
+    except OSError as exc:
+        raise CliError(f"{one_line(args.trace)}: cannot read: {exc.strerror or exc}") from None
+    try:
+        stream = open_at(args.trace, kind)
+    except TraceError as exc:
+        raise CliError(str(exc)) from None
+    out: IO[bytes]
+    try:
+        out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
+    except OSError as exc:
+        stream.close()
+        raise CliError(f"{one_line(args.output)}: cannot write: {exc.strerror or exc}") from None
+    try:
+        with stream:
+            # read1: the bytes before a problem are written before it is reported
+            read1 = getattr(stream, "read1", stream.read)
+            while chunk := read1(1 << 20):
+                out.write(chunk)
+        out.flush()
+    except CompressedDataError as exc:
+        out.flush()
+        raise CliError(
+            f"{one_line(args.trace)}: {exc.reason} (what came before it was written; "
+            "blocktrace verify says more)"
+        ) from None
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise CliError(f"cannot write: {exc.strerror or exc}") from None
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+    return 0

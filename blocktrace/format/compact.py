@@ -1,0 +1,230 @@
+"""Compact zstd frames: the lines stored without their hash members.
+
+A line's ``hash`` is a function of the line's bytes without it and of the hash
+before it (docs/FORMAT.md, "The hash chain"), so a compressed trace need not
+store it: 32 bytes of entropy per line are what kept full-line ``.zst`` traces
+near 5x.  A *compact* ``.jsonl.zst`` holds, in each data frame, every line as
+the bytes its hash commits to -- the line less ``,"hash":"<64 hex>"``, so
+``{...}`` and its newline -- and after each data frame a small zstd skippable
+frame (the *head frame*) with the number of the frame's first and last lines,
+the last line's hash, and the full lines of the Merkle leaf still open at the
+frame's end (empty when the frame ends a leaf, as all but flushed frames do).
+A skippable frame at the very start (the *marker*) says the frames are
+compact.  Readers put the hashes back (:class:`Expander`) and check each
+frame's stored head, so every reader hands out exactly the ``.jsonl`` lines.
+
+This module holds the layout (:func:`marker`, :func:`head_frame`,
+:func:`parse`) and the two byte transforms, each in C
+(``blocktrace.format._cscan``) with a pure-Python reference here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final, NamedTuple, Protocol
+
+from blocktrace._native import extension
+from blocktrace.format.rules import DOMAIN, LEAF_PREFIX, LINK_PREFIX
+from blocktrace.format.versions import SUMMARY_PREFIX
+
+__all__ = [
+    "COMPACT_MAGIC",
+    "Expander",
+    "HeadFrame",
+    "head_frame",
+    "make_expander",
+    "marker",
+    "open_leaf",
+    "parse",
+    "strip",
+]
+
+COMPACT_MAGIC: Final = 0x184D2A5B
+"""The skippable-frame magic of blocktrace's marker and head frames (the seek
+table uses ``0x184D2A5E``)."""
+_MARKER: Final = b"blocktrace-compact/1"
+_HEAD: Final = b"H"
+_HASH_FIELD: Final = b',"hash":"'
+_TAIL: Final = len(_HASH_FIELD) + 64 + 2
+_HEX: Final = frozenset(b"0123456789abcdef")
+
+
+class HeadFrame(NamedTuple):
+    """What a head frame stores after its data frame."""
+
+    first: int
+    """Number of the data frame's first line (1-based, header = 1)."""
+    last: int
+    """Number of its last line."""
+    head: bytes
+    """The last line's hash (32 bytes)."""
+    carry: bytes
+    """The full lines (hashes in) of the leaf open after line ``last``."""
+
+
+def _skippable(payload: bytes) -> bytes:
+    return COMPACT_MAGIC.to_bytes(4, "little") + len(payload).to_bytes(4, "little") + payload
+
+
+def marker() -> bytes:
+    """The skippable frame that starts a compact trace."""
+    return _skippable(_MARKER)
+
+
+def head_frame(first: int, last: int, head: bytes, carry: bytes) -> bytes:
+    """The skippable frame written after a data frame holding lines ``first`` .. ``last``."""
+    return _skippable(
+        _HEAD + first.to_bytes(8, "little") + last.to_bytes(8, "little") + head + carry
+    )
+
+
+def parse(payload: bytes) -> HeadFrame | None:
+    """A blocktrace skippable frame's payload: the marker (None) or a head frame;
+    ValueError for anything else."""
+    if payload == _MARKER:
+        return None
+    if len(payload) < 49 or payload[:1] != _HEAD:
+        raise ValueError("a blocktrace skippable frame that is neither marker nor head")
+    first = int.from_bytes(payload[1:9], "little")
+    last = int.from_bytes(payload[9:17], "little")
+    if not 1 <= first <= last + 1:
+        raise ValueError("a head frame's line numbers are out of order")
+    return HeadFrame(first, last, payload[17:49], payload[49:])
+
+
+def open_leaf(before: bytes, lines: bytes, count: int) -> bytes:
+    """The last ``count`` lines of ``before + lines`` (both whole lines): the
+    lines of the leaf open after them, when ``count`` is how many it holds."""
+    if not count:
+        return b""
+    need = count - lines.count(b"\n")
+    if need <= 0:
+        return lines[_start_of_last(lines, count) :]
+    return before[_start_of_last(before, need) :] + lines
+
+
+def _start_of_last(data: bytes, count: int) -> int:
+    cut = len(data)
+    for _ in range(count):
+        cut = data.rfind(b"\n", 0, cut - 1) + 1
+    return cut
+
+
+def _strip_py(data: bytes) -> tuple[bytes, bytes, int]:
+    out: list[bytes] = []
+    last = b""
+    lines = data.split(b"\n")
+    if lines[-1]:
+        raise ValueError(f"line {len(lines)} of the buffer has no hash member")
+    for n, line in enumerate(lines[:-1], 1):
+        body = line[:-_TAIL]
+        tail = line[-_TAIL:]
+        stored = tail[len(_HASH_FIELD) : -2]
+        if (
+            len(line) < _TAIL + 1
+            or not tail.startswith(_HASH_FIELD)
+            or not tail.endswith(b'"}')
+            or not _HEX.issuperset(stored)
+        ):
+            raise ValueError(f"line {n} of the buffer has no hash member")
+        out.append(body + b"}\n")
+        last = stored
+    return b"".join(out), last, len(lines) - 1
+
+
+def strip(data: bytes) -> tuple[bytes, bytes, int]:
+    """``(compact lines, the last line's hash as 64 hex bytes, lines)`` of whole
+    trace lines ``data``; ValueError when a line has no hash member."""
+    native = extension("blocktrace.format._cscan")
+    if native is not None:
+        result: tuple[bytes, bytes, int] = native.strip(data)
+        return result
+    return _strip_py(data)
+
+
+class Expander(Protocol):
+    """Puts the hash members back into compact lines, version 3's chain."""
+
+    @property
+    def head(self) -> bytes: ...
+
+    @property
+    def lines(self) -> int: ...
+
+    def expand(self, compact: bytes, /) -> bytes: ...
+
+    def take_leaves(self, upto: int, /) -> bytes: ...
+
+
+class PyExpander:
+    """The reference :class:`Expander` (the C one is ``_cscan.Expander``)."""
+
+    def __init__(
+        self, prev: bytes, carry: bytes, lines: int, per_leaf: int, leaves: bool = False
+    ) -> None:
+        self.head = prev or hashlib.sha256(DOMAIN).digest()
+        self.lines = lines
+        self._per_leaf = per_leaf
+        self._stream = hashlib.sha256(LEAF_PREFIX)
+        self._in_leaf = 0
+        for line in carry.splitlines(keepends=True):
+            self._stream.update(line)
+            self._in_leaf += 1
+        if self._in_leaf >= per_leaf:
+            raise ValueError("carry: fewer lines than per_leaf")
+        self._leaves: list[bytes] | None = [] if leaves else None
+        self._base = lines // per_leaf
+        """The number of the first leaf kept (from the trace's start)."""
+        self._broken = False
+
+    def expand(self, compact: bytes) -> bytes:
+        out: list[bytes] = []
+        pos = 0
+        size = len(compact)
+        while pos < size:
+            end = compact.find(b"\n", pos)
+            if self._broken or end < 0 or end == pos or compact[end - 1] != 0x7D:  # "}"
+                self._broken = True
+                out.append(compact[pos:])
+                break
+            body = compact[pos : end - 1]
+            stream = self._stream
+            stream.update(body)
+            if self._in_leaf == 0:
+                digest = hashlib.sha256(LINK_PREFIX + self.head + body).digest()
+            else:
+                digest = stream.digest()
+            tail = b'%b%b"}\n' % (_HASH_FIELD, digest.hex().encode())
+            stream.update(tail)
+            out.append(body + tail)
+            self.head = digest
+            self.lines += 1
+            self._in_leaf += 1
+            if self._in_leaf == self._per_leaf or body.startswith(SUMMARY_PREFIX):
+                if self._leaves is not None:
+                    self._leaves.append(stream.digest())
+                self._stream = hashlib.sha256(LEAF_PREFIX)
+                self._in_leaf = 0
+            pos = end + 1
+        return b"".join(out)
+
+    def take_leaves(self, upto: int) -> bytes:
+        leaves = self._leaves or []
+        k = len(leaves) if upto < 0 else max(0, min(upto - self._base, len(leaves)))
+        out = b"".join(leaves[:k])
+        del leaves[:k]
+        self._base += k
+        return out
+
+
+def make_expander(
+    prev: bytes = b"", carry: bytes = b"", lines: int = 0, per_leaf: int = 16,
+    leaves: bool = False,
+) -> Expander:
+    """An :class:`Expander` starting after line ``lines`` whose hash is ``prev``
+    (none: the genesis state), ``carry`` the full lines of the leaf open there."""
+    native = extension("blocktrace.format._cscan")
+    if native is not None:
+        expander: Expander = native.Expander(prev, carry, lines, per_leaf, leaves)
+        return expander
+    return PyExpander(prev, carry, lines, per_leaf, leaves)
