@@ -29,6 +29,7 @@ Nothing from here reaches the traced program except :class:`HaltRun`.
 from __future__ import annotations
 
 import atexit
+import os
 import sys
 import threading
 import time
@@ -61,6 +62,7 @@ from blocktrace.tracers import (
 )
 from blocktrace.tracers.depth import CALLBACK_ROOM, ROOM, counter
 from blocktrace.tracers.render import Renderer
+from blocktrace.vm import hook as hook_module
 from blocktrace.vm.hook import (
     C_HOOK,
     CallHook,
@@ -76,6 +78,33 @@ from blocktrace.vm.sites import RESUME, SKIP, CodeInfo, site_from_bytes, sites_f
 __all__ = ["UNLIMITED_GAS", "HaltRun", "OutOfGas", "Stepper", "active_stepper"]
 
 _encode = msgspec.json.Encoder().encode
+_OWN_FILES = frozenset({__file__, hook_module.__file__})
+"""The stepper's callbacks live here: a frame of these files on a thread's stack is
+a callback in progress (the stepper never runs the program's code itself)."""
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep
+_GO_MULTI_WAIT = 1.0
+"""At most this long (seconds) a new thread waits for the first to leave a callback."""
+_GO_MULTI_NAP = 0.0001
+
+
+def _in_callback(ident: int) -> bool:
+    """Whether thread ``ident`` is inside one of the stepper's callbacks: a frame of
+    the stepper's own files anywhere on its stack, or blocktrace code on top (a
+    tracer called by a C hook); a thread at its own code is between two events
+    (a C hook, without a Python frame, cannot lose the GIL half-way)."""
+    frame: FrameType | None = sys._current_frames().get(ident)
+    if frame is not None and (frame.f_code.co_name, frame.f_code.co_filename) == (
+        "serialised", __file__
+    ):
+        return False  # a serialised callback waiting for the lock: it has not begun
+    top = True
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if path in _OWN_FILES or (top and path.startswith(_PACKAGE_DIR)):
+            return True
+        top = False
+        frame = frame.f_back
+    return False
 _M = sys.monitoring
 _E = _M.events
 DISABLE = _M.DISABLE
@@ -222,6 +251,8 @@ class Stepper:
         """The active tracer's level: which events the hook produces."""
         self._thread_state: dict[int, tuple[int, int]] = {}  # ident -> (number, depth)
         self._mt_lock = threading.RLock()
+        self._go_lock = threading.Lock()
+        """Held while the callbacks go from single-thread to serialised (``_go_multi``)."""
         self._direct: Any = discard_trace
         """The active tracer as the stepper calls it (see ``_direct_callable``)."""
         self._op_line: Callable[[OpStart, int, int], bool] | None = None
@@ -607,11 +638,34 @@ class Stepper:
         self.thread_ident = ident
         self.thread, self.depth = state
 
-    def _go_multi(self, ident: int) -> None:
-        """A second thread runs traced code: switch to serialised callbacks."""
-        self._multi = True
-        self._switch_thread(ident)
-        self._register(self._callbacks())
+    def _as_thread(self, ident: int, callback: Callable[..., Any], *args: Any) -> Any:
+        """A callback of the single-thread mode running on another thread than the
+        one it was made for: serialise the callbacks, then run it as that thread's."""
+        self._go_multi()
+        with self._mt_lock:
+            if ident != self.thread_ident:
+                self._switch_thread(ident)
+            return callback(*args)
+
+    def _go_multi(self) -> None:
+        """A second thread runs traced code: switch to serialised callbacks.
+
+        Until now the first thread's callbacks ran without the lock, and one of
+        them may be part-way through (Python callbacks can lose the GIL anywhere)
+        with the shared ``depth``/``thread`` it reads and writes.  So: every new
+        event of every thread takes the lock from here on, then this waits until
+        the first thread is out of the callback it was in; only then may the
+        caller switch the shared state, under the lock."""
+        with self._go_lock:
+            if self._multi:
+                return
+            self._multi = True
+            self._register(self._callbacks())
+            first = self.thread_ident
+            deadline = time.monotonic() + _GO_MULTI_WAIT
+            with self._mt_lock:  # the first thread's next callback waits for it
+                while _in_callback(first) and time.monotonic() < deadline:
+                    time.sleep(_GO_MULTI_NAP)  # lets it finish the one it is in
 
     # -- learning code objects ------------------------------------------------
 
@@ -890,8 +944,9 @@ class Stepper:
         if self.halted is not None:
             raise self._rehalt()
         ident = get_ident()
-        if ident != self.thread_ident and not self._multi:
-            self._go_multi(ident)
+        if ident != self.thread_ident:  # a callback of the single-thread mode, on a new thread
+            self._as_thread(ident, self._enter, info, code, offset, kind)
+            return
         if self._target and self.depth <= 0:
             if kind != "call" or not self.scope.is_target(code):
                 return
@@ -901,6 +956,10 @@ class Stepper:
         self._emit(info.call(kind))
 
     def _on_return(self, code: CodeType, offset: int, value: object) -> None:
+        ident = get_ident()
+        if ident != self.thread_ident:
+            self._as_thread(ident, self._on_return, code, offset, value)
+            return
         if self.depth <= 0 or self._op_end:
             self._leave(code, offset, "return", value)
             return
@@ -925,6 +984,10 @@ class Stepper:
                 self._enter_live = False
 
     def _on_yield(self, code: CodeType, offset: int, value: object) -> None:
+        ident = get_ident()
+        if ident != self.thread_ident:
+            self._as_thread(ident, self._on_yield, code, offset, value)
+            return
         self._leave(code, offset, "yield", value)
 
     def _on_unwind(self, code: CodeType, offset: int, exc: BaseException) -> None:
@@ -933,6 +996,10 @@ class Stepper:
             return
         if self._refused is code:
             self._refused = None  # a frame refused at its start (see _refuse)
+            return
+        ident = get_ident()
+        if ident != self.thread_ident:
+            self._as_thread(ident, self._on_unwind, code, offset, exc)
             return
         if self.depth <= 0 or self._op_end:
             self._leave(code, offset, "unwind", exc)
@@ -983,6 +1050,10 @@ class Stepper:
     def _exception(
         self, code: CodeType, offset: int, exc: BaseException, kind: ExceptionKind
     ) -> None:
+        ident = get_ident()
+        if ident != self.thread_ident:
+            self._as_thread(ident, self._exception, code, offset, exc, kind)
+            return
         try:
             self._exception_event(code, offset, exc, kind)
         except RecursionError:

@@ -3,6 +3,7 @@ chain written from all of them still verifies."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -87,3 +88,51 @@ def test_the_chain_of_a_threaded_run_verifies(tmp_path: Path) -> None:
         if event.get("event") == "call" and event["name"] == "_work":
             threads_of[event["thread"]] = event["depth"]
     assert threads_of == {2: 1, 3: 1}
+
+
+def _started_work() -> int:
+    return sum(_leaf(i) for i in range(5))
+
+
+def _start_while_running() -> int:
+    t = threading.Thread(target=_started_work)
+    t.start()  # the new thread's first call comes while this one runs traced code
+    total = 0
+    for i in range(100):
+        total += i
+    t.join()
+    return total
+
+
+def _consistent(rec: Recorder) -> None:
+    stacks: dict[int, list[int]] = {}
+    for r in rec.records:
+        e = r.event
+        assert r.depth >= 1, r
+        stack = stacks.setdefault(r.thread, [])
+        if type(e) is CallStart:
+            assert r.depth == len(stack) + 1, r
+            stack.append(e.code)
+        elif type(e) is Return:
+            assert stack and stack.pop() == e.code and r.depth == len(stack) + 1, r
+        elif type(e) is OpStart:
+            assert stack and stack[-1] == e.code and r.depth == len(stack), r
+
+
+def test_a_second_thread_arriving_mid_callback_does_not_take_the_first_ones_state() -> None:
+    """The switch to serialised callbacks when a second thread first runs traced
+    code: the first thread may be part-way through a callback then (a Python
+    callback can lose the GIL anywhere).  With a tiny switch interval that
+    happened in most runs: the first thread's ops came out at the new thread's
+    depth 0, or the new thread's at the wrong depth."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(60):
+            rec = Recorder()
+            with blocktrace.trace(rec):
+                assert _start_while_running() == 4950
+            _consistent(rec)
+            assert {r.thread for r in rec.records} == {1, 2}
+    finally:
+        sys.setswitchinterval(interval)
