@@ -172,7 +172,9 @@ typedef struct {
     /* the one-entry cache (strong references, or NULL) */
     PyObject *last_code;
     PyObject *last_list;
-    uint64_t last_epoch; /* 0: caching is off for this hook */
+    PyObject *prev_code; /* the entry before (a call and its return switch between two) */
+    PyObject *prev_list;
+    uint64_t last_epoch; /* 0: caching is off for this hook; both entries are of this epoch */
     /* what is known of type(vm) (a strong reference, or NULL), see plain_dict */
     PyObject *vm_type;
     uint64_t vm_type_epoch;
@@ -287,8 +289,19 @@ vm_set(InstructionHook *self, PyObject *name, PyObject *value)
 static PyObject *
 sites_for(InstructionHook *self, PyObject *code)
 {
-    if (self->last_code == code && self->last_epoch == load_epoch(&cache_epoch)) {
-        return Py_NewRef(self->last_list);
+    uint64_t now = load_epoch(&cache_epoch);
+    if (self->last_epoch == now) {
+        if (self->last_code == code) {
+            return Py_NewRef(self->last_list);
+        }
+        if (self->prev_code == code) { /* the two entries swap places */
+            PyObject *list = self->prev_list;
+            self->prev_code = self->last_code;
+            self->prev_list = self->last_list;
+            self->last_code = code;
+            self->last_list = list;
+            return Py_NewRef(list);
+        }
     }
     PyObject *key = PyLong_FromVoidPtr(code);
     if (key == NULL) {
@@ -316,15 +329,26 @@ sites_for(InstructionHook *self, PyObject *code)
     }
     Py_DECREF(key);
     if (list != NULL && self->last_epoch != 0) {
-        /* Fill the cache; drop the old entry only once the new one is in place
-         * (a deallocation must never see a half-updated hook). */
-        PyObject *old_code = self->last_code;
-        PyObject *old_list = self->last_list;
+        /* Fill the cache (the newest entry first, the last one second); drop
+         * what leaves it only once the new state is in place (a deallocation
+         * must never see a half-updated hook).  Entries of an older epoch go. */
+        PyObject *drop[4] = {self->prev_code, self->prev_list, NULL, NULL};
+        if (self->last_epoch == now) {
+            self->prev_code = self->last_code;
+            self->prev_list = self->last_list;
+        }
+        else {
+            drop[2] = self->last_code;
+            drop[3] = self->last_list;
+            self->prev_code = NULL;
+            self->prev_list = NULL;
+        }
         self->last_code = Py_NewRef(code);
         self->last_list = Py_NewRef(list);
-        self->last_epoch = load_epoch(&cache_epoch);
-        Py_XDECREF(old_code);
-        Py_XDECREF(old_list);
+        self->last_epoch = now;
+        for (int i = 0; i < 4; i++) {
+            Py_XDECREF(drop[i]);
+        }
     }
     return list;
 }
@@ -799,6 +823,8 @@ hook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->skip = skip == Py_None ? NULL : Py_NewRef(skip);
     self->last_code = NULL;
     self->last_list = NULL;
+    self->prev_code = NULL;
+    self->prev_list = NULL;
     self->last_epoch = cache ? load_epoch(&cache_epoch) : 0;
     self->vm_type = NULL;
     self->vm_type_epoch = 0;
@@ -822,6 +848,8 @@ hook_traverse(InstructionHook *self, visitproc visit, void *arg)
     Py_VISIT(self->skip);
     Py_VISIT(self->last_code);
     Py_VISIT(self->last_list);
+    Py_VISIT(self->prev_code);
+    Py_VISIT(self->prev_list);
     Py_VISIT(self->vm_type);
     return 0;
 }
@@ -834,6 +862,8 @@ hook_clear(InstructionHook *self)
     self->last_epoch = 0;
     Py_CLEAR(self->last_code);
     Py_CLEAR(self->last_list);
+    Py_CLEAR(self->prev_code);
+    Py_CLEAR(self->prev_list);
     self->vm_plain = 0;
     Py_CLEAR(self->vm_type);
     Py_CLEAR(self->sites);
@@ -1007,6 +1037,11 @@ typedef struct {
     int *room;        /* the starting thread's frames left, or NULL */
     unsigned long thread;
     Py_ssize_t max_str;
+    /* a one-entry cache of entries (strong references), as InstructionHook's:
+     * entries is watched, last_epoch 0 when it could not be */
+    PyObject *last_code;
+    PyObject *last_entry;
+    uint64_t last_epoch;
 } CallHook;
 
 static PyObject *
@@ -1075,6 +1110,10 @@ callhook_set_depth(CallHook *self, long long depth)
 static PyObject *
 callhook_entry(CallHook *self, PyObject *code)
 {
+    uint64_t now = load_epoch(&cache_epoch);
+    if (self->last_code == code && self->last_epoch == now) {
+        return self->last_entry;
+    }
     PyObject *key = PyLong_FromVoidPtr(code);
     if (key == NULL) {
         return NULL;
@@ -1084,6 +1123,14 @@ callhook_entry(CallHook *self, PyObject *code)
     if (entry != NULL && (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 4)) {
         PyErr_SetString(PyExc_TypeError, "CallHook: an entry must be a 4-tuple");
         return NULL;
+    }
+    if (entry != NULL && self->last_epoch != 0) {
+        PyObject *old_code = self->last_code, *old_entry = self->last_entry;
+        self->last_code = Py_NewRef(code);
+        self->last_entry = Py_NewRef(entry);
+        self->last_epoch = now;
+        Py_XDECREF(old_code);
+        Py_XDECREF(old_entry);
     }
     return entry;
 }
@@ -1449,6 +1496,16 @@ callhook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->room = (int *)(uintptr_t)room;
     self->thread = thread;
     self->max_str = max_str;
+    self->last_code = NULL;
+    self->last_entry = NULL;
+    self->last_epoch = 0;
+    if (st->watching_dicts) {
+        if (PyDict_Watch(st->dict_watcher_id, entries) < 0) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        self->last_epoch = load_epoch(&cache_epoch);
+    }
     return (PyObject *)self;
 }
 
@@ -1463,6 +1520,8 @@ callhook_traverse(CallHook *self, visitproc visit, void *arg)
     Py_VISIT(self->failed);
     Py_VISIT(self->line);
     Py_VISIT(self->render);
+    Py_VISIT(self->last_code);
+    Py_VISIT(self->last_entry);
     return 0;
 }
 
@@ -1471,6 +1530,9 @@ callhook_clear(CallHook *self)
 {
     self->sink_api = NULL;
     self->sink = NULL;
+    self->last_epoch = 0;
+    Py_CLEAR(self->last_code);
+    Py_CLEAR(self->last_entry);
     Py_CLEAR(self->vm);
     Py_CLEAR(self->meter);
     Py_CLEAR(self->entries);

@@ -664,6 +664,21 @@ def test_cache_alternating_codes_and_several_hooks_on_one_dict() -> None:
     assert more_seen["c"] == more_seen["python"] == ["c1"] * 6
 
 
+def test_cache_replacing_the_entry_before_the_last() -> None:
+    """The cache keeps two code objects (a call and its return switch between
+    them): replacing the one used before the last is seen too."""
+    sites: dict[int, Any] = {id(CODE): ["c0", "c1"], id(OTHER_CODE): ["o0", "o1"]}
+    hooks, seen = _hook_pair(sites)
+    _call(hooks, CODE, 0)
+    _call(hooks, OTHER_CODE, 0)
+    _call(hooks, CODE, 1)  # from the second entry
+    sites[id(OTHER_CODE)] = ["n0", "n1"]  # now the entry before the last
+    _call(hooks, OTHER_CODE, 1)
+    sites[id(CODE)] = ["m0", "m1"]
+    _call(hooks, CODE, 0)
+    assert seen["c"] == seen["python"] == ["c0", "o0", "c1", "n1", "m0"]
+
+
 def test_a_copy_of_sites_is_independent() -> None:
     sites: dict[int, Any] = {id(CODE): ["a0"]}
     hooks, seen = _hook_pair(sites)

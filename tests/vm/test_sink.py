@@ -173,3 +173,26 @@ def test_the_call_hooks_entry_writes_what_the_reference_writes(depths: list[int]
     for kind in ("inline", "threaded"):
         for via in ("entry", "call"):
             assert _call_lines(kind, via, depths) == want, (kind, via)
+
+
+def test_the_call_hooks_see_an_entry_replaced() -> None:
+    """The call hooks keep the last code object's entry: a replaced entry is used."""
+    assert _chook is not None and _cwriter is not None
+    out: list[bytes] = []
+    writer = _cwriter.LineWriter(out.append)
+    code = _code()
+    entries = {id(code): (object(), b'{"a":', b"}", 3)}
+    vm = VM(2)
+    fell_back: list[object] = []
+    start = _chook.CallHook(0, vm, _chook.Meter(99), entries,
+                            lambda c, o: fell_back.append(c), print, line=writer.line,
+                            thread=threading.get_ident())
+    start(code, 0)
+    entries[id(code)] = (object(), b'{"b":', b"}", 3)
+    start(code, 0)
+    del entries[id(code)]
+    start(code, 0)  # no entry: the Python callback
+    writer.flush()
+    assert [line.split(b',"hash"')[0] for line in b"".join(out).splitlines()] == [
+        b'{"a":3}', b'{"b":4}']
+    assert fell_back == [code] and vm.depth == 4

@@ -33,10 +33,14 @@ opline_measure(opline_layout *l, size_t prefix_len, long long gas, long long dep
     l->depth_neg = depth < 0;
     l->gas = gas < 0 ? 0ULL - (unsigned long long)gas : (unsigned long long)gas;
     l->depth = depth < 0 ? 0ULL - (unsigned long long)depth : (unsigned long long)depth;
+#if defined(__GNUC__)
+    l->gas_digits = l->gas ? (size_t)(67 - __builtin_clzll(l->gas)) / 4 : 1;
+#else
     l->gas_digits = 1;
     for (unsigned long long x = l->gas >> 4; x; x >>= 4) {
         l->gas_digits++;
     }
+#endif
     l->depth_digits = 1;
     for (unsigned long long x = l->depth / 10; x; x /= 10) {
         l->depth_digits++;
