@@ -13,3 +13,6 @@ def scan(
     """Hand the bodies of ``data``'s lines from ``start`` to ``add`` while Python has
     nothing to do for them: ``(offset, why)`` (0: done to the incomplete rest, 1: the
     line at ``offset`` needs Python, 2: it has no hash member)."""
+
+def unsettled(data: Buffer, probes: tuple[bytes, ...], /) -> bool:
+    """Whether one of ``probes`` occurs in ``data``, or ``" at 0x"`` and a hex digit."""

@@ -190,9 +190,15 @@ class GoldenPlugin:
         recording = Recording(level=settings.level, values=settings.values,
                               include=settings.include, exclude=settings.exclude, rules=rules,
                               workdir=self._work())
+        # compared with the stored golden as it is made: the same bytes are not
+        # written at all; an update writes beside the golden (renamed into place)
+        stored = path if os.path.exists(path) else None
+        fresh = None
+        if self.update and os.path.isdir(os.path.dirname(path)):
+            fresh = partial_path(path)
         try:
             try:
-                recording.start()
+                recording.start(against=stored, fresh=fresh)
                 problem: str | None = None
             except RecordingError as exc:
                 problem = str(exc)
@@ -207,14 +213,8 @@ class GoldenPlugin:
                 except RecordingError:
                     pass  # the test's own failure is what pytest reports
                 raise
-            # compared with the stored golden as it is made: the same bytes are not
-            # written at all; an update writes beside the golden (renamed into place)
-            stored = path if os.path.exists(path) else None
-            fresh = None
-            if self.update and os.path.isdir(os.path.dirname(path)):
-                fresh = partial_path(path)
             try:
-                recording.finish(None, against=stored, fresh=fresh)
+                recording.finish(None)
             except RecordingError as exc:
                 problem = str(exc)
             if problem is not None:

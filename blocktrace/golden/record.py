@@ -1,9 +1,16 @@
 """Recording one test call as a golden-form trace.
 
-``Recording`` wraps the call phase of a test: a ``ChainTracer`` at the test's
-level (the stepper produces only that level's events) writes the run to a
-temporary file, which ``finish`` turns into golden bytes (``stabilise``). A
-test that starts another process is noticed through an audit hook
+``Recording`` wraps the call phase of a test.  Without masks, a
+``ChainTracer`` at the test's level (the stepper produces only that level's
+events) makes the golden form itself (``_GoldenTracer``: the golden header,
+``file`` members relative to the root, every line it writes in Python
+normalised, the golden summary) and hands its bytes to ``_Sink``, which
+compares them with the stored golden as they come: one pass, one chain, and
+the same behaviour writes no file.  A line written in C that may still hold a
+volatile value (a returned string with an address or the root's path) makes
+the sink keep what it got as a recording, which ``finish`` puts through
+``stabilise`` as before; with masks that is the only way (any value may match).
+A test that starts another process is noticed through an audit hook
 (``subprocess.Popen``, ``os.fork``, ``os.exec*``, ``os.posix_spawn``,
 ``os.system``, ...): what the child does is in no trace, so such a test is
 reported instead of compared.
@@ -13,12 +20,24 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
-from typing import IO, Any
+from collections.abc import Callable, Sequence
+from typing import IO, Any, cast
 
-from blocktrace.golden.stabilise import GOLDEN_GENESIS, Normaliser, stabilise
+import msgspec
+
+from blocktrace.events import CallStart
+from blocktrace.golden.stabilise import (
+    _SEEN_BODIES,
+    GOLDEN_GENESIS,
+    Normaliser,
+    golden_body,
+    golden_header,
+    golden_summary,
+    stabilise,
+)
 from blocktrace.tracers import Tracer, set_tracer
 from blocktrace.tracers.chain import ChainTracer, ValuesMode
 from blocktrace.tracers.level import Level
@@ -63,20 +82,42 @@ class RecordingError(Exception):
     """The test could not be traced; ``str()`` says why."""
 
 
-class _Against:
-    """Where ``stabilise`` writes when there is a stored golden: the bytes are
-    compared with the stored file's as they come, and written to ``fresh`` only
-    from the first difference on (the common part before it copied from the
-    stored file), so the same behaviour writes nothing and reads the golden once."""
+class _Sink:
+    """Where golden bytes go as they are made: compared with the ``stored``
+    golden's as they come, and written to ``fresh`` only from the first
+    difference on (the common part before it copied from the stored file), so
+    the same behaviour writes nothing and reads the golden once.  Without a
+    stored golden everything goes to ``fresh``.
 
-    def __init__(self, stored: str, fresh: str) -> None:
-        self._stored: IO[bytes] = open(stored, "rb")  # noqa: SIM115 (closed by close())
+    ``check``: ``Normaliser.unsettled`` when the bytes come from a
+    ``_GoldenTracer``: once a piece may still hold a volatile value (a line
+    written in C), all of them go to ``raw`` instead (``unsettled`` set; none
+    to ``fresh``), and the caller makes the golden form of it with ``stabilise``."""
+
+    def __init__(self, stored: str | None, fresh: str,
+                 check: Callable[[bytes], bool] | None = None, raw: str = "") -> None:
+        self._stored: IO[bytes] | None = None if stored is None else open(stored, "rb")  # noqa: SIM115
         self._fresh = fresh
+        self._raw = raw
         self._out: IO[bytes] | None = None
         self._matched = 0
+        self._check = check
+        self._tail = b""
+        self.unsettled = False
+        if stored is None:
+            self._diverge()
 
     def write(self, data: bytes) -> int:
+        if type(data) is not bytes:  # (a memoryview compares with bytes item by item)
+            data = bytes(data)
+        if self._check is not None:
+            # a value cut between two pieces is seen whole: the last bytes go again
+            if self._check(self._tail + data):
+                self._unsettle()
+            else:
+                self._tail = bytes(data[-_OVERLAP:])
         if self._out is None:
+            assert self._stored is not None
             if self._stored.read(len(data)) == data:
                 self._matched += len(data)
                 return len(data)
@@ -85,8 +126,27 @@ class _Against:
         self._out.write(data)
         return len(data)
 
-    def _diverge(self) -> None:
-        self._out = out = open(self._fresh, "wb")  # noqa: SIM115 (closed by close())
+    def flush(self) -> None:
+        """Nothing: bytes are handed on in ``write``."""
+
+    def seekable(self) -> bool:
+        return False
+
+    def _unsettle(self) -> None:
+        self.unsettled = True
+        self._check = None
+        if self._out is None:
+            self._diverge(self._raw)
+            return
+        self._out.close()  # what went to fresh goes to raw, and on there
+        shutil.copyfile(self._fresh, self._raw)
+        os.unlink(self._fresh)
+        self._out = open(self._raw, "ab")  # noqa: SIM115 (closed by close())
+
+    def _diverge(self, path: str = "") -> None:
+        self._out = out = open(path or self._fresh, "wb")  # noqa: SIM115 (closed by close())
+        if self._stored is None:
+            return
         self._stored.seek(0)
         left = self._matched
         while left:
@@ -101,14 +161,82 @@ class _Against:
         golden's, all of them (then ``fresh`` was not written)."""
         try:
             if self._out is None and complete:
+                assert self._stored is not None
                 if not self._stored.read(1):
                     return True
                 self._diverge()
             return False
         finally:
-            self._stored.close()
+            if self._stored is not None:
+                self._stored.close()
             if self._out is not None:
                 self._out.close()
+
+
+_OVERLAP = 4096
+"""Bytes of one piece checked again with the next (longer than any path probed)."""
+
+
+class _GoldenTracer(ChainTracer):
+    """A ``ChainTracer`` whose lines are golden bytes as it makes them (the
+    golden form of ``stabilise``, without a second pass and a second chain).
+
+    Every line it writes in Python passes ``_line``: the header and summary get
+    their golden form, a line that may hold a volatile value (``rules.probes``)
+    its normalised values (each body once: calls repeat).  The pieces of the
+    call lines that the stepper's C hook writes (``_call_pieces``) name the
+    file as the golden form does.  What else C writes (return values, ops)
+    holds no file; the sink's check catches a volatile value in it."""
+
+    def __init__(self, target: _Sink, *, rules: Normaliser, level: Level,
+                 values: ValuesMode) -> None:
+        probes = rules.probes()
+        if probes is None:
+            raise ValueError("golden lines are made in one pass only without masks")
+        self._rules = rules
+        self._probes = (*probes, b'{"blocktrace":')
+        self._seen: dict[bytes, bytes] = {}
+        self._pieces: dict[tuple[bytes, bytes], tuple[bytes, bytes] | None] = {}
+        self._header = True
+        # (the sink has what ChainTracer asks of a caller's stream: write, flush, seekable)
+        super().__init__(cast("IO[bytes]", target), genesis=GOLDEN_GENESIS, level=level,
+                         argv=list(rules.argv), locals=values, force=True)
+
+    def _line(self, body: bytes) -> None:
+        for probe in self._probes:
+            if probe in body:
+                body = self._golden(body)
+                break
+        self._writer.line(body)
+
+    def _golden(self, body: bytes) -> bytes:
+        if self._header:
+            self._header = False
+            return golden_header(body, self._rules)
+        if body.startswith(b'{"output":'):  # the summary: its count is already the golden's
+            summary = golden_summary(body, self._rules, int(self._writer.lines))
+            return msgspec.json.encode(summary)[:-1]
+        done = self._seen.get(body)
+        if done is None:
+            done = golden_body(body, self._rules)
+            if len(self._seen) < _SEEN_BODIES:
+                self._seen[body] = done
+        return done
+
+    def _call_pieces(self, ev: CallStart) -> tuple[bytes, bytes] | None:
+        pieces = super()._call_pieces(ev)
+        if pieces is None:
+            return None
+        known = self._pieces.get(pieces, pieces)
+        if known is not pieces:
+            return known
+        # the golden form of a line with these pieces, cut again around the depth
+        prefix, suffix = pieces
+        done = self._golden(prefix + b"0" + suffix)
+        # (another cut is not seen; None: the stepper gives every such call to _call)
+        known = (prefix, done[len(prefix) + 1:]) if done.startswith(prefix + b"0") else None
+        self._pieces[pieces] = known
+        return known
 
 
 _serial = itertools.count(1)
@@ -118,7 +246,9 @@ class Recording:
     """Trace the code run between ``start()`` and ``finish()`` into a golden-form file.
 
     ``workdir``: a directory for the recording's files (the plugin's one per
-    session; default: a new temporary directory, removed by ``cleanup``)."""
+    session; default: a new temporary directory, removed by ``cleanup``).
+    ``one_pass=False``: record, then make the golden form (as with masks; the
+    reference the one pass is compared with)."""
 
     def __init__(
         self,
@@ -129,8 +259,14 @@ class Recording:
         exclude: Sequence[str] | None,
         rules: Normaliser,
         workdir: str | None = None,
+        one_pass: bool = True,
     ) -> None:
         self.level = level
+        self.one_pass = one_pass and rules.probes() is not None
+        """The golden form is made as the test runs (no masks); else recorded, then
+        made (``stabilise``) by ``finish``."""
+        self.second_pass = False
+        """``finish`` made the golden form from a recording (``stabilise``)."""
         self.values = values
         self.include = list(include) if include else None
         self.exclude = list(exclude) if exclude else None
@@ -145,31 +281,54 @@ class Recording:
         """``finish`` found the golden form byte for byte the stored golden's."""
         self._chain: ChainTracer | None = None
         self._previous: Tracer | None = None
+        self._sink: _Sink | None = None
+        self._against: str | None = None
 
-    def start(self) -> None:
+    def start(self, *, against: str | None = None, fresh: str | None = None) -> None:
+        """Start tracing.  ``against``: a stored golden to compare the golden form
+        with as it is made (``finish`` sets ``same`` when every byte is the same,
+        and then nothing is written); ``fresh``: where the golden form goes
+        otherwise (default: ``path`` in the work directory), then ``path``."""
         import blocktrace
         from blocktrace.vm.scope import ScopeError
 
+        if fresh is not None:
+            self.path = fresh
+        self._against = against
         mode: ValuesMode = "changes" if self.values else "off"
-        self._chain = ChainTracer(self.raw_path, genesis=GOLDEN_GENESIS, level=self.level,
-                                  argv=list(self.rules.argv), locals=mode, force=True)
+        if not self.one_pass:  # masks: recorded, then put in golden form
+            self._chain = ChainTracer(self.raw_path, genesis=GOLDEN_GENESIS, level=self.level,
+                                      argv=list(self.rules.argv), locals=mode, force=True)
+        else:  # the golden form made as the test runs
+            self._sink = self._open_sink(against, self.rules.unsettled)
+            self._chain = _GoldenTracer(self._sink, rules=self.rules, level=self.level,
+                                        values=mode)
         self._previous = set_tracer(self._chain)  # the stepper produces only its level
         try:
             blocktrace.start(include=self.include, exclude=self.exclude, stacklevel=2)
         except (RuntimeError, ScopeError) as exc:
             set_tracer(self._previous)
             self._chain.close()
+            self._close_sink(False)
             raise RecordingError(str(exc)) from None
         _SpawnWatch.arm()
 
-    def finish(self, error: str | None, *, against: str | None = None,
-               fresh: str | None = None, write: bool = True) -> None:
-        """Stop tracing (``error``: the test's exception, if any) and write ``path``
-        (or ``fresh``, which then becomes ``path``).  ``against``: a stored golden
-        to compare the golden form with as it is made: when every byte is the
-        same, ``same`` is set and nothing is written.  ``write=False``: only stop
-        (the golden form is not made).  Raises ``RecordingError`` when the test
-        started a process."""
+    def _open_sink(self, against: str | None,
+                   check: Callable[[bytes], bool] | None = None) -> _Sink:
+        try:
+            return _Sink(against, self.path, check, self.raw_path)
+        except OSError:  # an unreadable golden: written in full, the comparison says why
+            return _Sink(None, self.path, check, self.raw_path)
+
+    def _close_sink(self, complete: bool) -> bool:
+        sink, self._sink = self._sink, None
+        return sink is not None and sink.close(complete)
+
+    def finish(self, error: str | None, *, write: bool = True) -> None:
+        """Stop tracing (``error``: the test's exception, if any) and complete
+        ``path`` (unless it has the stored golden's bytes: ``same``).
+        ``write=False``: only stop (the golden form is not made).  Raises
+        ``RecordingError`` when the test started a process."""
         import blocktrace
 
         spawned = _SpawnWatch.disarm()
@@ -177,33 +336,26 @@ class Recording:
         assert self._chain is not None and self._previous is not None
         set_tracer(self._previous)
         self._chain.close()
+        sink = self._sink
+        self.same = self._close_sink(write and not spawned)
         if spawned:
             raise RecordingError(
                 f"the test started another process ({spawned}); what a child process does "
                 "is not in the trace, so its behaviour cannot be pinned -- leave it out with "
                 "@pytest.mark.blocktrace_golden(enabled=False)"
             )
-        if not write:
+        if not write or (sink is not None and not sink.unsettled):
             return
-        if fresh is not None:
-            self.path = fresh
-        sink: _Against | None = None
-        if against is not None:
-            try:
-                sink = _Against(against, self.path)
-            except OSError:
-                sink = None  # unreadable: written in full, the comparison will say why
+        # a recording (masks, or a value C wrote): its golden form in a second pass
+        self.second_pass = True
+        target = self._open_sink(self._against)
         with open(self.raw_path, "rb") as source:
-            if sink is None:
-                with open(self.path, "wb") as target:
-                    stabilise(source, target, self.rules)
-            else:
-                complete = False
-                try:
-                    stabilise(source, sink, self.rules)
-                    complete = True
-                finally:
-                    self.same = sink.close(complete)
+            complete = False
+            try:
+                stabilise(source, target, self.rules)
+                complete = True
+            finally:
+                self.same = target.close(complete)
         try:  # the recorded trace is not needed any more: its disk space is freed at once
             os.unlink(self.raw_path)
         except OSError:

@@ -35,7 +35,10 @@ from blocktrace.chain.hashing import HASH_HEX_LEN
 from blocktrace.chain.merkle import LINES_PER_LEAF
 from blocktrace.chain.writer import LineWriter
 
-__all__ = ["EPOCH", "GOLDEN_GENESIS", "Normaliser", "stabilise"]
+__all__ = [
+    "EPOCH", "GOLDEN_GENESIS", "Normaliser", "golden_body", "golden_header", "golden_summary",
+    "stabilise",
+]
 
 GOLDEN_GENESIS = "blocktrace-golden"
 """The genesis token of every golden trace (a golden proves no time of making)."""
@@ -43,6 +46,7 @@ EPOCH = "1970-01-01T00:00:00.000000Z"
 
 _TAIL = len(b',"hash":""}') + HASH_HEX_LEN
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_HEX = frozenset(bytes([c]) for c in b"0123456789abcdefABCDEF")
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
@@ -95,6 +99,15 @@ class Normaliser:
             return None
         return (*self._probes, b'{"output":')
 
+    def unsettled(self, data: bytes) -> bool:
+        """Whether ``data`` (golden-form lines, or a piece of them) may still hold a
+        value the golden form changes, outside ``file`` members (which a writer of
+        golden lines normalises itself): an address, the root's or the temporary
+        directory's path; always True with masks (any value may match one)."""
+        if self._masks:
+            return True
+        return _unsettled()(data, tuple(self._probes[2:]))
+
     def path(self, value: str) -> str:
         """A ``file`` value: relative to the root when under it, else to the
         library directory it is in (``<stdlib>/...``, ``<site-packages>/...``)."""
@@ -135,6 +148,36 @@ class Normaliser:
         if isinstance(value, list):
             return [self.value(v) for v in value]
         return value
+
+
+def golden_header(body: bytes, rules: Normaliser) -> bytes:
+    """The golden form of a header line's ``body`` (up to its hash member)."""
+    header = _decode(body + b"}")
+    header["genesis"] = GOLDEN_GENESIS
+    if "start" in header:
+        header["start"] = EPOCH
+    if "pid" in header:
+        header["pid"] = 0
+    if "python" in header:
+        header["python"] = ".".join(platform.python_version_tuple()[:2])
+    header["argv"] = list(rules.argv)
+    return _encode(header)[:-1]
+
+
+def golden_body(body: bytes, rules: Normaliser) -> bytes:
+    """The golden form of any other line's ``body`` (but the summary's): its
+    values normalised (``Normaliser.value``), keys and order kept."""
+    return _encode(rules.value(_decode(body + b"}")))[:-1]
+
+
+def golden_summary(body: bytes, rules: Normaliser, lines: int) -> dict[str, Any]:
+    """The golden form of a summary line's ``body``, as a dict (``time`` 0,
+    ``lines`` the golden's count before it)."""
+    summary: dict[str, Any] = rules.value(_decode(body + b"}"))
+    summary["time"] = 0
+    if "lines" in summary:
+        summary["lines"] = lines
+    return summary
 
 
 _SEEN_BODIES = 1 << 16
@@ -188,6 +231,27 @@ def _py_scan(data: bytes, start: int, probes: tuple[bytes, ...] | None,
     return pos, 0
 
 
+def _py_unsettled(data: bytes, probes: tuple[bytes, ...]) -> bool:
+    """Whether one of ``probes`` occurs in ``data``, or an address not in golden
+    form (the reference of ``_cstabilise.unsettled``)."""
+    if any(probe in data for probe in probes):
+        return True
+    at = data.find(b" at 0x")
+    while at >= 0:  # " at 0x?" is the golden form of an address
+        if data[at + 6:at + 7] in _HEX:
+            return True
+        at = data.find(b" at 0x", at + 6)
+    return False
+
+
+@functools.cache
+def _unsettled() -> Callable[[bytes, tuple[bytes, ...]], bool]:
+    from blocktrace import _native
+
+    native = _native.extension("blocktrace.golden._cstabilise")
+    return _py_unsettled if native is None else native.unsettled
+
+
 def _scanner() -> Callable[..., tuple[int, int]]:
     from blocktrace import _native
 
@@ -213,16 +277,7 @@ def stabilise(source: IO[bytes], target: Writable, rules: Normaliser, *,
     first = source.readline()
     if not first.endswith(b'"}\n') or first[tail:tail + 9] != b',"hash":"':
         raise StabiliseError("the recorded trace has no header line")
-    header = _decode(first[:tail] + b"}")
-    header["genesis"] = GOLDEN_GENESIS
-    if "start" in header:
-        header["start"] = EPOCH
-    if "pid" in header:
-        header["pid"] = 0
-    if "python" in header:
-        header["python"] = ".".join(platform.python_version_tuple()[:2])
-    header["argv"] = list(rules.argv)
-    add(_encode(header)[:-1])
+    add(golden_header(first[:tail], rules))
     rest = b""
     while True:
         piece = source.read(chunk)
@@ -243,7 +298,7 @@ def stabilise(source: IO[bytes], target: Writable, rules: Normaliser, *,
                 writer.flush()
                 return int(writer.lines)
             # the golden form is a function of the body: calls repeat
-            done = _encode(rules.value(_decode(body + b"}")))[:-1]
+            done = golden_body(body, rules)
             if len(seen) < _SEEN_BODIES:
                 seen[body] = done
             add(done)
@@ -256,10 +311,7 @@ def stabilise(source: IO[bytes], target: Writable, rules: Normaliser, *,
 
 def _seal(writer: Any, body: bytes, rules: Normaliser) -> None:
     """Write the summary line ``body`` in golden form and close the chain."""
-    summary = rules.value(_decode(body + b"}"))
-    summary["time"] = 0
-    if "lines" in summary:
-        summary["lines"] = writer.lines
+    summary = golden_summary(body, rules, writer.lines)
     if "head" in summary:  # format version 2: the chain before the summary
         writer.close_leaf()
         summary["head"] = writer.head

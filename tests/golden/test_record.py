@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from blocktrace.chain.verify import verify_file
 from blocktrace.golden.record import Recording
 from blocktrace.golden.stabilise import Normaliser
+from blocktrace.tracers.level import Level
 
 ROOT = os.path.dirname(os.path.dirname(__file__))
 
@@ -15,12 +22,13 @@ def _work(n: int) -> list[str]:
     return [str(i) for i in range(n)]
 
 
-def _record(workdir: Path, n: int = 50, **finish: str | None) -> Recording:
+def _record(workdir: Path, n: int = 50, one_pass: bool = True, **start: str | None) -> Recording:
     rec = Recording(level="call", values=False, include=[__file__], exclude=None,
-                    rules=Normaliser(ROOT, ["the-test"]), workdir=str(workdir))
-    rec.start()
+                    rules=Normaliser(ROOT, ["the-test"]), workdir=str(workdir),
+                    one_pass=one_pass)
+    rec.start(**start)
     _work(n)
-    rec.finish(None, **finish)
+    rec.finish(None)
     return rec
 
 
@@ -69,3 +77,93 @@ def test_a_recording_of_its_own_makes_and_removes_its_directory() -> None:
     assert os.path.getsize(rec.path) > 0
     rec.cleanup()
     assert not os.path.exists(folder)
+
+
+class _Thing:
+    pass
+
+
+def _gen(n: int) -> Iterator[int]:
+    yield from range(n)
+
+
+def _fails() -> None:
+    raise ValueError(f"no {_Thing()!r} under {ROOT}")  # an address and the root's path
+
+
+def _program(unsettled: bool, elsewhere: Callable[[], object]) -> object:
+    out: list[object] = [_work(3), sum(_gen(4)), elsewhere()]
+    try:
+        _fails()
+    except ValueError as exc:  # (the exception lines are written in Python)
+        out.append(type(exc).__name__)
+    if unsettled:  # returned strings (written by the C call hook) holding volatile values
+        out.append(repr(_Thing()))
+        out.append(os.path.join(ROOT, "x"))
+    return out
+
+
+def _elsewhere(tmp_path: Path) -> Callable[[], object]:
+    """A function in a file of pytest's temporary directory (``<tmp>`` in golden form)."""
+    module = tmp_path / "elsewhere.py"
+    module.write_text("def elsewhere():\n    return [len(str(i)) for i in range(3)]\n")
+    space: dict[str, Any] = {}
+    exec(compile(module.read_text(), str(module), "exec"), space)
+    return space["elsewhere"]  # type: ignore[no-any-return]
+
+
+def _run(rec: Recording, unsettled: bool, elsewhere: Callable[[], object],
+         against: str | None = None) -> None:
+    start = functools.partial(rec.start, against=against)  # (locals rendered alike)
+    _traced(start, rec.finish, unsettled, elsewhere)
+
+
+def _traced(start: Callable[[], None], finish: Callable[[None], None], unsettled: bool,
+            elsewhere: Callable[[], object]) -> None:
+    start()  # this function is traced from here: the same locals in every recording
+    _program(unsettled, elsewhere)
+    finish(None)
+
+
+@pytest.mark.parametrize("level", ["call", "line", "op"])
+@pytest.mark.parametrize("values", [False, True])
+@pytest.mark.parametrize("unsettled", [False, True])
+def test_one_pass_makes_the_golden_form_the_recording_then_stabilise_makes(
+        tmp_path: Path, level: Level, values: bool, unsettled: bool) -> None:
+    elsewhere = _elsewhere(tmp_path)
+    made: list[bytes] = []
+    for one_pass in (True, False):
+        rules = Normaliser(ROOT, ["the-test"], temp=str(tmp_path))
+        rec = Recording(level=level, values=values, include=[__file__, str(tmp_path)],
+                        exclude=None, rules=rules, workdir=str(tmp_path), one_pass=one_pass)
+        _run(rec, unsettled, elsewhere)
+        if not one_pass or not unsettled:  # (unsettled: when C wrote such a return line)
+            assert rec.second_pass == (not one_pass)
+        made.append(Path(rec.path).read_bytes())
+        rec.cleanup()
+    one, two = made
+    assert one == two  # goldens stored before the one pass still compare equal, byte for byte
+    stored = tmp_path / "stored.jsonl"
+    for what, golden in (("same", two), ("differs early", two[:30] + b"X" + two[31:])):
+        stored.write_bytes(golden)
+        rec = Recording(level=level, values=values, include=[__file__, str(tmp_path)],
+                        exclude=None, rules=Normaliser(ROOT, ["the-test"], temp=str(tmp_path)),
+                        workdir=str(tmp_path))
+        _run(rec, unsettled, elsewhere, against=str(stored))
+        assert rec.same == (what == "same"), what
+        assert os.path.exists(rec.path) != rec.same, what
+        if not rec.same:
+            assert Path(rec.path).read_bytes() == two, what
+        rec.cleanup()
+    assert b'"file":"golden/test_record.py"' in one and b'"file":"<tmp>/elsewhere.py"' in one
+    assert b" at 0x?" in one and ROOT.encode() not in one and b"<tmp>" in one
+    (tmp_path / "made.jsonl").write_bytes(one)
+    assert verify_file(tmp_path / "made.jsonl").status == "sealed"
+
+
+def test_a_stored_golden_made_in_two_passes_is_the_same_in_one(tmp_path: Path) -> None:
+    reference = _record(tmp_path, one_pass=False)  # recorded, then stabilise: as before
+    assert reference.second_pass
+    again = _record(tmp_path, against=reference.path)
+    assert again.same and not again.second_pass and not os.path.exists(again.path)
+    assert Path(_record(tmp_path).path).read_bytes() == Path(reference.path).read_bytes()

@@ -14,7 +14,7 @@ import blocktrace
 from blocktrace import _native
 from blocktrace.chain.verify import verify_file
 from blocktrace.golden import GOLDEN_GENESIS, Normaliser, stabilise
-from blocktrace.golden.stabilise import StabiliseError, _py_scan
+from blocktrace.golden.stabilise import StabiliseError, _py_scan, _py_unsettled
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
@@ -151,6 +151,26 @@ def test_the_loop_stops_at_an_incomplete_line_and_at_one_without_its_hash(scan: 
     for torn in (_PLAIN + b"\n", whole[:-3] + b"\n", whole.replace(b'"hash"', b'"hasH"')):
         got, added = _run(scan, whole + torn + whole, 0, probes, {})
         assert got == (len(whole), 2) and added == [_PLAIN]
+
+
+UNSETTLED: list[Any] = [pytest.param(_py_unsettled, id="python")]
+UNSETTLED.append(pytest.param(getattr(_C_SCAN, "unsettled", None), id="c", marks=SCANS[1].marks))
+
+
+@pytest.mark.parametrize("unsettled", UNSETTLED)
+def test_unsettled_finds_probes_and_addresses_not_in_golden_form(unsettled: Any) -> None:
+    root = (b"/the/root",)
+    for data, probes, expected in (
+        (b'"value":"<T object at 0x7f3a>"', (), True),
+        (b'"value":"<T object at 0xAB>"', (), True),
+        (b'"value":"<T object at 0x?>"', (), False),  # the golden form of an address
+        (b'"value":"<T object at 0x?>" at 0x', (), False),  # nothing after: cut (seen again)
+        (b" at 0x? at 0x1", (), True),
+        (b'"value":"/the/root/x.py"', root, True),
+        (b'"file":"x.py","value":"/the/roo"', root, False),
+        (b"", root, False),
+    ):
+        assert unsettled(data, probes) is expected, data
 
 
 def test_the_golden_form_is_the_same_whatever_the_reads_cut(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <ctype.h>
 #include <string.h>
 
 #define HASH_HEX 64
@@ -158,7 +159,53 @@ error:
     return NULL;
 }
 
+/* unsettled(data, probes) -> bool: whether one of ``probes`` (a tuple of bytes)
+ * occurs in ``data``, or `` at 0x`` followed by a hex digit (an address not in
+ * golden form yet); Normaliser.unsettled's search (its reference is in Python). */
+static PyObject *
+unsettled(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const char AT[] = " at 0x";
+    if (nargs != 2 || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "unsettled(data, probes: tuple of bytes)");
+        return NULL;
+    }
+    PyObject *probes = args[1];
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(probes); i++) {
+        if (!PyBytes_Check(PyTuple_GET_ITEM(probes, i))) {
+            PyErr_SetString(PyExc_TypeError, "probes must be a tuple of bytes");
+            return NULL;
+        }
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const char *data = (const char *)view.buf;
+    size_t size = (size_t)view.len;
+    int found = 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(probes) && !found; i++) {
+        PyObject *p = PyTuple_GET_ITEM(probes, i);
+        size_t plen = (size_t)PyBytes_GET_SIZE(p);
+        found = plen > 0 && memmem(data, size, PyBytes_AS_STRING(p), plen) != NULL;
+    }
+    const char *at = data, *end = data + size;
+    while (!found) {
+        at = memmem(at, (size_t)(end - at), AT, sizeof AT - 1);
+        if (at == NULL) {
+            break;
+        }
+        at += sizeof AT - 1;
+        found = at < end && isxdigit((unsigned char)*at);
+    }
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(found);
+}
+
 static PyMethodDef stabilise_methods[] = {
+    {"unsettled", (PyCFunction)(void (*)(void))unsettled, METH_FASTCALL,
+     "unsettled(data, probes) -> bool: a probe or an address (' at 0x' and a hex digit) "
+     "occurs in data."},
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
      "scan(data, start, probes, seen, add) -> (offset, why): hand the bodies of data's "
      "lines from start to add while Python has nothing to do for them (see the module)."},
