@@ -121,6 +121,80 @@ def golden_form(repeat: int) -> None:
         print(f"| {label} | {best[name]:.2f} | {best[name] / best['record']:.2f}x |")
 
 
+def per_call(n: int, repeat: int) -> None:
+    """``--per-call``: what a ``calls``-level golden costs per call and return line:
+    a recursive ``fib(n)`` untraced, recorded by a plain ``ChainTracer`` at ``call``
+    level, and recorded as the plugin does and compared with its stored golden (the
+    common case: the same bytes), the golden form made as the test runs (one pass)
+    or after it (``one_pass=False``, as before); with the writer's thread and
+    without (``BLOCKTRACE_WRITER_THREAD``).  CPU time of the process (all its
+    threads), interleaved, best of ``repeat``."""
+    import blocktrace
+
+    keep = tempfile.mkdtemp(prefix="bench-golden-calls-")
+    rules = Normaliser(keep, ["bench"])
+    stored: dict[bool, str] = {}
+    lines = 0
+
+    def golden(one_pass: bool) -> Recording:
+        rec = Recording(level="call", values=False, include=[os.path.abspath(__file__)],
+                        exclude=None, rules=rules, workdir=keep, one_pass=one_pass)
+        rec.start(against=stored.get(one_pass))
+        fib(n)
+        rec.finish(None)
+        return rec
+
+    for one_pass in (True, False):
+        rec = golden(one_pass)
+        stored[one_pass] = os.path.join(keep, f"stored-{one_pass}.jsonl")
+        os.replace(rec.path, stored[one_pass])
+        rec.cleanup()
+        with open(stored[one_pass], "rb") as trace:
+            lines = sum(1 for line in trace if line.startswith((b'{"event":"call"',
+                                                                b'{"event":"return"')))
+    with open(stored[True], "rb") as one, open(stored[False], "rb") as two:
+        assert one.read() == two.read()  # the same golden bytes either way
+    raw = os.path.join(keep, "raw.jsonl")
+    best: dict[str, float] = {}
+    saved = os.environ.get("BLOCKTRACE_WRITER_THREAD")
+    try:
+        for _ in range(repeat):
+            start = time.process_time()
+            fib(n)
+            best["untraced"] = min(best.get("untraced", 1e9), time.process_time() - start)
+            for thread in ("1", "0"):
+                os.environ["BLOCKTRACE_WRITER_THREAD"] = thread
+                where = "writer's thread" if thread == "1" else "inline writer"
+                start = time.process_time()
+                with blocktrace.trace(blocktrace.ChainTracer(raw, level="call", force=True),
+                                      include=[os.path.abspath(__file__)]):
+                    fib(n)
+                name = f"ChainTracer at call level, {where}"
+                best[name] = min(best.get(name, 1e9), time.process_time() - start)
+                for one_pass in (True, False):
+                    start = time.process_time()
+                    rec = golden(one_pass)
+                    seconds = time.process_time() - start
+                    assert rec.same
+                    rec.cleanup()
+                    name = (f"golden, {'one pass' if one_pass else 'two passes'}, compared "
+                            f"(same), {where}")
+                    best[name] = min(best.get(name, 1e9), seconds)
+    finally:
+        if saved is None:
+            os.environ.pop("BLOCKTRACE_WRITER_THREAD", None)
+        else:
+            os.environ["BLOCKTRACE_WRITER_THREAD"] = saved
+    shutil.rmtree(keep)
+    base = best.pop("untraced")
+    print(f"Python {platform.python_version()}, fib({n}) at calls level: {lines:,} call and "
+          f"return lines; untraced {base * 1e3:.1f} ms CPU; best of {repeat}, interleaved\n")
+    print("| what | CPU seconds | ns per call/return line (over untraced) |")
+    print("|---|---|---|")
+    for name, seconds in best.items():
+        print(f"| {name} | {seconds:.3f} | {(seconds - base) / lines * 1e9:.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=1_000_000)
@@ -130,7 +204,13 @@ def main() -> None:
     parser.add_argument("--tmp", help="where the goldens go (deleted after)")
     parser.add_argument("--golden-form", action="store_true",
                         help="only the golden form of a calls-level trace, bodies reused or not")
+    parser.add_argument("--per-call", type=int, metavar="N",
+                        help="only the cost per call and return line of a calls-level golden "
+                        "(fib(N); 25 is about 486k lines)")
     args = parser.parse_args()
+    if args.per_call:
+        per_call(args.per_call, args.repeat)
+        return
     if args.golden_form:
         golden_form(args.repeat)
         return

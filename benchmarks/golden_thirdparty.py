@@ -140,10 +140,16 @@ def _clear(project: str) -> int:
 
 
 def speed(project: str, select: tuple[str, ...], rounds: int, runs: list[str],
-          other: str | None = None) -> None:
+          other: str | None = None, other_env: dict[str, str] | None = None) -> None:
     """The interleaved speed runs (see the module's docstring); prints a Markdown table.
     ``other``: a directory holding another blocktrace (a checkout with its C extensions
-    built): each calls and lines run is done with it too, right after (an A/B in one run)."""
+    built), and/or ``other_env``, environment variables: each calls and lines run is done
+    with them too, right after (an A/B in one run)."""
+    variant: dict[str, str] | None = None
+    if other is not None or other_env:
+        variant = dict(other_env or {})
+        if other is not None:
+            variant["PYTHONPATH"] = f"{project}{os.pathsep}{other}"
     wall: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
     sizes: dict[str, int] = {}
@@ -164,9 +170,8 @@ def speed(project: str, select: tuple[str, ...], rounds: int, runs: list[str],
                 note("untraced", timed(project, *select))
             elif run in ("calls", "lines", "ops"):
                 opts = ("--blocktrace-golden", "--blocktrace-golden-level", run, *select)
-                for label, env in (("", None), (" (other)", {"PYTHONPATH": f"{project}"
-                                                             f"{os.pathsep}{other}"})):
-                    if env is not None and (other is None or run == "ops"):
+                for label, env in (("", None), (" (other)", variant)):
+                    if label and (env is None or run == "ops"):
                         continue
                     note(f"{run}: record goldens{label}",
                          timed(project, *opts, "--blocktrace-golden-update", env=env))
@@ -211,6 +216,9 @@ def main() -> None:
     parser.add_argument("--skip-behaviour", action="store_true")
     parser.add_argument("--other", metavar="DIR", help="also run the goldens with the "
                         "blocktrace package found in DIR (another checkout, C extensions built)")
+    parser.add_argument("--other-env", metavar="NAME=VALUE", action="append", default=[],
+                        help="run the goldens again with this environment variable set "
+                        "(repeatable; with or without --other), e.g. BLOCKTRACE_WRITER_THREAD=0")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
     parser.add_argument("--runs", default="untraced,calls,lines,ops,run-ops",
                         help="which runs, comma-separated (default: all)")
@@ -225,7 +233,8 @@ def main() -> None:
     print(f"{PACKAGE} {args.version}, Python {sys.version.split()[0]}, in {project}\n")
 
     if not args.skip_speed:
-        speed(project, select, args.rounds, args.runs.split(","), args.other)
+        other_env = dict(item.split("=", 1) for item in args.other_env)
+        speed(project, select, args.rounds, args.runs.split(","), args.other, other_env)
 
     if args.skip_behaviour:
         return
