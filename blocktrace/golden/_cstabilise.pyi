@@ -16,3 +16,7 @@ def scan(
 
 def unsettled(data: Buffer, probes: tuple[bytes, ...], /) -> bool:
     """Whether one of ``probes`` occurs in ``data``, or ``" at 0x"`` and a hex digit."""
+
+def known(body: bytes, probes: tuple[bytes, ...], seen: dict[bytes, bytes], /) -> bytes | None:
+    """``body`` when none of ``probes`` occurs in it, ``seen[body]`` when it was
+    rewritten before, else None (Python rewrites it)."""

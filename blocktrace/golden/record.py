@@ -36,6 +36,7 @@ from blocktrace.golden.stabilise import (
     golden_body,
     golden_header,
     golden_summary,
+    known_form,
     stabilise,
 )
 from blocktrace.tracers import Tracer, set_tracer
@@ -198,16 +199,14 @@ class _GoldenTracer(ChainTracer):
         self._seen: dict[bytes, bytes] = {}
         self._pieces: dict[tuple[bytes, bytes], tuple[bytes, bytes] | None] = {}
         self._header = True
+        self._known = known_form()
         # (the sink has what ChainTracer asks of a caller's stream: write, flush, seekable)
         super().__init__(cast("IO[bytes]", target), genesis=GOLDEN_GENESIS, level=level,
                          argv=list(rules.argv), locals=values, force=True)
 
     def _line(self, body: bytes) -> None:
-        for probe in self._probes:
-            if probe in body:
-                body = self._golden(body)
-                break
-        self._writer.line(body)
+        done = self._known(body, self._probes, self._seen)
+        self._writer.line(self._golden(body) if done is None else done)
 
     def _golden(self, body: bytes) -> bytes:
         if self._header:
@@ -216,7 +215,7 @@ class _GoldenTracer(ChainTracer):
         if body.startswith(b'{"output":'):  # the summary: its count is already the golden's
             summary = golden_summary(body, self._rules, int(self._writer.lines))
             return msgspec.json.encode(summary)[:-1]
-        done = self._seen.get(body)
+        done = self._known(body, self._probes, self._seen)
         if done is None:
             done = golden_body(body, self._rules)
             if len(self._seen) < _SEEN_BODIES:

@@ -14,7 +14,7 @@ import blocktrace
 from blocktrace import _native
 from blocktrace.chain.verify import verify_file
 from blocktrace.golden import GOLDEN_GENESIS, Normaliser, stabilise
-from blocktrace.golden.stabilise import StabiliseError, _py_scan, _py_unsettled
+from blocktrace.golden.stabilise import StabiliseError, _py_known, _py_scan, _py_unsettled
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
@@ -200,3 +200,17 @@ def test_a_torn_recording_is_refused(tmp_path: Path) -> None:
                       (whole.rindex(b"\n", 0, -1) + 1, "has no summary line")):
         with pytest.raises(StabiliseError, match=says):
             stabilise(io.BytesIO(whole[:cut]), io.BytesIO(), Normaliser(root, ["t"]))
+
+
+KNOWN: list[Any] = [pytest.param(_py_known, id="python")]
+KNOWN.append(pytest.param(getattr(_C_SCAN, "known", None), id="c", marks=SCANS[1].marks))
+
+
+@pytest.mark.parametrize("known", KNOWN)
+def test_known_hands_on_plain_and_rewritten_bodies_and_leaves_the_rest_to_python(
+        known: Any) -> None:
+    probes = (b'"file":', b" at 0x")
+    assert known(_PLAIN, probes, {}) is _PLAIN  # nothing volatile: the body itself
+    assert known(_CALL, probes, {}) is None  # not rewritten yet: Python's
+    assert known(_CALL, probes, {_CALL: b"REWRITTEN"}) == b"REWRITTEN"
+    assert known(_PLAIN, (), {}) is _PLAIN

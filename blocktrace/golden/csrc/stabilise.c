@@ -159,6 +159,39 @@ error:
     return NULL;
 }
 
+/* known(body, probes, seen) -> bytes | None: the golden form of one line's
+ * body when Python has nothing to do for it: ``body`` itself when none of
+ * ``probes`` occurs in it, ``seen[body]`` when it was rewritten before; None
+ * otherwise (Python rewrites it).  The one-line form of ``scan``'s test, for a
+ * writer of golden lines (golden.record._GoldenTracer._line). */
+static PyObject *
+known(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyTuple_Check(args[1])
+        || !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "known(body: bytes, probes: tuple, seen: dict)");
+        return NULL;
+    }
+    PyObject *body = args[0], *probes = args[1];
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(probes); i++) {
+        if (!PyBytes_Check(PyTuple_GET_ITEM(probes, i))) {
+            PyErr_SetString(PyExc_TypeError, "probes must be a tuple of bytes");
+            return NULL;
+        }
+    }
+    if (!has_probe(PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body), probes)) {
+        return Py_NewRef(body);
+    }
+    PyObject *done = PyDict_GetItemWithError(args[2], body); /* borrowed */
+    if (done != NULL) {
+        return Py_NewRef(done);
+    }
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* unsettled(data, probes) -> bool: whether one of ``probes`` (a tuple of bytes)
  * occurs in ``data``, or `` at 0x`` followed by a hex digit (an address not in
  * golden form yet); Normaliser.unsettled's search (its reference is in Python). */
@@ -203,6 +236,9 @@ unsettled(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyMethodDef stabilise_methods[] = {
+    {"known", (PyCFunction)(void (*)(void))known, METH_FASTCALL,
+     "known(body, probes, seen) -> bytes | None: body when no probe occurs in it, "
+     "seen[body] when it was rewritten before, else None."},
     {"unsettled", (PyCFunction)(void (*)(void))unsettled, METH_FASTCALL,
      "unsettled(data, probes) -> bool: a probe or an address (' at 0x' and a hex digit) "
      "occurs in data."},
