@@ -20,3 +20,7 @@ def unsettled(data: Buffer, probes: tuple[bytes, ...], /) -> bool:
 def known(body: bytes, probes: tuple[bytes, ...], seen: dict[bytes, bytes], /) -> bytes | None:
     """``body`` when none of ``probes`` occurs in it, ``seen[body]`` when it was
     rewritten before, else None (Python rewrites it)."""
+
+def spawn_watch(on: bool, /) -> str | None:
+    """Arm the process-start watch (an audit hook), or disarm it and get what it saw:
+    ``"<event> <repr of its argument>"`` or None."""

@@ -53,23 +53,37 @@ _SPAWN_EVENTS = frozenset({
 
 class _SpawnWatch:
     """One process-wide audit hook (hooks cannot be removed); it only notes,
-    while a recording is on, the first event that starts a process."""
+    while a recording is on, the first event that starts a process.  In C
+    (``_cstabilise.spawn_watch``) when built: a Python hook is called for every
+    audit event of the test (``builtins.id`` too: the stepper's Python path
+    raises one per event)."""
 
     installed = False
     active = False
     seen: str | None = None
+    native: Callable[[bool], str | None] | None = None
 
     @classmethod
     def arm(cls) -> None:
         if not cls.installed:
-            sys.addaudithook(cls._hook)
+            from blocktrace import _native
+
+            module = _native.extension("blocktrace.golden._cstabilise")
+            cls.native = getattr(module, "spawn_watch", None)
+            if cls.native is None:
+                sys.addaudithook(cls._hook)
             cls.installed = True
         cls.seen = None
+        if cls.native is not None:
+            cls.native(True)
         cls.active = True
 
     @classmethod
     def disarm(cls) -> str | None:
         cls.active = False
+        if cls.native is not None:
+            seen = cls.native(False)
+            return None if seen is None else seen[:200]
         return cls.seen
 
     @staticmethod

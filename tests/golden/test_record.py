@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 import pytest
 
 from blocktrace.chain.verify import verify_file
-from blocktrace.golden.record import Recording
+from blocktrace.golden.record import Recording, _SpawnWatch
 from blocktrace.golden.stabilise import Normaliser
 from blocktrace.tracers.level import Level
 
@@ -167,3 +169,24 @@ def test_a_stored_golden_made_in_two_passes_is_the_same_in_one(tmp_path: Path) -
     again = _record(tmp_path, against=reference.path)
     assert again.same and not again.second_pass and not os.path.exists(again.path)
     assert Path(_record(tmp_path).path).read_bytes() == Path(reference.path).read_bytes()
+
+
+def test_the_spawn_watch_notes_the_first_process_start_while_armed() -> None:
+    command = [sys.executable, "-c", "pass"]
+    expected = f"subprocess.Popen {command!r}"[:200]
+    _SpawnWatch.arm()
+    subprocess.run(command, check=True)
+    subprocess.run([sys.executable, "-c", "pass", "second"], check=True)  # the first one counts
+    assert _SpawnWatch.disarm() == expected
+    subprocess.run(command, check=True)  # not armed: nothing noted
+    _SpawnWatch.arm()
+    assert _SpawnWatch.disarm() is None
+    # the Python hook (the reference, BLOCKTRACE_PURE=1) notes the same for the same event
+    saved = (_SpawnWatch.active, _SpawnWatch.seen)
+    try:
+        _SpawnWatch.active, _SpawnWatch.seen = True, None
+        _SpawnWatch._hook("builtins.id", (1,))
+        _SpawnWatch._hook("subprocess.Popen", (sys.executable, command, None, None))
+        assert _SpawnWatch.seen == expected
+    finally:
+        _SpawnWatch.active, _SpawnWatch.seen = saved

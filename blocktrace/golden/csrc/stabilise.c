@@ -1,4 +1,6 @@
-/* blocktrace.golden._cstabilise: the per-line loop of the golden form, in C.
+/* blocktrace.golden._cstabilise: the per-line loop of the golden form, in C
+ * (and the other per-line or per-event work of a golden recording: known,
+ * unsettled, spawn_watch below).
  *
  * scan(data, start, probes, seen, add) walks the complete lines of ``data``
  * (a trace's bytes, each line ``<body>,"hash":"<64 hex>"}\n``) from offset
@@ -25,6 +27,7 @@
 #include <Python.h>
 
 #include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 
 #define HASH_HEX 64
@@ -235,7 +238,88 @@ unsettled(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyBool_FromLong(found);
 }
 
+/* -- the spawn watch of a recording (golden.record._SpawnWatch) -------------
+ *
+ * An audit hook (process-wide, never removed) that, while armed, notes the
+ * first event that starts a process.  The Python hook it replaces was called
+ * for every audit event of the traced test -- ``builtins.id`` too, which the
+ * stepper's Python path raises once per event; this one returns at once
+ * unless armed and the event is one of SPAWN_EVENTS.  ``_SpawnWatch._hook`` is
+ * the reference (same note; BLOCKTRACE_PURE=1 runs it). */
+
+static const char *const SPAWN_EVENTS[] = {
+    "subprocess.Popen", "os.fork", "os.forkpty", "os.exec", "os.posix_spawn", "os.spawn",
+    "os.system", "os.startfile", "pty.spawn", NULL,
+};
+static int spawn_installed = 0;
+static int spawn_armed = 0;
+static int spawn_found = 0;
+static char spawn_note[256]; /* "<event> <repr of what>", UTF-8, cut at 200 characters later */
+
+static int
+spawn_hook(const char *event, PyObject *args, void *data)
+{
+    (void)data;
+    if (!spawn_armed || spawn_found) {
+        return 0;
+    }
+    int hit = 0;
+    for (int i = 0; SPAWN_EVENTS[i] != NULL && !hit; i++) {
+        hit = strcmp(event, SPAWN_EVENTS[i]) == 0;
+    }
+    if (!hit) {
+        return 0;
+    }
+    spawn_found = 1;
+    snprintf(spawn_note, sizeof spawn_note, "%s", event);
+    PyObject *what = NULL;
+    if (PyTuple_Check(args)) {
+        what = strcmp(event, "subprocess.Popen") == 0 && PyTuple_GET_SIZE(args) > 1
+            ? Py_NewRef(PyTuple_GET_ITEM(args, 1)) : PyTuple_GetSlice(args, 0, 1);
+    }
+    PyObject *text = what == NULL ? NULL : PyUnicode_FromFormat("%s %R", event, what);
+    Py_XDECREF(what);
+    const char *utf8 = text == NULL ? NULL : PyUnicode_AsUTF8(text);
+    if (utf8 != NULL) {
+        snprintf(spawn_note, sizeof spawn_note, "%s", utf8);
+    }
+    Py_XDECREF(text);
+    PyErr_Clear(); /* a repr that fails leaves the event's name: the program's call goes on */
+    return 0;
+}
+
+/* spawn_watch(on) -> str | None: arm (True: installs the hook the first time,
+ * forgets what it saw) or disarm (False: returns what it saw, or None). */
+static PyObject *
+spawn_watch(PyObject *module, PyObject *on)
+{
+    int arm = PyObject_IsTrue(on);
+    if (arm < 0) {
+        return NULL;
+    }
+    if (arm) {
+        if (!spawn_installed) {
+            if (PySys_AddAuditHook(spawn_hook, NULL) < 0) {
+                return NULL;
+            }
+            spawn_installed = 1;
+        }
+        spawn_found = 0;
+        spawn_armed = 1;
+        Py_RETURN_NONE;
+    }
+    spawn_armed = 0;
+    if (!spawn_found) {
+        Py_RETURN_NONE;
+    }
+    spawn_found = 0;
+    return PyUnicode_DecodeUTF8(spawn_note, (Py_ssize_t)strlen(spawn_note), "replace");
+}
+
 static PyMethodDef stabilise_methods[] = {
+    {"spawn_watch", spawn_watch, METH_O,
+     "spawn_watch(on) -> str | None: arm the process-start watch (True), or disarm it and "
+     "get what it saw (False)."},
     {"known", (PyCFunction)(void (*)(void))known, METH_FASTCALL,
      "known(body, probes, seen) -> bytes | None: body when no probe occurs in it, "
      "seen[body] when it was rewritten before, else None."},
