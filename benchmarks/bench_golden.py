@@ -20,6 +20,7 @@ import platform
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 
 from blocktrace.eip3155 import skip
 from blocktrace.golden.compare import compare_golden
@@ -121,78 +122,109 @@ def golden_form(repeat: int) -> None:
         print(f"| {label} | {best[name]:.2f} | {best[name] / best['record']:.2f}x |")
 
 
+def countdown(n: int) -> Iterator[int]:
+    while n:
+        yield n
+        n -= 1
+
+
+def n_calls(n: int) -> int:
+    """The calls ``fib(n)`` makes."""
+    a, b = 1, 1
+    for _ in range(n - 1):
+        a, b = b, a + b + 1
+    return b
+
+
+def generator(n: int) -> int:
+    """A generator resumed and left about as often as ``fib(n)`` calls and returns
+    (resume and yield lines, which the stepper handles in Python)."""
+    return sum(countdown(n_calls(n)))
+
+
 def per_call(n: int, repeat: int) -> None:
     """``--per-call``: what a ``calls``-level golden costs per call and return line:
-    a recursive ``fib(n)`` untraced, recorded by a plain ``ChainTracer`` at ``call``
-    level, and recorded as the plugin does and compared with its stored golden (the
-    common case: the same bytes), the golden form made as the test runs (one pass)
-    or after it (``one_pass=False``, as before); with the writer's thread and
+    a recursive ``fib(n)`` (calls and returns, written by the stepper's C hook)
+    and a generator resumed as often (resume and yield lines, its Python path),
+    each untraced, recorded by a plain ``ChainTracer`` at ``call`` level, and
+    recorded as the plugin does and compared with its stored golden (the common
+    case: the same bytes), the golden form made as the test runs (one pass) or
+    after it (``one_pass=False``, as before); with the writer's thread and
     without (``BLOCKTRACE_WRITER_THREAD``).  CPU time of the process (all its
     threads), interleaved, best of ``repeat``."""
     import blocktrace
 
     keep = tempfile.mkdtemp(prefix="bench-golden-calls-")
     rules = Normaliser(keep, ["bench"])
-    stored: dict[bool, str] = {}
-    lines = 0
+    stored: dict[tuple[str, bool], str] = {}
+    lines: dict[str, int] = {}
+    programs: dict[str, Callable[[int], int]] = {"fib": fib, "generator": generator}
+    here = [os.path.abspath(__file__)]
 
-    def golden(one_pass: bool) -> Recording:
-        rec = Recording(level="call", values=False, include=[os.path.abspath(__file__)],
-                        exclude=None, rules=rules, workdir=keep, one_pass=one_pass)
-        rec.start(against=stored.get(one_pass))
-        fib(n)
+    def golden(name: str, one_pass: bool) -> Recording:
+        rec = Recording(level="call", values=False, include=here, exclude=None, rules=rules,
+                        workdir=keep, one_pass=one_pass)
+        rec.start(against=stored.get((name, one_pass)))
+        programs[name](n)
         rec.finish(None)
         return rec
 
-    for one_pass in (True, False):
-        rec = golden(one_pass)
-        stored[one_pass] = os.path.join(keep, f"stored-{one_pass}.jsonl")
-        os.replace(rec.path, stored[one_pass])
-        rec.cleanup()
-        with open(stored[one_pass], "rb") as trace:
-            lines = sum(1 for line in trace if line.startswith((b'{"event":"call"',
-                                                                b'{"event":"return"')))
-    with open(stored[True], "rb") as one, open(stored[False], "rb") as two:
-        assert one.read() == two.read()  # the same golden bytes either way
+    for name in programs:
+        for one_pass in (True, False):
+            rec = golden(name, one_pass)
+            path = stored[name, one_pass] = os.path.join(keep, f"{name}-{one_pass}.jsonl")
+            os.replace(rec.path, path)
+            rec.cleanup()
+            with open(path, "rb") as trace:
+                lines[name] = sum(1 for line in trace if line.startswith(
+                    (b'{"event":"call"', b'{"event":"return"')))
+        with open(stored[name, True], "rb") as one, open(stored[name, False], "rb") as two:
+            assert one.read() == two.read()  # the same golden bytes either way
     raw = os.path.join(keep, "raw.jsonl")
-    best: dict[str, float] = {}
+    best: dict[tuple[str, str], float] = {}
+
+    def note(key: tuple[str, str], seconds: float) -> None:
+        best[key] = min(best.get(key, 1e9), seconds)
+
     saved = os.environ.get("BLOCKTRACE_WRITER_THREAD")
     try:
         for _ in range(repeat):
-            start = time.process_time()
-            fib(n)
-            best["untraced"] = min(best.get("untraced", 1e9), time.process_time() - start)
-            for thread in ("1", "0"):
-                os.environ["BLOCKTRACE_WRITER_THREAD"] = thread
-                where = "writer's thread" if thread == "1" else "inline writer"
+            for name, program in programs.items():
                 start = time.process_time()
-                with blocktrace.trace(blocktrace.ChainTracer(raw, level="call", force=True),
-                                      include=[os.path.abspath(__file__)]):
-                    fib(n)
-                name = f"ChainTracer at call level, {where}"
-                best[name] = min(best.get(name, 1e9), time.process_time() - start)
-                for one_pass in (True, False):
+                program(n)
+                note((name, "untraced"), time.process_time() - start)
+                for thread in ("1", "0"):
+                    os.environ["BLOCKTRACE_WRITER_THREAD"] = thread
+                    where = "writer's thread" if thread == "1" else "inline writer"
                     start = time.process_time()
-                    rec = golden(one_pass)
-                    seconds = time.process_time() - start
-                    assert rec.same
-                    rec.cleanup()
-                    name = (f"golden, {'one pass' if one_pass else 'two passes'}, compared "
-                            f"(same), {where}")
-                    best[name] = min(best.get(name, 1e9), seconds)
+                    with blocktrace.trace(blocktrace.ChainTracer(raw, level="call", force=True),
+                                          include=here):
+                        program(n)
+                    note((name, f"ChainTracer at call level, {where}"),
+                         time.process_time() - start)
+                    for one_pass in (True, False):
+                        start = time.process_time()
+                        rec = golden(name, one_pass)
+                        seconds = time.process_time() - start
+                        assert rec.same
+                        rec.cleanup()
+                        passes = "one pass" if one_pass else "two passes"
+                        note((name, f"golden, {passes}, compared (same), {where}"), seconds)
     finally:
         if saved is None:
             os.environ.pop("BLOCKTRACE_WRITER_THREAD", None)
         else:
             os.environ["BLOCKTRACE_WRITER_THREAD"] = saved
     shutil.rmtree(keep)
-    base = best.pop("untraced")
-    print(f"Python {platform.python_version()}, fib({n}) at calls level: {lines:,} call and "
-          f"return lines; untraced {base * 1e3:.1f} ms CPU; best of {repeat}, interleaved\n")
-    print("| what | CPU seconds | ns per call/return line (over untraced) |")
-    print("|---|---|---|")
-    for name, seconds in best.items():
-        print(f"| {name} | {seconds:.3f} | {(seconds - base) / lines * 1e9:.0f} |")
+    print(f"Python {platform.python_version()}, at calls level: fib({n}), {lines['fib']:,} "
+          f"call and return lines; a generator, {lines['generator']:,} resume and yield "
+          f"lines; best of {repeat}, interleaved, CPU time\n")
+    print("| program | what | CPU seconds | ns per line (over untraced) |")
+    print("|---|---|---|---|")
+    for (name, what), seconds in best.items():
+        base = best[name, "untraced"]
+        per = "" if what == "untraced" else f"{(seconds - base) / lines[name] * 1e9:.0f}"
+        print(f"| {name} | {what} | {seconds:.3f} | {per} |")
 
 
 def main() -> None:
