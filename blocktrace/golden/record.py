@@ -203,6 +203,10 @@ class _GoldenTracer(ChainTracer):
     file as the golden form does.  What else C writes (return values, ops)
     holds no file; the sink's check catches a volatile value in it."""
 
+    __call__ = ChainTracer.__call__
+    """(In this class's own dict: the stepper then calls it as a bound method, not
+    through the type's slot -- ``tracers.direct_call``.)"""
+
     def __init__(self, target: _Sink, *, rules: Normaliser, level: Level,
                  values: ValuesMode) -> None:
         probes = rules.probes()
