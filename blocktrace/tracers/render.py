@@ -3,7 +3,8 @@
 Tracing must not change the program, so rendering never calls code of the
 program: only exact builtin types are looked into (a ``list`` subclass may
 override ``__iter__``; an exact ``list`` cannot), everything else is shown as
-``<TypeName #n>`` with a per-trace number for the object.  ``use_repr=True``
+``<TypeName #n>`` with a per-trace number for the object (``<TypeName>`` when it
+cannot be weakly referenced: see ``Renderer``).  ``use_repr=True``
 opts in to calling ``repr`` -- bounded and guarded, but then the program's
 ``__repr__`` does run.  ``render`` never raises.
 """
@@ -11,6 +12,7 @@ opts in to calling ``repr`` -- bounded and guarded, but then the program's
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 __all__ = ["Renderer"]
@@ -23,11 +25,26 @@ _MAX_INT = 2**63
 class Renderer:
     """Renders values for one trace; object numbers are stable within it.
 
-    Numbers are keyed by ``id()``: objects are not kept alive (that would change
-    the program's memory behaviour), so an ``id`` reused after an object dies gets
-    the same number.  To keep memory bounded in long runs the table is forgotten
-    after ``max_numbers`` objects; numbering goes on from where it was, so an
-    object seen again after that gets a new, still unique, number.
+    An object is numbered when first shown, in order (``<Type #n>``), and keeps
+    its number while it lives.  Objects are not kept alive (that would change the
+    program: ``__del__`` timing, weak references), so the table is keyed by
+    ``id()`` and each numbered object gets one weak reference whose callback
+    forgets its entry when it dies: an object that later takes the dead one's
+    address gets the next fresh number.  The numbers are then a function of what
+    the program did (which distinct objects were shown, in which order), not of
+    where the allocator put them.
+
+    An object that cannot be weakly referenced (its type has no weak reference
+    slot: ``__slots__`` without ``__weakref__``, named tuples, subclasses of
+    ``int``/``str``/``tuple`` such as ``IntEnum`` members, builtin iterators,
+    ``object()``) is shown as ``<Type>``, without a number: whether one at a known
+    address is still the object that was numbered cannot be told without keeping
+    it alive, and a number that may be a dead object's would make traces of the
+    same behaviour differ from run to run.
+
+    To keep memory bounded the table is forgotten after ``max_numbers`` live
+    numbered objects; numbering goes on from where it was, so an object seen
+    again after that gets a new, still unique, number.
     """
 
     max_numbers = 1_000_000
@@ -43,10 +60,22 @@ class Renderer:
         self._limits = (max_str, max_items, max_depth, use_repr)
         """The bounds in one tuple (the C renderer, tracers/csrc/values.c, reads it at once)."""
         self._numbers: dict[int, int] = {}
+        """id -> number of the live numbered objects (the C renderer reads it)."""
+        self._watches: dict[int, _Watch] = {}
+        """id -> the weak reference whose callback forgets that id's number."""
         self._next = 1
-        self._cleared = 0
-        """How often the number table was forgotten (the C renderer keeps a value
-        shown by number only while this stays)."""
+        numbers, watches = self._numbers, self._watches
+
+        def forget(watch: _Watch) -> None:
+            # Called as the object dies (on whatever thread, before its memory can
+            # be reused), so never for a newer object at the same address.
+            # Nothing here may raise: it would be printed as the program's.
+            key = watch.key
+            if watches.get(key) is watch:
+                del watches[key]
+                numbers.pop(key, None)
+
+        self._forget = forget
 
     @property
     def max_str(self) -> int:
@@ -84,14 +113,20 @@ class Renderer:
     def use_repr(self, value: bool) -> None:
         self._limits = (*self._limits[:3], value)
 
-    def object_number(self, obj: object) -> int:
-        """The per-trace number of ``obj`` (assigned on first sight)."""
+    def object_number(self, obj: object) -> int | None:
+        """The per-trace number of ``obj`` (assigned on first sight), or None for
+        an object that cannot be weakly referenced (see the class)."""
         key = id(obj)
         n = self._numbers.get(key)
         if n is None:
+            if not _weakref_offset(type(obj)):
+                return None
+            watch = _Watch(obj, self._forget)  # never the object itself: it may die
+            watch.key = key
             if len(self._numbers) >= self.max_numbers:
                 self._numbers.clear()
-                self._cleared += 1
+                self._watches.clear()  # (dropped weak references call nobody)
+            self._watches[key] = watch
             n = self._numbers[key] = self._next
             self._next += 1
         return n
@@ -150,7 +185,7 @@ class Renderer:
         elif self.use_repr:
             self._repr(v, out)
         else:
-            out.append(f"<{_type_name(v)} #{self.object_number(v)}>")
+            out.append(_numbered(v, self.object_number(v), ">"))
 
     def _seq(self, v: Any, t: type, out: list[str], depth: int) -> None:
         if t is list:
@@ -200,11 +235,29 @@ class Renderer:
         except BaseException as exc:
             if not isinstance(exc, RecursionError) and _belongs_to_program(exc):
                 raise
-            out.append(f"<{_type_name(v)} #{self.object_number(v)} repr failed>")
+            out.append(_numbered(v, self.object_number(v), " repr failed>"))
             return
         if len(s) > self.max_str:
             s = s[: self.max_str] + "…"
         out.append(s)
+
+
+_weakref_offset = type.__dict__["__weakrefoffset__"].__get__
+"""A type's weak reference slot offset, 0 when it has none (read from the slot:
+``type(obj).__weakrefoffset__`` could reach a metaclass's code); the C renderer
+asks the same of ``tp_weaklistoffset``."""
+
+
+class _Watch(weakref.ref):  # type: ignore[type-arg]
+    """A weak reference that knows the id it numbers (its object's, once dead, is gone)."""
+
+    __slots__ = ("key",)
+    key: int
+
+
+def _numbered(v: object, n: int | None, end: str) -> str:
+    """``<Type #n`` + end, or ``<Type`` + end for an object without a number."""
+    return f"<{_type_name(v)}{end}" if n is None else f"<{_type_name(v)} #{n}{end}"
 
 
 def _belongs_to_program(exc: BaseException) -> bool:

@@ -57,7 +57,12 @@ class Surrogate:
 
 Surrogate.__qualname__ = "S\udc80"
 
-OBJECTS = [Plain(), Plain(), CountedRepr(), Renamed(), Surrogate()]
+class Slotted:  # cannot be weakly referenced: shown without a number
+    __slots__ = ("a",)
+
+
+OBJECTS = [Plain(), Plain(), CountedRepr(), Renamed(), Surrogate(), Slotted(), object(),
+           iter(())]
 
 scalars = st.one_of(
     st.none(), st.booleans(),
@@ -202,9 +207,51 @@ def test_objects_shown_by_number_are_shown_again_when_anything_they_depend_on_ch
     assert b'"a":"<Renamed #' in out and b'"m":"<module #' in out
     ours.max_str = theirs.max_str = 2  # bounds changed: shown again, cut
     assert "…".encode() in step({"a": b, "m": math, "xs": []})
+    ours.max_str = theirs.max_str = 200
     del a
-    c = Thing()  # may take a's address: numbered by id, as the reference does
-    step({"a": c, "m": math, "xs": []})
+    c = Thing()  # may take a's address: a fresh number all the same
+    out = step({"a": c, "m": math, "xs": []})
+    assert f'"a":"<Renamed #{ours._next - 1}>"'.encode() in out
+
+
+@needs_c
+@pytest.mark.parametrize("changes", [False, True])
+def test_an_object_at_a_dead_objects_address_gets_a_fresh_number(changes: bool) -> None:
+    ours, theirs = Renderer(), Renderer()
+    prev_ours: Any = {}
+    prev_theirs: Any = {}
+    addresses: set[int] = set()
+    reused = 0
+    for i in range(1, 61):
+        obj = Plain()
+        reused += id(obj) in addresses
+        addresses.add(id(obj))
+        names = {"o": obj, "xs": [obj, Slotted()], "i": i}
+        got = in_c(names, prev_ours, ours, changes)
+        want = reference(names, prev_theirs, theirs, changes)
+        assert got[1] == want[1]
+        assert ours._numbers == theirs._numbers and ours._next == theirs._next
+        assert f'"o":"<Plain #{i}>","xs":"[<Plain #{i}>, <Slotted>]"'.encode() in got[1]
+        prev_ours, prev_theirs = got[0], want[0]
+        del obj, names, got, want
+        assert len(ours._numbers) == len(theirs._numbers) == 0  # forgotten as it died
+    assert reused  # the allocator gave a dead object's address to a new one
+
+
+def test_numbered_objects_are_not_kept_alive() -> None:
+    import gc
+    import weakref
+
+    r = Renderer()
+    obj = Plain()
+    seen = weakref.ref(obj)
+    assert r.render(obj) == r.render(obj) == "<Plain #1>"
+    assert weakref.getweakrefcount(obj) == 2  # ours and the test's
+    del obj
+    gc.collect()
+    assert seen() is None and r._numbers == {} and r._watches == {}
+    assert r.render(Plain()) == "<Plain #2>"
+    assert r.render(Slotted()) == "<Slotted>" and r._numbers == {}
 
 
 PROGRAM = textwrap.dedent('''

@@ -703,3 +703,25 @@ def test_the_spool_is_closed_quietly_when_a_blocktrace_in_a_cycle_is_collected()
         gc.collect()
         assert spool() is None
     assert [w.message for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_a_kept_rendering_follows_the_renderers_object_numbers() -> None:
+    """An object at a dead object's address is numbered anew by the renderer;
+    the view's renderings kept by id must not show the dead one's number."""
+    from blocktrace import Renderer
+
+    class Box:
+        pass
+
+    views = blocks_values.ValueViews()
+    renderer = Renderer()
+    addresses: set[int] = set()
+    reused = 0
+    for i in range(1, 41):
+        box = Box()
+        reused += id(box) in addresses
+        addresses.add(id(box))
+        shown = views.values({"box": box}, renderer.render, [])[0]
+        assert shown["box"] == f"<{Box.__qualname__} #{i}>"
+        del box, shown
+    assert reused  # the allocator did give a dead box's address to a new one

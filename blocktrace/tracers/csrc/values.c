@@ -13,7 +13,10 @@
  *     -- a finite float on its own (msgspec's float text), an int past 64 bits,
  *     ``use_repr``, a name that is not a str, text that is not UTF-8, any
  *     error -- is given to the reference: ``encode(renderer.render(value))``
- *     (object numbers are keyed by id, so rendering again numbers the same).
+ *     (an object keeps its number while it lives, so rendering again numbers
+ *     the same).  An object is numbered here when the renderer's table has it;
+ *     a first sight goes to ``renderer.object_number`` (which watches the
+ *     object with a weak reference that forgets the number when it dies).
  *
  * Nothing here runs code of the traced program: only exact builtin types are
  * looked into, with their own C-level repr and iteration.
@@ -176,12 +179,10 @@ typedef struct {
     Py_ssize_t max_str, max_items, max_depth;
     int use_repr;
     PyObject *limits;  /* renderer._limits */
-    PyObject *cleared; /* renderer._cleared (its table's clears), once read, or NULL */
     buf text;
 } render_ctx;
 
-static PyObject *one; /* the int 1 */
-static PyObject *s_cleared, *s_render, *s_numbers, *s_next, *s_limits, *s_max_numbers;
+static PyObject *s_render, *s_numbers, *s_limits, *s_object_number;
 
 static int
 get_size(PyObject *limits, Py_ssize_t i, Py_ssize_t *out)
@@ -237,11 +238,12 @@ ctx_free(render_ctx *ctx)
 {
     Py_XDECREF(ctx->numbers);
     Py_XDECREF(ctx->limits);
-    Py_XDECREF(ctx->cleared);
     buf_free(&ctx->text);
 }
 
-/* Renderer.object_number(v), on the renderer's own table */
+/* Renderer.object_number(v): the number (> 0), 0 for an object without one
+ * (its type cannot be weakly referenced), -1 on error.  The table is read
+ * here; a first sight is the renderer's (it numbers and watches the object). */
 static long long
 object_number(render_ctx *ctx, PyObject *v)
 {
@@ -250,52 +252,27 @@ object_number(render_ctx *ctx, PyObject *v)
         return -1;
     }
     PyObject *n = PyDict_GetItemWithError(ctx->numbers, key); /* borrowed */
-    long long out = -1;
-    if (n != NULL) {
-        out = PyLong_AsLongLong(n);
-    }
-    else if (!PyErr_Occurred()) {
-        Py_ssize_t max_numbers;
-        PyObject *limit = PyObject_GetAttr(ctx->renderer, s_max_numbers);
-        if (limit == NULL) {
-            Py_DECREF(key);
-            return -1;
-        }
-        max_numbers = PyLong_Check(limit) ? PyLong_AsSsize_t(limit) : 0;
-        Py_DECREF(limit);
-        if (max_numbers == -1 && PyErr_Occurred()) {
-            Py_DECREF(key);
-            return -1;
-        }
-        if (PyDict_GET_SIZE(ctx->numbers) >= max_numbers) {
-            PyDict_Clear(ctx->numbers);
-            /* Renderer.object_number: the table's clears counted */
-            PyObject *cleared = PyObject_GetAttr(ctx->renderer, s_cleared), *more = NULL;
-            if (cleared != NULL) {
-                more = PyNumber_Add(cleared, one);
-                Py_DECREF(cleared);
-            }
-            int failed = more == NULL || PyObject_SetAttr(ctx->renderer, s_cleared, more) < 0;
-            Py_XDECREF(more);
-            Py_CLEAR(ctx->cleared);
-            if (failed) {
-                Py_DECREF(key);
-                return -1;
-            }
-        }
-        PyObject *next = PyObject_GetAttr(ctx->renderer, s_next);
-        if (next != NULL) {
-            PyObject *after = PyNumber_Add(next, one);
-            if (after != NULL && PyDict_SetItem(ctx->numbers, key, next) == 0 &&
-                PyObject_SetAttr(ctx->renderer, s_next, after) == 0) {
-                out = PyLong_AsLongLong(next);
-            }
-            Py_XDECREF(after);
-            Py_DECREF(next);
-        }
-    }
     Py_DECREF(key);
-    return out;
+    if (n != NULL) {
+        return PyLong_AsLongLong(n);
+    }
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    if (Py_TYPE(v)->tp_weaklistoffset == 0) {
+        return 0; /* as the renderer answers without asking: type(v).__weakrefoffset__ */
+    }
+    n = PyObject_CallMethodOneArg(ctx->renderer, s_object_number, v);
+    if (n == NULL) {
+        return -1;
+    }
+    int none = n == Py_None;
+    long long out = none ? 0 : PyLong_AsLongLong(n);
+    Py_DECREF(n);
+    if (out <= 0 && !none && !PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "object_number: not a positive number");
+    }
+    return out <= 0 && !none ? -1 : out;
 }
 
 static int text(render_ctx *ctx, PyObject *v, Py_ssize_t depth);
@@ -517,7 +494,7 @@ text(render_ctx *ctx, PyObject *v, Py_ssize_t depth)
     }
     Py_DECREF(name);
     if (rc == 0) {
-        rc = add_count(&ctx->text, " #", n, ">");
+        rc = n == 0 ? BUF_LIT(&ctx->text, ">") : add_count(&ctx->text, " #", n, ">");
     }
     return rc;
 }
@@ -645,9 +622,9 @@ prev_member(PyObject *prev, PyObject *name, PyObject **kept)
     return PyTuple_GET_ITEM(old, 1);
 }
 
-/* Shown as ``<Type #n>`` (no builtin looked into, no repr): its text depends only
- * on its id (the renderer numbers by id), its type's qualname, the bounds and
- * the number table (until it is cleared). */
+/* Shown as ``<Type #n>`` or ``<Type>`` (no builtin looked into, no repr): its
+ * text depends only on its type's qualname, the bounds and its number, which is
+ * its own while it lives (the renderer forgets it when it dies). */
 static int
 opaque(render_ctx *ctx, PyObject *v)
 {
@@ -659,24 +636,31 @@ opaque(render_ctx *ctx, PyObject *v)
            t != &PyFrozenSet_Type && t != &PyDict_Type;
 }
 
+/* The number table's entry for v (borrowed), NULL (an error set, or none) */
 static PyObject *
-ctx_cleared(render_ctx *ctx)
+number_of(render_ctx *ctx, PyObject *v)
 {
-    if (ctx->cleared == NULL) {
-        ctx->cleared = PyObject_GetAttr(ctx->renderer, s_cleared);
+    PyObject *key = PyLong_FromVoidPtr(v);
+    if (key == NULL) {
+        return NULL;
     }
-    return ctx->cleared;
+    PyObject *n = PyDict_GetItemWithError(ctx->numbers, key);
+    Py_DECREF(key);
+    return n;
 }
 
 /* What an opaque value's rendering depends on, kept in place of the value
  * (never the object itself: keeping it alive would change the program):
- * (id, id of its type, the type's qualname, the table's clears, the bounds) */
+ * (id, id of its type, the type's qualname, its number or None, the bounds) */
 static PyObject *
 opaque_marker(render_ctx *ctx, PyObject *v)
 {
-    PyObject *cleared = ctx_cleared(ctx);
-    if (cleared == NULL) {
-        return NULL;
+    PyObject *number = number_of(ctx, v);
+    if (number == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        number = Py_None; /* shown without a number */
     }
     PyObject *qualname = PyType_GetQualName(Py_TYPE(v));
     if (qualname == NULL) {
@@ -684,7 +668,7 @@ opaque_marker(render_ctx *ctx, PyObject *v)
     }
     PyObject *id = PyLong_FromVoidPtr(v), *type_id = PyLong_FromVoidPtr(Py_TYPE(v)), *marker = NULL;
     if (id != NULL && type_id != NULL) {
-        marker = PyTuple_Pack(5, id, type_id, qualname, cleared, ctx->limits);
+        marker = PyTuple_Pack(5, id, type_id, qualname, number, ctx->limits);
     }
     Py_XDECREF(id);
     Py_XDECREF(type_id);
@@ -692,34 +676,43 @@ opaque_marker(render_ctx *ctx, PyObject *v)
     return marker;
 }
 
-/* 1 when marker (from opaque_marker) says v renders as it did then; -1 error */
+/* 1 when marker (from opaque_marker) says v renders as it did then: the same
+ * type (name) and bounds, and either no number (a type that cannot be weakly
+ * referenced) or the same object still holding the same number (an object that
+ * died was forgotten: one at its address is numbered anew); -1 error */
 static int
 opaque_same(render_ctx *ctx, PyObject *marker, PyObject *v)
 {
     if (!PyTuple_CheckExact(marker) || PyTuple_GET_SIZE(marker) != 5 || !opaque(ctx, v) ||
         PyTuple_GET_ITEM(marker, 4) != ctx->limits ||
-        PyLong_AsVoidPtr(PyTuple_GET_ITEM(marker, 0)) != (void *)v ||
         PyLong_AsVoidPtr(PyTuple_GET_ITEM(marker, 1)) != (void *)Py_TYPE(v)) {
         return PyErr_Occurred() ? -1 : 0;
     }
-    PyObject *cleared = ctx_cleared(ctx);
-    if (cleared == NULL) {
-        return -1;
-    }
-    int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(marker, 3), cleared, Py_EQ);
-    if (same != 1) {
-        return same;
+    PyObject *was = PyTuple_GET_ITEM(marker, 3);
+    if (was != Py_None) {
+        if (PyLong_AsVoidPtr(PyTuple_GET_ITEM(marker, 0)) != (void *)v) {
+            return PyErr_Occurred() ? -1 : 0;
+        }
+        PyObject *now = number_of(ctx, v);
+        if (now == NULL) {
+            return PyErr_Occurred() ? -1 : 0;
+        }
+        if (now != was) {
+            int same = PyObject_RichCompareBool(now, was, Py_EQ);
+            if (same != 1) {
+                return same;
+            }
+        }
     }
     if (!PyType_HasFeature(Py_TYPE(v), Py_TPFLAGS_HEAPTYPE)) {
         return 1; /* a static type's name never changes */
-
     }
     PyObject *qualname = PyType_GetQualName(Py_TYPE(v));
     if (qualname == NULL) {
         return -1;
     }
-    same = qualname == PyTuple_GET_ITEM(marker, 2) ||
-           (PyUnicode_CheckExact(qualname) && PyUnicode_Compare(qualname, PyTuple_GET_ITEM(marker, 2)) == 0);
+    int same = qualname == PyTuple_GET_ITEM(marker, 2) ||
+               (PyUnicode_CheckExact(qualname) && PyUnicode_Compare(qualname, PyTuple_GET_ITEM(marker, 2)) == 0);
     Py_DECREF(qualname);
     return PyErr_Occurred() ? -1 : same;
 }
@@ -749,7 +742,6 @@ scan_names(PyObject *names, PyObject *prev, PyObject *renderer, int changes, PyO
     ctx.renderer = NULL;
     ctx.numbers = NULL;
     ctx.limits = NULL;
-    ctx.cleared = NULL;
     buf_init(&ctx.text);
     buf out;
     buf_init(&out);
@@ -1071,17 +1063,14 @@ static int
 exec_module(PyObject *module)
 {
     (void)module;
-    if (one == NULL) {
-        one = PyLong_FromLong(1);
+    if (s_render == NULL) {
         empty_prev = PyDict_New();
         s_render = PyUnicode_InternFromString("render");
-        s_cleared = PyUnicode_InternFromString("_cleared");
         s_numbers = PyUnicode_InternFromString("_numbers");
-        s_next = PyUnicode_InternFromString("_next");
         s_limits = PyUnicode_InternFromString("_limits");
-        s_max_numbers = PyUnicode_InternFromString("max_numbers");
-        if (one == NULL || empty_prev == NULL || s_cleared == NULL || s_render == NULL || s_numbers == NULL || s_next == NULL || s_limits == NULL ||
-            s_max_numbers == NULL) {
+        s_object_number = PyUnicode_InternFromString("object_number");
+        if (empty_prev == NULL || s_render == NULL || s_numbers == NULL ||
+            s_limits == NULL || s_object_number == NULL) {
             return -1;
         }
     }

@@ -101,7 +101,8 @@ class ValueViews:
     __slots__ = ("globals_seen", "opaque", "seqs", "watch")
 
     def __init__(self) -> None:
-        self.opaque: dict[int, tuple[int, object]] = {}
+        self.opaque: dict[int, tuple[int, int | None, object]] = {}
+        """id -> (id of its type, its number then, its rendering) of values shown by number."""
         self.seqs: dict[int, tuple[int, tuple[object, ...], object, object, type]] = {}
         self.globals_seen: dict[int, _Seen] = {}
         self.watch = _watch
@@ -186,6 +187,11 @@ class ValueViews:
         lo = _MIN_INT
         hi = _MAX_INT
         opaque = self.opaque
+        # the renderer's number table: a rendering kept by id is good while the
+        # object there holds the same number (one that died was forgotten)
+        numbers = getattr(getattr(render, "__self__", None), "_numbers", None)
+        if type(numbers) is not dict:
+            numbers = {}
         shown: object
         rendered: object
         for k, v in values.items():
@@ -233,11 +239,12 @@ class ValueViews:
                 rendered = render(v)
                 shown = _plain(v, render, 3, rendered)
             else:
-                # shown as <Type #n>: a function of type and id only, so keep it
+                # shown as <Type #n>: a function of type and number only, so keep it
                 hit = opaque.get(id(v))
-                if hit is None or hit[0] != id(t):
-                    hit = opaque[id(v)] = (id(t), render(v))
-                shown = rendered = hit[1]
+                if hit is None or hit[0] != id(t) or hit[1] != numbers.get(id(v)):
+                    rendered = render(v)
+                    hit = opaque[id(v)] = (id(t), numbers.get(id(v)), rendered)
+                shown = rendered = hit[2]
             out[k] = shown
             if rendered is not shown:
                 if differ is None:
