@@ -310,7 +310,13 @@ class ChainTracer:
             on_leaf=self._leaf_done if periodic else None, **extra,
         )
         self.op_line = self._write_op = self._writer.op
-        self.call_lines: tuple[Any, Any] | None = (self._writer.line, self._call_pieces)
+        self._call_line: Any = None
+        """With locals and C: the call hook's ``line``, which forgets the locals kept
+        for the frame a call line starts (``_cvalues.CallLine``; ``_call`` sets its vm)."""
+        line = self._writer.line
+        if locals != "off" and _cvalues is not None:
+            line = self._call_line = _cvalues.CallLine(line, self._prev_locals)
+        self.call_lines: tuple[Any, Any] | None = (line, self._call_pieces)
         """Call and return lines written by the stepper's C hooks
         (``Capabilities.call_lines``): this writer's ``line`` and ``_call_pieces``."""
         """An op line from plain values (``Capabilities.op_line``): the stepper's
@@ -555,14 +561,19 @@ class ChainTracer:
             cached = self._calls[id(ev)] = (pre, suf, ev)
         if self._locals != "off":
             self._prev_locals.pop((vm.thread, vm.depth), None)
+            if self._call_line is not None:
+                self._call_line.vm = vm  # the thread of the calls the C hook writes
         self._line(call_body(cached[0], vm.depth, cached[1], self._tail(vm)))
 
     def _call_pieces(self, ev: CallStart) -> tuple[bytes, bytes] | None:
         """``call_lines``' pieces of ``ev``'s call lines, once ``_call`` made
         them; None while its lines carry more than the pieces and the depth
-        (a thread, a clock) or a call does more than write (locals kept per
-        frame), or once the size limit stopped recording."""
-        if self._multi or self._clock or self._locals != "off" or self.size_limited:
+        (a thread, a clock), or a call does more than write (locals kept per
+        frame) and the C ``CallLine`` is not there to do it, or once the size
+        limit stopped recording."""
+        if self._multi or self._clock or self.size_limited:
+            return None
+        if self._locals != "off" and self._call_line is None:
             return None
         cached = self._calls.get(id(ev))
         return None if cached is None else (cached[0], cached[1])

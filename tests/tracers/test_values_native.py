@@ -333,3 +333,51 @@ def test_whole_traces_are_the_same_bytes_as_pure(tmp_path: Path, mode: str) -> N
     for seen in (b'"locals":', b'"globals":', b"<Obj #", b"<int 201 bits>", b"\\\\udc80",
                  "[1, [1, [1, […]]]]".encode()):
         assert seen in text, seen
+
+
+CALLS_PROGRAM = textwrap.dedent('''
+    class Box:
+        pass
+
+    def add(a, b):
+        c = a + b
+        return c
+
+    def make(k):
+        box = Box()
+        box.k = k
+        return box
+
+    def walk(n):
+        total = 0
+        for i in range(n):
+            total = add(total, 1)   # the same arguments' values again and again
+            add(1, 1)
+            make(i % 2)
+        return total
+
+    walk(30)
+    walk(30)
+''')
+
+
+@needs_c
+@pytest.mark.parametrize("mode", ["changes", "on"])
+def test_calls_written_in_c_forget_the_frames_locals_as_the_reference(
+        tmp_path: Path, mode: str) -> None:
+    """With locals, calls and returns are written by the stepper's C hook (its
+    line forgets the locals kept for the new frame, as ChainTracer._call does):
+    every call's first line start shows all its locals, as the reference's."""
+    prog = tmp_path / "prog.py"
+    prog.write_text(CALLS_PROGRAM)
+    bodies = []
+    for pure in (False, True):
+        out = tmp_path / f"t-{pure}.jsonl"
+        run_in_mode([sys.executable, "-m", "blocktrace", "run", "--genesis", "g", "--locals", mode,
+                     "-o", str(out), str(prog)], tmp_path, pure)
+        bodies.append([line[: line.rindex(b',"hash":')]
+                       for line in out.read_bytes().splitlines()[1:-1]])
+    assert bodies[0] == bodies[1]
+    firsts = [line for line in bodies[0] if b'"line":6,' in line and b'"locals"' in line]
+    assert len(firsts) == 120  # add's first line, once per call: a and b each time
+    assert all(b'"locals":{"a":' in line and b'"b":1' in line for line in firsts)

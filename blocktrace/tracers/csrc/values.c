@@ -717,6 +717,49 @@ opaque_same(render_ctx *ctx, PyObject *marker, PyObject *v)
     return PyErr_Occurred() ? -1 : same;
 }
 
+/* dict(names): a copy of a dict; a frame's locals proxy (3.13) from its items,
+ * one pass over the frame's variables (dict() asks the proxy for its keys, then
+ * looks each one up by name: the same pairs, in the same order, slower) */
+static PyObject *
+dict_of(PyObject *names)
+{
+    if (PyDict_CheckExact(names)) {
+        return PyDict_Copy(names);
+    }
+    PyObject *d = PyDict_New();
+    if (d == NULL) {
+        return NULL;
+    }
+#ifdef PyFrameLocalsProxy_Check
+    if (PyFrameLocalsProxy_Check(names)) {
+        PyObject *items = PyMapping_Items(names);
+        if (items == NULL) {
+            Py_DECREF(d);
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+            PyObject *pair = PyList_GET_ITEM(items, i);
+            if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+                PyDict_SetItem(d, PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1)) < 0) {
+                if (!PyErr_Occurred()) {
+                    PyErr_SetString(PyExc_TypeError, "a frame's locals: items are not pairs");
+                }
+                Py_DECREF(items);
+                Py_DECREF(d);
+                return NULL;
+            }
+        }
+        Py_DECREF(items);
+        return d;
+    }
+#endif
+    if (PyDict_Update(d, names) < 0) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    return d;
+}
+
 /* (fresh, object), None (the reference's to do), or NULL (an error) */
 static PyObject *
 scan_names(PyObject *names, PyObject *prev, PyObject *renderer, int changes, PyObject *not_kept,
@@ -726,12 +769,8 @@ scan_names(PyObject *names, PyObject *prev, PyObject *renderer, int changes, PyO
         PyErr_SetString(PyExc_TypeError, "scan: prev must be a dict");
         return NULL;
     }
-    PyObject *d = PyDict_CheckExact(names) ? PyDict_Copy(names) : PyDict_New();
+    PyObject *d = dict_of(names); /* dict(names) */
     if (d == NULL) {
-        return NULL;
-    }
-    if (!PyDict_CheckExact(names) && PyDict_Update(d, names) < 0) { /* dict(names) */
-        Py_DECREF(d);
         return NULL;
     }
     PyObject *fresh = PyDict_New(), *result = NULL;
@@ -1049,6 +1088,181 @@ done:
     return result;
 }
 
+/* -- CallLine: call lines written by the stepper's C call hook ---------------
+ *
+ * CallLine(line, state) is ``line`` for the stepper's C call hook
+ * (``Capabilities.call_lines``) of a ChainTracer recording locals: a call line
+ * starts a new frame at its depth, so before it is written the locals kept for
+ * that frame's (thread, depth) are forgotten, as ChainTracer._call does for a
+ * call it writes itself.  ``vm`` (set by ChainTracer on its first call) gives
+ * the thread; the depth is the line's own.  Return lines pass straight on. */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *line;
+    PyObject *state;
+    PyObject *vm; /* NULL until set */
+} CallLine;
+
+static PyObject *s_thread;
+static const char call_start[] = "{\"event\":\"call\",";
+static const char depth_key[] = "\"depth\":";
+
+/* The depth digits of a call line's body, or -1 */
+static long long
+call_depth(const char *p, Py_ssize_t n)
+{
+    Py_ssize_t k = (Py_ssize_t)sizeof call_start - 1, d = (Py_ssize_t)sizeof depth_key - 1;
+    if (n < k || memcmp(p, call_start, (size_t)k) != 0) {
+        return -1;
+    }
+    for (Py_ssize_t i = k; i + d < n; i++) {
+        if (p[i] == '"' && memcmp(p + i, depth_key, (size_t)d) == 0) {
+            long long depth = 0;
+            Py_ssize_t j = i + d, start = j;
+            while (j < n && p[j] >= '0' && p[j] <= '9' && j - start < 18) {
+                depth = depth * 10 + (p[j++] - '0');
+            }
+            return j > start ? depth : -1;
+        }
+    }
+    return -1;
+}
+
+static PyObject *
+callline_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    CallLine *self = (CallLine *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "CallLine takes one argument: a line body");
+        return NULL;
+    }
+    PyObject *body = args[0];
+    if (self->vm != NULL && PyBytes_Check(body)) {
+        long long depth = call_depth(PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body));
+        if (depth >= 0) {
+            PyObject *thread = PyObject_GetAttr(self->vm, s_thread), *d = NULL, *key = NULL;
+            if (thread != NULL && (d = PyLong_FromLongLong(depth)) != NULL) {
+                key = PyTuple_Pack(2, thread, d);
+            }
+            Py_XDECREF(thread);
+            Py_XDECREF(d);
+            if (key == NULL) {
+                return NULL;
+            }
+            int rc = PyDict_Contains(self->state, key);
+            if (rc > 0) {
+                rc = PyDict_DelItem(self->state, key);
+            }
+            Py_DECREF(key);
+            if (rc < 0) {
+                return NULL;
+            }
+        }
+    }
+    return PyObject_Vectorcall(self->line, args, 1, NULL);
+}
+
+static PyObject *
+callline_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *line, *state;
+    if (!PyArg_ParseTuple(args, "OO!:CallLine", &line, &PyDict_Type, &state)) {
+        return NULL;
+    }
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "CallLine takes no keywords");
+        return NULL;
+    }
+    CallLine *self = (CallLine *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = callline_vectorcall;
+    self->line = Py_NewRef(line);
+    self->state = Py_NewRef(state);
+    self->vm = NULL;
+    return (PyObject *)self;
+}
+
+static PyObject *
+callline_get_vm(CallLine *self, void *closure)
+{
+    (void)closure;
+    return Py_NewRef(self->vm != NULL ? self->vm : Py_None);
+}
+
+static int
+callline_set_vm(CallLine *self, PyObject *value, void *closure)
+{
+    (void)closure;
+    Py_XSETREF(self->vm, value == NULL || value == Py_None ? NULL : Py_NewRef(value));
+    return 0;
+}
+
+static int
+callline_traverse(CallLine *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->line);
+    Py_VISIT(self->state);
+    Py_VISIT(self->vm);
+    return 0;
+}
+
+static int
+callline_clear(CallLine *self)
+{
+    Py_CLEAR(self->line);
+    Py_CLEAR(self->state);
+    Py_CLEAR(self->vm);
+    return 0;
+}
+
+static void
+callline_dealloc(CallLine *self)
+{
+    PyObject_GC_UnTrack(self);
+    callline_clear(self);
+    PyTypeObject *type = Py_TYPE(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static PyObject *
+callline_call(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    return PyVectorcall_Call(self, args, kwargs);
+}
+
+static PyGetSetDef callline_getset[] = {
+    {"vm", (getter)callline_get_vm, (setter)callline_set_vm, "the stepper (its thread), or None", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef callline_members[] = {
+    {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(CallLine, vectorcall), Py_READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot callline_slots[] = {
+    {Py_tp_new, callline_new},
+    {Py_tp_dealloc, callline_dealloc},
+    {Py_tp_traverse, callline_traverse},
+    {Py_tp_clear, callline_clear},
+    {Py_tp_call, callline_call},
+    {Py_tp_getset, callline_getset},
+    {Py_tp_members, callline_members},
+    {Py_tp_doc, "CallLine(line, state): call lines' line(body), forgetting the new frame's locals"},
+    {0, NULL},
+};
+
+static PyType_Spec callline_spec = {
+    "blocktrace.tracers._cvalues.CallLine", sizeof(CallLine), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL, callline_slots,
+};
+
 static PyMethodDef methods[] = {
     {"line", (PyCFunction)(void (*)(void))line, METH_FASTCALL,
      "line(code, prefix, suffix, gas, depth, thread, locals_state, locals_mode, globals_state,\n"
@@ -1062,14 +1276,20 @@ static PyMethodDef methods[] = {
 static int
 exec_module(PyObject *module)
 {
-    (void)module;
+    PyObject *type = PyType_FromModuleAndSpec(module, &callline_spec, NULL);
+    if (type == NULL || PyModule_AddObjectRef(module, "CallLine", type) < 0) {
+        Py_XDECREF(type);
+        return -1;
+    }
+    Py_DECREF(type);
     if (s_render == NULL) {
+        s_thread = PyUnicode_InternFromString("thread");
         empty_prev = PyDict_New();
         s_render = PyUnicode_InternFromString("render");
         s_numbers = PyUnicode_InternFromString("_numbers");
         s_limits = PyUnicode_InternFromString("_limits");
         s_object_number = PyUnicode_InternFromString("object_number");
-        if (empty_prev == NULL || s_render == NULL || s_numbers == NULL ||
+        if (empty_prev == NULL || s_thread == NULL || s_render == NULL || s_numbers == NULL ||
             s_limits == NULL || s_object_number == NULL) {
             return -1;
         }
