@@ -322,8 +322,16 @@ class ChainTracer:
         """An op line from plain values (``Capabilities.op_line``): the stepper's
         hook passes gas and depth; False for a site not added yet (then ``_slow``)."""
         if locals != "off" or globals != "off":
-            self.fast_call = self._with_values
-            """``Capabilities.fast_call``: a line start with values straight to its line."""
+            self.fast_call: Any = self._with_values
+            """``Capabilities.fast_call``: a line start with values straight to its line
+            (in C when built: ``_cvalues.LineStart``, which gives what it does not
+            write to ``_with_values``)."""
+            if _cvalues is not None:
+                self.fast_call = _cvalues.LineStart(
+                    self, self._with_values, self._line_sites, self._writer.line,
+                    self._prev_locals, _MODES[locals], self._prev_globals, _MODES[globals],
+                    Renderer, _NOT_KEPT, _encode, _scan,
+                )
         header = {
             "blocktrace": FORMAT_VERSION,
             "hashAlg": "sha256",
@@ -363,7 +371,7 @@ class ChainTracer:
         """``__call__`` when values are recorded: a line start seen before (its
         pieces kept in ``_line_sites``) is written here, not through ``_slow``."""
         pieces = self._line_sites.get(id(event))
-        if pieces is None or self.size_limited:
+        if pieces is None or self.size_limited or self.sealed:
             if not self._write_op(event, vm.gas, vm.depth):
                 self._slow(vm, event)
             return

@@ -988,17 +988,38 @@ scope_values(buf *out, const char *member, PyObject *names, PyObject *state, PyO
  * is 0 (off), 1 (on) or 2 (changes); the states are ChainTracer's
  * ``_prev_locals`` (keyed (thread, depth)) and ``_prev_globals`` (keyed by
  * id of the module's dict); fallback is the reference ``_scan``. */
+static PyObject *line_body(PyObject *code, PyObject *prefix, const char *suffix,
+                           Py_ssize_t suffix_len, long long g, PyObject *depth, long long d,
+                           PyObject *thread, PyObject *lstate, long lmode, PyObject *gstate,
+                           long gmode, PyObject *renderer, PyObject *not_kept, PyObject *encode,
+                           PyObject *fallback);
+
+/* gas and depth as C values: 0, or -1 with an error set */
+static int
+gas_depth(PyObject *gas, PyObject *depth, long long *g, long long *d)
+{
+    int overflow_gas, overflow_depth;
+    *g = PyLong_AsLongLongAndOverflow(gas, &overflow_gas);
+    *d = PyLong_AsLongLongAndOverflow(depth, &overflow_depth);
+    if ((*g == -1 || *d == -1) && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow_gas || overflow_depth) {
+        PyErr_SetString(PyExc_OverflowError, "line: gas or depth past 64 bits");
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
+    (void)module;
     if (nargs != 14) {
         PyErr_SetString(PyExc_TypeError, "line takes 14 arguments");
         return NULL;
     }
-    PyObject *code = args[0], *prefix = args[1], *suffix = args[2], *gas = args[3],
-             *depth = args[4], *thread = args[5], *lstate = args[6], *gstate = args[8],
-             *renderer = args[10], *not_kept = args[11], *encode = args[12],
-             *fallback = args[13];
+    PyObject *code = args[0], *prefix = args[1], *suffix = args[2];
     long lmode = PyLong_AsLong(args[7]), gmode = PyLong_AsLong(args[9]);
     if ((lmode == -1 || gmode == -1) && PyErr_Occurred()) {
         return NULL;
@@ -1007,19 +1028,25 @@ line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "line: prefix and suffix must be bytes");
         return NULL;
     }
-    int overflow_gas, overflow_depth;
-    long long g = PyLong_AsLongLongAndOverflow(gas, &overflow_gas);
-    long long d = PyLong_AsLongLongAndOverflow(depth, &overflow_depth);
-    if ((g == -1 || d == -1) && PyErr_Occurred()) {
+    long long g, d;
+    if (gas_depth(args[3], args[4], &g, &d) < 0) {
         return NULL;
     }
-    if (overflow_gas || overflow_depth) {
-        PyErr_SetString(PyExc_OverflowError, "line: gas or depth past 64 bits");
-        return NULL;
-    }
+    return line_body(code, prefix, PyBytes_AS_STRING(suffix), PyBytes_GET_SIZE(suffix), g,
+                     args[4], d, args[5], args[6], lmode, args[8], gmode, args[10], args[11],
+                     args[12], args[13]);
+}
+
+/* line()'s work: the body of a line start's op line with its values */
+static PyObject *
+line_body(PyObject *code, PyObject *prefix, const char *suffix, Py_ssize_t suffix_len,
+          long long g, PyObject *depth, long long d, PyObject *thread, PyObject *lstate,
+          long lmode, PyObject *gstate, long gmode, PyObject *renderer, PyObject *not_kept,
+          PyObject *encode, PyObject *fallback)
+{
     buf vals;
     buf_init(&vals);
-    PyObject *frame = frame_of(module, code), *result = NULL, *names = NULL, *key = NULL;
+    PyObject *frame = frame_of(NULL, code), *result = NULL, *names = NULL, *key = NULL;
     if (frame == NULL) {
         return NULL;
     }
@@ -1070,14 +1097,14 @@ line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     opline_layout l;
     opline_measure(&l, (size_t)PyBytes_GET_SIZE(prefix), g, d,
-                   (size_t)PyBytes_GET_SIZE(suffix) + (size_t)vals.len);
+                   (size_t)suffix_len + (size_t)vals.len);
     result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)l.len);
     if (result != NULL) {
         char *o = PyBytes_AS_STRING(result);
         size_t head = l.len - (size_t)vals.len;
         /* the body up to the suffix's end, then the values */
         opline_write(o, &l, PyBytes_AS_STRING(prefix), (size_t)PyBytes_GET_SIZE(prefix),
-                     PyBytes_AS_STRING(suffix), (size_t)PyBytes_GET_SIZE(suffix));
+                     suffix, (size_t)suffix_len);
         memcpy(o + head, vals.p, (size_t)vals.len);
     }
 done:
@@ -1087,6 +1114,247 @@ done:
     buf_free(&vals);
     return result;
 }
+
+/* -- LineStart: a line start with values, from the stepper's hook ------------
+ *
+ * LineStart(tracer, slow, sites, write, locals_state, locals_mode,
+ *           globals_state, globals_mode, renderer_type, not_kept, encode,
+ *           fallback) is a ChainTracer's ``fast_call`` when it records values:
+ * called as ``(vm, event)`` for every event the hook does not write itself,
+ * it writes a line start seen before (its pieces in ``sites``, keyed by id of
+ * the event) as ChainTracer._with_values does --
+ *     write(line(code, prefix, suffix + thread, vm.gas, vm.depth, vm.thread, ...))
+ * -- and gives everything else to ``slow(vm, event)`` (``_with_values``): a
+ * site not seen, the size limit reached, the trace sealed (or this process a
+ * fork's child), code unknown, another renderer. */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *tracer, *slow, *sites, *write, *lstate, *gstate, *renderer_type, *not_kept,
+        *encode, *fallback;
+    long lmode, gmode;
+} LineStart;
+
+static PyObject *s_size_limited, *s_sealed, *s_multi, *s_renderer, *s_gas, *s_depth, *s_thread;
+
+static PyObject *
+linestart_slow(LineStart *self, PyObject *const *args)
+{
+    return PyObject_Vectorcall(self->slow, args, 2, NULL);
+}
+
+static PyObject *
+linestart_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    LineStart *self = (LineStart *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 2 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "LineStart takes two arguments: vm, event");
+        return NULL;
+    }
+    PyObject *vm = args[0], *event = args[1];
+    PyObject *key = PyLong_FromVoidPtr(event);
+    if (key == NULL) {
+        return NULL;
+    }
+    PyObject *pieces = PyDict_GetItemWithError(self->sites, key); /* borrowed */
+    Py_DECREF(key);
+    if (pieces == NULL) {
+        return PyErr_Occurred() ? NULL : linestart_slow(self, args);
+    }
+    if (!PyTuple_CheckExact(pieces) || PyTuple_GET_SIZE(pieces) != 4 ||
+        !PyBytes_Check(PyTuple_GET_ITEM(pieces, 0)) || !PyBytes_Check(PyTuple_GET_ITEM(pieces, 1)) ||
+        PyTuple_GET_ITEM(pieces, 3) == Py_None) {
+        return linestart_slow(self, args);
+    }
+    Py_INCREF(pieces); /* the sites may change while values render */
+    PyObject *result = NULL, *limited = NULL, *renderer = NULL, *multi = NULL, *gas = NULL,
+             *depth = NULL, *thread = NULL, *body = NULL;
+    limited = PyObject_GetAttr(self->tracer, s_size_limited);
+    if (limited == NULL) {
+        goto done;
+    }
+    int is_limited = PyObject_IsTrue(limited);
+    if (is_limited < 0) {
+        goto done;
+    }
+    if (!is_limited) { /* sealed (or a fork's child): nothing more is written here */
+        Py_SETREF(limited, PyObject_GetAttr(self->tracer, s_sealed));
+        if (limited == NULL || (is_limited = PyObject_IsTrue(limited)) < 0) {
+            goto done;
+        }
+    }
+    renderer = PyObject_GetAttr(vm, s_renderer);
+    if (renderer == NULL) {
+        goto done;
+    }
+    if (is_limited || (PyObject *)Py_TYPE(renderer) != self->renderer_type) {
+        result = linestart_slow(self, args);
+        goto done;
+    }
+    if ((multi = PyObject_GetAttr(self->tracer, s_multi)) == NULL ||
+        (gas = PyObject_GetAttr(vm, s_gas)) == NULL ||
+        (depth = PyObject_GetAttr(vm, s_depth)) == NULL ||
+        (thread = PyObject_GetAttr(vm, s_thread)) == NULL) {
+        goto done;
+    }
+    int is_multi = PyObject_IsTrue(multi);
+    long long g, d;
+    if (is_multi < 0 || gas_depth(gas, depth, &g, &d) < 0) {
+        goto done;
+    }
+    /* the suffix, then ChainTracer._thread's ,"thread":N when lines name threads */
+    PyObject *suf = PyTuple_GET_ITEM(pieces, 1);
+    buf suffix;
+    buf_init(&suffix);
+    int rc = buf_add(&suffix, PyBytes_AS_STRING(suf), PyBytes_GET_SIZE(suf));
+    if (rc == 0 && is_multi) {
+        int overflow;
+        long long t = PyLong_AsLongLongAndOverflow(thread, &overflow);
+        if ((t == -1 && PyErr_Occurred()) || overflow) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_OverflowError, "LineStart: thread past 64 bits");
+            }
+            rc = -1;
+        }
+        else {
+            rc = BUF_LIT(&suffix, ",\"thread\":") < 0 ? -1 : buf_int(&suffix, t);
+        }
+    }
+    if (rc == 0) {
+        body = line_body(PyTuple_GET_ITEM(pieces, 3), PyTuple_GET_ITEM(pieces, 0), suffix.p,
+                         suffix.len, g, depth, d, thread, self->lstate, self->lmode,
+                         self->gstate, self->gmode, renderer, self->not_kept, self->encode,
+                         self->fallback);
+    }
+    buf_free(&suffix);
+    if (body != NULL) {
+        PyObject *r = PyObject_CallOneArg(self->write, body);
+        if (r != NULL) {
+            Py_DECREF(r);
+            result = Py_NewRef(Py_None);
+        }
+    }
+done:
+    Py_DECREF(pieces);
+    Py_XDECREF(limited);
+    Py_XDECREF(renderer);
+    Py_XDECREF(multi);
+    Py_XDECREF(gas);
+    Py_XDECREF(depth);
+    Py_XDECREF(thread);
+    Py_XDECREF(body);
+    return result;
+}
+
+static PyObject *
+linestart_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *tracer, *slow, *sites, *write, *lstate, *gstate, *renderer_type, *not_kept, *encode,
+        *fallback;
+    long lmode, gmode;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "LineStart takes no keywords");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "OOO!OO!lO!lOOOO:LineStart", &tracer, &slow, &PyDict_Type, &sites,
+                          &write, &PyDict_Type, &lstate, &lmode, &PyDict_Type, &gstate, &gmode,
+                          &renderer_type, &not_kept, &encode, &fallback)) {
+        return NULL;
+    }
+    LineStart *self = (LineStart *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = linestart_vectorcall;
+    self->tracer = Py_NewRef(tracer);
+    self->slow = Py_NewRef(slow);
+    self->sites = Py_NewRef(sites);
+    self->write = Py_NewRef(write);
+    self->lstate = Py_NewRef(lstate);
+    self->gstate = Py_NewRef(gstate);
+    self->renderer_type = Py_NewRef(renderer_type);
+    self->not_kept = Py_NewRef(not_kept);
+    self->encode = Py_NewRef(encode);
+    self->fallback = Py_NewRef(fallback);
+    self->lmode = lmode;
+    self->gmode = gmode;
+    return (PyObject *)self;
+}
+
+static int
+linestart_traverse(LineStart *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->tracer);
+    Py_VISIT(self->slow);
+    Py_VISIT(self->sites);
+    Py_VISIT(self->write);
+    Py_VISIT(self->lstate);
+    Py_VISIT(self->gstate);
+    Py_VISIT(self->renderer_type);
+    Py_VISIT(self->not_kept);
+    Py_VISIT(self->encode);
+    Py_VISIT(self->fallback);
+    return 0;
+}
+
+static int
+linestart_clear(LineStart *self)
+{
+    Py_CLEAR(self->tracer);
+    Py_CLEAR(self->slow);
+    Py_CLEAR(self->sites);
+    Py_CLEAR(self->write);
+    Py_CLEAR(self->lstate);
+    Py_CLEAR(self->gstate);
+    Py_CLEAR(self->renderer_type);
+    Py_CLEAR(self->not_kept);
+    Py_CLEAR(self->encode);
+    Py_CLEAR(self->fallback);
+    return 0;
+}
+
+static void
+linestart_dealloc(LineStart *self)
+{
+    PyObject_GC_UnTrack(self);
+    linestart_clear(self);
+    PyTypeObject *type = Py_TYPE(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static PyObject *
+linestart_call(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    if (((LineStart *)self)->tracer == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "LineStart was cleared");
+        return NULL;
+    }
+    return PyVectorcall_Call(self, args, kwargs);
+}
+
+static PyMemberDef linestart_members[] = {
+    {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(LineStart, vectorcall), Py_READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot linestart_slots[] = {
+    {Py_tp_new, linestart_new},
+    {Py_tp_dealloc, linestart_dealloc},
+    {Py_tp_traverse, linestart_traverse},
+    {Py_tp_clear, linestart_clear},
+    {Py_tp_call, linestart_call},
+    {Py_tp_members, linestart_members},
+    {Py_tp_doc, "LineStart(...): a ChainTracer's fast_call when it records values"},
+    {0, NULL},
+};
+
+static PyType_Spec linestart_spec = {
+    "blocktrace.tracers._cvalues.LineStart", sizeof(LineStart), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL, linestart_slots,
+};
 
 /* -- CallLine: call lines written by the stepper's C call hook ---------------
  *
@@ -1105,7 +1373,6 @@ typedef struct {
     PyObject *vm; /* NULL until set */
 } CallLine;
 
-static PyObject *s_thread;
 static const char call_start[] = "{\"event\":\"call\",";
 static const char depth_key[] = "\"depth\":";
 
@@ -1282,14 +1549,27 @@ exec_module(PyObject *module)
         return -1;
     }
     Py_DECREF(type);
+    type = PyType_FromModuleAndSpec(module, &linestart_spec, NULL);
+    if (type == NULL || PyModule_AddObjectRef(module, "LineStart", type) < 0) {
+        Py_XDECREF(type);
+        return -1;
+    }
+    Py_DECREF(type);
     if (s_render == NULL) {
         s_thread = PyUnicode_InternFromString("thread");
+        s_size_limited = PyUnicode_InternFromString("size_limited");
+        s_sealed = PyUnicode_InternFromString("sealed");
+        s_multi = PyUnicode_InternFromString("_multi");
+        s_renderer = PyUnicode_InternFromString("renderer");
+        s_gas = PyUnicode_InternFromString("gas");
+        s_depth = PyUnicode_InternFromString("depth");
         empty_prev = PyDict_New();
         s_render = PyUnicode_InternFromString("render");
         s_numbers = PyUnicode_InternFromString("_numbers");
         s_limits = PyUnicode_InternFromString("_limits");
         s_object_number = PyUnicode_InternFromString("object_number");
-        if (empty_prev == NULL || s_thread == NULL || s_render == NULL || s_numbers == NULL ||
+        if (empty_prev == NULL || s_thread == NULL || s_size_limited == NULL || s_sealed == NULL || s_multi == NULL ||
+            s_renderer == NULL || s_gas == NULL || s_depth == NULL || s_render == NULL || s_numbers == NULL ||
             s_limits == NULL || s_object_number == NULL) {
             return -1;
         }
