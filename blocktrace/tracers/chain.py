@@ -327,8 +327,11 @@ class ChainTracer:
             (in C when built: ``_cvalues.LineStart``, which gives what it does not
             write to ``_with_values``)."""
             if _cvalues is not None:
+                # its lines go where _with_values's go: _line, or the writer's line
+                # straight when _line is this class's (a subclass may rewrite lines)
+                write = self._writer.line if type(self)._line is ChainTracer._line else self._line
                 self.fast_call = _cvalues.LineStart(
-                    self, self._with_values, self._line_sites, self._writer.line,
+                    self, self._with_values, self._line_sites, write,
                     self._prev_locals, _MODES[locals], self._prev_globals, _MODES[globals],
                     Renderer, _NOT_KEPT, _encode, _scan,
                 )
