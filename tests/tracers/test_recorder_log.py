@@ -122,3 +122,63 @@ def test_the_log_keeps_entries_in_order_and_builds_returns_when_read() -> None:
     assert len(log) == 3
     assert log.entries(0) == [(start, 2, 5, 1), (start, 2, 2**64 - 1, 1), ("x", 1, 2, 3)]
     assert log.entries(2) == [("x", 1, 2, 3)] and log.entries(9) == []
+
+
+class _Holder:
+    pass
+
+
+def _give(h: object) -> object:
+    return h
+
+
+def _twice(h: object) -> None:
+    _give(h)
+    _give(h)  # the second call and return go through the C call hooks
+
+
+def test_a_cycle_through_a_recorded_value_is_collected() -> None:
+    """The log lets the garbage collector see the values it keeps (not the
+    stepper's events, which cannot reach it): a value that holds the Recorder."""
+    import gc
+    import weakref
+
+    import blocktrace
+    from blocktrace.tracers.recorder import Recorder
+
+    r = Recorder()
+    h = _Holder()
+    h.r = r  # type: ignore[attr-defined]
+    with blocktrace.trace(r):
+        _twice(h)
+    assert sum(type(e) is Return and e.value is h for e in r.events) == 2
+    gone = weakref.ref(h)
+    del r, h
+    gc.collect()
+    assert gone() is None
+
+
+@pytest.mark.skipif(_crecord is None or _chook is None,
+                    reason="the C extensions are not built (or BLOCKTRACE_PURE is set)")
+def test_values_past_a_record_are_kept_as_tuples() -> None:
+    """A depth past 32 bits (the records keep 32) still reads back as given."""
+    import threading
+
+    assert _crecord is not None and _chook is not None
+    log = _crecord.Log(Return)
+
+    class VM:
+        depth = 2**35
+
+    vm = VM()
+    code = _give.__code__
+    start = CallStart("call", 3, "_give", "f.py", 1)
+    entries = {id(code): (start, b"", b"", 3)}
+    meter = _chook.Meter(100)
+    hooks = [_chook.CallHook(k, vm, meter, entries, print, print, line=log.line,
+                             thread=threading.get_ident()) for k in (0, 1)]
+    assert hooks[0].sink is log and hooks[1].sink is log
+    hooks[0](code, 0)
+    hooks[1](code, 7, "v")
+    assert log.entries(0) == [(start, 2**35 + 1, 100, 1),
+                              (Return("return", 3, 7, "v"), 2**35 + 1, 100, 1)]

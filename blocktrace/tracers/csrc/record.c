@@ -26,12 +26,20 @@
 
 enum { R_TUPLE, R_EVENT, R_RETURN };
 
+/* 32 bytes: a run's log is most of what recording with a Recorder touches. */
 typedef struct {
     PyObject *obj; /* R_TUPLE: the entry; R_EVENT: the event; R_RETURN: the value */
-    long long gas, depth;
-    long long code, pc; /* R_RETURN */
-    int kind;
+    long long gas;
+    int32_t depth;
+    int32_t code, pc; /* R_RETURN */
+    int32_t kind;
 } record_t;
+
+static inline int
+fits32(long long v)
+{
+    return v >= INT32_MIN && v <= INT32_MAX;
+}
 
 typedef struct {
     PyObject_HEAD
@@ -61,18 +69,40 @@ log_claim(Log *self)
     return &self->recs[self->len];
 }
 
-/* An event with its depth and gas (thread 1). */
+static int log_append_tuple(Log *self, PyObject *entry);
+
+/* (event, depth, gas, 1) as a tuple: what does not fit a record. */
+static int
+log_append_values(Log *self, PyObject *event, long long depth, long long gas)
+{
+    PyObject *d = PyLong_FromLongLong(depth);
+    PyObject *g = d == NULL ? NULL : PyLong_FromLongLong(gas);
+    PyObject *one = g == NULL ? NULL : PyLong_FromLong(1);
+    PyObject *entry = one == NULL ? NULL : PyTuple_Pack(4, event, d, g, one);
+    Py_XDECREF(d);
+    Py_XDECREF(g);
+    Py_XDECREF(one);
+    int done = entry == NULL ? -1 : log_append_tuple(self, entry);
+    Py_XDECREF(entry);
+    return done;
+}
+
+/* An event of the stepper's (an OpStart or CallStart: only ints and strs in
+ * it) with its depth and gas (thread 1). */
 static int
 api_event(PyObject *sink, PyObject *event, long long gas, long long depth)
 {
     Log *self = (Log *)sink;
+    if (!fits32(depth)) {
+        return log_append_values(self, event, depth, gas);
+    }
     record_t *r = log_claim(self);
     if (r == NULL) {
         return -1;
     }
     r->obj = Py_NewRef(event);
     r->gas = gas;
-    r->depth = depth;
+    r->depth = (int32_t)depth;
     r->kind = R_EVENT;
     self->len++;
     return 0;
@@ -89,15 +119,26 @@ api_ret(PyObject *sink, long long code, long long pc, PyObject *value, long long
         long long depth)
 {
     Log *self = (Log *)sink;
+    if (!fits32(depth) || !fits32(code) || !fits32(pc)) { /* the Return made now */
+        PyObject *c = PyLong_FromLongLong(code);
+        PyObject *o = c == NULL ? NULL : PyLong_FromLongLong(pc);
+        PyObject *event = o == NULL ? NULL
+            : PyObject_CallFunctionObjArgs(self->return_type, self->str_return, c, o, value, NULL);
+        Py_XDECREF(c);
+        Py_XDECREF(o);
+        int done = event == NULL ? -1 : log_append_values(self, event, depth, gas);
+        Py_XDECREF(event);
+        return done;
+    }
     record_t *r = log_claim(self);
     if (r == NULL) {
         return -1;
     }
     r->obj = Py_NewRef(value);
     r->gas = gas;
-    r->depth = depth;
-    r->code = code;
-    r->pc = pc;
+    r->depth = (int32_t)depth;
+    r->code = (int32_t)code;
+    r->pc = (int32_t)pc;
     r->kind = R_RETURN;
     self->len++;
     return 0;
@@ -135,8 +176,8 @@ log_op(Log *self, PyObject *const *args, Py_ssize_t nargs)
         plain = overflow == 0;
     }
     int done;
-    if (plain) {
-        done = api_event((PyObject *)self, args[0], v[0], v[1]);
+    if (plain) { /* any object may come this way: a tuple, which the GC visits */
+        done = log_append_values(self, args[0], v[1], v[0]);
     }
     else { /* kept as given */
         PyObject *one = PyLong_FromLong(1);
@@ -283,8 +324,14 @@ log_traverse(Log *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->return_type);
+    /* The stepper's events (R_EVENT: OpStart and CallStart sites, which hold only
+     * ints and strs) cannot be in a cycle with the log: not visited, so that a
+     * collection does not walk a whole run's instructions.  Return values and
+     * tuples from Python may be. */
     for (Py_ssize_t i = 0; i < self->len; i++) {
-        Py_VISIT(self->recs[i].obj);
+        if (self->recs[i].kind != R_EVENT) {
+            Py_VISIT(self->recs[i].obj);
+        }
     }
     return 0;
 }
