@@ -239,6 +239,40 @@ class FrameStream(io.RawIOBase):
         self._out_pos += n
         return n
 
+    def read1(self, size: int = -1) -> bytes:
+        """The next piece of output as it came (a frame's, most often), whatever
+        ``size``: no copy when the piece is handed out whole."""
+        while self._out_pos >= len(self._out):
+            if self._error is not None:
+                raise self._error
+            if not self._fill():
+                return b""
+        out, pos = self._out, self._out_pos
+        self._out_pos = len(out)
+        return out if pos == 0 else out[pos:]
+
+    def readline(self, size: int | None = -1) -> bytes:
+        """One line (at most ``size`` bytes), without a buffer above this stream."""
+        limit = -1 if size is None else size
+        parts: list[bytes] = []
+        got = 0
+        while limit < 0 or got < limit:
+            while self._out_pos >= len(self._out):
+                if self._error is not None:
+                    raise self._error
+                if not self._fill():
+                    return b"".join(parts)
+            out, pos = self._out, self._out_pos
+            end = out.find(b"\n", pos) + 1 or len(out)
+            if limit >= 0:
+                end = min(end, pos + limit - got)
+            parts.append(out[pos:end])
+            got += end - pos
+            self._out_pos = end
+            if out[end - 1 : end] == b"\n":
+                break
+        return b"".join(parts)
+
     @property
     def position(self) -> int:
         """File offset of the compressed bytes read so far."""
@@ -491,7 +525,9 @@ class ReadAhead:
     stream's end (``b""``) or the exception its read raised.  ``readline``
     before the first ``read`` is the stream's own."""
 
-    def __init__(self, stream: IO[bytes], block: int = 1 << 20, depth: int = 4) -> None:
+    def __init__(
+        self, stream: IO[bytes] | FrameStream, block: int = 1 << 20, depth: int = 4
+    ) -> None:
         self._stream = stream
         self._block = block
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)

@@ -443,7 +443,7 @@ def check_chain(
             else:  # decompressed by a thread while the scanner checks the blocks before
                 from blocktrace.format import fastcheck
 
-                ahead = ReadAhead(stream)
+                ahead = ReadAhead(frames)  # whole frames' pieces, no buffer between
                 try:
                     fastcheck.walk(
                         native, ahead, result, tree, builder, progress, frames  # type: ignore[arg-type]

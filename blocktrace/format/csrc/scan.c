@@ -696,7 +696,7 @@ scan_lines(ScanObject *s, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos,
         size_t bodylen = linelen - TAIL_LEN;
         const uint8_t *stored = line + bodylen + HASH_FIELD_LEN;
         if (memcmp(line + bodylen, HASH_FIELD, HASH_FIELD_LEN) != 0
-            || !is_lower_hex(stored, HASH_HEX_LEN)) {
+            || (!s->hashed && !is_lower_hex(stored, HASH_HEX_LEN))) {
             code = STOP_NO_HASH;
             break;
         }
