@@ -344,3 +344,23 @@ def test_compact_then_cat_is_the_plain_bytes_for_every_writer(
             assert stream.read() == expected, name
         a, b = verify_file(packed_path), verify_file(plain_path)
         assert (a.status, a.lines, a.head, a.root) == (b.status, b.lines, b.head, b.root)
+
+
+def test_cat_of_a_damaged_trace_writes_what_reads_then_one_line(
+    recorded: tuple[Path, Path], tmp_path: Path
+) -> None:
+    trace, plain = recorded
+    parts = _segments(trace.read_bytes())
+    head = bytearray(parts[6][1])
+    head[30] ^= 1  # a forged head: the frame before it is not handed out
+    parts[6] = ("head", bytes(head))
+    bad = tmp_path / "bad.jsonl.zst"
+    bad.write_bytes(_join(parts))
+    out = tmp_path / "out.jsonl"
+    proc = _run("cat", bad, "-o", out)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "Traceback" not in proc.stderr and "do not match" in proc.stderr
+    first = _first_line(parts[6][1])
+    assert out.read_bytes() == b"".join(plain.read_bytes().splitlines(keepends=True)[: first - 1])
+    missing = _run("cat", tmp_path / "nothing.jsonl.zst")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
