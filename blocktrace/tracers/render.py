@@ -64,7 +64,11 @@ class Renderer:
         self._watches: dict[int, _Watch] = {}
         """id -> the weak reference whose callback forgets that id's number."""
         self._next = 1
-        numbers, watches = self._numbers, self._watches
+        self._deaths = [0]
+        """How many numbered objects died (and table clears): while it stays, an
+        object at a known address is the one numbered there (the C renderer keeps
+        a list's text by its items' identities only while it stays)."""
+        numbers, watches, deaths = self._numbers, self._watches, self._deaths
 
         def forget(watch: _Watch) -> None:
             # Called as the object dies (on whatever thread, before its memory can
@@ -74,6 +78,7 @@ class Renderer:
             if watches.get(key) is watch:
                 del watches[key]
                 numbers.pop(key, None)
+                deaths[0] += 1
 
         self._forget = forget
 
@@ -126,6 +131,7 @@ class Renderer:
             if len(self._numbers) >= self.max_numbers:
                 self._numbers.clear()
                 self._watches.clear()  # (dropped weak references call nobody)
+                self._deaths[0] += 1
             self._watches[key] = watch
             n = self._numbers[key] = self._next
             self._next += 1

@@ -381,3 +381,57 @@ def test_calls_written_in_c_forget_the_frames_locals_as_the_reference(
     firsts = [line for line in bodies[0] if b'"line":6,' in line and b'"locals"' in line]
     assert len(firsts) == 120  # add's first line, once per call: a and b each time
     assert all(b'"locals":{"a":' in line and b'"b":1' in line for line in firsts)
+
+
+@needs_c
+@pytest.mark.parametrize("changes", [False, True])
+def test_lists_of_objects_are_shown_again_when_an_item_or_a_number_changes(changes: bool) -> None:
+    """C keeps a list's text by its items' identities (never the objects): what
+    it shows after each change in place is what the reference shows."""
+    ours, theirs = Renderer(), Renderer()
+    prev_ours: Any = {}
+    prev_theirs: Any = {}
+
+    def step(names: dict[str, Any]) -> bytes:
+        nonlocal prev_ours, prev_theirs
+        got = in_c(names, prev_ours, ours, changes)
+        want = reference(names, prev_theirs, theirs, changes)
+        assert got[1] == want[1]
+        assert ours._numbers == theirs._numbers and ours._next == theirs._next
+        prev_ours, prev_theirs = got[0], want[0]
+        return got[1]
+
+    a, b, c = Plain(), Plain(), Slotted()
+    xs: list[Any] = [a, 1, "s", c, None, 2.5]
+    t = (a, b)
+    first = step({"xs": xs, "t": t})
+    assert b"<Plain #1>" in first and b"<Slotted>" in first
+    assert step({"xs": xs, "t": t}) == (b"{}" if changes else first)  # nothing changed
+    xs[1] = 12345  # an item replaced in place
+    assert b"12345" in step({"xs": xs, "t": t})
+    xs.append(b)  # longer
+    assert b"<Plain #2>]" in step({"xs": xs, "t": t})
+    xs[0] = Plain()  # a new object in a's place in the list
+    assert b'"xs":"[<Plain #3>' in step({"xs": xs, "t": t})
+    Plain.__qualname__ = "Renamed"  # its type's name
+    try:
+        assert b"<Renamed #3>" in step({"xs": xs, "t": t})
+    finally:
+        Plain.__qualname__ = "Plain"
+    # a numbered object dies and another takes its address: shown anew
+    addresses: set[int] = set()
+    reused = 0
+    for _ in range(40):
+        xs[0] = None  # dies unseen
+        xs[0] = Plain()  # often at its address: the same identity in the same place
+        reused += id(xs[0]) in addresses
+        addresses.add(id(xs[0]))
+        out = step({"xs": xs, "t": t})
+        assert f'"xs":"[<Plain #{ours._next - 1}>'.encode() in out
+    assert reused
+    ours.max_items = theirs.max_items = 2  # the bounds
+    assert b"more" in step({"xs": xs, "t": t})
+    big = [Plain() for _ in range(30)]  # past max_items: the rest only counted
+    step({"xs": big})
+    big[25] = Plain()  # not shown: the same text
+    step({"xs": big})

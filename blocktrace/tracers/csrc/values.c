@@ -179,10 +179,11 @@ typedef struct {
     Py_ssize_t max_str, max_items, max_depth;
     int use_repr;
     PyObject *limits;  /* renderer._limits */
+    PyObject *deaths;  /* renderer._deaths[0] once read (numbered objects that died), or NULL */
     buf text;
 } render_ctx;
 
-static PyObject *s_render, *s_numbers, *s_limits, *s_object_number;
+static PyObject *s_render, *s_numbers, *s_limits, *s_object_number, *s_deaths;
 
 static int
 get_size(PyObject *limits, Py_ssize_t i, Py_ssize_t *out)
@@ -238,6 +239,7 @@ ctx_free(render_ctx *ctx)
 {
     Py_XDECREF(ctx->numbers);
     Py_XDECREF(ctx->limits);
+    Py_XDECREF(ctx->deaths);
     buf_free(&ctx->text);
 }
 
@@ -649,12 +651,19 @@ number_of(render_ctx *ctx, PyObject *v)
     return n;
 }
 
+static PyObject *ctx_deaths(render_ctx *ctx);
+
 /* What an opaque value's rendering depends on, kept in place of the value
  * (never the object itself: keeping it alive would change the program):
- * (id, id of its type, the type's qualname, its number or None, the bounds) */
+ * (id, id of its type, the type's qualname, its number or None, the bounds,
+ * the renderer's deaths then) */
 static PyObject *
 opaque_marker(render_ctx *ctx, PyObject *v)
 {
+    PyObject *deaths = ctx_deaths(ctx);
+    if (deaths == NULL) {
+        return NULL;
+    }
     PyObject *number = number_of(ctx, v);
     if (number == NULL) {
         if (PyErr_Occurred()) {
@@ -668,7 +677,7 @@ opaque_marker(render_ctx *ctx, PyObject *v)
     }
     PyObject *id = PyLong_FromVoidPtr(v), *type_id = PyLong_FromVoidPtr(Py_TYPE(v)), *marker = NULL;
     if (id != NULL && type_id != NULL) {
-        marker = PyTuple_Pack(5, id, type_id, qualname, number, ctx->limits);
+        marker = PyTuple_Pack(6, id, type_id, qualname, number, ctx->limits, deaths);
     }
     Py_XDECREF(id);
     Py_XDECREF(type_id);
@@ -679,11 +688,12 @@ opaque_marker(render_ctx *ctx, PyObject *v)
 /* 1 when marker (from opaque_marker) says v renders as it did then: the same
  * type (name) and bounds, and either no number (a type that cannot be weakly
  * referenced) or the same object still holding the same number (an object that
- * died was forgotten: one at its address is numbered anew); -1 error */
+ * died was forgotten: one at its address is numbered anew; while no numbered
+ * object died, the one at the marker's address is the one it numbered); -1 error */
 static int
 opaque_same(render_ctx *ctx, PyObject *marker, PyObject *v)
 {
-    if (!PyTuple_CheckExact(marker) || PyTuple_GET_SIZE(marker) != 5 || !opaque(ctx, v) ||
+    if (!PyTuple_CheckExact(marker) || PyTuple_GET_SIZE(marker) != 6 || !opaque(ctx, v) ||
         PyTuple_GET_ITEM(marker, 4) != ctx->limits ||
         PyLong_AsVoidPtr(PyTuple_GET_ITEM(marker, 1)) != (void *)Py_TYPE(v)) {
         return PyErr_Occurred() ? -1 : 0;
@@ -693,14 +703,24 @@ opaque_same(render_ctx *ctx, PyObject *marker, PyObject *v)
         if (PyLong_AsVoidPtr(PyTuple_GET_ITEM(marker, 0)) != (void *)v) {
             return PyErr_Occurred() ? -1 : 0;
         }
-        PyObject *now = number_of(ctx, v);
-        if (now == NULL) {
-            return PyErr_Occurred() ? -1 : 0;
+        PyObject *deaths = ctx_deaths(ctx), *then = PyTuple_GET_ITEM(marker, 5);
+        if (deaths == NULL) {
+            return -1;
         }
-        if (now != was) {
-            int same = PyObject_RichCompareBool(now, was, Py_EQ);
-            if (same != 1) {
-                return same;
+        int alive = then == deaths ? 1 : PyObject_RichCompareBool(then, deaths, Py_EQ);
+        if (alive < 0) {
+            return -1;
+        }
+        if (!alive) { /* some numbered object died: is this one's number still its own? */
+            PyObject *now = PyDict_GetItemWithError(ctx->numbers, PyTuple_GET_ITEM(marker, 0));
+            if (now == NULL) {
+                return PyErr_Occurred() ? -1 : 0;
+            }
+            if (now != was) {
+                int same = PyObject_RichCompareBool(now, was, Py_EQ);
+                if (same != 1) {
+                    return same;
+                }
             }
         }
     }
@@ -715,6 +735,135 @@ opaque_same(render_ctx *ctx, PyObject *marker, PyObject *v)
                (PyUnicode_CheckExact(qualname) && PyUnicode_Compare(qualname, PyTuple_GET_ITEM(marker, 2)) == 0);
     Py_DECREF(qualname);
     return PyErr_Occurred() ? -1 : same;
+}
+
+/* -- lists and tuples of scalars and objects shown by number ------------------
+ *
+ * A list's or tuple's text depends only on its type, its length, its first
+ * max_items items and the bounds.  When each of those items is an immutable
+ * builtin scalar (kept by the marker: its identity then says its value) or an
+ * object shown by number or as <Type> (its identity, type and type name say its
+ * text, as long as no numbered object died since: one that did may have left
+ * its address to another), the marker below says so without keeping any such
+ * object alive: (bounds, deaths, blob of the identities, the scalars kept). */
+
+#define SEQ_HEAD 2 /* blob: type, length, then (item, its type, its qualname) per item */
+
+static PyObject *
+ctx_deaths(render_ctx *ctx)
+{
+    if (ctx->deaths == NULL) {
+        PyObject *deaths = PyObject_GetAttr(ctx->renderer, s_deaths);
+        if (deaths == NULL) {
+            return NULL;
+        }
+        if (!PyList_CheckExact(deaths) || PyList_GET_SIZE(deaths) != 1) {
+            Py_DECREF(deaths);
+            PyErr_SetString(PyExc_TypeError, "renderer._deaths is not a one-item list");
+            return NULL;
+        }
+        ctx->deaths = Py_NewRef(PyList_GET_ITEM(deaths, 0));
+        Py_DECREF(deaths);
+    }
+    return ctx->deaths;
+}
+
+static void *
+qualname_of(PyTypeObject *t)
+{
+    return PyType_HasFeature(t, Py_TPFLAGS_HEAPTYPE) ? (void *)((PyHeapTypeObject *)t)->ht_qualname
+                                                     : NULL;
+}
+
+/* The marker of a list or tuple, or NULL: not such a one (no error) or an error */
+static PyObject *
+seq_marker(render_ctx *ctx, PyObject *v)
+{
+    Py_ssize_t size = Py_SIZE(v), k = size < ctx->max_items ? size : ctx->max_items;
+    if (ctx->use_repr || k > 64) {
+        return NULL;
+    }
+    PyObject **items = PyList_CheckExact(v) ? ((PyListObject *)v)->ob_item
+                                            : ((PyTupleObject *)v)->ob_item;
+    Py_ssize_t nkept = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *item = items[i];
+        if (kept_type(Py_TYPE(item))) {
+            nkept++;
+        }
+        else if (!opaque(ctx, item)) {
+            return NULL; /* a container, a range, a bytearray: looked into */
+        }
+    }
+    PyObject *deaths = ctx_deaths(ctx);
+    if (deaths == NULL) {
+        return NULL;
+    }
+    PyObject *blob = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(void *) * (SEQ_HEAD + 3 * k));
+    PyObject *kept = PyTuple_New(nkept);
+    if (blob == NULL || kept == NULL) {
+        Py_XDECREF(blob);
+        Py_XDECREF(kept);
+        return NULL;
+    }
+    void **p = (void **)PyBytes_AS_STRING(blob);
+    p[0] = (void *)Py_TYPE(v);
+    p[1] = (void *)size;
+    for (Py_ssize_t i = 0, j = 0; i < k; i++) {
+        PyObject *item = items[i];
+        p[SEQ_HEAD + 3 * i] = (void *)item;
+        p[SEQ_HEAD + 3 * i + 1] = (void *)Py_TYPE(item);
+        p[SEQ_HEAD + 3 * i + 2] = qualname_of(Py_TYPE(item));
+        if (kept_type(Py_TYPE(item))) {
+            PyTuple_SET_ITEM(kept, j++, Py_NewRef(item));
+        }
+    }
+    PyObject *marker = PyTuple_Pack(4, ctx->limits, deaths, blob, kept);
+    Py_DECREF(blob);
+    Py_DECREF(kept);
+    return marker;
+}
+
+/* 1 when marker (from seq_marker) says v renders as it did then, 0 not, -1 error */
+static int
+seq_same(render_ctx *ctx, PyObject *marker, PyObject *v)
+{
+    if (!PyTuple_CheckExact(marker) || PyTuple_GET_SIZE(marker) != 4 ||
+        PyTuple_GET_ITEM(marker, 0) != ctx->limits || ctx->use_repr ||
+        !(PyList_CheckExact(v) || PyTuple_CheckExact(v))) {
+        return 0;
+    }
+    PyObject *blob = PyTuple_GET_ITEM(marker, 2);
+    Py_ssize_t size = Py_SIZE(v), k = size < ctx->max_items ? size : ctx->max_items;
+    if (!PyBytes_CheckExact(blob) ||
+        PyBytes_GET_SIZE(blob) != (Py_ssize_t)sizeof(void *) * (SEQ_HEAD + 3 * k)) {
+        return 0;
+    }
+    void **p = (void **)PyBytes_AS_STRING(blob);
+    if (p[0] != (void *)Py_TYPE(v) || p[1] != (void *)size) {
+        return 0;
+    }
+    PyObject *deaths = ctx_deaths(ctx);
+    if (deaths == NULL) {
+        return -1;
+    }
+    PyObject *was = PyTuple_GET_ITEM(marker, 1);
+    if (was != deaths) {
+        int same = PyObject_RichCompareBool(was, deaths, Py_EQ);
+        if (same != 1) {
+            return same;
+        }
+    }
+    PyObject **items = PyList_CheckExact(v) ? ((PyListObject *)v)->ob_item
+                                            : ((PyTupleObject *)v)->ob_item;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *item = items[i];
+        if (p[SEQ_HEAD + 3 * i] != (void *)item || p[SEQ_HEAD + 3 * i + 1] != (void *)Py_TYPE(item) ||
+            p[SEQ_HEAD + 3 * i + 2] != qualname_of(Py_TYPE(item))) {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 /* dict(names): a copy of a dict; a frame's locals proxy (3.13) from its items,
@@ -781,6 +930,7 @@ scan_names(PyObject *names, PyObject *prev, PyObject *renderer, int changes, PyO
     ctx.renderer = NULL;
     ctx.numbers = NULL;
     ctx.limits = NULL;
+    ctx.deaths = NULL;
     buf_init(&ctx.text);
     buf out;
     buf_init(&out);
@@ -810,7 +960,8 @@ scan_names(PyObject *names, PyObject *prev, PyObject *renderer, int changes, PyO
         int keeps = kept_type(Py_TYPE(value));
         int same = old_member != NULL && kept == value && keeps;
         if (!same && old_member != NULL && kept != NULL && PyTuple_CheckExact(kept)) {
-            same = opaque_same(&ctx, kept, value);
+            same = PyTuple_GET_SIZE(kept) == 4 ? seq_same(&ctx, kept, value)
+                                               : opaque_same(&ctx, kept, value); /* 6 */
             if (same < 0) {
                 goto done;
             }
@@ -839,6 +990,13 @@ scan_names(PyObject *names, PyObject *prev, PyObject *renderer, int changes, PyO
         if (!keeps && !by_reference && opaque(&ctx, value)) {
             marker = opaque_marker(&ctx, value);
             if (marker == NULL) {
+                Py_DECREF(m);
+                goto done;
+            }
+        }
+        else if (!keeps && !by_reference && (PyList_CheckExact(value) || PyTuple_CheckExact(value))) {
+            marker = seq_marker(&ctx, value); /* NULL: not one whose items say its text */
+            if (marker == NULL && PyErr_Occurred()) {
                 Py_DECREF(m);
                 goto done;
             }
@@ -1568,9 +1726,10 @@ exec_module(PyObject *module)
         s_numbers = PyUnicode_InternFromString("_numbers");
         s_limits = PyUnicode_InternFromString("_limits");
         s_object_number = PyUnicode_InternFromString("object_number");
+        s_deaths = PyUnicode_InternFromString("_deaths");
         if (empty_prev == NULL || s_thread == NULL || s_size_limited == NULL || s_sealed == NULL || s_multi == NULL ||
             s_renderer == NULL || s_gas == NULL || s_depth == NULL || s_render == NULL || s_numbers == NULL ||
-            s_limits == NULL || s_object_number == NULL) {
+            s_limits == NULL || s_object_number == NULL || s_deaths == NULL) {
             return -1;
         }
     }
