@@ -174,21 +174,31 @@ def test_object_numbers_wrap_as_the_reference() -> None:
         assert ours._numbers == theirs._numbers and ours._next == theirs._next
 
 
-@needs_c
-def test_objects_shown_by_number_are_shown_again_when_anything_they_depend_on_changes() -> None:
-    ours, theirs = Renderer(), Renderer()
-    ours.max_numbers = theirs.max_numbers = 4
-    prev_ours: Any = {}
-    prev_theirs: Any = {}
+class Lockstep:
+    """Line starts scanned by C and by the reference side by side, each with its
+    own renderer and state: ``step(names)`` checks they agree and gives the bytes."""
 
-    def step(names: dict[str, Any]) -> bytes:
-        nonlocal prev_ours, prev_theirs
-        got = in_c(names, prev_ours, ours, True)
-        want = reference(names, prev_theirs, theirs, True)
+    def __init__(self, changes: bool) -> None:
+        self.changes = changes
+        self.ours, self.theirs = Renderer(), Renderer()
+        self.prev_ours: Any = {}
+        self.prev_theirs: Any = {}
+
+    def step(self, names: dict[str, Any]) -> bytes:
+        ours, theirs = self.ours, self.theirs
+        got = in_c(names, self.prev_ours, ours, self.changes)
+        want = reference(names, self.prev_theirs, theirs, self.changes)
         assert got[1] == want[1]
         assert ours._numbers == theirs._numbers and ours._next == theirs._next
-        prev_ours, prev_theirs = got[0], want[0]
-        return got[1]
+        self.prev_ours, self.prev_theirs = got[0], want[0]
+        return bytes(got[1])
+
+
+@needs_c
+def test_objects_shown_by_number_are_shown_again_when_anything_they_depend_on_changes() -> None:
+    both = Lockstep(changes=True)
+    ours, theirs, step = both.ours, both.theirs, both.step
+    ours.max_numbers = theirs.max_numbers = 4
 
     class Thing:
         pass
@@ -394,19 +404,8 @@ def test_calls_written_in_c_forget_the_frames_locals_as_the_reference(
 def test_lists_of_objects_are_shown_again_when_an_item_or_a_number_changes(changes: bool) -> None:
     """C keeps a list's text by its items' identities (never the objects): what
     it shows after each change in place is what the reference shows."""
-    ours, theirs = Renderer(), Renderer()
-    prev_ours: Any = {}
-    prev_theirs: Any = {}
-
-    def step(names: dict[str, Any]) -> bytes:
-        nonlocal prev_ours, prev_theirs
-        got = in_c(names, prev_ours, ours, changes)
-        want = reference(names, prev_theirs, theirs, changes)
-        assert got[1] == want[1]
-        assert ours._numbers == theirs._numbers and ours._next == theirs._next
-        prev_ours, prev_theirs = got[0], want[0]
-        return got[1]
-
+    both = Lockstep(changes)
+    ours, theirs, step = both.ours, both.theirs, both.step
     a, b, c = Plain(), Plain(), Slotted()
     xs: list[Any] = [a, 1, "s", c, None, 2.5]
     t = (a, b)
