@@ -61,6 +61,10 @@ class ChainScan:
         """The leaf hashes completed since the last call, 32 bytes each."""
     def decide(self, starts_step: bool, /) -> None:
         """After STEP: whether the line the scan stopped at starts a step."""
+    def known(self, first: int, bits: Buffer, /) -> None:
+        """Lines ``first + k`` whose bit ``k`` (``bits[k >> 3] >> (k & 7) & 1``) is set
+        are JSON objects msgspec accepts (the caller's own parser read them whole):
+        ``scan`` skips its JSON test for them.  Each call replaces the map."""
     def checkpoint_offset(self, k: int, /) -> int:
         """The uncompressed offset of checkpoint ``k``'s line."""
     def index_state(self) -> tuple[int, int, int, int, bytes]:
@@ -131,6 +135,11 @@ class OpColumns:
         """(name, file, first line) of every entry, int32 each (entry 0: none)."""
     def code_entries(self) -> bytes:
         """The entry of each code number now, int32 each."""
+    def take_known(self, next_line: int, /) -> tuple[int, bytes]:
+        """``(first, bits)``: the lines ``feed`` read whole since the last call (none
+        before the first call), bit ``k`` for line ``first + k``; the next map starts
+        at line ``next_line``.  Each such line is a JSON object msgspec accepts
+        (``ChainScan.known`` takes the map)."""
     @property
     def rows(self) -> int:
         """Ops rows held."""

@@ -19,6 +19,7 @@ whatever the trace's size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
 from typing import IO, Any
 
@@ -43,6 +44,7 @@ def walk(
     index: IndexBuilder | None = None,
     progress: Any = None,
     frames: FrameStream | None = None,
+    on_scan: Callable[[Any], object] | None = None,
 ) -> None:
     """``reader._walk``'s answer for ``stream`` (a binary stream at its start),
     computed by the scanner of extension module ``native``; ``index`` ends up
@@ -51,7 +53,9 @@ def walk(
     compressed trace's frames under ``stream``; when they are compact, their
     expander computed every hash from the stored lines and checked each frame's
     stored head (and keeps the leaf hashes: :meth:`FrameStream.keep_leaves`),
-    so the scanner checks everything but the hashes."""
+    so the scanner checks everything but the hashes.  ``on_scan`` is given the
+    ``ChainScan`` once it is made (the export's stream tells it, with
+    ``ChainScan.known``, which lines its own parser read whole)."""
     first = stream.readline(MAX_LINE_BYTES + 1)
     if not first:
         result.reason = "empty file"
@@ -70,6 +74,8 @@ def walk(
         version, LINES_PER_LEAF, MAX_LINE_BYTES, tree is not None and not hashed,
         EVERY if index is not None else 0, hashed,
     )
+    if on_scan is not None:
+        on_scan(scan)
     try:
         _scan(native, scan, stream, first, version, result, tree, index, progress,
               frames if hashed else None)

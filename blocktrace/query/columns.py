@@ -212,6 +212,7 @@ class NativeColumns:
         self.exception = c.exception
         self.finish = c.finish
         self.function = c.function
+        self.take_known = c.take_known  # which lines feed read whole (for the verifier)
         self._strings: list[str] = []
         self._names: pa.Array | None = None  # the strings as an Arrow array
 
@@ -429,8 +430,10 @@ def complete_lines(
     longer than the bound raises :class:`~blocktrace.limits.LineTooLongError`
     after the lines before it were given (its ``number`` is the count of lines
     in that last buffer plus one: the caller, who counts lines, names it).
-    ``feed``: given every buffer as read from the file, ``b""`` at its end (the
-    export's verifier reads the same bytes)."""
+    ``feed``: given each buffer again once the caller is done with it (asks for
+    the next), then a torn last line's bytes, then ``b""`` at the end of the
+    file: the file's bytes in order (the export's verifier reads the same bytes,
+    knowing by then which lines the conversion read whole)."""
     with open_at(reader.path, reader.kind) as stream:
         yield from _buffers(stream, feed)
 
@@ -442,9 +445,11 @@ def _buffers(stream: IO[bytes], feed: Callable[[bytes], object] | None) -> Itera
             chunk = stream.read(max(CHUNK, len(rest)))
         except CompressedDataError:
             chunk = b""
-        if feed is not None:
-            feed(chunk)
         if not chunk:
+            if feed is not None:
+                if rest:
+                    feed(rest)  # a torn last line: the verifier names it
+                feed(b"")
             if len(rest) > MAX_LINE_BYTES:
                 raise LineTooLongError(1, MAX_LINE_BYTES)
             return  # a torn line (or none) is not read, as raw_lines does
@@ -461,5 +466,7 @@ def _buffers(stream: IO[bytes], feed: Callable[[bytes], object] | None) -> Itera
                     raise LineTooLongError(1, MAX_LINE_BYTES)
         if whole:
             yield whole
+            if feed is not None:
+                feed(whole)
         if len(rest) > MAX_LINE_BYTES:
             raise LineTooLongError(1, MAX_LINE_BYTES)

@@ -107,11 +107,18 @@ class _Buffer:
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+Feed = Callable[[bytes, int, bytes], object]
+"""Where the conversion hands the file's bytes: ``(chunk, first, bits)``, bit
+``k`` of ``bits`` set when the conversion read line ``first + k`` whole in C
+(a JSON object, so the verifier need not test it; see ``query.verifying``)."""
+
+
 def trace_batches(
-    path: str, facts: RunFacts, feed: Callable[[bytes], object] | None = None
+    path: str, facts: RunFacts, feed: Feed | None = None
 ) -> Iterator[tuple[str, pa.RecordBatch]]:
     """The query tables' rows of the trace at ``path`` (blocktrace or EIP-3155);
-    ``feed`` (a blocktrace trace) is given the file's bytes as they are read."""
+    ``feed`` (a blocktrace trace) is given the file's bytes in order, each buffer
+    once its lines are read (:func:`~blocktrace.query.columns.complete_lines`)."""
     if blocktrace_header(path) is not None:
         yield from _blocktrace_batches(path, facts, feed)
     else:
@@ -119,7 +126,7 @@ def trace_batches(
 
 
 def _blocktrace_batches(
-    path: str, facts: RunFacts, feed: Callable[[bytes], object] | None
+    path: str, facts: RunFacts, feed: Feed | None
 ) -> Iterator[tuple[str, pa.RecordBatch]]:
     import pyarrow as pa
 
@@ -132,6 +139,16 @@ def _blocktrace_batches(
     facts.header = header_object(reader.header)
     line_no = 0
     raw = b""
+    tell: Callable[[bytes], object] | None = None
+    if feed is not None:
+        take_known = getattr(columns, "take_known", None)  # the C columns' (PyColumns: none)
+        if take_known is not None:
+            take_known(1)
+
+        def tell(chunk: bytes) -> None:
+            # called when the conversion is done with chunk: line_no is its last line
+            first, bits = take_known(line_no + 1) if take_known is not None else (0, b"")
+            feed(chunk, first, bits)
 
     def ops_batch() -> pa.RecordBatch:
         rows = columns.rows
@@ -150,7 +167,7 @@ def _blocktrace_batches(
             yield "values", val_buf.take()
 
     try:
-        for buf in complete_lines(reader, feed):
+        for buf in complete_lines(reader, tell):
             pos = 0
             while True:
                 stop, pos, line_no = columns.feed(buf, pos, line_no + 1, BATCH_ROWS)

@@ -9,6 +9,12 @@ go of the interpreter's lock while they work, so the two use both cores
 without a second process).  The answer is ``verify_file``'s for the same
 file: the same walk over the same bytes.
 
+Each buffer reaches the verifier once the conversion has read it, with the map
+of the lines the columns' C reader read whole (``OpColumns.take_known``): its
+grammar is the writer's exact forms, so those lines are JSON objects and the
+scanner skips its JSON test for them (``ChainScan.known``); hashes, line ends
+and every other line are checked as ``verify`` checks them.
+
 Memory stays bounded: at most :data:`QUEUED` buffers wait for the verifier
 (the conversion waits when they are there).  When the conversion stops early
 (a line it cannot read), the verifier reads the rest of the file itself, so
@@ -53,14 +59,16 @@ class Verifier:
         self._thread.start()
 
     @property
-    def feed(self) -> Callable[[bytes], None] | None:
-        """Where the conversion hands its buffers (None: the verifier reads the file)."""
+    def feed(self) -> Callable[[bytes, int, bytes], None] | None:
+        """Where the conversion hands its buffers, in the file's order, with the map
+        of the lines it read whole (``tables.Feed``); None: the verifier reads the
+        file."""
         return self._put if self._tee else None
 
-    def _put(self, chunk: bytes) -> None:
+    def _put(self, chunk: bytes, first: int = 0, known: bytes = b"") -> None:
         if self._stopped.is_set():
             return  # the walk has its answer (a tampered line, the end of the chain)
-        self._queue.put(chunk)
+        self._queue.put((chunk, first, known))
 
     def _run(self) -> None:
         try:
@@ -71,8 +79,10 @@ class Verifier:
                 native = extension("blocktrace.format._cscan")
                 assert native is not None  # start_verify checked
                 result = Verification(self.path, "unusable")
-                stream: Any = _Chunks(self)  # what walk reads of a stream
-                fastcheck.walk(native, stream, result, MerkleAccumulator())
+                chunks = _Chunks(self)
+                stream: Any = chunks  # what walk reads of a stream
+                fastcheck.walk(native, stream, result, MerkleAccumulator(),
+                               on_scan=chunks.scanning)
             else:
                 from blocktrace.chain.verify import verify_file
 
@@ -123,6 +133,20 @@ class _Chunks:
         self._file: Any = None
         self._at = 0  # bytes of the file given to the walk or pending
         self._eof = False
+        self._scan: Any = None  # the walk's ChainScan
+        self._known: tuple[int, bytes] = (0, b"")
+
+    def scanning(self, scan: Any) -> None:
+        """The walk's scanner: told which lines the conversion read whole."""
+        self._scan = scan
+        scan.known(*self._known)
+
+    def _tell(self, first: int, known: bytes) -> None:
+        # the walk asks for bytes only once it checked every whole line before
+        # them, so the map of the lines now handed over replaces the last one
+        self._known = (first, known)
+        if self._scan is not None:
+            self._scan.known(first, known)
 
     def _next(self) -> bytes:
         if self._eof:
@@ -132,13 +156,15 @@ class _Chunks:
         else:
             item = self._v._queue.get()
             if item is _FROM_FILE:
+                self._tell(0, b"")  # from here on every line gets the JSON test
                 self._file = open(self._v.path, "rb")  # noqa: SIM115 (closed at its end)
                 self._file.seek(self._at)
                 chunk = self._file.read(_READ)
             elif item is _CANCEL:
                 chunk = b""
             else:
-                chunk = item
+                chunk, first, known = item
+                self._tell(first, known)
         if not chunk:
             self._eof = True
             if self._file is not None:

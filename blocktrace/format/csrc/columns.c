@@ -303,6 +303,10 @@ typedef struct {
     ncol_t en[EN_COUNT];
     scol_t message;
     int64_t exc_rows;
+    /* take_known(): the lines feed read whole, bit k for line known_first + k */
+    int keep_known;
+    int64_t known_first;
+    grow_t known;
 } ColumnsObject;
 
 static int
@@ -829,6 +833,27 @@ read_line(ColumnsObject *c, const uint8_t *p, const uint8_t *end, int64_t line_n
     return 1;
 }
 
+/* line line_no was read whole: its bit in the map take_known() gives */
+static int
+known_set(ColumnsObject *c, int64_t line_no)
+{
+    int64_t k = line_no - c->known_first;
+    if (!c->keep_known || k < 0) {
+        return 0;
+    }
+    size_t byte = (size_t)(k >> 3);
+    if (byte >= c->known.len) {
+        size_t add = byte + 1 - c->known.len;
+        if (grow_reserve(&c->known, add) < 0) {
+            return -1;
+        }
+        memset(c->known.p + c->known.len, 0, add);
+        c->known.len += add;
+    }
+    c->known.p[byte] |= (char)(1u << (k & 7));
+    return 0;
+}
+
 static int
 is_full(ColumnsObject *c, long long max_rows)
 {
@@ -872,6 +897,9 @@ columns_feed(ColumnsObject *c, PyObject *const *args, Py_ssize_t nargs)
             break;
         }
         int r = read_line(c, line, nl, line_no);
+        if (r == 0 && known_set(c, line_no) < 0) {
+            r = -1;
+        }
         if (r != 0) {
             code = COL_OTHER;
             failed = r < 0;
@@ -1208,6 +1236,23 @@ columns_function(ColumnsObject *c, PyObject *arg)
 }
 
 static PyObject *
+columns_take_known(ColumnsObject *c, PyObject *arg)
+{
+    long long next = PyLong_AsLongLong(arg);
+    if (next == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *out = Py_BuildValue("(Ly#)", (long long)c->known_first, c->known.p ? c->known.p : "",
+                                  (Py_ssize_t)c->known.len);
+    if (out != NULL) {
+        c->keep_known = 1;
+        c->known_first = next;
+        c->known.len = 0;
+    }
+    return out;
+}
+
+static PyObject *
 columns_entries(ColumnsObject *c, PyObject *unused)
 {
     return bytes_of(&c->entries);
@@ -1291,6 +1336,7 @@ columns_dealloc(ColumnsObject *c)
     PyMem_RawFree(c->str.slots);
     grow_free(&c->entries);
     grow_free(&c->code_entry);
+    grow_free(&c->known);
     for (size_t i = 0; i < c->nstacks; i++) {
         PyMem_RawFree(c->stacks[i].f);
     }
@@ -1332,6 +1378,11 @@ static PyMethodDef columns_methods[] = {
      "strings($self, start, /)\n--\n\nThe interned strings from number start on."},
     {"function", (PyCFunction)columns_function, METH_O,
      "function($self, code, /)\n--\n\nThe function name code number code has now, or None."},
+    {"take_known", (PyCFunction)columns_take_known, METH_O,
+     "take_known($self, next_line, /)\n--\n\n(first, bits): the lines feed read whole since "
+     "the last call (none before the first), bit k (bits[k >> 3] >> (k & 7) & 1) for line "
+     "first + k; the next map starts at line next_line.  Such a line is a JSON object msgspec "
+     "accepts (ChainScan.known takes the map)."},
     {"entries", (PyCFunction)columns_entries, METH_NOARGS,
      "entries($self, /)\n--\n\n(name, file, first line) of every entry, int32 each."},
     {"code_entries", (PyCFunction)columns_code_entries, METH_NOARGS,

@@ -303,7 +303,20 @@ typedef struct {
     size_t step_len;
     uint8_t *step_own;              /* its copy once the caller's buffer goes */
     size_t step_cap;
+    /* lines the caller's own parser read whole (known()): bit k for line known_first + k */
+    uint8_t *known;
+    size_t known_len;
+    long long known_first;
 } ScanObject;
+
+/* 1 when known() said line n is a JSON object msgspec accepts */
+static inline int
+is_known(const ScanObject *s, long long n)
+{
+    long long k = n - s->known_first;
+    return k >= 0 && (unsigned long long)(k >> 3) < s->known_len
+           && (s->known[k >> 3] >> (k & 7)) & 1;
+}
 
 static void
 leaf_reset(ScanObject *s)
@@ -717,7 +730,8 @@ scan_lines(ScanObject *s, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos,
                 step = !m;
             }
         }
-        int wellformed = trust ? trust == 1 : plain_json_object(line, line + linelen);
+        int wellformed = trust ? trust == 1
+                               : is_known(s, n) || plain_json_object(line, line + linelen);
         if (!trust && !wellformed) {
             code = STOP_UNSURE;
             break;
@@ -858,6 +872,38 @@ scan_decide(ScanObject *s, PyObject *arg)
 }
 
 static PyObject *
+scan_known(ScanObject *s, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "known(first, bits)");
+        return NULL;
+    }
+    long long first = PyLong_AsLongLong(args[0]);
+    if (first == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    uint8_t *copy = NULL;
+    if (view.len > 0) {
+        copy = PyMem_RawMalloc((size_t)view.len);
+        if (copy == NULL) {
+            PyBuffer_Release(&view);
+            return PyErr_NoMemory();
+        }
+        memcpy(copy, view.buf, (size_t)view.len);
+    }
+    PyMem_RawFree(s->known);
+    s->known = copy;
+    s->known_len = (size_t)view.len;
+    s->known_first = first;
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 scan_checkpoint_offset(ScanObject *s, PyObject *arg)
 {
     Py_ssize_t k = PyLong_AsSsize_t(arg);
@@ -916,7 +962,7 @@ scan_init(ScanObject *s, PyObject *args, PyObject *kwds)
                         "version 1-3, per_leaf and max_line positive, every not negative");
         return -1;
     }
-    if (s->leaves != NULL || s->cps != NULL || s->step_own != NULL) {
+    if (s->leaves != NULL || s->cps != NULL || s->step_own != NULL || s->known != NULL) {
         PyErr_SetString(PyExc_TypeError, "a ChainScan is initialised once");
         return -1;
     }
@@ -928,6 +974,9 @@ scan_init(ScanObject *s, PyObject *args, PyObject *kwds)
     s->decided = 0;
     s->step = NULL;
     s->step_len = s->step_cap = 0;
+    s->known = NULL;
+    s->known_len = 0;
+    s->known_first = 0;
     s->version = version;
     s->per_leaf = per_leaf;
     s->max_line = max_line;
@@ -950,6 +999,7 @@ scan_dealloc(ScanObject *s)
     PyMem_RawFree(s->leaves);
     PyMem_RawFree(s->cps);
     PyMem_RawFree(s->step_own);
+    PyMem_RawFree(s->known);
     tp->tp_free((PyObject *)s);
     Py_DECREF(tp);
 }
@@ -964,6 +1014,10 @@ static PyMethodDef scan_methods[] = {
     {"decide", (PyCFunction)scan_decide, METH_O,
      "decide($self, starts_step, /)\n--\n\nAfter STEP: whether the line scan stopped at starts "
      "a step."},
+    {"known", (PyCFunction)(void (*)(void))scan_known, METH_FASTCALL,
+     "known($self, first, bits, /)\n--\n\nLines first + k whose bit k (bits[k >> 3] >> (k & 7) "
+     "& 1) is set are JSON objects msgspec accepts (the caller's parser read them whole): scan "
+     "skips its JSON test for them.  Each call replaces the map."},
     {"checkpoint_offset", (PyCFunction)scan_checkpoint_offset, METH_O,
      "checkpoint_offset($self, k, /)\n--\n\nThe uncompressed offset of checkpoint k's line."},
     {"index_state", (PyCFunction)scan_index_state, METH_NOARGS,
