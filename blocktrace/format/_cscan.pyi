@@ -135,6 +135,12 @@ class OpColumns:
         """(name, file, first line) of every entry, int32 each (entry 0: none)."""
     def code_entries(self) -> bytes:
         """The entry of each code number now, int32 each."""
+    def gather(self, ids: Buffer, how: int, /) -> tuple[Any, ...]:
+        """A column from int32 ``ids`` as Arrow buffers: ``how`` 0 the interned
+        strings, 1/2 the function/file of entries, 3 the first line of entries,
+        4/5 the function/file code numbers have now (a negative id, entry 0 or a
+        code without an entry: NULL).  Strings: (validity or None, int32 offsets,
+        data); first lines: (validity or None, int32 data)."""
     def take_known(self, next_line: int, /) -> tuple[int, bytes]:
         """``(first, bits)``: the lines ``feed`` read whole since the last call (none
         before the first call), bit ``k`` for line ``first + k``; the next map starts

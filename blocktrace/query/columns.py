@@ -213,8 +213,6 @@ class NativeColumns:
         self.finish = c.finish
         self.function = c.function
         self.take_known = c.take_known  # which lines feed read whole (for the verifier)
-        self._strings: list[str] = []
-        self._names: pa.Array | None = None  # the strings as an Arrow array
 
     rows = property(lambda self: self._c.rows)
     steps = property(lambda self: self._c.steps)
@@ -223,27 +221,15 @@ class NativeColumns:
     call_rows = property(lambda self: self._c.call_rows)
     exception_rows = property(lambda self: self._c.exception_rows)
 
-    def _interned(self) -> pa.Array:
+    def _texts(self, rows: int, ids: bytes, how: int) -> pa.Array:
+        """A string column gathered in C from int32 ``ids`` (``OpColumns.gather``:
+        no pyarrow.compute, whose import alone is ~0.05 s of an export)."""
         import pyarrow as pa
 
-        more = self._c.strings(len(self._strings))
-        if more or self._names is None:
-            self._strings += more
-            self._names = pa.array(self._strings, type=pa.string())
-        return self._names
-
-    def _entries(self) -> tuple[pa.Array, pa.Array, pa.Array]:
-        """(function, file, first line) of each entry (entry 0: none)."""
-        import pyarrow as pa
-
-        strings = self._interned()
-        data = self._c.entries() or b"\xff" * 12  # none yet: entry 0 alone (-1s)
-        count = len(data) // 12
-        triples = pa.Array.from_buffers(pa.int32(), count * 3, [None, pa.py_buffer(data)])
-        names = _ids(triples[0::3])
-        files = _ids(triples[1::3])
-        first = pa.concat_arrays([pa.nulls(1, pa.int32()), triples[2::3][1:]])  # entry 0: none
-        return strings.take(names), strings.take(files), first
+        bits, offsets, data = self._c.gather(ids, how)
+        return pa.Array.from_buffers(pa.string(), rows, [
+            None if bits is None else pa.py_buffer(bits), pa.py_buffer(offsets),
+            pa.py_buffer(data)])
 
     def take_ops(self) -> dict[str, pa.Array]:
         import pyarrow as pa
@@ -254,15 +240,6 @@ class NativeColumns:
         def fixed(kind: pa.DataType, data: bytes) -> pa.Array:
             return pa.Array.from_buffers(kind, rows, [None, pa.py_buffer(data)])
 
-        codes = fixed(pa.int32(), code)
-        functions, files, _ = self._entries()
-        by_code = self._c.code_entries()
-        entry = pa.Array.from_buffers(pa.int32(), len(by_code) // 4, [None, pa.py_buffer(by_code)])
-        # a code beyond the table (no call line named it): entry 0, none
-        known = pa.compute.less(codes, len(entry))
-        at = pa.compute.if_else(known, codes, 0) if len(entry) else pa.repeat(
-            pa.scalar(0, pa.int32()), rows)
-        entries = entry.take(at) if len(entry) else at
         return {
             "step": fixed(pa.int64(), step),
             "line_no": fixed(pa.int64(), line_no),
@@ -274,9 +251,10 @@ class NativeColumns:
                 pa.string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(names)]),
             "gas": fixed(pa.int64(), gas),
             "line": fixed(pa.int32(), line),
-            "code": codes,
-            "function": functions.take(entries),
-            "file": files.take(entries),
+            "code": fixed(pa.int32(), code),
+            # the function and file each code number has now (none: NULL)
+            "function": self._texts(rows, code, _CODE_FUNCTION),
+            "file": self._texts(rows, code, _CODE_FILE),
         }
 
     def take_calls(self) -> dict[str, pa.Array]:
@@ -287,25 +265,23 @@ class NativeColumns:
         parent, step_out, steps, self_steps, ended, exception, line_out, clock_in, clock_out = (
             nullable)
         i32, i64 = pa.int32(), pa.int64()
-        strings = self._interned()
-        functions, files, first_lines = self._entries()
-        entries = _fixed(i32, rows, entry)
+        first_bits, first_lines = self._c.gather(entry, _FIRST_LINE)
         return {
             "call_id": _fixed(i64, rows, call_id),
             "parent_id": _nullable(i64, rows, parent),
             "thread": _fixed(i32, rows, thread),
             "depth": _fixed(i32, rows, depth),
             "code": _fixed(i32, rows, code),
-            "function": functions.take(entries),
-            "file": files.take(entries),
-            "first_line": first_lines.take(entries),
-            "kind": strings.take(_fixed(i32, rows, kind)),
+            "function": self._texts(rows, entry, _FUNCTION),
+            "file": self._texts(rows, entry, _FILE),
+            "first_line": _nullable(i32, rows, (first_lines, first_bits)),
+            "kind": self._texts(rows, kind, _STRING),
             "step_in": _fixed(i64, rows, step_in),
             "step_out": _nullable(i64, rows, step_out),
             "steps": _nullable(i64, rows, steps),
             "self_steps": _nullable(i64, rows, self_steps),
-            "ended": strings.take(_nullable(i32, rows, ended)),
-            "exception": strings.take(_nullable(i32, rows, exception)),
+            "ended": self._texts(rows, ended[0], _STRING),  # NULL ids are -1
+            "exception": self._texts(rows, exception[0], _STRING),
             "value": _text(rows, value),
             "line_in": _fixed(i64, rows, line_in),
             "line_out": _nullable(i64, rows, line_out),
@@ -319,9 +295,6 @@ class NativeColumns:
         (rows, step, line_no, thread, depth, pc, op, op_name, line, code, entry, kind, type_,
          clock, message) = self._c.take_exceptions()
         i32, i64 = pa.int32(), pa.int64()
-        strings = self._interned()
-        functions, files, _ = self._entries()
-        entries = _fixed(i32, rows, entry)
         return {
             "step": _fixed(i64, rows, step),
             "line_no": _fixed(i64, rows, line_no),
@@ -329,16 +302,20 @@ class NativeColumns:
             "depth": _fixed(i32, rows, depth),
             "pc": _fixed(i64, rows, pc),
             "op": _fixed(i32, rows, op),
-            "opName": strings.take(_fixed(i32, rows, op_name)),
+            "opName": self._texts(rows, op_name, _STRING),
             "line": _fixed(i32, rows, line),
             "code": _fixed(i32, rows, code),
-            "function": functions.take(entries),
-            "file": files.take(entries),
-            "kind": strings.take(_fixed(i32, rows, kind)),
-            "type": strings.take(_nullable(i32, rows, type_)),
+            "function": self._texts(rows, entry, _FUNCTION),
+            "file": self._texts(rows, entry, _FILE),
+            "kind": self._texts(rows, kind, _STRING),
+            "type": self._texts(rows, type_[0], _STRING),  # NULL ids are -1
             "message": _text(rows, message),
             "clock": _nullable(i64, rows, clock),
         }
+
+
+_STRING, _FUNCTION, _FILE, _FIRST_LINE, _CODE_FUNCTION, _CODE_FILE = range(6)
+"""What ``OpColumns.gather`` reads its ids as."""
 
 
 def _fixed(kind: Any, rows: int, data: bytes) -> pa.Array:
@@ -361,13 +338,6 @@ def _text(rows: int, column: tuple[tuple[bytes, bytes | None], bytes]) -> pa.Arr
     (offsets, bits), data = column
     return pa.Array.from_buffers(pa.string(), rows, [
         None if bits is None else pa.py_buffer(bits), pa.py_buffer(offsets), pa.py_buffer(data)])
-
-
-def _ids(ids: pa.Array) -> pa.Array:
-    """Numbers into the strings, -1 as NULL."""
-    import pyarrow as pa
-
-    return pa.compute.if_else(pa.compute.less(ids, 0), pa.scalar(None, pa.int32()), ids)
 
 
 def table_columns() -> Any:

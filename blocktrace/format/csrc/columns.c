@@ -121,11 +121,11 @@ nput64(ncol_t *c, int present, int64_t v)
     return nbit(c, present) || put64(&c->data, present ? v : 0);
 }
 
-/* an int32 or NULL (v < 0) */
+/* an int32 or NULL (v < 0: kept as -1, so gather() reads NULL from the data alone) */
 static int
 nput32(ncol_t *c, int64_t v)
 {
-    return nbit(c, v >= 0) || put32(&c->data, v >= 0 ? v : 0);
+    return nbit(c, v >= 0) || put32(&c->data, v >= 0 ? v : -1);
 }
 
 /* A column of strings that may hold NULL: int32 offsets (data.len so far), bytes. */
@@ -1219,6 +1219,106 @@ columns_strings(ColumnsObject *c, PyObject *arg)
     return out;
 }
 
+enum { G_STRING, G_FUNCTION, G_FILE, G_FIRST_LINE, G_CODE_FUNCTION, G_CODE_FILE, G_COUNT };
+
+/* gather(): row i of the column from ids[i]; 0 out of memory or too large */
+static int
+gather_rows(ColumnsObject *c, const int32_t *ids, Py_ssize_t n, int how, grow_t *bits,
+            grow_t *off, grow_t *data, int64_t *nulls)
+{
+    const int32_t *entries = (const int32_t *)c->entries.p;
+    int32_t nentries = (int32_t)(c->entries.len / 12);
+    if (grow_reserve(bits, (size_t)(n + 7) / 8) < 0) {
+        return 0;
+    }
+    memset(bits->p, 0, (size_t)(n + 7) / 8);
+    bits->len = (size_t)(n + 7) / 8;
+    if (how == G_FIRST_LINE ? grow_reserve(data, (size_t)n * 4) < 0
+                            : grow_reserve(off, (size_t)(n + 1) * 4) < 0 || put32(off, 0) < 0) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t id = ids[i], sid = -1, entry = 0;
+        if (how == G_STRING) {
+            sid = id >= 0 && id < c->str.count ? id : -1;
+        } else {
+            entry = how >= G_CODE_FUNCTION ? (id >= 0 ? entry_of(c, id) : 0) : id;
+            if (entry <= 0 || entry >= nentries) {
+                entry = 0;
+            } else if (how != G_FIRST_LINE) {
+                sid = entries[3 * entry + (how == G_FILE || how == G_CODE_FILE)];
+            }
+        }
+        int valid = how == G_FIRST_LINE ? entry > 0 : sid >= 0;
+        if (valid) {
+            ((uint8_t *)bits->p)[i >> 3] |= (uint8_t)(1u << (i & 7));
+        } else {
+            (*nulls)++;
+        }
+        if (how == G_FIRST_LINE) {
+            put32(data, valid ? entries[3 * entry + 2] : 0); /* reserved: cannot fail */
+            continue;
+        }
+        if (valid) {
+            size_t len;
+            const uint8_t *text = str_at(&c->str, sid, &len);
+            if (data->len + len > INT32_MAX || grow_put(data, text, len) < 0) {
+                return 0;
+            }
+        }
+        if (put32(off, (int64_t)data->len) < 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static PyObject *
+columns_gather(ColumnsObject *c, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "gather(ids, how)");
+        return NULL;
+    }
+    long how = PyLong_AsLong(args[1]);
+    if (how == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (how < 0 || how >= G_COUNT) {
+        PyErr_SetString(PyExc_ValueError, "how: 0 to 5");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    grow_t bits = {0}, off = {0}, data = {0};
+    int64_t nulls = 0;
+    int ok;
+    Py_BEGIN_ALLOW_THREADS
+    ok = gather_rows(c, view.buf, view.len / 4, (int)how, &bits, &off, &data, &nulls);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    PyObject *out = NULL;
+    if (!ok) {
+        PyErr_SetString(PyExc_MemoryError, "out of memory, or a text column over 2 GiB");
+    } else {
+        PyObject *b = nulls ? bytes_of(&bits) : Py_NewRef(Py_None);
+        PyObject *d = bytes_of(&data);
+        PyObject *o = how == G_FIRST_LINE ? Py_NewRef(Py_None) : bytes_of(&off);
+        if (b && d && o) {
+            out = how == G_FIRST_LINE ? PyTuple_Pack(2, b, d) : PyTuple_Pack(3, b, o, d);
+        }
+        Py_XDECREF(b);
+        Py_XDECREF(d);
+        Py_XDECREF(o);
+    }
+    grow_free(&bits);
+    grow_free(&off);
+    grow_free(&data);
+    return out;
+}
+
 static PyObject *
 columns_function(ColumnsObject *c, PyObject *arg)
 {
@@ -1383,6 +1483,12 @@ static PyMethodDef columns_methods[] = {
      "the last call (none before the first), bit k (bits[k >> 3] >> (k & 7) & 1) for line "
      "first + k; the next map starts at line next_line.  Such a line is a JSON object msgspec "
      "accepts (ChainScan.known takes the map)."},
+    {"gather", (PyCFunction)(void (*)(void))columns_gather, METH_FASTCALL,
+     "gather($self, ids, how, /)\n--\n\nA column from int32 ids (machine order), as Arrow "
+     "buffers: how 0 the interned strings, 1/2 the function/file of entries, 3 the first "
+     "line of entries, 4/5 the function/file code numbers have now.  A negative id, entry 0 "
+     "or a code without an entry is NULL.  Strings: (validity or None, int32 offsets, "
+     "data); first lines: (validity or None, int32 data)."},
     {"entries", (PyCFunction)columns_entries, METH_NOARGS,
      "entries($self, /)\n--\n\n(name, file, first line) of every entry, int32 each."},
     {"code_entries", (PyCFunction)columns_code_entries, METH_NOARGS,
