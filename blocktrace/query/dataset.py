@@ -227,17 +227,28 @@ ZSTD_LEVEL = 3
 no faster here, and larger)."""
 
 
+ORDERED = ("step", "line_no", "call_id", "step_in", "line_in")
+"""The columns that only grow along a trace: the only ones whose Parquet
+statistics (min/max per row group and page) let a reader skip row groups, so
+the only ones written with statistics (the others' cost ~20% of the writing:
+docs/PERFORMANCE.md); the small ``runs`` and ``sources`` tables keep them all."""
+
+
 def _parquet_writer(path: str, table: str) -> Any:
     """A Parquet writer of ``table``'s schema: integer columns delta-encoded (steps,
     line numbers and gas count up by small amounts: ~4x smaller than dictionary
-    pages and half the CPU), string columns dictionary-encoded, zstd."""
+    pages and half the CPU), string columns dictionary-encoded, zstd, statistics
+    for the :data:`ORDERED` columns."""
     import pyarrow.parquet as pq
 
+    names = [name for name, _, _ in TABLES[table]]
     ints = [name for name, kind, _ in TABLES[table] if kind in ("int64", "int32")]
     strings = [name for name, kind, _ in TABLES[table] if kind == "string"]
+    stats = names if table in ("runs", "sources") else [n for n in names if n in ORDERED]
     return pq.ParquetWriter(
         path, arrow_schema(table), compression="zstd", compression_level=ZSTD_LEVEL,
         use_dictionary=strings, column_encoding=dict.fromkeys(ints, "DELTA_BINARY_PACKED"),
+        write_statistics=stats,
     )
 
 

@@ -295,3 +295,29 @@ def test_a_parquet_export_imports_no_duckdb_nor_the_client_reader(
     heavy = sorted(m for m in modules if m.split(".")[0] == "duckdb"
                    or m.startswith(("blocktrace.eip3155", "pyarrow.compute")))
     assert heavy == []
+
+
+def test_statistics_only_where_they_skip_row_groups(dataset: Path) -> None:
+    """Min/max statistics for the columns that only grow (a filter on steps or line
+    numbers skips row groups by them), none for the others (their cost was ~20% of
+    the writing; docs/PERFORMANCE.md)."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from blocktrace.query.dataset import ORDERED
+
+    for table in ("ops", "calls"):
+        part = next((dataset / table).glob("run=fib-*/part-0.parquet"))
+        meta = pq.ParquetFile(part).metadata
+        for i in range(meta.num_columns):
+            name = meta.schema.column(i).path.split(".")[0]
+            stats = meta.row_group(0).column(i).statistics
+            has = stats is not None and stats.has_min_max
+            assert has == (name in ORDERED), (table, name)
+    # and the answers do not depend on them
+    con = duckdb.connect()
+    ops = f"read_parquet('{next((dataset / 'ops').glob('run=fib-*/part-0.parquet'))}')"
+    first, last, n = con.execute(f"SELECT min(step), max(step), count(*) FROM {ops}").fetchone()
+    assert (first, last) == (0, n - 1)
+    assert con.execute(f"SELECT count(*) FROM {ops} WHERE step >= {n - 10}").fetchone() == (10,)
+    assert con.execute(f"SELECT max(depth) FROM {ops}").fetchone()[0] > 1
