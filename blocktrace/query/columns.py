@@ -423,9 +423,13 @@ def _buffers(stream: IO[bytes], feed: Callable[[bytes], object] | None) -> Itera
             if len(rest) > MAX_LINE_BYTES:
                 raise LineTooLongError(1, MAX_LINE_BYTES)
             return  # a torn line (or none) is not read, as raw_lines does
-        data = rest + chunk if rest else chunk
-        cut = data.rfind(b"\n") + 1
-        whole, rest = data[:cut], data[cut:]
+        at = chunk.rfind(b"\n") + 1
+        if not at:  # no line ends in it
+            whole, rest = b"", rest + chunk
+        elif rest or at < len(chunk):  # one copy: the bytes before, the whole lines
+            whole, rest = b"".join((rest, memoryview(chunk)[:at])), chunk[at:]
+        else:
+            whole, rest = chunk, b""
         if len(whole) > MAX_LINE_BYTES:  # only then can a line in it be too long
             lines = whole.split(b"\n")
             for n, line in enumerate(lines[:-1]):

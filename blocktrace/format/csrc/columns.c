@@ -1221,6 +1221,23 @@ columns_strings(ColumnsObject *c, PyObject *arg)
 
 enum { G_STRING, G_FUNCTION, G_FILE, G_FIRST_LINE, G_CODE_FUNCTION, G_CODE_FILE, G_COUNT };
 
+/* gather(): the string id (or, for G_FIRST_LINE, the entry) row id stands for; -1 NULL */
+static inline int32_t
+gather_one(ColumnsObject *c, int32_t id, int how, const int32_t *entries, int32_t nentries)
+{
+    if (how == G_STRING) {
+        return id >= 0 && id < c->str.count ? id : -1;
+    }
+    int32_t entry = how >= G_CODE_FUNCTION ? (id >= 0 ? entry_of(c, id) : 0) : id;
+    if (entry <= 0 || entry >= nentries) {
+        return -1;
+    }
+    if (how == G_FIRST_LINE) {
+        return entry;
+    }
+    return entries[3 * entry + (how == G_FILE || how == G_CODE_FILE)];
+}
+
 /* gather(): row i of the column from ids[i]; 0 out of memory or too large */
 static int
 gather_rows(ColumnsObject *c, const int32_t *ids, Py_ssize_t n, int how, grow_t *bits,
@@ -1228,48 +1245,60 @@ gather_rows(ColumnsObject *c, const int32_t *ids, Py_ssize_t n, int how, grow_t 
 {
     const int32_t *entries = (const int32_t *)c->entries.p;
     int32_t nentries = (int32_t)(c->entries.len / 12);
-    if (grow_reserve(bits, (size_t)(n + 7) / 8) < 0) {
+    const int64_t *soff = (const int64_t *)c->str.offsets.p;
+    size_t nbytes = (size_t)(n + 7) / 8;
+    if (grow_reserve(bits, nbytes) < 0
+        || grow_reserve(off, (size_t)(n + 1) * 4) < 0) { /* first: the ids, then offsets */
         return 0;
     }
-    memset(bits->p, 0, (size_t)(n + 7) / 8);
-    bits->len = (size_t)(n + 7) / 8;
-    if (how == G_FIRST_LINE ? grow_reserve(data, (size_t)n * 4) < 0
-                            : grow_reserve(off, (size_t)(n + 1) * 4) < 0 || put32(off, 0) < 0) {
-        return 0;
-    }
+    memset(bits->p, 0, nbytes);
+    bits->len = nbytes;
+    uint8_t *valid = (uint8_t *)bits->p;
+    int32_t *which = (int32_t *)off->p + 1;
+    size_t total = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        int32_t id = ids[i], sid = -1, entry = 0;
-        if (how == G_STRING) {
-            sid = id >= 0 && id < c->str.count ? id : -1;
-        } else {
-            entry = how >= G_CODE_FUNCTION ? (id >= 0 ? entry_of(c, id) : 0) : id;
-            if (entry <= 0 || entry >= nentries) {
-                entry = 0;
-            } else if (how != G_FIRST_LINE) {
-                sid = entries[3 * entry + (how == G_FILE || how == G_CODE_FILE)];
+        int32_t w = gather_one(c, ids[i], how, entries, nentries);
+        which[i] = w;
+        if (w >= 0) {
+            valid[i >> 3] |= (uint8_t)(1u << (i & 7));
+            if (how != G_FIRST_LINE) {
+                total += (size_t)(soff[w + 1] - soff[w]);
             }
-        }
-        int valid = how == G_FIRST_LINE ? entry > 0 : sid >= 0;
-        if (valid) {
-            ((uint8_t *)bits->p)[i >> 3] |= (uint8_t)(1u << (i & 7));
         } else {
             (*nulls)++;
         }
-        if (how == G_FIRST_LINE) {
-            put32(data, valid ? entries[3 * entry + 2] : 0); /* reserved: cannot fail */
-            continue;
-        }
-        if (valid) {
-            size_t len;
-            const uint8_t *text = str_at(&c->str, sid, &len);
-            if (data->len + len > INT32_MAX || grow_put(data, text, len) < 0) {
-                return 0;
-            }
-        }
-        if (put32(off, (int64_t)data->len) < 0) {
+    }
+    if (how == G_FIRST_LINE) {
+        if (grow_reserve(data, (size_t)n * 4) < 0) {
             return 0;
         }
+        int32_t *out = (int32_t *)data->p;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            out[i] = which[i] >= 0 ? entries[3 * which[i] + 2] : 0;
+        }
+        data->len = (size_t)n * 4;
+        return 1;
     }
+    if (total > INT32_MAX || grow_reserve(data, total) < 0) {
+        return 0;
+    }
+    int32_t *offsets = (int32_t *)off->p;
+    char *out = data->p;
+    size_t at = 0;
+    offsets[0] = 0;
+    for (Py_ssize_t i = 0; i < n; i++) { /* which[i] is read before offsets[i + 1] replaces it */
+        int32_t w = which[i];
+        if (w >= 0) {
+            size_t len = (size_t)(soff[w + 1] - soff[w]);
+            if (len) {
+                memcpy(out + at, c->str.bytes.p + soff[w], len);
+                at += len;
+            }
+        }
+        offsets[i + 1] = (int32_t)at;
+    }
+    off->len = (size_t)(n + 1) * 4;
+    data->len = at;
     return 1;
 }
 
