@@ -234,22 +234,52 @@ the only ones written with statistics (the others' cost ~20% of the writing:
 docs/PERFORMANCE.md); the small ``runs`` and ``sources`` tables keep them all."""
 
 
-def _parquet_writer(path: str, table: str) -> Any:
-    """A Parquet writer of ``table``'s schema: integer columns delta-encoded (steps,
-    line numbers and gas count up by small amounts: ~4x smaller than dictionary
-    pages and half the CPU), string columns dictionary-encoded, zstd, statistics
-    for the :data:`ORDERED` columns."""
-    import pyarrow.parquet as pq
-
+def _parquet_writer(path: str, table: str, *, public: bool = False) -> Any:
+    """A Parquet writer of ``table``'s schema (``write_batch``, ``close``): integer
+    columns delta-encoded (steps, line numbers and gas count up by small amounts:
+    ~4x smaller than dictionary pages and half the CPU), string columns
+    dictionary-encoded, zstd, statistics for the :data:`ORDERED` columns.
+    ``public``: ``pyarrow.parquet``'s writer; else the one it wraps (the same
+    files), unless this pyarrow's differs from pyarrow 26's, then the public one."""
     names = [name for name, _, _ in TABLES[table]]
     ints = [name for name, kind, _ in TABLES[table] if kind in ("int64", "int32")]
     strings = [name for name, kind, _ in TABLES[table] if kind == "string"]
     stats = names if table in ("runs", "sources") else [n for n in names if n in ORDERED]
-    return pq.ParquetWriter(
-        path, arrow_schema(table), compression="zstd", compression_level=ZSTD_LEVEL,
-        use_dictionary=strings, column_encoding=dict.fromkeys(ints, "DELTA_BINARY_PACKED"),
-        write_statistics=stats,
-    )
+    options: dict[str, Any] = {
+        "compression": "zstd", "compression_level": ZSTD_LEVEL, "use_dictionary": strings,
+        "column_encoding": dict.fromkeys(ints, "DELTA_BINARY_PACKED"),
+        "write_statistics": stats,
+    }
+    try:
+        if public:
+            raise ImportError
+        # the writer pyarrow.parquet.ParquetWriter wraps: importing pyarrow.parquet
+        # also imports pyarrow.fs (S3, SSL: ~0.035 s of every export's start-up)
+        from pyarrow._parquet import ParquetWriter
+
+        return _Writer(ParquetWriter(path, arrow_schema(table), version="2.6",
+                                     data_page_version="1.0", writer_engine_version="V2",
+                                     **options))
+    except (ImportError, TypeError, AttributeError, ValueError):  # another pyarrow's
+        import pyarrow.parquet as pq
+
+        return pq.ParquetWriter(path, arrow_schema(table), **options)
+
+
+class _Writer:
+    """``pyarrow._parquet.ParquetWriter`` with ``pyarrow.parquet.ParquetWriter``'s
+    two methods the export calls."""
+
+    def __init__(self, writer: Any) -> None:
+        self._writer = writer
+
+    def write_batch(self, batch: Any) -> None:
+        import pyarrow as pa
+
+        self._writer.write_table(pa.Table.from_batches([batch], batch.schema))
+
+    def close(self) -> None:
+        self._writer.close()
 
 
 # -- the query cache ----------------------------------------------------------------------
