@@ -170,8 +170,9 @@ def _scan(
 
 
 def _feed(tree: Tree, leaves: bytes) -> None:
-    if isinstance(tree, IndexBuilder):
-        tree.append_leaves(leaves)
+    bulk = getattr(tree, "append_leaves", None)  # IndexBuilder, the export's tree
+    if bulk is not None:
+        bulk(leaves)
         return
     append = tree.append_leaf_hash
     for at in range(0, len(leaves), 32):

@@ -29,11 +29,13 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
+from hashlib import sha256
 from typing import Any
 
 from blocktrace._native import extension
 from blocktrace.format import Verification
 from blocktrace.format.compressed import kind_of
+from blocktrace.format.rules import NODE_PREFIX
 
 __all__ = ["QUEUED", "Verifier", "start_verify"]
 
@@ -73,7 +75,6 @@ class Verifier:
     def _run(self) -> None:
         try:
             if self._tee:
-                from blocktrace.chain.merkle import MerkleAccumulator
                 from blocktrace.format import fastcheck
 
                 native = extension("blocktrace.format._cscan")
@@ -81,7 +82,7 @@ class Verifier:
                 result = Verification(self.path, "unusable")
                 chunks = _Chunks(self)
                 stream: Any = chunks  # what walk reads of a stream
-                fastcheck.walk(native, stream, result, MerkleAccumulator(),
+                fastcheck.walk(native, stream, result, _Leaves(native.perfect_roots),
                                on_scan=chunks.scanning)
             else:
                 from blocktrace.chain.verify import verify_file
@@ -121,6 +122,57 @@ class Verifier:
                 return
             except queue.Full:
                 continue
+
+
+class _Leaves:
+    """The Merkle tree of :class:`~blocktrace.chain.merkle.MerkleAccumulator`
+    (RFC 9162: the same ``root()`` and ``size``), its leaf hashes taken in bulk
+    (``fastcheck.walk`` hands them over so): each aligned group of :data:`GROUP`
+    leaves becomes one perfect subtree in C (``_cscan.perfect_roots``), so
+    Python hashes a node per group, not per leaf (75 k leaves for 1.2 M lines:
+    ~0.07 s of an export in Python)."""
+
+    GROUP = 64
+
+    def __init__(self, perfect_roots: Callable[[bytes, int], bytes]) -> None:
+        self._perfect_roots = perfect_roots
+        self.size = 0
+        self._pending = b""  # the leaves after the last whole group
+        self._stack: list[tuple[int, bytes]] = []  # perfect subtrees (leaves, hash), largest first
+
+    def append_leaves(self, digests: bytes) -> None:
+        """Leaf hashes, 32 bytes each."""
+        self.size += len(digests) // 32
+        data = self._pending + digests
+        whole = len(data) // (32 * self.GROUP) * (32 * self.GROUP)
+        if whole:
+            roots = self._perfect_roots(data[:whole], self.GROUP)
+            for at in range(0, len(roots), 32):
+                _push(self._stack, self.GROUP, roots[at : at + 32])
+        self._pending = data[whole:]
+
+    def append_leaf_hash(self, digest: bytes) -> None:
+        self.append_leaves(digest)
+
+    def root(self) -> bytes:
+        stack = list(self._stack)
+        for at in range(0, len(self._pending), 32):
+            _push(stack, 1, self._pending[at : at + 32])
+        if not stack:
+            return sha256(b"").digest()  # RFC 9162's empty tree
+        root = stack[-1][1]
+        for _, left in reversed(stack[:-1]):
+            root = sha256(NODE_PREFIX + left + root).digest()
+        return root
+
+
+def _push(stack: list[tuple[int, bytes]], leaves: int, digest: bytes) -> None:
+    """A perfect subtree after the others, merged with the equal ones before it."""
+    while stack and stack[-1][0] == leaves:
+        size, left = stack.pop()
+        digest = sha256(NODE_PREFIX + left + digest).digest()
+        leaves += size
+    stack.append((leaves, digest))
 
 
 class _Chunks:

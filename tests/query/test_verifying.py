@@ -50,6 +50,11 @@ _EDITS: dict[str, Callable[[list[bytes]], list[bytes]]] = {
     "not JSON in the middle": lambda x: [*x[:200], b"{nope\n", *x[200:]],
     "too long in the middle": lambda x: [*x[:300], b"x" * (5 << 20) + b"\n", *x[300:]],
     "blank line": lambda x: [*x[:100], b"\n", *x[100:]],
+    # the summaries of versions 1 and 2 commit to the Merkle root: the export's tree's
+    "version 1": lambda x: rechain_trace(b"".join(x), version=1).splitlines(keepends=True),
+    "version 2": lambda x: rechain_trace(b"".join(x), version=2).splitlines(keepends=True),
+    "version 2, root changed": lambda x: rechain_trace(
+        b"".join(x), version=2).replace(b'"root":"', b'"root":"0').splitlines(keepends=True),
 }
 
 
@@ -63,7 +68,7 @@ def test_the_same_answer_as_verify(
     path.write_bytes(b"".join(_EDITS[name](_lines(fib))))
     want = verify_file(path)
     assert _one_pass(path).result().as_json() == want.as_json()
-    if name == "as written":
+    if name in ("as written", "version 1", "version 2"):
         assert want.status == "sealed"
     elif name != "no summary":
         assert want.status in ("tampered", "unusable") or want.reason
@@ -190,3 +195,30 @@ def test_a_line_said_whole_skips_the_scanners_json_test(fib: Path, tmp_path: Pat
 def verify_file_bytes(data: bytes, path: Path) -> Verification:
     path.write_bytes(data)
     return verify_file(path)
+
+
+def test_the_bulk_tree_is_the_accumulators_tree() -> None:
+    """The export's Merkle tree (leaves in bulk, groups of 64 hashed in C) has the
+    root and size of ``MerkleAccumulator`` (the reference), for every size around
+    its groups and however the leaves come."""
+    import hashlib
+    import random
+
+    from blocktrace.chain.merkle import MerkleAccumulator
+
+    native = extension("blocktrace.format._cscan")
+    rng = random.Random(7)
+    for size in [*range(0, 140), 191, 192, 193, 255, 256, 257, 4095, 4096, 4097]:
+        leaves = [hashlib.sha256(b"%d" % i).digest() for i in range(size)]
+        want = MerkleAccumulator()
+        for leaf in leaves:
+            want.append_leaf_hash(leaf)
+        tree = verifying._Leaves(native.perfect_roots)
+        at = 0
+        while at < size:
+            n = rng.choice([1, 2, 31, 64, 65, 300])
+            tree.append_leaves(b"".join(leaves[at : at + n]))
+            at += n
+            assert tree.size == min(at, size)
+        assert (tree.root(), tree.size) == (want.root(), want.size), size
+        assert tree.root() == want.root()  # root() leaves the tree as it was
