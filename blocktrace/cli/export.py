@@ -44,6 +44,9 @@ def export(args: argparse.Namespace) -> int:
     kind, args.output = args.to
     if kind not in _FORMATS:
         raise CliError(f"--to {kind}: not a format blocktrace exports ({', '.join(_FORMATS)})")
+    import gc
+
+    gc.freeze()  # the imports' objects live to the end: collections need not walk them
     if kind == "parquet":
         return _parquet(args)
     return _timeline(args, kind)

@@ -188,3 +188,19 @@ def test_a_line_longer_than_the_bound_is_named(
                 _tables(path, reference, monkeypatch)
     path.write_bytes(b"".join(lines[:60]) + b"x" * 100)  # torn: not read, as raw_lines does
     assert _same(path, monkeypatch)["ops"].num_rows > 0  # type: ignore[attr-defined]
+
+
+def test_the_hash_member_is_read_whole_only_as_lowercase_hex(fib: Path) -> None:
+    """The C reader's hash test (16 bytes at a time where SSE2 is there): a line is
+    read whole only when its hash is 64 lowercase hex digits, whatever byte is
+    put where, at either end of each 16-byte block."""
+    native = extension("blocktrace.format._cscan")
+    line = next(x for x in fib.read_bytes().splitlines() if x.startswith(b'{"pc":'))
+    at = line.rindex(b'"hash":"') + 8
+    for where in (0, 15, 16, 31, 32, 47, 48, 63):
+        for byte in range(256):
+            edited = line[: at + where] + bytes([byte]) + line[at + where + 1:]
+            c = native.OpColumns()
+            stop, pos, _ = c.feed(edited + b"\n", 0, 1, 1 << 17)
+            whole = stop == columns.END and pos == len(edited) + 1
+            assert whole == (chr(byte) in "0123456789abcdef"), (where, byte)

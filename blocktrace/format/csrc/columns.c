@@ -39,6 +39,10 @@
 
 #include "columns.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 enum { COL_END = 0, COL_OTHER = 1, COL_FULL = 2 };
 
 #define MAX_CODE (1 << 24) /* code numbers beyond: Python's error */
@@ -385,6 +389,31 @@ read_gas(const uint8_t **pp, const uint8_t *end, uint64_t *gas)
     return 0;
 }
 
+/* 1 when the 64 bytes at p are lowercase hex digits */
+static int
+lower_hex64(const uint8_t *p)
+{
+#if defined(__SSE2__)
+    __m128i bad = _mm_setzero_si128();
+    for (int i = 0; i < 64; i += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(p + i));
+        __m128i digit = _mm_sub_epi8(x, _mm_set1_epi8('0')); /* 0-9 when a digit */
+        __m128i letter = _mm_sub_epi8(x, _mm_set1_epi8('a')); /* 0-5 when a-f */
+        __m128i is_digit = _mm_cmpeq_epi8(_mm_min_epu8(digit, _mm_set1_epi8(9)), digit);
+        __m128i is_letter = _mm_cmpeq_epi8(_mm_min_epu8(letter, _mm_set1_epi8(5)), letter);
+        bad = _mm_or_si128(bad, _mm_andnot_si128(_mm_or_si128(is_digit, is_letter),
+                                                 _mm_set1_epi8((char)0xff)));
+    }
+    return _mm_movemask_epi8(bad) == 0;
+#else
+    uint8_t bad = 0;
+    for (int i = 0; i < 64; i++) {
+        bad |= (uint8_t)(HEXVAL[p[i]] == 255);
+    }
+    return !bad;
+#endif
+}
+
 /* [,"thread":N][,"clock":N] (as allowed) then ,"hash":"<64 lowercase hex>"} to end */
 static int
 read_tail(const uint8_t *p, const uint8_t *end, int64_t *thread, int64_t *clock, int *has_clock,
@@ -408,11 +437,7 @@ read_tail(const uint8_t *p, const uint8_t *end, int64_t *thread, int64_t *clock,
     if (EXPECT(",\"hash\":\"") || end - p != 66 || p[64] != '"' || p[65] != '}') {
         return -1;
     }
-    uint8_t bad = 0;
-    for (int i = 0; i < 64; i++) {
-        bad |= (uint8_t)(HEXVAL[p[i]] == 255);
-    }
-    return bad ? -1 : 0;
+    return lower_hex64(p) ? 0 : -1;
 }
 
 /* -- the rows ---------------------------------------------------------------------- */
