@@ -58,9 +58,12 @@ def start(
     ``SystemExit`` as ``error`` (``os._exit`` skips this: the trace is then
     left unsealed).
     """
-    stepper = Stepper(
-        Scope(include, exclude, target), gas=gas, renderer=Renderer(use_repr=use_repr)
-    )
+    scope = Scope(include, exclude, target)
+    renderer = Renderer(use_repr=use_repr)
+    held = active_stepper()
+    if held is not None and held.take_over(scope, gas, renderer, stacklevel=stacklevel + 1):
+        return held  # the stepper set_tracer started goes on as this one (one start, not two)
+    stepper = Stepper(scope, gas=gas, renderer=renderer)
     stepper.start(stacklevel=stacklevel + 1)
     return stepper
 

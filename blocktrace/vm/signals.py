@@ -31,9 +31,11 @@ __all__ = ["SignalRelays", "programs_frame"]
 
 _signal = signal.signal
 _getsignal = signal.getsignal
-# the C module's: plain ints, no enum made per signal (install and remove run per start)
+# The C module's: plain ints, no enum made per signal (install and remove run per start).
 _raw_getsignal = _csignal.getsignal
-_raw_signals = _csignal.valid_signals
+_raw_signal = _csignal.signal
+_SIGNALS = tuple(sorted(_csignal.valid_signals()))
+"""The valid signals (the same for the whole process), asked once."""
 
 
 class _Relay:
@@ -96,9 +98,10 @@ def _defer(signum: int) -> bool:
     return True
 
 
-_BLOCKTRACE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+BLOCKTRACE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+"""blocktrace's own directory (with the separator): its code is never the program's."""
 _UNDER_THE_PROGRAM = tuple(
-    _BLOCKTRACE_DIR + name for name in ("__main__.py", "cli" + os.sep, "vm" + os.sep + "runner.py")
+    BLOCKTRACE_DIR + name for name in ("__main__.py", "cli" + os.sep, "vm" + os.sep + "runner.py")
 )
 
 
@@ -107,11 +110,11 @@ def programs_frame(frame: FrameType | None) -> FrameType | None:
     blocktrace's callback side (the stepper, a tracer, or what they called), the
     frame whose event they were handling; else ``frame`` itself."""
     f = frame
-    while f is not None and not f.f_code.co_filename.startswith(_BLOCKTRACE_DIR):
+    while f is not None and not f.f_code.co_filename.startswith(BLOCKTRACE_DIR):
         f = f.f_back
     if f is None or f.f_code.co_filename.startswith(_UNDER_THE_PROGRAM):
         return frame  # the program's own code (above the frames that run it)
-    while f is not None and f.f_code.co_filename.startswith(_BLOCKTRACE_DIR):
+    while f is not None and f.f_code.co_filename.startswith(BLOCKTRACE_DIR):
         f = f.f_back
     return f if f is not None else frame
 
@@ -124,6 +127,22 @@ def _unwrapped(handler: Any) -> Any:
     return handler.handler if isinstance(handler, _Relay) else handler
 
 
+def _set_handler(signalnum: int, handler: Any, /) -> Any:
+    wrapped = _Relay(handler) if _wrappable(handler) else handler
+    return _unwrapped(_signal(signalnum, wrapped))
+
+
+def _get_handler(signalnum: int, /) -> Any:
+    return _unwrapped(_getsignal(signalnum))
+
+
+for _name, _fn in (("signal", _set_handler), ("getsignal", _get_handler)):
+    _fn.__name__ = _fn.__qualname__ = _name
+    _fn.__doc__ = getattr(signal, _name).__doc__
+    _fn.__module__ = "signal"
+del _name, _fn
+
+
 class SignalRelays:
     """Relays for the program's handlers while a stepper runs (main thread only:
     signal handlers can be set only there)."""
@@ -134,27 +153,17 @@ class SignalRelays:
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        def set_handler(signalnum: int, handler: Any, /) -> Any:
-            wrapped = _Relay(handler) if _wrappable(handler) else handler
-            return _unwrapped(_signal(signalnum, wrapped))
-
-        def get_handler(signalnum: int, /) -> Any:
-            return _unwrapped(_getsignal(signalnum))
-
-        for name, fn in (("signal", set_handler), ("getsignal", get_handler)):
-            original = getattr(signal, name)
-            fn.__name__ = fn.__qualname__ = name
-            fn.__doc__ = original.__doc__
-            fn.__module__ = "signal"
-        for signum in _raw_signals():
+        for signum in _SIGNALS:
             try:
                 handler = _raw_getsignal(signum)
+                if handler is None or handler.__class__ is int:
+                    continue  # SIG_DFL, SIG_IGN, or not set from Python
                 if _wrappable(handler):
-                    _signal(signum, _Relay(handler))
+                    _raw_signal(signum, _Relay(handler))
             except (OSError, ValueError, TypeError):
                 continue
-        signal.signal = set_handler  # type: ignore[assignment]
-        signal.getsignal = get_handler  # type: ignore[assignment]
+        signal.signal = _set_handler  # type: ignore[assignment]
+        signal.getsignal = _get_handler  # type: ignore[assignment]
         self.active = True
 
     def remove(self) -> None:
@@ -164,10 +173,10 @@ class SignalRelays:
         self.active = False
         signal.signal = _signal
         signal.getsignal = _getsignal
-        for signum in _raw_signals():
+        for signum in _SIGNALS:
             try:
                 handler = _raw_getsignal(signum)
-                if isinstance(handler, _Relay):
-                    _signal(signum, handler.handler)
+                if handler.__class__ is _Relay:
+                    _raw_signal(signum, handler.handler)
             except (OSError, ValueError, TypeError):
                 continue

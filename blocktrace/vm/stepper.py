@@ -72,7 +72,7 @@ from blocktrace.vm.hook import (
     instruction_hook,
 )
 from blocktrace.vm.scope import Scope
-from blocktrace.vm.signals import SignalRelays
+from blocktrace.vm.signals import BLOCKTRACE_DIR, SignalRelays
 from blocktrace.vm.sites import RESUME, SKIP, CodeInfo, site_from_bytes, sites_for
 
 __all__ = ["UNLIMITED_GAS", "HaltRun", "OutOfGas", "Stepper", "active_stepper"]
@@ -205,6 +205,22 @@ class _StopAtExit:
 _stop_at_exit = _StopAtExit()
 
 
+def _same_scope(a: Scope, b: Scope) -> bool:
+    """Whether two scopes decide alike (the same resolved paths and target)."""
+    return (
+        a.include == b.include and a.exclude == b.exclude and a.target_name == b.target_name
+        and a.target_file == b.target_file and a.target_module == b.target_module
+    )
+
+
+def gas_limit(gas: int | None) -> int:
+    """The step budget ``gas`` asks for (``None``: unlimited), checked."""
+    limit = UNLIMITED_GAS if gas is None else gas
+    if not 0 <= limit < 2**64:
+        raise ValueError(f"gas must be 0 to 2**64-1 steps, not {gas}")
+    return limit
+
+
 def active_stepper() -> Stepper | None:
     """The running stepper, if any (one per process at a time)."""
     return _current
@@ -224,9 +240,7 @@ class Stepper:
         renderer: Renderer | None = None,
     ) -> None:
         self.scope = scope if scope is not None else Scope()
-        self.gas_limit = UNLIMITED_GAS if gas is None else gas
-        if not 0 <= self.gas_limit < 2**64:
-            raise ValueError(f"gas must be 0 to 2**64-1 steps, not {gas}")
+        self.gas_limit = gas_limit(gas)
         self._meter = Meter(self.gas_limit)
         """The budget and the instructions charged (C when the hook is: no int
         object per instruction); ``gas`` reads it."""
@@ -281,6 +295,9 @@ class Stepper:
         """The starting thread's frames-left counter, while it is lent room."""
         self._room_thread = 0
         self._refused: CodeType | None = None
+        self._refused_foreign = False
+        """A code object outside blocktrace was found out of scope (its starts
+        answered ``DISABLE``): a new scope must turn its events back on."""
         self._relays = SignalRelays()
         self.exit_exception: BaseException | None = None
         """A ``SystemExit`` raised and not (yet) handled: how the program is ending."""
@@ -383,22 +400,79 @@ class Stepper:
             caller: FrameType | None = sys._getframe(stacklevel)
         except ValueError:
             caller = None
-        if not self._target and caller is not None:
-            info = self._learn(caller.f_code)
-            if info is not None:
-                self.depth = 1
-                self._enter_live = True
-                self._offset = caller.f_lasti
-                self._emit(info.call("enter"))
-        # Only now: the "enter" event above is emitted outside any monitoring
-        # callback, so with PY_START already on, a tracer written in the user's
-        # own code would have traced itself.
+        self._enter_caller(caller)
+        # Only now: the "enter" event is emitted outside any monitoring callback,
+        # so with PY_START already on, a tracer written in the user's own code
+        # would have traced itself.
         _M.set_events(tool, _GLOBAL_EVENTS)
         self._relays.install()  # a signal handler gets the program's frame (vm/signals.py)
         room = counter()  # the program keeps its own depth (see blocktrace.tracers.depth)
         if room is not None:
             room.value += CALLBACK_ROOM
             self._room, self._room_thread = room, get_ident()
+
+    def take_over(
+        self, scope: Scope, gas: int | None, renderer: Renderer, stacklevel: int = 1
+    ) -> bool:
+        """``start()`` right after ``set_tracer``, done by the stepper ``set_tracer``
+        started while it holds its first events: what ``start`` on a new stepper
+        would do, without a second start and stop (the tool id, the callbacks'
+        registration, the signal relays, what it learned of the caller's code
+        when the scope is the same).  The held events are dropped, as if this
+        stepper had started here with ``scope``, ``gas`` and ``renderer``.
+        False (nothing done) when it cannot: not holding, another thread, several
+        threads seen, halted."""
+        tool = self._tool
+        if (
+            tool is None or self._held is None or self._multi or self.halted is not None
+            or get_ident() != self.thread_ident or self._open_ops
+        ):
+            return False
+        limit = gas_limit(gas)
+        try:
+            caller: FrameType | None = sys._getframe(stacklevel)
+        except ValueError:
+            caller = None
+        self._held = None
+        _active.started = None  # a stepper start() started runs until stop()
+        # No start is seen until the caller's "enter" is emitted (as in ``start``: a
+        # tracer written in the user's own code must not trace itself).
+        _M.register_callback(tool, _E.PY_START, None)
+        same = _same_scope(scope, self.scope)
+        known = list(self._infos.values())
+        # What was learned stays only when start() would learn the same: its
+        # caller's code alone (index 1), under the same scope.
+        forget = not same or any(caller is None or i.code is not caller.f_code for i in known)
+        if forget:
+            for info in known:
+                try:
+                    _M.set_local_events(tool, info.code, 0)
+                except ValueError:
+                    pass
+            self._infos.clear()
+            self._sites.clear()
+            self._by_index.clear()
+            if self._refused_foreign:  # code outside blocktrace turned off under the old
+                _M.restart_events()  # scope (or beside a caller now forgotten): on again
+                self._refused_foreign = False
+        if not same:
+            self.scope = scope
+        self._target = scope.target_name is not None
+        self.gas_limit = limit
+        self._meter = Meter(limit)
+        self.renderer = renderer
+        self.depth = 0
+        self._offset = 0
+        self.site = None
+        self._enter_live = False
+        self.exit_exception = None
+        self.started_ns = time.perf_counter_ns()
+        cbs = self._callbacks()
+        first = cbs.pop(_E.PY_START)
+        self._register(cbs)
+        self._enter_caller(caller)
+        _M.register_callback(tool, _E.PY_START, first)
+        return True
 
     def stop(self, output: str = "", error: str | None = None) -> None:
         """Stop tracing, turn off everything that was turned on, emit ``Stop``."""
@@ -414,6 +488,17 @@ class Stepper:
         self._emit(Stop(output, error, self.gas_used))
         self._infos.clear()
         self._sites.clear()
+
+    def _enter_caller(self, caller: FrameType | None) -> None:
+        """The frame that starts tracing is traced from its next instruction on
+        (depth 1), when in scope: learned, and its "enter" emitted."""
+        if not self._target and caller is not None:
+            info = self._learn(caller.f_code)
+            if info is not None:
+                self.depth = 1
+                self._enter_live = True
+                self._offset = caller.f_lasti
+                self._emit(info.call("enter"))
 
     def _abandon(self) -> None:
         """Stop without a word to the tracer: a ``start()`` takes over from the
@@ -697,6 +782,8 @@ class Stepper:
             self._report(f"cannot trace {code.co_qualname}: {type(exc).__name__}: {exc}")
             return None
         if info is None:
+            if not self._refused_foreign and not code.co_filename.startswith(BLOCKTRACE_DIR):
+                self._refused_foreign = True
             return None
         index = info.index
         # Stores only (no call, so no signal handler runs between them); the
