@@ -94,7 +94,7 @@ def _lines(args: argparse.Namespace) -> int:
 
     try:
         with following([args.trace], f"lines {args.trace}"):
-            views = view_trace(args.trace)
+            views = view_trace(args.trace, args.function)
     except OSError as exc:
         raise CliError(f"{args.trace}: cannot read: {exc.strerror or exc}") from None
     except TraceFormatError as exc:  # its message names the file

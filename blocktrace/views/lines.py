@@ -15,6 +15,7 @@ innermost statement on its source line.
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import msgspec
 
 from blocktrace.format import SourceLine, TraceError, TraceReader, read_source
+from blocktrace.views.codemap import code_map, ranges
 from blocktrace.views.statements import CodeTable, StatementMap, statements_for_module
 
 __all__ = ["LEGEND", "FileView", "TraceFormatError", "render_json", "render_text", "view_trace"]
@@ -181,17 +183,23 @@ class _Viewer:
                 stats.samples.setdefault(name, []).append(frame.values[name])
 
 
-def view_trace(path: str) -> list[FileView]:
+def view_trace(path: str, function: str | None = None) -> list[FileView]:
     """Per source file, the statements a recorded trace ran (see the module
     docstring); raises :class:`~blocktrace.format.TraceError`.  A source file
     is read only as the trace's source line committed to it (format version 3;
-    older traces show no source)."""
+    older traces show no source).
+
+    ``function``: only what rendering that function needs is exact (its
+    statements' hits and samples, its calls), and the trace is read through
+    its index where it can be: only the chunks holding the lines of code
+    objects in or around the function (:mod:`blocktrace.views.codemap`)."""
     reader = TraceReader(path)
     decoder = msgspec.json.Decoder(dict[str, Any])
     recorded = reader.header.python or ""
     viewer = _Viewer(recorded.split(".")[:2] == platform.python_version().split(".")[:2])
     viewer.line_level = reader.level == "line"
-    for number, raw in reader.raw_lines(2):
+    chosen = None if function is None else _function_lines(reader, viewer, function)
+    for number, raw in reader.raw_lines(2) if chosen is None else chosen:
         if raw.startswith(b'{"event":"source"'):
             line = reader.decode(number, raw)
             if isinstance(line, SourceLine):
@@ -216,6 +224,52 @@ def view_trace(path: str) -> list[FileView]:
     for view in views:
         view.level = reader.level
     return views
+
+
+def _function_lines(
+    reader: TraceReader, viewer: _Viewer, function: str
+) -> Iterator[tuple[int, bytes]] | None:
+    """The lines ``view_trace`` reads for one function, through the index and
+    the trace's code map: every source line and code object learned first (the
+    files in the order a whole read finds them), then the chunks holding a line
+    of a code object named ``function`` or of the file that defines it, in or
+    around its definition.  None when there is no usable index (a whole read)."""
+    index = reader.index(build=True)
+    if index is None or index.status not in ("sealed", "unsealed"):
+        return None
+    cmap = code_map(reader)
+    if cmap is None:
+        return None
+    for at in cmap.sources:
+        for number, raw in reader.raw_lines(at, 1):
+            line = reader.decode(number, raw)
+            if isinstance(line, SourceLine):
+                viewer.sources.setdefault(line.file, line)
+    for number in sorted(cmap.codes):
+        viewer.learn(number, *cmap.codes[number])
+    spans = {}
+    for view in viewer.files.values():
+        found = _function_def(view, function)
+        if found is not None:
+            spans[view.path] = found
+    wanted = []
+    for number, (name, file, first_line) in cmap.codes.items():
+        span = spans.get(file)
+        around = span is not None and first_line <= span[1] and (
+            first_line >= span[0] or name == "<module>" or span[2].startswith(name + ".")
+        )
+        if name == function or around:
+            wanted.append(number)
+    return _chunk_lines(reader, list(ranges(cmap.chunks(wanted), cmap.every, cmap.lines)))
+
+
+def _chunk_lines(
+    reader: TraceReader, runs: list[tuple[int, int]]
+) -> Iterator[tuple[int, bytes]]:
+    for first, count in runs:
+        if first == 1:
+            first, count = 2, count - 1  # the header
+        yield from reader.raw_lines(first, count)
 
 
 def _without_code(smap: StatementMap, root: CodeType) -> set[int]:
@@ -294,12 +348,18 @@ def _show(value: Any) -> str:
 
 def _function_span(view: FileView, name: str) -> tuple[int, int] | None:
     """Lines of the ``def`` (or class) whose qualified name ends with ``name``."""
+    found = _function_def(view, name)
+    return None if found is None else (found[0], found[1])
+
+
+def _function_def(view: FileView, name: str) -> tuple[int, int, str] | None:
+    """``_function_span`` and the definition's qualified name."""
     if view.source is None:
         return None
     import ast
 
     tree = ast.parse(view.source)
-    best: tuple[int, int] | None = None
+    best: tuple[int, int, str] | None = None
 
     def walk(node: ast.AST, prefix: str) -> None:
         nonlocal best
@@ -308,7 +368,7 @@ def _function_span(view: FileView, name: str) -> tuple[int, int] | None:
                 qual = prefix + child.name
                 if best is None and (qual == name or child.name == name):
                     first = min([child.lineno] + [d.lineno for d in child.decorator_list])
-                    best = (first, child.end_lineno or child.lineno)
+                    best = (first, child.end_lineno or child.lineno, qual)
                 inner = qual + (".<locals>." if not isinstance(child, ast.ClassDef) else ".")
                 walk(child, inner)
 

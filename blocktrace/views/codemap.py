@@ -1,0 +1,206 @@
+"""Where each code object's lines are in a trace: what ``lines --function``
+reads through the index instead of the whole trace.
+
+For every checkpoint chunk of the trace's index (``EVERY`` lines, docs/FORMAT.md
+"The index") the code numbers whose lines (calls, ops, exceptions, returns) are
+in it; the code table (number -> name, file, first line, from each code's first
+call line); and the numbers of the source lines.  Built once in one pass that
+reads only each line's ``"code"`` member, and kept as ``TRACE.idx.codes`` beside
+the index (or in the cache with it).  It commits to what the index committed to
+(the trace's stamp, head and line count) and to its own bytes (a SHA-256 over
+them): a stale or edited map is rebuilt, never trusted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sys
+import tempfile
+from array import array
+from collections.abc import Iterable, Iterator
+
+import msgspec
+
+from blocktrace.format import TraceReader
+from blocktrace.format.index import Stamp, TraceIndex, index_paths
+
+__all__ = ["CODES_FORMAT", "CodeMap", "code_map", "ranges"]
+
+CODES_FORMAT = b"blocktrace-codes/1\n"
+_CODE = b'"code":'
+_CALL = b'{"event":"call"'
+_SOURCE = b'{"event":"source"'
+_call_decoder = msgspec.json.Decoder(dict[str, object])
+
+
+class CodeMap(msgspec.Struct, array_like=True):
+    """A trace's code postings (see the module docstring)."""
+
+    stamp: Stamp
+    head: str
+    lines: int
+    every: int
+    codes: dict[int, tuple[str, str, int]]
+    """code number -> (qualified name, file, first line)."""
+    postings: dict[int, bytes]
+    """code number -> the chunks holding its lines, ascending, little-endian uint32."""
+    sources: list[int]
+    """Line numbers of the source lines."""
+
+    def chunks(self, numbers: Iterable[int]) -> list[int]:
+        """The chunks holding a line of any of these codes, ascending."""
+        found: set[int] = set()
+        for number in numbers:
+            found.update(_chunks(self.postings.get(number, b"")))
+        return sorted(found)
+
+    def commits_to(self, index: TraceIndex) -> bool:
+        return (self.stamp == index.stamp and self.head == index.head
+                and self.lines == index.lines and self.every == index.every)
+
+
+def _chunks(data: bytes) -> array[int]:
+    chunks = array("I", data[: len(data) // 4 * 4])
+    if sys.byteorder == "big":
+        chunks.byteswap()
+    return chunks
+
+
+def _little(chunks: array[int]) -> bytes:
+    if sys.byteorder == "big":
+        chunks.byteswap()
+    return chunks.tobytes()
+
+
+def ranges(chunks: list[int], every: int, lines: int) -> Iterator[tuple[int, int]]:
+    """(first line, count) of the runs of consecutive chunks."""
+    i = 0
+    while i < len(chunks):
+        j = i
+        while j + 1 < len(chunks) and chunks[j + 1] == chunks[j] + 1:
+            j += 1
+        first = chunks[i] * every + 1
+        yield first, min((chunks[j] + 1) * every, lines) - first + 1
+        i = j + 1
+
+
+def code_map(reader: TraceReader) -> CodeMap | None:
+    """The trace's code map: the stored one when it commits to the trace's
+    index as it is now, else built (one pass) and stored.  None when the trace
+    has no usable index (then there is nothing to read through)."""
+    index = reader.index(build=True)
+    if index is None or index.lines == 0:
+        return None
+    for candidate in _paths(reader.path):
+        found = _load(candidate)
+        if found is not None and found.commits_to(index):
+            return found
+    built = _build(reader, index)
+    if built is not None:
+        _store(reader.path, _encode(built))
+    return built
+
+
+def _paths(path: str) -> list[str]:
+    return [candidate + ".codes" for candidate in index_paths(path)]
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(CodeMap)
+
+
+def _encode(cmap: CodeMap) -> bytes:
+    body = _encoder.encode(cmap)
+    return CODES_FORMAT + hashlib.sha256(body).digest() + body
+
+
+def _load(candidate: str) -> CodeMap | None:
+    try:
+        with open(candidate, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    start = len(CODES_FORMAT)
+    if not data.startswith(CODES_FORMAT):
+        return None
+    body = data[start + 32:]
+    if hashlib.sha256(body).digest() != data[start:start + 32]:
+        return None
+    try:
+        return _decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def _store(path: str, data: bytes) -> None:
+    for candidate in _paths(path):
+        directory = os.path.dirname(candidate) or "."
+        try:
+            os.makedirs(directory, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".blocktrace-codes-", dir=directory)
+        except OSError:
+            continue
+        try:
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), 0o644)
+                f.write(data)
+            os.replace(tmp, candidate)
+            return
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _build(reader: TraceReader, index: TraceIndex) -> CodeMap | None:
+    """One pass over the indexed lines, reading each line's ``"code"`` member
+    only (and the first call line of each code whole)."""
+    every = index.every
+    codes: dict[int, tuple[str, str, int]] = {}
+    postings: dict[int, array[int]] = {}
+    sources: list[int] = []
+    chunk, limit = 0, every
+    present: set[int] = set()
+    last = -1
+
+    def flush() -> None:
+        for number in present:
+            posting = postings.get(number)
+            if posting is None:
+                posting = postings[number] = array("I")
+            posting.append(chunk)
+        present.clear()
+
+    find = bytes.find
+    for number, raw in reader.raw_lines(1, index.lines):
+        if number > limit:
+            flush()
+            chunk, limit, last = (number - 1) // every, ((number - 1) // every + 1) * every, -1
+        at = find(raw, _CODE)
+        if at < 0:
+            if raw.startswith(_SOURCE):
+                sources.append(number)
+            continue
+        at += 7
+        end = find(raw, b",", at)
+        try:
+            code = int(raw[at:end if end >= 0 else find(raw, b"}", at)])
+        except ValueError:
+            return None  # not the format's: the whole trace is read instead
+        if code != last:
+            present.add(code)
+            last = code
+        if code not in codes and raw.startswith(_CALL):
+            try:
+                call = _call_decoder.decode(raw)
+                name, file, first = call["name"], call["file"], call["firstLine"]
+            except (msgspec.DecodeError, KeyError, RecursionError):
+                return None
+            if not (isinstance(name, str) and isinstance(file, str) and isinstance(first, int)):
+                return None
+            codes[code] = (name, file, first)
+    flush()
+    return CodeMap(index.stamp, index.head, index.lines, every, codes,
+                   {number: _little(posting) for number, posting in postings.items()},
+                   sources)
