@@ -205,12 +205,50 @@ class _StopAtExit:
 _stop_at_exit = _StopAtExit()
 
 
+class _TurnedOff:
+    """What this process's steppers turned off with ``DISABLE`` since the last
+    ``sys.monitoring.restart_events()``.  A run turns back on (``back_on``) only
+    what the next one might report: code out of another scope, sites a tracer
+    turned off, code whose scope was its caller's.  Code out of every scope
+    (blocktrace's own) and code out of the same scope stay off: a run does not
+    pay a callback for each again (restarting also makes every code object
+    re-instrument itself in full)."""
+
+    def __init__(self) -> None:
+        self.scope: Scope | None = None
+        """Code outside blocktrace was found out of this scope."""
+        self.other = False
+        """A ``DISABLE`` the next run might not give (a tracer's, a decision by caller)."""
+
+    def note(self, scope: Scope, by_caller: bool) -> None:
+        """Code outside blocktrace turned off under ``scope``."""
+        if by_caller:
+            self.other = True
+        elif self.scope is None:
+            self.scope = scope
+        elif self.scope is not scope and not _same_scope(self.scope, scope):
+            self.other = True
+
+    def back_on(self, scope: Scope) -> None:
+        """Before a run (or a change of scope) under ``scope``."""
+        if self.other or (
+            self.scope is not None and self.scope is not scope
+            and not _same_scope(self.scope, scope)
+        ):
+            _M.restart_events()
+            self.scope = None
+            self.other = False
+
+
 def _same_scope(a: Scope, b: Scope) -> bool:
     """Whether two scopes decide alike (the same resolved paths and target)."""
     return (
         a.include == b.include and a.exclude == b.exclude and a.target_name == b.target_name
         and a.target_file == b.target_file and a.target_module == b.target_module
     )
+
+
+_turned_off = _TurnedOff()
 
 
 def gas_limit(gas: int | None) -> int:
@@ -295,9 +333,6 @@ class Stepper:
         """The starting thread's frames-left counter, while it is lent room."""
         self._room_thread = 0
         self._refused: CodeType | None = None
-        self._refused_foreign = False
-        """A code object outside blocktrace was found out of scope (its starts
-        answered ``DISABLE``): a new scope must turn its events back on."""
         self._relays = SignalRelays()
         self.exit_exception: BaseException | None = None
         """A ``SystemExit`` raised and not (yet) handled: how the program is ending."""
@@ -392,7 +427,7 @@ class Stepper:
         self.thread_ident = get_ident()
         self._thread_state = {self.thread_ident: (1, 0)}
         self._room_address = _room_address()  # for the C call hooks, before they are made
-        _M.restart_events()  # a DISABLE from an earlier run with another scope must not linger
+        _turned_off.back_on(self.scope)  # a DISABLE of an earlier run must not linger
         self._register(self._callbacks())
         _active.watcher = self._tracer_swapped
         self.started_ns = time.perf_counter_ns()
@@ -452,9 +487,7 @@ class Stepper:
             self._infos.clear()
             self._sites.clear()
             self._by_index.clear()
-            if self._refused_foreign:  # code outside blocktrace turned off under the old
-                _M.restart_events()  # scope (or beside a caller now forgotten): on again
-                self._refused_foreign = False
+        _turned_off.back_on(scope)
         if not same:
             self.scope = scope
         self._target = scope.target_name is not None
@@ -554,6 +587,8 @@ class Stepper:
             self._open_ops.clear()  # ops opened for the tracer before: nobody closes them now
         self._op_end = caps.wants_op_end
         self._may_disable = caps.may_disable
+        if caps.may_disable:
+            _turned_off.other = True  # it may turn sites off that the next run reports
         if caps.level != self._level:
             self._level = caps.level
             self._sites = {key: info.table(caps.level) for key, info in self._infos.items()}
@@ -780,10 +815,11 @@ class Stepper:
             if belongs_to_program(exc):
                 raise  # the program's signal handler ran while we were learning
             self._report(f"cannot trace {code.co_qualname}: {type(exc).__name__}: {exc}")
+            _turned_off.other = True  # turned off here, perhaps traceable next time
             return None
         if info is None:
-            if not self._refused_foreign and not code.co_filename.startswith(BLOCKTRACE_DIR):
-                self._refused_foreign = True
+            if not code.co_filename.startswith(BLOCKTRACE_DIR):
+                _turned_off.note(self.scope, self.scope.contains(code) is None)
             return None
         index = info.index
         # Stores only (no call, so no signal handler runs between them); the

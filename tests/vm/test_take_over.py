@@ -105,3 +105,22 @@ def test_a_tracer_in_the_programs_code_does_not_trace_itself(tmp_path: Path) -> 
     calls = [e.name for e in events if isinstance(e, CallStart)]
     assert calls[0] == "test_a_tracer_in_the_programs_code_does_not_trace_itself"
     assert "_work" in calls and "collect" not in calls
+
+
+def test_code_out_of_one_runs_scope_is_traced_in_the_next_runs(tmp_path: Path) -> None:
+    """A run turns code out of its scope off (``DISABLE``); a later run whose scope
+    takes it in traces it, and one with the first run's scope again does not."""
+    names = []
+    for n, include in enumerate([None, [textwrap.__file__, __file__], None]):
+        path = tmp_path / f"run{n}.jsonl"
+        chain = blocktrace.ChainTracer(path, genesis="runs")
+        _swap(chain)  # no stepper from set_tracer: each run is a stepper's own start
+        try:
+            blocktrace.start(include=include)
+            textwrap.dedent("  a\n  b\n")
+            blocktrace.stop()
+        finally:
+            _swap(discard_trace)
+            chain.close()
+        names.append({json.loads(ln).get("name") for ln in path.read_bytes().splitlines()})
+    assert "dedent" not in names[0] and "dedent" in names[1] and "dedent" not in names[2]
