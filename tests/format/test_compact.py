@@ -8,6 +8,7 @@ verify reports it of the plain form; ``blocktrace cat`` gives exactly the
 from __future__ import annotations
 
 import itertools
+import random
 import signal
 from pathlib import Path
 
@@ -274,6 +275,12 @@ def test_the_c_and_python_transforms_agree(recorded: tuple[Path, Path]) -> None:
         assert a.expand(rest) == b.expand(rest) == b"".join(lines[cut:])
         assert a.head == b.head and a.lines == b.lines == len(lines)
         assert a.take_leaves(-1) == b.take_leaves(-1)
+    rng = random.Random(7)  # newline-dense bytes: the C output is sized by a newline count
+    for _ in range(300):
+        junk = bytes(rng.choice(b"}\n{a") for _ in range(rng.randrange(200)))
+        assert native.Expander(b"", b"", 0, 16).expand(junk) == compact.PyExpander(
+            b"", b"", 0, 16
+        ).expand(junk)
     for bad in (b'{"a":1}\n{"b":2', b'{"a":1}\r\n', b"x\n"):
         assert native.Expander(b"", b"", 0, 16).expand(bad) == compact.PyExpander(
             b"", b"", 0, 16

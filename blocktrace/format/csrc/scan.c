@@ -1203,6 +1203,25 @@ expand_lines(ExpandObject *e, const uint8_t *p, const uint8_t *end, uint8_t *o, 
     return o;
 }
 
+/* The newlines in [p, end): sixteen bytes at a time where SSE2 is there. */
+static size_t
+count_newlines(const uint8_t *p, const uint8_t *end)
+{
+    size_t count = 0;
+#ifdef BT_SSE2
+    const __m128i nl = _mm_set1_epi8('\n');
+    while (end - p >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)p);
+        count += (size_t)__builtin_popcount((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, nl)));
+        p += 16;
+    }
+#endif
+    for (; p < end; p++) {
+        count += *p == '\n';
+    }
+    return count;
+}
+
 static PyObject *
 expand_expand(ExpandObject *e, PyObject *arg)
 {
@@ -1211,10 +1230,7 @@ expand_expand(ExpandObject *e, PyObject *arg)
         return NULL;
     }
     const uint8_t *p = view.buf, *end = p + view.len;
-    size_t count = 0;
-    for (const uint8_t *q = p; (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++) {
-        count++;
-    }
+    size_t count = count_newlines(p, end);
     PyObject *out = PyBytes_FromStringAndSize(NULL, view.len + (Py_ssize_t)(count * COMPACT_EXTRA));
     if (out == NULL) {
         PyBuffer_Release(&view);
