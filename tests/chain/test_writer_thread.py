@@ -518,3 +518,41 @@ def test_stop_thread_from_inside_write_leaves_the_thread_to_the_end() -> None:
     w.stop_thread()
     assert not w.threaded
     assert bytes(out) == bytes(ref_out)
+
+
+_TRACEMALLOC = """
+import sys, tracemalloc
+import blocktrace
+from blocktrace.tracers.chain import ChainTracer
+tracemalloc.start()  # hooks the PyMem_Raw allocators, which then take the GIL
+tracer = ChainTracer(sys.argv[1])
+assert tracer._writer.threaded, "not threaded"
+def work(n):
+    total = 0
+    for i in range(n):
+        total += i * 2
+    return total
+with blocktrace.trace(tracer):
+    print(work(20000))
+"""
+
+
+def test_a_program_using_tracemalloc_does_not_deadlock_with_the_writers_thread(
+    tmp_path: Path,
+) -> None:
+    """The writer's thread, which runs without the GIL, allocates with the C
+    library's allocator: through PyMem_Raw* under tracemalloc it waited for the
+    GIL while the program's thread, holding it, waited for the writer (a hang
+    at the first buffers, every run)."""
+    path = tmp_path / "t.jsonl"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", _TRACEMALLOC, str(path)], cwd=tmp_path, capture_output=True,
+            text=True, timeout=120,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "BLOCKTRACE_WRITER_THREAD": "1"},
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the traced program hung (a deadlock with the writer's thread)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "399980000\n"
+    assert verify_file(path).status == "sealed"

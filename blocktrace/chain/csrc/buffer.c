@@ -88,7 +88,7 @@ buffer_grow_raw(line_buffer *b, size_t need)
         }
         ncap *= 2;
     }
-    char *nb = PyMem_RawRealloc(b->buf, ncap);
+    char *nb = realloc(b->buf, ncap);
     if (nb == NULL) {
         return -1;
     }

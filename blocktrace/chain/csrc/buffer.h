@@ -21,8 +21,10 @@ typedef struct {
 int buffer_flush(line_buffer *b, PyObject *write);
 
 /* Room for need bytes in all (len included); -1 with MemoryError.  The
- * memory is PyMem_Raw's (free with PyMem_RawFree): the writer's thread grows
- * buffers without the GIL. */
+ * memory is the C library's (malloc/realloc; free with free), not PyMem_Raw's:
+ * the writer's thread grows buffers without the GIL, and tracemalloc's hooks
+ * on the PyMem_Raw allocators take the GIL (a deadlock with a caller that holds
+ * it while it waits for that thread). */
 int buffer_reserve(line_buffer *b, size_t need);
 
 /* As buffer_reserve, without the GIL: -1 and no exception when out of memory. */

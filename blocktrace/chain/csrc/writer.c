@@ -76,7 +76,7 @@ typedef struct {
 #define OP_BYTES (sizeof(rec_hdr) + offsetof(rec_op, depth))
 
 typedef struct {
-    char *data; /* PyMem_RawMalloc'd copy, freed by whoever takes the record */
+    char *data; /* malloc'd copy, freed by whoever takes the record */
     size_t len;
 } rec_big;
 
@@ -415,7 +415,7 @@ thread_record(Writer *w, const rec_hdr *r)
         if (thread_line(w, b->data, b->len, r->kind == REC_BIG_SUMMARY) < 0) {
             return -1;
         }
-        PyMem_RawFree(b->data);
+        free(b->data);
         return 0;
     }
     case REC_CLOSE_LEAF:
@@ -458,7 +458,7 @@ give_spare(pipe_state *p, char *buf, size_t cap)
         p->nspare++;
     }
     else {
-        PyMem_RawFree(buf);
+        free(buf);
     }
 }
 
@@ -470,14 +470,14 @@ push_ready(Writer *w)
     pipe_state *p = &w->p;
     if (p->ready_count == p->ready_cap) {
         size_t ncap = p->ready_cap ? p->ready_cap * 2 : 8;
-        chunk_t *nr = PyMem_RawMalloc(ncap * sizeof(chunk_t));
+        chunk_t *nr = malloc(ncap * sizeof(chunk_t));
         if (nr == NULL) {
             return -1;
         }
         for (size_t i = 0; i < p->ready_count; i++) {
             nr[i] = p->ready[(p->ready_first + i) % p->ready_cap];
         }
-        PyMem_RawFree(p->ready);
+        free(p->ready);
         p->ready = nr;
         p->ready_cap = ncap;
         p->ready_first = 0;
@@ -825,7 +825,7 @@ queue_body(Writer *w, const char *body, size_t blen, int summary)
     }
     char *copy = NULL;
     if (blen > BODY_IN_RING) {
-        copy = PyMem_RawMalloc(blen);
+        copy = malloc(blen);
         if (copy == NULL) {
             PyErr_NoMemory();
             return -1;
@@ -834,7 +834,7 @@ queue_body(Writer *w, const char *body, size_t blen, int summary)
     }
     rec_hdr *r = claim(w, rec_size(copy ? (uint32_t)sizeof(rec_big) : (uint32_t)blen));
     if (r == NULL) {
-        PyMem_RawFree(copy);
+        free(copy);
         return -1;
     }
     if (copy == NULL) {
@@ -966,7 +966,7 @@ registry_add(Writer *w)
     pthread_mutex_lock(&registry_mu);
     if (registry_len == registry_cap) {
         size_t ncap = registry_cap ? registry_cap * 2 : 8;
-        Writer **nr = PyMem_RawRealloc(registry, ncap * sizeof(Writer *));
+        Writer **nr = realloc(registry, ncap * sizeof(Writer *));
         if (nr == NULL) {
             pthread_mutex_unlock(&registry_mu);
             return -1;
@@ -1033,7 +1033,7 @@ start_thread(Writer *w)
 {
     pipe_state *p = &w->p;
     memset(p, 0, sizeof *p);
-    p->ring = PyMem_RawMalloc(RING_BYTES);
+    p->ring = malloc(RING_BYTES);
     if (p->ring == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -1043,7 +1043,7 @@ start_thread(Writer *w)
     pthread_cond_init(&p->wake_caller, NULL);
     p->pend.limit = w->out.limit;
     if (registry_add(w) < 0) {
-        PyMem_RawFree(p->ring);
+        free(p->ring);
         p->ring = NULL;
         PyErr_NoMemory();
         return -1;
@@ -1057,7 +1057,7 @@ start_thread(Writer *w)
     if (err != 0) {
         p->on = 0;
         registry_remove(w);
-        PyMem_RawFree(p->ring);
+        free(p->ring);
         p->ring = NULL;
         pthread_mutex_destroy(&p->mu);
         pthread_cond_destroy(&p->wake_thread);
@@ -1077,7 +1077,7 @@ free_queued(pipe_state *p)
     while (t != p->phead) {
         const rec_hdr *r = (const rec_hdr *)(p->ring + (t & (RING_BYTES - 1)));
         if (r->kind == REC_BIG || r->kind == REC_BIG_SUMMARY) {
-            PyMem_RawFree(((const rec_big *)(r + 1))->data);
+            free(((const rec_big *)(r + 1))->data);
         }
         t += rec_bytes(r);
     }
@@ -1121,15 +1121,15 @@ end_thread(Writer *w)
         all.len += w->out.len;
     }
     for (size_t i = 0; i < p->ready_count; i++) {
-        PyMem_RawFree(p->ready[(p->ready_first + i) % p->ready_cap].buf);
+        free(p->ready[(p->ready_first + i) % p->ready_cap].buf);
     }
     for (size_t i = 0; i < p->nspare; i++) {
-        PyMem_RawFree(p->spare[i].buf);
+        free(p->spare[i].buf);
     }
-    PyMem_RawFree(p->ready);
-    PyMem_RawFree(p->pend.buf);
-    PyMem_RawFree(p->ring);
-    PyMem_RawFree(w->out.buf);
+    free(p->ready);
+    free(p->pend.buf);
+    free(p->ring);
+    free(w->out.buf);
     w->out = ok ? all : (line_buffer){NULL, 0, 0, w->out.limit, 0};
     if (!p->forked) {
         pthread_mutex_destroy(&p->mu);
@@ -1575,7 +1575,7 @@ writer_dealloc(Writer *w)
         close(w->file.fd);
         w->file.fd = -1;
     }
-    PyMem_RawFree(w->out.buf);
+    free(w->out.buf);
     w->out.buf = NULL;
     type->tp_free((PyObject *)w);
     Py_DECREF(type); /* instances of a heap type own a reference to it */
