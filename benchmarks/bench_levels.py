@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -79,6 +80,14 @@ def source_lines(path: str) -> int:
 
 
 def main() -> None:
+    tmp = tempfile.mkdtemp(prefix="bt-levels-")
+    try:
+        run(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # the traces: up to ~100 MB a workload
+
+
+def run(tmp: str) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--workload", choices=sorted([*WORKLOADS, "empty"]), action="append",
@@ -90,7 +99,6 @@ def main() -> None:
                     help="run one workload at one level --repeat times, print nothing")
     args = ap.parse_args()
     clock = time.thread_time_ns if args.clock == "thread" else time.perf_counter_ns
-    tmp = tempfile.mkdtemp(prefix="bt-levels-")
     if args.only is not None:
         fn = {**WORKLOADS, "empty": _empty}[(args.workload or ["stdlib"])[0]]
         path = os.path.join(tmp, "only.jsonl")
