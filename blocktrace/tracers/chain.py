@@ -194,7 +194,8 @@ class ChainTracer:
     (``run --embed-source``), so the trace alone shows the code that ran.
 
     With the C writer and two CPUs or more (``chain.writer.threaded_by_default``;
-    ``BLOCKTRACE_WRITER_THREAD=0``/``1`` decide), the lines are made, hashed and
+    ``BLOCKTRACE_WRITER_THREAD=0``/``1`` decide; ``writer_thread`` True/False
+    decides for this tracer), the lines are made, hashed and
     (for a plain file) written on the writer's own thread; the program's thread
     only queues them.  The same bytes; the seal waits for every line.
     """
@@ -218,6 +219,7 @@ class ChainTracer:
         clock: bool = False,
         embed_source: bool = False,
         max_size: int | None = None,
+        writer_thread: bool | None = None,
     ) -> None:
         if locals not in ("off", "on", "changes") or globals not in ("off", "on", "changes"):
             raise ValueError("locals and globals take 'off', 'on' or 'changes'")
@@ -301,7 +303,8 @@ class ChainTracer:
         elif max_size is None:  # (a size limit counts what `write` took)
             if self._owns and frames is None:  # a plain file of its own: written from C
                 extra["fd"] = self._out.fileno()
-            if not periodic and threaded_by_default():
+            if not periodic and (threaded_by_default() if writer_thread is None
+                                 else writer_thread):
                 # Lines made on the writer's thread; `write` still runs here, with the
                 # same chunks.  Checkpoints (on_leaf) keep the inline writer.
                 extra["threaded"] = True

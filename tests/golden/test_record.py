@@ -190,3 +190,17 @@ def test_the_spawn_watch_notes_the_first_process_start_while_armed() -> None:
         assert _SpawnWatch.seen == expected
     finally:
         _SpawnWatch.active, _SpawnWatch.seen = saved
+
+
+def test_a_golden_is_recorded_with_the_inline_writer(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BLOCKTRACE_WRITER_THREAD", "1")  # what any other trace would get
+    rec = Recording(level="call", values=False, include=[__file__], exclude=None,
+                    rules=Normaliser(ROOT, ["the-test"]), workdir=str(tmp_path))
+    rec.start()
+    writer = rec._chain._writer  # type: ignore[union-attr]
+    threaded = getattr(writer, "threaded", False)
+    _work(3)
+    rec.finish(None)
+    rec.cleanup()
+    assert threaded is False
