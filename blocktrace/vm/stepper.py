@@ -680,7 +680,11 @@ class Stepper:
         if event is None:
             event = Return("return", self._infos[id(code)].index, offset, value)
         self.site = event
-        self._tracer_failed(exc)
+        try:
+            self._tracer_failed(exc)
+        finally:
+            if self.site is event and type(event) is Return:
+                self.site = None  # the value is the program's (see _leave)
 
     def _tracer_swapped(self, tracer: object) -> None:
         if self._held is not None:
@@ -1102,6 +1106,8 @@ class Stepper:
         except BaseException as exc:
             self._tracer_failed(exc)
         finally:  # the frame leaves even if the program's exception interrupts the tracer
+            if self.site is event:
+                self.site = None  # the value is the program's (see _leave)
             self.depth -= 1
             if self.depth <= 0 and self.thread == 1:
                 self._enter_live = False
@@ -1137,6 +1143,8 @@ class Stepper:
         except BaseException as failure:
             self._tracer_failed(failure)
         finally:
+            if self.site is event:
+                self.site = None  # the exception is the program's (see _leave)
             self.depth -= 1
             if self.depth <= 0 and self.thread == 1:
                 self._enter_live = False
@@ -1148,9 +1156,16 @@ class Stepper:
         self._offset = offset
         if self._op_end:
             self._close_op((self.thread, self.depth))
+        event = Return(kind, info.index, offset, value)
         try:
-            self._emit(Return(kind, info.index, offset, value))
+            self._emit(event)
         finally:  # the frame leaves even if the program's exception interrupts the tracer
+            if self.site is event:
+                # The value is the program's: held as the site it would live on until
+                # the next event -- at levels without op events, the next call or
+                # return -- after the program let go of it (a weakref's referent,
+                # a ``__del__`` that runs late).
+                self.site = None
             self.depth -= 1
             if self.depth <= 0 and self.thread == 1:
                 self._enter_live = False

@@ -741,6 +741,7 @@ def test_no_reference_leaks() -> None:
     sites_list = [event, None, None]
     sites = {id(CODE): sites_list}
     objects = [event, vm, tracer, failing, missing, failed, sites_list, CODE, DISABLE]
+    gc.collect()  # what tests before left in cycles (frames of CODE's tracebacks) goes first
     before = [sys.getrefcount(o) for o in objects]
     for t in (tracer, failing):
         hook = InstructionHook(sites, vm, t, missing, tracer, failed, DISABLE)
@@ -760,6 +761,7 @@ def test_no_reference_leaks() -> None:
         del hook
     del t
     vm.site = None
+    gc.collect()
     after = [sys.getrefcount(o) for o in objects]
     assert after == before
     assert vm.gas == 2**62

@@ -361,3 +361,53 @@ def test_diff_of_two_levels_compares_at_the_coarser(recorded: Path, tmp_path: Pa
     assert calls.returncode == 1 and "square" in calls.stdout, calls
     assert re.search(r"pc 0 +call +square", calls.stdout), calls.stdout  # a call step, named so
     assert "compared at level" not in calls.stdout
+
+
+class _Box:
+    pass
+
+
+def _make() -> _Box:
+    return _Box()
+
+
+def _boxes() -> Any:
+    yield _Box()
+    yield _Box()
+
+
+def _raises() -> None:
+    raise ValueError(_Box())
+
+
+def _lifetimes() -> list[bool]:
+    """Whether each object the program let go of is gone at once, as untraced:
+    a returned value, two yielded ones, an exception that unwound a frame."""
+    import weakref
+
+    gone = [weakref.ref(_make())() is None]
+    boxes = _boxes()
+    gone.append(weakref.ref(next(boxes))() is None)
+    gone.append(weakref.ref(next(boxes))() is None)
+    try:
+        _raises()
+    except ValueError as exc:
+        ref = weakref.ref(exc.args[0])
+    gone.append(ref() is None)
+    return gone
+
+
+@pytest.mark.parametrize("level", ["op", "line", "call"])
+@pytest.mark.parametrize("locals_", ["off", "on"])
+def test_the_trace_keeps_no_returned_yielded_or_raised_object_alive(
+    level: str, locals_: str, tmp_path: Path
+) -> None:
+    """At levels without op events the stepper kept the last Return as its site
+    (the value with it) until the next call or return: a weakref's referent the
+    program had dropped was still alive (more-itertools' lifecycle tests failed
+    at `--level call` only)."""
+    assert _lifetimes() == [True] * 4
+    tracer = ChainTracer(tmp_path / "t.jsonl", level=level, locals=locals_)  # type: ignore[arg-type]
+    with blocktrace.trace(tracer):
+        result = _lifetimes()
+    assert result == [True] * 4
