@@ -1,10 +1,11 @@
 """Runs until killed: for the tests that SIGKILL or SIGINT a traced process mid-run.
 
-Each turn of the loop sleeps a little, so that the step budget the tests give
-(which bounds the trace's size if a signal comes late) lasts seconds of wall
-time however fast recording is: with the writer's thread the loop alone used a
-million steps in a tenth of a second, before a loaded test machine sent the
-signal."""
+Each turn of the loop sleeps a millisecond, so that the step budget the tests
+give (which bounds the trace's size if a signal comes late) lasts tens of
+seconds of wall time however fast recording is: with the writer's thread the
+loop alone used a million steps in a tenth of a second, and with a 0.1 ms nap
+still within the few seconds a heavily loaded test machine took to send the
+signal.  The tests wait for a few hundred kB of trace: a tenth of a second."""
 
 import sys
 import time
@@ -19,7 +20,7 @@ def main() -> None:
     print("running", flush=True)
     while True:
         n = step(n)
-        time.sleep(0.0001)
+        time.sleep(0.001)
 
 
 if __name__ == "__main__":
