@@ -29,7 +29,7 @@ import stat
 import tempfile
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
 import msgspec
@@ -466,18 +466,56 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(TraceIndex)
 
 
+def sealed(magic: bytes, body: bytes) -> bytes:
+    """A kept file's bytes (the index, and files kept beside it): ``magic``, the
+    SHA-256 of ``body``, then ``body``; :func:`unsealed` gives ``body`` back."""
+    return magic + hashlib.sha256(body).digest() + body
+
+
+def unsealed(magic: bytes, data: bytes) -> bytes | None:
+    """The body of ``data`` made by :func:`sealed` with ``magic``, or None when
+    ``data`` is not that (another kind or version, cut short, edited)."""
+    start = len(magic) + 32
+    if not data.startswith(magic) or len(data) < start:
+        return None
+    body = data[start:]
+    if hashlib.sha256(body).digest() != data[len(magic) : start]:
+        return None
+    return body
+
+
+def store_kept(candidates: Iterable[str], data: bytes) -> str | None:
+    """Write ``data`` at the first of ``candidates`` that takes it, whole or not
+    at all (a temporary file renamed over it); that path, or None."""
+    for candidate in candidates:
+        directory = os.path.dirname(candidate) or "."
+        try:
+            os.makedirs(directory, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".blocktrace-idx-", dir=directory)
+        except OSError:
+            continue
+        try:
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), 0o644)  # mkstemp's 0600: readers of the trace read it too
+                f.write(data)
+            os.replace(tmp, candidate)
+            return candidate
+        except OSError:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    return None
+
+
 def encode_index(index: TraceIndex) -> bytes:
-    body = _encoder.encode(index)
-    return INDEX_FORMAT + hashlib.sha256(body).digest() + body
+    return sealed(INDEX_FORMAT, _encoder.encode(index))
 
 
 def decode_index(data: bytes) -> TraceIndex | None:
     """The index in ``data``, or None when it is not an intact index."""
-    start = len(INDEX_FORMAT) + 32
-    if not data.startswith(INDEX_FORMAT) or len(data) < start:
-        return None
-    body = data[start:]
-    if hashlib.sha256(body).digest() != data[len(INDEX_FORMAT) : start]:
+    body = unsealed(INDEX_FORMAT, data)
+    if body is None:
         return None
     try:
         index = _decoder.decode(body)
@@ -529,23 +567,4 @@ def keep_index(path: str, index: TraceIndex) -> str | None:
 def store_index(path: str, index: TraceIndex) -> str | None:
     """Write the index beside the trace, or in the cache; its path, or None
     when neither place takes it (the index is then only kept in memory)."""
-    data = encode_index(index)
-    for candidate in index_paths(path):
-        directory = os.path.dirname(candidate) or "."
-        try:
-            os.makedirs(directory, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".blocktrace-idx-", dir=directory)
-        except OSError:
-            continue
-        try:
-            with os.fdopen(fd, "wb") as f:
-                os.fchmod(f.fileno(), 0o644)  # mkstemp's 0600: readers of the trace read it too
-                f.write(data)
-            os.replace(tmp, candidate)
-            return candidate
-        except OSError:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-    return None
+    return store_kept(index_paths(path), encode_index(index))

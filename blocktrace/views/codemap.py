@@ -13,18 +13,14 @@ them): a stale or edited map is rebuilt, never trusted.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import os
 import sys
-import tempfile
 from array import array
 from collections.abc import Iterable, Iterator
 
 import msgspec
 
 from blocktrace.format import TraceReader
-from blocktrace.format.index import Stamp, TraceIndex, index_paths
+from blocktrace.format.index import Stamp, TraceIndex, index_paths, sealed, store_kept, unsealed
 
 __all__ = ["CODES_FORMAT", "CodeMap", "code_map", "ranges"]
 
@@ -112,8 +108,7 @@ _decoder = msgspec.msgpack.Decoder(CodeMap)
 
 
 def _encode(cmap: CodeMap) -> bytes:
-    body = _encoder.encode(cmap)
-    return CODES_FORMAT + hashlib.sha256(body).digest() + body
+    return sealed(CODES_FORMAT, _encoder.encode(cmap))
 
 
 def _load(candidate: str) -> CodeMap | None:
@@ -122,11 +117,8 @@ def _load(candidate: str) -> CodeMap | None:
             data = f.read()
     except OSError:
         return None
-    start = len(CODES_FORMAT)
-    if not data.startswith(CODES_FORMAT):
-        return None
-    body = data[start + 32:]
-    if hashlib.sha256(body).digest() != data[start:start + 32]:
+    body = unsealed(CODES_FORMAT, data)
+    if body is None:
         return None
     try:
         return _decoder.decode(body)
@@ -135,22 +127,7 @@ def _load(candidate: str) -> CodeMap | None:
 
 
 def _store(path: str, data: bytes) -> None:
-    for candidate in _paths(path):
-        directory = os.path.dirname(candidate) or "."
-        try:
-            os.makedirs(directory, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".blocktrace-codes-", dir=directory)
-        except OSError:
-            continue
-        try:
-            with os.fdopen(fd, "wb") as f:
-                os.fchmod(f.fileno(), 0o644)
-                f.write(data)
-            os.replace(tmp, candidate)
-            return
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    store_kept(_paths(path), data)
 
 
 def _build(reader: TraceReader, index: TraceIndex) -> CodeMap | None:
