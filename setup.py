@@ -61,7 +61,8 @@ setup(
         Extension(
             "blocktrace.vm._chook",
             ["blocktrace/vm/_chook.c"],
-            depends=["blocktrace/format/csrc/callline.h", "blocktrace/events/csrc/sink.h"],
+            depends=["blocktrace/format/csrc/callline.h", "blocktrace/events/csrc/sink.h",
+                     "blocktrace/events/csrc/linestart.h"],
             # the call and return lines' layout is the format's (format/csrc/callline.h);
             # a tracer's sink is called through events/csrc/sink.h
             include_dirs=["blocktrace/format/csrc", "blocktrace/events/csrc"],
@@ -79,8 +80,11 @@ setup(
         Extension(  # a line start's values (owner: values; reference tracers/chain.py, render.py)
             "blocktrace.tracers._cvalues",
             ["blocktrace/tracers/csrc/values.c"],
-            depends=["blocktrace/format/csrc/opline.h", "blocktrace/chain/csrc/hex.h"],
-            include_dirs=["blocktrace/format/csrc", "blocktrace/chain/csrc"],
+            depends=["blocktrace/format/csrc/opline.h", "blocktrace/chain/csrc/hex.h",
+                     "blocktrace/events/csrc/sink.h", "blocktrace/events/csrc/linestart.h"],
+            # the writer's line and the stepper's hook meet it through events/csrc
+            include_dirs=["blocktrace/format/csrc", "blocktrace/chain/csrc",
+                          "blocktrace/events/csrc"],
             extra_compile_args=_FLAGS,
             optional=True,
         ),

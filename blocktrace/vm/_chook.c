@@ -55,6 +55,7 @@
 #include <stdint.h>
 
 #include "sink.h"
+#include "linestart.h"
 
 /* Per module (multi-phase init: one per interpreter that imports it). */
 typedef struct {
@@ -166,6 +167,9 @@ typedef struct {
      * the sink is op_line's self (op_line holds it) */
     const bt_sink_api *sink_api;
     PyObject *sink;
+    /* the tracer's C entry for a line start with values (events/csrc/linestart.h),
+     * else NULL: called, with gas and depth, for what the sink's op did not take */
+    const bt_line_start_api *line_start_api;
     int may_disable; /* the tracer's DISABLE for an OpStart is passed on */
     PyObject *meter; /* NULL: gas is vm.gas; else the Meter charged (vm.gas is not touched) */
     PyObject *skip;  /* NULL, or the site value meaning "charge, emit nothing" (needs a meter) */
@@ -480,7 +484,11 @@ metered_op_line(InstructionHook *self, PyObject *event, Meter *m, PyObject *dict
         long long d = PyLong_AsLongLongAndOverflow(depth, &overflow); /* cannot fail */
         if (overflow == 0) {
             Py_DECREF(depth);
-            int done = self->sink_api->op(self->sink, event, (long long)(m->limit - m->used), d);
+            long long gas = (long long)(m->limit - m->used);
+            int done = self->sink_api->op(self->sink, event, gas, d);
+            if (done == 0 && self->line_start_api != NULL) {
+                done = self->line_start_api->line_start(self->tracer, self->vm, event, gas, d);
+            }
             if (done < 0) {
                 return call_failed(self);
             }
@@ -819,6 +827,7 @@ hook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->op_line = op_line == Py_None ? NULL : Py_NewRef(op_line);
     self->sink = NULL;
     self->sink_api = bt_sink_of(self->op_line, 0, &self->sink);
+    self->line_start_api = bt_line_start_of(self->tracer);
     self->meter = meter == Py_None ? NULL : Py_NewRef(meter);
     self->skip = skip == Py_None ? NULL : Py_NewRef(skip);
     self->last_code = NULL;
@@ -875,6 +884,7 @@ hook_clear(InstructionHook *self)
     Py_CLEAR(self->disable);
     self->sink_api = NULL;
     self->sink = NULL;
+    self->line_start_api = NULL;
     Py_CLEAR(self->op_line);
     Py_CLEAR(self->meter);
     Py_CLEAR(self->skip);

@@ -29,6 +29,8 @@
 #include <math.h>
 
 #include "opline.h" /* the op line's layout: the format's (format/csrc/opline.h) */
+#include "sink.h"   /* the line writer's C entry (events/csrc/sink.h) */
+#include "linestart.h" /* the stepper's hook calls LineStart (events/csrc/linestart.h) */
 #include <stdint.h>
 #include <string.h>
 
@@ -200,13 +202,37 @@ get_size(PyObject *limits, Py_ssize_t i, Py_ssize_t *out)
     return 0;
 }
 
+/* obj.<name>, a new reference: from obj's instance dict when its type looks
+ * attributes up generically and the dict holds the name (a plain instance
+ * attribute: what getattr would find, unless a data descriptor of the same name
+ * shadows it, and then the dict does not hold it), else through getattr. */
+static PyObject *
+attr_fast(PyObject *obj, PyObject *name)
+{
+    PyTypeObject *t = Py_TYPE(obj);
+    if (t->tp_getattro == PyObject_GenericGetAttr &&
+        ((t->tp_flags & Py_TPFLAGS_MANAGED_DICT) || t->tp_dictoffset > 0)) {
+        PyObject *dict = PyObject_GenericGetDict(obj, NULL);
+        if (dict == NULL) {
+            return NULL;
+        }
+        PyObject *v = PyDict_CheckExact(dict) ? PyDict_GetItemWithError(dict, name) : NULL;
+        Py_XINCREF(v);
+        Py_DECREF(dict);
+        if (v != NULL || PyErr_Occurred()) {
+            return v;
+        }
+    }
+    return PyObject_GetAttr(obj, name);
+}
+
 /* The renderer's bounds (its ``_limits``: max_str, max_items, max_depth,
  * use_repr) and number table */
 static int
 ctx_init(render_ctx *ctx, PyObject *renderer)
 {
     ctx->renderer = renderer;
-    PyObject *limits = PyObject_GetAttr(renderer, s_limits);
+    PyObject *limits = attr_fast(renderer, s_limits);
     if (limits == NULL) {
         return -1;
     }
@@ -223,7 +249,7 @@ ctx_init(render_ctx *ctx, PyObject *renderer)
     if (rc < 0) {
         return -1;
     }
-    ctx->numbers = PyObject_GetAttr(renderer, s_numbers);
+    ctx->numbers = attr_fast(renderer, s_numbers);
     if (ctx->numbers == NULL) {
         return -1;
     }
@@ -610,20 +636,6 @@ member(render_ctx *ctx, PyObject *name, PyObject *value, PyObject *encode, buf *
     return rc;
 }
 
-/* the member bytes of prev[name], borrowed, or NULL */
-static PyObject *
-prev_member(PyObject *prev, PyObject *name, PyObject **kept)
-{
-    PyObject *old = PyDict_GetItemWithError(prev, name);
-    if (old == NULL || !PyTuple_CheckExact(old) || PyTuple_GET_SIZE(old) != 2) {
-        return NULL;
-    }
-    if (kept != NULL) {
-        *kept = PyTuple_GET_ITEM(old, 0);
-    }
-    return PyTuple_GET_ITEM(old, 1);
-}
-
 /* Shown as ``<Type #n>`` or ``<Type>`` (no builtin looked into, no repr): its
  * text depends only on its type's qualname, the bounds and its number, which is
  * its own while it lives (the renderer forgets it when it dies). */
@@ -753,7 +765,7 @@ static PyObject *
 ctx_deaths(render_ctx *ctx)
 {
     if (ctx->deaths == NULL) {
-        PyObject *deaths = PyObject_GetAttr(ctx->renderer, s_deaths);
+        PyObject *deaths = attr_fast(ctx->renderer, s_deaths);
         if (deaths == NULL) {
             return NULL;
         }
@@ -909,6 +921,194 @@ dict_of(PyObject *names)
     return d;
 }
 
+static void
+ctx_zero(render_ctx *ctx)
+{
+    ctx->renderer = NULL;
+    ctx->numbers = NULL;
+    ctx->limits = NULL;
+    ctx->deaths = NULL;
+    buf_init(&ctx->text);
+}
+
+/* One scope's members, ``_rendered(d, prev, render)`` and ``_object(fresh,
+ * prev if changes else None)`` in one pass over d (a dict of the scope's names
+ * that nothing else holds): the JSON object into out, and
+ *   - fresh_out != NULL: the fresh state (a new dict) into *fresh_out;
+ *   - fresh_out == NULL: prev updated in place to what fresh would be (the
+ *     same entries; only names rendered anew get a new one, names gone are
+ *     removed), once the pass succeeded: prev is untouched when it did not.
+ * 0, -1 (an error set) or UNSUPPORTED (a name or value for the reference: out
+ * and prev as they were). */
+static int
+scan_into(render_ctx *ctx, PyObject *d, PyObject *prev, int changes, PyObject *not_kept,
+          PyObject *encode, PyObject **fresh_out, buf *out)
+{
+    Py_ssize_t n = PyDict_GET_SIZE(d), nupdates = 0, named = 0, mark = out->len;
+    PyObject *fresh = NULL, *small[32];
+    /* in place: (name, new entry) pairs to set once done, strong references */
+    PyObject **updates = fresh_out != NULL ? NULL : 2 * n <= 32 ? small
+                         : PyMem_Malloc(sizeof(PyObject *) * (size_t)(2 * n));
+    buf member_buf;
+    buf_init(&member_buf);
+    int rc = -1;
+    if (fresh_out != NULL) {
+        fresh = PyDict_New();
+        if (fresh == NULL) {
+            goto done;
+        }
+    }
+    else if (updates == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (BUF_LIT(out, "{") < 0) {
+        goto done;
+    }
+    int first = 1;
+    Py_ssize_t pos = 0;
+    PyObject *name, *value;
+    while (PyDict_Next(d, &pos, &name, &value)) {
+        if (!PyUnicode_CheckExact(name)) {
+            rc = UNSUPPORTED; /* the reference says what becomes of it */
+            goto done;
+        }
+        if (dunder(name)) {
+            continue;
+        }
+        named++;
+        PyObject *old = PyDict_GetItemWithError(prev, name), *kept = NULL, *old_member = NULL;
+        if (old == NULL && PyErr_Occurred()) {
+            goto done;
+        }
+        Py_XINCREF(old); /* held while values render (they may run the renderer's code) */
+        if (old != NULL && PyTuple_CheckExact(old) && PyTuple_GET_SIZE(old) == 2) {
+            kept = PyTuple_GET_ITEM(old, 0);
+            old_member = PyTuple_GET_ITEM(old, 1);
+        }
+        int keeps = kept_type(Py_TYPE(value));
+        int same = old_member != NULL && kept == value && keeps;
+        if (!same && old_member != NULL && PyTuple_CheckExact(kept)) {
+            same = PyTuple_GET_SIZE(kept) == 4 ? seq_same(ctx, kept, value)
+                                               : opaque_same(ctx, kept, value); /* 6 */
+            if (same < 0) {
+                Py_XDECREF(old);
+                goto done;
+            }
+        }
+        PyObject *entry; /* a new reference */
+        if (same) {
+            entry = old; /* held: given to entry */
+            old = NULL;
+        }
+        else {
+            member_buf.len = 0;
+            int by_reference;
+            int r = member(ctx, name, value, encode, &member_buf, &by_reference);
+            if (r != 0) {
+                Py_XDECREF(old);
+                rc = r; /* UNSUPPORTED or -1 */
+                goto done;
+            }
+            PyObject *m = PyBytes_FromStringAndSize(member_buf.p, member_buf.len), *marker = NULL;
+            if (m == NULL) {
+                Py_XDECREF(old);
+                goto done;
+            }
+            if (!keeps && !by_reference && opaque(ctx, value)) {
+                marker = opaque_marker(ctx, value);
+            }
+            else if (!keeps && !by_reference && (PyList_CheckExact(value) || PyTuple_CheckExact(value))) {
+                marker = seq_marker(ctx, value); /* NULL: not one whose items say its text */
+            }
+            entry = marker == NULL && PyErr_Occurred()
+                        ? NULL
+                        : PyTuple_Pack(2, keeps ? value : marker != NULL ? marker : not_kept, m);
+            Py_XDECREF(marker);
+            Py_DECREF(m);
+            if (entry == NULL) {
+                Py_XDECREF(old);
+                goto done;
+            }
+        }
+        /* _object: every member, or (changes) those whose bytes differ from prev's */
+        PyObject *m = PyTuple_GET_ITEM(entry, 1);
+        int show = !changes || old_member == NULL ||
+                   !(old_member == m ||
+                     (PyBytes_Check(old_member) &&
+                      PyBytes_GET_SIZE(old_member) == PyBytes_GET_SIZE(m) &&
+                      memcmp(PyBytes_AS_STRING(old_member), PyBytes_AS_STRING(m),
+                             (size_t)PyBytes_GET_SIZE(m)) == 0));
+        Py_XDECREF(old);
+        if (show && ((!first && BUF_LIT(out, ",") < 0) ||
+                     buf_add(out, PyBytes_AS_STRING(m), PyBytes_GET_SIZE(m)) < 0)) {
+            Py_DECREF(entry);
+            goto done;
+        }
+        first &= !show;
+        if (fresh != NULL) {
+            int set = PyDict_SetItem(fresh, name, entry);
+            Py_DECREF(entry);
+            if (set < 0) {
+                goto done;
+            }
+        }
+        else if (same) {
+            Py_DECREF(entry); /* prev keeps it */
+        }
+        else {
+            updates[2 * nupdates] = Py_NewRef(name);
+            updates[2 * nupdates + 1] = entry;
+            nupdates++;
+        }
+    }
+    if (BUF_LIT(out, "}") < 0) {
+        goto done;
+    }
+    if (fresh != NULL) {
+        *fresh_out = fresh;
+        fresh = NULL;
+        rc = 0;
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < nupdates; i++) {
+        if (PyDict_SetItem(prev, updates[2 * i], updates[2 * i + 1]) < 0) {
+            goto done; /* (no memory) the caller drops the state */
+        }
+    }
+    if (PyDict_GET_SIZE(prev) != named) { /* names gone since: not in fresh */
+        PyObject *keys = PyDict_Keys(prev);
+        if (keys == NULL) {
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); i++) {
+            PyObject *key = PyList_GET_ITEM(keys, i);
+            int in = PyDict_Contains(d, key);
+            if (in < 0 || (in == 0 && PyDict_DelItem(prev, key) < 0)) {
+                Py_DECREF(keys);
+                goto done;
+            }
+        }
+        Py_DECREF(keys);
+    }
+    rc = 0;
+done:
+    if (updates != NULL) {
+        for (Py_ssize_t i = 0; i < 2 * nupdates; i++) {
+            Py_DECREF(updates[i]);
+        }
+        if (updates != small) {
+            PyMem_Free(updates);
+        }
+    }
+    if (rc != 0) {
+        out->len = mark;
+    }
+    Py_XDECREF(fresh);
+    buf_free(&member_buf);
+    return rc;
+}
+
 /* (fresh, object), None (the reference's to do), or NULL (an error) */
 static PyObject *
 scan_names(PyObject *names, PyObject *prev, PyObject *renderer, int changes, PyObject *not_kept,
@@ -922,135 +1122,27 @@ scan_names(PyObject *names, PyObject *prev, PyObject *renderer, int changes, PyO
     if (d == NULL) {
         return NULL;
     }
-    PyObject *fresh = PyDict_New(), *result = NULL;
-    /* prev's member bytes of each name of fresh, in fresh's order (borrowed) */
-    PyObject **olds = PyMem_Malloc(sizeof(PyObject *) * (size_t)(PyDict_GET_SIZE(d) + 1));
-    Py_ssize_t nolds = 0;
+    PyObject *result = NULL, *fresh = NULL;
     render_ctx ctx;
-    ctx.renderer = NULL;
-    ctx.numbers = NULL;
-    ctx.limits = NULL;
-    ctx.deaths = NULL;
-    buf_init(&ctx.text);
+    ctx_zero(&ctx);
     buf out;
     buf_init(&out);
-    if (olds == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    if (fresh == NULL || ctx_init(&ctx, renderer) < 0) {
-        goto done;
-    }
-    Py_ssize_t pos = 0;
-    PyObject *name, *value;
-    while (PyDict_Next(d, &pos, &name, &value)) {
-        if (!PyUnicode_CheckExact(name)) {
-            result = Py_NewRef(Py_None); /* the reference says what becomes of it */
-            goto done;
-        }
-        if (dunder(name)) {
-            continue;
-        }
-        PyObject *kept = NULL;
-        PyObject *old_member = prev_member(prev, name, &kept);
-        if (old_member == NULL && PyErr_Occurred()) {
-            goto done;
-        }
-        olds[nolds++] = old_member;
-        int keeps = kept_type(Py_TYPE(value));
-        int same = old_member != NULL && kept == value && keeps;
-        if (!same && old_member != NULL && kept != NULL && PyTuple_CheckExact(kept)) {
-            same = PyTuple_GET_SIZE(kept) == 4 ? seq_same(&ctx, kept, value)
-                                               : opaque_same(&ctx, kept, value); /* 6 */
-            if (same < 0) {
-                goto done;
-            }
-        }
-        if (same) {
-            if (PyDict_SetItem(fresh, name, PyDict_GetItem(prev, name)) < 0) {
-                goto done;
-            }
-            continue;
-        }
-        out.len = 0;
-        int by_reference;
-        int rc = member(&ctx, name, value, encode, &out, &by_reference);
+    if (ctx_init(&ctx, renderer) == 0) {
+        int rc = scan_into(&ctx, d, prev, changes, not_kept, encode, &fresh, &out);
         if (rc == UNSUPPORTED) {
             result = Py_NewRef(Py_None);
-            goto done;
         }
-        if (rc < 0) {
-            goto done;
-        }
-        PyObject *m = PyBytes_FromStringAndSize(out.p, out.len);
-        if (m == NULL) {
-            goto done;
-        }
-        PyObject *marker = NULL;
-        if (!keeps && !by_reference && opaque(&ctx, value)) {
-            marker = opaque_marker(&ctx, value);
-            if (marker == NULL) {
-                Py_DECREF(m);
-                goto done;
+        else if (rc == 0) {
+            PyObject *obj = PyBytes_FromStringAndSize(out.p, out.len);
+            if (obj != NULL) {
+                result = PyTuple_Pack(2, fresh, obj);
+                Py_DECREF(obj);
             }
         }
-        else if (!keeps && !by_reference && (PyList_CheckExact(value) || PyTuple_CheckExact(value))) {
-            marker = seq_marker(&ctx, value); /* NULL: not one whose items say its text */
-            if (marker == NULL && PyErr_Occurred()) {
-                Py_DECREF(m);
-                goto done;
-            }
-        }
-        PyObject *entry = PyTuple_Pack(2, keeps ? value : marker != NULL ? marker : not_kept, m);
-        Py_XDECREF(marker);
-        Py_DECREF(m);
-        if (entry == NULL) {
-            goto done;
-        }
-        rc = PyDict_SetItem(fresh, name, entry);
-        Py_DECREF(entry);
-        if (rc < 0) {
-            goto done;
-        }
     }
-    /* _object: every member, or (changes) those whose bytes differ from prev's */
-    out.len = 0;
-    if (BUF_LIT(&out, "{") < 0) {
-        goto done;
-    }
-    pos = 0;
-    PyObject *entry;
-    int first = 1;
-    for (Py_ssize_t i = 0; PyDict_Next(fresh, &pos, &name, &entry); i++) {
-        PyObject *m = PyTuple_GET_ITEM(entry, 1);
-        if (changes) {
-            PyObject *old = i < nolds ? olds[i] : NULL;
-            if (old != NULL && (old == m || (PyBytes_Check(old) &&
-                                             PyBytes_GET_SIZE(old) == PyBytes_GET_SIZE(m) &&
-                                             memcmp(PyBytes_AS_STRING(old), PyBytes_AS_STRING(m),
-                                                    (size_t)PyBytes_GET_SIZE(m)) == 0))) {
-                continue;
-            }
-        }
-        if ((!first && BUF_LIT(&out, ",") < 0) ||
-            buf_add(&out, PyBytes_AS_STRING(m), PyBytes_GET_SIZE(m)) < 0) {
-            goto done;
-        }
-        first = 0;
-    }
-    if (BUF_LIT(&out, "}") < 0) {
-        goto done;
-    }
-    PyObject *obj = PyBytes_FromStringAndSize(out.p, out.len);
-    if (obj != NULL) {
-        result = PyTuple_Pack(2, fresh, obj);
-        Py_DECREF(obj);
-    }
-done:
-    PyMem_Free(olds);
+    Py_XDECREF(fresh);
     ctx_free(&ctx);
     buf_free(&out);
-    Py_XDECREF(fresh);
     Py_DECREF(d);
     return result;
 }
@@ -1094,10 +1186,11 @@ static PyObject *empty_prev; /* prev of a scope seen first: {} */
 
 /* One scope's values: prev = state.get(key, {}); (fresh, object) = scan, or
  * fallback(names, prev, renderer, changes) where the reference renders;
- * state[key] = fresh; ``,"<member>":<object>`` added to out. */
+ * state[key] = fresh; ``,"<member>":<object>`` added to out.  The scan updates
+ * the scope's state in place (see scan_into): the same entries as a fresh one. */
 static int
 scope_values(buf *out, const char *member, PyObject *names, PyObject *state, PyObject *key,
-             int changes, PyObject *renderer, PyObject *not_kept, PyObject *encode,
+             int changes, render_ctx *ctx, PyObject *not_kept, PyObject *encode,
              PyObject *fallback)
 {
     if (!PyDict_CheckExact(state)) {
@@ -1105,24 +1198,42 @@ scope_values(buf *out, const char *member, PyObject *names, PyObject *state, PyO
         return -1;
     }
     PyObject *prev = PyDict_GetItemWithError(state, key); /* borrowed */
+    if (prev == NULL && PyErr_Occurred()) {
+        return -1;
+    }
+    int fresh_prev = prev == NULL || !PyDict_CheckExact(prev);
+    prev = fresh_prev ? PyDict_New() : Py_NewRef(prev);
     if (prev == NULL) {
-        if (PyErr_Occurred()) {
-            return -1;
-        }
-        prev = empty_prev;
+        return -1;
     }
-    Py_INCREF(prev);
-    PyObject *done = scan_names(names, prev, renderer, changes, not_kept, encode);
-    if (done == Py_None) {
-        Py_DECREF(done);
-        PyObject *call[4] = {names, prev, renderer, changes ? Py_True : Py_False};
-        done = PyObject_Vectorcall(fallback, call, 4, NULL);
+    Py_ssize_t mark = out->len;
+    int rc = buf_add(out, member, (Py_ssize_t)strlen(member));
+    PyObject *d = rc < 0 ? NULL : dict_of(names); /* dict(names) */
+    if (d == NULL) {
+        Py_DECREF(prev);
+        return -1;
     }
+    rc = scan_into(ctx, d, prev, changes, not_kept, encode, NULL, out);
+    Py_DECREF(d);
+    if (rc == 0) {
+        rc = fresh_prev ? PyDict_SetItem(state, key, prev) : 0;
+        Py_DECREF(prev);
+        return rc;
+    }
+    if (rc != UNSUPPORTED) {
+        Py_DECREF(prev);
+        return -1;
+    }
+    /* the reference's, from prev as it was (untouched) */
+    out->len = mark;
+    PyObject *call[4] = {names, fresh_prev ? empty_prev : prev, ctx->renderer,
+                         changes ? Py_True : Py_False};
+    PyObject *done = PyObject_Vectorcall(fallback, call, 4, NULL);
     Py_DECREF(prev);
     if (done == NULL) {
         return -1;
     }
-    int rc = -1;
+    rc = -1;
     if (!PyTuple_Check(done) || PyTuple_GET_SIZE(done) != 2 ||
         !PyBytes_Check(PyTuple_GET_ITEM(done, 1))) {
         PyErr_SetString(PyExc_TypeError, "line: a scope's values are not (fresh, bytes)");
@@ -1146,11 +1257,16 @@ scope_values(buf *out, const char *member, PyObject *names, PyObject *state, PyO
  * is 0 (off), 1 (on) or 2 (changes); the states are ChainTracer's
  * ``_prev_locals`` (keyed (thread, depth)) and ``_prev_globals`` (keyed by
  * id of the module's dict); fallback is the reference ``_scan``. */
-static PyObject *line_body(PyObject *code, PyObject *prefix, const char *suffix,
-                           Py_ssize_t suffix_len, long long g, PyObject *depth, long long d,
-                           PyObject *thread, PyObject *lstate, long lmode, PyObject *gstate,
-                           long gmode, PyObject *renderer, PyObject *not_kept, PyObject *encode,
-                           PyObject *fallback);
+
+typedef struct {
+    PyObject *lstate, *gstate; /* the states (dicts) */
+    long lmode, gmode;
+    PyObject *not_kept, *encode, *fallback;
+} values_args;
+
+static int line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
+                     const char *suffix, Py_ssize_t suffix_len, long long g, PyObject *depth,
+                     long long d, PyObject *thread, PyObject *renderer, const values_args *va);
 
 /* gas and depth as C values: 0, or -1 with an error set */
 static int
@@ -1178,8 +1294,9 @@ line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *code = args[0], *prefix = args[1], *suffix = args[2];
-    long lmode = PyLong_AsLong(args[7]), gmode = PyLong_AsLong(args[9]);
-    if ((lmode == -1 || gmode == -1) && PyErr_Occurred()) {
+    values_args va = {args[6], args[8], PyLong_AsLong(args[7]), PyLong_AsLong(args[9]),
+                      args[11], args[12], args[13]};
+    if ((va.lmode == -1 || va.gmode == -1) && PyErr_Occurred()) {
         return NULL;
     }
     if (!PyBytes_Check(prefix) || !PyBytes_Check(suffix)) {
@@ -1190,45 +1307,59 @@ line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (gas_depth(args[3], args[4], &g, &d) < 0) {
         return NULL;
     }
-    return line_body(code, prefix, PyBytes_AS_STRING(suffix), PyBytes_GET_SIZE(suffix), g,
-                     args[4], d, args[5], args[6], lmode, args[8], gmode, args[10], args[11],
-                     args[12], args[13]);
+    buf body;
+    buf_init(&body);
+    PyObject *result = NULL;
+    if (line_into(&body, code, PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix),
+                  PyBytes_AS_STRING(suffix), PyBytes_GET_SIZE(suffix), g, args[4], d, args[5],
+                  args[10], &va) == 0) {
+        result = PyBytes_FromStringAndSize(body.p, body.len);
+    }
+    buf_free(&body);
+    return result;
 }
 
-/* line()'s work: the body of a line start's op line with its values */
-static PyObject *
-line_body(PyObject *code, PyObject *prefix, const char *suffix, Py_ssize_t suffix_len,
-          long long g, PyObject *depth, long long d, PyObject *thread, PyObject *lstate,
-          long lmode, PyObject *gstate, long gmode, PyObject *renderer, PyObject *not_kept,
-          PyObject *encode, PyObject *fallback)
+/* line()'s work: the body of a line start's op line with its values, into
+ * body (empty); 0 or -1 */
+static int
+line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
+          const char *suffix, Py_ssize_t suffix_len, long long g, PyObject *depth, long long d,
+          PyObject *thread, PyObject *renderer, const values_args *va)
 {
     buf vals;
     buf_init(&vals);
-    PyObject *frame = frame_of(NULL, code), *result = NULL, *names = NULL, *key = NULL;
+    render_ctx ctx;
+    ctx_zero(&ctx);
+    PyObject *frame = frame_of(NULL, code), *names = NULL, *key = NULL;
+    int rc = -1;
     if (frame == NULL) {
-        return NULL;
+        return -1;
     }
     if (frame != Py_None) {
         PyFrameObject *f = (PyFrameObject *)frame;
+        if (ctx_init(&ctx, renderer) < 0) {
+            goto done;
+        }
         names = PyFrame_GetLocals(f);
         if (names == NULL) {
             goto done;
         }
-        if (lmode) {
+        if (va->lmode) {
             key = PyTuple_Pack(2, thread, depth);
-            if (key == NULL || scope_values(&vals, ",\"locals\":", names, lstate, key, lmode == 2,
-                                            renderer, not_kept, encode, fallback) < 0) {
+            if (key == NULL ||
+                scope_values(&vals, ",\"locals\":", names, va->lstate, key, va->lmode == 2, &ctx,
+                             va->not_kept, va->encode, va->fallback) < 0) {
                 goto done;
             }
             Py_CLEAR(key);
         }
-        if (gmode) {
+        if (va->gmode) {
             PyObject *globals = PyFrame_GetGlobals(f);
             if (globals == NULL) {
                 goto done;
             }
             int module_level = 0;
-            if (lmode) { /* the reference reads f_locals again: the same mapping */
+            if (va->lmode) { /* the reference reads f_locals again: the same mapping */
                 PyObject *again = PyFrame_GetLocals(f);
                 module_level = again == globals;
                 Py_XDECREF(again);
@@ -1240,37 +1371,37 @@ line_body(PyObject *code, PyObject *prefix, const char *suffix, Py_ssize_t suffi
             else {
                 module_level = names == globals;
             }
-            int rc = 0;
+            int done_g = 0;
             if (!module_level) {
                 key = PyLong_FromVoidPtr(globals);
-                rc = key == NULL ? -1
-                                 : scope_values(&vals, ",\"globals\":", globals, gstate, key,
-                                                gmode == 2, renderer, not_kept, encode, fallback);
+                done_g = key == NULL ? -1
+                                     : scope_values(&vals, ",\"globals\":", globals, va->gstate,
+                                                    key, va->gmode == 2, &ctx, va->not_kept,
+                                                    va->encode, va->fallback);
             }
             Py_DECREF(globals);
-            if (rc < 0) {
+            if (done_g < 0) {
                 goto done;
             }
         }
     }
     opline_layout l;
-    opline_measure(&l, (size_t)PyBytes_GET_SIZE(prefix), g, d,
-                   (size_t)suffix_len + (size_t)vals.len);
-    result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)l.len);
-    if (result != NULL) {
-        char *o = PyBytes_AS_STRING(result);
-        size_t head = l.len - (size_t)vals.len;
-        /* the body up to the suffix's end, then the values */
-        opline_write(o, &l, PyBytes_AS_STRING(prefix), (size_t)PyBytes_GET_SIZE(prefix),
-                     suffix, (size_t)suffix_len);
-        memcpy(o + head, vals.p, (size_t)vals.len);
+    opline_measure(&l, (size_t)prefix_len, g, d, (size_t)suffix_len + (size_t)vals.len);
+    if (buf_room(body, (Py_ssize_t)l.len) < 0) {
+        goto done;
     }
+    /* the body up to the suffix's end, then the values */
+    opline_write(body->p, &l, prefix, (size_t)prefix_len, suffix, (size_t)suffix_len);
+    memcpy(body->p + l.len - (size_t)vals.len, vals.p, (size_t)vals.len);
+    body->len = (Py_ssize_t)l.len;
+    rc = 0;
 done:
     Py_XDECREF(key);
     Py_XDECREF(names);
     Py_DECREF(frame);
+    ctx_free(&ctx);
     buf_free(&vals);
-    return result;
+    return rc;
 }
 
 /* -- LineStart: a line start with values, from the stepper's hook ------------
@@ -1284,14 +1415,18 @@ done:
  *     write(line(code, prefix, suffix + thread, vm.gas, vm.depth, vm.thread, ...))
  * -- and gives everything else to ``slow(vm, event)`` (``_with_values``): a
  * site not seen, the size limit reached, the trace sealed (or this process a
- * fork's child), code unknown, another renderer. */
+ * fork's child), code unknown, another renderer.  When ``write`` is a line
+ * writer's ``line`` (a sink, events/csrc/sink.h), the body goes to its C entry
+ * from a buffer of ours.  The stepper's hook calls ``line_start`` below (its
+ * type's ``_line_start_api``) with gas and depth as C values, without a call. */
 
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
-    PyObject *tracer, *slow, *sites, *write, *lstate, *gstate, *renderer_type, *not_kept,
-        *encode, *fallback;
-    long lmode, gmode;
+    PyObject *tracer, *slow, *sites, *write, *renderer_type;
+    values_args va;
+    const bt_sink_api *write_api; /* write's C entry, or NULL */
+    PyObject *write_sink;         /* write's self (write holds it) */
 } LineStart;
 
 static PyObject *s_size_limited, *s_sealed, *s_multi, *s_renderer, *s_gas, *s_depth, *s_thread;
@@ -1302,6 +1437,121 @@ linestart_slow(LineStart *self, PyObject *const *args)
     return PyObject_Vectorcall(self->slow, args, 2, NULL);
 }
 
+/* A flag of the tracer (size_limited, sealed, _multi): 0, 1, -1 error */
+static int
+tracer_flag(LineStart *self, PyObject *name)
+{
+    PyObject *v = attr_fast(self->tracer, name);
+    if (v == NULL) {
+        return -1;
+    }
+    int on = v == Py_False ? 0 : v == Py_True ? 1 : PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return on;
+}
+
+/* Write the line start `event` of vm with its values when it is one seen
+ * before and the tracer still writes: 1 written, 0 not (slow's to do), -1
+ * error.  have_gas: g and d are vm's gas and depth (from the hook), else they
+ * are read from vm. */
+static int
+linestart_write(LineStart *self, PyObject *vm, PyObject *event, int have_gas, long long g,
+                long long d)
+{
+    PyObject *key = PyLong_FromVoidPtr(event);
+    if (key == NULL) {
+        return -1;
+    }
+    PyObject *pieces = PyDict_GetItemWithError(self->sites, key); /* borrowed */
+    Py_DECREF(key);
+    if (pieces == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    if (!PyTuple_CheckExact(pieces) || PyTuple_GET_SIZE(pieces) != 4 ||
+        !PyBytes_Check(PyTuple_GET_ITEM(pieces, 0)) || !PyBytes_Check(PyTuple_GET_ITEM(pieces, 1)) ||
+        PyTuple_GET_ITEM(pieces, 3) == Py_None) {
+        return 0;
+    }
+    int stopped = tracer_flag(self, s_size_limited);
+    if (stopped == 0) { /* sealed (or a fork's child): nothing more is written here */
+        stopped = tracer_flag(self, s_sealed);
+    }
+    if (stopped != 0) {
+        return stopped < 0 ? -1 : 0;
+    }
+    Py_INCREF(pieces); /* the sites may change while values render */
+    int rc = -1;
+    PyObject *renderer = NULL, *gas = NULL, *depth = NULL, *thread = NULL;
+    buf suffix, body;
+    buf_init(&suffix);
+    buf_init(&body);
+    renderer = attr_fast(vm, s_renderer);
+    if (renderer == NULL) {
+        goto done;
+    }
+    if ((PyObject *)Py_TYPE(renderer) != self->renderer_type) {
+        rc = 0;
+        goto done;
+    }
+    int is_multi = tracer_flag(self, s_multi);
+    if (is_multi < 0 || (thread = attr_fast(vm, s_thread)) == NULL) {
+        goto done;
+    }
+    if (have_gas) {
+        depth = PyLong_FromLongLong(d);
+    }
+    else if ((gas = PyObject_GetAttr(vm, s_gas)) == NULL ||
+             (depth = PyObject_GetAttr(vm, s_depth)) == NULL || gas_depth(gas, depth, &g, &d) < 0) {
+        goto done;
+    }
+    if (depth == NULL) {
+        goto done;
+    }
+    /* the suffix, then ChainTracer._thread's ,"thread":N when lines name threads */
+    PyObject *suf = PyTuple_GET_ITEM(pieces, 1);
+    if (buf_add(&suffix, PyBytes_AS_STRING(suf), PyBytes_GET_SIZE(suf)) < 0) {
+        goto done;
+    }
+    if (is_multi) {
+        int overflow;
+        long long t = PyLong_AsLongLongAndOverflow(thread, &overflow);
+        if ((t == -1 && PyErr_Occurred()) || overflow) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_OverflowError, "LineStart: thread past 64 bits");
+            }
+            goto done;
+        }
+        if (BUF_LIT(&suffix, ",\"thread\":") < 0 || buf_int(&suffix, t) < 0) {
+            goto done;
+        }
+    }
+    PyObject *prefix = PyTuple_GET_ITEM(pieces, 0);
+    if (line_into(&body, PyTuple_GET_ITEM(pieces, 3), PyBytes_AS_STRING(prefix),
+                  PyBytes_GET_SIZE(prefix), suffix.p, suffix.len, g, depth, d, thread, renderer,
+                  &self->va) < 0) {
+        goto done;
+    }
+    if (self->write_api != NULL) {
+        rc = self->write_api->line(self->write_sink, body.p, (size_t)body.len) < 0 ? -1 : 1;
+    }
+    else {
+        PyObject *bytes = PyBytes_FromStringAndSize(body.p, body.len);
+        PyObject *r = bytes == NULL ? NULL : PyObject_CallOneArg(self->write, bytes);
+        Py_XDECREF(bytes);
+        Py_XDECREF(r);
+        rc = r == NULL ? -1 : 1;
+    }
+done:
+    Py_DECREF(pieces);
+    Py_XDECREF(renderer);
+    Py_XDECREF(gas);
+    Py_XDECREF(depth);
+    Py_XDECREF(thread);
+    buf_free(&suffix);
+    buf_free(&body);
+    return rc;
+}
+
 static PyObject *
 linestart_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -1310,100 +1560,29 @@ linestart_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, P
         PyErr_SetString(PyExc_TypeError, "LineStart takes two arguments: vm, event");
         return NULL;
     }
-    PyObject *vm = args[0], *event = args[1];
-    PyObject *key = PyLong_FromVoidPtr(event);
-    if (key == NULL) {
+    if (self->tracer == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "LineStart was cleared");
         return NULL;
     }
-    PyObject *pieces = PyDict_GetItemWithError(self->sites, key); /* borrowed */
-    Py_DECREF(key);
-    if (pieces == NULL) {
-        return PyErr_Occurred() ? NULL : linestart_slow(self, args);
+    int done = linestart_write(self, args[0], args[1], 0, 0, 0);
+    if (done != 0) {
+        return done < 0 ? NULL : Py_NewRef(Py_None);
     }
-    if (!PyTuple_CheckExact(pieces) || PyTuple_GET_SIZE(pieces) != 4 ||
-        !PyBytes_Check(PyTuple_GET_ITEM(pieces, 0)) || !PyBytes_Check(PyTuple_GET_ITEM(pieces, 1)) ||
-        PyTuple_GET_ITEM(pieces, 3) == Py_None) {
-        return linestart_slow(self, args);
-    }
-    Py_INCREF(pieces); /* the sites may change while values render */
-    PyObject *result = NULL, *limited = NULL, *renderer = NULL, *multi = NULL, *gas = NULL,
-             *depth = NULL, *thread = NULL, *body = NULL;
-    limited = PyObject_GetAttr(self->tracer, s_size_limited);
-    if (limited == NULL) {
-        goto done;
-    }
-    int is_limited = PyObject_IsTrue(limited);
-    if (is_limited < 0) {
-        goto done;
-    }
-    if (!is_limited) { /* sealed (or a fork's child): nothing more is written here */
-        Py_SETREF(limited, PyObject_GetAttr(self->tracer, s_sealed));
-        if (limited == NULL || (is_limited = PyObject_IsTrue(limited)) < 0) {
-            goto done;
-        }
-    }
-    renderer = PyObject_GetAttr(vm, s_renderer);
-    if (renderer == NULL) {
-        goto done;
-    }
-    if (is_limited || (PyObject *)Py_TYPE(renderer) != self->renderer_type) {
-        result = linestart_slow(self, args);
-        goto done;
-    }
-    if ((multi = PyObject_GetAttr(self->tracer, s_multi)) == NULL ||
-        (gas = PyObject_GetAttr(vm, s_gas)) == NULL ||
-        (depth = PyObject_GetAttr(vm, s_depth)) == NULL ||
-        (thread = PyObject_GetAttr(vm, s_thread)) == NULL) {
-        goto done;
-    }
-    int is_multi = PyObject_IsTrue(multi);
-    long long g, d;
-    if (is_multi < 0 || gas_depth(gas, depth, &g, &d) < 0) {
-        goto done;
-    }
-    /* the suffix, then ChainTracer._thread's ,"thread":N when lines name threads */
-    PyObject *suf = PyTuple_GET_ITEM(pieces, 1);
-    buf suffix;
-    buf_init(&suffix);
-    int rc = buf_add(&suffix, PyBytes_AS_STRING(suf), PyBytes_GET_SIZE(suf));
-    if (rc == 0 && is_multi) {
-        int overflow;
-        long long t = PyLong_AsLongLongAndOverflow(thread, &overflow);
-        if ((t == -1 && PyErr_Occurred()) || overflow) {
-            if (!PyErr_Occurred()) {
-                PyErr_SetString(PyExc_OverflowError, "LineStart: thread past 64 bits");
-            }
-            rc = -1;
-        }
-        else {
-            rc = BUF_LIT(&suffix, ",\"thread\":") < 0 ? -1 : buf_int(&suffix, t);
-        }
-    }
-    if (rc == 0) {
-        body = line_body(PyTuple_GET_ITEM(pieces, 3), PyTuple_GET_ITEM(pieces, 0), suffix.p,
-                         suffix.len, g, depth, d, thread, self->lstate, self->lmode,
-                         self->gstate, self->gmode, renderer, self->not_kept, self->encode,
-                         self->fallback);
-    }
-    buf_free(&suffix);
-    if (body != NULL) {
-        PyObject *r = PyObject_CallOneArg(self->write, body);
-        if (r != NULL) {
-            Py_DECREF(r);
-            result = Py_NewRef(Py_None);
-        }
-    }
-done:
-    Py_DECREF(pieces);
-    Py_XDECREF(limited);
-    Py_XDECREF(renderer);
-    Py_XDECREF(multi);
-    Py_XDECREF(gas);
-    Py_XDECREF(depth);
-    Py_XDECREF(thread);
-    Py_XDECREF(body);
-    return result;
+    return linestart_slow(self, args);
 }
+
+/* bt_line_start_api.line_start: the hook's call with gas and depth in hand */
+static int
+linestart_api(PyObject *fast_call, PyObject *vm, PyObject *event, long long gas, long long depth)
+{
+    LineStart *self = (LineStart *)fast_call;
+    if (self->tracer == NULL) {
+        return 0; /* cleared: the call says so */
+    }
+    return linestart_write(self, vm, event, 1, gas, depth);
+}
+
+static const bt_line_start_api linestart_api_table = {linestart_api};
 
 static PyObject *
 linestart_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
@@ -1429,14 +1608,20 @@ linestart_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->slow = Py_NewRef(slow);
     self->sites = Py_NewRef(sites);
     self->write = Py_NewRef(write);
-    self->lstate = Py_NewRef(lstate);
-    self->gstate = Py_NewRef(gstate);
+    self->va.lstate = Py_NewRef(lstate);
+    self->va.gstate = Py_NewRef(gstate);
     self->renderer_type = Py_NewRef(renderer_type);
-    self->not_kept = Py_NewRef(not_kept);
-    self->encode = Py_NewRef(encode);
-    self->fallback = Py_NewRef(fallback);
-    self->lmode = lmode;
-    self->gmode = gmode;
+    self->va.not_kept = Py_NewRef(not_kept);
+    self->va.encode = Py_NewRef(encode);
+    self->va.fallback = Py_NewRef(fallback);
+    self->va.lmode = lmode;
+    self->va.gmode = gmode;
+    self->write_sink = NULL;
+    self->write_api = bt_sink_of(write, 1, &self->write_sink);
+    if (self->write_api != NULL && self->write_api->line == NULL) {
+        self->write_api = NULL;
+        self->write_sink = NULL;
+    }
     return (PyObject *)self;
 }
 
@@ -1448,12 +1633,12 @@ linestart_traverse(LineStart *self, visitproc visit, void *arg)
     Py_VISIT(self->slow);
     Py_VISIT(self->sites);
     Py_VISIT(self->write);
-    Py_VISIT(self->lstate);
-    Py_VISIT(self->gstate);
+    Py_VISIT(self->va.lstate);
+    Py_VISIT(self->va.gstate);
     Py_VISIT(self->renderer_type);
-    Py_VISIT(self->not_kept);
-    Py_VISIT(self->encode);
-    Py_VISIT(self->fallback);
+    Py_VISIT(self->va.not_kept);
+    Py_VISIT(self->va.encode);
+    Py_VISIT(self->va.fallback);
     return 0;
 }
 
@@ -1463,13 +1648,15 @@ linestart_clear(LineStart *self)
     Py_CLEAR(self->tracer);
     Py_CLEAR(self->slow);
     Py_CLEAR(self->sites);
+    self->write_api = NULL;
+    self->write_sink = NULL;
     Py_CLEAR(self->write);
-    Py_CLEAR(self->lstate);
-    Py_CLEAR(self->gstate);
+    Py_CLEAR(self->va.lstate);
+    Py_CLEAR(self->va.gstate);
     Py_CLEAR(self->renderer_type);
-    Py_CLEAR(self->not_kept);
-    Py_CLEAR(self->encode);
-    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->va.not_kept);
+    Py_CLEAR(self->va.encode);
+    Py_CLEAR(self->va.fallback);
     return 0;
 }
 
@@ -1710,6 +1897,13 @@ exec_module(PyObject *module)
     type = PyType_FromModuleAndSpec(module, &linestart_spec, NULL);
     if (type == NULL || PyModule_AddObjectRef(module, "LineStart", type) < 0) {
         Py_XDECREF(type);
+        return -1;
+    }
+    PyObject *capsule = PyCapsule_New((void *)&linestart_api_table, BT_LINE_START_CAPSULE, NULL);
+    int set = capsule == NULL ? -1 : PyObject_SetAttrString(type, "_line_start_api", capsule);
+    Py_XDECREF(capsule);
+    if (set < 0) {
+        Py_DECREF(type);
         return -1;
     }
     Py_DECREF(type);
