@@ -1000,8 +1000,8 @@ static PyType_Spec hook_spec = {
 /* -- CallHook: calls and returns ------------------------------------------
  *
  * CallHook(kind, vm, meter, entries, fallback, failed, *, line=None, render=None,
- * room=0, thread=0, max_str=200) is the PY_START (kind 0) or PY_RETURN (kind 1)
- * callback of the stepper's common case: one thread, a tracer whose call and
+ * room=0, thread=0, max_str=200) is the PY_START (kind 0), PY_RETURN (kind 1),
+ * PY_RESUME (kind 2) or PY_YIELD (kind 3) callback of the stepper's common case: one thread, a tracer whose call and
  * return lines the hook may write itself (``line``: the line writer's
  * ``line(body)``) or nobody listening (``line`` None: only the depth is kept).
  * ``entries`` maps id(code) -> (call event, call prefix, call suffix, code
@@ -1010,6 +1010,12 @@ static PyType_Spec hook_spec = {
  * same arguments whenever the hook does not handle an event: a code object
  * not in ``entries``, another thread, the program in the room lent to the
  * callbacks, depth 1 or less at a return, a gas count past 2**63).
+ *
+ * A resume (kind 2) is a start whose entries hold the code's "resume" call
+ * event and pieces (filled on its first resume through the fallback); a yield
+ * (kind 3) a return whose line says "yield" (a sink taking returns as values,
+ * api->ret, has no kind for it: its yields go to the fallback).  So a generator
+ * or coroutine that suspends and resumes costs no Python call and no object.
  *
  * Start, as Stepper._on_start's common case:   Return:
  *     depth += 1                                   line(return_body(depth, index,
@@ -1032,7 +1038,8 @@ typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
     chook_state *st;
-    int kind; /* 0: PY_START, 1: PY_RETURN */
+    int kind; /* 0: PY_START, 1: PY_RETURN, 2: PY_RESUME, 3: PY_YIELD */
+    PyObject *kind_name; /* failed's event for a return line: None, or "yield" */
     PyObject *vm;
     PyObject *meter;
     PyObject *entries;
@@ -1173,7 +1180,7 @@ callhook_line(CallHook *self, size_t room, const char *pre, size_t pre_len, long
     }
     char *end = pre != NULL
         ? callline_call(start, pre, pre_len, depth, v_or_suf, v_or_suf_len)
-        : callline_return(start, depth, code, pc, gas, v_or_suf, v_or_suf_len);
+        : callline_return(start, self->kind == 3, depth, code, pc, gas, v_or_suf, v_or_suf_len);
     PyObject *r;
     if (own) {
         int done = self->sink_api->line(self->sink, start, (size_t)(end - start));
@@ -1364,6 +1371,10 @@ static PyObject *
 callhook_return(CallHook *self, PyObject *const *args)
 {
     PyObject *value = args[2];
+    if (PyThread_get_thread_ident() != self->thread
+        || (self->kind == 3 && self->sink_api != NULL && self->sink_api->ret != NULL)) {
+        return callhook_fallback(self, args, 3);
+    }
     long long depth;
     int got = callhook_depth(self, &depth);
     if (got != 0) {
@@ -1411,7 +1422,7 @@ callhook_return(CallHook *self, PyObject *const *args)
         }
         if (r == NULL) {
             /* the frame leaves even if the program's exception interrupts the tracer */
-            int failed = callhook_failed(self, Py_None, args, value);
+            int failed = callhook_failed(self, self->kind_name, args, value);
             if (callhook_set_depth(self, depth - 1) < 0 || failed < 0) {
                 goto done;
             }
@@ -1434,7 +1445,8 @@ callhook_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
 {
     CallHook *self = (CallHook *)callable;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    Py_ssize_t want = self->kind == 0 ? 2 : 3;
+    int starts = self->kind == 0 || self->kind == 2;
+    Py_ssize_t want = starts ? 2 : 3;
     if (nargs != want || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
         PyErr_Format(PyExc_TypeError, "CallHook takes exactly %zd positional arguments (%zd given)",
                      want, nargs);
@@ -1445,7 +1457,7 @@ callhook_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
         return NULL;
     }
     Py_INCREF(callable); /* held for the call: the stepper may re-register from inside it */
-    PyObject *result = self->kind == 0 ? callhook_start(self, args) : callhook_return(self, args);
+    PyObject *result = starts ? callhook_start(self, args) : callhook_return(self, args);
     Py_DECREF(callable);
     return result;
 }
@@ -1470,8 +1482,9 @@ callhook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (st == NULL) {
         return NULL;
     }
-    if (kind != 0 && kind != 1) {
-        PyErr_SetString(PyExc_ValueError, "CallHook: kind is 0 (start) or 1 (return)");
+    if (kind < 0 || kind > 3) {
+        PyErr_SetString(PyExc_ValueError,
+                        "CallHook: kind is 0 (start), 1 (return), 2 (resume) or 3 (yield)");
         return NULL;
     }
     if (!PyObject_TypeCheck(meter, (PyTypeObject *)st->meter_type)) {
@@ -1494,6 +1507,11 @@ callhook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->vectorcall = callhook_vectorcall;
     self->st = st;
     self->kind = kind;
+    self->kind_name = kind == 3 ? PyUnicode_InternFromString("yield") : Py_NewRef(Py_None);
+    if (self->kind_name == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
     self->vm = Py_NewRef(vm);
     self->meter = Py_NewRef(meter);
     self->entries = Py_NewRef(entries);
@@ -1532,6 +1550,7 @@ callhook_traverse(CallHook *self, visitproc visit, void *arg)
     Py_VISIT(self->render);
     Py_VISIT(self->last_code);
     Py_VISIT(self->last_entry);
+    Py_VISIT(self->kind_name);
     return 0;
 }
 
@@ -1550,6 +1569,7 @@ callhook_clear(CallHook *self)
     Py_CLEAR(self->failed);
     Py_CLEAR(self->line);
     Py_CLEAR(self->render);
+    Py_CLEAR(self->kind_name);
     return 0;
 }
 
@@ -1585,8 +1605,8 @@ PyDoc_STRVAR(callhook_doc,
 "CallHook(kind, vm, meter, entries, fallback, failed, *, line=None, render=None,\n"
 "         room=0, thread=0, max_str=200)\n"
 "--\n\n"
-"The stepper's PY_START (kind 0) or PY_RETURN (kind 1) callback in C for the\n"
-"common case (see the comment in blocktrace/vm/_chook.c).");
+"The stepper's PY_START (kind 0), PY_RETURN (kind 1), PY_RESUME (kind 2) or\n"
+"PY_YIELD (kind 3) callback in C for the common case (see the comment in blocktrace/vm/_chook.c).");
 
 static PyType_Slot callhook_slots[] = {
     {Py_tp_new, callhook_new},

@@ -68,12 +68,13 @@ class InstructionHook:
 
 @final
 class CallHook:
-    """The stepper's PY_START (``kind`` 0) or PY_RETURN (``kind`` 1) callback in C
-    for the common case: keeps ``vm.depth`` and writes the call or return line
-    through ``line`` from ``entries`` (id(code) -> (call event, call prefix, call
-    suffix, code index)); ``fallback`` (the stepper's Python callback) gets every
-    event it does not handle, ``failed(event, code, offset, value, exc)`` a failed
-    line (see blocktrace/vm/_chook.c)."""
+    """The stepper's PY_START (``kind`` 0), PY_RETURN (1), PY_RESUME (2) or
+    PY_YIELD (3) callback in C for the common case: keeps ``vm.depth`` and writes
+    the call (resume) or return (yield) line through ``line`` from ``entries``
+    (id(code) -> (call or resume event, its line's prefix, suffix, code index));
+    ``fallback`` (the stepper's Python callback) gets every event it does not
+    handle, ``failed(event, code, offset, value, exc)`` a failed line (``event``
+    None or "yield" for a return or yield line; see blocktrace/vm/_chook.c)."""
 
     entries: Final[dict[int, tuple[Any, Any, Any, int]]]
     @property

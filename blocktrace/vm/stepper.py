@@ -315,6 +315,9 @@ class Stepper:
         """With the C call hooks (``_c_call_hooks``): id(code) -> (call event, call line
         prefix, suffix, code index) of the code objects whose calls and returns they
         handle; filled at each code object's first call (see ``_note_call``)."""
+        self._resume_entries: dict[int, tuple[Any, Any, Any, int]] | None = None
+        """The same for resumes of generators and coroutines (their "resume" call
+        event and pieces), filled at each code object's first resume."""
         self._call_pieces: Callable[[Any], tuple[bytes, bytes] | None] | None = None
         self._room_address = (0, 0)
         """(thread ident, address of its frames-left count or 0), for the C call hooks:
@@ -596,13 +599,13 @@ class Stepper:
         general = general or self.halted is not None
         # A tracer that may answer DISABLE gets the general path only without the C hook.
         general = general or (self._may_disable and not C_HOOK)
-        start, leave = self._c_call_hooks(general, caps)
+        start, leave, resume, suspend = self._c_call_hooks(general, caps)
         cbs: dict[int, Callable[..., Any] | None] = {
             _E.PY_START: start,
-            _E.PY_RESUME: self._on_resume,
+            _E.PY_RESUME: resume,
             _E.PY_THROW: self._in_scope(self._on_throw),
             _E.PY_RETURN: leave,
-            _E.PY_YIELD: self._on_yield,
+            _E.PY_YIELD: suspend,
             _E.PY_UNWIND: self._in_scope(self._on_unwind),
             _E.RAISE: self._in_scope(self._on_raise, 1),
             _E.RERAISE: self._in_scope(self._on_reraise),
@@ -613,36 +616,40 @@ class Stepper:
             cbs = {event: self._serialised(cb) for event, cb in cbs.items() if cb is not None}
         return cbs
 
-    def _c_call_hooks(
-        self, general: bool, caps: Any
-    ) -> tuple[Callable[..., Any], Callable[..., Any]]:
-        """The PY_START and PY_RETURN callbacks: C ones (``_chook.CallHook``) in
-        the common case -- one thread, nothing held, no ``OpEnd``, not halted, and
-        either nobody listening or a tracer that lets them write its call and
-        return lines (``Capabilities.call_lines``) with the stock renderer --
-        else the Python ones, which the C ones also fall back on."""
-        self._call_entries = None
+    def _c_call_hooks(self, general: bool, caps: Any) -> tuple[Callable[..., Any], ...]:
+        """The PY_START, PY_RETURN, PY_RESUME and PY_YIELD callbacks: C ones
+        (``_chook.CallHook``) in the common case -- one thread, nothing held, no
+        ``OpEnd``, not halted, and either nobody listening or a tracer that lets
+        them write its call and return lines (``Capabilities.call_lines``) with
+        the stock renderer -- else the Python ones, which the C ones also fall
+        back on."""
+        self._call_entries = self._resume_entries = None
         self._call_pieces = None
+        python = self._on_start, self._on_return, self._on_resume, self._on_yield
         lines = caps.call_lines
         usable = CallHook is not None and not general and self._held is None and (
             self._quiet or (lines is not None and type(self.renderer) is Renderer))
         if not usable:
-            return self._on_start, self._on_return
+            return python
+        ident, address = self._room_address
+        if ident != self.thread_ident:
+            return python  # where the room is, is not known
         entries: dict[int, tuple[Any, Any, Any, int]] = {}
-        self._call_entries = entries
+        resumes: dict[int, tuple[Any, Any, Any, int]] = {}
+        self._call_entries, self._resume_entries = entries, resumes
         line = None
         if not self._quiet:
             line, self._call_pieces = lines
-        ident, address = self._room_address
-        if ident != self.thread_ident:
-            return self._on_start, self._on_return  # where the room is, is not known
         common = dict(
             line=line, render=self._value_json, room=address, thread=ident,
             max_str=self.renderer.max_str,
         )
+        meter, failed = self._meter, self._call_failed
         return (
-            CallHook(0, self, self._meter, entries, self._on_start, self._call_failed, **common),
-            CallHook(1, self, self._meter, entries, self._on_return, self._call_failed, **common),
+            CallHook(0, self, meter, entries, self._on_start, failed, **common),
+            CallHook(1, self, meter, entries, self._on_return, failed, **common),
+            CallHook(2, self, meter, resumes, self._on_resume, failed, **common),
+            CallHook(3, self, meter, entries, self._on_yield, failed, **common),
         )
 
     def _in_scope(self, callback: Callable[..., Any], exit: int = 0) -> Callable[..., Any]:
@@ -654,10 +661,13 @@ class Stepper:
             return callback
         return ScopeFilter(self._infos, callback, self, exit)  # type: ignore[no-any-return]
 
-    def _note_call(self, code: CodeType, info: CodeInfo, event: Any) -> None:
-        """After a code object's first call through Python: its entry for the C
-        call hooks, when they may write its lines (the tracer gives the pieces)."""
-        entries = self._call_entries
+    def _note_call(
+        self, code: CodeType, info: CodeInfo, event: Any, resume: bool = False
+    ) -> None:
+        """After a code object's first call (or resume) through Python: its entry
+        for the C call hooks, when they may write its lines (the tracer gives the
+        pieces)."""
+        entries = self._resume_entries if resume else self._call_entries
         if entries is None:
             return
         if self._call_pieces is None:
@@ -674,11 +684,12 @@ class Stepper:
     def _call_failed(
         self, event: Any, code: CodeType, offset: int, value: object, exc: BaseException
     ) -> None:
-        """The C call hooks' except block: the tracer's line failed (``event`` None:
-        a return's, whose ``Return`` is made only now)."""
+        """The C call hooks' except block: the tracer's line failed (``event`` None
+        or "yield": a return's or yield's, whose ``Return`` is made only now)."""
         self._offset = offset
-        if event is None:
-            event = Return("return", self._infos[id(code)].index, offset, value)
+        if event is None or type(event) is str:
+            kind: ReturnKind = "return" if event is None else "yield"
+            event = Return(kind, self._infos[id(code)].index, offset, value)
         self.site = event
         try:
             self._tracer_failed(exc)
@@ -1061,6 +1072,8 @@ class Stepper:
         info = self._infos.get(id(code))
         if info is not None:
             self._enter(info, code, offset, "resume")
+            if self._resume_entries is not None and get_ident() == self.thread_ident:
+                self._note_call(code, info, None if self._quiet else info.calls["resume"], True)
 
     def _on_throw(self, code: CodeType, offset: int, exc: BaseException) -> None:
         info = self._infos.get(id(code))

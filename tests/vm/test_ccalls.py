@@ -95,6 +95,107 @@ def main():
 main()
 '''
 
+GENERATORS = r'''
+import asyncio, sys, threading
+
+sys.setswitchinterval(100)  # threads take turns only where they block: one order
+KEEP = []  # objects kept alive: object numbers are by id, which a dead one frees
+
+class Thing:
+    pass
+
+def count(n):
+    for i in range(n):
+        yield i
+    return "counted"
+
+def relay(n):
+    got = yield from count(n)
+    yield got
+    yield from (x * 2 for x in range(n))
+
+def echo():
+    got = None
+    while True:
+        try:
+            got = yield got
+        except KeyError as exc:
+            KEEP.append(exc)
+            got = "caught"
+
+def failing():
+    yield 1
+    raise ValueError("out of a generator")
+
+def values():
+    for v in (None, True, 0, -1, 2**63, "s", 'q"\\', "x" * 300, 1.5, (1,), Thing()):
+        KEEP.append(v)
+        yield v
+
+def stopping():
+    yield 1
+    raise StopIteration  # a RuntimeError from the generator
+
+async def leaf(i):
+    await asyncio.sleep(0)
+    return i * 3
+
+async def tree(n):
+    total = 0
+    for i in range(n):
+        total += await leaf(i)
+    return total
+
+async def agen(n):
+    for i in range(n):
+        await asyncio.sleep(0)
+        yield i
+
+async def amain():
+    got = await asyncio.gather(tree(3), tree(2))
+    async for i in agen(3):
+        got.append(i)
+    return got
+
+def resumed_in_a_thread(g):
+    next(g)
+    next(g)
+
+def main():
+    print(sum(x * x for x in range(20)), list(relay(3)), list(values())[:3])
+    e = echo()
+    next(e)
+    e.send("hi")
+    e.throw(KeyError("k"))
+    e.send("again")
+    e.close()
+    g = count(10)
+    next(g)
+    next(g)
+    del g  # abandoned mid-way: closed when it dies
+    f = failing()
+    next(f)
+    try:
+        next(f)
+    except ValueError as exc:
+        KEEP.append(exc)
+    try:
+        list(stopping())
+    except RuntimeError as exc:
+        KEEP.append(exc)
+    print(asyncio.run(amain()))
+    if len(sys.argv) > 1 and sys.argv[1] == "threads":
+        g = count(5)
+        next(g)
+        t = threading.Thread(target=resumed_in_a_thread, args=(g,))
+        t.start()
+        t.join()
+        print(list(g))
+    print("done", list(relay(2)))
+
+main()
+'''
+
 _HASH = re.compile(rb',"hash":"[0-9a-f]{64}"\}$')
 _CLOCK = re.compile(rb',"clock":\d+')
 _ADDRESS = re.compile(rb" at 0x[0-9a-f]+")  # --repr of an object: where it lives
@@ -115,9 +216,11 @@ def _lines(path: Path) -> list[bytes]:
     return out
 
 
-def _record(tmp_path: Path, pure: bool, options: list[str], argv: list[str]) -> list[bytes]:
+def _record(
+    tmp_path: Path, pure: bool, options: list[str], argv: list[str], program: str = PROGRAM
+) -> list[bytes]:
     script = tmp_path / "prog.py"
-    script.write_text(PROGRAM)
+    script.write_text(program)
     out = tmp_path / ("pure.jsonl" if pure else "c.jsonl")
     printed = run_in_mode(
         [sys.executable, "-m", "blocktrace", "run", "--force", "-o", str(out),
@@ -157,6 +260,42 @@ def test_the_c_calls_write_the_pure_paths_bytes(
 
 
 @pytest.mark.skipif(_chook is None, reason="the C hook is not built (or BLOCKTRACE_PURE is set)")
+@pytest.mark.parametrize(
+    ("options", "argv", "thread"),
+    [
+        (["--level", "call"], [], "1"),
+        (["--level", "call"], [], "0"),
+        (["--level", "line"], [], "1"),
+        ([], [], "1"),
+        (["--level", "call"], ["threads"], "1"),
+        (["--locals", "changes", "--level", "call"], [], "1"),
+        (["--clock", "--level", "call"], [], "1"),
+        (["--repr", "--level", "call"], [], "0"),
+    ],
+    ids=["call", "call-inline", "line", "op", "call-threads", "locals", "clock", "repr"],
+)
+def test_generators_and_coroutines_in_c_write_the_pure_paths_bytes(
+    tmp_path: Path, options: list[str], argv: list[str], thread: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Resumes and yields (``CallHook`` kinds 2 and 3) of generator expressions,
+    ``yield from``, ``send``/``throw``/``close``, a generator abandoned mid-way,
+    one ended by an exception or a ``StopIteration``, one resumed on another
+    thread, coroutines and an async generator driven by asyncio: the same bytes
+    as the pure path."""
+    monkeypatch.setenv("BLOCKTRACE_WRITER_THREAD", thread)
+    c = _record(tmp_path, False, options, argv, GENERATORS)
+    pure = _record(tmp_path, True, options, argv, GENERATORS)
+    assert len(c) == len(pure)
+    for i, (a, b) in enumerate(zip(c, pure, strict=True)):
+        assert a == b, f"line {i + 1}"
+    assert sum(b'"kind":"yield"' in line for line in c) > 40
+    assert sum(b'"kind":"resume"' in line for line in c) > 40
+    if argv:
+        assert any(b'"kind":"resume"' in line and b'"thread":2' in line for line in c)
+
+
+@pytest.mark.skipif(_chook is None, reason="the C hook is not built (or BLOCKTRACE_PURE is set)")
 @pytest.mark.parametrize("options", [[], ["--level", "call"]], ids=["op", "call"])
 def test_the_inline_writers_c_entries_write_the_pure_paths_bytes(
     tmp_path: Path, options: list[str], monkeypatch: pytest.MonkeyPatch
@@ -176,11 +315,17 @@ from blocktrace.vm.stepper import active_stepper
 def fib(n):
     return n if n < 2 else fib(n - 1) + fib(n - 2)
 
+def count(n):
+    yield from range(n)
+
 tracer = blocktrace.ChainTracer(sys.argv[1], force=True, level="call")
 with blocktrace.trace(tracer):
     fib(6)
+    list(count(3))
     entries = active_stepper()._call_entries
+    resumes = active_stepper()._resume_entries
     print("entries", None if entries is None else len(entries))
+    print("resumes", None if resumes is None else len(resumes))
 '''
 
 
@@ -191,19 +336,20 @@ def test_the_c_calls_are_used_where_built(tmp_path: Path, pure: bool) -> None:
     script = tmp_path / "incode.py"
     script.write_text(INCODE)
     printed = run_in_mode([sys.executable, str(script), str(tmp_path / "t.jsonl")], tmp_path, pure)
-    assert printed.split() == ["entries", "None" if pure else "1"]
+    want = ["None", "None"] if pure else ["2", "1"]
+    assert printed.split() == ["entries", want[0], "resumes", want[1]]
 
 
 FAILING = r'''
 import sys, blocktrace
 
 class Stream:
-    """Takes 8 writes (one a line), then fails: a line the C hooks write."""
+    """Takes argv[2] writes (one a line), then fails: a line the C hooks write."""
     def __init__(self):
         self.calls = 0
     def write(self, data):
         self.calls += 1
-        if self.calls > 8:
+        if self.calls > int(sys.argv[2]):
             raise OSError("disk gone")
         return len(data)
     def flush(self):
@@ -214,21 +360,32 @@ class Stream:
 def fib(n):
     return n if n < 2 else fib(n - 1) + fib(n - 2)
 
+def countdown(n):
+    while n:
+        yield n
+        n -= 1
+
 tracer = blocktrace.ChainTracer(Stream(), level="call", buffer_size=1)
 with blocktrace.trace(tracer):
-    print(fib(10))
+    print(fib(10) if sys.argv[1] == "fib" else sum(countdown(10)))
 '''
 
 
-def test_a_failing_line_detaches_the_tracer_as_in_python(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("program", "writes"), [("fib", 8), ("generator", 8), ("generator", 9)],
+                         ids=["return", "resume", "yield"])
+def test_a_failing_line_detaches_the_tracer_as_in_python(
+    tmp_path: Path, program: str, writes: int
+) -> None:
+    """A line after the first few fails: a return, resume or yield line (written in C)."""
     import subprocess
 
     script = tmp_path / "failing.py"
     script.write_text(FAILING)
     seen = []
     for pure in (False, True):
-        proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=mode_env(pure),
-                              capture_output=True, text=True, timeout=120, check=False)
+        proc = subprocess.run([sys.executable, str(script), program, str(writes)], cwd=tmp_path,
+                              env=mode_env(pure), capture_output=True, text=True, timeout=120,
+                              check=False)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout == "55\n"
         seen.append(proc.stderr)

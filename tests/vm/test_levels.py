@@ -374,25 +374,70 @@ def _make() -> _Box:
 def _boxes() -> Any:
     yield _Box()
     yield _Box()
+    yield _Box()  # resumed and left in C (the stepper's CallHook) from the second resume on
+    got = yield _Box()
+    return got
+
+
+async def _boxed() -> _Box:
+    return _Box()
+
+
+async def _awaits() -> _Box:
+    await _Suspend()
+    await _Suspend()
+    return await _boxed()
+
+
+class _Suspend:
+    def __await__(self) -> Any:
+        yield _Box()
 
 
 def _raises() -> None:
     raise ValueError(_Box())
 
 
+N_LIFETIMES = 14
+
+
 def _lifetimes() -> list[bool]:
     """Whether each object the program let go of is gone at once, as untraced:
-    a returned value, two yielded ones, an exception that unwound a frame."""
+    a returned value, yielded ones (generators resumed many times, a generator
+    expression, a coroutine's awaits), a generator's return value, an exception
+    that unwound a frame, and a generator dropped mid-way."""
     import weakref
 
     gone = [weakref.ref(_make())() is None]
     boxes = _boxes()
-    gone.append(weakref.ref(next(boxes))() is None)
-    gone.append(weakref.ref(next(boxes))() is None)
+    for _ in range(4):
+        gone.append(weakref.ref(next(boxes))() is None)
+    try:
+        boxes.send(_Box())
+    except StopIteration as stop:
+        ref = weakref.ref(stop.value)
+    gone.append(ref() is None)
+    made = (_Box() for _ in range(3))
+    for _ in range(3):
+        gone.append(weakref.ref(next(made))() is None)
+    coro = _awaits()
+    gone.append(weakref.ref(coro.send(None))() is None)
+    gone.append(weakref.ref(coro.send(None))() is None)
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        ref = weakref.ref(stop.value)
+    gone.append(ref() is None)
     try:
         _raises()
     except ValueError as exc:
         ref = weakref.ref(exc.args[0])
+    gone.append(ref() is None)
+    dropped = _boxes()
+    next(dropped)
+    next(dropped)
+    ref = weakref.ref(dropped)
+    del dropped
     gone.append(ref() is None)
     return gone
 
@@ -406,8 +451,8 @@ def test_the_trace_keeps_no_returned_yielded_or_raised_object_alive(
     (the value with it) until the next call or return: a weakref's referent the
     program had dropped was still alive (more-itertools' lifecycle tests failed
     at `--level call` only)."""
-    assert _lifetimes() == [True] * 4
+    assert _lifetimes() == [True] * N_LIFETIMES
     tracer = ChainTracer(tmp_path / "t.jsonl", level=level, locals=locals_)  # type: ignore[arg-type]
     with blocktrace.trace(tracer):
         result = _lifetimes()
-    assert result == [True] * 4
+    assert result == [True] * N_LIFETIMES

@@ -4,7 +4,7 @@
  * single-thread traces without a clock only:
  *
  *     call:   prefix + b"%d" % depth + suffix
- *     return: RETURN_HEAD + b"%d" % depth + ',"code":' + b"%d" % code
+ *     return: RETURN_HEAD (or YIELD_HEAD) + b"%d" % depth + ',"code":' + b"%d" % code
  *             + ',"pc":' + b"%d" % pc + ',"gas":"0x' + b"%x" % gas
  *             + '","value":' + value
  */
@@ -16,6 +16,7 @@
 #include <string.h>
 
 #define CALLLINE_RETURN_HEAD "{\"event\":\"return\",\"kind\":\"return\",\"depth\":"
+#define CALLLINE_YIELD_HEAD "{\"event\":\"return\",\"kind\":\"yield\",\"depth\":"
 #define CALLLINE_CODE ",\"code\":"
 #define CALLLINE_PC ",\"pc\":"
 #define CALLLINE_GAS ",\"gas\":\"0x"
@@ -85,13 +86,14 @@ callline_call(char *o, const char *prefix, size_t prefix_len, long long depth,
     return callline_put(o, suffix, suffix_len);
 }
 
-/* A return line's body (kind "return") at o (room: CALLLINE_RETURN_FIXED +
- * value_len); returns the end. */
+/* A return line's body at o (room: CALLLINE_RETURN_FIXED + value_len), of kind
+ * "return" (yield 0) or "yield" (yield 1, a shorter head); returns the end. */
 static inline char *
-callline_return(char *o, long long depth, long long code, long long pc, long long gas,
+callline_return(char *o, int yield, long long depth, long long code, long long pc, long long gas,
                 const char *value, size_t value_len)
 {
-    o = callline_put(o, CALLLINE_RETURN_HEAD, CALLLINE_LIT(CALLLINE_RETURN_HEAD));
+    o = yield ? callline_put(o, CALLLINE_YIELD_HEAD, CALLLINE_LIT(CALLLINE_YIELD_HEAD))
+              : callline_put(o, CALLLINE_RETURN_HEAD, CALLLINE_LIT(CALLLINE_RETURN_HEAD));
     o = callline_dec(o, depth);
     o = callline_put(o, CALLLINE_CODE, CALLLINE_LIT(CALLLINE_CODE));
     o = callline_dec(o, code);
