@@ -44,6 +44,9 @@ class LineWriter:
     def threaded(self) -> bool:
         """Whether a thread of the writer makes the lines (``threaded=True``, until
         ``stop_thread``)."""
+    @property
+    def thread_cpu_ns(self) -> int:
+        """CPU time (ns) the writer's thread used, once it ended (0 until then)."""
     def stop_thread(self) -> None:
         """Let the thread make every queued line, hand its finished chunks to
         ``write``, end it and go on inline (no-op without one)."""

@@ -22,13 +22,12 @@ static const char HEXPAIRS[513] =
 #if defined(__SSE2__)
 #include <emmintrin.h>
 
-/* The 32 hex digits of 16 bytes, with SSE2 (every x86-64 has it): each byte's
- * high and low nibbles interleaved, then '0' + n, plus 39 more for n > 9. */
+/* The 32 hex digits of the 16 bytes in x, with SSE2 (every x86-64 has it): each
+ * byte's high and low nibbles interleaved, then '0' + n, plus 39 more for n > 9. */
 static inline void
-hex16_sse2(const uint8_t *d, char *out)
+hex16_reg(__m128i x, char *out)
 {
     const __m128i low4 = _mm_set1_epi8(0x0f);
-    __m128i x = _mm_loadu_si128((const __m128i *)d);
     __m128i hi = _mm_and_si128(_mm_srli_epi16(x, 4), low4);
     __m128i lo = _mm_and_si128(x, low4);
     __m128i a = _mm_unpacklo_epi8(hi, lo), b = _mm_unpackhi_epi8(hi, lo);
@@ -37,6 +36,12 @@ hex16_sse2(const uint8_t *d, char *out)
     b = _mm_add_epi8(_mm_add_epi8(b, zero), _mm_and_si128(_mm_cmpgt_epi8(b, nine), gap));
     _mm_storeu_si128((__m128i *)out, a);
     _mm_storeu_si128((__m128i *)(out + 16), b);
+}
+
+static inline void
+hex16_sse2(const uint8_t *d, char *out)
+{
+    hex16_reg(_mm_loadu_si128((const __m128i *)d), out);
 }
 #endif
 

@@ -4,6 +4,7 @@
 #include "sha256.h"
 
 #include "cpu.h"
+#include "hex.h"
 
 #include <stdlib.h>
 
@@ -112,10 +113,50 @@ void sha256_compress_portable(uint32_t st[8], const uint8_t *p, size_t nblocks)
     (a) = _mm_sha256msg2_epu32(                                                  \
         _mm_add_epi32(_mm_sha256msg1_epu32((a), (b)), _mm_alignr_epi8((d), (c), 4)), (d))
 
+/* One block of the 64 bytes in v0..v3 (as they are in memory) on the state in
+ * registers (s0 = ABEF, s1 = CDGH). */
+BT_SHA_TARGET __attribute__((always_inline)) static inline void
+block_shani_v(__m128i *ps0, __m128i *ps1, __m128i v0, __m128i v1, __m128i v2, __m128i v3)
+{
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i s0 = *ps0, s1 = *ps1;
+    __m128i w0 = _mm_shuffle_epi8(v0, bswap);
+    __m128i w1 = _mm_shuffle_epi8(v1, bswap);
+    __m128i w2 = _mm_shuffle_epi8(v2, bswap);
+    __m128i w3 = _mm_shuffle_epi8(v3, bswap);
+    BT_RND4(w0, 0);
+    BT_RND4(w1, 1);
+    BT_RND4(w2, 2);
+    BT_RND4(w3, 3);
+    BT_SCHED(w0, w1, w2, w3); BT_RND4(w0, 4);
+    BT_SCHED(w1, w2, w3, w0); BT_RND4(w1, 5);
+    BT_SCHED(w2, w3, w0, w1); BT_RND4(w2, 6);
+    BT_SCHED(w3, w0, w1, w2); BT_RND4(w3, 7);
+    BT_SCHED(w0, w1, w2, w3); BT_RND4(w0, 8);
+    BT_SCHED(w1, w2, w3, w0); BT_RND4(w1, 9);
+    BT_SCHED(w2, w3, w0, w1); BT_RND4(w2, 10);
+    BT_SCHED(w3, w0, w1, w2); BT_RND4(w3, 11);
+    BT_SCHED(w0, w1, w2, w3); BT_RND4(w0, 12);
+    BT_SCHED(w1, w2, w3, w0); BT_RND4(w1, 13);
+    BT_SCHED(w2, w3, w0, w1); BT_RND4(w2, 14);
+    BT_SCHED(w3, w0, w1, w2); BT_RND4(w3, 15);
+    *ps0 = _mm_add_epi32(s0, *ps0);
+    *ps1 = _mm_add_epi32(s1, *ps1);
+}
+
+/* One block at p on the state in registers. */
+BT_SHA_TARGET __attribute__((always_inline)) static inline void
+block_shani(__m128i *s0, __m128i *s1, const uint8_t *p)
+{
+    block_shani_v(s0, s1, _mm_loadu_si128((const __m128i *)(p + 0)),
+                  _mm_loadu_si128((const __m128i *)(p + 16)),
+                  _mm_loadu_si128((const __m128i *)(p + 32)),
+                  _mm_loadu_si128((const __m128i *)(p + 48)));
+}
+
 BT_SHA_TARGET
 static void compress_shani(uint32_t st[8], const uint8_t *p, size_t nblocks)
 {
-    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
     __m128i dcba = _mm_loadu_si128((const __m128i *)&st[0]);
     __m128i hgfe = _mm_loadu_si128((const __m128i *)&st[4]);
     __m128i cdab = _mm_shuffle_epi32(dcba, 0xB1);
@@ -123,29 +164,7 @@ static void compress_shani(uint32_t st[8], const uint8_t *p, size_t nblocks)
     __m128i s0 = _mm_alignr_epi8(cdab, efgh, 8);     /* ABEF */
     __m128i s1 = _mm_blend_epi16(efgh, cdab, 0xF0);  /* CDGH */
     while (nblocks--) {
-        __m128i save0 = s0, save1 = s1;
-        __m128i w0 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 0)), bswap);
-        __m128i w1 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16)), bswap);
-        __m128i w2 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 32)), bswap);
-        __m128i w3 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 48)), bswap);
-        BT_RND4(w0, 0);
-        BT_RND4(w1, 1);
-        BT_RND4(w2, 2);
-        BT_RND4(w3, 3);
-        BT_SCHED(w0, w1, w2, w3); BT_RND4(w0, 4);
-        BT_SCHED(w1, w2, w3, w0); BT_RND4(w1, 5);
-        BT_SCHED(w2, w3, w0, w1); BT_RND4(w2, 6);
-        BT_SCHED(w3, w0, w1, w2); BT_RND4(w3, 7);
-        BT_SCHED(w0, w1, w2, w3); BT_RND4(w0, 8);
-        BT_SCHED(w1, w2, w3, w0); BT_RND4(w1, 9);
-        BT_SCHED(w2, w3, w0, w1); BT_RND4(w2, 10);
-        BT_SCHED(w3, w0, w1, w2); BT_RND4(w3, 11);
-        BT_SCHED(w0, w1, w2, w3); BT_RND4(w0, 12);
-        BT_SCHED(w1, w2, w3, w0); BT_RND4(w1, 13);
-        BT_SCHED(w2, w3, w0, w1); BT_RND4(w2, 14);
-        BT_SCHED(w3, w0, w1, w2); BT_RND4(w3, 15);
-        s0 = _mm_add_epi32(s0, save0);
-        s1 = _mm_add_epi32(s1, save1);
+        block_shani(&s0, &s1, p);
         p += 64;
     }
     __m128i feba = _mm_shuffle_epi32(s0, 0x1B);
@@ -154,6 +173,105 @@ static void compress_shani(uint32_t st[8], const uint8_t *p, size_t nblocks)
     hgfe = _mm_alignr_epi8(dchg, feba, 8);
     _mm_storeu_si128((__m128i *)&st[0], dcba);
     _mm_storeu_si128((__m128i *)&st[4], hgfe);
+}
+
+/* The bytes of len bytes at p, fed after the `*pending` bytes at *q (len + *pending
+ * >= 64 or not: whole blocks are compressed; *q and *pending then name what is left).
+ * *q + *pending == p: the bytes are contiguous in memory, read in place. */
+BT_SHA_TARGET __attribute__((always_inline)) static inline void
+feed_shani(__m128i *s0, __m128i *s1, sha256_ctx *c, const uint8_t **q, size_t *pending,
+           const uint8_t *p, size_t len)
+{
+    const uint8_t *at = *q;
+    size_t u = *pending;
+    if (at + u != p) { /* pending bytes in c->blk: join there */
+        size_t take = 64 - u;
+        if (len < take) {
+            memcpy(c->blk + u, p, len);
+            *pending = u + len;
+            return;
+        }
+        memcpy(c->blk + u, p, take);
+        block_shani(s0, s1, c->blk);
+        at = p + take;
+        u = len - take;
+    }
+    else {
+        u += len;
+    }
+    while (u >= 64) {
+        block_shani(s0, s1, at);
+        at += 64;
+        u -= 64;
+    }
+    *q = at;
+    *pending = u;
+}
+
+/* sha256_line with the state kept in registers from the body's first block to the
+ * tail's last, the blocks read where the line is (and the stream's pending bytes
+ * where the previous line ends, when `before` says they are there: no copy), the
+ * digest's padding made in registers and its words turned into hex digits there. */
+BT_SHA_TARGET static void
+line_shani(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out[32], size_t before)
+{
+    __m128i dcba = _mm_loadu_si128((const __m128i *)&c->h[0]);
+    __m128i hgfe = _mm_loadu_si128((const __m128i *)&c->h[4]);
+    __m128i cdab = _mm_shuffle_epi32(dcba, 0xB1);
+    __m128i efgh = _mm_shuffle_epi32(hgfe, 0x1B);
+    __m128i s0 = _mm_alignr_epi8(cdab, efgh, 8);    /* ABEF */
+    __m128i s1 = _mm_blend_epi16(efgh, cdab, 0xF0); /* CDGH */
+    size_t pending = (size_t)(c->n & 63);
+    const uint8_t *q = before >= pending ? body - pending : c->blk;
+    uint64_t n = c->n + blen;
+    feed_shani(&s0, &s1, c, &q, &pending, body, blen);
+
+    /* the digest: the pending bytes padded (FIPS 180-4, 5.1.1), on a copy of the state.
+     * 64 bytes are read at q: in c->blk, or in the line (whose tail room follows) */
+    const __m128i idx = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m128i sixteen = _mm_set1_epi8(16), top = _mm_set1_epi8((char)0x80);
+    const __m128i count = _mm_set1_epi8((char)pending);
+    __m128i v[4], at = idx;
+    for (int k = 0; k < 4; k++) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(q + 16 * k));
+        __m128i keep = _mm_cmplt_epi8(at, count); /* indices < 64: signed compare is fine */
+        v[k] = _mm_or_si128(_mm_and_si128(x, keep),
+                            _mm_and_si128(_mm_cmpeq_epi8(at, count), top));
+        at = _mm_add_epi8(at, sixteen);
+    }
+    __m128i bits = _mm_set_epi64x((long long)__builtin_bswap64(n << 3), 0);
+    __m128i d0 = s0, d1 = s1;
+    if (pending < 56) {
+        block_shani_v(&d0, &d1, v[0], v[1], v[2], _mm_or_si128(v[3], bits));
+    }
+    else {
+        const __m128i zero = _mm_setzero_si128();
+        block_shani_v(&d0, &d1, v[0], v[1], v[2], v[3]);
+        block_shani_v(&d0, &d1, zero, zero, zero, bits);
+    }
+    /* ABEF/CDGH -> the digest's bytes (big-endian words a..h) */
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i feba = _mm_shuffle_epi32(d0, 0x1B);
+    __m128i dchg = _mm_shuffle_epi32(d1, 0xB1);
+    __m128i lo = _mm_shuffle_epi8(_mm_blend_epi16(feba, dchg, 0xF0), bswap); /* a b c d */
+    __m128i hi = _mm_shuffle_epi8(_mm_alignr_epi8(dchg, feba, 8), bswap);   /* e f g h */
+    _mm_storeu_si128((__m128i *)out, lo);
+    _mm_storeu_si128((__m128i *)(out + 16), hi);
+    uint8_t *tail = body + blen;
+    memcpy(tail, SHA256_TAIL_HEAD, SHA256_TAIL_HEAD_LEN);
+    hex16_reg(lo, (char *)tail + SHA256_TAIL_HEAD_LEN);
+    hex16_reg(hi, (char *)tail + SHA256_TAIL_HEAD_LEN + 32);
+    memcpy(tail + SHA256_TAIL_HEAD_LEN + 64, "\"}\n", 3);
+
+    feed_shani(&s0, &s1, c, &q, &pending, tail, SHA256_TAIL_LEN);
+    if (q != c->blk) {
+        memmove(c->blk, q, pending); /* the stream's pending bytes, for a copy of the context */
+    }
+    c->n = n + SHA256_TAIL_LEN;
+    feba = _mm_shuffle_epi32(s0, 0x1B);
+    dchg = _mm_shuffle_epi32(s1, 0xB1);
+    _mm_storeu_si128((__m128i *)&c->h[0], _mm_blend_epi16(feba, dchg, 0xF0));
+    _mm_storeu_si128((__m128i *)&c->h[4], _mm_alignr_epi8(dchg, feba, 8));
 }
 #endif /* BT_X86 */
 
@@ -216,9 +334,30 @@ find_openssl(void)
 }
 #endif
 
+/* -- a whole line ------------------------------------------------------------------- */
+
+void
+sha256_tail(const uint8_t digest[32], uint8_t *tail)
+{
+    memcpy(tail, SHA256_TAIL_HEAD, SHA256_TAIL_HEAD_LEN);
+    hex32(digest, (char *)tail + SHA256_TAIL_HEAD_LEN);
+    memcpy(tail + SHA256_TAIL_HEAD_LEN + 64, "\"}\n", 3);
+}
+
+void
+sha256_line_generic(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out[32], size_t before)
+{
+    (void)before;
+    sha256_update(c, body, blen);
+    sha256_digest(c, out);
+    sha256_tail(out, body + blen);
+    sha256_update(c, body + blen, SHA256_TAIL_LEN);
+}
+
 /* -- the choice ---------------------------------------------------------------------- */
 
 sha256_compress_fn sha256_compress = sha256_compress_portable;
+sha256_line_fn sha256_line = sha256_line_generic;
 
 int
 sha256_compress_named(const char *name, sha256_compress_fn *out)
@@ -266,8 +405,15 @@ sha256_select(const char *force)
             }
         }
     }
+    sha256_line_fn line = sha256_line_generic;
+#ifdef BT_X86
+    if (chosen == compress_shani) {
+        line = line_shani;
+    }
+#endif
     /* every interpreter that loads the module chooses the same one */
     __atomic_store_n(&sha256_compress, chosen, __ATOMIC_RELAXED);
+    __atomic_store_n(&sha256_line, line, __ATOMIC_RELAXED);
     return name;
 }
 

@@ -138,6 +138,31 @@ sha256_digest(const sha256_ctx *c, uint8_t out[32])
     }
 }
 
+/* A sealed line inside a leaf, in one call (the chain writer's commit; docs/FORMAT.md
+ * "The hash chain"): feed the `blen` bytes at body to c, write the digest of what c was
+ * then fed at out and the line's tail at body + blen -- `,"hash":"`, the digest's 64
+ * lowercase hex digits, `"}` and a newline: SHA256_TAIL_LEN bytes -- and feed the tail
+ * to c too.  Exactly sha256_update, sha256_digest, the tail, sha256_update in turn
+ * (sha256_line_generic), with the state kept in registers by the SHA extensions'
+ * version.  body must have SHA256_TAIL_LEN writable bytes after its blen.  before:
+ * how many bytes just before body are the last bytes c was fed (the previous line, in
+ * the same buffer), which are then read in place of c's copy (0: none are). */
+#define SHA256_TAIL_HEAD ",\"hash\":\""
+#define SHA256_TAIL_HEAD_LEN 9
+#define SHA256_TAIL_LEN (SHA256_TAIL_HEAD_LEN + 64 + 3)
+typedef void (*sha256_line_fn)(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out[32],
+                               size_t before);
+
+/* The tail of a line whose hash is `digest`: SHA256_TAIL_LEN bytes at tail. */
+void sha256_tail(const uint8_t digest[32], uint8_t *tail);
+
+/* The one sha256_select chose (the generic one until then). */
+extern sha256_line_fn sha256_line;
+
+/* The composition of the streaming calls (tests compare sha256_line with it). */
+void sha256_line_generic(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out[32],
+                         size_t before);
+
 /* SHA-256 of len bytes at p. */
 void sha256_once(const uint8_t *p, size_t len, uint8_t out[32]);
 

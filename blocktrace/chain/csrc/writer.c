@@ -25,6 +25,7 @@
 #include <pthread.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -42,9 +43,9 @@
 #include "sites.h"
 #include "sink.h"
 
-#define TAIL_HEAD ",\"hash\":\""
-#define TAIL_HEAD_LEN 9
-#define TAIL_LEN (TAIL_HEAD_LEN + 64 + 3) /* ,"hash":"<64 hex>"}\n */
+#define TAIL_HEAD SHA256_TAIL_HEAD
+#define TAIL_HEAD_LEN SHA256_TAIL_HEAD_LEN
+#define TAIL_LEN SHA256_TAIL_LEN /* ,"hash":"<64 hex>"}\n */
 
 /* H_0 = SHA-256("blocktrace-chain/2\n"): the hash "before" the first line. */
 static const uint8_t H0[32] = {
@@ -94,6 +95,7 @@ typedef struct {
     int forked; /* this is a fork's child: the thread is gone (see settle) */
     pthread_t thread;
     pthread_mutex_t mu;
+    pthread_mutex_t wmu; /* with a file of its own: held by whoever writes ready chunks */
     pthread_cond_t wake_thread, wake_caller;
     char *ring;
     uint64_t phead;              /* the caller's (GIL holder's) next byte */
@@ -101,7 +103,8 @@ typedef struct {
     uint64_t wake_checked;       /* phead when the caller last looked whether the thread sleeps */
     _Atomic uint64_t head, tail; /* published by the caller / by the thread */
     _Atomic int thread_sleeps, caller_waits;
-    _Atomic uint64_t pushed; /* chunks the thread closed */
+    _Atomic uint64_t pushed;  /* chunks the thread closed */
+    _Atomic uint64_t written; /* with a file of its own: chunks written (write_ready) */
     uint64_t closed, taken;  /* the caller's: chunks closed by its count, handed on */
     size_t vlen;             /* the caller's count of the thread's chunk's bytes */
     int stop, drain, delivering, failed; /* under mu */
@@ -112,7 +115,9 @@ typedef struct {
     size_t ready_cap, ready_first, ready_count;
     chunk_t spare[LAG + 2]; /* empty buffers to reuse */
     size_t nspare;
-    line_buffer pend; /* a chunk being handed to write */
+    line_buffer pend; /* a chunk being handed to write (with a file of its own: being
+                       * written, under wmu) */
+    long long cpu_ns; /* the thread's own CPU time, stored by it as it ends */
 } pipe_state;
 
 /* A plain file the writer writes itself (fd=): its own copy of the descriptor. */
@@ -136,6 +141,7 @@ typedef struct {
     site_table sites;
     own_file file;
     pipe_state p;
+    long long thread_cpu_ns; /* CPU time of the writer's threads that ended */
 } Writer;
 
 /* A leaf stream before its first line: fed the one byte 0x00. */
@@ -211,29 +217,29 @@ commit(Writer *w, size_t blen, int last)
 {
     uint8_t *body = (uint8_t *)w->out.buf + w->out.len;
     uint8_t digest[32];
-    if (last || w->in_leaf == 0) {
-        sha256_ctx link;
-        uint8_t head[33];
-        head[0] = 0x02;
-        memcpy(head + 1, w->prev, 32);
-        sha256_init(&link);
-        sha256_update(&link, head, sizeof head);
-        sha256_update(&link, body, blen);
-        sha256_digest(&link, digest);
-        if (!last) {
-            sha256_update(&w->stream, body, blen);
-        }
+    if (!last && w->in_leaf != 0) {
+        /* the common line: the leaf's stream fed the body, its digest, the tail
+         * written and fed, in one call (the stream's last bytes are the buffer's) */
+        sha256_line(&w->stream, body, blen, digest, w->out.len);
+        memcpy(w->prev, digest, 32);
+        w->out.len += blen + TAIL_LEN;
+        w->lines++;
+        w->in_leaf++;
+        return;
     }
-    else {
+    sha256_ctx link;
+    uint8_t head[33];
+    head[0] = 0x02;
+    memcpy(head + 1, w->prev, 32);
+    sha256_init(&link);
+    sha256_update(&link, head, sizeof head);
+    sha256_update(&link, body, blen);
+    sha256_digest(&link, digest);
+    if (!last) {
         sha256_update(&w->stream, body, blen);
-        sha256_digest(&w->stream, digest);
     }
-    char *tail = (char *)body + blen;
-    memcpy(tail, TAIL_HEAD, TAIL_HEAD_LEN);
-    hex32(digest, tail + TAIL_HEAD_LEN);
-    tail[TAIL_HEAD_LEN + 64] = '"';
-    tail[TAIL_HEAD_LEN + 65] = '}';
-    tail[TAIL_HEAD_LEN + 66] = '\n';
+    uint8_t *tail = body + blen;
+    sha256_tail(digest, tail);
     memcpy(w->prev, digest, 32);
     w->out.len += blen + TAIL_LEN;
     w->lines++;
@@ -241,7 +247,7 @@ commit(Writer *w, size_t blen, int last)
         w->done = 1;
     }
     else {
-        sha256_update(&w->stream, (const uint8_t *)tail, TAIL_LEN);
+        sha256_update(&w->stream, tail, TAIL_LEN);
         w->in_leaf++;
     }
 }
@@ -492,27 +498,74 @@ push_ready(Writer *w)
     return 0;
 }
 
+/* Under mu: the oldest ready chunk becomes pend (whose emptied buffer is kept). */
+static void
+take_ready(pipe_state *p)
+{
+    chunk_t c = p->ready[p->ready_first];
+    p->ready_first = (p->ready_first + 1) % p->ready_cap;
+    p->ready_count--;
+    give_spare(p, p->pend.buf, p->pend.cap);
+    p->pend.buf = c.buf;
+    p->pend.len = c.len;
+    p->pend.cap = c.cap;
+}
+
+/* With a file of its own: write the ready chunks, oldest first, to the end (or
+ * the first failed write: its errno goes to werr, the bytes not written stay in
+ * pend).  Whoever holds wmu writes, so the chunks go in order whichever thread
+ * writes them: the writer's thread when they pile up (bounded memory) or before
+ * it sleeps, the program's thread where a chunk closes by its count (its share of
+ * the work: the copy into the page cache) and before reading the chain's state.
+ * wait: block until the other thread is done writing (else return at once). */
+static void
+write_ready(Writer *w, int wait)
+{
+    pipe_state *p = &w->p;
+    if (wait) {
+        pthread_mutex_lock(&p->wmu);
+    }
+    else if (pthread_mutex_trylock(&p->wmu) != 0) {
+        return;
+    }
+    while (!atomic_load(&p->werr)) {
+        if (p->pend.len == 0) {
+            pthread_mutex_lock(&p->mu);
+            if (p->ready_count == 0) {
+                pthread_mutex_unlock(&p->mu);
+                break;
+            }
+            take_ready(p);
+            pthread_mutex_unlock(&p->mu);
+        }
+        int err = write_fd(w->file.fd, &p->pend);
+        if (err) { /* the bytes stay; the caller sees it at its next call */
+            atomic_store(&p->werr, err);
+        }
+        else {
+            atomic_fetch_add(&p->written, 1);
+        }
+    }
+    pthread_mutex_unlock(&p->wmu);
+}
+
 static int
 thread_room(Writer *w, size_t total)
 {
     pipe_state *p = &w->p;
-    if (w->file.fd >= 0) {
-        if (w->out.len > 0 && w->out.len + total > w->out.limit && !atomic_load(&p->werr)) {
-            int err = write_fd(w->file.fd, &w->out);
-            if (err) { /* the bytes stay; the caller sees it at its next call */
-                atomic_store(&p->werr, err);
-            }
-        }
-    }
-    else if (w->out.len > 0 && w->out.len + total > w->out.limit) {
+    if (w->out.len > 0 && w->out.len + total > w->out.limit) {
         pthread_mutex_lock(&p->mu);
         int rc = push_ready(w);
-        if (atomic_load(&p->caller_waits)) {
+        if (w->file.fd < 0 && atomic_load(&p->caller_waits)) {
             pthread_cond_signal(&p->wake_caller);
         }
+        size_t ready = p->ready_count;
         pthread_mutex_unlock(&p->mu);
         if (rc < 0) {
             return -1;
+        }
+        if (w->file.fd >= 0 && ready > 4 * LAG) { /* the program's thread did not take them */
+            write_ready(w, 1);
         }
     }
     if (total > PY_SSIZE_T_MAX - w->out.len) {
@@ -535,6 +588,17 @@ wake_caller(pipe_state *p)
     }
 }
 
+/* The calling thread's CPU time so far, in ns (0 when the clock is missing). */
+static long long
+own_cpu_ns(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) {
+        return 0;
+    }
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 static void *
 thread_main(void *arg)
 {
@@ -548,6 +612,11 @@ thread_main(void *arg)
     uint64_t t = atomic_load(&p->tail);
     for (;;) {
         uint64_t h = atomic_load_explicit(&p->head, memory_order_acquire);
+        if (t == h && w->file.fd >= 0 && !atomic_load(&p->werr)
+            && atomic_load(&p->pushed) != atomic_load(&p->written)) {
+            write_ready(w, 1); /* idle: what is closed goes to the file now */
+            continue;
+        }
         if (t == h) {
             pthread_mutex_lock(&p->mu);
             atomic_store(&p->thread_sleeps, 1);
@@ -561,6 +630,7 @@ thread_main(void *arg)
             int stop = p->stop;
             pthread_mutex_unlock(&p->mu);
             if (stop) {
+                p->cpu_ns = own_cpu_ns(); /* read by end_thread after the join */
                 return NULL;
             }
             continue;
@@ -574,6 +644,7 @@ thread_main(void *arg)
                 pthread_cond_signal(&p->wake_caller);
                 pthread_mutex_unlock(&p->mu);
                 atomic_store_explicit(&p->tail, t, memory_order_release);
+                p->cpu_ns = own_cpu_ns();
                 return NULL;
             }
             t += rec_bytes(r);
@@ -630,13 +701,7 @@ deliver_to(Writer *w, uint64_t target)
                     break;
                 }
             }
-            chunk_t c = p->ready[p->ready_first];
-            p->ready_first = (p->ready_first + 1) % p->ready_cap;
-            p->ready_count--;
-            give_spare(p, p->pend.buf, p->pend.cap);
-            p->pend.buf = c.buf;
-            p->pend.len = c.len;
-            p->pend.cap = c.cap;
+            take_ready(p);
             p->taken++;
             pthread_mutex_unlock(&p->mu);
         }
@@ -729,6 +794,7 @@ static rec_hdr *
 claim(Writer *w, size_t size)
 {
     pipe_state *p = &w->p;
+    int wrote = 0;
     for (;;) {
         if (p->failed) {
             thread_failed(p);
@@ -749,7 +815,14 @@ claim(Writer *w, size_t size)
             }
             return (rec_hdr *)(p->ring + (p->phead & (RING_BYTES - 1)));
         }
-        /* Full: wait until a quarter is free (fewer wake-ups). */
+        /* Full: write what the thread closed meanwhile (with a file of its own), then
+         * wait until a quarter is free (fewer wake-ups). */
+        if (w->file.fd >= 0 && !wrote && !atomic_load(&p->werr)
+            && atomic_load(&p->pushed) != atomic_load(&p->written)) {
+            wrote = 1;
+            write_ready(w, 0);
+            continue;
+        }
         size_t want = pad + size > RING_BYTES / 4 ? pad + size : RING_BYTES / 4;
         pthread_mutex_lock(&p->mu);
         atomic_store(&p->caller_waits, 1);
@@ -793,10 +866,15 @@ hand_due(Writer *w, size_t total)
     pipe_state *p = &w->p;
     if (w->file.fd >= 0) {
         /* at the points the inline path would write: is the file still there? */
+        int closes = p->vlen > 0 && p->vlen + total > w->out.limit;
         if (atomic_load_explicit(&p->werr, memory_order_relaxed)
-            || (p->vlen > 0 && p->vlen + total > w->out.limit && !same_file(&w->file))) {
+            || (closes && !same_file(&w->file))) {
             go_inline(w);
             return 1;
+        }
+        if (closes && atomic_load_explicit(&p->pushed, memory_order_relaxed)
+                          != atomic_load_explicit(&p->written, memory_order_relaxed)) {
+            write_ready(w, 0); /* this thread's share: the chunks the thread closed */
         }
         return 0;
     }
@@ -927,7 +1005,8 @@ thread_flush(Writer *w, int all)
     if (drain(w) < 0) {
         return -1;
     }
-    if (w->file.fd >= 0) { /* the thread wrote the closed chunks; the rest from here */
+    if (w->file.fd >= 0) { /* the closed chunks, then the rest from here */
+        write_ready(w, 1);
         if (atomic_load(&p->werr) || (all && w->out.len > 0 && !same_file(&w->file))) {
             go_inline(w); /* the caller goes on with the inline path's flush */
             return 1;
@@ -1019,6 +1098,7 @@ atfork_child(void)
         pipe_state *p = &registry[i]->p;
         p->forked = 1;
         pthread_mutex_init(&p->mu, NULL);
+        pthread_mutex_init(&p->wmu, NULL);
         pthread_cond_init(&p->wake_thread, NULL);
         pthread_cond_init(&p->wake_caller, NULL);
         p->delivering = 0;
@@ -1039,6 +1119,7 @@ start_thread(Writer *w)
         return -1;
     }
     pthread_mutex_init(&p->mu, NULL);
+    pthread_mutex_init(&p->wmu, NULL);
     pthread_cond_init(&p->wake_thread, NULL);
     pthread_cond_init(&p->wake_caller, NULL);
     p->pend.limit = w->out.limit;
@@ -1060,6 +1141,7 @@ start_thread(Writer *w)
         free(p->ring);
         p->ring = NULL;
         pthread_mutex_destroy(&p->mu);
+        pthread_mutex_destroy(&p->wmu);
         pthread_cond_destroy(&p->wake_thread);
         pthread_cond_destroy(&p->wake_caller);
         errno = err;
@@ -1100,6 +1182,7 @@ end_thread(Writer *w)
         pthread_mutex_unlock(&p->mu);
         pthread_join(p->thread, NULL); /* it never takes the GIL */
         registry_remove(w);
+        w->thread_cpu_ns += p->cpu_ns;
     }
     free_queued(p);
     /* one buffer: pend, then ready in order, then out */
@@ -1133,6 +1216,7 @@ end_thread(Writer *w)
     w->out = ok ? all : (line_buffer){NULL, 0, 0, w->out.limit, 0};
     if (!p->forked) {
         pthread_mutex_destroy(&p->mu);
+        pthread_mutex_destroy(&p->wmu);
         pthread_cond_destroy(&p->wake_thread);
         pthread_cond_destroy(&p->wake_caller);
     }
@@ -1618,6 +1702,9 @@ writer_get_buffered(Writer *w, void *Py_UNUSED(closure))
     }
     size_t n = w->out.len;
     if (w->p.on) {
+        if (w->file.fd >= 0) {
+            write_ready(w, 1); /* as the thread did before it wrote only where it closed them */
+        }
         pthread_mutex_lock(&w->p.mu);
         n += w->p.pend.len;
         for (size_t i = 0; i < w->p.ready_count; i++) {
@@ -1632,6 +1719,12 @@ static PyObject *
 writer_get_threaded(Writer *w, void *Py_UNUSED(closure))
 {
     return PyBool_FromLong(w->p.on && !w->p.forked);
+}
+
+static PyObject *
+writer_get_thread_cpu_ns(Writer *w, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLongLong(w->thread_cpu_ns);
 }
 
 static PyObject *
@@ -1663,6 +1756,9 @@ static PyGetSetDef writer_getset[] = {
     {"buffered", (getter)writer_get_buffered, NULL, "Bytes not yet handed to write.", NULL},
     {"threaded", (getter)writer_get_threaded, NULL,
      "Whether a thread of the writer makes the lines (threaded=True, until stop_thread).", NULL},
+    {"thread_cpu_ns", (getter)writer_get_thread_cpu_ns, NULL,
+     "CPU time (ns) the writer's thread used, once it ended (0 until then; for benchmarks).",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
