@@ -31,6 +31,15 @@
 #include "opline.h" /* the op line's layout: the format's (format/csrc/opline.h) */
 #include "sink.h"   /* the line writer's C entry (events/csrc/sink.h) */
 #include "linestart.h" /* the stepper's hook calls LineStart (events/csrc/linestart.h) */
+
+#if PY_VERSION_HEX >= 0x030D0000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
+/* 3.13's frame layout, to read a function's locals without its f_locals proxy
+ * (snap_frame below; built against the headers of the Python it runs in) */
+#define Py_BUILD_CORE 1
+#include "internal/pycore_code.h"
+#include "internal/pycore_frame.h"
+#undef Py_BUILD_CORE
+#endif
 #include <stdint.h>
 #include <string.h>
 
@@ -878,48 +887,180 @@ seq_same(render_ctx *ctx, PyObject *marker, PyObject *v)
     return 1;
 }
 
-/* dict(names): a copy of a dict; a frame's locals proxy (3.13) from its items,
+/* -- a scope's names and values at a line start -----------------------------
+ *
+ * What ``dict(names)`` holds, in its order, as pairs of strong references (what
+ * rendering reads stays alive while it runs, whatever the program's code that
+ * the renderer may run does to the scope). */
+
+typedef struct {
+    PyObject **items; /* name, value, name, value ... */
+    Py_ssize_t n, cap;
+    PyObject *small[64];
+} snapshot;
+
+static void
+snap_init(snapshot *s)
+{
+    s->items = s->small;
+    s->n = 0;
+    s->cap = (Py_ssize_t)(sizeof s->small / sizeof s->small[0]) / 2;
+}
+
+static void
+snap_free(snapshot *s)
+{
+    for (Py_ssize_t i = 0; i < 2 * s->n; i++) {
+        Py_DECREF(s->items[i]);
+    }
+    if (s->items != s->small) {
+        PyMem_Free(s->items);
+    }
+    snap_init(s);
+}
+
+static int
+snap_room(snapshot *s, Py_ssize_t more)
+{
+    if (s->n + more <= s->cap) {
+        return 0;
+    }
+    Py_ssize_t cap = s->cap;
+    while (cap < s->n + more) {
+        cap *= 2;
+    }
+    PyObject **items = PyMem_Malloc(sizeof(PyObject *) * (size_t)(2 * cap));
+    if (items == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(items, s->items, sizeof(PyObject *) * (size_t)(2 * s->n));
+    if (s->items != s->small) {
+        PyMem_Free(s->items);
+    }
+    s->items = items;
+    s->cap = cap;
+    return 0;
+}
+
+static inline int
+snap_add(snapshot *s, PyObject *name, PyObject *value)
+{
+    if (s->n == s->cap && snap_room(s, 1) < 0) {
+        return -1;
+    }
+    s->items[2 * s->n] = Py_NewRef(name);
+    s->items[2 * s->n + 1] = Py_NewRef(value);
+    s->n++;
+    return 0;
+}
+
+static int
+snap_dict(snapshot *s, PyObject *d)
+{
+    if (snap_room(s, PyDict_GET_SIZE(d)) < 0) {
+        return -1;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *name, *value;
+    while (PyDict_Next(d, &pos, &name, &value)) {
+        if (snap_add(s, name, value) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* dict(names): a dict's items; a frame's locals proxy (3.13) from its items,
  * one pass over the frame's variables (dict() asks the proxy for its keys, then
- * looks each one up by name: the same pairs, in the same order, slower) */
-static PyObject *
-dict_of(PyObject *names)
+ * looks each one up by name: the same pairs, in the same order, slower); any
+ * other mapping through dict() */
+static int
+snap_mapping(snapshot *s, PyObject *names)
 {
     if (PyDict_CheckExact(names)) {
-        return PyDict_Copy(names);
+        return snap_dict(s, names);
     }
     PyObject *d = PyDict_New();
     if (d == NULL) {
-        return NULL;
+        return -1;
     }
+    int rc = 0;
 #ifdef PyFrameLocalsProxy_Check
     if (PyFrameLocalsProxy_Check(names)) {
         PyObject *items = PyMapping_Items(names);
         if (items == NULL) {
             Py_DECREF(d);
-            return NULL;
+            return -1;
         }
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+        for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(items); i++) {
             PyObject *pair = PyList_GET_ITEM(items, i);
             if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 ||
                 PyDict_SetItem(d, PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1)) < 0) {
                 if (!PyErr_Occurred()) {
                     PyErr_SetString(PyExc_TypeError, "a frame's locals: items are not pairs");
                 }
-                Py_DECREF(items);
-                Py_DECREF(d);
-                return NULL;
+                rc = -1;
             }
         }
         Py_DECREF(items);
-        return d;
     }
+    else
 #endif
-    if (PyDict_Update(d, names) < 0) {
-        Py_DECREF(d);
-        return NULL;
+    {
+        rc = PyDict_Update(d, names);
     }
-    return d;
+    if (rc == 0) {
+        rc = snap_dict(s, d);
+    }
+    Py_DECREF(d);
+    return rc;
 }
+
+#if PY_VERSION_HEX >= 0x030D0000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
+#define DIRECT_LOCALS 1
+/* 3.13: a function's f_locals is a FrameLocalsProxy over the frame's fast
+ * locals and its extra locals (names set through f_locals or exec that are
+ * not fast locals).  Its items, in its order, read from the frame directly
+ * (CPython's frame layout, Objects/frameobject.c framelocalsproxy_items): each
+ * bound fast local (a cell's or free variable's content), then the extras.
+ * 1 done, 0 not such a frame (the caller reads f_locals), -1 error. */
+static int
+snap_frame(snapshot *s, PyFrameObject *f)
+{
+    _PyInterpreterFrame *fr = f->f_frame;
+    PyCodeObject *co = _PyFrame_GetCode(fr);
+    if (!(co->co_flags & CO_OPTIMIZED)) {
+        return 0;
+    }
+    PyObject **fast = _PyFrame_GetLocalsArray(fr);
+    int n = co->co_nlocalsplus;
+    if (snap_room(s, n) < 0) {
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        PyObject *value = fast[i];
+        if (value == NULL) {
+            continue;
+        }
+        _PyLocals_Kind kind = _PyLocals_GetKind(co->co_localspluskinds, i);
+        if ((kind == CO_FAST_FREE || (kind & CO_FAST_CELL)) && PyCell_Check(value)) {
+            value = PyCell_GET(value);
+            if (value == NULL) {
+                continue;
+            }
+        }
+        if (snap_add(s, PyTuple_GET_ITEM(co->co_localsplusnames, i), value) < 0) {
+            return -1;
+        }
+    }
+    PyObject *extra = f->f_extra_locals;
+    if (extra != NULL && PyDict_GET_SIZE(extra)) {
+        return 0; /* names set from outside: the proxy says what it shows */
+    }
+    return 1;
+}
+#endif
 
 static void
 ctx_zero(render_ctx *ctx)
@@ -931,9 +1072,9 @@ ctx_zero(render_ctx *ctx)
     buf_init(&ctx->text);
 }
 
-/* One scope's members, ``_rendered(d, prev, render)`` and ``_object(fresh,
- * prev if changes else None)`` in one pass over d (a dict of the scope's names
- * that nothing else holds): the JSON object into out, and
+/* One scope's members, ``_rendered(dict(names), prev, render)`` and
+ * ``_object(fresh, prev if changes else None)`` in one pass over snap (the
+ * scope's names and values): the JSON object into out, and
  *   - fresh_out != NULL: the fresh state (a new dict) into *fresh_out;
  *   - fresh_out == NULL: prev updated in place to what fresh would be (the
  *     same entries; only names rendered anew get a new one, names gone are
@@ -941,10 +1082,10 @@ ctx_zero(render_ctx *ctx)
  * 0, -1 (an error set) or UNSUPPORTED (a name or value for the reference: out
  * and prev as they were). */
 static int
-scan_into(render_ctx *ctx, PyObject *d, PyObject *prev, int changes, PyObject *not_kept,
-          PyObject *encode, PyObject **fresh_out, buf *out)
+scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes,
+          PyObject *not_kept, PyObject *encode, PyObject **fresh_out, buf *out)
 {
-    Py_ssize_t n = PyDict_GET_SIZE(d), nupdates = 0, named = 0, mark = out->len;
+    Py_ssize_t n = snap->n, nupdates = 0, named = 0, mark = out->len;
     PyObject *fresh = NULL, *small[32];
     /* in place: (name, new entry) pairs to set once done, strong references */
     PyObject **updates = fresh_out != NULL ? NULL : 2 * n <= 32 ? small
@@ -966,9 +1107,8 @@ scan_into(render_ctx *ctx, PyObject *d, PyObject *prev, int changes, PyObject *n
         goto done;
     }
     int first = 1;
-    Py_ssize_t pos = 0;
-    PyObject *name, *value;
-    while (PyDict_Next(d, &pos, &name, &value)) {
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *name = snap->items[2 * k], *value = snap->items[2 * k + 1];
         if (!PyUnicode_CheckExact(name)) {
             rc = UNSUPPORTED; /* the reference says what becomes of it */
             goto done;
@@ -1083,8 +1223,13 @@ scan_into(render_ctx *ctx, PyObject *d, PyObject *prev, int changes, PyObject *n
         }
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); i++) {
             PyObject *key = PyList_GET_ITEM(keys, i);
-            int in = PyDict_Contains(d, key);
-            if (in < 0 || (in == 0 && PyDict_DelItem(prev, key) < 0)) {
+            int in = 0; /* the snapshot's names are unique str (or it went to the reference) */
+            for (Py_ssize_t k = 0; !in && k < n; k++) {
+                PyObject *name = snap->items[2 * k];
+                in = name == key || (PyUnicode_CheckExact(key) &&
+                                     PyUnicode_Compare(name, key) == 0);
+            }
+            if (!in && PyDict_DelItem(prev, key) < 0) {
                 Py_DECREF(keys);
                 goto done;
             }
@@ -1118,8 +1263,10 @@ scan_names(PyObject *names, PyObject *prev, PyObject *renderer, int changes, PyO
         PyErr_SetString(PyExc_TypeError, "scan: prev must be a dict");
         return NULL;
     }
-    PyObject *d = dict_of(names); /* dict(names) */
-    if (d == NULL) {
+    snapshot snap;
+    snap_init(&snap);
+    if (snap_mapping(&snap, names) < 0) { /* dict(names) */
+        snap_free(&snap);
         return NULL;
     }
     PyObject *result = NULL, *fresh = NULL;
@@ -1128,7 +1275,7 @@ scan_names(PyObject *names, PyObject *prev, PyObject *renderer, int changes, PyO
     buf out;
     buf_init(&out);
     if (ctx_init(&ctx, renderer) == 0) {
-        int rc = scan_into(&ctx, d, prev, changes, not_kept, encode, &fresh, &out);
+        int rc = scan_into(&ctx, &snap, prev, changes, not_kept, encode, &fresh, &out);
         if (rc == UNSUPPORTED) {
             result = Py_NewRef(Py_None);
         }
@@ -1143,7 +1290,7 @@ scan_names(PyObject *names, PyObject *prev, PyObject *renderer, int changes, PyO
     Py_XDECREF(fresh);
     ctx_free(&ctx);
     buf_free(&out);
-    Py_DECREF(d);
+    snap_free(&snap);
     return result;
 }
 
@@ -1187,11 +1334,13 @@ static PyObject *empty_prev; /* prev of a scope seen first: {} */
 /* One scope's values: prev = state.get(key, {}); (fresh, object) = scan, or
  * fallback(names, prev, renderer, changes) where the reference renders;
  * state[key] = fresh; ``,"<member>":<object>`` added to out.  The scan updates
- * the scope's state in place (see scan_into): the same entries as a fresh one. */
+ * the scope's state in place (see scan_into): the same entries as a fresh one.
+ * names: the scope's mapping, or NULL for frame's f_locals (read from the
+ * frame itself where it can be: snap_frame). */
 static int
-scope_values(buf *out, const char *member, PyObject *names, PyObject *state, PyObject *key,
-             int changes, render_ctx *ctx, PyObject *not_kept, PyObject *encode,
-             PyObject *fallback)
+scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame,
+             PyObject *state, PyObject *key, int changes, render_ctx *ctx, PyObject *not_kept,
+             PyObject *encode, PyObject *fallback)
 {
     if (!PyDict_CheckExact(state)) {
         PyErr_SetString(PyExc_TypeError, "line: the values' state must be a dict");
@@ -1206,30 +1355,48 @@ scope_values(buf *out, const char *member, PyObject *names, PyObject *state, PyO
     if (prev == NULL) {
         return -1;
     }
+    Py_XINCREF(names);
+    snapshot snap;
+    snap_init(&snap);
     Py_ssize_t mark = out->len;
-    int rc = buf_add(out, member, (Py_ssize_t)strlen(member));
-    PyObject *d = rc < 0 ? NULL : dict_of(names); /* dict(names) */
-    if (d == NULL) {
-        Py_DECREF(prev);
-        return -1;
+    int rc = buf_add(out, member, (Py_ssize_t)strlen(member)), got = 0;
+#ifdef DIRECT_LOCALS
+    if (rc == 0 && names == NULL) {
+        got = snap_frame(&snap, frame);
+        if (got <= 0) {
+            snap_free(&snap);
+            rc = got;
+        }
     }
-    rc = scan_into(ctx, d, prev, changes, not_kept, encode, NULL, out);
-    Py_DECREF(d);
+#endif
+    if (rc == 0 && !got) {
+        if (names == NULL) {
+            names = PyFrame_GetLocals(frame);
+        }
+        rc = names == NULL ? -1 : snap_mapping(&snap, names); /* dict(names) */
+    }
+    if (rc == 0) {
+        rc = scan_into(ctx, &snap, prev, changes, not_kept, encode, NULL, out);
+    }
+    snap_free(&snap);
     if (rc == 0) {
         rc = fresh_prev ? PyDict_SetItem(state, key, prev) : 0;
-        Py_DECREF(prev);
-        return rc;
     }
     if (rc != UNSUPPORTED) {
         Py_DECREF(prev);
-        return -1;
+        Py_XDECREF(names);
+        return rc;
     }
     /* the reference's, from prev as it was (untouched) */
     out->len = mark;
+    if (names == NULL) {
+        names = PyFrame_GetLocals(frame);
+    }
     PyObject *call[4] = {names, fresh_prev ? empty_prev : prev, ctx->renderer,
                          changes ? Py_True : Py_False};
-    PyObject *done = PyObject_Vectorcall(fallback, call, 4, NULL);
+    PyObject *done = names == NULL ? NULL : PyObject_Vectorcall(fallback, call, 4, NULL);
     Py_DECREF(prev);
+    Py_XDECREF(names);
     if (done == NULL) {
         return -1;
     }
@@ -1340,15 +1507,25 @@ line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
         if (ctx_init(&ctx, renderer) < 0) {
             goto done;
         }
-        names = PyFrame_GetLocals(f);
-        if (names == NULL) {
-            goto done;
+        /* a function's f_locals (3.13: a new proxy each time) is never its globals:
+         * its locals are read from the frame where they can be (snap_frame) */
+        PyCodeObject *co = PyFrame_GetCode(f);
+        int optimized = (co->co_flags & CO_OPTIMIZED) != 0;
+        Py_DECREF(co);
+#ifndef DIRECT_LOCALS
+        optimized = 0;
+#endif
+        if (!optimized) {
+            names = PyFrame_GetLocals(f);
+            if (names == NULL) {
+                goto done;
+            }
         }
         if (va->lmode) {
             key = PyTuple_Pack(2, thread, depth);
             if (key == NULL ||
-                scope_values(&vals, ",\"locals\":", names, va->lstate, key, va->lmode == 2, &ctx,
-                             va->not_kept, va->encode, va->fallback) < 0) {
+                scope_values(&vals, ",\"locals\":", names, f, va->lstate, key, va->lmode == 2,
+                             &ctx, va->not_kept, va->encode, va->fallback) < 0) {
                 goto done;
             }
             Py_CLEAR(key);
@@ -1359,7 +1536,10 @@ line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
                 goto done;
             }
             int module_level = 0;
-            if (va->lmode) { /* the reference reads f_locals again: the same mapping */
+            if (optimized) {
+                module_level = 0;
+            }
+            else if (va->lmode) { /* the reference reads f_locals again: the same mapping */
                 PyObject *again = PyFrame_GetLocals(f);
                 module_level = again == globals;
                 Py_XDECREF(again);
@@ -1375,9 +1555,9 @@ line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
             if (!module_level) {
                 key = PyLong_FromVoidPtr(globals);
                 done_g = key == NULL ? -1
-                                     : scope_values(&vals, ",\"globals\":", globals, va->gstate,
-                                                    key, va->gmode == 2, &ctx, va->not_kept,
-                                                    va->encode, va->fallback);
+                                     : scope_values(&vals, ",\"globals\":", globals, f,
+                                                    va->gstate, key, va->gmode == 2, &ctx,
+                                                    va->not_kept, va->encode, va->fallback);
             }
             Py_DECREF(globals);
             if (done_g < 0) {
@@ -1875,7 +2055,39 @@ static PyType_Spec callline_spec = {
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL, callline_slots,
 };
 
+/* frame_items(frame): the pairs a line start reads for frame's locals without
+ * its f_locals, as a list of (name, value), or None where it reads f_locals
+ * (not a function's frame, names set from outside, or not 3.13): for the tests,
+ * which compare it with list(frame.f_locals.items()) */
+static PyObject *
+frame_items(PyObject *module, PyObject *frame)
+{
+    if (!PyFrame_Check(frame)) {
+        PyErr_SetString(PyExc_TypeError, "frame_items takes a frame");
+        return NULL;
+    }
+    int got = 0;
+    snapshot snap;
+    snap_init(&snap);
+#ifdef DIRECT_LOCALS
+    got = snap_frame(&snap, (PyFrameObject *)frame);
+#endif
+    PyObject *out = got < 0 ? NULL : got == 0 ? Py_NewRef(Py_None) : PyList_New(snap.n);
+    for (Py_ssize_t i = 0; got > 0 && out != NULL && i < snap.n; i++) {
+        PyObject *pair = PyTuple_Pack(2, snap.items[2 * i], snap.items[2 * i + 1]);
+        if (pair == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, i, pair);
+    }
+    snap_free(&snap);
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"frame_items", frame_items, METH_O,
+     "frame_items(frame) -> [(name, value)] read from the frame, or None (f_locals is read)"},
     {"line", (PyCFunction)(void (*)(void))line, METH_FASTCALL,
      "line(code, prefix, suffix, gas, depth, thread, locals_state, locals_mode, globals_state,\n"
      "     globals_mode, renderer, not_kept, encode, fallback) -> a line start's op line body"},
