@@ -211,25 +211,34 @@ get_size(PyObject *limits, Py_ssize_t i, Py_ssize_t *out)
     return 0;
 }
 
-/* obj.<name>, a new reference: from obj's instance dict when its type looks
- * attributes up generically and the dict holds the name (a plain instance
- * attribute: what getattr would find, unless a data descriptor of the same name
- * shadows it, and then the dict does not hold it), else through getattr. */
+/* obj's instance dict (a new reference) when its type looks attributes up
+ * generically, else NULL (no error, or an error set) */
 static PyObject *
-attr_fast(PyObject *obj, PyObject *name)
+plain_dict(PyObject *obj)
 {
     PyTypeObject *t = Py_TYPE(obj);
     if (t->tp_getattro == PyObject_GenericGetAttr &&
         ((t->tp_flags & Py_TPFLAGS_MANAGED_DICT) || t->tp_dictoffset > 0)) {
         PyObject *dict = PyObject_GenericGetDict(obj, NULL);
-        if (dict == NULL) {
-            return NULL;
+        if (dict != NULL && !PyDict_CheckExact(dict)) {
+            Py_CLEAR(dict);
         }
-        PyObject *v = PyDict_CheckExact(dict) ? PyDict_GetItemWithError(dict, name) : NULL;
-        Py_XINCREF(v);
-        Py_DECREF(dict);
+        return dict;
+    }
+    return NULL;
+}
+
+/* obj.<name>, a new reference: from dict (obj's plain_dict, or NULL) when it
+ * holds the name (a plain instance attribute: what getattr would find, unless
+ * a data descriptor of the same name shadows it, and then the dict does not
+ * hold it), else through getattr. */
+static PyObject *
+attr_in(PyObject *obj, PyObject *dict, PyObject *name)
+{
+    if (dict != NULL) {
+        PyObject *v = PyDict_GetItemWithError(dict, name);
         if (v != NULL || PyErr_Occurred()) {
-            return v;
+            return Py_XNewRef(v);
         }
     }
     return PyObject_GetAttr(obj, name);
@@ -241,8 +250,13 @@ static int
 ctx_init(render_ctx *ctx, PyObject *renderer)
 {
     ctx->renderer = renderer;
-    PyObject *limits = attr_fast(renderer, s_limits);
+    PyObject *dict = plain_dict(renderer);
+    if (dict == NULL && PyErr_Occurred()) {
+        return -1;
+    }
+    PyObject *limits = attr_in(renderer, dict, s_limits);
     if (limits == NULL) {
+        Py_XDECREF(dict);
         return -1;
     }
     int rc = -1;
@@ -255,11 +269,19 @@ ctx_init(render_ctx *ctx, PyObject *renderer)
         rc = 0;
     }
     ctx->limits = limits;
-    if (rc < 0) {
-        return -1;
+    if (rc == 0) {
+        ctx->numbers = attr_in(renderer, dict, s_numbers);
     }
-    ctx->numbers = attr_fast(renderer, s_numbers);
-    if (ctx->numbers == NULL) {
+    if (rc == 0 && ctx->numbers != NULL) { /* (the death count, as ctx_deaths reads it) */
+        PyObject *deaths = attr_in(renderer, dict, s_deaths);
+        if (deaths != NULL && PyList_CheckExact(deaths) && PyList_GET_SIZE(deaths) == 1) {
+            ctx->deaths = Py_NewRef(PyList_GET_ITEM(deaths, 0));
+        }
+        Py_XDECREF(deaths);
+        PyErr_Clear(); /* ctx_deaths says what went wrong, if it is asked */
+    }
+    Py_XDECREF(dict);
+    if (rc < 0 || ctx->numbers == NULL) {
         return -1;
     }
     if (!PyDict_CheckExact(ctx->numbers)) {
@@ -774,7 +796,7 @@ static PyObject *
 ctx_deaths(render_ctx *ctx)
 {
     if (ctx->deaths == NULL) {
-        PyObject *deaths = attr_fast(ctx->renderer, s_deaths);
+        PyObject *deaths = PyObject_GetAttr(ctx->renderer, s_deaths);
         if (deaths == NULL) {
             return NULL;
         }
@@ -1086,10 +1108,10 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes,
           PyObject *not_kept, PyObject *encode, PyObject **fresh_out, buf *out)
 {
     Py_ssize_t n = snap->n, nupdates = 0, named = 0, mark = out->len;
-    PyObject *fresh = NULL, *small[32];
-    /* in place: (name, new entry) pairs to set once done, strong references */
-    PyObject **updates = fresh_out != NULL ? NULL : 2 * n <= 32 ? small
-                         : PyMem_Malloc(sizeof(PyObject *) * (size_t)(2 * n));
+    PyObject *fresh = NULL, *small[48];
+    /* in place: (name, new entry, old entry or NULL) to set once done, strong references */
+    PyObject **updates = fresh_out != NULL ? NULL : 3 * n <= 48 ? small
+                         : PyMem_Malloc(sizeof(PyObject *) * (size_t)(3 * n));
     buf member_buf;
     buf_init(&member_buf);
     int rc = -1;
@@ -1179,14 +1201,15 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes,
                       PyBytes_GET_SIZE(old_member) == PyBytes_GET_SIZE(m) &&
                       memcmp(PyBytes_AS_STRING(old_member), PyBytes_AS_STRING(m),
                              (size_t)PyBytes_GET_SIZE(m)) == 0));
-        Py_XDECREF(old);
         if (show && ((!first && BUF_LIT(out, ",") < 0) ||
                      buf_add(out, PyBytes_AS_STRING(m), PyBytes_GET_SIZE(m)) < 0)) {
+            Py_XDECREF(old);
             Py_DECREF(entry);
             goto done;
         }
         first &= !show;
         if (fresh != NULL) {
+            Py_XDECREF(old);
             int set = PyDict_SetItem(fresh, name, entry);
             Py_DECREF(entry);
             if (set < 0) {
@@ -1197,8 +1220,9 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes,
             Py_DECREF(entry); /* prev keeps it */
         }
         else {
-            updates[2 * nupdates] = Py_NewRef(name);
-            updates[2 * nupdates + 1] = entry;
+            updates[3 * nupdates] = Py_NewRef(name);
+            updates[3 * nupdates + 1] = entry;
+            updates[3 * nupdates + 2] = old; /* held */
             nupdates++;
         }
     }
@@ -1212,7 +1236,22 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes,
         goto done;
     }
     for (Py_ssize_t i = 0; i < nupdates; i++) {
-        if (PyDict_SetItem(prev, updates[2 * i], updates[2 * i + 1]) < 0) {
+        PyObject *entry = updates[3 * i + 1], *old = updates[3 * i + 2];
+        if (old != NULL && PyTuple_CheckExact(old) && PyTuple_GET_SIZE(old) == 2 &&
+            Py_REFCNT(old) == 2 && Py_REFCNT(entry) == 1 &&
+            PyDict_GetItemWithError(prev, updates[3 * i]) == old) {
+            /* prev's entry and ours only: nothing else can see it change; the new
+             * entry's items move into it (a dict store saved per changed name) */
+            PyTupleObject *to = (PyTupleObject *)old, *from = (PyTupleObject *)entry;
+            Py_SETREF(to->ob_item[0], from->ob_item[0]);
+            Py_SETREF(to->ob_item[1], from->ob_item[1]);
+            from->ob_item[0] = from->ob_item[1] = NULL; /* (tupledealloc skips NULL) */
+            if (!PyObject_GC_IsTracked(old)) {
+                PyObject_GC_Track(old); /* it may hold a marker now */
+            }
+            continue;
+        }
+        if (PyErr_Occurred() || PyDict_SetItem(prev, updates[3 * i], entry) < 0) {
             goto done; /* (no memory) the caller drops the state */
         }
     }
@@ -1239,8 +1278,8 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes,
     rc = 0;
 done:
     if (updates != NULL) {
-        for (Py_ssize_t i = 0; i < 2 * nupdates; i++) {
-            Py_DECREF(updates[i]);
+        for (Py_ssize_t i = 0; i < 3 * nupdates; i++) {
+            Py_XDECREF(updates[i]);
         }
         if (updates != small) {
             PyMem_Free(updates);
@@ -1432,8 +1471,8 @@ typedef struct {
 } values_args;
 
 static int line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
-                     const char *suffix, Py_ssize_t suffix_len, long long g, PyObject *depth,
-                     long long d, PyObject *thread, PyObject *renderer, const values_args *va);
+                     const char *suffix, Py_ssize_t suffix_len, long long g, long long d,
+                     PyObject *lkey, PyObject *renderer, const values_args *va);
 
 /* gas and depth as C values: 0, or -1 with an error set */
 static int
@@ -1476,22 +1515,24 @@ line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     buf body;
     buf_init(&body);
-    PyObject *result = NULL;
-    if (line_into(&body, code, PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix),
-                  PyBytes_AS_STRING(suffix), PyBytes_GET_SIZE(suffix), g, args[4], d, args[5],
-                  args[10], &va) == 0) {
+    PyObject *result = NULL, *lkey = PyTuple_Pack(2, args[5], args[4]); /* (thread, depth) */
+    if (lkey != NULL &&
+        line_into(&body, code, PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix),
+                  PyBytes_AS_STRING(suffix), PyBytes_GET_SIZE(suffix), g, d, lkey, args[10],
+                  &va) == 0) {
         result = PyBytes_FromStringAndSize(body.p, body.len);
     }
+    Py_XDECREF(lkey);
     buf_free(&body);
     return result;
 }
 
 /* line()'s work: the body of a line start's op line with its values, into
- * body (empty); 0 or -1 */
+ * body (empty); lkey: the locals' state key (thread, depth); 0 or -1 */
 static int
 line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
-          const char *suffix, Py_ssize_t suffix_len, long long g, PyObject *depth, long long d,
-          PyObject *thread, PyObject *renderer, const values_args *va)
+          const char *suffix, Py_ssize_t suffix_len, long long g, long long d, PyObject *lkey,
+          PyObject *renderer, const values_args *va)
 {
     buf vals;
     buf_init(&vals);
@@ -1521,14 +1562,10 @@ line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
                 goto done;
             }
         }
-        if (va->lmode) {
-            key = PyTuple_Pack(2, thread, depth);
-            if (key == NULL ||
-                scope_values(&vals, ",\"locals\":", names, f, va->lstate, key, va->lmode == 2,
-                             &ctx, va->not_kept, va->encode, va->fallback) < 0) {
-                goto done;
-            }
-            Py_CLEAR(key);
+        if (va->lmode &&
+            scope_values(&vals, ",\"locals\":", names, f, va->lstate, lkey, va->lmode == 2,
+                         &ctx, va->not_kept, va->encode, va->fallback) < 0) {
+            goto done;
         }
         if (va->gmode) {
             PyObject *globals = PyFrame_GetGlobals(f);
@@ -1600,6 +1637,9 @@ done:
  * from a buffer of ours.  The stepper's hook calls ``line_start`` below (its
  * type's ``_line_start_api``) with gas and depth as C values, without a call. */
 
+#define SEEN_SITES 64
+#define KEYS_CACHED 64
+
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
@@ -1607,7 +1647,54 @@ typedef struct {
     values_args va;
     const bt_sink_api *write_api; /* write's C entry, or NULL */
     PyObject *write_sink;         /* write's self (write holds it) */
+    /* sites seen: event -> its pieces (strong references; a site's pieces are
+     * set once, with the event kept alive in them: the same for good) */
+    PyObject *seen_event[SEEN_SITES], *seen_pieces[SEEN_SITES];
+    /* the locals' state keys (thread, depth) of one thread, by depth (the same
+     * key object each time: its lookup compares by identity) */
+    PyObject *keys_thread, *keys[KEYS_CACHED];
 } LineStart;
+
+/* pieces of `event`, borrowed: from the seen cache, else sites (and cached) */
+static PyObject *
+linestart_pieces(LineStart *self, PyObject *event)
+{
+    size_t slot = ((uintptr_t)event >> 4) % SEEN_SITES;
+    if (self->seen_event[slot] == event) {
+        return self->seen_pieces[slot];
+    }
+    PyObject *key = PyLong_FromVoidPtr(event);
+    if (key == NULL) {
+        return NULL;
+    }
+    PyObject *pieces = PyDict_GetItemWithError(self->sites, key); /* borrowed */
+    Py_DECREF(key);
+    if (pieces != NULL && PyTuple_CheckExact(pieces) && PyTuple_GET_SIZE(pieces) == 4 &&
+        PyTuple_GET_ITEM(pieces, 2) == event) {
+        Py_XSETREF(self->seen_event[slot], Py_NewRef(event));
+        Py_XSETREF(self->seen_pieces[slot], Py_NewRef(pieces));
+    }
+    return pieces;
+}
+
+/* The locals' state key (thread, depth), a new reference */
+static PyObject *
+linestart_key(LineStart *self, PyObject *thread, PyObject *depth, long long d)
+{
+    if (d < 0 || d >= KEYS_CACHED) {
+        return PyTuple_Pack(2, thread, depth);
+    }
+    if (self->keys_thread != thread) {
+        for (int i = 0; i < KEYS_CACHED; i++) {
+            Py_CLEAR(self->keys[i]);
+        }
+        Py_XSETREF(self->keys_thread, Py_NewRef(thread));
+    }
+    if (self->keys[d] == NULL) {
+        self->keys[d] = PyTuple_Pack(2, thread, depth);
+    }
+    return Py_XNewRef(self->keys[d]);
+}
 
 static PyObject *s_size_limited, *s_sealed, *s_multi, *s_renderer, *s_gas, *s_depth, *s_thread;
 
@@ -1617,11 +1704,12 @@ linestart_slow(LineStart *self, PyObject *const *args)
     return PyObject_Vectorcall(self->slow, args, 2, NULL);
 }
 
-/* A flag of the tracer (size_limited, sealed, _multi): 0, 1, -1 error */
+/* A flag of the tracer (size_limited, sealed, _multi), dict its plain_dict:
+ * 0, 1, -1 error */
 static int
-tracer_flag(LineStart *self, PyObject *name)
+tracer_flag(LineStart *self, PyObject *dict, PyObject *name)
 {
-    PyObject *v = attr_fast(self->tracer, name);
+    PyObject *v = attr_in(self->tracer, dict, name);
     if (v == NULL) {
         return -1;
     }
@@ -1638,12 +1726,7 @@ static int
 linestart_write(LineStart *self, PyObject *vm, PyObject *event, int have_gas, long long g,
                 long long d)
 {
-    PyObject *key = PyLong_FromVoidPtr(event);
-    if (key == NULL) {
-        return -1;
-    }
-    PyObject *pieces = PyDict_GetItemWithError(self->sites, key); /* borrowed */
-    Py_DECREF(key);
+    PyObject *pieces = linestart_pieces(self, event); /* borrowed */
     if (pieces == NULL) {
         return PyErr_Occurred() ? -1 : 0;
     }
@@ -1652,20 +1735,23 @@ linestart_write(LineStart *self, PyObject *vm, PyObject *event, int have_gas, lo
         PyTuple_GET_ITEM(pieces, 3) == Py_None) {
         return 0;
     }
-    int stopped = tracer_flag(self, s_size_limited);
+    PyObject *tdict = plain_dict(self->tracer), *vdict = NULL;
+    int stopped = tdict == NULL && PyErr_Occurred() ? -1 : tracer_flag(self, tdict, s_size_limited);
     if (stopped == 0) { /* sealed (or a fork's child): nothing more is written here */
-        stopped = tracer_flag(self, s_sealed);
+        stopped = tracer_flag(self, tdict, s_sealed);
     }
     if (stopped != 0) {
+        Py_XDECREF(tdict);
         return stopped < 0 ? -1 : 0;
     }
     Py_INCREF(pieces); /* the sites may change while values render */
     int rc = -1;
-    PyObject *renderer = NULL, *gas = NULL, *depth = NULL, *thread = NULL;
+    PyObject *renderer = NULL, *gas = NULL, *depth = NULL, *thread = NULL, *lkey = NULL;
     buf suffix, body;
     buf_init(&suffix);
     buf_init(&body);
-    renderer = attr_fast(vm, s_renderer);
+    vdict = plain_dict(vm);
+    renderer = vdict == NULL && PyErr_Occurred() ? NULL : attr_in(vm, vdict, s_renderer);
     if (renderer == NULL) {
         goto done;
     }
@@ -1673,8 +1759,8 @@ linestart_write(LineStart *self, PyObject *vm, PyObject *event, int have_gas, lo
         rc = 0;
         goto done;
     }
-    int is_multi = tracer_flag(self, s_multi);
-    if (is_multi < 0 || (thread = attr_fast(vm, s_thread)) == NULL) {
+    int is_multi = tracer_flag(self, tdict, s_multi);
+    if (is_multi < 0 || (thread = attr_in(vm, vdict, s_thread)) == NULL) {
         goto done;
     }
     if (have_gas) {
@@ -1706,8 +1792,10 @@ linestart_write(LineStart *self, PyObject *vm, PyObject *event, int have_gas, lo
         }
     }
     PyObject *prefix = PyTuple_GET_ITEM(pieces, 0);
-    if (line_into(&body, PyTuple_GET_ITEM(pieces, 3), PyBytes_AS_STRING(prefix),
-                  PyBytes_GET_SIZE(prefix), suffix.p, suffix.len, g, depth, d, thread, renderer,
+    lkey = linestart_key(self, thread, depth, d);
+    if (lkey == NULL ||
+        line_into(&body, PyTuple_GET_ITEM(pieces, 3), PyBytes_AS_STRING(prefix),
+                  PyBytes_GET_SIZE(prefix), suffix.p, suffix.len, g, d, lkey, renderer,
                   &self->va) < 0) {
         goto done;
     }
@@ -1722,11 +1810,14 @@ linestart_write(LineStart *self, PyObject *vm, PyObject *event, int have_gas, lo
         rc = r == NULL ? -1 : 1;
     }
 done:
+    Py_XDECREF(tdict);
+    Py_XDECREF(vdict);
     Py_DECREF(pieces);
     Py_XDECREF(renderer);
     Py_XDECREF(gas);
     Py_XDECREF(depth);
     Py_XDECREF(thread);
+    Py_XDECREF(lkey);
     buf_free(&suffix);
     buf_free(&body);
     return rc;
@@ -1819,6 +1910,14 @@ linestart_traverse(LineStart *self, visitproc visit, void *arg)
     Py_VISIT(self->va.not_kept);
     Py_VISIT(self->va.encode);
     Py_VISIT(self->va.fallback);
+    for (int i = 0; i < SEEN_SITES; i++) {
+        Py_VISIT(self->seen_event[i]);
+        Py_VISIT(self->seen_pieces[i]);
+    }
+    Py_VISIT(self->keys_thread);
+    for (int i = 0; i < KEYS_CACHED; i++) {
+        Py_VISIT(self->keys[i]);
+    }
     return 0;
 }
 
@@ -1837,6 +1936,14 @@ linestart_clear(LineStart *self)
     Py_CLEAR(self->va.not_kept);
     Py_CLEAR(self->va.encode);
     Py_CLEAR(self->va.fallback);
+    for (int i = 0; i < SEEN_SITES; i++) {
+        Py_CLEAR(self->seen_event[i]);
+        Py_CLEAR(self->seen_pieces[i]);
+    }
+    Py_CLEAR(self->keys_thread);
+    for (int i = 0; i < KEYS_CACHED; i++) {
+        Py_CLEAR(self->keys[i]);
+    }
     return 0;
 }
 
