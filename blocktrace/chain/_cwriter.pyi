@@ -47,6 +47,13 @@ class LineWriter:
     @property
     def thread_cpu_ns(self) -> int:
         """CPU time (ns) the writer's thread used, once it ended (0 until then)."""
+    def start_thread(self) -> None:
+        """Go on with a thread making the lines again, from the chain's state now
+        (after ``stop_thread``; the buffer is flushed first).  No-op while one runs,
+        in a fork's child, after the summary, or with ``on_leaf``."""
+    def start_thread_later(self) -> None:
+        """``start_thread`` at the next line, where it runs no Python code (else the
+        writer stays inline): after ``os.fork``, once Python's check for threads ran."""
     def stop_thread(self) -> None:
         """Let the thread make every queued line, hand its finished chunks to
         ``write``, end it and go on inline (no-op without one)."""

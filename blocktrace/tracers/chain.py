@@ -112,13 +112,19 @@ def _before_fork() -> None:
         tracer._before_fork()
 
 
+def _after_fork_in_parent() -> None:
+    for tracer in list(_LIVE):
+        tracer._after_fork()
+
+
 def _in_fork_child() -> None:
     for tracer in list(_LIVE):
         tracer._forked()
     _LIVE.clear()
 
 
-os.register_at_fork(before=_before_fork, after_in_child=_in_fork_child)
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_in_fork_child)
 
 
 def _write_all(stream: IO[bytes]) -> Any:
@@ -272,6 +278,7 @@ class ChainTracer:
         self.sealed = False
         self.forked_away = False
         """This process is a fork's child of the one that records the trace: it writes nothing."""
+        self._thread_before_fork = False  # the writer's thread ran when a fork began
         self.head = ""
         self._checkpoints: Checkpointer | None = None
         periodic = checkpoint_every is not None or checkpoint_seconds is not None
@@ -478,17 +485,34 @@ class ChainTracer:
         writer's threads end (the parent's writer goes on inline, a compressed
         trace's worker starts again at the next write), so that the program
         forks a process with no thread of ours: Python warns of a fork with
-        threads (``DeprecationWarning``), which would change what it prints."""
+        threads (``DeprecationWarning``), which would change what it prints.
+        The parent's writer thread starts again after the fork (``_after_fork``)."""
         if self.sealed:
             return
         try:
             self.flush()
             stop_thread = getattr(self._writer, "stop_thread", None)
             if stop_thread is not None:
+                self._thread_before_fork = bool(getattr(self._writer, "threaded", False))
                 stop_thread()
             if self._frames is not None:
                 self._frames.pause()
         except Exception:  # a fork is the program's: it goes on, the trace says what it says
+            pass
+
+    def _after_fork(self) -> None:
+        """In the parent after ``os.fork``: the writer's thread the fork ended starts
+        again at the next line, from the chain's state.  (Not here: Python 3.13 counts
+        the process's threads to warn of a fork with threads after these hooks ran.)"""
+        if not self._thread_before_fork:
+            return
+        self._thread_before_fork = False
+        later = getattr(self._writer, "start_thread_later", None)
+        if self.sealed or later is None:
+            return
+        try:
+            later()
+        except Exception:  # a fork is the program's: the writer goes on inline
             pass
 
     def _forked(self) -> None:

@@ -269,7 +269,51 @@ def test_fork_the_child_and_the_parent_go_on(tmp_path: Path) -> None:
     assert result.stdout.split() == ["True", "True", "0"]
 
 
-_TRACED = """
+@pytest.mark.parametrize("own_file", [False, True])
+def test_start_thread_after_stop_thread_goes_on_with_the_same_chain(
+    tmp_path: Path, own_file: bool
+) -> None:
+    """stop_thread, lines inline, start_thread (or start_thread_later and a line): the
+    thread goes on from the chain's state (what was buffered is written first); the
+    bytes are the reference's, the line count goes on."""
+    path = tmp_path / "t.jsonl"
+    f = open(path, "wb", buffering=0)  # noqa: SIM115
+    w = LineWriter(f.write, buffer_size=4096, lines_per_leaf=16, threaded=True,
+                   **({"fd": f.fileno()} if own_file else {}))
+    ref_out = bytearray()
+    ref = PyLineWriter(ref_out.extend, buffer_size=4096, lines_per_leaf=16)
+    e = object()
+    for x in (w, ref):
+        x.add_site(id(e), PREFIX, SUFFIX, e)
+    for rounds in range(3):
+        for x in (w, ref):
+            for i in range(7_000):
+                x.op(e, i, rounds)
+        w.stop_thread()
+        assert not w.threaded
+        for x in (w, ref):
+            x.line(b'{"round":%d' % rounds)
+        if rounds == 1:  # at the next line (where only a file of its own may be flushed)
+            w.flush()
+            w.start_thread_later()
+            assert not w.threaded
+            for x in (w, ref):
+                x.op(e, -1, 0)
+        else:
+            w.start_thread()
+        assert w.threaded
+        assert (w.head, w.lines, w.tree_size) == (ref.head, ref.lines, ref.tree_size)
+    for x in (w, ref):
+        x.summary(b'{"output":""')
+        x.flush()
+    w.stop_thread()
+    w.start_thread()  # after the summary: nothing more to make, no thread
+    assert not w.threaded
+    f.close()
+    assert path.read_bytes() == bytes(ref_out)
+
+
+_WORKS = """
 import os, signal, sys, time
 import blocktrace
 from blocktrace.tracers.chain import ChainTracer
@@ -280,6 +324,40 @@ def work(n):
     for i in range(n):
         total += i * 2
     return total
+"""
+"""A traced program's start: ChainTracer on the file named by argv[1], threaded."""
+
+
+def test_after_a_fork_the_parent_s_writer_thread_starts_again(tmp_path: Path) -> None:
+    """ChainTracer ends its writer's thread before os.fork (no thread of ours in the
+    child; Python warns of a fork with threads) and starts it again in the parent at
+    the next line (after os.fork's count of threads): the lines after the fork are
+    made off the program's thread again, and the trace verifies sealed."""
+    trace = tmp_path / "t.jsonl"
+    script = tmp_path / "forks.py"  # a file: code from -c is not in the default scope
+    script.write_text(_WORKS + textwrap.dedent("""
+        with blocktrace.trace(tracer):
+            work(5000)
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+            work(5000)
+            after = tracer._writer.threaded
+        print(after)
+        """))
+    result = subprocess.run(
+        [sys.executable, str(script), str(trace)], cwd=tmp_path, capture_output=True, text=True,
+        timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT),
+                          "PYTHONWARNINGS": "error::DeprecationWarning"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no warning of a fork with threads (3.12+)
+    assert result.stdout.split() == ["True"]
+    assert verify_file(str(trace)).status == "sealed"
+
+
+_TRACED = _WORKS + """
 cm = blocktrace.trace(tracer)
 cm.__enter__()
 work(20000)

@@ -142,6 +142,7 @@ typedef struct {
     own_file file;
     pipe_state p;
     long long thread_cpu_ns; /* CPU time of the writer's threads that ended */
+    int resume;              /* start_thread_later: start one at the next line */
 } Writer;
 
 /* A leaf stream before its first line: fed the one byte 0x00. */
@@ -765,6 +766,7 @@ drain(Writer *w)
 }
 
 static void end_thread(Writer *w);
+static inline int resume_due(Writer *w);
 
 /* With a file of its own: whether the caller's descriptor is still open on the
  * same file (closed under the trace, it is the inline path's write that fails,
@@ -1123,6 +1125,7 @@ start_thread(Writer *w)
     pthread_cond_init(&p->wake_thread, NULL);
     pthread_cond_init(&p->wake_caller, NULL);
     p->pend.limit = w->out.limit;
+    p->lines = w->lines; /* (a thread started again: the count goes on) */
     if (registry_add(w) < 0) {
         free(p->ring);
         p->ring = NULL;
@@ -1282,7 +1285,7 @@ static int
 api_line(PyObject *self, const char *body, size_t blen)
 {
     Writer *w = (Writer *)self;
-    if (check_open(w) < 0) {
+    if (check_open(w) < 0 || resume_due(w) < 0) {
         return -1;
     }
     if (memchr(body, '\n', blen) != NULL) {
@@ -1315,7 +1318,7 @@ static PyObject *
 writer_line(Writer *w, PyObject *arg)
 {
     Py_buffer view;
-    if (check_open(w) < 0 || get_body(arg, &view) < 0) {
+    if (check_open(w) < 0 || resume_due(w) < 0 || get_body(arg, &view) < 0) {
         return NULL;
     }
     size_t blen = (size_t)view.len;
@@ -1491,7 +1494,7 @@ static int
 api_op(PyObject *self, PyObject *event, long long gas, long long depth)
 {
     Writer *w = (Writer *)self;
-    if (check_open(w) < 0) {
+    if (check_open(w) < 0 || resume_due(w) < 0) {
         return -1;
     }
     if (w->p.on) {
@@ -1612,6 +1615,7 @@ writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     w->sites.mask = w->sites.count = 0;
     memset(&w->p, 0, sizeof w->p);
     w->file.fd = -1;
+    w->file.caller_fd = -1;
     if (fd >= 0) { /* its own descriptor: the caller's may be closed, its number reused */
         struct stat st;
         if (fstat(fd, &st) < 0 || (w->file.fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
@@ -1730,6 +1734,7 @@ writer_get_thread_cpu_ns(Writer *w, void *Py_UNUSED(closure))
 static PyObject *
 writer_stop_thread(Writer *w, PyObject *Py_UNUSED(ignored))
 {
+    w->resume = 0; /* a start_thread_later before: inline it is */
     /* the finished chunks go to write first: the inline buffer then holds what
      * the inline path would (the lines since the last flush point) */
     if (w->p.on && w->p.delivering) {
@@ -1744,6 +1749,89 @@ writer_stop_thread(Writer *w, PyObject *Py_UNUSED(ignored))
     if (w->file.fd >= 0) { /* from now on write says what went (a size limit counts it) */
         close(w->file.fd);
         w->file.fd = -1;
+    }
+    Py_RETURN_NONE;
+}
+
+/* Its own copy of the caller's descriptor again (start_thread after stop_thread closed
+ * it), when the caller's is still open on the same file.  -1: errno set. */
+static int
+own_file_again(own_file *f)
+{
+    if (f->fd >= 0 || f->caller_fd < 0 || !same_file(f)) {
+        return 0;
+    }
+    f->fd = fcntl(f->caller_fd, F_DUPFD_CLOEXEC, 0);
+    return f->fd < 0 ? -1 : 0;
+}
+
+/* Start the thread again from the chain's state (after stop_thread): 0 (a thread
+ * runs, or the writer stays inline) or -1 with an exception.  quiet: at a line, where
+ * no Python code may run and nothing may fail that the line would not have: a buffer
+ * only `write` could take, a descriptor or thread that cannot be had, keep the writer
+ * inline (only a failed write of its own file is raised, as the line's flush would). */
+static int
+restart(Writer *w, int quiet)
+{
+    w->resume = 0;
+    if (w->p.on || w->done || w->on_leaf != NULL) {
+        return 0;
+    }
+    if (own_file_again(&w->file) < 0) {
+        if (quiet) {
+            return 0;
+        }
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    /* the thread starts from an empty buffer: the caller's count of its chunks and
+     * the points `write` is called at begin there */
+    if (w->out.len > 0) {
+        if (quiet && !(w->file.fd >= 0 && same_file(&w->file))) {
+            return 0;
+        }
+        if (flush_out(w) < 0) {
+            return -1;
+        }
+        if (w->out.len > 0 || w->done) { /* write ran code that added lines or sealed */
+            return 0;
+        }
+    }
+    if (start_thread(w) < 0) {
+        if (quiet) {
+            PyErr_Clear();
+            return 0;
+        }
+        return -1;
+    }
+    return 0;
+}
+
+/* At a line: the thread start_thread_later asked for. */
+static inline int
+resume_due(Writer *w)
+{
+    return w->resume ? restart(w, 1) : 0;
+}
+
+static PyObject *
+writer_start_thread(Writer *w, PyObject *Py_UNUSED(ignored))
+{
+    if (w->p.on) {
+        settle(w); /* a fork's child: the thread is gone, go on inline (and stay) */
+        Py_RETURN_NONE;
+    }
+    if (restart(w, 0) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+writer_start_thread_later(Writer *w, PyObject *Py_UNUSED(ignored))
+{
+    if (!w->p.on) {
+        w->resume = 1;
     }
     Py_RETURN_NONE;
 }
@@ -1778,6 +1866,15 @@ static PyMethodDef writer_methods[] = {
     {"add_site", (PyCFunction)(void (*)(void))writer_add_site, METH_FASTCALL,
      "add_site($self, key, prefix, suffix, keep, /)\n--\n\nThe pieces of an instruction site's op line, "
      "for events whose id() is key; keep (the event) is held so the id stays valid."},
+    {"start_thread", (PyCFunction)writer_start_thread, METH_NOARGS,
+     "start_thread($self, /)\n--\n\nGo on with a thread making the lines again, from the "
+     "chain's state now (after stop_thread; the buffer is flushed first).  No-op while one "
+     "runs, in a fork's child, after the summary, or with on_leaf."},
+    {"start_thread_later", (PyCFunction)writer_start_thread_later, METH_NOARGS,
+     "start_thread_later($self, /)\n--\n\nstart_thread at the next line (op, line), where "
+     "it runs no Python code: a buffer only write could take, or a thread that cannot be "
+     "started, keeps the writer inline.  (After os.fork: the parent's thread starts once "
+     "os.fork has returned, after Python's check for threads.)"},
     {"stop_thread", (PyCFunction)writer_stop_thread, METH_NOARGS,
      "stop_thread($self, /)\n--\n\nLet the writer's thread make every queued line, hand "
      "its finished chunks on, end it and go on inline, through write (not fd)."},
