@@ -10,7 +10,9 @@
    (``line_of_step`` + the lines) of random steps and ``prove`` of random lines
    through the index, in milliseconds, in-process (a fresh ``TraceReader`` each
    time, as a new command would have).
-4. With ``--options TRACE``: the compression ratio of zstd levels, frame sizes and
+4. With ``--settings``: recording with other zstd levels and frame sizes (CPU of
+   all threads, size).
+5. With ``--options TRACE``: the compression ratio of zstd levels, frame sizes and
    long-distance matching on the trace's first 64 MiB.
 """
 
@@ -128,6 +130,43 @@ def options(path: str) -> None:
               f"{len(data) / size:>8.2f}{len(data) / spent / 1e6:>8.0f}")
 
 
+def settings(rounds: int, tmp: str) -> None:
+    """Recording to ``.zst`` with other zstd levels and frame sizes: CPU of all
+    threads against a plain recording's, and the size, interleaved rounds."""
+    from blocktrace.format import compressed
+
+    one_shot = compressed._one_shot
+    defaults = compressed.FrameWriter.__init__.__kwdefaults__
+    frame_default = defaults["frame_bytes"]
+    configs = [(1, 1 << 18), (-1, 1 << 18), (-3, 1 << 18), (-5, 1 << 18), (1, 1 << 20)]
+    print("\nzstd settings (recording; CPU of all threads and of the program's thread / plain)")
+    try:
+        for name, fn in WORKLOADS.items():
+            cpu: dict[object, float] = {}
+            own: dict[object, float] = {}
+            size: dict[object, int] = {}
+            for _ in range(rounds):
+                for config in [None, *configs]:
+                    path = os.path.join(tmp, name + (".jsonl" if config is None else ".jsonl.zst"))
+                    if config is not None:
+                        level, frame = config
+                        compressed._one_shot = lambda kind, _l, level=level: one_shot(kind, level)
+                        defaults["frame_bytes"] = frame
+                    _, used, mine = _record(fn, path)
+                    cpu[config] = min(cpu.get(config, float("inf")), used)
+                    own[config] = min(own.get(config, float("inf")), mine)
+                    size[config] = os.path.getsize(path)
+            print(f"{name}: plain {cpu[None]:.3f} s CPU, {size[None] / 1e6:.1f} MB")
+            for config in configs:
+                level, frame = config
+                print(f"  level {level:>3}, {frame >> 10:>5} KiB frames: all threads "
+                      f"{cpu[config] / cpu[None]:.2f}, program's thread "
+                      f"{own[config] / own[None]:.2f}, {size[None] / size[config]:.1f}x smaller")
+    finally:
+        compressed._one_shot = one_shot
+        defaults["frame_bytes"] = frame_default
+
+
 def _compress(src: str, dst: str) -> None:
     with open(src, "rb") as f, open(dst, "wb", buffering=0) as out:
         writer = FrameWriter(out, "zstd")
@@ -194,6 +233,8 @@ def main() -> None:
     parser.add_argument("--big", metavar="TRACE", help="a large plain trace")
     parser.add_argument("--samples", type=int, default=30)
     parser.add_argument("--skip-recording", action="store_true")
+    parser.add_argument("--settings", action="store_true",
+                        help="record with other zstd levels and frame sizes")
     parser.add_argument("--options", metavar="TRACE",
                         help="compare zstd options (level, frame size, long window) on a trace")
     args = parser.parse_args()
@@ -202,6 +243,8 @@ def main() -> None:
         print(f"Python {sys.version.split()[0]}")
         if not args.skip_recording:
             recording(args.rounds, tmp)
+        if args.settings:
+            settings(args.rounds, tmp)
         if args.big:
             big(args.big, args.samples, tmp)
         if args.options:

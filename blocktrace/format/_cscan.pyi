@@ -19,6 +19,9 @@ def perfect_roots(hashes: Buffer, per: int, /) -> bytes:
     """The Merkle root (RFC 9162) of each complete group of ``per`` (a power of two)
     32-byte leaf hashes."""
 
+def leaf_cut(buffer: Buffer, lines_before: int, per_leaf: int, /) -> tuple[int, int]:
+    """(cut, lines): where a frame of whole leaves can end in buffer; (0, 0): nowhere."""
+
 def strip(full: Buffer, /) -> tuple[bytes, bytes, int]:
     """(compact lines, the last line's hash as hex bytes, lines): the hash members
     taken out of whole lines; ValueError for a line without one."""

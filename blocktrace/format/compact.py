@@ -32,6 +32,7 @@ __all__ = [
     "Expander",
     "HeadFrame",
     "head_frame",
+    "leaf_cut",
     "make_expander",
     "marker",
     "open_leaf",
@@ -92,15 +93,19 @@ def parse(payload: bytes) -> HeadFrame | None:
     return HeadFrame(first, last, payload[17:49], payload[49:])
 
 
-def open_leaf(before: bytes, lines: bytes, count: int) -> bytes:
-    """The last ``count`` lines of ``before + lines`` (both whole lines): the
-    lines of the leaf open after them, when ``count`` is how many it holds."""
+def open_leaf(before: bytes, lines: bytes | bytearray, count: int, end: int = -1) -> bytes:
+    """The last ``count`` lines of ``before + lines[:end]`` (both whole lines; end
+    -1: all of ``lines``): the lines of the leaf open after them, when ``count``
+    is how many it holds.  Looks at those lines only, not at all of ``lines``."""
     if not count:
         return b""
-    need = count - lines.count(b"\n")
-    if need <= 0:
-        return lines[_start_of_last(lines, count) :]
-    return before[_start_of_last(before, need) :] + lines
+    cut = len(lines) if end < 0 else end
+    stop = cut
+    for k in range(1, count + 1):
+        if not cut:  # lines holds k - 1 lines: the rest are before it
+            return before[_start_of_last(before, count - k + 1) :] + bytes(lines[:stop])
+        cut = lines.rfind(b"\n", 0, cut - 1) + 1
+    return bytes(lines[cut:stop])
 
 
 def _start_of_last(data: bytes, count: int) -> int:
@@ -108,6 +113,28 @@ def _start_of_last(data: bytes, count: int) -> int:
     for _ in range(count):
         cut = data.rfind(b"\n", 0, cut - 1) + 1
     return cut
+
+
+def leaf_cut(data: bytes | bytearray, before: int, per_leaf: int) -> tuple[int, int]:
+    """``(cut, lines)``: the end of the last whole line of ``data`` after which
+    ``before + lines`` lines make whole leaves of ``per_leaf``; (0, 0) when no
+    line of ``data`` ends a leaf."""
+    native = extension("blocktrace.format._cscan")
+    if native is not None:
+        found: tuple[int, int] = native.leaf_cut(data, before, per_leaf)
+        return found
+    return _leaf_cut_py(data, before, per_leaf)
+
+
+def _leaf_cut_py(data: bytes | bytearray, before: int, per_leaf: int) -> tuple[int, int]:
+    count = data.count(b"\n")
+    whole = count - (before + count) % per_leaf
+    if whole <= 0:
+        return 0, 0
+    cut = len(data)
+    for _ in range(count - whole + 1):
+        cut = data.rfind(b"\n", 0, cut)
+    return cut + 1, whole
 
 
 def _strip_py(data: bytes) -> tuple[bytes, bytes, int]:
@@ -132,14 +159,14 @@ def _strip_py(data: bytes) -> tuple[bytes, bytes, int]:
     return b"".join(out), last, len(lines) - 1
 
 
-def strip(data: bytes) -> tuple[bytes, bytes, int]:
+def strip(data: bytes | memoryview) -> tuple[bytes, bytes, int]:
     """``(compact lines, the last line's hash as 64 hex bytes, lines)`` of whole
     trace lines ``data``; ValueError when a line has no hash member."""
     native = extension("blocktrace.format._cscan")
     if native is not None:
         result: tuple[bytes, bytes, int] = native.strip(data)
         return result
-    return _strip_py(data)
+    return _strip_py(bytes(data))
 
 
 class Expander(Protocol):

@@ -862,37 +862,33 @@ class FrameWriter:
         buf += data
         if len(buf) < self._frame_bytes or not self._per_leaf:
             return
-        count = buf.count(b"\n")
-        whole = count - (self._lines + count) % self._per_leaf
-        if whole <= 0:
-            return
-        cut = len(buf)
-        for _ in range(count - whole + 1):
-            cut = buf.rfind(b"\n", 0, cut)
-        self._end(cut + 1, whole)
+        cut, whole = compact.leaf_cut(buf, self._lines, self._per_leaf)
+        if whole > 0:
+            self._end(cut, whole)
 
     def _end(self, cut: int, lines: int | None = None) -> None:
         """Write ``_open[:cut]`` as one frame."""
         if not cut:
             return
         buf = self._open
-        data = bytes(buf[:cut])
         if self.compact:
-            self._end_compact(data)
+            self._end_compact(buf, cut)
         else:
+            data = bytes(buf[:cut])
             packed = self._compress(data)
             _write_all(self._raw, packed)
             self.frames.append((len(packed), cut))
             self._lines += data.count(b"\n") if lines is None else lines
         del buf[:cut]
 
-    def _end_compact(self, data: bytes) -> None:
-        """Write ``data`` (whole lines) as a compact frame and its head frame,
+    def _end_compact(self, buf: bytearray, cut: int) -> None:
+        """Write ``buf[:cut]`` (whole lines) as a compact frame and its head frame,
         in one write (a crash leaves the frame with its head, or neither whole)."""
-        body, last_hex, count = compact.strip(data)
+        with memoryview(buf) as view, view[:cut] as data:  # no copy of the frame's lines
+            body, last_hex, count = compact.strip(data)
         first = self._lines + 1
         last = self._lines + count
-        self._carry = compact.open_leaf(self._carry, data, last % self._per_leaf)
+        self._carry = compact.open_leaf(self._carry, buf, last % self._per_leaf, cut)
         packed = self._compress(body)
         out = b"".join((
             b"" if self._lines or self.frames else compact.marker(),

@@ -291,6 +291,39 @@ def test_the_c_and_python_transforms_agree(recorded: tuple[Path, Path]) -> None:
         compact._strip_py(b'{"a":1}\n')
 
 
+def test_frame_cuts_and_carries_agree_with_their_definitions() -> None:
+    """The writer's thread cuts frames at leaf ends (``leaf_cut``, C and Python)
+    and keeps the open leaf's lines (``open_leaf``) without counting all lines."""
+    from blocktrace._native import extension
+
+    native = extension("blocktrace.format._cscan")
+    rng = random.Random(11)
+    for _ in range(3000):
+        lines = [b"x" * rng.randrange(40) + b"\n" for _ in range(rng.randrange(40))]
+        data = b"".join(lines) + b"y" * rng.choice([0, 0, 3])
+        before, per = rng.randrange(100), rng.choice([1, 4, 16])
+        whole = max(0, len(lines) - (before + len(lines)) % per)
+        want = (len(b"".join(lines[:whole])), whole) if whole else (0, 0)
+        assert compact._leaf_cut_py(data, before, per) == want
+        big = data * rng.randrange(1, 200)  # past the C count's 255-block runs
+        if native is not None:
+            assert native.leaf_cut(data, before, per) == want
+            assert native.leaf_cut(big, before, per) == compact._leaf_cut_py(big, before, per)
+        prior = [b"b%d\n" % i for i in range(rng.randrange(20))]
+        count = rng.randrange(min(16, len(prior + lines) + 1))  # the leaf's lines are there
+        want_carry = b"".join((prior + lines)[len(prior + lines) - count :]) if count else b""
+        assert compact.open_leaf(b"".join(prior), b"".join(lines), count) == want_carry
+        held = bytearray(b"".join(lines) + b"next frame's\nlines")
+        assert compact.open_leaf(b"".join(prior), held, count, len(b"".join(lines))) == want_carry
+    good = b'{"a":1,"hash":"' + b"0123456789abcdef" * 4 + b'"}\n'
+    for at in range(64):  # a byte that is no lowercase hex digit, at each place
+        for bad in (b"g", b"A", b"/", b":", b"`", b"\xff"):
+            line = good[: 15 + at] + bad + good[16 + at :]
+            for strip in (compact._strip_py, *([native.strip] if native else [])):
+                with pytest.raises(ValueError):
+                    strip(line)
+
+
 def _writers() -> list[tuple[str, object]]:
     from blocktrace._native import extension
     from blocktrace.chain.writer import PyLineWriter

@@ -423,7 +423,22 @@ static int
 is_lower_hex(const uint8_t *p, size_t n)
 {
     unsigned ok = 1;
-    for (size_t i = 0; i < n; i++) {
+    size_t i = 0;
+#ifdef BT_SSE2
+    /* sixteen at a time: '0'-'9' or 'a'-'f' (signed compares: bytes >= 0x80 fail both) */
+    __m128i bad = _mm_setzero_si128();
+    for (; i + 16 <= n; i += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(p + i));
+        __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('0' - 1)),
+                                      _mm_cmplt_epi8(x, _mm_set1_epi8('9' + 1)));
+        __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('a' - 1)),
+                                       _mm_cmplt_epi8(x, _mm_set1_epi8('f' + 1)));
+        bad = _mm_or_si128(bad, _mm_andnot_si128(_mm_or_si128(digit, letter),
+                                                 _mm_set1_epi8(-1)));
+    }
+    ok = _mm_movemask_epi8(bad) == 0;
+#endif
+    for (; i < n; i++) {
         ok &= LOWER_HEX[p[i]];
     }
     return (int)ok;
@@ -1203,23 +1218,73 @@ expand_lines(ExpandObject *e, const uint8_t *p, const uint8_t *end, uint8_t *o, 
     return o;
 }
 
-/* The newlines in [p, end): sixteen bytes at a time where SSE2 is there. */
+/* The newlines in [p, end): sixteen bytes at a time where SSE2 is there (byte
+ * counters summed every 255 blocks: no popcount, which x86-64's baseline lacks). */
 static size_t
 count_newlines(const uint8_t *p, const uint8_t *end)
 {
     size_t count = 0;
 #ifdef BT_SSE2
     const __m128i nl = _mm_set1_epi8('\n');
+    const __m128i zero = _mm_setzero_si128();
     while (end - p >= 16) {
-        __m128i x = _mm_loadu_si128((const __m128i *)p);
-        count += (size_t)__builtin_popcount((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, nl)));
-        p += 16;
+        __m128i acc = zero;
+        for (int k = 0; k < 255 && end - p >= 16; k++, p += 16) {
+            acc = _mm_sub_epi8(acc, _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)p), nl));
+        }
+        __m128i sums = _mm_sad_epu8(acc, zero);
+        count += (size_t)_mm_cvtsi128_si32(sums) + (size_t)_mm_cvtsi128_si32(_mm_srli_si128(sums, 8));
     }
 #endif
     for (; p < end; p++) {
         count += *p == '\n';
     }
     return count;
+}
+
+/* leaf_cut(buffer, lines_before, per_leaf): where a frame of whole leaves can end */
+static PyObject *
+mod_leaf_cut(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "leaf_cut(buffer, lines_before, per_leaf)");
+        return NULL;
+    }
+    long long before = PyLong_AsLongLong(args[1]);
+    long long per = PyLong_AsLongLong(args[2]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (before < 0 || per < 1) {
+        PyErr_SetString(PyExc_ValueError, "lines_before >= 0, per_leaf >= 1");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const uint8_t *start = view.buf, *p = start + view.len;
+    long long count, whole;
+    Py_BEGIN_ALLOW_THREADS
+    count = (long long)count_newlines(start, p);
+    whole = count - (before + count) % per;
+    if (whole > 0) {
+        /* back over the newlines after the whole-th one */
+        for (long long k = count; k >= whole; k--) {
+            while (p > start && p[-1] != '\n') {
+                p--;
+            }
+            if (k > whole) {
+                p--;
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (whole <= 0) {
+        return Py_BuildValue("(nL)", (Py_ssize_t)0, 0LL);
+    }
+    return Py_BuildValue("(nL)", (Py_ssize_t)(p - start), whole);
 }
 
 static PyObject *
@@ -1457,6 +1522,10 @@ static PyMethodDef module_methods[] = {
     {"perfect_roots", (PyCFunction)(void (*)(void))mod_perfect_roots, METH_FASTCALL,
      "perfect_roots(hashes, per, /)\n--\n\nThe Merkle root (RFC 9162) of each complete group of "
      "`per` (a power of two) 32-byte leaf hashes."},
+    {"leaf_cut", (PyCFunction)(void (*)(void))mod_leaf_cut, METH_FASTCALL,
+     "leaf_cut(buffer, lines_before, per_leaf, /)\n--\n\n(cut, lines): the end of the last "
+     "whole line of buffer after which lines_before + lines is a multiple of per_leaf, and "
+     "that many lines; (0, 0) when no line of buffer ends a leaf."},
     {"strip", mod_strip, METH_O,
      "strip(full, /)\n--\n\n(compact lines, the last line's hash as hex bytes, lines): the hash "
      "members taken out of whole lines; ValueError for a line without one."},
