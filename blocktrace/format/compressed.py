@@ -725,6 +725,10 @@ class FrameWriter:
         self._done = 0
         """Log entries the worker has dealt with (its frames written)."""
         self._wake: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._woken = 0
+        """Bytes taken when the worker was last woken: it is woken once per frame's
+        worth of buffers (and at each flush), not per buffer (each wake-up takes the
+        GIL from the program's thread)."""
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._error: BaseException | None = None
         self._pid = 0
@@ -754,7 +758,9 @@ class FrameWriter:
         n = len(log)
         try:
             log.append((taken, bytes(data)))  # the one step that takes it
-            self._wake.put(n)
+            if taken - self._woken >= self._frame_bytes:  # a frame's worth: the worker's turn
+                self._woken = taken
+                self._wake.put(n)
             while taken - self._done_bytes() > _PENDING_FRAMES * self._frame_bytes:
                 self._wait()
         except BaseException as exc:

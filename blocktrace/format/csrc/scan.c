@@ -1264,8 +1264,9 @@ mod_leaf_cut(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     const uint8_t *start = view.buf, *p = start + view.len;
+    /* with the GIL (a frame's count takes microseconds): each release and take-back
+     * would cost the program's thread a switch */
     long long count, whole;
-    Py_BEGIN_ALLOW_THREADS
     count = (long long)count_newlines(start, p);
     whole = count - (before + count) % per;
     if (whole > 0) {
@@ -1279,7 +1280,6 @@ mod_leaf_cut(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
             }
         }
     }
-    Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
     if (whole <= 0) {
         return Py_BuildValue("(nL)", (Py_ssize_t)0, 0LL);
