@@ -28,15 +28,19 @@ from blocktrace.format.rules import DOMAIN, LEAF_PREFIX, LINK_PREFIX
 from blocktrace.format.versions import SUMMARY_PREFIX
 
 __all__ = [
+    "COMPACT_EXTRA",
     "COMPACT_MAGIC",
     "Expander",
     "HeadFrame",
+    "NotCompact",
     "head_frame",
     "leaf_cut",
     "make_expander",
     "marker",
     "open_leaf",
     "parse",
+    "rebuild",
+    "start_of_last",
     "strip",
 ]
 
@@ -47,7 +51,16 @@ _MARKER: Final = b"blocktrace-compact/1"
 _HEAD: Final = b"H"
 _HASH_FIELD: Final = b',"hash":"'
 _TAIL: Final = len(_HASH_FIELD) + 64 + 2
+COMPACT_EXTRA: Final = _TAIL - 1
+"""The bytes a full line has more than its compact line (``,"hash":"<64 hex>"``)."""
 _HEX: Final = frozenset(b"0123456789abcdef")
+
+
+class NotCompact(Exception):
+    """Raised by the chain check's compact scan (``fastcheck.walk``) before it has
+    fed anything: the compact lines it was handed belong to a trace whose
+    version's chain is not the compact frames' (version 3); the trace is read
+    again with full lines."""
 
 
 class HeadFrame(NamedTuple):
@@ -103,12 +116,13 @@ def open_leaf(before: bytes, lines: bytes | bytearray, count: int, end: int = -1
     stop = cut
     for k in range(1, count + 1):
         if not cut:  # lines holds k - 1 lines: the rest are before it
-            return before[_start_of_last(before, count - k + 1) :] + bytes(lines[:stop])
+            return before[start_of_last(before, count - k + 1) :] + bytes(lines[:stop])
         cut = lines.rfind(b"\n", 0, cut - 1) + 1
     return bytes(lines[cut:stop])
 
 
-def _start_of_last(data: bytes, count: int) -> int:
+def start_of_last(data: bytes, count: int) -> int:
+    """Where the last ``count`` lines of ``data`` (whole lines) start."""
     cut = len(data)
     for _ in range(count):
         cut = data.rfind(b"\n", 0, cut - 1) + 1
@@ -178,7 +192,12 @@ class Expander(Protocol):
     @property
     def lines(self) -> int: ...
 
+    @property
+    def broken(self) -> bool: ...
+
     def expand(self, compact: bytes, /) -> bytes: ...
+
+    def hash(self, compact: bytes, /) -> bytes: ...
 
     def take_leaves(self, upto: int, /) -> bytes: ...
 
@@ -194,7 +213,7 @@ class PyExpander:
         self._per_leaf = per_leaf
         self._stream = hashlib.sha256(LEAF_PREFIX)
         self._in_leaf = 0
-        for line in carry.splitlines(keepends=True):
+        for line in _lines(carry):
             self._stream.update(line)
             self._in_leaf += 1
         if self._in_leaf >= per_leaf:
@@ -202,7 +221,16 @@ class PyExpander:
         self._leaves: list[bytes] | None = [] if leaves else None
         self._base = lines // per_leaf
         """The number of the first leaf kept (from the trace's start)."""
-        self._broken = False
+        self.broken = False
+
+    def hash(self, compact: bytes) -> bytes:
+        """What :meth:`expand` computes, without the lines: each line's hash (32
+        bytes); stops at a line that is no compact line (broken from there on)."""
+        if self.broken:
+            return b""
+        before = self.lines
+        full = _lines(self.expand(compact))[: self.lines - before]
+        return b"".join(bytes.fromhex(line[-67:-3].decode()) for line in full)
 
     def expand(self, compact: bytes) -> bytes:
         out: list[bytes] = []
@@ -210,8 +238,8 @@ class PyExpander:
         size = len(compact)
         while pos < size:
             end = compact.find(b"\n", pos)
-            if self._broken or end < 0 or end == pos or compact[end - 1] != 0x7D:  # "}"
-                self._broken = True
+            if self.broken or end < 0 or end == pos or compact[end - 1] != 0x7D:  # "}"
+                self.broken = True
                 out.append(compact[pos:])
                 break
             body = compact[pos : end - 1]
@@ -242,6 +270,24 @@ class PyExpander:
         del leaves[:k]
         self._base += k
         return out
+
+
+def _lines(data: bytes) -> list[bytes]:
+    """``data``'s lines, each with its newline (a last one without); only a
+    newline ends a line (``splitlines`` would cut at a carriage return too)."""
+    lines = [line + b"\n" for line in data.split(b"\n")]
+    lines[-1] = lines[-1][:-1]
+    return lines if lines[-1] else lines[:-1]
+
+
+def rebuild(compact: bytes, digests: bytes) -> bytes:
+    """The full lines of compact lines whose hashes are ``digests`` (32 bytes each,
+    one per line of ``compact``)."""
+    lines = _lines(compact)
+    return b"".join(
+        b'%b%b%b"}\n' % (line[:-2], _HASH_FIELD, digests[32 * k : 32 * k + 32].hex().encode())
+        for k, line in enumerate(lines)
+    )
 
 
 def make_expander(

@@ -31,6 +31,7 @@ from typing import IO, Any, Final, Literal
 
 from blocktrace import own_threads
 from blocktrace.format import compact
+from blocktrace.format.compact import Expander
 from blocktrace.format.errors import TraceError
 from blocktrace.format.versions import LINES_PER_LEAF
 
@@ -137,17 +138,15 @@ class _Frame:
     """One frame's decompressor: ``feed(data) -> (output, done)``; ``rest`` is
     the input after the frame's end once ``done``."""
 
-    def __init__(self, kind: Kind) -> None:
+    def __init__(self, kind: Kind, dctx: Any = None) -> None:
         self.rest = b""
         self.kind = kind
         if kind == "gzip":
             self._z: Any = zlib.decompressobj(31)
+        elif dctx is not None:  # zstandard's, reused frame after frame (reset by decompressobj)
+            self._z = dctx.decompressobj()
         else:
-            zstandard = _zstd_module()
-            if zstandard is not None:
-                self._z = zstandard.ZstdDecompressor().decompressobj()
-            else:
-                self._z = _stdlib_zstd().ZstdDecompressor()
+            self._z = _stdlib_zstd().ZstdDecompressor()
 
     def feed(self, data: bytes) -> tuple[bytes, bool]:
         z = self._z
@@ -183,6 +182,8 @@ class FrameStream(io.RawIOBase):
         if kind == "zstd" and not zstd_available():
             raise CompressedDataError(ZSTD_MISSING, offset, truncated=False)
         self._kind = kind
+        zstandard = _zstd_module() if kind == "zstd" else None
+        self._dctx = zstandard.ZstdDecompressor() if zstandard is not None else None
         raw.seek(offset)
         self._coffset = offset
         """File offset of the first byte of ``_input``."""
@@ -199,7 +200,7 @@ class FrameStream(io.RawIOBase):
         (compact frames: the offset of the head frame before the data frame, or
         of the marker, where a reader starting there finds the chain's state)."""
         self._error: CompressedDataError | None = None
-        self._expander: compact.Expander | None = None
+        self._expander: Expander | None = None
         """Compact frames: puts the hashes back (None: full lines)."""
         self._state_at = offset
         """Compact frames: where the state for the next data frame was read."""
@@ -208,6 +209,26 @@ class FrameStream(io.RawIOBase):
         self._headless = False
         """Compact frames: the last data frame had no head frame after it."""
         self._leaves = False
+        self._compact_out = False
+        self.pieces: deque[tuple[int, bytes | None]] = deque()
+        """With :meth:`hand_out_compact`: for each data frame handed out, the number
+        of its first line and its lines' hashes (32 bytes each), or None when its
+        lines are handed out full (it holds a line that is no compact line: it and
+        every frame after it are read as :meth:`expand` gives them)."""
+
+    def hand_out_compact(self) -> None:
+        """Compact frames: hand out the compact lines as they are stored, and each
+        data frame's hashes in :attr:`pieces`, instead of the full lines (the
+        chain check reads them so: :mod:`blocktrace.format.fastcheck`).  Every
+        frame is checked as before (its stored head, line numbers, carry);
+        :attr:`uoffset` still counts the full lines.  Call before the first read."""
+        self._compact_out = True
+
+    @property
+    def compact_out(self) -> bool:
+        """The lines handed out are compact ones (see :meth:`hand_out_compact`;
+        known once the first frame was read)."""
+        return self._compact_out and self._expander is not None
 
     def keep_leaves(self) -> None:
         """Keep the leaf hashes the expander computes (:meth:`take_leaves`); call
@@ -335,7 +356,7 @@ class FrameStream(io.RawIOBase):
                 )
             if self._expander is not None and self._headless:
                 raise self._tampered("no head frame after the frame before it")
-            self._frame = _Frame(self._kind)
+            self._frame = _Frame(self._kind, self._dctx)
             self._frame_at = self._coffset
             at = self._state_at if self._expander is not None else self._coffset
             self.frames.append((at, self.uoffset))
@@ -375,10 +396,11 @@ class FrameStream(io.RawIOBase):
             if size >= _HOLD or (not self._input and not self._more()):
                 break
         self._out = held[0] if len(held) == 1 else b"".join(held)
+        extra = 0
         if self._expander is not None and self._frame is None:
-            self._out = self._expand(self._out)
+            self._out, extra = self._expand(self._out)
         self._out_pos = 0
-        self.uoffset += len(self._out)
+        self.uoffset += len(self._out) + extra
         return True
 
     def _tampered(self, why: str) -> CompressedDataError:
@@ -437,9 +459,11 @@ class FrameStream(io.RawIOBase):
         self._out_pos = 0
         return True
 
-    def _expand(self, data: bytes) -> bytes:
-        """A whole compact data frame's full lines, checked against the head
-        frame after it (read here) when there is one."""
+    def _expand(self, data: bytes) -> tuple[bytes, int]:
+        """A whole compact data frame's full lines (or, handing out compact lines,
+        the frame's own), checked against the head frame after it (read here)
+        when there is one; and how many bytes the full lines have more than those
+        handed out."""
         expander = self._expander
         assert expander is not None
         head: compact.HeadFrame | None = None
@@ -458,8 +482,10 @@ class FrameStream(io.RawIOBase):
                 f"the frame holds lines {head.first}-{head.last} by its stored head: lines "
                 "were deleted, inserted or moved"
             )
-        full = expander.expand(data)
-        carry = compact.open_leaf(self._carry, full, expander.lines % LINES_PER_LEAF)
+        first = expander.lines + 1
+        out, piece, extra = self._lines_of(expander, data)
+        carry = compact.open_leaf(self._carry, piece[1] if piece is not None else out,
+                                  expander.lines % LINES_PER_LEAF)
         self._carry = carry
         if head is not None:
             if expander.lines != head.last or expander.head != head.head or carry != head.carry:
@@ -471,7 +497,28 @@ class FrameStream(io.RawIOBase):
                     self._frame_at, truncated=False, line=first,
                 )
             self._state_at = at
-        return full
+        if self._compact_out:
+            self.pieces.append((first, piece[0] if piece is not None else None))
+        return out, extra
+
+    def _lines_of(
+        self, expander: Expander, data: bytes
+    ) -> tuple[bytes, tuple[bytes, bytes] | None, int]:
+        """``(what to hand out, (hashes, the full lines of its last lines) or None
+        when it is full lines, the bytes the full lines have more)``."""
+        if not self._compact_out or expander.broken:
+            return expander.expand(data), None, 0
+        digests = expander.hash(data)
+        n = len(digests) // 32
+        if expander.broken:  # this frame as expand() gives it: full lines, then as stored
+            cut = 0
+            for _ in range(n):
+                cut = data.index(b"\n", cut) + 1
+            return compact.rebuild(data[:cut], digests) + data[cut:], None, 0
+        k = min(n, expander.lines % LINES_PER_LEAF)  # the open leaf's lines here
+        start = compact.start_of_last(data, k) if k else len(data)
+        tail = compact.rebuild(data[start:], digests[32 * (n - k) :])
+        return data, (digests, tail), compact.COMPACT_EXTRA * n
 
     def _skip_frame(self) -> bool:
         while len(self._input) < 8 and self._more():

@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import IO, Any
 
 from blocktrace.format import reader
+from blocktrace.format.compact import COMPACT_EXTRA, NotCompact
 from blocktrace.format.compressed import FrameStream
 from blocktrace.format.index import EVERY, IndexBuilder, merges
 from blocktrace.format.reader import Tree, Verification
@@ -34,6 +35,8 @@ __all__ = ["CHUNK", "walk"]
 
 CHUNK = 1 << 20
 """Bytes read at a time."""
+_PLACEHOLDER = b',"hash":"' + b"0" * 64 + b'"}'
+"""A hash member whose digits do not matter (whether a line is a JSON object)."""
 
 
 def walk(
@@ -53,32 +56,51 @@ def walk(
     compressed trace's frames under ``stream``; when they are compact, their
     expander computed every hash from the stored lines and checked each frame's
     stored head (and keeps the leaf hashes: :meth:`FrameStream.keep_leaves`),
-    so the scanner checks everything but the hashes.  ``on_scan`` is given the
+    so the scanner checks everything but the hashes; when the frames hand out
+    their compact lines (:meth:`FrameStream.hand_out_compact`), the scanner reads
+    those as they are, each the full line less its hash member, with the hashes
+    the expander computed (:attr:`FrameStream.pieces`): no line is expanded or
+    its hash member parsed.  ``on_scan`` is given the
     ``ChainScan`` once it is made (the export's stream tells it, with
     ``ChainScan.known``, which lines its own parser read whole)."""
     first = stream.readline(MAX_LINE_BYTES + 1)
+    pieces = frames.pieces if frames is not None and frames.compact_out else None
+    header = first
+    digests: tuple[int, bytes | None] | None = None
+    while pieces and pieces[0][1] == b"":  # data frames without a line
+        pieces.popleft()
+    if pieces:
+        digests = pieces.popleft()  # the first frame's (read by readline)
+        if digests[1] is None:  # full lines from the start
+            pieces = None
+        elif first.endswith(b"}\n"):
+            header = _full(first[:-2], digests[1][:32].hex().encode()) + b"\n"
     if not first:
         result.reason = "empty file"
         return
-    if len(first) > MAX_LINE_BYTES:
+    if len(header) > MAX_LINE_BYTES:
         reader._too_long(result, 1)
         return
     if not first.endswith(b"\n"):
         reader._torn(result, 1, first)
         return
-    version = reader._header(result, first[:-1])
+    version = reader._header(result, header[:-1])
     if not version:
         return
+    if pieces is not None and version != 3:
+        raise NotCompact  # nothing fed yet
     hashed = frames is not None and frames.compact and version == 3
     scan = native.ChainScan(
         version, LINES_PER_LEAF, MAX_LINE_BYTES, tree is not None and not hashed,
-        EVERY if index is not None else 0, hashed,
+        EVERY if index is not None else 0, hashed, pieces is not None,
     )
+    if pieces is not None and digests is not None and digests[1] is not None:
+        scan.digests(digests[0], digests[1])
     if on_scan is not None:
         on_scan(scan)
     try:
         _scan(native, scan, stream, first, version, result, tree, index, progress,
-              frames if hashed else None)
+              frames if hashed else None, pieces)
     finally:
         if index is not None and not index.absorbed:
             index.absorb(scan)
@@ -95,7 +117,9 @@ def _scan(
     index: IndexBuilder | None,
     progress: Any,
     hashed: FrameStream | None,
+    pieces: Any = None,
 ) -> None:
+    compact = pieces is not None  # the lines are compact ones until scan.full()
     tell = progress.update if progress is not None else None
     done = 0
     buf = first
@@ -134,15 +158,28 @@ def _scan(
             buf = rest + chunk if rest else chunk
             pos = 0
             continue
+        if code == native.DIGESTS:  # the next frame's hashes, or its full lines
+            number_first, digests = pieces.popleft()
+            if digests is None:
+                scan.full()
+                compact = False
+            else:
+                scan.digests(number_first, digests)
+            continue
         line = buf[pos : buf.index(b"\n", pos)]
-        if code == native.STEP:
+        if code == native.STEP:  # (the hash member is no step's business)
             scan.decide(not merges(line, scan.last_step))
             continue
         if code == native.UNSURE:
-            trust = 2 if reader._not_an_object(line) else 1
+            trust = 2 if reader._not_an_object(_full(line[:-1]) if compact else line) else 1
             continue
         if code == native.SUMMARY:
-            body, stored = split_hash(line) or (b"", "")  # the scanner checked it has one
+            after = pos + len(line) + 1
+            if compact:
+                body, stored = line[:-1], scan.hash_of(number)
+                line = _full(body, stored.encode())
+            else:
+                body, stored = split_hash(line) or (b"", "")  # the scanner checked it has one
             if tree is not None and hashed is not None:  # the summary closes the last leaf
                 _feed(tree, hashed.take_leaves(-(-number // LINES_PER_LEAF)))
             if not reader._summary(result, number, body, version, tree):
@@ -152,7 +189,7 @@ def _scan(
             if index is not None:
                 index.absorb(scan)
                 index.line(line + b"\n")
-            _after_summary(stream, buf, pos + len(line) + 1, number + 1, result)
+            _after_summary(stream, buf, after, number + 1, result, pieces if compact else None)
             return
         if code == native.TOO_LONG:
             reader._too_long(result, number)
@@ -163,10 +200,19 @@ def _scan(
         elif code == native.MISMATCH:
             reader._tampered(result, number, reader.HASH_MISMATCH)
         else:  # MALFORMED
-            reader._tampered(result, number, reader._not_an_object(line))
+            reader._tampered(result, number,
+                             reader._not_an_object(_full(line[:-1]) if compact else line))
         return
     result.status = "unsealed"
     result.reason = reader.NO_SUMMARY
+
+
+def _full(body: bytes, hexed: bytes | None = None) -> bytes:
+    """The full line (no newline) of a compact line's ``body`` (the line less its
+    closing brace), with hash ``hexed`` (a placeholder when its digits do not matter)."""
+    if hexed is None:
+        return body + _PLACEHOLDER
+    return b'%b,"hash":"%b"}' % (body, hexed)
 
 
 def _feed(tree: Tree, leaves: bytes) -> None:
@@ -180,19 +226,25 @@ def _feed(tree: Tree, leaves: bytes) -> None:
 
 
 def _after_summary(
-    stream: IO[bytes], buf: bytes, pos: int, number: int, result: Verification
+    stream: IO[bytes], buf: bytes, pos: int, number: int, result: Verification,
+    pieces: Any = None,
 ) -> None:
     """What follows a summary whose members checked: nothing (sealed), or the
-    answer the reference gives for the line ``number`` starting at ``pos``."""
+    answer the reference gives for the line ``number`` starting at ``pos``.
+    ``pieces``: the frames' (:attr:`FrameStream.pieces`) when ``buf`` holds compact
+    lines: a compact line's full line is longer."""
     rest = buf[pos:]
+    compact = pieces is not None
     while b"\n" not in rest and len(rest) <= MAX_LINE_BYTES:
         chunk = stream.read(CHUNK)
         if not chunk:
             break
+        if compact and not rest:  # a frame of its own: compact lines, or full ones
+            compact = bool(pieces) and pieces.popleft()[1] is not None
         rest += chunk
     end = rest.find(b"\n")
     raw = rest if end < 0 else rest[: end + 1]
-    if len(raw) > MAX_LINE_BYTES:
+    if len(raw) + (COMPACT_EXTRA if compact and raw.endswith(b"}\n") else 0) > MAX_LINE_BYTES:
         reader._too_long(result, number)
     elif not raw:
         result.status = "sealed"

@@ -25,6 +25,7 @@ from typing import IO, Any, Literal, Protocol
 import msgspec
 
 from blocktrace._native import extension
+from blocktrace.format.compact import NotCompact
 from blocktrace.format.compressed import (
     CompressedDataError,
     FrameStream,
@@ -401,6 +402,7 @@ def check_chain(
     tree: Tree | None = None,
     build_index: bool = False,
     progress: Any = None,
+    _full: bool = False,
 ) -> Verification:
     """Verify the file at ``path`` against docs/FORMAT.md, streaming, in constant
     memory.  ``tree`` (a Merkle accumulator) is fed the leaf hashes; with one,
@@ -423,6 +425,7 @@ def check_chain(
         return result
     raw = stream.raw if isinstance(stream, io.BufferedReader) else None
     frames = raw if isinstance(raw, FrameStream) else None
+    given = (tree, progress)
     if progress is not None and frames is not None:
         progress = _FileProgress(progress, frames)  # compressed: count the file's bytes
     builder = None
@@ -432,6 +435,7 @@ def check_chain(
     if frames is not None and tree is not None:
         frames.keep_leaves()  # compact frames: the expander's leaf hashes feed the tree
     native = extension("blocktrace.format._cscan")
+    again = False
     with stream:
         try:
             if native is None:
@@ -443,6 +447,8 @@ def check_chain(
             else:  # decompressed by a thread while the scanner checks the blocks before
                 from blocktrace.format import fastcheck
 
+                if not _full:
+                    frames.hand_out_compact()  # compact frames: scanned as they are stored
                 ahead = ReadAhead(frames)  # whole frames' pieces, no buffer between
                 try:
                     fastcheck.walk(
@@ -452,6 +458,11 @@ def check_chain(
                     ahead.close()
         except CompressedDataError as exc:
             _unreadable(result, exc)
+        except NotCompact:  # compact frames of a version 1/2 trace: read again, full lines
+            again = True
+    if again:
+        return check_chain(path, tree=given[0], build_index=build_index, progress=given[1],
+                           _full=True)
     if builder is not None and result.status != "unusable":
         result.index = builder.finish(result)
     return result

@@ -41,12 +41,14 @@ enum {
     STOP_MALFORMED = 6, /* hash matches, but Python said it is not an object */
     STOP_SUMMARY = 7,   /* a summary whose hash matches: Python reads it */
     STOP_STEP = 8,      /* index: whether this op line starts a step is Python's to say */
+    STOP_DIGESTS = 9,   /* compact: the hashes of the line at pos are still to be given */
 };
 
 static const uint8_t HASH_FIELD[] = ",\"hash\":\"";
 #define HASH_FIELD_LEN 9
 #define HASH_HEX_LEN 64
 #define TAIL_LEN (HASH_FIELD_LEN + HASH_HEX_LEN + 2) /* without the newline */
+#define COMPACT_EXTRA (TAIL_LEN - 1) /* ,"hash":"<64 hex>"} less the } a compact line keeps */
 static const uint8_t SUMMARY_PREFIX[] = "{\"output\":";
 #define SUMMARY_PREFIX_LEN 10
 static const uint8_t DOMAIN_V1[] = "blocktrace-chain/1\n";
@@ -280,6 +282,13 @@ typedef struct {
     Py_ssize_t max_line;
     int want_leaves;
     int hashed; /* the hashes were put in by an Expander (compact frames): not rechecked */
+    /* compact: the lines are compact lines (blocktrace.format.compact), each as its full
+     * line less COMPACT_EXTRA bytes; their hashes, computed by the Expander, are given
+     * with digests() (lines dg_first .. dg_first + dg_count - 1) */
+    int compact;
+    uint8_t *dg;
+    size_t dg_cap;
+    long long dg_first, dg_count;
     sha256_ctx running; /* version 1: the chain */
     uint8_t prev[32];   /* versions 2, 3: the last line's hash */
     sha256_ctx stream;  /* the open leaf's stream (every version) */
@@ -701,6 +710,8 @@ scan_lines(ScanObject *s, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos,
     Py_ssize_t at = *pos;
     long long n = *number;
     int code = STOP_END;
+    const int compact = s->compact;
+    const size_t extra = compact ? COMPACT_EXTRA : 0; /* what the full line has more */
     while (at < len) {
         const uint8_t *line = buf + at;
         const uint8_t *nl = memchr(line, '\n', (size_t)(len - at));
@@ -709,24 +720,44 @@ scan_lines(ScanObject *s, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos,
         }
         size_t rawlen = (size_t)(nl - line) + 1;
         size_t linelen = rawlen - 1;
-        if ((Py_ssize_t)rawlen > s->max_line) {
-            code = STOP_TOO_LONG;
-            break;
-        }
-        if (linelen && line[linelen - 1] == '\r') {
-            code = STOP_CR;
-            break;
-        }
-        if (linelen < TAIL_LEN || line[linelen - 1] != '}' || line[linelen - 2] != '"') {
-            code = STOP_NO_HASH;
-            break;
-        }
-        size_t bodylen = linelen - TAIL_LEN;
-        const uint8_t *stored = line + bodylen + HASH_FIELD_LEN;
-        if (memcmp(line + bodylen, HASH_FIELD, HASH_FIELD_LEN) != 0
-            || (!s->hashed && !is_lower_hex(stored, HASH_HEX_LEN))) {
-            code = STOP_NO_HASH;
-            break;
+        size_t bodylen;
+        const uint8_t *stored = NULL;
+        if (compact) {
+            /* the full line is the body, the hash member the Expander computed, "}\n":
+             * it cannot end with CR or lack its hash member */
+            if (n - s->dg_first >= s->dg_count || n < s->dg_first) {
+                code = STOP_DIGESTS;
+                break;
+            }
+            if ((Py_ssize_t)(rawlen + extra) > s->max_line) {
+                code = STOP_TOO_LONG;
+                break;
+            }
+            if (linelen < 1 || line[linelen - 1] != '}') { /* FrameStream hands out none */
+                code = STOP_NO_HASH;
+                break;
+            }
+            bodylen = linelen - 1;
+        } else {
+            if ((Py_ssize_t)rawlen > s->max_line) {
+                code = STOP_TOO_LONG;
+                break;
+            }
+            if (linelen && line[linelen - 1] == '\r') {
+                code = STOP_CR;
+                break;
+            }
+            if (linelen < TAIL_LEN || line[linelen - 1] != '}' || line[linelen - 2] != '"') {
+                code = STOP_NO_HASH;
+                break;
+            }
+            bodylen = linelen - TAIL_LEN;
+            stored = line + bodylen + HASH_FIELD_LEN;
+            if (memcmp(line + bodylen, HASH_FIELD, HASH_FIELD_LEN) != 0
+                || (!s->hashed && !is_lower_hex(stored, HASH_HEX_LEN))) {
+                code = STOP_NO_HASH;
+                break;
+            }
         }
         int op = 0, plain = 0, step = 0;
         if (s->every && linelen >= OP_PREFIX_LEN && memcmp(line, OP_PREFIX, OP_PREFIX_LEN) == 0) {
@@ -745,8 +776,11 @@ scan_lines(ScanObject *s, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos,
                 step = !m;
             }
         }
+        /* a compact line {} is the full line {,"hash":...}: no object (Python says so) */
         int wellformed = trust ? trust == 1
-                               : is_known(s, n) || plain_json_object(line, line + linelen);
+                               : is_known(s, n)
+                                     || (plain_json_object(line, line + linelen)
+                                         && !(compact && bodylen == 1));
         if (!trust && !wellformed) {
             code = STOP_UNSURE;
             break;
@@ -754,7 +788,7 @@ scan_lines(ScanObject *s, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos,
         trust = 0;
         int summary = bodylen >= SUMMARY_PREFIX_LEN
                       && memcmp(line, SUMMARY_PREFIX, SUMMARY_PREFIX_LEN) == 0;
-        if (!s->hashed) {
+        if (!s->hashed && !compact) {
             uint8_t digest[32];
             char hexed[HASH_HEX_LEN];
             chain_line(s, line, rawlen, bodylen, summary, digest);
@@ -802,12 +836,17 @@ scan_lines(ScanObject *s, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos,
             }
             s->decided = 0;
             s->last_offset = s->offset;
-            s->offset += rawlen;
+            s->offset += rawlen + extra;
         }
-        memcpy(s->head, stored, HASH_HEX_LEN);
+        if (!compact) {
+            memcpy(s->head, stored, HASH_HEX_LEN);
+        }
         s->lines = n;
         at += (Py_ssize_t)rawlen;
         n++;
+    }
+    if (compact && n > *number) { /* the last line's hash, in hex, once per pass */
+        hex32(s->dg + 32 * (n - 1 - s->dg_first), s->head);
     }
     if (s->every) {
         keep_step(s, buf, len);
@@ -919,6 +958,71 @@ scan_known(ScanObject *s, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
+scan_digests(ScanObject *s, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "digests(first, hashes)");
+        return NULL;
+    }
+    long long first = PyLong_AsLongLong(args[0]);
+    if (first == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!s->compact) {
+        PyErr_SetString(PyExc_ValueError, "digests: a compact scan's");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (view.len % 32 || first < 1) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "digests: 32 bytes a line, from line 1 on");
+        return NULL;
+    }
+    if ((size_t)view.len > s->dg_cap) {
+        uint8_t *more = PyMem_RawRealloc(s->dg, (size_t)view.len);
+        if (more == NULL) {
+            PyBuffer_Release(&view);
+            return PyErr_NoMemory();
+        }
+        s->dg = more;
+        s->dg_cap = (size_t)view.len;
+    }
+    if (view.len) {
+        memcpy(s->dg, view.buf, (size_t)view.len);
+    }
+    s->dg_first = first;
+    s->dg_count = view.len / 32;
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+scan_full(ScanObject *s, PyObject *unused)
+{
+    s->compact = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+scan_hash_of(ScanObject *s, PyObject *arg)
+{
+    long long n = PyLong_AsLongLong(arg);
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!s->compact || n < s->dg_first || n - s->dg_first >= s->dg_count) {
+        PyErr_SetString(PyExc_IndexError, "hash_of: no hash given for that line");
+        return NULL;
+    }
+    char hexed[HASH_HEX_LEN];
+    hex32(s->dg + 32 * (n - s->dg_first), hexed);
+    return PyUnicode_FromStringAndSize(hexed, HASH_HEX_LEN);
+}
+
+static PyObject *
 scan_checkpoint_offset(ScanObject *s, PyObject *arg)
 {
     Py_ssize_t k = PyLong_AsSsize_t(arg);
@@ -961,11 +1065,16 @@ scan_get_checkpoints(ScanObject *s, void *closure)
 static int
 scan_init(ScanObject *s, PyObject *args, PyObject *kwds)
 {
-    static char *names[] = {"version", "per_leaf", "max_line", "leaves", "every", "hashed", NULL};
-    int version, leaves, hashed = 0;
+    static char *names[] = {"version", "per_leaf", "max_line", "leaves", "every", "hashed",
+                            "compact", NULL};
+    int version, leaves, hashed = 0, compact = 0;
     Py_ssize_t per_leaf, max_line, every = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "innp|np", names, &version, &per_leaf,
-                                     &max_line, &leaves, &every, &hashed)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "innp|npp", names, &version, &per_leaf,
+                                     &max_line, &leaves, &every, &hashed, &compact)) {
+        return -1;
+    }
+    if (compact && !hashed) {
+        PyErr_SetString(PyExc_ValueError, "compact lines are hashed by the Expander");
         return -1;
     }
     if (hashed && (version != 3 || leaves)) {
@@ -977,7 +1086,8 @@ scan_init(ScanObject *s, PyObject *args, PyObject *kwds)
                         "version 1-3, per_leaf and max_line positive, every not negative");
         return -1;
     }
-    if (s->leaves != NULL || s->cps != NULL || s->step_own != NULL || s->known != NULL) {
+    if (s->leaves != NULL || s->cps != NULL || s->step_own != NULL || s->known != NULL
+        || s->dg != NULL) {
         PyErr_SetString(PyExc_TypeError, "a ChainScan is initialised once");
         return -1;
     }
@@ -997,6 +1107,11 @@ scan_init(ScanObject *s, PyObject *args, PyObject *kwds)
     s->max_line = max_line;
     s->want_leaves = leaves;
     s->hashed = hashed;
+    s->compact = compact;
+    s->dg = NULL;
+    s->dg_cap = 0;
+    s->dg_first = 1;
+    s->dg_count = 0;
     sha256_init(&s->running);
     sha256_update(&s->running, DOMAIN_V1, DOMAIN_LEN);
     sha256_once(DOMAIN_V2, DOMAIN_LEN, s->prev);
@@ -1015,6 +1130,7 @@ scan_dealloc(ScanObject *s)
     PyMem_RawFree(s->cps);
     PyMem_RawFree(s->step_own);
     PyMem_RawFree(s->known);
+    PyMem_RawFree(s->dg);
     tp->tp_free((PyObject *)s);
     Py_DECREF(tp);
 }
@@ -1033,6 +1149,15 @@ static PyMethodDef scan_methods[] = {
      "known($self, first, bits, /)\n--\n\nLines first + k whose bit k (bits[k >> 3] >> (k & 7) "
      "& 1) is set are JSON objects msgspec accepts (the caller's parser read them whole): scan "
      "skips its JSON test for them.  Each call replaces the map."},
+    {"digests", (PyCFunction)(void (*)(void))scan_digests, METH_FASTCALL,
+     "digests($self, first, hashes, /)\n--\n\nCompact: the hashes (32 bytes each) of lines "
+     "first, first + 1, ...; scan stops with DIGESTS at a line past them."},
+    {"full", (PyCFunction)scan_full, METH_NOARGS,
+     "full($self, /)\n--\n\nCompact: the lines from here on are full lines (hashes in, put "
+     "there by the Expander), for good."},
+    {"hash_of", (PyCFunction)scan_hash_of, METH_O,
+     "hash_of($self, number, /)\n--\n\nCompact: the hash of line number (hex), given with "
+     "digests()."},
     {"checkpoint_offset", (PyCFunction)scan_checkpoint_offset, METH_O,
      "checkpoint_offset($self, k, /)\n--\n\nThe uncompressed offset of checkpoint k's line."},
     {"index_state", (PyCFunction)scan_index_state, METH_NOARGS,
@@ -1054,7 +1179,8 @@ static PyType_Slot scan_slots[] = {
     {Py_tp_dealloc, scan_dealloc},
     {Py_tp_methods, scan_methods},
     {Py_tp_getset, scan_getset},
-    {Py_tp_doc, "ChainScan(version, per_leaf, max_line, leaves, every=0, hashed=False)\n--\n\n"
+    {Py_tp_doc, "ChainScan(version, per_leaf, max_line, leaves, every=0, hashed=False, "
+                "compact=False)\n--\n\n"
                 "The chain check of one "
                 "trace (see blocktrace.format.fastcheck)."},
     {0, NULL},
@@ -1070,7 +1196,6 @@ static PyType_Spec scan_spec = {
 
 /* -- compact frames (blocktrace.format.compact): hash members out and back in ---- */
 
-#define COMPACT_EXTRA (TAIL_LEN - 1) /* ,"hash":"<64 hex>"} less the } a compact line keeps */
 
 /* The number of the first line of [p, end) lacking a well-formed hash member
  * (1-based), or 0 when every line has one; *lines counts the lines. */
@@ -1176,16 +1301,22 @@ expand_leaf(ExpandObject *e, LeafOut *out)
 }
 
 /* Version 3's chain over compact lines [p, end), writing the full lines to o;
- * returns the end of what it wrote. */
+ * returns the end of what it wrote.  Without o (hash()): writes each line's hash
+ * to digests instead, and stops at a line that is no compact line. */
 static uint8_t *
-expand_lines(ExpandObject *e, const uint8_t *p, const uint8_t *end, uint8_t *o, LeafOut *leaves)
+expand_lines(ExpandObject *e, const uint8_t *p, const uint8_t *end, uint8_t *o, LeafOut *leaves,
+             uint8_t *digests)
 {
+    uint8_t own_tail[TAIL_LEN + 1];
     while (p < end) {
         const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
         size_t rawlen = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
         if (e->broken || nl == NULL || rawlen < 2 || p[rawlen - 2] != '}') {
             /* not a compact line: copied as it is (the chain check says what it is) */
             e->broken = 1;
+            if (o == NULL) {
+                return digests;
+            }
             memcpy(o, p, (size_t)(end - p));
             return o + (end - p);
         }
@@ -1197,8 +1328,11 @@ expand_lines(ExpandObject *e, const uint8_t *p, const uint8_t *end, uint8_t *o, 
         } else {
             sha256_digest(&e->stream, digest);
         }
-        memcpy(o, p, bodylen);
-        uint8_t *tail = o + bodylen;
+        uint8_t *tail = own_tail;
+        if (o != NULL) {
+            memcpy(o, p, bodylen);
+            tail = o + bodylen;
+        }
         memcpy(tail, HASH_FIELD, HASH_FIELD_LEN);
         hex32(digest, (char *)tail + HASH_FIELD_LEN);
         tail[HASH_FIELD_LEN + HASH_HEX_LEN] = '"';
@@ -1206,7 +1340,12 @@ expand_lines(ExpandObject *e, const uint8_t *p, const uint8_t *end, uint8_t *o, 
         tail[HASH_FIELD_LEN + HASH_HEX_LEN + 2] = '\n';
         sha256_update(&e->stream, tail, TAIL_LEN + 1);
         memcpy(e->prev, digest, 32);
-        o = tail + TAIL_LEN + 1;
+        if (o != NULL) {
+            o += bodylen + TAIL_LEN + 1;
+        } else {
+            memcpy(digests, digest, 32);
+            digests += 32;
+        }
         e->lines++;
         e->in_leaf++;
         if (e->in_leaf == e->per_leaf
@@ -1215,7 +1354,7 @@ expand_lines(ExpandObject *e, const uint8_t *p, const uint8_t *end, uint8_t *o, 
         }
         p += rawlen;
     }
-    return o;
+    return o != NULL ? o : digests;
 }
 
 /* The newlines in [p, end): sixteen bytes at a time where SSE2 is there (byte
@@ -1287,8 +1426,9 @@ mod_leaf_cut(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     return Py_BuildValue("(nL)", (Py_ssize_t)(p - start), whole);
 }
 
+/* expand() (full lines out) or, hashing, hash() (the lines' hashes out) */
 static PyObject *
-expand_expand(ExpandObject *e, PyObject *arg)
+expand_run(ExpandObject *e, PyObject *arg, int hashing)
 {
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
@@ -1296,7 +1436,8 @@ expand_expand(ExpandObject *e, PyObject *arg)
     }
     const uint8_t *p = view.buf, *end = p + view.len;
     size_t count = count_newlines(p, end);
-    PyObject *out = PyBytes_FromStringAndSize(NULL, view.len + (Py_ssize_t)(count * COMPACT_EXTRA));
+    PyObject *out = PyBytes_FromStringAndSize(
+        NULL, hashing ? (Py_ssize_t)(32 * count) : view.len + (Py_ssize_t)(count * COMPACT_EXTRA));
     if (out == NULL) {
         PyBuffer_Release(&view);
         return NULL;
@@ -1313,7 +1454,8 @@ expand_expand(ExpandObject *e, PyObject *arg)
     }
     uint8_t *o = (uint8_t *)PyBytes_AS_STRING(out), *done;
     Py_BEGIN_ALLOW_THREADS
-    done = expand_lines(e, p, end, o, e->want_leaves ? &leaves : NULL);
+    done = hashing ? expand_lines(e, p, end, NULL, e->want_leaves ? &leaves : NULL, o)
+                   : expand_lines(e, p, end, o, e->want_leaves ? &leaves : NULL, NULL);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
     if (leaves.n) {
@@ -1339,6 +1481,24 @@ expand_expand(ExpandObject *e, PyObject *arg)
         return NULL;
     }
     return out;
+}
+
+static PyObject *
+expand_expand(ExpandObject *e, PyObject *arg)
+{
+    return expand_run(e, arg, 0);
+}
+
+static PyObject *
+expand_hash(ExpandObject *e, PyObject *arg)
+{
+    return expand_run(e, arg, 1);
+}
+
+static PyObject *
+expand_get_broken(ExpandObject *e, void *closure)
+{
+    return PyBool_FromLong(e->broken);
 }
 
 static PyObject *
@@ -1431,6 +1591,9 @@ expand_dealloc(ExpandObject *e)
 static PyMethodDef expand_methods[] = {
     {"expand", (PyCFunction)expand_expand, METH_O,
      "expand($self, compact, /)\n--\n\nThe full lines of compact lines (hash members put back)."},
+    {"hash", (PyCFunction)expand_hash, METH_O,
+     "hash($self, compact, /)\n--\n\nWhat expand() computes, without the lines: each line's "
+     "hash (32 bytes); stops at a line that is no compact line (broken from there on)."},
     {"take_leaves", (PyCFunction)expand_take_leaves, METH_O,
      "take_leaves($self, upto, /)\n--\n\nThe leaf hashes not yet taken, up to the upto-th leaf "
      "of the trace (-1: all)."},
@@ -1440,6 +1603,7 @@ static PyMethodDef expand_methods[] = {
 static PyGetSetDef expand_getset[] = {
     {"head", (getter)expand_get_head, NULL, "the last line's hash (32 bytes)", NULL},
     {"lines", (getter)expand_get_lines, NULL, "lines so far, counted from the trace's start", NULL},
+    {"broken", (getter)expand_get_broken, NULL, "a line that is no compact line was met", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1574,7 +1738,8 @@ cscan_exec(PyObject *m)
         || PyModule_AddIntConstant(m, "MISMATCH", STOP_MISMATCH) < 0
         || PyModule_AddIntConstant(m, "MALFORMED", STOP_MALFORMED) < 0
         || PyModule_AddIntConstant(m, "SUMMARY", STOP_SUMMARY) < 0
-        || PyModule_AddIntConstant(m, "STEP", STOP_STEP) < 0) {
+        || PyModule_AddIntConstant(m, "STEP", STOP_STEP) < 0
+        || PyModule_AddIntConstant(m, "DIGESTS", STOP_DIGESTS) < 0) {
         return -1;
     }
     return 0;
