@@ -186,6 +186,8 @@ class Evidence:
     separate_state_root: bool = False
     frame_exit: bool = False
     fault_duplicate: bool = False
+    gas_uncounted: bool = False
+    """The header says ``"gas":"uncounted"`` (a calls-level golden): ``gasUsed`` is 0."""
 
 
 def guess_client(ev: Evidence) -> str:

@@ -227,6 +227,7 @@ def steps_of(
                 continue
             if raw.blocktrace is not None:
                 ev.header = True
+                ev.gas_uncounted = raw.gas == "uncounted"
                 if forced is None:
                     python = True
                 info.python = raw.python
@@ -266,7 +267,7 @@ def steps_of(
         raise TraceError(path, 1, "not an EIP-3155 trace (no op lines and no summary)")
     client = forced.name if forced else guess_client(ev)
     info.dialect = client
-    info.gas_used = gas_used_meaning(ev, DIALECTS[client])
+    info.gas_used = "uncounted" if ev.gas_uncounted else gas_used_meaning(ev, DIALECTS[client])
     info.done = True
 
 

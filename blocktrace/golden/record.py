@@ -192,7 +192,15 @@ _OVERLAP = 4096
 """Bytes of one piece checked again with the next (longer than any path probed)."""
 
 
-class _GoldenTracer(ChainTracer):
+class _RawTracer(ChainTracer):
+    """A ``ChainTracer`` recording for the golden form made after the test (masks)."""
+
+    __call__ = ChainTracer.__call__  # (see _GoldenTracer)
+    counts_gas = True
+    """``Capabilities.counts_gas``: False for a calls-level golden."""
+
+
+class _GoldenTracer(_RawTracer):
     """A ``ChainTracer`` whose lines are golden bytes as it makes them (the
     golden form of ``stabilise``, without a second pass and a second chain).
 
@@ -208,7 +216,8 @@ class _GoldenTracer(ChainTracer):
     through the type's slot -- ``tracers.direct_call``.)"""
 
     def __init__(self, target: _Sink, *, rules: Normaliser, level: Level,
-                 values: ValuesMode) -> None:
+                 values: ValuesMode, counts_gas: bool = True) -> None:
+        self.counts_gas = counts_gas  # (before the header is written)
         probes = rules.probes()
         if probes is None:
             raise ValueError("golden lines are made in one pass only without masks")
@@ -232,7 +241,7 @@ class _GoldenTracer(ChainTracer):
     def _golden(self, body: bytes) -> bytes:
         if self._header:
             self._header = False
-            return golden_header(body, self._rules)
+            return golden_header(body, self._rules, counted=self.counts_gas)
         if body.startswith(b'{"output":'):  # the summary: its count is already the golden's
             summary = golden_summary(body, self._rules, int(self._writer.lines))
             return msgspec.json.encode(summary)[:-1]
@@ -282,6 +291,9 @@ class Recording:
         one_pass: bool = True,
     ) -> None:
         self.level = level
+        self.counts_gas = level != "call"
+        """Whether instructions are counted: not for a calls-level golden, which does
+        not compare gas (its header says ``"gas":"uncounted"``)."""
         self.one_pass = one_pass and rules.probes() is not None
         """The golden form is made as the test runs (no masks); else recorded, then
         made (``stabilise``) by ``finish``."""
@@ -299,7 +311,7 @@ class Recording:
         """The golden form (written by ``finish`` unless it is the stored golden's bytes)."""
         self.same = False
         """``finish`` found the golden form byte for byte the stored golden's."""
-        self._chain: ChainTracer | None = None
+        self._chain: _RawTracer | None = None
         self._previous: Tracer | None = None
         self._sink: _Sink | None = None
         self._against: str | None = None
@@ -317,12 +329,13 @@ class Recording:
         self._against = against
         mode: ValuesMode = "changes" if self.values else "off"
         if not self.one_pass:  # masks: recorded, then put in golden form
-            self._chain = ChainTracer(self.raw_path, genesis=GOLDEN_GENESIS, level=self.level,
+            self._chain = _RawTracer(self.raw_path, genesis=GOLDEN_GENESIS, level=self.level,
                                       argv=list(self.rules.argv), locals=mode, force=True)
         else:  # the golden form made as the test runs
             self._sink = self._open_sink(against, self.rules.unsettled)
             self._chain = _GoldenTracer(self._sink, rules=self.rules, level=self.level,
-                                        values=mode)
+                                        values=mode, counts_gas=self.counts_gas)
+        self._chain.counts_gas = self.counts_gas
         self._previous = set_tracer(self._chain)  # the stepper produces only its level
         try:
             blocktrace.start(include=self.include, exclude=self.exclude, stacklevel=2)
@@ -372,7 +385,7 @@ class Recording:
         with open(self.raw_path, "rb") as source:
             complete = False
             try:
-                stabilise(source, target, self.rules)
+                stabilise(source, target, self.rules, counted=self.counts_gas)
                 complete = True
             finally:
                 self.same = target.close(complete)

@@ -36,13 +36,17 @@ from blocktrace.chain.merkle import LINES_PER_LEAF
 from blocktrace.chain.writer import LineWriter
 
 __all__ = [
-    "EPOCH", "GOLDEN_GENESIS", "Normaliser", "golden_body", "golden_header", "golden_summary",
-    "stabilise",
+    "EPOCH", "GOLDEN_GENESIS", "UNCOUNTED", "Normaliser", "golden_body", "golden_header",
+    "golden_summary", "stabilise",
 ]
 
 GOLDEN_GENESIS = "blocktrace-golden"
 """The genesis token of every golden trace (a golden proves no time of making)."""
 EPOCH = "1970-01-01T00:00:00.000000Z"
+UNCOUNTED = "uncounted"
+"""The header's ``gas`` of a calls-level golden: recorded without counting
+instructions (gas is not compared at calls level), so every ``gas`` is the
+limit's and ``gasUsed`` 0."""
 
 _TAIL = len(b',"hash":""}') + HASH_HEX_LEN
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -150,8 +154,9 @@ class Normaliser:
         return value
 
 
-def golden_header(body: bytes, rules: Normaliser) -> bytes:
-    """The golden form of a header line's ``body`` (up to its hash member)."""
+def golden_header(body: bytes, rules: Normaliser, *, counted: bool = True) -> bytes:
+    """The golden form of a header line's ``body`` (up to its hash member);
+    ``counted`` False: recorded without counting gas (``"gas":"uncounted"``)."""
     header = _decode(body + b"}")
     header["genesis"] = GOLDEN_GENESIS
     if "start" in header:
@@ -161,6 +166,8 @@ def golden_header(body: bytes, rules: Normaliser) -> bytes:
     if "python" in header:
         header["python"] = ".".join(platform.python_version_tuple()[:2])
     header["argv"] = list(rules.argv)
+    if not counted:
+        header["gas"] = UNCOUNTED
     return _encode(header)[:-1]
 
 
@@ -277,7 +284,7 @@ def _scanner() -> Callable[..., tuple[int, int]]:
     return _py_scan if native is None else native.scan
 
 
-def stabilise(source: IO[bytes], target: Writable, rules: Normaliser, *,
+def stabilise(source: IO[bytes], target: Writable, rules: Normaliser, *, counted: bool = True,
               chunk: int = _CHUNK) -> int:
     """Copy the trace ``source`` to ``target`` as golden bytes; returns the lines written.
 
@@ -295,7 +302,7 @@ def stabilise(source: IO[bytes], target: Writable, rules: Normaliser, *,
     first = source.readline()
     if not first.endswith(b'"}\n') or first[tail:tail + 9] != b',"hash":"':
         raise StabiliseError("the recorded trace has no header line")
-    add(golden_header(first[:tail], rules))
+    add(golden_header(first[:tail], rules, counted=counted))
     rest = b""
     while True:
         piece = source.read(chunk)

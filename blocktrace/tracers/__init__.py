@@ -139,6 +139,11 @@ class Tracer(Protocol):
         (``OpStart.line_start``) and no other, with every call, return,
         exception and ``Stop``; ``call`` no ``OpStart`` at all.  Gas still
         counts every instruction executed.  (Any other value reads as ``op``.)
+    ``counts_gas: bool = True``
+        False: at ``call`` level, without a gas limit, the stepper need not
+        count instructions (no per-instruction event at all; gas stays at its
+        limit, ``gas_used`` 0).  The golden recorder at ``calls`` level, which
+        does not compare gas, declares it; a trace says so in its header.
     ``record_failure: Callable[[str], object] | None = None``
         told, with a one-line message, when this tracer (or one beside it in a
         ``Tee``) failed and was detached: ``ChainTracer`` writes it into the trace.
@@ -171,6 +176,7 @@ class Capabilities:
     call_lines: tuple[Callable[[bytes], object], Callable[[Any], CallPieces]] | None = None
     record_failure: Callable[[str], object] | None = None
     level: Level = "op"
+    counts_gas: bool = True
 
 
 _PLAIN = Capabilities()
@@ -204,6 +210,7 @@ def capabilities_of(tracer: object) -> Capabilities:
             call_lines=call_lines,
             record_failure=record if callable(record) else None,
             level=level if isinstance(level, str) and level in LEVELS else "op",
+            counts_gas=getattr(tracer, "counts_gas", True) is not False,
         )
     except Exception:
         return _PLAIN

@@ -112,6 +112,9 @@ DISABLE = _M.DISABLE
 UNLIMITED_GAS = 2**63 - 1
 
 _LOCAL_EVENTS = _E.INSTRUCTION | _E.PY_RETURN | _E.PY_YIELD | _E.PY_RESUME
+_UNCOUNTED_EVENTS = _LOCAL_EVENTS & ~_E.INSTRUCTION
+"""A code object's local events when nobody asks for instructions: ``call`` level,
+a tracer that does not count gas (``Capabilities.counts_gas``), no gas limit."""
 _GLOBAL_EVENTS = (
     _E.PY_START | _E.PY_UNWIND | _E.PY_THROW | _E.RAISE | _E.RERAISE | _E.EXCEPTION_HANDLED
 )
@@ -301,6 +304,9 @@ class Stepper:
         """id(code) -> the site table of ``_level`` (see ``CodeInfo.table``)."""
         self._level: Level = "op"
         """The active tracer's level: which events the hook produces."""
+        self._local_events = _LOCAL_EVENTS
+        """What each code object in scope sends: without ``INSTRUCTION`` when no
+        instruction is reported or counted (see ``_UNCOUNTED_EVENTS``)."""
         self._thread_state: dict[int, tuple[int, int]] = {}  # ident -> (number, depth)
         self._mt_lock = threading.RLock()
         self._go_lock = threading.Lock()
@@ -595,6 +601,8 @@ class Stepper:
         if caps.level != self._level:
             self._level = caps.level
             self._sites = {key: info.table(caps.level) for key, info in self._infos.items()}
+        counting = caps.counts_gas or caps.level != "call" or self.gas_limit != UNLIMITED_GAS
+        self._set_local_events(_LOCAL_EVENTS if counting else _UNCOUNTED_EVENTS)
         general = self._multi or self._target or self._op_end
         general = general or self.halted is not None
         # A tracer that may answer DISABLE gets the general path only without the C hook.
@@ -615,6 +623,19 @@ class Stepper:
         if self._multi:
             cbs = {event: self._serialised(cb) for event, cb in cbs.items() if cb is not None}
         return cbs
+
+    def _set_local_events(self, events: int) -> None:
+        """Code objects send ``events`` from now on, those learned already too."""
+        if events == self._local_events:
+            return
+        self._local_events = events
+        if self._tool is None:
+            return
+        for info in self._infos.values():
+            try:
+                _M.set_local_events(self._tool, info.code, events)
+            except ValueError:
+                pass
 
     def _c_call_hooks(self, general: bool, caps: Any) -> tuple[Callable[..., Any], ...]:
         """The PY_START, PY_RETURN, PY_RESUME and PY_YIELD callbacks: C ones
@@ -844,7 +865,7 @@ class Stepper:
         self._by_index[index] = code
         assert self._tool is not None
         try:
-            _M.set_local_events(self._tool, code, _LOCAL_EVENTS)
+            _M.set_local_events(self._tool, code, self._local_events)
         except Exception as exc:
             if belongs_to_program(exc):
                 raise

@@ -204,3 +204,58 @@ def test_a_golden_is_recorded_with_the_inline_writer(tmp_path: Path,
     rec.finish(None)
     rec.cleanup()
     assert threaded is False
+
+
+def _counted(workdir: Path, counts_gas: bool, against: str | None = None,
+             one_pass: bool = True) -> Recording:
+    rec = Recording(level="call", values=False, include=[__file__], exclude=None,
+                    rules=Normaliser(ROOT, ["the-test"]), workdir=str(workdir),
+                    one_pass=one_pass)
+    rec.counts_gas = counts_gas
+    rec.start(against=against, fresh=str(workdir / f"fresh-{counts_gas}-{one_pass}.jsonl"))
+    _work(50)
+    rec.finish(None)
+    return rec
+
+
+def test_a_calls_golden_counts_no_gas_and_says_so(tmp_path: Path) -> None:
+    """Gas is not compared at calls level: a calls golden is recorded without counting
+    instructions (no per-instruction event), which its header says."""
+    import json
+
+    rec = _record(tmp_path)
+    assert not rec.counts_gas
+    lines = [json.loads(line) for line in Path(rec.path).read_bytes().splitlines()]
+    assert lines[0]["gas"] == "uncounted" and lines[0]["level"] == "call"
+    assert lines[-1]["gasUsed"] == "0x0"
+    assert {d["gas"] for d in lines if "gas" in d and "event" in d} == {hex(2**63 - 1)}
+    assert verify_file(rec.path).status == "sealed"
+    for level in ("line", "op"):
+        other = Recording(level=level, values=False, include=[__file__], exclude=None,
+                          rules=Normaliser(ROOT, ["the-test"]), workdir=str(tmp_path))
+        assert other.counts_gas
+
+
+@pytest.mark.parametrize("one_pass", [True, False])
+def test_a_calls_golden_of_the_counted_form_compares_equal(tmp_path: Path,
+                                                           one_pass: bool) -> None:
+    """A calls golden stored before gas went uncounted (gas counted, no header member)
+    is not the same bytes, but the same behaviour: compare_golden finds it equal, and
+    the plugin's update rewrites it in the new form (``_older_form``)."""
+    from blocktrace.golden.compare import compare_golden
+    from blocktrace.golden.plugin import _older_form
+
+    old = _counted(tmp_path, True)
+    assert b'"gas":"uncounted"' not in Path(old.path).read_bytes()
+    assert verify_file(old.path).status == "sealed"
+    rec = _counted(tmp_path, False, against=old.path)
+    if not one_pass:  # the same bytes either way
+        two = _counted(tmp_path, False, one_pass=False)
+        assert two.second_pass
+        assert Path(two.path).read_bytes() == Path(rec.path).read_bytes()
+    assert not rec.same
+    assert compare_golden(old.path, rec.path, "call").equal
+    assert _older_form(old.path, rec.path) and not _older_form(rec.path, rec.path)
+    diff = subprocess.run([sys.executable, "-m", "blocktrace", "diff", old.path, rec.path],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert diff.returncode == 0, diff.stdout + diff.stderr

@@ -133,6 +133,41 @@ def test_gas_counts_every_instruction_at_every_level(tmp_path: Path) -> None:
     assert not [d for d in traces["call"] if "pc" in d and "event" not in d]
 
 
+def _uncounted(chain: ChainTracer) -> ChainTracer:
+    chain.counts_gas = False  # type: ignore[attr-defined]
+    return chain
+
+
+def test_a_tracer_that_counts_no_gas_gets_no_instruction_events_at_call_level(
+    tmp_path: Path,
+) -> None:
+    """``counts_gas = False`` (the calls-level golden's): at ``call`` level without a gas
+    limit nothing is counted (gas stays the limit, gasUsed 0) and every other byte is
+    the counted trace's; at ``line`` level, or with a gas limit, gas is counted."""
+    counted = _bodies(_record(tmp_path / "counted.jsonl", lambda c: c, "call"))
+    seen: list[int] = []
+
+    def watching(chain: ChainTracer) -> ChainTracer:
+        uncounted = _uncounted(chain)
+        seen.append(capabilities_of(uncounted).counts_gas)
+        return uncounted
+
+    free = _bodies(_record(tmp_path / "free.jsonl", watching, "call"))
+    assert seen == [False]
+    assert int(counted[-1]["gasUsed"], 16) > 50 and free[-1]["gasUsed"] == "0x0"
+    gases = {d["gas"] for d in free if "gas" in d}
+    assert gases == {hex(2**63 - 1)}
+    strip = ("gas", "gasUsed", "hash", "start", "pid", "time")
+    assert [{k: v for k, v in d.items() if k not in strip} for d in free] == [
+        {k: v for k, v in d.items() if k not in strip} for d in counted]
+    for level, options in (("line", {}), ("call", {"gas": 10_000})):
+        path = tmp_path / f"{level}-{len(options)}.jsonl"
+        chain = _uncounted(ChainTracer(path, genesis="levels", level=level, force=True))
+        with blocktrace.trace(chain, **options):
+            _program()
+        assert _bodies(path.read_bytes())[-1]["gasUsed"] == counted[-1]["gasUsed"], level
+
+
 def test_a_tee_sends_each_tracer_its_own_level(tmp_path: Path) -> None:
     recorder = Recorder()
     tees: list[Tee] = []
