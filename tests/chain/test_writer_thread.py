@@ -269,6 +269,47 @@ def test_fork_the_child_and_the_parent_go_on(tmp_path: Path) -> None:
     assert result.stdout.split() == ["True", "True", "0"]
 
 
+def test_fork_with_a_file_of_its_own_leaves_the_child_no_closed_chunk(tmp_path: Path) -> None:
+    """fd=: at a fork every chunk the thread closed is written first, so the child's
+    writer (inline) holds only the open chunk's bytes -- none the parent writes too --
+    and the parent's file is the reference's."""
+    trace = tmp_path / "t.jsonl"
+    result = _python(
+        f"""
+        import os
+        from blocktrace.chain._cwriter import LineWriter
+        from blocktrace.chain.writer import PyLineWriter
+        PRE = b'{{"pc":1,"op":2,"gas":"0x'; SUF = b',"opName":"NOP","line":1,"code":1'
+        e = object()
+        f = open({str(trace)!r}, "wb", buffering=0)
+        w = LineWriter(f.write, buffer_size=1024, lines_per_leaf=16, threaded=True,
+                       fd=f.fileno())
+        w.add_site(id(e), PRE, SUF, e)
+        for i in range(40000):
+            w.op(e, i, 1)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if w.buffered < 1024 else 3)  # the open chunk only
+        _, status = os.waitpid(pid, 0)
+        for i in range(1000):
+            w.op(e, i, 2)
+        w.summary(b'{{"output":""'); w.flush(); w.stop_thread(); f.close()
+        out = bytearray()
+        ref = PyLineWriter(out.extend, buffer_size=1024, lines_per_leaf=16)
+        ref.add_site(id(e), PRE, SUF, e)
+        for i in range(40000):
+            ref.op(e, i, 1)
+        for i in range(1000):
+            ref.op(e, i, 2)
+        ref.summary(b'{{"output":""'); ref.flush()
+        print(os.waitstatus_to_exitcode(status), open({str(trace)!r}, "rb").read() == bytes(out))
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "True"]
+
+
 @pytest.mark.parametrize("own_file", [False, True])
 def test_start_thread_after_stop_thread_goes_on_with_the_same_chain(
     tmp_path: Path, own_file: bool

@@ -1073,8 +1073,8 @@ registry_remove(Writer *w)
     pthread_mutex_unlock(&registry_mu);
 }
 
-/* Before fork(): every thread has made its queued lines and sleeps; the
- * registry stays locked until after. */
+/* Before fork(): every thread has made its queued lines and sleeps, and (with a
+ * file of its own) what it closed is written; the registry stays locked until after. */
 static void
 atfork_prepare(void)
 {
@@ -1082,6 +1082,9 @@ atfork_prepare(void)
     for (size_t i = 0; i < registry_len; i++) {
         if (!registry[i]->p.forked) {
             (void)drain_quiet(&registry[i]->p);
+            if (registry[i]->file.fd >= 0) {
+                write_ready(registry[i], 1); /* the child inherits no closed chunk unwritten */
+            }
         }
     }
 }
