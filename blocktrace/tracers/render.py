@@ -57,8 +57,6 @@ class Renderer:
         max_depth: int = 3,
         use_repr: bool = False,
     ) -> None:
-        self._limits = (max_str, max_items, max_depth, use_repr)
-        """The bounds in one tuple (the C renderer, tracers/csrc/values.c, reads it at once)."""
         self._numbers: dict[int, int] = {}
         """id -> number of the live numbered objects (the C renderer reads it)."""
         self._watches: dict[int, _Watch] = {}
@@ -68,6 +66,7 @@ class Renderer:
         """How many numbered objects died (and table clears): while it stays, an
         object at a known address is the one numbered there (the C renderer keeps
         a list's text by its items' identities only while it stays)."""
+        self._limits = (max_str, max_items, max_depth, use_repr)
         numbers, watches, deaths = self._numbers, self._watches, self._deaths
 
         def forget(watch: _Watch) -> None:
@@ -83,9 +82,20 @@ class Renderer:
         self._forget = forget
 
     @property
+    def _limits(self) -> tuple[int, int, int, bool]:
+        """The bounds in one tuple: max_str, max_items, max_depth, use_repr."""
+        return self._shared[0]
+
+    @_limits.setter
+    def _limits(self, value: tuple[int, int, int, bool]) -> None:
+        # what the C renderer (tracers/csrc/values.c) reads in one go: the bounds,
+        # the number table and the deaths' list (the last two are never rebound)
+        self._shared = (value, self._numbers, self._deaths)
+
+    @property
     def max_str(self) -> int:
         """Characters of a string shown (then ``…``); a text is cut at 4x this."""
-        return self._limits[0]
+        return self._shared[0][0]
 
     @max_str.setter
     def max_str(self, value: int) -> None:
@@ -94,7 +104,7 @@ class Renderer:
     @property
     def max_items(self) -> int:
         """Items of a container shown (then ``…N more``)."""
-        return self._limits[1]
+        return self._shared[0][1]
 
     @max_items.setter
     def max_items(self, value: int) -> None:
@@ -103,7 +113,7 @@ class Renderer:
     @property
     def max_depth(self) -> int:
         """Containers nested this deep are looked into (deeper: ``[…]``)."""
-        return self._limits[2]
+        return self._shared[0][2]
 
     @max_depth.setter
     def max_depth(self, value: int) -> None:
@@ -112,7 +122,7 @@ class Renderer:
     @property
     def use_repr(self) -> bool:
         """Other objects are shown by their (guarded, bounded) ``repr``."""
-        return self._limits[3]
+        return self._shared[0][3]
 
     @use_repr.setter
     def use_repr(self, value: bool) -> None:

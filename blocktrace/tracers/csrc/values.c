@@ -244,8 +244,44 @@ attr_in(PyObject *obj, PyObject *dict, PyObject *name)
     return PyObject_GetAttr(obj, name);
 }
 
-/* The renderer's bounds (its ``_limits``: max_str, max_items, max_depth,
- * use_repr) and number table */
+static PyObject *s_shared;
+
+/* The last bounds tuple parsed and what it says (a strong reference: the
+ * same tuple object says the same) */
+static PyObject *parsed_limits;
+static Py_ssize_t parsed_str, parsed_items, parsed_depth;
+static int parsed_repr;
+
+static int
+parse_limits(render_ctx *ctx, PyObject *limits)
+{
+    if (limits == parsed_limits) {
+        ctx->max_str = parsed_str;
+        ctx->max_items = parsed_items;
+        ctx->max_depth = parsed_depth;
+        ctx->use_repr = parsed_repr;
+        return 0;
+    }
+    if (!PyTuple_CheckExact(limits) || PyTuple_GET_SIZE(limits) != 4) {
+        PyErr_SetString(PyExc_TypeError, "renderer._limits is not a 4-tuple");
+        return -1;
+    }
+    if (get_size(limits, 0, &ctx->max_str) < 0 || get_size(limits, 1, &ctx->max_items) < 0 ||
+        get_size(limits, 2, &ctx->max_depth) < 0 ||
+        (ctx->use_repr = PyObject_IsTrue(PyTuple_GET_ITEM(limits, 3))) < 0) {
+        return -1;
+    }
+    Py_XSETREF(parsed_limits, Py_NewRef(limits));
+    parsed_str = ctx->max_str;
+    parsed_items = ctx->max_items;
+    parsed_depth = ctx->max_depth;
+    parsed_repr = ctx->use_repr;
+    return 0;
+}
+
+/* The renderer's bounds (``_limits``: max_str, max_items, max_depth,
+ * use_repr), number table and death count: from its ``_shared`` (the three
+ * in one tuple), else from the three attributes */
 static int
 ctx_init(render_ctx *ctx, PyObject *renderer)
 {
@@ -254,34 +290,31 @@ ctx_init(render_ctx *ctx, PyObject *renderer)
     if (dict == NULL && PyErr_Occurred()) {
         return -1;
     }
-    PyObject *limits = attr_in(renderer, dict, s_limits);
-    if (limits == NULL) {
-        Py_XDECREF(dict);
+    PyObject *shared = attr_in(renderer, dict, s_shared), *limits = NULL, *deaths = NULL;
+    if (shared != NULL && PyTuple_CheckExact(shared) && PyTuple_GET_SIZE(shared) == 3) {
+        limits = Py_NewRef(PyTuple_GET_ITEM(shared, 0));
+        ctx->numbers = Py_NewRef(PyTuple_GET_ITEM(shared, 1));
+        deaths = Py_NewRef(PyTuple_GET_ITEM(shared, 2));
+    }
+    else {
+        PyErr_Clear();
+        limits = attr_in(renderer, dict, s_limits);
+        ctx->numbers = limits == NULL ? NULL : attr_in(renderer, dict, s_numbers);
+        deaths = ctx->numbers == NULL ? NULL : attr_in(renderer, dict, s_deaths);
+    }
+    Py_XDECREF(shared);
+    Py_XDECREF(dict);
+    ctx->limits = limits;
+    if (limits == NULL || ctx->numbers == NULL || deaths == NULL) {
+        Py_XDECREF(deaths);
         return -1;
     }
-    int rc = -1;
-    if (!PyTuple_CheckExact(limits) || PyTuple_GET_SIZE(limits) != 4) {
-        PyErr_SetString(PyExc_TypeError, "renderer._limits is not a 4-tuple");
+    /* (the death count, as ctx_deaths reads it) */
+    if (PyList_CheckExact(deaths) && PyList_GET_SIZE(deaths) == 1) {
+        ctx->deaths = Py_NewRef(PyList_GET_ITEM(deaths, 0));
     }
-    else if (get_size(limits, 0, &ctx->max_str) == 0 && get_size(limits, 1, &ctx->max_items) == 0 &&
-             get_size(limits, 2, &ctx->max_depth) == 0 &&
-             (ctx->use_repr = PyObject_IsTrue(PyTuple_GET_ITEM(limits, 3))) >= 0) {
-        rc = 0;
-    }
-    ctx->limits = limits;
-    if (rc == 0) {
-        ctx->numbers = attr_in(renderer, dict, s_numbers);
-    }
-    if (rc == 0 && ctx->numbers != NULL) { /* (the death count, as ctx_deaths reads it) */
-        PyObject *deaths = attr_in(renderer, dict, s_deaths);
-        if (deaths != NULL && PyList_CheckExact(deaths) && PyList_GET_SIZE(deaths) == 1) {
-            ctx->deaths = Py_NewRef(PyList_GET_ITEM(deaths, 0));
-        }
-        Py_XDECREF(deaths);
-        PyErr_Clear(); /* ctx_deaths says what went wrong, if it is asked */
-    }
-    Py_XDECREF(dict);
-    if (rc < 0 || ctx->numbers == NULL) {
+    Py_DECREF(deaths);
+    if (parse_limits(ctx, limits) < 0) {
         return -1;
     }
     if (!PyDict_CheckExact(ctx->numbers)) {
@@ -2240,9 +2273,11 @@ exec_module(PyObject *module)
         s_limits = PyUnicode_InternFromString("_limits");
         s_object_number = PyUnicode_InternFromString("object_number");
         s_deaths = PyUnicode_InternFromString("_deaths");
+        s_shared = PyUnicode_InternFromString("_shared");
         if (empty_prev == NULL || s_thread == NULL || s_size_limited == NULL || s_sealed == NULL || s_multi == NULL ||
             s_renderer == NULL || s_gas == NULL || s_depth == NULL || s_render == NULL || s_numbers == NULL ||
-            s_limits == NULL || s_object_number == NULL || s_deaths == NULL) {
+            s_limits == NULL || s_object_number == NULL || s_deaths == NULL ||
+            s_shared == NULL) {
             return -1;
         }
     }
