@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import filecmp
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -124,6 +125,29 @@ def _streams(
     return normalise(info_g.path, info_g), normalise(info_f.path, info_f), None
 
 
+_CALLS_BYTES = 1 << 26
+"""Goldens up to this size are first compared as bytes without return values (below)."""
+_HASH_MEMBER = re.compile(rb',"hash":"[0-9a-f]{64}"\}$', re.MULTILINE)
+_RETURN_VALUE = re.compile(rb'^(\{"event":"return",[^\n]*?),"value":[^\n]*$', re.MULTILINE)
+"""A return line's ``value`` member and what follows it (the members before it --
+event, kind, depth, code, pc, gas -- hold no string that could contain it)."""
+
+
+def _same_calls(golden: str, fresh: str) -> bool:
+    """Whether two calls-level goldens hold the same lines but for their return values
+    (and so their hashes): then they are the same behaviour when values are not
+    compared, found without decoding a line.  False when that cannot be told so
+    (large files, lines naming threads: their thread member follows the value)."""
+    if max(os.path.getsize(golden), os.path.getsize(fresh)) > _CALLS_BYTES:
+        return False
+    with open(golden, "rb") as a, open(fresh, "rb") as b:
+        data = a.read(), b.read()
+    if any(b'"thread":' in d for d in data):
+        return False
+    stripped = [_RETURN_VALUE.sub(rb"\1", _HASH_MEMBER.sub(b"", d)) for d in data]
+    return stripped[0] == stripped[1]
+
+
 def compare_golden(
     golden: str,
     fresh: str,
@@ -145,6 +169,15 @@ def compare_golden(
     # reported as such, whatever the comparison found.
     check = _Check(golden, level)
     check.start()
+    if level == "call" and not values:
+        try:
+            same = _same_calls(golden, fresh)
+        except BaseException:
+            check.join()
+            raise
+        if same:  # only return values differ (a test's random numbers), not compared
+            check.verdict()
+            return result
     info_g = TraceInfo(golden)
     info_f = TraceInfo(fresh)
     comparer = Comparer(fields)

@@ -259,3 +259,44 @@ def test_a_calls_golden_of_the_counted_form_compares_equal(tmp_path: Path,
     diff = subprocess.run([sys.executable, "-m", "blocktrace", "diff", old.path, rec.path],
                           capture_output=True, text=True, timeout=120, check=False)
     assert diff.returncode == 0, diff.stdout + diff.stderr
+
+
+_VALUE = [0]
+
+
+def _give() -> int:
+    return _VALUE[0]
+
+
+def _gives(workdir: Path, value: int, calls: int, name: str) -> str:
+    _VALUE[0] = value
+    rec = Recording(level="call", values=False, include=[__file__], exclude=None,
+                    rules=Normaliser(ROOT, ["the-test"]), workdir=str(workdir))
+    rec.start(fresh=str(workdir / name))
+    for _ in range(calls):
+        _give()
+    rec.finish(None)
+    return rec.path
+
+
+def test_calls_goldens_differing_only_in_return_values_compare_equal_without_decoding(
+        tmp_path: Path) -> None:
+    """At calls level without values the return values are not compared: two goldens
+    whose lines differ only there (and so in their hashes) are equal, found on the
+    bytes (no steps decoded); any other difference, or a damaged stored golden, is
+    not taken for that."""
+    from blocktrace.golden.compare import GoldenCorrupt, compare_golden
+
+    one = _gives(tmp_path, 1, 3, "one.jsonl")
+    two = _gives(tmp_path, 2, 3, "two.jsonl")
+    assert Path(one).read_bytes() != Path(two).read_bytes()
+    fast = compare_golden(one, two, "call")
+    assert fast.equal and fast.steps is None
+    valued = compare_golden(one, two, "call", values=True)
+    assert not valued.equal and valued.steps is not None
+    more = compare_golden(one, _gives(tmp_path, 2, 4, "more.jsonl"), "call")
+    assert not more.equal and more.steps is not None and "_give" in more.text
+    damaged = tmp_path / "damaged.jsonl"
+    damaged.write_bytes(Path(one).read_bytes().replace(b'"value":1', b'"value":7', 1))
+    with pytest.raises(GoldenCorrupt):
+        compare_golden(str(damaged), two, "call")
