@@ -17,7 +17,8 @@ larger than the cost; paired differences cancel most of it (use ``--repeat 100``
 
 ``--only LEVEL`` (``untraced``, ``op``, ``line``, ``call``) runs the one workload
 ``--repeat`` times at that level and prints nothing: for counting instructions,
-which load does not change, e.g. per run of stdlib at ``call`` level::
+which load does not change, e.g. per run of stdlib at ``call`` level (``--between``:
+each traced run after an untraced one, as in ``--paired``)::
 
     perf stat -x, -e instructions:u python benchmarks/bench_levels.py \
         --workload stdlib --only call --repeat 200
@@ -97,6 +98,10 @@ def run(tmp: str) -> None:
                     help="median of (level run - the untraced run before it) over the repeats")
     ap.add_argument("--only", choices=("untraced", *LEVELS),
                     help="run one workload at one level --repeat times, print nothing")
+    ap.add_argument("--between", action="store_true",
+                    help="with --only: run the workload untraced before each run (as the "
+                         "paired measure does: code the program runs while tracing is off "
+                         "is instrumented afresh by Python, and a run learns it again)")
     args = ap.parse_args()
     clock = time.thread_time_ns if args.clock == "thread" else time.perf_counter_ns
     if args.only is not None:
@@ -105,9 +110,9 @@ def run(tmp: str) -> None:
         for level in LEVELS:  # the same warm-up (imports, first runs) whatever the level
             recorded(fn, path, level, clock)
         for _ in range(args.repeat):
-            if args.only == "untraced":
+            if args.between or args.only == "untraced":
                 fn()
-            else:
+            if args.only != "untraced":
                 recorded(fn, path, args.only, clock)
         return
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores, "
