@@ -50,6 +50,26 @@ def _code_file(filename: str) -> str:
     return os.path.realpath(filename)
 
 
+_DECIDED: dict[tuple[tuple[str, ...], tuple[str, ...]], dict[str, bool]] = {}
+"""(include, exclude) -> file name -> in scope: the decisions of every scope of
+this process with those rules (a decision depends on nothing else: the rules,
+the library directories and the file's real path, all kept for the process).
+A program traced again (a test suite, a view started per call) decides each
+file once, not once per run."""
+_DECIDED_RULES = 16
+"""At most this many rule sets are kept (the oldest goes first)."""
+
+
+def _decisions(include: list[str], exclude: list[str]) -> dict[str, bool]:
+    key = (tuple(include), tuple(exclude))
+    decided = _DECIDED.get(key)
+    if decided is None:
+        if len(_DECIDED) >= _DECIDED_RULES:
+            del _DECIDED[next(iter(_DECIDED))]
+        decided = _DECIDED[key] = {}
+    return decided
+
+
 def _under(path: str, roots: Iterable[str]) -> bool:
     return any(path == root or path.startswith(root + os.sep) for root in roots)
 
@@ -92,7 +112,7 @@ class Scope:
         self.include = [_resolve(s) for s in include or ()]
         self.exclude = [_resolve(s) for s in exclude or ()]
         self._library = _library_dirs()
-        self._by_file: dict[str, bool] = {}
+        self._by_file = _decisions(self.include, self.exclude)
         self.target_name: str | None = None
         self.target_file: str | None = None
         self.target_module: str | None = None

@@ -229,8 +229,11 @@ class _TurnedOff:
             self.other = True
         elif self.scope is None:
             self.scope = scope
-        elif self.scope is not scope and not _same_scope(self.scope, scope):
-            self.other = True
+        elif self.scope is not scope:
+            if _same_scope(self.scope, scope):
+                self.scope = scope  # the same decisions: the next note is an identity test
+            else:
+                self.other = True
 
     def back_on(self, scope: Scope) -> None:
         """Before a run (or a change of scope) under ``scope``."""
