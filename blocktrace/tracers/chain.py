@@ -127,6 +127,34 @@ os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
                     after_in_child=_in_fork_child)
 
 
+_FINGERPRINTS: dict[str, tuple[tuple[int, ...], tuple[str, int]]] = {}
+"""file -> (its stat when hashed, its fingerprint): a program traced again (a test
+suite, a view started per call) hashes each unchanged source file once per
+process, not once per run."""
+_SETTLED_NS = 2_000_000_000
+"""A file changed less than this long before it was hashed is hashed again next
+time (a change within the file system's time resolution keeps its stat)."""
+
+
+def _fingerprint(file: str) -> tuple[str, int] | None:
+    """``fingerprint(file)``, kept while the file's stat (device, inode, size,
+    modification and change times) stays the one it had when hashed."""
+    try:
+        st = os.stat(file)
+    except OSError:
+        return fingerprint(file)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    kept = _FINGERPRINTS.get(file)
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    found = fingerprint(file)
+    if found is not None and found[1] == st.st_size and (
+        time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS
+    ):
+        _FINGERPRINTS[file] = (key, found)
+    return found
+
+
 def _write_all(stream: IO[bytes]) -> Any:
     """The line writer's ``write`` for a caller's stream: takes everything, or
     raises saying how much it took (``characters_written``).  A signal handler
@@ -625,7 +653,7 @@ class ChainTracer:
             return
         if self._embed_source and self._embedded_source(file):
             return
-        found = fingerprint(file)
+        found = _fingerprint(file)
         if found is None:
             return
         digest, size = found
@@ -746,11 +774,11 @@ class ChainTracer:
         # _line, as every line written in Python: golden.record's subclass rewrites them.)
         self._line(_encode(summary)[:-1])
         writer.close_leaf()
+        stop_thread = getattr(writer, "stop_thread", None)
+        if stop_thread is not None:  # nothing more to make: the writer's thread makes
+            stop_thread()  # the queued lines and ends (one hand-off), the rest is inline
         self.head = writer.head
         self.flush()
-        stop_thread = getattr(writer, "stop_thread", None)
-        if stop_thread is not None:  # nothing more to make: end the writer's thread
-            stop_thread()
         if self._checkpoints is not None:  # a last checkpoint covering the whole tree
             self._checkpoints.write(writer.tree_size, writer.root())
         if self._frames is not None:
