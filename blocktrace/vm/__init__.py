@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from blocktrace.tracers import Level, Tracer, _active, set_tracer
 from blocktrace.tracers.level import level_tracer
 from blocktrace.tracers.render import Renderer
+from blocktrace.vm import stepper as _stepper_module
 from blocktrace.vm.scope import Scope, ScopeError
 from blocktrace.vm.stepper import (
     UNLIMITED_GAS,
@@ -58,9 +59,16 @@ def start(
     ``SystemExit`` as ``error`` (``os._exit`` skips this: the trace is then
     left unsealed).
     """
-    scope = Scope(include, exclude, target)
+    # Few calls here: each function called while the stepper set_tracer started
+    # runs is seen once per run (see Stepper.start).
+    if include is not None or exclude is not None or target is not None:
+        scope = Scope(include, exclude, target)
+    elif _DEFAULT_SCOPE:
+        scope = _DEFAULT_SCOPE[0]
+    else:
+        scope = _default_scope()
     renderer = Renderer(use_repr=use_repr)
-    held = active_stepper()
+    held = _stepper_module._current
     if held is not None and held.take_over(scope, gas, renderer, stacklevel=stacklevel + 1):
         return held  # the stepper set_tracer started goes on as this one (one start, not two)
     stepper = Stepper(scope, gas=gas, renderer=renderer)
@@ -70,7 +78,7 @@ def start(
 
 def stop(output: str = "", error: str | None = None) -> Stepper | None:
     """Stop the running stepper (emitting ``Stop``) and return it."""
-    stepper = active_stepper()
+    stepper = _stepper_module._current  # (no call: see start)
     if stepper is not None:
         stepper.stop(output, error)
     return stepper
@@ -128,10 +136,21 @@ def trace(
         set_tracer(previous)
 
 
+_DEFAULT_SCOPE: list[Scope] = []
+"""``Scope()``, made once: the default scope's decisions depend on nothing that
+changes, and one object makes a scope comparison an identity test."""
+
+
+def _default_scope() -> Scope:
+    if not _DEFAULT_SCOPE:
+        _DEFAULT_SCOPE.append(Scope())
+    return _DEFAULT_SCOPE[0]
+
+
 def _start_for_set_tracer() -> None:
     """``set_tracer`` of a real tracer while no stepper runs (see ``start``)."""
     try:
-        Stepper(Scope(), renderer=Renderer()).start(stacklevel=3, hold=True)
+        Stepper(_default_scope(), renderer=Renderer()).start(stacklevel=3, hold=True)
     except Exception as exc:  # all tool ids taken: the program goes on untraced
         if sys.__stderr__ is not None:
             sys.__stderr__.write(f"blocktrace: set_tracer could not start tracing: {exc}\n")

@@ -284,7 +284,7 @@ class Stepper:
         renderer: Renderer | None = None,
     ) -> None:
         self.scope = scope if scope is not None else Scope()
-        self.gas_limit = gas_limit(gas)
+        self.gas_limit = UNLIMITED_GAS if gas is None else gas_limit(gas)
         self._meter = Meter(self.gas_limit)
         """The budget and the instructions charged (C when the hook is: no int
         object per instruction); ``gas`` reads it."""
@@ -346,6 +346,8 @@ class Stepper:
         self._room_thread = 0
         self._refused: CodeType | None = None
         self._relays = SignalRelays()
+        self._filters: dict[str, Callable[..., Any]] = {}
+        """The exception events' ``ScopeFilter`` callbacks, by method (see ``_in_scope``)."""
         self.exit_exception: BaseException | None = None
         """A ``SystemExit`` raised and not (yet) handled: how the program is ending."""
 
@@ -448,15 +450,17 @@ class Stepper:
         except ValueError:
             caller = None
         self._enter_caller(caller)
-        # Only now: the "enter" event is emitted outside any monitoring callback,
-        # so with PY_START already on, a tracer written in the user's own code
-        # would have traced itself.
-        _M.set_events(tool, _GLOBAL_EVENTS)
         self._relays.install()  # a signal handler gets the program's frame (vm/signals.py)
         room = counter()  # the program keeps its own depth (see blocktrace.tracers.depth)
         if room is not None:
             room.value += CALLBACK_ROOM
             self._room, self._room_thread = room, get_ident()
+        # Only now: the "enter" event is emitted outside any monitoring callback,
+        # so with PY_START already on, a tracer written in the user's own code
+        # would have traced itself.  And last: a function called with PY_START on
+        # is seen once more per run (code run while the events are off, as these
+        # helpers are between runs, is instrumented afresh and forgets its DISABLE).
+        _M.set_events(tool, _GLOBAL_EVENTS)
 
     def take_over(
         self, scope: Scope, gas: int | None, renderer: Renderer, stacklevel: int = 1
@@ -475,7 +479,7 @@ class Stepper:
             or get_ident() != self.thread_ident or self._open_ops
         ):
             return False
-        limit = gas_limit(gas)
+        limit = UNLIMITED_GAS if gas is None else gas_limit(gas)  # (no call: see start)
         try:
             caller: FrameType | None = sys._getframe(stacklevel)
         except ValueError:
@@ -521,10 +525,12 @@ class Stepper:
 
     def stop(self, output: str = "", error: str | None = None) -> None:
         """Stop tracing, turn off everything that was turned on, emit ``Stop``."""
-        if self._tool is None:
+        tool = self._tool
+        if tool is None:
             return
         if self._held is not None:
             self._release()
+        _M.set_events(tool, 0)  # first: nothing called from here on is seen (see start)
         self._shut_down()
         if error is None and self.halted is not None:
             error = type(self.halted).__name__ if isinstance(self.halted, OutOfGas) else (
@@ -549,6 +555,8 @@ class Stepper:
         """Stop without a word to the tracer: a ``start()`` takes over from the
         stepper ``set_tracer`` started, before it handed anything over."""
         self._held = None
+        assert self._tool is not None
+        _M.set_events(self._tool, 0)
         self._shut_down()
         self._infos.clear()
         self._sites.clear()
@@ -560,7 +568,6 @@ class Stepper:
         self.elapsed_ns = time.perf_counter_ns() - self.started_ns
         _active.watcher = None
         _active.started = None
-        _M.set_events(tool, 0)
         for info in self._infos.values():
             try:
                 _M.set_local_events(tool, info.code, 0)
@@ -683,7 +690,11 @@ class Stepper:
         (``exit`` 1: RAISE, 2: EXCEPTION_HANDLED) -- when built and one thread runs."""
         if ScopeFilter is None or self._multi:
             return callback
-        return ScopeFilter(self._infos, callback, self, exit)  # type: ignore[no-any-return]
+        name = callback.__name__
+        made = self._filters.get(name)
+        if made is None:  # made once per stepper (they keep no state of their own)
+            made = self._filters[name] = ScopeFilter(self._infos, callback, self, exit)
+        return made
 
     def _note_call(
         self, code: CodeType, info: CodeInfo, event: Any, resume: bool = False
