@@ -15,7 +15,7 @@ from typing import Any
 
 from blocktrace.events import CallKind, CallStart, OpStart
 
-__all__ = ["RESUME", "SITE_CACHE", "SKIP", "CodeInfo", "build_sites", "level_table",
+__all__ = ["RESUME", "SITE_CACHE", "SKIP", "CodeInfo", "build_sites", "code_info", "level_table",
            "site_from_bytes", "sites_for"]
 
 RESUME = dis.opmap["RESUME"]
@@ -92,18 +92,23 @@ def level_table(sites: list[OpStart | None], level: str) -> list[Any]:
     return [s if s is None or (lines and s.line_start) else SKIP for s in sites]
 
 
-SITE_CACHE: dict[int, tuple[weakref.ref[CodeType], int, list[OpStart | None]]] = {}
-"""id(code) -> (the code, its index, its sites) from an earlier run: a program traced
-again (a test suite, a view started per call) learns its code objects in the same
-order, and an ``OpStart`` depends only on the code and that index."""
+_Cached = tuple[
+    weakref.ref[CodeType], int, list[OpStart | None], dict[str, list[Any]], dict[str, CallStart]
+]
+SITE_CACHE: dict[int, _Cached] = {}
+"""id(code) -> (the code, its index, its sites, its level tables, its ``CallStart``
+events) from an earlier run: a program traced again (a test suite, a view started
+per call) learns its code objects in the same order, and an ``OpStart`` or a
+``CallStart`` depends only on the code and that index."""
 
 
-def sites_for(code: CodeType, index: int) -> list[OpStart | None]:
-    """``build_sites``, or the same list from an earlier run with the same index."""
+def _cached(code: CodeType, index: int) -> _Cached | None:
+    """The cache's entry for ``code`` at ``index``, made if need be (None: the code
+    object cannot be referred to weakly, so it is not cached)."""
     key = id(code)
     cached = SITE_CACHE.get(key)
     if cached is not None and cached[0]() is code and cached[1] == index:
-        return cached[2]
+        return cached
     sites = build_sites(code, index)
 
     def forget(_: object) -> None:
@@ -111,10 +116,28 @@ def sites_for(code: CodeType, index: int) -> list[OpStart | None]:
 
     try:
         ref = weakref.ref(code, forget)
-    except TypeError:  # a code object without weak references: not cached
-        return sites
-    SITE_CACHE[key] = (ref, index, sites)
-    return sites
+    except TypeError:
+        return None
+    made = SITE_CACHE[key] = (ref, index, sites, {}, {})
+    return made
+
+
+def sites_for(code: CodeType, index: int) -> list[OpStart | None]:
+    """``build_sites``, or the same list from an earlier run with the same index."""
+    cached = _cached(code, index)
+    return build_sites(code, index) if cached is None else cached[2]
+
+
+def code_info(code: CodeType, index: int) -> CodeInfo:
+    """A ``CodeInfo`` of ``code`` at ``index`` that shares its sites, level tables
+    and ``CallStart`` events with earlier runs' of the same code at that index."""
+    cached = _cached(code, index)
+    if cached is None:
+        return CodeInfo(code, index, build_sites(code, index))
+    info = CodeInfo(code, index, cached[2])
+    info.tables = cached[3]
+    info.calls = cached[4]
+    return info
 
 
 def build_sites(code: CodeType, index: int) -> list[OpStart | None]:

@@ -73,7 +73,7 @@ from blocktrace.vm.hook import (
 )
 from blocktrace.vm.scope import Scope
 from blocktrace.vm.signals import BLOCKTRACE_DIR, SignalRelays
-from blocktrace.vm.sites import RESUME, SKIP, CodeInfo, site_from_bytes, sites_for
+from blocktrace.vm.sites import RESUME, SKIP, CodeInfo, code_info, site_from_bytes
 
 __all__ = ["UNLIMITED_GAS", "HaltRun", "OutOfGas", "Stepper", "active_stepper"]
 
@@ -893,7 +893,7 @@ class Stepper:
         if not in_scope:
             return None
         index = len(self._infos) + 1
-        return CodeInfo(code, index, sites_for(code, index))
+        return code_info(code, index)
 
     # -- emitting ---------------------------------------------------------------
 
