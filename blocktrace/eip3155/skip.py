@@ -31,42 +31,35 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from inspect import GEN_SUSPENDED, getgeneratorstate
 from types import ModuleType
-from typing import BinaryIO
 
 from blocktrace._native import extension
 from blocktrace.eip3155.normalise import TraceInfo, blocktrace_reader, steps_of
 from blocktrace.eip3155.reader import TraceError, read_sources
 from blocktrace.eip3155.records import Step
+from blocktrace.format.linesource import CHUNK, BufferedLines, LineTooLong
 from blocktrace.limits import MAX_LINE_BYTES, size_text
 
 __all__ = ["Pair", "pair"]
 
 _c: ModuleType | None = extension("blocktrace.eip3155._cskip")
 
-CHUNK = 1 << 22
-"""Bytes read at a time."""
 _MORE = 1  # _cskip: a line runs past the end of a buffer
 _SOURCE = b'{"event":"source"'
 
 Pair = tuple[Iterator[Step], Iterator[Step], Callable[[], int]]
 
 
-class _Source:
+class _Source(BufferedLines):
     """A trace's lines from a buffer of the file (``normalise.LineSource``), as the
     format's reader gives them: numbered from 1, each at most ``MAX_LINE_BYTES``
-    (a longer one is a ``TraceError``), none after a torn last line."""
+    (a longer one is a ``TraceError``), none after a torn last line.  ``start`` is
+    where the last line given starts (``BufferedLines``)."""
 
-    __slots__ = ("buf", "by_code", "calls", "done", "file", "lineno", "path", "pos", "sources",
-                 "start")
+    __slots__ = ("by_code", "calls", "done", "lineno", "path", "sources")
 
     def __init__(self, path: str) -> None:
+        super().__init__(None, CHUNK)
         self.path = path
-        self.file: BinaryIO | None = None
-        self.buf = b""
-        self.pos = 0
-        """Where the next line starts."""
-        self.start = 0
-        """Where the last line given starts."""
         self.lineno = 0
         self.done = False
         self.sources: list[tuple[int, bytes]] = []
@@ -82,47 +75,28 @@ class _Source:
         except OSError as exc:
             raise TraceError(self.path, None, f"cannot read: {exc.strerror or exc}") from None
         with stream:
-            self.file = stream
+            self.stream = stream
             try:
                 yield self._lines()
             finally:
-                self.file = None
+                self.stream = None
 
     def _lines(self) -> Iterator[tuple[int, bytes]]:
         while True:
-            buf = self.buf
-            pos = self.pos
-            end = buf.find(b"\n", pos)
-            if end < 0 or end - pos >= MAX_LINE_BYTES:
-                if len(buf) - pos > MAX_LINE_BYTES:
-                    number = self.lineno + 1
-                    raise TraceError(self.path, number, f"line {number} is longer than "
-                                     f"{size_text(MAX_LINE_BYTES)}")
-                if end < 0:
-                    if not self.more():
-                        self.done = True  # the end, or a torn last line
-                        read_sources(self.path, self.sources)
-                        return
-                    continue
+            try:
+                line = self.line(MAX_LINE_BYTES)
+            except LineTooLong:
+                number = self.lineno + 1
+                raise TraceError(self.path, number, f"line {number} is longer than "
+                                 f"{size_text(MAX_LINE_BYTES)}") from None
+            if line is None:
+                self.done = True  # the end, or a torn last line
+                read_sources(self.path, self.sources)
+                return
             self.lineno += 1
-            self.start = pos
-            self.pos = end + 1
-            line = buf[pos:end + 1]
             if line.startswith(_SOURCE):  # (the C pass stops at every other line)
                 self.sources.append((self.lineno, line))
             yield self.lineno, line
-
-    def more(self) -> bool:
-        """Read on (keeping the bytes from the last line given); False at the end."""
-        stream = self.file
-        chunk = stream.read(CHUNK) if stream is not None else b""
-        if not chunk:
-            return False
-        start = self.start
-        self.buf = self.buf[start:] + chunk
-        self.pos -= start
-        self.start = 0
-        return True
 
     def called(self, code: int | str, line: bytes) -> None:
         assert _c is not None

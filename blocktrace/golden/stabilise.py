@@ -34,6 +34,7 @@ import msgspec
 from blocktrace.chain.hashing import HASH_HEX_LEN
 from blocktrace.chain.merkle import LINES_PER_LEAF
 from blocktrace.chain.writer import LineWriter
+from blocktrace.format.linesource import BufferedLines
 
 __all__ = [
     "EPOCH", "GOLDEN_GENESIS", "UNCOUNTED", "Normaliser", "golden_body", "golden_header",
@@ -299,17 +300,14 @@ def stabilise(source: IO[bytes], target: Writable, rules: Normaliser, *, counted
     scan = _scanner()
     tail = -_TAIL - 1  # ,"hash":"<64 hex>"}\n
     seen: dict[bytes, bytes] = {}
-    first = source.readline()
-    if not first.endswith(b'"}\n') or first[tail:tail + 9] != b',"hash":"':
+    lines = BufferedLines(source, chunk)
+    first = lines.line()
+    if first is None or not first.endswith(b'"}\n') or first[tail:tail + 9] != b',"hash":"':
         raise StabiliseError("the recorded trace has no header line")
     add(golden_header(first[:tail], rules, counted=counted))
-    rest = b""
     while True:
-        piece = source.read(chunk)
-        if not piece:
-            break
-        data = rest + piece if rest else piece
-        pos = 0
+        data = lines.buf
+        pos = lines.pos
         while True:
             pos, why = scan(data, pos, probes, seen, add)
             if why == 0:
@@ -328,8 +326,10 @@ def stabilise(source: IO[bytes], target: Writable, rules: Normaliser, *, counted
                 seen[body] = done
             add(done)
             pos = end + 1
-        rest = data[pos:]
-    if rest:
+        lines.pos = lines.start = pos
+        if not lines.more():
+            break
+    if lines.rest():
         raise StabiliseError(f"line {writer.lines + 1} has no hash member")
     raise StabiliseError("the recorded trace has no summary line")
 

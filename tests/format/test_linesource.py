@@ -1,0 +1,142 @@
+"""``blocktrace.format.linesource.BufferedLines``: a file's lines as bytes from one
+buffer read in pieces -- the same lines as the file's own ``readlines`` whatever
+the piece size, the last line without its newline left to the caller, memory held
+to a piece and the line being read, and the buffer a caller consumes itself."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+import blocktrace
+from blocktrace.format.linesource import CHUNK, BufferedLines, LineTooLong
+
+PIECES = [1, 2, 3, 7, 97, 4096, CHUNK]
+
+
+def every_line(lines: BufferedLines, limit: int = 0) -> list[bytes]:
+    got = []
+    while (line := lines.line(limit)) is not None:
+        got.append(line)
+    return got
+
+
+def a_trace(tmp_path: Path) -> Path:
+    """A real trace: header, sources, calls, op lines, summary."""
+    path = tmp_path / "t.jsonl"
+    with blocktrace.trace(blocktrace.ChainTracer(path, genesis="lines")):
+        total = 0
+        for i in range(200):
+            total += i * 7 % 11
+    return path
+
+
+@pytest.mark.parametrize("chunk", PIECES)
+def test_a_traces_lines_are_its_readlines_at_any_piece_size(tmp_path: Path, chunk: int) -> None:
+    path = a_trace(tmp_path)
+    expected = path.read_bytes().splitlines(keepends=True)
+    with BufferedLines.open(str(path), chunk) as lines:
+        assert every_line(lines) == expected
+        assert lines.rest() == b""
+    assert len(expected) > 200
+
+
+@pytest.mark.parametrize("chunk", PIECES)
+@pytest.mark.parametrize("data", [b"", b"\n", b"a\n\nb\n", b"no newline", b"a\nb\ntorn",
+                                  b"\n\n\ntorn"])
+def test_the_last_line_without_a_newline_is_the_rest(chunk: int, data: bytes) -> None:
+    lines = BufferedLines(io.BytesIO(data), chunk)
+    whole = data.splitlines(keepends=True)
+    torn = whole.pop() if whole and not whole[-1].endswith(b"\n") else b""
+    assert every_line(lines) == whole
+    assert lines.rest() == torn
+    assert lines.line() is None  # and stays at the end
+
+
+def test_no_stream_no_lines() -> None:
+    lines = BufferedLines()
+    assert lines.line() is None
+    assert not lines.more()
+    assert lines.rest() == b""
+
+
+def test_a_piece_size_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        BufferedLines(io.BytesIO(b"x\n"), 0)
+
+
+def test_a_missing_file_raises_what_open_raises(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError), BufferedLines.open(str(tmp_path / "absent")):
+        pass
+
+
+def test_memory_is_a_piece_and_the_line_being_read() -> None:
+    longest = 5000
+    data = b"".join(b"x" * (i * 37 % longest) + b"\n" for i in range(2000))
+    lines = BufferedLines(io.BytesIO(data), 4096)
+    biggest = 0
+    count = 0
+    while lines.line() is not None:
+        biggest = max(biggest, len(lines.buf))
+        count += 1
+    assert count == 2000
+    assert biggest <= 4096 + 2 * longest
+
+
+def test_a_line_at_the_limit_raises_and_one_under_it_does_not() -> None:
+    under = b"a" * 9 + b"\n"
+    assert every_line(BufferedLines(io.BytesIO(under * 3), 4), limit=10) == [under] * 3
+    with pytest.raises(LineTooLong):
+        every_line(BufferedLines(io.BytesIO(under + b"b" * 10 + b"\n"), 4), limit=10)
+
+
+def test_a_line_with_no_end_raises_before_it_is_read_whole() -> None:
+    class Counting(io.BytesIO):
+        read_bytes = 0
+
+        def read(self, size: int | None = -1) -> bytes:
+            got = super().read(size)
+            self.read_bytes += len(got)
+            return got
+
+    stream = Counting(b"ok\n" + b"z" * (10 << 20))
+    lines = BufferedLines(stream, 4096)
+    assert lines.line(limit=10_000) == b"ok\n"
+    with pytest.raises(LineTooLong):
+        lines.line(limit=10_000)
+    assert stream.read_bytes < 10_000 + 2 * 4096
+    assert len(lines.buf) < 10_000 + 2 * 4096
+
+
+def test_more_keeps_the_last_line_given_and_moves_the_offsets() -> None:
+    lines = BufferedLines(io.BytesIO(b"first\nsecond\nthird"), 8)
+    assert lines.line() == b"first\n"
+    assert lines.line() == b"second\n"
+    start, pos = lines.start, lines.pos
+    assert lines.buf[start:pos] == b"second\n"
+    assert lines.more()  # "third" comes in; what is before "second" goes
+    assert lines.buf[lines.start:lines.pos] == b"second\n"
+    assert lines.start == 0
+    assert not lines.more()
+    assert lines.line() is None
+    assert lines.rest() == b"third"
+
+
+def test_a_caller_consuming_the_buffer_itself() -> None:
+    """The golden rewrite's way: scan the buffer, move pos over what was taken, read on."""
+    data = b"".join(b"line %d\n" % i for i in range(1000)) + b"torn"
+    lines = BufferedLines(io.BytesIO(data), 100)
+    assert lines.line() == b"line 0\n"
+    taken = [b"line 0\n"]
+    while True:
+        buf, pos = lines.buf, lines.pos
+        while (end := buf.find(b"\n", pos)) >= 0:
+            taken.append(buf[pos:end + 1])
+            pos = end + 1
+        lines.pos = lines.start = pos
+        if not lines.more():
+            break
+    assert b"".join(taken) + lines.rest() == data
+    assert lines.rest() == b"torn"
