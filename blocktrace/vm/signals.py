@@ -127,9 +127,16 @@ def _unwrapped(handler: Any) -> Any:
     return handler.handler if isinstance(handler, _Relay) else handler
 
 
+_RELAYED: set[int] = set()
+"""The signals a relay was installed for while a stepper ran (those ``remove`` looks at)."""
+
+
 def _set_handler(signalnum: int, handler: Any, /) -> Any:
     wrapped = _Relay(handler) if _wrappable(handler) else handler
-    return _unwrapped(_signal(signalnum, wrapped))
+    old = _unwrapped(_signal(signalnum, wrapped))
+    if wrapped is not handler:
+        _RELAYED.add(int(signalnum))
+    return old
 
 
 def _get_handler(signalnum: int, /) -> Any:
@@ -160,6 +167,7 @@ class SignalRelays:
                     continue  # SIG_DFL, SIG_IGN, or not set from Python
                 if _wrappable(handler):
                     _raw_signal(signum, _Relay(handler))
+                    _RELAYED.add(signum)
             except (OSError, ValueError, TypeError):
                 continue
         signal.signal = _set_handler  # type: ignore[assignment]
@@ -173,7 +181,9 @@ class SignalRelays:
         self.active = False
         signal.signal = _signal
         signal.getsignal = _getsignal
-        for signum in _SIGNALS:
+        relayed = sorted(_RELAYED)
+        _RELAYED.clear()
+        for signum in relayed:
             try:
                 handler = _raw_getsignal(signum)
                 if handler.__class__ is _Relay:
