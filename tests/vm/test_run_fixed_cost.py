@@ -1,0 +1,153 @@
+"""What a run no longer computes afresh (issue 13, the per-run fixed cost), kept
+for the process, stays true: scope decisions are shared only by scopes with the
+same rules, a source file's fingerprint follows the file's changes, code objects'
+level tables and call events are shared only at the same index, and a run's own
+start and stop call no helper while PY_START is on (each would be learnt anew per
+run: code run while the events are off forgets its DISABLE)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import CodeType
+from typing import Any
+
+import pytest
+
+import blocktrace
+from blocktrace.tracers import chain as chain_module
+from blocktrace.vm import sites
+from blocktrace.vm.scope import Scope
+
+_M = sys.monitoring
+
+
+def _source_lines(path: Path) -> list[dict[str, Any]]:
+    lines = [json.loads(ln) for ln in path.read_bytes().splitlines()]
+    return [{k: ln[k] for k in ("file", "sha256", "size")} for ln in lines
+            if ln.get("event") == "source"]
+
+
+def _module(tmp_path: Path, name: str, body: str) -> Any:
+    path = tmp_path / f"{name}.py"
+    path.write_text(textwrap.dedent(body))
+    code = compile(path.read_text(), str(path), "exec")
+    namespace: dict[str, Any] = {"__name__": name}
+    exec(code, namespace)
+    return namespace
+
+
+def test_scopes_with_other_rules_decide_apart(tmp_path: Path) -> None:
+    mod = _module(tmp_path, "ruled", "def f():\n    return 1\n")
+    code = mod["f"].__code__
+    assert Scope().contains(code) is True
+    assert Scope(exclude=[str(tmp_path)]).contains(code) is False  # not the default's answer
+    assert Scope().contains(code) is True
+    assert Scope(include=[os.devnull]).contains(code) is False
+    # the same rules: the same decisions, one table for the process
+    assert Scope(exclude=[str(tmp_path)])._by_file is Scope(exclude=[str(tmp_path)])._by_file
+    assert Scope()._by_file is not Scope(exclude=[str(tmp_path)])._by_file
+
+
+def _trace_calling(tmp_path: Path, mod: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    path = tmp_path / name
+    with blocktrace.trace(blocktrace.ChainTracer(path, genesis="fixed")):
+        mod["f"]()
+    return _source_lines(path)
+
+
+def test_a_source_files_fingerprint_follows_its_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chain_module, "_SETTLED_NS", 0)  # kept however fresh (see below)
+    mod = _module(tmp_path, "changing", "def f():\n    return 1\n")
+    file = str(tmp_path / "changing.py")
+    old = os.stat(file).st_mtime_ns - 10**10
+    os.utime(file, ns=(old, old))
+    first = [s for s in _trace_calling(tmp_path, mod, "a.jsonl") if s["file"] == file]
+    assert file in chain_module._FINGERPRINTS
+    again = [s for s in _trace_calling(tmp_path, mod, "b.jsonl") if s["file"] == file]
+    assert again == first
+    # Same size, same modification time: only the change time tells (a clock tick
+    # later: within one the file system may not tell, which _SETTLED_NS is for).
+    time.sleep(0.05)
+    Path(file).write_text("def f():\n    return 2\n")
+    os.utime(file, ns=(old, old))
+    changed = [s for s in _trace_calling(tmp_path, mod, "c.jsonl") if s["file"] == file]
+    assert changed[0]["size"] == first[0]["size"]
+    assert changed[0]["sha256"] != first[0]["sha256"]
+    import hashlib
+
+    assert changed[0]["sha256"] == hashlib.sha256(Path(file).read_bytes()).hexdigest()
+
+
+def test_a_file_changed_just_now_is_not_kept(tmp_path: Path) -> None:
+    mod = _module(tmp_path, "fresh", "def f():\n    return 1\n")
+    _trace_calling(tmp_path, mod, "a.jsonl")
+    assert str(tmp_path / "fresh.py") not in chain_module._FINGERPRINTS
+
+
+def test_code_info_shares_tables_and_calls_at_the_same_index_only() -> None:
+    code = compile("x = 1\ny = x + 1\n", "<info-test>", "exec")
+    one = sites.code_info(code, 5)
+    line = one.table("line")
+    enter = one.call("enter")
+    two = sites.code_info(code, 5)
+    assert two.table("line") is line and two.call("enter") is enter
+    other = sites.code_info(code, 6)
+    assert other.table("line") is not line
+    assert other.call("enter").code == 6 and enter.code == 5
+
+
+@pytest.fixture
+def seen_starts() -> Iterator[list[CodeType]]:
+    """The code objects whose PY_START the stepper's callback is given, of blocktrace's own."""
+    import blocktrace.vm.stepper as stepper_module
+
+    seen: list[CodeType] = []
+    real = stepper_module.Stepper._learn
+    own = os.path.dirname(blocktrace.__file__) + os.sep
+    # The spy must not be code in scope itself: it lives under blocktrace's directory.
+    spy_code = compile(
+        "def learn(self, code, caller=None):\n"
+        "    if code.co_filename.startswith(own):\n"
+        "        seen.append(code)\n"
+        "    return real(self, code, caller)\n",
+        own + "_test_spy.py", "exec")
+    namespace: dict[str, Any] = {"own": own, "seen": seen, "real": real}
+    exec(spy_code, namespace)
+    stepper_module.Stepper._learn = namespace["learn"]  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        stepper_module.Stepper._learn = real  # type: ignore[method-assign]
+
+
+def _run(path: Path) -> None:
+    tracer = blocktrace.ChainTracer(path, genesis="fixed", level="call", force=True)
+    previous = blocktrace.set_tracer(tracer)
+    try:
+        blocktrace.start()
+        sum(range(10))
+        blocktrace.stop()
+    finally:
+        blocktrace.set_tracer(previous)
+        tracer.close()
+
+
+def test_start_and_stop_call_few_helpers_with_py_start_on(
+    tmp_path: Path, seen_starts: list[CodeType]
+) -> None:
+    for _ in range(3):  # warm: every helper ran once with the events off
+        _run(tmp_path / "t.jsonl")
+    seen_starts.clear()
+    _run(tmp_path / "t.jsonl")
+    names = sorted({c.co_qualname for c in seen_starts})
+    # start(): Renderer() for the run; stop(): the two frames on the stack when the
+    # events go off (vm.stop and Stepper.stop).  Nothing else of blocktrace's.
+    assert names == ["Renderer.__init__", "Stepper.stop", "stop"]
