@@ -672,18 +672,8 @@ def test_stop_thread_from_inside_write_leaves_the_thread_to_the_end() -> None:
     assert bytes(out) == bytes(ref_out)
 
 
-_TRACEMALLOC = """
-import sys, tracemalloc
-import blocktrace
-from blocktrace.tracers.chain import ChainTracer
-tracemalloc.start()  # hooks the PyMem_Raw allocators, which then take the GIL
-tracer = ChainTracer(sys.argv[1])
-assert tracer._writer.threaded, "not threaded"
-def work(n):
-    total = 0
-    for i in range(n):
-        total += i * 2
-    return total
+# tracemalloc hooks the PyMem_Raw allocators, which then take the GIL
+_TRACEMALLOC = "import tracemalloc\ntracemalloc.start()\n" + _WORKS + """
 with blocktrace.trace(tracer):
     print(work(20000))
 """
