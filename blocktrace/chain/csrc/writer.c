@@ -90,34 +90,51 @@ typedef struct {
 #define BODY_IN_RING (RING_BYTES / 4) /* longer bodies go by pointer (REC_BIG) */
 #define LAG 4 /* a chunk is handed to write when the LAG-th chunk after it closes */
 
+/* Kept apart: what one core writes often and the other reads often shares no
+ * cache line with it (a line written on one core and read on the other moves
+ * between their caches each time: per record, that was a stall on both sides).
+ * The structs are not 64-byte aligned (a Python object's memory is 16-byte
+ * aligned), so groups are separated by GAP bytes rather than aligned. */
+#define GAP 64
+
 typedef struct {
+    /* the caller's (the GIL holder's): read or written at every record it queues;
+     * the thread reads head (once per batch), limit and on */
     int on;     /* a thread owns the chain state (the fields below are in use) */
     int forked; /* this is a fork's child: the thread is gone (see settle) */
+    char *ring;
+    size_t limit;                /* the chunk's bound: the caller's copy of out.limit */
+    uint64_t phead;              /* the caller's next byte */
+    uint64_t tail_seen;          /* the caller's last look at tail */
+    uint64_t wake_checked;       /* phead when the caller last looked whether the thread sleeps */
+    _Atomic uint64_t head;       /* published by the caller */
+    uint64_t closed, taken;      /* the caller's: chunks closed by its count, handed on */
+    size_t vlen;                 /* the caller's count of the thread's chunk's bytes */
+    int done;                    /* the caller queued the summary */
+    uint64_t lines;              /* lines queued (the caller's count) */
+    int stop, drain, delivering, failed; /* under mu */
+    char gap0[GAP];
+    /* the thread's: written by it every 256 records or per chunk */
+    _Atomic uint64_t tail;       /* published by the thread */
+    _Atomic uint64_t pushed;     /* chunks the thread closed */
+    _Atomic uint64_t written;    /* with a file of its own: chunks written (write_ready) */
+    _Atomic int thread_sleeps;
+    _Atomic int werr;            /* its write failed with this errno */
+    long long cpu_ns; /* the thread's own CPU time, stored by it as it ends */
+    char gap1[GAP];
+    /* waiting and the chunks: under the mutexes */
+    _Atomic int caller_waits;
+    _Atomic uint64_t wake_at; /* the caller waits for tail to reach this (0: any progress) */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_mutex_t wmu; /* with a file of its own: held by whoever writes ready chunks */
     pthread_cond_t wake_thread, wake_caller;
-    char *ring;
-    uint64_t phead;              /* the caller's (GIL holder's) next byte */
-    uint64_t tail_seen;          /* the caller's last look at tail */
-    uint64_t wake_checked;       /* phead when the caller last looked whether the thread sleeps */
-    _Atomic uint64_t head, tail; /* published by the caller / by the thread */
-    _Atomic int thread_sleeps, caller_waits;
-    _Atomic uint64_t pushed;  /* chunks the thread closed */
-    _Atomic uint64_t written; /* with a file of its own: chunks written (write_ready) */
-    uint64_t closed, taken;  /* the caller's: chunks closed by its count, handed on */
-    size_t vlen;             /* the caller's count of the thread's chunk's bytes */
-    int stop, drain, delivering, failed; /* under mu */
-    _Atomic int werr;                    /* its write failed with this errno */
-    int done;                            /* the caller queued the summary */
-    uint64_t lines;                      /* lines queued (the caller's count) */
     chunk_t *ready;                      /* FIFO (circular) of finished chunks, under mu */
     size_t ready_cap, ready_first, ready_count;
     chunk_t spare[LAG + 2]; /* empty buffers to reuse */
     size_t nspare;
     line_buffer pend; /* a chunk being handed to write (with a file of its own: being
                        * written, under wmu) */
-    long long cpu_ns; /* the thread's own CPU time, stored by it as it ends */
 } pipe_state;
 
 /* A plain file the writer writes itself (fd=): its own copy of the descriptor. */
@@ -132,17 +149,20 @@ typedef struct {
     PyObject_HEAD
     PyObject *write;
     PyObject *on_leaf; /* NULL: none */
+    site_table sites;  /* read by the caller at every op */
+    own_file file;
+    long long thread_cpu_ns; /* CPU time of the writer's threads that ended */
+    int resume;              /* start_thread_later: start one at the next line */
+    char gap0[GAP];
+    /* the chain's state: with a thread on, the thread writes it at every line */
     line_buffer out;
     int done;
     uint64_t per_leaf, in_leaf, lines;
     uint8_t prev[32];
     sha256_ctx stream;
     merkle_tree tree;
-    site_table sites;
-    own_file file;
+    char gap1[GAP];
     pipe_state p;
-    long long thread_cpu_ns; /* CPU time of the writer's threads that ended */
-    int resume;              /* start_thread_later: start one at the next line */
 } Writer;
 
 /* A leaf stream before its first line: fed the one byte 0x00. */
@@ -575,14 +595,17 @@ thread_room(Writer *w, size_t total)
     return buffer_grow_raw(&w->out, w->out.len + total);
 }
 
-/* Wake the caller if it waits (for room, for a drain, for chunks). */
+/* Wake the caller if it waits (for room, for a drain, for chunks) and the tail
+ * `t` just stored is where it waits for (wake_at: one wake-up per wait, not one
+ * per 256 records -- each a system call, and an interrupt to a sleeping core). */
 static void
-wake_caller(pipe_state *p)
+wake_caller(pipe_state *p, uint64_t t)
 {
     /* the tail just stored, then the flag read: a store-load pair needs the fence
      * (the caller sets the flag, then reads the tail) */
     atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load(&p->caller_waits)) {
+    if (atomic_load(&p->caller_waits) && t >= atomic_load_explicit(&p->wake_at,
+                                                                   memory_order_relaxed)) {
         pthread_mutex_lock(&p->mu);
         pthread_cond_signal(&p->wake_caller);
         pthread_mutex_unlock(&p->mu);
@@ -651,11 +674,11 @@ thread_main(void *arg)
             t += rec_bytes(r);
             if ((++k & 255) == 0) {
                 atomic_store_explicit(&p->tail, t, memory_order_release);
-                wake_caller(p);
+                wake_caller(p, t);
             }
         }
         atomic_store_explicit(&p->tail, t, memory_order_release);
-        wake_caller(p);
+        wake_caller(p, t);
     }
 }
 
@@ -745,11 +768,13 @@ drain_quiet(pipe_state *p)
     pthread_mutex_lock(&p->mu);
     p->drain++;
     pthread_cond_signal(&p->wake_thread);
+    atomic_store_explicit(&p->wake_at, p->phead, memory_order_relaxed);
     atomic_store(&p->caller_waits, 1);
     while (!p->failed && atomic_load(&p->tail) != p->phead) {
         pthread_cond_wait(&p->wake_caller, &p->mu);
     }
     atomic_store(&p->caller_waits, 0);
+    atomic_store_explicit(&p->wake_at, 0, memory_order_relaxed);
     p->drain--;
     int failed = p->failed;
     pthread_mutex_unlock(&p->mu);
@@ -827,12 +852,14 @@ claim(Writer *w, size_t size)
         }
         size_t want = pad + size > RING_BYTES / 4 ? pad + size : RING_BYTES / 4;
         pthread_mutex_lock(&p->mu);
+        atomic_store_explicit(&p->wake_at, p->phead + want - RING_BYTES, memory_order_relaxed);
         atomic_store(&p->caller_waits, 1);
         pthread_cond_signal(&p->wake_thread);
         while (!p->failed && RING_BYTES - (size_t)(p->phead - atomic_load(&p->tail)) < want) {
             pthread_cond_wait(&p->wake_caller, &p->mu);
         }
         atomic_store(&p->caller_waits, 0);
+        atomic_store_explicit(&p->wake_at, 0, memory_order_relaxed);
         pthread_mutex_unlock(&p->mu);
     }
 }
@@ -868,7 +895,7 @@ hand_due(Writer *w, size_t total)
     pipe_state *p = &w->p;
     if (w->file.fd >= 0) {
         /* at the points the inline path would write: is the file still there? */
-        int closes = p->vlen > 0 && p->vlen + total > w->out.limit;
+        int closes = p->vlen > 0 && p->vlen + total > p->limit;
         if (atomic_load_explicit(&p->werr, memory_order_relaxed)
             || (closes && !same_file(&w->file))) {
             go_inline(w);
@@ -880,7 +907,7 @@ hand_due(Writer *w, size_t total)
         }
         return 0;
     }
-    if (p->delivering || !closes_due(p, total, w->out.limit)) {
+    if (p->delivering || !closes_due(p, total, p->limit)) {
         return 0;
     }
     if (deliver_to(w, p->closed + 1 - LAG) < 0) {
@@ -930,7 +957,7 @@ queue_body(Writer *w, const char *body, size_t blen, int summary)
         b->len = blen;
     }
     publish(w, r);
-    count_line(p, blen + TAIL_LEN, w->out.limit);
+    count_line(p, blen + TAIL_LEN, p->limit);
     p->lines++;
     if (summary) {
         p->done = 1;
@@ -992,7 +1019,7 @@ queue_op(Writer *w, PyObject *event, long long gas, long long depth)
             o->depth = depth;
         }
         publish(w, r);
-        count_line(p, total, w->out.limit);
+        count_line(p, total, p->limit);
         p->lines++;
         return 1;
     }
@@ -1128,6 +1155,7 @@ start_thread(Writer *w)
     pthread_cond_init(&p->wake_thread, NULL);
     pthread_cond_init(&p->wake_caller, NULL);
     p->pend.limit = w->out.limit;
+    p->limit = w->out.limit;
     p->lines = w->lines; /* (a thread started again: the count goes on) */
     if (registry_add(w) < 0) {
         free(p->ring);
