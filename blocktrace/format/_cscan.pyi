@@ -14,6 +14,7 @@ MISMATCH: Final[int]
 MALFORMED: Final[int]
 SUMMARY: Final[int]
 STEP: Final[int]
+DIGESTS: Final[int]
 
 def perfect_roots(hashes: Buffer, per: int, /) -> bytes:
     """The Merkle root (RFC 9162) of each complete group of ``per`` (a power of two)
@@ -34,11 +35,17 @@ class Expander:
         self, prev: Buffer, carry: Buffer, lines: int, per_leaf: int, leaves: bool = False
     ) -> None: ...
     def expand(self, compact: Buffer, /) -> bytes: ...
+    def hash(self, compact: Buffer, /) -> bytes:
+        """What ``expand`` computes, without the lines: each line's hash (32 bytes);
+        stops at a line that is no compact line (``broken`` from there on)."""
     def take_leaves(self, upto: int, /) -> bytes: ...
     @property
     def head(self) -> bytes: ...
     @property
     def lines(self) -> int: ...
+    @property
+    def broken(self) -> bool:
+        """A line that is no compact line was met."""
 
 def plain_json_object(line: Buffer, /) -> bool:
     """For tests: True when the C check settles that ``line`` is a JSON object
@@ -50,12 +57,13 @@ class ChainScan:
 
     def __init__(
         self, version: int, per_leaf: int, max_line: int, leaves: bool, every: int = 0,
-        hashed: bool = False,
+        hashed: bool = False, compact: bool = False,
     ) -> None:
         """``every`` > 0: also keep the index's bookkeeping (steps, a checkpoint
         every ``every`` lines) of the lines that check.  ``hashed``: the lines'
         hashes were put in by an :class:`Expander` from compact frames (version
-        3, no leaves here: the expander has them), so they are not recomputed."""
+        3, no leaves here: the expander has them), so they are not recomputed.
+        ``compact``: the lines are compact lines, their hashes given by ``digests``."""
     def scan(self, buffer: Buffer, pos: int, number: int, trust: int, /) -> tuple[int, int, int]:
         """Check the complete lines of ``buffer`` from byte ``pos`` (line ``number``);
         returns (stop code, pos, number) of the line it stopped at.  ``trust``: 0, or
@@ -68,6 +76,14 @@ class ChainScan:
         """Lines ``first + k`` whose bit ``k`` (``bits[k >> 3] >> (k & 7) & 1``) is set
         are JSON objects msgspec accepts (the caller's own parser read them whole):
         ``scan`` skips its JSON test for them.  Each call replaces the map."""
+    def digests(self, first: int, hashes: Buffer, /) -> None:
+        """Compact: the hashes (32 bytes each) of lines ``first``, ``first + 1``, ...;
+        ``scan`` stops with DIGESTS at a line past them."""
+    def full(self) -> None:
+        """Compact: the lines from here on are full lines (hashes put in by the
+        Expander), for good."""
+    def hash_of(self, number: int, /) -> str:
+        """Compact: the hash of line ``number`` (hex), given with ``digests``."""
     def checkpoint_offset(self, k: int, /) -> int:
         """The uncompressed offset of checkpoint ``k``'s line."""
     def index_state(self) -> tuple[int, int, int, int, bytes]:
