@@ -314,7 +314,7 @@ typedef struct {
     size_t step_cap;
     /* lines the caller's own parser read whole (known()): bit k for line known_first + k */
     uint8_t *known;
-    size_t known_len;
+    size_t known_len, known_cap;
     long long known_first;
 } ScanObject;
 
@@ -925,6 +925,41 @@ scan_decide(ScanObject *s, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* Copies a buffer argument into an array the scanner owns (*own, grown to *cap when
+ * short), for known() and digests(): the caller's object may go before scan() reads it.
+ * The length must be a multiple of unit, and valid true, else ValueError `invalid`.
+ * Returns the length, or -1 with an exception set. */
+static Py_ssize_t
+copy_owned(PyObject *arg, Py_ssize_t unit, int valid, const char *invalid, uint8_t **own,
+           size_t *cap)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    Py_ssize_t len = view.len;
+    if (len % unit || !valid) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, invalid);
+        return -1;
+    }
+    if ((size_t)len > *cap) {
+        uint8_t *more = PyMem_RawRealloc(*own, (size_t)len);
+        if (more == NULL) {
+            PyBuffer_Release(&view);
+            PyErr_NoMemory();
+            return -1;
+        }
+        *own = more;
+        *cap = (size_t)len;
+    }
+    if (len) {
+        memcpy(*own, view.buf, (size_t)len);
+    }
+    PyBuffer_Release(&view);
+    return len;
+}
+
 static PyObject *
 scan_known(ScanObject *s, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -936,24 +971,12 @@ scan_known(ScanObject *s, PyObject *const *args, Py_ssize_t nargs)
     if (first == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    Py_buffer view;
-    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+    Py_ssize_t len = copy_owned(args[1], 1, 1, NULL, &s->known, &s->known_cap);
+    if (len < 0) {
         return NULL;
     }
-    uint8_t *copy = NULL;
-    if (view.len > 0) {
-        copy = PyMem_RawMalloc((size_t)view.len);
-        if (copy == NULL) {
-            PyBuffer_Release(&view);
-            return PyErr_NoMemory();
-        }
-        memcpy(copy, view.buf, (size_t)view.len);
-    }
-    PyMem_RawFree(s->known);
-    s->known = copy;
-    s->known_len = (size_t)view.len;
+    s->known_len = (size_t)len;
     s->known_first = first;
-    PyBuffer_Release(&view);
     Py_RETURN_NONE;
 }
 
@@ -972,30 +995,13 @@ scan_digests(ScanObject *s, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "digests: a compact scan's");
         return NULL;
     }
-    Py_buffer view;
-    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+    Py_ssize_t len = copy_owned(args[1], 32, first >= 1,
+                                "digests: 32 bytes a line, from line 1 on", &s->dg, &s->dg_cap);
+    if (len < 0) {
         return NULL;
-    }
-    if (view.len % 32 || first < 1) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "digests: 32 bytes a line, from line 1 on");
-        return NULL;
-    }
-    if ((size_t)view.len > s->dg_cap) {
-        uint8_t *more = PyMem_RawRealloc(s->dg, (size_t)view.len);
-        if (more == NULL) {
-            PyBuffer_Release(&view);
-            return PyErr_NoMemory();
-        }
-        s->dg = more;
-        s->dg_cap = (size_t)view.len;
-    }
-    if (view.len) {
-        memcpy(s->dg, view.buf, (size_t)view.len);
     }
     s->dg_first = first;
-    s->dg_count = view.len / 32;
-    PyBuffer_Release(&view);
+    s->dg_count = len / 32;
     Py_RETURN_NONE;
 }
 
@@ -1100,7 +1106,7 @@ scan_init(ScanObject *s, PyObject *args, PyObject *kwds)
     s->step = NULL;
     s->step_len = s->step_cap = 0;
     s->known = NULL;
-    s->known_len = 0;
+    s->known_len = s->known_cap = 0;
     s->known_first = 0;
     s->version = version;
     s->per_leaf = per_leaf;
