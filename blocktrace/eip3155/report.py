@@ -10,12 +10,7 @@ from typing import Any
 import msgspec
 
 from blocktrace.eip3155 import levels, lines, skip
-from blocktrace.eip3155.compare import (
-    Comparer,
-    canonical_stack,
-    canonical_value,
-    resolve_fields,
-)
+from blocktrace.eip3155.compare import Comparer, resolve_fields
 from blocktrace.eip3155.dialects import (
     DIALECTS,
     EVM_DEFAULT_FIELDS,
@@ -27,6 +22,7 @@ from blocktrace.eip3155.lines import LINE_DEFAULT_FIELDS
 from blocktrace.eip3155.normalise import TraceInfo, normalise
 from blocktrace.eip3155.reader import TraceError, open_trace, trace_lines, trace_sources
 from blocktrace.eip3155.records import Step, Summary
+from blocktrace.eip3155.writer import canonical_step
 from blocktrace.format import SourceLine, TraceReader, read_source
 from blocktrace.format.source import read_local_text
 
@@ -323,27 +319,14 @@ def _a(level: str) -> str:
     return f"an {level}" if level == "op" else f"a {level}"
 
 
+_VIEW_OPTIONAL = ("opName", "error", "returnData", "line", "code", "function", "file", "thread",
+                  "locals", "globals", "event")
+
+
 def step_view(step: Step, near: str | None = None) -> dict[str, Any]:
     """One step as the report shows it: canonical EIP-3155 numbers, Python context."""
-    view: dict[str, Any] = {"step": step.index, "traceLine": step.lineno, "pc": step.pc,
-                            "op": step.op, "gas": hex(step.gas)}
-    gas_cost = canonical_value("gasCost", step.gasCost)
-    if gas_cost is not None:
-        view["gasCost"] = hex(gas_cost)  # type: ignore[arg-type]
-    mem_size = canonical_value("memSize", step.memSize)
-    if mem_size is not None:
-        view["memSize"] = mem_size
-    if step.stack is not None:
-        view["stack"] = list(canonical_stack(step.stack))
-    view["depth"] = step.depth
-    refund = canonical_value("refund", step.refund)
-    if refund is not None:
-        view["refund"] = refund
-    for name in ("opName", "error", "returnData", "line", "code", "function", "file",
-                 "thread", "locals", "globals", "event"):
-        value = getattr(step, name)
-        if value is not None:
-            view[name] = value
+    view: dict[str, Any] = {"step": step.index, "traceLine": step.lineno}
+    view.update(canonical_step(step, _VIEW_OPTIONAL))
     source, missing = quote_source(step.file, step.line, near)
     if source is not None:
         view["source"] = source

@@ -21,8 +21,14 @@ __all__ = ["canonical_step", "write_steps"]
 _ENCODER = msgspec.json.Encoder()
 
 
-def canonical_step(step: Step) -> dict[str, Any]:
-    """The step's fields in canonical form, in EIP-3155 order (no position fields)."""
+# the optional fields after ``refund``, each written when the step has it
+_OPTIONAL = ("opName", "error", "returnData", "line", "code", "thread", "locals", "globals",
+             "event")
+
+
+def canonical_step(step: Step, optional: tuple[str, ...] = _OPTIONAL) -> dict[str, Any]:
+    """The step's fields in canonical form, in EIP-3155 order (no position fields);
+    ``optional``: the fields after ``refund`` (the diff report's step view adds two)."""
     line: dict[str, Any] = {"pc": step.pc, "op": step.op, "gas": hex(step.gas)}
     gas_cost = canonical_value("gasCost", step.gasCost)
     if isinstance(gas_cost, int):
@@ -36,8 +42,7 @@ def canonical_step(step: Step) -> dict[str, Any]:
     refund = canonical_value("refund", step.refund)
     if refund is not None:
         line["refund"] = refund
-    for name in ("opName", "error", "returnData", "line", "code", "thread", "locals",
-                 "globals", "event"):
+    for name in optional:
         value = getattr(step, name)
         if value is not None:
             line[name] = value

@@ -94,3 +94,25 @@ def test_an_embedded_source_is_quoted_from_the_trace_never_the_named_file(
     step, text = _first(a, b)
     assert "source" in step and "hunter2" not in str(step["source"])
     assert "hunter2" not in text
+
+
+def test_a_step_view_is_the_canonical_step_with_its_place_and_python_context(
+        tmp_path: Path) -> None:
+    """The diff report's step: its place first, then the step as ``normalise -o``
+    writes it, with the step's function and file after its code number."""
+    from blocktrace.eip3155.normalise import normalise
+    from blocktrace.eip3155.report import step_view
+    from blocktrace.eip3155.writer import canonical_step
+
+    trace, _ = _record(tmp_path, "a", 2)
+    step = [s for s in normalise(str(trace)) if s.function == "f"][-1]
+    view = step_view(step)
+    keys = list(view)
+    assert keys[:2] == ["step", "traceLine"]
+    assert (view["step"], view["traceLine"]) == (step.index, step.lineno)
+    assert keys.index("function") == keys.index("code") + 1 == keys.index("file") - 1
+    assert (view["function"], view["file"]) == ("f", step.file)
+    body = {k: v for k, v in view.items()
+            if k not in ("step", "traceLine", "function", "file", "source", "sourceMissing")}
+    assert list(body.items()) == list(canonical_step(step).items())
+    assert body["gas"] == hex(step.gas) and body["depth"] == step.depth
