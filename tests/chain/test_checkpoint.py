@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,27 +33,9 @@ from blocktrace.chain.note import (
 )
 from blocktrace.chain.proof import TraceFile
 from blocktrace.cli.verify import ANCHOR_EXIT_STATUS
+from tests.chain.recording import record
 
 REFDATA = Path(__file__).resolve().parents[3] / "shared" / "refdata" / "merkle"
-PROGRAM = """\
-def fib(n):
-    return n if n < 2 else fib(n - 1) + fib(n - 2)
-print(fib(6))
-"""
-
-
-def record(directory: Path, name: str, program: str = PROGRAM) -> Path:
-    """Record a real trace with ``blocktrace run``."""
-    script = directory / f"{name}.py"
-    script.write_text(program)
-    out = directory / name
-    subprocess.run(
-        [sys.executable, "-m", "blocktrace", "run", "-o", str(out), str(script)],
-        check=True, capture_output=True,
-    )
-    return out
-
-
 def rewrite(src: Path, dst: Path, line: int) -> None:
     """What a writer who lies does: change line ``line`` (1-based) and
     recompute every hash, the summary's head and its Merkle root."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import msgspec
@@ -22,24 +20,7 @@ from blocktrace.chain.proof import (
 )
 from blocktrace.chain.rewrite import rechain_trace
 from blocktrace.chain.verify import verify_file
-
-PROGRAM = """\
-def fib(n):
-    return n if n < 2 else fib(n - 1) + fib(n - 2)
-print(fib(6))
-"""
-
-
-def record(directory: Path, name: str = "t.jsonl", program: str = PROGRAM) -> Path:
-    """Record a real trace with ``blocktrace run``."""
-    script = directory / f"{name}.py"
-    script.write_text(program)
-    out = directory / name
-    subprocess.run(
-        [sys.executable, "-m", "blocktrace", "run", "-o", str(out), str(script)],
-        check=True, capture_output=True,
-    )
-    return out
+from tests.chain.recording import record
 
 
 @pytest.fixture(scope="module")

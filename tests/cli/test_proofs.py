@@ -17,12 +17,7 @@ from blocktrace.chain.checkpoint import Checkpoint, origin_for
 from blocktrace.chain.note import Signer, sign_note
 from blocktrace.chain.proof import TraceFile
 from blocktrace.chain.rewrite import rechain_trace
-
-PROGRAM = """\
-def fib(n):
-    return n if n < 2 else fib(n - 1) + fib(n - 2)
-print(fib(6))
-"""
+from tests.chain.recording import record
 
 
 def bt(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -42,14 +37,6 @@ def one_line_error(done: subprocess.CompletedProcess[str], status: int, text: st
     assert done.returncode == status, (done.stdout, done.stderr)
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     assert text in done.stderr
-
-
-def record(directory: Path, name: str) -> Path:
-    script = directory / f"{name}.py"
-    script.write_text(PROGRAM)
-    out = directory / name
-    ok("run", "-o", out, script)
-    return out
 
 
 @pytest.fixture(scope="module")
