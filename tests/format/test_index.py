@@ -13,36 +13,13 @@ import pytest
 from blocktrace.eip3155.normalise import normalise
 from blocktrace.format import TraceReader
 from blocktrace.format.index import EVERY, cache_path, index_paths
-
-_PROGRAM = """\
-def g(i):
-    raise KeyError(i)
-def f(i):
-    try:
-        g(i)
-    except KeyError:
-        return i
-for i in range(N):
-    f(i)
-"""
-
-
-def _record(tmp: Path, n: int, name: str = "t.jsonl") -> Path:
-    program = tmp / "exceptions.py"
-    program.write_text(_PROGRAM.replace("N", str(n)))
-    trace = tmp / name
-    proc = subprocess.run(
-        [sys.executable, "-m", "blocktrace", "run", "-o", str(trace), str(program)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return trace
+from tests.format.recording import record_exceptions
 
 
 @pytest.fixture(scope="module")
 def trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A trace of ~9,600 lines full of exception lines (which diff merges into steps)."""
-    return _record(tmp_path_factory.mktemp("index"), 300)
+    return record_exceptions(tmp_path_factory.mktemp("index"), 300)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from blocktrace.format import fastcheck, reader
 from blocktrace.format.compressed import kind_of
 from blocktrace.format.index import IndexBuilder, stamp_of
 from blocktrace.format.reader import Verification
+from tests.format.recording import record_exceptions
 
 NATIVE = extension("blocktrace.format._cscan")
 pytestmark = pytest.mark.skipif(
@@ -253,18 +254,6 @@ def test_the_c_json_check_never_accepts_what_msgspec_refuses(line: bytes) -> Non
         assert reader._not_an_object(line) == ""
 
 
-_STEP_PROGRAM = """\
-def g(i):
-    raise KeyError(i)
-def f(i):
-    try:
-        g(i)
-    except KeyError:
-        return i
-for i in range(130):
-    f(i)
-"""
-
 # Rewrites of an op or exception line's members that decide whether it joins the
 # step before it: the scanner settles the plain forms and leaves the rest to Python.
 _STEP_EDITS: list[tuple[bytes, bytes]] = [
@@ -288,13 +277,7 @@ _STEP_EDITS: list[tuple[bytes, bytes]] = [
 @pytest.fixture(scope="module")
 def step_trace(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """A real trace of ~4,000 lines, full of exception lines, over a few checkpoints."""
-    tmp = tmp_path_factory.mktemp("steps")
-    (tmp / "p.py").write_text(_STEP_PROGRAM)
-    subprocess.run(
-        [sys.executable, "-m", "blocktrace", "run", "-o", str(tmp / "t.jsonl"), str(tmp / "p.py")],
-        capture_output=True, timeout=120, check=True,
-    )
-    return (tmp / "t.jsonl").read_bytes()
+    return record_exceptions(tmp_path_factory.mktemp("steps"), 130).read_bytes()
 
 
 def test_steps_decided_in_c_are_the_reference_ones(step_trace: bytes, tmp_path: Path) -> None:

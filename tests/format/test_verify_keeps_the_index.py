@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,30 +14,13 @@ from blocktrace.chain.rewrite import rechain_trace
 from blocktrace.format import TraceReader
 from blocktrace.format.compressed import zstd_available
 from blocktrace.format.index import decode_index, index_paths
-
-_PROGRAM = """\
-def g(i):
-    raise KeyError(i)
-def f(i):
-    try:
-        g(i)
-    except KeyError:
-        return i
-for i in range(150):
-    f(i)
-"""
+from tests.format.recording import record_exceptions
 
 
 @pytest.fixture(scope="module")
 def trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real trace of ~4,800 lines (a few index checkpoints)."""
-    tmp = tmp_path_factory.mktemp("verify-index")
-    (tmp / "p.py").write_text(_PROGRAM)
-    subprocess.run(
-        [sys.executable, "-m", "blocktrace", "run", "-o", str(tmp / "t.jsonl"), str(tmp / "p.py")],
-        capture_output=True, timeout=120, check=True,
-    )
-    return tmp / "t.jsonl"
+    return record_exceptions(tmp_path_factory.mktemp("verify-index"), 150)
 
 
 @pytest.fixture
