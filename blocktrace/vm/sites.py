@@ -37,28 +37,53 @@ hook charges its gas and emits nothing."""
 
 class CodeInfo:
     """What the stepper knows of one in-scope code object: its per-run index,
-    its site table and its ``CallStart`` events, built once."""
+    its site table and its ``CallStart`` events, built once (the sites when
+    first asked for: a ``call``-level run never needs them unless an exception
+    asks where it happened)."""
 
-    __slots__ = ("calls", "code", "index", "offsets", "sites", "tables")
+    __slots__ = ("_shared", "_sites", "calls", "code", "index", "offsets", "tables")
 
-    def __init__(self, code: CodeType, index: int, sites: list[OpStart | None]) -> None:
+    def __init__(self, code: CodeType, index: int,
+                 sites: list[OpStart | None] | None = None) -> None:
         self.code = code  # kept alive so that id(code) is never reused while known
         self.index = index
-        self.sites = sites
+        self._sites = sites
+        self._shared: _Shared | None = None
         self.calls: dict[str, CallStart] = {}
         self.offsets: list[int] | None = None
         self.tables: dict[str, list[Any]] = {}
+
+    @property
+    def sites(self) -> list[OpStart | None]:
+        """offset -> the ``OpStart`` of the instruction there (``build_sites``)."""
+        sites = self._sites
+        if sites is None:
+            shared = self._shared
+            sites = shared.sites if shared is not None else None
+            if sites is None:
+                sites = build_sites(self.code, self.index)
+                if shared is not None:
+                    shared.sites = sites
+            self._sites = sites
+        return sites
 
     def table(self, level: str) -> list[Any]:
         """The site table of a trace level, built once: ``sites`` itself at
         ``op``; at ``line`` the same with :data:`SKIP` for every instruction that
         does not start a source-line range; at ``call`` :data:`SKIP` for every
-        instruction.  (``None`` stays ``None``: never reported, not charged.)"""
+        instruction.  (``None`` stays ``None``: never reported, not charged.)
+        Below ``op`` the table is made from the code's instructions without the
+        sites (``level_table`` of them, the same list)."""
         if level == "op":
             return self.sites
         table = self.tables.get(level)
         if table is None:
-            table = self.tables[level] = level_table(self.sites, level)
+            shared = self._shared
+            if self._sites is not None or (shared is not None and shared.sites is not None):
+                table = level_table(self.sites, level)
+            else:
+                table = _level_table(self.code, self.index, level)
+            self.tables[level] = table
         return table
 
     def set_site(self, offset: int, site: OpStart) -> None:
@@ -70,10 +95,11 @@ class CodeInfo:
     def site_at(self, offset: int) -> OpStart:
         """The instruction containing ``offset`` (exception events may report an
         offset inside an instruction's inline cache)."""
+        sites = self.sites
         if self.offsets is None:
-            self.offsets = [i for i, s in enumerate(self.sites) if s is not None]
+            self.offsets = [i for i, s in enumerate(sites) if s is not None]
         at = bisect.bisect_right(self.offsets, offset) - 1
-        site = self.sites[self.offsets[at]] if at >= 0 else None
+        site = sites[self.offsets[at]] if at >= 0 else None
         return site if site is not None else site_from_bytes(self.code, offset, self.index)
 
     def call(self, kind: CallKind) -> CallStart:
@@ -92,24 +118,51 @@ def level_table(sites: list[OpStart | None], level: str) -> list[Any]:
     return [s if s is None or (lines and s.line_start) else SKIP for s in sites]
 
 
-_Cached = tuple[
-    weakref.ref[CodeType], int, list[OpStart | None], dict[str, list[Any]], dict[str, CallStart]
-]
+_Instruction = tuple[int, int, str, int, bool]
+"""(offset, opcode, name, line, line start): an ``OpStart`` without its index."""
+
+
+class _Shared:
+    """What the runs that learn a code object at the same index share."""
+
+    __slots__ = ("calls", "index", "sites", "tables")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.sites: list[OpStart | None] | None = None
+        self.tables: dict[str, list[Any]] = {}
+        self.calls: dict[str, CallStart] = {}
+
+
+class _Cached:
+    """``SITE_CACHE``'s entry for one code object: its instructions (whatever
+    the index) and what the runs at the latest index share."""
+
+    __slots__ = ("instructions", "ref", "shared")
+
+    def __init__(self, ref: weakref.ref[CodeType], index: int) -> None:
+        self.ref = ref
+        self.instructions: tuple[tuple[_Instruction, ...], int] | None = None
+        self.shared = _Shared(index)
+
+
 SITE_CACHE: dict[int, _Cached] = {}
-"""id(code) -> (the code, its index, its sites, its level tables, its ``CallStart``
-events) from an earlier run: a program traced again (a test suite, a view started
-per call) learns its code objects in the same order, and an ``OpStart`` or a
-``CallStart`` depends only on the code and that index."""
+"""id(code) -> the code's instructions (``dis``, once per code object) and the
+sites, level tables and ``CallStart`` events of an earlier run at the same
+index: a program traced again (a test suite, a view started per call) learns
+its code objects in the same order, and an ``OpStart`` or a ``CallStart``
+depends only on the code and that index.  (A test suite's tests learn them in
+other orders: then only the instructions are reused, and the tables below
+``op`` are made from them without ``OpStart`` objects.)"""
 
 
-def _cached(code: CodeType, index: int) -> _Cached | None:
-    """The cache's entry for ``code`` at ``index``, made if need be (None: the code
-    object cannot be referred to weakly, so it is not cached)."""
+def _entry(code: CodeType) -> _Cached | None:
+    """The cache's entry for ``code``, made if need be (at index 0, which no run
+    uses; None: the code object cannot be referred to weakly)."""
     key = id(code)
     cached = SITE_CACHE.get(key)
-    if cached is not None and cached[0]() is code and cached[1] == index:
+    if cached is not None and cached.ref() is code:
         return cached
-    sites = build_sites(code, index)
 
     def forget(_: object) -> None:
         SITE_CACHE.pop(key, None)
@@ -118,30 +171,26 @@ def _cached(code: CodeType, index: int) -> _Cached | None:
         ref = weakref.ref(code, forget)
     except TypeError:
         return None
-    made = SITE_CACHE[key] = (ref, index, sites, {}, {})
+    made = SITE_CACHE[key] = _Cached(ref, 0)
     return made
 
 
-def sites_for(code: CodeType, index: int) -> list[OpStart | None]:
-    """``build_sites``, or the same list from an earlier run with the same index."""
-    cached = _cached(code, index)
-    return build_sites(code, index) if cached is None else cached[2]
-
-
-def code_info(code: CodeType, index: int) -> CodeInfo:
-    """A ``CodeInfo`` of ``code`` at ``index`` that shares its sites, level tables
-    and ``CallStart`` events with earlier runs' of the same code at that index."""
-    cached = _cached(code, index)
+def _cached(code: CodeType, index: int) -> _Shared | None:
+    """What runs of ``code`` at ``index`` share (None: not cached)."""
+    cached = _entry(code)
     if cached is None:
-        return CodeInfo(code, index, build_sites(code, index))
-    info = CodeInfo(code, index, cached[2])
-    info.tables = cached[3]
-    info.calls = cached[4]
-    return info
+        return None
+    if cached.shared.index != index:
+        cached.shared = _Shared(index)
+    return cached.shared
 
 
-def build_sites(code: CodeType, index: int) -> list[OpStart | None]:
-    """offset -> the reusable ``OpStart`` of the instruction there."""
+def _instructions(code: CodeType) -> tuple[tuple[_Instruction, ...], int]:
+    """The code's instructions but its ``RESUME`` (``dis``: once per code
+    object while it lives), and the length of its site tables."""
+    cached = _entry(code)
+    if cached is not None and cached.instructions is not None:
+        return cached.instructions
     line_at: dict[int, int] = {}
     starts: set[int] = set()
     previous: int | None = -1
@@ -151,12 +200,59 @@ def build_sites(code: CodeType, index: int) -> list[OpStart | None]:
         previous = line
         for off in range(start, end, 2):
             line_at[off] = line or 0
-    sites: list[OpStart | None] = [None] * (len(code.co_code) + 2)
-    for ins in dis.get_instructions(code):
-        off = ins.offset
-        if ins.opcode == RESUME:
-            continue  # left None: the stepper answers DISABLE there (see _missing_site)
-        sites[off] = OpStart(off, ins.opcode, ins.opname, line_at.get(off, 0), index, off in starts)
+    made = tuple(
+        (ins.offset, ins.opcode, ins.opname, line_at.get(ins.offset, 0), ins.offset in starts)
+        for ins in dis.get_instructions(code)
+        # RESUME is left None: the stepper answers DISABLE there (see _missing_site)
+        if ins.opcode != RESUME
+    ), len(code.co_code) + 2
+    if cached is not None:
+        cached.instructions = made
+    return made
+
+
+def _level_table(code: CodeType, index: int, level: str) -> list[Any]:
+    """``level_table(build_sites(code, index), level)`` for ``line`` and ``call``,
+    without an ``OpStart`` for an instruction the level does not report."""
+    instructions, size = _instructions(code)
+    table: list[Any] = [None] * size
+    if level == "line":
+        for off, op, name, line, start in instructions:
+            table[off] = OpStart(off, op, name, line, index, True) if start else SKIP
+    else:
+        for ins in instructions:
+            table[ins[0]] = SKIP
+    return table
+
+
+def sites_for(code: CodeType, index: int) -> list[OpStart | None]:
+    """``build_sites``, or the same list from an earlier run with the same index."""
+    shared = _cached(code, index)
+    if shared is None:
+        return build_sites(code, index)
+    if shared.sites is None:
+        shared.sites = build_sites(code, index)
+    return shared.sites
+
+
+def code_info(code: CodeType, index: int) -> CodeInfo:
+    """A ``CodeInfo`` of ``code`` at ``index`` that shares its sites, level tables
+    and ``CallStart`` events with earlier runs' of the same code at that index."""
+    shared = _cached(code, index)
+    info = CodeInfo(code, index)
+    if shared is not None:
+        info._shared = shared
+        info.tables = shared.tables
+        info.calls = shared.calls
+    return info
+
+
+def build_sites(code: CodeType, index: int) -> list[OpStart | None]:
+    """offset -> the reusable ``OpStart`` of the instruction there."""
+    instructions, size = _instructions(code)
+    sites: list[OpStart | None] = [None] * size
+    for off, op, name, line, start in instructions:
+        sites[off] = OpStart(off, op, name, line, index, start)
     return sites
 
 

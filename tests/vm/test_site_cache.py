@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import dis
+from types import CodeType
+
+import pytest
+
 import blocktrace
 from blocktrace import Recorder
 from blocktrace.events import OpStart
@@ -44,3 +49,70 @@ def test_another_index_or_a_dead_code_object_is_not_reused() -> None:
 
     gc.collect()
     assert key not in sites.SITE_CACHE  # forgotten with the code object
+
+
+def _codes() -> list[CodeType]:
+    """Code objects with loops, handlers, comprehensions, generators, extended args."""
+    import json.decoder
+    import textwrap
+
+    source = textwrap.dedent("""
+        def f(xs):
+            try:
+                return [x * 2 for x in xs if x]
+            except TypeError:
+                return None
+        def g(n):
+            for i in range(n):
+                yield i
+        big = [%s]
+    """) % ", ".join(f"v{i}" for i in range(300))  # names past 255: EXTENDED_ARG
+    module = compile(source, "<shape-test>", "exec")
+    nested = [c for c in module.co_consts if isinstance(c, CodeType)]
+    found = [module, *nested]
+    for obj in vars(json.decoder).values():
+        code = getattr(obj, "__code__", None)
+        if isinstance(code, CodeType):
+            found.append(code)
+    return found
+
+
+def test_tables_below_op_are_the_sites_as_the_level_reports_them() -> None:
+    for code in _codes():
+        reference = sites.build_sites(code, 9)
+        for level in ("line", "call"):
+            table = sites.code_info(code, 11).table(level)
+            expected = sites.level_table(sites.build_sites(code, 11), level)
+            assert table == expected, (code.co_qualname, level)
+        assert sites.code_info(code, 12).table("op") == sites.build_sites(code, 12)
+        assert [s is None for s in reference] == [s is None for s in sites.build_sites(code, 13)]
+
+
+def test_a_code_objects_instructions_are_read_once_whatever_the_index(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A test suite's tests learn the same code objects at other indices each time:
+    # dis (the expensive part) must not run again for each.
+    code = compile("def h(a):\n    b = a + 1\n    return b\n", "<once-test>", "exec")
+    read: list[CodeType] = []
+    real = dis.get_instructions
+
+    def counted(c: CodeType, **kw: object) -> object:
+        read.append(c)
+        return real(c, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dis, "get_instructions", counted)
+    for index in (21, 22, 23, 24):
+        info = sites.code_info(code, index)
+        assert info.table("call")[2] is sites.SKIP
+    assert sites.code_info(code, 25).table("line")
+    assert {s.code for s in sites.sites_for(code, 26) if s is not None} == {26}
+    assert read == [code]
+
+
+def test_a_call_level_table_builds_no_sites() -> None:
+    code = compile("x = 1\n", "<lazy-test>", "exec")
+    info = sites.code_info(code, 31)
+    info.table("call")
+    assert info._sites is None  # built only when an exception asks where it happened
+    assert info.site_at(2).code == 31
