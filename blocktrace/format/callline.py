@@ -2,7 +2,8 @@
 
 A call line is ``{"event":"call","kind":"call","depth":N,"code":N,"name":"...",
 "file":"...","firstLine":N`` and a return line ``{"event":"return","kind":"return",
-"depth":N,"code":N,"pc":N,"gas":"0x<gas hex>","value":<JSON>``; either ends with
+"depth":N,"code":N,"pc":N,"gas":"0x<gas hex>","value":<JSON>`` (no ``value`` member
+when the tracer records no return values); either ends with
 its tail (``"thread"``, ``"clock"`` when written) and then its hash member.  A code
 object fixes everything of its call line but the depth, so a writer keeps two
 pieces per code object (:func:`call_pieces`) and makes each line with
@@ -35,10 +36,16 @@ def call_body(prefix: bytes, depth: int, suffix: bytes, tail: bytes = b"") -> by
 
 
 def return_body(
-    kind: str, depth: int, code: int, pc: int, gas: int, value: bytes, tail: bytes = b""
+    kind: str, depth: int, code: int, pc: int, gas: int, value: bytes | None, tail: bytes = b""
 ) -> bytes:
     """A return line's body (up to its hash member); ``value`` is the rendered
-    value as JSON, ``kind`` one of ``return``, ``yield``, ``unwind``."""
+    value as JSON (None: no ``value`` member, for a tracer that records no return
+    values), ``kind`` one of ``return``, ``yield``, ``unwind``."""
+    if value is None:
+        return (
+            b'{"event":"return","kind":"%b","depth":%d,"code":%d,"pc":%d,"gas":"0x%x"%b'
+            % (kind.encode(), depth, code, pc, gas, tail)
+        )
     return (
         b'{"event":"return","kind":"%b","depth":%d,"code":%d,"pc":%d,"gas":"0x%x","value":%b%b'
         % (kind.encode(), depth, code, pc, gas, value, tail)

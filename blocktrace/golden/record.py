@@ -28,7 +28,8 @@ from typing import IO, Any, cast
 
 import msgspec
 
-from blocktrace.events import CallStart
+from blocktrace.events import CallStart, Return
+from blocktrace.format.callline import return_body
 from blocktrace.golden.stabilise import (
     _SEEN_BODIES,
     GOLDEN_GENESIS,
@@ -39,7 +40,7 @@ from blocktrace.golden.stabilise import (
     known_form,
     stabilise,
 )
-from blocktrace.tracers import Tracer, set_tracer
+from blocktrace.tracers import Tracer, VMState, set_tracer
 from blocktrace.tracers.chain import ChainTracer, ValuesMode
 from blocktrace.tracers.level import Level
 
@@ -198,6 +199,15 @@ class _RawTracer(ChainTracer):
     __call__ = ChainTracer.__call__  # (see _GoldenTracer)
     counts_gas = True
     """``Capabilities.counts_gas``: False for a calls-level golden."""
+    return_values = True
+    """``Capabilities.return_values``: False for a calls-level golden without values
+    (return values are not compared there): its return lines have no ``value``."""
+
+    def _return(self, vm: VMState, ev: Return) -> None:
+        if self.return_values:
+            super()._return(vm, ev)
+            return
+        self._line(return_body(ev.kind, vm.depth, ev.code, ev.pc, vm.gas, None, self._tail(vm)))
 
 
 class _GoldenTracer(_RawTracer):
@@ -216,8 +226,10 @@ class _GoldenTracer(_RawTracer):
     through the type's slot -- ``tracers.direct_call``.)"""
 
     def __init__(self, target: _Sink, *, rules: Normaliser, level: Level,
-                 values: ValuesMode, counts_gas: bool = True) -> None:
+                 values: ValuesMode, counts_gas: bool = True,
+                 return_values: bool = True) -> None:
         self.counts_gas = counts_gas  # (before the header is written)
+        self.return_values = return_values
         probes = rules.probes()
         if probes is None:
             raise ValueError("golden lines are made in one pass only without masks")
@@ -294,6 +306,9 @@ class Recording:
         self.counts_gas = level != "call"
         """Whether instructions are counted: not for a calls-level golden, which does
         not compare gas (its header says ``"gas":"uncounted"``)."""
+        self.return_values = level != "call" or values
+        """Whether return lines carry the value: not in a calls-level golden without
+        values, which does not compare them."""
         self.one_pass = one_pass and rules.probes() is not None
         """The golden form is made as the test runs (no masks); else recorded, then
         made (``stabilise``) by ``finish``."""
@@ -334,8 +349,10 @@ class Recording:
         else:  # the golden form made as the test runs
             self._sink = self._open_sink(against, self.rules.unsettled)
             self._chain = _GoldenTracer(self._sink, rules=self.rules, level=self.level,
-                                        values=mode, counts_gas=self.counts_gas)
+                                        values=mode, counts_gas=self.counts_gas,
+                                        return_values=self.return_values)
         self._chain.counts_gas = self.counts_gas
+        self._chain.return_values = self.return_values
         self._previous = set_tracer(self._chain)  # the stepper produces only its level
         try:
             blocktrace.start(include=self.include, exclude=self.exclude, stacklevel=2)

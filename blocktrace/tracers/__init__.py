@@ -144,6 +144,10 @@ class Tracer(Protocol):
         count instructions (no per-instruction event at all; gas stays at its
         limit, ``gas_used`` 0).  The golden recorder at ``calls`` level, which
         does not compare gas, declares it; a trace says so in its header.
+    ``return_values: bool = True``
+        False: the tracer records no return values (its return lines have no
+        ``value`` member); the stepper's C hooks then render none.  The golden
+        recorder at ``calls`` level without values declares it.
     ``record_failure: Callable[[str], object] | None = None``
         told, with a one-line message, when this tracer (or one beside it in a
         ``Tee``) failed and was detached: ``ChainTracer`` writes it into the trace.
@@ -177,6 +181,7 @@ class Capabilities:
     record_failure: Callable[[str], object] | None = None
     level: Level = "op"
     counts_gas: bool = True
+    return_values: bool = True
 
 
 _PLAIN = Capabilities()
@@ -211,6 +216,7 @@ def capabilities_of(tracer: object) -> Capabilities:
             record_failure=record if callable(record) else None,
             level=level if isinstance(level, str) and level in LEVELS else "op",
             counts_gas=getattr(tracer, "counts_gas", True) is not False,
+            return_values=getattr(tracer, "return_values", True) is not False,
         )
     except Exception:
         return _PLAIN

@@ -1000,7 +1000,7 @@ static PyType_Spec hook_spec = {
 /* -- CallHook: calls and returns ------------------------------------------
  *
  * CallHook(kind, vm, meter, entries, fallback, failed, *, line=None, render=None,
- * room=0, thread=0, max_str=200) is the PY_START (kind 0), PY_RETURN (kind 1),
+ * room=0, thread=0, max_str=200, values=True) is the PY_START (kind 0), PY_RETURN (kind 1),
  * PY_RESUME (kind 2) or PY_YIELD (kind 3) callback of the stepper's common case: one thread, a tracer whose call and
  * return lines the hook may write itself (``line``: the line writer's
  * ``line(body)``) or nobody listening (``line`` None: only the depth is kept).
@@ -1027,7 +1027,9 @@ static PyType_Spec hook_spec = {
  * The return value is rendered here for None, bool, int (|v| < 2**63) and str
  * (the renderer's text: repr of at most max_str characters, as JSON) exactly as
  * blocktrace.tracers.render.Renderer.render + msgspec encode it; any other value
- * by ``render(value) -> bytes`` (the stepper's renderer and encoder). */
+ * by ``render(value) -> bytes`` (the stepper's renderer and encoder).  values
+ * False: a tracer that records no return values -- nothing rendered, return
+ * lines without their value member (callline_return's value NULL). */
 
 #include "callline.h"
 
@@ -1054,6 +1056,7 @@ typedef struct {
     int *room;        /* the starting thread's frames left, or NULL */
     unsigned long thread;
     Py_ssize_t max_str;
+    int values; /* 0: return lines without a value member, nothing rendered */
     /* a one-entry cache of entries (strong references), as InstructionHook's:
      * entries is watched, last_epoch 0 when it could not be */
     PyObject *last_code;
@@ -1404,6 +1407,9 @@ callhook_return(CallHook *self, PyObject *const *args)
             int done = self->sink_api->ret(self->sink, code, pc, value, gas, depth);
             r = done < 0 ? NULL : Py_NewRef(Py_None);
         }
+        else if (!self->values) {
+            r = callhook_line(self, CALLLINE_RETURN_FIXED, NULL, 0, depth, NULL, 0, code, pc, gas);
+        }
         else {
             char small[24];
             PyObject *rendered = NULL;
@@ -1466,16 +1472,17 @@ static PyObject *
 callhook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"kind", "vm", "meter", "entries", "fallback", "failed",
-                             "line", "render", "room", "thread", "max_str", NULL};
+                             "line", "render", "room", "thread", "max_str", "values", NULL};
     int kind;
     PyObject *vm, *meter, *entries, *fallback, *failed;
     PyObject *line = Py_None, *render = Py_None;
     unsigned long long room = 0;
     unsigned long thread = 0;
     Py_ssize_t max_str = 200;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iOOO!OO|$OOKkn:CallHook", kwlist, &kind,
+    int values = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iOOO!OO|$OOKknp:CallHook", kwlist, &kind,
                                      &vm, &meter, &PyDict_Type, &entries, &fallback, &failed,
-                                     &line, &render, &room, &thread, &max_str)) {
+                                     &line, &render, &room, &thread, &max_str, &values)) {
         return NULL;
     }
     chook_state *st = PyType_GetModuleState(type);
@@ -1524,6 +1531,7 @@ callhook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->room = (int *)(uintptr_t)room;
     self->thread = thread;
     self->max_str = max_str;
+    self->values = values;
     self->last_code = NULL;
     self->last_entry = NULL;
     self->last_epoch = 0;
@@ -1603,7 +1611,7 @@ static PyMemberDef callhook_members[] = {
 
 PyDoc_STRVAR(callhook_doc,
 "CallHook(kind, vm, meter, entries, fallback, failed, *, line=None, render=None,\n"
-"         room=0, thread=0, max_str=200)\n"
+"         room=0, thread=0, max_str=200, values=True)\n"
 "--\n\n"
 "The stepper's PY_START (kind 0), PY_RETURN (kind 1), PY_RESUME (kind 2) or\n"
 "PY_YIELD (kind 3) callback in C for the common case (see the comment in blocktrace/vm/_chook.c).");

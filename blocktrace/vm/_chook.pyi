@@ -74,7 +74,8 @@ class CallHook:
     (id(code) -> (call or resume event, its line's prefix, suffix, code index));
     ``fallback`` (the stepper's Python callback) gets every event it does not
     handle, ``failed(event, code, offset, value, exc)`` a failed line (``event``
-    None or "yield" for a return or yield line; see blocktrace/vm/_chook.c)."""
+    None or "yield" for a return or yield line; see blocktrace/vm/_chook.c).
+    ``values`` False: return lines without their value member (nothing rendered)."""
 
     entries: Final[dict[int, tuple[Any, Any, Any, int]]]
     @property
@@ -96,6 +97,7 @@ class CallHook:
         room: int = 0,
         thread: int = 0,
         max_str: int = 200,
+        values: bool = True,
     ) -> CallHook: ...
     def __call__(self, code: CodeType, offset: int, value: object = ..., /) -> Any: ...
 

@@ -671,9 +671,10 @@ class Stepper:
         line = None
         if not self._quiet:
             line, self._call_pieces = lines
+        values = caps.return_values  # False: return lines without a value, none rendered
         common = dict(
-            line=line, render=self._value_json, room=address, thread=ident,
-            max_str=self.renderer.max_str,
+            line=line, render=self._value_json if values else None, room=address,
+            thread=ident, max_str=self.renderer.max_str, values=values,
         )
         meter, failed = self._meter, self._call_failed
         return (

@@ -20,8 +20,13 @@ from blocktrace.tracers.level import Level
 ROOT = os.path.dirname(os.path.dirname(__file__))
 
 
+def _item(i: int) -> str:
+    return str(i)
+
+
 def _work(n: int) -> list[str]:
-    return [str(i) for i in range(n)]
+    return [_item(i) for i in range(n)]  # (n calls: a calls golden without values holds
+    # no return values, so n is seen in the calls)
 
 
 def _record(workdir: Path, n: int = 50, one_pass: bool = True, **start: str | None) -> Recording:
@@ -268,10 +273,13 @@ def _give() -> int:
     return _VALUE[0]
 
 
-def _gives(workdir: Path, value: int, calls: int, name: str) -> str:
+def _gives(workdir: Path, value: int, calls: int, name: str, valued: bool = True) -> str:
+    """A calls golden of ``calls`` calls returning ``value``; ``valued``: in the form
+    stored before calls goldens without values left return values out."""
     _VALUE[0] = value
     rec = Recording(level="call", values=False, include=[__file__], exclude=None,
                     rules=Normaliser(ROOT, ["the-test"]), workdir=str(workdir))
+    rec.return_values = valued
     rec.start(fresh=str(workdir / name))
     for _ in range(calls):
         _give()
@@ -284,7 +292,8 @@ def test_calls_goldens_differing_only_in_return_values_compare_equal_without_dec
     """At calls level without values the return values are not compared: two goldens
     whose lines differ only there (and so in their hashes) are equal, found on the
     bytes (no steps decoded); any other difference, or a damaged stored golden, is
-    not taken for that."""
+    not taken for that.  (Goldens stored with return values, before calls goldens
+    without values left them out.)"""
     from blocktrace.golden.compare import GoldenCorrupt, compare_golden
 
     one = _gives(tmp_path, 1, 3, "one.jsonl")
@@ -300,3 +309,72 @@ def test_calls_goldens_differing_only_in_return_values_compare_equal_without_dec
     damaged.write_bytes(Path(one).read_bytes().replace(b'"value":1', b'"value":7', 1))
     with pytest.raises(GoldenCorrupt):
         compare_golden(str(damaged), two, "call")
+
+
+def test_a_calls_golden_without_values_leaves_return_values_out(tmp_path: Path) -> None:
+    """Return values are not compared at calls level without values, so they are not
+    recorded: the same calls returning other values give the same bytes.  A golden
+    stored with them (before) compares equal to one without, on the bytes, and the
+    plugin's update rewrites it (``_older_form``); with values they are kept."""
+    from blocktrace.golden.compare import compare_golden
+    from blocktrace.golden.plugin import _older_form
+
+    one = _gives(tmp_path, 1, 3, "one.jsonl", valued=False)
+    two = _gives(tmp_path, 2, 3, "two.jsonl", valued=False)
+    data = Path(one).read_bytes()
+    assert data == Path(two).read_bytes()
+    assert data.count(b'"event":"return"') >= 3 and b'"value"' not in data
+    assert verify_file(one).status == "sealed"
+    old = _gives(tmp_path, 5, 3, "old.jsonl")
+    assert b'"value":5' in Path(old).read_bytes()
+    same = compare_golden(old, one, "call")
+    assert same.equal and same.steps is None
+    assert _older_form(old, one) and not _older_form(one, two) and not _older_form(old, old)
+    assert not compare_golden(old, _gives(tmp_path, 5, 4, "more.jsonl", valued=False),
+                              "call").equal
+    rec = Recording(level="call", values=True, include=[__file__], exclude=None,
+                    rules=Normaliser(ROOT, ["the-test"]), workdir=str(tmp_path))
+    assert rec.return_values and not Recording(
+        level="call", values=False, include=None, exclude=None,
+        rules=Normaliser(ROOT, ["the-test"])).return_values
+    _VALUE[0] = 6
+    rec.start(fresh=str(tmp_path / "valued.jsonl"))
+    _give()
+    rec.finish(None)
+    assert b'"value":6' in Path(rec.path).read_bytes()
+
+
+_UNVALUED = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from blocktrace.golden.record import Recording
+from blocktrace.golden.stabilise import Normaliser
+
+rec = Recording(level="call", values=False, include=[sys.argv[1]], exclude=None,
+                rules=Normaliser(sys.argv[1], ["t"]), workdir=sys.argv[1])
+rec.start(fresh=sys.argv[2])
+import prog
+rec.finish(None)
+"""
+
+
+@pytest.mark.parametrize("program", ["calls", "generators"])
+def test_a_calls_golden_without_values_is_the_same_in_c_and_pure(tmp_path: Path,
+                                                                 program: str) -> None:
+    """The stepper's C call hooks write return and yield lines without a value as the
+    Python path does (``BLOCKTRACE_PURE=1``), on programs with recursion, generators,
+    coroutines, exceptions and odd return values."""
+    from tests.vm.processes import run_in_mode
+    from tests.vm.test_ccalls import GENERATORS, PROGRAM
+
+    (tmp_path / "prog.py").write_text(PROGRAM if program == "calls" else GENERATORS)
+    (tmp_path / "record.py").write_text(_UNVALUED)
+    made = []
+    for pure in (False, True):
+        out = tmp_path / f"golden-{pure}.jsonl"
+        printed = run_in_mode([sys.executable, str(tmp_path / "record.py"), str(tmp_path),
+                               str(out)], tmp_path, pure)
+        assert "done" in printed
+        made.append(out.read_bytes())
+    assert made[0] == made[1]
+    assert made[0].count(b'"event":"return"') > 20 and b'"value"' not in made[0]

@@ -401,6 +401,8 @@ def test_call_and_return_bodies() -> None:
     assert return_body("return", 2, 3, 10, 255, b"null") == (
         b'{"event":"return","kind":"return","depth":2,"code":3,"pc":10,"gas":"0xff",'
         b'"value":null')
+    assert return_body("yield", 2, 3, 10, 255, None) == (  # a tracer without return values
+        b'{"event":"return","kind":"yield","depth":2,"code":3,"pc":10,"gas":"0xff"')
 
 
 class _Leaving:

@@ -6,7 +6,7 @@
  *     call:   prefix + b"%d" % depth + suffix
  *     return: RETURN_HEAD (or YIELD_HEAD) + b"%d" % depth + ',"code":' + b"%d" % code
  *             + ',"pc":' + b"%d" % pc + ',"gas":"0x' + b"%x" % gas
- *             + '","value":' + value
+ *             + '","value":' + value        (or + '"' without a value)
  */
 
 #ifndef BT_CALLLINE_H
@@ -87,7 +87,9 @@ callline_call(char *o, const char *prefix, size_t prefix_len, long long depth,
 }
 
 /* A return line's body at o (room: CALLLINE_RETURN_FIXED + value_len), of kind
- * "return" (yield 0) or "yield" (yield 1, a shorter head); returns the end. */
+ * "return" (yield 0) or "yield" (yield 1, a shorter head); value NULL: a line
+ * without its value member (a tracer that records no return values); returns
+ * the end. */
 static inline char *
 callline_return(char *o, int yield, long long depth, long long code, long long pc, long long gas,
                 const char *value, size_t value_len)
@@ -101,6 +103,10 @@ callline_return(char *o, int yield, long long depth, long long code, long long p
     o = callline_dec(o, pc);
     o = callline_put(o, CALLLINE_GAS, CALLLINE_LIT(CALLLINE_GAS));
     o = callline_hex(o, gas);
+    if (value == NULL) {
+        *o++ = '"';
+        return o;
+    }
     o = callline_put(o, CALLLINE_VALUE, CALLLINE_LIT(CALLLINE_VALUE));
     return callline_put(o, value, value_len);
 }
