@@ -22,6 +22,8 @@ class _BuildAll(build_ext):
 
 # hidden: the helpers of one extension (sha256_init ...) are never seen by another library
 _FLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"]
+# what the extensions do alike with CPython's C API (argument counts, types added to modules)
+_PYUTIL = "blocktrace/csrc/pyutil.h"
 
 setup(
     cmdclass={"build_ext": _BuildAll},
@@ -47,14 +49,16 @@ setup(
              "blocktrace/chain/csrc/cpu.c"],
             depends=["blocktrace/format/csrc/columns.h", "blocktrace/format/csrc/jsonint.h",
                      "blocktrace/chain/csrc/sha256.h", "blocktrace/chain/csrc/hex.h",
-                     "blocktrace/chain/csrc/cpu.h"],
-            include_dirs=["blocktrace/chain/csrc"],
+                     "blocktrace/chain/csrc/cpu.h", _PYUTIL],
+            include_dirs=["blocktrace/chain/csrc", "blocktrace/csrc"],
             extra_compile_args=_FLAGS,
             optional=True,
         ),
         Extension(
             "blocktrace.eip3155._cskip",
             ["blocktrace/eip3155/csrc/skip.c"],
+            depends=[_PYUTIL],
+            include_dirs=["blocktrace/csrc"],
             extra_compile_args=_FLAGS,
             optional=True,
         ),
@@ -72,8 +76,8 @@ setup(
         Extension(  # the viewer's table pass (blocktrace/view/tables.py)
             "blocktrace.view._ctables",
             ["blocktrace/view/csrc/tables.c"],
-            depends=["blocktrace/format/csrc/jsonint.h"],
-            include_dirs=["blocktrace/format/csrc"],
+            depends=["blocktrace/format/csrc/jsonint.h", _PYUTIL],
+            include_dirs=["blocktrace/format/csrc", "blocktrace/csrc"],
             extra_compile_args=_FLAGS,
             optional=True,
         ),
@@ -91,8 +95,8 @@ setup(
         Extension(  # the Recorder's log, a sink of the stepper's C hooks (owner: core)
             "blocktrace.tracers._crecord",
             ["blocktrace/tracers/csrc/record.c"],
-            depends=["blocktrace/events/csrc/sink.h"],
-            include_dirs=["blocktrace/events/csrc"],
+            depends=["blocktrace/events/csrc/sink.h", _PYUTIL],
+            include_dirs=["blocktrace/events/csrc", "blocktrace/csrc"],
             extra_compile_args=_FLAGS,
             optional=True,
         ),

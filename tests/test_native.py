@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -230,3 +231,53 @@ def test_an_installed_package_is_never_second_guessed(tmp_path: Path) -> None:
     package, built, _ = _tree(tmp_path, setup=False)
     _age(built, 60)
     assert not older_than_sources(str(built), str(package))
+
+
+# The argument checks the C extensions share (blocktrace/csrc/pyutil.h): a wrong argument
+# count is a TypeError that names the arguments, a position outside the buffer a
+# ValueError, each with its function's own words.
+
+
+def _extensions(*names: str) -> list[Any]:
+    found = [_native.extension(name) for name in names]
+    if any(module is None for module in found):
+        pytest.skip("needs the C extensions built and BLOCKTRACE_PURE unset")
+    return found
+
+
+def test_a_wrong_argument_count_is_a_type_error_naming_the_arguments() -> None:
+    cscan, cskip = _extensions("blocktrace.format._cscan", "blocktrace.eip3155._cskip")
+    scan, columns = cscan.ChainScan(3, 16, 1000, False), cscan.OpColumns()
+    for call, usage in [
+        (scan.scan, "scan(buffer, pos, number, trust)"),
+        (scan.known, "known(first, bits)"),
+        (scan.digests, "digests(first, hashes)"),
+        (cscan.leaf_cut, "leaf_cut(buffer, lines_before, per_leaf)"),
+        (cscan.perfect_roots, "perfect_roots(hashes, per)"),
+        (columns.feed, "feed(buffer, pos, line_no, max_rows)"),
+        (columns.op, "op(line_no, thread, depth, pc, op, opName, gas, line, code)"),
+        (columns.call, "call(line_no, thread, depth, code, kind, name, file, first_line, clock)"),
+        (columns.ret, "ret(line_no, thread, kind, value, clock)"),
+        (columns.exception, "exception(line_no, thread, depth, pc, op, opName, line, code, "
+                            "event, error, clock)"),
+        (columns.gather, "gather(ids, how)"),
+        (cskip.skip, "skip() takes 8 arguments"),
+    ]:
+        with pytest.raises(TypeError) as raised:
+            call(b"")
+        assert str(raised.value) == usage
+
+
+def test_a_position_outside_the_buffer_is_a_value_error() -> None:
+    cscan, ctables = _extensions("blocktrace.format._cscan", "blocktrace.view._ctables")
+    for call, message in [
+        (lambda: cscan.ChainScan(3, 16, 1000, False).scan(b"{}\n", 4, 1, 0),
+         "pos outside the buffer, or trust not 0, 1 or 2"),
+        (lambda: cscan.ChainScan(3, 16, 1000, False).scan(b"{}\n", 0, 1, 3),
+         "pos outside the buffer, or trust not 0, 1 or 2"),
+        (lambda: cscan.OpColumns().feed(b"{}\n", 4, 1, 10), "pos outside the buffer"),
+        (lambda: ctables.TablesPass(1000).feed(b"{}\n", 4, 1), "position outside the buffer"),
+    ]:
+        with pytest.raises(ValueError) as raised:
+            call()
+        assert str(raised.value) == message

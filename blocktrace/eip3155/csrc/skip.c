@@ -28,6 +28,8 @@
 #include <Python.h>
 #include <string.h>
 
+#include "pyutil.h"
+
 #define REASON_STOP 0   /* a line the walk does not pass over */
 #define REASON_MORE 1   /* a line runs past the end of a buffer */
 
@@ -263,8 +265,7 @@ typedef struct {
 static PyObject *
 skip(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 8) {
-        PyErr_SetString(PyExc_TypeError, "skip() takes 8 arguments");
+    if (!bt_nargs(nargs, 8, "skip() takes 8 arguments")) {
         return NULL;
     }
     if (!PyBytes_Check(args[0]) || !PyBytes_Check(args[2]) || !PyAnySet_Check(args[5]) ||

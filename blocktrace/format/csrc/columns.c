@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "jsonint.h"
+#include "pyutil.h"
 
 #include "columns.h"
 
@@ -888,8 +889,7 @@ is_full(ColumnsObject *c, long long max_rows)
 static PyObject *
 columns_feed(ColumnsObject *c, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "feed(buffer, pos, line_no, max_rows)");
+    if (!bt_nargs(nargs, 4, "feed(buffer, pos, line_no, max_rows)")) {
         return NULL;
     }
     Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
@@ -903,9 +903,7 @@ columns_feed(ColumnsObject *c, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     if (pos < 0 || pos > view.len) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "pos outside the buffer");
-        return NULL;
+        return bt_release_raise(&view, PyExc_ValueError, "pos outside the buffer");
     }
     const uint8_t *buf = view.buf;
     int code = COL_END;
@@ -998,9 +996,7 @@ columns_op(ColumnsObject *c, PyObject *const *args, Py_ssize_t nargs)
     int64_t v[8];
     const uint8_t *name;
     size_t name_len;
-    if (nargs != 9) {
-        PyErr_SetString(PyExc_TypeError,
-                        "op(line_no, thread, depth, pc, op, opName, gas, line, code)");
+    if (!bt_nargs(nargs, 9, "op(line_no, thread, depth, pc, op, opName, gas, line, code)")) {
         return NULL;
     }
     if (arg_ints(args, ints, 8, v) < 0 || arg_str(args[5], &name, &name_len, 0) < 0) {
@@ -1022,9 +1018,8 @@ columns_call(ColumnsObject *c, PyObject *const *args, Py_ssize_t nargs)
     int64_t v[5], clock = 0;
     const uint8_t *kind, *name, *file;
     size_t kind_len, name_len, file_len;
-    if (nargs != 9) {
-        PyErr_SetString(PyExc_TypeError,
-                        "call(line_no, thread, depth, code, kind, name, file, first_line, clock)");
+    if (!bt_nargs(nargs, 9,
+                  "call(line_no, thread, depth, code, kind, name, file, first_line, clock)")) {
         return NULL;
     }
     if (arg_ints(args, ints, 5, v) < 0 || arg_str(args[4], &kind, &kind_len, 0) < 0
@@ -1044,8 +1039,7 @@ columns_ret(ColumnsObject *c, PyObject *const *args, Py_ssize_t nargs)
     static const int ints[] = {0, 1};
     const uint8_t *kind, *value;
     size_t kind_len, value_len;
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "ret(line_no, thread, kind, value, clock)");
+    if (!bt_nargs(nargs, 5, "ret(line_no, thread, kind, value, clock)")) {
         return NULL;
     }
     if (arg_ints(args, ints, 2, v) < 0 || arg_str(args[2], &kind, &kind_len, 0) < 0
@@ -1065,9 +1059,8 @@ columns_exception(ColumnsObject *c, PyObject *const *args, Py_ssize_t nargs)
     int64_t v[7], clock = 0;
     const uint8_t *name, *event, *error;
     size_t name_len, event_len, error_len;
-    if (nargs != 11) {
-        PyErr_SetString(PyExc_TypeError, "exception(line_no, thread, depth, pc, op, opName, "
-                                         "line, code, event, error, clock)");
+    if (!bt_nargs(nargs, 11, "exception(line_no, thread, depth, pc, op, opName, line, code, "
+                             "event, error, clock)")) {
         return NULL;
     }
     if (arg_ints(args, ints, 7, v) < 0 || arg_str(args[5], &name, &name_len, 0) < 0
@@ -1330,8 +1323,7 @@ gather_rows(ColumnsObject *c, const int32_t *ids, Py_ssize_t n, int how, grow_t 
 static PyObject *
 columns_gather(ColumnsObject *c, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "gather(ids, how)");
+    if (!bt_nargs(nargs, 2, "gather(ids, how)")) {
         return NULL;
     }
     long how = PyLong_AsLong(args[1]);
@@ -1461,7 +1453,6 @@ columns_init(ColumnsObject *c, PyObject *args, PyObject *kwds)
 static void
 columns_dealloc(ColumnsObject *c)
 {
-    PyTypeObject *tp = Py_TYPE(c);
     for (int i = 0; i < C_COUNT; i++) {
         grow_free(&c->col[i]);
     }
@@ -1496,8 +1487,7 @@ columns_dealloc(ColumnsObject *c)
     }
     PyMem_RawFree(c->stacks);
     PyMem_RawFree(c->errs);
-    tp->tp_free((PyObject *)c);
-    Py_DECREF(tp);
+    bt_free_instance((PyObject *)c);
 }
 
 static PyMethodDef columns_methods[] = {

@@ -23,6 +23,7 @@
 
 #include "columns.h"
 #include "hex.h"
+#include "pyutil.h"
 #include "sha256.h"
 
 #if defined(__SSE2__)
@@ -859,8 +860,7 @@ scan_lines(ScanObject *s, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos,
 static PyObject *
 scan_scan(ScanObject *s, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "scan(buffer, pos, number, trust)");
+    if (!bt_nargs(nargs, 4, "scan(buffer, pos, number, trust)")) {
         return NULL;
     }
     Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
@@ -874,9 +874,8 @@ scan_scan(ScanObject *s, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     if (pos < 0 || pos > view.len || trust < 0 || trust > 2) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "pos outside the buffer, or trust not 0, 1 or 2");
-        return NULL;
+        return bt_release_raise(&view, PyExc_ValueError,
+                                "pos outside the buffer, or trust not 0, 1 or 2");
     }
     int code;
     Py_BEGIN_ALLOW_THREADS
@@ -939,8 +938,7 @@ copy_owned(PyObject *arg, Py_ssize_t unit, int valid, const char *invalid, uint8
     }
     Py_ssize_t len = view.len;
     if (len % unit || !valid) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, invalid);
+        bt_release_raise(&view, PyExc_ValueError, invalid);
         return -1;
     }
     if ((size_t)len > *cap) {
@@ -963,8 +961,7 @@ copy_owned(PyObject *arg, Py_ssize_t unit, int valid, const char *invalid, uint8
 static PyObject *
 scan_known(ScanObject *s, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "known(first, bits)");
+    if (!bt_nargs(nargs, 2, "known(first, bits)")) {
         return NULL;
     }
     long long first = PyLong_AsLongLong(args[0]);
@@ -983,8 +980,7 @@ scan_known(ScanObject *s, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 scan_digests(ScanObject *s, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "digests(first, hashes)");
+    if (!bt_nargs(nargs, 2, "digests(first, hashes)")) {
         return NULL;
     }
     long long first = PyLong_AsLongLong(args[0]);
@@ -1131,14 +1127,12 @@ scan_init(ScanObject *s, PyObject *args, PyObject *kwds)
 static void
 scan_dealloc(ScanObject *s)
 {
-    PyTypeObject *tp = Py_TYPE(s);
     PyMem_RawFree(s->leaves);
     PyMem_RawFree(s->cps);
     PyMem_RawFree(s->step_own);
     PyMem_RawFree(s->known);
     PyMem_RawFree(s->dg);
-    tp->tp_free((PyObject *)s);
-    Py_DECREF(tp);
+    bt_free_instance((PyObject *)s);
 }
 
 static PyMethodDef scan_methods[] = {
@@ -1391,8 +1385,7 @@ count_newlines(const uint8_t *p, const uint8_t *end)
 static PyObject *
 mod_leaf_cut(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "leaf_cut(buffer, lines_before, per_leaf)");
+    if (!bt_nargs(nargs, 3, "leaf_cut(buffer, lines_before, per_leaf)")) {
         return NULL;
     }
     long long before = PyLong_AsLongLong(args[1]);
@@ -1588,10 +1581,8 @@ expand_init(ExpandObject *e, PyObject *args, PyObject *kwds)
 static void
 expand_dealloc(ExpandObject *e)
 {
-    PyTypeObject *tp = Py_TYPE(e);
     PyMem_RawFree(e->leaves);
-    tp->tp_free((PyObject *)e);
-    Py_DECREF(tp);
+    bt_free_instance((PyObject *)e);
 }
 
 static PyMethodDef expand_methods[] = {
@@ -1646,8 +1637,7 @@ static PyObject *
 mod_perfect_roots(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
     static const uint8_t one = 0x01;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "perfect_roots(hashes, per)");
+    if (!bt_nargs(nargs, 2, "perfect_roots(hashes, per)")) {
         return NULL;
     }
     Py_ssize_t per = PyLong_AsSsize_t(args[1]);
@@ -1710,32 +1700,10 @@ cscan_exec(PyObject *m)
 {
     const char *impl = sha256_select_from_env();
     init_tables();
-    PyObject *type = PyType_FromModuleAndSpec(m, &scan_spec, NULL);
-    if (type == NULL) {
-        return -1;
-    }
-    int rc = PyModule_AddObjectRef(m, "ChainScan", type);
-    Py_DECREF(type);
-    if (rc < 0) {
-        return -1;
-    }
-    type = PyType_FromModuleAndSpec(m, &expand_spec, NULL);
-    if (type == NULL) {
-        return -1;
-    }
-    rc = PyModule_AddObjectRef(m, "Expander", type);
-    Py_DECREF(type);
-    if (rc < 0) {
-        return -1;
-    }
     columns_init_tables();
-    type = PyType_FromModuleAndSpec(m, &columns_spec, NULL);
-    if (type == NULL) {
-        return -1;
-    }
-    rc = PyModule_AddObjectRef(m, "OpColumns", type);
-    Py_DECREF(type);
-    if (rc < 0 || PyModule_AddStringConstant(m, "IMPLEMENTATION", impl) < 0
+    if (bt_add_type(m, &scan_spec, "ChainScan") < 0 || bt_add_type(m, &expand_spec, "Expander") < 0
+        || bt_add_type(m, &columns_spec, "OpColumns") < 0
+        || PyModule_AddStringConstant(m, "IMPLEMENTATION", impl) < 0
         || PyModule_AddIntConstant(m, "END", STOP_END) < 0
         || PyModule_AddIntConstant(m, "TOO_LONG", STOP_TOO_LONG) < 0
         || PyModule_AddIntConstant(m, "CR", STOP_CR) < 0

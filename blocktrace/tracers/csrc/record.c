@@ -23,6 +23,7 @@
 #include <limits.h>
 
 #include "sink.h"
+#include "pyutil.h"
 
 enum { R_TUPLE, R_EVENT, R_RETURN };
 
@@ -356,11 +357,9 @@ log_clear(Log *self)
 static void
 log_dealloc(Log *self)
 {
-    PyTypeObject *type = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     log_clear(self);
-    type->tp_free((PyObject *)self);
-    Py_DECREF(type);
+    bt_free_instance((PyObject *)self);
 }
 
 static PyMethodDef log_methods[] = {

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "jsonint.h"
+#include "pyutil.h"
 
 #define NAME_SHIFT 40
 #define NO_LINE INT64_MIN
@@ -1077,9 +1078,7 @@ Pass_feed(PassObject *s, PyObject *args)
     Py_ssize_t len = view.len;
     int stop = 0;
     if (pos < 0 || pos > len) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "position outside the buffer");
-        return NULL;
+        return bt_release_raise(&view, PyExc_ValueError, "position outside the buffer");
     }
     while (pos < len) {
         cp line = base + pos;
@@ -1415,9 +1414,7 @@ Pass_dealloc(PassObject *s)
     buf_free(&s->last_gas);
     buf_free(&s->names);
     buf_free(&s->steps_out);
-    PyTypeObject *tp = Py_TYPE(s);
-    tp->tp_free((PyObject *)s);
-    Py_DECREF(tp);
+    bt_free_instance((PyObject *)s);
 }
 
 static PyMethodDef Pass_methods[] = {
@@ -1470,13 +1467,7 @@ ctables_exec(PyObject *m)
     for (const char *c = "0123456789abcdef"; *c; c++) {
         NOT_HEX[(uint8_t)*c] = 0;
     }
-    PyObject *type = PyType_FromModuleAndSpec(m, &Pass_spec, NULL);
-    if (type == NULL) {
-        return -1;
-    }
-    int rc = PyModule_AddObjectRef(m, "TablesPass", type);
-    Py_DECREF(type);
-    return rc;
+    return bt_add_type(m, &Pass_spec, "TablesPass");
 }
 
 static PyModuleDef_Slot ctables_slots[] = {
