@@ -219,3 +219,28 @@ def test_the_native_check_builds_the_index_the_reference_walk_builds(copy: Path)
         )
         out[pure] = proc.stdout
     assert out["0"] == out["1"] and len(out["0"]) > 100
+
+
+def test_the_caches_live_under_xdg_cache_home_else_home_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index's cache, ``query``'s datasets and the viewer's tables: each in
+    ``blocktrace`` of the user's cache directory unless its own variable says where."""
+    from blocktrace.query.dataset import cache_dir
+    from blocktrace.view.tables import cache_root
+
+    trace = str(tmp_path / "t.jsonl")
+    for name in ("BLOCKTRACE_CACHE", "BLOCKTRACE_VIEW_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    home = tmp_path / "home" / ".cache" / "blocktrace"
+    assert (cache_dir(), cache_root()) == (str(home / "query"), str(home / "view"))
+    assert os.path.dirname(cache_path(trace)) == str(home)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    xdg = tmp_path / "xdg" / "blocktrace"
+    assert (cache_dir(), cache_root()) == (str(xdg / "query"), str(xdg / "view"))
+    assert os.path.dirname(cache_path(trace)) == str(xdg)
+    assert cache_path(trace).endswith(".idx") and cache_path(trace) != cache_path(trace + "x")
+    monkeypatch.setenv("BLOCKTRACE_CACHE", str(tmp_path / "q"))
+    monkeypatch.setenv("BLOCKTRACE_VIEW_CACHE", str(tmp_path / "v"))
+    assert (cache_dir(), cache_root()) == (str(tmp_path / "q"), str(tmp_path / "v"))
