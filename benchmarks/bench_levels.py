@@ -1,6 +1,7 @@
 """Cost and size of the trace levels (op, line, call), measured in one run.
 
-    python benchmarks/bench_levels.py [--repeat 7] [--clock thread|wall]
+    python benchmarks/bench_levels.py [--repeat 7] [--clock thread|process|wall]
+    python benchmarks/bench_levels.py --workload stdlib --repeat 100 --paired [--whole]
 
 For each workload (benchmarks/workloads.py) it records the workload with
 ``ChainTracer(level=...)`` at each level, interleaved, best of N, and prints per
@@ -9,11 +10,16 @@ run executed): the cost of each level, its ratio to ``op``'s, the trace bytes an
 op's bytes over each level's.  Cost is the traced run's time minus the untraced
 run's (the tracing overhead); the ratios of whole traced runs are printed too.
 ``--clock thread`` (the default) times CPU time of the tracing thread, which a
-loaded machine disturbs less than wall time.  ``--paired``: each level's cost is
-the median over the repeats of its run minus the untraced run just before it
-(instead of best traced minus best untraced): for a workload whose tracing cost
-is a small part of its run (stdlib: ~0.3 ms of ~7 ms), the two bests' noise is
-larger than the cost; paired differences cancel most of it (use ``--repeat 100``).
+loaded machine disturbs less than wall time; ``process`` the CPU time of every
+thread (op's lines are made and hashed on the writer's thread: counting only the
+tracing thread makes op look cheaper than it is); ``wall``.  ``--paired``: each
+level's cost is the median over the repeats of its run minus the untraced run just
+before it (instead of best traced minus best untraced), by all three clocks at once
+(one row each): for a workload whose tracing cost is a small part of its run
+(stdlib: ~0.3 ms of ~7 ms), the two bests' noise is larger than the cost; paired
+differences cancel most of it (use ``--repeat 100``).  A run is timed from
+``start()`` to ``stop()`` (the seal included); ``--whole`` from the tracer's
+construction to its close, what a ``blocktrace run`` pays besides start-up.
 
 ``--only LEVEL`` (``untraced``, ``op``, ``line``, ``call``) runs the one workload
 ``--repeat`` times at that level and prints nothing: for counting instructions,
@@ -42,6 +48,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
+from operator import call
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,26 +60,41 @@ import blocktrace
 LEVELS = ("op", "line", "call")
 
 
+CLOCKS: dict[str, Callable[[], int]] = {
+    "thread": time.thread_time_ns,    # CPU of the tracing thread
+    "process": time.process_time_ns,  # CPU of every thread (the writer's too)
+    "wall": time.perf_counter_ns,
+}
+"""What ``--paired`` reports, each run timed by all three at once."""
+
+
 def recorded(fn: Callable[[], object], path: str, level: str,
-             clock: Callable[[], int]) -> tuple[int, int]:
-    """(ns, bytes) of one run of ``fn`` recorded at ``level``, into a new file (the
-    trace before it removed, untimed: a file overwritten in place costs its close
-    a write-back of the data on ext4 -- some 20-40 µs of the tracing thread per
-    run that a trace written to a new file, the usual case, does not pay)."""
+             clocks: tuple[Callable[[], int], ...], whole: bool = False) -> tuple[list[int], int]:
+    """(ns by each clock, bytes) of one run of ``fn`` recorded at ``level``, into a new
+    file (the trace before it removed, untimed: a file overwritten in place costs its
+    close a write-back of the data on ext4 -- some 20-40 µs of the tracing thread per
+    run that a trace written to a new file, the usual case, does not pay).  Timed from
+    ``start()`` to ``stop()``; ``whole``: from the tracer's construction to its close
+    (what ``blocktrace run`` or ``with blocktrace.trace(ChainTracer(...))`` pays)."""
     if os.path.exists(path):
         os.remove(path)
+    now = partial(map, call, clocks)  # few instructions between set_tracer and start
+    before = list(now()) if whole else []
     tracer = blocktrace.ChainTracer(path, genesis="bench", level=level)  # type: ignore[arg-type]
     previous = blocktrace.set_tracer(tracer)
     try:
-        t = clock()
+        if not whole:
+            before = list(now())
         blocktrace.start()
         fn()
         blocktrace.stop()
-        elapsed = clock() - t
+        after = list(now())
     finally:
         blocktrace.set_tracer(previous)
         tracer.close()
-    return elapsed, os.path.getsize(path)
+    if whole:
+        after = list(now())
+    return [b - a for a, b in zip(before, after, strict=True)], os.path.getsize(path)
 
 
 def _empty() -> None:
@@ -92,14 +115,27 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)  # the traces: up to ~100 MB a workload
 
 
+def _timed(fn: Callable[[], object], clocks: tuple[Callable[[], int], ...]) -> list[int]:
+    before = [c() for c in clocks]
+    fn()
+    after = [c() for c in clocks]
+    return [b - a for a, b in zip(before, after, strict=True)]
+
+
 def run(tmp: str) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--workload", choices=sorted([*WORKLOADS, "empty"]), action="append",
                     help="empty (with --only): a run that executes nothing: the per-run fixed cost")
-    ap.add_argument("--clock", choices=("thread", "wall"), default="thread")
+    ap.add_argument("--clock", choices=tuple(CLOCKS), default="thread",
+                    help="without --paired: thread (CPU of the tracing thread), process "
+                         "(CPU of all threads) or wall")
     ap.add_argument("--paired", action="store_true",
-                    help="median of (level run - the untraced run before it) over the repeats")
+                    help="median of (level run - the untraced run before it) over the repeats, "
+                         "by each clock: thread CPU, process CPU, wall")
+    ap.add_argument("--whole", action="store_true",
+                    help="time each run from the tracer's construction to its close (default: "
+                         "from start() to stop())")
     ap.add_argument("--only", choices=("untraced", *LEVELS),
                     help="run one workload at one level --repeat times, print nothing")
     ap.add_argument("--between", action="store_true",
@@ -107,55 +143,59 @@ def run(tmp: str) -> None:
                          "paired measure does: code the program runs while tracing is off "
                          "is instrumented afresh by Python, and a run learns it again)")
     args = ap.parse_args()
-    clock = time.thread_time_ns if args.clock == "thread" else time.perf_counter_ns
+    names = tuple(CLOCKS) if args.paired else (args.clock,)
+    clocks = tuple(CLOCKS[n] for n in names)
     if args.only is not None:
         fn = {**WORKLOADS, "empty": _empty}[(args.workload or ["stdlib"])[0]]
         path = os.path.join(tmp, "only.jsonl")
         for level in LEVELS:  # the same warm-up (imports, first runs) whatever the level
-            recorded(fn, path, level, clock)
+            recorded(fn, path, level, clocks, args.whole)
         for _ in range(args.repeat):
             if args.between or args.only == "untraced":
                 fn()
             if args.only != "untraced":
-                recorded(fn, path, args.only, clock)
+                recorded(fn, path, args.only, clocks, args.whole)
         return
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores, "
           f"{'median of paired differences' if args.paired else 'best'} of {args.repeat}, "
-          f"interleaved, {args.clock} clock\n")
-    print("| workload | source lines | untraced ns/line | op ns/line | line ns/line (x op) "
+          f"interleaved, {'/'.join(names)} clock{'s' if args.paired else ''}, "
+          f"{'whole run (construction to close)' if args.whole else 'start() to stop()'}, "
+          f"load average {os.getloadavg()[0]:.1f}\n")
+    print("| workload | clock | source lines | untraced ns/line | op ns/line | line ns/line (x op) "
           "| call ns/line (x op) | whole run line/op, call/op | bytes op / line / call "
           "| op/line bytes |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.workload or list(WORKLOADS):
         fn = WORKLOADS[name]
         fn()  # warm up: specialisation, imports
-        best: dict[str, int] = {}
+        best: dict[str, list[int]] = {}
         size: dict[str, int] = {}
-        paired: dict[str, list[int]] = {level: [] for level in LEVELS}
+        paired: dict[str, list[list[int]]] = {level: [] for level in LEVELS}
         for _ in range(args.repeat):
-            t = clock()
-            fn()
-            untraced = clock() - t
-            best["untraced"] = min(best.get("untraced", 1 << 62), untraced)
+            untraced = _timed(fn, clocks)
+            best["untraced"] = [min(a, b) for a, b in
+                                zip(best.get("untraced", untraced), untraced, strict=True)]
             for level in LEVELS:
                 path = os.path.join(tmp, f"{name}-{level}.jsonl")
-                ns, size[level] = recorded(fn, path, level, clock)
-                best[level] = min(best.get(level, 1 << 62), ns)
-                paired[level].append(ns - untraced)
+                ns, size[level] = recorded(fn, path, level, clocks, args.whole)
+                best[level] = [min(a, b) for a, b in zip(best.get(level, ns), ns, strict=True)]
+                paired[level].append([t - u for t, u in zip(ns, untraced, strict=True)])
         lines = source_lines(os.path.join(tmp, f"{name}-line.jsonl"))
-        base = best["untraced"]
-        if args.paired:
-            cost = {lv: max(statistics.median(paired[lv]), 1) / lines for lv in LEVELS}
-        else:
-            cost = {lv: max(best[lv] - base, 1) / lines for lv in LEVELS}
-        print(
-            f"| {name} | {lines} | {base / lines:.0f} | {cost['op']:.0f} "
-            f"| {cost['line']:.0f} ({cost['line'] / cost['op']:.2f}x) "
-            f"| {cost['call']:.0f} ({cost['call'] / cost['op']:.2f}x) "
-            f"| {best['line'] / best['op']:.2f}, {best['call'] / best['op']:.2f} "
-            f"| {size['op']:,} / {size['line']:,} / {size['call']:,} "
-            f"| {size['op'] / size['line']:.1f}x |"
-        )
+        for i, clock_name in enumerate(names):
+            base = best["untraced"][i]
+            if args.paired:
+                cost = {lv: max(statistics.median(d[i] for d in paired[lv]), 1) / lines
+                        for lv in LEVELS}
+            else:
+                cost = {lv: max(best[lv][i] - base, 1) / lines for lv in LEVELS}
+            print(
+                f"| {name} | {clock_name} | {lines} | {base / lines:.0f} | {cost['op']:.0f} "
+                f"| {cost['line']:.0f} ({cost['line'] / cost['op']:.2f}x) "
+                f"| {cost['call']:.0f} ({cost['call'] / cost['op']:.2f}x) "
+                f"| {best['line'][i] / best['op'][i]:.2f}, {best['call'][i] / best['op'][i]:.2f} "
+                f"| {size['op']:,} / {size['line']:,} / {size['call']:,} "
+                f"| {size['op'] / size['line']:.1f}x |"
+            )
         sys.stdout.flush()
 
 
