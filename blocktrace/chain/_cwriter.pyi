@@ -51,9 +51,12 @@ class LineWriter:
         """Go on with a thread making the lines again, from the chain's state now
         (after ``stop_thread``; the buffer is flushed first).  No-op while one runs,
         in a fork's child, after the summary, or with ``on_leaf``."""
-    def start_thread_later(self) -> None:
+    def start_thread_later(self, *, full: bool = False) -> None:
         """``start_thread`` at the next line, where it runs no Python code (else the
-        writer stays inline): after ``os.fork``, once Python's check for threads ran."""
+        writer stays inline): after ``os.fork``, once Python's check for threads ran.
+        ``full``: at the first line after the buffer is next handed on because it is
+        full (a trace shorter than one buffer never starts a thread; ``stop_thread``
+        forgets it)."""
     def stop_thread(self) -> None:
         """Let the thread make every queued line, hand its finished chunks to
         ``write``, end it and go on inline (no-op without one)."""

@@ -231,7 +231,11 @@ class ChainTracer:
     ``BLOCKTRACE_WRITER_THREAD=0``/``1`` decide; ``writer_thread`` True/False
     decides for this tracer), the lines are made, hashed and
     (for a plain file) written on the writer's own thread; the program's thread
-    only queues them.  The same bytes; the seal waits for every line.
+    only queues them.  The same bytes; the seal waits for every line.  By
+    default the thread starts once the trace has filled its first buffer
+    (``buffer_size``): a short run is written inline and starts no thread;
+    ``writer_thread=True`` or ``BLOCKTRACE_WRITER_THREAD=1`` start it with the
+    first line.
     """
 
     wants_op_end = False
@@ -332,6 +336,8 @@ class ChainTracer:
         )
         write = self._counted(write, position)
         extra: dict[str, Any] = {}
+        later = False
+        """The writer's thread starts once the trace fills its first buffer."""
         if LineWriter is PyLineWriter:
             if frames is None:  # see PyLineWriter.flush
                 extra["tell"] = _position(self._out)
@@ -341,12 +347,20 @@ class ChainTracer:
             if not periodic and (threaded_by_default() if writer_thread is None
                                  else writer_thread):
                 # Lines made on the writer's thread; `write` still runs here, with the
-                # same chunks.  Checkpoints (on_leaf) keep the inline writer.
-                extra["threaded"] = True
+                # same chunks.  Checkpoints (on_leaf) keep the inline writer.  By
+                # default only once the trace fills a buffer: a short run never pays
+                # for starting and joining a thread (BLOCKTRACE_WRITER_THREAD=1 or
+                # writer_thread=True: from the first line).
+                later = writer_thread is None and os.environ.get("BLOCKTRACE_WRITER_THREAD") != "1"
+                if not later:
+                    extra["threaded"] = True
         self._writer = LineWriter(
             write, buffer_size=buffer_size, lines_per_leaf=LINES_PER_LEAF,
             on_leaf=self._leaf_done if periodic else None, **extra,
         )
+        self._thread_later = later
+        if later:
+            self._writer.start_thread_later(full=True)
         self.op_line = self._write_op = self._writer.op
         self._call_line: Any = None
         """With locals and C: the call hook's ``line``, which forgets the locals kept
@@ -449,6 +463,7 @@ class ChainTracer:
         stop_thread = getattr(self._writer, "stop_thread", None)
         if stop_thread is not None:  # the limit counts what `write` takes: inline, write
             stop_thread()
+        self._thread_later = False
         self.max_size = max_size
         self._check_limit()
 
@@ -532,14 +547,14 @@ class ChainTracer:
         """In the parent after ``os.fork``: the writer's thread the fork ended starts
         again at the next line, from the chain's state.  (Not here: Python 3.13 counts
         the process's threads to warn of a fork with threads after these hooks ran.)"""
-        if not self._thread_before_fork:
+        running, self._thread_before_fork = self._thread_before_fork, False
+        if not running and not self._thread_later:
             return
-        self._thread_before_fork = False
         later = getattr(self._writer, "start_thread_later", None)
         if self.sealed or later is None:
             return
-        try:
-            later()
+        try:  # (a start deferred to the first full buffer stays so: stop_thread forgot it)
+            later(full=not running)
         except Exception:  # a fork is the program's: the writer goes on inline
             pass
 

@@ -389,7 +389,7 @@ def test_after_a_fork_the_parent_s_writer_thread_starts_again(tmp_path: Path) ->
         """))
     result = subprocess.run(
         [sys.executable, str(script), str(trace)], cwd=tmp_path, capture_output=True, text=True,
-        timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT),
+        timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT), "BLOCKTRACE_WRITER_THREAD": "1",
                           "PYTHONWARNINGS": "error::DeprecationWarning"},
     )
     assert result.returncode == 0, result.stderr
@@ -582,22 +582,29 @@ def test_a_failed_write_of_the_thread_is_raised_and_nothing_is_lost() -> None:
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no affinity masks here")
 def test_by_default_the_thread_is_used_with_two_cpus_or_more(tmp_path: Path) -> None:
     """Unset BLOCKTRACE_WRITER_THREAD: a thread when the process may run on two
-    CPUs or more; pinned to one, the inline writer (cheaper there)."""
+    CPUs or more (once the trace has filled its first buffer); pinned to one, the
+    inline writer (cheaper there)."""
     env = {k: v for k, v in os.environ.items() if k != "BLOCKTRACE_WRITER_THREAD"}
     code = textwrap.dedent(
         """
-        import os, sys
+        import os, sys, blocktrace
         from blocktrace.tracers.chain import ChainTracer
         if sys.argv[1] == "one":
             os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
         tracer = ChainTracer(sys.argv[2])
-        print(tracer._writer.threaded, len(os.sched_getaffinity(0)))
-        tracer.close()
+        with blocktrace.trace(tracer):
+            total = 0
+            for i in range(5000):
+                total += i
+            threaded = tracer._writer.threaded
+        print(threaded, len(os.sched_getaffinity(0)))
         """
     )
+    script = tmp_path / "default.py"  # a file: code from -c is not in the default scope
+    script.write_text(code)
     for cpus in ("one", "all"):
         result = subprocess.run(
-            [sys.executable, "-c", code, cpus, str(tmp_path / f"{cpus}.jsonl")],
+            [sys.executable, str(script), cpus, str(tmp_path / f"{cpus}.jsonl")],
             capture_output=True, text=True, timeout=60,
             env={**env, "PYTHONPATH": str(ROOT)},
         )

@@ -152,3 +152,62 @@ def test_start_and_stop_call_few_helpers_with_py_start_on(
     # property); stop(): the two frames on the stack when the events go off (vm.stop
     # and Stepper.stop).  Nothing else of blocktrace's.
     assert names == ["Renderer.__init__", "Renderer._limits", "Stepper.stop", "stop"]
+
+
+def _two_cpus() -> bool:
+    try:
+        return len(os.sched_getaffinity(0)) >= 2
+    except (AttributeError, OSError):
+        return (os.cpu_count() or 1) >= 2
+
+
+@pytest.mark.skipif(not _two_cpus(), reason="the writer's thread is the default on two CPUs only")
+def test_a_short_run_starts_no_writer_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By default (two CPUs, BLOCKTRACE_WRITER_THREAD unset) the C writer's thread
+    starts once the trace has filled its first buffer: a run of a few hundred lines
+    is written inline, starts no thread and its seal joins none.  A longer run gets
+    the thread from its first full buffer on, and writes the same lines."""
+    from blocktrace.chain.writer import threaded_by_default
+
+    monkeypatch.delenv("BLOCKTRACE_WRITER_THREAD", raising=False)
+    if not threaded_by_default():
+        pytest.skip("no C writer here (BLOCKTRACE_PURE, or not built)")
+    mod = _module(tmp_path, "shortrun", """
+        def f(n):
+            total = 0
+            for i in range(n):
+                total += i
+            return total
+        """)
+    seen: dict[str, list[bool]] = {}
+
+    def traced(name: str, n: int, **kw: Any) -> Any:
+        tracer = blocktrace.ChainTracer(tmp_path / name, genesis="g", argv=["x"], **kw)
+        seen[name] = [tracer._writer.threaded]
+        with blocktrace.trace(tracer):
+            mod["f"](n)
+            seen[name].append(tracer._writer.threaded)
+        seen[name].append(tracer._writer.thread_cpu_ns > 0)  # a thread ran (and ended)
+        return tracer
+
+    traced("short.jsonl", 20)
+    assert seen["short.jsonl"] == [False, False, False]
+    traced("long.jsonl", 3000)
+    assert seen["long.jsonl"] == [False, True, True]
+    traced("inline.jsonl", 3000, writer_thread=False)
+    assert seen["inline.jsonl"] == [False, False, False]
+    traced("from-the-start.jsonl", 20, writer_thread=True)
+    assert seen["from-the-start.jsonl"] == [True, True, True]
+
+    def bodies(name: str) -> list[bytes]:  # all but the header's start and the summary
+        lines = (tmp_path / name).read_bytes().splitlines()
+        return [line.rsplit(b',"hash":', 1)[0] for line in lines[1:-1]]
+
+    assert len(bodies("long.jsonl")) > 3000
+    assert bodies("long.jsonl") == bodies("inline.jsonl")
+    from blocktrace.chain.verify import verify_file
+
+    for name in seen:
+        assert verify_file(tmp_path / name).status == "sealed"

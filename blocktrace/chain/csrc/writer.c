@@ -153,6 +153,7 @@ typedef struct {
     own_file file;
     long long thread_cpu_ns; /* CPU time of the writer's threads that ended */
     int resume;              /* start_thread_later: start one at the next line */
+    int resume_full;         /* start_thread_later(full=True): resume once the buffer fills */
     char gap0[GAP];
     /* the chain's state: with a thread on, the thread writes it at every line */
     line_buffer out;
@@ -217,6 +218,10 @@ prepare(Writer *w, size_t total)
     if (w->out.len > 0 && w->out.len + total > w->out.limit) {
         if (flush_out(w) < 0) {
             return -1;
+        }
+        if (w->resume_full) { /* the trace filled a buffer: a thread from the next line */
+            w->resume_full = 0;
+            w->resume = 1;
         }
         if (check_open(w) < 0) { /* sealed by code the flush ran */
             return -1;
@@ -1765,7 +1770,7 @@ writer_get_thread_cpu_ns(Writer *w, void *Py_UNUSED(closure))
 static PyObject *
 writer_stop_thread(Writer *w, PyObject *Py_UNUSED(ignored))
 {
-    w->resume = 0; /* a start_thread_later before: inline it is */
+    w->resume = w->resume_full = 0; /* a start_thread_later before: inline it is */
     /* the finished chunks go to write first: the inline buffer then holds what
      * the inline path would (the lines since the last flush point) */
     if (w->p.on && w->p.delivering) {
@@ -1804,7 +1809,7 @@ own_file_again(own_file *f)
 static int
 restart(Writer *w, int quiet)
 {
-    w->resume = 0;
+    w->resume = w->resume_full = 0;
     if (w->p.on || w->done || w->on_leaf != NULL) {
         return 0;
     }
@@ -1859,10 +1864,20 @@ writer_start_thread(Writer *w, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-writer_start_thread_later(Writer *w, PyObject *Py_UNUSED(ignored))
+writer_start_thread_later(Writer *w, PyObject *args, PyObject *kwds)
 {
+    static char *kwlist[] = {"full", NULL};
+    int full = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$p:start_thread_later", kwlist, &full)) {
+        return NULL;
+    }
     if (!w->p.on) {
-        w->resume = 1;
+        if (full) {
+            w->resume_full = 1;
+        }
+        else {
+            w->resume = 1;
+        }
     }
     Py_RETURN_NONE;
 }
@@ -1901,11 +1916,14 @@ static PyMethodDef writer_methods[] = {
      "start_thread($self, /)\n--\n\nGo on with a thread making the lines again, from the "
      "chain's state now (after stop_thread; the buffer is flushed first).  No-op while one "
      "runs, in a fork's child, after the summary, or with on_leaf."},
-    {"start_thread_later", (PyCFunction)writer_start_thread_later, METH_NOARGS,
-     "start_thread_later($self, /)\n--\n\nstart_thread at the next line (op, line), where "
-     "it runs no Python code: a buffer only write could take, or a thread that cannot be "
-     "started, keeps the writer inline.  (After os.fork: the parent's thread starts once "
-     "os.fork has returned, after Python's check for threads.)"},
+    {"start_thread_later", (PyCFunction)(void (*)(void))writer_start_thread_later,
+     METH_VARARGS | METH_KEYWORDS,
+     "start_thread_later($self, /, *, full=False)\n--\n\nstart_thread at the next line (op, "
+     "line), where it runs no Python code: a buffer only write could take, or a thread that "
+     "cannot be started, keeps the writer inline.  (After os.fork: the parent's thread starts "
+     "once os.fork has returned, after Python's check for threads.)  full: at the first line "
+     "after the buffer is next handed on because it is full (a trace shorter than one buffer "
+     "never starts a thread)."},
     {"stop_thread", (PyCFunction)writer_stop_thread, METH_NOARGS,
      "stop_thread($self, /)\n--\n\nLet the writer's thread make every queued line, hand "
      "its finished chunks on, end it and go on inline, through write (not fd)."},
