@@ -66,6 +66,8 @@ _encode = msgspec.json.Encoder().encode
 _cvalues: Any = extension("blocktrace.tracers._cvalues")
 """A line start's values in C (``_scan``), or None: the Python reference."""
 _perf_counter_ns = time.perf_counter_ns
+_PYTHON = platform.python_version()
+"""The header's ``python`` (parsed from ``sys.version``: once per process)."""
 
 
 DEFAULT_NAME = "blocktrace.jsonl"
@@ -391,7 +393,7 @@ class ChainTracer:
             "blocktrace": FORMAT_VERSION,
             "hashAlg": "sha256",
             "genesis": self.genesis,
-            "python": platform.python_version(),
+            "python": _PYTHON,
             "implementation": sys.implementation.name,
             "argv": list(sys.argv if argv is None else argv),
             "start": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -790,10 +792,13 @@ class ChainTracer:
         self._line(_encode(summary)[:-1])
         writer.close_leaf()
         stop_thread = getattr(writer, "stop_thread", None)
-        if stop_thread is not None:  # nothing more to make: the writer's thread makes
-            stop_thread()  # the queued lines and ends (one hand-off), the rest is inline
+        if stop_thread is not None and writer.threaded:  # nothing more to make: the
+            stop_thread()  # writer's thread makes the queued lines and ends (one
+            # hand-off), the rest is inline
         self.head = writer.head
-        self.flush()
+        self.flush()  # (inline, a file of its own: one write from C)
+        if stop_thread is not None:
+            stop_thread()  # its copy of the descriptor closed
         if self._checkpoints is not None:  # a last checkpoint covering the whole tree
             self._checkpoints.write(writer.tree_size, writer.root())
         if self._frames is not None:

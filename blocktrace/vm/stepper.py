@@ -341,6 +341,8 @@ class Stepper:
         self._held: list[tuple[Any, int, int, int, int, int]] | None = None
         """Events kept back while ``start()`` may still take over (see ``start``)."""
         self._held_for: object = discard_trace
+        self._held_caps: Any = None
+        """The capabilities of ``_held_for`` the start that holds read (``take_over``'s)."""
         self._room: Any = None
         """The starting thread's frames-left counter, while it is lent room."""
         self._room_thread = 0
@@ -516,7 +518,9 @@ class Stepper:
         self._enter_live = False
         self.exit_exception = None
         self.started_ns = time.perf_counter_ns()
-        cbs = self._callbacks()
+        # Only the callbacks holding changes: the exception events' filters stay.
+        cbs = self._callbacks(self._held_caps, held_over=True)
+        self._held_caps = None
         first = cbs.pop(_E.PY_START)
         self._register(cbs)
         self._enter_caller(caller)
@@ -593,11 +597,20 @@ class Stepper:
                 return tool
         raise RuntimeError("no free sys.monitoring tool id (all six are in use)")
 
-    def _callbacks(self) -> dict[int, Callable[..., Any] | None]:
+    def _callbacks(
+        self, caps: Any = None, held_over: bool = False
+    ) -> dict[int, Callable[..., Any] | None]:
         """The callbacks for the current tracer and mode; the tracer's
-        capabilities are read here, so on every start and every swap."""
+        capabilities are read here, so on every start and every swap.
+        ``take_over`` passes those its holding start read (set_tracer and start
+        in a row: a change between them releases the held events, and then no
+        take-over happens) and ``held_over``: only the callbacks that differ
+        once nothing is held (calls, returns, instructions)."""
         tracer = _active.tracer
-        caps = capabilities_of(tracer)
+        if caps is None:
+            caps = capabilities_of(tracer)
+        if self._held is not None:
+            self._held_caps = caps
         self._direct = self._hold if self._held is not None else direct_callable(tracer, caps)
         self._quiet = self._held is None and tracer is discard_trace
         """Nobody listens (the discard tracer): calls and returns only keep the depth."""
@@ -618,6 +631,10 @@ class Stepper:
         # A tracer that may answer DISABLE gets the general path only without the C hook.
         general = general or (self._may_disable and not C_HOOK)
         start, leave, resume, suspend = self._c_call_hooks(general, caps)
+        instruction = self._on_instruction_general if general else self._fast_instruction()
+        if held_over:
+            return {_E.PY_START: start, _E.PY_RESUME: resume, _E.PY_RETURN: leave,
+                    _E.PY_YIELD: suspend, _E.INSTRUCTION: instruction}
         cbs: dict[int, Callable[..., Any] | None] = {
             _E.PY_START: start,
             _E.PY_RESUME: resume,
@@ -628,7 +645,7 @@ class Stepper:
             _E.RAISE: self._in_scope(self._on_raise, 1),
             _E.RERAISE: self._in_scope(self._on_reraise),
             _E.EXCEPTION_HANDLED: self._in_scope(self._on_handled, 2),
-            _E.INSTRUCTION: self._on_instruction_general if general else self._fast_instruction(),
+            _E.INSTRUCTION: instruction,
         }
         if self._multi:
             cbs = {event: self._serialised(cb) for event, cb in cbs.items() if cb is not None}
