@@ -67,10 +67,16 @@ def start(
         scope = _DEFAULT_SCOPE[0]
     else:
         scope = _default_scope()
-    renderer = Renderer(use_repr=use_repr)
     held = _stepper_module._current
+    # The renderer set_tracer's stepper made (before the events were on) and has
+    # not used (its events are held, and take_over drops them): a new one here
+    # would be Python code run with PY_START on, seen once more per run.
+    reused = held is not None and held._held is not None and not use_repr
+    renderer = held.renderer if held is not None and reused else Renderer(use_repr=use_repr)
     if held is not None and held.take_over(scope, gas, renderer, stacklevel=stacklevel + 1):
         return held  # the stepper set_tracer started goes on as this one (one start, not two)
+    if reused:  # not taken over: that one may have rendered
+        renderer = Renderer(use_repr=use_repr)
     stepper = Stepper(scope, gas=gas, renderer=renderer)
     stepper.start(stacklevel=stacklevel + 1)
     return stepper
