@@ -369,6 +369,23 @@ def work(n):
 """A traced program's start: ChainTracer on the file named by argv[1], threaded."""
 
 
+FORKS = """
+with blocktrace.trace(tracer):
+    work(int(sys.argv[2]))
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    work(5)
+    short = tracer._writer.threaded
+    work(5000)
+    after = tracer._writer.threaded
+print(short, after)
+"""
+"""After _WORKS: argv[2] lines of work, a fork, then whether the writer's thread runs
+after a few lines and after many (tests/tracers/test_thread_later.py too)."""
+
+
 def test_after_a_fork_the_parent_s_writer_thread_starts_again(tmp_path: Path) -> None:
     """ChainTracer ends its writer's thread before os.fork (no thread of ours in the
     child; Python warns of a fork with threads) and starts it again in the parent at
@@ -376,25 +393,16 @@ def test_after_a_fork_the_parent_s_writer_thread_starts_again(tmp_path: Path) ->
     made off the program's thread again, and the trace verifies sealed."""
     trace = tmp_path / "t.jsonl"
     script = tmp_path / "forks.py"  # a file: code from -c is not in the default scope
-    script.write_text(_WORKS + textwrap.dedent("""
-        with blocktrace.trace(tracer):
-            work(5000)
-            pid = os.fork()
-            if pid == 0:
-                os._exit(0)
-            os.waitpid(pid, 0)
-            work(5000)
-            after = tracer._writer.threaded
-        print(after)
-        """))
+    script.write_text(_WORKS + FORKS)
     result = subprocess.run(
-        [sys.executable, str(script), str(trace)], cwd=tmp_path, capture_output=True, text=True,
-        timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT), "BLOCKTRACE_WRITER_THREAD": "1",
-                          "PYTHONWARNINGS": "error::DeprecationWarning"},
+        [sys.executable, str(script), str(trace), "5000"], cwd=tmp_path, capture_output=True,
+        text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                     "BLOCKTRACE_WRITER_THREAD": "1",
+                                     "PYTHONWARNINGS": "error::DeprecationWarning"},
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # no warning of a fork with threads (3.12+)
-    assert result.stdout.split() == ["True"]
+    assert result.stdout.split() == ["True", "True"]
     assert verify_file(str(trace)).status == "sealed"
 
 
@@ -492,30 +500,34 @@ def test_chain_tracer_switch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert bodies(a) == bodies(d)
 
 
-def test_a_signal_during_a_threaded_trace_seals_it(tmp_path: Path) -> None:
-    """Ctrl-C (SIGINT from outside) while a threaded trace is written: the program
-    gets KeyboardInterrupt, the trace is sealed with it."""
-    path = tmp_path / "t.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(
-            """
-            import sys, blocktrace
-            from blocktrace.tracers.chain import ChainTracer
-            tracer = ChainTracer(sys.argv[1])
-            assert tracer._writer.threaded
-            with blocktrace.trace(tracer):
-                print("go", flush=True)
-                while True:
-                    pass
-            """), str(path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "BLOCKTRACE_WRITER_THREAD": "1"},
-    )
+def interrupted(argv: list[str], env: dict[str, str]) -> str:
+    """The stderr of a program that prints "go" and runs on until Ctrl-C (SIGINT
+    from outside, 0.3 s after "go")."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "go"
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    return proc.communicate(timeout=60)[1]
+
+
+def test_a_signal_during_a_threaded_trace_seals_it(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT from outside) while a threaded trace is written: the program
+    gets KeyboardInterrupt, the trace is sealed with it."""
+    path = tmp_path / "t.jsonl"
+    err = interrupted([sys.executable, "-c", textwrap.dedent(
+        """
+        import sys, blocktrace
+        from blocktrace.tracers.chain import ChainTracer
+        tracer = ChainTracer(sys.argv[1])
+        assert tracer._writer.threaded
+        with blocktrace.trace(tracer):
+            print("go", flush=True)
+            while True:
+                pass
+        """), str(path)],
+        {**os.environ, "PYTHONPATH": str(ROOT), "BLOCKTRACE_WRITER_THREAD": "1"})
     assert "KeyboardInterrupt" in err
     result = verify_file(path)
     assert result.status == "sealed", result.reason

@@ -7,16 +7,15 @@ from the first line (tests/chain/test_writer_thread.py) or none."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from blocktrace import _native
 from blocktrace.chain.verify import verify_file
+from tests.chain.test_writer_thread import FORKS, interrupted
 
 if _native.PURE:
     pytest.skip("C line writer switched off (BLOCKTRACE_PURE is set)", allow_module_level=True)
@@ -84,19 +83,8 @@ def test_a_fork_keeps_the_deferred_start_in_the_parent(tmp_path: Path, before: i
     """A fork before the trace filled a buffer: the parent's thread still starts
     once it does; after: it starts again at the parent's next line.  No thread of
     ours at the fork (no warning of a fork with threads), the trace sealed."""
-    result = _python(tmp_path, """
-with blocktrace.trace(tracer):
-    work(int(sys.argv[2]))
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
-    os.waitpid(pid, 0)
-    work(5)
-    short = tracer._writer.threaded
-    work(5000)
-    after = tracer._writer.threaded
-print(short, after)
-""", str(before), env={**_ENV, "PYTHONWARNINGS": "error::DeprecationWarning"})
+    result = _python(tmp_path, FORKS, str(before),
+                     env={**_ENV, "PYTHONWARNINGS": "error::DeprecationWarning"})
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout.split() == [str(before > 10), "True"]
@@ -111,15 +99,7 @@ with blocktrace.trace(tracer):
     while True:
         pass
 """)
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(tmp_path / "t.jsonl")], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=_ENV,
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "go"
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    err = interrupted([sys.executable, str(script), str(tmp_path / "t.jsonl")], _ENV)
     assert "KeyboardInterrupt" in err
     result = verify_file(tmp_path / "t.jsonl")
     assert result.status == "sealed"
