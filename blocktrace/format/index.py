@@ -47,6 +47,7 @@ __all__ = [
     "IndexBuilder",
     "StepCounter",
     "TraceIndex",
+    "cache_home",
     "cache_path",
     "index_paths",
     "keep_index",
@@ -449,12 +450,18 @@ def stamp_of(path: str, kind: Kind) -> Stamp:
     return Stamp(st.st_size, st.st_mtime_ns, kind)
 
 
+def cache_home(*parts: str) -> str:
+    """``$XDG_CACHE_HOME/blocktrace/<parts>``, else ``~/.cache/blocktrace/<parts>``:
+    where the index, ``query``'s datasets and the viewer's tables are kept."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "blocktrace", *parts)
+
+
 def cache_path(path: str) -> str:
     """The index's place in the cache directory (for a trace in a directory
     this user cannot write)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     key = hashlib.sha256(os.path.realpath(path).encode("utf-8", "surrogateescape")).hexdigest()
-    return os.path.join(base, "blocktrace", key[:32] + ".idx")
+    return cache_home(key[:32] + ".idx")
 
 
 def index_paths(path: str) -> tuple[str, str]:

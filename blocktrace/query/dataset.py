@@ -28,6 +28,7 @@ import msgspec
 
 from blocktrace.format import Verification
 from blocktrace.format.errors import TraceError
+from blocktrace.format.index import cache_home
 from blocktrace.limits import MAX_KEY_FILE_BYTES, read_small_file
 from blocktrace.query.lines import blocktrace_header
 from blocktrace.query.schema import SCHEMA_VERSION, TABLES, arrow_schema
@@ -289,11 +290,7 @@ def cache_dir() -> str:
     """Where ``query`` keeps the datasets it exports on the fly:
     ``$BLOCKTRACE_CACHE``, else ``$XDG_CACHE_HOME/blocktrace/query``, else
     ``~/.cache/blocktrace/query``."""
-    explicit = os.environ.get("BLOCKTRACE_CACHE")
-    if explicit:
-        return explicit
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "blocktrace", "query")
+    return os.environ.get("BLOCKTRACE_CACHE") or cache_home("query")
 
 
 def cached_dataset(

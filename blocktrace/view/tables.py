@@ -51,6 +51,7 @@ from blocktrace.format import (
     TraceError,
     TraceReader,
 )
+from blocktrace.format.index import cache_home
 from blocktrace.limits import MAX_LINE_BYTES, LineTooLongError, size_text
 from blocktrace.query.columns import complete_lines
 
@@ -391,11 +392,7 @@ class Tables:
 def cache_root() -> str:
     """``$BLOCKTRACE_VIEW_CACHE``, else ``$XDG_CACHE_HOME/blocktrace/view``, else
     ``~/.cache/blocktrace/view``."""
-    explicit = os.environ.get("BLOCKTRACE_VIEW_CACHE")
-    if explicit:
-        return explicit
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "blocktrace", "view")
+    return os.environ.get("BLOCKTRACE_VIEW_CACHE") or cache_home("view")
 
 
 def _last_line_hash(path: str) -> str:
