@@ -609,15 +609,21 @@ def test_blocks_hash_as_msgspec_encodes_them_in_every_configuration(tmp_path: Pa
         del sys.modules["oddlocals"]
 
 
-def test_locals_show_as_before_on_the_fast_path_and_off_it(tmp_path: Path) -> None:
-    module = _module_from(tmp_path, "oddlocals2", LOCALS_SOURCE)
+def _odd_locals_traced(tmp_path: Path, name: str) -> blocktrace.BlockTrace:
+    """A BlockTrace with locals on (globals off) of LOCALS_SOURCE's odd_locals()."""
+    module = _module_from(tmp_path, name, LOCALS_SOURCE)
     try:
         example = blocktrace.BlockTrace("odd", _globals="off", _locals="on")
         example.start()
         module.odd_locals()
         example.stop()
     finally:
-        del sys.modules["oddlocals2"]
+        del sys.modules[name]
+    return example
+
+
+def test_locals_show_as_before_on_the_fast_path_and_off_it(tmp_path: Path) -> None:
+    example = _odd_locals_traced(tmp_path, "oddlocals2")
     last = next(b for b in example.block.values() if b.get("Event") == "return")["Locals"]
     assert last["big"] == str(2**70)  # beyond 64 bits: text, as the renderer shows it
     assert last["nan"] == "nan" and last["inf"] == "-inf"
@@ -630,14 +636,7 @@ def test_locals_show_as_before_on_the_fast_path_and_off_it(tmp_path: Path) -> No
 
 
 def test_the_saved_trace_renders_what_the_block_shows_as_is(tmp_path: Path) -> None:
-    module = _module_from(tmp_path, "oddlocals3", LOCALS_SOURCE)
-    try:
-        example = blocktrace.BlockTrace("odd", _globals="off", _locals="on")
-        example.start()
-        module.odd_locals()
-        example.stop()
-    finally:
-        del sys.modules["oddlocals3"]
+    example = _odd_locals_traced(tmp_path, "oddlocals3")
     path = tmp_path / "odd.jsonl"
     example.save(path)
     events = [msgspec.json.decode(line) for line in path.read_bytes().splitlines()[1:-1]]
