@@ -118,6 +118,10 @@ a tracer that does not count gas (``Capabilities.counts_gas``), no gas limit."""
 _GLOBAL_EVENTS = (
     _E.PY_START | _E.PY_UNWIND | _E.PY_THROW | _E.RAISE | _E.RERAISE | _E.EXCEPTION_HANDLED
 )
+_SCOPED_EVENTS = frozenset((
+    _E.PY_START, _E.PY_THROW, _E.PY_UNWIND, _E.RAISE, _E.RERAISE, _E.EXCEPTION_HANDLED,
+))
+"""Events sent for code out of scope too (global ones), the code object first."""
 _CALLBACK_EVENTS = (
     _E.PY_START, _E.PY_RESUME, _E.PY_THROW, _E.PY_RETURN, _E.PY_YIELD, _E.PY_UNWIND,
     _E.RAISE, _E.RERAISE, _E.EXCEPTION_HANDLED, _E.INSTRUCTION,
@@ -648,7 +652,10 @@ class Stepper:
             _E.INSTRUCTION: instruction,
         }
         if self._multi:
-            cbs = {event: self._serialised(cb) for event, cb in cbs.items() if cb is not None}
+            cbs = {
+                event: self._serialised(cb, event in _SCOPED_EVENTS)
+                for event, cb in cbs.items() if cb is not None
+            }
         return cbs
 
     def _set_local_events(self, events: int) -> None:
@@ -799,17 +806,26 @@ class Stepper:
         for event, cb in cbs.items():
             _M.register_callback(self._tool, event, cb)
 
-    def _serialised(self, cb: Callable[..., Any]) -> Callable[..., Any]:
-        """With several threads: one event at a time, and per-thread depth."""
-        lock = self._mt_lock
+    def _serialised(self, cb: Callable[..., Any], scoped: bool = False) -> Callable[..., Any]:
+        """With several threads: one event at a time, and per-thread depth.
 
+        ``scoped``: an event sent for code out of scope too, its code object
+        first.  A thread takes its number when it first runs code in scope, so for
+        code not known to be in scope the callback runs without switching to the
+        thread first: PY_START learns the code (in scope, ``_enter`` switches;
+        out of scope, ``DISABLE``), an exception event only notes a ``SystemExit``."""
+        lock = self._mt_lock
+        infos = self._infos
         own = own_threads.IDS
 
         def serialised(*args: Any) -> Any:
-            if own and get_ident() in own:
+            ident = get_ident()
+            if own and ident in own:
                 return None  # a writer's thread of blocktrace's: never the program's code
+            if scoped and id(args[0]) not in infos:
+                with lock:
+                    return cb(*args)
             with lock:
-                ident = get_ident()
                 if ident != self.thread_ident:
                     self._switch_thread(ident)
                 return cb(*args)
@@ -1254,6 +1270,8 @@ class Stepper:
     def _exception(
         self, code: CodeType, offset: int, exc: BaseException, kind: ExceptionKind
     ) -> None:
+        if id(code) not in self._infos:
+            return  # out of scope (what the C ScopeFilter answers): on whichever thread
         ident = get_ident()
         if ident != self.thread_ident:
             self._as_thread(ident, self._exception, code, offset, exc, kind)

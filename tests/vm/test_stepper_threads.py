@@ -3,8 +3,11 @@ chain written from all of them still verifies."""
 
 from __future__ import annotations
 
+import os
 import sys
+import textwrap
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +139,56 @@ def test_a_second_thread_arriving_mid_callback_does_not_take_the_first_ones_stat
             assert {r.thread for r in rec.records} == {1, 2}
     finally:
         sys.setswitchinterval(interval)
+
+
+def test_a_thread_running_only_library_code_is_not_a_thread_of_the_trace(
+    tmp_path: Path,
+) -> None:
+    """A thread that runs no code in scope (pytest-xdist's execnet receiver, a
+    library's worker) is not one of the trace's threads, whatever events it
+    sends: its exceptions (RAISE/EXCEPTION_HANDLED are global events, sent for
+    every code object) used to number it, so the trace switched to naming each
+    line's thread -- in the pure stepper, at random, as the thread happened to
+    raise while a test was traced."""
+    path = tmp_path / "t.jsonl"
+    tracer = blocktrace.ChainTracer(path, genesis="threads")
+    with blocktrace.trace(tracer):
+        before = _leaf(1)
+        t = threading.Thread(target=os.makedirs, args=(str(tmp_path),), kwargs={"exist_ok": True})
+        t.start()
+        t.join()
+        after = _leaf(2)
+    assert (before, after) == (2, 4)
+    lines = path.read_bytes().splitlines()
+    assert all("thread" not in _decode(line) for line in lines[1:-1])
+    assert verify_file(path, genesis="threads").status == "sealed"
+
+
+def test_library_threads_take_no_thread_number(tmp_path: Path) -> None:
+    """Threads are numbered in the order they first run code in scope: a thread
+    that only runs library code while several traced threads run (a pool's worker
+    starting library functions no thread ran before, raising and handling
+    exceptions there) takes no number."""
+    gate = threading.Event()
+
+    def first() -> None:
+        gate.wait()
+        _leaf(3)
+
+    rec = Recorder()
+    with blocktrace.trace(rec):
+        a = threading.Thread(target=first)
+        a.start()  # a second traced thread: the callbacks are serialised from here
+        _leaf(1)
+        with ThreadPoolExecutor(1) as pool:  # its worker runs only library code
+            pool.submit(os.makedirs, str(tmp_path), exist_ok=True).result()
+            pool.submit(textwrap.dedent, "  x").result()
+            b = threading.Thread(target=_started_work)  # alive beside the worker
+            b.start()
+            b.join()
+        gate.set()
+        a.join()
+    _consistent(rec)
+    names = {r.thread: r.event.name for r in rec.records
+             if type(r.event) is CallStart and r.depth == 1}
+    assert names == {1: "test_library_threads_take_no_thread_number", 2: "test_library_threads_take_no_thread_number.<locals>.first", 3: "_started_work"}, names
