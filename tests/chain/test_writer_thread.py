@@ -8,6 +8,7 @@ timing), so these tests compare whole outputs and states, not timings."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -227,20 +228,25 @@ def _python(code: str, tmp_path: Path, **env: str) -> subprocess.CompletedProces
     )
 
 
-def test_fork_the_child_and_the_parent_go_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize("buffer_size,per_leaf", [(4096, 16), (1 << 30, 2)])
+def test_fork_the_child_and_the_parent_go_on(
+    tmp_path: Path, buffer_size: int, per_leaf: int
+) -> None:
     """A fork while lines are queued: the child (no thread) goes on inline from the
-    same state, the parent with its thread; both end with the reference's bytes."""
+    same state, the parent with its thread; both end with the reference's bytes and
+    tree.  With a buffer this large no chunk closes, so the finished leaves wait in
+    the thread's queue until the fork pushes them into the tree."""
     result = _python(
-        """
+        f"""
         import os, sys
         from blocktrace.chain._cwriter import LineWriter
         from blocktrace.chain.writer import PyLineWriter
-        PRE = b'{"pc":1,"op":2,"gas":"0x'; SUF = b',"opName":"NOP","line":1,"code":1'
+        PRE = b'{{"pc":1,"op":2,"gas":"0x'; SUF = b',"opName":"NOP","line":1,"code":1'
         e = object()
         def run(make, who):
             out = bytearray()
-            w = make(out.extend, buffer_size=4096, lines_per_leaf=16,
-                     **({"threaded": True} if make is LineWriter else {}))
+            w = make(out.extend, buffer_size={buffer_size}, lines_per_leaf={per_leaf},
+                     **({{"threaded": True}} if make is LineWriter else {{}}))
             w.add_site(id(e), PRE, SUF, e)
             for i in range(30000):
                 w.op(e, i, 1)
@@ -250,14 +256,16 @@ def test_fork_the_child_and_the_parent_go_on(tmp_path: Path) -> None:
         who = b"child" if pid == 0 else b"parent"
         for i in range(20000):
             w.op(e, i, 2)
-        w.line(b'{"who":"' + who + b'"')
-        w.summary(b'{"output":""'); w.flush()
+        w.line(b'{{"who":"' + who + b'"')
+        state = (w.tree_size, w.root())
+        w.summary(b'{{"output":""'); w.flush()
         ref, ref_out = run(PyLineWriter, "r")
         for i in range(20000):
             ref.op(e, i, 2)
-        ref.line(b'{"who":"' + who + b'"')
-        ref.summary(b'{"output":""'); ref.flush()
-        ok = bytes(out) == bytes(ref_out) and w.head == ref.head
+        ref.line(b'{{"who":"' + who + b'"')
+        ok = state == (ref.tree_size, ref.root())
+        ref.summary(b'{{"output":""'); ref.flush()
+        ok = ok and bytes(out) == bytes(ref_out) and w.head == ref.head and w.root() == ref.root()
         if pid == 0:
             os._exit(0 if ok and not w.threaded else 3)
         _, status = os.waitpid(pid, 0)
@@ -308,6 +316,66 @@ def test_fork_with_a_file_of_its_own_leaves_the_child_no_closed_chunk(tmp_path: 
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0", "True"]
+
+
+@pytest.mark.parametrize("own_file", [False, True])
+def test_leaves_finished_by_the_thread_reach_the_tree_in_order(
+    tmp_path: Path, own_file: bool
+) -> None:
+    """The thread queues each finished leaf's stream; its hash and the tree's nodes
+    are made by whoever gets there: the program's thread where a chunk closes (never,
+    with a buffer this large) or before the tree is read, the thread itself once
+    LEAF_CAP (1024) wait.  One line per leaf, 5000 lines: the thread makes room
+    itself several times; the state read midway and at the end, the bytes and the
+    root are the reference's."""
+    def run(make: Any, file: Path | None) -> tuple[bytes, list[Any]]:
+        out = bytearray()
+        e = object()
+        kw: dict[str, Any] = {} if make is PyLineWriter else {"threaded": True}
+        seen: list[Any] = []
+        with contextlib.ExitStack() as stack:
+            write: Any = out.extend
+            if file is not None:
+                f = stack.enter_context(open(file, "wb", buffering=0))
+                write, kw["fd"] = f.write, f.fileno()
+            w = make(write, buffer_size=1 << 30, lines_per_leaf=1, **kw)
+            w.add_site(id(e), PREFIX, SUFFIX, e)
+            for n in (3000, 2000, 1):
+                for i in range(n):
+                    w.op(e, i, 1)
+                seen.append((w.head, w.lines, w.tree_size, w.root()))
+            w.summary(b'{"output":""')
+            w.flush()
+            seen.append((w.head, w.lines, w.tree_size, w.root()))
+        return (file.read_bytes() if file is not None else bytes(out)), seen
+
+    got = run(LineWriter, tmp_path / "t.jsonl" if own_file else None)
+    assert got == run(PyLineWriter, None)
+    assert got[1][0][2] == 3000
+
+
+@pytest.mark.parametrize("prefix_len", [10, 70_000])
+def test_op_bodies_made_by_the_program_s_thread_or_the_writer_s(prefix_len: int) -> None:
+    """An op line's body is made by the program's thread into the ring (the thread
+    copies and seals it), unless it is longer than a quarter of the ring (a site with a
+    huge prefix): then the record names the site's pieces and the thread makes it.
+    Either way, with every width of gas and depth: the reference's bytes."""
+    prefix = b'{"pc":12,"op":100,"x":"' + b"p" * prefix_len + b'","gas":"0x'
+    values = [0, 1, 15, 16, 2**32, 2**63 - 1, -1, -(2**63)]
+
+    def run(make: Any, **kw: Any) -> tuple[bytes, str, bytes]:
+        out = bytearray()
+        e = object()
+        w = make(out.extend, buffer_size=4096, lines_per_leaf=3, **kw)
+        w.add_site(id(e), prefix, SUFFIX, e)
+        for gas in values:
+            for depth in values:
+                assert w.op(e, gas, depth)
+        w.summary(b'{"output":""')
+        w.flush()
+        return bytes(out), w.head, w.root()
+
+    assert run(LineWriter, threaded=True) == run(PyLineWriter)
 
 
 @pytest.mark.parametrize("own_file", [False, True])

@@ -89,6 +89,7 @@ typedef struct {
 #define RING_BYTES ((size_t)1 << 18)  /* records waiting for the thread: bounded */
 #define BODY_IN_RING (RING_BYTES / 4) /* longer bodies go by pointer (REC_BIG) */
 #define LAG 4 /* a chunk is handed to write when the LAG-th chunk after it closes */
+#define LEAF_CAP 1024 /* leaves finished by the thread, not yet in the tree: bounded */
 
 /* Kept apart: what one core writes often and the other reads often shares no
  * cache line with it (a line written on one core and read on the other moves
@@ -121,6 +122,7 @@ typedef struct {
     _Atomic int thread_sleeps;
     _Atomic int werr;            /* its write failed with this errno */
     long long cpu_ns; /* the thread's own CPU time, stored by it as it ends */
+    _Atomic uint64_t lhead;      /* leaves the thread finished (queued in leaves) */
     char gap1[GAP];
     /* waiting and the chunks: under the mutexes */
     _Atomic int caller_waits;
@@ -135,6 +137,13 @@ typedef struct {
     size_t nspare;
     line_buffer pend; /* a chunk being handed to write (with a file of its own: being
                        * written, under wmu) */
+    /* The leaves the thread finished, their streams as they ended: their digests
+     * (the leaf hashes) and the tree's nodes are made by whoever holds tmu, in
+     * order (push_leaves) -- work off the chain, so off the thread when the
+     * program's thread has time for it. */
+    sha256_ctx *leaves; /* LEAF_CAP of them */
+    _Atomic uint64_t ltail; /* leaves pushed into the tree (under tmu) */
+    pthread_mutex_t tmu;
 } pipe_state;
 
 /* A plain file the writer writes itself (fd=): its own copy of the descriptor. */
@@ -329,10 +338,11 @@ close_leaf_impl(Writer *w)
 /* -- the writer's thread -------------------------------------------------------------
  *
  * With threaded=True the caller (the interpreter's thread, holding the GIL) only
- * queues records -- an op line's site pieces, gas and depth; a pre-built body; a
- * leaf's end; the summary -- in a bounded ring.  A native thread that never takes
- * the GIL and runs no Python code makes the lines from them exactly as the inline
- * path does (the same commit, finish_leaf, opline_write), into chunks that close
+ * queues records -- a body (an op line's, made here by opline_write; a pre-built
+ * one; a huge op line's site pieces, gas and depth); a leaf's end; the summary --
+ * in a bounded ring.  A native thread that never takes the GIL and runs no Python
+ * code seals the lines exactly as the inline path does (the same commit), into
+ * chunks that close
  * where the inline path would flush (a line that would take the chunk past
  * buffer_size), so `write` gets the same bytes in the same pieces.  The caller hands
  * finished chunks to `write` itself, before queuing its next record (as the inline
@@ -344,6 +354,10 @@ close_leaf_impl(Writer *w)
  * not yet taken, unless the caller cannot take them (it is inside write, or waits
  * for the thread to catch up: drain) -- then it keeps them, as the inline buffer
  * grows for lines added during a flush.
+ *
+ * The thread does what must be serial (the leaf streams); a finished leaf's
+ * stream goes to a bounded queue whose hashes and tree nodes whoever gets there
+ * makes, in order (push_leaves).
  *
  * Reading the chain's state (head, root, tree size, the buffered bytes), flush,
  * dropping sites, a fork and stopping the thread first wait until the thread has
@@ -396,11 +410,67 @@ write_fd(int fd, line_buffer *b)
  * -1: out of memory. */
 static int thread_room(Writer *w, size_t total);
 
+/* Hold m: wait for it, or (!wait) only if it is free.  0: held, -1: not. */
+static inline int
+hold(pthread_mutex_t *m, int wait)
+{
+    if (wait) {
+        pthread_mutex_lock(m);
+        return 0;
+    }
+    return pthread_mutex_trylock(m) == 0 ? 0 : -1;
+}
+
+static inline int
+leaves_waiting(pipe_state *p)
+{
+    return atomic_load_explicit(&p->lhead, memory_order_relaxed)
+           != atomic_load_explicit(&p->ltail, memory_order_relaxed);
+}
+
+/* The finished leaves' hashes into the tree, in order, by whoever holds tmu (the
+ * program's thread where a chunk closes, while it waits for room and before the
+ * tree is read; the thread only when LEAF_CAP wait).  wait: block
+ * until the other thread is done (else return at once when it is at it). */
+static void
+push_leaves(Writer *w, int wait)
+{
+    pipe_state *p = &w->p;
+    if (hold(&p->tmu, wait) < 0) {
+        return;
+    }
+    uint64_t t = atomic_load_explicit(&p->ltail, memory_order_relaxed);
+    uint64_t h = atomic_load_explicit(&p->lhead, memory_order_acquire);
+    for (; t != h; t++) {
+        uint8_t leaf[32];
+        sha256_digest(&p->leaves[t & (LEAF_CAP - 1)], leaf);
+        merkle_push(&w->tree, leaf);
+    }
+    atomic_store_explicit(&p->ltail, t, memory_order_release);
+    pthread_mutex_unlock(&p->tmu);
+}
+
+/* The thread's finish_leaf: the stream as it ended to the leaves' queue (when
+ * that is full, this thread makes room itself), a fresh stream. */
+static void
+thread_finish_leaf(Writer *w)
+{
+    pipe_state *p = &w->p;
+    uint64_t h = atomic_load_explicit(&p->lhead, memory_order_relaxed);
+    if (h - atomic_load_explicit(&p->ltail, memory_order_acquire) >= LEAF_CAP) {
+        push_leaves(w, 1);
+    }
+    p->leaves[h & (LEAF_CAP - 1)] = w->stream;
+    atomic_store_explicit(&p->lhead, h + 1, memory_order_release);
+    fresh_stream(&w->stream);
+    w->in_leaf = 0;
+}
+
 static int
 thread_line(Writer *w, const char *body, size_t blen, int last)
 {
     if (last && w->per_leaf && w->in_leaf) {
-        finish_leaf(w);
+        thread_finish_leaf(w);
     }
     if (thread_room(w, blen + TAIL_LEN) < 0) {
         return -1;
@@ -408,7 +478,7 @@ thread_line(Writer *w, const char *body, size_t blen, int last)
     memcpy(w->out.buf + w->out.len, body, blen);
     commit(w, blen, last);
     if (!last && w->per_leaf && w->in_leaf == w->per_leaf) {
-        finish_leaf(w);
+        thread_finish_leaf(w);
     }
     return 0;
 }
@@ -434,7 +504,7 @@ thread_record(Writer *w, const rec_hdr *r)
                      PyBytes_AS_STRING(o->suffix), slen);
         commit(w, l.len, 0);
         if (w->per_leaf && w->in_leaf == w->per_leaf) {
-            finish_leaf(w);
+            thread_finish_leaf(w);
         }
         return 0;
     }
@@ -452,7 +522,7 @@ thread_record(Writer *w, const rec_hdr *r)
     }
     case REC_CLOSE_LEAF:
         if (w->per_leaf && w->in_leaf) {
-            finish_leaf(w);
+            thread_finish_leaf(w);
         }
         return 0;
     default: /* REC_PAD */
@@ -548,10 +618,7 @@ static void
 write_ready(Writer *w, int wait)
 {
     pipe_state *p = &w->p;
-    if (wait) {
-        pthread_mutex_lock(&p->wmu);
-    }
-    else if (pthread_mutex_trylock(&p->wmu) != 0) {
+    if (hold(&p->wmu, wait) < 0) {
         return;
     }
     while (!atomic_load(&p->werr)) {
@@ -849,6 +916,9 @@ claim(Writer *w, size_t size)
         }
         /* Full: write what the thread closed meanwhile (with a file of its own), then
          * wait until a quarter is free (fewer wake-ups). */
+        if (!wrote && leaves_waiting(p)) {
+            push_leaves(w, 0);
+        }
         if (w->file.fd >= 0 && !wrote && !atomic_load(&p->werr)
             && atomic_load(&p->pushed) != atomic_load(&p->written)) {
             wrote = 1;
@@ -898,6 +968,9 @@ static int
 hand_due(Writer *w, size_t total)
 {
     pipe_state *p = &w->p;
+    if (p->vlen > 0 && p->vlen + total > p->limit && leaves_waiting(p)) {
+        push_leaves(w, 0); /* this thread's share: the leaves the thread finished */
+    }
     if (w->file.fd >= 0) {
         /* at the points the inline path would write: is the file still there? */
         int closes = p->vlen > 0 && p->vlen + total > p->limit;
@@ -1005,8 +1078,27 @@ queue_op(Writer *w, PyObject *event, long long gas, long long depth)
         if (d != 0) {
             return d < 0 ? -1 : 2;
         }
+        rec_hdr *r;
+        if (l.len <= BODY_IN_RING) {
+            /* the body made here, into the ring: the thread copies it to its chunk
+             * and seals it (its share is what must be serial: the hash chain) */
+            r = claim(w, rec_size((uint32_t)l.len));
+            if (r == NULL) {
+                return -1;
+            }
+            r->kind = REC_LINE;
+            r->len = (uint32_t)l.len;
+            opline_write((char *)(r + 1), &l, PyBytes_AS_STRING(s->prefix),
+                         (size_t)PyBytes_GET_SIZE(s->prefix), PyBytes_AS_STRING(s->suffix),
+                         (size_t)PyBytes_GET_SIZE(s->suffix));
+            publish(w, r);
+            count_line(p, total, p->limit);
+            p->lines++;
+            return 1;
+        }
+        /* a body longer than a quarter of the ring: the site's pieces, made by the thread */
         int narrow = depth >= 0 && depth <= (long long)UINT32_MAX;
-        rec_hdr *r = claim(w, narrow ? OP_BYTES : rec_size(sizeof(rec_op)));
+        r = claim(w, narrow ? OP_BYTES : rec_size(sizeof(rec_op)));
         if (r == NULL) {
             return -1;
         }
@@ -1114,6 +1206,7 @@ atfork_prepare(void)
     for (size_t i = 0; i < registry_len; i++) {
         if (!registry[i]->p.forked) {
             (void)drain_quiet(&registry[i]->p);
+            push_leaves(registry[i], 1); /* no leaf half pushed in the child */
             if (registry[i]->file.fd >= 0) {
                 write_ready(registry[i], 1); /* the child inherits no closed chunk unwritten */
             }
@@ -1136,6 +1229,7 @@ atfork_child(void)
         p->forked = 1;
         pthread_mutex_init(&p->mu, NULL);
         pthread_mutex_init(&p->wmu, NULL);
+        pthread_mutex_init(&p->tmu, NULL);
         pthread_cond_init(&p->wake_thread, NULL);
         pthread_cond_init(&p->wake_caller, NULL);
         p->delivering = 0;
@@ -1145,26 +1239,46 @@ atfork_child(void)
     pthread_mutex_init(&registry_mu, NULL);
 }
 
+/* Undo start_thread's allocations and initialisations (it could not start one). */
+static void
+unstart(pipe_state *p)
+{
+    free(p->ring);
+    p->ring = NULL;
+    free(p->leaves);
+    p->leaves = NULL;
+    pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&p->wmu);
+    pthread_mutex_destroy(&p->tmu);
+    pthread_cond_destroy(&p->wake_thread);
+    pthread_cond_destroy(&p->wake_caller);
+}
+
 static int
 start_thread(Writer *w)
 {
     pipe_state *p = &w->p;
     memset(p, 0, sizeof *p);
     p->ring = malloc(RING_BYTES);
-    if (p->ring == NULL) {
+    p->leaves = malloc(LEAF_CAP * sizeof(sha256_ctx));
+    if (p->ring == NULL || p->leaves == NULL) {
+        free(p->ring);
+        free(p->leaves);
+        p->ring = NULL;
+        p->leaves = NULL;
         PyErr_NoMemory();
         return -1;
     }
     pthread_mutex_init(&p->mu, NULL);
     pthread_mutex_init(&p->wmu, NULL);
+    pthread_mutex_init(&p->tmu, NULL);
     pthread_cond_init(&p->wake_thread, NULL);
     pthread_cond_init(&p->wake_caller, NULL);
     p->pend.limit = w->out.limit;
     p->limit = w->out.limit;
     p->lines = w->lines; /* (a thread started again: the count goes on) */
     if (registry_add(w) < 0) {
-        free(p->ring);
-        p->ring = NULL;
+        unstart(p);
         PyErr_NoMemory();
         return -1;
     }
@@ -1177,12 +1291,7 @@ start_thread(Writer *w)
     if (err != 0) {
         p->on = 0;
         registry_remove(w);
-        free(p->ring);
-        p->ring = NULL;
-        pthread_mutex_destroy(&p->mu);
-        pthread_mutex_destroy(&p->wmu);
-        pthread_cond_destroy(&p->wake_thread);
-        pthread_cond_destroy(&p->wake_caller);
+        unstart(p);
         errno = err;
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
@@ -1224,6 +1333,8 @@ end_thread(Writer *w)
         w->thread_cpu_ns += p->cpu_ns;
     }
     free_queued(p);
+    push_leaves(w, 1); /* the tree complete for the inline path */
+    free(p->leaves);
     /* one buffer: pend, then ready in order, then out */
     size_t total = p->pend.len + w->out.len;
     for (size_t i = 0; i < p->ready_count; i++) {
@@ -1256,6 +1367,7 @@ end_thread(Writer *w)
     if (!p->forked) {
         pthread_mutex_destroy(&p->mu);
         pthread_mutex_destroy(&p->wmu);
+        pthread_mutex_destroy(&p->tmu);
         pthread_cond_destroy(&p->wake_thread);
         pthread_cond_destroy(&p->wake_caller);
     }
@@ -1278,7 +1390,14 @@ synced(Writer *w)
     if (w->p.on) {
         settle(w);
     }
-    return w->p.on ? drain(w) : 0;
+    if (!w->p.on) {
+        return 0;
+    }
+    if (drain(w) < 0) {
+        return -1;
+    }
+    push_leaves(w, 1); /* the tree is read next */
+    return 0;
 }
 
 /* -- lines -------------------------------------------------------------------- */
