@@ -138,11 +138,12 @@ class _Cached:
     """``SITE_CACHE``'s entry for one code object: its instructions (whatever
     the index) and what the runs at the latest index share."""
 
-    __slots__ = ("instructions", "ref", "shared")
+    __slots__ = ("instructions", "offsets", "ref", "shared")
 
     def __init__(self, ref: weakref.ref[CodeType], index: int) -> None:
         self.ref = ref
         self.instructions: tuple[tuple[_Instruction, ...], int] | None = None
+        self.offsets: tuple[list[int], int] | None = None
         self.shared = _Shared(index)
 
 
@@ -185,9 +186,42 @@ def _cached(code: CodeType, index: int) -> _Shared | None:
     return cached.shared
 
 
+def _cache_units() -> list[int]:
+    """opcode -> the inline cache entries (2 bytes each) that follow it in ``co_code``."""
+    entries: Any = dis._inline_cache_entries  # type: ignore[attr-defined]  # (by name on 3.13)
+    if isinstance(entries, dict):
+        return [int(entries.get(dis.opname[op], 0)) for op in range(256)]
+    return [int(n) for n in entries]
+
+
+_CACHE_UNITS = _cache_units()
+
+
+def _offsets(code: CodeType) -> tuple[list[int], int]:
+    """The offsets of the code's instructions but its ``RESUME`` (once per code
+    object while it lives), and the length of its site tables: ``co_code`` read
+    as ``dis`` reads it (an instruction, then its inline cache entries;
+    ``EXTENDED_ARG`` is one of its own), without ``dis``'s objects (tests compare)."""
+    cached = _entry(code)
+    if cached is not None and cached.offsets is not None:
+        return cached.offsets
+    raw = code.co_code
+    units = _CACHE_UNITS
+    found: list[int] = []
+    off, size = 0, len(raw)
+    while off < size:
+        op = raw[off]
+        if op != RESUME:  # left None: the stepper answers DISABLE there (see _missing_site)
+            found.append(off)
+        off += 2 + 2 * units[op]
+    made = found, size + 2
+    if cached is not None:
+        cached.offsets = made
+    return made
+
+
 def _instructions(code: CodeType) -> tuple[tuple[_Instruction, ...], int]:
-    """The code's instructions but its ``RESUME`` (``dis``: once per code
-    object while it lives), and the length of its site tables."""
+    """The instructions at ``_offsets`` (once per code object while it lives)."""
     cached = _entry(code)
     if cached is not None and cached.instructions is not None:
         return cached.instructions
@@ -200,28 +234,47 @@ def _instructions(code: CodeType) -> tuple[tuple[_Instruction, ...], int]:
         previous = line
         for off in range(start, end, 2):
             line_at[off] = line or 0
+    raw, names = code.co_code, dis.opname
+    offsets, size = _offsets(code)
     made = tuple(
-        (ins.offset, ins.opcode, ins.opname, line_at.get(ins.offset, 0), ins.offset in starts)
-        for ins in dis.get_instructions(code)
-        # RESUME is left None: the stepper answers DISABLE there (see _missing_site)
-        if ins.opcode != RESUME
-    ), len(code.co_code) + 2
+        (off, raw[off], names[raw[off]], line_at.get(off, 0), off in starts) for off in offsets
+    ), size
     if cached is not None:
         cached.instructions = made
     return made
 
 
+def _dis_instructions(code: CodeType) -> tuple[_Instruction, ...]:
+    """``_instructions`` by ``dis.get_instructions`` (the reference the tests compare)."""
+    line_at: dict[int, int] = {}
+    starts: set[int] = set()
+    previous: int | None = -1
+    for start, end, line in code.co_lines():
+        if line != previous and line is not None:
+            starts.add(start)
+        previous = line
+        for off in range(start, end, 2):
+            line_at[off] = line or 0
+    return tuple(
+        (ins.offset, ins.opcode, ins.opname, line_at.get(ins.offset, 0), ins.offset in starts)
+        for ins in dis.get_instructions(code)
+        if ins.opcode != RESUME
+    )
+
+
 def _level_table(code: CodeType, index: int, level: str) -> list[Any]:
     """``level_table(build_sites(code, index), level)`` for ``line`` and ``call``,
     without an ``OpStart`` for an instruction the level does not report."""
+    if level != "line":
+        offsets, size = _offsets(code)
+        table: list[Any] = [None] * size
+        for off in offsets:
+            table[off] = SKIP
+        return table
     instructions, size = _instructions(code)
-    table: list[Any] = [None] * size
-    if level == "line":
-        for off, op, name, line, start in instructions:
-            table[off] = OpStart(off, op, name, line, index, True) if start else SKIP
-    else:
-        for ins in instructions:
-            table[ins[0]] = SKIP
+    table = [None] * size
+    for off, op, name, line, start in instructions:
+        table[off] = OpStart(off, op, name, line, index, True) if start else SKIP
     return table
 
 

@@ -92,7 +92,7 @@ def test_a_code_objects_instructions_are_read_once_whatever_the_index(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A test suite's tests learn the same code objects at other indices each time:
-    # dis (the expensive part) must not run again for each.
+    # co_code must not be read again for each, and dis (slow) not at all.
     code = compile("def h(a):\n    b = a + 1\n    return b\n", "<once-test>", "exec")
     read: list[CodeType] = []
     real = dis.get_instructions
@@ -102,12 +102,42 @@ def test_a_code_objects_instructions_are_read_once_whatever_the_index(
         return real(c, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(dis, "get_instructions", counted)
-    for index in (21, 22, 23, 24):
-        info = sites.code_info(code, index)
-        assert info.table("call")[2] is sites.SKIP
+    first = sites.code_info(code, 21).table("call")
+    offsets = sites.SITE_CACHE[id(code)].offsets
+    for index in (22, 23, 24):
+        assert sites.code_info(code, index).table("call") == first
+        assert sites.SITE_CACHE[id(code)].offsets is offsets
     assert sites.code_info(code, 25).table("line")
+    instructions = sites.SITE_CACHE[id(code)].instructions
     assert {s.code for s in sites.sites_for(code, 26) if s is not None} == {26}
-    assert read == [code]
+    assert sites.SITE_CACHE[id(code)].instructions is instructions is not None
+    assert read == []
+
+
+def test_the_instructions_are_those_dis_lists() -> None:
+    """``co_code`` read directly (instructions, inline caches, ``EXTENDED_ARG``) gives
+    what ``dis.get_instructions`` does, on the standard library's code objects."""
+    import asyncio
+    import email.parser
+    import gc
+    import http.client
+    import json
+    import types
+
+    assert asyncio and email.parser and http.client and json  # (their code objects)
+    found = [f.__code__ for f in gc.get_objects() if isinstance(f, types.FunctionType)]
+    found += _codes()
+    seen: set[int] = set()
+    count = 0
+    while found:
+        code = found.pop()
+        if id(code) in seen:
+            continue
+        seen.add(id(code))
+        found.extend(c for c in code.co_consts if isinstance(c, CodeType))
+        assert sites._instructions(code)[0] == sites._dis_instructions(code), code.co_qualname
+        count += 1
+    assert count > 1000
 
 
 def test_a_call_level_table_builds_no_sites() -> None:
