@@ -235,8 +235,9 @@ class _GoldenTracer(_RawTracer):
             raise ValueError("golden lines are made in one pass only without masks")
         self._rules = rules
         self._probes = (*probes, b'{"blocktrace":')
-        self._seen: dict[bytes, bytes] = {}
-        self._pieces: dict[tuple[bytes, bytes], tuple[bytes, bytes] | None] = {}
+        # golden bodies and call pieces made before, by any test with these rules:
+        # a test suite's tests write the same source lines and call the same functions
+        self._seen, self._pieces = _made_before(rules)
         self._header = True
         self._known = known_form()
         # (the sink has what ChainTracer asks of a caller's stream: write, flush, seekable)
@@ -276,8 +277,24 @@ class _GoldenTracer(_RawTracer):
         done = self._golden(prefix + b"0" + suffix)
         # (another cut is not seen; None: the stepper gives every such call to _call)
         known = (prefix, done[len(prefix) + 1:]) if done.startswith(prefix + b"0") else None
-        self._pieces[pieces] = known
+        if len(self._pieces) < _SEEN_BODIES:
+            self._pieces[pieces] = known
         return known
+
+
+_Made = tuple[dict[bytes, bytes], dict[tuple[bytes, bytes], tuple[bytes, bytes] | None]]
+_MADE: dict[tuple[str, str | None], _Made] = {}
+"""(root, temporary directory) -> the golden bodies (recorded body -> golden form,
+``golden_body``) and call-line pieces made in this process: without masks these
+depend on the line and those two paths alone."""
+
+
+def _made_before(rules: Normaliser) -> _Made:
+    key = (rules.root, rules.temp)
+    made = _MADE.get(key)
+    if made is None:
+        made = _MADE[key] = ({}, {})
+    return made
 
 
 _serial = itertools.count(1)

@@ -378,3 +378,29 @@ def test_a_calls_golden_without_values_is_the_same_in_c_and_pure(tmp_path: Path,
         made.append(out.read_bytes())
     assert made[0] == made[1]
     assert made[0].count(b'"event":"return"') > 20 and b'"value"' not in made[0]
+
+
+def test_golden_bodies_made_once_serve_later_tests_with_the_same_rules(tmp_path: Path) -> None:
+    """Golden bodies and call pieces are kept per process for the same root and
+    temporary directory (a suite's tests write the same source lines and call the
+    same functions): a later recording uses them and makes the same bytes as the
+    two passes, which make every body again."""
+    from blocktrace.golden.record import _made_before
+
+    elsewhere = _elsewhere(tmp_path)
+
+    def rules() -> Normaliser:
+        return Normaliser(ROOT, ["the-test"], temp=str(tmp_path))
+
+    assert _made_before(rules()) is _made_before(rules())
+    assert _made_before(rules()) is not _made_before(Normaliser(ROOT, ["the-test"]))
+    made = []
+    for one_pass in (True, True, False):
+        rec = Recording(level="call", values=False, include=[__file__, str(tmp_path)],
+                        exclude=None, rules=rules(), workdir=str(tmp_path), one_pass=one_pass)
+        _run(rec, False, elsewhere)
+        made.append(Path(rec.path).read_bytes())
+        rec.cleanup()
+    seen, pieces = _made_before(rules())
+    assert any(b'"event":"source"' in body for body in seen) and pieces
+    assert made[0] == made[1] == made[2]
