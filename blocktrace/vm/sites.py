@@ -94,7 +94,18 @@ class CodeInfo:
 
     def site_at(self, offset: int) -> OpStart:
         """The instruction containing ``offset`` (exception events may report an
-        offset inside an instruction's inline cache)."""
+        offset inside an instruction's inline cache).  Without the sites (an
+        exception in a ``call``-level run) only that instruction's ``OpStart`` is made."""
+        shared = self._shared
+        if self._sites is None and (shared is None or shared.sites is None):
+            instructions = _instructions(self.code)[0]
+            if self.offsets is None:
+                self.offsets = [ins[0] for ins in instructions]
+            at = bisect.bisect_right(self.offsets, offset) - 1
+            if at < 0:
+                return site_from_bytes(self.code, offset, self.index)
+            off, op, name, line, start = instructions[at]
+            return OpStart(off, op, name, line, self.index, start)
         sites = self.sites
         if self.offsets is None:
             self.offsets = [i for i, s in enumerate(sites) if s is not None]

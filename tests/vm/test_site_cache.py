@@ -144,5 +144,10 @@ def test_a_call_level_table_builds_no_sites() -> None:
     code = compile("x = 1\n", "<lazy-test>", "exec")
     info = sites.code_info(code, 31)
     info.table("call")
-    assert info._sites is None  # built only when an exception asks where it happened
-    assert info.site_at(2).code == 31
+    assert info._sites is None  # built only when the op level asks
+    for code in _codes():
+        made = sites.build_sites(code, 32)
+        info, other = sites.CodeInfo(code, 32), sites.CodeInfo(code, 32, made)
+        for offset in range(len(code.co_code) + 2):
+            assert info.site_at(offset) == other.site_at(offset)  # one OpStart, or all
+        assert info._sites is None and other.site_at(len(code.co_code)) in made
