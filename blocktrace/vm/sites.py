@@ -231,11 +231,8 @@ def _offsets(code: CodeType) -> tuple[list[int], int]:
     return made
 
 
-def _instructions(code: CodeType) -> tuple[tuple[_Instruction, ...], int]:
-    """The instructions at ``_offsets`` (once per code object while it lives)."""
-    cached = _entry(code)
-    if cached is not None and cached.instructions is not None:
-        return cached.instructions
+def _lines(code: CodeType) -> tuple[dict[int, int], set[int]]:
+    """offset -> its source line (0: none), and the offsets that start a line range."""
     line_at: dict[int, int] = {}
     starts: set[int] = set()
     previous: int | None = -1
@@ -245,6 +242,15 @@ def _instructions(code: CodeType) -> tuple[tuple[_Instruction, ...], int]:
         previous = line
         for off in range(start, end, 2):
             line_at[off] = line or 0
+    return line_at, starts
+
+
+def _instructions(code: CodeType) -> tuple[tuple[_Instruction, ...], int]:
+    """The instructions at ``_offsets`` (once per code object while it lives)."""
+    cached = _entry(code)
+    if cached is not None and cached.instructions is not None:
+        return cached.instructions
+    line_at, starts = _lines(code)
     raw, names = code.co_code, dis.opname
     offsets, size = _offsets(code)
     made = tuple(
@@ -257,15 +263,7 @@ def _instructions(code: CodeType) -> tuple[tuple[_Instruction, ...], int]:
 
 def _dis_instructions(code: CodeType) -> tuple[_Instruction, ...]:
     """``_instructions`` by ``dis.get_instructions`` (the reference the tests compare)."""
-    line_at: dict[int, int] = {}
-    starts: set[int] = set()
-    previous: int | None = -1
-    for start, end, line in code.co_lines():
-        if line != previous and line is not None:
-            starts.add(start)
-        previous = line
-        for off in range(start, end, 2):
-            line_at[off] = line or 0
+    line_at, starts = _lines(code)
     return tuple(
         (ins.offset, ins.opcode, ins.opname, line_at.get(ins.offset, 0), ins.offset in starts)
         for ins in dis.get_instructions(code)
