@@ -1,5 +1,6 @@
-"""A real trace to sign and prove things about: a small program recorded by
-``blocktrace run`` (tests/chain's checkpoint and proof tests, tests/cli's proof commands)."""
+"""Real traces recorded by ``blocktrace run``: a small program to sign and prove things
+about (tests/chain's checkpoint and proof tests, tests/cli's proof commands), and
+tests/programs/behaves.py (verify, tamper and native-check tests)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,19 @@ def record(directory: Path, name: str = "t.jsonl") -> Path:
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     return out
+
+
+BEHAVES = Path(__file__).resolve().parents[1] / "programs" / "behaves.py"
+
+
+def record_behaves(trace: Path, *options: str, args: tuple[str, ...] = (), status: int = 0
+                   ) -> Path:
+    """Record tests/programs/behaves.py (given ``args``) as ``trace`` with ``blocktrace run
+    options``; the run must end with ``status`` (behaves.py's own exit status)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "blocktrace", "run", *options, "-o", str(trace), str(BEHAVES),
+         *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == status, done.stderr
+    return trace

@@ -16,21 +16,17 @@ from hypothesis import strategies as st
 from blocktrace.chain.rewrite import rechain_trace
 from blocktrace.chain.verify import Verification, verify_file
 from blocktrace.cli.verify import EXIT_STATUS
+from tests.chain.recording import record_behaves
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 @pytest.fixture(scope="session")
-def real_trace_path(tmp_path_factory: pytest.TempPathFactory, programs: Path) -> Path:
+def real_trace_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A sealed trace of a real run (a few hundred lines); do not modify."""
-    trace = tmp_path_factory.mktemp("real") / "real.jsonl"
-    proc = subprocess.run(
-        [sys.executable, "-m", "blocktrace", "run", "--genesis", "nonce-42", "-o", str(trace),
-         str(programs / "behaves.py"), "exit3"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert proc.returncode == 3, proc.stderr
+    trace = record_behaves(tmp_path_factory.mktemp("real") / "real.jsonl",
+                           "--genesis", "nonce-42", args=("exit3",), status=3)
     assert len(trace.read_bytes().splitlines()) > 100
     return trace
 

@@ -15,6 +15,7 @@ import msgspec
 import pytest
 
 from blocktrace.chain.verify import verify_file
+from tests.chain.recording import record_behaves
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 Check = Callable[[subprocess.CompletedProcess[str]], None]
@@ -22,15 +23,8 @@ _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 @pytest.fixture(scope="module")
-def sealed(tmp_path_factory: pytest.TempPathFactory, programs: Path) -> Path:
-    trace = tmp_path_factory.mktemp("verify") / "sealed.jsonl"
-    proc = subprocess.run(
-        [sys.executable, "-m", "blocktrace", "run", "--genesis", "g-1", "-o", str(trace),
-         str(programs / "behaves.py")],
-        capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return trace
+def sealed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return record_behaves(tmp_path_factory.mktemp("verify") / "sealed.jsonl", "--genesis", "g-1")
 
 
 def _head(trace: Path) -> str:

@@ -4,8 +4,6 @@ in the three format versions, on the fuzz corpus and on random edits."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from blocktrace.format import fastcheck, reader
 from blocktrace.format.compressed import kind_of
 from blocktrace.format.index import IndexBuilder, stamp_of
 from blocktrace.format.reader import Verification
+from tests.chain.recording import record_behaves
 from tests.format.recording import record_exceptions
 
 NATIVE = extension("blocktrace.format._cscan")
@@ -73,16 +72,10 @@ def _same(path: Path, data: bytes | None = None) -> Verification:
 
 
 @pytest.fixture(scope="module")
-def traces(tmp_path_factory: pytest.TempPathFactory, programs: Path) -> dict[int, bytes]:
+def traces(tmp_path_factory: pytest.TempPathFactory) -> dict[int, bytes]:
     """A real trace of a few hundred lines (many leaves), in each format version."""
-    path = tmp_path_factory.mktemp("native") / "real.jsonl"
-    proc = subprocess.run(
-        [sys.executable, "-m", "blocktrace", "run", "--genesis", "nonce-42", "-o", str(path),
-         str(programs / "behaves.py"), "exit3"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert proc.returncode == 3, proc.stderr
-    data = path.read_bytes()
+    data = record_behaves(tmp_path_factory.mktemp("native") / "real.jsonl",
+                          "--genesis", "nonce-42", args=("exit3",), status=3).read_bytes()
     return {version: rechain_trace(data, version=version) for version in (1, 2, 3)}
 
 

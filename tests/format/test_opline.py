@@ -3,24 +3,19 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import msgspec
 
 from blocktrace.format import opline, rules
 from blocktrace.format.rules import split_hash
+from tests.chain.recording import record_behaves
 
 _CHAIN = Path(rules.__file__).parents[1] / "chain"
 
 
-def test_op_lines_of_a_real_trace_are_made_by_op_site_and_op_body(
-    tmp_path: Path, programs: Path
-) -> None:
-    trace = tmp_path / "t.jsonl"
-    subprocess.run([sys.executable, "-m", "blocktrace", "run", "-o", str(trace),
-                    str(programs / "behaves.py")], capture_output=True, timeout=60, check=False)
+def test_op_lines_of_a_real_trace_are_made_by_op_site_and_op_body(tmp_path: Path) -> None:
+    trace = record_behaves(tmp_path / "t.jsonl")
     ops = 0
     for raw in trace.read_bytes().splitlines():
         if not raw.startswith(b'{"pc":') or b'"event"' in raw:
