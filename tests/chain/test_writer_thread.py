@@ -570,14 +570,20 @@ def test_chain_tracer_switch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 def interrupted(argv: list[str], env: dict[str, str]) -> str:
     """The stderr of a program that prints "go" and runs on until Ctrl-C (SIGINT
-    from outside, 0.3 s after "go")."""
+    from outside, 0.3 s after "go").  However the test ends, the program does not
+    outlive it (killed)."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "go"
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
-    return proc.communicate(timeout=60)[1]
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "go"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        return proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def test_a_signal_during_a_threaded_trace_seals_it(tmp_path: Path) -> None:

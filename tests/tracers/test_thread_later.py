@@ -92,12 +92,19 @@ def test_a_fork_keeps_the_deferred_start_in_the_parent(tmp_path: Path, before: i
 
 
 def test_ctrl_c_after_the_deferred_start_seals_the_trace(tmp_path: Path) -> None:
+    """Ctrl-C once the thread runs: KeyboardInterrupt, the trace sealed.  The program
+    is bounded (a few MB a second, 20 s at most: a run the signal does not end must
+    not fill the disk) and killed when the test ends."""
     script = tmp_path / "loop.py"
     script.write_text(_START + """
 with blocktrace.trace(tracer):
+    work(2000)  # past the first buffer: the thread runs
+    assert tracer._writer.threaded, "no thread"
     print("go", flush=True)
-    while True:
-        pass
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        work(100)
+        time.sleep(0.02)
 """)
     err = interrupted([sys.executable, str(script), str(tmp_path / "t.jsonl")], _ENV)
     assert "KeyboardInterrupt" in err
