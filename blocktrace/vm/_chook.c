@@ -1009,7 +1009,10 @@ static PyType_Spec hook_spec = {
  * ``fallback`` (the stepper's Python callback for the event, called with the
  * same arguments whenever the hook does not handle an event: a code object
  * not in ``entries``, another thread, the program in the room lent to the
- * callbacks, depth 1 or less at a return, a gas count past 2**63).
+ * callbacks, depth 1 or less at a return, a gas count past 2**63).  ``outside``
+ * (kind 0, with ``disable``): the scope's decisions by file name; a code object not
+ * in ``entries`` whose file is decided out of scope gets ``disable`` at once, as
+ * the stepper's ``_learn`` would answer (no fallback call).
  *
  * A resume (kind 2) is a start whose entries hold the code's "resume" call
  * event and pieces (filled on its first resume through the fallback); a yield
@@ -1062,6 +1065,11 @@ typedef struct {
     PyObject *last_code;
     PyObject *last_entry;
     uint64_t last_epoch;
+    /* kind 0: filename -> scope decision (the stepper's scope's, per process),
+     * and what a code object decided out of scope by its file is answered
+     * (sys.monitoring.DISABLE) without the fallback; NULL: always the fallback */
+    PyObject *outside;
+    PyObject *disable;
 } CallHook;
 
 static PyObject *
@@ -1210,7 +1218,20 @@ callhook_start(CallHook *self, PyObject *const *args)
     }
     PyObject *entry = callhook_entry(self, args[0]);
     if (entry == NULL) {
-        return PyErr_Occurred() ? NULL : callhook_fallback(self, args, 2);
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        if (self->outside != NULL && PyCode_Check(args[0])) {
+            PyObject *decided = PyDict_GetItemWithError(
+                self->outside, ((PyCodeObject *)args[0])->co_filename);
+            if (decided == Py_False) { /* out of scope: Stepper._learn's answer */
+                return Py_NewRef(self->disable);
+            }
+            if (decided == NULL && PyErr_Occurred()) {
+                return NULL;
+            }
+        }
+        return callhook_fallback(self, args, 2);
     }
     long long depth;
     int got = callhook_depth(self, &depth);
@@ -1472,17 +1493,23 @@ static PyObject *
 callhook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"kind", "vm", "meter", "entries", "fallback", "failed",
-                             "line", "render", "room", "thread", "max_str", "values", NULL};
+                             "line", "render", "room", "thread", "max_str", "values",
+                             "outside", "disable", NULL};
     int kind;
     PyObject *vm, *meter, *entries, *fallback, *failed;
-    PyObject *line = Py_None, *render = Py_None;
+    PyObject *line = Py_None, *render = Py_None, *outside = Py_None, *disable = Py_None;
     unsigned long long room = 0;
     unsigned long thread = 0;
     Py_ssize_t max_str = 200;
     int values = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iOOO!OO|$OOKknp:CallHook", kwlist, &kind,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iOOO!OO|$OOKknpOO:CallHook", kwlist, &kind,
                                      &vm, &meter, &PyDict_Type, &entries, &fallback, &failed,
-                                     &line, &render, &room, &thread, &max_str, &values)) {
+                                     &line, &render, &room, &thread, &max_str, &values,
+                                     &outside, &disable)) {
+        return NULL;
+    }
+    if (outside != Py_None && (!PyDict_CheckExact(outside) || disable == Py_None)) {
+        PyErr_SetString(PyExc_TypeError, "CallHook: outside must be a dict, with disable");
         return NULL;
     }
     chook_state *st = PyType_GetModuleState(type);
@@ -1535,6 +1562,8 @@ callhook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->last_code = NULL;
     self->last_entry = NULL;
     self->last_epoch = 0;
+    self->outside = kind == 0 && outside != Py_None ? Py_NewRef(outside) : NULL;
+    self->disable = self->outside != NULL ? Py_NewRef(disable) : NULL;
     if (st->watching_dicts) {
         if (PyDict_Watch(st->dict_watcher_id, entries) < 0) {
             Py_DECREF(self);
@@ -1559,6 +1588,8 @@ callhook_traverse(CallHook *self, visitproc visit, void *arg)
     Py_VISIT(self->last_code);
     Py_VISIT(self->last_entry);
     Py_VISIT(self->kind_name);
+    Py_VISIT(self->outside);
+    Py_VISIT(self->disable);
     return 0;
 }
 
@@ -1578,6 +1609,8 @@ callhook_clear(CallHook *self)
     Py_CLEAR(self->line);
     Py_CLEAR(self->render);
     Py_CLEAR(self->kind_name);
+    Py_CLEAR(self->outside);
+    Py_CLEAR(self->disable);
     return 0;
 }
 

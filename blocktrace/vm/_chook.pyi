@@ -75,7 +75,10 @@ class CallHook:
     ``fallback`` (the stepper's Python callback) gets every event it does not
     handle, ``failed(event, code, offset, value, exc)`` a failed line (``event``
     None or "yield" for a return or yield line; see blocktrace/vm/_chook.c).
-    ``values`` False: return lines without their value member (nothing rendered)."""
+    ``values`` False: return lines without their value member (nothing rendered).
+    ``outside`` (kind 0, with ``disable``): the scope's decisions by file name; a
+    code object not in ``entries`` whose file is decided out of scope gets
+    ``disable`` without the fallback."""
 
     entries: Final[dict[int, tuple[Any, Any, Any, int]]]
     @property
@@ -98,6 +101,8 @@ class CallHook:
         thread: int = 0,
         max_str: int = 200,
         values: bool = True,
+        outside: dict[str, bool] | None = None,
+        disable: object = None,
     ) -> CallHook: ...
     def __call__(self, code: CodeType, offset: int, value: object = ..., /) -> Any: ...
 

@@ -701,8 +701,17 @@ class Stepper:
             thread=ident, max_str=self.renderer.max_str, values=values,
         )
         meter, failed = self._meter, self._call_failed
+        # A code object out of scope by its file is answered in C (DISABLE, as
+        # _learn would): library code run while the events were off, seen again
+        # at each run, costs no Python call.  Noted as _learn notes it.
+        outside = getattr(self.scope, "_by_file", None)
+        if type(outside) is not dict:
+            outside = None
+        else:
+            _turned_off.note(self.scope, False)
         return (
-            CallHook(0, self, meter, entries, self._on_start, failed, **common),
+            CallHook(0, self, meter, entries, self._on_start, failed, outside=outside,
+                     disable=DISABLE, **common),
             CallHook(1, self, meter, entries, self._on_return, failed, **common),
             CallHook(2, self, meter, resumes, self._on_resume, failed, **common),
             CallHook(3, self, meter, entries, self._on_yield, failed, **common),

@@ -104,9 +104,9 @@ def test_code_info_shares_tables_and_calls_at_the_same_index_only() -> None:
     assert other.call("enter").code == 6 and enter.code == 5
 
 
-@pytest.fixture
-def seen_starts() -> Iterator[list[CodeType]]:
-    """The code objects whose PY_START the stepper's callback is given, of blocktrace's own."""
+def _spy_learn(prefix: str) -> Iterator[list[CodeType]]:
+    """The code objects under ``prefix`` whose PY_START reaches the stepper's Python
+    ``_learn`` (a start the C call hook answers itself is not seen)."""
     import blocktrace.vm.stepper as stepper_module
 
     seen: list[CodeType] = []
@@ -115,17 +115,29 @@ def seen_starts() -> Iterator[list[CodeType]]:
     # The spy must not be code in scope itself: it lives under blocktrace's directory.
     spy_code = compile(
         "def learn(self, code, caller=None):\n"
-        "    if code.co_filename.startswith(own):\n"
+        "    if code.co_filename.startswith(prefix):\n"
         "        seen.append(code)\n"
         "    return real(self, code, caller)\n",
         own + "_test_spy.py", "exec")
-    namespace: dict[str, Any] = {"own": own, "seen": seen, "real": real}
+    namespace: dict[str, Any] = {"prefix": prefix, "seen": seen, "real": real}
     exec(spy_code, namespace)
     stepper_module.Stepper._learn = namespace["learn"]  # type: ignore[method-assign]
     try:
         yield seen
     finally:
         stepper_module.Stepper._learn = real  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def seen_starts() -> Iterator[list[CodeType]]:
+    """The code objects whose PY_START the stepper's callback is given, of blocktrace's own."""
+    yield from _spy_learn(os.path.dirname(blocktrace.__file__) + os.sep)
+
+
+def _c_call_hooks() -> bool:
+    import blocktrace.vm.stepper as stepper_module
+
+    return stepper_module.CallHook is not None
 
 
 def _run(path: Path) -> None:
@@ -150,8 +162,31 @@ def test_start_and_stop_call_few_helpers_with_py_start_on(
     names = sorted({c.co_qualname for c in seen_starts})
     # start(): nothing (the renderer is the one set_tracer's stepper made before the
     # events were on); stop(): the two frames on the stack when the events go off
-    # (vm.stop and Stepper.stop).  Nothing else of blocktrace's.
-    assert names == ["Stepper.stop", "stop"]
+    # (vm.stop and Stepper.stop), which the C call hook answers itself (out of scope
+    # by their file).  Nothing else of blocktrace's.
+    assert names == ([] if _c_call_hooks() else ["Stepper.stop", "stop"])
+
+
+def test_code_out_of_scope_run_between_runs_is_turned_off_in_c(tmp_path: Path) -> None:
+    """Library code run while tracing is off loses its DISABLE (Python instruments it
+    afresh) and is seen again at the next run's first call: the C call hook answers
+    it from the scope's decisions by file, without the stepper's Python callback."""
+    if not _c_call_hooks():
+        pytest.skip("the C call hook is not built (or BLOCKTRACE_PURE is set)")
+    import textwrap as library
+
+    library_dir = os.path.dirname(library.__file__) + os.sep
+    for _ in range(2):
+        library.dedent("  x\n")  # untraced, between runs
+        gen = _spy_learn(library_dir)
+        seen = next(gen)
+        try:
+            with blocktrace.trace(blocktrace.ChainTracer(tmp_path / "t.jsonl", force=True)):
+                library.dedent("  x\n")
+        finally:
+            gen.close()
+    assert library.dedent.__code__ not in seen
+    assert seen == []
 
 
 def _two_cpus() -> bool:
