@@ -21,6 +21,11 @@ differences cancel most of it (use ``--repeat 100``).  A run is timed from
 ``start()`` to ``stop()`` (the seal included); ``--whole`` from the tracer's
 construction to its close, what a ``blocktrace run`` pays besides start-up.
 
+``--parts LEVEL``: the fixed cost's parts (each step of a run of nothing: the
+tracer's construction, ``set_tracer``, ``start``, ``stop``, the previous tracer
+set back, ``close``), CPU time of the tracing thread, min and median of
+``--repeat`` runs (use ``--repeat 300``).
+
 ``--only LEVEL`` (``untraced``, ``op``, ``line``, ``call``) runs the one workload
 ``--repeat`` times at that level and prints nothing: for counting instructions,
 which load does not change, e.g. per run of stdlib at ``call`` level (``--between``:
@@ -115,6 +120,41 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)  # the traces: up to ~100 MB a workload
 
 
+PARTS = ("construct", "set_tracer", "start", "stop", "restore", "close")
+
+
+def parts(level: str, repeat: int, tmp: str) -> None:
+    """The fixed cost's parts: CPU time of the tracing thread of each step of a run
+    of nothing (tracer made, set, started, stopped, the previous one set back,
+    closed), min and median over ``repeat`` runs, in µs."""
+    clock = time.thread_time_ns
+    took: dict[str, list[int]] = {part: [] for part in PARTS}
+    for i in range(repeat + 20):  # the first 20: warm-up
+        path = os.path.join(tmp, f"parts-{i}.jsonl")
+        t0 = clock()
+        tracer = blocktrace.ChainTracer(path, genesis="bench", level=level)  # type: ignore[arg-type]
+        t1 = clock()
+        previous = blocktrace.set_tracer(tracer)
+        t2 = clock()
+        blocktrace.start()
+        t3 = clock()
+        blocktrace.stop()
+        t4 = clock()
+        blocktrace.set_tracer(previous)
+        t5 = clock()
+        tracer.close()
+        t6 = clock()
+        os.remove(path)
+        if i >= 20:
+            for part, a, b in zip(PARTS, (t0, t1, t2, t3, t4, t5), (t1, t2, t3, t4, t5, t6),
+                                  strict=True):
+                took[part].append(b - a)
+    print(f"Python {platform.python_version()}, level {level}, {repeat} runs of nothing, CPU "
+          f"time of the tracing thread, µs min / median, load average {os.getloadavg()[0]:.1f}")
+    print(" | ".join(f"{part} {min(v) / 1000:.1f} / {statistics.median(v) / 1000:.1f}"
+                     for part, v in took.items()))
+
+
 def _timed(fn: Callable[[], object], clocks: tuple[Callable[[], int], ...]) -> list[int]:
     before = [c() for c in clocks]
     fn()
@@ -138,11 +178,18 @@ def run(tmp: str) -> None:
                          "from start() to stop())")
     ap.add_argument("--only", choices=("untraced", *LEVELS),
                     help="run one workload at one level --repeat times, print nothing")
+    ap.add_argument("--parts", choices=LEVELS,
+                    help="the fixed cost's parts at this level: the tracing thread's CPU time "
+                         "of each step of --repeat runs of nothing (construct, set_tracer, "
+                         "start, stop, restore, close)")
     ap.add_argument("--between", action="store_true",
                     help="with --only: run the workload untraced before each run (as the "
                          "paired measure does: code the program runs while tracing is off "
                          "is instrumented afresh by Python, and a run learns it again)")
     args = ap.parse_args()
+    if args.parts is not None:
+        parts(args.parts, args.repeat, tmp)
+        return
     names = tuple(CLOCKS) if args.paired else (args.clock,)
     clocks = tuple(CLOCKS[n] for n in names)
     if args.only is not None:
