@@ -310,6 +310,9 @@ class ChainTracer:
         self._clock = clock
         """The end of a call, return or exception line (never an op line's)."""
         self.sealed = False
+        self._line_start: Any = None
+        """With values and C: ``_cvalues.LineStart``, told when the tracer stops
+        writing or its lines begin to name threads (``_values_state``)."""
         self.forked_away = False
         """This process is a fork's child of the one that records the trace: it writes nothing."""
         self._thread_before_fork = False  # the writer's thread ran when a fork began
@@ -369,7 +372,8 @@ class ChainTracer:
         for the frame a call line starts (``_cvalues.CallLine``; ``_call`` sets its vm)."""
         line = self._writer.line
         if locals != "off" and _cvalues is not None:
-            line = self._call_line = _cvalues.CallLine(line, self._prev_locals)
+            self._call_line = _cvalues.CallLine(line, self._prev_locals)
+            line = self._call_line.line  # a sink's line: the call hook calls it from C
         self.call_lines: tuple[Any, Any] | None = (line, self._call_pieces)
         """Call and return lines written by the stepper's C hooks
         (``Capabilities.call_lines``): this writer's ``line`` and ``_call_pieces``."""
@@ -384,11 +388,12 @@ class ChainTracer:
                 # its lines go where _with_values's go: _line, or the writer's line
                 # straight when _line is this class's (a subclass may rewrite lines)
                 write = self._writer.line if type(self)._line is ChainTracer._line else self._line
-                self.fast_call = _cvalues.LineStart(
+                self.fast_call = self._line_start = _cvalues.LineStart(
                     self, self._with_values, self._line_sites, write,
                     self._prev_locals, _MODES[locals], self._prev_globals, _MODES[globals],
                     Renderer, _NOT_KEPT, _encode, _scan,
                 )
+                self._values_state()
         header = {
             "blocktrace": FORMAT_VERSION,
             "hashAlg": "sha256",
@@ -512,6 +517,7 @@ class ChainTracer:
         margin = self._buffer_size if self._buffer_size * 16 <= self.max_size else 0
         if self._written + margin >= self.max_size:
             self.size_limited = True
+            self._values_state()
             self.op_line = self._write_op = self._past_limit
             self.call_lines = None
             capabilities_changed(self)  # a running stepper calls _past_limit from now on
@@ -567,6 +573,7 @@ class ChainTracer:
         active one, the child's stepper gets ``discard_trace``."""
         self.sealed = True  # no seal, no line, no flush from this process
         self.forked_away = True
+        self._values_state()
         self.op_line = self._write_op = _written_elsewhere
         if get_tracer() is self:
             set_tracer(discard_trace)
@@ -635,6 +642,7 @@ class ChainTracer:
     def _call(self, vm: VMState, ev: CallStart) -> None:
         if vm.threads_seen > 1 and not self._multi:
             self._multi = True  # from now on every line names its thread
+            self._values_state()
             self._writer.clear_sites()
         cached = self._calls.get(id(ev))
         if cached is None:
@@ -709,6 +717,14 @@ class ChainTracer:
                 ev.code, ev.kind.encode(), self._tail(vm),
             )
         )
+
+    def _values_state(self) -> None:
+        """Tell the C line start (``_line_start``) what it would otherwise read at
+        every line start: whether nothing more is written (sealed, a fork's
+        child, the size limit) and whether lines name their thread."""
+        if self._line_start is not None:
+            self._line_start.stopped = self.sealed or self.size_limited
+            self._line_start.multi = self._multi
 
     def _values(self, vm: VMState, code: CodeType | None) -> bytes:
         """The ``locals`` / ``globals`` members of a line start's op line (in C when
@@ -786,6 +802,7 @@ class ChainTracer:
         # Sealed before the write: a seal interrupted by a signal handler leaves an
         # unsealed file (or a sealed one), never a second summary line.
         self.sealed = True
+        self._values_state()
         # Version 3: the summary is an ordinary line, the last of the last leaf,
         # so the tree (and a checkpoint of all of it) covers the outcome.  (Through
         # _line, as every line written in Python: golden.record's subclass rewrites them.)

@@ -49,6 +49,11 @@ class Renderer:
 
     max_numbers = 1_000_000
 
+    # Slots (and a dict for the rest, such as an instance's own max_numbers): the
+    # C renderer (tracers/csrc/values.c) reads ``_shared`` at its slot's offset
+    # at every line start, without a lookup.
+    __slots__ = ("__dict__", "_deaths", "_forget", "_next", "_numbers", "_shared", "_watches")
+
     def __init__(
         self,
         *,

@@ -440,3 +440,87 @@ def test_lists_of_objects_are_shown_again_when_an_item_or_a_number_changes(chang
     step({"xs": big})
     big[25] = Plain()  # not shown: the same text
     step({"xs": big})
+
+
+@needs_c
+def test_call_lines_go_to_calllines_c_entry_and_forget_the_new_frames_locals(
+        tmp_path: Path) -> None:
+    """The call hook's ``line`` with locals is CallLine's ``line`` method, a sink's
+    (its type's ``_sink_api``: the hook calls it from C, with no bytes object and
+    no call): a call line forgets the locals kept for the frame it starts, then
+    goes to the writer; a return line only goes on."""
+    tracer = chain.ChainTracer(tmp_path / "t.jsonl", genesis="g", locals="changes")
+    try:
+        line = tracer.call_lines[0]  # type: ignore[index]
+        call_line = tracer._call_line
+        assert line == call_line.line and line.__self__ is call_line
+        assert 'blocktrace.events.sink.v1' in repr(type(call_line)._sink_api)
+
+        class VM:
+            thread = 7
+
+        call_line.vm = VM()
+        state = tracer._prev_locals
+        state[(7, 3)] = {"x": (1, b'"x":1')}
+        state[(7, 2)] = {"y": (2, b'"y":2')}
+        before = tracer.lines
+        line(b'{"event":"return","depth":3,"code":1,"pc":2,"gas":"0x1","value":null')
+        assert (7, 3) in state
+        line(b'{"event":"call","code":1,"function":"f","depth":3,"file":"f.py","line":1')
+        assert (7, 3) not in state and (7, 2) in state  # the new frame's only
+        assert tracer.lines == before + 2
+    finally:
+        tracer.close()
+    lines = (tmp_path / "t.jsonl").read_bytes().splitlines()
+    assert lines[-3].startswith(b'{"event":"return"') and lines[-2].startswith(b'{"event":"call"')
+
+
+@needs_c
+def test_line_start_is_told_when_the_tracer_stops_writing_and_names_threads(
+        tmp_path: Path) -> None:
+    """C line starts do not read the tracer's flags at each line start: the tracer
+    tells its LineStart when they change (sealed, size limit, threads named)."""
+    tracer = chain.ChainTracer(tmp_path / "t.jsonl", genesis="g", locals="changes")
+    start = tracer._line_start
+    assert tracer.fast_call is start and not start.stopped and not start.multi
+    tracer.close()
+    assert start.stopped
+    limited = chain.ChainTracer(tmp_path / "u.jsonl", genesis="g", locals="on", max_size=2000)
+    while not limited.size_limited:
+        assert not limited._line_start.stopped
+        limited.write_event("inputs", {"x": "y" * 400})
+        limited.flush()
+    assert limited._line_start.stopped and not limited.sealed
+    limited.close()
+
+
+SIZE_PROGRAM = textwrap.dedent('''
+    def step(i, acc):
+        text = "v" * (i % 7)
+        acc.append(text)
+        return len(acc)
+
+    acc = []
+    for i in range(3000):
+        step(i, acc)
+''')
+
+
+@needs_c
+@pytest.mark.parametrize("mode", ["changes", "on"])
+def test_a_size_limited_trace_with_locals_is_the_same_bytes_as_pure(
+        tmp_path: Path, mode: str) -> None:
+    """Once the size limit stops recording, C line starts write nothing more (the
+    tracer told its LineStart): the same lines as the reference's, sealed saying so."""
+    prog = tmp_path / "prog.py"
+    prog.write_text(SIZE_PROGRAM)
+    bodies = []
+    for pure in (False, True):
+        out = tmp_path / f"t-{pure}.jsonl"
+        run_in_mode([sys.executable, "-m", "blocktrace", "run", "--genesis", "g", "--locals", mode,
+                     "--max-size", "200K", "-o", str(out), str(prog)], tmp_path, pure)
+        lines = out.read_bytes().splitlines()
+        assert b'"error":"TraceSizeLimit"' in lines[-1]
+        bodies.append([line[: line.rindex(b',"hash":')] for line in lines[1:-1]])
+    assert bodies[0] == bodies[1]
+    assert sum(b'"locals":' in line for line in bodies[0]) > 100

@@ -279,6 +279,36 @@ parse_limits(render_ctx *ctx, PyObject *limits)
     return 0;
 }
 
+/* The renderer's type whose ``_shared`` is a slot (Renderer's __slots__) and
+ * that slot's offset, found on the first renderer of that type (the type held:
+ * its address stays its own) */
+static PyTypeObject *slot_type;
+static Py_ssize_t slot_offset; /* 0: _shared is no object slot of slot_type */
+
+/* renderer._shared read at its slot's offset (a new reference), or NULL with
+ * no error when that cannot be done (then it is looked up) */
+static PyObject *
+shared_slot(PyObject *renderer)
+{
+    PyTypeObject *t = Py_TYPE(renderer);
+    if (t != slot_type) {
+        PyObject *descr = _PyType_Lookup(t, s_shared); /* borrowed, no error */
+        Py_ssize_t offset = 0;
+        if (descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+            PyMemberDef *m = ((PyMemberDescrObject *)descr)->d_member;
+            if (m->type == Py_T_OBJECT_EX && !(m->flags & Py_READONLY)) {
+                offset = m->offset;
+            }
+        }
+        Py_XSETREF(slot_type, (PyTypeObject *)Py_NewRef(t));
+        slot_offset = offset;
+    }
+    if (slot_offset <= 0) {
+        return NULL;
+    }
+    return Py_XNewRef(*(PyObject **)((char *)renderer + slot_offset));
+}
+
 /* The renderer's bounds (``_limits``: max_str, max_items, max_depth,
  * use_repr), number table and death count: from its ``_shared`` (the three
  * in one tuple), else from the three attributes */
@@ -286,11 +316,14 @@ static int
 ctx_init(render_ctx *ctx, PyObject *renderer)
 {
     ctx->renderer = renderer;
-    PyObject *dict = plain_dict(renderer);
-    if (dict == NULL && PyErr_Occurred()) {
-        return -1;
+    PyObject *dict = NULL, *shared = shared_slot(renderer), *limits = NULL, *deaths = NULL;
+    if (shared == NULL) {
+        dict = plain_dict(renderer);
+        if (dict == NULL && PyErr_Occurred()) {
+            return -1;
+        }
+        shared = attr_in(renderer, dict, s_shared);
     }
-    PyObject *shared = attr_in(renderer, dict, s_shared), *limits = NULL, *deaths = NULL;
     if (shared != NULL && PyTuple_CheckExact(shared) && PyTuple_GET_SIZE(shared) == 3) {
         limits = Py_NewRef(PyTuple_GET_ITEM(shared, 0));
         ctx->numbers = Py_NewRef(PyTuple_GET_ITEM(shared, 1));
@@ -1686,6 +1719,9 @@ typedef struct {
     /* the locals' state keys (thread, depth) of one thread, by depth (the same
      * key object each time: its lookup compares by identity) */
     PyObject *keys_thread, *keys[KEYS_CACHED];
+    /* the tracer's state, told by it when it changes (ChainTracer._values_state):
+     * nothing more written (sealed, a fork's child, size limit); lines name threads */
+    char stopped, multi;
 } LineStart;
 
 /* pieces of `event`, borrowed: from the seen cache, else sites (and cached) */
@@ -1729,26 +1765,12 @@ linestart_key(LineStart *self, PyObject *thread, PyObject *depth, long long d)
     return Py_XNewRef(self->keys[d]);
 }
 
-static PyObject *s_size_limited, *s_sealed, *s_multi, *s_renderer, *s_gas, *s_depth, *s_thread;
+static PyObject *s_renderer, *s_gas, *s_depth, *s_thread;
 
 static PyObject *
 linestart_slow(LineStart *self, PyObject *const *args)
 {
     return PyObject_Vectorcall(self->slow, args, 2, NULL);
-}
-
-/* A flag of the tracer (size_limited, sealed, _multi), dict its plain_dict:
- * 0, 1, -1 error */
-static int
-tracer_flag(LineStart *self, PyObject *dict, PyObject *name)
-{
-    PyObject *v = attr_in(self->tracer, dict, name);
-    if (v == NULL) {
-        return -1;
-    }
-    int on = v == Py_False ? 0 : v == Py_True ? 1 : PyObject_IsTrue(v);
-    Py_DECREF(v);
-    return on;
 }
 
 /* Write the line start `event` of vm with its values when it is one seen
@@ -1768,15 +1790,10 @@ linestart_write(LineStart *self, PyObject *vm, PyObject *event, int have_gas, lo
         PyTuple_GET_ITEM(pieces, 3) == Py_None) {
         return 0;
     }
-    PyObject *tdict = plain_dict(self->tracer), *vdict = NULL;
-    int stopped = tdict == NULL && PyErr_Occurred() ? -1 : tracer_flag(self, tdict, s_size_limited);
-    if (stopped == 0) { /* sealed (or a fork's child): nothing more is written here */
-        stopped = tracer_flag(self, tdict, s_sealed);
+    if (self->stopped) { /* sealed, a fork's child, the size limit: slow's to say */
+        return 0;
     }
-    if (stopped != 0) {
-        Py_XDECREF(tdict);
-        return stopped < 0 ? -1 : 0;
-    }
+    PyObject *vdict = NULL;
     Py_INCREF(pieces); /* the sites may change while values render */
     int rc = -1;
     PyObject *renderer = NULL, *gas = NULL, *depth = NULL, *thread = NULL, *lkey = NULL;
@@ -1792,8 +1809,8 @@ linestart_write(LineStart *self, PyObject *vm, PyObject *event, int have_gas, lo
         rc = 0;
         goto done;
     }
-    int is_multi = tracer_flag(self, tdict, s_multi);
-    if (is_multi < 0 || (thread = attr_in(vm, vdict, s_thread)) == NULL) {
+    int is_multi = self->multi;
+    if ((thread = attr_in(vm, vdict, s_thread)) == NULL) {
         goto done;
     }
     if (have_gas) {
@@ -1843,7 +1860,6 @@ linestart_write(LineStart *self, PyObject *vm, PyObject *event, int have_gas, lo
         rc = r == NULL ? -1 : 1;
     }
 done:
-    Py_XDECREF(tdict);
     Py_XDECREF(vdict);
     Py_DECREF(pieces);
     Py_XDECREF(renderer);
@@ -2002,6 +2018,9 @@ linestart_call(PyObject *self, PyObject *args, PyObject *kwargs)
 
 static PyMemberDef linestart_members[] = {
     {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(LineStart, vectorcall), Py_READONLY, NULL},
+    {"stopped", Py_T_BOOL, offsetof(LineStart, stopped), 0,
+     "the tracer writes nothing more (sealed, a fork's child, its size limit)"},
+    {"multi", Py_T_BOOL, offsetof(LineStart, multi), 0, "lines name their thread"},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -2036,6 +2055,8 @@ typedef struct {
     PyObject *line;
     PyObject *state;
     PyObject *vm; /* NULL until set */
+    const bt_sink_api *line_api; /* line's C entry (a line writer's), or NULL */
+    PyObject *line_sink;         /* line's self (line holds it) */
 } CallLine;
 
 static const char call_start[] = "{\"event\":\"call\",";
@@ -2062,6 +2083,55 @@ call_depth(const char *p, Py_ssize_t n)
     return -1;
 }
 
+/* Before a call line (body, n) is written: the locals kept for the frame it
+ * starts, (vm.thread, its depth), are forgotten.  0 or -1. */
+static int
+callline_forget(CallLine *self, const char *body, Py_ssize_t n)
+{
+    if (self->vm == NULL || PyDict_GET_SIZE(self->state) == 0) {
+        return 0; /* (nothing kept: nothing to forget) */
+    }
+    long long depth = call_depth(body, n);
+    if (depth < 0) {
+        return 0;
+    }
+    PyObject *vdict = plain_dict(self->vm);
+    if (vdict == NULL && PyErr_Occurred()) {
+        return -1;
+    }
+    PyObject *thread = attr_in(self->vm, vdict, s_thread), *d = NULL, *key = NULL;
+    Py_XDECREF(vdict);
+    if (thread != NULL && (d = PyLong_FromLongLong(depth)) != NULL) {
+        key = PyTuple_Pack(2, thread, d);
+    }
+    Py_XDECREF(thread);
+    Py_XDECREF(d);
+    if (key == NULL) {
+        return -1;
+    }
+    int rc = PyDict_Contains(self->state, key);
+    if (rc > 0) {
+        rc = PyDict_DelItem(self->state, key);
+    }
+    Py_DECREF(key);
+    return rc < 0 ? -1 : 0;
+}
+
+/* The line goes on: to the writer's C entry when line is a line writer's */
+static int
+callline_on(CallLine *self, const char *body, size_t n, PyObject *bytes)
+{
+    if (self->line_api != NULL) {
+        return self->line_api->line(self->line_sink, body, n);
+    }
+    PyObject *made = bytes == NULL ? PyBytes_FromStringAndSize(body, (Py_ssize_t)n) : NULL;
+    PyObject *r = bytes != NULL || made != NULL ? PyObject_CallOneArg(self->line, bytes != NULL ? bytes : made)
+                                                : NULL;
+    Py_XDECREF(made);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
 static PyObject *
 callline_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -2070,31 +2140,44 @@ callline_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
         PyErr_SetString(PyExc_TypeError, "CallLine takes one argument: a line body");
         return NULL;
     }
+    if (self->line == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "CallLine was cleared");
+        return NULL;
+    }
     PyObject *body = args[0];
-    if (self->vm != NULL && PyBytes_Check(body)) {
-        long long depth = call_depth(PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body));
-        if (depth >= 0) {
-            PyObject *thread = PyObject_GetAttr(self->vm, s_thread), *d = NULL, *key = NULL;
-            if (thread != NULL && (d = PyLong_FromLongLong(depth)) != NULL) {
-                key = PyTuple_Pack(2, thread, d);
-            }
-            Py_XDECREF(thread);
-            Py_XDECREF(d);
-            if (key == NULL) {
-                return NULL;
-            }
-            int rc = PyDict_Contains(self->state, key);
-            if (rc > 0) {
-                rc = PyDict_DelItem(self->state, key);
-            }
-            Py_DECREF(key);
-            if (rc < 0) {
-                return NULL;
-            }
-        }
+    if (PyBytes_Check(body) &&
+        callline_forget(self, PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body)) < 0) {
+        return NULL;
     }
     return PyObject_Vectorcall(self->line, args, 1, NULL);
 }
+
+/* CallLine.line(body): the same as calling it, as a line writer's ``line``
+ * method (the stepper's call hook calls callline_api_line below instead) */
+static PyObject *
+callline_line_meth(PyObject *callable, PyObject *body)
+{
+    return callline_vectorcall(callable, &body, 1, NULL);
+}
+
+/* The sink entry: the call hook's line from its buffer, without a call */
+static int
+callline_api_line(PyObject *sink, const char *body, size_t n)
+{
+    CallLine *self = (CallLine *)sink;
+    if (self->line == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "CallLine was cleared");
+        return -1;
+    }
+    if (callline_forget(self, body, (Py_ssize_t)n) < 0) {
+        return -1;
+    }
+    return callline_on(self, body, n, NULL);
+}
+
+static const bt_sink_api callline_sink_api = {
+    NULL, NULL, (PyCFunction)callline_line_meth, callline_api_line, NULL, NULL,
+};
 
 static PyObject *
 callline_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
@@ -2115,6 +2198,12 @@ callline_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->line = Py_NewRef(line);
     self->state = Py_NewRef(state);
     self->vm = NULL;
+    self->line_sink = NULL;
+    self->line_api = bt_sink_of(line, 1, &self->line_sink);
+    if (self->line_api != NULL && self->line_api->line == NULL) {
+        self->line_api = NULL;
+        self->line_sink = NULL;
+    }
     return (PyObject *)self;
 }
 
@@ -2146,6 +2235,8 @@ callline_traverse(CallLine *self, visitproc visit, void *arg)
 static int
 callline_clear(CallLine *self)
 {
+    self->line_api = NULL;
+    self->line_sink = NULL;
     Py_CLEAR(self->line);
     Py_CLEAR(self->state);
     Py_CLEAR(self->vm);
@@ -2173,6 +2264,12 @@ static PyGetSetDef callline_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
+static PyMethodDef callline_methods[] = {
+    {"line", callline_line_meth, METH_O,
+     "line(body): as calling it (the stepper's call hook calls its C entry, _sink_api)"},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyMemberDef callline_members[] = {
     {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(CallLine, vectorcall), Py_READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
@@ -2185,6 +2282,7 @@ static PyType_Slot callline_slots[] = {
     {Py_tp_clear, callline_clear},
     {Py_tp_call, callline_call},
     {Py_tp_getset, callline_getset},
+    {Py_tp_methods, callline_methods},
     {Py_tp_members, callline_members},
     {Py_tp_doc, "CallLine(line, state): call lines' line(body), forgetting the new frame's locals"},
     {0, NULL},
@@ -2245,7 +2343,13 @@ exec_module(PyObject *module)
         Py_XDECREF(type);
         return -1;
     }
+    PyObject *sink = PyCapsule_New((void *)&callline_sink_api, BT_SINK_CAPSULE, NULL);
+    int sink_set = sink == NULL ? -1 : PyObject_SetAttrString(type, "_sink_api", sink);
+    Py_XDECREF(sink);
     Py_DECREF(type);
+    if (sink_set < 0) {
+        return -1;
+    }
     type = PyType_FromModuleAndSpec(module, &linestart_spec, NULL);
     if (type == NULL || PyModule_AddObjectRef(module, "LineStart", type) < 0) {
         Py_XDECREF(type);
@@ -2261,9 +2365,6 @@ exec_module(PyObject *module)
     Py_DECREF(type);
     if (s_render == NULL) {
         s_thread = PyUnicode_InternFromString("thread");
-        s_size_limited = PyUnicode_InternFromString("size_limited");
-        s_sealed = PyUnicode_InternFromString("sealed");
-        s_multi = PyUnicode_InternFromString("_multi");
         s_renderer = PyUnicode_InternFromString("renderer");
         s_gas = PyUnicode_InternFromString("gas");
         s_depth = PyUnicode_InternFromString("depth");
@@ -2274,7 +2375,7 @@ exec_module(PyObject *module)
         s_object_number = PyUnicode_InternFromString("object_number");
         s_deaths = PyUnicode_InternFromString("_deaths");
         s_shared = PyUnicode_InternFromString("_shared");
-        if (empty_prev == NULL || s_thread == NULL || s_size_limited == NULL || s_sealed == NULL || s_multi == NULL ||
+        if (empty_prev == NULL || s_thread == NULL ||
             s_renderer == NULL || s_gas == NULL || s_depth == NULL || s_render == NULL || s_numbers == NULL ||
             s_limits == NULL || s_object_number == NULL || s_deaths == NULL ||
             s_shared == NULL) {
