@@ -524,3 +524,44 @@ def test_a_size_limited_trace_with_locals_is_the_same_bytes_as_pure(
         bodies.append([line[: line.rindex(b',"hash":')] for line in lines[1:-1]])
     assert bodies[0] == bodies[1]
     assert sum(b'"locals":' in line for line in bodies[0]) > 100
+
+
+INPLACE_PROGRAM = textwrap.dedent('''
+    def f():
+        a = 10
+        x = 0.5
+        s = "ab"
+        for i in range(40):
+            a += 1            # the same length, changed in place in the state
+            s = s[::-1]       # an equal-length text, another object
+            if i % 3 == 0:
+                x += 1.0      # a float on its own: the line goes to the reference
+        return a
+
+    f()
+    f()
+''')
+
+
+@needs_c
+@pytest.mark.parametrize("mode", ["changes", "on"])
+def test_names_changed_in_place_are_shown_as_the_reference_shows_them(
+        tmp_path: Path, mode: str) -> None:
+    """A line start's state is updated in place once its pass succeeded (member
+    bytes of the same length overwritten): a pass that hands a value to the
+    reference halfway leaves the state as it was, so nothing is lost."""
+    prog = tmp_path / "prog.py"
+    prog.write_text(INPLACE_PROGRAM)
+    bodies = []
+    for pure in (False, True):
+        out = tmp_path / f"t-{pure}.jsonl"
+        run_in_mode([sys.executable, "-m", "blocktrace", "run", "--genesis", "g", "--locals", mode,
+                     "-o", str(out), str(prog)], tmp_path, pure)
+        bodies.append([line[: line.rindex(b',"hash":')]
+                       for line in out.read_bytes().splitlines()[1:-1]])
+    assert bodies[0] == bodies[1]
+    shown = [json.loads(line + b"}")["locals"] for line in bodies[0] if b'"locals"' in line]
+    values = [v["a"] for v in shown if "a" in v]
+    assert all(a in values for a in range(11, 51))  # every change of a shown
+    if mode == "changes":
+        assert values == [10, *range(11, 51)] * 2

@@ -1160,12 +1160,80 @@ ctx_zero(render_ctx *ctx)
     buf_init(&ctx->text);
 }
 
+/* A name rendered anew in an in-place pass, applied once the pass succeeded */
+typedef struct {
+    PyObject *name, *old, *kept; /* strong references; old may be NULL */
+    Py_ssize_t at;               /* where old was found in prev (PyDict_Next), or -1 */
+    Py_ssize_t off, len;         /* its member bytes in the pass's pending buffer */
+} update;
+
+/* bytes b's text replaced by n bytes from p: b is only ours (one reference),
+ * of that length, never hashed by anyone (a state's member bytes) */
+static void
+bytes_overwrite(PyObject *b, const char *p, Py_ssize_t n)
+{
+    memcpy(PyBytes_AS_STRING(b), p, (size_t)n);
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+    ((PyBytesObject *)b)->ob_shash = -1; /* (its hash, were it ever asked) */
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+}
+
+/* Apply u to prev: prev's entry for u->name gets the kept value (or marker)
+ * and member bytes.  The entry is changed in place when only prev and this
+ * pass hold it (nothing else can see it change), its bytes too when only it
+ * holds them and the length is the same; else a new entry is set.  0 or -1. */
+static int
+apply_update(PyObject *prev, update *u, const char *pending)
+{
+    PyObject *old = u->old, *at_key, *at_value;
+    Py_ssize_t at = u->at;
+    if (old != NULL && PyTuple_CheckExact(old) && PyTuple_GET_SIZE(old) == 2 &&
+        Py_REFCNT(old) == 2 &&
+        (at >= 0 ? PyDict_Next(prev, &at, &at_key, &at_value) && at_key == u->name &&
+                       at_value == old
+                 : PyDict_GetItemWithError(prev, u->name) == old)) {
+        PyTupleObject *to = (PyTupleObject *)old;
+        PyObject *member = to->ob_item[1];
+        if (PyBytes_CheckExact(member) && Py_REFCNT(member) == 1 &&
+            PyBytes_GET_SIZE(member) == u->len) {
+            bytes_overwrite(member, pending + u->off, u->len);
+        }
+        else {
+            PyObject *m = PyBytes_FromStringAndSize(pending + u->off, u->len);
+            if (m == NULL) {
+                return -1;
+            }
+            Py_SETREF(to->ob_item[1], m);
+        }
+        Py_SETREF(to->ob_item[0], u->kept);
+        u->kept = NULL;
+        if (!PyObject_GC_IsTracked(old)) {
+            PyObject_GC_Track(old); /* it may hold a marker now */
+        }
+        return 0;
+    }
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    PyObject *m = PyBytes_FromStringAndSize(pending + u->off, u->len);
+    PyObject *entry = m == NULL ? NULL : PyTuple_Pack(2, u->kept, m);
+    Py_XDECREF(m);
+    int rc = entry == NULL ? -1 : PyDict_SetItem(prev, u->name, entry);
+    Py_XDECREF(entry);
+    return rc;
+}
+
 /* One scope's members, ``_rendered(dict(names), prev, render)`` and
  * ``_object(fresh, prev if changes else None)`` in one pass over snap (the
  * scope's names and values): the JSON object into out, and
  *   - fresh_out != NULL: the fresh state (a new dict) into *fresh_out;
  *   - fresh_out == NULL: prev updated in place to what fresh would be (the
- *     same entries; only names rendered anew get a new one, names gone are
+ *     same entries; only names rendered anew get new contents, names gone are
  *     removed), once the pass succeeded: prev is untouched when it did not.
  * 0, -1 (an error set) or UNSUPPORTED (a name or value for the reference: out
  * and prev as they were). */
@@ -1174,12 +1242,13 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes,
           PyObject *not_kept, PyObject *encode, PyObject **fresh_out, buf *out)
 {
     Py_ssize_t n = snap->n, nupdates = 0, named = 0, mark = out->len;
-    PyObject *fresh = NULL, *small[48];
-    /* in place: (name, new entry, old entry or NULL) to set once done, strong references */
-    PyObject **updates = fresh_out != NULL ? NULL : 3 * n <= 48 ? small
-                         : PyMem_Malloc(sizeof(PyObject *) * (size_t)(3 * n));
-    buf member_buf;
+    PyObject *fresh = NULL;
+    update small[16];
+    update *updates = fresh_out != NULL ? NULL : n <= 16 ? small
+                      : PyMem_Malloc(sizeof(update) * (size_t)n);
+    buf member_buf, pending; /* one member; the members of the updates, one after another */
     buf_init(&member_buf);
+    buf_init(&pending);
     int rc = -1;
     if (fresh_out != NULL) {
         fresh = PyDict_New();
@@ -1195,6 +1264,7 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes,
         goto done;
     }
     int first = 1;
+    Py_ssize_t guess = 0; /* prev's entries in order: mostly the snapshot's names' order */
     for (Py_ssize_t k = 0; k < n; k++) {
         PyObject *name = snap->items[2 * k], *value = snap->items[2 * k + 1];
         if (!PyUnicode_CheckExact(name)) {
@@ -1205,9 +1275,17 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes,
             continue;
         }
         named++;
-        PyObject *old = PyDict_GetItemWithError(prev, name), *kept = NULL, *old_member = NULL;
-        if (old == NULL && PyErr_Occurred()) {
-            goto done;
+        PyObject *old = NULL, *kept = NULL, *old_member = NULL, *at_key, *at_value;
+        Py_ssize_t at = guess; /* where old was found in prev, or -1 */
+        if (PyDict_Next(prev, &guess, &at_key, &at_value) && at_key == name) {
+            old = at_value; /* the same key object: its entry, without hashing */
+        }
+        else {
+            at = -1;
+            old = PyDict_GetItemWithError(prev, name);
+            if (old == NULL && PyErr_Occurred()) {
+                goto done;
+            }
         }
         Py_XINCREF(old); /* held while values render (they may run the renderer's code) */
         if (old != NULL && PyTuple_CheckExact(old) && PyTuple_GET_SIZE(old) == 2) {
@@ -1224,10 +1302,12 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes,
                 goto done;
             }
         }
-        PyObject *entry; /* a new reference */
+        const char *m;
+        Py_ssize_t m_len;
+        PyObject *new_kept = NULL; /* (not same) what the entry keeps: a new reference */
         if (same) {
-            entry = old; /* held: given to entry */
-            old = NULL;
+            m = PyBytes_AS_STRING(old_member);
+            m_len = PyBytes_GET_SIZE(old_member);
         }
         else {
             member_buf.len = 0;
@@ -1238,57 +1318,67 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes,
                 rc = r; /* UNSUPPORTED or -1 */
                 goto done;
             }
-            PyObject *m = PyBytes_FromStringAndSize(member_buf.p, member_buf.len), *marker = NULL;
-            if (m == NULL) {
-                Py_XDECREF(old);
-                goto done;
-            }
             if (!keeps && !by_reference && opaque(ctx, value)) {
-                marker = opaque_marker(ctx, value);
+                new_kept = opaque_marker(ctx, value);
             }
             else if (!keeps && !by_reference && (PyList_CheckExact(value) || PyTuple_CheckExact(value))) {
-                marker = seq_marker(ctx, value); /* NULL: not one whose items say its text */
+                new_kept = seq_marker(ctx, value); /* NULL: not one whose items say its text */
             }
-            entry = marker == NULL && PyErr_Occurred()
-                        ? NULL
-                        : PyTuple_Pack(2, keeps ? value : marker != NULL ? marker : not_kept, m);
-            Py_XDECREF(marker);
-            Py_DECREF(m);
-            if (entry == NULL) {
-                Py_XDECREF(old);
-                goto done;
+            if (new_kept == NULL) {
+                if (PyErr_Occurred()) {
+                    Py_XDECREF(old);
+                    goto done;
+                }
+                new_kept = Py_NewRef(keeps ? value : not_kept);
             }
+            m = member_buf.p;
+            m_len = member_buf.len;
         }
         /* _object: every member, or (changes) those whose bytes differ from prev's */
-        PyObject *m = PyTuple_GET_ITEM(entry, 1);
         int show = !changes || old_member == NULL ||
-                   !(old_member == m ||
-                     (PyBytes_Check(old_member) &&
-                      PyBytes_GET_SIZE(old_member) == PyBytes_GET_SIZE(m) &&
-                      memcmp(PyBytes_AS_STRING(old_member), PyBytes_AS_STRING(m),
-                             (size_t)PyBytes_GET_SIZE(m)) == 0));
-        if (show && ((!first && BUF_LIT(out, ",") < 0) ||
-                     buf_add(out, PyBytes_AS_STRING(m), PyBytes_GET_SIZE(m)) < 0)) {
+                   !(same || (PyBytes_Check(old_member) && PyBytes_GET_SIZE(old_member) == m_len &&
+                              memcmp(PyBytes_AS_STRING(old_member), m, (size_t)m_len) == 0));
+        if (show && ((!first && BUF_LIT(out, ",") < 0) || buf_add(out, m, m_len) < 0)) {
             Py_XDECREF(old);
-            Py_DECREF(entry);
+            Py_XDECREF(new_kept);
             goto done;
         }
         first &= !show;
         if (fresh != NULL) {
+            PyObject *entry;
+            if (same) {
+                entry = old; /* held: given to entry */
+                old = NULL;
+            }
+            else {
+                PyObject *b = PyBytes_FromStringAndSize(m, m_len);
+                entry = b == NULL ? NULL : PyTuple_Pack(2, new_kept, b);
+                Py_XDECREF(b);
+            }
             Py_XDECREF(old);
-            int set = PyDict_SetItem(fresh, name, entry);
-            Py_DECREF(entry);
+            Py_XDECREF(new_kept);
+            int set = entry == NULL ? -1 : PyDict_SetItem(fresh, name, entry);
+            Py_XDECREF(entry);
             if (set < 0) {
                 goto done;
             }
         }
         else if (same) {
-            Py_DECREF(entry); /* prev keeps it */
+            Py_DECREF(old); /* prev keeps it */
         }
         else {
-            updates[3 * nupdates] = Py_NewRef(name);
-            updates[3 * nupdates + 1] = entry;
-            updates[3 * nupdates + 2] = old; /* held */
+            update *u = &updates[nupdates];
+            u->off = pending.len;
+            u->len = m_len;
+            if (buf_add(&pending, m, m_len) < 0) {
+                Py_XDECREF(old);
+                Py_DECREF(new_kept);
+                goto done;
+            }
+            u->name = Py_NewRef(name);
+            u->old = old; /* held */
+            u->kept = new_kept;
+            u->at = at;
             nupdates++;
         }
     }
@@ -1302,22 +1392,7 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes,
         goto done;
     }
     for (Py_ssize_t i = 0; i < nupdates; i++) {
-        PyObject *entry = updates[3 * i + 1], *old = updates[3 * i + 2];
-        if (old != NULL && PyTuple_CheckExact(old) && PyTuple_GET_SIZE(old) == 2 &&
-            Py_REFCNT(old) == 2 && Py_REFCNT(entry) == 1 &&
-            PyDict_GetItemWithError(prev, updates[3 * i]) == old) {
-            /* prev's entry and ours only: nothing else can see it change; the new
-             * entry's items move into it (a dict store saved per changed name) */
-            PyTupleObject *to = (PyTupleObject *)old, *from = (PyTupleObject *)entry;
-            Py_SETREF(to->ob_item[0], from->ob_item[0]);
-            Py_SETREF(to->ob_item[1], from->ob_item[1]);
-            from->ob_item[0] = from->ob_item[1] = NULL; /* (tupledealloc skips NULL) */
-            if (!PyObject_GC_IsTracked(old)) {
-                PyObject_GC_Track(old); /* it may hold a marker now */
-            }
-            continue;
-        }
-        if (PyErr_Occurred() || PyDict_SetItem(prev, updates[3 * i], entry) < 0) {
+        if (apply_update(prev, &updates[i], pending.p) < 0) {
             goto done; /* (no memory) the caller drops the state */
         }
     }
@@ -1344,8 +1419,10 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes,
     rc = 0;
 done:
     if (updates != NULL) {
-        for (Py_ssize_t i = 0; i < 3 * nupdates; i++) {
-            Py_XDECREF(updates[i]);
+        for (Py_ssize_t i = 0; i < nupdates; i++) {
+            Py_DECREF(updates[i].name);
+            Py_XDECREF(updates[i].old);
+            Py_XDECREF(updates[i].kept);
         }
         if (updates != small) {
             PyMem_Free(updates);
@@ -1356,6 +1433,7 @@ done:
     }
     Py_XDECREF(fresh);
     buf_free(&member_buf);
+    buf_free(&pending);
     return rc;
 }
 
