@@ -141,6 +141,18 @@ buf_json_string(buf *out, const char *s, Py_ssize_t n)
     if (buf_room(out, n + 2) < 0) {
         return -1;
     }
+    Py_ssize_t plain = 0; /* most text needs no escape: one copy */
+    while (plain < n && (unsigned char)s[plain] >= 0x20 && s[plain] != '"' && s[plain] != '\\') {
+        plain++;
+    }
+    if (plain == n) {
+        char *o = out->p + out->len;
+        o[0] = '"';
+        memcpy(o + 1, s, (size_t)n);
+        o[n + 1] = '"';
+        out->len += n + 2;
+        return 0;
+    }
     out->p[out->len++] = '"';
     Py_ssize_t start = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -192,6 +204,9 @@ typedef struct {
     PyObject *limits;  /* renderer._limits */
     PyObject *deaths;  /* renderer._deaths[0] once read (numbered objects that died), or NULL */
     buf text;
+    /* the last object object_number looked up (its address only), its id as an
+     * int and its number (or NULL: none), for the marker made right after */
+    PyObject *last_obj, *last_key, *last_number;
 } render_ctx;
 
 static PyObject *s_render, *s_numbers, *s_limits, *s_object_number, *s_deaths;
@@ -363,6 +378,8 @@ ctx_free(render_ctx *ctx)
     Py_XDECREF(ctx->numbers);
     Py_XDECREF(ctx->limits);
     Py_XDECREF(ctx->deaths);
+    Py_CLEAR(ctx->last_key);
+    Py_CLEAR(ctx->last_number);
     buf_free(&ctx->text);
 }
 
@@ -377,8 +394,12 @@ object_number(render_ctx *ctx, PyObject *v)
         return -1;
     }
     PyObject *n = PyDict_GetItemWithError(ctx->numbers, key); /* borrowed */
-    Py_DECREF(key);
+    ctx->last_obj = NULL;
+    Py_XSETREF(ctx->last_key, key);
+    Py_CLEAR(ctx->last_number);
     if (n != NULL) {
+        ctx->last_obj = v;
+        ctx->last_number = Py_NewRef(n);
         return PyLong_AsLongLong(n);
     }
     if (PyErr_Occurred()) {
@@ -406,13 +427,25 @@ static int text(render_ctx *ctx, PyObject *v, Py_ssize_t depth);
 static int
 buf_int(buf *b, long long n)
 {
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
     char digits[24];
     int i = (int)sizeof digits;
     unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
-    do {
-        digits[--i] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
+    while (u >= 100) { /* two digits at a time */
+        unsigned r = (unsigned)(u % 100);
+        u /= 100;
+        digits[--i] = pairs[2 * r + 1];
+        digits[--i] = pairs[2 * r];
+    }
+    if (u >= 10) {
+        digits[--i] = pairs[2 * u + 1];
+        digits[--i] = pairs[2 * u];
+    }
+    else {
+        digits[--i] = (char)('0' + u);
+    }
     if (n < 0) {
         digits[--i] = '-';
     }
@@ -773,7 +806,8 @@ opaque_marker(render_ctx *ctx, PyObject *v)
     if (deaths == NULL) {
         return NULL;
     }
-    PyObject *number = number_of(ctx, v);
+    int known = v == ctx->last_obj; /* just rendered: its id and number in hand */
+    PyObject *number = known ? ctx->last_number : number_of(ctx, v);
     if (number == NULL) {
         if (PyErr_Occurred()) {
             return NULL;
@@ -784,7 +818,8 @@ opaque_marker(render_ctx *ctx, PyObject *v)
     if (qualname == NULL) {
         return NULL;
     }
-    PyObject *id = PyLong_FromVoidPtr(v), *type_id = PyLong_FromVoidPtr(Py_TYPE(v)), *marker = NULL;
+    PyObject *id = known ? Py_NewRef(ctx->last_key) : PyLong_FromVoidPtr(v);
+    PyObject *type_id = PyLong_FromVoidPtr(Py_TYPE(v)), *marker = NULL;
     if (id != NULL && type_id != NULL) {
         marker = PyTuple_Pack(6, id, type_id, qualname, number, ctx->limits, deaths);
     }
@@ -1157,6 +1192,7 @@ ctx_zero(render_ctx *ctx)
     ctx->numbers = NULL;
     ctx->limits = NULL;
     ctx->deaths = NULL;
+    ctx->last_obj = ctx->last_key = ctx->last_number = NULL;
     buf_init(&ctx->text);
 }
 
