@@ -377,6 +377,23 @@ CALLS_PROGRAM = textwrap.dedent('''
 ''')
 
 
+def bodies_c_and_pure(tmp_path: Path, program: str, *options: str) -> list[list[bytes]]:
+    """``blocktrace run`` of ``program`` with ``options``, with the C paths and
+    pure: each trace's lines between header and summary (which name pid and
+    time), without their hash; the C trace's summary line last."""
+    prog = tmp_path / "prog.py"
+    prog.write_text(program)
+    bodies = []
+    for pure in (False, True):
+        out = tmp_path / f"t-{pure}.jsonl"
+        run_in_mode([sys.executable, "-m", "blocktrace", "run", "--genesis", "g", *options,
+                     "-o", str(out), str(prog)], tmp_path, pure)
+        lines = out.read_bytes().splitlines()
+        bodies.append([line[: line.rindex(b',"hash":')] for line in lines[1:-1]])
+    bodies.append(lines[-1:])
+    return bodies
+
+
 @needs_c
 @pytest.mark.parametrize("mode", ["changes", "on"])
 def test_calls_written_in_c_forget_the_frames_locals_as_the_reference(
@@ -384,15 +401,7 @@ def test_calls_written_in_c_forget_the_frames_locals_as_the_reference(
     """With locals, calls and returns are written by the stepper's C hook (its
     line forgets the locals kept for the new frame, as ChainTracer._call does):
     every call's first line start shows all its locals, as the reference's."""
-    prog = tmp_path / "prog.py"
-    prog.write_text(CALLS_PROGRAM)
-    bodies = []
-    for pure in (False, True):
-        out = tmp_path / f"t-{pure}.jsonl"
-        run_in_mode([sys.executable, "-m", "blocktrace", "run", "--genesis", "g", "--locals", mode,
-                     "-o", str(out), str(prog)], tmp_path, pure)
-        bodies.append([line[: line.rindex(b',"hash":')]
-                       for line in out.read_bytes().splitlines()[1:-1]])
+    bodies = bodies_c_and_pure(tmp_path, CALLS_PROGRAM, "--locals", mode)
     assert bodies[0] == bodies[1]
     firsts = [line for line in bodies[0] if b'"line":6,' in line and b'"locals"' in line]
     assert len(firsts) == 120  # add's first line, once per call: a and b each time
@@ -512,16 +521,8 @@ def test_a_size_limited_trace_with_locals_is_the_same_bytes_as_pure(
         tmp_path: Path, mode: str) -> None:
     """Once the size limit stops recording, C line starts write nothing more (the
     tracer told its LineStart): the same lines as the reference's, sealed saying so."""
-    prog = tmp_path / "prog.py"
-    prog.write_text(SIZE_PROGRAM)
-    bodies = []
-    for pure in (False, True):
-        out = tmp_path / f"t-{pure}.jsonl"
-        run_in_mode([sys.executable, "-m", "blocktrace", "run", "--genesis", "g", "--locals", mode,
-                     "--max-size", "200K", "-o", str(out), str(prog)], tmp_path, pure)
-        lines = out.read_bytes().splitlines()
-        assert b'"error":"TraceSizeLimit"' in lines[-1]
-        bodies.append([line[: line.rindex(b',"hash":')] for line in lines[1:-1]])
+    bodies = bodies_c_and_pure(tmp_path, SIZE_PROGRAM, "--locals", mode, "--max-size", "200K")
+    assert b'"error":"TraceSizeLimit"' in bodies[2][0]
     assert bodies[0] == bodies[1]
     assert sum(b'"locals":' in line for line in bodies[0]) > 100
 
@@ -550,15 +551,7 @@ def test_names_changed_in_place_are_shown_as_the_reference_shows_them(
     """A line start's state is updated in place once its pass succeeded (member
     bytes of the same length overwritten): a pass that hands a value to the
     reference halfway leaves the state as it was, so nothing is lost."""
-    prog = tmp_path / "prog.py"
-    prog.write_text(INPLACE_PROGRAM)
-    bodies = []
-    for pure in (False, True):
-        out = tmp_path / f"t-{pure}.jsonl"
-        run_in_mode([sys.executable, "-m", "blocktrace", "run", "--genesis", "g", "--locals", mode,
-                     "-o", str(out), str(prog)], tmp_path, pure)
-        bodies.append([line[: line.rindex(b',"hash":')]
-                       for line in out.read_bytes().splitlines()[1:-1]])
+    bodies = bodies_c_and_pure(tmp_path, INPLACE_PROGRAM, "--locals", mode)
     assert bodies[0] == bodies[1]
     shown = [json.loads(line + b"}")["locals"] for line in bodies[0] if b'"locals"' in line]
     values = [v["a"] for v in shown if "a" in v]
