@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -10,6 +11,13 @@ from pathlib import Path
 import pytest
 
 PROGRAMS = Path(__file__).parent / "programs"
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    # A suite started as a background job (``cmd &`` without job control) inherits
+    # Ctrl-C ignored, and so would every program it starts: the tests that Ctrl-C a
+    # traced program would wait for it in vain.  Caught here, SIGINT is back to its
+    # default in each child (an exec resets caught signals), as from a terminal.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
