@@ -1,10 +1,10 @@
 """Stubs of ``blocktrace.eip3155._cskip`` (csrc/skip.c): the diff's pass over what two
 blocktrace traces have in common."""
 
-from collections.abc import Set
+from collections.abc import Buffer, Set
 
 def skip(
-    a: bytes, pa: int, b: bytes, pb: int, mask_gas: bool, calls_a: Set[bytes],
+    a: Buffer, pa: int, b: Buffer, pb: int, mask_gas: bool, calls_a: Set[bytes],
     calls_b: Set[bytes], max_line: int, /,
 ) -> tuple[int, int, int, int, int, int, int]:
     """From the op lines at ``a[pa:]`` and ``b[pb:]``: ``(steps, lines, ignored_a,

@@ -27,10 +27,12 @@ reference path), and only where the C extension is built.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from inspect import GEN_SUSPENDED, getgeneratorstate
 from types import ModuleType
+from typing import BinaryIO
 
 from blocktrace._native import extension
 from blocktrace.eip3155.normalise import TraceInfo, blocktrace_reader, steps_of
@@ -75,11 +77,21 @@ class _Source(BufferedLines):
         except OSError as exc:
             raise TraceError(self.path, None, f"cannot read: {exc.strerror or exc}") from None
         with stream:
-            self.stream = stream
+            mapped = _mapped(stream)
+            if mapped is None:
+                self.stream = stream
+            else:  # the whole file is the buffer: nothing read, nothing copied
+                self.buf = mapped  # type: ignore[assignment]  # (finds and slices as bytes do)
             try:
                 yield self._lines()
             finally:
                 self.stream = None
+                if mapped is not None:
+                    self.buf = b""
+                    try:
+                        mapped.close()
+                    except BufferError:  # a view of it is still held: unmapped when it goes
+                        pass
 
     def _lines(self) -> Iterator[tuple[int, bytes]]:
         while True:
@@ -107,6 +119,15 @@ class _Source(BufferedLines):
         if key is not None:
             self.by_code[code] = key
             self.calls.add(key)
+
+
+def _mapped(stream: BinaryIO) -> mmap.mmap | None:
+    """The file under ``stream`` mapped read-only, or None where it cannot be (an
+    empty file, a pipe): then it is read a piece at a time."""
+    try:
+        return mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
 
 
 def pair(info_a: TraceInfo, info_b: TraceInfo, fields: Sequence[str]) -> Pair | None:

@@ -17,7 +17,6 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from blocktrace.chain.verify import verify_file
 from blocktrace.eip3155 import skip
 from blocktrace.eip3155.compare import Comparer, resolve_fields
 from blocktrace.eip3155.differ import StepDiff, diff_steps
@@ -25,6 +24,7 @@ from blocktrace.eip3155.normalise import TraceInfo, normalise
 from blocktrace.eip3155.reader import TraceError
 from blocktrace.eip3155.records import Step
 from blocktrace.eip3155.report import SummaryDiff, compare_summaries
+from blocktrace.format.reader import check_chain
 from blocktrace.golden.read import Frame, call_steps, header_of, source_text, stack_at
 from blocktrace.golden.stabilise import GOLDEN_GENESIS
 from blocktrace.tracers.level import Level
@@ -71,8 +71,13 @@ def fields_for(level: Level, ignore: Sequence[str] = ()) -> tuple[str, ...]:
 
 
 def check_golden(path: str, level: Level) -> None:
-    """Raise ``GoldenCorrupt`` unless ``path`` is a sealed golden trace of ``level``."""
-    result = verify_file(path)
+    """Raise ``GoldenCorrupt`` unless ``path`` is a sealed golden trace of ``level``.
+
+    The chain alone settles it: every line's hash, the summary's included, is
+    checked; the Merkle root (``verify``'s, for anchoring a trace elsewhere) is
+    not computed -- a golden's anchors are its genesis and level, and whoever
+    could re-hash an edited chain could as well recompute a root."""
+    result = check_chain(path)
     if result.status != "sealed":
         where = f" at line {result.line}" if result.line else ""
         raise GoldenCorrupt(

@@ -341,3 +341,33 @@ def test_a_damaged_golden_is_reported_as_such_not_compared(
     paths[0].write_bytes(b"".join(lines))
     with pytest.raises(GoldenCorrupt, match="tampered" if damage == "edit" else "golden trace"):
         compare_golden(str(paths[0]), str(paths[1]), "op", root=str(tmp_path))
+
+
+def test_the_pass_reads_a_mapped_file_as_it_reads_its_bytes(tmp_path: Path) -> None:
+    import mmap
+
+    from blocktrace.limits import MAX_LINE_BYTES
+
+    a = _record(tmp_path / "a.jsonl", work, {})
+    b = _record(tmp_path / "b.jsonl", work, {"odd": 40})
+    data_a, data_b = a.read_bytes(), b.read_bytes()
+    pa, pb = data_a.index(b'{"pc":'), data_b.index(b'{"pc":')
+    assert skip._c is not None
+    by_bytes = skip._c.skip(data_a, pa, data_b, pb, True, set(), set(), MAX_LINE_BYTES)
+    assert by_bytes[0] > 0  # steps passed over (up to the first call line)
+    with a.open("rb") as fa, b.open("rb") as fb:
+        ma = mmap.mmap(fa.fileno(), 0, access=mmap.ACCESS_READ)
+        mb = mmap.mmap(fb.fileno(), 0, access=mmap.ACCESS_READ)
+        with ma, mb:
+            assert skip._c.skip(ma, pa, mb, pb, True, set(), set(), MAX_LINE_BYTES) == by_bytes
+    # the pass's sources map a plain file; an empty one (no map) is read as a stream
+    source = skip._Source(str(a))
+    with source.numbered() as lines:
+        assert next(lines)[0] == 1
+        assert isinstance(source.buf, mmap.mmap)
+    assert source.buf == b""
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    source = skip._Source(str(empty))
+    with source.numbered() as lines:
+        assert next(lines, None) is None

@@ -263,19 +263,8 @@ typedef struct {
  * before the end of their buffer.  What is given back lies before ra/rb, the
  * second-to-last op line passed over (0 steps, pa, pb when fewer than three). */
 static PyObject *
-skip(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *const *args)
 {
-    if (!bt_nargs(nargs, 8, "skip() takes 8 arguments")) {
-        return NULL;
-    }
-    if (!PyBytes_Check(args[0]) || !PyBytes_Check(args[2]) || !PyAnySet_Check(args[5]) ||
-        !PyAnySet_Check(args[6])) {
-        PyErr_SetString(PyExc_TypeError, "skip(bytes, int, bytes, int, bool, set, set, int)");
-        return NULL;
-    }
-    const char *a = PyBytes_AS_STRING(args[0]);
-    const char *b = PyBytes_AS_STRING(args[2]);
-    Py_ssize_t na = PyBytes_GET_SIZE(args[0]), nb = PyBytes_GET_SIZE(args[2]);
     Py_ssize_t pa = PyLong_AsSsize_t(args[1]);
     Py_ssize_t pb = PyLong_AsSsize_t(args[3]);
     int mask_gas = PyObject_IsTrue(args[4]);
@@ -293,6 +282,10 @@ skip(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     const char *gas_a = NULL, *gas_b = NULL;
     Py_ssize_t gas_na = 0, gas_nb = 0;
     int reason = REASON_STOP;
+    /* The op lines need no object: the GIL is let go while they are compared (the
+     * stored golden's chain check runs on another thread), taken back for a call
+     * line's look-up in its set. */
+    PyThreadState *released = PyEval_SaveThread();
     for (;;) {
         const char *la = a + pa, *lb = b + pb;
         const char *ea = memchr(la, '\n', (size_t)(na - pa));
@@ -332,18 +325,15 @@ skip(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             steps++;
         } else {
             /* any mix of lines the reference reads without making a step */
-            int kind_a = passable(calls_a, la, sa), kind_b;
-            if (kind_a <= 0) {
-                if (kind_a < 0)
-                    return NULL;
+            PyEval_RestoreThread(released);
+            int kind_a = passable(calls_a, la, sa), kind_b = 1;
+            if (kind_a > 0)
+                kind_b = passable(calls_b, lb, sb);
+            if (kind_a < 0 || kind_b < 0)
+                return NULL;
+            released = PyEval_SaveThread();
+            if (kind_a == 0 || kind_b == 0)
                 break;
-            }
-            kind_b = passable(calls_b, lb, sb);
-            if (kind_b <= 0) {
-                if (kind_b < 0)
-                    return NULL;
-                break;
-            }
             ignored_a += kind_a == IGNORED;
             ignored_b += kind_b == IGNORED;
         }
@@ -351,9 +341,34 @@ skip(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         pb += sb + 1;
         lines++;
     }
+    PyEval_RestoreThread(released);
     Mark end = before_last; /* op lines O1..Ok passed: what lies before O(k-1) */
     return Py_BuildValue("(nnnnnni)", end.steps, end.lines, end.ignored_a, end.ignored_b,
                          end.a, end.b, reason);
+}
+
+/* a, b: bytes, or any contiguous buffer (a file's mmap: nothing read or copied) */
+static PyObject *
+skip(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!bt_nargs(nargs, 8, "skip() takes 8 arguments")) {
+        return NULL;
+    }
+    if (!PyAnySet_Check(args[5]) || !PyAnySet_Check(args[6])) {
+        PyErr_SetString(PyExc_TypeError, "skip(buffer, int, buffer, int, bool, set, set, int)");
+        return NULL;
+    }
+    Py_buffer va, vb;
+    if (PyObject_GetBuffer(args[0], &va, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[2], &vb, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&va);
+        return NULL;
+    }
+    PyObject *out = skip_in(va.buf, va.len, vb.buf, vb.len, args);
+    PyBuffer_Release(&vb);
+    PyBuffer_Release(&va);
+    return out;
 }
 
 /* call_key(line) -> what a call line does to the code table, as bytes (its code,
