@@ -53,18 +53,21 @@ class CodeInfo:
         self.offsets: list[int] | None = None
         self.tables: dict[str, list[Any]] = {}
 
+    def _built(self) -> list[OpStart | None] | None:
+        """The sites if made already (by this run, or an earlier one at the same index)."""
+        sites = self._sites
+        if sites is None and self._shared is not None:
+            sites = self._sites = self._shared.sites
+        return sites
+
     @property
     def sites(self) -> list[OpStart | None]:
         """offset -> the ``OpStart`` of the instruction there (``build_sites``)."""
-        sites = self._sites
+        sites = self._built()
         if sites is None:
-            shared = self._shared
-            sites = shared.sites if shared is not None else None
-            if sites is None:
-                sites = build_sites(self.code, self.index)
-                if shared is not None:
-                    shared.sites = sites
-            self._sites = sites
+            sites = self._sites = build_sites(self.code, self.index)
+            if self._shared is not None:
+                self._shared.sites = sites
         return sites
 
     def table(self, level: str) -> list[Any]:
@@ -78,9 +81,9 @@ class CodeInfo:
             return self.sites
         table = self.tables.get(level)
         if table is None:
-            shared = self._shared
-            if self._sites is not None or (shared is not None and shared.sites is not None):
-                table = level_table(self.sites, level)
+            sites = self._built()
+            if sites is not None:
+                table = level_table(sites, level)
             else:
                 table = _level_table(self.code, self.index, level)
             self.tables[level] = table
@@ -96,8 +99,8 @@ class CodeInfo:
         """The instruction containing ``offset`` (exception events may report an
         offset inside an instruction's inline cache).  Without the sites (an
         exception in a ``call``-level run) only that instruction's ``OpStart`` is made."""
-        shared = self._shared
-        if self._sites is None and (shared is None or shared.sites is None):
+        sites = self._built()
+        if sites is None:
             instructions = _instructions(self.code)[0]
             if self.offsets is None:
                 self.offsets = [ins[0] for ins in instructions]
@@ -106,7 +109,6 @@ class CodeInfo:
                 return site_from_bytes(self.code, offset, self.index)
             off, op, name, line, start = instructions[at]
             return OpStart(off, op, name, line, self.index, start)
-        sites = self.sites
         if self.offsets is None:
             self.offsets = [i for i, s in enumerate(sites) if s is not None]
         at = bisect.bisect_right(self.offsets, offset) - 1
