@@ -29,10 +29,12 @@ Nothing from here reaches the traced program except :class:`HaltRun`.
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import sys
 import threading
 import time
+import weakref
 from _thread import get_ident
 from collections.abc import Callable
 from types import CodeType, FrameType
@@ -128,6 +130,35 @@ _CALLBACK_EVENTS = (
 )
 # Prefer the ids nobody standard claims; 0 (debugger) and 1 (coverage) last.
 _TOOL_PREFERENCE = (3, 4, 2, 5, 1, 0)
+
+
+class _ThreadEnd:
+    """Kept in ``_ends`` by a thread the stepper numbered: it dies as the thread
+    ends (see ``_watch_end``)."""
+
+    __slots__ = ("__weakref__",)
+
+
+_ends = threading.local()
+_end_refs: dict[int, weakref.ref[_ThreadEnd]] = {}
+
+
+def _watch_end() -> None:
+    """Tell the running stepper when the calling thread ends (once per thread and
+    process).  CPython gives an ended thread's ident to a later thread; a
+    ``threading.local``'s values of a thread go as the thread ends, before its
+    ident can be given to another."""
+    if getattr(_ends, "end", None) is None:
+        ident = get_ident()
+        _ends.end = end = _ThreadEnd()
+        _end_refs[ident] = weakref.ref(end, functools.partial(_thread_ended, ident, _end_refs))
+
+
+def _thread_ended(ident: int, refs: dict[int, Any], _ref: object) -> None:
+    refs.pop(ident, None)
+    stepper = _current  # (None at interpreter exit too)
+    if stepper is not None:
+        stepper._thread_ended(ident)
 
 
 class HaltRun(BaseException):
@@ -446,6 +477,7 @@ class Stepper:
         self._tool = tool
         self.thread_ident = get_ident()
         self._thread_state = {self.thread_ident: (1, 0)}
+        _watch_end()  # (a getattr, but at a thread's first start)
         self._room_address = _room_address()  # for the C call hooks, before they are made
         _turned_off.back_on(self.scope)  # a DISABLE of an earlier run must not linger
         self._register(self._callbacks())
@@ -842,14 +874,36 @@ class Stepper:
         return serialised
 
     def _switch_thread(self, ident: int) -> None:
+        """Make thread ``ident`` (the calling thread) the current one, numbered
+        when it first comes.  CPython gives an ended thread's ident to a later
+        thread, so a number is given to a thread, not to an ident: a thread's
+        state is dropped as it ends (``_thread_ended``)."""
         states = self._thread_state
-        states[self.thread_ident] = (self.thread, self.depth)
+        if self.thread_ident:  # 0: the thread that ran last has ended
+            states[self.thread_ident] = (self.thread, self.depth)
         state = states.get(ident)
         if state is None:
-            state = states[ident] = (len(states) + 1, 0)
-            self.threads_seen = len(states)
+            self.threads_seen += 1
+            state = states[ident] = (self.threads_seen, 0)
+            _watch_end()
         self.thread_ident = ident
         self.thread, self.depth = state
+
+    def _thread_ended(self, ident: int) -> None:
+        """Thread ``ident`` has ended (run on it as it ends, see ``_watch_end``): a
+        thread that gets its ident later is another thread, numbered afresh.  The
+        starting thread's end (a run started on a thread that ends before it is
+        stopped) also takes its frames-left counter and the C call hooks, which
+        know the thread by its ident, with it."""
+        if ident == self._room_thread:
+            self._room, self._room_thread = None, 0
+        if not self._multi and ident == self.thread_ident:
+            self.thread_ident = 0  # (first: _go_multi waits for it to leave its callback)
+            self._go_multi()
+        with self._mt_lock:
+            self._thread_state.pop(ident, None)
+            if self.thread_ident == ident:
+                self.thread_ident = 0  # whichever thread comes next switches
 
     def _as_thread(self, ident: int, callback: Callable[..., Any], *args: Any) -> Any:
         """A callback of the single-thread mode running on another thread than the

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 import blocktrace
-from blocktrace import CallStart, OpStart, Recorder, Return
+from blocktrace import CallStart, OpStart, Recorder, Return, Stop
 from blocktrace.chain.verify import verify_file
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
@@ -107,9 +107,9 @@ def _start_while_running() -> int:
     return total
 
 
-def _consistent(rec: Recorder) -> None:
+def _consistent(records: list[Any]) -> None:
     stacks: dict[int, list[int]] = {}
-    for r in rec.records:
+    for r in records:
         e = r.event
         assert r.depth >= 1, r
         stack = stacks.setdefault(r.thread, [])
@@ -135,7 +135,7 @@ def test_a_second_thread_arriving_mid_callback_does_not_take_the_first_ones_stat
             rec = Recorder()
             with blocktrace.trace(rec):
                 assert _start_while_running() == 4950
-            _consistent(rec)
+            _consistent(rec.records)
             assert {r.thread for r in rec.records} == {1, 2}
     finally:
         sys.setswitchinterval(interval)
@@ -188,7 +188,118 @@ def test_library_threads_take_no_thread_number(tmp_path: Path) -> None:
             b.join()
         gate.set()
         a.join()
-    _consistent(rec)
+    _consistent(rec.records)
     names = {r.thread: r.event.name for r in rec.records
              if type(r.event) is CallStart and r.depth == 1}
-    assert names == {1: "test_library_threads_take_no_thread_number", 2: "test_library_threads_take_no_thread_number.<locals>.first", 3: "_started_work"}, names
+    assert names == {
+        1: "test_library_threads_take_no_thread_number",
+        2: "test_library_threads_take_no_thread_number.<locals>.first",
+        3: "_started_work",
+    }, names
+
+
+def _one_after_another(target: Any, count: int) -> list[int]:
+    """Runs ``target`` in ``count`` threads, each started once the one before has
+    ended; the threads' idents."""
+    idents: list[int] = []
+    for _ in range(count):
+        t = threading.Thread(target=target)
+        t.start()
+        t.join()
+        assert t.ident is not None
+        idents.append(t.ident)
+    return idents
+
+
+def _depth_one_calls(rec: Recorder) -> dict[int, list[str]]:
+    calls: dict[int, list[str]] = {}
+    for r in rec.records:
+        if type(r.event) is CallStart and r.depth == 1:
+            calls.setdefault(r.thread, []).append(r.event.name)
+    return calls
+
+
+def test_a_thread_that_gets_an_ended_threads_ident_gets_a_number_of_its_own() -> None:
+    """CPython reuses a thread's ident once it has ended (start a thread, join
+    it, start another: most often the same ident).  Threads were numbered by
+    ident, so the second thread took the first one's number (and its depth):
+    the trace said one thread ran both pieces of work."""
+    rec = Recorder()
+    with blocktrace.trace(rec):
+        idents = _one_after_another(_started_work, 3)
+    assert len(set(idents)) < len(idents), "no ident reused: the test proves nothing"
+    _consistent(rec.records)
+    calls = _depth_one_calls(rec)
+    assert calls == {
+        1: ["test_a_thread_that_gets_an_ended_threads_ident_gets_a_number_of_its_own"],
+        2: ["_started_work"], 3: ["_started_work"], 4: ["_started_work"],
+    }, calls
+
+
+def test_a_reused_ident_gets_a_new_number_with_no_other_thread_in_between(
+    tmp_path: Path,
+) -> None:
+    """The same when no other thread runs code in scope between the two: the
+    starting thread runs only library code (here: this file, out of scope), so
+    the callbacks never switch away from the ended thread before the new one,
+    with its ident, arrives.  Its depth starts afresh too."""
+    work = tmp_path / "reused_ident_work.py"
+    work.write_text(textwrap.dedent("""\
+        def leaf(n):
+            return n + 1
+
+        def work():
+            total = 0
+            for i in range(3):
+                total += leaf(i)
+            return total
+    """))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import reused_ident_work  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(tmp_path))
+    rec = Recorder()
+    with blocktrace.trace(rec, include=[str(work)]):
+        idents = _one_after_another(reused_ident_work.work, 3)
+    assert len(set(idents)) < len(idents), "no ident reused: the test proves nothing"
+    assert type(rec.records[-1].event) is Stop  # at depth 0: no frame of the last thread runs
+    _consistent(rec.records[:-1])
+    calls = _depth_one_calls(rec)
+    assert calls == {2: ["work"], 3: ["work"], 4: ["work"]}, calls
+    assert {r.depth for r in rec.records if type(r.event) is CallStart} == {1, 2}
+
+
+def test_a_thread_with_the_ident_of_the_thread_that_started_the_run_is_not_thread_1() -> None:
+    """A run started on a thread that ends before the run is stopped: a later
+    thread with its ident was taken for thread 1, at the ended thread's depth (by
+    the C call hooks too, which know the starting thread by its ident)."""
+    rec = Recorder()
+    idents: list[int] = []
+
+    def starter() -> None:
+        blocktrace.set_tracer(rec)
+        blocktrace.start()
+        _started_work()
+        idents.append(threading.get_ident())
+
+    previous = blocktrace.get_tracer()
+    try:
+        first = threading.Thread(target=starter)
+        first.start()
+        first.join()
+        for _ in range(5):
+            t = threading.Thread(target=_started_work)
+            t.start()
+            t.join()
+            assert t.ident is not None
+            idents.append(t.ident)
+    finally:
+        blocktrace.stop()
+        blocktrace.set_tracer(previous)
+    assert idents[0] in idents[1:], "no ident reused: the test proves nothing"
+    _consistent([r for r in rec.records if type(r.event) is not Stop])
+    calls = _depth_one_calls(rec)
+    assert calls.pop(1) == [starter.__qualname__]
+    work = {thread: names for thread, names in calls.items() if names == ["_started_work"]}
+    assert len(work) == 5, calls
