@@ -17,7 +17,7 @@ does); a flush that a handler's traced
 code re-enters does not flush again (the nested line is buffered).
 
 The C writer can also make its lines on a thread of its own
-(``LineWriter(threaded=True)``, :func:`threaded_by_default`): the calls then only
+(``LineWriter(threaded=True)``, :func:`thread_start`): the calls then only
 queue a record (an op line's site, gas and depth; a pre-built body) in a bounded
 ring, and a native thread that never takes the GIL formats, hashes and buffers
 the lines with the same code, closing chunks where the inline writer would
@@ -34,14 +34,17 @@ import hashlib
 import os
 from binascii import hexlify
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from blocktrace._native import extension
 from blocktrace.chain.hashing import DOMAIN, LINK_PREFIX
 from blocktrace.chain.merkle import MerkleAccumulator
 from blocktrace.format.opline import op_body
 
-__all__ = ["ACCELERATED", "LineWriter", "PyLineWriter", "threaded_by_default"]
+__all__ = [
+    "ACCELERATED", "LineWriter", "PyLineWriter", "ThreadStart", "thread_start",
+    "threaded_by_default",
+]
 
 _TAIL = len(b',"hash":""}\n') + 64
 _sha256 = hashlib.sha256
@@ -251,17 +254,37 @@ LineWriter: Any = PyLineWriter if _c is None else _c.LineWriter
 ACCELERATED = _c is not None
 
 
-def threaded_by_default() -> bool:
-    """Whether a trace's C writer makes its lines on a thread of its own
-    (``LineWriter(threaded=True)``: the interpreter's thread only queues them).
-    ``BLOCKTRACE_WRITER_THREAD=1`` says yes, ``=0`` no; unset, yes when this
-    process may run on two CPUs or more (on one, the thread's hand-offs cost more
-    than they save: docs/PERFORMANCE.md).  False without the C writer."""
+ThreadStart = Literal["first line", "first buffer"]
+
+
+def thread_start(writer_thread: bool | None = None) -> ThreadStart | None:
+    """When a trace's C writer starts making its lines on a thread of its own
+    (``LineWriter(threaded=True)``: the interpreter's thread only queues them):
+    with the first line, once the trace has filled its first buffer (a short run
+    then starts no thread), or None: never (the lines are made inline).
+
+    ``writer_thread`` True/False decides for one trace (True: from the first
+    line).  None: ``BLOCKTRACE_WRITER_THREAD=1`` from the first line, ``=0``
+    never; unset, from the first full buffer when this process may run on two
+    CPUs or more (on one, the thread's hand-offs cost more than they save:
+    docs/PERFORMANCE.md).  None without the C writer."""
     if _c is None:
-        return False
-    wanted = os.environ.get("BLOCKTRACE_WRITER_THREAD", "")
-    if wanted in ("0", "1"):
-        return wanted == "1"
+        return None
+    if writer_thread is None:
+        wanted = os.environ.get("BLOCKTRACE_WRITER_THREAD", "")
+        if wanted not in ("0", "1"):
+            return "first buffer" if _two_cpus() else None
+        writer_thread = wanted == "1"
+    return "first line" if writer_thread else None
+
+
+def threaded_by_default() -> bool:
+    """Whether a trace's C writer makes its lines on a thread of its own unless
+    told otherwise (:func:`thread_start` with no ``writer_thread``)."""
+    return thread_start() is not None
+
+
+def _two_cpus() -> bool:
     try:
         return len(os.sched_getaffinity(0)) >= 2
     except (AttributeError, OSError):  # no affinity masks here

@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 import msgspec
 
 from blocktrace._native import extension
-from blocktrace.chain.writer import LineWriter, PyLineWriter, threaded_by_default
+from blocktrace.chain.writer import LineWriter, PyLineWriter, thread_start
 from blocktrace.events import (
     CallStart,
     OpEnd,
@@ -229,7 +229,7 @@ class ChainTracer:
     ``embed_source``: each source line also carries the file's text
     (``run --embed-source``), so the trace alone shows the code that ran.
 
-    With the C writer and two CPUs or more (``chain.writer.threaded_by_default``;
+    With the C writer and two CPUs or more (``chain.writer.thread_start``:
     ``BLOCKTRACE_WRITER_THREAD=0``/``1`` decide; ``writer_thread`` True/False
     decides for this tracer), the lines are made, hashed and
     (for a plain file) written on the writer's own thread; the program's thread
@@ -349,14 +349,13 @@ class ChainTracer:
         elif max_size is None:  # (a size limit counts what `write` took)
             if self._owns and frames is None:  # a plain file of its own: written from C
                 extra["fd"] = self._out.fileno()
-            if not periodic and (threaded_by_default() if writer_thread is None
-                                 else writer_thread):
+            start = None if periodic else thread_start(writer_thread)
+            if start is not None:
                 # Lines made on the writer's thread; `write` still runs here, with the
                 # same chunks.  Checkpoints (on_leaf) keep the inline writer.  By
                 # default only once the trace fills a buffer: a short run never pays
-                # for starting and joining a thread (BLOCKTRACE_WRITER_THREAD=1 or
-                # writer_thread=True: from the first line).
-                later = writer_thread is None and os.environ.get("BLOCKTRACE_WRITER_THREAD") != "1"
+                # for starting and joining a thread.
+                later = start == "first buffer"
                 if not later:
                     extra["threaded"] = True
         self._writer = LineWriter(
