@@ -1,7 +1,8 @@
 """How much of any input blocktrace reads, and the bounded reads that hold to it.
 
 Every reader takes its input through :func:`read_small_file` (a whole file:
-keys, checkpoints, proof bundles, source files) or :func:`bounded_lines` (a
+keys, checkpoints, proof bundles, source files; :func:`read_named_file` for one
+the user named, with one error) or :func:`bounded_lines` (a
 trace, line by line), so no input -- ``/dev/zero``, a 2 GB line, a forged
 file -- makes a command use memory beyond these bounds.  The bounds are
 documented in docs/SECURITY.md ("Input bounds") and in the commands' ``--help``.
@@ -21,9 +22,11 @@ __all__ = [
     "MAX_SNAPSHOT_INPUT_BYTES",
     "MAX_SOURCE_BYTES",
     "MAX_TABLE_BYTES",
+    "FileInputError",
     "InputTooLargeError",
     "LineTooLongError",
     "bounded_lines",
+    "read_named_file",
     "read_small_file",
     "size_text",
 ]
@@ -59,7 +62,12 @@ def size_text(n: int) -> str:
     return f"{n} bytes"
 
 
-class InputTooLargeError(ValueError):
+class FileInputError(ValueError):
+    """A file the user named cannot be used as input: it cannot be read, or it is
+    larger than its bound; ``str()`` is the one line to print, naming the file."""
+
+
+class InputTooLargeError(FileInputError):
     """A whole-file input is larger than its bound; ``str()`` is the one line to print."""
 
 
@@ -86,6 +94,17 @@ def read_small_file(path: str | os.PathLike[str], limit: int, what: str) -> byte
             f"{os.fspath(path)} is larger than {size_text(limit)}: too big for {what}"
         )
     return data
+
+
+def read_named_file(path: str | os.PathLike[str], limit: int, what: str) -> bytes:
+    """:func:`read_small_file` for a file the user named (a key, a checkpoint, a
+    proof bundle): any way it fails is a :class:`FileInputError` whose one line
+    names the file (``cannot read PATH: No such file or directory``, or the
+    bound's ``PATH is larger than 1 MiB: too big for a checkpoint``)."""
+    try:
+        return read_small_file(path, limit, what)
+    except OSError as exc:
+        raise FileInputError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from exc
 
 
 def bounded_lines(stream: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:

@@ -55,7 +55,13 @@ from blocktrace.chain.note import (
     sign_note,
 )
 from blocktrace.chain.proof import TraceError, TraceFile
-from blocktrace.limits import MAX_KEY_FILE_BYTES, InputTooLargeError, read_small_file
+from blocktrace.limits import (
+    MAX_KEY_FILE_BYTES,
+    FileInputError,
+    InputTooLargeError,
+    read_named_file,
+    read_small_file,
+)
 
 __all__ = [
     "ORIGIN_PREFIX",
@@ -390,19 +396,6 @@ class AnchorReport:
         self.data["anchor"] = {"status": status, "kind": kind, "error": message}
 
 
-def _read_file(path: str, what: str) -> bytes:
-    try:
-        return read_small_file(path, MAX_KEY_FILE_BYTES, what)
-    except OSError as exc:
-        raise _Unusable(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except InputTooLargeError as exc:
-        raise _Unusable(str(exc)) from exc
-
-
-class _Unusable(Exception):
-    pass
-
-
 def verify_anchors(
     trace_path: str | os.PathLike[str],
     *,
@@ -419,11 +412,15 @@ def verify_anchors(
     try:
         verifiers = None
         if pubkey:
-            verifiers = load_verifiers(_read_file(pubkey, "a public key file"), pubkey)
-        cp_data = _read_file(checkpoint, "a checkpoint") if checkpoint else None
-        old_data = _read_file(since, "a checkpoint") if since else None
+            key = read_named_file(pubkey, MAX_KEY_FILE_BYTES, "a public key file")
+            verifiers = load_verifiers(key, pubkey)
+        cp_data = old_data = None
+        if checkpoint:
+            cp_data = read_named_file(checkpoint, MAX_KEY_FILE_BYTES, "a checkpoint")
+        if since:
+            old_data = read_named_file(since, MAX_KEY_FILE_BYTES, "a checkpoint")
         trace = TraceFile(trace_path)
-    except (_Unusable, MalformedNoteError, TraceError) as exc:
+    except (FileInputError, MalformedNoteError, TraceError) as exc:
         report._fail("unusable", "unusable", str(exc))
         return report
     name = checkpoint

@@ -44,8 +44,8 @@ from blocktrace.cli import CliError, one_line
 from blocktrace.limits import (
     MAX_BUNDLE_BYTES,
     MAX_KEY_FILE_BYTES,
-    InputTooLargeError,
-    read_small_file,
+    FileInputError,
+    read_named_file,
     size_text,
 )
 
@@ -132,10 +132,8 @@ def _line_number(text: str) -> int:
 
 def _read(path: str, what: str, limit: int = MAX_KEY_FILE_BYTES) -> bytes:
     try:
-        return read_small_file(path, limit, what)
-    except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except InputTooLargeError as exc:
+        return read_named_file(path, limit, what)
+    except FileInputError as exc:
         raise CliError(str(exc)) from exc
 
 

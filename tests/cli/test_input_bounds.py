@@ -20,9 +20,11 @@ from blocktrace.limits import (
     MAX_BUNDLE_BYTES,
     MAX_KEY_FILE_BYTES,
     MAX_LINE_BYTES,
+    FileInputError,
     InputTooLargeError,
     LineTooLongError,
     bounded_lines,
+    read_named_file,
     read_small_file,
     size_text,
 )
@@ -121,3 +123,21 @@ def test_the_bounded_reads(tmp_path: Path) -> None:
         assert list(bounded_lines(f, 10)) == [b"abc\n", b"y" * 9 + b"\n", b"last"]
     with open(path, "rb") as f, pytest.raises(LineTooLongError, match="line 2 is longer than 9"):
         list(bounded_lines(f, 9))
+
+
+def test_a_file_the_user_named_fails_with_one_error(tmp_path: Path) -> None:
+    """``read_named_file`` (keys, checkpoints, proof bundles: ``verify --checkpoint``
+    and the proof commands alike): missing, unreadable or too big, one
+    ``FileInputError`` whose line names the file."""
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 10)
+    assert read_named_file(path, 10, "a test file") == b"x" * 10
+    with pytest.raises(FileInputError, match="larger than 9 bytes: too big for a test file"):
+        read_named_file(path, 9, "a test file")
+    missing = tmp_path / "missing"
+    with pytest.raises(FileInputError) as caught:
+        read_named_file(missing, 10, "a test file")
+    assert str(caught.value) == f"cannot read {missing}: No such file or directory"
+    with pytest.raises(FileInputError) as caught:
+        read_named_file(tmp_path, 10, "a test file")
+    assert str(caught.value) == f"cannot read {tmp_path}: Is a directory"
