@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -119,14 +119,14 @@ def write_perfetto(
     out.write(b"\n],\"otherData\":" + _encode(other) + b"}\n")
 
 
-def _events(source: _Source, wall: bool) -> Any:
-    """The trace-event dicts of one trace, in trace order."""
-    pid = source.pid
+def _frame_lines(path: str, wall: bool) -> Iterator[tuple[int, int, float, Any]]:
+    """(trace line number, step, time, line) of each call, return and exception
+    line and the summary, in trace order (op lines counted, not decoded), then
+    (0, step, time, None) at the end.  The time is the step, or with ``wall`` the
+    last clock a line gave (microseconds; the summary's ``time`` ends the run)."""
     step = 0
     now = 0.0
-    threads: dict[int, list[tuple[str, float]]] = {}
-    names: dict[int, tuple[str, str]] = {}
-    for line_no, ops, line in skim(source.path):  # plain op lines counted, not decoded
+    for line_no, ops, line in skim(path):
         step += ops
         d: Any = line
         kind = type(d)
@@ -136,13 +136,26 @@ def _events(source: _Source, wall: bool) -> Any:
         if kind is Summary:
             if wall:  # the run's end
                 now = max(now, d.time / 1000)
+        elif kind not in (CallLine, ReturnLine, ExceptionLine):
             continue
-        if kind not in (CallLine, ReturnLine, ExceptionLine):
+        elif wall and d.clock is not None:
+            now = d.clock / 1000
+        yield line_no, step, now if wall else step, d
+    yield 0, step, now if wall else step, None
+
+
+def _events(source: _Source, wall: bool) -> Any:
+    """The trace-event dicts of one trace, in trace order."""
+    pid = source.pid
+    end: float = 0
+    threads: dict[int, list[tuple[str, float]]] = {}
+    names: dict[int, tuple[str, str]] = {}
+    for line_no, step, ts, d in _frame_lines(source.path, wall):
+        kind = type(d)
+        if kind is not CallLine and kind is not ReturnLine and kind is not ExceptionLine:
+            end = ts  # the summary, or the trace's end
             continue
         tid = d.thread or 1
-        if wall and d.clock is not None:
-            now = d.clock / 1000
-        ts = now if wall else step
         stack = threads.get(tid)
         if stack is None:
             stack = threads[tid] = []
@@ -165,7 +178,6 @@ def _events(source: _Source, wall: bool) -> Any:
             name, _ = stack.pop()
             yield {"ph": "E", "name": name, "pid": pid, "tid": tid, "ts": ts,
                    "args": {"ended": d.kind_, "value": json_text(d.value), "step": step}}
-    end = now if wall else step
     for tid, stack in threads.items():  # frames still open when the trace ends
         while stack:
             name, _ = stack.pop()
@@ -188,22 +200,12 @@ def write_speedscope(
         spools: dict[int, IO[bytes]] = {}
         ends: dict[int, float] = {}
         stacks: dict[int, list[int]] = {}
-        step = 0
-        now = 0.0
         try:
-            for _, ops, line in skim(source.path):
-                step += ops
-                d: Any = line
+            for _, _, at, d in _frame_lines(source.path, wall):
                 kind = type(d)
-                if kind is OpLine:
-                    step += 1
-                    continue
                 if kind is not CallLine and kind is not ReturnLine:
                     continue
                 tid = d.thread or 1
-                if wall and d.clock is not None:
-                    now = d.clock / 1000
-                at = now if wall else step
                 spool = spools.get(tid)
                 if spool is None:
                     spool = spools[tid] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
