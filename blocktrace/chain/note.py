@@ -126,6 +126,17 @@ def _parse_key_id(text: str, what: str) -> int:
     return int(text, 16)
 
 
+def _key_fields(name: str, id_hex: str, key_b64: str, what: str) -> tuple[int, bytes]:
+    """The NAME, KEYID and KEY fields of a key (``what``) checked: its key id and
+    the 32 bytes of its Ed25519 key (public or seed)."""
+    _check_name(name)
+    kid = _parse_key_id(id_hex, what)
+    raw = _b64decode(key_b64, what)
+    if len(raw) != 33 or raw[0] != _ALG_ED25519:
+        raise MalformedNoteError(f"{what} is not an Ed25519 key (type 0x01, 32 bytes)")
+    return kid, raw[1:]
+
+
 @dataclass(frozen=True, slots=True)
 class Verifier:
     """A trusted Ed25519 public key with its name and key id."""
@@ -141,12 +152,7 @@ class Verifier:
         if len(parts) != 3:
             raise MalformedNoteError("verifier key is not of the form NAME+KEYID+KEY")
         name, id_hex, key_b64 = parts
-        _check_name(name)
-        kid = _parse_key_id(id_hex, "verifier key")
-        raw = _b64decode(key_b64, "verifier key")
-        if len(raw) != 33 or raw[0] != _ALG_ED25519:
-            raise MalformedNoteError("verifier key is not an Ed25519 key (type 0x01, 32 bytes)")
-        public_key = raw[1:]
+        kid, public_key = _key_fields(name, id_hex, key_b64, "verifier key")
         if key_id(name, public_key) != kid:
             raise MalformedNoteError(
                 f"verifier key id {id_hex} does not match its name and public key"
@@ -185,12 +191,8 @@ class Signer:
         if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
             raise MalformedNoteError("signer key is not of the form PRIVATE+KEY+NAME+KEYID+KEY")
         name, id_hex, key_b64 = parts[2:]
-        _check_name(name)
-        kid = _parse_key_id(id_hex, "signer key")
-        raw = _b64decode(key_b64, "signer key")
-        if len(raw) != 33 or raw[0] != _ALG_ED25519:
-            raise MalformedNoteError("signer key is not an Ed25519 key (type 0x01, 32 bytes)")
-        signer = cls(name, kid, raw[1:])
+        kid, seed = _key_fields(name, id_hex, key_b64, "signer key")
+        signer = cls(name, kid, seed)
         if key_id(name, signer.verifier().public_key) != kid:
             raise MalformedNoteError(f"signer key id {id_hex} does not match its name and key")
         return signer

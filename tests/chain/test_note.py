@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -163,3 +164,19 @@ def test_missing_cryptography_gives_one_clear_message() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "install blocktrace[sign]" in out.stdout
+
+
+def test_both_kinds_of_key_check_their_fields_alike() -> None:
+    """A verifier key and a signer key: the same checks of NAME, KEYID and KEY,
+    each error naming which kind of key it was."""
+    not_ed25519 = base64.b64encode(bytes([2]) + bytes(32)).decode()
+    short = base64.b64encode(bytes([1]) + bytes(31)).decode()
+    for key in (not_ed25519, short):
+        with pytest.raises(MalformedNoteError, match=r"^verifier key is not an Ed25519 key"):
+            Verifier.from_vkey(f"name+00000000+{key}")
+        with pytest.raises(MalformedNoteError, match=r"^signer key is not an Ed25519 key"):
+            Signer.from_skey(f"PRIVATE+KEY+name+00000000+{key}")
+    with pytest.raises(MalformedNoteError, match="verifier key: key id"):
+        Verifier.from_vkey(f"name+XYZ+{short}")
+    with pytest.raises(MalformedNoteError, match="signer key: key id"):
+        Signer.from_skey(f"PRIVATE+KEY+name+XYZ+{short}")
