@@ -48,6 +48,7 @@ setup(
              "blocktrace/chain/csrc/sha256.c",
              "blocktrace/chain/csrc/cpu.c"],
             depends=["blocktrace/format/csrc/columns.h", "blocktrace/format/csrc/jsonint.h",
+                     "blocktrace/format/csrc/scanapi.h",
                      "blocktrace/chain/csrc/sha256.h", "blocktrace/chain/csrc/hex.h",
                      "blocktrace/chain/csrc/cpu.h", _PYUTIL],
             include_dirs=["blocktrace/chain/csrc", "blocktrace/csrc"],
@@ -57,8 +58,8 @@ setup(
         Extension(
             "blocktrace.eip3155._cskip",
             ["blocktrace/eip3155/csrc/skip.c"],
-            depends=[_PYUTIL],
-            include_dirs=["blocktrace/csrc"],
+            depends=[_PYUTIL, "blocktrace/format/csrc/scanapi.h"],
+            include_dirs=["blocktrace/csrc", "blocktrace/format/csrc"],
             extra_compile_args=_FLAGS,
             optional=True,
         ),

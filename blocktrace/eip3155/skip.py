@@ -38,6 +38,7 @@ from blocktrace._native import extension
 from blocktrace.eip3155.normalise import TraceInfo, blocktrace_reader, steps_of
 from blocktrace.eip3155.reader import TraceError, read_sources
 from blocktrace.eip3155.records import Step
+from blocktrace.format.fastcheck import Follower
 from blocktrace.format.linesource import CHUNK, BufferedLines, LineTooLong
 from blocktrace.limits import MAX_LINE_BYTES, size_text
 
@@ -57,11 +58,15 @@ class _Source(BufferedLines):
     (a longer one is a ``TraceError``), none after a torn last line.  ``start`` is
     where the last line given starts (``BufferedLines``)."""
 
-    __slots__ = ("by_code", "calls", "done", "lineno", "path", "sources")
+    __slots__ = ("base", "by_code", "calls", "check", "done", "lineno", "path", "sources")
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, check: Follower | None = None) -> None:
         super().__init__(None, CHUNK)
         self.path = path
+        self.base = 0
+        """The file offset of ``buf[0]``."""
+        self.check = check if check is not None and check.scan is not None else None
+        """The file's chain check, fed by the walk while it can be (``Follower``)."""
         self.lineno = 0
         self.done = False
         self.sources: list[tuple[int, bytes]] = []
@@ -92,6 +97,13 @@ class _Source(BufferedLines):
                         mapped.close()
                     except BufferError:  # a view of it is still held: unmapped when it goes
                         pass
+
+    def more(self) -> bool:
+        start = self.start
+        grew = super().more()
+        if grew:
+            self.base += start
+        return grew
 
     def _lines(self) -> Iterator[tuple[int, bytes]]:
         while True:
@@ -130,11 +142,20 @@ def _mapped(stream: BinaryIO) -> mmap.mmap | None:
         return None
 
 
-def pair(info_a: TraceInfo, info_b: TraceInfo, fields: Sequence[str]) -> Pair | None:
+def fused() -> bool:
+    """Whether ``pair`` can check a trace's chain as it passes its lines (C built)."""
+    return _c is not None
+
+
+def pair(
+    info_a: TraceInfo, info_b: TraceInfo, fields: Sequence[str], check: Follower | None = None
+) -> Pair | None:
     """The step streams of two blocktrace traces and the function that passes over
     what lies ahead of both in common (returning the steps passed), or None where
     only the reference path reads them (no C extension, a compressed file, a
-    forced client dialect)."""
+    forced client dialect).  ``check``: the chain check of ``info_a``'s file, fed
+    the lines the pass goes over (from where it stands: the lines between are
+    checked first), as long as they are in the buffer; its ``finish`` does the rest."""
     if _c is None:
         return None
     for info in (info_a, info_b):
@@ -143,7 +164,7 @@ def pair(info_a: TraceInfo, info_b: TraceInfo, fields: Sequence[str]) -> Pair | 
         reader = blocktrace_reader(info.path)
         if reader is None or reader.kind != "plain":
             return None
-    source_a, source_b = _Source(info_a.path), _Source(info_b.path)
+    source_a, source_b = _Source(info_a.path, check), _Source(info_b.path)
     steps_a = steps_of(info_a.path, info_a, source_a)
     steps_b = steps_of(info_b.path, info_b, source_b)
     mask_gas = "gas" not in fields
@@ -174,10 +195,21 @@ def _skip(
     given_a, given_b = a.pos - a.start, b.pos - b.start
     pa, pb = a.start, b.start
     steps = lines = ignored_a = ignored_b = 0
+    check = a.check
     while True:
         n: int
-        n, n_lines, n_ignored_a, n_ignored_b, pa, pb, reason = _c.skip(
-            a.buf, pa, b.buf, pb, mask_gas, a.calls, b.calls, MAX_LINE_BYTES)
+        if check is not None and a.base <= check.pos:
+            n, n_lines, n_ignored_a, n_ignored_b, pa, pb, reason, at, check.number, code = (
+                _c.skip(a.buf, pa, b.buf, pb, mask_gas, a.calls, b.calls, MAX_LINE_BYTES,
+                        check.scan, check.pos - a.base, check.number))
+            check.pos = a.base + at
+            if code:  # a line the scanner stopped at: the check's finish answers for it
+                check.code = code
+                a.check = check = None
+        else:  # the lines since the check's position are gone from the buffer: it reads them
+            a.check = check = None
+            n, n_lines, n_ignored_a, n_ignored_b, pa, pb, reason = _c.skip(
+                a.buf, pa, b.buf, pb, mask_gas, a.calls, b.calls, MAX_LINE_BYTES)
         steps += n
         lines += n_lines
         ignored_a += n_ignored_a

@@ -15,6 +15,8 @@ MALFORMED: Final[int]
 SUMMARY: Final[int]
 STEP: Final[int]
 DIGESTS: Final[int]
+_scan_api: Final[object]
+"""A capsule of the scanner's C entry points for other extensions (csrc/scanapi.h)."""
 
 def perfect_roots(hashes: Buffer, per: int, /) -> bytes:
     """The Merkle root (RFC 9162) of each complete group of ``per`` (a power of two)

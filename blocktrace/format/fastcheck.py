@@ -31,7 +31,7 @@ from blocktrace.format.reader import Tree, Verification
 from blocktrace.format.rules import split_hash
 from blocktrace.format.versions import LINES_PER_LEAF, MAX_LINE_BYTES
 
-__all__ = ["CHUNK", "walk"]
+__all__ = ["CHUNK", "Follower", "walk"]
 
 CHUNK = 1 << 20
 """Bytes read at a time."""
@@ -75,16 +75,7 @@ def walk(
             pieces = None
         elif first.endswith(b"}\n"):
             header = _full(first[:-2], digests[1][:32].hex().encode()) + b"\n"
-    if not first:
-        result.reason = "empty file"
-        return
-    if len(header) > MAX_LINE_BYTES:
-        reader._too_long(result, 1)
-        return
-    if not first.endswith(b"\n"):
-        reader._torn(result, 1, first)
-        return
-    version = reader._header(result, header[:-1])
+    version = _first(result, first, header)
     if not version:
         return
     if pieces is not None and version != 3:
@@ -106,6 +97,80 @@ def walk(
             index.absorb(scan)
 
 
+def _first(result: Verification, first: bytes, header: bytes) -> int:
+    """The format version of a trace whose first line is ``first`` (``header``: it in
+    full), or 0 with the answer in ``result``."""
+    if not first:
+        result.reason = "empty file"
+        return 0
+    if len(header) > MAX_LINE_BYTES:
+        reader._too_long(result, 1)
+        return 0
+    if not first.endswith(b"\n"):
+        reader._torn(result, 1, first)
+        return 0
+    return reader._header(result, header[:-1])
+
+
+class Follower:
+    """:func:`~blocktrace.format.reader.check_chain`'s answer for a plain file whose
+    lines a caller reads itself and has the scanner check as it passes them (the
+    golden comparison's byte pass, ``blocktrace.eip3155._cskip.skip`` with a scan:
+    through ``_cscan``'s C entry points, csrc/scanapi.h), so the file is read once
+    for both; :meth:`finish` checks the rest as ``check_chain`` does.
+
+    ``scan`` (None once the answer is known: the header did not check) has checked
+    the lines before byte ``pos``, line ``number``; ``code``: 0, or the scanner's stop
+    code for the line at ``pos`` (nothing more is checked while it follows)."""
+
+    __slots__ = ("code", "native", "number", "path", "pos", "result", "scan", "version")
+
+    def __init__(self, native: ModuleType, path: str) -> None:
+        self.native = native
+        self.path = path
+        self.result = Verification(path, "unusable")
+        self.scan: Any = None
+        self.pos = 0
+        self.number = 1
+        self.code = 0
+        self.version = 0
+        try:
+            with open(path, "rb") as stream:
+                first = stream.readline(MAX_LINE_BYTES + 1)
+        except OSError as exc:
+            self.result.reason = f"cannot read: {exc.strerror or exc}"
+            return
+        self.version = _first(self.result, first, first)
+        if self.version:
+            self.scan = native.ChainScan(self.version, LINES_PER_LEAF, MAX_LINE_BYTES, False)
+
+    def finish(self) -> Verification:
+        """The check of the lines from ``pos`` to the end, and ``check_chain``'s answer."""
+        result = self.result
+        if self.scan is None:
+            return result
+        scan, self.scan = self.scan, None
+        try:
+            stream = open(self.path, "rb")  # noqa: SIM115 (read on by _scan)
+        except OSError as exc:
+            result.reason = f"cannot read: {exc.strerror or exc}"
+            return result
+        with stream:
+            stream.seek(self.pos)
+            buf = b""
+            code = self.code or None
+            if code is not None:  # the line it stopped at, whole, for its answer
+                while b"\n" not in buf and len(buf) <= MAX_LINE_BYTES:
+                    piece = stream.read(CHUNK)
+                    if not piece:
+                        code = None  # shorter now: the scanner's own answer below
+                        break
+                    buf += piece
+            _scan(self.native, scan, stream, buf, self.version, result, None, None, None, None,
+                  number=self.number, code=code)
+        return result
+
+
 def _scan(
     native: ModuleType,
     scan: Any,
@@ -118,18 +183,26 @@ def _scan(
     progress: Any,
     hashed: FrameStream | None,
     pieces: Any = None,
+    number: int = 1,
+    code: int | None = None,
 ) -> None:
+    """The scanner's walk from line ``number`` at the start of ``first``, and the
+    answer for each line it stops at; ``code``: the scanner stopped at that line
+    already (``Follower``), with this code."""
     compact = pieces is not None  # the lines are compact ones until scan.full()
     tell = progress.update if progress is not None else None
     done = 0
     buf = first
     pos = 0
-    number = 1
     trust = 0
     eof = False
+    pending = code
     while True:
         start = pos
-        code, pos, number = scan.scan(buf, pos, number, trust)
+        if pending is None:
+            code, pos, number = scan.scan(buf, pos, number, trust)
+        else:
+            code, pending = pending, None
         trust = 0
         if tree is not None:  # the leaves of the lines that checked
             _feed(tree, scan.take_leaves() if hashed is None

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from blocktrace._native import extension
 from blocktrace.eip3155 import skip
 from blocktrace.eip3155.compare import Comparer, resolve_fields
 from blocktrace.eip3155.differ import StepDiff, diff_steps
@@ -24,7 +25,8 @@ from blocktrace.eip3155.normalise import TraceInfo, normalise
 from blocktrace.eip3155.reader import TraceError
 from blocktrace.eip3155.records import Step
 from blocktrace.eip3155.report import SummaryDiff, compare_summaries
-from blocktrace.format.reader import check_chain
+from blocktrace.format.fastcheck import Follower
+from blocktrace.format.reader import Verification, check_chain
 from blocktrace.golden.read import Frame, call_steps, header_of, source_text, stack_at
 from blocktrace.golden.stabilise import GOLDEN_GENESIS
 from blocktrace.tracers.level import Level
@@ -77,7 +79,11 @@ def check_golden(path: str, level: Level) -> None:
     checked; the Merkle root (``verify``'s, for anchoring a trace elsewhere) is
     not computed -- a golden's anchors are its genesis and level, and whoever
     could re-hash an edited chain could as well recompute a root."""
-    result = check_chain(path)
+    _judge(path, level, check_chain(path))
+
+
+def _judge(path: str, level: Level, result: Verification) -> None:
+    """``check_golden``'s verdict on the chain check's ``result``."""
     if result.status != "sealed":
         where = f" at line {result.line}" if result.line else ""
         raise GoldenCorrupt(
@@ -95,14 +101,33 @@ def check_golden(path: str, level: Level) -> None:
 
 
 class _Check(threading.Thread):
-    """``check_golden`` on a thread of its own; ``verdict`` waits for it and raises
-    what it raised."""
+    """``check_golden`` on a thread of its own (``start``; where the byte pass checks
+    the golden's chain as it reads it, ``follow`` gives it that check instead and no
+    thread runs); ``verdict`` waits for it and raises what it raised."""
 
     def __init__(self, path: str, level: Level) -> None:
         super().__init__(name="blocktrace-golden-check", daemon=True)
         self.path = path
         self.level: Level = level
         self.error: BaseException | None = None
+        self.follower: Follower | None = None
+        self.begun = False
+
+    def begin(self) -> None:
+        """Check on the thread unless ``follow`` took the check over (at the latest
+        when the comparison starts reading)."""
+        if not self.begun and self.follower is None:
+            self.begun = True
+            self.start()
+
+    def follow(self) -> Follower | None:
+        """The golden's check for the byte pass to feed (``fastcheck.Follower``), where
+        the chain scanner is built and the thread has not begun."""
+        native = extension("blocktrace.format._cscan")
+        if native is None or self.begun:
+            return None
+        self.follower = Follower(native, self.path)
+        return self.follower
 
     def run(self) -> None:
         try:
@@ -111,22 +136,31 @@ class _Check(threading.Thread):
             self.error = exc
 
     def verdict(self) -> None:
+        if self.follower is not None:
+            _judge(self.path, self.level, self.follower.finish())
+            return
+        self.begin()
         self.join()
         if self.error is not None:
             raise self.error
 
 
 def _streams(
-    info_g: TraceInfo, info_f: TraceInfo, level: Level, values: bool, fields: Sequence[str]
+    info_g: TraceInfo, info_f: TraceInfo, level: Level, values: bool, fields: Sequence[str],
+    check: _Check,
 ) -> tuple[Iterator[Step], Iterator[Step], Callable[[], int] | None]:
     """Both step streams, and the differ's ``skip`` where the steps can be passed
-    over as bytes once the streams are back in step (``eip3155.skip``)."""
+    over as bytes once the streams are back in step (``eip3155.skip``: it checks the
+    golden's chain as it reads it)."""
     if level == "call":
         return (call_steps(info_g.path, info_g, values), call_steps(info_f.path, info_f, values),
                 None)
-    fast = skip.pair(info_g, info_f, fields)
-    if fast is not None:
-        return fast
+    if skip.fused():
+        follower = check.follow()
+        fast = skip.pair(info_g, info_f, fields, follower)
+        if fast is not None:
+            return fast
+        check.follower = None
     return normalise(info_g.path, info_g), normalise(info_f.path, info_f), None
 
 
@@ -173,7 +207,8 @@ def compare_golden(
     # C without the GIL): its verdict comes first, and a golden that is not sound is
     # reported as such, whatever the comparison found.
     check = _Check(golden, level)
-    check.start()
+    if level == "call":
+        check.begin()
     if level == "call" and not values:
         try:
             same = _same_calls(golden, fresh)
@@ -187,7 +222,8 @@ def compare_golden(
     info_f = TraceInfo(fresh)
     comparer = Comparer(fields)
     try:
-        stream_g, stream_f, skipper = _streams(info_g, info_f, level, values, fields)
+        stream_g, stream_f, skipper = _streams(info_g, info_f, level, values, fields, check)
+        check.begin()
         steps = diff_steps(stream_g, stream_f, comparer, max_hunks=max(hunks, 1),
                            stop_after=max(hunks, 1) + 1, skip=skipper)
     except TraceError as exc:
@@ -195,7 +231,8 @@ def compare_golden(
         raise GoldenCorrupt(f"golden trace {exc}; re-create it with "
                             "--blocktrace-golden-update") from None
     except BaseException:
-        check.join()
+        if check.begun:
+            check.join()
         raise
     check.verdict()
     result.steps = steps

@@ -29,6 +29,11 @@
 #include <string.h>
 
 #include "pyutil.h"
+#include "scanapi.h"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define REASON_STOP 0   /* a line the walk does not pass over */
 #define REASON_MORE 1   /* a line runs past the end of a buffer */
@@ -48,6 +53,24 @@ has_key(const char *s, Py_ssize_t n, const char *k1, Py_ssize_t n1, const char *
 {
     const char second = k1[1];
     const char *end = s + n - 1, *p = s;
+#if defined(__SSE2__)
+    /* sixteen places at a time where a quote is followed by the keys' second byte
+     * (an op line has a score of quotes: a memchr call for each cost more) */
+    const __m128i quote = _mm_set1_epi8('"'), next = _mm_set1_epi8(second);
+    for (; end - p >= 16; p += 16) {
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_and_si128(
+            _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)p), quote),
+            _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p + 1)), next)));
+        while (m) {
+            const char *q = p + __builtin_ctz(m);
+            Py_ssize_t left = s + n - q;
+            if ((left >= n1 && memcmp(q, k1, (size_t)n1) == 0) ||
+                (k2 != NULL && left >= n2 && memcmp(q, k2, (size_t)n2) == 0))
+                return 1;
+            m &= m - 1;
+        }
+    }
+#endif
     while (p < end && (p = memchr(p, '"', (size_t)(end - p))) != NULL) {
         Py_ssize_t left = s + n - p;
         if (p[1] == second && ((left >= n1 && memcmp(p, k1, (size_t)n1) == 0) ||
@@ -56,6 +79,24 @@ has_key(const char *s, Py_ssize_t n, const char *k1, Py_ssize_t n1, const char *
         p++;
     }
     return 0;
+}
+
+/* The first newline in [p, end), or NULL: sixteen bytes at a time inline (libc's memchr,
+ * called with the whole rest of a buffer, costs several times more on lines this short). */
+static inline const char *
+newline(const char *p, const char *end)
+{
+#if defined(__SSE2__)
+    const __m128i nl = _mm_set1_epi8('\n');
+    for (; end - p >= 16; p += 16) {
+        unsigned m = (unsigned)_mm_movemask_epi8(
+            _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)p), nl));
+        if (m) {
+            return p + __builtin_ctz(m);
+        }
+    }
+#endif
+    return memchr(p, '\n', (size_t)(end - p));
 }
 
 typedef struct {
@@ -256,6 +297,34 @@ typedef struct {
     Py_ssize_t a, b, lines, ignored_a, ignored_b, steps;
 } Mark;
 
+/* The chain check of trace a, fed by the walk (the golden comparison: the stored
+ * golden is hashed while it is compared, one pass over its bytes).  The scanner
+ * (blocktrace.format._cscan, scanapi.h) has checked a's lines before pos (line
+ * number); code: 0 while it follows, else the stop code of the line at pos (the
+ * caller's check goes on from there). */
+typedef struct {
+    const BtScanAPI *api;
+    void *scanner; /* NULL: no check follows the walk */
+    Py_ssize_t pos;
+    long long number;
+    int code;
+} Follow;
+
+static const BtScanAPI *scan_api;
+
+/* The lines of a from f->pos up to end (the end of a line) checked; trust 1: the
+ * line starting at f->pos is one the walk compared with b's as an op line (b's is
+ * the writer's own JSON; the two differ only in hex digits), so its JSON test is
+ * skipped.  Lines before f->pos were checked already. */
+static inline void
+follow_to(Follow *f, const char *a, Py_ssize_t end, int trust)
+{
+    if (f->scanner == NULL || f->code || f->pos >= end) {
+        return;
+    }
+    f->code = f->api->lines(f->scanner, (const uint8_t *)a, end, &f->pos, &f->number, trust);
+}
+
 /* skip(a, pa, b, pb, mask_gas, calls_a, calls_b, max_line)
  *   -> (steps, lines, ignored_a, ignored_b, ra, rb, reason)
  * a, b: buffers of the two traces; pa, pb: the start of an op line in each (its
@@ -263,7 +332,8 @@ typedef struct {
  * before the end of their buffer.  What is given back lies before ra/rb, the
  * second-to-last op line passed over (0 steps, pa, pb when fewer than three). */
 static PyObject *
-skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *const *args)
+skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *const *args,
+        Follow *f)
 {
     Py_ssize_t pa = PyLong_AsSsize_t(args[1]);
     Py_ssize_t pb = PyLong_AsSsize_t(args[3]);
@@ -285,11 +355,16 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
     /* The op lines need no object: the GIL is let go while they are compared (the
      * stored golden's chain check runs on another thread), taken back for a call
      * line's look-up in its set. */
+    if (f->scanner != NULL && (f->pos < 0 || f->pos > na)) {
+        PyErr_SetString(PyExc_ValueError, "the check's position is outside the buffer");
+        return NULL;
+    }
     PyThreadState *released = PyEval_SaveThread();
+    follow_to(f, a, pa, 0); /* the lines read by the reference since the check's last */
     for (;;) {
         const char *la = a + pa, *lb = b + pb;
-        const char *ea = memchr(la, '\n', (size_t)(na - pa));
-        const char *eb = memchr(lb, '\n', (size_t)(nb - pb));
+        const char *ea = newline(la, a + na);
+        const char *eb = newline(lb, b + nb);
         if (ea == NULL || eb == NULL) {
             reason = REASON_MORE;
             break;
@@ -316,6 +391,7 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
                 ((ga1 - ga0 == gas_na && memcmp(la + ga0, gas_a, (size_t)gas_na) == 0) ||
                  (gb1 - gb0 == gas_nb && memcmp(lb + gb0, gas_b, (size_t)gas_nb) == 0)))
                 break; /* may be the second line of a faulting op */
+            follow_to(f, a, pa + sa + 1, f->pos == pa);
             gas_a = la + ga0;
             gas_na = ga1 - ga0;
             gas_b = lb + gb0;
@@ -334,6 +410,7 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
             released = PyEval_SaveThread();
             if (kind_a == 0 || kind_b == 0)
                 break;
+            follow_to(f, a, pa + sa + 1, 0);
             ignored_a += kind_a == IGNORED;
             ignored_b += kind_b == IGNORED;
         }
@@ -343,20 +420,50 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
     }
     PyEval_RestoreThread(released);
     Mark end = before_last; /* op lines O1..Ok passed: what lies before O(k-1) */
+    if (f->scanner != NULL) {
+        return Py_BuildValue("(nnnnnninLi)", end.steps, end.lines, end.ignored_a,
+                             end.ignored_b, end.a, end.b, reason, f->pos, f->number, f->code);
+    }
     return Py_BuildValue("(nnnnnni)", end.steps, end.lines, end.ignored_a, end.ignored_b,
                          end.a, end.b, reason);
 }
 
-/* a, b: bytes, or any contiguous buffer (a file's mmap: nothing read or copied) */
+/* a, b: bytes, or any contiguous buffer.  With three more arguments (scan, pos,
+ * number: a ChainScan of a's lines that has checked those before a[pos:], line
+ * number), the walk has a's lines checked as it passes them, and the result has
+ * three more: (pos, number, code) where the check stands (code 0: it follows,
+ * else the scanner's stop code of the line at pos). */
 static PyObject *
 skip(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!bt_nargs(nargs, 8, "skip() takes 8 arguments")) {
+    if (nargs != 8 && nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "skip() takes 8 or 11 arguments");
         return NULL;
     }
     if (!PyAnySet_Check(args[5]) || !PyAnySet_Check(args[6])) {
-        PyErr_SetString(PyExc_TypeError, "skip(buffer, int, buffer, int, bool, set, set, int)");
+        PyErr_SetString(PyExc_TypeError, "skip(buffer, int, buffer, int, bool, set, set, int"
+                        "[, ChainScan, int, int])");
         return NULL;
+    }
+    Follow f = {NULL, NULL, 0, 0, 0};
+    if (nargs == 11) {
+        if (scan_api == NULL) {
+            scan_api = PyCapsule_Import(BT_SCAN_API_NAME, 0);
+            if (scan_api == NULL) {
+                return NULL;
+            }
+        }
+        f.api = scan_api;
+        f.scanner = scan_api->plain(args[8]);
+        if (f.scanner == NULL) {
+            PyErr_SetString(PyExc_TypeError, "skip(): scan must be a ChainScan of plain lines");
+            return NULL;
+        }
+        f.pos = PyLong_AsSsize_t(args[9]);
+        f.number = PyLong_AsLongLong(args[10]);
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
     }
     Py_buffer va, vb;
     if (PyObject_GetBuffer(args[0], &va, PyBUF_SIMPLE) < 0)
@@ -365,7 +472,7 @@ skip(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyBuffer_Release(&va);
         return NULL;
     }
-    PyObject *out = skip_in(va.buf, va.len, vb.buf, vb.len, args);
+    PyObject *out = skip_in(va.buf, va.len, vb.buf, vb.len, args, &f);
     PyBuffer_Release(&vb);
     PyBuffer_Release(&va);
     return out;

@@ -24,6 +24,7 @@
 #include "columns.h"
 #include "hex.h"
 #include "pyutil.h"
+#include "scanapi.h"
 #include "sha256.h"
 
 #if defined(__SSE2__)
@@ -1678,6 +1679,30 @@ mod_perfect_roots(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+/* -- for other extensions (scanapi.h) ---------------------------------------------- */
+
+static void *
+api_plain(PyObject *scan)
+{
+    if (Py_TYPE(scan)->tp_dealloc != (destructor)scan_dealloc) {
+        return NULL;
+    }
+    ScanObject *s = (ScanObject *)scan;
+    if (s->want_leaves || s->every || s->hashed || s->compact) {
+        return NULL;
+    }
+    return s;
+}
+
+static int
+api_lines(void *scanner, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos, long long *number,
+          int trust)
+{
+    return scan_lines((ScanObject *)scanner, buf, len, pos, number, trust);
+}
+
+static const BtScanAPI scan_api = {api_plain, api_lines};
+
 static PyMethodDef module_methods[] = {
     {"perfect_roots", (PyCFunction)(void (*)(void))mod_perfect_roots, METH_FASTCALL,
      "perfect_roots(hashes, per, /)\n--\n\nThe Merkle root (RFC 9162) of each complete group of "
@@ -1714,6 +1739,15 @@ cscan_exec(PyObject *m)
         || PyModule_AddIntConstant(m, "SUMMARY", STOP_SUMMARY) < 0
         || PyModule_AddIntConstant(m, "STEP", STOP_STEP) < 0
         || PyModule_AddIntConstant(m, "DIGESTS", STOP_DIGESTS) < 0) {
+        return -1;
+    }
+    PyObject *api = PyCapsule_New((void *)&scan_api, BT_SCAN_API_NAME, NULL);
+    if (api == NULL) {
+        return -1;
+    }
+    int added = PyModule_AddObjectRef(m, "_scan_api", api);
+    Py_DECREF(api);
+    if (added < 0) {
         return -1;
     }
     return 0;
