@@ -8,6 +8,14 @@ best of N, a plain ChainTracer and ChainTracer with ``locals="changes"``,
 1.5x a plain ChainTracer per event, and clearly cheaper than ``on``).  It prints
 nanoseconds per traced instruction event and each mode's ratio to the plain
 ChainTracer, as a Markdown table.
+
+    valgrind --tool=callgrind --separate-threads=yes \
+        python benchmarks/bench_values.py --only "locals changes" --workload objects --runs 3
+
+runs one mode untimed (``--workload empty``: the same without the workload's body, to
+subtract; ``--count``: prints the values' line starts of a run): callgrind's count of
+the interpreter's thread (``callgrind.out.PID-01``), minus the empty run's, over the
+runs, is the traced region's instructions, which load does not change.
 """
 
 from __future__ import annotations
@@ -36,10 +44,20 @@ MODES: dict[str, dict[str, str]] = {
 }
 
 
+def empty() -> int:
+    """The workloads' frame without a body (``--only``: what to subtract)."""
+    return 0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--workload", choices=sorted(WORKLOADS), action="append")
+    ap.add_argument("--workload", choices=sorted([*WORKLOADS, "empty"]), action="append")
+    ap.add_argument("--only", choices=sorted(MODES),
+                    help="run this mode --runs times, untimed (for callgrind)")
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--count", action="store_true",
+                    help="with --only: print the values' line starts of a run")
     ap.add_argument("--clock", choices=("wall", "thread"), default="thread")
     args = ap.parse_args()
     bench_tracers.clock = time.thread_time_ns if args.clock == "thread" else time.perf_counter_ns
@@ -53,6 +71,12 @@ def main() -> None:
             return blocktrace.ChainTracer(path, genesis="bench", force=True, **options)  # type: ignore[arg-type]
         return make
 
+    if args.only is not None:
+        try:
+            once(args.only, args.workload or ["objects"], args.runs, chain, args.count)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     try:
         print(f"Python {platform.python_version()} on {platform.machine()}, "
               f"{os.cpu_count()} cores, best of {args.repeat}, interleaved, {args.clock} clock\n")
@@ -75,6 +99,34 @@ def main() -> None:
             sys.stdout.flush()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def once(mode: str, names: list[str], runs: int,
+         chain: Callable[[dict[str, str]], Callable[[], blocktrace.Tracer]], count: bool) -> None:
+    """``--only``: each workload traced ``runs`` times in ``mode``, untimed; with
+    ``count``, the count of its values' line starts (op lines with locals or
+    globals) of a run (a run of its own: reading the trace costs)."""
+    for name in names:
+        fn = empty if name == "empty" else WORKLOADS[name]
+        fn()  # warm up, as the timed runs do
+        with_values = 0
+        for _ in range(runs):
+            make = chain(MODES[mode])
+            tracers: list[blocktrace.Tracer] = []
+
+            def made() -> blocktrace.Tracer:
+                tracers.append(make())
+                return tracers[-1]
+
+            bench_tracers.stepped(fn, made)
+            path = tracers[0].path  # type: ignore[attr-defined]
+            if count:
+                with open(path, "rb") as f:
+                    with_values = sum(1 for line in f
+                                      if b'"locals":' in line or b'"globals":' in line)
+            os.unlink(path)
+        if count:
+            print(f"{name}: {mode}, {with_values} line starts with values a run")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,13 @@
 #include "internal/pycore_code.h"
 #include "internal/pycore_frame.h"
 #undef Py_BUILD_CORE
+#elif PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000 && !defined(Py_GIL_DISABLED)
+/* 3.12's frame layout, to bring a function's f_locals dict up to date without
+ * PyFrame_GetLocals (snap_frame below) */
+#define Py_BUILD_CORE 1
+#include "internal/pycore_code.h"
+#include "internal/pycore_frame.h"
+#undef Py_BUILD_CORE
 #endif
 #include <stdint.h>
 #include <string.h>
@@ -1183,6 +1190,92 @@ snap_frame(snapshot *s, PyFrameObject *f)
     }
     return 1;
 }
+#elif PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000 && !defined(Py_GIL_DISABLED)
+#define DIRECT_LOCALS 1
+/* 3.12: a function's f_locals is a dict the frame keeps (frame->f_locals),
+ * brought up to date by every read of it (PyFrame_GetLocals: each fast local
+ * in the frame's order set in the dict when bound, deleted from it when not;
+ * Objects/frameobject.c _PyFrame_GetLocals).  Its order is therefore its
+ * history: a name deleted at one read and bound at a later one moves to the
+ * end.  The same update is done here, with the same effect on the dict --
+ * created when the frame has none, a name deleted when unbound, set when
+ * bound to another object than the dict holds (setting the object it already
+ * holds changes nothing of a dict: no version, no watcher event) -- but
+ * finding each name's entry by its position first, and without the
+ * PyFrame_GetLocals's dict of hidden names made and dropped at each call
+ * (functions have none: only module and class bodies inline comprehensions
+ * with hidden names).  Then the dict's pairs, in its order, as dict(f_locals)
+ * reads them.  Functions whose variables are all plain locals only (no cell
+ * or free variable: their contents depend on whether MAKE_CELL ran); any
+ * other frame reads f_locals (0).  1 done, 0 not such a frame, -1 error. */
+static int
+snap_frame(snapshot *s, PyFrameObject *f)
+{
+    _PyInterpreterFrame *fr = f->f_frame;
+    PyCodeObject *co = fr->f_code;
+    int n = co->co_nlocalsplus;
+    if (!(co->co_flags & CO_OPTIMIZED) || co->co_ncellvars || co->co_nfreevars ||
+        fr->stacktop == 0 || n == 0) { /* (stacktop: -1 while it runs) */
+        return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        if (_PyLocals_GetKind(co->co_localspluskinds, i) != CO_FAST_LOCAL) {
+            return 0;
+        }
+    }
+    PyObject *d = fr->f_locals;
+    if (d != NULL && !PyDict_CheckExact(d)) {
+        return 0;
+    }
+    if (d == NULL) {
+        d = fr->f_locals = PyDict_New(); /* the frame's own, as PyFrame_GetLocals makes it */
+        if (d == NULL) {
+            return -1;
+        }
+    }
+    Py_INCREF(d); /* a value set or deleted may run code (its old value's __del__) */
+    PyObject **fast = fr->localsplus;
+    PyObject *names = co->co_localsplusnames;
+    Py_ssize_t pos = 0; /* the dict's entries in order: mostly the frame's names' order */
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(names, i), *value = fast[i], *key, *held;
+        Py_ssize_t at = pos;
+        if (PyDict_GET_SIZE(d) == 0) { /* (a new frame's) nothing to find */
+            rc = value == NULL ? 0 : PyDict_SetItem(d, name, value);
+            continue;
+        }
+        if (PyDict_Next(d, &at, &key, &held) && key == name) {
+            pos = at; /* its entry, found without hashing */
+            if (held == value) {
+                continue;
+            }
+        }
+        else if (value != NULL) {
+            held = PyDict_GetItemWithError(d, name);
+            if (held == NULL && PyErr_Occurred()) {
+                rc = -1;
+                break;
+            }
+            if (held == value) {
+                continue;
+            }
+        }
+        if (value != NULL) {
+            rc = PyDict_SetItem(d, name, value);
+        }
+        else {
+            int in = PyDict_Contains(d, name);
+            rc = in < 0 ? -1 : in ? PyDict_DelItem(d, name) : 0;
+        }
+    }
+    if (rc == 0) {
+        f->f_fast_as_locals = 1; /* as PyFrame_GetLocals says of the frame */
+        rc = snap_dict(s, d);
+    }
+    Py_DECREF(d);
+    return rc < 0 ? -1 : 1;
+}
 #endif
 
 static void
@@ -1728,8 +1821,9 @@ line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
         if (ctx_init(&ctx, renderer) < 0) {
             goto done;
         }
-        /* a function's f_locals (3.13: a new proxy each time) is never its globals:
-         * its locals are read from the frame where they can be (snap_frame) */
+        /* a function's f_locals (3.13: a new proxy each time; 3.12: its dict) is
+         * never its globals: its locals are read from the frame where they can be
+         * (snap_frame) */
         PyCodeObject *co = PyFrame_GetCode(f);
         int optimized = (co->co_flags & CO_OPTIMIZED) != 0;
         Py_DECREF(co);
@@ -2409,8 +2503,9 @@ static PyType_Spec callline_spec = {
 
 /* frame_items(frame): the pairs a line start reads for frame's locals without
  * its f_locals, as a list of (name, value), or None where it reads f_locals
- * (not a function's frame, names set from outside, or not 3.13): for the tests,
- * which compare it with list(frame.f_locals.items()) */
+ * (not a function's frame, names set from outside, 3.12's cells, or neither
+ * 3.12 nor 3.13): for the tests, which compare it with
+ * list(frame.f_locals.items()) (3.12: the frame's dict brought up to date) */
 static PyObject *
 frame_items(PyObject *module, PyObject *frame)
 {
