@@ -392,6 +392,9 @@ class ChainTracer:
                     self._prev_locals, _MODES[locals], self._prev_globals, _MODES[globals],
                     Renderer, _NOT_KEPT, _encode, _scan,
                 )
+                # the states the C call lines forget are reused by the next line
+                # start at their depth (the same bytes; values.c "recycled states")
+                self._line_start.calls = self._call_line
                 self._values_state()
         header = {
             "blocktrace": FORMAT_VERSION,

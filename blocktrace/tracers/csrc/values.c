@@ -1364,10 +1364,12 @@ apply_update(PyObject *prev, update *u, const char *pending)
  *   - fresh_out == NULL: prev updated in place to what fresh would be (the
  *     same entries; only names rendered anew get new contents, names gone are
  *     removed), once the pass succeeded: prev is untouched when it did not.
+ * recycled: prev is the state of a frame gone (recycle_state), its entries
+ * reused where they render the same but every member shown, as from {}.
  * 0, -1 (an error set) or UNSUPPORTED (a name or value for the reference: out
  * and prev as they were). */
 static int
-scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes,
+scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes, int recycled,
           PyObject *not_kept, PyObject *encode, PyObject **fresh_out, buf *out)
 {
     Py_ssize_t n = snap->n, nupdates = 0, named = 0, mark = out->len;
@@ -1464,7 +1466,7 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes,
             m_len = member_buf.len;
         }
         /* _object: every member, or (changes) those whose bytes differ from prev's */
-        int show = !changes || old_member == NULL ||
+        int show = !changes || recycled || old_member == NULL ||
                    !(same || (PyBytes_Check(old_member) && PyBytes_GET_SIZE(old_member) == m_len &&
                               memcmp(PyBytes_AS_STRING(old_member), m, (size_t)m_len) == 0));
         if (show && ((!first && BUF_LIT(out, ",") < 0) || buf_add(out, m, m_len) < 0)) {
@@ -1587,7 +1589,7 @@ scan_names(PyObject *names, PyObject *prev, PyObject *renderer, int changes, PyO
     buf out;
     buf_init(&out);
     if (ctx_init(&ctx, renderer) == 0) {
-        int rc = scan_into(&ctx, &snap, prev, changes, not_kept, encode, &fresh, &out);
+        int rc = scan_into(&ctx, &snap, prev, changes, 0, not_kept, encode, &fresh, &out);
         if (rc == UNSUPPORTED) {
             result = Py_NewRef(Py_None);
         }
@@ -1648,11 +1650,13 @@ static PyObject *empty_prev; /* prev of a scope seen first: {} */
  * state[key] = fresh; ``,"<member>":<object>`` added to out.  The scan updates
  * the scope's state in place (see scan_into): the same entries as a fresh one.
  * names: the scope's mapping, or NULL for frame's f_locals (read from the
- * frame itself where it can be: snap_frame). */
+ * frame itself where it can be: snap_frame).  spare (or NULL): where a state
+ * of a frame gone may wait (recycle_state); taken in place of {} when state
+ * has none for key. */
 static int
 scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame,
              PyObject *state, PyObject *key, int changes, render_ctx *ctx, PyObject *not_kept,
-             PyObject *encode, PyObject *fallback)
+             PyObject *encode, PyObject *fallback, PyObject **spare)
 {
     if (!PyDict_CheckExact(state)) {
         PyErr_SetString(PyExc_TypeError, "line: the values' state must be a dict");
@@ -1662,8 +1666,15 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
     if (prev == NULL && PyErr_Occurred()) {
         return -1;
     }
-    int fresh_prev = prev == NULL || !PyDict_CheckExact(prev);
-    prev = fresh_prev ? PyDict_New() : Py_NewRef(prev);
+    int fresh_prev = prev == NULL || !PyDict_CheckExact(prev), recycled = 0;
+    if (fresh_prev && spare != NULL && *spare != NULL) {
+        prev = *spare; /* taken: a frame gone's state, its entries reused */
+        *spare = NULL;
+        recycled = 1;
+    }
+    else {
+        prev = fresh_prev ? PyDict_New() : Py_NewRef(prev);
+    }
     if (prev == NULL) {
         return -1;
     }
@@ -1688,7 +1699,7 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
         rc = names == NULL ? -1 : snap_mapping(&snap, names); /* dict(names) */
     }
     if (rc == 0) {
-        rc = scan_into(ctx, &snap, prev, changes, not_kept, encode, NULL, out);
+        rc = scan_into(ctx, &snap, prev, changes, recycled, not_kept, encode, NULL, out);
     }
     snap_free(&snap);
     if (rc == 0) {
@@ -1745,7 +1756,8 @@ typedef struct {
 
 static int line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
                      const char *suffix, Py_ssize_t suffix_len, long long g, long long d,
-                     PyObject *lkey, PyObject *renderer, const values_args *va);
+                     PyObject *lkey, PyObject *renderer, const values_args *va,
+                     PyObject **spare);
 
 /* gas and depth as C values: 0, or -1 with an error set */
 static int
@@ -1792,7 +1804,7 @@ line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (lkey != NULL &&
         line_into(&body, code, PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix),
                   PyBytes_AS_STRING(suffix), PyBytes_GET_SIZE(suffix), g, d, lkey, args[10],
-                  &va) == 0) {
+                  &va, NULL) == 0) {
         result = PyBytes_FromStringAndSize(body.p, body.len);
     }
     Py_XDECREF(lkey);
@@ -1801,11 +1813,12 @@ line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* line()'s work: the body of a line start's op line with its values, into
- * body (empty); lkey: the locals' state key (thread, depth); 0 or -1 */
+ * body (empty); lkey: the locals' state key (thread, depth); spare: see
+ * scope_values; 0 or -1 */
 static int
 line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
           const char *suffix, Py_ssize_t suffix_len, long long g, long long d, PyObject *lkey,
-          PyObject *renderer, const values_args *va)
+          PyObject *renderer, const values_args *va, PyObject **spare)
 {
     buf vals;
     buf_init(&vals);
@@ -1838,7 +1851,7 @@ line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
         }
         if (va->lmode &&
             scope_values(&vals, ",\"locals\":", names, f, va->lstate, lkey, va->lmode == 2,
-                         &ctx, va->not_kept, va->encode, va->fallback) < 0) {
+                         &ctx, va->not_kept, va->encode, va->fallback, spare) < 0) {
             goto done;
         }
         if (va->gmode) {
@@ -1868,7 +1881,8 @@ line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
                 done_g = key == NULL ? -1
                                      : scope_values(&vals, ",\"globals\":", globals, f,
                                                     va->gstate, key, va->gmode == 2, &ctx,
-                                                    va->not_kept, va->encode, va->fallback);
+                                                    va->not_kept, va->encode, va->fallback,
+                                                    NULL);
             }
             Py_DECREF(globals);
             if (done_g < 0) {
@@ -1894,6 +1908,27 @@ done:
     buf_free(&vals);
     return rc;
 }
+
+/* -- recycled states ------------------------------------------------------------
+ *
+ * A call line forgets the locals kept for its (thread, depth) (``_call``: the
+ * new frame's first line start shows every local, as from {}).  Freeing that
+ * state and making a new one at the next line start costs more than the
+ * locals' rendering on small functions called often, so CallLine parks the
+ * dict it took out of the state (by depth, when nothing else holds it) and
+ * that line start takes it in place of {}: the same bytes (every member shown),
+ * but its entries reused where a value renders as one of the frame gone did
+ * (the same kept object, or a marker that says so) and changed in place
+ * otherwise.  It keeps only what a state keeps (immutable builtins and
+ * markers, never the program's other objects), and only until the next line
+ * start at that depth or the next call line there. */
+
+#define SPARES 64
+typedef struct CallLine CallLine;
+static PyTypeObject *callline_type; /* (the module's; borrowed) */
+
+/* where the state of the frame gone at depth waits, or NULL */
+static PyObject **callline_spare(PyObject *calls, long long depth);
 
 /* -- LineStart: a line start with values, from the stepper's hook ------------
  *
@@ -1930,6 +1965,7 @@ typedef struct {
     /* the tracer's state, told by it when it changes (ChainTracer._values_state):
      * nothing more written (sealed, a fork's child, size limit); lines name threads */
     char stopped, multi;
+    PyObject *calls; /* the CallLine whose spare states line starts take, or NULL */
 } LineStart;
 
 /* pieces of `event`, borrowed: from the seen cache, else sites (and cached) */
@@ -2054,7 +2090,7 @@ linestart_write(LineStart *self, PyObject *vm, PyObject *event, int have_gas, lo
     if (lkey == NULL ||
         line_into(&body, PyTuple_GET_ITEM(pieces, 3), PyBytes_AS_STRING(prefix),
                   PyBytes_GET_SIZE(prefix), suffix.p, suffix.len, g, d, lkey, renderer,
-                  &self->va) < 0) {
+                  &self->va, callline_spare(self->calls, d)) < 0) {
         goto done;
     }
     if (self->write_api != NULL) {
@@ -2167,6 +2203,7 @@ linestart_traverse(LineStart *self, visitproc visit, void *arg)
     Py_VISIT(self->va.not_kept);
     Py_VISIT(self->va.encode);
     Py_VISIT(self->va.fallback);
+    Py_VISIT(self->calls);
     for (int i = 0; i < SEEN_SITES; i++) {
         Py_VISIT(self->seen_event[i]);
         Py_VISIT(self->seen_pieces[i]);
@@ -2193,6 +2230,7 @@ linestart_clear(LineStart *self)
     Py_CLEAR(self->va.not_kept);
     Py_CLEAR(self->va.encode);
     Py_CLEAR(self->va.fallback);
+    Py_CLEAR(self->calls);
     for (int i = 0; i < SEEN_SITES; i++) {
         Py_CLEAR(self->seen_event[i]);
         Py_CLEAR(self->seen_pieces[i]);
@@ -2224,6 +2262,31 @@ linestart_call(PyObject *self, PyObject *args, PyObject *kwargs)
     return PyVectorcall_Call(self, args, kwargs);
 }
 
+static PyObject *
+linestart_get_calls(LineStart *self, void *closure)
+{
+    (void)closure;
+    return Py_NewRef(self->calls != NULL ? self->calls : Py_None);
+}
+
+static int
+linestart_set_calls(LineStart *self, PyObject *value, void *closure)
+{
+    (void)closure;
+    if (value != NULL && value != Py_None && !PyObject_TypeCheck(value, callline_type)) {
+        PyErr_SetString(PyExc_TypeError, "LineStart.calls: a CallLine or None");
+        return -1;
+    }
+    Py_XSETREF(self->calls, value == NULL || value == Py_None ? NULL : Py_NewRef(value));
+    return 0;
+}
+
+static PyGetSetDef linestart_getset[] = {
+    {"calls", (getter)linestart_get_calls, (setter)linestart_set_calls,
+     "the CallLine whose forgotten states line starts reuse (recycle_state), or None", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyMemberDef linestart_members[] = {
     {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(LineStart, vectorcall), Py_READONLY, NULL},
     {"stopped", Py_T_BOOL, offsetof(LineStart, stopped), 0,
@@ -2239,6 +2302,7 @@ static PyType_Slot linestart_slots[] = {
     {Py_tp_clear, linestart_clear},
     {Py_tp_call, linestart_call},
     {Py_tp_members, linestart_members},
+    {Py_tp_getset, linestart_getset},
     {Py_tp_doc, "LineStart(...): a ChainTracer's fast_call when it records values"},
     {0, NULL},
 };
@@ -2257,7 +2321,7 @@ static PyType_Spec linestart_spec = {
  * call it writes itself.  ``vm`` (set by ChainTracer on its first call) gives
  * the thread; the depth is the line's own.  Return lines pass straight on. */
 
-typedef struct {
+struct CallLine {
     PyObject_HEAD
     vectorcallfunc vectorcall;
     PyObject *line;
@@ -2265,7 +2329,10 @@ typedef struct {
     PyObject *vm; /* NULL until set */
     const bt_sink_api *line_api; /* line's C entry (a line writer's), or NULL */
     PyObject *line_sink;         /* line's self (line holds it) */
-} CallLine;
+    /* by depth: the state forgotten by the last call line at that depth, when
+     * nothing else held it, until a line start takes it (recycle_state) */
+    PyObject *spare[SPARES];
+};
 
 static const char call_start[] = "{\"event\":\"call\",";
 static const char depth_key[] = "\"depth\":";
@@ -2317,12 +2384,27 @@ callline_forget(CallLine *self, const char *body, Py_ssize_t n)
     if (key == NULL) {
         return -1;
     }
-    int rc = PyDict_Contains(self->state, key);
-    if (rc > 0) {
-        rc = PyDict_DelItem(self->state, key);
-    }
+    PyObject *gone = NULL;
+#if PY_VERSION_HEX >= 0x030D0000
+    int rc = PyDict_Pop(self->state, key, &gone);
+#else
+    gone = _PyDict_Pop(self->state, key, Py_None);
+    int rc = gone == NULL ? -1 : gone != Py_None;
+#endif
     Py_DECREF(key);
+    if (rc > 0 && depth < SPARES && PyDict_CheckExact(gone) && Py_REFCNT(gone) == 1) {
+        Py_XSETREF(self->spare[depth], gone); /* only ours: a line start's to reuse */
+        gone = NULL;
+    }
+    Py_XDECREF(gone);
     return rc < 0 ? -1 : 0;
+}
+
+static PyObject **
+callline_spare(PyObject *calls, long long depth)
+{
+    return calls == NULL || depth < 0 || depth >= SPARES ? NULL
+                                                         : &((CallLine *)calls)->spare[depth];
 }
 
 /* The line goes on: to the writer's C entry when line is a line writer's */
@@ -2437,6 +2519,9 @@ callline_traverse(CallLine *self, visitproc visit, void *arg)
     Py_VISIT(self->line);
     Py_VISIT(self->state);
     Py_VISIT(self->vm);
+    for (int i = 0; i < SPARES; i++) {
+        Py_VISIT(self->spare[i]);
+    }
     return 0;
 }
 
@@ -2448,6 +2533,9 @@ callline_clear(CallLine *self)
     Py_CLEAR(self->line);
     Py_CLEAR(self->state);
     Py_CLEAR(self->vm);
+    for (int i = 0; i < SPARES; i++) {
+        Py_CLEAR(self->spare[i]);
+    }
     return 0;
 }
 
@@ -2552,6 +2640,7 @@ exec_module(PyObject *module)
         Py_XDECREF(type);
         return -1;
     }
+    callline_type = (PyTypeObject *)type; /* the module holds it */
     PyObject *sink = PyCapsule_New((void *)&callline_sink_api, BT_SINK_CAPSULE, NULL);
     int sink_set = sink == NULL ? -1 : PyObject_SetAttrString(type, "_sink_api", sink);
     Py_XDECREF(sink);
