@@ -111,15 +111,9 @@ def once(mode: str, names: list[str], runs: int,
         fn()  # warm up, as the timed runs do
         with_values = 0
         for _ in range(runs):
-            make = chain(MODES[mode])
-            tracers: list[blocktrace.Tracer] = []
-
-            def made() -> blocktrace.Tracer:
-                tracers.append(make())
-                return tracers[-1]
-
-            bench_tracers.stepped(fn, made)
-            path = tracers[0].path  # type: ignore[attr-defined]
+            tracer = chain(MODES[mode])()
+            bench_tracers.stepped(fn, lambda tracer=tracer: tracer)  # type: ignore[misc]
+            path = tracer.path  # type: ignore[attr-defined]
             if count:
                 with open(path, "rb") as f:
                     with_values = sum(1 for line in f
