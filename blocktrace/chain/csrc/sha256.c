@@ -113,6 +113,16 @@ void sha256_compress_portable(uint32_t st[8], const uint8_t *p, size_t nblocks)
     (a) = _mm_sha256msg2_epu32(                                                  \
         _mm_add_epi32(_mm_sha256msg1_epu32((a), (b)), _mm_alignr_epi8((d), (c), 4)), (d))
 
+/* Rounds 4r .. 4r + 15 (r = 4, 8, 12), each group's four message words made from
+ * the four before them. */
+#define BT_SCHED_RND16(r)                                                        \
+    do {                                                                         \
+        BT_SCHED(w0, w1, w2, w3); BT_RND4(w0, (r));                              \
+        BT_SCHED(w1, w2, w3, w0); BT_RND4(w1, (r) + 1);                          \
+        BT_SCHED(w2, w3, w0, w1); BT_RND4(w2, (r) + 2);                          \
+        BT_SCHED(w3, w0, w1, w2); BT_RND4(w3, (r) + 3);                          \
+    } while (0)
+
 /* One block of the 64 bytes in v0..v3 (as they are in memory) on the state in
  * registers (s0 = ABEF, s1 = CDGH). */
 BT_SHA_TARGET __attribute__((always_inline)) static inline void
@@ -128,18 +138,9 @@ block_shani_v(__m128i *ps0, __m128i *ps1, __m128i v0, __m128i v1, __m128i v2, __
     BT_RND4(w1, 1);
     BT_RND4(w2, 2);
     BT_RND4(w3, 3);
-    BT_SCHED(w0, w1, w2, w3); BT_RND4(w0, 4);
-    BT_SCHED(w1, w2, w3, w0); BT_RND4(w1, 5);
-    BT_SCHED(w2, w3, w0, w1); BT_RND4(w2, 6);
-    BT_SCHED(w3, w0, w1, w2); BT_RND4(w3, 7);
-    BT_SCHED(w0, w1, w2, w3); BT_RND4(w0, 8);
-    BT_SCHED(w1, w2, w3, w0); BT_RND4(w1, 9);
-    BT_SCHED(w2, w3, w0, w1); BT_RND4(w2, 10);
-    BT_SCHED(w3, w0, w1, w2); BT_RND4(w3, 11);
-    BT_SCHED(w0, w1, w2, w3); BT_RND4(w0, 12);
-    BT_SCHED(w1, w2, w3, w0); BT_RND4(w1, 13);
-    BT_SCHED(w2, w3, w0, w1); BT_RND4(w2, 14);
-    BT_SCHED(w3, w0, w1, w2); BT_RND4(w3, 15);
+    BT_SCHED_RND16(4);
+    BT_SCHED_RND16(8);
+    BT_SCHED_RND16(12);
     *ps0 = _mm_add_epi32(s0, *ps0);
     *ps1 = _mm_add_epi32(s1, *ps1);
 }
