@@ -63,6 +63,7 @@ typedef struct {
     PyObject *meter_type;
     PyObject *callhook_type;
     PyObject *filter_type;
+    PyObject *blocks_type;
     PyObject *str_gas;  /* interned "gas" */
     PyObject *str_site; /* interned "site" */
     PyObject *str_depth; /* interned "depth" */
@@ -997,6 +998,408 @@ static PyType_Spec hook_spec = {
     .slots = hook_slots,
 };
 
+/* -- Blocks: gas by basic blocks (``call`` level) ---------------------------
+ *
+ * Blocks(meter, tables, fallback, thread) is what ``vm.hook.PyBlocks`` is (the
+ * reference; its docstring says how it counts), in C: the BRANCH and JUMP
+ * callback of the code objects in ``tables`` (id(code) -> their
+ * ``vm.sites.block_counts``, native uint32 per 2-byte unit), and what the call
+ * hooks (CallHook's ``blocks``) and the stepper's Python callbacks call at a
+ * start, a return, an exception and a stop. */
+
+typedef struct {
+    PyObject *code;   /* strong */
+    PyObject *counts; /* strong: bytes of uint32 */
+    long long pos;
+} BlockFrame;
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *meter;
+    PyObject *tables;
+    PyObject *fallback;
+    unsigned long thread;
+    BlockFrame *stack;
+    Py_ssize_t depth;
+    Py_ssize_t cap;
+} Blocks;
+
+static void
+blocks_charge(Blocks *self, BlockFrame *top, long long upto)
+{
+    const uint32_t *n = (const uint32_t *)PyBytes_AS_STRING(top->counts);
+    long long last = (long long)(PyBytes_GET_SIZE(top->counts) / 4) - 1;
+    if (last < 0) {
+        return;
+    }
+    long long hi = upto / 2 + 1, lo = top->pos / 2;
+    hi = hi < 0 ? 0 : (hi > last ? last : hi);
+    lo = lo < 0 ? 0 : (lo > last ? last : lo);
+    if (n[hi] > n[lo]) {
+        ((Meter *)self->meter)->used += n[hi] - n[lo];
+    }
+    if (upto + 2 > top->pos) {
+        top->pos = upto + 2;
+    }
+}
+
+static int
+blocks_push(Blocks *self, PyObject *code, long long pos)
+{
+    PyObject *key = PyLong_FromVoidPtr(code);
+    if (key == NULL) {
+        return -1;
+    }
+    PyObject *counts = PyDict_GetItemWithError(self->tables, key);
+    Py_DECREF(key);
+    if (counts == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    if (!PyBytes_CheckExact(counts)) {
+        PyErr_SetString(PyExc_TypeError, "Blocks: a table must be bytes");
+        return -1;
+    }
+    if (self->depth == self->cap) {
+        Py_ssize_t cap = self->cap < 16 ? 16 : self->cap * 2;
+        BlockFrame *grown = PyMem_Realloc(self->stack, (size_t)cap * sizeof(BlockFrame));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->stack = grown;
+        self->cap = cap;
+    }
+    BlockFrame *top = &self->stack[self->depth++];
+    top->code = Py_NewRef(code);
+    top->counts = Py_NewRef(counts);
+    top->pos = pos;
+    return 0;
+}
+
+static void
+blocks_pop(Blocks *self)
+{
+    BlockFrame *top = &self->stack[--self->depth];
+    Py_DECREF(top->code);
+    Py_DECREF(top->counts);
+}
+
+/* Charge the innermost frame through where it stands: its frame found from
+ * `frame` (borrowed, may be NULL) outwards. */
+static void
+blocks_flush(Blocks *self, PyFrameObject *frame)
+{
+    if (self->depth == 0 || frame == NULL) {
+        return;
+    }
+    BlockFrame *top = &self->stack[self->depth - 1];
+    PyFrameObject *f = (PyFrameObject *)Py_NewRef(frame);
+    while (f != NULL) {
+        PyCodeObject *code = PyFrame_GetCode(f);
+        int same = (PyObject *)code == top->code;
+        Py_DECREF(code);
+        if (same) {
+            int lasti = PyFrame_GetLasti(f);
+            if (lasti >= 0) {
+                blocks_charge(self, top, lasti);
+            }
+            Py_DECREF(f);
+            return;
+        }
+        PyFrameObject *back = PyFrame_GetBack(f);
+        Py_DECREF(f);
+        f = back;
+    }
+}
+
+/* A frame of in-scope `code` starts below `caller` (borrowed, may be NULL),
+ * counted from `pos` on. */
+static int
+blocks_enter(Blocks *self, PyObject *code, PyFrameObject *caller, long long pos)
+{
+    blocks_flush(self, caller);
+    return blocks_push(self, code, pos);
+}
+
+/* The frame of `code` returns at `offset` (or unwinds): charged, popped. */
+static void
+blocks_leave(Blocks *self, PyObject *code, long long offset)
+{
+    if (self->depth > 0 && self->stack[self->depth - 1].code == code) {
+        blocks_charge(self, &self->stack[self->depth - 1], offset);
+        blocks_pop(self);
+    }
+}
+
+static PyObject *
+blocks_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Blocks *self = (Blocks *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 3 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "Blocks takes exactly 3 positional arguments");
+        return NULL;
+    }
+    if (self->depth == 0 || self->stack[self->depth - 1].code != args[0]
+        || PyThread_get_thread_ident() != self->thread || !PyLong_CheckExact(args[1])
+        || !PyLong_CheckExact(args[2])) {
+        return PyObject_Vectorcall(self->fallback, args, 3, NULL);
+    }
+    long long src = PyLong_AsLongLong(args[1]), dest = PyLong_AsLongLong(args[2]);
+    if ((src == -1 || dest == -1) && PyErr_Occurred()) {
+        return NULL;
+    }
+    BlockFrame *top = &self->stack[self->depth - 1];
+    blocks_charge(self, top, src);
+    top->pos = dest;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+blocks_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"meter", "tables", "fallback", "thread", NULL};
+    PyObject *meter, *tables, *fallback;
+    unsigned long thread;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!Ok:Blocks", kwlist, &meter, &PyDict_Type,
+                                     &tables, &fallback, &thread)) {
+        return NULL;
+    }
+    chook_state *st = PyType_GetModuleState(type);
+    if (st == NULL) {
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(meter, (PyTypeObject *)st->meter_type)) {
+        PyErr_SetString(PyExc_TypeError, "Blocks: meter must be a Meter");
+        return NULL;
+    }
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "Blocks: fallback must be callable");
+        return NULL;
+    }
+    Blocks *self = (Blocks *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = blocks_vectorcall;
+    self->meter = Py_NewRef(meter);
+    self->tables = Py_NewRef(tables);
+    self->fallback = Py_NewRef(fallback);
+    self->thread = thread;
+    self->stack = NULL;
+    self->depth = self->cap = 0;
+    return (PyObject *)self;
+}
+
+static int
+blocks_traverse(Blocks *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->meter);
+    Py_VISIT(self->tables);
+    Py_VISIT(self->fallback);
+    for (Py_ssize_t i = 0; i < self->depth; i++) {
+        Py_VISIT(self->stack[i].code);
+        Py_VISIT(self->stack[i].counts);
+    }
+    return 0;
+}
+
+static int
+blocks_clear_refs(Blocks *self)
+{
+    while (self->depth > 0) {
+        blocks_pop(self);
+    }
+    Py_CLEAR(self->meter);
+    Py_CLEAR(self->tables);
+    Py_CLEAR(self->fallback);
+    return 0;
+}
+
+static void
+blocks_dealloc(Blocks *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    blocks_clear_refs(self);
+    PyMem_Free(self->stack);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static int
+blocks_ready(Blocks *self)
+{
+    if (self->meter == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Blocks was cleared");
+        return -1;
+    }
+    return 0;
+}
+
+/* The (code, offset) arguments of push, charge and leave: 0 and *offset set,
+ * or -1 with an exception. */
+static int
+code_offset_args(Blocks *self, PyObject *const *args, Py_ssize_t nargs, const char *usage,
+                 long long *offset)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return -1;
+    }
+    if (blocks_ready(self) < 0) {
+        return -1;
+    }
+    *offset = PyLong_AsLongLong(args[1]);
+    return *offset == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static PyObject *
+blocks_m_push(Blocks *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long pos;
+    if (code_offset_args(self, args, nargs, "push(code, pos)", &pos) < 0
+        || blocks_push(self, args[0], pos) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyFrameObject *
+frame_arg(PyObject *arg)
+{
+    return PyFrame_Check(arg) ? (PyFrameObject *)arg : NULL;
+}
+
+static PyObject *
+blocks_m_enter(Blocks *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || blocks_ready(self) < 0) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "enter(code, caller, pos)");
+        }
+        return NULL;
+    }
+    long long pos = PyLong_AsLongLong(args[2]);
+    if ((pos == -1 && PyErr_Occurred()) || blocks_enter(self, args[0], frame_arg(args[1]), pos) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+blocks_m_flush(Blocks *self, PyObject *frame)
+{
+    if (blocks_ready(self) < 0) {
+        return NULL;
+    }
+    blocks_flush(self, frame_arg(frame));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+blocks_m_charge(Blocks *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long offset;
+    if (code_offset_args(self, args, nargs, "charge(code, offset)", &offset) < 0) {
+        return NULL;
+    }
+    if (self->depth > 0 && self->stack[self->depth - 1].code == args[0]) {
+        blocks_charge(self, &self->stack[self->depth - 1], offset);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+blocks_m_leave(Blocks *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long offset;
+    if (code_offset_args(self, args, nargs, "leave(code, offset)", &offset) < 0) {
+        return NULL;
+    }
+    blocks_leave(self, args[0], offset);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+blocks_m_clear(Blocks *self, PyObject *Py_UNUSED(ignored))
+{
+    while (self->depth > 0) {
+        blocks_pop(self);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+blocks_get_stack(Blocks *self, void *Py_UNUSED(closure))
+{
+    PyObject *list = PyList_New(self->depth);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < self->depth; i++) {
+        PyObject *item = Py_BuildValue("(OL)", self->stack[i].code, self->stack[i].pos);
+        if (item == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, item);
+    }
+    return list;
+}
+
+static PyMethodDef blocks_methods[] = {
+    {"push", (PyCFunction)(void (*)(void))blocks_m_push, METH_FASTCALL, NULL},
+    {"enter", (PyCFunction)(void (*)(void))blocks_m_enter, METH_FASTCALL, NULL},
+    {"flush", (PyCFunction)blocks_m_flush, METH_O, NULL},
+    {"charge", (PyCFunction)(void (*)(void))blocks_m_charge, METH_FASTCALL, NULL},
+    {"leave", (PyCFunction)(void (*)(void))blocks_m_leave, METH_FASTCALL, NULL},
+    {"clear", (PyCFunction)blocks_m_clear, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef blocks_members[] = {
+    {"meter", Py_T_OBJECT_EX, offsetof(Blocks, meter), Py_READONLY, NULL},
+    {"tables", Py_T_OBJECT_EX, offsetof(Blocks, tables), Py_READONLY, NULL},
+    {"thread", Py_T_ULONG, offsetof(Blocks, thread), Py_READONLY, NULL},
+    {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(Blocks, vectorcall), Py_READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef blocks_getset[] = {
+    {"frames", (getter)blocks_get_stack, NULL, "[(code, pos)], innermost last.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(blocks_doc,
+"Blocks(meter, tables, fallback, thread)\n"
+"--\n\n"
+"Gas by basic blocks at call level: blocktrace.vm.hook.PyBlocks in C.");
+
+static PyType_Slot blocks_slots[] = {
+    {Py_tp_new, blocks_new},
+    {Py_tp_dealloc, blocks_dealloc},
+    {Py_tp_traverse, blocks_traverse},
+    {Py_tp_clear, blocks_clear_refs},
+    {Py_tp_call, hook_tp_call},
+    {Py_tp_methods, blocks_methods},
+    {Py_tp_members, blocks_members},
+    {Py_tp_getset, blocks_getset},
+    {Py_tp_doc, (void *)blocks_doc},
+    {0, NULL},
+};
+
+static PyType_Spec blocks_spec = {
+    .name = "blocktrace.vm._chook.Blocks",
+    .basicsize = sizeof(Blocks),
+    .itemsize = 0,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
+             | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = blocks_slots,
+};
+
 /* -- CallHook: calls and returns ------------------------------------------
  *
  * CallHook(kind, vm, meter, entries, fallback, failed, *, line=None, render=None,
@@ -1070,6 +1473,9 @@ typedef struct {
      * (sys.monitoring.DISABLE) without the fallback; NULL: always the fallback */
     PyObject *outside;
     PyObject *disable;
+    /* NULL, or the run's Blocks (gas by basic blocks): a start settles the
+     * innermost counted frame and pushes its own, a return charges and pops */
+    Blocks *blocks;
 } CallHook;
 
 static PyObject *
@@ -1244,6 +1650,15 @@ callhook_start(CallHook *self, PyObject *const *args)
         && (m->used > m->limit || m->limit - m->used > (unsigned long long)LLONG_MAX)) {
         return callhook_fallback(self, args, 2); /* gas does not fit: the event in Python */
     }
+    if (self->blocks != NULL) {
+        PyFrameObject *now = PyEval_GetFrame(); /* the frame starting (borrowed) */
+        PyFrameObject *caller = now != NULL ? PyFrame_GetBack(now) : NULL;
+        int pushed = blocks_enter(self->blocks, args[0], caller, 0);
+        Py_XDECREF(caller);
+        if (pushed < 0) {
+            return NULL;
+        }
+    }
     Py_INCREF(entry);
     PyObject *result = NULL;
     depth += 1;
@@ -1413,6 +1828,13 @@ callhook_return(CallHook *self, PyObject *const *args)
     if (entry == NULL) {
         return PyErr_Occurred() ? NULL : callhook_fallback(self, args, 3);
     }
+    if (self->blocks != NULL) {
+        long long at = PyLong_AsLongLong(args[1]);
+        if (at == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        blocks_leave(self->blocks, args[0], at);
+    }
     Py_INCREF(entry);
     PyObject *result = NULL;
     if (self->line != NULL) {
@@ -1494,18 +1916,19 @@ callhook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"kind", "vm", "meter", "entries", "fallback", "failed",
                              "line", "render", "room", "thread", "max_str", "values",
-                             "outside", "disable", NULL};
+                             "outside", "disable", "blocks", NULL};
     int kind;
     PyObject *vm, *meter, *entries, *fallback, *failed;
     PyObject *line = Py_None, *render = Py_None, *outside = Py_None, *disable = Py_None;
+    PyObject *blocks = Py_None;
     unsigned long long room = 0;
     unsigned long thread = 0;
     Py_ssize_t max_str = 200;
     int values = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iOOO!OO|$OOKknpOO:CallHook", kwlist, &kind,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iOOO!OO|$OOKknpOOO:CallHook", kwlist, &kind,
                                      &vm, &meter, &PyDict_Type, &entries, &fallback, &failed,
                                      &line, &render, &room, &thread, &max_str, &values,
-                                     &outside, &disable)) {
+                                     &outside, &disable, &blocks)) {
         return NULL;
     }
     if (outside != Py_None && (!PyDict_CheckExact(outside) || disable == Py_None)) {
@@ -1523,6 +1946,11 @@ callhook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     if (!PyObject_TypeCheck(meter, (PyTypeObject *)st->meter_type)) {
         PyErr_SetString(PyExc_TypeError, "CallHook: meter must be a Meter");
+        return NULL;
+    }
+    if (blocks != Py_None && (!PyObject_TypeCheck(blocks, (PyTypeObject *)st->blocks_type)
+                              || ((Blocks *)blocks)->meter != meter)) {
+        PyErr_SetString(PyExc_TypeError, "CallHook: blocks must be a Blocks on the same meter");
         return NULL;
     }
     if (!PyCallable_Check(fallback) || !PyCallable_Check(failed)
@@ -1564,6 +1992,7 @@ callhook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->last_epoch = 0;
     self->outside = kind == 0 && outside != Py_None ? Py_NewRef(outside) : NULL;
     self->disable = self->outside != NULL ? Py_NewRef(disable) : NULL;
+    self->blocks = blocks != Py_None && kind != 3 ? (Blocks *)Py_NewRef(blocks) : NULL;
     if (st->watching_dicts) {
         if (PyDict_Watch(st->dict_watcher_id, entries) < 0) {
             Py_DECREF(self);
@@ -1590,6 +2019,7 @@ callhook_traverse(CallHook *self, visitproc visit, void *arg)
     Py_VISIT(self->kind_name);
     Py_VISIT(self->outside);
     Py_VISIT(self->disable);
+    Py_VISIT(self->blocks);
     return 0;
 }
 
@@ -1611,6 +2041,7 @@ callhook_clear(CallHook *self)
     Py_CLEAR(self->kind_name);
     Py_CLEAR(self->outside);
     Py_CLEAR(self->disable);
+    Py_CLEAR(self->blocks);
     return 0;
 }
 
@@ -2032,8 +2463,10 @@ chook_exec(PyObject *module)
     st->meter_type = PyType_FromModuleAndSpec(module, &meter_spec, NULL);
     st->callhook_type = PyType_FromModuleAndSpec(module, &callhook_spec, NULL);
     st->filter_type = PyType_FromModuleAndSpec(module, &filter_spec, NULL);
+    st->blocks_type = PyType_FromModuleAndSpec(module, &blocks_spec, NULL);
     if (st->hook_type == NULL || st->meter_type == NULL || st->callhook_type == NULL
-        || st->filter_type == NULL
+        || st->filter_type == NULL || st->blocks_type == NULL
+        || PyModule_AddObjectRef(module, "Blocks", st->blocks_type) < 0
         || PyModule_AddObjectRef(module, "ScopeFilter", st->filter_type) < 0
         || PyModule_AddObjectRef(module, "CallHook", st->callhook_type) < 0
         || PyModule_AddObjectRef(module, "InstructionHook", st->hook_type) < 0
@@ -2053,6 +2486,7 @@ chook_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->meter_type);
     Py_VISIT(st->callhook_type);
     Py_VISIT(st->filter_type);
+    Py_VISIT(st->blocks_type);
     return 0;
 }
 
@@ -2064,6 +2498,7 @@ chook_clear(PyObject *module)
     Py_CLEAR(st->meter_type);
     Py_CLEAR(st->callhook_type);
     Py_CLEAR(st->filter_type);
+    Py_CLEAR(st->blocks_type);
     Py_CLEAR(st->str_gas);
     Py_CLEAR(st->str_site);
     Py_CLEAR(st->str_depth);

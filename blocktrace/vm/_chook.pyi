@@ -103,8 +103,36 @@ class CallHook:
         values: bool = True,
         outside: dict[str, bool] | None = None,
         disable: object = None,
+        blocks: Blocks | None = None,
     ) -> CallHook: ...
     def __call__(self, code: CodeType, offset: int, value: object = ..., /) -> Any: ...
+
+
+@final
+class Blocks:
+    """Gas by basic blocks at ``call`` level: ``blocktrace.vm.hook.PyBlocks`` in C
+    (the BRANCH and JUMP callback; CallHook's ``blocks`` settles and pushes at a
+    start, charges and pops at a return)."""
+
+    meter: Final[Meter]
+    tables: Final[dict[int, bytes]]
+    thread: Final[int]
+    @property
+    def frames(self) -> list[tuple[CodeType, int]]: ...
+    def __new__(
+        cls,
+        meter: Meter,
+        tables: dict[int, bytes],
+        fallback: Callable[[CodeType, int, int], object],
+        thread: int,
+    ) -> Blocks: ...
+    def __call__(self, code: CodeType, src: int, dest: int, /) -> Any: ...
+    def push(self, code: CodeType, pos: int, /) -> None: ...
+    def enter(self, code: CodeType, caller: Any, pos: int, /) -> None: ...
+    def flush(self, frame: Any, /) -> None: ...
+    def charge(self, code: CodeType, offset: int, /) -> None: ...
+    def leave(self, code: CodeType, offset: int, /) -> None: ...
+    def clear(self) -> None: ...
 
 
 @final

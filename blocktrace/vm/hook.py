@@ -8,8 +8,9 @@ the stepper's callback where the extension is not built or
 
 from __future__ import annotations
 
+from _thread import get_ident
 from collections.abc import Callable
-from types import CodeType
+from types import CodeType, FrameType
 from typing import Any
 
 from blocktrace._native import extension
@@ -18,9 +19,11 @@ from blocktrace.tracers import Capabilities, direct_call, discard_trace
 
 __all__ = [
     "C_HOOK",
+    "Blocks",
     "CallHook",
     "InstructionHook",
     "Meter",
+    "PyBlocks",
     "PyMeter",
     "ScopeFilter",
     "direct_callable",
@@ -66,6 +69,102 @@ class PyMeter:
 
 Meter: Any = PyMeter if _chook is None else _chook.Meter
 """The meter the stepper keeps its gas in (C when the hook is)."""
+
+
+class PyBlocks:
+    """Gas by basic blocks: what ``call`` level charges instead of taking an
+    ``INSTRUCTION`` event per instruction (the reference of ``_chook.Blocks``).
+
+    A code object in ``tables`` (id(code) -> ``vm.sites.block_counts``) sends
+    ``BRANCH``/``JUMP`` events, which this object is the callback of, and its
+    returns; between two of them its frame runs straight on, so the instructions
+    from where it last came to (``pos``) through the jump are charged to
+    ``meter`` at once.  One entry per live frame of such code, innermost last;
+    only the innermost can owe instructions (``enter`` settles it before another
+    frame in scope starts), and it owes them until its next jump, return or
+    exception -- or until ``flush`` reads where it stands (its frame's
+    ``f_lasti``), before anyone reads the gas.  ``fallback(code, src, dest)``
+    gets a jump this cannot follow (another thread, a frame it does not know):
+    the stepper then counts by instructions again."""
+
+    __slots__ = ("fallback", "meter", "stack", "tables", "thread")
+
+    def __init__(self, meter: Any, tables: dict[int, bytes],
+                 fallback: Callable[[CodeType, int, int], object], thread: int) -> None:
+        self.meter = meter
+        self.tables = tables
+        self.fallback = fallback
+        self.thread = thread
+        self.stack: list[list[Any]] = []  # [code, counts, pos]
+
+    def __call__(self, code: CodeType, src: int, dest: int) -> object:
+        stack = self.stack
+        if not stack or stack[-1][0] is not code or get_ident() != self.thread:
+            return self.fallback(code, src, dest)
+        top = stack[-1]
+        self._charge(top, src)
+        top[2] = dest
+        return None
+
+    def _charge(self, top: list[Any], upto: int) -> None:
+        counts = top[1]
+        last = len(counts) - 1
+        owed = counts[min(upto // 2 + 1, last)] - counts[min(top[2] // 2, last)]
+        if owed > 0:
+            self.meter.used += owed
+        if upto + 2 > top[2]:
+            top[2] = upto + 2
+
+    def push(self, code: CodeType, pos: int) -> None:
+        """A frame of counted code that runs from ``pos`` on (the one that called
+        ``start``: after its call)."""
+        self.stack.append([code, memoryview(self.tables[id(code)]).cast("I"), pos])
+
+    def enter(self, code: CodeType, caller: FrameType | None, pos: int) -> None:
+        """A frame of in-scope ``code`` starts (or resumes) below ``caller``:
+        the innermost counted frame is settled first (it is at its call), then
+        the new frame is pushed, counted from ``pos`` on, when its code is
+        counted (``pos``: 0, or where ``PY_START`` came when the code was not
+        instrumented yet: what ran before was not charged)."""
+        self.flush(caller)
+        if id(code) in self.tables:
+            self.push(code, pos)
+
+    def flush(self, frame: FrameType | None) -> None:
+        """Charge the innermost counted frame through where it stands: its frame
+        found from ``frame`` outwards."""
+        if not self.stack:
+            return
+        top = self.stack[-1]
+        want = top[0]
+        while frame is not None and frame.f_code is not want:
+            frame = frame.f_back
+        if frame is not None and frame.f_lasti >= 0:
+            self._charge(top, frame.f_lasti)
+
+    def charge(self, code: CodeType, offset: int) -> None:
+        """An exception at ``offset`` of ``code``'s frame: it ran through there."""
+        stack = self.stack
+        if stack and stack[-1][0] is code:
+            self._charge(stack[-1], offset)
+
+    def leave(self, code: CodeType, offset: int) -> None:
+        """A frame of ``code`` returns (``offset``: its return) or unwinds."""
+        stack = self.stack
+        if stack and stack[-1][0] is code:
+            self._charge(stack.pop(), offset)
+
+    def clear(self) -> None:
+        self.stack.clear()
+
+    @property
+    def frames(self) -> list[tuple[CodeType, int]]:
+        """[(code, pos)] of the frames counted, innermost last."""
+        return [(code, pos) for code, _, pos in self.stack]
+
+
+Blocks: Any = PyBlocks if _chook is None else getattr(_chook, "Blocks", PyBlocks)
+"""Gas by basic blocks (C when the hook is)."""
 
 
 def python_instruction_hook(

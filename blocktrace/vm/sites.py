@@ -7,6 +7,7 @@ and its per-run index, so tables are kept (weakly) across runs.
 
 from __future__ import annotations
 
+import array
 import bisect
 import dis
 import weakref
@@ -15,8 +16,8 @@ from typing import Any
 
 from blocktrace.events import CallKind, CallStart, OpStart
 
-__all__ = ["RESUME", "SITE_CACHE", "SKIP", "CodeInfo", "build_sites", "code_info", "level_table",
-           "site_from_bytes", "sites_for"]
+__all__ = ["RESUME", "SITE_CACHE", "SKIP", "CodeInfo", "block_counts", "build_sites", "code_info",
+           "level_table", "site_from_bytes", "sites_for"]
 
 RESUME = dis.opmap["RESUME"]
 
@@ -151,10 +152,11 @@ class _Cached:
     """``SITE_CACHE``'s entry for one code object: its instructions (whatever
     the index) and what the runs at the latest index share."""
 
-    __slots__ = ("instructions", "offsets", "ref", "shared")
+    __slots__ = ("blocks", "instructions", "offsets", "ref", "shared")
 
     def __init__(self, ref: weakref.ref[CodeType], index: int) -> None:
         self.ref = ref
+        self.blocks: bytes | bool | None = False  # False: not made yet
         self.instructions: tuple[tuple[_Instruction, ...], int] | None = None
         self.offsets: tuple[list[int], int] | None = None
         self.shared = _Shared(index)
@@ -230,6 +232,59 @@ def _offsets(code: CodeType) -> tuple[list[int], int]:
     made = found, size + 2
     if cached is not None:
         cached.offsets = made
+    return made
+
+
+_BLOCK_JUMPS = frozenset(dis.opmap[name] for name in (
+    "FOR_ITER", "JUMP_FORWARD", "JUMP_BACKWARD", "POP_JUMP_IF_FALSE", "POP_JUMP_IF_TRUE",
+    "POP_JUMP_IF_NONE", "POP_JUMP_IF_NOT_NONE",
+))
+"""The jumps that send a ``BRANCH`` or ``JUMP`` event with where they go."""
+_ANY_JUMP = frozenset(dis.hasjrel) | frozenset(dis.hasjabs) | frozenset(getattr(dis, "hasjump", ()))
+_NOT_PLAIN = 0x20 | 0x80 | 0x100 | 0x200
+"""CO_GENERATOR, CO_COROUTINE, CO_ITERABLE_COROUTINE, CO_ASYNC_GENERATOR."""
+
+
+def block_counts(code: CodeType) -> bytes | None:
+    """Gas by basic blocks (``call`` level, see ``vm.hook.PyBlocks``): for each
+    2-byte unit u of ``co_code``, the number of charged instructions (those at
+    ``_offsets`` from the first ``RESUME`` on -- CPython instruments nothing
+    before it -- but ``RESUME``) that start before byte 2u, as native
+    uint32 (units + 2 of them), so that the instructions run from offset a
+    through offset b are ``n[b // 2 + 1] - n[a // 2]``.  None when the code's
+    path cannot be followed by its ``BRANCH``/``JUMP`` events alone: a generator
+    or coroutine (suspends and resumes), an exception table (handlers are
+    entered without a jump event), a jump that sends none (``SEND``,
+    ``JUMP_BACKWARD_NO_INTERRUPT``).  Once per code object while it lives."""
+    cached = _entry(code)
+    if cached is not None and cached.blocks is not False:
+        return cached.blocks  # type: ignore[return-value]
+    made: bytes | None = None
+    raw = code.co_code
+    if not code.co_flags & _NOT_PLAIN and not code.co_exceptiontable:
+        units = _CACHE_UNITS
+        counts = array.array("I", bytes(4 * (len(raw) // 2 + 2)))
+        n = off = 0
+        size = len(raw)
+        traced = False  # CPython sends no INSTRUCTION event before the first RESUME
+        while off < size:
+            op = raw[off]
+            if op in _ANY_JUMP and op not in _BLOCK_JUMPS:
+                break
+            step = 2 + 2 * units[op]
+            counts[off // 2] = n
+            if op == RESUME:
+                traced = True
+            elif traced:
+                n += 1
+            for unit in range(off // 2 + 1, (off + step) // 2):
+                counts[unit] = n
+            off += step
+        else:
+            counts[size // 2] = counts[size // 2 + 1] = n
+            made = counts.tobytes()
+    if cached is not None:
+        cached.blocks = made
     return made
 
 

@@ -67,6 +67,7 @@ from blocktrace.tracers.render import Renderer
 from blocktrace.vm import hook as hook_module
 from blocktrace.vm.hook import (
     C_HOOK,
+    Blocks,
     CallHook,
     Meter,
     ScopeFilter,
@@ -75,7 +76,7 @@ from blocktrace.vm.hook import (
 )
 from blocktrace.vm.scope import Scope
 from blocktrace.vm.signals import BLOCKTRACE_DIR, SignalRelays
-from blocktrace.vm.sites import RESUME, SKIP, CodeInfo, code_info, site_from_bytes
+from blocktrace.vm.sites import RESUME, SKIP, CodeInfo, block_counts, code_info, site_from_bytes
 
 __all__ = ["UNLIMITED_GAS", "HaltRun", "OutOfGas", "Stepper", "active_stepper"]
 
@@ -117,6 +118,9 @@ _LOCAL_EVENTS = _E.INSTRUCTION | _E.PY_RETURN | _E.PY_YIELD | _E.PY_RESUME
 _UNCOUNTED_EVENTS = _LOCAL_EVENTS & ~_E.INSTRUCTION
 """A code object's local events when nobody asks for instructions: ``call`` level,
 a tracer that does not count gas (``Capabilities.counts_gas``), no gas limit."""
+_BLOCK_EVENTS = _E.PY_RETURN | _E.BRANCH | _E.JUMP
+"""A code object's local events when its gas is counted by basic blocks (``call``
+level, see ``vm.hook.PyBlocks``): its jumps and returns, not every instruction."""
 _GLOBAL_EVENTS = (
     _E.PY_START | _E.PY_UNWIND | _E.PY_THROW | _E.RAISE | _E.RERAISE | _E.EXCEPTION_HANDLED
 )
@@ -126,7 +130,7 @@ _SCOPED_EVENTS = frozenset((
 """Events sent for code out of scope too (global ones), the code object first."""
 _CALLBACK_EVENTS = (
     _E.PY_START, _E.PY_RESUME, _E.PY_THROW, _E.PY_RETURN, _E.PY_YIELD, _E.PY_UNWIND,
-    _E.RAISE, _E.RERAISE, _E.EXCEPTION_HANDLED, _E.INSTRUCTION,
+    _E.RAISE, _E.RERAISE, _E.EXCEPTION_HANDLED, _E.INSTRUCTION, _E.BRANCH, _E.JUMP,
 )
 # Prefer the ids nobody standard claims; 0 (debugger) and 1 (coverage) last.
 _TOOL_PREFERENCE = (3, 4, 2, 5, 1, 0)
@@ -292,6 +296,17 @@ def _same_scope(a: Scope, b: Scope) -> bool:
 _turned_off = _TurnedOff()
 
 
+def _runs_elsewhere(code: CodeType, own: FrameType | None) -> bool:
+    """Whether a frame of ``code`` other than ``own`` runs on any thread."""
+    for frame in sys._current_frames().values():
+        f: FrameType | None = frame
+        while f is not None:
+            if f.f_code is code and f is not own:
+                return True
+            f = f.f_back
+    return False
+
+
 def gas_limit(gas: int | None) -> int:
     """The step budget ``gas`` asks for (``None``: unlimited), checked."""
     limit = UNLIMITED_GAS if gas is None else gas
@@ -344,7 +359,15 @@ class Stepper:
         """The active tracer's level: which events the hook produces."""
         self._local_events = _LOCAL_EVENTS
         """What each code object in scope sends: without ``INSTRUCTION`` when no
-        instruction is reported or counted (see ``_UNCOUNTED_EVENTS``)."""
+        instruction is reported or counted (see ``_UNCOUNTED_EVENTS``); those in
+        ``_block_tables`` send ``_BLOCK_EVENTS`` while ``_blocks`` counts."""
+        self._blocks: Any = None
+        """The run's ``Blocks`` while gas is counted by basic blocks (``call`` level,
+        no gas limit, one thread, no rare mode: see ``_callbacks``), else None."""
+        self._block_tables: dict[int, bytes] = {}
+        """id(code) -> ``block_counts`` of the code objects ``_blocks`` counts."""
+        self._blocks_off = False
+        """Counting by blocks stopped in this run (it is not taken up again)."""
         self._thread_state: dict[int, tuple[int, int]] = {}  # ident -> (number, depth)
         self._mt_lock = threading.RLock()
         self._go_lock = threading.Lock()
@@ -479,6 +502,8 @@ class Stepper:
         self._thread_state = {self.thread_ident: (1, 0)}
         _watch_end()  # (a getattr, but at a thread's first start)
         self._room_address = _room_address()  # for the C call hooks, before they are made
+        self._blocks, self._blocks_off = None, False
+        self._block_tables.clear()
         _turned_off.back_on(self.scope)  # a DISABLE of an earlier run must not linger
         self._register(self._callbacks())
         _active.watcher = self._tracer_swapped
@@ -541,6 +566,8 @@ class Stepper:
             self._infos.clear()
             self._sites.clear()
             self._by_index.clear()
+        self._blocks, self._blocks_off = None, False  # (the caller kept: learned held, uncounted)
+        self._block_tables.clear()
         _turned_off.back_on(scope)
         if not same:
             self.scope = scope
@@ -571,6 +598,10 @@ class Stepper:
         if self._held is not None:
             self._release()
         _M.set_events(tool, 0)  # first: nothing called from here on is seen (see start)
+        blocks = self._blocks
+        if blocks is not None:  # what the innermost counted frame ran until here
+            blocks.flush(sys._getframe() if get_ident() == blocks.thread
+                         else sys._current_frames().get(blocks.thread))
         self._shut_down()
         if error is None and self.halted is not None:
             error = type(self.halted).__name__ if isinstance(self.halted, OutOfGas) else (
@@ -584,8 +615,10 @@ class Stepper:
         """The frame that starts tracing is traced from its next instruction on
         (depth 1), when in scope: learned, and its "enter" emitted."""
         if not self._target and caller is not None:
-            info = self._learn(caller.f_code)
+            info = self._learn(caller.f_code, own=caller)
             if info is not None:
+                if self._blocks is not None and id(caller.f_code) in self._block_tables:
+                    self._blocks.push(caller.f_code, caller.f_lasti + 2)  # after the call
                 self.depth = 1
                 self._enter_live = True
                 self._offset = caller.f_lasti
@@ -617,6 +650,10 @@ class Stepper:
             _M.register_callback(tool, event, None)
         _M.free_tool_id(tool)
         self._tool = None
+        if self._blocks is not None:
+            self._blocks.clear()
+            self._blocks = None
+        self._block_tables.clear()
         self._relays.remove()
         room = self._room
         if room is not None and get_ident() == self._room_thread:
@@ -661,16 +698,22 @@ class Stepper:
             self._level = caps.level
             self._sites = {key: info.table(caps.level) for key, info in self._infos.items()}
         counting = caps.counts_gas or caps.level != "call" or self.gas_limit != UNLIMITED_GAS
-        self._set_local_events(_LOCAL_EVENTS if counting else _UNCOUNTED_EVENTS)
         general = self._multi or self._target or self._op_end
         general = general or self.halted is not None
         # A tracer that may answer DISABLE gets the general path only without the C hook.
         general = general or (self._may_disable and not C_HOOK)
+        self._count_blocks(
+            caps.level == "call" and caps.counts_gas and self.gas_limit == UNLIMITED_GAS
+            and not general and not self._may_disable and self._held is None
+        )
+        self._set_local_events(_LOCAL_EVENTS if counting else _UNCOUNTED_EVENTS)
+        jump = self._blocks
         start, leave, resume, suspend = self._c_call_hooks(general, caps)
         instruction = self._on_instruction_general if general else self._fast_instruction()
         if held_over:
             return {_E.PY_START: start, _E.PY_RESUME: resume, _E.PY_RETURN: leave,
-                    _E.PY_YIELD: suspend, _E.INSTRUCTION: instruction}
+                    _E.PY_YIELD: suspend, _E.INSTRUCTION: instruction, _E.BRANCH: jump,
+                    _E.JUMP: jump}
         cbs: dict[int, Callable[..., Any] | None] = {
             _E.PY_START: start,
             _E.PY_RESUME: resume,
@@ -682,6 +725,8 @@ class Stepper:
             _E.RERAISE: self._in_scope(self._on_reraise),
             _E.EXCEPTION_HANDLED: self._in_scope(self._on_handled, 2),
             _E.INSTRUCTION: instruction,
+            _E.BRANCH: jump,
+            _E.JUMP: jump,
         }
         if self._multi:
             cbs = {
@@ -691,17 +736,54 @@ class Stepper:
         return cbs
 
     def _set_local_events(self, events: int) -> None:
-        """Code objects send ``events`` from now on, those learned already too."""
+        """Code objects send ``events`` from now on, those learned already too
+        (but those counted by blocks)."""
         if events == self._local_events:
             return
         self._local_events = events
         if self._tool is None:
             return
-        for info in self._infos.values():
-            try:
-                _M.set_local_events(self._tool, info.code, events)
-            except ValueError:
-                pass
+        counted = self._block_tables if self._blocks is not None else {}
+        for key, info in self._infos.items():
+            if key not in counted:
+                try:
+                    _M.set_local_events(self._tool, info.code, events)
+                except ValueError:
+                    pass
+
+    def _count_blocks(self, wanted: bool) -> None:
+        """Count gas by basic blocks from now on (``wanted``) or not.  Only code
+        learned while it counts is counted so; once it stops in a run (another
+        thread, a halt, a tracer that needs every instruction), the code it
+        counted sends ``INSTRUCTION`` again -- the frame that owes instructions
+        settled first -- and it is not taken up again until the next run."""
+        blocks = self._blocks
+        if wanted and not self._blocks_off:
+            if blocks is None or blocks.meter is not self._meter:
+                self._blocks = Blocks(self._meter, self._block_tables, self._blocks_lost,
+                                      self.thread_ident)
+            return
+        if blocks is None:
+            return
+        self._blocks = None
+        self._blocks_off = True
+        blocks.flush(sys._current_frames().get(blocks.thread))
+        blocks.clear()
+        counted = [self._infos[key].code for key in self._block_tables if key in self._infos]
+        self._block_tables.clear()
+        if self._tool is not None:
+            for code in counted:
+                try:
+                    _M.set_local_events(self._tool, code, self._local_events)
+                except ValueError:
+                    pass
+
+    def _blocks_lost(self, code: CodeType, src: int, dest: int) -> None:
+        """A jump ``Blocks`` cannot follow (another thread's, a frame it does not
+        know): count by instructions from here on."""
+        self._blocks_off = True
+        if self._tool is not None:
+            self._register(self._callbacks())
 
     def _c_call_hooks(self, general: bool, caps: Any) -> tuple[Callable[..., Any], ...]:
         """The PY_START, PY_RETURN, PY_RESUME and PY_YIELD callbacks: C ones
@@ -743,9 +825,11 @@ class Stepper:
             _turned_off.note(self.scope, False)
         return (
             CallHook(0, self, meter, entries, self._on_start, failed, outside=outside,
-                     disable=DISABLE, **common),
-            CallHook(1, self, meter, entries, self._on_return, failed, **common),
-            CallHook(2, self, meter, resumes, self._on_resume, failed, **common),
+                     disable=DISABLE, blocks=self._blocks, **common),
+            CallHook(1, self, meter, entries, self._on_return, failed, blocks=self._blocks,
+                     **common),
+            CallHook(2, self, meter, resumes, self._on_resume, failed, blocks=self._blocks,
+                     **common),
             CallHook(3, self, meter, entries, self._on_yield, failed, **common),
         )
 
@@ -936,12 +1020,17 @@ class Stepper:
 
     # -- learning code objects ------------------------------------------------
 
-    def _learn(self, code: CodeType, caller: FrameType | None = None) -> CodeInfo | None:
+    def _learn(
+        self, code: CodeType, caller: FrameType | None = None, own: FrameType | None = None
+    ) -> CodeInfo | None:
         """Decide scope for ``code`` and, if in scope, build its tables (once).
 
         Exec'd code under a pseudo file name takes the scope of its first caller:
         the user's ``exec`` is traced, the lambdas ``namedtuple`` and
-        ``dataclasses`` generate are not."""
+        ``dataclasses`` generate are not.  While gas is counted by blocks, code
+        that can be is counted so when ``own`` (its frame starting, or the one
+        that called ``start``) is its only frame running: another one, on any
+        thread, would jump without ever having started under the count."""
         key = id(code)
         info = self._infos.get(key)
         if info is not None:
@@ -975,8 +1064,14 @@ class Stepper:
         self._sites[key] = info.table(self._level)
         self._by_index[index] = code
         assert self._tool is not None
+        events = self._local_events
+        if self._blocks is not None and events == _LOCAL_EVENTS:
+            counts = block_counts(code)
+            if counts is not None and not _runs_elsewhere(code, own):
+                self._block_tables[key] = counts
+                events = _BLOCK_EVENTS
         try:
-            _M.set_local_events(self._tool, code, self._local_events)
+            _M.set_local_events(self._tool, code, events)
         except Exception as exc:
             if belongs_to_program(exc):
                 raise
@@ -1164,11 +1259,18 @@ class Stepper:
         if room is not None and room.value < CALLBACK_ROOM - 1:
             self._refuse(code)  # the program is past its recursion limit
         info = self._infos.get(id(code))
+        pos = 0
         if info is None:
             frame = sys._getframe(1)
-            info = self._learn(code, frame.f_back if frame.f_code is code else None)
+            mine = frame.f_code is code
+            info = self._learn(code, frame.f_back if mine else None, frame if mine else None)
             if info is None:
                 return DISABLE
+            pos = offset  # what ran before PY_START was not instrumented: not charged
+        blocks = self._blocks
+        if blocks is not None and get_ident() == self.thread_ident:
+            frame = sys._getframe(1)
+            blocks.enter(code, frame.f_back if frame.f_code is code else frame, pos)
         if self.halted is not None or self._target or get_ident() != self.thread_ident:
             self._enter(info, code, offset, "call")
             return None
@@ -1203,6 +1305,7 @@ class Stepper:
     def _on_resume(self, code: CodeType, offset: int) -> None:
         info = self._infos.get(id(code))
         if info is not None:
+            self._settle_blocks(code)
             self._enter(info, code, offset, "resume")
             if self._resume_entries is not None and get_ident() == self.thread_ident:
                 self._note_call(code, info, None if self._quiet else info.calls["resume"], True)
@@ -1210,7 +1313,16 @@ class Stepper:
     def _on_throw(self, code: CodeType, offset: int, exc: BaseException) -> None:
         info = self._infos.get(id(code))
         if info is not None:
+            self._settle_blocks(code)
             self._enter(info, code, offset, "throw")
+
+    def _settle_blocks(self, code: CodeType) -> None:
+        """A generator or coroutine (never counted by blocks) resumes: the
+        innermost counted frame (its caller, or further out) owes what it ran."""
+        blocks = self._blocks
+        if blocks is not None and get_ident() == self.thread_ident:
+            frame = sys._getframe(2)
+            blocks.enter(code, frame.f_back if frame.f_code is code else frame, 0)
 
     def _enter(self, info: CodeInfo, code: CodeType, offset: int, kind: CallKind) -> None:
         if self.halted is not None:
@@ -1232,6 +1344,8 @@ class Stepper:
         if ident != self.thread_ident:
             self._as_thread(ident, self._on_return, code, offset, value)
             return
+        if self._blocks is not None:
+            self._blocks.leave(code, offset)
         if self.depth <= 0 or self._op_end:
             self._leave(code, offset, "return", value)
             return
@@ -1275,6 +1389,8 @@ class Stepper:
         if ident != self.thread_ident:
             self._as_thread(ident, self._on_unwind, code, offset, exc)
             return
+        if self._blocks is not None:
+            self._blocks.leave(code, offset)
         if self.depth <= 0 or self._op_end:
             self._leave(code, offset, "unwind", exc)
             return
@@ -1339,6 +1455,8 @@ class Stepper:
         if ident != self.thread_ident:
             self._as_thread(ident, self._exception, code, offset, exc, kind)
             return
+        if self._blocks is not None:
+            self._blocks.charge(code, offset)  # it ran through there
         try:
             self._exception_event(code, offset, exc, kind)
         except RecursionError:

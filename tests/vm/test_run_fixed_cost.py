@@ -114,10 +114,10 @@ def _spy_learn(prefix: str) -> Iterator[list[CodeType]]:
     own = os.path.dirname(blocktrace.__file__) + os.sep
     # The spy must not be code in scope itself: it lives under blocktrace's directory.
     spy_code = compile(
-        "def learn(self, code, caller=None):\n"
+        "def learn(self, code, caller=None, own=None):\n"
         "    if code.co_filename.startswith(prefix):\n"
         "        seen.append(code)\n"
-        "    return real(self, code, caller)\n",
+        "    return real(self, code, caller, own)\n",
         own + "_test_spy.py", "exec")
     namespace: dict[str, Any] = {"prefix": prefix, "seen": seen, "real": real}
     exec(spy_code, namespace)
