@@ -67,10 +67,10 @@ setup(
             "blocktrace.vm._chook",
             ["blocktrace/vm/_chook.c"],
             depends=["blocktrace/format/csrc/callline.h", "blocktrace/events/csrc/sink.h",
-                     "blocktrace/events/csrc/linestart.h"],
+                     "blocktrace/events/csrc/linestart.h", _PYUTIL],
             # the call and return lines' layout is the format's (format/csrc/callline.h);
             # a tracer's sink is called through events/csrc/sink.h
-            include_dirs=["blocktrace/format/csrc", "blocktrace/events/csrc"],
+            include_dirs=["blocktrace/format/csrc", "blocktrace/events/csrc", "blocktrace/csrc"],
             extra_compile_args=_FLAGS,
             optional=True,
         ),

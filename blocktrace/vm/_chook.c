@@ -54,6 +54,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pyutil.h"
 #include "sink.h"
 #include "linestart.h"
 
@@ -900,9 +901,7 @@ hook_dealloc(InstructionHook *self)
         PyObject_ClearWeakRefs((PyObject *)self);
     }
     hook_clear(self);
-    PyTypeObject *type = Py_TYPE(self);
-    type->tp_free((PyObject *)self);
-    Py_DECREF(type); /* instances of a heap type own a reference to it */
+    bt_free_instance((PyObject *)self);
 }
 
 static PyObject *
@@ -2050,9 +2049,7 @@ callhook_dealloc(CallHook *self)
 {
     PyObject_GC_UnTrack(self);
     callhook_clear(self);
-    PyTypeObject *type = Py_TYPE(self);
-    type->tp_free((PyObject *)self);
-    Py_DECREF(type);
+    bt_free_instance((PyObject *)self);
 }
 
 static PyObject *
@@ -2231,9 +2228,7 @@ filter_dealloc(ScopeFilter *self)
 {
     PyObject_GC_UnTrack(self);
     filter_clear(self);
-    PyTypeObject *type = Py_TYPE(self);
-    type->tp_free((PyObject *)self);
-    Py_DECREF(type);
+    bt_free_instance((PyObject *)self);
 }
 
 static PyMemberDef filter_members[] = {
@@ -2315,9 +2310,7 @@ meter_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 static void
 meter_dealloc(Meter *self)
 {
-    PyTypeObject *type = Py_TYPE(self);
-    type->tp_free((PyObject *)self);
-    Py_DECREF(type);
+    bt_free_instance((PyObject *)self);
 }
 
 static PyObject *
