@@ -133,6 +133,45 @@ def test_threaded_with_a_file_of_its_own_matches_the_reference(
     assert threaded == _run(args, steps, pure=True, ops_per_step=ops_per_step, seal=seal)
 
 
+@pytest.mark.parametrize("per_leaf", [0, 16])
+def test_every_body_length_and_stream_offset_matches_the_reference(
+    per_leaf: int, tmp_path: Path
+) -> None:
+    """Bodies of every length from 1 to 320 bytes, each after lines that leave the leaf's
+    stream at another offset in its 64-byte block: the thread's copy of each body into its
+    chunk, and the stream's pending bytes, go by 16-byte moves and the 8/4/2/1-byte ones
+    below that (sha256_copy_narrow, not memcpy) -- every length class, each way."""
+    steps: list[tuple[Any, ...]] = []
+    for n in range(1, 321):
+        steps.append(("body", b"{" + bytes(97 + (i * 7 + n) % 26 for i in range(n - 1))))
+        steps.append(("op", n % 5, n * 977, n % 9))
+    args = {"buffer_size": 4096, "lines_per_leaf": per_leaf}
+
+    def run(w: Any, out: bytearray) -> bytes:
+        events = [object() for _ in range(5)]
+        for i, e in enumerate(events):
+            w.add_site(id(e), PREFIX + b"%d" % i, SUFFIX, e)
+        for step in steps:
+            if step[0] == "body":
+                w.line(step[1])
+            else:
+                w.op(events[step[1]], step[2], step[3])
+        w.summary(b'{"output":""')
+        w.flush()
+        return bytes(out)
+
+    reference = bytearray()
+    want = run(PyLineWriter(reference.extend, **args), reference)
+    threaded = bytearray()
+    assert run(LineWriter(threaded.extend, threaded=True, **args), threaded) == want
+    path = tmp_path / "t.jsonl"
+    with open(path, "wb", buffering=0) as f:
+        run(LineWriter(f.write, fd=f.fileno(), threaded=True, **args), bytearray())
+    assert path.read_bytes() == want
+    inline = bytearray()
+    assert run(LineWriter(inline.extend, **args), inline) == want
+
+
 def test_write_is_called_at_points_that_depend_on_the_lines_only() -> None:
     """Chunks are handed on by the calls, LAG chunks behind the thread's closing
     of them: the same calls get the same writes, run after run."""

@@ -188,11 +188,11 @@ feed_shani(__m128i *s0, __m128i *s1, sha256_ctx *c, const uint8_t **q, size_t *p
     if (at + u != p) { /* pending bytes in c->blk: join there */
         size_t take = 64 - u;
         if (len < take) {
-            memcpy(c->blk + u, p, len);
+            sha256_copy_narrow(c->blk + u, p, len);
             *pending = u + len;
             return;
         }
-        memcpy(c->blk + u, p, take);
+        sha256_copy_narrow(c->blk + u, p, take);
         block_shani(s0, s1, c->blk);
         at = p + take;
         u = len - take;
@@ -266,7 +266,8 @@ line_shani(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out[32], size_t be
 
     feed_shani(&s0, &s1, c, &q, &pending, tail, SHA256_TAIL_LEN);
     if (q != c->blk) {
-        memmove(c->blk, q, pending); /* the stream's pending bytes, for a copy of the context */
+        /* the stream's pending bytes, for a copy of the context (q is in the line) */
+        sha256_copy_narrow(c->blk, q, pending);
     }
     c->n = n + SHA256_TAIL_LEN;
     feba = _mm_shuffle_epi32(s0, 0x1B);

@@ -39,6 +39,58 @@ int sha256_compress_named(const char *name, sha256_compress_fn *out);
 /* The portable compression, whatever sha256_select chose (tests compare). */
 void sha256_compress_portable(uint32_t st[8], const uint8_t *p, size_t nblocks);
 
+/* n bytes from src to dst (not overlapping) with moves of 16 bytes at most: the copies
+ * made between one line's hashing and the next, in place of memcpy.  On CPUs with AVX-512
+ * glibc's memcpy moves 64 bytes at a time in 512-bit registers, which lowers the core's
+ * clock for a while (its AVX-512 licence), and with it the SHA extensions' serial chain
+ * that follows: the writer's thread copied each line's body that way (docs/PERFORMANCE.md,
+ * "Session 10"). */
+static inline void
+sha256_copy_narrow(uint8_t *dst, const uint8_t *src, size_t n)
+{
+#if defined(__SSE2__)
+    if (n >= 16) {
+        size_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            _mm_storeu_si128((__m128i *)(dst + i), _mm_loadu_si128((const __m128i *)(src + i)));
+        }
+        if (i < n) { /* the last 16, overlapping what went */
+            _mm_storeu_si128((__m128i *)(dst + n - 16),
+                             _mm_loadu_si128((const __m128i *)(src + n - 16)));
+        }
+        return;
+    }
+#endif
+    uint64_t a, b;
+    uint32_t c, d;
+    uint16_t e, f;
+    if (n >= 8) { /* up to 15 bytes (16 and more without SSE2: 8 at a time) */
+        for (; n > 16; n -= 8, src += 8, dst += 8) {
+            memcpy(&a, src, 8);
+            memcpy(dst, &a, 8);
+        }
+        memcpy(&a, src, 8);
+        memcpy(&b, src + n - 8, 8);
+        memcpy(dst, &a, 8);
+        memcpy(dst + n - 8, &b, 8);
+    }
+    else if (n >= 4) {
+        memcpy(&c, src, 4);
+        memcpy(&d, src + n - 4, 4);
+        memcpy(dst, &c, 4);
+        memcpy(dst + n - 4, &d, 4);
+    }
+    else if (n >= 2) {
+        memcpy(&e, src, 2);
+        memcpy(&f, src + n - 2, 2);
+        memcpy(dst, &e, 2);
+        memcpy(dst + n - 2, &f, 2);
+    }
+    else if (n == 1) {
+        dst[0] = src[0];
+    }
+}
+
 typedef struct {
     uint32_t h[8];
     uint64_t n;      /* bytes fed so far */
@@ -63,10 +115,10 @@ sha256_update(sha256_ctx *c, const uint8_t *p, size_t len)
     if (used) {
         size_t take = 64 - used;
         if (len < take) {
-            memcpy(c->blk + used, p, len);
+            sha256_copy_narrow(c->blk + used, p, len);
             return;
         }
-        memcpy(c->blk + used, p, take);
+        sha256_copy_narrow(c->blk + used, p, take);
         compress(c->h, c->blk, 1);
         p += take;
         len -= take;
@@ -78,7 +130,7 @@ sha256_update(sha256_ctx *c, const uint8_t *p, size_t len)
         len &= 63;
     }
     if (len) {
-        memcpy(c->blk, p, len);
+        sha256_copy_narrow(c->blk, p, len);
     }
 }
 
@@ -129,7 +181,7 @@ sha256_digest(const sha256_ctx *c, uint8_t out[32])
 #else
     memset(blk, 0, sizeof blk);
 #endif
-    memcpy(blk, c->blk, used);
+    sha256_copy_narrow(blk, c->blk, used);
     blk[used] = 0x80;
     sha256_store_be64(blk + total - 8, c->n << 3);
     sha256_compress(h, blk, total >> 6);

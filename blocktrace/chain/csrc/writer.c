@@ -475,7 +475,8 @@ thread_line(Writer *w, const char *body, size_t blen, int last)
     if (thread_room(w, blen + TAIL_LEN) < 0) {
         return -1;
     }
-    memcpy(w->out.buf + w->out.len, body, blen);
+    /* not memcpy: see sha256_copy_narrow */
+    sha256_copy_narrow((uint8_t *)w->out.buf + w->out.len, (const uint8_t *)body, blen);
     commit(w, blen, last);
     if (!last && w->per_leaf && w->in_leaf == w->per_leaf) {
         thread_finish_leaf(w);
