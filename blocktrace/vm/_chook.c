@@ -1402,7 +1402,7 @@ static PyType_Spec blocks_spec = {
 /* -- CallHook: calls and returns ------------------------------------------
  *
  * CallHook(kind, vm, meter, entries, fallback, failed, *, line=None, render=None,
- * room=0, thread=0, max_str=200, values=True) is the PY_START (kind 0), PY_RETURN (kind 1),
+ * room=0, thread=0, max_str=200, values=True, outside=None, disable=None, blocks=None) is the PY_START (kind 0), PY_RETURN (kind 1),
  * PY_RESUME (kind 2) or PY_YIELD (kind 3) callback of the stepper's common case: one thread, a tracer whose call and
  * return lines the hook may write itself (``line``: the line writer's
  * ``line(body)``) or nobody listening (``line`` None: only the depth is kept).
@@ -2072,7 +2072,8 @@ static PyMemberDef callhook_members[] = {
 
 PyDoc_STRVAR(callhook_doc,
 "CallHook(kind, vm, meter, entries, fallback, failed, *, line=None, render=None,\n"
-"         room=0, thread=0, max_str=200, values=True)\n"
+"         room=0, thread=0, max_str=200, values=True, outside=None, disable=None,\n"
+"         blocks=None)\n"
 "--\n\n"
 "The stepper's PY_START (kind 0), PY_RETURN (kind 1), PY_RESUME (kind 2) or\n"
 "PY_YIELD (kind 3) callback in C for the common case (see the comment in blocktrace/vm/_chook.c).");
