@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mmap
 import os
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -77,9 +76,9 @@ def read_sources(path: str, lines: list[tuple[int, bytes]]) -> None:
 
 
 def trace_sources(reader: TraceReader) -> dict[str, SourceLine]:
-    """``reader.sources()``, found in a plain file by a byte search over the file
-    mapped into memory instead of a line-by-line walk (reports need them for traces
-    of millions of lines), or taken from a pass that just read it (``read_sources``)."""
+    """``reader.sources()``, found in a plain file by a byte search over large pieces
+    of it instead of a line-by-line walk (reports need them for traces of millions
+    of lines), or taken from a pass that just read it (``read_sources``)."""
     if reader.kind != "plain":
         return reader.sources()
     out: dict[str, SourceLine] = {}
@@ -90,27 +89,40 @@ def trace_sources(reader: TraceReader) -> dict[str, SourceLine]:
             if isinstance(line, SourceLine):
                 out.setdefault(line.file, line)
         return out
-    with open(reader.path, "rb") as stream:
+    if os.path.getsize(reader.path) == 0:
+        return reader.sources()
+    for at, raw in _source_lines(reader.path):
         try:
-            data = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
-        except (ValueError, OSError):  # empty, or not a file that maps
-            return reader.sources()
-        with data:
-            find = data.find(_SOURCE_START)
-            while find >= 0:
-                end = data.find(b"\n", find + 1)
-                if end < 0:
-                    break  # a torn last line, which the reader does not give
-                raw = data[find + 1:end + 1]
-                try:
-                    line = reader.decode(0, raw)
-                except TraceError:  # say which line: count the lines before it
-                    reader.decode(_line_number(reader.path, find + 1), raw)
-                    raise
-                if isinstance(line, SourceLine):
-                    out.setdefault(line.file, line)
-                find = data.find(_SOURCE_START, end)
+            line = reader.decode(0, raw)
+        except TraceError:  # say which line: count the lines before it
+            reader.decode(_line_number(reader.path, at), raw)
+            raise
+        if isinstance(line, SourceLine):
+            out.setdefault(line.file, line)
     return out
+
+
+def _source_lines(path: str) -> Iterator[tuple[int, bytes]]:
+    """``(offset, line)`` of the complete lines of the file that start like a source
+    line (not the first), found by a byte search over pieces read in turn (not a
+    map of the file: one that another process truncates meanwhile reads short)."""
+    with open(path, "rb", buffering=0) as stream:
+        carry, base = b"", 0  # carry: from the newline before the last unfinished line
+        while True:
+            piece = stream.read(_CHUNK)
+            if not piece:
+                return  # a last line without a newline is not given
+            data = carry + piece if carry else piece
+            end = data.rfind(b"\n")
+            if end < 0:
+                carry = data
+                continue
+            find = data.find(_SOURCE_START, 0, end)
+            while find >= 0:
+                stop = data.index(b"\n", find + 1)  # (<= end)
+                yield base + find + 1, data[find + 1 : stop + 1]
+                find = data.find(_SOURCE_START, stop, end)
+            carry, base = data[end:], base + end
 
 
 def _line_number(path: str, at: int) -> int:

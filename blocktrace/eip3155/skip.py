@@ -27,7 +27,6 @@ reference path), and only where the C extension is built.
 
 from __future__ import annotations
 
-import mmap
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from inspect import GEN_SUSPENDED, getgeneratorstate
@@ -39,7 +38,7 @@ from blocktrace.eip3155.normalise import TraceInfo, blocktrace_reader, steps_of
 from blocktrace.eip3155.reader import TraceError, read_sources
 from blocktrace.eip3155.records import Step
 from blocktrace.format.fastcheck import Follower
-from blocktrace.format.linesource import CHUNK, BufferedLines, LineTooLong
+from blocktrace.format.linesource import CHUNK, LineTooLong
 from blocktrace.limits import MAX_LINE_BYTES, size_text
 
 __all__ = ["Pair", "pair"]
@@ -47,24 +46,38 @@ __all__ = ["Pair", "pair"]
 _c: ModuleType | None = extension("blocktrace.eip3155._cskip")
 
 _MORE = 1  # _cskip: a line runs past the end of a buffer
+_HELD = 1 << 26
+"""Bytes kept for the chain check beyond what the lines need (64 MiB): past that,
+the check reads them itself (``Follower.finish``)."""
 _SOURCE = b'{"event":"source"'
 
 Pair = tuple[Iterator[Step], Iterator[Step], Callable[[], int]]
 
 
-class _Source(BufferedLines):
+class _Source:
     """A trace's lines from a buffer of the file (``normalise.LineSource``), as the
     format's reader gives them: numbered from 1, each at most ``MAX_LINE_BYTES``
-    (a longer one is a ``TraceError``), none after a torn last line.  ``start`` is
-    where the last line given starts (``BufferedLines``)."""
+    (a longer one is a ``TraceError``), none after a torn last line.
 
-    __slots__ = ("base", "by_code", "calls", "check", "done", "lineno", "path", "sources")
+    The file is read into one reusable buffer, ``CHUNK`` bytes at a time (the read
+    lets go of the GIL; nothing is copied but the unfinished lines moved to its
+    front), never mapped: a file another process truncates while it is read gives
+    a torn or short trace here, not a SIGBUS.  ``store[:n]`` holds the bytes read
+    and kept, from file offset ``base``; ``pos`` is where the next line starts,
+    ``start`` where the last line given starts (kept at the next read, with the
+    lines the chain check has still to read)."""
+
+    __slots__ = ("base", "by_code", "calls", "check", "done", "lineno", "n", "path", "pos",
+                 "sources", "start", "store", "stream")
 
     def __init__(self, path: str, check: Follower | None = None) -> None:
-        super().__init__(None, CHUNK)
         self.path = path
+        self.stream: BinaryIO | None = None
+        self.store = bytearray(CHUNK)
+        self.n = 0
         self.base = 0
-        """The file offset of ``buf[0]``."""
+        self.pos = 0
+        self.start = 0
         self.check = check if check is not None and check.scan is not None else None
         """The file's chain check, fed by the walk while it can be (``Follower``)."""
         self.lineno = 0
@@ -78,32 +91,65 @@ class _Source(BufferedLines):
     @contextmanager
     def numbered(self) -> Iterator[Iterator[tuple[int, bytes]]]:
         try:
-            stream = open(self.path, "rb")  # noqa: SIM115 (held while the lines are read)
+            stream = open(self.path, "rb", buffering=0)  # noqa: SIM115 (held while read)
         except OSError as exc:
             raise TraceError(self.path, None, f"cannot read: {exc.strerror or exc}") from None
         with stream:
-            mapped = _mapped(stream)
-            if mapped is None:
-                self.stream = stream
-            else:  # the whole file is the buffer: nothing read, nothing copied
-                self.buf = mapped  # type: ignore[assignment]  # (finds and slices as bytes do)
+            self.stream = stream
             try:
                 yield self._lines()
             finally:
                 self.stream = None
-                if mapped is not None:
-                    self.buf = b""
-                    try:
-                        mapped.close()
-                    except BufferError:  # a view of it is still held: unmapped when it goes
-                        pass
+
+    def view(self) -> memoryview:
+        """The bytes read and kept (for the C pass)."""
+        return memoryview(self.store)[: self.n]
 
     def more(self) -> bool:
+        """Read the next piece, letting go of the bytes before ``start`` (and before
+        the chain check's position while the check follows: held up to ``_HELD``
+        bytes, else the check reads them itself); False at the end of the file."""
+        if self.stream is None:
+            return False
         start = self.start
-        grew = super().more()
-        if grew:
+        check = self.check
+        if check is not None:
+            waiting = check.pos - self.base
+            if start - waiting > _HELD:
+                self.check = None
+            else:
+                start = min(start, waiting)
+        store, n = self.store, self.n
+        if start:
+            store[: n - start] = store[start:n]  # (the same length: a move, no new buffer)
+            n -= start
             self.base += start
-        return grew
+            self.pos -= start
+            self.start -= start
+        if n + CHUNK > len(store):  # a long line, or lines held for the check
+            store = bytearray(n + CHUNK)
+            store[:n] = self.store[:n]
+            self.store = store
+        got = self.stream.readinto(memoryview(store)[n : n + CHUNK])
+        self.n = n
+        if not got:
+            return False
+        self.n = n + got
+        return True
+
+    def line(self, limit: int = 0) -> bytes | None:
+        """The next complete line (``BufferedLines.line``), its newline included."""
+        while True:
+            pos, n = self.pos, self.n
+            end = self.store.find(b"\n", pos, n)
+            if limit > 0 and (end - pos >= limit if end >= 0 else n - pos > limit):
+                raise LineTooLong(f"a line of {limit} bytes or more")
+            if end >= 0:
+                self.start = pos
+                self.pos = end + 1
+                return bytes(memoryview(self.store)[pos : end + 1])
+            if not self.more():
+                return None
 
     def _lines(self) -> Iterator[tuple[int, bytes]]:
         while True:
@@ -131,15 +177,6 @@ class _Source(BufferedLines):
         if key is not None:
             self.by_code[code] = key
             self.calls.add(key)
-
-
-def _mapped(stream: BinaryIO) -> mmap.mmap | None:
-    """The file under ``stream`` mapped read-only, or None where it cannot be (an
-    empty file, a pipe): then it is read a piece at a time."""
-    try:
-        return mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError):
-        return None
 
 
 def fused() -> bool:
@@ -200,7 +237,7 @@ def _skip(
         n: int
         if check is not None and a.base <= check.pos:
             n, n_lines, n_ignored_a, n_ignored_b, pa, pb, reason, at, check.number, code = (
-                _c.skip(a.buf, pa, b.buf, pb, mask_gas, a.calls, b.calls, MAX_LINE_BYTES,
+                _c.skip(a.view(), pa, b.view(), pb, mask_gas, a.calls, b.calls, MAX_LINE_BYTES,
                         check.scan, check.pos - a.base, check.number))
             check.pos = a.base + at
             if code:  # a line the scanner stopped at: the check's finish answers for it
@@ -209,7 +246,7 @@ def _skip(
         else:  # the lines since the check's position are gone from the buffer: it reads them
             a.check = check = None
             n, n_lines, n_ignored_a, n_ignored_b, pa, pb, reason = _c.skip(
-                a.buf, pa, b.buf, pb, mask_gas, a.calls, b.calls, MAX_LINE_BYTES)
+                a.view(), pa, b.view(), pb, mask_gas, a.calls, b.calls, MAX_LINE_BYTES)
         steps += n
         lines += n_lines
         ignored_a += n_ignored_a

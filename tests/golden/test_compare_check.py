@@ -59,6 +59,15 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, Path]:
     return golden, work / "changed.jsonl"
 
 
+@pytest.fixture(autouse=True, params=[(skip.CHUNK, skip._HELD), (97, skip._HELD), (4096, 0)],
+                ids=["4MiB", "97B", "4KiB-unheld"])
+def pieces(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pass reads the files in pieces of this size; the bytes its chain check has
+    still to read are held up to this many (0: the check reads them itself)."""
+    monkeypatch.setattr(skip, "CHUNK", request.param[0])
+    monkeypatch.setattr(skip, "_HELD", request.param[1])
+
+
 def _lines(data: bytes) -> list[bytes]:
     return data.splitlines(keepends=True)
 
@@ -170,7 +179,8 @@ def test_a_sound_golden_compares_and_the_pass_checked_its_common_run(
     steps = diff_steps(streams[0], streams[1], Comparer(fields), max_hunks=1, stop_after=2,
                        skip=streams[2])
     assert steps.hunk_count == 1 and not steps.equal
-    assert follower.code == 0 and follower.pos > len(golden) * 0.9
+    if skip._HELD:
+        assert follower.code == 0 and follower.pos > len(golden) * 0.9
     result = follower.finish()
     expected = check_chain(str(path))
     assert (result.status, result.lines, result.head, result.header, result.genesis) == (

@@ -235,6 +235,19 @@ body_end(const char *s, Py_ssize_t n)
     return i - (m - 1);
 }
 
+/* The end *g1 of gas digits starting at s[g0] (up to their closing quote), or 0. */
+static inline int
+gas_end(const char *s, Py_ssize_t n, Py_ssize_t g0, Py_ssize_t *g1)
+{
+    Py_ssize_t i = g0;
+    while (i < n && ((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') || s[i] == 'x'))
+        i++;
+    if (i >= n || s[i] != '"' || i == g0)
+        return 0;
+    *g1 = i;
+    return 1;
+}
+
 /* An op line's gas digits [*g0, *g1): {"pc":D,"op":D,"gas":"<0x hex>" starts the line. */
 static int
 op_gas(const char *s, Py_ssize_t n, Py_ssize_t *g0, Py_ssize_t *g1)
@@ -254,12 +267,7 @@ op_gas(const char *s, Py_ssize_t n, Py_ssize_t *g0, Py_ssize_t *g1)
         return 0;
     i += 8;
     *g0 = i;
-    while (i < n && ((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') || s[i] == 'x'))
-        i++;
-    if (i >= n || s[i] != '"' || i == *g0)
-        return 0;
-    *g1 = i;
-    return 1;
+    return gas_end(s, n, i, g1);
 }
 
 /* 1 when s[0:n] is a call line whose identity is in ``set``, 0 when not, -1 on error. */
@@ -325,6 +333,20 @@ follow_to(Follow *f, const char *a, Py_ssize_t end, int trust)
     f->code = f->api->lines(f->scanner, (const uint8_t *)a, end, &f->pos, &f->number, trust);
 }
 
+/* follow_to for the line a[at:end] the walk just passed (its newline at end - 1). */
+static inline void
+follow_line(Follow *f, const char *a, Py_ssize_t at, Py_ssize_t end, int trust)
+{
+    if (f->scanner == NULL || f->code || f->pos >= end) {
+        return;
+    }
+    if (f->pos != at) { /* (the walk reads every line from the check's position on) */
+        follow_to(f, a, end, 0);
+        return;
+    }
+    f->code = f->api->line(f->scanner, (const uint8_t *)a, end, &f->pos, &f->number, trust);
+}
+
 /* skip(a, pa, b, pb, mask_gas, calls_a, calls_b, max_line)
  *   -> (steps, lines, ignored_a, ignored_b, ra, rb, reason)
  * a, b: buffers of the two traces; pa, pb: the start of an op line in each (its
@@ -374,11 +396,14 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
             break;
         if (la[1] == '"' && la[2] == 'p') {
             Py_ssize_t ga0, ga1, gb0, gb1;
-            if (!op_gas(la, sa, &ga0, &ga1) || !op_gas(lb, sb, &gb0, &gb1))
+            /* b's line starts as a's up to the gas digits: its own are read from there */
+            if (!op_gas(la, sa, &ga0, &ga1) || sb <= ga0 || memcmp(la, lb, (size_t)ga0) != 0 ||
+                !gas_end(lb, sb, ga0, &gb1))
                 break;
+            gb0 = ga0;
             Py_ssize_t ba = body_end(la, sa), bb = body_end(lb, sb);
             if (mask_gas) {
-                if (ga0 != gb0 || memcmp(la, lb, (size_t)ga0) != 0 || ba - ga1 != bb - gb1 ||
+                if (ba - ga1 != bb - gb1 ||
                     memcmp(la + ga1, lb + gb1, (size_t)(ba - ga1)) != 0)
                     break;
             } else if (ba != bb || memcmp(la, lb, (size_t)ba) != 0) {
@@ -391,7 +416,7 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
                 ((ga1 - ga0 == gas_na && memcmp(la + ga0, gas_a, (size_t)gas_na) == 0) ||
                  (gb1 - gb0 == gas_nb && memcmp(lb + gb0, gas_b, (size_t)gas_nb) == 0)))
                 break; /* may be the second line of a faulting op */
-            follow_to(f, a, pa + sa + 1, f->pos == pa);
+            follow_line(f, a, pa, pa + sa + 1, 1);
             gas_a = la + ga0;
             gas_na = ga1 - ga0;
             gas_b = lb + gb0;
@@ -410,7 +435,7 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
             released = PyEval_SaveThread();
             if (kind_a == 0 || kind_b == 0)
                 break;
-            follow_to(f, a, pa + sa + 1, 0);
+            follow_line(f, a, pa, pa + sa + 1, 0);
             ignored_a += kind_a == IGNORED;
             ignored_b += kind_b == IGNORED;
         }
@@ -428,11 +453,11 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
                          end.a, end.b, reason);
 }
 
-/* a, b: bytes, or any contiguous buffer.  With three more arguments (scan, pos,
- * number: a ChainScan of a's lines that has checked those before a[pos:], line
- * number), the walk has a's lines checked as it passes them, and the result has
- * three more: (pos, number, code) where the check stands (code 0: it follows,
- * else the scanner's stop code of the line at pos). */
+/* a, b: bytes, or any contiguous buffer (a view of the bytes read).  With three more
+ * arguments (scan, pos, number: a ChainScan of a's lines that has checked those
+ * before a[pos:], line number), the walk has a's lines checked as it passes them,
+ * and the result has three more: (pos, number, code) where the check stands (code
+ * 0: it follows, else the scanner's stop code of the line at pos). */
 static PyObject *
 skip(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {

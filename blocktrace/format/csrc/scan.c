@@ -318,6 +318,7 @@ typedef struct {
     uint8_t *known;
     size_t known_len, known_cap;
     long long known_first;
+    int exact; /* scan_lines: the buffer from pos is one line (api_line) */
 } ScanObject;
 
 /* 1 when known() said line n is a JSON object msgspec accepts */
@@ -716,7 +717,8 @@ scan_lines(ScanObject *s, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos,
     const size_t extra = compact ? COMPACT_EXTRA : 0; /* what the full line has more */
     while (at < len) {
         const uint8_t *line = buf + at;
-        const uint8_t *nl = memchr(line, '\n', (size_t)(len - at));
+        /* exact: [at, len) is one line (the caller found its newline) */
+        const uint8_t *nl = s->exact ? buf + len - 1 : memchr(line, '\n', (size_t)(len - at));
         if (nl == NULL) {
             break;
         }
@@ -1105,6 +1107,7 @@ scan_init(ScanObject *s, PyObject *args, PyObject *kwds)
     s->known = NULL;
     s->known_len = s->known_cap = 0;
     s->known_first = 0;
+    s->exact = 0;
     s->version = version;
     s->per_leaf = per_leaf;
     s->max_line = max_line;
@@ -1701,7 +1704,18 @@ api_lines(void *scanner, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos, lo
     return scan_lines((ScanObject *)scanner, buf, len, pos, number, trust);
 }
 
-static const BtScanAPI scan_api = {api_plain, api_lines};
+static int
+api_line(void *scanner, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos, long long *number,
+         int trust)
+{
+    ScanObject *s = scanner;
+    s->exact = 1;
+    int code = scan_lines(s, buf, len, pos, number, trust);
+    s->exact = 0;
+    return code;
+}
+
+static const BtScanAPI scan_api = {api_plain, api_lines, api_line};
 
 static PyMethodDef module_methods[] = {
     {"perfect_roots", (PyCFunction)(void (*)(void))mod_perfect_roots, METH_FASTCALL,

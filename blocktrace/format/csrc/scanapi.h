@@ -24,6 +24,10 @@ typedef struct {
      * read it as one), its JSON test is skipped. */
     int (*lines)(void *scanner, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos,
                  long long *number, int trust);
+    /* lines() for one line: buf[*pos:len] is a whole line, its newline at len - 1 and no
+     * other in it (not searched for again). */
+    int (*line)(void *scanner, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos,
+                long long *number, int trust);
 } BtScanAPI;
 
 #endif
