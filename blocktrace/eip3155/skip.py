@@ -27,11 +27,11 @@ reference path), and only where the C extension is built.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from inspect import GEN_SUSPENDED, getgeneratorstate
 from types import ModuleType
-from typing import BinaryIO
 
 from blocktrace._native import extension
 from blocktrace.eip3155.normalise import TraceInfo, blocktrace_reader, steps_of
@@ -72,7 +72,7 @@ class _Source:
 
     def __init__(self, path: str, check: Follower | None = None) -> None:
         self.path = path
-        self.stream: BinaryIO | None = None
+        self.stream: io.FileIO | None = None
         self.store = bytearray(CHUNK)
         self.n = 0
         self.base = 0
