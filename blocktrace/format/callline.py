@@ -14,9 +14,13 @@ against this one by tests/vm/test_ccalls.py.
 
 from __future__ import annotations
 
+import re
+
 import msgspec
 
-__all__ = ["call_body", "call_pieces", "return_body"]
+from blocktrace.format.compact import strip
+
+__all__ = ["call_body", "call_pieces", "return_body", "without_values"]
 
 _encode = msgspec.json.encode
 
@@ -50,3 +54,24 @@ def return_body(
         b'{"event":"return","kind":"%b","depth":%d,"code":%d,"pc":%d,"gas":"0x%x","value":%b%b'
         % (kind.encode(), depth, code, pc, gas, value, tail)
     )
+
+
+_RETURN_VALUE = re.compile(rb'^(\{"event":"return",[^\n]*?),"value":[^\n]*$', re.MULTILINE)
+"""A compact return line's ``value`` member and what follows it (the members before
+it -- event, kind, depth, code, pc, gas -- hold no string that could contain it)."""
+
+
+def without_values(lines: bytes) -> bytes | None:
+    """Whole trace lines ``lines`` as they are but for their hash members (taken out:
+    :func:`~blocktrace.format.compact.strip`) and their return lines' ``value``
+    members (cut with what follows them on the line): the same bytes for two traces
+    whose lines differ only there.  None where that is not so: a line without a hash
+    member (a torn or damaged trace), or lines naming threads (the ``thread`` member
+    follows the value)."""
+    if b'"thread":' in lines:
+        return None
+    try:
+        compact = strip(lines)[0]
+    except ValueError:
+        return None
+    return _RETURN_VALUE.sub(rb"\1}", compact)  # (a compact line keeps its closing brace)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import filecmp
 import os
-import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from blocktrace.eip3155.normalise import TraceInfo, normalise
 from blocktrace.eip3155.reader import TraceError
 from blocktrace.eip3155.records import Step
 from blocktrace.eip3155.report import SummaryDiff, compare_summaries
+from blocktrace.format.callline import without_values
 from blocktrace.format.fastcheck import Follower
 from blocktrace.format.reader import Verification, check_chain
 from blocktrace.golden.read import Frame, call_steps, header_of, source_text, stack_at
@@ -166,25 +166,20 @@ def _streams(
 
 _CALLS_BYTES = 1 << 26
 """Goldens up to this size are first compared as bytes without return values (below)."""
-_HASH_MEMBER = re.compile(rb',"hash":"[0-9a-f]{64}"\}$', re.MULTILINE)
-_RETURN_VALUE = re.compile(rb'^(\{"event":"return",[^\n]*?),"value":[^\n]*$', re.MULTILINE)
-"""A return line's ``value`` member and what follows it (the members before it --
-event, kind, depth, code, pc, gas -- hold no string that could contain it)."""
 
 
 def _same_calls(golden: str, fresh: str) -> bool:
     """Whether two calls-level goldens hold the same lines but for their return values
     (and so their hashes): then they are the same behaviour when values are not
-    compared, found without decoding a line.  False when that cannot be told so
-    (large files, lines naming threads: their thread member follows the value)."""
+    compared, found without decoding a line (``format.callline.without_values``).
+    False when that cannot be told so (large files, lines naming threads)."""
     if max(os.path.getsize(golden), os.path.getsize(fresh)) > _CALLS_BYTES:
         return False
     with open(golden, "rb") as a, open(fresh, "rb") as b:
-        data = a.read(), b.read()
-    if any(b'"thread":' in d for d in data):
-        return False
-    stripped = [_RETURN_VALUE.sub(rb"\1", _HASH_MEMBER.sub(b"", d)) for d in data]
-    return stripped[0] == stripped[1]
+        one = without_values(a.read())
+        if one is None:
+            return False
+        return one == without_values(b.read())
 
 
 def compare_golden(
