@@ -1237,11 +1237,11 @@ snap_frame(snapshot *s, PyFrameObject *f)
     PyObject **fast = fr->localsplus;
     PyObject *names = co->co_localsplusnames;
     Py_ssize_t pos = 0; /* the dict's entries in order: mostly the frame's names' order */
-    int rc = 0;
+    int rc = 0, empty = PyDict_GET_SIZE(d) == 0; /* (a new frame's) nothing to find */
     for (int i = 0; rc == 0 && i < n; i++) {
         PyObject *name = PyTuple_GET_ITEM(names, i), *value = fast[i], *key, *held;
         Py_ssize_t at = pos;
-        if (PyDict_GET_SIZE(d) == 0) { /* (a new frame's) nothing to find */
+        if (empty) { /* the frame's names are distinct: each one set is new */
             rc = value == NULL ? 0 : PyDict_SetItem(d, name, value);
             continue;
         }
@@ -1959,9 +1959,6 @@ typedef struct {
     /* sites seen: event -> its pieces (strong references; a site's pieces are
      * set once, with the event kept alive in them: the same for good) */
     PyObject *seen_event[SEEN_SITES], *seen_pieces[SEEN_SITES];
-    /* the locals' state keys (thread, depth) of one thread, by depth (the same
-     * key object each time: its lookup compares by identity) */
-    PyObject *keys_thread, *keys[KEYS_CACHED];
     /* the tracer's state, told by it when it changes (ChainTracer._values_state):
      * nothing more written (sealed, a fork's child, size limit); lines name threads */
     char stopped, multi;
@@ -1990,23 +1987,32 @@ linestart_pieces(LineStart *self, PyObject *event)
     return pieces;
 }
 
-/* The locals' state key (thread, depth), a new reference */
+/* the locals' state keys (thread, depth) of one thread, by depth: the same key
+ * object each time, for line starts and call lines alike (a state's lookup and
+ * a call line's pop compare it by identity) */
+static PyObject *keys_thread, *keys_cache[KEYS_CACHED];
+
+/* The locals' state key (thread, depth), a new reference; depth: d as an int,
+ * or NULL (made when needed) */
 static PyObject *
-linestart_key(LineStart *self, PyObject *thread, PyObject *depth, long long d)
+state_key(PyObject *thread, PyObject *depth, long long d)
 {
-    if (d < 0 || d >= KEYS_CACHED) {
-        return PyTuple_Pack(2, thread, depth);
-    }
-    if (self->keys_thread != thread) {
-        for (int i = 0; i < KEYS_CACHED; i++) {
-            Py_CLEAR(self->keys[i]);
+    if (d < 0 || d >= KEYS_CACHED || keys_cache[d] == NULL || keys_thread != thread) {
+        PyObject *made = depth != NULL ? Py_NewRef(depth) : PyLong_FromLongLong(d);
+        PyObject *key = made == NULL ? NULL : PyTuple_Pack(2, thread, made);
+        Py_XDECREF(made);
+        if (key == NULL || d < 0 || d >= KEYS_CACHED) {
+            return key;
         }
-        Py_XSETREF(self->keys_thread, Py_NewRef(thread));
+        if (keys_thread != thread) {
+            for (int i = 0; i < KEYS_CACHED; i++) {
+                Py_CLEAR(keys_cache[i]);
+            }
+            Py_XSETREF(keys_thread, Py_NewRef(thread));
+        }
+        keys_cache[d] = key;
     }
-    if (self->keys[d] == NULL) {
-        self->keys[d] = PyTuple_Pack(2, thread, depth);
-    }
-    return Py_XNewRef(self->keys[d]);
+    return Py_NewRef(keys_cache[d]);
 }
 
 static PyObject *s_renderer, *s_gas, *s_depth, *s_thread;
@@ -2086,7 +2092,7 @@ linestart_write(LineStart *self, PyObject *vm, PyObject *event, int have_gas, lo
         }
     }
     PyObject *prefix = PyTuple_GET_ITEM(pieces, 0);
-    lkey = linestart_key(self, thread, depth, d);
+    lkey = state_key(thread, depth, d);
     if (lkey == NULL ||
         line_into(&body, PyTuple_GET_ITEM(pieces, 3), PyBytes_AS_STRING(prefix),
                   PyBytes_GET_SIZE(prefix), suffix.p, suffix.len, g, d, lkey, renderer,
@@ -2208,10 +2214,6 @@ linestart_traverse(LineStart *self, visitproc visit, void *arg)
         Py_VISIT(self->seen_event[i]);
         Py_VISIT(self->seen_pieces[i]);
     }
-    Py_VISIT(self->keys_thread);
-    for (int i = 0; i < KEYS_CACHED; i++) {
-        Py_VISIT(self->keys[i]);
-    }
     return 0;
 }
 
@@ -2234,10 +2236,6 @@ linestart_clear(LineStart *self)
     for (int i = 0; i < SEEN_SITES; i++) {
         Py_CLEAR(self->seen_event[i]);
         Py_CLEAR(self->seen_pieces[i]);
-    }
-    Py_CLEAR(self->keys_thread);
-    for (int i = 0; i < KEYS_CACHED; i++) {
-        Py_CLEAR(self->keys[i]);
     }
     return 0;
 }
@@ -2374,13 +2372,10 @@ callline_forget(CallLine *self, const char *body, Py_ssize_t n)
     if (vdict == NULL && PyErr_Occurred()) {
         return -1;
     }
-    PyObject *thread = attr_in(self->vm, vdict, s_thread), *d = NULL, *key = NULL;
+    PyObject *thread = attr_in(self->vm, vdict, s_thread);
     Py_XDECREF(vdict);
-    if (thread != NULL && (d = PyLong_FromLongLong(depth)) != NULL) {
-        key = PyTuple_Pack(2, thread, d);
-    }
+    PyObject *key = thread == NULL ? NULL : state_key(thread, NULL, depth);
     Py_XDECREF(thread);
-    Py_XDECREF(d);
     if (key == NULL) {
         return -1;
     }
