@@ -558,3 +558,52 @@ def test_names_changed_in_place_are_shown_as_the_reference_shows_them(
     assert all(a in values for a in range(11, 51))  # every change of a shown
     if mode == "changes":
         assert values == [10, *range(11, 51)] * 2
+
+
+RECYCLED_PROGRAM = textwrap.dedent('''
+    class Box:
+        pass
+
+    def f(a, b):
+        gone = b
+        del gone
+        return a
+
+    def g(b, c, *rest):
+        return b
+
+    def h(a):
+        a = [a]
+        return a
+
+    x, s, box = 7, "text", Box()
+    for _ in range(3):
+        f(x, s)        # a, b: kept objects
+        g(s, box)      # b: the object f's b held at this depth: shown all the same
+        g(s, box, 1)
+        h(box)         # a: f's a, now an object shown by number, then a list
+        f(box, x)
+''')
+
+
+@needs_c
+@pytest.mark.parametrize("mode", ["changes", "on"])
+def test_a_frame_gone_s_state_reused_shows_every_local_as_the_reference(
+        tmp_path: Path, mode: str) -> None:
+    """A call line's forgotten state is reused by the next line start at its
+    depth (values.c "recycled states"): a new frame's first line start still
+    shows every local, whatever the frame before it at that depth held (the same
+    objects under the same names, other names, a name gone)."""
+    tracer = chain.ChainTracer(tmp_path / "t.jsonl", genesis="g", locals="changes")
+    try:
+        assert tracer._line_start.calls is tracer._call_line
+    finally:
+        tracer.close()
+    bodies = bodies_c_and_pure(tmp_path, RECYCLED_PROGRAM, "--locals", mode)
+    assert bodies[0] == bodies[1]
+    shown = [json.loads(line + b"}")["locals"] for line in bodies[0]
+             if b'"locals"' in line and b'"depth":2,' in line]
+    g_firsts = [s for s in shown if "c" in s]
+    assert len(g_firsts) == 6 and all(s["b"] == "'text'" for s in g_firsts)
+    if mode == "changes":  # each f call's first line shows both, whatever came before
+        assert len([s for s in shown if set(s) == {"a", "b"}]) == 6
