@@ -20,25 +20,15 @@ from pathlib import Path
 
 import pytest
 
-import blocktrace
 from blocktrace.eip3155 import reader as eip_reader
 from blocktrace.eip3155 import skip
 from blocktrace.format.reader import TraceReader
-
-
-def _loop(n: int) -> int:
-    total = 0
-    for i in range(n):
-        total += i % 3
-    return total
+from tests.format.recording import record_exceptions
 
 
 @pytest.fixture(scope="module")
 def trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("shortened") / "t.jsonl"
-    with blocktrace.trace(blocktrace.ChainTracer(path)):
-        _loop(400)
-    return path
+    return record_exceptions(tmp_path_factory.mktemp("shortened"), 40)
 
 
 def test_a_trace_cut_short_while_the_pass_reads_it_reads_short(trace: Path,
