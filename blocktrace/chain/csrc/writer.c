@@ -86,8 +86,13 @@ typedef struct {
     size_t len, cap;
 } chunk_t;
 
-#define RING_BYTES ((size_t)1 << 18)  /* records waiting for the thread: bounded */
-#define BODY_IN_RING (RING_BYTES / 4) /* longer bodies go by pointer (REC_BIG) */
+/* Records waiting for the thread: bounded, 1 MiB (fits either core's L2).  A full
+ * ring makes the program sleep until a quarter is free: one sleep and wake-up per
+ * 256 KiB of records (~1,300 lines) where the program outruns the thread.  (A
+ * 256 KiB ring: 550-750 a fib(20) run, each one also preempting the thread.) */
+#define RING_BYTES ((size_t)1 << 20)
+#define BODY_IN_RING ((size_t)1 << 16) /* longer bodies go by pointer (REC_BIG) */
+#define WAKE_EVERY ((size_t)1 << 14) /* a sleeping thread is woken per this many bytes */
 #define LAG 4 /* a chunk is handed to write when the LAG-th chunk after it closes */
 #define LEAF_CAP 1024 /* leaves finished by the thread, not yet in the tree: bounded */
 
@@ -949,10 +954,10 @@ publish(Writer *w, rec_hdr *r)
     p->phead += rec_bytes(r);
     atomic_store_explicit(&p->head, p->phead, memory_order_release);
     /* A sleeping thread is woken once enough waits (fewer wake-ups): checked
-     * every RING_BYTES / 16 bytes, without a fence -- a wake missed here only
+     * every WAKE_EVERY bytes, without a fence -- a wake missed here only
      * delays the lines; whoever waits for the thread (drain, claim, deliver_to)
      * always wakes it under the mutex. */
-    if (p->phead - p->wake_checked >= RING_BYTES / 16) {
+    if (p->phead - p->wake_checked >= WAKE_EVERY) {
         p->wake_checked = p->phead;
         if (atomic_load_explicit(&p->thread_sleeps, memory_order_relaxed)) {
             pthread_mutex_lock(&p->mu);
