@@ -31,6 +31,7 @@ DELAY = 1.0
 """Seconds of work before the line first appears: quick commands stay quiet."""
 
 _REDRAW = 0.1  # seconds between redraws (a terminal need not repaint faster)
+_FIRST_LOOK = 0.01  # seconds between a follower's looks until its line is first drawn
 
 
 def _delay() -> float:
@@ -146,7 +147,20 @@ class Progress:
         stop = self._stop_following
 
         def poll() -> None:
-            while not stop.wait(_REDRAW):
+            # First look as the delay passes (not up to a redraw later: a pass a
+            # little longer than the delay would otherwise show nothing), then
+            # every _FIRST_LOOK for a redraw's time while the files are not open
+            # yet, then every _REDRAW.
+            while True:
+                now = time.monotonic()
+                if now < self._first:
+                    wait = max(self._first - now, _FIRST_LOOK)
+                elif not self._drawn and now < self._first + _REDRAW:
+                    wait = _FIRST_LOOK
+                else:
+                    wait = _REDRAW
+                if stop.wait(wait):
+                    return
                 done = _read_positions(wanted)
                 if done is not None and not stop.is_set():
                     self.update(done)

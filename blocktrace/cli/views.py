@@ -93,8 +93,11 @@ def _lines(args: argparse.Namespace) -> int:
     from blocktrace.views.lines import TraceFormatError, render_json, render_text, view_trace
 
     try:
-        with following([args.trace], f"lines {args.trace}"):
-            views = view_trace(args.trace, args.function)
+        # followed from outside (a read through the index, a compressed file), and
+        # told by a whole read of a plain file itself: a follower thread may wait
+        # long for the GIL while the reading thread runs Python
+        with following([args.trace], f"lines {args.trace}") as progress:
+            views = view_trace(args.trace, args.function, progress.update)
     except OSError as exc:
         raise CliError(f"{args.trace}: cannot read: {exc.strerror or exc}") from None
     except TraceFormatError as exc:  # its message names the file

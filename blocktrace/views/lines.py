@@ -15,7 +15,7 @@ innermost statement on its source line.
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any
@@ -183,7 +183,9 @@ class _Viewer:
                 stats.samples.setdefault(name, []).append(frame.values[name])
 
 
-def view_trace(path: str, function: str | None = None) -> list[FileView]:
+def view_trace(
+    path: str, function: str | None = None, progress: Callable[[int], object] | None = None
+) -> list[FileView]:
     """Per source file, the statements a recorded trace ran (see the module
     docstring); raises :class:`~blocktrace.format.TraceError`.  A source file
     is read only as the trace's source line committed to it (format version 3;
@@ -192,14 +194,25 @@ def view_trace(path: str, function: str | None = None) -> list[FileView]:
     ``function``: only what rendering that function needs is exact (its
     statements' hits and samples, its calls), and the trace is read through
     its index where it can be: only the chunks holding the lines of code
-    objects in or around the function (:mod:`blocktrace.views.codemap`)."""
+    objects in or around the function (:mod:`blocktrace.views.codemap`).
+
+    ``progress``: called now and then with the bytes of the trace read so far
+    (:class:`blocktrace.progress.Progress`'s ``update``), on a whole read of a
+    plain file (a compressed one's bytes read are not its file's)."""
     reader = TraceReader(path)
     decoder = msgspec.json.Decoder(dict[str, Any])
     recorded = reader.header.python or ""
     viewer = _Viewer(recorded.split(".")[:2] == platform.python_version().split(".")[:2])
     viewer.line_level = reader.level == "line"
     chosen = None if function is None else _function_lines(reader, viewer, function)
+    done = 0
+    if chosen is not None or reader.kind != "plain":
+        progress = None
     for number, raw in reader.raw_lines(2) if chosen is None else chosen:
+        if progress is not None:
+            done += len(raw)
+            if not number & 4095:
+                progress(done)
         if raw.startswith(b'{"event":"source"'):
             line = reader.decode(number, raw)
             if isinstance(line, SourceLine):

@@ -52,3 +52,15 @@ def test_a_terminal_shows_progress_and_a_pipe_nothing(traces: Path, command: lis
     assert piped.returncode == 0
     assert piped.stderr == b""
     assert piped.stdout == out  # the output itself is the same
+
+
+def test_a_whole_lines_read_tells_its_progress_itself(traces: Path) -> None:
+    """``lines`` of a plain trace reports its bytes read from its own loop: a
+    follower thread looking at the file's position can wait for the GIL longer
+    than the reading takes (it drew nothing in some runs of the test above)."""
+    from blocktrace.views.lines import view_trace
+
+    seen: list[int] = []
+    view_trace(str(traces / "a.jsonl"), None, seen.append)
+    size = (traces / "a.jsonl").stat().st_size
+    assert len(seen) > 10 and seen == sorted(seen) and size * 0.9 < seen[-1] <= size
