@@ -23,6 +23,7 @@ import io
 import os
 import runpy
 import sys
+import traceback
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from types import TracebackType
 
 from blocktrace.tracers import Tracer, set_tracer
 from blocktrace.tracers.depth import as_program_bottom
+from blocktrace.vm.signals import HeldHandlers, hold_handlers
 from blocktrace.vm.stepper import HaltRun, OutOfGas, Stepper, exception_text
 
 __all__ = [
@@ -361,26 +363,37 @@ class Launch:
         """How the program ended, from what its call raised: waits for its
         threads, flushes stdout, prints an uncaught exception's traceback as
         python would, then stops the stepper (after ``before_stop()``, which
-        may add a last line to the trace: ``--record-inputs``)."""
-        outcome = Outcome(0, None)
+        may add a last line to the trace: ``--record-inputs``).
+
+        The program's signal handlers wait meanwhile (``HeldHandlers``), except
+        while its own code runs (its threads, its stdout's flush): one that
+        raises -- a timeout the program set -- never raises inside blocktrace,
+        never leaves the trace unsealed; it runs once the trace is sealed."""
+        held = hold_handlers()
         try:
-            if exc is None:
-                try:
-                    _join_threads()
-                except BaseException as late:  # Ctrl-C while waiting for them
-                    exc = late
+            outcome = Outcome(0, None)
             try:
-                # As the interpreter does at exit: a closed stdout is not an error.
-                if sys.stdout is not None and not getattr(sys.stdout, "closed", False):
-                    sys.stdout.flush()
-            except BaseException as late:
-                exc = late
-            outcome = _outcome(exc, self.stepper)
+                if exc is None:
+                    try:
+                        with held.opened():
+                            _join_threads()
+                    except BaseException as late:  # Ctrl-C while waiting for them
+                        exc = late
+                try:
+                    # As the interpreter does at exit: a closed stdout is not an error.
+                    with held.opened():
+                        if sys.stdout is not None and not getattr(sys.stdout, "closed", False):
+                            sys.stdout.flush()
+                except BaseException as late:
+                    exc = late
+                outcome = _outcome(exc, self.stepper, held)
+            finally:
+                if self.before_stop is not None:
+                    self.before_stop()
+                self.stepper.stop(str(outcome.status), outcome.error)
+                set_tracer(self.previous)
         finally:
-            if self.before_stop is not None:
-                self.before_stop()
-            self.stepper.stop(str(outcome.status), outcome.error)
-            set_tracer(self.previous)
+            held.release()
         return outcome
 
 
@@ -421,7 +434,7 @@ def run_program(
     return ready.finish(None)
 
 
-def _outcome(exc: BaseException | None, stepper: Stepper) -> Outcome:
+def _outcome(exc: BaseException | None, stepper: Stepper, held: HeldHandlers) -> Outcome:
     """What python's exit status and error would be, the traceback printed."""
     if exc is None:
         return Outcome(0, None)
@@ -435,11 +448,37 @@ def _outcome(exc: BaseException | None, stepper: Stepper) -> Outcome:
         _say(f"run halted: {exc}")
         return Outcome(OUT_OF_GAS_STATUS, f"{type(exc).__name__}: {exc}")
     if isinstance(exc, KeyboardInterrupt):
-        sys.excepthook(type(exc), exc, _trimmed(exc, trailing=True))
+        _excepthook(exc, _trimmed(exc, trailing=True), held)
         return Outcome(130, "KeyboardInterrupt")
     name, message = exception_text(exc, stepper.renderer)
-    sys.excepthook(type(exc), exc, _trimmed(exc))
+    _excepthook(exc, _trimmed(exc), held)
     return Outcome(1, f"{name}: {message}" if message else name)
+
+
+def _excepthook(exc: BaseException, tb: TracebackType | None, held: HeldHandlers) -> None:
+    """``sys.excepthook`` (the program's code, its signal handlers free to run)
+    on an uncaught exception; a hook that raises is reported as python reports
+    it, never raised out of blocktrace."""
+    try:
+        with held.opened():
+            sys.excepthook(type(exc), exc, tb)
+    except BaseException as error:
+        if error.__context__ is exc:  # python calls the hook outside any ``except``
+            error.__context__ = None
+        try:
+            sys.stderr.write("Error in sys.excepthook:\n")
+            traceback.print_exception(error.with_traceback(_below(error.__traceback__)))
+            sys.stderr.write("\nOriginal exception was:\n")
+            traceback.print_exception(type(exc), exc, tb)
+        except Exception:
+            pass
+
+
+def _below(tb: TracebackType | None) -> TracebackType | None:
+    """A traceback without the frames of this module (and contextlib's) on top."""
+    while tb is not None and tb.tb_frame.f_code.co_filename in (__file__, contextlib.__file__):
+        tb = tb.tb_next
+    return tb
 
 
 def _join_threads() -> None:

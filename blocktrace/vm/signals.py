@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import _signal as _csignal  # type: ignore[import-not-found]  # (no stubs)
 import _thread
+import contextlib
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
-from types import BuiltinFunctionType, FrameType
+import traceback
+from collections.abc import Callable, Iterator
+from types import BuiltinFunctionType, FrameType, TracebackType
 from typing import Any
 
-__all__ = ["SignalRelays", "programs_frame"]
+__all__ = ["HeldHandlers", "SignalRelays", "hold_handlers", "programs_frame"]
 
 _signal = signal.signal
 _getsignal = signal.getsignal
@@ -47,6 +49,11 @@ class _Relay:
         self.handler = handler
 
     def __call__(self, signum: int, frame: FrameType | None) -> Any:
+        held = _held
+        if held is not None and not held.open:
+            if signum not in held.signals:  # pending twice runs once, as in python
+                held.signals.append(signum)
+            return None  # the run is being sealed: the handler runs after (HeldHandlers)
         program = programs_frame(frame)
         if (
             program is not frame
@@ -175,18 +182,96 @@ class SignalRelays:
         self.active = True
 
     def remove(self) -> None:
-        """Put the program's own handlers back (those it set while traced too)."""
+        """Put the program's own handlers back (those it set while traced too);
+        while the run's end holds them (:func:`hold_handlers`), when it lets go."""
         if not self.active or threading.current_thread() is not threading.main_thread():
             return
         self.active = False
         signal.signal = _signal
         signal.getsignal = _getsignal
-        relayed = sorted(_RELAYED)
-        _RELAYED.clear()
-        for signum in relayed:
+        if _held is not None:
+            _held.unrelay = True
+            return
+        _unrelay()
+
+
+def _unrelay() -> None:
+    relayed = sorted(_RELAYED)
+    _RELAYED.clear()
+    for signum in relayed:
+        try:
+            handler = _raw_getsignal(signum)
+            if handler.__class__ is _Relay:
+                _raw_signal(signum, handler.handler)
+        except (OSError, ValueError, TypeError):
+            continue
+
+
+class HeldHandlers:
+    """The program's signal handlers, held while ``blocktrace run`` ends the run
+    (``Launch.finish``): a handler that raises (a ``SIGALRM`` timeout the program
+    set) must not raise inside blocktrace's own code as it prints the program's
+    traceback and seals the trace -- the trace would be left unsealed and the
+    traceback would be blocktrace's.  A signal that arrives meanwhile is noted
+    and its handler runs once the trace is sealed, by :meth:`release`; what it
+    raises is printed as python prints an exception a handler raises once the
+    program has ended, and the exit status stays the run's.  Where the program's
+    own code runs at its end (waiting for its threads, flushing its stdout),
+    :meth:`opened` lets its handlers run where they land, as under python.
+
+    Only handlers behind a relay (:class:`SignalRelays`) are held; the default
+    ``SIGINT`` handler is not a relay (Ctrl-C is the writer's to cope with)."""
+
+    __slots__ = ("open", "signals", "unrelay")
+
+    def __init__(self) -> None:
+        self.open = False
+        self.signals: list[int] = []
+        self.unrelay = False
+        """The relays were to be removed while held: :meth:`release` does it."""
+
+    @contextlib.contextmanager
+    def opened(self) -> Iterator[None]:
+        self.open = True
+        try:
+            yield
+        finally:
+            self.open = False
+
+    def release(self) -> None:
+        """Let go: the relays removed if the stepper stopped meanwhile, then the
+        held handlers run, in the order their signals came."""
+        global _held
+        if _held is self:
+            _held = None
+        if self.unrelay:
+            _unrelay()
+        for signum in self.signals:
+            handler = _unwrapped(_raw_getsignal(signum))
+            if not callable(handler) or isinstance(handler, BuiltinFunctionType):
+                continue  # reset meanwhile (or python's own: not the program's to run here)
             try:
-                handler = _raw_getsignal(signum)
-                if handler.__class__ is _Relay:
-                    _raw_signal(signum, handler.handler)
-            except (OSError, ValueError, TypeError):
-                continue
+                handler(signum, None)
+            except BaseException as exc:  # the program's, with its run over: printed, not raised
+                try:
+                    traceback.print_exception(exc.with_traceback(_below_here(exc.__traceback__)))
+                except Exception:
+                    pass
+        self.signals.clear()
+
+
+_held: HeldHandlers | None = None
+
+
+def _below_here(tb: TracebackType | None) -> TracebackType | None:
+    """A handler's traceback from its own frame on (not :meth:`HeldHandlers.release`'s)."""
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return tb
+
+
+def hold_handlers() -> HeldHandlers:
+    """Hold the program's handlers until the returned hold's ``release()``."""
+    global _held
+    _held = HeldHandlers()
+    return _held

@@ -346,9 +346,67 @@ def test_a_signal_handlers_exception_reaches_the_program(
     script = programs / "alarm_timeout.py"
     plain = python_cli(script, "6")
     trace = tmp_path / "t.jsonl"
-    traced = blocktrace_cli("run", "--gas", "400000", "-o", trace, script, "6", timeout=60)
+    # The gas only bounds the trace should the timeouts be lost (the bug): the six
+    # 5 ms timeouts take ~0.1 M steps here, so 2 M holds on a machine many times faster.
+    traced = blocktrace_cli("run", "--gas", "2000000", "-o", trace, script, "6", timeout=120)
     assert plain.stdout == "[" + ", ".join(["'too slow'"] * 6) + "]\n"
     assert (traced.returncode, traced.stdout, traced.stderr) == (0, plain.stdout, "")
+    check = verify_file(trace)
+    assert check.status == "sealed", check.reason
+    assert check.summary is not None and check.summary["pass"] is True
+
+
+def test_an_excepthook_that_raises_is_reported_as_python_reports_it(
+    tmp_path: Path, programs: Path, blocktrace_cli: Runner, python_cli: Runner
+) -> None:
+    """"Error in sys.excepthook", then the original traceback, status 1; the
+    trace sealed with the program's error (it used to be sealed with status 0,
+    and the hook's exception left through blocktrace's frames)."""
+    script = programs / "excepthook_raises.py"
+    plain = python_cli(script, "broken")
+    trace = tmp_path / "t.jsonl"
+    traced = blocktrace_cli("run", "-o", trace, script, "broken")
+    assert "Error in sys.excepthook:" in plain.stderr and "Original exception" in plain.stderr
+    assert (traced.returncode, traced.stdout, traced.stderr) == (1, plain.stdout, plain.stderr)
+    assert verify_file(trace).status == "sealed"
+    assert _summary(trace)["error"] == "ValueError: main failed"
+
+
+def test_a_signal_handler_that_raises_in_the_excepthook_runs_there(
+    tmp_path: Path, programs: Path, blocktrace_cli: Runner, python_cli: Runner
+) -> None:
+    """The hook is the program's code: its handlers run in it, as under python."""
+    script = programs / "excepthook_raises.py"
+    plain = python_cli(script, "signalled")
+    trace = tmp_path / "t.jsonl"
+    traced = blocktrace_cli("run", "-o", trace, script, "signalled")
+    assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout) == (1, "before\n")
+    for text in (plain.stderr, traced.stderr):
+        hook, original = text.split("\nOriginal exception was:\n")
+        assert hook.startswith("Error in sys.excepthook:\n")
+        assert hook.endswith("Timeout: too slow\n")
+        assert "During handling" not in hook and original.endswith("ValueError: main failed\n")
+    assert verify_file(trace).status == "sealed"
+    assert _summary(trace)["error"] == "ValueError: main failed"
+
+
+def test_a_signal_that_arrives_while_the_trace_is_sealed_runs_after_it(
+    tmp_path: Path, programs: Path
+) -> None:
+    """A handler of the program's that raises must not raise inside blocktrace
+    as it seals the run (that left the trace unsealed, one line long, and the
+    handler's exception came out of blocktrace's frames): it runs once the trace
+    is sealed, its exception printed as python prints one raised after the
+    program's end, and the run's status stays 0.  The signal is raised, by a
+    tracer of the test's, exactly as the ``Stop`` reaches it."""
+    trace = tmp_path / "t.jsonl"
+    done = subprocess.run(
+        [sys.executable, str(programs / "signal_at_seal.py"), str(trace)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert (done.returncode, done.stdout) == (0, "program done\nhandler ran\nstatus 0\n"), done
+    assert done.stderr.startswith("Traceback") and done.stderr.endswith("Timeout: too slow\n")
+    assert "blocktrace" not in done.stderr.replace(str(tmp_path), "")
     check = verify_file(trace)
     assert check.status == "sealed", check.reason
     assert check.summary is not None and check.summary["pass"] is True

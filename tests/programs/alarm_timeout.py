@@ -25,7 +25,7 @@ def main() -> None:
     results = []
     spin(1)
     for _ in range(int(sys.argv[1]) if len(sys.argv) > 1 else 5):
-        signal.setitimer(signal.ITIMER_REAL, 0.02)
+        signal.setitimer(signal.ITIMER_REAL, 0.005)
         try:
             spin()
         except Timeout as exc:
