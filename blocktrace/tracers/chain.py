@@ -157,6 +157,26 @@ def _fingerprint(file: str) -> tuple[str, int] | None:
     return found
 
 
+_CALL_PIECES: dict[int, tuple[bytes, bytes, CallStart]] = {}
+"""id(event) -> (prefix, suffix, event) of a ``CallStart``'s call lines, for every
+tracer of the process: the stepper reuses a code object's events from run to run
+(``vm.sites``), so a traced-again program's call lines are not formatted again each
+run.  (The event is kept: its id is not reused while it is here.)"""
+_CALL_PIECES_KEPT = 4096
+"""At most this many; the lot is dropped when full (a program exec'ing code afresh)."""
+
+
+def _call_line_pieces(ev: CallStart) -> tuple[bytes, bytes, CallStart]:
+    """``call_pieces`` of ``ev``, made once per process."""
+    made = _CALL_PIECES.get(id(ev))
+    if made is None:
+        if len(_CALL_PIECES) >= _CALL_PIECES_KEPT:
+            _CALL_PIECES.clear()
+        pre, suf = call_pieces(ev.kind, ev.code, ev.name, ev.file, ev.first_line)
+        made = _CALL_PIECES[id(ev)] = (pre, suf, ev)
+    return made
+
+
 def _write_all(stream: IO[bytes]) -> Any:
     """The line writer's ``write`` for a caller's stream: takes everything, or
     raises saying how much it took (``characters_written``).  A signal handler
@@ -650,8 +670,7 @@ class ChainTracer:
         if cached is None:
             if ev.file not in self._sources:
                 self._source(ev.file)
-            pre, suf = call_pieces(ev.kind, ev.code, ev.name, ev.file, ev.first_line)
-            cached = self._calls[id(ev)] = (pre, suf, ev)
+            cached = self._calls[id(ev)] = _call_line_pieces(ev)
         if self._locals != "off":
             self._prev_locals.pop((vm.thread, vm.depth), None)
             if self._call_line is not None:
@@ -788,19 +807,19 @@ class ChainTracer:
             error = f"tracer failed: {self._failure}"
         writer = self._writer
         lines = writer.lines
-        summary: dict[str, Any] = {
-            "output": output,
-            "gasUsed": f"0x{gas_used:x}",
-            "pass": error is None,
-            "time": time.perf_counter_ns() - self._started,
-        }
+        # The summary's members in their order (docs/FORMAT.md), as msgspec would
+        # write the dict of them (tests/tracers/test_seal.py compares): no dict and
+        # no encoder call for what is numbers but for the two strings.
+        summary = b'{"output":%b,"gasUsed":"0x%x","pass":%b,"time":%d' % (
+            _encode(output), gas_used, b"true" if error is None else b"false",
+            time.perf_counter_ns() - self._started)
         if error is not None:
-            summary["error"] = error
+            summary += b',"error":%b' % _encode(error)
         if self.size_limited:
-            summary["maxSize"] = self.max_size
+            summary += b',"maxSize":%d' % (self.max_size or 0)  # (set when size_limited)
             if self.limit_step is not None:
-                summary["step"] = self.limit_step
-        summary["lines"] = lines
+                summary += b',"step":%d' % self.limit_step
+        summary += b',"lines":%d' % lines
         # Sealed before the write: a seal interrupted by a signal handler leaves an
         # unsealed file (or a sealed one), never a second summary line.
         self.sealed = True
@@ -808,7 +827,7 @@ class ChainTracer:
         # Version 3: the summary is an ordinary line, the last of the last leaf,
         # so the tree (and a checkpoint of all of it) covers the outcome.  (Through
         # _line, as every line written in Python: golden.record's subclass rewrites them.)
-        self._line(_encode(summary)[:-1])
+        self._line(summary)
         writer.close_leaf()
         stop_thread = getattr(writer, "stop_thread", None)
         if stop_thread is not None and writer.threaded:  # nothing more to make: the

@@ -1910,24 +1910,16 @@ callhook_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
     return result;
 }
 
+/* A CallHook of type (the module's) from its arguments, checked: CallHook() and
+ * call_hooks() (the four a run needs, in one call) both make them here. */
 static PyObject *
-callhook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+callhook_make(PyTypeObject *type, int kind, PyObject *vm, PyObject *meter, PyObject *entries,
+              PyObject *fallback, PyObject *failed, PyObject *line, PyObject *render,
+              unsigned long long room, unsigned long thread, Py_ssize_t max_str, int values,
+              PyObject *outside, PyObject *disable, PyObject *blocks)
 {
-    static char *kwlist[] = {"kind", "vm", "meter", "entries", "fallback", "failed",
-                             "line", "render", "room", "thread", "max_str", "values",
-                             "outside", "disable", "blocks", NULL};
-    int kind;
-    PyObject *vm, *meter, *entries, *fallback, *failed;
-    PyObject *line = Py_None, *render = Py_None, *outside = Py_None, *disable = Py_None;
-    PyObject *blocks = Py_None;
-    unsigned long long room = 0;
-    unsigned long thread = 0;
-    Py_ssize_t max_str = 200;
-    int values = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iOOO!OO|$OOKknpOOO:CallHook", kwlist, &kind,
-                                     &vm, &meter, &PyDict_Type, &entries, &fallback, &failed,
-                                     &line, &render, &room, &thread, &max_str, &values,
-                                     &outside, &disable, &blocks)) {
+    if (!PyDict_Check(entries)) {
+        PyErr_SetString(PyExc_TypeError, "CallHook: entries must be a dict");
         return NULL;
     }
     if (outside != Py_None && (!PyDict_CheckExact(outside) || disable == Py_None)) {
@@ -2000,6 +1992,82 @@ callhook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         self->last_epoch = load_epoch(&cache_epoch);
     }
     return (PyObject *)self;
+}
+
+
+static PyObject *
+callhook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"kind", "vm", "meter", "entries", "fallback", "failed",
+                             "line", "render", "room", "thread", "max_str", "values",
+                             "outside", "disable", "blocks", NULL};
+    int kind;
+    PyObject *vm, *meter, *entries, *fallback, *failed;
+    PyObject *line = Py_None, *render = Py_None, *outside = Py_None, *disable = Py_None;
+    PyObject *blocks = Py_None;
+    unsigned long long room = 0;
+    unsigned long thread = 0;
+    Py_ssize_t max_str = 200;
+    int values = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iOOO!OO|$OOKknpOOO:CallHook", kwlist, &kind,
+                                     &vm, &meter, &PyDict_Type, &entries, &fallback, &failed,
+                                     &line, &render, &room, &thread, &max_str, &values,
+                                     &outside, &disable, &blocks)) {
+        return NULL;
+    }
+    return callhook_make(type, kind, vm, meter, entries, fallback, failed, line, render, room,
+                         thread, max_str, values, outside, disable, blocks);
+}
+
+/* call_hooks(vm, meter, entries, resumes, on_start, on_return, on_resume, on_yield, failed,
+ *            line, render, room, thread, max_str, values, outside, disable, blocks):
+ * the stepper's four CallHooks of a run (kinds 0-3: start, return, resume, yield), as
+ * CallHook(kind, vm, meter, entries -- resumes for kind 2 --, that kind's fallback,
+ * failed, line=..., ...) four times would make them (outside and disable for kind 0
+ * only, blocks for 0-2), from positional arguments in one call: a start makes them
+ * while the program waits, and four calls with keywords cost it ~5 us more. */
+static PyObject *
+call_hooks(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 18) {
+        PyErr_Format(PyExc_TypeError, "call_hooks() takes 18 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    chook_state *st = PyModule_GetState(module);
+    unsigned long long room = PyLong_AsUnsignedLongLong(args[11]);
+    if (room == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    unsigned long thread = PyLong_AsUnsignedLong(args[12]);
+    if (thread == (unsigned long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t max_str = PyNumber_AsSsize_t(args[13], PyExc_OverflowError);
+    if (max_str == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    int values = PyObject_IsTrue(args[14]);
+    if (values < 0) {
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)st->callhook_type;
+    PyObject *hooks = PyTuple_New(4);
+    if (hooks == NULL) {
+        return NULL;
+    }
+    for (int kind = 0; kind < 4; kind++) {
+        PyObject *hook = callhook_make(
+            type, kind, args[0], args[1], kind == 2 ? args[3] : args[2], args[4 + kind], args[8],
+            args[9], args[10], room, thread, max_str, values,
+            kind == 0 ? args[15] : Py_None, kind == 0 ? args[16] : Py_None,
+            kind == 3 ? Py_None : args[17]);
+        if (hook == NULL) {
+            Py_DECREF(hooks);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(hooks, kind, hook);
+    }
+    return hooks;
 }
 
 static int
@@ -2420,6 +2488,10 @@ discard(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef chook_methods[] = {
     {"discard", (PyCFunction)(void (*)(void))discard, METH_FASTCALL,
      "discard(vm, event, /)\n--\n\nblocktrace.discard_trace without a Python frame: does nothing."},
+    {"call_hooks", (PyCFunction)(void (*)(void))call_hooks, METH_FASTCALL,
+     "call_hooks(vm, meter, entries, resumes, on_start, on_return, on_resume, on_yield, failed,\n"
+     "           line, render, room, thread, max_str, values, outside, disable, blocks, /)\n--\n\n"
+     "The stepper's four CallHooks of a run (start, return, resume, yield) in one call."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -13,6 +13,32 @@ and written in vm's instance dict when they are plain instance attributes."""
 def discard(vm: object, event: object, /) -> None:
     """``blocktrace.discard_trace`` without a Python frame: does nothing."""
 
+def call_hooks(
+    vm: Any,
+    meter: Meter,
+    entries: dict[int, tuple[Any, Any, Any, int]],
+    resumes: dict[int, tuple[Any, Any, Any, int]],
+    on_start: Callable[..., Any],
+    on_return: Callable[..., Any],
+    on_resume: Callable[..., Any],
+    on_yield: Callable[..., Any],
+    failed: Callable[[Any, CodeType, int, object, BaseException], object],
+    line: Callable[[bytes], object] | None,
+    render: Callable[[object], bytes] | None,
+    room: int,
+    thread: int,
+    max_str: int,
+    values: bool,
+    outside: dict[str, bool] | None,
+    disable: object,
+    blocks: Blocks | None,
+    /,
+) -> tuple[CallHook, CallHook, CallHook, CallHook]:
+    """The stepper's four ``CallHook`` of a run, kinds 0-3 (start, return, resume,
+    yield), as ``CallHook(kind, vm, meter, entries, fallback, failed, line=line,
+    ...)`` would make them -- ``resumes`` the entries of kind 2, ``outside`` and
+    ``disable`` for kind 0 only, ``blocks`` for kinds 0-2 -- in one call."""
+
 @final
 class Meter:
     """The stepper's step budget: ``used`` instructions of ``limit``; ``gas`` is

@@ -26,6 +26,7 @@ __all__ = [
     "PyBlocks",
     "PyMeter",
     "ScopeFilter",
+    "call_hooks",
     "direct_callable",
     "instruction_hook",
     "python_instruction_hook",
@@ -36,6 +37,8 @@ InstructionHook: Any = None if _chook is None else _chook.InstructionHook
 _c_discard: Any = None if _chook is None else _chook.discard
 CallHook: Any = None if _chook is None else _chook.CallHook
 """The PY_START/PY_RETURN callbacks in C (the stepper's common case), or None."""
+call_hooks: Any = None if _chook is None else _chook.call_hooks
+"""A run's four ``CallHook`` (start, return, resume, yield) in one call, or None."""
 ScopeFilter: Any = None if _chook is None else _chook.ScopeFilter
 """The exception events' callbacks behind a C filter of code out of scope, or None."""
 C_HOOK = InstructionHook is not None

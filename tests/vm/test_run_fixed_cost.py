@@ -246,3 +246,26 @@ def test_a_short_run_starts_no_writer_thread(
 
     for name in seen:
         assert verify_file(tmp_path / name).status == "sealed"
+
+
+def test_call_lines_pieces_are_made_once_per_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A function traced again by another tracer (the next test of a suite) has its
+    call line's pieces from the first (its ``CallStart`` is the same object, see
+    ``vm.sites``), and the same line; a full table is dropped, not grown."""
+    mod = _module(tmp_path, "pieces", "def f():\n    return 1\n")
+    made: list[tuple[bytes, bytes, Any]] = []
+    for name in ("a.jsonl", "b.jsonl"):
+        tracer = blocktrace.ChainTracer(tmp_path / name, genesis="pieces", level="call")
+        with blocktrace.trace(tracer):
+            mod["f"]()
+        made += [v for v in tracer._calls.values() if v[2].name == "f"]
+    assert len(made) == 2 and made[0] is made[1]
+    lines = [[ln for ln in (tmp_path / n).read_bytes().splitlines() if b'"name":"f"' in ln]
+             for n in ("a.jsonl", "b.jsonl")]
+    assert lines[0][0].split(b',"hash"')[0] == lines[1][0].split(b',"hash"')[0]
+    monkeypatch.setattr(chain_module, "_CALL_PIECES_KEPT", len(chain_module._CALL_PIECES))
+    kept = made[0]
+    chain_module._call_line_pieces(sites.code_info(compile("1", "<p>", "eval"), 9).call("call"))
+    assert len(chain_module._CALL_PIECES) == 1 and kept not in chain_module._CALL_PIECES.values()

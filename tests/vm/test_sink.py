@@ -196,3 +196,71 @@ def test_the_call_hooks_see_an_entry_replaced() -> None:
     assert [line.split(b',"hash"')[0] for line in b"".join(out).splitlines()] == [
         b'{"a":3}', b'{"b":4}']
     assert fell_back == [code] and vm.depth == 4
+
+
+def test_call_hooks_makes_the_four_a_run_registers() -> None:
+    """``call_hooks`` (one call at a start) makes the hooks ``CallHook`` would, each
+    kind with its own fallback and entries: the start and the return write through
+    ``entries``, the resume through ``resumes``, the start alone answers code out of
+    scope by its file with ``disable``, and the same lines come out as from four
+    ``CallHook``s."""
+    assert _chook is not None and _cwriter is not None
+    code = _code()
+    pre, suf = call_pieces("call", 3, code.co_name, code.co_filename, code.co_firstlineno)
+    rpre, rsuf = call_pieces("resume", 3, code.co_name, code.co_filename, code.co_firstlineno)
+    other = compile("pass", "elsewhere.py", "exec")
+    fell: list[tuple[str, object]] = []
+
+    def fallback(name: str) -> Any:
+        return lambda c, *rest: fell.append((name, c))
+
+    def run(make: Any) -> tuple[bytes, list[tuple[str, object]]]:
+        out: list[bytes] = []
+        writer = _cwriter.LineWriter(out.append)
+        entries = {id(code): (object(), pre, suf, 3)}
+        resumes = {id(code): (object(), rpre, rsuf, 3)}
+        vm = VM(0)
+        meter = _chook.Meter(2**40)
+        start, leave, resume, suspend = make(vm, meter, entries, resumes, writer.line)
+        assert start.entries is entries and leave.entries is entries
+        assert resume.entries is resumes and suspend.entries is entries
+        fell.clear()
+        assert start(other, 0) is sys.monitoring.DISABLE  # out of scope by its file
+        start(code, 0)
+        meter.used += 5
+        leave(code, 10, 7)
+        resume(code, 12)
+        suspend(code, 14, 8)  # a yield: no entry kind of its own, through entries
+        leave(other, 0, None)  # not known: the return's fallback
+        assert ("return", other) in fell and ("start", other) not in fell
+        writer.flush()
+        return b"".join(out), list(fell)
+
+    common: dict[str, Any] = dict(render=None, room=0, thread=threading.get_ident(),
+                                  max_str=200, values=True)
+    outside = {"elsewhere.py": False}
+    disable = sys.monitoring.DISABLE
+
+    def one_by_one(vm: Any, meter: Any, entries: Any, resumes: Any, line: Any) -> Any:
+        return (
+            _chook.CallHook(0, vm, meter, entries, fallback("start"), print, line=line,
+                            outside=outside, disable=disable, **common),
+            _chook.CallHook(1, vm, meter, entries, fallback("return"), print, line=line,
+                            **common),
+            _chook.CallHook(2, vm, meter, resumes, fallback("resume"), print, line=line,
+                            **common),
+            _chook.CallHook(3, vm, meter, entries, fallback("yield"), print, line=line,
+                            **common),
+        )
+
+    def at_once(vm: Any, meter: Any, entries: Any, resumes: Any, line: Any) -> Any:
+        return _chook.call_hooks(
+            vm, meter, entries, resumes, fallback("start"), fallback("return"),
+            fallback("resume"), fallback("yield"), print, line, None, 0, threading.get_ident(),
+            200, True, outside, disable, None)
+
+    want = run(one_by_one)
+    assert want[0].count(b"\n") >= 2  # the call and the resume at least
+    assert run(at_once) == want
+    with pytest.raises(TypeError, match="takes 18 arguments"):
+        _chook.call_hooks(1, 2, 3)
