@@ -27,7 +27,6 @@ reference path), and only where the C extension is built.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from inspect import GEN_SUSPENDED, getgeneratorstate
@@ -38,7 +37,7 @@ from blocktrace.eip3155.normalise import TraceInfo, blocktrace_reader, steps_of
 from blocktrace.eip3155.reader import TraceError, read_sources
 from blocktrace.eip3155.records import Step
 from blocktrace.format.fastcheck import Follower
-from blocktrace.format.linesource import CHUNK, LineTooLong
+from blocktrace.format.linesource import CHUNK, BufferedLines, LineTooLong
 from blocktrace.limits import MAX_LINE_BYTES, size_text
 
 __all__ = ["Pair", "pair"]
@@ -54,30 +53,21 @@ _SOURCE = b'{"event":"source"'
 Pair = tuple[Iterator[Step], Iterator[Step], Callable[[], int]]
 
 
-class _Source:
+class _Source(BufferedLines):
     """A trace's lines from a buffer of the file (``normalise.LineSource``), as the
     format's reader gives them: numbered from 1, each at most ``MAX_LINE_BYTES``
     (a longer one is a ``TraceError``), none after a torn last line.
 
-    The file is read into one reusable buffer, ``CHUNK`` bytes at a time (the read
-    lets go of the GIL; nothing is copied but the unfinished lines moved to its
-    front), never mapped: a file another process truncates while it is read gives
-    a torn or short trace here, not a SIGBUS.  ``store[:n]`` holds the bytes read
-    and kept, from file offset ``base``; ``pos`` is where the next line starts,
-    ``start`` where the last line given starts (kept at the next read, with the
-    lines the chain check has still to read)."""
+    The file is read as ``BufferedLines`` reads it (one reusable buffer, never
+    mapped: a file truncated while it is read gives a short read, not a SIGBUS);
+    the C pass walks ``view()`` from ``start``.  A read keeps, besides the last
+    line given, the lines the chain check has still to read (:meth:`kept`)."""
 
-    __slots__ = ("base", "by_code", "calls", "check", "done", "lineno", "n", "path", "pos",
-                 "sources", "start", "store", "stream")
+    __slots__ = ("by_code", "calls", "check", "done", "lineno", "path", "sources")
 
     def __init__(self, path: str, check: Follower | None = None) -> None:
+        super().__init__(None, CHUNK)
         self.path = path
-        self.stream: io.FileIO | None = None
-        self.store = bytearray(CHUNK)
-        self.n = 0
-        self.base = 0
-        self.pos = 0
-        self.start = 0
         self.check = check if check is not None and check.scan is not None else None
         """The file's chain check, fed by the walk while it can be (``Follower``)."""
         self.lineno = 0
@@ -101,16 +91,9 @@ class _Source:
             finally:
                 self.stream = None
 
-    def view(self) -> memoryview:
-        """The bytes read and kept (for the C pass)."""
-        return memoryview(self.store)[: self.n]
-
-    def more(self) -> bool:
-        """Read the next piece, letting go of the bytes before ``start`` (and before
-        the chain check's position while the check follows: held up to ``_HELD``
-        bytes, else the check reads them itself); False at the end of the file."""
-        if self.stream is None:
-            return False
+    def kept(self) -> int:
+        """``start``, or the chain check's position while the check follows: bytes
+        held for it up to ``_HELD``, past that the check reads them itself."""
         start = self.start
         check = self.check
         if check is not None:
@@ -119,37 +102,7 @@ class _Source:
                 self.check = None
             else:
                 start = min(start, waiting)
-        store, n = self.store, self.n
-        if start:
-            store[: n - start] = store[start:n]  # (the same length: a move, no new buffer)
-            n -= start
-            self.base += start
-            self.pos -= start
-            self.start -= start
-        if n + CHUNK > len(store):  # a long line, or lines held for the check
-            store = bytearray(n + CHUNK)
-            store[:n] = self.store[:n]
-            self.store = store
-        got = self.stream.readinto(memoryview(store)[n : n + CHUNK])
-        self.n = n
-        if not got:
-            return False
-        self.n = n + got
-        return True
-
-    def line(self, limit: int = 0) -> bytes | None:
-        """The next complete line (``BufferedLines.line``), its newline included."""
-        while True:
-            pos, n = self.pos, self.n
-            end = self.store.find(b"\n", pos, n)
-            if limit > 0 and (end - pos >= limit if end >= 0 else n - pos > limit):
-                raise LineTooLong(f"a line of {limit} bytes or more")
-            if end >= 0:
-                self.start = pos
-                self.pos = end + 1
-                return bytes(memoryview(self.store)[pos : end + 1])
-            if not self.more():
-                return None
+        return start
 
     def _lines(self) -> Iterator[tuple[int, bytes]]:
         while True:

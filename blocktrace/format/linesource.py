@@ -1,29 +1,41 @@
-"""A trace's lines as bytes, read in large pieces into one buffer.
+"""A trace's lines as bytes, read in large pieces into one reusable buffer.
 
 Readers that pass over many lines without decoding each (the differ's walk over
 the steps two traces share, ``blocktrace.eip3155.skip``; the golden rewrite,
-``blocktrace.golden.stabilise``) want the lines where a C loop can take them: in
-a buffer of megabytes, with the offset of the next line.  :class:`BufferedLines`
-is that buffer over a binary stream (or a path, :meth:`BufferedLines.open`): it
-gives complete lines one by one (:meth:`~BufferedLines.line`) or lets a caller
-move ``pos`` over as many as it consumed itself, and reads the next piece when
-asked (:meth:`~BufferedLines.more`), keeping only the bytes from ``start`` on.
-It holds at most a piece and the unfinished lines before it (a caller bounds a
-line's length with ``limit``).  A last line without a newline -- a torn trace,
-or a file that does not end with one -- is never given as a line: it is what
-:meth:`~BufferedLines.rest` returns at the end, for the caller to judge.
+``blocktrace.golden.stabilise``; the golden's calls comparison) want the lines
+where a C loop can take them: in a buffer of megabytes, with the offset of the
+next line.  :class:`BufferedLines` is that buffer over a binary stream (or a
+path, :meth:`BufferedLines.open`): it gives complete lines one by one
+(:meth:`~BufferedLines.line`) or lets a caller move ``pos`` over as many as it
+consumed itself, and reads the next piece when asked
+(:meth:`~BufferedLines.more`), keeping only the bytes from ``start`` on.
+
+The pieces are read with ``readinto`` into one ``bytearray`` that is reused (the
+read lets go of the GIL; nothing is copied but the unfinished lines moved to its
+front), never mapped: a file another process truncates while it is read gives a
+torn or short trace here, not a SIGBUS.  It holds at most a piece and the
+unfinished lines before it (a caller bounds a line's length with ``limit``).  A
+last line without a newline -- a torn trace, or a file that does not end with
+one -- is never given as a line: it is what :meth:`~BufferedLines.rest` returns
+at the end, for the caller to judge.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO
+from typing import Protocol
 
-__all__ = ["CHUNK", "BufferedLines", "LineTooLong"]
+__all__ = ["CHUNK", "BufferedLines", "LineTooLong", "Readable"]
 
 CHUNK = 1 << 22
 """Bytes read at a time (4 MiB)."""
+
+
+class Readable(Protocol):
+    """A binary stream :class:`BufferedLines` reads (a file opened ``rb``, ``io.BytesIO``)."""
+
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
 
 
 class LineTooLong(ValueError):
@@ -33,19 +45,24 @@ class LineTooLong(ValueError):
 class BufferedLines:
     """Lines of ``stream`` (a binary file; None: no lines), ``chunk`` bytes read at a time.
 
-    ``buf`` holds the bytes read and not yet let go; ``pos`` is where the next
-    line starts in it, ``start`` where the bytes kept at the next read start
-    (the last line ``line`` gave: a caller may look back at it).  A caller that
-    consumes lines itself moves ``pos`` (and ``start``) past them."""
+    ``buf[:n]`` holds the bytes read and not yet let go (``buf`` is reused: what
+    lies past ``n`` is stale; :meth:`view` is the bytes read), from the stream's
+    offset ``base``; ``pos`` is where the next line starts in it, ``start`` where
+    the bytes kept at the next read start (the last line ``line`` gave: a caller
+    may look back at it).  A caller that consumes lines itself moves ``pos`` (and
+    ``start``) past them; a subclass that must keep more (lines another reader
+    has still to see) says from where in :meth:`kept`."""
 
-    __slots__ = ("buf", "chunk", "pos", "start", "stream")
+    __slots__ = ("base", "buf", "chunk", "n", "pos", "start", "stream")
 
-    def __init__(self, stream: IO[bytes] | None = None, chunk: int = CHUNK) -> None:
+    def __init__(self, stream: Readable | None = None, chunk: int = CHUNK) -> None:
         if chunk < 1:
             raise ValueError("chunk must be a positive number of bytes")
         self.stream = stream
         self.chunk = chunk
-        self.buf = b""
+        self.buf = bytearray()
+        self.n = 0
+        self.base = 0
         self.pos = 0
         self.start = 0
 
@@ -54,21 +71,41 @@ class BufferedLines:
     def open(cls, path: str, chunk: int = CHUNK) -> Iterator[BufferedLines]:
         """The lines of the file at ``path``, open while the ``with`` block runs
         (``OSError`` as ``open`` raises it)."""
-        with open(path, "rb") as stream:
+        with open(path, "rb", buffering=0) as stream:
             yield cls(stream, chunk)
 
+    def view(self) -> memoryview:
+        """The bytes read and kept (for a C loop over them)."""
+        return memoryview(self.buf)[: self.n]
+
+    def kept(self) -> int:
+        """Where in ``buf`` the bytes ``more`` keeps start (``start``)."""
+        return self.start
+
     def more(self) -> bool:
-        """Read the next piece onto the buffer, letting go of the bytes before
-        ``start`` (``pos`` and ``start`` keep pointing at the same bytes); False
-        at the end of the stream, the buffer unchanged."""
+        """Read the next piece onto the bytes kept (from :meth:`kept` on: the bytes
+        before it are let go, ``pos`` and ``start`` keep pointing at the same
+        bytes); False at the end of the stream, nothing more read."""
         stream = self.stream
-        piece = stream.read(self.chunk) if stream is not None else b""
-        if not piece:
+        if stream is None:
             return False
-        start = self.start
-        self.buf = self.buf[start:] + piece if start < len(self.buf) else piece
-        self.pos -= start
-        self.start = 0
+        drop = self.kept()
+        buf, n, chunk = self.buf, self.n, self.chunk
+        if drop:
+            buf[: n - drop] = buf[drop:n]  # (the same length: the buffer is kept)
+            n -= drop
+            self.base += drop
+            self.pos -= drop
+            self.start -= drop
+            self.n = n
+        if n + chunk > len(buf):  # the first read, a long line, or lines kept for a subclass
+            grown = bytearray(n + chunk + (chunk >> 4))  # (room for the unfinished lines)
+            grown[:n] = memoryview(buf)[:n]
+            self.buf = buf = grown
+        got = stream.readinto(memoryview(buf)[n : n + chunk])
+        if not got:
+            return False
+        self.n = n + got
         return True
 
     def line(self, limit: int = 0) -> bytes | None:
@@ -79,19 +116,18 @@ class BufferedLines:
         more than ``limit`` bytes of it are buffered (a line with no end is not
         read into memory)."""
         while True:
-            buf = self.buf
-            pos = self.pos
-            end = buf.find(b"\n", pos)
-            if limit > 0 and (end - pos >= limit if end >= 0 else len(buf) - pos > limit):
+            pos, n = self.pos, self.n
+            end = self.buf.find(b"\n", pos, n)
+            if limit > 0 and (end - pos >= limit if end >= 0 else n - pos > limit):
                 raise LineTooLong(f"a line of {limit} bytes or more")
             if end >= 0:
                 self.start = pos
                 self.pos = end + 1
-                return buf[pos:end + 1]
+                return bytes(memoryview(self.buf)[pos : end + 1])
             if not self.more():
                 return None
 
     def rest(self) -> bytes:
         """The bytes after the last complete line given (at the end of the
         stream: a last line without its newline, or b"")."""
-        return self.buf[self.pos:]
+        return bytes(memoryview(self.buf)[self.pos : self.n])

@@ -27,14 +27,14 @@ import re
 import sysconfig
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 import msgspec
 
 from blocktrace.chain.hashing import HASH_HEX_LEN
 from blocktrace.chain.merkle import LINES_PER_LEAF
 from blocktrace.chain.writer import LineWriter
-from blocktrace.format.linesource import BufferedLines
+from blocktrace.format.linesource import BufferedLines, Readable
 
 __all__ = [
     "EPOCH", "GOLDEN_GENESIS", "UNCOUNTED", "Normaliser", "golden_body", "golden_header",
@@ -206,7 +206,7 @@ class StabiliseError(ValueError):
     """The recorded trace is not one this module can rewrite (a bug or a torn file)."""
 
 
-def _py_scan(data: bytes, start: int, probes: tuple[bytes, ...] | None,
+def _py_scan(data: bytes | memoryview, start: int, probes: tuple[bytes, ...] | None,
              seen: dict[bytes, bytes], add: Callable[[bytes], object]) -> tuple[int, int]:
     """Hand the bodies of ``data``'s complete lines from ``start`` to ``add`` while
     Python has nothing to do for them; ``(offset, why)`` where it stopped (the
@@ -214,6 +214,7 @@ def _py_scan(data: bytes, start: int, probes: tuple[bytes, ...] | None,
     complete lines done (``offset``: the incomplete rest); 1, the line at ``offset``
     needs Python (a summary, or a body that may hold a volatile value and was not
     rewritten yet); 2, the line at ``offset`` has no hash member."""
+    data = bytes(data)  # (the reference: a copy of the piece is no matter)
     pos = start
     size = len(data)
     find = data.find
@@ -285,7 +286,7 @@ def _scanner() -> Callable[..., tuple[int, int]]:
     return _py_scan if native is None else native.scan
 
 
-def stabilise(source: IO[bytes], target: Writable, rules: Normaliser, *, counted: bool = True,
+def stabilise(source: Readable, target: Writable, rules: Normaliser, *, counted: bool = True,
               chunk: int = _CHUNK) -> int:
     """Copy the trace ``source`` to ``target`` as golden bytes; returns the lines written.
 
@@ -306,7 +307,7 @@ def stabilise(source: IO[bytes], target: Writable, rules: Normaliser, *, counted
         raise StabiliseError("the recorded trace has no header line")
     add(golden_header(first[:tail], rules, counted=counted))
     while True:
-        data = lines.buf
+        data = lines.view()
         pos = lines.pos
         while True:
             pos, why = scan(data, pos, probes, seen, add)
@@ -314,8 +315,8 @@ def stabilise(source: IO[bytes], target: Writable, rules: Normaliser, *, counted
                 break
             if why == 2:
                 raise StabiliseError(f"line {writer.lines + 1} has no hash member")
-            end = data.index(b"\n", pos)
-            body = data[pos:end - _TAIL]
+            end = lines.buf.index(b"\n", pos, lines.n)
+            body = bytes(data[pos:end - _TAIL])
             if body.startswith(b'{"output":'):
                 _seal(writer, body, rules)
                 writer.flush()

@@ -6,6 +6,7 @@ to a piece and the line being read, and the buffer a caller consumes itself."""
 from __future__ import annotations
 
 import io
+from collections.abc import Buffer
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,11 @@ def test_a_line_with_no_end_raises_before_it_is_read_whole() -> None:
             self.read_bytes += len(got)
             return got
 
+        def readinto(self, buffer: Buffer, /) -> int:
+            got = super().readinto(buffer)
+            self.read_bytes += got
+            return got
+
     stream = Counting(b"ok\n" + b"z" * (10 << 20))
     lines = BufferedLines(stream, 4096)
     assert lines.line(limit=10_000) == b"ok\n"
@@ -131,8 +137,8 @@ def test_a_caller_consuming_the_buffer_itself() -> None:
     assert lines.line() == b"line 0\n"
     taken = [b"line 0\n"]
     while True:
-        buf, pos = lines.buf, lines.pos
-        while (end := buf.find(b"\n", pos)) >= 0:
+        buf, pos, n = lines.buf, lines.pos, lines.n  # (buf is reused: buf[:n] was read)
+        while (end := buf.find(b"\n", pos, n)) >= 0:
             taken.append(buf[pos:end + 1])
             pos = end + 1
         lines.pos = lines.start = pos
@@ -140,3 +146,42 @@ def test_a_caller_consuming_the_buffer_itself() -> None:
             break
     assert b"".join(taken) + lines.rest() == data
     assert lines.rest() == b"torn"
+
+
+def test_one_buffer_is_read_into_and_kept_while_the_lines_fit() -> None:
+    """Pieces are read into the same ``bytearray`` (``readinto``: a stream with no
+    ``read`` will do), the unfinished line moved to its front; ``base + pos`` is
+    where the next line starts in the stream."""
+
+    class OnlyReadinto:
+        def __init__(self, data: bytes) -> None:
+            self.inner = io.BytesIO(data)
+
+        def readinto(self, buffer: memoryview, /) -> int:
+            return self.inner.readinto(buffer)
+
+    data = b"".join(b"%d\n" % (i * 7919) for i in range(3000))
+    lines = BufferedLines(OnlyReadinto(data), 4096)
+    assert lines.line() == b"0\n"
+    buf = lines.buf
+    offset = 2
+    while (line := lines.line()) is not None:
+        assert data[offset:offset + len(line)] == line
+        offset += len(line)
+        assert lines.base + lines.pos == offset
+        assert lines.buf is buf and len(buf) <= 4096 + 256
+    assert offset == len(data)
+
+
+def test_a_subclass_keeps_what_kept_says() -> None:
+    """``more`` lets go only of the bytes before ``kept()`` (the differ's pass keeps
+    the lines its chain check has still to read)."""
+
+    class KeepAll(BufferedLines):
+        def kept(self) -> int:
+            return 0
+
+    data = b"".join(b"line %d\n" % i for i in range(500))
+    lines = KeepAll(io.BytesIO(data), 64)
+    assert every_line(lines) == data.splitlines(keepends=True)
+    assert lines.base == 0 and lines.view().tobytes() == data
