@@ -61,17 +61,17 @@ _RETURN_VALUE = re.compile(rb'^(\{"event":"return",[^\n]*?),"value":[^\n]*$', re
 it -- event, kind, depth, code, pc, gas -- hold no string that could contain it)."""
 
 
-def without_values(lines: bytes) -> bytes | None:
+def without_values(lines: bytes | memoryview) -> bytes | None:
     """Whole trace lines ``lines`` as they are but for their hash members (taken out:
     :func:`~blocktrace.format.compact.strip`) and their return lines' ``value``
     members (cut with what follows them on the line): the same bytes for two traces
     whose lines differ only there.  None where that is not so: a line without a hash
     member (a torn or damaged trace), or lines naming threads (the ``thread`` member
     follows the value)."""
-    if b'"thread":' in lines:
-        return None
     try:
         compact = strip(lines)[0]
     except ValueError:
+        return None
+    if b'"thread":' in compact:  # (a hash member is hex: taking it out changes no name)
         return None
     return _RETURN_VALUE.sub(rb"\1}", compact)  # (a compact line keeps its closing brace)

@@ -22,6 +22,7 @@ at the end, for the caller to judge.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
@@ -70,9 +71,11 @@ class BufferedLines:
     @contextmanager
     def open(cls, path: str, chunk: int = CHUNK) -> Iterator[BufferedLines]:
         """The lines of the file at ``path``, open while the ``with`` block runs
-        (``OSError`` as ``open`` raises it)."""
+        (``OSError`` as ``open`` raises it); a small file is read in smaller pieces
+        (its size, at least 64 KiB: no buffer of ``chunk`` bytes for it)."""
         with open(path, "rb", buffering=0) as stream:
-            yield cls(stream, chunk)
+            size = os.fstat(stream.fileno()).st_size
+            yield cls(stream, min(chunk, max(size + 1, 1 << 16)))
 
     def view(self) -> memoryview:
         """The bytes read and kept (for a C loop over them)."""

@@ -26,9 +26,11 @@ from blocktrace.eip3155.records import Step
 from blocktrace.eip3155.report import SummaryDiff, compare_summaries
 from blocktrace.format.callline import without_values
 from blocktrace.format.fastcheck import Follower
+from blocktrace.format.linesource import CHUNK, BufferedLines
 from blocktrace.format.reader import Verification, check_chain
 from blocktrace.golden.read import Frame, call_steps, header_of, source_text, stack_at
 from blocktrace.golden.stabilise import GOLDEN_GENESIS
+from blocktrace.limits import MAX_LINE_BYTES
 from blocktrace.tracers.level import Level
 
 __all__ = ["FIELDS_BY_LEVEL", "GoldenCorrupt", "GoldenDiff", "compare_golden", "fields_for"]
@@ -164,22 +166,62 @@ def _streams(
     return normalise(info_g.path, info_g), normalise(info_f.path, info_f), None
 
 
-_CALLS_BYTES = 1 << 26
-"""Goldens up to this size are first compared as bytes without return values (below)."""
+class _Untold(Exception):
+    """``_same_calls`` cannot tell on the bytes (the comparison decides)."""
 
 
-def _same_calls(golden: str, fresh: str) -> bool:
+def _calls_pieces(lines: BufferedLines) -> Iterator[bytes]:
+    """The file's lines without their hashes and return values
+    (``format.callline.without_values``), a piece of whole lines at a time;
+    ``_Untold`` where that cannot tell (a line naming a thread, a line without a
+    hash member -- a torn one included -- or a line longer than ``MAX_LINE_BYTES``)."""
+    while lines.more():
+        pos, n = lines.pos, lines.n
+        cut = lines.buf.rfind(b"\n", pos, n) + 1
+        if cut == 0:  # no whole line yet: read on, a line's length bounded
+            if n - pos > MAX_LINE_BYTES:
+                raise _Untold
+            continue
+        piece = without_values(lines.view()[pos:cut])
+        if piece is None:
+            raise _Untold
+        lines.pos = lines.start = cut
+        yield piece
+    if lines.rest():
+        raise _Untold
+
+
+def _same_calls(golden: str, fresh: str, chunk: int = CHUNK) -> bool:
     """Whether two calls-level goldens hold the same lines but for their return values
     (and so their hashes): then they are the same behaviour when values are not
     compared, found without decoding a line (``format.callline.without_values``).
-    False when that cannot be told so (large files, lines naming threads)."""
-    if max(os.path.getsize(golden), os.path.getsize(fresh)) > _CALLS_BYTES:
-        return False
-    with open(golden, "rb") as a, open(fresh, "rb") as b:
-        one = without_values(a.read())
-        if one is None:
+    False when that cannot be told so (lines naming threads, a damaged line).  Both
+    are read a piece at a time (``BufferedLines``; memory bounded whatever their size)
+    and compared as they come, up to the first difference; ``chunk``: bytes read at
+    a time."""
+    with BufferedLines.open(golden, chunk) as lines_a, BufferedLines.open(fresh, chunk) as lines_b:
+        pieces = (_calls_pieces(lines_a), _calls_pieces(lines_b))
+        ahead = [b"", b""]  # of each, what is not yet compared with the other
+        ended = [False, False]
+        try:
+            while True:
+                if not ended[0] and (len(ahead[0]) <= len(ahead[1]) or ended[1]):
+                    side = 0
+                elif not ended[1]:
+                    side = 1
+                else:
+                    return ahead[0] == ahead[1]
+                piece = next(pieces[side], None)
+                if piece is None:
+                    ended[side] = True
+                    continue
+                ahead[side] += piece
+                short, long = sorted(ahead, key=len)
+                if not long.startswith(short):
+                    return False
+                ahead = [ahead[0][len(short):], ahead[1][len(short):]]
+        except _Untold:
             return False
-        return one == without_values(b.read())
 
 
 def compare_golden(
