@@ -118,6 +118,7 @@ class Progress:
         self._stream = sys.stderr if stream is None else stream
         self._drawn = False
         self._follower: threading.Thread | None = None
+        self._wanted: set[str] | None = None
         self._stop_following = threading.Event()
         self._started = time.monotonic()
         self._first = self._started + _delay()
@@ -143,7 +144,7 @@ class Progress:
         cannot be read, nothing is started."""
         if self.update == self._count or not os.path.isdir("/proc/self/fdinfo"):
             return self
-        wanted = {os.path.realpath(p) for p in paths}
+        wanted = self._wanted = {os.path.realpath(p) for p in paths}
         stop = self._stop_following
 
         def poll() -> None:
@@ -168,6 +169,18 @@ class Progress:
         self._follower = threading.Thread(target=poll, name="blocktrace-progress", daemon=True)
         self._follower.start()
         return self
+
+    def look(self) -> None:
+        """The follower's look at the files' positions, from the reading loop itself
+        (once per piece it reads): a thread of its own may wait for the GIL longer
+        than a short pass takes while the loop runs Python.  A clock read unless a
+        redraw is due; nothing where nothing is followed (no terminal)."""
+        wanted = self._wanted
+        if wanted is None or time.monotonic() < self._next:
+            return
+        done = _read_positions(wanted)
+        if done is not None:
+            self.update(done)
 
     def _count(self, done_bytes: int) -> None:
         self.done = done_bytes

@@ -67,8 +67,11 @@ def _timeline(args: argparse.Namespace, kind: str) -> int:
         from blocktrace.progress import following
 
         try:
-            with open(args.output, "wb") as out, following(traces, f"export {kind}"):
-                write(traces, statuses, out, clock=clock)
+            # the reading loop looks at the files' positions itself (a follower
+            # thread may wait for the GIL longer than a short pass takes)
+            with open(args.output, "wb") as out, \
+                    following(traces, f"export {kind}") as progress:
+                write(traces, statuses, out, clock=clock, tick=progress.look)
         except BaseException:
             try:
                 os.unlink(args.output)
@@ -98,8 +101,9 @@ def _parquet(args: argparse.Namespace) -> int:
         from blocktrace.progress import following
 
         for path in traces:
-            with following([path], f"export {path}"):
-                done = export_trace(path, args.output, allow_unverified=args.allow_unverified)
+            with following([path], f"export {path}") as progress:
+                done = export_trace(path, args.output, allow_unverified=args.allow_unverified,
+                                    tick=progress.look)
             sys.stdout.write(
                 f"{done.path}: run {done.run} ({done.status}, {done.lines} lines) -> "
                 f"{args.output} in {done.seconds:.2f} s\n"

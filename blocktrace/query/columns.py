@@ -346,29 +346,36 @@ def table_columns() -> Any:
     return PyColumns() if native is None else NativeColumns(native)
 
 
+Tick = Callable[[], object]
+"""What a reading loop calls once per piece it reads, from its own thread (a progress
+line's :meth:`~blocktrace.progress.Progress.look`)."""
+
 SKIM_ROWS = 1 << 16
 """Op lines a skim holds before it drops them."""
 
 
-def skim(path: str) -> Iterator[tuple[int, int, Line | None]]:
+def skim(path: str, tick: Tick | None = None) -> Iterator[tuple[int, int, Line | None]]:
     """The lines of the trace at ``path`` that are not plain op lines, decoded:
     ``(line_no, ops, Struct)``, ``ops`` the op lines passed over since the
     previous one (read, not decoded, by ``_cscan.OpColumns(ops_only=True)``;
     an op line in another form comes decoded).  Last ``(line_no, ops, None)``
     for the op lines after the last line given.  Errors as
-    :meth:`~blocktrace.format.TraceReader.lines` raises them."""
+    :meth:`~blocktrace.format.TraceReader.lines` raises them.  ``tick``: as
+    :func:`complete_lines` calls it."""
     reader = TraceReader(path)
     native = extension("blocktrace.format._cscan")
     if native is None:
         line_no = 0
         for line_no, line in reader.lines():
+            if tick is not None and not line_no & 4095:
+                tick()
             yield line_no, 0, line
         yield line_no, 0, None
         return
     columns = native.OpColumns(True)
     line_no = taken = 0
     try:
-        for buf in complete_lines(reader):
+        for buf in complete_lines(reader, tick=tick):
             pos = 0
             while True:
                 stop, pos, line_no = columns.feed(buf, pos, line_no + 1, SKIM_ROWS)
@@ -392,7 +399,7 @@ def skim(path: str) -> Iterator[tuple[int, int, Line | None]]:
 
 
 def complete_lines(
-    reader: TraceReader, feed: Callable[[bytes], object] | None = None
+    reader: TraceReader, feed: Callable[[bytes], object] | None = None, tick: Tick | None = None
 ) -> Iterator[bytes]:
     """The trace's lines in buffers of whole lines (each ending with a newline),
     from the header on; stops before a torn last line (or unreadable compressed
@@ -403,12 +410,15 @@ def complete_lines(
     ``feed``: given each buffer again once the caller is done with it (asks for
     the next), then a torn last line's bytes, then ``b""`` at the end of the
     file: the file's bytes in order (the export's verifier reads the same bytes,
-    knowing by then which lines the conversion read whole)."""
+    knowing by then which lines the conversion read whole).  ``tick``: called
+    each time the caller asks for the next buffer (a progress line's
+    :meth:`~blocktrace.progress.Progress.look`, from the reading thread)."""
     with open_at(reader.path, reader.kind) as stream:
-        yield from _buffers(stream, feed)
+        yield from _buffers(stream, feed, tick)
 
 
-def _buffers(stream: IO[bytes], feed: Callable[[bytes], object] | None) -> Iterator[bytes]:
+def _buffers(stream: IO[bytes], feed: Callable[[bytes], object] | None,
+             tick: Tick | None = None) -> Iterator[bytes]:
     rest = b""
     while True:
         try:
@@ -442,5 +452,7 @@ def _buffers(stream: IO[bytes], feed: Callable[[bytes], object] | None) -> Itera
             yield whole
             if feed is not None:
                 feed(whole)
+        if tick is not None:
+            tick()
         if len(rest) > MAX_LINE_BYTES:
             raise LineTooLongError(1, MAX_LINE_BYTES)

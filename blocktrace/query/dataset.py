@@ -30,6 +30,7 @@ from blocktrace.format import Verification
 from blocktrace.format.errors import TraceError
 from blocktrace.format.index import cache_home
 from blocktrace.limits import MAX_KEY_FILE_BYTES, read_small_file
+from blocktrace.query.columns import Tick
 from blocktrace.query.lines import blocktrace_header
 from blocktrace.query.schema import SCHEMA_VERSION, TABLES, arrow_schema
 from blocktrace.query.tables import RunFacts, runs_batch, trace_batches
@@ -99,14 +100,14 @@ def verify_or_refuse(path: str, allow_unverified: bool) -> Verification:
 
 
 def _convert(path: str, incoming: str, facts: RunFacts, verifier: Verifier | None,
-             allow_unverified: bool) -> Verification | None:
+             allow_unverified: bool, tick: Tick | None = None) -> Verification | None:
     """The tables of the trace into ``incoming``, one Parquet file each; verify's
     answer (judged: a tampered trace refused unless ``allow_unverified``)."""
     writers: dict[str, Any] = {}
     verification: Verification | None = None
     try:
         feed = verifier.feed if verifier is not None else None
-        for table, batch in trace_batches(path, facts, feed):
+        for table, batch in trace_batches(path, facts, feed, tick):
             writer = writers.get(table)
             if writer is None:
                 os.mkdir(os.path.join(incoming, table))
@@ -176,11 +177,13 @@ def _read_marker(directory: str) -> None:
         )
 
 
-def export_trace(path: str, out_dir: str, *, allow_unverified: bool = False) -> Exported:
+def export_trace(path: str, out_dir: str, *, allow_unverified: bool = False,
+                 tick: Tick | None = None) -> Exported:
     """Write the query tables of the trace at ``path`` into the dataset ``out_dir``
     (created if missing), streaming.  A blocktrace trace is verified in the same
     pass over its bytes (``verifying``); a tampered one is refused
-    (``TamperedTrace``, nothing written) unless ``allow_unverified``."""
+    (``TamperedTrace``, nothing written) unless ``allow_unverified``.  ``tick``:
+    called from the reading loop now and then (``Progress.look``)."""
     started = time.perf_counter()
     if os.path.isdir(path):
         raise QueryInputError(f"{path}: is a directory, not a trace file")
@@ -205,7 +208,7 @@ def export_trace(path: str, out_dir: str, *, allow_unverified: bool = False) -> 
                 verifier.close()
             raise
         try:
-            verification = _convert(path, incoming, facts, verifier, allow_unverified)
+            verification = _convert(path, incoming, facts, verifier, allow_unverified, tick)
             for table in TABLES:
                 target = os.path.join(out_dir, table, f"run={run}")
                 if os.path.exists(target):

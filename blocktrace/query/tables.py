@@ -37,6 +37,7 @@ from blocktrace.query.columns import (
     END,
     FULL,
     MAX_CODE,
+    Tick,
     complete_lines,
     error_parts,
     table_columns,
@@ -114,19 +115,21 @@ Feed = Callable[[bytes, int, bytes], object]
 
 
 def trace_batches(
-    path: str, facts: RunFacts, feed: Feed | None = None
+    path: str, facts: RunFacts, feed: Feed | None = None, tick: Tick | None = None
 ) -> Iterator[tuple[str, pa.RecordBatch]]:
     """The query tables' rows of the trace at ``path`` (blocktrace or EIP-3155);
     ``feed`` (a blocktrace trace) is given the file's bytes in order, each buffer
-    once its lines are read (:func:`~blocktrace.query.columns.complete_lines`)."""
+    once its lines are read (:func:`~blocktrace.query.columns.complete_lines`);
+    ``tick`` is called from the reading loop now and then (once per buffer, or
+    per 4,096 steps of a client trace)."""
     if blocktrace_header(path) is not None:
-        yield from _blocktrace_batches(path, facts, feed)
+        yield from _blocktrace_batches(path, facts, feed, tick)
     else:
-        yield from _client_batches(path, facts)
+        yield from _client_batches(path, facts, tick)
 
 
 def _blocktrace_batches(
-    path: str, facts: RunFacts, feed: Feed | None
+    path: str, facts: RunFacts, feed: Feed | None, tick: Tick | None
 ) -> Iterator[tuple[str, pa.RecordBatch]]:
     import pyarrow as pa
 
@@ -167,7 +170,7 @@ def _blocktrace_batches(
             yield "values", val_buf.take()
 
     try:
-        for buf in complete_lines(reader, tell):
+        for buf in complete_lines(reader, tell, tick):
             pos = 0
             while True:
                 stop, pos, line_no = columns.feed(buf, pos, line_no + 1, BATCH_ROWS)
@@ -288,7 +291,9 @@ def _int64(value: Any, *, wrap: bool = False) -> int | None:
     return number if -_INT64_MAX - 1 <= number <= _INT64_MAX else None
 
 
-def _client_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.RecordBatch]]:
+def _client_batches(
+    path: str, facts: RunFacts, tick: Tick | None
+) -> Iterator[tuple[str, pa.RecordBatch]]:
     from blocktrace.eip3155.normalise import TraceInfo, normalise
 
     facts.format = "eip3155"
@@ -333,6 +338,8 @@ def _client_batches(path: str, facts: RunFacts) -> Iterator[tuple[str, pa.Record
             e["type"].append(kind)
             e["message"].append(message)
         count += 1
+        if tick is not None and not count & 4095:
+            tick()
         if len(ops_buf) >= BATCH_ROWS:
             yield "ops", ops_buf.take()
     facts.client = info.dialect

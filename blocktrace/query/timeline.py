@@ -21,7 +21,7 @@ from typing import IO, Any
 import msgspec
 
 from blocktrace.format import CallLine, ExceptionLine, OpLine, ReturnLine, Summary, TraceReader
-from blocktrace.query.columns import skim
+from blocktrace.query.columns import Tick, skim
 from blocktrace.query.lines import blocktrace_header, json_text
 
 __all__ = ["Clock", "TimelineError", "write_perfetto", "write_speedscope"]
@@ -88,12 +88,14 @@ def _wall(sources: list[_Source], clock: Clock) -> bool:
 
 
 def write_perfetto(
-    paths: Sequence[str], statuses: Sequence[str], out: IO[bytes], *, clock: Clock = "auto"
+    paths: Sequence[str], statuses: Sequence[str], out: IO[bytes], *, clock: Clock = "auto",
+    tick: Tick | None = None,
 ) -> None:
     """Chrome trace-event JSON (ui.perfetto.dev, chrome://tracing): a process per
     trace, a track per thread, calls as nested slices, exceptions as instant
     events.  ``statuses``: what verify said of each trace (shown in the
-    process name when it is not ``sealed``, and in ``otherData``)."""
+    process name when it is not ``sealed``, and in ``otherData``).  ``tick``:
+    called from the reading loop once per piece read (``Progress.look``)."""
     sources = _sources(paths, statuses)
     wall = _wall(sources, clock)
     out.write(b'{"displayTimeUnit":"ns",' if wall else b"{")
@@ -108,7 +110,7 @@ def write_perfetto(
     for source in sources:
         label = source.name if source.status == "sealed" else f"{source.name} [{source.status}]"
         emit({"ph": "M", "name": "process_name", "pid": source.pid, "args": {"name": label}})
-        for ev in _events(source, wall):
+        for ev in _events(source, wall, tick):
             emit(ev)
     other = {
         "exporter": "blocktrace",
@@ -119,14 +121,16 @@ def write_perfetto(
     out.write(b"\n],\"otherData\":" + _encode(other) + b"}\n")
 
 
-def _frame_lines(path: str, wall: bool) -> Iterator[tuple[int, int, float, Any]]:
+def _frame_lines(
+    path: str, wall: bool, tick: Tick | None = None
+) -> Iterator[tuple[int, int, float, Any]]:
     """(trace line number, step, time, line) of each call, return and exception
     line and the summary, in trace order (op lines counted, not decoded), then
     (0, step, time, None) at the end.  The time is the step, or with ``wall`` the
     last clock a line gave (microseconds; the summary's ``time`` ends the run)."""
     step = 0
     now = 0.0
-    for line_no, ops, line in skim(path):
+    for line_no, ops, line in skim(path, tick):
         step += ops
         d: Any = line
         kind = type(d)
@@ -144,13 +148,13 @@ def _frame_lines(path: str, wall: bool) -> Iterator[tuple[int, int, float, Any]]
     yield 0, step, now if wall else step, None
 
 
-def _events(source: _Source, wall: bool) -> Any:
+def _events(source: _Source, wall: bool, tick: Tick | None = None) -> Any:
     """The trace-event dicts of one trace, in trace order."""
     pid = source.pid
     end: float = 0
     threads: dict[int, list[tuple[str, float]]] = {}
     names: dict[int, tuple[str, str]] = {}
-    for line_no, step, ts, d in _frame_lines(source.path, wall):
+    for line_no, step, ts, d in _frame_lines(source.path, wall, tick):
         kind = type(d)
         if kind is not CallLine and kind is not ReturnLine and kind is not ExceptionLine:
             end = ts  # the summary, or the trace's end
@@ -186,10 +190,12 @@ def _events(source: _Source, wall: bool) -> Any:
 
 
 def write_speedscope(
-    paths: Sequence[str], statuses: Sequence[str], out: IO[bytes], *, clock: Clock = "steps"
+    paths: Sequence[str], statuses: Sequence[str], out: IO[bytes], *, clock: Clock = "steps",
+    tick: Tick | None = None,
 ) -> None:
     """A speedscope file (www.speedscope.app): a flame graph per thread of each
-    trace, weighted by instructions (or, with ``clock="wall"``, wall time)."""
+    trace, weighted by instructions (or, with ``clock="wall"``, wall time).
+    ``tick``: as :func:`write_perfetto`'s."""
     sources = _sources(paths, statuses)
     wall = _wall(sources, clock if clock != "auto" else "steps")
     frames: dict[tuple[str, str, int], int] = {}
@@ -201,7 +207,7 @@ def write_speedscope(
         ends: dict[int, float] = {}
         stacks: dict[int, list[int]] = {}
         try:
-            for _, _, at, d in _frame_lines(source.path, wall):
+            for _, _, at, d in _frame_lines(source.path, wall, tick):
                 kind = type(d)
                 if kind is not CallLine and kind is not ReturnLine:
                     continue
