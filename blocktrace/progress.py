@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import TextIO
 
-__all__ = ["DELAY", "Progress", "following"]
+__all__ = ["DELAY", "Progress", "following", "size_of"]
 
 DELAY = 1.0
 """Seconds of work before the line first appears: quick commands stay quiet."""
@@ -92,15 +92,18 @@ def _read_positions(paths: set[str]) -> int | None:
     return sum(furthest.values()) if furthest else None
 
 
+def size_of(path: str) -> int | None:
+    """The file's size for a progress line (None when it has none: a pipe, or gone)."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
 def following(paths: Sequence[str], what: str) -> Progress:
     """``Progress(total size of paths, what).follow(paths)``: progress of a
     pass over files read by code that does not report it."""
-    total = 0
-    for path in paths:
-        try:
-            total += os.path.getsize(path)
-        except OSError:
-            pass
+    total = sum(size_of(path) or 0 for path in paths)
     return Progress(total or None, what).follow(paths)
 
 

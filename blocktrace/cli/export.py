@@ -61,10 +61,14 @@ def _timeline(args: argparse.Namespace, kind: str) -> int:
         datasets, traces = find_inputs(args.traces)
         if datasets:
             raise QueryInputError(f"{datasets[0]}: a Parquet dataset: give the traces instead")
-        statuses = [verify_or_refuse(t, args.allow_unverified).status for t in traces]
+        from blocktrace.progress import Progress, following, size_of
+
+        statuses = []
+        for t in traces:  # (a pass of its own, before the timeline's: its own progress line)
+            with Progress(size_of(t), f"export {kind}: verify {t}") as progress:
+                statuses.append(verify_or_refuse(t, args.allow_unverified, progress).status)
         write = write_perfetto if kind == "perfetto" else write_speedscope
         clock = args.clock if kind == "perfetto" or args.clock != "auto" else "steps"
-        from blocktrace.progress import following
 
         try:
             # the reading loop looks at the files' positions itself (a follower

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -67,14 +66,6 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=verify)
 
 
-def _size_of(path: str) -> int | None:
-    """The file's size for a progress line (None when it has none: a pipe)."""
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return None
-
-
 def _head(text: str) -> str:
     """An argparse type: a chain head, 64 hex digits (any case, spaces around)."""
     head = text.strip().lower()
@@ -85,9 +76,9 @@ def _head(text: str) -> str:
 
 def verify(args: argparse.Namespace) -> int:
     from blocktrace.chain.verify import verify_file
-    from blocktrace.progress import Progress
+    from blocktrace.progress import Progress, size_of
 
-    with Progress(_size_of(args.file), f"verify {args.file}") as progress:
+    with Progress(size_of(args.file), f"verify {args.file}") as progress:
         result = verify_file(args.file, head=args.head, genesis=args.genesis,
                              progress=progress, keep_index=args.index)
     anchors = _anchors(args, result.status)

@@ -91,12 +91,13 @@ def _run_id(path: str, first: dict[str, Any] | None) -> str:
     return f"{stem}-{digest[:12]}"
 
 
-def verify_or_refuse(path: str, allow_unverified: bool) -> Verification:
+def verify_or_refuse(path: str, allow_unverified: bool, progress: Any = None) -> Verification:
     """What verify says of a blocktrace trace; ``TamperedTrace`` for a tampered one
-    unless ``allow_unverified``, ``QueryInputError`` when it is not a trace."""
+    unless ``allow_unverified``, ``QueryInputError`` when it is not a trace.
+    ``progress``: told the bytes read (``verify_file``'s)."""
     from blocktrace.chain.verify import verify_file
 
-    return _judged(path, verify_file(path), allow_unverified)
+    return _judged(path, verify_file(path, progress=progress), allow_unverified)
 
 
 def _convert(path: str, incoming: str, facts: RunFacts, verifier: Verifier | None,

@@ -27,7 +27,7 @@ def step(i):
     return i % 7
 
 total = 0
-for i in range(20000):
+for i in range(4000):
     total += step(i)
 print(total)
 """
@@ -111,6 +111,24 @@ def test_a_client_traces_parquet_loop_looks_too(tmp_path: Path) -> None:
     assert len(seen) >= 2 and seen == sorted(seen)
 
 
+def test_a_timelines_verification_tells_its_progress(trace: Path) -> None:
+    """Before a timeline is written each trace is verified, a pass of its own: it tells
+    a progress line the bytes it has read (``verify_file``'s)."""
+    from blocktrace.query.dataset import verify_or_refuse
+
+    class Told:
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+
+        def update(self, done: int) -> None:
+            self.seen.append(done)
+
+    told = Told()
+    assert verify_or_refuse(str(trace), False, told).status == "sealed"
+    assert told.seen and told.seen == sorted(told.seen)
+    assert told.seen[-1] > trace.stat().st_size * 0.9  # (the summary line may be read after)
+
+
 def test_look_draws_where_the_files_are_read(trace: Path) -> None:
     """``look`` draws the share read as the file's position says, from the calling
     thread (the follower thread stopped first: only ``look`` can draw)."""
@@ -161,6 +179,8 @@ def test_export_on_a_terminal_shows_progress_and_in_a_pipe_nothing(
     assert b"pty.out" in out
     label = b"export " + (str(trace).encode() if kind == "parquet" else kind.encode()) + b": "
     assert label in err and b"% of " in err
+    if kind != "parquet":  # a timeline verifies each trace first, in a pass of its own
+        assert b"export " + kind.encode() + b": verify " + str(trace).encode() + b": " in err
     assert err.endswith(b"\r\x1b[K")  # wiped: what follows starts on a clean line
     argv[-1] = str(tmp_path / "pipe.out")
     piped = subprocess.run(argv, cwd=tmp_path, capture_output=True, timeout=300, env=env)
