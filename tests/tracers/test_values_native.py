@@ -607,3 +607,96 @@ def test_a_frame_gone_s_state_reused_shows_every_local_as_the_reference(
     assert len(g_firsts) == 6 and all(s["b"] == "'text'" for s in g_firsts)
     if mode == "changes":  # each f call's first line shows both, whatever came before
         assert len([s for s in shown if set(s) == {"a", "b"}]) == 6
+
+
+SKIPPED_PROGRAM = textwrap.dedent('''
+    import sys
+
+    def cells():
+        n = 0
+        big = 10 ** 6
+        def bump():
+            nonlocal n
+            n += 1                # the outer frame's cell changes: no store in its code
+        for _ in range(3):
+            bump()
+            same = big            # (a line start between)
+        return n + same
+
+    def rebinds():
+        a = 1000
+        b = [1, 2]
+        c = "text"
+        for k in range(4):
+            a = int("1000")       # rebound to an equal but different object: not shown
+            b.append(k)           # a list changed in place: shown
+            if k == 1:
+                del c             # a name deleted ...
+            elif k == 3:
+                c = "text"        # ... and bound again to the same object
+        return a
+
+    def flip():
+        flag = 1
+        for i in range(2):
+            flag = 2              # (the first time: a line start not seen before,
+            flag = 1              # written by ChainTracer's own path)
+        return flag
+
+    def gen(start):
+        x = start
+        label = "g"
+        while True:
+            got = yield x
+            x = x + 1 if got is None else got
+
+    def resumes():
+        g1, g2 = gen(10 ** 9), gen(10 ** 9)
+        next(g1)
+        next(g2)
+        for i in range(3):        # two frames of one code at one depth, in turn
+            g1.send(None)
+            g2.send(5000 + i)
+        return g1, g2
+
+    def writes():
+        v = 1
+        w = 2
+        frame = sys._getframe()
+        for i in range(3):
+            frame.f_locals["v"] = 100 + i   # 3.13: into the frame's slot
+            exec("w = 7")                    # (a snapshot of the locals: nothing written)
+            w = w
+        frame = None
+        return v
+
+    for _ in range(2):
+        cells()
+        flip()
+        rebinds()
+        resumes()
+        writes()
+''')
+
+
+@needs_c
+@pytest.mark.parametrize("mode", ["changes", "on"])
+def test_locals_skipped_by_the_slot_cache_are_shown_as_the_reference_shows_them(
+        tmp_path: Path, mode: str) -> None:
+    """With ``changes`` (3.13), a local still bound to the object of a kept type
+    its state keeps is skipped from its frame's slot (values.c "unchanged locals
+    skipped"): what is shown is the reference's wherever a value changes without
+    a store in the frame's code (a closure's cell, ``f_locals`` writes), a name is
+    rebound to an equal object, deleted and bound again, a list changes in place,
+    or two generators of one code take turns at one depth."""
+    bodies = bodies_c_and_pure(tmp_path, SKIPPED_PROGRAM, "--locals", mode)
+    assert bodies[0] == bodies[1]
+    shown = [json.loads(line + b"}")["locals"] for line in bodies[0] if b'"locals"' in line]
+    assert any(s.get("n") == 3 for s in shown)  # the cell's last value
+    assert any(s.get("b") == "[1, 2, 0, 1, 2, 3]" for s in shown)
+    assert any(s.get("x") == 5002 for s in shown)  # g2's
+    assert any(s.get("v") == 102 for s in shown) == (sys.version_info >= (3, 13))
+    if mode == "changes":
+        assert sum("a" in s for s in shown) == 2  # rebound to an equal int: shown when first bound
+        assert sum("c" in s for s in shown) == 4  # bound, deleted, bound again: shown twice a call
+        assert [s["flag"] for s in shown if "flag" in s] == [1, 2, 1, 2, 1] * 2

@@ -1041,7 +1041,7 @@ static void
 snap_free(snapshot *s)
 {
     for (Py_ssize_t i = 0; i < 2 * s->n; i++) {
-        Py_DECREF(s->items[i]);
+        Py_XDECREF(s->items[i]); /* (a skipped name's value: NULL) */
     }
     if (s->items != s->small) {
         PyMem_Free(s->items);
@@ -1081,6 +1081,61 @@ snap_add(snapshot *s, PyObject *name, PyObject *value)
     }
     s->items[2 * s->n] = Py_NewRef(name);
     s->items[2 * s->n + 1] = Py_NewRef(value);
+    s->n++;
+    return 0;
+}
+
+/* -- unchanged locals skipped (``changes``; 3.13) --------------------------------
+ *
+ * With ``changes``, a local still bound to the object of a kept type (an
+ * immutable builtin) that its state entry keeps renders as it did: it is
+ * neither shown nor its entry changed.  scan_into finds that out by looking the
+ * name up in the state and comparing identities; a slot cache says it from
+ * the frame's slot alone.  Per depth (kept by the CallLine that forgets that
+ * depth's states), it describes one state dict and one code's slots: for each
+ * slot, the object the state's entry for that slot's name keeps, when the
+ * entry keeps the object it was bound to at the last line start (a kept
+ * type), else NULL.  A slot whose value is that object is skipped (its entry
+ * is the reference's unchanged entry); any other goes through the pass.  The
+ * cache holds the state dict and the code's names (never one at the same
+ * address taken for it); the objects in ``last`` are held by the state's
+ * entries (compared, never used).  It is only used while nothing else changed
+ * the state in place: the CallLine drops it before it forgets that depth's
+ * state (and parks it), a failed pass drops it, and a pass on a locals' state
+ * without a cache (module and class bodies, names set from outside, line
+ * starts from ChainTracer's own path) moves ``uncached_epoch`` on, which every
+ * cache then fails to match. */
+
+typedef struct {
+    PyObject *state, *names; /* the state dict described, the code's co_localsplusnames (held) */
+    unsigned long long epoch;
+    Py_ssize_t n;      /* the code's slots */
+    PyObject *last[1]; /* n of them, by slot: the object the entry keeps, or NULL */
+} slotcache;
+
+static unsigned long long uncached_epoch;
+
+static void
+slotcache_drop(slotcache **c)
+{
+    if (c != NULL && *c != NULL) {
+        slotcache *was = *c;
+        *c = NULL;
+        Py_XDECREF(was->state);
+        Py_XDECREF(was->names);
+        PyMem_Free(was);
+    }
+}
+
+/* a name skipped (slot cache): in the snapshot without its value */
+static inline int
+snap_skip(snapshot *s, PyObject *name)
+{
+    if (s->n == s->cap && snap_room(s, 1) < 0) {
+        return -1;
+    }
+    s->items[2 * s->n] = Py_NewRef(name);
+    s->items[2 * s->n + 1] = NULL;
     s->n++;
     return 0;
 }
@@ -1149,14 +1204,18 @@ snap_mapping(snapshot *s, PyObject *names)
 
 #if PY_VERSION_HEX >= 0x030D0000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
 #define DIRECT_LOCALS 1
+#define SLOT_CACHE 1
 /* 3.13: a function's f_locals is a FrameLocalsProxy over the frame's fast
  * locals and its extra locals (names set through f_locals or exec that are
  * not fast locals).  Its items, in its order, read from the frame directly
  * (CPython's frame layout, Objects/frameobject.c framelocalsproxy_items): each
  * bound fast local (a cell's or free variable's content), then the extras.
+ * c (or NULL): a slot cache of this code's slots: a slot holding the object c
+ * says its entry keeps is in the snapshot skipped (its value NULL), an unbound
+ * one is forgotten in c.  slot_of (or NULL): each item's slot.
  * 1 done, 0 not such a frame (the caller reads f_locals), -1 error. */
 static int
-snap_frame(snapshot *s, PyFrameObject *f)
+snap_frame(snapshot *s, PyFrameObject *f, slotcache *c, int *slot_of)
 {
     _PyInterpreterFrame *fr = f->f_frame;
     PyCodeObject *co = _PyFrame_GetCode(fr);
@@ -1170,18 +1229,24 @@ snap_frame(snapshot *s, PyFrameObject *f)
     }
     for (int i = 0; i < n; i++) {
         PyObject *value = fast[i];
-        if (value == NULL) {
-            continue;
-        }
-        _PyLocals_Kind kind = _PyLocals_GetKind(co->co_localspluskinds, i);
-        if ((kind == CO_FAST_FREE || (kind & CO_FAST_CELL)) && PyCell_Check(value)) {
-            value = PyCell_GET(value);
-            if (value == NULL) {
-                continue;
+        if (value != NULL) {
+            _PyLocals_Kind kind = _PyLocals_GetKind(co->co_localspluskinds, i);
+            if ((kind == CO_FAST_FREE || (kind & CO_FAST_CELL)) && PyCell_Check(value)) {
+                value = PyCell_GET(value);
             }
         }
-        if (snap_add(s, PyTuple_GET_ITEM(co->co_localsplusnames, i), value) < 0) {
+        if (value == NULL) {
+            if (c != NULL) {
+                c->last[i] = NULL;
+            }
+            continue;
+        }
+        PyObject *name = PyTuple_GET_ITEM(co->co_localsplusnames, i);
+        if ((c != NULL && value == c->last[i] ? snap_skip(s, name) : snap_add(s, name, value)) < 0) {
             return -1;
+        }
+        if (slot_of != NULL) {
+            slot_of[s->n - 1] = i;
         }
     }
     PyObject *extra = f->f_extra_locals;
@@ -1209,8 +1274,10 @@ snap_frame(snapshot *s, PyFrameObject *f)
  * or free variable: their contents depend on whether MAKE_CELL ran); any
  * other frame reads f_locals (0).  1 done, 0 not such a frame, -1 error. */
 static int
-snap_frame(snapshot *s, PyFrameObject *f)
+snap_frame(snapshot *s, PyFrameObject *f, slotcache *c, int *slot_of)
 {
+    (void)c; /* (3.13's: no slot cache here) */
+    (void)slot_of;
     _PyInterpreterFrame *fr = f->f_frame;
     PyCodeObject *co = fr->f_code;
     int n = co->co_nlocalsplus;
@@ -1366,11 +1433,15 @@ apply_update(PyObject *prev, update *u, const char *pending)
  *     removed), once the pass succeeded: prev is untouched when it did not.
  * recycled: prev is the state of a frame gone (recycle_state), its entries
  * reused where they render the same but every member shown, as from {}.
+ * A name skipped in snap (its value NULL: the slot cache says its entry keeps
+ * the object it is bound to) is neither shown nor changed (``changes``, in
+ * place only).  keeps (or NULL): by item, 1 when prev's entry keeps the
+ * item's value itself once the pass succeeded (a kept type; a skipped one).
  * 0, -1 (an error set) or UNSUPPORTED (a name or value for the reference: out
  * and prev as they were). */
 static int
 scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes, int recycled,
-          PyObject *not_kept, PyObject *encode, PyObject **fresh_out, buf *out)
+          PyObject *not_kept, PyObject *encode, PyObject **fresh_out, buf *out, char *keeps_out)
 {
     Py_ssize_t n = snap->n, nupdates = 0, named = 0, mark = out->len;
     PyObject *fresh = NULL;
@@ -1398,6 +1469,17 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes, in
     Py_ssize_t guess = 0; /* prev's entries in order: mostly the snapshot's names' order */
     for (Py_ssize_t k = 0; k < n; k++) {
         PyObject *name = snap->items[2 * k], *value = snap->items[2 * k + 1];
+        if (value == NULL) { /* skipped: its entry, unchanged, the one it would keep */
+            named++;
+            guess++; /* (the next name's entry, mostly) */
+            if (keeps_out != NULL) {
+                keeps_out[k] = 1;
+            }
+            continue;
+        }
+        if (keeps_out != NULL) {
+            keeps_out[k] = 0;
+        }
         if (!PyUnicode_CheckExact(name)) {
             rc = UNSUPPORTED; /* the reference says what becomes of it */
             goto done;
@@ -1424,6 +1506,9 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes, in
             old_member = PyTuple_GET_ITEM(old, 1);
         }
         int keeps = kept_type(Py_TYPE(value));
+        if (keeps_out != NULL) {
+            keeps_out[k] = (char)keeps; /* (same: it kept value; else it will) */
+        }
         int same = old_member != NULL && kept == value && keeps;
         if (!same && old_member != NULL && PyTuple_CheckExact(kept)) {
             same = PyTuple_GET_SIZE(kept) == 4 ? seq_same(ctx, kept, value)
@@ -1589,7 +1674,7 @@ scan_names(PyObject *names, PyObject *prev, PyObject *renderer, int changes, PyO
     buf out;
     buf_init(&out);
     if (ctx_init(&ctx, renderer) == 0) {
-        int rc = scan_into(&ctx, &snap, prev, changes, 0, not_kept, encode, &fresh, &out);
+        int rc = scan_into(&ctx, &snap, prev, changes, 0, not_kept, encode, &fresh, &out, NULL);
         if (rc == UNSUPPORTED) {
             result = Py_NewRef(Py_None);
         }
@@ -1652,11 +1737,15 @@ static PyObject *empty_prev; /* prev of a scope seen first: {} */
  * names: the scope's mapping, or NULL for frame's f_locals (read from the
  * frame itself where it can be: snap_frame).  spare (or NULL): where a state
  * of a frame gone may wait (recycle_state); taken in place of {} when state
- * has none for key. */
+ * has none for key.  is_locals: the scope is a frame's locals; cachep (or
+ * NULL): where the slot cache of its depth is (a function's locals with
+ * ``changes``, 3.13: used when it describes this state and code, else made
+ * anew; any other locals' pass moves uncached_epoch on). */
 static int
 scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame,
              PyObject *state, PyObject *key, int changes, render_ctx *ctx, PyObject *not_kept,
-             PyObject *encode, PyObject *fallback, PyObject **spare)
+             PyObject *encode, PyObject *fallback, PyObject **spare, int is_locals,
+             slotcache **cachep)
 {
     if (!PyDict_CheckExact(state)) {
         PyErr_SetString(PyExc_TypeError, "line: the values' state must be a dict");
@@ -1683,9 +1772,38 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
     snap_init(&snap);
     Py_ssize_t mark = out->len;
     int rc = buf_add(out, member, (Py_ssize_t)strlen(member)), got = 0;
+    /* the slot cache (3.13, changes, a function's locals): c when it describes
+     * this state and code; slot_of and keeps, by item, for the one made after */
+    slotcache *c = NULL;
+    int caching = 0, slot_small[64], *slot_of = NULL;
+    char keeps_small[64], *keeps = NULL;
+    Py_ssize_t nslots = 0;
+    PyObject *slot_names = NULL;
+#ifdef SLOT_CACHE
+    if (rc == 0 && names == NULL && changes && cachep != NULL) {
+        PyCodeObject *co = _PyFrame_GetCode(frame->f_frame);
+        nslots = co->co_nlocalsplus;
+        slot_names = co->co_localsplusnames;
+        slot_of = nslots <= 64 ? slot_small : PyMem_Malloc(sizeof(int) * (size_t)nslots);
+        keeps = nslots <= 64 ? keeps_small : PyMem_Malloc((size_t)nslots);
+        caching = slot_of != NULL && keeps != NULL;
+        c = *cachep;
+        if (c != NULL && (fresh_prev || recycled || c->state != prev || c->names != slot_names ||
+                          c->n != nslots || c->epoch != uncached_epoch)) {
+            c = NULL; /* another state or code, or the state changed since: made anew */
+        }
+    }
+#endif
+    if (!caching) {
+        slotcache_drop(cachep);
+        c = NULL;
+        if (is_locals) {
+            uncached_epoch++; /* a locals' state changed without its cache */
+        }
+    }
 #ifdef DIRECT_LOCALS
     if (rc == 0 && names == NULL) {
-        got = snap_frame(&snap, frame);
+        got = snap_frame(&snap, frame, c, caching ? slot_of : NULL);
         if (got <= 0) {
             snap_free(&snap);
             rc = got;
@@ -1693,17 +1811,58 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
     }
 #endif
     if (rc == 0 && !got) {
+        if (caching) { /* names set from outside: f_locals says */
+            caching = 0;
+            slotcache_drop(cachep);
+            uncached_epoch++;
+        }
         if (names == NULL) {
             names = PyFrame_GetLocals(frame);
         }
         rc = names == NULL ? -1 : snap_mapping(&snap, names); /* dict(names) */
     }
     if (rc == 0) {
-        rc = scan_into(ctx, &snap, prev, changes, recycled, not_kept, encode, NULL, out);
+        rc = scan_into(ctx, &snap, prev, changes, recycled, not_kept, encode, NULL, out,
+                       caching ? keeps : NULL);
     }
-    snap_free(&snap);
     if (rc == 0) {
         rc = fresh_prev ? PyDict_SetItem(state, key, prev) : 0;
+    }
+    if (caching && rc == 0) { /* prev is the state now: the cache says what it keeps */
+        if (c == NULL) {
+            c = *cachep;
+            if (c == NULL || c->n != nslots) {
+                slotcache_drop(cachep);
+                c = PyMem_Malloc(sizeof(slotcache) + sizeof(PyObject *) * (size_t)nslots);
+                if (c != NULL) {
+                    c->state = c->names = NULL;
+                    c->n = nslots;
+                }
+                *cachep = c;
+            }
+            if (c != NULL) {
+                Py_XSETREF(c->state, Py_NewRef(prev));
+                Py_XSETREF(c->names, Py_NewRef(slot_names));
+                c->epoch = uncached_epoch;
+                memset(c->last, 0, sizeof(PyObject *) * (size_t)nslots);
+            }
+        }
+        for (Py_ssize_t k = 0; c != NULL && k < snap.n; k++) {
+            PyObject *value = snap.items[2 * k + 1];
+            if (value != NULL) {
+                c->last[slot_of[k]] = keeps[k] ? value : NULL;
+            }
+        }
+    }
+    else if (caching) {
+        slotcache_drop(cachep); /* (the state may be half changed) */
+    }
+    snap_free(&snap);
+    if (slot_of != slot_small) {
+        PyMem_Free(slot_of);
+    }
+    if (keeps != keeps_small) {
+        PyMem_Free(keeps);
     }
     if (rc != UNSUPPORTED) {
         Py_DECREF(prev);
@@ -1757,7 +1916,7 @@ typedef struct {
 static int line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
                      const char *suffix, Py_ssize_t suffix_len, long long g, long long d,
                      PyObject *lkey, PyObject *renderer, const values_args *va,
-                     PyObject **spare);
+                     PyObject **spare, slotcache **cache);
 
 /* gas and depth as C values: 0, or -1 with an error set */
 static int
@@ -1804,7 +1963,7 @@ line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (lkey != NULL &&
         line_into(&body, code, PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix),
                   PyBytes_AS_STRING(suffix), PyBytes_GET_SIZE(suffix), g, d, lkey, args[10],
-                  &va, NULL) == 0) {
+                  &va, NULL, NULL) == 0) {
         result = PyBytes_FromStringAndSize(body.p, body.len);
     }
     Py_XDECREF(lkey);
@@ -1813,12 +1972,12 @@ line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* line()'s work: the body of a line start's op line with its values, into
- * body (empty); lkey: the locals' state key (thread, depth); spare: see
+ * body (empty); lkey: the locals' state key (thread, depth); spare, cache: see
  * scope_values; 0 or -1 */
 static int
 line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
           const char *suffix, Py_ssize_t suffix_len, long long g, long long d, PyObject *lkey,
-          PyObject *renderer, const values_args *va, PyObject **spare)
+          PyObject *renderer, const values_args *va, PyObject **spare, slotcache **cache)
 {
     buf vals;
     buf_init(&vals);
@@ -1851,7 +2010,7 @@ line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
         }
         if (va->lmode &&
             scope_values(&vals, ",\"locals\":", names, f, va->lstate, lkey, va->lmode == 2,
-                         &ctx, va->not_kept, va->encode, va->fallback, spare) < 0) {
+                         &ctx, va->not_kept, va->encode, va->fallback, spare, 1, cache) < 0) {
             goto done;
         }
         if (va->gmode) {
@@ -1882,7 +2041,7 @@ line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
                                      : scope_values(&vals, ",\"globals\":", globals, f,
                                                     va->gstate, key, va->gmode == 2, &ctx,
                                                     va->not_kept, va->encode, va->fallback,
-                                                    NULL);
+                                                    NULL, 0, NULL);
             }
             Py_DECREF(globals);
             if (done_g < 0) {
@@ -1929,6 +2088,8 @@ static PyTypeObject *callline_type; /* (the module's; borrowed) */
 
 /* where the state of the frame gone at depth waits, or NULL */
 static PyObject **callline_spare(PyObject *calls, long long depth);
+/* where the slot cache of depth is, or NULL */
+static slotcache **callline_cache(PyObject *calls, long long depth);
 
 /* -- LineStart: a line start with values, from the stepper's hook ------------
  *
@@ -2096,7 +2257,7 @@ linestart_write(LineStart *self, PyObject *vm, PyObject *event, int have_gas, lo
     if (lkey == NULL ||
         line_into(&body, PyTuple_GET_ITEM(pieces, 3), PyBytes_AS_STRING(prefix),
                   PyBytes_GET_SIZE(prefix), suffix.p, suffix.len, g, d, lkey, renderer,
-                  &self->va, callline_spare(self->calls, d)) < 0) {
+                  &self->va, callline_spare(self->calls, d), callline_cache(self->calls, d)) < 0) {
         goto done;
     }
     if (self->write_api != NULL) {
@@ -2330,6 +2491,9 @@ struct CallLine {
     /* by depth: the state forgotten by the last call line at that depth, when
      * nothing else held it, until a line start takes it (recycle_state) */
     PyObject *spare[SPARES];
+    /* by depth: the slot cache of the locals' state there (LineStart's; dropped
+     * before that state is forgotten) */
+    slotcache *cache[SPARES];
 };
 
 static const char call_start[] = "{\"event\":\"call\",";
@@ -2380,6 +2544,9 @@ callline_forget(CallLine *self, const char *body, Py_ssize_t n)
         return -1;
     }
     PyObject *gone = NULL;
+    if (depth < SPARES) {
+        slotcache_drop(&self->cache[depth]); /* (it holds the state) */
+    }
 #if PY_VERSION_HEX >= 0x030D0000
     int rc = PyDict_Pop(self->state, key, &gone);
 #else
@@ -2393,6 +2560,13 @@ callline_forget(CallLine *self, const char *body, Py_ssize_t n)
     }
     Py_XDECREF(gone);
     return rc < 0 ? -1 : 0;
+}
+
+static slotcache **
+callline_cache(PyObject *calls, long long depth)
+{
+    return calls == NULL || depth < 0 || depth >= SPARES ? NULL
+                                                         : &((CallLine *)calls)->cache[depth];
 }
 
 static PyObject **
@@ -2516,6 +2690,10 @@ callline_traverse(CallLine *self, visitproc visit, void *arg)
     Py_VISIT(self->vm);
     for (int i = 0; i < SPARES; i++) {
         Py_VISIT(self->spare[i]);
+        if (self->cache[i] != NULL) {
+            Py_VISIT(self->cache[i]->state);
+            Py_VISIT(self->cache[i]->names);
+        }
     }
     return 0;
 }
@@ -2530,6 +2708,7 @@ callline_clear(CallLine *self)
     Py_CLEAR(self->vm);
     for (int i = 0; i < SPARES; i++) {
         Py_CLEAR(self->spare[i]);
+        slotcache_drop(&self->cache[i]);
     }
     return 0;
 }
@@ -2600,7 +2779,7 @@ frame_items(PyObject *module, PyObject *frame)
     snapshot snap;
     snap_init(&snap);
 #ifdef DIRECT_LOCALS
-    got = snap_frame(&snap, (PyFrameObject *)frame);
+    got = snap_frame(&snap, (PyFrameObject *)frame, NULL, NULL);
 #endif
     PyObject *out = got < 0 ? NULL : got == 0 ? Py_NewRef(Py_None) : PyList_New(snap.n);
     for (Py_ssize_t i = 0; got > 0 && out != NULL && i < snap.n; i++) {
