@@ -1205,6 +1205,7 @@ snap_mapping(snapshot *s, PyObject *names)
 #if PY_VERSION_HEX >= 0x030D0000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
 #define DIRECT_LOCALS 1
 #define SLOT_CACHE 1
+#define FRAME_CODE(f) _PyFrame_GetCode((f)->f_frame)
 /* 3.13: a function's f_locals is a FrameLocalsProxy over the frame's fast
  * locals and its extra locals (names set through f_locals or exec that are
  * not fast locals).  Its items, in its order, read from the frame directly
@@ -1213,7 +1214,8 @@ snap_mapping(snapshot *s, PyObject *names)
  * c (or NULL): a slot cache of this code's slots: a slot holding the object c
  * says its entry keeps is in the snapshot skipped (its value NULL), an unbound
  * one is forgotten in c.  slot_of (or NULL): each item's slot.
- * 1 done, 0 not such a frame (the caller reads f_locals), -1 error. */
+ * 1 done, 0 not such a frame (the caller reads f_locals), -1 error (3.12's
+ * also 2: done, without slots). */
 static int
 snap_frame(snapshot *s, PyFrameObject *f, slotcache *c, int *slot_of)
 {
@@ -1276,8 +1278,6 @@ snap_frame(snapshot *s, PyFrameObject *f, slotcache *c, int *slot_of)
 static int
 snap_frame(snapshot *s, PyFrameObject *f, slotcache *c, int *slot_of)
 {
-    (void)c; /* (3.13's: no slot cache here) */
-    (void)slot_of;
     _PyInterpreterFrame *fr = f->f_frame;
     PyCodeObject *co = fr->f_code;
     int n = co->co_nlocalsplus;
@@ -1338,11 +1338,50 @@ snap_frame(snapshot *s, PyFrameObject *f, slotcache *c, int *slot_of)
     }
     if (rc == 0) {
         f->f_fast_as_locals = 1; /* as PyFrame_GetLocals says of the frame */
+    }
+    int slotted = rc == 0 && slot_of != NULL;
+    if (slotted) {
+        /* with the slot cache: the dict's pairs with their slots, when its order
+         * is the frame's (no name deleted and bound again, none set from
+         * outside): item k is the k-th bound slot; a slot holding the object c
+         * says its entry keeps is skipped, an unbound one forgotten in c */
+        rc = snap_room(s, PyDict_GET_SIZE(d));
+        Py_ssize_t at = 0;
+        PyObject *key, *held;
+        int j = 0;
+        while (rc == 0 && PyDict_Next(d, &at, &key, &held)) {
+            for (; j < n && fast[j] == NULL; j++) {
+                if (c != NULL) {
+                    c->last[j] = NULL;
+                }
+            }
+            if (j >= n || PyTuple_GET_ITEM(names, j) != key || fast[j] != held) {
+                slotted = 0; /* another order: the pairs as they are, no slots */
+                break;
+            }
+            rc = c != NULL && held == c->last[j] ? snap_skip(s, key) : snap_add(s, key, held);
+            slot_of[s->n - 1] = j++;
+        }
+        for (; slotted && j < n; j++) {
+            if (fast[j] != NULL) {
+                slotted = 0; /* (a bound slot not in the dict: never, after the update) */
+            }
+            else if (c != NULL) {
+                c->last[j] = NULL;
+            }
+        }
+        if (rc == 0 && !slotted) {
+            snap_free(s);
+        }
+    }
+    if (rc == 0 && !slotted) {
         rc = snap_dict(s, d);
     }
     Py_DECREF(d);
-    return rc < 0 ? -1 : 1;
+    return rc < 0 ? -1 : slot_of != NULL && !slotted ? 2 : 1;
 }
+#define SLOT_CACHE 1
+#define FRAME_CODE(f) ((f)->f_frame->f_code)
 #endif
 
 static void
@@ -1781,7 +1820,7 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
     PyObject *slot_names = NULL;
 #ifdef SLOT_CACHE
     if (rc == 0 && names == NULL && changes && cachep != NULL) {
-        PyCodeObject *co = _PyFrame_GetCode(frame->f_frame);
+        PyCodeObject *co = FRAME_CODE(frame);
         nslots = co->co_nlocalsplus;
         slot_names = co->co_localsplusnames;
         slot_of = nslots <= 64 ? slot_small : PyMem_Malloc(sizeof(int) * (size_t)nslots);
@@ -1810,6 +1849,11 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
         }
     }
 #endif
+    if (got == 2) { /* (3.12) the frame's names in another order: no slots */
+        got = 1;
+        caching = 0;
+        slotcache_drop(cachep);
+    }
     if (rc == 0 && !got) {
         if (caching) { /* names set from outside: f_locals says */
             caching = 0;
