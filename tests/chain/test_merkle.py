@@ -375,8 +375,11 @@ def test_append_is_all_or_nothing_under_signals() -> None:
     old = signal.signal(signal.SIGALRM, handler)
     signal.setitimer(signal.ITIMER_REAL, 0.00005, 0.00005)
     try:
-        deadline = time.monotonic() + 0.5
-        while time.monotonic() < deadline:
+        # Half a second of appends, and on until enough of them were interrupted
+        # however few alarms a loaded machine lets land inside one (a minute at most).
+        start = time.monotonic()
+        while time.monotonic() < start + 0.5 or (interrupted < 20 and
+                                                  time.monotonic() < start + 60):
             data = len(leaves).to_bytes(4, "big") * 8
             before = acc.size
             try:
@@ -390,5 +393,5 @@ def test_append_is_all_or_nothing_under_signals() -> None:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0, 0)
         signal.signal(signal.SIGALRM, old)
-    assert interrupted > 0
+    assert interrupted >= 20
     assert acc.size == len(leaves) and acc.root() == root(leaves)
