@@ -7,13 +7,16 @@ or a pipe, and reads what it wrote there.
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
+from blocktrace.progress import DELAY, Progress
 from tests.terminal import on_pty
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pty")
@@ -58,10 +61,41 @@ def test_an_unknown_total_shows_the_bytes_done() -> None:
     assert b"verify big.jsonl: " in err and b"%" not in err
 
 
-def test_work_under_a_second_draws_nothing_on_a_terminal() -> None:
-    out, err, status = _on_pty("0.3", "known")
+def test_work_under_the_delay_draws_nothing_on_a_terminal() -> None:
+    # A delay far above the work's 0.3 s: a loaded machine's late wake-ups must not
+    # carry the work past it (the default second is timed in-process below).
+    out, err, status = _on_pty("0.3", "known", env={"BLOCKTRACE_PROGRESS_DELAY": "30"})
     assert status == 0 and out == b"out\n"
     assert err == b"done\r\n"
+
+
+def test_the_first_line_comes_a_second_after_the_start_not_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The default delay, by the clock the line is drawn against (not by how much
+    work a slow or a fast machine does in a second): updates as fast as they come
+    on a real terminal; the first thing drawn comes once a second has passed."""
+    monkeypatch.delenv("BLOCKTRACE_PROGRESS_DELAY", raising=False)
+    master, slave = os.openpty()
+    seen = bytearray()
+    try:
+        with open(slave, "w", closefd=True) as tty:
+            entered = time.monotonic()
+            with Progress(1_000_000, "verify big.jsonl", stream=tty) as progress:
+                done = 0
+                while not seen and time.monotonic() < entered + 60:
+                    done = min(done + 1000, 999_000)
+                    progress.update(done)
+                    if select.select([master], [], [], 0)[0]:
+                        seen += os.read(master, 4096)
+                drawn_by = time.monotonic()
+            while select.select([master], [], [], 0.2)[0]:  # the wipe
+                seen += os.read(master, 4096)
+    finally:
+        os.close(master)
+    assert seen.startswith(b"\rverify big.jsonl:"), bytes(seen)
+    assert drawn_by - entered >= DELAY == 1.0
+    assert seen.endswith(b"\r\x1b[K")  # wiped at the end
 
 
 def test_the_delay_can_be_set() -> None:
