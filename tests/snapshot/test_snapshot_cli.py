@@ -12,8 +12,8 @@ import msgspec
 
 def blocktrace(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "blocktrace", *args, "--cpu", "1", "--wall", "4"],
-        input=stdin, capture_output=True, timeout=60, check=False,
+        [sys.executable, "-m", "blocktrace", *args, "--cpu", "10", "--wall", "60"],
+        input=stdin, capture_output=True, timeout=120, check=False,
     )
 
 

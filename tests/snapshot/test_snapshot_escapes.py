@@ -39,7 +39,7 @@ from blocktrace.snapshot.oslayer import _ARCHES, seccomp_arch
 from .conftest import Server, descendants
 
 DISK_MIB = 4
-LIMITS = Limits(cpu_seconds=2, wall_seconds=6.0, memory_bytes=256 * 1024 * 1024,
+LIMITS = Limits(cpu_seconds=10, wall_seconds=60.0, memory_bytes=256 * 1024 * 1024,
                 disk_bytes=DISK_MIB << 20)
 
 
@@ -302,7 +302,7 @@ def _start_server(mode: str, directory: Path) -> Server:
         script = directory / "no_userns.py"
         script.write_text(NO_USERNS)
         launcher = [sys.executable, str(script), str(_ARCHES[arch][1]["unshare"])]
-    return Server(*flags, "--workers", "4", "--queue", "32", "--cpu", "2", "--wall", "6",
+    return Server(*flags, "--workers", "4", "--queue", "32", "--cpu", "10", "--wall", "60",
                   "--disk", str(DISK_MIB), launcher=launcher)
 
 
@@ -371,7 +371,7 @@ def batches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Batc
         # to its setsid before the group was killed (some may not have exec'd at
         # the first look; they have once no new one turns up).
         none = groups["none"]
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             found = _kill_marked(none.target.marker)
             if not found and none.leftovers:

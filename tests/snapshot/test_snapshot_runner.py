@@ -16,7 +16,7 @@ import pytest
 from blocktrace.snapshot import Confinement, Limits, SnapshotRequest, run_request_sync
 from blocktrace.snapshot.confine import private_tree_usable
 
-from .conftest import TEST_LIMITS, needs_bwrap, snap
+from .conftest import TEST_LIMITS, WALL_LIMITS, needs_bwrap, snap
 
 pytestmark = pytest.mark.usefixtures("no_leftovers")
 
@@ -90,7 +90,7 @@ HOSTILE = {
 
 # A generous wall clock, so that on a loaded machine the CPU limit still comes first.
 CPU_IN_C = ("import itertools\nsum(itertools.repeat(1))\n",
-            Limits(cpu_seconds=1, wall_seconds=30.0))
+            Limits(cpu_seconds=1, wall_seconds=120.0))
 
 
 @pytest.fixture(scope="module")
@@ -98,10 +98,11 @@ def hostile_runs() -> dict[str, dict[str, Any]]:
     """Every hostile program run at once (most only wait for a limit), and the
     loop in C of the CPU limit's test with them; then each test checks its own."""
     with ThreadPoolExecutor(max_workers=6) as pool:
-        futures = {name: pool.submit(snap, source, steps=300)
-                   for name, (source, _, _) in HOSTILE.items()}
+        futures = {name: pool.submit(snap, source, steps=300,
+                                     limits=WALL_LIMITS if limit == "wall_time" else TEST_LIMITS)
+                   for name, (source, _, limit) in HOSTILE.items()}
         futures["cpu-in-c"] = pool.submit(snap, CPU_IN_C[0], limits=CPU_IN_C[1])
-        return {name: f.result(timeout=120) for name, f in futures.items()}
+        return {name: f.result(timeout=300) for name, f in futures.items()}
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
@@ -146,7 +147,7 @@ def test_steps_already_taken_survive_a_crash() -> None:
 
 
 def test_response_size_is_bounded() -> None:
-    limits = Limits(cpu_seconds=1, wall_seconds=4.0, response_bytes=20_000)
+    limits = Limits(cpu_seconds=10, wall_seconds=60.0, response_bytes=20_000)
     r = snap("xs = list(range(40))\nwhile True:\n    xs.append(1)\n", steps=5000, limits=limits)
     assert r["status"] == "limit"
     assert r["limit"] == "output"

@@ -21,7 +21,9 @@ pytest.importorskip("uvicorn")
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    s = Server("--workers", "4", "--queue", "32")
+    # A wall clock of 10 s: the sleeping hostile program below is stopped by it,
+    # and the good ones have time to start with eight runs at once.
+    s = Server("--workers", "4", "--queue", "32", "--wall", "10")
     try:
         yield s
     finally:
@@ -102,7 +104,7 @@ HOSTILE = [
     "def f():\n    f()\nf()\n",
     "while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n"
     "        pass\n",
-    "import time\ntime.sleep(30)\n",
+    "import time\ntime.sleep(3600)\n",
 ]
 
 
@@ -113,12 +115,12 @@ def test_hostile_programs_next_to_good_ones(server: Server) -> None:
         bad_runs = [pool.submit(server.trace, {"source": s, "steps": 500}) for s in HOSTILE]
         good_runs = [pool.submit(server.trace, good) for _ in range(6)]
         for future in good_runs:
-            status, response = future.result(timeout=60)
+            status, response = future.result(timeout=300)
             assert status == 200
             assert response["status"] == "ok"
             assert response["stdout"] == "10\n"
         for source, future in zip(HOSTILE, bad_runs, strict=True):
-            status, response = future.result(timeout=60)
+            status, response = future.result(timeout=300)
             assert status == 200, source
             assert response["status"] != "ok", source
             assert response["error"]["type"], source
@@ -132,11 +134,11 @@ def test_hostile_programs_next_to_good_ones(server: Server) -> None:
 def test_a_full_queue_answers_503() -> None:
     # The slow run holds the only worker for --wall seconds: time enough to
     # see it running and be refused, whatever the load.
-    s = Server("--workers", "1", "--queue", "0", "--wall", "4")
+    s = Server("--workers", "1", "--queue", "0", "--wall", "10")
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:
             slow = pool.submit(s.trace, {"source": "import time\ntime.sleep(30)\n"})
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 120
             while msgspec.json.decode(s.request("GET", "/health")[2])["running"] == 0:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
@@ -144,7 +146,7 @@ def test_a_full_queue_answers_503() -> None:
             assert status == 503
             assert headers["retry-after"] == "1"
             assert "busy" in msgspec.json.decode(body)["error"]
-            status, response = slow.result(timeout=60)
+            status, response = slow.result(timeout=300)
             assert status == 200 and response["limit"] == "wall_time"
         status, response = s.trace({"source": "x = 1"})
         assert status == 200 and response["status"] == "ok"
