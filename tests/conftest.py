@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 PROGRAMS = Path(__file__).parent / "programs"
 
@@ -19,11 +20,20 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     # default in each child (an exec resets caught signals), as from a terminal.
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
+# No property test is timed: an example that takes over hypothesis's 200 ms (a
+# slow machine, a loaded one, a trace written or a process run inside) fails as
+# DeadlineExceeded, or as Flaky when its replay is quicker.  Speed is measured in
+# benchmarks/, never asserted.  Settings a test gives itself still apply.
+settings.register_profile("blocktrace", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("blocktrace")
+
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def _run(
-    argv: list[str], *, cwd: Path | str | None = None, input: str | None = None, timeout: float = 60
+    argv: list[str], *, cwd: Path | str | None = None, input: str | None = None,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         argv, cwd=cwd, input=input if input is not None else "", capture_output=True,
