@@ -37,4 +37,4 @@ def on_pty(argv: list[str], cwd: Path | None = None,
     os.close(master)
     out = proc.stdout.read()
     proc.stdout.close()
-    return proc.wait(timeout=60), out, bytes(seen)
+    return proc.wait(timeout=120), out, bytes(seen)

@@ -35,7 +35,7 @@ def _report(pure: str | None) -> dict[str, bool]:
     if pure is not None:
         env["BLOCKTRACE_PURE"] = pure
     out = subprocess.run([sys.executable, "-c", _REPORT], env=env, capture_output=True,
-                         text=True, check=True, timeout=60)
+                         text=True, check=True, timeout=120)
     result: dict[str, bool] = json.loads(out.stdout)
     return result
 
@@ -160,7 +160,7 @@ def test_the_extensions_work_in_a_subinterpreter() -> None:
               "assert err is None, err\n"
               "print('ok')\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60, check=False)
+                          timeout=120, check=False)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
 
 def test_skips_under_blocktrace_pure_say_switched_off_not_not_built() -> None:

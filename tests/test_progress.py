@@ -105,7 +105,7 @@ def test_the_delay_can_be_set() -> None:
 
 def test_a_pipe_gets_nothing_however_long_the_work() -> None:
     proc = subprocess.run([sys.executable, "-c", _WORK, "1.6", "known"], capture_output=True,
-                          env={**os.environ, "BLOCKTRACE_PROGRESS_DELAY": "0"}, timeout=60)
+                          env={**os.environ, "BLOCKTRACE_PROGRESS_DELAY": "0"}, timeout=120)
     assert proc.returncode == 0
     assert proc.stderr == b"done\n" and proc.stdout == b"out\n"
 
@@ -115,6 +115,6 @@ def test_a_file_gets_nothing(tmp_path: Path) -> None:
     with log.open("wb") as f:
         proc = subprocess.run([sys.executable, "-c", _WORK, "0.4", "known"], stderr=f,
                               stdout=subprocess.DEVNULL,
-                              env={**os.environ, "BLOCKTRACE_PROGRESS_DELAY": "0"}, timeout=60)
+                              env={**os.environ, "BLOCKTRACE_PROGRESS_DELAY": "0"}, timeout=120)
     assert proc.returncode == 0
     assert log.read_bytes() == b"done\n"

@@ -36,7 +36,7 @@ def record_behaves(trace: Path, *options: str, args: tuple[str, ...] = (), statu
     done = subprocess.run(
         [sys.executable, "-m", "blocktrace", "run", *options, "-o", str(trace), str(BEHAVES),
          *args],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     assert done.returncode == status, done.stderr
     return trace

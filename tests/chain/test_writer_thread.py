@@ -618,7 +618,7 @@ def interrupted(argv: list[str], env: dict[str, str]) -> str:
         assert proc.stdout.readline().strip() == "go"
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
-        return proc.communicate(timeout=60)[1]
+        return proc.communicate(timeout=120)[1]
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -730,7 +730,7 @@ def test_by_default_the_thread_is_used_with_two_cpus_or_more(tmp_path: Path) -> 
     for cpus in ("one", "all"):
         result = subprocess.run(
             [sys.executable, str(script), cpus, str(tmp_path / f"{cpus}.jsonl")],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True, text=True, timeout=120,
             env={**env, "PYTHONPATH": str(ROOT)},
         )
         assert result.returncode == 0, result.stderr

@@ -98,7 +98,7 @@ def test_dash_m_finds_a_module_in_the_current_directory(tmp_path: Path) -> None:
     for module, says in (("mymod", "mymod ['a']\n"), ("mypkg", "mypkg init\nmypkg main\n"),
                          ("mypkg.tool", "mypkg init\nmypkg tool\n")):
         proc = subprocess.run([command, "run", "-o", "t.jsonl", "--force", "-m", module, "a"],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120,
                               check=False)
         assert (proc.returncode, proc.stdout, proc.stderr) == (0, says, ""), module
     # the package's __init__ ran traced: looking the module up imported nothing
@@ -125,7 +125,7 @@ def test_types_dash_m_finds_a_module_in_the_current_directory(tmp_path: Path) ->
     command = _console_script()
     (tmp_path / "mymod.py").write_text("def f(x):\n    return x\n\nf(1)\n")
     proc = subprocess.run([command, "types", "-m", "mymod"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60, check=False)
+                          text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "mymod.types.jsonl").exists()
 

@@ -208,7 +208,7 @@ def _recorded(tmp_path: Path, programs: Path) -> Path:
     trace = tmp_path / "b.jsonl"
     done = subprocess.run(
         [sys.executable, "-m", "blocktrace", "run", "-o", str(trace), str(programs / "behaves.py")],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     assert trace.exists(), done.stderr
     return trace

@@ -45,7 +45,7 @@ def test_deep_nesting_is_an_answer(tmp_path: Path, command: str) -> None:
         else:
             args.append(str(path))
         done = subprocess.run([sys.executable, "-m", "blocktrace", *args[:1], *args[1:]],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=120)
         assert "Traceback" not in done.stderr and "RecursionError" not in done.stderr, (
             name, command, done.stderr[-500:]
         )

@@ -32,7 +32,7 @@ def _forge_last(data: bytes, old: bytes, new: bytes) -> bytes:
 
 def _verify(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "blocktrace", "verify", str(path), *extra],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("version", [2, 3])

@@ -78,7 +78,7 @@ def goldens(root: Path) -> dict[str, bytes]:
 
 def verify(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "blocktrace", "verify", str(path)],
-                          capture_output=True, text=True, timeout=60, check=False)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_missing_update_same_and_stable_bytes(tmp_path: Path) -> None:

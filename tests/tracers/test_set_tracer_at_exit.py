@@ -48,7 +48,7 @@ def _run(tmp_path: Path, mode: str, setup: str = LITERAL) -> subprocess.Complete
     script.write_text(PROGRAM.format(setup=setup))
     return subprocess.run(
         [sys.executable, str(script), mode], cwd=tmp_path, capture_output=True, text=True,
-        timeout=60, check=False,
+        timeout=120, check=False,
     )
 
 

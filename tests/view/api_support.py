@@ -57,7 +57,7 @@ def get(url: str) -> tuple[int, dict[str, str], bytes]:
     """Status, headers and body of a GET (errors included, not raised)."""
     request = urllib.request.Request(url)
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()

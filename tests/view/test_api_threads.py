@@ -42,7 +42,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         patch.setenv("BLOCKTRACE_VIEW_CACHE", str(directory / "cache"))
         trace = record(directory, name="threads", program=THREADS)
         model = TraceModel(str(trace))
-        assert model.wait(60)
+        assert model.wait(120)
         server = ViewServer(Session([model]))
         server.start()
         yield server.url

@@ -74,6 +74,7 @@ class Page:
     def __init__(self, browser: Any, url: str, shots: Path, *, dark: bool = False) -> None:
         self.context = browser.new_context(
             viewport={"width": 1280, "height": 720}, color_scheme="dark" if dark else "light")
+        self.context.set_default_timeout(60_000)  # waits, not timings: a loaded machine's too
         self.tab = self.context.new_page()
         self.shots = shots
         self.errors: list[str] = []
@@ -82,7 +83,7 @@ class Page:
         self.tab.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.tab.on("request", lambda request: self.requests.append(request.url))
         self.tab.goto(url)
-        self.tab.wait_for_selector("body[data-ready]", timeout=20_000)
+        self.tab.wait_for_selector("body[data-ready]", timeout=60_000)
 
     def step(self) -> int:
         return int(self.tab.get_attribute("body", "data-step") or "-1")
@@ -110,7 +111,7 @@ class Page:
         self.tab.wait_for_function(
             "([before]) => { const app = window.blocktraceView;"
             " return app.settled > before && app.pending === 0; }",
-            arg=[before], timeout=10_000, polling=20)
+            arg=[before], timeout=60_000, polling=20)
 
     def text(self, selector: str) -> str:
         return self.tab.locator(selector).first.inner_text()
@@ -179,7 +180,7 @@ def serve() -> Iterator[Callable[..., str]]:
     yield start
     for proc in servers:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=60)
 
 
 def _refdata(client: str, test: str) -> Path:
@@ -203,7 +204,7 @@ def _head(trace: Path) -> str:
 def test_stepping_our_trace_by_keys(browser: Any, serve: Callable[..., str],
                                     traces: dict[str, Path], shots: Path) -> None:
     page = Page(browser, serve(traces["ours"]), shots)
-    page.tab.wait_for_selector('#evidence[data-status="sealed"]', timeout=20_000)
+    page.tab.wait_for_selector('#evidence[data-status="sealed"]', timeout=60_000)
     assert _head(traces["ours"]) in page.text("#evidence")
     assert "valid and sealed" in page.text("#evidence")
     assert page.step() == 0
@@ -310,7 +311,7 @@ def test_a_call_level_trace_steps_through_calls(browser: Any, serve: Callable[..
     the timeline work on calls."""
     trace = record(tmp_path, "--level", "call", name="calls")
     page = Page(browser, serve(trace), shots)
-    page.tab.wait_for_selector(".step-note:not([hidden])", timeout=20_000)
+    page.tab.wait_for_selector(".step-note:not([hidden])", timeout=60_000)
     assert "a step is a call, a return or an exception" in page.text(".step-note")
     assert page.op("event") == "call" and page.op("function") == "<module>"
     assert page.press("j", "j") == 2
@@ -370,7 +371,7 @@ def test_a_tampered_trace_opens_and_is_never_shown_valid(
     forged = tmp_path / "forged.trace.jsonl"
     forged.write_bytes(b"".join(lines))
     page = Page(browser, serve(forged), shots)
-    page.tab.wait_for_selector('#evidence[data-status="tampered"]', timeout=20_000)
+    page.tab.wait_for_selector('#evidence[data-status="tampered"]', timeout=60_000)
     banner = page.text("#evidence")
     assert f"TAMPERED at line {number + 1}" in banner
     assert "valid" not in banner.replace("TAMPERED", "").lower().split("—")[0]
@@ -381,7 +382,7 @@ def test_a_tampered_trace_opens_and_is_never_shown_valid(
     cut = tmp_path / "cut.trace.jsonl"
     cut.write_bytes(b"".join(traces["ours"].read_bytes().splitlines(keepends=True)[:40]))
     page = Page(browser, serve(cut), shots)
-    page.tab.wait_for_selector('#evidence[data-status="unsealed"]', timeout=20_000)
+    page.tab.wait_for_selector('#evidence[data-status="unsealed"]', timeout=60_000)
     assert "UNSEALED" in page.text("#evidence")
     assert "sealed ·" not in page.text("#evidence")
     page.close()

@@ -66,7 +66,7 @@ def test_the_bundle_is_one_valid_classic_script(tmp_path: Path) -> None:
     script = tmp_path / "bundle.js"
     script.write_text(bundle())
     proc = subprocess.run([node, "--check", str(script)], capture_output=True, text=True,
-                          timeout=60, check=False)
+                          timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
 
 

@@ -30,7 +30,7 @@ def trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(trace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ViewServer]:
     monkeypatch.setenv("BLOCKTRACE_VIEW_CACHE", str(tmp_path / "cache"))
     model = TraceModel(str(trace))
-    assert model.wait(60)
+    assert model.wait(120)
     served = ViewServer(Session([model]))
     served.start()
     yield served
@@ -39,7 +39,7 @@ def server(trace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 
 def _raw_request(port: int, request: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
         sock.sendall(request)
         chunks = []
         while chunk := sock.recv(65536):
@@ -151,7 +151,7 @@ def _start(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
 def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
     proc.send_signal(signal.SIGINT)
     try:
-        out, err = proc.communicate(timeout=20)
+        out, err = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
@@ -194,7 +194,7 @@ def test_an_unusable_trace_is_one_line_and_exit_2_before_any_server(
 ) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(content)
-    proc = blocktrace_cli("view", "--no-browser", bad, timeout=30)  # type: ignore[operator]
+    proc = blocktrace_cli("view", "--no-browser", bad, timeout=120)  # type: ignore[operator]
     one_line_error(proc)  # type: ignore[operator]
     assert proc.returncode == 2
     assert "http://" not in proc.stdout
@@ -204,6 +204,6 @@ def test_a_missing_trace_and_a_directory_are_one_line_errors(
     tmp_path: Path, blocktrace_cli: object, one_line_error: object
 ) -> None:
     for target in (tmp_path / "absent.jsonl", tmp_path):
-        proc = blocktrace_cli("view", "--no-browser", target, timeout=30)  # type: ignore[operator]
+        proc = blocktrace_cli("view", "--no-browser", target, timeout=120)  # type: ignore[operator]
         one_line_error(proc)  # type: ignore[operator]
         assert proc.returncode == 2 and str(target) in proc.stderr

@@ -97,9 +97,9 @@ def test_html_does_not_overwrite_without_force(
     trace = record(tmp_path)
     page = tmp_path / "out.html"
     page.write_text("mine")
-    proc = blocktrace_cli("view", "--html", page, trace, timeout=60)  # type: ignore[operator]
+    proc = blocktrace_cli("view", "--html", page, trace, timeout=120)  # type: ignore[operator]
     one_line_error(proc)  # type: ignore[operator]
     assert page.read_text() == "mine"
-    proc = blocktrace_cli("view", "--html", trace, trace, timeout=60)  # type: ignore[operator]
+    proc = blocktrace_cli("view", "--html", trace, trace, timeout=120)  # type: ignore[operator]
     assert proc.returncode == 2
     assert trace.read_bytes().startswith(b'{"blocktrace"')

@@ -168,5 +168,5 @@ def test_a_module_in_a_subinterpreter_has_its_own_watcher() -> None:
         print("ok")
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=60, check=False)
+                         timeout=120, check=False)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -141,7 +141,7 @@ def test_save_writes_a_trace_that_blocktrace_verify_accepts(tmp_path: Path) -> N
     assert header["genesis"] == "Test"
     proc = subprocess.run(
         [sys.executable, "-m", "blocktrace", "verify", str(path)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert head in proc.stdout
@@ -443,7 +443,7 @@ def test_saved_trace_holds_the_watched_instructions(tmp_path: Path) -> None:
         example.save(path)
         proc = subprocess.run(
             [sys.executable, "-m", "blocktrace", "verify", str(path)],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True, text=True, timeout=120, check=False,
         )
         assert proc.returncode == 0, proc.stderr
         lines = [msgspec.json.decode(line) for line in path.read_bytes().splitlines()]

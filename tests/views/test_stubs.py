@@ -90,7 +90,7 @@ def test_patch_applies_and_keeps_behaviour(project: tuple[Path, ModuleType]) -> 
     patch = unified_patch(table, root)
     assert patch.startswith("--- a/shop/accounts.py\n+++ b/shop/accounts.py\n")
     (root / "types.patch").write_text(patch)
-    subprocess.run(["git", "apply", "types.patch"], cwd=root, check=True, timeout=60)
+    subprocess.run(["git", "apply", "types.patch"], cwd=root, check=True, timeout=120)
     source = (root / "shop" / "accounts.py").read_text()
     assert "def deposit(self, amount: float | int) -> float | int:" in source
     assert "def __init__(self, owner: str, balance: int = 0) -> None:" in source
@@ -182,10 +182,10 @@ def test_a_program_run_as_main_names_its_own_classes_and_its_patch_still_runs(
     ast.parse(stub)
     patch = (tmp_path / "p.diff").read_text()
     assert "__main__" not in patch
-    subprocess.run(["git", "apply", "p.diff"], cwd=tmp_path, check=True, timeout=60)
+    subprocess.run(["git", "apply", "p.diff"], cwd=tmp_path, check=True, timeout=120)
     source = script.read_text()
     assert "    def bigger(self) -> 'Box':\n" in source
     assert "def make() -> 'Later':\n" in source
     patched = subprocess.run([sys.executable, "prog.py"], cwd=tmp_path, capture_output=True,
-                             text=True, timeout=60, check=False)
+                             text=True, timeout=120, check=False)
     assert (patched.returncode, patched.stdout, patched.stderr) == (0, "Later 2\n", "")

@@ -1027,7 +1027,7 @@ def test_hook_unregistered_from_inside_its_own_call(tmp_path: Any, where: str) -
     env = dict(os.environ, PYTHONMALLOC="debug")
     done = subprocess.run(
         [sys.executable, str(script), where], capture_output=True, text=True, env=env,
-        timeout=60, check=False,
+        timeout=120, check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     # three events (offsets 2, 4, 6 after RESUME), the third charged after the
