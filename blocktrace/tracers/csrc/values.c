@@ -1109,11 +1109,21 @@ snap_add(snapshot *s, PyObject *name, PyObject *value)
 typedef struct {
     PyObject *state, *names; /* the state dict described, the code's co_localsplusnames (held) */
     unsigned long long epoch;
-    Py_ssize_t n;      /* the code's slots */
+    Py_ssize_t n, cap; /* the code's slots; room for that many */
     PyObject *last[1]; /* n of them, by slot: the object the entry keeps, or NULL */
 } slotcache;
 
 static unsigned long long uncached_epoch;
+
+/* c describes nothing more (its state let go: a call line forgets it), its
+ * room kept for the next frame at its depth */
+static void
+slotcache_release(slotcache *c)
+{
+    if (c != NULL) {
+        Py_CLEAR(c->state);
+    }
+}
 
 static void
 slotcache_drop(slotcache **c)
@@ -1341,34 +1351,39 @@ snap_frame(snapshot *s, PyFrameObject *f, slotcache *c, int *slot_of)
     }
     int slotted = rc == 0 && slot_of != NULL;
     if (slotted) {
-        /* with the slot cache: the dict's pairs with their slots, when its order
-         * is the frame's (no name deleted and bound again, none set from
-         * outside): item k is the k-th bound slot; a slot holding the object c
-         * says its entry keeps is skipped, an unbound one forgotten in c */
+        /* with the slot cache: the dict's pairs in its order with their slots
+         * (each key found among the frame's names, the next slot first: the
+         * dict's order is mostly the frame's); a slot holding the object c says
+         * its entry keeps is skipped, an unbound one forgotten in c.  A key that
+         * is no bound slot's (a name set from outside): the pairs as they are,
+         * no slots. */
         rc = snap_room(s, PyDict_GET_SIZE(d));
-        Py_ssize_t at = 0;
+        Py_ssize_t at = 0, unmatched = 0;
         PyObject *key, *held;
+        for (int i = 0; i < n; i++) {
+            if (fast[i] != NULL) {
+                unmatched++;
+            }
+            else if (c != NULL) {
+                c->last[i] = NULL;
+            }
+        }
         int j = 0;
         while (rc == 0 && PyDict_Next(d, &at, &key, &held)) {
-            for (; j < n && fast[j] == NULL; j++) {
-                if (c != NULL) {
-                    c->last[j] = NULL;
+            if (j >= n || PyTuple_GET_ITEM(names, j) != key) {
+                for (j = 0; j < n && PyTuple_GET_ITEM(names, j) != key; j++) {
                 }
             }
-            if (j >= n || PyTuple_GET_ITEM(names, j) != key || fast[j] != held) {
-                slotted = 0; /* another order: the pairs as they are, no slots */
+            if (j >= n || fast[j] != held) {
+                slotted = 0;
                 break;
             }
             rc = c != NULL && held == c->last[j] ? snap_skip(s, key) : snap_add(s, key, held);
             slot_of[s->n - 1] = j++;
+            unmatched--;
         }
-        for (; slotted && j < n; j++) {
-            if (fast[j] != NULL) {
-                slotted = 0; /* (a bound slot not in the dict: never, after the update) */
-            }
-            else if (c != NULL) {
-                c->last[j] = NULL;
-            }
+        if (unmatched != 0) {
+            slotted = 0; /* (a bound slot not in the dict: never, after the update) */
         }
         if (rc == 0 && !slotted) {
             snap_free(s);
@@ -1875,16 +1890,17 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
     if (caching && rc == 0) { /* prev is the state now: the cache says what it keeps */
         if (c == NULL) {
             c = *cachep;
-            if (c == NULL || c->n != nslots) {
+            if (c == NULL || c->cap < nslots) {
                 slotcache_drop(cachep);
                 c = PyMem_Malloc(sizeof(slotcache) + sizeof(PyObject *) * (size_t)nslots);
                 if (c != NULL) {
                     c->state = c->names = NULL;
-                    c->n = nslots;
+                    c->cap = nslots;
                 }
                 *cachep = c;
             }
             if (c != NULL) {
+                c->n = nslots;
                 Py_XSETREF(c->state, Py_NewRef(prev));
                 Py_XSETREF(c->names, Py_NewRef(slot_names));
                 c->epoch = uncached_epoch;
@@ -2589,7 +2605,7 @@ callline_forget(CallLine *self, const char *body, Py_ssize_t n)
     }
     PyObject *gone = NULL;
     if (depth < SPARES) {
-        slotcache_drop(&self->cache[depth]); /* (it holds the state) */
+        slotcache_release(self->cache[depth]); /* (it holds the state) */
     }
 #if PY_VERSION_HEX >= 0x030D0000
     int rc = PyDict_Pop(self->state, key, &gone);
