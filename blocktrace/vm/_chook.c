@@ -772,7 +772,7 @@ hook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     PyObject *meter = Py_None;
     PyObject *skip = Py_None;
     int may_disable = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO|$pOOO:InstructionHook", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO|pOOO:InstructionHook", kwlist,
                                      &sites, &vm, &tracer, &missing, &out_of_gas, &failed,
                                      &disable, &may_disable, &op_line, &meter, &skip)) {
         return NULL;

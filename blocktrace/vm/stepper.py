@@ -562,13 +562,19 @@ class Stepper:
         # No start is seen until the caller's "enter" is emitted (as in ``start``: a
         # tracer written in the user's own code must not trace itself).
         _M.register_callback(tool, _E.PY_START, None)
-        same = _same_scope(scope, self.scope)
-        known = list(self._infos.values())
+        same = scope is self.scope or _same_scope(scope, self.scope)
         # What was learned stays only when start() would learn the same: its
-        # caller's code alone (index 1), under the same scope.
-        forget = not same or any(caller is None or i.code is not caller.f_code for i in known)
+        # caller's code alone (index 1), under the same scope.  (A loop, not
+        # any() over a generator: this runs in every start.)
+        forget = not same
+        if not forget and self._infos:
+            code = None if caller is None else caller.f_code
+            for info in self._infos.values():
+                if info.code is not code:
+                    forget = True
+                    break
         if forget:
-            for info in known:
+            for info in list(self._infos.values()):
                 try:
                     _M.set_local_events(tool, info.code, 0)
                 except ValueError:
@@ -1199,8 +1205,8 @@ class Stepper:
         failed = self._tracer_failed
         op_line = self._op_line
         return instruction_hook(
-            sites, vm, tracer, missing, out_of_gas, failed, DISABLE,
-            may_disable=self._may_disable, op_line=op_line, meter=self._meter, skip=SKIP,
+            sites, vm, tracer, missing, out_of_gas, failed, DISABLE, self._may_disable, op_line,
+            self._meter, SKIP,
         )
 
     def _on_instruction_general(self, code: CodeType, offset: int) -> Any:
