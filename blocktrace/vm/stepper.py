@@ -213,11 +213,11 @@ HOLD_EVENTS = 32
 ``Stepper.start``)."""
 
 
-def _room_address() -> tuple[int, int]:
-    """(this thread's ident, the address of its count of frames left, or 0 where
-    it cannot be found): what the C call hooks read to refuse a frame at the
-    recursion limit as ``Stepper._on_start`` does (see ``Stepper._refuse``)."""
-    room = counter()
+def _room_address(room: Any) -> tuple[int, int]:
+    """(this thread's ident, the address of its count of frames left -- ``room``,
+    this thread's ``counter()`` -- or 0 where it cannot be found): what the C call
+    hooks read to refuse a frame at the recursion limit as ``Stepper._on_start``
+    does (see ``Stepper._refuse``)."""
     if room is None:
         return get_ident(), 0
     import ctypes  # loaded already: counter() uses it
@@ -502,7 +502,10 @@ class Stepper:
         self.thread_ident = get_ident()
         self._thread_state = {self.thread_ident: (1, 0)}
         _watch_end()  # (a getattr, but at a thread's first start)
-        self._room_address = _room_address()  # for the C call hooks, before they are made
+        # The program keeps its own depth (see blocktrace.tracers.depth); asked once
+        # (a ctypes object over this thread's state; used again below).
+        room = counter()
+        self._room_address = _room_address(room)  # for the C call hooks, before they are made
         self._blocks, self._blocks_off = None, False
         self._block_tables.clear()
         _turned_off.back_on(self.scope)  # a DISABLE of an earlier run must not linger
@@ -524,7 +527,6 @@ class Stepper:
             caller = None
         self._enter_caller(caller)
         self._relays.install()  # a signal handler gets the program's frame (vm/signals.py)
-        room = counter()  # the program keeps its own depth (see blocktrace.tracers.depth)
         if room is not None:
             room.value += CALLBACK_ROOM
             self._room, self._room_thread = room, get_ident()
