@@ -120,3 +120,38 @@ def test_rechain_of_the_three_versions_verifies(tmp_path: Path) -> None:
         assert result.status == "sealed", (version, result.reason)
         assert result.version == version
         assert result.outcome_in_tree == (version == 3)
+
+
+def _v4_by_the_formula(bodies: list[bytes]) -> list[bytes]:
+    """Version 4's lines computed straight from docs/FORMAT.md's formula, with no
+    state shared with :class:`rules.LeafChain`: the hash of line i is
+    SHA-256(0x00 || H_{f-1} || B_f || 0x0A || ... || B_i || 0x0A), f the first line
+    of i's leaf of 16, H_0 = SHA-256("blocktrace-chain/4\\n")."""
+    out: list[bytes] = []
+    prev = hashlib.sha256(b"blocktrace-chain/4\n").digest()
+    for start in range(0, len(bodies), LINES_PER_LEAF):
+        data = b"\x00" + prev
+        for body in bodies[start : start + LINES_PER_LEAF]:
+            data += body + b"\n"
+            prev = hashlib.sha256(data).digest()
+            out.append(body + b',"hash":"' + prev.hex().encode() + b'"}\n')
+    return out
+
+
+@given(st.lists(st.binary(max_size=140).map(lambda b: b"{" + b.replace(b"\n", b"")), max_size=40))
+@settings(max_examples=60, deadline=None)
+def test_version_4_is_the_formula_and_its_leaf_hash_is_the_leafs_last_line(
+    bodies: list[bytes],
+) -> None:
+    leaves: list[bytes] = []
+    got = rules.rechain(bodies, 4, leaves.append)
+    want = _v4_by_the_formula(bodies)
+    assert got == b"".join(want)
+    # each leaf hash is the RFC 9162 leaf hash of (previous hash || bodies with
+    # newlines), which is its last line's hash
+    lasts = [want[min(i + LINES_PER_LEAF, len(want)) - 1] for i in range(0, len(want), 16)]
+    assert [leaf.hex() for leaf in leaves] == [line[-67:-3].decode() for line in lasts]
+    # reading checks what writing sealed
+    reader = rules.LeafChain(LINES_PER_LEAF, version=4)
+    for line, body in zip(want, bodies, strict=True):
+        assert reader.check(body, line) == line[-67:-3].decode()
