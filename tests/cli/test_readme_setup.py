@@ -4,7 +4,9 @@ command lives after the demo, how to install extras from the checkout, what
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,3 +40,28 @@ def test_readme_installs_extras_from_the_checkout() -> None:
 def test_readme_says_what_scripts_dev_test_runs_and_how_long() -> None:
     setup = _setup_section()
     assert "BLOCKTRACE_PURE=1" in setup and "minutes per Python version" in setup
+
+
+def _chosen(python: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, BLOCKTRACE_PYTHON=python)
+    return subprocess.run(["bash", str(ROOT / "scripts" / "dev"), "python"], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_demo_uses_blocktrace_python_when_it_is_set(tmp_path: Path) -> None:
+    # Not the newest Python found: the one the user named (the README lists it first).
+    done = _chosen(sys.executable)
+    assert done.returncode == 0, done.stderr
+    version, path = done.stdout.split(" ", 1)
+    assert version == "%d.%d" % sys.version_info[:2]
+    assert path.strip() == sys.executable
+    # One that will not do is said, not passed over for another.
+    old = tmp_path / "python3.11"
+    old.write_text("#!/bin/sh\nexit 1\n")
+    old.chmod(0o755)
+    done = _chosen(str(old))
+    assert done.returncode == 1 and not done.stdout
+    assert done.stderr.strip() == (f"BLOCKTRACE_PYTHON={old} is not a CPython 3.12 or newer "
+                                   "(blocktrace is built on sys.monitoring)")
+    done = _chosen(str(tmp_path / "missing"))
+    assert done.returncode == 1 and "no such command" in done.stderr
