@@ -256,6 +256,14 @@ class GoldenPlugin:
         finally:
             recording.cleanup()
 
+    @staticmethod
+    def _update_command(item: pytest.Item) -> str:
+        """The command that writes this test's golden: ``--blocktrace-golden-update``
+        alone traces only marked tests."""
+        if item.get_closest_marker("blocktrace_golden") is not None:
+            return "pytest --blocktrace-golden-update"
+        return "pytest --blocktrace-golden --blocktrace-golden-update"
+
     def _shown(self, path: str) -> str:
         try:
             return os.path.relpath(path, self.root)
@@ -279,7 +287,7 @@ class GoldenPlugin:
                 return
             note("missing")
             pytest.fail(f"blocktrace golden: no golden trace for this test at {shown}; "
-                        "create it with pytest --blocktrace-golden-update", pytrace=False)
+                        f"create it with {self._update_command(item)}", pytrace=False)
         try:
             diff = compare_golden(path, fresh, settings.level, ignore=settings.ignore,
                                   values=settings.values, hunks=self.hunks, root=self.root)
@@ -346,6 +354,11 @@ class GoldenPlugin:
                   if k in ("same", "changed", "missing", "corrupt", "not traced")}
         if counts:
             write("blocktrace golden: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+        if self.update and not self.everywhere and not self.outcomes and self.worker is None:
+            write("blocktrace golden: --blocktrace-golden-update wrote nothing: without "
+                  "--blocktrace-golden only tests marked blocktrace_golden are traced, and "
+                  "none ran (pytest --blocktrace-golden --blocktrace-golden-update records "
+                  "every test)")
         if self.unused:
             verb = "removed" if self.prune else "not used by any test"
             write(f"blocktrace golden: {len(self.unused)} golden trace(s) {verb}:")

@@ -292,3 +292,25 @@ def test_values_and_masks(tmp_path: Path) -> None:
     golden.unlink()
     assert pytest_run(root, "--blocktrace-golden-update").returncode == 0
     assert golden.read_bytes() == first
+
+
+def test_the_missing_golden_message_names_a_command_that_writes_it(tmp_path: Path) -> None:
+    tests = TESTS.replace("def test_shout():",
+                          "@pytest.mark.blocktrace_golden\ndef test_shout():")
+    root = make_project(tmp_path, tests=tests)
+    missing = pytest_run(root, "--blocktrace-golden", "-k", "fib or shout")
+    assert missing.returncode == 1
+    # Unmarked: --blocktrace-golden-update alone would not trace it.
+    assert ("test_fib.jsonl; create it with pytest --blocktrace-golden "
+            "--blocktrace-golden-update\n") in missing.stdout
+    # Marked: it alone does.
+    assert "test_shout.jsonl; create it with pytest --blocktrace-golden-update\n" in (
+        missing.stdout)
+    alone = pytest_run(root, "--blocktrace-golden-update", "-k", "fib")
+    assert alone.returncode == 0
+    assert not (root / "tests" / "__traces__").exists()
+    assert ("blocktrace golden: --blocktrace-golden-update wrote nothing: without "
+            "--blocktrace-golden only tests marked blocktrace_golden are traced") in alone.stdout
+    marked = pytest_run(root, "--blocktrace-golden-update")
+    assert "1 golden trace(s) written" in marked.stdout and "wrote nothing" not in marked.stdout
+    assert sorted(goldens(root)) == ["test_calc/test_shout.jsonl"]
