@@ -53,7 +53,7 @@ def test_the_demo_uses_blocktrace_python_when_it_is_set(tmp_path: Path) -> None:
     done = _chosen(sys.executable)
     assert done.returncode == 0, done.stderr
     version, path = done.stdout.split(" ", 1)
-    assert version == "%d.%d" % sys.version_info[:2]
+    assert version == f"{sys.version_info[0]}.{sys.version_info[1]}"
     assert path.strip() == sys.executable
     # One that will not do is said, not passed over for another.
     old = tmp_path / "python3.11"
