@@ -14,9 +14,19 @@ def sha256_with(name: str, data: Buffer, /) -> bytes:
     """For tests: SHA-256 of ``data`` with the compression called ``name`` (``"sha-ni"``,
     ``"openssl"``, ``"portable"``); ValueError when this process cannot use it."""
 
-def hash_lines(body: bytes, count: int, per_leaf: int, use_hashlib: bool, /) -> int:
+def hash_lines(
+    body: bytes, count: int, per_leaf: int, use_hashlib: bool, version: int = 0, /
+) -> int:
     """For benchmarks: CPU ns to hash ``count`` lines of ``body`` as the writer does,
-    with this module's SHA-256 or with hashlib's (OpenSSL), driven from C."""
+    with this module's SHA-256 or with hashlib's (OpenSSL), driven from C.  ``version``
+    0: the streaming calls' composition; 3 or 4: the writer's line function of that
+    format version (``use_hashlib`` False)."""
+
+def lines4_with(name: str, fused: bool, prev: bytes, bodies: list[bytes], /) -> bytes:
+    """For tests: the format version 4 lines of ``bodies`` in one leaf stream after
+    ``prev``, with the compression called ``name`` through the streaming calls (``fused``
+    False) or its own line function (``fused`` True: ``"sha-ni"`` only); ValueError when
+    this process has no such one."""
 
 @final
 class LineWriter:
@@ -31,7 +41,12 @@ class LineWriter:
         on_leaf: Callable[[], Any] | None = None,
         threaded: bool = False,
         fd: int = -1,
+        version: int = ...,
     ) -> LineWriter: ...
+    @property
+    def version(self) -> int:
+        """The format version whose chain the writer writes (``FORMAT_VERSION`` by
+        default; 2 and 3 share one)."""
     @property
     def head(self) -> str: ...
     @property

@@ -258,6 +258,9 @@ class ChainTracer:
     (``buffer_size``): a short run is written inline and starts no thread;
     ``writer_thread=True`` or ``BLOCKTRACE_WRITER_THREAD=1`` start it with the
     first line.
+
+    ``format_version``: the format version written (the header's ``blocktrace``
+    and the writer's chain rule; ``FORMAT_VERSION`` by default, 3 or 4).
     """
 
     wants_op_end = False
@@ -280,9 +283,13 @@ class ChainTracer:
         embed_source: bool = False,
         max_size: int | None = None,
         writer_thread: bool | None = None,
+        format_version: int = FORMAT_VERSION,
     ) -> None:
         if locals not in ("off", "on", "changes") or globals not in ("off", "on", "changes"):
             raise ValueError("locals and globals take 'off', 'on' or 'changes'")
+        if format_version not in (3, 4):
+            raise ValueError(f"a trace is written in format version 3 or 4, not {format_version!r}")
+        self.format_version = format_version
         self.level: Level = check_level(level)
         """The events this trace holds (a capability: the stepper produces only these)."""
         self.path: str | None
@@ -360,7 +367,11 @@ class ChainTracer:
             else self._out.tell if self._owns else None
         )
         write = self._counted(write, position)
+        # the chain rule goes with the header's version (a PyLineWriter that takes no
+        # version writes 3's)
         extra: dict[str, Any] = {}
+        if LineWriter is not PyLineWriter or format_version != 3:
+            extra["version"] = format_version
         later = False
         """The writer's thread starts once the trace fills its first buffer."""
         if LineWriter is PyLineWriter:
@@ -417,7 +428,7 @@ class ChainTracer:
                 self._line_start.calls = self._call_line
                 self._values_state()
         header = {
-            "blocktrace": FORMAT_VERSION,
+            "blocktrace": format_version,
             "hashAlg": "sha256",
             "genesis": self.genesis,
             "python": _PYTHON,

@@ -833,3 +833,106 @@ def test_a_real_trace_through_chain_tracer(tmp_path: Path) -> None:
     bodies = verify_reference(data, 16, False)
     assert len(bodies) > 1000
     assert sum(b'"opName":' in b for b in bodies) > 1000
+
+
+# -- format version 4 ------------------------------------------------------------------
+
+
+def test_the_version_written_by_default_is_the_formats() -> None:
+    from blocktrace.format.versions import FORMAT_VERSION
+
+    assert LineWriter(bytearray().extend).version == FORMAT_VERSION
+    for version in (2, 3, 4):
+        assert LineWriter(bytearray().extend, version=version).version == version
+    for version in (0, 1, 5):
+        with pytest.raises(ValueError, match="not one this writer writes"):
+            LineWriter(bytearray().extend, version=version)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    per_leaf=st.sampled_from([0, 1, 2, 3, 16]),
+    steps=st.lists(st.one_of(_bodies(), st.just(None)), max_size=45),
+    buffer_size=st.sampled_from([1, 100, 4096, 65536]),
+    seal=st.booleans(),
+)
+def test_version_4_matches_the_reference_byte_for_byte(
+    per_leaf: int, steps: list[bytes | None], buffer_size: int, seal: bool
+) -> None:
+    """Version 4 (a leaf's stream 0x00, the hash before it, each body and a newline; the
+    leaf hash is its last line's hash) against ``rules.LeafChain(version=4)``: bytes,
+    head, tree and root after every step."""
+    from tests.chain.v4ref import V4Reference
+
+    out, ref_out = bytearray(), bytearray()
+    w = LineWriter(out.extend, buffer_size=buffer_size, lines_per_leaf=per_leaf, version=4)
+    ref = V4Reference(ref_out.extend, lines_per_leaf=per_leaf)
+    assert w.head == ref.head == _sha(b"blocktrace-chain/4\n").hex()
+    for step in steps:
+        if step is None:
+            w.close_leaf()
+            ref.close_leaf()
+        else:
+            w.line(step)
+            ref.line(step)
+        assert (w.head, w.lines, w.tree_size) == (ref.head, ref.lines, ref.tree_size)
+    if seal:
+        w.line(b'{"output":"","lines":%d' % ref.lines)
+        w.close_leaf()
+        ref.seal(b'{"output":"","lines":%d' % ref.lines)
+    w.flush()
+    ref.flush()
+    assert bytes(out) == bytes(ref_out)
+    assert (w.head, w.lines, w.tree_size, w.root()) == (ref.head, ref.lines, ref.tree_size,
+                                                        ref.root())
+    if per_leaf == 0:
+        assert w.tree_size == 0 and w.root() == _sha(b"")
+    if None not in steps and per_leaf == 16:  # as rechain writes the same bodies
+        bodies = [s for s in steps if s is not None]
+        if seal:
+            bodies.append(b'{"output":"","lines":%d' % len(bodies))
+        from blocktrace.format import rules
+
+        assert bytes(out) == rules.rechain(bodies, 4)
+
+
+def test_version_4_has_no_summary_rule_of_its_own() -> None:
+    out = bytearray()
+    w = LineWriter(out.extend, version=4)
+    w.line(b'{"a":1')
+    with pytest.raises(ValueError, match="no summary rule"):
+        w.summary(b'{"output":""')
+    assert w.lines == 1
+    w.flush()
+    assert out.count(b"\n") == 1
+
+
+def test_version_4_on_leaf_and_ops() -> None:
+    """on_leaf after each leaf (the tree then holds it: its hash is the leaf's last
+    line's), and op lines from a site as line would write them."""
+    from tests.chain.v4ref import V4Reference
+
+    seen: list[tuple[int, bytes, str]] = []
+    w: Any = None
+
+    def on_leaf() -> None:
+        seen.append((w.tree_size, w.root(), w.head))
+
+    out, ref_out = bytearray(), bytearray()
+    w = LineWriter(out.extend, lines_per_leaf=3, on_leaf=on_leaf, version=4)
+    ref = V4Reference(ref_out.extend, lines_per_leaf=3)
+    event = _event()
+    w.add_site(id(event), PREFIX, SUFFIX, event)
+    ref.add_site(id(event), PREFIX, SUFFIX, event)
+    for i in range(7):
+        assert w.op(event, 1000 - i, 1 + i % 3)
+        ref.op(event, 1000 - i, 1 + i % 3)
+        if i in (2, 5):
+            assert seen[-1] == (ref.tree_size, ref.root(), ref.head)
+            assert bytes.fromhex(ref.head) == ref.leaves[-1]
+    w.close_leaf()
+    ref.close_leaf()
+    assert len(seen) == 3 and seen[-1] == (3, ref.root(), ref.head)
+    w.flush()
+    ref.flush()
+    assert bytes(out) == bytes(ref_out)

@@ -5,6 +5,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "bench.h"
@@ -44,6 +45,58 @@ own_lines(const uint8_t *body, size_t len, long long count, long long per_leaf, 
         }
     }
     return cpu_ns() - start;
+}
+
+/* What the writer's commit does per line, with the line function the writer uses:
+ * version 3, sha256_line (the body fed, its digest, the tail written and fed; a leaf's
+ * first line's link hash is left out); version 4, sha256_line4 (the body and a newline
+ * fed, its digest, the tail written); a new stream every per_leaf lines (version 4:
+ * started with the last line's hash, which is the leaf hash). */
+static long long
+writer_lines(const uint8_t *body, size_t len, long long count, long long per_leaf, int version,
+             uint8_t *sink)
+{
+    size_t line = len + SHA256_TAIL_LEN, cap = line > 32768 ? 2 * line : 65536;
+    uint8_t *buf = malloc(cap);
+    uint8_t digest[32] = {0}, head[33] = {0};
+    if (buf == NULL) {
+        return -1;
+    }
+    sha256_ctx stream;
+    size_t at = 0; /* lines follow each other in a 64 KiB chunk, as in the writer's */
+    long long start = cpu_ns();
+    sha256_init(&stream);
+    sha256_update(&stream, head, version == 4 ? 33 : 1);
+    for (long long i = 0; i < count; i++) {
+        if (at + line > cap) {
+            at = 0;
+        }
+        uint8_t *p = buf + at;
+        sha256_copy_narrow(p, body, len);
+        if (version == 4) {
+            sha256_line4(&stream, p, len, digest);
+        }
+        else {
+            sha256_line(&stream, p, len, digest, at);
+        }
+        at += line;
+        sink[0] ^= digest[0];
+        if ((i + 1) % per_leaf == 0) {
+            sha256_init(&stream);
+            if (version == 4) {
+                memcpy(head + 1, digest, 32);
+                sha256_update(&stream, head, 33);
+            }
+            else {
+                sha256_digest(&stream, digest);
+                sink[0] ^= digest[0];
+                sha256_update(&stream, head, 1);
+            }
+        }
+    }
+    long long ns = cpu_ns() - start;
+    free(buf);
+    return ns;
 }
 
 /* The same with hashlib's sha256 objects (OpenSSL), called from C as the writer
@@ -119,9 +172,13 @@ PyObject *
 bench_hash_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 4 || !PyBytes_Check(args[0])) {
+    if ((nargs != 4 && nargs != 5) || !PyBytes_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError,
-                        "hash_lines(body: bytes, count, per_leaf, use_hashlib)");
+                        "hash_lines(body: bytes, count, per_leaf, use_hashlib, version=0)");
+        return NULL;
+    }
+    long long version = nargs == 5 ? PyLong_AsLongLong(args[4]) : 0;
+    if (version == -1 && PyErr_Occurred()) {
         return NULL;
     }
     long long count = PyLong_AsLongLong(args[1]);
@@ -139,6 +196,17 @@ bench_hash_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         ns = hashlib_lines(args[0], count, per_leaf);
         if (ns < 0) {
             return NULL;
+        }
+    }
+    else if (version == 3 || version == 4) {
+        uint8_t sink[1] = {0};
+        ns = writer_lines((const uint8_t *)PyBytes_AS_STRING(args[0]),
+                          (size_t)PyBytes_GET_SIZE(args[0]), count, per_leaf, (int)version, sink);
+        if (ns < 0) {
+            return PyErr_NoMemory();
+        }
+        if (sink[0] == 0xFF) {
+            ns++;
         }
     }
     else {

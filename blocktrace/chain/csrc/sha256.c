@@ -155,25 +155,37 @@ block_shani(__m128i *s0, __m128i *s1, const uint8_t *p)
                   _mm_loadu_si128((const __m128i *)(p + 48)));
 }
 
+/* The state words in c (h[0..7]) as the SHA extensions keep them (ABEF, CDGH), and back. */
+BT_SHA_TARGET __attribute__((always_inline)) static inline void
+load_state_shani(const uint32_t h[8], __m128i *s0, __m128i *s1)
+{
+    __m128i dcba = _mm_loadu_si128((const __m128i *)&h[0]);
+    __m128i hgfe = _mm_loadu_si128((const __m128i *)&h[4]);
+    __m128i cdab = _mm_shuffle_epi32(dcba, 0xB1);
+    __m128i efgh = _mm_shuffle_epi32(hgfe, 0x1B);
+    *s0 = _mm_alignr_epi8(cdab, efgh, 8);    /* ABEF */
+    *s1 = _mm_blend_epi16(efgh, cdab, 0xF0); /* CDGH */
+}
+
+BT_SHA_TARGET __attribute__((always_inline)) static inline void
+store_state_shani(uint32_t h[8], __m128i s0, __m128i s1)
+{
+    __m128i feba = _mm_shuffle_epi32(s0, 0x1B);
+    __m128i dchg = _mm_shuffle_epi32(s1, 0xB1);
+    _mm_storeu_si128((__m128i *)&h[0], _mm_blend_epi16(feba, dchg, 0xF0));
+    _mm_storeu_si128((__m128i *)&h[4], _mm_alignr_epi8(dchg, feba, 8));
+}
+
 BT_SHA_TARGET
 static void compress_shani(uint32_t st[8], const uint8_t *p, size_t nblocks)
 {
-    __m128i dcba = _mm_loadu_si128((const __m128i *)&st[0]);
-    __m128i hgfe = _mm_loadu_si128((const __m128i *)&st[4]);
-    __m128i cdab = _mm_shuffle_epi32(dcba, 0xB1);
-    __m128i efgh = _mm_shuffle_epi32(hgfe, 0x1B);
-    __m128i s0 = _mm_alignr_epi8(cdab, efgh, 8);     /* ABEF */
-    __m128i s1 = _mm_blend_epi16(efgh, cdab, 0xF0);  /* CDGH */
+    __m128i s0, s1;
+    load_state_shani(st, &s0, &s1);
     while (nblocks--) {
         block_shani(&s0, &s1, p);
         p += 64;
     }
-    __m128i feba = _mm_shuffle_epi32(s0, 0x1B);
-    __m128i dchg = _mm_shuffle_epi32(s1, 0xB1);
-    dcba = _mm_blend_epi16(feba, dchg, 0xF0);
-    hgfe = _mm_alignr_epi8(dchg, feba, 8);
-    _mm_storeu_si128((__m128i *)&st[0], dcba);
-    _mm_storeu_si128((__m128i *)&st[4], hgfe);
+    store_state_shani(st, s0, s1);
 }
 
 /* The bytes of len bytes at p, fed after the `*pending` bytes at *q (len + *pending
@@ -209,26 +221,14 @@ feed_shani(__m128i *s0, __m128i *s1, sha256_ctx *c, const uint8_t **q, size_t *p
     *pending = u;
 }
 
-/* sha256_line with the state kept in registers from the body's first block to the
- * tail's last, the blocks read where the line is (and the stream's pending bytes
- * where the previous line ends, when `before` says they are there: no copy), the
- * digest's padding made in registers and its words turned into hex digits there. */
-BT_SHA_TARGET static void
-line_shani(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out[32], size_t before)
+/* The digest of a stream whose state is s0/s1 (ABEF/CDGH) and whose `pending` bytes
+ * (< 64) are at q, n bytes fed in all: the pending bytes padded (FIPS 180-4, 5.1.1) in
+ * registers, on a copy of the state; 64 bytes are read at q (those past the pending ones
+ * are masked off).  lo, hi: the digest's bytes (big-endian words a..d, e..h). */
+BT_SHA_TARGET __attribute__((always_inline)) static inline void
+digest_shani(__m128i s0, __m128i s1, const uint8_t *q, size_t pending, uint64_t n,
+             __m128i *lo, __m128i *hi)
 {
-    __m128i dcba = _mm_loadu_si128((const __m128i *)&c->h[0]);
-    __m128i hgfe = _mm_loadu_si128((const __m128i *)&c->h[4]);
-    __m128i cdab = _mm_shuffle_epi32(dcba, 0xB1);
-    __m128i efgh = _mm_shuffle_epi32(hgfe, 0x1B);
-    __m128i s0 = _mm_alignr_epi8(cdab, efgh, 8);    /* ABEF */
-    __m128i s1 = _mm_blend_epi16(efgh, cdab, 0xF0); /* CDGH */
-    size_t pending = (size_t)(c->n & 63);
-    const uint8_t *q = before >= pending ? body - pending : c->blk;
-    uint64_t n = c->n + blen;
-    feed_shani(&s0, &s1, c, &q, &pending, body, blen);
-
-    /* the digest: the pending bytes padded (FIPS 180-4, 5.1.1), on a copy of the state.
-     * 64 bytes are read at q: in c->blk, or in the line (whose tail room follows) */
     const __m128i idx = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m128i sixteen = _mm_set1_epi8(16), top = _mm_set1_epi8((char)0x80);
     const __m128i count = _mm_set1_epi8((char)pending);
@@ -254,8 +254,26 @@ line_shani(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out[32], size_t be
     const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
     __m128i feba = _mm_shuffle_epi32(d0, 0x1B);
     __m128i dchg = _mm_shuffle_epi32(d1, 0xB1);
-    __m128i lo = _mm_shuffle_epi8(_mm_blend_epi16(feba, dchg, 0xF0), bswap); /* a b c d */
-    __m128i hi = _mm_shuffle_epi8(_mm_alignr_epi8(dchg, feba, 8), bswap);   /* e f g h */
+    *lo = _mm_shuffle_epi8(_mm_blend_epi16(feba, dchg, 0xF0), bswap); /* a b c d */
+    *hi = _mm_shuffle_epi8(_mm_alignr_epi8(dchg, feba, 8), bswap);   /* e f g h */
+}
+
+/* sha256_line with the state kept in registers from the body's first block to the
+ * tail's last, the blocks read where the line is (and the stream's pending bytes
+ * where the previous line ends, when `before` says they are there: no copy), the
+ * digest's padding made in registers and its words turned into hex digits there. */
+BT_SHA_TARGET static void
+line_shani(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out[32], size_t before)
+{
+    __m128i s0, s1;
+    load_state_shani(c->h, &s0, &s1);
+    size_t pending = (size_t)(c->n & 63);
+    const uint8_t *q = before >= pending ? body - pending : c->blk;
+    uint64_t n = c->n + blen;
+    feed_shani(&s0, &s1, c, &q, &pending, body, blen);
+
+    __m128i lo, hi;
+    digest_shani(s0, s1, q, pending, n, &lo, &hi);
     _mm_storeu_si128((__m128i *)out, lo);
     _mm_storeu_si128((__m128i *)(out + 16), hi);
     uint8_t *tail = body + blen;
@@ -270,10 +288,37 @@ line_shani(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out[32], size_t be
         sha256_copy_narrow(c->blk, q, pending);
     }
     c->n = n + SHA256_TAIL_LEN;
-    feba = _mm_shuffle_epi32(s0, 0x1B);
-    dchg = _mm_shuffle_epi32(s1, 0xB1);
-    _mm_storeu_si128((__m128i *)&c->h[0], _mm_blend_epi16(feba, dchg, 0xF0));
-    _mm_storeu_si128((__m128i *)&c->h[4], _mm_alignr_epi8(dchg, feba, 8));
+    store_state_shani(c->h, s0, s1);
+}
+
+/* sha256_line4 with the state in registers from the body's first block to its last
+ * (the body and its newline read where they are, the stream's pending bytes joined in
+ * c->blk), the digest's padding made in registers and its words turned into hex digits
+ * there. */
+BT_SHA_TARGET static void
+line4_shani(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out[32])
+{
+    __m128i s0, s1;
+    load_state_shani(c->h, &s0, &s1);
+    size_t pending = (size_t)(c->n & 63);
+    const uint8_t *q = pending ? c->blk : body;
+    uint64_t n = c->n + blen + 1;
+    body[blen] = '\n'; /* in the tail's room: the body and its newline are fed as one */
+    feed_shani(&s0, &s1, c, &q, &pending, body, blen + 1);
+    __m128i lo, hi;
+    digest_shani(s0, s1, q, pending, n, &lo, &hi);
+    if (q != c->blk) { /* the pending bytes are in the line: keep them before the tail */
+        sha256_copy_narrow(c->blk, q, pending);
+    }
+    c->n = n;
+    store_state_shani(c->h, s0, s1);
+    _mm_storeu_si128((__m128i *)out, lo);
+    _mm_storeu_si128((__m128i *)(out + 16), hi);
+    uint8_t *tail = body + blen;
+    memcpy(tail, SHA256_TAIL_HEAD, SHA256_TAIL_HEAD_LEN);
+    hex16_reg(lo, (char *)tail + SHA256_TAIL_HEAD_LEN);
+    hex16_reg(hi, (char *)tail + SHA256_TAIL_HEAD_LEN + 32);
+    memcpy(tail + SHA256_TAIL_HEAD_LEN + 64, "\"}\n", 3);
 }
 #endif /* BT_X86 */
 
@@ -356,10 +401,48 @@ sha256_line_generic(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out[32], 
     sha256_update(c, body + blen, SHA256_TAIL_LEN);
 }
 
+static void
+line4_composed(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out[32],
+               sha256_compress_fn compress)
+{
+    body[blen] = '\n'; /* in the tail's room: the body and its newline are fed as one */
+    sha256_update_with(c, body, blen + 1, compress);
+    sha256_digest_with(c, out, compress);
+    sha256_tail(out, body + blen);
+}
+
+void
+sha256_line4_generic(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out[32])
+{
+    line4_composed(c, body, blen, out, sha256_compress);
+}
+
 /* -- the choice ---------------------------------------------------------------------- */
 
 sha256_compress_fn sha256_compress = sha256_compress_portable;
 sha256_line_fn sha256_line = sha256_line_generic;
+sha256_line4_fn sha256_line4 = sha256_line4_generic;
+
+int
+sha256_line4_named(const char *name, int fused, sha256_ctx *c, uint8_t *body, size_t blen,
+                   uint8_t out[32])
+{
+    sha256_compress_fn compress;
+    if (!sha256_compress_named(name, &compress)) {
+        return 0;
+    }
+    if (!fused) {
+        line4_composed(c, body, blen, out, compress);
+        return 1;
+    }
+#ifdef BT_X86
+    if (compress == compress_shani) {
+        line4_shani(c, body, blen, out);
+        return 1;
+    }
+#endif
+    return 0;
+}
 
 int
 sha256_compress_named(const char *name, sha256_compress_fn *out)
@@ -408,14 +491,17 @@ sha256_select(const char *force)
         }
     }
     sha256_line_fn line = sha256_line_generic;
+    sha256_line4_fn line4 = sha256_line4_generic;
 #ifdef BT_X86
     if (chosen == compress_shani) {
         line = line_shani;
+        line4 = line4_shani;
     }
 #endif
     /* every interpreter that loads the module chooses the same one */
     __atomic_store_n(&sha256_compress, chosen, __ATOMIC_RELAXED);
     __atomic_store_n(&sha256_line, line, __ATOMIC_RELAXED);
+    __atomic_store_n(&sha256_line4, line4, __ATOMIC_RELAXED);
     return name;
 }
 

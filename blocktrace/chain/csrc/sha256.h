@@ -106,10 +106,11 @@ sha256_init(sha256_ctx *c)
     c->n = 0;
 }
 
+/* sha256_update with a given compression (tests compare the compressions through
+ * the same composition: sha256_compress_named). */
 static inline void
-sha256_update(sha256_ctx *c, const uint8_t *p, size_t len)
+sha256_update_with(sha256_ctx *c, const uint8_t *p, size_t len, sha256_compress_fn compress)
 {
-    sha256_compress_fn compress = sha256_compress;
     size_t used = (size_t)(c->n & 63);
     c->n += len;
     if (used) {
@@ -132,6 +133,12 @@ sha256_update(sha256_ctx *c, const uint8_t *p, size_t len)
     if (len) {
         sha256_copy_narrow(c->blk, p, len);
     }
+}
+
+static inline void
+sha256_update(sha256_ctx *c, const uint8_t *p, size_t len)
+{
+    sha256_update_with(c, p, len, sha256_compress);
 }
 
 static inline void
@@ -161,10 +168,10 @@ sha256_store_be64(uint8_t *p, uint64_t v)
 #endif
 }
 
-/* The digest of what c has been fed (padded per FIPS 180-4, 5.1.1); c itself
- * is left as it was, so a stream can go on after a digest. */
+/* The digest of what c has been fed (padded per FIPS 180-4, 5.1.1) with a given
+ * compression; c itself is left as it was, so a stream can go on after a digest. */
 static inline void
-sha256_digest(const sha256_ctx *c, uint8_t out[32])
+sha256_digest_with(const sha256_ctx *c, uint8_t out[32], sha256_compress_fn compress)
 {
     uint8_t blk[128];
     uint32_t h[8];
@@ -184,10 +191,17 @@ sha256_digest(const sha256_ctx *c, uint8_t out[32])
     sha256_copy_narrow(blk, c->blk, used);
     blk[used] = 0x80;
     sha256_store_be64(blk + total - 8, c->n << 3);
-    sha256_compress(h, blk, total >> 6);
+    compress(h, blk, total >> 6);
     for (int i = 0; i < 8; i++) {
         sha256_store_be32(out + 4 * i, h[i]);
     }
+}
+
+/* The digest of what c has been fed; c is left as it was. */
+static inline void
+sha256_digest(const sha256_ctx *c, uint8_t out[32])
+{
+    sha256_digest_with(c, out, sha256_compress);
 }
 
 /* A sealed line inside a leaf, in one call (the chain writer's commit; docs/FORMAT.md
@@ -214,6 +228,27 @@ extern sha256_line_fn sha256_line;
 /* The composition of the streaming calls (tests compare sha256_line with it). */
 void sha256_line_generic(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out[32],
                          size_t before);
+
+/* A line of format version 4 (docs/FORMAT.md; blocktrace/format/rules.py): feed the
+ * `blen` bytes at body and a newline to the leaf's stream c, write the digest of what c
+ * was then fed at out and the line's tail (SHA256_TAIL_LEN bytes, as above) at
+ * body + blen.  The tail is not fed: a line's digest is off the stream's serial chain.
+ * Exactly sha256_update(body), sha256_update("\n"), sha256_digest, sha256_tail
+ * (sha256_line4_generic); the SHA extensions' version keeps the state in registers.
+ * body must have SHA256_TAIL_LEN writable bytes after its blen. */
+typedef void (*sha256_line4_fn)(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out[32]);
+
+/* The one sha256_select chose (the generic one until then). */
+extern sha256_line4_fn sha256_line4;
+
+/* The composition of the streaming calls with the compression in use. */
+void sha256_line4_generic(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out[32]);
+
+/* For tests: the version 4 line with the compression called `name` through the
+ * composition (fused = 0), or with the line function made for it (fused = 1: the SHA
+ * extensions' own).  0: this process has no such one. */
+int sha256_line4_named(const char *name, int fused, sha256_ctx *c, uint8_t *body, size_t blen,
+                       uint8_t out[32]);
 
 /* SHA-256 of len bytes at p. */
 void sha256_once(const uint8_t *p, size_t len, uint8_t out[32]);

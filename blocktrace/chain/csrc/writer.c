@@ -47,15 +47,33 @@
 #define TAIL_HEAD_LEN SHA256_TAIL_HEAD_LEN
 #define TAIL_LEN SHA256_TAIL_LEN /* ,"hash":"<64 hex>"}\n */
 
-/* H_0 = SHA-256("blocktrace-chain/2\n"): the hash "before" the first line. */
+/* H_0 = SHA-256("blocktrace-chain/2\n"): the hash "before" the first line (versions 2
+ * and 3). */
 static const uint8_t H0[32] = {
     0xe2, 0x0d, 0xd4, 0x55, 0xf9, 0x09, 0xae, 0x5c, 0x65, 0x4b, 0x06, 0xe9, 0x68, 0xa0, 0xab, 0x97,
     0x51, 0x3b, 0x2e, 0x0e, 0xfe, 0xef, 0x6e, 0x03, 0xb8, 0xb1, 0xdf, 0x88, 0x16, 0xa2, 0x14, 0x50,
+};
+/* Version 4's: SHA-256("blocktrace-chain/4\n"). */
+static const uint8_t H0_V4[32] = {
+    0x28, 0xb9, 0x21, 0xb0, 0x95, 0x61, 0x14, 0x96, 0x52, 0xb4, 0x92, 0x20, 0x62, 0x1f, 0xa6, 0xb8,
+    0x32, 0x36, 0x46, 0xb8, 0x89, 0x7e, 0x01, 0xe4, 0x45, 0x5a, 0x4f, 0x9f, 0x82, 0x4b, 0x3b, 0x48,
 };
 
 typedef struct {
     PyTypeObject *writer_type;
 } module_state;
+
+/* The version LineWriter writes unless told: blocktrace.format.versions.FORMAT_VERSION
+ * (tests/chain/test_cwriter.py checks they agree; the module does not import it, as
+ * msgspec, which blocktrace.format imports, loads in no subinterpreter). */
+#define DEFAULT_VERSION 3
+
+/* A leaf the thread finished: versions 2 and 3, its stream as it ended (the leaf hash is
+ * its digest); version 4, the leaf hash itself (its last line's hash). */
+typedef union {
+    sha256_ctx stream;
+    uint8_t hash[32];
+} leaf_rec;
 
 /* -- the writer's thread (threaded=True): types ------------------------------ */
 
@@ -146,7 +164,7 @@ typedef struct {
      * (the leaf hashes) and the tree's nodes are made by whoever holds tmu, in
      * order (push_leaves) -- work off the chain, so off the thread when the
      * program's thread has time for it. */
-    sha256_ctx *leaves; /* LEAF_CAP of them */
+    leaf_rec *leaves; /* LEAF_CAP of them */
     _Atomic uint64_t ltail; /* leaves pushed into the tree (under tmu) */
     pthread_mutex_t tmu;
 } pipe_state;
@@ -172,6 +190,9 @@ typedef struct {
     /* the chain's state: with a thread on, the thread writes it at every line */
     line_buffer out;
     int done;
+    int v4; /* format version 4's chain (else 2 and 3's: they differ only in the caller's
+             * summary) */
+    int version;
     uint64_t per_leaf, in_leaf, lines;
     uint8_t prev[32];
     sha256_ctx stream;
@@ -180,13 +201,21 @@ typedef struct {
     pipe_state p;
 } Writer;
 
-/* A leaf stream before its first line: fed the one byte 0x00. */
+/* A leaf stream before its first line: fed the one byte 0x00 (versions 2 and 3), or
+ * 0x00 and the hash of the line before the leaf (version 4: w->prev). */
 static void
-fresh_stream(sha256_ctx *c)
+fresh_stream(Writer *w)
 {
-    static const uint8_t zero = 0x00;
-    sha256_init(c);
-    sha256_update(c, &zero, 1);
+    uint8_t head[33];
+    head[0] = 0x00;
+    sha256_init(&w->stream);
+    if (w->v4) {
+        memcpy(head + 1, w->prev, 32);
+        sha256_update(&w->stream, head, sizeof head);
+    }
+    else {
+        sha256_update(&w->stream, head, 1);
+    }
 }
 
 static int
@@ -257,6 +286,15 @@ commit(Writer *w, size_t blen, int last)
 {
     uint8_t *body = (uint8_t *)w->out.buf + w->out.len;
     uint8_t digest[32];
+    if (w->v4) {
+        /* every line alike (no link; the summary is an ordinary line, written with
+         * line): the stream fed the body and a newline, the line's hash its digest */
+        sha256_line4(&w->stream, body, blen, w->prev);
+        w->out.len += blen + TAIL_LEN;
+        w->lines++;
+        w->in_leaf++;
+        return;
+    }
     if (!last && w->in_leaf != 0) {
         /* the common line: the leaf's stream fed the body, its digest, the tail
          * written and fed, in one call (the stream's last bytes are the buffer's) */
@@ -292,14 +330,20 @@ commit(Writer *w, size_t blen, int last)
     }
 }
 
-/* The leaf stream's digest is the leaf hash: into the tree, restart.  Cannot fail. */
+/* The leaf stream's digest is the leaf hash (version 4: that is the last line's
+ * hash, already taken): into the tree, restart.  Cannot fail. */
 static void
 finish_leaf(Writer *w)
 {
-    uint8_t h[32];
-    sha256_digest(&w->stream, h);
-    merkle_push(&w->tree, h);
-    fresh_stream(&w->stream);
+    if (w->v4) {
+        merkle_push(&w->tree, w->prev);
+    }
+    else {
+        uint8_t h[32];
+        sha256_digest(&w->stream, h);
+        merkle_push(&w->tree, h);
+    }
+    fresh_stream(w);
     w->in_leaf = 0;
 }
 
@@ -447,16 +491,22 @@ push_leaves(Writer *w, int wait)
     uint64_t t = atomic_load_explicit(&p->ltail, memory_order_relaxed);
     uint64_t h = atomic_load_explicit(&p->lhead, memory_order_acquire);
     for (; t != h; t++) {
-        uint8_t leaf[32];
-        sha256_digest(&p->leaves[t & (LEAF_CAP - 1)], leaf);
-        merkle_push(&w->tree, leaf);
+        leaf_rec *r = &p->leaves[t & (LEAF_CAP - 1)];
+        if (w->v4) {
+            merkle_push(&w->tree, r->hash);
+        }
+        else {
+            uint8_t leaf[32];
+            sha256_digest(&r->stream, leaf);
+            merkle_push(&w->tree, leaf);
+        }
     }
     atomic_store_explicit(&p->ltail, t, memory_order_release);
     pthread_mutex_unlock(&p->tmu);
 }
 
-/* The thread's finish_leaf: the stream as it ended to the leaves' queue (when
- * that is full, this thread makes room itself), a fresh stream. */
+/* The thread's finish_leaf: the stream as it ended (version 4: the leaf hash) to the
+ * leaves' queue (when that is full, this thread makes room itself), a fresh stream. */
 static void
 thread_finish_leaf(Writer *w)
 {
@@ -465,9 +515,14 @@ thread_finish_leaf(Writer *w)
     if (h - atomic_load_explicit(&p->ltail, memory_order_acquire) >= LEAF_CAP) {
         push_leaves(w, 1);
     }
-    p->leaves[h & (LEAF_CAP - 1)] = w->stream;
+    if (w->v4) {
+        memcpy(p->leaves[h & (LEAF_CAP - 1)].hash, w->prev, 32);
+    }
+    else {
+        p->leaves[h & (LEAF_CAP - 1)].stream = w->stream;
+    }
     atomic_store_explicit(&p->lhead, h + 1, memory_order_release);
-    fresh_stream(&w->stream);
+    fresh_stream(w);
     w->in_leaf = 0;
 }
 
@@ -1266,7 +1321,7 @@ start_thread(Writer *w)
     pipe_state *p = &w->p;
     memset(p, 0, sizeof *p);
     p->ring = malloc(RING_BYTES);
-    p->leaves = malloc(LEAF_CAP * sizeof(sha256_ctx));
+    p->leaves = malloc(LEAF_CAP * sizeof(leaf_rec));
     if (p->ring == NULL || p->leaves == NULL) {
         free(p->ring);
         free(p->leaves);
@@ -1502,6 +1557,11 @@ static PyObject *
 writer_summary(Writer *w, PyObject *arg)
 {
     Py_buffer view;
+    if (w->v4) {
+        PyErr_SetString(PyExc_ValueError,
+                        "version 4 has no summary rule of its own: write it as a line");
+        return NULL;
+    }
     if (check_open(w) < 0 || get_body(arg, &view) < 0) {
         return NULL;
     }
@@ -1729,12 +1789,18 @@ static PyObject *
 writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"write", "buffer_size", "lines_per_leaf", "on_leaf", "threaded",
-                             "fd", NULL};
+                             "fd", "version", NULL};
     PyObject *write, *on_leaf = Py_None;
     Py_ssize_t buffer_size = 65536, per_leaf = 16;
-    int threaded = 0, fd = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$nnOpi:LineWriter", kwlist, &write,
-                                     &buffer_size, &per_leaf, &on_leaf, &threaded, &fd)) {
+    int threaded = 0, fd = -1, version = DEFAULT_VERSION;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$nnOpii:LineWriter", kwlist, &write,
+                                     &buffer_size, &per_leaf, &on_leaf, &threaded, &fd,
+                                     &version)) {
+        return NULL;
+    }
+    if (version < 2 || version > 4) {
+        PyErr_Format(PyExc_ValueError, "LineWriter(): version %d is not one this writer "
+                     "writes (2, 3 or 4)", version);
         return NULL;
     }
     if (threaded && on_leaf != Py_None) {
@@ -1769,8 +1835,10 @@ writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     w->done = 0;
     w->per_leaf = (uint64_t)per_leaf;
     w->in_leaf = w->lines = 0;
-    memcpy(w->prev, H0, 32);
-    fresh_stream(&w->stream);
+    w->version = version;
+    w->v4 = version >= 4;
+    memcpy(w->prev, w->v4 ? H0_V4 : H0, 32);
+    fresh_stream(w);
     merkle_init(&w->tree);
     w->sites.slots = NULL;
     w->sites.mask = w->sites.count = 0;
@@ -1878,6 +1946,12 @@ writer_get_buffered(Writer *w, void *Py_UNUSED(closure))
         pthread_mutex_unlock(&w->p.mu);
     }
     return PyLong_FromSize_t(n);
+}
+
+static PyObject *
+writer_get_version(Writer *w, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLong(w->version);
 }
 
 static PyObject *
@@ -2013,6 +2087,8 @@ static PyGetSetDef writer_getset[] = {
     {"lines", (getter)writer_get_lines, NULL, "Lines sealed so far (the summary included).", NULL},
     {"tree_size", (getter)writer_get_tree_size, NULL, "Leaves in the Merkle tree so far.", NULL},
     {"buffered", (getter)writer_get_buffered, NULL, "Bytes not yet handed to write.", NULL},
+    {"version", (getter)writer_get_version, NULL,
+     "The format version whose chain the writer writes (2 and 3 share one).", NULL},
     {"threaded", (getter)writer_get_threaded, NULL,
      "Whether a thread of the writer makes the lines (threaded=True, until stop_thread).", NULL},
     {"thread_cpu_ns", (getter)writer_get_thread_cpu_ns, NULL,
@@ -2026,8 +2102,9 @@ static PyMethodDef writer_methods[] = {
      "line($self, body, /)\n--\n\nSeal and buffer one line of the tree; body is the line up to its hash "
      "member."},
     {"summary", (PyCFunction)writer_summary, METH_O,
-     "summary($self, body, /)\n--\n\nClose a partial leaf, then seal and buffer the summary line (link form, "
-     "not in the tree); nothing may follow it."},
+     "summary($self, body, /)\n--\n\nSeal and buffer the summary line; nothing may follow it.  "
+     "Version 2's rule (a partial leaf closed first, the summary in link form, not in the tree); "
+     "ValueError in version 4, whose summary is an ordinary line (line, then close_leaf)."},
     {"close_leaf", (PyCFunction)writer_close_leaf, METH_NOARGS,
      "close_leaf($self, /)\n--\n\nEnd a partial leaf now (no-op if none)."},
     {"flush", (PyCFunction)writer_flush, METH_NOARGS,
@@ -2063,9 +2140,10 @@ static PyMethodDef writer_methods[] = {
 
 PyDoc_STRVAR(writer_doc,
 "LineWriter(write, *, buffer_size=65536, lines_per_leaf=16, on_leaf=None, threaded=False,\n"
-"           fd=-1)\n"
+"           fd=-1, version=FORMAT_VERSION)\n"
 "--\n\n"
-"Seal lines per docs/FORMAT.md (version 2), buffer them and hand them to write;\n"
+"Seal lines per docs/FORMAT.md (version's chain: 2 and 3 share one, 4), buffer them\n"
+"and hand them to write;\n"
 "keep the Merkle tree of the leaves.  op(event, gas, depth) writes the op line of\n"
 "a site added with add_site from those plain values.  threaded: the calls only\n"
 "queue records; a thread of the writer (no GIL) makes, hashes and buffers the\n"
@@ -2156,7 +2234,65 @@ mod_sha256_with(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
     return PyBytes_FromStringAndSize((const char *)out, 32);
 }
 
+/* lines4_with(name, fused, prev, bodies): one version 4 leaf stream through the line
+ * function under test (sha256.h sha256_line4_named), for tests. */
+static PyObject *
+mod_lines4_with(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyUnicode_Check(args[0]) || !PyBytes_Check(args[2])
+        || PyBytes_GET_SIZE(args[2]) != 32 || !PyList_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "lines4_with(name: str, fused: bool, prev: bytes (32), bodies: list)");
+        return NULL;
+    }
+    const char *name = PyUnicode_AsUTF8(args[0]);
+    int fused = PyObject_IsTrue(args[1]);
+    sha256_compress_fn compress;
+    if (name == NULL || fused < 0) {
+        return NULL;
+    }
+    if (!sha256_compress_named(name, &compress)) {
+        PyErr_Format(PyExc_ValueError, "no SHA-256 compression %R in this process", args[0]);
+        return NULL;
+    }
+    sha256_ctx c;
+    uint8_t head[33], digest[32];
+    head[0] = 0x00;
+    memcpy(head + 1, PyBytes_AS_STRING(args[2]), 32);
+    sha256_init(&c);
+    sha256_update_with(&c, head, sizeof head, compress);
+    line_buffer out = {NULL, 0, 0, 0, 0};
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(args[3]); i++) {
+        PyObject *body = PyList_GET_ITEM(args[3], i);
+        if (!PyBytes_Check(body)) {
+            free(out.buf);
+            PyErr_SetString(PyExc_TypeError, "lines4_with(): bodies must be bytes");
+            return NULL;
+        }
+        size_t blen = (size_t)PyBytes_GET_SIZE(body);
+        if (buffer_grow_raw(&out, out.len + blen + TAIL_LEN) < 0) {
+            free(out.buf);
+            return PyErr_NoMemory();
+        }
+        memcpy(out.buf + out.len, PyBytes_AS_STRING(body), blen);
+        if (!sha256_line4_named(name, fused, &c, (uint8_t *)out.buf + out.len, blen, digest)) {
+            free(out.buf);
+            PyErr_Format(PyExc_ValueError, "no fused line function for %R", args[0]);
+            return NULL;
+        }
+        out.len += blen + TAIL_LEN;
+    }
+    PyObject *r = PyBytes_FromStringAndSize(out.buf, (Py_ssize_t)out.len);
+    free(out.buf);
+    return r;
+}
+
 static PyMethodDef module_methods[] = {
+    {"lines4_with", (PyCFunction)(void (*)(void))mod_lines4_with, METH_FASTCALL,
+     "lines4_with(name, fused, prev, bodies, /)\n--\n\nFor tests: the version 4 lines of "
+     "bodies in one leaf stream after prev, with the compression called name through the "
+     "streaming calls (fused False) or its own line function (fused True: \"sha-ni\" only); "
+     "ValueError when this process has no such one."},
     {"sha256_with", (PyCFunction)(void (*)(void))mod_sha256_with, METH_FASTCALL,
      "sha256_with(name, data, /)\n--\n\nFor tests: SHA-256 of data with the compression "
      "called name (\"sha-ni\", \"openssl\", \"portable\"); ValueError when this process "
@@ -2164,7 +2300,7 @@ static PyMethodDef module_methods[] = {
     {"sha256", mod_sha256, METH_O,
      "sha256(data, /)\n--\n\nSHA-256 of a bytes-like object, with this module's implementation."},
     {"hash_lines", (PyCFunction)(void (*)(void))bench_hash_lines, METH_FASTCALL,
-     "hash_lines(body, count, per_leaf, use_hashlib, /)\n--\n\nFor benchmarks: CPU ns to hash "
+     "hash_lines(body, count, per_leaf, use_hashlib, version=0, /)\n--\n\nFor benchmarks: CPU ns to hash "
      "count lines of body as the writer does (per-leaf streams), with this module's SHA-256 or "
      "with hashlib's, called from C."},
     {NULL, NULL, 0, NULL},
