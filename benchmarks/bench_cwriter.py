@@ -1,6 +1,6 @@
 """The C line writer (``blocktrace.chain._cwriter``), measured in one run.
 
-    python benchmarks/bench_cwriter.py [--repeat 7] [--n 200000]
+    python benchmarks/bench_cwriter.py [--repeat 7] [--n 200000] [--format 3 --format 4]
 
 1. ns per ``op(event, gas, depth)`` of a site (a real ``OpStart``, plain ints):
    the whole op line built, sealed and buffered in C, into a real unbuffered
@@ -12,6 +12,11 @@
 3. MB/s of ``sha256`` (this module's, SHA-NI when the CPU has it, and the
    portable C one in a subprocess with ``BLOCKTRACE_SHA_PORTABLE=1``) against
    ``hashlib.sha256`` on 1 MiB inputs, and ns per 64-byte hash.
+
+4. With ``--format`` (repeatable, interleaved: an A/B of the chain rules): 1 and 2 for
+   each format version's C writer (``LineWriter(version=)``), and ns per line of the
+   writer's line function alone (``hash_lines(..., version)``: version 3's
+   ``sha256_line``, version 4's ``sha256_line4``) for each line size.
 
 CPU time (``process_time``), best of N runs, since the machine is shared.
 """
@@ -73,8 +78,8 @@ def _lines(line: Callable[[bytes], None], body: bytes, n: int) -> Callable[[], i
     return run
 
 
-def _writer(cls: Any, sink: Any, per_leaf: int, event: OpStart) -> Any:
-    w = cls(sink.write, lines_per_leaf=per_leaf)
+def _writer(cls: Any, sink: Any, per_leaf: int, event: OpStart, **kw: Any) -> Any:
+    w = cls(sink.write, lines_per_leaf=per_leaf, **kw)
     w.add_site(id(event), PREFIX, SUFFIX, event)
     return w
 
@@ -121,11 +126,36 @@ def _streamed(repeat_: int, n: int) -> dict[int, tuple[float, float]]:
     return out
 
 
+def _formats(formats: list[int], sink: Any, event: OpStart, n: int, rep: int) -> None:
+    """Section 4: the C writer and its line function per format version, interleaved."""
+    writers = {v: _writer(_cwriter.LineWriter, sink, 16, event, version=v) for v in formats}
+    lines = {v: _cwriter.LineWriter(sink.write, version=v) for v in formats}
+    bodies = {size: bytes(32 + i % 95 for i in range(size)) for size in LINE_SIZES}
+    op = dict.fromkeys(formats, float("inf"))
+    line = dict.fromkeys(formats, float("inf"))
+    fn = {(v, size): float("inf") for v in formats for size in LINE_SIZES}
+    for _ in range(rep):
+        for v in formats:
+            op[v] = min(op[v], _best(_calls(writers[v].op, event, n), 1) / n)
+            line[v] = min(line[v], _best(_lines(lines[v].line, BODY, n), 1) / n)
+            for size, body in bodies.items():
+                fn[v, size] = min(fn[v, size], _cwriter.hash_lines(body, n // 4, 16, False, v)
+                                  / (n // 4))
+    print(f"\nper format version ({_cwriter.IMPLEMENTATION}), ns; interleaved, best of {rep}")
+    print("  version   op(event, gas, depth)   line(body)   "
+          + "   ".join(f"line fn {size:3} B" for size in LINE_SIZES))
+    for v in formats:
+        print(f"  {v:7}   {op[v]:21.1f}   {line[v]:10.1f}   "
+              + "   ".join(f"{fn[v, size]:13.1f}" for size in LINE_SIZES))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--n", type=int, default=200_000)
     ap.add_argument("--sha-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--format", type=int, choices=(3, 4), action="append", dest="formats",
+                    help="a format version for the C writer (repeat: A/B in one run)")
     args = ap.parse_args()
     if args.sha_only:  # the portable run, in a subprocess
         rates = _sha_rates(args.repeat)
@@ -167,6 +197,9 @@ def main() -> None:
     print("\nper line(body), 16 lines per leaf               ns")
     print(f"  C                                           {l_c:7.1f}")
     print(f"  Python reference                            {l_py:7.1f}   ({l_py / l_c:.1f} x)")
+    if args.formats:
+        with open(os.devnull, "wb", buffering=0) as sink:
+            _formats(args.formats, sink, event, n, rep)
 
     rates = _sha_rates(rep)
     portable = subprocess.run(

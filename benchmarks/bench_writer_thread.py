@@ -2,7 +2,12 @@
 per instruction event, against the floor, measured in one run.
 
     python benchmarks/bench_writer_thread.py [--repeat 5] [--workload arithmetic ...]
+        [--format 3 --format 4]
     taskset -c 0 python benchmarks/bench_writer_thread.py   # one CPU
+
+``--format`` (repeatable): the format versions ChainTracer writes, each measured in
+the same interleaved rounds (an A/B of the chain rules: ``ChainTracer(format_version=)``);
+by default the one blocktrace writes.
 
 For each workload (benchmarks/workloads.py) it runs, interleaved, best of N: the
 floor (a no-op ``sys.monitoring`` INSTRUCTION callback, bench_tracers.floor), the
@@ -34,6 +39,7 @@ import bench_tracers
 from workloads import WORKLOADS
 
 import blocktrace
+from blocktrace.format.versions import FORMAT_VERSION
 
 Clocks = tuple[int, int, int, int]  # thread CPU, process CPU, wall, the writer thread's CPU
 
@@ -81,33 +87,45 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--workload", choices=sorted(WORKLOADS), action="append")
+    ap.add_argument("--format", type=int, choices=(3, 4), action="append", dest="formats",
+                    help="a format version to write (repeat: A/B in one run)")
     args = ap.parse_args()
+    formats: list[int] = args.formats or [FORMAT_VERSION]
     tmp = tempfile.mkdtemp(prefix="bt-bench-thread-")
     counter = [0]
 
-    def chain(threaded: str) -> Callable[[], Any]:
+    def chain(threaded: str, version: int) -> Callable[[], Any]:
         def make() -> Any:
             counter[0] += 1
             os.environ["BLOCKTRACE_WRITER_THREAD"] = threaded
             path = os.path.join(tmp, f"t{counter[0]}.jsonl")
-            tracer = blocktrace.ChainTracer(path, genesis="bench")
+            tracer = blocktrace.ChainTracer(path, genesis="bench", format_version=version)
             if threaded == "1":
                 assert tracer._writer.threaded, "the C writer with a thread is not there"
             return tracer
         return make
 
+    def chained(threaded: str, version: int) -> Callable[[Callable[[], object]], Clocks]:
+        return lambda fn: _stepped(fn, chain(threaded, version))
+
+    def name_of(mode: str, version: int) -> str:
+        return mode if len(formats) == 1 else f"{mode} v{version}"
+
     configs: dict[str, Callable[[Callable[[], object]], Clocks]] = {
         "discard": lambda fn: _stepped(fn, lambda: blocktrace.discard_trace),
-        "inline": lambda fn: _stepped(fn, chain("0")),
-        "threaded": lambda fn: _stepped(fn, chain("1")),
     }
+    for version in formats:
+        configs[name_of("inline", version)] = chained("0", version)
+        configs[name_of("threaded", version)] = chained("1", version)
+    chains = [k for k in configs if k != "discard"]
     cpus = len(os.sched_getaffinity(0))
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores "
           f"({cpus} in this process's affinity mask), best of {args.repeat}, interleaved; "
-          f"load average {os.getloadavg()[0]:.1f}\n")
-    print("| workload | clock | floor ns/ev | discard (x floor) | ChainTracer inline (x floor) "
-          "| ChainTracer threaded (x floor) |")
-    print("|---|---|---|---|---|---|")
+          f"load average {os.getloadavg()[0]:.1f}; format version(s) "
+          f"{', '.join(map(str, formats))}\n")
+    print("| workload | clock | floor ns/ev | discard (x floor) | "
+          + " | ".join(f"ChainTracer {k} (x floor)" for k in chains) + " |")
+    print("|---|---|---|---|" + "---|" * len(chains))
     for name in args.workload or ["arithmetic", "objects"]:
         fn = WORKLOADS[name]
         fn()
@@ -125,12 +143,15 @@ def main() -> None:
             f = best["floor"][i] / events
             cells = " | ".join(
                 f"{best[k][i] / events:.0f} ({best[k][i] / events / f:.1f}x)"
-                for k in ("discard", "inline", "threaded")
+                for k in ("discard", *chains)
             )
             print(f"| {name} | {clock} | {f:.1f} | {cells} |")
         f = best["floor"][0] / events
-        own = best["threaded"][3] / events
-        print(f"| {name} | writer thread CPU | {f:.1f} | | | {own:.0f} ({own / f:.1f}x) |")
+        cells = " | ".join(
+            f"{best[k][3] / events:.0f} ({best[k][3] / events / f:.1f}x)"
+            if k.startswith("threaded") else "" for k in chains
+        )
+        print(f"| {name} | writer thread CPU | {f:.1f} | | {cells} |")
         sys.stdout.flush()
     os.rmdir(tmp)
 
