@@ -272,6 +272,17 @@ def test_portable_writer_matches_the_reference(portable_run: dict[str, Any]) -> 
 # -- the chain and the tree ---------------------------------------------------------
 
 
+def _writer_runs(test: Callable[..., None]) -> Callable[..., None]:
+    """Runs of lines (None: close a partial leaf there), sealed or not."""
+    return settings(max_examples=60, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])(given(
+        per_leaf=st.sampled_from([0, 1, 2, 3, 16]),
+        steps=st.lists(st.one_of(_bodies(), st.just(None)), max_size=45),
+        buffer_size=st.sampled_from([1, 100, 4096, 65536]),
+        seal=st.booleans(),
+    )(test))
+
+
 def test_a_fresh_writer() -> None:
     w = LineWriter(bytearray().extend)
     assert w.head == _sha(b"blocktrace-chain/2\n").hex()
@@ -279,13 +290,7 @@ def test_a_fresh_writer() -> None:
     assert w.root() == _sha(b"")
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    per_leaf=st.sampled_from([0, 1, 2, 3, 16]),
-    steps=st.lists(st.one_of(_bodies(), st.just(None)), max_size=45),
-    buffer_size=st.sampled_from([1, 100, 4096, 65536]),
-    seal=st.booleans(),
-)
+@_writer_runs
 def test_matches_the_reference_byte_for_byte(
     per_leaf: int, steps: list[bytes | None], buffer_size: int, seal: bool
 ) -> None:
@@ -849,13 +854,7 @@ def test_the_version_written_by_default_is_the_formats() -> None:
             LineWriter(bytearray().extend, version=version)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    per_leaf=st.sampled_from([0, 1, 2, 3, 16]),
-    steps=st.lists(st.one_of(_bodies(), st.just(None)), max_size=45),
-    buffer_size=st.sampled_from([1, 100, 4096, 65536]),
-    seal=st.booleans(),
-)
+@_writer_runs
 def test_version_4_matches_the_reference_byte_for_byte(
     per_leaf: int, steps: list[bytes | None], buffer_size: int, seal: bool
 ) -> None:

@@ -155,6 +155,18 @@ block_shani(__m128i *s0, __m128i *s1, const uint8_t *p)
                   _mm_loadu_si128((const __m128i *)(p + 48)));
 }
 
+/* A line's hash as its tail (SHA256_TAIL_LEN bytes at tail) and at out. */
+BT_SHA_TARGET __attribute__((always_inline)) static inline void
+tail_shani(__m128i lo, __m128i hi, uint8_t *tail, uint8_t out[32])
+{
+    _mm_storeu_si128((__m128i *)out, lo);
+    _mm_storeu_si128((__m128i *)(out + 16), hi);
+    memcpy(tail, SHA256_TAIL_HEAD, SHA256_TAIL_HEAD_LEN);
+    hex16_reg(lo, (char *)tail + SHA256_TAIL_HEAD_LEN);
+    hex16_reg(hi, (char *)tail + SHA256_TAIL_HEAD_LEN + 32);
+    memcpy(tail + SHA256_TAIL_HEAD_LEN + 64, "\"}\n", 3);
+}
+
 /* The state words in c (h[0..7]) as the SHA extensions keep them (ABEF, CDGH), and back. */
 BT_SHA_TARGET __attribute__((always_inline)) static inline void
 load_state_shani(const uint32_t h[8], __m128i *s0, __m128i *s1)
@@ -274,14 +286,8 @@ line_shani(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out[32], size_t be
 
     __m128i lo, hi;
     digest_shani(s0, s1, q, pending, n, &lo, &hi);
-    _mm_storeu_si128((__m128i *)out, lo);
-    _mm_storeu_si128((__m128i *)(out + 16), hi);
     uint8_t *tail = body + blen;
-    memcpy(tail, SHA256_TAIL_HEAD, SHA256_TAIL_HEAD_LEN);
-    hex16_reg(lo, (char *)tail + SHA256_TAIL_HEAD_LEN);
-    hex16_reg(hi, (char *)tail + SHA256_TAIL_HEAD_LEN + 32);
-    memcpy(tail + SHA256_TAIL_HEAD_LEN + 64, "\"}\n", 3);
-
+    tail_shani(lo, hi, tail, out);
     feed_shani(&s0, &s1, c, &q, &pending, tail, SHA256_TAIL_LEN);
     if (q != c->blk) {
         /* the stream's pending bytes, for a copy of the context (q is in the line) */
@@ -312,13 +318,7 @@ line4_shani(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out[32])
     }
     c->n = n;
     store_state_shani(c->h, s0, s1);
-    _mm_storeu_si128((__m128i *)out, lo);
-    _mm_storeu_si128((__m128i *)(out + 16), hi);
-    uint8_t *tail = body + blen;
-    memcpy(tail, SHA256_TAIL_HEAD, SHA256_TAIL_HEAD_LEN);
-    hex16_reg(lo, (char *)tail + SHA256_TAIL_HEAD_LEN);
-    hex16_reg(hi, (char *)tail + SHA256_TAIL_HEAD_LEN + 32);
-    memcpy(tail + SHA256_TAIL_HEAD_LEN + 64, "\"}\n", 3);
+    tail_shani(lo, hi, body + blen, out);
 }
 #endif /* BT_X86 */
 

@@ -330,19 +330,25 @@ commit(Writer *w, size_t blen, int last)
     }
 }
 
-/* The leaf stream's digest is the leaf hash (version 4: that is the last line's
- * hash, already taken): into the tree, restart.  Cannot fail. */
+/* A finished leaf into the tree: versions 2 and 3, its stream's digest; version 4, its
+ * last line's hash (already taken). */
+static void
+tree_push(Writer *w, const uint8_t last_hash[32], const sha256_ctx *stream)
+{
+    if (w->v4) {
+        merkle_push(&w->tree, last_hash);
+        return;
+    }
+    uint8_t h[32];
+    sha256_digest(stream, h);
+    merkle_push(&w->tree, h);
+}
+
+/* The leaf stream's digest is the leaf hash: into the tree, restart.  Cannot fail. */
 static void
 finish_leaf(Writer *w)
 {
-    if (w->v4) {
-        merkle_push(&w->tree, w->prev);
-    }
-    else {
-        uint8_t h[32];
-        sha256_digest(&w->stream, h);
-        merkle_push(&w->tree, h);
-    }
+    tree_push(w, w->prev, &w->stream);
     fresh_stream(w);
     w->in_leaf = 0;
 }
@@ -492,14 +498,7 @@ push_leaves(Writer *w, int wait)
     uint64_t h = atomic_load_explicit(&p->lhead, memory_order_acquire);
     for (; t != h; t++) {
         leaf_rec *r = &p->leaves[t & (LEAF_CAP - 1)];
-        if (w->v4) {
-            merkle_push(&w->tree, r->hash);
-        }
-        else {
-            uint8_t leaf[32];
-            sha256_digest(&r->stream, leaf);
-            merkle_push(&w->tree, leaf);
-        }
+        tree_push(w, r->hash, &r->stream);
     }
     atomic_store_explicit(&p->ltail, t, memory_order_release);
     pthread_mutex_unlock(&p->tmu);
