@@ -57,6 +57,8 @@ class TraceInfo:
     """``error`` values that name a normal halt (revm's ``Stop``, ``Return``), read
     as no error."""
     summary: Summary | None = None
+    level: str = "op"
+    """A blocktrace trace's header ``level`` (op, line, call), once ``diff`` has read it."""
     evidence: Evidence = field(default_factory=Evidence)
     functions: dict[int | str, tuple[str, str]] = field(default_factory=dict)
     done: bool = False

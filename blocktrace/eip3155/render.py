@@ -8,6 +8,7 @@ import msgspec
 
 from blocktrace.eip3155.compare import Comparer, canonical_stack, canonical_value
 from blocktrace.eip3155.differ import Hunk
+from blocktrace.eip3155.levels import coarser
 from blocktrace.eip3155.normalise import TraceInfo
 from blocktrace.eip3155.opcodes import evm_op_name
 from blocktrace.eip3155.records import Step, Summary
@@ -226,7 +227,20 @@ def _mapping_changes(name: str, a: dict[str, Any] | None,
     return out
 
 
-def _info_line(label: str, info: TraceInfo) -> str:
+def _counted(info: TraceInfo, other: TraceInfo, compared: int, by_line: bool) -> str:
+    """A trace's steps, and, when the two are compared at a coarser level than this
+    trace's own, how many that level holds (the number ``compared``)."""
+    level = coarser(info.level, other.level)
+    if by_line:
+        return f"{info.steps} steps"
+    if level == info.level == "call":  # a call-level trace has no op steps of its own
+        return f"{compared} steps at level call: calls, returns, exceptions"
+    if level != info.level:
+        return f"{info.steps} steps, {compared} at level {level}"
+    return f"{info.steps} steps"
+
+
+def _info_line(label: str, info: TraceInfo, counted: str) -> str:
     extras = []
     if info.stops_dropped:
         extras.append(f"{info.stops_dropped} STOP dropped")
@@ -238,13 +252,14 @@ def _info_line(label: str, info: TraceInfo) -> str:
         extras.append(f"{info.noise} non-JSON line(s) skipped")
     more = f"; {', '.join(extras)}" if extras else ""
     python = f", Python {info.python}" if info.python else ""
-    return f"{label}: {info.path} ({info.dialect}{python}, {info.steps} steps{more})"
+    return f"{label}: {info.path} ({info.dialect}{python}, {counted}{more})"
 
 
 def render_text(report: DiffReport, colour: bool = False) -> str:
     style = _Style(colour)
     steps = report.steps
-    out = [_info_line("A", report.a), _info_line("B", report.b),
+    out = [_info_line("A", report.a, _counted(report.a, report.b, steps.steps_a, report.by_line)),
+           _info_line("B", report.b, _counted(report.b, report.a, steps.steps_b, report.by_line)),
            ("compared per source line: " if report.by_line else "compared: ")
            + ", ".join(report.fields)
            + (f" (stack: top {report.stack_top})" if report.stack_top is not None else "")]

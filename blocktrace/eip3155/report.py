@@ -291,6 +291,7 @@ def _at_one_level(
     ``levels``), the note saying so when the levels differ, and the differ's
     ``skip`` when the steps can be passed over as bytes (``skip.pair``)."""
     level_a, level_b = _level(info_a.path), _level(info_b.path)
+    info_a.level, info_b.level = level_a, level_b
     level = levels.coarser(level_a, level_b)
     if level == "call":  # the call tree and its exceptions, at any level
         stream_a = levels.call_steps(info_a.path, info_a)

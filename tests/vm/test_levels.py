@@ -491,3 +491,25 @@ def test_the_trace_keeps_no_returned_yielded_or_raised_object_alive(
     with blocktrace.trace(tracer):
         result = _lifetimes()
     assert result == [True] * N_LIFETIMES
+
+
+def test_diff_counts_each_traces_steps_at_the_level_compared(recorded: Path) -> None:
+    def steps(level: str) -> int:
+        done = _cli("diff", "--json", recorded / f"{level}.jsonl",
+                    recorded / f"{level}-pure.jsonl")
+        return int(json.loads(done.stdout)["steps"][0])
+
+    op, line, call = steps("op"), steps("line"), steps("call")
+    assert 0 < call < line < op
+    # A call-level trace has no op steps: its header said "0 steps" before.
+    done = _cli("diff", recorded / "call.jsonl", recorded / "op.jsonl")
+    a, b = done.stdout.splitlines()[:2]
+    assert f", {call} steps at level call: calls, returns, exceptions" in a, done.stdout
+    assert f", {op} steps, {call} at level call" in b, done.stdout
+    assert f"same: {call} steps agree" in done.stdout
+    done = _cli("diff", recorded / "op.jsonl", recorded / "line.jsonl")
+    a, b = done.stdout.splitlines()[:2]
+    assert f", {op} steps, {line} at level line" in a, done.stdout
+    assert f", {line} steps" in b and "at level" not in b, done.stdout
+    done = _cli("diff", recorded / "call.jsonl", recorded / "call-pure.jsonl")
+    assert done.stdout.count(f", {call} steps at level call: calls, returns, exceptions") == 2
