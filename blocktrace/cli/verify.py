@@ -105,10 +105,16 @@ def verify(args: argparse.Namespace) -> int:
             text += f", genesis {result.genesis!r}"
         if result.summary is not None:
             s = result.summary
-            text += f"; run {'passed' if s.get('pass') else 'failed'}"
-            text += f", {int(s['gasUsed'], 16)} steps"
-            if s.get("error"):
-                text += f", error {s['error']!r}"
+            if s.get("error") == "TraceSizeLimit":  # the recording stopped, not the run
+                text += (f"; recording stopped at step {s.get('step')} (TraceSizeLimit: the "
+                         f"trace reached its size limit, {s.get('maxSize')} bytes); the run "
+                         f"went on to its end: {int(s['gasUsed'], 16)} steps, output "
+                         f"{s.get('output')!r}")
+            else:
+                text += f"; run {'passed' if s.get('pass') else 'failed'}"
+                text += f", {int(s['gasUsed'], 16)} steps"
+                if s.get("error"):
+                    text += f", error {s['error']!r}"
             if result.root:
                 text += f"; Merkle root {result.root} over {result.tree_size} leaves"
             if not result.outcome_in_tree:

@@ -86,6 +86,11 @@ def test_past_the_limit_the_program_runs_on_and_the_trace_is_sealed(tmp_path: Pa
     check = _blocktrace(tmp_path, mode, "verify", str(trace))
     assert check.returncode == 0, check.stderr
     assert "valid and sealed" in check.stdout and "TraceSizeLimit" in check.stdout
+    # The recording stopped, not the run: verify does not call it failed.
+    assert "run failed" not in check.stdout, check.stdout
+    assert (f"recording stopped at step {summary['step']} (TraceSizeLimit: the trace reached "
+            f"its size limit, {64 * 1024} bytes); the run went on to its end: "
+            f"{int(summary['gasUsed'], 16)} steps, output '3'") in check.stdout, check.stdout
 
 
 @pytest.mark.parametrize("mode", _MODES)
