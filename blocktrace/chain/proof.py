@@ -1,27 +1,31 @@
 """A trace file as a Merkle tree, and proof bundles for one of its lines.
 
-The tree of a trace (docs/FORMAT.md, "Merkle tree") is built over every line
-before the summary line, header included, grouped in order into leaves of
-``LINES_PER_LEAF`` lines; a leaf's data is the exact bytes of its lines, each
-with its ``\\n``.  :class:`TraceFile` answers roots and proofs from the
-trace's index (``TraceFile(path, index=...)``: the index keeps the subtree hash
-of every 64 leaves, so only the one chunk of 1,024 lines a proof needs is read,
-and checked against the index), or without one in two streaming passes (count,
-then hash) in O(log n) memory.
+The tree of a trace (docs/FORMAT.md, "Merkle tree") is built over its lines
+(versions 1 and 2: those before the summary line), header included, grouped in
+order into leaves of ``LINES_PER_LEAF`` lines; a leaf's data is the exact bytes
+of its lines, each with its ``\\n`` (version 4: the hash of the line before the
+leaf, then each line's body -- the line up to its hash member -- and a
+``\\n``).  :class:`TraceFile` answers roots and proofs from the trace's index
+(``TraceFile(path, index=...)``: the index keeps the subtree hash of every 64
+leaves, so only the one chunk of 1,024 lines a proof needs is read, and checked
+against the index), or without one in two streaming passes (count, then hash)
+in O(log n) memory.
 
 A *proof bundle* shows that one line is in a trace with a given root without
 the rest of the trace: it carries the line's whole leaf (so it reveals the up
 to 15 lines grouped with it), the line's place in the leaf, the tree size, the
-root and the audit path.  Bundles are JSON written with msgspec in one
-canonical form; :func:`check_bundle` accepts only that exact form, so any
-change to a bundle's bytes is either a different proof that fails or a
-non-canonical encoding that is refused.
+root and the audit path; for a version 4 trace also ``prevHash``, the hash of
+the line before the leaf, with which every line's own hash is checked too.
+Bundles are JSON written with msgspec in one canonical form; :func:`check_bundle`
+accepts only that exact form, so any change to a bundle's bytes is either a
+different proof that fails or a non-canonical encoding that is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -46,6 +50,7 @@ from blocktrace.format.index import (
     range_hash,
 )
 from blocktrace.format.lines import Header
+from blocktrace.format.rules import DOMAIN_V4, LEAF_PREFIX, split_hash
 from blocktrace.format.versions import KNOWN_VERSIONS, LINES_PER_LEAF, SUMMARY_IN_TREE
 from blocktrace.limits import MAX_LINE_BYTES, LineTooLongError
 
@@ -65,6 +70,8 @@ __all__ = [
 BUNDLE_FORMAT = "blocktrace-proof/1"
 _CHUNK = 1 << 20
 _HEX64 = frozenset("0123456789abcdef")
+_H0_V4 = hashlib.sha256(DOMAIN_V4).digest()
+_check_json = msgspec.json.Decoder(dict[str, object]).decode
 
 
 class BundleError(ValueError):
@@ -97,9 +104,16 @@ class TraceFile:
     and ``root`` agree with the file (:meth:`root`).
     """
 
-    def __init__(self, path: str | os.PathLike[str], index: TraceIndex | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        index: TraceIndex | None = None,
+        *,
+        versions: Container[int] = KNOWN_VERSIONS,
+    ) -> None:
         self.path = Path(path)
         name = os.fspath(path)
+        self._versions = versions
         self._index = index
         self._tree: ChunkTree | None = None
         try:
@@ -122,7 +136,7 @@ class TraceFile:
             header = msgspec.json.decode(first, type=Header)
         except (msgspec.DecodeError, RecursionError) as exc:
             raise TraceError(name, 1, f"not a blocktrace header ({exc})") from None
-        if header.blocktrace not in KNOWN_VERSIONS:
+        if header.blocktrace not in versions:
             raise TraceError(name, 1, f"unknown format version {header.blocktrace!r}")
         if not _is_hex64(header.hash):
             raise TraceError(name, 1, "the header has no valid hash")
@@ -171,7 +185,7 @@ class TraceFile:
     def _raw_lines(self, start: int, count: int) -> Iterator[tuple[int, bytes]]:
         from blocktrace.format.reader import TraceReader
 
-        reader = TraceReader(self.path)
+        reader = TraceReader(self.path, versions=self._versions)
         reader._index = self._index
         return reader.raw_lines(start, count)
 
@@ -220,6 +234,47 @@ class TraceFile:
         if group:
             yield group
 
+    def hashed_leaves(self, limit: int | None = None) -> Iterator[tuple[bytes, list[bytes]]]:
+        """(leaf hash, lines) of the tree's leaves, at most ``limit`` of them."""
+        prev: bytes | None = _H0_V4 if self.version >= 4 else None
+        for k, group in enumerate(self.leaves(limit)):
+            yield self._leaf_hash(k, group, prev), group
+            if prev is not None:
+                prev = self._hash_of(k * LINES_PER_LEAF + len(group), group[-1])
+
+    def _leaf_hash(self, leaf: int, group: list[bytes], prev: bytes | None) -> bytes:
+        """The leaf hash of leaf ``leaf``'s lines; version 4: ``prev`` is the hash
+        of the line before it (the one it carries; the chain is verify's business)."""
+        if prev is None:
+            return leaf_hash(b"".join(group))
+        stream = hashlib.sha256(LEAF_PREFIX + prev)
+        for offset, raw in enumerate(group):
+            parts = split_hash(raw[:-1])
+            if parts is None:
+                raise self._no_hash(leaf * LINES_PER_LEAF + offset + 1)
+            stream.update(parts[0])
+            stream.update(b"\n")
+        return stream.digest()
+
+    def _hash_of(self, number: int, raw: bytes) -> bytes:
+        """The hash line ``number`` (its bytes ``raw``) carries."""
+        parts = split_hash(raw[:-1])
+        if parts is None:
+            raise self._no_hash(number)
+        return bytes.fromhex(parts[1])
+
+    def _no_hash(self, number: int) -> TraceError:
+        return TraceError(str(self.path), number, "line has no hash member: verify the trace")
+
+    def _prev_of(self, leaf: int) -> bytes | None:
+        """Version 4: the hash of the line before leaf ``leaf`` (H_0 before the first)."""
+        if self.version < 4:
+            return None
+        if leaf == 0:
+            return _H0_V4
+        number = leaf * LINES_PER_LEAF
+        return self._hash_of(number, b"".join(raw for _, raw in self._raw_lines(number, 1)))
+
     def root(self, size: int | None = None) -> bytes:
         """The root of the tree of the first ``size`` leaves (all by default).
 
@@ -237,8 +292,8 @@ class TraceFile:
                 raise self._changed()
         else:
             acc = MerkleAccumulator()
-            for group in self.leaves(n):
-                acc.append_leaf_data(b"".join(group))
+            for digest, _ in self.hashed_leaves(n):
+                acc.append_leaf_hash(digest)
             r = acc.root()
         if whole:
             self._check_summary(r)
@@ -274,30 +329,36 @@ class TraceFile:
             return [self._range_hash(lo, hi) for lo, hi in ranges]
         hasher = RangeHasher(ranges)
         end = max((e for _, e in ranges), default=0)
-        for group in self.leaves(end):
-            hasher.add_leaf_data(b"".join(group))
+        for digest, _ in self.hashed_leaves(end):
+            hasher.add_leaf_hash(digest)
         return hasher.hashes()
 
-    def inclusion(self, index: int, size: int) -> tuple[bytes, list[bytes], list[bytes]]:
-        """Root of the first ``size`` leaves, audit path of leaf ``index`` and that
-        leaf's lines, in one streaming pass."""
+    def inclusion(
+        self, index: int, size: int
+    ) -> tuple[bytes, list[bytes], list[bytes], bytes | None]:
+        """Root of the first ``size`` leaves, audit path of leaf ``index``, that
+        leaf's lines and (version 4) the hash of the line before it, in one
+        streaming pass."""
         self._check_size(size)
         if self._index is not None:
             leaf = self._leaf_lines(index)
-            return self.root(size), self.range_hashes(inclusion_ranges(index, size), size), leaf
+            path = self.range_hashes(inclusion_ranges(index, size), size)
+            return self.root(size), path, leaf, self._prev_of(index)
         acc = MerkleAccumulator()
         hasher = RangeHasher(inclusion_ranges(index, size))
         lines: list[bytes] = []
-        for i, group in enumerate(self.leaves(size)):
-            digest = leaf_hash(b"".join(group))
+        prev = self._prev_of(0)
+        for i, (digest, group) in enumerate(self.hashed_leaves(size)):
             acc.append_leaf_hash(digest)
             hasher.add_leaf_hash(digest)
             if i == index:
                 lines = group
+            elif i + 1 == index and prev is not None:
+                prev = self._hash_of(index * LINES_PER_LEAF, group[-1])
         r = acc.root()
         if size == self.tree_size:
             self._check_summary(r)
-        return r, hasher.hashes(), lines
+        return r, hasher.hashes(), lines, prev
 
 
     # -- through the index ---------------------------------------------------------
@@ -328,13 +389,18 @@ class TraceFile:
         count = min((last - first) * LINES_PER_LEAF, self.tree_lines - start)
         hashes: list[bytes] = []
         group: list[bytes] = []
-        for _, raw in self._raw_lines(start + 1, count):
+        prev = self._prev_of(first)
+        leaf = first
+        for number, raw in self._raw_lines(start + 1, count):
             group.append(raw)
             if len(group) == LINES_PER_LEAF:
-                hashes.append(leaf_hash(b"".join(group)))
+                hashes.append(self._leaf_hash(leaf, group, prev))
+                if prev is not None:
+                    prev = self._hash_of(number, raw)
+                leaf += 1
                 group = []
         if group:
-            hashes.append(leaf_hash(b"".join(group)))
+            hashes.append(self._leaf_hash(leaf, group, prev))
         if stored is not None and (
             len(hashes) != LEAVES_PER_CHUNK or perfect_root(hashes) != stored
         ):
@@ -354,7 +420,7 @@ class StaleIndexError(TraceError):
     proof needs): the index must be built again, which checks the chain."""
 
 
-class ProofBundle(msgspec.Struct, forbid_unknown_fields=True):
+class ProofBundle(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """What ``blocktrace prove`` prints: one line, its leaf, and the audit path.
 
     ``line`` is the 1-based line number in the trace (the header is line 1);
@@ -372,6 +438,9 @@ class ProofBundle(msgspec.Struct, forbid_unknown_fields=True):
     indexInLeaf: int
     auditPath: list[str]
     leafLines: list[str]
+    prevHash: str | None = None
+    """Version 4 only (absent before): the hash of the line before the leaf (H_0
+    for leaf 0), lowercase hex; the leaf's data starts with it."""
 
 
 _encoder = msgspec.json.Encoder()
@@ -401,7 +470,7 @@ def make_bundle(trace: TraceFile, line: int, size: int | None = None) -> ProofBu
         raise TraceError(
             where, None, f"line {line} is in leaf {index}, after the {n} leaves of the tree"
         )
-    root, path, lines = trace.inclusion(index, n)
+    root, path, lines, prev = trace.inclusion(index, n)
     try:
         texts = [raw[:-1].decode("utf-8") for raw in lines]
     except UnicodeDecodeError as exc:
@@ -417,6 +486,7 @@ def make_bundle(trace: TraceFile, line: int, size: int | None = None) -> ProofBu
         indexInLeaf=offset,
         auditPath=[h.hex() for h in path],
         leafLines=texts,
+        prevHash=None if prev is None else prev.hex(),
     )
     check_bundle(encode_bundle(bundle))  # never hand out a proof that does not verify
     return bundle
@@ -469,16 +539,51 @@ def check_bundle(data: bytes) -> CheckedBundle:
         raise BundleError("only the last leaf of a tree may hold fewer than 16 lines")
     if not _is_hex64(bundle.root) or not all(_is_hex64(h) for h in bundle.auditPath):
         raise BundleError("root and audit path must be 64 lowercase hex digits each")
-    data_bytes = "".join(t + "\n" for t in lines).encode("utf-8")
+    if bundle.prevHash is None:
+        if bundle.leafIndex == 0 and lines[0].startswith('{"blocktrace":4,'):
+            raise BundleError("a version 4 trace's leaf is proven with its prevHash")
+        digest = leaf_hash("".join(t + "\n" for t in lines).encode("utf-8"))
+    else:
+        digest = _v4_leaf(bundle)
     root = bytes.fromhex(bundle.root)
     try:
         verify_inclusion(
             bundle.leafIndex,
             bundle.treeSize,
-            leaf_hash(data_bytes),
+            digest,
             [bytes.fromhex(h) for h in bundle.auditPath],
             root,
         )
     except ProofError as exc:
         raise BundleError(f"audit path does not verify: {exc}") from exc
     return CheckedBundle(bundle, root, bundle.treeSize)
+
+
+def _v4_leaf(bundle: ProofBundle) -> bytes:
+    """A version 4 bundle's leaf hash: ``SHA-256(0x00 || prevHash || body\\n ...)``,
+    each line's own hash checked on the way (it is the stream's digest after its
+    body and newline), every line a JSON object as ``verify`` requires."""
+    prev = bundle.prevHash or ""
+    if not _is_hex64(prev):
+        raise BundleError("prevHash must be 64 lowercase hex digits")
+    if bundle.leafIndex == 0 and prev != _H0_V4.hex():
+        raise BundleError("the first leaf's prevHash must be version 4's H_0")
+    stream = hashlib.sha256(LEAF_PREFIX + bytes.fromhex(prev))
+    first = bundle.leafIndex * LINES_PER_LEAF + 1
+    for offset, text in enumerate(bundle.leafLines):
+        raw = text.encode("utf-8")
+        parts = split_hash(raw)
+        if parts is None:
+            raise BundleError(f"line {first + offset} of the leaf has no hash member")
+        try:
+            _check_json(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            raise BundleError(f"line {first + offset} of the leaf is not a JSON object") from None
+        stream.update(parts[0])
+        stream.update(b"\n")
+        if stream.digest().hex() != parts[1]:
+            raise BundleError(
+                f"line {first + offset}'s hash does not match its bytes and the leaf's "
+                "lines before it (version 4)"
+            )
+    return stream.digest()

@@ -61,7 +61,7 @@ def rechain_trace(
     merkle = MerkleAccumulator()
     v1 = ChainHasher()
     group: list[bytes] = []  # version 1 hashes its leaves apart from the chain
-    chain = LeafChain(LINES_PER_LEAF, merkle.append_leaf_hash)
+    chain = LeafChain(LINES_PER_LEAF, merkle.append_leaf_hash, version)
     out: list[bytes] = []
     for index, body in enumerate(bodies):
         is_summary = body.startswith(SUMMARY_PREFIX)

@@ -1,4 +1,4 @@
-"""The line writer of format version 2: seals lines, buffers them, builds the tree.
+"""The line writer: seals lines (any version 2 to 4), buffers them, builds the tree.
 
 :class:`PyLineWriter` is the reference, in Python; ``blocktrace.chain._cwriter``
 (built from ``chain/csrc/*.c`` when a C compiler is present) has the same interface
@@ -40,6 +40,8 @@ from blocktrace._native import extension
 from blocktrace.chain.hashing import DOMAIN, LINK_PREFIX
 from blocktrace.chain.merkle import MerkleAccumulator
 from blocktrace.format.opline import op_body
+from blocktrace.format.rules import DOMAIN_V4, LEAF_PREFIX
+from blocktrace.format.versions import FORMAT_VERSION
 
 __all__ = [
     "ACCELERATED", "LineWriter", "PyLineWriter", "ThreadStart", "thread_start",
@@ -51,7 +53,15 @@ _sha256 = hashlib.sha256
 
 
 class PyLineWriter:
-    """Seal lines per docs/FORMAT.md (version 2) and hand them to ``write``.
+    """Seal lines per docs/FORMAT.md and hand them to ``write``.
+
+    ``version``: the chain rule (``FORMAT_VERSION`` by default).  2 and 3 share
+    one: a leaf's stream is fed each line as written, a leaf's first line links
+    (``0x02``).  4 (:mod:`blocktrace.format.rules`): a leaf's stream starts with
+    the hash of the line before it and is fed each body and a newline, never the
+    digits; a line's hash is the stream's digest after its newline, the last
+    one is the leaf hash.  The bytes are :func:`~blocktrace.format.rules.rechain`'s
+    for that version.
 
     ``write``: called with a bytes object; may return how many bytes it took (a
     partial write: the rest is written next) or anything else for all of them.
@@ -72,16 +82,21 @@ class PyLineWriter:
         lines_per_leaf: int = 16,
         on_leaf: Callable[[], Any] | None = None,
         tell: Callable[[], int] | None = None,
+        version: int = FORMAT_VERSION,
     ) -> None:
         if buffer_size < 1 or lines_per_leaf < 0:
             raise ValueError("buffer_size must be positive and lines_per_leaf not negative")
+        if version not in (2, 3, 4):
+            raise ValueError(f"the writer writes format versions 2, 3 and 4, not {version!r}")
+        self.version = version
+        self._v4 = version == 4
         self._write = write
         self._tell = tell
         self._size = buffer_size
         self._per_leaf = lines_per_leaf
         self._on_leaf = on_leaf
-        self._prev = _sha256(DOMAIN).digest()
-        self._stream = _sha256(b"\x00")
+        self._prev = _sha256(DOMAIN_V4 if self._v4 else DOMAIN).digest()
+        self._stream = _sha256(LEAF_PREFIX + self._prev if self._v4 else LEAF_PREFIX)
         self._in_leaf = 0
         self._lines = 0
         self._tree = MerkleAccumulator()
@@ -138,9 +153,14 @@ class PyLineWriter:
             return True
         stream = self._stream.copy()
         stream.update(body)
-        digest = stream.digest()
-        tail = b',"hash":"%b"}\n' % hexlify(digest)
-        stream.update(tail)
+        if self._v4:
+            stream.update(b"\n")
+            digest = stream.digest()
+            tail = b',"hash":"%b"}\n' % hexlify(digest)
+        else:
+            digest = stream.digest()
+            tail = b',"hash":"%b"}\n' % hexlify(digest)
+            stream.update(tail)
         buf += body
         buf += tail
         self._prev = digest
@@ -167,7 +187,10 @@ class PyLineWriter:
             self._finish_leaf()
 
     def summary(self, body: bytes) -> None:
-        """Seal and buffer the summary line (link form, not in the tree); the last line."""
+        """Seal and buffer a version 2 summary line (link form, not in the tree); the
+        last line.  (Versions 3 and 4: the summary is an ordinary ``line``.)"""
+        if self._v4:
+            raise ValueError("version 4 has no summary rule of its own: write it as a line")
         self.close_leaf()
         self._add(body, True, last=True)
 
@@ -216,9 +239,15 @@ class PyLineWriter:
             self.flush()
         stream = self._stream.copy()
         stream.update(body)
-        digest = _sha256(LINK_PREFIX + self._prev + body).digest() if link else stream.digest()
+        if self._v4:  # no link: the stream started with the hash before the leaf
+            stream.update(b"\n")
+            digest = stream.digest()
+        elif link:
+            digest = _sha256(LINK_PREFIX + self._prev + body).digest()
+        else:
+            digest = stream.digest()
         tail = b',"hash":"%b"}\n' % hexlify(digest)
-        if not last:
+        if not last and not self._v4:
             stream.update(tail)
         # The commit: stores and in-place operations only, no call, so no signal
         # handler runs between them.
@@ -236,8 +265,12 @@ class PyLineWriter:
         tree = self._tree
         stack, size = tree._stack[:], tree._size
         try:
-            fresh = _sha256(b"\x00")
-            tree.append_leaf_hash(self._stream.digest())
+            if self._v4:  # the stream ended with the last line's newline: its hash
+                fresh = _sha256(LEAF_PREFIX + self._prev)
+                tree.append_leaf_hash(self._prev)
+            else:
+                fresh = _sha256(LEAF_PREFIX)
+                tree.append_leaf_hash(self._stream.digest())
             self._stream = fresh  # these two: no call between, so no handler either
             self._in_leaf = 0
         except BaseException:

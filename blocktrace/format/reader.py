@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal, Protocol
 
@@ -183,7 +183,9 @@ class TraceReader:
     trace shows that answer with it.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, versions: Container[int] = KNOWN_VERSIONS
+    ) -> None:
         self.path = os.fspath(path)
         self.kind: Kind = _kind(self.path)
         """``plain``, ``zstd`` or ``gzip`` (sniffed from the magic bytes)."""
@@ -201,7 +203,7 @@ class TraceReader:
             )
         if not first.endswith(b"\n"):
             raise TraceError(self.path, 1, "no complete first line: not a blocktrace trace")
-        header = _parse_header(self.path, first[:-1])
+        header = _parse_header(self.path, first[:-1], versions)
         if isinstance(header, str):
             raise TraceError(self.path, 1, header)
         self.header: Header = header
@@ -368,8 +370,11 @@ class TraceReader:
         return check_chain(self.path, tree=tree)
 
 
-def _parse_header(path: str, line: bytes) -> Header | str:
-    """Line 1 (without its newline) as a Header, or why it is not one."""
+def _parse_header(
+    path: str, line: bytes, versions: Container[int] = KNOWN_VERSIONS
+) -> Header | str:
+    """Line 1 (without its newline) as a Header, or why it is not one; ``versions``:
+    the format versions accepted (every version this blocktrace knows)."""
     if line.startswith(b"\xef\xbb\xbf"):
         return "byte-order mark before the header"
     try:
@@ -379,7 +384,7 @@ def _parse_header(path: str, line: bytes) -> Header | str:
     version = obj.get("blocktrace")
     if version is None:
         return "line 1 is not a blocktrace header: not a blocktrace trace"
-    if type(version) is not int or version not in KNOWN_VERSIONS or obj.get("hashAlg") != HASH_ALG:
+    if type(version) is not int or version not in versions or obj.get("hashAlg") != HASH_ALG:
         return (
             f"format version {version!r} with hash {obj.get('hashAlg')!r} is not one this "
             f"blocktrace knows ({', '.join(map(str, KNOWN_VERSIONS))}; {HASH_ALG})"
@@ -525,7 +530,9 @@ def _walk(
     tree: Tree | None,
     index: IndexBuilder | None = None,
     progress: Any = None,
+    versions: Container[int] = KNOWN_VERSIONS,
 ) -> None:
+    """The reference walk (``versions``: the format versions accepted)."""
     on_leaf = tree.append_leaf_hash if tree is not None else None
     on_line = index.line if index is not None else None
     tell = progress.update if progress is not None else None
@@ -549,9 +556,10 @@ def _walk(
             return
         line = raw[:-1]
         if number == 1:
-            version = _header(result, line)
+            version = _header(result, line, versions)
             if not version:
                 return
+            chain = LeafChain(LINES_PER_LEAF, on_leaf, version)  # 4: its own H_0
         if line.endswith(b"\r"):
             _tampered(result, number, CR_AT_END)
             return
@@ -623,9 +631,11 @@ def _not_an_object(line: bytes) -> str:
     return ""
 
 
-def _header(result: Verification, line: bytes) -> int:
+def _header(
+    result: Verification, line: bytes, versions: Container[int] = KNOWN_VERSIONS
+) -> int:
     """The header's format version, or 0 (with the status set) when it is not a header."""
-    header = _parse_header(result.path, line)
+    header = _parse_header(result.path, line, versions)
     if isinstance(header, str):
         if header.startswith("byte-order mark"):
             _tampered(result, 1, header)

@@ -26,7 +26,7 @@ FORMAT_VERSION: Final = 3
 """The version blocktrace writes."""
 KNOWN_VERSIONS: Final = (1, 2, 3)
 """Every version readers accept (old ones keep verifying)."""
-SUMMARY_IN_TREE: Final = frozenset({3})
+SUMMARY_IN_TREE: Final = frozenset({3, 4})
 """Versions whose summary line is an ordinary line, in the Merkle tree (so a
 checkpoint of the whole tree covers the run's outcome)."""
 HASH_ALG: Final = "sha256"
@@ -34,6 +34,6 @@ Level = Literal["op", "line", "call"]
 KNOWN_LEVELS: Final = ("op", "line", "call")
 """Header ``level`` values readers accept (version 3; absent means ``op``)."""
 LINES_PER_LEAF: Final = 16
-"""Lines per Merkle leaf (and per chain stream, versions 2 and 3)."""
+"""Lines per Merkle leaf (and per chain stream, versions 2 to 4)."""
 SUMMARY_PREFIX: Final = b'{"output":'
 """The summary line starts with these bytes (and no other line does)."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
 from blocktrace.chain.checkpoint import checkpoint_of_trace
-from blocktrace.chain.merkle import LINES_PER_LEAF, root
+from blocktrace.chain.merkle import LINES_PER_LEAF, MerkleAccumulator, root, root_from_hashes
 from blocktrace.chain.proof import (
     BundleError,
     ProofBundle,
@@ -19,7 +21,9 @@ from blocktrace.chain.proof import (
     make_bundle,
 )
 from blocktrace.chain.rewrite import rechain_trace
-from blocktrace.chain.verify import verify_file
+from blocktrace.chain.verify import Verification, verify_file
+from blocktrace.format import reader
+from blocktrace.format.index import IndexBuilder, TraceIndex, stamp_of
 from tests.chain.recording import record
 
 
@@ -172,3 +176,136 @@ def test_not_a_trace(tmp_path: Path) -> None:
             TraceFile(path)
     with pytest.raises(TraceError, match="cannot read"):
         TraceFile(tmp_path / "missing.jsonl")
+
+
+# -- version 4 (read by the functions that take the versions until blocktrace writes it)
+
+_V4 = (1, 2, 3, 4)
+
+
+@pytest.fixture(scope="module")
+def v4_trace_path(trace_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same run as format version 4 (a leaf's data starts with the hash before it)."""
+    path = tmp_path_factory.mktemp("proof-v4") / "v4.jsonl"
+    path.write_bytes(rechain_trace(trace_path.read_bytes(), version=4))
+    return path
+
+
+def _pure(path: Path, tree: Any) -> Verification:
+    result = Verification(str(path), "unusable")
+    with path.open("rb") as stream:
+        reader._walk(stream, result, tree, tree if isinstance(tree, IndexBuilder) else None,
+                     versions=_V4)
+    return result
+
+
+def _v4_index(path: Path) -> TraceIndex:
+    builder = IndexBuilder(stamp_of(str(path), "plain"), None)
+    result = _pure(path, builder)
+    assert result.status == "sealed", result.reason
+    return builder.finish(result)
+
+
+def test_version_4_tree_leaf_hashes_are_the_leaves_last_lines(v4_trace_path: Path) -> None:
+    raw = v4_trace_path.read_bytes().splitlines()
+    hashes = [bytes.fromhex(msgspec.json.decode(line)["hash"]) for line in raw]
+    lasts = [hashes[min(i + LINES_PER_LEAF, len(raw)) - 1] for i in range(0, len(raw), 16)]
+    trace = TraceFile(v4_trace_path, versions=_V4)
+    assert trace.version == 4 and trace.sealed and trace.outcome_in_tree
+    assert [digest for digest, _ in trace.hashed_leaves()] == lasts
+    tree = MerkleAccumulator()
+    result = _pure(v4_trace_path, tree)
+    assert result.status == "sealed" and trace.root() == root_from_hashes(lasts) == tree.root()
+    indexed = TraceFile(v4_trace_path, _v4_index(v4_trace_path), versions=_V4)
+    assert indexed.root() == trace.root() and indexed.root(3) == trace.root(3)
+    with pytest.raises(TraceError, match="unknown format version 4"):
+        TraceFile(v4_trace_path, versions=(1, 2, 3))
+
+
+@pytest.mark.parametrize("indexed", [False, True], ids=["streamed", "indexed"])
+def test_version_4_every_line_has_a_bundle_with_the_hash_before_its_leaf(
+    v4_trace_path: Path, indexed: bool
+) -> None:
+    raw = v4_trace_path.read_bytes().splitlines()
+    index = _v4_index(v4_trace_path) if indexed else None
+    trace = TraceFile(v4_trace_path, index, versions=_V4)
+    r = trace.root()
+    genesis = hashlib.sha256(b"blocktrace-chain/4\n").hexdigest()
+    for line in [*range(1, trace.tree_lines + 1, 7), 16, 17, 33, trace.tree_lines]:
+        bundle = make_bundle(trace, line)
+        first = (line - 1) // LINES_PER_LEAF * LINES_PER_LEAF
+        before = genesis if first == 0 else msgspec.json.decode(raw[first - 1])["hash"]
+        assert bundle.prevHash == before
+        assert bundle.text.encode() == raw[line - 1]
+        checked = check_bundle(encode_bundle(bundle))
+        assert checked.root == r and checked.tree_size == trace.tree_size
+    early = make_bundle(trace, 40, size=5)
+    assert check_bundle(encode_bundle(early)).root == trace.root(5)
+
+
+def _forged(bundle: ProofBundle, **changes: Any) -> bytes:
+    return encode_bundle(msgspec.structs.replace(bundle, **changes))
+
+
+def test_version_4_tampered_bundles_are_rejected(v4_trace_path: Path) -> None:
+    trace = TraceFile(v4_trace_path, versions=_V4)
+    b = make_bundle(trace, 37)
+    assert b.prevHash is not None and b.indexInLeaf == 4
+    lines = list(b.leafLines)
+    edited = lines[4].replace('"pc":', '"pc":1', 1)
+    assert edited != lines[4]
+    digits = lines[6][:-3] + ("0" if lines[6][-3] != "0" else "1") + lines[6][-2:]
+    forgeries = {
+        "a line's body": dict(leafLines=[*lines[:4], edited, *lines[5:]], text=edited),
+        "a line's hash digits": dict(leafLines=[*lines[:6], digits, *lines[7:]]),
+        "the previous hash": dict(prevHash="0" * 64),
+        "no previous hash": dict(prevHash=None),
+        "two lines swapped": dict(leafLines=[*lines[:2], lines[3], lines[2], *lines[4:]]),
+        "a line dropped": dict(leafLines=lines[:-1]),
+        "the leaf's last line moved first": dict(leafLines=[lines[-1], *lines[:-1]]),
+        "a hash member gone": dict(
+            leafLines=[*lines[:5], lines[5][: lines[5].rindex(',"hash"')] + "}", *lines[6:]]
+        ),
+        "another leaf's place": dict(leafIndex=b.leafIndex + 1, line=b.line + 16),
+        "the root": dict(root="1" * 64),
+        "the audit path": dict(auditPath=[*b.auditPath[:-1], "2" * 64]),
+        "uppercase prevHash": dict(prevHash=(b.prevHash or "").upper()),
+    }
+    for what, changes in forgeries.items():
+        with pytest.raises(BundleError):
+            check_bundle(_forged(b, **changes))
+            pytest.fail(what)
+    # prevHash is the leaf data's first bytes: a bundle cannot pass as version 3's
+    with pytest.raises(BundleError, match="canonical"):
+        check_bundle(encode_bundle(b).replace(b'"prevHash"', b' "prevHash"'))
+    # the first leaf starts from H_0 and nothing else
+    first = make_bundle(trace, 3)
+    with pytest.raises(BundleError, match="H_0"):
+        check_bundle(_forged(first, prevHash=b.prevHash))
+    with pytest.raises(BundleError, match="prevHash"):
+        check_bundle(_forged(first, prevHash=None))
+    # and a version 3 bundle never names one
+    v3 = encode_bundle(make_bundle(TraceFile(trace_path_of(v4_trace_path)), 37))
+    assert b"prevHash" not in v3
+
+
+def trace_path_of(v4_path: Path) -> Path:
+    """The version 3 recording the version 4 fixture was re-chained from."""
+    path = v4_path.with_name("v3.jsonl")
+    if not path.exists():
+        path.write_bytes(rechain_trace(v4_path.read_bytes(), version=3))
+    return path
+
+
+def test_version_4_every_single_byte_change_of_a_bundle_is_rejected(v4_trace_path: Path) -> None:
+    trace = TraceFile(v4_trace_path, versions=_V4)
+    size, r = trace.tree_size, trace.root()
+    data = encode_bundle(make_bundle(trace, 21))
+    for i in range(len(data)):
+        changed = bytearray(data)
+        changed[i] ^= 0x01
+        try:
+            checked = check_bundle(bytes(changed))
+        except BundleError:
+            continue
+        assert (checked.tree_size, checked.root) != (size, r), i

@@ -1,4 +1,7 @@
-"""The verifier's tamper matrix, on a real trace made by ``blocktrace run``."""
+"""The verifier's tamper matrix, on a real trace made by ``blocktrace run``, in
+format version 3 and (re-chained) version 4.  A version 4 trace is checked by
+the pure-Python walk too, whatever ``verify`` runs (and by ``verify`` only once
+this blocktrace reads version 4), and both must give the same answer."""
 
 from __future__ import annotations
 
@@ -13,9 +16,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from blocktrace.chain import verify
+from blocktrace.chain.merkle import MerkleAccumulator
 from blocktrace.chain.rewrite import rechain_trace
 from blocktrace.chain.verify import Verification, verify_file
 from blocktrace.cli.verify import EXIT_STATUS
+from blocktrace.format import reader
+from blocktrace.format.versions import KNOWN_VERSIONS
 from tests.chain.recording import record_behaves
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
@@ -23,7 +30,7 @@ _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 @pytest.fixture(scope="session")
-def real_trace_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def recorded_trace_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A sealed trace of a real run (a few hundred lines); do not modify."""
     trace = record_behaves(tmp_path_factory.mktemp("real") / "real.jsonl",
                            "--genesis", "nonce-42", args=("exit3",), status=3)
@@ -31,15 +38,48 @@ def real_trace_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return trace
 
 
+@pytest.fixture(scope="session", params=[3, 4], ids=["v3", "v4"])
+def real_trace_path(
+    request: pytest.FixtureRequest, recorded_trace_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """The recorded trace in format version 3 or 4 (the same lines, re-chained)."""
+    data = recorded_trace_path.read_bytes()
+    version = _decode(data.split(b"\n", 1)[0])["blocktrace"]
+    if request.param == version:
+        return recorded_trace_path
+    path = tmp_path_factory.mktemp(f"v{request.param}") / "real.jsonl"
+    path.write_bytes(rechain_trace(data, version=request.param))
+    return path
+
+
 @pytest.fixture
 def real_trace(real_trace_path: Path) -> bytes:
     return real_trace_path.read_bytes()
 
 
+def pure_verify(path: Path, head: str | None = None, genesis: str | None = None,
+                versions: tuple[int, ...] = (1, 2, 3, 4)) -> Verification:
+    """``verify_file``'s answer by the pure-Python walk, which reads ``versions``."""
+    result = Verification(str(path), "unusable")
+    with path.open("rb") as stream:
+        reader._walk(stream, result, MerkleAccumulator(), versions=versions)
+    if result.status in ("sealed", "unsealed"):
+        verify._check_anchors(result, head, genesis)
+    return result
+
+
 def _check(tmp_path: Path, data: bytes, **anchors: str) -> Verification:
     path = tmp_path / "t.jsonl"
     path.write_bytes(data)
-    return verify_file(path, **anchors)
+    if not data.startswith(b'{"blocktrace":4,'):
+        return verify_file(path, **anchors)
+    pure = pure_verify(path, **anchors)
+    if 4 in KNOWN_VERSIONS:  # what verify says (C or pure) is the reference's
+        said = verify_file(path, **anchors)
+        assert (said.status, said.line, said.reason, said.head, said.lines) == (
+            pure.status, pure.line, pure.reason, pure.head, pure.lines)
+    return pure
 
 
 def _lines(data: bytes) -> list[bytes]:
@@ -260,6 +300,8 @@ def test_summary_that_lies_about_the_count(real_trace: bytes, tmp_path: Path) ->
     # The same in version 2, whose summary is hashed by its own rule.
     careless_v2 = rechain_trace(shorter, version=2, fix_summary=False)
     _tampered_at(_check(tmp_path, careless_v2), len(lines) - 1)
+    careless_v4 = rechain_trace(shorter, version=4, fix_summary=False)
+    _tampered_at(_check(tmp_path, careless_v4), len(lines) - 1)
 
 
 
@@ -286,3 +328,20 @@ def test_an_overlong_line_after_the_header_is_tampering(
     data = _lines(real_trace)[0] + b"x" * (MAX_LINE_BYTES + 10) + b"\n"
     result = _check(tmp_path, data)
     assert result.status == "tampered" and result.line == 2, result.reason
+
+
+def test_a_whole_leaf_deleted_or_two_leaves_swapped(real_trace: bytes, tmp_path: Path) -> None:
+    """Leaves are 16 lines: removing lines 17-32 whole, or swapping two whole
+    leaves, breaks the chain at the first line of the leaf that moved (version
+    4: the leaf's stream starts with the hash of the line before it)."""
+    lines = _lines(real_trace)
+    _tampered_at(_check(tmp_path, b"".join(lines[:16] + lines[32:])), 17)
+    swapped = lines[:16] + lines[32:48] + lines[16:32] + lines[48:]
+    _tampered_at(_check(tmp_path, b"".join(swapped)), 17)
+    # the last line of a leaf (whose hash is the leaf hash) edited, hash kept
+    edited = lines[31].replace(b'"depth":1', b'"depth":2', 1)
+    assert edited != lines[31]
+    _tampered_at(_check(tmp_path, b"".join([*lines[:31], edited, *lines[32:]])), 32)
+    # its hash digits changed alone: line 32's own check, then line 33's stream
+    digits = lines[31][:-4] + (b"0" if lines[31][-4:-3] != b"0" else b"1") + lines[31][-3:]
+    _tampered_at(_check(tmp_path, b"".join([*lines[:31], digits, *lines[32:]])), 32)

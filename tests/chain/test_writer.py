@@ -217,3 +217,93 @@ def test_a_stream_that_takes_nothing_is_an_error_not_a_hang(cls: Any) -> None:
     with pytest.raises(OSError, match="took no bytes"):
         w.flush()
     assert w.buffered > 0 and w.lines == 1  # kept, for a flush that works
+
+
+def _takes_version_4(cls: Any) -> bool:
+    try:
+        cls(io.BytesIO().write, version=4)
+    except TypeError:  # the C writer before it took ``version``
+        return False
+    return True
+
+
+V4_WRITERS = [
+    p if p.values[0] is None or _takes_version_4(p.values[0])
+    else pytest.param(None, id=p.id, marks=pytest.mark.skip("this C writer has no version 4"))
+    for p in WRITERS
+]
+
+
+@pytest.mark.parametrize("cls", V4_WRITERS)
+def test_version_4_lines_and_sites_are_the_reference_bytes(cls: Any) -> None:
+    """Lines, op lines from sites (the per-instruction path), leaf ends, small
+    buffers: version 4's bytes are ``rules.rechain(bodies, 4)``'s, its leaf
+    hashes the leaves' last lines' hashes."""
+    from blocktrace.format import rules
+
+    out = io.BytesIO()
+    leaves_seen = [0]
+    w = cls(out.write, buffer_size=90, version=4, on_leaf=lambda: leaves_seen.__setitem__(
+        0, leaves_seen[0] + 1))
+    site = OpStart(4, 100, "LOAD_FAST", 3, 1)
+    w.add_site(id(site), b'{"pc":4,"op":100,"gas":"0x', b',"opName":"LOAD_FAST","line":3', site)
+    for i, body in enumerate(_bodies(45)):
+        w.line(body)
+        if i % 3 == 0:
+            assert w.op(site, 10**9 + i, 1 + i % 4) is True
+    w.line(b'{"output":"","gasUsed":"0x1","lines":%d' % (w.lines + 1))
+    w.close_leaf()
+    w.flush()
+    data = out.getvalue()
+    lines = data.splitlines(keepends=True)
+    bodies = []
+    for line in lines:
+        parts = split_hash(line[:-1])
+        assert parts is not None
+        bodies.append(parts[0])
+    leaves: list[bytes] = []
+    assert data == rules.rechain(bodies, 4, leaves.append)
+    assert len(lines) == w.lines == 61 and w.tree_size == len(leaves) == 4
+    assert leaves_seen[0] == 4
+    assert leaves[-1].hex() == w.head == split_hash(lines[-1][:-1])[1]  # type: ignore[index]
+    assert w.root() == merkle.root_from_hashes(leaves)
+    assert b'"gas":"0x3b9aca00","gasCost":"0x1","depth":1,"opName":"LOAD_FAST"' in data
+
+
+@pytest.mark.parametrize("cls", V4_WRITERS)
+def test_version_4_partial_and_failed_writes_lose_nothing(cls: Any) -> None:
+    from blocktrace.format import rules
+
+    out = io.BytesIO()
+    calls = [0]
+
+    def write(data: bytes) -> int:
+        calls[0] += 1
+        if calls[0] % 5 == 2:
+            raise OSError(28, "No space left on device")
+        return out.write(data[:7])
+
+    w = cls(write, buffer_size=120, version=4)
+    sealed = []
+    for body in _bodies(40):
+        try:
+            w.line(body)
+            sealed.append(body)
+        except OSError:
+            pass
+    while True:
+        try:
+            w.flush()
+            break
+        except OSError:
+            pass
+    assert out.getvalue() == rules.rechain(sealed, 4) and len(sealed) == w.lines
+
+
+def test_the_python_writer_refuses_a_version_2_summary_in_version_4() -> None:
+    w = PyLineWriter(io.BytesIO().write, version=4)
+    w.line(b'{"a":1')
+    with pytest.raises(ValueError, match="version 4"):
+        w.summary(b'{"output":""')
+    with pytest.raises(ValueError, match="versions 2, 3 and 4"):
+        PyLineWriter(io.BytesIO().write, version=1)

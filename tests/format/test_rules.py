@@ -61,9 +61,9 @@ def _bodies() -> st.SearchStrategy[list[bytes]]:
     return st.lists(body, min_size=1, max_size=70)
 
 
-def _written(cls: type, bodies: list[bytes]) -> tuple[bytes, bytes]:
+def _written(cls: type, bodies: list[bytes], version: int = 3) -> tuple[bytes, bytes]:
     out: list[bytes] = []
-    w = cls(out.append, buffer_size=1 << 12, lines_per_leaf=LINES_PER_LEAF)
+    w = cls(out.append, buffer_size=1 << 12, lines_per_leaf=LINES_PER_LEAF, version=version)
     for body in bodies:
         w.line(body)
     w.close_leaf()
@@ -71,14 +71,20 @@ def _written(cls: type, bodies: list[bytes]) -> tuple[bytes, bytes]:
     return b"".join(out), w.root()
 
 
-def _writers() -> list[type]:
+def _writers(version: int = 3) -> list[type]:
+    """The writers that write ``version`` (the C one once it takes ``version``)."""
     found = [writer.PyLineWriter]
     try:
         from blocktrace.chain._cwriter import LineWriter  # type: ignore[import-not-found]
     except ImportError:
         pass
     else:
-        found.append(LineWriter)
+        try:
+            LineWriter(list().append, version=version)
+        except TypeError:  # a C writer without ``version``: it writes the default only
+            pass
+        else:
+            found.append(LineWriter)
     return found
 
 
@@ -99,6 +105,27 @@ def test_both_writers_write_exactly_the_reference_bytes(bodies: list[bytes], sum
         data, root = _written(cls, bodies)
         assert data == expected, cls
         assert root == merkle.root(groups), cls
+
+
+@settings(max_examples=60, deadline=None)
+@given(bodies=_bodies(), summary=st.booleans())
+def test_both_writers_write_exactly_the_reference_bytes_of_version_4(
+    bodies: list[bytes], summary: bool
+) -> None:
+    """Version 4 (``version=4``): the bytes of ``rechain(bodies, 4)``; each leaf
+    hash is its last line's hash, and the tree is built of those."""
+    if summary:
+        bodies = [*bodies, b'{"output":"0","gasUsed":"0x1","pass":true,"time":1,"lines":%d'
+                  % len(bodies)]
+    leaves: list[bytes] = []
+    expected = rules.rechain(bodies, 4, leaves.append)
+    lines = expected.splitlines(keepends=True)
+    lasts = [lines[min(i + 16, len(lines)) - 1] for i in range(0, len(lines), 16)]
+    assert leaves == [bytes.fromhex(line[-67:-3].decode()) for line in lasts]
+    for cls in _writers(4):
+        data, root = _written(cls, bodies, 4)
+        assert data == expected, cls
+        assert root == merkle.root_from_hashes(leaves), cls
 
 
 def test_rechain_of_the_three_versions_verifies(tmp_path: Path) -> None:
