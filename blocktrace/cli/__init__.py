@@ -68,6 +68,20 @@ def one_line(text: str) -> str:
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
+def note_unverified(command: str, path: str, status: str, line: int | None,
+                    reason: str) -> None:
+    """One line on stderr when the trace a command showed is tampered or unsealed
+    (what its index's chain pass found): a reader never presents it as good."""
+    if status not in ("tampered", "unsealed"):
+        return
+    where = f" at line {line}" if line is not None else ""
+    sys.stderr.write(
+        f"blocktrace {command}: note: {one_line(path)} is "
+        f"{'TAMPERED' if status == 'tampered' else 'UNSEALED'}{where} "
+        f"(blocktrace verify says why): {one_line(reason)}\n"
+    )
+
+
 class CliError(Exception):
     """A problem to report as one line on stderr, with an exit status."""
 

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from blocktrace.cli import CliError, one_line
+from blocktrace.cli import CliError, note_unverified
 
 
 def register(sub: Any) -> None:
@@ -73,11 +73,5 @@ def _show(args: argparse.Namespace) -> int:
         out.flush()
     except TraceError as exc:
         raise CliError(str(exc)) from exc
-    if index.status in ("tampered", "unsealed"):
-        where = f" at line {index.line}" if index.line is not None else ""
-        sys.stderr.write(
-            f"blocktrace show: note: {one_line(args.trace)} is "
-            f"{'TAMPERED' if index.status == 'tampered' else 'UNSEALED'}{where} "
-            f"(blocktrace verify says why): {one_line(index.reason)}\n"
-        )
+    note_unverified("show", args.trace, index.status, index.line, index.reason)
     return 0

@@ -270,3 +270,28 @@ def test_types_stub_keeps_a_dataclass_its_decorator_and_fields(tmp_path: Path) -
     assert "from dataclasses import dataclass\n" in stub
     assert "@dataclass\nclass Point:\n    x: float\n    y: float = ...\n" in stub
     assert "def norm(p: Point) -> int: ..." in stub
+
+
+def test_lines_says_when_the_trace_does_not_verify(tmp_path: Path) -> None:
+    trace = record(tmp_path)
+    sealed = blocktrace("lines", "prog.jsonl", cwd=tmp_path)
+    assert sealed.returncode == 0 and sealed.stderr == "", sealed.stderr
+    lines = trace.read_bytes().splitlines(keepends=True)
+    middle = len(lines) // 2
+    edited = tmp_path / "edited.jsonl"
+    edited.write_bytes(b"".join(lines[:middle])
+                       + lines[middle].replace(b'"depth":', b'"depth":9', 1)
+                       + b"".join(lines[middle + 1:]))
+    for args in (["edited.jsonl"], ["edited.jsonl", "--function", "demo"],
+                 ["edited.jsonl", "--json"]):
+        done = blocktrace("lines", *args, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.startswith(
+            f"blocktrace lines: note: edited.jsonl is TAMPERED at line {middle + 1} "
+            "(blocktrace verify says why): "), done.stderr
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(b"".join(lines[:middle]))
+    done = blocktrace("lines", "cut.jsonl", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("blocktrace lines: note: cut.jsonl is UNSEALED"), done.stderr
