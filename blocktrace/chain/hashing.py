@@ -7,6 +7,7 @@ from __future__ import annotations
 from blocktrace.format.rules import (
     DOMAIN,
     DOMAIN_V1,
+    DOMAIN_V4,
     HASH_FIELD,
     HASH_HEX_LEN,
     LINK_PREFIX,
@@ -19,6 +20,7 @@ from blocktrace.format.versions import FORMAT_VERSION, KNOWN_VERSIONS
 __all__ = [
     "DOMAIN",
     "DOMAIN_V1",
+    "DOMAIN_V4",
     "FORMAT_VERSION",
     "HASH_FIELD",
     "HASH_HEX_LEN",

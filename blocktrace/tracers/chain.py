@@ -367,11 +367,8 @@ class ChainTracer:
             else self._out.tell if self._owns else None
         )
         write = self._counted(write, position)
-        # the chain rule goes with the header's version (a PyLineWriter that takes no
-        # version writes 3's)
-        extra: dict[str, Any] = {}
-        if LineWriter is not PyLineWriter or format_version != 3:
-            extra["version"] = format_version
+        # the chain rule goes with the header's version
+        extra: dict[str, Any] = {"version": format_version}
         later = False
         """The writer's thread starts once the trace fills its first buffer."""
         if LineWriter is PyLineWriter:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-import msgspec
 import pytest
 
 from blocktrace.chain.checkpoint import (
@@ -21,7 +19,6 @@ from blocktrace.chain.checkpoint import (
     read_checkpoint,
     verify_anchors,
 )
-from blocktrace.chain.hashing import LeafChain, split_hash
 from blocktrace.chain.merkle import LINES_PER_LEAF, MerkleAccumulator, verify_consistency
 from blocktrace.chain.note import (
     NoteError,
@@ -32,34 +29,23 @@ from blocktrace.chain.note import (
     sign_note,
 )
 from blocktrace.chain.proof import TraceFile
+from blocktrace.chain.rewrite import rechain_trace
 from blocktrace.cli.verify import ANCHOR_EXIT_STATUS
 from tests.chain.recording import record
 
 REFDATA = Path(__file__).resolve().parents[3] / "shared" / "refdata" / "merkle"
 def rewrite(src: Path, dst: Path, line: int) -> None:
     """What a writer who lies does: change line ``line`` (1-based) and
-    recompute every hash, the summary's head and its Merkle root."""
-    acc = MerkleAccumulator()
-    chain = LeafChain(LINES_PER_LEAF, acc.append_leaf_hash)
-    out = []
-    raw = src.read_bytes().splitlines()
-    for number, text in enumerate(raw, 1):
-        parts = split_hash(text)
-        assert parts is not None
-        body = parts[0]
-        if number == line:
-            body = body.replace(b'"depth":', b'"depth":1', 1)
-            assert body != parts[0]
-        if number == len(raw):  # the summary
-            chain.close_leaf()
-            summary: dict[str, Any] = msgspec.json.decode(body + b"}")
-            summary["head"] = chain.head()
-            summary["root"] = acc.root().hex()
-            summary["treeSize"] = acc.size
-            out.append(chain.seal_summary(msgspec.json.encode(summary)[:-1]))
-        else:
-            out.append(chain.seal(body))
-    dst.write_bytes(b"".join(out))
+    recompute every hash (and the summary, by the trace's version's rules)."""
+
+    def edit(index: int, body: bytes) -> bytes:
+        if index + 1 != line:
+            return body
+        changed = body.replace(b'"depth":', b'"depth":1', 1)
+        assert changed != body
+        return changed
+
+    dst.write_bytes(rechain_trace(src.read_bytes(), edit))
 
 
 @pytest.fixture(scope="module")
@@ -250,8 +236,8 @@ def test_consistency_proof_from_the_trace_verifies_on_its_own(traces: dict[str, 
 def _replay(trace: TraceFile, cp: Checkpointer) -> None:
     """Feed the checkpointer exactly as the writer does: once per completed leaf."""
     acc = MerkleAccumulator()
-    for group in trace.leaves(trace.full_leaves):
-        acc.append_leaf_data(b"".join(group))
+    for digest, _ in trace.hashed_leaves(trace.full_leaves):  # by the trace's version
+        acc.append_leaf_hash(digest)
         cp.maybe_write(acc.size, acc.root)
 
 

@@ -8,6 +8,7 @@ byte.  The portable SHA-256 is exercised in a subprocess started with
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import os
@@ -31,7 +32,9 @@ _cwriter = pytest.importorskip(
     "blocktrace.chain._cwriter",
     reason="the C extension is not built (python setup.py build_ext --inplace)",
 )
-LineWriter: Any = _cwriter.LineWriter
+LineWriter: Any = functools.partial(_cwriter.LineWriter, version=3)
+"""The tests up to "format version 4" check version 3's rules (the ``Reference``
+below): the writer pinned to 3 (``version=`` overrides it); version 4 at the end."""
 
 MID = b'","gasCost":"0x1","depth":'
 PREFIX = b'{"pc":12,"op":100,"gas":"0x'
@@ -221,7 +224,7 @@ _PORTABLE_SCRIPT = textwrap.dedent(
     seed = bytes(range(256)) * 4
     data = [seed[:n] for n in range(301)] + [os.urandom(n) for n in (1 << 20, 100_003)]
     out = bytearray()
-    w = _cwriter.LineWriter(out.extend, buffer_size=200, lines_per_leaf=3)
+    w = _cwriter.LineWriter(out.extend, buffer_size=200, lines_per_leaf=3, version=3)
     bodies = [b'{"n":%d,"pad":"%s"' % (i, b"x" * (i * 37 % 300)) for i in range(40)]
     for b in bodies:
         w.line(b)
@@ -793,7 +796,7 @@ def test_pure_python_writer_agrees_when_both_are_there() -> None:
     outs = []
     for cls in (LineWriter, PyLineWriter):
         out = bytearray()
-        w = cls(out.extend, buffer_size=333, lines_per_leaf=16)
+        w = cls(out.extend, buffer_size=333, lines_per_leaf=16, version=3)
         ev = _event()
         w.add_site(id(ev), PREFIX, SUFFIX, ev)
         for i in range(100):
@@ -827,8 +830,8 @@ def test_a_real_trace_through_chain_tracer(tmp_path: Path) -> None:
     if not writer.ACCELERATED:
         pytest.skip("BLOCKTRACE_PURE is set: ChainTracer uses the Python writer")
     path = tmp_path / "t.jsonl"
-    tracer = blocktrace.ChainTracer(path)
-    assert isinstance(tracer.op_line.__self__, LineWriter)  # the stepper passes gas and depth
+    tracer = blocktrace.ChainTracer(path, format_version=3)  # the Reference is v3
+    assert isinstance(tracer.op_line.__self__, _cwriter.LineWriter)  # the stepper passes gas, depth
     with blocktrace.trace(tracer):
         assert _workload() == sum(i * 3 if i % 2 else i for i in range(300))
     data = path.read_bytes()
@@ -846,7 +849,7 @@ def test_a_real_trace_through_chain_tracer(tmp_path: Path) -> None:
 def test_the_version_written_by_default_is_the_formats() -> None:
     from blocktrace.format.versions import FORMAT_VERSION
 
-    assert LineWriter(bytearray().extend).version == FORMAT_VERSION
+    assert _cwriter.LineWriter(bytearray().extend).version == FORMAT_VERSION
     for version in (2, 3, 4):
         assert LineWriter(bytearray().extend, version=version).version == version
     for version in (0, 1, 5):

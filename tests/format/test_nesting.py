@@ -19,10 +19,11 @@ def _files(tmp_path: Path) -> dict[str, Path]:
     cases = {
         "bare": _DEEP + b"\n",
         "in-header": b'{"blocktrace":3,"hashAlg":"sha256","x":' + _DEEP + b"}\n",
-        "chained-event": rechain([header, b'{"event":"x","v":' + _DEEP]),
-        "chained-op": rechain([header, b'{"pc":1,"op":1,"gas":"0x1","depth":1,"v":' + _DEEP]),
+        "chained-event": rechain([header, b'{"event":"x","v":' + _DEEP], 3),
+        "chained-op": rechain([header, b'{"pc":1,"op":1,"gas":"0x1","depth":1,"v":' + _DEEP], 3),
         "chained-summary": rechain(
-            [header, b'{"output":' + _DEEP + b',"gasUsed":"0x0","pass":true,"time":1,"lines":1']
+            [header, b'{"output":' + _DEEP + b',"gasUsed":"0x0","pass":true,"time":1,"lines":1'],
+            3,
         ),
     }
     out = {}

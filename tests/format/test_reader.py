@@ -10,6 +10,7 @@ import pytest
 
 import blocktrace
 from blocktrace.format import (
+    FORMAT_VERSION,
     CallLine,
     Header,
     OpLine,
@@ -43,7 +44,7 @@ def trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_lines_as_structs(trace: Path) -> None:
     reader = TraceReader(trace)
-    assert reader.version == 3 and reader.level == "op"
+    assert reader.version == FORMAT_VERSION and reader.level == "op"
     assert isinstance(reader.header, Header) and reader.header.genesis == "g"
     lines = list(reader.lines())
     kinds = {type(line) for _, line in lines}
@@ -98,7 +99,7 @@ def test_unknown_kinds_are_tolerated(tmp_path: Path) -> None:
         b'{"output":"0","gasUsed":"0x0","pass":true,"time":1,"lines":3',
     ]
     path = tmp_path / "t.jsonl"
-    path.write_bytes(rechain(bodies))
+    path.write_bytes(rechain(bodies, 3))
     lines = [x for _, x in TraceReader(path).lines()]
     assert isinstance(lines[1], UnknownLine) and lines[1].event == "inputs"
     assert isinstance(lines[2], CallLine)
@@ -136,7 +137,7 @@ def test_one_error_for_what_is_not_a_trace(tmp_path: Path, content: bytes, probl
 def test_deep_nesting_in_a_line_is_a_trace_error(tmp_path: Path) -> None:
     deep = b'{"event":"x","v":' + b"[" * 10_000 + b"]" * 10_000
     path = tmp_path / "t.jsonl"
-    path.write_bytes(rechain([b'{"blocktrace":3,"hashAlg":"sha256","genesis":"g"', deep]))
+    path.write_bytes(rechain([b'{"blocktrace":3,"hashAlg":"sha256","genesis":"g"', deep], 3))
     reader = TraceReader(path)
     with pytest.raises(TraceError, match="nested too deeply"):
         list(reader.lines())

@@ -16,6 +16,7 @@ import msgspec
 import pytest
 
 import blocktrace
+from blocktrace.format.versions import FORMAT_VERSION
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 _HEX = re.compile(r"0x(0|[1-9a-f][0-9a-f]*)\Z")
@@ -71,7 +72,7 @@ def test_every_line_has_its_documented_shape(values: str) -> None:
         "blocktrace", "hashAlg", "genesis", "python", "implementation", "argv", "start", "pid",
         "level", "hash",
     ]
-    assert header["blocktrace"] == 3 and header["hashAlg"] == "sha256"
+    assert header["blocktrace"] == FORMAT_VERSION and header["hashAlg"] == "sha256"
     assert header["level"] == "op"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", header["start"])
     assert isinstance(header["pid"], int) and isinstance(header["argv"], list)
@@ -135,7 +136,7 @@ def test_every_line_has_its_documented_shape(values: str) -> None:
     assert kinds >= {"op", "call", "return", "raise", "handled", "source"}
     assert thread_seen
 
-    assert list(summary) == ["output", "gasUsed", "pass", "time", "lines", "hash"]  # version 3
+    assert list(summary) == ["output", "gasUsed", "pass", "time", "lines", "hash"]  # v3, v4
     assert _HEX.match(summary["gasUsed"]) and summary["pass"] is True
     assert int(summary["gasUsed"], 16) == sum(1 for e in events if "op" in e and "event" not in e)
     assert summary["lines"] == len(lines) - 1

@@ -12,6 +12,7 @@ import pytest
 
 from blocktrace.chain.rewrite import rechain_trace
 from blocktrace.eip3155 import read_all
+from blocktrace.format.versions import FORMAT_VERSION
 from blocktrace.view.model import ClientModel, Model, TraceModel, open_model
 from blocktrace.view.server import ViewServer
 from blocktrace.view.session import Session
@@ -66,12 +67,12 @@ def test_meta_describes_the_trace(base: str, traced: Path) -> None:
     assert meta["mode"] == "trace"
     (trace,) = meta["traces"]
     assert trace["kind"] == "blocktrace" and trace["dialect"] == "blocktrace"
-    assert trace["version"] == 3 and trace["level"] == "op" and trace["ready"]
+    assert trace["version"] == FORMAT_VERSION and trace["level"] == "op" and trace["ready"]
     assert trace["hasValues"] is True and trace["threads"] == []
     assert trace["steps"] == len(read_all(str(traced))[0])  # as blocktrace diff counts them
     assert trace["lines"] == len(traced.read_bytes().splitlines())
     assert trace["summary"]["pass"] is True
-    assert trace["header"]["blocktrace"] == 3 and "hash" not in trace["header"]
+    assert trace["header"]["blocktrace"] == FORMAT_VERSION and "hash" not in trace["header"]
     assert str(traced.parent / "prog.py") in trace["files"]
 
 

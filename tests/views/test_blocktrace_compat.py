@@ -17,6 +17,7 @@ import pytest
 
 from blocktrace import blocktrace
 from blocktrace.blocktrace import ChainFailure
+from blocktrace.format.versions import FORMAT_VERSION
 from blocktrace.views.blocks import values as blocks_values
 
 from . import samples_blocktrace as s
@@ -270,7 +271,7 @@ def test_saved_trace_is_the_whole_run_instruction_by_instruction(tmp_path: Path)
     example.save(path)
     lines = [msgspec.json.decode(line) for line in path.read_bytes().splitlines()]
     header, events, summary = lines[0], lines[1:-1], lines[-1]
-    assert header["blocktrace"] == 3 and summary["pass"] is True
+    assert header["blocktrace"] == FORMAT_VERSION and summary["pass"] is True
     ops = [e for e in events if "op" in e and "event" not in e]
     # one op line per instruction, gas falling by exactly one each time
     assert len(ops) == int(summary["gasUsed"], 16)
