@@ -55,7 +55,8 @@ def plain_json_object(line: Buffer, /) -> bool:
 
 @final
 class ChainScan:
-    """The chain check of one trace (see :mod:`blocktrace.format.fastcheck`)."""
+    """The chain check of one trace (see :mod:`blocktrace.format.fastcheck`), by
+    format ``version`` 1-4's rules (:mod:`blocktrace.format.rules`)."""
 
     def __init__(
         self, version: int, per_leaf: int, max_line: int, leaves: bool, every: int = 0,
@@ -64,7 +65,7 @@ class ChainScan:
         """``every`` > 0: also keep the index's bookkeeping (steps, a checkpoint
         every ``every`` lines) of the lines that check.  ``hashed``: the lines'
         hashes were put in by an :class:`Expander` from compact frames (version
-        3, no leaves here: the expander has them), so they are not recomputed.
+        3 or 4, no leaves here: the expander has them), so they are not recomputed.
         ``compact``: the lines are compact lines, their hashes given by ``digests``."""
     def scan(self, buffer: Buffer, pos: int, number: int, trust: int, /) -> tuple[int, int, int]:
         """Check the complete lines of ``buffer`` from byte ``pos`` (line ``number``);

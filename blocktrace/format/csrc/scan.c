@@ -3,7 +3,7 @@
  *
  * ChainScan walks the complete lines of a buffer, recomputes each line's hash
  * by its format version's rules (blocktrace.format.rules is the reference:
- * ChainHasher for version 1, LeafChain for versions 2 and 3), compares it with
+ * ChainHasher for version 1, LeafChain for versions 2, 3 and 4), compares it with
  * the hash the line carries, checks cheaply that the line is a JSON object, and
  * keeps the leaf hashes for the Merkle tree.  It stops at the first line it
  * cannot settle alone -- the header is parsed by Python before, the summary's
@@ -55,6 +55,7 @@ static const uint8_t SUMMARY_PREFIX[] = "{\"output\":";
 #define SUMMARY_PREFIX_LEN 10
 static const uint8_t DOMAIN_V1[] = "blocktrace-chain/1\n";
 static const uint8_t DOMAIN_V2[] = "blocktrace-chain/2\n";
+static const uint8_t DOMAIN_V4[] = "blocktrace-chain/4\n";
 #define DOMAIN_LEN 19
 #define MAX_DEPTH 64
 
@@ -292,8 +293,9 @@ typedef struct {
     size_t dg_cap;
     long long dg_first, dg_count;
     sha256_ctx running; /* version 1: the chain */
-    uint8_t prev[32];   /* versions 2, 3: the last line's hash */
-    sha256_ctx stream;  /* the open leaf's stream (every version) */
+    uint8_t prev[32];   /* versions 2-4: the last line's hash */
+    sha256_ctx stream;  /* the open leaf's stream (every version; version 4: once its
+                           first line is fed, 0x00 || the hash before the leaf || ...) */
     Py_ssize_t in_leaf;
     long long lines;    /* the number of the last line that checked, 0 if none */
     char head[HASH_HEX_LEN];
@@ -353,7 +355,11 @@ leaf_emit(ScanObject *s)
             s->leaves = more;
             s->cap = cap;
         }
-        sha256_digest(&s->stream, s->leaves + 32 * s->nleaves);
+        if (s->version == 4) { /* the stream ended with its last line's newline */
+            memcpy(s->leaves + 32 * s->nleaves, s->prev, 32);
+        } else {
+            sha256_digest(&s->stream, s->leaves + 32 * s->nleaves);
+        }
         s->nleaves++;
     }
     leaf_reset(s);
@@ -398,6 +404,20 @@ chain_line(ScanObject *s, const uint8_t *raw, size_t rawlen, size_t bodylen, int
         close_leaf(s);
         link_hash(s->prev, raw, bodylen, out);
         memcpy(s->prev, out, 32);
+        return;
+    }
+    if (s->version == 4) { /* LeafChain.check, version 4: the digits are never fed */
+        static const uint8_t newline = '\n';
+        if (s->in_leaf == 0) {
+            sha256_update(&s->stream, s->prev, 32); /* after the 0x00 of leaf_reset */
+        }
+        sha256_update(&s->stream, raw, bodylen);
+        sha256_update(&s->stream, &newline, 1);
+        sha256_digest(&s->stream, out);
+        memcpy(s->prev, out, 32);
+        if (++s->in_leaf == s->per_leaf) {
+            close_leaf(s);
+        }
         return;
     }
     /* LeafChain.check */
@@ -811,7 +831,7 @@ scan_lines(ScanObject *s, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos,
                 if (s->in_leaf) {
                     leaf_emit(s); /* the lines before the summary */
                 }
-            } else if (s->version == 3) {
+            } else if (s->version >= 3) {
                 close_leaf(s);
             }
             code = STOP_SUMMARY;
@@ -1082,13 +1102,13 @@ scan_init(ScanObject *s, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "compact lines are hashed by the Expander");
         return -1;
     }
-    if (hashed && (version != 3 || leaves)) {
-        PyErr_SetString(PyExc_ValueError, "hashed: version 3, leaves from the Expander");
+    if (hashed && (version < 3 || leaves)) {
+        PyErr_SetString(PyExc_ValueError, "hashed: version 3 or 4, leaves from the Expander");
         return -1;
     }
-    if (version < 1 || version > 3 || per_leaf < 1 || max_line < 1 || every < 0) {
+    if (version < 1 || version > 4 || per_leaf < 1 || max_line < 1 || every < 0) {
         PyErr_SetString(PyExc_ValueError,
-                        "version 1-3, per_leaf and max_line positive, every not negative");
+                        "version 1-4, per_leaf and max_line positive, every not negative");
         return -1;
     }
     if (s->leaves != NULL || s->cps != NULL || s->step_own != NULL || s->known != NULL
@@ -1120,7 +1140,7 @@ scan_init(ScanObject *s, PyObject *args, PyObject *kwds)
     s->dg_count = 0;
     sha256_init(&s->running);
     sha256_update(&s->running, DOMAIN_V1, DOMAIN_LEN);
-    sha256_once(DOMAIN_V2, DOMAIN_LEN, s->prev);
+    sha256_once(version == 4 ? DOMAIN_V4 : DOMAIN_V2, DOMAIN_LEN, s->prev);
     leaf_reset(s);
     s->lines = 0;
     s->nleaves = 0;
