@@ -34,8 +34,11 @@ class Expander:
     """Puts the hash members back into compact lines (``blocktrace.format.compact``)."""
 
     def __init__(
-        self, prev: Buffer, carry: Buffer, lines: int, per_leaf: int, leaves: bool = False
-    ) -> None: ...
+        self, prev: Buffer, carry: Buffer, lines: int, per_leaf: int, leaves: bool = False,
+        version: int = 3, start: Buffer = b"",
+    ) -> None:
+        """``version`` 3 or 4: the chain's rules; ``start`` (version 4 with a
+        ``carry``): the hash of the line before the carry's first."""
     def expand(self, compact: Buffer, /) -> bytes: ...
     def hash(self, compact: Buffer, /) -> bytes:
         """What ``expand`` computes, without the lines: each line's hash (32 bytes);
@@ -48,6 +51,12 @@ class Expander:
     @property
     def broken(self) -> bool:
         """A line that is no compact line was met."""
+    @property
+    def start(self) -> bytes:
+        """Version 4: the hash before the open leaf's first line (the head when no
+        leaf is open); version 3: ``b""``."""
+    @property
+    def version(self) -> int: ...
 
 def plain_json_object(line: Buffer, /) -> bool:
     """For tests: True when the C check settles that ``line`` is a JSON object

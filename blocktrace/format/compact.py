@@ -10,8 +10,14 @@ frame (the *head frame*) with the number of the frame's first and last lines,
 the last line's hash, and the full lines of the Merkle leaf still open at the
 frame's end (empty when the frame ends a leaf, as all but flushed frames do).
 A skippable frame at the very start (the *marker*) says the frames are
-compact.  Readers put the hashes back (:class:`Expander`) and check each
-frame's stored head, so every reader hands out exactly the ``.jsonl`` lines.
+compact, and by which version's chain.  Readers put the hashes back
+(:class:`Expander`) and check each frame's stored head, so every reader hands
+out exactly the ``.jsonl`` lines.
+
+Version 4's leaf stream starts with the hash before the leaf (H_{f-1}), which
+a reader starting at a head frame cannot know from the carry alone: a version
+4 head frame stores it too (``start``), and its marker says version 4
+(docs/FORMAT.md, "Compressed traces").  Version 3's layout is unchanged.
 
 This module holds the layout (:func:`marker`, :func:`head_frame`,
 :func:`parse`) and the two byte transforms, each in C
@@ -24,7 +30,7 @@ import hashlib
 from typing import Final, NamedTuple, Protocol
 
 from blocktrace._native import extension
-from blocktrace.format.rules import DOMAIN, LEAF_PREFIX, LINK_PREFIX
+from blocktrace.format.rules import DOMAIN, DOMAIN_V4, LEAF_PREFIX, LINK_PREFIX
 from blocktrace.format.versions import SUMMARY_PREFIX
 
 __all__ = [
@@ -37,6 +43,7 @@ __all__ = [
     "leaf_cut",
     "make_expander",
     "marker",
+    "marker_version",
     "open_leaf",
     "parse",
     "rebuild",
@@ -48,7 +55,11 @@ COMPACT_MAGIC: Final = 0x184D2A5B
 """The skippable-frame magic of blocktrace's marker and head frames (the seek
 table uses ``0x184D2A5E``)."""
 _MARKER: Final = b"blocktrace-compact/1"
+"""The marker of version 3 traces' compact frames."""
+_MARKER_V4: Final = b"blocktrace-compact/2"
+"""The marker of version 4 traces' compact frames (layout 2: head frames ``4``)."""
 _HEAD: Final = b"H"
+_HEAD_V4: Final = b"4"
 _HASH_FIELD: Final = b',"hash":"'
 _TAIL: Final = len(_HASH_FIELD) + 64 + 2
 COMPACT_EXTRA: Final = _TAIL - 1
@@ -59,8 +70,8 @@ _HEX: Final = frozenset(b"0123456789abcdef")
 class NotCompact(Exception):
     """Raised by the chain check's compact scan (``fastcheck.walk``) before it has
     fed anything: the compact lines it was handed belong to a trace whose
-    version's chain is not the compact frames' (version 3); the trace is read
-    again with full lines."""
+    version's chain is not the compact frames' (their marker's); the trace is
+    read again with full lines."""
 
 
 class HeadFrame(NamedTuple):
@@ -74,35 +85,55 @@ class HeadFrame(NamedTuple):
     """The last line's hash (32 bytes)."""
     carry: bytes
     """The full lines (hashes in) of the leaf open after line ``last``."""
+    version: int = 3
+    """The chain's format version (3 or 4)."""
+    start: bytes = b""
+    """Version 4: the hash of line ``last - last % per_leaf`` (H_0 for line 0),
+    where the open leaf's stream starts (``head`` when no leaf is open)."""
 
 
 def _skippable(payload: bytes) -> bytes:
     return COMPACT_MAGIC.to_bytes(4, "little") + len(payload).to_bytes(4, "little") + payload
 
 
-def marker() -> bytes:
-    """The skippable frame that starts a compact trace."""
-    return _skippable(_MARKER)
+def marker(version: int = 3) -> bytes:
+    """The skippable frame that starts a compact trace of ``version``'s chain."""
+    return _skippable(_MARKER_V4 if version == 4 else _MARKER)
 
 
-def head_frame(first: int, last: int, head: bytes, carry: bytes) -> bytes:
-    """The skippable frame written after a data frame holding lines ``first`` .. ``last``."""
-    return _skippable(
-        _HEAD + first.to_bytes(8, "little") + last.to_bytes(8, "little") + head + carry
-    )
+def marker_version(payload: bytes) -> int | None:
+    """The chain version a marker's payload says (3 or 4), or None: no marker."""
+    return 3 if payload == _MARKER else 4 if payload == _MARKER_V4 else None
+
+
+def head_frame(
+    first: int, last: int, head: bytes, carry: bytes, version: int = 3, start: bytes = b""
+) -> bytes:
+    """The skippable frame written after a data frame holding lines ``first`` .. ``last``
+    (version 4: ``start``, the hash before the open leaf, after ``head``)."""
+    numbers = first.to_bytes(8, "little") + last.to_bytes(8, "little")
+    if version == 4:
+        if len(start) != 32:
+            raise ValueError("a version 4 head frame stores the hash before the open leaf")
+        return _skippable(_HEAD_V4 + numbers + head + start + carry)
+    return _skippable(_HEAD + numbers + head + carry)
 
 
 def parse(payload: bytes) -> HeadFrame | None:
-    """A blocktrace skippable frame's payload: the marker (None) or a head frame;
-    ValueError for anything else."""
-    if payload == _MARKER:
+    """A blocktrace skippable frame's payload: a marker (None: its version is
+    :func:`marker_version`'s) or a head frame; ValueError for anything else."""
+    if marker_version(payload) is not None:
         return None
-    if len(payload) < 49 or payload[:1] != _HEAD:
+    kind = payload[:1]
+    size = 81 if kind == _HEAD_V4 else 49
+    if len(payload) < size or kind not in (_HEAD, _HEAD_V4):
         raise ValueError("a blocktrace skippable frame that is neither marker nor head")
     first = int.from_bytes(payload[1:9], "little")
     last = int.from_bytes(payload[9:17], "little")
     if not 1 <= first <= last + 1:
         raise ValueError("a head frame's line numbers are out of order")
+    if kind == _HEAD_V4:
+        return HeadFrame(first, last, payload[17:49], payload[81:], 4, payload[49:81])
     return HeadFrame(first, last, payload[17:49], payload[49:])
 
 
@@ -184,10 +215,16 @@ def strip(data: bytes | memoryview) -> tuple[bytes, bytes, int]:
 
 
 class Expander(Protocol):
-    """Puts the hash members back into compact lines, version 3's chain."""
+    """Puts the hash members back into compact lines, by version 3's or 4's chain."""
 
     @property
     def head(self) -> bytes: ...
+
+    @property
+    def start(self) -> bytes: ...
+
+    @property
+    def version(self) -> int: ...
 
     @property
     def lines(self) -> int: ...
@@ -206,15 +243,28 @@ class PyExpander:
     """The reference :class:`Expander` (the C one is ``_cscan.Expander``)."""
 
     def __init__(
-        self, prev: bytes, carry: bytes, lines: int, per_leaf: int, leaves: bool = False
+        self, prev: bytes, carry: bytes, lines: int, per_leaf: int, leaves: bool = False,
+        version: int = 3, start: bytes = b"",
     ) -> None:
-        self.head = prev or hashlib.sha256(DOMAIN).digest()
+        if version not in (3, 4) or (
+            len(start) not in ((32,) if carry else (0, 32)) if version == 4 else start
+        ):
+            raise ValueError("version 3 or 4; start: version 4 (with a carry), 32 bytes")
+        self.version = version
+        self._v4 = version == 4
+        self.head = prev or hashlib.sha256(DOMAIN_V4 if self._v4 else DOMAIN).digest()
+        self._start = start or self.head
         self.lines = lines
         self._per_leaf = per_leaf
-        self._stream = hashlib.sha256(LEAF_PREFIX)
+        self._stream = hashlib.sha256(LEAF_PREFIX + start)
         self._in_leaf = 0
         for line in _lines(carry):
-            self._stream.update(line)
+            if self._v4:  # the stream was fed its body and newline
+                if line[-_TAIL - 1 : -_TAIL - 1 + len(_HASH_FIELD)] != _HASH_FIELD:
+                    raise ValueError("carry: full lines")
+                self._stream.update(line[: -_TAIL - 1] + b"\n")
+            else:
+                self._stream.update(line)
             self._in_leaf += 1
         if self._in_leaf >= per_leaf:
             raise ValueError("carry: fewer lines than per_leaf")
@@ -243,25 +293,42 @@ class PyExpander:
                 out.append(compact[pos:])
                 break
             body = compact[pos : end - 1]
-            stream = self._stream
-            stream.update(body)
-            if self._in_leaf == 0:
-                digest = hashlib.sha256(LINK_PREFIX + self.head + body).digest()
-            else:
+            if self._v4:
+                if self._in_leaf == 0:
+                    self._stream = hashlib.sha256(LEAF_PREFIX + self.head)
+                stream = self._stream
+                stream.update(body + b"\n")
                 digest = stream.digest()
+            else:
+                stream = self._stream
+                stream.update(body)
+                if self._in_leaf == 0:
+                    digest = hashlib.sha256(LINK_PREFIX + self.head + body).digest()
+                else:
+                    digest = stream.digest()
             tail = b'%b%b"}\n' % (_HASH_FIELD, digest.hex().encode())
-            stream.update(tail)
+            if not self._v4:
+                stream.update(tail)
             out.append(body + tail)
             self.head = digest
             self.lines += 1
+            if self.lines % self._per_leaf == 0:
+                self._start = digest
             self._in_leaf += 1
             if self._in_leaf == self._per_leaf or body.startswith(SUMMARY_PREFIX):
                 if self._leaves is not None:
-                    self._leaves.append(stream.digest())
+                    self._leaves.append(digest if self._v4 else stream.digest())
                 self._stream = hashlib.sha256(LEAF_PREFIX)
                 self._in_leaf = 0
             pos = end + 1
         return b"".join(out)
+
+    @property
+    def start(self) -> bytes:
+        """Version 4: the hash of line ``lines - lines % per_leaf`` (H_0 for none),
+        where the leaf open by the lines' numbers starts, as a head frame stores it
+        (a summary closes its leaf early: nothing follows it); version 3: ``b""``."""
+        return self._start if self._v4 else b""
 
     def take_leaves(self, upto: int) -> bytes:
         leaves = self._leaves or []
@@ -292,12 +359,14 @@ def rebuild(compact: bytes, digests: bytes) -> bytes:
 
 def make_expander(
     prev: bytes = b"", carry: bytes = b"", lines: int = 0, per_leaf: int = 16,
-    leaves: bool = False,
+    leaves: bool = False, version: int = 3, start: bytes = b"",
 ) -> Expander:
-    """An :class:`Expander` starting after line ``lines`` whose hash is ``prev``
-    (none: the genesis state), ``carry`` the full lines of the leaf open there."""
+    """An :class:`Expander` by ``version``'s chain (3 or 4) starting after line
+    ``lines`` whose hash is ``prev`` (none: the genesis state), ``carry`` the full
+    lines of the leaf open there (version 4: ``start`` the hash before them)."""
     native = extension("blocktrace.format._cscan")
     if native is not None:
-        expander: Expander = native.Expander(prev, carry, lines, per_leaf, leaves)
+        expander: Expander = native.Expander(prev, carry, lines, per_leaf, leaves, version,
+                                             start)
         return expander
-    return PyExpander(prev, carry, lines, per_leaf, leaves)
+    return PyExpander(prev, carry, lines, per_leaf, leaves, version, start)

@@ -20,6 +20,7 @@ standard library's ``compression.zstd`` where the Python has it; gzip from
 from __future__ import annotations
 
 import _thread
+import hashlib
 import io
 import os
 import queue
@@ -29,10 +30,13 @@ import zlib
 from collections import deque
 from typing import IO, Any, Final, Literal
 
+import msgspec
+
 from blocktrace import own_threads
 from blocktrace.format import compact
 from blocktrace.format.compact import Expander
 from blocktrace.format.errors import TraceError
+from blocktrace.format.rules import DOMAIN_V4
 from blocktrace.format.versions import LINES_PER_LEAF
 
 __all__ = [
@@ -239,6 +243,13 @@ class FrameStream(io.RawIOBase):
     def compact(self) -> bool:
         """The frames hold compact lines (known once the first frame was read)."""
         return self._expander is not None
+
+    @property
+    def chain_version(self) -> int:
+        """Compact frames: the version whose chain their expander computes the hashes
+        by (3 or 4, as their marker or head frame says); 0 when not compact."""
+        expander = self._expander
+        return expander.version if expander is not None else 0
 
     def take_leaves(self, upto: int) -> bytes:
         """Compact frames, with :meth:`keep_leaves`: the leaf hashes of the lines
@@ -448,10 +459,13 @@ class FrameStream(io.RawIOBase):
             self._frame_at = at
             raise self._tampered("a head frame without its data frame")
         if state is None:
-            self._expander = compact.make_expander(leaves=self._leaves)
+            self._expander = compact.make_expander(
+                leaves=self._leaves, version=compact.marker_version(got[1]) or 3
+            )
         else:
             self._expander = compact.make_expander(
-                state.head, state.carry, state.last, LINES_PER_LEAF, self._leaves
+                state.head, state.carry, state.last, LINES_PER_LEAF, self._leaves,
+                state.version, state.start,
             )
             self._carry = state.carry
         self._state_at = at
@@ -488,7 +502,10 @@ class FrameStream(io.RawIOBase):
                                   expander.lines % LINES_PER_LEAF)
         self._carry = carry
         if head is not None:
-            if expander.lines != head.last or expander.head != head.head or carry != head.carry:
+            if (
+                expander.lines != head.last or expander.head != head.head or carry != head.carry
+                or head.version != expander.version or expander.start != head.start
+            ):
                 first = head.first
                 raise CompressedDataError(
                     f"line {first}: lines {first}-{head.last} (the compressed frame at offset "
@@ -764,6 +781,12 @@ class FrameWriter:
             raise ValueError("compact frames are zstd frames of whole leaves")
         self._carry = b""
         """Compact: the full lines of the leaf open after the last frame."""
+        self._version = 3
+        """Compact: the chain the lines were hashed by (the header's ``blocktrace``,
+        read from the first frame: 3, or 4)."""
+        self._start = b""
+        """Compact, version 4: the hash before the open leaf (H_{f-1}; none before
+        the first frame: the genesis state)."""
         self.frames: list[tuple[int, int]] = []
         """(compressed size, uncompressed size) of each frame written (the seek table)."""
         self._log: list[tuple[int, Any]] = []
@@ -939,18 +962,40 @@ class FrameWriter:
         in one write (a crash leaves the frame with its head, or neither whole)."""
         with memoryview(buf) as view, view[:cut] as data:  # no copy of the frame's lines
             body, last_hex, count = compact.strip(data)
+        starts = not (self._lines or self.frames)
+        if starts:
+            self._version = _chain_version(buf)
+            self._start = hashlib.sha256(DOMAIN_V4).digest()
         first = self._lines + 1
         last = self._lines + count
-        self._carry = compact.open_leaf(self._carry, buf, last % self._per_leaf, cut)
+        head = bytes.fromhex(last_hex.decode())
+        open_lines = last % self._per_leaf
+        self._carry = compact.open_leaf(self._carry, buf, open_lines, cut)
+        if not open_lines:
+            self._start = head
+        elif open_lines < count:  # the line before the open leaf is in this frame
+            end = cut - len(self._carry)  # its end; its hash: ...,"hash":"<64 hex>"}\n
+            self._start = bytes.fromhex(buf[end - 67 : end - 3].decode())
         packed = self._compress(body)
         out = b"".join((
-            b"" if self._lines or self.frames else compact.marker(),
+            compact.marker(self._version) if starts else b"",
             packed,
-            compact.head_frame(first, last, bytes.fromhex(last_hex.decode()), self._carry),
+            compact.head_frame(first, last, head, self._carry, self._version, self._start),
         ))
         _write_all(self._raw, out)
         self.frames.append((len(out), len(body)))
         self._lines = last
+
+
+def _chain_version(lines: bytes | bytearray) -> int:
+    """The chain version of a trace whose first line starts ``lines`` (its header's
+    ``blocktrace``): 4, or 3 for anything else (the frames' layout of version 3)."""
+    end = lines.find(b"\n")
+    try:
+        header = msgspec.json.decode(bytes(lines[: end if end >= 0 else len(lines)]))
+    except msgspec.DecodeError:
+        return 3
+    return 4 if isinstance(header, dict) and header.get("blocktrace") == 4 else 3
 
 
 def _until_gone(native_id: int) -> None:

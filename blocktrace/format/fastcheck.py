@@ -78,9 +78,9 @@ def walk(
     version = _first(result, first, header)
     if not version:
         return
-    if pieces is not None and version != 3:
+    if pieces is not None and frames is not None and version != frames.chain_version:
         raise NotCompact  # nothing fed yet
-    hashed = frames is not None and frames.compact and version == 3
+    hashed = frames is not None and frames.compact and version == frames.chain_version
     scan = native.ChainScan(
         version, LINES_PER_LEAF, MAX_LINE_BYTES, tree is not None and not hashed,
         EVERY if index is not None else 0, hashed, pieces is not None,

@@ -60,7 +60,9 @@ def reference(data: bytes, version: int) -> Answer:
     chain = LeafChain(LINES_PER_LEAF, leaves.append, version)
     head = ""
     n = 0
-    for n, raw in enumerate(data.splitlines(keepends=True), 1):
+    pieces = [line + b"\n" for line in data.split(b"\n")]  # (not splitlines: CR ends none)
+    pieces[-1] = pieces[-1][:-1]
+    for n, raw in enumerate(pieces if pieces[-1] else pieces[:-1], 1):
         if not raw.endswith(b"\n"):
             return "end", n, head, b"".join(leaves)
         line = raw[:-1]

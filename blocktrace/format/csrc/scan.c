@@ -1293,8 +1293,13 @@ mod_strip(PyObject *m, PyObject *arg)
 
 typedef struct {
     PyObject_HEAD
-    sha256_ctx stream; /* the open leaf's, fed 0x00 and its full lines */
+    int version;       /* 3 or 4: the chain's rules */
+    sha256_ctx stream; /* the open leaf's: 0x00 and its full lines (version 3), or 0x00, the
+                          hash before the leaf, and each body and a newline (version 4) */
     uint8_t prev[32];
+    uint8_t start[32]; /* version 4: the hash of line lines - lines % per_leaf (H_0 for line
+                          0): where the leaf open by the lines' numbers starts, as a head
+                          frame stores it (the summary's closing a leaf early aside) */
     Py_ssize_t in_leaf, per_leaf;
     long long lines;
     int broken;        /* a line that is no compact line was met: the rest is copied */
@@ -1315,7 +1320,11 @@ static void
 expand_leaf(ExpandObject *e, LeafOut *out)
 {
     if (out != NULL && out->n < out->cap) {
-        sha256_digest(&e->stream, out->p + 32 * out->n);
+        if (e->version == 4) { /* the stream ended with its last line's newline */
+            memcpy(out->p + 32 * out->n, e->prev, 32);
+        } else {
+            sha256_digest(&e->stream, out->p + 32 * out->n);
+        }
         out->n++;
     }
     static const uint8_t zero = 0x00;
@@ -1324,7 +1333,7 @@ expand_leaf(ExpandObject *e, LeafOut *out)
     e->in_leaf = 0;
 }
 
-/* Version 3's chain over compact lines [p, end), writing the full lines to o;
+/* The chain (version 3 or 4) over compact lines [p, end), writing the full lines to o;
  * returns the end of what it wrote.  Without o (hash()): writes each line's hash
  * to digests instead, and stops at a line that is no compact line. */
 static uint8_t *
@@ -1346,11 +1355,22 @@ expand_lines(ExpandObject *e, const uint8_t *p, const uint8_t *end, uint8_t *o, 
         }
         size_t bodylen = rawlen - 2;
         uint8_t digest[32];
-        sha256_update(&e->stream, p, bodylen);
-        if (e->in_leaf == 0) {
-            link_hash(e->prev, p, bodylen, digest);
-        } else {
+        const int v4 = e->version == 4;
+        if (v4) { /* LeafChain.check, version 4: body and newline, never the digits */
+            static const uint8_t newline = '\n';
+            if (e->in_leaf == 0) {
+                sha256_update(&e->stream, e->prev, 32);
+            }
+            sha256_update(&e->stream, p, bodylen);
+            sha256_update(&e->stream, &newline, 1);
             sha256_digest(&e->stream, digest);
+        } else {
+            sha256_update(&e->stream, p, bodylen);
+            if (e->in_leaf == 0) {
+                link_hash(e->prev, p, bodylen, digest);
+            } else {
+                sha256_digest(&e->stream, digest);
+            }
         }
         uint8_t *tail = own_tail;
         if (o != NULL) {
@@ -1362,7 +1382,9 @@ expand_lines(ExpandObject *e, const uint8_t *p, const uint8_t *end, uint8_t *o, 
         tail[HASH_FIELD_LEN + HASH_HEX_LEN] = '"';
         tail[HASH_FIELD_LEN + HASH_HEX_LEN + 1] = '}';
         tail[HASH_FIELD_LEN + HASH_HEX_LEN + 2] = '\n';
-        sha256_update(&e->stream, tail, TAIL_LEN + 1);
+        if (!v4) {
+            sha256_update(&e->stream, tail, TAIL_LEN + 1);
+        }
         memcpy(e->prev, digest, 32);
         if (o != NULL) {
             o += bodylen + TAIL_LEN + 1;
@@ -1372,9 +1394,12 @@ expand_lines(ExpandObject *e, const uint8_t *p, const uint8_t *end, uint8_t *o, 
         }
         e->lines++;
         e->in_leaf++;
+        if (v4 && e->lines % e->per_leaf == 0) {
+            memcpy(e->start, digest, 32);
+        }
         if (e->in_leaf == e->per_leaf
             || (bodylen >= SUMMARY_PREFIX_LEN && memcmp(p, SUMMARY_PREFIX, SUMMARY_PREFIX_LEN) == 0)) {
-            expand_leaf(e, leaves); /* version 3: the summary closes the last leaf */
+            expand_leaf(e, leaves); /* versions 3, 4: the summary closes the last leaf */
         }
         p += rawlen;
     }
@@ -1551,6 +1576,21 @@ expand_get_head(ExpandObject *e, void *closure)
 }
 
 static PyObject *
+expand_get_start(ExpandObject *e, void *closure)
+{
+    if (e->version != 4) {
+        return PyBytes_FromStringAndSize(NULL, 0);
+    }
+    return PyBytes_FromStringAndSize((const char *)e->start, 32);
+}
+
+static PyObject *
+expand_get_version(ExpandObject *e, void *closure)
+{
+    return PyLong_FromLong(e->version);
+}
+
+static PyObject *
 expand_get_lines(ExpandObject *e, void *closure)
 {
     return PyLong_FromLongLong(e->lines);
@@ -1559,22 +1599,28 @@ expand_get_lines(ExpandObject *e, void *closure)
 static int
 expand_init(ExpandObject *e, PyObject *args, PyObject *kwds)
 {
-    static char *names[] = {"prev", "carry", "lines", "per_leaf", "leaves", NULL};
-    Py_buffer prev, carry;
+    static char *names[] = {"prev", "carry", "lines", "per_leaf", "leaves", "version", "start",
+                            NULL};
+    Py_buffer prev, carry, start = {0};
     long long lines;
     Py_ssize_t per_leaf;
-    int leaves = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*y*Ln|p", names, &prev, &carry, &lines,
-                                     &per_leaf, &leaves)) {
+    int leaves = 0, version = 3;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*y*Ln|piy*", names, &prev, &carry, &lines,
+                                     &per_leaf, &leaves, &version, &start)) {
         return -1;
     }
-    int bad = (prev.len != 0 && prev.len != 32) || per_leaf < 1 || lines < 0;
+    int v4 = version == 4;
+    /* version 4: the hash before the carry's first line (start), given with a carry */
+    int bad = (prev.len != 0 && prev.len != 32) || per_leaf < 1 || lines < 0
+              || (version != 3 && !v4) || (v4 && carry.len && start.len != 32)
+              || (start.len && (!v4 || start.len != 32));
     if (!bad) {
         if (prev.len) {
             memcpy(e->prev, prev.buf, 32);
         } else {
-            sha256_once(DOMAIN_V2, DOMAIN_LEN, e->prev);
+            sha256_once(v4 ? DOMAIN_V4 : DOMAIN_V2, DOMAIN_LEN, e->prev);
         }
+        e->version = version;
         e->per_leaf = per_leaf;
         e->lines = lines;
         e->broken = 0;
@@ -1583,20 +1629,40 @@ expand_init(ExpandObject *e, PyObject *args, PyObject *kwds)
         e->base = lines / per_leaf;
         expand_leaf(e, NULL);
         const uint8_t *c = carry.buf, *cend = c + carry.len;
-        while (c < cend) {
+        memcpy(e->start, start.len ? start.buf : e->prev, 32);
+        if (v4 && carry.len) {
+            sha256_update(&e->stream, e->start, 32);
+        }
+        while (c < cend && !bad) {
             const uint8_t *nl = memchr(c, '\n', (size_t)(cend - c));
             const uint8_t *stop = nl ? nl + 1 : cend;
-            sha256_update(&e->stream, c, (size_t)(stop - c));
+            if (v4) { /* a full line: its body and newline are what the stream was fed */
+                size_t rawlen = (size_t)(stop - c);
+                bad = nl == NULL || rawlen < TAIL_LEN + 1
+                      || memcmp(c + rawlen - TAIL_LEN - 1, HASH_FIELD, HASH_FIELD_LEN) != 0;
+                if (!bad) {
+                    static const uint8_t newline = '\n';
+                    sha256_update(&e->stream, c, rawlen - TAIL_LEN - 1);
+                    sha256_update(&e->stream, &newline, 1);
+                }
+            } else {
+                sha256_update(&e->stream, c, (size_t)(stop - c));
+            }
             e->in_leaf++;
             c = stop;
         }
-        bad = e->in_leaf >= per_leaf;
+        bad = bad || e->in_leaf >= per_leaf;
     }
     PyBuffer_Release(&prev);
     PyBuffer_Release(&carry);
+    if (start.obj != NULL) {
+        PyBuffer_Release(&start);
+    }
     if (bad) {
         PyErr_SetString(PyExc_ValueError,
-                        "prev: 32 bytes or none; carry: fewer lines than per_leaf; lines >= 0");
+                        "prev: 32 bytes or none; carry: fewer lines than per_leaf, full lines "
+                        "(version 4: after start, the 32-byte hash before them); lines >= 0; "
+                        "version 3 or 4");
         return -1;
     }
     return 0;
@@ -1624,6 +1690,10 @@ static PyMethodDef expand_methods[] = {
 static PyGetSetDef expand_getset[] = {
     {"head", (getter)expand_get_head, NULL, "the last line's hash (32 bytes)", NULL},
     {"lines", (getter)expand_get_lines, NULL, "lines so far, counted from the trace's start", NULL},
+    {"start", (getter)expand_get_start, NULL,
+     "version 4: the hash of line lines - lines % per_leaf (32 bytes), where the open leaf "
+     "starts; version 3: b''", NULL},
+    {"version", (getter)expand_get_version, NULL, "the chain's format version (3 or 4)", NULL},
     {"broken", (getter)expand_get_broken, NULL, "a line that is no compact line was met", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
@@ -1633,8 +1703,9 @@ static PyType_Slot expand_slots[] = {
     {Py_tp_dealloc, expand_dealloc},
     {Py_tp_methods, expand_methods},
     {Py_tp_getset, expand_getset},
-    {Py_tp_doc, "Expander(prev, carry, lines, per_leaf, leaves=False)\n--\n\nPuts the hash "
-                "members back into compact lines (see blocktrace.format.compact)."},
+    {Py_tp_doc, "Expander(prev, carry, lines, per_leaf, leaves=False, version=3, start=b'')\n"
+                "--\n\nPuts the hash members back into compact lines (see "
+                "blocktrace.format.compact)."},
     {0, NULL},
 };
 
