@@ -207,6 +207,7 @@ class TraceReader:
         if isinstance(header, str):
             raise TraceError(self.path, 1, header)
         self.header: Header = header
+        self._versions = versions
         self.version: int = header.blocktrace
         self.level: str = header.level
 
@@ -294,7 +295,8 @@ class TraceReader:
             return found
         if not build:
             return None
-        result = check_chain(self.path, build_index=True, progress=progress)
+        result = check_chain(self.path, build_index=True, progress=progress,
+                             versions=self._versions)
         built = result.index
         if built is None:
             return None
@@ -367,7 +369,7 @@ class TraceReader:
 
     def verify(self, tree: Tree | None = None) -> Verification:
         """What ``blocktrace verify`` says of this file's chain (see :func:`check_chain`)."""
-        return check_chain(self.path, tree=tree)
+        return check_chain(self.path, tree=tree, versions=self._versions)
 
 
 def _parse_header(
@@ -407,6 +409,7 @@ def check_chain(
     tree: Tree | None = None,
     build_index: bool = False,
     progress: Any = None,
+    versions: Container[int] = KNOWN_VERSIONS,
     _full: bool = False,
 ) -> Verification:
     """Verify the file at ``path`` against docs/FORMAT.md, streaming, in constant
@@ -444,11 +447,12 @@ def check_chain(
     with stream:
         try:
             if native is None:
-                _walk(stream, result, tree, builder, progress)
+                _walk(stream, result, tree, builder, progress, versions)
             elif frames is None:
                 from blocktrace.format import fastcheck  # the same answers, in C (imports us)
 
-                fastcheck.walk(native, stream, result, tree, builder, progress)
+                fastcheck.walk(native, stream, result, tree, builder, progress,
+                               versions=versions)
             else:  # decompressed by a thread while the scanner checks the blocks before
                 from blocktrace.format import fastcheck
 
@@ -457,7 +461,8 @@ def check_chain(
                 ahead = ReadAhead(frames)  # whole frames' pieces, no buffer between
                 try:
                     fastcheck.walk(
-                        native, ahead, result, tree, builder, progress, frames  # type: ignore[arg-type]
+                        native, ahead, result, tree, builder, progress, frames,  # type: ignore[arg-type]
+                        versions=versions,
                     )
                 finally:
                     ahead.close()
@@ -467,7 +472,7 @@ def check_chain(
             again = True
     if again:
         return check_chain(path, tree=given[0], build_index=build_index, progress=given[1],
-                           _full=True)
+                           versions=versions, _full=True)
     if builder is not None and result.status != "unusable":
         result.index = builder.finish(result)
     return result

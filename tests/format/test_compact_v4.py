@@ -9,8 +9,8 @@ head is found at the frame's first line; the chain check of the ``.zst`` (every
 way it reads one: compact lines scanned as stored, full lines, full frames) is
 the ``.jsonl``'s, and the index it builds seeks.
 
-The verify tests run the readers with version 4 among the known versions (as
-they will be once it is written by default: ``versions.KNOWN_VERSIONS``)."""
+The verify tests ask the readers to accept version 4 (``versions=``: until it is
+written by default, readers accept it only where asked)."""
 
 from __future__ import annotations
 
@@ -234,18 +234,10 @@ def test_a_tampered_frame_is_found_at_its_first_line(
     assert v4.startswith(got)
 
 
-def _known_v4(monkeypatch: pytest.MonkeyPatch) -> None:
-    if 4 not in KNOWN_VERSIONS:  # before version 4 is written by default
-        monkeypatch.setattr(reader, "KNOWN_VERSIONS", (*KNOWN_VERSIONS, 4))
-        monkeypatch.setattr(reader, "SUMMARY_IN_TREE", frozenset({*reader.SUMMARY_IN_TREE, 4}))
+VERSIONS = (*KNOWN_VERSIONS, 4) if 4 not in KNOWN_VERSIONS else KNOWN_VERSIONS
 
 
-def test_the_zst_verifies_as_the_jsonl_and_its_index_seeks(
-    v4: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if NATIVE is None:
-        pytest.skip("the readers' version 4 in Python is tested with the flip")
-    _known_v4(monkeypatch)
+def test_the_zst_verifies_as_the_jsonl_and_its_index_seeks(v4: bytes, tmp_path: Path) -> None:
     lines = v4.splitlines(keepends=True)
     tree = MerkleAccumulator()
     rechain([split_hash(line[:-1])[0] for line in lines], 4,  # type: ignore[index]
@@ -257,16 +249,17 @@ def test_the_zst_verifies_as_the_jsonl_and_its_index_seeks(
     answers = []
     for path in paths:
         for full in (False, True):
-            result = reader.check_chain(path, tree=MerkleAccumulator(), _full=full)
+            result = reader.check_chain(path, tree=MerkleAccumulator(), versions=VERSIONS,
+                                        _full=full)
             answers.append((result.status, result.lines, result.head, result.root, result.reason))
-            indexed = reader.check_chain(path, build_index=True, _full=full)
+            indexed = reader.check_chain(path, build_index=True, versions=VERSIONS, _full=full)
             assert indexed.index is not None
             answers.append((indexed.status, indexed.lines, indexed.head, indexed.root,
                             indexed.reason))
     assert answers[0][:4] == ("sealed", len(lines), _hash(lines[-1]).hex(), tree.root().hex())
     assert set(answers) == {answers[0]}
     for path in paths[1:]:
-        trace = TraceReader(path)
+        trace = TraceReader(path, versions=VERSIONS)
         assert trace.index() is not None
         for start in (1, 17, 500, len(lines) - 3):
             got = [raw for _, raw in trace.raw_lines(start=start, count=5)]
