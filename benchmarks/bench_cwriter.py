@@ -16,7 +16,9 @@
 4. With ``--format`` (repeatable, interleaved: an A/B of the chain rules): 1 and 2 for
    each format version's C writer (``LineWriter(version=)``), and ns per line of the
    writer's line function alone (``hash_lines(..., version)``: version 3's
-   ``sha256_line``, version 4's ``sha256_line4``) for each line size.
+   ``sha256_line``, version 4's ``sha256_line4`` and, as the writer's thread runs it,
+   ``sha256_line4_defer``: each digest taken with the next line's first blocks) for each
+   line size.
 
 CPU time (``process_time``), best of N runs, since the machine is shared.
 """
@@ -133,20 +135,23 @@ def _formats(formats: list[int], sink: Any, event: OpStart, n: int, rep: int) ->
     bodies = {size: bytes(32 + i % 95 for i in range(size)) for size in LINE_SIZES}
     op = dict.fromkeys(formats, float("inf"))
     line = dict.fromkeys(formats, float("inf"))
-    fn = {(v, size): float("inf") for v in formats for size in LINE_SIZES}
+    ways = [(v, False) for v in formats] + [(4, True)] * (4 in formats)
+    fn = {(way, size): float("inf") for way in ways for size in LINE_SIZES}
     for _ in range(rep):
         for v in formats:
             op[v] = min(op[v], _best(_calls(writers[v].op, event, n), 1) / n)
             line[v] = min(line[v], _best(_lines(lines[v].line, BODY, n), 1) / n)
+        for way in ways:
             for size, body in bodies.items():
-                fn[v, size] = min(fn[v, size], _cwriter.hash_lines(body, n // 4, 16, False, v)
-                                  / (n // 4))
+                ns = _cwriter.hash_lines(body, n // 4, 16, False, *way) / (n // 4)
+                fn[way, size] = min(fn[way, size], ns)
     print(f"\nper format version ({_cwriter.IMPLEMENTATION}), ns; interleaved, best of {rep}")
     print("  version   op(event, gas, depth)   line(body)   "
           + "   ".join(f"line fn {size:3} B" for size in LINE_SIZES))
-    for v in formats:
-        print(f"  {v:7}   {op[v]:21.1f}   {line[v]:10.1f}   "
-              + "   ".join(f"{fn[v, size]:13.1f}" for size in LINE_SIZES))
+    for v, deferred in ways:
+        cells = f"{op[v]:21.1f}   {line[v]:10.1f}" if not deferred else " " * 23 + "(thread's)"
+        print(f"  {v:7}   {cells}   "
+              + "   ".join(f"{fn[(v, deferred), size]:13.1f}" for size in LINE_SIZES))
 
 
 def main() -> None:

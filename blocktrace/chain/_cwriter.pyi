@@ -15,18 +15,21 @@ def sha256_with(name: str, data: Buffer, /) -> bytes:
     ``"openssl"``, ``"portable"``); ValueError when this process cannot use it."""
 
 def hash_lines(
-    body: bytes, count: int, per_leaf: int, use_hashlib: bool, version: int = 0, /
+    body: bytes, count: int, per_leaf: int, use_hashlib: bool, version: int = 0,
+    deferred: bool = False, /
 ) -> int:
     """For benchmarks: CPU ns to hash ``count`` lines of ``body`` as the writer does,
     with this module's SHA-256 or with hashlib's (OpenSSL), driven from C.  ``version``
     0: the streaming calls' composition; 3 or 4: the writer's line function of that
-    format version (``use_hashlib`` False)."""
+    format version (``use_hashlib`` False); ``deferred`` (version 4): as the writer's
+    thread does, each line's digest taken with the next line's first blocks."""
 
-def lines4_with(name: str, fused: bool, prev: bytes, bodies: list[bytes], /) -> bytes:
+def lines4_with(name: str, how: str, prev: bytes, bodies: list[bytes], /) -> bytes:
     """For tests: the format version 4 lines of ``bodies`` in one leaf stream after
-    ``prev``, with the compression called ``name`` through the streaming calls (``fused``
-    False) or its own line function (``fused`` True: ``"sha-ni"`` only); ValueError when
-    this process has no such one."""
+    ``prev``, with the compression called ``name`` through the streaming calls (``how``
+    ``"composed"``; ``"deferred"``: each digest taken with the next line) or its own line
+    functions (``"fused"``, ``"deferred-fused"``: ``"sha-ni"`` only); ValueError when this
+    process has no such one."""
 
 @final
 class LineWriter:

@@ -140,26 +140,34 @@ def _v4_lines(prev: bytes, bodies: list[bytes]) -> bytes:
     return bytes(out)
 
 
-@pytest.mark.parametrize(("name", "fused"), [("portable", False), ("openssl", False),
-                                             ("sha-ni", False), ("sha-ni", True)])
-def test_version_4_line_functions_are_the_formula(name: str, fused: bool) -> None:
+@pytest.mark.parametrize(("name", "how"), [
+    *((name, how) for name in ("portable", "openssl", "sha-ni")
+      for how in ("composed", "deferred")),
+    ("sha-ni", "fused"), ("sha-ni", "deferred-fused"),
+])
+def test_version_4_line_functions_are_the_formula(name: str, how: str) -> None:
     """Each compression through the streaming calls' composition, and the SHA extensions'
-    own line function (the body and its newline fed with the state in registers, the
-    digest padded there, the stream's pending bytes kept): every body length from 0 to
-    260 (so every block boundary of the body and its newline), each after lines that left
-    the stream at another offset in its block, then bodies of 1-3 KiB."""
+    own line functions (the body and its newline fed with the state in registers, the
+    digest padded there, the stream's pending bytes kept; deferred: each line's digest
+    taken with the next line's first blocks, two chains interleaved, the last one
+    settled): every body length from 0 to 260 (so every block boundary of the body and
+    its newline), each after lines that left the stream at another offset in its block,
+    then bodies of 1-3 KiB."""
     if not _available(name):
         pytest.skip(f"no {name} SHA-256 compression on this machine")
     prev = hashlib.sha256(b"blocktrace-chain/4\n").digest()
     bodies = [bytes(97 + (i * 7 + n) % 26 for i in range(n)) for n in range(261)]
     bodies += [bytes(range(32, 127)) * (n // 95) + b"x" * (n % 95) for n in (1000, 2047, 3001)]
     for start in range(0, 64, 7):  # other offsets for each length
-        got = _cwriter.lines4_with(name, fused, prev, bodies[start:] + bodies[:start])
+        got = _cwriter.lines4_with(name, how, prev, bodies[start:] + bodies[:start])
         assert got == _v4_lines(prev, bodies[start:] + bodies[:start]), start
 
 
 def test_no_fused_version_4_line_function_but_the_sha_extensions() -> None:
-    with pytest.raises(ValueError, match="no fused line function"):
-        _cwriter.lines4_with("portable", True, bytes(32), [b"{"])
+    for how in ("fused", "deferred-fused"):
+        with pytest.raises(ValueError, match="no fused line function"):
+            _cwriter.lines4_with("portable", how, bytes(32), [b"{"])
     with pytest.raises(ValueError, match="no SHA-256 compression"):
-        _cwriter.lines4_with("md5", False, bytes(32), [b"{"])
+        _cwriter.lines4_with("md5", "composed", bytes(32), [b"{"])
+    with pytest.raises(ValueError, match="no way"):
+        _cwriter.lines4_with("portable", "sideways", bytes(32), [b"{"])

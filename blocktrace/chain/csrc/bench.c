@@ -54,7 +54,7 @@ own_lines(const uint8_t *body, size_t len, long long count, long long per_leaf, 
  * started with the last line's hash, which is the leaf hash). */
 static long long
 writer_lines(const uint8_t *body, size_t len, long long count, long long per_leaf, int version,
-             uint8_t *sink)
+             int deferred, uint8_t *sink)
 {
     size_t line = len + SHA256_TAIL_LEN, cap = line > 32768 ? 2 * line : 65536;
     uint8_t *buf = malloc(cap);
@@ -64,16 +64,25 @@ writer_lines(const uint8_t *body, size_t len, long long count, long long per_lea
     }
     sha256_ctx stream;
     size_t at = 0; /* lines follow each other in a 64 KiB chunk, as in the writer's */
+    uint8_t *left = NULL; /* deferred: the tail whose digest is left */
     long long start = cpu_ns();
     sha256_init(&stream);
     sha256_update(&stream, head, version == 4 ? 33 : 1);
     for (long long i = 0; i < count; i++) {
         if (at + line > cap) {
+            if (left != NULL) { /* a chunk closes: its last line settled */
+                sha256_line4_settle(&stream, left, digest);
+                left = NULL;
+            }
             at = 0;
         }
         uint8_t *p = buf + at;
         sha256_copy_narrow(p, body, len);
-        if (version == 4) {
+        if (deferred) {
+            sha256_line4_defer(&stream, p, len, left, digest);
+            left = p + len;
+        }
+        else if (version == 4) {
             sha256_line4(&stream, p, len, digest);
         }
         else {
@@ -82,6 +91,10 @@ writer_lines(const uint8_t *body, size_t len, long long count, long long per_lea
         at += line;
         sink[0] ^= digest[0];
         if ((i + 1) % per_leaf == 0) {
+            if (left != NULL) { /* the leaf hash is its last line's */
+                sha256_line4_settle(&stream, left, digest);
+                left = NULL;
+            }
             sha256_init(&stream);
             if (version == 4) {
                 memcpy(head + 1, digest, 32);
@@ -172,13 +185,18 @@ PyObject *
 bench_hash_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if ((nargs != 4 && nargs != 5) || !PyBytes_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "hash_lines(body: bytes, count, per_leaf, use_hashlib, version=0)");
+    if (nargs < 4 || nargs > 6 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "hash_lines(body: bytes, count, per_leaf, "
+                        "use_hashlib, version=0, deferred=False)");
         return NULL;
     }
-    long long version = nargs == 5 ? PyLong_AsLongLong(args[4]) : 0;
-    if (version == -1 && PyErr_Occurred()) {
+    long long version = nargs >= 5 ? PyLong_AsLongLong(args[4]) : 0;
+    int deferred = nargs == 6 ? PyObject_IsTrue(args[5]) : 0;
+    if ((version == -1 && PyErr_Occurred()) || deferred < 0) {
+        return NULL;
+    }
+    if (deferred && version != 4) {
+        PyErr_SetString(PyExc_ValueError, "hash_lines(): deferred digests are version 4's");
         return NULL;
     }
     long long count = PyLong_AsLongLong(args[1]);
@@ -201,7 +219,8 @@ bench_hash_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     else if (version == 3 || version == 4) {
         uint8_t sink[1] = {0};
         ns = writer_lines((const uint8_t *)PyBytes_AS_STRING(args[0]),
-                          (size_t)PyBytes_GET_SIZE(args[0]), count, per_leaf, (int)version, sink);
+                          (size_t)PyBytes_GET_SIZE(args[0]), count, per_leaf, (int)version,
+                          deferred, sink);
         if (ns < 0) {
             return PyErr_NoMemory();
         }

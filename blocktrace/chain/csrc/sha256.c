@@ -100,13 +100,14 @@ void sha256_compress_portable(uint32_t st[8], const uint8_t *p, size_t nblocks)
  * sha256msg1/sha256msg2 compute the message schedule four words at a time. */
 #define BT_SHA_TARGET __attribute__((target("sha,sse4.1,ssse3")))
 
-#define BT_RND4(wv, r)                                                           \
+#define BT_RND4_L(s0_, s1_, wv, r)                                               \
     do {                                                                         \
         __m128i m_ = _mm_add_epi32((wv), _mm_loadu_si128((const __m128i *)&K256[4 * (r)])); \
-        s1 = _mm_sha256rnds2_epu32(s1, s0, m_);                                  \
+        (s1_) = _mm_sha256rnds2_epu32((s1_), (s0_), m_);                         \
         m_ = _mm_shuffle_epi32(m_, 0x0E);                                        \
-        s0 = _mm_sha256rnds2_epu32(s0, s1, m_);                                  \
+        (s0_) = _mm_sha256rnds2_epu32((s0_), (s1_), m_);                         \
     } while (0)
+#define BT_RND4(wv, r) BT_RND4_L(s0, s1, wv, r)
 
 /* a = W[t-16..t-13] becomes W[t..t+3]; b, c, d are the next three groups. */
 #define BT_SCHED(a, b, c, d)                                                     \
@@ -145,6 +146,49 @@ block_shani_v(__m128i *ps0, __m128i *ps1, __m128i v0, __m128i v1, __m128i v2, __
     *ps1 = _mm_add_epi32(s1, *ps1);
 }
 
+/* Two blocks on two states at once, their rounds interleaved: two independent
+ * serial chains of sha256rnds2 take about the time of one (docs/PERFORMANCE.md).
+ * a and b: each block's 64 bytes as they are in memory. */
+#define BT_X2_SCHED_RND4(a0, a1, a2, a3, b0, b1, b2, b3, r)                        \
+    do {                                                                         \
+        BT_SCHED(a0, a1, a2, a3); BT_RND4_L(as0, as1, a0, (r));                  \
+        BT_SCHED(b0, b1, b2, b3); BT_RND4_L(bs0, bs1, b0, (r));                  \
+    } while (0)
+#define BT_X2_SCHED_RND16(r)                                                     \
+    do {                                                                         \
+        BT_X2_SCHED_RND4(a0, a1, a2, a3, b0, b1, b2, b3, (r));                   \
+        BT_X2_SCHED_RND4(a1, a2, a3, a0, b1, b2, b3, b0, (r) + 1);               \
+        BT_X2_SCHED_RND4(a2, a3, a0, a1, b2, b3, b0, b1, (r) + 2);               \
+        BT_X2_SCHED_RND4(a3, a0, a1, a2, b3, b0, b1, b2, (r) + 3);               \
+    } while (0)
+
+BT_SHA_TARGET __attribute__((always_inline)) static inline void
+block_shani_x2(__m128i *pa0, __m128i *pa1, const __m128i a[4], __m128i *pb0, __m128i *pb1,
+               const __m128i b[4])
+{
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i as0 = *pa0, as1 = *pa1, bs0 = *pb0, bs1 = *pb1;
+    __m128i a0 = _mm_shuffle_epi8(a[0], bswap), b0 = _mm_shuffle_epi8(b[0], bswap);
+    __m128i a1 = _mm_shuffle_epi8(a[1], bswap), b1 = _mm_shuffle_epi8(b[1], bswap);
+    __m128i a2 = _mm_shuffle_epi8(a[2], bswap), b2 = _mm_shuffle_epi8(b[2], bswap);
+    __m128i a3 = _mm_shuffle_epi8(a[3], bswap), b3 = _mm_shuffle_epi8(b[3], bswap);
+    BT_RND4_L(as0, as1, a0, 0);
+    BT_RND4_L(bs0, bs1, b0, 0);
+    BT_RND4_L(as0, as1, a1, 1);
+    BT_RND4_L(bs0, bs1, b1, 1);
+    BT_RND4_L(as0, as1, a2, 2);
+    BT_RND4_L(bs0, bs1, b2, 2);
+    BT_RND4_L(as0, as1, a3, 3);
+    BT_RND4_L(bs0, bs1, b3, 3);
+    BT_X2_SCHED_RND16(4);
+    BT_X2_SCHED_RND16(8);
+    BT_X2_SCHED_RND16(12);
+    *pa0 = _mm_add_epi32(as0, *pa0);
+    *pa1 = _mm_add_epi32(as1, *pa1);
+    *pb0 = _mm_add_epi32(bs0, *pb0);
+    *pb1 = _mm_add_epi32(bs1, *pb1);
+}
+
 /* One block at p on the state in registers. */
 BT_SHA_TARGET __attribute__((always_inline)) static inline void
 block_shani(__m128i *s0, __m128i *s1, const uint8_t *p)
@@ -153,18 +197,6 @@ block_shani(__m128i *s0, __m128i *s1, const uint8_t *p)
                   _mm_loadu_si128((const __m128i *)(p + 16)),
                   _mm_loadu_si128((const __m128i *)(p + 32)),
                   _mm_loadu_si128((const __m128i *)(p + 48)));
-}
-
-/* A line's hash as its tail (SHA256_TAIL_LEN bytes at tail) and at out. */
-BT_SHA_TARGET __attribute__((always_inline)) static inline void
-tail_shani(__m128i lo, __m128i hi, uint8_t *tail, uint8_t out[32])
-{
-    _mm_storeu_si128((__m128i *)out, lo);
-    _mm_storeu_si128((__m128i *)(out + 16), hi);
-    memcpy(tail, SHA256_TAIL_HEAD, SHA256_TAIL_HEAD_LEN);
-    hex16_reg(lo, (char *)tail + SHA256_TAIL_HEAD_LEN);
-    hex16_reg(hi, (char *)tail + SHA256_TAIL_HEAD_LEN + 32);
-    memcpy(tail + SHA256_TAIL_HEAD_LEN + 64, "\"}\n", 3);
 }
 
 /* The state words in c (h[0..7]) as the SHA extensions keep them (ABEF, CDGH), and back. */
@@ -237,14 +269,13 @@ feed_shani(__m128i *s0, __m128i *s1, sha256_ctx *c, const uint8_t **q, size_t *p
  * (< 64) are at q, n bytes fed in all: the pending bytes padded (FIPS 180-4, 5.1.1) in
  * registers, on a copy of the state; 64 bytes are read at q (those past the pending ones
  * are masked off).  lo, hi: the digest's bytes (big-endian words a..d, e..h). */
-BT_SHA_TARGET __attribute__((always_inline)) static inline void
-digest_shani(__m128i s0, __m128i s1, const uint8_t *q, size_t pending, uint64_t n,
-             __m128i *lo, __m128i *hi)
+BT_SHA_TARGET __attribute__((always_inline)) static inline int
+pad_shani(const uint8_t *q, size_t pending, uint64_t n, __m128i v[4], __m128i *bits)
 {
     const __m128i idx = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m128i sixteen = _mm_set1_epi8(16), top = _mm_set1_epi8((char)0x80);
     const __m128i count = _mm_set1_epi8((char)pending);
-    __m128i v[4], at = idx;
+    __m128i at = idx;
     for (int k = 0; k < 4; k++) {
         __m128i x = _mm_loadu_si128((const __m128i *)(q + 16 * k));
         __m128i keep = _mm_cmplt_epi8(at, count); /* indices < 64: signed compare is fine */
@@ -252,22 +283,50 @@ digest_shani(__m128i s0, __m128i s1, const uint8_t *q, size_t pending, uint64_t 
                             _mm_and_si128(_mm_cmpeq_epi8(at, count), top));
         at = _mm_add_epi8(at, sixteen);
     }
-    __m128i bits = _mm_set_epi64x((long long)__builtin_bswap64(n << 3), 0);
-    __m128i d0 = s0, d1 = s1;
+    *bits = _mm_set_epi64x((long long)__builtin_bswap64(n << 3), 0);
     if (pending < 56) {
-        block_shani_v(&d0, &d1, v[0], v[1], v[2], _mm_or_si128(v[3], bits));
+        v[3] = _mm_or_si128(v[3], *bits);
+        return 0;
     }
-    else {
-        const __m128i zero = _mm_setzero_si128();
-        block_shani_v(&d0, &d1, v[0], v[1], v[2], v[3]);
-        block_shani_v(&d0, &d1, zero, zero, zero, bits);
-    }
-    /* ABEF/CDGH -> the digest's bytes (big-endian words a..h) */
+    return 1; /* a second block: zeros, then the bits */
+}
+
+/* ABEF/CDGH -> the digest's bytes (big-endian words a..d, e..h). */
+BT_SHA_TARGET __attribute__((always_inline)) static inline void
+digest_bytes_shani(__m128i d0, __m128i d1, __m128i *lo, __m128i *hi)
+{
     const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
     __m128i feba = _mm_shuffle_epi32(d0, 0x1B);
     __m128i dchg = _mm_shuffle_epi32(d1, 0xB1);
     *lo = _mm_shuffle_epi8(_mm_blend_epi16(feba, dchg, 0xF0), bswap); /* a b c d */
     *hi = _mm_shuffle_epi8(_mm_alignr_epi8(dchg, feba, 8), bswap);   /* e f g h */
+}
+
+BT_SHA_TARGET __attribute__((always_inline)) static inline void
+digest_shani(__m128i s0, __m128i s1, const uint8_t *q, size_t pending, uint64_t n,
+             __m128i *lo, __m128i *hi)
+{
+    __m128i v[4], bits;
+    int two = pad_shani(q, pending, n, v, &bits);
+    __m128i d0 = s0, d1 = s1;
+    block_shani_v(&d0, &d1, v[0], v[1], v[2], v[3]);
+    if (two) {
+        const __m128i zero = _mm_setzero_si128();
+        block_shani_v(&d0, &d1, zero, zero, zero, bits);
+    }
+    digest_bytes_shani(d0, d1, lo, hi);
+}
+
+/* A line's hash as its tail (SHA256_TAIL_LEN bytes at tail) and at out. */
+BT_SHA_TARGET __attribute__((always_inline)) static inline void
+tail_shani(__m128i lo, __m128i hi, uint8_t *tail, uint8_t out[32])
+{
+    _mm_storeu_si128((__m128i *)out, lo);
+    _mm_storeu_si128((__m128i *)(out + 16), hi);
+    memcpy(tail, SHA256_TAIL_HEAD, SHA256_TAIL_HEAD_LEN);
+    hex16_reg(lo, (char *)tail + SHA256_TAIL_HEAD_LEN);
+    hex16_reg(hi, (char *)tail + SHA256_TAIL_HEAD_LEN + 32);
+    memcpy(tail + SHA256_TAIL_HEAD_LEN + 64, "\"}\n", 3);
 }
 
 /* sha256_line with the state kept in registers from the body's first block to the
@@ -319,6 +378,83 @@ line4_shani(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out[32])
     c->n = n;
     store_state_shani(c->h, s0, s1);
     tail_shani(lo, hi, body + blen, out);
+}
+
+/* sha256_line4_defer with the SHA extensions: the previous line's digest (its padding
+ * from c as it is on entry) compressed together with this body's first block (and a
+ * second padding block with the body's second), two chains interleaved. */
+BT_SHA_TARGET static void
+line4_defer_shani(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t *prev_tail,
+                  uint8_t prev_out[32])
+{
+    __m128i s0, s1;
+    load_state_shani(c->h, &s0, &s1);
+    size_t pending = (size_t)(c->n & 63);
+    uint64_t n = c->n + blen + 1;
+    const uint8_t *p = body;
+    size_t len = blen + 1;
+    body[blen] = '\n'; /* in the tail's room: the body and its newline are fed as one */
+    if (prev_tail != NULL) {
+        __m128i v[4], bits, d0 = s0, d1 = s1, lo, hi;
+        int two = pad_shani(c->blk, pending, c->n, v, &bits); /* (loaded before c->blk moves) */
+        const __m128i zero = _mm_setzero_si128();
+        if (pending + len >= 64) { /* the body completes a block: with the digest's */
+            size_t take = 64 - pending;
+            const uint8_t *first = p;
+            if (pending) {
+                sha256_copy_narrow(c->blk + pending, p, take);
+                first = c->blk;
+            }
+            __m128i f[4];
+            for (int k = 0; k < 4; k++) {
+                f[k] = _mm_loadu_si128((const __m128i *)(first + 16 * k));
+            }
+            block_shani_x2(&d0, &d1, v, &s0, &s1, f);
+            p += take;
+            len -= take;
+            pending = 0;
+            if (two) {
+                v[0] = v[1] = v[2] = zero;
+                v[3] = bits;
+                if (len >= 64) {
+                    for (int k = 0; k < 4; k++) {
+                        f[k] = _mm_loadu_si128((const __m128i *)(p + 16 * k));
+                    }
+                    block_shani_x2(&d0, &d1, v, &s0, &s1, f);
+                    p += 64;
+                    len -= 64;
+                }
+                else {
+                    block_shani_v(&d0, &d1, zero, zero, zero, bits);
+                }
+            }
+        }
+        else {
+            block_shani_v(&d0, &d1, v[0], v[1], v[2], v[3]);
+            if (two) {
+                block_shani_v(&d0, &d1, zero, zero, zero, bits);
+            }
+        }
+        digest_bytes_shani(d0, d1, &lo, &hi);
+        tail_shani(lo, hi, prev_tail, prev_out);
+    }
+    const uint8_t *q = pending ? c->blk : p;
+    feed_shani(&s0, &s1, c, &q, &pending, p, len);
+    if (q != c->blk) { /* the pending bytes are in the line: keep them before its tail */
+        sha256_copy_narrow(c->blk, q, pending);
+    }
+    c->n = n;
+    store_state_shani(c->h, s0, s1);
+}
+
+/* sha256_line4_settle with the SHA extensions. */
+BT_SHA_TARGET static void
+line4_settle_shani(const sha256_ctx *c, uint8_t *tail, uint8_t out[32])
+{
+    __m128i s0, s1, lo, hi;
+    load_state_shani(c->h, &s0, &s1);
+    digest_shani(s0, s1, c->blk, (size_t)(c->n & 63), c->n, &lo, &hi);
+    tail_shani(lo, hi, tail, out);
 }
 #endif /* BT_X86 */
 
@@ -417,11 +553,39 @@ sha256_line4_generic(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out[32])
     line4_composed(c, body, blen, out, sha256_compress);
 }
 
+static void
+line4_defer_composed(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t *prev_tail,
+                     uint8_t prev_out[32], sha256_compress_fn compress)
+{
+    if (prev_tail != NULL) {
+        sha256_digest_with(c, prev_out, compress);
+        sha256_tail(prev_out, prev_tail);
+    }
+    body[blen] = '\n';
+    sha256_update_with(c, body, blen + 1, compress);
+}
+
+void
+sha256_line4_defer_generic(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t *prev_tail,
+                           uint8_t prev_out[32])
+{
+    line4_defer_composed(c, body, blen, prev_tail, prev_out, sha256_compress);
+}
+
+void
+sha256_line4_settle_generic(const sha256_ctx *c, uint8_t *tail, uint8_t out[32])
+{
+    sha256_digest(c, out);
+    sha256_tail(out, tail);
+}
+
 /* -- the choice ---------------------------------------------------------------------- */
 
 sha256_compress_fn sha256_compress = sha256_compress_portable;
 sha256_line_fn sha256_line = sha256_line_generic;
 sha256_line4_fn sha256_line4 = sha256_line4_generic;
+sha256_line4_defer_fn sha256_line4_defer = sha256_line4_defer_generic;
+sha256_line4_settle_fn sha256_line4_settle = sha256_line4_settle_generic;
 
 int
 sha256_line4_named(const char *name, int fused, sha256_ctx *c, uint8_t *body, size_t blen,
@@ -438,6 +602,37 @@ sha256_line4_named(const char *name, int fused, sha256_ctx *c, uint8_t *body, si
 #ifdef BT_X86
     if (compress == compress_shani) {
         line4_shani(c, body, blen, out);
+        return 1;
+    }
+#endif
+    return 0;
+}
+
+int
+sha256_line4_defer_named(const char *name, int fused, sha256_ctx *c, uint8_t *body, size_t blen,
+                         uint8_t *prev_tail, uint8_t prev_out[32])
+{
+    sha256_compress_fn compress;
+    if (!sha256_compress_named(name, &compress)) {
+        return 0;
+    }
+    if (!fused && body == NULL) {
+        sha256_digest_with(c, prev_out, compress);
+        sha256_tail(prev_out, prev_tail);
+        return 1;
+    }
+    if (!fused) {
+        line4_defer_composed(c, body, blen, prev_tail, prev_out, compress);
+        return 1;
+    }
+#ifdef BT_X86
+    if (compress == compress_shani) {
+        if (body == NULL) {
+            line4_settle_shani(c, prev_tail, prev_out);
+        }
+        else {
+            line4_defer_shani(c, body, blen, prev_tail, prev_out);
+        }
         return 1;
     }
 #endif
@@ -492,16 +687,22 @@ sha256_select(const char *force)
     }
     sha256_line_fn line = sha256_line_generic;
     sha256_line4_fn line4 = sha256_line4_generic;
+    sha256_line4_defer_fn defer = sha256_line4_defer_generic;
+    sha256_line4_settle_fn settle = sha256_line4_settle_generic;
 #ifdef BT_X86
     if (chosen == compress_shani) {
         line = line_shani;
         line4 = line4_shani;
+        defer = line4_defer_shani;
+        settle = line4_settle_shani;
     }
 #endif
     /* every interpreter that loads the module chooses the same one */
     __atomic_store_n(&sha256_compress, chosen, __ATOMIC_RELAXED);
     __atomic_store_n(&sha256_line, line, __ATOMIC_RELAXED);
     __atomic_store_n(&sha256_line4, line4, __ATOMIC_RELAXED);
+    __atomic_store_n(&sha256_line4_defer, defer, __ATOMIC_RELAXED);
+    __atomic_store_n(&sha256_line4_settle, settle, __ATOMIC_RELAXED);
     return name;
 }
 

@@ -250,6 +250,30 @@ void sha256_line4_generic(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out
 int sha256_line4_named(const char *name, int fused, sha256_ctx *c, uint8_t *body, size_t blen,
                        uint8_t out[32]);
 
+/* Version 4's line with its digest left for later (the writer's thread): feed the blen
+ * bytes at body and a newline to c; when prev_tail is not NULL, first take the digest of c
+ * as it is on entry -- the previous line's hash, whose digest was left -- write it at
+ * prev_out and as the tail at prev_tail.  The SHA extensions' version compresses that
+ * digest's padding together with this body's first block (two independent chains cost
+ * about one), so a line's digest is off the serial chain.  This line's own hash is the
+ * next call's prev (or sha256_line4_settle's).  body must have SHA256_TAIL_LEN writable
+ * bytes after its blen (the newline goes there until the tail is written). */
+typedef void (*sha256_line4_defer_fn)(sha256_ctx *c, uint8_t *body, size_t blen,
+                                      uint8_t *prev_tail, uint8_t prev_out[32]);
+/* The last line's left digest: the digest of c at out, and as the tail at tail. */
+typedef void (*sha256_line4_settle_fn)(const sha256_ctx *c, uint8_t *tail, uint8_t out[32]);
+
+extern sha256_line4_defer_fn sha256_line4_defer;
+extern sha256_line4_settle_fn sha256_line4_settle;
+void sha256_line4_defer_generic(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t *prev_tail,
+                                uint8_t prev_out[32]);
+void sha256_line4_settle_generic(const sha256_ctx *c, uint8_t *tail, uint8_t out[32]);
+
+/* For tests, as sha256_line4_named: the deferred line (fused: the SHA extensions' own),
+ * or with body NULL its settle.  0: this process has no such one. */
+int sha256_line4_defer_named(const char *name, int fused, sha256_ctx *c, uint8_t *body,
+                             size_t blen, uint8_t *prev_tail, uint8_t prev_out[32]);
+
 /* SHA-256 of len bytes at p. */
 void sha256_once(const uint8_t *p, size_t len, uint8_t out[32]);
 

@@ -196,6 +196,11 @@ typedef struct {
     uint64_t per_leaf, in_leaf, lines;
     uint8_t prev[32];
     sha256_ctx stream;
+    /* the writer's thread, version 4: the last line's digest is left until the next
+     * line's first blocks (sha256_line4_defer; prev is then the line before's); its tail
+     * is at out.buf + left_tail */
+    int left;
+    size_t left_tail;
     merkle_tree tree;
     char gap1[GAP];
     pipe_state p;
@@ -351,6 +356,37 @@ finish_leaf(Writer *w)
     tree_push(w, w->prev, &w->stream);
     fresh_stream(w);
     w->in_leaf = 0;
+}
+
+/* The writer's thread, version 4: the left digest taken now (the line's hash into prev,
+ * its tail written), before anything reads prev, the stream or the chunk.  Cannot fail. */
+static inline void
+settle_left(Writer *w)
+{
+    if (w->left) {
+        sha256_line4_settle(&w->stream, (uint8_t *)w->out.buf + w->left_tail, w->prev);
+        w->left = 0;
+    }
+}
+
+/* commit on the writer's thread: version 4's lines leave their digest to the next line
+ * (two chains at once: sha256_line4_defer), settled where prev, the stream or the chunk
+ * are read (settle_left: a leaf's end, a chunk's, before the thread publishes its tail). */
+static void
+commit_thread(Writer *w, size_t blen, int last)
+{
+    if (!w->v4) {
+        commit(w, blen, last);
+        return;
+    }
+    uint8_t *body = (uint8_t *)w->out.buf + w->out.len;
+    sha256_line4_defer(&w->stream, body, blen,
+                       w->left ? (uint8_t *)w->out.buf + w->left_tail : NULL, w->prev);
+    w->left = 1;
+    w->left_tail = w->out.len + blen;
+    w->out.len += blen + TAIL_LEN;
+    w->lines++;
+    w->in_leaf++;
 }
 
 static int
@@ -510,6 +546,7 @@ static void
 thread_finish_leaf(Writer *w)
 {
     pipe_state *p = &w->p;
+    settle_left(w); /* version 4: the leaf hash is its last line's */
     uint64_t h = atomic_load_explicit(&p->lhead, memory_order_relaxed);
     if (h - atomic_load_explicit(&p->ltail, memory_order_acquire) >= LEAF_CAP) {
         push_leaves(w, 1);
@@ -536,7 +573,7 @@ thread_line(Writer *w, const char *body, size_t blen, int last)
     }
     /* not memcpy: see sha256_copy_narrow */
     sha256_copy_narrow((uint8_t *)w->out.buf + w->out.len, (const uint8_t *)body, blen);
-    commit(w, blen, last);
+    commit_thread(w, blen, last);
     if (!last && w->per_leaf && w->in_leaf == w->per_leaf) {
         thread_finish_leaf(w);
     }
@@ -562,7 +599,7 @@ thread_record(Writer *w, const rec_hdr *r)
         }
         opline_write(w->out.buf + w->out.len, &l, PyBytes_AS_STRING(o->prefix), plen,
                      PyBytes_AS_STRING(o->suffix), slen);
-        commit(w, l.len, 0);
+        commit_thread(w, l.len, 0);
         if (w->per_leaf && w->in_leaf == w->per_leaf) {
             thread_finish_leaf(w);
         }
@@ -707,6 +744,7 @@ thread_room(Writer *w, size_t total)
 {
     pipe_state *p = &w->p;
     if (w->out.len > 0 && w->out.len + total > w->out.limit) {
+        settle_left(w); /* the chunk leaves with every line whole */
         pthread_mutex_lock(&p->mu);
         int rc = push_ready(w);
         if (w->file.fd < 0 && atomic_load(&p->caller_waits)) {
@@ -795,6 +833,7 @@ thread_main(void *arg)
         while (t != h) {
             const rec_hdr *r = (const rec_hdr *)(p->ring + (t & (RING_BYTES - 1)));
             if (thread_record(w, r) < 0) {
+                settle_left(w);
                 pthread_mutex_lock(&p->mu);
                 p->failed = 1;
                 pthread_cond_signal(&p->wake_caller);
@@ -805,10 +844,12 @@ thread_main(void *arg)
             }
             t += rec_bytes(r);
             if ((++k & 255) == 0) {
+                settle_left(w); /* what the caller may read once it sees the tail */
                 atomic_store_explicit(&p->tail, t, memory_order_release);
                 wake_caller(p, t);
             }
         }
+        settle_left(w);
         atomic_store_explicit(&p->tail, t, memory_order_release);
         wake_caller(p, t);
     }
@@ -2233,21 +2274,28 @@ mod_sha256_with(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
     return PyBytes_FromStringAndSize((const char *)out, 32);
 }
 
-/* lines4_with(name, fused, prev, bodies): one version 4 leaf stream through the line
- * function under test (sha256.h sha256_line4_named), for tests. */
+/* lines4_with(name, how, prev, bodies): one version 4 leaf stream through the line
+ * function under test (sha256.h sha256_line4_named, sha256_line4_defer_named), for
+ * tests.  how: "composed", "fused", "deferred" (composed), "deferred-fused". */
 static PyObject *
 mod_lines4_with(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4 || !PyUnicode_Check(args[0]) || !PyBytes_Check(args[2])
-        || PyBytes_GET_SIZE(args[2]) != 32 || !PyList_Check(args[3])) {
+    if (nargs != 4 || !PyUnicode_Check(args[0]) || !PyUnicode_Check(args[1])
+        || !PyBytes_Check(args[2]) || PyBytes_GET_SIZE(args[2]) != 32 || !PyList_Check(args[3])) {
         PyErr_SetString(PyExc_TypeError,
-                        "lines4_with(name: str, fused: bool, prev: bytes (32), bodies: list)");
+                        "lines4_with(name: str, how: str, prev: bytes (32), bodies: list)");
         return NULL;
     }
     const char *name = PyUnicode_AsUTF8(args[0]);
-    int fused = PyObject_IsTrue(args[1]);
+    const char *how = PyUnicode_AsUTF8(args[1]);
     sha256_compress_fn compress;
-    if (name == NULL || fused < 0) {
+    if (name == NULL || how == NULL) {
+        return NULL;
+    }
+    int fused = strcmp(how, "fused") == 0 || strcmp(how, "deferred-fused") == 0;
+    int deferred = strncmp(how, "deferred", 8) == 0;
+    if (!fused && !deferred && strcmp(how, "composed") != 0) {
+        PyErr_Format(PyExc_ValueError, "lines4_with(): no way %R", args[1]);
         return NULL;
     }
     if (!sha256_compress_named(name, &compress)) {
@@ -2261,6 +2309,7 @@ mod_lines4_with(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
     sha256_init(&c);
     sha256_update_with(&c, head, sizeof head, compress);
     line_buffer out = {NULL, 0, 0, 0, 0};
+    size_t left = 0; /* deferred: the tail whose digest is left, +1 (0: none) */
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(args[3]); i++) {
         PyObject *body = PyList_GET_ITEM(args[3], i);
         if (!PyBytes_Check(body)) {
@@ -2274,12 +2323,22 @@ mod_lines4_with(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
             return PyErr_NoMemory();
         }
         memcpy(out.buf + out.len, PyBytes_AS_STRING(body), blen);
-        if (!sha256_line4_named(name, fused, &c, (uint8_t *)out.buf + out.len, blen, digest)) {
+        uint8_t *at = (uint8_t *)out.buf + out.len;
+        int ok = deferred ? sha256_line4_defer_named(name, fused, &c, at, blen,
+                                                     left ? (uint8_t *)out.buf + left - 1 : NULL,
+                                                     digest)
+                          : sha256_line4_named(name, fused, &c, at, blen, digest);
+        if (!ok) {
             free(out.buf);
             PyErr_Format(PyExc_ValueError, "no fused line function for %R", args[0]);
             return NULL;
         }
         out.len += blen + TAIL_LEN;
+        left = out.len - TAIL_LEN + 1;
+    }
+    if (deferred && left) {
+        (void)sha256_line4_defer_named(name, fused, &c, NULL, 0, (uint8_t *)out.buf + left - 1,
+                                       digest);
     }
     PyObject *r = PyBytes_FromStringAndSize(out.buf, (Py_ssize_t)out.len);
     free(out.buf);
@@ -2288,9 +2347,10 @@ mod_lines4_with(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
 
 static PyMethodDef module_methods[] = {
     {"lines4_with", (PyCFunction)(void (*)(void))mod_lines4_with, METH_FASTCALL,
-     "lines4_with(name, fused, prev, bodies, /)\n--\n\nFor tests: the version 4 lines of "
+     "lines4_with(name, how, prev, bodies, /)\n--\n\nFor tests: the version 4 lines of "
      "bodies in one leaf stream after prev, with the compression called name through the "
-     "streaming calls (fused False) or its own line function (fused True: \"sha-ni\" only); "
+     "streaming calls (how \"composed\"; \"deferred\": each digest taken with the next "
+     "line) or its own line function (\"fused\", \"deferred-fused\": \"sha-ni\" only); "
      "ValueError when this process has no such one."},
     {"sha256_with", (PyCFunction)(void (*)(void))mod_sha256_with, METH_FASTCALL,
      "sha256_with(name, data, /)\n--\n\nFor tests: SHA-256 of data with the compression "
@@ -2299,7 +2359,7 @@ static PyMethodDef module_methods[] = {
     {"sha256", mod_sha256, METH_O,
      "sha256(data, /)\n--\n\nSHA-256 of a bytes-like object, with this module's implementation."},
     {"hash_lines", (PyCFunction)(void (*)(void))bench_hash_lines, METH_FASTCALL,
-     "hash_lines(body, count, per_leaf, use_hashlib, version=0, /)\n--\n\nFor benchmarks: CPU ns to hash "
+     "hash_lines(body, count, per_leaf, use_hashlib, version=0, deferred=False, /)\n--\n\nFor benchmarks: CPU ns to hash "
      "count lines of body as the writer does (per-leaf streams), with this module's SHA-256 or "
      "with hashlib's, called from C."},
     {NULL, NULL, 0, NULL},
