@@ -14,7 +14,9 @@
    ``hashlib.sha256`` on 1 MiB inputs, and ns per 64-byte hash.
 
 4. With ``--format`` (repeatable, interleaved: an A/B of the chain rules): 1 and 2 for
-   each format version's C writer (``LineWriter(version=)``), and ns per line of the
+   each format version's C writer (``LineWriter(version=)``); the CPU time of the writer's
+   own thread per op line (``LineWriter(threaded=True, fd=)`` fed ``op`` calls from here,
+   ``thread_cpu_ns``: the chain, the copy into its chunk, the file's writes); and ns per line of the
    writer's line function alone (``hash_lines(..., version)``: version 3's
    ``sha256_line``, version 4's ``sha256_line4`` and, as the writer's thread runs it,
    ``sha256_line4_defer``: each digest taken with the next line's first blocks) for each
@@ -128,6 +130,15 @@ def _streamed(repeat_: int, n: int) -> dict[int, tuple[float, float]]:
     return out
 
 
+def _thread_ns(version: int, sink: Any, event: OpStart, n: int) -> float:
+    """CPU ns of the writer's own thread per op line (it ends with stop_thread)."""
+    w = _writer(_cwriter.LineWriter, sink, 16, event, version=version, threaded=True,
+                fd=sink.fileno())
+    _calls(w.op, event, n)()
+    w.stop_thread()
+    return float(w.thread_cpu_ns) / n
+
+
 def _formats(formats: list[int], sink: Any, event: OpStart, n: int, rep: int) -> None:
     """Section 4: the C writer and its line function per format version, interleaved."""
     writers = {v: _writer(_cwriter.LineWriter, sink, 16, event, version=v) for v in formats}
@@ -135,21 +146,24 @@ def _formats(formats: list[int], sink: Any, event: OpStart, n: int, rep: int) ->
     bodies = {size: bytes(32 + i % 95 for i in range(size)) for size in LINE_SIZES}
     op = dict.fromkeys(formats, float("inf"))
     line = dict.fromkeys(formats, float("inf"))
+    thread = dict.fromkeys(formats, float("inf"))
     ways = [(v, False) for v in formats] + [(4, True)] * (4 in formats)
     fn = {(way, size): float("inf") for way in ways for size in LINE_SIZES}
     for _ in range(rep):
         for v in formats:
             op[v] = min(op[v], _best(_calls(writers[v].op, event, n), 1) / n)
             line[v] = min(line[v], _best(_lines(lines[v].line, BODY, n), 1) / n)
+            thread[v] = min(thread[v], _thread_ns(v, sink, event, n))
         for way in ways:
             for size, body in bodies.items():
                 ns = _cwriter.hash_lines(body, n // 4, 16, False, *way) / (n // 4)
                 fn[way, size] = min(fn[way, size], ns)
     print(f"\nper format version ({_cwriter.IMPLEMENTATION}), ns; interleaved, best of {rep}")
-    print("  version   op(event, gas, depth)   line(body)   "
+    print("  version   op(event, gas, depth)   line(body)   writer's thread a line   "
           + "   ".join(f"line fn {size:3} B" for size in LINE_SIZES))
     for v, deferred in ways:
-        cells = f"{op[v]:21.1f}   {line[v]:10.1f}" if not deferred else " " * 23 + "(thread's)"
+        cells = (f"{op[v]:21.1f}   {line[v]:10.1f}   {thread[v]:22.1f}" if not deferred
+                 else " " * 48 + "(thread's way)")
         print(f"  {v:7}   {cells}   "
               + "   ".join(f"{fn[(v, deferred), size]:13.1f}" for size in LINE_SIZES))
 
