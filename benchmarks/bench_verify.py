@@ -21,7 +21,9 @@ process (one core: a plain file's check is single-threaded), best of
   the same work whatever the version, for the record).
 
 Lines per second of one input.  Until version 4 is written by default the
-readers are asked to accept it (``versions=``).  The traces are deleted at the end.
+readers are asked to accept it (``versions=``), and ``diff`` (which reads a
+version it does not know as another client's trace) is measured for version 3
+only.  The traces are deleted at the end.
 """
 
 from __future__ import annotations
@@ -145,6 +147,8 @@ def main() -> None:
                         z, tree=MerkleAccumulator(), versions=versions)),
                     ("diff", lambda a=a, b=b: diff_files(str(a), str(b))),
                 ):
+                    if what == "diff" and version not in KNOWN_VERSIONS:
+                        continue
                     seconds = cpu(work)
                     key = (what, version)
                     best[key] = min(best.get(key, seconds), seconds)
@@ -155,7 +159,11 @@ def main() -> None:
         print("\n| per input | v3 s | v3 lines/s | v4 s | v4 lines/s | v4 / v3 time |")
         print("|---|---|---|---|---|---|")
         for what in ("scan", "verify", "verify .zst", "diff"):
-            t3, t4 = best[(what, 3)], best[(what, 4)]
+            t3, t4 = best[(what, 3)], best.get((what, 4))
+            if t4 is None:
+                print(f"| {what} | {t3:.2f} | {lines / t3 / 1e6:.2f} M | (version 4 not yet "
+                      "known to diff) | | |")
+                continue
             print(f"| {what} | {t3:.2f} | {lines / t3 / 1e6:.2f} M | {t4:.2f} | "
                   f"{lines / t4 / 1e6:.2f} M | {t4 / t3:.2f}x |")
 

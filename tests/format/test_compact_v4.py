@@ -264,3 +264,36 @@ def test_the_zst_verifies_as_the_jsonl_and_its_index_seeks(v4: bytes, tmp_path: 
         for start in (1, 17, 500, len(lines) - 3):
             got = [raw for _, raw in trace.raw_lines(start=start, count=5)]
             assert got == lines[start - 1 : start + 4], (path, start)
+
+
+def _work(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i if i % 3 else -i
+    return total
+
+
+def test_a_traced_run_in_version_4_writes_compact_frames_that_read_and_verify(
+    tmp_path: Path,
+) -> None:
+    """``ChainTracer(format_version=4)`` to a ``.jsonl.zst``: the writer takes the
+    chain from the header it is handed (no argument of its own)."""
+    import blocktrace
+
+    paths = [tmp_path / "t.jsonl", tmp_path / "t.jsonl.zst"]
+    for path in paths:
+        tracer = blocktrace.ChainTracer(path, genesis="g", argv=["x"], format_version=4)
+        with blocktrace.trace(tracer):
+            _work(2000)
+    plain = paths[0].read_bytes()
+    assert b'"blocktrace":4' in plain.split(b"\n", 1)[0]
+    parts = _segments(paths[1].read_bytes())
+    assert compact.marker_version(parts[0][1][8:]) == 4
+    with open_at(str(paths[1]), "zstd") as stream:
+        packed = stream.read()
+    # the same run twice: the same lines but for the clock's members and the hashes
+    assert packed.count(b"\n") == plain.count(b"\n") > 10_000
+    for path in paths:
+        result = reader.check_chain(path, tree=MerkleAccumulator(), versions=VERSIONS)
+        assert result.status == "sealed", result.reason
+        assert result.version == 4
