@@ -82,6 +82,22 @@ def note_unverified(command: str, path: str, status: str, line: int | None,
     )
 
 
+def note_chain(command: str, path: str) -> None:
+    """Say on stderr when a blocktrace trace just shown does not verify as sealed
+    (its index's chain pass: built once, in one streaming pass, then kept)."""
+    from blocktrace.format import TraceError, TraceReader
+    from blocktrace.progress import Progress
+
+    try:
+        reader = TraceReader(path)
+        with Progress(os.path.getsize(path), f"checking {path}") as progress:
+            index = reader.index(progress=progress)
+    except (TraceError, OSError):
+        return  # what was shown came from it; the chain pass has nothing to add
+    if index is not None:
+        note_unverified(command, path, index.status, index.line, index.reason)
+
+
 class CliError(Exception):
     """A problem to report as one line on stderr, with an exit status."""
 

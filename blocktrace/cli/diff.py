@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from blocktrace.cli import CliError
+from blocktrace.cli import CliError, note_chain
 from blocktrace.eip3155 import (
     DEFAULT_MAX_HUNKS,
     DEFAULT_WINDOW,
@@ -97,4 +97,7 @@ def _handle(args: argparse.Namespace) -> int:
         colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
         sys.stdout.write(render_text(report, colour=colour))
     sys.stdout.flush()
+    for info in (report.a, report.b):
+        if info.dialect == "blocktrace":  # the steps compared say nothing of the chain
+            note_chain("diff", info.path)
     return 0 if report.equal else 1

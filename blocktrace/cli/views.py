@@ -15,7 +15,7 @@ from blocktrace.cli import (
     ProgramRun,
     chosen_program,
     comma_list,
-    note_unverified,
+    note_chain,
     own_options_among,
     refuse_overwriting,
     say_if_nothing_traced,
@@ -114,24 +114,8 @@ def _lines(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_text(views, args.function))
     sys.stdout.flush()
-    _note_chain("lines", args.trace)
+    note_chain("lines", args.trace)
     return 0
-
-
-def _note_chain(command: str, path: str) -> None:
-    """Say on stderr when the trace just shown does not verify as sealed (its
-    index's chain pass: built once, in one streaming pass, then kept)."""
-    from blocktrace.format import TraceError, TraceReader
-    from blocktrace.progress import Progress
-
-    try:
-        reader = TraceReader(path)
-        with Progress(os.path.getsize(path), f"checking {path}") as progress:
-            index = reader.index(progress=progress)
-    except (TraceError, OSError):
-        return  # what was shown came from it; the chain pass found nothing to add
-    if index is not None:
-        note_unverified(command, path, index.status, index.line, index.reason)
 
 
 def _check_writable(path: str | None, force: bool) -> None:

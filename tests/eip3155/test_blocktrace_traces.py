@@ -244,3 +244,30 @@ def test_a_compressed_blocktrace_trace_normalises_as_the_plain_one(
     steps, packed_info = read_all(str(packed))
     assert [(s.pc, s.op, s.depth) for s in steps] == [(s.pc, s.op, s.depth) for s in plain]
     assert packed_info.python == info.python and info.python
+
+
+def test_diff_says_when_a_blocktrace_trace_does_not_verify(tmp_path: Path) -> None:
+    a = _record(tmp_path, "a", 5)
+    b = _record(tmp_path, "b", 5)
+    sealed = _diff(a, b)
+    assert sealed.returncode == 0 and sealed.stderr == "", sealed.stderr
+    lines = b.read_bytes().splitlines(keepends=True)
+    middle = len(lines) // 2
+    # The same steps, a hash digit changed: what diff compares agrees, the chain does not.
+    edited = tmp_path / "edited.jsonl"
+    cut = lines[middle].rindex(b'"hash":"') + 8
+    digit = b"1" if lines[middle][cut:cut + 1] == b"0" else b"0"
+    edited.write_bytes(b"".join(lines[:middle]) + lines[middle][:cut] + digit
+                       + lines[middle][cut + 1:] + b"".join(lines[middle + 1:]))
+    for args in ((), ("--json",)):
+        done = _diff(a, edited, *args)
+        assert done.returncode == 0, done.stderr  # the steps are the same
+        assert done.stderr.startswith(
+            f"blocktrace diff: note: {edited} is TAMPERED at line {middle + 1} "
+            "(blocktrace verify says why): "), done.stderr
+        assert done.stderr.count("\n") == 1
+    short = tmp_path / "short.jsonl"
+    short.write_bytes(b"".join(lines[:middle]))
+    done = _diff(short, a)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"blocktrace diff: note: {short} is UNSEALED"), done.stderr
