@@ -94,6 +94,10 @@ def note_chain(command: str, path: str) -> None:
             index = reader.index(progress=progress)
     except (TraceError, OSError):
         return  # what was shown came from it; the chain pass has nothing to add
+    except Exception as exc:  # a reader's bug must not turn what was shown into a traceback
+        sys.stderr.write(f"blocktrace {command}: note: {one_line(path)}: its chain could not "
+                         f"be checked ({type(exc).__name__}: {one_line(str(exc))})\n")
+        return
     if index is not None:
         note_unverified(command, path, index.status, index.line, index.reason)
 

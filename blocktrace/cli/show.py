@@ -42,6 +42,17 @@ def _range(text: str) -> tuple[int, int]:
     return start, n
 
 
+def _counted(index: Any, count: int, unit: str) -> str:
+    """How many steps or lines the index holds: all the trace's when it is sealed,
+    else those before where its chain stops checking."""
+    if index.status == "tampered":
+        return (f"{count} {unit} before line {index.line}, where it is TAMPERED: "
+                "blocktrace verify says why")
+    if index.status == "unsealed":
+        return f"the trace has {count} {unit}; it is UNSEALED: cut short"
+    return f"the trace has {count} {unit}"
+
+
 def _show(args: argparse.Namespace) -> int:
     from blocktrace.format import TraceError, TraceReader
     from blocktrace.progress import Progress
@@ -57,12 +68,13 @@ def _show(args: argparse.Namespace) -> int:
             if start < 1:
                 raise CliError("line numbers start at 1")
             if start > index.lines:
-                raise CliError(f"{args.trace}: no line {start} (the trace has {index.lines})")
+                raise CliError(f"{args.trace}: no line {start} "
+                               f"({_counted(index, index.lines, 'lines')})")
             first, n = start, count
         else:
             if start >= index.steps:
-                raise CliError(f"{args.trace}: no step {start} (the trace has {index.steps} "
-                               "steps)")
+                raise CliError(f"{args.trace}: no step {start} "
+                               f"({_counted(index, index.steps, 'steps')})")
             first = reader.line_of_step(start)
             end = start + count
             last = reader.line_of_step(end) if end < index.steps else index.lines + 1

@@ -162,6 +162,28 @@ def test_show_of_a_tampered_trace_says_so(copy: Path, blocktrace_cli) -> None:  
     assert "TAMPERED at line 21" in proc.stderr
 
 
+def test_show_past_a_tampered_line_does_not_call_it_the_trace_s_end(  # type: ignore[no-untyped-def]
+    copy: Path, blocktrace_cli
+) -> None:
+    steps = [step.lineno for step in normalise(str(copy))]
+    lines = copy.read_bytes().splitlines(keepends=True)
+    at = steps[len(steps) // 2]  # the file line of the middle step
+    lines[at - 1] = lines[at - 1].replace(b'"depth":', b'"depth": ', 1)
+    copy.write_bytes(b"".join(lines))
+    before = len(steps) // 2  # the steps before the edited line
+    proc = blocktrace_cli("show", copy, str(len(steps) - 1))
+    assert proc.returncode == 2
+    assert proc.stderr == (f"blocktrace show: {copy}: no step {len(steps) - 1} ({before} steps "
+                           f"before line {at}, where it is TAMPERED: blocktrace verify says "
+                           "why)\n"), proc.stderr
+    cut = copy.with_name("cut.jsonl")
+    cut.write_bytes(b"".join(lines[: at - 1]))
+    proc = blocktrace_cli("show", "--line", cut, str(at + 5))
+    assert proc.returncode == 2
+    assert proc.stderr == (f"blocktrace show: {cut}: no line {at + 5} (the trace has {at - 1} "
+                           "lines; it is UNSEALED: cut short)\n"), proc.stderr
+
+
 def test_prove_and_sign_come_from_the_index(copy: Path, blocktrace_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """prove builds the index once (its one chain check) and answers from it; a
     proof from the index is byte for byte the one a full pass gives."""
