@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MissingExtra", "connect", "require_extra"]
 
-INSTALL_HINT = "pip install 'blocktrace[query]'"
+INSTALL_HINT = "pip install 'blocktrace[query]' (in a checkout: pip install -e '.[query]')"
 
 
 class MissingExtra(QueryInputError):

@@ -5,6 +5,7 @@ command lives after the demo, how to install extras from the checkout, what
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,13 @@ def test_the_demo_uses_blocktrace_python_when_it_is_set(tmp_path: Path) -> None:
                                    "(blocktrace is built on sys.monitoring)")
     done = _chosen(str(tmp_path / "missing"))
     assert done.returncode == 1 and "no such command" in done.stderr
+
+
+def test_documented_install_commands_install_this_version() -> None:
+    """PyPI's blocktrace is the 0.0.16 seed tool: a command block that says
+    `pip install 'blocktrace[...]'` installs a package without these commands."""
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        blocks = doc.read_text().split("```")[1::2]
+        for line in (line.strip() for block in blocks for line in block.splitlines()):
+            if re.match(r"pip install\s+['\"]?blocktrace\b", line):
+                raise AssertionError(f"{doc.name}: {line!r} installs PyPI's 0.0.16")

@@ -244,6 +244,7 @@ def test_export_needs_no_duckdb(
     assert (tmp_path / "ds" / "ops").is_dir()
     done = blocktrace_cli("query", tmp_path / "ds", "SELECT count(*) FROM ops")
     assert done.returncode == 2 and "duckdb is not installed" in done.stderr
+    assert "(in a checkout: pip install -e '.[query]')" in done.stderr  # PyPI has only 0.0.16
     one_line_error(done)
 
 
