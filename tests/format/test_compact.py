@@ -7,11 +7,13 @@ verify reports it of the plain form; ``blocktrace cat`` gives exactly the
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import random
 import signal
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,6 +21,8 @@ from hypothesis import strategies as st
 from blocktrace.chain.verify import verify_file
 from blocktrace.format import TraceReader, compact
 from blocktrace.format.compressed import FrameWriter, open_at
+from blocktrace.format.rules import DOMAIN_V4
+from blocktrace.format.versions import FORMAT_VERSION
 from tests.format.test_compressed import _PROGRAM as _LOOP
 from tests.format.test_compressed import _run
 
@@ -266,12 +270,18 @@ def test_the_c_and_python_transforms_agree(recorded: tuple[Path, Path]) -> None:
     assert native.strip(full) == compact._strip_py(full)
     body = compact._strip_py(full)[0]
     lines = full.splitlines(keepends=True)
+    version = msgspec.json.decode(lines[0])["blocktrace"]  # the version recorded
     for cut in (0, 1, 15, 16, 17, 40):
-        carry = b"".join(lines[cut - cut % 16 : cut])
+        opened = cut - cut % 16
+        carry = b"".join(lines[opened:cut])
         prev = bytes.fromhex(lines[cut - 1][-67:-3].decode()) if cut else b""
+        start = b""  # version 4: the hash before the carry
+        if version == 4 and carry:
+            start = (bytes.fromhex(lines[opened - 1][-67:-3].decode()) if opened
+                     else hashlib.sha256(DOMAIN_V4).digest())
         rest = b"".join(body.splitlines(keepends=True)[cut:])
-        a = native.Expander(prev, carry, cut, 16, True)
-        b = compact.PyExpander(prev, carry, cut, 16, True)
+        a = native.Expander(prev, carry, cut, 16, True, version, start)
+        b = compact.PyExpander(prev, carry, cut, 16, True, version, start)
         assert a.expand(rest) == b.expand(rest) == b"".join(lines[cut:])
         assert a.head == b.head and a.lines == b.lines == len(lines)
         assert a.take_leaves(-1) == b.take_leaves(-1)
@@ -358,8 +368,9 @@ def test_compact_then_cat_is_the_plain_bytes_for_every_writer(
     """The same lines through each line writer, once to a plain file and once
     to compact frames (flushed at random, frames of any size): reading the
     compact file gives the plain file's bytes, and both verify the same."""
-    header = b'{"blocktrace":3,"hashAlg":"sha256","genesis":"g","python":"3","implementation":' \
-             b'"cpython","argv":[],"start":"s","pid":1,"level":"op"'
+    header = b'{"blocktrace":%d,"hashAlg":"sha256","genesis":"g","python":"3",' \
+             b'"implementation":"cpython","argv":[],"start":"s","pid":1,"level":"op"' \
+             % FORMAT_VERSION  # what the writers write by default
     for name, make in _writers():
         plain_path = tmp_path / f"{name}.jsonl"
         packed_path = tmp_path / f"{name}.jsonl.zst"
