@@ -334,10 +334,11 @@ def _report(diff: GoldenDiff, root: str, py_golden: str | None, py_now: str | No
     now_sources = source_text(diff.fresh, root)
     if first is not None:
         fields = f" (differs in: {', '.join(first.fields)})" if first.fields else ""
-        out.append(f"  first divergence at {unit} {first.step}{fields}")
+        # numbered as steps (0-based, in the order run), not as a file's line numbers
+        out.append(f"  first divergence at step {first.step} of the {unit}s run{fields}")
         if steps.last_common is not None:
             last = steps.last_common[1]
-            out.append(f"  last common {unit} {last.index}: "
+            out.append(f"  last common step {last.index}: "
                        f"{_describe(last, now_sources, diff.level)}")
         else:
             out.append("  (no common step before it)")

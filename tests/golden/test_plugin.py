@@ -129,9 +129,9 @@ def test_a_change_fails_exactly_the_tests_that_run_it(tmp_path: Path) -> None:
     out = result.stdout
     assert "FAILED tests/test_calc.py::test_shout" in out
     assert "1 failed, 3 passed" in out
-    assert "first divergence at source line 2" in out
+    assert "first divergence at step 2 of the source lines run" in out
     assert "golden: tests/__traces__/test_calc/test_shout.jsonl" in out
-    assert "last common source line 1: shout  calc.py:13  | loud = word.upper()" in out
+    assert "last common step 1: shout  calc.py:13  | loud = word.upper()" in out
     assert "golden: (nothing: the trace ends here)" in out
     assert "now:    shout  calc.py:14  | return loud + \"!\"" in out
     assert "call stack (now), outermost first:" in out
