@@ -64,6 +64,13 @@ def test_the_demo_uses_blocktrace_python_when_it_is_set(tmp_path: Path) -> None:
     assert done.returncode == 1 and not done.stdout
     assert done.stderr.strip() == (f"BLOCKTRACE_PYTHON={old} is not a CPython 3.12 or newer "
                                    "(blocktrace is built on sys.monitoring)")
+    # One that runs but fails (a pyenv shim of a version not selected) says why.
+    shim = tmp_path / "python3.12"
+    shim.write_text("#!/bin/sh\necho 'pyenv: python3.12: command not found' >&2\nexit 127\n")
+    shim.chmod(0o755)
+    done = _chosen(str(shim))
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith("): pyenv: python3.12: command not found"), done.stderr
     done = _chosen(str(tmp_path / "missing"))
     assert done.returncode == 1 and "no such command" in done.stderr
 
