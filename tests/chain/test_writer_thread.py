@@ -30,7 +30,8 @@ from blocktrace import _native
 from blocktrace.chain.verify import verify_file
 from blocktrace.chain.writer import PyLineWriter
 from blocktrace.format import rules
-from blocktrace.format.versions import LINES_PER_LEAF, SUMMARY_PREFIX
+from blocktrace.format.reader import check_chain
+from blocktrace.format.versions import KNOWN_VERSIONS, LINES_PER_LEAF, SUMMARY_PREFIX
 from tests.chain.v4ref import V4Reference
 
 if _native.PURE:  # the traced runs here would record with the pure writer: no thread
@@ -300,9 +301,9 @@ def test_a_failing_write_loses_nothing_and_writes_nothing_twice() -> None:
 
 
 def _status(path: Path | str, version: int = 3) -> str:
-    """verify_file's status; for version 4 (until readers take it: KNOWN_VERSIONS) the
-    trace checked line by line by the reference alone, ``rules.LeafChain(version=4)``:
-    every whole line (a torn last one is not part of the prefix) must carry its hash."""
+    """verify_file's status; for version 4 the trace checked line by line by the
+    reference alone, ``rules.LeafChain(version=4)`` (every whole line -- a torn last one
+    is not part of the prefix -- must carry its hash), and by the readers."""
     if version != 4:
         return verify_file(str(path)).status
     complete = Path(path).read_bytes().split(b"\n")[:-1]
@@ -312,7 +313,10 @@ def _status(path: Path | str, version: int = 3) -> str:
         split = rules.split_hash(raw)
         assert split is not None, n
         assert chain.check(split[0], raw + b"\n") == split[1], f"line {n} does not verify"
-    return "sealed" if complete[-1].startswith(SUMMARY_PREFIX) else "unsealed"
+    status = "sealed" if complete[-1].startswith(SUMMARY_PREFIX) else "unsealed"
+    # and the readers (version 4 among the versions they take before the flip) agree
+    assert check_chain(path, versions=(*KNOWN_VERSIONS, 4)).status == status
+    return status
 
 
 def _python(code: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -690,15 +694,16 @@ def interrupted(argv: list[str], env: dict[str, str]) -> str:
             proc.communicate()
 
 
-def test_a_signal_during_a_threaded_trace_seals_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [3, 4])
+def test_a_signal_during_a_threaded_trace_seals_it(tmp_path: Path, version: int) -> None:
     """Ctrl-C (SIGINT from outside) while a threaded trace is written: the program
     gets KeyboardInterrupt, the trace is sealed with it."""
     path = tmp_path / "t.jsonl"
     err = interrupted([sys.executable, "-c", textwrap.dedent(
-        """
+        f"""
         import sys, blocktrace
         from blocktrace.tracers.chain import ChainTracer
-        tracer = ChainTracer(sys.argv[1])
+        tracer = ChainTracer(sys.argv[1], format_version={version})
         assert tracer._writer.threaded
         with blocktrace.trace(tracer):
             print("go", flush=True)
@@ -707,7 +712,8 @@ def test_a_signal_during_a_threaded_trace_seals_it(tmp_path: Path) -> None:
         """), str(path)],
         {**os.environ, "PYTHONPATH": str(ROOT), "BLOCKTRACE_WRITER_THREAD": "1"})
     assert "KeyboardInterrupt" in err
-    result = verify_file(path)
+    assert _status(path, version) == "sealed"
+    result = check_chain(path, versions=(*KNOWN_VERSIONS, 4))  # (4: before the flip)
     assert result.status == "sealed", result.reason
     assert result.summary is not None and result.summary["error"] == "KeyboardInterrupt"
 
