@@ -7,7 +7,9 @@ per instruction event, against the floor, measured in one run.
 
 ``--format`` (repeatable): the format versions ChainTracer writes, each measured in
 the same interleaved rounds (an A/B of the chain rules: ``ChainTracer(format_version=)``);
-by default the one blocktrace writes.
+by default the one blocktrace writes.  ``--writer-ops``: also each threaded ChainTracer
+with the op lines' bodies made on the writer's thread (``BLOCKTRACE_WRITER_OPS=1``:
+``LineWriter(thread_ops=True)``), the program's thread queuing a site, gas and depth.
 
 For each workload (benchmarks/workloads.py) it runs, interleaved, best of N: the
 floor (a no-op ``sys.monitoring`` INSTRUCTION callback, bench_tracers.floor), the
@@ -89,15 +91,18 @@ def main() -> None:
     ap.add_argument("--workload", choices=sorted(WORKLOADS), action="append")
     ap.add_argument("--format", type=int, choices=(3, 4), action="append", dest="formats",
                     help="a format version to write (repeat: A/B in one run)")
+    ap.add_argument("--writer-ops", action="store_true",
+                    help="also threaded with the op bodies made on the writer's thread")
     args = ap.parse_args()
     formats: list[int] = args.formats or [FORMAT_VERSION]
     tmp = tempfile.mkdtemp(prefix="bt-bench-thread-")
     counter = [0]
 
-    def chain(threaded: str, version: int) -> Callable[[], Any]:
+    def chain(threaded: str, version: int, ops: str = "0") -> Callable[[], Any]:
         def make() -> Any:
             counter[0] += 1
             os.environ["BLOCKTRACE_WRITER_THREAD"] = threaded
+            os.environ["BLOCKTRACE_WRITER_OPS"] = ops
             path = os.path.join(tmp, f"t{counter[0]}.jsonl")
             tracer = blocktrace.ChainTracer(path, genesis="bench", format_version=version)
             if threaded == "1":
@@ -105,8 +110,9 @@ def main() -> None:
             return tracer
         return make
 
-    def chained(threaded: str, version: int) -> Callable[[Callable[[], object]], Clocks]:
-        return lambda fn: _stepped(fn, chain(threaded, version))
+    def chained(threaded: str, version: int, ops: str = "0"
+                ) -> Callable[[Callable[[], object]], Clocks]:
+        return lambda fn: _stepped(fn, chain(threaded, version, ops))
 
     def name_of(mode: str, version: int) -> str:
         return mode if len(formats) == 1 else f"{mode} v{version}"
@@ -117,6 +123,8 @@ def main() -> None:
     for version in formats:
         configs[name_of("inline", version)] = chained("0", version)
         configs[name_of("threaded", version)] = chained("1", version)
+        if args.writer_ops:
+            configs[name_of("threaded", version) + " writer ops"] = chained("1", version, "1")
     chains = [k for k in configs if k != "discard"]
     cpus = len(os.sched_getaffinity(0))
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores "

@@ -45,6 +45,7 @@ class LineWriter:
         threaded: bool = False,
         fd: int = -1,
         version: int = ...,
+        thread_ops: bool = False,
     ) -> LineWriter: ...
     @property
     def version(self) -> int:

@@ -377,6 +377,8 @@ class ChainTracer:
         elif max_size is None:  # (a size limit counts what `write` took)
             if self._owns and frames is None:  # a plain file of its own: written from C
                 extra["fd"] = self._out.fileno()
+            if os.environ.get("BLOCKTRACE_WRITER_OPS") == "1":  # see LineWriter's thread_ops
+                extra["thread_ops"] = True
             start = None if periodic else thread_start(writer_thread)
             if start is not None:
                 # Lines made on the writer's thread; `write` still runs here, with the

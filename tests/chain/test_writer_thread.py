@@ -125,6 +125,7 @@ _runs = given(
     per_leaf=st.sampled_from([0, 1, 3, 16]),
     ops_per_step=st.sampled_from([1, 50, 2000]),
     seal=st.booleans(),
+    thread_ops=st.booleans(),
 )
 
 
@@ -133,10 +134,11 @@ _runs = given(
 @_runs
 def test_threaded_matches_inline_and_the_reference(
     version: int, steps: list[tuple[Any, ...]], buffer_size: int, per_leaf: int,
-    ops_per_step: int, seal: bool
+    ops_per_step: int, seal: bool, thread_ops: bool
 ) -> None:
     args = {"buffer_size": buffer_size, "lines_per_leaf": per_leaf, "version": version}
-    threaded = _run({**args, "threaded": True}, steps, ops_per_step=ops_per_step, seal=seal)
+    threaded = _run({**args, "threaded": True, "thread_ops": thread_ops}, steps,
+                    ops_per_step=ops_per_step, seal=seal)
     assert threaded == _run(args, steps, ops_per_step=ops_per_step, seal=seal)
     for pure in _pure_writers(version):
         assert threaded == _run(args, steps, pure=pure, ops_per_step=ops_per_step, seal=seal)
@@ -147,7 +149,7 @@ def test_threaded_matches_inline_and_the_reference(
 @_runs
 def test_threaded_with_a_file_of_its_own_matches_the_reference(
     version: int, steps: list[tuple[Any, ...]], buffer_size: int, per_leaf: int,
-    ops_per_step: int, seal: bool
+    ops_per_step: int, seal: bool, thread_ops: bool
 ) -> None:
     """fd=: the chunks the thread closes are written by whichever thread gets to them
     (the program's where its count closes one or the ring is full, the writer's when
@@ -157,8 +159,8 @@ def test_threaded_with_a_file_of_its_own_matches_the_reference(
 
     args = {"buffer_size": buffer_size, "lines_per_leaf": per_leaf, "version": version}
     with tempfile.TemporaryDirectory(prefix="bt-writer-fd-") as tmp:
-        threaded = _run({**args, "threaded": True}, steps, ops_per_step=ops_per_step,
-                        seal=seal, file=Path(tmp) / "t.jsonl")
+        threaded = _run({**args, "threaded": True, "thread_ops": thread_ops}, steps,
+                        ops_per_step=ops_per_step, seal=seal, file=Path(tmp) / "t.jsonl")
     for pure in _pure_writers(version):
         assert threaded == _run(args, steps, pure=pure, ops_per_step=ops_per_step, seal=seal)
 
@@ -452,28 +454,35 @@ def test_leaves_finished_by_the_thread_reach_the_tree_in_order(
     assert got[1][0][2] == 3000
 
 
-@pytest.mark.parametrize("prefix_len", [10, 70_000])
-def test_op_bodies_made_by_the_program_s_thread_or_the_writer_s(prefix_len: int) -> None:
+@pytest.mark.parametrize("version", [3, 4])
+@pytest.mark.parametrize("prefix_len,thread_ops", [(10, False), (10, True), (70_000, False)])
+def test_op_bodies_made_by_the_program_s_thread_or_the_writer_s(
+    prefix_len: int, thread_ops: bool, version: int
+) -> None:
     """An op line's body is made by the program's thread into the ring (the thread
     copies and seals it), unless it is longer than a quarter of the ring (a site with a
-    huge prefix): then the record names the site's pieces and the thread makes it.
-    Either way, with every width of gas and depth: the reference's bytes."""
+    huge prefix) or the writer was asked (thread_ops): then the record names the site's
+    pieces and the thread makes it.  Either way, with every width of gas and depth: the
+    reference's bytes."""
     prefix = b'{"pc":12,"op":100,"x":"' + b"p" * prefix_len + b'","gas":"0x'
     values = [0, 1, 15, 16, 2**32, 2**63 - 1, -1, -(2**63)]
 
     def run(make: Any, **kw: Any) -> tuple[bytes, str, bytes]:
         out = bytearray()
         e = object()
-        w = make(out.extend, buffer_size=4096, lines_per_leaf=3, **kw)
+        w = make(out.extend, buffer_size=4096, lines_per_leaf=3, version=version, **kw)
         w.add_site(id(e), prefix, SUFFIX, e)
         for gas in values:
             for depth in values:
                 assert w.op(e, gas, depth)
-        w.summary(b'{"output":""')
+        w.line(b'{"output":""')
+        w.close_leaf()
         w.flush()
         return bytes(out), w.head, w.root()
 
-    assert run(LineWriter, threaded=True) == run(PyLineWriter)
+    want = run(PyLineWriter)
+    assert run(LineWriter, threaded=True, thread_ops=thread_ops) == want
+    assert run(LineWriter, thread_ops=thread_ops) == want  # (inline: no ring, no matter)
 
 
 @pytest.mark.parametrize("own_file", [False, True])

@@ -184,6 +184,7 @@ typedef struct {
     site_table sites;  /* read by the caller at every op */
     own_file file;
     long long thread_cpu_ns; /* CPU time of the writer's threads that ended */
+    int thread_ops;          /* op bodies made by the writer's thread (thread_ops=True) */
     int resume;              /* start_thread_later: start one at the next line */
     int resume_full;         /* start_thread_later(full=True): resume once the buffer fills */
     char gap0[GAP];
@@ -1180,7 +1181,7 @@ queue_op(Writer *w, PyObject *event, long long gas, long long depth)
             return d < 0 ? -1 : 2;
         }
         rec_hdr *r;
-        if (l.len <= BODY_IN_RING) {
+        if (l.len <= BODY_IN_RING && !w->thread_ops) {
             /* the body made here, into the ring: the thread copies it to its chunk
              * and seals it (its share is what must be serial: the hash chain) */
             r = claim(w, rec_size((uint32_t)l.len));
@@ -1197,7 +1198,8 @@ queue_op(Writer *w, PyObject *event, long long gas, long long depth)
             p->lines++;
             return 1;
         }
-        /* a body longer than a quarter of the ring: the site's pieces, made by the thread */
+        /* a body longer than a quarter of the ring (or thread_ops): the site's pieces, made
+         * by the thread */
         int narrow = depth >= 0 && depth <= (long long)UINT32_MAX;
         r = claim(w, narrow ? OP_BYTES : rec_size(sizeof(rec_op)));
         if (r == NULL) {
@@ -1829,13 +1831,13 @@ static PyObject *
 writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"write", "buffer_size", "lines_per_leaf", "on_leaf", "threaded",
-                             "fd", "version", NULL};
+                             "fd", "version", "thread_ops", NULL};
     PyObject *write, *on_leaf = Py_None;
     Py_ssize_t buffer_size = 65536, per_leaf = 16;
-    int threaded = 0, fd = -1, version = DEFAULT_VERSION;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$nnOpii:LineWriter", kwlist, &write,
+    int threaded = 0, fd = -1, version = DEFAULT_VERSION, thread_ops = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$nnOpiip:LineWriter", kwlist, &write,
                                      &buffer_size, &per_leaf, &on_leaf, &threaded, &fd,
-                                     &version)) {
+                                     &version, &thread_ops)) {
         return NULL;
     }
     if (version < 2 || version > 4) {
@@ -1877,6 +1879,7 @@ writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     w->in_leaf = w->lines = 0;
     w->version = version;
     w->v4 = version >= 4;
+    w->thread_ops = thread_ops;
     memcpy(w->prev, w->v4 ? H0_V4 : H0, 32);
     fresh_stream(w);
     merkle_init(&w->tree);
@@ -2180,7 +2183,7 @@ static PyMethodDef writer_methods[] = {
 
 PyDoc_STRVAR(writer_doc,
 "LineWriter(write, *, buffer_size=65536, lines_per_leaf=16, on_leaf=None, threaded=False,\n"
-"           fd=-1, version=FORMAT_VERSION)\n"
+"           fd=-1, version=FORMAT_VERSION, thread_ops=False)\n"
 "--\n\n"
 "Seal lines per docs/FORMAT.md (version's chain: 2 and 3 share one, 4), buffer them\n"
 "and hand them to write;\n"
@@ -2189,7 +2192,10 @@ PyDoc_STRVAR(writer_doc,
 "queue records; a thread of the writer (no GIL) makes, hashes and buffers the\n"
 "lines, and the calls hand finished buffers to write: the same bytes.  With fd\n"
 "(write's file descriptor), the thread writes them there itself (write is used\n"
-"only once the thread is stopped, or after a failed write).");
+"only once the thread is stopped, or after a failed write).  thread_ops: the\n"
+"thread also makes each op line's body from the site's pieces, gas and depth (the\n"
+"calls queue those 32 bytes instead of the body): less work on the program's thread,\n"
+"more on the writer's -- which is faster depends on which thread bounds the run.");
 
 static PyType_Slot writer_slots[] = {
     {Py_tp_new, writer_new},
