@@ -184,7 +184,9 @@ typedef struct {
     site_table sites;  /* read by the caller at every op */
     own_file file;
     long long thread_cpu_ns; /* CPU time of the writer's threads that ended */
-    int thread_ops;          /* op bodies made by the writer's thread (thread_ops=True) */
+    int thread_ops; /* thread_ops=True: the writer's thread also makes the op bodies, writes
+                     * the chunks and pushes the leaves into the tree (the program's thread
+                     * only queues records) */
     int resume;              /* start_thread_later: start one at the next line */
     int resume_full;         /* start_thread_later(full=True): resume once the buffer fills */
     char gap0[GAP];
@@ -559,6 +561,9 @@ thread_finish_leaf(Writer *w)
         p->leaves[h & (LEAF_CAP - 1)].stream = w->stream;
     }
     atomic_store_explicit(&p->lhead, h + 1, memory_order_release);
+    if (w->thread_ops) { /* the program's thread leaves the tree to this one */
+        push_leaves(w, 0);
+    }
     fresh_stream(w);
     w->in_leaf = 0;
 }
@@ -758,6 +763,9 @@ thread_room(Writer *w, size_t total)
         }
         if (w->file.fd >= 0 && ready > 4 * LAG) { /* the program's thread did not take them */
             write_ready(w, 1);
+        }
+        else if (w->file.fd >= 0 && w->thread_ops) { /* the program's thread leaves them here */
+            write_ready(w, 0);
         }
     }
     if (total > PY_SSIZE_T_MAX - w->out.len) {
@@ -1070,7 +1078,7 @@ static int
 hand_due(Writer *w, size_t total)
 {
     pipe_state *p = &w->p;
-    if (p->vlen > 0 && p->vlen + total > p->limit && leaves_waiting(p)) {
+    if (p->vlen > 0 && p->vlen + total > p->limit && leaves_waiting(p) && !w->thread_ops) {
         push_leaves(w, 0); /* this thread's share: the leaves the thread finished */
     }
     if (w->file.fd >= 0) {
@@ -1081,8 +1089,9 @@ hand_due(Writer *w, size_t total)
             go_inline(w);
             return 1;
         }
-        if (closes && atomic_load_explicit(&p->pushed, memory_order_relaxed)
-                          != atomic_load_explicit(&p->written, memory_order_relaxed)) {
+        if (closes && !w->thread_ops
+            && atomic_load_explicit(&p->pushed, memory_order_relaxed)
+                   != atomic_load_explicit(&p->written, memory_order_relaxed)) {
             write_ready(w, 0); /* this thread's share: the chunks the thread closed */
         }
         return 0;
@@ -2194,8 +2203,9 @@ PyDoc_STRVAR(writer_doc,
 "(write's file descriptor), the thread writes them there itself (write is used\n"
 "only once the thread is stopped, or after a failed write).  thread_ops: the\n"
 "thread also makes each op line's body from the site's pieces, gas and depth (the\n"
-"calls queue those 32 bytes instead of the body): less work on the program's thread,\n"
-"more on the writer's -- which is faster depends on which thread bounds the run.");
+"calls queue those 32 bytes instead of the body), writes the chunks it closes and\n"
+"pushes the leaves into the tree: less work on the program's thread, more on the\n"
+"writer's -- which is faster depends on which thread bounds the run.");
 
 static PyType_Slot writer_slots[] = {
     {Py_tp_new, writer_new},
