@@ -73,8 +73,10 @@ def _show(args: argparse.Namespace) -> int:
             first, n = start, count
         else:
             if start >= index.steps:
+                also = ("; at call level only exception lines are steps here: --line "
+                        "numbers file lines" if reader.level == "call" else "")
                 raise CliError(f"{args.trace}: no step {start} "
-                               f"({_counted(index, index.steps, 'steps')})")
+                               f"({_counted(index, index.steps, 'steps')}{also})")
             first = reader.line_of_step(start)
             end = start + count
             last = reader.line_of_step(end) if end < index.steps else index.lines + 1

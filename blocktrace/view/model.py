@@ -74,7 +74,7 @@ MAX_SEARCH = 1000
 SEARCH_BUDGET = 20000
 _STEP_NOTES = {
     "call": "call-level trace: a step is a call, a return or an exception "
-            "(blocktrace diff and show count only the exceptions)",
+            "(as blocktrace diff counts them; blocktrace show counts only the exceptions)",
     "line": "line-level trace: a step is the first instruction of a source line "
             "(as blocktrace diff and show count them)",
 }

@@ -526,12 +526,15 @@ def test_diff_of_two_clients(cache: Path) -> None:
 def test_a_call_level_trace_steps_through_calls_and_returns(tmp_path: Path, cache: Path) -> None:
     """Each call and each return is a step (and the exception): stepping, the
     stack, over/out, the timeline and hit counts (calls per function) work; the
-    page is told that diff and show count only the exceptions."""
+    page is told that diff counts them too and show only the exceptions."""
     trace = record(tmp_path, "--level", "call", name="calls")
     server = _serve([TraceModel(str(trace))])
     try:
         meta = api(server.url, "meta")["traces"][0]
         assert meta["level"] == "call" and "a step is a call, a return" in meta["stepNote"]
+        # diff compares call-level traces by these steps (its header counts them)
+        assert "as blocktrace diff counts them; blocktrace show counts only the exceptions" in (
+            meta["stepNote"])
         steps = _steps(server.url)
         assert len(steps) == meta["steps"]
         events = [(s["event"], s["function"]) for s in steps]

@@ -513,3 +513,12 @@ def test_diff_counts_each_traces_steps_at_the_level_compared(recorded: Path) -> 
     assert f", {line} steps" in b and "at level" not in b, done.stdout
     done = _cli("diff", recorded / "call.jsonl", recorded / "call-pure.jsonl")
     assert done.stdout.count(f", {call} steps at level call: calls, returns, exceptions") == 2
+
+
+def test_show_of_a_call_level_trace_says_what_its_steps_are(recorded: Path) -> None:
+    done = _cli("show", recorded / "call.jsonl", "999999")
+    assert done.returncode == 2
+    assert done.stderr.endswith("; at call level only exception lines are steps here: --line "
+                                "numbers file lines)\n"), done.stderr
+    done = _cli("show", recorded / "op.jsonl", "999999")
+    assert done.returncode == 2 and "call level" not in done.stderr

@@ -107,7 +107,7 @@ export class Pane {
     const steps = info.steps === null || info.steps === undefined ? "counting steps…" : `${info.steps} steps`;
     this.countLabel.textContent = ` ${info.dialect || info.kind} · ${steps}`;
     // What a step is, where the trace's level makes it worth saying (a call-level trace's steps
-    // are its calls, returns and exceptions; diff and show count only the exceptions).
+    // are its calls, returns and exceptions, as diff counts them; show counts only the exceptions).
     if (this.stepNote) {
       this.stepNote.textContent = info.stepNote || "";
       this.stepNote.hidden = !info.stepNote;
