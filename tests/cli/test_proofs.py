@@ -182,6 +182,7 @@ def test_missing_cryptography_is_one_line(work: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     one_line_error(done, 2, "install blocktrace[sign]")
+    assert "(in a checkout: pip install -e '.[sign]')" in done.stderr  # PyPI has only 0.0.16
     assert not (work / "nocrypto.key").exists()
 
 
