@@ -38,8 +38,10 @@
 #include "buffer.h"
 #include "hex.h"
 #include "merkle.h"
-#include "opline.h"
 #include "sha256.h"
+/* op lines are made on the writer's thread too: no glibc memcpy there (sha256.h) */
+#define OPLINE_COPY(dst, src, n) sha256_copy_narrow((uint8_t *)(dst), (const uint8_t *)(src), (n))
+#include "opline.h"
 #include "sites.h"
 #include "sink.h"
 
@@ -494,7 +496,9 @@ write_fd(int fd, line_buffer *b)
         }
         done += (size_t)n;
     }
-    memmove(b->buf, b->buf + done, b->len - done);
+    if (done < b->len) { /* (only then: glibc's memmove is 512-bit code, even for no bytes) */
+        memmove(b->buf, b->buf + done, b->len - done);
+    }
     b->len -= done;
     return err;
 }
@@ -771,7 +775,14 @@ thread_room(Writer *w, size_t total)
     if (total > PY_SSIZE_T_MAX - w->out.len) {
         return -1;
     }
-    return buffer_grow_raw(&w->out, w->out.len + total);
+    size_t need = w->out.len + total;
+    if (w->out.cap == 0 && need < w->out.limit) {
+        /* a new chunk's buffer at once as large as a chunk grows (up to 1 MiB), not
+         * doubled from 256 bytes: realloc's copies are glibc's memcpy (see sha256.h) */
+        need = w->out.limit < ((size_t)1 << 20) ? w->out.limit : ((size_t)1 << 20);
+        need = need > w->out.len + total ? need : w->out.len + total;
+    }
+    return buffer_grow_raw(&w->out, need);
 }
 
 /* Wake the caller if it waits (for room, for a drain, for chunks) and the tail
