@@ -406,12 +406,15 @@ class FrameStream(io.RawIOBase):
                 )
             if size >= _HOLD or (not self._input and not self._more()):
                 break
-        self._out = held[0] if len(held) == 1 else b"".join(held)
+        out = held[0] if len(held) == 1 else b"".join(held)
         extra = 0
         if self._expander is not None and self._frame is None:
-            self._out, extra = self._expand(self._out)
+            # checked before it is handed out: a frame that does not match its
+            # stored head raises here, and nothing of it may become readable
+            out, extra = self._expand(out)
+        self._out = out
         self._out_pos = 0
-        self.uoffset += len(self._out) + extra
+        self.uoffset += len(out) + extra
         return True
 
     def _tampered(self, why: str) -> CompressedDataError:

@@ -494,7 +494,7 @@ def _unreadable(result: Verification, exc: CompressedDataError) -> None:
     the lines before it check) or, before any line, unusable."""
     number = result.lines + 1
     if exc.line is not None:  # compact frames: a frame that does not match its stored head
-        _tampered(result, exc.line, exc.reason)
+        _tampered(result, exc.line, exc.reason.removeprefix(f"line {exc.line}: "))
         return
     if result.lines == 0:
         result.status = "unusable"

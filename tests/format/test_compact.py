@@ -149,6 +149,31 @@ def test_an_edited_line_is_tampering_at_its_frame(
     assert "do not match the hash stored after them" in result.reason
 
 
+@pytest.mark.parametrize("which", ["first", "second"])
+def test_an_edited_early_frame_is_tampering_and_none_of_it_is_read(
+    recorded: tuple[Path, Path], tmp_path: Path, which: str
+) -> None:
+    """The frame after the header's (whose lines the header's readline left the
+    stream part-way into): a frame that fails its stored head never becomes
+    readable, not even from where the frame before it left off (it did: the
+    scanner was handed the edited frame from mid-line and failed with a traceback)."""
+    trace, _ = recorded
+    parts = _segments(trace.read_bytes())
+    datas = [i for i, (k, _) in enumerate(parts) if k == "data"]
+    i = datas[0] if which == "first" else datas[1]
+    lines = _lines_of_frame(parts[i][1])
+    edited = lines.replace(b'"depth":1', b'"depth":2', 1) if b'"depth":1' in lines else (
+        lines.replace(b'"python":"', b'"python":"9', 1))
+    assert edited != lines
+    parts[i] = ("data", zstandard.ZstdCompressor(write_checksum=True).compress(edited))
+    first = _first_line(parts[i + 1][1])
+    code, out, result = _verify(tmp_path, _join(parts))
+    assert code == 1 and "TAMPERED" in out and "Traceback" not in out
+    assert (result.status, result.line, result.lines) == ("tampered", first, first - 1)
+    assert "do not match the hash stored after them" in result.reason
+    assert not result.reason.startswith("line ")  # the line is said once, by TAMPERED at
+
+
 def test_a_forged_head_is_tampering(recorded: tuple[Path, Path], tmp_path: Path) -> None:
     trace, _ = recorded
     parts = _segments(trace.read_bytes())
