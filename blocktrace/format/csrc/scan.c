@@ -1307,6 +1307,8 @@ typedef struct {
     uint8_t *leaves;   /* every leaf hash completed (a verify keeps them: 2 MB per 1 M leaves) */
     size_t nleaves, cap;
     long long base;    /* the number (from the trace's start) of the first leaf kept */
+    uint8_t *scratch;  /* version 4, hash(): a line's body and tail, for sha256_line4 */
+    size_t scratch_cap;
 } ExpandObject;
 
 /* The leaf hashes one expand() call completes: filled without the GIL, then
@@ -1356,14 +1358,32 @@ expand_lines(ExpandObject *e, const uint8_t *p, const uint8_t *end, uint8_t *o, 
         size_t bodylen = rawlen - 2;
         uint8_t digest[32];
         const int v4 = e->version == 4;
+        int tailed = 0; /* sha256_line4 wrote the body (at o) and the tail */
         if (v4) { /* LeafChain.check, version 4: body and newline, never the digits */
             static const uint8_t newline = '\n';
             if (e->in_leaf == 0) {
                 sha256_update(&e->stream, e->prev, 32);
             }
-            sha256_update(&e->stream, p, bodylen);
-            sha256_update(&e->stream, &newline, 1);
-            sha256_digest(&e->stream, digest);
+            uint8_t *at = o; /* the writer's line function, on the line being written */
+            if (at == NULL && e->scratch_cap < bodylen + TAIL_LEN + 1) {
+                uint8_t *more = PyMem_RawRealloc(e->scratch, bodylen + TAIL_LEN + 1);
+                if (more != NULL) { /* (else the composition below, no copy) */
+                    e->scratch = more;
+                    e->scratch_cap = bodylen + TAIL_LEN + 1;
+                }
+            }
+            if (at == NULL && e->scratch_cap >= bodylen + TAIL_LEN + 1) {
+                at = e->scratch;
+            }
+            if (at != NULL) {
+                memcpy(at, p, bodylen);
+                sha256_line4(&e->stream, at, bodylen, digest);
+                tailed = 1; /* (hash(): nothing reads the tail) */
+            } else {
+                sha256_update(&e->stream, p, bodylen);
+                sha256_update(&e->stream, &newline, 1);
+                sha256_digest(&e->stream, digest);
+            }
         } else {
             sha256_update(&e->stream, p, bodylen);
             if (e->in_leaf == 0) {
@@ -1374,14 +1394,18 @@ expand_lines(ExpandObject *e, const uint8_t *p, const uint8_t *end, uint8_t *o, 
         }
         uint8_t *tail = own_tail;
         if (o != NULL) {
-            memcpy(o, p, bodylen);
+            if (!tailed) {
+                memcpy(o, p, bodylen);
+            }
             tail = o + bodylen;
         }
-        memcpy(tail, HASH_FIELD, HASH_FIELD_LEN);
-        hex32(digest, (char *)tail + HASH_FIELD_LEN);
-        tail[HASH_FIELD_LEN + HASH_HEX_LEN] = '"';
-        tail[HASH_FIELD_LEN + HASH_HEX_LEN + 1] = '}';
-        tail[HASH_FIELD_LEN + HASH_HEX_LEN + 2] = '\n';
+        if (!tailed) {
+            memcpy(tail, HASH_FIELD, HASH_FIELD_LEN);
+            hex32(digest, (char *)tail + HASH_FIELD_LEN);
+            tail[HASH_FIELD_LEN + HASH_HEX_LEN] = '"';
+            tail[HASH_FIELD_LEN + HASH_HEX_LEN + 1] = '}';
+            tail[HASH_FIELD_LEN + HASH_HEX_LEN + 2] = '\n';
+        }
         if (!v4) {
             sha256_update(&e->stream, tail, TAIL_LEN + 1);
         }
@@ -1672,6 +1696,7 @@ static void
 expand_dealloc(ExpandObject *e)
 {
     PyMem_RawFree(e->leaves);
+    PyMem_RawFree(e->scratch);
     bt_free_instance((PyObject *)e);
 }
 
