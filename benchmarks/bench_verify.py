@@ -18,7 +18,10 @@ process (one core: a plain file's check is single-threaded), best of
   (the expander computes the hashes, the scanner checks the compact lines; CPU of
   all the process's threads: decompressing runs on a second one);
 - **diff**: ``eip3155.diff_files`` of the two runs (it does not check the chain:
-  the same work whatever the version, for the record).
+  the same work whatever the version, for the record);
+- **show**: wall milliseconds to read one line near the end through the index
+  (``TraceReader.raw_lines(start, 1)``, the index built before), ``.jsonl`` and
+  compact ``.jsonl.zst`` (where the reader starts at a head frame).
 
 Lines per second of one input.  Until version 4 is written by default the
 readers are asked to accept it (``versions=``), and ``diff`` (which reads a
@@ -38,7 +41,7 @@ from pathlib import Path
 
 from blocktrace._native import extension
 from blocktrace.chain.merkle import MerkleAccumulator
-from blocktrace.format import reader
+from blocktrace.format import TraceReader, reader
 from blocktrace.format.compressed import FrameWriter
 from blocktrace.format.rules import LeafChain, split_hash
 from blocktrace.format.versions import KNOWN_VERSIONS, LINES_PER_LEAF, MAX_LINE_BYTES
@@ -156,6 +159,20 @@ def main() -> None:
             result = reader.check_chain(path, tree=MerkleAccumulator(), versions=versions)
             if result.status != "sealed":
                 raise SystemExit(f"the version 4 copy does not verify: {result.reason}")
+        show: dict[tuple[str, int], float] = {}
+        for version in (3, 4):
+            for path in (files[version][0], packed[version]):
+                trace = TraceReader(path, versions=versions)
+                trace.index()
+                for _ in range(args.repeat):
+                    start = time.perf_counter()
+                    got = list(trace.raw_lines(start=lines - 3, count=1))
+                    took = time.perf_counter() - start
+                    assert len(got) == 1
+                    key = (path.suffix, version)
+                    show[key] = min(show.get(key, took), took)
+        print(", ".join(f"show {kind} v{version}: {1e3 * took:.1f} ms"
+                        for (kind, version), took in sorted(show.items())))
         print("\n| per input | v3 s | v3 lines/s | v4 s | v4 lines/s | v4 / v3 time |")
         print("|---|---|---|---|---|---|")
         for what in ("scan", "verify", "verify .zst", "diff"):
