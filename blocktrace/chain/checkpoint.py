@@ -204,11 +204,14 @@ def read_checkpoint(data: bytes, verifiers: Sequence[Verifier] | None = None) ->
     is_note = b"\n\n" in data
     try:
         if not is_note:
-            text = data.decode("utf-8")
+            # Parsed before anything is said of signatures: a file that is not a
+            # checkpoint at all (a trace given by mistake) is malformed, not unsigned.
+            bare = Checkpoint.parse(data.decode("utf-8"))
             if verifiers:
                 raise CheckpointError("unsigned", "checkpoint is not signed")
-            return ReadCheckpoint(Checkpoint.parse(text), signed=False)
+            return ReadCheckpoint(bare, signed=False)
         if verifiers:
+            Checkpoint.parse(parse_note(data).text)
             note = open_note(data, verifiers)
             checkpoint = Checkpoint.parse(note.text)
             names = tuple(dict.fromkeys(s.name for s in note.verified))

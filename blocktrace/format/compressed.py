@@ -62,7 +62,8 @@ GZIP_MAGIC: Final = b"\x1f\x8b"
 _SKIPPABLE_MASK: Final = 0xFFFFFFF0
 _SKIPPABLE: Final = 0x184D2A50
 ZSTD_MISSING: Final = (
-    "a zstd-compressed trace needs the zstandard package: pip install 'blocktrace[zstd]'"
+    "a zstd-compressed trace needs the zstandard package: pip install 'blocktrace[zstd]' "
+    "(in a checkout: pip install -e '.[zstd]')"
 )
 _INPUT_CHUNK: Final = 1 << 13
 """Compressed bytes fed to a decompressor at a time: what one call may produce

@@ -104,6 +104,22 @@ def test_verify_names_each_checkpoint_failure(work: Path, tmp_path: Path) -> Non
     one_line_error(bt("verify", a, "--checkpoint", tmp_path / "missing.cp"), 2, "cannot read")
 
 
+def test_a_file_that_is_no_checkpoint_is_malformed_not_unsigned(
+    work: Path, tmp_path: Path
+) -> None:
+    # A trace (or any text) given as --checkpoint is not a checkpoint at all: MALFORMED, exit 4
+    # (README's verify table), with or without a key; an unsigned checkpoint stays NOT SIGNED.
+    a, pub = work / "a.jsonl", work / "k.pub"
+    for keys in ((), ("--pubkey", pub)):
+        done = bt("verify", a, "--checkpoint", a, *keys)
+        assert done.returncode == 4, (keys, done.stdout, done.stderr)
+        assert "MALFORMED" in done.stdout and "NOT SIGNED" not in done.stdout, done.stdout
+    body = tmp_path / "bare.cp"
+    body.write_bytes((work / "a.cp").read_bytes().split(b"\n\n")[0] + b"\n")
+    done = bt("verify", a, "--checkpoint", body, "--pubkey", pub)
+    assert done.returncode == 4 and "NOT SIGNED" in done.stdout, (done.stdout, done.stderr)
+
+
 def _rewrite(src: Path, dst: Path, line: int) -> None:
     """A writer who lies: edit one line, recompute every hash (and the summary)."""
     def edit(index: int, body: bytes) -> bytes:
