@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import IO, Any
 
-from blocktrace.cli import CliError, one_line, refuse_overwriting
+from blocktrace.cli import CliError, note_chain, one_line, refuse_overwriting
 
 
 def register(sub: Any) -> None:
@@ -15,9 +15,10 @@ def register(sub: Any) -> None:
         help="write a trace's .jsonl (a .jsonl.zst or .jsonl.gz uncompressed, hashes in)",
         description="Write the exact .jsonl a plain recording would have written: a compact "
         ".jsonl.zst's lines with their hash members put back (zstd -d gives the lines without "
-        "them), a .jsonl.gz uncompressed, a .jsonl as it is. Nothing is verified here (blocktrace "
-        "verify does that); compressed data that cannot be read ends the output with one line "
-        "on stderr and exit status 2.",
+        "them), a .jsonl.gz uncompressed, a .jsonl as it is. The bytes are copied as they are "
+        "(blocktrace verify checks them); a copied trace that is tampered or unsealed gets one "
+        "note on stderr, as lines and show give; compressed data that cannot be read ends the "
+        "output with one line on stderr and exit status 2.",
     )
     p.add_argument("trace", metavar="TRACE")
     p.add_argument("-o", "--output", metavar="OUT", help="write to OUT instead of stdout")
@@ -63,4 +64,5 @@ def _cat(args: argparse.Namespace) -> int:
     finally:
         if out is not sys.stdout.buffer:
             out.close()
+    note_chain("cat", args.trace)
     return 0

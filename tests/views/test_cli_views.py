@@ -272,16 +272,23 @@ def test_types_stub_keeps_a_dataclass_its_decorator_and_fields(tmp_path: Path) -
     assert "def norm(p: Point) -> int: ..." in stub
 
 
+def _edited_and_cut(trace: Path) -> int:
+    """edited.jsonl (trace with its middle line edited) and cut.jsonl (the lines
+    before it) beside ``trace``; returns the middle line's index (0-based)."""
+    lines = trace.read_bytes().splitlines(keepends=True)
+    middle = len(lines) // 2
+    (trace.parent / "edited.jsonl").write_bytes(
+        b"".join(lines[:middle]) + lines[middle].replace(b'"depth":', b'"depth":9', 1)
+        + b"".join(lines[middle + 1:]))
+    (trace.parent / "cut.jsonl").write_bytes(b"".join(lines[:middle]))
+    return middle
+
+
 def test_lines_says_when_the_trace_does_not_verify(tmp_path: Path) -> None:
     trace = record(tmp_path)
     sealed = blocktrace("lines", "prog.jsonl", cwd=tmp_path)
     assert sealed.returncode == 0 and sealed.stderr == "", sealed.stderr
-    lines = trace.read_bytes().splitlines(keepends=True)
-    middle = len(lines) // 2
-    edited = tmp_path / "edited.jsonl"
-    edited.write_bytes(b"".join(lines[:middle])
-                       + lines[middle].replace(b'"depth":', b'"depth":9', 1)
-                       + b"".join(lines[middle + 1:]))
+    middle = _edited_and_cut(trace)
     for args in (["edited.jsonl"], ["edited.jsonl", "--function", "demo"],
                  ["edited.jsonl", "--json"]):
         done = blocktrace("lines", *args, cwd=tmp_path)
@@ -290,8 +297,26 @@ def test_lines_says_when_the_trace_does_not_verify(tmp_path: Path) -> None:
             f"blocktrace lines: note: edited.jsonl is TAMPERED at line {middle + 1} "
             "(blocktrace verify says why): "), done.stderr
         assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
-    cut = tmp_path / "cut.jsonl"
-    cut.write_bytes(b"".join(lines[:middle]))
     done = blocktrace("lines", "cut.jsonl", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stderr.startswith("blocktrace lines: note: cut.jsonl is UNSEALED"), done.stderr
+
+
+def test_cat_says_when_the_trace_does_not_verify(tmp_path: Path) -> None:
+    # cat copies a .jsonl as it is (same bytes, exit 0) and, like lines/show/diff, says on
+    # stderr when what it copied is TAMPERED at line N or UNSEALED.
+    trace = record(tmp_path)
+    sealed = blocktrace("cat", "prog.jsonl", cwd=tmp_path)
+    assert sealed.returncode == 0 and sealed.stderr == "", sealed.stderr
+    assert sealed.stdout == trace.read_text()
+    middle = _edited_and_cut(trace)
+    for name, note in (("edited.jsonl", f"TAMPERED at line {middle + 1} "),
+                       ("cut.jsonl", "UNSEALED")):
+        out = tmp_path / f"out-{name}"
+        for args in ([name], [name, "-o", out.name]):
+            done = blocktrace("cat", *args, cwd=tmp_path)
+            assert done.returncode == 0, done.stderr
+            copied = out.read_bytes() if "-o" in args else done.stdout.encode()
+            assert copied == (tmp_path / name).read_bytes()
+            assert done.stderr.startswith(f"blocktrace cat: note: {name} is {note}"), done.stderr
+            assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
