@@ -108,11 +108,11 @@ def verify(args: argparse.Namespace) -> int:
             if s.get("error") == "TraceSizeLimit":  # the recording stopped, not the run
                 text += (f"; recording stopped at step {s.get('step')} (TraceSizeLimit: the "
                          f"trace reached its size limit, {s.get('maxSize')} bytes); the run "
-                         f"went on to its end: {int(s['gasUsed'], 16)} steps, output "
+                         f"went on to its end: {int(s['gasUsed'], 16)} instructions, output "
                          f"{s.get('output')!r}")
             else:
                 text += f"; run {'passed' if s.get('pass') else 'failed'}"
-                text += f", {int(s['gasUsed'], 16)} steps"
+                text += _count(result)
                 if s.get("error"):
                     text += f", error {s['error']!r}"
             if result.root:
@@ -129,6 +129,25 @@ def verify(args: argparse.Namespace) -> int:
         return exit_status(result)
     sys.stdout.write("".join(m + "\n" for m in anchors.messages))
     return exit_status(result, anchors)
+
+
+def _count(result: Verification) -> str:
+    """The run's length: its steps as ``diff``, ``show`` and ``view`` number them
+    (from the index verify built: an op-level trace's op lines, an exception
+    line that follows its op merged into it, docs/FORMAT.md), and the
+    instructions the summary's ``gasUsed`` counts where that differs (an
+    exception passing up into a caller is a step of its own there, executing
+    nothing) or where no index was built (``--no-index``, line/call level)."""
+    assert result.summary is not None
+    header = result.header
+    uncounted = header.get("gas") == "uncounted"
+    instructions = f"{int(result.summary['gasUsed'], 16)} instructions"
+    if result.index is None or header.get("level", "op") != "op":
+        return "" if uncounted else f", {instructions}"
+    steps = result.index.steps
+    if uncounted or int(result.summary["gasUsed"], 16) == steps:
+        return f", {steps} steps"
+    return f", {steps} steps ({instructions})"
 
 
 def _anchors(args: argparse.Namespace, status: str) -> AnchorReport | None:

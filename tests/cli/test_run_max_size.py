@@ -90,7 +90,7 @@ def test_past_the_limit_the_program_runs_on_and_the_trace_is_sealed(tmp_path: Pa
     assert "run failed" not in check.stdout, check.stdout
     assert (f"recording stopped at step {summary['step']} (TraceSizeLimit: the trace reached "
             f"its size limit, {64 * 1024} bytes); the run went on to its end: "
-            f"{int(summary['gasUsed'], 16)} steps, output '3'") in check.stdout, check.stdout
+            f"{int(summary['gasUsed'], 16)} instructions, output '3'") in check.stdout, check.stdout
 
 
 @pytest.mark.parametrize("mode", _MODES)

@@ -177,3 +177,30 @@ def test_help_lists_every_exit_status(blocktrace_cli: Runner) -> None:
     listing = blocktrace_cli("--help").stdout
     assert "checkpoint rejected (4)" in " ".join(listing.split())
     assert "4 checkpoint rejected" in " ".join(blocktrace_cli("verify", "--help").stdout.split())
+
+
+def test_verify_counts_steps_as_diff_and_show_do(tmp_path: Path, blocktrace_cli: Runner) -> None:
+    # An exception passing up out of a callee into a caller that catches it gets a line in the
+    # caller after the callee's return: a step of its own as diff, show and view number steps
+    # (docs/FORMAT.md), an instruction of none (gasUsed). verify said the instructions as steps.
+    (tmp_path / "exc.py").write_text(
+        "def callee():\n    raise ValueError('x')\n\n"
+        "def caller():\n    try:\n        callee()\n    except ValueError:\n        return 1\n\n"
+        "caller()\n"
+    )
+    trace = tmp_path / "e.jsonl"
+    assert blocktrace_cli("run", "-o", trace, tmp_path / "exc.py").returncode == 0
+    summary = _decode(trace.read_bytes().splitlines()[-1])
+    instructions = int(summary["gasUsed"], 16)
+    diff = blocktrace_cli("diff", trace, trace)
+    steps = int(diff.stdout.split(" steps", 1)[0].rsplit(" ", 1)[1])
+    assert steps == instructions + 1, diff.stdout  # the caller's exception line
+    show = blocktrace_cli("show", trace, str(steps))
+    assert f"the trace has {steps} steps" in show.stderr, show.stderr
+    for args in ((), ("--no-index",)):
+        done = blocktrace_cli("verify", trace, *args)
+        assert done.returncode == 0, done.stderr
+        counted = (f"run passed, {steps} steps ({instructions} instructions);" if not args
+                   else f"run passed, {instructions} instructions;")
+        assert counted in done.stdout, done.stdout
+        assert f"{instructions} steps" not in done.stdout
