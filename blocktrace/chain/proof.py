@@ -153,7 +153,7 @@ class TraceFile:
         self.sealed = self.summary is not None and not self._torn
         """A summary line ends the file (and nothing is torn after it)."""
         self.outcome_in_tree = self.version in SUMMARY_IN_TREE
-        """The summary is in the tree (version 3): a checkpoint of the whole tree
+        """The summary is in the tree (versions 3 and 4): a checkpoint of the whole tree
         covers the run's outcome."""
         in_tree = self.summary is None or self.outcome_in_tree
         self.tree_lines = newlines - (0 if in_tree else 1)

@@ -115,7 +115,7 @@ class Verification:
     summary: dict[str, Any] | None = None
     root: str = ""
     """The Merkle root of the whole tree (hex), when a tree was given and the
-    trace is sealed.  Version 3: every line; versions 1 and 2: the lines before
+    trace is sealed.  Versions 3 and 4: every line; versions 1 and 2: the lines before
     the summary."""
     tree_size: int = 0
     index: TraceIndex | None = field(default=None, repr=False)
@@ -123,7 +123,7 @@ class Verification:
 
     @property
     def outcome_in_tree(self) -> bool:
-        """The run's outcome (the summary) is in the Merkle tree (version 3), so a
+        """The run's outcome (the summary) is in the Merkle tree (versions 3 and 4), so a
         checkpoint of the whole tree covers it."""
         return self.version in SUMMARY_IN_TREE
 

@@ -22,9 +22,9 @@ __all__ = [
     "Level",
 ]
 
-FORMAT_VERSION: Final = 3
+FORMAT_VERSION: Final = 4
 """The version blocktrace writes."""
-KNOWN_VERSIONS: Final = (1, 2, 3)
+KNOWN_VERSIONS: Final = (1, 2, 3, 4)
 """Every version readers accept (old ones keep verifying)."""
 SUMMARY_IN_TREE: Final = frozenset({3, 4})
 """Versions whose summary line is an ordinary line, in the Merkle tree (so a

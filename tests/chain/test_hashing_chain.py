@@ -10,12 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import blocktrace
 from blocktrace.chain import merkle
-from blocktrace.chain.hashing import DOMAIN, DOMAIN_V1, ChainHasher, LeafChain, split_hash
+from blocktrace.chain.hashing import (
+    DOMAIN,
+    DOMAIN_V1,
+    DOMAIN_V4,
+    ChainHasher,
+    LeafChain,
+    split_hash,
+)
 from blocktrace.chain.rewrite import rechain_trace
 from blocktrace.chain.verify import verify_file
 
@@ -28,8 +36,20 @@ def _independent_heads(data: bytes, version: int = 3) -> list[str]:
     line of a leaf (and version 2's summary): SHA-256(0x02 || H_{i-1} || B_i); any
     other line:
     SHA-256(0x00 || L_f || ... || L_{i-1} || B_i), L = exact line bytes, B = the
-    bytes before ',"hash":"'."""
+    bytes before ',"hash":"'.  Version 4: H_0 = SHA-256("blocktrace-chain/4\\n"),
+    H_i = SHA-256(0x00 || H_{f-1} || B_f || "\\n" || ... || B_i || "\\n")."""
     lines = [line + b"\n" for line in data.split(b"\n")[:-1]]
+    if version == 4:
+        bodies = [line[: line.rindex(b',"hash":"')] for line in lines]
+        before = hashlib.sha256(b"blocktrace-chain/4\n").digest()
+        heads4: list[str] = []
+        for i in range(len(bodies)):
+            first = i - i % 16
+            if i == first and i:
+                before = bytes.fromhex(heads4[-1])
+            data4 = b"\x00" + before + b"".join(b + b"\n" for b in bodies[first : i + 1])
+            heads4.append(hashlib.sha256(data4).hexdigest())
+        return heads4
     prev = hashlib.sha256(b"blocktrace-chain/2\n").digest()
     heads = []
     for i, line in enumerate(lines):
@@ -50,9 +70,10 @@ def _work(n: int) -> int:
     return total
 
 
-def test_a_real_trace_follows_the_documented_definition(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [3, 4])
+def test_a_real_trace_follows_the_documented_definition(tmp_path: Path, version: int) -> None:
     out = io.BytesIO()
-    tracer = blocktrace.ChainTracer(out, genesis="doc-check", argv=["x"])
+    tracer = blocktrace.ChainTracer(out, genesis="doc-check", argv=["x"], format_version=version)
     with blocktrace.trace(tracer):
         _work(12)
     data = out.getvalue()
@@ -60,28 +81,34 @@ def test_a_real_trace_follows_the_documented_definition(tmp_path: Path) -> None:
     lines = data.split(b"\n")[:-1]
     assert len(lines) > 3 * 16 + 1  # several leaves and a partial one
     stored = [_decode(line)["hash"] for line in lines]
-    assert stored == _independent_heads(data)
+    assert stored == _independent_heads(data, version)
     for line in lines:
         assert re.fullmatch(rb'\{.*,"hash":"[0-9a-f]{64}"\}', line)
         committed = _decode(line[: line.rindex(b',"hash":"')] + b"}")  # B_i + "}" is JSON
         assert "hash" not in committed
     header = _decode(lines[0])
-    assert header["blocktrace"] == 3 and header["hashAlg"] == "sha256"
+    assert header["blocktrace"] == version and header["hashAlg"] == "sha256"
     assert header["genesis"] == "doc-check" and header["argv"] == ["x"]
     assert header["level"] == "op"
     summary = _decode(lines[-1])
     assert summary["lines"] == len(lines) - 1
-    assert not {"head", "root", "treeSize"} & summary.keys()  # version 3
+    assert not {"head", "root", "treeSize"} & summary.keys()  # versions 3 and 4
     assert tracer.head == stored[-1]
     assert tracer.sealed
-    # The tree: leaves of 16 exact lines (with their newlines), RFC 9162 hashing,
-    # over every line, the summary included (version 3).
+    # The tree: leaves of 16 lines, RFC 9162 hashing, over every line, the summary
+    # included.  Version 3: the leaf data is the exact lines (with their newlines);
+    # version 4: H_{f-1} and the bodies, whose leaf hash is the last line's hash.
     tree_lines = [line + b"\n" for line in lines]
     leaves = [b"".join(tree_lines[k : k + 16]) for k in range(0, len(tree_lines), 16)]
+    if version == 3:
+        tree_root = merkle.root(leaves)
+    else:
+        lasts = [stored[min(k + 16, len(stored)) - 1] for k in range(0, len(stored), 16)]
+        tree_root = merkle.root_from_hashes([bytes.fromhex(h) for h in lasts])
     result = verify_file(_write_tmp(data, tmp_path))
     assert result.status == "sealed"
     assert result.tree_size == len(leaves)
-    assert result.root == merkle.root(leaves).hex()
+    assert result.root == tree_root.hex()
 
 
 def test_version_2_follows_its_documented_definition(tmp_path: Path) -> None:
@@ -112,6 +139,7 @@ def _write_tmp(data: bytes, where: Path) -> Path:
 def test_domain_strings() -> None:
     assert DOMAIN == b"blocktrace-chain/2\n" and len(DOMAIN) == 19
     assert DOMAIN_V1 == b"blocktrace-chain/1\n" and len(DOMAIN_V1) == 19
+    assert DOMAIN_V4 == b"blocktrace-chain/4\n" and len(DOMAIN_V4) == 19
 
 
 def _v1_heads(data: bytes) -> list[str]:

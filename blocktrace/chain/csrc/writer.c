@@ -68,7 +68,7 @@ typedef struct {
 /* The version LineWriter writes unless told: blocktrace.format.versions.FORMAT_VERSION
  * (tests/chain/test_cwriter.py checks they agree; the module does not import it, as
  * msgspec, which blocktrace.format imports, loads in no subinterpreter). */
-#define DEFAULT_VERSION 3
+#define DEFAULT_VERSION 4
 
 /* A leaf the thread finished: versions 2 and 3, its stream as it ended (the leaf hash is
  * its digest); version 4, the leaf hash itself (its last line's hash). */
