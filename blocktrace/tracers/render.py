@@ -15,6 +15,8 @@ import math
 import weakref
 from typing import Any
 
+from blocktrace import no_raise
+
 __all__ = ["Renderer"]
 
 JSONValue = None | bool | int | float | str | list[Any] | dict[str, Any]
@@ -84,6 +86,7 @@ class Renderer:
                 numbers.pop(key, None)
                 deaths[0] += 1
 
+        no_raise.CODE.add(forget.__code__)  # a program's handler never raises in it
         self._forget = forget
 
     @property

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator
 from types import BuiltinFunctionType, FrameType, TracebackType
 from typing import Any
 
+from blocktrace import no_raise
+
 __all__ = ["HeldHandlers", "SignalRelays", "hold_handlers", "programs_frame"]
 
 _signal = signal.signal
@@ -76,12 +78,15 @@ _DEFERRED: dict[int, int] = {}
 
 def _writing(frame: FrameType | None, program: FrameType | None) -> bool:
     """Whether a frame between ``frame`` and the program's is on the trace's
-    write path (``blocktrace.tracers.chain.WRITE_PATH``)."""
+    write path (``blocktrace.tracers.chain.WRITE_PATH``) or one of blocktrace's
+    weak reference callbacks (``blocktrace.no_raise.CODE``), where what a handler
+    raises would be printed as ignored and lost."""
     chain = sys.modules.get("blocktrace.tracers.chain")
     path = getattr(chain, "WRITE_PATH", ())
+    swallowed = no_raise.CODE
     f = frame
     while f is not None and f is not program:
-        if f.f_code in path:
+        if f.f_code in path or f.f_code in swallowed:
             return True
         f = f.f_back
     return False

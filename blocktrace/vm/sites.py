@@ -14,6 +14,7 @@ import weakref
 from types import CodeType
 from typing import Any
 
+from blocktrace import no_raise
 from blocktrace.events import CallKind, CallStart, OpStart
 
 __all__ = ["RESUME", "SITE_CACHE", "SKIP", "CodeInfo", "block_counts", "build_sites", "code_info",
@@ -183,6 +184,7 @@ def _entry(code: CodeType) -> _Cached | None:
     def forget(_: object) -> None:
         SITE_CACHE.pop(key, None)
 
+    no_raise.CODE.add(forget.__code__)  # a program's handler never raises in it
     try:
         ref = weakref.ref(code, forget)
     except TypeError:

@@ -42,7 +42,7 @@ from typing import Any
 
 import msgspec
 
-from blocktrace import own_threads
+from blocktrace import no_raise, own_threads
 from blocktrace.events import (
     CallKind,
     ExceptionKind,
@@ -164,6 +164,9 @@ def _thread_ended(ident: int, refs: dict[int, Any], _ref: object) -> None:
     stepper = _current  # (None at interpreter exit too)
     if stepper is not None:
         stepper._thread_ended(ident)
+
+
+no_raise.CODE.add(_thread_ended.__code__)  # a weak reference's callback
 
 
 class HaltRun(BaseException):

@@ -357,6 +357,25 @@ def test_a_signal_handlers_exception_reaches_the_program(
     assert check.summary is not None and check.summary["pass"] is True
 
 
+def test_a_handler_that_raises_in_a_weak_reference_callback_of_ours_reaches_the_program(
+    tmp_path: Path, programs: Path, blocktrace_cli: Runner, python_cli: Runner
+) -> None:
+    """A signal whose handler raises, landing as an object the trace numbered
+    dies: CPython runs the handler in blocktrace's weak reference callback, where
+    what it raises is printed as ignored and lost (the program ran on as if no
+    signal had come; seen as a lost timeout in a CI run).  It runs just after,
+    in the program."""
+    script = programs / "signal_in_weakref_callback.py"
+    trace = tmp_path / "t.jsonl"
+    plain = python_cli(script)
+    traced = blocktrace_cli(
+        "run", "--locals", "on", "--gas", "3000000", "-o", trace, script, timeout=120
+    )
+    assert plain.stdout == "caught\n"
+    assert (traced.returncode, traced.stdout, traced.stderr) == (0, "caught\n", "")
+    assert verify_file(trace).status == "sealed"
+
+
 def test_an_excepthook_that_raises_is_reported_as_python_reports_it(
     tmp_path: Path, programs: Path, blocktrace_cli: Runner, python_cli: Runner
 ) -> None:
