@@ -113,6 +113,12 @@ typedef struct {
 #define RING_BYTES ((size_t)1 << 20)
 #define BODY_IN_RING ((size_t)1 << 16) /* longer bodies go by pointer (REC_BIG) */
 #define WAKE_EVERY ((size_t)1 << 14) /* a sleeping thread is woken per this many bytes */
+/* The caller publishes its head once per this many bytes of records (~17 op lines), and
+ * before it waits for the thread: a thread that keeps up then reads head, and the ring's
+ * lines, once per batch -- not right behind each record the caller is still writing,
+ * which moved the head's cache line and the ring's last line between the cores per record
+ * (session 13, docs/PERFORMANCE.md).  A power of two at most WAKE_EVERY. */
+#define PUBLISH_EVERY ((size_t)1 << 11)
 #define LAG 4 /* a chunk is handed to write when the LAG-th chunk after it closes */
 #define LEAF_CAP 1024 /* leaves finished by the thread, not yet in the tree: bounded */
 
@@ -125,33 +131,39 @@ typedef struct {
 
 typedef struct {
     /* the caller's (the GIL holder's): read or written at every record it queues;
-     * the thread reads head (once per batch), limit and on */
+     * the thread writes none of it but failed (once, under mu) */
     int on;     /* a thread owns the chain state (the fields below are in use) */
     int forked; /* this is a fork's child: the thread is gone (see settle) */
-    char *ring;
+    char *ring;  /* (the thread keeps its own copy of the pointer) */
     size_t limit;                /* the chunk's bound: the caller's copy of out.limit */
     uint64_t phead;              /* the caller's next byte */
+    uint64_t published;          /* the head it last published (phead - published < PUBLISH_EVERY) */
     uint64_t tail_seen;          /* the caller's last look at tail */
     uint64_t wake_checked;       /* phead when the caller last looked whether the thread sleeps */
-    _Atomic uint64_t head;       /* published by the caller */
     uint64_t closed, taken;      /* the caller's: chunks closed by its count, handed on */
     size_t vlen;                 /* the caller's count of the thread's chunk's bytes */
     int done;                    /* the caller queued the summary */
     uint64_t lines;              /* lines queued (the caller's count) */
     int stop, drain, delivering, failed; /* under mu */
     char gap0[GAP];
-    /* the thread's: written by it every 256 records or per chunk */
+    /* what the caller publishes (once per PUBLISH_EVERY bytes of records, and before
+     * every wait for the thread) and the thread reads when it catches up */
+    _Atomic uint64_t head;
+    char gap_head[GAP];
+    /* the thread's: written by it every 256 records or per batch */
     _Atomic uint64_t tail;       /* published by the thread */
     _Atomic uint64_t pushed;     /* chunks the thread closed */
     _Atomic uint64_t written;    /* with a file of its own: chunks written (write_ready) */
     _Atomic int thread_sleeps;
-    _Atomic int werr;            /* its write failed with this errno */
     long long cpu_ns; /* the thread's own CPU time, stored by it as it ends */
     _Atomic uint64_t lhead;      /* leaves the thread finished (queued in leaves) */
     char gap1[GAP];
-    /* waiting and the chunks: under the mutexes */
+    /* written rarely: the caller reads werr at every op line (with a file of its own),
+     * the thread when it catches up; caller_waits and wake_at as one waits */
+    _Atomic int werr;            /* the thread's (or the caller's) write failed with this errno */
     _Atomic int caller_waits;
     _Atomic uint64_t wake_at; /* the caller waits for tail to reach this (0: any progress) */
+    /* waiting and the chunks: under the mutexes */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_mutex_t wmu; /* with a file of its own: held by whoever writes ready chunks */
@@ -472,6 +484,17 @@ static inline size_t
 rec_bytes(const rec_hdr *r)
 {
     return r->kind == REC_OP ? OP_BYTES : rec_size(r->len);
+}
+
+/* Every record queued so far to the thread: before anything that waits for the thread
+ * to make them (a drain, a full ring, a chunk due to write) or wakes it. */
+static inline void
+publish_head(pipe_state *p)
+{
+    if (p->published != p->phead) {
+        p->published = p->phead;
+        atomic_store_explicit(&p->head, p->phead, memory_order_release);
+    }
 }
 
 /* Write all of b to fd (no GIL needed, no Python code); what went is dropped
@@ -823,6 +846,7 @@ thread_main(void *arg)
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
+    const char *ring = p->ring; /* not read from the caller's lines per record */
     uint64_t t = atomic_load(&p->tail);
     for (;;) {
         uint64_t h = atomic_load_explicit(&p->head, memory_order_acquire);
@@ -851,7 +875,7 @@ thread_main(void *arg)
         }
         unsigned k = 0;
         while (t != h) {
-            const rec_hdr *r = (const rec_hdr *)(p->ring + (t & (RING_BYTES - 1)));
+            const rec_hdr *r = (const rec_hdr *)(ring + (t & (RING_BYTES - 1)));
             if (thread_record(w, r) < 0) {
                 settle_left(w);
                 pthread_mutex_lock(&p->mu);
@@ -906,6 +930,7 @@ deliver_to(Writer *w, uint64_t target)
             pthread_mutex_lock(&p->mu);
             if (p->ready_count == 0) {
                 /* wait for the thread; until it caught up with what is closed (fewer waits) */
+                publish_head(p);
                 atomic_store(&p->caller_waits, 1);
                 pthread_cond_signal(&p->wake_thread);
                 while (!p->failed && atomic_load(&p->pushed) < p->closed) {
@@ -958,6 +983,7 @@ count_line(pipe_state *p, size_t total, size_t limit)
 static int
 drain_quiet(pipe_state *p)
 {
+    publish_head(p);
     pthread_mutex_lock(&p->mu);
     p->drain++;
     pthread_cond_signal(&p->wake_thread);
@@ -1030,13 +1056,13 @@ claim(Writer *w, size_t size)
                 rec_hdr *h = (rec_hdr *)(p->ring + at);
                 h->kind = REC_PAD;
                 h->len = (uint32_t)(pad - sizeof(rec_hdr));
-                p->phead += pad;
-                atomic_store_explicit(&p->head, p->phead, memory_order_release);
+                p->phead += pad; /* published with the record */
             }
             return (rec_hdr *)(p->ring + (p->phead & (RING_BYTES - 1)));
         }
         /* Full: write what the thread closed meanwhile (with a file of its own), then
          * wait until a quarter is free (fewer wake-ups). */
+        publish_head(p);
         if (!wrote && leaves_waiting(p)) {
             push_leaves(w, 0);
         }
@@ -1060,18 +1086,21 @@ claim(Writer *w, size_t size)
     }
 }
 
-/* Publish the record claimed at r (payload written); wake the thread when it
- * sleeps and there is enough to do. */
+/* Queue the record claimed at r (payload written): published with the batch it
+ * completes (PUBLISH_EVERY); wake the thread when it sleeps and there is enough to do. */
 static void
 publish(Writer *w, rec_hdr *r)
 {
     pipe_state *p = &w->p;
     p->phead += rec_bytes(r);
-    atomic_store_explicit(&p->head, p->phead, memory_order_release);
+    if (p->phead - p->published < PUBLISH_EVERY) {
+        return;
+    }
+    publish_head(p);
     /* A sleeping thread is woken once enough waits (fewer wake-ups): checked
      * every WAKE_EVERY bytes, without a fence -- a wake missed here only
      * delays the lines; whoever waits for the thread (drain, claim, deliver_to)
-     * always wakes it under the mutex. */
+     * always publishes the head and wakes it under the mutex. */
     if (p->phead - p->wake_checked >= WAKE_EVERY) {
         p->wake_checked = p->phead;
         if (atomic_load_explicit(&p->thread_sleeps, memory_order_relaxed)) {
