@@ -60,6 +60,10 @@ def register(sub: Any) -> None:
                    help="largest request body accepted (default 262144)")
     s.add_argument("--max-steps", type=positive_int, default=10_000, metavar="N",
                    help="largest 'steps' a request may ask for (default 10000)")
+    s.add_argument("--cors-origin", type=_origin, action="append", default=[],
+                   metavar="ORIGIN",
+                   help="let web pages from ORIGIN (e.g. https://tutor.example.org, or * for "
+                   "any) call the service from the browser (CORS; repeatable; default: none)")
     _limit_options(s)
     s.set_defaults(handler=serve)
 
@@ -93,6 +97,19 @@ def _port(text: str) -> int:
 
 def _non_negative_int(text: str) -> int:
     return 0 if text.strip() == "0" else positive_int(text)
+
+
+def _origin(text: str) -> str:
+    """``*`` or a web origin as browsers send it: ``scheme://host[:port]``."""
+    if text == "*":
+        return text
+    scheme, sep, rest = text.rstrip("/").partition("://")
+    host, _, port = rest.rpartition(":") if rest.count(":") == 1 else (rest, "", "")
+    if (not sep or scheme.lower() not in ("http", "https") or not host or "/" in rest
+            or any(c in rest for c in "?#@ ") or (port and not port.isdigit())):
+        raise argparse.ArgumentTypeError(
+            f"not an origin (scheme://host[:port], or *): {text!r}")
+    return text.rstrip("/")
 
 
 
@@ -199,6 +216,7 @@ def serve(args: argparse.Namespace) -> int:
     app = SnapshotApp(
         limits=_limits(args, args.max_steps), confinement=confinement,
         workers=args.workers, queue=args.queue, max_body=args.max_body,
+        cors_origins=tuple(args.cors_origin),
     )
     sock = _listen(args.host, args.port)
     host, port = sock.getsockname()[:2]

@@ -9,6 +9,12 @@ is.  Every run happens in its own confined child (see
 than piling up.  A bad request gets a 4xx whose JSON body holds a one-line
 ``error``.
 
+Browsers: a page may read the service's answers only from an origin allowed
+with ``cors_origins`` (the command line's ``--cors-origin``; none by default).
+A request from such a page gets the CORS headers, and its preflight ``OPTIONS`` a
+``204``, so a Python Tutor or willow front end served from there can call the
+service directly, as willow's own tracer service allowed.
+
 Every response names the kernel-enforced layer in ``X-Blocktrace-Sandbox``
 (``bwrap``, ``landlock`` or ``none``).  With none (``sandbox="none"``, the
 command line's ``--unsafe-no-sandbox``) every response also carries
@@ -43,6 +49,9 @@ Send = Callable[[Message], Awaitable[None]]
 
 _decoder = msgspec.json.Decoder(SnapshotRequest)
 
+_EXPOSED = b"x-blocktrace-status, x-blocktrace-limit, x-blocktrace-sandbox, x-blocktrace-warning"
+"""The response headers a page allowed by CORS may read."""
+
 UNCONFINED = ("this server runs programs WITHOUT kernel-enforced confinement "
               "(--unsafe-no-sandbox): only the audit hook and resource limits")
 
@@ -65,12 +74,16 @@ class SnapshotApp:
         workers: int = 2,
         queue: int = 8,
         max_body: int = 256 * 1024,
+        cors_origins: tuple[str, ...] = (),
     ) -> None:
         self.limits = limits or Limits()
         self.confinement = confinement or Confinement()
         self.workers = max(1, workers)
         self.queue = max(0, queue)
         self.max_body = max_body
+        self.cors_origins = frozenset(o.rstrip("/").lower() for o in cors_origins)
+        """Origins (``scheme://host[:port]``) whose pages may call the service;
+        ``*``: any."""
         self.running = 0
         self.waiting = 0
         self.served = 0
@@ -111,15 +124,52 @@ class SnapshotApp:
         if kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "http":
-            marked = self._marker(send)
+            origin = _header(scope, b"origin")
+            allowed = self._allows(origin)
+            marked = self._marker(send, self._cors(origin, allowed))
             try:
+                if allowed and scope["method"] == "OPTIONS":
+                    await self._preflight(scope, marked)
+                    return
                 await self._http(scope, receive, marked)
             except _HTTPError as exc:
                 await _send_json(marked, exc.status, {"error": exc.reason})
 
-    def _marker(self, send: Send) -> Send:
-        """``send`` that adds the sandbox header, and when unconfined the warning
-        (so the start of a response waits for its one body message)."""
+    def _allows(self, origin: bytes | None) -> bool:
+        """Whether a page from ``origin`` may read the service's answers."""
+        if origin is None or not self.cors_origins:
+            return False
+        return "*" in self.cors_origins or (
+            origin.decode("latin-1").rstrip("/").lower() in self.cors_origins)
+
+    def _cors(self, origin: bytes | None, allowed: bool) -> list[tuple[bytes, bytes]]:
+        """The CORS headers of a response to a request from ``origin``."""
+        if not self.cors_origins:
+            return []
+        any_origin = "*" in self.cors_origins
+        headers = [] if any_origin else [(b"vary", b"origin")]  # the answer depends on it
+        if allowed and origin is not None:
+            headers += [(b"access-control-allow-origin", b"*" if any_origin else origin),
+                        (b"access-control-expose-headers", _EXPOSED)]
+        return headers
+
+    async def _preflight(self, scope: Scope, send: Send) -> None:
+        """A browser asks whether its page may make the request (CORS preflight)."""
+        path = scope["path"]
+        if path not in ("/trace", "/health"):
+            raise _HTTPError(404, f"no such endpoint: {path} (POST /trace, GET /health)")
+        allowed = b"POST" if path == "/trace" else b"GET"
+        await send({"type": "http.response.start", "status": 204, "headers": [
+            (b"access-control-allow-methods", allowed),
+            (b"access-control-allow-headers", b"content-type"),
+            (b"access-control-max-age", b"3600"),
+        ]})
+        await send({"type": "http.response.body", "body": b""})
+
+    def _marker(self, send: Send, cors: list[tuple[bytes, bytes]]) -> Send:
+        """``send`` that adds the sandbox header, the CORS headers ``cors``, and
+        when unconfined the warning (so the start of a response waits for its one
+        body message)."""
         start: Message | None = None
 
         async def marked(message: Message) -> None:
@@ -132,7 +182,9 @@ class SnapshotApp:
                 body = message.get("body", b"")
                 if dict(headers).get(b"content-type") == b"application/json":
                     body = self._mark_json(body)
-                headers += [(b"content-length", str(len(body)).encode()), *self._marks()]
+                if start["status"] != 204:  # a 204 has no Content-Length (RFC 9110)
+                    headers.append((b"content-length", str(len(body)).encode()))
+                headers += [*self._marks(), *cors]
                 await send({**start, "headers": headers})
                 start = None
                 message = {**message, "body": body}
@@ -239,6 +291,14 @@ class SnapshotApp:
         if result.limit is not None:
             headers.append((b"x-blocktrace-limit", result.limit.encode()))
         await _send(send, 200, result.body, result.content_type, headers)
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    """The request's header ``name`` (lower case), or None."""
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return bytes(value)
+    return None
 
 
 def _one_line(exc: BaseException) -> str:

@@ -3,6 +3,7 @@ HTTP requests, hostile programs alongside good ones, nothing left behind."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import subprocess
@@ -167,3 +168,77 @@ def test_an_address_in_use_is_one_line_and_exit_2() -> None:
     assert done.returncode == 2
     expected = f"blocktrace serve: cannot listen on 127.0.0.1:{port}: Address already in use\n"
     assert done.stderr == expected
+
+
+def _ask(port: int, method: str, path: str, headers: dict[str, str],
+         body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def test_browser_front_ends_need_an_allowed_origin(server: Server) -> None:
+    # Without --cors-origin a page's preflight is refused and no answer is
+    # readable from a page (willow's own service allowed every origin).
+    page = {"origin": "http://tutor.example", "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type"}
+    status, headers, _ = _ask(server.port, "OPTIONS", "/trace", page)
+    assert status == 405 and "access-control-allow-origin" not in headers
+    status, headers, _ = _ask(server.port, "POST", "/trace", {"origin": "http://tutor.example"},
+                              b'{"source": "x = 1"}')
+    assert status == 200 and "access-control-allow-origin" not in headers
+
+    s = Server("--cors-origin", "http://tutor.example", "--cors-origin", "https://b.example:8443")
+    try:
+        status, headers, body = _ask(s.port, "OPTIONS", "/trace", page)
+        assert (status, body) == (204, b"")
+        assert headers["access-control-allow-origin"] == "http://tutor.example"
+        assert headers["access-control-allow-methods"] == "POST"
+        assert headers["access-control-allow-headers"] == "content-type"
+        assert "content-length" not in headers
+        status, headers, body = _ask(
+            s.port, "POST", "/trace",
+            {"origin": "https://b.example:8443", "content-type": "application/json"},
+            b'{"source": "print(6 * 7)"}')
+        assert status == 200 and msgspec.json.decode(body)["stdout"] == "42\n"
+        assert headers["access-control-allow-origin"] == "https://b.example:8443"
+        assert headers["vary"] == "origin"
+        exposed = headers["access-control-expose-headers"]
+        assert "x-blocktrace-status" in exposed and "x-blocktrace-sandbox" in exposed
+        status, headers, _ = _ask(s.port, "GET", "/health", {"origin": "http://tutor.example"})
+        assert status == 200 and headers["access-control-allow-origin"] == "http://tutor.example"
+        # another origin: answered as before, but nothing a browser lets its page read
+        other = {**page, "origin": "http://evil.example"}
+        status, headers, _ = _ask(s.port, "OPTIONS", "/trace", other)
+        assert status == 405 and "access-control-allow-origin" not in headers
+        status, headers, _ = _ask(s.port, "POST", "/trace", {"origin": "http://evil.example"},
+                                  b'{"source": "x = 1"}')
+        assert status == 200 and "access-control-allow-origin" not in headers
+        assert headers["vary"] == "origin"
+    finally:
+        s.stop()
+    s = Server("--cors-origin", "*")
+    try:
+        status, headers, _ = _ask(s.port, "OPTIONS", "/health",
+                                  {**page, "access-control-request-method": "GET"})
+        assert status == 204 and headers["access-control-allow-origin"] == "*"
+        assert headers["access-control-allow-methods"] == "GET"
+        status, headers, _ = _ask(s.port, "POST", "/trace", {"origin": "http://any.example"},
+                                  b'{"source": "x = 1"}')
+        assert status == 200 and headers["access-control-allow-origin"] == "*"
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("origin", ["tutor.example", "http://tutor.example/app", "ftp://x", ""])
+def test_a_bad_cors_origin_is_one_line_and_exit_2(origin: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "blocktrace", "serve", "--port", "0", "--cors-origin", origin],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "not an origin" in done.stderr
