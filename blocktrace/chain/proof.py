@@ -14,8 +14,10 @@ in O(log n) memory.
 A *proof bundle* shows that one line is in a trace with a given root without
 the rest of the trace: it carries the line's whole leaf (so it reveals the up
 to 15 lines grouped with it), the line's place in the leaf, the tree size, the
-root and the audit path; for a version 4 trace also ``prevHash``, the hash of
-the line before the leaf, with which every line's own hash is checked too.
+root and the audit path; for a version 4 trace also ``"version":4`` (the rules
+it is proven under: a bundle without it is proven under versions 1-3's) and
+``prevHash``, the hash of the line before the leaf, with which every line's own
+hash is checked too.
 Bundles are JSON written with msgspec in one canonical form; :func:`check_bundle`
 accepts only that exact form, so any change to a bundle's bytes is either a
 different proof that fails or a non-canonical encoding that is refused.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +59,7 @@ from blocktrace.limits import MAX_LINE_BYTES, LineTooLongError
 
 __all__ = [
     "BUNDLE_FORMAT",
+    "BUNDLE_VERSIONED",
     "BundleError",
     "NotABundleError",
     "ProofBundle",
@@ -68,6 +72,9 @@ __all__ = [
 ]
 
 BUNDLE_FORMAT = "blocktrace-proof/1"
+BUNDLE_VERSIONED = 4
+"""The first format version whose bundles name it (``"version":4``): its leaf
+rule differs from versions 1-3's, which share one and name none."""
 _CHUNK = 1 << 20
 _HEX64 = frozenset("0123456789abcdef")
 _H0_V4 = hashlib.sha256(DOMAIN_V4).digest()
@@ -420,7 +427,7 @@ class StaleIndexError(TraceError):
     proof needs): the index must be built again, which checks the chain."""
 
 
-class ProofBundle(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class ProofBundle(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """What ``blocktrace prove`` prints: one line, its leaf, and the audit path.
 
     ``line`` is the 1-based line number in the trace (the header is line 1);
@@ -430,6 +437,11 @@ class ProofBundle(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     """
 
     format: str
+    version: int | None = None
+    """The trace format version whose leaf rule the bundle is proven under: 4,
+    or absent for versions 1-3 (whose leaf is its lines' bytes; their bundles
+    keep the bytes they always had).  ``check-proof`` hashes the leaf by it and
+    nothing else, so a bundle cannot pass under the other version's rule."""
     line: int
     text: str
     treeSize: int
@@ -478,6 +490,7 @@ def make_bundle(trace: TraceFile, line: int, size: int | None = None) -> ProofBu
     offset = (line - 1) % LINES_PER_LEAF
     bundle = ProofBundle(
         format=BUNDLE_FORMAT,
+        version=trace.version if trace.version >= BUNDLE_VERSIONED else None,
         line=line,
         text=texts[offset],
         treeSize=n,
@@ -539,9 +552,8 @@ def check_bundle(data: bytes) -> CheckedBundle:
         raise BundleError("only the last leaf of a tree may hold fewer than 16 lines")
     if not _is_hex64(bundle.root) or not all(_is_hex64(h) for h in bundle.auditPath):
         raise BundleError("root and audit path must be 64 lowercase hex digits each")
-    if bundle.prevHash is None:
-        if bundle.leafIndex == 0 and lines[0].startswith('{"blocktrace":4,'):
-            raise BundleError("a version 4 trace's leaf is proven with its prevHash")
+    _check_version(bundle)
+    if bundle.version is None:
         digest = leaf_hash("".join(t + "\n" for t in lines).encode("utf-8"))
     else:
         digest = _v4_leaf(bundle)
@@ -557,6 +569,51 @@ def check_bundle(data: bytes) -> CheckedBundle:
     except ProofError as exc:
         raise BundleError(f"audit path does not verify: {exc}") from exc
     return CheckedBundle(bundle, root, bundle.treeSize)
+
+
+def _check_version(bundle: ProofBundle) -> None:
+    """The bundle's ``version`` and ``prevHash`` agree with each other and, for
+    leaf 0, with the trace header's version: a bundle names the rule it is
+    proven under, and a mislabelled one is refused before any hashing."""
+    version = bundle.version
+    if version is not None and version != BUNDLE_VERSIONED:
+        if version in KNOWN_VERSIONS:
+            raise BundleError(
+                f"version {version} is not written in a bundle: a bundle of format "
+                "versions 1-3 names no version"
+            )
+        raise BundleError(
+            f"unknown format version {version!r} (this blocktrace proves 1-{max(KNOWN_VERSIONS)})"
+        )
+    if version is None and bundle.prevHash is not None:
+        raise BundleError(
+            'prevHash without "version":4: a bundle of format versions 1-3 carries no prevHash'
+        )
+    if version is not None and bundle.prevHash is None:
+        raise BundleError(
+            f'"version":{version} without prevHash: a version {version} bundle carries the '
+            "hash before its leaf"
+        )
+    if bundle.leafIndex == 0:
+        header = _header_version(bundle.leafLines[0])
+        if header is None:
+            raise BundleError("leaf 0's first line is not a blocktrace header")
+        if (header != version) if version is not None else (header >= BUNDLE_VERSIONED):
+            said = "versions 1-3" if version is None else f"version {version}"
+            raise BundleError(
+                f"the header in leaf 0 is format version {header}, the bundle is proven "
+                f"under {said}'s rules"
+            )
+
+
+_HEADER_VERSION = re.compile(r'\{"blocktrace":([0-9]{1,9}),')
+
+
+def _header_version(text: str) -> int | None:
+    """The format version a header line names (``{"blocktrace":N,...``: the key
+    is always first), or None when the line is no header."""
+    found = _HEADER_VERSION.match(text)
+    return None if found is None else int(found.group(1))
 
 
 def _v4_leaf(bundle: ProofBundle) -> bytes:

@@ -290,10 +290,13 @@ def _check_proof(args: argparse.Namespace) -> int:
     try:
         checked = check_bundle(data)
         b = checked.bundle
-        result.update(line=b.line, treeSize=b.treeSize, root=b.root, anchored=False)
+        result.update(line=b.line, treeSize=b.treeSize, root=b.root, version=b.version,
+                      anchored=False)
+        rules = "versions 1-3" if b.version is None else f"version {b.version}"
         message = (
             f"proof valid: line {b.line} is leaf {b.leafIndex} (line {b.indexInLeaf + 1} of "
-            f"{len(b.leafLines)}) of the tree of {b.treeSize} leaves with root {b.root}"
+            f"{len(b.leafLines)}) of the tree of {b.treeSize} leaves with root {b.root} "
+            f"(format {rules})"
         )
         if cp_data is not None:
             read = read_checkpoint(cp_data, verifiers)

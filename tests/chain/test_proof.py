@@ -256,7 +256,7 @@ def _forged(bundle: ProofBundle, **changes: Any) -> bytes:
 def test_version_4_tampered_bundles_are_rejected(v4_trace_path: Path) -> None:
     trace = TraceFile(v4_trace_path, versions=_V4)
     b = make_bundle(trace, 37)
-    assert b.prevHash is not None and b.indexInLeaf == 4
+    assert b.version == 4 and b.prevHash is not None and b.indexInLeaf == 4
     lines = list(b.leafLines)
     edited = lines[4].replace('"pc":', '"pc":1', 1)
     assert edited != lines[4]
@@ -290,9 +290,9 @@ def test_version_4_tampered_bundles_are_rejected(v4_trace_path: Path) -> None:
         check_bundle(_forged(first, prevHash=b.prevHash))
     with pytest.raises(BundleError, match="prevHash"):
         check_bundle(_forged(first, prevHash=None))
-    # and a version 3 bundle never names one
+    # and a version 3 bundle names neither (its bytes are those it always had)
     v3 = encode_bundle(make_bundle(TraceFile(trace_path_of(v4_trace_path)), 37))
-    assert b"prevHash" not in v3
+    assert b"prevHash" not in v3 and b'"version"' not in v3
 
 
 def trace_path_of(v4_path: Path) -> Path:

@@ -356,3 +356,94 @@ def test_head_given_the_version_2_summary_head_names_the_sealed_head(
     done = bt("verify", v2, "--head", summary["head"])
     one_line_error(done, 2, f"anchor the sealed head {summary['hash']}")
     assert "valid and sealed" in ok("verify", v2, "--head", summary["hash"])
+
+
+_RECORD_V3 = """\
+import sys
+import blocktrace
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+tracer = blocktrace.ChainTracer(sys.argv[1], format_version=3)
+with blocktrace.trace(tracer):
+    print(fib(6))
+tracer.close()
+"""
+
+
+@pytest.fixture(scope="module")
+def v3_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run recorded in format version 3 by ChainTracer(format_version=3), for real."""
+    d = tmp_path_factory.mktemp("v3")
+    script = d / "record_v3.py"
+    script.write_text(_RECORD_V3)
+    trace = d / "v3.jsonl"
+    done = subprocess.run([sys.executable, str(script), str(trace)], capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0 and done.stdout == "8\n", done.stderr
+    assert trace.read_bytes().startswith(b'{"blocktrace":3,')
+    assert "valid and sealed" in ok("verify", trace)
+    return trace
+
+
+def _bundle_with(data: dict[str, Any], **changes: Any) -> bytes:
+    """``data`` with fields changed (None: removed), in the bundle's canonical key order
+    (format, version, then the rest, prevHash last), so only the edit is refused."""
+    edited = {**data, **changes}
+    order = ["format", "version", *(k for k in data if k not in ("format", "version",
+                                                               "prevHash")), "prevHash"]
+    return msgspec.json.encode({k: edited[k] for k in order if edited.get(k) is not None}) + b"\n"
+
+
+@pytest.mark.parametrize("line", [3, 37], ids=["leaf-0", "leaf-2"])
+def test_a_bundle_names_the_format_version_it_is_proven_under(
+    work: Path, v3_trace: Path, tmp_path: Path, line: int
+) -> None:
+    """A version 4 bundle says "version":4 (and carries prevHash); a version 1-3 bundle
+    names neither. A bundle relabelled either way is refused as mislabelled, one line."""
+    v4_trace = work / "a.jsonl"
+    assert v4_trace.read_bytes().startswith(b'{"blocktrace":4,')
+    made = {}
+    for version, trace in ((3, v3_trace), (4, v4_trace)):
+        path = tmp_path / f"v{version}.json"
+        ok("prove", trace, str(line), "-o", path)
+        data = msgspec.json.decode(path.read_bytes())
+        made[version] = data
+        assert list(data)[:2] == (["format", "version"] if version == 4 else ["format", "line"])
+        assert data.get("version") == (4 if version == 4 else None)
+        assert ("prevHash" in data) == (version == 4)
+        assert _bundle_with(data) == path.read_bytes()  # the helper keeps a bundle as it is
+        out = ok("check-proof", path)
+        assert f"proof valid: line {line}" in out
+        assert ("(format version 4)" if version == 4 else "(format versions 1-3)") in out
+        result = msgspec.json.decode(ok("check-proof", path, "--json"))
+        assert result["valid"] is True and result["version"] == data.get("version")
+    v3, v4 = made[3], made[4]
+    mislabelled = {
+        "v3 + prevHash": (_bundle_with(v3, prevHash=v4["prevHash"]), 'prevHash without "version"'),
+        "v3 + version 4": (_bundle_with(v3, version=4), '"version":4 without prevHash'),
+        "v3 + version 3": (_bundle_with(v3, version=3), "version 3 is not written"),
+        "v4 - prevHash": (_bundle_with(v4, prevHash=None), '"version":4 without prevHash'),
+        "v4 - version": (_bundle_with(v4, version=None), 'prevHash without "version"'),
+        "v4 version 5": (_bundle_with(v4, version=5), "unknown format version 5"),
+    }
+    if line <= 16:  # leaf 0 holds the header, which names the trace's version
+        mislabelled["v3 as v4"] = (
+            _bundle_with(v3, version=4, prevHash=v4["prevHash"]),
+            "the header in leaf 0 is format version 3, the bundle is proven under version 4's",
+        )
+        mislabelled["v4 as v3"] = (
+            _bundle_with(v4, version=None, prevHash=None),
+            "the header in leaf 0 is format version 4, the bundle is proven under versions 1-3's",
+        )
+    else:  # elsewhere the other rule hashes the leaf to something else
+        mislabelled["v3 as v4"] = (_bundle_with(v3, version=4, prevHash=v4["prevHash"]),
+                                   "line 33's hash does not match")
+        mislabelled["v4 as v3"] = (_bundle_with(v4, version=None, prevHash=None),
+                                   "audit path does not verify")
+    for what, (content, text) in mislabelled.items():
+        path = tmp_path / "edited.json"
+        path.write_bytes(content)
+        done = bt("check-proof", path)
+        assert done.returncode == 1, (what, done.stderr)
+        one_line_error(done, 1, "REJECTED (proof-invalid)")
+        assert text in done.stderr, (what, done.stderr)
