@@ -12,8 +12,8 @@
  *             if event is None:
  *                 return disable
  *         gas = vm.gas
- *         if gas <= 0:
- *             out_of_gas(code, offset)
+ *         if gas <= 0 and out_of_gas(code, offset) is disable:
+ *             return None  # halted at a POP_EXCEPT (see Stepper._out_of_gas)
  *         vm.site = event
  *         try:
  *             tracer(vm, event)
@@ -523,6 +523,10 @@ generic_gas(InstructionHook *self, PyObject *const *args, PyObject *event, PyObj
             goto done;
         }
         Py_DECREF(r);
+        if (r == self->disable) { /* halted at a POP_EXCEPT: raised at the next one */
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
     }
     if (vm_set(self, self->st->str_site, event) < 0) {
         goto done;
@@ -551,8 +555,8 @@ done:
  * meter's, so no int object is made unless op_line is given it.
  *
  *     used = meter.used
- *     if used >= meter.limit:
- *         out_of_gas(code, offset)
+ *     if used >= meter.limit and out_of_gas(code, offset) is disable:
+ *         return None
  *     if event is skip:
  *         meter.used = used + 1
  *         return None
@@ -577,6 +581,10 @@ metered_call(InstructionHook *self, PyObject *const *args, PyObject *event)
             goto done;
         }
         Py_DECREF(r);
+        if (r == self->disable) { /* halted at a POP_EXCEPT: raised at the next one */
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
     }
     if (event == self->skip) {
         m->used = used + 1;
@@ -701,6 +709,10 @@ hook_call(InstructionHook *self, PyObject *const *args, size_t nargsf, PyObject 
             goto done;
         }
         Py_DECREF(r);
+        if (r == self->disable) { /* halted at a POP_EXCEPT: raised at the next one */
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
     }
     int set_site;
     if (dict != NULL) {

@@ -202,8 +202,8 @@ def python_instruction_hook(
             if event is None:
                 return disable
         gas = vm.gas
-        if gas <= 0:
-            out_of_gas(code, offset)
+        if gas <= 0 and out_of_gas(code, offset) is disable:
+            return None  # halted at a POP_EXCEPT: raised at the next instruction
         vm.site = event
         try:
             if op_line is None or not op_line(event, gas, vm.depth):
@@ -238,8 +238,8 @@ def _metered_hook(
             if event is None:
                 return disable
         used = meter.used
-        if used >= meter.limit:
-            out_of_gas(code, offset)
+        if used >= meter.limit and out_of_gas(code, offset) is disable:
+            return None  # halted at a POP_EXCEPT: raised at the next instruction
         if event is skip:
             meter.used = used + 1
             return None

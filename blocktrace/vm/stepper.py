@@ -183,6 +183,19 @@ class OutOfGas(HaltRun):
     """The step budget (``gas``) ran out."""
 
 
+UNWINDING = frozenset({"PUSH_EXC_INFO", "POP_EXCEPT", "COPY", "RERAISE"})
+"""The instructions a halted run lets run.  A halted run raises at every
+instruction of the frames it unwinds (their ``except`` and ``finally`` bodies do
+not run), but these are CPython's own bookkeeping of the exception being handled:
+an ``except`` block's entry (``PUSH_EXC_INFO``) and its clean-up on the way out
+(``COPY 3; POP_EXCEPT; RERAISE 1``).  No exception table entry covers
+``POP_EXCEPT`` nor the clean-up (CPython's never raise), and the clean-up restores
+what ``PUSH_EXC_INFO`` saved: an exception raised in between would leave an
+``except`` block's exception as the handled one for good (``sys.exception()`` and
+the next exception's ``__context__``, in the frames it unwinds to).  None of them
+runs any of the program's code (``COPY`` elsewhere only copies a stack entry)."""
+
+
 def exception_text(exc: BaseException, renderer: Renderer) -> tuple[str, str]:
     """(type name, message) without running the program's ``__str__``."""
     t = type(exc)
@@ -353,6 +366,9 @@ class Stepper:
         self.renderer = renderer if renderer is not None else Renderer()
         self.failures: list[str] = []
         self.halted: HaltRun | None = None
+        self._pending: HaltRun | None = None
+        """An ``OutOfGas`` recorded at an ``UNWINDING`` instruction, raised at the next
+        instruction that is not one."""
         self.started_ns = 0
         self.elapsed_ns = 0
         self._tool: int | None = None
@@ -624,7 +640,10 @@ class Stepper:
             blocks.flush(sys._getframe() if get_ident() == blocks.thread
                          else sys._current_frames().get(blocks.thread))
         self._shut_down()
-        if error is None and self.halted is not None:
+        if self.halted is not None:
+            # The halt's, whatever ended the run after it: a halt at the first
+            # instruction of the ``with trace()`` exit itself skips that exit, and the
+            # run is stopped when the generator is closed (``GeneratorExit``).
             error = type(self.halted).__name__ if isinstance(self.halted, OutOfGas) else (
                 f"{type(self.halted).__name__}: {self.halted}"
             )
@@ -1182,7 +1201,27 @@ class Stepper:
         assert halted is not None
         return type(halted)(*halted.args)
 
-    def _out_of_gas(self, code: CodeType, offset: int) -> None:
+    def _lets_run(self, code: CodeType, offset: int) -> bool:
+        """Whether the instruction at ``offset`` is one a halted run lets run
+        (``UNWINDING``)."""
+        info = self._infos.get(id(code))
+        if info is None:
+            return False
+        site = info.sites[offset] or site_from_bytes(code, offset, info.index)
+        return site.op_name in UNWINDING
+
+    def _out_of_gas(self, code: CodeType, offset: int) -> object:
+        """Record that the instruction at ``offset`` could not be paid for, halt, and
+        raise ``OutOfGas`` -- or, at an ``UNWINDING`` instruction, return ``DISABLE``
+        (the hooks then neither record nor charge it, and return ``None``): it runs,
+        and the same ``OutOfGas`` is raised at the next instruction that is not one
+        (``_pending``)."""
+        pending = self._pending
+        if pending is not None:
+            if self._lets_run(code, offset):
+                return DISABLE
+            self._pending = None
+            raise pending
         info = self._infos[id(code)]
         site = info.sites[offset] or site_from_bytes(code, offset, info.index)
         self._emit(
@@ -1193,6 +1232,9 @@ class Stepper:
         )
         exc = OutOfGas(f"blocktrace: out of gas after {self.gas_limit} steps")
         self._halt(exc)
+        if site.op_name in UNWINDING:
+            self._pending = exc
+            return DISABLE
         raise exc
 
     # -- the per-instruction path -------------------------------------------
@@ -1217,6 +1259,12 @@ class Stepper:
     def _on_instruction_general(self, code: CodeType, offset: int) -> Any:
         """The same, for the rare modes: halted, target, OpEnd, DISABLE-capable."""
         if self.halted is not None:
+            if self._lets_run(code, offset):
+                return None
+            pending = self._pending
+            if pending is not None:  # halted at an UNWINDING instruction: raised here
+                self._pending = None
+                raise pending
             if self._enter_live and self.depth == 1 and self.thread == 1:
                 # The frame that started tracing owns the halt: its ``with trace()``
                 # exit or ``except OutOfGas`` must run to stop the stepper.
@@ -1231,8 +1279,8 @@ class Stepper:
                 return DISABLE
         meter = self._meter
         used = meter.used
-        if used >= meter.limit:
-            self._out_of_gas(code, offset)
+        if used >= meter.limit and self._out_of_gas(code, offset) is DISABLE:
+            return None
         if event is SKIP:
             meter.used = used + 1
             return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 
 import pytest
 
@@ -128,3 +129,62 @@ def test_out_of_gas_in_the_with_body_itself() -> None:
     assert isinstance(stop, Stop) and stop.error == "OutOfGas" and stop.gas_used == 40
     assert 0 < n < 40
     assert blocktrace.vm.active_stepper() is None
+
+
+class _Context:
+    def __enter__(self) -> _Context:
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        return False
+
+
+def _raises() -> None:
+    raise KeyError("k")
+
+
+def _handlers() -> int:
+    total = 0
+    for _ in range(2):
+        try:
+            _raises()
+        except KeyError:
+            total += 1
+        try:
+            try:
+                _raises()
+            except KeyError as exc:
+                total += len(exc.args)
+        finally:
+            total += 1
+        with _Context():
+            total += 1
+    return total
+
+
+@pytest.mark.parametrize("chain", [False, True], ids=["Recorder", "ChainTracer"])
+def test_a_halt_anywhere_leaves_no_handled_exception_behind(chain: bool) -> None:
+    # Out of gas at every instruction in turn, handlers' entries and clean-ups
+    # among them: an exception raised at a POP_EXCEPT, or between PUSH_EXC_INFO's
+    # save and the clean-up's restore, left KeyError('k') as sys.exception() in
+    # the frames it unwound to (and as the __context__ of the next exception).
+    rec = Recorder()
+    with blocktrace.trace(rec, gas=10_000):
+        _handlers()
+    needed = rec.events[-1].gas_used  # type: ignore[attr-defined]
+    assert 50 < needed < 10_000
+    for gas in range(1, needed):
+        rec = Recorder()
+        out = io.BytesIO()
+        tracer = blocktrace.ChainTracer(out) if chain else rec
+        with pytest.raises(OutOfGas), blocktrace.trace(tracer, gas=gas):
+            _handlers()
+        assert sys.exception() is None, f"gas={gas}: {sys.exception()!r} left handled"
+        if chain:
+            lines = out.getvalue().splitlines()
+            assert b'"gasUsed":"%s"' % hex(gas).encode() in lines[-1], (gas, lines[-1])
+            assert sum(b'"error":"OutOfGas' in line for line in lines) == 2, (gas, lines[-3:])
+        else:
+            assert rec.events[-1].gas_used == gas  # type: ignore[attr-defined]
+            assert len(rec.of_type(OpStart)) == gas
+            assert [e.error_type for e in rec.of_type(OpException)].count("OutOfGas") == 1
