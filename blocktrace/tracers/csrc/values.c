@@ -1085,21 +1085,29 @@ snap_add(snapshot *s, PyObject *name, PyObject *value)
     return 0;
 }
 
-/* -- unchanged locals skipped (``changes``; 3.13) --------------------------------
+/* -- unchanged locals skipped (``changes``; 3.13 and 3.12) -----------------------
  *
  * With ``changes``, a local still bound to the object of a kept type (an
  * immutable builtin) that its state entry keeps renders as it did: it is
- * neither shown nor its entry changed.  scan_into finds that out by looking the
- * name up in the state and comparing identities; a slot cache says it from
- * the frame's slot alone.  Per depth (kept by the CallLine that forgets that
- * depth's states), it describes one state dict and one code's slots: for each
- * slot, the object the state's entry for that slot's name keeps, when the
- * entry keeps the object it was bound to at the last line start (a kept
- * type), else NULL.  A slot whose value is that object is skipped (its entry
- * is the reference's unchanged entry); any other goes through the pass.  The
- * cache holds the state dict and the code's names (never one at the same
- * address taken for it); the objects in ``last`` are held by the state's
- * entries (compared, never used).  It is only used while nothing else changed
+ * neither shown nor its entry changed.  So does a local whose entry keeps a
+ * marker (an object shown by number, a list or tuple of such items and
+ * scalars) that says the value renders as it did (opaque_same, seq_same).
+ * scan_into finds that out by looking the name up in the state; a slot cache
+ * says it from the frame's slot and the cache alone.  Per depth (kept by the
+ * CallLine that forgets that depth's states), it describes one state dict and
+ * one code's slots: for each slot, ``last``: the object it was bound to at the
+ * last line start when its entry keeps that object (a kept type) or a marker
+ * of it, else NULL; ``mark``: that marker (held by the entry), or NULL for a
+ * kept type.  A slot is skipped (its entry is the reference's unchanged entry)
+ * when its value is ``last`` of a kept type, or is ``last`` and its object
+ * marker says it renders as then (the object at that address may be another
+ * one: the marker's checks say whether it renders the same), or is any list
+ * or tuple its sequence marker says renders as then; any other goes through
+ * the pass.  The cache holds the state dict and the code's names (never one at
+ * the same address taken for it); the objects in ``last`` are compared, never
+ * used (a kept one is held by its entry; an object shown by number is not held
+ * by anyone of ours: it may be gone); the markers are held by the state's
+ * entries.  It is only used while nothing else changed
  * the state in place: the CallLine drops it before it forgets that depth's
  * state (and parks it), a failed pass drops it, and a pass on a locals' state
  * without a cache (module and class bodies, names set from outside, line
@@ -1110,8 +1118,30 @@ typedef struct {
     PyObject *state, *names; /* the state dict described, the code's co_localsplusnames (held) */
     unsigned long long epoch;
     Py_ssize_t n, cap; /* the code's slots; room for that many */
-    PyObject *last[1]; /* n of them, by slot: the object the entry keeps, or NULL */
+    PyObject *last[1]; /* by slot: the object (see above) or NULL; then from
+                        * last[cap], by slot: its marker, or NULL */
 } slotcache;
+
+#define CACHE_MARK(c, i) ((c)->last[(c)->cap + (i)])
+
+/* The slot cache says slot i, bound to value, renders as it did at the last
+ * line start (its entry unchanged): 1, else 0 */
+static inline int
+slot_same(render_ctx *ctx, slotcache *c, int i, PyObject *value)
+{
+    PyObject *mark = CACHE_MARK(c, i);
+    if (mark == NULL) {
+        return value == c->last[i];
+    }
+    int same = PyTuple_GET_SIZE(mark) == 4 ? seq_same(ctx, mark, value)
+               : value == c->last[i]      ? opaque_same(ctx, mark, value)
+                                          : 0;
+    if (same < 0) {
+        PyErr_Clear(); /* the pass looks at it again and says what went wrong */
+        return 0;
+    }
+    return same;
+}
 
 static unsigned long long uncached_epoch;
 
@@ -1227,7 +1257,7 @@ snap_mapping(snapshot *s, PyObject *names)
  * 1 done, 0 not such a frame (the caller reads f_locals), -1 error (3.12's
  * also 2: done, without slots). */
 static int
-snap_frame(snapshot *s, PyFrameObject *f, slotcache *c, int *slot_of)
+snap_frame(snapshot *s, PyFrameObject *f, render_ctx *ctx, slotcache *c, int *slot_of)
 {
     _PyInterpreterFrame *fr = f->f_frame;
     PyCodeObject *co = _PyFrame_GetCode(fr);
@@ -1249,12 +1279,13 @@ snap_frame(snapshot *s, PyFrameObject *f, slotcache *c, int *slot_of)
         }
         if (value == NULL) {
             if (c != NULL) {
-                c->last[i] = NULL;
+                c->last[i] = CACHE_MARK(c, i) = NULL;
             }
             continue;
         }
         PyObject *name = PyTuple_GET_ITEM(co->co_localsplusnames, i);
-        if ((c != NULL && value == c->last[i] ? snap_skip(s, name) : snap_add(s, name, value)) < 0) {
+        if ((c != NULL && slot_same(ctx, c, i, value) ? snap_skip(s, name)
+                                                      : snap_add(s, name, value)) < 0) {
             return -1;
         }
         if (slot_of != NULL) {
@@ -1286,7 +1317,7 @@ snap_frame(snapshot *s, PyFrameObject *f, slotcache *c, int *slot_of)
  * or free variable: their contents depend on whether MAKE_CELL ran); any
  * other frame reads f_locals (0).  1 done, 0 not such a frame, -1 error. */
 static int
-snap_frame(snapshot *s, PyFrameObject *f, slotcache *c, int *slot_of)
+snap_frame(snapshot *s, PyFrameObject *f, render_ctx *ctx, slotcache *c, int *slot_of)
 {
     _PyInterpreterFrame *fr = f->f_frame;
     PyCodeObject *co = fr->f_code;
@@ -1365,7 +1396,7 @@ snap_frame(snapshot *s, PyFrameObject *f, slotcache *c, int *slot_of)
                 unmatched++;
             }
             else if (c != NULL) {
-                c->last[i] = NULL;
+                c->last[i] = CACHE_MARK(c, i) = NULL;
             }
         }
         int j = 0;
@@ -1378,7 +1409,7 @@ snap_frame(snapshot *s, PyFrameObject *f, slotcache *c, int *slot_of)
                 slotted = 0;
                 break;
             }
-            rc = c != NULL && held == c->last[j] ? snap_skip(s, key) : snap_add(s, key, held);
+            rc = c != NULL && slot_same(ctx, c, j, held) ? snap_skip(s, key) : snap_add(s, key, held);
             slot_of[s->n - 1] = j++;
             unmatched--;
         }
@@ -1489,13 +1520,14 @@ apply_update(PyObject *prev, update *u, const char *pending)
  * reused where they render the same but every member shown, as from {}.
  * A name skipped in snap (its value NULL: the slot cache says its entry keeps
  * the object it is bound to) is neither shown nor changed (``changes``, in
- * place only).  keeps (or NULL): by item, 1 when prev's entry keeps the
- * item's value itself once the pass succeeded (a kept type; a skipped one).
+ * place only).  kept_out (or NULL): by item not skipped, what prev's entry
+ * for it keeps once the pass succeeded (borrowed: held by the entry; the
+ * value itself for a kept type, a marker, or not_kept), or NULL (a dunder).
  * 0, -1 (an error set) or UNSUPPORTED (a name or value for the reference: out
  * and prev as they were). */
 static int
 scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes, int recycled,
-          PyObject *not_kept, PyObject *encode, PyObject **fresh_out, buf *out, char *keeps_out)
+          PyObject *not_kept, PyObject *encode, PyObject **fresh_out, buf *out, PyObject **kept_out)
 {
     Py_ssize_t n = snap->n, nupdates = 0, named = 0, mark = out->len;
     PyObject *fresh = NULL;
@@ -1526,13 +1558,10 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes, in
         if (value == NULL) { /* skipped: its entry, unchanged, the one it would keep */
             named++;
             guess++; /* (the next name's entry, mostly) */
-            if (keeps_out != NULL) {
-                keeps_out[k] = 1;
-            }
             continue;
         }
-        if (keeps_out != NULL) {
-            keeps_out[k] = 0;
+        if (kept_out != NULL) {
+            kept_out[k] = NULL;
         }
         if (!PyUnicode_CheckExact(name)) {
             rc = UNSUPPORTED; /* the reference says what becomes of it */
@@ -1560,9 +1589,6 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes, in
             old_member = PyTuple_GET_ITEM(old, 1);
         }
         int keeps = kept_type(Py_TYPE(value));
-        if (keeps_out != NULL) {
-            keeps_out[k] = (char)keeps; /* (same: it kept value; else it will) */
-        }
         int same = old_member != NULL && kept == value && keeps;
         if (!same && old_member != NULL && PyTuple_CheckExact(kept)) {
             same = PyTuple_GET_SIZE(kept) == 4 ? seq_same(ctx, kept, value)
@@ -1634,9 +1660,15 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes, in
             }
         }
         else if (same) {
+            if (kept_out != NULL) {
+                kept_out[k] = kept; /* (held by old, which prev keeps) */
+            }
             Py_DECREF(old); /* prev keeps it */
         }
         else {
+            if (kept_out != NULL) {
+                kept_out[k] = new_kept; /* (the entry will hold it) */
+            }
             update *u = &updates[nupdates];
             u->off = pending.len;
             u->len = m_len;
@@ -1827,10 +1859,10 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
     Py_ssize_t mark = out->len;
     int rc = buf_add(out, member, (Py_ssize_t)strlen(member)), got = 0;
     /* the slot cache (3.13, changes, a function's locals): c when it describes
-     * this state and code; slot_of and keeps, by item, for the one made after */
+     * this state and code; slot_of and kept, by item, for the one made after */
     slotcache *c = NULL;
     int caching = 0, slot_small[64], *slot_of = NULL;
-    char keeps_small[64], *keeps = NULL;
+    PyObject *kept_small[64], **kept = NULL;
     Py_ssize_t nslots = 0;
     PyObject *slot_names = NULL;
 #ifdef SLOT_CACHE
@@ -1839,8 +1871,8 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
         nslots = co->co_nlocalsplus;
         slot_names = co->co_localsplusnames;
         slot_of = nslots <= 64 ? slot_small : PyMem_Malloc(sizeof(int) * (size_t)nslots);
-        keeps = nslots <= 64 ? keeps_small : PyMem_Malloc((size_t)nslots);
-        caching = slot_of != NULL && keeps != NULL;
+        kept = nslots <= 64 ? kept_small : PyMem_Malloc(sizeof(PyObject *) * (size_t)nslots);
+        caching = slot_of != NULL && kept != NULL;
         c = *cachep;
         if (c != NULL && (fresh_prev || recycled || c->state != prev || c->names != slot_names ||
                           c->n != nslots || c->epoch != uncached_epoch)) {
@@ -1857,7 +1889,7 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
     }
 #ifdef DIRECT_LOCALS
     if (rc == 0 && names == NULL) {
-        got = snap_frame(&snap, frame, c, caching ? slot_of : NULL);
+        got = snap_frame(&snap, frame, ctx, c, caching ? slot_of : NULL);
         if (got <= 0) {
             snap_free(&snap);
             rc = got;
@@ -1882,7 +1914,7 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
     }
     if (rc == 0) {
         rc = scan_into(ctx, &snap, prev, changes, recycled, not_kept, encode, NULL, out,
-                       caching ? keeps : NULL);
+                       caching ? kept : NULL);
     }
     if (rc == 0) {
         rc = fresh_prev ? PyDict_SetItem(state, key, prev) : 0;
@@ -1892,7 +1924,7 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
             c = *cachep;
             if (c == NULL || c->cap < nslots) {
                 slotcache_drop(cachep);
-                c = PyMem_Malloc(sizeof(slotcache) + sizeof(PyObject *) * (size_t)nslots);
+                c = PyMem_Malloc(sizeof(slotcache) + sizeof(PyObject *) * (size_t)(2 * nslots));
                 if (c != NULL) {
                     c->state = c->names = NULL;
                     c->cap = nslots;
@@ -1905,12 +1937,26 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
                 Py_XSETREF(c->names, Py_NewRef(slot_names));
                 c->epoch = uncached_epoch;
                 memset(c->last, 0, sizeof(PyObject *) * (size_t)nslots);
+                memset(&CACHE_MARK(c, 0), 0, sizeof(PyObject *) * (size_t)nslots);
             }
         }
         for (Py_ssize_t k = 0; c != NULL && k < snap.n; k++) {
-            PyObject *value = snap.items[2 * k + 1];
-            if (value != NULL) {
-                c->last[slot_of[k]] = keeps[k] ? value : NULL;
+            PyObject *value = snap.items[2 * k + 1], *keeps = kept[k];
+            if (value == NULL) {
+                continue; /* skipped: as the cache says */
+            }
+            int slot = slot_of[k];
+            if (keeps == value) { /* a kept type: the entry keeps the object */
+                c->last[slot] = value;
+                CACHE_MARK(c, slot) = NULL;
+            }
+            else if (keeps != NULL && PyTuple_CheckExact(keeps) &&
+                     (PyTuple_GET_SIZE(keeps) == 4 || PyTuple_GET_SIZE(keeps) == 6)) {
+                c->last[slot] = value; /* a marker of it: what its rendering depends on */
+                CACHE_MARK(c, slot) = keeps;
+            }
+            else {
+                c->last[slot] = CACHE_MARK(c, slot) = NULL;
             }
         }
     }
@@ -1921,8 +1967,8 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
     if (slot_of != slot_small) {
         PyMem_Free(slot_of);
     }
-    if (keeps != keeps_small) {
-        PyMem_Free(keeps);
+    if (kept != kept_small) {
+        PyMem_Free(kept);
     }
     if (rc != UNSUPPORTED) {
         Py_DECREF(prev);
@@ -2839,7 +2885,7 @@ frame_items(PyObject *module, PyObject *frame)
     snapshot snap;
     snap_init(&snap);
 #ifdef DIRECT_LOCALS
-    got = snap_frame(&snap, (PyFrameObject *)frame, NULL, NULL);
+    got = snap_frame(&snap, (PyFrameObject *)frame, NULL, NULL, NULL);
 #endif
     PyObject *out = got < 0 ? NULL : got == 0 ? Py_NewRef(Py_None) : PyList_New(snap.n);
     for (Py_ssize_t i = 0; got > 0 && out != NULL && i < snap.n; i++) {
