@@ -851,5 +851,5 @@ def test_objects_skipped_by_the_slot_cache_are_shown_as_the_reference_shows_them
         assert len(texts("n")) == 8  # Named, Renamed0, Renamed1, Named: each call
         assert len(set(texts("o"))) == len(texts("o"))  # each one a new number
         assert len(texts("pair")) == 4  # bound, then (b, a): twice a call
-        assert {"<Box #%d>" % k for k in range(1, 100)} & set(texts("held"))
+        assert len(set(texts("held"))) == 6  # Box(0), Box(1), Box(2): each call
         assert len(texts("w")) == 2 + 6 * (sys.version_info >= (3, 13))
