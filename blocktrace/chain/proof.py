@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Container, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -115,12 +115,9 @@ class TraceFile:
         self,
         path: str | os.PathLike[str],
         index: TraceIndex | None = None,
-        *,
-        versions: Container[int] = KNOWN_VERSIONS,
     ) -> None:
         self.path = Path(path)
         name = os.fspath(path)
-        self._versions = versions
         self._index = index
         self._tree: ChunkTree | None = None
         try:
@@ -143,7 +140,7 @@ class TraceFile:
             header = msgspec.json.decode(first, type=Header)
         except (msgspec.DecodeError, RecursionError) as exc:
             raise TraceError(name, 1, f"not a blocktrace header ({exc})") from None
-        if header.blocktrace not in versions:
+        if header.blocktrace not in KNOWN_VERSIONS:
             raise TraceError(name, 1, f"unknown format version {header.blocktrace!r}")
         if not _is_hex64(header.hash):
             raise TraceError(name, 1, "the header has no valid hash")
@@ -192,7 +189,7 @@ class TraceFile:
     def _raw_lines(self, start: int, count: int) -> Iterator[tuple[int, bytes]]:
         from blocktrace.format.reader import TraceReader
 
-        reader = TraceReader(self.path, versions=self._versions)
+        reader = TraceReader(self.path)
         reader._index = self._index
         return reader.raw_lines(start, count)
 
