@@ -304,6 +304,25 @@ class TraceFile:
             self._root = r
         return r
 
+    def check_lines(self, first: int, count: int) -> None:
+        """Raise :class:`StaleIndexError` unless lines ``first`` .. ``first +
+        count - 1`` are the ones the index was built from: each whole chunk (64
+        leaves) they are in is read and must hash to the subtree hash the index
+        kept, and lines after the last whole chunk must give the root it kept (a
+        sealed trace's; an unsealed trace's index keeps none).  An index beside a
+        trace edited in place (its size and modification time put back) is so
+        never taken for the trace's."""
+        index = self._index
+        if index is None or count < 1:
+            return
+        lo = (first - 1) // LINES_PER_LEAF
+        hi = min((first + count - 2) // LINES_PER_LEAF + 1, self.tree_size)
+        for chunk in range(lo // LEAVES_PER_CHUNK, -(-hi // LEAVES_PER_CHUNK)):
+            if index.chunk(chunk) is not None:
+                self._leaf_hashes(chunk * LEAVES_PER_CHUNK, chunk * LEAVES_PER_CHUNK + 1)
+            elif index.root:
+                self.root()
+
     def _check_size(self, n: int) -> None:
         if not 0 <= n <= self.tree_size:
             raise TraceError(
