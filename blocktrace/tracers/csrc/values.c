@@ -1117,6 +1117,10 @@ snap_add(snapshot *s, PyObject *name, PyObject *value)
 typedef struct {
     PyObject *state, *names; /* the state dict described, the code's co_localsplusnames (held) */
     unsigned long long epoch;
+    /* the states (borrowed: a watched dict) whose entry for key (held) was state
+     * when the states' watcher's count was state_epoch (see scope_values) */
+    PyObject *states, *states_key;
+    unsigned long long state_epoch;
     Py_ssize_t n, cap; /* the code's slots; room for that many */
     PyObject *last[1]; /* by slot: the object (see above) or NULL; then from
                         * last[cap], by slot: its marker, or NULL */
@@ -1145,6 +1149,25 @@ slot_same(render_ctx *ctx, slotcache *c, int i, PyObject *value)
 
 static unsigned long long uncached_epoch;
 
+/* The locals' states dicts (ChainTracer._prev_locals, a LineStart's) are
+ * watched (PyDict_AddWatcher: every change of one, from C or Python, its
+ * death included, moves state_epoch on): while state_epoch stays, the state
+ * a slot cache describes is still the states' entry for its key, found
+ * without looking the key up (a tuple hashed).  -1: no watcher to be had. */
+static int state_watcher = -1;
+static unsigned long long state_epoch;
+
+static int
+state_watched(PyDict_WatchEvent event, PyObject *dict, PyObject *key, PyObject *new_value)
+{
+    (void)event;
+    (void)dict;
+    (void)key;
+    (void)new_value;
+    state_epoch++;
+    return 0;
+}
+
 /* c describes nothing more (its state let go: a call line forgets it), its
  * room kept for the next frame at its depth */
 static void
@@ -1163,6 +1186,7 @@ slotcache_drop(slotcache **c)
         *c = NULL;
         Py_XDECREF(was->state);
         Py_XDECREF(was->names);
+        Py_XDECREF(was->states_key);
         PyMem_Free(was);
     }
 }
@@ -1825,22 +1849,36 @@ static PyObject *empty_prev; /* prev of a scope seen first: {} */
  * of a frame gone may wait (recycle_state); taken in place of {} when state
  * has none for key.  is_locals: the scope is a frame's locals; cachep (or
  * NULL): where the slot cache of its depth is (a function's locals with
- * ``changes``, 3.13: used when it describes this state and code, else made
- * anew; any other locals' pass moves uncached_epoch on). */
+ * ``changes``, 3.13 and 3.12: used when it describes this state and code,
+ * else made anew; any other locals' pass moves uncached_epoch on).  watched:
+ * state is watched (state_watched): while nothing changed it since the
+ * cache saw its entry for key, that entry is the cache's state, taken
+ * without the lookup. */
 static int
 scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame,
              PyObject *state, PyObject *key, int changes, render_ctx *ctx, PyObject *not_kept,
              PyObject *encode, PyObject *fallback, PyObject **spare, int is_locals,
-             slotcache **cachep)
+             slotcache **cachep, int watched)
 {
     if (!PyDict_CheckExact(state)) {
         PyErr_SetString(PyExc_TypeError, "line: the values' state must be a dict");
         return -1;
     }
-    PyObject *prev = PyDict_GetItemWithError(state, key); /* borrowed */
-    if (prev == NULL && PyErr_Occurred()) {
-        return -1;
+    PyObject *prev = NULL; /* borrowed */
+#ifdef SLOT_CACHE
+    slotcache *known = cachep != NULL ? *cachep : NULL;
+    if (watched && names == NULL && changes && known != NULL && known->state != NULL &&
+        known->states == state && known->states_key == key && known->state_epoch == state_epoch) {
+        prev = known->state; /* nothing changed the states since: still their entry for key */
     }
+#endif
+    if (prev == NULL) {
+        prev = PyDict_GetItemWithError(state, key);
+        if (prev == NULL && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    unsigned long long states_seen = state_epoch; /* (what the pass may run could change them) */
     int fresh_prev = prev == NULL || !PyDict_CheckExact(prev), recycled = 0;
     if (fresh_prev && spare != NULL && *spare != NULL) {
         prev = *spare; /* taken: a frame gone's state, its entries reused */
@@ -1916,6 +1954,7 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
         rc = scan_into(ctx, &snap, prev, changes, recycled, not_kept, encode, NULL, out,
                        caching ? kept : NULL);
     }
+    int states_same = states_seen == state_epoch;
     if (rc == 0) {
         rc = fresh_prev ? PyDict_SetItem(state, key, prev) : 0;
     }
@@ -1926,7 +1965,7 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
                 slotcache_drop(cachep);
                 c = PyMem_Malloc(sizeof(slotcache) + sizeof(PyObject *) * (size_t)(2 * nslots));
                 if (c != NULL) {
-                    c->state = c->names = NULL;
+                    c->state = c->names = c->states = c->states_key = NULL;
                     c->cap = nslots;
                 }
                 *cachep = c;
@@ -1939,6 +1978,11 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
                 memset(c->last, 0, sizeof(PyObject *) * (size_t)nslots);
                 memset(&CACHE_MARK(c, 0), 0, sizeof(PyObject *) * (size_t)nslots);
             }
+        }
+        if (c != NULL) { /* the states' entry for key is prev: as of now, when watched */
+            c->states = watched && states_same ? state : NULL;
+            Py_XSETREF(c->states_key, Py_NewRef(key));
+            c->state_epoch = state_epoch;
         }
         for (Py_ssize_t k = 0; c != NULL && k < snap.n; k++) {
             PyObject *value = snap.items[2 * k + 1], *keeps = kept[k];
@@ -2017,6 +2061,7 @@ typedef struct {
     PyObject *lstate, *gstate; /* the states (dicts) */
     long lmode, gmode;
     PyObject *not_kept, *encode, *fallback;
+    int watched; /* lstate is watched by state_watcher (a LineStart's) */
 } values_args;
 
 static int line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
@@ -2051,7 +2096,7 @@ line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *code = args[0], *prefix = args[1], *suffix = args[2];
     values_args va = {args[6], args[8], PyLong_AsLong(args[7]), PyLong_AsLong(args[9]),
-                      args[11], args[12], args[13]};
+                      args[11], args[12], args[13], 0};
     if ((va.lmode == -1 || va.gmode == -1) && PyErr_Occurred()) {
         return NULL;
     }
@@ -2116,7 +2161,8 @@ line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
         }
         if (va->lmode &&
             scope_values(&vals, ",\"locals\":", names, f, va->lstate, lkey, va->lmode == 2,
-                         &ctx, va->not_kept, va->encode, va->fallback, spare, 1, cache) < 0) {
+                         &ctx, va->not_kept, va->encode, va->fallback, spare, 1, cache,
+                         va->watched) < 0) {
             goto done;
         }
         if (va->gmode) {
@@ -2147,7 +2193,7 @@ line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
                                      : scope_values(&vals, ",\"globals\":", globals, f,
                                                     va->gstate, key, va->gmode == 2, &ctx,
                                                     va->not_kept, va->encode, va->fallback,
-                                                    NULL, 0, NULL);
+                                                    NULL, 0, NULL, 0);
             }
             Py_DECREF(globals);
             if (done_g < 0) {
@@ -2453,6 +2499,18 @@ linestart_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->va.fallback = Py_NewRef(fallback);
     self->va.lmode = lmode;
     self->va.gmode = gmode;
+    self->va.watched = 0;
+#ifdef SLOT_CACHE
+    if (state_watcher >= 0 && PyDict_CheckExact(lstate)) { /* (never unwatched: another
+                                                           * LineStart may share it) */
+        if (PyDict_Watch(state_watcher, lstate) == 0) {
+            self->va.watched = 1;
+        }
+        else {
+            PyErr_Clear();
+        }
+    }
+#endif
     self->write_sink = NULL;
     self->write_api = bt_sink_of(write, 1, &self->write_sink);
     if (self->write_api != NULL && self->write_api->line == NULL) {
@@ -2953,6 +3011,12 @@ exec_module(PyObject *module)
         s_object_number = PyUnicode_InternFromString("object_number");
         s_deaths = PyUnicode_InternFromString("_deaths");
         s_shared = PyUnicode_InternFromString("_shared");
+#ifdef SLOT_CACHE
+        state_watcher = PyDict_AddWatcher(state_watched);
+        if (state_watcher < 0) {
+            PyErr_Clear(); /* (all taken) the states are looked up */
+        }
+#endif
         if (empty_prev == NULL || s_thread == NULL ||
             s_renderer == NULL || s_gas == NULL || s_depth == NULL || s_render == NULL || s_numbers == NULL ||
             s_limits == NULL || s_object_number == NULL || s_deaths == NULL ||
