@@ -10,6 +10,10 @@ the same interleaved rounds (an A/B of the chain rules: ``ChainTracer(format_ver
 by default the one blocktrace writes.  ``--writer-ops``: also each threaded ChainTracer
 with the op lines' bodies made on the writer's thread (``BLOCKTRACE_WRITER_OPS=1``:
 ``LineWriter(thread_ops=True)``), the program's thread queuing a site, gas and depth.
+``--ring-batch N`` (repeatable): each threaded ChainTracer once per N, the bytes of records
+the program's thread queues before it publishes them to the writer's thread
+(``BLOCKTRACE_RING_BATCH``: ``LineWriter(ring_batch=)``; 1 publishes each record, as
+before session 13; default 2048): an A/B of the ring's hand-off in one run.
 
 For each workload (benchmarks/workloads.py) it runs, interleaved, best of N: the
 floor (a no-op ``sys.monitoring`` INSTRUCTION callback, bench_tracers.floor), the
@@ -93,16 +97,24 @@ def main() -> None:
                     help="a format version to write (repeat: A/B in one run)")
     ap.add_argument("--writer-ops", action="store_true",
                     help="also threaded with the op bodies made on the writer's thread")
+    ap.add_argument("--ring-batch", type=int, action="append", dest="batches",
+                    help="bytes of records per publication to the writer's thread "
+                         "(repeat: A/B in one run)")
     args = ap.parse_args()
+    if any(not 1 <= b <= 16384 for b in args.batches or []):
+        ap.error("--ring-batch: 1 to 16384 bytes")
+    batches: list[str] = [str(b) for b in args.batches or []] or [""]
     formats: list[int] = args.formats or [FORMAT_VERSION]
     tmp = tempfile.mkdtemp(prefix="bt-bench-thread-")
     counter = [0]
 
-    def chain(threaded: str, version: int, ops: str = "0") -> Callable[[], Any]:
+    def chain(threaded: str, version: int, ops: str = "0", batch: str = ""
+              ) -> Callable[[], Any]:
         def make() -> Any:
             counter[0] += 1
             os.environ["BLOCKTRACE_WRITER_THREAD"] = threaded
             os.environ["BLOCKTRACE_WRITER_OPS"] = ops
+            os.environ["BLOCKTRACE_RING_BATCH"] = batch
             path = os.path.join(tmp, f"t{counter[0]}.jsonl")
             tracer = blocktrace.ChainTracer(path, genesis="bench", format_version=version)
             if threaded == "1":
@@ -110,9 +122,9 @@ def main() -> None:
             return tracer
         return make
 
-    def chained(threaded: str, version: int, ops: str = "0"
+    def chained(threaded: str, version: int, ops: str = "0", batch: str = ""
                 ) -> Callable[[Callable[[], object]], Clocks]:
-        return lambda fn: _stepped(fn, chain(threaded, version, ops))
+        return lambda fn: _stepped(fn, chain(threaded, version, ops, batch))
 
     def name_of(mode: str, version: int) -> str:
         return mode if len(formats) == 1 else f"{mode} v{version}"
@@ -122,9 +134,12 @@ def main() -> None:
     }
     for version in formats:
         configs[name_of("inline", version)] = chained("0", version)
-        configs[name_of("threaded", version)] = chained("1", version)
-        if args.writer_ops:
-            configs[name_of("threaded", version) + " writer ops"] = chained("1", version, "1")
+        for batch in batches:
+            tag = f" batch {batch}" if batch else ""
+            configs[name_of("threaded", version) + tag] = chained("1", version, "0", batch)
+            if args.writer_ops:
+                configs[name_of("threaded", version) + " writer ops" + tag] = chained(
+                    "1", version, "1", batch)
     chains = [k for k in configs if k != "discard"]
     cpus = len(os.sched_getaffinity(0))
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores "

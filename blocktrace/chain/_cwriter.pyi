@@ -46,6 +46,7 @@ class LineWriter:
         fd: int = -1,
         version: int = ...,
         thread_ops: bool = False,
+        ring_batch: int = ...,
     ) -> LineWriter: ...
     @property
     def version(self) -> int:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Container, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -115,12 +115,9 @@ class TraceFile:
         self,
         path: str | os.PathLike[str],
         index: TraceIndex | None = None,
-        *,
-        versions: Container[int] = KNOWN_VERSIONS,
     ) -> None:
         self.path = Path(path)
         name = os.fspath(path)
-        self._versions = versions
         self._index = index
         self._tree: ChunkTree | None = None
         try:
@@ -143,7 +140,7 @@ class TraceFile:
             header = msgspec.json.decode(first, type=Header)
         except (msgspec.DecodeError, RecursionError) as exc:
             raise TraceError(name, 1, f"not a blocktrace header ({exc})") from None
-        if header.blocktrace not in versions:
+        if header.blocktrace not in KNOWN_VERSIONS:
             raise TraceError(name, 1, f"unknown format version {header.blocktrace!r}")
         if not _is_hex64(header.hash):
             raise TraceError(name, 1, "the header has no valid hash")
@@ -192,7 +189,7 @@ class TraceFile:
     def _raw_lines(self, start: int, count: int) -> Iterator[tuple[int, bytes]]:
         from blocktrace.format.reader import TraceReader
 
-        reader = TraceReader(self.path, versions=self._versions)
+        reader = TraceReader(self.path)
         reader._index = self._index
         return reader.raw_lines(start, count)
 
@@ -306,6 +303,25 @@ class TraceFile:
             self._check_summary(r)
             self._root = r
         return r
+
+    def check_lines(self, first: int, count: int) -> None:
+        """Raise :class:`StaleIndexError` unless lines ``first`` .. ``first +
+        count - 1`` are the ones the index was built from: each whole chunk (64
+        leaves) they are in is read and must hash to the subtree hash the index
+        kept, and lines after the last whole chunk must give the root it kept (a
+        sealed trace's; an unsealed trace's index keeps none).  An index beside a
+        trace edited in place (its size and modification time put back) is so
+        never taken for the trace's."""
+        index = self._index
+        if index is None or count < 1:
+            return
+        lo = (first - 1) // LINES_PER_LEAF
+        hi = min((first + count - 2) // LINES_PER_LEAF + 1, self.tree_size)
+        for chunk in range(lo // LEAVES_PER_CHUNK, -(-hi // LEAVES_PER_CHUNK)):
+            if index.chunk(chunk) is not None:
+                self._leaf_hashes(chunk * LEAVES_PER_CHUNK, chunk * LEAVES_PER_CHUNK + 1)
+            elif index.root:
+                self.root()
 
     def _check_size(self, n: int) -> None:
         if not 0 <= n <= self.tree_size:

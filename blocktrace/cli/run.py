@@ -199,8 +199,9 @@ def run(args: argparse.Namespace) -> ProgramRun:
             from blocktrace.limits import size_text
 
             sys.stderr.write(
-                f"blocktrace run: the trace reached --max-size {size_text(args.max_size)} at "
-                f"step {tracer.limit_step}: recording stopped, the program ran on to its end\n")
+                f"blocktrace run: the trace reached --max-size {size_text(args.max_size)} "
+                f"after {tracer.limit_step} instructions: recording stopped, the program ran "
+                "on to its end\n")
         say_if_nothing_traced("run", stepper.gas_used, program, outcome.error, args.target)
         if args.verbose:
             sys.stderr.write(

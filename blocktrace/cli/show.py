@@ -54,33 +54,20 @@ def _counted(index: Any, count: int, unit: str) -> str:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from blocktrace.format import TraceError, TraceReader
-    from blocktrace.progress import Progress
+    from blocktrace.format import TraceError
 
-    start, count = args.range
     try:
-        reader = TraceReader(args.trace)
-        with Progress(os.path.getsize(args.trace), f"indexing {args.trace}") as progress:
-            index = reader.index(progress=progress)
-        if index is None:
-            raise CliError(f"{args.trace}: not a usable trace")
-        if args.line:
-            if start < 1:
-                raise CliError("line numbers start at 1")
-            if start > index.lines:
-                raise CliError(f"{args.trace}: no line {start} "
-                               f"({_counted(index, index.lines, 'lines')})")
-            first, n = start, count
-        else:
-            if start >= index.steps:
-                also = ("; at call level only exception lines are steps here: --line "
-                        "numbers file lines" if reader.level == "call" else "")
-                raise CliError(f"{args.trace}: no step {start} "
-                               f"({_counted(index, index.steps, 'steps')}{also})")
-            first = reader.line_of_step(start)
-            end = start + count
-            last = reader.line_of_step(end) if end < index.steps else index.lines + 1
-            n = last - first
+        reader, index, first, n = _locate(args)
+        if not _as_indexed(args.trace, index, first, n):
+            # the trace was changed after it was indexed: index it again (the chain check)
+            from blocktrace.format.index import index_paths
+
+            for candidate in index_paths(args.trace):
+                try:
+                    os.unlink(candidate)
+                except OSError:
+                    pass
+            reader, index, first, n = _locate(args)
         out = sys.stdout.buffer
         for _, raw in reader.raw_lines(first, n):
             out.write(raw)
@@ -89,3 +76,48 @@ def _show(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     note_unverified("show", args.trace, index.status, index.line, index.reason)
     return 0
+
+
+def _locate(args: argparse.Namespace) -> tuple[Any, Any, int, int]:
+    """The reader, its index, and the first and count of the lines to print."""
+    from blocktrace.format import TraceReader
+    from blocktrace.progress import Progress
+
+    start, count = args.range
+    reader = TraceReader(args.trace)
+    with Progress(os.path.getsize(args.trace), f"indexing {args.trace}") as progress:
+        index = reader.index(progress=progress)
+    if index is None:
+        raise CliError(f"{args.trace}: not a usable trace")
+    if args.line:
+        if start < 1:
+            raise CliError("line numbers start at 1")
+        if start > index.lines:
+            raise CliError(f"{args.trace}: no line {start} "
+                           f"({_counted(index, index.lines, 'lines')})")
+        return reader, index, start, count
+    if start >= index.steps:
+        also = ("; at call level only exception lines are steps here: --line "
+                "numbers file lines" if reader.level == "call" else "")
+        raise CliError(f"{args.trace}: no step {start} "
+                       f"({_counted(index, index.steps, 'steps')}{also})")
+    first = reader.line_of_step(start)
+    end = start + count
+    last = reader.line_of_step(end) if end < index.steps else index.lines + 1
+    return reader, index, first, last - first
+
+
+def _as_indexed(path: str, index: Any, first: int, n: int) -> bool:
+    """The lines to print are those the index was built from (checked against its
+    subtree hashes: ``TraceFile.check_lines``); a tampered trace's are printed
+    with the note that it is tampered."""
+    from blocktrace.chain.proof import TraceFile
+    from blocktrace.format import TraceError
+
+    if index.status == "tampered":
+        return True
+    try:
+        TraceFile(path, index=index).check_lines(first, min(n, index.lines - first + 1))
+    except TraceError:
+        return False
+    return True

@@ -106,7 +106,7 @@ def verify(args: argparse.Namespace) -> int:
         if result.summary is not None:
             s = result.summary
             if s.get("error") == "TraceSizeLimit":  # the recording stopped, not the run
-                text += (f"; recording stopped at step {s.get('step')} (TraceSizeLimit: the "
+                text += (f"; recording stopped {_stopped_at(result)} (TraceSizeLimit: the "
                          f"trace reached its size limit, {s.get('maxSize')} bytes); the run "
                          f"went on to its end: {int(s['gasUsed'], 16)} instructions, output "
                          f"{s.get('output')!r}")
@@ -148,6 +148,22 @@ def _count(result: Verification) -> str:
     if uncounted or int(result.summary["gasUsed"], 16) == steps:
         return f", {steps} steps"
     return f", {steps} steps ({instructions})"
+
+
+def _stopped_at(result: Verification) -> str:
+    """Where a size-limited recording stopped, counted as ``_count`` counts: the
+    summary's ``step`` is the instructions run before it (docs/FORMAT.md), so an
+    op-level trace with an index says the step ``show``, ``diff`` and ``view``
+    would give the first one not recorded (0-based: the trace holds steps 0 to
+    N-1), and the instructions too where they differ (an exception passing up
+    into a caller is a step of its own, executing nothing)."""
+    assert result.summary is not None
+    step = result.summary.get("step")
+    instructions = f"after {step} instructions"
+    if result.index is None or result.header.get("level", "op") != "op":
+        return instructions
+    steps = result.index.steps
+    return f"at step {steps}" + ("" if steps == step else f", {instructions}")
 
 
 def _anchors(args: argparse.Namespace, status: str) -> AnchorReport | None:

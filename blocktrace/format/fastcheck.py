@@ -19,7 +19,7 @@ whatever the trace's size.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container
+from collections.abc import Callable
 from types import ModuleType
 from typing import IO, Any
 
@@ -29,7 +29,7 @@ from blocktrace.format.compressed import FrameStream
 from blocktrace.format.index import EVERY, IndexBuilder, merges
 from blocktrace.format.reader import Tree, Verification
 from blocktrace.format.rules import split_hash
-from blocktrace.format.versions import KNOWN_VERSIONS, LINES_PER_LEAF, MAX_LINE_BYTES
+from blocktrace.format.versions import LINES_PER_LEAF, MAX_LINE_BYTES
 
 __all__ = ["CHUNK", "Follower", "walk"]
 
@@ -48,7 +48,6 @@ def walk(
     progress: Any = None,
     frames: FrameStream | None = None,
     on_scan: Callable[[Any], object] | None = None,
-    versions: Container[int] = KNOWN_VERSIONS,
 ) -> None:
     """``reader._walk``'s answer for ``stream`` (a binary stream at its start),
     computed by the scanner of extension module ``native``; ``index`` ends up
@@ -63,8 +62,7 @@ def walk(
     the expander computed (:attr:`FrameStream.pieces`): no line is expanded or
     its hash member parsed.  ``on_scan`` is given the
     ``ChainScan`` once it is made (the export's stream tells it, with
-    ``ChainScan.known``, which lines its own parser read whole).  ``versions``: the
-    format versions accepted."""
+    ``ChainScan.known``, which lines its own parser read whole)."""
     first = stream.readline(MAX_LINE_BYTES + 1)
     pieces = frames.pieces if frames is not None and frames.compact_out else None
     header = first
@@ -77,7 +75,7 @@ def walk(
             pieces = None
         elif first.endswith(b"}\n"):
             header = _full(first[:-2], digests[1][:32].hex().encode()) + b"\n"
-    version = _first(result, first, header, versions)
+    version = _first(result, first, header)
     if not version:
         return
     if pieces is not None and frames is not None and version != frames.chain_version:
@@ -99,10 +97,7 @@ def walk(
             index.absorb(scan)
 
 
-def _first(
-    result: Verification, first: bytes, header: bytes,
-    versions: Container[int] = KNOWN_VERSIONS,
-) -> int:
+def _first(result: Verification, first: bytes, header: bytes) -> int:
     """The format version of a trace whose first line is ``first`` (``header``: it in
     full), or 0 with the answer in ``result``."""
     if not first:
@@ -114,7 +109,7 @@ def _first(
     if not first.endswith(b"\n"):
         reader._torn(result, 1, first)
         return 0
-    return reader._header(result, header[:-1], versions)
+    return reader._header(result, header[:-1])
 
 
 class Follower:

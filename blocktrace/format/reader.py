@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Container, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal, Protocol
 
@@ -183,9 +183,7 @@ class TraceReader:
     trace shows that answer with it.
     """
 
-    def __init__(
-        self, path: str | os.PathLike[str], *, versions: Container[int] = KNOWN_VERSIONS
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         self.kind: Kind = _kind(self.path)
         """``plain``, ``zstd`` or ``gzip`` (sniffed from the magic bytes)."""
@@ -203,11 +201,10 @@ class TraceReader:
             )
         if not first.endswith(b"\n"):
             raise TraceError(self.path, 1, "no complete first line: not a blocktrace trace")
-        header = _parse_header(self.path, first[:-1], versions)
+        header = _parse_header(self.path, first[:-1])
         if isinstance(header, str):
             raise TraceError(self.path, 1, header)
         self.header: Header = header
-        self._versions = versions
         self.version: int = header.blocktrace
         self.level: str = header.level
 
@@ -220,7 +217,7 @@ class TraceReader:
         first, at = 1, None
         if start > EVERY:
             index = self.index(build=False)
-            if index is not None:
+            if index is not None and index.checkpoints:  # (none: tampered at line 1)
                 k = index.checkpoint_for_line(start)
                 first, at = k * EVERY + 1, index.position(k)
         yield from self._numbered(first, at, start, end)
@@ -295,8 +292,7 @@ class TraceReader:
             return found
         if not build:
             return None
-        result = check_chain(self.path, build_index=True, progress=progress,
-                             versions=self._versions)
+        result = check_chain(self.path, build_index=True, progress=progress)
         built = result.index
         if built is None:
             return None
@@ -369,14 +365,12 @@ class TraceReader:
 
     def verify(self, tree: Tree | None = None) -> Verification:
         """What ``blocktrace verify`` says of this file's chain (see :func:`check_chain`)."""
-        return check_chain(self.path, tree=tree, versions=self._versions)
+        return check_chain(self.path, tree=tree)
 
 
-def _parse_header(
-    path: str, line: bytes, versions: Container[int] = KNOWN_VERSIONS
-) -> Header | str:
-    """Line 1 (without its newline) as a Header, or why it is not one; ``versions``:
-    the format versions accepted (every version this blocktrace knows)."""
+def _parse_header(path: str, line: bytes) -> Header | str:
+    """Line 1 (without its newline) as a Header, or why it is not one (a format
+    version this blocktrace does not know among the reasons)."""
     if line.startswith(b"\xef\xbb\xbf"):
         return "byte-order mark before the header"
     try:
@@ -386,7 +380,7 @@ def _parse_header(
     version = obj.get("blocktrace")
     if version is None:
         return "line 1 is not a blocktrace header: not a blocktrace trace"
-    if type(version) is not int or version not in versions or obj.get("hashAlg") != HASH_ALG:
+    if type(version) is not int or version not in KNOWN_VERSIONS or obj.get("hashAlg") != HASH_ALG:
         return (
             f"format version {version!r} with hash {obj.get('hashAlg')!r} is not one this "
             f"blocktrace knows ({', '.join(map(str, KNOWN_VERSIONS))}; {HASH_ALG})"
@@ -409,7 +403,6 @@ def check_chain(
     tree: Tree | None = None,
     build_index: bool = False,
     progress: Any = None,
-    versions: Container[int] = KNOWN_VERSIONS,
     _full: bool = False,
 ) -> Verification:
     """Verify the file at ``path`` against docs/FORMAT.md, streaming, in constant
@@ -447,12 +440,11 @@ def check_chain(
     with stream:
         try:
             if native is None:
-                _walk(stream, result, tree, builder, progress, versions)
+                _walk(stream, result, tree, builder, progress)
             elif frames is None:
                 from blocktrace.format import fastcheck  # the same answers, in C (imports us)
 
-                fastcheck.walk(native, stream, result, tree, builder, progress,
-                               versions=versions)
+                fastcheck.walk(native, stream, result, tree, builder, progress)
             else:  # decompressed by a thread while the scanner checks the blocks before
                 from blocktrace.format import fastcheck
 
@@ -462,7 +454,6 @@ def check_chain(
                 try:
                     fastcheck.walk(
                         native, ahead, result, tree, builder, progress, frames,  # type: ignore[arg-type]
-                        versions=versions,
                     )
                 finally:
                     ahead.close()
@@ -472,7 +463,7 @@ def check_chain(
             again = True
     if again:
         return check_chain(path, tree=given[0], build_index=build_index, progress=given[1],
-                           versions=versions, _full=True)
+                           _full=True)
     if builder is not None and result.status != "unusable":
         result.index = builder.finish(result)
     return result
@@ -535,9 +526,8 @@ def _walk(
     tree: Tree | None,
     index: IndexBuilder | None = None,
     progress: Any = None,
-    versions: Container[int] = KNOWN_VERSIONS,
 ) -> None:
-    """The reference walk (``versions``: the format versions accepted)."""
+    """The reference walk."""
     on_leaf = tree.append_leaf_hash if tree is not None else None
     on_line = index.line if index is not None else None
     tell = progress.update if progress is not None else None
@@ -561,7 +551,7 @@ def _walk(
             return
         line = raw[:-1]
         if number == 1:
-            version = _header(result, line, versions)
+            version = _header(result, line)
             if not version:
                 return
             chain = LeafChain(LINES_PER_LEAF, on_leaf, version)  # 4: its own H_0
@@ -636,11 +626,9 @@ def _not_an_object(line: bytes) -> str:
     return ""
 
 
-def _header(
-    result: Verification, line: bytes, versions: Container[int] = KNOWN_VERSIONS
-) -> int:
+def _header(result: Verification, line: bytes) -> int:
     """The header's format version, or 0 (with the status set) when it is not a header."""
-    header = _parse_header(result.path, line, versions)
+    header = _parse_header(result.path, line)
     if isinstance(header, str):
         if header.startswith("byte-order mark"):
             _tampered(result, 1, header)

@@ -16,6 +16,7 @@ every further instruction, so ``except BaseException`` cannot carry on.
 
 from __future__ import annotations
 
+import dis
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -28,6 +29,8 @@ from blocktrace.snapshot.model import ErrorInfo, Frame, HeapObject, LimitName, S
 from blocktrace.snapshot.streams import CappedOutput
 from blocktrace.tracers import VMState
 from blocktrace.vm import HaltRun
+
+_RESUME = dis.opmap["RESUME"]
 
 __all__ = ["SnapshotTracer"]
 
@@ -128,15 +131,27 @@ class SnapshotTracer:
         depth = vm.depth
         del self._frames[max(0, depth - 1) :]
         self._next_fid += 1
-        # A function's def line is its "call" step; a module's first line is a line step.
-        first = 0 if ev.name == "<module>" else ev.first_line
+        # A function's def line is its "call" step, and the first instruction after
+        # its RESUME makes a line step, as sys.settrace's first "line" event (and so
+        # Python Tutor's and willow's): the next line for a function, its own line
+        # for a lambda, a class body or a generator expression.  A generator resumed
+        # (or thrown into) makes a "call" step at the line it goes on from, as
+        # sys.settrace's "call" does.  A module's first line is a line step.
+        kind = ev.kind
+        if kind == "resume" or kind == "throw":
+            frame = vm.frame
+            first = (frame.f_lineno if frame is not None else None) or ev.first_line
+        else:
+            first = 0
         self._frames.append(_FrameState(self._next_fid, ev.name, first))
-        if ev.kind == "call" and ev.name != "<module>":  # not "enter", "resume", "throw"
-            self._step(vm, "call", ev.first_line)
+        if ev.name != "<module>" and kind != "enter":
+            self._step(vm, "call", first or ev.first_line)
 
     def _on_op(self, vm: VMState, ev: OpStart) -> None:
         fs = self._frame_state(vm)
         line = ev.line
+        if ev.op == _RESUME and fs.line == 0:  # a call's start: its step is the call step
+            return
         if line and (line != fs.line or ev.pc <= fs.pc):  # a new line, or a jump back
             fs.line = line
             fs.pc = ev.pc

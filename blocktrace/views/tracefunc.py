@@ -93,11 +93,87 @@ def describe_value(value: object, renderer: Renderer) -> Sample:
         elif issubclass(t, BaseException) and _type_attr(t, "__module__") == "builtins":
             args = _EXC_ARGS(value)
             text = f"{_type_name(t)}({', '.join(renderer.text(a) for a in args)})"
-        else:
+        elif renderer.use_repr:
             text = renderer.text(value)
+        else:
+            out: list[str] = []
+            _repr_prefix(value, out, [0], set(), renderer)
+            text = "".join(out)
     except BaseException:  # describing must never raise
         text = f"<{_type_name(t)}>"
     return (_type_name(t), _truncate(text))
+
+
+_CONTAINERS = (list, tuple, set, frozenset, dict)
+
+
+def _repr_prefix(
+    v: object, out: list[str], size: list[int], active: set[int], renderer: Renderer
+) -> None:
+    """At least the first ``_MAX_REPR + 1`` characters of ``repr(v)`` (all of it
+    when shorter) into ``out``, as tracefunc showed them, without running program
+    code: exact builtin containers are walked item by item and stop once the text
+    is long enough (however long or deep they are); other values are the
+    renderer's text (builtin scalars as their ``repr``, objects ``<Type #n>``).
+    ``size[0]`` counts the characters written so far; ``active`` holds the ids of
+    the containers being written, shown ``[...]`` when met again, as ``repr``
+    shows a list that contains itself."""
+    t = type(v)
+    if t not in _CONTAINERS:
+        if t is str and len(v) > 2 * _MAX_REPR:  # type: ignore[arg-type]
+            # repr chooses its quotes by the whole string (double when it holds a
+            # single quote and no double one): one quote added to the prefix makes
+            # repr choose the same, and is cut off with the closing quote
+            double = "'" in v and '"' not in v  # type: ignore[operator]
+            text = repr(v[: 2 * _MAX_REPR] + ("'" if double else '"'))[:-2]  # type: ignore[index]
+        elif t is int and 128 < v.bit_length() <= 4096:  # type: ignore[attr-defined]
+            text = repr(v)  # the renderer says <int N bits>; tracefunc showed the digits
+        else:
+            text = renderer.text(v)
+        out.append(text)
+        size[0] += len(text)
+        return
+    if id(v) in active:
+        text = "[...]" if t is list else "{...}" if t is dict else "(...)"
+        out.append(text)
+        size[0] += len(text)
+        return
+    if not v:
+        text = "set()" if t is set else "frozenset()" if t is frozenset else repr(v)
+        out.append(text)
+        size[0] += len(text)
+        return
+    if t is list:
+        opener, closer = "[", "]"
+    elif t is tuple:
+        opener, closer = "(", ",)" if len(v) == 1 else ")"  # type: ignore[arg-type]
+    elif t is set or t is dict:
+        opener, closer = "{", "}"
+    else:
+        opener, closer = "frozenset({", "})"
+    out.append(opener)
+    size[0] += len(opener)
+    active.add(id(v))
+    try:
+        # Iterating an exact builtin container runs no program code.
+        items: Any = dict.items(v) if t is dict else t.__iter__(v)  # type: ignore[arg-type]
+        for i, item in enumerate(items):
+            if size[0] > _MAX_REPR:
+                return
+            if i:
+                out.append(", ")
+                size[0] += 2
+            if t is dict:
+                _repr_prefix(item[0], out, size, active, renderer)
+                out.append(": ")
+                size[0] += 2
+                _repr_prefix(item[1], out, size, active, renderer)
+            else:
+                _repr_prefix(item, out, size, active, renderer)
+    finally:
+        active.discard(id(v))
+    out.append(closer)
+    size[0] += len(closer)
 
 
 class _Call:

@@ -184,9 +184,7 @@ def test_not_a_trace(tmp_path: Path) -> None:
         TraceFile(tmp_path / "missing.jsonl")
 
 
-# -- version 4 (read by the functions that take the versions until blocktrace writes it)
-
-_V4 = (1, 2, 3, 4)
+# -- version 4
 
 
 @pytest.fixture(scope="module")
@@ -200,8 +198,7 @@ def v4_trace_path(trace_path: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def _pure(path: Path, tree: Any) -> Verification:
     result = Verification(str(path), "unusable")
     with path.open("rb") as stream:
-        reader._walk(stream, result, tree, tree if isinstance(tree, IndexBuilder) else None,
-                     versions=_V4)
+        reader._walk(stream, result, tree, tree if isinstance(tree, IndexBuilder) else None)
     return result
 
 
@@ -216,16 +213,30 @@ def test_version_4_tree_leaf_hashes_are_the_leaves_last_lines(v4_trace_path: Pat
     raw = v4_trace_path.read_bytes().splitlines()
     hashes = [bytes.fromhex(msgspec.json.decode(line)["hash"]) for line in raw]
     lasts = [hashes[min(i + LINES_PER_LEAF, len(raw)) - 1] for i in range(0, len(raw), 16)]
-    trace = TraceFile(v4_trace_path, versions=_V4)
+    trace = TraceFile(v4_trace_path)
     assert trace.version == 4 and trace.sealed and trace.outcome_in_tree
     assert [digest for digest, _ in trace.hashed_leaves()] == lasts
     tree = MerkleAccumulator()
     result = _pure(v4_trace_path, tree)
     assert result.status == "sealed" and trace.root() == root_from_hashes(lasts) == tree.root()
-    indexed = TraceFile(v4_trace_path, _v4_index(v4_trace_path), versions=_V4)
+    indexed = TraceFile(v4_trace_path, _v4_index(v4_trace_path))
     assert indexed.root() == trace.root() and indexed.root(3) == trace.root(3)
-    with pytest.raises(TraceError, match="unknown format version 4"):
-        TraceFile(v4_trace_path, versions=(1, 2, 3))
+
+
+def test_a_version_this_blocktrace_does_not_know_is_refused(
+    v4_trace_path: Path, tmp_path: Path
+) -> None:
+    """Every reader knows versions 1 to 4 (KNOWN_VERSIONS) and refuses the next."""
+    data = v4_trace_path.read_bytes()
+    assert data.startswith(b'{"blocktrace":4,')
+    v5 = tmp_path / "v5.jsonl"
+    v5.write_bytes(b'{"blocktrace":5,' + data.removeprefix(b'{"blocktrace":4,'))
+    with pytest.raises(TraceError, match="unknown format version 5"):
+        TraceFile(v5)
+    with pytest.raises(TraceError, match="format version 5 with hash 'sha256' is not one"):
+        reader.TraceReader(v5)
+    for result in (_pure(v5, MerkleAccumulator()), verify_file(v5)):
+        assert result.status == "unusable" and "format version 5" in (result.reason or "")
 
 
 @pytest.mark.parametrize("indexed", [False, True], ids=["streamed", "indexed"])
@@ -234,7 +245,7 @@ def test_version_4_every_line_has_a_bundle_with_the_hash_before_its_leaf(
 ) -> None:
     raw = v4_trace_path.read_bytes().splitlines()
     index = _v4_index(v4_trace_path) if indexed else None
-    trace = TraceFile(v4_trace_path, index, versions=_V4)
+    trace = TraceFile(v4_trace_path, index)
     r = trace.root()
     genesis = hashlib.sha256(b"blocktrace-chain/4\n").hexdigest()
     for line in [*range(1, trace.tree_lines + 1, 7), 16, 17, 33, trace.tree_lines]:
@@ -254,7 +265,7 @@ def _forged(bundle: ProofBundle, **changes: Any) -> bytes:
 
 
 def test_version_4_tampered_bundles_are_rejected(v4_trace_path: Path) -> None:
-    trace = TraceFile(v4_trace_path, versions=_V4)
+    trace = TraceFile(v4_trace_path)
     b = make_bundle(trace, 37)
     assert b.version == 4 and b.prevHash is not None and b.indexInLeaf == 4
     lines = list(b.leafLines)
@@ -304,7 +315,7 @@ def trace_path_of(v4_path: Path) -> Path:
 
 
 def test_version_4_every_single_byte_change_of_a_bundle_is_rejected(v4_trace_path: Path) -> None:
-    trace = TraceFile(v4_trace_path, versions=_V4)
+    trace = TraceFile(v4_trace_path)
     size, r = trace.tree_size, trace.root()
     data = encode_bundle(make_bundle(trace, 21))
     for i in range(len(data)):

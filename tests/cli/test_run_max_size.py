@@ -64,7 +64,7 @@ def test_past_the_limit_the_program_runs_on_and_the_trace_is_sealed(tmp_path: Pa
     assert python.returncode == traced.returncode == 3
     total = sum(i * i for i in range(20000))
     assert traced.stdout == python.stdout == f"start\ntotal {total}\nend\n"
-    assert "blocktrace run: the trace reached --max-size 64 KiB at step " in traced.stderr
+    assert "blocktrace run: the trace reached --max-size 64 KiB after " in traced.stderr
     assert "recording stopped, the program ran on" in traced.stderr
 
     size = trace.stat().st_size
@@ -91,6 +91,65 @@ def test_past_the_limit_the_program_runs_on_and_the_trace_is_sealed(tmp_path: Pa
     assert (f"recording stopped at step {summary['step']} (TraceSizeLimit: the trace reached "
             f"its size limit, {64 * 1024} bytes); the run went on to its end: "
             f"{int(summary['gasUsed'], 16)} instructions, output '3'") in check.stdout, check.stdout
+
+
+# Exceptions passing up from inner() through middle() before the limit: each is a step
+# of its own in middle() as show, diff and view number steps, executing no instruction.
+RAISING = """\
+def inner(i):
+    raise ValueError(i)
+
+def middle(i):
+    return inner(i)
+
+def work(n):
+    caught = 0
+    for i in range(n):
+        try:
+            middle(i)
+        except ValueError:
+            caught += 1
+    return caught
+
+print(work(5000))
+"""
+
+
+@pytest.mark.parametrize("level", ["op", "call"])
+def test_where_recording_stopped_is_counted_as_show_counts_steps(tmp_path: Path,
+                                                                 level: str) -> None:
+    """The summary's ``step`` counts instructions; verify says where recording stopped
+    in the steps show, diff and view number (0-based: the trace holds steps 0 to N-1),
+    with the instructions beside where they differ -- or, with no op lines to number
+    (call level), in instructions, saying so."""
+    (tmp_path / "prog.py").write_text(RAISING)
+    trace = tmp_path / "t.jsonl"
+    traced = _blocktrace(tmp_path, "C", "run", "--level", level, "--max-size", "64K",
+                         "-o", str(trace), "prog.py")
+    assert traced.returncode == 0 and traced.stdout == "5000\n", traced.stderr
+    summary = _lines(trace)[-1]
+    instructions = summary["step"]
+    assert summary["error"] == "TraceSizeLimit" and instructions > 0
+    assert (f"the trace reached --max-size 64 KiB after {instructions} instructions: "
+            "recording stopped") in traced.stderr
+    check = _blocktrace(tmp_path, "C", "verify", str(trace))
+    assert check.returncode == 0 and "valid and sealed" in check.stdout, check.stderr
+    if level == "call":
+        assert f"recording stopped after {instructions} instructions (TraceSizeLimit" \
+            in check.stdout, check.stdout
+        return
+    steps = verify_file(trace, keep_index=True).index
+    assert steps is not None
+    assert steps.steps > instructions  # the exceptions passing up are steps, not instructions
+    assert (f"recording stopped at step {steps.steps}, after {instructions} instructions "
+            "(TraceSizeLimit: the trace reached its size limit") in check.stdout, check.stdout
+    # show numbers the same steps: the last one recorded is N-1, and there is no step N
+    assert _blocktrace(tmp_path, "C", "show", str(trace), str(steps.steps - 1)).returncode == 0
+    past = _blocktrace(tmp_path, "C", "show", str(trace), str(steps.steps))
+    assert past.returncode == 2 and f"no step {steps.steps} " in past.stderr, past.stderr
+    # --no-index: verify has no steps to count, and says instructions
+    bare = _blocktrace(tmp_path, "C", "verify", "--no-index", str(trace))
+    assert f"recording stopped after {instructions} instructions (TraceSizeLimit" in bare.stdout
 
 
 @pytest.mark.parametrize("mode", _MODES)

@@ -7,10 +7,7 @@ says the chain is version 4's.  The frames written expand to exactly the
 index does), C and Python expanders alike; every tamper of a frame or of its
 head is found at the frame's first line; the chain check of the ``.zst`` (every
 way it reads one: compact lines scanned as stored, full lines, full frames) is
-the ``.jsonl``'s, and the index it builds seeks.
-
-The verify tests ask the readers to accept version 4 (``versions=``: until it is
-written by default, readers accept it only where asked)."""
+the ``.jsonl``'s, and the index it builds seeks."""
 
 from __future__ import annotations
 
@@ -26,7 +23,7 @@ from blocktrace.chain.merkle import MerkleAccumulator
 from blocktrace.format import TraceReader, compact, reader
 from blocktrace.format.compressed import CompressedDataError, FrameWriter, open_at
 from blocktrace.format.rules import DOMAIN_V4, rechain, split_hash
-from blocktrace.format.versions import KNOWN_VERSIONS, LINES_PER_LEAF
+from blocktrace.format.versions import LINES_PER_LEAF
 from tests.format.test_compact import _frames, _join, _lines_of_frame, _segments
 from tests.format.test_compressed import _PROGRAM, _run
 
@@ -234,9 +231,6 @@ def test_a_tampered_frame_is_found_at_its_first_line(
     assert v4.startswith(got)
 
 
-VERSIONS = (*KNOWN_VERSIONS, 4) if 4 not in KNOWN_VERSIONS else KNOWN_VERSIONS
-
-
 def test_the_zst_verifies_as_the_jsonl_and_its_index_seeks(v4: bytes, tmp_path: Path) -> None:
     lines = v4.splitlines(keepends=True)
     tree = MerkleAccumulator()
@@ -249,17 +243,16 @@ def test_the_zst_verifies_as_the_jsonl_and_its_index_seeks(v4: bytes, tmp_path: 
     answers = []
     for path in paths:
         for full in (False, True):
-            result = reader.check_chain(path, tree=MerkleAccumulator(), versions=VERSIONS,
-                                        _full=full)
+            result = reader.check_chain(path, tree=MerkleAccumulator(), _full=full)
             answers.append((result.status, result.lines, result.head, result.root, result.reason))
-            indexed = reader.check_chain(path, build_index=True, versions=VERSIONS, _full=full)
+            indexed = reader.check_chain(path, build_index=True, _full=full)
             assert indexed.index is not None
             answers.append((indexed.status, indexed.lines, indexed.head, indexed.root,
                             indexed.reason))
     assert answers[0][:4] == ("sealed", len(lines), _hash(lines[-1]).hex(), tree.root().hex())
     assert set(answers) == {answers[0]}
     for path in paths[1:]:
-        trace = TraceReader(path, versions=VERSIONS)
+        trace = TraceReader(path)
         assert trace.index() is not None
         for start in (1, 17, 500, len(lines) - 3):
             got = [raw for _, raw in trace.raw_lines(start=start, count=5)]
@@ -294,6 +287,6 @@ def test_a_traced_run_in_version_4_writes_compact_frames_that_read_and_verify(
     # the same run twice: the same lines but for the clock's members and the hashes
     assert packed.count(b"\n") == plain.count(b"\n") > 10_000
     for path in paths:
-        result = reader.check_chain(path, tree=MerkleAccumulator(), versions=VERSIONS)
+        result = reader.check_chain(path, tree=MerkleAccumulator())
         assert result.status == "sealed", result.reason
         assert result.version == 4

@@ -27,8 +27,6 @@ pytestmark = pytest.mark.skipif(
     NATIVE is None, reason="the C scanner is not built, or BLOCKTRACE_PURE is set"
 )
 CORPUS = Path(__file__).parent.parent / "fuzz" / "corpus"
-VERSIONS = (1, 2, 3, 4)
-"""Accepted by both walks here (version 4 before it is written by default too)."""
 
 
 def _walks(path: Path) -> tuple[tuple[Verification, bytes], tuple[Verification, bytes]]:
@@ -38,9 +36,9 @@ def _walks(path: Path) -> tuple[tuple[Verification, bytes], tuple[Verification, 
         tree = MerkleAccumulator()
         with open(path, "rb") as stream:
             if native:
-                fastcheck.walk(NATIVE, stream, result, tree, versions=VERSIONS)
+                fastcheck.walk(NATIVE, stream, result, tree)
             else:
-                reader._walk(stream, result, tree, versions=VERSIONS)
+                reader._walk(stream, result, tree)
         answers.append((result, tree.root() + tree.size.to_bytes(8, "big")))
     return answers[0], answers[1]
 
@@ -56,10 +54,9 @@ def _indexes(path: Path) -> tuple[bytes, bytes]:
         progress = type("P", (), {"update": staticmethod(told.append)})()
         with open(path, "rb") as stream:
             if native:
-                fastcheck.walk(NATIVE, stream, result, builder, builder, progress,
-                               versions=VERSIONS)
+                fastcheck.walk(NATIVE, stream, result, builder, builder, progress)
             else:
-                reader._walk(stream, result, builder, builder, progress, VERSIONS)
+                reader._walk(stream, result, builder, builder, progress)
         index = builder.finish(result) if result.status != "unusable" else None
         answers.append(msgspec.msgpack.encode([index, result.lines]))
     return answers[0], answers[1]
@@ -70,7 +67,7 @@ def _same(path: Path, data: bytes | None = None) -> Verification:
         path.write_bytes(data)
     pure, native = _walks(path)
     assert native == pure
-    assert reader.check_chain(path, tree=MerkleAccumulator(), versions=VERSIONS) == pure[0]
+    assert reader.check_chain(path, tree=MerkleAccumulator()) == pure[0]
     return pure[0]
 
 

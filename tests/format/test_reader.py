@@ -84,6 +84,26 @@ def test_verify_status_through_the_reader(trace: Path, tmp_path: Path) -> None:
     assert len(list(TraceReader(torn).raw_lines())) == len(trace.read_bytes().splitlines()) - 1
 
 
+def test_lines_of_a_trace_tampered_at_its_first_line(tmp_path: Path) -> None:
+    """The index of a trace tampered at line 1 holds no checkpoint: lines past the
+    first 1,024 are read from the start (it was an IndexError from the index)."""
+    out = io.BytesIO()
+    with blocktrace.trace(blocktrace.ChainTracer(out, genesis="g", argv=["x"])):
+        _work(400)
+    lines = out.getvalue().splitlines(keepends=True)
+    assert len(lines) > 3000
+    lines[0] = lines[0].replace(b'"genesis":"g"', b'"genesis":"h"', 1)
+    edited = tmp_path / "edited.jsonl"
+    edited.write_bytes(b"".join(lines))
+    reader = TraceReader(edited)
+    assert reader.verify().status == "tampered"
+    index = reader.index()
+    assert index is not None and index.checkpoints == 0
+    for start in (1, 1025, 2100, len(lines)):
+        assert list(reader.raw_lines(start, 2)) == [
+            (n, lines[n - 1]) for n in range(start, min(start + 2, len(lines) + 1))]
+
+
 def test_sources(trace: Path) -> None:
     sources = TraceReader(trace).sources()
     assert __file__ in sources

@@ -3,6 +3,8 @@ they hold, and the uncatchable step limit."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -151,3 +153,79 @@ def test_generators_and_classes(tmp_path: Path) -> None:
     assert boxes["category"] == "list" and len(boxes["members"]) == 2
     first_box = last["heap"][str(boxes["members"][0][1][1])]
     assert first_box == {"type": "Box", "category": "object", "members": [["v", 1]]}
+
+
+SETTRACE_SHAPES = """\
+def deco(f):
+    return f
+
+@deco
+def g(a):
+    return a + 1
+
+def gen(n):
+    for i in range(n):
+        yield i
+
+def outer():
+    k = 3
+    def inner():
+        return k
+    return inner()
+
+sq = lambda x: x * x
+total = sum(v * 2 for v in [1, 2])
+class A:
+    x = 1
+    def m(self):
+        return self.x
+def catcher():
+    try:
+        yield 1
+    except ValueError:
+        yield 2
+it = catcher()
+next(it)
+it.throw(ValueError("again"))
+print(g(1), list(gen(2)), outer(), sq(3), total, A().m())
+"""
+
+_SETTRACE = """\
+import json, sys
+path = sys.argv[1]
+code = compile(open(path).read(), path, "exec")
+shape = []
+def tracer(frame, event, arg):
+    if frame.f_code.co_filename != path:
+        return None
+    if event in ("call", "line", "return", "exception"):
+        shape.append((event, frame.f_lineno, frame.f_code.co_qualname))
+    return tracer
+sys.settrace(tracer)
+try:
+    exec(code, {"__name__": "__main__"})
+finally:
+    sys.settrace(None)
+print(json.dumps(shape))
+"""
+
+
+def test_steps_are_sys_settrace_events(tmp_path: Path) -> None:
+    """The steps are the events Python Tutor and willow show, which are
+    sys.settrace's: a lambda's, a class body's and a generator expression's
+    first line after their call, a generator's resumption (and throw) as a
+    call at the line it goes on from.  (A frame left by an exception makes no
+    step, where settrace has a "return": not in this program.)"""
+    steps, _, error = trace_source(tmp_path, SETTRACE_SHAPES)
+    assert error is None
+    ours = [[s["event"], s["line"], s["function"]] for s in steps]
+    script = tmp_path / "settrace.py"
+    script.write_text(_SETTRACE)
+    program = tmp_path / "program.py"
+    program.write_text(SETTRACE_SHAPES)
+    done = subprocess.run([sys.executable, str(script), str(program)], capture_output=True,
+                          text=True, timeout=60, check=True)
+    reference = json.loads(done.stdout.splitlines()[-1])
+    # settrace's first event is the module's "call"; the snapshot's first step is its line 1
+    assert reference[0][0::2] == ["call", "<module>"]
+    assert ours == reference[1:]

@@ -700,3 +700,156 @@ def test_locals_skipped_by_the_slot_cache_are_shown_as_the_reference_shows_them(
         assert sum("a" in s for s in shown) == 2  # rebound to an equal int: shown when first bound
         assert sum("c" in s for s in shown) == 4  # bound, deleted, bound again: shown twice a call
         assert [s["flag"] for s in shown if "flag" in s] == [1, 2, 1, 2, 1] * 2
+
+
+NUMBERED_PROGRAM = textwrap.dedent('''
+    import gc
+    import sys
+
+    class Box:
+        def __init__(self, v):
+            self.v = v
+
+    class Slim:                       # no weak references: shown as <Slim>, no number
+        __slots__ = ("v",)
+        def __init__(self, v):
+            self.v = v
+
+    class Named:
+        pass
+
+    def attrs():
+        box = Box(0)
+        other = Box(1)
+        for i in range(3):
+            box.v = i                 # an attribute changed: <Box #n> all the same
+            other = other             # (a line start between)
+        other = Box(2)                # rebound to another object of its type: shown
+        return box
+
+    class Bare:                       # (no __init__: numbered where a line start sees it)
+        pass
+
+    def dies():
+        o = Bare()
+        for i in range(4):
+            del o                     # the numbered object dies ...
+            o = Bare()                # ... another at its address (mostly): numbered anew
+            i = i
+        return o
+
+    def someone_else_dies():
+        keep = Bare()
+        for i in range(3):
+            tmp = Bare()              # a numbered object dies: keep's number stays its own
+            del tmp
+            gc.collect()
+        return keep
+
+    def slim():
+        s = Slim(0)
+        for i in range(3):
+            s = Slim(i)               # another object, the same text: <Slim>
+        return s
+
+    def renamed():
+        n = Named()
+        for i in range(2):
+            Named.__qualname__ = "Renamed%d" % i   # its type's name changes: shown
+        Named.__qualname__ = "Named"
+        return n
+
+    def lists():
+        a, b = Box(0), Box(1)
+        items = [a, b, 1]
+        pair = (a, b)
+        for i in range(3):
+            items[0] = b if i % 2 else a         # an item replaced in place: shown when it differs
+            items = list(items)                  # an equal but distinct list: not shown
+            pair = tuple(pair)                   # (the same tuple)
+        items.append(a)                          # grown in place: shown
+        pair = (b, a)                            # another tuple: shown
+        return items
+
+    def cells():
+        held = Box(0)
+        def swap(v):
+            nonlocal held
+            held = v                  # the outer frame's cell changes: no store in its code
+        for i in range(3):
+            swap(Box(i) if i else held)
+            i = i
+        return held
+
+    def writes():
+        w = Box(0)
+        frame = sys._getframe()
+        for i in range(3):
+            frame.f_locals["w"] = Box(i)   # 3.13: into the frame's slot
+            i = i
+        frame = None
+        return w
+
+    def gen(start):
+        x = start
+        while True:
+            got = yield x
+            x = x if got is None else got
+
+    def resumes():
+        shared = Box(9)
+        g1, g2 = gen(Box(1)), gen(Box(2))
+        next(g1)
+        next(g2)
+        for i in range(3):        # two frames of one code at one depth, in turn
+            g1.send(None)
+            g2.send(shared if i else None)
+        return g1, g2
+
+    for _ in range(2):
+        attrs()
+        dies()
+        someone_else_dies()
+        slim()
+        renamed()
+        lists()
+        cells()
+        writes()
+        resumes()
+''')
+
+
+@needs_c
+@pytest.mark.parametrize("mode", ["changes", "on"])
+def test_objects_skipped_by_the_slot_cache_are_shown_as_the_reference_shows_them(
+        tmp_path: Path, mode: str) -> None:
+    """With ``changes``, a local still bound to an object shown by number (or to a
+    list or tuple of such objects and scalars) whose marker says it renders as at
+    the last line start is skipped from its frame's slot (values.c "unchanged
+    locals skipped"): what is shown is the reference's where an attribute
+    changes (not shown: the text is the number), a name is rebound to another
+    object of its type, a numbered object dies and one is numbered at its
+    address, another numbered object dies, objects without numbers are
+    rebound, a type is renamed, a list changes in place or is rebound to an
+    equal one, a closure's cell or ``f_locals`` is written, and two generators
+    of one code take turns at one depth."""
+    bodies = bodies_c_and_pure(tmp_path, NUMBERED_PROGRAM, "--locals", mode)
+    assert bodies[0] == bodies[1]
+    shown = [json.loads(line + b"}")["locals"] for line in bodies[0] if b'"locals"' in line]
+
+    def texts(name: str) -> list[str]:
+        return [s[name] for s in shown if name in s]
+
+    assert any(t.startswith("<Renamed0 #") for t in texts("n"))
+    assert any(t.startswith("<Renamed1 #") for t in texts("n"))
+    assert "[<Box #" in texts("items")[0]
+    if mode == "changes":
+        assert len(set(texts("box"))) == 2 and len(texts("box")) == 2  # once a call
+        assert len(texts("other")) == 4  # bound, rebound: twice a call
+        assert len(texts("keep")) == 2
+        assert texts("s") == ["<Slim>"] * 2
+        assert len(texts("n")) == 8  # Named, Renamed0, Renamed1, Named: each call
+        assert len(set(texts("o"))) == len(texts("o"))  # each one a new number
+        assert len(texts("pair")) == 4  # bound, then (b, a): twice a call
+        assert len(set(texts("held"))) == 6  # Box(0), Box(1), Box(2): each call
+        assert len(texts("w")) == 2 + 6 * (sys.version_info >= (3, 13))

@@ -161,3 +161,37 @@ def test_a_lambda_does_not_count_its_statement_again() -> None:
     _, res = tracefunc(s.sort_desc, [1, 3, 2])[0]
     assert res["ordered = sorted(values, key=lambda v: -v)"][0] == 1
     assert res["return ordered"] == (1, {"ordered": [("list", "[3, 2, 1]")]})
+
+
+def test_long_values_are_cut_as_tracefunc_cut_them() -> None:
+    # tracefunc 0.0.7 showed repr(value) cut to 47 characters and "...": so do
+    # we for builtin containers however long or deep, and for long strings,
+    # bytes and big numbers (objects of the program's classes stay <Type #n>).
+    def shapes() -> int:
+        nums = list(range(100))
+        deep = [[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]
+        loop: list[object] = [1]
+        loop.append(loop)
+        table = {"k": [1, 2, 3] * 20, "z": None}
+        quoted = "it's " * 30
+        both = "say \"it's\" " * 10
+        big = 2**300
+        return len(nums) + len(deep) + len(loop) + len(table) + len(quoted) + len(both) + big % 7
+
+    values = {
+        "nums": list(range(100)),
+        "deep": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+        "table": {"k": [1, 2, 3] * 20, "z": None},
+        "quoted": "it's " * 30,
+        "both": "say \"it's\" " * 10,
+        "big": 2**300,
+    }
+    loop: list[object] = [1]
+    loop.append(loop)
+    values["loop"] = loop
+    _, trace = tracefunc(shapes, target_func=shapes)[0]
+    seen = {name: samples[0][1] for _, (_, got) in trace.items() for name, samples in got.items()}
+    for name, value in values.items():
+        text = repr(value)
+        want = text if len(text) <= 50 else text[:47] + "..."
+        assert seen[name] == want, name

@@ -113,8 +113,9 @@ typedef struct {
 #define RING_BYTES ((size_t)1 << 20)
 #define BODY_IN_RING ((size_t)1 << 16) /* longer bodies go by pointer (REC_BIG) */
 #define WAKE_EVERY ((size_t)1 << 14) /* a sleeping thread is woken per this many bytes */
-/* The caller publishes its head once per this many bytes of records (~17 op lines), and
- * before it waits for the thread: a thread that keeps up then reads head, and the ring's
+/* The caller publishes its head once per this many bytes of records (~17 op lines;
+ * LineWriter(ring_batch=), BLOCKTRACE_RING_BATCH: 1 publishes each), and before it
+ * waits for the thread: a thread that keeps up then reads head, and the ring's
  * lines, once per batch -- not right behind each record the caller is still writing,
  * which moved the head's cache line and the ring's last line between the cores per record
  * (session 13, docs/PERFORMANCE.md).  A power of two at most WAKE_EVERY. */
@@ -137,7 +138,8 @@ typedef struct {
     char *ring;  /* (the thread keeps its own copy of the pointer) */
     size_t limit;                /* the chunk's bound: the caller's copy of out.limit */
     uint64_t phead;              /* the caller's next byte */
-    uint64_t published;          /* the head it last published (phead - published < PUBLISH_EVERY) */
+    uint64_t published;          /* the head it last published (phead - published < batch) */
+    uint64_t batch;              /* publish per this many bytes (ring_batch: PUBLISH_EVERY) */
     uint64_t tail_seen;          /* the caller's last look at tail */
     uint64_t wake_checked;       /* phead when the caller last looked whether the thread sleeps */
     uint64_t closed, taken;      /* the caller's: chunks closed by its count, handed on */
@@ -201,6 +203,7 @@ typedef struct {
     int thread_ops; /* thread_ops=True: the writer's thread also makes the op bodies, writes
                      * the chunks and pushes the leaves into the tree (the program's thread
                      * only queues records) */
+    size_t ring_batch;       /* the thread's ring's head is published per this many bytes */
     int resume;              /* start_thread_later: start one at the next line */
     int resume_full;         /* start_thread_later(full=True): resume once the buffer fills */
     char gap0[GAP];
@@ -1093,7 +1096,7 @@ publish(Writer *w, rec_hdr *r)
 {
     pipe_state *p = &w->p;
     p->phead += rec_bytes(r);
-    if (p->phead - p->published < PUBLISH_EVERY) {
+    if (p->phead - p->published < p->batch) {
         return;
     }
     publish_head(p);
@@ -1428,6 +1431,7 @@ start_thread(Writer *w)
     pthread_cond_init(&p->wake_caller, NULL);
     p->pend.limit = w->out.limit;
     p->limit = w->out.limit;
+    p->batch = w->ring_batch;
     p->lines = w->lines; /* (a thread started again: the count goes on) */
     if (registry_add(w) < 0) {
         unstart(p);
@@ -1880,13 +1884,25 @@ static PyObject *
 writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"write", "buffer_size", "lines_per_leaf", "on_leaf", "threaded",
-                             "fd", "version", "thread_ops", NULL};
+                             "fd", "version", "thread_ops", "ring_batch", NULL};
     PyObject *write, *on_leaf = Py_None;
-    Py_ssize_t buffer_size = 65536, per_leaf = 16;
+    Py_ssize_t buffer_size = 65536, per_leaf = 16, ring_batch = -1;
     int threaded = 0, fd = -1, version = DEFAULT_VERSION, thread_ops = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$nnOpiip:LineWriter", kwlist, &write,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$nnOpiipn:LineWriter", kwlist, &write,
                                      &buffer_size, &per_leaf, &on_leaf, &threaded, &fd,
-                                     &version, &thread_ops)) {
+                                     &version, &thread_ops, &ring_batch)) {
+        return NULL;
+    }
+    if (ring_batch == -1) { /* BLOCKTRACE_RING_BATCH: for an A/B in one run (a benchmark's) */
+        const char *env = getenv("BLOCKTRACE_RING_BATCH");
+        char *end = NULL;
+        long v = env != NULL ? strtol(env, &end, 10) : 0;
+        ring_batch = env != NULL && *env && *end == 0 && v >= 1 && v <= (long)WAKE_EVERY
+                         ? (Py_ssize_t)v : (Py_ssize_t)PUBLISH_EVERY;
+    }
+    if (ring_batch < 1 || ring_batch > (Py_ssize_t)WAKE_EVERY) {
+        PyErr_Format(PyExc_ValueError, "LineWriter(): ring_batch must be 1 to %zu bytes",
+                     WAKE_EVERY);
         return NULL;
     }
     if (version < 2 || version > 4) {
@@ -1929,6 +1945,7 @@ writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     w->version = version;
     w->v4 = version >= 4;
     w->thread_ops = thread_ops;
+    w->ring_batch = (size_t)ring_batch;
     memcpy(w->prev, w->v4 ? H0_V4 : H0, 32);
     fresh_stream(w);
     merkle_init(&w->tree);
@@ -2232,7 +2249,7 @@ static PyMethodDef writer_methods[] = {
 
 PyDoc_STRVAR(writer_doc,
 "LineWriter(write, *, buffer_size=65536, lines_per_leaf=16, on_leaf=None, threaded=False,\n"
-"           fd=-1, version=FORMAT_VERSION, thread_ops=False)\n"
+"           fd=-1, version=FORMAT_VERSION, thread_ops=False, ring_batch=2048)\n"
 "--\n\n"
 "Seal lines per docs/FORMAT.md (version's chain: 2 and 3 share one, 4), buffer them\n"
 "and hand them to write;\n"
@@ -2245,7 +2262,10 @@ PyDoc_STRVAR(writer_doc,
 "thread also makes each op line's body from the site's pieces, gas and depth (the\n"
 "calls queue those 32 bytes instead of the body), writes the chunks it closes and\n"
 "pushes the leaves into the tree: less work on the program's thread, more on the\n"
-"writer's -- which is faster depends on which thread bounds the run.");
+"writer's -- which is faster depends on which thread bounds the run.  ring_batch:\n"
+"the calls publish their records to the thread once per this many bytes (1 to\n"
+"16384; 1: per record), and before every wait for it: the same bytes (default:\n"
+"BLOCKTRACE_RING_BATCH, else 2048).");
 
 static PyType_Slot writer_slots[] = {
     {Py_tp_new, writer_new},

@@ -1085,21 +1085,29 @@ snap_add(snapshot *s, PyObject *name, PyObject *value)
     return 0;
 }
 
-/* -- unchanged locals skipped (``changes``; 3.13) --------------------------------
+/* -- unchanged locals skipped (``changes``; 3.13 and 3.12) -----------------------
  *
  * With ``changes``, a local still bound to the object of a kept type (an
  * immutable builtin) that its state entry keeps renders as it did: it is
- * neither shown nor its entry changed.  scan_into finds that out by looking the
- * name up in the state and comparing identities; a slot cache says it from
- * the frame's slot alone.  Per depth (kept by the CallLine that forgets that
- * depth's states), it describes one state dict and one code's slots: for each
- * slot, the object the state's entry for that slot's name keeps, when the
- * entry keeps the object it was bound to at the last line start (a kept
- * type), else NULL.  A slot whose value is that object is skipped (its entry
- * is the reference's unchanged entry); any other goes through the pass.  The
- * cache holds the state dict and the code's names (never one at the same
- * address taken for it); the objects in ``last`` are held by the state's
- * entries (compared, never used).  It is only used while nothing else changed
+ * neither shown nor its entry changed.  So does a local whose entry keeps a
+ * marker (an object shown by number, a list or tuple of such items and
+ * scalars) that says the value renders as it did (opaque_same, seq_same).
+ * scan_into finds that out by looking the name up in the state; a slot cache
+ * says it from the frame's slot and the cache alone.  Per depth (kept by the
+ * CallLine that forgets that depth's states), it describes one state dict and
+ * one code's slots: for each slot, ``last``: the object it was bound to at the
+ * last line start when its entry keeps that object (a kept type) or a marker
+ * of it, else NULL; ``mark``: that marker (held by the entry), or NULL for a
+ * kept type.  A slot is skipped (its entry is the reference's unchanged entry)
+ * when its value is ``last`` of a kept type, or is ``last`` and its object
+ * marker says it renders as then (the object at that address may be another
+ * one: the marker's checks say whether it renders the same), or is any list
+ * or tuple its sequence marker says renders as then; any other goes through
+ * the pass.  The cache holds the state dict and the code's names (never one at
+ * the same address taken for it); the objects in ``last`` are compared, never
+ * used (a kept one is held by its entry; an object shown by number is not held
+ * by anyone of ours: it may be gone); the markers are held by the state's
+ * entries.  It is only used while nothing else changed
  * the state in place: the CallLine drops it before it forgets that depth's
  * state (and parks it), a failed pass drops it, and a pass on a locals' state
  * without a cache (module and class bodies, names set from outside, line
@@ -1109,11 +1117,56 @@ snap_add(snapshot *s, PyObject *name, PyObject *value)
 typedef struct {
     PyObject *state, *names; /* the state dict described, the code's co_localsplusnames (held) */
     unsigned long long epoch;
+    /* the states (borrowed: a watched dict) whose entry for key (held) was state
+     * when the states' watcher's count was state_epoch (see scope_values) */
+    PyObject *states, *states_key;
+    unsigned long long state_epoch;
     Py_ssize_t n, cap; /* the code's slots; room for that many */
-    PyObject *last[1]; /* n of them, by slot: the object the entry keeps, or NULL */
+    PyObject *last[1]; /* by slot: the object (see above) or NULL; then from
+                        * last[cap], by slot: its marker, or NULL */
 } slotcache;
 
+#define CACHE_MARK(c, i) ((c)->last[(c)->cap + (i)])
+
+/* The slot cache says slot i, bound to value, renders as it did at the last
+ * line start (its entry unchanged): 1, else 0 */
+static inline int
+slot_same(render_ctx *ctx, slotcache *c, int i, PyObject *value)
+{
+    PyObject *mark = CACHE_MARK(c, i);
+    if (mark == NULL) {
+        return value == c->last[i];
+    }
+    int same = PyTuple_GET_SIZE(mark) == 4 ? seq_same(ctx, mark, value)
+               : value == c->last[i]      ? opaque_same(ctx, mark, value)
+                                          : 0;
+    if (same < 0) {
+        PyErr_Clear(); /* the pass looks at it again and says what went wrong */
+        return 0;
+    }
+    return same;
+}
+
 static unsigned long long uncached_epoch;
+
+/* The locals' states dicts (ChainTracer._prev_locals, a LineStart's) are
+ * watched (PyDict_AddWatcher: every change of one, from C or Python, its
+ * death included, moves state_epoch on): while state_epoch stays, the state
+ * a slot cache describes is still the states' entry for its key, found
+ * without looking the key up (a tuple hashed).  -1: no watcher to be had. */
+static int state_watcher = -1;
+static unsigned long long state_epoch;
+
+static int
+state_watched(PyDict_WatchEvent event, PyObject *dict, PyObject *key, PyObject *new_value)
+{
+    (void)event;
+    (void)dict;
+    (void)key;
+    (void)new_value;
+    state_epoch++;
+    return 0;
+}
 
 /* c describes nothing more (its state let go: a call line forgets it), its
  * room kept for the next frame at its depth */
@@ -1133,6 +1186,7 @@ slotcache_drop(slotcache **c)
         *c = NULL;
         Py_XDECREF(was->state);
         Py_XDECREF(was->names);
+        Py_XDECREF(was->states_key);
         PyMem_Free(was);
     }
 }
@@ -1227,7 +1281,7 @@ snap_mapping(snapshot *s, PyObject *names)
  * 1 done, 0 not such a frame (the caller reads f_locals), -1 error (3.12's
  * also 2: done, without slots). */
 static int
-snap_frame(snapshot *s, PyFrameObject *f, slotcache *c, int *slot_of)
+snap_frame(snapshot *s, PyFrameObject *f, render_ctx *ctx, slotcache *c, int *slot_of)
 {
     _PyInterpreterFrame *fr = f->f_frame;
     PyCodeObject *co = _PyFrame_GetCode(fr);
@@ -1249,12 +1303,13 @@ snap_frame(snapshot *s, PyFrameObject *f, slotcache *c, int *slot_of)
         }
         if (value == NULL) {
             if (c != NULL) {
-                c->last[i] = NULL;
+                c->last[i] = CACHE_MARK(c, i) = NULL;
             }
             continue;
         }
         PyObject *name = PyTuple_GET_ITEM(co->co_localsplusnames, i);
-        if ((c != NULL && value == c->last[i] ? snap_skip(s, name) : snap_add(s, name, value)) < 0) {
+        if ((c != NULL && slot_same(ctx, c, i, value) ? snap_skip(s, name)
+                                                      : snap_add(s, name, value)) < 0) {
             return -1;
         }
         if (slot_of != NULL) {
@@ -1286,7 +1341,7 @@ snap_frame(snapshot *s, PyFrameObject *f, slotcache *c, int *slot_of)
  * or free variable: their contents depend on whether MAKE_CELL ran); any
  * other frame reads f_locals (0).  1 done, 0 not such a frame, -1 error. */
 static int
-snap_frame(snapshot *s, PyFrameObject *f, slotcache *c, int *slot_of)
+snap_frame(snapshot *s, PyFrameObject *f, render_ctx *ctx, slotcache *c, int *slot_of)
 {
     _PyInterpreterFrame *fr = f->f_frame;
     PyCodeObject *co = fr->f_code;
@@ -1365,7 +1420,7 @@ snap_frame(snapshot *s, PyFrameObject *f, slotcache *c, int *slot_of)
                 unmatched++;
             }
             else if (c != NULL) {
-                c->last[i] = NULL;
+                c->last[i] = CACHE_MARK(c, i) = NULL;
             }
         }
         int j = 0;
@@ -1378,7 +1433,7 @@ snap_frame(snapshot *s, PyFrameObject *f, slotcache *c, int *slot_of)
                 slotted = 0;
                 break;
             }
-            rc = c != NULL && held == c->last[j] ? snap_skip(s, key) : snap_add(s, key, held);
+            rc = c != NULL && slot_same(ctx, c, j, held) ? snap_skip(s, key) : snap_add(s, key, held);
             slot_of[s->n - 1] = j++;
             unmatched--;
         }
@@ -1489,13 +1544,14 @@ apply_update(PyObject *prev, update *u, const char *pending)
  * reused where they render the same but every member shown, as from {}.
  * A name skipped in snap (its value NULL: the slot cache says its entry keeps
  * the object it is bound to) is neither shown nor changed (``changes``, in
- * place only).  keeps (or NULL): by item, 1 when prev's entry keeps the
- * item's value itself once the pass succeeded (a kept type; a skipped one).
+ * place only).  kept_out (or NULL): by item not skipped, what prev's entry
+ * for it keeps once the pass succeeded (borrowed: held by the entry; the
+ * value itself for a kept type, a marker, or not_kept), or NULL (a dunder).
  * 0, -1 (an error set) or UNSUPPORTED (a name or value for the reference: out
  * and prev as they were). */
 static int
 scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes, int recycled,
-          PyObject *not_kept, PyObject *encode, PyObject **fresh_out, buf *out, char *keeps_out)
+          PyObject *not_kept, PyObject *encode, PyObject **fresh_out, buf *out, PyObject **kept_out)
 {
     Py_ssize_t n = snap->n, nupdates = 0, named = 0, mark = out->len;
     PyObject *fresh = NULL;
@@ -1526,13 +1582,10 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes, in
         if (value == NULL) { /* skipped: its entry, unchanged, the one it would keep */
             named++;
             guess++; /* (the next name's entry, mostly) */
-            if (keeps_out != NULL) {
-                keeps_out[k] = 1;
-            }
             continue;
         }
-        if (keeps_out != NULL) {
-            keeps_out[k] = 0;
+        if (kept_out != NULL) {
+            kept_out[k] = NULL;
         }
         if (!PyUnicode_CheckExact(name)) {
             rc = UNSUPPORTED; /* the reference says what becomes of it */
@@ -1560,9 +1613,6 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes, in
             old_member = PyTuple_GET_ITEM(old, 1);
         }
         int keeps = kept_type(Py_TYPE(value));
-        if (keeps_out != NULL) {
-            keeps_out[k] = (char)keeps; /* (same: it kept value; else it will) */
-        }
         int same = old_member != NULL && kept == value && keeps;
         if (!same && old_member != NULL && PyTuple_CheckExact(kept)) {
             same = PyTuple_GET_SIZE(kept) == 4 ? seq_same(ctx, kept, value)
@@ -1634,9 +1684,15 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes, in
             }
         }
         else if (same) {
+            if (kept_out != NULL) {
+                kept_out[k] = kept; /* (held by old, which prev keeps) */
+            }
             Py_DECREF(old); /* prev keeps it */
         }
         else {
+            if (kept_out != NULL) {
+                kept_out[k] = new_kept; /* (the entry will hold it) */
+            }
             update *u = &updates[nupdates];
             u->off = pending.len;
             u->len = m_len;
@@ -1793,22 +1849,36 @@ static PyObject *empty_prev; /* prev of a scope seen first: {} */
  * of a frame gone may wait (recycle_state); taken in place of {} when state
  * has none for key.  is_locals: the scope is a frame's locals; cachep (or
  * NULL): where the slot cache of its depth is (a function's locals with
- * ``changes``, 3.13: used when it describes this state and code, else made
- * anew; any other locals' pass moves uncached_epoch on). */
+ * ``changes``, 3.13 and 3.12: used when it describes this state and code,
+ * else made anew; any other locals' pass moves uncached_epoch on).  watched:
+ * state is watched (state_watched): while nothing changed it since the
+ * cache saw its entry for key, that entry is the cache's state, taken
+ * without the lookup. */
 static int
 scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame,
              PyObject *state, PyObject *key, int changes, render_ctx *ctx, PyObject *not_kept,
              PyObject *encode, PyObject *fallback, PyObject **spare, int is_locals,
-             slotcache **cachep)
+             slotcache **cachep, int watched)
 {
     if (!PyDict_CheckExact(state)) {
         PyErr_SetString(PyExc_TypeError, "line: the values' state must be a dict");
         return -1;
     }
-    PyObject *prev = PyDict_GetItemWithError(state, key); /* borrowed */
-    if (prev == NULL && PyErr_Occurred()) {
-        return -1;
+    PyObject *prev = NULL; /* borrowed */
+#ifdef SLOT_CACHE
+    slotcache *known = cachep != NULL ? *cachep : NULL;
+    if (watched && names == NULL && changes && known != NULL && known->state != NULL &&
+        known->states == state && known->states_key == key && known->state_epoch == state_epoch) {
+        prev = known->state; /* nothing changed the states since: still their entry for key */
     }
+#endif
+    if (prev == NULL) {
+        prev = PyDict_GetItemWithError(state, key);
+        if (prev == NULL && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    unsigned long long states_seen = state_epoch; /* (what the pass may run could change them) */
     int fresh_prev = prev == NULL || !PyDict_CheckExact(prev), recycled = 0;
     if (fresh_prev && spare != NULL && *spare != NULL) {
         prev = *spare; /* taken: a frame gone's state, its entries reused */
@@ -1827,10 +1897,10 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
     Py_ssize_t mark = out->len;
     int rc = buf_add(out, member, (Py_ssize_t)strlen(member)), got = 0;
     /* the slot cache (3.13, changes, a function's locals): c when it describes
-     * this state and code; slot_of and keeps, by item, for the one made after */
+     * this state and code; slot_of and kept, by item, for the one made after */
     slotcache *c = NULL;
     int caching = 0, slot_small[64], *slot_of = NULL;
-    char keeps_small[64], *keeps = NULL;
+    PyObject *kept_small[64], **kept = NULL;
     Py_ssize_t nslots = 0;
     PyObject *slot_names = NULL;
 #ifdef SLOT_CACHE
@@ -1839,8 +1909,8 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
         nslots = co->co_nlocalsplus;
         slot_names = co->co_localsplusnames;
         slot_of = nslots <= 64 ? slot_small : PyMem_Malloc(sizeof(int) * (size_t)nslots);
-        keeps = nslots <= 64 ? keeps_small : PyMem_Malloc((size_t)nslots);
-        caching = slot_of != NULL && keeps != NULL;
+        kept = nslots <= 64 ? kept_small : PyMem_Malloc(sizeof(PyObject *) * (size_t)nslots);
+        caching = slot_of != NULL && kept != NULL;
         c = *cachep;
         if (c != NULL && (fresh_prev || recycled || c->state != prev || c->names != slot_names ||
                           c->n != nslots || c->epoch != uncached_epoch)) {
@@ -1857,7 +1927,7 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
     }
 #ifdef DIRECT_LOCALS
     if (rc == 0 && names == NULL) {
-        got = snap_frame(&snap, frame, c, caching ? slot_of : NULL);
+        got = snap_frame(&snap, frame, ctx, c, caching ? slot_of : NULL);
         if (got <= 0) {
             snap_free(&snap);
             rc = got;
@@ -1882,8 +1952,9 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
     }
     if (rc == 0) {
         rc = scan_into(ctx, &snap, prev, changes, recycled, not_kept, encode, NULL, out,
-                       caching ? keeps : NULL);
+                       caching ? kept : NULL);
     }
+    int states_same = states_seen == state_epoch;
     if (rc == 0) {
         rc = fresh_prev ? PyDict_SetItem(state, key, prev) : 0;
     }
@@ -1892,9 +1963,9 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
             c = *cachep;
             if (c == NULL || c->cap < nslots) {
                 slotcache_drop(cachep);
-                c = PyMem_Malloc(sizeof(slotcache) + sizeof(PyObject *) * (size_t)nslots);
+                c = PyMem_Malloc(sizeof(slotcache) + sizeof(PyObject *) * (size_t)(2 * nslots));
                 if (c != NULL) {
-                    c->state = c->names = NULL;
+                    c->state = c->names = c->states = c->states_key = NULL;
                     c->cap = nslots;
                 }
                 *cachep = c;
@@ -1905,12 +1976,31 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
                 Py_XSETREF(c->names, Py_NewRef(slot_names));
                 c->epoch = uncached_epoch;
                 memset(c->last, 0, sizeof(PyObject *) * (size_t)nslots);
+                memset(&CACHE_MARK(c, 0), 0, sizeof(PyObject *) * (size_t)nslots);
             }
         }
+        if (c != NULL) { /* the states' entry for key is prev: as of now, when watched */
+            c->states = watched && states_same ? state : NULL;
+            Py_XSETREF(c->states_key, Py_NewRef(key));
+            c->state_epoch = state_epoch;
+        }
         for (Py_ssize_t k = 0; c != NULL && k < snap.n; k++) {
-            PyObject *value = snap.items[2 * k + 1];
-            if (value != NULL) {
-                c->last[slot_of[k]] = keeps[k] ? value : NULL;
+            PyObject *value = snap.items[2 * k + 1], *keeps = kept[k];
+            if (value == NULL) {
+                continue; /* skipped: as the cache says */
+            }
+            int slot = slot_of[k];
+            if (keeps == value) { /* a kept type: the entry keeps the object */
+                c->last[slot] = value;
+                CACHE_MARK(c, slot) = NULL;
+            }
+            else if (keeps != NULL && PyTuple_CheckExact(keeps) &&
+                     (PyTuple_GET_SIZE(keeps) == 4 || PyTuple_GET_SIZE(keeps) == 6)) {
+                c->last[slot] = value; /* a marker of it: what its rendering depends on */
+                CACHE_MARK(c, slot) = keeps;
+            }
+            else {
+                c->last[slot] = CACHE_MARK(c, slot) = NULL;
             }
         }
     }
@@ -1921,8 +2011,8 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
     if (slot_of != slot_small) {
         PyMem_Free(slot_of);
     }
-    if (keeps != keeps_small) {
-        PyMem_Free(keeps);
+    if (kept != kept_small) {
+        PyMem_Free(kept);
     }
     if (rc != UNSUPPORTED) {
         Py_DECREF(prev);
@@ -1971,6 +2061,7 @@ typedef struct {
     PyObject *lstate, *gstate; /* the states (dicts) */
     long lmode, gmode;
     PyObject *not_kept, *encode, *fallback;
+    int watched; /* lstate is watched by state_watcher (a LineStart's) */
 } values_args;
 
 static int line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
@@ -2005,7 +2096,7 @@ line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *code = args[0], *prefix = args[1], *suffix = args[2];
     values_args va = {args[6], args[8], PyLong_AsLong(args[7]), PyLong_AsLong(args[9]),
-                      args[11], args[12], args[13]};
+                      args[11], args[12], args[13], 0};
     if ((va.lmode == -1 || va.gmode == -1) && PyErr_Occurred()) {
         return NULL;
     }
@@ -2070,7 +2161,8 @@ line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
         }
         if (va->lmode &&
             scope_values(&vals, ",\"locals\":", names, f, va->lstate, lkey, va->lmode == 2,
-                         &ctx, va->not_kept, va->encode, va->fallback, spare, 1, cache) < 0) {
+                         &ctx, va->not_kept, va->encode, va->fallback, spare, 1, cache,
+                         va->watched) < 0) {
             goto done;
         }
         if (va->gmode) {
@@ -2101,7 +2193,7 @@ line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
                                      : scope_values(&vals, ",\"globals\":", globals, f,
                                                     va->gstate, key, va->gmode == 2, &ctx,
                                                     va->not_kept, va->encode, va->fallback,
-                                                    NULL, 0, NULL);
+                                                    NULL, 0, NULL, 0);
             }
             Py_DECREF(globals);
             if (done_g < 0) {
@@ -2407,6 +2499,18 @@ linestart_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->va.fallback = Py_NewRef(fallback);
     self->va.lmode = lmode;
     self->va.gmode = gmode;
+    self->va.watched = 0;
+#ifdef SLOT_CACHE
+    if (state_watcher >= 0 && PyDict_CheckExact(lstate)) { /* (never unwatched: another
+                                                           * LineStart may share it) */
+        if (PyDict_Watch(state_watcher, lstate) == 0) {
+            self->va.watched = 1;
+        }
+        else {
+            PyErr_Clear();
+        }
+    }
+#endif
     self->write_sink = NULL;
     self->write_api = bt_sink_of(write, 1, &self->write_sink);
     if (self->write_api != NULL && self->write_api->line == NULL) {
@@ -2839,7 +2943,7 @@ frame_items(PyObject *module, PyObject *frame)
     snapshot snap;
     snap_init(&snap);
 #ifdef DIRECT_LOCALS
-    got = snap_frame(&snap, (PyFrameObject *)frame, NULL, NULL);
+    got = snap_frame(&snap, (PyFrameObject *)frame, NULL, NULL, NULL);
 #endif
     PyObject *out = got < 0 ? NULL : got == 0 ? Py_NewRef(Py_None) : PyList_New(snap.n);
     for (Py_ssize_t i = 0; got > 0 && out != NULL && i < snap.n; i++) {
@@ -2907,6 +3011,12 @@ exec_module(PyObject *module)
         s_object_number = PyUnicode_InternFromString("object_number");
         s_deaths = PyUnicode_InternFromString("_deaths");
         s_shared = PyUnicode_InternFromString("_shared");
+#ifdef SLOT_CACHE
+        state_watcher = PyDict_AddWatcher(state_watched);
+        if (state_watcher < 0) {
+            PyErr_Clear(); /* (all taken) the states are looked up */
+        }
+#endif
         if (empty_prev == NULL || s_thread == NULL ||
             s_renderer == NULL || s_gas == NULL || s_depth == NULL || s_render == NULL || s_numbers == NULL ||
             s_limits == NULL || s_object_number == NULL || s_deaths == NULL ||

@@ -1,0 +1,64 @@
+"""Regression tests for the reader bugs the version 4 fuzzing found
+(test_fuzz_v4.py), each on real traces and as the command really runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import PROGRAM
+
+LOOP = "total = 0\nfor i in range(400):\n    total += i * i\nprint(total)\n"
+"""A program whose trace has more than 1,024 lines (a whole chunk of the index)."""
+
+
+def _bt(*argv: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "blocktrace", *map(str, argv)],
+                          capture_output=True, text=True, timeout=120, cwd=cwd, check=False)
+
+
+def _edit_in_place(path: Path, number: int) -> bytes:
+    """Change one digit of line ``number``'s body, keeping the file's size and
+    modification time (what ``touch -r`` after an edit gives): the index kept
+    beside it still matches its stamp and its head."""
+    stamp = path.stat()
+    lines = path.read_bytes().splitlines(keepends=True)
+    line = bytearray(lines[number - 1])
+    at = line.index(b'"gas":"0x') + 9
+    line[at] = ord("6") if line[at] != ord("6") else ord("5")
+    lines[number - 1] = bytes(line)
+    path.write_bytes(b"".join(lines))
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    return bytes(line)
+
+
+@pytest.mark.parametrize(("program", "number"), [
+    pytest.param("loop", 1500, id="a whole chunk"),
+    pytest.param("loop", 20, id="the first chunk"),
+    pytest.param("fuzzseed", 100, id="after the last whole chunk"),
+])
+def test_show_does_not_take_an_edited_trace_for_its_index(
+    program: str, number: int, tmp_path: Path
+) -> None:
+    """show read lines through the index kept beside the trace, which matched the
+    edited file's size, modification time and head: it printed the edited line
+    with exit 0 and no note, as if the trace were sealed."""
+    source = PROGRAM if program == "fuzzseed" else tmp_path / "loop.py"
+    if program == "loop":
+        source.write_text(LOOP)
+    trace = tmp_path / "t.jsonl"
+    assert _bt("run", "-o", trace, source, cwd=tmp_path).returncode == 0
+    assert _bt("verify", trace, cwd=tmp_path).returncode == 0  # keeps t.jsonl.idx
+    assert (tmp_path / "t.jsonl.idx").is_file()
+    assert trace.read_bytes().count(b"\n") >= number
+    edited = _edit_in_place(trace, number)
+    for argv in (["--line", trace, str(number)], ["--line", trace, f"{number - 1}:3"]):
+        done = _bt("show", *argv, cwd=tmp_path)
+        assert "Traceback" not in done.stderr, done.stderr
+        assert edited not in done.stdout.encode() or "TAMPERED" in done.stderr, (argv, done)
+        assert done.returncode != 0 or "TAMPERED" in done.stderr, (argv, done)
+    assert _bt("verify", trace, cwd=tmp_path).returncode == 1
