@@ -384,6 +384,7 @@ def main() -> None:
             old["rounds"] = rounds
 
     started = time.monotonic()
+    loads = [os.getloadavg()[0]]
     for r in range(args.repeat):
         for w in workloads:
             base = best.get(("untraced", w), {}).get("ns")
@@ -402,8 +403,9 @@ def main() -> None:
                 keep((c.name, w), got["ns"], got.get("bytes"))
                 if "ns_unsaved" in got:
                     keep((c.name + "-unsaved", w), got["ns_unsaved"], None)
-        print(f"round {r + 1}/{args.repeat} done ({time.monotonic() - started:.0f} s)",
-              file=sys.stderr)
+        loads.append(os.getloadavg()[0])
+        print(f"round {r + 1}/{args.repeat} done ({time.monotonic() - started:.0f} s, "
+              f"load average {loads[-1]:.1f})", file=sys.stderr)
 
     def title(w: str) -> str:
         if w == "empty":
@@ -414,7 +416,8 @@ def main() -> None:
     sized = "fib" if "fib" in workloads else workloads[-1]
     print(f"Python {versions['python']} on {platform.machine()}, {os.cpu_count()} cores, "
           f"{args.clock} time, best of {args.repeat} interleaved rounds, each measurement in a "
-          "fresh process; "
+          f"fresh process; 1-minute load average {min(loads):.1f}-{max(loads):.1f} at the "
+          "start and after each round; "
           f"blocktrace's C extensions {'built' if versions['C extensions'] else 'NOT built'}; "
           + ", ".join(f"{d} {versions.get(d) or 'missing'}" for d in PEERS) + ".\n"
           f"Times as multiples of untraced (\u2020: a peer at {SLOW}x or more, measured in one "

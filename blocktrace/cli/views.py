@@ -138,6 +138,9 @@ def _types(args: argparse.Namespace) -> int | ProgramRun:
     for path in (args.output, args.csv, args.patch):
         _check_writable(path, args.force)
     if args.tables:
+        if args.output is None and args.csv is None and args.stubs is None and args.patch is None:
+            raise CliError("nothing to write: give --stubs DIR, --patch FILE, -o FILE or "
+                           "--csv FILE with --from")
         table = TypeTable()
         for path in args.tables:
             try:
@@ -183,7 +186,7 @@ def _types(args: argparse.Namespace) -> int | ProgramRun:
 
 def _write_types(args: argparse.Namespace, table: Any) -> int:
     """Write the table where the options say (type table, CSV, stubs, patch)."""
-    from blocktrace.views.stubs import unified_patch, write_stubs
+    from blocktrace.views.stubs import stub_files, unified_patch, write_stubs
 
     _refuse_overwriting(args, sorted({row.file for row in table.rows()}), "a traced source file")
     try:
@@ -192,13 +195,20 @@ def _write_types(args: argparse.Namespace, table: Any) -> int:
         if args.csv is not None:
             with open(args.csv, "w", encoding="utf-8", newline="") as f:
                 f.write(table.to_csv())
-        if args.stubs is not None:
-            written = write_stubs(table, args.stubs)
-            sys.stderr.write(f"blocktrace types: {len(written)} stub file(s) in {args.stubs}\n")
         if args.patch is not None:
             patch = unified_patch(table, args.root)
             with open(args.patch, "w", encoding="utf-8") as f:
                 f.write(patch)
+        if args.stubs is not None:
+            # which stubs there are is known only now (the modules the run went
+            # through): a stub already there, perhaps written by hand, is kept
+            stubs = stub_files(table, args.stubs)
+            there = [path for path, _ in stubs if os.path.lexists(path)]
+            if there and not args.force:
+                saved = f"; the types are in {args.output}" if args.output is not None else ""
+                raise CliError(f"{there[0]} exists: not overwriting it (use --force){saved}")
+            written = write_stubs(table, args.stubs, stubs=stubs)
+            sys.stderr.write(f"blocktrace types: {len(written)} stub file(s) in {args.stubs}\n")
     except OSError as exc:
         raise CliError(f"cannot write output: {exc.strerror or exc}: {exc.filename}") from None
     misplaced = own_options_among(args.parser, args.program[0 if args.module else 1:])

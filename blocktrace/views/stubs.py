@@ -27,6 +27,7 @@ from blocktrace.views.types import TypeRef, TypeTable, format_union
 __all__ = [
     "annotate_source",
     "module_name",
+    "stub_files",
     "stub_for_file",
     "types_by_function",
     "unified_patch",
@@ -360,12 +361,12 @@ def _module_assignments(tree: ast.Module) -> list[str]:
     return names
 
 
-def write_stubs(
+def stub_files(
     table: TypeTable, out_dir: str | os.PathLike[str], roots: Iterable[str] | None = None
-) -> list[str]:
-    """Write one ``.pyi`` per source file of the table (files that no longer
-    exist or do not parse are skipped); returns the paths written."""
-    written: list[str] = []
+) -> list[tuple[str, str]]:
+    """``(path, text)`` of the ``.pyi`` for each source file of the table, under
+    ``out_dir`` (files that no longer exist or do not parse are skipped)."""
+    stubs: list[tuple[str, str]] = []
     roots = list(roots) if roots is not None else None
     for file, types in sorted(types_by_function(table).items()):
         source = _read(file)
@@ -379,6 +380,18 @@ def write_stubs(
         path = os.path.join(os.fspath(out_dir), *module.split(".")) + ".pyi"
         if os.path.basename(file) == "__init__.py":
             path = os.path.join(os.fspath(out_dir), *module.split("."), "__init__.pyi")
+        stubs.append((path, text))
+    return stubs
+
+
+def write_stubs(
+    table: TypeTable, out_dir: str | os.PathLike[str], roots: Iterable[str] | None = None,
+    stubs: list[tuple[str, str]] | None = None,
+) -> list[str]:
+    """Write one ``.pyi`` per source file of the table (:func:`stub_files`, or
+    ``stubs`` made by it), replacing what is there; returns the paths written."""
+    written: list[str] = []
+    for path, text in stubs if stubs is not None else stub_files(table, out_dir, roots):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
