@@ -119,8 +119,15 @@ def _lines(args: argparse.Namespace) -> int:
 
 
 def _check_writable(path: str | None, force: bool) -> None:
-    if path is not None and os.path.exists(path) and not force:
+    """Refuse, before the program runs, an output that could not be written."""
+    if path is None:
+        return
+    if os.path.exists(path) and not force:
         raise CliError(f"{path} exists: not overwriting it (use --force)")
+    if os.path.isdir(path):
+        raise CliError(f"{path}: is a directory")
+    if not os.path.isdir(os.path.dirname(path) or "."):
+        raise CliError(f"{path}: cannot write: no such directory")
 
 
 def _refuse_overwriting(args: argparse.Namespace, sources: list[str], what: str) -> None:

@@ -151,6 +151,8 @@ def test_types_errors_are_one_line(tmp_path: Path) -> None:
         (["types"], "nothing to do"),
         (["types", "missing.py"], "missing.py"),
         (["types", "-o", "taken.jsonl", "prog.py"], "exists"),
+        (["types", "-o", "nowhere/t.jsonl", "prog.py"], "no such directory"),
+        (["types", "--csv", "nowhere/t.csv", "prog.py"], "no such directory"),
         (["types", "--from", "bad.jsonl", "prog.py"], "not both"),
     ):
         proc = blocktrace(*args, cwd=tmp_path)
