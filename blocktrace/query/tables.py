@@ -362,12 +362,12 @@ def _client_batches(
 def _client_memory(path: str) -> dict[int, str]:
     """``memory`` as written by the clients that write it (erigon), by line number;
     the normaliser does not carry it, and only a cheap byte test finds the lines."""
-    from blocktrace.eip3155.reader import open_trace
+    from blocktrace.eip3155.reader import open_trace, trace_lines
 
     found: dict[int, str] = {}
     decode = msgspec.json.Decoder(dict[str, Any]).decode
     with open_trace(path) as stream:
-        for line_no, raw in enumerate(stream, 1):
+        for line_no, raw in enumerate(trace_lines(stream, path), 1):
             if b'"memory"' not in raw:
                 continue
             try:

@@ -70,12 +70,25 @@ def split(data: bytes) -> list[Frame]:
     return frames
 
 
-def reframe(jsonl: bytes, cuts: Sequence[int]) -> bytes:
+def splice(draw: Draw, data: bytes, other: bytes) -> bytes:
+    """Frames of ``other`` (the same trace framed the same way, some of its lines
+    forged and re-chained) in place of the same frames of ``data``."""
+    mine, theirs = split(data), split(other)
+    if [f.kind for f in mine] != [f.kind for f in theirs]:
+        return data
+    out = []
+    for f, g in zip(mine, theirs, strict=True):
+        take = f.kind in ("data", "head") and draw(st.booleans())
+        out.append(other[g.start : g.end] if take else data[f.start : f.end])
+    return b"".join(out)
+
+
+def reframe(jsonl: bytes, cuts: Sequence[int], compact: bool = True) -> bytes:
     """``jsonl`` (whole lines) written compact by blocktrace's own frame writer, a
     frame ended (flushed) after each line number in ``cuts`` -- mid-leaf too,
     so head frames carry open leaves -- as a run flushed at checkpoints would."""
     out = io.BytesIO()
-    writer = FrameWriter(out, "zstd")
+    writer = FrameWriter(out, "zstd", compact_frames=compact)
     lines = jsonl.splitlines(keepends=True)
     at = 0
     for cut in [*sorted(set(cuts)), len(lines)]:
@@ -91,7 +104,18 @@ def reframe(jsonl: bytes, cuts: Sequence[int]) -> bytes:
 # -- edits of a compact file ---------------------------------------------------------
 
 Draw = Callable[[st.SearchStrategy[Any]], Any]
-_COMPRESS = zstandard.ZstdCompressor(level=1, write_checksum=True, write_content_size=True)
+
+
+def _compress(draw: Draw, data: bytes) -> bytes:
+    """``data`` as one zstd frame: as blocktrace writes it (content size and
+    checksum) mostly, else without either, or as two frames."""
+    how = draw(st.sampled_from(["ours", "ours", "ours", "no checksum", "no size", "two"]))
+    if how == "two":
+        cut = draw(st.integers(0, len(data)))
+        return _compress(draw, data[:cut]) + _compress(draw, data[cut:])
+    ctx = zstandard.ZstdCompressor(level=1, write_checksum=how != "no checksum",
+                                   write_content_size=how != "no size")
+    return ctx.compress(data)
 
 
 def _pairs(frames: list[Frame]) -> list[tuple[int, int]]:
@@ -190,7 +214,7 @@ def edit_data_frame(draw: Draw, data: bytes, edit: Callable[[Draw, bytes], bytes
         lines = zstandard.ZstdDecompressor().decompress(data[f.start : f.end])
     except zstandard.ZstdError:
         return data
-    return data[: f.start] + _COMPRESS.compress(edit(draw, lines)) + data[f.end :]
+    return data[: f.start] + _compress(draw, edit(draw, lines)) + data[f.end :]
 
 
 def foreign_frame(draw: Draw, data: bytes, other: bytes) -> bytes:

@@ -100,21 +100,30 @@ def seeds(tmp_path_factory: pytest.TempPathFactory) -> Seeds:
     (d / "v3.py").write_text(_V3_RUN)
     _run([d / "v3.py", d / "v3.jsonl", PROGRAM, "1000000"], d)
     _run([d / "v3.py", d / "v3.jsonl.zst", PROGRAM, "64"], d)
+    _run([*bt, "-o", d / "v4.jsonl.gz", PROGRAM], d)
     out = Seeds()
     for version in (3, 4):
         jsonl = (d / f"v{version}.jsonl").read_bytes()
         # the same lines framed again, frames ended mid-leaf (carries, starts)
-        (d / f"v{version}-cut.jsonl.zst").write_bytes(frames.reframe(jsonl, [1, 7, 37, 50, 130]))
-        for name, compact in ((f"v{version}.jsonl", False), (f"v{version}.jsonl.zst", True),
-                              (f"v{version}-cut.jsonl.zst", True)):
+        (d / f"v{version}-cut.jsonl.zst").write_bytes(frames.reframe(jsonl, CUTS))
+        # and in full-line zstd frames (no marker: the .zst of blocktrace before 0.2.0)
+        (d / f"v{version}-full.jsonl.zst").write_bytes(frames.reframe(jsonl, CUTS, False))
+        names = [(f"v{version}.jsonl", False), (f"v{version}.jsonl.zst", True),
+                 (f"v{version}-cut.jsonl.zst", True), (f"v{version}-full.jsonl.zst", True)]
+        if version == 4:
+            names.append(("v4.jsonl.gz", False))
+        for name, compact in names:
             path = d / name
             assert run_cli("verify", path).status == 0, name
             sealed = run_cli("cat", path).stdout
-            assert sealed == jsonl or name == f"v{version}.jsonl.zst", name  # (another run)
+            assert sealed == jsonl or name in (f"v{version}.jsonl.zst", "v4.jsonl.gz"), name
             out[name] = Seed(name, path, path.read_bytes(), sealed, version, compact,
                              Path(f"{path}.idx").read_bytes())
     return out
 
+
+CUTS = (1, 7, 37, 50, 130)
+"""Where the re-framed seeds' frames end (after these lines): mid-leaf."""
 
 _counter = itertools.count()
 
@@ -123,6 +132,10 @@ _counter = itertools.count()
 def scratch() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="bt-fuzz-v4-") as d:
         yield Path(d)
+
+
+def _suffix(seed: Seed) -> str:
+    return "".join(Path(seed.name).suffixes[-2:])
 
 
 def _write(scratch: Path, data: bytes, suffix: str) -> Path:
@@ -170,6 +183,11 @@ def _mutate(draw: Draw, seeds: Seeds) -> tuple[Seed, bytes]:
         others = [s for s in seeds.values() if s.compact and s is not seed]
         other = draw(st.sampled_from(sorted(others, key=lambda s: s.name)))
         return seed, draw(compact_mutation(seed, other))
+    if seed.name.endswith(".gz"):
+        data = seed.data
+        for _ in range(draw(st.integers(1, 3))):
+            data = draw(st.sampled_from(harness.BYTE_OPS))(draw, data)
+        return seed, bytes(data)
     return seed, draw(mutated(harness.Inputs([seed.data]), rechain_share=0))
 
 
@@ -221,25 +239,34 @@ def _same_as_pure(path: Path, answer: Answer, report: dict[str, Any] | None) -> 
     )
 
 
-def _show_prints_only_sealed_lines(seed: Seed, path: Path, argv: list[str | Path]) -> None:
+def _show_prints_only_sealed_lines(sealed: bytes, path: Path, argv: list[str | Path]) -> None:
     answer = run_cli("show", *argv)
     answer.check(READ, f"show {argv}")
     if answer.status == 0 and not answer.stderr:
-        sealed = set(seed.jsonl.splitlines(keepends=True))
+        good = set(sealed.splitlines(keepends=True))
         for line in answer.stdout.splitlines(keepends=True):
-            assert line in sealed, f"show {argv} printed a line never sealed, no note: {line!r}"
+            assert line in good, f"show {argv} printed a line never sealed, no note: {line!r}"
 
 
-def _readers(seed: Seed, path: Path, draw: Draw) -> None:
-    """Every other reading command on the file."""
+def _readers(seed: Seed, path: Path, draw: Draw, sealed: bytes | None = None) -> None:
+    """Every other reading command on the file (``sealed``: the lines show may
+    print without a note; the seed's by default)."""
+    sealed = seed.jsonl if sealed is None else sealed
     n = draw(st.integers(0, 300))
-    _show_prints_only_sealed_lines(seed, path, [path, f"{n}:{draw(st.integers(1, 40))}"])
-    _show_prints_only_sealed_lines(seed, path, ["--line", path, str(n + 1)])
+    _show_prints_only_sealed_lines(sealed, path, [path, f"{n}:{draw(st.integers(1, 40))}"])
+    _show_prints_only_sealed_lines(sealed, path, ["--line", path, str(n + 1)])
     run_cli("cat", path).check(READ, f"cat {path}")
     run_cli("prove", path, str(n + 1)).check(READ, f"prove {path} {n + 1}")
     run_cli("lines", path).check(READ, f"lines {path}")
     run_cli("lines", "--function", "risky", path).check(READ, f"lines --function {path}")
     run_cli("diff", seed.path, path).check(READ, f"diff {seed.path} {path}")
+    unverified = ["--allow-unverified"] if draw(st.booleans()) else []
+    out = f"{path}.{draw(st.sampled_from(['perfetto', 'speedscope']))}"
+    run_cli("export", "--to", out.rsplit(".", 1)[1], out, *unverified, path).check(
+        READ, f"export {out} {path}")
+    if draw(st.integers(0, 3)) == 0:  # DuckDB: the slowest reader
+        sql = "select count(*), max(line), sum(depth) from ops"
+        run_cli("query", "--json", *unverified, path, sql).check(READ, f"query {path}")
 
 
 # -- the tests -------------------------------------------------------------------------
@@ -251,7 +278,7 @@ def test_edited_traces_never_verify_and_c_and_pure_agree(
     data: st.DataObject, seeds: Seeds, scratch: Path
 ) -> None:
     seed, edited = _mutate(data.draw, seeds)
-    path = _write(scratch, edited, ".jsonl.zst" if seed.compact else ".jsonl")
+    path = _write(scratch, edited, _suffix(seed))
     answer, report = _verify(path)
     _no_wrong_ok(seed, path, answer)
     _same_as_pure(path, answer, report)
@@ -263,7 +290,7 @@ def test_every_reader_on_edited_traces(
     data: st.DataObject, seeds: Seeds, scratch: Path
 ) -> None:
     seed, edited = _mutate(data.draw, seeds)
-    path = _write(scratch, edited, ".jsonl.zst" if seed.compact else ".jsonl")
+    path = _write(scratch, edited, _suffix(seed))
     answer, _ = _verify(path)
     _no_wrong_ok(seed, path, answer)
     _readers(seed, path, data.draw)
@@ -300,6 +327,8 @@ def test_a_forged_compact_trace_gets_the_plain_traces_verdict(
         assert c_report and p_report and c_report["head"] == p_report["head"]
         assert run_cli("cat", compact).stdout == forged
     _same_as_pure(compact, c_answer, c_report)
+    _same_as_pure(plain, p_answer, p_report)
+    _readers(seed, data.draw(st.sampled_from([plain, compact])), data.draw, forged)
 
 
 @FUZZ_SUB
@@ -310,7 +339,7 @@ def test_a_stale_or_foreign_index_is_never_trusted(
     """The index of the trace before it was edited (its size and modification
     time kept, when the edit keeps the size), or another trace's, beside it."""
     seed, edited = _mutate(data.draw, seeds)
-    path = _write(scratch, seed.data, ".jsonl.zst" if seed.compact else ".jsonl")
+    path = _write(scratch, seed.data, _suffix(seed))
     stamp = path.stat()
     path.write_bytes(edited)
     if keep_mtime:
@@ -320,8 +349,10 @@ def test_a_stale_or_foreign_index_is_never_trusted(
         idx = data.draw(st.sampled_from([s.idx for s in seeds.values() if s is not seed]))
     Path(f"{path}.idx").write_bytes(idx)
     n = data.draw(st.integers(0, 300))
-    _show_prints_only_sealed_lines(seed, path, [path, f"{n}:{data.draw(st.integers(1, 40))}"])
-    _show_prints_only_sealed_lines(seed, path, ["--line", path, str(n + 1)])
+    sealed = seed.jsonl
+    _show_prints_only_sealed_lines(sealed, path, [path, f"{n}:{data.draw(st.integers(1, 40))}"])
+    _show_prints_only_sealed_lines(sealed, path, ["--line", path, str(n + 1)])
+    _show_prints_only_sealed_lines(sealed, path, ["--line", path, "1:100000"])
     run_cli("prove", path, str(n + 1)).check(READ, f"prove {path} {n + 1}")
     answer = run_cli("verify", path)  # with the index beside it (verify may refresh it)
     answer.check(VERIFY, f"verify {path}")
@@ -329,3 +360,29 @@ def test_a_stale_or_foreign_index_is_never_trusted(
     shutil.copy(path, f"{path}.again")
     status, _, _ = _pure_verify(Path(f"{path}.again"))
     assert status == answer.status, (path, answer, status)
+
+
+@FUZZ_SUB
+@given(data=st.data(), cuts=st.lists(st.integers(1, 300), max_size=6))
+def test_frames_of_a_forged_copy_spliced_in(
+    data: st.DataObject, cuts: list[int], seeds: Seeds, scratch: Path
+) -> None:
+    """Frames of a forged copy (lines edited, every hash recomputed, framed the
+    same way: each frame consistent with its own head) put among the original's:
+    valid only when the result is the original or the forgery whole."""
+    version = data.draw(st.sampled_from([3, 4]))
+    seed = seeds[f"v{version}.jsonl"]
+    forged = data.draw(mutated(harness.Inputs([seed.data]), rechain_share=1))
+    lines = forged.splitlines(keepends=True)
+    if not lines or not lines[-1].endswith(b"\n"):
+        forged = b"".join(lines[:-1])
+    try:
+        original, copy = frames.reframe(seed.data, cuts), frames.reframe(forged, cuts)
+    except Exception:  # not lines the writer takes
+        return
+    path = _write(scratch, frames.splice(data.draw, original, copy), ".jsonl.zst")
+    answer, report = _verify(path)
+    if answer.status == 0:
+        assert run_cli("cat", path).stdout in (seed.data, forged), f"verify passed {path}"
+    _same_as_pure(path, answer, report)
+    _readers(seed, path, data.draw, seed.data + forged)

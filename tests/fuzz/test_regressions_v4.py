@@ -62,3 +62,34 @@ def test_show_does_not_take_an_edited_trace_for_its_index(
         assert edited not in done.stdout.encode() or "TAMPERED" in done.stderr, (argv, done)
         assert done.returncode != 0 or "TAMPERED" in done.stderr, (argv, done)
     assert _bt("verify", trace, cwd=tmp_path).returncode == 1
+
+
+@pytest.mark.parametrize("unverified", [False, True])
+def test_query_of_a_compact_trace_whose_first_frame_is_edited(
+    unverified: bool, tmp_path: Path
+) -> None:
+    """The first frame of a compact .zst fails its head check, so not even the
+    header can be read: query took the file for a client trace, and reading it
+    as one ended in a CompressedDataError traceback."""
+    pytest.importorskip("duckdb")
+    zstandard = pytest.importorskip("zstandard")
+    from .frames import split
+
+    trace = tmp_path / "t.jsonl.zst"
+    assert _bt("run", "-o", trace, PROGRAM, cwd=tmp_path).returncode == 0
+    data = trace.read_bytes()
+    first = next(f for f in split(data) if f.kind == "data")
+    lines = zstandard.ZstdDecompressor().decompress(data[first.start : first.end])
+    assert b'"genesis":"' in lines
+    edited = zstandard.ZstdCompressor(write_checksum=True, write_content_size=True).compress(
+        lines.replace(b'"genesis":"', b'"genesis":"x', 1))
+    trace.write_bytes(data[: first.start] + edited + data[first.end :])
+    argv = ["query", *(["--allow-unverified"] if unverified else []), trace,
+            "select count(*) from ops"]
+    done = subprocess.run([sys.executable, "-m", "blocktrace", *map(str, argv)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "BLOCKTRACE_CACHE": str(tmp_path / "cache")},
+                          check=False)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode in (1, 2), done
+    assert done.stderr.count("\n") == 1 and "do not match the hash" in done.stderr, done.stderr
