@@ -47,6 +47,7 @@ class LineWriter:
         version: int = ...,
         thread_ops: bool = False,
         ring_batch: int = ...,
+        thread_writes: bool = ...,
     ) -> LineWriter: ...
     @property
     def version(self) -> int:

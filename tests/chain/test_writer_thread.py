@@ -130,6 +130,7 @@ _runs = given(
     seal=st.booleans(),
     thread_ops=st.booleans(),
     ring_batch=st.sampled_from([1, 100, 2048, 16384]),
+    thread_writes=st.booleans(),
 )
 
 
@@ -138,13 +139,13 @@ _runs = given(
 @_runs
 def test_threaded_matches_inline_and_the_reference(
     version: int, steps: list[tuple[Any, ...]], buffer_size: int, per_leaf: int,
-    ops_per_step: int, seal: bool, thread_ops: bool, ring_batch: int
+    ops_per_step: int, seal: bool, thread_ops: bool, ring_batch: int, thread_writes: bool
 ) -> None:
     """ring_batch: the records reach the thread in batches of that many bytes, and
     before every wait for it (a drain, a full ring, a chunk due to write)."""
     args = {"buffer_size": buffer_size, "lines_per_leaf": per_leaf, "version": version}
     threaded = _run({**args, "threaded": True, "thread_ops": thread_ops,
-                     "ring_batch": ring_batch}, steps,
+                     "ring_batch": ring_batch, "thread_writes": thread_writes}, steps,
                     ops_per_step=ops_per_step, seal=seal)
     assert threaded == _run(args, steps, ops_per_step=ops_per_step, seal=seal)
     for pure in _pure_writers(version):
@@ -156,18 +157,19 @@ def test_threaded_matches_inline_and_the_reference(
 @_runs
 def test_threaded_with_a_file_of_its_own_matches_the_reference(
     version: int, steps: list[tuple[Any, ...]], buffer_size: int, per_leaf: int,
-    ops_per_step: int, seal: bool, thread_ops: bool, ring_batch: int
+    ops_per_step: int, seal: bool, thread_ops: bool, ring_batch: int, thread_writes: bool
 ) -> None:
     """fd=: the chunks the thread closes are written by whichever thread gets to them
     (the program's where its count closes one or the ring is full, the writer's when
-    they pile up or it has nothing else to do), in order: the file is the reference's
+    they pile up or it has nothing else to do; with thread_writes the writer's as it
+    closes each), in order: the file is the reference's
     bytes, and the chain's state the same at every point."""
     import tempfile
 
     args = {"buffer_size": buffer_size, "lines_per_leaf": per_leaf, "version": version}
     with tempfile.TemporaryDirectory(prefix="bt-writer-fd-") as tmp:
         threaded = _run({**args, "threaded": True, "thread_ops": thread_ops,
-                         "ring_batch": ring_batch}, steps,
+                         "ring_batch": ring_batch, "thread_writes": thread_writes}, steps,
                         ops_per_step=ops_per_step, seal=seal, file=Path(tmp) / "t.jsonl")
     for pure in _pure_writers(version):
         assert threaded == _run(args, steps, pure=pure, ops_per_step=ops_per_step, seal=seal)

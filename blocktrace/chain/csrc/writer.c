@@ -204,6 +204,8 @@ typedef struct {
                      * the chunks and pushes the leaves into the tree (the program's thread
                      * only queues records) */
     size_t ring_batch;       /* the thread's ring's head is published per this many bytes */
+    int thread_writes;       /* with a file of its own: the writer's thread writes each chunk
+                              * as it closes it (thread_ops does too) */
     int resume;              /* start_thread_later: start one at the next line */
     int resume_full;         /* start_thread_later(full=True): resume once the buffer fills */
     char gap0[GAP];
@@ -794,7 +796,8 @@ thread_room(Writer *w, size_t total)
         if (w->file.fd >= 0 && ready > 4 * LAG) { /* the program's thread did not take them */
             write_ready(w, 1);
         }
-        else if (w->file.fd >= 0 && w->thread_ops) { /* the program's thread leaves them here */
+        else if (w->file.fd >= 0 && (w->thread_ops || w->thread_writes)) {
+            /* the program's thread leaves them here */
             write_ready(w, 0);
         }
     }
@@ -1132,7 +1135,7 @@ hand_due(Writer *w, size_t total)
             go_inline(w);
             return 1;
         }
-        if (closes && !w->thread_ops
+        if (closes && !w->thread_ops && !w->thread_writes
             && atomic_load_explicit(&p->pushed, memory_order_relaxed)
                    != atomic_load_explicit(&p->written, memory_order_relaxed)) {
             write_ready(w, 0); /* this thread's share: the chunks the thread closed */
@@ -1884,14 +1887,19 @@ static PyObject *
 writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"write", "buffer_size", "lines_per_leaf", "on_leaf", "threaded",
-                             "fd", "version", "thread_ops", "ring_batch", NULL};
+                             "fd", "version", "thread_ops", "ring_batch", "thread_writes",
+                             NULL};
     PyObject *write, *on_leaf = Py_None;
     Py_ssize_t buffer_size = 65536, per_leaf = 16, ring_batch = -1;
-    int threaded = 0, fd = -1, version = DEFAULT_VERSION, thread_ops = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$nnOpiipn:LineWriter", kwlist, &write,
+    int threaded = 0, fd = -1, version = DEFAULT_VERSION, thread_ops = 0, thread_writes = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$nnOpiipni:LineWriter", kwlist, &write,
                                      &buffer_size, &per_leaf, &on_leaf, &threaded, &fd,
-                                     &version, &thread_ops, &ring_batch)) {
+                                     &version, &thread_ops, &ring_batch, &thread_writes)) {
         return NULL;
+    }
+    if (thread_writes < 0) { /* BLOCKTRACE_WRITER_WRITES=1: for an A/B in one run */
+        const char *env = getenv("BLOCKTRACE_WRITER_WRITES");
+        thread_writes = env != NULL && strcmp(env, "1") == 0;
     }
     if (ring_batch == -1) { /* BLOCKTRACE_RING_BATCH: for an A/B in one run (a benchmark's) */
         const char *env = getenv("BLOCKTRACE_RING_BATCH");
@@ -1946,6 +1954,7 @@ writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     w->v4 = version >= 4;
     w->thread_ops = thread_ops;
     w->ring_batch = (size_t)ring_batch;
+    w->thread_writes = thread_writes != 0;
     memcpy(w->prev, w->v4 ? H0_V4 : H0, 32);
     fresh_stream(w);
     merkle_init(&w->tree);
@@ -2249,7 +2258,8 @@ static PyMethodDef writer_methods[] = {
 
 PyDoc_STRVAR(writer_doc,
 "LineWriter(write, *, buffer_size=65536, lines_per_leaf=16, on_leaf=None, threaded=False,\n"
-"           fd=-1, version=FORMAT_VERSION, thread_ops=False, ring_batch=2048)\n"
+"           fd=-1, version=FORMAT_VERSION, thread_ops=False, ring_batch=2048,\n"
+"           thread_writes=False)\n"
 "--\n\n"
 "Seal lines per docs/FORMAT.md (version's chain: 2 and 3 share one, 4), buffer them\n"
 "and hand them to write;\n"
@@ -2265,7 +2275,9 @@ PyDoc_STRVAR(writer_doc,
 "writer's -- which is faster depends on which thread bounds the run.  ring_batch:\n"
 "the calls publish their records to the thread once per this many bytes (1 to\n"
 "16384; 1: per record), and before every wait for it: the same bytes (default:\n"
-"BLOCKTRACE_RING_BATCH, else 2048).");
+"BLOCKTRACE_RING_BATCH, else 2048).  thread_writes (with fd): the thread writes\n"
+"each chunk as it closes it, the calls none where their count closes one (default:\n"
+"BLOCKTRACE_WRITER_WRITES=1).");
 
 static PyType_Slot writer_slots[] = {
     {Py_tp_new, writer_new},
