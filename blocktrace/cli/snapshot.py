@@ -33,8 +33,8 @@ def register(sub: Any) -> None:
     p.add_argument("script", nargs="?", metavar="SCRIPT", help="the program (default: a request "
                    "on stdin)")
     p.add_argument("--input", metavar="FILE", help="the program's stdin (with SCRIPT)")
-    p.add_argument("--steps", type=positive_int, default=1000, metavar="N",
-                   help="record at most N steps (with SCRIPT; default 1000)")
+    p.add_argument("--steps", type=_steps, default=1000, metavar="N",
+                   help=f"record at most N steps (with SCRIPT; default 1000, at most {MAX_STEPS})")
     p.add_argument("--format", choices=("snapshots", "trace"), default=None,
                    help="snapshots (default) or a verifiable blocktrace trace (JSON Lines)")
     p.add_argument("--genesis", metavar="TOKEN", help="genesis token of the trace (--format trace)")
@@ -58,8 +58,9 @@ def register(sub: Any) -> None:
                    help="requests that may wait for a worker before 503 (default 8)")
     s.add_argument("--max-body", type=positive_int, default=256 * 1024, metavar="BYTES",
                    help="largest request body accepted (default 262144)")
-    s.add_argument("--max-steps", type=positive_int, default=10_000, metavar="N",
-                   help="largest 'steps' a request may ask for (default 10000)")
+    s.add_argument("--max-steps", type=_steps, default=10_000, metavar="N",
+                   help=f"largest 'steps' a request may ask for (default 10000, at most "
+                   f"{MAX_STEPS})")
     s.add_argument("--cors-origin", type=_origin, action="append", default=[],
                    metavar="ORIGIN",
                    help="let web pages from ORIGIN (e.g. https://tutor.example.org, or * for "
@@ -92,6 +93,13 @@ def _port(text: str) -> int:
     value = 0 if text.strip() == "0" else positive_int(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
+    return value
+
+
+def _steps(text: str) -> int:
+    value = positive_int(text)
+    if value > MAX_STEPS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_STEPS}: {text!r}")
     return value
 
 

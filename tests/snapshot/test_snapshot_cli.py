@@ -70,6 +70,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         (("snapshot",), b'{"source": "", "steps": 0}', b"$.steps"),
         (("snapshot", str(tmp_path / "missing.py")), b"", b"cannot read script"),
         (("snapshot", "--steps", "-3", "x.py"), b"", b"must be positive"),
+        (("snapshot", "--steps", "200000", "x.py"), b"", b"argument --steps: at most 100000"),
+        (("serve", "--max-steps", "200000"), b"", b"argument --max-steps: at most 100000"),
     ]
     with ThreadPoolExecutor(max_workers=len(cases)) as pool:
         runs = [pool.submit(blocktrace, *args, stdin=stdin) for args, stdin, _ in cases]
