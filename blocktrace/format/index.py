@@ -9,7 +9,7 @@ subtree hash, so a proof or a root needs no pass over the trace.  It also keeps
 what the chain check found (status, lines, head, root), so a consumer can say
 what ``verify`` said without a pass.
 
-An index commits to the trace (its size, modification time, kind, and the
+An index commits to the trace (its size, status change time, kind, and the
 head: the last indexed line is re-read and its hash compared on every load)
 and to its own bytes (a SHA-256 over them): a stale, truncated or hand-edited
 index is detected and rebuilt, never trusted.  It is a cache, not an anchor:
@@ -71,7 +71,11 @@ class Stamp(msgspec.Struct, array_like=True, frozen=True):
     """What the index knows of the file it was built from."""
 
     size: int
-    mtime_ns: int
+    ctime_ns: int
+    """The file's status change time (``st_ctime_ns``), not its modification
+    time: writing the file sets it to now, and so does putting the modification
+    time back (``touch -r``, ``os.utime``), so an edit in place that keeps the
+    size and the modification time still stales the index."""
     kind: str
 
 
@@ -447,7 +451,7 @@ def _hash_of(raw: bytes) -> str:
 
 def stamp_of(path: str, kind: Kind) -> Stamp:
     st = os.stat(path)
-    return Stamp(st.st_size, st.st_mtime_ns, kind)
+    return Stamp(st.st_size, st.st_ctime_ns, kind)
 
 
 def cache_home(*parts: str) -> str:
@@ -566,7 +570,7 @@ def keep_index(path: str, index: TraceIndex) -> str | None:
         return None
     if not stat.S_ISREG(st.st_mode):
         return None
-    if Stamp(st.st_size, st.st_mtime_ns, index.stamp.kind) != index.stamp:
+    if Stamp(st.st_size, st.st_ctime_ns, index.stamp.kind) != index.stamp:
         return None
     return store_index(path, index)
 

@@ -303,16 +303,17 @@ def cached_dataset(
 ) -> str:
     """The dataset directory holding the trace at ``path``, exported into the cache
     the first time (``on_export`` is told what that cost).  The cache entry is
-    keyed by the file's real path, size, modification time and inode, so a
-    changed file is exported again; the verify status is kept with it, so a
+    keyed by the file's real path, size, modification and status change times
+    and inode, so a changed file is exported again (also one whose modification
+    time was put back: that sets its change time); the verify status is kept with it, so a
     tampered trace is refused from the cache as it is from the file."""
     try:
         st = os.stat(path)
     except OSError as exc:
         raise QueryInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     key = hashlib.sha256(
-        f"{os.path.realpath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0"
-        f"{SCHEMA_VERSION}".encode()
+        f"{os.path.realpath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0"
+        f"{st.st_ino}\0{SCHEMA_VERSION}".encode()
     ).hexdigest()[:32]
     entry = os.path.join(cache_dir(), key)
     status_file = os.path.join(entry, "status.json")

@@ -411,8 +411,8 @@ def _last_line_hash(path: str) -> str:
 
 def cache_key(path: str) -> str:
     st = os.stat(path)
-    text = (f"{os.path.realpath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0"
-            f"{_last_line_hash(path)}\0{SCHEMA}")
+    text = (f"{os.path.realpath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0"
+            f"{st.st_ino}\0{_last_line_hash(path)}\0{SCHEMA}")
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

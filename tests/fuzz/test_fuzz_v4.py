@@ -386,3 +386,58 @@ def test_frames_of_a_forged_copy_spliced_in(
         assert run_cli("cat", path).stdout in (seed.data, forged), f"verify passed {path}"
     _same_as_pure(path, answer, report)
     _readers(seed, path, data.draw, seed.data + forged)
+
+
+@dataclass(frozen=True, repr=False)
+class Bundle:
+    seed: Seed
+    line: int
+    data: bytes
+    checkpoint: Path
+    pub: Path
+
+    def __repr__(self) -> str:
+        return f"<bundle of line {self.line} of {self.seed.name}>"
+
+
+@pytest.fixture(scope="module")
+def bundles(seeds: Seeds, tmp_path_factory: pytest.TempPathFactory) -> list[Bundle]:
+    pytest.importorskip("cryptography")
+    d = tmp_path_factory.mktemp("fuzz-v4-bundles")
+    assert run_cli("keygen", "fuzz.example/v4", "--out", d / "k").status == 0
+    out = []
+    for name in ("v3.jsonl", "v4.jsonl", "v4.jsonl.zst"):
+        seed = seeds[name]
+        cp = d / f"{name}.cp"
+        assert run_cli("sign", seed.path, "--key", d / "k.key", "-o", cp).status == 0
+        count = seed.jsonl.count(b"\n")
+        for line in (1, 16, 17, 20, count):
+            answer = run_cli("prove", seed.path, str(line))
+            assert answer.status == 0, answer
+            out.append(Bundle(seed, line, answer.stdout, cp, d / "k.pub"))
+    return out
+
+
+@FUZZ
+@given(data=st.data(), anchored=st.booleans())
+def test_an_edited_bundle_never_proves_another_line(
+    data: st.DataObject, anchored: bool, bundles: list[Bundle], scratch: Path
+) -> None:
+    """check-proof of a bundle of a version 3 or 4 trace, edited (bytes, or one
+    member: its text, prevHash, version, leafLines, line, indexInLeaf, auditPath):
+    against the signed checkpoint of the trace, it passes only with the line and
+    leaf the trace holds."""
+    bundle = data.draw(st.sampled_from(bundles))
+    edited = data.draw(mutated(harness.Inputs([bundle.data]), rechain_share=0))
+    path = _write(scratch, edited, ".json")
+    argv: list[str | Path] = ["check-proof", "--json", path]
+    if anchored:
+        argv += ["--checkpoint", bundle.checkpoint, "--pubkey", bundle.pub]
+    answer = run_cli(*argv)
+    answer.check((0, 1, 2), " ".join(map(str, argv)))
+    if answer.status == 0 and anchored:
+        claim = msgspec.json.decode(edited)
+        lines = bundle.seed.jsonl.splitlines()
+        line, leaf = claim["line"], claim["leafIndex"]
+        assert claim["text"].encode() == lines[line - 1], f"{path} proved another text"
+        assert [t.encode() for t in claim["leafLines"]] == lines[16 * leaf : 16 * leaf + 16]

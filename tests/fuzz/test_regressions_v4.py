@@ -93,3 +93,25 @@ def test_query_of_a_compact_trace_whose_first_frame_is_edited(
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode in (1, 2), done
     assert done.stderr.count("\n") == 1 and "do not match the hash" in done.stderr, done.stderr
+
+
+def test_readers_do_not_take_an_edited_trace_for_their_caches(tmp_path: Path) -> None:
+    """The index (and query's and the viewer's caches) were keyed by the trace's
+    size and modification time: after an edit in place that kept both, lines and
+    cat said nothing of the tampering (the index's 'sealed'), and query answered
+    from the dataset it had exported before the edit, exit 0."""
+    pytest.importorskip("duckdb")
+    trace = tmp_path / "t.jsonl"
+    env = {**os.environ, "BLOCKTRACE_CACHE": str(tmp_path / "cache")}
+    assert _bt("run", "-o", trace, PROGRAM, cwd=tmp_path).returncode == 0
+    sql = "select count(*) from ops"
+    for argv in (["verify", trace], ["query", trace, sql]):
+        done = subprocess.run([sys.executable, "-m", "blocktrace", *map(str, argv)],
+                              capture_output=True, text=True, timeout=120, env=env, check=False)
+        assert done.returncode == 0, done
+    _edit_in_place(trace, 100)
+    for argv, status in ((["lines", trace], 0), (["cat", trace], 0), (["query", trace, sql], 1)):
+        done = subprocess.run([sys.executable, "-m", "blocktrace", *map(str, argv)],
+                              capture_output=True, text=True, timeout=120, env=env, check=False)
+        assert done.returncode == status, (argv, done)
+        assert "Traceback" not in done.stderr and "TAMPERED" in done.stderr, (argv, done.stderr)
