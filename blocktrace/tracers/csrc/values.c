@@ -2501,8 +2501,9 @@ linestart_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->va.gmode = gmode;
     self->va.watched = 0;
 #ifdef SLOT_CACHE
-    if (state_watcher >= 0 && PyDict_CheckExact(lstate)) { /* (never unwatched: another
-                                                           * LineStart may share it) */
+    /* (changes only: the shortcut is the slot cache's; never unwatched: another
+     * LineStart may share the dict) */
+    if (lmode == 2 && state_watcher >= 0 && PyDict_CheckExact(lstate)) {
         if (PyDict_Watch(state_watcher, lstate) == 0) {
             self->va.watched = 1;
         }
