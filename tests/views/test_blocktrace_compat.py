@@ -725,3 +725,37 @@ def test_a_kept_rendering_follows_the_renderers_object_numbers() -> None:
         assert shown["box"] == f"<{Box.__qualname__} #{i}>"
         del box, shown
     assert reused  # the allocator did give a dead box's address to a new one
+
+
+THREADED = '''\
+import sys, threading
+from blocktrace import blocktrace
+
+def f(n):
+    total = n + 1
+    return total
+
+bt = blocktrace.BlockTrace("T", _globals="off")
+bt.start()
+t = threading.Thread(target=f, args=(5,))
+t.start()
+t.join()
+f(6)
+bt.stop()
+for b in list(bt.block.values())[1:]:
+    print(b["Event"], b["Function"], b["Line No"], sorted(b["Locals"]))
+print(bt.verifychain())
+'''
+
+
+def test_a_thread_leaves_the_frame_that_called_start_without_blocks(tmp_path: Path) -> None:
+    # The frame that called start() makes no blocks (0.0.16's sys.settrace never
+    # saw it); a thread's frame at the same depth once took its place, so the
+    # thread's f made a call block only and the module's lines after it made blocks.
+    script = tmp_path / "threaded.py"
+    script.write_text(THREADED)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, check=True)
+    f_blocks = ["call f 4 ['n']", "line f 5 ['n']", "line f 6 ['n', 'total']",
+                "return f 6 ['n', 'total']"]
+    assert done.stdout.splitlines() == [*f_blocks, *f_blocks, "True"]

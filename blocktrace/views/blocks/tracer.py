@@ -65,7 +65,7 @@ class BlockTrace:
         "_globals_seen", "_hash", "_hash_obj", "_last_hash", "_last_hash_bytes", "_lline",
         "_locals", "_lpc", "_new_hash", "_ops", "_pathelements", "_plain_locals", "_plain_ops",
         "_previous_tracer", "_rec_at", "_record", "_replayed", "_running", "_second_ends",
-        "_second_starts", "_second_text", "_shake", "_shapes", "_sites", "_skip_depth", "_skipped",
+        "_second_starts", "_second_text", "_shake", "_shapes", "_sites", "_skip_key", "_skipped",
         "_spool", "_spool_closer", "_trace_lines", "_trace_opcodes", "_up", "_views",
         "_wants_frame", "_watch", "block", "built", "globs", "hook_errors", "ignorecode",
         "ignoreglobal", "ignorelocal", "iter", "locals", "may_disable",
@@ -123,7 +123,8 @@ class BlockTrace:
         self.block[0] = first
         self._sites: dict[tuple[int, int], _Site] = {}
         self._frames: dict[int, tuple[int, int]] = {}
-        self._skip_depth = 0
+        self._skip_key = -1
+        """The frame that called start() (thread << 20 | depth): it makes no blocks."""
         self._previous_tracer: Tracer | None = None
         self._running = False
         self._chain_locals = self._locals != "OFF"
@@ -230,7 +231,7 @@ class BlockTrace:
         self._rec_at = -1
         self._cur = -1
         self._frames.clear()
-        self._skip_depth = 0
+        self._skip_key = -1
         self._replayed = False
         self._watch.clear()
         self._ops.clear()
@@ -277,9 +278,11 @@ class BlockTrace:
         self._running = False
 
     def save(self, path: str | os.PathLike[str]) -> str:
-        """Write the run as a standard blocktrace trace (docs/FORMAT.md: every
-        instruction, with locals when ``_locals`` is on) that ``blocktrace
-        verify`` accepts, overwriting ``path``; returns its sealed head.
+        """Write the last run (``start()`` to ``stop()``: each ``start()`` begins a
+        new trace, while the blocks go on) as a standard blocktrace trace
+        (docs/FORMAT.md: the watched instructions, with locals when ``_locals``
+        is on) that ``blocktrace verify`` accepts, overwriting ``path``; returns
+        its sealed head.
 
         The run is kept as a compact record (events, gas, depth, rendered
         values) and written here by the standard ``ChainTracer``, so a run that
@@ -367,7 +370,7 @@ class BlockTrace:
         else:
             self._record.append((event, vm.gas + self._skipped, depth, vm.thread, None))
             self._rec_at = key
-        if line <= 0 or depth == self._skip_depth:
+        if line <= 0 or key == self._skip_key:
             return None
         # settrace's "line": a new line, or a jump back (a loop on one line)
         if self._trace_lines and (line != last_line or pc <= last_pc):
@@ -446,7 +449,8 @@ class BlockTrace:
             self._rec_at = (vm.thread << 20) | depth
             if ev_call.kind == "enter":
                 # the frame that called start(): 0.0.16 (sys.settrace) never saw it
-                self._skip_depth = depth
+                # (its thread's: another thread's frame at that depth is traced)
+                self._skip_key = (vm.thread << 20) | depth
                 return None
             self._forget_frame((vm.thread << 20) | depth)
             code = vm.code
@@ -462,8 +466,8 @@ class BlockTrace:
             record.append((Return(ev_ret.kind, ev_ret.code, ev_ret.pc, value),
                            vm.gas + self._skipped, depth, vm.thread, None))
             self._rec_at = -1
-            if depth == self._skip_depth:
-                self._skip_depth = 0
+            if (vm.thread << 20) | depth == self._skip_key:
+                self._skip_key = -1
                 self._forget_frame((vm.thread << 20) | depth)
                 return None
             code = vm.code
@@ -477,7 +481,7 @@ class BlockTrace:
             ev_exc: OpException = event  # type: ignore[assignment]
             record.append((ev_exc, vm.gas + self._skipped, depth, vm.thread, None))
             self._rec_at = (vm.thread << 20) | depth
-            if ev_exc.kind == "handled" or depth == self._skip_depth:
+            if ev_exc.kind == "handled" or self._rec_at == self._skip_key:
                 return None
             code = vm.code
             if code is not None:
