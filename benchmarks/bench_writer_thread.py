@@ -14,9 +14,10 @@ with the op lines' bodies made on the writer's thread (``BLOCKTRACE_WRITER_OPS=1
 the program's thread queues before it publishes them to the writer's thread
 (``BLOCKTRACE_RING_BATCH``: ``LineWriter(ring_batch=)``; 1 publishes each record, as
 before session 13; default 2048): an A/B of the ring's hand-off in one run.
-``--writer-writes``: also each threaded ChainTracer with the writer's thread writing every
-chunk it closes (``BLOCKTRACE_WRITER_WRITES=1``: ``LineWriter(thread_writes=True)``), the
-program's thread none where its count closes one.
+``--program-writes``: also each threaded ChainTracer with the program's thread writing the
+chunks the writer's thread closed where its own count closes one (``BLOCKTRACE_WRITER_WRITES=0``:
+``LineWriter(thread_writes=False)``, as before session 13; by default the writer's thread writes
+each chunk as it closes it).
 
 For each workload (benchmarks/workloads.py) it runs, interleaved, best of N: the
 floor (a no-op ``sys.monitoring`` INSTRUCTION callback, bench_tracers.floor), the
@@ -100,8 +101,8 @@ def main() -> None:
                     help="a format version to write (repeat: A/B in one run)")
     ap.add_argument("--writer-ops", action="store_true",
                     help="also threaded with the op bodies made on the writer's thread")
-    ap.add_argument("--writer-writes", action="store_true",
-                    help="also threaded with every chunk written by the writer's thread")
+    ap.add_argument("--program-writes", action="store_true",
+                    help="also threaded with the chunks written by the program's thread")
     ap.add_argument("--ring-batch", type=int, action="append", dest="batches",
                     help="bytes of records per publication to the writer's thread "
                          "(repeat: A/B in one run)")
@@ -113,7 +114,7 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="bt-bench-thread-")
     counter = [0]
 
-    def chain(threaded: str, version: int, ops: str = "0", batch: str = "", writes: str = "0"
+    def chain(threaded: str, version: int, ops: str = "0", batch: str = "", writes: str = ""
               ) -> Callable[[], Any]:
         def make() -> Any:
             counter[0] += 1
@@ -128,7 +129,7 @@ def main() -> None:
             return tracer
         return make
 
-    def chained(threaded: str, version: int, ops: str = "0", batch: str = "", writes: str = "0"
+    def chained(threaded: str, version: int, ops: str = "0", batch: str = "", writes: str = ""
                 ) -> Callable[[Callable[[], object]], Clocks]:
         return lambda fn: _stepped(fn, chain(threaded, version, ops, batch, writes))
 
@@ -146,9 +147,9 @@ def main() -> None:
             if args.writer_ops:
                 configs[name_of("threaded", version) + " writer ops" + tag] = chained(
                     "1", version, "1", batch)
-            if args.writer_writes:
-                configs[name_of("threaded", version) + " writer writes" + tag] = chained(
-                    "1", version, "0", batch, "1")
+            if args.program_writes:
+                configs[name_of("threaded", version) + " program writes" + tag] = chained(
+                    "1", version, "0", batch, "0")
     chains = [k for k in configs if k != "discard"]
     cpus = len(os.sched_getaffinity(0))
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores "

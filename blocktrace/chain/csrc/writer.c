@@ -205,7 +205,11 @@ typedef struct {
                      * only queues records) */
     size_t ring_batch;       /* the thread's ring's head is published per this many bytes */
     int thread_writes;       /* with a file of its own: the writer's thread writes each chunk
-                              * as it closes it (thread_ops does too) */
+                              * as it closes it (thread_ops does too); else the program's
+                              * thread writes those it finds closed where its count closes
+                              * one.  Where the two threads run at once, the program's write(2)
+                              * beside the thread's hashing cost both threads more than the
+                              * writes themselves (session 13, docs/PERFORMANCE.md) */
     int resume;              /* start_thread_later: start one at the next line */
     int resume_full;         /* start_thread_later(full=True): resume once the buffer fills */
     char gap0[GAP];
@@ -1897,9 +1901,9 @@ writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                                      &version, &thread_ops, &ring_batch, &thread_writes)) {
         return NULL;
     }
-    if (thread_writes < 0) { /* BLOCKTRACE_WRITER_WRITES=1: for an A/B in one run */
+    if (thread_writes < 0) { /* BLOCKTRACE_WRITER_WRITES=0: as before session 13 (an A/B) */
         const char *env = getenv("BLOCKTRACE_WRITER_WRITES");
-        thread_writes = env != NULL && strcmp(env, "1") == 0;
+        thread_writes = !(env != NULL && strcmp(env, "0") == 0);
     }
     if (ring_batch == -1) { /* BLOCKTRACE_RING_BATCH: for an A/B in one run (a benchmark's) */
         const char *env = getenv("BLOCKTRACE_RING_BATCH");
@@ -2259,7 +2263,7 @@ static PyMethodDef writer_methods[] = {
 PyDoc_STRVAR(writer_doc,
 "LineWriter(write, *, buffer_size=65536, lines_per_leaf=16, on_leaf=None, threaded=False,\n"
 "           fd=-1, version=FORMAT_VERSION, thread_ops=False, ring_batch=2048,\n"
-"           thread_writes=False)\n"
+"           thread_writes=True)\n"
 "--\n\n"
 "Seal lines per docs/FORMAT.md (version's chain: 2 and 3 share one, 4), buffer them\n"
 "and hand them to write;\n"
@@ -2277,7 +2281,7 @@ PyDoc_STRVAR(writer_doc,
 "16384; 1: per record), and before every wait for it: the same bytes (default:\n"
 "BLOCKTRACE_RING_BATCH, else 2048).  thread_writes (with fd): the thread writes\n"
 "each chunk as it closes it, the calls none where their count closes one (default:\n"
-"BLOCKTRACE_WRITER_WRITES=1).");
+"True unless BLOCKTRACE_WRITER_WRITES=0).");
 
 static PyType_Slot writer_slots[] = {
     {Py_tp_new, writer_new},
