@@ -806,7 +806,16 @@ NUMBERED_PROGRAM = textwrap.dedent('''
             g2.send(shared if i else None)
         return g1, g2
 
+    def gone():
+        word = "text"
+        count = 7
+        del word                  # a name gone, the others unchanged: ...
+        count = count             # ... a line start with every local skipped
+        word = "text"             # bound again to the same object: shown
+        return word
+
     for _ in range(2):
+        gone()
         attrs()
         dies()
         someone_else_dies()
@@ -831,8 +840,9 @@ def test_objects_skipped_by_the_slot_cache_are_shown_as_the_reference_shows_them
     object of its type, a numbered object dies and one is numbered at its
     address, another numbered object dies, objects without numbers are
     rebound, a type is renamed, a list changes in place or is rebound to an
-    equal one, a closure's cell or ``f_locals`` is written, and two generators
-    of one code take turns at one depth."""
+    equal one, a closure's cell or ``f_locals`` is written, two generators
+    of one code take turns at one depth, and a name is gone at a line start
+    where every other local is skipped."""
     bodies = bodies_c_and_pure(tmp_path, NUMBERED_PROGRAM, "--locals", mode)
     assert bodies[0] == bodies[1]
     shown = [json.loads(line + b"}")["locals"] for line in bodies[0] if b'"locals"' in line]
@@ -853,3 +863,4 @@ def test_objects_skipped_by_the_slot_cache_are_shown_as_the_reference_shows_them
         assert len(texts("pair")) == 4  # bound, then (b, a): twice a call
         assert len(set(texts("held"))) == 6  # Box(0), Box(1), Box(2): each call
         assert len(texts("w")) == 2 + 6 * (sys.version_info >= (3, 13))
+        assert texts("word") == ["'text'"] * 4  # bound, gone, bound again: twice a call

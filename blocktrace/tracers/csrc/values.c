@@ -1950,7 +1950,15 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
         }
         rc = names == NULL ? -1 : snap_mapping(&snap, names); /* dict(names) */
     }
-    if (rc == 0) {
+    int all_skipped = rc == 0 && caching && !recycled && !fresh_prev &&
+                      PyDict_GET_SIZE(prev) == snap.n; /* (no name gone, if all skipped) */
+    for (Py_ssize_t k = 0; all_skipped && k < snap.n; k++) {
+        all_skipped = snap.items[2 * k + 1] == NULL;
+    }
+    if (all_skipped) { /* the pass would show nothing and change nothing */
+        rc = BUF_LIT(out, "{}");
+    }
+    else if (rc == 0) {
         rc = scan_into(ctx, &snap, prev, changes, recycled, not_kept, encode, NULL, out,
                        caching ? kept : NULL);
     }
