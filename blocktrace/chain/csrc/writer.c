@@ -749,9 +749,10 @@ take_ready(pipe_state *p)
 /* With a file of its own: write the ready chunks, oldest first, to the end (or
  * the first failed write: its errno goes to werr, the bytes not written stay in
  * pend).  Whoever holds wmu writes, so the chunks go in order whichever thread
- * writes them: the writer's thread when they pile up (bounded memory) or before
- * it sleeps, the program's thread where a chunk closes by its count (its share of
- * the work: the copy into the page cache) and before reading the chain's state.
+ * writes them: the writer's thread as it closes each (thread_writes, the default),
+ * when they pile up (bounded memory) or before it sleeps; the program's thread while
+ * it waits for room, before reading the chain's state and (thread_writes=False) where
+ * a chunk closes by its count.
  * wait: block until the other thread is done writing (else return at once). */
 static void
 write_ready(Writer *w, int wait)
