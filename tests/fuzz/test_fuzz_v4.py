@@ -229,7 +229,7 @@ def _pure_verify(path: Path) -> tuple[int, dict[str, Any] | None, str]:
 def _verdict(status: int, report: dict[str, Any] | None) -> tuple[Any, ...]:
     if report is None:
         return (status,)
-    return status, report.get("status"), report.get("line"), report.get("head")
+    return (status, *(report.get(k) for k in ("status", "line", "head", "reason")))
 
 
 def _no_wrong_ok(seed: Seed, path: Path, answer: Answer) -> None:
