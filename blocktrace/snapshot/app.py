@@ -9,11 +9,16 @@ is.  Every run happens in its own confined child (see
 than piling up.  A bad request gets a 4xx whose JSON body holds a one-line
 ``error``.
 
-Browsers: a page may read the service's answers only from an origin allowed
-with ``cors_origins`` (the command line's ``--cors-origin``; none by default).
-A request from such a page gets the CORS headers, and its preflight ``OPTIONS`` a
+Browsers: a page may call the service only from an origin allowed with
+``cors_origins`` (the command line's ``--cors-origin``; none by default).  A
+request from such a page gets the CORS headers, and its preflight ``OPTIONS`` a
 ``204``, so a Python Tutor or willow front end served from there can call the
-service directly, as willow's own tracer service allowed.
+service directly, as willow's own tracer service allowed.  A request that
+carries any other ``Origin`` (a browser sends one with every cross-origin
+request) is refused with ``403`` before anything runs: any page open in a
+browser on the machine could otherwise have its program run here by a plain
+form POST, which browsers send without a preflight.  Clients that are not
+browsers send no ``Origin`` and are not affected.
 
 Every response names the kernel-enforced layer in ``X-Blocktrace-Sandbox``
 (``bwrap``, ``landlock`` or ``none``).  With none (``sandbox="none"``, the
@@ -49,6 +54,10 @@ Send = Callable[[Message], Awaitable[None]]
 
 _decoder = msgspec.json.Decoder(SnapshotRequest)
 
+_FOREIGN_PAGE = (
+    "a request from a web page of another origin is refused (its program would run): "
+    "start the service with --cors-origin ORIGIN to let that page's origin call it"
+)
 _EXPOSED = b"x-blocktrace-status, x-blocktrace-limit, x-blocktrace-sandbox, x-blocktrace-warning"
 """The response headers a page allowed by CORS may read."""
 
@@ -128,6 +137,11 @@ class SnapshotApp:
             allowed = self._allows(origin)
             marked = self._marker(send, self._cors(origin, allowed))
             try:
+                if origin is not None and not allowed:
+                    # A page of another origin: a browser sends a form or text/plain
+                    # POST without asking first (no preflight), so refusing to let the
+                    # page read the answer is not enough -- the program would run.
+                    raise _HTTPError(403, _FOREIGN_PAGE)
                 if allowed and scope["method"] == "OPTIONS":
                     await self._preflight(scope, marked)
                     return

@@ -182,15 +182,22 @@ def _ask(port: int, method: str, path: str, headers: dict[str, str],
 
 
 def test_browser_front_ends_need_an_allowed_origin(server: Server) -> None:
-    # Without --cors-origin a page's preflight is refused and no answer is
-    # readable from a page (willow's own service allowed every origin).
+    # Without --cors-origin a page's preflight is refused (willow's own service
+    # allowed every origin).
     page = {"origin": "http://tutor.example", "access-control-request-method": "POST",
             "access-control-request-headers": "content-type"}
     status, headers, _ = _ask(server.port, "OPTIONS", "/trace", page)
-    assert status == 405 and "access-control-allow-origin" not in headers
-    status, headers, _ = _ask(server.port, "POST", "/trace", {"origin": "http://tutor.example"},
-                              b'{"source": "x = 1"}')
-    assert status == 200 and "access-control-allow-origin" not in headers
+    assert status == 403 and "access-control-allow-origin" not in headers
+    # ...and its request is refused before anything runs: a form or text/plain POST
+    # comes without a preflight, so any page open in a browser here could run code.
+    status, headers, body = _ask(
+        server.port, "POST", "/trace",
+        {"origin": "http://tutor.example", "content-type": "text/plain"},
+        b'{"source": "open(\'/tmp/ran\', \'w\')"}')
+    assert status == 403 and "access-control-allow-origin" not in headers
+    assert "--cors-origin" in msgspec.json.decode(body)["error"]
+    status, _, _ = _ask(server.port, "GET", "/health", {"origin": "null"})
+    assert status == 403
 
     s = Server("--cors-origin", "http://tutor.example", "--cors-origin", "https://b.example:8443")
     try:
@@ -211,14 +218,17 @@ def test_browser_front_ends_need_an_allowed_origin(server: Server) -> None:
         assert "x-blocktrace-status" in exposed and "x-blocktrace-sandbox" in exposed
         status, headers, _ = _ask(s.port, "GET", "/health", {"origin": "http://tutor.example"})
         assert status == 200 and headers["access-control-allow-origin"] == "http://tutor.example"
-        # another origin: answered as before, but nothing a browser lets its page read
+        # another origin: refused, preflight or not, with nothing a page may read
         other = {**page, "origin": "http://evil.example"}
         status, headers, _ = _ask(s.port, "OPTIONS", "/trace", other)
-        assert status == 405 and "access-control-allow-origin" not in headers
+        assert status == 403 and "access-control-allow-origin" not in headers
         status, headers, _ = _ask(s.port, "POST", "/trace", {"origin": "http://evil.example"},
                                   b'{"source": "x = 1"}')
-        assert status == 200 and "access-control-allow-origin" not in headers
+        assert status == 403 and "access-control-allow-origin" not in headers
         assert headers["vary"] == "origin"
+        # no Origin (curl, http.client, a proxy that drops it): not a page, answered
+        status, _, _ = _ask(s.port, "POST", "/trace", {}, b'{"source": "x = 1"}')
+        assert status == 200
     finally:
         s.stop()
     s = Server("--cors-origin", "*")
