@@ -98,7 +98,7 @@ def register(subparsers: Any) -> None:
         f"2 unusable input. A bundle is read up to {size_text(MAX_BUNDLE_BYTES)}, checkpoint "
         f"and key files up to {size_text(MAX_KEY_FILE_BYTES)}.",
     )
-    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("bundle", metavar="BUNDLE", help="the bundle's file, or - for standard input")
     p.add_argument("--checkpoint", metavar="CP", help="checkpoint the root must match")
     p.add_argument("--pubkey", metavar="PUB", help="trusted public key(s), one per line")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -283,7 +283,14 @@ def _prove(args: argparse.Namespace) -> int:
 def _check_proof(args: argparse.Namespace) -> int:
     if args.pubkey and not args.checkpoint:
         raise CliError("--pubkey checks a checkpoint's signature: give --checkpoint too")
-    data = _read(args.bundle, "a proof bundle", MAX_BUNDLE_BYTES)
+    if args.bundle == "-":  # `blocktrace prove ... | blocktrace check-proof -`
+        data = sys.stdin.buffer.read(MAX_BUNDLE_BYTES + 1)
+        if len(data) > MAX_BUNDLE_BYTES:
+            raise CliError(
+                f"standard input is larger than {size_text(MAX_BUNDLE_BYTES)}: too big for a "
+                "proof bundle")
+    else:
+        data = _read(args.bundle, "a proof bundle", MAX_BUNDLE_BYTES)
     verifiers = _load_verifiers(args.pubkey) if args.pubkey else None
     cp_data = _read(args.checkpoint, "a checkpoint") if args.checkpoint else None
     result: dict[str, Any] = {"valid": False, "bundle": args.bundle}

@@ -17,6 +17,7 @@ from blocktrace.chain.checkpoint import Checkpoint, origin_for
 from blocktrace.chain.note import Signer, sign_note
 from blocktrace.chain.proof import TraceFile
 from blocktrace.chain.rewrite import rechain_trace
+from blocktrace.limits import MAX_BUNDLE_BYTES
 from tests.chain.recording import record
 
 
@@ -447,3 +448,22 @@ def test_a_bundle_names_the_format_version_it_is_proven_under(
         assert done.returncode == 1, (what, done.stderr)
         one_line_error(done, 1, "REJECTED (proof-invalid)")
         assert text in done.stderr, (what, done.stderr)
+
+
+def test_check_proof_reads_a_bundle_from_standard_input(work: Path) -> None:
+    # `blocktrace prove TRACE N | blocktrace check-proof -`
+    bundle = ok("prove", work / "a.jsonl", "20")
+
+    def check(data: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, "-m", "blocktrace", "check-proof", "-", *args],
+                              input=data, capture_output=True, check=False)
+
+    done = check(bundle.encode(), "--checkpoint", str(work / "a.cp"), "--pubkey",
+                 str(work / "k.pub"))
+    assert done.returncode == 0, done.stderr
+    assert b"proof valid: line 20" in done.stdout and b"signed by example.com/ci" in done.stdout
+    done = check(bundle.encode().replace(b'"line":20', b'"line":21', 1))
+    assert done.returncode == 1 and b"REJECTED" in done.stderr
+    done = check(b" " * (MAX_BUNDLE_BYTES + 1))
+    assert done.returncode == 2 and done.stderr.count(b"\n") == 1
+    assert b"standard input is larger than" in done.stderr and b"Traceback" not in done.stderr
