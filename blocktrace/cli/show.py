@@ -60,14 +60,7 @@ def _show(args: argparse.Namespace) -> int:
         reader, index, first, n = _locate(args)
         if not _as_indexed(args.trace, index, first, n):
             # the trace was changed after it was indexed: index it again (the chain check)
-            from blocktrace.format.index import index_paths
-
-            for candidate in index_paths(args.trace):
-                try:
-                    os.unlink(candidate)
-                except OSError:
-                    pass
-            reader, index, first, n = _locate(args)
+            reader, index, first, n = _locate(args, fresh=True)
         out = sys.stdout.buffer
         for _, raw in reader.raw_lines(first, n):
             out.write(raw)
@@ -78,15 +71,16 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _locate(args: argparse.Namespace) -> tuple[Any, Any, int, int]:
-    """The reader, its index, and the first and count of the lines to print."""
+def _locate(args: argparse.Namespace, fresh: bool = False) -> tuple[Any, Any, int, int]:
+    """The reader, its index (built again with ``fresh``), and the first and count
+    of the lines to print."""
     from blocktrace.format import TraceReader
     from blocktrace.progress import Progress
 
     start, count = args.range
     reader = TraceReader(args.trace)
     with Progress(os.path.getsize(args.trace), f"indexing {args.trace}") as progress:
-        index = reader.index(progress=progress)
+        index = reader.index(progress=progress, fresh=fresh)
     if index is None:
         raise CliError(f"{args.trace}: not a usable trace")
     if args.line:

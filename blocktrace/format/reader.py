@@ -272,24 +272,28 @@ class TraceReader:
 
     # -- the index ---------------------------------------------------------------
 
-    def index(self, build: bool = True, progress: Any = None) -> TraceIndex | None:
+    def index(self, build: bool = True, progress: Any = None, *,
+              fresh: bool = False) -> TraceIndex | None:
         """The trace's index (:mod:`blocktrace.format.index`): the one kept beside
         the trace (or in the cache) when it is intact and commits to the trace as
         it is now, else -- with ``build`` -- built in one streaming pass (the
         chain check's) and stored.  None without ``build`` when there is none
         usable, or when the file is no usable trace.  ``progress``: an object
-        with ``update(done_bytes)`` (``blocktrace.progress.Progress``)."""
+        with ``update(done_bytes)`` (``blocktrace.progress.Progress``).
+        ``fresh``: built again whatever is kept (the lines were found to differ
+        from those the kept one was built from), and stored in its place."""
         try:
             stamp = stamp_of(self.path, self.kind)
         except OSError as exc:
             raise TraceError(self.path, None, f"cannot read: {exc.strerror or exc}") from None
-        if self._index is not None and self._index.stamp == stamp:
-            return self._index
+        if not fresh:
+            if self._index is not None and self._index.stamp == stamp:
+                return self._index
+            found = load_index(self.path, stamp)
+            if found is not None and self._head_matches(found):
+                self._index = found
+                return found
         self._index = None
-        found = load_index(self.path, stamp)
-        if found is not None and self._head_matches(found):
-            self._index = found
-            return found
         if not build:
             return None
         result = check_chain(self.path, build_index=True, progress=progress)
