@@ -132,7 +132,7 @@ class TraceFile:
         except LineTooLongError as exc:
             raise TraceError(name, exc.number, f"{exc}: not a blocktrace trace") from None
         except CompressedDataError as exc:
-            raise TraceError(name, None, exc.reason) from None
+            raise exc.trace_error(name, None) from None
         self._torn = bool(tail)
         if not first.endswith(b"\n"):
             raise TraceError(name, None, "no complete first line: not a blocktrace trace")

@@ -18,7 +18,8 @@ def register(sub: Any) -> None:
         "them), a .jsonl.gz uncompressed, a .jsonl as it is. The bytes are copied as they are "
         "(blocktrace verify checks them); a copied trace that is tampered or unsealed gets one "
         "note on stderr, as lines and show give; compressed data that cannot be read ends the "
-        "output with one line on stderr and exit status 2.",
+        "output with one line on stderr and exit status 2 (1 where verify says the trace is "
+        "TAMPERED there); a file that is no blocktrace trace is refused (2).",
     )
     p.add_argument("trace", metavar="TRACE")
     p.add_argument("-o", "--output", metavar="OUT", help="write to OUT instead of stdout")
@@ -26,18 +27,19 @@ def register(sub: Any) -> None:
 
 
 def _cat(args: argparse.Namespace) -> int:
-    from blocktrace.format.compressed import CompressedDataError, kind_of, open_at
-    from blocktrace.format.errors import TraceError
+    from blocktrace.format import TraceError, TraceReader
+    from blocktrace.format.compressed import CompressedDataError, open_at
 
     refuse_overwriting([("output", args.output)], [("the trace", args.trace)])
     try:
-        kind = kind_of(args.trace)
-    except OSError as exc:
-        raise CliError(f"{one_line(args.trace)}: cannot read: {exc.strerror or exc}") from None
-    try:
+        # line 1 as verify judges it: nothing is written of a file that no command
+        # reads as a trace (not one, or one that fails its check before any line)
+        kind = TraceReader(args.trace).kind
         stream = open_at(args.trace, kind)
     except TraceError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc), exc.exit_status) from None
+    except OSError as exc:
+        raise CliError(f"{one_line(args.trace)}: cannot read: {exc.strerror or exc}") from None
     out: IO[bytes]
     try:
         out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
@@ -53,6 +55,12 @@ def _cat(args: argparse.Namespace) -> int:
         out.flush()
     except CompressedDataError as exc:
         out.flush()
+        if exc.line is not None:  # a compact frame that fails its stored head: verify's 1
+            raise CliError(
+                f"{one_line(args.trace)}: TAMPERED at line {exc.line}: "
+                f"{exc.reason.removeprefix(f'line {exc.line}: ')} (the lines before it were "
+                "written; blocktrace verify says more)", status=1,
+            ) from None
         raise CliError(
             f"{one_line(args.trace)}: {exc.reason} (what came before it was written; "
             "blocktrace verify says more)"

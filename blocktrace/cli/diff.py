@@ -88,7 +88,7 @@ def _handle(args: argparse.Namespace) -> int:
                 dialect_a=args.dialect, dialect_b=args.dialect, by_line=args.by_line,
             )
     except TraceError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc), exc.exit_status) from None
     except ValueError as exc:
         raise CliError(str(exc)) from None
     if args.json:

@@ -84,7 +84,9 @@ def _timeline(args: argparse.Namespace, kind: str) -> int:
             raise
     except TamperedTrace as exc:
         raise CliError(str(exc), status=1) from None
-    except (QueryInputError, TimelineError, TraceError) as exc:
+    except TraceError as exc:
+        raise CliError(str(exc), exc.exit_status) from None
+    except (QueryInputError, TimelineError) as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:
         raise CliError(f"{args.output}: cannot write: {exc.strerror or exc}") from None

@@ -187,20 +187,21 @@ def _load_verifiers(path: str) -> list[Verifier]:
         raise CliError(str(exc)) from exc
 
 
-def _trace(path: str) -> TraceFile:
+def _trace(path: str, fresh: bool = False) -> TraceFile:
     """The trace at ``path``, once its hash chain has verified: nothing is signed
     or proven about a file that was edited after it was written.  The chain
     check is the one that built the trace's index (built now when there is
-    none: one pass); roots and proofs then come from the index."""
+    none: one pass; with ``fresh``, built again whatever is kept); roots and
+    proofs then come from the index."""
     from blocktrace.format import TraceReader
     from blocktrace.progress import Progress
 
     try:
         reader = TraceReader(path)
         with Progress(os.path.getsize(path), f"indexing {path}") as progress:
-            index = reader.index(progress=progress)
+            index = reader.index(progress=progress, fresh=fresh)
     except TraceError as exc:
-        raise CliError(str(exc)) from exc
+        raise CliError(str(exc), exc.exit_status) from exc
     if index is None:
         from blocktrace.chain.verify import verify_file
 
@@ -211,22 +212,15 @@ def _trace(path: str) -> TraceFile:
     try:
         return TraceFile(path, index=index)
     except TraceError as exc:
-        raise CliError(str(exc)) from exc
+        raise CliError(str(exc), exc.exit_status) from exc
 
 
 def _rebuilt(path: str) -> TraceFile:
-    """After :class:`StaleIndexError`: the index built again (which checks the
-    chain again), then the trace."""
-    from blocktrace.format import TraceReader
-    from blocktrace.format.index import index_paths
-
-    for candidate in index_paths(path):
-        try:
-            os.unlink(candidate)
-        except OSError:
-            pass
-    TraceReader(path).index()
-    return _trace(path)
+    """After :class:`StaleIndexError` (the lines read were not those the index
+    was built from): the index built again through the reader, which checks the
+    chain again and keeps it where a reader finds it next (beside the trace, or
+    in the cache when the trace's directory does not take it), then the trace."""
+    return _trace(path, fresh=True)
 
 
 def _sign(args: argparse.Namespace) -> int:

@@ -53,6 +53,13 @@ def _counted(index: Any, count: int, unit: str) -> str:
     return f"the trace has {count} {unit}"
 
 
+def _past(index: Any) -> int:
+    """The exit status for a step or line past those the index holds: 1 when they
+    end where the trace is tampered (what verify says: the trace fails its
+    check there), else 2 (asked past the end)."""
+    return 1 if index.status == "tampered" else 2
+
+
 def _show(args: argparse.Namespace) -> int:
     from blocktrace.format import TraceError
 
@@ -66,7 +73,7 @@ def _show(args: argparse.Namespace) -> int:
             out.write(raw)
         out.flush()
     except TraceError as exc:
-        raise CliError(str(exc)) from exc
+        raise CliError(str(exc), exc.exit_status) from exc
     note_unverified("show", args.trace, index.status, index.line, index.reason)
     return 0
 
@@ -88,13 +95,13 @@ def _locate(args: argparse.Namespace, fresh: bool = False) -> tuple[Any, Any, in
             raise CliError("line numbers start at 1")
         if start > index.lines:
             raise CliError(f"{args.trace}: no line {start} "
-                           f"({_counted(index, index.lines, 'lines')})")
+                           f"({_counted(index, index.lines, 'lines')})", _past(index))
         return reader, index, start, count
     if start >= index.steps:
         also = ("; at call level only exception lines are steps here: --line "
                 "numbers file lines" if reader.level == "call" else "")
         raise CliError(f"{args.trace}: no step {start} "
-                       f"({_counted(index, index.steps, 'steps')}{also})")
+                       f"({_counted(index, index.steps, 'steps')}{also})", _past(index))
     first = reader.line_of_step(start)
     end = start + count
     last = reader.line_of_step(end) if end < index.steps else index.lines + 1

@@ -25,9 +25,7 @@ from blocktrace.eip3155.dialects import (
 from blocktrace.eip3155.numbers import parse_int
 from blocktrace.eip3155.reader import TraceError, open_trace, raw_decoder, trace_lines
 from blocktrace.eip3155.records import RawLine, Step, Summary
-from blocktrace.format import TraceReader
-from blocktrace.format.compressed import CompressedDataError
-from blocktrace.format.versions import MAX_LINE_BYTES
+from blocktrace.format import TraceReader, blocktrace_header
 
 __all__ = ["LineSource", "TraceInfo", "blocktrace_reader", "normalise", "read_all", "steps_of"]
 
@@ -288,17 +286,13 @@ def _trace_lines(path: str) -> Iterator[Iterator[tuple[int, bytes]]]:
 
 
 def blocktrace_reader(path: str) -> TraceReader | None:
-    with open_trace(path) as stream:
-        try:
-            first = stream.readline(MAX_LINE_BYTES + 1)
-        except CompressedDataError:
-            return None
-    if not first.startswith(b'{"blocktrace":'):
+    """The format's reader of the blocktrace trace at ``path``, or None when the
+    file is no blocktrace trace (a client's: read as one).  A blocktrace trace
+    that cannot be used is the format's ``TraceError`` (tampered or unusable, as
+    ``verify`` says), not a client trace."""
+    if blocktrace_header(path) is None:
         return None
-    try:
-        return TraceReader(path)
-    except TraceError:
-        return None
+    return TraceReader(path)
 
 
 def _first_op_evidence(ev: Evidence, raw: RawLine, line: bytes) -> None:

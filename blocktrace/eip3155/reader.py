@@ -32,15 +32,15 @@ def open_trace(path: str) -> BinaryIO:
 def trace_lines(stream: BinaryIO, path: str) -> Iterator[bytes]:
     """The lines of an open trace, each at most ``MAX_LINE_BYTES``
     (``blocktrace.limits``); a longer one, or compressed data that cannot be
-    read on, is a ``TraceError``."""
+    read on, is a ``TraceError`` (its ``status`` what verify says)."""
     number = 0
     try:
         for number, line in enumerate(bounded_lines(stream), 1):  # noqa: B007
             yield line
     except LineTooLongError as exc:
         raise TraceError(path, exc.number, f"{exc}: not a trace line") from None
-    except CompressedDataError as exc:
-        raise TraceError(path, number + 1, exc.reason) from None
+    except CompressedDataError as exc:  # tampered where verify says so (the format's rule)
+        raise exc.trace_error(path, number + 1) from None
 
 
 def raw_decoder() -> msgspec.json.Decoder[RawLine]:

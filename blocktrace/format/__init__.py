@@ -9,11 +9,13 @@ rules' reference, the one reader, and the safe way to read a named source.
   ``ChainHasher``, :func:`rechain`, :func:`split_hash`) both writers are checked
   against;
 - :mod:`~blocktrace.format.reader`: :class:`TraceReader` (lines by number, raw
-  or parsed, batches, sources, :meth:`~TraceReader.verify`) and
-  :func:`check_chain`;
+  or parsed, batches, sources, :meth:`~TraceReader.verify`), :func:`check_chain`
+  and :func:`blocktrace_header` (whether a file is a blocktrace trace, and a
+  usable one: the answer every command gives);
 - :mod:`~blocktrace.format.index`: :class:`TraceIndex`, the random-access index;
 - :mod:`~blocktrace.format.compressed`: ``.jsonl.zst`` / ``.jsonl.gz`` read frame by frame;
-- :class:`TraceError`: the one "not a (usable) trace" error.
+- :class:`TraceError`: the one "not a (usable) trace" error (its ``status`` and
+  ``exit_status`` say whether the trace fails its check there or is unusable).
 
 This package imports nothing else of blocktrace: every layer may read traces.
 """
@@ -33,7 +35,13 @@ from blocktrace.format.lines import (
     UnknownLine,
     decode_line,
 )
-from blocktrace.format.reader import Status, TraceReader, Verification, check_chain
+from blocktrace.format.reader import (
+    Status,
+    TraceReader,
+    Verification,
+    blocktrace_header,
+    check_chain,
+)
 from blocktrace.format.rules import LeafChain, rechain, split_hash
 from blocktrace.format.source import MAX_SOURCE_BYTES, SourceText, fingerprint, read_source
 from blocktrace.format.versions import (
@@ -72,6 +80,7 @@ __all__ = [
     "TracerErrorLine",
     "UnknownLine",
     "Verification",
+    "blocktrace_header",
     "check_chain",
     "decode_line",
     "fingerprint",

@@ -99,6 +99,17 @@ class CompressedDataError(Exception):
         """Compact frames: the first line of a frame whose stored head or line
         numbers do not match its lines (tampering there, not a torn file)."""
 
+    def trace_error(self, path: str, number: int | None) -> TraceError:
+        """The one-line error of a reader that cannot go on at line ``number``
+        (the first it could not read): ``TAMPERED at line N`` (status tampered)
+        where verify says so -- a compact frame that does not match its stored
+        head -- else the reason (unusable)."""
+        if self.line is not None:
+            reason = self.reason.removeprefix(f"line {self.line}: ")
+            return TraceError(path, None, f"TAMPERED at line {self.line}: {reason}",
+                              status="tampered")
+        return TraceError(path, number, self.reason)
+
 
 def sniff(head: bytes) -> Kind:
     """The kind of a file from its first bytes."""

@@ -547,8 +547,14 @@ def decode_index(data: bytes) -> TraceIndex | None:
 
 def load_index(path: str, stamp: Stamp) -> TraceIndex | None:
     """The intact index of the trace at ``path`` whose stamp is ``stamp``, or None.
-    (The head is checked by the reader, which can read the last line.)"""
-    for candidate in index_paths(path):
+    (The head is checked by the reader, which can read the last line.)
+
+    Both places are looked at, the most recently written first: an index built
+    again (``TraceReader.index(fresh=True)``: the kept one's lines were not the
+    trace's, whatever its stamp said) goes to the cache when the trace's
+    directory does not take it, and the stale copy it could not replace beside
+    the trace must not be found first next time."""
+    for candidate in _newest_first(index_paths(path)):
         try:
             with open(candidate, "rb") as f:
                 data = f.read()
@@ -558,6 +564,18 @@ def load_index(path: str, stamp: Stamp) -> TraceIndex | None:
         if index is not None and index.stamp == stamp:
             return index
     return None
+
+
+def _newest_first(candidates: Iterable[str]) -> list[str]:
+    """The files among ``candidates`` that exist, the last modified first (the
+    order given where they tie)."""
+    found: list[tuple[int, int, str]] = []
+    for order, candidate in enumerate(candidates):
+        try:
+            found.append((-os.stat(candidate).st_mtime_ns, order, candidate))
+        except OSError:
+            continue
+    return [candidate for _, _, candidate in sorted(found)]
 
 
 def keep_index(path: str, index: TraceIndex) -> str | None:

@@ -58,7 +58,9 @@ from blocktrace.format.versions import (
 )
 from blocktrace.limits import size_text
 
-__all__ = ["Status", "TraceReader", "Tree", "Verification", "check_chain"]
+__all__ = [
+    "Status", "TraceReader", "Tree", "Verification", "blocktrace_header", "check_chain",
+]
 
 Status = Literal["sealed", "tampered", "unusable", "unsealed"]
 
@@ -188,22 +190,8 @@ class TraceReader:
         self.kind: Kind = _kind(self.path)
         """``plain``, ``zstd`` or ``gzip`` (sniffed from the magic bytes)."""
         self._index: TraceIndex | None = None
-        with open_at(self.path, self.kind) as stream:
-            try:
-                first = stream.readline(MAX_LINE_BYTES + 1)
-            except CompressedDataError as exc:
-                raise TraceError(self.path, None, f"{exc.reason}: not a usable trace") from None
-        if not first:
-            raise TraceError(self.path, None, "empty file: not a blocktrace trace")
-        if len(first) > MAX_LINE_BYTES:
-            raise TraceError(
-                self.path, 1, f"line 1 is longer than {size_text(MAX_LINE_BYTES)}: not a trace"
-            )
-        if not first.endswith(b"\n"):
-            raise TraceError(self.path, 1, "no complete first line: not a blocktrace trace")
-        header = _parse_header(self.path, first[:-1])
-        if isinstance(header, str):
-            raise TraceError(self.path, 1, header)
+        header = _open_header(self.path, self.kind)
+        assert header is not None
         self.header: Header = header
         self.version: int = header.blocktrace
         self.level: str = header.level
@@ -370,6 +358,83 @@ class TraceReader:
     def verify(self, tree: Tree | None = None) -> Verification:
         """What ``blocktrace verify`` says of this file's chain (see :func:`check_chain`)."""
         return check_chain(self.path, tree=tree)
+
+
+def blocktrace_header(path: str | os.PathLike[str]) -> Header | None:
+    """The header of the blocktrace trace at ``path``, or None when the file is
+    no blocktrace trace at all (neither of its first two lines is a blocktrace
+    line: an EIP-3155 client's trace, or no trace -- the client reader says
+    which).  A blocktrace trace that cannot be used raises :class:`TraceError`
+    with what ``verify`` says of it (``status`` tampered or unusable), so that a
+    command reading client traces too answers as every other command does."""
+    name = os.fspath(path)
+    return _open_header(name, _kind(name), others=True)
+
+
+_HEADER_START = b'{"blocktrace":'
+
+
+def _open_header(path: str, kind: Kind, *, others: bool = False) -> Header | None:
+    """Line 1 of the file as :func:`check_chain` judges it when it stops there:
+    the header, or :class:`TraceError` (``status`` tampered where verify says
+    TAMPERED at line 1, else unusable).  ``others``: None instead of the error
+    for a file that is no blocktrace trace (see :func:`blocktrace_header`)."""
+    second = b""
+    with open_at(path, kind) as stream:
+        try:
+            first = stream.readline(MAX_LINE_BYTES + 1)
+        except CompressedDataError as exc:
+            if exc.line is not None:  # compact frames: the frame fails its stored head
+                raise exc.trace_error(path, 1) from None
+            raise TraceError(path, None, f"{exc.reason}: not a usable trace") from None
+        if others and first and not first.startswith(_HEADER_START):
+            try:
+                second = stream.readline(MAX_LINE_BYTES + 1)
+            except CompressedDataError:
+                second = b""
+    if not first:
+        raise TraceError(path, None, "empty file: not a blocktrace trace")
+    status: Status = "unusable"
+    if len(first) > MAX_LINE_BYTES:
+        why = f"line 1 is longer than {size_text(MAX_LINE_BYTES)}: not a trace"
+    elif not first.endswith(b"\n"):
+        why = "no complete first line: not a blocktrace trace"
+    else:
+        judged = _judge_header(path, first[:-1])
+        if isinstance(judged, Header):
+            return judged
+        status, why = judged
+    if status == "tampered":
+        raise _tampered_at(path, 1, why)
+    if others and not first.startswith(_HEADER_START) and (
+        not second.endswith(b"\n") or split_hash(second[:-1]) is None
+    ):
+        return None  # not blocktrace's: someone else's lines, or no trace
+    raise TraceError(path, 1, why)
+
+
+def _tampered_at(path: str, line: int, reason: str) -> TraceError:
+    """What cannot be read because the trace fails its check at ``line``."""
+    return TraceError(path, None, f"TAMPERED at line {line}: {reason}", status="tampered")
+
+
+def _judge_header(path: str, line: bytes) -> Header | tuple[Status, str]:
+    """Line 1 (without its newline) as verify judges it: the header, or the
+    status and reason: a byte-order mark, or a chained blocktrace line where
+    the header belongs (the header deleted, lines moved), is tampering; any
+    other line 1 makes the file unusable (not a blocktrace trace, an unknown
+    version)."""
+    header = _parse_header(path, line)
+    if not isinstance(header, str):
+        return header
+    if header.startswith("byte-order mark"):
+        return "tampered", header
+    if "not a blocktrace header" in header and split_hash(line) is not None:
+        return "tampered", (
+            "line 1 is not the trace's header (the header was deleted, or lines were "
+            "moved): " + header
+        )
+    return "unusable", header
 
 
 def _parse_header(path: str, line: bytes) -> Header | str:
@@ -632,20 +697,13 @@ def _not_an_object(line: bytes) -> str:
 
 def _header(result: Verification, line: bytes) -> int:
     """The header's format version, or 0 (with the status set) when it is not a header."""
-    header = _parse_header(result.path, line)
-    if isinstance(header, str):
-        if header.startswith("byte-order mark"):
-            _tampered(result, 1, header)
-        elif "not a blocktrace header" in header and split_hash(line) is not None:
-            # A chained blocktrace line where the header belongs: the header was
-            # deleted or lines were moved -- tampering, not some other file.
-            _tampered(
-                result, 1,
-                "line 1 is not the trace's header (the header was deleted, or lines were "
-                "moved): " + header,
-            )
+    header = _judge_header(result.path, line)
+    if not isinstance(header, Header):
+        status, reason = header
+        if status == "tampered":
+            _tampered(result, 1, reason)
         else:
-            result.reason = header
+            result.reason = reason
         return 0
     if b',"hash":' not in line:  # not even an edited one: the compact form's lines
         result.reason = HASHLESS

@@ -124,7 +124,8 @@ def _convert(path: str, incoming: str, facts: RunFacts, verifier: Verifier | Non
     except TraceError as exc:
         if verifier is not None and verification is None:  # a tampered line: say so
             _judged(path, verifier.result(), allow_unverified)
-        raise QueryInputError(str(exc)) from None
+        raise (TamperedTrace if exc.status == "tampered" else QueryInputError)(
+            str(exc)) from None
     finally:
         if verifier is not None:
             verifier.close()
@@ -190,8 +191,9 @@ def export_trace(path: str, out_dir: str, *, allow_unverified: bool = False,
         raise QueryInputError(f"{path}: is a directory, not a trace file")
     try:
         first = blocktrace_header(path)
-    except TraceError as exc:
-        raise QueryInputError(str(exc)) from None
+    except TraceError as exc:  # a trace that cannot be read: refused as verify answers
+        raise (TamperedTrace if exc.status == "tampered" else QueryInputError)(
+            str(exc)) from None
     except OSError as exc:
         raise QueryInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     # a blocktrace trace is verified from the conversion's own reads (one pass)

@@ -8,10 +8,8 @@ from typing import Any
 
 import msgspec
 
-from blocktrace.format import Header, Summary, TraceReader
-from blocktrace.format.compressed import CompressedDataError, kind_of, open_at
-from blocktrace.format.lines import line_type
-from blocktrace.format.versions import MAX_LINE_BYTES
+from blocktrace.format import Header, Summary
+from blocktrace.format import blocktrace_header as format_header
 
 __all__ = ["blocktrace_header", "header_object", "json_text", "summary_object"]
 
@@ -20,20 +18,12 @@ _encode = msgspec.json.Encoder().encode
 
 def blocktrace_header(path: str) -> dict[str, Any] | None:
     """The header of the blocktrace trace at ``path`` as an object, or None when
-    the file does not start with a blocktrace header (an EIP-3155 client trace,
-    or no trace: the client reader says which).  A blocktrace header the format
-    refuses (an unknown version) is its ``TraceError``."""
-    try:
-        with open_at(path, kind_of(path)) as stream:
-            first = stream.readline(MAX_LINE_BYTES + 1)
-    except CompressedDataError:
-        return None
-    try:
-        if line_type(first) is not Header:
-            return None
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeDecodeError):
-        return None
-    return header_object(TraceReader(path).header)
+    the file is no blocktrace trace (an EIP-3155 client trace, or no trace: the
+    client reader says which).  A blocktrace trace that cannot be used is the
+    format's ``TraceError``, with what ``verify`` says of it
+    (:func:`blocktrace.format.blocktrace_header`)."""
+    header = format_header(path)
+    return None if header is None else header_object(header)
 
 
 def header_object(h: Header) -> dict[str, Any]:

@@ -434,9 +434,10 @@ def test_cat_of_a_damaged_trace_writes_what_reads_then_one_line(
     bad.write_bytes(_join(parts))
     out = tmp_path / "out.jsonl"
     proc = _run("cat", bad, "-o", out)
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
-    assert "Traceback" not in proc.stderr and "do not match" in proc.stderr
     first = _first_line(parts[6][1])
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1  # verify's TAMPERED
+    assert "Traceback" not in proc.stderr and "do not match" in proc.stderr
+    assert f"TAMPERED at line {first}" in proc.stderr
     assert out.read_bytes() == b"".join(plain.read_bytes().splitlines(keepends=True)[: first - 1])
     missing = _run("cat", tmp_path / "nothing.jsonl.zst")
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1

@@ -6,13 +6,22 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from blocktrace.eip3155.normalise import normalise
 from blocktrace.format import TraceReader
-from blocktrace.format.index import EVERY, cache_path, index_paths
+from blocktrace.format.index import (
+    EVERY,
+    cache_path,
+    decode_index,
+    encode_index,
+    index_paths,
+    stamp_of,
+)
 from tests.format.recording import record_exceptions
 
 
@@ -123,6 +132,86 @@ def test_unwritable_place_falls_back_to_the_cache(
     assert TraceReader(copy).index(build=False) is not None
 
 
+@contextmanager
+def _unwritable(directory: Path) -> Iterator[None]:
+    """``directory`` made one this process cannot create files in: mode 555, or,
+    for root (whom modes do not stop), the immutable attribute (``chattr +i``);
+    skipped where neither stops a write."""
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+
+        def undo() -> None:
+            directory.chmod(0o755)
+    else:
+        made = shutil.which("chattr") is not None and subprocess.run(
+            ["chattr", "+i", str(directory)], capture_output=True, check=False
+        ).returncode == 0
+        if not made:
+            pytest.skip("no way to make a directory unwritable for root here (chattr +i)")
+
+        def undo() -> None:
+            subprocess.run(["chattr", "-i", str(directory)], check=True)
+    try:
+        try:
+            (directory / ".probe").write_bytes(b"")
+        except OSError:
+            pass
+        else:
+            (directory / ".probe").unlink()
+            pytest.skip(f"{directory} still takes files")
+        yield
+    finally:
+        undo()
+
+
+@pytest.mark.parametrize("command", ["show", "prove"])
+def test_a_stale_index_beside_a_trace_in_an_unwritable_directory_is_used_once(
+    copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """``show`` (``prove``) finds the index beside the trace stale by its lines
+    (its stamp could not tell: :func:`_restamp`) and builds it again; the trace's
+    directory does not take the new one, so it goes to the cache.  The next
+    command reads that one, not the stale copy beside the trace (which it did:
+    ``show`` built the index again every time, and ``prove``, which deleted the
+    index files itself and could not delete that one, said exit 2 "not the lines
+    its index was built from" instead of TAMPERED)."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    directory = tmp_path / "kept"
+    directory.mkdir()
+    trace = directory / "t.jsonl"
+    shutil.copyfile(copy, trace)
+    assert TraceReader(trace).index() is not None
+    beside, cached = index_paths(str(trace))
+    assert os.path.isfile(beside) and not os.path.exists(cached)
+    target = 2 * EVERY + 100
+    _edit_keeping_size(trace, target)
+    _restamp(trace)
+    stale = Path(beside).read_bytes()
+    argv = ["show", "--line", str(trace)] if command == "show" else ["prove", str(trace)]
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "blocktrace", *argv, str(target - 40)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+
+    with _unwritable(directory):
+        first = run()
+        assert first.returncode == (0 if command == "show" else 1), first.stderr
+        assert f"TAMPERED at line {target}" in first.stderr  # the index built again says so
+        assert Path(beside).read_bytes() == stale and os.path.isfile(cached)
+        built = os.stat(cached)
+        second = run()
+        assert (second.returncode, second.stdout, second.stderr) == (
+            first.returncode, first.stdout, first.stderr)
+        again = os.stat(cached)
+        assert (again.st_ino, again.st_mtime_ns) == (built.st_ino, built.st_mtime_ns), (
+            "the index was built again")
+        index = TraceReader(trace).index(build=False)
+        assert index is not None and (index.status, index.line) == ("tampered", target)
+
+
 def test_show_prints_the_lines_of_steps(copy: Path, blocktrace_cli) -> None:  # type: ignore[no-untyped-def]
     steps = [step.lineno for step in normalise(str(copy))]
     lines = copy.read_text().splitlines(keepends=True)
@@ -172,7 +261,7 @@ def test_show_past_a_tampered_line_does_not_call_it_the_trace_s_end(  # type: ig
     copy.write_bytes(b"".join(lines))
     before = len(steps) // 2  # the steps before the edited line
     proc = blocktrace_cli("show", copy, str(len(steps) - 1))
-    assert proc.returncode == 2
+    assert proc.returncode == 1  # as verify: the trace fails its check before that step
     assert proc.stderr == (f"blocktrace show: {copy}: no step {len(steps) - 1} ({before} steps "
                            f"before line {at}, where it is TAMPERED: blocktrace verify says "
                            "why)\n"), proc.stderr
@@ -204,19 +293,49 @@ def test_prove_and_sign_come_from_the_index(copy: Path, blocktrace_cli, tmp_path
     assert TraceFile(copy, index=TraceReader(copy).index()).root(40) == TraceFile(copy).root(40)
 
 
-def test_prove_notices_a_trace_edited_behind_its_index(copy: Path, blocktrace_cli) -> None:  # type: ignore[no-untyped-def]
-    """An edit that keeps the size, the time and the last line: the chunk the
-    proof reads no longer hashes to what the index kept, so the index is built
-    again, which finds the tampering."""
-    assert blocktrace_cli("prove", copy, "3").returncode == 0
-    st = os.stat(copy)
-    lines = copy.read_bytes().splitlines(keepends=True)
-    target = 2 * EVERY + 100
+def _restamp(trace: Path) -> None:
+    """Stamp the index kept beside ``trace`` with the trace's present size and
+    change time: what an edit in place leaves when it falls in the same tick of
+    the file system's clock as the indexing (timestamps come from a coarse
+    clock), so the stamp cannot tell."""
+    beside, _ = index_paths(str(trace))
+    index = decode_index(Path(beside).read_bytes())
+    assert index is not None
+    index.stamp = stamp_of(str(trace), index.stamp.kind)
+    Path(beside).write_bytes(encode_index(index))
+
+
+def _edit_keeping_size(trace: Path, target: int) -> None:
+    lines = trace.read_bytes().splitlines(keepends=True)
     lines[target - 1] = lines[target - 1].replace(b'"depth":1', b'"depth":7', 1).replace(
         b'"depth":2', b'"depth":8', 1
     )
-    copy.write_bytes(b"".join(lines))
+    trace.write_bytes(b"".join(lines))
+
+
+def test_prove_notices_a_trace_edited_behind_its_index(copy: Path, blocktrace_cli) -> None:  # type: ignore[no-untyped-def]
+    """An edit in place that keeps the size, the modification time and the last
+    line: its status change time (the index's stamp, which ``os.utime`` cannot
+    put back) stales the index, so it is built again, which finds the
+    tampering.  And where the stamp cannot tell (:func:`_restamp`), the chunk the
+    proof reads no longer hashes to the subtree hash the index kept: built
+    again too, the tampering found the same."""
+    original = copy.read_bytes()
+    target = 2 * EVERY + 100
+    assert blocktrace_cli("prove", copy, "3").returncode == 0
+    st = os.stat(copy)
+    _edit_keeping_size(copy, target)
     os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert TraceReader(copy).index(build=False) is None  # the stamp: st_ctime_ns moved
+    proc = blocktrace_cli("prove", copy, str(target))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"TAMPERED at line {target}" in proc.stderr
+
+    copy.write_bytes(original)
+    assert blocktrace_cli("prove", copy, "3").returncode == 0
+    _edit_keeping_size(copy, target)
+    _restamp(copy)
+    assert TraceReader(copy).index(build=False) is not None  # the stamp says nothing
     proc = blocktrace_cli("prove", copy, str(target))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"TAMPERED at line {target}" in proc.stderr
