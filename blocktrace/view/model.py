@@ -55,6 +55,7 @@ __all__ = [
     "EARLY_STEPS",
     "MAX_WINDOW",
     "BadRequest",
+    "Changed",
     "ClientModel",
     "Model",
     "NotReady",
@@ -103,6 +104,25 @@ class BadRequest(ValueError):
     """A request the API cannot answer as asked (HTTP 400)."""
 
 
+class Changed(Exception):
+    """The trace file changed on disk (or went) since the viewer opened it
+    (HTTP 409): what the viewer verified is no longer what it would read."""
+
+
+FileStamp = tuple[int, int, int, int]
+
+
+def file_stamp(path: str) -> FileStamp | None:
+    """Device, inode, size and change time of ``path`` (None: gone).  Any write,
+    truncation, rename over it or ``touch`` gives another ctime (which no
+    process can set back), so an equal stamp means the bytes are those opened."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns)
+
+
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else _value_text(value).decode()
 
@@ -137,6 +157,18 @@ class Model:
 
     kind = "?"
     path: str
+    opened: FileStamp | None
+    """The file's stamp when the model opened it, before reading a byte."""
+
+    def check_unchanged(self) -> None:
+        """:class:`Changed` when the file is no longer the one opened: every
+        answer read from it is checked after it is read, so no line written
+        after the verification is served as if verified."""
+        if file_stamp(self.path) != self.opened:
+            raise Changed(
+                f"{self.path} changed on disk (or was removed) since the viewer opened it: "
+                "nothing more is read from it (restart blocktrace view to see it as it is now)"
+            )
 
     # -- provided by the kinds -----------------------------------------------------
 
@@ -365,6 +397,7 @@ class TraceModel(Model):
 
     def __init__(self, path: str, *, background: bool = True) -> None:
         self.path = path
+        self.opened = file_stamp(path)
         self.reader = TraceReader(path)  # TraceError: not a usable trace
         self._progress = 0
         self._verify = _Background(self._check, "blocktrace-view-verify")
@@ -470,6 +503,10 @@ class TraceModel(Model):
         return out
 
     def verify(self) -> dict[str, Any]:
+        try:
+            self.check_unchanged()
+        except Changed as exc:
+            return {"status": "unusable", "line": None, "head": None, "reason": str(exc)}
         if not self._verify.done.is_set():
             return {"status": "pending", "line": None, "head": None, "reason": ""}
         if self._verify.error is not None:
@@ -819,6 +856,7 @@ class ClientModel(Model):
 
     def __init__(self, path: str, dialect: str | None = None) -> None:
         self.path = path
+        self.opened = file_stamp(path)
         self.info = TraceInfo(path, forced_dialect=dialect)
         self._mem = _MemoryTables()
         self._errors: list[int] = []

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgspec
 
-from blocktrace.view.model import BadRequest, Model, NotReady
+from blocktrace.view.model import BadRequest, Changed, Model, NotReady
 from blocktrace.view.session import Session
 
 __all__ = ["STATIC_DIR", "ViewServer", "is_loopback", "serve"]
@@ -59,6 +59,16 @@ SECURITY_HEADERS = (
 )
 
 
+IDLE_SECONDS = 60.0
+"""A connection that sends nothing (or reads nothing of an answer) for this long
+is closed: each connection has a thread of its own, so a slow or stalled client
+holds only that one, and not for ever."""
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)}
+"""Control characters, escaped in what the server logs (a request line can carry
+a terminal's escape sequences)."""
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -72,6 +82,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: ViewServer
     protocol_version = "HTTP/1.1"
     server_version = "blocktrace-view"
+    timeout = IDLE_SECONDS
 
     def version_string(self) -> str:
         return self.server_version
@@ -80,11 +91,34 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # one line per request would bury what matters
 
     def log_message(self, format: str, *args: Any) -> None:
-        if self.server.log is not None:
-            self.server.log(format % args)
+        if self.server.log is not None and not format.startswith("Request timed out"):
+            self.server.log((format % args).translate(_CONTROL))  # (an idle browser: no news)
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """The answer to a request the standard library could not read (a bad
+        request line or header, too long, an unknown method): one line of text
+        under a proper status line, instead of its HTML page (and of no status
+        line at all when the request line was unreadable)."""
+        phrase = self.responses.get(code, ("error", ""))[0]
+        message = message or phrase
+        self.log_error("code %d, message %s", code, message)
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # (the default before a request line is read)
+            self.request_version = self.protocol_version
+        text = f"{phrase}: {message}" if message != phrase else phrase
+        self.send_response(code, phrase)
+        self.send_header("Connection", "close")
+        if code < 200 or code in (HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED):
+            self.end_headers()
+            return
+        self._send(code, (text.translate(_CONTROL) + "\n").encode("utf-8", "backslashreplace"),
+                   "text/plain; charset=utf-8", started=True)
+
+    def _send(self, status: int, body: bytes, content_type: str, *,
+              started: bool = False) -> None:
+        if not started:
+            self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for name, value in SECURITY_HEADERS:
@@ -99,7 +133,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _not_found(self) -> None:
         self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
 
+    def _has_body(self) -> bool:
+        """Whether the request says a body follows.  This server reads none, so
+        what follows must not be taken for the next request: it answers, then
+        hangs up."""
+        length = self.headers.get("Content-Length", "0").strip()
+        return length != "0" or "Transfer-Encoding" in self.headers
+
     def _refuse(self) -> None:
+        if self._has_body():
+            self.close_connection = True
         self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
         self.send_header("Allow", "GET, HEAD")
         self.send_header("Content-Length", "0")
@@ -111,6 +154,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_GET(self) -> None:
+        if self._has_body():
+            self.close_connection = True
         try:
             self._get()
         except (ConnectionError, TimeoutError):
@@ -185,6 +230,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.NOT_FOUND, {"error": str(exc.args[0] if exc.args else exc)})
         except BadRequest as exc:
             self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+        except Changed as exc:
+            self._json(HTTPStatus.CONFLICT, {"error": str(exc)})
 
 
 class ViewServer(ThreadingHTTPServer):

@@ -8,6 +8,7 @@ in a background thread.
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -17,16 +18,21 @@ from blocktrace.view.model import BadRequest, Model
 __all__ = ["Session"]
 
 
+_WHOLE = re.compile(r"-?[0-9]{1,30}")
+"""A whole number as the page writes one: ASCII digits (``int()`` would also take
+``1_000``, ``+5``, `` 7`` and other scripts' digits), and short."""
+
+
 def _int(query: dict[str, list[str]], name: str, default: int | None = None) -> int:
     values = query.get(name)
     if not values or values[0] == "":
         if default is None:
             raise BadRequest(f"missing {name}=")
         return default
-    try:
-        return int(values[0])
-    except ValueError:
-        raise BadRequest(f"{name}= is not a whole number: {values[0]!r}") from None
+    if not _WHOLE.fullmatch(values[0]):
+        shown = values[0] if len(values[0]) <= 40 else values[0][:40] + "..."
+        raise BadRequest(f"{name}= is not a whole number: {shown!r}")
+    return int(values[0])
 
 
 def _str(query: dict[str, list[str]], name: str) -> str | None:
@@ -83,7 +89,24 @@ class Session:
         return self.models[t]
 
     def answer(self, name: str, query: dict[str, list[str]]) -> Any:
-        """The JSON answer to API call ``name`` (LookupError: no such call)."""
+        """The JSON answer to API call ``name`` (LookupError: no such call;
+        :class:`~blocktrace.view.model.Changed`: a trace it reads changed on
+        disk since it was opened).
+
+        ``meta`` and ``verify`` say what was opened (``verify`` says when the
+        file changed since); every other answer is checked against the file
+        after it was read, so none holds a line written after the check."""
+        if name in ("meta", "verify"):
+            return self._answer(name, query)
+        models = self.models if name == "diff" else [self.model(query)]
+        for model in models:
+            model.check_unchanged()
+        got = self._answer(name, query)
+        for model in models:
+            model.check_unchanged()
+        return got
+
+    def _answer(self, name: str, query: dict[str, list[str]]) -> Any:
         if name == "meta":
             return {"mode": self.mode, "traces": [m.meta() for m in self.models]}
         if name == "diff":
