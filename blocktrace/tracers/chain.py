@@ -473,6 +473,8 @@ class ChainTracer:
         renderer = vm.renderer
         if _cvalues is not None and code is not None and type(renderer) is Renderer:
             # the same as below, in one C call (tracers/csrc/values.c)
+            if self._call_line is not None:
+                self._call_line.settle()  # the states as the reference keeps them
             self._line(_cvalues.line(
                 code, pre, suf + self._thread(vm), vm.gas, vm.depth, vm.thread,
                 self._prev_locals, _MODES[self._locals], self._prev_globals,
@@ -769,6 +771,10 @@ class ChainTracer:
             return b""
         out = b""
         if self._locals != "off":
+            if self._call_line is not None:
+                # the states C call lines left marked as frames gone's taken out
+                # (values.c "frames gone, marked"): the states the reference keeps
+                self._call_line.settle()
             key = (vm.thread, vm.depth)
             prev = self._prev_locals.get(key, _NOTHING)
             names = frame.f_locals

@@ -457,7 +457,10 @@ def test_call_lines_go_to_calllines_c_entry_and_forget_the_new_frames_locals(
     """The call hook's ``line`` with locals is CallLine's ``line`` method, a sink's
     (its type's ``_sink_api``: the hook calls it from C, with no bytes object and
     no call): a call line forgets the locals kept for the frame it starts, then
-    goes to the writer; a return line only goes on."""
+    goes to the writer; a return line only goes on.  Forgetting leaves the state
+    in the states, marked as a frame gone's (values.c "frames gone, marked"), until
+    ``settle()`` takes it out (ChainTracer's own path calls it before it reads
+    the states)."""
     tracer = chain.ChainTracer(tmp_path / "t.jsonl", genesis="g", locals="changes")
     try:
         line = tracer.call_lines[0]  # type: ignore[index]
@@ -476,6 +479,8 @@ def test_call_lines_go_to_calllines_c_entry_and_forget_the_new_frames_locals(
         line(b'{"event":"return","depth":3,"code":1,"pc":2,"gas":"0x1","value":null')
         assert (7, 3) in state
         line(b'{"event":"call","code":1,"function":"f","depth":3,"file":"f.py","line":1')
+        assert state[(7, 3)] == {"x": (1, b'"x":1')}  # marked, not yet taken out
+        call_line.settle()
         assert (7, 3) not in state and (7, 2) in state  # the new frame's only
         assert tracer.lines == before + 2
     finally:
@@ -607,6 +612,58 @@ def test_a_frame_gone_s_state_reused_shows_every_local_as_the_reference(
     assert len(g_firsts) == 6 and all(s["b"] == "'text'" for s in g_firsts)
     if mode == "changes":  # each f call's first line shows both, whatever came before
         assert len([s for s in shown if set(s) == {"a", "b"}]) == 6
+
+
+SETTLED_PROGRAM = textwrap.dedent('''
+    import sys
+    import blocktrace
+    from blocktrace import Renderer
+
+    class Other(Renderer):  # not the stock renderer: line starts go the tracer's own way
+        pass
+
+    def f(a, b):
+        c = a + b
+        return c
+
+    def g(a, b):
+        return a - b
+
+    def run():
+        for i in range(4):
+            f(i, 10)  # call lines from the C hook: the state at depth 3 marked as gone
+            g(i, 10)
+
+    tracer = blocktrace.ChainTracer(sys.argv[1], genesis="g", locals=sys.argv[2])
+    with blocktrace.trace(tracer) as vm:
+        run()  # (the call lines' pieces made)
+        vm.renderer = Other()
+        run()
+    tracer.close()
+''')
+
+
+@needs_c
+@pytest.mark.parametrize("mode", ["changes", "on"])
+def test_states_marked_by_c_call_lines_are_settled_before_the_tracer_reads_them(
+        tmp_path: Path, mode: str) -> None:
+    """A C call line leaves the state of the frame gone at its depth in the states,
+    marked (values.c "frames gone, marked"); a line start ChainTracer writes itself
+    (here: another renderer than the stock one) reads the states only once the
+    marks are settled: each new frame's first line start shows every local, as
+    the reference's."""
+    prog = tmp_path / "prog.py"
+    prog.write_text(SETTLED_PROGRAM)
+    bodies = []
+    for pure in (False, True):
+        out = tmp_path / f"t-{pure}.jsonl"
+        run_in_mode([sys.executable, str(prog), str(out), mode], tmp_path, pure)
+        bodies.append([line[: line.rindex(b',"hash":')]
+                       for line in out.read_bytes().splitlines()[1:-1]])
+    assert bodies[0] == bodies[1]
+    firsts = [json.loads(line + b"}")["locals"] for line in bodies[0]
+              if b'"line":10,' in line and b'"locals"' in line]
+    assert firsts == [{"a": i, "b": 10} for i in range(4)] * 2
 
 
 SKIPPED_PROGRAM = textwrap.dedent('''

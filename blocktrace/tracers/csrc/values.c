@@ -1840,6 +1840,13 @@ frame_of(PyObject *module, PyObject *code)
 
 static PyObject *empty_prev; /* prev of a scope seen first: {} */
 
+/* A call line's mark at its depth (CallLine's, see "frames gone, marked"
+ * below): the state of the frame gone there, left in the states under key
+ * (both held), or state NULL. */
+typedef struct {
+    PyObject *state, *key;
+} gone_mark;
+
 /* One scope's values: prev = state.get(key, {}); (fresh, object) = scan, or
  * fallback(names, prev, renderer, changes) where the reference renders;
  * state[key] = fresh; ``,"<member>":<object>`` added to out.  The scan updates
@@ -1847,7 +1854,10 @@ static PyObject *empty_prev; /* prev of a scope seen first: {} */
  * names: the scope's mapping, or NULL for frame's f_locals (read from the
  * frame itself where it can be: snap_frame).  spare (or NULL): where a state
  * of a frame gone may wait (recycle_state); taken in place of {} when state
- * has none for key.  is_locals: the scope is a frame's locals; cachep (or
+ * has none for key.  gone (or NULL): the call line's mark at this depth; when
+ * the state found for key is the one it marks, that state is a frame gone's,
+ * reused in place as a spare is (every member shown) and unmarked once the
+ * pass succeeded.  is_locals: the scope is a frame's locals; cachep (or
  * NULL): where the slot cache of its depth is (a function's locals with
  * ``changes``, 3.13 and 3.12: used when it describes this state and code,
  * else made anew; any other locals' pass moves uncached_epoch on).  watched:
@@ -1857,8 +1867,8 @@ static PyObject *empty_prev; /* prev of a scope seen first: {} */
 static int
 scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame,
              PyObject *state, PyObject *key, int changes, render_ctx *ctx, PyObject *not_kept,
-             PyObject *encode, PyObject *fallback, PyObject **spare, int is_locals,
-             slotcache **cachep, int watched)
+             PyObject *encode, PyObject *fallback, PyObject **spare, gone_mark *gone,
+             int is_locals, slotcache **cachep, int watched)
 {
     if (!PyDict_CheckExact(state)) {
         PyErr_SetString(PyExc_TypeError, "line: the values' state must be a dict");
@@ -1879,7 +1889,16 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
         }
     }
     unsigned long long states_seen = state_epoch; /* (what the pass may run could change them) */
-    int fresh_prev = prev == NULL || !PyDict_CheckExact(prev), recycled = 0;
+    int fresh_prev = prev == NULL || !PyDict_CheckExact(prev), recycled = 0, gone_here = 0;
+    if (gone != NULL && gone->state != NULL) {
+        if (!fresh_prev && prev == gone->state) {
+            gone_here = recycled = 1; /* a frame gone's, still in the states: reused there */
+        }
+        else if (gone->key == key) { /* (no more the states' entry for key: nothing to mark) */
+            Py_CLEAR(gone->state);
+            Py_CLEAR(gone->key);
+        }
+    }
     if (fresh_prev && spare != NULL && *spare != NULL) {
         prev = *spare; /* taken: a frame gone's state, its entries reused */
         *spare = NULL;
@@ -1966,6 +1985,10 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
     if (rc == 0) {
         rc = fresh_prev ? PyDict_SetItem(state, key, prev) : 0;
     }
+    if (rc == 0 && gone_here) { /* the state is this frame's now */
+        Py_CLEAR(gone->state);
+        Py_CLEAR(gone->key);
+    }
     if (caching && rc == 0) { /* prev is the state now: the cache says what it keeps */
         if (c == NULL) {
             c = *cachep;
@@ -2032,7 +2055,7 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
     if (names == NULL) {
         names = PyFrame_GetLocals(frame);
     }
-    PyObject *call[4] = {names, fresh_prev ? empty_prev : prev, ctx->renderer,
+    PyObject *call[4] = {names, fresh_prev || recycled ? empty_prev : prev, ctx->renderer,
                          changes ? Py_True : Py_False};
     PyObject *done = names == NULL ? NULL : PyObject_Vectorcall(fallback, call, 4, NULL);
     Py_DECREF(prev);
@@ -2047,6 +2070,10 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
     }
     else if (PyDict_SetItem(state, key, PyTuple_GET_ITEM(done, 0)) == 0) {
         PyObject *obj = PyTuple_GET_ITEM(done, 1);
+        if (gone_here) { /* (replaced: the frame gone's state is out of the states) */
+            Py_CLEAR(gone->state);
+            Py_CLEAR(gone->key);
+        }
         rc = buf_add(out, member, (Py_ssize_t)strlen(member));
         if (rc == 0) {
             rc = buf_add(out, PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj));
@@ -2075,7 +2102,7 @@ typedef struct {
 static int line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
                      const char *suffix, Py_ssize_t suffix_len, long long g, long long d,
                      PyObject *lkey, PyObject *renderer, const values_args *va,
-                     PyObject **spare, slotcache **cache);
+                     PyObject **spare, gone_mark *gone, slotcache **cache);
 
 /* gas and depth as C values: 0, or -1 with an error set */
 static int
@@ -2122,7 +2149,7 @@ line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (lkey != NULL &&
         line_into(&body, code, PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix),
                   PyBytes_AS_STRING(suffix), PyBytes_GET_SIZE(suffix), g, d, lkey, args[10],
-                  &va, NULL, NULL) == 0) {
+                  &va, NULL, NULL, NULL) == 0) {
         result = PyBytes_FromStringAndSize(body.p, body.len);
     }
     Py_XDECREF(lkey);
@@ -2131,12 +2158,13 @@ line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* line()'s work: the body of a line start's op line with its values, into
- * body (empty); lkey: the locals' state key (thread, depth); spare, cache: see
+ * body (empty); lkey: the locals' state key (thread, depth); spare, gone, cache: see
  * scope_values; 0 or -1 */
 static int
 line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
           const char *suffix, Py_ssize_t suffix_len, long long g, long long d, PyObject *lkey,
-          PyObject *renderer, const values_args *va, PyObject **spare, slotcache **cache)
+          PyObject *renderer, const values_args *va, PyObject **spare, gone_mark *gone,
+          slotcache **cache)
 {
     buf vals;
     buf_init(&vals);
@@ -2169,7 +2197,7 @@ line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
         }
         if (va->lmode &&
             scope_values(&vals, ",\"locals\":", names, f, va->lstate, lkey, va->lmode == 2,
-                         &ctx, va->not_kept, va->encode, va->fallback, spare, 1, cache,
+                         &ctx, va->not_kept, va->encode, va->fallback, spare, gone, 1, cache,
                          va->watched) < 0) {
             goto done;
         }
@@ -2201,7 +2229,7 @@ line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
                                      : scope_values(&vals, ",\"globals\":", globals, f,
                                                     va->gstate, key, va->gmode == 2, &ctx,
                                                     va->not_kept, va->encode, va->fallback,
-                                                    NULL, 0, NULL, 0);
+                                                    NULL, NULL, 0, NULL, 0);
             }
             Py_DECREF(globals);
             if (done_g < 0) {
@@ -2250,6 +2278,8 @@ static PyTypeObject *callline_type; /* (the module's; borrowed) */
 static PyObject **callline_spare(PyObject *calls, long long depth);
 /* where the slot cache of depth is, or NULL */
 static slotcache **callline_cache(PyObject *calls, long long depth);
+/* the call line's mark at depth, or NULL */
+static gone_mark *callline_gone(PyObject *calls, long long depth);
 
 /* -- LineStart: a line start with values, from the stepper's hook ------------
  *
@@ -2417,7 +2447,8 @@ linestart_write(LineStart *self, PyObject *vm, PyObject *event, int have_gas, lo
     if (lkey == NULL ||
         line_into(&body, PyTuple_GET_ITEM(pieces, 3), PyBytes_AS_STRING(prefix),
                   PyBytes_GET_SIZE(prefix), suffix.p, suffix.len, g, d, lkey, renderer,
-                  &self->va, callline_spare(self->calls, d), callline_cache(self->calls, d)) < 0) {
+                  &self->va, callline_spare(self->calls, d), callline_gone(self->calls, d),
+                  callline_cache(self->calls, d)) < 0) {
         goto done;
     }
     if (self->write_api != NULL) {
@@ -2667,6 +2698,9 @@ struct CallLine {
     /* by depth: the slot cache of the locals' state there (LineStart's; dropped
      * before that state is forgotten) */
     slotcache *cache[SPARES];
+    /* by depth: the state a call line there left in the states as a frame
+     * gone's (see "frames gone, marked") */
+    gone_mark gone[SPARES];
 };
 
 static const char call_start[] = "{\"event\":\"call\",";
@@ -2693,8 +2727,76 @@ call_depth(const char *p, Py_ssize_t n)
     return -1;
 }
 
+/* -- frames gone, marked ------------------------------------------------------
+ *
+ * Forgetting a frame's state by taking it out of the states (and a line
+ * start putting the reused dict back) hashes the key (thread, depth) three
+ * times a call, and each change of the watched states moves state_epoch on,
+ * so every depth's slot cache must look its state up again.  So a call line
+ * at a depth below SPARES leaves the state where it is and marks it, by
+ * identity, as the frame gone's (gone[depth]: the state and its key): the
+ * next line start at that depth that finds that very state for its key
+ * reuses it in place as a spare (every member shown, as from {}) and unmarks
+ * it once its pass succeeded, without the state's lookup when its slot cache
+ * has it (changes).  A mark at a depth is for one key: a call of another
+ * thread there settles the mark before (the state taken out as before).  Code
+ * that reads the states otherwise -- ChainTracer's own path, in Python or
+ * through line() -- calls settle() first, which takes every marked state out
+ * of the states (and parks it as a spare). */
+
+/* The mark at depth settled: its state taken out of the states when it is
+ * still the entry for its key (parked as the spare when only ours), the mark
+ * cleared.  0 or -1. */
+static int
+callline_settle_one(CallLine *self, long long depth)
+{
+    gone_mark *g = &self->gone[depth];
+    PyObject *st = g->state, *key = g->key;
+    if (st == NULL) {
+        return 0;
+    }
+    g->state = g->key = NULL;
+    slotcache_release(self->cache[depth]); /* (it may hold the state) */
+    PyObject *now = PyDict_GetItemWithError(self->state, key); /* borrowed */
+    int rc = now == NULL && PyErr_Occurred() ? -1 : 0;
+    PyObject *popped = NULL;
+    if (now == st) {
+#if PY_VERSION_HEX >= 0x030D0000
+        rc = PyDict_Pop(self->state, key, &popped);
+#else
+        popped = _PyDict_Pop(self->state, key, Py_None);
+        rc = popped == NULL ? -1 : popped != Py_None;
+#endif
+    }
+    Py_DECREF(st);
+    Py_DECREF(key);
+    if (rc > 0 && PyDict_CheckExact(popped) && Py_REFCNT(popped) == 1) {
+        Py_XSETREF(self->spare[depth], popped); /* only ours: a line start's to reuse */
+        popped = NULL;
+    }
+    Py_XDECREF(popped);
+    return rc < 0 ? -1 : 0;
+}
+
+/* CallLine.settle(): every mark settled (before the states are read or
+ * changed other than by LineStart) */
+static PyObject *
+callline_settle(PyObject *callable, PyObject *unused)
+{
+    (void)unused;
+    CallLine *self = (CallLine *)callable;
+    int rc = 0;
+    for (long long d = 0; d < SPARES; d++) {
+        if (callline_settle_one(self, d) < 0) {
+            rc = -1;
+        }
+    }
+    return rc < 0 ? NULL : Py_NewRef(Py_None);
+}
+
 /* Before a call line (body, n) is written: the locals kept for the frame it
- * starts, (vm.thread, its depth), are forgotten.  0 or -1. */
+ * starts, (vm.thread, its depth), are forgotten (below SPARES: marked as a
+ * frame gone's).  0 or -1. */
 static int
 callline_forget(CallLine *self, const char *body, Py_ssize_t n)
 {
@@ -2716,10 +2818,40 @@ callline_forget(CallLine *self, const char *body, Py_ssize_t n)
     if (key == NULL) {
         return -1;
     }
-    PyObject *gone = NULL;
     if (depth < SPARES) {
+        gone_mark *g = &self->gone[depth];
+        if (g->state != NULL && g->key != key && callline_settle_one(self, depth) < 0) {
+            Py_DECREF(key);
+            return -1;
+        }
+        /* the state kept for key: the one the depth's slot cache saw as its entry
+         * when nothing changed the states since, else looked up */
+        slotcache *c = self->cache[depth];
+        PyObject *now = NULL; /* borrowed */
+        if (c != NULL && c->state != NULL && c->states == self->state && c->states_key == key &&
+            c->state_epoch == state_epoch) {
+            now = c->state;
+        }
+        else if ((now = PyDict_GetItemWithError(self->state, key)) == NULL && PyErr_Occurred()) {
+            Py_DECREF(key);
+            return -1;
+        }
+        if (now == NULL || now == g->state) { /* nothing kept, or marked already */
+            Py_DECREF(key);
+            return 0;
+        }
+        if (PyDict_CheckExact(now)) {
+            if (g->state != NULL) { /* (another state of key's: let go) */
+                Py_CLEAR(g->state);
+                Py_CLEAR(g->key);
+            }
+            g->state = Py_NewRef(now);
+            g->key = key; /* (taken) */
+            return 0;
+        }
         slotcache_release(self->cache[depth]); /* (it holds the state) */
     }
+    PyObject *gone = NULL;
 #if PY_VERSION_HEX >= 0x030D0000
     int rc = PyDict_Pop(self->state, key, &gone);
 #else
@@ -2733,6 +2865,12 @@ callline_forget(CallLine *self, const char *body, Py_ssize_t n)
     }
     Py_XDECREF(gone);
     return rc < 0 ? -1 : 0;
+}
+
+static gone_mark *
+callline_gone(PyObject *calls, long long depth)
+{
+    return calls == NULL || depth < 0 || depth >= SPARES ? NULL : &((CallLine *)calls)->gone[depth];
 }
 
 static slotcache **
@@ -2863,6 +3001,8 @@ callline_traverse(CallLine *self, visitproc visit, void *arg)
     Py_VISIT(self->vm);
     for (int i = 0; i < SPARES; i++) {
         Py_VISIT(self->spare[i]);
+        Py_VISIT(self->gone[i].state);
+        Py_VISIT(self->gone[i].key);
         if (self->cache[i] != NULL) {
             Py_VISIT(self->cache[i]->state);
             Py_VISIT(self->cache[i]->names);
@@ -2881,6 +3021,8 @@ callline_clear(CallLine *self)
     Py_CLEAR(self->vm);
     for (int i = 0; i < SPARES; i++) {
         Py_CLEAR(self->spare[i]);
+        Py_CLEAR(self->gone[i].state);
+        Py_CLEAR(self->gone[i].key);
         slotcache_drop(&self->cache[i]);
     }
     return 0;
@@ -2910,6 +3052,8 @@ static PyGetSetDef callline_getset[] = {
 static PyMethodDef callline_methods[] = {
     {"line", callline_line_meth, METH_O,
      "line(body): as calling it (the stepper's call hook calls its C entry, _sink_api)"},
+    {"settle", callline_settle, METH_NOARGS,
+     "settle(): the states of frames gone that call lines marked taken out of the states"},
     {NULL, NULL, 0, NULL},
 };
 
