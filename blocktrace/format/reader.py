@@ -129,6 +129,38 @@ class Verification:
         checkpoint of the whole tree covers it."""
         return self.version in SUMMARY_IN_TREE
 
+    @property
+    def steps(self) -> int | None:
+        """The steps among the lines that checked, as ``show``, ``diff`` and
+        ``view`` number them (0 to ``steps - 1``; an exception line at its op's
+        place is part of that op's step), from the index the check built; None
+        without one (``verify --no-index``), or at level ``line`` or ``call``,
+        whose op lines are not every instruction's."""
+        if self.index is None or self.header.get("level", "op") != "op":
+            return None
+        return self.index.steps
+
+    @property
+    def stopped_at_step(self) -> int | None:
+        """Where a trace that stopped before its program's end stopped, as
+        :attr:`steps` counts: the first step it does not hold (``show`` of it says
+        "the trace has N steps"; ``diff`` against a run that went on says the
+        trace ended there; ``verify`` says "recording stopped at step N" of a
+        size-limited one).  A trace stops early when recording reached its size
+        limit (``TraceSizeLimit``: the program ran on), the run was halted out of
+        gas (``OutOfGas``: step N-1 is the instruction it could not pay for) or by
+        Ctrl-C (``KeyboardInterrupt``), or it is unsealed (cut short).  None for
+        a trace of the whole run, or when steps are not counted."""
+        steps = self.steps
+        if steps is None or self.status not in ("sealed", "unsealed"):
+            return None
+        if self.status == "unsealed":
+            return steps
+        error = str((self.summary or {}).get("error") or "")
+        if error in ("TraceSizeLimit", "OutOfGas") or error.startswith("KeyboardInterrupt"):
+            return steps
+        return None
+
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "file": self.path,
@@ -139,6 +171,12 @@ class Verification:
         }
         if self.version:
             out["version"] = self.version
+        steps = self.steps
+        if steps is not None and self.status in ("sealed", "unsealed"):
+            out["steps"] = steps
+            stopped = self.stopped_at_step
+            if stopped is not None:
+                out["stoppedAtStep"] = stopped
         if self.reason:
             out["reason"] = self.reason
         if self.line is not None:

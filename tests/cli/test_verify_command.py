@@ -204,3 +204,53 @@ def test_verify_counts_steps_as_diff_and_show_do(tmp_path: Path, blocktrace_cli:
                    else f"run passed, {instructions} instructions;")
         assert counted in done.stdout, done.stdout
         assert f"{instructions} steps" not in done.stdout
+
+
+_STOPPED = {
+    "OutOfGas": ("--gas", "150"),
+    "TraceSizeLimit": ("--max-size", "16K"),
+    "KeyboardInterrupt": (),
+    "unsealed": (),
+    "the whole run": (),
+}
+
+
+@pytest.mark.parametrize("how", list(_STOPPED))
+def test_verify_json_says_where_a_trace_stopped_as_show_and_diff_count(
+    how: str, tmp_path: Path, blocktrace_cli: Runner
+) -> None:
+    """``verify --json`` carries ``steps`` and, for a trace that stopped before
+    its program's end, ``stoppedAtStep``: the number ``show`` gives ("the trace
+    has N steps") and ``diff`` counts (it had only the summary's ``step``, an
+    instruction count, and ``gasUsed``)."""
+    program = tmp_path / "prog.py"
+    program.write_text(
+        "import os, signal, sys\n"
+        "def f(i):\n    try:\n        return 10 // (i % 3)\n    except ZeroDivisionError:\n"
+        "        return 0\n"
+        "t = sum(f(i) for i in range(120))\n"
+        "if sys.argv[1:] == ['int']:\n    os.kill(os.getpid(), signal.SIGINT)\n"
+        "t += sum(f(i) for i in range(5))\n"
+    )
+    trace = tmp_path / "t.jsonl"
+    blocktrace_cli("run", *_STOPPED[how], "-o", trace, program,
+                   *(["int"] if how == "KeyboardInterrupt" else []))
+    if how == "unsealed":
+        lines = trace.read_bytes().splitlines(keepends=True)
+        trace.write_bytes(b"".join(lines[: len(lines) // 2]))
+    summary = _decode(trace.read_bytes().splitlines()[-1])
+    if how not in ("unsealed", "the whole run"):
+        assert summary.get("error") == how, summary
+    proc = blocktrace_cli("verify", "--json", trace)
+    out = _decode(proc.stdout)
+    assert out["status"] == ("unsealed" if how == "unsealed" else "sealed"), out
+    steps = out["steps"]
+    assert out.get("stoppedAtStep") == (None if how == "the whole run" else steps), out
+    show = blocktrace_cli("show", trace, str(steps))
+    assert f"no step {steps} (the trace has {steps} steps" in show.stderr, show.stderr
+    assert blocktrace_cli("show", trace, str(steps - 1)).returncode == 0
+    diff = blocktrace_cli("diff", trace, trace)
+    assert f"t.jsonl (blocktrace, Python {sys.version.split()[0]}, {steps} steps" in diff.stdout
+    if how == "TraceSizeLimit":  # the human line says the same step
+        assert f"recording stopped at step {steps} " in blocktrace_cli("verify", trace).stdout
+    assert "steps" not in _decode(blocktrace_cli("verify", "--json", "--no-index", trace).stdout)
