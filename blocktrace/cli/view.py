@@ -112,9 +112,12 @@ def _serve(models: list[Any], args: argparse.Namespace) -> int:
         import webbrowser
 
         try:
-            webbrowser.open(server.url)
+            opened = webbrowser.open(server.url)
         except webbrowser.Error:
-            sys.stderr.write("blocktrace view: no browser to open; open the URL above\n")
+            opened = False
+        if not opened:  # no display, no browser: open() says False and raises nothing
+            sys.stderr.write("blocktrace view: no browser found to open; open the URL above\n")
+            sys.stderr.flush()
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -41,6 +41,7 @@ from blocktrace.format import (
     check_chain,
     read_source,
 )
+from blocktrace.format.compressed import sniff
 from blocktrace.format.index import stamp_of, store_index
 from blocktrace.view.tables import (
     CallTable,
@@ -1035,11 +1036,12 @@ def _first_line(path: str) -> bytes:
 
 def is_blocktrace(path: str) -> bool:
     """Whether ``path`` is (or claims to be) a blocktrace trace, not a client's:
-    a blocktrace header, or a compressed file (only blocktrace writes those)."""
-    head = _first_line(path).lstrip(b"\xef\xbb\xbf")
-    if head.startswith(b"\x28\xb5\x2f\xfd") or head.startswith(b"\x1f\x8b"):
+    a blocktrace header, or a compressed file (only blocktrace writes those; a
+    compact ``.zst`` starts with a skippable frame, not a zstd frame's magic)."""
+    head = _first_line(path)
+    if sniff(head) != "plain":
         return True
-    return head.startswith(b'{"blocktrace"')
+    return head.lstrip(b"\xef\xbb\xbf").startswith(b'{"blocktrace"')
 
 
 def open_model(path: str, dialect: str | None = None) -> Model:

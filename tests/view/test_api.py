@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,6 +124,32 @@ def test_a_trace_cut_short_opens_as_unsealed(traced: Path, tmp_path: Path, cache
         last = meta["steps"] - 1
         assert api(server.url, "stack", step=last)["frames"]  # open frames end at the cut
         assert api(server.url, "nav", step=last, how="out")["step"] is None
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("suffix", [".jsonl.zst", ".jsonl.gz"])
+def test_a_compressed_trace_opens_as_the_blocktrace_trace_it_is(
+    suffix: str, tmp_path: Path, cache: Path
+) -> None:
+    """A compact .zst starts with a skippable frame, not zstd's magic: it was
+    read as an EIP-3155 client trace (no verdict, no source, no values)."""
+    script = tmp_path / "prog.py"
+    script.write_text(PROGRAM)
+    trace = tmp_path / f"prog{suffix}"
+    proc = subprocess.run([sys.executable, "-m", "blocktrace", "run", "--locals", "changes",
+                           "-o", str(trace), str(script)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    model = open_model(str(trace))
+    assert isinstance(model, TraceModel)
+    server = _serve([model])
+    try:
+        meta = api(server.url, "meta")["traces"][0]
+        assert meta["kind"] == "blocktrace" and meta["hasValues"] is True
+        assert _verdict(server.url)["status"] == "sealed"
+        assert api(server.url, "source", file=str(script))["text"] == PROGRAM
     finally:
         server.shutdown()
         server.server_close()

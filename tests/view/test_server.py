@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -171,6 +172,26 @@ def test_view_prints_its_url_and_serves_until_interrupted(trace: Path, tmp_path:
         assert get(url.rsplit("/", 2)[0] + "/api/meta")[0] == 404
     finally:
         _, err = _stop(proc)
+    assert "Traceback" not in err
+
+
+def test_view_says_so_when_there_is_no_browser_to_open(trace: Path, tmp_path: Path) -> None:
+    """No display and no console browser on PATH: webbrowser.open() returns
+    False without raising, and the user was left with a URL and no word."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER")}
+    env.update(PATH=os.path.dirname(sys.executable),
+               BLOCKTRACE_VIEW_CACHE=str(tmp_path / "cache"))
+    proc = _start(str(trace), env=env)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("blocktrace view: http://127.0.0.1:")
+        assert proc.stderr is not None
+        ready, _, _ = select.select([proc.stderr], [], [], 60)  # fails, not hangs, before
+        said = proc.stderr.readline() if ready else ""
+    finally:
+        _, err = _stop(proc)
+    assert said == "blocktrace view: no browser found to open; open the URL above\n", said + err
     assert "Traceback" not in err
 
 
