@@ -37,15 +37,26 @@
  * (snap_frame below; built against the headers of the Python it runs in) */
 #define Py_BUILD_CORE 1
 #include "internal/pycore_code.h"
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations" /* (its ma_version_tag) */
+#include "internal/pycore_dict.h"
+#pragma GCC diagnostic pop
 #include "internal/pycore_frame.h"
 #undef Py_BUILD_CORE
+#define DICT_ENTRIES 1 /* a dict's entries read in place (dict_hinted) */
 #elif PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000 && !defined(Py_GIL_DISABLED)
 /* 3.12's frame layout, to bring a function's f_locals dict up to date without
  * PyFrame_GetLocals (snap_frame below) */
 #define Py_BUILD_CORE 1
 #include "internal/pycore_code.h"
+#undef _PyGC_FINALIZED /* (3.12's pycore_gc.h defines a function of that name) */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations" /* (its ma_version_tag) */
+#include "internal/pycore_dict.h"
+#pragma GCC diagnostic pop
 #include "internal/pycore_frame.h"
 #undef Py_BUILD_CORE
+#define DICT_ENTRIES 1
 #endif
 #include <stdint.h>
 #include <string.h>
@@ -265,6 +276,63 @@ attr_in(PyObject *obj, PyObject *dict, PyObject *name)
     }
     return PyObject_GetAttr(obj, name);
 }
+
+/* d[name] (borrowed; NULL without an error when absent, or with one): read
+ * from the entry at *hint when that entry still holds name (by identity: an
+ * interned str) and a value, else looked up, and *hint learnt.  A line start
+ * reads the stepper's ``renderer`` and ``thread`` so: its instance dict changes
+ * at every instruction (``site``), but not its keys, so the entry stays where
+ * it was (a dict's entries below dk_nentries are never moved; a resize makes
+ * new keys, checked again).  With the GIL (never built free-threaded). */
+static PyObject *
+dict_hinted(PyObject *d, PyObject *name, Py_ssize_t *hint)
+{
+#ifdef DICT_ENTRIES
+    PyDictObject *mp = (PyDictObject *)d;
+    PyDictKeysObject *k = mp->ma_keys;
+    Py_ssize_t ix = *hint;
+    if (DK_IS_UNICODE(k) && ix >= 0 && ix < k->dk_nentries) {
+        PyDictUnicodeEntry *e = DK_UNICODE_ENTRIES(k) + ix;
+        if (e->me_key == name) {
+            PyObject *v = mp->ma_values != NULL ? mp->ma_values->values[ix] : e->me_value;
+            if (v != NULL) {
+                return v;
+            }
+        }
+    }
+#endif
+    PyObject *v = PyDict_GetItemWithError(d, name);
+#ifdef DICT_ENTRIES
+    *hint = -1;
+    if (v != NULL && DK_IS_UNICODE(mp->ma_keys)) {
+        k = mp->ma_keys;
+        PyDictUnicodeEntry *e = DK_UNICODE_ENTRIES(k);
+        for (ix = 0; ix < k->dk_nentries; ix++) {
+            if (e[ix].me_key == name) {
+                *hint = ix;
+                break;
+            }
+        }
+    }
+#endif
+    return v;
+}
+
+/* attr_in with the name's entry hinted (dict_hinted) */
+static PyObject *
+attr_hinted(PyObject *obj, PyObject *dict, PyObject *name, Py_ssize_t *hint)
+{
+    if (dict != NULL) {
+        PyObject *v = dict_hinted(dict, name, hint);
+        if (v != NULL || PyErr_Occurred()) {
+            return Py_XNewRef(v);
+        }
+    }
+    return PyObject_GetAttr(obj, name);
+}
+
+/* where the stepper's renderer and thread were in its instance dict */
+static Py_ssize_t hint_renderer = -1, hint_thread = -1;
 
 static PyObject *s_shared;
 
@@ -2402,7 +2470,8 @@ linestart_write(LineStart *self, PyObject *vm, PyObject *event, int have_gas, lo
     buf_init(&suffix);
     buf_init(&body);
     vdict = plain_dict(vm);
-    renderer = vdict == NULL && PyErr_Occurred() ? NULL : attr_in(vm, vdict, s_renderer);
+    renderer = vdict == NULL && PyErr_Occurred() ? NULL
+                                                 : attr_hinted(vm, vdict, s_renderer, &hint_renderer);
     if (renderer == NULL) {
         goto done;
     }
@@ -2411,7 +2480,7 @@ linestart_write(LineStart *self, PyObject *vm, PyObject *event, int have_gas, lo
         goto done;
     }
     int is_multi = self->multi;
-    if ((thread = attr_in(vm, vdict, s_thread)) == NULL) {
+    if ((thread = attr_hinted(vm, vdict, s_thread, &hint_thread)) == NULL) {
         goto done;
     }
     if (have_gas) {
@@ -2811,7 +2880,7 @@ callline_forget(CallLine *self, const char *body, Py_ssize_t n)
     if (vdict == NULL && PyErr_Occurred()) {
         return -1;
     }
-    PyObject *thread = attr_in(self->vm, vdict, s_thread);
+    PyObject *thread = attr_hinted(self->vm, vdict, s_thread, &hint_thread);
     Py_XDECREF(vdict);
     PyObject *key = thread == NULL ? NULL : state_key(thread, NULL, depth);
     Py_XDECREF(thread);
