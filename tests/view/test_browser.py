@@ -266,6 +266,27 @@ def test_values_search_and_changed_at(browser: Any, serve: Callable[..., str],
     page.close()
 
 
+def test_search_by_keys_alone(browser: Any, serve: Callable[..., str],
+                              traces: dict[str, Path], shots: Path) -> None:
+    """`/` as the key list says: the name first, Tab to the text, Enter. It went to the
+    text box, so the name stayed empty and the answer was a 400 ("search needs name=")."""
+    page = Page(browser, serve(traces["ours"]), shots)
+    page.press("/")
+    assert page.tab.evaluate("document.activeElement.id") == "search-name"
+    page.tab.keyboard.type("total")
+    page.tab.keyboard.press("Tab")
+    page.tab.keyboard.type("33")
+    page.tab.keyboard.press("Enter")
+    page.tab.wait_for_selector("#search-results li button")
+    assert "total = 33" in page.text("#search-results li")
+    # No name: the page says what is missing, without asking the server.
+    page.tab.fill("#search-name", "")
+    page.tab.press("#search-text", "Enter")
+    page.tab.wait_for_selector("#search-results li.muted")
+    assert page.text("#search-results") == "type the name of a recorded value first"
+    page.close()  # no script error, no failed request logged
+
+
 def test_timeline_calls_hits_and_exceptions(browser: Any, serve: Callable[..., str],
                                             traces: dict[str, Path], shots: Path) -> None:
     page = Page(browser, serve(traces["ours"]), shots)

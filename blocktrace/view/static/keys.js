@@ -21,7 +21,7 @@ export const KEYS = [
   { keys: ["["], act: "prev-hunk", label: "[", what: "diff: previous hunk" },
   { keys: ["s"], act: "switch-side", label: "s", what: "diff: step the other trace (the other follows by the alignment)" },
   { keys: ["g"], act: "goto", label: "g", what: "jump to step N (type it, Enter)" },
-  { keys: ["/"], act: "search", label: "/", what: "search recorded values (name, text), Enter lists the steps" },
+  { keys: ["/"], act: "search", label: "/", what: "search recorded values: the name, Tab, the text; Enter lists the steps" },
   { keys: ["?"], act: "help", label: "?", what: "show or hide this list" },
   { keys: ["Escape"], act: "escape", label: "Esc", what: "leave a text box, close this list" },
 ];

@@ -258,7 +258,7 @@ class App {
       case "prev-hunk": return this.jumpHunk(name === "next-hunk");
       case "switch-side": return this.diffMode ? this.setActive(1 - this.active) : this.say("not a diff");
       case "goto": return focusField("goto-step");
-      case "search": return focusField("search-text");
+      case "search": return focusField("search-name"); // name first, Tab to the text, Enter
       case "help": return this.toggleHelp();
       case "escape": {
         if (document.activeElement && document.activeElement.blur) document.activeElement.blur();
@@ -456,6 +456,11 @@ class App {
     const text = document.getElementById("search-text").value;
     const list = document.getElementById("search-results");
     const t = this.active;
+    if (!name) {
+      clear(list, el("li", { class: "muted", text: "type the name of a recorded value first" }));
+      focusField("search-name");
+      return;
+    }
     let answer;
     try {
       answer = await this.backend.search(t, name, text, SEARCH_LIMIT, from || undefined);
