@@ -461,9 +461,12 @@ def _judge_header(path: str, line: bytes) -> Header | tuple[Status, str]:
     status and reason: a byte-order mark, or a chained blocktrace line where
     the header belongs (the header deleted, lines moved), is tampering; any
     other line 1 makes the file unusable (not a blocktrace trace, an unknown
-    version)."""
+    version, a header without a hash member: the lines ``zstd -d`` gives of a
+    compact trace)."""
     header = _parse_header(path, line)
     if not isinstance(header, str):
+        if b',"hash":' not in line:  # not even an edited one: the compact form's lines
+            return "unusable", HASHLESS
         return header
     if header.startswith("byte-order mark"):
         return "tampered", header
@@ -742,9 +745,6 @@ def _header(result: Verification, line: bytes) -> int:
             _tampered(result, 1, reason)
         else:
             result.reason = reason
-        return 0
-    if b',"hash":' not in line:  # not even an edited one: the compact form's lines
-        result.reason = HASHLESS
         return 0
     result.version = header.blocktrace
     result.header = {k: v for k, v in _decode_dict(line).items() if k != "hash"}

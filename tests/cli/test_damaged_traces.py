@@ -118,6 +118,9 @@ DAMAGES: dict[str, Damage] = {
     "gz first member corrupt": ("jsonl.gz", _gz_first_member_corrupt, 2, False),
     "gz cut in its first member": ("jsonl.gz", lambda g: g["jsonl.gz"].read_bytes()[:30], 2,
                                    False),
+    # what `zstd -d` gives of a compact .jsonl.zst: every line without its hash member
+    "zstd -d of a compact trace": (
+        "jsonl", lambda g: b"".join(line[:-76] + b"}\n" for line in _plain(g)), 2, False),
     "empty file": ("jsonl", lambda g: b"", 2, False),
     "a text file": ("jsonl", lambda g: b"hello world\nsecond line\n", 2, False),
     "a binary file": ("jsonl", lambda g: bytes(range(256)) * 3, 2, False),
