@@ -18,6 +18,11 @@ before session 13; default 2048): an A/B of the ring's hand-off in one run.
 chunks the writer's thread closed where its own count closes one (``BLOCKTRACE_WRITER_WRITES=0``:
 ``LineWriter(thread_writes=False)``, as before session 13; by default the writer's thread writes
 each chunk as it closes it).
+``--write-after N`` (repeatable): each threaded ChainTracer once per N, the closed chunks
+the writer's thread lets wait before it writes them in one ``writev`` (``BLOCKTRACE_WRITE_AFTER``:
+``LineWriter(write_after=)``, 1 to 16; 1 writes each as it closes it, as in session 13): an A/B
+of the writes' unit, and of who writes them (the program's thread writes what waits when it
+would otherwise wait for room in the ring), in one run.
 
 For each workload (benchmarks/workloads.py) it runs, interleaved, best of N: the
 floor (a no-op ``sys.monitoring`` INSTRUCTION callback, bench_tracers.floor), the
@@ -103,25 +108,32 @@ def main() -> None:
                     help="also threaded with the op bodies made on the writer's thread")
     ap.add_argument("--program-writes", action="store_true",
                     help="also threaded with the chunks written by the program's thread")
+    ap.add_argument("--write-after", type=int, action="append", dest="afters",
+                    help="closed chunks the writer's thread lets wait before it writes them "
+                         "(repeat: A/B in one run)")
     ap.add_argument("--ring-batch", type=int, action="append", dest="batches",
                     help="bytes of records per publication to the writer's thread "
                          "(repeat: A/B in one run)")
     args = ap.parse_args()
     if any(not 1 <= b <= 16384 for b in args.batches or []):
         ap.error("--ring-batch: 1 to 16384 bytes")
+    if any(not 1 <= a <= 16 for a in args.afters or []):
+        ap.error("--write-after: 1 to 16 chunks")
     batches: list[str] = [str(b) for b in args.batches or []] or [""]
+    afters: list[str] = [str(a) for a in args.afters or []] or [""]
     formats: list[int] = args.formats or [FORMAT_VERSION]
     tmp = tempfile.mkdtemp(prefix="bt-bench-thread-")
     counter = [0]
 
-    def chain(threaded: str, version: int, ops: str = "0", batch: str = "", writes: str = ""
-              ) -> Callable[[], Any]:
+    def chain(threaded: str, version: int, ops: str = "0", batch: str = "", writes: str = "",
+              after: str = "") -> Callable[[], Any]:
         def make() -> Any:
             counter[0] += 1
             os.environ["BLOCKTRACE_WRITER_THREAD"] = threaded
             os.environ["BLOCKTRACE_WRITER_OPS"] = ops
             os.environ["BLOCKTRACE_RING_BATCH"] = batch
             os.environ["BLOCKTRACE_WRITER_WRITES"] = writes
+            os.environ["BLOCKTRACE_WRITE_AFTER"] = after
             path = os.path.join(tmp, f"t{counter[0]}.jsonl")
             tracer = blocktrace.ChainTracer(path, genesis="bench", format_version=version)
             if threaded == "1":
@@ -129,9 +141,9 @@ def main() -> None:
             return tracer
         return make
 
-    def chained(threaded: str, version: int, ops: str = "0", batch: str = "", writes: str = ""
-                ) -> Callable[[Callable[[], object]], Clocks]:
-        return lambda fn: _stepped(fn, chain(threaded, version, ops, batch, writes))
+    def chained(threaded: str, version: int, ops: str = "0", batch: str = "", writes: str = "",
+                after: str = "") -> Callable[[Callable[[], object]], Clocks]:
+        return lambda fn: _stepped(fn, chain(threaded, version, ops, batch, writes, after))
 
     def name_of(mode: str, version: int) -> str:
         return mode if len(formats) == 1 else f"{mode} v{version}"
@@ -143,7 +155,10 @@ def main() -> None:
         configs[name_of("inline", version)] = chained("0", version)
         for batch in batches:
             tag = f" batch {batch}" if batch else ""
-            configs[name_of("threaded", version) + tag] = chained("1", version, "0", batch)
+            for after in afters:
+                atag = tag + (f" after {after}" if after else "")
+                configs[name_of("threaded", version) + atag] = chained(
+                    "1", version, "0", batch, "", after)
             if args.writer_ops:
                 configs[name_of("threaded", version) + " writer ops" + tag] = chained(
                     "1", version, "1", batch)

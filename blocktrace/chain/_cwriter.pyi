@@ -48,6 +48,7 @@ class LineWriter:
         thread_ops: bool = False,
         ring_batch: int = ...,
         thread_writes: bool = ...,
+        write_after: int = ...,
     ) -> LineWriter: ...
     @property
     def version(self) -> int:

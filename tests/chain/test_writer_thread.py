@@ -131,6 +131,7 @@ _runs = given(
     thread_ops=st.booleans(),
     ring_batch=st.sampled_from([1, 100, 2048, 16384]),
     thread_writes=st.booleans(),
+    write_after=st.sampled_from([1, 2, 8, 16]),
 )
 
 
@@ -139,13 +140,15 @@ _runs = given(
 @_runs
 def test_threaded_matches_inline_and_the_reference(
     version: int, steps: list[tuple[Any, ...]], buffer_size: int, per_leaf: int,
-    ops_per_step: int, seal: bool, thread_ops: bool, ring_batch: int, thread_writes: bool
+    ops_per_step: int, seal: bool, thread_ops: bool, ring_batch: int, thread_writes: bool,
+    write_after: int
 ) -> None:
     """ring_batch: the records reach the thread in batches of that many bytes, and
     before every wait for it (a drain, a full ring, a chunk due to write)."""
     args = {"buffer_size": buffer_size, "lines_per_leaf": per_leaf, "version": version}
     threaded = _run({**args, "threaded": True, "thread_ops": thread_ops,
-                     "ring_batch": ring_batch, "thread_writes": thread_writes}, steps,
+                     "ring_batch": ring_batch, "thread_writes": thread_writes,
+                     "write_after": write_after}, steps,
                     ops_per_step=ops_per_step, seal=seal)
     assert threaded == _run(args, steps, ops_per_step=ops_per_step, seal=seal)
     for pure in _pure_writers(version):
@@ -157,19 +160,21 @@ def test_threaded_matches_inline_and_the_reference(
 @_runs
 def test_threaded_with_a_file_of_its_own_matches_the_reference(
     version: int, steps: list[tuple[Any, ...]], buffer_size: int, per_leaf: int,
-    ops_per_step: int, seal: bool, thread_ops: bool, ring_batch: int, thread_writes: bool
+    ops_per_step: int, seal: bool, thread_ops: bool, ring_batch: int, thread_writes: bool,
+    write_after: int
 ) -> None:
     """fd=: the chunks the thread closes are written by whichever thread gets to them
     (the program's where its count closes one or the ring is full, the writer's when
-    they pile up or it has nothing else to do; with thread_writes the writer's as it
-    closes each), in order: the file is the reference's
-    bytes, and the chain's state the same at every point."""
+    they pile up or it has nothing else to do; with thread_writes the writer's once
+    write_after of them wait, several in one writev), in order: the file is the
+    reference's bytes, and the chain's state the same at every point."""
     import tempfile
 
     args = {"buffer_size": buffer_size, "lines_per_leaf": per_leaf, "version": version}
     with tempfile.TemporaryDirectory(prefix="bt-writer-fd-") as tmp:
         threaded = _run({**args, "threaded": True, "thread_ops": thread_ops,
-                         "ring_batch": ring_batch, "thread_writes": thread_writes}, steps,
+                         "ring_batch": ring_batch, "thread_writes": thread_writes,
+                         "write_after": write_after}, steps,
                         ops_per_step=ops_per_step, seal=seal, file=Path(tmp) / "t.jsonl")
     for pure in _pure_writers(version):
         assert threaded == _run(args, steps, pure=pure, ops_per_step=ops_per_step, seal=seal)
@@ -780,6 +785,99 @@ def test_with_a_file_of_its_own_the_thread_writes_it(tmp_path: Path) -> None:
     ref.summary(b'{"output":""')
     ref.flush()
     assert path.read_bytes() == bytes(ref_out)
+
+
+@pytest.mark.parametrize("write_after", [1, 8, 16])
+def test_closed_chunks_reach_the_file_once_the_thread_is_idle(
+    tmp_path: Path, write_after: int
+) -> None:
+    """The writer's thread lets up to write_after closed chunks wait (to write them in
+    one writev), but never while it has nothing else to do: once it has made every
+    queued line, every closed chunk is in the file -- without a flush -- and only the
+    open one is not."""
+    path = tmp_path / "t.jsonl"
+    f = open(path, "wb", buffering=0)  # noqa: SIM115
+    w = LineWriter(f.write, buffer_size=4096, lines_per_leaf=16, threaded=True,
+                   fd=f.fileno(), write_after=write_after)
+    ref_out = bytearray()
+    ref = PyLineWriter(ref_out.extend, buffer_size=4096, lines_per_leaf=16)
+    e = object()
+    for x in (w, ref):
+        x.add_site(id(e), PREFIX, SUFFIX, e)
+    for i in range(150):  # ~160 bytes a line: five chunks closed (fewer than 8), one open
+        w.op(e, i, 1)
+        ref.op(e, i, 1)
+    closed = bytes(ref_out)
+    assert 3 <= len(closed) // 4096 < 8
+    # (records reach the thread per 2 KiB: reading the head has it make them all, and
+    # writes nothing itself)
+    assert w.head == ref.head
+    deadline = time.monotonic() + 30
+    while path.stat().st_size < len(closed) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    assert path.read_bytes() == closed
+    w.flush()
+    ref.flush()
+    assert path.read_bytes() == bytes(ref_out)
+    w.stop_thread()
+    f.close()
+
+
+def test_write_after_is_one_to_sixteen_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """write_after out of range is refused; BLOCKTRACE_WRITE_AFTER out of range (or not a
+    number) is ignored, as BLOCKTRACE_RING_BATCH is."""
+    for bad in (0, 17, -2):
+        with pytest.raises(ValueError, match="write_after must be 1 to 16"):
+            LineWriter(bytearray().extend, write_after=bad)
+    for env in ("0", "17", "x", ""):
+        monkeypatch.setenv("BLOCKTRACE_WRITE_AFTER", env)
+        LineWriter(bytearray().extend, threaded=True).stop_thread()
+
+
+def test_a_write_cut_short_keeps_the_rest_in_order(tmp_path: Path) -> None:
+    """A writev of several chunks that the file takes only part of (RLIMIT_FSIZE: a
+    short write up to the limit, then EFBIG): the file is the reference's first bytes up
+    to the limit, the writer goes on inline holding every byte after them, in order."""
+    result = _python(
+        """
+        import errno, functools, resource, signal
+        from blocktrace.chain._cwriter import LineWriter
+        from blocktrace.chain.writer import PyLineWriter
+        LIMIT = 100_003
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, resource.RLIM_INFINITY))
+        PREFIX = b'{"pc":12,"op":100,"gas":"0x'
+        SUFFIX = b',"opName":"LOAD_FAST","line":5,"code":3'
+        f = open("t.jsonl", "wb", buffering=0)
+        w = LineWriter(f.write, buffer_size=4096, lines_per_leaf=4, threaded=True,
+                       fd=f.fileno(), write_after=16, version=3)
+        ref_out = bytearray()
+        ref = PyLineWriter(ref_out.extend, buffer_size=4096, lines_per_leaf=4, version=3)
+        e = object()
+        for x in (w, ref):
+            x.add_site(id(e), PREFIX, SUFFIX, e)
+        try:
+            for i in range(1_000_000):
+                w.op(e, i, 1)
+                ref.op(e, i, 1)
+        except OSError as exc:
+            assert exc.errno == errno.EFBIG, exc
+        else:
+            raise SystemExit("no EFBIG")
+        assert not w.threaded
+        ref.flush()
+        on_disk = open("t.jsonl", "rb").read()
+        assert len(on_disk) == LIMIT, len(on_disk)
+        assert on_disk == bytes(ref_out[:LIMIT])
+        assert w.lines == ref.lines
+        assert w.buffered == len(ref_out) - LIMIT, (w.buffered, len(ref_out) - LIMIT)
+        assert w.head == ref.head
+        print("ok")
+        """,
+        tmp_path,
+    )
+    assert result.stdout.strip() == "ok", result.stderr
 
 
 def test_a_failed_write_of_the_thread_is_raised_and_nothing_is_lost() -> None:

@@ -25,6 +25,7 @@
 #include <pthread.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 #include <signal.h>
@@ -122,6 +123,11 @@ typedef struct {
 #define PUBLISH_EVERY ((size_t)1 << 11)
 #define LAG 4 /* a chunk is handed to write when the LAG-th chunk after it closes */
 #define LEAF_CAP 1024 /* leaves finished by the thread, not yet in the tree: bounded */
+/* With a file of its own: closed chunks not yet written, at most (past it the thread
+ * writes them itself, waiting for whoever else writes); write_after's upper bound. */
+#define READY_MAX (4 * LAG)
+#define WRITE_IOV 32 /* chunks per writev(2) at most */
+#define WRITE_AFTER 8 /* write_after's default (docs/PERFORMANCE.md, session 14) */
 
 /* Kept apart: what one core writes often and the other reads often shares no
  * cache line with it (a line written on one core and read on the other moves
@@ -172,10 +178,9 @@ typedef struct {
     pthread_cond_t wake_thread, wake_caller;
     chunk_t *ready;                      /* FIFO (circular) of finished chunks, under mu */
     size_t ready_cap, ready_first, ready_count;
-    chunk_t spare[LAG + 2]; /* empty buffers to reuse */
+    chunk_t spare[READY_MAX + 2]; /* empty buffers to reuse */
     size_t nspare;
-    line_buffer pend; /* a chunk being handed to write (with a file of its own: being
-                       * written, under wmu) */
+    line_buffer pend; /* a chunk being handed to write (without a file of its own) */
     /* The leaves the thread finished, their streams as they ended: their digests
      * (the leaf hashes) and the tree's nodes are made by whoever holds tmu, in
      * order (push_leaves) -- work off the chain, so off the thread when the
@@ -210,6 +215,8 @@ typedef struct {
                               * one.  Where the two threads run at once, the program's write(2)
                               * beside the thread's hashing cost both threads more than the
                               * writes themselves (session 13, docs/PERFORMANCE.md) */
+    size_t write_after;      /* thread_writes: the thread writes the closed chunks once this
+                              * many wait (1 to READY_MAX), in one writev(2) */
     int resume;              /* start_thread_later: start one at the next line */
     int resume_full;         /* start_thread_later(full=True): resume once the buffer fills */
     char gap0[GAP];
@@ -480,8 +487,9 @@ close_leaf_impl(Writer *w)
  * dropping sites, a fork and stopping the thread first wait until the thread has
  * made every queued line (drain).  A fork's child has no thread: its first call
  * goes on inline from the drained state (settle).  A SIGKILL or os._exit loses the
- * records not yet written, as it loses the inline buffer; what went to the file
- * is a prefix of whole chunks. */
+ * records not yet written, as it loses the inline buffer -- the ring's records, the
+ * thread's open chunk and, while the thread is busy, up to write_after closed chunks
+ * (with a file of its own) --; what went to the file is a prefix of whole chunks. */
 
 static inline size_t
 rec_size(uint32_t len)
@@ -692,7 +700,7 @@ give_spare(pipe_state *p, char *buf, size_t cap)
     if (buf == NULL) {
         return;
     }
-    if (p->nspare < LAG + 2) {
+    if (p->nspare < READY_MAX + 2) {
         p->spare[p->nspare].buf = buf;
         p->spare[p->nspare].cap = cap;
         p->spare[p->nspare].len = 0;
@@ -747,12 +755,15 @@ take_ready(pipe_state *p)
 }
 
 /* With a file of its own: write the ready chunks, oldest first, to the end (or
- * the first failed write: its errno goes to werr, the bytes not written stay in
- * pend).  Whoever holds wmu writes, so the chunks go in order whichever thread
- * writes them: the writer's thread as it closes each (thread_writes, the default),
- * when they pile up (bounded memory) or before it sleeps; the program's thread while
- * it waits for room, before reading the chain's state and (thread_writes=False) where
- * a chunk closes by its count.
+ * the first failed write: its errno goes to werr, the bytes not written stay at the
+ * front of the ready FIFO), up to WRITE_IOV of them per writev(2).  Whoever holds wmu
+ * writes, so the chunks go in order whichever thread writes them: the writer's
+ * thread once write_after of them wait (1, the default: each as it closes it;
+ * thread_writes), when READY_MAX wait (bounded memory) or before it sleeps; the
+ * program's thread while it waits for room, before reading the chain's state and
+ * (thread_writes=False) where a chunk closes by its count.  Only a wmu holder takes
+ * chunks off the FIFO's front (the thread only appends, under mu), so the chunks
+ * noted under mu stay where they are while they are written without it.
  * wait: block until the other thread is done writing (else return at once). */
 static void
 write_ready(Writer *w, int wait)
@@ -762,22 +773,44 @@ write_ready(Writer *w, int wait)
         return;
     }
     while (!atomic_load(&p->werr)) {
-        if (p->pend.len == 0) {
-            pthread_mutex_lock(&p->mu);
-            if (p->ready_count == 0) {
-                pthread_mutex_unlock(&p->mu);
+        struct iovec iov[WRITE_IOV];
+        size_t n = 0;
+        pthread_mutex_lock(&p->mu);
+        for (; n < p->ready_count && n < WRITE_IOV; n++) {
+            chunk_t *c = &p->ready[(p->ready_first + n) % p->ready_cap];
+            iov[n].iov_base = c->buf;
+            iov[n].iov_len = c->len;
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (n == 0) {
+            break;
+        }
+        ssize_t got = writev(w->file.fd, iov, (int)n);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) { /* the bytes stay; the caller sees it at its next call */
+            atomic_store(&p->werr, got < 0 ? errno : EIO);
+            break;
+        }
+        /* what went, off the front: whole chunks to the spares, a partly written one
+         * keeps its rest (only then: glibc's memmove is 512-bit code) */
+        size_t left = (size_t)got;
+        pthread_mutex_lock(&p->mu);
+        while (left > 0) {
+            chunk_t *c = &p->ready[p->ready_first];
+            if (left < c->len) {
+                memmove(c->buf, c->buf + left, c->len - left);
+                c->len -= left;
                 break;
             }
-            take_ready(p);
-            pthread_mutex_unlock(&p->mu);
-        }
-        int err = write_fd(w->file.fd, &p->pend);
-        if (err) { /* the bytes stay; the caller sees it at its next call */
-            atomic_store(&p->werr, err);
-        }
-        else {
+            left -= c->len;
+            p->ready_first = (p->ready_first + 1) % p->ready_cap;
+            p->ready_count--;
+            give_spare(p, c->buf, c->cap);
             atomic_fetch_add(&p->written, 1);
         }
+        pthread_mutex_unlock(&p->mu);
     }
     pthread_mutex_unlock(&p->wmu);
 }
@@ -798,11 +831,12 @@ thread_room(Writer *w, size_t total)
         if (rc < 0) {
             return -1;
         }
-        if (w->file.fd >= 0 && ready > 4 * LAG) { /* the program's thread did not take them */
+        if (w->file.fd >= 0 && ready > READY_MAX) { /* nobody else took them */
             write_ready(w, 1);
         }
-        else if (w->file.fd >= 0 && (w->thread_ops || w->thread_writes)) {
-            /* the program's thread leaves them here */
+        else if (w->file.fd >= 0 && (w->thread_ops || w->thread_writes)
+                 && ready >= w->write_after) {
+            /* the program's thread leaves them here: once write_after wait, in one writev */
             write_ready(w, 0);
         }
     }
@@ -1893,13 +1927,14 @@ writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"write", "buffer_size", "lines_per_leaf", "on_leaf", "threaded",
                              "fd", "version", "thread_ops", "ring_batch", "thread_writes",
-                             NULL};
+                             "write_after", NULL};
     PyObject *write, *on_leaf = Py_None;
-    Py_ssize_t buffer_size = 65536, per_leaf = 16, ring_batch = -1;
+    Py_ssize_t buffer_size = 65536, per_leaf = 16, ring_batch = -1, write_after = -1;
     int threaded = 0, fd = -1, version = DEFAULT_VERSION, thread_ops = 0, thread_writes = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$nnOpiipni:LineWriter", kwlist, &write,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$nnOpiipnin:LineWriter", kwlist, &write,
                                      &buffer_size, &per_leaf, &on_leaf, &threaded, &fd,
-                                     &version, &thread_ops, &ring_batch, &thread_writes)) {
+                                     &version, &thread_ops, &ring_batch, &thread_writes,
+                                     &write_after)) {
         return NULL;
     }
     if (thread_writes < 0) { /* BLOCKTRACE_WRITER_WRITES=0: as before session 13 (an A/B) */
@@ -1912,6 +1947,18 @@ writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         long v = env != NULL ? strtol(env, &end, 10) : 0;
         ring_batch = env != NULL && *env && *end == 0 && v >= 1 && v <= (long)WAKE_EVERY
                          ? (Py_ssize_t)v : (Py_ssize_t)PUBLISH_EVERY;
+    }
+    if (write_after == -1) { /* BLOCKTRACE_WRITE_AFTER: for an A/B in one run */
+        const char *env = getenv("BLOCKTRACE_WRITE_AFTER");
+        char *end = NULL;
+        long v = env != NULL ? strtol(env, &end, 10) : 0;
+        write_after = env != NULL && *env && *end == 0 && v >= 1 && v <= READY_MAX
+                          ? (Py_ssize_t)v : WRITE_AFTER;
+    }
+    if (write_after < 1 || write_after > READY_MAX) {
+        PyErr_Format(PyExc_ValueError, "LineWriter(): write_after must be 1 to %d chunks",
+                     READY_MAX);
+        return NULL;
     }
     if (ring_batch < 1 || ring_batch > (Py_ssize_t)WAKE_EVERY) {
         PyErr_Format(PyExc_ValueError, "LineWriter(): ring_batch must be 1 to %zu bytes",
@@ -1960,6 +2007,7 @@ writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     w->thread_ops = thread_ops;
     w->ring_batch = (size_t)ring_batch;
     w->thread_writes = thread_writes != 0;
+    w->write_after = (size_t)write_after;
     memcpy(w->prev, w->v4 ? H0_V4 : H0, 32);
     fresh_stream(w);
     merkle_init(&w->tree);
@@ -2264,7 +2312,7 @@ static PyMethodDef writer_methods[] = {
 PyDoc_STRVAR(writer_doc,
 "LineWriter(write, *, buffer_size=65536, lines_per_leaf=16, on_leaf=None, threaded=False,\n"
 "           fd=-1, version=FORMAT_VERSION, thread_ops=False, ring_batch=2048,\n"
-"           thread_writes=True)\n"
+"           thread_writes=True, write_after=8)\n"
 "--\n\n"
 "Seal lines per docs/FORMAT.md (version's chain: 2 and 3 share one, 4), buffer them\n"
 "and hand them to write;\n"
@@ -2281,8 +2329,11 @@ PyDoc_STRVAR(writer_doc,
 "the calls publish their records to the thread once per this many bytes (1 to\n"
 "16384; 1: per record), and before every wait for it: the same bytes (default:\n"
 "BLOCKTRACE_RING_BATCH, else 2048).  thread_writes (with fd): the thread writes\n"
-"each chunk as it closes it, the calls none where their count closes one (default:\n"
-"True unless BLOCKTRACE_WRITER_WRITES=0).");
+"the chunks it closes, the calls none where their count closes one (default:\n"
+"True unless BLOCKTRACE_WRITER_WRITES=0); write_after: the thread lets this many\n"
+"closed chunks wait (1 to 16) and writes them in one writev, or at once when it\n"
+"has nothing else to do; the calls write those waiting when they would wait for\n"
+"room (default: BLOCKTRACE_WRITE_AFTER, else 8; 1: each as it closes it).");
 
 static PyType_Slot writer_slots[] = {
     {Py_tp_new, writer_new},
