@@ -8,6 +8,7 @@ done by the library layers; a handler only calls them and reports.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import sys
@@ -43,6 +44,15 @@ _COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "blocktrace.cli.query": ("query",),
     "blocktrace.cli.export": ("export",),
 }
+
+
+_COMMANDS: tuple[str, ...] = tuple(c for names in _COMMAND_MODULES.values() for c in names)
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``; did you mean 'run'?`` for a typo close to one of ``choices``, else ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 # Sub-commands that run a program: everything after their SCRIPT or ``-m MODULE``
@@ -352,13 +362,24 @@ class Command:
     def __init__(self, argv: Sequence[str] | None) -> None:
         self._as_command = argv is None
         words = list(sys.argv[1:] if argv is None else argv)
+        if words and not words[0].startswith("-") and words[0] not in _COMMANDS:
+            hint = (f"; to trace it: blocktrace run {words[0]}"
+                    if words[0].endswith(".py") or os.path.isfile(words[0])
+                    else _did_you_mean(words[0], _COMMANDS)
+                    or f"; the commands: {', '.join(_COMMANDS)}")
+            _Parser(prog="blocktrace").error(f"unknown command {words[0]!r}{hint}")
         parser = build_parser(words[0] if words else None)
         split = None
         if words and words[0] in _RUNS_A_PROGRAM:
             command = _subparser(parser, words[0])
             own, module, program = split = split_program(command, words[1:])
             words = [words[0], *own]
-        args = parser.parse_args(words)
+        args, unknown = parser.parse_known_args(words)
+        if unknown:  # said by the command's parser, naming it, with the option meant
+            command = _subparser(parser, args.command)
+            near = next((_did_you_mean(word.partition("=")[0], command._option_string_actions)
+                         for word in unknown if word.startswith("--")), "")
+            command.error(f"unrecognized arguments: {' '.join(unknown)}{near}")
         if split is not None:
             args.module, args.program = module, program
         self.name: str = args.command

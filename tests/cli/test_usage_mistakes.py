@@ -1,0 +1,48 @@
+"""A newcomer's first mistakes on the command line: a misspelt command, a script given
+without ``run``, a misspelt option. Each is one line on stderr, exit 2, naming the command
+and what was probably meant -- the real command in a subprocess."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from subprocess import CompletedProcess
+
+import pytest
+
+Runner = Callable[..., CompletedProcess[str]]
+Check = Callable[[CompletedProcess[str]], None]
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["rnu", "prog.py"], "blocktrace: unknown command 'rnu'; did you mean 'run'? (see --help)"),
+    (["veriyf", "t.jsonl"],
+     "blocktrace: unknown command 'veriyf'; did you mean 'verify'? (see --help)"),
+    (["prog.py"],
+     "blocktrace: unknown command 'prog.py'; to trace it: blocktrace run prog.py (see --help)"),
+    (["run", "--levl", "op", "prog.py"],
+     "blocktrace run: unrecognized arguments: --levl; did you mean '--level'? (see --help)"),
+    (["verify", "t.jsonl", "--hea", "00"],
+     "blocktrace verify: unrecognized arguments: --hea 00; did you mean '--head'? (see --help)"),
+    (["diff", "a.jsonl", "b.jsonl", "--jsno"],
+     "blocktrace diff: unrecognized arguments: --jsno; did you mean '--json'? (see --help)"),
+])
+def test_a_mistake_names_the_command_and_what_was_meant(
+    args: list[str], said: str, tmp_path: Path, blocktrace_cli: Runner, one_line_error: Check
+) -> None:
+    (tmp_path / "prog.py").write_text("print('ran')\n")
+    proc = blocktrace_cli(*args, cwd=tmp_path)
+    one_line_error(proc)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == said + "\n"
+
+
+def test_an_unknown_command_far_from_any_lists_them(
+    blocktrace_cli: Runner, one_line_error: Check
+) -> None:
+    proc = blocktrace_cli("frobnicate")
+    one_line_error(proc)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("blocktrace: unknown command 'frobnicate'; the commands: run, "
+                                  "verify, show,")
+    assert "check-proof" in proc.stderr and "export" in proc.stderr
