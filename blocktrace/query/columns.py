@@ -420,9 +420,13 @@ def complete_lines(
 def _buffers(stream: IO[bytes], feed: Callable[[bytes], object] | None,
              tick: Tick | None = None) -> Iterator[bytes]:
     rest = b""
+    # read1: one read of the file or one frame's output at a time, so that the
+    # lines before compressed data that cannot be read are given (read() lost
+    # the whole buffer it was filling: none of the lines before it were exported)
+    read = getattr(stream, "read1", stream.read)
     while True:
         try:
-            chunk = stream.read(max(CHUNK, len(rest)))
+            chunk = read(max(CHUNK, len(rest)))
         except CompressedDataError:
             chunk = b""
         if not chunk:
