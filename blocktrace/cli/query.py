@@ -78,6 +78,10 @@ def _check_statement(sql: str) -> None:
     import duckdb
 
     try:
+        sql.encode("utf-8")
+    except UnicodeEncodeError:  # (argv's bytes that are not UTF-8; DuckDB raises TypeError)
+        raise CliError("the SQL is not UTF-8 text") from None
+    try:
         statements = duckdb.connect(":memory:").extract_statements(sql)
     except duckdb.Error as exc:
         raise CliError(f"SQL error: {_one_line(exc)}") from None

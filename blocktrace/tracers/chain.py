@@ -63,6 +63,21 @@ __all__ = ["ChainTracer", "ValuesMode"]
 ValuesMode = Literal["off", "on", "changes"]
 
 _encode = msgspec.json.Encoder().encode
+
+
+def _as_text(text: str) -> str:
+    """``text`` as JSON can hold it: an argument or a file name whose bytes are
+    not UTF-8 (Python holds them as lone surrogates, which no encoder takes) with
+    those bytes written ``\\xNN``, as ``ascii()`` would."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        return raw.decode("utf-8", "backslashreplace")
 _cvalues: Any = extension("blocktrace.tracers._cvalues")
 """A line start's values in C (``_scan``), or None: the Python reference."""
 _perf_counter_ns = time.perf_counter_ns
@@ -432,7 +447,7 @@ class ChainTracer:
             "genesis": self.genesis,
             "python": _PYTHON,
             "implementation": sys.implementation.name,
-            "argv": list(sys.argv if argv is None else argv),
+            "argv": [_as_text(a) for a in (sys.argv if argv is None else argv)],
             "start": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "pid": os.getpid(),
             "level": level,
