@@ -90,7 +90,7 @@ class SnapshotApp:
         self.workers = max(1, workers)
         self.queue = max(0, queue)
         self.max_body = max_body
-        self.cors_origins = frozenset(o.rstrip("/").lower() for o in cors_origins)
+        self.cors_origins = frozenset(_origin_key(o) for o in cors_origins)
         """Origins (``scheme://host[:port]``) whose pages may call the service;
         ``*``: any."""
         self.running = 0
@@ -154,7 +154,7 @@ class SnapshotApp:
         if origin is None or not self.cors_origins:
             return False
         return "*" in self.cors_origins or (
-            origin.decode("latin-1").rstrip("/").lower() in self.cors_origins)
+            _origin_key(origin.decode("latin-1")) in self.cors_origins)
 
     def _cors(self, origin: bytes | None, allowed: bool) -> list[tuple[bytes, bytes]]:
         """The CORS headers of a response to a request from ``origin``."""
@@ -308,11 +308,27 @@ class SnapshotApp:
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
-    """The request's header ``name`` (lower case), or None."""
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return bytes(value)
-    return None
+    """The request's header ``name`` (lower case), or None.  Sent more than once,
+    its values joined by commas (RFC 9110): an ``Origin`` sent twice is then
+    nobody's origin, and refused."""
+    found = [bytes(value) for key, value in scope.get("headers", []) if key == name]
+    return b", ".join(found) if found else None
+
+
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def _origin_key(origin: str) -> str:
+    """An origin as compared: scheme and host in lower case, no trailing ``/``,
+    no default port -- as browsers serialise the ``Origin`` they send, so a
+    service started with ``--cors-origin https://Tutor.example:443`` allows
+    the page whose browser sends ``https://tutor.example``."""
+    key = origin.strip().rstrip("/").lower()
+    scheme = key.partition("://")[0]
+    port = _DEFAULT_PORTS.get(scheme)
+    if port is not None and key.endswith(port) and "]" not in key[-len(port):]:
+        key = key[: -len(port)]
+    return key
 
 
 def _one_line(exc: BaseException) -> str:
