@@ -1,13 +1,17 @@
-"""The README's set-up text, as a new user follows it on a fresh clone: where the
+"""The README as a new user follows it on a fresh clone: where the
 command lives after the demo, how to install extras from the checkout, what
-``scripts/dev test`` runs and how long it takes."""
+``scripts/dev test`` runs and how long it takes; then its first commands, run verbatim
+(the first example's output as shown, the diff and snapshot examples' exit statuses)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,3 +87,80 @@ def test_documented_install_commands_install_this_version() -> None:
         for line in (line.strip() for block in blocks for line in block.splitlines()):
             if re.match(r"pip install\s+['\"]?blocktrace\b", line):
                 raise AssertionError(f"{doc.name}: {line!r} installs PyPI's 0.0.16")
+
+
+# -- the README's commands, run verbatim as a newcomer types them ---------------------------
+
+
+def _blocks(heading: str) -> list[str]:
+    """The fenced blocks of the README section under ``heading`` (up to the next one)."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index(heading)
+    end = readme.find("\n## ", start + len(heading))
+    blocks = readme[start:end if end >= 0 else None].split("```")[1::2]
+    return [block.split("\n", 1)[1] for block in blocks]  # without the language tag
+
+
+def _shell(tmp_path: Path) -> Callable[[str], subprocess.CompletedProcess[str]]:
+    """Run one command line with ``blocktrace`` on PATH as this interpreter's (what the
+    README's activate line gives), in ``tmp_path`` holding a copy of examples/."""
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "blocktrace"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m blocktrace "$@"\n')
+    shim.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    def run(line: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=300, check=False)
+
+    return run
+
+
+def _pattern(shown: str) -> re.Pattern[str]:
+    """A shown output line as a pattern: ``f9761cbe…`` stands for any hex digits (hashes
+    and the genesis are random); the counts are Python 3.13's (3.12 runs other bytecode)."""
+    pattern = re.escape(shown)
+    pattern = re.sub(r"[0-9a-f]+…", "[0-9a-f]+", pattern)
+    if sys.version_info[:2] != (3, 13):
+        pattern = re.sub(r"(?<![0-9a-f])\d+(?![0-9a-f])", r"\\d+", pattern)
+    return re.compile(pattern)
+
+
+def test_the_first_example_prints_what_the_readme_shows(tmp_path: Path) -> None:
+    (block, *_) = (ROOT / "README.md").read_text().split("```")[1::2]
+    run = _shell(tmp_path)
+    commands = [line for line in block.splitlines() if line.startswith("$ ")]
+    assert len(commands) == 2
+    shown = block.split("$ ")[1:]
+    for text in shown:
+        command, *expected = text.rstrip("\n").split("\n")
+        done = run(command)
+        assert done.returncode == 0, (command, done.stderr)
+        got = done.stdout.rstrip("\n").split("\n")
+        assert len(got) == len(expected), (command, got)
+        for line, want in zip(got, expected, strict=True):
+            assert _pattern(want).fullmatch(line), (command, line, want)
+
+
+def test_the_diff_section_runs_as_written(tmp_path: Path) -> None:
+    (block,) = _blocks("## Diff")
+    run = _shell(tmp_path)
+    lines = block.strip().splitlines()
+    statuses = [run(line) for line in lines]
+    assert [s.returncode for s in statuses] == [0, 0, 1], [s.stderr for s in statuses]
+    report = statuses[-1].stdout
+    assert report.startswith("A: a.jsonl (blocktrace, Python ")
+    assert "first divergence at step " in report and "\ndifferent: " in report
+
+
+def test_the_snapshot_example_answers(tmp_path: Path) -> None:
+    (block,) = _blocks("## Step-by-step snapshots")
+    first = block.strip().splitlines()[0]
+    assert first.endswith("| blocktrace snapshot --pretty")
+    done = _shell(tmp_path)(first)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["status"] == "ok" and answer["steps"][-1]["heap"]  # the list, aliased
