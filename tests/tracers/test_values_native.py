@@ -666,6 +666,52 @@ def test_states_marked_by_c_call_lines_are_settled_before_the_tracer_reads_them(
     assert firsts == [{"a": i, "b": 10} for i in range(4)] * 2
 
 
+REMEMBERED_PROGRAM = textwrap.dedent('''
+    class P:
+        pass
+
+    class Slim:
+        __slots__ = ()
+
+    def f(o, n):
+        return n
+
+    kept = [P() for _ in range(3)]
+    for k in range(40):
+        f(kept[k % 3], k)   # objects seen before, each call a new frame
+        f(P(), k)           # dies after the call: the next one often at its address
+        f(Slim(), k)        # shown without a number
+    b = kept[0]
+    f(b, 0)
+    P.__qualname__ = "Renamed"  # its type's name
+    f(b, 1)
+    P.__qualname__ = "P"
+    f(b, 2)
+    kept.clear()
+    f(P(), 3)               # a numbered object died: numbers checked in the table
+    f(b, 4)
+''')
+
+
+@needs_c
+@pytest.mark.parametrize("mode", ["changes", "on"])
+def test_objects_remembered_by_address_are_shown_as_the_reference_shows_them(
+        tmp_path: Path, mode: str) -> None:
+    """An object shown by number has its text and marker remembered by address
+    (values.c "objects shown by number, their text remembered"): a new frame's
+    first line start shows it from there only while its marker says it renders
+    as then -- not once it died and another object took its address, its type
+    was renamed -- as the reference shows it."""
+    bodies = bodies_c_and_pure(tmp_path, REMEMBERED_PROGRAM, "--locals", mode)
+    assert bodies[0] == bodies[1]
+    shown = [json.loads(line + b"}")["locals"] for line in bodies[0]
+             if b'"locals"' in line and b'"line":9,' in line]
+    assert len(shown) == 125 and all("o" in s for s in shown)
+    assert any(s["o"].startswith("<Renamed #") for s in shown)
+    numbers = {s["o"] for s in shown if s["o"].startswith("<P #")}
+    assert len(numbers) > 40  # each P made in the loop numbered afresh
+
+
 SKIPPED_PROGRAM = textwrap.dedent('''
     import sys
 

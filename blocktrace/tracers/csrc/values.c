@@ -802,7 +802,7 @@ dunder(PyObject *name)
  * raises), or UNSUPPORTED for a name the reference should take */
 static int
 member(render_ctx *ctx, PyObject *name, PyObject *value, PyObject *encode, buf *out,
-       int *by_reference)
+       int *by_reference, Py_ssize_t *value_at)
 {
     *by_reference = 0;
     Py_ssize_t n;
@@ -815,6 +815,7 @@ member(render_ctx *ctx, PyObject *name, PyObject *value, PyObject *encode, buf *
         return -1;
     }
     Py_ssize_t mark = out->len;
+    *value_at = mark;
     int rc = render_json(ctx, value, out);
     if (rc == 0) {
         return 0;
@@ -954,6 +955,64 @@ opaque_same(render_ctx *ctx, PyObject *marker, PyObject *v)
                (PyUnicode_CheckExact(qualname) && PyUnicode_Compare(qualname, PyTuple_GET_ITEM(marker, 2)) == 0);
     Py_DECREF(qualname);
     return PyErr_Occurred() ? -1 : same;
+}
+
+/* -- objects shown by number, their text remembered --------------------------
+ *
+ * A new frame's first line start shows every local (both modes), and its
+ * arguments are mostly objects seen before (``self``): rendering one looks its
+ * number up in the renderer's table, formats ``<Type #n>`` and makes its
+ * marker.  So the marker and the JSON text of the last objects rendered are
+ * remembered by address (direct-mapped); a value at that address whose marker
+ * says it renders as then (opaque_same: the same type, type name, bounds and,
+ * if a numbered object died since, the same number for that address) gets
+ * that text and shares that marker.  Only markers and bytes are kept, never
+ * the objects (a marker holds the object's id, its type's id and name, its
+ * number, the bounds and the death count). */
+
+#define MEMO 64
+static PyObject *memo_marker[MEMO], *memo_json[MEMO];
+
+static inline size_t
+memo_slot(PyObject *v)
+{
+    return ((uintptr_t)v >> 4) % MEMO;
+}
+
+/* The remembered JSON text of v (borrowed) when its marker says v renders as
+ * then, with that marker in *marker (borrowed), else NULL (no error: the pass
+ * renders it, and says what goes wrong) */
+static PyObject *
+memo_find(render_ctx *ctx, PyObject *v, PyObject **marker)
+{
+    size_t i = memo_slot(v);
+    PyObject *m = memo_marker[i];
+    if (m == NULL || PyLong_AsVoidPtr(PyTuple_GET_ITEM(m, 0)) != (void *)v) {
+        return NULL;
+    }
+    int same = opaque_same(ctx, m, v);
+    if (same <= 0) {
+        if (same < 0) {
+            PyErr_Clear();
+        }
+        return NULL;
+    }
+    *marker = m;
+    return memo_json[i];
+}
+
+/* v rendered as json (n bytes) with its marker: remembered */
+static void
+memo_keep(PyObject *v, PyObject *marker, const char *json, Py_ssize_t n)
+{
+    size_t i = memo_slot(v);
+    PyObject *b = PyBytes_FromStringAndSize(json, n);
+    if (b == NULL) {
+        PyErr_Clear(); /* (not remembered) */
+        return;
+    }
+    Py_XSETREF(memo_marker[i], Py_NewRef(marker));
+    Py_XSETREF(memo_json[i], b);
 }
 
 /* -- lists and tuples of scalars and objects shown by number ------------------
@@ -1699,15 +1758,37 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes, in
         }
         else {
             member_buf.len = 0;
-            int by_reference;
-            int r = member(ctx, name, value, encode, &member_buf, &by_reference);
-            if (r != 0) {
-                Py_XDECREF(old);
-                rc = r; /* UNSUPPORTED or -1 */
-                goto done;
+            int by_reference = 0, is_opaque = !keeps && opaque(ctx, value);
+            PyObject *known = NULL, *json = is_opaque ? memo_find(ctx, value, &known) : NULL;
+            Py_ssize_t value_at = 0, u_len;
+            const char *u;
+            if (json != NULL) { /* its text and marker remembered (memo_find) */
+                u = PyUnicode_AsUTF8AndSize(name, &u_len);
+                if (u == NULL || buf_json_string(&member_buf, u, u_len) < 0 ||
+                    BUF_LIT(&member_buf, ":") < 0 ||
+                    buf_add(&member_buf, PyBytes_AS_STRING(json), PyBytes_GET_SIZE(json)) < 0) {
+                    Py_XDECREF(old);
+                    if (u == NULL) {
+                        PyErr_Clear();
+                        rc = UNSUPPORTED;
+                    }
+                    goto done;
+                }
+                new_kept = Py_NewRef(known);
             }
-            if (!keeps && !by_reference && opaque(ctx, value)) {
+            else {
+                int r = member(ctx, name, value, encode, &member_buf, &by_reference, &value_at);
+                if (r != 0) {
+                    Py_XDECREF(old);
+                    rc = r; /* UNSUPPORTED or -1 */
+                    goto done;
+                }
+            }
+            if (new_kept == NULL && is_opaque && !by_reference) {
                 new_kept = opaque_marker(ctx, value);
+                if (new_kept != NULL) {
+                    memo_keep(value, new_kept, member_buf.p + value_at, member_buf.len - value_at);
+                }
             }
             else if (!keeps && !by_reference && (PyList_CheckExact(value) || PyTuple_CheckExact(value))) {
                 new_kept = seq_marker(ctx, value); /* NULL: not one whose items say its text */
