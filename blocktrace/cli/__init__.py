@@ -72,10 +72,16 @@ class ProgramInterrupted(Exception):
         self.status = status
 
 
+_ESCAPED = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))
+            if code != 0x09}
+_ESCAPED.update({0x0A: "\\n", 0x0D: "\\r"})
+
+
 def one_line(text: str) -> str:
-    """``text`` made one line for stderr: line breaks it carries from the input
-    (a file name, a field name in a request) shown escaped."""
-    return text.replace("\r", "\\r").replace("\n", "\\n")
+    """``text`` made one line for stderr: line breaks and other control characters
+    it carries from the input (a file name, a field name in a request, a mistyped
+    argument) shown escaped, so that none moves the cursor or recolours the terminal."""
+    return text.translate(_ESCAPED)
 
 
 def note_unverified(command: str, path: str, status: str, line: int | None,

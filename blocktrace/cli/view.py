@@ -65,8 +65,8 @@ def _handle(args: argparse.Namespace) -> int:
     for path in args.traces:
         try:
             models.append(open_model(path, args.dialect))
-        except (TraceError, ClientTraceError) as exc:
-            raise CliError(str(exc)) from None
+        except (TraceError, ClientTraceError) as exc:  # 1 where verify says TAMPERED
+            raise CliError(str(exc), exc.exit_status) from None
         except OSError as exc:
             raise CliError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if args.html:

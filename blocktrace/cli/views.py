@@ -101,8 +101,8 @@ def _lines(args: argparse.Namespace) -> int:
             views = view_trace(args.trace, args.function, progress.update)
     except OSError as exc:
         raise CliError(f"{args.trace}: cannot read: {exc.strerror or exc}") from None
-    except TraceFormatError as exc:  # its message names the file
-        raise CliError(str(exc)) from None
+    except TraceFormatError as exc:  # its message names the file; 1 where verify says TAMPERED
+        raise CliError(str(exc), exc.exit_status) from None
     if args.function:
         from blocktrace.views.lines import _selected
 

@@ -46,3 +46,19 @@ def test_an_unknown_command_far_from_any_lists_them(
     assert proc.stderr.startswith("blocktrace: unknown command 'frobnicate'; the commands: run, "
                                   "verify, show,")
     assert "check-proof" in proc.stderr and "export" in proc.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["verify", "bad\x1b[31mname\x0b.jsonl"],  # a file name: CliError's line
+    ["run", "--lev\x1b[2Jel", "op", "prog.py"],  # an option: argparse's line
+])
+def test_control_characters_from_the_command_line_are_shown_escaped(
+    args: list[str], tmp_path: Path, blocktrace_cli: Runner, one_line_error: Check
+) -> None:
+    """Escape sequences in what the user typed (or a script passed on) must not reach
+    the terminal raw: they recolour or clear it, and hide the message."""
+    proc = blocktrace_cli(*args, cwd=tmp_path)
+    one_line_error(proc)
+    assert proc.returncode == 2
+    assert not any(c < " " and c != "\n" for c in proc.stderr), repr(proc.stderr)
+    assert "\\x1b[" in proc.stderr
