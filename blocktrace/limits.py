@@ -99,12 +99,13 @@ def read_small_file(path: str | os.PathLike[str], limit: int, what: str) -> byte
 def read_named_file(path: str | os.PathLike[str], limit: int, what: str) -> bytes:
     """:func:`read_small_file` for a file the user named (a key, a checkpoint, a
     proof bundle): any way it fails is a :class:`FileInputError` whose one line
-    names the file (``cannot read PATH: No such file or directory``, or the
+    names the file (``PATH: cannot read: No such file or directory``, as the
+    trace readers say it, or the
     bound's ``PATH is larger than 1 MiB: too big for a checkpoint``)."""
     try:
         return read_small_file(path, limit, what)
     except OSError as exc:
-        raise FileInputError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from exc
+        raise FileInputError(f"{os.fspath(path)}: cannot read: {exc.strerror or exc}") from exc
 
 
 def bounded_lines(stream: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:

@@ -240,7 +240,7 @@ def load_signer(path: str | os.PathLike[str]) -> Signer:
         data = read_small_file(path, MAX_KEY_FILE_BYTES, "a private key file")
     except OSError as exc:
         raise MalformedNoteError(
-            f"cannot read private key {os.fspath(path)}: {exc.strerror or exc}"
+            f"{os.fspath(path)}: cannot read the private key: {exc.strerror or exc}"
         ) from exc
     except InputTooLargeError as exc:
         raise MalformedNoteError(str(exc)) from exc

@@ -51,7 +51,7 @@ MAX_SIGNATURES = 100
 
 _ALG_ED25519 = 0x01
 _SIG_PREFIX = "\u2014 "  # em dash, space
-_INSTALL_HINT = ("Ed25519 signing needs the 'cryptography' package: install blocktrace[sign] "
+_INSTALL_HINT = ("Ed25519 signing needs the 'cryptography' package: pip install 'blocktrace[sign]' "
                  "(in a checkout: pip install -e '.[sign]')")
 
 

@@ -46,7 +46,7 @@ def register(sub: Any) -> None:
         f"A trace line over {size_text(MAX_LINE_BYTES)} is refused; checkpoint and key files "
         f"are read up to {size_text(MAX_KEY_FILE_BYTES)}.",
     )
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="TRACE")
     p.add_argument("--head", metavar="HEX", type=_head,
                    help="the anchored head (kept elsewhere) the trace must end with: "
                    "64 hex digits")

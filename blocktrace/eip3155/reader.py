@@ -22,7 +22,10 @@ __all__ = [
 
 def open_trace(path: str) -> BinaryIO:
     """The file opened for reading as bytes (a ``.zst``/``.gz`` trace
-    decompressed: ``blocktrace.format.compressed``), or a ``TraceError`` naming it."""
+    decompressed: ``blocktrace.format.compressed``), or a ``TraceError`` naming it
+    (a directory in the words every reader uses)."""
+    if os.path.isdir(path):
+        raise TraceError(path, None, "is a directory, not a trace file")
     try:
         return open_at(path, kind_of(path))  # type: ignore[return-value]
     except OSError as exc:

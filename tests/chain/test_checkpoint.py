@@ -315,7 +315,7 @@ def test_load_signer_names_the_file(tmp_path: Path, key: Signer) -> None:
     path = tmp_path / "k.key"
     path.write_text(key.skey + "\n")
     assert load_signer(path) == key
-    with pytest.raises(NoteError, match="cannot read private key"):
+    with pytest.raises(NoteError, match="cannot read the private key"):
         load_signer(tmp_path / "missing.key")
     path.write_text(key.verifier().vkey + "\n")
     with pytest.raises(NoteError, match="not a private key"):

@@ -163,7 +163,7 @@ def test_missing_cryptography_gives_one_clear_message() -> None:
         "except SigningUnavailableError as e:\n    print(e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "install blocktrace[sign]" in out.stdout
+    assert "pip install 'blocktrace[sign]'" in out.stdout
 
 
 def test_both_kinds_of_key_check_their_fields_alike() -> None:

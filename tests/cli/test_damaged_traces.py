@@ -214,3 +214,20 @@ def test_a_gzip_trace_cut_after_its_header_is_unsealed_and_readable(
     shown = _bt("show", "--line", trace, "1", env=env)
     assert shown.returncode == 0 and shown.stdout.encode() == header, shown.stderr
     assert "UNSEALED" in shown.stderr
+
+
+def test_a_directory_given_as_a_trace_is_said_alike(
+    recorded: dict[str, Path], tmp_path: Path
+) -> None:
+    """``diff`` said "cannot read: Is a directory" where the other readers say
+    "is a directory, not a trace file"."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    directory = tmp_path / "dir"
+    directory.mkdir()
+    good = recorded["jsonl"]
+    for argv in (["verify", directory], ["show", directory, "0"], ["cat", directory],
+                 ["lines", directory], ["diff", directory, good], ["diff", good, directory],
+                 ["prove", directory, "1"], ["view", "--html", tmp_path / "p.html", directory]):
+        proc = _bt(*argv, env=env)
+        assert (proc.returncode, proc.stderr) == (
+            2, f"blocktrace {argv[0]}: {directory}: is a directory, not a trace file\n"), argv

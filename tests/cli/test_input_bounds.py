@@ -139,7 +139,7 @@ def test_a_file_the_user_named_fails_with_one_error(tmp_path: Path) -> None:
     missing = tmp_path / "missing"
     with pytest.raises(FileInputError) as caught:
         read_named_file(missing, 10, "a test file")
-    assert str(caught.value) == f"cannot read {missing}: No such file or directory"
+    assert str(caught.value) == f"{missing}: cannot read: No such file or directory"
     with pytest.raises(FileInputError) as caught:
         read_named_file(tmp_path, 10, "a test file")
-    assert str(caught.value) == f"cannot read {tmp_path}: Is a directory"
+    assert str(caught.value) == f"{tmp_path}: cannot read: Is a directory"

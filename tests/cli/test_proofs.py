@@ -198,7 +198,7 @@ def test_missing_cryptography_is_one_line(work: Path) -> None:
         f"sys.exit(main(['keygen', 'n', '--out', {str(work / 'nocrypto')!r}]))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    one_line_error(done, 2, "install blocktrace[sign]")
+    one_line_error(done, 2, "pip install 'blocktrace[sign]'")
     assert "(in a checkout: pip install -e '.[sign]')" in done.stderr  # PyPI has only 0.0.16
     assert not (work / "nocrypto.key").exists()
 
