@@ -383,6 +383,25 @@ def test_keys_are_listed_and_goto_works(browser: Any, serve: Callable[..., str],
 # -- evidence ------------------------------------------------------------------------------
 
 
+def test_a_trace_changed_while_viewed_is_no_longer_shown_valid(
+        browser: Any, serve: Callable[..., str], traces: dict[str, Path], shots: Path,
+        tmp_path: Path) -> None:
+    """The server answers 409 once the file changed under it, and verify says
+    'unusable'; the banner asked verify only until it left 'pending', so it went on
+    saying 'valid and sealed' while every step failed to load."""
+    copy = tmp_path / "changing.trace.jsonl"
+    copy.write_bytes(traces["ours"].read_bytes())
+    page = Page(browser, serve(copy), shots)
+    page.tab.wait_for_selector('#evidence[data-status="sealed"]', timeout=60_000)
+    with copy.open("ab") as f:  # anything written after opening: another ctime, size
+        f.write(b"\n")
+    page.tab.keyboard.press("n")  # step over: asks the server
+    page.tab.wait_for_selector('#evidence[data-status="tampered"]', timeout=60_000)
+    assert "UNUSABLE" in page.text("#evidence") and "changed" in page.text("#evidence")
+    page.errors = [e for e in page.errors if "409" not in e]  # the refused reads, logged
+    page.close()
+
+
 def test_a_tampered_trace_opens_and_is_never_shown_valid(
         browser: Any, serve: Callable[..., str], traces: dict[str, Path], shots: Path,
         tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ export function httpBackend(base) {
       await new Promise((resolve) => setTimeout(resolve, 300));
       response = await fetch(base + path + (text ? "?" + text : ""), { cache: "no-store" });
     }
+    // 409: the file changed on disk since it was opened; the page asks verify again.
+    if (response.status === 409 && backend.onChanged) backend.onChanged(Number(params && params.t) || 0);
     if (!response.ok) {
       let reason = "";
       try {
@@ -29,8 +31,9 @@ export function httpBackend(base) {
     }
     return response.json();
   }
-  return {
+  const backend = {
     kind: "http",
+    onChanged: null,
     meta: () => get("meta"),
     verify: (t) => get("verify", { t }),
     window: (t, from, count) => get("window", { t, from, count }),
@@ -42,6 +45,7 @@ export function httpBackend(base) {
     timeline: (t, from, to, buckets) => get("timeline", { t, from, to, buckets }),
     diff: () => get("diff"),
   };
+  return backend;
 }
 
 // The backend this page uses: the inlined data when there is some, else the server under

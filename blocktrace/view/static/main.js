@@ -74,6 +74,11 @@ class App {
     this.wireControls();
     this.drawHelp();
     this.traces.forEach((_, t) => this.watchEvidence(t));
+    // A file changed under the server (409 on a read): verify says so; ask it again, once.
+    const rechecked = new Set();
+    if ("onChanged" in this.backend) this.backend.onChanged = (t) => {
+      if (!rechecked.has(t) && t < this.traces.length) { rechecked.add(t); this.watchEvidence(t); }
+    };
     const linked = Number.parseInt((location.hash.match(/step=(\d+)/) || [])[1] ?? "", 10);
     // The first step shows at once; the diff (the differ reads both traces whole) and the
     // server's tables come when they come.
