@@ -318,6 +318,37 @@ dict_hinted(PyObject *d, PyObject *name, Py_ssize_t *hint)
     return v;
 }
 
+/* PyDict_Next(d, pos, key, value), the entries of a dict with str keys and
+ * its values in its entries (a dict made by PyDict_New and given str keys:
+ * the states, a frame's f_locals, a module's dict) read in place, without a
+ * call; any other dict through PyDict_Next.  With the GIL. */
+static inline int
+dict_next(PyObject *d, Py_ssize_t *pos, PyObject **key, PyObject **value)
+{
+#ifdef DICT_ENTRIES
+    PyDictObject *mp = (PyDictObject *)d;
+    PyDictKeysObject *k = mp->ma_keys;
+    if (mp->ma_values == NULL && DK_IS_UNICODE(k)) {
+        Py_ssize_t i = *pos, n = k->dk_nentries;
+        if (i < 0) {
+            return 0;
+        }
+        PyDictUnicodeEntry *e = DK_UNICODE_ENTRIES(k);
+        while (i < n && e[i].me_value == NULL) {
+            i++;
+        }
+        if (i >= n) {
+            return 0;
+        }
+        *key = e[i].me_key;
+        *value = e[i].me_value;
+        *pos = i + 1;
+        return 1;
+    }
+#endif
+    return PyDict_Next(d, pos, key, value);
+}
+
 /* attr_in with the name's entry hinted (dict_hinted) */
 static PyObject *
 attr_hinted(PyObject *obj, PyObject *dict, PyObject *name, Py_ssize_t *hint)
@@ -1339,7 +1370,7 @@ snap_dict(snapshot *s, PyObject *d)
     }
     Py_ssize_t pos = 0;
     PyObject *name, *value;
-    while (PyDict_Next(d, &pos, &name, &value)) {
+    while (dict_next(d, &pos, &name, &value)) {
         if (snap_add(s, name, value) < 0) {
             return -1;
         }
@@ -1504,7 +1535,7 @@ snap_frame(snapshot *s, PyFrameObject *f, render_ctx *ctx, slotcache *c, int *sl
             rc = value == NULL ? 0 : PyDict_SetItem(d, name, value);
             continue;
         }
-        if (PyDict_Next(d, &at, &key, &held) && key == name) {
+        if (dict_next(d, &at, &key, &held) && key == name) {
             pos = at; /* its entry, found without hashing */
             if (held == value) {
                 continue;
@@ -1551,7 +1582,7 @@ snap_frame(snapshot *s, PyFrameObject *f, render_ctx *ctx, slotcache *c, int *sl
             }
         }
         int j = 0;
-        while (rc == 0 && PyDict_Next(d, &at, &key, &held)) {
+        while (rc == 0 && dict_next(d, &at, &key, &held)) {
             if (j >= n || PyTuple_GET_ITEM(names, j) != key) {
                 for (j = 0; j < n && PyTuple_GET_ITEM(names, j) != key; j++) {
                 }
@@ -1626,7 +1657,7 @@ apply_update(PyObject *prev, update *u, const char *pending)
     Py_ssize_t at = u->at;
     if (old != NULL && PyTuple_CheckExact(old) && PyTuple_GET_SIZE(old) == 2 &&
         Py_REFCNT(old) == 2 &&
-        (at >= 0 ? PyDict_Next(prev, &at, &at_key, &at_value) && at_key == u->name &&
+        (at >= 0 ? dict_next(prev, &at, &at_key, &at_value) && at_key == u->name &&
                        at_value == old
                  : PyDict_GetItemWithError(prev, u->name) == old)) {
         PyTupleObject *to = (PyTupleObject *)old;
@@ -1724,7 +1755,7 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes, in
         named++;
         PyObject *old = NULL, *kept = NULL, *old_member = NULL, *at_key, *at_value;
         Py_ssize_t at = guess; /* where old was found in prev, or -1 */
-        if (PyDict_Next(prev, &guess, &at_key, &at_value) && at_key == name) {
+        if (dict_next(prev, &guess, &at_key, &at_value) && at_key == name) {
             old = at_value; /* the same key object: its entry, without hashing */
         }
         else {
