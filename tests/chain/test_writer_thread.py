@@ -824,6 +824,58 @@ def test_closed_chunks_reach_the_file_once_the_thread_is_idle(
     f.close()
 
 
+def test_the_inline_writer_s_left_digests_with_lines_added_during_a_flush() -> None:
+    """Version 4 inline: an op line's digest is taken with the next line's first blocks
+    (as on the writer's thread), so it must be settled before anything reads the buffer,
+    prev or the stream -- here a ``write`` that adds lines and op lines to the writer it
+    is flushing (a signal handler, say), takes a third of each chunk, and reads the head:
+    every line verifies, every body is there, the head is the last line's hash."""
+    out = bytearray()
+    nested: list[bytes] = []
+    heads: list[str] = []
+    w: Any = None
+    e = object()
+
+    def write(data: bytes) -> int:
+        if len(nested) < 60:
+            body = b'{"nested":%d' % len(nested)
+            nested.append(body)
+            w.line(body)
+            w.op(e, len(nested), 9)
+            nested.append(b"op")
+            if len(nested) % 6 == 0:  # (each of these settles the digest left)
+                heads.append(w.head)
+                w.flush()  # nested: does nothing else
+        n = max(1, len(data) // 3)
+        out.extend(data[:n])
+        return n
+
+    w = LineWriter(write, buffer_size=300, lines_per_leaf=4, version=4)
+    w.add_site(id(e), PREFIX, SUFFIX, e)
+    for i in range(200):
+        w.op(e, i, 1)
+        if i % 7 == 0:
+            w.line(b'{"outer":%d' % i)
+        if i % 31 == 0:
+            heads.append(w.head)
+    w.line(b'{"output":""')
+    w.close_leaf()
+    w.flush()
+    chain = rules.LeafChain(4, version=4)
+    raws = bytes(out).split(b"\n")
+    assert raws[-1] == b""
+    seen = []
+    for n, raw in enumerate(raws[:-1], 1):
+        split = rules.split_hash(raw)
+        assert split is not None, n
+        assert chain.check(split[0], raw + b"\n") == split[1], f"line {n} does not verify"
+        seen.append(split[1])
+    assert len(seen) == w.lines == 200 + 29 + 1 + len(nested)
+    assert seen[-1] == w.head
+    assert set(heads) <= set(seen)
+    assert sum(raw.startswith(b'{"nested"') for raw in raws) == len(nested) // 2
+
+
 def test_write_after_is_one_to_sixteen_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """write_after out of range is refused; BLOCKTRACE_WRITE_AFTER out of range (or not a
     number) is ignored, as BLOCKTRACE_RING_BATCH is."""

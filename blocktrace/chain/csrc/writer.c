@@ -268,6 +268,7 @@ check_open(Writer *w)
 
 static int same_file(const own_file *f);
 static int write_fd(int fd, line_buffer *b);
+static inline void settle_left(Writer *w);
 
 /* The inline path's flush: with a file of its own (fd=) written directly, else
  * (or once the caller's file was closed under it: its write says what is
@@ -275,6 +276,7 @@ static int write_fd(int fd, line_buffer *b);
 static int
 flush_out(Writer *w)
 {
+    settle_left(w); /* the bytes leave with every line whole */
     if (w->file.fd >= 0 && w->out.len > 0 && !w->out.flushing && same_file(&w->file)) {
         int err = write_fd(w->file.fd, &w->out);
         if (err) {
@@ -322,6 +324,7 @@ prepare(Writer *w, size_t total)
 static void
 commit(Writer *w, size_t blen, int last)
 {
+    settle_left(w); /* (the inline path's op lines leave their digest too: write_op) */
     uint8_t *body = (uint8_t *)w->out.buf + w->out.len;
     uint8_t digest[32];
     if (w->v4) {
@@ -386,6 +389,7 @@ tree_push(Writer *w, const uint8_t last_hash[32], const sha256_ctx *stream)
 static void
 finish_leaf(Writer *w)
 {
+    settle_left(w);
     tree_push(w, w->prev, &w->stream);
     fresh_stream(w);
     w->in_leaf = 0;
@@ -1589,6 +1593,7 @@ synced(Writer *w)
         settle(w);
     }
     if (!w->p.on) {
+        settle_left(w); /* the inline path's last op line's digest */
         return 0;
     }
     if (drain(w) < 0) {
@@ -1840,7 +1845,16 @@ write_op(Writer *w, PyObject *event, long long gas, long long depth)
     }
     opline_write(w->out.buf + w->out.len, &l, PyBytes_AS_STRING(pref), plen,
                  PyBytes_AS_STRING(suff), slen);
-    commit(w, l.len, 0);
+    if (w->v4 && !w->out.flushing) {
+        /* its digest taken with the next line's first blocks, as on the writer's thread
+         * (settled wherever the buffer, prev or the stream is read: flush_out, commit,
+         * finish_leaf, synced); not inside a flush, whose loop hands the buffer's bytes
+         * on as they are */
+        commit_thread(w, l.len, 0);
+    }
+    else {
+        commit(w, l.len, 0);
+    }
     Py_DECREF(pref);
     Py_DECREF(suff);
     return 1;
