@@ -93,13 +93,14 @@ def _is_valid_name(name: str) -> bool:
         bool(name)
         and "+" not in name
         and not any(c.isspace() or unicodedata.category(c) == "Zs" for c in name)
+        and not any("\ud800" <= c <= "\udfff" for c in name)  # (argv's bytes that are not UTF-8)
     )
 
 
 def _check_name(name: str) -> None:
     if not _is_valid_name(name):
         raise MalformedNoteError(
-            f"invalid key name {name!r}: it must be non-empty, without spaces or '+'"
+            f"invalid key name {name!r}: it must be non-empty UTF-8 text, without spaces or '+'"
         )
 
 

@@ -17,6 +17,7 @@ import mimetypes
 import os
 import re
 import secrets
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
@@ -93,6 +94,14 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.log is not None and not format.startswith("Request timed out"):
             self.server.log((format % args).translate(_CONTROL))  # (an idle browser: no news)
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":  # ("GET /path": a body with no status line)
+            self.send_error(HTTPStatus.BAD_REQUEST, "HTTP/0.9 requests are not served")
+            return False
+        return True
 
     def send_error(self, code: int, message: str | None = None,
                    explain: str | None = None) -> None:
@@ -251,6 +260,16 @@ class ViewServer(ThreadingHTTPServer):
         if ":" in host:
             self.address_family = __import__("socket").AF_INET6
         super().__init__((host, port), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """What escaped a request's handling: a client that went away (reset
+        mid-request, or closed before its answer) is no news; anything else is
+        one line in the log, never the traceback socketserver would print."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        if self.log is not None:
+            self.log(f"internal error: {type(exc).__name__}: {exc}".translate(_CONTROL))
 
     @property
     def port(self) -> int:

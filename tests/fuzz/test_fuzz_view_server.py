@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -228,6 +229,29 @@ def test_a_body_on_a_get_is_never_taken_for_a_request(viewer: Viewer) -> None:
     assert Response.of(raw).status == 200
 
 
+@FUZZ
+@given(data=st.data())
+def test_a_request_mangled_byte_by_byte(viewer: Viewer, data: st.DataObject) -> None:
+    good = (f"GET /{viewer.token}/api/window?from=1&count=3 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Accept: */*\r\nConnection: close\r\n\r\n").encode()
+    mangled = bytearray(good)
+    for _ in range(data.draw(st.integers(1, 6), label="edits")):
+        at = data.draw(st.integers(0, len(mangled)), label="at")
+        how = data.draw(st.sampled_from(["insert", "delete", "replace"]))
+        byte = data.draw(st.sampled_from(b"\x00\r\n :/?%&=\x80\xff\t\x1b") | st.integers(0, 255))
+        if how == "insert":
+            mangled.insert(at, byte)
+        elif at < len(mangled):
+            if how == "delete":
+                del mangled[at]
+            else:
+                mangled[at] = byte
+    raw = viewer.raw(bytes(mangled) + b"\r\n\r\n", timeout=20)
+    if raw:  # (an empty or unfinished request line is answered by hanging up)
+        Response.of(raw).check(bytes(mangled))
+    viewer.alive()
+
+
 # -- paths and queries ------------------------------------------------------------------
 
 TRAVERSALS = [
@@ -333,6 +357,22 @@ def test_a_stalled_client_stalls_no_other(viewer: Viewer) -> None:
     finally:
         for sock in stalled:
             sock.close()
+
+
+def test_a_client_that_resets_mid_request_leaves_no_traceback(viewer: Viewer) -> None:
+    # (found by the mangling test: socketserver printed the ConnectionResetError's
+    # traceback on the server's stderr)
+    for partial in (b"GET /x HTTP/1.1\r\nHost: 127", b"GARB",
+                    f"GET /{viewer.token}/api/window?from=0&count=5000 HTTP/1.1\r\n"
+                    "Host: 127.0.0.1\r\n\r\n".encode() * 20):
+        sock = socket.create_connection(("127.0.0.1", viewer.port), timeout=30)
+        sock.sendall(partial)
+        time.sleep(0.2)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # a reset, not a close
+    time.sleep(0.5)
+    viewer.alive()
+    check_log(viewer)
 
 
 def test_many_clients_at_once(viewer: Viewer) -> None:
