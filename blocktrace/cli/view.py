@@ -38,9 +38,9 @@ def register(subparsers: Any) -> None:
                         help="the trace to view, or two traces to view their diff")
     parser.add_argument("--no-browser", action="store_true",
                         help="only print the URL; do not open a browser")
-    parser.add_argument("--port", type=_port, default=0,
+    parser.add_argument("--port", type=_port, default=0, metavar="N",
                         help="port to listen on (default: a free one)")
-    parser.add_argument("--host", default="127.0.0.1",
+    parser.add_argument("--host", default="127.0.0.1", metavar="ADDR",
                         help="address to listen on (default 127.0.0.1; anything else makes "
                         "the trace readable from other machines by whoever has the URL)")
     parser.add_argument("--html", metavar="OUT.html",

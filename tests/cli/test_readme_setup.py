@@ -164,3 +164,26 @@ def test_the_snapshot_example_answers(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
     assert answer["status"] == "ok" and answer["steps"][-1]["heap"]  # the list, aliased
+
+
+# Options no page names yet, with whose section it is (COORD.md note, session 14).
+KNOWN_UNDOCUMENTED = {("show", "--line")}  # README "Large traces" / docs/FORMAT.md: tidy's
+
+
+def test_every_option_of_every_command_is_in_the_readme_or_docs() -> None:
+    """``--help`` lists it; a user reading the README and docs/ should meet it too (by
+    its long name, or its short one: ``-o`` for ``--output``)."""
+    from blocktrace.cli import _COMMANDS, _subparser, build_parser
+
+    pages = (ROOT / "README.md").read_text() + "".join(
+        page.read_text() for page in sorted((ROOT / "docs").glob("*.md")))
+    parser = build_parser()
+    missing = []
+    for command in _COMMANDS:
+        for action in _subparser(parser, command)._actions:
+            names = [n for n in action.option_strings if n not in ("-h", "--help")]
+            if not names or (command, names[-1]) in KNOWN_UNDOCUMENTED:
+                continue
+            if not any(re.search(re.escape(n) + r"(?![\w-])", pages) for n in names):
+                missing.append(f"{command} {names[-1]}")
+    assert not missing, missing
