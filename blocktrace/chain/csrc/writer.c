@@ -426,6 +426,22 @@ commit_thread(Writer *w, size_t blen, int last)
     w->in_leaf++;
 }
 
+/* The inline path's op lines (write_op) and the stepper's call and return lines
+ * (api_line), version 4: the digest taken with the next line's first blocks, as on the
+ * writer's thread (settled wherever the buffer, prev or the stream is read: flush_out,
+ * commit, finish_leaf, synced); not inside a flush, whose loop hands the buffer's bytes
+ * on as they are. */
+static inline void
+commit_left(Writer *w, size_t blen)
+{
+    if (w->v4 && !w->out.flushing) {
+        commit_thread(w, blen, 0);
+    }
+    else {
+        commit(w, blen, 0);
+    }
+}
+
 static int
 call_on_leaf(Writer *w)
 {
@@ -1663,7 +1679,7 @@ api_line(PyObject *self, const char *body, size_t blen)
         return -1;
     }
     memcpy(w->out.buf + w->out.len, body, blen);
-    commit(w, blen, 0);
+    commit_left(w, blen);
     PyObject *r = after_line(w);
     if (r == NULL) {
         return -1;
@@ -1845,16 +1861,7 @@ write_op(Writer *w, PyObject *event, long long gas, long long depth)
     }
     opline_write(w->out.buf + w->out.len, &l, PyBytes_AS_STRING(pref), plen,
                  PyBytes_AS_STRING(suff), slen);
-    if (w->v4 && !w->out.flushing) {
-        /* its digest taken with the next line's first blocks, as on the writer's thread
-         * (settled wherever the buffer, prev or the stream is read: flush_out, commit,
-         * finish_leaf, synced); not inside a flush, whose loop hands the buffer's bytes
-         * on as they are */
-        commit_thread(w, l.len, 0);
-    }
-    else {
-        commit(w, l.len, 0);
-    }
+    commit_left(w, l.len);
     Py_DECREF(pref);
     Py_DECREF(suff);
     return 1;
