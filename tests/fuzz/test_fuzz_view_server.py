@@ -135,13 +135,14 @@ class Response:
                 assert self.body.endswith(b"\n") and self.body.count(b"\n") == 1, (what, self.body)
 
 
-def start_viewer(trace: Path, scratch: Path) -> Viewer:
+def start_viewer(trace: Path, scratch: Path, other: Path | None = None) -> Viewer:
     stderr = scratch / f"view-{trace.name}.err"
     env = {**os.environ, "BLOCKTRACE_VIEW_CACHE": str(scratch / "cache"),
            "XDG_CACHE_HOME": str(scratch / "xdg")}
     with open(stderr, "wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "blocktrace", "view", "--no-browser", str(trace)],
+            [sys.executable, "-m", "blocktrace", "view", "--no-browser", str(trace),
+             *([str(other)] if other is not None else [])],
             stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=env)
     assert proc.stdout is not None
     line = proc.stdout.readline().decode()
@@ -447,6 +448,29 @@ def test_a_trace_changed_under_the_server_is_not_served_as_verified(
         verdict = msgspec.json.decode(served.api("verify").body)
         assert verdict["status"] == "unusable" and "changed on disk" in verdict["reason"], verdict
         served.alive()  # meta still answers (what was opened), the server stays up
+        check_log(served)
+    finally:
+        served.stop()
+
+
+def test_in_a_diff_only_the_changed_trace_is_refused(seeds: Seeds, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    shutil.copyfile(seeds.plain, a)
+    shutil.copyfile(seeds.locals, b)
+    served = start_viewer(a, tmp_path, b)
+    try:
+        for _ in range(600):
+            if msgspec.json.decode(served.api("diff").body).get("status") != "pending":
+                break
+            time.sleep(0.1)
+        assert served.api("diff").status == 200
+        _edited(b, _first_op_line(b))
+        assert served.api("window?t=0&from=0&count=5").status == 200  # A is as opened
+        assert served.api("window?t=1&from=0&count=5").status == 409
+        assert served.api("diff").status == 409  # the diff read B
+        verdicts = [msgspec.json.decode(served.api(f"verify?t={t}").body) for t in (0, 1)]
+        assert verdicts[0]["status"] == "sealed" and verdicts[1]["status"] == "unusable"
+        served.alive()
         check_log(served)
     finally:
         served.stop()
