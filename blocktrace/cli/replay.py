@@ -20,7 +20,9 @@ def register(subparsers: Any) -> None:
             "Verify TRACE, re-run the program it recorded with the same argv, stdin, "
             "environment variables, working directory and hash seed, and compare the new "
             "trace with TRACE step by step. Exit status: 0 same behaviour, 1 different "
-            "(the first divergence, as blocktrace diff reports it), 2 cannot replay."
+            "(the first divergence, as blocktrace diff reports it) or TRACE fails its "
+            "check (TAMPERED, as blocktrace verify says), 2 cannot replay (unusable, "
+            "unsealed, no inputs recorded, ...)."
         ),
     )
     parser.add_argument("trace", metavar="TRACE", help="a trace written by "
@@ -42,7 +44,7 @@ def _handle(args: argparse.Namespace) -> int:
     try:
         done = replay(args.trace, by_line=args.by_line, keep=args.keep)
     except (ReplayError, TraceError) as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc), exc.exit_status) from None
     report = done.report
     if args.json:
         sys.stdout.write(render_json(report))

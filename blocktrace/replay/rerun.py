@@ -29,7 +29,15 @@ __all__ = ["ReplayError", "Replayed", "read_inputs", "replay"]
 
 
 class ReplayError(Exception):
-    """The trace cannot be replayed; ``str()`` is the one line to print."""
+    """The trace cannot be replayed; ``str()`` is the one line to print.
+
+    ``exit_status`` follows the readers' convention: 1 when the trace fails its
+    check (``blocktrace verify`` says TAMPERED), 2 when it cannot be used
+    (unusable, unsealed, no inputs line, another Python, a missing program)."""
+
+    def __init__(self, message: str, exit_status: int = 2) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 @dataclass
@@ -67,8 +75,8 @@ def _check(path: str, by_line: bool) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ReplayError(f"{path}: {result.reason}")
     if result.status == "tampered":
         where = f" at line {result.line}" if result.line else ""
-        raise ReplayError(f"{path}: tampered{where}: {result.reason} (blocktrace verify "
-                          "says more); a tampered trace is not replayed")
+        raise ReplayError(f"{path} is TAMPERED{where}: {result.reason} (blocktrace verify "
+                          "says more); a tampered trace is not replayed", exit_status=1)
     if result.status == "unsealed":
         raise ReplayError(f"{path}: unsealed (the recorded run was cut short); "
                           "nothing to compare a re-run with")

@@ -5,7 +5,8 @@ the first frame of a ``.jsonl.zst`` or ``.jsonl.gz``, or it is no trace at all.
 ``blocktrace verify`` says what it is (TAMPERED at line 1: exit 1; unusable:
 exit 2), and every other reading command gives the same category -- exit 1 and
 ``TAMPERED at line 1``, or exit 2 and one line naming the file -- never a
-traceback, never exit 0 for a file it could not read.  (``query`` said
+traceback, never exit 0 for a file it could not read.  (``replay`` exited 2
+for a trace verify calls TAMPERED; ``query`` said
 "unusable" (2) of a compact trace whose first frame fails its stored head,
 where verify says TAMPERED (1); ``diff``, ``query`` and ``export`` read a
 trace whose header was deleted as a client's trace, exit 0; ``cat`` copied a
@@ -142,16 +143,12 @@ COMMANDS: dict[str, tuple[Argv, bool]] = {
                                               out / "t.json"], True),
     "view": (lambda t, good, out: ["view", "--html", out / "page.html", t], True),
     "prove": (lambda t, good, out: ["prove", t, "1"], True),
+    "replay": (lambda t, good, out: ["replay", t], True),
 }
 
 # Commands that show a tampered trace whose header reads, with a note (exit 0):
 # the steps they show (or compare) come with "TAMPERED at line N" on stderr.
 SHOWN_WITH_A_NOTE = {"cat", "lines", "diff", "diff (as B)"}
-
-# cli/views.py (lines) and cli/view.py are another helper's this session: they say
-# TAMPERED of a trace they cannot open, but exit 2 until they pass TraceError's
-# exit_status on (COORD.md note, session 14).
-NOT_YET = {"lines", "view"}
 
 
 def _tampered_at_1(said: str) -> bool:
@@ -190,8 +187,7 @@ def test_every_reader_answers_as_verify_does(
             ok = proc.returncode == 0 and '"status":"tampered","line":1' in (
                 out / "page.html").read_text()
         elif verify_exit == 1:
-            allowed = (1, 2) if name in NOT_YET else (1,)
-            ok = proc.returncode in allowed and said.count("\n") == 1 and _tampered_at_1(said)
+            ok = proc.returncode == 1 and said.count("\n") == 1 and _tampered_at_1(said)
         else:
             ok = (proc.returncode == 2 and said.count("\n") == 1 and str(trace) in said
                   and "TAMPERED" not in said)

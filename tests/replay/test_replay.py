@@ -84,9 +84,9 @@ def test_replay_reports_the_first_divergence(recorded: Path) -> None:
 def test_replay_refusals_are_one_line(recorded: Path) -> None:
     here = recorded.parent
 
-    def refused(trace: str, *extra: str) -> str:
+    def refused(trace: str, *extra: str, status: int = 2) -> str:
         result = blocktrace("replay", trace, *extra, cwd=here)
-        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.returncode == status, result.stdout + result.stderr
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
         return result.stderr
 
@@ -95,7 +95,8 @@ def test_replay_refusals_are_one_line(recorded: Path) -> None:
     assert "no inputs recorded" in refused("plain.jsonl")
     tampered = here / "tampered.jsonl"
     tampered.write_text(recorded.read_text().replace('"GREETING":"hi"', '"GREETING":"ho"'))
-    assert "tampered at line" in refused("tampered.jsonl")
+    # a trace that fails its check: exit 1, as verify (README's convention)
+    assert "tampered.jsonl is TAMPERED at line " in refused("tampered.jsonl", status=1)
     assert "no such file" in refused("missing.jsonl").lower() or "cannot read" in refused(
         "missing.jsonl")
     (here / "prog.py").rename(here / "moved.py")
