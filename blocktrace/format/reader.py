@@ -442,13 +442,26 @@ def _open_header(path: str, kind: Kind, *, others: bool = False) -> Header | Non
         if isinstance(judged, Header):
             return judged
         status, why = judged
-    if status == "tampered":
+    if status == "tampered" and not (others and _foreign_after_bom(first)):
         raise _tampered_at(path, 1, why)
     if others and not first.startswith(_HEADER_START) and (
         not second.endswith(b"\n") or split_hash(second[:-1]) is None
     ):
         return None  # not blocktrace's: someone else's lines, or no trace
     raise TraceError(path, 1, why)
+
+
+def _foreign_after_bom(first: bytes) -> bool:
+    """A byte-order mark before a line that is not blocktrace's (neither its
+    header nor a chained line): someone else's file with a mark (an editor's on
+    Windows), not a blocktrace trace tampered at line 1."""
+    if not first.startswith(_BOM):
+        return False
+    rest = first[len(_BOM) :].rstrip(b"\r\n")
+    return not rest.startswith(_HEADER_START) and split_hash(rest) is None
+
+
+_BOM = b"\xef\xbb\xbf"
 
 
 def _tampered_at(path: str, line: int, reason: str) -> TraceError:
@@ -481,7 +494,7 @@ def _judge_header(path: str, line: bytes) -> Header | tuple[Status, str]:
 def _parse_header(path: str, line: bytes) -> Header | str:
     """Line 1 (without its newline) as a Header, or why it is not one (a format
     version this blocktrace does not know among the reasons)."""
-    if line.startswith(b"\xef\xbb\xbf"):
+    if line.startswith(_BOM):
         return "byte-order mark before the header"
     try:
         obj = _decode_dict(line)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from blocktrace.eip3155 import LINE_RULES, diff_files, read_all
 from blocktrace.eip3155.compare import Comparer, canonical_value
 
 from .helpers import lines_of, trace, write_lines
+
+Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def test_the_rule_table_names_every_rule_the_issue_lists() -> None:
@@ -156,6 +160,26 @@ def test_byte_order_mark_and_crlf_line_endings(tmp_path: Path) -> None:
     report = diff_files(str(trace("nimbus", "statetest1")), str(path))
     assert report.equal
     assert report.b.noise == 0 and report.b.steps == 6
+
+
+def test_a_byte_order_mark_is_a_client_traces_noise_but_a_blocktrace_traces_tampering(
+    tmp_path: Path, blocktrace_cli: Runner, programs: Path,
+) -> None:
+    # A client's lines after a mark: diffed (the test above). A blocktrace trace with the
+    # mark put before its header: TAMPERED at line 1, as verify says, exit 1 -- not read
+    # as someone else's file.
+    made = tmp_path / "t.jsonl"
+    assert blocktrace_cli("run", "-o", made, programs / "behaves.py").returncode == 0
+    marked = tmp_path / "marked.jsonl"
+    marked.write_bytes(b"\xef\xbb\xbf" + made.read_bytes())
+    client = tmp_path / "client.jsonl"
+    client.write_bytes(b"\xef\xbb\xbf" + trace("nimbus", "statetest1").read_bytes())
+    for argv in (("verify", marked), ("diff", made, marked), ("diff", marked, client)):
+        proc = blocktrace_cli(*argv)
+        assert proc.returncode == 1, (argv, proc)
+        assert "TAMPERED at line 1" in proc.stderr + proc.stdout, (argv, proc)
+    proc = blocktrace_cli("diff", client, trace("nimbus", "statetest1"))
+    assert proc.returncode == 0, proc
 
 
 def test_blank_lines_and_a_torn_last_line(tmp_path: Path) -> None:
