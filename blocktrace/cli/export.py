@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from blocktrace.cli import CliError
+from blocktrace.cli import CliError, one_line
 from blocktrace.format.errors import TraceError
 
 _FORMATS = ("parquet", "perfetto", "speedscope")
@@ -118,4 +118,6 @@ def _parquet(args: argparse.Namespace) -> int:
         raise CliError(str(exc), status=1) from None
     except QueryInputError as exc:
         raise CliError(str(exc)) from None
+    except OSError as exc:  # (the dataset's directory: under a file, not writable)
+        raise CliError(f"{one_line(args.output)}: cannot write: {exc.strerror or exc}") from None
     return 0

@@ -155,6 +155,10 @@ def _check_dataset(out_dir: str) -> None:
     if os.path.exists(marker):
         _read_marker(out_dir)
         return
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise QueryInputError(
+            f"{out_dir}: exists and is not a directory: not writing a dataset there"
+        )
     if os.path.isdir(out_dir) and any(not n.startswith(".") for n in os.listdir(out_dir)):
         raise QueryInputError(
             f"{out_dir}: not empty and not a blocktrace dataset: not writing into it"

@@ -247,9 +247,45 @@ def test_any_argv_is_one_line_or_an_answer(data: st.DataObject, pool: Pool) -> N
         if b"--force" not in argv:
             after = pool.snapshot()
             changed = [p for p, digest in before.items() if after.get(p) != digest]
+            if changed and _overwrites_by_design(name, argv):
+                event(f"known: {name} overwrote an existing file")
+                return
             assert not changed, f"{b' '.join(argv)!r} changed {changed} without --force"
     finally:
         pool.clean()
+
+
+def _overwrites_by_design(name: str, argv: list[bytes]) -> bool:
+    """``cat -o`` and ``export --to perfetto|speedscope`` write over an existing
+    file (they have no ``--force``; sign, prove, keygen, run, types and view
+    refuse): tolerated here, held by the strict xfail below until they refuse."""
+    return (name == "cat" and any(a in (b"-o", b"--output") or a.startswith(b"--output=")
+                                  for a in argv)) or name == "export"
+
+
+@pytest.mark.xfail(strict=True, reason="cat -o and export --to perfetto/speedscope overwrite an "
+                   "existing file without --force (found by the fuzz test; the readers' owner's)")
+@pytest.mark.parametrize("argv", [[b"cat", b"TRACE", b"-o", b"victim"],
+                                  [b"export", b"TRACE", b"--to", b"perfetto", b"victim"]])
+def test_an_existing_output_is_not_overwritten_silently(
+    pool: Pool, tmp_path: Path, argv: list[bytes]
+) -> None:
+    (tmp_path / "victim").write_bytes(b"keep me\n")
+    argv = [os.fsencode(pool.dir / "trace.jsonl") if a == b"TRACE" else a for a in argv]
+    done = run(argv, tmp_path)
+    assert (tmp_path / "victim").read_bytes() == b"keep me\n", done.stderr
+    assert done.returncode == 2
+
+
+def test_a_dataset_over_an_existing_file_is_one_line(pool: Pool, tmp_path: Path) -> None:
+    # (found by the fuzz test: makedirs raised FileExistsError as a traceback)
+    pytest.importorskip("pyarrow")
+    (tmp_path / "victim").write_bytes(b"keep me\n")
+    done = run([b"export", os.fsencode(pool.dir / "trace.jsonl"), b"--to", b"parquet",
+                b"victim"], tmp_path)
+    check("export", [b"export"], done)
+    assert done.returncode == 2 and b"not a directory" in done.stderr, done.stderr
+    assert (tmp_path / "victim").read_bytes() == b"keep me\n"
 
 
 def test_program_arguments_that_are_not_utf8_are_recorded(tmp_path: Path) -> None:
