@@ -368,13 +368,20 @@ class Command:
     def __init__(self, argv: Sequence[str] | None) -> None:
         self._as_command = argv is None
         words = list(sys.argv[1:] if argv is None else argv)
+        _check_interpreter()
         if words and not words[0].startswith("-") and words[0] not in _COMMANDS:
             hint = (f"; to trace it: blocktrace run {words[0]}"
                     if words[0].endswith(".py") or os.path.isfile(words[0])
                     else _did_you_mean(words[0], _COMMANDS)
                     or f"; the commands: {', '.join(_COMMANDS)}")
             _Parser(prog="blocktrace").error(f"unknown command {words[0]!r}{hint}")
-        parser = build_parser(words[0] if words else None)
+        try:
+            parser = build_parser(words[0] if words else None)
+        except ModuleNotFoundError as exc:  # a command's module imports a dependency
+            if exc.name not in _DEPENDENCIES:
+                raise
+            sys.stderr.write(f"blocktrace: {_not_installed(exc.name)}\n")
+            raise SystemExit(2) from None
         split = None
         if words and words[0] in _RUNS_A_PROGRAM:
             command = _subparser(parser, words[0])
@@ -394,7 +401,12 @@ class Command:
         self.status = self._guarded(lambda: self._handle(args))
 
     def _handle(self, args: argparse.Namespace) -> int:
-        result = args.handler(args)
+        try:
+            result = args.handler(args)
+        except ModuleNotFoundError as exc:  # the program has not started: it is ours
+            if exc.name not in _DEPENDENCIES:
+                raise
+            raise _not_installed(exc.name) from None
         if isinstance(result, ProgramRun):
             self.program, self._then = result.launch, result.then
             return 0
@@ -442,6 +454,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BaseException as exc:
             return command.finish(exc)
     return command.finish(None)
+
+
+def _check_interpreter() -> None:
+    """One line and exit 2, not a traceback, when this Python is too old to run
+    blocktrace (``python3 -m blocktrace`` in a checkout, ``python3`` a 3.11)."""
+    if sys.version_info < (3, 12):  # noqa: UP036 -- this Python is the one not supported
+        import platform
+
+        sys.stderr.write(
+            "blocktrace: needs CPython 3.12 or newer (it is built on sys.monitoring); this is "
+            f"Python {platform.python_version()}, {sys.executable}: set one up with "
+            "bash scripts/dev demo (README, \"Set up\")\n")
+        raise SystemExit(2)
+
+
+_DEPENDENCIES = ("msgspec", "typing_extensions")
+
+
+def _not_installed(name: str) -> CliError:
+    """A dependency missing: this Python is not the one blocktrace was installed into."""
+    import platform
+
+    return CliError(f"{name} is not installed in this Python ({platform.python_version()}, "
+                    f"{sys.executable}): run blocktrace from the environment it was installed "
+                    "into (README, \"Set up\"), or pip install -e . in the checkout")
 
 
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:

@@ -62,3 +62,63 @@ def test_control_characters_from_the_command_line_are_shown_escaped(
     assert proc.returncode == 2
     assert not any(c < " " and c != "\n" for c in proc.stderr), repr(proc.stderr)
     assert "\\x1b[" in proc.stderr
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _interpreter(candidates: list[str], check: str) -> str:
+    """The first candidate that runs and for which ``check`` exits 0, else skip."""
+    import subprocess
+
+    for candidate in candidates:
+        try:
+            done = subprocess.run([candidate, "-c", check], capture_output=True, timeout=60,
+                                  check=False)
+        except OSError:
+            continue
+        if done.returncode == 0:
+            return candidate
+    pytest.skip(f"no interpreter for this case among {candidates}")
+
+
+def _in_checkout(python: str, *args: str) -> CompletedProcess[str]:
+    """``python -m blocktrace ARGS`` from the checkout, as a newcomer types it there."""
+    import subprocess
+
+    return subprocess.run([python, "-m", "blocktrace", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize("args", [["run", "examples/fib.py", "3"], ["verify", "x.jsonl"],
+                                  ["--help"]])
+def test_a_python_blocktrace_was_not_installed_into_is_told_so(
+    args: list[str], one_line_error: Check
+) -> None:
+    """The base interpreter under this venv (no msgspec): it was an ImportError's traceback."""
+    import sys
+
+    python = _interpreter([getattr(sys, "_base_executable", "")], "import sys, importlib.util; "
+                          "sys.exit(importlib.util.find_spec('msgspec') is not None)")
+    proc = _in_checkout(python, *args)
+    one_line_error(proc)
+    assert proc.returncode == 2
+    assert "msgspec is not installed in this Python" in proc.stderr
+    assert "README" in proc.stderr
+
+
+def test_python_3_11_is_told_what_is_needed(one_line_error: Check) -> None:
+    """``python3 -m blocktrace`` in a checkout where python3 is 3.11 (pyenv's global here)."""
+    import glob
+    import os
+    import shutil
+
+    pyenv = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    found = [shutil.which("python3.11") or "", shutil.which("python3") or "",
+             *sorted(glob.glob(os.path.join(pyenv, "versions", "3.11*", "bin", "python3")))]
+    python = _interpreter([f for f in found if f],
+                          "import sys; sys.exit(sys.version_info[:2] != (3, 11))")
+    proc = _in_checkout(python, "run", "examples/fib.py", "3")
+    one_line_error(proc)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("blocktrace: needs CPython 3.12 or newer")
