@@ -263,7 +263,7 @@ def steps_of(
     info.summary = summary
     if index == 0 and summary is None and not ev.header:
         if lineno == 0:
-            raise TraceError(path, None, "empty file, not a trace")
+            raise TraceError(path, None, "empty file: not a trace")
         raise TraceError(path, 1, "not an EIP-3155 trace (no op lines and no summary)")
     client = forced.name if forced else guess_client(ev)
     info.dialect = client

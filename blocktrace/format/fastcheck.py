@@ -101,7 +101,7 @@ def _first(result: Verification, first: bytes, header: bytes) -> int:
     """The format version of a trace whose first line is ``first`` (``header``: it in
     full), or 0 with the answer in ``result``."""
     if not first:
-        result.reason = "empty file"
+        result.reason = "empty file: not a trace"
         return 0
     if len(header) > MAX_LINE_BYTES:
         reader._too_long(result, 1)

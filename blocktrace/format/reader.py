@@ -431,7 +431,7 @@ def _open_header(path: str, kind: Kind, *, others: bool = False) -> Header | Non
             except CompressedDataError:
                 second = b""
     if not first:
-        raise TraceError(path, None, "empty file: not a blocktrace trace")
+        raise TraceError(path, None, "empty file: not a trace")
     status: Status = "unusable"
     if len(first) > MAX_LINE_BYTES:
         why = f"line 1 is longer than {size_text(MAX_LINE_BYTES)}: not a trace"
@@ -725,7 +725,7 @@ def _walk(
             if not number % EVERY:
                 tell(done)
     if number == 0:
-        result.reason = "empty file"
+        result.reason = "empty file: not a trace"
         return
     if summary_at is None:
         result.status = "unsealed"

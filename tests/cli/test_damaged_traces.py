@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -191,6 +192,9 @@ def test_every_reader_answers_as_verify_does(
         else:
             ok = (proc.returncode == 2 and said.count("\n") == 1 and str(trace) in said
                   and "TAMPERED" not in said)
+        if damage == "empty file":  # in verify's words (some said "empty file" alone)
+            command = str(argv(trace, recorded["jsonl"], out)[0])
+            ok = ok and said == verify.stderr.replace("verify:", f"{command}:", 1)
         if not ok:
             wrong.append(f"{name}: exit {proc.returncode}: {said.strip()!r}")
     assert not wrong, f"{damage}: verify exits {verify_exit}; " + "; ".join(wrong)
@@ -210,6 +214,38 @@ def test_a_gzip_trace_cut_after_its_header_is_unsealed_and_readable(
     shown = _bt("show", "--line", trace, "1", env=env)
     assert shown.returncode == 0 and shown.stdout.encode() == header, shown.stderr
     assert "UNSEALED" in shown.stderr
+
+
+@pytest.mark.parametrize("suffix", ["jsonl.gz", *(["jsonl.zst"] if HAS_ZSTD else [])])
+def test_cat_of_compressed_data_cut_short_says_its_output_is_not_the_whole_trace(
+    suffix: str, recorded: dict[str, Path], tmp_path: Path
+) -> None:
+    """verify reads a compressed trace cut inside a frame as a torn ``.jsonl``
+    (UNSEALED, exit 3) and show/lines show it with a note (exit 0); cat cannot
+    give the ``.jsonl`` byte for byte, so it exits 2 -- and its one line says why:
+    the output stops there, at verify's line.  (It said only the decompressor's
+    reason and "what came before it was written".)"""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    good = tmp_path / f"good.{suffix}"  # many frames (fib 5's .zst has one)
+    assert _bt("run", "-o", good, EXAMPLE, "15", env=env).returncode == 0
+    data = good.read_bytes()
+    trace = tmp_path / f"cut.{suffix}"
+    trace.write_bytes(data[: len(data) // 2])
+    verify = _bt("verify", "--json", trace, env=env)
+    assert verify.returncode == 3, verify.stdout + verify.stderr
+    line = json.loads(verify.stdout)["line"]
+    out = tmp_path / "out.jsonl"
+    cat = _bt("cat", trace, "-o", out, env=env)
+    assert cat.returncode == 2 and cat.stderr.count("\n") == 1, cat.stderr
+    assert "the output stops there, not the whole trace" in cat.stderr, cat.stderr
+    assert f"it holds the lines before line {line}" in cat.stderr, cat.stderr
+    assert f"(blocktrace verify: UNSEALED at line {line})" in cat.stderr, cat.stderr
+    written = out.read_bytes()
+    assert written.count(b"\n") == line - 1
+    assert ("and part of it" in cat.stderr) == (not written.endswith(b"\n"))
+    full = tmp_path / "full.jsonl"
+    assert _bt("cat", good, "-o", full, env=env).returncode == 0
+    assert full.read_bytes().startswith(written)
 
 
 def test_a_directory_given_as_a_trace_is_said_alike(
