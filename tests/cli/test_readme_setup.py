@@ -167,7 +167,7 @@ def test_the_snapshot_example_answers(tmp_path: Path) -> None:
 
 
 # Options no page names yet, with whose section it is (COORD.md note, session 14).
-KNOWN_UNDOCUMENTED = {("show", "--line")}  # README "Large traces" / docs/FORMAT.md: tidy's
+KNOWN_UNDOCUMENTED: set[tuple[str, str]] = set()
 
 
 def test_every_option_of_every_command_is_in_the_readme_or_docs() -> None:
