@@ -23,7 +23,7 @@ __all__ = [
     "byte_size", "chosen_program", "comma_list",
     "gas_budget",
     "main", "one_line", "own_options_among", "positive_float", "positive_int", "refuse_overwriting",
-    "say_if_nothing_traced", "split_program",
+    "say_if_nothing_traced", "split_program", "text_token",
 ]
 
 # Sub-command modules, in the order ``blocktrace --help`` lists them, with the
@@ -169,6 +169,17 @@ def byte_size(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
     return value
+
+
+def text_token(text: str) -> str:
+    """An argument that goes into a trace as JSON text (a genesis token): refused
+    when it holds bytes that are not UTF-8 (argv's lone surrogates, which no
+    JSON encoder takes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"not UTF-8 text: {text!r}") from None
+    return text
 
 
 def positive_float(text: str) -> float:

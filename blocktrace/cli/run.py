@@ -21,6 +21,7 @@ from blocktrace.cli import (
     positive_int,
     refuse_overwriting,
     say_if_nothing_traced,
+    text_token,
 )
 
 _VALUES = ("off", "on", "changes")
@@ -54,7 +55,7 @@ def register(sub: Any) -> None:
                    help="never trace this file, directory or module (repeatable)")
     p.add_argument("--target", metavar="MODULE:FUNCTION",
                    help="trace only while this function runs (and what it calls in scope)")
-    p.add_argument("--genesis", metavar="TOKEN",
+    p.add_argument("--genesis", type=text_token, metavar="TOKEN",
                    help="genesis token, e.g. a nonce from whoever will verify (default: random)")
     p.add_argument("--max-size", type=byte_size, metavar="BYTES",
                    help="stop recording when the trace reaches about BYTES (K, M, G: "

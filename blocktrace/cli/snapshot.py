@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from blocktrace.cli import CliError, positive_float, positive_int
+from blocktrace.cli import CliError, positive_float, positive_int, text_token
 from blocktrace.limits import (
     MAX_SNAPSHOT_INPUT_BYTES,
     InputTooLargeError,
@@ -37,7 +37,8 @@ def register(sub: Any) -> None:
                    help=f"record at most N steps (with SCRIPT; default 1000, at most {MAX_STEPS})")
     p.add_argument("--format", choices=("snapshots", "trace"), default=None,
                    help="snapshots (default) or a verifiable blocktrace trace (JSON Lines)")
-    p.add_argument("--genesis", metavar="TOKEN", help="genesis token of the trace (--format trace)")
+    p.add_argument("--genesis", type=text_token, metavar="TOKEN",
+                   help="genesis token of the trace (--format trace)")
     p.add_argument("--pretty", action="store_true", help="indent the JSON response")
     _limit_options(p)
     p.set_defaults(handler=snapshot)

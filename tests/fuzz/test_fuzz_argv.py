@@ -305,6 +305,16 @@ def test_sql_that_is_not_utf8_is_one_line(pool: Pool) -> None:
     assert done.returncode == 2 and b"not UTF-8" in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize("command", [b"run", b"snapshot"])
+def test_a_genesis_that_is_not_utf8_is_one_line(command: bytes, tmp_path: Path) -> None:
+    # (found by the fuzz test: the trace's header could not be encoded, a traceback)
+    argv = [command, b"--genesis", b"\x80", *([b"--format", b"trace"] if command == b"snapshot"
+                                             else []), os.fsencode(PROGRAM)]
+    done = run(argv, tmp_path)
+    check(command.decode(), argv, done)
+    assert done.returncode == 2 and b"not UTF-8" in done.stderr, done.stderr
+
+
 def test_a_key_name_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
     # (found by the fuzz test: hashing the name for the key id raised UnicodeEncodeError)
     done = run([b"keygen", b"\x80", b"--out", b"k"], tmp_path)
