@@ -8,12 +8,12 @@ done by the library layers; a handler only calls them and reports.
 from __future__ import annotations
 
 import argparse
-import difflib
 import importlib
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 if TYPE_CHECKING:
     from blocktrace.vm.runner import Launch, Outcome, Program
@@ -51,6 +51,8 @@ _COMMANDS: tuple[str, ...] = tuple(c for names in _COMMAND_MODULES.values() for 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     """``; did you mean 'run'?`` for a typo close to one of ``choices``, else ``""``."""
+    import difflib  # (only on a usage mistake: not an import on every command's start)
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
@@ -207,6 +209,25 @@ def refuse_overwriting(outputs: Iterable[tuple[str, str | None]],
                 raise CliError(f"{path}: is {other_what}; not writing the {what} over it "
                                "(choose another file)")
         seen.append((f"the {what}", path))
+
+
+def open_output(path: str, force: bool) -> BinaryIO:
+    """``path`` opened to write, as a new file unless ``force``: an existing
+    regular file is :class:`FileExistsError` (the caller's one line, "use
+    --force"); a device or a pipe (``/dev/null``, ``/dev/stdout``, a FIFO) is
+    written to, as there is nothing in it to lose.  Other errors: OSError."""
+    if force:
+        return open(path, "wb")
+    try:
+        return open(path, "xb")
+    except FileExistsError:
+        try:
+            regular = stat.S_ISREG(os.stat(path).st_mode)
+        except OSError:
+            regular = True  # a dangling link, or gone since: not written through
+        if regular:
+            raise
+        return open(path, "wb")
 
 
 def _same_file(a: str, b: str) -> bool:

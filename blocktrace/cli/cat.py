@@ -7,7 +7,7 @@ import os
 import sys
 from typing import IO, Any
 
-from blocktrace.cli import CliError, note_chain, one_line, refuse_overwriting
+from blocktrace.cli import CliError, note_chain, one_line, open_output, refuse_overwriting
 
 
 def register(sub: Any) -> None:
@@ -24,7 +24,9 @@ def register(sub: Any) -> None:
         "is TAMPERED there); a file that is no blocktrace trace is refused (2).",
     )
     p.add_argument("trace", metavar="TRACE")
-    p.add_argument("-o", "--output", metavar="OUT", help="write to OUT instead of stdout")
+    p.add_argument("-o", "--output", metavar="OUT", help="write to OUT instead of stdout "
+                   "(a new file: an existing one is refused unless --force)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing OUT")
     p.set_defaults(handler=_cat)
 
 
@@ -44,7 +46,12 @@ def _cat(args: argparse.Namespace) -> int:
         raise CliError(f"{one_line(args.trace)}: cannot read: {exc.strerror or exc}") from None
     out: IO[bytes]
     try:
-        out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
+        out = open_output(args.output, args.force) if args.output else sys.stdout.buffer
+    except FileExistsError:
+        stream.close()
+        raise CliError(
+            f"{one_line(args.output)} exists: not overwriting it (use --force)"
+        ) from None
     except OSError as exc:
         stream.close()
         raise CliError(f"{one_line(args.output)}: cannot write: {exc.strerror or exc}") from None

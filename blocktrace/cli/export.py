@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from blocktrace.cli import CliError, one_line
+from blocktrace.cli import CliError, one_line, open_output
 from blocktrace.format.errors import TraceError
 
 _FORMATS = ("parquet", "perfetto", "speedscope")
@@ -37,6 +37,8 @@ def register(sub: Any) -> None:
     p.add_argument("--clock", choices=("auto", "steps", "wall"), default="auto",
                    help="timelines: instructions (1 step = 1 us), wall clock (recorded with "
                    "blocktrace run --clock), or auto: wall clock when recorded (perfetto)")
+    p.add_argument("--force", action="store_true",
+                   help="perfetto, speedscope: overwrite an existing OUT file")
     p.set_defaults(handler=export)
 
 
@@ -57,6 +59,8 @@ def _timeline(args: argparse.Namespace, kind: str) -> int:
     from blocktrace.query.dataset import find_inputs, verify_or_refuse
     from blocktrace.query.timeline import TimelineError, write_perfetto, write_speedscope
 
+    if not args.force and os.path.isfile(args.output):  # (before the verify pass)
+        raise CliError(f"{one_line(args.output)} exists: not overwriting it (use --force)")
     try:
         datasets, traces = find_inputs(args.traces)
         if datasets:
@@ -71,16 +75,22 @@ def _timeline(args: argparse.Namespace, kind: str) -> int:
         clock = args.clock if kind == "perfetto" or args.clock != "auto" else "steps"
 
         try:
+            out = open_output(args.output, args.force)
+        except FileExistsError:  # (made since the check above)
+            raise CliError(f"{one_line(args.output)} exists: not overwriting it "
+                           "(use --force)") from None
+        regular = os.path.isfile(args.output)
+        try:
             # the reading loop looks at the files' positions itself (a follower
             # thread may wait for the GIL longer than a short pass takes)
-            with open(args.output, "wb") as out, \
-                    following(traces, f"export {kind}") as progress:
+            with out, following(traces, f"export {kind}") as progress:
                 write(traces, statuses, out, clock=clock, tick=progress.look)
         except BaseException:
-            try:
-                os.unlink(args.output)
-            except OSError:
-                pass
+            if regular:  # a half-written file of ours, not /dev/null
+                try:
+                    os.unlink(args.output)
+                except OSError:
+                    pass
             raise
     except TamperedTrace as exc:
         raise CliError(str(exc), status=1) from None

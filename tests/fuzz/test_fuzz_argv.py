@@ -247,24 +247,11 @@ def test_any_argv_is_one_line_or_an_answer(data: st.DataObject, pool: Pool) -> N
         if b"--force" not in argv:
             after = pool.snapshot()
             changed = [p for p, digest in before.items() if after.get(p) != digest]
-            if changed and _overwrites_by_design(name, argv):
-                event(f"known: {name} overwrote an existing file")
-                return
             assert not changed, f"{b' '.join(argv)!r} changed {changed} without --force"
     finally:
         pool.clean()
 
 
-def _overwrites_by_design(name: str, argv: list[bytes]) -> bool:
-    """``cat -o`` and ``export --to perfetto|speedscope`` write over an existing
-    file (they have no ``--force``; sign, prove, keygen, run, types and view
-    refuse): tolerated here, held by the strict xfail below until they refuse."""
-    return (name == "cat" and any(a in (b"-o", b"--output") or a.startswith(b"--output=")
-                                  for a in argv)) or name == "export"
-
-
-@pytest.mark.xfail(strict=True, reason="cat -o and export --to perfetto/speedscope overwrite an "
-                   "existing file without --force (found by the fuzz test; the readers' owner's)")
 @pytest.mark.parametrize("argv", [[b"cat", b"TRACE", b"-o", b"victim"],
                                   [b"export", b"TRACE", b"--to", b"perfetto", b"victim"]])
 def test_an_existing_output_is_not_overwritten_silently(
