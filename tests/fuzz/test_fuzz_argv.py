@@ -27,6 +27,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
@@ -300,6 +301,19 @@ def test_a_genesis_that_is_not_utf8_is_one_line(command: bytes, tmp_path: Path) 
     done = run(argv, tmp_path)
     check(command.decode(), argv, done)
     assert done.returncode == 2 and b"not UTF-8" in done.stderr, done.stderr
+
+
+def test_verify_json_of_a_file_name_that_is_not_utf8(pool: Pool, tmp_path: Path) -> None:
+    # (found by the fuzz test: --json could not encode the name, a traceback)
+    for argv in ([b"verify", b"\x80.jsonl", b"--json"],
+                 [b"verify", os.fsencode(pool.dir / "trace.jsonl"), b"--genesis", b"\x80",
+                  b"--json"]):
+        done = run(argv, tmp_path)
+        check("verify", argv, done)
+        answer = msgspec.json.decode(done.stdout)
+        assert answer["valid"] is False, answer
+    assert msgspec.json.decode(run([b"verify", b"\x80.jsonl", b"--json"], tmp_path).stdout)[
+        "file"] == "\\x80.jsonl"
 
 
 def test_a_key_name_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
