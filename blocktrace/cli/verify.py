@@ -78,15 +78,9 @@ def _as_text(value: Any) -> Any:
     """``value`` with every string JSON can hold: a file name or token from argv
     whose bytes are not UTF-8 (lone surrogates) shown with those bytes as ``\\xNN``."""
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            try:
-                raw = value.encode("utf-8", "surrogateescape")
-            except UnicodeEncodeError:
-                return value.encode("utf-8", "backslashreplace").decode("utf-8")
-            return raw.decode("utf-8", "backslashreplace")
-        return value
+        from blocktrace.format.callline import json_text
+
+        return json_text(value)
     if isinstance(value, dict):
         return {_as_text(k): _as_text(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -20,17 +20,34 @@ import msgspec
 
 from blocktrace.format.compact import strip
 
-__all__ = ["call_body", "call_pieces", "return_body", "without_values"]
+__all__ = ["call_body", "call_pieces", "json_text", "return_body", "without_values"]
 
 _encode = msgspec.json.encode
 
 
+def json_text(text: str) -> str:
+    """``text`` as JSON can hold it: a file name or an argument whose bytes are
+    not UTF-8 (Python holds them as lone surrogates, which no encoder takes)
+    with those bytes written ``\\xNN``, as ``ascii()`` would; any other text
+    as it is."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        return raw.decode("utf-8", "backslashreplace")
+
+
 def call_pieces(kind: str, code: int, name: str, file: str, first_line: int) -> tuple[bytes, bytes]:
-    """The two pieces of a code object's call lines: before the depth digits, after them."""
+    """The two pieces of a code object's call lines: before the depth digits, after them
+    (the file's name as :func:`json_text` writes it)."""
     return (
         b'{"event":"call","kind":%b,"depth":' % _encode(kind),
         b',"code":%d,"name":%b,"file":%b,"firstLine":%d'
-        % (code, _encode(name), _encode(file), first_line),
+        % (code, _encode(json_text(name)), _encode(json_text(file)), first_line),
     )
 
 

@@ -39,7 +39,7 @@ from blocktrace.events import (
     Stop,
     TraceEvent,
 )
-from blocktrace.format.callline import call_body, call_pieces, return_body
+from blocktrace.format.callline import call_body, call_pieces, json_text, return_body
 from blocktrace.format.compressed import (
     ZSTD_MISSING,
     CompressionUnavailableError,
@@ -65,19 +65,6 @@ ValuesMode = Literal["off", "on", "changes"]
 _encode = msgspec.json.Encoder().encode
 
 
-def _as_text(text: str) -> str:
-    """``text`` as JSON can hold it: an argument or a file name whose bytes are
-    not UTF-8 (Python holds them as lone surrogates, which no encoder takes) with
-    those bytes written ``\\xNN``, as ``ascii()`` would."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        try:
-            raw = text.encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:
-            return text.encode("utf-8", "backslashreplace").decode("utf-8")
-        return raw.decode("utf-8", "backslashreplace")
 _cvalues: Any = extension("blocktrace.tracers._cvalues")
 """A line start's values in C (``_scan``), or None: the Python reference."""
 _perf_counter_ns = time.perf_counter_ns
@@ -447,7 +434,7 @@ class ChainTracer:
             "genesis": self.genesis,
             "python": _PYTHON,
             "implementation": sys.implementation.name,
-            "argv": [_as_text(a) for a in (sys.argv if argv is None else argv)],
+            "argv": [json_text(a) for a in (sys.argv if argv is None else argv)],
             "start": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "pid": os.getpid(),
             "level": level,
@@ -732,7 +719,7 @@ class ChainTracer:
         digest, size = found
         self._line(
             b'{"event":"source","file":%b,"sha256":"%b","size":%d'
-            % (_encode(file), digest.encode(), size)
+            % (_encode(json_text(file)), digest.encode(), size)
         )
 
     def _embedded_source(self, file: str) -> bool:
@@ -744,7 +731,7 @@ class ChainTracer:
             return False
         data = got.text.encode("utf-8")  # the file's bytes: strict UTF-8 round-trips
         line = b'{"event":"source","file":%b,"sha256":"%b","size":%d,"text":%b' % (
-            _encode(file), hashlib.sha256(data).hexdigest().encode(), len(data),
+            _encode(json_text(file)), hashlib.sha256(data).hexdigest().encode(), len(data),
             _encode(got.text))
         if len(line) > MAX_LINE_BYTES - 100:  # room for the hash member
             return False

@@ -183,3 +183,33 @@ def test_gas_is_a_uint64(
     assert first_op["gas"] == "0xffffffffffffffff"
     help_text = blocktrace_cli("run", "--help").stdout
     assert "2**64-1" in help_text
+
+
+@pytest.mark.parametrize("locals_", ["off", "on"])
+def test_a_script_whose_name_is_not_utf8_is_traced(
+    tmp_path: Path, locals_: str, blocktrace_cli: Runner,
+) -> None:
+    # A file name's bytes that are not UTF-8 reach Python as lone surrogates, which no
+    # JSON encoder takes: the call and source lines write them as \xNN (as the header's
+    # argv does). Before, the tracer detached at the first call line ("run failed, 0
+    # steps, error 'tracer detached'"); the program ran on untraced.
+    name = "a\udc80.py"
+    (tmp_path / name).write_text("x = 6 * 7\nprint(x)\n")
+    out = tmp_path / "t.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "blocktrace", "run", "--locals", locals_, "-o", str(out),
+         str(tmp_path / name)], capture_output=True, cwd=tmp_path, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"42\n"
+    assert b"detached" not in proc.stderr, proc.stderr
+    assert verify_file(out).status == "sealed"
+    lines = out.read_bytes().splitlines()
+    summary = msgspec.json.decode(lines[-1])
+    assert summary["pass"] is True and summary.get("error") in (None, ""), summary
+    written = str(tmp_path / name).encode("utf-8", "surrogateescape").decode(
+        "utf-8", "backslashreplace").encode()
+    calls = [line for line in lines if b'"event":"call"' in line]
+    assert calls and b'"file":' + msgspec.json.encode(written.decode()) in calls[0]
+    assert any(b'"event":"source"' in line and msgspec.json.encode(written.decode()) in line
+               for line in lines)
