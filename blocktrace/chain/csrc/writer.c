@@ -778,8 +778,8 @@ take_ready(pipe_state *p)
  * the first failed write: its errno goes to werr, the bytes not written stay at the
  * front of the ready FIFO), up to WRITE_IOV of them per writev(2).  Whoever holds wmu
  * writes, so the chunks go in order whichever thread writes them: the writer's
- * thread once write_after of them wait (1, the default: each as it closes it;
- * thread_writes), when READY_MAX wait (bounded memory) or before it sleeps; the
+ * thread once write_after of them wait (WRITE_AFTER, 8, by default; 1: each as it
+ * closes it; thread_writes), when READY_MAX wait (bounded memory) or before it sleeps; the
  * program's thread while it waits for room, before reading the chain's state and
  * (thread_writes=False) where a chunk closes by its count.  Only a wmu holder takes
  * chunks off the FIFO's front (the thread only appends, under mu), so the chunks
