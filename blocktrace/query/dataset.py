@@ -61,6 +61,12 @@ class TamperedTrace(QueryInputError):
     """A trace whose chain does not verify, refused without ``allow_unverified``."""
 
 
+def _refused(exc: TraceError) -> QueryInputError:
+    """A trace the format module cannot read, refused as verify answers it:
+    :class:`TamperedTrace` where verify says TAMPERED, else unusable input."""
+    return (TamperedTrace if exc.status == "tampered" else QueryInputError)(str(exc))
+
+
 @dataclass
 class Exported:
     """One trace written into a dataset."""
@@ -124,8 +130,7 @@ def _convert(path: str, incoming: str, facts: RunFacts, verifier: Verifier | Non
     except TraceError as exc:
         if verifier is not None and verification is None:  # a tampered line: say so
             _judged(path, verifier.result(), allow_unverified)
-        raise (TamperedTrace if exc.status == "tampered" else QueryInputError)(
-            str(exc)) from None
+        raise _refused(exc) from None
     finally:
         if verifier is not None:
             verifier.close()
@@ -196,8 +201,7 @@ def export_trace(path: str, out_dir: str, *, allow_unverified: bool = False,
     try:
         first = blocktrace_header(path)
     except TraceError as exc:  # a trace that cannot be read: refused as verify answers
-        raise (TamperedTrace if exc.status == "tampered" else QueryInputError)(
-            str(exc)) from None
+        raise _refused(exc) from None
     except OSError as exc:
         raise QueryInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     # a blocktrace trace is verified from the conversion's own reads (one pass)
