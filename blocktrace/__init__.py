@@ -6,9 +6,10 @@ is hash-chained; verify it, prove a line is in it, diff it against another.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # not typing's: ``import blocktrace`` loads nothing (PEP 562 below)
 if TYPE_CHECKING:
+    from typing import Any
+
     from blocktrace.events import (
         CallStart,
         OpEnd,

@@ -30,8 +30,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import msgspec
 
@@ -56,6 +55,9 @@ from blocktrace.format.lines import Header
 from blocktrace.format.rules import DOMAIN_V4, LEAF_PREFIX, split_hash
 from blocktrace.format.versions import KNOWN_VERSIONS, LINES_PER_LEAF, SUMMARY_IN_TREE
 from blocktrace.limits import MAX_LINE_BYTES, LineTooLongError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -116,10 +118,12 @@ class TraceFile:
         path: str | os.PathLike[str],
         index: TraceIndex | None = None,
     ) -> None:
-        self.path = Path(path)
-        name = os.fspath(path)
+        name = self._name = os.fspath(path)
         self._index = index
         self._tree: ChunkTree | None = None
+        # leaf hashes already read during one proof (inclusion): a proof asks for
+        # its leaf's chunk once per level of the path below the chunk's hash
+        self._read: dict[tuple[int, int], list[bytes]] | None = None
         try:
             self._kind = kind_of(name)
             if index is not None:
@@ -186,10 +190,18 @@ class TraceFile:
         torn = b"" if index.status == "sealed" or index.line is None else b"?"
         return first, index.lines, last, torn
 
+    @property
+    def path(self) -> Path:
+        """The trace's path (pathlib is imported only when asked for: a command's
+        start is mostly its imports)."""
+        from pathlib import Path
+
+        return Path(self._name)
+
     def _raw_lines(self, start: int, count: int) -> Iterator[tuple[int, bytes]]:
         from blocktrace.format.reader import TraceReader
 
-        reader = TraceReader(self.path)
+        reader = TraceReader(self._name)
         reader._index = self._index
         return reader.raw_lines(start, count)
 
@@ -218,7 +230,7 @@ class TraceFile:
     def lines(self, limit: int | None = None) -> Iterator[bytes]:
         """The tree's lines (each with its ``\\n``), at most ``limit`` of them."""
         n = self.tree_lines if limit is None else min(limit, self.tree_lines)
-        with open_at(os.fspath(self.path), self._kind) as f:
+        with open_at(self._name, self._kind) as f:
             for count, line in enumerate(f):
                 if count >= n:
                     return
@@ -268,7 +280,7 @@ class TraceFile:
         return bytes.fromhex(parts[1])
 
     def _no_hash(self, number: int) -> TraceError:
-        return TraceError(str(self.path), number, "line has no hash member: verify the trace")
+        return TraceError(self._name, number, "line has no hash member: verify the trace")
 
     def _prev_of(self, leaf: int) -> bytes | None:
         """Version 4: the hash of the line before leaf ``leaf`` (H_0 before the first)."""
@@ -326,7 +338,7 @@ class TraceFile:
     def _check_size(self, n: int) -> None:
         if not 0 <= n <= self.tree_size:
             raise TraceError(
-                str(self.path), None, f"the trace's tree has {self.tree_size} leaves, not {n}"
+                self._name, None, f"the trace's tree has {self.tree_size} leaves, not {n}"
             )
 
     def _check_summary(self, r: bytes) -> None:
@@ -335,12 +347,12 @@ class TraceFile:
             return
         if s.treeSize is not None and s.treeSize != self.tree_size:
             raise TraceError(
-                str(self.path), self.complete_lines,
+                self._name, self.complete_lines,
                 f"summary says treeSize {s.treeSize}, the file has {self.tree_size} leaves",
             )
         if s.root is not None and s.root != r.hex():
             raise TraceError(
-                str(self.path), self.complete_lines,
+                self._name, self.complete_lines,
                 f"summary root {s.root} does not match the lines before it "
                 f"(computed {r.hex()}): the trace was changed",
             )
@@ -364,9 +376,13 @@ class TraceFile:
         streaming pass."""
         self._check_size(size)
         if self._index is not None:
-            leaf = self._leaf_lines(index)
-            path = self.range_hashes(inclusion_ranges(index, size), size)
-            return self.root(size), path, leaf, self._prev_of(index)
+            self._read = {}
+            try:
+                leaf = self._leaf_lines(index)
+                path = self.range_hashes(inclusion_ranges(index, size), size)
+                return self.root(size), path, leaf, self._prev_of(index)
+            finally:
+                self._read = None
         acc = MerkleAccumulator()
         hasher = RangeHasher(inclusion_ranges(index, size))
         lines: list[bytes] = []
@@ -408,6 +424,8 @@ class TraceFile:
         stored = index.chunk(chunk)
         first = chunk * LEAVES_PER_CHUNK if stored is not None else lo
         last = first + LEAVES_PER_CHUNK if stored is not None else hi
+        if self._read is not None and (first, last) in self._read:
+            return self._read[first, last][lo - first : hi - first]
         start = first * LINES_PER_LEAF
         count = min((last - first) * LINES_PER_LEAF, self.tree_lines - start)
         hashes: list[bytes] = []
@@ -428,11 +446,13 @@ class TraceFile:
             len(hashes) != LEAVES_PER_CHUNK or perfect_root(hashes) != stored
         ):
             raise self._changed()
+        if self._read is not None:
+            self._read[first, last] = hashes
         return hashes[lo - first : hi - first]
 
     def _changed(self) -> StaleIndexError:
         return StaleIndexError(
-            os.fspath(self.path), None,
+            self._name, None,
             "the trace's lines are not the ones its index was built from (the file was "
             "changed after it was indexed)",
         )
@@ -484,7 +504,7 @@ def make_bundle(trace: TraceFile, line: int, size: int | None = None) -> ProofBu
     ``size`` leaves of ``trace`` (the whole tree by default)."""
     n = trace.tree_size if size is None else size
     trace._check_size(n)
-    where = str(trace.path)
+    where = trace._name
     if not 1 <= line <= trace.complete_lines:
         raise TraceError(where, None, f"no line {line} (the trace has {trace.complete_lines})")
     if line > trace.tree_lines:

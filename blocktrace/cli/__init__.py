@@ -13,9 +13,11 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
+TYPE_CHECKING = False  # typing is not imported: a usage error or --version needs nothing more
 if TYPE_CHECKING:
+    from typing import Any, BinaryIO, NoReturn
+
     from blocktrace.vm.runner import Launch, Outcome, Program
 
 __all__ = [
@@ -374,8 +376,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"blocktrace {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    modules = [name for name, commands in _COMMAND_MODULES.items() if command in commands]
-    for name in modules or _COMMAND_MODULES:
+    if command == "--version":  # argparse answers it first, whatever follows: no command
+        modules: list[str] | dict[str, tuple[str, ...]] = []
+    else:
+        modules = ([name for name, commands in _COMMAND_MODULES.items() if command in commands]
+                   or _COMMAND_MODULES)
+    for name in modules:
         importlib.import_module(name).register(sub)
     return parser
 

@@ -10,36 +10,8 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import msgspec
-
-from blocktrace.chain.checkpoint import (
-    CheckpointError,
-    check_against_trace,
-    checkpoint_of_trace,
-    load_signer,
-    load_verifiers,
-    read_checkpoint,
-)
-from blocktrace.chain.note import (
-    NoteError,
-    Signer,
-    SigningUnavailableError,
-    Verifier,
-    generate_key,
-    sign_note,
-)
-from blocktrace.chain.proof import (
-    BundleError,
-    NotABundleError,
-    StaleIndexError,
-    TraceError,
-    TraceFile,
-    check_bundle,
-    encode_bundle,
-    make_bundle,
-)
 from blocktrace.cli import CliError, one_line
 from blocktrace.limits import (
     MAX_BUNDLE_BYTES,
@@ -48,6 +20,13 @@ from blocktrace.limits import (
     read_named_file,
     size_text,
 )
+
+if TYPE_CHECKING:
+    from blocktrace.chain.note import Signer, Verifier
+    from blocktrace.chain.proof import TraceFile
+
+# Each handler imports what it uses (a command's start is mostly its imports):
+# ``prove`` never loads signatures, checkpoints only with --checkpoint.
 
 __all__ = ["register"]
 
@@ -114,8 +93,14 @@ def _needs_crypto(handler: _Handler) -> _Handler:
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
-        except SigningUnavailableError as exc:
-            raise CliError(str(exc)) from exc
+        except Exception as exc:
+            # (the signing module is imported only here: check-proof without a
+            # signature never loads it)
+            from blocktrace.chain.note import SigningUnavailableError
+
+            if isinstance(exc, SigningUnavailableError):
+                raise CliError(str(exc)) from exc
+            raise
 
     return run
 
@@ -157,6 +142,8 @@ def _emit(data: bytes, output: str | None) -> None:
 
 
 def _keygen(args: argparse.Namespace) -> int:
+    from blocktrace.chain.note import NoteError, generate_key
+
     try:
         signer = generate_key(args.name)
     except NoteError as exc:
@@ -172,6 +159,9 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _load_signer(path: str) -> Signer:
+    from blocktrace.chain.checkpoint import load_signer
+    from blocktrace.chain.note import NoteError, SigningUnavailableError
+
     try:
         return load_signer(path)
     except SigningUnavailableError:
@@ -181,6 +171,9 @@ def _load_signer(path: str) -> Signer:
 
 
 def _load_verifiers(path: str) -> list[Verifier]:
+    from blocktrace.chain.checkpoint import load_verifiers
+    from blocktrace.chain.note import NoteError
+
     try:
         return load_verifiers(_read(path, "a public key file"), path)
     except NoteError as exc:
@@ -193,7 +186,8 @@ def _trace(path: str, fresh: bool = False) -> TraceFile:
     check is the one that built the trace's index (built now when there is
     none: one pass; with ``fresh``, built again whatever is kept); roots and
     proofs then come from the index."""
-    from blocktrace.format import TraceReader
+    from blocktrace.chain.proof import TraceFile
+    from blocktrace.format import TraceError, TraceReader
     from blocktrace.progress import Progress
 
     try:
@@ -224,6 +218,10 @@ def _rebuilt(path: str) -> TraceFile:
 
 
 def _sign(args: argparse.Namespace) -> int:
+    from blocktrace.chain.checkpoint import checkpoint_of_trace
+    from blocktrace.chain.note import NoteError, sign_note
+    from blocktrace.chain.proof import StaleIndexError, TraceError
+
     signer = _load_signer(args.key)
     trace = _trace(args.trace)
     try:
@@ -245,9 +243,19 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def _prove(args: argparse.Namespace) -> int:
+    from blocktrace.chain.proof import StaleIndexError, TraceError, encode_bundle, make_bundle
+
     trace = _trace(args.trace)
     size = None
+    refused: tuple[type[Exception], ...] = (TraceError,)
     if args.checkpoint is not None:
+        from blocktrace.chain.checkpoint import (
+            CheckpointError,
+            check_against_trace,
+            read_checkpoint,
+        )
+
+        refused += (CheckpointError,)
         try:
             read = read_checkpoint(_read(args.checkpoint, "a checkpoint"))
         except CheckpointError as exc:
@@ -263,7 +271,7 @@ def _prove(args: argparse.Namespace) -> int:
             if args.checkpoint is not None:
                 check_against_trace(read.checkpoint, trace)
             bundle = make_bundle(trace, args.line, size)
-    except (TraceError, CheckpointError) as exc:
+    except refused as exc:
         raise CliError(str(exc)) from exc
     data = encode_bundle(bundle)
     if len(data) > MAX_BUNDLE_BYTES:
@@ -275,6 +283,8 @@ def _prove(args: argparse.Namespace) -> int:
 
 
 def _check_proof(args: argparse.Namespace) -> int:
+    from blocktrace.chain.proof import BundleError, NotABundleError, check_bundle
+
     if args.pubkey and not args.checkpoint:
         raise CliError("--pubkey checks a checkpoint's signature: give --checkpoint too")
     if args.bundle == "-":  # `blocktrace prove ... | blocktrace check-proof -`
@@ -300,6 +310,8 @@ def _check_proof(args: argparse.Namespace) -> int:
             f"(format {rules})"
         )
         if cp_data is not None:
+            from blocktrace.chain.checkpoint import CheckpointError, read_checkpoint
+
             read = read_checkpoint(cp_data, verifiers)
             cp = read.checkpoint
             if cp.size != b.treeSize:
@@ -330,10 +342,16 @@ def _check_proof(args: argparse.Namespace) -> int:
         return _fail(args, result, "unusable", f"{args.bundle}: {exc}")
     except BundleError as exc:
         return _fail(args, result, "proof-invalid", f"{args.bundle}: {exc}")
-    except CheckpointError as exc:
+    except Exception as exc:
+        if cp_data is None:  # then nothing raised a CheckpointError: its module is not loaded
+            raise
+        from blocktrace.chain.checkpoint import CheckpointError
+
+        if not isinstance(exc, CheckpointError):
+            raise
         return _fail(args, result, exc.kind, f"{args.checkpoint}: {exc}")
     if args.json:
-        sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
+        _print_json(result)
     else:
         print(message)
     return 0
@@ -343,9 +361,15 @@ def _fail(args: argparse.Namespace, result: dict[str, Any], kind: str, message: 
     """Report a proof that fails (1), or input that is no proof at all (2)."""
     result.update(valid=False, kind=kind, error=message)
     if args.json:
-        sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
+        _print_json(result)
     elif kind == "unusable":
         sys.stderr.write(f"blocktrace check-proof: {one_line(message)}\n")
     else:
         sys.stderr.write(f"blocktrace check-proof: REJECTED ({kind}): {one_line(message)}\n")
     return 2 if kind == "unusable" else 1
+
+
+def _print_json(result: dict[str, Any]) -> None:
+    import msgspec
+
+    sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")

@@ -6,8 +6,6 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from blocktrace.cli import CliError, one_line
 from blocktrace.limits import MAX_KEY_FILE_BYTES, MAX_LINE_BYTES, size_text
 
@@ -104,6 +102,8 @@ def verify(args: argparse.Namespace) -> int:
         if anchors is not None:
             out.update(anchors.data)
             out["valid"] = out["valid"] and anchors.status == "ok"
+        import msgspec
+
         sys.stdout.write(msgspec.json.encode(_as_text(out)).decode() + "\n")
         return exit_status(result, anchors)
     if result.status == "unusable":

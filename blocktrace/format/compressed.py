@@ -23,12 +23,11 @@ import _thread
 import hashlib
 import io
 import os
-import queue
 import threading
 import time
 import zlib
 from collections import deque
-from typing import IO, Any, Final, Literal
+from typing import IO, TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 
@@ -38,6 +37,9 @@ from blocktrace.format.compact import Expander
 from blocktrace.format.errors import TraceError
 from blocktrace.format.rules import DOMAIN_V4
 from blocktrace.format.versions import LINES_PER_LEAF
+
+if TYPE_CHECKING:
+    import queue  # imported where a thread is started: not on every reader's start
 
 __all__ = [
     "ZSTD_MISSING",
@@ -608,6 +610,8 @@ class ReadAhead:
         self, stream: IO[bytes] | FrameStream, block: int = 1 << 20, depth: int = 4
     ) -> None:
         self._stream = stream
+        import queue
+
         self._block = block
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
         self._stop = False
@@ -650,6 +654,8 @@ class ReadAhead:
             self._put(exc)
 
     def _put(self, item: bytes | BaseException) -> None:
+        import queue
+
         while not self._stop:
             try:
                 self._queue.put(item, timeout=0.05)
@@ -659,6 +665,8 @@ class ReadAhead:
 
     def close(self) -> None:
         """Stop the thread (before the stream is closed)."""
+        import queue
+
         self._stop = True
         thread = self._thread
         if thread is not None:
@@ -809,6 +817,8 @@ class FrameWriter:
         worker has it, ``_FLUSH`` for a frame's end asked for)."""
         self._done = 0
         """Log entries the worker has dealt with (its frames written)."""
+        import queue
+
         self._wake: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._woken = 0
         """Bytes taken when the worker was last woken: it is woken once per frame's
@@ -913,6 +923,8 @@ class FrameWriter:
 
     def _wait(self) -> None:
         """Until the worker has dealt with more of the log (or failed)."""
+        import queue
+
         try:
             self._acks.get(timeout=1.0)
         except queue.Empty:

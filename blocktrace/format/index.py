@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import tempfile
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
@@ -498,6 +497,8 @@ def unsealed(magic: bytes, data: bytes) -> bytes | None:
 def store_kept(candidates: Iterable[str], data: bytes) -> str | None:
     """Write ``data`` at the first of ``candidates`` that takes it, whole or not
     at all (a temporary file renamed over it); that path, or None."""
+    import tempfile  # (only to keep an index: not on every reader's start)
+
     for candidate in candidates:
         directory = os.path.dirname(candidate) or "."
         try:
