@@ -333,7 +333,9 @@ def _check_proof(args: argparse.Namespace) -> int:
     except CheckpointError as exc:
         return _fail(args, result, exc.kind, f"{args.checkpoint}: {exc}")
     if args.json:
-        sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
+        from blocktrace.format.callline import json_safe
+
+        sys.stdout.buffer.write(msgspec.json.encode(json_safe(result)) + b"\n")
     else:
         print(message)
     return 0
@@ -343,7 +345,9 @@ def _fail(args: argparse.Namespace, result: dict[str, Any], kind: str, message: 
     """Report a proof that fails (1), or input that is no proof at all (2)."""
     result.update(valid=False, kind=kind, error=message)
     if args.json:
-        sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
+        from blocktrace.format.callline import json_safe
+
+        sys.stdout.buffer.write(msgspec.json.encode(json_safe(result)) + b"\n")
     elif kind == "unusable":
         sys.stderr.write(f"blocktrace check-proof: {one_line(message)}\n")
     else:
