@@ -16,6 +16,19 @@ must not grow with length).
 ``--fib N`` instead diffs two real recordings of ``examples/fib.py N`` (blocktrace
 traces of ~1.2 M lines for N = 22), with and without the byte-level pass over the
 steps both have in common (``blocktrace.eip3155.skip``), interleaved.
+
+``--hunks 10,100,1000`` instead diffs real recordings of a program and of the same
+program with one character changed (a branch taken at other iterations: that many
+hunks), ``--lines`` lines each (default here 2.4 M), plain and ``.jsonl.zst``, and a
+``--locals on`` pair whose values differ at every line start; it reports the CPU
+time of ``blocktrace diff A B`` as a whole process (and its peak RSS) and of
+``diff_files`` in-process, per input.  ``--base DIR`` runs the same commands with
+``PYTHONPATH=DIR`` (a checkout of the tree before, its C extensions built),
+alternated with this tree's, and checks that both print the same bytes (text and
+``--json``)::
+
+    python benchmarks/bench_diff.py --hunks 10,100,1000 --base /tmp/differ-base \
+        --tmp /tmp/diff-bench --repeat 3
 """
 
 from __future__ import annotations
@@ -144,6 +157,119 @@ def fib_traces(n: int, where: Path, repeat: int) -> None:
           f"{_rate(count, seconds['pure'])}")
 
 
+_CHANGED = """
+import sys
+
+
+def work(i, m):
+    if i % m == 5:
+        return i * 2 + 1
+    return i + 1
+
+
+def main(n, m):
+    total = 0
+    for i in range(n):
+        total += work(i, m)
+    return total
+
+
+print(main(int(sys.argv[1]), int(sys.argv[2])))
+"""
+_LINES_PER_ITERATION = 20
+"""About how many trace lines one iteration of ``_CHANGED``'s loop writes."""
+
+
+def _record(where: Path, program: str, out: Path, args: list[str], *options: str) -> None:
+    """``blocktrace run`` of ``program`` saved as ``prog.py`` in its own directory
+    (both versions of a pair then name the same file, as a changed checkout does)."""
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "prog.py").write_text(program, encoding="utf-8")
+    subprocess.run([sys.executable, "-m", "blocktrace", "run", "--force", *options, "-o",
+                    str(out), "prog.py", *args], cwd=where, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def _pairs(where: Path, lines: int, hunks: list[int]) -> list[tuple[str, Path, Path]]:
+    """(label, A, B): for each hunk count a program and the program with ``== 5``
+    made ``== 6`` (the branch runs one iteration later: two hunks each time it
+    runs, every ``m`` iterations), plain and zstd; and a ``--locals on`` pair with
+    inputs 1 and 2 (the values differ at every line start)."""
+    iterations = max(1, lines // _LINES_PER_ITERATION)
+    changed = _CHANGED.replace("i % m == 5", "i % m == 6")
+    pairs = []
+    for count in hunks:
+        m = max(7, 2 * iterations // max(1, count))
+        args = [str(iterations), str(m)]
+        for suffix in (".jsonl", ".jsonl.zst"):
+            a, b = where / f"a{count}{suffix}", where / f"b{count}{suffix}"
+            _record(where / "A", _CHANGED, a, args)
+            _record(where / "B", changed, b, args)
+            pairs.append((f"~{count} hunks, {suffix[1:]}", a, b))
+    for suffix in (".jsonl", ".jsonl.zst"):
+        a, b = where / f"la{suffix}", where / f"lb{suffix}"
+        loops = max(1, lines // 40)
+        _record(where / "A", _CHANGED, a, [str(loops), "1000000000"], "--locals", "on")
+        _record(where / "B", _CHANGED, b, [str(loops), "999999999"], "--locals", "on")
+        pairs.append((f"--locals on, values differ everywhere, {suffix[1:]}", a, b))
+    return pairs
+
+
+def _child(argv: list[str], env: dict[str, str], out: Path) -> tuple[float, float, bytes]:
+    """CPU seconds (user + system) and peak RSS (MB) of a child running ``argv``, and
+    what it printed (to ``out``: a file, so that the child's output costs it no pipe)."""
+    with out.open("wb") as handle:
+        child = subprocess.Popen(argv, env=env, stdout=handle)
+        _, _, usage = os.wait4(child.pid, 0)
+        child.returncode = 0  # (reaped here)
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read_bytes()
+
+
+def changed_programs(where: Path, lines: int, hunks: list[int], repeat: int,
+                     base: str | None) -> None:
+    """Issue 18 item 3 for traces that part often and for compressed ones (see the
+    module docstring)."""
+    from blocktrace.eip3155 import diff_files
+
+    pairs = _pairs(where, lines, hunks)
+    here = dict(os.environ)
+    trees = {"now": here}
+    if base is not None:
+        trees["base"] = dict(os.environ, PYTHONPATH=base)
+    print(f"Python {sys.version.split()[0]}, load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}, best of {repeat}, CPU time")
+    for label, a, b in pairs:
+        count = sum(1 for _ in a.open("rb")) if a.suffix == ".jsonl" else None
+        if count is None:
+            from blocktrace.format import TraceReader
+
+            count = sum(1 for _ in TraceReader(str(a)).raw_lines())
+        cpu = {tree: float("inf") for tree in trees}
+        rss = dict.fromkeys(trees, 0.0)
+        outputs: dict[str, set[bytes]] = {tree: set() for tree in trees}
+        for _ in range(repeat):
+            for tree, env in trees.items():
+                for json in ((), ("--json",)):
+                    argv = [sys.executable, "-m", "blocktrace", "diff", *json, str(a), str(b)]
+                    seconds, peak, out = _child(argv, env, where / "out.bin")
+                    outputs[tree].add(out)
+                    if not json:
+                        cpu[tree] = min(cpu[tree], seconds)
+                        rss[tree] = max(rss[tree], peak)
+        start = time.process_time()
+        report = diff_files(str(a), str(b))
+        inproc = time.process_time() - start
+        print(f"{label}: {count:,} lines each, {report.steps.hunk_count} hunks, "
+              f"{report.steps.differing_a:,} differing steps")
+        for tree in trees:
+            print(f"  {tree:>4}: `blocktrace diff` {cpu[tree]:.2f} s = {_rate(count, cpu[tree])} "
+                  f"per input, peak RSS {rss[tree]:.0f} MB")
+        print(f"  now: diff_files in-process {inproc:.2f} s = {_rate(count, inproc)} per input")
+        if base is not None:
+            same = outputs["now"] == outputs["base"] and len(outputs["now"]) == 2
+            print(f"  output (text and --json) {'identical' if same else 'DIFFERENT'} to base")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=400_000)
@@ -152,8 +278,20 @@ def main() -> None:
     parser.add_argument("--fib", type=int, metavar="N",
                         help="only diff two recordings of examples/fib.py N (issue 18 item 3)")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--tmp", help="where the --fib traces go (deleted after)")
+    parser.add_argument("--tmp", help="where the --fib/--hunks traces go (deleted after)")
+    parser.add_argument("--hunks", metavar="N,M",
+                        help="only diff recordings of a program changed by one character, "
+                        "with about these many hunks (and a --locals on pair)")
+    parser.add_argument("--base", metavar="DIR",
+                        help="--hunks: also run the tree at DIR (PYTHONPATH), alternated, "
+                        "and compare the outputs")
     args = parser.parse_args()
+    if args.hunks is not None:
+        lines = args.lines if args.lines != 400_000 else 2_400_000
+        with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+            changed_programs(Path(tmp), lines, [int(x) for x in args.hunks.split(",")],
+                             args.repeat, args.base)
+        return
     if args.fib is not None:
         with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
             fib_traces(args.fib, Path(tmp), args.repeat)

@@ -62,6 +62,11 @@ def _did_you_mean(word: str, choices: Iterable[str]) -> str:
 # Sub-commands that run a program: everything after their SCRIPT or ``-m MODULE``
 # is the program's, as with ``python`` and ``coverage run``.
 _RUNS_A_PROGRAM = ("run", "types")
+_NAMES_AS_BYTES = ("verify", "show", "cat", "diff", "view", "keygen", "sign", "prove",
+                   "check-proof", "lines", "query", "export")
+"""The commands that run no program: their text on stdout writes a file name
+whose bytes are not UTF-8 with those bytes, whatever the locale (a JSON answer
+writes them ``\\xNN``: ``format.callline.json_text``)."""
 
 PROGRAM_ARGS_HELP = ("blocktrace's options go before SCRIPT (or -m MODULE): everything after "
                      "it is the program's own arguments, as with python.")
@@ -434,6 +439,8 @@ class Command:
         if split is not None:
             args.module, args.program = module, program
         self.name: str = args.command
+        if self._as_command and self.name in _NAMES_AS_BYTES:
+            _names_as_bytes()
         self.program: Launch | None = None
         self._then: Callable[[Outcome], int] | None = None
         self.status = self._guarded(lambda: self._handle(args))
@@ -492,6 +499,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BaseException as exc:
             return command.finish(exc)
     return command.finish(None)
+
+
+def _names_as_bytes() -> None:
+    """stdout writes the lone surrogates a file name that is not UTF-8 holds as
+    its bytes (as Python does in the C locale), not a UnicodeEncodeError (in a
+    UTF-8 locale).  Only for commands that run no program: a traced program's
+    stdout stays as Python made it."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None and getattr(sys.stdout, "encoding", "").lower() in ("utf-8", "utf8"):
+        reconfigure(errors="surrogateescape")
 
 
 def _check_interpreter() -> None:

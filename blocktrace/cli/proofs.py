@@ -372,4 +372,6 @@ def _fail(args: argparse.Namespace, result: dict[str, Any], kind: str, message: 
 def _print_json(result: dict[str, Any]) -> None:
     import msgspec
 
-    sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
+    from blocktrace.format.callline import json_safe
+
+    sys.stdout.buffer.write(msgspec.json.encode(json_safe(result)) + b"\n")

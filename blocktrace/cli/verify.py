@@ -72,20 +72,6 @@ def _head(text: str) -> str:
     return head
 
 
-def _as_text(value: Any) -> Any:
-    """``value`` with every string JSON can hold: a file name or token from argv
-    whose bytes are not UTF-8 (lone surrogates) shown with those bytes as ``\\xNN``."""
-    if isinstance(value, str):
-        from blocktrace.format.callline import json_text
-
-        return json_text(value)
-    if isinstance(value, dict):
-        return {_as_text(k): _as_text(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_as_text(v) for v in value]
-    return value
-
-
 def verify(args: argparse.Namespace) -> int:
     from blocktrace.chain.verify import verify_file
     from blocktrace.progress import Progress, size_of
@@ -104,7 +90,9 @@ def verify(args: argparse.Namespace) -> int:
             out["valid"] = out["valid"] and anchors.status == "ok"
         import msgspec
 
-        sys.stdout.write(msgspec.json.encode(_as_text(out)).decode() + "\n")
+        from blocktrace.format.callline import json_safe
+
+        sys.stdout.write(msgspec.json.encode(json_safe(out)).decode() + "\n")
         return exit_status(result, anchors)
     if result.status == "unusable":
         sys.stderr.write(f"blocktrace verify: {one_line(f'{args.file}: {result.reason}')}\n")

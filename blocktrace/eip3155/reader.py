@@ -56,7 +56,7 @@ _CHUNK = 1 << 22
 
 
 _READ: dict[str, tuple[tuple[int, int], list[tuple[int, bytes]]]] = {}
-"""Source lines of plain traces read to the end by another pass (``read_sources``)."""
+"""Source lines of traces read to the end by another pass (``read_sources``)."""
 
 
 def _stamp(path: str) -> tuple[int, int] | None:
@@ -68,7 +68,7 @@ def _stamp(path: str) -> tuple[int, int] | None:
 
 
 def read_sources(path: str, lines: list[tuple[int, bytes]]) -> None:
-    """Say that a pass that read the plain trace at ``path`` to its end found these
+    """Say that a pass that read the trace at ``path`` to its end found these
     ``(number, line)`` lines starting ``{"event":"source"``: :func:`trace_sources` of
     the file, unchanged, then decodes them instead of searching the file again."""
     stamp = _stamp(path)
@@ -79,11 +79,10 @@ def read_sources(path: str, lines: list[tuple[int, bytes]]) -> None:
 
 
 def trace_sources(reader: TraceReader) -> dict[str, SourceLine]:
-    """``reader.sources()``, found in a plain file by a byte search over large pieces
+    """``reader.sources()``, taken from a pass that just read the file
+    (``read_sources``), or found in a plain file by a byte search over large pieces
     of it instead of a line-by-line walk (reports need them for traces of millions
-    of lines), or taken from a pass that just read it (``read_sources``)."""
-    if reader.kind != "plain":
-        return reader.sources()
+    of lines)."""
     out: dict[str, SourceLine] = {}
     read = _READ.pop(reader.path, None)
     if read is not None and read[0] == _stamp(reader.path):
@@ -92,6 +91,8 @@ def trace_sources(reader: TraceReader) -> dict[str, SourceLine]:
             if isinstance(line, SourceLine):
                 out.setdefault(line.file, line)
         return out
+    if reader.kind != "plain":
+        return reader.sources()
     if os.path.getsize(reader.path) == 0:
         return reader.sources()
     for at, raw in _source_lines(reader.path):

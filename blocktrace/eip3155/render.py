@@ -13,6 +13,7 @@ from blocktrace.eip3155.normalise import TraceInfo
 from blocktrace.eip3155.opcodes import evm_op_name
 from blocktrace.eip3155.records import Step, Summary
 from blocktrace.eip3155.report import DiffReport, quote_source, step_view
+from blocktrace.format.callline import json_text
 
 __all__ = ["DIFF_JSON_VERSION", "render_json", "render_text"]
 
@@ -35,7 +36,7 @@ def _summary_view(summary: Summary | None) -> dict[str, Any] | None:
 
 def _input_view(info: TraceInfo) -> dict[str, Any]:
     return {
-        "path": info.path, "dialect": info.dialect, "gasUsedMeaning": info.gas_used,
+        "path": json_text(info.path), "dialect": info.dialect, "gasUsedMeaning": info.gas_used,
         "python": info.python, "lines": info.lines, "steps": info.steps,
         "opLines": info.op_lines, "stopsDropped": info.stops_dropped,
         "faultLinesMerged": info.merged, "frameExits": info.frame_exits,

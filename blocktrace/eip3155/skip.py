@@ -21,8 +21,10 @@ each holds the op line of its next step, the last line its source gave).
 
 Lines passed over are not decoded: a line that is not JSON, or not a trace line,
 but is the same in both inputs at the same step, is counted as the op (or return)
-line it starts as.  Only plain files are read this way (compressed ones take the
-reference path), and only where the C extension is built.
+line it starts as.  Compressed traces are read this way too, their frames
+decompressed (and checked) one after another by the format's
+``compressed.FrameStream`` into the same buffer; only where the C extension is
+built.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from blocktrace._native import extension
 from blocktrace.eip3155.normalise import TraceInfo, blocktrace_reader, steps_of
 from blocktrace.eip3155.reader import TraceError, read_sources
 from blocktrace.eip3155.records import Step
+from blocktrace.format.compressed import CompressedDataError, FrameStream, Kind
 from blocktrace.format.fastcheck import Follower
 from blocktrace.format.linesource import CHUNK, BufferedLines, LineTooLong
 from blocktrace.limits import MAX_LINE_BYTES, size_text
@@ -63,11 +66,13 @@ class _Source(BufferedLines):
     the C pass walks ``view()`` from ``start``.  A read keeps, besides the last
     line given, the lines the chain check has still to read (:meth:`kept`)."""
 
-    __slots__ = ("by_code", "calls", "check", "done", "lineno", "path", "sources")
+    __slots__ = ("by_code", "calls", "check", "done", "kind", "lineno", "path", "sources")
 
-    def __init__(self, path: str, check: Follower | None = None) -> None:
+    def __init__(self, path: str, check: Follower | None = None, kind: Kind = "plain") -> None:
         super().__init__(None, CHUNK)
         self.path = path
+        self.kind = kind
+        """``plain``, or how the file is compressed (its lines: ``_Uncompressed``)."""
         self.check = check if check is not None and check.scan is not None else None
         """The file's chain check, fed by the walk while it can be (``Follower``)."""
         self.lineno = 0
@@ -85,7 +90,13 @@ class _Source(BufferedLines):
         except OSError as exc:
             raise TraceError(self.path, None, f"cannot read: {exc.strerror or exc}") from None
         with stream:
-            self.stream = stream
+            if self.kind == "plain":
+                self.stream = stream
+            else:
+                try:
+                    self.stream = _Uncompressed(FrameStream(stream, self.kind))
+                except CompressedDataError as exc:
+                    raise TraceError(self.path, None, exc.reason) from None
             try:
                 yield self._lines()
             finally:
@@ -132,6 +143,29 @@ class _Source(BufferedLines):
             self.calls.add(key)
 
 
+class _Uncompressed:
+    """The lines of a compressed trace as its frames hold them (``FrameStream``:
+    each frame checked whole before its bytes are given).  Compressed data that
+    cannot be read on ends the lines as a torn line ends a plain file's (the
+    format reader's rule, ``TraceReader.raw_lines``): the lines before it are
+    given, the unfinished one is not."""
+
+    __slots__ = ("ended", "frames")
+
+    def __init__(self, frames: FrameStream) -> None:
+        self.frames = frames
+        self.ended = False
+
+    def readinto(self, buffer: memoryview, /) -> int:
+        if self.ended:
+            return 0
+        try:
+            return self.frames.readinto(buffer)
+        except CompressedDataError:
+            self.ended = True
+            return 0
+
+
 def fused() -> bool:
     """Whether ``pair`` can check a trace's chain as it passes its lines (C built)."""
     return _c is not None
@@ -142,19 +176,21 @@ def pair(
 ) -> Pair | None:
     """The step streams of two blocktrace traces and the function that passes over
     what lies ahead of both in common (returning the steps passed), or None where
-    only the reference path reads them (no C extension, a compressed file, a
-    forced client dialect).  ``check``: the chain check of ``info_a``'s file, fed
+    only the reference path reads them (no C extension, a forced client dialect,
+    a compressed file with ``check``).  ``check``: the chain check of ``info_a``'s plain file, fed
     the lines the pass goes over (from where it stands: the lines between are
     checked first), as long as they are in the buffer; its ``finish`` does the rest."""
     if _c is None:
         return None
+    kinds: list[Kind] = []
     for info in (info_a, info_b):
         if info.forced_dialect not in (None, "blocktrace"):
             return None
         reader = blocktrace_reader(info.path)
-        if reader is None or reader.kind != "plain":
-            return None
-    source_a, source_b = _Source(info_a.path, check), _Source(info_b.path)
+        if reader is None or (reader.kind != "plain" and check is not None):
+            return None  # (the check reads a plain file's bytes)
+        kinds.append(reader.kind)
+    source_a, source_b = _Source(info_a.path, check, kinds[0]), _Source(info_b.path, None, kinds[1])
     steps_a = steps_of(info_a.path, info_a, source_a)
     steps_b = steps_of(info_b.path, info_b, source_b)
     mask_gas = "gas" not in fields

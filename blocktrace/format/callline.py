@@ -15,12 +15,13 @@ against this one by tests/vm/test_ccalls.py.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import msgspec
 
 from blocktrace.format.compact import strip
 
-__all__ = ["call_body", "call_pieces", "json_text", "return_body", "without_values"]
+__all__ = ["call_body", "call_pieces", "json_safe", "json_text", "return_body", "without_values"]
 
 _encode = msgspec.json.encode
 
@@ -39,6 +40,22 @@ def json_text(text: str) -> str:
         except UnicodeEncodeError:
             return text.encode("utf-8", "backslashreplace").decode("utf-8")
         return raw.decode("utf-8", "backslashreplace")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` (plain data: dicts, lists, tuples, strings, numbers) with every
+    string, key or item, through :func:`json_text`: what a command's JSON answer
+    or a written file goes through when it holds a file name or an argument from
+    argv.  For answers of a few fields (it walks the whole value): where a large
+    output names files, the names go through :func:`json_text` where they are
+    taken in."""
+    if isinstance(value, str):
+        return json_text(value)
+    if isinstance(value, dict):
+        return {json_safe(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def call_pieces(kind: str, code: int, name: str, file: str, first_line: int) -> tuple[bytes, bytes]:

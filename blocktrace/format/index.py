@@ -9,8 +9,10 @@ subtree hash, so a proof or a root needs no pass over the trace.  It also keeps
 what the chain check found (status, lines, head, root), so a consumer can say
 what ``verify`` said without a pass.
 
-An index commits to the trace (its size, status change time, kind, and the
-head: the last indexed line is re-read and its hash compared on every load)
+An index commits to the trace (its identity -- device, inode, size,
+modification and status change times: :mod:`blocktrace.format.identity` --
+its kind, and the head: the last indexed line is re-read and its hash
+compared on every load)
 and to its own bytes (a SHA-256 over them): a stale, truncated or hand-edited
 index is detected and rebuilt, never trusted.  It is a cache, not an anchor:
 a proof made from it verifies against the root the chain check computed when
@@ -35,6 +37,7 @@ import msgspec
 
 from blocktrace._native import extension
 from blocktrace.format.compressed import FrameStream, Kind, Position
+from blocktrace.format.identity import FileIdentity, identity_of
 from blocktrace.format.rules import NODE_PREFIX, split_hash
 from blocktrace.format.versions import LINES_PER_LEAF
 
@@ -56,7 +59,9 @@ __all__ = [
     "store_index",
 ]
 
-INDEX_FORMAT: Final = b"blocktrace-index/1\n"
+INDEX_FORMAT: Final = b"blocktrace-index/2\n"
+"""Version 2 stamps the trace's whole identity; a version 1 index (size and
+change time only) is not read: it is built again, as a stale one is."""
 LEAVES_PER_CHUNK: Final = 64
 EVERY: Final = LEAVES_PER_CHUNK * LINES_PER_LEAF
 """Lines between two checkpoints of the index (a chunk of 64 leaves)."""
@@ -67,14 +72,11 @@ _decode_dict = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 class Stamp(msgspec.Struct, array_like=True, frozen=True):
-    """What the index knows of the file it was built from."""
+    """What the index knows of the file it was built from: its identity (any
+    write, rename over it, copy, or ``os.utime`` putting the modification time
+    back gives another) and its kind."""
 
-    size: int
-    ctime_ns: int
-    """The file's status change time (``st_ctime_ns``), not its modification
-    time: writing the file sets it to now, and so does putting the modification
-    time back (``touch -r``, ``os.utime``), so an edit in place that keeps the
-    size and the modification time still stales the index."""
+    file: FileIdentity
     kind: str
 
 
@@ -449,8 +451,8 @@ def _hash_of(raw: bytes) -> str:
 
 
 def stamp_of(path: str, kind: Kind) -> Stamp:
-    st = os.stat(path)
-    return Stamp(st.st_size, st.st_ctime_ns, kind)
+    """The stamp of the trace at ``path`` now (``OSError``: cannot stat it)."""
+    return Stamp(identity_of(path), kind)
 
 
 def cache_home(*parts: str) -> str:
@@ -589,7 +591,7 @@ def keep_index(path: str, index: TraceIndex) -> str | None:
         return None
     if not stat.S_ISREG(st.st_mode):
         return None
-    if Stamp(st.st_size, st.st_ctime_ns, index.stamp.kind) != index.stamp:
+    if Stamp(FileIdentity.of_stat(st), index.stamp.kind) != index.stamp:
         return None
     return store_index(path, index)
 

@@ -18,6 +18,7 @@ from blocktrace.query.dataset import (
     QueryInputError,
     cached_dataset,
     find_inputs,
+    utf8_dataset_path,
 )
 from blocktrace.query.schema import TABLES
 
@@ -65,6 +66,7 @@ def dataset_dirs(
     ]
     seen: dict[str, tuple[str, str]] = {}
     for d in dirs:
+        utf8_dataset_path(d)
         runs_dir = os.path.join(d, "runs")
         for name in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else ():
             run = name.removeprefix("run=")

@@ -27,7 +27,9 @@ from typing import Any
 import msgspec
 
 from blocktrace.format import Verification
+from blocktrace.format.callline import json_text
 from blocktrace.format.errors import TraceError
+from blocktrace.format.identity import cache_key
 from blocktrace.format.index import cache_home
 from blocktrace.limits import MAX_KEY_FILE_BYTES, read_small_file
 from blocktrace.query.columns import Tick
@@ -155,6 +157,18 @@ def _refusal(result: Verification) -> str:
     )
 
 
+def utf8_dataset_path(directory: str) -> None:
+    """:class:`QueryInputError` when the dataset at ``directory`` has a path that
+    is not UTF-8 text: pyarrow and DuckDB take no other (a trace may have any
+    name; only the dataset's directory must be text)."""
+    where = os.path.abspath(directory)
+    if json_text(where) != where:
+        raise QueryInputError(
+            f"{directory}: a dataset's path must be UTF-8 text (pyarrow and DuckDB take "
+            f"no other): {json_text(where)}"
+        )
+
+
 def _check_dataset(out_dir: str) -> None:
     marker = os.path.join(out_dir, DATASET_FILE)
     if os.path.exists(marker):
@@ -198,6 +212,7 @@ def export_trace(path: str, out_dir: str, *, allow_unverified: bool = False,
     started = time.perf_counter()
     if os.path.isdir(path):
         raise QueryInputError(f"{path}: is a directory, not a trace file")
+    utf8_dataset_path(out_dir)
     try:
         first = blocktrace_header(path)
     except TraceError as exc:  # a trace that cannot be read: refused as verify answers
@@ -313,18 +328,15 @@ def cached_dataset(
 ) -> str:
     """The dataset directory holding the trace at ``path``, exported into the cache
     the first time (``on_export`` is told what that cost).  The cache entry is
-    keyed by the file's real path, size, modification and status change times
-    and inode, so a changed file is exported again (also one whose modification
-    time was put back: that sets its change time); the verify status is kept with it, so a
+    keyed by the file's real path and identity (:mod:`blocktrace.format.identity`:
+    device, inode, size, modification and status change times), so a changed or
+    replaced file is exported again (also one whose modification time was put
+    back: that sets its change time); the verify status is kept with it, so a
     tampered trace is refused from the cache as it is from the file."""
     try:
-        st = os.stat(path)
+        key = cache_key(path, str(SCHEMA_VERSION))
     except OSError as exc:
         raise QueryInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    key = hashlib.sha256(
-        f"{os.path.realpath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0"
-        f"{st.st_ino}\0{SCHEMA_VERSION}".encode()
-    ).hexdigest()[:32]
     entry = os.path.join(cache_dir(), key)
     status_file = os.path.join(entry, "status.json")
     if os.path.exists(status_file):

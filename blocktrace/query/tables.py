@@ -32,6 +32,7 @@ from blocktrace.format import (
     TraceReader,
     decode_line,
 )
+from blocktrace.format.callline import json_safe
 from blocktrace.limits import LineTooLongError, size_text
 from blocktrace.query.columns import (
     END,
@@ -389,8 +390,8 @@ def runs_batch(facts: RunFacts, verification: Verification | None) -> pa.RecordB
     buf = _Buffer("runs")
     h, s = facts.header, facts.summary
     row: dict[str, Any] = {
-        "path": facts.path,
-        "name": os.path.basename(facts.path),
+        "path": json_safe(facts.path),
+        "name": json_safe(os.path.basename(facts.path)),
         "format": facts.format,
         "client": facts.client,
         "version": h.get("blocktrace"),

@@ -21,6 +21,7 @@ from typing import IO, Any
 import msgspec
 
 from blocktrace.format import CallLine, ExceptionLine, OpLine, ReturnLine, Summary, TraceReader
+from blocktrace.format.callline import json_safe
 from blocktrace.query.columns import Tick, skim
 from blocktrace.query.lines import blocktrace_header, json_text
 
@@ -73,7 +74,7 @@ def _sources(paths: Sequence[str], statuses: Sequence[str]) -> list[_Source]:
         used.add(pid)
         argv = first.get("argv")
         argv = argv if isinstance(argv, list) else []
-        name = " ".join(str(a) for a in argv) or os.path.basename(path)
+        name = " ".join(str(a) for a in argv) or json_safe(os.path.basename(path))
         out.append(_Source(path, pid, status, f"{name} (pid {first.get('pid')})", first))
     return out
 
@@ -116,7 +117,7 @@ def write_perfetto(
         "exporter": "blocktrace",
         "clock": "wall clock, ns since the run started" if wall
         else "instruction clock: 1 step = 1 us",
-        "traces": [{"path": s.path, "status": s.status} for s in sources],
+        "traces": [{"path": json_safe(s.path), "status": s.status} for s in sources],
     }
     out.write(b"\n],\"otherData\":" + _encode(other) + b"}\n")
 
@@ -233,7 +234,7 @@ def write_speedscope(
                 end = ends[tid]
                 for index in reversed(stacks[tid]):  # frames still open
                     spool.write(b'{"type":"C","frame":%d,"at":%b},' % (index, _num(end)))
-                label = os.path.basename(source.path) + (
+                label = json_safe(os.path.basename(source.path)) + (
                     "" if source.status == "sealed" else f" [{source.status}]")
                 head = {
                     "type": "evented", "name": f"{label} thread {tid}",

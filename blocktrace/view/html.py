@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from blocktrace.format.callline import json_text
 from blocktrace.view.model import MAX_WINDOW, Model, TraceModel
 from blocktrace.view.session import Session
 
@@ -119,7 +120,7 @@ document.getElementById("out").textContent = JSON.stringify(data.meta, null, 2);
 def write_html(models: list[Model], out: str) -> None:
     """Write the self-contained page for ``models`` to ``out`` (HtmlTooLarge:
     over the bound)."""
-    title = "blocktrace view: " + " vs ".join(os.path.basename(m.path) for m in models)
+    title = "blocktrace view: " + " vs ".join(json_text(os.path.basename(m.path)) for m in models)
     page = _page(html_data(models), title)
     tmp = out + ".tmp"
     with open(tmp, "wb") as f:

@@ -41,8 +41,10 @@ from blocktrace.format import (
     check_chain,
     read_source,
 )
+from blocktrace.format.callline import json_text
 from blocktrace.format.compressed import sniff
-from blocktrace.format.index import stamp_of, store_index
+from blocktrace.format.identity import FileIdentity, identity_or_none
+from blocktrace.format.index import keep_index
 from blocktrace.view.tables import (
     CallTable,
     StepRecord,
@@ -110,18 +112,6 @@ class Changed(Exception):
     (HTTP 409): what the viewer verified is no longer what it would read."""
 
 
-FileStamp = tuple[int, int, int, int]
-
-
-def file_stamp(path: str) -> FileStamp | None:
-    """Device, inode, size and change time of ``path`` (None: gone).  Any write,
-    truncation, rename over it or ``touch`` gives another ctime (which no
-    process can set back), so an equal stamp means the bytes are those opened."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns)
 
 
 def _text(value: Any) -> str:
@@ -158,14 +148,14 @@ class Model:
 
     kind = "?"
     path: str
-    opened: FileStamp | None
-    """The file's stamp when the model opened it, before reading a byte."""
+    opened: FileIdentity | None
+    """The file's identity when the model opened it, before reading a byte."""
 
     def check_unchanged(self) -> None:
         """:class:`Changed` when the file is no longer the one opened: every
         answer read from it is checked after it is read, so no line written
         after the verification is served as if verified."""
-        if file_stamp(self.path) != self.opened:
+        if identity_or_none(self.path) != self.opened:
             raise Changed(
                 f"{self.path} changed on disk (or was removed) since the viewer opened it: "
                 "nothing more is read from it (restart blocktrace view to see it as it is now)"
@@ -398,7 +388,7 @@ class TraceModel(Model):
 
     def __init__(self, path: str, *, background: bool = True) -> None:
         self.path = path
-        self.opened = file_stamp(path)
+        self.opened = identity_or_none(path)
         self.reader = TraceReader(path)  # TraceError: not a usable trace
         self._progress = 0
         self._verify = _Background(self._check, "blocktrace-view-verify")
@@ -416,14 +406,8 @@ class TraceModel(Model):
         reader's index (random access: windows read only what they show),
         stored when the trace did not change meanwhile."""
         result = check_chain(self.path, build_index=True)
-        built = result.index
-        if built is not None:
-            try:
-                unchanged = stamp_of(self.path, self.reader.kind) == built.stamp
-            except OSError:
-                unchanged = False
-            if unchanged:
-                store_index(self.path, built)
+        if result.index is not None:
+            keep_index(self.path, result.index)
         return result
 
     def _build(self) -> Tables:
@@ -481,7 +465,7 @@ class TraceModel(Model):
         header.pop("hash", None)
         tables = self._ready()
         out: dict[str, Any] = {
-            "path": self.path, "kind": self.kind, "dialect": "blocktrace",
+            "path": json_text(self.path), "kind": self.kind, "dialect": "blocktrace",
             "version": self.reader.version, "level": self.reader.level,
             "stepNote": _STEP_NOTES.get(self.reader.level),
             "header": header, "ready": tables is not None,
@@ -857,7 +841,7 @@ class ClientModel(Model):
 
     def __init__(self, path: str, dialect: str | None = None) -> None:
         self.path = path
-        self.opened = file_stamp(path)
+        self.opened = identity_or_none(path)
         self.info = TraceInfo(path, forced_dialect=dialect)
         self._mem = _MemoryTables()
         self._errors: list[int] = []
@@ -906,7 +890,7 @@ class ClientModel(Model):
     def meta(self) -> dict[str, Any]:
         summary = self.info.summary
         return {
-            "path": self.path, "kind": self.kind, "dialect": self.info.dialect,
+            "path": json_text(self.path), "kind": self.kind, "dialect": self.info.dialect,
             "version": None, "level": "op", "header": None, "ready": True,
             "lines": self.info.lines, "steps": self.info.steps,
             "summary": None if summary is None else {

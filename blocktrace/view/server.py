@@ -12,13 +12,16 @@ to (``blocktrace.format.read_source``).
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import mimetypes
 import os
 import re
 import secrets
+import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,9 +68,53 @@ IDLE_SECONDS = 60.0
 is closed: each connection has a thread of its own, so a slow or stalled client
 holds only that one, and not for ever."""
 
+REQUEST_SECONDS = 5.0
+"""Once the first byte of a request has arrived, its request line and headers
+must all arrive within this: a client that sends them a byte at a time (a
+"slowloris") is answered 408 and cut off then, not held while each byte resets
+the idle time.  (A browser on the machine sends a request in one packet.)"""
+
+MAX_CONNECTIONS = 64
+"""Connections served at once (each a thread): one more is answered 503 and
+closed at once.  Every client of a loopback server has a loopback address, and
+a local process can use many of them, so this bounds them all together."""
+
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+         b"Content-Length: 48\r\nConnection: close\r\n\r\n"
+         b"Service Unavailable: too many open connections\n")
+
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)}
 """Control characters, escaped in what the server logs (a request line can carry
 a terminal's escape sequences)."""
+
+
+class _Timed(io.RawIOBase):
+    """The connection's socket as the handler reads it: a read waits at most
+    :data:`IDLE_SECONDS`, and none goes past ``deadline`` (set while a request
+    is being read)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._sock = sock
+        self.deadline: float | None = None
+        self.expired = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        wait = IDLE_SECONDS
+        if self.deadline is not None:
+            wait = min(wait, self.deadline - time.monotonic())
+            if wait <= 0:
+                self.expired = True
+                raise TimeoutError("request not received in time")
+        self._sock.settimeout(wait)
+        try:
+            return self._sock.recv_into(buffer)
+        except TimeoutError:
+            self.expired = self.deadline is not None
+            raise
 
 
 def is_loopback(host: str) -> bool:
@@ -88,20 +135,55 @@ class _Handler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return self.server_version
 
+    def setup(self) -> None:
+        super().setup()
+        self._reader = _Timed(self.connection)
+        self._buffered = io.BufferedReader(self._reader)
+        self.rfile = self._buffered
+
+    def handle_one_request(self) -> None:
+        """One request: up to :data:`IDLE_SECONDS` for its first byte, then
+        :data:`REQUEST_SECONDS` for the rest of its line and headers (a 408 and
+        the connection closed past that)."""
+        reader = self._reader
+        reader.deadline, reader.expired = None, False
+        try:
+            if not self._buffered.peek(1):
+                self.close_connection = True
+                return
+        except (TimeoutError, ConnectionError):  # idle, or gone: no news
+            self.close_connection = True
+            return
+        reader.deadline = time.monotonic() + REQUEST_SECONDS
+        self.command, self.request_version = None, self.default_request_version  # type: ignore[assignment]
+        super().handle_one_request()
+        if reader.expired:
+            reader.deadline = None
+            try:
+                self.send_error(HTTPStatus.REQUEST_TIMEOUT,
+                                f"request not received within {REQUEST_SECONDS:g} s")
+            except OSError:
+                pass
+
+    def parse_request(self) -> bool:
+        """Read the headers; then no deadline on what follows (the answer is
+        written with the idle time as its limit)."""
+        ok = super().parse_request()
+        self._reader.deadline = None
+        self.connection.settimeout(IDLE_SECONDS)
+        if not ok:
+            return False
+        if self.request_version == "HTTP/0.9":  # ("GET /path": a body with no status line)
+            self.send_error(HTTPStatus.BAD_REQUEST, "HTTP/0.9 requests are not served")
+            return False
+        return True
+
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass  # one line per request would bury what matters
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.log is not None and not format.startswith("Request timed out"):
             self.server.log((format % args).translate(_CONTROL))  # (an idle browser: no news)
-
-    def parse_request(self) -> bool:
-        if not super().parse_request():
-            return False
-        if self.request_version == "HTTP/0.9":  # ("GET /path": a body with no status line)
-            self.send_error(HTTPStatus.BAD_REQUEST, "HTTP/0.9 requests are not served")
-            return False
-        return True
 
     def send_error(self, code: int, message: str | None = None,
                    explain: str | None = None) -> None:
@@ -113,6 +195,7 @@ class _Handler(BaseHTTPRequestHandler):
         message = message or phrase
         self.log_error("code %d, message %s", code, message)
         self.close_connection = True
+        self.connection.settimeout(REQUEST_SECONDS)  # (a line: no deadline left to spend)
         if self.request_version == "HTTP/0.9":  # (the default before a request line is read)
             self.request_version = self.protocol_version
         text = f"{phrase}: {message}" if message != phrase else phrase
@@ -248,6 +331,9 @@ class ViewServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = MAX_CONNECTIONS
+    """(socketserver's default backlog is 5: a burst of connections waited a
+    second each for the kernel's retry.)"""
 
     def __init__(self, session: Session, host: str = "127.0.0.1", port: int = 0, *,
                  token: str | None = None, static_dir: str = STATIC_DIR,
@@ -257,9 +343,42 @@ class ViewServer(ThreadingHTTPServer):
         self.token = token or secrets.token_urlsafe(24)
         self.static_dir = static_dir
         self.log = log
+        self._open = 0
+        self._open_lock = threading.Lock()
         if ":" in host:
             self.address_family = __import__("socket").AF_INET6
         super().__init__((host, port), _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread for the connection, or past :data:`MAX_CONNECTIONS` a 503
+        at once (written without waiting: it fits in a fresh socket's buffer)."""
+        with self._open_lock:
+            full = self._open >= MAX_CONNECTIONS
+            if not full:
+                self._open += 1
+        if full:
+            try:
+                request.setblocking(False)
+                request.send(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._closed()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._closed()
+
+    def _closed(self) -> None:
+        with self._open_lock:
+            self._open -= 1
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """What escaped a request's handling: a client that went away (reset

@@ -26,7 +26,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
-import hashlib
 import itertools
 import os
 import shutil
@@ -51,6 +50,7 @@ from blocktrace.format import (
     TraceError,
     TraceReader,
 )
+from blocktrace.format.identity import cache_key as file_cache_key
 from blocktrace.format.index import cache_home
 from blocktrace.limits import MAX_LINE_BYTES, LineTooLongError, size_text
 from blocktrace.query.columns import complete_lines
@@ -410,10 +410,9 @@ def _last_line_hash(path: str) -> str:
 
 
 def cache_key(path: str) -> str:
-    st = os.stat(path)
-    text = (f"{os.path.realpath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0"
-            f"{st.st_ino}\0{_last_line_hash(path)}\0{SCHEMA}")
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    """The trace's entry in the cache: its real path and identity
+    (:mod:`blocktrace.format.identity`), its head, the tables' schema."""
+    return file_cache_key(path, _last_line_hash(path), str(SCHEMA))
 
 
 def load_cached(reader: TraceReader) -> Tables | None:

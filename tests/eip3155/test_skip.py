@@ -252,15 +252,69 @@ def test_the_same_noise_in_both_is_read_by_the_reference(
     assert fast.a.noise == 1 and fast.equal
 
 
-def test_a_compressed_trace_takes_the_reference_path(tmp_path: Path) -> None:
-    zstd = pytest.importorskip("zstandard")
-    a = _record(tmp_path / "a.jsonl", work, {})
-    packed = tmp_path / "b.jsonl.zst"
-    packed.write_bytes(zstd.ZstdCompressor().compress(a.read_bytes()))
-    from blocktrace.eip3155.normalise import TraceInfo
+@pytest.mark.parametrize("name", ["same behaviour", "one step changed", "steps inserted",
+                                  "exceptions on both sides", "threads, one changed",
+                                  "values that differ", "line level"])
+@pytest.mark.parametrize("packed", ["both", "b"])
+def test_compressed_traces_report_what_the_reference_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, name: str, packed: str
+) -> None:
+    """Recorded straight to ``.jsonl.zst`` (compact frames, the hashes put back as
+    the frames are read): passed over as the plain files are."""
+    pytest.importorskip("zstandard")
+    program, args_a, args_b, options = PAIRS[name]
+    a = _record(tmp_path / ("a.jsonl.zst" if packed == "both" else "a.jsonl"), program,
+                args_a, **options)
+    b = _record(tmp_path / "b.jsonl.zst", program, args_b, **options)
+    fast, reference, passed = _both(a, b, monkeypatch)
+    _same(fast, reference)
+    if name != "values that differ":
+        assert passed > fast.steps.common // 2, "the pass should cover most common steps"
 
-    assert skip.pair(TraceInfo(str(a)), TraceInfo(str(packed)), ("pc",)) is None
-    assert skip.pair(TraceInfo(str(a)), TraceInfo(str(a)), ("pc",)) is not None
+
+@pytest.mark.parametrize("damage", ["cut", "flipped"])
+def test_a_damaged_compressed_trace_reports_what_the_reference_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    """Compressed data that cannot be read on ends the trace where the format's
+    reader ends it (the lines before it read, the unfinished one not)."""
+    pytest.importorskip("zstandard")
+    a = _record(tmp_path / "a.jsonl.zst", work, {"n": 3000})
+    b = _record(tmp_path / "b.jsonl.zst", work, {"n": 3000, "odd": 2000})
+    data = b.read_bytes()
+    assert len(data) > 4000
+    if damage == "cut":
+        b.write_bytes(data[: len(data) // 2])
+    else:
+        at = len(data) // 2
+        b.write_bytes(data[:at] + bytes([data[at] ^ 0x55]) + data[at + 1:])
+    fast, reference, passed = _both(a, b, monkeypatch)
+    _same(fast, reference)
+    assert passed > 0 and fast.b.steps < fast.a.steps
+    fast, reference, _ = _both(b, a, monkeypatch)
+    _same(fast, reference)
+
+
+def test_a_compressed_golden_takes_the_reference_path(tmp_path: Path) -> None:
+    """The golden's chain check follows the pass over a plain file's bytes only."""
+    pytest.importorskip("zstandard")
+    from blocktrace.eip3155.normalise import TraceInfo
+    from blocktrace.format.fastcheck import Follower
+
+    a = _record(tmp_path / "a.jsonl", work, {})
+    packed = _record(tmp_path / "b.jsonl.zst", work, {})
+    native = skip._c
+    assert native is not None
+    from blocktrace._native import extension
+
+    scan = extension("blocktrace.format._cscan")
+    if scan is None:
+        pytest.skip("the chain scanner is not built")
+    assert skip.pair(TraceInfo(str(packed)), TraceInfo(str(a)), ("pc",),
+                     Follower(scan, str(packed))) is None
+    assert skip.pair(TraceInfo(str(a)), TraceInfo(str(packed)), ("pc",),
+                     Follower(scan, str(a))) is None
+    assert skip.pair(TraceInfo(str(a)), TraceInfo(str(packed)), ("pc",)) is not None
     assert diff_files(str(a), str(packed)).equal
 
 

@@ -124,7 +124,8 @@ class Response:
     def check(self, what: object) -> None:
         """The property: a status this server gives, no traceback, nothing
         secret, and an error in one line (JSON under ``api/``)."""
-        assert self.status in (200, 400, 403, 404, 405, 409, 414, 431, 501, 503, 505), (what, self)
+        assert self.status in (200, 400, 403, 404, 405, 408, 409, 414, 431, 501, 503, 505), (
+            what, self)
         assert b"Traceback" not in self.body, (what, self.body[:2000])
         assert SECRET not in self.body, (what, self.body[:2000])
         if self.status >= 400 and self.body:
@@ -358,6 +359,98 @@ def test_a_stalled_client_stalls_no_other(viewer: Viewer) -> None:
     finally:
         for sock in stalled:
             sock.close()
+
+
+@dataclass
+class Trickle:
+    """A client that sends ``request`` one byte every ``every`` seconds (a
+    "slowloris") until the server hangs up: when, and what it answered."""
+
+    request: bytes
+    every: float = 1.0
+    cut_after: float | None = None
+    answer: bytes = b""
+
+    def run(self, port: int) -> None:
+        start = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
+            try:
+                for byte in self.request:
+                    sock.sendall(bytes([byte]))
+                    time.sleep(self.every)
+                    sock.setblocking(False)
+                    try:
+                        got = sock.recv(65536)
+                    except BlockingIOError:
+                        got = None
+                    finally:
+                        sock.setblocking(True)
+                    if got is not None:
+                        self.answer += got
+                        if not got or _complete(self.answer):
+                            break
+                self.answer += sock.recv(65536)
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+        self.cut_after = time.monotonic() - start
+
+
+def test_a_slowloris_is_cut_at_the_deadline_and_holds_no_one_else(viewer: Viewer) -> None:
+    """Request headers sent one byte a second: each byte reset the idle time, so
+    the connection (and its thread) was held for as long as the client liked.
+    Now the request must arrive within REQUEST_SECONDS of its first byte: a
+    408 then, and the connection closed; other clients are answered meanwhile."""
+    from blocktrace.view.server import REQUEST_SECONDS
+
+    slow = [Trickle(f"GET /{viewer.token}/api/meta HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    "X-Padding: ".encode() + b"a" * 200) for _ in range(3)]
+    threads = [threading.Thread(target=t.run, args=(viewer.port,)) for t in slow]
+    for thread in threads:
+        thread.start()
+    served = 0
+    while any(thread.is_alive() for thread in threads):
+        viewer.alive()  # a normal client, answered while the slow ones trickle
+        served += 1
+        time.sleep(0.5)
+        assert served < 60, "the slow clients were not cut"
+    for thread in threads:
+        thread.join()
+    for t in slow:
+        assert t.cut_after is not None
+        assert REQUEST_SECONDS <= t.cut_after < REQUEST_SECONDS + 3, t.cut_after
+        answer = Response.of(t.answer)
+        assert answer.status == 408, answer
+        answer.check("slowloris")
+    assert served >= 5
+    check_log(viewer)
+
+
+def test_connections_past_the_cap_are_refused_at_once(viewer: Viewer) -> None:
+    """Idle connections, each holding a thread: past MAX_CONNECTIONS a new one is
+    answered 503 at once and closed; once they go, clients are served again."""
+    from blocktrace.view.server import MAX_CONNECTIONS
+
+    held = []
+    try:
+        for _ in range(MAX_CONNECTIONS):
+            held.append(socket.create_connection(("127.0.0.1", viewer.port), timeout=30))
+        time.sleep(0.5)
+        started = time.monotonic()
+        refused = Response.of(viewer.raw(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                                         until_close=True))
+        assert refused.status == 503 and time.monotonic() - started < 5, refused
+        refused.check("past the cap")
+    finally:
+        for sock in held:
+            sock.close()
+    for _ in range(100):  # the server's threads see the connections go
+        try:
+            if viewer.api("meta").status == 200:
+                break
+        except AssertionError:
+            pass
+        time.sleep(0.1)
+    viewer.alive()
 
 
 def test_a_client_that_resets_mid_request_leaves_no_traceback(viewer: Viewer) -> None:

@@ -967,3 +967,20 @@ def test_objects_skipped_by_the_slot_cache_are_shown_as_the_reference_shows_them
         assert len(set(texts("held"))) == 6  # Box(0), Box(1), Box(2): each call
         assert len(texts("w")) == 2 + 6 * (sys.version_info >= (3, 13))
         assert texts("word") == ["'text'"] * 4  # bound, gone, bound again: twice a call
+
+
+@needs_c
+@pytest.mark.parametrize("changes", [False, True])
+def test_names_prefixes_remembered_by_address_are_each_names_own(changes: bool) -> None:
+    """A member's ``"name":`` prefix is remembered by the name's address (session
+    15): many names, made and dropped so that new ones take old addresses and
+    share the cache's slots, escapes and non-ASCII among them, each shown with its
+    own text, as the reference shows it."""
+    both = Lockstep(changes=changes)
+    for round_ in range(4):
+        # new str objects each round (joined at run time, not interned)
+        names = {"".join(["n", str(i), 'q"\\\x01\n' if i % 7 == 0 else "", "é" * (i % 3)]): i
+                 + round_ for i in range(300)}
+        assert both.step(names).count(b'":') >= 300 * (not changes or round_ == 0)
+        both.step({"".join(["n", str(i)]): -i for i in range(50)})
+    assert both.step({'a"\\': 1, "b": 2}) == b'{"a\\"\\\\":1,"b":2}'

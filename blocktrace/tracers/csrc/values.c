@@ -829,14 +829,27 @@ dunder(PyObject *name)
            PyUnicode_READ_CHAR(name, n - 1) == '_' && PyUnicode_READ_CHAR(name, n - 2) == '_';
 }
 
-/* "name":value of one name into out; 0, -1 (error: raised as the reference
- * raises), or UNSUPPORTED for a name the reference should take */
+/* -- a name's ``"name":`` prefix, remembered ---------------------------------
+ *
+ * Every member shown starts with its name as a JSON string and a colon; the
+ * names are mostly a code's own (interned str, the same object at each line
+ * start).  So the prefix of the last names seen is remembered by the name's
+ * address (direct-mapped), with the name held: a str never changes, so while
+ * it is held the same address is the same text. */
+
+#define PREFIXES 128
+static PyObject *prefix_name[PREFIXES], *prefix_json[PREFIXES];
+
+/* ``"name":`` of a str name into out: 0, -1 (an error set) or UNSUPPORTED
+ * (not UTF-8: the reference says what becomes of it) */
 static int
-member(render_ctx *ctx, PyObject *name, PyObject *value, PyObject *encode, buf *out,
-       int *by_reference, Py_ssize_t *value_at)
+name_prefix(buf *out, PyObject *name)
 {
-    *by_reference = 0;
-    Py_ssize_t n;
+    size_t i = ((uintptr_t)name >> 4) % PREFIXES;
+    if (prefix_name[i] == name) {
+        return buf_add(out, PyBytes_AS_STRING(prefix_json[i]), PyBytes_GET_SIZE(prefix_json[i]));
+    }
+    Py_ssize_t n, mark = out->len;
     const char *u = PyUnicode_AsUTF8AndSize(name, &n);
     if (u == NULL) {
         PyErr_Clear();
@@ -844,6 +857,27 @@ member(render_ctx *ctx, PyObject *name, PyObject *value, PyObject *encode, buf *
     }
     if (buf_json_string(out, u, n) < 0 || BUF_LIT(out, ":") < 0) {
         return -1;
+    }
+    PyObject *json = PyBytes_FromStringAndSize(out->p + mark, out->len - mark);
+    if (json == NULL) {
+        PyErr_Clear(); /* (only not remembered) */
+        return 0;
+    }
+    Py_XSETREF(prefix_json[i], json);
+    Py_XSETREF(prefix_name[i], Py_NewRef(name));
+    return 0;
+}
+
+/* "name":value of one name into out; 0, -1 (error: raised as the reference
+ * raises), or UNSUPPORTED for a name the reference should take */
+static int
+member(render_ctx *ctx, PyObject *name, PyObject *value, PyObject *encode, buf *out,
+       int *by_reference, Py_ssize_t *value_at)
+{
+    *by_reference = 0;
+    int named = name_prefix(out, name);
+    if (named != 0) {
+        return named;
     }
     Py_ssize_t mark = out->len;
     *value_at = mark;
@@ -1427,7 +1461,7 @@ snap_mapping(snapshot *s, PyObject *names)
 #if PY_VERSION_HEX >= 0x030D0000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
 #define DIRECT_LOCALS 1
 #define SLOT_CACHE 1
-#define FRAME_CODE(f) _PyFrame_GetCode((f)->f_frame)
+#define FR_CODE(fr) _PyFrame_GetCode(fr)
 /* 3.13: a function's f_locals is a FrameLocalsProxy over the frame's fast
  * locals and its extra locals (names set through f_locals or exec that are
  * not fast locals).  Its items, in its order, read from the frame directly
@@ -1439,9 +1473,8 @@ snap_mapping(snapshot *s, PyObject *names)
  * 1 done, 0 not such a frame (the caller reads f_locals), -1 error (3.12's
  * also 2: done, without slots). */
 static int
-snap_frame(snapshot *s, PyFrameObject *f, render_ctx *ctx, slotcache *c, int *slot_of)
+snap_frame(snapshot *s, _PyInterpreterFrame *fr, render_ctx *ctx, slotcache *c, int *slot_of)
 {
-    _PyInterpreterFrame *fr = f->f_frame;
     PyCodeObject *co = _PyFrame_GetCode(fr);
     if (!(co->co_flags & CO_OPTIMIZED)) {
         return 0;
@@ -1474,7 +1507,8 @@ snap_frame(snapshot *s, PyFrameObject *f, render_ctx *ctx, slotcache *c, int *sl
             slot_of[s->n - 1] = i;
         }
     }
-    PyObject *extra = f->f_extra_locals;
+    /* (only a frame object holds names set from outside) */
+    PyObject *extra = fr->frame_obj != NULL ? fr->frame_obj->f_extra_locals : NULL;
     if (extra != NULL && PyDict_GET_SIZE(extra)) {
         return 0; /* names set from outside: the proxy says what it shows */
     }
@@ -1499,9 +1533,8 @@ snap_frame(snapshot *s, PyFrameObject *f, render_ctx *ctx, slotcache *c, int *sl
  * or free variable: their contents depend on whether MAKE_CELL ran); any
  * other frame reads f_locals (0).  1 done, 0 not such a frame, -1 error. */
 static int
-snap_frame(snapshot *s, PyFrameObject *f, render_ctx *ctx, slotcache *c, int *slot_of)
+snap_frame(snapshot *s, _PyInterpreterFrame *fr, render_ctx *ctx, slotcache *c, int *slot_of)
 {
-    _PyInterpreterFrame *fr = f->f_frame;
     PyCodeObject *co = fr->f_code;
     int n = co->co_nlocalsplus;
     if (!(co->co_flags & CO_OPTIMIZED) || co->co_ncellvars || co->co_nfreevars ||
@@ -1559,8 +1592,10 @@ snap_frame(snapshot *s, PyFrameObject *f, render_ctx *ctx, slotcache *c, int *sl
             rc = in < 0 ? -1 : in ? PyDict_DelItem(d, name) : 0;
         }
     }
-    if (rc == 0) {
-        f->f_fast_as_locals = 1; /* as PyFrame_GetLocals says of the frame */
+    if (rc == 0 && fr->frame_obj != NULL) {
+        /* as PyFrame_GetLocals says of the frame (a frame without its object
+         * has no flag: one made later reads the dict again first) */
+        fr->frame_obj->f_fast_as_locals = 1;
     }
     int slotted = rc == 0 && slot_of != NULL;
     if (slotted) {
@@ -1609,7 +1644,7 @@ snap_frame(snapshot *s, PyFrameObject *f, render_ctx *ctx, slotcache *c, int *sl
     return rc < 0 ? -1 : slot_of != NULL && !slotted ? 2 : 1;
 }
 #define SLOT_CACHE 1
-#define FRAME_CODE(f) ((f)->f_frame->f_code)
+#define FR_CODE(fr) ((fr)->f_code)
 #endif
 
 static void
@@ -1791,18 +1826,13 @@ scan_into(render_ctx *ctx, const snapshot *snap, PyObject *prev, int changes, in
             member_buf.len = 0;
             int by_reference = 0, is_opaque = !keeps && opaque(ctx, value);
             PyObject *known = NULL, *json = is_opaque ? memo_find(ctx, value, &known) : NULL;
-            Py_ssize_t value_at = 0, u_len;
-            const char *u;
+            Py_ssize_t value_at = 0;
             if (json != NULL) { /* its text and marker remembered (memo_find) */
-                u = PyUnicode_AsUTF8AndSize(name, &u_len);
-                if (u == NULL || buf_json_string(&member_buf, u, u_len) < 0 ||
-                    BUF_LIT(&member_buf, ":") < 0 ||
+                int named = name_prefix(&member_buf, name);
+                if (named != 0 ||
                     buf_add(&member_buf, PyBytes_AS_STRING(json), PyBytes_GET_SIZE(json)) < 0) {
                     Py_XDECREF(old);
-                    if (u == NULL) {
-                        PyErr_Clear();
-                        rc = UNSUPPORTED;
-                    }
+                    rc = named == UNSUPPORTED ? UNSUPPORTED : -1;
                     goto done;
                 }
                 new_kept = Py_NewRef(known);
@@ -2018,6 +2048,53 @@ frame_of(PyObject *module, PyObject *code)
     Py_RETURN_NONE;
 }
 
+/* The frame of a line start: its code, and its frame object when one was
+ * needed (made, as frame_of makes it, only then: 3.13 and 3.12 read a
+ * function's locals from the interpreter's frame itself, which a frame object
+ * would only wrap -- PyEval_GetFrame made one per call for each new frame's
+ * first line start, and the frame's end freed it). */
+typedef struct {
+    PyObject *code;
+    PyFrameObject *obj; /* held, or NULL: not made yet */
+#ifdef DIRECT_LOCALS
+    _PyInterpreterFrame *fr; /* the innermost live frame running code */
+#endif
+} frame_ref;
+
+/* f's frame object (borrowed), made when needed; NULL with an error set */
+static PyFrameObject *
+fref_object(frame_ref *f)
+{
+    if (f->obj == NULL) {
+        PyObject *o = frame_of(NULL, f->code);
+        if (o == NULL) {
+            return NULL;
+        }
+        if (o == Py_None) {
+            Py_DECREF(o);
+            PyErr_SetString(PyExc_RuntimeError, "line: the line start's frame is gone");
+            return NULL;
+        }
+        f->obj = (PyFrameObject *)o;
+    }
+    return f->obj;
+}
+
+#ifdef DIRECT_LOCALS
+/* The innermost live interpreter frame running code (frame_of's, without its
+ * frame object: the frames PyEval_GetFrame and PyFrame_GetBack step through,
+ * the incomplete ones skipped), or NULL */
+static _PyInterpreterFrame *
+iframe_of(PyObject *code)
+{
+    _PyInterpreterFrame *fr = _PyThreadState_GetFrame(PyThreadState_Get());
+    while (fr != NULL && (PyObject *)FR_CODE(fr) != code) {
+        fr = _PyFrame_GetFirstComplete(fr->previous);
+    }
+    return fr;
+}
+#endif
+
 static PyObject *empty_prev; /* prev of a scope seen first: {} */
 
 /* A call line's mark at its depth (CallLine's, see "frames gone, marked"
@@ -2045,7 +2122,7 @@ typedef struct {
  * cache saw its entry for key, that entry is the cache's state, taken
  * without the lookup. */
 static int
-scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame,
+scope_values(buf *out, const char *member, PyObject *names, frame_ref *frame,
              PyObject *state, PyObject *key, int changes, render_ctx *ctx, PyObject *not_kept,
              PyObject *encode, PyObject *fallback, PyObject **spare, gone_mark *gone,
              int is_locals, slotcache **cachep, int watched)
@@ -2104,7 +2181,7 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
     PyObject *slot_names = NULL;
 #ifdef SLOT_CACHE
     if (rc == 0 && names == NULL && changes && cachep != NULL) {
-        PyCodeObject *co = FRAME_CODE(frame);
+        PyCodeObject *co = (PyCodeObject *)frame->code;
         nslots = co->co_nlocalsplus;
         slot_names = co->co_localsplusnames;
         slot_of = nslots <= 64 ? slot_small : PyMem_Malloc(sizeof(int) * (size_t)nslots);
@@ -2126,7 +2203,7 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
     }
 #ifdef DIRECT_LOCALS
     if (rc == 0 && names == NULL) {
-        got = snap_frame(&snap, frame, ctx, c, caching ? slot_of : NULL);
+        got = snap_frame(&snap, frame->fr, ctx, c, caching ? slot_of : NULL);
         if (got <= 0) {
             snap_free(&snap);
             rc = got;
@@ -2145,7 +2222,8 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
             uncached_epoch++;
         }
         if (names == NULL) {
-            names = PyFrame_GetLocals(frame);
+            PyFrameObject *f = fref_object(frame);
+            names = f == NULL ? NULL : PyFrame_GetLocals(f);
         }
         rc = names == NULL ? -1 : snap_mapping(&snap, names); /* dict(names) */
     }
@@ -2233,7 +2311,8 @@ scope_values(buf *out, const char *member, PyObject *names, PyFrameObject *frame
     /* the reference's, from prev as it was (untouched) */
     out->len = mark;
     if (names == NULL) {
-        names = PyFrame_GetLocals(frame);
+        PyFrameObject *f = fref_object(frame);
+        names = f == NULL ? NULL : PyFrame_GetLocals(f);
     }
     PyObject *call[4] = {names, fresh_prev || recycled ? empty_prev : prev, ctx->renderer,
                          changes ? Py_True : Py_False};
@@ -2350,39 +2429,54 @@ line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
     buf_init(&vals);
     render_ctx ctx;
     ctx_zero(&ctx);
-    PyObject *frame = frame_of(NULL, code), *names = NULL, *key = NULL;
-    int rc = -1;
-    if (frame == NULL) {
+    frame_ref frame;
+    memset(&frame, 0, sizeof frame);
+    frame.code = code;
+    PyObject *names = NULL, *key = NULL;
+    int rc = -1, found;
+#ifdef DIRECT_LOCALS
+    frame.fr = iframe_of(code);
+    found = frame.fr != NULL;
+#else
+    PyObject *o = frame_of(NULL, code);
+    if (o == NULL) {
         return -1;
     }
-    if (frame != Py_None) {
-        PyFrameObject *f = (PyFrameObject *)frame;
+    found = o != Py_None;
+    if (found) {
+        frame.obj = (PyFrameObject *)o;
+    }
+    else {
+        Py_DECREF(o);
+    }
+#endif
+    if (found) {
         if (ctx_init(&ctx, renderer) < 0) {
             goto done;
         }
         /* a function's f_locals (3.13: a new proxy each time; 3.12: its dict) is
          * never its globals: its locals are read from the frame where they can be
          * (snap_frame) */
-        PyCodeObject *co = PyFrame_GetCode(f);
-        int optimized = (co->co_flags & CO_OPTIMIZED) != 0;
-        Py_DECREF(co);
+        int optimized = (((PyCodeObject *)code)->co_flags & CO_OPTIMIZED) != 0;
 #ifndef DIRECT_LOCALS
         optimized = 0;
 #endif
         if (!optimized) {
-            names = PyFrame_GetLocals(f);
+            PyFrameObject *f = fref_object(&frame);
+            names = f == NULL ? NULL : PyFrame_GetLocals(f);
             if (names == NULL) {
                 goto done;
             }
         }
         if (va->lmode &&
-            scope_values(&vals, ",\"locals\":", names, f, va->lstate, lkey, va->lmode == 2,
+            scope_values(&vals, ",\"locals\":", names, &frame, va->lstate, lkey, va->lmode == 2,
                          &ctx, va->not_kept, va->encode, va->fallback, spare, gone, 1, cache,
                          va->watched) < 0) {
             goto done;
         }
         if (va->gmode) {
-            PyObject *globals = PyFrame_GetGlobals(f);
+            PyFrameObject *f = fref_object(&frame);
+            PyObject *globals = f == NULL ? NULL : PyFrame_GetGlobals(f);
             if (globals == NULL) {
                 goto done;
             }
@@ -2406,7 +2500,7 @@ line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
             if (!module_level) {
                 key = PyLong_FromVoidPtr(globals);
                 done_g = key == NULL ? -1
-                                     : scope_values(&vals, ",\"globals\":", globals, f,
+                                     : scope_values(&vals, ",\"globals\":", globals, &frame,
                                                     va->gstate, key, va->gmode == 2, &ctx,
                                                     va->not_kept, va->encode, va->fallback,
                                                     NULL, NULL, 0, NULL, 0);
@@ -2430,7 +2524,7 @@ line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
 done:
     Py_XDECREF(key);
     Py_XDECREF(names);
-    Py_DECREF(frame);
+    Py_XDECREF(frame.obj);
     ctx_free(&ctx);
     buf_free(&vals);
     return rc;
@@ -3277,7 +3371,7 @@ frame_items(PyObject *module, PyObject *frame)
     snapshot snap;
     snap_init(&snap);
 #ifdef DIRECT_LOCALS
-    got = snap_frame(&snap, (PyFrameObject *)frame, NULL, NULL, NULL);
+    got = snap_frame(&snap, ((PyFrameObject *)frame)->f_frame, NULL, NULL, NULL);
 #endif
     PyObject *out = got < 0 ? NULL : got == 0 ? Py_NewRef(Py_None) : PyList_New(snap.n);
     for (Py_ssize_t i = 0; got > 0 && out != NULL && i < snap.n; i++) {

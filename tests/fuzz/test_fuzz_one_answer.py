@@ -1,0 +1,409 @@
+"""One answer per damaged trace, under random damage, from every reader run as
+a real process (the README's exit statuses: every reader agrees with verify).
+
+tests/cli/test_damaged_traces.py holds thirteen hand-made damages of line 1;
+here real traces -- format versions 4 and 3, plain ``.jsonl`` and compact
+``.jsonl.zst``, sealed and cut short (unsealed), recorded with ``--locals
+changes`` and ``--record-inputs`` -- are damaged at random: a byte flipped, a
+line dropped, repeated or swapped, the file cut mid-line or mid-frame or at a
+frame's edge, a frame of a ``.zst`` dropped, repeated, replaced by another
+trace's or its lines edited and compressed again, bytes appended; with no index,
+the index of the undamaged trace beside it or in the cache (so stale), that
+index corrupted, or re-stamped for the damaged file (what a forger who can
+write the trace can also do: the index is a cache, never evidence).
+
+``blocktrace verify --json --no-index`` gives the answer, and every reader
+(``show`` of steps and ``--line``, ``cat``, ``lines``, ``diff`` on either
+side, ``prove``, ``export`` to Perfetto and Parquet, ``query``, ``replay``,
+``view --html``, and ``verify`` again with the index) must agree with it:
+
+- never a traceback; at most one line on stderr (two for ``diff``, which may
+  note each side), every one of them starting ``blocktrace CMD:``;
+- verify unusable (2): exit 2, one line, not calling it TAMPERED;
+- verify TAMPERED at line N (1): exit 1 and ``TAMPERED at line N`` (the same
+  N) from the readers that refuse; the readers that show what they read
+  (``show``, ``cat``, ``lines``, ``diff``) may exit 0 (``diff``: 1, the
+  traces differ) but say TAMPERED at that line in their note, and never exit 2;
+- exit 0 only where verify exits 0 or 3 (unsealed: shown with a note that says
+  UNSEALED);
+- no line past the damage shown as verified: ``show`` without a note prints
+  only lines the trace sealed; ``show --line K`` of a line at or past verify's
+  line exits 1.
+
+The CI part is a few examples (``harness.FUZZ`` derandomized, ``EXAMPLES``);
+``BLOCKTRACE_FUZZ=deep BLOCKTRACE_FUZZ_EXAMPLES=500 nice -n 19 pytest
+tests/fuzz/test_fuzz_one_answer.py`` searches at random for as long as asked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from blocktrace.format.index import Stamp, decode_index, encode_index
+
+from . import frames
+from .conftest import PROGRAM
+from .harness import FUZZ
+
+EXAMPLES = int(os.environ.get("BLOCKTRACE_FUZZ_EXAMPLES", "6"))
+FUZZ_ONE = settings(FUZZ, max_examples=EXAMPLES)
+
+HAS_ZSTD = importlib.util.find_spec("zstandard") is not None
+HAS_QUERY = all(importlib.util.find_spec(m) is not None for m in ("duckdb", "pyarrow"))
+
+_V3_RUN = """
+import runpy, sys
+import blocktrace
+tracer = blocktrace.ChainTracer(sys.argv[1], format_version=3, genesis="fuzz-one-v3",
+                                checkpoint_every=int(sys.argv[3]))
+with blocktrace.trace(tracer):
+    runpy.run_path(sys.argv[2], run_name="__main__")
+"""
+
+CUTS = (1, 9, 33, 70, 130)
+"""Where the re-framed seeds' frames end: mid-leaf, so head frames carry lines."""
+
+
+@dataclass(frozen=True, repr=False)
+class Seed:
+    name: str
+    path: Path
+    data: bytes
+    sealed: bytes
+    """The ``.jsonl`` lines it holds (``cat``)."""
+    compact: bool
+    replayable: bool
+
+    def __repr__(self) -> str:
+        return f"<seed {self.name}>"
+
+
+def _bt(argv: list[str | Path], cwd: Path | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "blocktrace", *map(str, argv)],
+                          capture_output=True, timeout=180, cwd=cwd, env=env, check=False)
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Seed]:
+    d = tmp_path_factory.mktemp("fuzz-one-seeds")
+    run = ["run", "--locals", "changes", "--record-inputs", "--genesis", "fuzz-one"]
+    made = [("v4.jsonl", [*run, "-o", d / "v4.jsonl", PROGRAM])]
+    if HAS_ZSTD:
+        made.append(("v4.jsonl.zst", [*run, "--checkpoint-every", "32",
+                                      "-o", d / "v4.jsonl.zst", PROGRAM]))
+    for _, argv in made:
+        done = _bt(argv, cwd=d)
+        assert done.returncode == 0, done.stderr
+    (d / "v3.py").write_text(_V3_RUN)
+    done = subprocess.run([sys.executable, d / "v3.py", d / "v3.jsonl", PROGRAM, "1000000"],
+                          capture_output=True, timeout=180, cwd=d, check=False)
+    assert done.returncode == 0, done.stderr
+    v4, v3 = (d / "v4.jsonl").read_bytes(), (d / "v3.jsonl").read_bytes()
+    cut_short = b"".join(v4.splitlines(keepends=True)[:-1])  # no summary: unsealed
+    (d / "v4-unsealed.jsonl").write_bytes(cut_short)
+    if HAS_ZSTD:
+        (d / "v3.jsonl.zst").write_bytes(frames.reframe(v3, CUTS))
+        (d / "v4-cut.jsonl.zst").write_bytes(frames.reframe(v4, CUTS))
+        (d / "v4-unsealed.jsonl.zst").write_bytes(frames.reframe(cut_short, CUTS))
+    out = {}
+    for path in sorted([*d.glob("*.jsonl"), *d.glob("*.jsonl.zst")]):
+        sealed = _bt(["cat", path]).stdout
+        verify = _bt(["verify", "--no-index", path])
+        assert verify.returncode == (3 if "unsealed" in path.name else 0), path
+        out[path.name] = Seed(path.name, path, path.read_bytes(), sealed,
+                              path.name.endswith(".zst"),
+                              path.name in ("v4.jsonl", "v4.jsonl.zst"))
+    return out
+
+
+# -- damage ----------------------------------------------------------------------------
+
+Draw = Callable[[st.SearchStrategy[Any]], Any]
+
+
+def _lines_damage(draw: Draw, data: bytes) -> bytes:
+    lines = data.splitlines(keepends=True)
+    how = draw(st.sampled_from(["flip", "drop", "repeat", "swap", "cut mid-line",
+                                "cut at a line", "append"]))
+    i = draw(st.integers(0, max(len(lines) - 1, 0)))
+    if how == "flip":
+        k = draw(st.integers(0, max(len(data) - 1, 0)))
+        return data[:k] + bytes([data[k] ^ draw(st.integers(1, 255))]) + data[k + 1 :]
+    if how == "drop":
+        return b"".join(lines[:i] + lines[i + 1 :])
+    if how == "repeat":
+        return b"".join(lines[: i + 1] + lines[i:])
+    if how == "swap":
+        j = draw(st.integers(0, max(len(lines) - 1, 0)))
+        i, j = sorted((i, j))
+        if i == j:
+            return data
+        return b"".join([*lines[:i], lines[j], *lines[i + 1:j], lines[i], *lines[j + 1:]])
+    if how == "cut mid-line":
+        start = len(b"".join(lines[:i]))
+        return data[: start + draw(st.integers(1, max(len(lines[i]) - 1, 1)))]
+    if how == "cut at a line":
+        return b"".join(lines[:i])
+    return data + draw(st.sampled_from([b"\n", b"{}\n", b"garbage", lines[-1], lines[0],
+                                        b"\x00" * 7]))
+
+
+def _zst_damage(draw: Draw, data: bytes, other: bytes) -> bytes:
+    how = draw(st.sampled_from(["flip", "cut mid-frame", "cut at a frame", "shuffle",
+                                "foreign frame", "edit a frame's lines", "head", "append"]))
+    if how == "flip":
+        k = draw(st.integers(0, len(data) - 1))
+        return data[:k] + bytes([data[k] ^ draw(st.integers(1, 255))]) + data[k + 1 :]
+    if how == "cut mid-frame":
+        return data[: draw(st.integers(0, len(data) - 1))]
+    if how == "cut at a frame":
+        return frames.truncate_at_boundary(draw, data)
+    if how == "shuffle":
+        return frames.shuffle_frames(draw, data)
+    if how == "foreign frame":
+        return frames.foreign_frame(draw, data, other)
+    if how == "edit a frame's lines":
+        return frames.edit_data_frame(draw, data, lambda draw, lines: _lines_damage(draw, lines))
+    if how == "head":
+        return frames.edit_head_frame(draw, data)
+    return data + draw(st.sampled_from([b"\n", b"\x28\xb5\x2f\xfd", other[-64:]]))
+
+
+INDEX_MODES = ("none", "beside", "in the cache", "corrupt", "re-stamped")
+
+
+@dataclass(frozen=True)
+class Case:
+    seed: Seed
+    damaged: bytes
+    index: str
+    line: int
+    step: int
+
+
+@st.composite
+def cases(draw: Draw, seeds: dict[str, Seed]) -> Case:
+    seed = draw(st.sampled_from(sorted(seeds.values(), key=lambda s: s.name)))
+    data = seed.data
+    for _ in range(draw(st.integers(0, 2))):  # 0: the trace as written (the index damaged)
+        if seed.compact:
+            other = draw(st.sampled_from([s.data for s in seeds.values() if s.compact]))
+            data = _zst_damage(draw, data, other)
+        else:
+            data = _lines_damage(draw, data)
+    return Case(seed, data, draw(st.sampled_from(INDEX_MODES)), draw(st.integers(1, 260)),
+                draw(st.integers(0, 120)))
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def scratch() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="bt-fuzz-one-") as d:
+        yield Path(d)
+
+
+def _cache_index(cache: Path, trace: Path) -> Path:
+    """Where the readers look for an index in the cache (docs/FORMAT.md, "The index")."""
+    key = hashlib.sha256(os.path.realpath(trace).encode()).hexdigest()
+    return cache / "blocktrace" / f"{key[:32]}.idx"
+
+
+def _lay_out(case: Case, where: Path, env: dict[str, str]) -> Path:
+    """The damaged trace at ``where``, and its index as ``case.index`` says."""
+    trace = where / f"trace{''.join(Path(case.seed.name).suffixes[-2:])}"
+    trace.write_bytes(case.seed.data)
+    if case.index != "none":  # the undamaged trace's index, built by verify
+        done = _bt(["verify", trace], env=env)
+        assert done.returncode in (0, 3), done.stderr
+    trace.write_bytes(case.damaged)
+    idx = Path(f"{trace}.idx")
+    if case.index == "in the cache":
+        target = _cache_index(Path(env["XDG_CACHE_HOME"]), trace)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(idx, target)
+    elif case.index == "corrupt":
+        raw = bytearray(idx.read_bytes())
+        k = len(raw) // 2
+        raw[k] ^= 0x40
+        idx.write_bytes(bytes(raw[: len(raw) - (k % 3)]))
+    elif case.index == "re-stamped":  # a forger makes the old index match the new file
+        index = decode_index(idx.read_bytes())
+        assert index is not None
+        st = trace.stat()
+        index.stamp = Stamp(st.st_size, st.st_ctime_ns, index.stamp.kind)
+        idx.write_bytes(encode_index(index))
+    return trace
+
+
+# -- the readers and the rule ----------------------------------------------------------
+
+
+@dataclass
+class Said:
+    name: str
+    argv: list[str]
+    status: int
+    stdout: bytes
+    stderr: str
+
+
+def _readers(case: Case, trace: Path, out: Path) -> dict[str, list[str | Path]]:
+    original = case.seed.path
+    readers: dict[str, list[str | Path]] = {
+        "show": ["show", trace, f"{case.step}:4"],
+        "show --line": ["show", "--line", trace, str(case.line)],
+        "cat": ["cat", trace, "-o", out / "cat.jsonl"],
+        "lines": ["lines", trace],
+        "diff": ["diff", original, trace],
+        "diff (as A)": ["diff", trace, original],
+        "prove": ["prove", trace, str(case.line)],
+        "export perfetto": ["export", trace, "--to", "perfetto", out / "t.json"],
+        "view": ["view", "--html", out / "page.html", trace],
+    }
+    if HAS_QUERY:
+        readers["query"] = ["query", trace, "select count(*), max(line) from ops"]
+        readers["export parquet"] = ["export", trace, "--to", "parquet", out / "pq"]
+    if case.seed.replayable:
+        readers["replay"] = ["replay", trace]
+    return readers
+
+
+SHOWN = {"show", "show --line", "cat", "lines", "diff", "diff (as A)"}
+"""The readers that show what they read of a tampered or unsealed trace, with a note."""
+
+
+def _tampered_at(text: str, line: int) -> bool:
+    return (f"TAMPERED at line {line}" in text
+            or f"before line {line}, where it is TAMPERED" in text)
+
+
+def _judge(said: Said, verdict: int, line: int | None, case: Case, trace: Path) -> list[str]:
+    """What ``said`` does that the rule forbids, given verify's answer."""
+    wrong = []
+    err = said.stderr
+    if "Traceback" in err:
+        return [f"a traceback: {err[-600:]!r}"]
+    lines = err.splitlines()
+    most = 2 if said.name.startswith("diff") else 1
+    if len(lines) > most or (err and not err.endswith("\n")):
+        wrong.append(f"{len(lines)} lines on stderr")
+    command = said.argv[0]
+    if any(not x.startswith(f"blocktrace {command}:") for x in lines):
+        wrong.append("a line on stderr without the command's prefix")
+    status = said.status
+    if verdict == 2:
+        if status != 2:
+            wrong.append("verify says unusable (2)")
+        if "TAMPERED" in err:
+            wrong.append("calls an unusable file TAMPERED")
+    elif verdict == 1:
+        assert line is not None
+        if said.name == "view":
+            page = (trace.parent / "out" / "page.html")
+            ok = (status == 1 and _tampered_at(err, line)) or (
+                status == 0 and f'"status":"tampered","line":{line}' in
+                (page.read_text(errors="replace") if page.exists() else ""))
+            if not ok:
+                wrong.append(f"verify says TAMPERED at line {line} (1)")
+        elif said.name in SHOWN:
+            if status not in (0, 1) or not _tampered_at(err, line):
+                wrong.append(f"verify says TAMPERED at line {line} (1): exit 0 or 1 with "
+                             "that note")
+        elif status != 1 or not _tampered_at(err, line):
+            wrong.append(f"verify says TAMPERED at line {line} (1)")
+    elif verdict == 3:
+        if status == 0 and said.name in SHOWN and "UNSEALED" not in err:
+            wrong.append("exit 0 of an unsealed trace without saying UNSEALED")
+        if said.name == "show --line" and line is not None and case.line >= line and status == 0:
+            wrong.append(f"showed line {case.line}, at or past where it stops checking ({line})")
+    else:  # verify: sealed
+        expected = 0
+        if said.name == "prove" and case.line > case.seed.sealed.count(b"\n"):
+            expected = 2
+        if said.name == "show --line" and case.line > case.seed.sealed.count(b"\n"):
+            expected = 1
+        if said.name == "show":
+            expected = status if status == 1 and "steps" in err else 0  # past the last step
+        if status != expected:
+            wrong.append(f"verify says sealed (0): exit {expected} expected")
+    if (said.name == "show --line" and verdict in (1, 3) and line is not None
+            and case.line >= line and status == 0):
+        wrong.append(f"showed line {case.line}, at or past line {line} where it stops")
+    if said.name == "show" and status == 0 and not err:
+        good = set(case.seed.sealed.splitlines(keepends=True))
+        if any(x not in good for x in said.stdout.splitlines(keepends=True)):
+            wrong.append("printed a line never sealed, without a note")
+    return wrong
+
+
+def _run_all(readers: dict[str, list[str | Path]], env: dict[str, str]) -> list[Said]:
+    def one(item: tuple[str, list[str | Path]]) -> Said:
+        name, argv = item
+        done = _bt(argv, env=env)
+        return Said(name, [str(a) for a in argv], done.returncode, done.stdout,
+                    done.stderr.decode("utf-8", "backslashreplace"))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(one, readers.items()))
+
+
+def check_case(case: Case, where: Path) -> None:
+    where.mkdir()
+    (where / "out").mkdir()
+    env = {**os.environ, "XDG_CACHE_HOME": str(where / "cache"),
+           "BLOCKTRACE_CACHE": str(where / "query-cache")}
+    trace = _lay_out(case, where, env)
+    reference = _bt(["verify", "--json", "--no-index", trace], env=env)
+    err = reference.stderr.decode("utf-8", "backslashreplace")
+    assert "Traceback" not in err, err
+    verdict = reference.returncode
+    assert verdict in (0, 1, 2, 3), (verdict, err)
+    report = msgspec.json.decode(reference.stdout) if reference.stdout.strip() else {}
+    line = report.get("line")
+    if verdict == 0:
+        assert _bt(["cat", trace], env=env).stdout == case.seed.sealed, "verify passed an edit"
+    readers = _readers(case, trace, where / "out")
+    readers["verify (index)"] = ["verify", trace]
+    wrong = []
+    for said in _run_all(readers, env):
+        if said.name == "verify (index)":
+            if said.status != verdict:
+                wrong.append(f"verify (index): exit {said.status}, --no-index {verdict}")
+            continue
+        wrong += [f"{said.name}: exit {said.status}, {w}: {said.stderr.strip()[:400]!r}"
+                  for w in _judge(said, verdict, line, case, trace)]
+    assert not wrong, (f"{case.seed.name} damaged, index {case.index}, kept in {where}; "
+                       f"verify: exit {verdict} {report.get('status')} line {line} "
+                       f"{report.get('reason')!r}\n" + "\n".join(wrong))
+
+
+@FUZZ_ONE
+@given(data=st.data())
+def test_every_reader_gives_verifys_answer(
+    data: st.DataObject, seeds: dict[str, Seed], scratch: Path
+) -> None:
+    case = data.draw(cases(seeds))
+    check_case(case, scratch / f"case-{next(_counter)}")
+
+
+
