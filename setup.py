@@ -5,8 +5,22 @@ with them the per-instruction path runs without a Python frame.  A build failure
 warning, never an install failure.  ``BLOCKTRACE_PURE=1`` at run time ignores them.
 """
 
+import warnings
+
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+
+try:
+    from setuptools.warnings import InformationOnly
+except ImportError:  # a setuptools without it does not say it either
+    pass
+else:
+    # `pip install -e .` of this flat layout (the package beside tests/, benchmarks/ ...) is
+    # served by setuptools' import finder, which always adds "Editable installation ... Please be
+    # careful with folders in your working directory with the same name as your package": pip
+    # shows it to every new user. Here the folder of that name in the checkout is the package
+    # itself, the one the finder points at, so the note has nothing to act on: it is left out.
+    warnings.filterwarnings("ignore", message=r"Editable installation\.", category=InformationOnly)
 
 
 class _BuildAll(build_ext):
