@@ -22,11 +22,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
-from blocktrace.format import Verification
+from blocktrace.format import Status, Verification
 from blocktrace.format.callline import json_text
 from blocktrace.format.errors import TraceError
 from blocktrace.format.identity import cache_key
@@ -102,10 +102,25 @@ def _run_id(path: str, first: dict[str, Any] | None) -> str:
 def verify_or_refuse(path: str, allow_unverified: bool, progress: Any = None) -> Verification:
     """What verify says of a blocktrace trace; ``TamperedTrace`` for a tampered one
     unless ``allow_unverified``, ``QueryInputError`` when it is not a trace.
-    ``progress``: told the bytes read (``verify_file``'s)."""
-    from blocktrace.chain.verify import verify_file
+    ``progress``: told the bytes read.
 
-    return _judged(path, verify_file(path, progress=progress), allow_unverified)
+    Said by the trace's index, as ``show`` and ``prove`` say it: the kept one when
+    it is intact and commits to the file as it is (no pass), else built in one
+    chain-check pass and kept, so the next reader needs none either."""
+    from blocktrace.format import TraceReader
+
+    try:
+        index = TraceReader(path).index(progress=progress)
+    except TraceError:
+        index = None
+    if index is None:  # not a usable trace: verify says why
+        from blocktrace.chain.verify import verify_file
+
+        return _judged(path, verify_file(path), allow_unverified)
+    said = Verification(path, cast(Status, index.status), index.reason, index.line,
+                        lines=index.lines, head=index.head, version=index.version,
+                        root=index.root, tree_size=index.tree_size)
+    return _judged(path, said, allow_unverified)
 
 
 def _convert(path: str, incoming: str, facts: RunFacts, verifier: Verifier | None,

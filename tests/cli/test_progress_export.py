@@ -174,13 +174,21 @@ def test_export_on_a_terminal_shows_progress_and_in_a_pipe_nothing(
     env = {**os.environ, "BLOCKTRACE_PROGRESS_DELAY": "0"}
     argv = [sys.executable, "-m", "blocktrace", "export", str(trace), "--to", kind,
             str(tmp_path / "pty.out")]
+    kept = Path(f"{trace}.idx")
+    kept.unlink(missing_ok=True)
     status, out, err = on_pty(argv, tmp_path, env)
     assert status == 0, err
     assert b"pty.out" in out
     label = b"export " + (str(trace).encode() if kind == "parquet" else kind.encode()) + b": "
     assert label in err and b"% of " in err
+    verifying = b"export " + kind.encode() + b": verify " + str(trace).encode() + b": "
     if kind != "parquet":  # a timeline verifies each trace first, in a pass of its own
-        assert b"export " + kind.encode() + b": verify " + str(trace).encode() + b": " in err
+        assert verifying in err
+        # that pass kept the trace's index: the next export says what verify says from it
+        assert kept.exists()
+        argv[-1] = str(tmp_path / "pty2.out")
+        status, out, err = on_pty(argv, tmp_path, env)
+        assert status == 0 and verifying not in err and b"% of " in err, err
     assert err.endswith(b"\r\x1b[K")  # wiped: what follows starts on a clean line
     argv[-1] = str(tmp_path / "pipe.out")
     piped = subprocess.run(argv, cwd=tmp_path, capture_output=True, timeout=300, env=env)

@@ -4,10 +4,14 @@ the trace's own lines."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.format.recording import next_tick
 
 from .helpers import Check, Runner, client_trace, lines_of, record
 
@@ -174,3 +178,29 @@ def test_op_lines_skimmed_in_c_give_the_same_timeline(
     want = io.BytesIO()
     write(paths, ["sealed", "unsealed"], want, clock="steps")
     assert got.getvalue() == want.getvalue() and len(got.getvalue()) > 1000
+
+
+def test_the_verify_pass_is_the_index_s(queried: Path, blocktrace_cli: Runner, tmp_path: Path,
+                                        one_line_error: Check) -> None:
+    """What the export says of the trace comes from its index, as ``show``'s: built
+    and kept by the first export (so ``show``, ``prove`` and the next export read no
+    line to know it), and a trace edited since is checked again, never trusted to
+    its old index."""
+    trace = tmp_path / "t.jsonl"
+    shutil.copyfile(queried, trace)
+    out = tmp_path / "t.json"
+    first = _export(blocktrace_cli, "perfetto", out, trace)
+    kept = trace.with_name("t.jsonl.idx")
+    assert kept.exists()
+    stamp = os.stat(kept).st_mtime_ns
+    assert _export(blocktrace_cli, "perfetto", out, trace, extra=("--force",)) == first
+    assert os.stat(kept).st_mtime_ns == stamp  # read, not built again
+    st = os.stat(trace)
+    next_tick(tmp_path, st.st_ctime_ns)
+    data = trace.read_bytes()
+    with open(trace, "r+b") as f:  # in place: same size, same modification time
+        f.write(data.replace(b'"name":"fact"', b'"name":"fakt"', 1))
+    os.utime(trace, ns=(st.st_atime_ns, st.st_mtime_ns))
+    done = blocktrace_cli("export", trace, "--to", "speedscope", tmp_path / "s.json")
+    assert done.returncode == 1 and "TAMPERED" in done.stderr
+    one_line_error(done)
