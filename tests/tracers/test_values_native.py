@@ -984,3 +984,81 @@ def test_names_prefixes_remembered_by_address_are_each_names_own(changes: bool) 
         assert both.step(names).count(b'":') >= 300 * (not changes or round_ == 0)
         both.step({"".join(["n", str(i)]): -i for i in range(50)})
     assert both.step({'a"\\': 1, "b": 2}) == b'{"a\\"\\\\":1,"b":2}'
+
+
+F_LOCALS_PROGRAM = textwrap.dedent('''
+    import sys
+
+    FRAMES = []
+
+    class Meddler:
+        """Freed by a line start's update of 3.12's f_locals dict (the dict held it
+        last): its __del__ writes into that dict while the update runs."""
+        def __del__(self):
+            FRAMES[-1].f_locals["a"] = "set from outside"
+
+    def absent(k):
+        x = k
+        del x                         # x unbound from here
+        y = 2                         # (its name not in the frame's dict)
+        y = 3
+        locals()["x"] = 5             # 3.12: the dict holds x again, the slot does not
+        z = 4                         # the line start takes it out, as f_locals does
+        z = 5
+        return y + z
+
+    def meddled(k):
+        FRAMES.append(sys._getframe())
+        a = "a"
+        m = Meddler()
+        m = None                      # the dict's Meddler dropped at the next line start
+        b = k
+        b = k + 1
+        FRAMES.pop()
+        return b
+
+    for k in range(3):
+        absent(k)
+        meddled(k)
+''')
+
+
+@needs_c
+@pytest.mark.parametrize("mode", ["changes", "on"])
+def test_frames_dict_updates_done_without_lookups_are_the_reference_s(
+        tmp_path: Path, mode: str) -> None:
+    """3.12 (session 15): a line start brings the frame's f_locals dict up to date
+    without looking up a name the dict is known not to hold (its version unchanged
+    since the last line start there) and reads the pairs from the slots when the
+    dict holds them in the frame's order and no code ran meanwhile.  A name put in
+    the dict from outside is taken out as f_locals takes it out (fails when the
+    version is not checked); a value set in the dict by code that the update runs
+    is shown as the reference shows it (fails when the pairs come from the slots
+    after code ran).  Elsewhere the same bytes as pure."""
+    bodies = bodies_c_and_pure(tmp_path, F_LOCALS_PROGRAM, "--locals", mode)
+    assert bodies[0] == bodies[1]
+    lines = b"\n".join(bodies[0])
+    if sys.version_info[:2] == (3, 12):
+        assert lines.count(b'"a":"\'set from outside\'"') >= 3
+
+
+class Text(str):
+    pass
+
+
+@needs_c
+@pytest.mark.parametrize("changes", [False, True])
+def test_strings_shown_without_repr_are_repr_s_text(changes: bool) -> None:
+    """Printable ASCII str values are quoted by C without calling repr (session
+    15): what repr would make -- the quote it picks, the escapes it makes, the
+    bound -- for every kind of string near that case (fails when a string with
+    both quotes, a backslash, a control character or DEL is quoted plainly)."""
+    both = Lockstep(changes=changes)
+    strings = ["", "plain", "it's", 'say "hi"', "both ' and \"", "back\\slash", "tab\there",
+               "new\nline", "del\x7f", "\x1f", "caf\u00e9", "~ !#$%&()*+,-./:;<=>?@[]^_`{|}",
+               "x" * 200, "x" * 201, "'" * 300, Text("sub's")]
+    for k, s in enumerate(strings):
+        both.step({"s": s, "t": [s, (s,)], "d": {s: s}, "k": k})
+    cut = {"s": "ab'cd"}  # cut to "ab'" before quoting
+    assert in_c(cut, {}, Renderer(max_str=3), False)[1] == reference(cut, {}, Renderer(max_str=3),
+                                                                     False)[1]

@@ -694,6 +694,34 @@ text_string(render_ctx *ctx, PyObject *v, PyTypeObject *t)
     if (size < 0) {
         return -1;
     }
+    if (t == &PyUnicode_Type && size <= ctx->max_str && PyUnicode_IS_ASCII(v)) {
+        /* repr(v) of printable ASCII without a backslash, as unicode_repr makes
+         * it: the text between quotes, '...' or, when it holds a ' and no ",
+         * "..." (with both, or anything repr escapes, repr's own below) */
+        const unsigned char *p = PyUnicode_1BYTE_DATA(v);
+        int single = 0, dbl = 0;
+        Py_ssize_t i = 0;
+        for (; i < size; i++) {
+            unsigned char ch = p[i];
+            if (ch < 0x20 || ch == 0x7f || ch == '\\') {
+                break;
+            }
+            single |= ch == '\'';
+            dbl |= ch == '"';
+        }
+        if (i == size && !(single && dbl)) {
+            buf *b = &ctx->text;
+            if (buf_room(b, size + 2) < 0) {
+                return -1;
+            }
+            char quote = single ? '"' : '\'';
+            b->p[b->len] = quote;
+            memcpy(b->p + b->len + 1, p, (size_t)size);
+            b->p[b->len + 1 + size] = quote;
+            b->len += size + 2;
+            return 0;
+        }
+    }
     PyObject *head;
     if (size <= ctx->max_str) {
         head = Py_NewRef(v);
@@ -1314,6 +1342,11 @@ typedef struct {
     PyObject *states, *states_key;
     unsigned long long state_epoch;
     Py_ssize_t n, cap; /* the code's slots; room for that many */
+    /* (3.12) the frame's f_locals dict (its address only) as the last pass left
+     * it, that dict's version then, and the slots unbound then (by bit; their
+     * names not in it): see snap_frame */
+    void *fl_dict;
+    uint64_t fl_version, fl_unbound;
     PyObject *last[1]; /* by slot: the object (see above) or NULL; then from
                         * last[cap], by slot: its marker, or NULL */
 } slotcache;
@@ -1532,6 +1565,34 @@ snap_frame(snapshot *s, _PyInterpreterFrame *fr, render_ctx *ctx, slotcache *c, 
  * reads them.  Functions whose variables are all plain locals only (no cell
  * or free variable: their contents depend on whether MAKE_CELL ran); any
  * other frame reads f_locals (0).  1 done, 0 not such a frame, -1 error. */
+/* the dict's version (each change of a dict gives it a new one, never given
+ * before: the same dict at the same version is unchanged) */
+static inline uint64_t
+dict_version(PyObject *d)
+{
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    return ((PyDictObject *)d)->ma_version_tag;
+#pragma GCC diagnostic pop
+}
+
+/* Whether dropping the dict's reference to old may run code (a finalizer, a
+ * weak reference's callback, a container's items freed): not when something
+ * else holds it too, nor for the immutable builtins, which free nothing else */
+static inline int
+drop_may_run_code(PyObject *old)
+{
+    return old != NULL && Py_REFCNT(old) == 1 && !kept_type(Py_TYPE(old));
+}
+
+/* The update, where it can be done without a lookup: a bound name found at
+ * its entry by position; an unbound one known to be absent when the dict is
+ * still (its version) as this frame's last pass left it (c, changes) and
+ * nothing ran since that could have set it.  Then, when every bound name was
+ * at its entry in the frame's order, the dict holds exactly those (its size)
+ * and no code ran meanwhile (nothing dropped could free anything that runs
+ * code), its pairs in its order are the bound slots in slot order: read from
+ * the slots, without the dict's second walk. */
 static int
 snap_frame(snapshot *s, _PyInterpreterFrame *fr, render_ctx *ctx, slotcache *c, int *slot_of)
 {
@@ -1550,6 +1611,11 @@ snap_frame(snapshot *s, _PyInterpreterFrame *fr, render_ctx *ctx, slotcache *c, 
     if (d != NULL && !PyDict_CheckExact(d)) {
         return 0;
     }
+    uint64_t absent = 0; /* slots whose names the dict is known not to hold */
+    if (d != NULL && c != NULL && n <= 64 && c->fl_dict == (void *)d &&
+        c->fl_version == dict_version(d)) {
+        absent = c->fl_unbound;
+    }
     if (d == NULL) {
         d = fr->f_locals = PyDict_New(); /* the frame's own, as PyFrame_GetLocals makes it */
         if (d == NULL) {
@@ -1561,9 +1627,18 @@ snap_frame(snapshot *s, _PyInterpreterFrame *fr, render_ctx *ctx, slotcache *c, 
     PyObject *names = co->co_localsplusnames;
     Py_ssize_t pos = 0; /* the dict's entries in order: mostly the frame's names' order */
     int rc = 0, empty = PyDict_GET_SIZE(d) == 0; /* (a new frame's) nothing to find */
+    int in_order = 1, code_ran = 0;
+    Py_ssize_t bound = 0;
+    uint64_t unbound = 0;
     for (int i = 0; rc == 0 && i < n; i++) {
         PyObject *name = PyTuple_GET_ITEM(names, i), *value = fast[i], *key, *held;
         Py_ssize_t at = pos;
+        if (value != NULL) {
+            bound++;
+        }
+        else if (i < 64) {
+            unbound |= (uint64_t)1 << i;
+        }
         if (empty) { /* the frame's names are distinct: each one set is new */
             rc = value == NULL ? 0 : PyDict_SetItem(d, name, value);
             continue;
@@ -1575,6 +1650,7 @@ snap_frame(snapshot *s, _PyInterpreterFrame *fr, render_ctx *ctx, slotcache *c, 
             }
         }
         else if (value != NULL) {
+            in_order = 0;
             held = PyDict_GetItemWithError(d, name);
             if (held == NULL && PyErr_Occurred()) {
                 rc = -1;
@@ -1584,18 +1660,59 @@ snap_frame(snapshot *s, _PyInterpreterFrame *fr, render_ctx *ctx, slotcache *c, 
                 continue;
             }
         }
+        else if (!code_ran && i < 64 && (absent >> i) & 1) {
+            continue; /* not in the dict (as its last pass left it) */
+        }
+        else {
+            held = NULL; /* (looked up by the deletion below) */
+        }
         if (value != NULL) {
+            code_ran |= drop_may_run_code(held);
             rc = PyDict_SetItem(d, name, value);
         }
         else {
             int in = PyDict_Contains(d, name);
-            rc = in < 0 ? -1 : in ? PyDict_DelItem(d, name) : 0;
+            if (in > 0) {
+                PyObject *gone = PyDict_GetItemWithError(d, name);
+                code_ran |= gone == NULL || drop_may_run_code(gone);
+                rc = PyDict_DelItem(d, name);
+            }
+            else {
+                rc = in;
+            }
         }
     }
     if (rc == 0 && fr->frame_obj != NULL) {
         /* as PyFrame_GetLocals says of the frame (a frame without its object
          * has no flag: one made later reads the dict again first) */
         fr->frame_obj->f_fast_as_locals = 1;
+    }
+    if (c != NULL) { /* (a pass that did not end well leaves nothing known) */
+        int known = rc == 0 && !code_ran && n <= 64;
+        c->fl_dict = known ? (void *)d : NULL;
+        c->fl_version = known ? dict_version(d) : 0;
+        c->fl_unbound = unbound;
+    }
+    if (rc == 0 && in_order && !code_ran && PyDict_GET_SIZE(d) == bound) {
+        /* the dict's pairs are the bound slots', in slot order */
+        rc = snap_room(s, bound);
+        for (int j = 0; rc == 0 && j < n; j++) {
+            PyObject *value = fast[j];
+            if (value == NULL) {
+                if (c != NULL) {
+                    c->last[j] = CACHE_MARK(c, j) = NULL;
+                }
+                continue;
+            }
+            PyObject *name = PyTuple_GET_ITEM(names, j);
+            rc = c != NULL && slot_same(ctx, c, j, value) ? snap_skip(s, name)
+                                                          : snap_add(s, name, value);
+            if (slot_of != NULL) {
+                slot_of[s->n - 1] = j;
+            }
+        }
+        Py_DECREF(d);
+        return rc < 0 ? -1 : 1;
     }
     int slotted = rc == 0 && slot_of != NULL;
     if (slotted) {
@@ -2256,6 +2373,7 @@ scope_values(buf *out, const char *member, PyObject *names, frame_ref *frame,
                 if (c != NULL) {
                     c->state = c->names = c->states = c->states_key = NULL;
                     c->cap = nslots;
+                    c->fl_dict = NULL;
                 }
                 *cachep = c;
             }
