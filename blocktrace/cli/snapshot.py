@@ -20,6 +20,11 @@ from blocktrace.limits import (
 from blocktrace.snapshot.model import MAX_STEPS, Limits, SnapshotRequest
 from blocktrace.snapshot.runner import Confinement, run_request_sync, sandbox_kind
 
+MAX_CONNECTIONS = 512
+"""Connections ``serve`` holds at once from all clients together (or
+``--max-connections``, when larger): each is a file descriptor, and the usual
+limit is 1024."""
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -66,6 +71,13 @@ def register(sub: Any) -> None:
                    metavar="ORIGIN",
                    help="let web pages from ORIGIN (e.g. https://tutor.example.org, or * for "
                    "any) call the service from the browser (CORS; repeatable; default: none)")
+    s.add_argument("--request-timeout", type=positive_float, default=10.0, metavar="SECONDS",
+                   help="time a request's headers and body have to arrive, from its first "
+                   "byte (a connection's first request: from its opening); past it the "
+                   "answer is 408 and the connection is closed (default 10)")
+    s.add_argument("--max-connections", type=positive_int, default=64, metavar="N",
+                   help="connections served at once from one client address (default 64; "
+                   f"{MAX_CONNECTIONS} from all): one more is answered 503 and closed")
     _limit_options(s)
     s.set_defaults(handler=serve)
 
@@ -220,6 +232,7 @@ def serve(args: argparse.Namespace) -> int:
         raise CliError("needs uvicorn: pip install 'blocktrace[server]' "
                        "(in a checkout: pip install -e '.[server]')") from None
     from blocktrace.snapshot.app import SnapshotApp
+    from blocktrace.snapshot.guard import guarded_protocol
 
     confinement, _ = _confinement(args, "serve")
     app = SnapshotApp(
@@ -232,7 +245,10 @@ def serve(args: argparse.Namespace) -> int:
     shown = f"[{host}]" if ":" in host else host
     sys.stderr.write(f"blocktrace serve: listening on http://{shown}:{port} "
                      f"(POST /trace, GET /health)\n")
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    protocol = guarded_protocol(args.request_timeout, args.max_connections,
+                                max(MAX_CONNECTIONS, args.max_connections))
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                            http=protocol)
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])

@@ -335,6 +335,103 @@ def test_a_stalled_client_stalls_no_other(service: Service) -> None:
             sock.close()
 
 
+def _trickle(port: int, request: bytes, every: float = 1.0,
+             give_up: float = 20.0) -> tuple[float, bytes]:
+    """Send ``request`` one byte every ``every`` seconds until the server hangs
+    up (a "slowloris"), or ``give_up`` seconds have passed; how long that took,
+    and what it answered."""
+    start = time.monotonic()
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
+        try:
+            for byte in request or b"\0" * 1000:
+                if time.monotonic() - start > give_up:
+                    break
+                if request:
+                    sock.sendall(bytes([byte]))
+                sock.settimeout(every)
+                try:
+                    got = sock.recv(65536)
+                except TimeoutError:
+                    continue
+                answer += got
+                if not got:
+                    break
+            sock.settimeout(30)
+            while got := sock.recv(65536):
+                answer += got
+        except (ConnectionResetError, BrokenPipeError, TimeoutError):
+            pass
+    return time.monotonic() - start, answer
+
+
+REQUEST_TIMEOUT = 3.0
+PER_CLIENT = 8
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    log = tmp_path_factory.mktemp("fuzz-serve-slow") / "serve.err"
+    s = Service(log, "--workers", "1", "--queue", "4", "--request-timeout", str(REQUEST_TIMEOUT),
+                "--max-connections", str(PER_CLIENT))
+    try:
+        yield s
+        s.alive()
+        assert "Traceback" not in s.log(), s.log()
+    finally:
+        s.stop()
+
+
+def test_slow_clients_are_cut_at_the_request_timeout(guarded: Service) -> None:
+    """Headers or a body sent a byte a second, or nothing at all: uvicorn has no
+    limit on how long a request takes to arrive, so each held a connection for
+    as long as the client liked.  Now each is answered 408 (or, having sent
+    nothing, closed) once --request-timeout has passed since it began, and a
+    normal client is served meanwhile."""
+    body = b'{"source": "print(1)", "steps": 10}'
+    slow = {
+        "headers": b"POST /trace HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 100,
+        "body": b"POST /trace HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+                + body,
+        "nothing": b"",
+    }
+    with ThreadPoolExecutor(len(slow)) as pool:
+        running = {name: pool.submit(_trickle, guarded.port, request)
+                   for name, request in slow.items()}
+        served = 0
+        while not all(f.done() for f in running.values()):
+            guarded.alive()
+            status, _, answer = guarded.post(b'{"source": "print(2 + 2)", "steps": 50}')
+            assert status == 200 and msgspec.json.decode(answer)["stdout"] == "4\n"
+            served += 1
+        for name, future in running.items():
+            took, answer = future.result()
+            assert REQUEST_TIMEOUT <= took < REQUEST_TIMEOUT + 3, (name, took, answer)
+            if name != "nothing" or answer:
+                assert answer.startswith(b"HTTP/1.1 408 "), (name, answer)
+                assert b"did not arrive within 3 s" in answer, answer
+    assert served >= 2
+
+
+def test_connections_past_the_cap_from_one_client_are_refused_at_once(
+    guarded: Service,
+) -> None:
+    held = []
+    try:
+        for _ in range(PER_CLIENT):
+            held.append(socket.create_connection(("127.0.0.1", guarded.port), timeout=30))
+        time.sleep(0.2)
+        started = time.monotonic()
+        status, _, body = guarded.ask(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status == 503 and time.monotonic() - started < REQUEST_TIMEOUT, (status, body)
+        assert body == b"Service Unavailable: over 8 connections from one address\n"
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.2)
+    guarded.alive()
+
+
 def test_many_clients_at_once(service: Service) -> None:
     statuses: list[int] = []
     failures: list[BaseException] = []
