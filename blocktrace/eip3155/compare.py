@@ -102,15 +102,31 @@ class Comparer:
         getter = attrgetter(*(_RAW_NAMES.get(name, name) for name in self.fields))
         self._raw: Callable[[Step], Any] = getter if len(self.fields) > 1 else (
             lambda step: (getter(step),))
+        positional = True
+        """``_raw`` gives one value per compared field, in order."""
         if stack_top is not None and "stack" in self.fields:
             # Raw stacks of different depth may still agree on the top N.
             self._raw = self._raw_without_stack()
+            positional = False
 
         raw = self._raw
         key = self.key
+        names = self.fields
+        top = stack_top
+        canonical = canonical_value
 
         def same(a: Step, b: Step) -> bool:
-            return bool(raw(a) == raw(b)) or key(a) == key(b)
+            ra, rb = raw(a), raw(b)
+            if ra == rb:
+                return True
+            if not positional:
+                return key(a) == key(b)
+            # Equal raw values are equal canonical ones: only the others are made.
+            for name, x, y in zip(names, ra, rb, strict=True):
+                if x != y and (canonical(name, getattr(a, name), top)
+                               != canonical(name, getattr(b, name), top)):
+                    return False
+            return True
 
         self.same: Callable[[Step, Step], bool] = same
         """Whether two steps agree on every compared field."""

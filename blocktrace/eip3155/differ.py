@@ -203,7 +203,7 @@ def diff_steps(
     max_hunks: int = DEFAULT_MAX_HUNKS,
     window: int = DEFAULT_WINDOW,
     stop_after: int | None = None,
-    skip: Callable[[], int] | None = None,
+    skip: Callable[[int | None], tuple[int, int, int]] | None = None,
 ) -> StepDiff:
     """Compare two step streams; consumes both to the end, or stops once
     ``stop_after`` hunks were found (``stopped`` says so).
@@ -211,7 +211,10 @@ def diff_steps(
     ``skip``: asked, while both streams are in step and nothing is buffered, to
     pass over the steps that lie ahead of both in common; it answers how many
     it passed (each of ``a`` and ``b`` then goes on after them; see
-    ``blocktrace.eip3155.skip``)."""
+    ``blocktrace.eip3155.skip``).  Once ``max_hunks`` hunks were found (and with
+    no ``stop_after``) it is given the steps in common since the last hunk, and
+    may pass over a changed step followed by ``SYNC`` common ones too, counting
+    it as the one-step hunk this function would (``skip.Skip``)."""
     result = StepDiff()
     same = comparer.same
     ahead_a, ahead_b = _Ahead(a), _Ahead(b)
@@ -225,9 +228,19 @@ def diff_steps(
         # Lockstep fast path: straight from the sources while nothing is buffered.
         if not buf_a and not buf_b and not ahead_a.done and not ahead_b.done:
             if skip is not None and (last_a is not None or result.hunk_count):
-                passed = skip()
-                common += passed
-                common_since_hunk += passed
+                # once the hunks kept in full are found, it may count one-step hunks too
+                counted = (result.first is not None and result.hunk_count >= max_hunks
+                           and stop_after is None)
+                passed, hunks, after = skip(common_since_hunk if counted else None)
+                if hunks:  # each a changed step on both sides, as _record counts it
+                    result.hunk_count += hunks
+                    result.differing_a += hunks
+                    result.differing_b += hunks
+                    common += passed - hunks
+                    common_since_hunk = after
+                else:
+                    common += passed
+                    common_since_hunk += passed
                 patience = SKIP_AGAIN if passed else min(patience * 2, SKIP_PATIENCE)
             run = 0
             paused = False

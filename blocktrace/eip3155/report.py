@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -235,7 +235,8 @@ def diff_files(
     level_note = None
     skipper = None
     if python_a and python_b:
-        stream_a, stream_b, level_note, skipper = _at_one_level(info_a, info_b, chosen)
+        stream_a, stream_b, level_note, skipper = _at_one_level(
+            info_a, info_b, chosen, comparer)
     else:
         stream_a, stream_b = normalise(path_a, info_a), normalise(path_b, info_b)
     if by_line:
@@ -285,8 +286,8 @@ def _level(path: str) -> str:
 
 
 def _at_one_level(
-    info_a: TraceInfo, info_b: TraceInfo, fields: Sequence[str]
-) -> tuple[Iterator[Step], Iterator[Step], str | None, Callable[[], int] | None]:
+    info_a: TraceInfo, info_b: TraceInfo, fields: Sequence[str], comparer: Comparer
+) -> tuple[Iterator[Step], Iterator[Step], str | None, skip.Skip | None]:
     """The two blocktrace traces' steps at the coarser of their levels (see
     ``levels``), the note saying so when the levels differ, and the differ's
     ``skip`` when the steps can be passed over as bytes (``skip.pair``)."""
@@ -296,7 +297,9 @@ def _at_one_level(
     if level == "call":  # the call tree and its exceptions, at any level
         stream_a = levels.call_steps(info_a.path, info_a)
         stream_b = levels.call_steps(info_b.path, info_b)
-    elif level_a == level_b and (fast := skip.pair(info_a, info_b, fields)) is not None:
+    elif level_a == level_b and (
+        fast := skip.pair(info_a, info_b, fields, None, comparer)
+    ) is not None:
         return fast[0], fast[1], None, fast[2]
     else:
         stream_a, stream_b = normalise(info_a.path, info_a), normalise(info_b.path, info_b)

@@ -34,9 +34,12 @@ from contextlib import contextmanager
 from inspect import GEN_SUSPENDED, getgeneratorstate
 from types import ModuleType
 
+import msgspec
+
 from blocktrace._native import extension
+from blocktrace.eip3155.compare import Comparer
 from blocktrace.eip3155.normalise import TraceInfo, blocktrace_reader, steps_of
-from blocktrace.eip3155.reader import TraceError, read_sources
+from blocktrace.eip3155.reader import TraceError, raw_decoder, read_sources
 from blocktrace.eip3155.records import Step
 from blocktrace.format.compressed import CompressedDataError, FrameStream, Kind
 from blocktrace.format.fastcheck import Follower
@@ -53,7 +56,14 @@ _HELD = 1 << 26
 the check reads them itself (``Follower.finish``)."""
 _SOURCE = b'{"event":"source"'
 
-Pair = tuple[Iterator[Step], Iterator[Step], Callable[[], int]]
+Skip = Callable[[int | None], tuple[int, int, int]]
+"""``skip(since)``: pass over what lies ahead of both traces; ``since``, when not None,
+the steps in common since the differ's last hunk, and the differ keeps no more hunks
+in full: then a step that differs, with ``differ.SYNC`` steps in common after it, is
+passed over too, as the hunk of one step on each side the differ would make of it.
+Answers ``(steps, hunks, since)``: the steps passed on each side (hunks included),
+the hunks among them, and the steps in common after the last of those."""
+Pair = tuple[Iterator[Step], Iterator[Step], Skip]
 
 
 class _Source(BufferedLines):
@@ -172,14 +182,17 @@ def fused() -> bool:
 
 
 def pair(
-    info_a: TraceInfo, info_b: TraceInfo, fields: Sequence[str], check: Follower | None = None
+    info_a: TraceInfo, info_b: TraceInfo, fields: Sequence[str], check: Follower | None = None,
+    comparer: Comparer | None = None,
 ) -> Pair | None:
     """The step streams of two blocktrace traces and the function that passes over
     what lies ahead of both in common (returning the steps passed), or None where
     only the reference path reads them (no C extension, a forced client dialect,
     a compressed file with ``check``).  ``check``: the chain check of ``info_a``'s plain file, fed
     the lines the pass goes over (from where it stands: the lines between are
-    checked first), as long as they are in the buffer; its ``finish`` does the rest."""
+    checked first), as long as they are in the buffer; its ``finish`` does the rest.
+    ``comparer``: how the differ compares steps (the fields): given, the pass also
+    passes over a step that differs as the differ would (see ``Skip``)."""
     if _c is None:
         return None
     kinds: list[Kind] = []
@@ -197,8 +210,11 @@ def pair(
     # What of a code's (function, file) the compared fields see.
     seen = tuple(i for i, name in enumerate(("function", "file")) if name in fields)
 
-    def skip() -> int:
-        return _skip(source_a, source_b, steps_a, steps_b, info_a, info_b, mask_gas, seen)
+    judge = None if comparer is None else _judge(info_a, info_b, comparer)
+
+    def skip(since: int | None) -> tuple[int, int, int]:
+        return _skip(source_a, source_b, steps_a, steps_b, info_a, info_b, mask_gas, seen,
+                     judge, since)
 
     return steps_a, steps_b, skip
 
@@ -206,9 +222,11 @@ def pair(
 def _skip(
     a: _Source, b: _Source, steps_a: Generator[Step, int | None, None],
     steps_b: Generator[Step, int | None, None], info_a: TraceInfo, info_b: TraceInfo,
-    mask_gas: bool, seen: tuple[int, ...],
-) -> int:
-    """Pass over the steps both traces have in common from here (see the module)."""
+    mask_gas: bool, seen: tuple[int, ...], judge: Callable[[bytes, bytes], bool] | None,
+    since: int | None,
+) -> tuple[int, int, int]:
+    """Pass over the steps both traces have in common from here (see the module);
+    ``(steps, hunks, since)`` as ``Skip`` says."""
     assert _c is not None
     if (
         a.lineno == 0 or b.lineno == 0 or a.done or b.done
@@ -216,26 +234,34 @@ def _skip(
         or getgeneratorstate(steps_b) != GEN_SUSPENDED
         or not _agree(info_a.functions, info_b.functions, seen)
     ):
-        return 0
+        return _NOTHING
     # Each generator holds the op line of its next step: the last line its source gave.
     given_a, given_b = a.pos - a.start, b.pos - b.start
     pa, pb = a.start, b.start
-    steps = lines = ignored_a = ignored_b = 0
+    steps = lines = ignored_a = ignored_b = hunks = 0
     check = a.check
+    hunk_args: tuple[Callable[[bytes, bytes], bool], int] | tuple[()] = (
+        () if judge is None or since is None else (judge, since))
     while True:
         n: int
+        n_hunks = 0
         if check is not None and a.base <= check.pos:
-            n, n_lines, n_ignored_a, n_ignored_b, pa, pb, reason, at, check.number, code = (
+            n, n_lines, n_ignored_a, n_ignored_b, pa, pb, reason, at, check.number, code, *more = (
                 _c.skip(a.view(), pa, b.view(), pb, mask_gas, a.calls, b.calls, MAX_LINE_BYTES,
-                        check.scan, check.pos - a.base, check.number))
+                        check.scan, check.pos - a.base, check.number, *hunk_args))
             check.pos = a.base + at
             if code:  # a line the scanner stopped at: the check's finish answers for it
                 check.code = code
                 a.check = check = None
         else:  # the lines since the check's position are gone from the buffer: it reads them
             a.check = check = None
-            n, n_lines, n_ignored_a, n_ignored_b, pa, pb, reason = _c.skip(
-                a.view(), pa, b.view(), pb, mask_gas, a.calls, b.calls, MAX_LINE_BYTES)
+            n, n_lines, n_ignored_a, n_ignored_b, pa, pb, reason, *more = _c.skip(
+                a.view(), pa, b.view(), pb, mask_gas, a.calls, b.calls, MAX_LINE_BYTES,
+                *hunk_args)
+        if hunk_args:
+            n_hunks, since = more
+            hunk_args = (hunk_args[0], since)
+        hunks += n_hunks
         steps += n
         lines += n_lines
         ignored_a += n_ignored_a
@@ -251,7 +277,7 @@ def _skip(
     if steps == 0:
         a.start, b.start = pa, pb
         a.pos, b.pos = pa + given_a, pb + given_b
-        return 0
+        return _NOTHING
     for source, steps_x, info, at, ignored in (
         (a, steps_a, info_a, pa, ignored_a), (b, steps_b, info_b, pb, ignored_b)
     ):
@@ -259,7 +285,53 @@ def _skip(
         source.lineno += lines - 1
         info.ignored += ignored
         steps_x.send(steps)
-    return steps
+    return steps, hunks, since if hunks and since is not None else 0
+
+
+_NOTHING = (0, 0, 0)
+
+
+def _judge(info_a: TraceInfo, info_b: TraceInfo, comparer: Comparer
+           ) -> Callable[[bytes, bytes], bool]:
+    """Whether two op lines (that the pass found differ as bytes, with no ``event`` or
+    ``error`` member, neither merging with the line before) are steps that differ,
+    as the comparer judges the steps ``normalise.steps_of`` makes of them; False
+    where that is not for sure (a line it would read otherwise: the reference
+    reads it)."""
+    decode = raw_decoder().decode
+    same = comparer.same
+
+    def step(line: bytes, functions: dict[int | str, tuple[str, str]]) -> Step | None:
+        try:
+            raw = decode(line)
+        except (msgspec.DecodeError, RecursionError):
+            return None
+        pc, op, gas, depth = raw.pc, raw.op, raw.gas, raw.depth
+        if depth is None:
+            depth = 1
+        if (
+            type(pc) is not int or type(op) is not int or type(depth) is not int
+            or not isinstance(gas, str) or not gas.startswith("0x")
+            or raw.error is not None or raw.event is not None or raw.blocktrace is not None
+        ):
+            return None
+        try:
+            gas_value = int(gas, 16)
+        except ValueError:
+            return None
+        name = file = None
+        if raw.code is not None:
+            known = functions.get(raw.code)
+            if known is not None:
+                name, file = known
+        return Step(0, 0, pc, op, gas_value, depth, raw.stack, raw, None, None, name, file)
+
+    def judge(line_a: bytes, line_b: bytes) -> bool:
+        step_a = step(line_a, info_a.functions)
+        step_b = step(line_b, info_b.functions)
+        return step_a is not None and step_b is not None and not same(step_a, step_b)
+
+    return judge
 
 
 def _agree(

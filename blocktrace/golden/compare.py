@@ -13,7 +13,7 @@ from __future__ import annotations
 import filecmp
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from blocktrace._native import extension
@@ -150,7 +150,7 @@ class _Check(threading.Thread):
 def _streams(
     info_g: TraceInfo, info_f: TraceInfo, level: Level, values: bool, fields: Sequence[str],
     check: _Check,
-) -> tuple[Iterator[Step], Iterator[Step], Callable[[], int] | None]:
+) -> tuple[Iterator[Step], Iterator[Step], skip.Skip | None]:
     """Both step streams, and the differ's ``skip`` where the steps can be passed
     over as bytes once the streams are back in step (``eip3155.skip``: it checks the
     golden's chain as it reads it)."""

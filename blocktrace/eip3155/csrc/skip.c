@@ -302,8 +302,16 @@ passable(PyObject *calls, const char *s, Py_ssize_t n)
 }
 
 typedef struct {
-    Py_ssize_t a, b, lines, ignored_a, ignored_b, steps;
+    Py_ssize_t a, b, lines, ignored_a, ignored_b, steps, hunks, since;
 } Mark;
+
+/* A step both traces hold but that differs, passed over as a hunk of one step on each
+ * side: the differ's answer for a changed step the next SYNC steps of both agree after
+ * (blocktrace/eip3155/differ.py, _look_ahead's first case), once the hunks it keeps
+ * are all found.  The next CONFIRM op lines must follow before it is given back (the
+ * SYNC agreeing steps, and the line after them: none of them merges with another). */
+#define SYNC 3
+#define CONFIRM (SYNC + 1)
 
 /* The chain check of trace a, fed by the walk (the golden comparison: the stored
  * golden is hashed while it is compared, one pass over its bytes).  The scanner
@@ -353,9 +361,23 @@ follow_line(Follow *f, const char *a, Py_ssize_t at, Py_ssize_t end, int trust)
  * step is the first to pass over).  Lines are complete when they end in b"\n"
  * before the end of their buffer.  What is given back lies before ra/rb, the
  * second-to-last op line passed over (0 steps, pa, pb when fewer than three). */
+/* The op line s[0:n]'s gas digits [*g0, *g1), when it is one the walk may pass over
+ * whatever the other trace's line says: no "event" or "error" member, its gas not
+ * the gas of the op line before it (*gas, *gas_n: NULL at the walk's start). */
+static int
+lone_op(const char *s, Py_ssize_t n, const char *gas, Py_ssize_t gas_n, Py_ssize_t *g0,
+        Py_ssize_t *g1)
+{
+    if (!op_gas(s, n, g0, g1) || s[n - 1] != '}')
+        return 0;
+    if (has_key(s, body_end(s, n), "\"event\":", 8, "\"error\":", 8))
+        return 0;
+    return gas == NULL || *g1 - *g0 != gas_n || memcmp(s + *g0, gas, (size_t)gas_n) != 0;
+}
+
 static PyObject *
 skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *const *args,
-        Follow *f)
+        Follow *f, PyObject *judge, Py_ssize_t since_in)
 {
     Py_ssize_t pa = PyLong_AsSsize_t(args[1]);
     Py_ssize_t pb = PyLong_AsSsize_t(args[3]);
@@ -368,9 +390,11 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
         return NULL;
     }
     PyObject *calls_a = args[5], *calls_b = args[6];
-    Mark start = {pa, pb, 0, 0, 0, 0};
-    Mark last = start, before_last = start;
+    Mark start = {pa, pb, 0, 0, 0, 0, 0, since_in};
+    Mark last = start, before_last = start, before_hunk = start;
     Py_ssize_t lines = 0, ignored_a = 0, ignored_b = 0, steps = 0;
+    Py_ssize_t hunks = 0, since = since_in; /* steps in common since the last hunk */
+    int pending = 0; /* op lines still to pass before the last one-step hunk is sure */
     const char *gas_a = NULL, *gas_b = NULL;
     Py_ssize_t gas_na = 0, gas_nb = 0;
     int reason = REASON_STOP;
@@ -395,19 +419,53 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
         if (sa + 1 > max_line || sb + 1 > max_line || sa < 2 || sb < 2)
             break;
         if (la[1] == '"' && la[2] == 'p') {
-            Py_ssize_t ga0, ga1, gb0, gb1;
+            Py_ssize_t ga0 = 0, ga1 = 0, gb0 = 0, gb1 = 0;
             /* b's line starts as a's up to the gas digits: its own are read from there */
-            if (!op_gas(la, sa, &ga0, &ga1) || sb <= ga0 || memcmp(la, lb, (size_t)ga0) != 0 ||
-                !gas_end(lb, sb, ga0, &gb1))
-                break;
+            int same = op_gas(la, sa, &ga0, &ga1) && sb > ga0 &&
+                       memcmp(la, lb, (size_t)ga0) == 0 && gas_end(lb, sb, ga0, &gb1);
             gb0 = ga0;
-            Py_ssize_t ba = body_end(la, sa), bb = body_end(lb, sb);
-            if (mask_gas) {
-                if (ba - ga1 != bb - gb1 ||
-                    memcmp(la + ga1, lb + gb1, (size_t)(ba - ga1)) != 0)
+            Py_ssize_t ba = 0, bb = 0;
+            if (same) {
+                ba = body_end(la, sa);
+                bb = body_end(lb, sb);
+                if (mask_gas) {
+                    same = ba - ga1 == bb - gb1 &&
+                           memcmp(la + ga1, lb + gb1, (size_t)(ba - ga1)) == 0;
+                } else {
+                    same = ba == bb && memcmp(la, lb, (size_t)ba) == 0;
+                }
+            }
+            if (!same) {
+                /* a step that differs: a hunk of its own when the differ would make it one */
+                if (judge == NULL || pending > 1 || since <= 0 ||
+                    !lone_op(la, sa, gas_a, gas_na, &ga0, &ga1) ||
+                    !lone_op(lb, sb, gas_b, gas_nb, &gb0, &gb1))
                     break;
-            } else if (ba != bb || memcmp(la, lb, (size_t)ba) != 0) {
-                break;
+                PyEval_RestoreThread(released);
+                PyObject *verdict = PyObject_CallFunction(judge, "y#y#", la, sa, lb, sb);
+                int differs = verdict == NULL ? -1 : PyObject_IsTrue(verdict);
+                Py_XDECREF(verdict);
+                if (differs < 0)
+                    return NULL;
+                released = PyEval_SaveThread();
+                if (!differs)
+                    break;
+                follow_line(f, a, pa, pa + sa + 1, 0);
+                gas_a = la + ga0;
+                gas_na = ga1 - ga0;
+                gas_b = lb + gb0;
+                gas_nb = gb1 - gb0;
+                before_last = last;
+                last = (Mark){pa, pb, lines, ignored_a, ignored_b, steps, hunks, since};
+                before_hunk = last;
+                steps++;
+                hunks++;
+                since = 0;
+                pending = CONFIRM;
+                pa += sa + 1;
+                pb += sb + 1;
+                lines++;
+                continue;
             }
             /* b's line is a's but for gas and hash digits: its members are a's */
             if (la[sa - 1] != '}' || has_key(la, ba, "\"event\":", 8, "\"error\":", 8))
@@ -422,8 +480,11 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
             gas_b = lb + gb0;
             gas_nb = gb1 - gb0;
             before_last = last;
-            last = (Mark){pa, pb, lines, ignored_a, ignored_b, steps};
+            last = (Mark){pa, pb, lines, ignored_a, ignored_b, steps, hunks, since};
             steps++;
+            since++;
+            if (pending)
+                pending--;
         } else {
             /* any mix of lines the reference reads without making a step */
             PyEval_RestoreThread(released);
@@ -445,6 +506,17 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
     }
     PyEval_RestoreThread(released);
     Mark end = before_last; /* op lines O1..Ok passed: what lies before O(k-1) */
+    if (pending && before_hunk.steps < end.steps)
+        end = before_hunk; /* the last hunk is not sure yet: the reference reads it */
+    if (judge != NULL) {
+        PyObject *out = f->scanner != NULL
+            ? Py_BuildValue("(nnnnnninLinn)", end.steps, end.lines, end.ignored_a,
+                            end.ignored_b, end.a, end.b, reason, f->pos, f->number, f->code,
+                            end.hunks, end.since)
+            : Py_BuildValue("(nnnnnninn)", end.steps, end.lines, end.ignored_a,
+                            end.ignored_b, end.a, end.b, reason, end.hunks, end.since);
+        return out;
+    }
     if (f->scanner != NULL) {
         return Py_BuildValue("(nnnnnninLi)", end.steps, end.lines, end.ignored_a,
                              end.ignored_b, end.a, end.b, reason, f->pos, f->number, f->code);
@@ -457,21 +529,38 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
  * arguments (scan, pos, number: a ChainScan of a's lines that has checked those
  * before a[pos:], line number), the walk has a's lines checked as it passes them,
  * and the result has three more: (pos, number, code) where the check stands (code
- * 0: it follows, else the scanner's stop code of the line at pos). */
+ * 0: it follows, else the scanner's stop code of the line at pos).  With two more
+ * at the end (judge, since: judge(line_a, line_b) says whether two op lines are
+ * steps that differ; since, the steps in common since the differ's last hunk), a
+ * step that differs, with SYNC steps in common after it, is passed over as a hunk of
+ * one step on each side, and the result has two more: (hunks, since) as they stand
+ * at what is given back. */
 static PyObject *
 skip(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 8 && nargs != 11) {
-        PyErr_SetString(PyExc_TypeError, "skip() takes 8 or 11 arguments");
+    if (nargs != 8 && nargs != 10 && nargs != 11 && nargs != 13) {
+        PyErr_SetString(PyExc_TypeError, "skip() takes 8, 10, 11 or 13 arguments");
         return NULL;
     }
     if (!PyAnySet_Check(args[5]) || !PyAnySet_Check(args[6])) {
         PyErr_SetString(PyExc_TypeError, "skip(buffer, int, buffer, int, bool, set, set, int"
-                        "[, ChainScan, int, int])");
+                        "[, ChainScan, int, int][, judge, int])");
         return NULL;
     }
+    PyObject *judge = NULL;
+    Py_ssize_t since = 0;
+    if (nargs == 10 || nargs == 13) {
+        judge = args[nargs - 2];
+        if (!PyCallable_Check(judge)) {
+            PyErr_SetString(PyExc_TypeError, "skip(): judge must be callable");
+            return NULL;
+        }
+        since = PyLong_AsSsize_t(args[nargs - 1]);
+        if (since == -1 && PyErr_Occurred())
+            return NULL;
+    }
     Follow f = {NULL, NULL, 0, 0, 0};
-    if (nargs == 11) {
+    if (nargs >= 11) {
         if (scan_api == NULL) {
             scan_api = PyCapsule_Import(BT_SCAN_API_NAME, 0);
             if (scan_api == NULL) {
@@ -497,7 +586,7 @@ skip(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyBuffer_Release(&va);
         return NULL;
     }
-    PyObject *out = skip_in(va.buf, va.len, vb.buf, vb.len, args, &f);
+    PyObject *out = skip_in(va.buf, va.len, vb.buf, vb.len, args, &f, judge, since);
     PyBuffer_Release(&vb);
     PyBuffer_Release(&va);
     return out;
