@@ -136,12 +136,14 @@ def main() -> None:
 # -- the reading commands (--commands) -------------------------------------------------
 
 
-def _child(argv: list[str], env: dict[str, str],
+def _child(argv: list[str], env: dict[str, str], cwd: Path,
            stdin: bytes | None = None) -> tuple[float, float, int, bytes, bytes]:
-    """Wall and CPU seconds, exit status, stdout and stderr of one fresh process."""
+    """Wall and CPU seconds, exit status, stdout and stderr of one fresh process,
+    run in ``cwd`` (``python -m`` puts its working directory first on the path:
+    started in a checkout, every tree would run that checkout's code)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=err,
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=err,
                                 stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE)
         if stdin is not None:
             assert proc.stdin is not None
@@ -172,8 +174,9 @@ def _installed_like(tmp: Path) -> str:
 
 
 def _steps_and_lines(python: str, env: dict[str, str], trace: Path) -> tuple[int, int]:
+    """(steps, lines) of a trace, as ``verify --json`` says them."""
     _, _, code, out, err = _child([python, "-m", "blocktrace", "verify", "--json", str(trace)],
-                                  env)
+                                  env, trace.parent)
     if code != 0:
         raise SystemExit(f"verify {trace}: exit {code}: {err.decode(errors='replace')}")
     import json
@@ -198,7 +201,7 @@ def _importtimes(stderr: bytes) -> list[tuple[str, int, int, int]]:
 def _callgrind(argv: list[str], env: dict[str, str], tmp: Path) -> int:
     out = tmp / "callgrind.out"
     proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                           *argv], env=env, capture_output=True, check=False)
+                           *argv], env=env, cwd=tmp, capture_output=True, check=False)
     text = out.read_text(errors="replace") if out.exists() else ""
     out.unlink(missing_ok=True)
     m = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
@@ -227,7 +230,7 @@ def commands(args: argparse.Namespace) -> None:
         first = envs[trees[0][0]]
         small = tmp / "small.jsonl"
         _, _, code, _, err = _child([python, "-m", "blocktrace", "run", "-o", str(small),
-                                     str(here / "examples" / "fib.py"), "15"], first)
+                                     str(here / "examples" / "fib.py"), "15"], first, tmp)
         if code != 0:
             raise SystemExit(f"recording the small trace: {err.decode(errors='replace')}")
         rng = random.Random(args.seed)
@@ -261,7 +264,7 @@ def commands(args: argparse.Namespace) -> None:
             if argv[-2:-1] == ["-o"]:
                 Path(argv[-1]).unlink(missing_ok=True)
             full = argv[:1] + (extra or []) + argv[1:]
-            result = _child(full, envs[name])
+            result = _child(full, envs[name], tmp)
             if result[2] not in (0, 2) or (result[2] == 2 and "usage" not in label):
                 raise SystemExit(f"{name}: {' '.join(argv)}: exit {result[2]}: "
                                  f"{result[4].decode(errors='replace')}")

@@ -20,39 +20,100 @@ rules' reference, the one reader, and the safe way to read a named source.
 This package imports nothing else of blocktrace: every layer may read traces.
 """
 
-from blocktrace.format.errors import TraceError
-from blocktrace.format.index import TraceIndex
-from blocktrace.format.lines import (
-    CallLine,
-    ExceptionLine,
-    Header,
-    Line,
-    OpLine,
-    ReturnLine,
-    SourceLine,
-    Summary,
-    TracerErrorLine,
-    UnknownLine,
-    decode_line,
-)
-from blocktrace.format.reader import (
-    Status,
-    TraceReader,
-    Verification,
-    blocktrace_header,
-    check_chain,
-)
-from blocktrace.format.rules import LeafChain, rechain, split_hash
-from blocktrace.format.source import MAX_SOURCE_BYTES, SourceText, fingerprint, read_source
-from blocktrace.format.versions import (
-    FORMAT_VERSION,
-    KNOWN_LEVELS,
-    KNOWN_VERSIONS,
-    LINES_PER_LEAF,
-    MAX_LINE_BYTES,
-    SUMMARY_IN_TREE,
-    SUMMARY_PREFIX,
-)
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from blocktrace.format.errors import TraceError
+    from blocktrace.format.index import TraceIndex
+    from blocktrace.format.lines import (
+        CallLine,
+        ExceptionLine,
+        Header,
+        Line,
+        OpLine,
+        ReturnLine,
+        SourceLine,
+        Summary,
+        TracerErrorLine,
+        UnknownLine,
+        decode_line,
+    )
+    from blocktrace.format.reader import (
+        Status,
+        TraceReader,
+        Verification,
+        blocktrace_header,
+        check_chain,
+    )
+    from blocktrace.format.rules import LeafChain, rechain, split_hash
+    from blocktrace.format.source import MAX_SOURCE_BYTES, SourceText, fingerprint, read_source
+    from blocktrace.format.versions import (
+        FORMAT_VERSION,
+        KNOWN_LEVELS,
+        KNOWN_VERSIONS,
+        LINES_PER_LEAF,
+        MAX_LINE_BYTES,
+        SUMMARY_IN_TREE,
+        SUMMARY_PREFIX,
+    )
+
+# Each name is imported from its module when first used (PEP 562): a command
+# that needs one module of the format (``blocktrace run``: the versions, the
+# rules and the op line's layout) does not load the reader, the index and the
+# compressed-trace machinery with it.
+_HOMES = {
+    "TraceError": "blocktrace.format.errors",
+    "TraceIndex": "blocktrace.format.index",
+    "CallLine": "blocktrace.format.lines",
+    "ExceptionLine": "blocktrace.format.lines",
+    "Header": "blocktrace.format.lines",
+    "Line": "blocktrace.format.lines",
+    "OpLine": "blocktrace.format.lines",
+    "ReturnLine": "blocktrace.format.lines",
+    "SourceLine": "blocktrace.format.lines",
+    "Summary": "blocktrace.format.lines",
+    "TracerErrorLine": "blocktrace.format.lines",
+    "UnknownLine": "blocktrace.format.lines",
+    "decode_line": "blocktrace.format.lines",
+    "Status": "blocktrace.format.reader",
+    "TraceReader": "blocktrace.format.reader",
+    "Verification": "blocktrace.format.reader",
+    "blocktrace_header": "blocktrace.format.reader",
+    "check_chain": "blocktrace.format.reader",
+    "LeafChain": "blocktrace.format.rules",
+    "rechain": "blocktrace.format.rules",
+    "split_hash": "blocktrace.format.rules",
+    "MAX_SOURCE_BYTES": "blocktrace.format.source",
+    "SourceText": "blocktrace.format.source",
+    "fingerprint": "blocktrace.format.source",
+    "read_source": "blocktrace.format.source",
+    "FORMAT_VERSION": "blocktrace.format.versions",
+    "KNOWN_LEVELS": "blocktrace.format.versions",
+    "KNOWN_VERSIONS": "blocktrace.format.versions",
+    "LINES_PER_LEAF": "blocktrace.format.versions",
+    "MAX_LINE_BYTES": "blocktrace.format.versions",
+    "SUMMARY_IN_TREE": "blocktrace.format.versions",
+    "SUMMARY_PREFIX": "blocktrace.format.versions",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'blocktrace.format' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
+
 
 __all__ = [
     "FORMAT_VERSION",

@@ -42,10 +42,12 @@ OPTIONAL = ("zstandard", "compression.zstd", "cryptography", "duckdb", "pyarrow"
 
 # Never needed to show or prove a line of a plain trace: other commands' code,
 # signatures and checkpoints (asked for by options), the recorder, and standard
-# modules none of it uses (tempfile: only to keep an index, which is there).
+# modules none of it uses (tempfile: only to keep an index, which is there;
+# shutil, with bz2 and lzma: argparse's help formatter asks it the terminal's width).
 NOT_FOR_READING = (
     *OPTIONAL,
-    "asyncio", "http", "email", "json", "difflib", "tempfile", "pathlib", "queue",
+    "asyncio", "http", "email", "json", "difflib", "tempfile", "pathlib", "queue", "shutil",
+    "bz2", "lzma",
     "blocktrace.chain.note", "blocktrace.chain.checkpoint", "blocktrace.eip3155",
     "blocktrace.query", "blocktrace.view", "blocktrace.views", "blocktrace.snapshot",
     "blocktrace.vm", "blocktrace.tracers", "blocktrace.golden", "blocktrace.replay",
