@@ -942,6 +942,9 @@ static int
 opaque(render_ctx *ctx, PyObject *v)
 {
     PyTypeObject *t = Py_TYPE(v);
+    if (PyType_HasFeature(t, Py_TPFLAGS_HEAPTYPE)) {
+        return !ctx->use_repr; /* (the types looked into below are all static) */
+    }
     return !ctx->use_repr && v != Py_None && t != &PyBool_Type && t != &PyFloat_Type &&
            t != &PyComplex_Type && t != &PyRange_Type && t != &PyLong_Type &&
            t != &PyUnicode_Type && t != &PyBytes_Type && t != &PyByteArray_Type &&
