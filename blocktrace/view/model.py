@@ -133,9 +133,9 @@ class _Background:
         try:
             self.value = self._work()
         except (TraceError, ClientTraceError, BadRequest) as exc:
-            self.error = str(exc)
+            self.error = json_text(str(exc))  # (an answer in JSON: it may name the file)
         except (OSError, ValueError, MemoryError) as exc:
-            self.error = f"{type(exc).__name__}: {exc}"
+            self.error = json_text(f"{type(exc).__name__}: {exc}")
         finally:
             self.done.set()
 
@@ -157,8 +157,9 @@ class Model:
         after the verification is served as if verified."""
         if identity_or_none(self.path) != self.opened:
             raise Changed(
-                f"{self.path} changed on disk (or was removed) since the viewer opened it: "
-                "nothing more is read from it (restart blocktrace view to see it as it is now)"
+                f"{json_text(self.path)} changed on disk (or was removed) since the viewer "
+                "opened it: nothing more is read from it (restart blocktrace view to see it "
+                "as it is now)"
             )
 
     # -- provided by the kinds -----------------------------------------------------

@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from blocktrace.view.model import Changed, TraceModel
@@ -87,3 +88,21 @@ def test_the_viewer_refuses_a_trace_gone_or_copied_elsewhere(trace: Path, tmp_pa
     with pytest.raises(Changed):
         model.check_unchanged()
     assert cache_key(str(trace)) != key
+
+
+def test_a_trace_named_in_bytes_not_utf8_changed_under_the_viewer(
+    trace: Path, tmp_path: Path
+) -> None:
+    """The 409's message names the file in JSON (the server encodes it): a name
+    that is not UTF-8 is written with its bytes as ``\\xNN``."""
+    odd = tmp_path / os.fsdecode(b"\x80t.jsonl")
+    os.rename(trace, odd)
+    model = TraceModel(str(odd), background=False)
+    assert model.meta()["path"].endswith("\\x80t.jsonl")
+    _touch_back(odd)
+    with pytest.raises(Changed) as changed:
+        model.check_unchanged()
+    answer = msgspec.json.encode({"error": str(changed.value)}).decode()
+    assert "\\x80t.jsonl changed on disk" in answer
+    assert model.verify()["status"] == "unusable"
+    msgspec.json.encode(model.verify())
