@@ -70,7 +70,7 @@ def _handle(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CliError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if args.html:
-        from blocktrace.view.html import HtmlTooLarge, write_html
+        from blocktrace.view.html import HtmlTooLarge, HtmlUnreadable, write_html
 
         if os.path.exists(args.html) and not args.force:
             raise CliError(f"{args.html} exists: not overwriting it (use --force)")
@@ -81,6 +81,8 @@ def _handle(args: argparse.Namespace) -> int:
             write_html(models, args.html)
         except HtmlTooLarge as exc:
             raise CliError(str(exc)) from None
+        except HtmlUnreadable as exc:
+            raise CliError(str(exc), exc.status) from None
         except OSError as exc:
             raise CliError(f"{args.html}: cannot write: {exc.strerror or exc}") from None
         sys.stderr.write(f"blocktrace view: wrote {args.html}\n")

@@ -19,10 +19,11 @@ from typing import Any
 import msgspec
 
 from blocktrace.format.callline import json_text
-from blocktrace.view.model import MAX_WINDOW, Model, TraceModel
+from blocktrace.view.model import MAX_WINDOW, BadRequest, Model, TraceModel
 from blocktrace.view.session import Session
 
-__all__ = ["MAX_HTML_BYTES", "MAX_HTML_STEPS", "HtmlTooLarge", "html_data", "write_html"]
+__all__ = ["MAX_HTML_BYTES", "MAX_HTML_STEPS", "HtmlTooLarge", "HtmlUnreadable", "html_data",
+           "write_html"]
 
 MAX_HTML_STEPS = 100_000
 """Steps (of each trace) a ``--html`` page holds at most."""
@@ -31,6 +32,29 @@ MAX_HTML_BYTES = 64 << 20
 
 class HtmlTooLarge(ValueError):
     """The trace is over the bound a static page holds; ``str()`` is the one line."""
+
+
+class HtmlUnreadable(ValueError):
+    """The trace's steps cannot be read for a page; ``str()`` is the one line and
+    ``status`` verify's exit status for the file (1: TAMPERED, else 2)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _meta(model: Model) -> dict[str, Any]:
+    """``model.meta()``; a trace whose tables cannot be built (a line past where it
+    is TAMPERED is not a trace line) is said as verify says it."""
+    try:
+        return model.meta()
+    except BadRequest as exc:
+        verdict = _final_verify(model)
+        if verdict["status"] == "tampered":
+            raise HtmlUnreadable(
+                f"{model.path} is TAMPERED at line {verdict['line']} (blocktrace verify says "
+                f"why): its steps cannot be read for a page ({exc})", 1) from None
+        raise HtmlUnreadable(str(exc), 2) from None
 
 
 def _all_steps(model: Model, total: int) -> list[dict[str, Any]]:
@@ -51,7 +75,7 @@ def _trace_data(model: Model) -> dict[str, Any]:
             "holds; view it with the server (blocktrace view without --html)")
     if isinstance(model, TraceModel):
         model.wait()
-    meta = model.meta()
+    meta = _meta(model)
     total = meta["steps"] or 0
     if total > MAX_HTML_STEPS:
         raise HtmlTooLarge(

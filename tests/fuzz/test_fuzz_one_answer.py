@@ -32,7 +32,9 @@ side, ``prove``, ``export`` to Perfetto and Parquet, ``query``, ``replay``,
 
 The CI part is a few examples (``harness.FUZZ`` derandomized, ``EXAMPLES``);
 ``BLOCKTRACE_FUZZ=deep BLOCKTRACE_FUZZ_EXAMPLES=500 nice -n 19 pytest
-tests/fuzz/test_fuzz_one_answer.py`` searches at random for as long as asked.
+tests/fuzz/test_fuzz_one_answer.py`` searches at random for as long as asked
+(about 5 s an example).  Answers known to break the rule (``KNOWN``, each with
+a strict-xfail test at the end) are counted, not failed, so the search goes on.
 """
 
 from __future__ import annotations
@@ -56,13 +58,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blocktrace.format.index import Stamp, decode_index, encode_index
+from blocktrace.format.index import decode_index, encode_index, stamp_of
 
-from . import frames
+from . import frames, harness
 from .conftest import PROGRAM
 from .harness import FUZZ
 
-EXAMPLES = int(os.environ.get("BLOCKTRACE_FUZZ_EXAMPLES", "6"))
+EXAMPLES = int(os.environ.get("BLOCKTRACE_FUZZ_EXAMPLES", "3"))
+"""Each example starts ~15 processes (4-6 s on a loaded 2-core machine): few in CI."""
 FUZZ_ONE = settings(FUZZ, max_examples=EXAMPLES)
 
 HAS_ZSTD = importlib.util.find_spec("zstandard") is not None
@@ -249,8 +252,7 @@ def _lay_out(case: Case, where: Path, env: dict[str, str]) -> Path:
     elif case.index == "re-stamped":  # a forger makes the old index match the new file
         index = decode_index(idx.read_bytes())
         assert index is not None
-        st = trace.stat()
-        index.stamp = Stamp(st.st_size, st.st_ctime_ns, index.stamp.kind)
+        index.stamp = stamp_of(str(trace), index.stamp.kind)  # type: ignore[arg-type]
         idx.write_bytes(encode_index(index))
     return trace
 
@@ -290,6 +292,20 @@ def _readers(case: Case, trace: Path, out: Path) -> dict[str, list[str | Path]]:
 
 SHOWN = {"show", "show --line", "cat", "lines", "diff", "diff (as A)"}
 """The readers that show what they read of a tampered or unsealed trace, with a note."""
+
+
+KNOWN: dict[str, Callable[[Said, int, Case], bool]] = {
+    # Answers that break the rule, each with a strict-xfail regression test below,
+    # tolerated here (and counted) until they are fixed, so the search goes on.
+    "lines: a line past the damage that is not JSON (exit 2, not a TAMPERED note)":
+        lambda said, verdict, case: (said.name == "lines" and verdict == 1
+                                     and said.status == 2 and "not a" in said.stderr),
+    "diff: a .jsonl.zst that is no zstd at all taken for a client's trace":
+        lambda said, verdict, case: (said.name.startswith("diff") and verdict == 2
+                                     and case.seed.compact and said.status in (0, 1)),
+    "a forged index (re-stamped for the damaged file) is trusted":
+        lambda said, verdict, case: case.index == "re-stamped" and verdict in (1, 3),
+}
 
 
 def _tampered_at(text: str, line: int) -> bool:
@@ -390,8 +406,13 @@ def check_case(case: Case, where: Path) -> None:
             if said.status != verdict:
                 wrong.append(f"verify (index): exit {said.status}, --no-index {verdict}")
             continue
+        found = _judge(said, verdict, line, case, trace)
+        known = [name for name, matches in KNOWN.items() if matches(said, verdict, case)]
+        if found and known:
+            harness._event(f"known: {known[0]}")
+            continue
         wrong += [f"{said.name}: exit {said.status}, {w}: {said.stderr.strip()[:400]!r}"
-                  for w in _judge(said, verdict, line, case, trace)]
+                  for w in found]
     assert not wrong, (f"{case.seed.name} damaged, index {case.index}, kept in {where}; "
                        f"verify: exit {verdict} {report.get('status')} line {line} "
                        f"{report.get('reason')!r}\n" + "\n".join(wrong))
@@ -407,3 +428,81 @@ def test_every_reader_gives_verifys_answer(
 
 
 
+
+
+# -- what the search found ---------------------------------------------------------------
+
+
+def _byte_set(data: bytes, line: int, value: int) -> bytes:
+    """``data`` with the middle byte of line ``line`` (1-based) set to ``value``."""
+    lines = data.splitlines(keepends=True)
+    edited = bytearray(lines[line - 1])
+    edited[len(edited) // 2] = value
+    lines[line - 1] = bytes(edited)
+    return b"".join(lines)
+
+
+def _said(argv: list[str | Path]) -> tuple[int, str]:
+    done = _bt(argv)
+    return done.returncode, done.stderr.decode("utf-8", "backslashreplace")
+
+
+def test_view_html_of_a_trace_unreadable_past_its_damage(
+    seeds: dict[str, Seed], tmp_path: Path
+) -> None:
+    """A line past where the trace is TAMPERED that is not JSON: the viewer's
+    tables cannot be built, and ``view --html`` printed the BadRequest's
+    traceback (exit 1).  Now: exit 1 and verify's TAMPERED line."""
+    trace = tmp_path / "t.jsonl"
+    trace.write_bytes(_byte_set(seeds["v4.jsonl"].data, 12, 0))
+    assert _said(["verify", trace])[0] == 1
+    status, err = _said(["view", "--html", tmp_path / "page.html", trace])
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert status == 1 and "TAMPERED at line 12" in err, (status, err)
+
+
+@pytest.mark.xfail(strict=True, reason="lines reads past the damage (tidy: COORD.md 08:12)")
+def test_lines_of_a_trace_whose_damaged_line_is_not_json(
+    seeds: dict[str, Seed], tmp_path: Path
+) -> None:
+    trace = tmp_path / "t.jsonl"
+    trace.write_bytes(_byte_set(seeds["v4.jsonl"].data, 12, 0))
+    status, err = _said(["lines", trace])
+    assert status in (0, 1) and _tampered_at(err, 12), (status, err)
+
+
+@pytest.mark.xfail(strict=True, reason="diff takes it for a client trace (differ: COORD.md)")
+@pytest.mark.skipif(not HAS_ZSTD, reason="the zstd extra is not installed")
+def test_diff_of_a_zst_that_is_no_zstd() -> None:
+    """The marker frame's magic number changed (corpus/marker-magic-flipped.jsonl.zst):
+    verify says unusable (line 1 is not a JSON object); diff read the bytes as
+    a client's trace, exit 1."""
+    corpus = Path(__file__).parent / "corpus"
+    trace, good = corpus / "marker-magic-flipped.jsonl.zst", corpus / "reference.jsonl"
+    assert _said(["verify", trace])[0] == 2
+    for argv in (["diff", good, trace], ["diff", trace, good]):
+        status, err = _said(argv)
+        assert status == 2 and err.count("\n") == 1, (argv, status, err)
+
+
+@pytest.mark.xfail(strict=True, reason="a forged index is trusted (tidy: COORD.md 08:12)")
+def test_an_index_re_stamped_for_a_damaged_trace_is_not_trusted(
+    seeds: dict[str, Seed], tmp_path: Path
+) -> None:
+    """Who can edit a trace can edit its index, and re-seal it with the new
+    file's stamp (its SHA-256 is no key): show said UNSEALED where verify says
+    TAMPERED, and prove printed a traceback (BundleError)."""
+    trace = tmp_path / "t.jsonl"
+    trace.write_bytes(seeds["v4-unsealed.jsonl"].data)
+    assert _said(["verify", trace])[0] == 3  # (writes the index)
+    trace.write_bytes(_byte_set(trace.read_bytes(), 5, ord("X")))
+    idx = Path(f"{trace}.idx")
+    index = decode_index(idx.read_bytes())
+    assert index is not None
+    index.stamp = stamp_of(str(trace), index.stamp.kind)  # type: ignore[arg-type]
+    idx.write_bytes(encode_index(index))
+    assert _said(["verify", "--no-index", trace])[0] == 1
+    status, err = _said(["prove", trace, "3"])
+    assert status == 1 and "Traceback" not in err and _tampered_at(err, 5), (status, err)
+    status, err = _said(["show", trace, "0:4"])
+    assert status in (0, 1) and _tampered_at(err, 5), (status, err)
