@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from blocktrace.cli import CliError, note_unverified
+from blocktrace.cli import CliError, note_unverified, one_line
 
 
 def register(sub: Any) -> None:
@@ -102,9 +102,16 @@ def _locate(args: argparse.Namespace, fresh: bool = False) -> tuple[Any, Any, in
                 "numbers file lines" if reader.level == "call" else "")
         raise CliError(f"{args.trace}: no step {start} "
                        f"({_counted(index, index.steps, 'steps')}{also})", _past(index))
-    first = reader.line_of_step(start)
     end = start + count
-    last = reader.line_of_step(end) if end < index.steps else index.lines + 1
+    try:
+        first = reader.line_of_step(start)
+        last = reader.line_of_step(end) if end < index.steps else index.lines + 1
+    except IndexError:
+        # the lines are not those the index counted: a trace changed under a kept
+        # index that still matches its stamp (or while it was read): index it again
+        if not fresh:
+            return _locate(args, fresh=True)
+        raise CliError(f"{one_line(args.trace)}: the trace changed while it was read") from None
     return reader, index, first, last - first
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blocktrace.cli import (
     PROGRAM_ARGS_HELP,
@@ -16,11 +16,15 @@ from blocktrace.cli import (
     chosen_program,
     comma_list,
     note_chain,
+    one_line,
     own_options_among,
     refuse_overwriting,
     say_if_nothing_traced,
 )
 from blocktrace.limits import MAX_LINE_BYTES, MAX_SOURCE_BYTES, MAX_TABLE_BYTES, size_text
+
+if TYPE_CHECKING:
+    from blocktrace.format import TraceError
 
 
 def register(sub: Any) -> None:
@@ -102,7 +106,7 @@ def _lines(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"{args.trace}: cannot read: {exc.strerror or exc}") from None
     except TraceFormatError as exc:  # its message names the file; 1 where verify says TAMPERED
-        raise CliError(str(exc), exc.exit_status) from None
+        raise _as_verify_says(args.trace, exc) from None
     if args.function:
         from blocktrace.views.lines import _selected
 
@@ -116,6 +120,25 @@ def _lines(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     note_chain("lines", args.trace)
     return 0
+
+
+def _as_verify_says(path: str, exc: TraceError) -> CliError:
+    """The error for a line ``lines`` cannot read past the header: a line damaged
+    inside (a byte flipped) fails the chain there or before, so it is said as
+    verify says it (``TAMPERED at line N``, exit 1) when the trace's chain pass
+    stops at or before that line; else the reader's own line (exit 2)."""
+    from blocktrace.format import TraceError, TraceReader
+
+    if exc.status == "unusable" and exc.lineno is not None and exc.lineno > 1:
+        try:
+            index = TraceReader(path).index()
+        except (TraceError, OSError):
+            index = None
+        if (index is not None and index.status == "tampered" and index.line is not None
+                and index.line <= exc.lineno):
+            return CliError(f"{one_line(path)}: TAMPERED at line {index.line}: "
+                            f"{one_line(index.reason)} (blocktrace verify says more)", 1)
+    return CliError(str(exc), exc.exit_status)
 
 
 def _check_writable(path: str | None, force: bool) -> None:
