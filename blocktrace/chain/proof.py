@@ -42,22 +42,19 @@ from blocktrace.chain.merkle import (
     leaf_hash,
     verify_inclusion,
 )
-from blocktrace.format.compressed import CompressedDataError, kind_of, open_at
 from blocktrace.format.errors import TraceError
-from blocktrace.format.index import (
-    LEAVES_PER_CHUNK,
-    ChunkTree,
-    TraceIndex,
-    perfect_root,
-    range_hash,
-)
-from blocktrace.format.lines import Header
 from blocktrace.format.rules import DOMAIN_V4, LEAF_PREFIX, split_hash
 from blocktrace.format.versions import KNOWN_VERSIONS, LINES_PER_LEAF, SUMMARY_IN_TREE
 from blocktrace.limits import MAX_LINE_BYTES, LineTooLongError
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from blocktrace.format.index import ChunkTree, TraceIndex
+
+# A trace's reading modules (compressed files, the index, the line Structs) are
+# imported by TraceFile where it reads: check-proof, which checks a bundle
+# without the trace, never loads them.
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -118,6 +115,9 @@ class TraceFile:
         path: str | os.PathLike[str],
         index: TraceIndex | None = None,
     ) -> None:
+        from blocktrace.format.compressed import CompressedDataError, kind_of, open_at
+        from blocktrace.format.lines import Header
+
         name = self._name = os.fspath(path)
         self._index = index
         self._tree: ChunkTree | None = None
@@ -230,6 +230,8 @@ class TraceFile:
     def lines(self, limit: int | None = None) -> Iterator[bytes]:
         """The tree's lines (each with its ``\\n``), at most ``limit`` of them."""
         n = self.tree_lines if limit is None else min(limit, self.tree_lines)
+        from blocktrace.format.compressed import open_at
+
         with open_at(self._name, self._kind) as f:
             for count, line in enumerate(f):
                 if count >= n:
@@ -327,6 +329,8 @@ class TraceFile:
         index = self._index
         if index is None or count < 1:
             return
+        from blocktrace.format.index import LEAVES_PER_CHUNK
+
         lo = (first - 1) // LINES_PER_LEAF
         hi = min((first + count - 2) // LINES_PER_LEAF + 1, self.tree_size)
         for chunk in range(lo // LEAVES_PER_CHUNK, -(-hi // LEAVES_PER_CHUNK)):
@@ -403,6 +407,8 @@ class TraceFile:
     # -- through the index ---------------------------------------------------------
 
     def _range_hash(self, lo: int, hi: int) -> bytes:
+        from blocktrace.format.index import ChunkTree, range_hash
+
         index = self._index
         assert index is not None
         if self._tree is None:
@@ -418,6 +424,8 @@ class TraceFile:
     def _leaf_hashes(self, lo: int, hi: int) -> list[bytes]:
         """Leaf hashes of leaves [lo, hi), read from the trace; a complete chunk
         is read whole and must hash to what the index kept."""
+        from blocktrace.format.index import LEAVES_PER_CHUNK, perfect_root
+
         index = self._index
         assert index is not None
         chunk = lo // LEAVES_PER_CHUNK
