@@ -13,6 +13,11 @@ line it passed, so the last common step, every divergence and everything the C
 walk does not know (exception lines, a line that may merge, headers, sources,
 summaries) are read as before and the report is the same.
 
+Once the differ keeps no more hunks in full, the walk also passes over a step
+that differs (``Skip``): two op lines unlike as bytes that Python judges as steps
+(``_judge``, the diff's ``Comparer``), followed by ``SYNC`` steps in common, are the
+hunk of one step on each side the differ would have counted there.
+
 The rules the walk keeps (the C file says which lines it passes over) are only
 half of it; the other half is here: the code tables agreeing on both sides, a
 call line passed over only when it says what the last one read for its code

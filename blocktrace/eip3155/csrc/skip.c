@@ -17,6 +17,10 @@
  * The two traces' lines are taken in pairs: an op line must be in both, the
  * others may pair with one another in any mix.
  *
+ * Given a judge (the differ keeps no more hunks in full), a pair of op lines that
+ * differ, judged steps that differ, with SYNC pairs in common after it, is passed
+ * over as a hunk of one step on each side (see skip_in).
+ *
  * Anything else -- a line that differs, another kind of line, a line too long, the
  * end of the buffer -- ends the walk.  The walk then gives back everything before
  * the second-to-last op line it passed: the caller's reference path reads on from
