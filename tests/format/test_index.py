@@ -385,3 +385,52 @@ def test_the_caches_live_under_xdg_cache_home_else_home_cache(
     monkeypatch.setenv("BLOCKTRACE_CACHE", str(tmp_path / "q"))
     monkeypatch.setenv("BLOCKTRACE_VIEW_CACHE", str(tmp_path / "v"))
     assert (cache_dir(), cache_root()) == (str(tmp_path / "q"), str(tmp_path / "v"))
+
+
+_LEVELS_SCRIPT = """
+import hashlib, sys
+from blocktrace.format.index import ChunkTree
+for n in map(int, sys.argv[1:]):
+    chunks = b"".join(hashlib.sha256(b"chunk %d" % i).digest() for i in range(n))
+    print(n, hashlib.sha256(b"|".join(ChunkTree(chunks).levels)).hexdigest())
+"""
+
+
+def _reference_levels(chunks: list[bytes]) -> list[list[bytes]]:
+    """The levels as RFC 9162 defines the nodes: one node hash per whole pair."""
+    import hashlib
+
+    levels = [chunks]
+    while len(levels[-1]) > 1:
+        below = levels[-1]
+        levels.append([hashlib.sha256(b"\x01" + below[i] + below[i + 1]).digest()
+                       for i in range(0, len(below) - 1, 2)])
+    return levels
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 5, 64, 255, 1000])
+def test_chunk_tree_levels_are_the_merkle_nodes_in_c_and_in_python(n: int) -> None:
+    """ChunkTree's levels (hashed in C a level at a time, or in Python under
+    BLOCKTRACE_PURE) are RFC 9162's node hashes over the chunks, and subtree()
+    finds each one where a range hash asks for it."""
+    import hashlib
+
+    from blocktrace.format.index import LEAVES_PER_CHUNK, ChunkTree
+
+    chunks = [hashlib.sha256(b"chunk %d" % i).digest() for i in range(n)]
+    want = _reference_levels(chunks)
+    tree = ChunkTree(b"".join(chunks) + b"\x07" * 5)  # a torn last hash is not a chunk
+    assert [[lv[i : i + 32] for i in range(0, len(lv), 32)] for lv in tree.levels] == want
+    for j, level in enumerate(want):
+        size = LEAVES_PER_CHUNK << j
+        for i, node in enumerate(level):
+            assert tree.subtree(i * size, size) == node
+        assert tree.subtree(len(level) * size, size) is None
+    assert tree.subtree(0, LEAVES_PER_CHUNK << len(want)) is None
+
+    env = {**os.environ, "BLOCKTRACE_PURE": "1"}
+    for mode in ({**os.environ}, env):
+        done = subprocess.run([sys.executable, "-c", _LEVELS_SCRIPT, str(n)], env=mode,
+                              capture_output=True, text=True, check=True)
+        digest = hashlib.sha256(b"|".join(b"".join(lv) for lv in want)).hexdigest()
+        assert done.stdout == f"{n} {digest}\n", done.stderr
