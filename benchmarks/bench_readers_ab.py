@@ -4,7 +4,9 @@ items 3 and 4): before/after figures for a change to the readers.
     python benchmarks/bench_readers_ab.py --tree before=/tmp/base --tree after=. \\
         --trace big.jsonl [--rounds 3] [--picks 5]
 
-Each ``--tree NAME=PATH`` is a checkout with its C extensions built for this
+The commands run in an empty temporary directory (``python -m`` puts the working
+directory first on ``sys.path``: run from inside a checkout, every tree ran that
+checkout's code).  Each ``--tree NAME=PATH`` is a checkout with its C extensions built for this
 Python (``setup.py build_ext --inplace``); its commands run as
 ``python -m blocktrace`` with ``PYTHONPATH=PATH``, so one interpreter and one
 trace serve both.  ``--trace`` is a plain ``.jsonl`` blocktrace trace
@@ -19,6 +21,9 @@ this script's own; measure memory with ``/usr/bin/time -f %M``.)
 - ``verify TRACE`` (it also writes the index beside the trace): lines per CPU
   second;
 - ``diff TRACE COPY``: lines per CPU second per input;
+- with ``--export``, ``export --to perfetto`` and ``--to speedscope`` of the trace to
+  ``/dev/null`` (what verify says of it read from the index verify kept): lines per CPU
+  second;
 - ``show`` with no arguments (a usage error, exit 2): the process's start, imports
   and argument parsing alone, for the rows below;
 - ``show TRACE STEP``, ``show --line TRACE LINE`` and ``prove TRACE LINE`` of
@@ -58,15 +63,18 @@ def count_lines(path: Path) -> int:
     return n
 
 
-def run(python: str, tree: Path, argv: list[str], cache: Path) -> tuple[float, float, int,
-                                                                      bytes]:
-    """CPU seconds, wall seconds, exit status and stdout of one command."""
+def run(python: str, tree: Path, argv: list[str], cache: Path, where: Path) -> tuple[
+        float, float, int, bytes]:
+    """CPU seconds, wall seconds, exit status and stdout of one command, run in
+    ``where`` (an empty directory: ``python -m`` puts the working directory first
+    on ``sys.path``, so run from inside a checkout every tree would run that
+    checkout's code)."""
     env = {**os.environ, "PYTHONPATH": str(tree), "XDG_CACHE_HOME": str(cache)}
     env.pop("BLOCKTRACE_PURE", None)
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
         proc = subprocess.Popen([python, "-m", "blocktrace", *argv], stdout=out,
-                                stderr=subprocess.DEVNULL, env=env)
+                                stderr=subprocess.DEVNULL, env=env, cwd=where)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -87,14 +95,15 @@ with open(sys.argv[1], "w") as out:
 """
 
 
-def in_process(python: str, tree: Path, argv: list[str], cache: Path) -> tuple[float, float]:
+def in_process(python: str, tree: Path, argv: list[str], cache: Path,
+               where: Path) -> tuple[float, float]:
     """CPU and wall seconds of a second ``Command(argv)`` in one process: the
     command's own work, its modules imported by the first."""
     env = {**os.environ, "PYTHONPATH": str(tree), "XDG_CACHE_HOME": str(cache)}
     env.pop("BLOCKTRACE_PURE", None)
     with tempfile.NamedTemporaryFile("r", suffix=".txt") as said:
         subprocess.run([python, "-c", _IN_PROCESS, said.name, *argv], env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=where)
         cpu, wall, _ = said.read().split()
     return float(cpu), float(wall)
 
@@ -109,6 +118,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--tmp", help="where the copy for diff goes (deleted after)")
     parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--export", action="store_true",
+                        help="also export --to perfetto and speedscope (to /dev/null), the "
+                        "index kept: lines per CPU second")
     args = parser.parse_args()
     trees = []
     for spec in args.tree:
@@ -120,13 +132,15 @@ def main() -> None:
     copy = tmp / ("copy-" + trace.name)
     shutil.copyfile(trace, copy)
     caches = {name: tmp / f"cache-{name}" for name, _ in trees}
+    where = tmp / "cwd"  # the children's working directory: no checkout's code in it
+    where.mkdir()
     try:
         # the index, and the number of steps (verify --json's ``steps``, since session
         # 14: from the first tree that says it)
         steps = 0
         for name, tree in trees[::-1]:
             said = json.loads(run(args.python, tree, ["verify", "--json", str(trace)],
-                                  caches[name])[3])
+                                  caches[name], where)[3])
             steps = steps or int(said.get("steps", 0))
         if not steps:
             raise SystemExit("no tree's verify --json says the trace's steps")
@@ -137,6 +151,9 @@ def main() -> None:
             ("verify", ["verify", str(trace)]),
             ("diff", ["diff", str(trace), str(copy)]),
         ]
+        exports = ("export perfetto", "export speedscope") if args.export else ()
+        commands += [(label, ["export", "--to", label.split()[1], "/dev/null", str(trace)])
+                     for label in exports]
         for step, line in picks:
             commands += [("show", ["show", str(trace), str(step)]),
                          ("show --line", ["show", "--line", str(trace), str(line)]),
@@ -151,13 +168,13 @@ def main() -> None:
             for label, argv in commands:
                 answers = {}
                 for name, tree in order:
-                    c, w, code, out = run(args.python, tree, argv, caches[name])
+                    c, w, code, out = run(args.python, tree, argv, caches[name], where)
                     answers[name] = (code, out)
                     cpu.setdefault((name, label), []).append(c)
                     wall.setdefault((name, label), []).append(w)
                 if label in ("show", "show --line", "prove"):
                     for name, tree in order:
-                        c, w = in_process(args.python, tree, argv, caches[name])
+                        c, w = in_process(args.python, tree, argv, caches[name], where)
                         cpu.setdefault((name, label + ", in-process"), []).append(c)
                         wall.setdefault((name, label + ", in-process"), []).append(w)
                 if len({a for a in answers.values()}) != 1:
@@ -168,7 +185,7 @@ def main() -> None:
         print()
         print("| command | " + " | ".join(n for n, _ in trees) + " |")
         print("|---|" + "---|" * len(trees))
-        for label, per in (("verify", lines), ("diff", lines)):
+        for label, per in (("verify", lines), ("diff", lines), *((e, lines) for e in exports)):
             cells = []
             for name, _ in trees:
                 best = min(cpu[(name, label)])
