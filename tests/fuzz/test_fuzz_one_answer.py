@@ -147,6 +147,8 @@ Draw = Callable[[st.SearchStrategy[Any]], Any]
 
 def _lines_damage(draw: Draw, data: bytes) -> bytes:
     lines = data.splitlines(keepends=True)
+    if not lines:  # (cut to nothing already)
+        return data + draw(st.sampled_from([b"\n", b"{}\n", b"garbage"]))
     how = draw(st.sampled_from(["flip", "drop", "repeat", "swap", "cut mid-line",
                                 "cut at a line", "append"]))
     i = draw(st.integers(0, max(len(lines) - 1, 0)))
@@ -175,6 +177,8 @@ def _lines_damage(draw: Draw, data: bytes) -> bytes:
 def _zst_damage(draw: Draw, data: bytes, other: bytes) -> bytes:
     how = draw(st.sampled_from(["flip", "cut mid-frame", "cut at a frame", "shuffle",
                                 "foreign frame", "edit a frame's lines", "head", "append"]))
+    if not data:  # (cut to nothing already)
+        return data + draw(st.sampled_from([b"\n", b"\x28\xb5\x2f\xfd", other[-64:]]))
     if how == "flip":
         k = draw(st.integers(0, len(data) - 1))
         return data[:k] + bytes([data[k] ^ draw(st.integers(1, 255))]) + data[k + 1 :]
