@@ -243,11 +243,17 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def _prove(args: argparse.Namespace) -> int:
-    from blocktrace.chain.proof import StaleIndexError, TraceError, encode_bundle, make_bundle
+    from blocktrace.chain.proof import (
+        BundleError,
+        StaleIndexError,
+        TraceError,
+        encode_bundle,
+        make_bundle,
+    )
 
     trace = _trace(args.trace)
     size = None
-    refused: tuple[type[Exception], ...] = (TraceError,)
+    refused: tuple[type[Exception], ...] = (TraceError, BundleError)
     if args.checkpoint is not None:
         from blocktrace.chain.checkpoint import (
             CheckpointError,
@@ -266,7 +272,11 @@ def _prove(args: argparse.Namespace) -> int:
             if args.checkpoint is not None:
                 check_against_trace(read.checkpoint, trace)
             bundle = make_bundle(trace, args.line, size)
-        except StaleIndexError:
+        except (StaleIndexError, BundleError):
+            # The lines read are not those the kept index was built from (or do not
+            # make a proof that checks: an index written for another file's lines):
+            # the index is built again by a chain check, which says TAMPERED where
+            # verify does.
             trace = _rebuilt(args.trace)
             if args.checkpoint is not None:
                 check_against_trace(read.checkpoint, trace)

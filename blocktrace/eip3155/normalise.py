@@ -30,6 +30,18 @@ from blocktrace.format import TraceReader, blocktrace_header
 __all__ = ["LineSource", "TraceInfo", "blocktrace_reader", "normalise", "read_all", "steps_of"]
 
 _BOM = b"\xef\xbb\xbf"
+def _text(line: bytes) -> bool:
+    """Whether a line that is not JSON is text, as a client's start-up chatter and
+    error dumps are (asked of those lines only, never of op lines)."""
+    if b"\x00" in line:
+        return False
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 _NOISE_BEFORE_JSON = 100
 """Non-JSON lines tolerated before the first JSON object (startup chatter)."""
 
@@ -127,6 +139,9 @@ def steps_of(
                 else:
                     if not line.strip():
                         continue
+                    if not _text(line):  # a client's chatter is text; this is no trace
+                        raise TraceError(path, lineno, "binary data (NUL bytes or bytes that "
+                                         "are not UTF-8): not an EIP-3155 trace")
                     info.noise += 1
                     if not seen_json and info.noise >= _NOISE_BEFORE_JSON:
                         raise TraceError(path, 1, "not an EIP-3155 trace (no JSON object "

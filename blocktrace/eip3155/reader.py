@@ -11,6 +11,7 @@ import msgspec
 from blocktrace.eip3155.records import RawLine
 from blocktrace.format.compressed import CompressedDataError, kind_of, open_at
 from blocktrace.format.errors import TraceError
+from blocktrace.format.identity import FileIdentity, identity_or_none
 from blocktrace.format.lines import SourceLine
 from blocktrace.format.reader import TraceReader
 from blocktrace.limits import LineTooLongError, bounded_lines
@@ -55,16 +56,14 @@ _SOURCE_START = b'\n{"event":"source"'
 _CHUNK = 1 << 22
 
 
-_READ: dict[str, tuple[tuple[int, int], list[tuple[int, bytes]]]] = {}
+_READ: dict[str, tuple[FileIdentity, list[tuple[int, bytes]]]] = {}
 """Source lines of traces read to the end by another pass (``read_sources``)."""
 
 
-def _stamp(path: str) -> tuple[int, int] | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_size, info.st_mtime_ns
+def _stamp(path: str) -> FileIdentity | None:
+    """The file's identity (``blocktrace.format.identity``): an edit in place that
+    keeps its size and puts its modification time back is still another file."""
+    return identity_or_none(path)
 
 
 def read_sources(path: str, lines: list[tuple[int, bytes]]) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from blocktrace.eip3155 import LINE_RULES, diff_files, read_all
 from blocktrace.eip3155.compare import Comparer, canonical_value
+from blocktrace.format.errors import TraceError
 
 from .helpers import lines_of, trace, write_lines
 
@@ -190,3 +191,27 @@ def test_blank_lines_and_a_torn_last_line(tmp_path: Path) -> None:
     assert report.steps.equal  # all six steps are there; the torn summary is noise
     assert report.b.noise == 1
     assert any("no summary" in note for note in report.summary.notes)
+
+
+def test_binary_bytes_among_a_client_traces_lines_are_no_trace(tmp_path: Path) -> None:
+    """A client's chatter is text (the nethermind and revm lines above). Bytes that
+    are not text (a NUL, bytes that are not UTF-8: a compressed trace whose magic
+    number was damaged, read as plain) make the file no trace -- unusable, as
+    verify says of it -- never a client trace of its JSON-looking lines."""
+    raw = lines_of("revm", "statetest1")
+    for bad in (b"\x00\x01binary", b"\xff\xfe\x80 not utf-8", b"[)M\x18\x14\x00\x00\x00blocktrace"):
+        path = tmp_path / "t.jsonl"
+        body = "\n".join(raw).encode()
+        path.write_bytes(bad + b"\n" + body + b"\n")
+        try:
+            read_all(str(path))
+        except TraceError as exc:
+            assert exc.lineno == 1 and "binary data" in str(exc), exc
+            assert exc.exit_status == 2
+        else:
+            raise AssertionError(f"{bad!r} was read as a client's chatter")
+    # the same trace with its text chatter is read as before
+    path = tmp_path / "ok.jsonl"
+    path.write_bytes(("starting up\n" + "\n".join(raw) + "\n").encode())
+    _, info = read_all(str(path))
+    assert info.noise == 15
