@@ -57,20 +57,16 @@ _CHUNK = 1 << 22
 
 
 _READ: dict[str, tuple[FileIdentity, list[tuple[int, bytes]]]] = {}
-"""Source lines of traces read to the end by another pass (``read_sources``)."""
-
-
-def _stamp(path: str) -> FileIdentity | None:
-    """The file's identity (``blocktrace.format.identity``): an edit in place that
-    keeps its size and puts its modification time back is still another file."""
-    return identity_or_none(path)
+"""Source lines of traces read to the end by another pass (``read_sources``), with
+the file's identity then (``blocktrace.format.identity``: an edit in place that
+keeps the size and puts the modification time back is still another file)."""
 
 
 def read_sources(path: str, lines: list[tuple[int, bytes]]) -> None:
     """Say that a pass that read the trace at ``path`` to its end found these
     ``(number, line)`` lines starting ``{"event":"source"``: :func:`trace_sources` of
     the file, unchanged, then decodes them instead of searching the file again."""
-    stamp = _stamp(path)
+    stamp = identity_or_none(path)
     if stamp is not None:
         if len(_READ) > 16:
             _READ.clear()
@@ -84,7 +80,7 @@ def trace_sources(reader: TraceReader) -> dict[str, SourceLine]:
     of lines)."""
     out: dict[str, SourceLine] = {}
     read = _READ.pop(reader.path, None)
-    if read is not None and read[0] == _stamp(reader.path):
+    if read is not None and read[0] == identity_or_none(reader.path):
         for number, raw in read[1]:
             line = reader.decode(number, raw)
             if isinstance(line, SourceLine):
