@@ -115,6 +115,14 @@ setup(
             extra_compile_args=_FLAGS,
             optional=True,
         ),
+        Extension(  # the diff's walk over EVM clients' traces (blocktrace/eip3155/clientpass.py)
+            "blocktrace.eip3155._cclients",
+            ["blocktrace/eip3155/csrc/clients.c"],
+            depends=[_PYUTIL],
+            include_dirs=["blocktrace/csrc"],
+            extra_compile_args=_FLAGS,
+            optional=True,
+        ),
         Extension(
             "blocktrace.golden._cstabilise",
             ["blocktrace/golden/csrc/stabilise.c"],

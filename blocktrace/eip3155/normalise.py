@@ -271,7 +271,7 @@ def steps_of(
     if pending is not None:
         yield pending
     info.lines = lineno
-    info.op_lines = op_lines
+    info.op_lines += op_lines  # (a pass over common steps adds the STOP lines it took)
     info.steps = index
     if summary is not None:
         summary.frame_exits = info.frame_exits

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from blocktrace.eip3155 import levels, lines, skip
+from blocktrace.eip3155 import clientpass, levels, lines, skip
 from blocktrace.eip3155.compare import Comparer, resolve_fields
 from blocktrace.eip3155.dialects import (
     DIALECTS,
@@ -237,6 +237,8 @@ def diff_files(
     if python_a and python_b:
         stream_a, stream_b, level_note, skipper = _at_one_level(
             info_a, info_b, chosen, comparer)
+    elif (fast := clientpass.pair(info_a, info_b, chosen, stack_top)) is not None:
+        stream_a, stream_b, skipper = fast
     else:
         stream_a, stream_b = normalise(path_a, info_a), normalise(path_b, info_b)
     if by_line:
