@@ -8,6 +8,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,3 +72,21 @@ def seeds(tmp_path_factory: pytest.TempPathFactory) -> Seeds:
     )
     return Seeds(d, plain, traced, unsealed, d / "k.key", d / "k.pub", d / "whole.cp",
                  early[0], d / "bundle.json", d / "table.jsonl", clients)
+
+
+@pytest.fixture(scope="session")
+def damage_seeds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The traces test_fuzz_one_answer.py and test_fuzz_view_api.py damage
+    (versions 4 and 3, plain and compact, sealed and cut short), recorded once."""
+    from .test_fuzz_one_answer import record_seeds
+
+    return record_seeds(tmp_path_factory.mktemp("fuzz-one-seeds"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_the_worker() -> Any:
+    """The shared command worker (worker.shared), stopped when the session ends."""
+    from .worker import close_shared
+
+    yield
+    close_shared()

@@ -53,6 +53,7 @@ from hypothesis import strategies as st
 from . import frames, harness
 from .conftest import PROGRAM
 from .harness import FUZZ, Answer, mutated, run_cli
+from .worker import Done, Worker
 
 SUBPROCESS_EXAMPLES = int(os.environ.get("BLOCKTRACE_FUZZ_EXAMPLES", "12"))
 FUZZ_SUB = settings(FUZZ, max_examples=SUBPROCESS_EXAMPLES)
@@ -212,13 +213,29 @@ def _verify(path: Path) -> tuple[Answer, dict[str, Any] | None]:
     return answer, (msgspec.json.decode(answer.stdout) if answer.stdout.strip() else None)
 
 
+_PURE: list[Worker] = []
+"""The process with every C path off (``BLOCKTRACE_PURE=1``, read at import),
+which runs the pure readers one after another (a process each cost ~0.3 s)."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pure_worker() -> Iterator[Worker]:
+    worker = Worker({**os.environ, "BLOCKTRACE_PURE": "1"})
+    _PURE.append(worker)
+    try:
+        yield worker
+    finally:
+        _PURE.remove(worker)
+        worker.close()
+
+
+def _pure(*argv: str | Path) -> Done:
+    return _PURE[0].run(argv)
+
+
 def _pure_verify(path: Path) -> tuple[int, dict[str, Any] | None, str]:
-    """The same, as a real process with every C path off."""
-    done = subprocess.run(
-        [sys.executable, "-m", "blocktrace", "verify", "--json", "--no-index", str(path)],
-        capture_output=True, timeout=120, check=False,
-        env={**os.environ, "BLOCKTRACE_PURE": "1"},
-    )
+    """The same, in another process with every C path off."""
+    done = _pure("verify", "--json", "--no-index", path)
     stderr = done.stderr.decode("utf-8", "backslashreplace")
     assert "Traceback" not in stderr, stderr
     assert stderr.count("\n") <= 1, stderr
@@ -293,9 +310,7 @@ def test_edited_traces_never_verify_and_c_and_pure_agree(
     if seed.compact:  # the Expander: C and pure put back the same hashes
         copy = run_cli("cat", path)
         copy.check(READ, f"cat {path}")
-        pure = subprocess.run([sys.executable, "-m", "blocktrace", "cat", str(path)],
-                              capture_output=True, timeout=120, check=False,
-                              env={**os.environ, "BLOCKTRACE_PURE": "1"})
+        pure = _pure("cat", path)
         assert (pure.returncode, pure.stdout) == (copy.status, copy.stdout), (
             f"cat {path}: C {copy.status} {copy.stderr!r}, pure {pure.returncode} "
             f"{pure.stderr!r}, outputs {'equal' if pure.stdout == copy.stdout else 'differ'}")

@@ -36,22 +36,36 @@ def _edit_in_place(path: Path, number: int) -> bytes:
     return bytes(line)
 
 
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The traces these tests edit, recorded once (each test edits a copy)."""
+    d = tmp_path_factory.mktemp("regressions-v4")
+    (d / "loop.py").write_text(LOOP)
+    out = {"loop": d / "loop.jsonl", "fuzzseed": d / "fuzzseed.jsonl",
+           "compact": d / "fuzzseed.jsonl.zst"}
+    for name, source in (("loop", d / "loop.py"), ("fuzzseed", PROGRAM), ("compact", PROGRAM)):
+        done = _bt("run", "-o", out[name], source, cwd=d)
+        assert done.returncode == 0, done.stderr
+    return out
+
+
+def _copy(recorded: Path, to: Path) -> None:
+    to.write_bytes(recorded.read_bytes())
+
+
 @pytest.mark.parametrize(("program", "number"), [
     pytest.param("loop", 1500, id="a whole chunk"),
     pytest.param("loop", 20, id="the first chunk"),
     pytest.param("fuzzseed", 100, id="after the last whole chunk"),
 ])
 def test_show_does_not_take_an_edited_trace_for_its_index(
-    program: str, number: int, tmp_path: Path
+    program: str, number: int, recorded: dict[str, Path], tmp_path: Path
 ) -> None:
     """show read lines through the index kept beside the trace, which matched the
     edited file's size, modification time and head: it printed the edited line
     with exit 0 and no note, as if the trace were sealed."""
-    source = PROGRAM if program == "fuzzseed" else tmp_path / "loop.py"
-    if program == "loop":
-        source.write_text(LOOP)
     trace = tmp_path / "t.jsonl"
-    assert _bt("run", "-o", trace, source, cwd=tmp_path).returncode == 0
+    _copy(recorded[program], trace)
     assert _bt("verify", trace, cwd=tmp_path).returncode == 0  # keeps t.jsonl.idx
     assert (tmp_path / "t.jsonl.idx").is_file()
     assert trace.read_bytes().count(b"\n") >= number
@@ -66,7 +80,7 @@ def test_show_does_not_take_an_edited_trace_for_its_index(
 
 @pytest.mark.parametrize("unverified", [False, True])
 def test_query_of_a_compact_trace_whose_first_frame_is_edited(
-    unverified: bool, tmp_path: Path
+    unverified: bool, recorded: dict[str, Path], tmp_path: Path
 ) -> None:
     """The first frame of a compact .zst fails its head check, so not even the
     header can be read: query took the file for a client trace, and reading it
@@ -76,7 +90,7 @@ def test_query_of_a_compact_trace_whose_first_frame_is_edited(
     from .frames import split
 
     trace = tmp_path / "t.jsonl.zst"
-    assert _bt("run", "-o", trace, PROGRAM, cwd=tmp_path).returncode == 0
+    _copy(recorded["compact"], trace)
     data = trace.read_bytes()
     first = next(f for f in split(data) if f.kind == "data")
     lines = zstandard.ZstdDecompressor().decompress(data[first.start : first.end])
@@ -95,7 +109,9 @@ def test_query_of_a_compact_trace_whose_first_frame_is_edited(
     assert done.stderr.count("\n") == 1 and "do not match the hash" in done.stderr, done.stderr
 
 
-def test_readers_do_not_take_an_edited_trace_for_their_caches(tmp_path: Path) -> None:
+def test_readers_do_not_take_an_edited_trace_for_their_caches(
+    recorded: dict[str, Path], tmp_path: Path
+) -> None:
     """The index (and query's and the viewer's caches) were keyed by the trace's
     size and modification time: after an edit in place that kept both, lines and
     cat said nothing of the tampering (the index's 'sealed'), and query answered
@@ -103,7 +119,7 @@ def test_readers_do_not_take_an_edited_trace_for_their_caches(tmp_path: Path) ->
     pytest.importorskip("duckdb")
     trace = tmp_path / "t.jsonl"
     env = {**os.environ, "BLOCKTRACE_CACHE": str(tmp_path / "cache")}
-    assert _bt("run", "-o", trace, PROGRAM, cwd=tmp_path).returncode == 0
+    _copy(recorded["fuzzseed"], trace)
     sql = "select count(*) from ops"
     for argv in (["verify", trace], ["query", trace, sql]):
         done = subprocess.run([sys.executable, "-m", "blocktrace", *map(str, argv)],
