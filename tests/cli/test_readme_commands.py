@@ -391,3 +391,39 @@ def test_the_readme_python_examples_run(tmp_path: Path) -> None:
         check = subprocess.run([sys.executable, "-m", "blocktrace", "verify", name],
                                cwd=tmp_path, capture_output=True, text=True, check=False)
         assert check.returncode == 0, check.stdout + check.stderr
+
+
+def _shown_as_pattern(line: str) -> re.Pattern[str]:
+    """A line of output as a page shows it: numbers stand for any number, ``...`` and the
+    example's home directory for anything."""
+    pattern = re.escape(line.strip())
+    pattern = re.sub(r"\d+", r"\\d+", pattern)
+    pattern = pattern.replace(re.escape("/home/me/calc/calc.py"), ".*")
+    return re.compile(pattern.replace(re.escape("..."), ".*"))
+
+
+def test_the_golden_failure_report_reads_as_shown(tmp_path: Path) -> None:
+    """GOLDEN.md's failure report, line by line in order, from a real failing test: the
+    project of one test whose function moved down a line after its golden was recorded."""
+    golden = (ROOT / "docs" / "GOLDEN.md").read_text()
+    (report,) = [body for _, tag, body in _fenced(golden)
+                 if body.startswith("blocktrace golden: the test's behaviour changed")]
+    work, env = _scratch(tmp_path)
+    pytest_line = ["bash", "-c", "pytest -p no:cacheprovider --blocktrace-golden"]
+    first = subprocess.run([*pytest_line[:2], pytest_line[2] + " --blocktrace-golden-update"],
+                           cwd=work, env=env, capture_output=True, text=True, timeout=300,
+                           check=False)
+    assert first.returncode == 0, first.stdout[-2000:]
+    calc = work / "calc.py"
+    calc.write_text("# moved down a line\n" + calc.read_text())
+    env.pop("PYTHONHASHSEED", None)
+    done = subprocess.run(pytest_line, cwd=work, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 1, done.stdout[-2000:]
+    got = [line.strip() for line in done.stdout.splitlines()]
+    at = 0
+    for shown in report.splitlines():
+        pattern = _shown_as_pattern(shown)
+        found = next((i for i in range(at, len(got)) if pattern.fullmatch(got[i])), None)
+        assert found is not None, (shown, got[at:at + 20])
+        at = found + 1
