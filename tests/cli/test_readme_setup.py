@@ -60,21 +60,26 @@ def test_the_demo_uses_blocktrace_python_when_it_is_set(tmp_path: Path) -> None:
     version, path = done.stdout.split(" ", 1)
     assert version == f"{sys.version_info[0]}.{sys.version_info[1]}"
     assert path.strip() == sys.executable
-    # One that will not do is said, not passed over for another.
+    # One that will not do is said, with what it is, not passed over for another (a
+    # stand-in for a 3.11: it answers the probe of what it is, and fails the version check).
     old = tmp_path / "python3.11"
-    old.write_text("#!/bin/sh\nexit 1\n")
+    old.write_text('#!/bin/sh\ncase "$2" in *platform*) echo "CPython 3.11.7" ;; *) exit 1 ;; '
+                   "esac\n")
     old.chmod(0o755)
     done = _chosen(str(old))
     assert done.returncode == 1 and not done.stdout
-    assert done.stderr.strip() == (f"BLOCKTRACE_PYTHON={old} is not a CPython 3.12 or newer "
-                                   "(blocktrace is built on sys.monitoring)")
-    # One that runs but fails (a pyenv shim of a version not selected) says why.
+    assert done.stderr.strip() == (f"BLOCKTRACE_PYTHON={old} is CPython 3.11.7, not a CPython "
+                                   "3.12 or newer (blocktrace is built on sys.monitoring)")
+    # One that does not run at all (a pyenv shim of a version not selected) says why, in one
+    # line, and what to name instead.
     shim = tmp_path / "python3.12"
     shim.write_text("#!/bin/sh\necho 'pyenv: python3.12: command not found' >&2\nexit 127\n")
     shim.chmod(0o755)
     done = _chosen(str(shim))
-    assert done.returncode == 1
-    assert done.stderr.strip().endswith("): pyenv: python3.12: command not found"), done.stderr
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(f"BLOCKTRACE_PYTHON={shim} does not run (exit 127): pyenv: "
+                                  "python3.12: command not found (a pyenv shim: "), done.stderr
+    assert "$(pyenv prefix X.Y)/bin/python" in done.stderr
     done = _chosen(str(tmp_path / "missing"))
     assert done.returncode == 1 and "no such command" in done.stderr
 
