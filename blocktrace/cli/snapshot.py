@@ -197,6 +197,9 @@ def _request(args: argparse.Namespace) -> SnapshotRequest:
     raw = sys.stdin.buffer.read(MAX_SNAPSHOT_INPUT_BYTES + 1)
     if len(raw) > MAX_SNAPSHOT_INPUT_BYTES:
         raise CliError(f"request on stdin is larger than {size_text(MAX_SNAPSHOT_INPUT_BYTES)}")
+    if not raw.strip():
+        raise CliError('no request on stdin: give a SCRIPT, or a JSON request on stdin '
+                       '(echo \'{"source": "print(1)"}\' | blocktrace snapshot)')
     try:
         request = msgspec.json.decode(raw, type=SnapshotRequest)
     except msgspec.ValidationError as exc:
