@@ -427,3 +427,29 @@ def test_the_golden_failure_report_reads_as_shown(tmp_path: Path) -> None:
         found = next((i for i in range(at, len(got)) if pattern.fullmatch(got[i])), None)
         assert found is not None, (shown, got[at:at + 20])
         at = found + 1
+
+
+def test_the_diff_library_example_runs(tmp_path: Path) -> None:
+    """DIFF.md "As a library", verbatim: two blocktrace runs and geth's trace of a state test
+    (the reference traces the eip3155 tests read)."""
+    text = (ROOT / "docs" / "DIFF.md").read_text()
+    section = text[text.index("## As a library"):]
+    code = "\n".join(line[4:] for line in section.splitlines()[1:]
+                     if line.startswith("    ") or not line.strip())
+    code = code.strip("\n").split("\n\n\n")[0] + "\n"
+    assert "diff_files(" in code and "normalise(" in code, code
+    geth = ROOT.parent / "shared" / "refdata" / "eip3155" / "geth" / "negative_refund.jsonl"
+    if not geth.exists():
+        pytest.skip(f"reference traces not available ({geth} is missing)")
+    shutil.copy2(geth, tmp_path / "geth.jsonl")
+    for name, n in (("a.jsonl", "5"), ("b.jsonl", "6")):
+        subprocess.run([sys.executable, "-m", "blocktrace", "run", "-o", name,
+                        str(ROOT / "examples" / "fib.py"), n], cwd=tmp_path, check=True,
+                       capture_output=True, timeout=120)
+    (tmp_path / "example.py").write_text(code + "print('dialect', info.dialect)\n")
+    done = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("A: a.jsonl (blocktrace, Python "), done.stdout[:300]
+    assert "first divergence at step" in done.stdout
+    assert done.stdout.rstrip().endswith("dialect geth"), done.stdout[-300:]
