@@ -37,8 +37,9 @@ test_fuzz_view_api.py asks a server its whole API on the same damage) must agree
 The CI part is a few examples (``harness.FUZZ`` derandomized, ``EXAMPLES``);
 ``BLOCKTRACE_FUZZ=deep BLOCKTRACE_FUZZ_EXAMPLES=500 nice -n 19 pytest
 tests/fuzz/test_fuzz_one_answer.py`` searches at random for as long as asked
-(about 5 s an example).  Answers known to break the rule (``KNOWN``, each with
-a strict-xfail test at the end) are counted, not failed, so the search goes on.
+(about 1-2 s an example, more with the server).  Answers known to break the
+rule (``KNOWN``, each with a strict-xfail test at the end) are counted, not
+failed, so the search goes on.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ from .worker import Done, shared
 
 DEEP = os.environ.get("BLOCKTRACE_FUZZ") == "deep"
 EXAMPLES = int(os.environ.get("BLOCKTRACE_FUZZ_EXAMPLES", "3"))
-"""Each example starts ~15 processes (4-6 s on a loaded 2-core machine): few in CI."""
+"""Each example runs ~15 commands (in the worker: ~1 s on a loaded 2-core machine,
+was 2.7 s as a process each): few in CI."""
 FUZZ_ONE = settings(FUZZ, max_examples=EXAMPLES)
 
 HAS_ZSTD = importlib.util.find_spec("zstandard") is not None

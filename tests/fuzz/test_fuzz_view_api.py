@@ -51,7 +51,7 @@ from hypothesis import strategies as st
 from .harness import FUZZ
 from .test_fuzz_one_answer import _VERDICTS, Case, Seed, _bt, _lay_out, _tampered_at, cases
 
-EXAMPLES = int(os.environ.get("BLOCKTRACE_FUZZ_EXAMPLES", "5"))
+EXAMPLES = int(os.environ.get("BLOCKTRACE_FUZZ_EXAMPLES", "4"))
 """Each example starts a server (and its table builder): few in CI."""
 
 REQUEST_TIMEOUT = 30.0

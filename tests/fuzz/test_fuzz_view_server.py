@@ -138,8 +138,8 @@ class Response:
                 assert self.body.endswith(b"\n") and self.body.count(b"\n") == 1, (what, self.body)
 
 
-REQUEST_SECONDS = 2.0
-SEND_SECONDS = 2.0
+REQUEST_SECONDS = 1.0
+SEND_SECONDS = 1.0
 """The viewers' deadlines here (short: the tests wait them out)."""
 
 
@@ -405,9 +405,9 @@ class Trickle:
 
 
 def test_a_slowloris_is_cut_at_the_deadline_and_holds_no_one_else(viewer: Viewer) -> None:
-    """Request headers sent one byte a second: each byte reset the idle time, so
+    """Request headers sent a byte at a time: each byte reset the idle time, so
     the connection (and its thread) was held for as long as the client liked.
-    Now the request must arrive within the server's request deadline (5 s; 2 s
+    Now the request must arrive within the server's request deadline (5 s; 1 s
     here) of its first byte: a 408 then, and the connection closed; other
     clients are answered meanwhile."""
     slow = [Trickle(f"GET /{viewer.token}/api/meta HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -437,7 +437,7 @@ def test_an_answer_never_read_is_dropped_at_the_send_deadline(viewer: Viewer) ->
     """A client asks for large answers into a small receive buffer and stops
     reading: each write of an answer waited up to 60 s, so reading a byte now
     and then held the connection and its thread for ever.  Now an answer must be
-    taken whole within the send deadline (30 s; 2 s here), else the connection
+    taken whole within the send deadline (30 s; 1 s here), else the connection
     is dropped with one line in the log; normal clients are answered meanwhile."""
     before = viewer.log().count("not taken")
     stalled = socket.socket()

@@ -1,24 +1,44 @@
 """Regression tests for the reader bugs the version 4 fuzzing found
-(test_fuzz_v4.py), each on real traces and as the command really runs."""
+(test_fuzz_v4.py), each on real traces and as the command really runs (in a
+process apart from the tests': the shared worker, worker.py)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from .conftest import PROGRAM
+from .worker import shared
 
 LOOP = "total = 0\nfor i in range(400):\n    total += i * i\nprint(total)\n"
 """A program whose trace has more than 1,024 lines (a whole chunk of the index)."""
 
 
-def _bt(*argv: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "blocktrace", *map(str, argv)],
-                          capture_output=True, text=True, timeout=120, cwd=cwd, check=False)
+@dataclass
+class Said:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _bt(*argv: str | Path, cwd: Path | None = None,
+        env: dict[str, str] | None = None) -> Said:
+    """``blocktrace ARGV`` in a process apart from the tests': ``run`` in its own,
+    the readers one after another in the shared worker (worker.py; a process
+    each cost ~0.2 s)."""
+    if argv[0] != "run":
+        done = shared().run(argv, env=env, cwd=cwd)
+        return Said(done.returncode, done.stdout.decode("utf-8", "replace"),
+                    done.stderr.decode("utf-8", "replace"))
+    ran = subprocess.run([sys.executable, "-m", "blocktrace", *map(str, argv)],
+                         capture_output=True, text=True, timeout=120, cwd=cwd, env=env,
+                         check=False)
+    return Said(ran.returncode, ran.stdout, ran.stderr)
 
 
 def _edit_in_place(path: Path, number: int) -> bytes:
@@ -100,10 +120,7 @@ def test_query_of_a_compact_trace_whose_first_frame_is_edited(
     trace.write_bytes(data[: first.start] + edited + data[first.end :])
     argv = ["query", *(["--allow-unverified"] if unverified else []), trace,
             "select count(*) from ops"]
-    done = subprocess.run([sys.executable, "-m", "blocktrace", *map(str, argv)],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                          env={**os.environ, "BLOCKTRACE_CACHE": str(tmp_path / "cache")},
-                          check=False)
+    done = _bt(*argv, cwd=tmp_path, env={"BLOCKTRACE_CACHE": str(tmp_path / "cache")})
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode in (1, 2), done
     assert done.stderr.count("\n") == 1 and "do not match the hash" in done.stderr, done.stderr
@@ -122,12 +139,10 @@ def test_readers_do_not_take_an_edited_trace_for_their_caches(
     _copy(recorded["fuzzseed"], trace)
     sql = "select count(*) from ops"
     for argv in (["verify", trace], ["query", trace, sql]):
-        done = subprocess.run([sys.executable, "-m", "blocktrace", *map(str, argv)],
-                              capture_output=True, text=True, timeout=120, env=env, check=False)
+        done = _bt(*argv, env=env)
         assert done.returncode == 0, done
     _edit_in_place(trace, 100)
     for argv, status in ((["lines", trace], 0), (["cat", trace], 0), (["query", trace, sql], 1)):
-        done = subprocess.run([sys.executable, "-m", "blocktrace", *map(str, argv)],
-                              capture_output=True, text=True, timeout=120, env=env, check=False)
+        done = _bt(*argv, env=env)
         assert done.returncode == status, (argv, done)
         assert "Traceback" not in done.stderr and "TAMPERED" in done.stderr, (argv, done.stderr)

@@ -47,11 +47,14 @@ class Worker:
                                      env=dict(env if env is not None else os.environ))
         self._lock = threading.Lock()
 
-    def run(self, argv: Sequence[str | os.PathLike[str]], env: Mapping[str, str] | None = None,
+    def run(self, argv: Sequence[str | bytes | os.PathLike[str]],
+            env: Mapping[str, str] | None = None,
             cwd: str | os.PathLike[str] | None = None, timeout: float = 120) -> Done:
         """``blocktrace ARGV`` in the worker, ``env`` added to its environment
         for this command, in ``cwd``."""
-        request = msgspec.json.encode({"argv": [os.fspath(a) for a in argv],
+        # (argv as bytes: a real process's argv may hold bytes that are not UTF-8)
+        argv_bytes = [base64.b64encode(os.fsencode(a)).decode() for a in argv]
+        request = msgspec.json.encode({"argv": argv_bytes,
                                        "env": dict(env or {}),
                                        "cwd": os.fspath(cwd) if cwd is not None else None})
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -97,7 +100,8 @@ def _one(request: dict[str, Any]) -> dict[str, Any]:
 
     with _environment(request["env"], request["cwd"]):
         try:
-            said = run_cli(*request["argv"], tolerate_known_bugs=False)
+            argv = [os.fsdecode(base64.b64decode(a)) for a in request["argv"]]
+            said = run_cli(*argv, tolerate_known_bugs=False)
             status, out, err = said.status, said.stdout, said.stderr
         except BaseException as exc:  # (what a real process prints, and its exit 1)
             if isinstance(exc, KeyboardInterrupt):
