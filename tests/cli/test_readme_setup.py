@@ -199,3 +199,11 @@ def test_every_option_of_every_command_is_in_the_readme_or_docs() -> None:
             if not any(re.search(re.escape(n) + r"(?![\w-])", pages) for n in names):
                 missing.append(f"{command} {names[-1]}")
     assert not missing, missing
+
+
+def test_readme_names_the_extras_the_suite_is_installed_with() -> None:
+    """``[test]`` alone does not run the suite (keygen, serve and query tests need their
+    extras): the README names what ``scripts/dev test`` installs."""
+    script = (ROOT / "scripts" / "dev").read_text()
+    (extras,) = re.findall(r'venv_for "\$v" "\$py" "(\[[a-z,]+\])"', script)
+    assert f"'.{extras}'" in _setup_section(), extras
