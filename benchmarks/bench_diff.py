@@ -29,6 +29,11 @@ alternated with this tree's, and checks that both print the same bytes (text and
 
     python benchmarks/bench_diff.py --hunks 10,100,1000 --base /tmp/differ-base \
         --tmp /tmp/diff-bench --repeat 3
+
+``--inserts 10,100,1000`` does the same with a statement added to a function the loop
+calls every so many iterations (steps inserted: hunks of unequal sides), a statement
+added to the loop body (a hunk at every iteration, a few steps apart; plain, zstd and
+``--by-line``) and an op-level trace against a line-level one of the same program.
 """
 
 from __future__ import annotations
@@ -228,13 +233,81 @@ def _child(argv: list[str], env: dict[str, str], out: Path) -> tuple[float, floa
     return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read_bytes()
 
 
+_INSERTED = """
+import sys
+
+
+def extra(i):
+    return i * 2 + 1
+
+
+def work(i, m):
+    if i % m == 5:
+        return extra(i)
+    return i + 1
+
+
+def main(n, m):
+    total = 0
+    for i in range(n):
+        total += work(i, m)
+    return total
+
+
+print(main(int(sys.argv[1]), int(sys.argv[2])))
+"""
+_EXTRA = "    return i * 2 + 1\n"
+_EXTRA_MORE = "    j = i * 2; j += 1; return j\n"
+"""``extra``'s body with a statement added (steps inserted, its pcs shifted; on one
+line, so that the lines of the functions after it stay where they were)."""
+_LOOP = "        total += work(i, m)\n"
+_LOOP_MORE = "        total += work(i, m); total -= 1\n"
+"""A statement added to the loop body itself: every iteration parts and re-aligns."""
+
+
+def _insert_pairs(where: Path, lines: int, hunks: list[int]
+                  ) -> list[tuple[str, Path, Path, tuple[str, ...]]]:
+    """(label, A, B, options): for each hunk count a program and the same program with
+    a statement added to a function the loop calls every ``m`` iterations (steps
+    inserted, the rest of that call's steps at other pcs: a hunk each time it runs),
+    plain and zstd; a pair whose loop body itself gained a statement (a hunk at every
+    iteration, a few steps apart), plain and zstd; that pair ``--by-line``; and an op
+    trace against a line trace of the same program (different levels)."""
+    iterations = max(1, lines // _LINES_PER_ITERATION)
+    more = _INSERTED.replace(_EXTRA, _EXTRA_MORE)
+    pairs: list[tuple[str, Path, Path, tuple[str, ...]]] = []
+    for count in hunks:
+        m = max(7, iterations // max(1, count))
+        args = [str(iterations), str(m)]
+        for suffix in (".jsonl", ".jsonl.zst"):
+            a, b = where / f"ia{count}{suffix}", where / f"ib{count}{suffix}"
+            _record(where / "A", _INSERTED, a, args)
+            _record(where / "B", more, b, args)
+            pairs.append((f"~{count} hunks, steps inserted, {suffix[1:]}", a, b, ()))
+    every = _INSERTED.replace(_LOOP, _LOOP_MORE)
+    args = [str(iterations * 4 // 5), "1000000000"]  # (the loop body grows by a fifth)
+    for suffix in (".jsonl", ".jsonl.zst"):
+        a, b = where / f"ea{suffix}", where / f"eb{suffix}"
+        _record(where / "A", _INSERTED, a, args)
+        _record(where / "B", every, b, args)
+        pairs.append((f"statement added to the loop body (a hunk every iteration), "
+                      f"{suffix[1:]}", a, b, ()))
+        if suffix == ".jsonl":
+            pairs.append(("the same, --by-line", a, b, ("--by-line",)))
+    a, b = where / f"ia{hunks[0]}.jsonl", where / "ib-line.jsonl"
+    m = max(7, iterations // max(1, hunks[0]))
+    _record(where / "B", more, b, [str(iterations), str(m)], "--level", "line")
+    pairs.append((f"~{hunks[0]} hunks, op trace against a line trace", a, b, ()))
+    return pairs
+
+
 def changed_programs(where: Path, lines: int, hunks: list[int], repeat: int,
-                     base: str | None) -> None:
+                     base: str | None, inserts: bool = False) -> None:
     """Issue 18 item 3 for traces that part often and for compressed ones (see the
     module docstring)."""
     from blocktrace.eip3155 import diff_files
 
-    pairs = _pairs(where, lines, hunks)
+    pairs = (_insert_pairs if inserts else _pairs)(where, lines, hunks)
     here = dict(os.environ)
     trees = {"now": here}
     if base is not None:
@@ -290,15 +363,20 @@ def main() -> None:
     parser.add_argument("--hunks", metavar="N,M",
                         help="only diff recordings of a program changed by one character, "
                         "with about these many hunks (and a --locals on pair)")
+    parser.add_argument("--inserts", metavar="N,M",
+                        help="only diff recordings of a program with a statement added, "
+                        "with about these many hunks of steps inserted (and a pair that "
+                        "parts at every iteration, --by-line, different levels)")
     parser.add_argument("--base", metavar="DIR",
                         help="--hunks: also run the tree at DIR (PYTHONPATH), alternated, "
                         "and compare the outputs")
     args = parser.parse_args()
-    if args.hunks is not None:
+    if args.hunks is not None or args.inserts is not None:
         lines = args.lines if args.lines != 400_000 else 2_400_000
+        counts = args.inserts if args.inserts is not None else args.hunks
         with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
-            changed_programs(Path(tmp), lines, [int(x) for x in args.hunks.split(",")],
-                             args.repeat, args.base)
+            changed_programs(Path(tmp), lines, [int(x) for x in counts.split(",")],
+                             args.repeat, args.base, inserts=args.inserts is not None)
         return
     if args.fib is not None:
         with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:

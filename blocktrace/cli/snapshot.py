@@ -75,6 +75,9 @@ def register(sub: Any) -> None:
                    help="time a request's headers and body have to arrive, from its first "
                    "byte (a connection's first request: from its opening); past it the "
                    "answer is 408 and the connection is closed (default 10)")
+    s.add_argument("--send-timeout", type=positive_float, default=60.0, metavar="SECONDS",
+                   help="time a client has to take an answer once it is ready; past it "
+                   "the connection is dropped (default 60)")
     s.add_argument("--max-connections", type=positive_int, default=64, metavar="N",
                    help="connections served at once from one client address (default 64; "
                    f"{MAX_CONNECTIONS} from all): one more is answered 503 and closed")
@@ -194,6 +197,9 @@ def _request(args: argparse.Namespace) -> SnapshotRequest:
     raw = sys.stdin.buffer.read(MAX_SNAPSHOT_INPUT_BYTES + 1)
     if len(raw) > MAX_SNAPSHOT_INPUT_BYTES:
         raise CliError(f"request on stdin is larger than {size_text(MAX_SNAPSHOT_INPUT_BYTES)}")
+    if not raw.strip():
+        raise CliError('no request on stdin: give a SCRIPT, or a JSON request on stdin '
+                       '(echo \'{"source": "print(1)"}\' | blocktrace snapshot)')
     try:
         request = msgspec.json.decode(raw, type=SnapshotRequest)
     except msgspec.ValidationError as exc:
@@ -246,7 +252,7 @@ def serve(args: argparse.Namespace) -> int:
     sys.stderr.write(f"blocktrace serve: listening on http://{shown}:{port} "
                      f"(POST /trace, GET /health)\n")
     protocol = guarded_protocol(args.request_timeout, args.max_connections,
-                                max(MAX_CONNECTIONS, args.max_connections))
+                                max(MAX_CONNECTIONS, args.max_connections), args.send_timeout)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             http=protocol)
     server = uvicorn.Server(config)

@@ -177,6 +177,10 @@ def _anchors(args: argparse.Namespace, status: str) -> AnchorReport | None:
     if status not in ("sealed", "unsealed"):
         return None
     from blocktrace.chain.checkpoint import verify_anchors
+    from blocktrace.chain.note import SigningUnavailableError
 
-    return verify_anchors(args.file, checkpoint=args.checkpoint, pubkey=args.pubkey,
-                          since=args.since)
+    try:
+        return verify_anchors(args.file, checkpoint=args.checkpoint, pubkey=args.pubkey,
+                              since=args.since)
+    except SigningUnavailableError as exc:  # no [sign]: one line naming the extra
+        raise CliError(str(exc)) from None

@@ -94,8 +94,22 @@ def _log(line: str) -> None:
     sys.stderr.write(f"blocktrace view: {line}\n")
 
 
+def _seconds(name: str, default: float) -> float:
+    """A deadline of the server from the environment (tests use short ones)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise CliError(f"{name}={text[:40]!r}: not a number of seconds above 0")
+    return value
+
+
 def _serve(models: list[Any], args: argparse.Namespace) -> int:
-    from blocktrace.view.server import ViewServer, is_loopback
+    from blocktrace.view.server import REQUEST_SECONDS, SEND_SECONDS, ViewServer, is_loopback
     from blocktrace.view.session import Session
 
     if not is_loopback(args.host):
@@ -103,8 +117,10 @@ def _serve(models: list[Any], args: argparse.Namespace) -> int:
             f"blocktrace view: warning: listening on {args.host}, not loopback: anyone who "
             "can reach it and has the URL (its token) can read the trace\n")
     try:
-        server = ViewServer(Session(models), args.host, args.port,
-                            log=_log)
+        server = ViewServer(Session(models), args.host, args.port, log=_log,
+                            request_seconds=_seconds("BLOCKTRACE_VIEW_REQUEST_SECONDS",
+                                                     REQUEST_SECONDS),
+                            send_seconds=_seconds("BLOCKTRACE_VIEW_SEND_SECONDS", SEND_SECONDS))
     except OSError as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: "
                        f"{exc.strerror or exc}") from None

@@ -1,7 +1,7 @@
 """Stubs of ``blocktrace.eip3155._cskip`` (csrc/skip.c): the diff's pass over what two
 blocktrace traces have in common."""
 
-from collections.abc import Buffer, Set
+from collections.abc import Buffer, Callable, Set
 from typing import overload
 
 from blocktrace.format._cscan import ChainScan
@@ -23,6 +23,33 @@ def skip(
     before ``a[pos:]``, line ``number``) checking ``a``'s lines as they are passed:
     three more, ``(pos, number, code)``, where the check stands (code 0: it follows,
     else the scanner's stop code of the line at ``pos``)."""
+
+@overload
+def align(
+    a: Buffer, pa: int, b: Buffer, pb: int, mask_gas: bool, calls_a: Set[bytes],
+    calls_b: Set[bytes], max_line: int, judge: Callable[[bytes, bytes], bool], since: int,
+    fields: int, /,
+) -> tuple[int, ...]:
+    """``skip`` with a judge that also passes over divergent regions as the differ's
+    look-ahead aligns them (``fields``: the mask of the compared fields, bit i for
+    ``dialects.FIELDS[i]``): ``(steps, lines, ignored_a, ignored_b, ra, rb, reason,
+    hunks, since, steps_b, lines_b, differing_a, differing_b)`` (steps and lines: a's)."""
+@overload
+def align(
+    a: Buffer, pa: int, b: Buffer, pb: int, mask_gas: bool, calls_a: Set[bytes],
+    calls_b: Set[bytes], max_line: int, scan: ChainScan, pos: int, number: int,
+    judge: Callable[[bytes, bytes], bool], since: int, fields: int, /,
+) -> tuple[int, ...]:
+    """The same with ``a``'s chain checked as ``skip`` checks it: ``(pos, number, code)``
+    after ``reason``."""
+
+def look(
+    a: Buffer, pa: int, b: Buffer, pb: int, calls_a: Set[bytes], calls_b: Set[bytes],
+    max_line: int, fields: int, /,
+) -> tuple[int, int] | None:
+    """The size on each side of the divergent region starting at the op lines at
+    ``a[pa:]`` and ``b[pb:]`` (two steps that differ), as the differ's look-ahead finds
+    it, or None where it is not found on the bytes."""
 
 def call_key(line: bytes, /) -> bytes | None:
     """What a call line does to the code table (its code, name and file values as

@@ -46,10 +46,11 @@ _c: ModuleType | None = extension("blocktrace.eip3155._cclients")
 
 _MASK = {"pc": 1, "op": 2, "gas": 4, "depth": 8, "stack": 16}
 _MORE_A, _MORE_B = 1, 2
-_NOTHING = (0, 0, 0)
+_NOTHING = (0, 0, 0, 0, 0, 0)
 
-Skip = Callable[[int | None], tuple[int, int, int]]
-"""``skip.Skip``: ``skip(since) -> (steps, hunks, since)``; this one counts no hunks."""
+Skip = Callable[[int | None], tuple[int, int, int, int, int, int]]
+"""``skip.Skip``: ``skip(since) -> (steps_a, steps_b, hunks, differing_a, differing_b,
+since)``; this one passes only steps in common (the same count on each side, no hunks)."""
 
 
 class _Lines(BufferedLines):
@@ -136,7 +137,7 @@ def pair(
     steps_a = steps_of(info_a.path, info_a, source_a)
     steps_b = steps_of(info_b.path, info_b, source_b)
 
-    def skip(since: int | None) -> tuple[int, int, int]:
+    def skip(since: int | None) -> tuple[int, int, int, int, int, int]:
         return _skip(source_a, source_b, steps_a, steps_b, info_a, info_b, mask)
 
     return steps_a, steps_b, skip
@@ -146,7 +147,7 @@ def _skip(
     a: _Lines, b: _Lines, steps_a: Generator[Step, int | None, None],
     steps_b: Generator[Step, int | None, None], info_a: TraceInfo, info_b: TraceInfo,
     mask: int,
-) -> tuple[int, int, int]:
+) -> tuple[int, int, int, int, int, int]:
     """Pass over the steps both traces have in common from here (see the module)."""
     assert _c is not None
     if (
@@ -198,4 +199,4 @@ def _skip(
             info.evidence.frame_exit = True
             info.evidence.summary_has_output = True
         steps_x.send(steps)
-    return steps, 0, 0
+    return steps, steps, 0, 0, 0, 0

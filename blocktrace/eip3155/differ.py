@@ -203,7 +203,7 @@ def diff_steps(
     max_hunks: int = DEFAULT_MAX_HUNKS,
     window: int = DEFAULT_WINDOW,
     stop_after: int | None = None,
-    skip: Callable[[int | None], tuple[int, int, int]] | None = None,
+    skip: Callable[[int | None], tuple[int, int, int, int, int, int]] | None = None,
 ) -> StepDiff:
     """Compare two step streams; consumes both to the end, or stops once
     ``stop_after`` hunks were found (``stopped`` says so).
@@ -214,7 +214,8 @@ def diff_steps(
     ``blocktrace.eip3155.skip``).  Once ``max_hunks`` hunks were found (and with
     no ``stop_after``) it is given the steps in common since the last hunk, and
     may pass over a changed step followed by ``SYNC`` common ones too, counting
-    it as the one-step hunk this function would (``skip.Skip``)."""
+    it as the one-step hunk this function would, and a divergent region as this
+    function's look-ahead aligns it (``skip.Skip``)."""
     result = StepDiff()
     same = comparer.same
     ahead_a, ahead_b = _Ahead(a), _Ahead(b)
@@ -224,6 +225,9 @@ def diff_steps(
     common = 0
     common_since_hunk = 0
     patience = -1 if skip is None else SKIP_AGAIN
+    # the look-ahead on the lines as bytes, where the skip has one (skip._Skipper): its
+    # answer is the look-ahead's, and no step is read past the divergent region
+    look: Callable[[Step, Step], tuple[int, int] | None] | None = getattr(skip, "look", None)
     while True:
         # Lockstep fast path: straight from the sources while nothing is buffered.
         if not buf_a and not buf_b and not ahead_a.done and not ahead_b.done:
@@ -231,12 +235,13 @@ def diff_steps(
                 # once the hunks kept in full are found, it may count one-step hunks too
                 counted = (result.first is not None and result.hunk_count >= max_hunks
                            and stop_after is None)
-                passed, hunks, after = skip(common_since_hunk if counted else None)
-                if hunks:  # each a changed step on both sides, as _record counts it
+                passed, _, hunks, only_a, only_b, after = skip(
+                    common_since_hunk if counted else None)
+                if hunks:  # counted as _record counts them
                     result.hunk_count += hunks
-                    result.differing_a += hunks
-                    result.differing_b += hunks
-                    common += passed - hunks
+                    result.differing_a += only_a
+                    result.differing_b += only_b
+                    common += passed - only_a
                     common_since_hunk = after
                 else:
                     common += passed
@@ -286,7 +291,9 @@ def diff_steps(
             result.first = Divergence(common, fields, sa0, sb0)
             if last_a is not None and last_b is not None:
                 result.last_common = (last_a, last_b)
-        da, db = _look_ahead(ahead_a, ahead_b, comparer, window, result)
+        found = look(wa[0], wb[0]) if look is not None and wa and wb else None
+        da, db = found if found is not None else _look_ahead(
+            ahead_a, ahead_b, comparer, window, result)
         wa = ahead_a.peek(da)
         wb = ahead_b.peek(db)
         if da == db:

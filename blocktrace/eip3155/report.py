@@ -236,7 +236,7 @@ def diff_files(
     skipper = None
     if python_a and python_b:
         stream_a, stream_b, level_note, skipper = _at_one_level(
-            info_a, info_b, chosen, comparer)
+            info_a, info_b, chosen, comparer, window)
     elif (fast := clientpass.pair(info_a, info_b, chosen, stack_top)) is not None:
         stream_a, stream_b, skipper = fast
     else:
@@ -288,7 +288,8 @@ def _level(path: str) -> str:
 
 
 def _at_one_level(
-    info_a: TraceInfo, info_b: TraceInfo, fields: Sequence[str], comparer: Comparer
+    info_a: TraceInfo, info_b: TraceInfo, fields: Sequence[str], comparer: Comparer,
+    window: int = DEFAULT_WINDOW,
 ) -> tuple[Iterator[Step], Iterator[Step], str | None, skip.Skip | None]:
     """The two blocktrace traces' steps at the coarser of their levels (see
     ``levels``), the note saying so when the levels differ, and the differ's
@@ -300,7 +301,7 @@ def _at_one_level(
         stream_a = levels.call_steps(info_a.path, info_a)
         stream_b = levels.call_steps(info_b.path, info_b)
     elif level_a == level_b and (
-        fast := skip.pair(info_a, info_b, fields, None, comparer)
+        fast := skip.pair(info_a, info_b, fields, None, comparer, window)
     ) is not None:
         return fast[0], fast[1], None, fast[2]
     else:

@@ -34,6 +34,7 @@ built.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from inspect import GEN_SUSPENDED, getgeneratorstate
@@ -43,6 +44,7 @@ import msgspec
 
 from blocktrace._native import extension
 from blocktrace.eip3155.compare import Comparer
+from blocktrace.eip3155.dialects import FIELDS
 from blocktrace.eip3155.normalise import TraceInfo, blocktrace_reader, steps_of
 from blocktrace.eip3155.reader import TraceError, raw_decoder, read_sources
 from blocktrace.eip3155.records import Step
@@ -61,13 +63,15 @@ _HELD = 1 << 26
 the check reads them itself (``Follower.finish``)."""
 _SOURCE = b'{"event":"source"'
 
-Skip = Callable[[int | None], tuple[int, int, int]]
+Skip = Callable[[int | None], tuple[int, int, int, int, int, int]]
 """``skip(since)``: pass over what lies ahead of both traces; ``since``, when not None,
 the steps in common since the differ's last hunk, and the differ keeps no more hunks
 in full: then a step that differs, with ``differ.SYNC`` steps in common after it, is
-passed over too, as the hunk of one step on each side the differ would make of it.
-Answers ``(steps, hunks, since)``: the steps passed on each side (hunks included),
-the hunks among them, and the steps in common after the last of those."""
+passed over too, as the hunk of one step on each side the differ would make of it,
+and (``align``) a divergent region of steps inserted, removed or changed, as the
+differ's look-ahead would align it.  Answers ``(steps_a, steps_b, hunks, differing_a,
+differing_b, since)``: the steps passed on each side (hunks included), the hunks among
+them and their steps on each side, and the steps in common after the last hunk."""
 Pair = tuple[Iterator[Step], Iterator[Step], Skip]
 
 
@@ -81,7 +85,8 @@ class _Source(BufferedLines):
     the C pass walks ``view()`` from ``start``.  A read keeps, besides the last
     line given, the lines the chain check has still to read (:meth:`kept`)."""
 
-    __slots__ = ("by_code", "calls", "check", "done", "kind", "lineno", "path", "sources")
+    __slots__ = ("by_code", "calls", "check", "done", "kind", "lineno", "path", "recent",
+                 "sources")
 
     def __init__(self, path: str, check: Follower | None = None, kind: Kind = "plain") -> None:
         super().__init__(None, CHUNK)
@@ -97,6 +102,8 @@ class _Source(BufferedLines):
         self.calls: set[bytes] = set()
         """What the call lines last read for each code number said (``_cskip.call_key``)."""
         self.by_code: dict[int | str, bytes] = {}
+        self.recent: deque[tuple[int, int]] = deque(maxlen=_RECENT)
+        """(number, offset in the file) of the last lines given (``look``)."""
 
     @contextmanager
     def numbered(self) -> Iterator[Iterator[tuple[int, bytes]]]:
@@ -143,6 +150,7 @@ class _Source(BufferedLines):
                 read_sources(self.path, self.sources)
                 return
             self.lineno += 1
+            self.recent.append((self.lineno, self.base + self.start))
             if line.startswith(_SOURCE):  # (the C pass stops at every other line)
                 self.sources.append((self.lineno, line))
             yield self.lineno, line
@@ -188,7 +196,7 @@ def fused() -> bool:
 
 def pair(
     info_a: TraceInfo, info_b: TraceInfo, fields: Sequence[str], check: Follower | None = None,
-    comparer: Comparer | None = None,
+    comparer: Comparer | None = None, window: int = 0,
 ) -> Pair | None:
     """The step streams of two blocktrace traces and the function that passes over
     what lies ahead of both in common (returning the steps passed), or None where
@@ -197,7 +205,9 @@ def pair(
     the lines the pass goes over (from where it stands: the lines between are
     checked first), as long as they are in the buffer; its ``finish`` does the rest.
     ``comparer``: how the differ compares steps (the fields): given, the pass also
-    passes over a step that differs as the differ would (see ``Skip``)."""
+    passes over a step that differs as the differ would (see ``Skip``); with a
+    ``window`` (the differ's) of at least 64 steps, also regions of steps inserted or
+    removed (the C walk's ``align``: its windows are the differ's first two)."""
     if _c is None:
         return None
     kinds: list[Kind] = []
@@ -216,22 +226,72 @@ def pair(
     seen = tuple(i for i, name in enumerate(("function", "file")) if name in fields)
 
     judge = None if comparer is None else _judge(info_a, info_b, comparer)
+    aligned = (None if comparer is None or window < _ALIGN_WINDOW
+               else sum(1 << FIELDS.index(name) for name in fields))
 
-    def skip(since: int | None) -> tuple[int, int, int]:
+    def skip(since: int | None) -> tuple[int, int, int, int, int, int]:
         return _skip(source_a, source_b, steps_a, steps_b, info_a, info_b, mask_gas, seen,
-                     judge, since)
+                     judge, since, aligned)
 
-    return steps_a, steps_b, skip
+    if aligned is None:
+        return steps_a, steps_b, skip
+    fields_mask = aligned
+
+    def look(step_a: Step, step_b: Step) -> tuple[int, int] | None:
+        return _look(source_a, source_b, step_a, step_b, info_a, info_b, seen, fields_mask)
+
+    return steps_a, steps_b, _Skipper(skip, look)
+
+
+class _Skipper:
+    """``Skip``, and the differ's look-ahead on bytes (``look``, see ``_look``)."""
+
+    __slots__ = ("look", "skip")
+
+    def __init__(self, skip: Skip, look: Callable[[Step, Step], tuple[int, int] | None]
+                 ) -> None:
+        self.skip = skip
+        self.look = look
+
+    def __call__(self, since: int | None) -> tuple[int, int, int, int, int, int]:
+        return self.skip(since)
+
+
+def _look(
+    a: _Source, b: _Source, step_a: Step, step_b: Step, info_a: TraceInfo, info_b: TraceInfo,
+    seen: tuple[int, ...], fields: int,
+) -> tuple[int, int] | None:
+    """The size on each side of the divergent region starting at two steps that differ,
+    as ``differ._look_ahead`` finds it, read from the lines as bytes (``_cskip.look``),
+    or None where that is not done here: a step whose line is no longer in the buffer,
+    code tables that do not agree, or anything the C look does not read."""
+    assert _c is not None
+    if not _agree(info_a.functions, info_b.functions, seen):
+        return None
+    at: list[int] = []
+    for source, step in ((a, step_a), (b, step_b)):
+        for number, offset in reversed(source.recent):
+            if number == step.lineno:
+                if offset < source.base:
+                    return None
+                at.append(offset - source.base)
+                break
+        else:
+            return None
+    found: tuple[int, int] | None = _c.look(a.view(), at[0], b.view(), at[1], a.calls, b.calls,
+                                            MAX_LINE_BYTES, fields)
+    return found
 
 
 def _skip(
     a: _Source, b: _Source, steps_a: Generator[Step, int | None, None],
     steps_b: Generator[Step, int | None, None], info_a: TraceInfo, info_b: TraceInfo,
     mask_gas: bool, seen: tuple[int, ...], judge: Callable[[bytes, bytes], bool] | None,
-    since: int | None,
-) -> tuple[int, int, int]:
+    since: int | None, aligned: int | None = None,
+) -> tuple[int, int, int, int, int, int]:
     """Pass over the steps both traces have in common from here (see the module);
-    ``(steps, hunks, since)`` as ``Skip`` says."""
+    ``(steps_a, steps_b, hunks, differing_a, differing_b, since)`` as ``Skip`` says.
+    ``aligned``: the mask of the compared fields when regions may be passed too."""
     assert _c is not None
     if (
         a.lineno == 0 or b.lineno == 0 or a.done or b.done
@@ -243,57 +303,87 @@ def _skip(
     # Each generator holds the op line of its next step: the last line its source gave.
     given_a, given_b = a.pos - a.start, b.pos - b.start
     pa, pb = a.start, b.start
-    steps = lines = ignored_a = ignored_b = hunks = 0
+    steps = count_b = lines = lines_b = ignored_a = ignored_b = hunks = 0
+    differing_a = differing_b = 0
     check = a.check
     hunk_args: tuple[Callable[[bytes, bytes], bool], int] | tuple[()] = (
         () if judge is None or since is None else (judge, since))
+    walk = _c.skip
+    if hunk_args and aligned is not None:
+        walk = _c.align
+        hunk_args = (*hunk_args, aligned)  # type: ignore[assignment]
     while True:
         n: int
         n_hunks = 0
         if check is not None and a.base <= check.pos:
             n, n_lines, n_ignored_a, n_ignored_b, pa, pb, reason, at, check.number, code, *more = (
-                _c.skip(a.view(), pa, b.view(), pb, mask_gas, a.calls, b.calls, MAX_LINE_BYTES,
-                        check.scan, check.pos - a.base, check.number, *hunk_args))
+                walk(a.view(), pa, b.view(), pb, mask_gas, a.calls, b.calls, MAX_LINE_BYTES,
+                     check.scan, check.pos - a.base, check.number, *hunk_args))
             check.pos = a.base + at
             if code:  # a line the scanner stopped at: the check's finish answers for it
                 check.code = code
                 a.check = check = None
         else:  # the lines since the check's position are gone from the buffer: it reads them
             a.check = check = None
-            n, n_lines, n_ignored_a, n_ignored_b, pa, pb, reason, *more = _c.skip(
+            n, n_lines, n_ignored_a, n_ignored_b, pa, pb, reason, *more = walk(
                 a.view(), pa, b.view(), pb, mask_gas, a.calls, b.calls, MAX_LINE_BYTES,
                 *hunk_args)
+        n_b, n_lines_b, n_differing_a = n, n_lines, 0
         if hunk_args:
-            n_hunks, since = more
-            hunk_args = (hunk_args[0], since)
+            if aligned is not None:
+                n_hunks, since, n_b, n_lines_b, n_differing_a, n_differing_b = more
+                differing_b += n_differing_b
+            else:
+                n_hunks, since = more
+                n_differing_a = n_differing_b = n_hunks
+                differing_b += n_hunks
+            hunk_args = (hunk_args[0], since, *hunk_args[2:])
         hunks += n_hunks
+        differing_a += n_differing_a
         steps += n
+        count_b += n_b
         lines += n_lines
+        lines_b += n_lines_b
         ignored_a += n_ignored_a
         ignored_b += n_ignored_b
         if reason != _MORE:
             break
         a.start, b.start = pa, pb  # what ``more`` keeps
         a.pos, b.pos = pa + given_a, pb + given_b
-        grew_a, grew_b = a.more(), b.more()
+        # Read on where the lines run out: the traces' lines need not take the same
+        # bytes (steps inserted), and a side read on regardless would keep ever more.
+        need_a, need_b = a.n - pa < _REFILL, b.n - pb < _REFILL
+        if not (need_a or need_b):
+            need_a = need_b = True  # (a line longer than that)
+        grew_a = a.more() if need_a else True
+        grew_b = b.more() if need_b else True
         pa, pb = a.start, b.start
         if not (grew_a and grew_b) and (n == 0 or not (grew_a or grew_b)):
             break  # an input's end (a torn line, or nothing more in common to pass)
-    if steps == 0:
+    if steps == 0 and count_b == 0:
         a.start, b.start = pa, pb
         a.pos, b.pos = pa + given_a, pb + given_b
         return _NOTHING
-    for source, steps_x, info, at, ignored in (
-        (a, steps_a, info_a, pa, ignored_a), (b, steps_b, info_b, pb, ignored_b)
+    for source, steps_x, info, at, ignored, passed, read in (
+        (a, steps_a, info_a, pa, ignored_a, steps, lines),
+        (b, steps_b, info_b, pb, ignored_b, count_b, lines_b),
     ):
         source.start = source.pos = at
-        source.lineno += lines - 1
+        source.lineno += read - 1
         info.ignored += ignored
-        steps_x.send(steps)
-    return steps, hunks, since if hunks and since is not None else 0
+        steps_x.send(passed)
+    return (steps, count_b, hunks, differing_a, differing_b,
+            since if hunks and since is not None else 0)
 
 
-_NOTHING = (0, 0, 0)
+_NOTHING = (0, 0, 0, 0, 0, 0)
+_ALIGN_WINDOW = 64
+_REFILL = CHUNK // 2
+"""A buffer with fewer bytes than this left after the walk's stop is read on."""
+_RECENT = 4096
+"""Lines given whose place a source keeps (a step that differs is one of them: the
+differ may hold some of the steps read after it, up to its window)."""
+"""The differ's look-ahead window must reach this far for ``align`` (its windows)."""
 
 
 def _judge(info_a: TraceInfo, info_b: TraceInfo, comparer: Comparer

@@ -14,6 +14,8 @@ rules' reference, the one reader, and the safe way to read a named source.
   usable one: the answer every command gives);
 - :mod:`~blocktrace.format.index`: :class:`TraceIndex`, the random-access index;
 - :mod:`~blocktrace.format.compressed`: ``.jsonl.zst`` / ``.jsonl.gz`` read frame by frame;
+- :mod:`~blocktrace.format.wholelines`: the lines in large buffers of whole lines,
+  for the readers that parse them in bulk (``query``'s and the viewer's tables);
 - :class:`TraceError`: the one "not a (usable) trace" error (its ``status`` and
   ``exit_status`` say whether the trace fails its check there or is unusable).
 

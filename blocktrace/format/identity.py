@@ -28,7 +28,7 @@ import os
 
 import msgspec
 
-__all__ = ["FileIdentity", "cache_key", "identity_of", "identity_or_none"]
+__all__ = ["FileIdentity", "cache_key", "code_stamp", "identity_of", "identity_or_none"]
 
 
 class FileIdentity(msgspec.Struct, array_like=True, frozen=True):
@@ -61,11 +61,44 @@ def identity_or_none(path: str | os.PathLike[str]) -> FileIdentity | None:
 
 def cache_key(path: str, *more: str) -> str:
     """The name of a cache entry for the file at ``path`` as it is now: 32 hex
-    digits of a SHA-256 over its real path, its identity and ``more`` (what
-    else the entry depends on: a schema version).  A changed file gets another
-    name, so a stale entry is never found (``OSError``: cannot stat it)."""
+    digits of a SHA-256 over its real path, its identity, ``more`` (what else
+    the entry depends on: a schema version) and :func:`code_stamp` (which
+    blocktrace made it).  A changed file gets another name, so a stale entry is
+    never found (``OSError``: cannot stat it)."""
     ident = identity_of(path)
-    text = "\0".join(
-        [os.path.realpath(path), *(str(v) for v in msgspec.structs.astuple(ident)), *more]
-    )
+    text = "\0".join([
+        os.path.realpath(path), *(str(v) for v in msgspec.structs.astuple(ident)), *more,
+        code_stamp(),
+    ])
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+_READING_CODE = ("format", "eip3155", "query", "view")
+"""The packages whose code decides what a cache entry holds (how a trace is
+read, checked and turned into tables)."""
+_code_stamp: str | None = None
+
+
+def code_stamp() -> str:
+    """Which blocktrace is running: its version, the real path it is installed
+    at, and the identity (inode, modification time) of the directories of its
+    reading code -- which change when a file in them is added, removed or
+    replaced (a reinstall, a ``git checkout`` of a development tree).  Two
+    installs side by side (a project's venv and pipx) or a checkout updated in
+    place each make their own cache entries: an entry made by code that may
+    answer differently is never read.  (An edit in place that keeps the
+    directories as they are is not seen.)  Computed once per process."""
+    global _code_stamp
+    if _code_stamp is None:
+        from blocktrace import __version__
+
+        root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+        parts = [__version__, root]
+        for package in _READING_CODE:
+            try:
+                st = os.stat(os.path.join(root, package))
+            except OSError:
+                continue
+            parts += [package, str(st.st_ino), str(st.st_mtime_ns)]
+        _code_stamp = "\0".join(parts)
+    return _code_stamp

@@ -1,7 +1,9 @@
 """The random-access index of a trace: built once, in the chain check's pass.
 
 An index is a sparse table kept beside the trace (``TRACE.idx``; in
-``$XDG_CACHE_HOME/blocktrace/`` when the trace's directory is not writable).
+``$XDG_CACHE_HOME/blocktrace/`` when the trace's directory is not writable, or
+when ``TRACE.idx`` is another blocktrace version's index, of another layout,
+which is left as it is: :func:`index_paths`).
 Every ``EVERY`` lines (1,024: 64 Merkle leaves) it records where the line
 starts (byte offset; for a compressed trace also the frame holding it) and how
 many steps came before it; for every 64 complete leaves it keeps their Merkle
@@ -44,6 +46,7 @@ from blocktrace.format.versions import LINES_PER_LEAF
 __all__ = [
     "EVERY",
     "INDEX_FORMAT",
+    "INDEX_LAYOUT",
     "LEAVES_PER_CHUNK",
     "ChunkTree",
     "IndexBuilder",
@@ -59,9 +62,12 @@ __all__ = [
     "store_index",
 ]
 
-INDEX_FORMAT: Final = b"blocktrace-index/2\n"
-"""Version 2 stamps the trace's whole identity; a version 1 index (size and
-change time only) is not read: it is built again, as a stale one is."""
+INDEX_LAYOUT: Final = 2
+INDEX_FORMAT: Final = b"blocktrace-index/%d\n" % INDEX_LAYOUT
+"""Layout 2 stamps the trace's whole identity; a layout 1 index (size and
+change time only, blocktrace before 7915e52) is not read, nor overwritten: it
+is another version's (:func:`store_kept`)."""
+_INDEX_FAMILY: Final = b"blocktrace-index/"
 LEAVES_PER_CHUNK: Final = 64
 EVERY: Final = LEAVES_PER_CHUNK * LINES_PER_LEAF
 """Lines between two checkpoints of the index (a chunk of 64 leaves)."""
@@ -472,16 +478,22 @@ def cache_home(*parts: str) -> str:
     return os.path.join(base, "blocktrace", *parts)
 
 
-def cache_path(path: str) -> str:
+def cache_path(path: str, layout: bool = False) -> str:
     """The index's place in the cache directory (for a trace in a directory
-    this user cannot write)."""
+    this user cannot write); with ``layout``, the name that carries this
+    version's index layout (``KEY.2.idx``: where the index goes when the other
+    places hold another version's)."""
     key = hashlib.sha256(os.path.realpath(path).encode("utf-8", "surrogateescape")).hexdigest()
-    return cache_home(key[:32] + ".idx")
+    return cache_home(key[:32] + (f".{INDEX_LAYOUT}.idx" if layout else ".idx"))
 
 
-def index_paths(path: str) -> tuple[str, str]:
-    """Beside the trace, then in the cache."""
-    return path + ".idx", cache_path(path)
+def index_paths(path: str) -> tuple[str, str, str]:
+    """Where an index may be kept, in the order it is stored: beside the trace,
+    in the cache, and in the cache under a name carrying this layout.  Another
+    blocktrace version (another layout) uses the first two too: a place that
+    holds its index is passed over (:func:`store_kept`), so two versions used on
+    one trace each keep their own index instead of rebuilding each other's."""
+    return path + ".idx", cache_path(path), cache_path(path, layout=True)
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -506,12 +518,31 @@ def unsealed(magic: bytes, data: bytes) -> bytes | None:
     return body
 
 
-def store_kept(candidates: Iterable[str], data: bytes) -> str | None:
+def another_versions(data: bytes, family: bytes, ours: Callable[[bytes], object | None]) -> bool:
+    """Whether ``data`` is an intact kept file of ``family`` (``blocktrace-index/``:
+    its magic line, then the SHA-256 of the rest, which checks) that this version
+    does not read (``ours(data)`` is None): another blocktrace version's -- left
+    as it is, never replaced.  A file cut short, edited or of something else is
+    not anyone's: it is replaced."""
+    if not data.startswith(family):
+        return False
+    end = data.find(b"\n", len(family), len(family) + 16)
+    if end < 0 or unsealed(data[: end + 1], data) is None:
+        return False
+    return ours(data) is None
+
+
+def store_kept(candidates: Iterable[str], data: bytes,
+               theirs: Callable[[bytes], bool] | None = None) -> str | None:
     """Write ``data`` at the first of ``candidates`` that takes it, whole or not
-    at all (a temporary file renamed over it); that path, or None."""
+    at all (a temporary file renamed over it); that path, or None.  A candidate
+    holding a file for which ``theirs`` (given the file's bytes) says True --
+    another version's -- is passed over."""
     import tempfile  # (only to keep an index: not on every reader's start)
 
     for candidate in candidates:
+        if theirs is not None and _held(candidate, theirs):
+            continue
         directory = os.path.dirname(candidate) or "."
         try:
             os.makedirs(directory, exist_ok=True)
@@ -530,6 +561,20 @@ def store_kept(candidates: Iterable[str], data: bytes) -> str | None:
             except OSError:
                 pass
     return None
+
+
+def _held(candidate: str, theirs: Callable[[bytes], bool]) -> bool:
+    try:
+        with open(candidate, "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return theirs(data)
+
+
+def another_versions_index(data: bytes) -> bool:
+    """Whether ``data`` is an intact index of another layout (another version's)."""
+    return another_versions(data, _INDEX_FAMILY, decode_index)
 
 
 def encode_index(index: TraceIndex) -> bytes:
@@ -570,7 +615,9 @@ def load_index(path: str, stamp: Stamp) -> TraceIndex | None:
     for candidate in _newest_first(index_paths(path)):
         try:
             with open(candidate, "rb") as f:
-                data = f.read()
+                if f.read(len(INDEX_FORMAT)) != INDEX_FORMAT:
+                    continue  # (another layout's, or no index: not read on)
+                data = INDEX_FORMAT + f.read()
         except OSError:
             continue
         index = decode_index(data)
@@ -608,5 +655,7 @@ def keep_index(path: str, index: TraceIndex) -> str | None:
 
 def store_index(path: str, index: TraceIndex) -> str | None:
     """Write the index beside the trace, or in the cache; its path, or None
-    when neither place takes it (the index is then only kept in memory)."""
-    return store_kept(index_paths(path), encode_index(index))
+    when no place takes it (the index is then only kept in memory).  A place
+    holding another version's index is passed over: that index is left as it
+    is, for the version that reads it."""
+    return store_kept(index_paths(path), encode_index(index), another_versions_index)

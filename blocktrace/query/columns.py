@@ -10,22 +10,20 @@ return with its call and makes the rows.  The C
 exception, call and return lines in the forms the writer writes straight into
 its buffers, leaving every other line to the caller; ``take_ops``,
 ``take_calls`` and ``take_exceptions`` give the same Arrow arrays either way.
-:func:`table_columns` says which one to use (``blocktrace._native``).
-:func:`complete_lines` reads a trace's uncompressed bytes in large buffers of
-whole lines, as :meth:`blocktrace.format.TraceReader.raw_lines` reads lines
-(the same bound, the same end at a torn line).
+:func:`table_columns` says which one to use (``blocktrace._native``).  The
+lines come in large buffers of whole lines from the format's reader
+(:func:`blocktrace.format.wholelines.complete_lines`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from blocktrace._native import extension
 from blocktrace.format import TraceError, TraceReader
-from blocktrace.format.compressed import CompressedDataError, open_at
 from blocktrace.format.lines import Line
-from blocktrace.format.versions import MAX_LINE_BYTES
+from blocktrace.format.wholelines import Tick, complete_lines
 from blocktrace.limits import LineTooLongError, size_text
 from blocktrace.query.schema import TABLES, arrow_schema
 
@@ -33,13 +31,10 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = [
-    "CHUNK", "END", "FULL", "MAX_CODE", "OTHER", "NativeColumns", "PyColumns", "complete_lines",
-    "error_parts", "skim",
-    "table_columns",
+    "END", "FULL", "MAX_CODE", "OTHER", "NativeColumns", "PyColumns", "Tick", "error_parts",
+    "skim", "table_columns",
 ]
 
-CHUNK = 1 << 20
-"""Bytes read at a time."""
 END, OTHER, FULL = 0, 1, 2
 """Why ``feed`` stopped: no complete line left, the line at ``pos`` is the
 caller's, a table holds ``max_rows``."""
@@ -346,10 +341,6 @@ def table_columns() -> Any:
     return PyColumns() if native is None else NativeColumns(native)
 
 
-Tick = Callable[[], object]
-"""What a reading loop calls once per piece it reads, from its own thread (a progress
-line's :meth:`~blocktrace.progress.Progress.look`)."""
-
 SKIM_ROWS = 1 << 16
 """Op lines a skim holds before it drops them."""
 
@@ -396,67 +387,3 @@ def skim(path: str, tick: Tick | None = None) -> Iterator[tuple[int, int, Line |
         raise TraceError(path, number,
                          f"line {number} is longer than {size_text(exc.limit)}") from None
     yield line_no, columns.steps - taken, None
-
-
-def complete_lines(
-    reader: TraceReader, feed: Callable[[bytes], object] | None = None, tick: Tick | None = None
-) -> Iterator[bytes]:
-    """The trace's lines in buffers of whole lines (each ending with a newline),
-    from the header on; stops before a torn last line (or unreadable compressed
-    data), as :meth:`~blocktrace.format.TraceReader.raw_lines` does.  A line
-    longer than the bound raises :class:`~blocktrace.limits.LineTooLongError`
-    after the lines before it were given (its ``number`` is the count of lines
-    in that last buffer plus one: the caller, who counts lines, names it).
-    ``feed``: given each buffer again once the caller is done with it (asks for
-    the next), then a torn last line's bytes, then ``b""`` at the end of the
-    file: the file's bytes in order (the export's verifier reads the same bytes,
-    knowing by then which lines the conversion read whole).  ``tick``: called
-    each time the caller asks for the next buffer (a progress line's
-    :meth:`~blocktrace.progress.Progress.look`, from the reading thread)."""
-    with open_at(reader.path, reader.kind) as stream:
-        yield from _buffers(stream, feed, tick)
-
-
-def _buffers(stream: IO[bytes], feed: Callable[[bytes], object] | None,
-             tick: Tick | None = None) -> Iterator[bytes]:
-    rest = b""
-    # read1: one read of the file or one frame's output at a time, so that the
-    # lines before compressed data that cannot be read are given (read() lost
-    # the whole buffer it was filling: none of the lines before it were exported)
-    read = getattr(stream, "read1", stream.read)
-    while True:
-        try:
-            chunk = read(max(CHUNK, len(rest)))
-        except CompressedDataError:
-            chunk = b""
-        if not chunk:
-            if feed is not None:
-                if rest:
-                    feed(rest)  # a torn last line: the verifier names it
-                feed(b"")
-            if len(rest) > MAX_LINE_BYTES:
-                raise LineTooLongError(1, MAX_LINE_BYTES)
-            return  # a torn line (or none) is not read, as raw_lines does
-        at = chunk.rfind(b"\n") + 1
-        if not at:  # no line ends in it
-            whole, rest = b"", rest + chunk
-        elif rest or at < len(chunk):  # one copy: the bytes before, the whole lines
-            whole, rest = b"".join((rest, memoryview(chunk)[:at])), chunk[at:]
-        else:
-            whole, rest = chunk, b""
-        if len(whole) > MAX_LINE_BYTES:  # only then can a line in it be too long
-            lines = whole.split(b"\n")
-            for n, line in enumerate(lines[:-1]):
-                if len(line) + 1 > MAX_LINE_BYTES:
-                    before = b"".join(x + b"\n" for x in lines[:n])
-                    if before:
-                        yield before
-                    raise LineTooLongError(1, MAX_LINE_BYTES)
-        if whole:
-            yield whole
-            if feed is not None:
-                feed(whole)
-        if tick is not None:
-            tick()
-        if len(rest) > MAX_LINE_BYTES:
-            raise LineTooLongError(1, MAX_LINE_BYTES)

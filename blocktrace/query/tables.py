@@ -33,13 +33,12 @@ from blocktrace.format import (
     decode_line,
 )
 from blocktrace.format.callline import json_safe
+from blocktrace.format.wholelines import Tick, complete_lines
 from blocktrace.limits import LineTooLongError, size_text
 from blocktrace.query.columns import (
     END,
     FULL,
     MAX_CODE,
-    Tick,
-    complete_lines,
     error_parts,
     table_columns,
 )
@@ -120,7 +119,7 @@ def trace_batches(
 ) -> Iterator[tuple[str, pa.RecordBatch]]:
     """The query tables' rows of the trace at ``path`` (blocktrace or EIP-3155);
     ``feed`` (a blocktrace trace) is given the file's bytes in order, each buffer
-    once its lines are read (:func:`~blocktrace.query.columns.complete_lines`);
+    once its lines are read (:func:`~blocktrace.format.wholelines.complete_lines`);
     ``tick`` is called from the reading loop now and then (once per buffer, or
     per 4,096 steps of a client trace)."""
     if blocktrace_header(path) is not None:

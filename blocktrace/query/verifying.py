@@ -1,7 +1,7 @@
 """Verifying a trace while it is exported, from the same reads of its bytes.
 
 The export reads the trace once: every buffer the conversion reads
-(:func:`blocktrace.query.columns.complete_lines`) is also handed to a thread
+(:func:`blocktrace.format.wholelines.complete_lines`) is also handed to a thread
 that runs the format's native chain check (:func:`blocktrace.format.fastcheck.walk`,
 the walk of ``verify``) over them, so the file's bytes are read once and
 hashed beside the conversion (the scanner and the columns' reader both let
@@ -40,7 +40,7 @@ from blocktrace.format.rules import NODE_PREFIX
 __all__ = ["QUEUED", "Verifier", "start_verify"]
 
 QUEUED = 8
-"""Buffers (of ``columns.CHUNK`` bytes) that may wait for the verifier."""
+"""Buffers (of ``format.wholelines.CHUNK`` bytes) that may wait for the verifier."""
 
 _READ = 1 << 20
 _CANCEL, _FROM_FILE = object(), object()

@@ -13,12 +13,20 @@ protocol that
   time between requests is uvicorn's ``timeout_keep_alive``); the program's
   run, after the body has arrived, is not timed here (``--wall`` bounds it);
 - serves at most ``per_client`` connections from one address and
-  ``total`` in all: one more is answered ``503`` at once and closed.
+  ``total`` in all: one more is answered ``503`` at once and closed;
+- gives each answer ``send_seconds`` to be taken by the client, from when the
+  service hands it over whole (the service writes an answer in one piece, which
+  the event loop buffers however large it is): an answer still not sent
+  by then (a client that asked and stopped reading, its receive window shut)
+  drops the connection, in one line on stderr.  Without this such a client held
+  the connection, and the answer in the server's memory, for as long as it
+  stayed connected.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import Counter
 from typing import Any
 
@@ -34,7 +42,8 @@ def _answer(status: bytes, text: str) -> bytes:
             b"connection: close\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
 
 
-def guarded_protocol(request_seconds: float, per_client: int, total: int) -> type[H11Protocol]:
+def guarded_protocol(request_seconds: float, per_client: int, total: int,
+                     send_seconds: float = 60.0) -> type[H11Protocol]:
     """An h11 protocol class for one server (it counts that server's connections)."""
     too_slow = _answer(b"408 Request Timeout",
                        f"Request Timeout: the request did not arrive within {request_seconds:g} s")
@@ -47,6 +56,7 @@ def guarded_protocol(request_seconds: float, per_client: int, total: int) -> typ
     class Guarded(H11Protocol):
         _counted: str | None = None
         _timer: asyncio.TimerHandle | None = None
+        _send_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -63,6 +73,9 @@ def guarded_protocol(request_seconds: float, per_client: int, total: int) -> typ
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            if self._send_timer is not None:
+                self._send_timer.cancel()
+                self._send_timer = None
             if self._counted is not None:
                 open_by_client[self._counted] -= 1
                 if open_by_client[self._counted] <= 0:
@@ -84,6 +97,30 @@ def guarded_protocol(request_seconds: float, per_client: int, total: int) -> typ
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+
+        def on_response_complete(self) -> None:
+            # The answer is handed over whole: from now the client has send_seconds
+            # to take what the transport still holds (an earlier answer's deadline,
+            # when one runs, stays: it is the older).
+            if self._send_timer is None and self.transport.get_write_buffer_size():
+                self._send_timer = self.loop.call_later(send_seconds, self._not_taken)
+            super().on_response_complete()
+
+        def pause_writing(self) -> None:
+            # (an answer written in several parts: its first part already fills the buffer)
+            if self._send_timer is None:
+                self._send_timer = self.loop.call_later(send_seconds, self._not_taken)
+            super().pause_writing()
+
+        def _not_taken(self) -> None:
+            self._send_timer = None
+            left = self.transport.get_write_buffer_size()
+            if not left:
+                return
+            who = self.client[0] if self.client else "a client"
+            sys.stderr.write(f"blocktrace serve: an answer not taken within {send_seconds:g} s "
+                             f"({left} bytes left): connection from {who} dropped\n")
+            self.transport.abort()
 
         def _too_slow(self) -> None:
             self._timer = None

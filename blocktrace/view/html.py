@@ -47,7 +47,10 @@ def _meta(model: Model) -> dict[str, Any]:
     """``model.meta()``; a trace whose tables cannot be built (a line past where it
     is TAMPERED is not a trace line) is said as verify says it."""
     try:
-        return model.meta()
+        meta = model.meta()
+        if meta.get("error"):  # (the tables could not be built: meta says why)
+            raise BadRequest(f"{model.path}: {meta['error']}")
+        return meta
     except BadRequest as exc:
         verdict = _final_verify(model)
         if verdict["status"] == "tampered":

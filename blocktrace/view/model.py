@@ -464,7 +464,8 @@ class TraceModel(Model):
     def meta(self) -> dict[str, Any]:
         header = msgspec.structs.asdict(self.reader.header)
         header.pop("hash", None)
-        tables = self._ready()
+        failed = self._tables.done.is_set() and self._tables.error is not None
+        tables = None if failed else self._ready()  # (failed: meta says why, as a 200)
         out: dict[str, Any] = {
             "path": json_text(self.path), "kind": self.kind, "dialect": "blocktrace",
             "version": self.reader.version, "level": self.reader.level,
@@ -473,7 +474,7 @@ class TraceModel(Model):
             "lines": None, "steps": None, "summary": None, "hasValues": None, "threads": None,
             "files": None,
         }
-        if self._tables.done.is_set() and self._tables.error is not None:
+        if failed:
             out["error"] = self._tables.error
         if tables is not None:
             meta = tables.meta

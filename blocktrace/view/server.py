@@ -19,6 +19,7 @@ import os
 import re
 import secrets
 import socket
+import struct
 import sys
 import threading
 import time
@@ -64,9 +65,17 @@ SECURITY_HEADERS = (
 
 
 IDLE_SECONDS = 60.0
-"""A connection that sends nothing (or reads nothing of an answer) for this long
-is closed: each connection has a thread of its own, so a slow or stalled client
-holds only that one, and not for ever."""
+"""A connection that sends nothing for this long is closed: each connection has
+a thread of its own, so a slow or stalled client holds only that one, and not
+for ever."""
+
+SEND_SECONDS = 30.0
+"""An answer must be taken whole within this of its first byte: a client that
+asks and stops reading (its receive window shut) is dropped then, with one line
+in the log.  Timing each write instead let a client that read a byte now and
+then hold its thread for as long as it liked.  (A browser on the machine takes
+an answer of megabytes in milliseconds.)  ``BLOCKTRACE_VIEW_SEND_SECONDS``
+sets it."""
 
 REQUEST_SECONDS = 5.0
 """Once the first byte of a request has arrived, its request line and headers
@@ -117,6 +126,52 @@ class _Timed(io.RawIOBase):
             raise
 
 
+class _TimedWriter(io.BufferedIOBase):
+    """The connection's socket as the handler writes it: every write of one
+    answer together within ``seconds`` of the answer's first (``start``)."""
+
+    def __init__(self, sock: socket.socket, seconds: float,
+                 log: Callable[[str], None] | None) -> None:
+        super().__init__()
+        self._sock = sock
+        self._seconds = seconds
+        self._log = log
+        self.deadline: float | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def start(self) -> None:
+        """An answer begins (its status line): its clock starts, unless running."""
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self._seconds
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        sent = 0
+        while sent < len(view):
+            wait = IDLE_SECONDS if self.deadline is None else self.deadline - time.monotonic()
+            try:
+                if wait <= 0:
+                    raise TimeoutError
+                self._sock.settimeout(wait)
+                sent += self._sock.send(view[sent:])
+            except TimeoutError:
+                self._drop(len(view) - sent)
+                raise TimeoutError(f"answer not taken within {self._seconds:g} s") from None
+        return sent
+
+    def _drop(self, left: int) -> None:
+        """Reset the connection (what it holds unsent is discarded) and say so."""
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        if self._log is not None:
+            self._log(f"an answer not taken within {self._seconds:g} s ({left} bytes left): "
+                      "connection dropped")
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -140,6 +195,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._reader = _Timed(self.connection)
         self._buffered = io.BufferedReader(self._reader)
         self.rfile = self._buffered
+        self._writer = _TimedWriter(self.connection, self.server.send_seconds, self.server.log)
+        self.wfile = self._writer  # (unbuffered, as the base class's)
 
     def handle_one_request(self) -> None:
         """One request: up to :data:`IDLE_SECONDS` for its first byte, then
@@ -147,6 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
         the connection closed past that)."""
         reader = self._reader
         reader.deadline, reader.expired = None, False
+        self._writer.deadline = None
         try:
             if not self._buffered.peek(1):
                 self.close_connection = True
@@ -154,20 +212,20 @@ class _Handler(BaseHTTPRequestHandler):
         except (TimeoutError, ConnectionError):  # idle, or gone: no news
             self.close_connection = True
             return
-        reader.deadline = time.monotonic() + REQUEST_SECONDS
+        reader.deadline = time.monotonic() + self.server.request_seconds
         self.command, self.request_version = None, self.default_request_version  # type: ignore[assignment]
         super().handle_one_request()
         if reader.expired:
             reader.deadline = None
             try:
                 self.send_error(HTTPStatus.REQUEST_TIMEOUT,
-                                f"request not received within {REQUEST_SECONDS:g} s")
+                                f"request not received within {self.server.request_seconds:g} s")
             except OSError:
                 pass
 
     def parse_request(self) -> bool:
-        """Read the headers; then no deadline on what follows (the answer is
-        written with the idle time as its limit)."""
+        """Read the headers; then no deadline on what follows (the answer has
+        :data:`SEND_SECONDS` to be taken)."""
         ok = super().parse_request()
         self._reader.deadline = None
         self.connection.settimeout(IDLE_SECONDS)
@@ -195,7 +253,6 @@ class _Handler(BaseHTTPRequestHandler):
         message = message or phrase
         self.log_error("code %d, message %s", code, message)
         self.close_connection = True
-        self.connection.settimeout(REQUEST_SECONDS)  # (a line: no deadline left to spend)
         if self.request_version == "HTTP/0.9":  # (the default before a request line is read)
             self.request_version = self.protocol_version
         text = f"{phrase}: {message}" if message != phrase else phrase
@@ -206,6 +263,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(code, (text.translate(_CONTROL) + "\n").encode("utf-8", "backslashreplace"),
                    "text/plain; charset=utf-8", started=True)
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._writer.start()
+        super().send_response(code, message)
 
     def _send(self, status: int, body: bytes, content_type: str, *,
               started: bool = False) -> None:
@@ -250,8 +311,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         try:
             self._get()
-        except (ConnectionError, TimeoutError):
-            pass  # the browser went away
+        except (ConnectionError, TimeoutError):  # the browser went away, or read nothing
+            self.close_connection = True
         except Exception as exc:  # a bug: one line in the log, a 500, the server goes on
             self.log_message("internal error on %s: %s: %s", self.path.split("?")[0][:200],
                              type(exc).__name__, exc)
@@ -337,8 +398,12 @@ class ViewServer(ThreadingHTTPServer):
 
     def __init__(self, session: Session, host: str = "127.0.0.1", port: int = 0, *,
                  token: str | None = None, static_dir: str = STATIC_DIR,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None,
+                 request_seconds: float = REQUEST_SECONDS,
+                 send_seconds: float = SEND_SECONDS) -> None:
         self.session = session
+        self.request_seconds = request_seconds
+        self.send_seconds = send_seconds
         self.host = host
         self.token = token or secrets.token_urlsafe(24)
         self.static_dir = static_dir

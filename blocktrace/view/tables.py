@@ -52,8 +52,8 @@ from blocktrace.format import (
 )
 from blocktrace.format.identity import cache_key as file_cache_key
 from blocktrace.format.index import cache_home
+from blocktrace.format.wholelines import complete_lines
 from blocktrace.limits import MAX_LINE_BYTES, LineTooLongError, size_text
-from blocktrace.query.columns import complete_lines
 
 __all__ = [
     "STEP",

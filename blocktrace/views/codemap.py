@@ -6,7 +6,8 @@ For every checkpoint chunk of the trace's index (``EVERY`` lines, docs/FORMAT.md
 in it; the code table (number -> name, file, first line, from each code's first
 call line); and the numbers of the source lines.  Built once in one pass that
 reads only each line's ``"code"`` member, and kept as ``TRACE.idx.codes`` beside
-the index (or in the cache with it).  It commits to what the index committed to
+the trace (or in the cache, as the index is: a place holding another version's
+code map is passed over).  It commits to what the index committed to
 (the trace's stamp, head and line count) and to its own bytes (a SHA-256 over
 them): a stale or edited map is rebuilt, never trusted.
 """
@@ -20,11 +21,20 @@ from collections.abc import Iterable, Iterator
 import msgspec
 
 from blocktrace.format import TraceReader
-from blocktrace.format.index import Stamp, TraceIndex, index_paths, sealed, store_kept, unsealed
+from blocktrace.format.index import (
+    Stamp,
+    TraceIndex,
+    another_versions,
+    index_paths,
+    sealed,
+    store_kept,
+    unsealed,
+)
 
 __all__ = ["CODES_FORMAT", "CodeMap", "code_map", "ranges"]
 
 CODES_FORMAT = b"blocktrace-codes/1\n"
+_CODES_FAMILY = b"blocktrace-codes/"
 _CODE = b'"code":'
 _CALL = b'{"event":"call"'
 _SOURCE = b'{"event":"source"'
@@ -117,6 +127,10 @@ def _load(candidate: str) -> CodeMap | None:
             data = f.read()
     except OSError:
         return None
+    return _decode(data)
+
+
+def _decode(data: bytes) -> CodeMap | None:
     body = unsealed(CODES_FORMAT, data)
     if body is None:
         return None
@@ -126,8 +140,15 @@ def _load(candidate: str) -> CodeMap | None:
         return None
 
 
+def _another_versions(data: bytes) -> bool:
+    """An intact code map this version cannot read: another blocktrace
+    version's (blocktrace before 7915e52 wrote ``blocktrace-codes/1`` with the
+    index's layout 1 stamp), left as it is."""
+    return another_versions(data, _CODES_FAMILY, _decode)
+
+
 def _store(path: str, data: bytes) -> None:
-    store_kept(_paths(path), data)
+    store_kept(_paths(path), data, _another_versions)
 
 
 def _build(reader: TraceReader, index: TraceIndex) -> CodeMap | None:

@@ -68,10 +68,10 @@ def assert_followed(seen: list[int], size: int, in_order: bool = True) -> None:
 @pytest.mark.parametrize("kind", ["perfetto", "speedscope"])
 def test_a_timelines_loop_looks_once_a_piece(trace: Path, tmp_path: Path, kind: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from blocktrace.query import columns
+    from blocktrace.format import wholelines
     from blocktrace.query.timeline import write_perfetto, write_speedscope
 
-    monkeypatch.setattr(columns, "CHUNK", 64 << 10)
+    monkeypatch.setattr(wholelines, "CHUNK", 64 << 10)
     seen, tick = positions_seen(trace)
     write = write_perfetto if kind == "perfetto" else write_speedscope
     out = io.BytesIO()
@@ -83,10 +83,10 @@ def test_a_timelines_loop_looks_once_a_piece(trace: Path, tmp_path: Path, kind: 
 def test_the_parquet_loop_looks_once_a_piece(trace: Path, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("pyarrow")
-    from blocktrace.query import columns
+    from blocktrace.format import wholelines
     from blocktrace.query.dataset import export_trace
 
-    monkeypatch.setattr(columns, "CHUNK", 64 << 10)
+    monkeypatch.setattr(wholelines, "CHUNK", 64 << 10)
     seen, tick = positions_seen(trace)
     done = export_trace(str(trace), str(tmp_path / "ds"), tick=tick)
     assert done.status == "sealed"

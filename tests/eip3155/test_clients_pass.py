@@ -56,7 +56,7 @@ def _both(a: Path, b: Path, monkeypatch: pytest.MonkeyPatch, **options: Any
     passed: list[int] = []
     real = clientpass._skip
 
-    def counting(*args: Any) -> tuple[int, int, int]:
+    def counting(*args: Any) -> tuple[int, int, int, int, int, int]:
         got = real(*args)
         passed.append(got[0])
         return got

@@ -55,7 +55,7 @@ def _edited_keeping_size(path: Path) -> bytes:
 
 def _kept_stamp(path: Path, file: FileIdentity) -> None:
     """Put ``file`` in the stamp of the index kept beside ``path``."""
-    beside, _ = index_paths(str(path))
+    beside, *_ = index_paths(str(path))
     index = decode_index(Path(beside).read_bytes())
     assert index is not None
     index.stamp = Stamp(file, index.stamp.kind)
@@ -137,7 +137,7 @@ def test_a_trace_copied_to_another_file_system_is_indexed_again(
     shm = Path("/dev/shm")
     if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
         pytest.skip("no second file system at /dev/shm")
-    beside, _ = index_paths(str(copy))
+    beside, *_ = index_paths(str(copy))
     target = Path(shm, f"blocktrace-identity-{os.getpid()}-{tmp_path.name}")
     target.mkdir()
     try:
@@ -151,11 +151,15 @@ def test_a_trace_copied_to_another_file_system_is_indexed_again(
         shutil.rmtree(target)
 
 
-def test_a_version_1_index_is_built_again_never_trusted(copy: Path) -> None:
+def test_a_version_1_index_is_never_trusted_nor_replaced(
+    copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A version 1 index stamped only size, change time and kind: it is not read
-    (it could not tell a replaced trace), but built again and kept as version 2."""
+    (it could not tell a replaced trace), and not replaced either (the version
+    that wrote it may still be in use): this version's goes to the cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     _indexed(copy)
-    beside, _ = index_paths(str(copy))
+    beside, cached, _ = index_paths(str(copy))
     index = decode_index(Path(beside).read_bytes())
     assert index is not None
     fields = msgspec.to_builtins(index)
@@ -166,7 +170,8 @@ def test_a_version_1_index_is_built_again_never_trusted(copy: Path) -> None:
     assert decode_index(old) is None
     assert TraceReader(copy).index(build=False) is None
     assert TraceReader(copy).index() is not None
-    assert Path(beside).read_bytes().startswith(INDEX_FORMAT) and old[:19] != INDEX_FORMAT
+    assert Path(beside).read_bytes() == old and old[:19] != INDEX_FORMAT
+    assert Path(cached).read_bytes().startswith(INDEX_FORMAT)
     assert TraceReader(copy).index(build=False) is not None
 
 

@@ -74,7 +74,7 @@ def test_ranges_read_through_the_index_are_the_files_lines(copy: Path) -> None:
 
 
 def test_the_index_is_kept_and_reused(copy: Path) -> None:
-    beside, _ = index_paths(str(copy))
+    beside, *_ = index_paths(str(copy))
     assert not os.path.exists(beside)
     TraceReader(copy).index()
     assert os.path.exists(beside)
@@ -84,7 +84,7 @@ def test_the_index_is_kept_and_reused(copy: Path) -> None:
 
 
 def test_a_hand_edited_index_is_rebuilt(copy: Path) -> None:
-    beside, _ = index_paths(str(copy))
+    beside, *_ = index_paths(str(copy))
     good = TraceReader(copy).index()
     assert good is not None
     data = bytearray(Path(beside).read_bytes())
@@ -124,7 +124,7 @@ def test_unwritable_place_falls_back_to_the_cache(
     copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    beside, cached = index_paths(str(copy))
+    beside, cached, _ = index_paths(str(copy))
     os.mkdir(beside)  # something that is not an index is in the way
     assert cached == cache_path(str(copy)) and cached.startswith(str(tmp_path / "cache"))
     assert TraceReader(copy).index() is not None
@@ -182,7 +182,7 @@ def test_a_stale_index_beside_a_trace_in_an_unwritable_directory_is_used_once(
     trace = directory / "t.jsonl"
     shutil.copyfile(copy, trace)
     assert TraceReader(trace).index() is not None
-    beside, cached = index_paths(str(trace))
+    beside, cached, _ = index_paths(str(trace))
     assert os.path.isfile(beside) and not os.path.exists(cached)
     target = 2 * EVERY + 100
     _edit_keeping_size(trace, target)
@@ -281,7 +281,7 @@ def test_prove_and_sign_come_from_the_index(copy: Path, blocktrace_cli, tmp_path
     lines = len(copy.read_bytes().splitlines())
     first = blocktrace_cli("prove", copy, str(lines - 40))
     assert first.returncode == 0, first.stderr
-    beside, _ = index_paths(str(copy))
+    beside, *_ = index_paths(str(copy))
     assert os.path.exists(beside)
     again = blocktrace_cli("prove", copy, str(lines - 40))
     assert again.stdout == first.stdout
@@ -298,7 +298,7 @@ def _restamp(trace: Path) -> None:
     change time: what an edit in place leaves when it falls in the same tick of
     the file system's clock as the indexing (timestamps come from a coarse
     clock), so the stamp cannot tell."""
-    beside, _ = index_paths(str(trace))
+    beside, *_ = index_paths(str(trace))
     index = decode_index(Path(beside).read_bytes())
     assert index is not None
     index.stamp = stamp_of(str(trace), index.stamp.kind)

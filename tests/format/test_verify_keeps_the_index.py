@@ -94,7 +94,7 @@ def test_verify_keeps_the_index_in_the_cache_when_the_place_beside_is_taken(
 ) -> None:
     cache = tmp_path / "cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
-    beside, cached = index_paths(str(copy))
+    beside, cached, _ = index_paths(str(copy))
     os.mkdir(beside)  # something that is not an index is in the way
     proc = blocktrace_cli("verify", copy)
     assert proc.returncode == 0, proc.stderr

@@ -1,6 +1,31 @@
 """The real inputs the reader fuzz tests mutate, made once per session by the
 real command: traces of a small program, keys, checkpoints and a proof bundle;
-and the client traces of ../shared/refdata/eip3155."""
+the damaged-trace seeds (``damage_seeds``, versions 4 and 3, plain and
+compact); and the client traces of ../shared/refdata/eip3155.
+
+The CI part of tests/fuzz (what runs without ``BLOCKTRACE_FUZZ=deep``) has a
+budget of 30 s per Python.  What it costs, ``CI=true pytest tests/fuzz`` on
+3.13, 2 shared cores (wall; CPU = user + sys of pytest and its children):
+
+- session 15 (cebe07d): 72.6 s wall, 43.4 s CPU at load 1.3-1.7; alternated
+  with the tree below at load 6.5-10.8 (the lead's CI running): 157-160 s
+  wall, 47.4-48.1 s CPU;
+- session 16, same runs alternated: 80-98 s wall, 20.9-22.8 s CPU, with three
+  tests more (the send deadlines of both servers, the view server's whole API
+  on damaged traces).
+
+Where it went: the readers that ran as a process each (0.15-0.3 s of start-up
+and imports, ~15 an example of test_fuzz_one_answer, the pure verify and cat of
+test_fuzz_v4, most of test_fuzz_argv's examples, test_regressions_v4's show,
+verify, query) run one after another in one worker process (worker.py; the
+pure ones in a ``BLOCKTRACE_PURE=1`` one), except the commands that run a
+program; the seed traces are recorded once a session and shared
+(``damage_seeds`` by test_fuzz_one_answer, test_fuzz_view_api and test_fuzz_v4;
+test_regressions_v4's once a module); the servers' deadlines are short in the
+tests (1 s; the view's set by ``BLOCKTRACE_VIEW_REQUEST_SECONDS`` and
+``BLOCKTRACE_VIEW_SEND_SECONDS``); a request's server ``api/verify`` in
+test_fuzz_one_answer runs in the deep mode only (test_fuzz_view_api asks a
+server its whole API on the same damage)."""
 
 from __future__ import annotations
 
@@ -8,6 +33,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,6 +72,14 @@ class Seeds:
 
 
 def _bt(*args: str | Path) -> None:
+    """``blocktrace ARGS``: ``run`` and ``types`` (which run the program) in a
+    process of their own, the others in the shared worker (worker.py)."""
+    if args[0] not in ("run", "types"):
+        from .worker import shared
+
+        said = shared().run(args)
+        assert said.returncode == 0, (args, said.stderr)
+        return
     done = subprocess.run([sys.executable, "-m", "blocktrace", *map(str, args)],
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, (args, done.stderr)
@@ -71,3 +105,21 @@ def seeds(tmp_path_factory: pytest.TempPathFactory) -> Seeds:
     )
     return Seeds(d, plain, traced, unsealed, d / "k.key", d / "k.pub", d / "whole.cp",
                  early[0], d / "bundle.json", d / "table.jsonl", clients)
+
+
+@pytest.fixture(scope="session")
+def damage_seeds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The traces test_fuzz_one_answer.py and test_fuzz_view_api.py damage
+    (versions 4 and 3, plain and compact, sealed and cut short), recorded once."""
+    from .test_fuzz_one_answer import record_seeds
+
+    return record_seeds(tmp_path_factory.mktemp("fuzz-one-seeds"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_the_worker() -> Any:
+    """The shared command worker (worker.shared), stopped when the session ends."""
+    from .worker import close_shared
+
+    yield
+    close_shared()

@@ -1,7 +1,8 @@
 """Every command's argv, fuzzed: random known flags with random values and random
 file paths (missing, a directory, empty, binary, /dev/null, a name with a line
 break, bytes that are not UTF-8, real traces, keys, checkpoints and bundles),
-run as real ``blocktrace`` processes.
+run as real ``blocktrace`` processes (those that run a program: each its own;
+the others one after another in one worker process, worker.py).
 
 Whatever the arguments: never a traceback, an exit status the command documents
 (2 for a usage error, with its one line on stderr), every line on stderr
@@ -36,6 +37,7 @@ from blocktrace.cli import build_parser
 
 from .conftest import PROGRAM, Seeds
 from .harness import FUZZ
+from .worker import Done, shared
 
 EXAMPLES = max(10, (FUZZ.max_examples or 40) * 3 // 4)
 TIMEOUT = 120.0
@@ -207,15 +209,23 @@ def argv_of(draw: st.DrawFn, pool: Pool) -> tuple[str, list[bytes]]:
     return name, args
 
 
-def run(argv: list[bytes], cwd: Path) -> subprocess.CompletedProcess[bytes]:
+OWN_PROCESS = {b"run", b"types", b"replay", b"snapshot"}
+"""Commands that run a program: each in a process of its own; the others in the
+shared worker process (worker.py: a process each cost ~0.2 s)."""
+
+
+def run(argv: list[bytes], cwd: Path) -> subprocess.CompletedProcess[bytes] | Done:
     env = {**os.environ, "XDG_CACHE_HOME": str(cwd / "cache"),
            "BLOCKTRACE_VIEW_CACHE": str(cwd / "cache" / "view"), "PYTHONHASHSEED": "0"}
+    if argv[0] not in OWN_PROCESS:
+        return shared().run(argv, env=env, cwd=cwd, timeout=TIMEOUT)
     return subprocess.run([os.fsencode(sys.executable), b"-m", b"blocktrace", *argv],
                           capture_output=True, timeout=TIMEOUT, cwd=cwd, env=env,
                           stdin=subprocess.DEVNULL, check=False)
 
 
-def check(name: str, argv: list[bytes], done: subprocess.CompletedProcess[bytes]) -> None:
+def check(name: str, argv: list[bytes],
+          done: subprocess.CompletedProcess[bytes] | Done) -> None:
     what = b" ".join(argv).decode("utf-8", "backslashreplace")[:500]
     err = done.stderr.decode("utf-8", "backslashreplace")
     allowed = STATUSES.get(name, (0, 1, 2))

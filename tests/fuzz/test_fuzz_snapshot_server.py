@@ -365,7 +365,8 @@ def _trickle(port: int, request: bytes, every: float = 1.0,
     return time.monotonic() - start, answer
 
 
-REQUEST_TIMEOUT = 3.0
+REQUEST_TIMEOUT = 2.0
+SEND_TIMEOUT = 1.0
 PER_CLIENT = 8
 
 
@@ -373,7 +374,7 @@ PER_CLIENT = 8
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     log = tmp_path_factory.mktemp("fuzz-serve-slow") / "serve.err"
     s = Service(log, "--workers", "1", "--queue", "4", "--request-timeout", str(REQUEST_TIMEOUT),
-                "--max-connections", str(PER_CLIENT))
+                "--send-timeout", str(SEND_TIMEOUT), "--max-connections", str(PER_CLIENT))
     try:
         yield s
         s.alive()
@@ -409,7 +410,7 @@ def test_slow_clients_are_cut_at_the_request_timeout(guarded: Service) -> None:
             assert REQUEST_TIMEOUT <= took < REQUEST_TIMEOUT + 3, (name, took, answer)
             if name != "nothing" or answer:
                 assert answer.startswith(b"HTTP/1.1 408 "), (name, answer)
-                assert b"did not arrive within 3 s" in answer, answer
+                assert f"did not arrive within {REQUEST_TIMEOUT:g} s".encode() in answer, answer
     assert served >= 2
 
 
@@ -429,6 +430,48 @@ def test_connections_past_the_cap_from_one_client_are_refused_at_once(
         for sock in held:
             sock.close()
     time.sleep(0.2)
+    guarded.alive()
+
+
+BIG = (b'{"source": "xs = [\\"a\\" * 4000] * 2000\\nfor i in range(300):\\n    pass\\n", '
+       b'"steps": 1000}')
+"""A request whose answer is about 16 MB (quick to run): far more than the kernel's
+buffers hold."""
+
+
+def test_an_answer_never_read_is_dropped_at_the_send_timeout(guarded: Service) -> None:
+    """A client asks for a large answer into a small receive buffer and stops
+    reading: the answer sat in the server's memory and the connection stayed
+    open for as long as the client did.  Now, --send-timeout after the answer
+    is ready, the connection is dropped, in one line on stderr; a normal client
+    is answered meanwhile."""
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", guarded.port))
+    try:
+        stalled.sendall(b"POST /trace HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                        % len(BIG) + BIG)
+        deadline = time.monotonic() + 60
+        while "not taken" not in guarded.log():
+            assert time.monotonic() < deadline, f"never dropped: {guarded.log()}"
+            status, _, body = guarded.post(b'{"source": "print(2 + 2)", "steps": 50}')
+            assert status == 200 and msgspec.json.decode(body)["stdout"] == "4\n"
+            time.sleep(0.2)
+        # what the kernel's buffers already held, then the end: never all of it
+        stalled.settimeout(30)
+        got = 0
+        try:
+            while chunk := stalled.recv(1 << 20):
+                got += len(chunk)
+        except ConnectionResetError:
+            pass
+        assert got < 10_000_000, got
+    finally:
+        stalled.close()
+    dropped = [line for line in guarded.log().splitlines() if "not taken" in line]
+    assert len(dropped) == 1, guarded.log()
+    assert dropped[0].startswith(f"blocktrace serve: an answer not taken within "
+                                 f"{SEND_TIMEOUT:g} s"), dropped
     guarded.alive()
 
 

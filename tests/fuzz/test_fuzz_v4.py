@@ -3,7 +3,8 @@ plain ``.jsonl`` and compact ``.jsonl.zst`` (markers ``blocktrace-compact/2``
 and ``/1``), with and without their index beside them.
 
 The inputs are real traces (``blocktrace run``, and ``ChainTracer(format_version=3)``
-for version 3), and the same lines written again by blocktrace's frame writer
+for version 3; the plain ones and the version 4 ``.zst`` are test_fuzz_one_answer.py's,
+recorded once a session), and the same lines written again by blocktrace's frame writer
 with frames ended mid-leaf (head frames carrying open leaves).  They are edited
 at the byte level, the line level and the frame level (frames dropped, repeated,
 swapped, a head frame's fields changed, a data frame's lines edited and
@@ -53,6 +54,7 @@ from hypothesis import strategies as st
 from . import frames, harness
 from .conftest import PROGRAM
 from .harness import FUZZ, Answer, mutated, run_cli
+from .worker import Done, Worker
 
 SUBPROCESS_EXAMPLES = int(os.environ.get("BLOCKTRACE_FUZZ_EXAMPLES", "12"))
 FUZZ_SUB = settings(FUZZ, max_examples=SUBPROCESS_EXAMPLES)
@@ -100,13 +102,14 @@ def _run(argv: list[str | Path], cwd: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def seeds(tmp_path_factory: pytest.TempPathFactory) -> Seeds:
+def seeds(damage_seeds: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Seeds:
     d = tmp_path_factory.mktemp("fuzz-v4-seeds")
+    # test_fuzz_one_answer's version 4 (.jsonl and .zst) and 3 (.jsonl) traces,
+    # recorded once a session (conftest), copied; the two others recorded here
+    for name in ("v4.jsonl", "v4.jsonl.zst", "v3.jsonl"):
+        (d / name).write_bytes(damage_seeds[name].data)
     bt: list[str | Path] = ["-m", "blocktrace", "run", "--locals", "on", "--genesis", "fuzz-v4"]
-    _run([*bt, "-o", d / "v4.jsonl", PROGRAM], d)
-    _run([*bt, "--checkpoint-every", "64", "-o", d / "v4.jsonl.zst", PROGRAM], d)
     (d / "v3.py").write_text(_V3_RUN)
-    _run([d / "v3.py", d / "v3.jsonl", PROGRAM, "1000000"], d)
     _run([d / "v3.py", d / "v3.jsonl.zst", PROGRAM, "64"], d)
     _run([*bt, "-o", d / "v4.jsonl.gz", PROGRAM], d)
     out = Seeds()
@@ -212,13 +215,29 @@ def _verify(path: Path) -> tuple[Answer, dict[str, Any] | None]:
     return answer, (msgspec.json.decode(answer.stdout) if answer.stdout.strip() else None)
 
 
+_PURE: list[Worker] = []
+"""The process with every C path off (``BLOCKTRACE_PURE=1``, read at import),
+which runs the pure readers one after another (a process each cost ~0.3 s)."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pure_worker() -> Iterator[Worker]:
+    worker = Worker({**os.environ, "BLOCKTRACE_PURE": "1"})
+    _PURE.append(worker)
+    try:
+        yield worker
+    finally:
+        _PURE.remove(worker)
+        worker.close()
+
+
+def _pure(*argv: str | Path) -> Done:
+    return _PURE[0].run(argv)
+
+
 def _pure_verify(path: Path) -> tuple[int, dict[str, Any] | None, str]:
-    """The same, as a real process with every C path off."""
-    done = subprocess.run(
-        [sys.executable, "-m", "blocktrace", "verify", "--json", "--no-index", str(path)],
-        capture_output=True, timeout=120, check=False,
-        env={**os.environ, "BLOCKTRACE_PURE": "1"},
-    )
+    """The same, in another process with every C path off."""
+    done = _pure("verify", "--json", "--no-index", path)
     stderr = done.stderr.decode("utf-8", "backslashreplace")
     assert "Traceback" not in stderr, stderr
     assert stderr.count("\n") <= 1, stderr
@@ -293,9 +312,7 @@ def test_edited_traces_never_verify_and_c_and_pure_agree(
     if seed.compact:  # the Expander: C and pure put back the same hashes
         copy = run_cli("cat", path)
         copy.check(READ, f"cat {path}")
-        pure = subprocess.run([sys.executable, "-m", "blocktrace", "cat", str(path)],
-                              capture_output=True, timeout=120, check=False,
-                              env={**os.environ, "BLOCKTRACE_PURE": "1"})
+        pure = _pure("cat", path)
         assert (pure.returncode, pure.stdout) == (copy.status, copy.stdout), (
             f"cat {path}: C {copy.status} {copy.stderr!r}, pure {pure.returncode} "
             f"{pure.stderr!r}, outputs {'equal' if pure.stdout == copy.stdout else 'differ'}")

@@ -53,6 +53,8 @@ class Viewer:
     token: str
     stderr: Path
     trace: Path
+    request_seconds: float
+    send_seconds: float
 
     def raw(self, request: bytes, *, timeout: float = 30, until_close: bool = False) -> bytes:
         """Send ``request`` as is; the first answer (its Content-Length), or with
@@ -136,10 +138,17 @@ class Response:
                 assert self.body.endswith(b"\n") and self.body.count(b"\n") == 1, (what, self.body)
 
 
+REQUEST_SECONDS = 1.0
+SEND_SECONDS = 1.0
+"""The viewers' deadlines here (short: the tests wait them out)."""
+
+
 def start_viewer(trace: Path, scratch: Path, other: Path | None = None) -> Viewer:
     stderr = scratch / f"view-{trace.name}.err"
     env = {**os.environ, "BLOCKTRACE_VIEW_CACHE": str(scratch / "cache"),
-           "XDG_CACHE_HOME": str(scratch / "xdg")}
+           "XDG_CACHE_HOME": str(scratch / "xdg"),
+           "BLOCKTRACE_VIEW_REQUEST_SECONDS": str(REQUEST_SECONDS),
+           "BLOCKTRACE_VIEW_SEND_SECONDS": str(SEND_SECONDS)}
     with open(stderr, "wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "blocktrace", "view", "--no-browser", str(trace),
@@ -150,7 +159,7 @@ def start_viewer(trace: Path, scratch: Path, other: Path | None = None) -> Viewe
     assert line.startswith("blocktrace view: http://127.0.0.1:"), line + stderr.read_text()
     url = line.split()[-1]
     port, token = int(url.split("/")[2].split(":")[1]), url.split("/")[3]
-    viewer = Viewer(proc, port, token, stderr, trace)
+    viewer = Viewer(proc, port, token, stderr, trace, REQUEST_SECONDS, SEND_SECONDS)
     for _ in range(600):  # the tables and the verdict: built in the background
         meta = msgspec.json.decode(viewer.api("meta").body)
         if msgspec.json.decode(viewer.api("verify").body)["status"] != "pending" and \
@@ -396,14 +405,13 @@ class Trickle:
 
 
 def test_a_slowloris_is_cut_at_the_deadline_and_holds_no_one_else(viewer: Viewer) -> None:
-    """Request headers sent one byte a second: each byte reset the idle time, so
+    """Request headers sent a byte at a time: each byte reset the idle time, so
     the connection (and its thread) was held for as long as the client liked.
-    Now the request must arrive within REQUEST_SECONDS of its first byte: a
-    408 then, and the connection closed; other clients are answered meanwhile."""
-    from blocktrace.view.server import REQUEST_SECONDS
-
+    Now the request must arrive within the server's request deadline (5 s; 1 s
+    here) of its first byte: a 408 then, and the connection closed; other
+    clients are answered meanwhile."""
     slow = [Trickle(f"GET /{viewer.token}/api/meta HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                    "X-Padding: ".encode() + b"a" * 200) for _ in range(3)]
+                    "X-Padding: ".encode() + b"a" * 200, every=0.25) for _ in range(3)]
     threads = [threading.Thread(target=t.run, args=(viewer.port,)) for t in slow]
     for thread in threads:
         thread.start()
@@ -411,17 +419,52 @@ def test_a_slowloris_is_cut_at_the_deadline_and_holds_no_one_else(viewer: Viewer
     while any(thread.is_alive() for thread in threads):
         viewer.alive()  # a normal client, answered while the slow ones trickle
         served += 1
-        time.sleep(0.5)
-        assert served < 60, "the slow clients were not cut"
+        time.sleep(0.2)
+        assert served < 150, "the slow clients were not cut"
     for thread in threads:
         thread.join()
     for t in slow:
         assert t.cut_after is not None
-        assert REQUEST_SECONDS <= t.cut_after < REQUEST_SECONDS + 3, t.cut_after
+        assert viewer.request_seconds <= t.cut_after < viewer.request_seconds + 3, t.cut_after
         answer = Response.of(t.answer)
         assert answer.status == 408, answer
         answer.check("slowloris")
-    assert served >= 5
+    assert served >= 3
+    check_log(viewer)
+
+
+def test_an_answer_never_read_is_dropped_at_the_send_deadline(viewer: Viewer) -> None:
+    """A client asks for large answers into a small receive buffer and stops
+    reading: each write of an answer waited up to 60 s, so reading a byte now
+    and then held the connection and its thread for ever.  Now an answer must be
+    taken whole within the send deadline (30 s; 1 s here), else the connection
+    is dropped with one line in the log; normal clients are answered meanwhile."""
+    before = viewer.log().count("not taken")
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", viewer.port))
+    try:
+        stalled.sendall(f"GET /{viewer.token}/api/window?from=0&count=5000 HTTP/1.1\r\n"
+                        "Host: 127.0.0.1\r\n\r\n".encode() * 100)
+        deadline = time.monotonic() + 60
+        while viewer.log().count("not taken") == before:
+            assert time.monotonic() < deadline, f"never dropped: {viewer.log()}"
+            viewer.alive()
+            time.sleep(0.2)
+        stalled.settimeout(30)
+        got = b""
+        try:
+            while chunk := stalled.recv(1 << 20):
+                got += chunk
+        except ConnectionResetError:
+            pass
+        assert got.count(b"HTTP/1.1 200 ") < 100, "every answer was taken"
+    finally:
+        stalled.close()
+    dropped = [x for x in viewer.log().splitlines() if "not taken" in x][before:]
+    assert dropped == [dropped[0]] and dropped[0].startswith(
+        f"blocktrace view: an answer not taken within {viewer.send_seconds:g} s"), dropped
+    viewer.alive()
     check_log(viewer)
 
 

@@ -1,24 +1,44 @@
 """Regression tests for the reader bugs the version 4 fuzzing found
-(test_fuzz_v4.py), each on real traces and as the command really runs."""
+(test_fuzz_v4.py), each on real traces and as the command really runs (in a
+process apart from the tests': the shared worker, worker.py)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from .conftest import PROGRAM
+from .worker import shared
 
 LOOP = "total = 0\nfor i in range(400):\n    total += i * i\nprint(total)\n"
 """A program whose trace has more than 1,024 lines (a whole chunk of the index)."""
 
 
-def _bt(*argv: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "blocktrace", *map(str, argv)],
-                          capture_output=True, text=True, timeout=120, cwd=cwd, check=False)
+@dataclass
+class Said:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _bt(*argv: str | Path, cwd: Path | None = None,
+        env: dict[str, str] | None = None) -> Said:
+    """``blocktrace ARGV`` in a process apart from the tests': ``run`` in its own,
+    the readers one after another in the shared worker (worker.py; a process
+    each cost ~0.2 s)."""
+    if argv[0] != "run":
+        done = shared().run(argv, env=env, cwd=cwd)
+        return Said(done.returncode, done.stdout.decode("utf-8", "replace"),
+                    done.stderr.decode("utf-8", "replace"))
+    ran = subprocess.run([sys.executable, "-m", "blocktrace", *map(str, argv)],
+                         capture_output=True, text=True, timeout=120, cwd=cwd, env=env,
+                         check=False)
+    return Said(ran.returncode, ran.stdout, ran.stderr)
 
 
 def _edit_in_place(path: Path, number: int) -> bytes:
@@ -36,22 +56,36 @@ def _edit_in_place(path: Path, number: int) -> bytes:
     return bytes(line)
 
 
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The traces these tests edit, recorded once (each test edits a copy)."""
+    d = tmp_path_factory.mktemp("regressions-v4")
+    (d / "loop.py").write_text(LOOP)
+    out = {"loop": d / "loop.jsonl", "fuzzseed": d / "fuzzseed.jsonl",
+           "compact": d / "fuzzseed.jsonl.zst"}
+    for name, source in (("loop", d / "loop.py"), ("fuzzseed", PROGRAM), ("compact", PROGRAM)):
+        done = _bt("run", "-o", out[name], source, cwd=d)
+        assert done.returncode == 0, done.stderr
+    return out
+
+
+def _copy(recorded: Path, to: Path) -> None:
+    to.write_bytes(recorded.read_bytes())
+
+
 @pytest.mark.parametrize(("program", "number"), [
     pytest.param("loop", 1500, id="a whole chunk"),
     pytest.param("loop", 20, id="the first chunk"),
     pytest.param("fuzzseed", 100, id="after the last whole chunk"),
 ])
 def test_show_does_not_take_an_edited_trace_for_its_index(
-    program: str, number: int, tmp_path: Path
+    program: str, number: int, recorded: dict[str, Path], tmp_path: Path
 ) -> None:
     """show read lines through the index kept beside the trace, which matched the
     edited file's size, modification time and head: it printed the edited line
     with exit 0 and no note, as if the trace were sealed."""
-    source = PROGRAM if program == "fuzzseed" else tmp_path / "loop.py"
-    if program == "loop":
-        source.write_text(LOOP)
     trace = tmp_path / "t.jsonl"
-    assert _bt("run", "-o", trace, source, cwd=tmp_path).returncode == 0
+    _copy(recorded[program], trace)
     assert _bt("verify", trace, cwd=tmp_path).returncode == 0  # keeps t.jsonl.idx
     assert (tmp_path / "t.jsonl.idx").is_file()
     assert trace.read_bytes().count(b"\n") >= number
@@ -66,7 +100,7 @@ def test_show_does_not_take_an_edited_trace_for_its_index(
 
 @pytest.mark.parametrize("unverified", [False, True])
 def test_query_of_a_compact_trace_whose_first_frame_is_edited(
-    unverified: bool, tmp_path: Path
+    unverified: bool, recorded: dict[str, Path], tmp_path: Path
 ) -> None:
     """The first frame of a compact .zst fails its head check, so not even the
     header can be read: query took the file for a client trace, and reading it
@@ -76,7 +110,7 @@ def test_query_of_a_compact_trace_whose_first_frame_is_edited(
     from .frames import split
 
     trace = tmp_path / "t.jsonl.zst"
-    assert _bt("run", "-o", trace, PROGRAM, cwd=tmp_path).returncode == 0
+    _copy(recorded["compact"], trace)
     data = trace.read_bytes()
     first = next(f for f in split(data) if f.kind == "data")
     lines = zstandard.ZstdDecompressor().decompress(data[first.start : first.end])
@@ -86,16 +120,15 @@ def test_query_of_a_compact_trace_whose_first_frame_is_edited(
     trace.write_bytes(data[: first.start] + edited + data[first.end :])
     argv = ["query", *(["--allow-unverified"] if unverified else []), trace,
             "select count(*) from ops"]
-    done = subprocess.run([sys.executable, "-m", "blocktrace", *map(str, argv)],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                          env={**os.environ, "BLOCKTRACE_CACHE": str(tmp_path / "cache")},
-                          check=False)
+    done = _bt(*argv, cwd=tmp_path, env={"BLOCKTRACE_CACHE": str(tmp_path / "cache")})
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode in (1, 2), done
     assert done.stderr.count("\n") == 1 and "do not match the hash" in done.stderr, done.stderr
 
 
-def test_readers_do_not_take_an_edited_trace_for_their_caches(tmp_path: Path) -> None:
+def test_readers_do_not_take_an_edited_trace_for_their_caches(
+    recorded: dict[str, Path], tmp_path: Path
+) -> None:
     """The index (and query's and the viewer's caches) were keyed by the trace's
     size and modification time: after an edit in place that kept both, lines and
     cat said nothing of the tampering (the index's 'sealed'), and query answered
@@ -103,15 +136,13 @@ def test_readers_do_not_take_an_edited_trace_for_their_caches(tmp_path: Path) ->
     pytest.importorskip("duckdb")
     trace = tmp_path / "t.jsonl"
     env = {**os.environ, "BLOCKTRACE_CACHE": str(tmp_path / "cache")}
-    assert _bt("run", "-o", trace, PROGRAM, cwd=tmp_path).returncode == 0
+    _copy(recorded["fuzzseed"], trace)
     sql = "select count(*) from ops"
     for argv in (["verify", trace], ["query", trace, sql]):
-        done = subprocess.run([sys.executable, "-m", "blocktrace", *map(str, argv)],
-                              capture_output=True, text=True, timeout=120, env=env, check=False)
+        done = _bt(*argv, env=env)
         assert done.returncode == 0, done
     _edit_in_place(trace, 100)
     for argv, status in ((["lines", trace], 0), (["cat", trace], 0), (["query", trace, sql], 1)):
-        done = subprocess.run([sys.executable, "-m", "blocktrace", *map(str, argv)],
-                              capture_output=True, text=True, timeout=120, env=env, check=False)
+        done = _bt(*argv, env=env)
         assert done.returncode == status, (argv, done)
         assert "Traceback" not in done.stderr and "TAMPERED" in done.stderr, (argv, done.stderr)

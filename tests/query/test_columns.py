@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from blocktrace._native import extension
-from blocktrace.format import TraceError
+from blocktrace.format import TraceError, wholelines
 from blocktrace.query import columns, tables
 from blocktrace.query.tables import RunFacts, trace_batches
 
@@ -26,7 +26,7 @@ def _tables(path: Path, reference: bool, monkeypatch: pytest.MonkeyPatch) -> dic
     with monkeypatch.context() as m:
         if reference:
             m.setattr(tables, "table_columns", columns.PyColumns)
-        m.setattr(columns, "CHUNK", 4096)  # many buffers, lines across their ends
+        m.setattr(wholelines, "CHUNK", 4096)  # many buffers, lines across their ends
         m.setattr(tables, "BATCH_ROWS", 100)  # many batches
         import pyarrow as pa
 
@@ -176,7 +176,7 @@ def test_a_line_longer_than_the_bound_is_named(
 ) -> None:
     lines = fib.read_bytes().splitlines(keepends=True)
     bound = max(map(len, lines)) + 10
-    monkeypatch.setattr(columns, "MAX_LINE_BYTES", bound)
+    monkeypatch.setattr(wholelines, "MAX_LINE_BYTES", bound)
     path = tmp_path / "t.jsonl"
     for data, number in [
         (b"".join([*lines[:50], b"x" * bound + b"\n", *lines[50:]]), 51),

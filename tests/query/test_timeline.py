@@ -159,6 +159,7 @@ def test_op_lines_skimmed_in_c_give_the_same_timeline(
     import io
 
     from blocktrace._native import extension
+    from blocktrace.format import wholelines
     from blocktrace.query import columns
     from blocktrace.query.timeline import write_perfetto, write_speedscope
 
@@ -170,7 +171,7 @@ def test_op_lines_skimmed_in_c_give_the_same_timeline(
     edited.write_bytes(b"".join(lines[:-1]))  # no summary: op lines after the last call
     paths = [str(oddlines), str(edited)]
     write = write_perfetto if kind == "perfetto" else write_speedscope
-    monkeypatch.setattr(columns, "CHUNK", 4096)
+    monkeypatch.setattr(wholelines, "CHUNK", 4096)
     monkeypatch.setattr(columns, "SKIM_ROWS", 50)
     got = io.BytesIO()
     write(paths, ["sealed", "unsealed"], got, clock="steps")

@@ -13,7 +13,7 @@ import pytest
 from blocktrace._native import extension
 from blocktrace.chain.rewrite import rechain_trace
 from blocktrace.chain.verify import verify_file
-from blocktrace.format import TraceError, Verification
+from blocktrace.format import TraceError, Verification, wholelines
 from blocktrace.query import columns, verifying
 from blocktrace.query.tables import RunFacts, trace_batches
 
@@ -62,7 +62,7 @@ _EDITS: dict[str, Callable[[list[bytes]], list[bytes]]] = {
 def test_the_same_answer_as_verify(
     fib: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    monkeypatch.setattr(columns, "CHUNK", 4096)  # many buffers, lines across their ends
+    monkeypatch.setattr(wholelines, "CHUNK", 4096)  # many buffers, lines across their ends
     monkeypatch.setattr(verifying, "QUEUED", 1)  # the conversion waits for the verifier
     path = tmp_path / "t.jsonl"
     path.write_bytes(b"".join(_EDITS[name](_lines(fib))))
@@ -77,7 +77,7 @@ def test_the_same_answer_as_verify(
 def test_an_abandoned_conversion_ends_the_verifier(
     fib: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(columns, "CHUNK", 4096)
+    monkeypatch.setattr(wholelines, "CHUNK", 4096)
     monkeypatch.setattr(verifying, "QUEUED", 1)
     verifier = _one_pass(fib, stop_at=0)
     verifier.close()  # returns: the walk is told the file ended
@@ -111,7 +111,7 @@ def test_the_conversion_tells_the_verifier_which_lines_it_read_whole(
 ) -> None:
     from blocktrace.format.reader import _not_an_object
 
-    monkeypatch.setattr(columns, "CHUNK", 4096)  # many buffers, lines across their ends
+    monkeypatch.setattr(wholelines, "CHUNK", 4096)  # many buffers, lines across their ends
     for path in (fib, oddlines, queried):
         fed = _fed(path)
         assert b"".join(chunk for chunk, _, _ in fed) == path.read_bytes()  # all, in order

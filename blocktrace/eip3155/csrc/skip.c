@@ -306,7 +306,8 @@ passable(PyObject *calls, const char *s, Py_ssize_t n)
 }
 
 typedef struct {
-    Py_ssize_t a, b, lines, ignored_a, ignored_b, steps, hunks, since;
+    Py_ssize_t a, b, lines, lines_b, ignored_a, ignored_b, steps, steps_b, hunks, since,
+        diff_a, diff_b; /* (lines, steps: a's) */
 } Mark;
 
 /* A step both traces hold but that differs, passed over as a hunk of one step on each
@@ -379,9 +380,439 @@ lone_op(const char *s, Py_ssize_t n, const char *gas, Py_ssize_t gas_n, Py_ssize
     return gas == NULL || *g1 - *g0 != gas_n || memcmp(s + *g0, gas, (size_t)gas_n) != 0;
 }
 
+
+/* ---- Steps inserted or removed: the differ's look-ahead on bytes (align) ----
+ *
+ * Once the differ keeps no more hunks in full, a step that differs starts a
+ * divergent region; differ.py's _look_ahead finds where the two streams agree
+ * again (the nearest pair (i, j) of window positions, by i + j then i, whose SYNC
+ * steps agree) in windows of 8 then 64 steps.  Here the same search runs on the
+ * op lines as bytes: each line's members are read as spans, and two steps are
+ * judged on the compared fields alone: equal spans are equal values; some unequal
+ * spans are surely unequal values (two JSON integers, a value and null, ...); any
+ * other pair (a different code number that may name the same function, locals
+ * that differ as bytes, ...) is not judged here, and the walk stops (the
+ * reference judges it).  Only windows of op lines the walk could pass one by one
+ * are searched (no event or error member, a gas unlike the op line before, between
+ * them only call lines that leave the code table as it is and return lines), and
+ * only while no stream ends within the window; the nearest pair found in the first
+ * 8 steps is the one in the first 64 (a nearer pair lies in both), so the answer
+ * is the reference's wherever it is given. */
+
+#define WINDOW 64
+#define FIRST_WINDOW 8
+
+enum {
+    F_PC, F_OP, F_GAS, F_GASCOST, F_MEMSIZE, F_STACK, F_DEPTH, F_REFUND, F_OPNAME,
+    F_ERROR, F_RETURNDATA, F_LINE, F_CODE, F_FUNCTION, F_FILE, F_THREAD, F_LOCALS,
+    F_GLOBALS, F_EVENT, NFIELDS
+}; /* the order of dialects.FIELDS: bit i of the fields mask is FIELDS[i] */
+
+typedef struct {
+    Span v[NFIELDS];   /* raw values as written (at NULL: absent); FUNCTION/FILE unused */
+    Py_ssize_t start;  /* where the line starts in its buffer */
+    Py_ssize_t lines;  /* lines between the region's start and this line */
+    Py_ssize_t ignored; /* return lines among them */
+} Op;
+
+typedef struct {
+    const char *buf;
+    Py_ssize_t n, p;   /* the buffer, and the next line to read */
+    Py_ssize_t lines, ignored;
+    const char *gas;   /* the last op line's gas digits (NULL: not known) */
+    Py_ssize_t gas_n;
+    PyObject *calls;
+    int count;         /* op lines read into ops */
+    Op ops[WINDOW + 1];
+} Side;
+
+#define R_BAIL 0  /* not judged here: the walk stops */
+#define R_FOUND 1
+#define R_MORE 2  /* a line runs past the end of a buffer */
+#define R_SAME 3  /* the first steps agree (the lines differ in what is not compared) */
+
+/* The end of the JSON value starting at s[v] (strings, literals, numbers, nested
+ * objects and arrays), or -1. */
+static Py_ssize_t
+value_end(const char *s, Py_ssize_t n, Py_ssize_t v)
+{
+    if (v >= n)
+        return -1;
+    if (s[v] == '"')
+        return string_end(s, n, v);
+    if (s[v] == '{' || s[v] == '[') {
+        int level = 0;
+        for (Py_ssize_t i = v; i < n; i++) {
+            char c = s[i];
+            if (c == '"') {
+                i = string_end(s, n, i);
+                if (i < 0)
+                    return -1;
+                i--;
+            } else if (c == '{' || c == '[') {
+                level++;
+            } else if (c == '}' || c == ']') {
+                if (--level == 0)
+                    return i + 1;
+            }
+        }
+        return -1;
+    }
+    Py_ssize_t e = v;
+    while (e < n && s[e] != ',' && s[e] != '}')
+        e++;
+    return e == v ? -1 : e;
+}
+
+static int
+field_of(const char *key, Py_ssize_t kn)
+{
+    static const char *const names[NFIELDS] = {
+        "pc", "op", "gas", "gasCost", "memSize", "stack", "depth", "refund", "opName",
+        "error", "returnData", "line", "code", NULL, NULL, "thread", "locals", "globals",
+        "event"};
+    for (int f = 0; f < NFIELDS; f++) {
+        if (names[f] != NULL && (Py_ssize_t)strlen(names[f]) == kn &&
+            memcmp(names[f], key, (size_t)kn) == 0)
+            return f;
+    }
+    if (kn == 10 && memcmp(key, "blocktrace", 10) == 0)
+        return -2;
+    return -1;
+}
+
+/* An op line s[0:n] read as a flat object of members: 1, or 0 when the walk does
+ * not read it (a key with an escape, a member twice, a header's member, no pc, op
+ * or gas, an event or error member, a value that is no JSON value). */
+static int
+op_members(const char *s, Py_ssize_t n, Op *op)
+{
+    memset(op->v, 0, sizeof(op->v));
+    if (n < 2 || s[0] != '{' || s[n - 1] != '}')
+        return 0;
+    Py_ssize_t i = 1;
+    for (;;) {
+        if (i >= n || s[i] != '"')
+            return 0;
+        Py_ssize_t ke = string_end(s, n, i);
+        if (ke < 0 || ke >= n || s[ke] != ':')
+            return 0;
+        if (memchr(s + i + 1, '\\', (size_t)(ke - i - 2)) != NULL)
+            return 0;
+        Py_ssize_t v = ke + 1, ve = value_end(s, n, v);
+        if (ve < 0 || ve >= n)
+            return 0;
+        int f = field_of(s + i + 1, ke - i - 2);
+        if (f == -2)
+            return 0;
+        if (f >= 0) {
+            if (op->v[f].at != NULL)
+                return 0;
+            op->v[f] = (Span){s + v, ve - v};
+        }
+        if (s[ve] == '}') {
+            if (ve != n - 1)
+                return 0;
+            break;
+        }
+        if (s[ve] != ',')
+            return 0;
+        i = ve + 1;
+    }
+    const Span *gas = &op->v[F_GAS];
+    if (op->v[F_PC].at == NULL || op->v[F_OP].at == NULL || gas->at == NULL ||
+        op->v[F_EVENT].at != NULL || op->v[F_ERROR].at != NULL)
+        return 0;
+    /* the gas a "0x..." string (the reference reads it so; any other form: not here) */
+    if (gas->n < 4 || gas->at[0] != '"' || gas->at[1] != '0' || gas->at[2] != 'x')
+        return 0;
+    for (Py_ssize_t k = 3; k < gas->n - 1; k++) {
+        char c = gas->at[k];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+            return 0;
+    }
+    return 1;
+}
+
+/* Read op lines into side->ops up to ``want`` of them: R_FOUND, R_MORE, or R_BAIL
+ * at a line the walk does not read (the GIL held: call lines are looked up). */
+static int
+side_read(Side *side, int want, Py_ssize_t max_line)
+{
+    while (side->count < want) {
+        const char *l = side->buf + side->p;
+        const char *e = newline(l, side->buf + side->n);
+        if (e == NULL)
+            return R_MORE;
+        Py_ssize_t n = e - l;
+        if (n + 1 > max_line || n < 2)
+            return R_BAIL;
+        if (l[1] == '"' && l[2] == 'p') {
+            Op *op = &side->ops[side->count];
+            if (!op_members(l, n, op))
+                return R_BAIL;
+            const Span *gas = &op->v[F_GAS];
+            if (side->gas != NULL && gas->n - 2 == side->gas_n &&
+                memcmp(gas->at + 1, side->gas, (size_t)side->gas_n) == 0)
+                return R_BAIL; /* may merge with the op line before */
+            side->gas = gas->at + 1;
+            side->gas_n = gas->n - 2;
+            op->start = side->p;
+            op->lines = side->lines;
+            op->ignored = side->ignored;
+            side->count++;
+        } else {
+            int kind = passable(side->calls, l, n);
+            if (kind < 0)
+                return -1;
+            if (kind == 0)
+                return R_BAIL;
+            side->ignored += kind == IGNORED;
+        }
+        side->p += n + 1;
+        side->lines++;
+    }
+    return R_FOUND;
+}
+
+/* Start the side's window at the op line at p when the last window read it (the
+ * lines after it were read as they are now: the window goes on from there); 0 when
+ * it did not. */
+static int
+side_from(Side *side, Py_ssize_t p)
+{
+    int k = 0;
+    while (k < side->count && side->ops[k].start < p)
+        k++;
+    if (k == side->count || side->ops[k].start != p)
+        return 0;
+    Py_ssize_t lines = side->ops[k].lines, ignored = side->ops[k].ignored;
+    side->count -= k;
+    memmove(side->ops, side->ops + k, (size_t)side->count * sizeof(Op));
+    for (int i = 0; i < side->count; i++) {
+        side->ops[i].lines -= lines;
+        side->ops[i].ignored -= ignored;
+    }
+    side->lines -= lines;
+    side->ignored -= ignored;
+    return 1;
+}
+
+#define EQ 1
+#define NE 0
+#define UNKNOWN (-1)
+
+static int
+is_null(const Span *x)
+{
+    return x->at == NULL || (x->n == 4 && memcmp(x->at, "null", 4) == 0);
+}
+
+/* A JSON integer as the writer writes one: digits, no sign, no leading zero. */
+static int
+plain_int(const Span *x)
+{
+    if (x->at == NULL || x->n < 1 || x->n > 18 || (x->at[0] == '0' && x->n > 1))
+        return 0;
+    for (Py_ssize_t i = 0; i < x->n; i++) {
+        if (x->at[i] < '0' || x->at[i] > '9')
+            return 0;
+    }
+    return 1;
+}
+
+/* A JSON string with no escape. */
+static int
+plain_str(const Span *x)
+{
+    return x->at != NULL && x->n >= 2 && x->at[0] == '"' &&
+           memchr(x->at, '\\', (size_t)x->n) == NULL;
+}
+
+static int
+same_bytes(const Span *x, const Span *y)
+{
+    return x->n == y->n && (x->n == 0 || memcmp(x->at, y->at, (size_t)x->n) == 0);
+}
+
+/* A "0x..." gas string in its one spelling (lower-case digits, no leading zero). */
+static int
+plain_hex(const Span *x)
+{
+    if (x->n < 4 || (x->at[3] == '0' && x->n > 5))
+        return 0;
+    for (Py_ssize_t i = 3; i < x->n - 1; i++) {
+        if (x->at[i] >= 'A' && x->at[i] <= 'F')
+            return 0;
+    }
+    return 1;
+}
+
+/* Whether two op lines' steps agree on field f, as canonical values compare. */
+static int
+field_cmp(int f, const Op *x, const Op *y)
+{
+    const Span *a = &x->v[f], *b = &y->v[f];
+    switch (f) {
+    case F_FUNCTION:
+    case F_FILE:
+        /* the code tables agree as far as the fields see them (skip._agree) and the
+         * walk passes no call line that changes them: one code number, one function */
+        a = &x->v[F_CODE];
+        b = &y->v[F_CODE];
+        return (is_null(a) && is_null(b)) || same_bytes(a, b) ? EQ : UNKNOWN;
+    case F_PC:
+    case F_OP:
+        if (same_bytes(a, b))
+            return EQ;
+        return plain_int(a) && plain_int(b) ? NE : UNKNOWN;
+    case F_DEPTH: {
+        static const Span one = {"1", 1};
+        if (a->at == NULL)
+            a = &one;
+        if (b->at == NULL)
+            b = &one;
+        if (same_bytes(a, b))
+            return EQ;
+        return plain_int(a) && plain_int(b) ? NE : UNKNOWN;
+    }
+    case F_GAS:
+        if (same_bytes(a, b))
+            return EQ;
+        return plain_hex(a) && plain_hex(b) ? NE : UNKNOWN;
+    case F_LINE:
+    case F_CODE:
+    case F_THREAD:
+        if (is_null(a) && is_null(b))
+            return EQ;
+        if (same_bytes(a, b))
+            return EQ;
+        if (is_null(a) || is_null(b))
+            return (is_null(a) ? (plain_int(b) || plain_str(b)) : (plain_int(a) || plain_str(a)))
+                ? NE : UNKNOWN;
+        if ((plain_int(a) || plain_str(a)) && (plain_int(b) || plain_str(b)))
+            return f == F_LINE && (plain_str(a) || plain_str(b)) ? UNKNOWN : NE;
+        return UNKNOWN;
+    case F_LOCALS:
+    case F_GLOBALS:
+        if (is_null(a) && is_null(b))
+            return EQ;
+        if (same_bytes(a, b))
+            return EQ;
+        return is_null(a) || is_null(b) ? NE : UNKNOWN;
+    case F_OPNAME:
+        if (is_null(a) && is_null(b))
+            return EQ;
+        if (same_bytes(a, b))
+            return EQ;
+        return plain_str(a) && plain_str(b) ? NE : UNKNOWN;
+    case F_ERROR:
+    case F_EVENT: /* (lines with either are not read here) */
+        return EQ;
+    default: /* gasCost, memSize, stack, refund, returnData */
+        if (is_null(a) && is_null(b))
+            return EQ;
+        return same_bytes(a, b) ? EQ : UNKNOWN;
+    }
+}
+
+/* Whether two steps agree on the compared fields: EQ, NE or UNKNOWN. */
+static int
+step_cmp(const Op *x, const Op *y, unsigned long fields)
+{
+    int out = EQ;
+    for (int f = 0; f < NFIELDS; f++) {
+        if (!(fields & (1UL << f)))
+            continue;
+        int got = field_cmp(f, x, y);
+        if (got == NE)
+            return NE;
+        if (got == UNKNOWN)
+            out = UNKNOWN;
+    }
+    return out;
+}
+
+/* Whether the SYNC steps from (i, j) agree: EQ, NE or UNKNOWN. */
+static int
+agree_at(const Side *A, const Side *B, int i, int j, unsigned long fields)
+{
+    int out = EQ;
+    for (int t = 0; t < SYNC; t++) {
+        int got = step_cmp(&A->ops[i + t], &B->ops[j + t], fields);
+        if (got == NE)
+            return NE;
+        if (got == UNKNOWN)
+            out = UNKNOWN;
+    }
+    return out;
+}
+
+/* The nearest pair (i, j) with sum s in [from, to] whose SYNC steps agree, all within
+ * ``size`` steps: R_FOUND (*da, *db), R_BAIL when a pair before it is not judged here,
+ * else -2 (none). */
+static int
+nearest(const Side *A, const Side *B, int from, int to, int size, unsigned long fields,
+        int *da, int *db)
+{
+    for (int s = from; s <= to; s++) {
+        for (int i = 0; i <= s; i++) {
+            int j = s - i;
+            if (i + SYNC > size || j + SYNC > size)
+                continue;
+            int got = agree_at(A, B, i, j, fields);
+            if (got == UNKNOWN)
+                return R_BAIL;
+            if (got == EQ) {
+                *da = i;
+                *db = j;
+                return R_FOUND;
+            }
+        }
+    }
+    return -2;
+}
+
+/* The divergent region starting at both sides' next op line, as differ._look_ahead
+ * finds it: R_FOUND with its size on each side (*da, *db), R_SAME when the first
+ * steps agree after all, R_MORE, R_BAIL, or -1 on error. */
+static int
+region(Side *A, Side *B, unsigned long fields, Py_ssize_t max_line, int *da, int *db)
+{
+    /* the first window's steps, and the op line after them (it must not merge) */
+    int got = side_read(A, FIRST_WINDOW + 1, max_line);
+    if (got == R_FOUND)
+        got = side_read(B, FIRST_WINDOW + 1, max_line);
+    if (got != R_FOUND)
+        return got;
+    int first = step_cmp(&A->ops[0], &B->ops[0], fields);
+    if (first == EQ)
+        return R_SAME;
+    if (first == UNKNOWN)
+        return R_BAIL;
+    /* one changed step: the next SYNC agree */
+    got = agree_at(A, B, 1, 1, fields);
+    if (got == UNKNOWN)
+        return R_BAIL;
+    if (got == EQ) {
+        *da = *db = 1;
+        return R_FOUND;
+    }
+    got = nearest(A, B, 1, FIRST_WINDOW - SYNC, FIRST_WINDOW, fields, da, db);
+    if (got != -2)
+        return got;
+    got = side_read(A, WINDOW + 1, max_line);
+    if (got == R_FOUND)
+        got = side_read(B, WINDOW + 1, max_line);
+    if (got != R_FOUND)
+        return got;
+    got = nearest(A, B, FIRST_WINDOW - SYNC + 1, WINDOW - SYNC, WINDOW, fields, da, db);
+    return got == -2 ? R_BAIL : got;
+}
+
 static PyObject *
 skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *const *args,
-        Follow *f, PyObject *judge, Py_ssize_t since_in)
+        Follow *f, PyObject *judge, Py_ssize_t since_in, long long fields)
 {
     Py_ssize_t pa = PyLong_AsSsize_t(args[1]);
     Py_ssize_t pb = PyLong_AsSsize_t(args[3]);
@@ -394,19 +825,29 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
         return NULL;
     }
     PyObject *calls_a = args[5], *calls_b = args[6];
-    Mark start = {pa, pb, 0, 0, 0, 0, 0, since_in};
+    Mark start = {pa, pb, 0, 0, 0, 0, 0, 0, 0, since_in, 0, 0};
     Mark last = start, before_last = start, before_hunk = start;
-    Py_ssize_t lines = 0, ignored_a = 0, ignored_b = 0, steps = 0;
+    Mark now = start; /* (a, b and since are kept in pa, pb and since) */
     Py_ssize_t hunks = 0, since = since_in; /* steps in common since the last hunk */
-    int pending = 0; /* op lines still to pass before the last one-step hunk is sure */
+    int pending = 0; /* op lines still to pass before the last hunk is sure */
     const char *gas_a = NULL, *gas_b = NULL;
     Py_ssize_t gas_na = 0, gas_nb = 0;
     int reason = REASON_STOP;
+    Side *sides = NULL; /* the look-ahead's windows (align) */
+    if (fields >= 0) {
+        sides = PyMem_Malloc(2 * sizeof(Side));
+        if (sides == NULL)
+            return PyErr_NoMemory();
+        sides[0].count = sides[1].count = 0;
+    }
+#define MARK() ((Mark){pa, pb, now.lines, now.lines_b, now.ignored_a, now.ignored_b, \
+                       now.steps, now.steps_b, hunks, since, now.diff_a, now.diff_b})
     /* The op lines need no object: the GIL is let go while they are compared (the
      * stored golden's chain check runs on another thread), taken back for a call
      * line's look-up in its set. */
     if (f->scanner != NULL && (f->pos < 0 || f->pos > na)) {
         PyErr_SetString(PyExc_ValueError, "the check's position is outside the buffer");
+        PyMem_Free(sides);
         return NULL;
     }
     PyThreadState *released = PyEval_SaveThread();
@@ -429,6 +870,7 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
                        memcmp(la, lb, (size_t)ga0) == 0 && gas_end(lb, sb, ga0, &gb1);
             gb0 = ga0;
             Py_ssize_t ba = 0, bb = 0;
+            int trusted = 1;
             if (same) {
                 ba = body_end(la, sa);
                 bb = body_end(lb, sb);
@@ -437,6 +879,95 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
                            memcmp(la + ga1, lb + gb1, (size_t)(ba - ga1)) == 0;
                 } else {
                     same = ba == bb && memcmp(la, lb, (size_t)ba) == 0;
+                }
+            }
+            if (!same && sides != NULL && pending <= 1 && since > 0) {
+                /* the differ's look-ahead, on the lines as bytes */
+                Side *A = &sides[0], *B = &sides[1];
+                if (!side_from(A, pa)) {
+                    A->buf = a; A->n = na; A->p = pa; A->lines = A->ignored = 0;
+                    A->gas = gas_a; A->gas_n = gas_na; A->calls = calls_a; A->count = 0;
+                }
+                if (!side_from(B, pb)) {
+                    B->buf = b; B->n = nb; B->p = pb; B->lines = B->ignored = 0;
+                    B->gas = gas_b; B->gas_n = gas_nb; B->calls = calls_b; B->count = 0;
+                }
+                int da = 0, db = 0;
+                PyEval_RestoreThread(released);
+                int got = region(A, B, (unsigned long)fields, max_line, &da, &db);
+                /* a changed region (da == db) is paired: pairs that agree are common */
+                int verdicts[WINDOW];
+                if (got == R_FOUND && da == db) {
+                    for (int k = 0; k < da && got == R_FOUND; k++) {
+                        verdicts[k] = step_cmp(&A->ops[k], &B->ops[k], (unsigned long)fields);
+                        if (verdicts[k] == UNKNOWN)
+                            got = R_BAIL;
+                    }
+                }
+                released = PyEval_SaveThread();
+                if (got < 0) {
+                    PyEval_RestoreThread(released);
+                    PyMem_Free(sides);
+                    return NULL;
+                }
+                if (got == R_MORE) {
+                    reason = REASON_MORE;
+                    break;
+                }
+                if (got == R_SAME) {
+                    /* read below as a step in common (its JSON checked as any other line) */
+                    if (!op_gas(la, sa, &ga0, &ga1) || !op_gas(lb, sb, &gb0, &gb1))
+                        break;
+                    same = 1;
+                    trusted = 0;
+                    ba = body_end(la, sa);
+                } else if (got == R_FOUND) {
+                    before_last = last;
+                    last = MARK();
+                    before_hunk = last;
+                    if (da == db) {
+                        int in_run = 0;
+                        for (int k = 0; k < da; k++) {
+                            if (verdicts[k] == EQ) {
+                                since++;
+                                in_run = 0;
+                                continue;
+                            }
+                            if (!in_run && since > 0)
+                                hunks++;
+                            in_run = 1;
+                            since = 0;
+                            now.diff_a++;
+                            now.diff_b++;
+                        }
+                    } else {
+                        hunks++;
+                        since = 0;
+                        now.diff_a += da;
+                        now.diff_b += db;
+                    }
+                    const Op *xa = &A->ops[da], *xb = &B->ops[db];
+                    now.steps += da;
+                    now.steps_b += db;
+                    now.lines += xa->lines;
+                    now.lines_b += xb->lines;
+                    now.ignored_a += xa->ignored;
+                    now.ignored_b += xb->ignored;
+                    if (da > 0) {
+                        const Span *g = &A->ops[da - 1].v[F_GAS];
+                        gas_a = g->at + 1;
+                        gas_na = g->n - 2;
+                    }
+                    if (db > 0) {
+                        const Span *g = &B->ops[db - 1].v[F_GAS];
+                        gas_b = g->at + 1;
+                        gas_nb = g->n - 2;
+                    }
+                    pa = xa->start;
+                    pb = xb->start;
+                    follow_to(f, a, pa, 0);
+                    pending = CONFIRM;
+                    continue;
                 }
             }
             if (!same) {
@@ -449,8 +980,10 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
                 PyObject *verdict = PyObject_CallFunction(judge, "y#y#", la, sa, lb, sb);
                 int differs = verdict == NULL ? -1 : PyObject_IsTrue(verdict);
                 Py_XDECREF(verdict);
-                if (differs < 0)
+                if (differs < 0) {
+                    PyMem_Free(sides);
                     return NULL;
+                }
                 released = PyEval_SaveThread();
                 if (!differs)
                     break;
@@ -460,32 +993,38 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
                 gas_b = lb + gb0;
                 gas_nb = gb1 - gb0;
                 before_last = last;
-                last = (Mark){pa, pb, lines, ignored_a, ignored_b, steps, hunks, since};
+                last = MARK();
                 before_hunk = last;
-                steps++;
+                now.steps++;
+                now.steps_b++;
+                now.diff_a++;
+                now.diff_b++;
                 hunks++;
                 since = 0;
                 pending = CONFIRM;
                 pa += sa + 1;
                 pb += sb + 1;
-                lines++;
+                now.lines++;
+                now.lines_b++;
                 continue;
             }
-            /* b's line is a's but for gas and hash digits: its members are a's */
+            /* b's line is a's but for gas and hash digits: its members are a's (or
+             * the look-ahead read both: neither has an event or error member) */
             if (la[sa - 1] != '}' || has_key(la, ba, "\"event\":", 8, "\"error\":", 8))
                 break;
             if (gas_a != NULL &&
                 ((ga1 - ga0 == gas_na && memcmp(la + ga0, gas_a, (size_t)gas_na) == 0) ||
                  (gb1 - gb0 == gas_nb && memcmp(lb + gb0, gas_b, (size_t)gas_nb) == 0)))
                 break; /* may be the second line of a faulting op */
-            follow_line(f, a, pa, pa + sa + 1, 1);
+            follow_line(f, a, pa, pa + sa + 1, trusted);
             gas_a = la + ga0;
             gas_na = ga1 - ga0;
             gas_b = lb + gb0;
             gas_nb = gb1 - gb0;
             before_last = last;
-            last = (Mark){pa, pb, lines, ignored_a, ignored_b, steps, hunks, since};
-            steps++;
+            last = MARK();
+            now.steps++;
+            now.steps_b++;
             since++;
             if (pending)
                 pending--;
@@ -495,23 +1034,38 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
             int kind_a = passable(calls_a, la, sa), kind_b = 1;
             if (kind_a > 0)
                 kind_b = passable(calls_b, lb, sb);
-            if (kind_a < 0 || kind_b < 0)
+            if (kind_a < 0 || kind_b < 0) {
+                PyMem_Free(sides);
                 return NULL;
+            }
             released = PyEval_SaveThread();
             if (kind_a == 0 || kind_b == 0)
                 break;
             follow_line(f, a, pa, pa + sa + 1, 0);
-            ignored_a += kind_a == IGNORED;
-            ignored_b += kind_b == IGNORED;
+            now.ignored_a += kind_a == IGNORED;
+            now.ignored_b += kind_b == IGNORED;
         }
         pa += sa + 1;
         pb += sb + 1;
-        lines++;
+        now.lines++;
+        now.lines_b++;
     }
+#undef MARK
     PyEval_RestoreThread(released);
+    PyMem_Free(sides);
     Mark end = before_last; /* op lines O1..Ok passed: what lies before O(k-1) */
-    if (pending && before_hunk.steps < end.steps)
+    if (pending && before_hunk.steps + before_hunk.steps_b < end.steps + end.steps_b)
         end = before_hunk; /* the last hunk is not sure yet: the reference reads it */
+    if (fields >= 0) {
+        return f->scanner != NULL
+            ? Py_BuildValue("(nnnnnninLinnnnnn)", end.steps, end.lines, end.ignored_a,
+                            end.ignored_b, end.a, end.b, reason, f->pos, f->number, f->code,
+                            end.hunks, end.since, end.steps_b, end.lines_b, end.diff_a,
+                            end.diff_b)
+            : Py_BuildValue("(nnnnnninnnnnn)", end.steps, end.lines, end.ignored_a,
+                            end.ignored_b, end.a, end.b, reason, end.hunks, end.since,
+                            end.steps_b, end.lines_b, end.diff_a, end.diff_b);
+    }
     if (judge != NULL) {
         PyObject *out = f->scanner != NULL
             ? Py_BuildValue("(nnnnnninLinn)", end.steps, end.lines, end.ignored_a,
@@ -540,11 +1094,49 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
  * one step on each side, and the result has two more: (hunks, since) as they stand
  * at what is given back. */
 static PyObject *
+walk(PyObject *const *args, Py_ssize_t nargs, int aligning);
+
+static PyObject *
 skip(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 8 && nargs != 10 && nargs != 11 && nargs != 13) {
         PyErr_SetString(PyExc_TypeError, "skip() takes 8, 10, 11 or 13 arguments");
         return NULL;
+    }
+    return walk(args, nargs, 0);
+}
+
+/* align(a, pa, b, pb, mask_gas, calls_a, calls_b, max_line[, scan, pos, number],
+ *       judge, since, fields) -> skip's answer with a judge, and four more:
+ *   (..., hunks, since, steps_b, lines_b, differing_a, differing_b)
+ * skip with a judge that also passes over divergent regions of steps inserted,
+ * removed or changed as differ._look_ahead aligns them (see region): fields, the
+ * mask of the compared fields (bit i: dialects.FIELDS[i]).  The steps and lines
+ * passed then differ between a and b: steps and lines are a's, steps_b and lines_b
+ * b's; differing_a and differing_b, the steps of each in the hunks passed. */
+static PyObject *
+align(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 11 && nargs != 14) {
+        PyErr_SetString(PyExc_TypeError, "align() takes 11 or 14 arguments");
+        return NULL;
+    }
+    return walk(args, nargs, 1);
+}
+
+static PyObject *
+walk(PyObject *const *args, Py_ssize_t nargs, int aligning)
+{
+    long long fields = -1;
+    if (aligning) {
+        fields = PyLong_AsLongLong(args[nargs - 1]);
+        if (fields == -1 && PyErr_Occurred())
+            return NULL;
+        if (fields < 0 || fields >= (1LL << NFIELDS)) {
+            PyErr_SetString(PyExc_ValueError, "align(): fields is not a mask of FIELDS");
+            return NULL;
+        }
+        nargs--; /* the rest reads as skip's */
     }
     if (!PyAnySet_Check(args[5]) || !PyAnySet_Check(args[6])) {
         PyErr_SetString(PyExc_TypeError, "skip(buffer, int, buffer, int, bool, set, set, int"
@@ -590,7 +1182,66 @@ skip(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyBuffer_Release(&va);
         return NULL;
     }
-    PyObject *out = skip_in(va.buf, va.len, vb.buf, vb.len, args, &f, judge, since);
+    PyObject *out = skip_in(va.buf, va.len, vb.buf, vb.len, args, &f, judge, since, fields);
+    PyBuffer_Release(&vb);
+    PyBuffer_Release(&va);
+    return out;
+}
+
+/* look(a, pa, b, pb, calls_a, calls_b, max_line, fields) -> (da, db) or None
+ * The differ's look-ahead (differ._look_ahead) at a divergence, on the lines as bytes:
+ * a[pa:] and b[pb:] start with the op lines of the two steps that differ (read by the
+ * reference: each a step of its own), and the answer is the size on each side of the
+ * divergent region the look-ahead finds there (see region), or None where it is not
+ * found here (the reference looks).  Nothing is passed over. */
+static PyObject *
+look(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8 || !PyAnySet_Check(args[4]) || !PyAnySet_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "look(buffer, int, buffer, int, set, set, int, int) takes 8 arguments");
+        return NULL;
+    }
+    Py_ssize_t pa = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t pb = PyLong_AsSsize_t(args[3]);
+    Py_ssize_t max_line = PyLong_AsSsize_t(args[6]);
+    long long fields = PyLong_AsLongLong(args[7]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (fields < 0 || fields >= (1LL << NFIELDS)) {
+        PyErr_SetString(PyExc_ValueError, "look(): fields is not a mask of FIELDS");
+        return NULL;
+    }
+    Py_buffer va, vb;
+    if (PyObject_GetBuffer(args[0], &va, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[2], &vb, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&va);
+        return NULL;
+    }
+    PyObject *out = NULL;
+    Side *sides = NULL;
+    if (pa < 0 || pa > va.len || pb < 0 || pb > vb.len) {
+        PyErr_SetString(PyExc_ValueError, "position outside the buffer");
+        goto done;
+    }
+    sides = PyMem_Malloc(2 * sizeof(Side));
+    if (sides == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Side *A = &sides[0], *B = &sides[1];
+    A->buf = va.buf; A->n = va.len; A->p = pa; A->lines = A->ignored = 0;
+    A->gas = NULL; A->gas_n = 0; A->calls = args[4]; A->count = 0;
+    B->buf = vb.buf; B->n = vb.len; B->p = pb; B->lines = B->ignored = 0;
+    B->gas = NULL; B->gas_n = 0; B->calls = args[5]; B->count = 0;
+    int da = 0, db = 0;
+    int got = region(A, B, (unsigned long)fields, max_line, &da, &db);
+    if (got < 0)
+        goto done;
+    out = got == R_FOUND ? Py_BuildValue("(ii)", da, db) : Py_NewRef(Py_None);
+done:
+    PyMem_Free(sides);
     PyBuffer_Release(&vb);
     PyBuffer_Release(&va);
     return out;
@@ -617,6 +1268,10 @@ call_key(PyObject *self, PyObject *arg)
 static PyMethodDef methods[] = {
     {"skip", (PyCFunction)(void (*)(void))skip, METH_FASTCALL,
      "Pass over the lines two blocktrace traces have in common (see the module)."},
+    {"align", (PyCFunction)(void (*)(void))align, METH_FASTCALL,
+     "skip, also passing over divergent regions as the differ aligns them."},
+    {"look", (PyCFunction)(void (*)(void))look, METH_FASTCALL,
+     "The differ's look-ahead at a divergence, on the lines as bytes."},
     {"call_key", call_key, METH_O, "What a call line does to the code table, as bytes."},
     {NULL, NULL, 0, NULL},
 };

@@ -103,7 +103,8 @@ class App {
   // steps show meanwhile, and the counts, values panel and timeline come once it is ready.
   async whenReady() {
     let delay = 200;
-    while (this.traces.some((info) => info.ready === false)) {
+    // (a trace whose tables could not be built says why in meta's error: no more waiting)
+    while (this.traces.some((info) => info.ready === false && !info.error)) {
       await new Promise((resolve) => setTimeout(resolve, delay));
       delay = Math.min(1000, delay * 1.5);
       try {
@@ -118,7 +119,8 @@ class App {
     }
     this.panes.forEach((pane, t) => pane.updateInfo(this.traces[t]));
     this.timelines.forEach((line, t) => line.setSteps(this.traces[t].steps));
-    this.say("");
+    const failed = this.traces.find((info) => info.error);
+    this.say(failed ? `the trace's tables could not be built: ${failed.error}` : "");
     await this.render();
   }
 
