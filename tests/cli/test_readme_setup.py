@@ -79,7 +79,7 @@ def test_the_demo_uses_blocktrace_python_when_it_is_set(tmp_path: Path) -> None:
     assert done.returncode == 1 and len(done.stderr.splitlines()) == 1, done.stderr
     assert done.stderr.startswith(f"BLOCKTRACE_PYTHON={shim} does not run (exit 127): pyenv: "
                                   "python3.12: command not found (a pyenv shim: "), done.stderr
-    assert "$(pyenv prefix X.Y)/bin/python" in done.stderr
+    assert "BLOCKTRACE_PYTHON=$(pyenv prefix 3.12)/bin/python)" in done.stderr  # as the README
     done = _chosen(str(tmp_path / "missing"))
     assert done.returncode == 1 and "no such command" in done.stderr
 

@@ -39,7 +39,9 @@ from .conftest import PROGRAM, Seeds
 from .harness import FUZZ
 from .worker import Done, shared
 
-EXAMPLES = max(10, (FUZZ.max_examples or 40) * 3 // 4)
+EXAMPLES = max(30, (FUZZ.max_examples or 20) * 3 // 4)
+"""30 in CI (enough to meet most commands; each runs in the worker, or its own
+process when it runs a program), more in the deep search."""
 TIMEOUT = 120.0
 """One command on these small inputs taking longer is a hang."""
 
