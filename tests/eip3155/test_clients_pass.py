@@ -173,7 +173,7 @@ def _respell(line: bytes, how: int) -> bytes:
     key = keys[how % len(keys)]
     value = obj[key]
     kind = (how // 7) % 14
-    if kind == 0 and isinstance(value, str) and value.startswith("0x"):
+    if kind == 0 and isinstance(value, str) and value.startswith("0x") and len(value) > 2:
         obj[key] = int(value, 16)
     elif kind == 1 and isinstance(value, int):
         obj[key] = hex(value)
