@@ -38,11 +38,11 @@ from blocktrace.format import (
     TraceError,
     TraceReader,
     Verification,
+    blocktrace_header,
     check_chain,
     read_source,
 )
 from blocktrace.format.callline import json_text
-from blocktrace.format.compressed import sniff
 from blocktrace.format.identity import FileIdentity, identity_or_none
 from blocktrace.format.index import keep_index
 from blocktrace.view.tables import (
@@ -1012,22 +1012,12 @@ class ClientModel(Model):
         return [calls.start[i] for i in range(len(calls)) if calls.code[i] == code]
 
 
-def _first_line(path: str) -> bytes:
-    try:
-        with open(path, "rb") as stream:
-            return stream.read(64)
-    except OSError:
-        return b""
-
-
 def is_blocktrace(path: str) -> bool:
-    """Whether ``path`` is (or claims to be) a blocktrace trace, not a client's:
-    a blocktrace header, or a compressed file (only blocktrace writes those; a
-    compact ``.zst`` starts with a skippable frame, not a zstd frame's magic)."""
-    head = _first_line(path)
-    if sniff(head) != "plain":
-        return True
-    return head.lstrip(b"\xef\xbb\xbf").startswith(b'{"blocktrace"')
+    """Whether ``path`` is a blocktrace trace, not a client's, as every command
+    tells (:func:`blocktrace.format.blocktrace_header`: a blocktrace header on
+    line 1, or a blocktrace line where it belongs); the format's ``TraceError``
+    (with what ``verify`` says: tampered or unusable) for one that cannot be used."""
+    return blocktrace_header(path) is not None
 
 
 def open_model(path: str, dialect: str | None = None) -> Model:

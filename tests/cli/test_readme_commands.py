@@ -317,7 +317,8 @@ def _scratch(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         shim.chmod(0o755)
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
                NONCE="a-nonce-from-the-verifier", PYTHONPATH=str(work),
-               BLOCKTRACE_CACHE=str(tmp_path / "cache"))
+               BLOCKTRACE_CACHE=str(tmp_path / "cache"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    env.pop("BLOCKTRACE_VIEW_CACHE", None)
     env.pop("PYTEST_ADDOPTS", None)
     return work, env
 

@@ -68,7 +68,7 @@ from hypothesis import strategies as st
 from blocktrace.format.index import decode_index, encode_index, stamp_of
 
 from . import frames, harness
-from .conftest import PROGRAM
+from .conftest import PROGRAM, run_at_once
 from .harness import FUZZ
 from .worker import Done, shared
 
@@ -129,18 +129,14 @@ def seeds(damage_seeds: dict[str, Seed]) -> dict[str, Seed]:
 
 def record_seeds(d: Path) -> dict[str, Seed]:
     """The seed traces, recorded in ``d`` (once a session: conftest's ``damage_seeds``)."""
-    run = ["run", "--locals", "changes", "--record-inputs", "--genesis", "fuzz-one"]
-    made = [("v4.jsonl", [*run, "-o", d / "v4.jsonl", PROGRAM])]
-    if HAS_ZSTD:
-        made.append(("v4.jsonl.zst", [*run, "--checkpoint-every", "32",
-                                      "-o", d / "v4.jsonl.zst", PROGRAM]))
-    for _, argv in made:
-        done = _bt(argv, cwd=d)
-        assert done.returncode == 0, done.stderr
+    run = ["-m", "blocktrace", "run", "--locals", "changes", "--record-inputs",
+           "--genesis", "fuzz-one"]
     (d / "v3.py").write_text(_V3_RUN)
-    done = subprocess.run([sys.executable, d / "v3.py", d / "v3.jsonl", PROGRAM, "1000000"],
-                          capture_output=True, timeout=180, cwd=d, check=False)
-    assert done.returncode == 0, done.stderr
+    made: list[list[str | Path]] = [[*run, "-o", d / "v4.jsonl", PROGRAM],
+                                    [d / "v3.py", d / "v3.jsonl", PROGRAM, "1000000"]]
+    if HAS_ZSTD:
+        made.append([*run, "--checkpoint-every", "32", "-o", d / "v4.jsonl.zst", PROGRAM])
+    run_at_once(*made, cwd=d)
     v4, v3 = (d / "v4.jsonl").read_bytes(), (d / "v3.jsonl").read_bytes()
     cut_short = b"".join(v4.splitlines(keepends=True)[:-1])  # no summary: unsealed
     (d / "v4-unsealed.jsonl").write_bytes(cut_short)

@@ -38,8 +38,6 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -52,7 +50,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from . import frames, harness
-from .conftest import PROGRAM
+from .conftest import PROGRAM, run_at_once
 from .harness import FUZZ, Answer, mutated, run_cli
 from .worker import Done, Worker
 
@@ -95,12 +93,6 @@ class Seeds(dict[str, Seed]):
         return f"<seeds {sorted(self)}>"
 
 
-def _run(argv: list[str | Path], cwd: Path) -> None:
-    done = subprocess.run([sys.executable, *map(str, argv)], capture_output=True, text=True,
-                          timeout=120, cwd=cwd, check=False)
-    assert done.returncode == 0, (argv, done.stderr)
-
-
 @pytest.fixture(scope="module")
 def seeds(damage_seeds: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Seeds:
     d = tmp_path_factory.mktemp("fuzz-v4-seeds")
@@ -110,8 +102,8 @@ def seeds(damage_seeds: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
         (d / name).write_bytes(damage_seeds[name].data)
     bt: list[str | Path] = ["-m", "blocktrace", "run", "--locals", "on", "--genesis", "fuzz-v4"]
     (d / "v3.py").write_text(_V3_RUN)
-    _run([d / "v3.py", d / "v3.jsonl.zst", PROGRAM, "64"], d)
-    _run([*bt, "-o", d / "v4.jsonl.gz", PROGRAM], d)
+    run_at_once([d / "v3.py", d / "v3.jsonl.zst", PROGRAM, "64"],
+                [*bt, "-o", d / "v4.jsonl.gz", PROGRAM], cwd=d)
     out = Seeds()
     for version in (3, 4):
         jsonl = (d / f"v{version}.jsonl").read_bytes()

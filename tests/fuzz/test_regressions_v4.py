@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PROGRAM
+from .conftest import PROGRAM, run_at_once
 from .worker import shared
 
 LOOP = "total = 0\nfor i in range(400):\n    total += i * i\nprint(total)\n"
@@ -63,9 +63,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (d / "loop.py").write_text(LOOP)
     out = {"loop": d / "loop.jsonl", "fuzzseed": d / "fuzzseed.jsonl",
            "compact": d / "fuzzseed.jsonl.zst"}
-    for name, source in (("loop", d / "loop.py"), ("fuzzseed", PROGRAM), ("compact", PROGRAM)):
-        done = _bt("run", "-o", out[name], source, cwd=d)
-        assert done.returncode == 0, done.stderr
+    run_at_once(*(["-m", "blocktrace", "run", "-o", out[name], source]
+                  for name, source in (("loop", d / "loop.py"), ("fuzzseed", PROGRAM),
+                                       ("compact", PROGRAM))), cwd=d)
     return out
 
 
