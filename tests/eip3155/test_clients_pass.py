@@ -228,6 +228,8 @@ def mutated(draw: st.DrawFn) -> list[bytes]:
                  (bench.REFDATA / client / "negative_refund.jsonl").read_bytes()
                  .splitlines(keepends=True))
     for _ in range(draw(st.integers(1, 4))):
+        if not lines:
+            break
         where = draw(st.integers(0, len(lines) - 1))
         kind = draw(st.sampled_from(["respell", "respell", "copy", "twice", "drop", "insert",
                                      "tear"]))
