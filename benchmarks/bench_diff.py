@@ -227,7 +227,9 @@ def _child(argv: list[str], env: dict[str, str], out: Path) -> tuple[float, floa
     """CPU seconds (user + system) and peak RSS (MB) of a child running ``argv``, and
     what it printed (to ``out``: a file, so that the child's output costs it no pipe)."""
     with out.open("wb") as handle:
-        child = subprocess.Popen(argv, env=env, stdout=handle)
+        # (run from the traces' directory: ``python -m`` puts its working directory
+        # first on the path, before PYTHONPATH, so a checkout there would be the one run)
+        child = subprocess.Popen(argv, env=env, stdout=handle, cwd=out.parent)
         _, _, usage = os.wait4(child.pid, 0)
         child.returncode = 0  # (reaped here)
     return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read_bytes()

@@ -46,6 +46,9 @@ def _handle(args: argparse.Namespace) -> int:
     except (ReplayError, TraceError) as exc:
         raise CliError(str(exc), exc.exit_status) from None
     report = done.report
+    for name in done.changed:
+        sys.stderr.write(f"note: {name} changed since the recording (its SHA-256 differs): "
+                         "the re-run ran other code\n")
     if args.json:
         sys.stdout.write(render_json(report))
     elif report.equal:

@@ -229,6 +229,10 @@ def _write_types(args: argparse.Namespace, table: Any) -> int:
             patch = unified_patch(table, args.root)
             with open(args.patch, "w", encoding="utf-8") as f:
                 f.write(patch)
+            files = sum(1 for line in patch.splitlines() if line.startswith("+++ "))
+            said = (f"annotations for {files} file(s)" if files
+                    else "empty: the run left no annotation to add")
+            sys.stderr.write(f"blocktrace types: patch {one_line(args.patch)}: {said}\n")
         if args.stubs is not None:
             # which stubs there are is known only now (the modules the run went
             # through): a stub already there, perhaps written by hand, is kept

@@ -34,7 +34,6 @@ built.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from inspect import GEN_SUSPENDED, getgeneratorstate
@@ -85,8 +84,7 @@ class _Source(BufferedLines):
     the C pass walks ``view()`` from ``start``.  A read keeps, besides the last
     line given, the lines the chain check has still to read (:meth:`kept`)."""
 
-    __slots__ = ("by_code", "calls", "check", "done", "kind", "lineno", "path", "recent",
-                 "sources")
+    __slots__ = ("by_code", "calls", "check", "done", "kind", "lineno", "path", "sources")
 
     def __init__(self, path: str, check: Follower | None = None, kind: Kind = "plain") -> None:
         super().__init__(None, CHUNK)
@@ -102,8 +100,6 @@ class _Source(BufferedLines):
         self.calls: set[bytes] = set()
         """What the call lines last read for each code number said (``_cskip.call_key``)."""
         self.by_code: dict[int | str, bytes] = {}
-        self.recent: deque[tuple[int, int]] = deque(maxlen=_RECENT)
-        """(number, offset in the file) of the last lines given (``look``)."""
 
     @contextmanager
     def numbered(self) -> Iterator[Iterator[tuple[int, bytes]]]:
@@ -150,7 +146,6 @@ class _Source(BufferedLines):
                 read_sources(self.path, self.sources)
                 return
             self.lineno += 1
-            self.recent.append((self.lineno, self.base + self.start))
             if line.startswith(_SOURCE):  # (the C pass stops at every other line)
                 self.sources.append((self.lineno, line))
             yield self.lineno, line
@@ -270,14 +265,10 @@ def _look(
         return None
     at: list[int] = []
     for source, step in ((a, step_a), (b, step_b)):
-        for number, offset in reversed(source.recent):
-            if number == step.lineno:
-                if offset < source.base:
-                    return None
-                at.append(offset - source.base)
-                break
-        else:
+        where = _line_at(source, step.lineno)
+        if where is None:
             return None
+        at.append(where)
     found: tuple[int, int] | None = _c.look(a.view(), at[0], b.view(), at[1], a.calls, b.calls,
                                             MAX_LINE_BYTES, fields)
     return found
@@ -380,9 +371,9 @@ _NOTHING = (0, 0, 0, 0, 0, 0)
 _ALIGN_WINDOW = 64
 _REFILL = CHUNK // 2
 """A buffer with fewer bytes than this left after the walk's stop is read on."""
-_RECENT = 4096
-"""Lines given whose place a source keeps (a step that differs is one of them: the
-differ may hold some of the steps read after it, up to its window)."""
+_BACK = 8192
+"""Lines counted back at most to find a step that differs (the differ may hold the
+steps read after it, up to its window)."""
 """The differ's look-ahead window must reach this far for ``align`` (its windows)."""
 
 
@@ -427,6 +418,22 @@ def _judge(info_a: TraceInfo, info_b: TraceInfo, comparer: Comparer
         return step_a is not None and step_b is not None and not same(step_a, step_b)
 
     return judge
+
+
+def _line_at(source: _Source, number: int) -> int | None:
+    """Where line ``number`` starts in the source's buffer: counted back from the last
+    line given (at ``start``, numbered ``lineno``), or None when it is gone from the
+    buffer (the buffer starts at a line's start: the one ``more`` kept)."""
+    back = source.lineno - number
+    if back < 0 or back > _BACK:
+        return None
+    at = source.start
+    buf = source.buf
+    for _ in range(back):
+        if at <= 0:
+            return None
+        at = buf.rfind(b"\n", 0, at - 1) + 1
+    return at
 
 
 def _agree(

@@ -15,7 +15,7 @@ import platform
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -45,6 +45,9 @@ class Replayed:
     report: DiffReport
     status: int
     """The re-run's exit status."""
+    changed: list[str] = field(default_factory=list)
+    """The source files whose SHA-256 in the re-run differs from the recording's
+    (looked for only when the behaviour differs): the re-run ran other code."""
 
 
 class _Line(msgspec.Struct):
@@ -134,6 +137,16 @@ def _environment(inputs: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+def _changed_sources(recorded: str, rerun: str) -> list[str]:
+    """The files both traces name whose recorded content (SHA-256) differs."""
+    from blocktrace.eip3155.reader import trace_sources
+
+    before = trace_sources(TraceReader(recorded))
+    after = trace_sources(TraceReader(rerun))
+    return sorted(name for name, line in before.items()
+                  if name in after and after[name].sha256 != line.sha256)
+
+
 def replay(path: str, *, by_line: bool = False, keep: str | None = None,
            max_hunks: int = 5) -> Replayed:
     """Replay the trace at ``path``; raises ``ReplayError`` when it cannot."""
@@ -160,7 +173,8 @@ def replay(path: str, *, by_line: bool = False, keep: str | None = None,
             problem = child.stderr.decode(errors="replace").strip().splitlines()
             raise ReplayError(f"the re-run wrote no trace: {problem[-1] if problem else ''}")
         report = diff_files(path, output, by_line=by_line, max_hunks=max_hunks)
-        return Replayed(report, child.returncode)
+        changed = [] if report.equal else _changed_sources(path, output)
+        return Replayed(report, child.returncode, changed)
     finally:
         for name in os.listdir(workdir):
             os.unlink(os.path.join(workdir, name))

@@ -454,3 +454,29 @@ def test_the_diff_library_example_runs(tmp_path: Path) -> None:
     assert done.stdout.startswith("A: a.jsonl (blocktrace, Python "), done.stdout[:300]
     assert "first divergence at step" in done.stdout
     assert done.stdout.rstrip().endswith("dialect geth"), done.stdout[-300:]
+
+
+def test_the_types_example_says_what_it_wrote(tmp_path: Path) -> None:
+    """The README's `blocktrace types --stubs DIR --patch types.diff script.py`, verbatim, on a
+    script with one unannotated function: it says where the stubs and the patch went, and
+    that a patch is empty when nothing was left to annotate."""
+    readme = (ROOT / "README.md").read_text()
+    (line,) = [line for _, line in _spans("README.md") if line.startswith("blocktrace types ")]
+    assert line == "blocktrace types --stubs DIR --patch types.diff script.py", line
+    work, env = _scratch(tmp_path)
+    assert "types.diff" in readme
+    (work / "script.py").write_text("def f(a, b=None):\n    return a\n\nf(1)\nf(2, 'x')\n")
+    done = subprocess.run(["bash", "-c", line], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "blocktrace types: patch types.diff: annotations for 1 file(s)",
+        "blocktrace types: 1 stub file(s) in DIR"], done.stderr
+    assert "+def f(a: int, b: str | None = None) -> int:" in (work / "types.diff").read_text()
+    (work / "script.py").write_text("def f(a: int) -> int:\n    return a\n\nf(1)\n")
+    again = line.replace("types ", "types --force ", 1)  # (its options go before the script)
+    done = subprocess.run(["bash", "-c", again], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert ("blocktrace types: patch types.diff: empty: the run left no annotation to add"
+            in done.stderr.splitlines()), done.stderr

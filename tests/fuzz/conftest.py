@@ -125,9 +125,11 @@ def damage_seeds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return record_seeds(tmp_path_factory.mktemp("fuzz-one-seeds"))
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def _close_the_worker() -> Any:
-    """The shared command worker (worker.shared), stopped when the session ends."""
+    """The shared command worker (worker.shared), stopped when tests/fuzz ends:
+    tests elsewhere check that the test process leaves no child behind
+    (tests/snapshot's server fixture)."""
     from .worker import close_shared
 
     yield

@@ -383,12 +383,56 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         s.stop()
 
 
-def test_slow_clients_are_cut_at_the_request_timeout(guarded: Service) -> None:
+BIG = (b'{"source": "xs = [\\"a\\" * 4000] * 2000\\nfor i in range(300):\\n    pass\\n", '
+       b'"steps": 1000}')
+"""A request whose answer is about 16 MB (quick to run): far more than the kernel's
+buffers hold."""
+
+
+def test_slow_clients_are_cut_at_their_deadlines(guarded: Service) -> None:
     """Headers or a body sent a byte a second, or nothing at all: uvicorn has no
     limit on how long a request takes to arrive, so each held a connection for
     as long as the client liked.  Now each is answered 408 (or, having sent
-    nothing, closed) once --request-timeout has passed since it began, and a
-    normal client is served meanwhile."""
+    nothing, closed) once --request-timeout has passed since it began.
+
+    And at the same time (the two deadlines run together: the suite's time), a
+    client that asks for a large answer into a small receive buffer and stops
+    reading: the answer sat in the server's memory and the connection stayed
+    open for as long as the client did.  Now, --send-timeout after the answer is
+    ready, the connection is dropped, in one line on stderr.  A normal client
+    is served throughout."""
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", guarded.port))
+    try:
+        stalled.sendall(b"POST /trace HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                        % len(BIG) + BIG)
+        _slow_clients(guarded)
+        deadline = time.monotonic() + 60
+        while "not taken" not in guarded.log():
+            assert time.monotonic() < deadline, f"never dropped: {guarded.log()}"
+            status, _, body = guarded.post(b'{"source": "print(2 + 2)", "steps": 50}')
+            assert status == 200 and msgspec.json.decode(body)["stdout"] == "4\n"
+            time.sleep(0.2)
+        # what the kernel's buffers already held, then the end: never all of it
+        stalled.settimeout(30)
+        got = 0
+        try:
+            while chunk := stalled.recv(1 << 20):
+                got += len(chunk)
+        except ConnectionResetError:
+            pass
+        assert got < 10_000_000, got
+    finally:
+        stalled.close()
+    dropped = [line for line in guarded.log().splitlines() if "not taken" in line]
+    assert len(dropped) == 1, guarded.log()
+    assert dropped[0].startswith(f"blocktrace serve: an answer not taken within "
+                                 f"{SEND_TIMEOUT:g} s"), dropped
+    guarded.alive()
+
+
+def _slow_clients(guarded: Service) -> None:
     body = b'{"source": "print(1)", "steps": 10}'
     slow = {
         "headers": b"POST /trace HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 100,
@@ -433,46 +477,6 @@ def test_connections_past_the_cap_from_one_client_are_refused_at_once(
     guarded.alive()
 
 
-BIG = (b'{"source": "xs = [\\"a\\" * 4000] * 2000\\nfor i in range(300):\\n    pass\\n", '
-       b'"steps": 1000}')
-"""A request whose answer is about 16 MB (quick to run): far more than the kernel's
-buffers hold."""
-
-
-def test_an_answer_never_read_is_dropped_at_the_send_timeout(guarded: Service) -> None:
-    """A client asks for a large answer into a small receive buffer and stops
-    reading: the answer sat in the server's memory and the connection stayed
-    open for as long as the client did.  Now, --send-timeout after the answer
-    is ready, the connection is dropped, in one line on stderr; a normal client
-    is answered meanwhile."""
-    stalled = socket.socket()
-    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stalled.connect(("127.0.0.1", guarded.port))
-    try:
-        stalled.sendall(b"POST /trace HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
-                        % len(BIG) + BIG)
-        deadline = time.monotonic() + 60
-        while "not taken" not in guarded.log():
-            assert time.monotonic() < deadline, f"never dropped: {guarded.log()}"
-            status, _, body = guarded.post(b'{"source": "print(2 + 2)", "steps": 50}')
-            assert status == 200 and msgspec.json.decode(body)["stdout"] == "4\n"
-            time.sleep(0.2)
-        # what the kernel's buffers already held, then the end: never all of it
-        stalled.settimeout(30)
-        got = 0
-        try:
-            while chunk := stalled.recv(1 << 20):
-                got += len(chunk)
-        except ConnectionResetError:
-            pass
-        assert got < 10_000_000, got
-    finally:
-        stalled.close()
-    dropped = [line for line in guarded.log().splitlines() if "not taken" in line]
-    assert len(dropped) == 1, guarded.log()
-    assert dropped[0].startswith(f"blocktrace serve: an answer not taken within "
-                                 f"{SEND_TIMEOUT:g} s"), dropped
-    guarded.alive()
 
 
 def test_many_clients_at_once(service: Service) -> None:

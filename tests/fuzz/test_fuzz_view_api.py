@@ -218,6 +218,10 @@ def check_served(case: Case, where: Path, draw: Any) -> None:
         assert said["status"] == _VERDICTS[verdict], (report, said)
         if verdict == 1:
             assert said["line"] == line, (report, said)
+        if diff:  # the other side: the seed as recorded
+            other = server.get(f"verify?t={1 - damaged}").json
+            assert other["status"] == ("unsealed" if "unsealed" in case.seed.name
+                                       else "sealed"), other
         for t, meta in enumerate(metas):
             for call in _calls(draw, meta, t, diff):
                 got = server.get(call)

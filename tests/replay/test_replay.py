@@ -70,6 +70,7 @@ def test_replay_same_behaviour(recorded: Path) -> None:
     result = blocktrace("replay", "t.jsonl", cwd=recorded.parent, env={"LOUD": ""})
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("same behaviour, ") and result.stdout.endswith(" steps\n")
+    assert "changed since the recording" not in result.stderr
 
 
 def test_replay_reports_the_first_divergence(recorded: Path) -> None:
@@ -79,6 +80,25 @@ def test_replay_reports_the_first_divergence(recorded: Path) -> None:
     assert result.returncode == 1
     assert "first divergence at step" in result.stdout
     assert "POP_JUMP_IF" in result.stdout and 'if not os.getenv("LOUD"):' in result.stdout
+    # the program was edited after the recording: replay says so, once, on stderr
+    assert result.stderr.count("changed since the recording") == 1, result.stderr
+    assert "prog.py changed since the recording (its SHA-256 differs)" in result.stderr
+
+
+def test_a_divergence_with_the_same_code_names_no_changed_file(tmp_path: Path) -> None:
+    # The program reads a file the recording does not keep: another run parts
+    # ways with the same source, and replay must not blame the source.
+    (tmp_path / "prog.py").write_text(
+        "with open('data.txt') as f:\n    big = len(f.read()) > 3\n"
+        "if big:\n    print('big')\nelse:\n    print('small')\n")
+    (tmp_path / "data.txt").write_text("ab")
+    run = blocktrace("run", "--record-inputs", "-o", "t.jsonl", "prog.py", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    (tmp_path / "data.txt").write_text("abcdef")
+    result = blocktrace("replay", "t.jsonl", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "first divergence at step" in result.stdout
+    assert "changed since the recording" not in result.stderr, result.stderr
 
 
 def test_replay_refusals_are_one_line(recorded: Path) -> None:
