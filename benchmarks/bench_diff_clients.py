@@ -46,8 +46,8 @@ time (user + system) of ``blocktrace diff A B`` as a whole process (``os.wait4``
 of ``--repeat``, the lines per second per input (lines of A / CPU time), and the peak
 RSS.  ``--base DIR`` runs the same command with ``PYTHONPATH=DIR`` (the tree before,
 its C extensions built), alternated, and checks that both print the same bytes (text
-and ``--json``).  ``--profile`` prints a cProfile of ``diff_files`` in-process on the
-first cross-client pair.
+and ``--json``).  ``--profile`` prints a cProfile (CPU time) of ``diff_files`` in-process on
+the first cross-client pair (geth x evmone).
 
     python benchmarks/bench_diff_clients.py [--iterations 60000] [--repeat 3] \
         [--base /tmp/clients-base] [--tmp /tmp/clients-bench] [--profile]
@@ -61,6 +61,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -380,7 +381,7 @@ def main() -> None:
 
         from blocktrace.eip3155 import diff_files
 
-        profile = cProfile.Profile()
+        profile = cProfile.Profile(time.process_time)  # CPU time: the machine is shared
         profile.runcall(diff_files, str(trace("geth")), str(trace("evmone")))
         pstats.Stats(profile).sort_stats("tottime").print_stats(15)
 
