@@ -7,13 +7,21 @@ The CI part of tests/fuzz (what runs without ``BLOCKTRACE_FUZZ=deep``) has a
 budget of 30 s per Python.  What it costs, ``CI=true pytest tests/fuzz`` on
 3.13, 2 shared cores (wall; CPU = user + sys of pytest and its children):
 
-- session 15 (cebe07d): 72.6 s wall, 43.4 s CPU at load 1.3-1.7; alternated
+- before (cebe07d, this session's start): 72.6 s wall, 43.4 s CPU at load 1.3-1.7; alternated
   with the tree below at load 6.5-10.8 (the lead's CI running): 157-160 s
   wall, 47.4-48.1 s CPU;
 - session 16, same runs alternated: 80-98 s wall, 20.9-22.8 s CPU, with three
   tests more (the send deadlines of both servers, the view server's whole API
   on damaged traces); then with 20 examples a hypothesis test (was 40): 50.6 s
-  wall, 18.3 s CPU at load 6.9-7.0.
+  wall, 18.3 s CPU at load 6.9-7.0;
+- at the session's end (main 76ac300), alternated with cebe07d at load 3.1-3.9:
+  3.13 44.0 s wall, 20.6 s CPU (before 85.8 s, 51.2 s); 3.12 43.3 s wall,
+  23.9 s CPU (before 90.4 s, 49.9 s); two more runs of 3.12 just after: 39.4 s
+  and 29.7 s (load falling from ~3); 3.13 at load 1.9-2.0: 34.0 s wall, 23.5 s
+  CPU.  Over the 30 s budget at those loads but for one run; what
+  is left is mostly waiting for a core (the servers' and table builders'
+  processes, the confined runs of test_fuzz_snapshot_server) and the servers'
+  deadlines the tests wait out (about 6 s in all).
 
 Where it went: the readers that ran as a process each (0.15-0.3 s of start-up
 and imports, ~15 an example of test_fuzz_one_answer, the pure verify and cat of
