@@ -83,3 +83,7 @@ def __getattr__(name: str) -> Any:
     if home is None:
         raise AttributeError(f"module 'blocktrace.snapshot' has no attribute {name!r}")
     return getattr(importlib.import_module(f"blocktrace.snapshot.{home}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
