@@ -20,10 +20,10 @@ from blocktrace.eip3155.dialects import (
 from blocktrace.eip3155.differ import DEFAULT_MAX_HUNKS, DEFAULT_WINDOW, StepDiff, diff_steps
 from blocktrace.eip3155.lines import LINE_DEFAULT_FIELDS
 from blocktrace.eip3155.normalise import TraceInfo, normalise
-from blocktrace.eip3155.reader import TraceError, open_trace, trace_lines, trace_sources
+from blocktrace.eip3155.reader import TraceError, trace_sources
 from blocktrace.eip3155.records import Step, Summary
 from blocktrace.eip3155.writer import canonical_step
-from blocktrace.format import SourceLine, TraceReader, read_source
+from blocktrace.format import SourceLine, TraceReader, blocktrace_header, read_source
 from blocktrace.format.source import read_local_text
 
 __all__ = [
@@ -56,17 +56,10 @@ class DiffReport:
 
 
 def sniff_python(path: str) -> bool:
-    """Whether the trace at ``path`` starts with a blocktrace header line."""
-    with open_trace(path) as stream:
-        for line in trace_lines(stream, path):
-            if not line.strip():
-                continue
-            try:
-                head = msgspec.json.decode(line.removeprefix(b"\xef\xbb\xbf"))
-            except (msgspec.DecodeError, RecursionError):
-                return False
-            return isinstance(head, dict) and "blocktrace" in head
-    return False
+    """Whether the trace at ``path`` is a blocktrace trace, by the format's one
+    rule (``blocktrace.format.blocktrace_header``); a blocktrace trace that cannot
+    be used raises ``TraceError`` with what ``verify`` says of it."""
+    return blocktrace_header(path) is not None
 
 
 _SOURCES: dict[tuple[str, str | None], list[str] | str] = {}

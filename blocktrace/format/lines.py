@@ -28,7 +28,9 @@ __all__ = [
     "Summary",
     "TracerErrorLine",
     "UnknownLine",
+    "carries_value",
     "decode_line",
+    "line_type",
 ]
 
 
@@ -45,6 +47,8 @@ class Header(msgspec.Struct, kw_only=True):
     start: str | None = None
     pid: int | None = None
     level: str = "op"
+    gas: str | None = None
+    """``"uncounted"``: instructions were not counted (a calls-level golden)."""
     hash: str = ""
 
 
@@ -113,6 +117,20 @@ class ReturnLine(msgspec.Struct, kw_only=True):
     value: Any = None
     thread: int | None = None
     clock: int | None = None
+
+
+class _Value(msgspec.Struct):
+    value: Any = msgspec.UNSET
+
+
+_value_decoder = msgspec.json.Decoder(_Value)
+
+
+def carries_value(raw: bytes) -> bool:
+    """Whether the return line ``raw`` has a ``value`` member, ``null`` included
+    (:class:`ReturnLine` reads an absent one as None too): a trace recorded
+    without return values leaves it out."""
+    return _value_decoder.decode(raw).value is not msgspec.UNSET
 
 
 class TracerErrorLine(msgspec.Struct, kw_only=True):

@@ -400,11 +400,13 @@ class TraceReader:
 
 def blocktrace_header(path: str | os.PathLike[str]) -> Header | None:
     """The header of the blocktrace trace at ``path``, or None when the file is
-    no blocktrace trace at all (neither of its first two lines is a blocktrace
-    line: an EIP-3155 client's trace, or no trace -- the client reader says
+    no blocktrace trace at all (neither its first line nor the next one that is
+    not blank is a blocktrace line -- a header, or a line ending in a hash
+    member: an EIP-3155 client's trace, or no trace -- the client reader says
     which).  A blocktrace trace that cannot be used raises :class:`TraceError`
     with what ``verify`` says of it (``status`` tampered or unusable), so that a
-    command reading client traces too answers as every other command does."""
+    command reading client traces too answers as every other command does (a
+    blocktrace trace after blank lines: unusable, line 1 is not its header)."""
     name = os.fspath(path)
     return _open_header(name, _kind(name), others=True)
 
@@ -427,7 +429,7 @@ def _open_header(path: str, kind: Kind, *, others: bool = False) -> Header | Non
             raise TraceError(path, None, f"{exc.reason}: not a usable trace") from None
         if others and first and not first.startswith(_HEADER_START):
             try:
-                second = stream.readline(MAX_LINE_BYTES + 1)
+                second = _next_filled(stream)
             except CompressedDataError:
                 second = b""
     if not first:
@@ -444,11 +446,33 @@ def _open_header(path: str, kind: Kind, *, others: bool = False) -> Header | Non
         status, why = judged
     if status == "tampered" and not (others and _foreign_after_bom(first)):
         raise _tampered_at(path, 1, why)
-    if others and not first.startswith(_HEADER_START) and (
-        not second.endswith(b"\n") or split_hash(second[:-1]) is None
-    ):
+    if others and not first.startswith(_HEADER_START) and not _chained(second):
         return None  # not blocktrace's: someone else's lines, or no trace
     raise TraceError(path, 1, why)
+
+
+_BLANK_LINES = 1024
+"""Blank lines looked past for the line that tells a blocktrace trace (bounded:
+a file of nothing but newlines is not read to its end to say it is no trace)."""
+
+
+def _next_filled(stream: IO[bytes]) -> bytes:
+    """The next line of ``stream`` that is not blank (within ``_BLANK_LINES``
+    lines), or the last one read."""
+    line = b""
+    for _ in range(_BLANK_LINES):
+        line = stream.readline(MAX_LINE_BYTES + 1)
+        if line.strip():
+            break
+    return line
+
+
+def _chained(line: bytes) -> bool:
+    """Whether ``line`` is a blocktrace line: a header, or a complete line ending
+    in a hash member."""
+    if line.startswith(_HEADER_START):
+        return True
+    return line.endswith(b"\n") and split_hash(line[:-1]) is not None
 
 
 def _foreign_after_bom(first: bytes) -> bool:

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -30,6 +30,9 @@ from blocktrace.golden.storage import (
     write_golden,
 )
 from blocktrace.tracers.level import Level
+
+if TYPE_CHECKING:
+    from blocktrace.format import TraceReader
 
 __all__ = ["GoldenPlugin", "add_options", "configure"]
 
@@ -48,31 +51,27 @@ def _older_form(stored: str, fresh: str) -> bool:
     """The stored golden, which compares equal, was made in an older form than
     ``fresh`` (a calls-level golden from before gas went uncounted, or with the
     return values that a calls-level golden without values now leaves out): an
-    update rewrites it, so that the next run finds the same bytes (no comparison)."""
+    update rewrites it, so that the next run finds the same bytes (no comparison).
+    Both are read through the format's reader: the headers as ``Header``s, the
+    return lines by their kind."""
+    from blocktrace.format import TraceError, TraceReader
+
     try:
-        with open(stored, "rb") as old, open(fresh, "rb") as new:
-            old_header, new_header = old.readline(), new.readline()
-            mark = b'"gas":"%b"' % UNCOUNTED.encode()
-            if mark in new_header and mark not in old_header:
-                return True
-            return b'"level":"call"' in new_header and (
-                _holds(old, _VALUE_MEMBER) and not _holds(new, _VALUE_MEMBER))
-    except OSError:
+        old, new = TraceReader(stored), TraceReader(fresh)
+        if new.header.gas == UNCOUNTED and old.header.gas != UNCOUNTED:
+            return True
+        return new.level == "call" and _gives_values(old) and not _gives_values(new)
+    except (OSError, TraceError, ValueError, RecursionError):  # (msgspec's DecodeError)
         return False
 
 
-_VALUE_MEMBER = b',"value":'
-"""A return line's value member (outside a JSON string: there its quotes are escaped)."""
+def _gives_values(reader: TraceReader) -> bool:
+    """Whether a return line of the trace carries a value (``null`` included)."""
+    from blocktrace.format.lines import ReturnLine, carries_value, line_type
 
-
-def _holds(stream: IO[bytes], what: bytes) -> bool:
-    """Whether the rest of ``stream`` holds ``what`` (read in pieces)."""
-    tail = b""
-    while piece := stream.read(1 << 20):
-        if what in tail + piece:
-            return True
-        tail = piece[-len(what):]
-    return False
+    return any(
+        line_type(raw) is ReturnLine and carries_value(raw) for _, raw in reader.raw_lines(2)
+    )
 
 
 def add_options(parser: pytest.Parser) -> None:

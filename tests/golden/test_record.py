@@ -344,6 +344,28 @@ def test_a_calls_golden_without_values_leaves_return_values_out(tmp_path: Path) 
     assert b'"value":6' in Path(rec.path).read_bytes()
 
 
+def test_older_form_reads_return_lines_by_their_kind(tmp_path: Path) -> None:
+    """``_older_form`` asks the format's reader: a ``null`` return value is a value
+    (``ReturnLine`` alone reads an absent one as None too); a golden cut short is
+    read up to its last whole line; a file that is no trace is no older form."""
+    from blocktrace.format.lines import carries_value
+    from blocktrace.golden.plugin import _older_form
+
+    one = _gives(tmp_path, 1, 2, "one.jsonl", valued=False)
+    nulls = _gives(tmp_path, None, 2, "nulls.jsonl")  # type: ignore[arg-type]
+    assert b'"value":null' in Path(nulls).read_bytes()
+    assert _older_form(nulls, one) and not _older_form(one, nulls)
+    assert carries_value(b'{"event":"return","value":null}')
+    assert not carries_value(b'{"event":"return","kind":"return"}')
+    cut = tmp_path / "cut.jsonl"
+    data = Path(nulls).read_bytes()
+    cut.write_bytes(data[: data.rindex(b"\n", 0, -1) - 5])  # the summary gone, a torn line
+    assert _older_form(str(cut), one)
+    junk = tmp_path / "junk.jsonl"
+    junk.write_bytes(b"not a trace\n")
+    assert not _older_form(str(junk), one) and not _older_form(one, str(junk))
+
+
 _UNVALUED = """
 import sys
 sys.path.insert(0, sys.argv[1])
