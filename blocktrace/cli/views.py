@@ -167,6 +167,8 @@ def _types(args: argparse.Namespace) -> int | ProgramRun:
         raise CliError("give either --from TABLE or a program to run, not both")
     for path in (args.output, args.csv, args.patch):
         _check_writable(path, args.force)
+    if args.stubs is not None and os.path.exists(args.stubs) and not os.path.isdir(args.stubs):
+        raise CliError(f"{args.stubs}: not a directory (--stubs DIR)")
     if args.tables:
         if args.output is None and args.csv is None and args.stubs is None and args.patch is None:
             raise CliError("nothing to write: give --stubs DIR, --patch FILE, -o FILE or "
@@ -219,13 +221,16 @@ def _write_types(args: argparse.Namespace, table: Any) -> int:
     from blocktrace.views.stubs import stub_files, unified_patch, write_stubs
 
     _refuse_overwriting(args, sorted({row.file for row in table.rows()}), "a traced source file")
+    writing = args.output  # named in the error: a failed write() has no file name of its own
     try:
         if args.output is not None:
             table.write(args.output)
         if args.csv is not None:
+            writing = args.csv
             with open(args.csv, "w", encoding="utf-8", newline="") as f:
                 f.write(table.to_csv())
         if args.patch is not None:
+            writing = args.patch
             patch = unified_patch(table, args.root)
             with open(args.patch, "w", encoding="utf-8") as f:
                 f.write(patch)
@@ -241,10 +246,12 @@ def _write_types(args: argparse.Namespace, table: Any) -> int:
             if there and not args.force:
                 saved = f"; the types are in {args.output}" if args.output is not None else ""
                 raise CliError(f"{there[0]} exists: not overwriting it (use --force){saved}")
+            writing = args.stubs
             written = write_stubs(table, args.stubs, stubs=stubs)
             sys.stderr.write(f"blocktrace types: {len(written)} stub file(s) in {args.stubs}\n")
     except OSError as exc:
-        raise CliError(f"cannot write output: {exc.strerror or exc}: {exc.filename}") from None
+        where = exc.filename if exc.filename is not None else writing
+        raise CliError(f"{one_line(str(where))}: cannot write: {exc.strerror or exc}") from None
     misplaced = own_options_among(args.parser, args.program[0 if args.module else 1:])
     if misplaced:
         sys.stderr.write(f"blocktrace types: note: {', '.join(misplaced)} came after the program, "

@@ -73,3 +73,10 @@ def bump() -> int:
     COUNTER += 1
     SEEN.append(COUNTER)
     return COUNTER
+
+
+def hidden_late(n: int) -> int:
+    secret = SECRET + str(n)
+    #*BTC IGNORELOCAL secret
+    total = len(secret) + n
+    return total

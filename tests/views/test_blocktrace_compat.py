@@ -250,6 +250,31 @@ def test_inline_btc_commands_hide_values(tmp_path: Path) -> None:
     assert b'"password":"[OBFUSCATED]"' in path.read_bytes()
 
 
+@pytest.mark.parametrize("options", [{}, {"_builtins": "on"}, {"_trace_opcodes": True}])
+def test_ignorelocal_hides_a_variable_that_already_holds_its_secret(
+    tmp_path: Path, options: dict[str, Any]
+) -> None:
+    # The comment comes after the assignment: 0.0.16 hid the value from the block of
+    # the next line on, the first one included (the command is read before the
+    # values), so that block must not show it, nor the saved trace.
+    example = blocktrace.BlockTrace("late", **options)
+    example.start()
+    try:
+        assert s.hidden_late(7) == 14
+    finally:
+        example.stop()
+    line = s.hidden_late.__code__.co_firstlineno + 3  # total = len(secret) + n
+    blocks = [b for b in list(example.block.values())[1:] if b["Function"] == "hidden_late"]
+    assert [b["Line No"] for b in blocks if b["Event"] == "line"][1] == line
+    after = [b for b in blocks if b["Line No"] >= line]
+    assert after and all(b["Locals"].get("secret") == "[OBFUSCATED]" for b in after)
+    assert all("s3cr3t7" not in str(b["Locals"]) for b in after)
+    path = tmp_path / "late.jsonl"
+    example.save(path)
+    assert b"s3cr3t7" not in path.read_bytes()
+    assert b'"secret":"[OBFUSCATED]"' in path.read_bytes()
+
+
 def test_loop_on_one_line_reports_each_iteration() -> None:
     example = blocktrace.BlockTrace("loop", _globals="off")
     example.start()

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import msgspec
+import pytest
 
 SCRIPT = '''\
 import sys
@@ -323,6 +324,33 @@ def test_cat_says_when_the_trace_does_not_verify(tmp_path: Path) -> None:
             assert copied == (tmp_path / name).read_bytes()
             assert done.stderr.startswith(f"blocktrace cat: note: {name} is {note}"), done.stderr
             assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_types_refuses_a_stubs_dir_that_is_a_file_before_the_program_runs(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "prog.py").write_text(SCRIPT)
+    (tmp_path / "taken.txt").write_text("mine\n")
+    proc = blocktrace("types", "--stubs", "taken.txt", "prog.py", "2", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == "blocktrace types: taken.txt: not a directory (--stubs DIR)\n"
+    assert proc.stdout == ""  # refused before the program ran
+    assert (tmp_path / "taken.txt").read_text() == "mine\n"
+    assert not (tmp_path / "prog.types.jsonl").exists()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_types_names_the_output_a_failed_write_was_for(tmp_path: Path) -> None:
+    # /dev/full opens, then every write fails (ENOSPC): the error has no file name
+    # of its own, and the line must say which output it was.
+    (tmp_path / "prog.py").write_text(SCRIPT)
+    for option in ("-o", "--csv", "--patch"):
+        extra = ["-o", "t.jsonl"] if option != "-o" else []
+        proc = blocktrace("types", "--force", *extra, option, "/dev/full", "prog.py", "2",
+                          cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr == (
+            "blocktrace types: /dev/full: cannot write: No space left on device\n"), option
 
 
 def test_types_keeps_a_stub_already_there(tmp_path: Path) -> None:

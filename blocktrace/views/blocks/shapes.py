@@ -49,8 +49,8 @@ def _file_parts(filename: str, pathelements: int) -> tuple[str, str]:
 class _Op:
     """A watched instruction site, for the run: what its blocks need, found once."""
 
-    __slots__ = ("code", "line", "line_shape", "line_start", "mid_line", "op_name",
-                 "opcode_shape", "pc")
+    __slots__ = ("code", "commands_read", "line", "line_shape", "line_start", "mid_line",
+                 "op_name", "opcode_shape", "pc")
 
     def __init__(self, code: CodeType, event: OpStart, plain_ops: bool) -> None:
         self.code = code
@@ -63,6 +63,8 @@ class _Op:
         no block (without _trace_opcodes)."""
         self.line_shape: _Shape | None = None
         self.opcode_shape: _Shape | None = None
+        self.commands_read = False
+        """The ``#*BTC`` command above its line, if any, is applied."""
 
 
 _SHAPES: dict[tuple[str, str, str, str, str, int, str, int, tuple[str, str, str]],

@@ -349,6 +349,12 @@ class BlockTrace:
             if frame is None or frame.f_code is not op.code:
                 frame = self._find_frame(op.code, vm)
             f_locals = frame.f_locals if frame is not None else {}
+            if not op.commands_read and line > 0 and key != self._skip_key:
+                # a #*BTC command above this line applies before its values are
+                # shown (in its first block too, as in 0.0.16): read it now
+                op.commands_read = True
+                if (id(op.code), line) not in self._sites:
+                    self._site(op.code, line)
             if plain_values is None or self.ignorelocal:
                 local, values = self._views.values(f_locals, vm.renderer.render, self.ignorelocal)
             else:
