@@ -394,6 +394,43 @@ def test_the_readme_python_examples_run(tmp_path: Path) -> None:
         assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_the_migrating_python_examples_run(tmp_path: Path) -> None:
+    """MIGRATING.md's Python blocks as scripts, with what they call defined: 0.0.16 code
+    (its blocks, ``verifychain``, ``save`` to a trace ``blocktrace verify`` accepts), the
+    check of a block's hash by hand, and the tracefunc loop, printing what its comment says."""
+    text = (ROOT / "docs" / "MIGRATING.md").read_text()
+    blocks = [body for _, tag, body in _fenced(text) if tag == "python"]
+    assert len(blocks) == 3, "a new Python block in MIGRATING.md: run it here"
+    old, by_hand, tracefunc = blocks
+    assert "example.save(\"fib.jsonl\")" in old and "example.block[5]" in by_hand
+    fib = "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n\n"
+    script = tmp_path / "old_code.py"
+    script.write_text(fib + old + by_hand + "print('checked by hand')\n")
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout.splitlines()
+    assert printed[0].startswith("{0: {'DateTime': "), printed[0][:200]  # {0: {...}, 1: ...
+    assert printed[1:] == ["True", "checked by hand"], printed[1:]
+    check = subprocess.run([sys.executable, "-m", "blocktrace", "verify", "fib.jsonl"],
+                           cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "fib.jsonl" + ": valid and sealed" in check.stdout
+    # tracefunc's README demo; the block's comment shows the line its loop prints
+    demo = ("def demo(n):\n    total = 0\n    for i in range(n):\n        total += i\n"
+            "    return total\n\n")
+    shown = re.search(r"# '(.*?)' (\d+) (\{.*?), \.\.\.\]\}\n", tracefunc)
+    assert shown is not None, tracefunc
+    script = tmp_path / "tracefunc_code.py"
+    script.write_text(demo + tracefunc)
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    snippet, hits, values = shown.groups()
+    assert any(line.startswith(f"{snippet} {hits} {values}, ")
+               for line in done.stdout.splitlines()), (shown.groups(), done.stdout)
+
+
 def _shown_as_pattern(line: str) -> re.Pattern[str]:
     """A line of output as a page shows it: numbers stand for any number, ``...`` and the
     example's home directory for anything."""

@@ -80,3 +80,28 @@ def hidden_late(n: int) -> int:
     #*BTC IGNORELOCAL secret
     total = len(secret) + n
     return total
+
+
+def reraises() -> int:
+    try:
+        return 10 // 0
+    except ZeroDivisionError:
+        raise
+
+
+def cleans_up() -> None:
+    try:
+        reraises()
+    finally:
+        done = True  # noqa: F841
+
+
+def raises_on() -> str:
+    try:
+        cleans_up()
+    except ZeroDivisionError:
+        pass
+    try:
+        return str(safe_divide(1, 0)) + str(divide(1, 0))
+    except ZeroDivisionError as e:
+        return str(e)

@@ -275,6 +275,47 @@ def test_ignorelocal_hides_a_variable_that_already_holds_its_secret(
     assert b'"secret":"[OBFUSCATED]"' in path.read_bytes()
 
 
+def _settrace_events(fn: Any) -> list[tuple[str, str, int, int, str]]:
+    """(event, function, line, offset, opname) of what ``sys.settrace`` -- 0.0.16's
+    engine -- reports of ``fn()`` (its own code only)."""
+    import dis
+
+    seen: list[tuple[str, str, int, int, str]] = []
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        code = frame.f_code
+        if code.co_filename == s.__file__:
+            op = dis.opname[code.co_code[frame.f_lasti]]
+            seen.append((event, code.co_name, frame.f_lineno, frame.f_lasti, op))
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        fn()
+    finally:
+        sys.settrace(None)
+    return seen
+
+
+def test_exception_and_return_blocks_are_the_events_settrace_reported() -> None:
+    # 0.0.16 made a block per sys.settrace event: an "exception" in each frame the
+    # exception passes through, none for a re-raise (a bare raise, the end of a
+    # finally, the compiler's cleanup), and a frame it leaves "returns" from the
+    # line and instruction it was raised or re-raised at.
+    expected = _settrace_events(s.raises_on)
+    example = blocktrace.BlockTrace("exc", _globals="off", _locals="off")
+    example.start()
+    try:
+        assert s.raises_on() == "division by zero"
+    finally:
+        example.stop()
+    got = [(b["Event"], b["Function"], b["Line No"], b["Instruction No"], b["Opcode"])
+           for b in list(example.block.values())[1:]]
+    assert [g[:3] for g in got] == [e[:3] for e in expected]
+    assert ([g for g in got if g[0] == "return"]
+            == [e for e in expected if e[0] == "return"])
+
+
 def test_loop_on_one_line_reports_each_iteration() -> None:
     example = blocktrace.BlockTrace("loop", _globals="off")
     example.start()

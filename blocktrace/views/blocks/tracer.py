@@ -64,7 +64,8 @@ class BlockTrace:
         "_cur", "_deepdiff", "_each_block_hook", "_frames", "_gas_used", "_genesis", "_globals",
         "_globals_seen", "_hash", "_hash_obj", "_last_hash", "_last_hash_bytes", "_lline",
         "_locals", "_lpc", "_new_hash", "_ops", "_pathelements", "_plain_locals", "_plain_ops",
-        "_previous_tracer", "_rec_at", "_record", "_replayed", "_running", "_second_ends",
+        "_previous_tracer", "_raised", "_rec_at", "_record", "_replayed", "_running",
+        "_second_ends",
         "_second_starts", "_second_text", "_shake", "_shapes", "_sites", "_skip_key", "_skipped",
         "_spool", "_spool_closer", "_trace_lines", "_trace_opcodes", "_up", "_views",
         "_wants_frame", "_watch", "block", "built", "globs", "hook_errors", "ignorecode",
@@ -123,6 +124,9 @@ class BlockTrace:
         self.block[0] = first
         self._sites: dict[tuple[int, int], _Site] = {}
         self._frames: dict[int, tuple[int, int]] = {}
+        # per frame (key), where its exception was last raised or re-raised: the
+        # line, offset and instruction settrace's "return" of an unwind reports
+        self._raised: dict[int, tuple[int, int, str]] = {}
         self._skip_key = -1
         """The frame that called start() (thread << 20 | depth): it makes no blocks."""
         self._previous_tracer: Tracer | None = None
@@ -231,6 +235,7 @@ class BlockTrace:
         self._rec_at = -1
         self._cur = -1
         self._frames.clear()
+        self._raised.clear()
         self._skip_key = -1
         self._replayed = False
         self._watch.clear()
@@ -478,10 +483,18 @@ class BlockTrace:
                 return None
             code = vm.code
             if code is not None:
-                arg = None if ev_ret.kind == "unwind" else value
-                shape = self._shape(code, "return", ev_ret.pc, _opname(code, ev_ret.pc),
-                                    _line_at(code, ev_ret.pc))
-                self._emit_block(vm, code, shape, arg)
+                raised = self._raised.get((vm.thread << 20) | depth)
+                if ev_ret.kind == "unwind" and raised is not None:
+                    # where the exception was raised or re-raised, not the cleanup
+                    # code it left by (as settrace's f_lasti and f_lineno say)
+                    line, pc, opname = raised
+                    shape = self._shape(code, "return", pc, opname, line)
+                    self._emit_block(vm, code, shape, None)
+                else:
+                    arg = None if ev_ret.kind == "unwind" else value
+                    shape = self._shape(code, "return", ev_ret.pc, _opname(code, ev_ret.pc),
+                                        _line_at(code, ev_ret.pc))
+                    self._emit_block(vm, code, shape, arg)
             self._forget_frame((vm.thread << 20) | depth)
         elif t is OpException:
             ev_exc: OpException = event  # type: ignore[assignment]
@@ -489,6 +502,10 @@ class BlockTrace:
             self._rec_at = (vm.thread << 20) | depth
             if ev_exc.kind == "handled" or self._rec_at == self._skip_key:
                 return None
+            if ev_exc.line > 0:
+                self._raised[self._rec_at] = (ev_exc.line, ev_exc.pc, ev_exc.op_name)
+            if ev_exc.kind == "reraise":
+                return None  # settrace reported no re-raise (bare raise, finally, cleanup)
             code = vm.code
             if code is not None:
                 shape = self._shape(code, "exception", ev_exc.pc, ev_exc.op_name, ev_exc.line)
@@ -497,6 +514,7 @@ class BlockTrace:
             record.append((event, vm.gas + self._skipped, 0, vm.thread, None))
             self._gas_used = vm.gas_used - self._skipped
             self._frames.clear()
+            self._raised.clear()
             self._ops.clear()
             self._shapes.clear()
         return None
@@ -517,6 +535,7 @@ class BlockTrace:
     def _forget_frame(self, key: int) -> None:
         """A frame starts or ends at ``key``: no line seen there yet."""
         self._frames.pop(key, None)
+        self._raised.pop(key, None)
         if self._cur == key:
             self._cur = -1
 
