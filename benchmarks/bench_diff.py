@@ -30,7 +30,8 @@ alternated with this tree's, and checks that both print the same bytes (text and
     python benchmarks/bench_diff.py --hunks 10,100,1000 --base /tmp/differ-base \
         --tmp /tmp/diff-bench --repeat 3
 
-``--inserts 10,100,1000`` does the same with a statement added to a function the loop
+``--only by-line,line trace`` keeps only the pairs whose label holds one of those
+texts.  ``--inserts 10,100,1000`` does the same with a statement added to a function the loop
 calls every so many iterations (steps inserted: hunks of unequal sides), a statement
 added to the loop body (a hunk at every iteration, a few steps apart; plain, zstd and
 ``--by-line``) and an op-level trace against a line-level one of the same program.
@@ -304,12 +305,15 @@ def _insert_pairs(where: Path, lines: int, hunks: list[int]
 
 
 def changed_programs(where: Path, lines: int, hunks: list[int], repeat: int,
-                     base: str | None, inserts: bool = False) -> None:
+                     base: str | None, inserts: bool = False,
+                     only: list[str] | None = None) -> None:
     """Issue 18 item 3 for traces that part often and for compressed ones (see the
     module docstring)."""
     from blocktrace.eip3155 import diff_files
 
     pairs = (_insert_pairs if inserts else _pairs)(where, lines, hunks)
+    if only is not None:
+        pairs = [pair for pair in pairs if any(text in pair[0] for text in only)]
     here = dict(os.environ)
     trees = {"now": here}
     if base is not None:
@@ -369,6 +373,9 @@ def main() -> None:
                         help="only diff recordings of a program with a statement added, "
                         "with about these many hunks of steps inserted (and a pair that "
                         "parts at every iteration, --by-line, different levels)")
+    parser.add_argument("--only", metavar="TEXT,TEXT",
+                        help="--hunks/--inserts: only the pairs whose label holds one of "
+                        "these (e.g. by-line,line trace); the traces are recorded all the same")
     parser.add_argument("--base", metavar="DIR",
                         help="--hunks: also run the tree at DIR (PYTHONPATH), alternated, "
                         "and compare the outputs")
@@ -378,7 +385,8 @@ def main() -> None:
         counts = args.inserts if args.inserts is not None else args.hunks
         with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
             changed_programs(Path(tmp), lines, [int(x) for x in counts.split(",")],
-                             args.repeat, args.base, inserts=args.inserts is not None)
+                             args.repeat, args.base, inserts=args.inserts is not None,
+                             only=None if args.only is None else args.only.split(","))
         return
     if args.fib is not None:
         with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:

@@ -51,6 +51,17 @@ def look(
     ``a[pa:]`` and ``b[pb:]`` (two steps that differ), as the differ's look-ahead finds
     it, or None where it is not found on the bytes."""
 
+def lines(
+    a: Buffer, pa: int, b: Buffer, pb: int, calls_a: Set[bytes], calls_b: Set[bytes],
+    max_line: int, fields: int, key_a: tuple[int, int, int, int] | None,
+    key_b: tuple[int, int, int, int] | None, /,
+) -> tuple[int, int, int, int, int, int, int, int, int, int]:
+    """Pass over the groups of steps by source line (``lines.by_line``) two traces have
+    in common, from inside groups that agree (keys: each group's depth, code, line and
+    thread, absent as 1, -1, 0, -1) or from two groups' first op lines (None):
+    ``(groups, reason, pa, steps_a, lines_a, ignored_a, pb, steps_b, lines_b,
+    ignored_b)``."""
+
 def call_key(line: bytes, /) -> bytes | None:
     """What a call line does to the code table (its code, name and file values as
     bytes), or None when the pass does not read it."""

@@ -227,14 +227,15 @@ def diff_files(
     info_b = TraceInfo(path_b, forced_dialect=dialect_b)
     level_note = None
     skipper = None
+    grouped = False
     if python_a and python_b:
-        stream_a, stream_b, level_note, skipper = _at_one_level(
-            info_a, info_b, chosen, comparer, window)
+        stream_a, stream_b, level_note, skipper, grouped = _at_one_level(
+            info_a, info_b, chosen, comparer, window, by_line)
     elif (fast := clientpass.pair(info_a, info_b, chosen, stack_top)) is not None:
         stream_a, stream_b, skipper = fast
     else:
         stream_a, stream_b = normalise(path_a, info_a), normalise(path_b, info_b)
-    if by_line:
+    if by_line and not grouped:
         stream_a, stream_b = lines.by_line(stream_a), lines.by_line(stream_b)
         skipper = None
     steps = diff_steps(stream_a, stream_b, comparer, max_hunks=max_hunks, window=window,
@@ -282,25 +283,30 @@ def _level(path: str) -> str:
 
 def _at_one_level(
     info_a: TraceInfo, info_b: TraceInfo, fields: Sequence[str], comparer: Comparer,
-    window: int = DEFAULT_WINDOW,
-) -> tuple[Iterator[Step], Iterator[Step], str | None, skip.Skip | None]:
+    window: int = DEFAULT_WINDOW, by_line: bool = False,
+) -> tuple[Iterator[Step], Iterator[Step], str | None, skip.Skip | None, bool]:
     """The two blocktrace traces' steps at the coarser of their levels (see
-    ``levels``), the note saying so when the levels differ, and the differ's
-    ``skip`` when the steps can be passed over as bytes (``skip.pair``)."""
+    ``levels``), the note saying so when the levels differ, the differ's ``skip``
+    when the steps can be passed over as bytes (``skip.pair``), and whether the
+    steps are already grouped by source line (``by_line``: ``skip.line_pair``)."""
     level_a, level_b = _level(info_a.path), _level(info_b.path)
     info_a.level, info_b.level = level_a, level_b
     level = levels.coarser(level_a, level_b)
     if level == "call":  # the call tree and its exceptions, at any level
         stream_a = levels.call_steps(info_a.path, info_a)
         stream_b = levels.call_steps(info_b.path, info_b)
-    elif level_a == level_b and (
+    elif level_a == level_b and by_line and (
+        grouped := skip.line_pair(info_a, info_b, fields, comparer)
+    ) is not None:
+        return grouped[0], grouped[1], None, grouped[2], True
+    elif level_a == level_b and not by_line and (
         fast := skip.pair(info_a, info_b, fields, None, comparer, window)
     ) is not None:
-        return fast[0], fast[1], None, fast[2]
+        return fast[0], fast[1], None, fast[2], False
     else:
         stream_a, stream_b = normalise(info_a.path, info_a), normalise(info_b.path, info_b)
     if level_a == level_b:
-        return stream_a, stream_b, None, None
+        return stream_a, stream_b, None, None, False
     coarse_path = info_a.path if level == level_a else info_b.path
 
     def starts() -> set[levels.StartKey]:
@@ -312,7 +318,7 @@ def _at_one_level(
     note = (f"compared at level {level}: A is {_a(level_a)}-level trace, B {_a(level_b)}-level"
             " one" + (" (line starts taken from the line-level trace: a line only the "
                       "op-level run started is not compared)" if level == "line" else ""))
-    return stream_a, stream_b, note, None
+    return stream_a, stream_b, note, None, False
 
 
 def _a(level: str) -> str:

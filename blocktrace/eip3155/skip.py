@@ -44,6 +44,7 @@ import msgspec
 from blocktrace._native import extension
 from blocktrace.eip3155.compare import Comparer
 from blocktrace.eip3155.dialects import FIELDS
+from blocktrace.eip3155.lines import Lines, by_line
 from blocktrace.eip3155.normalise import TraceInfo, blocktrace_reader, steps_of
 from blocktrace.eip3155.reader import TraceError, raw_decoder, read_sources
 from blocktrace.eip3155.records import Step
@@ -52,7 +53,7 @@ from blocktrace.format.fastcheck import Follower
 from blocktrace.format.linesource import CHUNK, BufferedLines, LineTooLong
 from blocktrace.limits import MAX_LINE_BYTES, size_text
 
-__all__ = ["Pair", "pair"]
+__all__ = ["Pair", "line_pair", "pair"]
 
 _c: ModuleType | None = extension("blocktrace.eip3155._cskip")
 
@@ -236,6 +237,123 @@ def pair(
         return _look(source_a, source_b, step_a, step_b, info_a, info_b, seen, fields_mask)
 
     return steps_a, steps_b, _Skipper(skip, look)
+
+
+def line_pair(
+    info_a: TraceInfo, info_b: TraceInfo, fields: Sequence[str], comparer: Comparer,
+) -> tuple[Lines, Lines, Skip] | None:
+    """``diff --by-line`` of two blocktrace traces: their steps grouped by source line
+    (``lines.by_line``) and the ``Skip`` that passes over the groups both have in
+    common as bytes (``_cskip.lines``: each trace walked to its next group, the two
+    groups' first steps judged on the compared fields), or None where only the
+    reference reads them (as ``pair``).  Hunks are left to the differ."""
+    if _c is None:
+        return None
+    sources: list[_Source] = []
+    for info in (info_a, info_b):
+        if info.forced_dialect not in (None, "blocktrace"):
+            return None
+        reader = blocktrace_reader(info.path)
+        if reader is None:
+            return None
+        sources.append(_Source(info.path, None, reader.kind))
+    source_a, source_b = sources
+    steps_a = steps_of(info_a.path, info_a, source_a)
+    steps_b = steps_of(info_b.path, info_b, source_b)
+    lines_a, lines_b = by_line(steps_a), by_line(steps_b)
+    seen = tuple(i for i, name in enumerate(("function", "file")) if name in fields)
+    mask = sum(1 << FIELDS.index(name) for name in fields)
+    same = comparer.same
+
+    def skip(since: int | None) -> tuple[int, int, int, int, int, int]:
+        return _skip_lines(source_a, source_b, steps_a, steps_b, lines_a, lines_b,
+                           info_a, info_b, seen, mask, same)
+
+    return lines_a, lines_b, skip
+
+
+def _line_key(step: Step) -> tuple[int, int, int, int] | None:
+    """A step's by-line key as ``_cskip.lines`` takes it, or None where it cannot."""
+    code, line, thread = step.code, step.line, step.thread
+    if (
+        (code is not None and type(code) is not int)
+        or (line is not None and type(line) is not int)
+        or (thread is not None and type(thread) is not int)
+    ):
+        return None
+    return (step.depth, -1 if code is None else code, line or 0,
+            -1 if thread is None else thread)
+
+
+def _skip_lines(
+    a: _Source, b: _Source, steps_a: Generator[Step, int | None, None],
+    steps_b: Generator[Step, int | None, None], lines_a: Lines, lines_b: Lines,
+    info_a: TraceInfo, info_b: TraceInfo, seen: tuple[int, ...], fields: int,
+    same: Callable[[Step, Step], bool],
+) -> tuple[int, int, int, int, int, int]:
+    """Pass over the groups both traces have in common from here: the group each
+    ``Lines`` holds (its step read, the lines after it not yet: each generator holds
+    the op line of its next step) when the two agree, and those after it that agree
+    as ``_cskip.lines`` judges them; ``Skip``'s answer (no hunks)."""
+    assert _c is not None
+    held_a, held_b = lines_a.current, lines_b.current
+    if (
+        held_a is None or held_b is None or a.lineno == 0 or b.lineno == 0
+        or a.done or b.done
+        or getgeneratorstate(steps_a) != GEN_SUSPENDED
+        or getgeneratorstate(steps_b) != GEN_SUSPENDED
+        or not _agree(info_a.functions, info_b.functions, seen)
+        or not same(held_a, held_b)
+    ):
+        return _NOTHING
+    key_a, key_b = _line_key(held_a), _line_key(held_b)
+    if key_a is None or key_b is None:
+        return _NOTHING
+    given_a, given_b = a.pos - a.start, b.pos - b.start
+    pa, pb = a.start, b.start
+    groups = count_a = count_b = read_a = read_b = ignored_a = ignored_b = 0
+    refilled = False
+    walk = _c.lines
+    while True:
+        n, reason, pa, n_a, n_lines, n_ignored_a, pb, n_b, n_lines_b, n_ignored_b = walk(
+            a.view(), pa, b.view(), pb, a.calls, b.calls, MAX_LINE_BYTES, fields,
+            key_a, key_b)
+        if n:
+            key_a = key_b = None  # (from the first op lines of two groups on)
+        groups += n
+        count_a += n_a
+        count_b += n_b
+        read_a += n_lines
+        read_b += n_lines_b
+        ignored_a += n_ignored_a
+        ignored_b += n_ignored_b
+        if reason != _MORE or (n == 0 and refilled):
+            break  # (a group longer than what a refill brings: the reference reads it)
+        refilled = n == 0
+        a.start, b.start = pa, pb
+        a.pos, b.pos = pa + given_a, pb + given_b
+        need_a, need_b = a.n - pa < _REFILL, b.n - pb < _REFILL
+        if not (need_a or need_b):
+            need_a = need_b = True
+        grew_a = a.more() if need_a else True
+        grew_b = b.more() if need_b else True
+        pa, pb = a.start, b.start
+        if not (grew_a and grew_b) and (n == 0 or not (grew_a or grew_b)):
+            break
+    if groups == 0:
+        a.start, b.start = pa, pb
+        a.pos, b.pos = pa + given_a, pb + given_b
+        return _NOTHING
+    for source, steps_x, lines_x, info, at, ignored, passed, read in (
+        (a, steps_a, lines_a, info_a, pa, ignored_a, count_a, read_a),
+        (b, steps_b, lines_b, info_b, pb, ignored_b, count_b, read_b),
+    ):
+        source.start = source.pos = at
+        source.lineno += read - 1
+        info.ignored += ignored
+        steps_x.send(passed)
+        lines_x.passed(groups)
+    return groups, groups, 0, 0, 0, 0
 
 
 class _Skipper:

@@ -1247,6 +1247,245 @@ done:
     return out;
 }
 
+/* ---- --by-line: steps grouped by source line (lines.by_line), on bytes ----
+ *
+ * ``diff --by-line`` compares one step per executed source line: the first step of
+ * each run of steps with the same (depth, code, line, thread), a step with no line
+ * (0 or absent) belonging to the run before it.  Each trace is walked on its own to
+ * the op line that starts its next run (a group); the two groups' first steps are
+ * judged on the compared fields as the look-ahead judges steps (step_cmp); groups
+ * that agree are passed over, the steps inside them never compared (the reference
+ * compares only a group's first step and the first error in it, and the walk
+ * passes no line with an error or event).  Lines read as the walk reads them: op
+ * lines as flat objects (op_members) whose gas differs from the op line before,
+ * call lines that leave the code table as it is, return lines.  The walk gives
+ * back what lies before the second-to-last pair of group starts it reached, so the
+ * reference reads the last group in common and what follows. */
+
+typedef struct {
+    long long v[4]; /* depth, code, line, thread: absent or null = 1, -1, 0, -1 */
+} LineKey;
+
+/* A span holding a JSON integer as the writer writes one, or null / absent (*out =
+ * absent): 1, else 0. */
+static int
+key_int(const Span *x, long long absent, long long *out)
+{
+    if (is_null(x)) {
+        *out = absent;
+        return 1;
+    }
+    if (!plain_int(x))
+        return 0;
+    long long v = 0;
+    for (Py_ssize_t i = 0; i < x->n; i++)
+        v = v * 10 + (x->at[i] - '0');
+    *out = v;
+    return 1;
+}
+
+static int
+line_key(const Op *op, LineKey *k)
+{
+    return key_int(&op->v[F_DEPTH], 1, &k->v[0]) && key_int(&op->v[F_CODE], -1, &k->v[1]) &&
+           key_int(&op->v[F_LINE], 0, &k->v[2]) && key_int(&op->v[F_THREAD], -1, &k->v[3]);
+}
+
+typedef struct {
+    const char *buf;
+    Py_ssize_t n, p, lines, ignored, steps;
+    const char *gas;      /* the last op line's gas digits (NULL: not known) */
+    Py_ssize_t gas_n;
+    PyObject *calls;
+    LineKey key;          /* the group's (valid when keyed) */
+    int keyed;
+    Op op;                /* the next group's first op line (at p, not passed) */
+    LineKey next;
+    Py_ssize_t len;       /* its length, without the newline */
+} LSide;
+
+/* Walk a side to the op line that starts its next group: R_FOUND (side->op, next,
+ * len; side->p at that line), R_MORE, R_BAIL, or -1 on error. */
+static int
+group_next(LSide *s, Py_ssize_t max_line)
+{
+    for (;;) {
+        const char *l = s->buf + s->p;
+        const char *e = newline(l, s->buf + s->n);
+        if (e == NULL)
+            return R_MORE;
+        Py_ssize_t n = e - l;
+        if (n + 1 > max_line || n < 2)
+            return R_BAIL;
+        if (l[1] == '"' && l[2] == 'p') {
+            Op *op = &s->op;
+            if (!op_members(l, n, op))
+                return R_BAIL;
+            const Span *gas = &op->v[F_GAS];
+            if (s->gas != NULL && gas->n - 2 == s->gas_n &&
+                memcmp(gas->at + 1, s->gas, (size_t)s->gas_n) == 0)
+                return R_BAIL; /* may merge with the op line before */
+            LineKey k;
+            if (!line_key(op, &k))
+                return R_BAIL;
+            if (k.v[2] != 0 && (!s->keyed || memcmp(&k, &s->key, sizeof k) != 0)) {
+                s->next = k;
+                s->len = n;
+                op->start = s->p;
+                return R_FOUND;
+            }
+            s->gas = gas->at + 1;
+            s->gas_n = gas->n - 2;
+            s->steps++;
+        } else {
+            int kind = passable(s->calls, l, n);
+            if (kind < 0)
+                return -1;
+            if (kind == 0)
+                return R_BAIL;
+            s->ignored += kind == IGNORED;
+        }
+        s->p += n + 1;
+        s->lines++;
+    }
+}
+
+/* Pass the group start found (it agreed with the other side's). */
+static void
+group_enter(LSide *s)
+{
+    const Span *gas = &s->op.v[F_GAS];
+    s->gas = gas->at + 1;
+    s->gas_n = gas->n - 2;
+    s->key = s->next;
+    s->keyed = 1;
+    s->steps++;
+    s->p += s->len + 1;
+    s->lines++;
+}
+
+static int
+key_arg(PyObject *arg, LineKey *k)
+{
+    if (arg == Py_None)
+        return 0;
+    if (!PyTuple_Check(arg) || PyTuple_GET_SIZE(arg) != 4) {
+        PyErr_SetString(PyExc_TypeError, "lines(): a key is None or 4 ints");
+        return -1;
+    }
+    for (int i = 0; i < 4; i++) {
+        k->v[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(arg, i));
+        if (k->v[i] == -1 && PyErr_Occurred())
+            return -1;
+    }
+    return 1;
+}
+
+/* lines(a, pa, b, pb, calls_a, calls_b, max_line, fields, key_a, key_b)
+ *   -> (groups, reason, pa, steps_a, lines_a, ignored_a, pb, steps_b, lines_b, ignored_b)
+ * Pass over the groups (lines.by_line) two blocktrace traces have in common.  With
+ * keys (4 ints: the depth, code, line and thread of each side's group, absent or
+ * null as 1, -1, 0, -1), a[pa:] and b[pb:] start inside groups that agree (the
+ * caller judged their first steps); with None, both start at the first op line of
+ * a group (a place this gave back).  fields: the mask of the compared fields (bit
+ * i: dialects.FIELDS[i]).  The answer: the groups passed, why the walk stopped
+ * (REASON_MORE: a line runs past the end of a buffer), and for each side where to
+ * read on (the first op line of a group, or pa/pb when none was passed) and the
+ * steps, lines and return lines passed. */
+static PyObject *
+lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 10 || !PyAnySet_Check(args[4]) || !PyAnySet_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "lines(buffer, int, buffer, int, set, set, int, "
+                        "int, key, key) takes 10 arguments");
+        return NULL;
+    }
+    Py_ssize_t pa = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t pb = PyLong_AsSsize_t(args[3]);
+    Py_ssize_t max_line = PyLong_AsSsize_t(args[6]);
+    long long fields = PyLong_AsLongLong(args[7]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (fields < 0 || fields >= (1LL << NFIELDS)) {
+        PyErr_SetString(PyExc_ValueError, "lines(): fields is not a mask of FIELDS");
+        return NULL;
+    }
+    LSide *sides = PyMem_Calloc(2, sizeof(LSide));
+    if (sides == NULL)
+        return PyErr_NoMemory();
+    LSide *A = &sides[0], *B = &sides[1];
+    int keyed_a = key_arg(args[8], &A->key), keyed_b = key_arg(args[9], &B->key);
+    if (keyed_a < 0 || keyed_b < 0) {
+        PyMem_Free(sides);
+        return NULL;
+    }
+    if (keyed_a != keyed_b) {
+        PyMem_Free(sides);
+        PyErr_SetString(PyExc_ValueError, "lines(): both keys or neither");
+        return NULL;
+    }
+    Py_buffer va, vb;
+    if (PyObject_GetBuffer(args[0], &va, PyBUF_SIMPLE) < 0) {
+        PyMem_Free(sides);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[2], &vb, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&va);
+        PyMem_Free(sides);
+        return NULL;
+    }
+    PyObject *out = NULL;
+    if (pa < 0 || pa > va.len || pb < 0 || pb > vb.len) {
+        PyErr_SetString(PyExc_ValueError, "position outside the buffer");
+        goto done;
+    }
+    A->buf = va.buf; A->n = va.len; A->p = pa; A->calls = args[4]; A->keyed = keyed_a;
+    B->buf = vb.buf; B->n = vb.len; B->p = pb; B->calls = args[5]; B->keyed = keyed_b;
+    /* marks: where each pair of group starts reached lies (the last two) */
+    LSide last = *A, last_b = *B, before = *A, before_b = *B;
+    Py_ssize_t reached = 0;
+    int reason = REASON_STOP;
+    int at_start = !keyed_a; /* the first pair is the start itself, no mark */
+    for (;;) {
+        int got = group_next(A, max_line);
+        if (got == R_FOUND)
+            got = group_next(B, max_line);
+        if (got < 0)
+            goto done;
+        if (got != R_FOUND) {
+            reason = got == R_MORE ? REASON_MORE : REASON_STOP;
+            break;
+        }
+        if (at_start) {
+            at_start = 0;
+        } else {
+            before = last;
+            before_b = last_b;
+            last = *A;
+            last_b = *B;
+            reached++;
+        }
+        if (step_cmp(&A->op, &B->op, (unsigned long)fields) != EQ)
+            break;
+        group_enter(A);
+        group_enter(B);
+    }
+    /* groups that end at the marks reached, all but the last: the reference reads that */
+    if (reached < 2) {
+        out = Py_BuildValue("(iinnnnnnnn)", 0, reason, pa, (Py_ssize_t)0, (Py_ssize_t)0,
+                            (Py_ssize_t)0, pb, (Py_ssize_t)0, (Py_ssize_t)0, (Py_ssize_t)0);
+    } else {
+        out = Py_BuildValue("(ninnnnnnnn)", reached - 1, reason, before.p, before.steps,
+                            before.lines, before.ignored, before_b.p, before_b.steps,
+                            before_b.lines, before_b.ignored);
+    }
+done:
+    PyBuffer_Release(&vb);
+    PyBuffer_Release(&va);
+    PyMem_Free(sides);
+    return out;
+}
+
 /* call_key(line) -> what a call line does to the code table, as bytes (its code,
  * name and file values), or None when the walk does not read it. */
 static PyObject *
@@ -1272,6 +1511,8 @@ static PyMethodDef methods[] = {
      "skip, also passing over divergent regions as the differ aligns them."},
     {"look", (PyCFunction)(void (*)(void))look, METH_FASTCALL,
      "The differ's look-ahead at a divergence, on the lines as bytes."},
+    {"lines", (PyCFunction)(void (*)(void))lines, METH_FASTCALL,
+     "Pass over the groups of steps by source line two traces have in common."},
     {"call_key", call_key, METH_O, "What a call line does to the code table, as bytes."},
     {NULL, NULL, 0, NULL},
 };
