@@ -1561,14 +1561,21 @@ end_thread(Writer *w)
     line_buffer all = {NULL, 0, 0, w->out.limit, 0};
     int ok = total == 0 || buffer_grow_raw(&all, total) == 0;
     if (ok) {
-        memcpy(all.buf, p->pend.buf, p->pend.len);
+        /* memcpy of nothing from a buffer never allocated (NULL) is undefined in C */
+        if (p->pend.len) {
+            memcpy(all.buf, p->pend.buf, p->pend.len);
+        }
         all.len = p->pend.len;
         for (size_t i = 0; i < p->ready_count; i++) {
             chunk_t *c = &p->ready[(p->ready_first + i) % p->ready_cap];
-            memcpy(all.buf + all.len, c->buf, c->len);
+            if (c->len) {
+                memcpy(all.buf + all.len, c->buf, c->len);
+            }
             all.len += c->len;
         }
-        memcpy(all.buf + all.len, w->out.buf, w->out.len);
+        if (w->out.len) {
+            memcpy(all.buf + all.len, w->out.buf, w->out.len);
+        }
         all.len += w->out.len;
     }
     for (size_t i = 0; i < p->ready_count; i++) {
