@@ -301,7 +301,7 @@ def _without_code(smap: StatementMap, root: CodeType) -> set[int]:
 
 
 def _event(viewer: _Viewer, obj: dict[str, Any], number: int, path: str) -> None:
-    thread = obj.get("thread", 0)
+    thread = obj.get("thread", 1)  # absent until a second thread ran: the first (FORMAT.md)
     event = obj.get("event")
     try:
         if "op" in obj and event in (None, "raise", "reraise", "handled"):

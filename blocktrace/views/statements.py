@@ -35,6 +35,7 @@ LINE_NODES = (ast.stmt, ast.ExceptHandler, ast.match_case, *COMP_NODES)
 COMP_CODE_NAMES = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
 ITERATION_OPS = frozenset({"LIST_APPEND", "SET_ADD", "MAP_ADD", "YIELD_VALUE"})
 """Instructions that produce one comprehension element: one sample each."""
+_CO_NEWLOCALS = 0x2  # inspect.CO_NEWLOCALS: a function's code, not a class body or a module
 
 _SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
@@ -208,11 +209,17 @@ class StatementMap:
                     if function >= 0:
                         break
             return CodeTable(at, iteration, comp, code, function)
+        # a class body starts by setting __module__, __qualname__ ... at a position of
+        # no width on its first line: not a run of the class statement (nor of the
+        # function around it), which the frame that defines the class counts
+        class_body = not code.co_flags & _CO_NEWLOCALS and code.co_name != "<module>"
         for ins in dis.get_instructions(code):
             pos = ins.positions
             if pos is None or pos.lineno is None or pos.col_offset is None:
                 continue
             ln, col = pos.lineno, pos.col_offset
+            if class_body and col == 0 and pos.end_col_offset == 0 and pos.end_lineno == ln:
+                continue
             if is_comp_code:
                 if comp < 0:
                     comp = self.comprehension_at(ln, col)
@@ -235,8 +242,13 @@ def _header_end(node: ast.AST) -> tuple[int, int]:
         for attr in ("body", "cases"):
             inner = getattr(node, attr, None)
             if isinstance(inner, list) and inner:
-                first = inner[0]
-                return first.lineno, first.col_offset
+                # a decorated def or class starts at its first decorator
+                first = min([inner[0], *getattr(inner[0], "decorator_list", ())],
+                            key=lambda n: (n.lineno, n.col_offset))
+                line, col = first.lineno, first.col_offset
+                if first is not inner[0]:  # the decorator's "@" comes before its expression
+                    col = max(col - 1, 0)
+                return line, col
     line = getattr(node, "end_lineno", None) or getattr(node, "lineno", 1)
     col = getattr(node, "end_col_offset", None) or getattr(node, "col_offset", 0)
     return cast(int, line), cast(int, col)

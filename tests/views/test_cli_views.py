@@ -78,6 +78,47 @@ def test_lines_annotates_source_with_hits_and_values(tmp_path: Path) -> None:
     assert after_return.endswith("total=6")
 
 
+def test_lines_counts_the_main_thread_once_other_threads_have_run(tmp_path: Path) -> None:
+    # The main thread's op lines carry no "thread" until a second thread runs traced
+    # code, then "thread": 1 (docs/FORMAT.md): the same frame, so its statement that
+    # was running when the other thread ran is one hit, not two.
+    (tmp_path / "threads.py").write_text(
+        "import threading\nout = []\n\n\ndef add(v):\n    out.append(v)\n\n\n"
+        "ts = [threading.Thread(target=add, args=(x,)) for x in range(3)]\n"
+        "for t in ts:\n    t.start()\n    t.join()\nprint(len(out))\n")
+    proc = blocktrace("run", "-o", "threads.jsonl", "threads.py", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout == "3\n", proc.stderr
+    proc = blocktrace("lines", "threads.jsonl", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    margins = {line.split("|", 1)[1].strip(): line.split("|", 1)[0].strip()
+               for line in proc.stdout.splitlines()[2:] if line.split("|", 1)[0].strip()}
+    assert margins["out.append(v)"] == "3"
+    assert margins["for t in ts:"] == "4"
+    assert (margins["t.start()"], margins["t.join()"]) == ("3", "3")
+    assert margins["print(len(out))"] == "1"
+
+
+def test_lines_counts_a_class_statement_once_and_not_its_decorator(tmp_path: Path) -> None:
+    # A class body starts with bookkeeping (__module__, __qualname__) placed on the
+    # class line: not a second run of the class statement, nor of the def around it;
+    # a decorator before a body's first statement is not part of the def's header.
+    (tmp_path / "classes.py").write_text(
+        "import functools\n\n\nclass Point:\n    x = 1\n\n\ndef build():\n"
+        "    @functools.singledispatch\n    class Inner:\n        y = 2\n"
+        "    return Inner.y + Point.x\n\n\nprint(build())\n")
+    proc = blocktrace("run", "-o", "classes.jsonl", "classes.py", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout == "3\n", proc.stderr
+    proc = blocktrace("lines", "classes.jsonl", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    margins = {line.split("|", 1)[1].strip(): line.split("|", 1)[0].strip()
+               for line in proc.stdout.splitlines()[2:] if line.split("|", 1)[0].strip()}
+    assert margins == {
+        "import functools": "1", "class Point:": "1", "x = 1": "1", "def build():": "1",
+        "class Inner:": "1", "y = 2": "1", "return Inner.y + Point.x": "1",
+        "print(build())": "1",
+    }, proc.stdout
+
+
 def test_lines_function_filter_and_json(tmp_path: Path) -> None:
     record(tmp_path, "changes")
     proc = blocktrace("lines", "prog.jsonl", "--function", "Box.grow", "--json", cwd=tmp_path)
