@@ -50,6 +50,9 @@ def pytest_configure(config: pytest.Config) -> None:
     configure(config)
     out = config.getoption("blocktrace_types")
     if out:
+        if os.path.exists(out) and not os.path.isdir(out):
+            # found now, not after the whole suite ran
+            raise pytest.UsageError(f"--blocktrace-types: {out}: not a directory")
         config.pluginmanager.register(
             TypeCollection(
                 str(out),
@@ -89,7 +92,13 @@ class TypeCollection:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         self._stop()
-        self._write(session.config)
+        try:
+            self._write(session.config)
+        except OSError as exc:
+            where = exc.filename if exc.filename is not None else self.out_dir
+            self._summary = (f"blocktrace: --blocktrace-types: cannot write {where}: "
+                             f"{exc.strerror or exc}")
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self._stop()

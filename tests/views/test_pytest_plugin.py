@@ -146,3 +146,28 @@ def test_a_bad_include_is_a_usage_error(tmp_path: Path) -> None:
     proc = pytest_run(tmp_path, "--blocktrace-types=out", "--blocktrace-types-include=nowhere")
     assert proc.returncode == 4  # pytest's usage error
     assert "--blocktrace-types" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_types_dir_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine\n")
+    proc = pytest_run(tmp_path, "--blocktrace-types=notes.txt")
+    assert proc.returncode == 4, proc.stdout + proc.stderr  # before any test runs
+    assert "passed" not in proc.stdout
+    assert "--blocktrace-types: notes.txt: not a directory" in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+
+
+def test_types_that_cannot_be_written_are_one_line_and_a_failed_session(
+    tmp_path: Path,
+) -> None:
+    make_project(tmp_path)
+    (tmp_path / "out" / "types.jsonl").mkdir(parents=True)  # in the way of the table
+    proc = pytest_run(tmp_path, "--blocktrace-types=out")
+    assert "6 passed" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stdout + proc.stderr
+    said = [line for line in proc.stdout.splitlines() if line.startswith("blocktrace:")]
+    assert said == [f"blocktrace: --blocktrace-types: cannot write "
+                    f"{tmp_path / 'out' / 'types.jsonl'}: Is a directory"], proc.stdout
