@@ -169,6 +169,8 @@ def _types(args: argparse.Namespace) -> int | ProgramRun:
         _check_writable(path, args.force)
     if args.stubs is not None and os.path.exists(args.stubs) and not os.path.isdir(args.stubs):
         raise CliError(f"{args.stubs}: not a directory (--stubs DIR)")
+    if args.root is not None and not os.path.isdir(args.root):
+        raise CliError(f"{args.root}: no such directory (--root DIR)")
     if args.tables:
         if args.output is None and args.csv is None and args.stubs is None and args.patch is None:
             raise CliError("nothing to write: give --stubs DIR, --patch FILE, -o FILE or "
@@ -216,6 +218,14 @@ def _types(args: argparse.Namespace) -> int | ProgramRun:
     return ProgramRun(launch(program, tracer, stepper), then)
 
 
+def _outside_root(table: Any, root: str | None) -> int:
+    """How many of the table's source files a patch under ``root`` leaves out."""
+    base = os.path.realpath(root if root is not None else os.getcwd())
+    files = {row.file for row in table.rows()}
+    return sum(1 for f in files
+               if os.path.isfile(f) and not os.path.realpath(f).startswith(base + os.sep))
+
+
 def _write_types(args: argparse.Namespace, table: Any) -> int:
     """Write the table where the options say (type table, CSV, stubs, patch)."""
     from blocktrace.views.stubs import stub_files, unified_patch, write_stubs
@@ -237,6 +247,13 @@ def _write_types(args: argparse.Namespace, table: Any) -> int:
             files = sum(1 for line in patch.splitlines() if line.startswith("+++ "))
             said = (f"annotations for {files} file(s)" if files
                     else "empty: the run left no annotation to add")
+            outside = _outside_root(table, args.root)
+            if outside:
+                root = os.path.abspath(args.root if args.root is not None else os.getcwd())
+                some = (f"{outside} traced file is" if outside == 1
+                        else f"{outside} traced files are")
+                said = (f"{said}; {some} outside {one_line(root)}, not patched (give --root DIR)"
+                        if files else f"empty: {some} outside {one_line(root)} (give --root DIR)")
             sys.stderr.write(f"blocktrace types: patch {one_line(args.patch)}: {said}\n")
         if args.stubs is not None:
             # which stubs there are is known only now (the modules the run went

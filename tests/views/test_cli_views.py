@@ -394,6 +394,31 @@ def test_types_names_the_output_a_failed_write_was_for(tmp_path: Path) -> None:
             "blocktrace types: /dev/full: cannot write: No space left on device\n"), option
 
 
+def test_types_patch_says_when_the_traced_files_are_outside_its_root(tmp_path: Path) -> None:
+    # The patch holds files under --root (default: the current directory): a script
+    # elsewhere is left out, and the line says so instead of "the run left no
+    # annotation to add"; a --root that is no directory is refused before the run.
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "prog.py").write_text(SCRIPT)
+    (tmp_path / "here").mkdir()
+    proc = blocktrace("types", "--patch", "t.diff", "../elsewhere/prog.py", "2",
+                      cwd=tmp_path / "here")
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        "blocktrace types: patch t.diff: empty: 1 traced file is outside "
+        f"{tmp_path / 'here'} (give --root DIR)"), proc.stderr
+    proc = blocktrace("types", "--force", "--root", "..", "--patch", "t.diff",
+                      "../elsewhere/prog.py", "2", cwd=tmp_path / "here")
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        "blocktrace types: patch t.diff: annotations for 1 file(s)"), proc.stderr
+    assert "+++ b/elsewhere/prog.py" in (tmp_path / "here" / "t.diff").read_text()
+    proc = blocktrace("types", "--force", "--root", "nowhere", "--patch", "t.diff",
+                      "../elsewhere/prog.py", "2", cwd=tmp_path / "here")
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    assert proc.stderr == "blocktrace types: nowhere: no such directory (--root DIR)\n"
+
+
 def test_types_keeps_a_stub_already_there(tmp_path: Path) -> None:
     (tmp_path / "prog.py").write_text(SCRIPT)
     (tmp_path / "stubs").mkdir()
