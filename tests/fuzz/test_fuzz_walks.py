@@ -593,8 +593,18 @@ def _starts(data: bytes) -> list[int]:
     return [0, *(i + 1 for i in _newlines(data))]
 
 
+def _calls(data: bytes, rng: random.Random) -> set[bytes]:
+    """What ``skip._Source.called`` keeps of the call lines of ``data`` (most of them: a
+    walk passes a call line only when its key is there)."""
+    from blocktrace.eip3155 import _cskip
+
+    keys = (_cskip.call_key(line) for line in data.splitlines(keepends=True)
+            if line.startswith(b'{"event":"call"') and rng.random() < 0.9)
+    return {key for key in keys if key is not None}
+
+
 def test_the_walks_read_only_their_buffers(walk_seeds: Seeds) -> None:
-    """``_cclients.walk`` and ``_cskip``'s ``skip``, ``look`` and ``align`` on damaged
+    """``_cclients.walk`` and ``_cskip``'s ``skip``, ``look``, ``align`` and ``lines`` on damaged
     traces cut anywhere, each side's bytes placed against an unreadable page (after
     them, or before them): a read outside them kills the test process (SIGSEGV);
     whatever they answer, positions stay inside the buffers."""
@@ -632,10 +642,17 @@ def test_the_walks_read_only_their_buffers(walk_seeds: Seeds) -> None:
             got = _cclients.walk(va, pa, vb, pb, rng.randrange(32), max_line)
             assert pa <= got[1] <= len(va) and pb <= got[2] <= len(vb), (what, got)
             continue
-        calls_a: set[bytes] = set()
-        calls_b: set[bytes] = set()
-        which = rng.randrange(3)
+        calls_a, calls_b = _calls(a, rng), _calls(b, rng)
+        which = rng.randrange(4 if hasattr(_cskip, "lines") else 3)
         passed: tuple[int, ...]
+        if which == 3:  # --by-line's walk over groups of steps
+            keyed = rng.random() < 0.5  # (both or neither)
+            keys = [tuple(rng.choice([-1, 0, 1, 2, 3, 88]) for _ in range(4)) if keyed else None
+                    for _ in "ab"]
+            got = _cskip.lines(va, pa, vb, pb, calls_a, calls_b, max_line,
+                               rng.randrange(1 << 10), *keys)
+            assert pa <= got[2] <= len(va) and pb <= got[6] <= len(vb), (what, got)
+            continue
         if which == 0:
             passed = _cskip.skip(va, pa, vb, pb, rng.random() < 0.5, calls_a, calls_b, max_line)
         elif which == 1:
