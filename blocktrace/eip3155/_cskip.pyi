@@ -62,6 +62,15 @@ def lines(
     ``(groups, reason, pa, steps_a, lines_a, ignored_a, pb, steps_b, lines_b,
     ignored_b)``."""
 
+def project(
+    a: Buffer, pa: int, b: Buffer, pb: int, mask_gas: bool, calls_a: Set[bytes],
+    calls_b: Set[bytes], max_line: int, keep_a: Set[int] | None, keep_b: Set[int] | None, /,
+) -> tuple[int, int, int, int, int, int, int, int, int, int]:
+    """Pass over what an op-level trace and a line-level one have in common at level
+    line (keep: the op-level trace's op lines kept, as ``code << 32 | pc``):
+    ``(kept, reason, pa, steps_a, lines_a, ignored_a, pb, steps_b, lines_b,
+    ignored_b)``."""
+
 def call_key(line: bytes, /) -> bytes | None:
     """What a call line does to the code table (its code, name and file values as
     bytes), or None when the pass does not read it."""

@@ -31,7 +31,7 @@ from blocktrace.eip3155.records import Step
 if TYPE_CHECKING:
     from blocktrace.eip3155.normalise import TraceInfo
 
-__all__ = ["RANK", "call_steps", "coarser", "line_starts_of", "project"]
+__all__ = ["RANK", "Projected", "call_steps", "coarser", "line_starts_of", "project"]
 
 _CALL_EVENTS = frozenset({"call", "return", "raise", "reraise", "handled"})
 
@@ -56,23 +56,50 @@ def line_starts_of(steps: Iterator[Step]) -> set[StartKey]:
 
 def project(
     steps: Iterator[Step], level: str, starts: Callable[[], set[StartKey]] | None = None
-) -> Iterator[Step]:
+) -> Projected:
     """``steps`` of a finer trace as a ``level`` trace holds them, renumbered from 0.
     ``starts`` gives the line starts (see ``line_starts_of``) for ``level`` ``line``."""
-    if level == "op":
-        yield from steps
-        return
-    known = starts() if level == "line" and starts is not None else set()
-    index = 0
-    for step in steps:
-        if step.event is None and (level == "call" or (step.function, step.pc) not in known):
-            continue
-        if step.index != index:
-            step = Step(index, step.lineno, step.pc, step.op, step.gas, step.depth,
-                        step.stack_raw, step.raw, step.error, step.event, step.function,
-                        step.file)
-        index += 1
-        yield step
+    return Projected(steps, level, starts)
+
+
+class Projected:
+    """:func:`project`'s steps, with what a pass over the lines as bytes
+    (``skip.level_pair``) needs to see and move: ``known``, the line starts once read
+    (on the first step asked for), and ``index``, the next step's number."""
+
+    __slots__ = ("index", "known", "level", "starts", "steps")
+
+    def __init__(self, steps: Iterator[Step], level: str,
+                 starts: Callable[[], set[StartKey]] | None) -> None:
+        self.steps = steps
+        self.level = level
+        self.starts = starts
+        self.known: set[StartKey] | None = None
+        self.index = 0
+
+    def __iter__(self) -> Projected:
+        return self
+
+    def __next__(self) -> Step:
+        level = self.level
+        if level == "op":
+            return next(self.steps)
+        known = self.known
+        if known is None:
+            starts = self.starts
+            known = self.known = starts() if level == "line" and starts is not None else set()
+        call = level == "call"
+        for step in self.steps:
+            if step.event is None and (call or (step.function, step.pc) not in known):
+                continue
+            index = self.index
+            if step.index != index:
+                step = Step(index, step.lineno, step.pc, step.op, step.gas, step.depth,
+                            step.stack_raw, step.raw, step.error, step.event, step.function,
+                            step.file)
+            self.index = index + 1
+            return step
+        raise StopIteration
 
 
 def call_steps(path: str, info: TraceInfo) -> Iterator[Step]:

@@ -292,6 +292,14 @@ def _at_one_level(
     level_a, level_b = _level(info_a.path), _level(info_b.path)
     info_a.level, info_b.level = level_a, level_b
     level = levels.coarser(level_a, level_b)
+    coarse_path = info_a.path if level == level_a else info_b.path
+
+    def starts() -> set[levels.StartKey]:
+        return levels.line_starts_of(normalise(coarse_path))
+
+    note = (f"compared at level {level}: A is {_a(level_a)}-level trace, B {_a(level_b)}-level"
+            " one" + (" (line starts taken from the line-level trace: a line only the "
+                      "op-level run started is not compared)" if level == "line" else ""))
     if level == "call":  # the call tree and its exceptions, at any level
         stream_a = levels.call_steps(info_a.path, info_a)
         stream_b = levels.call_steps(info_b.path, info_b)
@@ -303,21 +311,17 @@ def _at_one_level(
         fast := skip.pair(info_a, info_b, fields, None, comparer, window)
     ) is not None:
         return fast[0], fast[1], None, fast[2], False
-    else:
+    elif level_a == level_b or by_line or (
+        fast := skip.level_pair(info_a, info_b, level_a, level_b, fields, starts)
+    ) is None:
         stream_a, stream_b = normalise(info_a.path, info_a), normalise(info_b.path, info_b)
+    else:
+        return fast[0], fast[1], note, fast[2], False
     if level_a == level_b:
         return stream_a, stream_b, None, None, False
-    coarse_path = info_a.path if level == level_a else info_b.path
-
-    def starts() -> set[levels.StartKey]:
-        return levels.line_starts_of(normalise(coarse_path))
-
     if level == "line":
         stream_a = levels.project(stream_a, level, starts) if level_a == "op" else stream_a
         stream_b = levels.project(stream_b, level, starts) if level_b == "op" else stream_b
-    note = (f"compared at level {level}: A is {_a(level_a)}-level trace, B {_a(level_b)}-level"
-            " one" + (" (line starts taken from the line-level trace: a line only the "
-                      "op-level run started is not compared)" if level == "line" else ""))
     return stream_a, stream_b, note, None, False
 
 

@@ -38,12 +38,14 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from inspect import GEN_SUSPENDED, getgeneratorstate
 from types import ModuleType
+from typing import Any
 
 import msgspec
 
 from blocktrace._native import extension
 from blocktrace.eip3155.compare import Comparer
 from blocktrace.eip3155.dialects import FIELDS
+from blocktrace.eip3155.levels import Projected, StartKey
 from blocktrace.eip3155.lines import Lines, by_line
 from blocktrace.eip3155.normalise import TraceInfo, blocktrace_reader, steps_of
 from blocktrace.eip3155.reader import TraceError, raw_decoder, read_sources
@@ -53,7 +55,7 @@ from blocktrace.format.fastcheck import Follower
 from blocktrace.format.linesource import CHUNK, BufferedLines, LineTooLong
 from blocktrace.limits import MAX_LINE_BYTES, size_text
 
-__all__ = ["Pair", "line_pair", "pair"]
+__all__ = ["Pair", "level_pair", "line_pair", "pair"]
 
 _c: ModuleType | None = extension("blocktrace.eip3155._cskip")
 
@@ -270,6 +272,133 @@ def line_pair(
                            info_a, info_b, seen, mask, same)
 
     return lines_a, lines_b, skip
+
+
+def level_pair(
+    info_a: TraceInfo, info_b: TraceInfo, level_a: str, level_b: str, fields: Sequence[str],
+    starts: Callable[[], set[StartKey]],
+) -> tuple[Iterator[Step], Iterator[Step], Skip] | None:
+    """An op-level blocktrace trace against a line-level one: the steps compared at
+    level line (the op-level trace's ``levels.project``ed with ``starts``) and the
+    ``Skip`` that passes over what both have in common as bytes (``_cskip.project``:
+    the op lines the projection leaves out are passed over unread), or None where
+    only the reference reads them (as ``pair``)."""
+    if _c is None or {level_a, level_b} != {"op", "line"}:
+        return None
+    sources: list[_Source] = []
+    for info in (info_a, info_b):
+        if info.forced_dialect not in (None, "blocktrace"):
+            return None
+        reader = blocktrace_reader(info.path)
+        if reader is None:
+            return None
+        sources.append(_Source(info.path, None, reader.kind))
+    source_a, source_b = sources
+    steps_a = steps_of(info_a.path, info_a, source_a)
+    steps_b = steps_of(info_b.path, info_b, source_b)
+    fine = Projected(steps_a if level_a == "op" else steps_b, "line", starts)
+    stream_a: Iterator[Step] = fine if level_a == "op" else steps_a
+    stream_b: Iterator[Step] = fine if level_b == "op" else steps_b
+    info_fine = info_a if level_a == "op" else info_b
+    seen = tuple(i for i, name in enumerate(("function", "file")) if name in fields)
+    mask_gas = "gas" not in fields
+    cache: list[Any] = [None, None]  # (the fine trace's code table, the keep set for it)
+
+    def keep() -> set[int] | None:
+        known = fine.known
+        if known is None:
+            return None
+        functions = info_fine.functions
+        if cache[0] != functions:
+            cache[0] = dict(functions)
+            cache[1] = _keep(known, functions)
+        kept: set[int] | None = cache[1]
+        return kept
+
+    def skip(since: int | None) -> tuple[int, int, int, int, int, int]:
+        kept = keep()
+        if kept is None:
+            return _NOTHING
+        return _skip_levels(source_a, source_b, steps_a, steps_b, fine, info_a, info_b,
+                            seen, mask_gas, kept if level_a == "op" else None,
+                            kept if level_b == "op" else None)
+
+    return stream_a, stream_b, skip
+
+
+def _keep(known: set[StartKey], functions: dict[int | str, tuple[str, str]]) -> set[int] | None:
+    """The line starts ``known`` as ``_cskip.project`` looks them up in an op-level
+    trace with this code table (``code << 32 | pc``), or None where it cannot: a line
+    start of no known function (an op line without a code number that the table names
+    would match it)."""
+    pcs: dict[str, list[int]] = {}
+    for function, pc in known:
+        if function is None:
+            return None
+        pcs.setdefault(function, []).append(pc)
+    return {code << 32 | pc for code, (name, _) in functions.items()
+            if type(code) is int and 0 <= code < 1 << 30
+            for pc in pcs.get(name, ()) if 0 <= pc < 1 << 32}
+
+
+def _skip_levels(
+    a: _Source, b: _Source, steps_a: Generator[Step, int | None, None],
+    steps_b: Generator[Step, int | None, None], fine: Projected, info_a: TraceInfo,
+    info_b: TraceInfo, seen: tuple[int, ...], mask_gas: bool, keep_a: set[int] | None,
+    keep_b: set[int] | None,
+) -> tuple[int, int, int, int, int, int]:
+    """Pass over what an op-level and a line-level trace have in common at level line
+    from here (each generator holds the op line of its next step); ``Skip``'s answer
+    (no hunks)."""
+    assert _c is not None
+    if (
+        a.lineno == 0 or b.lineno == 0 or a.done or b.done
+        or getgeneratorstate(steps_a) != GEN_SUSPENDED
+        or getgeneratorstate(steps_b) != GEN_SUSPENDED
+        or not _agree(info_a.functions, info_b.functions, seen)
+    ):
+        return _NOTHING
+    given_a, given_b = a.pos - a.start, b.pos - b.start
+    pa, pb = a.start, b.start
+    kept = count_a = count_b = read_a = read_b = ignored_a = ignored_b = 0
+    walk = _c.project
+    while True:
+        n, reason, pa, n_a, n_lines, n_ignored_a, pb, n_b, n_lines_b, n_ignored_b = walk(
+            a.view(), pa, b.view(), pb, mask_gas, a.calls, b.calls, MAX_LINE_BYTES,
+            keep_a, keep_b)
+        kept += n
+        count_a += n_a
+        count_b += n_b
+        read_a += n_lines
+        read_b += n_lines_b
+        ignored_a += n_ignored_a
+        ignored_b += n_ignored_b
+        if reason != _MORE:
+            break
+        a.start, b.start = pa, pb
+        a.pos, b.pos = pa + given_a, pb + given_b
+        need_a, need_b = a.n - pa < _REFILL, b.n - pb < _REFILL
+        if not (need_a or need_b):
+            need_a = need_b = True
+        grew_a = a.more() if need_a else True
+        grew_b = b.more() if need_b else True
+        pa, pb = a.start, b.start
+        if not (grew_a and grew_b) and (n == 0 or not (grew_a or grew_b)):
+            break
+    if count_a == 0 and count_b == 0:  # (op lines left out before the first kept
+        a.start, b.start = pa, pb       # are passed over even when none is kept)
+        a.pos, b.pos = pa + given_a, pb + given_b
+        return _NOTHING
+    for source, steps_x, info, at, ignored, passed, read in (
+        (a, steps_a, info_a, pa, ignored_a, count_a, read_a),
+        (b, steps_b, info_b, pb, ignored_b, count_b, read_b),
+    ):
+        source.start = source.pos = at
+        source.lineno += read - 1
+        info.ignored += ignored
+        steps_x.send(passed)
+    fine.index += kept
+    return kept, kept, 0, 0, 0, 0
 
 
 def _line_key(step: Step) -> tuple[int, int, int, int] | None:

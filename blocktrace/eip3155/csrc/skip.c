@@ -1486,6 +1486,199 @@ done:
     return out;
 }
 
+/* ---- Traces of different levels: an op-level trace against a line-level one ----
+ *
+ * diff compares them at level line (levels.project): the op trace's steps that start a
+ * source line, taken as a (function, pc) of the line trace's own op steps, the others
+ * left out.  Here the op trace's op lines are looked up in keep (a set of code << 32 |
+ * pc: those (function, pc) with the op trace's code numbers) and passed over when not
+ * in it; the op lines left are walked against the line trace's as skip walks two
+ * traces of one level (equal but for the hash, and the gas when it is not compared),
+ * the call and return lines between them passed on each side as they come (call lines
+ * that leave the code table as it is: no step, nothing the steps are made of).  Every
+ * op line read, kept or not, is a flat
+ * object with no event or error member and a gas unlike the op line before it in its
+ * trace.  What is given back: what lies before the second-to-last pair of op lines
+ * kept, as skip gives back. */
+
+typedef struct {
+    const char *buf;
+    Py_ssize_t n, p, lines, ignored, steps;
+    const char *gas;
+    Py_ssize_t gas_n;
+    PyObject *calls, *keep; /* keep: NULL, every op line stays */
+    Op op;
+    Py_ssize_t len;
+} PSide;
+
+typedef struct {
+    Py_ssize_t pa, pb, lines_a, lines_b, ignored_a, ignored_b, steps_a, steps_b, kept;
+} PMark;
+
+/* The side's next op line that the projection keeps (side->op, len; side->p at it,
+ * not passed), the call and return lines and the op lines left out before it passed:
+ * R_FOUND, R_MORE, R_BAIL, or -1 on error. */
+static int
+kept_next(PSide *s, Py_ssize_t max_line)
+{
+    for (;;) {
+        const char *l = s->buf + s->p;
+        const char *e = newline(l, s->buf + s->n);
+        if (e == NULL)
+            return R_MORE;
+        Py_ssize_t n = e - l;
+        if (n + 1 > max_line || n < 2)
+            return R_BAIL;
+        s->len = n;
+        if (!(l[1] == '"' && l[2] == 'p')) {
+            /* a call or return line: passed on each side as it comes (no step) */
+            int kind = passable(s->calls, l, n);
+            if (kind < 0)
+                return -1;
+            if (kind == 0)
+                return R_BAIL;
+            s->ignored += kind == IGNORED;
+            s->p += n + 1;
+            s->lines++;
+            continue;
+        }
+        Op *op = &s->op;
+        if (!op_members(l, n, op))
+            return R_BAIL;
+        const Span *gas = &op->v[F_GAS];
+        if (s->gas != NULL && gas->n - 2 == s->gas_n &&
+            memcmp(gas->at + 1, s->gas, (size_t)s->gas_n) == 0)
+            return R_BAIL; /* may merge with the op line before */
+        if (s->keep == NULL)
+            return R_FOUND;
+        long long code, pc;
+        if (op->v[F_CODE].at == NULL || !key_int(&op->v[F_CODE], -1, &code) || code < 0 ||
+            !key_int(&op->v[F_PC], -1, &pc) || pc < 0 || code >= (1LL << 30) ||
+            pc >= (1LL << 32))
+            return R_BAIL;
+        PyObject *key = PyLong_FromLongLong((code << 32) | pc);
+        if (key == NULL)
+            return -1;
+        int in = PySet_Contains(s->keep, key);
+        Py_DECREF(key);
+        if (in < 0)
+            return -1;
+        if (in)
+            return R_FOUND;
+        s->gas = gas->at + 1;
+        s->gas_n = gas->n - 2;
+        s->steps++;
+        s->p += n + 1;
+        s->lines++;
+    }
+}
+
+static void
+kept_pass(PSide *s)
+{
+    const Span *gas = &s->op.v[F_GAS];
+    s->gas = gas->at + 1;
+    s->gas_n = gas->n - 2;
+    s->steps++;
+    s->p += s->len + 1;
+    s->lines++;
+}
+
+/* project(a, pa, b, pb, mask_gas, calls_a, calls_b, max_line, keep_a, keep_b)
+ *   -> (kept, reason, pa, steps_a, lines_a, ignored_a, pb, steps_b, lines_b, ignored_b)
+ * Pass over what two blocktrace traces have in common at level line, from the op lines
+ * at a[pa:] and b[pb:] (each side's next step, read by the reference): keep_a or keep_b
+ * (the op-level trace's: a set of code << 32 | pc, the other None) says which op lines
+ * the projection keeps.  kept: the steps passed at level line (on each side); steps:
+ * the op lines passed on each side, kept or not. */
+static PyObject *
+project(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 10 || !PyAnySet_Check(args[5]) || !PyAnySet_Check(args[6]) ||
+        (args[8] != Py_None && !PyAnySet_Check(args[8])) ||
+        (args[9] != Py_None && !PyAnySet_Check(args[9]))) {
+        PyErr_SetString(PyExc_TypeError, "project(buffer, int, buffer, int, bool, set, set, "
+                        "int, set | None, set | None) takes 10 arguments");
+        return NULL;
+    }
+    Py_ssize_t pa = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t pb = PyLong_AsSsize_t(args[3]);
+    int mask_gas = PyObject_IsTrue(args[4]);
+    Py_ssize_t max_line = PyLong_AsSsize_t(args[7]);
+    if (PyErr_Occurred() || mask_gas < 0)
+        return NULL;
+    Py_buffer va, vb;
+    if (PyObject_GetBuffer(args[0], &va, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[2], &vb, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&va);
+        return NULL;
+    }
+    PyObject *out = NULL;
+    PSide *sides = NULL;
+    if (pa < 0 || pa > va.len || pb < 0 || pb > vb.len) {
+        PyErr_SetString(PyExc_ValueError, "position outside the buffer");
+        goto done;
+    }
+    sides = PyMem_Calloc(2, sizeof(PSide));
+    if (sides == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    PSide *A = &sides[0], *B = &sides[1];
+    A->buf = va.buf; A->n = va.len; A->p = pa; A->calls = args[5];
+    A->keep = args[8] == Py_None ? NULL : args[8];
+    B->buf = vb.buf; B->n = vb.len; B->p = pb; B->calls = args[6];
+    B->keep = args[9] == Py_None ? NULL : args[9];
+    PMark start = {pa, pb, 0, 0, 0, 0, 0, 0, 0};
+    PMark last = start, before_last = start;
+    Py_ssize_t kept = 0;
+    int reason = REASON_STOP;
+    for (;;) {
+        int got = kept_next(A, max_line);
+        if (got == R_FOUND)
+            got = kept_next(B, max_line);
+        if (got < 0)
+            goto done;
+        if (got != R_FOUND) {
+            reason = got == R_MORE ? REASON_MORE : REASON_STOP;
+            break;
+        }
+        const char *la = A->buf + A->p, *lb = B->buf + B->p;
+        Py_ssize_t sa = A->len, sb = B->len;
+        {
+            const Span *ga = &A->op.v[F_GAS], *gb = &B->op.v[F_GAS];
+            Py_ssize_t ga0 = ga->at - la, ga1 = ga0 + ga->n, gb0 = gb->at - lb,
+                       gb1 = gb0 + gb->n;
+            Py_ssize_t ba = body_end(la, sa), bb = body_end(lb, sb);
+            int same;
+            if (mask_gas) {
+                same = ga0 == gb0 && memcmp(la, lb, (size_t)ga0) == 0 && ba >= ga1 &&
+                       bb >= gb1 && ba - ga1 == bb - gb1 &&
+                       memcmp(la + ga1, lb + gb1, (size_t)(ba - ga1)) == 0;
+            } else {
+                same = ba == bb && memcmp(la, lb, (size_t)ba) == 0;
+            }
+            if (!same)
+                break;
+            before_last = last;
+            last = (PMark){A->p, B->p, A->lines, B->lines, A->ignored, B->ignored, A->steps,
+                           B->steps, kept};
+            kept++;
+        }
+        kept_pass(A);
+        kept_pass(B);
+    }
+    PMark end = before_last; /* op lines O1..Ok kept: what lies before O(k-1) */
+    out = Py_BuildValue("(ninnnnnnnn)", end.kept, reason, end.pa, end.steps_a, end.lines_a,
+                        end.ignored_a, end.pb, end.steps_b, end.lines_b, end.ignored_b);
+done:
+    PyMem_Free(sides);
+    PyBuffer_Release(&vb);
+    PyBuffer_Release(&va);
+    return out;
+}
+
 /* call_key(line) -> what a call line does to the code table, as bytes (its code,
  * name and file values), or None when the walk does not read it. */
 static PyObject *
@@ -1513,6 +1706,8 @@ static PyMethodDef methods[] = {
      "The differ's look-ahead at a divergence, on the lines as bytes."},
     {"lines", (PyCFunction)(void (*)(void))lines, METH_FASTCALL,
      "Pass over the groups of steps by source line two traces have in common."},
+    {"project", (PyCFunction)(void (*)(void))project, METH_FASTCALL,
+     "Pass over what an op-level and a line-level trace have in common at level line."},
     {"call_key", call_key, METH_O, "What a call line does to the code table, as bytes."},
     {NULL, NULL, 0, NULL},
 };
