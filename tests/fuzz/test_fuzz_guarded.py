@@ -29,7 +29,7 @@ from blocktrace._native import extension
 from . import guarded
 from .test_fuzz_walks import DEEP, _damaged, _newlines
 
-CALLS = int(os.environ.get("BLOCKTRACE_GUARDED_CALLS", "20000" if DEEP else "400"))
+CALLS = int(os.environ.get("BLOCKTRACE_GUARDED_CALLS", "20000" if DEEP else "300"))
 SEED = random.SystemRandom().randrange(1, 1 << 30) if DEEP else 23
 _cscan = extension("blocktrace.format._cscan")
 _ctables = extension("blocktrace.view._ctables")
