@@ -41,7 +41,12 @@ How the traces are made (``make``):
 
 Rows: a trace against an identical copy of itself (same client), the same client with
 ~10/100/1000 one-step divergences, and pairs of different clients (geth x evmone, besu x
-revm, nethermind x nimbus, eels x erigon) whose steps are the same.  Each row is the CPU
+revm, nethermind x nimbus, eels x erigon) whose steps are the same; then (session 17)
+some of these pairs compressed (``.gz`` as ``gzip -6`` writes it, ``.zst`` as ``zstd -3``
+does: one member or frame each, made with the ``gzip`` module and ``zstandard``), with
+``--fields`` (every field), ``--ignore``, ``--stack-top 2``, against a trace that writes
+only the top 2 stack words (``--stack-top 2``), and one whose lines are spaced as
+``json.dumps`` writes them (``"pc": 0, "op": 96``).  Each row is the CPU
 time (user + system) of ``blocktrace diff A B`` as a whole process (``os.wait4``), best
 of ``--repeat``, the lines per second per input (lines of A / CPU time), and the peak
 RSS.  ``--base DIR`` runs the same command with ``PYTHONPATH=DIR`` (the tree before,
@@ -56,6 +61,7 @@ the first cross-client pair (geth x evmone).
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import subprocess
@@ -293,6 +299,34 @@ def make(client: str, path: Path, iterations: int, hunks: int = 0) -> tuple[int,
     return lines, steps
 
 
+ALL_FIELDS = ("pc,op,gas,gasCost,memSize,stack,depth,refund,opName,error,returnData,line,code,"
+              "function,file,thread,locals,globals,event")
+
+
+def variant(source: Path, out: Path, how: str) -> None:
+    """``source`` compressed (``gz``, ``zst``), with its stacks cut to the top 2 words
+    (``top2``), or spaced (``spaced``), written to ``out``."""
+    data = source.read_bytes()
+    if how == "gz":
+        out.write_bytes(gzip.compress(data, compresslevel=6, mtime=0))
+    elif how == "zst":
+        import zstandard
+
+        out.write_bytes(zstandard.ZstdCompressor(level=3, write_checksum=True).compress(data))
+    else:
+        with out.open("wb", buffering=1 << 20) as handle:
+            for line in data.splitlines(keepends=True):
+                if not line.startswith(b"{"):
+                    handle.write(line)
+                    continue
+                obj = json.loads(line)
+                if how == "top2" and isinstance(obj.get("stack"), list):
+                    obj["stack"] = obj["stack"][-2:]
+                text = (json.dumps(obj) if how == "spaced"
+                        else json.dumps(obj, separators=(",", ":")))
+                handle.write(text.encode() + b"\n")
+
+
 def _child(argv: list[str], env: dict[str, str], out: Path) -> tuple[float, float, bytes]:
     """CPU seconds (user + system), peak RSS (MB) and output of a child running ``argv``."""
     with out.open("wb") as handle:
@@ -302,6 +336,14 @@ def _child(argv: list[str], env: dict[str, str], out: Path) -> tuple[float, floa
         _, _, usage = os.wait4(child.pid, 0)
         child.returncode = 0
     return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read_bytes()
+
+
+def _lines(path: Path) -> int:
+    """The lines of a trace, plain or compressed (as the diff reads it)."""
+    from blocktrace.eip3155.reader import open_trace
+
+    with open_trace(str(path)) as stream:
+        return sum(piece.count(b"\n") for piece in iter(lambda: stream.read(1 << 22), b""))
 
 
 def main() -> None:
@@ -314,10 +356,16 @@ def main() -> None:
     parser.add_argument("--rows", default="", help="comma-separated row labels to run")
     parser.add_argument("--make", nargs=4, metavar=("CLIENT", "PATH", "ITERATIONS", "HUNKS"),
                         help="only write one trace")
+    parser.add_argument("--variant", nargs=3, metavar=("SOURCE", "PATH", "HOW"),
+                        help="only write one variant of a trace (gz, zst, top2, spaced)")
     args = parser.parse_args()
     if args.make:
         client, path, iterations, hunks = args.make
         make(client, Path(path), int(iterations), int(hunks))
+        return
+    if args.variant:
+        source, path, how = args.variant
+        variant(Path(source), Path(path), how)
         return
     where = Path(args.tmp or tempfile.mkdtemp(prefix="bench-diff-clients-"))
     where.mkdir(parents=True, exist_ok=True)
@@ -336,15 +384,42 @@ def main() -> None:
             made[name] = path, 0
         return made[name][0]
 
-    rows: list[tuple[str, Path, Path]] = []
+    def varied(path: Path, how: str) -> Path:
+        suffix = {"gz": ".jsonl.gz", "zst": ".jsonl.zst"}.get(how, f"-{how}.jsonl")
+        out = path.with_name(path.name.removesuffix(".jsonl") + suffix)
+        if not out.exists():
+            subprocess.run([sys.executable, __file__, "--variant", str(path), str(out), how],
+                           check=True)
+        return out
+
+    rows: list[tuple[str, Path, Path, tuple[str, ...]]] = []
     for client in ("geth", "revm"):
-        rows.append((f"{client} x {client} (identical)", trace(client), trace(client)))
+        rows.append((f"{client} x {client} (identical)", trace(client), trace(client), ()))
         for hunks in (10, 100, 1000):
             rows.append((f"{client} x {client}, ~{hunks} divergences", trace(client),
-                         trace(client, hunks)))
+                         trace(client, hunks), ()))
     for a, b in (("geth", "evmone"), ("besu", "revm"), ("nethermind", "nimbus"),
                  ("eels", "erigon")):
-        rows.append((f"{a} x {b}", trace(a), trace(b)))
+        rows.append((f"{a} x {b}", trace(a), trace(b), ()))
+    for kind in ("gz", "zst"):
+        rows.append((f"geth x geth, ~100 divergences, .{kind}", varied(trace("geth"), kind),
+                     varied(trace("geth", 100), kind), ()))
+        rows.append((f"geth x evmone, .{kind}", varied(trace("geth"), kind),
+                     varied(trace("evmone"), kind), ()))
+        rows.append((f"besu x revm, .{kind}", varied(trace("besu"), kind),
+                     varied(trace("revm"), kind), ()))
+    rows.append(("geth x geth, ~100 divergences, --fields (all 19)", trace("geth"),
+                 trace("geth", 100), ("--fields", ALL_FIELDS)))
+    rows.append(("revm x revm, ~100 divergences, --fields (all 19)", trace("revm"),
+                 trace("revm", 100), ("--fields", ALL_FIELDS)))
+    rows.append(("geth x evmone, --ignore stack,gas", trace("geth"), trace("evmone"),
+                 ("--ignore", "stack,gas")))
+    rows.append(("geth x geth, ~100 divergences, --stack-top 2", trace("geth"),
+                 trace("geth", 100), ("--stack-top", "2")))
+    rows.append(("geth x geth's top 2 stack words, --stack-top 2", trace("geth"),
+                 varied(trace("geth"), "top2"), ("--stack-top", "2")))
+    rows.append(("geth x geth spaced (json.dumps)", trace("geth"), varied(trace("geth"), "spaced"),
+                 ()))
     if args.rows:
         wanted = set(args.rows.split(","))
         rows = [row for row in rows if row[0] in wanted]
@@ -354,21 +429,22 @@ def main() -> None:
     print(f"Python {sys.version.split()[0]}, load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}, best of {args.repeat}, "
           f"CPU time of `blocktrace diff A B` (user + system), {args.iterations} iterations")
-    for label, a, b in rows:
-        count = sum(1 for _ in a.open("rb"))
+    for label, a, b, options in rows:
+        count = _lines(a)
         cpu = {tree: float("inf") for tree in trees}
         rss = dict.fromkeys(trees, 0.0)
         outputs: dict[str, set[bytes]] = {tree: set() for tree in trees}
         for _ in range(args.repeat):
             for tree, env in trees.items():
                 for as_json in ((), ("--json",)):
-                    argv = [sys.executable, "-m", "blocktrace", "diff", *as_json, a.name, b.name]
+                    argv = [sys.executable, "-m", "blocktrace", "diff", *as_json, *options,
+                            a.name, b.name]
                     seconds, peak, out = _child(argv, env, where / "out.bin")
                     outputs[tree].add(out)
                     if not as_json:
                         cpu[tree] = min(cpu[tree], seconds)
                         rss[tree] = max(rss[tree], peak)
-        print(f"{label}: {count:,} lines in A, {sum(1 for _ in b.open('rb')):,} in B")
+        print(f"{label}: {count:,} lines in A, {_lines(b):,} in B")
         for tree in trees:
             print(f"  {tree:>4}: {cpu[tree]:.2f} s = {count / cpu[tree]:,.0f} lines/s per "
                   f"input, peak RSS {rss[tree]:.0f} MB")

@@ -18,10 +18,12 @@ noise are read as before and the report is the same.
 It is the protocol of ``skip`` (which does this for blocktrace traces): each step
 generator is suspended after a step, holding the op line of the next one (the last
 line its source gave); ``send(n)`` says that line and the lines after it up to
-where the source now stands were passed over as ``n`` steps.  Only plain files (a
-compressed client trace is read by the reference), the fields ``pc``, ``op``,
-``gas``, ``depth`` and ``stack`` (the EVM defaults) without ``--stack-top``, and
-only where the C extension is built (not with ``BLOCKTRACE_PURE``).
+where the source now stands were passed over as ``n`` steps.  Plain and compressed
+files alike (a ``.zst``/``.gz`` trace's bytes as ``format.compressed`` decompresses
+them, as the reference reads them), any compared fields (``--fields``, ``--ignore``;
+``error`` and blocktrace's fields are none on every line the walk takes), with or
+without ``--stack-top``; only where the C extension is built (not with
+``BLOCKTRACE_PURE``).
 """
 
 from __future__ import annotations
@@ -31,12 +33,13 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from inspect import GEN_SUSPENDED, getgeneratorstate
 from types import ModuleType
+from typing import BinaryIO
 
 from blocktrace._native import extension
 from blocktrace.eip3155.normalise import TraceInfo, blocktrace_reader, steps_of
-from blocktrace.eip3155.reader import TraceError
+from blocktrace.eip3155.reader import TraceError, open_trace
 from blocktrace.eip3155.records import Step
-from blocktrace.format.compressed import kind_of
+from blocktrace.format.compressed import CompressedDataError, kind_of
 from blocktrace.format.linesource import CHUNK, BufferedLines, LineTooLong
 from blocktrace.limits import MAX_LINE_BYTES, LineTooLongError
 
@@ -44,7 +47,15 @@ __all__ = ["pair"]
 
 _c: ModuleType | None = extension("blocktrace.eip3155._cclients")
 
-_MASK = {"pc": 1, "op": 2, "gas": 4, "depth": 8, "stack": 16}
+_MASK = {"pc": 1, "op": 2, "gas": 4, "depth": 8, "stack": 16, "gasCost": 32, "memSize": 64,
+         "refund": 128, "opName": 256, "returnData": 512}
+_NONE_HERE = frozenset({"error", "line", "code", "function", "file", "thread", "locals",
+                        "globals", "event"})
+"""Fields none on every line the walk takes (it leaves faults and blocktrace's lines to
+the reference): the same on both sides."""
+_LAG = 1024
+"""_cclients: ``error`` or ``event`` is compared (a line after the last step taken may
+merge into it with one: the walk hands the reference the step before)."""
 _MORE_A, _MORE_B = 1, 2
 _NOTHING = (0, 0, 0, 0, 0, 0)
 
@@ -71,14 +82,9 @@ class _Lines(BufferedLines):
 
     @contextmanager
     def numbered(self) -> Iterator[Iterator[tuple[int, bytes]]]:
-        if os.path.isdir(self.path):
-            raise TraceError(self.path, None, "is a directory, not a trace file")
-        try:
-            stream = open(self.path, "rb", buffering=0)  # noqa: SIM115 (held while read)
-        except OSError as exc:
-            raise TraceError(self.path, None, f"cannot read: {exc.strerror or exc}") from None
-        with stream:
-            self.stream = stream
+        # (a TraceError when it cannot be opened: a directory, unreadable, no zstandard)
+        with open_trace(self.path) as stream:
+            self.stream = _Pieces(stream)
             try:
                 yield self._lines()
             finally:
@@ -92,6 +98,8 @@ class _Lines(BufferedLines):
                 number = self.lineno + 1
                 raise TraceError(self.path, number, f"{LineTooLongError(number, MAX_LINE_BYTES)}"
                                  ": not a trace line") from None
+            except CompressedDataError as exc:  # as reader.trace_lines says it
+                raise exc.trace_error(self.path, self.lineno + 1) from None
             if line is None:
                 self.done = True
                 rest = self.rest()
@@ -108,37 +116,56 @@ class _Lines(BufferedLines):
         """(Call lines are blocktrace's; a client trace's are read by the reference.)"""
 
 
+class _Pieces:
+    """``readinto`` of a buffered stream (``reader.open_trace``) one piece at a
+    time (``readinto1``): a decompressor's error is raised only with no byte of a piece
+    read (``FrameStream``), so every complete line before it is given, as the
+    reference's ``readline`` gives them."""
+
+    __slots__ = ("stream",)
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+
+    def readinto(self, buffer: memoryview, /) -> int:
+        return self.stream.readinto1(buffer)  # type: ignore[attr-defined,no-any-return]
+
+
 def pair(
     info_a: TraceInfo, info_b: TraceInfo, fields: Sequence[str], stack_top: int | None
 ) -> tuple[Iterator[Step], Iterator[Step], Skip] | None:
     """The step streams of two client traces and the ``skip`` that passes over what
     lies ahead of both in common (see ``skip.Skip``: it never counts hunks), or None
     where only the reference reads them (see the module)."""
-    if _c is None or stack_top is not None or not fields:
+    if _c is None or not fields or (stack_top is not None and stack_top < 0):
         return None
     mask = 0
     for name in fields:
         bit = _MASK.get(name)
         if bit is None:
-            return None
+            if name not in _NONE_HERE:
+                return None
+            bit = _LAG if name in ("error", "event") else 0
         mask |= bit
     for info in (info_a, info_b):
         if info.forced_dialect == "blocktrace":
             return None
         path = info.path
         try:
-            if os.path.isdir(path) or kind_of(path) != "plain":
+            if os.path.isdir(path):
                 return None
+            kind_of(path)
             if blocktrace_reader(path) is not None:
                 return None
         except (OSError, TraceError):
             return None  # the reference says why
+    top = -1 if stack_top is None else stack_top
     source_a, source_b = _Lines(info_a.path), _Lines(info_b.path)
     steps_a = steps_of(info_a.path, info_a, source_a)
     steps_b = steps_of(info_b.path, info_b, source_b)
 
     def skip(since: int | None) -> tuple[int, int, int, int, int, int]:
-        return _skip(source_a, source_b, steps_a, steps_b, info_a, info_b, mask)
+        return _skip(source_a, source_b, steps_a, steps_b, info_a, info_b, mask, top)
 
     return steps_a, steps_b, skip
 
@@ -146,7 +173,7 @@ def pair(
 def _skip(
     a: _Lines, b: _Lines, steps_a: Generator[Step, int | None, None],
     steps_b: Generator[Step, int | None, None], info_a: TraceInfo, info_b: TraceInfo,
-    mask: int,
+    mask: int, top: int,
 ) -> tuple[int, int, int, int, int, int]:
     """Pass over the steps both traces have in common from here (see the module)."""
     assert _c is not None
@@ -166,7 +193,7 @@ def _skip(
     exits = [0, 0]
     while True:
         n, pa, pb, la, lb, sa, sb, ea, eb, reason = _c.walk(
-            a.view(), pa, b.view(), pb, mask, MAX_LINE_BYTES)
+            a.view(), pa, b.view(), pb, mask, top, MAX_LINE_BYTES)
         steps += n
         lines[0] += la
         lines[1] += lb
@@ -180,7 +207,10 @@ def _skip(
         # keep from the unit the walk stands at (``more`` moves what it keeps to the front)
         a.start, b.start = pa, pb
         a.pos, b.pos = pa + given_a, pb + given_b
-        grew = source.more()
+        try:
+            grew = source.more()
+        except CompressedDataError:  # (raised again when the reference reads on there)
+            grew = False
         pa, pb = a.start, b.start
         if not grew:
             break  # the end of that input: the reference reads it

@@ -1,14 +1,18 @@
 """The diff's C pass over what two EVM clients' traces have in common
 (``blocktrace.eip3155.clientpass``) against the reference path (every line decoded
 and compared as steps): the same report, byte for byte, on every pair of the real
-client traces, on long traces in each client's shapes (the benchmark's), and on
-mutations of them where the pass must hand over to the reference."""
+client traces (plain, ``.gz`` and ``.zst``, with the options that choose the compared
+fields), on long traces in each client's shapes (the benchmark's), on mutations of
+them where the pass must hand over to the reference, and the same one-line error on
+damaged compressed traces."""
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import itertools
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +86,46 @@ def _same(fast: DiffReport, reference: DiffReport) -> None:
     assert fast.steps == reference.steps
 
 
+HAS_ZSTD = importlib.util.find_spec("zstandard") is not None
+KINDS = ["gz", *(["zst"] if HAS_ZSTD else [])]
+
+
+def _compress(data: bytes, kind: str, pieces: int = 1) -> bytes:
+    """``data`` as gzip or zstd (the zstd tool's one frame, or ``pieces`` frames or
+    members of whole lines, as a tool writing as it goes does)."""
+    lines = data.splitlines(keepends=True)
+    step = max(1, -(-len(lines) // pieces))
+    parts = [b"".join(lines[i:i + step]) for i in range(0, len(lines), step)] or [b""]
+    if kind == "gz":
+        return b"".join(gzip.compress(part, mtime=0) for part in parts)
+    import zstandard
+
+    return b"".join(zstandard.ZstdCompressor(write_checksum=True).compress(part)
+                    for part in parts)
+
+
+def _as(path: Path, kind: str, where: Path, pieces: int = 1) -> Path:
+    if kind == "plain":
+        return path
+    out = where / f"{path.parent.name}-{path.stem}.jsonl.{kind}"
+    if not out.exists():
+        out.write_bytes(_compress(path.read_bytes(), kind, pieces))
+    return out
+
+
+ALL_FIELDS = ["pc", "op", "gas", "gasCost", "memSize", "stack", "depth", "refund", "opName",
+              "error", "returnData", "line", "code", "function", "file", "thread", "locals",
+              "globals", "event"]
+OPTIONS: list[dict[str, Any]] = [
+    {},
+    {"fields": ["pc", "op", "gas", "gasCost", "memSize", "refund", "opName", "returnData"]},
+    {"fields": ALL_FIELDS},
+    {"stack_top": 2},
+    {"stack_top": 0, "fields": ["stack", "refund"]},
+    {"ignore": ["stack", "gas"]},
+]
+
+
 @pytest.fixture(params=[clientpass.CHUNK, 97, 4096], ids=["4MiB", "97B", "4KiB"])
 def chunk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     monkeypatch.setattr(clientpass, "CHUNK", request.param)
@@ -94,6 +138,32 @@ def test_every_pair_of_real_traces_reports_what_the_reference_does(
 ) -> None:
     for a, b in itertools.product(CLIENTS, repeat=2):
         _both(trace(a, test), trace(b, test), monkeypatch)
+
+
+@pytest.mark.parametrize("test", TESTS)
+@pytest.mark.parametrize("kinds", [("gz", "zst"), ("zst", "plain"), ("plain", "gz")])
+def test_every_pair_of_real_traces_compressed_reports_what_the_reference_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, test: str, kinds: tuple[str, str]
+) -> None:
+    """Every ordered pair, each side plain, ``.gz`` or ``.zst`` (every client on each
+    side in each kind, over the three parametrisations)."""
+    if "zst" in kinds and not HAS_ZSTD:
+        pytest.skip("zstandard is not installed")
+    for a, b in itertools.product(CLIENTS, repeat=2):
+        _both(_as(trace(a, test), kinds[0], tmp_path), _as(trace(b, test), kinds[1], tmp_path),
+              monkeypatch)
+
+
+@pytest.mark.parametrize("options", OPTIONS[1:], ids=lambda o: ",".join(f"{k}={v}" for k, v in
+                                                                     o.items())[:40])
+def test_every_pair_of_real_traces_with_options_reports_what_the_reference_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: dict[str, Any]
+) -> None:
+    """``--fields`` (every field), ``--stack-top``, ``--ignore``: every ordered pair of
+    every test, one side ``.gz``."""
+    for test in TESTS:
+        for a, b in itertools.product(CLIENTS, repeat=2):
+            _both(_as(trace(a, test), "gz", tmp_path), trace(b, test), monkeypatch, **options)
 
 
 @pytest.fixture(scope="module")
@@ -142,11 +212,36 @@ def test_long_traces_report_what_the_reference_does(
     assert fast.equal == ("-h" not in a + b)
 
 
+@pytest.mark.parametrize(("a", "b", "kind"), [
+    ("geth", "geth-h", "gz"), ("revm-h", "revm", "zst"), ("besu", "revm", "gz"),
+    ("nethermind", "nimbus", "zst"), ("eels", "erigon", "gz"),
+])
+def test_long_compressed_traces_report_what_the_reference_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, long_traces: dict[str, Path],
+    a: str, b: str, kind: str,
+) -> None:
+    """The benchmark's shapes as ``.gz``/``.zst`` (one frame, or many frames whose ends
+    fall inside lines of the buffer), against a plain or compressed other side."""
+    if kind == "zst" and not HAS_ZSTD:
+        pytest.skip("zstandard is not installed")
+    za = _as(long_traces[a], kind, tmp_path)
+    zb = tmp_path / f"many-{b}.jsonl.{kind}"
+    zb.write_bytes(_compress(long_traces[b].read_bytes(), kind, pieces=37))
+    for x, y in ((za, zb), (za, long_traces[b]), (long_traces[a], zb)):
+        fast, _, passed = _both(x, y, monkeypatch)
+        assert isinstance(fast, DiffReport)
+        assert passed > fast.steps.common * 9 // 10, "the pass should cover most common steps"
+
+
 @pytest.mark.parametrize("options", [
     {"fields": ["pc", "op", "gas"]},
     {"ignore": ["stack"]},
-    {"fields": ["pc", "op", "gasCost"]},  # not a field the pass compares: the reference
+    {"fields": ["pc", "op", "gasCost"]},
+    {"fields": ["pc", "op", "memSize", "refund", "opName", "returnData", "error"]},
+    {"fields": ALL_FIELDS},
     {"stack_top": 2},
+    {"stack_top": 0},
+    {"stack_top": 3, "ignore": ["gas"]},
     {"max_hunks": 1},
     {"window": 4},
     {"dialect_a": "geth", "dialect_b": "evm"},
@@ -154,8 +249,129 @@ def test_long_traces_report_what_the_reference_does(
 def test_options_report_what_the_reference_does(
     monkeypatch: pytest.MonkeyPatch, long_traces: dict[str, Path], options: dict[str, Any]
 ) -> None:
-    _both(long_traces["geth"], long_traces["geth-h"], monkeypatch, **options)
-    _both(long_traces["besu"], long_traces["revm-h"], monkeypatch, **options)
+    for a, b in (("geth", "geth-h"), ("besu", "revm-h"), ("nimbus", "evmone")):
+        fast, _, passed = _both(long_traces[a], long_traces[b], monkeypatch, **options)
+        assert isinstance(fast, DiffReport)
+        if a == "geth" and "window" not in options and "max_hunks" not in options:
+            assert passed > fast.steps.common * 9 // 10, "the pass should take these options"
+
+
+def _shortened(lines: list[bytes], top: int) -> list[bytes]:
+    """The lines with each op line's stack cut to its top ``top`` words (as goevmlab users
+    compare a client that writes a shortened stack)."""
+    out = []
+    for line in lines:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            out.append(line)
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("stack"), list):
+            obj["stack"] = obj["stack"][-top:] if top else []
+            line = json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+        out.append(line)
+    return out
+
+
+def test_a_shortened_stack_with_stack_top_reports_what_the_reference_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, long_traces: dict[str, Path]
+) -> None:
+    """One side writes only the top 2 stack words, compared with ``--stack-top`` 2 (the
+    pass takes these steps), 1 and 3 (it must not: the reference finds the stacks
+    differ)."""
+    lines = long_traces["geth"].read_bytes().splitlines(keepends=True)
+    short = tmp_path / "short.jsonl"
+    short.write_bytes(b"".join(_shortened(lines, 2)))
+    full = tmp_path / "full.jsonl"  # (every step differs at 3: a shorter trace)
+    full.write_bytes(b"".join(lines[:3000]))
+    short3 = tmp_path / "short3.jsonl"
+    short3.write_bytes(b"".join(_shortened(lines[:3000], 2)))
+    for top, a, b in ((2, long_traces["geth"], short), (2, short, long_traces["geth-h"]),
+                      (1, long_traces["geth"], short), (3, full, short3)):
+        fast, _, passed = _both(a, b, monkeypatch, stack_top=top)
+        assert isinstance(fast, DiffReport)
+        if top < 3:
+            assert passed > fast.steps.common * 9 // 10
+            assert fast.equal == (b == short)
+        else:
+            assert not fast.equal
+
+
+def _spaced(line: bytes, how: int) -> bytes:
+    """An op line as tools that pretty-print per line write it (spaces after ``:`` and
+    ``,``, around the brackets; hex in capitals; numbers as decimal strings)."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return line
+    if not isinstance(obj, dict):
+        return line
+    if how % 3 == 1:
+        obj = {k: (str(int(v, 16)) if isinstance(v, str) and v.startswith("0x")
+                   and k in ("pc", "op", "gas", "depth", "gasCost", "memSize", "refund") else v)
+               for k, v in obj.items()}
+    if how % 3 == 2 and isinstance(obj.get("stack"), list):
+        obj["stack"] = [w.replace("0x", "0x000").upper().replace("0X", "0x")
+                        if isinstance(w, str) else w for w in obj["stack"]]
+    text = json.dumps(obj)
+    if how % 2:
+        text = text.replace("{", "{ ").replace("}", " }").replace("[", "[ ").replace(" : ", ":")
+    return text.encode() + b"\n"
+
+
+@pytest.mark.parametrize("how", [0, 1, 2, 5])
+def test_spaced_json_and_other_number_spellings_report_what_the_reference_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, long_traces: dict[str, Path], how: int
+) -> None:
+    """Every line of one side respelled (``"pc": 1``, decimal strings, padded capital
+    hex): the pass takes them and says what the reference says."""
+    for client, other in (("geth", "geth-h"), ("revm", "revm-h")):
+        lines = long_traces[client].read_bytes().splitlines(keepends=True)
+        spaced = tmp_path / f"{client}-spaced.jsonl"
+        spaced.write_bytes(b"".join(_spaced(line, how) for line in lines))
+        for options in ({}, {"fields": ALL_FIELDS}, {"stack_top": 2}):
+            fast, _, passed = _both(spaced, long_traces[other], monkeypatch, **options)
+            assert isinstance(fast, DiffReport)
+            assert passed > fast.steps.common * 9 // 10, "the pass should take these lines"
+        _both(long_traces[client], spaced, monkeypatch)
+
+
+def _damaged(data: bytes, how: str, at: float) -> bytes:
+    cut = int(len(data) * at)
+    if how == "cut":
+        return data[:cut]
+    broken = bytearray(data)
+    for i in range(cut, min(cut + 64, len(broken))):
+        broken[i] ^= 0x5A
+    return bytes(broken)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("how", ["cut", "corrupt"])
+def test_damaged_compressed_traces_give_the_references_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, long_traces: dict[str, Path], kind: str,
+    how: str,
+) -> None:
+    """A ``.gz``/``.zst`` cut short or with bytes changed, early, in the middle (while the
+    pass reads) and near the end, one frame or many: the reference's one error, or its
+    report when the damage is not seen, on either side."""
+    plain = long_traces["geth"]
+    for pieces in (1, 9):
+        good = _compress(plain.read_bytes(), kind, pieces)
+        for at in (0.01, 0.5, 0.97):
+            bad = tmp_path / f"bad-{pieces}-{at}.jsonl.{kind}"
+            bad.write_bytes(_damaged(good, how, at))
+            fast, _, _ = _both(plain, bad, monkeypatch)
+            _both(bad, plain, monkeypatch)
+            assert isinstance(fast, tuple), "a damaged trace is an error"
+    bad = tmp_path / "bad-1-0.5.jsonl.gz"
+    if bad.exists():  # the command: one line on stderr, exit 2
+        done = subprocess.run([sys.executable, "-m", "blocktrace", "diff", str(plain), str(bad)],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2
+        assert done.stdout == ""
+        assert len(done.stderr.splitlines()) == 1, done.stderr
+        assert str(bad) in done.stderr
 
 
 # -- mutations where the pass must hand over to the reference -----------------
@@ -258,19 +474,22 @@ def long_lines(long_traces: dict[str, Path]) -> None:
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
-@given(a=mutated(), b=mutated(), small=st.booleans())
+@given(a=mutated(), b=mutated(), small=st.booleans(), options=st.sampled_from(OPTIONS),
+       kind=st.sampled_from(["plain", "plain", *KINDS]))
 def test_mutated_traces_report_what_the_reference_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, long_lines: None, a: list[bytes],
-    b: list[bytes], small: bool,
+    b: list[bytes], small: bool, options: dict[str, Any], kind: str,
 ) -> None:
-    pa, pb = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    """Mutated traces, with the options that choose the compared fields, B plain or
+    compressed."""
+    pa, pb = tmp_path / "a.jsonl", tmp_path / f"b.jsonl.{kind}"
     pa.write_bytes(b"".join(a))
-    pb.write_bytes(b"".join(b))
+    pb.write_bytes(_compress(b"".join(b), kind, 3) if kind != "plain" else b"".join(b))
     with monkeypatch.context() as patch:
         if small:
             patch.setattr(clientpass, "CHUNK", 211)
-        _both(pa, pb, monkeypatch)
-        _both(pa, pa, monkeypatch)
+        _both(pa, pb, monkeypatch, **options)
+        _both(pa, pa, monkeypatch, **options)
 
 
 def test_a_mutation_in_one_of_two_copies_is_found_as_the_reference_finds_it(
