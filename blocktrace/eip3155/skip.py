@@ -403,13 +403,16 @@ def _skip_levels(
 
 def _line_key(step: Step) -> tuple[int, int, int, int] | None:
     """A step's by-line key as ``_cskip.lines`` takes it, or None where it cannot."""
-    code, line, thread = step.code, step.line, step.thread
-    key = (step.depth, -1 if code is None else code, line or 0, -1 if thread is None else thread)
-    for value, given in zip(key, (step.depth, code, line, thread), strict=True):
+    key: list[int] = []
+    for given, absent in ((step.depth, 1), (step.code, -1), (step.line, 0), (step.thread, -1)):
         # (as the C walk reads a key: JSON integers as the writer writes them, or absent)
-        if given is not None and (type(given) is not int or not 0 <= value < _KEY_LIMIT):
+        if given is None:
+            key.append(absent)
+        elif type(given) is int and 0 <= given < _KEY_LIMIT:
+            key.append(given)
+        else:
             return None
-    return key
+    return key[0], key[1], key[2], key[3]
 
 
 _KEY_LIMIT = 10 ** 18
