@@ -51,7 +51,7 @@ def _line_by_line(path: Path) -> dict[str, object]:
     """The source lines, every line decoded in turn (the reference)."""
     reader = TraceReader(str(path))
     out: dict[str, object] = {}
-    for number, line in reader.lines():
+    for _, line in reader.lines():
         if isinstance(line, blocktrace.format.SourceLine):
             out.setdefault(line.file, line)
     return out
