@@ -2,10 +2,11 @@
 on the same damaged bytes: ``_cclients.walk`` (eip3155/csrc/clients.c, client
 traces) and ``_cskip``'s ``skip``/``look``/``align``/``lines``/``project``
 (eip3155/csrc/skip.c, blocktrace traces) must give the answer the reference gives --
-``blocktrace diff``'s exit status, stdout (text and ``--json``) and stderr, byte for byte -- with the walks
-on (this process's extensions) and off (``clientpass._c`` and ``skip._c`` set to
-None: the module's own switch to its reference, as ``BLOCKTRACE_PURE`` sets it at
-import), and neither may hang (``harness.run_cli``'s watchdog) or raise.
+``blocktrace diff``'s exit status, stdout (text and ``--json``) and stderr, byte for
+byte -- with the walks on (this process's extensions) and off (``clientpass._c`` and
+``skip._c`` set to None: the module's own switch to its reference, as
+``BLOCKTRACE_PURE`` sets it at import), and neither may hang (``harness.run_cli``'s
+watchdog) or raise.
 
 The inputs: the client traces of ../shared/refdata/eip3155 (the same test from two
 clients, or one trace against itself) and two blocktrace recordings of a loop, one
