@@ -326,7 +326,7 @@ def test_the_raise_in_a_frame_an_exception_passes_through_names_the_call(
     rec, result = _traced(program)
     assert result == "caught"
     raised = [e for e in rec.of_type(OpException) if e.kind == "raise"]
-    assert [e.op_name for e in raised][0] == "BINARY_OP"
+    assert raised[0].op_name == "BINARY_OP"
     assert len(raised) >= 2 and all(e.op_name == "CALL" for e in raised[1:]), [
         (e.op_name, e.pc) for e in raised]
 
