@@ -200,7 +200,8 @@ def _pairs(where: Path, lines: int, hunks: list[int]
            ) -> list[tuple[str, Path, Path, tuple[str, ...]]]:
     """(label, A, B): for each hunk count a program and the program with ``== 5``
     made ``== 6`` (the branch runs one iteration later: two hunks each time it
-    runs, every ``m`` iterations), plain and zstd; and a ``--locals on`` pair with
+    runs, every ``m`` iterations), plain and zstd, by step and ``--by-line``; and a
+    ``--locals on`` pair with
     inputs 1 and 2 (the values differ at every line start)."""
     iterations = max(1, lines // _LINES_PER_ITERATION)
     changed = _CHANGED.replace("i % m == 5", "i % m == 6")
@@ -213,8 +214,7 @@ def _pairs(where: Path, lines: int, hunks: list[int]
             _record(where / "A", _CHANGED, a, args)
             _record(where / "B", changed, b, args)
             pairs.append((f"~{count} hunks, {suffix[1:]}", a, b, ()))
-            if count == hunks[0] and suffix == ".jsonl":
-                pairs.append((f"~{count} hunks, {suffix[1:]}, --by-line", a, b, ("--by-line",)))
+            pairs.append((f"~{count} hunks, {suffix[1:]}, --by-line", a, b, ("--by-line",)))
     for suffix in (".jsonl", ".jsonl.zst"):
         a, b = where / f"la{suffix}", where / f"lb{suffix}"
         loops = max(1, lines // 40)
@@ -274,8 +274,9 @@ def _insert_pairs(where: Path, lines: int, hunks: list[int]
     a statement added to a function the loop calls every ``m`` iterations (steps
     inserted, the rest of that call's steps at other pcs: a hunk each time it runs),
     plain and zstd; a pair whose loop body itself gained a statement (a hunk at every
-    iteration, a few steps apart), plain and zstd; that pair ``--by-line``; and an op
-    trace against a line trace of the same program (different levels)."""
+    iteration, a few steps apart), plain and zstd; that pair ``--by-line``; and for each
+    hunk count the first pair's op trace against a line trace of the changed program
+    (different levels), plain and zstd."""
     iterations = max(1, lines // _LINES_PER_ITERATION)
     more = _INSERTED.replace(_EXTRA, _EXTRA_MORE)
     pairs: list[tuple[str, Path, Path, tuple[str, ...]]] = []
@@ -297,10 +298,13 @@ def _insert_pairs(where: Path, lines: int, hunks: list[int]
                       f"{suffix[1:]}", a, b, ()))
         if suffix == ".jsonl":
             pairs.append(("the same, --by-line", a, b, ("--by-line",)))
-    a, b = where / f"ia{hunks[0]}.jsonl", where / "ib-line.jsonl"
-    m = max(7, iterations // max(1, hunks[0]))
-    _record(where / "B", more, b, [str(iterations), str(m)], "--level", "line")
-    pairs.append((f"~{hunks[0]} hunks, op trace against a line trace", a, b, ()))
+    for count in hunks:
+        for suffix in (".jsonl", ".jsonl.zst"):
+            a, b = where / f"ia{count}{suffix}", where / f"ib-line{count}{suffix}"
+            m = max(7, iterations // max(1, count))
+            _record(where / "B", more, b, [str(iterations), str(m)], "--level", "line")
+            pairs.append((f"~{count} hunks, op trace against a line trace, {suffix[1:]}",
+                          a, b, ()))
     return pairs
 
 

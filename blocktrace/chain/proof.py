@@ -30,7 +30,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -45,7 +45,7 @@ from blocktrace.chain.merkle import (
 from blocktrace.format.errors import TraceError
 from blocktrace.format.rules import DOMAIN_V4, LEAF_PREFIX, split_hash
 from blocktrace.format.versions import KNOWN_VERSIONS, LINES_PER_LEAF, SUMMARY_IN_TREE
-from blocktrace.limits import MAX_LINE_BYTES, LineTooLongError
+from blocktrace.limits import LineTooLongError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -74,7 +74,6 @@ BUNDLE_FORMAT = "blocktrace-proof/1"
 BUNDLE_VERSIONED = 4
 """The first format version whose bundles name it (``"version":4``): its leaf
 rule differs from versions 1-3's, which share one and name none."""
-_CHUNK = 1 << 20
 _HEX64 = frozenset("0123456789abcdef")
 _H0_V4 = hashlib.sha256(DOMAIN_V4).digest()
 _check_json = msgspec.json.Decoder(dict[str, object]).decode
@@ -89,24 +88,20 @@ class NotABundleError(BundleError):
     shape): unusable input rather than a proof that fails."""
 
 
-class _Summary(msgspec.Struct):
-    lines: int
-    head: str | None = None
-    root: str | None = None
-    treeSize: int | None = None
-
-
 def _is_hex64(text: str) -> bool:
     return len(text) == 64 and set(text) <= _HEX64
 
 
 class TraceFile:
-    """A trace on disk, read as bytes: its lines, its summary, its Merkle tree.
+    """A trace on disk, read through the format's reader: its lines, its summary,
+    its Merkle tree.
 
-    Construction makes one fast pass (count the lines, read the first and
-    last); :meth:`leaves` streams the leaves.  Chain hashes are *not* checked
-    here (that is ``blocktrace verify``); what is checked is what the tree
-    needs: a blocktrace header, and that a summary's ``lines``, ``treeSize``
+    Construction opens a :class:`~blocktrace.format.TraceReader` (line 1 judged
+    as ``verify`` judges it) and asks it for the trace's extent (from the index,
+    or one fast pass: the lines counted, the last one read); :meth:`leaves`
+    streams the leaves from the reader's lines.  Chain hashes are *not* checked
+    here (that is ``blocktrace verify``); what is checked is what the tree needs:
+    a blocktrace header with a hash, and that a summary's ``lines``, ``treeSize``
     and ``root`` agree with the file (:meth:`root`).
     """
 
@@ -115,8 +110,8 @@ class TraceFile:
         path: str | os.PathLike[str],
         index: TraceIndex | None = None,
     ) -> None:
-        from blocktrace.format.compressed import CompressedDataError, kind_of, open_at
-        from blocktrace.format.lines import Header
+        from blocktrace.format.lines import Summary, line_type
+        from blocktrace.format.reader import TraceReader
 
         name = self._name = os.fspath(path)
         self._index = index
@@ -125,40 +120,26 @@ class TraceFile:
         # its leaf's chunk once per level of the path below the chunk's hash
         self._read: dict[tuple[int, int], list[bytes]] | None = None
         try:
-            self._kind = kind_of(name)
-            if index is not None:
-                first, newlines, last, tail = self._from_index(index)
-            else:
-                with open_at(name, self._kind) as f:
-                    first, newlines, last, tail = self._scan(f)
+            reader = self._reader = TraceReader(name, index)
+            extent = reader.extent()
         except OSError as exc:
             raise TraceError(name, None, f"cannot read: {exc.strerror or exc}") from None
-        except LineTooLongError as exc:
-            raise TraceError(name, exc.number, f"{exc}: not a blocktrace trace") from None
-        except CompressedDataError as exc:
-            raise exc.trace_error(name, None) from None
-        self._torn = bool(tail)
-        if not first.endswith(b"\n"):
-            raise TraceError(name, None, "no complete first line: not a blocktrace trace")
-        try:
-            header = msgspec.json.decode(first, type=Header)
-        except (msgspec.DecodeError, RecursionError) as exc:
-            raise TraceError(name, 1, f"not a blocktrace header ({exc})") from None
-        if header.blocktrace not in KNOWN_VERSIONS:
-            raise TraceError(name, 1, f"unknown format version {header.blocktrace!r}")
+        newlines, last = extent.lines, extent.last
+        header = reader.header
         if not _is_hex64(header.hash):
             raise TraceError(name, 1, "the header has no valid hash")
-        self.version = header.blocktrace
+        self.version = reader.version
         self.trace_id = header.hash
         """The header line's ``hash``: it names this trace in checkpoint origins."""
         self.complete_lines = newlines
-        self.summary: _Summary | None = None
-        if newlines > 1 and last.startswith(b'{"output":'):
+        self.summary: Summary | None = None
+        if newlines > 1:
             try:
-                self.summary = msgspec.json.decode(last, type=_Summary)
+                if line_type(last) is Summary:
+                    self.summary = msgspec.json.decode(last, type=Summary)
             except (msgspec.DecodeError, RecursionError):
                 self.summary = None
-        self.sealed = self.summary is not None and not self._torn
+        self.sealed = self.summary is not None and not extent.trailing
         """A summary line ends the file (and nothing is torn after it)."""
         self.outcome_in_tree = self.version in SUMMARY_IN_TREE
         """The summary is in the tree (versions 3 and 4): a checkpoint of the whole tree
@@ -180,16 +161,6 @@ class TraceFile:
             )
         self._root: bytes | None = None
 
-    def _from_index(self, index: TraceIndex) -> tuple[bytes, int, bytes, bytes]:
-        """What :meth:`_scan` finds, from the index (the first and last indexed
-        lines are read; a tampered trace's index covers only what checked)."""
-        if index.lines == 0:
-            return b"", 0, b"", b""
-        first = b"".join(raw for _, raw in self._raw_lines(1, 1))
-        last = b"".join(raw for _, raw in self._raw_lines(index.lines, 1))
-        torn = b"" if index.status == "sealed" or index.line is None else b"?"
-        return first, index.lines, last, torn
-
     @property
     def path(self) -> Path:
         """The trace's path (pathlib is imported only when asked for: a command's
@@ -199,61 +170,68 @@ class TraceFile:
         return Path(self._name)
 
     def _raw_lines(self, start: int, count: int) -> Iterator[tuple[int, bytes]]:
-        from blocktrace.format.reader import TraceReader
+        """``(number, bytes)`` of lines ``start`` .. ``start + count - 1``, all of
+        them (fewer: the file changed since it was counted, a :class:`TraceError`)."""
+        number = start - 1
+        for number, raw in self._reader.raw_lines(start, count):
+            yield number, raw
+        if number != start + count - 1:
+            raise self._fewer(number)
 
-        reader = TraceReader(self._name)
-        reader._index = self._index
-        return reader.raw_lines(start, count)
-
-    @staticmethod
-    def _scan(f: IO[bytes]) -> tuple[bytes, int, bytes, bytes]:
-        """One pass: (first line, newline count, last complete line, torn tail).
-        A line longer than ``MAX_LINE_BYTES`` raises ``LineTooLongError``."""
-        first = f.readline(MAX_LINE_BYTES + 1)
-        if len(first) > MAX_LINE_BYTES:
-            raise LineTooLongError(1, MAX_LINE_BYTES)
-        f.seek(0)
-        newlines, last, tail = 0, b"", b""
-        while chunk := f.read(_CHUNK):
-            end = chunk.rfind(b"\n")
-            if end < 0:
-                tail += chunk
-                if len(tail) > MAX_LINE_BYTES:
-                    raise LineTooLongError(newlines + 1, MAX_LINE_BYTES)
-                continue
-            newlines += chunk.count(b"\n")
-            start = chunk.rfind(b"\n", 0, end)
-            last = tail + chunk[: end + 1] if start < 0 else chunk[start + 1 : end + 1]
-            tail = chunk[end + 1 :]
-        return first, newlines, last, tail
+    def _fewer(self, number: int) -> TraceError:
+        return TraceError(self._name, number + 1,
+                          "the trace changed while it was read: it has fewer lines")
 
     def lines(self, limit: int | None = None) -> Iterator[bytes]:
-        """The tree's lines (each with its ``\\n``), at most ``limit`` of them."""
-        n = self.tree_lines if limit is None else min(limit, self.tree_lines)
-        from blocktrace.format.compressed import open_at
-
-        with open_at(self._name, self._kind) as f:
-            for count, line in enumerate(f):
-                if count >= n:
-                    return
-                yield line
+        """The tree's lines (each without its ``\\n``), at most ``limit`` of them."""
+        n = self.tree_size if limit is None else -(-limit // LINES_PER_LEAF)
+        left = self.tree_lines if limit is None else min(limit, self.tree_lines)
+        for group in self.leaves(n):
+            yield from group[:left]
+            left -= len(group)
+            if left <= 0:
+                return
 
     def leaves(self, limit: int | None = None) -> Iterator[list[bytes]]:
-        """The tree's leaves as lists of lines, at most ``limit`` leaves."""
+        """The tree's leaves as lists of lines (each without its ``\\n``), at most
+        ``limit`` leaves: read through the format's whole-line buffers
+        (:func:`blocktrace.format.wholelines.complete_lines`, as ``query`` and the
+        viewer read a trace in bulk), split in C, grouped by list slices -- no
+        Python step per line."""
+        from blocktrace.format.wholelines import complete_lines
+
         n = self.tree_size if limit is None else min(limit, self.tree_size)
-        group: list[bytes] = []
-        if n == 0:
+        count = min(n * LINES_PER_LEAF, self.tree_lines)
+        if count <= 0:
             return
-        for line in self.lines(n * LINES_PER_LEAF):
-            group.append(line)
-            if len(group) == LINES_PER_LEAF:
-                yield group
-                group = []
-        if group:
-            yield group
+        got = 0
+        carry: list[bytes] = []
+        try:
+            for buf in complete_lines(self._reader):
+                lines = buf.split(b"\n")
+                lines.pop()  # (what follows the last newline: nothing)
+                if carry:
+                    lines[:0] = carry
+                take = min(len(lines), count - got)
+                whole = take - take % LINES_PER_LEAF
+                for at in range(0, whole, LINES_PER_LEAF):
+                    yield lines[at : at + LINES_PER_LEAF]
+                got += whole
+                carry = lines[whole:take]
+                if got + len(carry) == count:
+                    break
+        except LineTooLongError as exc:
+            raise TraceError(self._name, None, f"{exc}: the trace changed while it was read"
+                             ) from None
+        if carry:
+            yield carry
+            got += len(carry)
+        if got != count:
+            raise self._fewer(got)
 
     def hashed_leaves(self, limit: int | None = None) -> Iterator[tuple[bytes, list[bytes]]]:
-        """(leaf hash, lines) of the tree's leaves, at most ``limit`` of them."""
+        """(leaf hash, lines without their newlines) of the tree's leaves, at most
+        ``limit`` of them."""
         prev: bytes | None = _H0_V4 if self.version >= 4 else None
         for k, group in enumerate(self.leaves(limit)):
             yield self._leaf_hash(k, group, prev), group
@@ -261,22 +239,23 @@ class TraceFile:
                 prev = self._hash_of(k * LINES_PER_LEAF + len(group), group[-1])
 
     def _leaf_hash(self, leaf: int, group: list[bytes], prev: bytes | None) -> bytes:
-        """The leaf hash of leaf ``leaf``'s lines; version 4: ``prev`` is the hash
-        of the line before it (the one it carries; the chain is verify's business)."""
+        """The leaf hash of leaf ``leaf``'s lines (without their newlines); version
+        4: ``prev`` is the hash of the line before it (the one it carries; the
+        chain is verify's business)."""
         if prev is None:
-            return leaf_hash(b"".join(group))
-        stream = hashlib.sha256(LEAF_PREFIX + prev)
-        for offset, raw in enumerate(group):
-            parts = split_hash(raw[:-1])
+            return leaf_hash(b"\n".join(group) + b"\n")
+        bodies: list[bytes] = []
+        for offset, line in enumerate(group):
+            parts = split_hash(line)
             if parts is None:
                 raise self._no_hash(leaf * LINES_PER_LEAF + offset + 1)
-            stream.update(parts[0])
-            stream.update(b"\n")
-        return stream.digest()
+            bodies.append(parts[0])
+        bodies.append(b"")  # (each body with its newline: one update for the leaf)
+        return hashlib.sha256(LEAF_PREFIX + prev + b"\n".join(bodies)).digest()
 
-    def _hash_of(self, number: int, raw: bytes) -> bytes:
-        """The hash line ``number`` (its bytes ``raw``) carries."""
-        parts = split_hash(raw[:-1])
+    def _hash_of(self, number: int, line: bytes) -> bytes:
+        """The hash line ``number`` (its bytes ``line``, without the newline) carries."""
+        parts = split_hash(line)
         if parts is None:
             raise self._no_hash(number)
         return bytes.fromhex(parts[1])
@@ -291,7 +270,7 @@ class TraceFile:
         if leaf == 0:
             return _H0_V4
         number = leaf * LINES_PER_LEAF
-        return self._hash_of(number, b"".join(raw for _, raw in self._raw_lines(number, 1)))
+        return self._hash_of(number, b"".join(raw[:-1] for _, raw in self._raw_lines(number, 1)))
 
     def root(self, size: int | None = None) -> bytes:
         """The root of the tree of the first ``size`` leaves (all by default).
@@ -419,7 +398,7 @@ class TraceFile:
         start = leaf * LINES_PER_LEAF
         count = min(LINES_PER_LEAF, self.tree_lines - start)
         self._leaf_hashes(leaf, leaf + 1)  # the chunk it is in is the one indexed
-        return [raw for _, raw in self._raw_lines(start + 1, count)]
+        return [raw[:-1] for _, raw in self._raw_lines(start + 1, count)]
 
     def _leaf_hashes(self, lo: int, hi: int) -> list[bytes]:
         """Leaf hashes of leaves [lo, hi), read from the trace; a complete chunk
@@ -441,11 +420,12 @@ class TraceFile:
         prev = self._prev_of(first)
         leaf = first
         for number, raw in self._raw_lines(start + 1, count):
-            group.append(raw)
+            line = raw[:-1]
+            group.append(line)
             if len(group) == LINES_PER_LEAF:
                 hashes.append(self._leaf_hash(leaf, group, prev))
                 if prev is not None:
-                    prev = self._hash_of(number, raw)
+                    prev = self._hash_of(number, line)
                 leaf += 1
                 group = []
         if group:
@@ -528,7 +508,7 @@ def make_bundle(trace: TraceFile, line: int, size: int | None = None) -> ProofBu
         )
     root, path, lines, prev = trace.inclusion(index, n)
     try:
-        texts = [raw[:-1].decode("utf-8") for raw in lines]
+        texts = [line.decode("utf-8") for line in lines]
     except UnicodeDecodeError as exc:
         raise TraceError(where, None, f"leaf {index} is not valid UTF-8") from exc
     offset = (line - 1) % LINES_PER_LEAF

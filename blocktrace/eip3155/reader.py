@@ -52,10 +52,6 @@ def raw_decoder() -> msgspec.json.Decoder[RawLine]:
     return msgspec.json.Decoder(RawLine)
 
 
-_SOURCE_START = b'\n{"event":"source"'
-_CHUNK = 1 << 22
-
-
 _READ: dict[str, tuple[FileIdentity, list[tuple[int, bytes]]]] = {}
 """Source lines of traces read to the end by another pass (``read_sources``), with
 the file's identity then (``blocktrace.format.identity``: an edit in place that
@@ -74,64 +70,14 @@ def read_sources(path: str, lines: list[tuple[int, bytes]]) -> None:
 
 
 def trace_sources(reader: TraceReader) -> dict[str, SourceLine]:
-    """``reader.sources()``, taken from a pass that just read the file
-    (``read_sources``), or found in a plain file by a byte search over large pieces
-    of it instead of a line-by-line walk (reports need them for traces of millions
-    of lines)."""
-    out: dict[str, SourceLine] = {}
+    """``reader.sources()`` (the format's byte search over whole-line buffers),
+    or taken from a pass that just read the file (``read_sources``)."""
     read = _READ.pop(reader.path, None)
     if read is not None and read[0] == identity_or_none(reader.path):
+        out: dict[str, SourceLine] = {}
         for number, raw in read[1]:
             line = reader.decode(number, raw)
             if isinstance(line, SourceLine):
                 out.setdefault(line.file, line)
         return out
-    if reader.kind != "plain":
-        return reader.sources()
-    if os.path.getsize(reader.path) == 0:
-        return reader.sources()
-    for at, raw in _source_lines(reader.path):
-        try:
-            line = reader.decode(0, raw)
-        except TraceError:  # say which line: count the lines before it
-            reader.decode(_line_number(reader.path, at), raw)
-            raise
-        if isinstance(line, SourceLine):
-            out.setdefault(line.file, line)
-    return out
-
-
-def _source_lines(path: str) -> Iterator[tuple[int, bytes]]:
-    """``(offset, line)`` of the complete lines of the file that start like a source
-    line (not the first), found by a byte search over pieces read in turn (not a
-    map of the file: one that another process truncates meanwhile reads short)."""
-    with open(path, "rb", buffering=0) as stream:
-        carry, base = b"", 0  # carry: from the newline before the last unfinished line
-        while True:
-            piece = stream.read(_CHUNK)
-            if not piece:
-                return  # a last line without a newline is not given
-            data = carry + piece if carry else piece
-            end = data.rfind(b"\n")
-            if end < 0:
-                carry = data
-                continue
-            find = data.find(_SOURCE_START, 0, end)
-            while find >= 0:
-                stop = data.index(b"\n", find + 1)  # (<= end)
-                yield base + find + 1, data[find + 1 : stop + 1]
-                find = data.find(_SOURCE_START, stop, end)
-            carry, base = data[end:], base + end
-
-
-def _line_number(path: str, at: int) -> int:
-    """The number of the line starting at byte ``at`` of the file."""
-    newlines = 0
-    with open(path, "rb") as stream:
-        while at > 0:
-            chunk = stream.read(min(_CHUNK, at))
-            if not chunk:
-                break
-            newlines += chunk.count(b"\n")
-            at -= len(chunk)
-    return newlines + 1
+    return reader.sources()

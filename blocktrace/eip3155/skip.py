@@ -403,15 +403,20 @@ def _skip_levels(
 
 def _line_key(step: Step) -> tuple[int, int, int, int] | None:
     """A step's by-line key as ``_cskip.lines`` takes it, or None where it cannot."""
-    code, line, thread = step.code, step.line, step.thread
-    if (
-        (code is not None and type(code) is not int)
-        or (line is not None and type(line) is not int)
-        or (thread is not None and type(thread) is not int)
-    ):
-        return None
-    return (step.depth, -1 if code is None else code, line or 0,
-            -1 if thread is None else thread)
+    key: list[int] = []
+    for given, absent in ((step.depth, 1), (step.code, -1), (step.line, 0), (step.thread, -1)):
+        # (as the C walk reads a key: JSON integers as the writer writes them, or absent)
+        if given is None:
+            key.append(absent)
+        elif type(given) is int and 0 <= given < _KEY_LIMIT:
+            key.append(given)
+        else:
+            return None
+    return key[0], key[1], key[2], key[3]
+
+
+_KEY_LIMIT = 10 ** 18
+"""Above the largest key member the C walk reads (18 digits)."""
 
 
 def _skip_lines(

@@ -9,7 +9,7 @@ rules' reference, the one reader, and the safe way to read a named source.
   ``ChainHasher``, :func:`rechain`, :func:`split_hash`) both writers are checked
   against;
 - :mod:`~blocktrace.format.reader`: :class:`TraceReader` (lines by number, raw
-  or parsed, batches, sources, :meth:`~TraceReader.verify`), :func:`check_chain`
+  or parsed, batches, sources, extent, :meth:`~TraceReader.verify`), :func:`check_chain`
   and :func:`blocktrace_header` (whether a file is a blocktrace trace, and a
   usable one: the answer every command gives);
 - :mod:`~blocktrace.format.index`: :class:`TraceIndex`, the random-access index;

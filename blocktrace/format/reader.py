@@ -56,10 +56,10 @@ from blocktrace.format.versions import (
     SUMMARY_IN_TREE,
     SUMMARY_PREFIX,
 )
-from blocktrace.limits import size_text
+from blocktrace.limits import LineTooLongError, size_text
 
 __all__ = [
-    "Status", "TraceReader", "Tree", "Verification", "blocktrace_header", "check_chain",
+    "Extent", "Status", "TraceReader", "Tree", "Verification", "blocktrace_header", "check_chain",
 ]
 
 Status = Literal["sealed", "tampered", "unusable", "unsealed"]
@@ -200,17 +200,6 @@ def _kind(path: str) -> Kind:
         raise TraceError(path, None, f"cannot read: {exc.strerror or exc}") from None
 
 
-def _lines_of(stream: IO[bytes]) -> Iterator[bytes]:
-    """``readline`` until the end; compressed data that cannot be read on ends
-    the lines as a torn line ends a plain file's."""
-    readline = stream.readline
-    try:
-        while raw := readline(MAX_LINE_BYTES + 1):
-            yield raw
-    except CompressedDataError:
-        return
-
-
 class TraceReader:
     """A trace file, read line by line, never whole.
 
@@ -223,11 +212,15 @@ class TraceReader:
     trace shows that answer with it.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], index: TraceIndex | None = None
+    ) -> None:
         self.path = os.fspath(path)
         self.kind: Kind = _kind(self.path)
         """``plain``, ``zstd`` or ``gzip`` (sniffed from the magic bytes)."""
-        self._index: TraceIndex | None = None
+        self._index: TraceIndex | None = index
+        """``index``: one already loaded for this file (:meth:`index` gives it while
+        the file's stamp is the one it was built from)."""
         header = _open_header(self.path, self.kind)
         assert header is not None
         self.header: Header = header
@@ -236,7 +229,8 @@ class TraceReader:
 
     def raw_lines(self, start: int = 1, count: int | None = None) -> Iterator[tuple[int, bytes]]:
         """``(number, exact bytes with the newline)`` for lines ``start`` ..
-        ``start + count - 1`` (to the end when ``count`` is None)."""
+        ``start + count - 1`` (to the end when ``count`` is None).  (Not a
+        generator itself: the lines come straight from :meth:`_numbered`'s.)"""
         if start < 1 or (count is not None and count < 0):
             raise ValueError("lines are numbered from 1 and counts are not negative")
         end = None if count is None else start + count
@@ -246,20 +240,31 @@ class TraceReader:
             if index is not None and index.checkpoints:  # (none: tampered at line 1)
                 k = index.checkpoint_for_line(start)
                 first, at = k * EVERY + 1, index.position(k)
-        yield from self._numbered(first, at, start, end)
+        return self._numbered(first, at, start, end)
 
     def _numbered(
         self, first: int, at: Position | None, start: int, end: int | None
     ) -> Iterator[tuple[int, bytes]]:
-        """Lines from the one numbered ``first`` (at ``at``), those in [start, end)."""
+        """Lines from the one numbered ``first`` (at ``at``), those in [start, end)
+        (compressed data that cannot be read on ends them as a torn line does).
+        One loop, no generator under it: every consumer of lines pays for each
+        layer per line."""
         with open_at(self.path, self.kind, at) as stream:
-            for number, raw in enumerate(_lines_of(stream), first):
-                if end is not None and number >= end:
+            readline = stream.readline
+            number = first - 1
+            stop = -1 if end is None else end - 1
+            while number != stop:
+                try:
+                    raw = readline(MAX_LINE_BYTES + 1)
+                except CompressedDataError:
                     return
+                if not raw:
+                    return
+                number += 1
                 if len(raw) > MAX_LINE_BYTES:
                     too_long = f"line {number} is longer than {size_text(MAX_LINE_BYTES)}"
                     raise TraceError(self.path, number, too_long)
-                if not raw.endswith(b"\n"):
+                if raw[-1] != 10:
                     return  # torn: the run was cut short mid-line
                 if number >= start:
                     yield number, raw
@@ -383,19 +388,119 @@ class TraceReader:
                 break
         return count - 1 if count > 0 else None
 
+    def extent(self) -> Extent:
+        """How many complete lines the trace has, the last of them and whether
+        bytes follow them: from the reader's index when it has one (the lines the
+        chain check accepted; ``trailing`` when the check stopped at a line), else
+        in one pass over the file that reads no line into memory but the last (a
+        line longer than ``MAX_LINE_BYTES``, or compressed data that cannot be
+        read, is :class:`TraceError`).  The hashes are not checked: that is
+        :meth:`verify`."""
+        index = self._index
+        if index is not None:
+            if index.lines == 0:
+                return Extent(0, b"", False)
+            last = b"".join(raw for _, raw in self.raw_lines(index.lines, 1))
+            trailing = index.status != "sealed" and index.line is not None
+            return Extent(index.lines, last, trailing)
+        try:
+            with open_at(self.path, self.kind) as stream:
+                return _extent_of(stream)
+        except LineTooLongError as exc:
+            raise TraceError(self.path, exc.number, f"{exc}: not a blocktrace trace") from None
+        except CompressedDataError as exc:
+            raise exc.trace_error(self.path, None) from None
+
     def sources(self) -> dict[str, SourceLine]:
-        """The source lines of the trace (version 3), by file name."""
+        """The source lines of the trace (version 3 on), by file name (the first
+        line naming each file).  Found by a byte search over the format's
+        buffers of whole lines (:func:`~blocktrace.format.wholelines.complete_lines`:
+        plain and compressed traces alike, up to a torn last line), not line by
+        line: ``diff``'s and ``replay``'s reports need them of traces of millions
+        of lines.  A line is numbered only when it must be named (one that does not
+        decode, one too long): the newlines before it are counted then."""
+        from blocktrace.format.wholelines import complete_lines
+
         out: dict[str, SourceLine] = {}
-        for number, raw in self.raw_lines():
-            if raw.startswith(b'{"event":"source"'):
-                line = self.decode(number, raw)
-                if isinstance(line, SourceLine):
-                    out.setdefault(line.file, line)
+        done = 0  # bytes of the buffers before this one (each starts a line)
+        try:
+            for buf in complete_lines(self):
+                for at in _source_starts(buf, done > 0):  # (line 1 is the header)
+                    raw = buf[at : buf.index(b"\n", at) + 1]
+                    try:
+                        line = self.decode(0, raw)
+                    except TraceError:
+                        self.decode(self._number_at(done + at), raw)  # (raises, naming it)
+                        raise
+                    if isinstance(line, SourceLine):
+                        out.setdefault(line.file, line)
+                done += len(buf)
+        except LineTooLongError:
+            number = self._number_at(done)
+            too_long = f"line {number} is longer than {size_text(MAX_LINE_BYTES)}"
+            raise TraceError(self.path, number, too_long) from None
         return out
+
+    def _number_at(self, offset: int) -> int:
+        """The number of the line starting at byte ``offset`` (of the uncompressed
+        lines): the newlines before it counted, in the same buffers."""
+        from blocktrace.format.wholelines import complete_lines
+
+        newlines = 0
+        try:
+            for buf in complete_lines(self):
+                if offset <= len(buf):
+                    return newlines + buf.count(b"\n", 0, offset) + 1
+                newlines += buf.count(b"\n")
+                offset -= len(buf)
+        except LineTooLongError:
+            pass
+        return newlines + 1
 
     def verify(self, tree: Tree | None = None) -> Verification:
         """What ``blocktrace verify`` says of this file's chain (see :func:`check_chain`)."""
         return check_chain(self.path, tree=tree)
+
+
+class Extent:
+    """A trace's complete lines (:meth:`TraceReader.extent`).  (A plain class: a
+    ``NamedTuple`` or dataclass costs every command that imports the reader its
+    making.)"""
+
+    __slots__ = ("last", "lines", "trailing")
+
+    def __init__(self, lines: int, last: bytes, trailing: bool) -> None:
+        self.lines = lines
+        """Complete lines (each ending with a newline), header included."""
+        self.last = last
+        """The last of them, with its newline (b"" when there is none)."""
+        self.trailing = trailing
+        """Bytes follow them: a torn last line (or, from an index, the line where
+        the chain check stopped)."""
+
+
+_PIECE = 1 << 20
+
+
+def _extent_of(stream: IO[bytes]) -> Extent:
+    """One pass over ``stream`` in pieces: its newlines counted, its last complete
+    line kept (``LineTooLongError`` for a line longer than ``MAX_LINE_BYTES``)."""
+    newlines, last, tail = 0, b"", b""
+    while piece := stream.read(_PIECE):
+        first = piece.find(b"\n")
+        if first < 0:
+            tail += piece
+            if len(tail) > MAX_LINE_BYTES:
+                raise LineTooLongError(newlines + 1, MAX_LINE_BYTES)
+            continue
+        if len(tail) + first + 1 > MAX_LINE_BYTES:  # (the lines after it are in the piece)
+            raise LineTooLongError(newlines + 1, MAX_LINE_BYTES)
+        newlines += piece.count(b"\n")
+        end = piece.rfind(b"\n")
+        start = piece.rfind(b"\n", 0, end)
+        last = tail + piece[: end + 1] if start < 0 else piece[start + 1 : end + 1]
+        tail = piece[end + 1 :]
+    return Extent(newlines, last, bool(tail))
 
 
 def blocktrace_header(path: str | os.PathLike[str]) -> Header | None:
@@ -412,6 +517,19 @@ def blocktrace_header(path: str | os.PathLike[str]) -> Header | None:
 
 
 _HEADER_START = b'{"blocktrace":'
+_SOURCE = b'{"event":"source"'
+_NL_SOURCE = b"\n" + _SOURCE
+
+
+def _source_starts(buf: bytes, starts_a_line: bool) -> Iterator[int]:
+    """Where the lines of ``buf`` (whole lines) that start like a source line
+    start; ``starts_a_line``: its first line counts too."""
+    if starts_a_line and buf.startswith(_SOURCE):
+        yield 0
+    found = buf.find(_NL_SOURCE)
+    while found >= 0:
+        yield found + 1
+        found = buf.find(_NL_SOURCE, found + 1)
 
 
 def _open_header(path: str, kind: Kind, *, others: bool = False) -> Header | None:

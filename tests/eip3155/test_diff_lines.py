@@ -261,3 +261,23 @@ def test_a_group_whose_first_step_differs_is_the_references_hunk(
         fast, reference = _reports(a, b, monkeypatch, fields=fields, max_hunks=0)
         _same(fast, reference)
         assert reference.steps.hunk_count == (fields != ("line", "opName"))
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    (b'"line":', b'"line":100000000000000000000'), (b'"code":', b'"code":-'),
+    (b'"depth":', b'"depth":-'), (b'"line":', b'"line":0')])
+def test_keys_the_walk_does_not_read_report_what_the_reference_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: dict[str, list[bytes]],
+    old: bytes, new: bytes,
+) -> None:
+    """A group's first step with a line number past 18 digits or a negative code number
+    or depth, in both traces (whatever they mean): no error, the reference's report."""
+    lines = list(base["op"])
+    starts = _group_starts(lines)
+    for at in starts[len(starts) // 2:len(starts) // 2 + 3]:
+        lines[at] = lines[at].replace(old, new, 1)
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_bytes(b"".join(lines))
+    b.write_bytes(b"".join(_edited(lines, [("remove", 0.8, 2)])))
+    fast, reference = _reports(a, b, monkeypatch)
+    _same(fast, reference)

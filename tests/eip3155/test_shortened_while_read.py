@@ -22,6 +22,7 @@ import pytest
 
 from blocktrace.eip3155 import reader as eip_reader
 from blocktrace.eip3155 import skip
+from blocktrace.format import wholelines
 from blocktrace.format.reader import TraceReader
 from tests.format.recording import record_exceptions
 
@@ -74,7 +75,7 @@ def test_diff_of_a_trace_cut_short_says_where_it_ended(trace: Path, tmp_path: Pa
 def test_the_source_lines_are_found_across_pieces(trace: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch,
                                                    chunk: int) -> None:
-    monkeypatch.setattr(eip_reader, "_CHUNK", chunk)
+    monkeypatch.setattr(wholelines, "CHUNK", chunk)  # (the format's search reads these)
     found = eip_reader.trace_sources(TraceReader(str(trace)))
     assert found and found == TraceReader(str(trace)).sources()
     # a torn last line that starts like a source line is not given

@@ -1,4 +1,6 @@
-"""The source lines a report quotes (diff, golden), found by a byte search."""
+"""The source lines a report quotes (diff, golden, replay), found by the format's byte
+search over its buffers of whole lines (``TraceReader.sources``), whatever the
+buffers' size: a source line at a buffer's start, its end, or across reads."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pytest
 
 import blocktrace
 from blocktrace.eip3155 import reader as read
-from blocktrace.format import TraceReader
+from blocktrace.format import TraceReader, wholelines
 
 
 def _loop(n: int) -> int:
@@ -38,10 +40,21 @@ def test_sources_by_byte_search_are_the_readers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
     path = _trace_two_files(tmp_path)
-    expected = TraceReader(str(path)).sources()
+    expected = _line_by_line(path)
     assert len(expected) == 2
-    monkeypatch.setattr(read, "_CHUNK", chunk)
+    monkeypatch.setattr(wholelines, "CHUNK", chunk)
     assert read.trace_sources(TraceReader(str(path))) == expected
+    assert TraceReader(str(path)).sources() == expected
+
+
+def _line_by_line(path: Path) -> dict[str, object]:
+    """The source lines, every line decoded in turn (the reference)."""
+    reader = TraceReader(str(path))
+    out: dict[str, object] = {}
+    for _, line in reader.lines():
+        if isinstance(line, blocktrace.format.SourceLine):
+            out.setdefault(line.file, line)
+    return out
 
 
 @pytest.mark.parametrize("chunk", [7, 1000, 1 << 22])
@@ -56,7 +69,7 @@ def test_a_source_line_that_does_not_decode_names_its_line(
     path.write_bytes(b"".join(lines))
     with pytest.raises(blocktrace.format.TraceError) as caught:
         TraceReader(str(path)).sources()
-    monkeypatch.setattr(read, "_CHUNK", chunk)
+    monkeypatch.setattr(wholelines, "CHUNK", chunk)
     with pytest.raises(blocktrace.format.TraceError) as ours:
         read.trace_sources(TraceReader(str(path)))
     assert str(ours.value) == str(caught.value) and f":{number}: " in str(ours.value)

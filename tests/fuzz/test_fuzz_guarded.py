@@ -133,3 +133,50 @@ def test_a_read_past_the_buffer_is_caught() -> None:
     said = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert said.returncode < 0 or said.returncode == 139, said
     assert said.stdout.split() == [b"125", b"125"], said.stdout
+
+
+def test_no_rows_gather_to_empty_columns() -> None:
+    """``OpColumns.gather`` of no rows (a table with no row of that kind: query of a trace
+    with no call): an empty column, without handing memset a NULL pointer -- which
+    scripts/sanitize's UBSan build reported (columns.c gather_rows) and stopped at."""
+    assert _cscan is not None
+    columns = _cscan.OpColumns()
+    for how in range(6):
+        valid, *rest = columns.gather(b"", how)
+        assert valid is None and rest[-1] == b"", (how, valid, rest)
+
+
+def test_numbers_of_19_digits_go_to_the_reference(traces: list[bytes]) -> None:
+    """An op line the C readers read as it is, with its pc, depth or line made 19 digits
+    or more (past int64), is handed to the Python reference: they stop at it.
+    (jsonint.h read a 19th digit into an int64 before refusing it: an overflow,
+    undefined in C, that scripts/sanitize's UBSan build reported; a plain build
+    answered the same.)"""
+    assert _cscan is not None and _ctables is not None
+    lines = traces[0].splitlines(keepends=True)
+
+    def passes(data: bytes, start: int, number: int) -> tuple[bool, bool]:
+        _, pos, _ = _cscan.OpColumns().feed(data, start, number, 1000)
+        _, pos2, _ = _ctables.TablesPass(1 << 26, True).feed(data, start, number)
+        return pos > start, pos2 > start
+
+    checked = 0
+    for op, line in enumerate(lines[:-1]):
+        if not line.startswith(b'{"pc":'):
+            continue
+        start = sum(map(len, lines[:op]))
+        whole = b"".join(lines[:op + 2])
+        read = passes(whole, start, op + 1)
+        if not any(read):
+            continue
+        for member in (b'"depth":', b'"line":', b'{"pc":'):
+            at = line.index(member) + len(member)
+            end = at
+            while line[end:end + 1].isdigit():
+                end += 1
+            for digits in (19, 25):
+                edited = b"".join([*lines[:op], line[:at] + b"9" * digits + line[end:],
+                                   lines[op + 1]])
+                assert passes(edited, start, op + 1) == (False, False), (member, digits, read)
+                checked += 1
+    assert checked >= 6

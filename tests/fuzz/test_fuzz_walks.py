@@ -1,15 +1,17 @@
 """The diff's C walks over trace bytes nobody vouches for, against their references
 on the same damaged bytes: ``_cclients.walk`` (eip3155/csrc/clients.c, client
-traces) and ``_cskip``'s ``skip``/``look``/``align``/``lines`` (eip3155/csrc/skip.c,
-blocktrace traces) must give the answer the reference gives -- ``blocktrace diff``'s
-exit status, stdout (text and ``--json``) and stderr, byte for byte -- with the walks
-on (this process's extensions) and off (``clientpass._c`` and ``skip._c`` set to
-None: the module's own switch to its reference, as ``BLOCKTRACE_PURE`` sets it at
-import), and neither may hang (``harness.run_cli``'s watchdog) or raise.
+traces) and ``_cskip``'s ``skip``/``look``/``align``/``lines``/``project``
+(eip3155/csrc/skip.c, blocktrace traces) must give the answer the reference gives --
+``blocktrace diff``'s exit status, stdout (text and ``--json``) and stderr, byte for
+byte -- with the walks on (this process's extensions) and off (``clientpass._c`` and
+``skip._c`` set to None: the module's own switch to its reference, as
+``BLOCKTRACE_PURE`` sets it at import), and neither may hang (``harness.run_cli``'s
+watchdog) or raise.
 
 The inputs: the client traces of ../shared/refdata/eip3155 (the same test from two
 clients, or one trace against itself) and two blocktrace recordings of a loop, one
 with a statement added every few iterations (so the look-ahead and ``align`` run),
+at the op level and at the line level (an op-level one against a line-level one),
 each side damaged at the byte level or not: cut at a byte, a byte flipped or
 replaced by NUL or a byte over 0x7f, a digit changed, a quote, a backslash or a
 ``\\u`` escape inserted, a number made huge (18, 19 and 30 digits, 16 and 17 hex
@@ -98,6 +100,8 @@ class Seeds:
     """Each refdata client trace, by ``client/test``."""
     ours: tuple[bytes, bytes]
     """Two blocktrace traces (op level) of ``_program``: B has steps inserted."""
+    lines: tuple[bytes, bytes]
+    """The same two recorded at the line level (diffed against the op-level ones too)."""
 
 
 @pytest.fixture(scope="module")
@@ -108,11 +112,12 @@ def walk_seeds(tmp_path_factory: pytest.TempPathFactory) -> Seeds:
                for p in sorted(REFDATA.glob("*/*.jsonl"))}
     d = tmp_path_factory.mktemp("walk-seeds")
     ours = []
-    for name, every in (("a", 0), ("b", 3)):
-        with blocktrace.trace(blocktrace.ChainTracer(d / f"{name}.jsonl")):
+    for name, every, level in (("a", 0, "op"), ("b", 3, "op"), ("la", 0, "line"),
+                               ("lb", 3, "line")):
+        with blocktrace.trace(blocktrace.ChainTracer(d / f"{name}.jsonl", level=level)):
             _program(30, every)
         ours.append((d / f"{name}.jsonl").read_bytes())
-    return Seeds(clients, (ours[0], ours[1]))
+    return Seeds(clients, (ours[0], ours[1]), (ours[2], ours[3]))
 
 
 # -- damage ------------------------------------------------------------------------------
@@ -363,7 +368,15 @@ def _case(rng: random.Random, number: int, seeds: Seeds) -> Case:
         suffix = rng.choice([".jsonl"] * 4 + [".jsonl.gz"] + ([".jsonl.zst"] if HAS_ZSTD else []))
         ours = False
     else:
-        a, b = seeds.ours if rng.random() < 0.7 else (seeds.ours[0], seeds.ours[0])
+        pick = rng.random()
+        if pick < 0.5:
+            a, b = seeds.ours
+        elif pick < 0.7:
+            a, b = seeds.ours[0], seeds.ours[0]
+        else:  # an op-level trace against a line-level one (either way round)
+            a, b = rng.choice(seeds.ours), rng.choice(seeds.lines)
+            if rng.random() < 0.5:
+                a, b = b, a
         what.append("blocktrace traces" + (" (steps inserted)" if a != b else ""))
         options = rng.choice(OUR_OPTIONS)
         suffix = rng.choice([".jsonl"] * 5 + ([".jsonl.zst"] if HAS_ZSTD else []))
@@ -593,6 +606,21 @@ DIRECT = int(os.environ.get("BLOCKTRACE_WALK_DIRECT", "30000" if DEEP else "500"
 """Calls of each C walk on damaged bytes in ``test_the_walks_read_only_their_buffers``."""
 
 
+def _walk_signature() -> str:
+    """What ``_cclients.walk`` says of its arguments when given none (clients.c's walk
+    took ``top``, the --stack-top words, from session 17 on)."""
+    from blocktrace.eip3155 import _cclients
+
+    try:
+        _cclients.walk()
+    except TypeError as exc:
+        return str(exc)
+    return ""
+
+
+_WALK_SIGNATURE = _walk_signature() if clientpass._c is not None else ""
+
+
 def _starts(data: bytes) -> list[int]:
     return [0, *(i + 1 for i in _newlines(data))]
 
@@ -608,7 +636,8 @@ def _calls(data: bytes, rng: random.Random) -> set[bytes]:
 
 
 def test_the_walks_read_only_their_buffers(walk_seeds: Seeds) -> None:
-    """``_cclients.walk`` and ``_cskip``'s ``skip``, ``look``, ``align`` and ``lines`` on damaged
+    """``_cclients.walk`` and ``_cskip``'s ``skip``, ``look``, ``align``, ``lines`` and
+    ``project`` on damaged
     traces cut anywhere, each side's bytes placed against an unreadable page (after
     them, or before them): a read outside them kills the test process (SIGSEGV);
     whatever they answer, positions stay inside the buffers."""
@@ -617,7 +646,7 @@ def test_the_walks_read_only_their_buffers(walk_seeds: Seeds) -> None:
     rng = random.Random(SEED + 1)
     sides = (guarded.Guarded(1 << 17), guarded.Guarded(1 << 17))
     clients = [d[:1 << 13] for d in walk_seeds.clients.values()]
-    ours = [d[:1 << 14] for d in walk_seeds.ours]
+    ours = [d[:1 << 14] for d in (*walk_seeds.ours, *walk_seeds.lines)]
     calls = 0
 
     def placed(data: bytes, side: int) -> tuple[memoryview, int]:
@@ -643,12 +672,23 @@ def test_the_walks_read_only_their_buffers(walk_seeds: Seeds) -> None:
         max_line = rng.choice([1, 2, 40, 200, 4096, 1 << 26])
         calls += 1
         if client:
-            got = _cclients.walk(va, pa, vb, pb, rng.randrange(32), max_line)
+            walk_args: tuple[int, ...] = (rng.randrange(32), max_line)
+            if "top" in _WALK_SIGNATURE:
+                walk_args = (walk_args[0], rng.choice([-1, 0, 1, 2, 5, 2000]), max_line)
+            got = _cclients.walk(va, pa, vb, pb, *walk_args)
             assert pa <= got[1] <= len(va) and pb <= got[2] <= len(vb), (what, got)
             continue
         calls_a, calls_b = _calls(a, rng), _calls(b, rng)
-        which = rng.randrange(4 if hasattr(_cskip, "lines") else 3)
+        which = rng.randrange(5 if hasattr(_cskip, "project") else 4)
         passed: tuple[int, ...]
+        if which == 4:  # an op-level trace against a line-level one
+            keep = {code << 32 | pc for code in range(1, 5) for pc in range(0, 120, 2)
+                    if rng.random() < 0.5}
+            keeps = (keep, None) if rng.random() < 0.5 else (None, keep)
+            got = _cskip.project(va, pa, vb, pb, rng.random() < 0.5, calls_a, calls_b,
+                                 max_line, *keeps)
+            assert pa <= got[2] <= len(va) and pb <= got[6] <= len(vb), (what, got)
+            continue
         if which == 3:  # --by-line's walk over groups of steps
             keyed = rng.random() < 0.5  # (both or neither)
             keys = [tuple(rng.choice([-1, 0, 1, 2, 3, 88]) for _ in range(4)) if keyed else None

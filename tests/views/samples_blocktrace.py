@@ -3,6 +3,8 @@ tests: add new functions at the end."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 SECRET = "s3cr3t"
 
 
@@ -105,3 +107,17 @@ def raises_on() -> str:
         return str(safe_divide(1, 0)) + str(divide(1, 0))
     except ZeroDivisionError as e:
         return str(e)
+
+
+def evens(n: int) -> Iterator[int]:
+    for i in range(n):
+        got = yield i * 2
+        if got:
+            i += got
+
+
+def takes_evens() -> int:
+    g = evens(4)
+    total = next(g) + g.send(0)
+    total += sum(g)
+    return total

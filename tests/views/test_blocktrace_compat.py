@@ -316,6 +316,20 @@ def test_exception_and_return_blocks_are_the_events_settrace_reported() -> None:
             == [e for e in expected if e[0] == "return"])
 
 
+def test_a_resumed_generator_makes_the_blocks_settrace_reported() -> None:
+    # settrace's "call" of a resumed generator is at the line it goes on at (its
+    # yield's), and no "line" follows for that same line.
+    expected = _settrace_events(s.takes_evens)
+    example = blocktrace.BlockTrace("gen", _globals="off", _locals="off")
+    example.start()
+    try:
+        assert s.takes_evens() == 12
+    finally:
+        example.stop()
+    got = [(b["Event"], b["Function"], b["Line No"]) for b in list(example.block.values())[1:]]
+    assert got == [e[:3] for e in expected]
+
+
 def test_loop_on_one_line_reports_each_iteration() -> None:
     example = blocktrace.BlockTrace("loop", _globals="off")
     example.start()

@@ -1269,7 +1269,9 @@ gather_rows(ColumnsObject *c, const int32_t *ids, Py_ssize_t n, int how, grow_t 
         || grow_reserve(off, (size_t)(n + 1) * 4) < 0) { /* first: the ids, then offsets */
         return 0;
     }
-    memset(bits->p, 0, nbytes);
+    if (nbytes) { /* (no rows: bits->p may be NULL, which memset must not be given) */
+        memset(bits->p, 0, nbytes);
+    }
     bits->len = nbytes;
     uint8_t *valid = (uint8_t *)bits->p;
     int32_t *which = (int32_t *)off->p + 1;

@@ -19,13 +19,15 @@ json_uint(const uint8_t **pp, const uint8_t *end, int64_t *out)
         p++;
         n = 1;
     } else {
-        while (p < end && *p >= '0' && *p <= '9' && n < 19) {
+        /* 18 digits at most: a 19th would overflow int64_t (undefined in C; UBSan
+         * reported it); one that follows is refused below */
+        while (p < end && *p >= '0' && *p <= '9' && n < 18) {
             v = v * 10 + (*p - '0');
             p++;
             n++;
         }
     }
-    if (n == 0 || n > 18 || (p < end && *p >= '0' && *p <= '9')) {
+    if (n == 0 || (p < end && *p >= '0' && *p <= '9')) {
         return -1;
     }
     *out = v;

@@ -463,12 +463,18 @@ class BlockTrace:
                 # (its thread's: another thread's frame at that depth is traced)
                 self._skip_key = (vm.thread << 20) | depth
                 return None
-            self._forget_frame((vm.thread << 20) | depth)
+            key = (vm.thread << 20) | depth
+            self._forget_frame(key)
             code = vm.code
             offset = vm.offset
             if code is not None:
-                shape = self._shape(code, "call", offset, _opname(code, offset),
-                                    ev_call.first_line)
+                line = ev_call.first_line
+                if ev_call.kind != "call":
+                    # a generator resumed: settrace's "call" is at the line it goes
+                    # on at (its yield's), and no "line" follows for that line
+                    line = _line_at(code, offset)
+                    self._frames[key] = (offset, line)
+                shape = self._shape(code, "call", offset, _opname(code, offset), line)
                 self._emit_block(vm, code, shape, None)
         elif t is Return:
             ev_ret: Return = event  # type: ignore[assignment]
