@@ -338,12 +338,20 @@ def _child(argv: list[str], env: dict[str, str], out: Path) -> tuple[float, floa
     return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read_bytes()
 
 
-def _lines(path: Path) -> int:
+def _count(path: Path) -> int:
     """The lines of a trace, plain or compressed (as the diff reads it)."""
     from blocktrace.eip3155.reader import open_trace
 
     with open_trace(str(path)) as stream:
         return sum(piece.count(b"\n") for piece in iter(lambda: stream.read(1 << 22), b""))
+
+
+def _lines(path: Path) -> int:
+    """``_count`` in a child: decompressing here would raise this process's peak RSS,
+    which every child it starts reports as its own (``ru_maxrss`` survives ``exec``)."""
+    out = subprocess.run([sys.executable, __file__, "--count", str(path)], check=True,
+                         capture_output=True, text=True).stdout
+    return int(out)
 
 
 def main() -> None:
@@ -353,12 +361,16 @@ def main() -> None:
     parser.add_argument("--base", help="a checkout of the tree before (C built)")
     parser.add_argument("--tmp", help="where the traces go (kept; default a temp dir)")
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--rows", default="", help="comma-separated row labels to run")
+    parser.add_argument("--rows", default="", help="row labels to run, separated by ;")
     parser.add_argument("--make", nargs=4, metavar=("CLIENT", "PATH", "ITERATIONS", "HUNKS"),
                         help="only write one trace")
     parser.add_argument("--variant", nargs=3, metavar=("SOURCE", "PATH", "HOW"),
                         help="only write one variant of a trace (gz, zst, top2, spaced)")
+    parser.add_argument("--count", metavar="TRACE", help="only print a trace's line count")
     args = parser.parse_args()
+    if args.count:
+        print(_count(Path(args.count)))
+        return
     if args.make:
         client, path, iterations, hunks = args.make
         make(client, Path(path), int(iterations), int(hunks))
@@ -421,7 +433,7 @@ def main() -> None:
     rows.append(("geth x geth spaced (json.dumps)", trace("geth"), varied(trace("geth"), "spaced"),
                  ()))
     if args.rows:
-        wanted = set(args.rows.split(","))
+        wanted = set(args.rows.split(";"))
         rows = [row for row in rows if row[0] in wanted]
     trees = {"now": dict(os.environ)}
     if args.base:

@@ -87,15 +87,18 @@ def _handle(args: argparse.Namespace) -> int:
                 stack_top=args.stack_top, max_hunks=args.max_hunks, window=args.window,
                 dialect_a=args.dialect, dialect_b=args.dialect, by_line=args.by_line,
             )
+        # rendered before anything is written: a member first decoded for the report
+        # (a stack the comparison ignored) may be what is unusable
+        if args.json:
+            text = render_json(report)
+        else:
+            colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+            text = render_text(report, colour=colour)
     except TraceError as exc:
         raise CliError(str(exc), exc.exit_status) from None
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    if args.json:
-        sys.stdout.write(render_json(report))
-    else:
-        colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-        sys.stdout.write(render_text(report, colour=colour))
+    sys.stdout.write(text)
     sys.stdout.flush()
     for info in (report.a, report.b):
         if info.dialect == "blocktrace":  # the steps compared say nothing of the chain

@@ -8,7 +8,7 @@ side, the lines a client writes between two steps that the dialect rules drop or
 count (implicit STOP lines, geth's frame-exit lines) and the op line of the next
 step, and compares the two steps on the compared fields -- no line decoded into
 Python objects, no ``Step`` made.  The walk takes only lines it is sure of (its file
-says which: compact JSON objects of printable ASCII, numbers in the plain forms,
+says which: JSON objects of printable ASCII, numbers in the plain forms,
 no fault, no summary, no header, no line that merges with the one before); at
 anything else, and at the first step that differs, it stops, and the reference
 (``normalise.steps_of``) reads on from the last step the walk took, so the last

@@ -92,8 +92,13 @@ class Step(msgspec.Struct, gc=False):
 
     @property
     def stack(self) -> Any:
-        """The stack as written (a list, bottom first), or None."""
-        return decode_raw(self.stack_raw)
+        """The stack as written (a list, bottom first), or None.  ``ValueError``
+        naming the step's line when it is no JSON (a byte that is not UTF-8: the
+        line's decoder keeps the stack raw, unchecked, until it is needed)."""
+        try:
+            return decode_raw(self.stack_raw)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"line {self.lineno}: `stack` is not JSON ({exc})") from None
 
     @property
     def gasCost(self) -> Num | None:

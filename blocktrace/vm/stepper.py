@@ -137,6 +137,27 @@ _CALLBACK_EVENTS = (
 _TOOL_PREFERENCE = (3, 4, 2, 5, 1, 0)
 
 
+
+_RAISE_OFFSET_OF_FRAME = sys.version_info >= (3, 13)
+"""Whether a ``RAISE`` event's instruction is read from the raising frame.
+
+On 3.13 the offset ``RAISE`` passes is the instruction's last code unit (its last
+inline cache entry), except in a frame an exception passes through: there the
+callee's frame has unwound into a ``CALL`` and the offset is one code unit before
+the call, inside the instruction before it (``LOAD_CONST``, a load of the last
+argument).  The frame's ``f_lasti`` names the ``CALL``.  3.12 passes the
+instruction's own offset (its ``f_lasti``), so nothing is read there."""
+
+
+def _raise_offset(code: CodeType, offset: int) -> int:
+    """The offset of the instruction that raised in the nearest frame running ``code``
+    (the callbacks' frames are above it); ``offset`` if there is none.  Once per
+    ``RAISE`` event in scope, never per instruction."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and frame.f_code is not code:
+        frame = frame.f_back
+    return offset if frame is None else frame.f_lasti
+
 class _ThreadEnd:
     """Kept in ``_ends`` by a thread the stepper numbered: it dies as the thread
     ends (see ``_watch_end``)."""
@@ -1499,6 +1520,8 @@ class Stepper:
     def _on_raise(self, code: CodeType, offset: int, exc: BaseException) -> None:
         if type(exc) is SystemExit:
             self.exit_exception = exc
+        if _RAISE_OFFSET_OF_FRAME:
+            offset = _raise_offset(code, offset)
         self._exception(code, offset, exc, "raise")
 
     def _on_reraise(self, code: CodeType, offset: int, exc: BaseException) -> None:

@@ -511,3 +511,51 @@ def test_a_mutation_in_one_of_two_copies_is_found_as_the_reference_finds_it(
         _both(b, a, monkeypatch)
         _both(b, b, monkeypatch)  # (the same place on both sides: the pass reaches it)
 
+
+
+def _negated(v: Any) -> Any:
+    """A refund with the other sign, in its own form (revm's: the 64-bit wrap)."""
+    if v is None:
+        return None
+    if isinstance(v, int):
+        return -v
+    n = int(v, 16)
+    return f"0x{(-(n - (1 << 64) if n >= 1 << 63 else n)) % (1 << 64):x}"
+
+
+_EDITS = [
+    ("refund", _negated),
+    ("refund", lambda v: -v if isinstance(v, int) and v else "-0x1" if v in (0, "0x0") else 7),
+    ("refund", lambda v: "0xffffffffffffffff" if v in (0, "0x0") else 0),
+    ("gasCost", lambda v: "0x" + format(int(v, 16) + 1, "X") if isinstance(v, str) else v + 1),
+    ("memSize", lambda v: "0x41" if v in (0, "0x0") else 0),
+    ("opName", lambda v: (v or "x").lower()),
+    ("returnData", lambda v: "0xAB" if v in (None, "0x") else None),
+    ("stack", lambda v: [*v[:-1], "0x" + v[-1][2:].upper() + "0"] if v else ["0x1"]),
+]
+
+
+@pytest.mark.parametrize("client", ["revm", "evmone", "geth", "nethermind"])
+@pytest.mark.parametrize("edit", range(len(_EDITS)), ids=[f"{n}{i}" for i, (n, _) in
+                                                          enumerate(_EDITS)])
+def test_a_field_changed_in_one_step_is_found_as_the_reference_finds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: str, edit: int
+) -> None:
+    """One op line's gasCost, memSize, refund (its sign, its 64-bit wrap), opName (its
+    case), returnData or top stack word changed, in the middle of a real trace, compared
+    with every field and with --stack-top: found where the reference finds it."""
+    name, change = _EDITS[edit]
+    lines = trace(client, "negative_refund").read_bytes().splitlines(keepends=True)
+    ops = [i for i, line in enumerate(lines) if line.startswith(b'{"pc":')]
+    refunds = [i for i in ops if json.loads(lines[i]).get("refund") not in (None, 0, "0x0")]
+    b = tmp_path / "b.jsonl"
+    for where in (ops[len(ops) // 3], ops[len(ops) // 2], *refunds[-1:], *refunds[:1]):
+        obj = json.loads(lines[where])
+        obj[name] = change(obj.get(name))
+        edited = json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+        b.write_bytes(b"".join([*lines[:where], edited, *lines[where + 1:]]))
+        for options in ({"fields": ALL_FIELDS}, {"fields": [name, "pc"]}, {"stack_top": 1}):
+            fast, _, passed = _both(trace(client, "negative_refund"), b, monkeypatch,
+                                    **options)
+            assert isinstance(fast, DiffReport)
+            assert passed > 0

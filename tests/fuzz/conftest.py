@@ -22,6 +22,12 @@ budget of 30 s per Python.  What it costs, ``CI=true pytest tests/fuzz`` on
   is left is mostly waiting for a core (the servers' and table builders'
   processes, the confined runs of test_fuzz_snapshot_server) and the servers'
   deadlines the tests wait out (about 6 s in all).
+- session 17: test_fuzz_walks.py and test_fuzz_guarded.py (new) cost ~3.8 s CPU per
+  Python (5.6 s user + sys with pytest's start-up, 1.8 s of it the start-up; wall
+  meaningless at load 9); then the whole CI part on 3.13 (main 1ffc8dc), load 4.0-4.6
+  with an ASan run of fuzz's at nice 5 beside it: 50.4 s wall, 18.2 s CPU (pytest and
+  the children it waited for).  Still over the 30 s wall budget at such loads, as
+  before.
 
 Where it went: the readers that ran as a process each (0.15-0.3 s of start-up
 and imports, ~15 an example of test_fuzz_one_answer, the pure verify and cat of

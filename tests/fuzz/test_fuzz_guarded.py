@@ -131,7 +131,9 @@ def test_a_read_past_the_buffer_is_caught() -> None:
             "g = Guarded(100); v = g.at_end(b'{}'); print(v[-1]); "
             "print(g.view[g.view.nbytes - 4096 - 1]); print(g.view[g.view.nbytes - 4096])")
     said = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
-    assert said.returncode < 0 or said.returncode == 139, said
+    # (SIGSEGV; under scripts/sanitize, AddressSanitizer's SEGV report and exit 1)
+    assert said.returncode < 0 or said.returncode == 139 or (
+        said.returncode != 0 and b"SEGV" in said.stderr), said.returncode
     assert said.stdout.split() == [b"125", b"125"], said.stdout
 
 

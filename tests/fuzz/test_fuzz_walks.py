@@ -475,9 +475,15 @@ def check(case: Case, where: Path, monkeypatch: pytest.MonkeyPatch,
         pb.write_bytes(case.b)
     argv = ["diff", *case.options, str(pa), str(pb)]
     monkeypatch.setenv("XDG_CACHE_HOME", str(where / "cache"))
-    fast = _answer(argv)
-    with _walks_off(monkeypatch):
-        reference = _answer(argv)
+    try:
+        fast = _answer(argv)
+        with _walks_off(monkeypatch):
+            reference = _answer(argv)
+    except Exception as exc:  # (a traceback in a real process: kept, and the search goes on)
+        kept = Path(tempfile.mkdtemp(prefix="walk-raises-"))
+        shutil.copy(pa, kept / pa.name)
+        shutil.copy(pb, kept / pb.name)
+        return f"{case!r}: blocktrace {' '.join(argv)} raised {exc!r} (inputs in {kept})"
     said = None
     if (fast.status, fast.stdout, fast.stderr) != (reference.status, reference.stdout,
                                                   reference.stderr):

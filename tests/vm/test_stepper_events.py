@@ -292,6 +292,45 @@ def test_exceptions_caught_and_reraised() -> None:
     assert raised.line == _inner.__code__.co_firstlineno + 1
 
 
+def _divide(x: int) -> float:
+    return 10 / x
+
+
+def _passes_through() -> str:
+    try:
+        _divide(0)
+    except ZeroDivisionError:
+        return "caught"
+    return "unreachable"
+
+
+def _passes_through_two() -> None:
+    _divide(0)
+
+
+def _catches_two() -> str:
+    try:
+        _passes_through_two()
+    except ZeroDivisionError:
+        return "caught"
+    return "unreachable"
+
+
+@pytest.mark.parametrize("program", [_passes_through, _catches_two])
+def test_the_raise_in_a_frame_an_exception_passes_through_names_the_call(
+    program: Callable[[], str],
+) -> None:
+    """3.13's RAISE event names one code unit before the call in a frame an
+    exception unwound into (the instruction loading the call's last argument);
+    the trace names the call on every Python, as 3.12's event does."""
+    rec, result = _traced(program)
+    assert result == "caught"
+    raised = [e for e in rec.of_type(OpException) if e.kind == "raise"]
+    assert raised[0].op_name == "BINARY_OP"
+    assert len(raised) >= 2 and all(e.op_name == "CALL" for e in raised[1:]), [
+        (e.op_name, e.pc) for e in raised]
+
+
 def test_uncaught_exception_ends_the_run_with_its_error() -> None:
     rec = Recorder()
     with pytest.raises(ValueError, match="boom"), blocktrace.trace(rec):
