@@ -241,6 +241,26 @@ def pair(
     return steps_a, steps_b, _Skipper(skip, look)
 
 
+def _opened(
+    info_a: TraceInfo, info_b: TraceInfo,
+) -> tuple[_Source, _Source, Generator[Step, int | None, None],
+           Generator[Step, int | None, None]] | None:
+    """Both blocktrace traces' line sources (no chain check) and the step streams
+    read from them, or None where only the reference reads them (a forced client
+    dialect, no blocktrace trace)."""
+    sources: list[_Source] = []
+    for info in (info_a, info_b):
+        if info.forced_dialect not in (None, "blocktrace"):
+            return None
+        reader = blocktrace_reader(info.path)
+        if reader is None:
+            return None
+        sources.append(_Source(info.path, None, reader.kind))
+    source_a, source_b = sources
+    return (source_a, source_b, steps_of(info_a.path, info_a, source_a),
+            steps_of(info_b.path, info_b, source_b))
+
+
 def line_pair(
     info_a: TraceInfo, info_b: TraceInfo, fields: Sequence[str], comparer: Comparer,
 ) -> tuple[Lines, Lines, Skip] | None:
@@ -251,17 +271,10 @@ def line_pair(
     reference reads them (as ``pair``).  Hunks are left to the differ."""
     if _c is None:
         return None
-    sources: list[_Source] = []
-    for info in (info_a, info_b):
-        if info.forced_dialect not in (None, "blocktrace"):
-            return None
-        reader = blocktrace_reader(info.path)
-        if reader is None:
-            return None
-        sources.append(_Source(info.path, None, reader.kind))
-    source_a, source_b = sources
-    steps_a = steps_of(info_a.path, info_a, source_a)
-    steps_b = steps_of(info_b.path, info_b, source_b)
+    opened = _opened(info_a, info_b)
+    if opened is None:
+        return None
+    source_a, source_b, steps_a, steps_b = opened
     lines_a, lines_b = by_line(steps_a), by_line(steps_b)
     seen = tuple(i for i, name in enumerate(("function", "file")) if name in fields)
     mask = sum(1 << FIELDS.index(name) for name in fields)
@@ -285,17 +298,10 @@ def level_pair(
     only the reference reads them (as ``pair``)."""
     if _c is None or {level_a, level_b} != {"op", "line"}:
         return None
-    sources: list[_Source] = []
-    for info in (info_a, info_b):
-        if info.forced_dialect not in (None, "blocktrace"):
-            return None
-        reader = blocktrace_reader(info.path)
-        if reader is None:
-            return None
-        sources.append(_Source(info.path, None, reader.kind))
-    source_a, source_b = sources
-    steps_a = steps_of(info_a.path, info_a, source_a)
-    steps_b = steps_of(info_b.path, info_b, source_b)
+    opened = _opened(info_a, info_b)
+    if opened is None:
+        return None
+    source_a, source_b, steps_a, steps_b = opened
     fine = Projected(steps_a if level_a == "op" else steps_b, "line", starts)
     stream_a: Iterator[Step] = fine if level_a == "op" else steps_a
     stream_b: Iterator[Step] = fine if level_b == "op" else steps_b
