@@ -63,6 +63,14 @@ MEMORY_HEADROOM = 1 << 30
 """Address space one in-process command may add to the test process's: the
 inputs are kilobytes, so needing more is unbounded memory (a ``MemoryError``)."""
 
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+# pyarrow's default allocator (mimalloc) reserves a whole GiB of address space at its
+# first allocation, which is not memory used: under the cap, with the headroom above,
+# ``export parquet`` then failed with ``ArrowMemoryError: malloc of size 256 failed``
+# whenever that first allocation came under the cap (CI, 3.12, test_fuzz_one_answer's
+# worker). The system allocator asks for what it uses. (The variable is read when
+# pyarrow is imported; :func:`memory_cap` switches a pyarrow imported before it.)
+
 # -- running a command in-process ------------------------------------------------------
 
 
@@ -130,6 +138,9 @@ def watchdog(seconds: float) -> Iterator[None]:
 def memory_cap(headroom: int) -> Iterator[None]:
     """Cap this process's address space at its current size plus ``headroom``
     (the soft limit only, so it can be put back)."""
+    arrow = sys.modules.get("pyarrow")
+    if arrow is not None and arrow.default_memory_pool().backend_name != "system":
+        arrow.set_memory_pool(arrow.system_memory_pool())
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     with open("/proc/self/statm") as f:
         current = int(f.read().split()[0]) * resource.getpagesize()
