@@ -60,16 +60,18 @@ WATCHDOG_SECONDS = 30.0
 """One in-process command on a fuzz input taking longer than this is a hang."""
 
 MEMORY_HEADROOM = 1 << 30
-"""Address space one in-process command may add to the test process's: the
-inputs are kilobytes, so needing more is unbounded memory (a ``MemoryError``)."""
+"""Memory one in-process command may add to the test process's (its writable
+private memory, ``RLIMIT_DATA``): the inputs are kilobytes, so needing more is
+unbounded memory (a ``MemoryError``)."""
 
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
-# pyarrow's default allocator (mimalloc) reserves a whole GiB of address space at its
-# first allocation, which is not memory used: under the cap, with the headroom above,
-# ``export parquet`` then failed with ``ArrowMemoryError: malloc of size 256 failed``
-# whenever that first allocation came under the cap (CI, 3.12, test_fuzz_one_answer's
-# worker). The system allocator asks for what it uses. (The variable is read when
-# pyarrow is imported; :func:`memory_cap` switches a pyarrow imported before it.)
+# pyarrow's default allocator (mimalloc) reserves a whole GiB at its first allocation,
+# writable (so counted by RLIMIT_DATA too), which is not memory used: under the cap,
+# with the headroom above, ``export parquet`` then failed with ``ArrowMemoryError:
+# malloc of size 256 failed`` whenever that first allocation came under the cap (CI,
+# 3.12, test_fuzz_one_answer's worker). The system allocator asks for what it uses.
+# (The variable is read when pyarrow is imported; :func:`memory_cap` switches a pyarrow
+# imported before it.)
 
 # -- running a command in-process ------------------------------------------------------
 
@@ -134,24 +136,39 @@ def watchdog(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def _data_size() -> int:
+    """What ``RLIMIT_DATA`` counts now: the private writable memory (``VmData``)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmData:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmData in /proc/self/status")
+
+
 @contextlib.contextmanager
 def memory_cap(headroom: int) -> Iterator[None]:
-    """Cap this process's address space at its current size plus ``headroom``
-    (the soft limit only, so it can be put back)."""
+    """Cap this process's writable private memory at its current size plus
+    ``headroom`` (the soft limit only, so it can be put back).
+
+    ``RLIMIT_DATA``, not ``RLIMIT_AS``: address space counts what is reserved,
+    not used, and how much is reserved depends on timing.  glibc gives each new
+    thread its own 64 MiB malloc arena (up to 8 a core) and each thread an 8 MiB
+    stack: DuckDB's first connection, with its 9 threads, took ~650 MiB of
+    address space, and a fresh worker's ``query`` peaked at 892-952 MiB of the
+    GiB; 16 threads that allocate a few bytes each did not fit (test_harness_cap.py).
+    What the threads write is counted either way."""
     arrow = sys.modules.get("pyarrow")
     if arrow is not None and arrow.default_memory_pool().backend_name != "system":
         arrow.set_memory_pool(arrow.system_memory_pool())
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    with open("/proc/self/statm") as f:
-        current = int(f.read().split()[0]) * resource.getpagesize()
-    cap = current + headroom
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    cap = _data_size() + headroom
     if hard != resource.RLIM_INFINITY:
         cap = min(cap, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
     try:
         yield
     finally:
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
 
 
 def run_cli(*argv: str | Path, stdin: bytes = b"", tolerate_known_bugs: bool = True) -> Answer:
