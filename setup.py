@@ -62,7 +62,7 @@ setup(
              "blocktrace/chain/csrc/sha256.c",
              "blocktrace/chain/csrc/cpu.c"],
             depends=["blocktrace/format/csrc/columns.h", "blocktrace/format/csrc/jsonint.h",
-                     "blocktrace/format/csrc/scanapi.h",
+                     "blocktrace/format/csrc/scanapi.h", "blocktrace/format/csrc/linekinds.h",
                      "blocktrace/chain/csrc/sha256.h", "blocktrace/chain/csrc/hex.h",
                      "blocktrace/chain/csrc/cpu.h", _PYUTIL],
             include_dirs=["blocktrace/chain/csrc", "blocktrace/csrc"],
@@ -91,7 +91,8 @@ setup(
         Extension(  # the viewer's table pass (blocktrace/view/tables.py)
             "blocktrace.view._ctables",
             ["blocktrace/view/csrc/tables.c"],
-            depends=["blocktrace/format/csrc/jsonint.h", _PYUTIL],
+            depends=["blocktrace/format/csrc/jsonint.h", "blocktrace/format/csrc/linekinds.h",
+                     _PYUTIL],
             include_dirs=["blocktrace/format/csrc", "blocktrace/csrc"],
             extra_compile_args=_FLAGS,
             optional=True,
@@ -126,6 +127,8 @@ setup(
         Extension(
             "blocktrace.golden._cstabilise",
             ["blocktrace/golden/csrc/stabilise.c"],
+            depends=["blocktrace/format/csrc/linekinds.h"],
+            include_dirs=["blocktrace/format/csrc"],
             extra_compile_args=_FLAGS,
             optional=True,
         ),

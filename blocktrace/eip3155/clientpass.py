@@ -40,7 +40,7 @@ from blocktrace.eip3155.normalise import TraceInfo, blocktrace_reader, steps_of
 from blocktrace.eip3155.reader import TraceError, open_trace
 from blocktrace.eip3155.records import Step
 from blocktrace.format.compressed import CompressedDataError, kind_of
-from blocktrace.format.linesource import CHUNK, BufferedLines, LineTooLong
+from blocktrace.format.linesource import CHUNK, NumberedLines
 from blocktrace.limits import MAX_LINE_BYTES, LineTooLongError
 
 __all__ = ["pair"]
@@ -64,21 +64,18 @@ Skip = Callable[[int | None], tuple[int, int, int, int, int, int]]
 since)``; this one passes only steps in common (the same count on each side, no hunks)."""
 
 
-class _Lines(BufferedLines):
+class _Lines(NumberedLines):
     """A client trace's lines from a buffer of the file (``normalise.LineSource``), as
     the EIP-3155 reader gives them (``reader.trace_lines``): numbered from 1, each
     with its newline but the last (given without one if the file does not end with
-    one), each at most ``MAX_LINE_BYTES`` (a longer one is a ``TraceError``)."""
+    one), each at most ``MAX_LINE_BYTES`` (a longer one is a ``TraceError``): the
+    format's line source of the differ's walks (``format.linesource.NumberedLines``;
+    ``fresh``: a line was given since the last pass, the generator holds it)."""
 
-    __slots__ = ("done", "fresh", "lineno", "path")
+    __slots__ = ()
 
     def __init__(self, path: str) -> None:
-        super().__init__(None, CHUNK)
-        self.path = path
-        self.lineno = 0
-        self.done = False
-        self.fresh = False
-        """A line was given since the last pass (the generator holds it)."""
+        super().__init__(path, torn_last=True, chunk=CHUNK)
 
     @contextmanager
     def numbered(self) -> Iterator[Iterator[tuple[int, bytes]]]:
@@ -86,31 +83,13 @@ class _Lines(BufferedLines):
         with open_trace(self.path) as stream:
             self.stream = _Pieces(stream)
             try:
-                yield self._lines()
+                yield self.numbered_lines()
             finally:
                 self.stream = None
 
-    def _lines(self) -> Iterator[tuple[int, bytes]]:
-        while True:
-            try:
-                line = self.line(MAX_LINE_BYTES)
-            except LineTooLong:
-                number = self.lineno + 1
-                raise TraceError(self.path, number, f"{LineTooLongError(number, MAX_LINE_BYTES)}"
-                                 ": not a trace line") from None
-            except CompressedDataError as exc:  # as reader.trace_lines says it
-                raise exc.trace_error(self.path, self.lineno + 1) from None
-            if line is None:
-                self.done = True
-                rest = self.rest()
-                if rest:  # a last line without its newline (the reader gives it too)
-                    self.pos = self.n
-                    self.lineno += 1
-                    yield self.lineno, rest
-                return
-            self.lineno += 1
-            self.fresh = True
-            yield self.lineno, line
+    def too_long(self, number: int) -> TraceError:
+        return TraceError(self.path, number,
+                          f"{LineTooLongError(number, MAX_LINE_BYTES)}: not a trace line")
 
     def called(self, code: int | str, line: bytes) -> None:
         """(Call lines are blocktrace's; a client trace's are read by the reference.)"""

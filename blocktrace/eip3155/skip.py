@@ -52,8 +52,8 @@ from blocktrace.eip3155.reader import TraceError, raw_decoder, read_sources
 from blocktrace.eip3155.records import Step
 from blocktrace.format.compressed import CompressedDataError, FrameStream, Kind
 from blocktrace.format.fastcheck import Follower
-from blocktrace.format.linesource import CHUNK, BufferedLines, LineTooLong
-from blocktrace.limits import MAX_LINE_BYTES, size_text
+from blocktrace.format.linesource import CHUNK, NumberedLines
+from blocktrace.limits import MAX_LINE_BYTES
 
 __all__ = ["Pair", "level_pair", "line_pair", "pair"]
 
@@ -63,7 +63,6 @@ _MORE = 1  # _cskip: a line runs past the end of a buffer
 _HELD = 1 << 26
 """Bytes kept for the chain check beyond what the lines need (64 MiB): past that,
 the check reads them itself (``Follower.finish``)."""
-_SOURCE = b'{"event":"source"'
 
 Skip = Callable[[int | None], tuple[int, int, int, int, int, int]]
 """``skip(since)``: pass over what lies ahead of both traces; ``since``, when not None,
@@ -77,29 +76,26 @@ them and their steps on each side, and the steps in common after the last hunk."
 Pair = tuple[Iterator[Step], Iterator[Step], Skip]
 
 
-class _Source(BufferedLines):
+class _Source(NumberedLines):
     """A trace's lines from a buffer of the file (``normalise.LineSource``), as the
     format's reader gives them: numbered from 1, each at most ``MAX_LINE_BYTES``
-    (a longer one is a ``TraceError``), none after a torn last line.
+    (a longer one is a ``TraceError``), none after a torn last line
+    (``format.linesource.NumberedLines``, the one line source of this walk and of
+    the clients', ``clientpass``).
 
     The file is read as ``BufferedLines`` reads it (one reusable buffer, never
     mapped: a file truncated while it is read gives a short read, not a SIGBUS);
     the C pass walks ``view()`` from ``start``.  A read keeps, besides the last
     line given, the lines the chain check has still to read (:meth:`kept`)."""
 
-    __slots__ = ("by_code", "calls", "check", "done", "kind", "lineno", "path", "sources")
+    __slots__ = ("by_code", "calls", "check", "kind")
 
     def __init__(self, path: str, check: Follower | None = None, kind: Kind = "plain") -> None:
-        super().__init__(None, CHUNK)
-        self.path = path
+        super().__init__(path, sources=True, chunk=CHUNK)  # (sources: the report reads them)
         self.kind = kind
         """``plain``, or how the file is compressed (its lines: ``_Uncompressed``)."""
         self.check = check if check is not None and check.scan is not None else None
         """The file's chain check, fed by the walk while it can be (``Follower``)."""
-        self.lineno = 0
-        self.done = False
-        self.sources: list[tuple[int, bytes]] = []
-        """The source lines read (for the report: ``reader.read_sources``)."""
         self.calls: set[bytes] = set()
         """What the call lines last read for each code number said (``_cskip.call_key``)."""
         self.by_code: dict[int | str, bytes] = {}
@@ -119,7 +115,7 @@ class _Source(BufferedLines):
                 except CompressedDataError as exc:
                     raise TraceError(self.path, None, exc.reason) from None
             try:
-                yield self._lines()
+                yield self.numbered_lines()
             finally:
                 self.stream = None
 
@@ -136,22 +132,9 @@ class _Source(BufferedLines):
                 start = min(start, waiting)
         return start
 
-    def _lines(self) -> Iterator[tuple[int, bytes]]:
-        while True:
-            try:
-                line = self.line(MAX_LINE_BYTES)
-            except LineTooLong:
-                number = self.lineno + 1
-                raise TraceError(self.path, number, f"line {number} is longer than "
-                                 f"{size_text(MAX_LINE_BYTES)}") from None
-            if line is None:
-                self.done = True  # the end, or a torn last line
-                read_sources(self.path, self.sources)
-                return
-            self.lineno += 1
-            if line.startswith(_SOURCE):  # (the C pass stops at every other line)
-                self.sources.append((self.lineno, line))
-            yield self.lineno, line
+    def ended(self) -> None:
+        assert self.sources is not None
+        read_sources(self.path, self.sources)
 
     def called(self, code: int | str, line: bytes) -> None:
         assert _c is not None

@@ -7,17 +7,36 @@ One Struct per kind of docs/FORMAT.md: :class:`Header`, :class:`OpLine`,
 know (consumers skip it; it is chained and verified like any line).  Members a
 Struct does not name are ignored (``hash`` among them), so later minor
 additions (a header member after ``pid``, a ``clock`` on call lines) read fine.
+
+The kinds' first bytes, as every writer lays the lines out (docs/FORMAT.md, "Line
+kinds by their first bytes"), are here too, for readers that pass over lines
+without decoding them: :data:`HEADER_PREFIX`, :data:`OP_PREFIX` (an op line's and
+an exception line's; :func:`is_plain_op` tells them apart), :data:`EVENT_PREFIX`
+(every other event line's), :data:`CALL_PREFIX`, :data:`RETURN_PREFIX`,
+:data:`SOURCE_PREFIX` and :data:`SUMMARY_PREFIX` (the same in every version).
+Their C spelling is ``format/csrc/linekinds.h`` (tests/format/test_lines.py checks
+the two agree).  A line written otherwise (by hand, by another tool) is still read
+by :func:`line_type` from its members; a reader that goes by the prefixes alone
+hands such a line to the decoding path.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import msgspec
 
 from blocktrace.format.versions import SUMMARY_PREFIX
 
 __all__ = [
+    "CALL_PREFIX",
+    "EVENT_MEMBER",
+    "EVENT_PREFIX",
+    "HEADER_PREFIX",
+    "OP_PREFIX",
+    "RETURN_PREFIX",
+    "SOURCE_PREFIX",
+    "SUMMARY_PREFIX",
     "CallLine",
     "ExceptionLine",
     "Header",
@@ -30,8 +49,57 @@ __all__ = [
     "UnknownLine",
     "carries_value",
     "decode_line",
+    "is_call",
+    "is_header",
+    "is_plain_op",
+    "is_source",
+    "is_summary",
     "line_type",
 ]
+
+HEADER_PREFIX: Final = b'{"blocktrace":'
+"""The header's first bytes (line 1)."""
+OP_PREFIX: Final = b'{"pc":'
+"""An op line's first bytes, and an exception line's (which has an ``event`` member
+after its ``code``)."""
+EVENT_PREFIX: Final = b'{"event":"'
+"""The first bytes of every event line that is not an op or exception line; the
+event's name follows, up to its closing quote."""
+EVENT_MEMBER: Final = b'"event":'
+"""The member an exception line has and a plain op line has not."""
+CALL_PREFIX: Final = b'{"event":"call"'
+"""A call line's first bytes."""
+RETURN_PREFIX: Final = b'{"event":"return"'
+"""A return line's first bytes."""
+SOURCE_PREFIX: Final = b'{"event":"source"'
+"""A source line's first bytes (version 3 on)."""
+
+
+def is_header(raw: bytes) -> bool:
+    """Whether the line ``raw`` starts as a header does."""
+    return raw.startswith(HEADER_PREFIX)
+
+
+def is_summary(raw: bytes) -> bool:
+    """Whether the line (or body) ``raw`` is a summary (no other line starts so)."""
+    return raw.startswith(SUMMARY_PREFIX)
+
+
+def is_call(raw: bytes) -> bool:
+    """Whether the line ``raw`` starts as a call line does."""
+    return raw.startswith(CALL_PREFIX)
+
+
+def is_source(raw: bytes) -> bool:
+    """Whether the line ``raw`` starts as a source line does."""
+    return raw.startswith(SOURCE_PREFIX)
+
+
+def is_plain_op(raw: bytes) -> bool:
+    """Whether the line ``raw`` is an op line without an ``event`` member (not an
+    exception line).  False too for an op line whose values name ``event`` (a local
+    of that name): a reader going by bytes then decodes it, as it would any line."""
+    return raw.startswith(OP_PREFIX) and EVENT_MEMBER not in raw
 
 
 class Header(msgspec.Struct, kw_only=True):
@@ -206,19 +274,20 @@ class _Kind(msgspec.Struct):
 
 
 _kind_decoder = msgspec.json.Decoder(_Kind)
+_EVENT_NAME = len(EVENT_PREFIX)
 
 
 def line_type(raw: bytes) -> type[Any]:
     """The Struct a line decodes into, from its first bytes (the writer's member
     order) or, for a line written otherwise, its members."""
-    if raw.startswith(b'{"pc":'):
+    if raw.startswith(OP_PREFIX):
         return ExceptionLine if b'"event":"' in raw else OpLine
-    if raw.startswith(b'{"event":"'):
-        end = raw.find(b'"', 10)
-        return _EVENTS.get(raw[10:end].decode("utf-8", "replace"), UnknownLine)
+    if raw.startswith(EVENT_PREFIX):
+        end = raw.find(b'"', _EVENT_NAME)
+        return _EVENTS.get(raw[_EVENT_NAME:end].decode("utf-8", "replace"), UnknownLine)
     if raw.startswith(SUMMARY_PREFIX):
         return Summary
-    if raw.startswith(b'{"blocktrace":'):
+    if raw.startswith(HEADER_PREFIX):
         return Header
     kind = _kind_decoder.decode(raw)
     if kind.blocktrace is not None:

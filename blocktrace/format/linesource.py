@@ -18,6 +18,13 @@ unfinished lines before it (a caller bounds a line's length with ``limit``).  A
 last line without a newline -- a torn trace, or a file that does not end with
 one -- is never given as a line: it is what :meth:`~BufferedLines.rest` returns
 at the end, for the caller to judge.
+
+:class:`NumberedLines` is the one line source of the differ's byte walks over
+a file (``eip3155.skip`` for blocktrace traces, ``eip3155.clientpass`` for
+clients'): its lines numbered from 1 as the readers number them, each bounded by
+``MAX_LINE_BYTES`` (a longer one, or compressed data that cannot be read, is
+the readers' :class:`~blocktrace.format.TraceError`), a torn last line given or
+not as the file's kind of trace has it, and source lines kept aside.
 """
 
 from __future__ import annotations
@@ -27,7 +34,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
-__all__ = ["CHUNK", "BufferedLines", "LineTooLong", "Readable"]
+from blocktrace.format.compressed import CompressedDataError
+from blocktrace.format.errors import TraceError
+from blocktrace.format.lines import SOURCE_PREFIX
+from blocktrace.limits import MAX_LINE_BYTES, size_text
+
+__all__ = ["CHUNK", "BufferedLines", "LineTooLong", "NumberedLines", "Readable"]
 
 CHUNK = 1 << 22
 """Bytes read at a time (4 MiB)."""
@@ -134,3 +146,64 @@ class BufferedLines:
         """The bytes after the last complete line given (at the end of the
         stream: a last line without its newline, or b"")."""
         return bytes(memoryview(self.buf)[self.pos : self.n])
+
+
+class NumberedLines(BufferedLines):
+    """The lines of the trace file ``path`` (``stream``: opened by the caller, who
+    sets it before :meth:`numbered_lines` and clears it after), numbered from 1:
+    ``lineno`` is the number of the last line given (a caller that moves ``pos``
+    over lines itself adds them), ``done`` whether the end was reached, ``fresh``
+    whether a line was given since the caller last cleared it.
+
+    ``torn_last``: a last line without its newline is given too (an EVM client's
+    trace, as ``eip3155.reader.trace_lines`` gives it), else not (a blocktrace
+    trace's torn line, as ``TraceReader.raw_lines`` leaves it).  ``sources``:
+    keep ``(number, line)`` of each source line given (a blocktrace trace's)."""
+
+    __slots__ = ("done", "fresh", "lineno", "path", "sources", "torn_last")
+
+    def __init__(self, path: str, *, torn_last: bool = False, sources: bool = False,
+                 chunk: int = CHUNK) -> None:
+        super().__init__(None, chunk)
+        self.path = path
+        self.torn_last = torn_last
+        self.lineno = 0
+        self.done = False
+        self.fresh = False
+        self.sources: list[tuple[int, bytes]] | None = [] if sources else None
+        """The source lines given, when kept."""
+
+    def too_long(self, number: int) -> TraceError:
+        """The error for line ``number``, longer than ``MAX_LINE_BYTES``."""
+        return TraceError(self.path, number,
+                          f"line {number} is longer than {size_text(MAX_LINE_BYTES)}")
+
+    def ended(self) -> None:
+        """Called once, at the end of the lines (a subclass reads what it kept)."""
+
+    def numbered_lines(self) -> Iterator[tuple[int, bytes]]:
+        """``(number, line)`` for each line from ``lineno + 1`` on, each with its
+        newline (a torn last one, given with ``torn_last``, without)."""
+        sources = self.sources
+        while True:
+            try:
+                line = self.line(MAX_LINE_BYTES)
+            except LineTooLong:
+                raise self.too_long(self.lineno + 1) from None
+            except CompressedDataError as exc:  # (as the readers say it)
+                raise exc.trace_error(self.path, self.lineno + 1) from None
+            if line is None:
+                self.done = True  # the end, or a torn last line
+                if self.torn_last:
+                    rest = self.rest()
+                    if rest:
+                        self.pos = self.n
+                        self.lineno += 1
+                        yield self.lineno, rest
+                self.ended()
+                return
+            self.lineno += 1
+            self.fresh = True
+            if sources is not None and line.startswith(SOURCE_PREFIX):
+                sources.append((self.lineno, line))
+            yield self.lineno, line

@@ -45,7 +45,15 @@ from blocktrace.format.index import (
     load_index,
     stamp_of,
 )
-from blocktrace.format.lines import Header, Line, SourceLine, Summary, decode_line
+from blocktrace.format.lines import (
+    HEADER_PREFIX,
+    SOURCE_PREFIX,
+    Header,
+    Line,
+    SourceLine,
+    Summary,
+    decode_line,
+)
 from blocktrace.format.rules import ChainHasher, LeafChain, leaf_hash, split_hash
 from blocktrace.format.versions import (
     HASH_ALG,
@@ -285,6 +293,16 @@ class TraceReader:
             )
             raise TraceError(self.path, number, f"not a trace line: {problem}") from None
 
+    def decode_object(self, number: int, raw: bytes) -> dict[str, Any]:
+        """One line's members as a dict, whatever its kind (for a consumer that reads
+        a few members of every line and judges them itself: the lines view), or
+        :class:`TraceError` naming line ``number`` when it is not a JSON object."""
+        try:
+            return _decode_dict(raw)
+        except _DECODE_ERRORS as exc:
+            problem = "JSON nested too deeply" if isinstance(exc, RecursionError) else exc
+            raise TraceError(self.path, number, f"not a JSON object: {problem}") from None
+
     def batches(
         self, size: int = 4096, start: int = 1, count: int | None = None
     ) -> Iterator[list[tuple[int, bytes]]]:
@@ -516,8 +534,8 @@ def blocktrace_header(path: str | os.PathLike[str]) -> Header | None:
     return _open_header(name, _kind(name), others=True)
 
 
-_HEADER_START = b'{"blocktrace":'
-_SOURCE = b'{"event":"source"'
+_HEADER_START = HEADER_PREFIX
+_SOURCE = SOURCE_PREFIX
 _NL_SOURCE = b"\n" + _SOURCE
 
 

@@ -30,6 +30,7 @@ import msgspec
 
 from blocktrace.events import CallStart, Return
 from blocktrace.format.callline import return_body
+from blocktrace.format.lines import HEADER_PREFIX, is_summary
 from blocktrace.golden.stabilise import (
     _SEEN_BODIES,
     GOLDEN_GENESIS,
@@ -234,7 +235,7 @@ class _GoldenTracer(_RawTracer):
         if probes is None:
             raise ValueError("golden lines are made in one pass only without masks")
         self._rules = rules
-        self._probes = (*probes, b'{"blocktrace":')
+        self._probes = (*probes, HEADER_PREFIX)
         # golden bodies and call pieces made before, by any test with these rules:
         # a test suite's tests write the same source lines and call the same functions
         self._seen, self._pieces = _made_before(rules)
@@ -255,7 +256,7 @@ class _GoldenTracer(_RawTracer):
         if self._header:
             self._header = False
             return golden_header(body, self._rules, counted=self.counts_gas)
-        if body.startswith(b'{"output":'):  # the summary: its count is already the golden's
+        if is_summary(body):  # the summary: its count is already the golden's
             summary = golden_summary(body, self._rules, int(self._writer.lines))
             return msgspec.json.encode(summary)[:-1]
         done = self._known(body, self._probes, self._seen)

@@ -34,6 +34,7 @@ import msgspec
 from blocktrace.chain.hashing import HASH_HEX_LEN
 from blocktrace.chain.merkle import LINES_PER_LEAF
 from blocktrace.chain.writer import LineWriter
+from blocktrace.format.lines import SUMMARY_PREFIX
 from blocktrace.format.linesource import BufferedLines, Readable
 
 __all__ = [
@@ -102,7 +103,7 @@ class Normaliser:
         None when any body may (there are masks)."""
         if self._masks:
             return None
-        return (*self._probes, b'{"output":')
+        return (*self._probes, SUMMARY_PREFIX)
 
     def unsettled(self, data: bytes) -> bool:
         """Whether ``data`` (golden-form lines, or a piece of them) may still hold a
@@ -227,7 +228,7 @@ def _py_scan(data: bytes | memoryview, start: int, probes: tuple[bytes, ...] | N
                 data[end - 2:end] != b'"}':
             return pos, 2
         body = data[pos:end - _TAIL]
-        if body.startswith(b'{"output":'):
+        if body.startswith(SUMMARY_PREFIX):
             return pos, 1
         if search is None or search(body) is not None:
             done = seen.get(body)
@@ -317,7 +318,7 @@ def stabilise(source: Readable, target: Writable, rules: Normaliser, *, counted:
                 raise StabiliseError(f"line {writer.lines + 1} has no hash member")
             end = lines.buf.index(b"\n", pos, lines.n)
             body = bytes(data[pos:end - _TAIL])
-            if body.startswith(b'{"output":'):
+            if body.startswith(SUMMARY_PREFIX):
                 _seal(writer, body, rules)
                 writer.flush()
                 return int(writer.lines)

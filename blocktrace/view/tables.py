@@ -52,6 +52,7 @@ from blocktrace.format import (
 )
 from blocktrace.format.identity import cache_key as file_cache_key
 from blocktrace.format.index import cache_home
+from blocktrace.format.lines import is_plain_op
 from blocktrace.format.wholelines import complete_lines
 from blocktrace.limits import MAX_LINE_BYTES, LineTooLongError, size_text
 
@@ -583,11 +584,10 @@ def build_tables_reference(
                 if number == 1:
                     continue
                 site = None
-                if (raw.startswith(b'{"pc"') and b'ls":' not in raw and b'"event"' not in raw
-                        and b"\\" not in raw):
-                    # A plain op line (no values, no event): the lines of one site differ
-                    # only in gas and hash, so what the tables need of it is known once
-                    # the site was decoded once.
+                if is_plain_op(raw) and b'ls":' not in raw and b"\\" not in raw:
+                    # A plain op line (no event) without values (no locals or globals):
+                    # the lines of one site differ only in gas and hash, so what the
+                    # tables need of it is known once the site was decoded once.
                     gas = raw.find(b'"gas":"')
                     end = raw.find(b'"', gas + 7)
                     tail = raw.rfind(b',"hash":"')

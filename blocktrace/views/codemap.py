@@ -30,15 +30,13 @@ from blocktrace.format.index import (
     store_kept,
     unsealed,
 )
+from blocktrace.format.lines import CALL_PREFIX, SOURCE_PREFIX, CallLine, decode_line
 
 __all__ = ["CODES_FORMAT", "CodeMap", "code_map", "ranges"]
 
 CODES_FORMAT = b"blocktrace-codes/1\n"
 _CODES_FAMILY = b"blocktrace-codes/"
 _CODE = b'"code":'
-_CALL = b'{"event":"call"'
-_SOURCE = b'{"event":"source"'
-_call_decoder = msgspec.json.Decoder(dict[str, object])
 
 
 class CodeMap(msgspec.Struct, array_like=True):
@@ -177,7 +175,7 @@ def _build(reader: TraceReader, index: TraceIndex) -> CodeMap | None:
             chunk, limit, last = (number - 1) // every, ((number - 1) // every + 1) * every, -1
         at = find(raw, _CODE)
         if at < 0:
-            if raw.startswith(_SOURCE):
+            if raw.startswith(SOURCE_PREFIX):
                 sources.append(number)
             continue
         at += 7
@@ -189,15 +187,14 @@ def _build(reader: TraceReader, index: TraceIndex) -> CodeMap | None:
         if code != last:
             present.add(code)
             last = code
-        if code not in codes and raw.startswith(_CALL):
+        if code not in codes and raw.startswith(CALL_PREFIX):
             try:
-                call = _call_decoder.decode(raw)
-                name, file, first = call["name"], call["file"], call["firstLine"]
-            except (msgspec.DecodeError, KeyError, RecursionError):
+                call = decode_line(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
                 return None
-            if not (isinstance(name, str) and isinstance(file, str) and isinstance(first, int)):
+            if not isinstance(call, CallLine):
                 return None
-            codes[code] = (name, file, first)
+            codes[code] = (call.name, call.file, call.firstLine)
     flush()
     return CodeMap(index.stamp, index.head, index.lines, every, codes,
                    {number: _little(posting) for number, posting in postings.items()},

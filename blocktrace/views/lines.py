@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 
 from blocktrace.format import SourceLine, TraceError, TraceReader, read_source
+from blocktrace.format.lines import SOURCE_PREFIX
 from blocktrace.views.codemap import code_map, ranges
 from blocktrace.views.statements import CodeTable, StatementMap, statements_for_module
 
@@ -200,7 +201,7 @@ def view_trace(
     (:class:`blocktrace.progress.Progress`'s ``update``), on a whole read of a
     plain file (a compressed one's bytes read are not its file's)."""
     reader = TraceReader(path)
-    decoder = msgspec.json.Decoder(dict[str, Any])
+    decode_object = reader.decode_object
     recorded = reader.header.python or ""
     viewer = _Viewer(recorded.split(".")[:2] == platform.python_version().split(".")[:2])
     viewer.line_level = reader.level == "line"
@@ -213,19 +214,14 @@ def view_trace(
             done += len(raw)
             if not number & 4095:
                 progress(done)
-        if raw.startswith(b'{"event":"source"'):
+        if raw.startswith(SOURCE_PREFIX):
             line = reader.decode(number, raw)
             if isinstance(line, SourceLine):
                 viewer.sources.setdefault(line.file, line)
             continue
         if not raw.strip():
             continue
-        try:
-            obj = decoder.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
-            problem = "JSON nested too deeply" if isinstance(exc, RecursionError) else exc
-            raise TraceError(path, number, f"not a JSON object: {problem}") from None
-        _event(viewer, obj, number, path)
+        _event(viewer, decode_object(number, raw), number, path)
     for frame in list(viewer.frames.values()):
         if frame.cur >= 0:
             viewer.sample(frame, frame.cur, at_return=True)

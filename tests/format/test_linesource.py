@@ -8,11 +8,15 @@ from __future__ import annotations
 import io
 from collections.abc import Buffer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import blocktrace
-from blocktrace.format.linesource import CHUNK, BufferedLines, LineTooLong
+from blocktrace.format import TraceError
+from blocktrace.format.compressed import CompressedDataError
+from blocktrace.format.linesource import CHUNK, BufferedLines, LineTooLong, NumberedLines
+from blocktrace.limits import MAX_LINE_BYTES
 
 PIECES = [1, 2, 3, 7, 97, 4096, CHUNK]
 
@@ -185,3 +189,72 @@ def test_a_subclass_keeps_what_kept_says() -> None:
     lines = KeepAll(io.BytesIO(data), 64)
     assert every_line(lines) == data.splitlines(keepends=True)
     assert lines.base == 0 and lines.view().tobytes() == data
+
+
+# -- NumberedLines: the differ's walks' one line source (skip.py, clientpass.py) --------
+
+
+def numbered(data: bytes, chunk: int, **options: bool) -> tuple[NumberedLines, list[Any]]:
+    source = NumberedLines("t.jsonl", chunk=chunk, **options)
+    source.stream = io.BytesIO(data)
+    return source, list(source.numbered_lines())
+
+
+@pytest.mark.parametrize("chunk", PIECES)
+@pytest.mark.parametrize("data", [b"", b"\n", b"a\n\nb\n", b"no newline", b"a\nb\ntorn"])
+def test_numbered_lines_give_a_torn_last_line_only_when_asked(chunk: int, data: bytes) -> None:
+    whole = data.splitlines(keepends=True)
+    torn = whole[-1] if whole and not whole[-1].endswith(b"\n") else None
+    source, got = numbered(data, chunk)
+    assert got == [(n, line) for n, line in enumerate(whole, 1) if line is not torn]
+    assert source.done and source.lineno == len(got)
+    assert source.sources is None
+    source, got = numbered(data, chunk, torn_last=True)  # as a client's reader gives them
+    assert got == list(enumerate(whole, 1))
+    assert source.done and source.lineno == len(whole)
+
+
+@pytest.mark.parametrize("chunk", [97, CHUNK])
+def test_numbered_lines_of_a_real_trace_keep_its_source_lines(tmp_path: Path, chunk: int) -> None:
+    path = a_trace(tmp_path)
+    expected = path.read_bytes().splitlines(keepends=True)
+    source = NumberedLines(str(path), sources=True, chunk=chunk)
+    with path.open("rb", buffering=0) as stream:
+        source.stream = stream
+        assert list(source.numbered_lines()) == list(enumerate(expected, 1))
+    assert source.sources == [(n, line) for n, line in enumerate(expected, 1)
+                              if line.startswith(b'{"event":"source",')]
+    assert len(source.sources) == 1
+
+
+def test_numbered_lines_name_a_line_too_long_and_end_once() -> None:
+    ended = []
+
+    class Ending(NumberedLines):
+        __slots__ = ()
+
+        def ended(self) -> None:
+            ended.append(self.lineno)
+
+    source = Ending("t.jsonl")
+    source.stream = io.BytesIO(b"a\n" + b"x" * (MAX_LINE_BYTES + 1) + b"\n")
+    lines = source.numbered_lines()
+    assert next(lines) == (1, b"a\n")
+    with pytest.raises(TraceError, match=r"^t\.jsonl:2: line 2 is longer than "):
+        next(lines)
+    assert ended == []
+    source = Ending("t.jsonl", chunk=4096)
+    source.stream = io.BytesIO(b"a\nb\n")
+    assert len(list(source.numbered_lines())) == 2
+    assert ended == [2]
+
+
+def test_numbered_lines_say_compressed_data_that_cannot_be_read_as_the_readers_do() -> None:
+    class Unreadable:
+        def readinto(self, buffer: memoryview, /) -> int:
+            raise CompressedDataError("the compressed data is damaged", 0, truncated=False)
+
+    source = NumberedLines("t.jsonl.zst")
+    source.stream = Unreadable()
+    with pytest.raises(TraceError, match=r"^t\.jsonl\.zst:1: the compressed data is damaged$"):
+        list(source.numbered_lines())

@@ -23,6 +23,7 @@
 
 #include "columns.h"
 #include "hex.h"
+#include "linekinds.h"
 #include "pyutil.h"
 #include "scanapi.h"
 #include "sha256.h"
@@ -51,8 +52,6 @@ static const uint8_t HASH_FIELD[] = ",\"hash\":\"";
 #define HASH_HEX_LEN 64
 #define TAIL_LEN (HASH_FIELD_LEN + HASH_HEX_LEN + 2) /* without the newline */
 #define COMPACT_EXTRA (TAIL_LEN - 1) /* ,"hash":"<64 hex>"} less the } a compact line keeps */
-static const uint8_t SUMMARY_PREFIX[] = "{\"output\":";
-#define SUMMARY_PREFIX_LEN 10
 static const uint8_t DOMAIN_V1[] = "blocktrace-chain/1\n";
 static const uint8_t DOMAIN_V2[] = "blocktrace-chain/2\n";
 static const uint8_t DOMAIN_V4[] = "blocktrace-chain/4\n";
@@ -479,8 +478,6 @@ is_lower_hex(const uint8_t *p, size_t n)
 
 /* -- steps (blocktrace.format.index.StepCounter) ---------------------------------- */
 
-static const uint8_t OP_PREFIX[] = "{\"pc\":";
-#define OP_PREFIX_LEN 6
 static const uint8_t PLAIN_OP[] = "\"gasCost\":\"0x1\"";
 #define PLAIN_OP_LEN 15
 #define HEAD_SCAN 160
@@ -784,7 +781,8 @@ scan_lines(ScanObject *s, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos,
             }
         }
         int op = 0, plain = 0, step = 0;
-        if (s->every && linelen >= OP_PREFIX_LEN && memcmp(line, OP_PREFIX, OP_PREFIX_LEN) == 0) {
+        if (s->every && linelen >= LINE_OP_PREFIX_LEN
+            && memcmp(line, LINE_OP_PREFIX, LINE_OP_PREFIX_LEN) == 0) {
             op = 1;
             plain = has_plain_op(line, rawlen);
             if (s->decided) {
@@ -810,8 +808,8 @@ scan_lines(ScanObject *s, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos,
             break;
         }
         trust = 0;
-        int summary = bodylen >= SUMMARY_PREFIX_LEN
-                      && memcmp(line, SUMMARY_PREFIX, SUMMARY_PREFIX_LEN) == 0;
+        int summary = bodylen >= LINE_SUMMARY_PREFIX_LEN
+                      && memcmp(line, LINE_SUMMARY_PREFIX, LINE_SUMMARY_PREFIX_LEN) == 0;
         if (!s->hashed && !compact) {
             uint8_t digest[32];
             char hexed[HASH_HEX_LEN];
@@ -1422,7 +1420,8 @@ expand_lines(ExpandObject *e, const uint8_t *p, const uint8_t *end, uint8_t *o, 
             memcpy(e->start, digest, 32);
         }
         if (e->in_leaf == e->per_leaf
-            || (bodylen >= SUMMARY_PREFIX_LEN && memcmp(p, SUMMARY_PREFIX, SUMMARY_PREFIX_LEN) == 0)) {
+            || (bodylen >= LINE_SUMMARY_PREFIX_LEN
+                && memcmp(p, LINE_SUMMARY_PREFIX, LINE_SUMMARY_PREFIX_LEN) == 0)) {
             expand_leaf(e, leaves); /* versions 3, 4: the summary closes the last leaf */
         }
         p += rawlen;

@@ -30,11 +30,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "linekinds.h" /* the summary's first bytes are the format's */
+
 #define HASH_HEX 64
 /* ,"hash":"<64 hex>"} -- what follows a body on its line (before the newline) */
 #define TAIL (9 + HASH_HEX + 2)
-
-static const char SUMMARY[] = "{\"output\":";
 
 /* Whether the ``nlen`` bytes of ``needle`` occur in the ``len`` bytes at ``hay``. */
 static int
@@ -125,8 +125,8 @@ scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             break;
         }
         Py_ssize_t blen = len - TAIL;
-        if (blen >= (Py_ssize_t)(sizeof SUMMARY - 1)
-            && memcmp(line, SUMMARY, sizeof SUMMARY - 1) == 0) {
+        if (blen >= (Py_ssize_t)LINE_SUMMARY_PREFIX_LEN
+            && memcmp(line, LINE_SUMMARY_PREFIX, LINE_SUMMARY_PREFIX_LEN) == 0) {
             why = 1;
             break;
         }

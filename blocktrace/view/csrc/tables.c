@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "jsonint.h"
+#include "linekinds.h"
 #include "pyutil.h"
 
 #define NAME_SHIFT 40
@@ -944,7 +945,7 @@ op_line(PassObject *s, cp p, cp end, int64_t number)
     int64_t pc, op, depth, lineno, code, thread = NO_THREAD, clock;
     member_t loc[MAX_MEMBERS], glob[MAX_MEMBERS];
     int nloc = -1, nglob = -1;
-    if (LIT("{\"pc\":") || json_uint(&p, end, &pc) || LIT(",\"op\":") || json_uint(&p, end, &op)
+    if (LIT(LINE_OP_PREFIX) || json_uint(&p, end, &pc) || LIT(",\"op\":") || json_uint(&p, end, &op)
         || LIT(",\"gas\":\"")) {
         return 0;
     }
@@ -1034,7 +1035,7 @@ call_line(PassObject *s, cp p, cp end, int64_t number)
 {
     int64_t depth, code, first, thread = NO_THREAD, clock;
     int escapes = 0;
-    if (LIT("{\"event\":\"call\",\"kind\":\"") || kind_word(&p, end) || LIT(",\"depth\":")
+    if (LIT(LINE_CALL_PREFIX ",\"kind\":\"") || kind_word(&p, end) || LIT(",\"depth\":")
         || json_uint(&p, end, &depth) || LIT(",\"code\":") || json_uint(&p, end, &code)
         || LIT(",\"name\":\"") || string_at(&p, end, &escapes) || LIT(",\"file\":\"")
         || string_at(&p, end, &escapes) || LIT(",\"firstLine\":") || json_uint(&p, end, &first)
@@ -1050,7 +1051,7 @@ static int
 return_line(PassObject *s, cp p, cp end, int64_t number)
 {
     int64_t depth, code, pc, thread = NO_THREAD, clock;
-    if (LIT("{\"event\":\"return\",\"kind\":\"") || kind_word(&p, end) || LIT(",\"depth\":")
+    if (LIT(LINE_RETURN_PREFIX ",\"kind\":\"") || kind_word(&p, end) || LIT(",\"depth\":")
         || json_uint(&p, end, &depth) || LIT(",\"code\":") || json_uint(&p, end, &code)
         || LIT(",\"pc\":") || json_uint(&p, end, &pc) || LIT(",\"gas\":\"0x") || hex_str(&p, end)) {
         return 0;
@@ -1090,9 +1091,10 @@ Pass_feed(PassObject *s, PyObject *args)
         if (number > 1 && nl - line < s->max_line && line[0] == '{') {
             if (line[1] == '"' && line[2] == 'p') {
                 r = op_line(s, line, nl, number);
-            } else if (nl - line > 16 && memcmp(line, "{\"event\":\"call\"", 15) == 0) {
+            } else if (nl - line > 16 && memcmp(line, LINE_CALL_PREFIX, LINE_CALL_PREFIX_LEN) == 0) {
                 r = call_line(s, line, nl, number);
-            } else if (nl - line > 18 && memcmp(line, "{\"event\":\"return\"", 17) == 0) {
+            } else if (nl - line > 18
+                       && memcmp(line, LINE_RETURN_PREFIX, LINE_RETURN_PREFIX_LEN) == 0) {
                 r = return_line(s, line, nl, number);
             }
         }
