@@ -443,19 +443,25 @@ def _slow_clients(guarded: Service) -> None:
     with ThreadPoolExecutor(len(slow)) as pool:
         running = {name: pool.submit(_trickle, guarded.port, request)
                    for name, request in slow.items()}
-        served = 0
+        # A normal client is served while the slow ones trickle: its health check
+        # answered before they are all cut, and a traced request answered 200.
+        # (That request is not required to end inside their window too: it runs a
+        # sandboxed program, which took over the window's 2 s at load 8-9; test_a_
+        # stalled_client_stalls_no_other runs one while requests are held open.)
+        answered_while_held = posts = 0
         while not all(f.done() for f in running.values()):
             guarded.alive()
+            answered_while_held += not all(f.done() for f in running.values())
             status, _, answer = guarded.post(b'{"source": "print(2 + 2)", "steps": 50}')
             assert status == 200 and msgspec.json.decode(answer)["stdout"] == "4\n"
-            served += 1
+            posts += 1
         for name, future in running.items():
             took, answer = future.result()
             assert REQUEST_TIMEOUT <= took < REQUEST_TIMEOUT + 3, (name, took, answer)
             if name != "nothing" or answer:
                 assert answer.startswith(b"HTTP/1.1 408 "), (name, answer)
                 assert f"did not arrive within {REQUEST_TIMEOUT:g} s".encode() in answer, answer
-    assert served >= 2
+    assert answered_while_held >= 1 and posts >= 1, (answered_while_held, posts)
 
 
 def test_connections_past_the_cap_from_one_client_are_refused_at_once(
