@@ -34,7 +34,8 @@ alternated with this tree's, and checks that both print the same bytes (text and
 texts.  ``--inserts 10,100,1000`` does the same with a statement added to a function the loop
 calls every so many iterations (steps inserted: hunks of unequal sides), a statement
 added to the loop body (a hunk at every iteration, a few steps apart; plain, zstd and
-``--by-line``) and an op-level trace against a line-level one of the same program.
+``--by-line``), an op-level trace against a line-level one of the same program, and
+a call-level trace against an op-level and a line-level one (``--only "call trace"``).
 """
 
 from __future__ import annotations
@@ -276,7 +277,8 @@ def _insert_pairs(where: Path, lines: int, hunks: list[int]
     plain and zstd; a pair whose loop body itself gained a statement (a hunk at every
     iteration, a few steps apart), plain and zstd; that pair ``--by-line``; and for each
     hunk count the first pair's op trace against a line trace of the changed program
-    (different levels), plain and zstd."""
+    (different levels), plain and zstd; and call traces of each program against the
+    other's op and line traces, plain and zstd."""
     iterations = max(1, lines // _LINES_PER_ITERATION)
     more = _INSERTED.replace(_EXTRA, _EXTRA_MORE)
     pairs: list[tuple[str, Path, Path, tuple[str, ...]]] = []
@@ -305,6 +307,16 @@ def _insert_pairs(where: Path, lines: int, hunks: list[int]
             _record(where / "B", more, b, [str(iterations), str(m)], "--level", "line")
             pairs.append((f"~{count} hunks, op trace against a line trace, {suffix[1:]}",
                           a, b, ()))
+    for count in hunks:  # (a return from ``extra`` at another pc: a hunk each time it runs)
+        for suffix in (".jsonl", ".jsonl.zst"):
+            m = max(7, iterations // max(1, count))
+            call_a, call_b = where / f"ia-call{count}{suffix}", where / f"ib-call{count}{suffix}"
+            _record(where / "A", _INSERTED, call_a, [str(iterations), str(m)], "--level", "call")
+            _record(where / "B", more, call_b, [str(iterations), str(m)], "--level", "call")
+            pairs.append((f"~{count} hunks, op trace against a call trace, {suffix[1:]}",
+                          where / f"ia{count}{suffix}", call_b, ()))
+            pairs.append((f"~{count} hunks, line trace against a call trace, {suffix[1:]}",
+                          where / f"ib-line{count}{suffix}", call_a, ()))
     return pairs
 
 

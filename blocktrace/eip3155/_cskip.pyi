@@ -71,6 +71,17 @@ def project(
     ``(kept, reason, pa, steps_a, lines_a, ignored_a, pb, steps_b, lines_b,
     ignored_b)``."""
 
+def calls(
+    a: Buffer, pa: int, b: Buffer, pb: int, masks: int, calls_a: Set[bytes],
+    calls_b: Set[bytes], max_line: int, gas_a: int | None, gas_b: int | None,
+    earlier_a: int, earlier_b: int, /,
+) -> tuple[int, int, int, int, int, int, int, int, int, int]:
+    """Pass over what two traces have in common at level call (their call and return
+    lines; op lines passed unread; masks: 1 gas not compared, 2 file not compared;
+    gas: the gas of the op step the reference holds on each side, or None; earlier:
+    the op lines the walks before passed since): ``(calls, reason, pa, steps_a,
+    lines_a, ignored_a, pb, steps_b, lines_b, ignored_b)``."""
+
 def call_key(line: bytes, /) -> bytes | None:
     """What a call line does to the code table (its code, name and file values as
     bytes), or None when the pass does not read it."""

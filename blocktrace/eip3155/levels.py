@@ -25,13 +25,12 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from blocktrace.eip3155.numbers import parse_int
-from blocktrace.eip3155.reader import open_trace, raw_decoder, trace_lines
-from blocktrace.eip3155.records import Step
+from blocktrace.eip3155.records import RawLine, Step
 
 if TYPE_CHECKING:
     from blocktrace.eip3155.normalise import TraceInfo
 
-__all__ = ["RANK", "Projected", "call_steps", "coarser", "line_starts_of", "project"]
+__all__ = ["RANK", "CallSteps", "Projected", "call_steps", "coarser", "line_starts_of", "project"]
 
 _CALL_EVENTS = frozenset({"call", "return", "raise", "reraise", "handled"})
 
@@ -102,42 +101,54 @@ class Projected:
         raise StopIteration
 
 
+class CallSteps:
+    """The steps of a trace's call, return and exception lines, as ``normalise.steps_of``
+    makes them with ``events`` (a call's ``pc`` and ``op`` are 0, its ``function`` the
+    called one): the steps compared at level ``call``.  ``functions``: the code table
+    as the call lines say it (no name: None); ``pending``: the op step ``steps_of``
+    held when it gave the last of these steps (``skip.call_pair``)."""
+
+    __slots__ = ("functions", "index", "pending")
+
+    def __init__(self) -> None:
+        self.functions: dict[int | str, tuple[str | None, str | None]] = {}
+        self.index = 0
+        self.pending: Step | None = None
+
+    def step(self, raw: RawLine, lineno: int) -> Step | None:
+        event = raw.event
+        if event not in _CALL_EVENTS:
+            return None
+        code = raw.code
+        if event == "call" and code is not None:
+            self.functions[code] = (raw.name, raw.file)
+        name, file = self.functions.get(code, (None, None)) if code is not None else (None, None)
+        try:
+            pc, op, gas, depth = (0 if v is None else v if type(v) is int else parse_int(v)
+                                  for v in (raw.pc, raw.op, raw.gas, raw.depth))
+        except ValueError:
+            return None
+        if event in ("call", "return"):  # shown as what they are, a call at its def line
+            shown = event if raw.kind in (None, event) else f"{event} ({raw.kind})"
+            line = raw.firstLine if event == "call" and raw.line is None else raw.line
+            raw = msgspec.structs.replace(raw, opName=shown, line=line)
+        error = raw.error if isinstance(raw.error, str) and raw.error else None
+        index = self.index
+        self.index = index + 1
+        return Step(index, lineno, pc, op, gas, depth, raw.stack, raw, error, event, name, file)
+
+    def passed(self, steps: int) -> None:
+        self.index += steps
+
+
 def call_steps(path: str, info: TraceInfo) -> Iterator[Step]:
-    """The call, return and exception lines of a blocktrace trace as steps (a
-    call's ``pc`` and ``op`` are 0, its ``function`` the called one), after a
-    first pass of ``normalise`` has filled ``info`` (summary, counts) and
-    checked the input."""
-    from blocktrace.eip3155.normalise import normalise
+    """The call, return and exception lines of a blocktrace trace as steps
+    (:class:`CallSteps`), after a first pass of ``normalise`` has filled ``info``
+    (summary, counts) and checked the input (its errors come before any step, as
+    they did when each line was decoded here)."""
+    from blocktrace.eip3155.normalise import TraceInfo, normalise, steps_of
 
     for _ in normalise(path, info):
         pass
-    decode = raw_decoder().decode
-    functions: dict[int | str, tuple[str | None, str | None]] = {}
-    index = 0
-    with open_trace(path) as stream:
-        for lineno, line in enumerate(trace_lines(stream, path), 1):
-            if not line.startswith(b'{"'):
-                continue
-            try:
-                raw = decode(line)
-            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-                continue  # normalise read past it too
-            event = raw.event
-            if event not in _CALL_EVENTS:
-                continue
-            code = raw.code
-            if event == "call" and code is not None:
-                functions[code] = (raw.name, raw.file)
-            name, file = functions.get(code, (None, None)) if code is not None else (None, None)
-            try:
-                pc, op, gas, depth = (0 if v is None else v if type(v) is int else parse_int(v)
-                                      for v in (raw.pc, raw.op, raw.gas, raw.depth))
-            except ValueError:
-                continue
-            if event in ("call", "return"):  # shown as what they are, a call at its def line
-                raw.opName = event if raw.kind in (None, event) else f"{event} ({raw.kind})"
-                if event == "call" and raw.line is None:
-                    raw.line = raw.firstLine
-            error = raw.error if isinstance(raw.error, str) and raw.error else None
-            yield Step(index, lineno, pc, op, gas, depth, raw.stack, raw, error, event, name, file)
-            index += 1
+    again = TraceInfo(path, forced_dialect=info.forced_dialect)
+    yield from steps_of(path, again, None, CallSteps())

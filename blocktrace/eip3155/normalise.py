@@ -27,7 +27,10 @@ from blocktrace.eip3155.reader import TraceError, open_trace, raw_decoder, trace
 from blocktrace.eip3155.records import RawLine, Step, Summary
 from blocktrace.format import TraceReader, blocktrace_header
 
-__all__ = ["LineSource", "TraceInfo", "blocktrace_reader", "normalise", "read_all", "steps_of"]
+__all__ = [
+    "EventSteps", "LineSource", "TraceInfo", "blocktrace_reader", "normalise", "read_all",
+    "steps_of",
+]
 
 _BOM = b"\xef\xbb\xbf"
 def _text(line: bytes) -> bool:
@@ -98,6 +101,22 @@ def normalise(path: str, info: TraceInfo | None = None) -> Iterator[Step]:
     return steps_of(path, TraceInfo(path) if info is None else info, None)
 
 
+class EventSteps(Protocol):
+    """What :func:`steps_of` makes of a trace's call, return and exception lines
+    when it gives those instead of op steps (``levels.CallSteps``: a ``call``-level
+    comparison)."""
+
+    pending: Step | None
+    """The op step held (one a next op line may merge into) when the last step was given."""
+
+    def step(self, raw: RawLine, lineno: int) -> Step | None:
+        """The step of the line just decoded (``raw``; its ``event`` is not None),
+        or None when it makes none."""
+
+    def passed(self, steps: int) -> None:
+        """That many of its steps were passed over unread (``skip``)."""
+
+
 class LineSource(Protocol):
     """Where :func:`steps_of` reads a trace's lines from, when not from the file
     itself (``blocktrace.eip3155.skip``: a buffer the diff can pass over in bulk)."""
@@ -109,8 +128,8 @@ class LineSource(Protocol):
 
 
 def steps_of(
-    path: str, info: TraceInfo, source: LineSource | None
-) -> Generator[Step, int | None, None]:
+    path: str, info: TraceInfo, source: LineSource | None, events: EventSteps | None = None
+) -> Generator[Step, int | tuple[int, int] | None, None]:
     """:func:`normalise` with the lines from ``source`` (None: the file).
 
     While suspended after a step, the generator holds the op line of the next
@@ -118,6 +137,13 @@ def steps_of(
     line and the lines after it up to where ``source`` now stands were passed
     over as ``n`` steps (see ``blocktrace.eip3155.skip``); it answers None and
     reads on from there.
+
+    ``events``: the steps given are ``events.step``'s, of the lines that start
+    ``{"`` and name an ``event`` (each given once the line after it is read: the
+    last line ``source`` gave), not the op steps; ``info`` is filled as before.
+    ``send((n, ops))`` then says that line and those after it were passed over as
+    ``n`` of those steps and ``ops`` op steps, the first op line passed (if any)
+    one that merges with none before it.
     """
     forced = DIALECTS[info.forced_dialect] if info.forced_dialect else None
     python = forced.python if forced else False
@@ -131,11 +157,27 @@ def steps_of(
     lineno = 0
     seen_json = False
     op_lines = 0
+    held: Step | None = None
+    marked = 0
     with _trace_lines(path) if source is None else source.numbered() as numbered:
         for lineno, line in numbered:
+            if held is not None:
+                events.pending = pending  # type: ignore[union-attr]
+                passed = yield held
+                held = None
+                if passed is not None:  # this line and what follows were passed over
+                    assert events is not None and not isinstance(passed, int)
+                    events.passed(passed[0])
+                    index += passed[1]
+                    op_lines += passed[1]
+                    if passed[1]:
+                        pending = None  # (its op line merges with none before it)
+                    yield None  # type: ignore[misc]
+                    continue
             if not line or line[0] != 123:  # b"{"
                 if line.startswith(_BOM) and line[3:4] == b"{":
                     line = line[3:]  # a byte-order mark (files saved by some editors)
+                    marked = lineno  # (no ``events`` step: the line does not start {")
                 else:
                     if not line.strip():
                         continue
@@ -157,6 +199,9 @@ def steps_of(
                 info.noise += 1
                 continue
             seen_json = True
+            if (events is not None and raw.event is not None and line[1:2] == b'"'
+                    and lineno != marked):
+                held = events.step(raw, lineno)
             pc = raw.pc
             op = raw.op
             if pc is not None and op is not None:
@@ -208,9 +253,10 @@ def steps_of(
                     if error is not None and error.startswith("Opcode Dispatch Error"):
                         ev.nimbus_error = True
                     continue
-                if pending is not None:
+                if pending is not None and events is None:
                     skipped = yield pending
                     if skipped is not None:  # this line and what follows were passed over
+                        assert isinstance(skipped, int)
                         index += skipped
                         op_lines += skipped - 1
                         pending = None
@@ -268,7 +314,9 @@ def steps_of(
                 ev.separate_state_root = True
                 continue
             info.ignored += 1
-    if pending is not None:
+    if held is not None:
+        yield held
+    elif pending is not None and events is None:
         yield pending
     info.lines = lineno
     info.op_lines += op_lines  # (a pass over common steps adds the STOP lines it took)

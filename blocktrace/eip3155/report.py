@@ -304,6 +304,8 @@ def _at_one_level(
     # on every line a trace's chain vouches for, not on damaged ones (tests/fuzz's
     # walks corpus): a tampered trace is read by the reference alone.
     walks = not (_tampered(info_a.path) or _tampered(info_b.path))
+    if level == "call" and walks and (fast := skip.call_pair(info_a, info_b, fields)) is not None:
+        return fast[0], fast[1], None if level_a == level_b else note, fast[2], False
     if level == "call":  # the call tree and its exceptions, at any level
         stream_a = levels.call_steps(info_a.path, info_a)
         stream_b = levels.call_steps(info_b.path, info_b)

@@ -34,7 +34,7 @@ built.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from inspect import GEN_SUSPENDED, getgeneratorstate
 from types import ModuleType
@@ -45,7 +45,7 @@ import msgspec
 from blocktrace._native import extension
 from blocktrace.eip3155.compare import Comparer
 from blocktrace.eip3155.dialects import FIELDS
-from blocktrace.eip3155.levels import Projected, StartKey
+from blocktrace.eip3155.levels import CallSteps, Projected, StartKey
 from blocktrace.eip3155.lines import Lines, by_line
 from blocktrace.eip3155.normalise import TraceInfo, blocktrace_reader, steps_of
 from blocktrace.eip3155.reader import TraceError, raw_decoder, read_sources
@@ -55,7 +55,7 @@ from blocktrace.format.fastcheck import Follower
 from blocktrace.format.linesource import CHUNK, NumberedLines
 from blocktrace.limits import MAX_LINE_BYTES
 
-__all__ = ["Pair", "level_pair", "line_pair", "pair"]
+__all__ = ["Pair", "call_pair", "level_pair", "line_pair", "pair"]
 
 _c: ModuleType | None = extension("blocktrace.eip3155._cskip")
 
@@ -224,13 +224,15 @@ def pair(
     return steps_a, steps_b, _Skipper(skip, look)
 
 
+_Steps = Generator[Step, int | tuple[int, int] | None, None]
+
+
 def _opened(
-    info_a: TraceInfo, info_b: TraceInfo,
-) -> tuple[_Source, _Source, Generator[Step, int | None, None],
-           Generator[Step, int | None, None]] | None:
+    info_a: TraceInfo, info_b: TraceInfo, events: tuple[CallSteps, CallSteps] | None = None,
+) -> tuple[_Source, _Source, _Steps, _Steps] | None:
     """Both blocktrace traces' line sources (no chain check) and the step streams
-    read from them, or None where only the reference reads them (a forced client
-    dialect, no blocktrace trace)."""
+    read from them (``events``: their call-level steps, ``steps_of``'s), or None where
+    only the reference reads them (a forced client dialect, no blocktrace trace)."""
     sources: list[_Source] = []
     for info in (info_a, info_b):
         if info.forced_dialect not in (None, "blocktrace"):
@@ -240,8 +242,9 @@ def _opened(
             return None
         sources.append(_Source(info.path, None, reader.kind))
     source_a, source_b = sources
-    return (source_a, source_b, steps_of(info_a.path, info_a, source_a),
-            steps_of(info_b.path, info_b, source_b))
+    event_a, event_b = (None, None) if events is None else events
+    return (source_a, source_b, steps_of(info_a.path, info_a, source_a, event_a),
+            steps_of(info_b.path, info_b, source_b, event_b))
 
 
 def line_pair(
@@ -313,6 +316,106 @@ def level_pair(
                             kept if level_b == "op" else None)
 
     return stream_a, stream_b, skip
+
+
+def call_pair(
+    info_a: TraceInfo, info_b: TraceInfo, fields: Sequence[str],
+) -> tuple[Iterator[Step], Iterator[Step], Skip] | None:
+    """Two blocktrace traces compared at level call (either is call-level): each one's
+    call, return and exception lines as steps (``levels.CallSteps``, read in one pass
+    with the counts ``normalise`` makes) and the ``Skip`` that passes over what both
+    have in common as bytes (``_cskip.calls``: op lines passed unread, call and return
+    lines equal but for the hash), or None where only the reference reads them (as
+    ``pair``).  The reference reads each trace whole before its first step
+    (``levels.call_steps``), so an error in A is the one raised even when B has one
+    earlier: B's error waits for A's end here."""
+    if _c is None:
+        return None
+    events = CallSteps(), CallSteps()
+    opened = _opened(info_a, info_b, events)
+    if opened is None:
+        return None
+    source_a, source_b, steps_a, steps_b = opened
+    seen = tuple(i for i, name in enumerate(("function", "file")) if name in fields)
+    masks = ("gas" not in fields) | ("file" not in fields) << 1
+
+    def skip(since: int | None) -> tuple[int, int, int, int, int, int]:
+        return _skip_calls(source_a, source_b, steps_a, steps_b, events, info_a, info_b,
+                           seen, masks)
+
+    return steps_a, _after(steps_a, steps_b), skip
+
+
+def _after(first: Iterator[Step], second: Iterator[Step]) -> Iterator[Step]:
+    """``second``'s steps; when it raises ``TraceError``, ``first`` is read to its end
+    before, and its own ``TraceError`` raised instead if it has one."""
+    try:
+        yield from second
+    except TraceError:
+        for _ in first:
+            pass
+        raise
+
+
+def _skip_calls(
+    a: _Source, b: _Source, steps_a: _Steps, steps_b: _Steps,
+    events: tuple[CallSteps, CallSteps], info_a: TraceInfo, info_b: TraceInfo,
+    seen: tuple[int, ...], masks: int,
+) -> tuple[int, int, int, int, int, int]:
+    """Pass over what two traces have in common at level call from here (each generator
+    holds the line after its last step); ``Skip``'s answer (no hunks).  ``masks``:
+    ``_cskip.calls``' (1: gas not compared, 2: file not compared)."""
+    assert _c is not None
+    event_a, event_b = events
+    if (
+        a.lineno == 0 or b.lineno == 0 or a.done or b.done
+        or getgeneratorstate(steps_a) != GEN_SUSPENDED
+        or getgeneratorstate(steps_b) != GEN_SUSPENDED
+        or not _agree(event_a.functions, event_b.functions, seen)
+    ):
+        return _NOTHING
+    gas_a = None if event_a.pending is None else event_a.pending.gas
+    gas_b = None if event_b.pending is None else event_b.pending.gas
+    given_a, given_b = a.pos - a.start, b.pos - b.start
+    pa, pb = a.start, b.start
+    passed = count_a = count_b = read_a = read_b = ignored_a = ignored_b = 0
+    walk = _c.calls
+    while True:
+        n, reason, pa, n_a, n_lines, n_ignored_a, pb, n_b, n_lines_b, n_ignored_b = walk(
+            a.view(), pa, b.view(), pb, masks, a.calls, b.calls, MAX_LINE_BYTES,
+            gas_a, gas_b, count_a, count_b)
+        passed += n
+        count_a += n_a
+        count_b += n_b
+        read_a += n_lines
+        read_b += n_lines_b
+        ignored_a += n_ignored_a
+        ignored_b += n_ignored_b
+        if reason != _MORE:
+            break
+        a.start, b.start = pa, pb
+        a.pos, b.pos = pa + given_a, pb + given_b
+        need_a, need_b = a.n - pa < _REFILL, b.n - pb < _REFILL
+        if not (need_a or need_b):
+            need_a = need_b = True
+        grew_a = a.more() if need_a else True
+        grew_b = b.more() if need_b else True
+        pa, pb = a.start, b.start
+        if not (grew_a and grew_b) and (n == 0 or not (grew_a or grew_b)):
+            break
+    if passed == 0:
+        a.start, b.start = pa, pb
+        a.pos, b.pos = pa + given_a, pb + given_b
+        return _NOTHING
+    for source, steps_x, info, at, ignored, ops, read in (
+        (a, steps_a, info_a, pa, ignored_a, count_a, read_a),
+        (b, steps_b, info_b, pb, ignored_b, count_b, read_b),
+    ):
+        source.start = source.pos = at
+        source.lineno += read - 1
+        info.ignored += ignored
+        steps_x.send((passed, ops))
+    return passed, passed, 0, 0, 0, 0
 
 
 def _keep(known: set[StartKey], functions: dict[int | str, tuple[str, str]]) -> set[int] | None:
@@ -678,8 +781,8 @@ def _line_at(source: _Source, number: int) -> int | None:
 
 
 def _agree(
-    a: dict[int | str, tuple[str, str]], b: dict[int | str, tuple[str, str]],
-    seen: tuple[int, ...],
+    a: Mapping[int | str, tuple[str | None, str | None]],
+    b: Mapping[int | str, tuple[str | None, str | None]], seen: tuple[int, ...],
 ) -> bool:
     """Whether two code tables give every code number the same function and file, as
     far as the compared fields see them (``seen``: 0 the function, 1 the file): then

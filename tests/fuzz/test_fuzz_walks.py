@@ -1,6 +1,6 @@
 """The diff's C walks over trace bytes nobody vouches for, against their references
 on the same damaged bytes: ``_cclients.walk`` (eip3155/csrc/clients.c, client
-traces) and ``_cskip``'s ``skip``/``look``/``align``/``lines``/``project``
+traces) and ``_cskip``'s ``skip``/``look``/``align``/``lines``/``project``/``calls``
 (eip3155/csrc/skip.c, blocktrace traces) must give the answer the reference gives --
 ``blocktrace diff``'s exit status, stdout (text and ``--json``) and stderr, byte for
 byte -- with the walks on (this process's extensions) and off (``clientpass._c`` and
@@ -11,7 +11,8 @@ watchdog) or raise.
 The inputs: the client traces of ../shared/refdata/eip3155 (the same test from two
 clients, or one trace against itself) and two blocktrace recordings of a loop, one
 with a statement added every few iterations (so the look-ahead and ``align`` run),
-at the op level and at the line level (an op-level one against a line-level one),
+at the op level and at the line level (an op-level one against a line-level one)
+and at the call level (against either),
 each side damaged at the byte level or not: cut at a byte, a byte flipped or
 replaced by NUL or a byte over 0x7f, a digit changed, a quote, a backslash or a
 ``\\u`` escape inserted, a number made huge (18, 19 and 30 digits, 16 and 17 hex
@@ -102,6 +103,8 @@ class Seeds:
     """Two blocktrace traces (op level) of ``_program``: B has steps inserted."""
     lines: tuple[bytes, bytes]
     """The same two recorded at the line level (diffed against the op-level ones too)."""
+    calls: tuple[bytes, bytes]
+    """The same two recorded at the call level (diffed against the others)."""
 
 
 @pytest.fixture(scope="module")
@@ -113,11 +116,11 @@ def walk_seeds(tmp_path_factory: pytest.TempPathFactory) -> Seeds:
     d = tmp_path_factory.mktemp("walk-seeds")
     ours = []
     for name, every, level in (("a", 0, "op"), ("b", 3, "op"), ("la", 0, "line"),
-                               ("lb", 3, "line")):
+                               ("lb", 3, "line"), ("ca", 0, "call"), ("cb", 3, "call")):
         with blocktrace.trace(blocktrace.ChainTracer(d / f"{name}.jsonl", level=level)):
             _program(30, every)
         ours.append((d / f"{name}.jsonl").read_bytes())
-    return Seeds(clients, (ours[0], ours[1]), (ours[2], ours[3]))
+    return Seeds(clients, (ours[0], ours[1]), (ours[2], ours[3]), (ours[4], ours[5]))
 
 
 # -- damage ------------------------------------------------------------------------------
@@ -369,12 +372,17 @@ def _case(rng: random.Random, number: int, seeds: Seeds) -> Case:
         ours = False
     else:
         pick = rng.random()
-        if pick < 0.5:
+        if pick < 0.4:
             a, b = seeds.ours
-        elif pick < 0.7:
+        elif pick < 0.55:
             a, b = seeds.ours[0], seeds.ours[0]
-        else:  # an op-level trace against a line-level one (either way round)
+        elif pick < 0.75:  # an op-level trace against a line-level one (either way round)
             a, b = rng.choice(seeds.ours), rng.choice(seeds.lines)
+            if rng.random() < 0.5:
+                a, b = b, a
+        else:  # a trace of any level against a call-level one (either way round)
+            a = rng.choice([*seeds.ours, *seeds.lines, *seeds.calls])
+            b = rng.choice(seeds.calls)
             if rng.random() < 0.5:
                 a, b = b, a
         what.append("blocktrace traces" + (" (steps inserted)" if a != b else ""))

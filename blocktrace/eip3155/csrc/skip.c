@@ -485,7 +485,32 @@ field_of(const char *key, Py_ssize_t kn)
  * not read it (a key with an escape, a member twice, a header's member, no pc, op
  * or gas, an event or error member, a value that is no JSON value). */
 static int
+members(const char *s, Py_ssize_t n, Op *op);
+
+static int
 op_members(const char *s, Py_ssize_t n, Op *op)
+{
+    if (!members(s, n, op))
+        return 0;
+    const Span *gas = &op->v[F_GAS];
+    if (op->v[F_PC].at == NULL || op->v[F_OP].at == NULL || gas->at == NULL ||
+        op->v[F_EVENT].at != NULL || op->v[F_ERROR].at != NULL)
+        return 0;
+    /* the gas a "0x..." string (the reference reads it so; any other form: not here) */
+    if (gas->n < 4 || gas->at[0] != '"' || gas->at[1] != '0' || gas->at[2] != 'x')
+        return 0;
+    for (Py_ssize_t k = 3; k < gas->n - 1; k++) {
+        char c = gas->at[k];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+            return 0;
+    }
+    return 1;
+}
+
+/* A line s[0:n] read as a flat object of members (op_members, whatever its members
+ * are): 1, or 0 when the walk does not read it. */
+static int
+members(const char *s, Py_ssize_t n, Op *op)
 {
     memset(op->v, 0, sizeof(op->v));
     if (n < 2 || s[0] != '{' || s[n - 1] != '}')
@@ -518,18 +543,6 @@ op_members(const char *s, Py_ssize_t n, Op *op)
         if (s[ve] != ',')
             return 0;
         i = ve + 1;
-    }
-    const Span *gas = &op->v[F_GAS];
-    if (op->v[F_PC].at == NULL || op->v[F_OP].at == NULL || gas->at == NULL ||
-        op->v[F_EVENT].at != NULL || op->v[F_ERROR].at != NULL)
-        return 0;
-    /* the gas a "0x..." string (the reference reads it so; any other form: not here) */
-    if (gas->n < 4 || gas->at[0] != '"' || gas->at[1] != '0' || gas->at[2] != 'x')
-        return 0;
-    for (Py_ssize_t k = 3; k < gas->n - 1; k++) {
-        char c = gas->at[k];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
-            return 0;
     }
     return 1;
 }
@@ -1679,6 +1692,273 @@ done:
     return out;
 }
 
+/* ---- At level call: a trace's call, return and exception lines (levels.CallSteps) ----
+ *
+ * diff compares a call-level trace with another (of any level) on the call, return
+ * and exception lines of each (levels.call_steps): an op-level or line-level trace's
+ * op lines are no steps there.  Here each side's op lines are passed over unread but
+ * for what normalise counts of them (each a flat op line with no event or error member
+ * and a gas unlike the op line before it: no merge), and its call and return lines
+ * walked against the other side's as skip walks op lines: equal but for the hash (and
+ * a return line's gas when gas is not compared), the same step; a call line only when
+ * it leaves the code table as it is.  Exception lines, and anything else, end the walk.
+ * What is given back lies before the last pair of call or return lines passed (the
+ * reference reads that last common step), at a place where each side's reference
+ * starts as it stood: no op line passed on that side yet, or before an op line
+ * passed (which merges with none before it). */
+
+typedef struct {
+    const char *buf;
+    Py_ssize_t n, p, lines, ignored, steps, len;
+    const char *gas; /* the last op line's gas digits passed (NULL: none yet) */
+    Py_ssize_t gas_n;
+    unsigned long long before; /* the gas of the reference's op step before the walk */
+    int has_before;
+    PyObject *calls;
+    Py_ssize_t earlier; /* op lines passed by the walks before this one (since the
+                         * reference's last step) */
+    int kind;  /* CALL or IGNORED (a return line): the line found */
+    Op op;     /* its members */
+    /* where the walk stood right after the last call or return line passed */
+    Py_ssize_t after_p, after_lines, after_ignored, after_steps;
+    int fresh, clean;
+} CSide;
+
+typedef struct {
+    Py_ssize_t pa, pb, lines_a, lines_b, ignored_a, ignored_b, steps_a, steps_b, calls;
+} CMark;
+
+/* A "0x..." gas digits' value (at most 16 digits), or 0 when it is not one. */
+static int
+hex_value(const char *s, Py_ssize_t n, unsigned long long *out)
+{
+    if (n < 3 || n > 18 || s[0] != '0' || s[1] != 'x')
+        return 0;
+    unsigned long long v = 0;
+    for (Py_ssize_t i = 2; i < n; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0)
+            return 0;
+        v = v << 4 | (unsigned long long)d;
+    }
+    *out = v;
+    return 1;
+}
+
+/* A number member of a call or return line as levels.CallSteps reads it without
+ * doubt: absent, or a JSON integer as the writer writes one. */
+static int
+plain_or_absent(const Span *x)
+{
+    return x->at == NULL || plain_int(x);
+}
+
+/* The side's next call or return line (side->kind, op, len; side->p at it, not
+ * passed), the op lines before it passed: R_FOUND, R_MORE, R_BAIL, or -1 on error. */
+static int
+event_next(CSide *s, Py_ssize_t max_line)
+{
+    for (;;) {
+        const char *l = s->buf + s->p;
+        const char *e = newline(l, s->buf + s->n);
+        if (e == NULL)
+            return R_MORE;
+        Py_ssize_t n = e - l;
+        if (n + 1 > max_line || n < 2)
+            return R_BAIL;
+        s->len = n;
+        if (l[1] == '"' && l[2] == 'p') {
+            Py_ssize_t g0, g1;
+            if (!lone_op(l, n, s->gas, s->gas_n, &g0, &g1))
+                return R_BAIL;
+            if (s->gas == NULL && s->has_before) {
+                unsigned long long v;
+                if (!hex_value(l + g0, g1 - g0, &v) || v == s->before)
+                    return R_BAIL; /* may merge with the reference's op step before */
+            }
+            s->gas = l + g0;
+            s->gas_n = g1 - g0;
+            if (s->fresh)
+                s->clean = 1; /* an op line right after the last call or return line */
+            s->fresh = 0;
+            s->steps++;
+            s->lines++;
+            s->p += n + 1;
+            continue;
+        }
+        int kind = passable(s->calls, l, n);
+        if (kind < 0)
+            return -1;
+        if (kind == 0)
+            return R_BAIL;
+        Op *op = &s->op;
+        if (!members(l, n, op) || !plain_or_absent(&op->v[F_PC]) ||
+            !plain_or_absent(&op->v[F_OP]) || !plain_or_absent(&op->v[F_DEPTH]) ||
+            !plain_or_absent(&op->v[F_LINE]) ||
+            (op->v[F_GAS].at != NULL && !(op->v[F_GAS].n >= 4 && op->v[F_GAS].at[0] == '"' &&
+                                         hex_value(op->v[F_GAS].at + 1, op->v[F_GAS].n - 2,
+                                                   &(unsigned long long){0}))))
+            return R_BAIL;
+        s->kind = kind;
+        return R_FOUND;
+    }
+}
+
+/* Pass the call or return line found (it agreed with the other side's). */
+static void
+event_pass(CSide *s)
+{
+    s->ignored += s->kind == IGNORED;
+    s->lines++;
+    s->p += s->len + 1;
+    s->after_p = s->p;
+    s->after_lines = s->lines;
+    s->after_ignored = s->ignored;
+    s->after_steps = s->steps;
+    s->clean = s->steps + s->earlier == 0;
+    s->fresh = 1;
+}
+
+/* Whether two call or return lines are the same step: equal but for the hash, and
+ * a value the compared fields do not see: a return line's gas (mask_gas), a call
+ * line's file (mask_file; the code tables then agree on the function alone). */
+static int
+event_same(const CSide *A, const CSide *B, int mask_gas, int mask_file)
+{
+    const char *la = A->buf + A->p, *lb = B->buf + B->p;
+    Py_ssize_t ba = body_end(la, A->len), bb = body_end(lb, B->len);
+    Span fa, fb, code, name;
+    const Span *ga = &A->op.v[F_GAS], *gb = &B->op.v[F_GAS];
+    if (A->kind == CALL) {
+        if (!mask_file || !call_members(la, A->len, &code, &name, &fa) ||
+            !call_members(lb, B->len, &code, &name, &fb))
+            return ba == bb && memcmp(la, lb, (size_t)ba) == 0;
+        ga = &fa;
+        gb = &fb;
+    }
+    if ((!mask_gas && A->kind != CALL) || ga->at == NULL || gb->at == NULL)
+        return ba == bb && memcmp(la, lb, (size_t)ba) == 0;
+    Py_ssize_t ga0 = ga->at - la, ga1 = ga0 + ga->n, gb0 = gb->at - lb, gb1 = gb0 + gb->n;
+    return ga0 == gb0 && memcmp(la, lb, (size_t)ga0) == 0 && ba >= ga1 && bb >= gb1 &&
+           ba - ga1 == bb - gb1 && memcmp(la + ga1, lb + gb1, (size_t)(ba - ga1)) == 0;
+}
+
+static int
+before_arg(PyObject *arg, CSide *s)
+{
+    if (arg == Py_None)
+        return 0;
+    s->before = PyLong_AsUnsignedLongLong(arg);
+    if (s->before == (unsigned long long)-1 && PyErr_Occurred()) {
+        /* (a gas past 64 bits: no op line's gas the walk reads is that) */
+        PyErr_Clear();
+        s->before = 0;
+        s->has_before = 0;
+        return 0;
+    }
+    s->has_before = 1;
+    return 0;
+}
+
+/* calls(a, pa, b, pb, masks, calls_a, calls_b, max_line, gas_a, gas_b, earlier_a,
+ *       earlier_b)
+ *   -> (n, reason, pa, steps_a, lines_a, ignored_a, pb, steps_b, lines_b, ignored_b)
+ * Pass over what two blocktrace traces have in common at level call, from a[pa:] and
+ * b[pb:] (the lines after each side's last call-level step read by the reference, or
+ * where the walk before this one gave back); masks: 1 gas not compared, 2 file not
+ * compared (see event_same); gas_a, gas_b: the gas of the op step the
+ * reference holds on each side (None: none); earlier: the op lines the walks before
+ * this one passed since.  n: the call and return lines passed (on each side); steps:
+ * the op lines passed. */
+static PyObject *
+calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 12 || !PyAnySet_Check(args[5]) || !PyAnySet_Check(args[6]) ||
+        (args[8] != Py_None && !PyLong_Check(args[8])) ||
+        (args[9] != Py_None && !PyLong_Check(args[9]))) {
+        PyErr_SetString(PyExc_TypeError, "calls(buffer, int, buffer, int, int, set, set, "
+                        "int, int | None, int | None, int, int) takes 12 arguments");
+        return NULL;
+    }
+    Py_ssize_t pa = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t pb = PyLong_AsSsize_t(args[3]);
+    long mask = PyLong_Check(args[4]) ? PyLong_AsLong(args[4]) : -1;
+    int mask_gas = mask >= 0 && (mask & 1), mask_file = mask >= 0 && (mask & 2);
+    Py_ssize_t max_line = PyLong_AsSsize_t(args[7]);
+    Py_ssize_t earlier_a = PyLong_AsSsize_t(args[10]);
+    Py_ssize_t earlier_b = PyLong_AsSsize_t(args[11]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (mask < 0) {
+        PyErr_SetString(PyExc_TypeError, "calls(): masks is an int from 0 to 3");
+        return NULL;
+    }
+    Py_buffer va, vb;
+    if (PyObject_GetBuffer(args[0], &va, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[2], &vb, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&va);
+        return NULL;
+    }
+    PyObject *out = NULL;
+    CSide *sides = NULL;
+    if (pa < 0 || pa > va.len || pb < 0 || pb > vb.len) {
+        PyErr_SetString(PyExc_ValueError, "position outside the buffer");
+        goto done;
+    }
+    sides = PyMem_Calloc(2, sizeof(CSide));
+    if (sides == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    CSide *A = &sides[0], *B = &sides[1];
+    A->buf = va.buf; A->n = va.len; A->p = pa; A->calls = args[5];
+    B->buf = vb.buf; B->n = vb.len; B->p = pb; B->calls = args[6];
+    A->earlier = earlier_a;
+    B->earlier = earlier_b;
+    before_arg(args[8], A);
+    before_arg(args[9], B);
+    for (int i = 0; i < 2; i++) {
+        CSide *s = &sides[i];
+        s->after_p = s->p;
+        s->clean = 1;
+        s->fresh = 1;
+    }
+    CMark mark = {pa, pb, 0, 0, 0, 0, 0, 0, 0};
+    Py_ssize_t n = 0;
+    int reason = REASON_STOP;
+    for (;;) {
+        int got = event_next(A, max_line);
+        if (got == R_FOUND)
+            got = event_next(B, max_line);
+        if (got < 0)
+            goto done;
+        if (got != R_FOUND) {
+            reason = got == R_MORE ? REASON_MORE : REASON_STOP;
+            break;
+        }
+        if (A->kind != B->kind || !event_same(A, B, mask_gas, mask_file))
+            break;
+        if (A->clean && B->clean)
+            mark = (CMark){A->after_p, B->after_p, A->after_lines, B->after_lines,
+                           A->after_ignored, B->after_ignored, A->after_steps,
+                           B->after_steps, n};
+        n++;
+        event_pass(A);
+        event_pass(B);
+    }
+    out = Py_BuildValue("(ninnnnnnnn)", mark.calls, reason, mark.pa, mark.steps_a,
+                        mark.lines_a, mark.ignored_a, mark.pb, mark.steps_b, mark.lines_b,
+                        mark.ignored_b);
+done:
+    PyMem_Free(sides);
+    PyBuffer_Release(&vb);
+    PyBuffer_Release(&va);
+    return out;
+}
+
 /* call_key(line) -> what a call line does to the code table, as bytes (its code,
  * name and file values), or None when the walk does not read it. */
 static PyObject *
@@ -1708,6 +1988,8 @@ static PyMethodDef methods[] = {
      "Pass over the groups of steps by source line two traces have in common."},
     {"project", (PyCFunction)(void (*)(void))project, METH_FASTCALL,
      "Pass over what an op-level and a line-level trace have in common at level line."},
+    {"calls", (PyCFunction)(void (*)(void))calls, METH_FASTCALL,
+     "Pass over what two traces have in common at level call."},
     {"call_key", call_key, METH_O, "What a call line does to the code table, as bytes."},
     {NULL, NULL, 0, NULL},
 };
