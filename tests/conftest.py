@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,30 @@ settings.register_profile("blocktrace-random", parent=settings.get_profile("bloc
 settings.load_profile("blocktrace")
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
+
+CACHES = ("BLOCKTRACE_CACHE", "BLOCKTRACE_VIEW_CACHE")
+"""``query``'s datasets and the viewer's tables: where each is kept."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``query``'s and the viewer's caches in this session's temporary directory
+    (for every command the tests run), not ``~/.cache/blocktrace``: that one is
+    shared with every other run on the machine -- CI runs 3.12's and 3.13's suites
+    at once -- and the user's own, and nothing in it is ever removed (473 MiB after
+    a day of runs here, 1418 datasets).  A test that names its own keeps it."""
+    root = tmp_path_factory.mktemp("caches")
+    saved = {name: os.environ.get(name) for name in CACHES}
+    os.environ["BLOCKTRACE_CACHE"] = str(root / "query")
+    os.environ["BLOCKTRACE_VIEW_CACHE"] = str(root / "view")
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _run(
