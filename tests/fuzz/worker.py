@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -61,6 +62,15 @@ class Worker:
         with self._lock:
             self.proc.stdin.write(request + b"\n")
             self.proc.stdin.flush()
+            # (a command stuck where the worker's watchdog cannot reach it -- in C, or
+            # the worker stopped -- fails the test after ``timeout``, saying so,
+            # rather than hanging the suite)
+            ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+            if not ready:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"the worker did not answer within {timeout:g} s "
+                                     f"running {list(argv)} (killed)")
             line = self.proc.stdout.readline()
         assert line, f"the worker died (exit {self.proc.poll()}) running {list(argv)}"
         answer = msgspec.json.decode(line)
