@@ -160,13 +160,16 @@ def start_viewer(trace: Path, scratch: Path, other: Path | None = None) -> Viewe
     url = line.split()[-1]
     port, token = int(url.split("/")[2].split(":")[1]), url.split("/")[3]
     viewer = Viewer(proc, port, token, stderr, trace, REQUEST_SECONDS, SEND_SECONDS)
-    for _ in range(600):  # the tables and the verdict: built in the background
+    deadline = time.monotonic() + 120  # the tables and the verdict: built in the background
+    while True:
         meta = msgspec.json.decode(viewer.api("meta").body)
-        if msgspec.json.decode(viewer.api("verify").body)["status"] != "pending" and \
-                all(t["ready"] for t in meta["traces"]):
-            break
+        verdict = msgspec.json.decode(viewer.api("verify").body)["status"]
+        if verdict != "pending" and all(t["ready"] for t in meta["traces"]):
+            return viewer
+        # (the tests that follow need both: say so here, not as their own failure)
+        assert time.monotonic() < deadline, ("not ready in 120 s", verdict, meta["traces"],
+                                             viewer.log())
         time.sleep(0.1)
-    return viewer
 
 
 def check_log(viewer: Viewer) -> None:
