@@ -467,18 +467,29 @@ value_end(const char *s, Py_ssize_t n, Py_ssize_t v)
 static int
 field_of(const char *key, Py_ssize_t kn)
 {
-    static const char *const names[NFIELDS] = {
-        "pc", "op", "gas", "gasCost", "memSize", "stack", "depth", "refund", "opName",
-        "error", "returnData", "line", "code", NULL, NULL, "thread", "locals", "globals",
-        "event"};
-    for (int f = 0; f < NFIELDS; f++) {
-        if (names[f] != NULL && (Py_ssize_t)strlen(names[f]) == kn &&
-            memcmp(names[f], key, (size_t)kn) == 0)
-            return f;
+#define IS(lit) (memcmp(key, lit, sizeof(lit) - 1) == 0)
+    switch (kn) { /* (by length first: a line's members are looked up here, each) */
+    case 2:
+        return IS("pc") ? F_PC : IS("op") ? F_OP : -1;
+    case 3:
+        return IS("gas") ? F_GAS : -1;
+    case 4:
+        return IS("line") ? F_LINE : IS("code") ? F_CODE : -1;
+    case 5:
+        return IS("stack") ? F_STACK : IS("depth") ? F_DEPTH : IS("error") ? F_ERROR
+             : IS("event") ? F_EVENT : -1;
+    case 6:
+        return IS("refund") ? F_REFUND : IS("opName") ? F_OPNAME : IS("thread") ? F_THREAD
+             : IS("locals") ? F_LOCALS : -1;
+    case 7:
+        return IS("gasCost") ? F_GASCOST : IS("memSize") ? F_MEMSIZE
+             : IS("globals") ? F_GLOBALS : -1;
+    case 10:
+        return IS("returnData") ? F_RETURNDATA : IS("blocktrace") ? -2 : -1;
+    default:
+        return -1;
     }
-    if (kn == 10 && memcmp(key, "blocktrace", 10) == 0)
-        return -2;
-    return -1;
+#undef IS
 }
 
 /* An op line s[0:n] read as a flat object of members: 1, or 0 when the walk does
@@ -486,15 +497,25 @@ field_of(const char *key, Py_ssize_t kn)
  * or gas, an event or error member, a value that is no JSON value). */
 static int
 members(const char *s, Py_ssize_t n, Op *op);
+static int
+kind_of_value(const char *v, Py_ssize_t n);
+#define K_INT 1   /* an integer (as the walk reads one without doubt: at most 18 digits) */
+#define K_STR 2
+#define K_NULL 4
+#define K_BOOL 8
+#define K_ANY 16
 
 static int
 op_members(const char *s, Py_ssize_t n, Op *op)
 {
     if (!members(s, n, op))
         return 0;
-    const Span *gas = &op->v[F_GAS];
+    const Span *gas = &op->v[F_GAS], *depth = &op->v[F_DEPTH];
     if (op->v[F_PC].at == NULL || op->v[F_OP].at == NULL || gas->at == NULL ||
         op->v[F_EVENT].at != NULL || op->v[F_ERROR].at != NULL)
+        return 0;
+    /* a depth the reference reads as a number (absent or null: 1) */
+    if (depth->at != NULL && !(kind_of_value(depth->at, depth->n) & (K_INT | K_NULL)))
         return 0;
     /* the gas a "0x..." string (the reference reads it so; any other form: not here) */
     if (gas->n < 4 || gas->at[0] != '"' || gas->at[1] != '0' || gas->at[2] != 'x')
@@ -507,8 +528,78 @@ op_members(const char *s, Py_ssize_t n, Op *op)
     return 1;
 }
 
+/* The JSON kind of a member's value (K_INT ... K_ANY, above: the kinds the reference's
+ * decoder takes for a member, eip3155/records.py RawLine; a member of another kind is
+ * its ValidationError, a TraceError), or 0. */
+static int
+kind_of_value(const char *v, Py_ssize_t n)
+{
+    if (n <= 0)
+        return 0;
+    switch (v[0]) {
+    case '"':
+        return K_STR;
+    case 'n':
+        return n == 4 && memcmp(v, "null", 4) == 0 ? K_NULL : 0;
+    case 't':
+        return n == 4 && memcmp(v, "true", 4) == 0 ? K_BOOL : 0;
+    case 'f':
+        return n == 5 && memcmp(v, "false", 5) == 0 ? K_BOOL : 0;
+    case '{':
+    case '[':
+        return K_ANY;
+    default: {
+        Py_ssize_t i = v[0] == '-' ? 1 : 0;
+        if (n - i < 1 || n - i > 18)
+            return 0;
+        for (; i < n; i++) {
+            if (v[i] < '0' || v[i] > '9')
+                return 0;
+        }
+        return K_INT;
+    }
+    }
+}
+
+/* The kinds the reference's decoder takes for member f (FIELDS order), or, for a
+ * member the walk does not record (f < 0), for the key itself (K_ANY: any). */
+static int
+kinds_taken(int f, const char *key, Py_ssize_t kn)
+{
+    switch (f) {
+    case F_PC: case F_OP: case F_GAS: case F_GASCOST: case F_MEMSIZE: case F_DEPTH:
+    case F_REFUND:
+        return K_INT | K_STR | K_NULL;
+    case F_OPNAME: case F_RETURNDATA: case F_EVENT:
+        return K_STR | K_NULL;
+    case F_LINE:
+        return K_INT | K_NULL;
+    case F_CODE: case F_THREAD:
+        return K_INT | K_STR | K_NULL;
+    default:
+        break;
+    }
+    if (f >= 0)
+        return K_ANY; /* stack, error, locals, globals */
+    if (kn == 4 && memcmp(key, "hash", 4) == 0)
+        return K_ANY; /* (every line's last member) */
+    static const struct { const char *name; int kinds; } others[] = {
+        {"kind", K_STR | K_NULL}, {"name", K_STR | K_NULL}, {"file", K_STR | K_NULL},
+        {"python", K_STR | K_NULL}, {"stateRoot", K_STR | K_NULL},
+        {"test", K_STR | K_NULL}, {"fork", K_STR | K_NULL}, {"logsRoot", K_STR | K_NULL},
+        {"firstLine", K_INT | K_NULL}, {"gasUsed", K_INT | K_STR | K_NULL},
+        {"pass", K_BOOL | K_NULL},
+    };
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        if ((Py_ssize_t)strlen(others[i].name) == kn && memcmp(others[i].name, key, (size_t)kn) == 0)
+            return others[i].kinds;
+    }
+    return K_ANY; /* hash, output, and members the decoder ignores */
+}
+
 /* A line s[0:n] read as a flat object of members (op_members, whatever its members
- * are): 1, or 0 when the walk does not read it. */
+ * are): 1, or 0 when the walk does not read it (also a member of a kind the reference's
+ * decoder refuses: the reference says so). */
 static int
 members(const char *s, Py_ssize_t n, Op *op)
 {
@@ -530,6 +621,9 @@ members(const char *s, Py_ssize_t n, Op *op)
         int f = field_of(s + i + 1, ke - i - 2);
         if (f == -2)
             return 0;
+        int taken = kinds_taken(f, s + i + 1, ke - i - 2);
+        if (!(taken & K_ANY) && !(kind_of_value(s + v, ve - v) & taken))
+            return 0; /* the reference refuses the line: it says so */
         if (f >= 0) {
             if (op->v[f].at != NULL)
                 return 0;
@@ -1771,8 +1865,8 @@ event_next(CSide *s, Py_ssize_t max_line)
         s->len = n;
         if (l[1] == '"' && l[2] == 'p') {
             Py_ssize_t g0, g1;
-            if (!lone_op(l, n, s->gas, s->gas_n, &g0, &g1))
-                return R_BAIL;
+            if (!lone_op(l, n, s->gas, s->gas_n, &g0, &g1) || !op_members(l, n, &s->op))
+                return R_BAIL; /* (members: a line the reference refuses is its own) */
             if (s->gas == NULL && s->has_before) {
                 unsigned long long v;
                 if (!hex_value(l + g0, g1 - g0, &v) || v == s->before)
