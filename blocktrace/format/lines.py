@@ -30,6 +30,7 @@ from blocktrace.format.versions import SUMMARY_PREFIX
 
 __all__ = [
     "CALL_PREFIX",
+    "DECODE_ERRORS",
     "EVENT_MEMBER",
     "EVENT_PREFIX",
     "HEADER_PREFIX",
@@ -49,6 +50,7 @@ __all__ = [
     "UnknownLine",
     "carries_value",
     "decode_line",
+    "decode_members",
     "is_call",
     "is_header",
     "is_plain_op",
@@ -299,6 +301,17 @@ def line_type(raw: bytes) -> type[Any]:
     if kind.pc is not None:
         return OpLine
     return Summary
+
+
+DECODE_ERRORS: Final = (msgspec.DecodeError, msgspec.ValidationError, RecursionError,
+                        UnicodeError)
+"""What decoding a line that is not one of the format's can raise."""
+
+decode_members: Final = msgspec.json.Decoder(dict[str, Any]).decode
+"""A line's members as a dict, whatever its kind (raises :data:`DECODE_ERRORS` for a
+line that is not a JSON object): for a consumer that reads a few members of every
+line and judges them itself (the lines view), and calls it in its own loop;
+:meth:`blocktrace.format.TraceReader.decode_object` says the error naming the line."""
 
 
 def decode_line(raw: bytes) -> Line:

@@ -46,6 +46,7 @@ from blocktrace.format.index import (
     stamp_of,
 )
 from blocktrace.format.lines import (
+    DECODE_ERRORS,
     HEADER_PREFIX,
     SOURCE_PREFIX,
     Header,
@@ -53,6 +54,7 @@ from blocktrace.format.lines import (
     SourceLine,
     Summary,
     decode_line,
+    decode_members,
 )
 from blocktrace.format.rules import ChainHasher, LeafChain, leaf_hash, split_hash
 from blocktrace.format.versions import (
@@ -72,8 +74,8 @@ __all__ = [
 
 Status = Literal["sealed", "tampered", "unusable", "unsealed"]
 
-_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeError)
-_decode_dict = msgspec.json.Decoder(dict[str, Any]).decode
+_DECODE_ERRORS = DECODE_ERRORS
+_decode_dict = decode_members
 _header_decoder = msgspec.json.Decoder(Header)
 _summary_decoder = msgspec.json.Decoder(Summary)
 _GAS_HEX = re.compile(r"0x[0-9a-f]+\Z")
@@ -294,8 +296,8 @@ class TraceReader:
             raise TraceError(self.path, number, f"not a trace line: {problem}") from None
 
     def decode_object(self, number: int, raw: bytes) -> dict[str, Any]:
-        """One line's members as a dict, whatever its kind (for a consumer that reads
-        a few members of every line and judges them itself: the lines view), or
+        """One line's members as a dict, whatever its kind (``format.lines.decode_members``,
+        which a consumer's loop calls itself, asking this for the error), or
         :class:`TraceError` naming line ``number`` when it is not a JSON object."""
         try:
             return _decode_dict(raw)

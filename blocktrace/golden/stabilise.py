@@ -31,11 +31,11 @@ from typing import Any, Protocol
 
 import msgspec
 
-from blocktrace.chain.hashing import HASH_HEX_LEN
 from blocktrace.chain.merkle import LINES_PER_LEAF
 from blocktrace.chain.writer import LineWriter
 from blocktrace.format.lines import SUMMARY_PREFIX
 from blocktrace.format.linesource import BufferedLines, Readable
+from blocktrace.format.rules import HASH_FIELD, LINE_TAIL_LEN
 
 __all__ = [
     "EPOCH", "GOLDEN_GENESIS", "UNCOUNTED", "Normaliser", "golden_body", "golden_header",
@@ -50,7 +50,7 @@ UNCOUNTED = "uncounted"
 instructions (gas is not compared at calls level), so every ``gas`` is the
 limit's and ``gasUsed`` 0."""
 
-_TAIL = len(b',"hash":""}') + HASH_HEX_LEN
+_TAIL = LINE_TAIL_LEN - 1  # ,"hash":"<64 hex>"} (without the newline)
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _HEX = frozenset(bytes([c]) for c in b"0123456789abcdefABCDEF")
 _encode = msgspec.json.Encoder().encode
@@ -224,7 +224,7 @@ def _py_scan(data: bytes | memoryview, start: int, probes: tuple[bytes, ...] | N
         end = find(b"\n", pos)
         if end < 0:
             break
-        if end - pos < _TAIL or data[end - _TAIL:end - _TAIL + 9] != b',"hash":"' or \
+        if end - pos < _TAIL or data[end - _TAIL:end - _TAIL + 9] != HASH_FIELD or \
                 data[end - 2:end] != b'"}':
             return pos, 2
         body = data[pos:end - _TAIL]
@@ -302,9 +302,10 @@ def stabilise(source: Readable, target: Writable, rules: Normaliser, *, counted:
     scan = _scanner()
     tail = -_TAIL - 1  # ,"hash":"<64 hex>"}\n
     seen: dict[bytes, bytes] = {}
+    summary_prefix = SUMMARY_PREFIX
     lines = BufferedLines(source, chunk)
     first = lines.line()
-    if first is None or not first.endswith(b'"}\n') or first[tail:tail + 9] != b',"hash":"':
+    if first is None or not first.endswith(b'"}\n') or first[tail:tail + 9] != HASH_FIELD:
         raise StabiliseError("the recorded trace has no header line")
     add(golden_header(first[:tail], rules, counted=counted))
     while True:
@@ -318,7 +319,7 @@ def stabilise(source: Readable, target: Writable, rules: Normaliser, *, counted:
                 raise StabiliseError(f"line {writer.lines + 1} has no hash member")
             end = lines.buf.index(b"\n", pos, lines.n)
             body = bytes(data[pos:end - _TAIL])
-            if body.startswith(SUMMARY_PREFIX):
+            if body.startswith(summary_prefix):
                 _seal(writer, body, rules)
                 writer.flush()
                 return int(writer.lines)

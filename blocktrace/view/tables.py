@@ -52,7 +52,7 @@ from blocktrace.format import (
 )
 from blocktrace.format.identity import cache_key as file_cache_key
 from blocktrace.format.index import cache_home
-from blocktrace.format.lines import is_plain_op
+from blocktrace.format.lines import EVENT_MEMBER, OP_PREFIX
 from blocktrace.format.wholelines import complete_lines
 from blocktrace.limits import MAX_LINE_BYTES, LineTooLongError, size_text
 
@@ -579,12 +579,14 @@ def build_tables_reference(
 
     with open(os.path.join(directory, "steps.bin"), "wb") as steps_out, values_out:
         numbered = reader.raw_lines()
+        op_prefix, event_member = OP_PREFIX, EVENT_MEMBER  # (format.lines.is_plain_op, inline)
         for batch in iter(lambda: list(itertools.islice(numbered, 8192)), []):
             for number, raw in batch:
                 if number == 1:
                     continue
                 site = None
-                if is_plain_op(raw) and b'ls":' not in raw and b"\\" not in raw:
+                if (raw.startswith(op_prefix) and event_member not in raw  # is_plain_op
+                        and b'ls":' not in raw and b"\\" not in raw):
                     # A plain op line (no event) without values (no locals or globals):
                     # the lines of one site differ only in gas and hash, so what the
                     # tables need of it is known once the site was decoded once.

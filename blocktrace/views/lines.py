@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from blocktrace.format import SourceLine, TraceError, TraceReader, read_source
-from blocktrace.format.lines import SOURCE_PREFIX
+from blocktrace.format.lines import DECODE_ERRORS, SOURCE_PREFIX, decode_members
 from blocktrace.views.codemap import code_map, ranges
 from blocktrace.views.statements import CodeTable, StatementMap, statements_for_module
 
@@ -201,7 +201,7 @@ def view_trace(
     (:class:`blocktrace.progress.Progress`'s ``update``), on a whole read of a
     plain file (a compressed one's bytes read are not its file's)."""
     reader = TraceReader(path)
-    decode_object = reader.decode_object
+    decode = decode_members
     recorded = reader.header.python or ""
     viewer = _Viewer(recorded.split(".")[:2] == platform.python_version().split(".")[:2])
     viewer.line_level = reader.level == "line"
@@ -221,7 +221,12 @@ def view_trace(
             continue
         if not raw.strip():
             continue
-        _event(viewer, decode_object(number, raw), number, path)
+        try:
+            obj = decode(raw)
+        except DECODE_ERRORS:
+            reader.decode_object(number, raw)  # (raises the format's error naming the line)
+            raise
+        _event(viewer, obj, number, path)
     for frame in list(viewer.frames.values()):
         if frame.cur >= 0:
             viewer.sample(frame, frame.cur, at_return=True)
