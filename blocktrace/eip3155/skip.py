@@ -393,15 +393,8 @@ def _skip_calls(
         ignored_b += n_ignored_b
         if reason != _MORE:
             break
-        a.start, b.start = pa, pb
-        a.pos, b.pos = pa + given_a, pb + given_b
-        need_a, need_b = a.n - pa < _REFILL, b.n - pb < _REFILL
-        if not (need_a or need_b):
-            need_a = need_b = True
-        grew_a = a.more() if need_a else True
-        grew_b = b.more() if need_b else True
-        pa, pb = a.start, b.start
-        if not (grew_a and grew_b) and (n == 0 or not (grew_a or grew_b)):
+        pa, pb, going = _read_on(a, b, pa, pb, given_a, given_b, n)
+        if not going:
             break
     if passed == 0:
         a.start, b.start = pa, pb
@@ -467,15 +460,8 @@ def _skip_levels(
         ignored_b += n_ignored_b
         if reason != _MORE:
             break
-        a.start, b.start = pa, pb
-        a.pos, b.pos = pa + given_a, pb + given_b
-        need_a, need_b = a.n - pa < _REFILL, b.n - pb < _REFILL
-        if not (need_a or need_b):
-            need_a = need_b = True
-        grew_a = a.more() if need_a else True
-        grew_b = b.more() if need_b else True
-        pa, pb = a.start, b.start
-        if not (grew_a and grew_b) and (n == 0 or not (grew_a or grew_b)):
+        pa, pb, going = _read_on(a, b, pa, pb, given_a, given_b, n)
+        if not going:
             break
     if count_a == 0 and count_b == 0:  # (op lines left out before the first kept
         a.start, b.start = pa, pb       # are passed over even when none is kept)
@@ -556,15 +542,8 @@ def _skip_lines(
         if reason != _MORE or (n == 0 and refilled):
             break  # (a group longer than what a refill brings: the reference reads it)
         refilled = n == 0
-        a.start, b.start = pa, pb
-        a.pos, b.pos = pa + given_a, pb + given_b
-        need_a, need_b = a.n - pa < _REFILL, b.n - pb < _REFILL
-        if not (need_a or need_b):
-            need_a = need_b = True
-        grew_a = a.more() if need_a else True
-        grew_b = b.more() if need_b else True
-        pa, pb = a.start, b.start
-        if not (grew_a and grew_b) and (n == 0 or not (grew_a or grew_b)):
+        pa, pb, going = _read_on(a, b, pa, pb, given_a, given_b, n)
+        if not going:
             break
     if groups == 0:
         a.start, b.start = pa, pb
@@ -683,18 +662,9 @@ def _skip(
         ignored_b += n_ignored_b
         if reason != _MORE:
             break
-        a.start, b.start = pa, pb  # what ``more`` keeps
-        a.pos, b.pos = pa + given_a, pb + given_b
-        # Read on where the lines run out: the traces' lines need not take the same
-        # bytes (steps inserted), and a side read on regardless would keep ever more.
-        need_a, need_b = a.n - pa < _REFILL, b.n - pb < _REFILL
-        if not (need_a or need_b):
-            need_a = need_b = True  # (a line longer than that)
-        grew_a = a.more() if need_a else True
-        grew_b = b.more() if need_b else True
-        pa, pb = a.start, b.start
-        if not (grew_a and grew_b) and (n == 0 or not (grew_a or grew_b)):
-            break  # an input's end (a torn line, or nothing more in common to pass)
+        pa, pb, going = _read_on(a, b, pa, pb, given_a, given_b, n)
+        if not going:
+            break
     if steps == 0 and count_b == 0:
         a.start, b.start = pa, pb
         a.pos, b.pos = pa + given_a, pb + given_b
@@ -709,6 +679,24 @@ def _skip(
         steps_x.send(passed)
     return (steps, count_b, hunks, differing_a, differing_b,
             since if hunks and since is not None else 0)
+
+
+def _read_on(a: _Source, b: _Source, pa: int, pb: int, given_a: int, given_b: int,
+             n: int) -> tuple[int, int, bool]:
+    """After a walk stopped for want of bytes at ``pa``/``pb`` (having passed ``n``):
+    keep both buffers from there and read on where the lines run out (the traces'
+    lines need not take the same bytes: a side read on regardless would keep ever
+    more); the walk's new positions, and False at an input's end (a torn line, or
+    nothing more in common to pass)."""
+    a.start, b.start = pa, pb
+    a.pos, b.pos = pa + given_a, pb + given_b
+    need_a, need_b = a.n - pa < _REFILL, b.n - pb < _REFILL
+    if not (need_a or need_b):
+        need_a = need_b = True  # (a line longer than that)
+    grew_a = a.more() if need_a else True
+    grew_b = b.more() if need_b else True
+    going = (grew_a and grew_b) or (n != 0 and (grew_a or grew_b))
+    return a.start, b.start, going
 
 
 _NOTHING = (0, 0, 0, 0, 0, 0)
