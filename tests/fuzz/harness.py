@@ -64,14 +64,16 @@ MEMORY_HEADROOM = 1 << 30
 private memory, ``RLIMIT_DATA``): the inputs are kilobytes, so needing more is
 unbounded memory (a ``MemoryError``)."""
 
-os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
-# pyarrow's default allocator (mimalloc) reserves a whole GiB at its first allocation,
-# writable (so counted by RLIMIT_DATA too), which is not memory used: under the cap,
-# with the headroom above, ``export parquet`` then failed with ``ArrowMemoryError:
-# malloc of size 256 failed`` whenever that first allocation came under the cap (CI,
-# 3.12, test_fuzz_one_answer's worker). The system allocator asks for what it uses.
-# (The variable is read when pyarrow is imported; :func:`memory_cap` switches a pyarrow
-# imported before it.)
+ARROW_POOL = {"ARROW_DEFAULT_MEMORY_POOL": "system"}
+"""The environment the fuzz worker processes get (worker.Worker): pyarrow's default
+allocator (mimalloc) reserves a whole GiB at its first allocation, writable (so
+counted by RLIMIT_DATA too), which is not memory used: under the cap, with the
+headroom above, ``export parquet`` then failed with ``ArrowMemoryError: malloc of
+size 256 failed`` whenever that first allocation came under the cap (CI, 3.12,
+test_fuzz_one_answer's worker).  The system allocator asks for what it uses.  Only
+the workers' environment: the test process keeps pyarrow's default, so a file's
+tests see the allocator they see in a whole-suite run, and :func:`memory_cap`
+switches pyarrow to the system allocator for the capped command only."""
 
 # -- running a command in-process ------------------------------------------------------
 
@@ -157,8 +159,9 @@ def memory_cap(headroom: int) -> Iterator[None]:
     address space, and a fresh worker's ``query`` peaked at 892-952 MiB of the
     GiB; 16 threads that allocate a few bytes each did not fit (test_harness_cap.py).
     What the threads write is counted either way."""
-    arrow = sys.modules.get("pyarrow")
-    if arrow is not None and arrow.default_memory_pool().backend_name != "system":
+    arrow = _pyarrow()
+    pool = arrow.default_memory_pool() if arrow is not None else None
+    if arrow is not None and pool.backend_name != "system":
         arrow.set_memory_pool(arrow.system_memory_pool())
     soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
     cap = _data_size() + headroom
@@ -169,6 +172,18 @@ def memory_cap(headroom: int) -> Iterator[None]:
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+        if arrow is not None:
+            arrow.set_memory_pool(pool)
+
+
+def _pyarrow() -> Any:
+    """pyarrow, imported before the cap (its default pool made there, so the cap
+    can switch it, see :data:`ARROW_POOL`), or None when it is not installed."""
+    try:
+        import pyarrow
+    except ImportError:
+        return None
+    return pyarrow
 
 
 def run_cli(*argv: str | Path, stdin: bytes = b"", tolerate_known_bugs: bool = True) -> Answer:

@@ -78,3 +78,36 @@ def test_the_cap_still_stops_a_command_that_needs_more_than_the_headroom() -> No
                    "    print('MemoryError')")
     assert done.returncode == 0 and done.stdout == "MemoryError\n", (done.stdout,
                                                                       done.stderr[-2000:])
+
+
+def test_the_system_allocator_is_the_capped_commands_and_the_workers_only() -> None:
+    # The harness once set ARROW_DEFAULT_MEMORY_POOL when imported: the whole suite (which
+    # imports it) and one test file outside tests/fuzz then ran pyarrow on two allocators.
+    pytest.importorskip("pyarrow")
+    code = (f"import os, sys; sys.path.insert(0, {str(TESTS)!r})\n"
+            "from fuzz.harness import MEMORY_HEADROOM, memory_cap\n"
+            "import pyarrow as pa\n"
+            "print(os.environ.get('ARROW_DEFAULT_MEMORY_POOL'))\n"
+            "before = pa.default_memory_pool().backend_name\n"
+            "with memory_cap(MEMORY_HEADROOM):\n"
+            "    print(pa.default_memory_pool().backend_name)\n"
+            "print(pa.default_memory_pool().backend_name == before)\n")
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["None", "system", "True"], done.stdout
+
+
+def test_the_workers_get_the_system_allocator() -> None:
+    from .harness import ARROW_POOL
+    from .worker import Worker
+
+    worker = Worker({k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"})
+    try:
+        assert ARROW_POOL == {"ARROW_DEFAULT_MEMORY_POOL": "system"}
+        assert worker.run(["--help"]).returncode == 0  # (started and serving)
+        env = Path(f"/proc/{worker.proc.pid}/environ").read_bytes().split(b"\0")
+        assert b"ARROW_DEFAULT_MEMORY_POOL=system" in env
+    finally:
+        worker.close()

@@ -26,6 +26,8 @@ from typing import IO, Any
 
 import msgspec
 
+from .harness import ARROW_POOL
+
 TESTS = Path(__file__).resolve().parents[1]
 
 
@@ -45,7 +47,8 @@ class Worker:
                 "from fuzz.worker import serve; serve()")
         self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     env=dict(env if env is not None else os.environ))
+                                     env={**(env if env is not None else os.environ),
+                                          **ARROW_POOL})
         self._lock = threading.Lock()
 
     def run(self, argv: Sequence[str | bytes | os.PathLike[str]],
