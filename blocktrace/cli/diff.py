@@ -17,6 +17,7 @@ from blocktrace.eip3155 import (
     render_json,
     render_text,
 )
+from blocktrace.eip3155.records import MemberError
 from blocktrace.limits import MAX_LINE_BYTES, size_text
 
 __all__ = ["register"]
@@ -96,6 +97,12 @@ def _handle(args: argparse.Namespace) -> int:
             text = render_text(report, colour=colour)
     except TraceError as exc:
         raise CliError(str(exc), exc.exit_status) from None
+    except MemberError as exc:  # a step knows its line, not which input it came from
+        from blocktrace.eip3155.normalise import member_file
+
+        path = member_file((args.a, args.b), exc.lineno, exc.member)
+        raise CliError(
+            str(exc) if path is None else f"{path}:{exc.lineno}: {exc.problem}") from None
     except ValueError as exc:
         raise CliError(str(exc)) from None
     sys.stdout.write(text)

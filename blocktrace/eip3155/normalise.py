@@ -24,12 +24,12 @@ from blocktrace.eip3155.dialects import (
 )
 from blocktrace.eip3155.numbers import parse_int
 from blocktrace.eip3155.reader import TraceError, open_trace, raw_decoder, trace_lines
-from blocktrace.eip3155.records import RawLine, Step, Summary
+from blocktrace.eip3155.records import RawLine, Step, Summary, decode_member
 from blocktrace.format import TraceReader, blocktrace_header
 
 __all__ = [
-    "EventSteps", "LineSource", "TraceInfo", "blocktrace_reader", "normalise", "read_all",
-    "steps_of",
+    "EventSteps", "LineSource", "TraceInfo", "blocktrace_reader", "member_file", "normalise",
+    "read_all", "steps_of",
 ]
 
 _BOM = b"\xef\xbb\xbf"
@@ -346,6 +346,30 @@ def _trace_lines(path: str) -> Iterator[Iterator[tuple[int, bytes]]]:
         return
     with open_trace(path) as stream:
         yield enumerate(trace_lines(stream, path), 1)
+
+
+def member_file(paths: Iterator[str] | tuple[str, ...], lineno: int, member: str) -> str | None:
+    """The first of ``paths`` whose line ``lineno`` holds ``member`` and it is no JSON
+    (``records.MemberError``: a step knows its line, not its file), else None.  Read
+    again from the start, once, when such an error ends a command."""
+    decode = raw_decoder().decode
+    for path in paths:  # (a line that is no JSON at all is not a step's: no member)
+        try:
+            with _trace_lines(path) as numbered:
+                for number, line in numbered:
+                    if number < lineno:
+                        continue
+                    if number == lineno:
+                        if line.startswith(_BOM):
+                            line = line[3:]
+                        decode_member(getattr(decode(line), member), lineno, member)
+                    break
+        except ValueError as exc:  # (msgspec's errors and the format's are ValueErrors)
+            if getattr(exc, "member", None) == member:
+                return path
+        except OSError:
+            pass
+    return None
 
 
 def blocktrace_reader(path: str) -> TraceReader | None:

@@ -14,7 +14,8 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["ABSENT", "Header", "RawLine", "Step", "Summary", "decode_raw"]
+__all__ = ["ABSENT", "Header", "MemberError", "RawLine", "Step", "Summary", "decode_member",
+           "decode_raw"]
 
 Num = int | str
 ABSENT = msgspec.Raw()
@@ -26,6 +27,29 @@ largest cost of reading a trace)."""
 def decode_raw(raw: msgspec.Raw) -> Any:
     """The value of a raw JSON member (``None`` when absent)."""
     return msgspec.json.decode(raw) if raw else None
+
+
+class MemberError(ValueError):
+    """A member kept raw (``stack``, ``locals``, ``globals``) that is no JSON,
+    found when it is first decoded (a byte that is not UTF-8: the line's decoder
+    keeps the member unchecked until a comparison or the report needs it).  The
+    step does not know its file: ``normalise.member_file`` finds which input holds
+    the line, and the caller names it (``PATH:LINE: problem``, as ``verify``)."""
+
+    def __init__(self, lineno: int, member: str, reason: str) -> None:
+        self.lineno = lineno
+        self.member = member
+        self.problem = f"`{member}` is not JSON ({reason})"
+        super().__init__(f"line {lineno}: {self.problem}")
+
+
+def decode_member(raw: msgspec.Raw, lineno: int, member: str) -> Any:
+    """The value of ``member`` (raw JSON, ``None`` when absent) of line ``lineno``;
+    ``MemberError`` when it is no JSON."""
+    try:
+        return msgspec.json.decode(raw) if raw else None
+    except msgspec.DecodeError as exc:
+        raise MemberError(lineno, member, str(exc)) from None
 
 
 class RawLine(msgspec.Struct):
@@ -92,13 +116,9 @@ class Step(msgspec.Struct, gc=False):
 
     @property
     def stack(self) -> Any:
-        """The stack as written (a list, bottom first), or None.  ``ValueError``
-        naming the step's line when it is no JSON (a byte that is not UTF-8: the
-        line's decoder keeps the stack raw, unchecked, until it is needed)."""
-        try:
-            return decode_raw(self.stack_raw)
-        except msgspec.DecodeError as exc:
-            raise ValueError(f"line {self.lineno}: `stack` is not JSON ({exc})") from None
+        """The stack as written (a list, bottom first), or None.  ``MemberError``
+        naming the step's line when it is no JSON."""
+        return decode_member(self.stack_raw, self.lineno, "stack")
 
     @property
     def gasCost(self) -> Num | None:
@@ -134,11 +154,11 @@ class Step(msgspec.Struct, gc=False):
 
     @property
     def locals(self) -> Any:
-        return decode_raw(self.raw.locals)
+        return decode_member(self.raw.locals, self.lineno, "locals")
 
     @property
     def globals(self) -> Any:
-        return decode_raw(self.raw.globals)
+        return decode_member(self.raw.globals, self.lineno, "globals")
 
     @property
     def locals_raw(self) -> msgspec.Raw:
