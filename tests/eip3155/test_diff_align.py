@@ -7,24 +7,19 @@ spacings, near the ends, near exception lines, at both levels and in compressed 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-import blocktrace
-from blocktrace.eip3155 import diff_files, report, skip
-from blocktrace.eip3155.render import render_json, render_text
-from blocktrace.eip3155.report import DiffReport
-from tests.fuzz.harness import rechain
+from blocktrace.eip3155 import skip
 
-pytestmark = pytest.mark.skipif(skip._c is None, reason="the C extension is not built "
-                                "(or BLOCKTRACE_PURE is set): only the reference path runs")
+from .diffing import NEEDS_C, SETTINGS, checked, examples, record, recordings, reports, same
 
-SETTINGS = settings(max_examples=40, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+pytestmark = NEEDS_C
 
 
 def inner(i: int) -> int:
@@ -45,41 +40,10 @@ def program(n: int = 40, every: int = 0) -> int:
     return total
 
 
-def _record(path: Path, args: dict[str, Any], **options: Any) -> Path:
-    with blocktrace.trace(blocktrace.ChainTracer(path, **options)):
-        program(**args)
-    return path
+_record = partial(record, program)
 
 
-def _reports(a: Path, b: Path, monkeypatch: pytest.MonkeyPatch, **options: Any
-             ) -> tuple[DiffReport, DiffReport]:
-    for path in (a, b):  # re-chained, as a forger would: a TAMPERED trace is read by the
-        if path.suffix == ".jsonl":  # reference alone (report._tampered), walks off
-            path.write_bytes(rechain(path.read_bytes()))
-    with monkeypatch.context() as patch:
-        patch.setattr(report, "_TRACE_SOURCES", {})
-        fast = diff_files(str(a), str(b), **options)
-    with monkeypatch.context() as patch:
-        patch.setattr(skip, "_c", None)
-        patch.setattr(report, "_TRACE_SOURCES", {})
-        reference = diff_files(str(a), str(b), **options)
-    return fast, reference
-
-
-def _same(fast: DiffReport, reference: DiffReport) -> None:
-    assert render_text(fast) == render_text(reference)
-    assert render_json(fast) == render_json(reference)
-    assert fast.a == reference.a
-    assert fast.b == reference.b
-    assert (fast.steps.common, fast.steps.hunk_count, fast.steps.differing_a,
-            fast.steps.differing_b, fast.steps.window_overflows) == (
-        reference.steps.common, reference.steps.hunk_count, reference.steps.differing_a,
-        reference.steps.differing_b, reference.steps.window_overflows)
-    assert fast.steps.hunks == reference.steps.hunks
-    assert fast.steps.first == reference.steps.first
-    assert fast.steps.last_common == reference.steps.last_common
-
-
+_reports = reports
 class Used:
     """What the fast paths did: regions found by ``look``, and regions of unequal
     sides passed by ``align``."""
@@ -106,11 +70,7 @@ class Used:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[bytes]]:
     where = tmp_path_factory.mktemp("align")
-    return {
-        level: _record(where / f"{level}.jsonl", {}, level=level).read_bytes()
-        .splitlines(keepends=True)
-        for level in ("op", "line")
-    }
+    return recordings(program, where, ((level, {}, {"level": level}) for level in ("op", "line")))
 
 
 def _ops(lines: list[bytes]) -> list[int]:
@@ -169,14 +129,10 @@ def test_random_insertions_removals_and_changes_report_what_the_reference_does(
     lines = _edited(base["op"], both)
     a.write_bytes(b"".join(lines))
     b.write_bytes(b"".join(_edited(lines, edits)))
-    if swap:
-        a, b = b, a
-    fast, reference = _reports(a, b, monkeypatch, max_hunks=max_hunks, window=window)
-    _same(fast, reference)
+    checked(a, b, monkeypatch, swap=swap, max_hunks=max_hunks, window=window)
 
 
-@settings(max_examples=15, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@examples(15)
 @given(edits=st.lists(EDIT, min_size=1, max_size=6), max_hunks=st.sampled_from([0, 5]))
 def test_edits_across_levels_report_what_the_reference_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: dict[str, list[bytes]],
@@ -188,8 +144,8 @@ def test_edits_across_levels_report_what_the_reference_does(
     b.write_bytes(b"".join(_edited(base["op"], edits)))
     c.write_bytes(b"".join(_edited(base["line"], edits)))
     for x, y in ((a, b), (a, c)):
-        fast, reference = _reports(x, y, monkeypatch, max_hunks=max_hunks)
-        _same(fast, reference)
+        fast, reference = reports(x, y, monkeypatch, max_hunks=max_hunks)
+        same(fast, reference)
 
 
 PROGRAMS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
@@ -214,8 +170,8 @@ def test_statements_added_report_what_the_reference_does(
     b = _record(tmp_path / f"b{suffix}", args_b, **options)
     used = Used(monkeypatch)
     for x, y in ((a, b), (b, a)):
-        fast, reference = _reports(x, y, monkeypatch, max_hunks=max_hunks)
-        _same(fast, reference)
+        fast, reference = reports(x, y, monkeypatch, max_hunks=max_hunks)
+        same(fast, reference)
         assert fast.steps.hunk_count > 20
     if name != "with locals":  # (values differ as bytes: the reference judges them)
         assert used.looked > 0 or used.passed > 0
@@ -241,8 +197,8 @@ def test_the_walk_reads_on_only_where_the_lines_run_out(
         return got
 
     monkeypatch.setattr(skip._Source, "more", more)
-    fast, reference = _reports(a, b, monkeypatch, max_hunks=0)
-    _same(fast, reference)
+    fast, reference = reports(a, b, monkeypatch, max_hunks=0)
+    same(fast, reference)
     assert sizes and max(sizes) < 4 * 4096
 
 
@@ -262,6 +218,6 @@ def test_a_changed_step_in_a_run_of_like_steps_is_the_look_aheads_first_case(
     changed = list(lines)
     changed[at] = changed[at].replace(b'"pc":', b'"pc":9', 1)  # (another pc)
     b.write_bytes(b"".join(changed))
-    fast, reference = _reports(a, b, monkeypatch, max_hunks=max_hunks)
-    _same(fast, reference)
+    fast, reference = reports(a, b, monkeypatch, max_hunks=max_hunks)
+    same(fast, reference)
     assert fast.steps.hunk_count >= 1

@@ -10,70 +10,34 @@ traces hold a line the reference refuses."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-import blocktrace
-from blocktrace.eip3155 import TraceError, diff_files, report, skip
+from blocktrace.eip3155 import TraceError, diff_files, skip
 from tests.fuzz.harness import rechain
 
-from .test_diff_align import EDIT, _edited, _same, program
+from .diffing import NEEDS_C, SETTINGS, Walked, checked, examples, record, recordings, reports, same
+from .test_diff_align import EDIT, _edited, program
 
-pytestmark = pytest.mark.skipif(skip._c is None, reason="the C extension is not built "
-                                "(or BLOCKTRACE_PURE is set): only the reference path runs")
-
-SETTINGS = settings(max_examples=40, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+pytestmark = NEEDS_C
 
 
-def _record(path: Path, args: dict[str, Any], **options: Any) -> Path:
-    with blocktrace.trace(blocktrace.ChainTracer(path, **options)):
-        program(**args)
-    return path
-
-
-class Passed:
-    """The call-level steps the fast path passed over (``skip._skip_calls``)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.steps = 0
-        real = skip._skip_calls
-
-        def walk(*args: Any) -> tuple[int, ...]:
-            got = real(*args)
-            self.steps += got[0]
-            return got
-
-        monkeypatch.setattr(skip, "_skip_calls", walk)
-
-
-def _reports(a: Path, b: Path, monkeypatch: pytest.MonkeyPatch, **options: Any) -> Any:
-    with monkeypatch.context() as patch:
-        patch.setattr(report, "_TRACE_SOURCES", {})
-        fast = diff_files(str(a), str(b), **options)
-    with monkeypatch.context() as patch:
-        patch.setattr(skip, "_c", None)
-        patch.setattr(report, "_TRACE_SOURCES", {})
-        reference = diff_files(str(a), str(b), **options)
-    return fast, reference
+_record = partial(record, program)
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[bytes]]:
     where = tmp_path_factory.mktemp("calls")
-    return {
-        name: _record(where / f"{name}.jsonl", args, **options).read_bytes()
-        .splitlines(keepends=True)
-        for name, args, options in (
-            ("op", {}, {}), ("line", {}, {"level": "line"}), ("call", {}, {"level": "call"}),
-            ("call-more", {"every": 4}, {"level": "call"}),
-            ("long-op", {"n": 200}, {}), ("long-call", {"n": 200}, {"level": "call"}),
-            ("long-call-more", {"n": 200, "every": 4}, {"level": "call"}))
-    }
+    return recordings(program, where, (
+        ("op", {}, {}), ("line", {}, {"level": "line"}), ("call", {}, {"level": "call"}),
+        ("call-more", {"every": 4}, {"level": "call"}),
+        ("long-op", {"n": 200}, {}), ("long-call", {"n": 200}, {"level": "call"}),
+        ("long-call-more", {"n": 200, "every": 4}, {"level": "call"})))
 
 
 def _events(lines: list[bytes]) -> list[int]:
@@ -141,14 +105,10 @@ def test_random_edits_at_level_call_report_what_the_reference_does(
         lines = _edited(lines, edits)
     a.write_bytes(rechain(b"".join(_called(lines, calls))))
     b.write_bytes(rechain(b"".join(_called(base[call], call_edits))))
-    if swap:
-        a, b = b, a
-    fast, reference = _reports(a, b, monkeypatch, fields=fields, max_hunks=max_hunks)
-    _same(fast, reference)
+    checked(a, b, monkeypatch, swap=swap, fields=fields, max_hunks=max_hunks)
 
 
-@settings(max_examples=10, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@examples(10)
 @given(calls=st.lists(CALL_EDIT, max_size=4), chunk=st.sampled_from([512, 2048, 8192]),
        other=st.sampled_from(["op", "line"]))
 def test_small_buffers_report_what_the_reference_does(
@@ -160,8 +120,7 @@ def test_small_buffers_report_what_the_reference_does(
     a, b = tmp_path / "other.jsonl", tmp_path / "call.jsonl"
     a.write_bytes(rechain(b"".join(_called(base[other], calls))))
     b.write_bytes(b"".join(base["call-more"]))
-    fast, reference = _reports(a, b, monkeypatch)
-    _same(fast, reference)
+    checked(a, b, monkeypatch)
 
 
 PROGRAMS: dict[str, tuple[dict[str, Any], dict[str, Any], str, str]] = {
@@ -186,13 +145,13 @@ def test_real_recordings_report_what_the_reference_does(
     args_other, args_call, level, suffix = PROGRAMS[name]
     a = _record(tmp_path / f"other{suffix}", args_other, level=level)
     b = _record(tmp_path / f"call{suffix}", args_call, level="call")
-    passed = Passed(monkeypatch)
+    passed = Walked(monkeypatch, "_skip_calls")
     for x, y in ((a, b), (b, a)):
-        fast, reference = _reports(x, y, monkeypatch, max_hunks=max_hunks)
-        _same(fast, reference)
+        fast, reference = reports(x, y, monkeypatch, max_hunks=max_hunks)
+        same(fast, reference)
         if level != "call":
             assert fast.notes and "compared at level call" in fast.notes[0]
-    assert passed.steps > fast.steps.common // 3
+    assert passed.count > fast.steps.common // 3
 
 
 def _renamed(lines: list[bytes]) -> list[bytes]:
@@ -275,13 +234,13 @@ def test_traces_whose_lines_differ_in_what_is_compared_or_merge(
         op, call = _raised_after_returns(op, call)
     a.write_bytes(rechain(b"".join(op)))
     b.write_bytes(rechain(b"".join(call)))
-    passed = Passed(monkeypatch)
-    fast, reference = _reports(a, b, monkeypatch, fields=fields, max_hunks=1000)
-    _same(fast, reference)
+    passed = Walked(monkeypatch, "_skip_calls")
+    fast, reference = reports(a, b, monkeypatch, fields=fields, max_hunks=1000)
+    same(fast, reference)
     if change in ("echoed", "raised"):
         assert fast.a.merged > reference.b.merged
     elif fields is None:  # (neither the file nor the gas compared: most are passed)
-        assert passed.steps > fast.steps.common // 3
+        assert passed.count > fast.steps.common // 3
 
 
 def test_a_trace_with_a_bad_line_in_each_fails_on_as_the_reference_does(

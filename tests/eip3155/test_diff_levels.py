@@ -8,72 +8,32 @@ plain and compressed, with small read buffers."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-import blocktrace
-from blocktrace.eip3155 import diff_files, report, skip
-from tests.fuzz.harness import rechain
+from blocktrace.eip3155 import skip
 
-from .test_diff_align import EDIT, _edited, _same
+from .diffing import NEEDS_C, SETTINGS, Walked, checked, examples, record, recordings, reports, same
+from .test_diff_align import EDIT, _edited
 from .test_diff_lines import LINE_EDIT, _lined, program
 
-pytestmark = pytest.mark.skipif(skip._c is None, reason="the C extension is not built "
-                                "(or BLOCKTRACE_PURE is set): only the reference path runs")
-
-SETTINGS = settings(max_examples=40, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+pytestmark = NEEDS_C
 
 
-def _record(path: Path, args: dict[str, Any], **options: Any) -> Path:
-    with blocktrace.trace(blocktrace.ChainTracer(path, **options)):
-        program(**args)
-    return path
-
-
-class Passed:
-    """The steps the fast path passed over at level line (``skip._skip_levels``)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.steps = 0
-        real = skip._skip_levels
-
-        def walk(*args: Any) -> tuple[int, ...]:
-            got = real(*args)
-            self.steps += got[0]
-            return got
-
-        monkeypatch.setattr(skip, "_skip_levels", walk)
-
-
-def _reports(a: Path, b: Path, monkeypatch: pytest.MonkeyPatch, **options: Any) -> Any:
-    for path in (a, b):  # re-chained, as a forger would: a TAMPERED trace is read by the
-        if path.suffix == ".jsonl":  # reference alone (report._tampered), walks off
-            path.write_bytes(rechain(path.read_bytes()))
-    with monkeypatch.context() as patch:
-        patch.setattr(report, "_TRACE_SOURCES", {})
-        fast = diff_files(str(a), str(b), **options)
-    with monkeypatch.context() as patch:
-        patch.setattr(skip, "_c", None)
-        patch.setattr(report, "_TRACE_SOURCES", {})
-        reference = diff_files(str(a), str(b), **options)
-    return fast, reference
+_record = partial(record, program)
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[bytes]]:
     where = tmp_path_factory.mktemp("levels")
-    return {
-        name: _record(where / f"{name}.jsonl", args, **options).read_bytes()
-        .splitlines(keepends=True)
-        for name, args, options in (
-            ("op", {}, {}), ("line", {}, {"level": "line"}),
-            ("line-more", {"every": 4}, {"level": "line"}))
-    }
+    return recordings(program, where, (
+        ("op", {}, {}), ("line", {}, {"level": "line"}),
+        ("line-more", {"every": 4}, {"level": "line"})))
 
 
 FIELDS = st.sampled_from([None, ("line", "function"), ("depth", "line", "pc", "gas"),
@@ -96,14 +56,10 @@ def test_random_edits_across_levels_report_what_the_reference_does(
     a, b = tmp_path / "op.jsonl", tmp_path / "line.jsonl"
     a.write_bytes(b"".join(_lined(_edited(base["op"], edits), moves)))
     b.write_bytes(b"".join(_edited(base[line], line_edits)))
-    if swap:
-        a, b = b, a
-    fast, reference = _reports(a, b, monkeypatch, fields=fields, max_hunks=max_hunks)
-    _same(fast, reference)
+    checked(a, b, monkeypatch, swap=swap, fields=fields, max_hunks=max_hunks)
 
 
-@settings(max_examples=10, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@examples(10)
 @given(edits=st.lists(EDIT, max_size=4), chunk=st.sampled_from([512, 2048, 8192]))
 def test_small_buffers_report_what_the_reference_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: dict[str, list[bytes]],
@@ -114,8 +70,7 @@ def test_small_buffers_report_what_the_reference_does(
     a, b = tmp_path / "op.jsonl", tmp_path / "line.jsonl"
     a.write_bytes(b"".join(_edited(base["op"], edits)))
     b.write_bytes(b"".join(base["line"]))
-    fast, reference = _reports(a, b, monkeypatch)
-    _same(fast, reference)
+    checked(a, b, monkeypatch)
 
 
 PROGRAMS: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
@@ -136,9 +91,9 @@ def test_real_recordings_report_what_the_reference_does(
     args_op, args_line, suffix = PROGRAMS[name]
     a = _record(tmp_path / f"op{suffix}", args_op)
     b = _record(tmp_path / f"line{suffix}", args_line, level="line")
-    passed = Passed(monkeypatch)
+    passed = Walked(monkeypatch, "_skip_levels")
     for x, y in ((a, b), (b, a)):
-        fast, reference = _reports(x, y, monkeypatch, max_hunks=max_hunks)
-        _same(fast, reference)
+        fast, reference = reports(x, y, monkeypatch, max_hunks=max_hunks)
+        same(fast, reference)
         assert fast.notes and "compared at level line" in fast.notes[0]
-    assert passed.steps > fast.steps.common // 2
+    assert passed.count > fast.steps.common // 2

@@ -8,24 +8,21 @@ with and without ``--fields``, plain and compressed, with small read buffers."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import blocktrace
-from blocktrace.eip3155 import diff_files, report, skip
-from tests.fuzz.harness import rechain
+from blocktrace.eip3155 import skip
 
-from .test_diff_align import EDIT, _edited, _ops, _same
+from .diffing import NEEDS_C, SETTINGS, Walked, checked, examples, record, recordings, reports, same
+from .test_diff_align import EDIT, _edited, _ops
 
-pytestmark = pytest.mark.skipif(skip._c is None, reason="the C extension is not built "
-                                "(or BLOCKTRACE_PURE is set): only the reference path runs")
-
-SETTINGS = settings(max_examples=40, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+pytestmark = NEEDS_C
 
 
 def leaf(i: int) -> int:
@@ -46,50 +43,14 @@ def program(n: int = 30, every: int = 0) -> int:
     return total
 
 
-def _record(path: Path, args: dict[str, Any], **options: Any) -> Path:
-    with blocktrace.trace(blocktrace.ChainTracer(path, **options)):
-        program(**args)
-    return path
-
-
-class Passed:
-    """The groups the fast path passed over (``skip._skip_lines``)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.groups = 0
-        real = skip._skip_lines
-
-        def walk(*args: Any) -> tuple[int, ...]:
-            got = real(*args)
-            self.groups += got[0]
-            return got
-
-        monkeypatch.setattr(skip, "_skip_lines", walk)
-
-
-def _reports(a: Path, b: Path, monkeypatch: pytest.MonkeyPatch, **options: Any) -> Any:
-    for path in (a, b):  # re-chained, as a forger would: a TAMPERED trace is read by the
-        if path.suffix == ".jsonl":  # reference alone (report._tampered), walks off
-            path.write_bytes(rechain(path.read_bytes()))
-    with monkeypatch.context() as patch:
-        patch.setattr(report, "_TRACE_SOURCES", {})
-        fast = diff_files(str(a), str(b), by_line=True, **options)
-    with monkeypatch.context() as patch:
-        patch.setattr(skip, "_c", None)
-        patch.setattr(report, "_TRACE_SOURCES", {})
-        reference = diff_files(str(a), str(b), by_line=True, **options)
-    return fast, reference
+_record = partial(record, program)
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[bytes]]:
     where = tmp_path_factory.mktemp("lines")
-    return {
-        name: _record(where / f"{name}.jsonl", {}, **options).read_bytes()
-        .splitlines(keepends=True)
-        for name, options in (("op", {}), ("line", {"level": "line"}),
-                              ("locals", {"locals": "on"}))
-    }
+    return recordings(program, where, (("op", {}, {}), ("line", {}, {"level": "line"}),
+                                       ("locals", {}, {"locals": "on"})))
 
 
 FIELDS = st.sampled_from([None, ("line", "function"), ("depth", "line", "pc"),
@@ -143,15 +104,11 @@ def test_random_edits_by_line_report_what_the_reference_does(
     lines = _lined(base[kind], both)
     a.write_bytes(b"".join(lines))
     b.write_bytes(b"".join(_lined(_edited(lines, edits), moves)))
-    if swap:
-        a, b = b, a
-    fast, reference = _reports(a, b, monkeypatch, fields=fields, max_hunks=max_hunks,
+    checked(a, b, monkeypatch, swap=swap, by_line=True, fields=fields, max_hunks=max_hunks,
                                window=window)
-    _same(fast, reference)
 
 
-@settings(max_examples=10, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@examples(10)
 @given(edits=st.lists(EDIT, max_size=4), moves=st.lists(LINE_EDIT, max_size=4),
        chunk=st.sampled_from([512, 2048, 8192]))
 def test_small_buffers_report_what_the_reference_does(
@@ -165,8 +122,7 @@ def test_small_buffers_report_what_the_reference_does(
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     a.write_bytes(b"".join(base["op"]))
     b.write_bytes(b"".join(_lined(_edited(base["op"], edits), moves)))
-    fast, reference = _reports(a, b, monkeypatch)
-    _same(fast, reference)
+    checked(a, b, monkeypatch, by_line=True)
 
 
 PROGRAMS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]] = {
@@ -190,12 +146,12 @@ def test_real_recordings_report_what_the_reference_does(
     args_a, args_b, options, suffix = PROGRAMS[name]
     a = _record(tmp_path / f"a{suffix}", args_a, **options)
     b = _record(tmp_path / f"b{suffix}", args_b, **options)
-    passed = Passed(monkeypatch)
+    passed = Walked(monkeypatch, "_skip_lines")
     for x, y in ((a, b), (b, a)):
-        fast, reference = _reports(x, y, monkeypatch, max_hunks=max_hunks)
-        _same(fast, reference)
+        fast, reference = reports(x, y, monkeypatch, by_line=True, max_hunks=max_hunks)
+        same(fast, reference)
     # (a hunk every few groups: the differ reads those itself)
-    assert passed.groups > (0 if name == "a line added every iteration"
+    assert passed.count > (0 if name == "a line added every iteration"
                             else fast.steps.common // 2)
 
 
@@ -226,8 +182,8 @@ def test_a_group_longer_than_the_buffer_is_read_by_the_reference(
         return got
 
     monkeypatch.setattr(skip._Source, "more", more)
-    fast, reference = _reports(paths[0], paths[1], monkeypatch)
-    _same(fast, reference)
+    fast, reference = reports(paths[0], paths[1], monkeypatch)
+    same(fast, reference)
     assert sizes and max(sizes) < 4 * 4096
 
 
@@ -262,8 +218,8 @@ def test_a_group_whose_first_step_differs_is_the_references_hunk(
         changed[at] = (changed[at].replace(b'"pc":', b'"pc":9', 1) if edit == "pc"
                        else changed[at].replace(b'"locals":{', b'"locals":{"x":1,', 1))
         b.write_bytes(b"".join(changed))
-        fast, reference = _reports(a, b, monkeypatch, fields=fields, max_hunks=0)
-        _same(fast, reference)
+        fast, reference = reports(a, b, monkeypatch, by_line=True, fields=fields, max_hunks=0)
+        same(fast, reference)
         assert reference.steps.hunk_count == (fields != ("line", "opName"))
 
 
@@ -283,5 +239,5 @@ def test_keys_the_walk_does_not_read_report_what_the_reference_does(
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     a.write_bytes(b"".join(lines))
     b.write_bytes(b"".join(_edited(lines, [("remove", 0.8, 2)])))
-    fast, reference = _reports(a, b, monkeypatch)
-    _same(fast, reference)
+    fast, reference = reports(a, b, monkeypatch, by_line=True)
+    same(fast, reference)
