@@ -275,7 +275,9 @@ def _insert_pairs(where: Path, lines: int, hunks: list[int]
     a statement added to a function the loop calls every ``m`` iterations (steps
     inserted, the rest of that call's steps at other pcs: a hunk each time it runs),
     plain and zstd; a pair whose loop body itself gained a statement (a hunk at every
-    iteration, a few steps apart), plain and zstd; that pair ``--by-line``; and for each
+    iteration, a few steps apart), plain and zstd; that pair ``--by-line``, as an op
+    trace against a line trace of the changed program and as that line trace against a
+    call trace of the first (a difference every few lines across levels); and for each
     hunk count the first pair's op trace against a line trace of the changed program
     (different levels), plain and zstd; and call traces of each program against the
     other's op and line traces, plain and zstd."""
@@ -298,8 +300,15 @@ def _insert_pairs(where: Path, lines: int, hunks: list[int]
         _record(where / "B", every, b, args)
         pairs.append((f"statement added to the loop body (a hunk every iteration), "
                       f"{suffix[1:]}", a, b, ()))
-        if suffix == ".jsonl":
-            pairs.append(("the same, --by-line", a, b, ("--by-line",)))
+        pairs.append((f"the same, --by-line, {suffix[1:]}", a, b, ("--by-line",)))
+        # across levels, a difference every few lines (each iteration parts and re-aligns:
+        # every ~6 lines of a line trace, ~20 of an op trace)
+        line_b, call_a = where / f"eb-line{suffix}", where / f"ea-call{suffix}"
+        _record(where / "B", every, line_b, args, "--level", "line")
+        _record(where / "A", _INSERTED, call_a, args, "--level", "call")
+        pairs.append((f"the same, op trace against a line trace, {suffix[1:]}", a, line_b, ()))
+        pairs.append((f"the same, line trace against a call trace, {suffix[1:]}", line_b, call_a,
+                      ()))
     for count in hunks:
         for suffix in (".jsonl", ".jsonl.zst"):
             a, b = where / f"ia{count}{suffix}", where / f"ib-line{count}{suffix}"

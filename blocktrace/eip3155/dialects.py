@@ -12,8 +12,9 @@ client quirk is a new row, not a new ``if`` somewhere else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
+
+import msgspec
 
 __all__ = [
     "DIALECTS",
@@ -46,8 +47,7 @@ class Action(Enum):
     IGNORE = "ignore and count"
 
 
-@dataclass(frozen=True, slots=True)
-class LineRule:
+class LineRule(msgspec.Struct, frozen=True):
     name: str
     writers: str
     when: str
@@ -83,8 +83,7 @@ LINE_RULES: tuple[LineRule, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Placeholder:
+class Placeholder(msgspec.Struct, frozen=True):
     """A value a writer puts in a field when it has nothing to say there: read
     as "not reported", and the report says so."""
 
@@ -133,8 +132,7 @@ PYTHON_DEFAULT_FIELDS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Dialect:
+class Dialect(msgspec.Struct, frozen=True):
     name: str
     python: bool
     """blocktrace's own traces: Python fields, no EVM rules."""
@@ -169,8 +167,7 @@ DIALECTS: dict[str, Dialect] = {
 }
 
 
-@dataclass(slots=True)
-class Evidence:
+class Evidence(msgspec.Struct):
     """What the reader saw that tells writers apart (filled while streaming)."""
 
     header: bool = False

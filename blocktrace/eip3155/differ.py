@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass, field
+
+import msgspec
 
 from blocktrace.eip3155.compare import Comparer
 from blocktrace.eip3155.records import Step
@@ -35,32 +36,29 @@ SKIP_PATIENCE = 1024
 (the count doubles each time it passes none)."""
 
 
-@dataclass(slots=True)
-class Hunk:
+class Hunk(msgspec.Struct):
     a_start: int
     b_start: int
     a_count: int = 0
     b_count: int = 0
-    a_steps: list[Step] = field(default_factory=list)
-    b_steps: list[Step] = field(default_factory=list)
+    a_steps: list[Step] = msgspec.field(default_factory=list)
+    b_steps: list[Step] = msgspec.field(default_factory=list)
 
 
-@dataclass(slots=True)
-class Divergence:
+class Divergence(msgspec.Struct):
     step: int
     fields: list[str]
     a: Step | None
     b: Step | None
 
 
-@dataclass(slots=True)
-class StepDiff:
+class StepDiff(msgspec.Struct):
     steps_a: int = 0
     steps_b: int = 0
     common: int = 0
     first: Divergence | None = None
     last_common: tuple[Step, Step] | None = None
-    hunks: list[Hunk] = field(default_factory=list)
+    hunks: list[Hunk] = msgspec.field(default_factory=list)
     hunk_count: int = 0
     differing_a: int = 0
     differing_b: int = 0

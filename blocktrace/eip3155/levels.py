@@ -123,9 +123,12 @@ class CallSteps:
         if event == "call" and code is not None:
             self.functions[code] = (raw.name, raw.file)
         name, file = self.functions.get(code, (None, None)) if code is not None else (None, None)
-        try:
-            pc, op, gas, depth = (0 if v is None else v if type(v) is int else parse_int(v)
-                                  for v in (raw.pc, raw.op, raw.gas, raw.depth))
+        pc, op, gas, depth = raw.pc, raw.op, raw.gas, raw.depth
+        try:  # (each written out: a generator over the four made per step cost ~5%)
+            pc = 0 if pc is None else pc if type(pc) is int else parse_int(pc)
+            op = 0 if op is None else op if type(op) is int else parse_int(op)
+            gas = 0 if gas is None else gas if type(gas) is int else parse_int(gas)
+            depth = 0 if depth is None else depth if type(depth) is int else parse_int(depth)
         except ValueError:
             return None
         if event in ("call", "return"):  # shown as what they are, a call at its def line

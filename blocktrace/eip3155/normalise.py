@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
@@ -49,8 +48,7 @@ _NOISE_BEFORE_JSON = 100
 """Non-JSON lines tolerated before the first JSON object (startup chatter)."""
 
 
-@dataclass(slots=True)
-class TraceInfo:
+class TraceInfo(msgspec.Struct):
     """Everything about one input except its steps; complete once they are consumed."""
 
     path: str
@@ -72,8 +70,8 @@ class TraceInfo:
     summary: Summary | None = None
     level: str = "op"
     """A blocktrace trace's header ``level`` (op, line, call), once ``diff`` has read it."""
-    evidence: Evidence = field(default_factory=Evidence)
-    functions: dict[int | str, tuple[str, str]] = field(default_factory=dict)
+    evidence: Evidence = msgspec.field(default_factory=Evidence)
+    functions: dict[int | str, tuple[str, str]] = msgspec.field(default_factory=dict)
     done: bool = False
 
 

@@ -182,7 +182,7 @@ def test_a_group_longer_than_the_buffer_is_read_by_the_reference(
         return got
 
     monkeypatch.setattr(skip._Source, "more", more)
-    fast, reference = reports(paths[0], paths[1], monkeypatch)
+    fast, reference = reports(paths[0], paths[1], monkeypatch, by_line=True)
     same(fast, reference)
     assert sizes and max(sizes) < 4 * 4096
 
@@ -241,3 +241,33 @@ def test_keys_the_walk_does_not_read_report_what_the_reference_does(
     b.write_bytes(b"".join(_edited(lines, [("remove", 0.8, 2)])))
     fast, reference = reports(a, b, monkeypatch, by_line=True)
     same(fast, reference)
+
+
+def quoted(n: int) -> int:
+    said = 'she said "yes} \\ then, twice'  # (a quote, a brace, a backslash: escaped in JSON)
+    total = 0
+    for i in range(n):
+        total += len(said) + i
+    return total
+
+
+def test_locals_with_escaped_strings_are_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every line after the first few holds a local whose JSON string has an escaped
+    quote, a brace and an escaped backslash, longer than sixteen bytes (``string_end``
+    reads those sixteen at a time; a quote taken for the string's end there would end
+    the locals at the brace): the walk passes over the groups as the reference reads
+    them, and the report is the reference's."""
+    lines = record(quoted, tmp_path / "recorded.jsonl", {"n": 60}, locals="on").read_bytes()
+    assert b'she said \\"yes} \\\\\\\\ then' in lines  # (repr's \\ escaped again)
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_bytes(lines)
+    edited = lines.splitlines(keepends=True)
+    at = _group_starts(edited)[-20]
+    edited[at] = edited[at].replace(b'"line":', b'"line":9', 1)  # a group on another line
+    b.write_bytes(b"".join(edited))
+    passed = Walked(monkeypatch, "_skip_lines")
+    fast, _ = checked(a, b, monkeypatch, by_line=True)
+    assert fast.steps.hunk_count >= 1
+    assert passed.count > fast.steps.common // 2

@@ -109,11 +109,30 @@ typedef struct {
 } Span;
 
 /* The end of the JSON string starting at s[i] == '"' (the index after its closing
- * quote), or -1. */
+ * quote), or -1.  Sixteen bytes at a time to the next quote or backslash (a line's
+ * "hash" member alone is 66 bytes: byte by byte, this loop was a third of the walks'
+ * cost), then the bytes left one by one. */
 static Py_ssize_t
 string_end(const char *s, Py_ssize_t n, Py_ssize_t i)
 {
-    for (i++; i < n; i++) {
+    i++;
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
+    while (n - i >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(s + i));
+        unsigned m = (unsigned)_mm_movemask_epi8(
+            _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)));
+        if (m == 0) {
+            i += 16;
+            continue;
+        }
+        i += __builtin_ctz(m);
+        if (s[i] == '"')
+            return i + 1;
+        i += 2; /* the backslash and the byte it escapes */
+    }
+#endif
+    for (; i < n; i++) {
         if (s[i] == '\\')
             i++;
         else if (s[i] == '"')
