@@ -62,6 +62,7 @@ setup(
              "blocktrace/chain/csrc/sha256.c",
              "blocktrace/chain/csrc/cpu.c"],
             depends=["blocktrace/format/csrc/columns.h", "blocktrace/format/csrc/jsonint.h",
+                     "blocktrace/format/csrc/linereader.h",
                      "blocktrace/format/csrc/scanapi.h", "blocktrace/format/csrc/linekinds.h",
                      "blocktrace/chain/csrc/sha256.h", "blocktrace/chain/csrc/hex.h",
                      "blocktrace/chain/csrc/cpu.h", _PYUTIL],
@@ -91,8 +92,9 @@ setup(
         Extension(  # the viewer's table pass (blocktrace/view/tables.py)
             "blocktrace.view._ctables",
             ["blocktrace/view/csrc/tables.c"],
-            depends=["blocktrace/format/csrc/jsonint.h", "blocktrace/format/csrc/linekinds.h",
-                     _PYUTIL],
+            # the op, call and return lines are read by the format's reader
+            depends=["blocktrace/format/csrc/linereader.h", "blocktrace/format/csrc/jsonint.h",
+                     "blocktrace/format/csrc/linekinds.h", _PYUTIL],
             include_dirs=["blocktrace/format/csrc", "blocktrace/csrc"],
             extra_compile_args=_FLAGS,
             optional=True,
@@ -100,8 +102,9 @@ setup(
         Extension(  # a line start's values (owner: values; reference tracers/chain.py, render.py)
             "blocktrace.tracers._cvalues",
             ["blocktrace/tracers/csrc/values.c"],
-            depends=["blocktrace/format/csrc/opline.h", "blocktrace/chain/csrc/hex.h",
-                     "blocktrace/events/csrc/sink.h", "blocktrace/events/csrc/linestart.h"],
+            depends=["blocktrace/format/csrc/opline.h", "blocktrace/format/csrc/calldepth.h",
+                     "blocktrace/format/csrc/linekinds.h", "blocktrace/chain/csrc/hex.h", "blocktrace/events/csrc/sink.h",
+                     "blocktrace/events/csrc/linestart.h"],
             # the writer's line and the stepper's hook meet it through events/csrc
             include_dirs=["blocktrace/format/csrc", "blocktrace/chain/csrc",
                           "blocktrace/events/csrc"],

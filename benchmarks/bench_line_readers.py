@@ -10,8 +10,10 @@ up and then ``--repeat`` times, and reports its best thread CPU time (``time.thr
 the reader's own work, without the start or the imports).  The trees alternate within each
 round, in the order given, then reversed the next round; the best round is printed per tree.
 Jobs: ``stabilise`` (the golden rewrite), ``lines_view`` (``blocktrace lines``' pass),
-``tables_ref`` and ``tables_native`` (the viewer's table pass, Python reference and C), and
-``codemap`` (the code map's one pass; the trace's index is built first).  For instruction
+``tables_ref`` and ``tables_native`` (the viewer's table pass, Python reference and C),
+``codemap`` (the code map's one pass; the trace's index is built first) and ``columns`` (the
+query export's C reader, ``format._cscan.OpColumns.feed``, over the whole file; a line it
+leaves to Python is passed over, not decoded: the C reader's own work).  For instruction
 counts, run one job under ``valgrind --tool=callgrind`` with ``--child JOB TRACE K`` for two
 values of K and take the difference.
 """
@@ -25,7 +27,7 @@ import sys
 import tempfile
 import time
 
-JOBS = ("stabilise", "lines_view", "tables_ref", "tables_native", "codemap")
+JOBS = ("stabilise", "lines_view", "tables_ref", "tables_native", "codemap", "columns")
 
 
 def _job(name: str, trace: str) -> None:
@@ -53,6 +55,18 @@ def _job(name: str, trace: str) -> None:
         index = reader.index(build=True)
         assert index is not None
         codemap._build(reader, index)
+    elif name == "columns":
+        from blocktrace.format import _cscan  # type: ignore[attr-defined]
+
+        with open(trace, "rb") as f:
+            data = f.read()
+        columns, pos, number = _cscan.OpColumns(), 0, 1
+        while pos < len(data):
+            stop, pos, number = columns.feed(data, pos, number, 1 << 62)
+            if stop == 0:
+                break
+            pos = data.index(b"\n", pos) + 1  # a line for Python: passed over
+            number += 1
     elif name == "stabilise":
         from blocktrace.golden.stabilise import Normaliser, stabilise
 

@@ -194,11 +194,11 @@ class TraceFile:
 
     def leaves(self, limit: int | None = None) -> Iterator[list[bytes]]:
         """The tree's leaves as lists of lines (each without its ``\\n``), at most
-        ``limit`` leaves: read through the format's whole-line buffers
-        (:func:`blocktrace.format.wholelines.complete_lines`, as ``query`` and the
-        viewer read a trace in bulk), split in C, grouped by list slices -- no
-        Python step per line."""
-        from blocktrace.format.wholelines import complete_lines
+        ``limit`` leaves: read through the format's whole-line buffers as lists
+        of lines (:func:`blocktrace.format.wholelines.line_lists`, as ``query``
+        and the viewer read a trace in bulk), grouped by list slices -- no Python
+        step per line."""
+        from blocktrace.format.wholelines import line_lists
 
         n = self.tree_size if limit is None else min(limit, self.tree_size)
         count = min(n * LINES_PER_LEAF, self.tree_lines)
@@ -207,9 +207,7 @@ class TraceFile:
         got = 0
         carry: list[bytes] = []
         try:
-            for buf in complete_lines(self._reader):
-                lines = buf.split(b"\n")
-                lines.pop()  # (what follows the last newline: nothing)
+            for lines in line_lists(self._reader):
                 if carry:
                     lines[:0] = carry
                 take = min(len(lines), count - got)

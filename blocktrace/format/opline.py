@@ -12,11 +12,21 @@ the bytes these make.
 
 from __future__ import annotations
 
+from typing import Final
+
 import msgspec
 
 from blocktrace.format.rules import OP_MID
 
-__all__ = ["op_body", "op_site"]
+__all__ = ["GAS_MEMBER", "VALUES_MARK", "op_body", "op_site"]
+
+GAS_MEMBER: Final = b'"gas":"'
+"""The bytes before an op line's gas (``0x`` and its hex digits, then ``"``): the lines
+of one site differ only there, in the depth and in their values and hash members."""
+VALUES_MARK: Final = b'ls":'
+"""Bytes an op line with values holds (the end of its ``locals`` or ``globals`` member's
+name) and one without does not: no other member's name ends so, and a string holding
+them would hold an escaped quote."""
 
 _encode = msgspec.json.encode
 

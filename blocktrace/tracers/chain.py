@@ -48,6 +48,12 @@ from blocktrace.format.compressed import (
     zstd_available,
 )
 from blocktrace.format.opline import op_body, op_site
+from blocktrace.format.runlines import (
+    exception_body,
+    source_body,
+    summary_body,
+    tracer_error_body,
+)
 from blocktrace.format.source import fingerprint, read_local_text
 from blocktrace.format.versions import FORMAT_VERSION, LINES_PER_LEAF, MAX_LINE_BYTES
 from blocktrace.tracers import VMState, capabilities_changed, discard_trace, get_tracer, set_tracer
@@ -717,10 +723,7 @@ class ChainTracer:
         if found is None:
             return
         digest, size = found
-        self._line(
-            b'{"event":"source","file":%b,"sha256":"%b","size":%d'
-            % (_encode(json_text(file)), digest.encode(), size)
-        )
+        self._line(source_body(file, digest, size))
 
     def _embedded_source(self, file: str) -> bool:
         """``embed_source``: the source line with the file's text (read once,
@@ -730,9 +733,7 @@ class ChainTracer:
         if got.text is None:
             return False
         data = got.text.encode("utf-8")  # the file's bytes: strict UTF-8 round-trips
-        line = b'{"event":"source","file":%b,"sha256":"%b","size":%d,"text":%b' % (
-            _encode(json_text(file)), hashlib.sha256(data).hexdigest().encode(), len(data),
-            _encode(got.text))
+        line = source_body(file, hashlib.sha256(data).hexdigest(), len(data), got.text)
         if len(line) > MAX_LINE_BYTES - 100:  # room for the hash member
             return False
         self._line(line)
@@ -743,15 +744,9 @@ class ChainTracer:
         self._line(return_body(ev.kind, vm.depth, ev.code, ev.pc, vm.gas, value, self._tail(vm)))
 
     def _exception(self, vm: VMState, ev: OpException) -> None:
-        error = _encode(f"{ev.error_type}: {ev.message}" if ev.message else ev.error_type)
-        self._line(
-            b'{"pc":%d,"op":%d,"gas":"0x%x","gasCost":"0x0","depth":%d,"opName":%b,'
-            b'"error":%b,"line":%d,"code":%d,"event":"%b"%b'
-            % (
-                ev.pc, ev.op, vm.gas, vm.depth, _encode(ev.op_name), error, ev.line,
-                ev.code, ev.kind.encode(), self._tail(vm),
-            )
-        )
+        error = f"{ev.error_type}: {ev.message}" if ev.message else ev.error_type
+        self._line(exception_body(ev.pc, ev.op, vm.gas, vm.depth, ev.op_name, error, ev.line,
+                                  ev.code, ev.kind, self._tail(vm)))
 
     def _values_state(self) -> None:
         """Tell the C line start (``_line_start``) what it would otherwise read at
@@ -807,7 +802,7 @@ class ChainTracer:
         if self.sealed:
             return
         self._failure = message
-        self._line(b'{"event":"tracerError","error":%b' % _encode(message))
+        self._line(tracer_error_body(message))
         self.flush()
 
     def _stop(self, vm: VMState, ev: Stop) -> None:
@@ -826,18 +821,11 @@ class ChainTracer:
         writer = self._writer
         lines = writer.lines
         # The summary's members in their order (docs/FORMAT.md), as msgspec would
-        # write the dict of them (tests/tracers/test_seal.py compares): no dict and
-        # no encoder call for what is numbers but for the two strings.
-        summary = b'{"output":%b,"gasUsed":"0x%x","pass":%b,"time":%d' % (
-            _encode(output), gas_used, b"true" if error is None else b"false",
-            time.perf_counter_ns() - self._started)
-        if error is not None:
-            summary += b',"error":%b' % _encode(error)
-        if self.size_limited:
-            summary += b',"maxSize":%d' % (self.max_size or 0)  # (set when size_limited)
-            if self.limit_step is not None:
-                summary += b',"step":%d' % self.limit_step
-        summary += b',"lines":%d' % lines
+        # write the dict of them (tests/tracers/test_seal.py compares).
+        summary = summary_body(
+            output, gas_used, error, time.perf_counter_ns() - self._started, lines,
+            (self.max_size or 0) if self.size_limited else None,  # (set when size_limited)
+            self.limit_step)
         # Sealed before the write: a seal interrupted by a signal handler leaves an
         # unsealed file (or a sealed one), never a second summary line.
         self.sealed = True

@@ -53,6 +53,8 @@ from blocktrace.format import (
 from blocktrace.format.identity import cache_key as file_cache_key
 from blocktrace.format.index import cache_home
 from blocktrace.format.lines import EVENT_MEMBER, OP_PREFIX
+from blocktrace.format.opline import GAS_MEMBER, VALUES_MARK
+from blocktrace.format.rules import HASH_FIELD, HASH_HEX_LEN
 from blocktrace.format.wholelines import complete_lines
 from blocktrace.limits import MAX_LINE_BYTES, LineTooLongError, size_text
 
@@ -390,6 +392,9 @@ class Tables:
         return out
 
 
+_HASH_KEY = HASH_FIELD[1:]  # (the last line's hash member without its comma)
+
+
 def cache_root() -> str:
     """``$BLOCKTRACE_VIEW_CACHE``, else ``$XDG_CACHE_HOME/blocktrace/view``, else
     ``~/.cache/blocktrace/view``."""
@@ -406,8 +411,8 @@ def _last_line_hash(path: str) -> str:
             tail = stream.read()
     except OSError:
         return ""
-    at = tail.rfind(b'"hash":"')
-    return tail[at + 8: at + 72].decode("ascii", "replace") if at >= 0 else ""
+    at = tail.rfind(_HASH_KEY)
+    return tail[at + 8: at + 8 + HASH_HEX_LEN].decode("ascii", "replace") if at >= 0 else ""
 
 
 def cache_key(path: str) -> str:
@@ -580,19 +585,20 @@ def build_tables_reference(
     with open(os.path.join(directory, "steps.bin"), "wb") as steps_out, values_out:
         numbered = reader.raw_lines()
         op_prefix, event_member = OP_PREFIX, EVENT_MEMBER  # (format.lines.is_plain_op, inline)
+        values_mark, gas_member, hash_field = VALUES_MARK, GAS_MEMBER, HASH_FIELD
         for batch in iter(lambda: list(itertools.islice(numbered, 8192)), []):
             for number, raw in batch:
                 if number == 1:
                     continue
                 site = None
                 if (raw.startswith(op_prefix) and event_member not in raw  # is_plain_op
-                        and b'ls":' not in raw and b"\\" not in raw):
+                        and values_mark not in raw and b"\\" not in raw):
                     # A plain op line (no event) without values (no locals or globals):
                     # the lines of one site differ only in gas and hash, so what the
                     # tables need of it is known once the site was decoded once.
-                    gas = raw.find(b'"gas":"')
+                    gas = raw.find(gas_member)
                     end = raw.find(b'"', gas + 7)
-                    tail = raw.rfind(b',"hash":"')
+                    tail = raw.rfind(hash_field)
                     if 0 < gas < end < tail:
                         site = raw[:gas] + raw[end:tail]
                         fast = fast_sites.get(site)

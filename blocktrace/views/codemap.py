@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 import msgspec
 
 from blocktrace.format import TraceReader
+from blocktrace.format.codes import code_postings
 from blocktrace.format.index import (
     Stamp,
     TraceIndex,
@@ -30,13 +31,11 @@ from blocktrace.format.index import (
     store_kept,
     unsealed,
 )
-from blocktrace.format.lines import CALL_PREFIX, SOURCE_PREFIX, CallLine, decode_line
 
 __all__ = ["CODES_FORMAT", "CodeMap", "code_map", "ranges"]
 
 CODES_FORMAT = b"blocktrace-codes/1\n"
 _CODES_FAMILY = b"blocktrace-codes/"
-_CODE = b'"code":'
 
 
 class CodeMap(msgspec.Struct, array_like=True):
@@ -151,51 +150,13 @@ def _store(path: str, data: bytes) -> None:
 
 def _build(reader: TraceReader, index: TraceIndex) -> CodeMap | None:
     """One pass over the indexed lines, reading each line's ``"code"`` member
-    only (and the first call line of each code whole)."""
-    every = index.every
-    codes: dict[int, tuple[str, str, int]] = {}
-    postings: dict[int, array[int]] = {}
-    sources: list[int] = []
-    chunk, limit = 0, every
-    present: set[int] = set()
-    last = -1
-
-    def flush() -> None:
-        for number in present:
-            posting = postings.get(number)
-            if posting is None:
-                posting = postings[number] = array("I")
-            posting.append(chunk)
-        present.clear()
-
-    find = bytes.find
-    for number, raw in reader.raw_lines(1, index.lines):
-        if number > limit:
-            flush()
-            chunk, limit, last = (number - 1) // every, ((number - 1) // every + 1) * every, -1
-        at = find(raw, _CODE)
-        if at < 0:
-            if raw.startswith(SOURCE_PREFIX):
-                sources.append(number)
-            continue
-        at += 7
-        end = find(raw, b",", at)
-        try:
-            code = int(raw[at:end if end >= 0 else find(raw, b"}", at)])
-        except ValueError:
-            return None  # not the format's: the whole trace is read instead
-        if code != last:
-            present.add(code)
-            last = code
-        if code not in codes and raw.startswith(CALL_PREFIX):
-            try:
-                call = decode_line(raw)
-            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-                return None
-            if not isinstance(call, CallLine):
-                return None
-            codes[code] = (call.name, call.file, call.firstLine)
-    flush()
-    return CodeMap(index.stamp, index.head, index.lines, every, codes,
-                   {number: _little(posting) for number, posting in postings.items()},
-                   sources)
+    only (and the first call line of each code whole): the format's
+    :func:`~blocktrace.format.codes.code_postings`."""
+    found = code_postings(reader.raw_lines(1, index.lines), index.every)
+    if found is None:
+        return None  # not the format's: the whole trace is read instead
+    return CodeMap(index.stamp, index.head, index.lines, index.every,
+                   {code: (call.name, call.file, call.firstLine)
+                    for code, call in found.calls.items()},
+                   {number: _little(posting) for number, posting in found.chunks.items()},
+                   found.sources)

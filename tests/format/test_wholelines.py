@@ -98,3 +98,15 @@ def test_a_line_over_the_bound_raises_after_the_lines_before_it(
     read = b"".join(given)
     assert read == b"".join(lines[:first])  # every line before it, none after
     assert read.count(b"\n") + caught.value.number == first + 1  # the caller names it
+
+
+@pytest.mark.parametrize("chunk", [97, wholelines.CHUNK])
+def test_the_line_lists_are_the_readers_lines_without_newlines(
+    trace: Path, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (chain.proof.TraceFile.leaves groups them into the Merkle tree's leaves)
+    monkeypatch.setattr(wholelines, "CHUNK", chunk)
+    lists = list(wholelines.line_lists(TraceReader(trace)))
+    assert [line for lines in lists for line in lines] == [
+        raw.rstrip(b"\n") for _, raw in TraceReader(trace).raw_lines()]
+    assert len(lists) == len(_read(trace)[0])

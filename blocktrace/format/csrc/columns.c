@@ -21,7 +21,10 @@
  * Python decodes that one with the format's Structs and hands its fields to op(),
  * call(), ret() or exception(), which do what feed() does for a line it reads.  So
  * every row is what blocktrace.format.decode_line reads from the lines; this only
- * reads them sooner.  Hashes are not checked here (verify does that).
+ * reads them sooner.  Hashes are not checked here (verify does that).  The op,
+ * call and return lines are read by the format's one C reader of them
+ * (linereader.h), which says what each line is; the forms above are the part of
+ * its forms these columns hold (the exception line's last members are read here).
  *
  * The call stack of each thread is kept here: a return line ends the frame on
  * top of its thread's stack and makes the `calls` row.  Strings that repeat
@@ -35,14 +38,11 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "jsonint.h"
+#include "linereader.h"
 #include "pyutil.h"
 
 #include "columns.h"
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 enum { COL_END = 0, COL_OTHER = 1, COL_FULL = 2 };
 
@@ -314,105 +314,12 @@ typedef struct {
     grow_t known;
 } ColumnsObject;
 
-static int
-expect(const uint8_t **pp, const uint8_t *end, const char *lit, size_t n)
-{
-    if ((size_t)(end - *pp) < n || memcmp(*pp, lit, n) != 0) {
-        return -1;
-    }
-    *pp += n;
-    return 0;
-}
-
-#define EXPECT(lit) expect(&p, end, lit, sizeof(lit) - 1)
-
-/* lowercase hex digit -> value, anything else 255 (filled by columns_spec's module) */
-static uint8_t HEXVAL[256];
-/* printable ASCII but '"' and '\\': 1 */
-static uint8_t PLAIN[256];
+#define EXPECT(lit) bt_lit(&p, end, lit, sizeof(lit) - 1)
 
 void
 columns_init_tables(void)
 {
-    memset(HEXVAL, 255, sizeof HEXVAL);
-    for (int i = 0; i < 10; i++) {
-        HEXVAL['0' + i] = (uint8_t)i;
-    }
-    for (int i = 0; i < 6; i++) {
-        HEXVAL['a' + i] = (uint8_t)(10 + i);
-    }
-    memset(PLAIN, 0, sizeof PLAIN);
-    for (int i = 0x20; i < 0x7f; i++) {
-        PLAIN[i] = (uint8_t)(i != '"' && i != '\\');
-    }
-}
-
-/* the body of a plain string whose opening quote is before *pp; after it the
- * closing quote is passed */
-static int
-read_str(const uint8_t **pp, const uint8_t *end, const uint8_t **s, size_t *n)
-{
-    const uint8_t *p = *pp;
-    *s = p;
-    while (p < end && PLAIN[*p]) {
-        p++;
-    }
-    if (p >= end || *p != '"') {
-        return -1;
-    }
-    *n = (size_t)(p - *s);
-    *pp = p + 1;
-    return 0;
-}
-
-/* "0x<1-16 lowercase hex digits>" without the opening quote's, up to the closing one */
-static int
-read_gas(const uint8_t **pp, const uint8_t *end, uint64_t *gas)
-{
-    const uint8_t *p = *pp;
-    uint64_t g = 0;
-    int digits = 0;
-    if (EXPECT("0x")) {
-        return -1;
-    }
-    while (p < end && HEXVAL[*p] != 255) {
-        g = (g << 4) | HEXVAL[*p];
-        p++;
-        if (++digits > 16) {
-            return -1;
-        }
-    }
-    if (digits == 0 || EXPECT("\"")) {
-        return -1;
-    }
-    *gas = g;
-    *pp = p;
-    return 0;
-}
-
-/* 1 when the 64 bytes at p are lowercase hex digits */
-static int
-lower_hex64(const uint8_t *p)
-{
-#if defined(__SSE2__)
-    __m128i bad = _mm_setzero_si128();
-    for (int i = 0; i < 64; i += 16) {
-        __m128i x = _mm_loadu_si128((const __m128i *)(p + i));
-        __m128i digit = _mm_sub_epi8(x, _mm_set1_epi8('0')); /* 0-9 when a digit */
-        __m128i letter = _mm_sub_epi8(x, _mm_set1_epi8('a')); /* 0-5 when a-f */
-        __m128i is_digit = _mm_cmpeq_epi8(_mm_min_epu8(digit, _mm_set1_epi8(9)), digit);
-        __m128i is_letter = _mm_cmpeq_epi8(_mm_min_epu8(letter, _mm_set1_epi8(5)), letter);
-        bad = _mm_or_si128(bad, _mm_andnot_si128(_mm_or_si128(is_digit, is_letter),
-                                                 _mm_set1_epi8((char)0xff)));
-    }
-    return _mm_movemask_epi8(bad) == 0;
-#else
-    uint8_t bad = 0;
-    for (int i = 0; i < 64; i++) {
-        bad |= (uint8_t)(HEXVAL[p[i]] == 255);
-    }
-    return !bad;
-#endif
+    bt_lines_init();
 }
 
 /* [,"thread":N][,"clock":N] (as allowed) then ,"hash":"<64 lowercase hex>"} to end */
@@ -420,25 +327,15 @@ static int
 read_tail(const uint8_t *p, const uint8_t *end, int64_t *thread, int64_t *clock, int *has_clock,
           int clock_ok)
 {
-    *thread = 1;
-    *has_clock = 0;
-    if (end - p > 10 && memcmp(p, ",\"thread\":", 10) == 0) {
-        p += 10;
-        if (json_uint(&p, end, thread) || *thread > INT32_MAX) {
-            return -1;
-        }
-    }
-    if (clock_ok && end - p > 9 && memcmp(p, ",\"clock\":", 9) == 0) {
-        p += 9;
-        if (json_uint(&p, end, clock)) {
-            return -1;
-        }
-        *has_clock = 1;
-    }
-    if (EXPECT(",\"hash\":\"") || end - p != 66 || p[64] != '"' || p[65] != '}') {
+    int has_thread;
+    if (bt_thread_clock(&p, end, thread, &has_thread, clock, has_clock) || *thread > INT32_MAX
+        || (*has_clock && !clock_ok)) {
         return -1;
     }
-    return lower_hex64(p) ? 0 : -1;
+    if (!has_thread) {
+        *thread = 1;
+    }
+    return bt_hash_end(p, end);
 }
 
 /* -- the rows ---------------------------------------------------------------------- */
@@ -756,105 +653,68 @@ add_exception(ColumnsObject *c, int64_t line_no, int64_t thread, int64_t depth, 
 static int
 read_line(ColumnsObject *c, const uint8_t *p, const uint8_t *end, int64_t line_no)
 {
-    int64_t pc, op, depth, line, code, thread, clock = 0;
-    int has_clock;
-    uint64_t gas;
-    const uint8_t *s1, *s2, *s3;
-    size_t n1, n2, n3;
-    if (EXPECT("{\"pc\":") == 0) {
-        if (json_uint(&p, end, &pc) || EXPECT(",\"op\":") || json_uint(&p, end, &op)
-            || EXPECT(",\"gas\":\"") || read_gas(&p, end, &gas) || EXPECT(",\"gasCost\":\"0x")
-            || p >= end) {
+    if (end - p > 6 && p[2] == 'p') {
+        BtOpLine o;
+        if (bt_op_head(&p, end, &o) || o.cost_len != 3) {
             return 1;
         }
-        if (*p == '1') { /* an op line */
-            p++;
-            if (gas > (uint64_t)INT64_MAX /* beyond the column: Python's path says so */
-                || EXPECT("\",\"depth\":") || json_uint(&p, end, &depth)
-                || EXPECT(",\"opName\":\"")) {
+        if (o.cost_text[2] == '1') { /* an op line */
+            if (bt_op_rest(p, end, &o, NULL, NULL) || o.has_clock
+                || o.gas > (uint64_t)INT64_MAX /* beyond the column: Python's path says so */
+                || (o.has_thread && o.thread > INT32_MAX) || o.depth > INT32_MAX
+                || o.op > INT32_MAX || o.line > INT32_MAX || o.code > INT32_MAX) {
                 return 1;
             }
-            s1 = p;
-            while (p < end && ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')
-                               || (*p >= '0' && *p <= '9') || *p == '_')) {
-                p++;
-            }
-            n1 = (size_t)(p - s1);
-            if (EXPECT("\",\"line\":") || json_uint(&p, end, &line) || EXPECT(",\"code\":")
-                || json_uint(&p, end, &code) || read_tail(p, end, &thread, &clock, &has_clock, 0)
-                || depth > INT32_MAX || op > INT32_MAX || line > INT32_MAX
-                || code > INT32_MAX) {
-                return 1;
-            }
-            return add_op(c, line_no, thread, depth, pc, op, (const char *)s1, n1,
-                          (int64_t)gas, line, code) < 0 ? -1 : 0;
+            return add_op(c, line_no, o.has_thread ? o.thread : 1, o.depth, o.pc, o.op,
+                          (const char *)o.name, o.name_len, (int64_t)o.gas, o.line,
+                          o.code) < 0 ? -1 : 0;
         }
-        if (c->ops_only) {
+        if (c->ops_only || o.cost_text[2] != '0') {
             return 1;
         }
-        /* an exception line */
-        if (EXPECT("0\",\"depth\":") || json_uint(&p, end, &depth) || EXPECT(",\"opName\":\"")
-            || read_str(&p, end, &s1, &n1) || EXPECT(",\"error\":\"")
-            || read_str(&p, end, &s2, &n2) || EXPECT(",\"line\":") || json_uint(&p, end, &line)
-            || EXPECT(",\"code\":") || json_uint(&p, end, &code) || EXPECT(",\"event\":\"")
-            || read_str(&p, end, &s3, &n3)
-            || read_tail(p, end, &thread, &clock, &has_clock, 1) || depth > INT32_MAX
-            || op > INT32_MAX || line > INT32_MAX || code > INT32_MAX) {
+        /* an exception line: the op line's first members, then
+         * "opName":"S","error":"S","line":N,"code":N,"event":"S"[,"thread":N][,"clock":N] */
+        int64_t line, code, thread, clock = 0;
+        int has_clock;
+        const uint8_t *s1, *s2, *s3;
+        size_t n1, n2, n3;
+        if (bt_plain_str(&p, end, &s1, &n1) || EXPECT(",\"error\":\"")
+            || bt_plain_str(&p, end, &s2, &n2) || EXPECT(",\"line\":")
+            || json_uint(&p, end, &line) || EXPECT(",\"code\":") || json_uint(&p, end, &code)
+            || EXPECT(",\"event\":\"") || bt_plain_str(&p, end, &s3, &n3)
+            || read_tail(p, end, &thread, &clock, &has_clock, 1) || o.depth > INT32_MAX
+            || o.op > INT32_MAX || line > INT32_MAX || code > INT32_MAX) {
             return 1;
         }
         thread += thread == 0; /* `thread or 1`, as the reference */
-        return add_exception(c, line_no, thread, depth, pc, op, s1, n1, line, code, s3, n3, s2,
-                             n2, has_clock, clock) < 0 ? -1 : 0;
+        return add_exception(c, line_no, thread, o.depth, o.pc, o.op, s1, n1, line, code, s3,
+                             n3, s2, n2, has_clock, clock) < 0 ? -1 : 0;
     }
     if (c->ops_only) {
         return 1;
     }
-    if (EXPECT("{\"event\":\"call\",\"kind\":\"") == 0) {
-        int64_t first;
-        if (read_str(&p, end, &s1, &n1) || EXPECT(",\"depth\":") || json_uint(&p, end, &depth)
-            || EXPECT(",\"code\":") || json_uint(&p, end, &code) || EXPECT(",\"name\":\"")
-            || read_str(&p, end, &s2, &n2) || EXPECT(",\"file\":\"")
-            || read_str(&p, end, &s3, &n3) || EXPECT(",\"firstLine\":")
-            || json_uint(&p, end, &first) || read_tail(p, end, &thread, &clock, &has_clock, 1)
-            || depth > INT32_MAX || code >= MAX_CODE || first > INT32_MAX) {
+    if (end - p > (ptrdiff_t)LINE_CALL_PREFIX_LEN && p[10] == 'c') {
+        BtCallLine l;
+        if (bt_call_line(p, end, &l) || !l.plain || (l.has_thread && l.thread > INT32_MAX)
+            || l.depth > INT32_MAX || l.code >= MAX_CODE || l.first_line > INT32_MAX) {
             return 1;
         }
+        int64_t thread = l.has_thread ? l.thread : 1;
         thread += thread == 0;
-        return add_call(c, line_no, thread, depth, code, s1, n1, s2, n2, s3, n3, first,
-                        has_clock, clock) < 0 ? -1 : 0;
+        return add_call(c, line_no, thread, l.depth, l.code, l.kind, l.kind_len, l.name,
+                        l.name_len, l.file, l.file_len, l.first_line, l.has_clock,
+                        l.has_clock ? l.clock : 0) < 0 ? -1 : 0;
     }
-    if (EXPECT("{\"event\":\"return\",\"kind\":\"") == 0) {
-        if (read_str(&p, end, &s1, &n1) || EXPECT(",\"depth\":") || json_uint(&p, end, &depth)
-            || EXPECT(",\"code\":") || json_uint(&p, end, &code) || EXPECT(",\"pc\":")
-            || json_uint(&p, end, &pc) || EXPECT(",\"gas\":\"") || read_gas(&p, end, &gas)
-            || EXPECT(",\"value\":") || p >= end) {
+    if (end - p > (ptrdiff_t)LINE_RETURN_PREFIX_LEN && p[10] == 'r') {
+        BtReturnLine r;
+        if (bt_return_line(p, end, &r) || !r.plain || r.value == NULL
+            || (r.has_thread && r.thread > INT32_MAX)) {
             return 1;
         }
-        /* the value: as msgspec writes it again (json_text), so only simple forms */
-        s2 = p;
-        if (*p == '"') {
-            p++;
-            if (read_str(&p, end, &s3, &n3)) {
-                return 1;
-            }
-        } else if (EXPECT("null") && EXPECT("true") && EXPECT("false")) {
-            int64_t v;
-            if (p < end && *p == '-') {
-                p++;
-                if (p < end && *p == '0') {
-                    return 1; /* -0 is written 0 */
-                }
-            }
-            if (json_uint(&p, end, &v) || (p < end && (*p == '.' || *p == 'e' || *p == 'E'))) {
-                return 1;
-            }
-        }
-        n2 = (size_t)(p - s2);
-        if (read_tail(p, end, &thread, &clock, &has_clock, 1)) {
-            return 1;
-        }
+        int64_t thread = r.has_thread ? r.thread : 1;
         thread += thread == 0;
-        return add_return(c, line_no, thread, s1, n1, s2, n2, has_clock, clock) < 0 ? -1 : 0;
+        return add_return(c, line_no, thread, r.kind, r.kind_len, r.value, r.value_len,
+                          r.has_clock, r.has_clock ? r.clock : 0) < 0 ? -1 : 0;
     }
     return 1;
 }

@@ -29,6 +29,7 @@
 #include <math.h>
 
 #include "opline.h" /* the op line's layout: the format's (format/csrc/opline.h) */
+#include "calldepth.h" /* a call line's depth, read: the format's (format/csrc/calldepth.h) */
 #include "sink.h"   /* the line writer's C entry (events/csrc/sink.h) */
 #include "linestart.h" /* the stepper's hook calls LineStart (events/csrc/linestart.h) */
 
@@ -3099,30 +3100,6 @@ struct CallLine {
     gone_mark gone[SPARES];
 };
 
-static const char call_start[] = "{\"event\":\"call\",";
-static const char depth_key[] = "\"depth\":";
-
-/* The depth digits of a call line's body, or -1 */
-static long long
-call_depth(const char *p, Py_ssize_t n)
-{
-    Py_ssize_t k = (Py_ssize_t)sizeof call_start - 1, d = (Py_ssize_t)sizeof depth_key - 1;
-    if (n < k || memcmp(p, call_start, (size_t)k) != 0) {
-        return -1;
-    }
-    for (Py_ssize_t i = k; i + d < n; i++) {
-        if (p[i] == '"' && memcmp(p + i, depth_key, (size_t)d) == 0) {
-            long long depth = 0;
-            Py_ssize_t j = i + d, start = j;
-            while (j < n && p[j] >= '0' && p[j] <= '9' && j - start < 18) {
-                depth = depth * 10 + (p[j++] - '0');
-            }
-            return j > start ? depth : -1;
-        }
-    }
-    return -1;
-}
-
 /* -- frames gone, marked ------------------------------------------------------
  *
  * Forgetting a frame's state by taking it out of the states (and a line
@@ -3199,7 +3176,7 @@ callline_forget(CallLine *self, const char *body, Py_ssize_t n)
     if (self->vm == NULL || PyDict_GET_SIZE(self->state) == 0) {
         return 0; /* (nothing kept: nothing to forget) */
     }
-    long long depth = call_depth(body, n);
+    long long depth = bt_call_depth(body, (size_t)n);
     if (depth < 0) {
         return 0;
     }

@@ -8,8 +8,9 @@
  * other line: Python decodes that one with the format's Structs and hands what
  * it read to op()/call()/ret()/other().  So every table is what the reference
  * pass (tables.build_tables_reference) computes; this only reads the common
- * lines sooner.  A line is taken here only when it is certainly one the format
- * decodes (strict shape, JSON checked), else Python decides.
+ * lines sooner.  The lines are read by the format's C reader
+ * (format/csrc/linereader.h): a line is taken here only when it reads it (one
+ * the format's Structs decode) and the tables can hold it, else Python decides.
  *
  * A recorded value is compared by its JSON text as written (as the reference
  * compares msgspec.Raw), so 1 -> true -> 1.0 are three changes. */
@@ -20,8 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jsonint.h"
-#include "linekinds.h"
+#include "linereader.h"
 #include "pyutil.h"
 
 #define NAME_SHIFT 40
@@ -708,305 +708,50 @@ do_return(PassObject *s, int64_t number, int64_t thread_raw, int64_t depth, int6
 
 /* ---- reading the writer's lines -------------------------------------------- */
 
-typedef const uint8_t *cp;
-
-static int
-lit(cp *pp, cp end, const char *s, size_t n)
-{
-    if ((size_t)(end - *pp) < n || memcmp(*pp, s, n) != 0) {
-        return -1;
-    }
-    *pp += n;
-    return 0;
-}
-
-#define LIT(s) lit(&p, end, s, sizeof(s) - 1)
-
-/* lowercase hex digits (1 to 16) then the closing quote */
-static int
-hex_str(cp *pp, cp end)
-{
-    cp p = *pp;
-    int n = 0;
-    while (p < end && ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) {
-        p++;
-        n++;
-    }
-    if (n == 0 || n > 16 || p >= end || *p != '"') {
-        return -1;
-    }
-    *pp = p + 1;
-    return 0;
-}
-
-/* a JSON string's body after the opening quote, to after the closing one: printable
- * ASCII, well-formed UTF-8 and the short escapes (not \u); `escapes` counts them */
-static int
-string_at(cp *pp, cp end, int *escapes)
-{
-    cp p = *pp;
-    while (p < end) {
-        uint8_t c = *p;
-        if (c == '"') {
-            *pp = p + 1;
-            return 0;
-        }
-        if (c < 0x20) {
-            return -1;
-        }
-        if (c == '\\') {
-            if (p + 1 >= end || !strchr("\"\\/bfnrt", p[1]) || p[1] == 0) {
-                return -1;
-            }
-            (*escapes)++;
-            p += 2;
-            continue;
-        }
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        size_t n;
-        uint32_t cp_;
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 2;
-            cp_ = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 3;
-            cp_ = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 4;
-            cp_ = c & 0x07;
-        } else {
-            return -1;
-        }
-        if ((size_t)(end - p) < n) {
-            return -1;
-        }
-        for (size_t i = 1; i < n; i++) {
-            if ((p[i] & 0xC0) != 0x80) {
-                return -1;
-            }
-            cp_ = (cp_ << 6) | (p[i] & 0x3F);
-        }
-        if ((n == 3 && (cp_ < 0x800 || (cp_ >= 0xD800 && cp_ <= 0xDFFF)))
-            || (n == 4 && (cp_ < 0x10000 || cp_ > 0x10FFFF))) {
-            return -1;
-        }
-        p += n;
-    }
-    return -1;
-}
-
-/* a scalar JSON value: a string (as string_at), an integer or a plain decimal of at
- * most 18 digits, true, false, null */
-static int
-scalar_at(cp *pp, cp end)
-{
-    cp p = *pp;
-    if (p >= end) {
-        return -1;
-    }
-    if (*p == '"') {
-        int escapes = 0;
-        p++;
-        if (string_at(&p, end, &escapes) < 0) {
-            return -1;
-        }
-        *pp = p;
-        return 0;
-    }
-    if (LIT("true") == 0 || LIT("false") == 0 || LIT("null") == 0) {
-        *pp = p;
-        return 0;
-    }
-    if (*p == '-') {
-        p++;
-    }
-    int64_t v;
-    cp digits = p;
-    if (json_uint(&p, end, &v) < 0) {
-        return -1;
-    }
-    if (p < end && *p == '.') {
-        p++;
-        cp frac = p;
-        while (p < end && *p >= '0' && *p <= '9') {
-            p++;
-        }
-        if (p == frac || p - digits > 19) {
-            return -1;
-        }
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        return -1;
-    }
-    *pp = p;
-    return 0;
-}
-
-#define MAX_MEMBERS 64
-
-typedef struct {
-    cp name, text;
-    size_t name_len, len;
-} member_t;
-
-/* an object of scalar members with plain (unescaped), distinct names */
-static int
-members_at(cp *pp, cp end, member_t *out, int *count)
-{
-    cp p = *pp;
-    int n = 0;
-    if (LIT("{")) {
-        return -1;
-    }
-    if (LIT("}") == 0) {
-        *pp = p;
-        *count = 0;
-        return 0;
-    }
-    for (;;) {
-        if (n == MAX_MEMBERS || LIT("\"")) {
-            return -1;
-        }
-        int escapes = 0;
-        cp name = p;
-        if (string_at(&p, end, &escapes) < 0 || escapes) {
-            return -1;
-        }
-        size_t name_len = (size_t)(p - 1 - name);
-        for (int i = 0; i < n; i++) {
-            if (out[i].name_len == name_len && memcmp(out[i].name, name, name_len) == 0) {
-                return -1;  /* a repeated name: Python says what it means */
-            }
-        }
-        if (LIT(":")) {
-            return -1;
-        }
-        cp text = p;
-        if (scalar_at(&p, end) < 0) {
-            return -1;
-        }
-        out[n].name = name;
-        out[n].name_len = name_len;
-        out[n].text = text;
-        out[n].len = (size_t)(p - text);
-        n++;
-        if (LIT(",") == 0) {
-            continue;
-        }
-        if (LIT("}")) {
-            return -1;
-        }
-        *pp = p;
-        *count = n;
-        return 0;
-    }
-}
-
-/* lowercase hex digit -> 0, anything else 1 (filled at import) */
-static uint8_t NOT_HEX[256];
-
-/* the line's end: ,"hash":"<64 lowercase hex>"} */
-static int
-hash_end(cp p, cp end)
-{
-    if (end - p != 75 || LIT(",\"hash\":\"")) {
-        return -1;
-    }
-    unsigned bad = 0;
-    for (int i = 0; i < 64; i++) {
-        bad |= NOT_HEX[p[i]];
-    }
-    return bad == 0 && p[64] == '"' && p[65] == '}' ? 0 : -1;
-}
-
-static int
-opt_uint(cp *pp, cp end, const char *key, size_t n, int64_t *out)
-{
-    cp p = *pp;
-    if (lit(&p, end, key, n) < 0) {
-        return 0;
-    }
-    if (json_uint(&p, end, out) < 0) {
-        return -1;
-    }
-    *pp = p;
-    return 1;
-}
-
-#define OPT_UINT(key, out) opt_uint(&p, end, key, sizeof(key) - 1, out)
+/* The layouts are the format's (format/csrc/linereader.h): a line it reads is one
+ * the Structs decode; here only what the tables cannot hold goes to Python. */
 
 /* 1 taken, 0 for Python, -1 error set */
 static int
-op_line(PassObject *s, cp p, cp end, int64_t number)
+op_line(PassObject *s, bt_cp p, bt_cp end, int64_t number)
 {
-    int64_t pc, op, depth, lineno, code, thread = NO_THREAD, clock;
-    member_t loc[MAX_MEMBERS], glob[MAX_MEMBERS];
-    int nloc = -1, nglob = -1;
-    if (LIT(LINE_OP_PREFIX) || json_uint(&p, end, &pc) || LIT(",\"op\":") || json_uint(&p, end, &op)
-        || LIT(",\"gas\":\"")) {
-        return 0;
-    }
-    cp gas = p;
-    if (LIT("0x") || hex_str(&p, end)) {
-        return 0;
-    }
-    size_t gas_len = (size_t)(p - 1 - gas);
-    if (LIT(",\"gasCost\":\"0x") || hex_str(&p, end) || LIT(",\"depth\":")
-        || json_uint(&p, end, &depth) || LIT(",\"opName\":\"")) {
-        return 0;
-    }
-    while (p < end && ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')
-                       || (*p >= '0' && *p <= '9') || *p == '_')) {
-        p++;
-    }
-    if (LIT("\",\"line\":") || json_uint(&p, end, &lineno) || LIT(",\"code\":")
-        || json_uint(&p, end, &code) || OPT_UINT(",\"thread\":", &thread) < 0
-        || OPT_UINT(",\"clock\":", &clock) < 0) {
-        return 0;
-    }
-    if (LIT(",\"locals\":") == 0 && members_at(&p, end, loc, &nloc) < 0) {
-        return 0;
-    }
-    if (LIT(",\"globals\":") == 0 && members_at(&p, end, glob, &nglob) < 0) {
-        return 0;
-    }
-    if (hash_end(p, end) < 0) {
+    BtOpLine o;
+    BtMember loc[BT_MAX_MEMBERS], glob[BT_MAX_MEMBERS];
+    if (bt_op_line(p, end, &o, loc, glob) < 0) {
         return 0;
     }
     int64_t file_id = 0;
-    if (nglob >= 0) {
-        int64_t at = map_find(&s->codes, code, 0);
+    if (o.nglobals >= 0) {
+        int64_t at = map_find(&s->codes, o.code, 0);
         if (at < 0) {
             return 0;  /* a code no call line named: Python knows its (empty) file */
         }
         file_id = s->codes.val[at];
     }
     int64_t tid;
-    int64_t at = op_step(s, number, pc, depth, code, lineno, thread, (const char *)gas, gas_len,
-                         0, &tid);
+    int64_t at = op_step(s, number, o.pc, o.depth, o.code, o.line,
+                         o.has_thread ? o.thread : NO_THREAD, (const char *)o.gas_text,
+                         o.gas_len, 0, &tid);
     if (at < 0) {
         return -1;
     }
-    if (nloc >= 0) {
+    if (o.nlocals >= 0) {
         s->has_values = 1;
         scope_t *scope = locals_scope(s, tid);
-        for (int i = 0; scope && i < nloc; i++) {
+        for (int i = 0; scope && i < o.nlocals; i++) {
             if (record(s, scope, (const char *)loc[i].name, loc[i].name_len,
                        (const char *)loc[i].text, loc[i].len, at) < 0) {
                 return -1;
             }
         }
     }
-    if (nglob >= 0) {
+    if (o.nglobals >= 0) {
         s->has_values = 1;
         scope_t *scope = module_scope(s, file_id);
         if (scope == NULL) {
             return -1;
         }
-        for (int i = 0; i < nglob; i++) {
+        for (int i = 0; i < o.nglobals; i++) {
             if (record(s, scope, (const char *)glob[i].name, glob[i].name_len,
                        (const char *)glob[i].text, glob[i].len, at) < 0) {
                 return -1;
@@ -1017,53 +762,26 @@ op_line(PassObject *s, cp p, cp end, int64_t number)
 }
 
 static int
-kind_word(cp *pp, cp end)
+call_line(PassObject *s, bt_cp p, bt_cp end, int64_t number)
 {
-    cp p = *pp;
-    while (p < end && *p >= 'a' && *p <= 'z') {
-        p++;
+    BtCallLine c;
+    if (bt_call_line(p, end, &c) < 0 || c.depth > 0xFFFFFFFFLL || c.code > 0xFFFFFFFFLL
+        || map_find(&s->codes, c.code, 0) < 0) {
+        return 0;
     }
-    if (p == *pp || LIT("\"")) {
-        return -1;
-    }
-    *pp = p;
-    return 0;
+    return do_call(s, number, c.has_thread ? c.thread : NO_THREAD, c.depth, c.code,
+                   c.first_line) < 0 ? -1 : 1;
 }
 
 static int
-call_line(PassObject *s, cp p, cp end, int64_t number)
+return_line(PassObject *s, bt_cp p, bt_cp end, int64_t number)
 {
-    int64_t depth, code, first, thread = NO_THREAD, clock;
-    int escapes = 0;
-    if (LIT(LINE_CALL_PREFIX ",\"kind\":\"") || kind_word(&p, end) || LIT(",\"depth\":")
-        || json_uint(&p, end, &depth) || LIT(",\"code\":") || json_uint(&p, end, &code)
-        || LIT(",\"name\":\"") || string_at(&p, end, &escapes) || LIT(",\"file\":\"")
-        || string_at(&p, end, &escapes) || LIT(",\"firstLine\":") || json_uint(&p, end, &first)
-        || OPT_UINT(",\"thread\":", &thread) < 0 || OPT_UINT(",\"clock\":", &clock) < 0
-        || hash_end(p, end) < 0 || depth > 0xFFFFFFFFLL || code > 0xFFFFFFFFLL
-        || map_find(&s->codes, code, 0) < 0) {
+    BtReturnLine r;
+    if (bt_return_line(p, end, &r) < 0) {
         return 0;
     }
-    return do_call(s, number, thread, depth, code, first) < 0 ? -1 : 1;
-}
-
-static int
-return_line(PassObject *s, cp p, cp end, int64_t number)
-{
-    int64_t depth, code, pc, thread = NO_THREAD, clock;
-    if (LIT(LINE_RETURN_PREFIX ",\"kind\":\"") || kind_word(&p, end) || LIT(",\"depth\":")
-        || json_uint(&p, end, &depth) || LIT(",\"code\":") || json_uint(&p, end, &code)
-        || LIT(",\"pc\":") || json_uint(&p, end, &pc) || LIT(",\"gas\":\"0x") || hex_str(&p, end)) {
-        return 0;
-    }
-    if (LIT(",\"value\":") == 0 && scalar_at(&p, end) < 0) {
-        return 0;
-    }
-    if (OPT_UINT(",\"thread\":", &thread) < 0 || OPT_UINT(",\"clock\":", &clock) < 0
-        || hash_end(p, end) < 0) {
-        return 0;
-    }
-    return do_return(s, number, thread, depth, code) < 0 ? -1 : 1;
+    return do_return(s, number, r.has_thread ? r.thread : NO_THREAD, r.depth, r.code) < 0 ? -1
+                                                                                          : 1;
 }
 
 static PyObject *
@@ -1075,15 +793,15 @@ Pass_feed(PassObject *s, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*nL", &view, &pos, &number)) {
         return NULL;
     }
-    cp base = view.buf;
+    bt_cp base = view.buf;
     Py_ssize_t len = view.len;
     int stop = 0;
     if (pos < 0 || pos > len) {
         return bt_release_raise(&view, PyExc_ValueError, "position outside the buffer");
     }
     while (pos < len) {
-        cp line = base + pos;
-        cp nl = memchr(line, '\n', (size_t)(len - pos));
+        bt_cp line = base + pos;
+        bt_cp nl = memchr(line, '\n', (size_t)(len - pos));
         if (nl == NULL) {
             break;
         }
@@ -1465,10 +1183,7 @@ static PyType_Spec Pass_spec = {
 static int
 ctables_exec(PyObject *m)
 {
-    memset(NOT_HEX, 1, sizeof NOT_HEX);
-    for (const char *c = "0123456789abcdef"; *c; c++) {
-        NOT_HEX[(uint8_t)*c] = 0;
-    }
+    bt_lines_init();
     return bt_add_type(m, &Pass_spec, "TablesPass");
 }
 
