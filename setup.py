@@ -103,8 +103,8 @@ setup(
             "blocktrace.tracers._cvalues",
             ["blocktrace/tracers/csrc/values.c"],
             depends=["blocktrace/format/csrc/opline.h", "blocktrace/format/csrc/calldepth.h",
-                     "blocktrace/format/csrc/linekinds.h", "blocktrace/chain/csrc/hex.h", "blocktrace/events/csrc/sink.h",
-                     "blocktrace/events/csrc/linestart.h"],
+                     "blocktrace/format/csrc/linekinds.h", "blocktrace/chain/csrc/hex.h",
+                     "blocktrace/events/csrc/sink.h", "blocktrace/events/csrc/linestart.h"],
             # the writer's line and the stepper's hook meet it through events/csrc
             include_dirs=["blocktrace/format/csrc", "blocktrace/chain/csrc",
                           "blocktrace/events/csrc"],

@@ -16,8 +16,10 @@ ctables = pytest.importorskip("blocktrace.view._ctables")
 cscan = pytest.importorskip("blocktrace.format._cscan")
 
 HASH = b',"hash":"' + b"0123456789abcdef" * 4 + b'"}'
-OP = b'{"pc":2,"op":83,"gas":"0x10","gasCost":"0x1","depth":1,"opName":"RETURN_VALUE","line":4,"code":0'
-CALL = b'{"event":"call","kind":"call","depth":1,"code":0,"name":"f","file":"a.py","firstLine":1'
+OP = (b'{"pc":2,"op":83,"gas":"0x10","gasCost":"0x1","depth":1,"opName":"RETURN_VALUE",'
+      b'"line":4,"code":0')
+CALL = (b'{"event":"call","kind":"call","depth":1,"code":0,"name":"f","file":"a.py",'
+        b'"firstLine":1')
 RETURN = b'{"event":"return","kind":"return","depth":1,"code":0,"pc":4,"gas":"0xf"'
 
 # (line, taken by the tables, taken by the columns)
