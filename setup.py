@@ -73,7 +73,8 @@ setup(
         Extension(
             "blocktrace.eip3155._cskip",
             ["blocktrace/eip3155/csrc/skip.c"],
-            depends=[_PYUTIL, "blocktrace/format/csrc/scanapi.h"],
+            depends=[_PYUTIL, "blocktrace/format/csrc/scanapi.h",
+                     "blocktrace/format/csrc/linekinds.h"],
             include_dirs=["blocktrace/csrc", "blocktrace/format/csrc"],
             extra_compile_args=_FLAGS,
             optional=True,

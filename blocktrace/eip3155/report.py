@@ -206,12 +206,15 @@ def diff_files(
     dialect_a: str | None = None,
     dialect_b: str | None = None,
     by_line: bool = False,
+    walks: bool = True,
 ) -> DiffReport:
     """Diff two trace files.  Raises ``TraceError`` (unusable input) or
     ``ValueError`` (bad field names, ``by_line`` on client traces).
 
     ``by_line`` compares blocktrace traces one executed source line at a time
-    (see ``lines.by_line``) instead of one instruction at a time."""
+    (see ``lines.by_line``) instead of one instruction at a time.  ``walks``: False
+    reads every step by the reference path (as ``BLOCKTRACE_PURE=1`` does), never
+    by the C walks over bytes."""
     for dialect in (dialect_a, dialect_b):
         if dialect is not None and dialect not in DIALECTS:
             raise ValueError(f"unknown dialect {dialect!r} (known: {', '.join(DIALECTS)})")
@@ -230,16 +233,27 @@ def diff_files(
     grouped = False
     if python_a and python_b:
         stream_a, stream_b, level_note, skipper, grouped = _at_one_level(
-            info_a, info_b, chosen, comparer, window, by_line)
-    elif (fast := clientpass.pair(info_a, info_b, chosen, stack_top)) is not None:
+            info_a, info_b, chosen, comparer, window, by_line, walks)
+    elif walks and (fast := clientpass.pair(info_a, info_b, chosen, stack_top)) is not None:
         stream_a, stream_b, skipper = fast
     else:
         stream_a, stream_b = normalise(path_a, info_a), normalise(path_b, info_b)
     if by_line and not grouped:
         stream_a, stream_b = lines.by_line(stream_a), lines.by_line(stream_b)
         skipper = None
-    steps = diff_steps(stream_a, stream_b, comparer, max_hunks=max_hunks, window=window,
-                       skip=skipper)
+    try:
+        steps = diff_steps(stream_a, stream_b, comparer, max_hunks=max_hunks, window=window,
+                           skip=skipper)
+    except (TraceError, ValueError):
+        if skipper is None:
+            raise
+        # A line neither trace may hold (the walks leave every such line to the
+        # reference): which one is named first, when each trace holds one, is a
+        # matter of the order the reference reads ahead in each, which the walks
+        # do not keep.  The reference's answer, read again without them.
+        return diff_files(path_a, path_b, fields=fields, ignore=ignore, stack_top=stack_top,
+                          max_hunks=max_hunks, window=window, dialect_a=dialect_a,
+                          dialect_b=dialect_b, by_line=by_line, walks=False)
     for path, python in ((path_a, python_a), (path_b, python_b)):
         if python:  # read the trace's source commitments while the file is there
             _trace_sources(path)  # (from the pass that just read it, if it did)
@@ -283,12 +297,13 @@ def _level(path: str) -> str:
 
 def _at_one_level(
     info_a: TraceInfo, info_b: TraceInfo, fields: Sequence[str], comparer: Comparer,
-    window: int = DEFAULT_WINDOW, by_line: bool = False,
+    window: int = DEFAULT_WINDOW, by_line: bool = False, walks: bool = True,
 ) -> tuple[Iterator[Step], Iterator[Step], str | None, skip.Skip | None, bool]:
     """The two blocktrace traces' steps at the coarser of their levels (see
     ``levels``), the note saying so when the levels differ, the differ's ``skip``
-    when the steps can be passed over as bytes (``skip.pair``), and whether the
-    steps are already grouped by source line (``by_line``: ``skip.line_pair``)."""
+    when the steps can be passed over as bytes (``skip.pair``; not when ``walks`` is
+    False), and whether the steps are already grouped by source line (``by_line``:
+    ``skip.line_pair``)."""
     level_a, level_b = _level(info_a.path), _level(info_b.path)
     info_a.level, info_b.level = level_a, level_b
     level = levels.coarser(level_a, level_b)
@@ -303,7 +318,7 @@ def _at_one_level(
     # The byte walks read a line by its shape; the reference decodes it.  They agree
     # on every line a trace's chain vouches for, not on damaged ones (tests/fuzz's
     # walks corpus): a tampered trace is read by the reference alone.
-    walks = not (_tampered(info_a.path) or _tampered(info_b.path))
+    walks = walks and not (_tampered(info_a.path) or _tampered(info_b.path))
     if level == "call" and walks and (fast := skip.call_pair(info_a, info_b, fields)) is not None:
         return fast[0], fast[1], None if level_a == level_b else note, fast[2], False
     if level == "call":  # the call tree and its exceptions, at any level

@@ -67,6 +67,9 @@ DEEP = os.environ.get("BLOCKTRACE_FUZZ") == "deep"
 CASES = int(os.environ.get("BLOCKTRACE_WALK_CASES", "3000" if DEEP else "30"))
 SEED = int(os.environ.get("BLOCKTRACE_WALK_SEED", "0") or 0) or (
     random.SystemRandom().randrange(1, 1 << 30) if DEEP else 17)
+SAME_CASES = CASES if DEEP else 100
+"""The same-edit cases (below): CI runs more of those, short as they are (the first
+that found the same-level walk's case in session 19 was the 41st)."""
 HAS_ZSTD = importlib.util.find_spec("zstandard") is not None
 CORPUS = Path(__file__).parent / "corpus" / "walks"
 
@@ -105,6 +108,8 @@ class Seeds:
     """The same two recorded at the line level (diffed against the op-level ones too)."""
     calls: tuple[bytes, bytes]
     """The same two recorded at the call level (diffed against the others)."""
+    values: tuple[bytes, bytes] = (b"", b"")
+    """The same two at the op level with ``--locals on`` (the same-edit cases)."""
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +125,12 @@ def walk_seeds(tmp_path_factory: pytest.TempPathFactory) -> Seeds:
         with blocktrace.trace(blocktrace.ChainTracer(d / f"{name}.jsonl", level=level)):
             _program(30, every)
         ours.append((d / f"{name}.jsonl").read_bytes())
-    return Seeds(clients, (ours[0], ours[1]), (ours[2], ours[3]), (ours[4], ours[5]))
+    for name, every in (("va", 0), ("vb", 3)):
+        with blocktrace.trace(blocktrace.ChainTracer(d / f"{name}.jsonl", locals="on")):
+            _program(30, every)
+        ours.append((d / f"{name}.jsonl").read_bytes())
+    return Seeds(clients, (ours[0], ours[1]), (ours[2], ours[3]), (ours[4], ours[5]),
+                 (ours[6], ours[7]))
 
 
 # -- damage ------------------------------------------------------------------------------
@@ -575,6 +585,142 @@ def test_lines_at_the_line_bound_diff_as_the_reference_diffs(
     _run((Case(number, data, _padded_to(rng, data, size), ".jsonl", (), f"a line of {size} bytes")
           for number, size in enumerate((MAX_LINE_BYTES - 1, MAX_LINE_BYTES, MAX_LINE_BYTES + 1))),
          tmp_path, monkeypatch)
+
+
+# -- the same edit in both traces ----------------------------------------------------------
+#
+# A walk passes over what both traces hold alike as bytes; a line both hold alike but that
+# the reference refuses (a member of a kind its decoder does not take) must still be
+# refused.  Damage on one side makes the lines differ, so these cases make one edit and
+# make it in both traces, at the lines that say the same step (the n-th line of A alike
+# but for its hash and gas and the n-th such line of B), and re-chain both.
+
+_ODD_VALUES = (*_HUGE, b'"x"', b"1.5", b"[1]", b'{"a":1}', b'"\\u0030x1"', b"false", b'"0x1"',
+               b'"-1"', b"0", b'"0x_1"', b'" 1"', b'"0x1 "', b"-5", b'"\\u00e9"')
+_ODD_MEMBERS = (b'"kind":5', b'"firstLine":"x"', b'"blocktrace":1', b'"event":"return"',
+                b'"event":7', b'"error":"boom"', b'"error":null', b'"pass":1', b'"name":3',
+                b'"file":[1]', b'"python":1', b'"line":"x"', b'"depth":"0x"', b'"opName":1e2',
+                b'"code":1.0', b'"thread":true', b'"locals":{}', b'"stack":"x"', b'"gas":"0x"',
+                b'"gasCost":true', b'"returnData":1', b'"refund":[]', b'"stateRoot":1',
+                b'"test":2', b'"gasUsed":false', b'"output":1', b'"x":1')
+_MEMBER = re.compile(rb'"([A-Za-z]+)":')
+_HASH_AND_GAS = re.compile(rb'"(hash|gas)":"[0-9a-fx]*"')
+
+
+def _edit(rng: random.Random) -> Callable[[bytes], bytes]:
+    """One edit of a line's members, drawn once and made the same way on each line."""
+    kind = rng.choice(["value", "value", "twice", "add", "drop"])
+    key = rng.choice([b"pc", b"op", b"gas", b"gasCost", b"depth", b"opName", b"line", b"code",
+                      b"stack", b"locals", b"kind", b"event", b"name", b"file", b"firstLine",
+                      b"value", b"thread", b"hash"])
+    value = rng.choice(_ODD_VALUES)
+    member = rng.choice(_ODD_MEMBERS)
+    front = rng.random() < 0.5
+    odd_twice = rng.random() < 0.5
+
+    def edit(line: bytes) -> bytes:
+        body = line.rstrip(b"\r\n")
+        end = line[len(body):]
+        if not (body.startswith(b"{") and body.endswith(b"}")):
+            return line
+        if kind == "add":
+            body = (b"{" + member + b"," + body[1:] if front or body == b"{}"
+                    else body[:-1] + b"," + member + b"}")
+            return body + end
+        at = body.find(b'"' + key + b'":')
+        if at < 0:
+            return line
+        start = at + len(key) + 3
+        stop = _value_stop(body, start)
+        if kind == "value":
+            return body[:start] + value + body[stop:] + end
+        if kind == "drop":
+            cut_from, cut_to = (at - 1, stop) if body[at - 1:at] == b"," else (at, stop + 1)
+            return body[:cut_from] + body[cut_to:] + end
+        twice = body[at:start] + (value if odd_twice else body[start:stop])
+        return (b"{" + twice + b"," + body[1:] if front else body[:-1] + b"," + twice + b"}") + end
+
+    return edit
+
+
+def _value_stop(body: bytes, start: int) -> int:
+    """Where the JSON value starting at ``body[start]`` ends (a line the writer wrote)."""
+    depth = 0
+    i = start
+    while i < len(body):
+        c = body[i]
+        if c == ord('"'):
+            i += 1
+            while i < len(body) and body[i] != ord('"'):
+                i += 2 if body[i] == ord("\\") else 1
+        elif c in b"[{":
+            depth += 1
+        elif c in b"]}":
+            if depth == 0:
+                return i
+            depth -= 1
+        elif c == ord(",") and depth == 0:
+            return i
+        i += 1
+    return i
+
+
+def _same_edit(rng: random.Random, a: bytes, b: bytes, what: list[str]) -> tuple[bytes, bytes]:
+    """``a`` and ``b`` with one to three lines of ``a`` edited, each the same way in ``b``
+    at the line that says the same step, both re-chained."""
+    lines_a, lines_b = _lines(a), _lines(b)
+    if len(lines_a) < 3:
+        return a, b
+    seen: dict[bytes, list[int]] = {}
+    for k, line in enumerate(lines_b):
+        seen.setdefault(_HASH_AND_GAS.sub(b"", line), []).append(k)
+    for _ in range(rng.choice([1, 1, 2, 3])):
+        k = rng.randrange(1, len(lines_a) - 1)
+        shape = _HASH_AND_GAS.sub(b"", lines_a[k])
+        nth = sum(1 for line in lines_a[:k] if _HASH_AND_GAS.sub(b"", line) == shape)
+        at_b = seen.get(shape, [])
+        edit = _edit(rng)
+        lines_a[k] = edit(lines_a[k])
+        what.append(f"A line {k + 1}")
+        if nth < len(at_b):
+            lines_b[at_b[nth]] = edit(lines_b[at_b[nth]])
+            what.append(f"B line {at_b[nth] + 1}: {lines_a[k][:120]!r}")
+    return rechain(b"".join(lines_a)), rechain(b"".join(lines_b))
+
+
+def _same_edit_case(rng: random.Random, number: int, seeds: Seeds) -> Case:
+    what = ["blocktrace traces, the same edit in both:"]
+    pick = rng.random()
+    if pick < 0.3:
+        a, b = seeds.ours
+    elif pick < 0.45:
+        a, b = seeds.ours[0], seeds.ours[0]
+    elif pick < 0.6:
+        a, b = seeds.values
+    elif pick < 0.7:
+        a, b = seeds.values[0], seeds.values[0]
+    elif pick < 0.8:
+        a, b = seeds.lines
+    elif pick < 0.9:
+        a, b = rng.choice(seeds.ours), rng.choice(seeds.lines)
+    else:
+        a = rng.choice([*seeds.ours, *seeds.lines, *seeds.calls])
+        b = rng.choice(seeds.calls)
+    if rng.random() < 0.5:
+        a, b = b, a
+    a, b = _same_edit(rng, a, b, what)
+    suffix = rng.choice([".jsonl"] * 5 + ([".jsonl.zst"] if HAS_ZSTD else []))
+    options = rng.choice((*OUR_OPTIONS, ("--ignore", "gas"), ("--fields", "pc,op,gas,line"),
+                          ("--max-hunks", "0", "--ignore", "locals")))
+    return Case(number, a, b, suffix, options, " ".join(what))
+
+
+def test_the_same_edit_in_both_traces_diffs_as_the_reference_diffs(
+    walk_seeds: Seeds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(SEED + 2)
+    _run((_same_edit_case(rng, number, walk_seeds) for number in range(SAME_CASES)), tmp_path,
+         monkeypatch)
 
 
 # -- the corpus --------------------------------------------------------------------------
