@@ -628,8 +628,12 @@ op_members(const char *s, Py_ssize_t n, Op *op)
     if (op->v[F_PC].at == NULL || op->v[F_OP].at == NULL || gas->at == NULL ||
         op->v[F_EVENT].at != NULL || op->v[F_ERROR].at != NULL)
         return 0;
-    /* a depth the reference reads as a number (absent or null: 1) */
+    /* a depth the reference reads as a number (absent or null: 1); a pc and an op that
+     * are JSON integers (a string is parsed by the reference, which may refuse it) */
     if (depth->at != NULL && !(kind_of_value(depth->at, depth->n) & (K_INT | K_NULL)))
+        return 0;
+    if (!(kind_of_value(op->v[F_PC].at, op->v[F_PC].n) & K_INT) ||
+        !(kind_of_value(op->v[F_OP].at, op->v[F_OP].n) & K_INT))
         return 0;
     /* the gas a "0x..." string (the reference reads it so; any other form: not here) */
     if (gas->n < 4 || gas->at[0] != '"' || gas->at[1] != '0' || gas->at[2] != 'x')
