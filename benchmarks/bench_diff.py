@@ -267,6 +267,9 @@ line, so that the lines of the functions after it stay where they were)."""
 _LOOP = "        total += work(i, m)\n"
 _LOOP_MORE = "        total += work(i, m); total -= 1\n"
 """A statement added to the loop body itself: every iteration parts and re-aligns."""
+_LOOP_OWN_LINE = "        total += work(i, m)\n        total -= extra(0)\n"
+"""A call added to the loop body on a line of its own (every iteration parts and
+re-aligns by source line too; only the lines after it in ``main`` move)."""
 
 
 def _insert_pairs(where: Path, lines: int, hunks: list[int]
@@ -275,9 +278,9 @@ def _insert_pairs(where: Path, lines: int, hunks: list[int]
     a statement added to a function the loop calls every ``m`` iterations (steps
     inserted, the rest of that call's steps at other pcs: a hunk each time it runs),
     plain and zstd; a pair whose loop body itself gained a statement (a hunk at every
-    iteration, a few steps apart), plain and zstd; that pair ``--by-line``, as an op
-    trace against a line trace of the changed program and as that line trace against a
-    call trace of the first (a difference every few lines across levels); and for each
+    iteration, a few steps apart), plain and zstd; that pair ``--by-line``; a pair whose
+    loop body gained a call on a line of its own, ``--by-line`` and as an op trace against
+    a line trace (a difference every ~5 lines there), plain and zstd; and for each
     hunk count the first pair's op trace against a line trace of the changed program
     (different levels), plain and zstd; and call traces of each program against the
     other's op and line traces, plain and zstd."""
@@ -300,15 +303,20 @@ def _insert_pairs(where: Path, lines: int, hunks: list[int]
         _record(where / "B", every, b, args)
         pairs.append((f"statement added to the loop body (a hunk every iteration), "
                       f"{suffix[1:]}", a, b, ()))
-        pairs.append((f"the same, --by-line, {suffix[1:]}", a, b, ("--by-line",)))
-        # across levels, a difference every few lines (each iteration parts and re-aligns:
-        # every ~6 lines of a line trace, ~20 of an op trace)
-        line_b, call_a = where / f"eb-line{suffix}", where / f"ea-call{suffix}"
-        _record(where / "B", every, line_b, args, "--level", "line")
-        _record(where / "A", _INSERTED, call_a, args, "--level", "call")
-        pairs.append((f"the same, op trace against a line trace, {suffix[1:]}", a, line_b, ()))
-        pairs.append((f"the same, line trace against a call trace, {suffix[1:]}", line_b, call_a,
-                      ()))
+        if suffix == ".jsonl":
+            pairs.append(("the same, --by-line", a, b, ("--by-line",)))
+    # A call added to the loop body on a line of its own: every iteration parts and
+    # re-aligns at --by-line and at level line (an extra line every ~5 lines)
+    own = _INSERTED.replace(_LOOP, _LOOP_OWN_LINE)
+    for suffix in (".jsonl", ".jsonl.zst"):
+        a, b = where / f"oa{suffix}", where / f"ob{suffix}"
+        line_b = where / f"ob-line{suffix}"
+        _record(where / "A", _INSERTED, a, args)
+        _record(where / "B", own, b, args)
+        _record(where / "B", own, line_b, args, "--level", "line")
+        what = "a call on a line of its own added to the loop body (a hunk every iteration)"
+        pairs.append((f"{what}, --by-line, {suffix[1:]}", a, b, ("--by-line",)))
+        pairs.append((f"{what}, op trace against a line trace, {suffix[1:]}", a, line_b, ()))
     for count in hunks:
         for suffix in (".jsonl", ".jsonl.zst"):
             a, b = where / f"ia{count}{suffix}", where / f"ib-line{count}{suffix}"

@@ -9,13 +9,16 @@ those.  Strings are written as msgspec writes them; a file name as
 
 from __future__ import annotations
 
+from typing import Final
+
 import msgspec
 
 from blocktrace.format.callline import json_text
 
-__all__ = ["exception_body", "source_body", "summary_body", "tracer_error_body"]
+__all__ = ["EXCEPTION_LINE", "exception_body", "source_body", "summary_body",
+           "tracer_error_body"]
 
-_encode = msgspec.json.encode
+_encode = msgspec.json.Encoder().encode
 
 
 def source_body(file: str, sha256: str, size: int, text: str | None = None) -> bytes:
@@ -28,17 +31,21 @@ def source_body(file: str, sha256: str, size: int, text: str | None = None) -> b
         _encode(json_text(file)), sha256.encode(), size, _encode(text))
 
 
+EXCEPTION_LINE: Final = (b'{"pc":%d,"op":%d,"gas":"0x%x","gasCost":"0x0","depth":%d,'
+                         b'"opName":%b,"error":%b,"line":%d,"code":%d,"event":"%b"%b')
+"""An exception line's body as a ``%`` template, for a writer that fills it in its own
+loop (``tracers/chain.py``: no call more per line) -- :func:`exception_body` fills it
+the same way: pc, op, gas, depth, the op name and the error as JSON, line, code, the
+kind's bytes, the tail."""
+
+
 def exception_body(pc: int, op: int, gas: int, depth: int, op_name: str, error: str,
                    line: int, code: int, kind: str, tail: bytes = b"") -> bytes:
     """An exception line's body (an op line's first members, the error, then ``event``:
     ``kind``, one of ``raise``, ``reraise``, ``unwind`` ...) with its ``tail``
     (``thread``, ``clock``)."""
-    return (
-        b'{"pc":%d,"op":%d,"gas":"0x%x","gasCost":"0x0","depth":%d,"opName":%b,'
-        b'"error":%b,"line":%d,"code":%d,"event":"%b"%b'
-        % (pc, op, gas, depth, _encode(op_name), _encode(error), line, code, kind.encode(),
-           tail)
-    )
+    return EXCEPTION_LINE % (pc, op, gas, depth, _encode(op_name), _encode(error), line, code,
+                             kind.encode(), tail)
 
 
 def tracer_error_body(error: str) -> bytes:

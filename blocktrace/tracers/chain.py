@@ -49,7 +49,7 @@ from blocktrace.format.compressed import (
 )
 from blocktrace.format.opline import op_body, op_site
 from blocktrace.format.runlines import (
-    exception_body,
+    EXCEPTION_LINE,
     source_body,
     summary_body,
     tracer_error_body,
@@ -744,9 +744,10 @@ class ChainTracer:
         self._line(return_body(ev.kind, vm.depth, ev.code, ev.pc, vm.gas, value, self._tail(vm)))
 
     def _exception(self, vm: VMState, ev: OpException) -> None:
-        error = f"{ev.error_type}: {ev.message}" if ev.message else ev.error_type
-        self._line(exception_body(ev.pc, ev.op, vm.gas, vm.depth, ev.op_name, error, ev.line,
-                                  ev.code, ev.kind, self._tail(vm)))
+        error = _encode(f"{ev.error_type}: {ev.message}" if ev.message else ev.error_type)
+        self._line(EXCEPTION_LINE % (  # (format.runlines.exception_body, inline)
+            ev.pc, ev.op, vm.gas, vm.depth, _encode(ev.op_name), error, ev.line, ev.code,
+            ev.kind.encode(), self._tail(vm)))
 
     def _values_state(self) -> None:
         """Tell the C line start (``_line_start``) what it would otherwise read at
