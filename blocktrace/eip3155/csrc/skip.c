@@ -636,7 +636,7 @@ op_members(const char *s, Py_ssize_t n, Op *op)
         !(kind_of_value(op->v[F_OP].at, op->v[F_OP].n) & K_INT))
         return 0;
     /* the gas a "0x..." string (the reference reads it so; any other form: not here) */
-    if (gas->n < 4 || gas->at[0] != '"' || gas->at[1] != '0' || gas->at[2] != 'x')
+    if (gas->n < 5 || gas->at[0] != '"' || gas->at[1] != '0' || gas->at[2] != 'x')
         return 0;
     for (Py_ssize_t k = 3; k < gas->n - 1; k++) {
         char c = gas->at[k];
