@@ -787,34 +787,6 @@ hex_gas(const char *g, Py_ssize_t n)
     return !x;
 }
 
-/* The end of the JSON value at s[v] that is not a string (a number, a literal, an object
- * or an array), never reading past s[n - 1]: -1 when it runs past it. */
-static inline Py_ssize_t
-other_end(const char *s, Py_ssize_t n, Py_ssize_t v)
-{
-    Py_ssize_t i = v;
-    if (s[v] != '{' && s[v] != '[') {
-        while (i < n && s[i] != ',' && s[i] != '}')
-            i++;
-        return i;
-    }
-    int level = 0;
-    for (; i < n; i++) {
-        char c = s[i];
-        if (c == '"') {
-            i = string_end(s, n, i);
-            if (i < 0)
-                return -1;
-            i--;
-        } else if (c == '{' || c == '[') {
-            level++;
-        } else if ((c == '}' || c == ']') && --level == 0) {
-            return i + 1;
-        }
-    }
-    return -1;
-}
-
 /* Whether the members of a line from s[i] on (s[i] the ',' or '{' before one) up to n,
  * where its hash member starts (body_end; the line's end when it has none), are each of
  * a kind the reference's decoder takes, with no header's member (blocktrace), none of
@@ -847,13 +819,8 @@ kinds_from(const char *s, Py_ssize_t n, Py_ssize_t i, unsigned seen, unsigned re
                 return 0;
             seen |= 1u << f;
         }
-        if (s[v] == '"') {
-            ve = string_end(s, n, v);
-            kind = K_STR;
-        } else {
-            ve = other_end(s, n, v);
-            kind = ve < 0 ? 0 : kind_of_value(s + v, ve - v);
-        }
+        ve = value_end(s, n, v);
+        kind = s[v] == '"' ? K_STR : ve < 0 ? 0 : kind_of_value(s + v, ve - v);
         if (ve < 0 || (!(taken & K_ANY) && !(kind & taken)))
             return 0;
         if (f == F_DEPTH && !(kind & (K_INT | K_NULL)))
