@@ -48,7 +48,8 @@ setup(
              for name in ("writer", "buffer", "sites", "merkle", "sha256", "cpu", "bench")],
             depends=[*(f"blocktrace/chain/csrc/{name}.h"
                        for name in ("bench", "buffer", "cpu", "hex", "merkle", "sha256", "sites")),
-                     "blocktrace/format/csrc/opline.h", "blocktrace/events/csrc/sink.h"],
+                     "blocktrace/format/csrc/opline.h", "blocktrace/format/csrc/members.h",
+                     "blocktrace/events/csrc/sink.h"],
             # the op line's layout is the format's (format/csrc/opline.h); the stepper's
             # hooks call op and line through events/csrc/sink.h
             include_dirs=["blocktrace/chain/csrc", "blocktrace/format/csrc",
@@ -65,8 +66,8 @@ setup(
                      "blocktrace/format/csrc/linereader.h",
                      "blocktrace/format/csrc/scanapi.h", "blocktrace/format/csrc/linekinds.h",
                      "blocktrace/chain/csrc/sha256.h", "blocktrace/chain/csrc/hex.h",
-                     "blocktrace/chain/csrc/cpu.h", _PYUTIL],
-            include_dirs=["blocktrace/chain/csrc", "blocktrace/csrc"],
+                     "blocktrace/chain/csrc/cpu.h", "blocktrace/format/csrc/members.h", _PYUTIL],
+            include_dirs=["blocktrace/chain/csrc", "blocktrace/csrc", "blocktrace/format/csrc"],
             extra_compile_args=_FLAGS,
             optional=True,
         ),
@@ -95,7 +96,8 @@ setup(
             ["blocktrace/view/csrc/tables.c"],
             # the op, call and return lines are read by the format's reader
             depends=["blocktrace/format/csrc/linereader.h", "blocktrace/format/csrc/jsonint.h",
-                     "blocktrace/format/csrc/linekinds.h", _PYUTIL],
+                     "blocktrace/format/csrc/linekinds.h", "blocktrace/format/csrc/members.h",
+                     _PYUTIL],
             include_dirs=["blocktrace/format/csrc", "blocktrace/csrc"],
             extra_compile_args=_FLAGS,
             optional=True,
@@ -104,7 +106,8 @@ setup(
             "blocktrace.tracers._cvalues",
             ["blocktrace/tracers/csrc/values.c"],
             depends=["blocktrace/format/csrc/opline.h", "blocktrace/format/csrc/calldepth.h",
-                     "blocktrace/format/csrc/linekinds.h", "blocktrace/chain/csrc/hex.h",
+                     "blocktrace/format/csrc/linekinds.h", "blocktrace/format/csrc/members.h",
+                     "blocktrace/chain/csrc/hex.h",
                      "blocktrace/events/csrc/sink.h", "blocktrace/events/csrc/linestart.h"],
             # the writer's line and the stepper's hook meet it through events/csrc
             include_dirs=["blocktrace/format/csrc", "blocktrace/chain/csrc",
@@ -131,7 +134,7 @@ setup(
         Extension(
             "blocktrace.golden._cstabilise",
             ["blocktrace/golden/csrc/stabilise.c"],
-            depends=["blocktrace/format/csrc/linekinds.h"],
+            depends=["blocktrace/format/csrc/linekinds.h", "blocktrace/format/csrc/members.h"],
             include_dirs=["blocktrace/format/csrc"],
             extra_compile_args=_FLAGS,
             optional=True,

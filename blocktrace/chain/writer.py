@@ -39,8 +39,9 @@ from typing import Any, Literal
 from blocktrace._native import extension
 from blocktrace.chain.hashing import DOMAIN, LINK_PREFIX
 from blocktrace.chain.merkle import MerkleAccumulator
+from blocktrace.format.members import HASH_MEMBER
 from blocktrace.format.opline import op_body
-from blocktrace.format.rules import DOMAIN_V4, LEAF_PREFIX
+from blocktrace.format.rules import DOMAIN_V4, LEAF_PREFIX, LINE_TAIL_LEN
 from blocktrace.format.versions import FORMAT_VERSION
 
 __all__ = [
@@ -48,7 +49,8 @@ __all__ = [
     "threaded_by_default",
 ]
 
-_TAIL = len(b',"hash":""}\n') + 64
+_TAIL = LINE_TAIL_LEN
+_TAIL_FORMAT = HASH_MEMBER + b'%b"}\n'  # the line's tail from its hash's hex digits
 _sha256 = hashlib.sha256
 
 
@@ -155,11 +157,9 @@ class PyLineWriter:
         stream.update(body)
         if self._v4:
             stream.update(b"\n")
-            digest = stream.digest()
-            tail = b',"hash":"%b"}\n' % hexlify(digest)
-        else:
-            digest = stream.digest()
-            tail = b',"hash":"%b"}\n' % hexlify(digest)
+        digest = stream.digest()
+        tail = _TAIL_FORMAT % hexlify(digest)
+        if not self._v4:
             stream.update(tail)
         buf += body
         buf += tail
@@ -246,7 +246,7 @@ class PyLineWriter:
             digest = _sha256(LINK_PREFIX + self._prev + body).digest()
         else:
             digest = stream.digest()
-        tail = b',"hash":"%b"}\n' % hexlify(digest)
+        tail = _TAIL_FORMAT % hexlify(digest)
         if not last and not self._v4:
             stream.update(tail)
         # The commit: stores and in-place operations only, no call, so no signal

@@ -18,11 +18,10 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-
 from blocktrace.chain.verify import verify_file
 from blocktrace.eip3155.report import DiffReport, diff_files
 from blocktrace.format import TraceReader
+from blocktrace.format.lines import UnknownLine, line_type
 from blocktrace.replay.inputs import INPUTS_EVENT
 
 __all__ = ["ReplayError", "Replayed", "read_inputs", "replay"]
@@ -50,25 +49,19 @@ class Replayed:
     (looked for only when the behaviour differs): the re-run ran other code."""
 
 
-class _Line(msgspec.Struct):
-    event: str | None = None
-
-
-_decode_event = msgspec.json.Decoder(_Line).decode
-_decode = msgspec.json.Decoder(dict[str, Any]).decode
-
-
 def read_inputs(path: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The trace's header and its ``inputs`` line (None when it has none)."""
+    """The trace's header and its ``inputs`` line (None when it has none), read through
+    the format's line kinds: an event line of a kind the format does not name is an
+    ``UnknownLine``, and the one whose event is ``inputs`` is the recorded inputs."""
+    reader = TraceReader(path)
     header: dict[str, Any] = {}
-    for number, line in TraceReader(path).raw_lines():
+    for number, line in reader.raw_lines():
         if number == 1:
-            header = _decode(line)
-            continue
-        if b'"event":"inputs"' not in line:
-            continue
-        if _decode_event(line).event == INPUTS_EVENT:
-            return header, _decode(line)
+            header = reader.decode_object(number, line)
+        elif line_type(line) is UnknownLine:
+            kind = reader.decode(number, line)
+            if isinstance(kind, UnknownLine) and kind.event == INPUTS_EVENT:
+                return header, reader.decode_object(number, line)
     return header, None
 
 

@@ -47,6 +47,7 @@ from blocktrace.format.compressed import (
     kind_for_name,
     zstd_available,
 )
+from blocktrace.format.members import CLOCK_MEMBER, GLOBALS_MEMBER, LOCALS_MEMBER, THREAD_MEMBER
 from blocktrace.format.opline import op_body, op_site
 from blocktrace.format.runlines import (
     EXCEPTION_LINE,
@@ -76,6 +77,10 @@ _cvalues: Any = extension("blocktrace.tracers._cvalues")
 _perf_counter_ns = time.perf_counter_ns
 _PYTHON = platform.python_version()
 """The header's ``python`` (parsed from ``sys.version``: once per process)."""
+# a line's thread and clock members (the format's spellings) with their numbers
+_THREAD = THREAD_MEMBER + b"%d"
+_CLOCK = CLOCK_MEMBER + b"%d"
+_THREAD_CLOCK = _THREAD + _CLOCK
 
 
 DEFAULT_NAME = "blocktrace.jsonl"
@@ -655,14 +660,14 @@ class ChainTracer:
             pass  # EIP-3155 has one line per op; completion adds nothing
 
     def _thread(self, vm: VMState) -> bytes:
-        return b',"thread":%d' % vm.thread if self._multi else b""
+        return _THREAD % vm.thread if self._multi else b""
 
     def _clocked(self, vm: VMState) -> bytes:
         """``_tail`` with ``clock``: the thread, then ns since the run started."""
         now = _perf_counter_ns() - self._started
         if self._multi:
-            return b',"thread":%d,"clock":%d' % (vm.thread, now)
-        return b',"clock":%d' % now
+            return _THREAD_CLOCK % (vm.thread, now)
+        return _CLOCK % now
 
     def _op(self, vm: VMState, ev: OpStart) -> None:
         per_line = ev.line_start and (self._locals != "off" or self._globals != "off")
@@ -780,7 +785,7 @@ class ChainTracer:
             done = None if c is None else c.scan(names, prev, renderer, changes, _NOT_KEPT, _encode)
             fresh, members = _scan(names, prev, renderer, changes) if done is None else done
             self._prev_locals[key] = fresh
-            out += b',"locals":' + members
+            out += LOCALS_MEMBER + members
         if self._globals != "off" and frame.f_globals is not frame.f_locals:
             g = frame.f_globals
             prev = self._prev_globals.get(id(g), _NOTHING)
@@ -788,7 +793,7 @@ class ChainTracer:
             done = None if c is None else c.scan(g, prev, renderer, changes, _NOT_KEPT, _encode)
             fresh, members = _scan(g, prev, renderer, changes) if done is None else done
             self._prev_globals[id(g)] = fresh
-            out += b',"globals":' + members
+            out += GLOBALS_MEMBER + members
         return out
 
     def write_event(self, event: str, members: dict[str, Any]) -> None:

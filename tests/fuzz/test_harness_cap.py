@@ -25,6 +25,16 @@ import pytest
 TESTS = Path(__file__).resolve().parents[1]
 
 
+def _run_without_arrow_pool(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run in a fresh process whose environment names no pyarrow allocator; it
+    must exit 0."""
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
 @pytest.mark.parametrize("first", ["after the harness", "before the harness"])
 def test_pyarrow_allocates_right_after_the_cap(first: str) -> None:
     pytest.importorskip("pyarrow")
@@ -36,10 +46,7 @@ def test_pyarrow_allocates_right_after_the_cap(first: str) -> None:
             + "cap = memory_cap(MEMORY_HEADROOM); cap.__enter__(); "
             "pa.repeat(pa.scalar(1, pa.int64()), 10); "
             "print(pa.default_memory_pool().backend_name)")
-    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _run_without_arrow_pool(code)
     assert done.stdout.strip() == "system"
 
 
@@ -92,10 +99,7 @@ def test_the_system_allocator_is_the_capped_commands_and_the_workers_only() -> N
             "with memory_cap(MEMORY_HEADROOM):\n"
             "    print(pa.default_memory_pool().backend_name)\n"
             "print(pa.default_memory_pool().backend_name == before)\n")
-    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _run_without_arrow_pool(code)
     assert done.stdout.splitlines() == ["None", "system", "True"], done.stdout
 
 

@@ -14,6 +14,8 @@
 #include <emmintrin.h>
 #endif
 
+#include "members.h" /* the hash member's spelling (blocktrace/format/csrc) */
+
 /* Compress nblocks 64-byte blocks at p into the 8 state words st. */
 typedef void (*sha256_compress_fn)(uint32_t st[8], const uint8_t *p, size_t nblocks);
 
@@ -213,9 +215,9 @@ sha256_digest(const sha256_ctx *c, uint8_t out[32])
  * version.  body must have SHA256_TAIL_LEN writable bytes after its blen.  before:
  * how many bytes just before body are the last bytes c was fed (the previous line, in
  * the same buffer), which are then read in place of c's copy (0: none are). */
-#define SHA256_TAIL_HEAD ",\"hash\":\""
-#define SHA256_TAIL_HEAD_LEN 9
-#define SHA256_TAIL_LEN (SHA256_TAIL_HEAD_LEN + 64 + 3)
+#define SHA256_TAIL_HEAD BT_HASH_MEMBER /* the format's spelling (format/csrc/members.h) */
+#define SHA256_TAIL_HEAD_LEN BT_HASH_MEMBER_LEN
+#define SHA256_TAIL_LEN (BT_HASH_TAIL_LEN + 1)
 typedef void (*sha256_line_fn)(sha256_ctx *c, uint8_t *body, size_t blen, uint8_t out[32],
                                size_t before);
 

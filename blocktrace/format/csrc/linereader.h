@@ -31,12 +31,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
 #include "jsonint.h"
 #include "linekinds.h"
+#include "members.h"
 
 typedef const uint8_t *bt_cp;
 
@@ -232,36 +229,11 @@ bt_json_scalar(bt_cp *pp, bt_cp end, int *plain)
     return 0;
 }
 
-/* 1 when the 64 bytes at p are lowercase hex digits */
-static inline int
-bt_lower_hex64(bt_cp p)
-{
-#if defined(__SSE2__)
-    __m128i bad = _mm_setzero_si128();
-    for (int i = 0; i < 64; i += 16) {
-        __m128i x = _mm_loadu_si128((const __m128i *)(p + i));
-        __m128i digit = _mm_sub_epi8(x, _mm_set1_epi8('0')); /* 0-9 when a digit */
-        __m128i letter = _mm_sub_epi8(x, _mm_set1_epi8('a')); /* 0-5 when a-f */
-        __m128i is_digit = _mm_cmpeq_epi8(_mm_min_epu8(digit, _mm_set1_epi8(9)), digit);
-        __m128i is_letter = _mm_cmpeq_epi8(_mm_min_epu8(letter, _mm_set1_epi8(5)), letter);
-        bad = _mm_or_si128(bad, _mm_andnot_si128(_mm_or_si128(is_digit, is_letter),
-                                                 _mm_set1_epi8((char)0xff)));
-    }
-    return _mm_movemask_epi8(bad) == 0;
-#else
-    uint8_t bad = 0;
-    for (int i = 0; i < 64; i++) {
-        bad |= (uint8_t)(BT_HEXVAL[p[i]] == 255);
-    }
-    return !bad;
-#endif
-}
-
 /* the line's end, exactly: ,"hash":"<64 lowercase hex>"} */
 static inline int
 bt_hash_end(bt_cp p, bt_cp end)
 {
-    if (end - p != 75 || BT_LIT(",\"hash\":\"") || p[64] != '"' || p[65] != '}') {
+    if (end - p != BT_HASH_TAIL_LEN || BT_LIT(BT_HASH_MEMBER) || p[64] != '"' || p[65] != '}') {
         return -1;
     }
     return bt_lower_hex64(p) ? 0 : -1;
@@ -288,11 +260,11 @@ bt_thread_clock(bt_cp *pp, bt_cp end, int64_t *thread, int *has_thread, int64_t 
                 int *has_clock)
 {
     *thread = *clock = 0;
-    *has_thread = bt_opt_uint(pp, end, ",\"thread\":", 10, thread);
+    *has_thread = bt_opt_uint(pp, end, BT_THREAD_MEMBER, BT_MEMBER_LEN(BT_THREAD_MEMBER), thread);
     if (*has_thread < 0) {
         return -1;
     }
-    *has_clock = bt_opt_uint(pp, end, ",\"clock\":", 9, clock);
+    *has_clock = bt_opt_uint(pp, end, BT_CLOCK_MEMBER, BT_MEMBER_LEN(BT_CLOCK_MEMBER), clock);
     return *has_clock < 0 ? -1 : 0;
 }
 
@@ -421,12 +393,12 @@ bt_op_rest(bt_cp p, bt_cp end, BtOpLine *o, BtMember *locals, BtMember *globals)
         return -1;
     }
     o->nlocals = o->nglobals = -1;
-    if (p < end && *p == ',' && end - p > 75) { /* more than the hash: values */
-        if (BT_LIT(",\"locals\":") == 0
+    if (p < end && *p == ',' && end - p > BT_HASH_TAIL_LEN) { /* more than the hash: values */
+        if (BT_LIT(BT_LOCALS_MEMBER) == 0
             && (locals == NULL || bt_members(&p, end, locals, &o->nlocals) < 0)) {
             return -1;
         }
-        if (BT_LIT(",\"globals\":") == 0
+        if (BT_LIT(BT_GLOBALS_MEMBER) == 0
             && (globals == NULL || bt_members(&p, end, globals, &o->nglobals) < 0)) {
             return -1;
         }

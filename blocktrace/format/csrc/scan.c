@@ -24,6 +24,7 @@
 #include "columns.h"
 #include "hex.h"
 #include "linekinds.h"
+#include "members.h"
 #include "pyutil.h"
 #include "scanapi.h"
 #include "sha256.h"
@@ -47,10 +48,10 @@ enum {
     STOP_DIGESTS = 9,   /* compact: the hashes of the line at pos are still to be given */
 };
 
-static const uint8_t HASH_FIELD[] = ",\"hash\":\"";
-#define HASH_FIELD_LEN 9
-#define HASH_HEX_LEN 64
-#define TAIL_LEN (HASH_FIELD_LEN + HASH_HEX_LEN + 2) /* without the newline */
+#define HASH_FIELD BT_HASH_MEMBER
+#define HASH_FIELD_LEN BT_HASH_MEMBER_LEN
+#define HASH_HEX_LEN BT_HASH_HEX_LEN
+#define TAIL_LEN BT_HASH_TAIL_LEN /* ,"hash":"<64 hex>"} without the newline */
 #define COMPACT_EXTRA (TAIL_LEN - 1) /* ,"hash":"<64 hex>"} less the } a compact line keeps */
 static const uint8_t DOMAIN_V1[] = "blocktrace-chain/1\n";
 static const uint8_t DOMAIN_V2[] = "blocktrace-chain/2\n";
@@ -434,48 +435,6 @@ chain_line(ScanObject *s, const uint8_t *raw, size_t rawlen, size_t bodylen, int
     }
 }
 
-/* 1 for the bytes of lowercase hex (filled when the module is executed) */
-static uint8_t LOWER_HEX[256];
-
-static void
-init_tables(void)
-{
-    memset(LOWER_HEX, 0, sizeof LOWER_HEX);
-    for (int c = '0'; c <= '9'; c++) {
-        LOWER_HEX[c] = 1;
-    }
-    for (int c = 'a'; c <= 'f'; c++) {
-        LOWER_HEX[c] = 1;
-    }
-}
-
-/* without a branch per byte: a stored hash is random hex, so branches mispredict */
-static int
-is_lower_hex(const uint8_t *p, size_t n)
-{
-    unsigned ok = 1;
-    size_t i = 0;
-#ifdef BT_SSE2
-    /* sixteen at a time: '0'-'9' or 'a'-'f' (signed compares: bytes >= 0x80 fail both) */
-    __m128i bad = _mm_setzero_si128();
-    for (; i + 16 <= n; i += 16) {
-        __m128i x = _mm_loadu_si128((const __m128i *)(p + i));
-        __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('0' - 1)),
-                                      _mm_cmplt_epi8(x, _mm_set1_epi8('9' + 1)));
-        __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('a' - 1)),
-                                       _mm_cmplt_epi8(x, _mm_set1_epi8('f' + 1)));
-        bad = _mm_or_si128(bad, _mm_andnot_si128(_mm_or_si128(digit, letter),
-                                                 _mm_set1_epi8(-1)));
-    }
-    ok = _mm_movemask_epi8(bad) == 0;
-#endif
-    for (; i < n; i++) {
-        ok &= LOWER_HEX[p[i]];
-    }
-    return (int)ok;
-}
-
-
 /* -- steps (blocktrace.format.index.StepCounter) ---------------------------------- */
 
 static const uint8_t PLAIN_OP[] = "\"gasCost\":\"0x1\"";
@@ -768,17 +727,13 @@ scan_lines(ScanObject *s, const uint8_t *buf, Py_ssize_t len, Py_ssize_t *pos,
                 code = STOP_CR;
                 break;
             }
-            if (linelen < TAIL_LEN || line[linelen - 1] != '}' || line[linelen - 2] != '"') {
+            ptrdiff_t body = bt_hash_body_len(line, linelen);
+            if (body < 0 || (!s->hashed && !bt_lower_hex64(line + body + HASH_FIELD_LEN))) {
                 code = STOP_NO_HASH;
                 break;
             }
-            bodylen = linelen - TAIL_LEN;
+            bodylen = (size_t)body;
             stored = line + bodylen + HASH_FIELD_LEN;
-            if (memcmp(line + bodylen, HASH_FIELD, HASH_FIELD_LEN) != 0
-                || (!s->hashed && !is_lower_hex(stored, HASH_HEX_LEN))) {
-                code = STOP_NO_HASH;
-                break;
-            }
         }
         int op = 0, plain = 0, step = 0;
         if (s->every && linelen >= LINE_OP_PREFIX_LEN
@@ -1234,14 +1189,11 @@ strip_lines(const uint8_t *p, const uint8_t *end, uint8_t *out, size_t *outlen,
             return n;
         }
         size_t linelen = (size_t)(nl - p);
-        if (linelen < TAIL_LEN + 1 || p[linelen - 1] != '}' || p[linelen - 2] != '"') {
+        ptrdiff_t body = bt_hash_body_len(p, linelen);
+        if (body < 1 || !bt_lower_hex64(p + body + HASH_FIELD_LEN)) {
             return n;
         }
-        size_t bodylen = linelen - TAIL_LEN;
-        if (memcmp(p + bodylen, HASH_FIELD, HASH_FIELD_LEN) != 0
-            || !is_lower_hex(p + bodylen + HASH_FIELD_LEN, HASH_HEX_LEN)) {
-            return n;
-        }
+        size_t bodylen = (size_t)body;
         memcpy(o, p, bodylen);
         o += bodylen;
         *o++ = '}';
@@ -1853,7 +1805,6 @@ static int
 cscan_exec(PyObject *m)
 {
     const char *impl = sha256_select_from_env();
-    init_tables();
     columns_init_tables();
     if (bt_add_type(m, &scan_spec, "ChainScan") < 0 || bt_add_type(m, &expand_spec, "Expander") < 0
         || bt_add_type(m, &columns_spec, "OpColumns") < 0

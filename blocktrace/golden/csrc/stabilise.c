@@ -31,10 +31,7 @@
 #include <string.h>
 
 #include "linekinds.h" /* the summary's first bytes are the format's */
-
-#define HASH_HEX 64
-/* ,"hash":"<64 hex>"} -- what follows a body on its line (before the newline) */
-#define TAIL (9 + HASH_HEX + 2)
+#include "members.h"   /* and the hash member's spelling */
 
 /* Whether the ``nlen`` bytes of ``needle`` occur in the ``len`` bytes at ``hay``. */
 static int
@@ -119,12 +116,11 @@ scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             break; /* an incomplete line: the caller reads on */
         }
         Py_ssize_t len = nl - line; /* without the newline */
-        if (len < TAIL || memcmp(line + len - TAIL, ",\"hash\":\"", 9) != 0
-            || line[len - 2] != '"' || line[len - 1] != '}') {
+        Py_ssize_t blen = bt_hash_body_len((const uint8_t *)line, (size_t)len);
+        if (blen < 0) {
             why = 2;
             break;
         }
-        Py_ssize_t blen = len - TAIL;
         if (blen >= (Py_ssize_t)LINE_SUMMARY_PREFIX_LEN
             && memcmp(line, LINE_SUMMARY_PREFIX, LINE_SUMMARY_PREFIX_LEN) == 0) {
             why = 1;

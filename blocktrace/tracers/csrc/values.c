@@ -30,6 +30,7 @@
 
 #include "opline.h" /* the op line's layout: the format's (format/csrc/opline.h) */
 #include "calldepth.h" /* a call line's depth, read: the format's (format/csrc/calldepth.h) */
+#include "members.h" /* the members' spellings: the format's (format/csrc/members.h) */
 #include "sink.h"   /* the line writer's C entry (events/csrc/sink.h) */
 #include "linestart.h" /* the stepper's hook calls LineStart (events/csrc/linestart.h) */
 
@@ -2591,7 +2592,7 @@ line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
             }
         }
         if (va->lmode &&
-            scope_values(&vals, ",\"locals\":", names, &frame, va->lstate, lkey, va->lmode == 2,
+            scope_values(&vals, BT_LOCALS_MEMBER, names, &frame, va->lstate, lkey, va->lmode == 2,
                          &ctx, va->not_kept, va->encode, va->fallback, spare, gone, 1, cache,
                          va->watched) < 0) {
             goto done;
@@ -2622,7 +2623,7 @@ line_into(buf *body, PyObject *code, const char *prefix, Py_ssize_t prefix_len,
             if (!module_level) {
                 key = PyLong_FromVoidPtr(globals);
                 done_g = key == NULL ? -1
-                                     : scope_values(&vals, ",\"globals\":", globals, &frame,
+                                     : scope_values(&vals, BT_GLOBALS_MEMBER, globals, &frame,
                                                     va->gstate, key, va->gmode == 2, &ctx,
                                                     va->not_kept, va->encode, va->fallback,
                                                     NULL, NULL, 0, NULL, 0);
@@ -2835,7 +2836,7 @@ linestart_write(LineStart *self, PyObject *vm, PyObject *event, int have_gas, lo
             }
             goto done;
         }
-        if (BUF_LIT(&suffix, ",\"thread\":") < 0 || buf_int(&suffix, t) < 0) {
+        if (BUF_LIT(&suffix, BT_THREAD_MEMBER) < 0 || buf_int(&suffix, t) < 0) {
             goto done;
         }
     }
