@@ -376,21 +376,27 @@ site_at(PyObject *list, PyObject *offset)
     return PyObject_GetItem(list, offset); /* negative, out of range, not a list */
 }
 
-/* failed(exc) for the exception being raised, as an ``except`` block would
- * call it: the raised state cleared and ``exc`` the exception being handled
- * (so that an exception ``failed`` raises gets it as ``__context__``).
- * 0, or -1 with failed's exception set. */
+/* failed(*args, exc) for the exception being raised, as an ``except`` block would
+ * call it: the raised state cleared and ``exc`` the exception being handled (so
+ * that an exception ``failed`` raises gets it as ``__context__``).  nargs <= 4
+ * arguments before exc; `who` begins the SystemError of a NULL result raised
+ * nothing.  0, or -1 with failed's exception set. */
 static int
-call_failed(InstructionHook *self)
+call_in_except(PyObject *failed, PyObject *const *args, size_t nargs, const char *who)
 {
     PyObject *exc = PyErr_GetRaisedException();
     if (exc == NULL) { /* cannot happen: a NULL result always comes with an exception */
-        PyErr_SetString(PyExc_SystemError, "InstructionHook: tracer failed without an exception");
+        PyErr_Format(PyExc_SystemError, "%s failed without an exception", who);
         return -1;
     }
     PyObject *outer = PyErr_GetHandledException();
     PyErr_SetHandledException(exc);
-    PyObject *result = PyObject_CallOneArg(self->failed, exc);
+    PyObject *stack[5];
+    for (size_t i = 0; i < nargs; i++) {
+        stack[i] = args[i];
+    }
+    stack[nargs] = exc;
+    PyObject *result = PyObject_Vectorcall(failed, stack, nargs + 1, NULL);
     PyErr_SetHandledException(outer);
     Py_XDECREF(outer);
     Py_DECREF(exc);
@@ -399,6 +405,13 @@ call_failed(InstructionHook *self)
     }
     Py_DECREF(result);
     return 0;
+}
+
+/* the instruction hook's failed(exc) (call_in_except); not inlined: an error path */
+static Py_NO_INLINE int
+call_failed(InstructionHook *self)
+{
+    return call_in_except(self->failed, NULL, 0, "InstructionHook: tracer");
 }
 
 /* tracer(vm, event), and failed(exc) if it raised: 1 when the tracer's answer
@@ -507,6 +520,21 @@ metered_op_line(InstructionHook *self, PyObject *event, Meter *m, PyObject *dict
     return pass_disable;
 }
 
+/* out_of_gas(code, offset), gas being spent: 1 when it answered disable (halted at a
+ * POP_EXCEPT: the halt is raised at the next one, and the instruction returns None), 0
+ * when it answered otherwise (the instruction goes on), -1 when it raised.  Inlined,
+ * as the code it stands for was: the instruction's paths keep their shape. */
+static Py_ALWAYS_INLINE inline int
+call_out_of_gas(InstructionHook *self, PyObject *const *args)
+{
+    PyObject *r = PyObject_Vectorcall(self->out_of_gas, args, 2, NULL);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return r == self->disable;
+}
+
 /* The rest of the instruction once gas was read and found not an exact int
  * that fits: the generic number protocol, same order of effects. */
 static PyObject *
@@ -518,13 +546,9 @@ generic_gas(InstructionHook *self, PyObject *const *args, PyObject *event, PyObj
         goto done;
     }
     if (empty) {
-        PyObject *r = PyObject_Vectorcall(self->out_of_gas, args, 2, NULL);
-        if (r == NULL) {
-            goto done;
-        }
-        Py_DECREF(r);
-        if (r == self->disable) { /* halted at a POP_EXCEPT: raised at the next one */
-            result = Py_NewRef(Py_None);
+        int halted = call_out_of_gas(self, args);
+        if (halted) { /* an error (result NULL), or halted: None */
+            result = halted > 0 ? Py_NewRef(Py_None) : NULL;
             goto done;
         }
     }
@@ -576,13 +600,9 @@ metered_call(InstructionHook *self, PyObject *const *args, PyObject *event)
     PyObject *result = NULL;
     unsigned long long used = m->used;
     if (used >= m->limit) {
-        PyObject *r = PyObject_Vectorcall(self->out_of_gas, args, 2, NULL);
-        if (r == NULL) {
-            goto done;
-        }
-        Py_DECREF(r);
-        if (r == self->disable) { /* halted at a POP_EXCEPT: raised at the next one */
-            result = Py_NewRef(Py_None);
+        int halted = call_out_of_gas(self, args);
+        if (halted) { /* an error (result NULL), or halted: None */
+            result = halted > 0 ? Py_NewRef(Py_None) : NULL;
             goto done;
         }
     }
@@ -704,13 +724,9 @@ hook_call(InstructionHook *self, PyObject *const *args, size_t nargsf, PyObject 
     if (left <= 0) {
         Py_XDECREF(dict);
         dict = NULL; /* out_of_gas may change anything */
-        PyObject *r = PyObject_Vectorcall(self->out_of_gas, args, 2, NULL);
-        if (r == NULL) {
-            goto done;
-        }
-        Py_DECREF(r);
-        if (r == self->disable) { /* halted at a POP_EXCEPT: raised at the next one */
-            result = Py_NewRef(Py_None);
+        int halted = call_out_of_gas(self, args);
+        if (halted) { /* an error (result NULL), or halted: None */
+            result = halted > 0 ? Py_NewRef(Py_None) : NULL;
             goto done;
         }
     }
@@ -1496,27 +1512,13 @@ callhook_fallback(CallHook *self, PyObject *const *args, size_t nargs)
 }
 
 /* failed(event, code, offset, value, exc) with exc the exception being raised,
- * as call_failed does; 0, or -1 with failed's exception set. */
-static int
+ * as call_failed does; 0, or -1 with failed's exception set.  Not inlined: an error
+ * path. */
+static Py_NO_INLINE int
 callhook_failed(CallHook *self, PyObject *event, PyObject *const *args, PyObject *value)
 {
-    PyObject *exc = PyErr_GetRaisedException();
-    if (exc == NULL) {
-        PyErr_SetString(PyExc_SystemError, "CallHook: failed without an exception");
-        return -1;
-    }
-    PyObject *outer = PyErr_GetHandledException();
-    PyErr_SetHandledException(exc);
-    PyObject *stack[5] = {event, args[0], args[1], value, exc};
-    PyObject *result = PyObject_Vectorcall(self->failed, stack, 5, NULL);
-    PyErr_SetHandledException(outer);
-    Py_XDECREF(outer);
-    Py_DECREF(exc);
-    if (result == NULL) {
-        return -1;
-    }
-    Py_DECREF(result);
-    return 0;
+    PyObject *before[4] = {event, args[0], args[1], value};
+    return call_in_except(self->failed, before, 4, "CallHook:");
 }
 
 /* vm.depth as a C long long: 0 and *out set, 1 when it is not a small exact

@@ -36,3 +36,32 @@ def test_hash_lengths_agree_with_the_module() -> None:
     text = HEADER.read_text()
     member_len = int(re.search(r"#define BT_HASH_MEMBER_LEN (\d+)", text)[1])  # type: ignore[index]
     assert member_len == len(members.HASH_MEMBER)
+
+
+HEX = b"0123456789abcdef"
+OP = (b'{"pc":2,"op":83,"gas":"0x10","gasCost":"0x1","depth":1,"opName":"RETURN_VALUE",'
+      b'"line":4,"code":0')
+
+
+def _hashed(byte: int) -> bytes:
+    """OP with a hash member of 64 hex digits but ``byte`` at place ``byte % 64`` (every
+    sixteen-byte lane of the check, at every place in it, meets bytes of every kind)."""
+    digits = bytearray(b"0123456789abcdef" * 4)
+    digits[byte % 64] = byte
+    return OP + members.HASH_MEMBER + bytes(digits) + b'"}'
+
+
+@pytest.mark.parametrize("byte", range(256))
+def test_a_hash_digit_is_lowercase_hex_for_the_scanner_and_the_line_reader(byte: int) -> None:
+    """bt_lower_hex64, the one C check of a hash's 64 digits, as the chain scanner (through
+    its compact strip) and the line reader (through the query columns) use it."""
+    cscan = pytest.importorskip("blocktrace.format._cscan")
+    line = _hashed(byte)
+    try:
+        cscan.strip(line + b"\n")
+        stripped = True
+    except ValueError:
+        stripped = False
+    code, pos, number = cscan.OpColumns().feed(line + b"\n", 0, 2, 1 << 20)
+    taken = code == 0 and pos == len(line) + 1 and number == 3
+    assert (stripped, taken) == (byte in HEX, byte in HEX)

@@ -36,18 +36,16 @@ static inline int
 bt_lower_hex64(const uint8_t *p)
 {
 #if defined(__SSE2__)
-    /* sixteen at a time: '0'-'9' or 'a'-'f' (signed compares: bytes >= 0x80 fail both) */
+    /* sixteen at a time: a byte less '0' is 0-9 for a digit, less 'a' 0-5 for a letter;
+     * less 9 (or 5) more, saturated, one of the two is 0 exactly for a hex digit */
     __m128i bad = _mm_setzero_si128();
     for (int i = 0; i < 64; i += 16) {
         __m128i x = _mm_loadu_si128((const __m128i *)(p + i));
-        __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('0' - 1)),
-                                      _mm_cmplt_epi8(x, _mm_set1_epi8('9' + 1)));
-        __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('a' - 1)),
-                                       _mm_cmplt_epi8(x, _mm_set1_epi8('f' + 1)));
-        bad = _mm_or_si128(bad, _mm_andnot_si128(_mm_or_si128(digit, letter),
-                                                 _mm_set1_epi8(-1)));
+        __m128i digit = _mm_subs_epu8(_mm_sub_epi8(x, _mm_set1_epi8('0')), _mm_set1_epi8(9));
+        __m128i letter = _mm_subs_epu8(_mm_sub_epi8(x, _mm_set1_epi8('a')), _mm_set1_epi8(5));
+        bad = _mm_or_si128(bad, _mm_min_epu8(digit, letter));
     }
-    return _mm_movemask_epi8(bad) == 0;
+    return _mm_movemask_epi8(_mm_cmpeq_epi8(bad, _mm_setzero_si128())) == 0xffff;
 #else
     unsigned ok = 1;
     for (int i = 0; i < 64; i++) {
