@@ -327,7 +327,7 @@ def _at_one_level(
     elif not walks:
         stream_a, stream_b = normalise(info_a.path, info_a), normalise(info_b.path, info_b)
     elif level_a == level_b and by_line and (
-        grouped := skip.line_pair(info_a, info_b, fields, comparer)
+        grouped := skip.line_pair(info_a, info_b, fields, comparer, window)
     ) is not None:
         return grouped[0], grouped[1], None, grouped[2], True
     elif level_a == level_b and not by_line and (
@@ -335,7 +335,7 @@ def _at_one_level(
     ) is not None:
         return fast[0], fast[1], None, fast[2], False
     elif level_a == level_b or by_line or (
-        fast := skip.level_pair(info_a, info_b, level_a, level_b, fields, starts)
+        fast := skip.level_pair(info_a, info_b, level_a, level_b, fields, starts, window)
     ) is None:
         stream_a, stream_b = normalise(info_a.path, info_a), normalise(info_b.path, info_b)
     else:

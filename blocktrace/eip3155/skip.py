@@ -249,12 +249,15 @@ def _opened(
 
 def line_pair(
     info_a: TraceInfo, info_b: TraceInfo, fields: Sequence[str], comparer: Comparer,
+    window: int = 0,
 ) -> tuple[Lines, Lines, Skip] | None:
     """``diff --by-line`` of two blocktrace traces: their steps grouped by source line
     (``lines.by_line``) and the ``Skip`` that passes over the groups both have in
     common as bytes (``_cskip.lines``: each trace walked to its next group, the two
     groups' first steps judged on the compared fields), or None where only the
-    reference reads them (as ``pair``).  Hunks are left to the differ."""
+    reference reads them (as ``pair``).  With a ``window`` (the differ's) of at least
+    64 groups, once the differ keeps no more hunks in full, the walk also passes over
+    divergent regions as the differ's look-ahead aligns them (``Skip``)."""
     if _c is None:
         return None
     opened = _opened(info_a, info_b)
@@ -265,23 +268,33 @@ def line_pair(
     seen = tuple(i for i, name in enumerate(("function", "file")) if name in fields)
     mask = sum(1 << FIELDS.index(name) for name in fields)
     same = comparer.same
+    aligned = window >= _ALIGN_WINDOW
 
     def skip(since: int | None) -> tuple[int, int, int, int, int, int]:
         return _skip_lines(source_a, source_b, steps_a, steps_b, lines_a, lines_b,
-                           info_a, info_b, seen, mask, same)
+                           info_a, info_b, seen, mask, same, since if aligned else None)
 
-    return lines_a, lines_b, skip
+    if not aligned:
+        return lines_a, lines_b, skip
+
+    def look(step_a: Step, step_b: Step) -> tuple[int, int] | None:
+        return _look_steps(source_a, source_b, step_a, step_b, info_a.functions,
+                           info_b.functions, seen, mask, True, None, None)
+
+    return lines_a, lines_b, _Skipper(skip, look)
 
 
 def level_pair(
     info_a: TraceInfo, info_b: TraceInfo, level_a: str, level_b: str, fields: Sequence[str],
-    starts: Callable[[], set[StartKey]],
+    starts: Callable[[], set[StartKey]], window: int = 0,
 ) -> tuple[Iterator[Step], Iterator[Step], Skip] | None:
     """An op-level blocktrace trace against a line-level one: the steps compared at
     level line (the op-level trace's ``levels.project``ed with ``starts``) and the
     ``Skip`` that passes over what both have in common as bytes (``_cskip.project``:
     the op lines the projection leaves out are passed over unread), or None where
-    only the reference reads them (as ``pair``)."""
+    only the reference reads them (as ``pair``).  With a ``window`` of at least 64
+    steps, once the differ keeps no more hunks in full, also steps that agree on the
+    compared fields and divergent regions, as ``line_pair``'s walk does."""
     if _c is None or {level_a, level_b} != {"op", "line"}:
         return None
     opened = _opened(info_a, info_b)
@@ -294,6 +307,8 @@ def level_pair(
     info_fine = info_a if level_a == "op" else info_b
     seen = tuple(i for i, name in enumerate(("function", "file")) if name in fields)
     mask_gas = "gas" not in fields
+    mask = sum(1 << FIELDS.index(name) for name in fields)
+    aligned = window >= _ALIGN_WINDOW
     cache: list[Any] = [None, None]  # (the fine trace's code table, the keep set for it)
 
     def keep() -> set[int] | None:
@@ -313,9 +328,21 @@ def level_pair(
             return _NOTHING
         return _skip_levels(source_a, source_b, steps_a, steps_b, fine, info_a, info_b,
                             seen, mask_gas, kept if level_a == "op" else None,
-                            kept if level_b == "op" else None)
+                            kept if level_b == "op" else None, mask,
+                            since if aligned else None)
 
-    return stream_a, stream_b, skip
+    if not aligned:
+        return stream_a, stream_b, skip
+
+    def look(step_a: Step, step_b: Step) -> tuple[int, int] | None:
+        kept = keep()
+        if kept is None:
+            return None
+        return _look_steps(source_a, source_b, step_a, step_b, info_a.functions,
+                           info_b.functions, seen, mask, False,
+                           kept if level_a == "op" else None, kept if level_b == "op" else None)
+
+    return stream_a, stream_b, _Skipper(skip, look)
 
 
 def call_pair(
@@ -430,11 +457,12 @@ def _skip_levels(
     a: _Source, b: _Source, steps_a: Generator[Step, int | None, None],
     steps_b: Generator[Step, int | None, None], fine: Projected, info_a: TraceInfo,
     info_b: TraceInfo, seen: tuple[int, ...], mask_gas: bool, keep_a: set[int] | None,
-    keep_b: set[int] | None,
+    keep_b: set[int] | None, fields: int = 0, since: int | None = None,
 ) -> tuple[int, int, int, int, int, int]:
     """Pass over what an op-level and a line-level trace have in common at level line
-    from here (each generator holds the op line of its next step); ``Skip``'s answer
-    (no hunks)."""
+    from here (each generator holds the op line of its next step); ``Skip``'s answer.
+    ``since`` (not None: the differ keeps no more hunks in full): divergent regions
+    too, judged on ``fields`` (a mask of ``FIELDS``)."""
     assert _c is not None
     if (
         a.lineno == 0 or b.lineno == 0 or a.done or b.done
@@ -445,13 +473,18 @@ def _skip_levels(
         return _NOTHING
     given_a, given_b = a.pos - a.start, b.pos - b.start
     pa, pb = a.start, b.start
-    kept = count_a = count_b = read_a = read_b = ignored_a = ignored_b = 0
+    count_a = count_b = read_a = read_b = ignored_a = ignored_b = 0
     walk = _c.project
+    more: tuple[int, ...] = () if since is None else (fields, since)
+    passed = _Passed(since)
     while True:
-        n, reason, pa, n_a, n_lines, n_ignored_a, pb, n_b, n_lines_b, n_ignored_b = walk(
-            a.view(), pa, b.view(), pb, mask_gas, a.calls, b.calls, MAX_LINE_BYTES,
-            keep_a, keep_b)
-        kept += n
+        n, reason, pa, n_a, n_lines, n_ignored_a, pb, n_b, n_lines_b, n_ignored_b, *counts = (
+            walk(a.view(), pa, b.view(), pb, mask_gas, a.calls, b.calls, MAX_LINE_BYTES,
+                 keep_a, keep_b, *more))
+        passed.add(n, counts)
+        n = n or (counts[0] if counts else 0)  # (a walk that passed a step of either)
+        if more:
+            more = (fields, passed.since)
         count_a += n_a
         count_b += n_b
         read_a += n_lines
@@ -467,16 +500,47 @@ def _skip_levels(
         a.start, b.start = pa, pb       # are passed over even when none is kept)
         a.pos, b.pos = pa + given_a, pb + given_b
         return _NOTHING
-    for source, steps_x, info, at, ignored, passed, read in (
+    for source, steps_x, info, at, ignored, ops, read in (
         (a, steps_a, info_a, pa, ignored_a, count_a, read_a),
         (b, steps_b, info_b, pb, ignored_b, count_b, read_b),
     ):
         source.start = source.pos = at
         source.lineno += read - 1
         info.ignored += ignored
-        steps_x.send(passed)
-    fine.index += kept
-    return kept, kept, 0, 0, 0, 0
+        steps_x.send(ops)
+    fine.index += passed.a if keep_a is not None else passed.b
+    return passed.answer()
+
+
+class _Passed:
+    """What the walks over steps (``_cskip.lines``, ``_cskip.project``) passed, summed
+    over their calls: steps on each side, and (``since`` not None: hunks counted) the
+    hunks among them, their steps on each side, and the steps in common after the last
+    (``Skip``'s answer)."""
+
+    __slots__ = ("a", "b", "differing_a", "differing_b", "hunks", "since")
+
+    def __init__(self, since: int | None) -> None:
+        self.a = self.b = self.hunks = self.differing_a = self.differing_b = 0
+        self.since = since or 0
+
+    def add(self, n: int, counts: list[int]) -> None:
+        """One walk's answer: ``n`` steps of a, and its five counts (or none: as many
+        steps of b, no hunk)."""
+        self.a += n
+        if not counts:
+            self.b += n
+            return
+        n_b, hunks, since, differing_a, differing_b = counts
+        self.b += n_b
+        self.hunks += hunks
+        self.since = since
+        self.differing_a += differing_a
+        self.differing_b += differing_b
+
+    def answer(self) -> tuple[int, int, int, int, int, int]:
+        return (self.a, self.b, self.hunks, self.differing_a, self.differing_b,
+                self.since if self.hunks else 0)
 
 
 def _line_key(step: Step) -> tuple[int, int, int, int] | None:
@@ -501,12 +565,13 @@ def _skip_lines(
     a: _Source, b: _Source, steps_a: Generator[Step, int | None, None],
     steps_b: Generator[Step, int | None, None], lines_a: Lines, lines_b: Lines,
     info_a: TraceInfo, info_b: TraceInfo, seen: tuple[int, ...], fields: int,
-    same: Callable[[Step, Step], bool],
+    same: Callable[[Step, Step], bool], since: int | None = None,
 ) -> tuple[int, int, int, int, int, int]:
     """Pass over the groups both traces have in common from here: the group each
     ``Lines`` holds (its step read, the lines after it not yet: each generator holds
     the op line of its next step) when the two agree, and those after it that agree
-    as ``_cskip.lines`` judges them; ``Skip``'s answer (no hunks)."""
+    as ``_cskip.lines`` judges them; ``Skip``'s answer.  ``since`` (not None: the
+    differ keeps no more hunks in full): divergent regions too."""
     assert _c is not None
     held_a, held_b = lines_a.current, lines_b.current
     if (
@@ -523,16 +588,19 @@ def _skip_lines(
         return _NOTHING
     given_a, given_b = a.pos - a.start, b.pos - b.start
     pa, pb = a.start, b.start
-    groups = count_a = count_b = read_a = read_b = ignored_a = ignored_b = 0
+    count_a = count_b = read_a = read_b = ignored_a = ignored_b = 0
     refilled = False
     walk = _c.lines
+    passed = _Passed(since)
     while True:
-        n, reason, pa, n_a, n_lines, n_ignored_a, pb, n_b, n_lines_b, n_ignored_b = walk(
-            a.view(), pa, b.view(), pb, a.calls, b.calls, MAX_LINE_BYTES, fields,
-            key_a, key_b)
+        more = () if since is None else (passed.since,)
+        n, reason, pa, n_a, n_lines, n_ignored_a, pb, n_b, n_lines_b, n_ignored_b, *counts = (
+            walk(a.view(), pa, b.view(), pb, a.calls, b.calls, MAX_LINE_BYTES, fields,
+                 key_a, key_b, *more))
+        passed.add(n, counts)
+        n = n or (counts[0] if counts else 0)  # (a walk that passed a group of either)
         if n:
             key_a = key_b = None  # (from the first op lines of two groups on)
-        groups += n
         count_a += n_a
         count_b += n_b
         read_a += n_lines
@@ -545,20 +613,20 @@ def _skip_lines(
         pa, pb, going = _read_on(a, b, pa, pb, given_a, given_b, n)
         if not going:
             break
-    if groups == 0:
+    if passed.a == 0 and passed.b == 0:
         a.start, b.start = pa, pb
         a.pos, b.pos = pa + given_a, pb + given_b
         return _NOTHING
-    for source, steps_x, lines_x, info, at, ignored, passed, read in (
-        (a, steps_a, lines_a, info_a, pa, ignored_a, count_a, read_a),
-        (b, steps_b, lines_b, info_b, pb, ignored_b, count_b, read_b),
+    for source, steps_x, lines_x, info, at, ignored, ops, read, groups in (
+        (a, steps_a, lines_a, info_a, pa, ignored_a, count_a, read_a, passed.a),
+        (b, steps_b, lines_b, info_b, pb, ignored_b, count_b, read_b, passed.b),
     ):
         source.start = source.pos = at
         source.lineno += read - 1
         info.ignored += ignored
-        steps_x.send(passed)
+        steps_x.send(ops)
         lines_x.passed(groups)
-    return groups, groups, 0, 0, 0, 0
+    return passed.answer()
 
 
 class _Skipper:
@@ -594,6 +662,29 @@ def _look(
         at.append(where)
     found: tuple[int, int] | None = _c.look(a.view(), at[0], b.view(), at[1], a.calls, b.calls,
                                             MAX_LINE_BYTES, fields)
+    return found
+
+
+def _look_steps(
+    a: _Source, b: _Source, step_a: Step, step_b: Step,
+    functions_a: Mapping[int | str, tuple[str | None, str | None]],
+    functions_b: Mapping[int | str, tuple[str | None, str | None]], seen: tuple[int, ...],
+    fields: int, grouped: bool, keep_a: set[int] | None, keep_b: set[int] | None,
+) -> tuple[int, int] | None:
+    """``_look`` for the steps of ``--by-line`` (``grouped``: two groups' first steps) or
+    of level line (``keep_a``/``keep_b``: ``_cskip.project``'s), from ``_cskip.steps_look``."""
+    assert _c is not None
+    if not _agree(functions_a, functions_b, seen):
+        return None
+    at: list[int] = []
+    for source, step in ((a, step_a), (b, step_b)):
+        where = _line_at(source, step.lineno)
+        if where is None:
+            return None
+        at.append(where)
+    found: tuple[int, int] | None = _c.steps_look(
+        a.view(), at[0], b.view(), at[1], a.calls, b.calls, MAX_LINE_BYTES, fields, grouped,
+        keep_a, keep_b)
     return found
 
 

@@ -527,6 +527,7 @@ typedef struct {
     Py_ssize_t start;  /* where the line starts in its buffer */
     Py_ssize_t lines;  /* lines between the region's start and this line */
     Py_ssize_t ignored; /* return lines among them */
+    Py_ssize_t len;     /* (Track: the line's length, without its newline) */
 } Op;
 
 typedef struct {
@@ -1151,11 +1152,11 @@ step_cmp(const Op *x, const Op *y, unsigned long fields)
 
 /* Whether the SYNC steps from (i, j) agree: EQ, NE or UNKNOWN. */
 static int
-agree_at(const Side *A, const Side *B, int i, int j, unsigned long fields)
+agree_at(const Op *A, const Op *B, int i, int j, unsigned long fields)
 {
     int out = EQ;
     for (int t = 0; t < SYNC; t++) {
-        int got = step_cmp(&A->ops[i + t], &B->ops[j + t], fields);
+        int got = step_cmp(&A[i + t], &B[j + t], fields);
         if (got == NE)
             return NE;
         if (got == UNKNOWN)
@@ -1168,7 +1169,7 @@ agree_at(const Side *A, const Side *B, int i, int j, unsigned long fields)
  * ``size`` steps: R_FOUND (*da, *db), R_BAIL when a pair before it is not judged here,
  * else -2 (none). */
 static int
-nearest(const Side *A, const Side *B, int from, int to, int size, unsigned long fields,
+nearest(const Op *A, const Op *B, int from, int to, int size, unsigned long fields,
         int *da, int *db)
 {
     for (int s = from; s <= to; s++) {
@@ -1189,41 +1190,118 @@ nearest(const Side *A, const Side *B, int from, int to, int size, unsigned long 
     return -2;
 }
 
-/* The divergent region starting at both sides' next op line, as differ._look_ahead
+/* A side's steps ahead, as the look-ahead reads them: read(side, want, max_line) reads
+ * up to ``want`` of them (R_FOUND, R_MORE, R_BAIL, or -1 on error), ops(side) the first
+ * of those read (valid until the next read).  Op lines one by one (Side), or the steps
+ * of --by-line and of level line (Track, below). */
+typedef struct {
+    int (*read)(void *side, int want, Py_ssize_t max_line);
+    const Op *(*ops)(void *side);
+} Ahead;
+
+/* The divergent region starting at both sides' next step, as differ._look_ahead
  * finds it: R_FOUND with its size on each side (*da, *db), R_SAME when the first
  * steps agree after all, R_MORE, R_BAIL, or -1 on error. */
 static int
-region(Side *A, Side *B, unsigned long fields, Py_ssize_t max_line, int *da, int *db)
+region_of(const Ahead *how, void *A, void *B, unsigned long fields, Py_ssize_t max_line,
+          int *da, int *db)
 {
-    /* the first window's steps, and the op line after them (it must not merge) */
-    int got = side_read(A, FIRST_WINDOW + 1, max_line);
+    /* the first window's steps, and the one after them (the last must not merge) */
+    int got = how->read(A, FIRST_WINDOW + 1, max_line);
     if (got == R_FOUND)
-        got = side_read(B, FIRST_WINDOW + 1, max_line);
+        got = how->read(B, FIRST_WINDOW + 1, max_line);
     if (got != R_FOUND)
         return got;
-    int first = step_cmp(&A->ops[0], &B->ops[0], fields);
+    const Op *a = how->ops(A), *b = how->ops(B);
+    int first = step_cmp(&a[0], &b[0], fields);
     if (first == EQ)
         return R_SAME;
     if (first == UNKNOWN)
         return R_BAIL;
     /* one changed step: the next SYNC agree */
-    got = agree_at(A, B, 1, 1, fields);
+    got = agree_at(a, b, 1, 1, fields);
     if (got == UNKNOWN)
         return R_BAIL;
     if (got == EQ) {
         *da = *db = 1;
         return R_FOUND;
     }
-    got = nearest(A, B, 1, FIRST_WINDOW - SYNC, FIRST_WINDOW, fields, da, db);
+    got = nearest(a, b, 1, FIRST_WINDOW - SYNC, FIRST_WINDOW, fields, da, db);
     if (got != -2)
         return got;
-    got = side_read(A, WINDOW + 1, max_line);
+    got = how->read(A, WINDOW + 1, max_line);
     if (got == R_FOUND)
-        got = side_read(B, WINDOW + 1, max_line);
+        got = how->read(B, WINDOW + 1, max_line);
     if (got != R_FOUND)
         return got;
-    got = nearest(A, B, FIRST_WINDOW - SYNC + 1, WINDOW - SYNC, WINDOW, fields, da, db);
+    got = nearest(how->ops(A), how->ops(B), FIRST_WINDOW - SYNC + 1, WINDOW - SYNC, WINDOW,
+                  fields, da, db);
     return got == -2 ? R_BAIL : got;
+}
+
+static int
+side_read_any(void *side, int want, Py_ssize_t max_line)
+{
+    return side_read((Side *)side, want, max_line);
+}
+
+static const Op *
+side_ops(void *side)
+{
+    return ((Side *)side)->ops;
+}
+
+static const Ahead side_ahead = {side_read_any, side_ops};
+
+/* region_of over op lines one by one. */
+static int
+region(Side *A, Side *B, unsigned long fields, Py_ssize_t max_line, int *da, int *db)
+{
+    return region_of(&side_ahead, A, B, fields, max_line, da, db);
+}
+
+/* The hunks of a divergent region of da steps of a and db of b the walk passes
+ * (differ.diff_steps and _record, with no hunk adjacent to the last one: *since > 0),
+ * counted: a changed region (da == db) paired, pairs that agree (verdicts[k] EQ)
+ * common steps; its steps in hunks added to *diff_a, *diff_b. */
+static void
+count_region(const int *verdicts, int da, int db, Py_ssize_t *hunks, Py_ssize_t *since,
+             Py_ssize_t *diff_a, Py_ssize_t *diff_b)
+{
+    if (da != db) {
+        (*hunks)++;
+        *since = 0;
+        *diff_a += da;
+        *diff_b += db;
+        return;
+    }
+    int in_run = 0;
+    for (int k = 0; k < da; k++) {
+        if (verdicts[k] == EQ) {
+            (*since)++;
+            in_run = 0;
+            continue;
+        }
+        if (!in_run && *since > 0)
+            (*hunks)++;
+        in_run = 1;
+        *since = 0;
+        (*diff_a)++;
+        (*diff_b)++;
+    }
+}
+
+/* The verdicts of a changed region's pairs (da == db) into verdicts: R_FOUND, or R_BAIL
+ * when a pair is not judged here. */
+static int
+pair_verdicts(const Op *a, const Op *b, int da, unsigned long fields, int *verdicts)
+{
+    for (int k = 0; k < da; k++) {
+        verdicts[k] = step_cmp(&a[k], &b[k], fields);
+        if (verdicts[k] == UNKNOWN)
+            return R_BAIL;
+    }
+    return R_FOUND;
 }
 
 static PyObject *
@@ -1319,13 +1397,8 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
                 int got = region(A, B, (unsigned long)fields, max_line, &da, &db);
                 /* a changed region (da == db) is paired: pairs that agree are common */
                 int verdicts[WINDOW];
-                if (got == R_FOUND && da == db) {
-                    for (int k = 0; k < da && got == R_FOUND; k++) {
-                        verdicts[k] = step_cmp(&A->ops[k], &B->ops[k], (unsigned long)fields);
-                        if (verdicts[k] == UNKNOWN)
-                            got = R_BAIL;
-                    }
-                }
+                if (got == R_FOUND && da == db)
+                    got = pair_verdicts(A->ops, B->ops, da, (unsigned long)fields, verdicts);
                 released = PyEval_SaveThread();
                 if (got < 0) {
                     PyEval_RestoreThread(released);
@@ -1348,27 +1421,7 @@ skip_in(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb, PyObject *co
                     before_last = last;
                     last = MARK();
                     before_hunk = last;
-                    if (da == db) {
-                        int in_run = 0;
-                        for (int k = 0; k < da; k++) {
-                            if (verdicts[k] == EQ) {
-                                since++;
-                                in_run = 0;
-                                continue;
-                            }
-                            if (!in_run && since > 0)
-                                hunks++;
-                            in_run = 1;
-                            since = 0;
-                            now.diff_a++;
-                            now.diff_b++;
-                        }
-                    } else {
-                        hunks++;
-                        since = 0;
-                        now.diff_a += da;
-                        now.diff_b += db;
-                    }
+                    count_region(verdicts, da, db, &hunks, &since, &now.diff_a, &now.diff_b);
                     const Op *xa = &A->ops[da], *xb = &B->ops[db];
                     now.steps += da;
                     now.steps_b += db;
@@ -1731,77 +1784,277 @@ line_key(const Op *op, LineKey *k)
            key_int(&op->v[F_LINE], 0, &k->v[2]) && key_int(&op->v[F_THREAD], -1, &k->v[3]);
 }
 
+/* ---- The steps of --by-line and of level line, walked on bytes (Track) ----
+ *
+ * Each trace is walked on its own to its next step: the op line that starts its next
+ * group (--by-line: ``grouped``), or its next op line that the projection to level line
+ * keeps (an op-level trace against a line-level one: ``keep``, a set of code << 32 | pc,
+ * those (function, pc) with the op trace's code numbers; the line-level trace's every op
+ * line).  The lines before it are passed as the walks read them: op lines as flat objects
+ * (op_members) with no event or error member whose gas differs from the op line before,
+ * call lines that leave the code table as it is, return lines.  The steps read ahead
+ * wait in a queue: the look-ahead's windows (region_of) where two steps differ. */
+
+typedef struct {
+    Py_ssize_t p, lines, ignored, steps; /* the next line; lines, return lines, op lines passed */
+    const char *gas;                     /* the last op line's gas digits (NULL: not known) */
+    Py_ssize_t gas_n;
+    LineKey key;                         /* the group's (grouped; valid when keyed) */
+    int keyed;
+} Pos;
+
+#define QUEUE (2 * (WINDOW + 1))
+
 typedef struct {
     const char *buf;
-    Py_ssize_t n, p, lines, ignored, steps;
-    const char *gas;      /* the last op line's gas digits (NULL: not known) */
-    Py_ssize_t gas_n;
-    PyObject *calls;
-    LineKey key;          /* the group's (valid when keyed) */
-    int keyed;
-    Op op;                /* the next group's first op line (at p, not passed) */
-    LineKey next;
-    Py_ssize_t len;       /* its length, without the newline */
-} LSide;
+    Py_ssize_t n;
+    PyObject *calls, *keep; /* keep: NULL, every op line (or group start) is a step */
+    int grouped;
+    Pos at;                 /* the reader, past the last step queued */
+    int head, count;        /* the steps read ahead and not passed: q[head..count) */
+    Op q[QUEUE];
+    Pos before[QUEUE];      /* the reader at each of them */
+} Track;
 
-/* Walk a side to the op line that starts its next group: R_FOUND (side->op, next,
- * len; side->p at that line), R_MORE, R_BAIL, or -1 on error. */
+/* Read the track's next step into its queue: R_FOUND, R_MORE, R_BAIL, or -1 on error. */
 static int
-group_next(LSide *s, Py_ssize_t max_line)
+track_read(Track *t, Py_ssize_t max_line)
 {
+    if (t->count == QUEUE) { /* (the queue holds at most WINDOW + 1: half of it) */
+        int left = t->count - t->head;
+        memmove(t->q, t->q + t->head, (size_t)left * sizeof(Op));
+        memmove(t->before, t->before + t->head, (size_t)left * sizeof(Pos));
+        t->head = 0;
+        t->count = left;
+    }
+    Op *op = &t->q[t->count];
+    Pos *at = &t->at;
     for (;;) {
-        const char *l = s->buf + s->p;
-        const char *e = newline(l, s->buf + s->n);
+        const char *l = t->buf + at->p;
+        const char *e = newline(l, t->buf + t->n);
         if (e == NULL)
             return R_MORE;
         Py_ssize_t n = e - l;
         if (n + 1 > max_line || n < 2)
             return R_BAIL;
-        if (l[1] == '"' && l[2] == 'p') {
-            Op *op = &s->op;
-            if (!op_members(l, n, op))
-                return R_BAIL;
-            const Span *gas = &op->v[F_GAS];
-            if (s->gas != NULL && gas->n - 2 == s->gas_n &&
-                memcmp(gas->at + 1, s->gas, (size_t)s->gas_n) == 0)
-                return R_BAIL; /* may merge with the op line before */
-            LineKey k;
-            if (!line_key(op, &k))
-                return R_BAIL;
-            if (k.v[2] != 0 && (!s->keyed || memcmp(&k, &s->key, sizeof k) != 0)) {
-                s->next = k;
-                s->len = n;
-                op->start = s->p;
-                return R_FOUND;
-            }
-            s->gas = gas->at + 1;
-            s->gas_n = gas->n - 2;
-            s->steps++;
-        } else {
-            int kind = passable(s->calls, l, n);
+        if (!(l[1] == '"' && l[2] == 'p')) {
+            /* a call or return line: passed on each side as it comes (no step) */
+            int kind = passable(t->calls, l, n);
             if (kind < 0)
                 return -1;
             if (kind == 0)
                 return R_BAIL;
-            s->ignored += kind == IGNORED;
+            at->ignored += kind == IGNORED;
+            at->p += n + 1;
+            at->lines++;
+            continue;
         }
-        s->p += n + 1;
-        s->lines++;
+        if (!op_members(l, n, op))
+            return R_BAIL;
+        const Span *gas = &op->v[F_GAS];
+        if (at->gas != NULL && gas->n - 2 == at->gas_n &&
+            memcmp(gas->at + 1, at->gas, (size_t)at->gas_n) == 0)
+            return R_BAIL; /* may merge with the op line before */
+        int step = 1;
+        LineKey k = {{0}};
+        if (t->grouped) {
+            if (!line_key(op, &k))
+                return R_BAIL;
+            step = k.v[2] != 0 && (!at->keyed || memcmp(&k, &at->key, sizeof k) != 0);
+        } else if (t->keep != NULL) {
+            long long code, pc;
+            if (op->v[F_CODE].at == NULL || !key_int(&op->v[F_CODE], -1, &code) || code < 0 ||
+                !key_int(&op->v[F_PC], -1, &pc) || pc < 0 || code >= (1LL << 30) ||
+                pc >= (1LL << 32))
+                return R_BAIL;
+            PyObject *key = PyLong_FromLongLong((code << 32) | pc);
+            if (key == NULL)
+                return -1;
+            step = PySet_Contains(t->keep, key);
+            Py_DECREF(key);
+            if (step < 0)
+                return -1;
+        }
+        if (step) {
+            t->before[t->count] = *at;
+            op->start = at->p;
+            op->len = n;
+            if (t->grouped) {
+                at->key = k;
+                at->keyed = 1;
+            }
+        }
+        at->gas = gas->at + 1;
+        at->gas_n = gas->n - 2;
+        at->steps++;
+        at->p += n + 1;
+        at->lines++;
+        if (step) {
+            t->count++;
+            return R_FOUND;
+        }
     }
 }
 
-/* Pass the group start found (it agreed with the other side's). */
-static void
-group_enter(LSide *s)
+/* Ahead's read and ops for a Track. */
+static int
+track_ahead_read(void *side, int want, Py_ssize_t max_line)
 {
-    const Span *gas = &s->op.v[F_GAS];
-    s->gas = gas->at + 1;
-    s->gas_n = gas->n - 2;
-    s->key = s->next;
-    s->keyed = 1;
-    s->steps++;
-    s->p += s->len + 1;
-    s->lines++;
+    Track *t = side;
+    while (t->count - t->head < want) {
+        int got = track_read(t, max_line);
+        if (got != R_FOUND)
+            return got;
+    }
+    return R_FOUND;
+}
+
+static const Op *
+track_ops(void *side)
+{
+    Track *t = side;
+    return &t->q[t->head];
+}
+
+static const Ahead track_ahead = {track_ahead_read, track_ops};
+
+/* Whether two kept op lines are the same step as bytes: equal but for the hash, and the
+ * gas when it is not compared (mask_gas). */
+static int
+same_line(const Track *A, const Op *x, const Track *B, const Op *y, int mask_gas)
+{
+    const char *la = A->buf + x->start, *lb = B->buf + y->start;
+    Py_ssize_t ba = body_end(la, x->len), bb = body_end(lb, y->len);
+    if (!mask_gas)
+        return ba == bb && memcmp(la, lb, (size_t)ba) == 0;
+    const Span *ga = &x->v[F_GAS], *gb = &y->v[F_GAS];
+    Py_ssize_t ga0 = ga->at - la, ga1 = ga0 + ga->n, gb0 = gb->at - lb, gb1 = gb0 + gb->n;
+    return ga0 == gb0 && memcmp(la, lb, (size_t)ga0) == 0 && ba >= ga1 && bb >= gb1 &&
+           ba - ga1 == bb - gb1 && memcmp(la + ga1, lb + gb1, (size_t)(ba - ga1)) == 0;
+}
+
+typedef struct {
+    Pos a, b;
+    Py_ssize_t steps_a, steps_b, hunks, since, diff_a, diff_b;
+} TMark;
+
+/* What two tracks have in common from their next steps, passed over: with ``fields``
+ * (>= 0, the mask of the compared fields) two steps agree when step_cmp says so (else as
+ * bytes, same_line); with ``counting`` (the differ keeps no more hunks in full; since:
+ * the steps in common since its last hunk), a divergent region after steps in common is
+ * passed over too as the differ's look-ahead aligns it (region_of), counted as it counts
+ * hunks.  ``held``: each side starts inside a step the caller holds and judged (a group
+ * whose first step --by-line read), passed as one.  The answer, where to give back (the
+ * second-to-last pair of steps reached, or the start of a hunk not yet followed by
+ * CONFIRM steps in common): (steps_a, reason, pa, ops_a, lines_a, ignored_a, pb, ops_b,
+ * lines_b, ignored_b) and with counting five more (steps_b, hunks, since, differing_a,
+ * differing_b). */
+static PyObject *
+track_walk(Track *A, Track *B, long long fields, int mask_gas, int held, Py_ssize_t max_line,
+           int counting, Py_ssize_t since_in)
+{
+    TMark start = {A->at, B->at, 0, 0, 0, since_in, 0, 0};
+    TMark last = start, before_last = start, before_hunk = start;
+    Py_ssize_t steps_a = held, steps_b = held, hunks = 0, since = since_in + held;
+    Py_ssize_t diff_a = 0, diff_b = 0;
+    int pending = 0, reason = REASON_STOP, at_start = !held;
+    for (;;) {
+        int got = track_ahead_read(A, 1, max_line);
+        if (got == R_FOUND)
+            got = track_ahead_read(B, 1, max_line);
+        if (got < 0)
+            return NULL;
+        if (got != R_FOUND) {
+            reason = got == R_MORE ? REASON_MORE : REASON_STOP;
+            break;
+        }
+        if (at_start) {
+            at_start = 0; /* (the start itself) */
+        } else {
+            before_last = last;
+            last = (TMark){A->before[A->head], B->before[B->head], steps_a, steps_b, hunks,
+                           since, diff_a, diff_b};
+        }
+        const Op *x = track_ops(A), *y = track_ops(B);
+        int cmp = !A->grouped && same_line(A, x, B, y, mask_gas) ? EQ
+                : fields >= 0 ? step_cmp(x, y, (unsigned long)fields) : UNKNOWN;
+        if (cmp == EQ) {
+            A->head++;
+            B->head++;
+            steps_a++;
+            steps_b++;
+            since++;
+            if (pending)
+                pending--;
+            continue;
+        }
+        if (cmp != NE || !counting || pending > 1 || since <= 0)
+            break;
+        int da = 0, db = 0, verdicts[WINDOW];
+        got = region_of(&track_ahead, A, B, (unsigned long)fields, max_line, &da, &db);
+        if (got == R_FOUND && da == db)
+            got = pair_verdicts(track_ops(A), track_ops(B), da, (unsigned long)fields,
+                                verdicts);
+        if (got < 0)
+            return NULL;
+        if (got == R_MORE)
+            reason = REASON_MORE;
+        if (got != R_FOUND)
+            break;
+        before_hunk = last;
+        count_region(verdicts, da, db, &hunks, &since, &diff_a, &diff_b);
+        A->head += da;
+        B->head += db;
+        steps_a += da;
+        steps_b += db;
+        pending = CONFIRM;
+    }
+    TMark end = before_last;
+    if (pending && before_hunk.steps_a + before_hunk.steps_b < end.steps_a + end.steps_b)
+        end = before_hunk; /* the last hunk is not sure yet: the reference reads it */
+    if (counting)
+        return Py_BuildValue("(ninnnnnnnnnnnnn)", end.steps_a, reason, end.a.p, end.a.steps,
+                             end.a.lines, end.a.ignored, end.b.p, end.b.steps, end.b.lines,
+                             end.b.ignored, end.steps_b, end.hunks, end.since, end.diff_a,
+                             end.diff_b);
+    return Py_BuildValue("(ninnnnnnnn)", end.steps_a, reason, end.a.p, end.a.steps,
+                         end.a.lines, end.a.ignored, end.b.p, end.b.steps, end.b.lines,
+                         end.b.ignored);
+}
+
+/* Both tracks over the buffers args[0] and args[2] from args[1] and args[3], run by
+ * track_walk (the tracks' other members set by ``setup`` before). */
+static PyObject *
+tracks_walk(PyObject *const *args, Py_ssize_t max_line, Track *sides, long long fields,
+            int mask_gas, int held, int counting, Py_ssize_t since)
+{
+    Py_ssize_t pa = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t pb = PyLong_AsSsize_t(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_buffer va, vb;
+    if (PyObject_GetBuffer(args[0], &va, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[2], &vb, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&va);
+        return NULL;
+    }
+    PyObject *out = NULL;
+    if (pa < 0 || pa > va.len || pb < 0 || pb > vb.len) {
+        PyErr_SetString(PyExc_ValueError, "position outside the buffer");
+    } else {
+        sides[0].buf = va.buf;
+        sides[0].n = va.len;
+        sides[0].at.p = pa;
+        sides[1].buf = vb.buf;
+        sides[1].n = vb.len;
+        sides[1].at.p = pb;
+        out = track_walk(&sides[0], &sides[1], fields, mask_gas, held, max_line, counting,
+                         since);
+    }
+    PyBuffer_Release(&vb);
+    PyBuffer_Release(&va);
+    return out;
 }
 
 static int
@@ -1821,231 +2074,138 @@ key_arg(PyObject *arg, LineKey *k)
     return 1;
 }
 
-/* lines(a, pa, b, pb, calls_a, calls_b, max_line, fields, key_a, key_b)
- *   -> (groups, reason, pa, steps_a, lines_a, ignored_a, pb, steps_b, lines_b, ignored_b)
- * Pass over the groups (lines.by_line) two blocktrace traces have in common.  With
- * keys (4 ints: the depth, code, line and thread of each side's group, absent or
- * null as 1, -1, 0, -1), a[pa:] and b[pb:] start inside groups that agree (the
- * caller judged their first steps); with None, both start at the first op line of
- * a group (a place this gave back).  fields: the mask of the compared fields (bit
- * i: dialects.FIELDS[i]).  The answer: the groups passed, why the walk stopped
- * (REASON_MORE: a line runs past the end of a buffer), and for each side where to
- * read on (the first op line of a group, or pa/pb when none was passed) and the
- * steps, lines and return lines passed. */
+/* The mask of the compared fields args[i] (bit i: dialects.FIELDS[i]), or -1 with an error. */
+static long long
+fields_arg(PyObject *arg, const char *name)
+{
+    long long fields = PyLong_AsLongLong(arg);
+    if (fields == -1 && PyErr_Occurred())
+        return -1;
+    if (fields < 0 || fields >= (1LL << NFIELDS)) {
+        PyErr_Format(PyExc_ValueError, "%s(): fields is not a mask of FIELDS", name);
+        return -1;
+    }
+    return fields;
+}
+
+/* lines(a, pa, b, pb, calls_a, calls_b, max_line, fields, key_a, key_b[, since])
+ *   -> (groups, reason, pa, steps_a, lines_a, ignored_a, pb, steps_b, lines_b, ignored_b
+ *       [, groups_b, hunks, since, differing_a, differing_b])
+ * Pass over the groups (lines.by_line) two blocktrace traces have in common (Track,
+ * track_walk).  With keys (4 ints: the depth, code, line and thread of each side's
+ * group, absent or null as 1, -1, 0, -1), a[pa:] and b[pb:] start inside groups that
+ * agree (the caller judged their first steps: the first group passed); with None, both
+ * start at the first op line of a group (a place this gave back).  fields: the mask of
+ * the compared fields (bit i: dialects.FIELDS[i]).  The answer: the groups passed, why
+ * the walk stopped (REASON_MORE: a line runs past the end of a buffer), and for each
+ * side where to read on (the first op line of a group, or pa/pb when none was passed)
+ * and the steps, lines and return lines passed.  With ``since`` (the differ keeps no more
+ * hunks in full: the groups in common since its last hunk), divergent regions are passed
+ * too, as differ._look_ahead aligns them (region_of): groups is then a's, and five more
+ * say b's, the hunks passed, the groups in common after the last, and the groups of each
+ * side in hunks. */
 static PyObject *
 lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 10 || !PyAnySet_Check(args[4]) || !PyAnySet_Check(args[5])) {
+    if ((nargs != 10 && nargs != 11) || !PyAnySet_Check(args[4]) || !PyAnySet_Check(args[5])) {
         PyErr_SetString(PyExc_TypeError, "lines(buffer, int, buffer, int, set, set, int, "
-                        "int, key, key) takes 10 arguments");
+                        "int, key, key[, int]) takes 10 or 11 arguments");
+        return NULL;
+    }
+    Py_ssize_t max_line = PyLong_AsSsize_t(args[6]);
+    Py_ssize_t since = nargs == 11 ? PyLong_AsSsize_t(args[10]) : 0;
+    if (PyErr_Occurred())
+        return NULL;
+    long long fields = fields_arg(args[7], "lines");
+    if (fields < 0)
+        return NULL;
+    Track *sides = PyMem_Calloc(2, sizeof(Track));
+    if (sides == NULL)
+        return PyErr_NoMemory();
+    PyObject *out = NULL;
+    int keyed_a = key_arg(args[8], &sides[0].at.key);
+    int keyed_b = keyed_a < 0 ? -1 : key_arg(args[9], &sides[1].at.key);
+    if (keyed_a >= 0 && keyed_b >= 0 && keyed_a != keyed_b)
+        PyErr_SetString(PyExc_ValueError, "lines(): both keys or neither");
+    if (!PyErr_Occurred()) {
+        for (int i = 0; i < 2; i++) {
+            sides[i].calls = args[4 + i];
+            sides[i].grouped = 1;
+            sides[i].at.keyed = keyed_a;
+        }
+        out = tracks_walk(args, max_line, sides, fields, 0, keyed_a, nargs == 11, since);
+    }
+    PyMem_Free(sides);
+    return out;
+}
+
+/* project(a, pa, b, pb, mask_gas, calls_a, calls_b, max_line, keep_a, keep_b[, fields,
+ *         since])
+ *   -> (kept, reason, pa, steps_a, lines_a, ignored_a, pb, steps_b, lines_b, ignored_b
+ *       [, kept_b, hunks, since, differing_a, differing_b])
+ * Pass over what two blocktrace traces have in common at level line, from the op lines
+ * at a[pa:] and b[pb:] (each side's next step, read by the reference): keep_a or keep_b
+ * (the op-level trace's: a set of code << 32 | pc, the other None) says which op lines
+ * the projection keeps (Track, track_walk).  kept: the steps passed at level line (on
+ * each side); steps: the op lines passed on each side, kept or not.  With ``fields``
+ * (the mask of the compared fields) and ``since`` (as lines'), steps that agree on the
+ * fields as step_cmp judges them are passed too, and divergent regions as lines' are. */
+static PyObject *
+project(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if ((nargs != 10 && nargs != 12) || !PyAnySet_Check(args[5]) || !PyAnySet_Check(args[6]) ||
+        (args[8] != Py_None && !PyAnySet_Check(args[8])) ||
+        (args[9] != Py_None && !PyAnySet_Check(args[9]))) {
+        PyErr_SetString(PyExc_TypeError, "project(buffer, int, buffer, int, bool, set, set, "
+                        "int, set | None, set | None[, int, int]) takes 10 or 12 arguments");
+        return NULL;
+    }
+    int mask_gas = PyObject_IsTrue(args[4]);
+    Py_ssize_t max_line = PyLong_AsSsize_t(args[7]);
+    Py_ssize_t since = nargs == 12 ? PyLong_AsSsize_t(args[11]) : 0;
+    if (PyErr_Occurred() || mask_gas < 0)
+        return NULL;
+    long long fields = nargs == 12 ? fields_arg(args[10], "project") : -1;
+    if (PyErr_Occurred())
+        return NULL;
+    Track *sides = PyMem_Calloc(2, sizeof(Track));
+    if (sides == NULL)
+        return PyErr_NoMemory();
+    for (int i = 0; i < 2; i++) {
+        sides[i].calls = args[5 + i];
+        sides[i].keep = args[8 + i] == Py_None ? NULL : args[8 + i];
+    }
+    PyObject *out = tracks_walk(args, max_line, sides, fields, mask_gas, 0, nargs == 12,
+                                since);
+    PyMem_Free(sides);
+    return out;
+}
+
+/* steps_look(a, pa, b, pb, calls_a, calls_b, max_line, fields, grouped, keep_a, keep_b)
+ *   -> (da, db) or None
+ * look's answer for the steps of --by-line (grouped: a[pa:] and b[pb:] start with the
+ * first op lines of two groups that differ) or of level line (keep_a or keep_b as
+ * project's: a[pa:] and b[pb:] start with the op lines of two steps that differ): the
+ * size on each side of the divergent region differ._look_ahead finds there (region_of
+ * over Tracks), or None where it is not found here.  Nothing is passed over. */
+static PyObject *
+steps_look(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 11 || !PyAnySet_Check(args[4]) || !PyAnySet_Check(args[5]) ||
+        (args[9] != Py_None && !PyAnySet_Check(args[9])) ||
+        (args[10] != Py_None && !PyAnySet_Check(args[10]))) {
+        PyErr_SetString(PyExc_TypeError, "steps_look(buffer, int, buffer, int, set, set, int, "
+                        "int, bool, set | None, set | None) takes 11 arguments");
         return NULL;
     }
     Py_ssize_t pa = PyLong_AsSsize_t(args[1]);
     Py_ssize_t pb = PyLong_AsSsize_t(args[3]);
     Py_ssize_t max_line = PyLong_AsSsize_t(args[6]);
-    long long fields = PyLong_AsLongLong(args[7]);
-    if (PyErr_Occurred())
+    int grouped = PyObject_IsTrue(args[8]);
+    if (PyErr_Occurred() || grouped < 0)
         return NULL;
-    if (fields < 0 || fields >= (1LL << NFIELDS)) {
-        PyErr_SetString(PyExc_ValueError, "lines(): fields is not a mask of FIELDS");
-        return NULL;
-    }
-    LSide *sides = PyMem_Calloc(2, sizeof(LSide));
-    if (sides == NULL)
-        return PyErr_NoMemory();
-    LSide *A = &sides[0], *B = &sides[1];
-    int keyed_a = key_arg(args[8], &A->key), keyed_b = key_arg(args[9], &B->key);
-    if (keyed_a < 0 || keyed_b < 0) {
-        PyMem_Free(sides);
-        return NULL;
-    }
-    if (keyed_a != keyed_b) {
-        PyMem_Free(sides);
-        PyErr_SetString(PyExc_ValueError, "lines(): both keys or neither");
-        return NULL;
-    }
-    Py_buffer va, vb;
-    if (PyObject_GetBuffer(args[0], &va, PyBUF_SIMPLE) < 0) {
-        PyMem_Free(sides);
-        return NULL;
-    }
-    if (PyObject_GetBuffer(args[2], &vb, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&va);
-        PyMem_Free(sides);
-        return NULL;
-    }
-    PyObject *out = NULL;
-    if (pa < 0 || pa > va.len || pb < 0 || pb > vb.len) {
-        PyErr_SetString(PyExc_ValueError, "position outside the buffer");
-        goto done;
-    }
-    A->buf = va.buf; A->n = va.len; A->p = pa; A->calls = args[4]; A->keyed = keyed_a;
-    B->buf = vb.buf; B->n = vb.len; B->p = pb; B->calls = args[5]; B->keyed = keyed_b;
-    /* marks: where each pair of group starts reached lies (the last two) */
-    LSide last = *A, last_b = *B, before = *A, before_b = *B;
-    Py_ssize_t reached = 0;
-    int reason = REASON_STOP;
-    int at_start = !keyed_a; /* the first pair is the start itself, no mark */
-    for (;;) {
-        int got = group_next(A, max_line);
-        if (got == R_FOUND)
-            got = group_next(B, max_line);
-        if (got < 0)
-            goto done;
-        if (got != R_FOUND) {
-            reason = got == R_MORE ? REASON_MORE : REASON_STOP;
-            break;
-        }
-        if (at_start) {
-            at_start = 0;
-        } else {
-            before = last;
-            before_b = last_b;
-            last = *A;
-            last_b = *B;
-            reached++;
-        }
-        if (step_cmp(&A->op, &B->op, (unsigned long)fields) != EQ)
-            break;
-        group_enter(A);
-        group_enter(B);
-    }
-    /* groups that end at the marks reached, all but the last: the reference reads that */
-    if (reached < 2) {
-        out = Py_BuildValue("(iinnnnnnnn)", 0, reason, pa, (Py_ssize_t)0, (Py_ssize_t)0,
-                            (Py_ssize_t)0, pb, (Py_ssize_t)0, (Py_ssize_t)0, (Py_ssize_t)0);
-    } else {
-        out = Py_BuildValue("(ninnnnnnnn)", reached - 1, reason, before.p, before.steps,
-                            before.lines, before.ignored, before_b.p, before_b.steps,
-                            before_b.lines, before_b.ignored);
-    }
-done:
-    PyBuffer_Release(&vb);
-    PyBuffer_Release(&va);
-    PyMem_Free(sides);
-    return out;
-}
-
-/* ---- Traces of different levels: an op-level trace against a line-level one ----
- *
- * diff compares them at level line (levels.project): the op trace's steps that start a
- * source line, taken as a (function, pc) of the line trace's own op steps, the others
- * left out.  Here the op trace's op lines are looked up in keep (a set of code << 32 |
- * pc: those (function, pc) with the op trace's code numbers) and passed over when not
- * in it; the op lines left are walked against the line trace's as skip walks two
- * traces of one level (equal but for the hash, and the gas when it is not compared),
- * the call and return lines between them passed on each side as they come (call lines
- * that leave the code table as it is: no step, nothing the steps are made of).  Every
- * op line read, kept or not, is a flat
- * object with no event or error member and a gas unlike the op line before it in its
- * trace.  What is given back: what lies before the second-to-last pair of op lines
- * kept, as skip gives back. */
-
-typedef struct {
-    const char *buf;
-    Py_ssize_t n, p, lines, ignored, steps;
-    const char *gas;
-    Py_ssize_t gas_n;
-    PyObject *calls, *keep; /* keep: NULL, every op line stays */
-    Op op;
-    Py_ssize_t len;
-} PSide;
-
-typedef struct {
-    Py_ssize_t pa, pb, lines_a, lines_b, ignored_a, ignored_b, steps_a, steps_b, kept;
-} PMark;
-
-/* The side's next op line that the projection keeps (side->op, len; side->p at it,
- * not passed), the call and return lines and the op lines left out before it passed:
- * R_FOUND, R_MORE, R_BAIL, or -1 on error. */
-static int
-kept_next(PSide *s, Py_ssize_t max_line)
-{
-    for (;;) {
-        const char *l = s->buf + s->p;
-        const char *e = newline(l, s->buf + s->n);
-        if (e == NULL)
-            return R_MORE;
-        Py_ssize_t n = e - l;
-        if (n + 1 > max_line || n < 2)
-            return R_BAIL;
-        s->len = n;
-        if (!(l[1] == '"' && l[2] == 'p')) {
-            /* a call or return line: passed on each side as it comes (no step) */
-            int kind = passable(s->calls, l, n);
-            if (kind < 0)
-                return -1;
-            if (kind == 0)
-                return R_BAIL;
-            s->ignored += kind == IGNORED;
-            s->p += n + 1;
-            s->lines++;
-            continue;
-        }
-        Op *op = &s->op;
-        if (!op_members(l, n, op))
-            return R_BAIL;
-        const Span *gas = &op->v[F_GAS];
-        if (s->gas != NULL && gas->n - 2 == s->gas_n &&
-            memcmp(gas->at + 1, s->gas, (size_t)s->gas_n) == 0)
-            return R_BAIL; /* may merge with the op line before */
-        if (s->keep == NULL)
-            return R_FOUND;
-        long long code, pc;
-        if (op->v[F_CODE].at == NULL || !key_int(&op->v[F_CODE], -1, &code) || code < 0 ||
-            !key_int(&op->v[F_PC], -1, &pc) || pc < 0 || code >= (1LL << 30) ||
-            pc >= (1LL << 32))
-            return R_BAIL;
-        PyObject *key = PyLong_FromLongLong((code << 32) | pc);
-        if (key == NULL)
-            return -1;
-        int in = PySet_Contains(s->keep, key);
-        Py_DECREF(key);
-        if (in < 0)
-            return -1;
-        if (in)
-            return R_FOUND;
-        s->gas = gas->at + 1;
-        s->gas_n = gas->n - 2;
-        s->steps++;
-        s->p += n + 1;
-        s->lines++;
-    }
-}
-
-static void
-kept_pass(PSide *s)
-{
-    const Span *gas = &s->op.v[F_GAS];
-    s->gas = gas->at + 1;
-    s->gas_n = gas->n - 2;
-    s->steps++;
-    s->p += s->len + 1;
-    s->lines++;
-}
-
-/* project(a, pa, b, pb, mask_gas, calls_a, calls_b, max_line, keep_a, keep_b)
- *   -> (kept, reason, pa, steps_a, lines_a, ignored_a, pb, steps_b, lines_b, ignored_b)
- * Pass over what two blocktrace traces have in common at level line, from the op lines
- * at a[pa:] and b[pb:] (each side's next step, read by the reference): keep_a or keep_b
- * (the op-level trace's: a set of code << 32 | pc, the other None) says which op lines
- * the projection keeps.  kept: the steps passed at level line (on each side); steps:
- * the op lines passed on each side, kept or not. */
-static PyObject *
-project(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 10 || !PyAnySet_Check(args[5]) || !PyAnySet_Check(args[6]) ||
-        (args[8] != Py_None && !PyAnySet_Check(args[8])) ||
-        (args[9] != Py_None && !PyAnySet_Check(args[9]))) {
-        PyErr_SetString(PyExc_TypeError, "project(buffer, int, buffer, int, bool, set, set, "
-                        "int, set | None, set | None) takes 10 arguments");
-        return NULL;
-    }
-    Py_ssize_t pa = PyLong_AsSsize_t(args[1]);
-    Py_ssize_t pb = PyLong_AsSsize_t(args[3]);
-    int mask_gas = PyObject_IsTrue(args[4]);
-    Py_ssize_t max_line = PyLong_AsSsize_t(args[7]);
-    if (PyErr_Occurred() || mask_gas < 0)
+    long long fields = fields_arg(args[7], "steps_look");
+    if (fields < 0)
         return NULL;
     Py_buffer va, vb;
     if (PyObject_GetBuffer(args[0], &va, PyBUF_SIMPLE) < 0)
@@ -2055,63 +2215,35 @@ project(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *out = NULL;
-    PSide *sides = NULL;
+    Track *sides = NULL;
     if (pa < 0 || pa > va.len || pb < 0 || pb > vb.len) {
         PyErr_SetString(PyExc_ValueError, "position outside the buffer");
         goto done;
     }
-    sides = PyMem_Calloc(2, sizeof(PSide));
+    sides = PyMem_Calloc(2, sizeof(Track));
     if (sides == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    PSide *A = &sides[0], *B = &sides[1];
-    A->buf = va.buf; A->n = va.len; A->p = pa; A->calls = args[5];
-    A->keep = args[8] == Py_None ? NULL : args[8];
-    B->buf = vb.buf; B->n = vb.len; B->p = pb; B->calls = args[6];
-    B->keep = args[9] == Py_None ? NULL : args[9];
-    PMark start = {pa, pb, 0, 0, 0, 0, 0, 0, 0};
-    PMark last = start, before_last = start;
-    Py_ssize_t kept = 0;
-    int reason = REASON_STOP;
-    for (;;) {
-        int got = kept_next(A, max_line);
-        if (got == R_FOUND)
-            got = kept_next(B, max_line);
-        if (got < 0)
-            goto done;
-        if (got != R_FOUND) {
-            reason = got == R_MORE ? REASON_MORE : REASON_STOP;
-            break;
-        }
-        const char *la = A->buf + A->p, *lb = B->buf + B->p;
-        Py_ssize_t sa = A->len, sb = B->len;
-        {
-            const Span *ga = &A->op.v[F_GAS], *gb = &B->op.v[F_GAS];
-            Py_ssize_t ga0 = ga->at - la, ga1 = ga0 + ga->n, gb0 = gb->at - lb,
-                       gb1 = gb0 + gb->n;
-            Py_ssize_t ba = body_end(la, sa), bb = body_end(lb, sb);
-            int same;
-            if (mask_gas) {
-                same = ga0 == gb0 && memcmp(la, lb, (size_t)ga0) == 0 && ba >= ga1 &&
-                       bb >= gb1 && ba - ga1 == bb - gb1 &&
-                       memcmp(la + ga1, lb + gb1, (size_t)(ba - ga1)) == 0;
-            } else {
-                same = ba == bb && memcmp(la, lb, (size_t)ba) == 0;
-            }
-            if (!same)
-                break;
-            before_last = last;
-            last = (PMark){A->p, B->p, A->lines, B->lines, A->ignored, B->ignored, A->steps,
-                           B->steps, kept};
-            kept++;
-        }
-        kept_pass(A);
-        kept_pass(B);
+    Py_buffer *views[2] = {&va, &vb};
+    Py_ssize_t at[2] = {pa, pb};
+    for (int i = 0; i < 2; i++) {
+        sides[i].buf = views[i]->buf;
+        sides[i].n = views[i]->len;
+        sides[i].at.p = at[i];
+        sides[i].calls = args[4 + i];
+        sides[i].keep = args[9 + i] == Py_None ? NULL : args[9 + i];
+        sides[i].grouped = grouped;
     }
-    PMark end = before_last; /* op lines O1..Ok kept: what lies before O(k-1) */
-    out = Py_BuildValue("(ninnnnnnnn)", end.kept, reason, end.pa, end.steps_a, end.lines_a,
-                        end.ignored_a, end.pb, end.steps_b, end.lines_b, end.ignored_b);
+    int da = 0, db = 0;
+    int got = region_of(&track_ahead, &sides[0], &sides[1], (unsigned long)fields, max_line,
+                        &da, &db);
+    if (got < 0)
+        goto done;
+    /* (the region's first steps those at pa and pb: not an op line a group or the
+     * projection passes by) */
+    out = got == R_FOUND && sides[0].q[0].start == pa && sides[1].q[0].start == pb
+        ? Py_BuildValue("(ii)", da, db) : Py_NewRef(Py_None);
 done:
     PyMem_Free(sides);
     PyBuffer_Release(&vb);
@@ -2415,6 +2547,8 @@ static PyMethodDef methods[] = {
      "Pass over the groups of steps by source line two traces have in common."},
     {"project", (PyCFunction)(void (*)(void))project, METH_FASTCALL,
      "Pass over what an op-level and a line-level trace have in common at level line."},
+    {"steps_look", (PyCFunction)(void (*)(void))steps_look, METH_FASTCALL,
+     "The differ's look-ahead at a divergence of --by-line's or level line's steps."},
     {"calls", (PyCFunction)(void (*)(void))calls, METH_FASTCALL,
      "Pass over what two traces have in common at level call."},
     {"call_key", call_key, METH_O, "What a call line does to the code table, as bytes."},
