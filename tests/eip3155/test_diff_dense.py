@@ -189,3 +189,37 @@ def test_a_window_under_the_walks_leaves_the_regions_to_the_reference(
         same(fast, reference)
         assert fast.steps.hunk_count > 100
     assert counted.hunks == counted.looked == 0
+
+
+def twins(n: int = 40, every: int = 0) -> int:
+    """Two functions of one name on one line (two code numbers, one ``function``), one
+    of them called every eleventh iteration, in B at other iterations than in A."""
+    one, two = (lambda i: i + 1), (lambda i: i + 2)  # noqa: E731
+    total = extra(1)  # (its code number the same in both)
+    for i in range(n):
+        total += (two if i % 11 == (5 if every else 0) else one)(i)
+        if every and i % every == 0:
+            total -= extra(0)
+    return total
+
+
+@pytest.mark.parametrize("by_line", [True, False])
+@pytest.mark.parametrize("fields", [None, ("depth", "line", "function")])
+def test_two_code_numbers_of_one_function_are_the_references_to_judge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, by_line: bool,
+    fields: tuple[str, ...] | None,
+) -> None:
+    """Steps whose code numbers differ but name one function (two lambdas on one line):
+    the same step to the reference where the compared fields see no more than the
+    function's name; the walks cannot tell from the bytes, so they leave such a pair,
+    and a window holding one, to the reference."""
+    a = record(twins, tmp_path / "a.jsonl", {"n": 300})
+    b = record(twins, tmp_path / "b.jsonl", {"n": 300, "every": 2},
+               **({} if by_line else {"level": "line"}))
+    counted = Counted(monkeypatch)
+    for x, y in ((a, b), (b, a)):
+        fast, reference = reports(x, y, monkeypatch, by_line=by_line, max_hunks=0,
+                                  fields=fields)
+        same(fast, reference)
+        assert reference.steps.hunk_count > 50
+    assert counted.hunks > 0

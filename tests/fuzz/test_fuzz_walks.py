@@ -1,6 +1,7 @@
 """The diff's C walks over trace bytes nobody vouches for, against their references
 on the same damaged bytes: ``_cclients.walk`` (eip3155/csrc/clients.c, client
-traces) and ``_cskip``'s ``skip``/``look``/``align``/``lines``/``project``/``calls``
+traces) and ``_cskip``'s ``skip``/``look``/``align``/``lines``/``project``/``calls``/
+``steps_look``
 (eip3155/csrc/skip.c, blocktrace traces) must give the answer the reference gives --
 ``blocktrace diff``'s exit status, stdout (text and ``--json``) and stderr, byte for
 byte -- with the walks on (this process's extensions) and off (``clientpass._c`` and
@@ -335,6 +336,7 @@ OUR_OPTIONS: tuple[tuple[str, ...], ...] = (
     (), ("--json",), ("--max-hunks", "0"), ("--max-hunks", "2", "--json"), ("--window", "64"),
     ("--window", "63"), ("--window", "100", "--max-hunks", "1"), ("--fields", "pc,op,line"),
     ("--ignore", "locals"), ("--by-line",), ("--by-line", "--json"), ("--fields", "pc,op,gas"),
+    ("--by-line", "--max-hunks", "0"), ("--by-line", "--max-hunks", "1", "--json"),
 )
 
 # -- one case ----------------------------------------------------------------------------
@@ -794,8 +796,8 @@ def _calls(data: bytes, rng: random.Random) -> set[bytes]:
 
 
 def test_the_walks_read_only_their_buffers(walk_seeds: Seeds) -> None:
-    """``_cclients.walk`` and ``_cskip``'s ``skip``, ``look``, ``align``, ``lines`` and
-    ``project`` on damaged
+    """``_cclients.walk`` and ``_cskip``'s ``skip``, ``look``, ``align``, ``lines``,
+    ``project`` (counting hunks or not) and ``steps_look`` on damaged
     traces cut anywhere, each side's bytes placed against an unreadable page (after
     them, or before them): a read outside them kills the test process (SIGSEGV);
     whatever they answer, positions stay inside the buffers."""
@@ -843,16 +845,21 @@ def test_the_walks_read_only_their_buffers(walk_seeds: Seeds) -> None:
             keep = {code << 32 | pc for code in range(1, 5) for pc in range(0, 120, 2)
                     if rng.random() < 0.5}
             keeps = (keep, None) if rng.random() < 0.5 else (None, keep)
+            counting = (rng.randrange(1 << 10), rng.randrange(3)) if rng.random() < 0.5 else ()
             got = _cskip.project(va, pa, vb, pb, rng.random() < 0.5, calls_a, calls_b,
-                                 max_line, *keeps)
+                                 max_line, *keeps, *counting)
             assert pa <= got[2] <= len(va) and pb <= got[6] <= len(vb), (what, got)
+            if rng.random() < 0.5:  # (the look-ahead over those steps)
+                _cskip.steps_look(va, pa, vb, pb, calls_a, calls_b, max_line,
+                                  rng.randrange(1 << 10), rng.random() < 0.5, *keeps)
             continue
         if which == 3:  # --by-line's walk over groups of steps
             keyed = rng.random() < 0.5  # (both or neither)
             keys = [tuple(rng.choice([-1, 0, 1, 2, 3, 88]) for _ in range(4)) if keyed else None
                     for _ in "ab"]
+            since = (rng.randrange(3),) if rng.random() < 0.5 else ()
             got = _cskip.lines(va, pa, vb, pb, calls_a, calls_b, max_line,
-                               rng.randrange(1 << 10), *keys)
+                               rng.randrange(1 << 10), *keys, *since)
             assert pa <= got[2] <= len(va) and pb <= got[6] <= len(vb), (what, got)
             continue
         if which == 0:
