@@ -652,7 +652,23 @@ def _look(
     or None where that is not done here: a step whose line is no longer in the buffer,
     code tables that do not agree, or anything the C look does not read."""
     assert _c is not None
-    if not _agree(info_a.functions, info_b.functions, seen):
+    at = _places(a, b, step_a, step_b, info_a.functions, info_b.functions, seen)
+    if at is None:
+        return None
+    found: tuple[int, int] | None = _c.look(a.view(), at[0], b.view(), at[1], a.calls, b.calls,
+                                            MAX_LINE_BYTES, fields)
+    return found
+
+
+def _places(
+    a: _Source, b: _Source, step_a: Step, step_b: Step,
+    functions_a: Mapping[int | str, tuple[str | None, str | None]],
+    functions_b: Mapping[int | str, tuple[str | None, str | None]], seen: tuple[int, ...],
+) -> list[int] | None:
+    """Where the op lines of two steps start in their sources' buffers, for a look-ahead
+    on the bytes from there: None when a line is gone from the buffer or the code tables
+    do not agree as far as the compared fields see them."""
+    if not _agree(functions_a, functions_b, seen):
         return None
     at: list[int] = []
     for source, step in ((a, step_a), (b, step_b)):
@@ -660,9 +676,7 @@ def _look(
         if where is None:
             return None
         at.append(where)
-    found: tuple[int, int] | None = _c.look(a.view(), at[0], b.view(), at[1], a.calls, b.calls,
-                                            MAX_LINE_BYTES, fields)
-    return found
+    return at
 
 
 def _look_steps(
@@ -674,14 +688,9 @@ def _look_steps(
     """``_look`` for the steps of ``--by-line`` (``grouped``: two groups' first steps) or
     of level line (``keep_a``/``keep_b``: ``_cskip.project``'s), from ``_cskip.steps_look``."""
     assert _c is not None
-    if not _agree(functions_a, functions_b, seen):
+    at = _places(a, b, step_a, step_b, functions_a, functions_b, seen)
+    if at is None:
         return None
-    at: list[int] = []
-    for source, step in ((a, step_a), (b, step_b)):
-        where = _line_at(source, step.lineno)
-        if where is None:
-            return None
-        at.append(where)
     found: tuple[int, int] | None = _c.steps_look(
         a.view(), at[0], b.view(), at[1], a.calls, b.calls, MAX_LINE_BYTES, fields, grouped,
         keep_a, keep_b)

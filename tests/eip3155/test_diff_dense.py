@@ -194,7 +194,7 @@ def test_a_window_under_the_walks_leaves_the_regions_to_the_reference(
 def twins(n: int = 40, every: int = 0) -> int:
     """Two functions of one name on one line (two code numbers, one ``function``), one
     of them called every eleventh iteration, in B at other iterations than in A."""
-    one, two = (lambda i: i + 1), (lambda i: i + 2)  # noqa: E731
+    one, two = (lambda i: i + 1), (lambda i: i + 2)
     total = extra(1)  # (its code number the same in both)
     for i in range(n):
         total += (two if i % 11 == (5 if every else 0) else one)(i)

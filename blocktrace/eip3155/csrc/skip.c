@@ -2022,11 +2022,36 @@ track_walk(Track *A, Track *B, long long fields, int mask_gas, int held, Py_ssiz
                          end.b.ignored);
 }
 
-/* Both tracks over the buffers args[0] and args[2] from args[1] and args[3], run by
- * track_walk (the tracks' other members set by ``setup`` before). */
+typedef struct {
+    long long fields;
+    int mask_gas, held, counting;
+    Py_ssize_t max_line, since;
+} WalkArgs;
+
+/* track_walk's answer, or (look) region_of's: (da, db) of a region whose first steps are
+ * at both tracks' starts, or None. */
 static PyObject *
-tracks_walk(PyObject *const *args, Py_ssize_t max_line, Track *sides, long long fields,
-            int mask_gas, int held, int counting, Py_ssize_t since)
+tracks_run(Track *sides, const WalkArgs *w, int look)
+{
+    if (!look)
+        return track_walk(&sides[0], &sides[1], w->fields, w->mask_gas, w->held, w->max_line,
+                          w->counting, w->since);
+    Py_ssize_t pa = sides[0].at.p, pb = sides[1].at.p;
+    int da = 0, db = 0;
+    int got = region_of(&track_ahead, &sides[0], &sides[1], (unsigned long)w->fields,
+                        w->max_line, &da, &db);
+    if (got < 0)
+        return NULL;
+    /* (the region's first steps those at pa and pb: not an op line a group or the
+     * projection passes by) */
+    return got == R_FOUND && sides[0].q[0].start == pa && sides[1].q[0].start == pb
+        ? Py_BuildValue("(ii)", da, db) : Py_NewRef(Py_None);
+}
+
+/* Both tracks over the buffers args[0] and args[2] from args[1] and args[3] (their other
+ * members set before), run by tracks_run. */
+static PyObject *
+on_tracks(PyObject *const *args, Track *sides, const WalkArgs *w, int look)
 {
     Py_ssize_t pa = PyLong_AsSsize_t(args[1]);
     Py_ssize_t pb = PyLong_AsSsize_t(args[3]);
@@ -2049,8 +2074,7 @@ tracks_walk(PyObject *const *args, Py_ssize_t max_line, Track *sides, long long 
         sides[1].buf = vb.buf;
         sides[1].n = vb.len;
         sides[1].at.p = pb;
-        out = track_walk(&sides[0], &sides[1], fields, mask_gas, held, max_line, counting,
-                         since);
+        out = tracks_run(sides, w, look);
     }
     PyBuffer_Release(&vb);
     PyBuffer_Release(&va);
@@ -2133,7 +2157,8 @@ lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             sides[i].grouped = 1;
             sides[i].at.keyed = keyed_a;
         }
-        out = tracks_walk(args, max_line, sides, fields, 0, keyed_a, nargs == 11, since);
+        WalkArgs w = {fields, 0, keyed_a, nargs == 11, max_line, since};
+        out = on_tracks(args, sides, &w, 0);
     }
     PyMem_Free(sides);
     return out;
@@ -2175,8 +2200,8 @@ project(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         sides[i].calls = args[5 + i];
         sides[i].keep = args[8 + i] == Py_None ? NULL : args[8 + i];
     }
-    PyObject *out = tracks_walk(args, max_line, sides, fields, mask_gas, 0, nargs == 12,
-                                since);
+    WalkArgs w = {fields, mask_gas, 0, nargs == 12, max_line, since};
+    PyObject *out = on_tracks(args, sides, &w, 0);
     PyMem_Free(sides);
     return out;
 }
@@ -2198,8 +2223,6 @@ steps_look(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                         "int, bool, set | None, set | None) takes 11 arguments");
         return NULL;
     }
-    Py_ssize_t pa = PyLong_AsSsize_t(args[1]);
-    Py_ssize_t pb = PyLong_AsSsize_t(args[3]);
     Py_ssize_t max_line = PyLong_AsSsize_t(args[6]);
     int grouped = PyObject_IsTrue(args[8]);
     if (PyErr_Occurred() || grouped < 0)
@@ -2207,47 +2230,17 @@ steps_look(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     long long fields = fields_arg(args[7], "steps_look");
     if (fields < 0)
         return NULL;
-    Py_buffer va, vb;
-    if (PyObject_GetBuffer(args[0], &va, PyBUF_SIMPLE) < 0)
-        return NULL;
-    if (PyObject_GetBuffer(args[2], &vb, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&va);
-        return NULL;
-    }
-    PyObject *out = NULL;
-    Track *sides = NULL;
-    if (pa < 0 || pa > va.len || pb < 0 || pb > vb.len) {
-        PyErr_SetString(PyExc_ValueError, "position outside the buffer");
-        goto done;
-    }
-    sides = PyMem_Calloc(2, sizeof(Track));
-    if (sides == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    Py_buffer *views[2] = {&va, &vb};
-    Py_ssize_t at[2] = {pa, pb};
+    Track *sides = PyMem_Calloc(2, sizeof(Track));
+    if (sides == NULL)
+        return PyErr_NoMemory();
     for (int i = 0; i < 2; i++) {
-        sides[i].buf = views[i]->buf;
-        sides[i].n = views[i]->len;
-        sides[i].at.p = at[i];
         sides[i].calls = args[4 + i];
         sides[i].keep = args[9 + i] == Py_None ? NULL : args[9 + i];
         sides[i].grouped = grouped;
     }
-    int da = 0, db = 0;
-    int got = region_of(&track_ahead, &sides[0], &sides[1], (unsigned long)fields, max_line,
-                        &da, &db);
-    if (got < 0)
-        goto done;
-    /* (the region's first steps those at pa and pb: not an op line a group or the
-     * projection passes by) */
-    out = got == R_FOUND && sides[0].q[0].start == pa && sides[1].q[0].start == pb
-        ? Py_BuildValue("(ii)", da, db) : Py_NewRef(Py_None);
-done:
+    WalkArgs w = {fields, 0, 0, 0, max_line, 0};
+    PyObject *out = on_tracks(args, sides, &w, 1);
     PyMem_Free(sides);
-    PyBuffer_Release(&vb);
-    PyBuffer_Release(&va);
     return out;
 }
 
