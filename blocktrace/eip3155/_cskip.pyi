@@ -51,6 +51,7 @@ def look(
     ``a[pa:]`` and ``b[pb:]`` (two steps that differ), as the differ's look-ahead finds
     it, or None where it is not found on the bytes."""
 
+@overload
 def lines(
     a: Buffer, pa: int, b: Buffer, pb: int, calls_a: Set[bytes], calls_b: Set[bytes],
     max_line: int, fields: int, key_a: tuple[int, int, int, int] | None,
@@ -61,7 +62,17 @@ def lines(
     thread, absent as 1, -1, 0, -1) or from two groups' first op lines (None):
     ``(groups, reason, pa, steps_a, lines_a, ignored_a, pb, steps_b, lines_b,
     ignored_b)``."""
+@overload
+def lines(
+    a: Buffer, pa: int, b: Buffer, pb: int, calls_a: Set[bytes], calls_b: Set[bytes],
+    max_line: int, fields: int, key_a: tuple[int, int, int, int] | None,
+    key_b: tuple[int, int, int, int] | None, since: int, /,
+) -> tuple[int, ...]:
+    """The same, also passing over divergent regions as the differ's look-ahead aligns
+    them (``since``: the groups in common since the differ's last hunk): five more,
+    ``(groups_b, hunks, since, differing_a, differing_b)`` (groups: a's)."""
 
+@overload
 def project(
     a: Buffer, pa: int, b: Buffer, pb: int, mask_gas: bool, calls_a: Set[bytes],
     calls_b: Set[bytes], max_line: int, keep_a: Set[int] | None, keep_b: Set[int] | None, /,
@@ -70,6 +81,24 @@ def project(
     line (keep: the op-level trace's op lines kept, as ``code << 32 | pc``):
     ``(kept, reason, pa, steps_a, lines_a, ignored_a, pb, steps_b, lines_b,
     ignored_b)``."""
+@overload
+def project(
+    a: Buffer, pa: int, b: Buffer, pb: int, mask_gas: bool, calls_a: Set[bytes],
+    calls_b: Set[bytes], max_line: int, keep_a: Set[int] | None, keep_b: Set[int] | None,
+    fields: int, since: int, /,
+) -> tuple[int, ...]:
+    """The same, steps judged on the compared ``fields`` too and divergent regions
+    passed as ``lines`` passes them: five more, ``(kept_b, hunks, since, differing_a,
+    differing_b)`` (kept: a's)."""
+
+def steps_look(
+    a: Buffer, pa: int, b: Buffer, pb: int, calls_a: Set[bytes], calls_b: Set[bytes],
+    max_line: int, fields: int, grouped: bool, keep_a: Set[int] | None,
+    keep_b: Set[int] | None, /,
+) -> tuple[int, int] | None:
+    """``look`` for the steps of ``lines`` (grouped: two groups' first op lines) or of
+    ``project`` (keep_a/keep_b as its): the divergent region's size on each side, or
+    None where it is not found on the bytes."""
 
 def calls(
     a: Buffer, pa: int, b: Buffer, pb: int, masks: int, calls_a: Set[bytes],
