@@ -15,7 +15,9 @@ whatever ``PYTHONDONTWRITEBYTECODE`` says.  ``--no-cache`` measures without.
 ``--commands`` measures instead the reading commands as a user runs them, each a
 fresh process (issue 18 item 4: ``show`` and ``prove`` of any line of a
 12-million-line trace in under 100 ms): ``--version``, a usage error (``show``
-with no arguments), ``verify --help``, ``show TRACE STEP``, ``show --line TRACE
+with no arguments), ``verify --help``, ``diff A B`` of two recordings of the same
+small run (``examples/fib.py 6``, plain and ``.jsonl.zst``: the process's start is
+most of it), ``show TRACE STEP``, ``show --line TRACE
 LINE``, ``prove TRACE LINE -o P`` and ``check-proof P``, on ``--trace`` (an
 indexed plain ``.jsonl``: ``blocktrace run -o big.jsonl examples/fib.py 27``
 then ``blocktrace verify big.jsonl``) and on a small trace the script records
@@ -233,6 +235,16 @@ def commands(args: argparse.Namespace) -> None:
                                      str(here / "examples" / "fib.py"), "15"], first, tmp)
         if code != 0:
             raise SystemExit(f"recording the small trace: {err.decode(errors='replace')}")
+        # diff: two recordings of the same small run (the same steps: exit 0), plain and .zst
+        small_diff: dict[str, tuple[Path, Path]] = {}
+        for suffix in (".jsonl", ".jsonl.zst"):
+            pair = (tmp / f"diff-a{suffix}", tmp / f"diff-b{suffix}")
+            for trace in pair:
+                _, _, code, _, err = _child([python, "-m", "blocktrace", "run", "-o", str(trace),
+                                             str(here / "examples" / "fib.py"), "6"], first, tmp)
+                if code != 0:
+                    raise SystemExit(f"recording {trace.name}: {err.decode(errors='replace')}")
+            small_diff[suffix] = pair
         rng = random.Random(args.seed)
         cases: list[tuple[str, list[str], bytes | None]] = [
             ("python -S -c pass", [python, "-S", "-c", "pass"], None),
@@ -242,6 +254,12 @@ def commands(args: argparse.Namespace) -> None:
             ("usage error (show)", [python, "-m", "blocktrace", "show"], None),
             ("verify --help", [python, "-m", "blocktrace", "verify", "--help"], None),
         ]
+        for suffix, (diff_a, diff_b) in small_diff.items():
+            cases.append((f"diff A B ({suffix[1:]})",
+                          [python, "-m", "blocktrace", "diff", str(diff_a), str(diff_b)], None))
+        _, diff_lines = _steps_and_lines(python, first, small_diff[".jsonl"][0])
+        print(f"diff A B: two recordings of examples/fib.py 6, {diff_lines:,} lines each",
+              flush=True)
         for label, trace in (("big", big), ("small", small)):
             steps, lines = _steps_and_lines(python, first, trace)
             step, line = rng.randrange(steps), rng.randrange(2, lines + 1)

@@ -8,6 +8,7 @@ done by the library layers; a handler only calls them and reports.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import stat
@@ -446,6 +447,8 @@ class Command:
                     else _did_you_mean(words[0], _COMMANDS)
                     or f"; the commands: {', '.join(_COMMANDS)}")
             _Parser(prog="blocktrace").error(f"unknown command {words[0]!r}{hint}")
+        collecting = gc.isenabled()
+        gc.disable()  # importing the command's modules makes no garbage worth a collection
         try:
             parser = build_parser(words[0] if words else None)
         except ModuleNotFoundError as exc:  # a command's module imports a dependency
@@ -453,6 +456,9 @@ class Command:
                 raise
             sys.stderr.write(f"blocktrace: {_not_installed(exc.name)}\n")
             raise SystemExit(2) from None
+        finally:
+            if collecting:
+                gc.enable()
         split = None
         if words and words[0] in _RUNS_A_PROGRAM:
             command = _subparser(parser, words[0])
@@ -469,6 +475,10 @@ class Command:
         self.name: str = args.command
         if self._as_command and self.name in _NAMES_AS_BYTES:
             _names_as_bytes()
+            # What the start made (modules, the parser) lives until the process ends:
+            # no collection looks at it again, the one at the interpreter's exit neither
+            # (a command that runs no program: the program's objects are never frozen).
+            gc.freeze()
         self.program: Launch | None = None
         self._then: Callable[[Outcome], int] | None = None
         self.status = self._guarded(lambda: self._handle(args))

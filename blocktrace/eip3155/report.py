@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -31,16 +30,14 @@ __all__ = [
 ]
 
 
-@dataclass(slots=True)
-class SummaryDiff:
+class SummaryDiff(msgspec.Struct):
     a: Summary | None
     b: Summary | None
-    differences: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    differences: list[str] = msgspec.field(default_factory=list)
+    notes: list[str] = msgspec.field(default_factory=list)
 
 
-@dataclass(slots=True)
-class DiffReport:
+class DiffReport(msgspec.Struct):
     a: TraceInfo
     b: TraceInfo
     fields: tuple[str, ...]
@@ -48,7 +45,7 @@ class DiffReport:
     steps: StepDiff
     summary: SummaryDiff
     by_line: bool = False
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = msgspec.field(default_factory=list)
 
     @property
     def equal(self) -> bool:

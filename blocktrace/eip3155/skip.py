@@ -164,7 +164,7 @@ class _Uncompressed:
         if self.ended:
             return 0
         try:
-            return self.frames.readinto(buffer)
+            return self.frames.fill(buffer)  # (frame after frame: the walk asks for megabytes)
         except CompressedDataError:
             self.ended = True
             return 0

@@ -27,7 +27,9 @@ This module holds the layout (:func:`marker`, :func:`head_frame`,
 from __future__ import annotations
 
 import hashlib
-from typing import Final, NamedTuple, Protocol
+from typing import Final, Protocol
+
+import msgspec
 
 from blocktrace._native import extension
 from blocktrace.format.rules import DOMAIN, DOMAIN_V4, LEAF_PREFIX, LINK_PREFIX
@@ -74,8 +76,9 @@ class NotCompact(Exception):
     read again with full lines."""
 
 
-class HeadFrame(NamedTuple):
-    """What a head frame stores after its data frame."""
+class HeadFrame(msgspec.Struct, frozen=True):
+    """What a head frame stores after its data frame.  (A Struct: a ``NamedTuple``
+    costs every command that imports the format its making, ~0.5 ms.)"""
 
     first: int
     """Number of the data frame's first line (1-based, header = 1)."""

@@ -73,6 +73,10 @@ stays bounded (zstd's worst case is ~32,000x, so ~256 MiB; real traces ~10x)."""
 _HOLD: Final = 8 << 20
 """Output held back until the frame's end (and checksum) is reached; blocktrace's
 frames are ~256 KiB, so each is checked whole before a line of it is read."""
+_WRITE_SIZE: Final = 1 << 19
+"""zstandard: the piece its decompressor writes at a time, more than a blocktrace
+frame holds (with its default, 128 KiB, a frame's output is made of pieces joined
+again); the output of one call stays bounded by ``_INPUT_CHUNK``'s."""
 _MAX_OUT: Final = 1 << 20
 """gzip: at most this much output per call (zlib takes a limit)."""
 
@@ -162,7 +166,7 @@ class _Frame:
         if kind == "gzip":
             self._z: Any = zlib.decompressobj(31)
         elif dctx is not None:  # zstandard's, reused frame after frame (reset by decompressobj)
-            self._z = dctx.decompressobj()
+            self._z = dctx.decompressobj(write_size=_WRITE_SIZE)
         else:
             self._z = _stdlib_zstd().ZstdDecompressor()
 
@@ -284,6 +288,30 @@ class FrameStream(io.RawIOBase):
         buffer[:n] = memoryview(self._out)[self._out_pos : self._out_pos + n]  # one copy
         self._out_pos += n
         return n
+
+    def fill(self, buffer: Any) -> int:
+        """:meth:`readinto` frame after frame until ``buffer`` is full or the end:
+        for a reader that asks for megabytes at a time (the differ's walk over
+        the lines, ``format.linesource``), which would otherwise get a frame's
+        worth per call and move the bytes it keeps once per frame.  A problem is
+        raised by the call after the bytes before it were given (or by this one
+        when there were none).  (A buffered reader over this stream, which reads
+        a few lines from a position, keeps :meth:`readinto`: it would decompress
+        and check a frame it does not need.)"""
+        size = len(buffer)
+        got = 0
+        with memoryview(buffer) as view:
+            while got < size:
+                try:
+                    n = self.readinto(view[got:])
+                except CompressedDataError:
+                    if got:
+                        return got  # (raised again by the next call: ``_error`` stays)
+                    raise
+                if not n:
+                    break
+                got += n
+        return got
 
     def read1(self, size: int = -1) -> bytes:
         """The next piece of output as it came (a frame's, most often), whatever

@@ -193,14 +193,11 @@ class _Value(msgspec.Struct):
     value: Any = msgspec.UNSET
 
 
-_value_decoder = msgspec.json.Decoder(_Value)
-
-
 def carries_value(raw: bytes) -> bool:
     """Whether the return line ``raw`` has a ``value`` member, ``null`` included
     (:class:`ReturnLine` reads an absent one as None too): a trace recorded
     without return values leaves it out."""
-    return _value_decoder.decode(raw).value is not msgspec.UNSET
+    return _DECODERS[_Value].decode(raw).value is not msgspec.UNSET
 
 
 class TracerErrorLine(msgspec.Struct, kw_only=True):
@@ -262,11 +259,21 @@ _EVENTS: dict[str, type[Any]] = {
     "tracerError": TracerErrorLine,
     "source": SourceLine,
 }
-_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {
-    t: msgspec.json.Decoder(t)
-    for t in (Header, OpLine, ExceptionLine, CallLine, ReturnLine, TracerErrorLine, SourceLine,
-              Summary, UnknownLine)
-}
+
+
+class _Decoders(dict[type[Any], msgspec.json.Decoder[Any]]):
+    """One decoder per Struct, made when first asked for: a decoder reads its
+    Struct's annotations when it is made (~0.1-0.2 ms each), and most commands
+    that import this module decode a few kinds of line, or none (``diff`` reads
+    the lines its own way)."""
+
+    def __missing__(self, kind: type[Any]) -> msgspec.json.Decoder[Any]:
+        decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(kind)
+        self[kind] = decoder
+        return decoder
+
+
+_DECODERS: Final = _Decoders()
 
 
 class _Kind(msgspec.Struct):
@@ -274,8 +281,6 @@ class _Kind(msgspec.Struct):
     pc: Any = None
     blocktrace: Any = None
 
-
-_kind_decoder = msgspec.json.Decoder(_Kind)
 _EVENT_NAME = len(EVENT_PREFIX)
 
 
@@ -291,7 +296,7 @@ def line_type(raw: bytes) -> type[Any]:
         return Summary
     if raw.startswith(HEADER_PREFIX):
         return Header
-    kind = _kind_decoder.decode(raw)
+    kind = _DECODERS[_Kind].decode(raw)
     if kind.blocktrace is not None:
         return Header
     if kind.event is not None:

@@ -19,7 +19,6 @@ import io
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import IO, Any, Literal, Protocol
 
 import msgspec
@@ -99,8 +98,7 @@ class Tree(Protocol):
     def root(self) -> bytes: ...
 
 
-@dataclass
-class Verification:
+class Verification(msgspec.Struct):
     """What verifying one file found: ``status`` is one of
 
     - ``sealed``: every line's hash checks, the summary closes the chain;
@@ -123,14 +121,14 @@ class Verification:
     """The hash of the last line that checked (the sealed head when sealed)."""
     genesis: str | None = None
     version: int = 0
-    header: dict[str, Any] = field(default_factory=dict)
+    header: dict[str, Any] = msgspec.field(default_factory=dict)
     summary: dict[str, Any] | None = None
     root: str = ""
     """The Merkle root of the whole tree (hex), when a tree was given and the
     trace is sealed.  Versions 3 and 4: every line; versions 1 and 2: the lines before
     the summary."""
     tree_size: int = 0
-    index: TraceIndex | None = field(default=None, repr=False)
+    index: TraceIndex | None = None
     """The index the check built, when asked to (``check_chain(build_index=True)``)."""
 
     @property

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from dataclasses import dataclass
+
+import msgspec
 
 from blocktrace.format.lines import SourceLine
 from blocktrace.limits import MAX_SOURCE_BYTES
@@ -20,9 +21,7 @@ from blocktrace.limits import MAX_SOURCE_BYTES
 __all__ = ["MAX_SOURCE_BYTES", "SourceText", "fingerprint", "read_local_text", "read_source"]
 
 
-
-@dataclass(frozen=True, slots=True)
-class SourceText:
+class SourceText(msgspec.Struct, frozen=True):
     """The text of a named source, or ``None`` with the reason it is not given."""
 
     text: str | None

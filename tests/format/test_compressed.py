@@ -368,3 +368,37 @@ def test_a_threaded_program_with_checkpoints_records_a_compressed_trace(tmp_path
     )
     assert (proc.returncode, proc.stdout) == (0, "45\n"), proc.stderr
     assert verify_file(trace).status == "sealed"
+
+
+@pytest.mark.parametrize("kind", ["zst", "gz"])
+def test_fill_reads_frame_after_frame_and_gives_the_bytes_before_a_corrupt_one(
+    traces: dict[str, Path], kind: str, tmp_path: Path
+) -> None:
+    """``FrameStream.fill`` (the differ's walk reads a compressed trace so): a buffer
+    of megabytes filled in one call, not a frame's worth; with a corrupt frame, the
+    bytes before it are given, then the error is raised (by the next call)."""
+    from blocktrace.format.compressed import FrameStream
+
+    whole = traces[f"{kind}-plain"].read_bytes()
+    with traces[kind].open("rb", buffering=0) as raw:
+        frames = FrameStream(raw, "zstd" if kind == "zst" else "gzip")
+        first = frames.readinto(memoryview(bytearray(len(whole))))
+        assert 0 < first < len(whole)  # readinto: one frame's worth (random access keeps it)
+    with traces[kind].open("rb", buffering=0) as raw:
+        frames = FrameStream(raw, "zstd" if kind == "zst" else "gzip")
+        buffer = bytearray(len(whole) + 10)
+        assert frames.fill(buffer) == len(whole)
+        assert bytes(buffer[: len(whole)]) == whole
+        assert frames.fill(buffer) == 0
+    data = bytearray(traces[kind].read_bytes())
+    at = len(data) // 2 if kind == "gz" else _inside_a_data_frame(bytes(data), len(data) // 2)
+    data[at : at + 64] = bytes(64)
+    bad = tmp_path / f"bad.jsonl.{kind}"
+    bad.write_bytes(bytes(data))
+    with bad.open("rb", buffering=0) as raw:
+        frames = FrameStream(raw, "zstd" if kind == "zst" else "gzip")
+        buffer = bytearray(len(whole))
+        got = frames.fill(buffer)
+        assert 0 < got < len(whole) and bytes(buffer[:got]) == whole[:got]
+        with pytest.raises(CompressedDataError):
+            frames.fill(buffer)
